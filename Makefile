@@ -1,0 +1,44 @@
+# crm-ltv: every target installs what it needs first (via `setup`), so a fresh clone needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+SAMPLE := data/sample/transactions.csv
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data features test lint format bench-features clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+setup: $(INSTALLED) ## create .venv and install the project with pinned versions
+
+$(INSTALLED): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@touch $@
+
+$(SAMPLE): $(INSTALLED) configs/sample.yaml
+	$(BIN)/crm-ltv data
+
+data: $(SAMPLE) ## generate the built-in sample data into data/sample/ (once; `make clean` to redo)
+
+features: $(SAMPLE) ## build the feature table at the latest cutoff into data/features.parquet
+	$(BIN)/crm-ltv features
+
+test: $(INSTALLED) ## run the test suite
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED) ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench-features: $(INSTALLED) ## feature-builder throughput and memory on 10M transactions
+	$(BIN)/python benchmarks/bench_features.py
+
+clean: ## remove generated data, reports and tracking stores (keeps .venv)
+	rm -rf data reports mlflow.db mlartifacts optuna.db .pytest_cache .ruff_cache

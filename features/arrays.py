@@ -1,0 +1,147 @@
+"""Transactions as sorted numpy columns: converted once, then cut at any number of cutoffs.
+
+Features and labels are computed over these arrays with bincount/reduceat, which is what makes
+the builders fast; rows are ordered by customer, then time (the loader already delivers them
+so, in which case no sort is needed here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from features.contract import TRANSACTIONS, DataError
+
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class Codes:
+    """Integer codes of a text column (-1 = missing) and the text of each code."""
+
+    codes: np.ndarray
+    names: pd.Index
+
+    @classmethod
+    def from_series(cls, values: pd.Series) -> Codes:
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            names = values.cat.categories
+            if not names.is_monotonic_increasing:  # codes must follow the names' order
+                values = values.cat.reorder_categories(names.sort_values())
+            return cls(values.cat.codes.to_numpy(), values.cat.categories.astype("str"))
+        codes, names = pd.factorize(values.astype("str").where(values.notna()), sort=True)
+        return cls(codes, pd.Index(names, dtype="str"))
+
+    def take(self, rows: np.ndarray) -> Codes:
+        return Codes(self.codes[rows], self.names)
+
+
+@dataclass(frozen=True)
+class TransactionArrays:
+    customer: Codes
+    seconds: np.ndarray  # int64 seconds since the epoch
+    amount: np.ndarray  # float64, negative = refund
+    order: Codes | None
+    category: Codes | None
+    channel: Codes | None
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> TransactionArrays:
+        missing = [c for c in TRANSACTIONS.required if c not in frame.columns]
+        if missing:
+            raise DataError(
+                f"transactions: missing required column(s) {', '.join(missing)}; "
+                f"columns present: {', '.join(map(str, frame.columns))}"
+            )
+        customer = Codes.from_series(frame["customer_id"])
+        if (customer.codes < 0).any():
+            raise DataError(f"transactions: {(customer.codes < 0).sum()} rows lack a customer_id")
+        seconds = to_seconds(frame["timestamp"])
+        amount = pd.to_numeric(frame["amount"], errors="coerce").to_numpy(dtype="float64")
+        if not np.isfinite(amount).all():
+            raise DataError(
+                f"transactions: {(~np.isfinite(amount)).sum()} rows have a missing, "
+                "non-numeric or infinite amount"
+            )
+        optional = {
+            name: Codes.from_series(frame[name]) if name in frame.columns else None
+            for name in ("order_id", "category", "channel")
+        }
+        arrays = cls(
+            customer,
+            seconds,
+            amount,
+            optional["order_id"],
+            optional["category"],
+            optional["channel"],
+        )
+        return arrays if arrays.is_sorted() else arrays.take(arrays.sort_order())
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.seconds)
+
+    @property
+    def n_customers(self) -> int:
+        return len(self.customer.names)
+
+    def is_sorted(self) -> bool:
+        code = self.customer.codes
+        step = np.diff(code)
+        return bool(((step > 0) | ((step == 0) & (np.diff(self.seconds) >= 0))).all())
+
+    def sort_order(self) -> np.ndarray:
+        keys = [self.seconds, self.customer.codes]
+        if self.order is not None:
+            keys.insert(0, self.order.codes)
+        return np.lexsort(keys)
+
+    def take(self, rows: np.ndarray) -> TransactionArrays:
+        """The rows selected by a boolean mask or an index array, order kept."""
+
+        def part(codes: Codes | None) -> Codes | None:
+            return None if codes is None else codes.take(rows)
+
+        return replace(
+            self,
+            customer=self.customer.take(rows),
+            seconds=self.seconds[rows],
+            amount=self.amount[rows],
+            order=part(self.order),
+            category=part(self.category),
+            channel=part(self.channel),
+        )
+
+
+def to_seconds(values: pd.Series | pd.Timestamp) -> np.ndarray:
+    """Seconds since the epoch of timestamps (time-zone aware ones in UTC)."""
+    if isinstance(values, pd.Timestamp):
+        values = pd.Series([values])
+    if not pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
+        if parsed.isna().any():
+            bad = values[parsed.isna()].iloc[0]
+            raise DataError(f"transactions: unparsable timestamp {bad!r}")
+        values = parsed
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    if values.isna().any():
+        raise DataError(f"transactions: {int(values.isna().sum())} rows lack a timestamp")
+    return values.to_numpy().astype("datetime64[s]").astype(np.int64)
+
+
+def as_cutoff(cutoff: str | pd.Timestamp) -> pd.Timestamp:
+    """A cutoff instant; a date alone means the start (00:00) of that day."""
+    try:
+        stamp = pd.Timestamp(cutoff)
+    except (ValueError, TypeError):
+        raise DataError(f"cutoff {cutoff!r} is not a date or timestamp") from None
+    if stamp is pd.NaT:
+        raise DataError(f"cutoff {cutoff!r} is not a date or timestamp")
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
+
+
+def cutoff_seconds(cutoff: str | pd.Timestamp) -> int:
+    return int((as_cutoff(cutoff) - pd.Timestamp(0)) // pd.Timedelta(seconds=1))

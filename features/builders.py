@@ -1,0 +1,301 @@
+"""Point-in-time customer features: only transactions with timestamp <= cutoff are read.
+
+The population is every customer with at least one purchase (amount > 0) up to the cutoff.
+A purchase day is a calendar day with a purchase; an order is a distinct order_id (or, without
+one, a distinct purchase timestamp); refunds are negative amounts and count in net spend only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.arrays import SECONDS_PER_DAY, Codes, TransactionArrays, cutoff_seconds
+from features.config import FeatureConfig
+from features.historic_ltv import historic_ltv
+from features.lifecycle import lifecycle_stages
+from features.registry import FeatureSpec, feature_registry
+from features.rfm import quintile_scores, rfm_segments
+
+Column = np.ndarray | pd.Categorical
+OTHER = "(other)"
+
+
+def build_features(
+    transactions: pd.DataFrame,
+    cutoff: str | pd.Timestamp,
+    config: FeatureConfig,
+    customers: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Features per customer at `cutoff`, indexed by customer_id; inputs are not modified."""
+    return features_at(TransactionArrays.from_frame(transactions), cutoff, config, customers)
+
+
+@dataclass(frozen=True)
+class _History:
+    """Purchase bookkeeping shared by the feature blocks, for one cutoff."""
+
+    cut_s: int
+    names: pd.Index  # customer_id of each population position
+    past: TransactionArrays  # all rows up to the cutoff of population customers
+    row_pos: np.ndarray  # population position of each row of `past`
+    buy: np.ndarray  # rows of `past` that are purchases
+    pos: np.ndarray  # population position of each purchase row
+    seconds: np.ndarray  # of each purchase row
+    amount: np.ndarray  # of each purchase row
+    new_customer: np.ndarray  # purchase row starts a customer
+    new_day: np.ndarray  # purchase row starts a purchase day
+    new_order: np.ndarray  # purchase row starts an order
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
+
+    @property
+    def cut_day(self) -> int:
+        return self.cut_s // SECONDS_PER_DAY
+
+    def total(self, pos: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(pos, weights, minlength=self.size)
+
+    @classmethod
+    def of(cls, arrays: TransactionArrays, cut_s: int) -> _History:
+        past = arrays.take(arrays.seconds <= cut_s)
+        buys = past.amount > 0
+        has_purchase = np.bincount(past.customer.codes[buys], minlength=arrays.n_customers) > 0
+        position = np.cumsum(has_purchase) - 1
+        in_population = has_purchase[past.customer.codes]
+        past = past.take(in_population)
+        row_pos = position[past.customer.codes]
+        buy = past.amount > 0
+        pos = row_pos[buy]
+        seconds = past.seconds[buy]
+        new_customer = _starts(pos)
+        new_time = _starts(seconds) | new_customer
+        new_day = _starts(seconds // SECONDS_PER_DAY) | new_customer
+        if past.order is None:
+            new_order = new_time
+        else:
+            order = past.order.codes[buy]
+            new_order = np.where(order < 0, new_time, _starts(order)) | new_customer
+        return cls(
+            cut_s=cut_s,
+            names=arrays.customer.names[np.flatnonzero(has_purchase)],
+            past=past,
+            row_pos=row_pos,
+            buy=buy,
+            pos=pos,
+            seconds=seconds,
+            amount=past.amount[buy],
+            new_customer=new_customer,
+            new_day=new_day,
+            new_order=new_order,
+        )
+
+
+def _starts(values: np.ndarray) -> np.ndarray:
+    """True where a value differs from the one before (and at the first row)."""
+    out = np.ones(len(values), dtype=bool)
+    np.not_equal(values[1:], values[:-1], out=out[1:])
+    return out
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, missing where the denominator is 0."""
+    out = np.full(len(numerator), np.nan)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+
+def _trend(recent: np.ndarray, before: np.ndarray) -> np.ndarray:
+    scale = np.abs(recent) + np.abs(before)
+    return np.nan_to_num(_ratio(recent - before, scale), nan=0.0)
+
+
+def _rfm(h: _History) -> dict[str, Column]:
+    customer_starts = np.flatnonzero(h.new_customer)
+    customer_ends = np.append(customer_starts[1:], len(h.pos)) - 1
+    days = h.seconds // SECONDS_PER_DAY
+    order_starts = np.flatnonzero(h.new_order)
+    order_value = np.add.reduceat(h.amount, order_starts)
+    first_order_of_customer = np.flatnonzero(h.new_customer[order_starts])
+    n_orders = h.total(h.pos[order_starts]).astype("int64")
+    net = h.total(h.row_pos, h.past.amount)
+    recency = (h.cut_day - days[customer_ends]).astype("int64")
+    frequency = h.total(h.pos[h.new_day]).astype("int64")
+    r = quintile_scores(recency, higher_is_better=False)
+    f = quintile_scores(frequency)
+    m = quintile_scores(net)
+    return {
+        "recency_days": recency,
+        "frequency": frequency,
+        "n_orders": n_orders,
+        "monetary_total": net,
+        "monetary_mean": net / n_orders,
+        "monetary_max": np.maximum.reduceat(order_value, first_order_of_customer),
+        "tenure_days": (h.cut_day - days[customer_starts]).astype("int64"),
+        "r_score": r,
+        "f_score": f,
+        "m_score": m,
+        "rfm_segment": rfm_segments(r, f, m),
+    }
+
+
+def _window_sums(h: _History, since_s: int, until_s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Net spend and orders per customer with since < timestamp <= until."""
+    rows = (h.past.seconds > since_s) & (h.past.seconds <= until_s)
+    spend = h.total(h.row_pos[rows], h.past.amount[rows])
+    starts = h.new_order & (h.seconds > since_s) & (h.seconds <= until_s)
+    return spend, h.total(h.pos[starts])
+
+
+def _windows(h: _History, config: FeatureConfig) -> dict[str, Column]:
+    out: dict[str, Column] = {}
+    for w in config.windows_days:
+        spend, orders = _window_sums(h, h.cut_s - w * SECONDS_PER_DAY, h.cut_s)
+        out[f"spend_{w}d"] = spend
+        out[f"orders_{w}d"] = orders.astype("int64")
+    n = config.trend_window_days
+    span = n * SECONDS_PER_DAY
+    spend_recent, orders_recent = _window_sums(h, h.cut_s - span, h.cut_s)
+    spend_before, orders_before = _window_sums(h, h.cut_s - 2 * span, h.cut_s - span)
+    out[f"spend_trend_{n}d"] = _trend(spend_recent, spend_before)
+    out[f"orders_trend_{n}d"] = _trend(orders_recent, orders_before)
+    return out
+
+
+def _gaps(h: _History, recency: np.ndarray) -> dict[str, Column]:
+    day_pos = h.pos[h.new_day]
+    days = h.seconds[h.new_day] // SECONDS_PER_DAY
+    same = day_pos[1:] == day_pos[:-1]
+    gap = np.diff(days)[same].astype("float64")
+    gap_pos = day_pos[1:][same]
+    count = h.total(gap_pos)
+    mean = _ratio(h.total(gap_pos, gap), count)
+    variance = _ratio(h.total(gap_pos, gap * gap), count) - mean * mean
+    gross = h.total(h.pos, h.amount)
+    refunds = h.past.amount < 0
+    refunded = 0.0 - h.total(h.row_pos[refunds], h.past.amount[refunds])
+    return {
+        "ipt_mean_days": mean,
+        "ipt_std_days": np.sqrt(np.maximum(variance, 0.0)),
+        "overdue_ratio": _ratio(recency.astype("float64"), mean),
+        "refund_rate": refunded / gross,
+    }
+
+
+def _label_matrix(
+    h: _History, pos: np.ndarray, labels: Codes, weights: np.ndarray | None, limit: int
+) -> tuple[np.ndarray, pd.Index]:
+    """Per customer x label totals; beyond `limit` labels the rarest are pooled as OTHER."""
+    valid = labels.codes >= 0
+    codes = labels.codes[valid]
+    counts = np.bincount(codes, minlength=len(labels.names))
+    seen = np.flatnonzero(counts)
+    remap = np.full(len(labels.names), -1)
+    if len(seen) > limit:
+        by_count = seen[np.lexsort((seen, -counts[seen]))]  # most used first, ties by name
+        kept = np.sort(by_count[: limit - 1])
+        remap[seen] = len(kept)
+        names = pd.Index([*labels.names[kept], OTHER], dtype="str")
+    else:
+        kept = seen
+        names = labels.names[kept]
+    remap[kept] = np.arange(len(kept))
+    width = len(names)
+    key = pos[valid] * width + remap[codes]
+    w = None if weights is None else weights[valid]
+    matrix = np.bincount(key, w, minlength=h.size * width).reshape(h.size, width)
+    return matrix, names
+
+
+def _argmax_label(matrix: np.ndarray, names: pd.Index) -> pd.Categorical:
+    codes = np.where(matrix.sum(axis=1) > 0, matrix.argmax(axis=1), -1)
+    return pd.Categorical.from_codes(codes, categories=names).remove_unused_categories()
+
+
+def _categories(h: _History, config: FeatureConfig) -> dict[str, Column]:
+    assert h.past.category is not None
+    labels = h.past.category.take(h.buy)
+    spend, names = _label_matrix(h, h.pos, labels, h.amount, config.max_categories)
+    total = spend.sum(axis=1)
+    share = spend / np.where(total > 0, total, 1.0)[:, None]
+    entropy = -(share * np.log(np.where(share > 0, share, 1.0))).sum(axis=1)
+    return {
+        "n_categories": np.count_nonzero(spend, axis=1).astype("int64"),
+        "category_entropy": np.where(total > 0, entropy + 0.0, np.nan),
+        "favourite_category": _argmax_label(spend, names),
+    }
+
+
+def _channels(h: _History, config: FeatureConfig) -> dict[str, Column]:
+    assert h.past.channel is not None
+    order_rows = np.flatnonzero(h.new_order)
+    labels = h.past.channel.take(h.buy).take(order_rows)
+    orders, names = _label_matrix(h, h.pos[order_rows], labels, None, config.max_categories)
+    return {
+        "n_channels": np.count_nonzero(orders, axis=1).astype("int64"),
+        "main_channel": _argmax_label(orders, names),
+        "main_channel_share": _ratio(orders.max(axis=1, initial=0), orders.sum(axis=1)),
+    }
+
+
+def _customer_table(h: _History, customers: pd.DataFrame) -> dict[str, Column]:
+    table = customers.drop_duplicates("customer_id")
+    table = table.set_index(table["customer_id"].astype("str")).reindex(h.names)
+    out: dict[str, Column] = {}
+    if "acquisition_channel" in table.columns:
+        out["acquisition_channel"] = pd.Categorical(
+            table["acquisition_channel"].where(table["acquisition_channel"].notna())
+        )
+    if "signup_date" in table.columns:
+        signup = pd.to_datetime(table["signup_date"])
+        if isinstance(signup.dtype, pd.DatetimeTZDtype):
+            signup = signup.dt.tz_convert("UTC").dt.tz_localize(None)
+        known = signup.notna().to_numpy() & (signup <= pd.Timestamp(h.cut_s, unit="s")).to_numpy()
+        signup_day = signup.to_numpy().astype("datetime64[D]").astype("int64")
+        out["days_since_signup"] = np.where(known, h.cut_day - signup_day, np.nan)
+    return out
+
+
+def features_at(
+    arrays: TransactionArrays,
+    cutoff: str | pd.Timestamp,
+    config: FeatureConfig,
+    customers: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Features at one cutoff from prepared arrays (build many cutoffs from one conversion)."""
+    h = _History.of(arrays, cutoff_seconds(cutoff))
+    specs = feature_registry(config)
+    if h.size == 0:
+        return _empty(specs, arrays, customers)
+    columns: dict[str, Column] = _rfm(h)
+    columns |= _windows(h, config)
+    columns |= _gaps(h, columns["recency_days"])
+    if arrays.category is not None:
+        columns |= _categories(h, config)
+    if arrays.channel is not None:
+        columns |= _channels(h, config)
+    columns["historic_ltv"] = historic_ltv(
+        columns["monetary_mean"], columns["n_orders"], columns["tenure_days"], config.historic_ltv
+    )
+    if customers is not None:
+        columns |= _customer_table(h, customers)
+    index = pd.Index(h.names, name="customer_id", dtype="str")
+    frame = pd.DataFrame(columns, index=index)
+    frame["lifecycle_stage"] = lifecycle_stages(frame, config.lifecycle)
+    return frame[[s.name for s in specs if s.name in frame.columns]]
+
+
+def _empty(
+    specs: tuple[FeatureSpec, ...], arrays: TransactionArrays, customers: pd.DataFrame | None
+) -> pd.DataFrame:
+    present = {"category": arrays.category is not None, "channel": arrays.channel is not None}
+    if customers is not None:
+        present |= {f"customers.{c}": True for c in customers.columns}
+    names = [s.name for s in specs if s.requires is None or present.get(s.requires, False)]
+    frame = pd.DataFrame({n: pd.Series(dtype="float64") for n in names})
+    frame.index = pd.Index([], name="customer_id", dtype="str")
+    return frame

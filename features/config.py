@@ -1,0 +1,162 @@
+"""Typed, frozen configs of the features area, read from configs/*.yaml.
+
+Nothing here reads a file on import: callers ask for a config with `load_config`.
+Each function downstream receives only the section it needs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+LIFECYCLE_STAGES = ("new", "developing", "loyal", "at-risk", "lapsed")
+Stage = Literal["new", "developing", "loyal", "at-risk", "lapsed"]
+Comparison = Literal["lt", "le", "gt", "ge", "eq"]
+
+
+class ConfigError(ValueError):
+    """A config file is missing or does not validate; the message names file and field."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- data area: configs/data.yaml -------------------------------------------------------------
+
+
+class SourceConfig(_Frozen):
+    """Where one table comes from and how its columns map onto the data contract."""
+
+    path: Path | None = None  # None: the built-in sample's file for this table
+    columns: dict[str, str] = Field(default_factory=dict)  # contract name -> source column name
+    timestamp_format: str = "ISO8601"  # a strftime format, "ISO8601" or "mixed"
+    sep: str = ","
+
+
+class ValidationConfig(_Frozen):
+    max_reject_share: float = Field(0.01, ge=0.0, le=1.0)
+    drop_duplicates: bool = True
+
+
+class DataConfig(_Frozen):
+    transactions: SourceConfig = SourceConfig()
+    customers: SourceConfig | None = SourceConfig()
+    campaigns: SourceConfig | None = SourceConfig()
+    validation: ValidationConfig = ValidationConfig()
+
+
+# --- features area: configs/features.yaml -----------------------------------------------------
+
+
+class LifecycleRule(_Frozen):
+    stage: Stage
+    when: dict[str, dict[Comparison, float]]
+
+
+class LifecycleConfig(_Frozen):
+    """Ordered rules: the first rule whose conditions all hold names the stage."""
+
+    rules: tuple[LifecycleRule, ...]
+    default: Stage = "developing"
+
+
+class HistoricLtvConfig(_Frozen):
+    """Classic LTV = AOV x purchases per year x expected lifespan, optionally discounted."""
+
+    lifespan_years: float = Field(3.0, gt=0)
+    annual_retention: float | None = Field(None, gt=0, le=1)
+    discount_rate: float = Field(0.0, ge=0)
+    min_tenure_days: int = Field(90, ge=1)
+
+
+class FeatureConfig(_Frozen):
+    windows_days: tuple[int, ...] = (30, 90, 180, 365)
+    trend_window_days: int = Field(90, ge=1)
+    max_categories: int = Field(50, ge=2)
+    lifecycle: LifecycleConfig
+    historic_ltv: HistoricLtvConfig = HistoricLtvConfig()
+
+    @field_validator("windows_days")
+    @classmethod
+    def _positive_windows(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(w <= 0 for w in value) or len(set(value)) != len(value):
+            raise ValueError("windows_days must be distinct positive numbers of days")
+        return tuple(sorted(value))
+
+
+# --- sample data: configs/sample.yaml ---------------------------------------------------------
+
+
+class AcquisitionChannelConfig(_Frozen):
+    share: float = Field(gt=0)
+    cost: float = Field(ge=0)
+    rate_multiplier: float = Field(1.0, gt=0)
+    lifetime_multiplier: float = Field(1.0, gt=0)
+
+
+class CampaignConfig(_Frozen):
+    first_send_after_days: int = Field(ge=0)
+    every_days: int = Field(gt=0)
+    share_contacted: float = Field(gt=0, le=1)
+    treatment_share: float = Field(0.5, gt=0, lt=1)
+    response_window_days: int = Field(30, gt=0)
+    # action -> customer type (new, regular, loyal, lapsing) -> added probability of a purchase
+    effects: dict[str, dict[Literal["new", "regular", "loyal", "lapsing"], float]]
+
+    @model_validator(mode="after")
+    def _every_type_has_an_effect(self) -> CampaignConfig:
+        for action, by_type in self.effects.items():
+            missing = {"new", "regular", "loyal", "lapsing"} - set(by_type)
+            if missing:
+                raise ValueError(f"effects.{action} lacks customer types {sorted(missing)}")
+            if any(not 0 <= p <= 1 for p in by_type.values()):
+                raise ValueError(f"effects.{action} must be probabilities in [0, 1]")
+        return self
+
+
+class SampleConfig(_Frozen):
+    seed: int = 42
+    n_customers: int = Field(50_000, ge=10)
+    start_date: dt.date = dt.date(2023, 1, 1)
+    years: float = Field(3.0, gt=0)
+    acquisition_growth: float = Field(1.0, ge=0)  # acquisitions at the end vs the start, minus 1
+    purchases_per_year: float = Field(gt=0)  # mean repeat-purchase rate while alive
+    rate_shape: float = Field(gt=0)  # gamma shape of purchase rates: lower = more heterogeneous
+    lifetime_years: float = Field(gt=0)  # mean time until a customer stops buying
+    lifetime_shape: float = Field(gt=0)
+    order_value: float = Field(gt=0)  # mean order value across customers
+    order_value_shape: float = Field(gt=0)  # gamma shape of one customer's order values
+    spend_heterogeneity: float = Field(gt=1)  # gamma-gamma q: lower = more spread of mean spend
+    lines_per_order: float = Field(ge=1)
+    refund_share: float = Field(ge=0, lt=1)
+    favourite_category_share: float = Field(ge=0, le=1)
+    categories: tuple[str, ...]
+    sales_channels: dict[str, float]
+    acquisition: dict[str, AcquisitionChannelConfig]
+    campaigns: CampaignConfig
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def load_config(model: type[ConfigT], path: Path) -> ConfigT:
+    """Read a YAML file into a typed config; any problem becomes one ConfigError line."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None

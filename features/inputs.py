@@ -1,0 +1,64 @@
+"""Which files a run reads, from configs/data.yaml and the command line, loaded and validated.
+
+The sample's customers table goes with the sample's transactions only: a user's own
+transaction file uses a customers table only when one is named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from features.config import DataConfig, SourceConfig
+from features.loading import Loaded, load_customers, load_transactions
+from features.paths import Paths
+
+
+@dataclass(frozen=True)
+class Inputs:
+    transactions: Loaded
+    customers: Loaded | None
+
+
+def with_overrides(
+    source: SourceConfig,
+    columns: dict[str, str] | None = None,
+    timestamp_format: str | None = None,
+    sep: str | None = None,
+) -> SourceConfig:
+    update: dict[str, object] = {}
+    if columns:
+        update["columns"] = {**source.columns, **columns}
+    if timestamp_format:
+        update["timestamp_format"] = timestamp_format
+    if sep:
+        update["sep"] = sep
+    return source.model_copy(update=update)
+
+
+def load_inputs(
+    config: DataConfig,
+    paths: Paths,
+    transactions: Path | None = None,
+    customers: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Inputs:
+    sample = paths.sample_table("transactions")
+    tx_path = transactions or config.transactions.path or sample
+    if customers is None and config.customers is not None:
+        if config.customers.path is not None:
+            customers = config.customers.path
+        elif Path(tx_path) == sample and paths.sample_table("customers").exists():
+            customers = paths.sample_table("customers")
+    progress(f"loading transactions from {tx_path}")
+    tx = load_transactions(tx_path, config.transactions, config.validation, paths.rejects_dir)
+    progress(tx.report.summary())
+    loaded_customers = None
+    if customers is not None:
+        progress(f"loading customers from {customers}")
+        loaded_customers = load_customers(
+            customers, config.customers or SourceConfig(), config.validation, paths.rejects_dir
+        )
+        progress(loaded_customers.report.summary())
+    return Inputs(tx, loaded_customers)

@@ -1,0 +1,309 @@
+"""Read transaction, customer and campaign files into the data contract, validating row by row.
+
+Nothing is dropped silently: every rejected row goes to a rejects file with its reason and is
+counted in the report; exact duplicates are reported (and dropped when configured).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.config import SourceConfig, ValidationConfig
+from features.contract import CAMPAIGNS, CUSTOMERS, TRANSACTIONS, Column, DataError, TableSchema
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_FLAG_VALUES = {"1": True, "0": False, "true": True, "false": False, "yes": True, "no": False}
+_GROUP_VALUES = ("treatment", "control")
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    table: str
+    source: Path
+    rows_read: int
+    rows_loaded: int
+    rejected: int
+    reasons: dict[str, int]  # kind of problem -> rows
+    duplicates: int
+    duplicates_dropped: bool
+    rejects_path: Path
+    ignored_columns: tuple[str, ...] = ()
+
+    @property
+    def reject_share(self) -> float:
+        return self.rejected / self.rows_read if self.rows_read else 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.table}: {self.rows_read:,} rows read from {self.source}, "
+            f"{self.rows_loaded:,} loaded"
+        ]
+        if self.rejected:
+            why = ", ".join(f"{kind} {n:,}" for kind, n in self.reasons.items())
+            lines.append(
+                f"  rejected {self.rejected:,} rows ({self.reject_share:.2%}): {why}"
+                f" -> {self.rejects_path}"
+            )
+        if self.duplicates:
+            fate = "dropped" if self.duplicates_dropped else "kept"
+            lines.append(
+                f"  {self.duplicates:,} exact duplicate rows {fate} -> {self.rejects_path}"
+            )
+        if self.ignored_columns:
+            lines.append(
+                f"  columns not in the contract, ignored: {', '.join(self.ignored_columns)}"
+            )
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    frame: pd.DataFrame
+    report: LoadReport
+
+
+@dataclass
+class _Problems:
+    """Per-row reasons, collected column by column."""
+
+    index: pd.Index
+    reasons: pd.Series = field(init=False)
+    kinds: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.reasons = pd.Series("", index=self.index, dtype=object)
+
+    def add(self, mask: pd.Series, kind: str, values: pd.Series | None = None) -> None:
+        if not mask.any():
+            return
+        rows = mask[mask].index
+        text = kind if values is None else kind + " '" + values.loc[rows].astype(str) + "'"
+        current = self.reasons.loc[rows]
+        self.reasons.loc[rows] = np.where(current == "", text, current + "; " + text)
+        self.kinds[kind] += len(rows)
+
+    @property
+    def mask(self) -> pd.Series:
+        return self.reasons != ""
+
+
+def read_raw(path: Path, sep: str = ",") -> pd.DataFrame:
+    """Read a CSV (every value as text, so ids keep leading zeros) or a Parquet file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a CSV or Parquet file")
+    name = path.name.lower()
+    is_csv = name.endswith(CSV_SUFFIXES)
+    if not is_csv and not name.endswith(PARQUET_SUFFIXES):
+        raise DataError(
+            f"{path}: unsupported file type; expected {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
+        )
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    try:
+        if is_csv:
+            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[])
+        else:
+            frame = pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file (it is not UTF-8)") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        kind = "CSV" if is_csv else "Parquet"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: not a readable {kind} file: {first_line}") from None
+    if frame.empty:
+        raise DataError(f"{path}: has no data rows")
+    return frame
+
+
+def _source_names(schema: TableSchema, source: SourceConfig) -> dict[str, str]:
+    unknown = sorted(set(source.columns) - set(schema.names))
+    if unknown:
+        raise DataError(
+            f"column mapping for {schema.name} names {', '.join(map(repr, unknown))}, which "
+            f"the contract does not have; contract columns: {', '.join(schema.names)}"
+        )
+    return {c: source.columns.get(c, c) for c in schema.names}
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Text of each value, stripped; integral numbers from Parquet lose their '.0'."""
+    if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
+        values = values.astype("Int64")
+    text = values.astype("str").str.strip()
+    return text.where(values.notna() & (text != ""), pd.NA)
+
+
+def _parse_datetime(text: pd.Series, raw: pd.Series, fmt: str) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        parsed = raw
+    else:
+        try:
+            parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+        except ValueError:  # mixed time zones in one column
+            parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed
+
+
+def _parse_column(
+    col: Column, raw: pd.Series, fmt: str, problems: _Problems, source_name: str
+) -> pd.Series:
+    label = col.name if source_name == col.name else f"{col.name} (column '{source_name}')"
+    text = _as_text(raw)
+    missing = text.isna()
+    if col.required:
+        problems.add(missing, f"missing {label}")
+    present = ~missing
+    if col.kind in ("id", "label"):
+        return pd.Series(pd.Categorical(text), index=raw.index)
+    if col.kind == "datetime":
+        parsed = _parse_datetime(text, raw, fmt)
+        problems.add(present & parsed.isna(), f"unparsable {label}", text)
+        return parsed
+    if col.kind == "number":
+        if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+            number = raw.astype("float64")
+        else:
+            number = pd.to_numeric(text, errors="coerce").astype("float64")
+        problems.add(present & number.isna(), f"non-numeric {label}", text)
+        problems.add(np.isinf(number), f"infinite {label}", text)
+        if col.min_value is not None:
+            problems.add(number < col.min_value, f"{label} below {col.min_value:g}", text)
+        return number
+    lowered = text.str.lower()
+    if col.kind == "group":
+        problems.add(present & ~lowered.isin(_GROUP_VALUES), f"{label} not treatment/control", text)
+        return pd.Series(pd.Categorical(lowered, categories=_GROUP_VALUES), index=raw.index)
+    flag = lowered.map(_FLAG_VALUES)
+    problems.add(present & flag.isna(), f"{label} not 0/1/true/false", text)
+    return flag.astype("boolean")
+
+
+def _duplicate_reasons(raw: pd.DataFrame, candidates: pd.Series) -> pd.Series:
+    """'exact duplicate of row N' for every repeat of an earlier identical row."""
+    rows = raw.loc[candidates]
+    group = rows.groupby(list(rows.columns), sort=False, dropna=False).ngroup()
+    first = pd.Series(rows.index, index=rows.index).groupby(group.to_numpy()).transform("first")
+    repeat = first != rows.index
+    return "exact duplicate of row " + (first[repeat] + 1).astype(str)
+
+
+def load_table(
+    schema: TableSchema,
+    source: SourceConfig,
+    path: Path,
+    validation: ValidationConfig,
+    rejects_dir: Path,
+) -> Loaded:
+    """Load one table: map columns, validate each row, report and write rejects, enforce limits."""
+    path = Path(path)
+    raw = read_raw(path, source.sep).reset_index(drop=True)
+    names = _source_names(schema, source)
+    present = list(raw.columns)
+    for col in schema.columns:
+        if col.required and names[col.name] not in raw.columns:
+            mapped = f" (mapped to '{names[col.name]}')" if names[col.name] != col.name else ""
+            raise DataError(
+                f"{path}: missing required column '{col.name}'{mapped}; "
+                f"columns present: {', '.join(map(str, present))}"
+            )
+    problems = _Problems(raw.index)
+    parsed = {
+        col.name: _parse_column(
+            col, raw[names[col.name]], source.timestamp_format, problems, names[col.name]
+        )
+        for col in schema.columns
+        if names[col.name] in raw.columns
+    }
+    frame = pd.DataFrame(parsed, index=raw.index)
+    rejected = problems.mask
+
+    duplicates = _duplicate_reasons(raw, ~rejected)
+    keep = ~rejected
+    if validation.drop_duplicates:
+        keep.loc[duplicates.index] = False
+    if schema.unique_key:
+        key = frame[schema.unique_key].astype(object)[keep]
+        repeated = pd.Series(False, index=frame.index)
+        repeated.loc[key.index[key.duplicated(keep="first").to_numpy()]] = True
+        problems.add(repeated, f"repeated {schema.unique_key}", frame[schema.unique_key])
+        keep &= ~repeated
+        rejected = problems.mask
+
+    rejects_path = Path(rejects_dir) / f"{schema.name}_rejects.csv"
+    _write_rejects(raw, problems.reasons[rejected], duplicates, rejects_path)
+    report = LoadReport(
+        table=schema.name,
+        source=path,
+        rows_read=len(raw),
+        rows_loaded=int(keep.sum()),
+        rejected=int(rejected.sum()),
+        reasons=dict(problems.kinds.most_common()),
+        duplicates=len(duplicates),
+        duplicates_dropped=validation.drop_duplicates,
+        rejects_path=rejects_path,
+        ignored_columns=tuple(str(c) for c in present if c not in set(names.values())),
+    )
+    if report.rejected and report.reject_share > validation.max_reject_share:
+        raise DataError(
+            f"{path}: {report.rejected:,} of {report.rows_read:,} rows ({report.reject_share:.2%}) "
+            f"rejected, above the limit of {validation.max_reject_share:.2%} "
+            f"(validation.max_reject_share); "
+            f"reasons: {', '.join(f'{k} {n:,}' for k, n in report.reasons.items())}; "
+            f"rejected rows with reasons in {rejects_path}"
+        )
+    frame = frame.loc[keep]
+    for name, values in frame.items():  # categories seen only in rejected rows go
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            frame[name] = values.cat.remove_unused_categories()
+    return Loaded(frame.reset_index(drop=True), report)
+
+
+def _write_rejects(
+    raw: pd.DataFrame, reasons: pd.Series, duplicates: pd.Series, path: Path
+) -> None:
+    why = pd.concat([reasons, duplicates]).sort_index()
+    out = raw.loc[why.index].copy()
+    out.insert(0, "reason", why.to_numpy())
+    out.insert(0, "row", why.index + 1)  # 1 = the first data row (line 2 of a CSV with a header)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(path, index=False)
+
+
+def sort_transactions(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows by customer, then time: the order the feature builders work in without re-sorting."""
+    codes = frame["customer_id"].cat.codes.to_numpy()
+    times = frame["timestamp"].to_numpy()
+    order = np.lexsort((times, codes))
+    return frame.take(order).reset_index(drop=True)
+
+
+def load_transactions(
+    path: Path, source: SourceConfig, validation: ValidationConfig, rejects_dir: Path
+) -> Loaded:
+    loaded = load_table(TRANSACTIONS, source, path, validation, rejects_dir)
+    return Loaded(sort_transactions(loaded.frame), loaded.report)
+
+
+def load_customers(
+    path: Path, source: SourceConfig, validation: ValidationConfig, rejects_dir: Path
+) -> Loaded:
+    return load_table(CUSTOMERS, source, path, validation, rejects_dir)
+
+
+def load_campaigns(
+    path: Path, source: SourceConfig, validation: ValidationConfig, rejects_dir: Path
+) -> Loaded:
+    return load_table(CAMPAIGNS, source, path, validation, rejects_dir)

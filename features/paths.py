@@ -1,0 +1,50 @@
+"""Every file and folder the project reads or writes, from one place.
+
+The project root is the working directory (the Makefile runs from the repo root);
+`CRM_LTV_HOME` points it elsewhere, e.g. for tests in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        return cls(Path(os.environ.get("CRM_LTV_HOME", ".")).resolve())
+
+    @property
+    def configs_dir(self) -> Path:
+        return self.root / "configs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def sample_dir(self) -> Path:
+        return self.data_dir / "sample"
+
+    @property
+    def features_table(self) -> Path:
+        return self.data_dir / "features.parquet"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def rejects_dir(self) -> Path:
+        return self.reports_dir / "rejects"
+
+    def config_file(self, area: str) -> Path:
+        return self.configs_dir / f"{area}.yaml"
+
+    def sample_table(self, table: str) -> Path:
+        return self.sample_dir / f"{table}.csv"

@@ -1,0 +1,94 @@
+"""Every feature the builders produce, with a one-line description and what it needs.
+
+`build_features` returns exactly these columns, in this order, less those whose optional
+input column is absent; a test holds the two together, and the README lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from features.config import FeatureConfig
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    description: str
+    kind: Literal["numeric", "categorical"] = "numeric"
+    requires: str | None = None  # optional input: "category", "channel" or "customers.<column>"
+
+
+def feature_registry(config: FeatureConfig) -> tuple[FeatureSpec, ...]:
+    n = config.trend_window_days
+    windows = [
+        spec
+        for w in config.windows_days
+        for spec in (
+            FeatureSpec(f"spend_{w}d", f"Net spend in the last {w} days."),
+            FeatureSpec(f"orders_{w}d", f"Purchase orders in the last {w} days."),
+        )
+    ]
+    return (
+        FeatureSpec("recency_days", "Days from the last purchase to the cutoff."),
+        FeatureSpec("frequency", "Distinct days with a purchase."),
+        FeatureSpec("n_orders", "Purchase orders (distinct order_id, else distinct timestamps)."),
+        FeatureSpec("monetary_total", "Net spend: purchases minus refunds."),
+        FeatureSpec("monetary_mean", "Net spend per order (average order value)."),
+        FeatureSpec("monetary_max", "Largest single order, before refunds."),
+        FeatureSpec("tenure_days", "Days from the first purchase to the cutoff."),
+        FeatureSpec("r_score", "Recency quintile 1..5 among customers at the cutoff (5 = recent)."),
+        FeatureSpec("f_score", "Frequency quintile 1..5 among customers at the cutoff."),
+        FeatureSpec("m_score", "Net spend quintile 1..5 among customers at the cutoff."),
+        FeatureSpec("rfm_segment", "Named RFM segment from the R x F grid.", "categorical"),
+        *windows,
+        FeatureSpec(
+            f"spend_trend_{n}d",
+            f"Net spend, last {n} days vs the {n} before: (a - b) / (|a| + |b|), 0 if both 0.",
+        ),
+        FeatureSpec(
+            f"orders_trend_{n}d",
+            f"Orders, last {n} days vs the {n} before: (a - b) / (a + b), 0 if both 0.",
+        ),
+        FeatureSpec("ipt_mean_days", "Mean days between purchase days (missing below 2 days)."),
+        FeatureSpec("ipt_std_days", "Standard deviation of days between purchase days."),
+        FeatureSpec("overdue_ratio", "Recency over the mean inter-purchase time."),
+        FeatureSpec("refund_rate", "Refunded amount over purchased amount."),
+        FeatureSpec("n_categories", "Distinct categories bought.", requires="category"),
+        FeatureSpec(
+            "category_entropy",
+            "Shannon entropy (nats) of spend across categories.",
+            requires="category",
+        ),
+        FeatureSpec(
+            "favourite_category",
+            "Category with the most spend (ties: alphabetical).",
+            "categorical",
+            requires="category",
+        ),
+        FeatureSpec("n_channels", "Distinct sales channels used.", requires="channel"),
+        FeatureSpec(
+            "main_channel", "Channel of most orders (ties: alphabetical).", "categorical", "channel"
+        ),
+        FeatureSpec(
+            "main_channel_share", "Share of orders in the main channel.", requires="channel"
+        ),
+        FeatureSpec(
+            "lifecycle_stage",
+            "new, developing, loyal, at-risk or lapsed, by the rules in configs/features.yaml.",
+            "categorical",
+        ),
+        FeatureSpec("historic_ltv", "Classic LTV: order value x orders per year x lifespan."),
+        FeatureSpec(
+            "acquisition_channel",
+            "Channel the customer was acquired through (customers table).",
+            "categorical",
+            "customers.acquisition_channel",
+        ),
+        FeatureSpec(
+            "days_since_signup",
+            "Days from signup to the cutoff (missing if signup is after the cutoff).",
+            requires="customers.signup_date",
+        ),
+    )

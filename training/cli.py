@@ -1,0 +1,173 @@
+"""The `crm-ltv` command line. Errors in the user's data or config end in one clear line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import pandas as pd
+import typer
+
+from features.builders import build_features
+from features.config import ConfigError, DataConfig, FeatureConfig, SampleConfig, load_config
+from features.contract import DataError
+from features.inputs import load_inputs, with_overrides
+from features.paths import Paths
+from features.sample import generate_sample, write_sample
+
+app = typer.Typer(
+    help="crm-ltv: churn, future value and next-best-action from transaction history.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+class Progress:
+    """Timestamped progress lines on stderr, so stdout stays for results."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        elapsed = time.perf_counter() - self.start
+        for i, line in enumerate(message.splitlines()):
+            prefix = f"[{elapsed:6.1f}s] " if i == 0 else " " * 10
+            typer.echo(prefix + line, err=True)
+
+
+def _user_errors(command: F) -> F:
+    """Bad data or config: one 'error:' line and exit code 2, no traceback."""
+
+    @functools.wraps(command)
+    def run(*args: object, **kwargs: object) -> None:
+        try:
+            command(*args, **kwargs)
+        except (DataError, ConfigError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return run  # type: ignore[return-value]
+
+
+def _parse_columns(pairs: list[str]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        name, sep, source = pair.partition("=")
+        if not sep or not name.strip() or not source.strip():
+            raise ConfigError(f"--column {pair!r}: expected CONTRACT_NAME=SOURCE_COLUMN")
+        mapping[name.strip()] = source.strip()
+    return mapping
+
+
+TransactionsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Transactions CSV/Parquet (default: configs/data.yaml, else the sample)."),
+]
+CustomersOpt = Annotated[
+    Path | None, typer.Option(help="Customers CSV/Parquet (signup_date, acquisition_channel, ...).")
+]
+ColumnOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--column",
+        help="Map a contract column to your file's column, e.g. --column customer_id=CustID "
+        "(repeatable; overrides configs/data.yaml).",
+    ),
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(help="Timestamp format of the transactions, e.g. '%d/%m/%Y %H:%M'."),
+]
+SepOpt = Annotated[str | None, typer.Option(help="CSV field separator of the transactions.")]
+
+
+def _data_config(paths: Paths, columns: list[str] | None, fmt: str | None, sep: str | None):
+    config = load_config(DataConfig, paths.config_file("data"))
+    source = with_overrides(config.transactions, _parse_columns(columns or []), fmt, sep)
+    return config.model_copy(update={"transactions": source})
+
+
+@app.command()
+@_user_errors
+def data(
+    n_customers: Annotated[
+        int | None, typer.Option(help="Customers (default: sample.yaml).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: sample.yaml).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: data/sample).")] = None,
+) -> None:
+    """Generate the built-in sample data (transactions, customers, campaigns, ground truth)."""
+    paths = Paths.from_env()
+    config = load_config(SampleConfig, paths.config_file("sample"))
+    update = {k: v for k, v in {"n_customers": n_customers, "seed": seed}.items() if v is not None}
+    config = SampleConfig.model_validate({**config.model_dump(), **update})
+    progress = Progress()
+    progress(
+        f"generating {config.n_customers:,} customers over {config.years:g} years "
+        f"from {config.start_date} (seed {config.seed})"
+    )
+    sample = generate_sample(config)
+    progress(f"writing {len(sample.transactions):,} transactions")
+    written = write_sample(sample, out or paths.sample_dir)
+    for name, path in written.items():
+        typer.echo(f"{name:16s} {len(getattr(sample, name)):>10,} rows  {path}")
+    progress("done")
+
+
+@app.command()
+@_user_errors
+def features(
+    transactions: TransactionsOpt = None,
+    customers: CustomersOpt = None,
+    column: ColumnOpt = None,
+    timestamp_format: FormatOpt = None,
+    sep: SepOpt = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Cutoff date/time (default: the last transaction).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output Parquet (default: data/).")] = None,
+) -> None:
+    """Build the feature table at one cutoff and print a summary."""
+    paths = Paths.from_env()
+    data_config = _data_config(paths, column, timestamp_format, sep)
+    feature_config = load_config(FeatureConfig, paths.config_file("features"))
+    progress = Progress()
+    inputs = load_inputs(data_config, paths, transactions, customers, progress)
+    tx = inputs.transactions.frame
+    cutoff = pd.Timestamp(as_of) if as_of else tx["timestamp"].max()
+    progress(f"building features at {cutoff}")
+    table = build_features(
+        tx, cutoff, feature_config, inputs.customers.frame if inputs.customers else None
+    )
+    if table.empty:
+        raise DataError(f"no customer has a purchase up to {cutoff}; nothing to build")
+    target = out or paths.features_table
+    target.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(target)
+    progress(f"wrote {target}")
+    typer.echo(_summary(table, cutoff, target))
+
+
+def _summary(table: pd.DataFrame, cutoff: pd.Timestamp, target: Path) -> str:
+    lines = [
+        f"features at {cutoff}: {len(table):,} customers x {table.shape[1]} features -> {target}"
+    ]
+    for column, title in (("rfm_segment", "RFM segment"), ("lifecycle_stage", "Lifecycle stage")):
+        counts = table[column].value_counts(sort=False)
+        lines.append(f"{title}:")
+        lines += [f"  {name:20s} {n:>9,}  {n / len(table):6.1%}" for name, n in counts.items()]
+    return "\n".join(lines)
+
+
+def main() -> None:  # pragma: no cover - entry point for `python -m training.cli`
+    app(prog_name="crm-ltv")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
