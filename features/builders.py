@@ -58,7 +58,9 @@ class _History:
         return self.cut_s // SECONDS_PER_DAY
 
     def total(self, pos: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(pos, weights, minlength=self.size)
+        """Per-customer count, or sum of weights (always float, even over no rows)."""
+        out = np.bincount(pos, weights, minlength=self.size)
+        return out if weights is None else out.astype("float64", copy=False)
 
     @classmethod
     def of(cls, arrays: TransactionArrays, cut_s: int) -> _History:
@@ -212,7 +214,10 @@ def _label_matrix(
 
 
 def _argmax_label(matrix: np.ndarray, names: pd.Index) -> pd.Categorical:
-    codes = np.where(matrix.sum(axis=1) > 0, matrix.argmax(axis=1), -1)
+    if matrix.shape[1] == 0:  # nobody's purchases carry a label
+        codes = np.full(matrix.shape[0], -1)
+    else:
+        codes = np.where(matrix.sum(axis=1) > 0, matrix.argmax(axis=1), -1)
     return pd.Categorical.from_codes(codes, categories=names).remove_unused_categories()
 
 

@@ -31,7 +31,7 @@ def labels_at(
     bought_before = np.bincount(codes[(seconds <= cut_s) & (amount > 0)], minlength=n) > 0
     window = (seconds > cut_s) & (seconds <= end_s)
     bought_after = np.bincount(codes[window & (amount > 0)], minlength=n) > 0
-    value = np.bincount(codes[window], amount[window], minlength=n)
+    value = np.bincount(codes[window], amount[window], minlength=n).astype("float64")
     population = np.flatnonzero(bought_before)
     index = pd.Index(arrays.customer.names[population], name="customer_id", dtype="str")
     return pd.DataFrame(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
 
 from features.config import SourceConfig, ValidationConfig
 from features.contract import CAMPAIGNS, CUSTOMERS, TRANSACTIONS, Column, DataError, TableSchema
@@ -144,14 +145,26 @@ def _as_text(values: pd.Series) -> pd.Series:
     return text.where(values.notna() & (text != ""), pd.NA)
 
 
+def _to_datetime(text: pd.Series, fmt: str) -> pd.Series:
+    """Parse text; for ISO 8601, the exact layout of the first value is tried first (several
+    times faster), and only the values it misses go through the general ISO 8601 parser."""
+    first = text.dropna()
+    exact = guess_datetime_format(first.iloc[0]) if fmt == "ISO8601" and len(first) else None
+    try:
+        if exact and exact.startswith("%Y-%m-%d"):
+            parsed = pd.to_datetime(text, format=exact, errors="coerce")
+            retry = parsed.isna() & text.notna()
+            if retry.any():
+                parsed = parsed.astype("datetime64[us]")
+                parsed[retry] = pd.to_datetime(text[retry], format=fmt, errors="coerce")
+            return parsed
+        return pd.to_datetime(text, format=fmt, errors="coerce")
+    except ValueError:  # offsets that differ between rows: compare them in UTC
+        return pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+
+
 def _parse_datetime(text: pd.Series, raw: pd.Series, fmt: str) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        parsed = raw
-    else:
-        try:
-            parsed = pd.to_datetime(text, format=fmt, errors="coerce")
-        except ValueError:  # mixed time zones in one column
-            parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+    parsed = raw if pd.api.types.is_datetime64_any_dtype(raw) else _to_datetime(text, fmt)
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed
@@ -161,7 +174,12 @@ def _parse_column(
     col: Column, raw: pd.Series, fmt: str, problems: _Problems, source_name: str
 ) -> pd.Series:
     label = col.name if source_name == col.name else f"{col.name} (column '{source_name}')"
-    text = _as_text(raw)
+    typed = (col.kind == "datetime" and pd.api.types.is_datetime64_any_dtype(raw)) or (
+        col.kind == "number"
+        and pd.api.types.is_numeric_dtype(raw)
+        and not pd.api.types.is_bool_dtype(raw)
+    )
+    text = raw if typed else _as_text(raw)  # typed Parquet columns need no text
     missing = text.isna()
     if col.required:
         problems.add(missing, f"missing {label}")
@@ -173,7 +191,7 @@ def _parse_column(
         problems.add(present & parsed.isna(), f"unparsable {label}", text)
         return parsed
     if col.kind == "number":
-        if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        if typed:
             number = raw.astype("float64")
         else:
             number = pd.to_numeric(text, errors="coerce").astype("float64")
@@ -185,7 +203,8 @@ def _parse_column(
     lowered = text.str.lower()
     if col.kind == "group":
         problems.add(present & ~lowered.isin(_GROUP_VALUES), f"{label} not treatment/control", text)
-        return pd.Series(pd.Categorical(lowered, categories=_GROUP_VALUES), index=raw.index)
+        known = lowered.where(lowered.isin(_GROUP_VALUES))
+        return pd.Series(pd.Categorical(known, categories=_GROUP_VALUES), index=raw.index)
     flag = lowered.map(_FLAG_VALUES)
     problems.add(present & flag.isna(), f"{label} not 0/1/true/false", text)
     return flag.astype("boolean")
@@ -194,6 +213,7 @@ def _parse_column(
 def _duplicate_reasons(raw: pd.DataFrame, candidates: pd.Series) -> pd.Series:
     """'exact duplicate of row N' for every repeat of an earlier identical row."""
     rows = raw.loc[candidates]
+    rows = rows.loc[rows.duplicated(keep=False)]  # fast pass; row numbers only for these
     group = rows.groupby(list(rows.columns), sort=False, dropna=False).ngroup()
     first = pd.Series(rows.index, index=rows.index).groupby(group.to_numpy()).transform("first")
     repeat = first != rows.index
@@ -260,7 +280,7 @@ def load_table(
         raise DataError(
             f"{path}: {report.rejected:,} of {report.rows_read:,} rows ({report.reject_share:.2%}) "
             f"rejected, above the limit of {validation.max_reject_share:.2%} "
-            f"(validation.max_reject_share); "
+            f"(validation.max_reject_share in configs/data.yaml, or --max-reject-share); "
             f"reasons: {', '.join(f'{k} {n:,}' for k, n in report.reasons.items())}; "
             f"rejected rows with reasons in {rejects_path}"
         )

@@ -45,7 +45,8 @@ def feature_registry(config: FeatureConfig) -> tuple[FeatureSpec, ...]:
         *windows,
         FeatureSpec(
             f"spend_trend_{n}d",
-            f"Net spend, last {n} days vs the {n} before: (a - b) / (|a| + |b|), 0 if both 0.",
+            f"Net spend, last {n} days vs the {n} before: "
+            "(a - b) / (abs(a) + abs(b)), 0 if both 0.",
         ),
         FeatureSpec(
             f"orders_trend_{n}d",

@@ -60,8 +60,9 @@ def build_snapshots(
         table = features_at(arrays, cutoff, config, customers).join(
             labels_at(arrays, cutoff, horizon_days)
         )
+        table = table.reset_index()
         table.insert(0, "cutoff", cutoff)
-        parts.append(table.reset_index())
+        parts.append(table)
         if progress:
             progress(f"snapshot {cutoff:%Y-%m-%d}: {len(table):,} customers")
     if not parts:

@@ -85,12 +85,27 @@ FormatOpt = Annotated[
     typer.Option(help="Timestamp format of the transactions, e.g. '%d/%m/%Y %H:%M'."),
 ]
 SepOpt = Annotated[str | None, typer.Option(help="CSV field separator of the transactions.")]
+RejectShareOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0, max=1.0, help="Share of rejected rows that fails loading (default 0.01)."
+    ),
+]
 
 
-def _data_config(paths: Paths, columns: list[str] | None, fmt: str | None, sep: str | None):
+def _data_config(
+    paths: Paths,
+    columns: list[str] | None,
+    fmt: str | None,
+    sep: str | None,
+    max_reject_share: float | None,
+) -> DataConfig:
     config = load_config(DataConfig, paths.config_file("data"))
     source = with_overrides(config.transactions, _parse_columns(columns or []), fmt, sep)
-    return config.model_copy(update={"transactions": source})
+    validation = config.validation
+    if max_reject_share is not None:
+        validation = validation.model_copy(update={"max_reject_share": max_reject_share})
+    return config.model_copy(update={"transactions": source, "validation": validation})
 
 
 @app.command()
@@ -128,6 +143,7 @@ def features(
     column: ColumnOpt = None,
     timestamp_format: FormatOpt = None,
     sep: SepOpt = None,
+    max_reject_share: RejectShareOpt = None,
     as_of: Annotated[
         str | None, typer.Option(help="Cutoff date/time (default: the last transaction).")
     ] = None,
@@ -135,7 +151,7 @@ def features(
 ) -> None:
     """Build the feature table at one cutoff and print a summary."""
     paths = Paths.from_env()
-    data_config = _data_config(paths, column, timestamp_format, sep)
+    data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
     feature_config = load_config(FeatureConfig, paths.config_file("features"))
     progress = Progress()
     inputs = load_inputs(data_config, paths, transactions, customers, progress)

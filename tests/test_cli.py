@@ -1,0 +1,106 @@
+"""The crm-ltv command line, run for real in a temporary project home."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import CONFIGS
+
+CLI = str(Path(sys.executable).parent / "crm-ltv")
+
+
+@pytest.fixture()
+def home(tmp_path: Path) -> Path:
+    shutil.copytree(CONFIGS, tmp_path / "configs")
+    return tmp_path
+
+
+def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CRM_LTV_HOME": str(home)}
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_sample_data_then_features(home):
+    made = run(home, "data", "--n-customers", "300", "--seed", "3")
+    assert made.returncode == 0, made.stderr
+    assert "generating 300 customers" in made.stderr
+    assert (home / "data/sample/transactions.csv").exists()
+    assert (home / "data/sample/truth_customers.parquet").exists()
+    built = run(home, "features")
+    assert built.returncode == 0, built.stderr
+    assert "loading customers" in built.stderr  # the sample's customers go with its transactions
+    table = pd.read_parquet(home / "data/features.parquet")
+    assert len(table) == 300 and table.index.name == "customer_id"
+    assert "acquisition_channel" in table.columns
+    assert "300 customers" in built.stdout and "RFM segment:" in built.stdout
+    assert "Lifecycle stage:" in built.stdout
+
+
+def test_own_file_with_mapped_columns_and_cutoff(home):
+    own = home / "shop.csv"
+    own.write_text("Cust;When;Amt\n0042;05/01/2024;10\n0042;20/02/2024;5\n0077;01/03/2024;8\n")
+    out = home / "own.parquet"
+    result = run(
+        home, "features", "--transactions", str(own), "--sep", ";",
+        "--column", "customer_id=Cust", "--column", "timestamp=When", "--column", "amount=Amt",
+        "--timestamp-format", "%d/%m/%Y", "--as-of", "2024-02-28", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "loading customers" not in result.stderr
+    table = pd.read_parquet(out)
+    assert table.index.tolist() == ["0042"]  # 0077 buys after the cutoff
+    assert table.loc["0042", "frequency"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("features", "--transactions", "nope.csv"), "nope.csv: no such file"),
+        (("features", "--transactions", "."), "is a directory"),
+        (("features", "--column", "customer_id"), "expected CONTRACT_NAME=SOURCE_COLUMN"),
+        (("features", "--transactions", "bad.csv"), "rejected, above the limit"),
+        (("features", "--transactions", "bad.csv", "--as-of", "soon"), "rejected"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(home, args, message):
+    rows = "".join(f"{i},2024-01-0{1 + i % 9} 10:00:00,{'x' if i % 2 else i}\n" for i in range(20))
+    (home / "bad.csv").write_text("customer_id,timestamp,amount\n" + rows)
+    result = run(home, *(a if a != "bad.csv" else str(home / "bad.csv") for a in args))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0]
+
+
+def test_reject_limit_can_be_raised_on_the_command_line(home):
+    own = home / "shop.csv"
+    own.write_text("customer_id,timestamp,amount\n1,2024-01-01 10:00:00,5\n2,never,5\n")
+    result = run(home, "features", "--transactions", str(own), "--max-reject-share", "0.6")
+    assert result.returncode == 0, result.stderr
+    assert "rejected 1 rows (50.00%): unparsable timestamp 1" in result.stderr
+    rejects = pd.read_csv(home / "reports/rejects/transactions_rejects.csv")
+    assert rejects["reason"].tolist() == ["unparsable timestamp 'never'"]
+
+
+def test_bad_config_is_reported_with_its_file(home):
+    (home / "configs/features.yaml").write_text("windows_days: [0]\n")
+    (home / "data/sample").mkdir(parents=True)
+    (home / "data/sample/transactions.csv").write_text(
+        "customer_id,timestamp,amount\n1,2024-01-01 10:00:00,5\n"
+    )
+    result = run(home, "features")
+    assert result.returncode == 2
+    assert "features.yaml" in result.stderr and "windows_days" in result.stderr
+
+
+def test_help_lists_the_commands(home):
+    result = run(home, "--help")
+    assert result.returncode == 0
+    assert "data" in result.stdout and "features" in result.stdout

@@ -1,0 +1,182 @@
+"""Feature builders on tiny inline frames, every value computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.builders import build_features
+from features.config import FeatureConfig
+from features.contract import DataError
+from features.registry import feature_registry
+from tests.conftest import frame
+
+CUTOFF = "2024-06-30"
+COLUMNS = "customer_id timestamp amount order_id category channel"
+ROWS = [
+    ("001", "2024-01-10 12:00", 40.0, "A", "books", "online"),
+    ("001", "2024-01-10 12:00", 10.0, "A", "toys", "online"),  # second line of order A
+    ("001", "2024-04-01 09:00", 30.0, "B", "books", "store"),
+    ("001", "2024-04-01 18:00", 20.0, "C", "books", "online"),  # same day, another order
+    ("001", "2024-06-15 10:00", -10.0, "B", "books", "store"),  # refund
+    ("001", "2024-06-29 08:00", 60.0, "D", "toys", "online"),
+    ("001", "2024-07-05 10:00", 100.0, "E", "books", "online"),  # after the cutoff
+    ("002", "2024-06-29 23:59:59", 5.0, "F", "music", "app"),
+    ("003", "2024-05-01 10:00", -5.0, "G", "books", "online"),  # refund only: not a buyer
+    ("004", "2024-07-01 10:00", 50.0, "H", "books", "online"),  # first purchase after cutoff
+]
+
+
+@pytest.fixture()
+def tx() -> pd.DataFrame:
+    return frame(ROWS, COLUMNS)
+
+
+@pytest.fixture()
+def features(tx: pd.DataFrame, feature_config: FeatureConfig) -> pd.DataFrame:
+    return build_features(tx, CUTOFF, feature_config)
+
+
+def test_population_is_customers_with_a_purchase_up_to_the_cutoff(features):
+    assert features.index.tolist() == ["001", "002"]  # leading zeros kept, 003/004 left out
+    assert features.index.name == "customer_id"
+
+
+def test_rfm_basics(features):
+    c = features.loc["001"]
+    assert c["recency_days"] == 1
+    assert c["frequency"] == 3  # Jan 10, Apr 1 (two orders), Jun 29
+    assert c["n_orders"] == 4  # A, B, C, D
+    assert c["monetary_total"] == pytest.approx(150.0)  # 160 bought - 10 refunded
+    assert c["monetary_mean"] == pytest.approx(37.5)
+    assert c["monetary_max"] == pytest.approx(60.0)  # A=50, B=30, C=20, D=60
+    assert c["tenure_days"] == 172
+    assert features.loc["002", "recency_days"] == 1  # 23:59:59 the day before the cutoff
+
+
+def test_window_spend_and_orders(features):
+    c = features.loc["001"]
+    assert c["spend_30d"] == pytest.approx(50.0)  # -10 on Jun 15, 60 on Jun 29
+    assert c["orders_30d"] == 1
+    assert c["spend_90d"] == pytest.approx(100.0)  # from Apr 1 00:00 (exclusive)
+    assert c["orders_90d"] == 3
+    assert c["spend_180d"] == pytest.approx(150.0)
+    assert c["orders_365d"] == 4
+    assert c["spend_trend_90d"] == pytest.approx((100 - 50) / 150)
+    assert c["orders_trend_90d"] == pytest.approx((3 - 1) / 4)
+
+
+def test_inter_purchase_times_refunds_and_overdue(features):
+    c = features.loc["001"]
+    assert c["ipt_mean_days"] == pytest.approx(85.5)  # gaps of 82 and 89 days
+    assert c["ipt_std_days"] == pytest.approx(3.5)
+    assert c["overdue_ratio"] == pytest.approx(1 / 85.5)
+    assert c["refund_rate"] == pytest.approx(10 / 160)
+    single = features.loc["002"]
+    assert math.isnan(single["ipt_mean_days"]) and math.isnan(single["overdue_ratio"])
+    assert single["refund_rate"] == 0.0
+
+
+def test_categories_and_channels(features):
+    c = features.loc["001"]
+    assert c["n_categories"] == 2
+    p = np.array([90, 70]) / 160  # books 40+30+20, toys 10+60
+    assert c["category_entropy"] == pytest.approx(-(p * np.log(p)).sum())
+    assert c["favourite_category"] == "books"
+    assert c["n_channels"] == 2
+    assert c["main_channel"] == "online"  # orders A, C, D online; B in store
+    assert c["main_channel_share"] == pytest.approx(0.75)
+    assert features.loc["002", "category_entropy"] == 0.0
+
+
+def test_historic_ltv_and_lifecycle(features, feature_config):
+    lifespan = feature_config.historic_ltv.lifespan_years
+    expected = 37.5 * (4 / 172 * 365.25) * lifespan
+    assert features.loc["001", "historic_ltv"] == pytest.approx(expected)
+    assert features.loc["001", "lifecycle_stage"] == "developing"
+    assert features.loc["002", "lifecycle_stage"] == "new"
+
+
+def test_customer_table_features(tx, feature_config):
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["001", "002"],
+            "signup_date": pd.to_datetime(["2024-01-01", "2024-07-01"]),  # 002: after cutoff
+            "acquisition_channel": ["referral", "social"],
+        }
+    )
+    out = build_features(tx, CUTOFF, feature_config, customers=customers)
+    assert out.loc["001", "days_since_signup"] == 181
+    assert math.isnan(out.loc["002", "days_since_signup"])
+    assert out["acquisition_channel"].tolist() == ["referral", "social"]
+
+
+def test_columns_follow_the_registry(tx, feature_config):
+    names = [s.name for s in feature_registry(feature_config)]
+    customers = pd.DataFrame(
+        {"customer_id": ["001"], "signup_date": ["2024-01-01"], "acquisition_channel": ["x"]}
+    )
+    assert build_features(tx, CUTOFF, feature_config, customers).columns.tolist() == names
+    bare = build_features(tx[["customer_id", "timestamp", "amount"]], CUTOFF, feature_config)
+    expected = [s.name for s in feature_registry(feature_config) if s.requires is None]
+    assert bare.columns.tolist() == expected
+
+
+def test_orders_without_order_id_are_distinct_purchase_timestamps(tx, feature_config):
+    out = build_features(tx.drop(columns="order_id"), CUTOFF, feature_config)
+    assert out.loc["001", "n_orders"] == 4  # the two 12:00 lines on Jan 10 are one order
+
+
+def test_input_is_not_modified_and_order_does_not_matter(tx, feature_config):
+    before = tx.copy()
+    sorted_result = build_features(tx, CUTOFF, feature_config)
+    pd.testing.assert_frame_equal(tx, before)
+    shuffled = tx.sample(frac=1.0, random_state=3)
+    pd.testing.assert_frame_equal(build_features(shuffled, CUTOFF, feature_config), sorted_result)
+    as_categories = tx.astype({"customer_id": "category", "category": "category"})
+    pd.testing.assert_frame_equal(
+        build_features(as_categories, CUTOFF, feature_config), sorted_result
+    )
+
+
+def test_rare_categories_are_pooled_beyond_the_limit(tx, feature_config):
+    config = feature_config.model_copy(update={"max_categories": 2})
+    out = build_features(tx, CUTOFF, config)
+    # up to the cutoff: books 3 purchase lines, toys 2, music 1 -> music becomes "(other)"
+    assert out.loc["002", "favourite_category"] == "(other)"
+    assert out.loc["001", "favourite_category"] == "books"
+
+
+def test_no_buyer_before_the_cutoff_gives_an_empty_table(tx, feature_config):
+    out = build_features(tx, "2023-01-01", feature_config)
+    assert out.empty
+    assert "recency_days" in out.columns
+
+
+def test_missing_columns_and_bad_values_are_named(tx, feature_config):
+    with pytest.raises(DataError, match=r"missing required column.*amount"):
+        build_features(tx.drop(columns="amount"), CUTOFF, feature_config)
+    bad = tx.assign(amount=tx["amount"].where(tx.index != 2, np.inf))
+    with pytest.raises(DataError, match="1 rows have a missing, non-numeric or infinite amount"):
+        build_features(bad, CUTOFF, feature_config)
+    with pytest.raises(DataError, match="cutoff 'not a date'"):
+        build_features(tx, "not a date", feature_config)
+
+
+def test_window_sums_stay_float_when_no_row_falls_in_a_window(feature_config):
+    tx = frame([("a", "2023-01-01", 10.0)])
+    out = build_features(tx, CUTOFF, feature_config)
+    assert out["spend_30d"].dtype == "float64" and out.loc["a", "spend_30d"] == 0.0
+
+
+def test_purchases_without_any_category_or_channel_give_missing_labels(feature_config):
+    tx = frame(
+        [("a", "2024-01-01", 10.0, None, None), ("a", "2024-01-02", -3.0, "books", "web")],
+        "customer_id timestamp amount category channel",
+    )
+    out = build_features(tx, CUTOFF, feature_config)
+    assert pd.isna(out.loc["a", "favourite_category"]) and out.loc["a", "n_categories"] == 0
+    assert pd.isna(out.loc["a", "main_channel"]) and math.isnan(out.loc["a", "main_channel_share"])

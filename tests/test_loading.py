@@ -1,0 +1,205 @@
+"""Loading and validation: every error names the file, column or row; nothing is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.config import SourceConfig, ValidationConfig
+from features.contract import DataError
+from features.loading import load_campaigns, load_customers, load_transactions
+
+HEADER = "customer_id,timestamp,amount,category\n"
+GOOD = [
+    "007,2024-01-01 10:00:00,10.50,books",
+    "007,2024-01-03 09:00:00,-4.00,books",  # refund: kept
+    "0100,2024-01-02 12:00:00,20,toys",
+]
+
+
+def _write(tmp_path: Path, lines: list[str], header: str = HEADER, name: str = "tx.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(header + "\n".join(lines) + "\n")
+    return path
+
+
+def _load(path: Path, tmp_path: Path, source: SourceConfig | None = None, **validation):
+    return load_transactions(
+        path, source or SourceConfig(), ValidationConfig(**validation), tmp_path / "rejects"
+    )
+
+
+def test_good_rows_load_typed_sorted_with_ids_as_text(tmp_path):
+    loaded = _load(_write(tmp_path, GOOD), tmp_path)
+    tx = loaded.frame
+    assert tx["customer_id"].astype(str).tolist() == ["007", "007", "0100"]
+    assert tx["amount"].tolist() == [10.5, -4.0, 20.0]
+    assert pd.api.types.is_datetime64_any_dtype(tx["timestamp"])
+    assert loaded.report.rows_read == 3 and loaded.report.rows_loaded == 3
+    assert loaded.report.rejected == 0 and loaded.report.duplicates == 0
+    rejects = pd.read_csv(loaded.report.rejects_path)
+    assert rejects.empty and list(rejects.columns[:2]) == ["row", "reason"]
+
+
+def test_column_mapping_and_timestamp_format(tmp_path):
+    path = _write(tmp_path, ["0042;31/12/2023 23:15;12,5"], header="Cust;When;Amt\n")
+    source = SourceConfig(
+        columns={"customer_id": "Cust", "timestamp": "When", "amount": "Amt"},
+        timestamp_format="%d/%m/%Y %H:%M",
+        sep=";",
+    )
+    with pytest.raises(DataError, match="non-numeric amount \\(column 'Amt'\\)"):
+        _load(path, tmp_path, source, max_reject_share=0.0)
+    path = _write(tmp_path, ["0042;31/12/2023 23:15;12.5"], header="Cust;When;Amt\n")
+    tx = _load(path, tmp_path, source).frame
+    assert tx.loc[0, "customer_id"] == "0042"
+    assert tx.loc[0, "timestamp"] == pd.Timestamp("2023-12-31 23:15")
+
+
+def test_missing_required_column_lists_the_columns_present(tmp_path):
+    path = _write(tmp_path, ["a,2024-01-01,1"], header="client,timestamp,amount\n")
+    with pytest.raises(DataError) as err:
+        _load(path, tmp_path)
+    assert "missing required column 'customer_id'" in str(err.value)
+    assert "columns present: client, timestamp, amount" in str(err.value)
+    mapped = SourceConfig(columns={"customer_id": "cust"})
+    with pytest.raises(DataError, match="'customer_id' \\(mapped to 'cust'\\)"):
+        _load(path, tmp_path, mapped)
+
+
+def test_unknown_mapping_name_is_refused(tmp_path):
+    with pytest.raises(DataError, match=r"names 'client'.*contract columns: customer_id"):
+        _load(_write(tmp_path, GOOD), tmp_path, SourceConfig(columns={"client": "x"}))
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (",2024-01-01 10:00:00,1,books", "missing customer_id"),
+        ("  ,2024-01-01 10:00:00,1,books", "missing customer_id"),
+        ("9,yesterday,1,books", "unparsable timestamp 'yesterday'"),
+        ("9,2024-02-30 10:00:00,1,books", "unparsable timestamp '2024-02-30 10:00:00'"),
+        ("9,,1,books", "missing timestamp"),
+        ("9,2024-01-01 10:00:00,ten,books", "non-numeric amount 'ten'"),
+        ("9,2024-01-01 10:00:00,,books", "missing amount"),
+        ("9,2024-01-01 10:00:00,inf,books", "infinite amount 'inf'"),
+        ("9,2024-01-01 10:00:00,-Infinity,books", "infinite amount '-Infinity'"),
+        ("9,2024-01-01 10:00:00,NaN,books", "non-numeric amount 'NaN'"),
+    ],
+)
+def test_each_bad_row_is_rejected_with_its_reason_and_row(tmp_path, line, reason):
+    loaded = _load(_write(tmp_path, [*GOOD, line]), tmp_path, max_reject_share=0.5)
+    assert loaded.report.rejected == 1 and loaded.report.rows_loaded == 3
+    rejects = pd.read_csv(loaded.report.rejects_path, dtype=str, keep_default_na=False)
+    assert rejects["row"].tolist() == ["4"]
+    assert rejects["reason"].tolist() == [reason]
+    assert reason.split(" '")[0] in loaded.report.summary()
+
+
+def test_several_problems_in_one_row_are_all_named(tmp_path):
+    loaded = _load(_write(tmp_path, [*GOOD, ",when,x,books"]), tmp_path, max_reject_share=0.5)
+    reason = pd.read_csv(loaded.report.rejects_path)["reason"].iloc[0]
+    assert reason == "missing customer_id; unparsable timestamp 'when'; non-numeric amount 'x'"
+
+
+def test_too_many_rejects_fail_with_the_count_and_keep_the_rejects_file(tmp_path):
+    lines = [f"{i},2024-01-01 10:00:00,{i},books" for i in range(90)]
+    lines += ["9,nope,1,books", "9,2024-01-01 10:00:00,bad,books"]
+    with pytest.raises(DataError) as err:
+        _load(_write(tmp_path, lines), tmp_path)
+    message = str(err.value)
+    assert "2 of 92 rows (2.17%) rejected, above the limit of 1.00%" in message
+    assert "unparsable timestamp 1" in message and "non-numeric amount 1" in message
+    assert len(pd.read_csv(tmp_path / "rejects" / "transactions_rejects.csv")) == 2
+    assert _load(_write(tmp_path, lines), tmp_path, max_reject_share=0.05).report.rejected == 2
+
+
+def test_exact_duplicates_are_reported_and_dropped_or_kept(tmp_path):
+    path = _write(tmp_path, [*GOOD, GOOD[0], GOOD[0]])
+    dropped = _load(path, tmp_path)
+    assert dropped.report.duplicates == 2 and dropped.report.rows_loaded == 3
+    rejects = pd.read_csv(dropped.report.rejects_path)
+    assert rejects["reason"].tolist() == ["exact duplicate of row 1"] * 2
+    assert rejects["row"].tolist() == [4, 5]
+    assert "2 exact duplicate rows dropped" in dropped.report.summary()
+    kept = _load(path, tmp_path, drop_duplicates=False)
+    assert kept.report.duplicates == 2 and kept.report.rows_loaded == 5
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.csv", "no such file"),
+        (lambda d: d, "is a directory"),
+        (lambda d: _touch(d / "empty.csv", b""), "file is empty"),
+        (lambda d: _touch(d / "header.csv", HEADER.encode()), "has no data rows"),
+        (lambda d: _touch(d / "data.xlsx", b"PK\x03\x04"), "unsupported file type"),
+        (lambda d: _touch(d / "bad.parquet", b"not parquet at all"), "not a readable Parquet"),
+        (lambda d: _touch(d / "latin.csv", HEADER.encode() + b"\xff\xfe,\xe9\n"), "not UTF-8"),
+    ],
+)
+def test_unreadable_inputs_get_one_clear_error(tmp_path, make, message):
+    path = make(tmp_path)
+    with pytest.raises(DataError, match=message) as err:
+        _load(path, tmp_path)
+    assert str(path) in str(err.value)
+
+
+def _touch(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def test_parquet_with_numeric_ids_and_zone_aware_times(tmp_path):
+    path = tmp_path / "tx.parquet"
+    pd.DataFrame(
+        {
+            "customer_id": [12, 12, 7],
+            "timestamp": pd.to_datetime(["2024-01-01T10:00:00+02:00"] * 3),
+            "amount": [1.0, 2.0, 3.0],
+        }
+    ).to_parquet(path)
+    tx = _load(path, tmp_path).frame
+    assert tx["customer_id"].astype(str).tolist() == ["12", "12", "7"]
+    assert tx["timestamp"].iloc[0] == pd.Timestamp("2024-01-01 08:00")  # UTC, zone dropped
+
+
+def test_customers_table_rules(tmp_path):
+    path = _write(
+        tmp_path,
+        ["001,2023-05-01,referral,12.5", "002,,organic,0", "001,2023-06-01,social,3", "003,,x,-1"],
+        header="customer_id,signup_date,acquisition_channel,acquisition_cost\n",
+        name="customers.csv",
+    )
+    loaded = load_customers(
+        path, SourceConfig(), ValidationConfig(max_reject_share=1), tmp_path / "r"
+    )
+    assert loaded.frame["customer_id"].astype(str).tolist() == ["001", "002"]
+    reasons = pd.read_csv(loaded.report.rejects_path)["reason"].tolist()
+    assert reasons == ["repeated customer_id '001'", "acquisition_cost below 0 '-1'"]
+
+
+def test_campaigns_table_rules(tmp_path):
+    path = _write(
+        tmp_path,
+        [
+            "001,2024-01-01 09:00:00,winback,Treatment,1,20",
+            "002,2024-01-01 09:00:00,winback,control,no,0",
+            "003,2024-01-01 09:00:00,winback,holdout,1,0",
+            "004,2024-01-01 09:00:00,winback,control,maybe,0",
+        ],
+        header="customer_id,sent_at,action,group,converted,revenue\n",
+        name="campaigns.csv",
+    )
+    loaded = load_campaigns(
+        path, SourceConfig(), ValidationConfig(max_reject_share=1), tmp_path / "r"
+    )
+    assert loaded.frame["group"].tolist() == ["treatment", "control"]
+    assert loaded.frame["converted"].tolist() == [True, False]
+    reasons = pd.read_csv(loaded.report.rejects_path)["reason"].tolist()
+    assert reasons == [
+        "group not treatment/control 'holdout'",
+        "converted not 0/1/true/false 'maybe'",
+    ]
