@@ -152,6 +152,16 @@ def load_config(model: type[ConfigT], path: Path) -> ConfigT:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return _validate(model, raw, str(path))
+
+
+def override(config: ConfigT, where: str, **changes: object) -> ConfigT:
+    """A copy of a config with some fields changed (None = unchanged), validated again."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return _validate(type(config), {**config.model_dump(), **changes}, where)
+
+
+def _validate(model: type[ConfigT], raw: object, where: str) -> ConfigT:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -159,4 +169,4 @@ def load_config(model: type[ConfigT], path: Path) -> ConfigT:
             f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
             for err in exc.errors()
         )
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{where}: {problems}") from None

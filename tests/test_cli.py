@@ -89,6 +89,18 @@ def test_reject_limit_can_be_raised_on_the_command_line(home):
     assert rejects["reason"].tolist() == ["unparsable timestamp 'never'"]
 
 
+def test_bad_command_line_values_are_one_line_errors(home):
+    made = run(home, "data", "--n-customers", "0")
+    assert made.returncode == 2 and "Traceback" not in made.stderr
+    assert "error: command line: n_customers: Input should be greater than or equal to 10" in (
+        made.stderr
+    )
+    run(home, "data", "--n-customers", "50")
+    late = run(home, "features", "--as-of", "someday")
+    assert late.returncode == 2 and "Traceback" not in late.stderr
+    assert "error: cutoff 'someday' is not a date or timestamp" in late.stderr
+
+
 def test_bad_config_is_reported_with_its_file(home):
     (home / "configs/features.yaml").write_text("windows_days: [0]\n")
     (home / "data/sample").mkdir(parents=True)

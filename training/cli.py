@@ -12,8 +12,16 @@ from typing import Annotated, TypeVar
 import pandas as pd
 import typer
 
+from features.arrays import as_cutoff
 from features.builders import build_features
-from features.config import ConfigError, DataConfig, FeatureConfig, SampleConfig, load_config
+from features.config import (
+    ConfigError,
+    DataConfig,
+    FeatureConfig,
+    SampleConfig,
+    load_config,
+    override,
+)
 from features.contract import DataError
 from features.inputs import load_inputs, with_overrides
 from features.paths import Paths
@@ -102,9 +110,9 @@ def _data_config(
 ) -> DataConfig:
     config = load_config(DataConfig, paths.config_file("data"))
     source = with_overrides(config.transactions, _parse_columns(columns or []), fmt, sep)
-    validation = config.validation
-    if max_reject_share is not None:
-        validation = validation.model_copy(update={"max_reject_share": max_reject_share})
+    validation = override(
+        config.validation, "--max-reject-share", max_reject_share=max_reject_share
+    )
     return config.model_copy(update={"transactions": source, "validation": validation})
 
 
@@ -119,9 +127,12 @@ def data(
 ) -> None:
     """Generate the built-in sample data (transactions, customers, campaigns, ground truth)."""
     paths = Paths.from_env()
-    config = load_config(SampleConfig, paths.config_file("sample"))
-    update = {k: v for k, v in {"n_customers": n_customers, "seed": seed}.items() if v is not None}
-    config = SampleConfig.model_validate({**config.model_dump(), **update})
+    config = override(
+        load_config(SampleConfig, paths.config_file("sample")),
+        "command line",
+        n_customers=n_customers,
+        seed=seed,
+    )
     progress = Progress()
     progress(
         f"generating {config.n_customers:,} customers over {config.years:g} years "
@@ -156,7 +167,7 @@ def features(
     progress = Progress()
     inputs = load_inputs(data_config, paths, transactions, customers, progress)
     tx = inputs.transactions.frame
-    cutoff = pd.Timestamp(as_of) if as_of else tx["timestamp"].max()
+    cutoff = as_cutoff(as_of) if as_of else tx["timestamp"].max()
     progress(f"building features at {cutoff}")
     table = build_features(
         tx, cutoff, feature_config, inputs.customers.frame if inputs.customers else None
