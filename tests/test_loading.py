@@ -58,6 +58,20 @@ def test_column_mapping_and_timestamp_format(tmp_path):
     assert tx.loc[0, "timestamp"] == pd.Timestamp("2023-12-31 23:15")
 
 
+def test_short_rows_are_rejected_and_long_rows_named_by_line(tmp_path):
+    short = _load(_write(tmp_path, [*GOOD, "9,2024-01-01 10:00:00"]), tmp_path, max_reject_share=1)
+    assert pd.read_csv(short.report.rejects_path)["reason"].tolist() == ["missing amount"]
+    with pytest.raises(DataError, match="Expected 4 fields in line 5, saw 6"):
+        _load(_write(tmp_path, [*GOOD, "9,2024-01-01 10:00:00,1,b,x,y"]), tmp_path)
+
+
+def test_tab_separated_files_need_no_separator_option(tmp_path):
+    path = _write(
+        tmp_path, ["007\t2024-01-01 10:00:00\t3"], "customer_id\ttimestamp\tamount\n", "t.tsv"
+    )
+    assert _load(path, tmp_path).frame["amount"].tolist() == [3.0]
+
+
 def test_missing_required_column_lists_the_columns_present(tmp_path):
     path = _write(tmp_path, ["a,2024-01-01,1"], header="client,timestamp,amount\n")
     with pytest.raises(DataError) as err:
@@ -137,7 +151,10 @@ def test_exact_duplicates_are_reported_and_dropped_or_kept(tmp_path):
         (lambda d: _touch(d / "header.csv", HEADER.encode()), "has no data rows"),
         (lambda d: _touch(d / "data.xlsx", b"PK\x03\x04"), "unsupported file type"),
         (lambda d: _touch(d / "bad.parquet", b"not parquet at all"), "not a readable Parquet"),
-        (lambda d: _touch(d / "latin.csv", HEADER.encode() + b"\xff\xfe,\xe9\n"), "not UTF-8"),
+        (
+            lambda d: _touch(d / "latin.csv", HEADER.encode() + b"1,2024-01-01,3,caf\xe9\n"),
+            "not UTF-8",
+        ),
     ],
 )
 def test_unreadable_inputs_get_one_clear_error(tmp_path, make, message):
