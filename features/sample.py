@@ -192,7 +192,7 @@ def generate_sample(config: SampleConfig) -> SampleData:
     line_order = np.repeat(np.arange(n_orders), lines)
     weight = rng.exponential(size=len(line_order))
     share = weight / np.add.reduceat(weight, np.cumsum(lines) - lines)[line_order]
-    line_amount = np.round(value[line_order] * share, 2)
+    line_amount = np.maximum(np.round(value[line_order] * share, 2), 0.01)  # nothing is free
     line_customer = order_customer[line_order]
     random_category = _pick(rng, popularity, len(line_order))
     line_category = np.where(

@@ -39,6 +39,7 @@ def test_shape_of_the_history(small_sample_config, sample):
     assert truth["purchase_rate_per_year"].std() > 1.0  # heterogeneous rates
     assert set(tx["category"].cat.categories) == set(small_sample_config.categories)
     assert tx.duplicated().sum() == 0  # no line repeated to the letter
+    assert (tx["amount"] != 0).all()
 
 
 def test_seasonality_and_customer_preferences(sample):
