@@ -23,7 +23,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from features.config import FeatureConfig, SampleConfig, SourceConfig, ValidationConfig, load_config
+from features.builders import build_features
+from features.config import (
+    FeatureConfig,
+    SampleConfig,
+    SourceConfig,
+    ValidationConfig,
+    load_config,
+    override,
+)
 from features.loading import load_transactions
 from features.paths import Paths
 from features.sample import generate_sample
@@ -61,9 +69,11 @@ def prepare(paths: Paths, customers: int) -> Path:
     if loaded.exists():
         return loaded
     bench_dir.mkdir(parents=True, exist_ok=True)
-    sample = load_config(SampleConfig, paths.config_file("sample"))
-    config = SampleConfig.model_validate(
-        {**sample.model_dump(), "n_customers": customers, "purchases_per_year": PURCHASES_PER_YEAR}
+    config = override(
+        load_config(SampleConfig, paths.config_file("sample")),
+        "benchmark",
+        n_customers=customers,
+        purchases_per_year=PURCHASES_PER_YEAR,
     )
     start = time.perf_counter()
     print(f"generating {customers:,} customers ...", file=sys.stderr, flush=True)
@@ -111,8 +121,6 @@ def naive_features(
 
 
 def measure(which: str, loaded: Path, paths: Paths) -> None:
-    from features.builders import build_features
-
     tx = pd.read_parquet(loaded)
     config = load_config(FeatureConfig, paths.config_file("features"))
     cutoff = tx["timestamp"].max()

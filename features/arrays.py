@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from features.contract import TRANSACTIONS, DataError
+from features.contract import TRANSACTIONS, DataError, naive_utc
 
 SECONDS_PER_DAY = 86_400
 
@@ -115,18 +115,15 @@ class TransactionArrays:
         )
 
 
-def to_seconds(values: pd.Series | pd.Timestamp) -> np.ndarray:
+def to_seconds(values: pd.Series) -> np.ndarray:
     """Seconds since the epoch of timestamps (time-zone aware ones in UTC)."""
-    if isinstance(values, pd.Timestamp):
-        values = pd.Series([values])
     if not pd.api.types.is_datetime64_any_dtype(values):
         parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
         if parsed.isna().any():
             bad = values[parsed.isna()].iloc[0]
             raise DataError(f"transactions: unparsable timestamp {bad!r}")
         values = parsed
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    values = naive_utc(values)
     if values.isna().any():
         raise DataError(f"transactions: {int(values.isna().sum())} rows lack a timestamp")
     return values.to_numpy().astype("datetime64[s]").astype(np.int64)

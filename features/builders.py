@@ -14,6 +14,7 @@ import pandas as pd
 
 from features.arrays import SECONDS_PER_DAY, Codes, TransactionArrays, cutoff_seconds
 from features.config import FeatureConfig
+from features.contract import naive_utc
 from features.historic_ltv import historic_ltv
 from features.lifecycle import lifecycle_stages
 from features.registry import FeatureSpec, feature_registry
@@ -256,9 +257,7 @@ def _customer_table(h: _History, customers: pd.DataFrame) -> dict[str, Column]:
             table["acquisition_channel"].where(table["acquisition_channel"].notna())
         )
     if "signup_date" in table.columns:
-        signup = pd.to_datetime(table["signup_date"])
-        if isinstance(signup.dtype, pd.DatetimeTZDtype):
-            signup = signup.dt.tz_convert("UTC").dt.tz_localize(None)
+        signup = naive_utc(pd.to_datetime(table["signup_date"]))
         known = signup.notna().to_numpy() & (signup <= pd.Timestamp(h.cut_s, unit="s")).to_numpy()
         signup_day = signup.to_numpy().astype("datetime64[D]").astype("int64")
         out["days_since_signup"] = np.where(known, h.cut_day - signup_day, np.nan)

@@ -35,7 +35,7 @@ class SourceConfig(_Frozen):
     path: Path | None = None  # None: the built-in sample's file for this table
     columns: dict[str, str] = Field(default_factory=dict)  # contract name -> source column name
     timestamp_format: str = "ISO8601"  # a strftime format, "ISO8601" or "mixed"
-    sep: str = ","
+    sep: str = Field(",", min_length=1)
 
 
 class ValidationConfig(_Frozen):

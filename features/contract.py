@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import pandas as pd
+
 Kind = Literal["id", "label", "datetime", "number", "group", "flag"]
 
 
@@ -72,3 +74,10 @@ CAMPAIGNS = TableSchema(
 )
 
 SCHEMAS = {s.name: s for s in (TRANSACTIONS, CUSTOMERS, CAMPAIGNS)}
+
+
+def naive_utc(values: pd.Series) -> pd.Series:
+    """Time-zone aware timestamps as UTC without a zone; naive ones as they are."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values

@@ -21,22 +21,6 @@ class Inputs:
     customers: Loaded | None
 
 
-def with_overrides(
-    source: SourceConfig,
-    columns: dict[str, str] | None = None,
-    timestamp_format: str | None = None,
-    sep: str | None = None,
-) -> SourceConfig:
-    update: dict[str, object] = {}
-    if columns:
-        update["columns"] = {**source.columns, **columns}
-    if timestamp_format:
-        update["timestamp_format"] = timestamp_format
-    if sep:
-        update["sep"] = sep
-    return source.model_copy(update=update)
-
-
 def load_inputs(
     config: DataConfig,
     paths: Paths,

@@ -16,7 +16,15 @@ import pyarrow as pa
 from pandas.tseries.api import guess_datetime_format
 
 from features.config import SourceConfig, ValidationConfig
-from features.contract import CAMPAIGNS, CUSTOMERS, TRANSACTIONS, Column, DataError, TableSchema
+from features.contract import (
+    CAMPAIGNS,
+    CUSTOMERS,
+    TRANSACTIONS,
+    Column,
+    DataError,
+    TableSchema,
+    naive_utc,
+)
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -178,10 +186,7 @@ def _to_datetime(text: pd.Series, fmt: str) -> pd.Series:
 
 
 def _parse_datetime(text: pd.Series, raw: pd.Series, fmt: str) -> pd.Series:
-    parsed = raw if pd.api.types.is_datetime64_any_dtype(raw) else _to_datetime(text, fmt)
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed
+    return naive_utc(raw if pd.api.types.is_datetime64_any_dtype(raw) else _to_datetime(text, fmt))
 
 
 def _parse_column(

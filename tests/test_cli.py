@@ -96,6 +96,10 @@ def test_bad_command_line_values_are_one_line_errors(home):
         made.stderr
     )
     run(home, "data", "--n-customers", "50")
+    no_sep = run(home, "features", "--sep", "")
+    assert no_sep.returncode == 2 and "error: command line: sep: String should have at least 1" in (
+        no_sep.stderr
+    )
     late = run(home, "features", "--as-of", "someday")
     assert late.returncode == 2 and "Traceback" not in late.stderr
     assert "error: cutoff 'someday' is not a date or timestamp" in late.stderr

@@ -23,7 +23,7 @@ from features.config import (
     override,
 )
 from features.contract import DataError
-from features.inputs import load_inputs, with_overrides
+from features.inputs import load_inputs
 from features.paths import Paths
 from features.sample import generate_sample, write_sample
 
@@ -109,11 +109,18 @@ def _data_config(
     max_reject_share: float | None,
 ) -> DataConfig:
     config = load_config(DataConfig, paths.config_file("data"))
-    source = with_overrides(config.transactions, _parse_columns(columns or []), fmt, sep)
+    mapping = _parse_columns(columns or [])
+    source = override(
+        config.transactions,
+        "command line",
+        columns={**config.transactions.columns, **mapping} if mapping else None,
+        timestamp_format=fmt,
+        sep=sep,
+    )
     validation = override(
         config.validation, "--max-reject-share", max_reject_share=max_reject_share
     )
-    return config.model_copy(update={"transactions": source, "validation": validation})
+    return override(config, "command line", transactions=source, validation=validation)
 
 
 @app.command()
