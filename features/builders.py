@@ -285,12 +285,24 @@ def features_at(
     columns["historic_ltv"] = historic_ltv(
         columns["monetary_mean"], columns["n_orders"], columns["tenure_days"], config.historic_ltv
     )
+    columns |= _season(h)
     if customers is not None:
         columns |= _customer_table(h, customers)
     index = pd.Index(h.names, name="customer_id", dtype="str")
     frame = pd.DataFrame(columns, index=index)
     frame["lifecycle_stage"] = lifecycle_stages(frame, config.lifecycle)
     return frame[[s.name for s in specs if s.name in frame.columns]]
+
+
+def _season(h: _History) -> dict[str, Column]:
+    """Where the cutoff falls in the year: the label window ahead of a November cutoff holds the
+    holiday peak, one ahead of a February cutoff does not."""
+    day_of_year = pd.Timestamp(h.cut_s, unit="s").day_of_year
+    angle = 2 * np.pi * (day_of_year - 1) / 365.25
+    return {
+        "season_sin": np.full(h.size, np.sin(angle)),
+        "season_cos": np.full(h.size, np.cos(angle)),
+    }
 
 
 def _empty(

@@ -43,6 +43,27 @@ class Paths:
     def rejects_dir(self) -> Path:
         return self.reports_dir / "rejects"
 
+    @property
+    def metrics_file(self) -> Path:
+        return self.reports_dir / "metrics.json"
+
+    @property
+    def best_params_file(self) -> Path:
+        """Written by `make tune`, read by `make train`."""
+        return self.reports_dir / "best_params.json"
+
+    @property
+    def truth_customers(self) -> Path:
+        return self.sample_dir / "truth_customers.parquet"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.root / "mlartifacts"
+
+    @property
+    def optuna_db(self) -> Path:
+        return self.root / "optuna.db"
+
     def config_file(self, area: str) -> Path:
         return self.configs_dir / f"{area}.yaml"
 

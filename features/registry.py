@@ -81,6 +81,8 @@ def feature_registry(config: FeatureConfig) -> tuple[FeatureSpec, ...]:
             "categorical",
         ),
         FeatureSpec("historic_ltv", "Classic LTV: order value x orders per year x lifespan."),
+        FeatureSpec("season_sin", "Day of year of the cutoff on the unit circle: sine."),
+        FeatureSpec("season_cos", "Day of year of the cutoff on the unit circle: cosine."),
         FeatureSpec(
             "acquisition_channel",
             "Channel the customer was acquired through (customers table).",

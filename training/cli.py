@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import mlflow
 import pandas as pd
 import typer
+from mlflow import MlflowClient
 
 from features.arrays import as_cutoff
 from features.builders import build_features
@@ -26,6 +29,11 @@ from features.contract import DataError
 from features.inputs import load_inputs
 from features.paths import Paths
 from features.sample import generate_sample, write_sample
+from training.config import TrainConfig
+from training.job import comparison_table, run_training
+from training.registry import RegistryError, champion_version, set_champion
+from training.scoring import load_champions, score_customers
+from training.tracking import setup_tracking
 
 app = typer.Typer(
     help="crm-ltv: churn, future value and next-best-action from transaction history.",
@@ -56,7 +64,7 @@ def _user_errors(command: F) -> F:
     def run(*args: object, **kwargs: object) -> None:
         try:
             command(*args, **kwargs)
-        except (DataError, ConfigError) as exc:
+        except (DataError, ConfigError, RegistryError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
 
@@ -197,6 +205,149 @@ def _summary(table: pd.DataFrame, cutoff: pd.Timestamp, target: Path) -> str:
         lines.append(f"{title}:")
         lines += [f"  {name:20s} {n:>9,}  {n / len(table):6.1%}" for name, n in counts.items()]
     return "\n".join(lines)
+
+
+HorizonOpt = Annotated[
+    int | None, typer.Option(min=1, help="Label window in days (default: configs/train.yaml).")
+]
+
+
+def _train_config(paths: Paths, horizon_days: int | None) -> TrainConfig:
+    config = load_config(TrainConfig, paths.config_file("train"))
+    snapshots = override(config.snapshots, "--horizon-days", horizon_days=horizon_days)
+    return override(config, "command line", snapshots=snapshots)
+
+
+def _tuned_params(paths: Paths, horizon_days: int, progress: Progress) -> dict | None:
+    """Best params of `make tune` for this horizon, if any (README: "Tuning")."""
+    path = paths.best_params_file
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        found_horizon = saved["horizon_days"]
+        params = {"churn": dict(saved["churn"]), "ltv": dict(saved["ltv"])}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a best-params file of `make tune` ({exc})") from None
+    if found_horizon != horizon_days:
+        progress(f"ignoring {path}: tuned for a {found_horizon}-day horizon, not {horizon_days}")
+        return None
+    progress(f"using tuned params from {path}")
+    return params
+
+
+@app.command()
+@_user_errors
+def train(
+    transactions: TransactionsOpt = None,
+    customers: CustomersOpt = None,
+    column: ColumnOpt = None,
+    timestamp_format: FormatOpt = None,
+    sep: SepOpt = None,
+    max_reject_share: RejectShareOpt = None,
+    horizon_days: HorizonOpt = None,
+) -> None:
+    """Train, evaluate and register the churn and LTV models (MLflow), with baselines."""
+    paths = Paths.from_env()
+    data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
+    feature_config = load_config(FeatureConfig, paths.config_file("features"))
+    config = _train_config(paths, horizon_days)
+    progress = Progress()
+    inputs = load_inputs(data_config, paths, transactions, customers, progress)
+    tuned = _tuned_params(paths, config.snapshots.horizon_days, progress)
+    result = run_training(inputs, paths, config, feature_config, tuned, progress)
+    typer.echo(comparison_table(result.evaluation))
+    for kind, reg in result.registered.items():
+        verdict = f"now {config.registry.alias}" if reg.decision.promote else "not promoted"
+        typer.echo(f"{kind}: {reg.name} v{reg.version} {verdict}: {reg.decision.reason}")
+    typer.echo(f"MLflow run {result.run_id} at {mlflow.get_tracking_uri()}; {paths.metrics_file}")
+
+
+@app.command()
+@_user_errors
+def score(
+    as_of: Annotated[str, typer.Option(help="Score with history up to this date/time.")],
+    out: Annotated[Path, typer.Option(help="Output file: .csv or .parquet.")],
+    transactions: TransactionsOpt = None,
+    customers: CustomersOpt = None,
+    column: ColumnOpt = None,
+    timestamp_format: FormatOpt = None,
+    sep: SepOpt = None,
+    max_reject_share: RejectShareOpt = None,
+) -> None:
+    """Score every customer with history up to --as-of with the champion models."""
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise ConfigError(f"--out {out}: expected a .csv or .parquet file name")
+    paths = Paths.from_env()
+    data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
+    feature_config = load_config(FeatureConfig, paths.config_file("features"))
+    config = load_config(TrainConfig, paths.config_file("train"))
+    cutoff = as_cutoff(as_of)
+    progress = Progress()
+    setup_tracking(paths, config.registry.experiment)
+    champions = load_champions(config.registry)
+    progress(
+        f"champions: {champions.churn.name} v{champions.churn.version}, "
+        f"{champions.ltv.name} v{champions.ltv.version} ({champions.horizon_days}-day horizon)"
+    )
+    inputs = load_inputs(data_config, paths, transactions, customers, progress)
+    table = build_features(
+        inputs.transactions.frame,
+        cutoff,
+        feature_config,
+        inputs.customers.frame if inputs.customers else None,
+    )
+    if table.empty:
+        raise DataError(f"no customer has a purchase up to {cutoff}; nothing to score")
+    progress(f"scoring {len(table):,} customers at {cutoff}")
+    try:
+        scores = score_customers(table, champions)
+    except ValueError as exc:
+        raise DataError(f"the champion models cannot score these features: {exc}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        scores.to_csv(out, index=False)
+    else:
+        scores.to_parquet(out, index=False)
+    typer.echo(
+        f"scored {len(scores):,} customers at {cutoff}: mean churn probability "
+        f"{scores['churn_probability'].mean():.3f}, total predicted value "
+        f"{scores['predicted_value'].sum():,.0f} over {champions.horizon_days} days -> {out}"
+    )
+
+
+@app.command()
+@_user_errors
+def promote(
+    model: Annotated[
+        str, typer.Option(help="Registered model: churn or ltv (configs/train.yaml).")
+    ],
+    version: Annotated[
+        str | None, typer.Option(help="Version to make champion (default: the newest).")
+    ] = None,
+) -> None:
+    """Move the champion alias to a version by hand (the gate of `make train` is skipped)."""
+    paths = Paths.from_env()
+    config = load_config(TrainConfig, paths.config_file("train"))
+    names = {config.registry.churn_model, config.registry.ltv_model}
+    if model not in names:
+        raise ConfigError(f"--model {model!r}: expected one of {', '.join(sorted(names))}")
+    setup_tracking(paths, config.registry.experiment)
+    client = MlflowClient()
+    versions = client.search_model_versions(f"name = '{model}'")
+    if not versions:
+        raise RegistryError(f"model {model!r} has no versions yet: run `make train` first")
+    known = {v.version: v for v in versions}
+    chosen = version or max(known, key=int)
+    if chosen not in known:
+        raise RegistryError(
+            f"--version {chosen}: model {model!r} has versions {', '.join(sorted(known, key=int))}"
+        )
+    previous = champion_version(client, model, config.registry.alias)
+    set_champion(client, model, chosen, config.registry.alias)
+    client.set_model_version_tag(model, chosen, "promotion", "promoted by hand")
+    before = f"v{previous.version}" if previous else "none"
+    typer.echo(f"{model}: {config.registry.alias} {before} -> v{chosen}")
 
 
 def main() -> None:  # pragma: no cover - entry point for `python -m training.cli`

@@ -1,0 +1,111 @@
+"""Typed, frozen configs of the training and tuning areas: configs/train.yaml, configs/tune.yaml.
+
+They reuse the features area's loader, so a bad file fails the same way (file and field named).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SnapshotConfig(_Frozen):
+    every_days: int = Field(30, ge=1)
+    horizon_days: int = Field(90, ge=1)
+    min_history_days: int = Field(180, ge=0)
+
+
+class SplitConfig(_Frozen):
+    max_train_cutoffs: int | None = Field(None, ge=1)
+
+
+class BoosterConfig(_Frozen):
+    """One LightGBM model: rounds, early stopping, params and monotone constraints."""
+
+    n_estimators: int = Field(2000, ge=1)
+    early_stopping_rounds: int = Field(100, ge=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    monotone: dict[str, Literal[-1, 1]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _no_reserved_params(self) -> BoosterConfig:
+        reserved = {"objective", "seed", "num_threads", "monotone_constraints", "verbosity"}
+        clash = reserved & set(self.params)
+        if clash:
+            raise ValueError(f"params: {sorted(clash)} are set by the project, not in params")
+        return self
+
+
+class ChurnConfig(BoosterConfig):
+    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+
+
+class LtvConfig(BoosterConfig):
+    objective: Literal["tweedie", "hurdle"] = "tweedie"
+    tweedie_variance_power: float = Field(1.5, gt=1.0, lt=2.0)
+
+
+class BaselineConfig(_Frozen):
+    bgnbd_time_unit_days: float = Field(7.0, gt=0)
+    bgnbd_as_features: bool = True  # BG/NBD's P(alive) etc. as LightGBM inputs
+
+
+class Threshold(_Frozen):
+    min: float | None = None
+    max: float | None = None
+
+
+class GateConfig(_Frozen):
+    compare: str
+    thresholds: dict[str, Threshold] = Field(default_factory=dict)
+
+
+class PromotionConfig(_Frozen):
+    churn: GateConfig = GateConfig(compare="roc_auc")
+    ltv: GateConfig = GateConfig(compare="normalized_gini")
+
+
+class RegistryConfig(_Frozen):
+    experiment: str = "crm-ltv"
+    churn_model: str = "churn"
+    ltv_model: str = "ltv"
+    alias: str = "champion"
+
+
+class TrainConfig(_Frozen):
+    seed: int = 42
+    num_threads: int = Field(2, ge=1)
+    snapshots: SnapshotConfig = SnapshotConfig()
+    split: SplitConfig = SplitConfig()
+    churn: ChurnConfig = ChurnConfig()
+    ltv: LtvConfig = LtvConfig()
+    baselines: BaselineConfig = BaselineConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    registry: RegistryConfig = RegistryConfig()
+
+
+class ParamRange(_Frozen):
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ParamRange:
+        if not self.low < self.high or (self.log and self.low <= 0):
+            raise ValueError("needs low < high (and low > 0 on a log scale)")
+        return self
+
+
+class TuneConfig(_Frozen):
+    trials: int = Field(20, ge=1)
+    timeout_minutes: float | None = Field(None, gt=0)
+    pruning_warmup_rounds: int = Field(50, ge=0)
+    report_every_rounds: int = Field(10, ge=1)
+    study_prefix: str = "crm-ltv"
+    search_space: dict[str, ParamRange]

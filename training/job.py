@@ -1,0 +1,379 @@
+"""`make train`: snapshots -> time split -> models and baselines -> evaluation -> MLflow run ->
+registry and promotion gate -> reports/metrics.json."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from features.config import FeatureConfig
+from features.inputs import Inputs
+from features.paths import Paths
+from training import plots
+from training.config import GateConfig, TrainConfig
+from training.datasets import TimeSplit, build_time_split
+from training.metrics import churn_metrics, decile_table, ltv_metrics
+from training.models import TRUSTED_TYPES
+from training.pipeline import Evaluation, TrainedModels, evaluate_models, train_models
+from training.registry import Decision, champion_version, decide_promotion, load_version
+from training.reports import ltv_cac_report, segment_report
+from training.tracking import file_sha256, git_commit, setup_tracking
+
+Progress = Callable[[str], None]
+MODEL_ORDER = ("lightgbm", "bgnbd", "rfm")
+
+
+@dataclass(frozen=True)
+class Registered:
+    name: str
+    version: str
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    split: TimeSplit
+    evaluation: Evaluation
+    registered: dict[str, Registered]
+    summary: dict[str, Any] = field(repr=False)
+
+
+def load_truth_dropout(paths: Paths, inputs: Inputs, split: TimeSplit) -> np.ndarray | None:
+    """For the built-in sample only: who had truly stopped buying for good by the test cutoff."""
+    if inputs.transactions.report.source != paths.sample_table("transactions"):
+        return None
+    if not paths.truth_customers.exists():
+        return None
+    truth = pd.read_parquet(paths.truth_customers).set_index("customer_id")["dropout_at"]
+    dropout = truth.reindex(split.test["customer_id"].astype(str)).to_numpy()
+    return (dropout <= split.plan.test.to_datetime64()).astype("int64")
+
+
+def model_input_example(frame: pd.DataFrame, names: list[str], rows: int = 5) -> pd.DataFrame:
+    """Features as a service would send them: numbers as float (integer columns would make
+    missing values fail MLflow's schema check), categories as text."""
+    example = frame[names].head(rows).copy()
+    for name in names:
+        column = example[name]
+        if isinstance(column.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(
+            column.dtype
+        ):
+            example[name] = column.astype(str).astype(object)
+        else:
+            example[name] = column.astype("float64")
+    return example
+
+
+def run_training(
+    inputs: Inputs,
+    paths: Paths,
+    config: TrainConfig,
+    feature_config: FeatureConfig,
+    tuned: dict[str, dict[str, Any]] | None = None,
+    progress: Progress = lambda _: None,
+) -> TrainResult:
+    customers = inputs.customers.frame if inputs.customers else None
+    horizon = config.snapshots.horizon_days
+    split = build_time_split(
+        inputs.transactions.frame,
+        config.snapshots,
+        config.split,
+        feature_config,
+        customers,
+        progress,
+    )
+    plan = split.plan
+    progress(
+        f"time split: train {len(plan.train)} cutoffs {_span(plan.train)}"
+        f" ({len(split.train):,} rows), validation {plan.valid:%Y-%m-%d} ({len(split.valid):,}), "
+        f"test {plan.test:%Y-%m-%d} ({len(split.test):,}); horizon {horizon} days"
+    )
+    truth = load_truth_dropout(paths, inputs, split)
+    experiment_id = setup_tracking(paths, config.registry.experiment)
+    client = MlflowClient()
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-h{horizon}") as run:
+        _log_provenance(inputs, paths, config, split, tuned or {})
+        models = train_models(split, config, tuned, progress)
+        progress("evaluating on the test snapshot")
+        evaluation = evaluate_models(models, split, truth)
+        _log_metrics(evaluation)
+        progress("logging plots and reports")
+        _log_plots(models, split, evaluation)
+        _log_reports(split, evaluation, customers)
+        progress("registering models")
+        registered = {
+            "churn": _register(
+                client, config, "churn", models.churn, split, evaluation, run.info.run_id
+            ),
+            "ltv": _register(client, config, "ltv", models.ltv, split, evaluation, run.info.run_id),
+        }
+        for kind, reg in registered.items():
+            mlflow.set_tag(f"{kind}_promoted", str(reg.decision.promote).lower())
+        summary = _summary(run.info.run_id, split, evaluation, registered, inputs)
+        mlflow.log_dict(summary, "metrics.json")
+    paths.metrics_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.metrics_file.write_text(json.dumps(summary, indent=2) + "\n")
+    progress(f"wrote {paths.metrics_file}")
+    return TrainResult(run.info.run_id, split, evaluation, registered, summary)
+
+
+def _span(cutoffs: tuple[pd.Timestamp, ...]) -> str:
+    return f"{cutoffs[0]:%Y-%m-%d}..{cutoffs[-1]:%Y-%m-%d}"
+
+
+def _log_provenance(
+    inputs: Inputs,
+    paths: Paths,
+    config: TrainConfig,
+    split: TimeSplit,
+    tuned: dict[str, dict[str, Any]],
+) -> None:
+    sources = [inputs.transactions.report.source]
+    if inputs.customers:
+        sources.append(inputs.customers.report.source)
+    mlflow.set_tags(
+        {
+            "data_sha256": file_sha256(*sources),
+            "git_commit": git_commit(paths.root),
+            "transactions": str(inputs.transactions.report.source),
+            "customers": str(inputs.customers.report.source) if inputs.customers else "none",
+            "tuned_params": str(paths.best_params_file) if tuned else "none",
+        }
+    )
+    plan = split.plan
+    mlflow.log_params(
+        {
+            "horizon_days": split.horizon_days,
+            "every_days": config.snapshots.every_days,
+            "min_history_days": config.snapshots.min_history_days,
+            "train_cutoffs": f"{_span(plan.train)} ({len(plan.train)})",
+            "valid_cutoff": f"{plan.valid:%Y-%m-%d}",
+            "test_cutoff": f"{plan.test:%Y-%m-%d}",
+            "train_rows": len(split.train),
+            "valid_rows": len(split.valid),
+            "test_rows": len(split.test),
+            "n_features": len(split.feature_names),
+            "seed": config.seed,
+            "ltv_objective": config.ltv.objective,
+            "churn_calibration": config.churn.calibration,
+            "bgnbd_as_features": config.baselines.bgnbd_as_features,
+            **{
+                f"churn_{k}": v
+                for k, v in {**config.churn.params, **tuned.get("churn", {})}.items()
+            },
+            **{f"ltv_{k}": v for k, v in {**config.ltv.params, **tuned.get("ltv", {})}.items()},
+        }
+    )
+    mlflow.log_dict(config.model_dump(mode="json"), "config/train.json")
+    for area in ("data", "features", "train"):
+        mlflow.log_artifact(str(paths.config_file(area)), "config")
+    mlflow.log_dict({"features": split.feature_names}, "features.json")
+
+
+def _log_metrics(evaluation: Evaluation) -> None:
+    metrics = {}
+    for name in MODEL_ORDER:
+        metrics |= {f"{name}_churn_{k}": v for k, v in evaluation.churn[name].items()}
+        metrics |= {f"{name}_ltv_{k}": v for k, v in evaluation.ltv[name].items()}
+    mlflow.log_metrics(metrics)
+    mlflow.log_text(comparison_table(evaluation), "comparison.txt")
+
+
+def _log_plots(models: TrainedModels, split: TimeSplit, evaluation: Evaluation) -> None:
+    test = split.test
+    churned = test["churned"].to_numpy()
+    value = test["future_value"].to_numpy("float64")
+    churn_scores = {
+        n: evaluation.predictions[n]["churn_probability"].to_numpy() for n in MODEL_ORDER
+    }
+    value_scores = {n: evaluation.predictions[n]["predicted_value"].to_numpy() for n in MODEL_ORDER}
+    deciles = {n: decile_table(value, s) for n, s in value_scores.items()}
+    X = test[split.feature_names]
+    sample = X.sample(min(len(X), 5000), random_state=0)
+    figures = {
+        "churn_roc.png": plots.roc_plot(churned, churn_scores),
+        "churn_pr.png": plots.pr_plot(churned, churn_scores),
+        "churn_calibration.png": plots.calibration_plot(churned, churn_scores),
+        "churn_gains.png": plots.gains_plot(churned, churn_scores, "churners"),
+        "ltv_gains.png": plots.gains_plot(value, value_scores, "future value"),
+        "ltv_deciles.png": plots.decile_plot(deciles),
+        "churn_importance.png": plots.importance_plot(
+            _importance(models.churn), "Churn model: feature importance"
+        ),
+        "ltv_importance.png": plots.importance_plot(
+            _importance(models.ltv), "LTV model: feature importance"
+        ),
+        "churn_shap.png": plots.shap_summary_plot(
+            models.churn.contributions(sample), sample, "Churn model: SHAP summary (log-odds)"
+        ),
+        "ltv_shap.png": plots.shap_summary_plot(
+            models.ltv.contributions(sample), sample, "LTV model: SHAP summary (log scale)"
+        ),
+    }
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"plots/{name}")
+        plots.plt.close(figure)
+    for name, table in deciles.items():
+        mlflow.log_table(table, f"tables/ltv_deciles_{name}.json")
+
+
+def _importance(model: Any) -> pd.Series:
+    booster = model.booster_
+    return pd.Series(booster.feature_importance("gain"), index=booster.feature_name())
+
+
+def _log_reports(split: TimeSplit, evaluation: Evaluation, customers: pd.DataFrame | None) -> None:
+    ours = evaluation.predictions["lightgbm"]
+    mlflow.log_table(segment_report(split.test, ours), "tables/rfm_segments.json")
+    ltv_cac = ltv_cac_report(split.test, ours, customers)
+    if ltv_cac is not None:
+        mlflow.log_table(ltv_cac, "tables/ltv_cac_by_channel.json")
+
+
+def _register(
+    client: MlflowClient,
+    config: TrainConfig,
+    kind: str,
+    model: Any,
+    split: TimeSplit,
+    evaluation: Evaluation,
+    run_id: str,
+) -> Registered:
+    """Log and register a new version, then move the champion alias only if the gate allows."""
+    name = config.registry.churn_model if kind == "churn" else config.registry.ltv_model
+    gate: GateConfig = getattr(config.promotion, kind)
+    new_metrics = (evaluation.churn if kind == "churn" else evaluation.ltv)["lightgbm"]
+    current = champion_version(client, name, config.registry.alias)
+    champion_metrics, why_not = None, None
+    if current is not None:
+        champion_metrics, why_not = _score_champion(kind, name, current, split)
+    example = model_input_example(split.test, split.feature_names)
+    output = model.predict_proba(example) if kind == "churn" else model.predict(example)
+    info = mlflow.sklearn.log_model(
+        model,
+        name=f"{kind}_model",
+        signature=infer_signature(example, output),
+        input_example=example,
+        registered_model_name=name,
+        pyfunc_predict_fn="predict_proba" if kind == "churn" else "predict",
+        skops_trusted_types=list(TRUSTED_TYPES),
+    )
+    version = str(info.registered_model_version)
+    if why_not is not None:
+        decision = Decision(False, why_not)
+    else:
+        label = f"champion v{current.version}" if current is not None else "the champion"
+        decision = decide_promotion(new_metrics, champion_metrics, gate, label)
+    tags = {
+        "horizon_days": str(split.horizon_days),
+        "test_cutoff": f"{split.plan.test:%Y-%m-%d}",
+        "run_id": run_id,
+        "promotion": decision.reason,
+        **{f"metric.{k}": f"{v:.6g}" for k, v in new_metrics.items()},
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    if decision.promote:
+        client.set_registered_model_alias(name, config.registry.alias, version)
+    return Registered(name, version, decision)
+
+
+def _score_champion(
+    kind: str, name: str, current: Any, split: TimeSplit
+) -> tuple[dict[str, float] | None, str | None]:
+    """The current champion's metrics on this run's test snapshot, or why it cannot be compared."""
+    label = f"champion v{current.version}"
+    horizon = current.tags.get("horizon_days")
+    if horizon != str(split.horizon_days):
+        return None, (
+            f"{label} predicts a {horizon}-day horizon, this run {split.horizon_days} days: "
+            "not comparable, left alone (promote by hand with `crm-ltv promote`)"
+        )
+    try:
+        model = load_version(name, current.version)
+        X = split.test[split.feature_names]
+        if kind == "churn":
+            return churn_metrics(split.test["churned"], model.predict_proba(X)[:, 1]), None
+        return ltv_metrics(split.test["future_value"], model.predict(X)), None
+    except Exception as exc:
+        return None, (
+            f"{label} cannot score this run's test snapshot ({type(exc).__name__}: {exc}); "
+            "left alone (promote by hand with `crm-ltv promote`)"
+        )
+
+
+def comparison_table(evaluation: Evaluation) -> str:
+    """Model vs baselines on the test snapshot, one line each."""
+    churn_cols = [
+        ("roc_auc", "AUC"),
+        ("pr_auc", "PR AUC"),
+        ("log_loss", "logloss"),
+        ("brier", "Brier"),
+        ("expected_calibration_error", "ECE"),
+        ("lift_top10", "lift@10%"),
+        ("truth_dropout_auc", "truth AUC"),
+    ]
+    ltv_cols = [
+        ("normalized_gini", "gini"),
+        ("spearman", "spearman"),
+        ("rmse", "RMSE"),
+        ("mae", "MAE"),
+        ("top10_value_share", "top10%"),
+        ("total_ratio", "pred/act"),
+    ]
+    first = evaluation.churn[MODEL_ORDER[0]]
+    churn_cols = [(k, t) for k, t in churn_cols if k in first]
+    header = f"{'model':10s}" + "".join(f"{t:>10s}" for _, t in churn_cols) + "  |"
+    header += "".join(f"{t:>10s}" for _, t in ltv_cols)
+    lines = ["churn (left) and LTV (right) on the test snapshot", header]
+    for name in MODEL_ORDER:
+        row = f"{name:10s}" + "".join(f"{evaluation.churn[name][k]:10.4f}" for k, _ in churn_cols)
+        row += "  |" + "".join(f"{evaluation.ltv[name][k]:10.4f}" for k, _ in ltv_cols)
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def _summary(
+    run_id: str,
+    split: TimeSplit,
+    evaluation: Evaluation,
+    registered: dict[str, Registered],
+    inputs: Inputs,
+) -> dict[str, Any]:
+    plan = split.plan
+    return {
+        "run_id": run_id,
+        "tracking_uri": mlflow.get_tracking_uri(),
+        "transactions": str(inputs.transactions.report.source),
+        "horizon_days": split.horizon_days,
+        "cutoffs": {
+            "train": [f"{c:%Y-%m-%d}" for c in plan.train],
+            "validation": f"{plan.valid:%Y-%m-%d}",
+            "test": f"{plan.test:%Y-%m-%d}",
+        },
+        "rows": {
+            "train": len(split.train),
+            "validation": len(split.valid),
+            "test": len(split.test),
+        },
+        "churn": {name: evaluation.churn[name] for name in MODEL_ORDER},
+        "ltv": {name: evaluation.ltv[name] for name in MODEL_ORDER},
+        "registry": {
+            kind: {
+                "model": reg.name,
+                "version": reg.version,
+                "promoted": reg.decision.promote,
+                "reason": reg.decision.reason,
+            }
+            for kind, reg in registered.items()
+        },
+    }

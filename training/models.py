@@ -1,0 +1,303 @@
+"""The LightGBM churn classifier and LTV regressor, as scikit-learn estimators.
+
+Each model takes the feature table exactly as `features.build_features` returns it (categorical
+columns as categories or strings, numbers of any type) and keeps its own vocabulary of the
+categories it saw in training, so the same model scores training snapshots, `crm-ltv score`
+files and service requests alike. Unknown categories count as missing. An optional `augment`
+transformer (fitted on the training rows only) adds inputs, such as BG/NBD's P(alive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, clone
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+EvalSet = tuple[pd.DataFrame, pd.Series | np.ndarray]
+# Types inside a fitted model, allowed when MLflow saves and loads it with skops (not pickle).
+TRUSTED_TYPES = (
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "training.baselines.BgNbd",
+    "training.baselines.BgNbdBaseline",
+    "training.baselines.BgNbdFeatures",
+    "training.baselines.GammaGamma",
+    "training.models.ChurnModel",
+    "training.models.LtvModel",
+)
+
+
+def _is_categorical(column: pd.Series) -> bool:
+    return isinstance(column.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(
+        column.dtype
+    )
+
+
+def fit_vocabularies(X: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """Sorted categories seen in training, per categorical column."""
+    vocabularies = {}
+    for name in X.columns:
+        if _is_categorical(X[name]):
+            values = pd.Series(X[name], copy=False).dropna().astype(str).unique()
+            vocabularies[name] = tuple(sorted(values))
+    return vocabularies
+
+
+def encode_features(
+    X: pd.DataFrame, columns: Sequence[str], vocabularies: Mapping[str, tuple[str, ...]]
+) -> np.ndarray:
+    """Model input: float matrix in `columns` order; categories become their vocabulary index."""
+    out = np.empty((len(X), len(columns)), dtype="float64")
+    for j, name in enumerate(columns):
+        column = X[name]
+        if name in vocabularies:
+            values = (
+                column.astype(str) if not isinstance(column.dtype, pd.CategoricalDtype) else column
+            )
+            codes = pd.Categorical(values, categories=list(vocabularies[name])).codes
+            out[:, j] = np.where(codes >= 0, codes, np.nan)
+        else:
+            try:
+                out[:, j] = pd.to_numeric(column, errors="raise").to_numpy(
+                    "float64", na_value=np.nan
+                )
+            except (TypeError, ValueError):
+                raise ValueError(f"feature {name}: expected numbers") from None
+    return out
+
+
+class _Booster(BaseEstimator):
+    """What both models share: encoding, LightGBM training with early stopping, contributions."""
+
+    def _prepare(self, X: pd.DataFrame) -> None:
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        self.augment_ = clone(self.augment).fit(X) if self.augment is not None else None
+        model_input = self._augmented(X)
+        self.model_features_ = [str(n) for n in model_input.columns]
+        self.vocabularies_ = fit_vocabularies(model_input)
+        unknown = set(self.monotone or {}) - set(self.model_features_)
+        if unknown:
+            raise ValueError(f"monotone: no feature named {', '.join(sorted(unknown))}")
+
+    def _augmented(self, X: pd.DataFrame) -> pd.DataFrame:
+        return self.augment_.transform(X) if self.augment_ is not None else X
+
+    def _encode(self, X: pd.DataFrame) -> np.ndarray:
+        names = [str(n) for n in self.feature_names_in_]
+        missing = [n for n in names if n not in X.columns]
+        if missing:
+            raise ValueError(f"missing features: {', '.join(missing)}")
+        return encode_features(self._augmented(X[names]), self.model_features_, self.vocabularies_)
+
+    def _train(
+        self,
+        objective: str,
+        X: np.ndarray,
+        y: np.ndarray,
+        eval_set: tuple[np.ndarray, np.ndarray],
+        callbacks: Sequence[Callable[..., None]] = (),
+        extra: Mapping[str, Any] | None = None,
+    ) -> lgb.Booster:
+        names = self.model_features_
+        categorical = [n for n in names if n in self.vocabularies_]
+        params = {
+            **(self.params or {}),
+            **(extra or {}),
+            "objective": objective,
+            "seed": self.random_state,
+            "num_threads": self.n_jobs,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbosity": -1,
+            "monotone_constraints": [int((self.monotone or {}).get(n, 0)) for n in names],
+        }
+        train = lgb.Dataset(X, y, feature_name=names, categorical_feature=categorical)
+        valid = lgb.Dataset(eval_set[0], eval_set[1], reference=train)
+        return lgb.train(
+            params,
+            train,
+            num_boost_round=self.n_estimators,
+            valid_sets=[valid],
+            valid_names=["valid"],
+            callbacks=[
+                lgb.early_stopping(self.early_stopping_rounds, verbose=False),
+                *callbacks,
+            ],
+        )
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "feature_names_in_"):
+            raise ValueError(f"{type(self).__name__} is not fitted yet")
+
+    def _contributions(self, booster: lgb.Booster, X: pd.DataFrame) -> pd.DataFrame:
+        values = booster.predict(self._encode(X), pred_contrib=True)
+        columns = [*self.model_features_, "(base)"]
+        return pd.DataFrame(values, index=X.index, columns=columns)
+
+
+def _labels(y: pd.Series | np.ndarray) -> np.ndarray:
+    return np.asarray(y, dtype="float64")
+
+
+class ChurnModel(ClassifierMixin, _Booster):
+    """P(no purchase in the horizon): LightGBM, early-stopped and calibrated on validation.
+
+    Calibration matters because the probabilities feed expected-value decisions; sigmoid
+    (Platt) keeps the ranking, isotonic may tie neighbours.
+    """
+
+    def __init__(
+        self,
+        n_estimators: int = 2000,
+        early_stopping_rounds: int = 100,
+        params: dict[str, Any] | None = None,
+        monotone: dict[str, int] | None = None,
+        calibration: str = "sigmoid",
+        augment: TransformerMixin | None = None,
+        random_state: int = 42,
+        n_jobs: int = 2,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.early_stopping_rounds = early_stopping_rounds
+        self.params = params
+        self.monotone = monotone
+        self.calibration = calibration
+        self.augment = augment
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: pd.Series | np.ndarray,
+        eval_set: EvalSet | None = None,
+        callbacks: Sequence[Callable[..., None]] = (),
+    ) -> ChurnModel:
+        if eval_set is None:
+            raise ValueError(
+                "ChurnModel.fit needs eval_set=(X_valid, y_valid) to stop and calibrate"
+            )
+        self._prepare(X)
+        self.classes_ = np.array([0, 1])
+        X_valid, y_valid = self._encode(eval_set[0]), _labels(eval_set[1])
+        self.booster_ = self._train(
+            "binary", self._encode(X), _labels(y), (X_valid, y_valid), callbacks
+        )
+        self.best_iteration_ = self.booster_.best_iteration
+        raw = self.booster_.predict(X_valid, raw_score=True)
+        if self.calibration == "isotonic":
+            self.calibrator_ = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
+            self.calibrator_.fit(raw, y_valid)
+        elif self.calibration == "sigmoid":
+            self.calibrator_ = LogisticRegression(C=1e6).fit(raw[:, None], y_valid)
+        else:
+            raise ValueError(f"calibration: expected sigmoid or isotonic, got {self.calibration!r}")
+        return self
+
+    def raw_score(self, X: pd.DataFrame) -> np.ndarray:
+        self._check_fitted()
+        return self.booster_.predict(self._encode(X), raw_score=True)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        raw = self.raw_score(X)
+        if isinstance(self.calibrator_, IsotonicRegression):
+            p = self.calibrator_.predict(raw)
+        else:
+            p = self.calibrator_.predict_proba(raw[:, None])[:, 1]
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype("int64")
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per-feature contributions to the raw log-odds (SHAP values of the tree model)."""
+        self._check_fitted()
+        return self._contributions(self.booster_, X)
+
+
+class LtvModel(RegressorMixin, _Booster):
+    """Net spend over the horizon; negative targets (refunds only) count as 0.
+
+    tweedie: one regressor with a log link, for a target that is mostly zero with a long right
+    tail. hurdle: P(any purchase) x E[spend | purchase], two boosters.
+    """
+
+    def __init__(
+        self,
+        objective: str = "tweedie",
+        tweedie_variance_power: float = 1.5,
+        n_estimators: int = 2000,
+        early_stopping_rounds: int = 100,
+        params: dict[str, Any] | None = None,
+        monotone: dict[str, int] | None = None,
+        augment: TransformerMixin | None = None,
+        random_state: int = 42,
+        n_jobs: int = 2,
+    ) -> None:
+        self.objective = objective
+        self.tweedie_variance_power = tweedie_variance_power
+        self.n_estimators = n_estimators
+        self.early_stopping_rounds = early_stopping_rounds
+        self.params = params
+        self.monotone = monotone
+        self.augment = augment
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: pd.Series | np.ndarray,
+        eval_set: EvalSet | None = None,
+        callbacks: Sequence[Callable[..., None]] = (),
+    ) -> LtvModel:
+        if eval_set is None:
+            raise ValueError("LtvModel.fit needs eval_set=(X_valid, y_valid) for early stopping")
+        self._prepare(X)
+        X_train, y_train = self._encode(X), np.clip(_labels(y), 0.0, None)
+        X_valid, y_valid = self._encode(eval_set[0]), np.clip(_labels(eval_set[1]), 0.0, None)
+        if self.objective == "tweedie":
+            power = {"tweedie_variance_power": self.tweedie_variance_power}
+            self.booster_ = self._train(
+                "tweedie", X_train, y_train, (X_valid, y_valid), callbacks, power
+            )
+            self.buy_booster_ = None
+        elif self.objective == "hurdle":
+            self.buy_booster_ = self._train(
+                "binary", X_train, (y_train > 0) * 1.0, (X_valid, (y_valid > 0) * 1.0), callbacks
+            )
+            buyers, valid_buyers = y_train > 0, y_valid > 0
+            self.booster_ = self._train(
+                "gamma",
+                X_train[buyers],
+                y_train[buyers],
+                (X_valid[valid_buyers], y_valid[valid_buyers]),
+            )
+        else:
+            raise ValueError(f"objective: expected tweedie or hurdle, got {self.objective!r}")
+        self.best_iteration_ = self.booster_.best_iteration
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        self._check_fitted()
+        encoded = self._encode(X)
+        value = self.booster_.predict(encoded)
+        if self.buy_booster_ is not None:
+            value = value * self.buy_booster_.predict(encoded)
+        return value
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per-feature contributions on the log scale of the predicted value (hurdle: both
+        parts added, the purchase part in log-odds)."""
+        self._check_fitted()
+        out = self._contributions(self.booster_, X)
+        if self.buy_booster_ is not None:
+            out = out + self._contributions(self.buy_booster_, X)
+        return out

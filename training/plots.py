@@ -1,0 +1,125 @@
+"""Figures logged with every run: how the models and baselines compare on the test snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+Scores = Mapping[str, np.ndarray]
+
+
+def _axes(title: str, xlabel: str, ylabel: str) -> tuple[Figure, plt.Axes]:
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def roc_plot(y: np.ndarray, scores: Scores) -> Figure:
+    fig, ax = _axes("Churn: ROC on the test snapshot", "false positive rate", "true positive rate")
+    for name, p in scores.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.legend()
+    return fig
+
+
+def pr_plot(y: np.ndarray, scores: Scores) -> Figure:
+    fig, ax = _axes("Churn: precision-recall", "recall", "precision")
+    for name, p in scores.items():
+        precision, recall, _ = precision_recall_curve(y, p)
+        ax.plot(recall, precision, label=name)
+    ax.axhline(np.mean(y), color="k", ls="--", lw=0.8, label="base rate")
+    ax.legend()
+    return fig
+
+
+def calibration_plot(y: np.ndarray, scores: Scores, bins: int = 10) -> Figure:
+    fig, ax = _axes("Churn: calibration", "mean predicted probability", "observed churn rate")
+    for name, p in scores.items():
+        which = np.minimum((np.asarray(p) * bins).astype(int), bins - 1)
+        frame = pd.DataFrame({"bin": which, "p": p, "y": y}).groupby("bin").mean()
+        ax.plot(frame["p"], frame["y"], marker="o", label=name)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect")
+    ax.legend()
+    return fig
+
+
+def gains_plot(y: np.ndarray, scores: Scores, what: str) -> Figure:
+    """Share of all `what` captured when contacting customers in score order."""
+    fig, ax = _axes(f"Cumulative gains: {what}", "share of customers contacted", f"share of {what}")
+    y = np.asarray(y, dtype="float64")
+    share = np.arange(1, len(y) + 1) / len(y)
+    for name, s in scores.items():
+        order = np.argsort(-np.asarray(s), kind="stable")
+        ax.plot(share, np.cumsum(y[order]) / y.sum(), label=name)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="random")
+    ax.legend()
+    return fig
+
+
+def decile_plot(tables: Mapping[str, pd.DataFrame]) -> Figure:
+    fig, ax = _axes(
+        "LTV: predicted vs actual by decile", "decile of predicted value (1 = top)", "mean value"
+    )
+    first = next(iter(tables.values()))
+    ax.bar(first["decile"], first["mean_actual"], color="lightgray", label="actual")
+    for name, table in tables.items():
+        ax.plot(table["decile"], table["mean_predicted"], marker="o", label=f"{name} predicted")
+    ax.set_xticks(range(1, 11))
+    ax.legend()
+    return fig
+
+
+def importance_plot(importance: pd.Series, title: str, top: int = 20) -> Figure:
+    values = importance.sort_values().tail(top)
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(values) + 1.5), dpi=100)
+    ax.barh(values.index, values.to_numpy())
+    ax.set(title=title, xlabel="total gain")
+    fig.tight_layout()
+    return fig
+
+
+def shap_summary_plot(
+    contributions: pd.DataFrame, X: pd.DataFrame, title: str, top: int = 15
+) -> Figure:
+    """Beeswarm-style: each dot a customer, x its contribution, colour the feature's value rank."""
+    contributions = contributions.drop(columns="(base)")
+    order = contributions.abs().mean().sort_values().tail(top).index
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(order) + 1.5), dpi=100)
+    rng = np.random.default_rng(0)
+    for row, name in enumerate(order):
+        x = contributions[name].to_numpy()
+        value = X[name] if name in X.columns else pd.Series(np.nan, index=X.index)
+        colour = (
+            pd.Series(value, copy=False).rank(pct=True).to_numpy()
+            if pd.api.types.is_numeric_dtype(value.dtype)
+            else np.full(len(x), 0.5)
+        )
+        jitter = rng.uniform(-0.3, 0.3, len(x))
+        points = ax.scatter(x, row + jitter, c=colour, cmap="coolwarm", s=3, vmin=0, vmax=1)
+    ax.set_yticks(range(len(order)), list(order))
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set(title=title, xlabel="contribution (raw score)")
+    fig.colorbar(points, ax=ax, label="feature value (rank, low to high)")
+    fig.tight_layout()
+    return fig
+
+
+def history_plot(values: list[float], title: str, ylabel: str) -> Figure:
+    fig, ax = _axes(title, "trial", ylabel)
+    ax.plot(range(len(values)), values, "o", alpha=0.6, label="trial")
+    finite = np.where(np.isfinite(values), values, np.nan)
+    ax.plot(range(len(values)), np.fmin.accumulate(finite), "-", label="best so far")
+    ax.legend()
+    return fig

@@ -1,0 +1,58 @@
+"""Scores of every customer from the champion models: `crm-ltv score` and the service share it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from training.config import RegistryConfig
+from training.registry import Champion, RegistryError, load_champion
+
+SCORE_COLUMNS = (
+    "customer_id",
+    "churn_probability",
+    "predicted_value",
+    "horizon_days",
+    "rfm_segment",
+    "lifecycle_stage",
+)
+
+
+@dataclass(frozen=True)
+class Champions:
+    churn: Champion
+    ltv: Champion
+
+    @property
+    def horizon_days(self) -> int:
+        return self.churn.horizon_days
+
+
+def load_champions(registry: RegistryConfig) -> Champions:
+    client = MlflowClient()
+    churn = load_champion(client, registry.churn_model, registry.alias)
+    ltv = load_champion(client, registry.ltv_model, registry.alias)
+    if churn.horizon_days != ltv.horizon_days:
+        raise RegistryError(
+            f"champions disagree on the horizon: {churn.name} v{churn.version} predicts "
+            f"{churn.horizon_days} days, {ltv.name} v{ltv.version} {ltv.horizon_days} days; "
+            "promote a matching pair with `crm-ltv promote`"
+        )
+    return Champions(churn, ltv)
+
+
+def score_customers(features: pd.DataFrame, champions: Champions) -> pd.DataFrame:
+    """One row per customer of a feature table (indexed by customer_id), in SCORE_COLUMNS."""
+    out = pd.DataFrame(
+        {
+            "customer_id": features.index.astype(str),
+            "churn_probability": champions.churn.model.predict_proba(features)[:, 1],
+            "predicted_value": champions.ltv.model.predict(features),
+            "horizon_days": champions.horizon_days,
+            "rfm_segment": features["rfm_segment"].astype(str).to_numpy(),
+            "lifecycle_stage": features["lifecycle_stage"].astype(str).to_numpy(),
+        }
+    )
+    return out[list(SCORE_COLUMNS)]
