@@ -6,7 +6,10 @@ INSTALLED := $(VENV)/.installed
 SAMPLE := data/sample/transactions.csv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data features test lint format bench-features clean
+TRIALS ?=
+PORT_UI ?= 5000
+MLFLOW_HOME ?= $(CURDIR)
+.PHONY: help setup data features train tune mlflow-ui test lint format bench-features clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -25,6 +28,16 @@ data: $(SAMPLE) ## generate the built-in sample data into data/sample/ (once; `m
 
 features: $(SAMPLE) ## build the feature table at the latest cutoff into data/features.parquet
 	$(BIN)/crm-ltv features
+
+train: $(SAMPLE) ## train, evaluate and register the churn and LTV models (MLflow), with baselines
+	$(BIN)/crm-ltv train
+
+tune: $(SAMPLE) ## Optuna tuning of both models (TRIALS=N per model); the next `make train` uses it
+	$(BIN)/crm-ltv tune $(if $(TRIALS),--trials $(TRIALS))
+
+mlflow-ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 over mlflow.db and mlartifacts/
+	$(BIN)/mlflow server --backend-store-uri sqlite:///$(MLFLOW_HOME)/mlflow.db \
+		--default-artifact-root $(MLFLOW_HOME)/mlartifacts --host 127.0.0.1 --port $(PORT_UI)
 
 test: $(INSTALLED) ## run the test suite
 	$(BIN)/python -m pytest

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +15,20 @@ from features.config import DataConfig, FeatureConfig, SampleConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
+CLI = str(Path(sys.executable).parent / "crm-ltv")
+
+
+def new_home(folder: Path) -> Path:
+    """A project home with the real configs; its own data, mlflow.db and reports."""
+    shutil.copytree(CONFIGS, folder / "configs")
+    return folder
+
+
+def run(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The crm-ltv command, for real, in `home`, with no inherited MLflow tracking URI."""
+    env = {**os.environ, "CRM_LTV_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +52,31 @@ def frame(rows: list[tuple], columns: str = "customer_id timestamp amount") -> p
     out = pd.DataFrame(rows, columns=columns.split())
     out["timestamp"] = pd.to_datetime(out["timestamp"], format="ISO8601")
     return out
+
+
+@pytest.fixture(scope="session")
+def train_config():
+    from training.config import TrainConfig
+
+    return load_config(TrainConfig, CONFIGS / "train.yaml")
+
+
+@pytest.fixture(scope="session")
+def small_split(small_sample_config, feature_config, train_config):
+    """The time split of a 3,000-customer sample, with its customers table."""
+    from features.sample import generate_sample
+    from training.datasets import build_time_split
+
+    sample = generate_sample(small_sample_config)
+    tx = sample.transactions.assign(timestamp=pd.to_datetime(sample.transactions["timestamp"]))
+    customers = sample.customers.assign(signup_date=pd.to_datetime(sample.customers["signup_date"]))
+    return build_time_split(
+        tx, train_config.snapshots, train_config.split, feature_config, customers
+    )
+
+
+@pytest.fixture(scope="session")
+def small_models(small_split, train_config):
+    from training.pipeline import fit_churn, fit_ltv
+
+    return fit_churn(small_split, train_config), fit_ltv(small_split, train_config)

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import CONFIGS
-
-CLI = str(Path(sys.executable).parent / "crm-ltv")
+from tests.conftest import new_home, run
 
 
 @pytest.fixture()
 def home(tmp_path: Path) -> Path:
-    shutil.copytree(CONFIGS, tmp_path / "configs")
-    return tmp_path
-
-
-def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CRM_LTV_HOME": str(home)}
-    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=120)
+    return new_home(tmp_path)
 
 
 def test_sample_data_then_features(home):

@@ -29,11 +29,13 @@ from features.contract import DataError
 from features.inputs import load_inputs
 from features.paths import Paths
 from features.sample import generate_sample, write_sample
-from training.config import TrainConfig
+from training.config import TrainConfig, TuneConfig
+from training.datasets import build_time_split
 from training.job import comparison_table, run_training
 from training.registry import RegistryError, champion_version, set_champion
 from training.scoring import load_champions, score_customers
 from training.tracking import setup_tracking
+from training.tuning import run_tuning
 
 app = typer.Typer(
     help="crm-ltv: churn, future value and next-best-action from transaction history.",
@@ -337,7 +339,7 @@ def promote(
     versions = client.search_model_versions(f"name = '{model}'")
     if not versions:
         raise RegistryError(f"model {model!r} has no versions yet: run `make train` first")
-    known = {v.version: v for v in versions}
+    known = {str(v.version): v for v in versions}
     chosen = version or max(known, key=int)
     if chosen not in known:
         raise RegistryError(
@@ -348,6 +350,47 @@ def promote(
     client.set_model_version_tag(model, chosen, "promotion", "promoted by hand")
     before = f"v{previous.version}" if previous else "none"
     typer.echo(f"{model}: {config.registry.alias} {before} -> v{chosen}")
+
+
+@app.command()
+@_user_errors
+def tune(
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="Trials per model (default: configs/tune.yaml).")
+    ] = None,
+    transactions: TransactionsOpt = None,
+    customers: CustomersOpt = None,
+    column: ColumnOpt = None,
+    timestamp_format: FormatOpt = None,
+    sep: SepOpt = None,
+    max_reject_share: RejectShareOpt = None,
+    horizon_days: HorizonOpt = None,
+) -> None:
+    """Tune both models with Optuna; the next `crm-ltv train` uses the best params."""
+    paths = Paths.from_env()
+    data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
+    feature_config = load_config(FeatureConfig, paths.config_file("features"))
+    config = _train_config(paths, horizon_days)
+    tune_config = override(
+        load_config(TuneConfig, paths.config_file("tune")), "--trials", trials=trials
+    )
+    progress = Progress()
+    inputs = load_inputs(data_config, paths, transactions, customers, progress)
+    split = build_time_split(
+        inputs.transactions.frame,
+        config.snapshots,
+        config.split,
+        feature_config,
+        inputs.customers.frame if inputs.customers else None,
+        progress,
+    )
+    results = run_tuning(split, paths, config, tune_config, progress)
+    for kind, result in results.items():
+        typer.echo(
+            f"{kind}: best validation loss {result.best_value:.5f} after {result.completed} "
+            f"complete and {result.pruned} pruned trials ({result.name}): {result.best_params}"
+        )
+    typer.echo(f"best params -> {paths.best_params_file} (used by the next `crm-ltv train`)")
 
 
 def main() -> None:  # pragma: no cover - entry point for `python -m training.cli`

@@ -213,10 +213,14 @@ def _log_plots(models: TrainedModels, split: TimeSplit, evaluation: Evaluation) 
             _importance(models.ltv), "LTV model: feature importance"
         ),
         "churn_shap.png": plots.shap_summary_plot(
-            models.churn.contributions(sample), sample, "Churn model: SHAP summary (log-odds)"
+            models.churn.contributions(sample),
+            models.churn.model_input(sample),
+            "Churn model: SHAP summary (log-odds)",
         ),
         "ltv_shap.png": plots.shap_summary_plot(
-            models.ltv.contributions(sample), sample, "LTV model: SHAP summary (log scale)"
+            models.ltv.contributions(sample),
+            models.ltv.model_input(sample),
+            "LTV model: SHAP summary (log scale)",
         ),
     }
     for name, figure in figures.items():

@@ -57,19 +57,24 @@ def encode_features(
     for j, name in enumerate(columns):
         column = X[name]
         if name in vocabularies:
-            values = (
-                column.astype(str) if not isinstance(column.dtype, pd.CategoricalDtype) else column
-            )
-            codes = pd.Categorical(values, categories=list(vocabularies[name])).codes
+            values = column.to_numpy(dtype=object)
+            text = np.where(pd.isna(values), None, values.astype(str))
+            codes = pd.Index(vocabularies[name]).get_indexer(text)
             out[:, j] = np.where(codes >= 0, codes, np.nan)
         else:
-            try:
-                out[:, j] = pd.to_numeric(column, errors="raise").to_numpy(
-                    "float64", na_value=np.nan
-                )
-            except (TypeError, ValueError):
-                raise ValueError(f"feature {name}: expected numbers") from None
+            out[:, j] = column.to_numpy("float64", na_value=np.nan)
     return out
+
+
+def as_numbers(X: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """The named columns as float64; a column that is not numbers is named in the error."""
+    converted = {}
+    for name in names:
+        try:
+            converted[name] = pd.to_numeric(X[name], errors="raise").astype("float64")
+        except (TypeError, ValueError):
+            raise ValueError(f"feature {name}: expected numbers") from None
+    return X.assign(**converted)
 
 
 class _Booster(BaseEstimator):
@@ -79,14 +84,15 @@ class _Booster(BaseEstimator):
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
         self.augment_ = clone(self.augment).fit(X) if self.augment is not None else None
-        model_input = self._augmented(X)
-        self.model_features_ = [str(n) for n in model_input.columns]
-        self.vocabularies_ = fit_vocabularies(model_input)
+        inputs = self.model_input(X)
+        self.model_features_ = [str(n) for n in inputs.columns]
+        self.vocabularies_ = fit_vocabularies(inputs)
         unknown = set(self.monotone or {}) - set(self.model_features_)
         if unknown:
             raise ValueError(f"monotone: no feature named {', '.join(sorted(unknown))}")
 
-    def _augmented(self, X: pd.DataFrame) -> pd.DataFrame:
+    def model_input(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The features plus what `augment` adds: what the booster and its contributions see."""
         return self.augment_.transform(X) if self.augment_ is not None else X
 
     def _encode(self, X: pd.DataFrame) -> np.ndarray:
@@ -94,7 +100,9 @@ class _Booster(BaseEstimator):
         missing = [n for n in names if n not in X.columns]
         if missing:
             raise ValueError(f"missing features: {', '.join(missing)}")
-        return encode_features(self._augmented(X[names]), self.model_features_, self.vocabularies_)
+        numeric = [n for n in names if n not in self.vocabularies_]
+        X = as_numbers(X[names], numeric)
+        return encode_features(self.model_input(X), self.model_features_, self.vocabularies_)
 
     def _train(
         self,
@@ -140,6 +148,11 @@ class _Booster(BaseEstimator):
         values = booster.predict(self._encode(X), pred_contrib=True)
         columns = [*self.model_features_, "(base)"]
         return pd.DataFrame(values, index=X.index, columns=columns)
+
+
+def _best_score(booster: lgb.Booster) -> float:
+    """The validation loss at the best round of the booster that early stopping watched."""
+    return float(next(iter(booster.best_score["valid"].values())))
 
 
 def _labels(y: pd.Series | np.ndarray) -> np.ndarray:
@@ -191,6 +204,7 @@ class ChurnModel(ClassifierMixin, _Booster):
             "binary", self._encode(X), _labels(y), (X_valid, y_valid), callbacks
         )
         self.best_iteration_ = self.booster_.best_iteration
+        self.validation_loss_ = _best_score(self.booster_)
         raw = self.booster_.predict(X_valid, raw_score=True)
         if self.calibration == "isotonic":
             self.calibrator_ = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
@@ -283,6 +297,8 @@ class LtvModel(RegressorMixin, _Booster):
         else:
             raise ValueError(f"objective: expected tweedie or hurdle, got {self.objective!r}")
         self.best_iteration_ = self.booster_.best_iteration
+        watched = self.buy_booster_ if self.buy_booster_ is not None else self.booster_
+        self.validation_loss_ = _best_score(watched)
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:

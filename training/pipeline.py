@@ -35,10 +35,24 @@ class Evaluation:
     ltv: dict[str, dict[str, float]]
 
 
-def _augment(config: TrainConfig, horizon_days: int) -> BgNbdFeatures | None:
+# Directions of the BG/NBD inputs, so that the behaviour the configured constraints promise
+# (churn risk never falls as recency grows, value never falls as spend grows) also holds
+# through them: BG/NBD's churn probability rises with recency, its value with spend.
+BGNBD_MONOTONE = {
+    "churn": {"bgnbd_churn_probability": 1, "bgnbd_p_alive": -1, "bgnbd_value": -1},
+    "ltv": {"bgnbd_value": 1},
+}
+
+
+def _augment(
+    config: TrainConfig, horizon_days: int, kind: str, monotone: Mapping[str, int]
+) -> tuple[BgNbdFeatures | None, dict[str, int]]:
     if not config.baselines.bgnbd_as_features:
-        return None
-    return BgNbdFeatures(horizon_days, config.baselines.bgnbd_time_unit_days, 50_000, config.seed)
+        return None, dict(monotone)
+    augment = BgNbdFeatures(
+        horizon_days, config.baselines.bgnbd_time_unit_days, 50_000, config.seed
+    )
+    return augment, {**BGNBD_MONOTONE[kind], **monotone}
 
 
 def fit_churn(
@@ -49,13 +63,14 @@ def fit_churn(
 ) -> ChurnModel:
     """The churn model of `make train`; `params` (from tuning) override the config's."""
     names = split.feature_names
+    augment, monotone = _augment(config, split.horizon_days, "churn", config.churn.monotone)
     model = ChurnModel(
         n_estimators=config.churn.n_estimators,
         early_stopping_rounds=config.churn.early_stopping_rounds,
         params={**config.churn.params, **(params or {})},
-        monotone=dict(config.churn.monotone),
+        monotone=monotone,
         calibration=config.churn.calibration,
-        augment=_augment(config, split.horizon_days),
+        augment=augment,
         random_state=config.seed,
         n_jobs=config.num_threads,
     )
@@ -74,14 +89,15 @@ def fit_ltv(
     callbacks: Callbacks = (),
 ) -> LtvModel:
     names = split.feature_names
+    augment, monotone = _augment(config, split.horizon_days, "ltv", config.ltv.monotone)
     model = LtvModel(
         objective=config.ltv.objective,
         tweedie_variance_power=config.ltv.tweedie_variance_power,
         n_estimators=config.ltv.n_estimators,
         early_stopping_rounds=config.ltv.early_stopping_rounds,
         params={**config.ltv.params, **(params or {})},
-        monotone=dict(config.ltv.monotone),
-        augment=_augment(config, split.horizon_days),
+        monotone=monotone,
+        augment=augment,
         random_state=config.seed,
         n_jobs=config.num_threads,
     )

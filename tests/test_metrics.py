@@ -1,0 +1,50 @@
+"""Evaluation metrics on hand-checkable inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.metrics import (
+    churn_metrics,
+    decile_table,
+    expected_calibration_error,
+    ltv_metrics,
+    normalized_gini,
+)
+
+
+def test_calibration_error_is_zero_when_rates_match_and_grows_with_the_gap():
+    y = np.array([1, 0, 0, 0] * 25 + [1, 1, 1, 0] * 25)
+    p = np.array([0.25] * 100 + [0.75] * 100)
+    assert expected_calibration_error(y, p) == pytest.approx(0.0)
+    assert expected_calibration_error(y, np.clip(p + 0.1, 0, 1)) == pytest.approx(0.1)
+
+
+def test_normalized_gini_is_one_for_the_perfect_order_and_minus_one_reversed():
+    y = np.array([0.0, 0, 5, 10, 100])
+    assert normalized_gini(y, y) == pytest.approx(1.0)
+    assert normalized_gini(y, -y) == pytest.approx(-1.0)
+    assert normalized_gini(y, y + 1000) == pytest.approx(1.0)  # ranking only
+
+
+def test_churn_metrics_of_a_perfect_and_a_useless_score():
+    y = np.array([0, 1] * 50)
+    perfect = churn_metrics(y, y.astype(float))
+    assert perfect["roc_auc"] == 1.0 and perfect["lift_top10"] == pytest.approx(2.0)
+    flat = churn_metrics(y, np.full(100, 0.5))
+    assert flat["roc_auc"] == 0.5 and flat["brier"] == pytest.approx(0.25)
+
+
+def test_ltv_metrics_and_deciles_account_for_all_value():
+    rng = np.random.default_rng(0)
+    y = rng.gamma(0.3, 100, 1000)
+    pred = y * rng.uniform(0.5, 1.5, 1000)
+    metrics = ltv_metrics(y, pred)
+    assert metrics["total_actual"] == pytest.approx(y.sum())
+    assert 0.5 < metrics["top10_value_share"] <= 1.0
+    assert metrics["spearman"] > 0.9
+    table = decile_table(y, pred)
+    assert table["customers"].tolist() == [100] * 10
+    assert table["share_of_actual"].sum() == pytest.approx(1.0)
+    assert table["mean_predicted"].is_monotonic_decreasing

@@ -1,0 +1,87 @@
+"""The LightGBM models: scikit-learn contract, input handling, and behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from training.models import ChurnModel, LtvModel
+
+
+def test_estimators_follow_the_scikit_learn_contract(small_split, train_config):
+    model = ChurnModel(params={"num_leaves": 7}, n_estimators=20)
+    assert clone(model).get_params() == model.get_params()
+    assert not hasattr(model, "booster_")  # nothing fitted in __init__
+    names = small_split.feature_names
+    fitted = model.fit(
+        small_split.train[names],
+        small_split.train["churned"],
+        eval_set=(small_split.valid[names], small_split.valid["churned"]),
+    )
+    assert fitted is model and model.n_features_in_ == len(names)
+    with pytest.raises(ValueError, match="eval_set"):
+        LtvModel().fit(small_split.train[names], small_split.train["future_value"])
+    with pytest.raises(ValueError, match="not fitted"):
+        LtvModel().predict(small_split.test[names])
+
+
+def test_probabilities_are_probabilities_and_contributions_add_up(small_split, small_models):
+    churn, ltv = small_models
+    X = small_split.test[small_split.feature_names]
+    p = churn.predict_proba(X)
+    assert p.shape == (len(X), 2) and np.allclose(p.sum(axis=1), 1) and (p >= 0).all()
+    contributions = churn.contributions(X)
+    assert "bgnbd_p_alive" in contributions.columns  # BG/NBD feeds the model
+    np.testing.assert_allclose(contributions.sum(axis=1), churn.raw_score(X), rtol=1e-6)
+    assert (ltv.predict(X) >= 0).all()
+
+
+def test_input_as_a_service_sends_it_scores_the_same(small_split, small_models):
+    """Text instead of categories, floats instead of integers, columns in any order."""
+    churn, ltv = small_models
+    X = small_split.test[small_split.feature_names].head(50)
+    sent = X.astype({c: str for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)})
+    sent = sent.astype({c: "float64" for c in X.select_dtypes("integer").columns})[X.columns[::-1]]
+    np.testing.assert_allclose(churn.predict_proba(sent), churn.predict_proba(X))
+    np.testing.assert_allclose(ltv.predict(sent), ltv.predict(X))
+
+
+def test_unknown_categories_count_as_missing_and_missing_features_are_named(
+    small_split, small_models
+):
+    churn, _ = small_models
+    X = small_split.test[small_split.feature_names].head(5)
+    odd = X.astype({"favourite_category": str}).assign(favourite_category="spaceships")
+    assert np.isfinite(churn.predict_proba(odd)).all()
+    with pytest.raises(ValueError, match="missing features: recency_days"):
+        churn.predict_proba(X.drop(columns="recency_days"))
+    with pytest.raises(ValueError, match="feature frequency: expected numbers"):
+        churn.predict_proba(X.astype({"frequency": str}).assign(frequency="many"))
+
+
+def _vary(X: pd.DataFrame, column: str, values: np.ndarray) -> pd.DataFrame:
+    """Each customer repeated once per value of `column`, all else equal."""
+    repeated = X.loc[X.index.repeat(len(values))].reset_index(drop=True)
+    repeated[column] = np.tile(values, len(X)).astype(X[column].dtype)
+    return repeated
+
+
+def test_churn_risk_does_not_fall_as_recency_grows(small_split, small_models):
+    churn, _ = small_models
+    X = small_split.test[small_split.feature_names]
+    X = X[X["tenure_days"] >= 360].sample(200, random_state=0)
+    grid = np.arange(0, 361, 30)  # recency stays within each customer's tenure
+    p = churn.predict_proba(_vary(X, "recency_days", grid))[:, 1].reshape(len(X), len(grid))
+    assert (np.diff(p, axis=1) >= -1e-12).all()
+    assert (p[:, -1] > p[:, 0]).mean() > 0.9  # and it does rise
+
+
+def test_predicted_value_grows_with_past_spend(small_split, small_models):
+    _, ltv = small_models
+    X = small_split.test[small_split.feature_names].sample(200, random_state=0)
+    grid = np.array([10, 50, 100, 250, 500, 1000, 5000], dtype="float64")
+    value = ltv.predict(_vary(X, "monetary_total", grid)).reshape(len(X), len(grid))
+    assert (np.diff(value, axis=1) >= -1e-9).all()
+    assert (value[:, -1] > value[:, 0]).mean() > 0.9

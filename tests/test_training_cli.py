@@ -1,0 +1,244 @@
+"""`crm-ltv train / score / promote / tune` and the MLflow UI, for real, on a small sample.
+
+One project home is shared by the tests of this module, in order: they follow one registry
+through a first training, a rerun, a worse model, promotion by hand and scoring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from tests.conftest import ROOT, new_home, run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    home = new_home(tmp_path_factory.mktemp("train"))
+    made = run(home, "data", "--n-customers", "3000")
+    assert made.returncode == 0, made.stderr
+    result = run(home, "train")
+    assert result.returncode == 0, result.stderr
+    return home, result
+
+
+def _client(home: Path) -> MlflowClient:
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    return MlflowClient()
+
+
+def _champion(home: Path, name: str) -> str:
+    return str(_client(home).get_model_version_by_alias(name, "champion").version)
+
+
+def test_train_evaluates_logs_registers_and_reports(trained):
+    home, result = trained
+    for step in ("snapshot", "time split", "training churn model", "registering models"):
+        assert step in result.stderr
+    assert "lightgbm" in result.stdout and "bgnbd" in result.stdout and "rfm" in result.stdout
+    assert "churn: churn v1 now champion" in result.stdout
+    summary = json.loads((home / "reports/metrics.json").read_text())
+    assert summary["horizon_days"] == 90
+    assert set(summary["churn"]) == {"lightgbm", "bgnbd", "rfm"}
+    for key in ("roc_auc", "pr_auc", "log_loss", "brier", "expected_calibration_error"):
+        assert 0 <= summary["churn"]["lightgbm"][key] <= 1
+    assert "truth_dropout_auc" in summary["churn"]["lightgbm"]  # the sample's ground truth
+    for key in ("normalized_gini", "spearman", "rmse", "mae", "top10_value_share", "total_ratio"):
+        assert key in summary["ltv"]["lightgbm"]
+    run_ = _client(home).get_run(summary["run_id"])
+    assert len(run_.data.tags["data_sha256"]) == 64 and run_.data.tags["git_commit"]
+    assert run_.data.params["test_cutoff"] == summary["cutoffs"]["test"]
+    assert (
+        "bgnbd_churn_roc_auc" in run_.data.metrics
+        and "rfm_ltv_normalized_gini" in run_.data.metrics
+    )
+    artifacts = home / "mlartifacts" / summary["run_id"] / "artifacts"
+    plots = {p.name for p in (artifacts / "plots").iterdir()}
+    assert {"churn_roc.png", "churn_pr.png", "churn_calibration.png", "churn_gains.png",
+            "ltv_deciles.png", "churn_importance.png", "churn_shap.png"} <= plots  # fmt: skip
+    tables = {p.name for p in (artifacts / "tables").iterdir()}
+    assert {"rfm_segments.json", "ltv_cac_by_channel.json"} <= tables
+    assert _champion(home, "churn") == "1" and _champion(home, "ltv") == "1"
+    version = _client(home).get_model_version("churn", "1")
+    assert version.tags["horizon_days"] == "90"
+
+
+def test_score_uses_the_champions_and_the_training_feature_code(trained):
+    home, _ = trained
+    out = home / "scores.csv"
+    result = run(home, "score", "--as-of", "2025-06-30", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    scores = pd.read_csv(out, dtype={"customer_id": str})
+    assert list(scores.columns) == [
+        "customer_id", "churn_probability", "predicted_value", "horizon_days",
+        "rfm_segment", "lifecycle_stage",
+    ]  # fmt: skip
+    assert (
+        scores["churn_probability"].between(0, 1).all() and (scores["predicted_value"] >= 0).all()
+    )
+    assert (scores["horizon_days"] == 90).all()
+    # the same customers the feature builder finds at that cutoff
+    tx = pd.read_csv(home / "data/sample/transactions.csv", dtype={"customer_id": str})
+    bought = tx[(pd.to_datetime(tx["timestamp"]) <= "2025-06-30") & (tx["amount"] > 0)]
+    assert set(scores["customer_id"]) == set(bought["customer_id"])
+    parquet = run(home, "score", "--as-of", "2025-06-30", "--out", str(home / "s.parquet"))
+    assert parquet.returncode == 0, parquet.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(home / "s.parquet"), scores, check_dtype=False)
+
+
+def test_rerun_gives_the_same_metrics_and_a_tie_keeps_the_champion(trained):
+    home, _ = trained
+    first = json.loads((home / "reports/metrics.json").read_text())
+    again = run(home, "train")
+    assert again.returncode == 0, again.stderr
+    second = json.loads((home / "reports/metrics.json").read_text())
+    assert second["churn"] == first["churn"] and second["ltv"] == first["ltv"]
+    assert "churn: churn v2 not promoted: roc_auc" in again.stdout
+    assert "does not beat champion v1" in again.stdout
+    assert _champion(home, "churn") == "1"
+
+
+def test_a_worse_model_does_not_become_champion(trained):
+    home, _ = trained
+    path = home / "configs/train.yaml"
+    original = path.read_text()
+    worse = yaml.safe_load(original)
+    for kind in ("churn", "ltv"):
+        worse[kind]["n_estimators"] = 2  # two rounds of boosting: a weak model
+        worse["promotion"][kind]["thresholds"] = {}  # so that only the comparison decides
+    worse["baselines"]["bgnbd_as_features"] = False
+    path.write_text(yaml.safe_dump(worse))
+    try:
+        result = run(home, "train")
+    finally:
+        path.write_text(original)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((home / "reports/metrics.json").read_text())
+    assert summary["registry"]["churn"]["promoted"] is False
+    assert "does not beat champion v1" in summary["registry"]["churn"]["reason"]
+    assert summary["registry"]["ltv"]["promoted"] is False
+    assert _champion(home, "churn") == "1" and _champion(home, "ltv") == "1"
+
+
+def test_promote_by_hand(trained):
+    home, _ = trained
+    moved = run(home, "promote", "--model", "churn", "--version", "2")
+    assert moved.returncode == 0, moved.stderr
+    assert "churn: champion v1 -> v2" in moved.stdout and _champion(home, "churn") == "2"
+    unknown = run(home, "promote", "--model", "churn", "--version", "99")
+    assert unknown.returncode == 2 and "has versions 1, 2, 3" in unknown.stderr
+    assert run(home, "promote", "--model", "churn", "--version", "1").returncode == 0
+
+
+def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained):
+    home, _ = trained
+    tx = pd.read_csv(home / "data/sample/transactions.csv", dtype=str)
+    own = home / "own.csv"
+    tx.rename(columns={"customer_id": "Client", "amount": "Total"}).to_csv(
+        own, sep=";", index=False
+    )
+    result = run(
+        home, "train", "--transactions", str(own), "--sep", ";", "--column", "customer_id=Client",
+        "--column", "amount=Total", "--horizon-days", "60",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "loading customers" not in result.stderr  # the sample's customers are not paired
+    summary = json.loads((home / "reports/metrics.json").read_text())
+    assert summary["horizon_days"] == 60 and "truth_dropout_auc" not in summary["churn"]["lightgbm"]
+    assert "90-day horizon, this run 60 days" in summary["registry"]["churn"]["reason"]
+
+
+def test_too_short_a_history_fails_with_what_is_missing(tmp_path):
+    home = new_home(tmp_path)
+    own = home / "short.csv"
+    rows = [f"c{i % 40},2024-0{1 + i % 4}-{1 + i % 28:02d},{10 + i}" for i in range(400)]
+    own.write_text("customer_id,timestamp,amount\n" + "\n".join(rows) + "\n")
+    result = run(home, "train", "--transactions", str(own), "--horizon-days", "90")
+    assert result.returncode == 2
+    assert "needs at least 450 days" in result.stderr and "--horizon-days" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_score_without_a_champion_says_what_to_do(tmp_path):
+    home = new_home(tmp_path)
+    assert run(home, "data", "--n-customers", "200").returncode == 0
+    result = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
+    assert result.returncode == 2 and "no 'champion' version" in result.stderr
+    assert "make train" in result.stderr
+
+
+def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
+    home = new_home(tmp_path)
+    assert run(home, "data", "--n-customers", "2000").returncode == 0
+    first = run(home, "tune", "--trials", "2")
+    assert first.returncode == 0, first.stderr
+    assert "study crm-ltv-churn-h90: 0 trials done, 2 to go" in first.stderr
+    again = run(home, "tune", "--trials", "3")
+    assert again.returncode == 0, again.stderr
+    assert "study crm-ltv-churn-h90: 2 trials done, 1 to go" in again.stderr
+    saved = json.loads((home / "reports/best_params.json").read_text())
+    assert saved["horizon_days"] == 90 and {"learning_rate", "num_leaves"} <= set(saved["churn"])
+    client = _client(home)
+    experiment = client.get_experiment_by_name("crm-ltv")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("kind") == "tuning"]
+    assert len(parents) == 2
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 2  # one nested run per new trial: one churn, one ltv
+    from features.paths import Paths
+    from training.cli import _tuned_params
+
+    params = _tuned_params(Paths(home), 90, lambda _: None)
+    assert params == {"churn": saved["churn"], "ltv": saved["ltv"]}
+    assert _tuned_params(Paths(home), 60, lambda _: None) is None  # another horizon: ignored
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):
+    home, _ = trained
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    server = subprocess.Popen(
+        ["make", "-s", "mlflow-ui", f"PORT_UI={port}", f"MLFLOW_HOME={home}"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(1)
+        summary = json.loads((home / "reports/metrics.json").read_text())
+        run_id = summary["run_id"]
+        got = json.load(urllib.request.urlopen(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}"))
+        assert got["run"]["info"]["status"] == "FINISHED"
+        png = urllib.request.urlopen(
+            f"{base}/get-artifact?run_id={run_id}&path=plots/churn_roc.png"
+        )
+        assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+        alias = f"{base}/api/2.0/mlflow/registered-models/alias?name=ltv&alias=champion"
+        assert json.load(urllib.request.urlopen(alias))["model_version"]["version"] == "1"
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)

@@ -1,0 +1,193 @@
+"""`make tune`: Optuna TPE over LightGBM params of both models, pruned on validation loss.
+
+Each trial calls the same `fit_churn` / `fit_ltv` as `make train` and is a nested MLflow run
+under one parent run (Optuna's own MLflow callback does not open that parent). Studies live in
+optuna.db, so an interrupted study resumes; `trials` is the target per study, not an increment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import mlflow
+import optuna
+
+from features.paths import Paths
+from training import plots
+from training.config import TrainConfig, TuneConfig
+from training.datasets import TimeSplit
+from training.metrics import churn_metrics, ltv_metrics
+from training.pipeline import fit_churn, fit_ltv
+from training.tracking import setup_tracking
+
+Progress = Callable[[str], None]
+FITTERS = {"churn": fit_churn, "ltv": fit_ltv}
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    name: str
+    best_value: float
+    best_params: dict[str, Any]
+    completed: int
+    pruned: int
+
+
+def suggest_params(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name, space in tune.search_space.items():
+        if space.integer:
+            params[name] = trial.suggest_int(name, int(space.low), int(space.high), log=space.log)
+        else:
+            params[name] = trial.suggest_float(name, space.low, space.high, log=space.log)
+    return params
+
+
+def pruning_callback(trial: optuna.Trial, every: int) -> Callable[[Any], None]:
+    """Report the validation loss every `every` rounds; stop the booster if Optuna prunes."""
+
+    def callback(env: lgb.callback.CallbackEnv) -> None:
+        step = env.iteration + 1
+        if step % every:
+            return
+        for data_name, _, value, _ in env.evaluation_result_list:
+            if data_name == "valid":
+                trial.report(value, step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at round {step} (valid loss {value:.5f})")
+                return
+
+    return callback
+
+
+def _validation_metrics(kind: str, model: Any, split: TimeSplit) -> dict[str, float]:
+    X = split.valid[split.feature_names]
+    if kind == "churn":
+        return churn_metrics(split.valid["churned"], model.predict_proba(X)[:, 1])
+    return ltv_metrics(split.valid["future_value"], model.predict(X))
+
+
+def _objective(
+    kind: str, split: TimeSplit, config: TrainConfig, tune: TuneConfig, progress: Progress
+) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest_params(trial, tune)
+        pruned: optuna.TrialPruned | None = None
+        with mlflow.start_run(run_name=f"{kind}-trial-{trial.number}", nested=True):
+            mlflow.log_params({"model": kind, "trial": trial.number, **params})
+            try:
+                model = FITTERS[kind](
+                    split, config, params, [pruning_callback(trial, tune.report_every_rounds)]
+                )
+            except optuna.TrialPruned as exc:
+                pruned = exc
+                mlflow.set_tag("trial_state", "pruned")
+            else:
+                metrics = _validation_metrics(kind, model, split)
+                mlflow.log_metrics(
+                    {
+                        "validation_loss": model.validation_loss_,
+                        "rounds": model.best_iteration_,
+                        **{f"valid_{k}": v for k, v in metrics.items()},
+                    }
+                )
+                mlflow.set_tag("trial_state", "complete")
+        if pruned is not None:
+            progress(f"{kind} trial {trial.number}: {pruned}")
+            raise pruned
+        progress(
+            f"{kind} trial {trial.number}: valid loss {model.validation_loss_:.5f} "
+            f"in {model.best_iteration_} rounds"
+        )
+        return model.validation_loss_
+
+    return objective
+
+
+def run_study(
+    kind: str,
+    split: TimeSplit,
+    config: TrainConfig,
+    tune: TuneConfig,
+    storage: str,
+    progress: Progress = lambda _: None,
+) -> StudyResult:
+    name = f"{tune.study_prefix}-{kind}-h{split.horizon_days}"
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        load_if_exists=True,
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=config.seed),
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=3, n_warmup_steps=tune.pruning_warmup_rounds
+        ),
+    )
+    finished = [t for t in study.trials if t.state.is_finished()]
+    remaining = max(0, tune.trials - len(finished))
+    progress(f"study {name}: {len(finished)} trials done, {remaining} to go")
+    if remaining:
+        study.optimize(
+            _objective(kind, split, config, tune, progress),
+            n_trials=remaining,
+            timeout=tune.timeout_minutes * 60 if tune.timeout_minutes else None,
+            catch=(),
+        )
+    states = [t.state for t in study.trials]
+    complete = states.count(optuna.trial.TrialState.COMPLETE)
+    if not complete:
+        raise RuntimeError(f"study {name}: no trial completed")
+    values = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    figure = plots.history_plot(values, f"{kind}: optimisation history", "validation loss")
+    mlflow.log_figure(figure, f"plots/{kind}_history.png")
+    plots.plt.close(figure)
+    return StudyResult(
+        name,
+        study.best_value,
+        dict(study.best_params),
+        complete,
+        states.count(optuna.trial.TrialState.PRUNED),
+    )
+
+
+def run_tuning(
+    split: TimeSplit,
+    paths: Paths,
+    config: TrainConfig,
+    tune: TuneConfig,
+    progress: Progress = lambda _: None,
+) -> dict[str, StudyResult]:
+    """Tune both models under one parent run; save the best params for the next `make train`."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    experiment_id = setup_tracking(paths, config.registry.experiment)
+    storage = f"sqlite:///{paths.optuna_db}"
+    results = {}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"tune-h{split.horizon_days}"):
+        mlflow.set_tag("kind", "tuning")
+        mlflow.log_params({"trials": tune.trials, "horizon_days": split.horizon_days})
+        for kind in FITTERS:
+            result = run_study(kind, split, config, tune, storage, progress)
+            results[kind] = result
+            mlflow.log_params({f"best_{kind}_{k}": v for k, v in result.best_params.items()})
+            mlflow.log_metrics(
+                {
+                    f"best_{kind}_validation_loss": result.best_value,
+                    f"{kind}_trials_complete": result.completed,
+                    f"{kind}_trials_pruned": result.pruned,
+                }
+            )
+        saved = {
+            "horizon_days": split.horizon_days,
+            **{kind: r.best_params for kind, r in results.items()},
+            "studies": {kind: r.name for kind, r in results.items()},
+            "validation_loss": {kind: r.best_value for kind, r in results.items()},
+        }
+        mlflow.log_dict(saved, "best_params.json")
+    paths.best_params_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.best_params_file.write_text(json.dumps(saved, indent=2) + "\n")
+    progress(f"wrote {paths.best_params_file}")
+    return results
