@@ -180,3 +180,12 @@ def test_purchases_without_any_category_or_channel_give_missing_labels(feature_c
     out = build_features(tx, CUTOFF, feature_config)
     assert pd.isna(out.loc["a", "favourite_category"]) and out.loc["a", "n_categories"] == 0
     assert pd.isna(out.loc["a", "main_channel"]) and math.isnan(out.loc["a", "main_channel_share"])
+
+
+def test_season_places_the_cutoff_in_the_year(feature_config):
+    tx = frame([("a", "2023-05-01", 10.0)])
+    new_year = build_features(tx, "2024-01-01", feature_config)
+    assert new_year.loc["a", "season_sin"] == pytest.approx(0.0)
+    assert new_year.loc["a", "season_cos"] == pytest.approx(1.0)
+    midsummer = build_features(tx, "2024-07-02", feature_config)
+    assert midsummer.loc["a", "season_cos"] == pytest.approx(-1.0, abs=1e-3)
