@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from features.config import DataConfig, SourceConfig
 from features.loading import Loaded, load_customers, load_transactions
 from features.paths import Paths
@@ -19,6 +21,10 @@ from features.paths import Paths
 class Inputs:
     transactions: Loaded
     customers: Loaded | None
+
+    @property
+    def customers_frame(self) -> pd.DataFrame | None:
+        return self.customers.frame if self.customers else None
 
 
 def load_inputs(

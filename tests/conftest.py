@@ -54,6 +54,13 @@ def frame(rows: list[tuple], columns: str = "customer_id timestamp amount") -> p
     return out
 
 
+def parsed_sample(sample) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A generated sample's transactions and customers with their dates parsed, as loaded."""
+    tx = sample.transactions.assign(timestamp=pd.to_datetime(sample.transactions["timestamp"]))
+    customers = sample.customers.assign(signup_date=pd.to_datetime(sample.customers["signup_date"]))
+    return tx, customers
+
+
 @pytest.fixture(scope="session")
 def train_config():
     from training.config import TrainConfig
@@ -67,9 +74,7 @@ def small_split(small_sample_config, feature_config, train_config):
     from features.sample import generate_sample
     from training.datasets import build_time_split
 
-    sample = generate_sample(small_sample_config)
-    tx = sample.transactions.assign(timestamp=pd.to_datetime(sample.transactions["timestamp"]))
-    customers = sample.customers.assign(signup_date=pd.to_datetime(sample.customers["signup_date"]))
+    tx, customers = parsed_sample(generate_sample(small_sample_config))
     return build_time_split(
         tx, train_config.snapshots, train_config.split, feature_config, customers
     )

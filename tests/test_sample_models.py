@@ -4,12 +4,11 @@ and the churn ranking agrees with the generator's ground truth better than the b
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from features.config import SampleConfig, load_config
 from features.sample import generate_sample
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, parsed_sample
 from training.datasets import build_time_split
 from training.pipeline import evaluate_models, train_models
 
@@ -17,8 +16,7 @@ from training.pipeline import evaluate_models, train_models
 @pytest.fixture(scope="module")
 def evaluation(feature_config, train_config):
     sample = generate_sample(load_config(SampleConfig, CONFIGS / "sample.yaml"))
-    tx = sample.transactions.assign(timestamp=pd.to_datetime(sample.transactions["timestamp"]))
-    customers = sample.customers.assign(signup_date=pd.to_datetime(sample.customers["signup_date"]))
+    tx, customers = parsed_sample(sample)
     split = build_time_split(
         tx, train_config.snapshots, train_config.split, feature_config, customers
     )

@@ -26,12 +26,11 @@ from features.config import (
     override,
 )
 from features.contract import DataError
-from features.inputs import load_inputs
+from features.inputs import Inputs, load_inputs
 from features.paths import Paths
 from features.sample import generate_sample, write_sample
 from training.config import TrainConfig, TuneConfig
-from training.datasets import build_time_split
-from training.job import comparison_table, run_training
+from training.job import comparison_table, run_training, split_inputs
 from training.registry import RegistryError, champion_version, set_champion
 from training.scoring import load_champions, score_customers
 from training.tracking import setup_tracking
@@ -133,6 +132,21 @@ def _data_config(
     return override(config, "command line", transactions=source, validation=validation)
 
 
+def _read_inputs(
+    paths: Paths,
+    progress: Progress,
+    transactions: Path | None,
+    customers: Path | None,
+    columns: list[str] | None,
+    fmt: str | None,
+    sep: str | None,
+    max_reject_share: float | None,
+) -> Inputs:
+    """The files a command reads, with the command line's mapping applied, validated."""
+    config = _data_config(paths, columns, fmt, sep, max_reject_share)
+    return load_inputs(config, paths, transactions, customers, progress)
+
+
 @app.command()
 @_user_errors
 def data(
@@ -179,16 +193,15 @@ def features(
 ) -> None:
     """Build the feature table at one cutoff and print a summary."""
     paths = Paths.from_env()
-    data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
     feature_config = load_config(FeatureConfig, paths.config_file("features"))
     progress = Progress()
-    inputs = load_inputs(data_config, paths, transactions, customers, progress)
+    inputs = _read_inputs(
+        paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
+    )
     tx = inputs.transactions.frame
     cutoff = as_cutoff(as_of) if as_of else tx["timestamp"].max()
     progress(f"building features at {cutoff}")
-    table = build_features(
-        tx, cutoff, feature_config, inputs.customers.frame if inputs.customers else None
-    )
+    table = build_features(tx, cutoff, feature_config, inputs.customers_frame)
     if table.empty:
         raise DataError(f"no customer has a purchase up to {cutoff}; nothing to build")
     target = out or paths.features_table
@@ -251,11 +264,12 @@ def train(
 ) -> None:
     """Train, evaluate and register the churn and LTV models (MLflow), with baselines."""
     paths = Paths.from_env()
-    data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
     feature_config = load_config(FeatureConfig, paths.config_file("features"))
     config = _train_config(paths, horizon_days)
     progress = Progress()
-    inputs = load_inputs(data_config, paths, transactions, customers, progress)
+    inputs = _read_inputs(
+        paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
+    )
     tuned = _tuned_params(paths, config.snapshots.horizon_days, progress)
     result = run_training(inputs, paths, config, feature_config, tuned, progress)
     typer.echo(comparison_table(result.evaluation))
@@ -281,7 +295,6 @@ def score(
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise ConfigError(f"--out {out}: expected a .csv or .parquet file name")
     paths = Paths.from_env()
-    data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
     feature_config = load_config(FeatureConfig, paths.config_file("features"))
     config = load_config(TrainConfig, paths.config_file("train"))
     cutoff = as_cutoff(as_of)
@@ -292,12 +305,14 @@ def score(
         f"champions: {champions.churn.name} v{champions.churn.version}, "
         f"{champions.ltv.name} v{champions.ltv.version} ({champions.horizon_days}-day horizon)"
     )
-    inputs = load_inputs(data_config, paths, transactions, customers, progress)
+    inputs = _read_inputs(
+        paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
+    )
     table = build_features(
         inputs.transactions.frame,
         cutoff,
         feature_config,
-        inputs.customers.frame if inputs.customers else None,
+        inputs.customers_frame,
     )
     if table.empty:
         raise DataError(f"no customer has a purchase up to {cutoff}; nothing to score")
@@ -368,22 +383,16 @@ def tune(
 ) -> None:
     """Tune both models with Optuna; the next `crm-ltv train` uses the best params."""
     paths = Paths.from_env()
-    data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
     feature_config = load_config(FeatureConfig, paths.config_file("features"))
     config = _train_config(paths, horizon_days)
     tune_config = override(
         load_config(TuneConfig, paths.config_file("tune")), "--trials", trials=trials
     )
     progress = Progress()
-    inputs = load_inputs(data_config, paths, transactions, customers, progress)
-    split = build_time_split(
-        inputs.transactions.frame,
-        config.snapshots,
-        config.split,
-        feature_config,
-        inputs.customers.frame if inputs.customers else None,
-        progress,
+    inputs = _read_inputs(
+        paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
+    split = split_inputs(inputs, config, feature_config, progress)
     results = run_tuning(split, paths, config, tune_config, progress)
     for kind, result in results.items():
         typer.echo(

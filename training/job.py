@@ -73,6 +73,27 @@ def model_input_example(frame: pd.DataFrame, names: list[str], rows: int = 5) ->
     return example
 
 
+def split_inputs(
+    inputs: Inputs, config: TrainConfig, feature_config: FeatureConfig, progress: Progress
+) -> TimeSplit:
+    """The time split of the loaded inputs, reported on progress (train and tune share it)."""
+    split = build_time_split(
+        inputs.transactions.frame,
+        config.snapshots,
+        config.split,
+        feature_config,
+        inputs.customers_frame,
+        progress,
+    )
+    plan = split.plan
+    progress(
+        f"time split: train {len(plan.train)} cutoffs {_span(plan.train)}"
+        f" ({len(split.train):,} rows), validation {plan.valid:%Y-%m-%d} ({len(split.valid):,}), "
+        f"test {plan.test:%Y-%m-%d} ({len(split.test):,}); horizon {split.horizon_days} days"
+    )
+    return split
+
+
 def run_training(
     inputs: Inputs,
     paths: Paths,
@@ -81,22 +102,9 @@ def run_training(
     tuned: dict[str, dict[str, Any]] | None = None,
     progress: Progress = lambda _: None,
 ) -> TrainResult:
-    customers = inputs.customers.frame if inputs.customers else None
+    customers = inputs.customers_frame
     horizon = config.snapshots.horizon_days
-    split = build_time_split(
-        inputs.transactions.frame,
-        config.snapshots,
-        config.split,
-        feature_config,
-        customers,
-        progress,
-    )
-    plan = split.plan
-    progress(
-        f"time split: train {len(plan.train)} cutoffs {_span(plan.train)}"
-        f" ({len(split.train):,} rows), validation {plan.valid:%Y-%m-%d} ({len(split.valid):,}), "
-        f"test {plan.test:%Y-%m-%d} ({len(split.test):,}); horizon {horizon} days"
-    )
+    split = split_inputs(inputs, config, feature_config, progress)
     truth = load_truth_dropout(paths, inputs, split)
     experiment_id = setup_tracking(paths, config.registry.experiment)
     client = MlflowClient()
