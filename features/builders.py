@@ -18,7 +18,7 @@ from features.contract import naive_utc
 from features.historic_ltv import historic_ltv
 from features.lifecycle import lifecycle_stages
 from features.registry import FeatureSpec, feature_registry
-from features.rfm import quintile_scores, rfm_segments
+from features.rfm import RfmCuts, quintile_scores, rfm_segments
 
 Column = np.ndarray | pd.Categorical
 OTHER = "(other)"
@@ -29,9 +29,14 @@ def build_features(
     cutoff: str | pd.Timestamp,
     config: FeatureConfig,
     customers: pd.DataFrame | None = None,
+    rfm_cuts: RfmCuts | None = None,
 ) -> pd.DataFrame:
-    """Features per customer at `cutoff`, indexed by customer_id; inputs are not modified."""
-    return features_at(TransactionArrays.from_frame(transactions), cutoff, config, customers)
+    """Features per customer at `cutoff`, indexed by customer_id; inputs are not modified.
+
+    RFM scores use the quintiles of the customers at the cutoff, or fixed `rfm_cuts`.
+    """
+    arrays = TransactionArrays.from_frame(transactions)
+    return features_at(arrays, cutoff, config, customers, rfm_cuts)
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ def _trend(recent: np.ndarray, before: np.ndarray) -> np.ndarray:
     return np.nan_to_num(_ratio(recent - before, scale), nan=0.0)
 
 
-def _rfm(h: _History) -> dict[str, Column]:
+def _rfm(h: _History, cuts: RfmCuts | None) -> dict[str, Column]:
     customer_starts = np.flatnonzero(h.new_customer)
     customer_ends = np.append(customer_starts[1:], len(h.pos)) - 1
     days = h.seconds // SECONDS_PER_DAY
@@ -128,9 +133,9 @@ def _rfm(h: _History) -> dict[str, Column]:
     net = h.total(h.row_pos, h.past.amount)
     recency = (h.cut_day - days[customer_ends]).astype("int64")
     frequency = h.total(h.pos[h.new_day]).astype("int64")
-    r = quintile_scores(recency, higher_is_better=False)
-    f = quintile_scores(frequency)
-    m = quintile_scores(net)
+    r = quintile_scores(recency, False, None if cuts is None else np.asarray(cuts.recency))
+    f = quintile_scores(frequency, True, None if cuts is None else np.asarray(cuts.frequency))
+    m = quintile_scores(net, True, None if cuts is None else np.asarray(cuts.monetary))
     return {
         "recency_days": recency,
         "frequency": frequency,
@@ -269,13 +274,14 @@ def features_at(
     cutoff: str | pd.Timestamp,
     config: FeatureConfig,
     customers: pd.DataFrame | None = None,
+    rfm_cuts: RfmCuts | None = None,
 ) -> pd.DataFrame:
     """Features at one cutoff from prepared arrays (build many cutoffs from one conversion)."""
     h = _History.of(arrays, cutoff_seconds(cutoff))
     specs = feature_registry(config)
     if h.size == 0:
         return _empty(specs, arrays, customers)
-    columns: dict[str, Column] = _rfm(h)
+    columns: dict[str, Column] = _rfm(h, rfm_cuts)
     columns |= _windows(h, config)
     columns |= _gaps(h, columns["recency_days"])
     if arrays.category is not None:

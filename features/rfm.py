@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -33,8 +35,17 @@ _GRID_CODES = np.vectorize(RFM_SEGMENTS.index)(_GRID)
 _LOST = RFM_SEGMENTS.index("Lost")
 
 
-def quintile_scores(values: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
-    """Scores 1..5 by the quintile cut points of the customers given.
+def quintile_cuts(values: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
+    """The four quintile cut points of the customers given, oriented so higher is better."""
+    values = np.asarray(values, dtype="float64")
+    oriented = values if higher_is_better else -values
+    return np.quantile(oriented, [0.2, 0.4, 0.6, 0.8])
+
+
+def quintile_scores(
+    values: np.ndarray, higher_is_better: bool = True, cuts: np.ndarray | None = None
+) -> np.ndarray:
+    """Scores 1..5 by quintile cut points: those of the customers given, or fixed `cuts`.
 
     A score counts the cut points strictly below the value, so a large block of equal values
     (one-time buyers) shares the score of its lowest member: all one-time buyers get F=1.
@@ -42,9 +53,58 @@ def quintile_scores(values: np.ndarray, higher_is_better: bool = True) -> np.nda
     values = np.asarray(values, dtype="float64")
     if values.size == 0:
         return np.empty(0, dtype="int8")
+    if cuts is None:
+        cuts = quintile_cuts(values, higher_is_better)
     oriented = values if higher_is_better else -values
-    cuts = np.quantile(oriented, [0.2, 0.4, 0.6, 0.8])
     return (1 + np.searchsorted(cuts, oriented, side="left")).astype("int8")
+
+
+@dataclass(frozen=True)
+class RfmCuts:
+    """Quintile cut points of a reference population (oriented: higher is better).
+
+    Scoring a few customers (a service request) against their own cut points would make each
+    answer depend on who else is in the batch; models carry the cut points of their training
+    population instead, and `crm-ltv score` and the service both use those.
+    """
+
+    recency: tuple[float, ...]
+    frequency: tuple[float, ...]
+    monetary: tuple[float, ...]
+
+    @classmethod
+    def of(cls, features: pd.DataFrame) -> RfmCuts:
+        """The cut points of a feature table's customers."""
+
+        def cuts(name: str, higher_is_better: bool = True) -> tuple[float, ...]:
+            return tuple(float(x) for x in quintile_cuts(features[name], higher_is_better))
+
+        return cls(
+            cuts("recency_days", higher_is_better=False),
+            cuts("frequency"),
+            cuts("monetary_total"),
+        )
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {
+            "recency": list(self.recency),
+            "frequency": list(self.frequency),
+            "monetary": list(self.monetary),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, list[float]]) -> RfmCuts:
+        try:
+            parts = {
+                k: tuple(float(x) for x in raw[k]) for k in ("recency", "frequency", "monetary")
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"RFM cut points: expected recency, frequency, monetary: {exc}"
+            ) from None
+        if any(len(v) != 4 for v in parts.values()):
+            raise ValueError("RFM cut points: expected 4 cut points each")
+        return cls(**parts)
 
 
 def rfm_segments(r: np.ndarray, f: np.ndarray, m: np.ndarray) -> pd.Categorical:

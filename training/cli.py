@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +37,9 @@ from training.registry import RegistryError, champion_version, set_champion
 from training.scoring import load_champions, score_customers
 from training.tracking import setup_tracking
 from training.tuning import run_tuning
+
+# The checkout holding features/, training/, serving/ (what a Bento packs).
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 app = typer.Typer(
     help="crm-ltv: churn, future value and next-best-action from transaction history.",
@@ -313,6 +318,7 @@ def score(
         cutoff,
         feature_config,
         inputs.customers_frame,
+        champions.rfm_cuts,
     )
     if table.empty:
         raise DataError(f"no customer has a purchase up to {cutoff}; nothing to score")
@@ -400,6 +406,49 @@ def tune(
             f"complete and {result.pruned} pruned trials ({result.name}): {result.best_params}"
         )
     typer.echo(f"best params -> {paths.best_params_file} (used by the next `crm-ltv train`)")
+
+
+def _sync_store(progress: Progress) -> Paths:
+    """The champions into the BentoML model store (or a warning and the store's copies)."""
+    from serving.store import sync_champions  # imports bentoml: only for these commands
+
+    paths = Paths.from_env()
+    config = load_config(TrainConfig, paths.config_file("train"))
+    setup_tracking(paths, config.registry.experiment)
+    sync_champions(config.registry, progress)
+    return paths
+
+
+def _bentoml(*args: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "bentoml"), *args]
+
+
+@app.command()
+@_user_errors
+def serve(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Copy the champion models into the BentoML store and serve POST /score."""
+    progress = Progress()
+    paths = _sync_store(progress)
+    progress(f"serving on http://{host}:{port} (OpenAPI page at /, readiness at /readyz)")
+    command = _bentoml("serve", "serving.service:CrmLtv", "--host", host, "--port", str(port))
+    os.chdir(SOURCE_ROOT)
+    os.environ.setdefault("CRM_LTV_HOME", str(paths.root))
+    os.execv(command[0], command)
+
+
+@app.command()
+@_user_errors
+def bento() -> None:
+    """Copy the champion models into the BentoML store and build a Bento that carries them."""
+    progress = Progress()
+    _sync_store(progress)
+    progress("building the Bento (bentofile.yaml)")
+    done = subprocess.run(_bentoml("build", "-f", "bentofile.yaml", "."), cwd=SOURCE_ROOT)
+    if done.returncode != 0:
+        raise typer.Exit(done.returncode)
 
 
 def main() -> None:  # pragma: no cover - entry point for `python -m training.cli`

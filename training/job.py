@@ -17,13 +17,20 @@ from mlflow.models import infer_signature
 from features.config import FeatureConfig
 from features.inputs import Inputs
 from features.paths import Paths
+from features.rfm import RfmCuts
 from training import plots
 from training.config import GateConfig, TrainConfig
 from training.datasets import TimeSplit, build_time_split
 from training.metrics import churn_metrics, decile_table, ltv_metrics
 from training.models import TRUSTED_TYPES
 from training.pipeline import Evaluation, TrainedModels, evaluate_models, train_models
-from training.registry import Decision, champion_version, decide_promotion, load_version
+from training.registry import (
+    RFM_CUTS_TAG,
+    Decision,
+    champion_version,
+    decide_promotion,
+    load_version,
+)
 from training.reports import ltv_cac_report, segment_report
 from training.tracking import file_sha256, git_commit, setup_tracking
 
@@ -290,6 +297,7 @@ def _register(
         "test_cutoff": f"{split.plan.test:%Y-%m-%d}",
         "run_id": run_id,
         "promotion": decision.reason,
+        RFM_CUTS_TAG: json.dumps(RfmCuts.of(split.test).to_dict()),
         **{f"metric.{k}": f"{v:.6g}" for k, v in new_metrics.items()},
     }
     for key, value in tags.items():

@@ -9,6 +9,7 @@ transformer (fitted on the training rows only) adds inputs, such as BG/NBD's P(a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -49,32 +50,45 @@ def fit_vocabularies(X: pd.DataFrame) -> dict[str, tuple[str, ...]]:
     return vocabularies
 
 
+@functools.lru_cache(maxsize=256)
+def _vocabulary_index(vocabulary: tuple[str, ...]) -> pd.Index:
+    return pd.Index(vocabulary)
+
+
 def encode_features(
     X: pd.DataFrame, columns: Sequence[str], vocabularies: Mapping[str, tuple[str, ...]]
 ) -> np.ndarray:
-    """Model input: float matrix in `columns` order; categories become their vocabulary index."""
+    """Model input: float matrix in `columns` order; categories become their vocabulary index.
+
+    Numbers are converted in one block: per-column work is what costs most on the one-customer
+    frames the service scores.
+    """
     out = np.empty((len(X), len(columns)), dtype="float64")
+    numeric = [j for j, name in enumerate(columns) if name not in vocabularies]
+    if numeric:
+        block = X[[columns[j] for j in numeric]]
+        out[:, numeric] = block.to_numpy(dtype="float64", na_value=np.nan)
     for j, name in enumerate(columns):
-        column = X[name]
         if name in vocabularies:
-            values = column.to_numpy(dtype=object)
+            values = X[name].to_numpy(dtype=object)
             text = np.where(pd.isna(values), None, values.astype(str))
-            codes = pd.Index(vocabularies[name]).get_indexer(text)
+            codes = _vocabulary_index(vocabularies[name]).get_indexer(text)
             out[:, j] = np.where(codes >= 0, codes, np.nan)
-        else:
-            out[:, j] = column.to_numpy("float64", na_value=np.nan)
     return out
 
 
 def as_numbers(X: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
-    """The named columns as float64; a column that is not numbers is named in the error."""
-    converted = {}
-    for name in names:
-        try:
-            converted[name] = pd.to_numeric(X[name], errors="raise").astype("float64")
-        except (TypeError, ValueError):
-            raise ValueError(f"feature {name}: expected numbers") from None
-    return X.assign(**converted)
+    """The named columns as one float64 block; a column that is not numbers is named."""
+    try:
+        values = X[list(names)].to_numpy(dtype="float64", na_value=np.nan)
+    except (TypeError, ValueError):
+        for name in names:
+            try:
+                pd.to_numeric(X[name], errors="raise")
+            except (TypeError, ValueError):
+                raise ValueError(f"feature {name}: expected numbers") from None
+        raise
+    return pd.DataFrame(values, index=X.index, columns=list(names))
 
 
 class _Booster(BaseEstimator):
@@ -101,8 +115,11 @@ class _Booster(BaseEstimator):
         if missing:
             raise ValueError(f"missing features: {', '.join(missing)}")
         numeric = [n for n in names if n not in self.vocabularies_]
-        X = as_numbers(X[names], numeric)
-        return encode_features(self.model_input(X), self.model_features_, self.vocabularies_)
+        inputs = as_numbers(X, numeric)
+        for name in names:
+            if name in self.vocabularies_:
+                inputs[name] = X[name].to_numpy()
+        return encode_features(self.model_input(inputs), self.model_features_, self.vocabularies_)
 
     def _train(
         self,
@@ -145,7 +162,7 @@ class _Booster(BaseEstimator):
             raise ValueError(f"{type(self).__name__} is not fitted yet")
 
     def _contributions(self, booster: lgb.Booster, X: pd.DataFrame) -> pd.DataFrame:
-        values = booster.predict(self._encode(X), pred_contrib=True)
+        values = booster.predict(self._encode(X), pred_contrib=True, num_threads=self.n_jobs)
         columns = [*self.model_features_, "(base)"]
         return pd.DataFrame(values, index=X.index, columns=columns)
 
@@ -217,7 +234,7 @@ class ChurnModel(ClassifierMixin, _Booster):
 
     def raw_score(self, X: pd.DataFrame) -> np.ndarray:
         self._check_fitted()
-        return self.booster_.predict(self._encode(X), raw_score=True)
+        return self.booster_.predict(self._encode(X), raw_score=True, num_threads=self.n_jobs)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         raw = self.raw_score(X)
@@ -304,9 +321,9 @@ class LtvModel(RegressorMixin, _Booster):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         self._check_fitted()
         encoded = self._encode(X)
-        value = self.booster_.predict(encoded)
+        value = self.booster_.predict(encoded, num_threads=self.n_jobs)
         if self.buy_booster_ is not None:
-            value = value * self.buy_booster_.predict(encoded)
+            value = value * self.buy_booster_.predict(encoded, num_threads=self.n_jobs)
         return value
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from features.rfm import RfmCuts
 from training.config import GateConfig
 from training.metrics import HIGHER_IS_BETTER
+
+# Model version tag: the RFM quintile cut points of the training population (JSON).
+RFM_CUTS_TAG = "rfm_cuts"
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,14 @@ class RegistryError(RuntimeError):
 class Champion:
     name: str
     version: str
-    model: object
+    model: Any
     horizon_days: int
+    rfm_cuts: RfmCuts | None  # None for versions trained before the tag existed
+
+
+def version_rfm_cuts(tags: dict[str, str]) -> RfmCuts | None:
+    raw = tags.get(RFM_CUTS_TAG)
+    return None if raw is None else RfmCuts.from_dict(json.loads(raw))
 
 
 def load_champion(client: MlflowClient, name: str, alias: str) -> Champion:
@@ -89,5 +101,9 @@ def load_champion(client: MlflowClient, name: str, alias: str) -> Champion:
             f"{mlflow.get_tracking_uri()}: run `make train`, or `crm-ltv promote`"
         )
     return Champion(
-        name, found.version, load_version(name, found.version), int(found.tags["horizon_days"])
+        name,
+        found.version,
+        load_version(name, found.version),
+        int(found.tags["horizon_days"]),
+        version_rfm_cuts(found.tags),
     )

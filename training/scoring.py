@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 from mlflow import MlflowClient
 
+from features.rfm import RfmCuts
 from training.config import RegistryConfig
 from training.registry import Champion, RegistryError, load_champion
 
@@ -29,11 +30,24 @@ class Champions:
     def horizon_days(self) -> int:
         return self.churn.horizon_days
 
+    @property
+    def rfm_cuts(self) -> RfmCuts | None:
+        """The RFM reference population of the churn champion (both share the training run's)."""
+        return self.churn.rfm_cuts
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {"churn": self.churn.version, "ltv": self.ltv.version}
+
 
 def load_champions(registry: RegistryConfig) -> Champions:
     client = MlflowClient()
     churn = load_champion(client, registry.churn_model, registry.alias)
     ltv = load_champion(client, registry.ltv_model, registry.alias)
+    return pair_champions(churn, ltv)
+
+
+def pair_champions(churn: Champion, ltv: Champion) -> Champions:
     if churn.horizon_days != ltv.horizon_days:
         raise RegistryError(
             f"champions disagree on the horizon: {churn.name} v{churn.version} predicts "

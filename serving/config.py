@@ -1,0 +1,97 @@
+"""Typed, frozen configs of the serving area: configs/serving.yaml and configs/nba.yaml."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from features.config import LIFECYCLE_STAGES
+from features.rfm import RFM_SEGMENTS
+
+NO_ACTION = "no_action"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServingConfig(_Frozen):
+    max_batch_customers: int = Field(1000, ge=1)
+    max_transactions_per_customer: int = Field(10_000, ge=1)
+    top_reasons: int = Field(3, ge=0)  # reason codes per model in each answer
+    workers: int = Field(2, ge=1)  # BentoML worker processes, LightGBM on one thread in each
+    decision_log: str = "logs/decisions.jsonl"  # relative to the project home
+
+
+class Eligibility(_Frozen):
+    """Who may get an action; a condition left out holds for everyone."""
+
+    lifecycle_stages: tuple[str, ...] | None = None
+    rfm_segments: tuple[str, ...] | None = None
+    min_churn_probability: float | None = Field(None, ge=0, le=1)
+    max_churn_probability: float | None = Field(None, ge=0, le=1)
+    min_predicted_value: float | None = None
+    min_value_if_purchase: float | None = None
+
+    @model_validator(mode="after")
+    def _known_names(self) -> Eligibility:
+        for field, known in (
+            ("lifecycle_stages", LIFECYCLE_STAGES),
+            ("rfm_segments", RFM_SEGMENTS),
+        ):
+            unknown = sorted(set(getattr(self, field) or ()) - set(known))
+            if unknown:
+                raise ValueError(f"{field}: unknown {unknown}; known: {list(known)}")
+        return self
+
+
+class Effect(_Frozen):
+    """Expected increase of the purchase probability in the horizon: a prior per RFM segment
+    for now (an uplift model later)."""
+
+    default: float = Field(ge=0, le=1)
+    segments: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_segments(self) -> Effect:
+        unknown = sorted(set(self.segments) - set(RFM_SEGMENTS))
+        if unknown:
+            raise ValueError(f"segments: unknown {unknown}; known: {list(RFM_SEGMENTS)}")
+        if any(not 0 <= v <= 1 for v in self.segments.values()):
+            raise ValueError("segments: effects are probabilities between 0 and 1")
+        return self
+
+    def of(self, segment: str | None) -> float:
+        return self.segments.get(segment or "", self.default)
+
+
+class Action(_Frozen):
+    description: str
+    cost: float = Field(ge=0)  # per contact
+    eligible: Eligibility = Field(default_factory=Eligibility)
+    effect: Effect
+    recommend_favourite_category: bool = False
+
+
+class ColdStart(_Frozen):
+    """Customers without a purchase up to as_of: no model score, a configured action."""
+
+    action: str = NO_ACTION
+    reason: str = "no purchase history up to as_of"
+
+
+class NbaConfig(_Frozen):
+    contact_cap_days: int = Field(30, ge=0)  # an action is not repeated within this many days
+    min_purchase_probability: float = Field(0.05, gt=0, le=1)  # floor of 1 - churn probability
+    actions: dict[str, Action]
+    cold_start: ColdStart = Field(default_factory=ColdStart)
+
+    @model_validator(mode="after")
+    def _cold_start_action_exists(self) -> NbaConfig:
+        if NO_ACTION in self.actions:
+            raise ValueError(f"actions: {NO_ACTION!r} is reserved for 'do nothing'")
+        if self.cold_start.action not in (*self.actions, NO_ACTION):
+            raise ValueError(
+                f"cold_start.action: {self.cold_start.action!r} is not one of the actions "
+                f"{sorted(self.actions)} or {NO_ACTION!r}"
+            )
+        return self

@@ -1,0 +1,108 @@
+"""Next-best-action: the action with the largest expected incremental value, or none.
+
+Expected incremental value = effect x value_if_purchase - cost. The effect is the increase of
+the purchase probability an action brings (a prior per RFM segment in configs/nba.yaml), and
+value_if_purchase = predicted_value / P(purchase) is what a customer who buys brings in the
+horizon, so a valuable customer at risk (small predicted value, large value if won back) can
+still be worth a win-back offer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from serving.config import NO_ACTION, Action, NbaConfig
+
+
+@dataclass(frozen=True)
+class Customer:
+    """What the policy looks at; scores are None for a cold start."""
+
+    as_of: datetime
+    churn_probability: float | None = None
+    predicted_value: float | None = None
+    rfm_segment: str | None = None
+    lifecycle_stage: str | None = None
+    favourite_category: str | None = None
+    last_contacts: Mapping[str, datetime] = field(default_factory=dict)  # action -> last sent
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    expected_value: float | None
+    reason: str
+    category: str | None = None
+
+
+def value_if_purchase(customer: Customer, config: NbaConfig) -> float:
+    assert customer.churn_probability is not None and customer.predicted_value is not None
+    purchase = max(1.0 - customer.churn_probability, config.min_purchase_probability)
+    return customer.predicted_value / purchase
+
+
+def contact_capped(name: str, customer: Customer, config: NbaConfig) -> str | None:
+    """Why `name` may not be sent again yet, or None."""
+    last = customer.last_contacts.get(name)
+    if last is not None and last > customer.as_of - timedelta(days=config.contact_cap_days):
+        return f"{name} already sent {last:%Y-%m-%d} (cap {config.contact_cap_days} days)"
+    return None
+
+
+def ineligibility(name: str, action: Action, customer: Customer, config: NbaConfig) -> str | None:
+    """Why `action` may not be taken for this scored customer, or None when it may."""
+    capped = contact_capped(name, customer, config)
+    if capped is not None:
+        return capped
+    rule = action.eligible
+    if rule.lifecycle_stages is not None and customer.lifecycle_stage not in rule.lifecycle_stages:
+        return f"{name} needs lifecycle stage in {list(rule.lifecycle_stages)}"
+    if rule.rfm_segments is not None and customer.rfm_segment not in rule.rfm_segments:
+        return f"{name} needs RFM segment in {list(rule.rfm_segments)}"
+    assert customer.churn_probability is not None and customer.predicted_value is not None
+    p, value = customer.churn_probability, customer.predicted_value
+    bounds = (
+        (rule.min_churn_probability, p, "churn probability", 1),
+        (rule.max_churn_probability, p, "churn probability", -1),
+        (rule.min_predicted_value, value, "predicted value", 1),
+        (rule.min_value_if_purchase, value_if_purchase(customer, config), "value if purchase", 1),
+    )
+    for bound, actual, label, direction in bounds:
+        if bound is not None and (actual - bound) * direction < 0:
+            word = "at least" if direction > 0 else "at most"
+            return f"{name} needs {label} {word} {bound:g} ({actual:.3g})"
+    return None
+
+
+def decide(customer: Customer, config: NbaConfig) -> Decision:
+    if customer.churn_probability is None or customer.predicted_value is None:
+        return _cold_start(customer, config)
+    value = value_if_purchase(customer, config)
+    best: tuple[float, str, Action] | None = None
+    for name, action in config.actions.items():
+        if ineligibility(name, action, customer, config) is not None:
+            continue
+        gain = action.effect.of(customer.rfm_segment) * value - action.cost
+        if best is None or gain > best[0]:
+            best = (gain, name, action)
+    if best is None:
+        return Decision(NO_ACTION, 0.0, "no action is eligible for this customer")
+    gain, name, action = best
+    effect = action.effect.of(customer.rfm_segment)
+    arithmetic = f"{effect:.0%} x {value:.2f} - {action.cost:.2f} = {gain:+.2f}"
+    if gain <= 0:
+        return Decision(NO_ACTION, 0.0, f"nothing pays: best is {name} at {arithmetic}")
+    category = customer.favourite_category if action.recommend_favourite_category else None
+    return Decision(name, round(gain, 4), f"{action.description}: {arithmetic}", category)
+
+
+def _cold_start(customer: Customer, config: NbaConfig) -> Decision:
+    name = config.cold_start.action
+    if name == NO_ACTION:
+        return Decision(NO_ACTION, None, f"cold start: {config.cold_start.reason}")
+    capped = contact_capped(name, customer, config)
+    if capped is not None:
+        return Decision(NO_ACTION, None, f"cold start: {capped}")
+    return Decision(name, None, f"cold start: {config.cold_start.reason}")

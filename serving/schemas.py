@@ -1,0 +1,181 @@
+"""Request and response bodies of POST /score (pydantic: they are also the OpenAPI schema).
+
+Every validation error names the customer: a problem inside a customer's object is reported as
+`customer 'c7': transactions.2.amount: ...` at `customers.<index>`.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+FeatureValue = float | str | None
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """Time-zone aware times in UTC without the zone; naive ones as given (as the loader does)."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Transaction(_Strict):
+    timestamp: datetime
+    amount: FiniteFloat = Field(description="Negative = refund.")
+    order_id: str | None = None
+    quantity: FiniteFloat | None = None
+    category: str | None = None
+    channel: str | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime, _: ValidationInfo) -> datetime:
+        return naive_utc(value)
+
+
+class Contact(_Strict):
+    action: str = Field(min_length=1)
+    sent_at: datetime
+
+    @field_validator("sent_at")
+    @classmethod
+    def _utc(cls, value: datetime, _: ValidationInfo) -> datetime:
+        return naive_utc(value)
+
+
+class CustomerIn(_Strict):
+    """One customer: raw `transactions` with `as_of`, or precomputed `features`."""
+
+    customer_id: str = Field(min_length=1)
+    as_of: datetime | None = Field(
+        None,
+        description="Cutoff: history up to this instant (a date alone = 00:00). Required with "
+        "transactions; with features it dates the contact cap (default: now, UTC).",
+    )
+    transactions: list[Transaction] | None = None
+    features: dict[str, FeatureValue] | None = Field(
+        None, description="A row of the feature table (README: Features)."
+    )
+    signup_date: datetime | None = None
+    acquisition_channel: str | None = None
+    contacts: list[Contact] = Field(
+        default_factory=list, description="Actions already sent, for the contact cap."
+    )
+
+    @field_validator("as_of", "signup_date")
+    @classmethod
+    def _utc(cls, value: datetime | None, _: ValidationInfo) -> datetime | None:
+        return None if value is None else naive_utc(value)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _name_the_customer(cls, data: Any, handler: Any) -> CustomerIn:
+        who = data.get("customer_id") if isinstance(data, dict) else None
+        try:
+            customer = handler(data)
+        except ValidationError as exc:
+            raise _invalid(f"{customer_label(who)}: {describe(exc)}") from None
+        problem = customer.inconsistency()
+        if problem is not None:
+            raise _invalid(f"{customer_label(who)}: {problem}")
+        return customer
+
+    def inconsistency(self) -> str | None:
+        if (self.transactions is None) == (self.features is None):
+            return "give exactly one of transactions (with as_of) or features"
+        for name, value in (self.features or {}).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"features.{name}: {value} is not a finite number"
+        if self.transactions is not None and self.as_of is None:
+            return "as_of: required with transactions"
+        if self.as_of is None:
+            return None
+        for i, tx in enumerate(self.transactions or ()):
+            if tx.timestamp > self.as_of:
+                return (
+                    f"transactions.{i}.timestamp: {tx.timestamp:%Y-%m-%dT%H:%M:%S} is after "
+                    f"as_of {self.as_of:%Y-%m-%dT%H:%M:%S}"
+                )
+        for i, contact in enumerate(self.contacts):
+            if contact.sent_at > self.as_of:
+                return f"contacts.{i}.sent_at: {contact.sent_at:%Y-%m-%d} is after as_of"
+        return None
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    return PydanticCustomError("invalid_customer", "{message}", {"message": message})
+
+
+def customer_label(customer_id: object) -> str:
+    return f"customer {customer_id!r}" if customer_id is not None else "customer (no customer_id)"
+
+
+def describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(object)'}: "
+        + err["msg"].removeprefix("Value error, ")
+        for err in exc.errors(include_url=False)
+    )
+
+
+def request_error(problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:
+    """Checks beyond the schema (batch size, duplicates, feature names) in the schema's format."""
+    details: list[InitErrorDetails] = [
+        {
+            "type": PydanticCustomError("invalid_request", "{message}", {"message": message}),
+            "loc": loc,
+            "input": None,
+        }
+        for loc, message in problems
+    ]
+    return ValidationError.from_exception_data("ScoreRequest", details)
+
+
+class Reason(BaseModel):
+    model: str = Field(description="churn (contribution to log-odds) or ltv (to log value).")
+    feature: str
+    value: float | str | None
+    contribution: float
+
+
+class NextBestAction(BaseModel):
+    action: str
+    expected_value: float | None = Field(description="Expected incremental value net of cost.")
+    reason: str
+    category: str | None = Field(None, description="Category to recommend, where it applies.")
+
+
+class CustomerScore(BaseModel):
+    customer_id: str
+    as_of: datetime | None
+    cold_start: bool = Field(description="No purchase up to as_of: no model scores.")
+    churn_probability: float | None
+    predicted_value: float | None
+    horizon_days: int
+    rfm_segment: str | None
+    lifecycle_stage: str | None
+    reasons: list[Reason]
+    next_best_action: NextBestAction
+    model_versions: dict[str, str]
+
+
+class ScoreResponse(BaseModel):
+    request_id: str
+    customers: list[CustomerScore]

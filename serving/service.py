@@ -1,0 +1,120 @@
+"""The BentoML service: POST /score, with /readyz, /livez, /metrics and the OpenAPI page.
+
+Start it with `make serve` (copies the champions from the registry into the BentoML model store
+first) or from a Bento built by `make bento`. The models are class attributes so that a Bento
+carries them; they load in the background, and /readyz answers 503 until they have.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import bentoml
+from bentoml.exceptions import ServiceUnavailable
+
+from features.config import ConfigError, FeatureConfig, load_config
+from features.contract import DataError
+from features.paths import Paths
+from serving.config import NbaConfig, ServingConfig
+from serving.decisions import DecisionLog
+from serving.schemas import CustomerIn, ScoreResponse, request_error
+from serving.scorer import Scorer
+from serving.store import STORE_NAMES, load_stored_champions
+
+logger = logging.getLogger("bentoml.crm_ltv")
+TOKEN_ENV = "CRM_LTV_API_TOKEN"
+OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json", "/")
+PATHS = Paths.from_env()
+# The service decorator needs the worker count when this module is imported.
+SETTINGS = load_config(ServingConfig, PATHS.config_file("serving"))
+
+
+class BearerAuth:
+    """With CRM_LTV_API_TOKEN set, every API call needs `Authorization: Bearer <token>`;
+    probes, metrics and the OpenAPI page stay open for the platform that runs the service."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.token = os.environ.get(TOKEN_ENV, "")
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not self.token or self._open(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())
+        given = headers.get(b"authorization", b"").decode("latin-1")
+        if hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            await self.app(scope, receive, send)
+            return
+        body = b'{"error":"missing or wrong bearer token (Authorization: Bearer <token>)"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"www-authenticate", b"Bearer"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _open(path: str) -> bool:
+        return path in OPEN_PATHS or path.startswith(("/static_content", "/assets"))
+
+
+@bentoml.service(name="crm-ltv", workers=SETTINGS.workers, traffic={"timeout": 60})
+class CrmLtv:
+    churn_model = bentoml.models.BentoModel(f"{STORE_NAMES['churn']}:latest")
+    ltv_model = bentoml.models.BentoModel(f"{STORE_NAMES['ltv']}:latest")
+
+    def __init__(self) -> None:
+        self.scorer: Scorer | None = None
+        self.failure: str | None = None
+        self.decisions = DecisionLog(PATHS.root / SETTINGS.decision_log)
+        threading.Thread(target=self._load, name="load-models", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            champions = load_stored_champions(self.churn_model, self.ltv_model)
+            self.scorer = Scorer(
+                champions,
+                load_config(FeatureConfig, PATHS.config_file("features")),
+                load_config(NbaConfig, PATHS.config_file("nba")),
+                SETTINGS,
+            )
+        except (ConfigError, ValueError, OSError) as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            logger.error("models not loaded: %s", self.failure)
+            return
+        versions = ", ".join(f"{k} v{v}" for k, v in champions.versions.items())
+        logger.info("ready: %s (%d-day horizon)", versions, champions.horizon_days)
+
+    def __is_ready__(self) -> bool:
+        return self.scorer is not None
+
+    @bentoml.api(route="/score")
+    def score(self, customers: list[CustomerIn], ctx: bentoml.Context) -> ScoreResponse:
+        """Churn probability, predicted value, segment, stage, reasons and next-best-action."""
+        if self.scorer is None:
+            raise ServiceUnavailable(self.failure or "models are still loading; see /readyz")
+        request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
+        now = datetime.now(UTC).replace(tzinfo=None)
+        try:
+            answers = self.scorer.score(customers, now)
+        except DataError as exc:
+            raise request_error([(("customers",), str(exc))]) from None
+        self.decisions.append(answers, request_id, now)
+        ctx.response.metadata["X-Request-ID"] = request_id
+        return ScoreResponse(request_id=request_id, customers=answers)
+
+
+CrmLtv.add_asgi_middleware(BearerAuth)
