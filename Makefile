@@ -9,7 +9,8 @@ SAMPLE := data/sample/transactions.csv
 TRIALS ?=
 PORT_UI ?= 5000
 MLFLOW_HOME ?= $(CURDIR)
-.PHONY: help setup data features train tune mlflow-ui test lint format bench-features clean
+PORT ?= 3000
+.PHONY: help setup data features train tune mlflow-ui serve bento test lint format bench-features bench-serve clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -39,6 +40,12 @@ mlflow-ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 over mlflow.db and
 	$(BIN)/mlflow server --backend-store-uri sqlite:///$(MLFLOW_HOME)/mlflow.db \
 		--default-artifact-root $(MLFLOW_HOME)/mlartifacts --host 127.0.0.1 --port $(PORT_UI)
 
+serve: $(INSTALLED) ## serve POST /score on http://127.0.0.1:3000 (PORT=) with the champion models
+	$(BIN)/crm-ltv serve --port $(PORT)
+
+bento: $(INSTALLED) ## build a Bento carrying the champion models (starts without the registry)
+	$(BIN)/crm-ltv bento
+
 test: $(INSTALLED) ## run the test suite
 	$(BIN)/python -m pytest
 
@@ -53,5 +60,8 @@ format: $(INSTALLED) ## apply ruff fixes and formatting
 bench-features: $(INSTALLED) ## feature-builder throughput and memory on 10M transactions
 	$(BIN)/python benchmarks/bench_features.py
 
+bench-serve: $(INSTALLED) ## service latency at 50/100/200 req/s and batch throughput, vs mlflow models serve
+	$(BIN)/python benchmarks/bench_serve.py
+
 clean: ## remove generated data, reports and tracking stores (keeps .venv)
-	rm -rf data reports mlflow.db mlartifacts optuna.db .pytest_cache .ruff_cache
+	rm -rf data reports logs mlflow.db mlartifacts optuna.db .pytest_cache .ruff_cache

@@ -95,7 +95,7 @@ def decide(customer: Customer, config: NbaConfig) -> Decision:
     if gain <= 0:
         return Decision(NO_ACTION, 0.0, f"nothing pays: best is {name} at {arithmetic}")
     category = customer.favourite_category if action.recommend_favourite_category else None
-    return Decision(name, round(gain, 4), f"{action.description}: {arithmetic}", category)
+    return Decision(name, gain, f"{action.description}: {arithmetic}", category)
 
 
 def _cold_start(customer: Customer, config: NbaConfig) -> Decision:

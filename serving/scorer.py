@@ -154,8 +154,11 @@ class Scorer:
     def score(self, customers: Sequence[CustomerIn], now: datetime) -> list[CustomerScore]:
         self.check(customers)
         table = self.feature_table(customers)
-        scores = score_customers(table, self.champions).set_index("customer_id")
-        reasons = self._reasons(table)
+        if table.empty:  # cold starts only: nothing for the models
+            scores, reasons = pd.DataFrame(index=pd.Index([], dtype="str")), {}
+        else:
+            scores = score_customers(table, self.champions).set_index("customer_id")
+            reasons = self._reasons(table)
         out = []
         for customer in customers:
             as_of = customer.as_of or now
@@ -213,7 +216,7 @@ class Scorer:
         """The largest feature contributions of each model, per customer."""
         top = self.settings.top_reasons
         out: dict[str, list[Reason]] = {str(c): [] for c in table.index}
-        if top == 0 or table.empty:
+        if top == 0:
             return out
         for kind, model in (
             ("churn", self.champions.churn.model),

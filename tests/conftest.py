@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +33,51 @@ def run(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedPro
     env = {**os.environ, "CRM_LTV_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A real server in its own process group (so `stop_server` ends its workers too)."""
+    env = {k: v for k, v in env.items() if not k.startswith("MAKE")}
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float = 180) -> list[int]:
+    """Poll `url` until it answers 200; the statuses seen on the way (0 = no connection)."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            seen.append(urllib.request.urlopen(url, timeout=5).status)
+        except urllib.error.HTTPError as exc:
+            seen.append(exc.code)
+        except OSError:
+            seen.append(0)
+        if seen[-1] == 200:
+            return seen
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{url} not ready; server log:\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    try:
+        os.killpg(server.pid, 15)
+    except ProcessLookupError:
+        return
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, 9)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -20,7 +19,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, new_home, run
+from tests.conftest import ROOT, free_port, new_home, run
 
 
 @pytest.fixture(scope="module")
@@ -204,15 +203,9 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     assert _tuned_params(Paths(home), 60, lambda _: None) is None  # another horizon: ignored
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):
     home, _ = trained
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
     server = subprocess.Popen(
         ["make", "-s", "mlflow-ui", f"PORT_UI={port}", f"MLFLOW_HOME={home}"],

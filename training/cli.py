@@ -35,7 +35,7 @@ from training.config import TrainConfig, TuneConfig
 from training.job import comparison_table, run_training, split_inputs
 from training.registry import RegistryError, champion_version, set_champion
 from training.scoring import load_champions, score_customers
-from training.tracking import setup_tracking
+from training.tracking import setup_tracking, tracking_uri
 from training.tuning import run_tuning
 
 # The checkout holding features/, training/, serving/ (what a Bento packs).
@@ -414,7 +414,7 @@ def _sync_store(progress: Progress) -> Paths:
 
     paths = Paths.from_env()
     config = load_config(TrainConfig, paths.config_file("train"))
-    setup_tracking(paths, config.registry.experiment)
+    mlflow.set_tracking_uri(tracking_uri(paths))  # read only: no experiment to create
     sync_champions(config.registry, progress)
     return paths
 

@@ -1,0 +1,129 @@
+"""The next-best-action policy of configs/nba.yaml, rule by rule (pure functions, no models)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from features.config import ConfigError, load_config
+from serving.config import NO_ACTION, NbaConfig
+from serving.nba import Customer, decide, value_if_purchase
+from tests.conftest import CONFIGS
+
+AS_OF = datetime(2025, 6, 30)
+
+
+@pytest.fixture(scope="module")
+def policy() -> NbaConfig:
+    return load_config(NbaConfig, CONFIGS / "nba.yaml")
+
+
+def customer(**kw) -> Customer:
+    return Customer(as_of=AS_OF, **kw)
+
+
+def test_new_buyer_gone_quiet_gets_the_welcome_offer(policy):
+    c = customer(churn_probability=0.8, predicted_value=12.0, rfm_segment="New",
+                 lifecycle_stage="new", favourite_category="books")  # fmt: skip
+    decision = decide(c, policy)
+    assert decision.action == "welcome_offer"
+    # 8% x (12 / 0.2) - 2 = 2.8
+    assert decision.expected_value == pytest.approx(0.08 * 60 - 2.0)
+    assert "8% x 60.00 - 2.00" in decision.reason and decision.category is None
+
+
+def test_new_buyer_still_active_is_not_welcomed(policy):
+    c = customer(churn_probability=0.3, predicted_value=40.0, rfm_segment="New",
+                 lifecycle_stage="new", favourite_category="books")  # fmt: skip
+    decision = decide(c, policy)
+    assert decision.action == "recommendation"  # welcome needs churn >= 0.5
+    assert decision.category == "books"
+
+
+def test_repeat_buyer_gets_a_recommendation_from_the_favourite_category(policy):
+    c = customer(churn_probability=0.6, predicted_value=30.0, rfm_segment="Potential Loyalist",
+                 lifecycle_stage="developing", favourite_category="garden")  # fmt: skip
+    decision = decide(c, policy)
+    assert decision.action == "recommendation" and decision.category == "garden"
+    assert decision.expected_value == pytest.approx(0.03 * 30.0 / 0.4 - 0.2)
+
+
+def test_loyal_customer_gets_a_thank_you(policy):
+    c = customer(churn_probability=0.2, predicted_value=80.0, rfm_segment="Loyal",
+                 lifecycle_stage="loyal")  # fmt: skip
+    assert decide(c, policy).action == "thank_you"  # below the VIP value floor of 150
+
+
+def test_valuable_champion_gets_the_vip_invitation(policy):
+    c = customer(churn_probability=0.1, predicted_value=400.0, rfm_segment="Champions",
+                 lifecycle_stage="loyal")  # fmt: skip
+    decision = decide(c, policy)
+    assert decision.action == "vip_invitation"
+    assert decision.expected_value == pytest.approx(0.05 * 400 / 0.9 - 5.0)
+
+
+def test_valuable_customer_at_risk_gets_the_win_back_offer(policy):
+    # Small expected value (most likely gone) but large if they buy: 12 / 0.1 = 120.
+    c = customer(churn_probability=0.9, predicted_value=12.0, rfm_segment="Can't Lose Them",
+                 lifecycle_stage="at-risk")  # fmt: skip
+    assert value_if_purchase(c, policy) == pytest.approx(120.0)
+    decision = decide(c, policy)
+    assert decision.action == "win_back"
+    assert decision.expected_value == pytest.approx(0.10 * 120 - 4.0)
+
+
+def test_cheap_customer_at_risk_gets_nothing(policy):
+    c = customer(churn_probability=0.95, predicted_value=1.0, rfm_segment="Hibernating",
+                 lifecycle_stage="at-risk")  # fmt: skip
+    decision = decide(c, policy)
+    assert decision.action == NO_ACTION and decision.expected_value == 0.0
+    assert "no action is eligible" in decision.reason  # win-back needs 50 if they buy
+
+
+def test_no_action_when_the_best_eligible_action_does_not_pay(policy):
+    c = customer(churn_probability=0.5, predicted_value=2.0, rfm_segment="Loyal",
+                 lifecycle_stage="loyal")  # fmt: skip
+    decision = decide(c, policy)
+    assert decision.action == NO_ACTION
+    assert decision.reason.startswith("nothing pays: best is thank_you")
+
+
+def test_contact_cap_blocks_a_repeat_within_the_window(policy):
+    base = dict(churn_probability=0.9, predicted_value=12.0, rfm_segment="Can't Lose Them",
+                lifecycle_stage="at-risk")  # fmt: skip
+    recent = customer(**base, last_contacts={"win_back": AS_OF - timedelta(days=10)})
+    assert decide(recent, policy).action == NO_ACTION
+    old = customer(**base, last_contacts={"win_back": AS_OF - timedelta(days=31)})
+    assert decide(old, policy).action == "win_back"
+
+
+def test_cold_start_gets_the_configured_action_unless_capped(policy):
+    assert decide(customer(), policy).action == "welcome_offer"
+    assert decide(customer(), policy).expected_value is None
+    capped = customer(last_contacts={"welcome_offer": AS_OF - timedelta(days=1)})
+    decision = decide(capped, policy)
+    assert decision.action == NO_ACTION and "already sent" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"actions": {"no_action": {"description": "x", "cost": 0, "effect": {"default": 0}}}},
+         "reserved"),
+        ({"cold_start": {"action": "surprise"}}, "cold_start.action"),
+        ({"actions": {"a": {"description": "x", "cost": 1, "effect": {"default": 0.1,
+          "segments": {"Heroes": 0.2}}}}}, "Heroes"),
+        ({"actions": {"a": {"description": "x", "cost": -1, "effect": {"default": 0.1}}}},
+         "cost"),
+    ],
+)  # fmt: skip
+def test_bad_policy_is_a_config_error_naming_the_field(tmp_path, change, message):
+    import yaml
+
+    raw = yaml.safe_load((CONFIGS / "nba.yaml").read_text())
+    raw.update(change)
+    path = tmp_path / "nba.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message):
+        load_config(NbaConfig, path)

@@ -1,0 +1,368 @@
+"""The scoring service for real: `make serve` starts `bentoml serve`, called over HTTP.
+
+One trained project home (small sample) and one BentoML store are shared by this module. The
+main server runs with CRM_LTV_API_TOKEN set, so every call here carries the token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import bentoml
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from features.builders import build_features
+from features.config import FeatureConfig, load_config
+from features.rfm import RfmCuts
+from tests.conftest import (
+    CLI,
+    ROOT,
+    free_port,
+    new_home,
+    run,
+    start_server,
+    stop_server,
+    wait_ready,
+)
+
+TOKEN = "s3cret-token"
+AS_OF = "2025-06-30"
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    home = new_home(tmp_path_factory.mktemp("serve"))
+    for args in (("data", "--n-customers", "3000"), ("train",)):
+        done = run(home, *args)
+        assert done.returncode == 0, done.stderr
+    return home
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "CRM_LTV_HOME": str(home), "BENTOML_HOME": str(home / "bentoml")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("CRM_LTV_API_TOKEN", None)
+    return {**env, **extra}
+
+
+@pytest.fixture(scope="module")
+def server(home):
+    """`make serve` on a free port; the /readyz statuses seen while it started."""
+    port = free_port()
+    log = home / "serve.log"
+    process = start_server(
+        ["make", "-s", "serve", f"PORT={port}"], _env(home, CRM_LTV_API_TOKEN=TOKEN), log
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        statuses = wait_ready(f"{base}/readyz", process, log)
+        yield base, statuses, log
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    base, _, _ = server
+    with httpx.Client(base_url=base, timeout=60, headers=_auth()) as client:
+        yield client
+
+
+def _auth(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def sample(home) -> tuple[pd.DataFrame, pd.DataFrame]:
+    text = {"customer_id": str, "order_id": str}
+    tx = pd.read_csv(home / "data/sample/transactions.csv", parse_dates=["timestamp"], dtype=text)
+    customers = pd.read_csv(
+        home / "data/sample/customers.csv", parse_dates=["signup_date"], dtype=text
+    )
+    return tx, customers
+
+
+def _customer_payload(cid: str, tx: pd.DataFrame, customers: pd.DataFrame, as_of: str) -> dict:
+    rows = tx[(tx["customer_id"] == cid) & (tx["timestamp"] <= pd.Timestamp(as_of))]
+    info = customers.set_index("customer_id").loc[cid]
+    transactions = [
+        {
+            "timestamp": r.timestamp.isoformat(),
+            "amount": float(r.amount),
+            **{k: getattr(r, k) for k in ("order_id", "category", "channel")
+               if isinstance(getattr(r, k), str)},
+        }
+        for r in rows.itertuples()
+    ]  # fmt: skip
+    return {
+        "customer_id": cid,
+        "as_of": as_of,
+        "transactions": transactions,
+        "signup_date": info["signup_date"].isoformat(),
+        "acquisition_channel": info["acquisition_channel"],
+    }
+
+
+def _buyers(tx: pd.DataFrame, as_of: str, n: int) -> list[str]:
+    past = tx[(tx["timestamp"] <= pd.Timestamp(as_of)) & (tx["amount"] > 0)]
+    return sorted(past["customer_id"].unique())[:n]
+
+
+def test_make_serve_copies_the_champions_and_is_not_ready_before_the_models(server, home):
+    base, statuses, log = server
+    text = log.read_text()
+    assert "churn: copied churn v1 into the store" in text
+    assert "ltv: copied ltv v1 into the store" in text
+    # Before the models are loaded /readyz answers 503 (or the socket is not open yet).
+    assert set(statuses) <= {0, 503, 200} and statuses[-1] == 200
+    assert 503 in statuses
+    assert httpx.get(f"{base}/livez").status_code == 200
+    metrics = httpx.get(f"{base}/metrics")
+    assert metrics.status_code == 200 and "# TYPE" in metrics.text
+    spec = httpx.get(f"{base}/docs.json").json()
+    assert "/score" in spec["paths"]
+    assert httpx.get(f"{base}/").status_code == 200  # the OpenAPI page
+
+
+def test_score_raw_transactions_with_the_bentoml_client(server, sample, home):
+    base, _, _ = server
+    tx, customers = sample
+    ids = _buyers(tx, AS_OF, 3)
+    payload = [_customer_payload(c, tx, customers, AS_OF) for c in ids]
+    with bentoml.SyncHTTPClient(base, token=TOKEN) as client:
+        answer = client.score(customers=payload)
+    answer = answer if isinstance(answer, dict) else answer.model_dump(mode="json")
+    got = answer["customers"]
+    assert [c["customer_id"] for c in got] == ids
+    for c in got:
+        assert 0 <= c["churn_probability"] <= 1 and c["predicted_value"] >= 0
+        assert c["horizon_days"] == 90 and c["cold_start"] is False
+        assert c["model_versions"] == {"churn": "1", "ltv": "1"}
+        assert c["rfm_segment"] and c["lifecycle_stage"]
+        models = [r["model"] for r in c["reasons"]]
+        assert models == ["churn"] * 3 + ["ltv"] * 3
+        churn_contrib = [abs(r["contribution"]) for r in c["reasons"][:3]]
+        assert churn_contrib == sorted(churn_contrib, reverse=True)
+        nba = c["next_best_action"]
+        assert nba["action"] and nba["reason"]
+    log = [json.loads(line) for line in (home / "logs/decisions.jsonl").read_text().splitlines()]
+    mine = [r for r in log if r["request_id"] == answer["request_id"]]
+    assert [r["customer_id"] for r in mine] == ids
+    assert mine[0]["model_versions"] == {"churn": "1", "ltv": "1"}
+    assert mine[0]["action"] == got[0]["next_best_action"]["action"]
+
+
+def test_request_id_is_echoed_and_logged(http, sample, home):
+    tx, customers = sample
+    cid = _buyers(tx, AS_OF, 1)[0]
+    body = {"customers": [_customer_payload(cid, tx, customers, AS_OF)]}
+    response = http.post("/score", json=body, headers={"X-Request-ID": "req-42"})
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "req-42"
+    assert response.json()["request_id"] == "req-42"
+    assert '"request_id":"req-42"' in (home / "logs/decisions.jsonl").read_text()
+
+
+def test_service_scores_equal_crm_ltv_score(http, sample, home):
+    """Parity: same customers and cutoff, raw transactions in, the batch command's numbers out;
+    and the same again from precomputed features."""
+    tx, customers = sample
+    out = home / "scores_parity.csv"
+    done = run(home, "score", "--as-of", AS_OF, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    batch = pd.read_csv(out, dtype={"customer_id": str}).set_index("customer_id")
+    ids = _buyers(tx, AS_OF, 60)
+    body = {"customers": [_customer_payload(c, tx, customers, AS_OF) for c in ids]}
+    response = http.post("/score", json=body)
+    assert response.status_code == 200, response.text
+    served = pd.DataFrame(response.json()["customers"]).set_index("customer_id")
+    expected = batch.loc[ids]
+    pd.testing.assert_series_equal(
+        served["churn_probability"], expected["churn_probability"], rtol=1e-9, atol=0
+    )
+    pd.testing.assert_series_equal(
+        served["predicted_value"], expected["predicted_value"], rtol=1e-9, atol=0
+    )
+    assert (served["rfm_segment"] == expected["rfm_segment"]).all()
+    assert (served["lifecycle_stage"] == expected["lifecycle_stage"]).all()
+
+    # Precomputed features (built with the champion's RFM reference) give the same scores.
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    tags = MlflowClient().get_model_version_by_alias("churn", "champion").tags
+    cuts = RfmCuts.from_dict(json.loads(tags["rfm_cuts"]))
+
+    config = load_config(FeatureConfig, home / "configs/features.yaml")
+    table = build_features(tx, AS_OF, config, customers, cuts).loc[ids[:10]]
+    rows = json.loads(table.astype(object).where(table.notna(), None).to_json(orient="index"))
+    body = {"customers": [{"customer_id": c, "features": rows[c]} for c in ids[:10]]}
+    response = http.post("/score", json=body)
+    assert response.status_code == 200, response.text
+    from_features = pd.DataFrame(response.json()["customers"]).set_index("customer_id")
+    pd.testing.assert_series_equal(
+        from_features["churn_probability"],
+        expected["churn_probability"].iloc[:10],
+        rtol=1e-9,
+        atol=0,
+    )
+
+
+def test_cold_start_and_contact_cap(http, sample):
+    tx, customers = sample
+    body = {
+        "customers": [
+            {"customer_id": "new-1", "as_of": AS_OF, "transactions": []},
+            {"customer_id": "refund-only", "as_of": AS_OF,
+             "transactions": [{"timestamp": "2025-06-01", "amount": -20.0}]},
+        ]
+    }  # fmt: skip
+    response = http.post("/score", json=body)
+    assert response.status_code == 200, response.text
+    for c in response.json()["customers"]:
+        assert c["cold_start"] is True and c["churn_probability"] is None
+        assert c["next_best_action"]["action"] == "welcome_offer"
+        assert "cold start" in c["next_best_action"]["reason"]
+
+    payload = [_customer_payload(c, tx, customers, AS_OF) for c in _buyers(tx, AS_OF, 40)]
+    answers = http.post("/score", json={"customers": payload}).json()["customers"]
+    acted = [i for i, a in enumerate(answers) if a["next_best_action"]["action"] != "no_action"]
+    assert acted, "no customer of 40 gets an action: the policy never pays on the sample"
+    first, chosen = payload[acted[0]], answers[acted[0]]["next_best_action"]["action"]
+    sent = (datetime.fromisoformat(AS_OF) - timedelta(days=3)).isoformat()
+    capped = {**first, "contacts": [{"action": chosen, "sent_at": sent}]}
+    again = http.post("/score", json={"customers": [capped]}).json()["customers"][0]
+    assert again["next_best_action"]["action"] != chosen
+
+
+def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
+    def customer(**change):
+        return {"customers": [{**tx_ok, **change}]}
+
+    tx = tx_ok["transactions"][0]
+    return [
+        ("malformed JSON", b'{"customers": [', ["Invalid JSON"]),
+        ("wrong type", customer(transactions=[{**tx, "amount": "forty"}]),
+         ["customer 'c-ok'", "transactions.0.amount"]),
+        ("missing field", customer(transactions=[{"amount": 3.0}]),
+         ["customer 'c-ok'", "transactions.0.timestamp", "Field required"]),
+        ("missing customer_id", {"customers": [{"as_of": AS_OF, "transactions": []}]},
+         ["customer_id", "Field required"]),
+        ("NaN amount", b'{"customers": [{"customer_id": "c-nan", "as_of": "2025-06-30",'
+         b' "transactions": [{"timestamp": "2025-06-01", "amount": NaN}]}]}',
+         ["customer 'c-nan'", "transactions.0.amount", "finite"]),
+        ("infinite amount", b'{"customers": [{"customer_id": "c-inf", "as_of": "2025-06-30",'
+         b' "transactions": [{"timestamp": "2025-06-01", "amount": 1e999}]}]}',
+         ["customer 'c-inf'", "transactions.0.amount", "finite"]),
+        ("unknown feature", {"customers": [{"customer_id": "c-f", "features": {"shoe_size": 42}}]},
+         ["customer 'c-f'", "unknown shoe_size"]),
+        ("feature of the wrong type", {"customers": [{"customer_id": "c-g",
+          "features": {"recency_days": "yesterday"}}]}, ["customer 'c-g'", "recency_days"]),
+        ("transaction after as_of", customer(transactions=[{**tx, "timestamp": "2025-07-02"}]),
+         ["customer 'c-ok'", "transactions.0.timestamp", "after as_of"]),
+        ("as_of missing", customer(as_of=None), ["customer 'c-ok'", "as_of"]),
+        ("neither transactions nor features", {"customers": [{"customer_id": "c-n"}]},
+         ["customer 'c-n'", "exactly one of"]),
+        ("empty list", {"customers": []}, ["empty"]),
+        ("duplicated ids", {"customers": [tx_ok, tx_ok]},
+         ["customer 'c-ok'", "duplicated"]),
+        ("batch over the limit",
+         {"customers": [{**tx_ok, "customer_id": f"c{i}"} for i in range(1001)]},
+         ["1,001 customers", "at most 1,000"]),
+        ("not an object", b"[1, 2]", ["object"]),
+    ]  # fmt: skip
+
+
+BAD = _bad_requests(
+    {
+        "customer_id": "c-ok",
+        "as_of": AS_OF,
+        "transactions": [{"timestamp": "2025-06-01T10:00:00", "amount": 40.0, "category": "a"}],
+    }
+)
+
+
+@pytest.mark.parametrize(("label", "body", "words"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_gets_a_400_naming_field_and_customer(http, label, body, words):
+    if isinstance(body, bytes):
+        response = http.post("/score", content=body, headers={"Content-Type": "application/json"})
+    else:
+        response = http.post("/score", json=body)
+    assert response.status_code == 400, (label, response.status_code, response.text)
+    text = response.text
+    for word in words:
+        assert word in text, (label, word, text)
+    # ... and the server keeps serving.
+    assert http.get("/readyz").status_code == 200
+
+
+def test_auth_needs_the_bearer_token_but_probes_stay_open(server):
+    base, _, _ = server
+    body = {"customers": [{"customer_id": "x", "as_of": AS_OF, "transactions": []}]}
+    assert httpx.post(f"{base}/score", json=body).status_code == 401
+    wrong = httpx.post(f"{base}/score", json=body, headers=_auth("nope"))
+    assert wrong.status_code == 401 and "bearer token" in wrong.text
+    assert httpx.post(f"{base}/score", json=body, headers=_auth()).status_code == 200
+    for path in ("/readyz", "/livez", "/metrics"):
+        assert httpx.get(f"{base}{path}").status_code == 200
+
+
+def test_unreachable_registry_serves_the_store_copies_with_a_warning(server, home):
+    """Runs after the main server copied the champions into the store."""
+    port = free_port()
+    log = home / "serve_offline.log"
+    env = _env(home, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+    process = start_server([CLI, "serve", "--port", str(port)], env, log)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/readyz", process, log)
+        assert "warning: registry at http://127.0.0.1:9" in log.read_text()
+        body = {"customers": [{"customer_id": "x", "as_of": AS_OF, "transactions": []}]}
+        answer = httpx.post(f"http://127.0.0.1:{port}/score", json=body, timeout=60).json()
+        assert answer["customers"][0]["model_versions"] == {"churn": "1", "ltv": "1"}
+    finally:
+        stop_server(process)
+
+
+def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
+    home = new_home(tmp_path)
+    done = subprocess.run(
+        [CLI, "serve", "--port", str(free_port())],
+        capture_output=True, text=True, env=_env(home), timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "error: registry at" in done.stderr and "make train" in done.stderr
+
+
+def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home, sample):
+    env = _env(home)
+    built = subprocess.run(
+        ["make", "-s", "bento"], cwd=ROOT, capture_output=True, text=True,
+        env={k: v for k, v in env.items() if not k.startswith("MAKE")}, timeout=600,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr + built.stdout
+    manifest = next((home / "bentoml/bentos/crm-ltv").glob("*/bento.yaml")).read_text()
+    assert "crm-ltv-churn:" in manifest and "crm-ltv-ltv:" in manifest
+    port = free_port()
+    log = home / "serve_bento.log"
+    offline = _env(home, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+    bentoml_cli = str(Path(CLI).parent / "bentoml")
+    process = start_server(
+        [bentoml_cli, "serve", "crm-ltv:latest", "--port", str(port)], offline, log
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/readyz", process, log)
+        tx, customers = sample
+        cid = _buyers(tx, AS_OF, 1)[0]
+        body = {"customers": [_customer_payload(cid, tx, customers, AS_OF)]}
+        answer = httpx.post(f"http://127.0.0.1:{port}/score", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["customers"][0]["model_versions"] == {"churn": "1", "ltv": "1"}
+    finally:
+        stop_server(process)
