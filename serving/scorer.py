@@ -28,7 +28,7 @@ from serving.schemas import (
     customer_label,
     request_error,
 )
-from training.scoring import Champions, score_customers
+from training.scoring import Champions, ModelInputs, score_customers
 
 # Categorical features whose values the service can check; the others are free text.
 KNOWN_VALUES = {"rfm_segment": RFM_SEGMENTS, "lifecycle_stage": LIFECYCLE_STAGES}
@@ -154,11 +154,13 @@ class Scorer:
     def score(self, customers: Sequence[CustomerIn], now: datetime) -> list[CustomerScore]:
         self.check(customers)
         table = self.feature_table(customers)
-        if table.empty:  # cold starts only: nothing for the models
-            scores, reasons = pd.DataFrame(index=pd.Index([], dtype="str")), {}
-        else:
-            scores = score_customers(table, self.champions).set_index("customer_id")
-            reasons = self._reasons(table)
+        scores: dict[str, dict[str, object]] = {}
+        reasons: dict[str, list[Reason]] = {}
+        if not table.empty:  # else cold starts only: nothing for the models
+            inputs = ModelInputs.of(table, self.champions)
+            scored = score_customers(table, self.champions, inputs)
+            scores = scored.set_index("customer_id").to_dict("index")
+            reasons = self._reasons(table, inputs)
         out = []
         for customer in customers:
             as_of = customer.as_of or now
@@ -167,15 +169,15 @@ class Scorer:
                 contacts[contact.action] = max(
                     contacts.get(contact.action, contact.sent_at), contact.sent_at
                 )
-            if customer.customer_id not in scores.index:
+            if customer.customer_id not in scores:
                 decision = decide(Customer(as_of, last_contacts=contacts), self.nba)
                 out.append(self._answer(customer, None, [], decision))
                 continue
-            row = scores.loc[customer.customer_id]
+            row = scores[customer.customer_id]
             view = Customer(
                 as_of,
-                float(row["churn_probability"]),
-                float(row["predicted_value"]),
+                float(row["churn_probability"]),  # type: ignore[arg-type]
+                float(row["predicted_value"]),  # type: ignore[arg-type]
                 str(row["rfm_segment"]),
                 str(row["lifecycle_stage"]),
                 _favourite(table, customer.customer_id),
@@ -212,33 +214,38 @@ class Scorer:
             model_versions=self.champions.versions,
         )
 
-    def _reasons(self, table: pd.DataFrame) -> dict[str, list[Reason]]:
-        """The largest feature contributions of each model, per customer."""
+    def _reasons(self, table: pd.DataFrame, inputs: ModelInputs) -> dict[str, list[Reason]]:
+        """The largest feature contributions of each model, per customer, with the value the
+        model saw (categories decoded from their vocabulary index)."""
         top = self.settings.top_reasons
         out: dict[str, list[Reason]] = {str(c): [] for c in table.index}
         if top == 0:
             return out
-        for kind, model in (
-            ("churn", self.champions.churn.model),
-            ("ltv", self.champions.ltv.model),
+        for kind, model, encoded in (
+            ("churn", self.champions.churn.model, inputs.churn),
+            ("ltv", self.champions.ltv.model, inputs.ltv),
         ):
-            contributions = model.contributions(table).drop(columns="(base)")
-            inputs = model.model_input(table)
-            values = contributions.to_numpy()
+            contributions = model.contributions_encoded(encoded, table.index)
+            values = contributions.to_numpy()[:, :-1]  # without "(base)"
             order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :top]
-            names = contributions.columns
+            names = model.model_features_
             for i, customer_id in enumerate(table.index):
                 for j in order[i]:
-                    name = str(names[j])
                     out[str(customer_id)].append(
                         Reason(
                             model=kind,
-                            feature=name,
-                            value=_value(inputs[name].iloc[i]),
+                            feature=names[j],
+                            value=_decoded(encoded[i, j], model.vocabularies_.get(names[j])),
                             contribution=float(values[i, j]),
                         )
                     )
         return out
+
+
+def _decoded(value: float, vocabulary: tuple[str, ...] | None) -> float | str | None:
+    if np.isnan(value):
+        return None
+    return vocabulary[int(value)] if vocabulary is not None else float(value)
 
 
 def _transactions_frame(customers: Sequence[CustomerIn]) -> pd.DataFrame:

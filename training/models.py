@@ -109,6 +109,12 @@ class _Booster(BaseEstimator):
         """The features plus what `augment` adds: what the booster and its contributions see."""
         return self.augment_.transform(X) if self.augment_ is not None else X
 
+    def encode(self, X: pd.DataFrame) -> np.ndarray:
+        """The booster's input matrix (model_features_ order). Encode once, then predict and
+        explain from it with the *_encoded methods: the service's per-request cost."""
+        self._check_fitted()
+        return self._encode(X)
+
     def _encode(self, X: pd.DataFrame) -> np.ndarray:
         names = [str(n) for n in self.feature_names_in_]
         missing = [n for n in names if n not in X.columns]
@@ -161,10 +167,18 @@ class _Booster(BaseEstimator):
         if not hasattr(self, "feature_names_in_"):
             raise ValueError(f"{type(self).__name__} is not fitted yet")
 
-    def _contributions(self, booster: lgb.Booster, X: pd.DataFrame) -> pd.DataFrame:
-        values = booster.predict(self._encode(X), pred_contrib=True, num_threads=self.n_jobs)
+    def _contributions(
+        self, booster: lgb.Booster, encoded: np.ndarray, index: pd.Index
+    ) -> pd.DataFrame:
+        values = booster.predict(encoded, pred_contrib=True, num_threads=self.n_jobs)
         columns = [*self.model_features_, "(base)"]
-        return pd.DataFrame(values, index=X.index, columns=columns)
+        return pd.DataFrame(values, index=index, columns=columns)
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        return self.contributions_encoded(self.encode(X), X.index)
+
+    def contributions_encoded(self, encoded: np.ndarray, index: pd.Index) -> pd.DataFrame:
+        raise NotImplementedError
 
 
 def _best_score(booster: lgb.Booster) -> float:
@@ -233,11 +247,16 @@ class ChurnModel(ClassifierMixin, _Booster):
         return self
 
     def raw_score(self, X: pd.DataFrame) -> np.ndarray:
-        self._check_fitted()
-        return self.booster_.predict(self._encode(X), raw_score=True, num_threads=self.n_jobs)
+        return self._raw(self.encode(X))
+
+    def _raw(self, encoded: np.ndarray) -> np.ndarray:
+        return self.booster_.predict(encoded, raw_score=True, num_threads=self.n_jobs)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        raw = self.raw_score(X)
+        return self.predict_proba_encoded(self.encode(X))
+
+    def predict_proba_encoded(self, encoded: np.ndarray) -> np.ndarray:
+        raw = self._raw(encoded)
         if isinstance(self.calibrator_, IsotonicRegression):
             p = self.calibrator_.predict(raw)
         else:
@@ -247,10 +266,9 @@ class ChurnModel(ClassifierMixin, _Booster):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype("int64")
 
-    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+    def contributions_encoded(self, encoded: np.ndarray, index: pd.Index) -> pd.DataFrame:
         """Per-feature contributions to the raw log-odds (SHAP values of the tree model)."""
-        self._check_fitted()
-        return self._contributions(self.booster_, X)
+        return self._contributions(self.booster_, encoded, index)
 
 
 class LtvModel(RegressorMixin, _Booster):
@@ -319,18 +337,18 @@ class LtvModel(RegressorMixin, _Booster):
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        self._check_fitted()
-        encoded = self._encode(X)
+        return self.predict_encoded(self.encode(X))
+
+    def predict_encoded(self, encoded: np.ndarray) -> np.ndarray:
         value = self.booster_.predict(encoded, num_threads=self.n_jobs)
         if self.buy_booster_ is not None:
             value = value * self.buy_booster_.predict(encoded, num_threads=self.n_jobs)
         return value
 
-    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+    def contributions_encoded(self, encoded: np.ndarray, index: pd.Index) -> pd.DataFrame:
         """Per-feature contributions on the log scale of the predicted value (hurdle: both
         parts added, the purchase part in log-odds)."""
-        self._check_fitted()
-        out = self._contributions(self.booster_, X)
+        out = self._contributions(self.booster_, encoded, index)
         if self.buy_booster_ is not None:
-            out = out + self._contributions(self.buy_booster_, X)
+            out = out + self._contributions(self.buy_booster_, encoded, index)
         return out

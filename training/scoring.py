@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
@@ -57,13 +58,28 @@ def pair_champions(churn: Champion, ltv: Champion) -> Champions:
     return Champions(churn, ltv)
 
 
-def score_customers(features: pd.DataFrame, champions: Champions) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ModelInputs:
+    """The feature table encoded for each champion (see `_Booster.encode`)."""
+
+    churn: np.ndarray
+    ltv: np.ndarray
+
+    @classmethod
+    def of(cls, features: pd.DataFrame, champions: Champions) -> ModelInputs:
+        return cls(champions.churn.model.encode(features), champions.ltv.model.encode(features))
+
+
+def score_customers(
+    features: pd.DataFrame, champions: Champions, inputs: ModelInputs | None = None
+) -> pd.DataFrame:
     """One row per customer of a feature table (indexed by customer_id), in SCORE_COLUMNS."""
+    inputs = inputs if inputs is not None else ModelInputs.of(features, champions)
     out = pd.DataFrame(
         {
             "customer_id": features.index.astype(str),
-            "churn_probability": champions.churn.model.predict_proba(features)[:, 1],
-            "predicted_value": champions.ltv.model.predict(features),
+            "churn_probability": champions.churn.model.predict_proba_encoded(inputs.churn)[:, 1],
+            "predicted_value": champions.ltv.model.predict_encoded(inputs.ltv),
             "horizon_days": champions.horizon_days,
             "rfm_segment": features["rfm_segment"].astype(str).to_numpy(),
             "lifecycle_stage": features["lifecycle_stage"].astype(str).to_numpy(),

@@ -1,0 +1,275 @@
+"""Latency and throughput of the scoring service, against `mlflow models serve` of churn alone.
+
+Prints, in one run, for each server:
+  rate R: p50 X ms, p99 Y ms, errors E      (open model: R single-customer requests/s, 20 s each)
+  batch: Z customers/s                      (requests of 100 customers, 2 in flight)
+Ours gets single customers with about 20 raw transactions each and answers with features, two
+models, reason codes and the next-best-action. MLflow gets the same customers' feature rows and
+answers with the churn probability only. Latency runs from the moment a request was due, so a
+server that falls behind is charged for the wait (no coordinated omission).
+Targets on 2 cores: at 100 req/s p50 <= 10 ms, p99 <= 50 ms, no errors; batch >= 2,000
+customers/s; our p99 at 100 req/s no worse than MLflow's.
+
+The service runs on the project's champions (`make train` first if there are none), with a
+temporary BentoML store and decision log, so the benchmark leaves the project as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pandas as pd
+
+from features.builders import build_features
+from features.config import FeatureConfig, load_config
+from features.paths import Paths
+from features.rfm import RfmCuts
+from training.config import TrainConfig
+from training.registry import RFM_CUTS_TAG
+
+# The tests' server helpers (free port, start, wait for /readyz, stop), imported, not copied.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import free_port, start_server, stop_server, wait_ready
+
+BIN = Path(sys.executable).parent
+RATES = (50, 100, 200)
+TX_PER_CUSTOMER = 20
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _champion_tags(paths: Paths, config: TrainConfig) -> dict[str, str] | None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from training.registry import champion_version
+    from training.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(paths))
+    version = champion_version(MlflowClient(), config.registry.churn_model, config.registry.alias)
+    return None if version is None else dict(version.tags)
+
+
+def _customers(paths: Paths, n: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    """n sample customers with at least 20 transactions, each cut to their last 20."""
+    text = {"customer_id": str, "order_id": str}
+    tx = pd.read_csv(paths.sample_table("transactions"), dtype=text, parse_dates=["timestamp"])
+    customers = pd.read_csv(
+        paths.sample_table("customers"), dtype=text, parse_dates=["signup_date"]
+    )
+    as_of = tx["timestamp"].max().normalize() + pd.Timedelta(days=1)
+    counts = tx["customer_id"].value_counts()
+    chosen = sorted(counts[counts >= TX_PER_CUSTOMER].index)[:n]
+    tx = tx[tx["customer_id"].isin(chosen)].groupby("customer_id").tail(TX_PER_CUSTOMER)
+    return tx, customers[customers["customer_id"].isin(chosen)], as_of
+
+
+def _our_payloads(tx: pd.DataFrame, customers: pd.DataFrame, as_of: pd.Timestamp) -> list[dict]:
+    info = customers.set_index("customer_id")
+    out = []
+    for cid, rows in tx.groupby("customer_id"):
+        out.append(
+            {
+                "customer_id": cid,
+                "as_of": as_of.isoformat(),
+                "transactions": [
+                    {
+                        "timestamp": r.timestamp.isoformat(),
+                        "amount": r.amount,
+                        "order_id": r.order_id,
+                        "category": r.category,
+                        "channel": r.channel,
+                    }
+                    for r in rows.itertuples()
+                ],
+                "signup_date": info.at[cid, "signup_date"].isoformat(),
+                "acquisition_channel": info.at[cid, "acquisition_channel"],
+            }
+        )
+    return out
+
+
+def _feature_rows(
+    tx: pd.DataFrame, customers: pd.DataFrame, as_of: pd.Timestamp, paths: Paths, cuts: RfmCuts
+) -> pd.DataFrame:
+    config = load_config(FeatureConfig, paths.config_file("features"))
+    return build_features(tx, as_of, config, customers, cuts)
+
+
+def _mlflow_body(rows: pd.DataFrame) -> bytes:
+    frame = rows.astype(object).where(rows.notna(), None)
+    split = json.loads(frame.to_json(orient="split", index=False))
+    return json.dumps({"dataframe_split": split}).encode()
+
+
+async def _open_load(url: str, bodies: list[bytes], rate: int, seconds: float) -> list[float]:
+    """Send at a fixed rate regardless of answers; latency from when each request was due."""
+    latencies: list[float] = []
+    errors = 0
+    headers = {"Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(body: bytes, due: float) -> None:
+            nonlocal errors
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+                        return
+            except aiohttp.ClientError:
+                errors += 1
+                return
+            latencies.append(time.perf_counter() - due)
+
+        start = time.perf_counter()
+        tasks = []
+        n = int(rate * seconds)
+        for i in range(n):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(bodies[i % len(bodies)], due)))
+        await asyncio.gather(*tasks)
+    return [*latencies, *([float("nan")] * errors)]
+
+
+async def _batch_load(url: str, bodies: list[bytes], per_body: int, seconds: float) -> float:
+    """Customers per second with two batch requests in flight (one per worker)."""
+    done = 0
+    async with aiohttp.ClientSession() as session:
+        deadline = time.perf_counter() + seconds
+
+        async def client(offset: int) -> None:
+            nonlocal done
+            i = offset
+            while time.perf_counter() < deadline:
+                async with session.post(
+                    url, data=bodies[i % len(bodies)], headers={"Content-Type": "application/json"}
+                ) as response:
+                    await response.read()
+                    if response.status == 200:
+                        done += per_body
+                i += 2
+
+        start = time.perf_counter()
+        await asyncio.gather(client(0), client(1))
+        return done / (time.perf_counter() - start)
+
+
+def _report(name: str, url: str, singles: list[bytes], batches: list[bytes], seconds: float):
+    print(f"{name}:", flush=True)
+    asyncio.run(_open_load(url, singles, 20, 3))  # warm-up
+    results = {}
+    for rate in RATES:
+        got = np.array(asyncio.run(_open_load(url, singles, rate, seconds)))
+        ok = got[~np.isnan(got)] * 1000
+        errors = int(np.isnan(got).sum())
+        p50, p99 = np.percentile(ok, [50, 99]) if ok.size else (float("nan"),) * 2
+        results[rate] = (p50, p99, errors)
+        print(f"  rate {rate}: p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {errors}", flush=True)
+    throughput = asyncio.run(_batch_load(url, batches, 100, seconds))
+    print(f"  batch: {throughput:,.0f} customers/s", flush=True)
+    return results, throughput
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="per rate")
+    args = parser.parse_args()
+    paths = Paths.from_env()
+    config = load_config(TrainConfig, paths.config_file("train"))
+    if _champion_tags(paths, config) is None:
+        _say("no champion in the registry yet: running `crm-ltv train` first")
+        subprocess.run([str(BIN / "crm-ltv"), "train"], check=True)
+    tags = _champion_tags(paths, config)
+    assert tags is not None
+    cuts = RfmCuts.from_dict(json.loads(tags[RFM_CUTS_TAG]))
+
+    tx, customers, as_of = _customers(paths, 1000)
+    payloads = _our_payloads(tx, customers, as_of)
+    _say(f"{len(payloads)} customers with {TX_PER_CUSTOMER} transactions each, as of {as_of:%F}")
+    singles = [json.dumps({"customers": [p]}).encode() for p in payloads]
+    batches = [
+        json.dumps({"customers": payloads[i : i + 100]}).encode()
+        for i in range(0, len(payloads), 100)
+    ]
+    rows = _feature_rows(tx, customers, as_of, paths, cuts)
+    mlflow_singles = [_mlflow_body(rows.iloc[[i]]) for i in range(len(rows))]
+    mlflow_batches = [_mlflow_body(rows.iloc[i : i + 100]) for i in range(0, len(rows), 100)]
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    shutil.copytree(paths.configs_dir, scratch / "configs")
+    env = {
+        **os.environ,
+        "CRM_LTV_HOME": str(scratch),
+        "BENTOML_HOME": str(scratch / "bentoml"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{paths.root / 'mlflow.db'}",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow starts uvicorn
+    }
+    env.pop("CRM_LTV_API_TOKEN", None)
+    try:
+        port = free_port()
+        ours = start_server(
+            [str(BIN / "crm-ltv"), "serve", "--port", str(port)], env, scratch / "serve.log"
+        )
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/readyz", ours, scratch / "serve.log")
+            our, our_batch = _report(
+                "crm-ltv /score (features + churn + LTV + reasons + NBA, 20 raw tx)",
+                f"http://127.0.0.1:{port}/score",
+                singles,
+                batches,
+                args.seconds,
+            )
+        finally:
+            stop_server(ours)
+        port = free_port()
+        theirs = start_server(
+            [str(BIN / "mlflow"), "models", "serve", "-m",
+             f"models:/{config.registry.churn_model}@{config.registry.alias}",
+             "--env-manager", "local", "-w", "2", "--port", str(port)],
+            env, scratch / "mlflow.log",
+        )  # fmt: skip
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/ping", theirs, scratch / "mlflow.log")
+            mlflow_results, _ = _report(
+                "mlflow models serve (churn only, features in)",
+                f"http://127.0.0.1:{port}/invocations",
+                mlflow_singles,
+                mlflow_batches,
+                args.seconds,
+            )
+        finally:
+            stop_server(theirs)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    p50, p99, errors = our[100]
+    checks = {
+        "p50 <= 10 ms at 100 req/s": p50 <= 10,
+        "p99 <= 50 ms at 100 req/s": p99 <= 50,
+        "no errors at 100 req/s": errors == 0,
+        "batch >= 2,000 customers/s": our_batch >= 2000,
+        "p99 at 100 req/s <= mlflow's": p99 <= mlflow_results[100][1],
+    }
+    for label, met in checks.items():
+        print(f"target {label}: {'met' if met else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
