@@ -188,6 +188,25 @@ def _report(name: str, url: str, singles: list[bytes], batches: list[bytes], sec
     return results, throughput
 
 
+def _measure(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    log: Path,
+    base: str,
+    routes: tuple[str, str],  # readiness, scoring
+    singles: list[bytes],
+    batches: list[bytes],
+    seconds: float,
+) -> tuple[dict[int, tuple[float, float, int]], float]:
+    server = start_server(command, env, log)
+    try:
+        wait_ready(base + routes[0], server, log)
+        return _report(name, base + routes[1], singles, batches, seconds)
+    finally:
+        stop_server(server)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="per rate")
@@ -225,38 +244,21 @@ def main() -> None:
     env.pop("CRM_LTV_API_TOKEN", None)
     try:
         port = free_port()
-        ours = start_server(
-            [str(BIN / "crm-ltv"), "serve", "--port", str(port)], env, scratch / "serve.log"
-        )
-        try:
-            wait_ready(f"http://127.0.0.1:{port}/readyz", ours, scratch / "serve.log")
-            our, our_batch = _report(
-                "crm-ltv /score (features + churn + LTV + reasons + NBA, 20 raw tx)",
-                f"http://127.0.0.1:{port}/score",
-                singles,
-                batches,
-                args.seconds,
-            )
-        finally:
-            stop_server(ours)
+        our, our_batch = _measure(
+            "crm-ltv /score (features + churn + LTV + reasons + NBA, 20 raw tx)",
+            [str(BIN / "crm-ltv"), "serve", "--port", str(port)],
+            env, scratch / "serve.log", f"http://127.0.0.1:{port}", ("/readyz", "/score"),
+            singles, batches, args.seconds,
+        )  # fmt: skip
         port = free_port()
-        theirs = start_server(
+        mlflow_results, _ = _measure(
+            "mlflow models serve (churn only, features in)",
             [str(BIN / "mlflow"), "models", "serve", "-m",
              f"models:/{config.registry.churn_model}@{config.registry.alias}",
              "--env-manager", "local", "-w", "2", "--port", str(port)],
-            env, scratch / "mlflow.log",
+            env, scratch / "mlflow.log", f"http://127.0.0.1:{port}", ("/ping", "/invocations"),
+            mlflow_singles, mlflow_batches, args.seconds,
         )  # fmt: skip
-        try:
-            wait_ready(f"http://127.0.0.1:{port}/ping", theirs, scratch / "mlflow.log")
-            mlflow_results, _ = _report(
-                "mlflow models serve (churn only, features in)",
-                f"http://127.0.0.1:{port}/invocations",
-                mlflow_singles,
-                mlflow_batches,
-                args.seconds,
-            )
-        finally:
-            stop_server(theirs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     p50, p99, errors = our[100]

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     FiniteFloat,
     ValidationError,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -32,39 +31,33 @@ def naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
+# Times: aware ones converted to UTC and made naive, naive ones taken as given (as the loader).
+Moment = Annotated[datetime, AfterValidator(naive_utc)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Transaction(_Strict):
-    timestamp: datetime
+    timestamp: Moment
     amount: FiniteFloat = Field(description="Negative = refund.")
     order_id: str | None = None
     quantity: FiniteFloat | None = None
     category: str | None = None
     channel: str | None = None
 
-    @field_validator("timestamp")
-    @classmethod
-    def _utc(cls, value: datetime, _: ValidationInfo) -> datetime:
-        return naive_utc(value)
-
 
 class Contact(_Strict):
     action: str = Field(min_length=1)
-    sent_at: datetime
-
-    @field_validator("sent_at")
-    @classmethod
-    def _utc(cls, value: datetime, _: ValidationInfo) -> datetime:
-        return naive_utc(value)
+    sent_at: Moment
 
 
 class CustomerIn(_Strict):
     """One customer: raw `transactions` with `as_of`, or precomputed `features`."""
 
     customer_id: str = Field(min_length=1)
-    as_of: datetime | None = Field(
+    as_of: Moment | None = Field(
         None,
         description="Cutoff: history up to this instant (a date alone = 00:00). Required with "
         "transactions; with features it dates the contact cap (default: now, UTC).",
@@ -73,16 +66,11 @@ class CustomerIn(_Strict):
     features: dict[str, FeatureValue] | None = Field(
         None, description="A row of the feature table (README: Features)."
     )
-    signup_date: datetime | None = None
+    signup_date: Moment | None = None
     acquisition_channel: str | None = None
     contacts: list[Contact] = Field(
         default_factory=list, description="Actions already sent, for the contact cap."
     )
-
-    @field_validator("as_of", "signup_date")
-    @classmethod
-    def _utc(cls, value: datetime | None, _: ValidationInfo) -> datetime | None:
-        return None if value is None else naive_utc(value)
 
     @model_validator(mode="wrap")
     @classmethod
