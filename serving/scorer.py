@@ -7,6 +7,7 @@ reference cut points, and scored by `training.scoring.score_customers` (the code
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,16 +43,21 @@ class Scorer:
     nba: NbaConfig
     settings: ServingConfig
 
-    @property
+    @functools.cached_property
     def model_features(self) -> list[str]:
         """What the champion models read, in the churn model's order."""
         names = [str(n) for n in self.champions.churn.model.feature_names_in_]
         extra = [str(n) for n in self.champions.ltv.model.feature_names_in_ if n not in names]
         return names + extra
 
-    @property
+    @functools.cached_property
     def categorical_features(self) -> set[str]:
         return {s.name for s in feature_registry(self.feature_config) if s.kind == "categorical"}
+
+    @functools.cached_property
+    def known_features(self) -> set[str]:
+        """Names a feature row may carry: the registry's and whatever the models read."""
+        return set(self.model_features) | {s.name for s in feature_registry(self.feature_config)}
 
     def check(self, customers: Sequence[CustomerIn]) -> None:
         """Problems the schema cannot see; all of them in one error."""
@@ -89,7 +95,7 @@ class Scorer:
     def _feature_problems(self, customer: CustomerIn) -> list[str]:
         given = customer.features or {}
         needed = self.model_features
-        known = set(needed) | {s.name for s in feature_registry(self.feature_config)}
+        known = self.known_features
         categorical = self.categorical_features
         problems = []
         unknown = sorted(set(given) - known)
