@@ -20,6 +20,7 @@ class ServingConfig(_Frozen):
     top_reasons: int = Field(3, ge=0)  # reason codes per model in each answer
     workers: int = Field(2, ge=1)  # BentoML worker processes, LightGBM on one thread in each
     decision_log: str = "logs/decisions.jsonl"  # relative to the project home
+    model_load_wait_seconds: float = Field(30.0, ge=0)  # a call during model loading waits
 
 
 class Eligibility(_Frozen):

@@ -79,10 +79,17 @@ class CrmLtv:
     def __init__(self) -> None:
         self.scorer: Scorer | None = None
         self.failure: str | None = None
+        self.loaded = threading.Event()
         self.decisions = DecisionLog(PATHS.root / SETTINGS.decision_log)
         threading.Thread(target=self._load, name="load-models", daemon=True).start()
 
     def _load(self) -> None:
+        try:
+            self._load_scorer()
+        finally:
+            self.loaded.set()
+
+    def _load_scorer(self) -> None:
         try:
             champions = load_stored_champions(self.churn_model, self.ltv_model)
             self.scorer = Scorer(
@@ -104,6 +111,9 @@ class CrmLtv:
     @bentoml.api(route="/score")
     def score(self, customers: list[CustomerIn], ctx: bentoml.Context) -> ScoreResponse:
         """Churn probability, predicted value, segment, stage, reasons and next-best-action."""
+        # /readyz is answered by whichever worker takes the probe: a call that reaches a worker
+        # still loading waits for its models instead of failing while its siblings serve.
+        self.loaded.wait(SETTINGS.model_load_wait_seconds)
         if self.scorer is None:
             raise ServiceUnavailable(self.failure or "models are still loading; see /readyz")
         request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex

@@ -51,8 +51,14 @@ def start_server(command: list[str], env: dict[str, str], log: Path) -> subproce
         )  # fmt: skip
 
 
-def wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float = 180) -> list[int]:
-    """Poll `url` until it answers 200; the statuses seen on the way (0 = no connection)."""
+def wait_ready(
+    url: str,
+    server: subprocess.Popen,
+    log: Path,
+    timeout: float = 180,
+    until: frozenset[int] = frozenset({200}),
+) -> list[int]:
+    """Poll `url` until it answers a status in `until`; the statuses seen (0 = no connection)."""
     seen: list[int] = []
     deadline = time.monotonic() + timeout
     while True:
@@ -62,7 +68,7 @@ def wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float = 1
             seen.append(exc.code)
         except OSError:
             seen.append(0)
-        if seen[-1] == 200:
+        if seen[-1] in until:
             return seen
         if server.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"{url} not ready; server log:\n{log.read_text()[-3000:]}")

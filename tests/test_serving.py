@@ -321,11 +321,15 @@ def test_unreachable_registry_serves_the_store_copies_with_a_warning(server, hom
     env = _env(home, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
     process = start_server([CLI, "serve", "--port", str(port)], env, log)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/readyz", process, log)
-        assert "warning: registry at http://127.0.0.1:9" in log.read_text()
+        # Called as soon as the socket answers: a worker still loading its models waits for
+        # them (serving.yaml: model_load_wait_seconds) rather than failing the call.
+        wait_ready(f"http://127.0.0.1:{port}/readyz", process, log, until=frozenset({200, 503}))
         body = {"customers": [{"customer_id": "x", "as_of": AS_OF, "transactions": []}]}
-        answer = httpx.post(f"http://127.0.0.1:{port}/score", json=body, timeout=60).json()
-        assert answer["customers"][0]["model_versions"] == {"churn": "1", "ltv": "1"}
+        for _ in range(4):  # enough calls to reach both workers
+            answer = httpx.post(f"http://127.0.0.1:{port}/score", json=body, timeout=60)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["customers"][0]["model_versions"] == {"churn": "1", "ltv": "1"}
+        assert "warning: registry at http://127.0.0.1:9" in log.read_text()
     finally:
         stop_server(process)
 
