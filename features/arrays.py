@@ -7,7 +7,9 @@ so, in which case no sort is needed here).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,8 @@ import pandas as pd
 from features.contract import TRANSACTIONS, DataError, naive_utc
 
 SECONDS_PER_DAY = 86_400
+EPOCH = datetime(1970, 1, 1)
+SECOND = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,7 @@ class Codes:
     """Integer codes of a text column (-1 = missing) and the text of each code."""
 
     codes: np.ndarray
-    names: pd.Index
+    names: pd.Index | np.ndarray  # an object array when built `from_values`
 
     @classmethod
     def from_series(cls, values: pd.Series) -> Codes:
@@ -33,6 +37,14 @@ class Codes:
             return cls(values.cat.codes.to_numpy(), values.cat.categories.astype("str"))
         codes, names = pd.factorize(values.astype("str").where(values.notna()), sort=True)
         return cls(codes, pd.Index(names, dtype="str"))
+
+    @classmethod
+    def from_values(cls, values: Sequence[str | None]) -> Codes:
+        """From a short list (a service request): the same sorted names, without pandas' cost."""
+        names = sorted({v for v in values if v is not None})
+        lookup = {name: code for code, name in enumerate(names)}
+        codes = np.fromiter((-1 if v is None else lookup[v] for v in values), np.intp, len(values))
+        return cls(codes, np.array(names, dtype=object))  # cheaper to build than an Index
 
     def take(self, rows: np.ndarray) -> Codes:
         return Codes(self.codes[rows], self.names)
@@ -58,26 +70,51 @@ class TransactionArrays:
         customer = Codes.from_series(frame["customer_id"])
         if (customer.codes < 0).any():
             raise DataError(f"transactions: {(customer.codes < 0).sum()} rows lack a customer_id")
-        seconds = to_seconds(frame["timestamp"])
         amount = pd.to_numeric(frame["amount"], errors="coerce").to_numpy(dtype="float64")
-        if not np.isfinite(amount).all():
-            raise DataError(
-                f"transactions: {(~np.isfinite(amount)).sum()} rows have a missing, "
-                "non-numeric or infinite amount"
-            )
         optional = {
             name: Codes.from_series(frame[name]) if name in frame.columns else None
             for name in ("order_id", "category", "channel")
         }
-        arrays = cls(
+        return cls(
             customer,
-            seconds,
-            amount,
+            to_seconds(frame["timestamp"]),
+            _finite(amount),
             optional["order_id"],
             optional["category"],
             optional["channel"],
-        )
-        return arrays if arrays.is_sorted() else arrays.take(arrays.sort_order())
+        ).in_order()
+
+    @classmethod
+    def from_lists(
+        cls,
+        customer_ids: Sequence[str],
+        n_rows: Sequence[int],
+        timestamp: Sequence[datetime],
+        amount: Sequence[float],
+        order_id: Sequence[str | None],
+        category: Sequence[str | None],
+        channel: Sequence[str | None],
+    ) -> TransactionArrays:
+        """From validated request values: distinct customers, each followed by its `n_rows` rows
+        (naive UTC times). What a small request needs, with no DataFrame in between; the
+        features equal `from_frame`'s of the same rows, customers in the order given."""
+        rows_of = np.repeat(np.arange(len(customer_ids)), n_rows)
+        customer = Codes(rows_of, np.array(customer_ids, dtype=object))
+        if len(customer.codes) != len(timestamp):
+            raise ValueError(f"n_rows add up to {len(customer.codes)}, not {len(timestamp)} rows")
+        seconds = [(t - EPOCH) // SECOND for t in timestamp]  # floored, as to_seconds does
+        return cls(
+            customer,
+            np.array(seconds, dtype=np.int64),
+            _finite(np.array(amount, dtype="float64")),
+            Codes.from_values(order_id),
+            Codes.from_values(category),
+            Codes.from_values(channel),
+        ).in_order()
+
+    def in_order(self) -> TransactionArrays:
+        """Rows by customer, then time (then order id): the builders' reading order."""
+        return self if self.is_sorted() else self.take(self.sort_order())
 
     @property
     def n_rows(self) -> int:
@@ -113,6 +150,43 @@ class TransactionArrays:
             category=part(self.category),
             channel=part(self.channel),
         )
+
+
+@dataclass(frozen=True)
+class CustomerAttributes:
+    """What the customers table adds, one entry per customer id; None = column not given."""
+
+    ids: pd.Index
+    signup: np.ndarray | None  # datetime64, NaT = unknown
+    acquisition_channel: Codes | None
+
+    @classmethod
+    def from_frame(cls, customers: pd.DataFrame) -> CustomerAttributes:
+        table = customers.drop_duplicates("customer_id")
+        signup = acquisition = None
+        if "signup_date" in table.columns:
+            signup = naive_utc(pd.to_datetime(table["signup_date"])).to_numpy()
+        if "acquisition_channel" in table.columns:
+            acquisition = Codes.from_series(table["acquisition_channel"])
+        return cls(pd.Index(table["customer_id"].astype("str")), signup, acquisition)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        given = {"signup_date": self.signup, "acquisition_channel": self.acquisition_channel}
+        return tuple(name for name, values in given.items() if values is not None)
+
+    def positions(self, customer_ids: pd.Index) -> np.ndarray:
+        """Row of each id, -1 where the table has none."""
+        return self.ids.get_indexer(customer_ids)
+
+
+def _finite(amount: np.ndarray) -> np.ndarray:
+    if not np.isfinite(amount).all():
+        raise DataError(
+            f"transactions: {(~np.isfinite(amount)).sum()} rows have a missing, "
+            "non-numeric or infinite amount"
+        )
+    return amount
 
 
 def to_seconds(values: pd.Series) -> np.ndarray:

@@ -12,9 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.arrays import SECONDS_PER_DAY, Codes, TransactionArrays, cutoff_seconds
+from features.arrays import (
+    SECONDS_PER_DAY,
+    Codes,
+    CustomerAttributes,
+    TransactionArrays,
+    cutoff_seconds,
+)
+from features.columns import categorical
 from features.config import FeatureConfig
-from features.contract import naive_utc
 from features.historic_ltv import historic_ltv
 from features.lifecycle import lifecycle_stages
 from features.registry import FeatureSpec, feature_registry
@@ -44,7 +50,7 @@ class _History:
     """Purchase bookkeeping shared by the feature blocks, for one cutoff."""
 
     cut_s: int
-    names: pd.Index  # customer_id of each population position
+    names: pd.Index | np.ndarray  # customer_id of each population position
     past: TransactionArrays  # all rows up to the cutoff of population customers
     row_pos: np.ndarray  # population position of each row of `past`
     buy: np.ndarray  # rows of `past` that are purchases
@@ -224,7 +230,7 @@ def _argmax_label(matrix: np.ndarray, names: pd.Index) -> pd.Categorical:
         codes = np.full(matrix.shape[0], -1)
     else:
         codes = np.where(matrix.sum(axis=1) > 0, matrix.argmax(axis=1), -1)
-    return pd.Categorical.from_codes(codes, categories=names).remove_unused_categories()
+    return categorical(codes, names)
 
 
 def _categories(h: _History, config: FeatureConfig) -> dict[str, Column]:
@@ -253,30 +259,56 @@ def _channels(h: _History, config: FeatureConfig) -> dict[str, Column]:
     }
 
 
-def _customer_table(h: _History, customers: pd.DataFrame) -> dict[str, Column]:
-    table = customers.drop_duplicates("customer_id")
-    table = table.set_index(table["customer_id"].astype("str")).reindex(h.names)
+def _customer_table(h: _History, customers: CustomerAttributes) -> dict[str, Column]:
+    rows = customers.positions(h.names)  # -1 (not in the table) takes the appended "unknown"
     out: dict[str, Column] = {}
-    if "acquisition_channel" in table.columns:
-        out["acquisition_channel"] = pd.Categorical(
-            table["acquisition_channel"].where(table["acquisition_channel"].notna())
-        )
-    if "signup_date" in table.columns:
-        signup = naive_utc(pd.to_datetime(table["signup_date"]))
-        known = signup.notna().to_numpy() & (signup <= pd.Timestamp(h.cut_s, unit="s")).to_numpy()
-        signup_day = signup.to_numpy().astype("datetime64[D]").astype("int64")
+    if customers.acquisition_channel is not None:
+        channel = customers.acquisition_channel
+        out["acquisition_channel"] = categorical(np.append(channel.codes, -1)[rows], channel.names)
+    if customers.signup is not None:
+        signup = np.append(customers.signup, np.datetime64("NaT"))[rows]
+        known = signup <= np.datetime64(h.cut_s, "s")  # NaT compares False
+        signup_day = signup.astype("datetime64[D]").astype("int64")
         out["days_since_signup"] = np.where(known, h.cut_day - signup_day, np.nan)
     return out
+
+
+@dataclass(frozen=True)
+class FeatureColumns:
+    """The features at one cutoff as named columns, in the registry's order: a request of a few
+    customers is scored from these directly, since building a DataFrame costs more."""
+
+    customer_ids: pd.Index | np.ndarray
+    columns: dict[str, Column]
+
+    def __len__(self) -> int:
+        return len(self.customer_ids)
+
+    def frame(self) -> pd.DataFrame:
+        index = pd.Index(self.customer_ids, name="customer_id", dtype="str")
+        return pd.DataFrame(self.columns, index=index)
 
 
 def features_at(
     arrays: TransactionArrays,
     cutoff: str | pd.Timestamp,
     config: FeatureConfig,
-    customers: pd.DataFrame | None = None,
+    customers: pd.DataFrame | CustomerAttributes | None = None,
     rfm_cuts: RfmCuts | None = None,
 ) -> pd.DataFrame:
     """Features at one cutoff from prepared arrays (build many cutoffs from one conversion)."""
+    return feature_columns(arrays, cutoff, config, customers, rfm_cuts).frame()
+
+
+def feature_columns(
+    arrays: TransactionArrays,
+    cutoff: str | pd.Timestamp,
+    config: FeatureConfig,
+    customers: pd.DataFrame | CustomerAttributes | None = None,
+    rfm_cuts: RfmCuts | None = None,
+) -> FeatureColumns:
+    if isinstance(customers, pd.DataFrame):
+        customers = CustomerAttributes.from_frame(customers)
     h = _History.of(arrays, cutoff_seconds(cutoff))
     specs = feature_registry(config)
     if h.size == 0:
@@ -294,10 +326,9 @@ def features_at(
     columns |= _season(h)
     if customers is not None:
         columns |= _customer_table(h, customers)
-    index = pd.Index(h.names, name="customer_id", dtype="str")
-    frame = pd.DataFrame(columns, index=index)
-    frame["lifecycle_stage"] = lifecycle_stages(frame, config.lifecycle)
-    return frame[[s.name for s in specs if s.name in frame.columns]]
+    columns["lifecycle_stage"] = lifecycle_stages(columns, config.lifecycle)
+    ordered = {s.name: columns[s.name] for s in specs if s.name in columns}
+    return FeatureColumns(h.names, ordered)
 
 
 def _season(h: _History) -> dict[str, Column]:
@@ -312,12 +343,12 @@ def _season(h: _History) -> dict[str, Column]:
 
 
 def _empty(
-    specs: tuple[FeatureSpec, ...], arrays: TransactionArrays, customers: pd.DataFrame | None
-) -> pd.DataFrame:
+    specs: tuple[FeatureSpec, ...],
+    arrays: TransactionArrays,
+    customers: CustomerAttributes | None,
+) -> FeatureColumns:
     present = {"category": arrays.category is not None, "channel": arrays.channel is not None}
     if customers is not None:
         present |= {f"customers.{c}": True for c in customers.columns}
     names = [s.name for s in specs if s.requires is None or present.get(s.requires, False)]
-    frame = pd.DataFrame({n: pd.Series(dtype="float64") for n in names})
-    frame.index = pd.Index([], name="customer_id", dtype="str")
-    return frame
+    return FeatureColumns(pd.Index([], dtype="str"), {n: np.empty(0) for n in names})

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from features.columns import as_floats, n_rows
 from features.config import LIFECYCLE_STAGES, ConfigError, LifecycleConfig
 
+STAGE_DTYPE = pd.CategoricalDtype(pd.Index(list(LIFECYCLE_STAGES), dtype="str"))
 _COMPARE = {
     "lt": operator.lt,
     "le": operator.le,
@@ -18,22 +22,26 @@ _COMPARE = {
 }
 
 
-def lifecycle_stages(features: pd.DataFrame, config: LifecycleConfig) -> pd.Categorical:
-    """First matching rule wins; a missing feature value never satisfies a condition."""
-    stage = np.full(len(features), LIFECYCLE_STAGES.index(config.default), dtype="int8")
-    open_rows = np.ones(len(features), dtype=bool)
+def lifecycle_stages(features: Mapping[str, Any], config: LifecycleConfig) -> pd.Categorical:
+    """First matching rule wins; a missing feature value never satisfies a condition.
+
+    `features`: a feature table, or its columns by name (the builders' form before the table).
+    """
+    size = n_rows(features)
+    stage = np.full(size, LIFECYCLE_STAGES.index(config.default), dtype="int8")
+    open_rows = np.ones(size, dtype=bool)
     for number, rule in enumerate(config.rules, start=1):
         holds = open_rows.copy()
         for name, conditions in rule.when.items():
-            if name not in features.columns:
+            if name not in features:
                 raise ConfigError(
                     f"lifecycle rule {number} ({rule.stage}) uses unknown feature '{name}'; "
-                    f"features: {', '.join(map(str, features.columns))}"
+                    f"features: {', '.join(map(str, features))}"
                 )
-            values = features[name].to_numpy(dtype="float64", na_value=np.nan)
+            values = as_floats(features[name])
             for op, threshold in conditions.items():
                 with np.errstate(invalid="ignore"):
                     holds &= _COMPARE[op](values, threshold)
         stage[holds] = LIFECYCLE_STAGES.index(rule.stage)
         open_rows &= ~holds
-    return pd.Categorical.from_codes(stage, categories=list(LIFECYCLE_STAGES))
+    return pd.Categorical.from_codes(stage, dtype=STAGE_DTYPE, validate=False)

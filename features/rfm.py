@@ -33,6 +33,7 @@ _GRID = np.array(
 )
 _GRID_CODES = np.vectorize(RFM_SEGMENTS.index)(_GRID)
 _LOST = RFM_SEGMENTS.index("Lost")
+SEGMENT_DTYPE = pd.CategoricalDtype(pd.Index(list(RFM_SEGMENTS), dtype="str"))
 
 
 def quintile_cuts(values: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
@@ -112,4 +113,4 @@ def rfm_segments(r: np.ndarray, f: np.ndarray, m: np.ndarray) -> pd.Categorical:
     r, f, m = (np.asarray(x, dtype="int64") for x in (r, f, m))
     codes = _GRID_CODES[r - 1, f - 1]
     codes = np.where((r == 1) & (f == 1) & (m <= 2), _LOST, codes)
-    return pd.Categorical.from_codes(codes, categories=list(RFM_SEGMENTS))
+    return pd.Categorical.from_codes(codes, dtype=SEGMENT_DTYPE, validate=False)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from features.arrays import TransactionArrays, as_cutoff
+from features.arrays import CustomerAttributes, TransactionArrays, as_cutoff
 from features.builders import features_at
 from features.config import FeatureConfig
 from features.contract import DataError
@@ -49,6 +49,7 @@ def build_snapshots(
     if arrays.n_rows == 0:
         raise DataError("transactions: no rows to build snapshots from")
     last = pd.Timestamp(int(arrays.seconds.max()), unit="s")
+    attributes = CustomerAttributes.from_frame(customers) if customers is not None else None
     parts = []
     for cutoff in map(as_cutoff, cutoffs):
         window_end = cutoff + pd.Timedelta(days=horizon_days)
@@ -57,7 +58,7 @@ def build_snapshots(
                 f"cutoff {cutoff:%Y-%m-%d %H:%M}: its {horizon_days}-day label window ends "
                 f"{window_end:%Y-%m-%d %H:%M}, after the last transaction ({last:%Y-%m-%d %H:%M})"
             )
-        table = features_at(arrays, cutoff, config, customers).join(
+        table = features_at(arrays, cutoff, config, attributes).join(
             labels_at(arrays, cutoff, horizon_days)
         )
         table = table.reset_index()

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.config import LIFECYCLE_STAGES
 from features.rfm import RFM_SEGMENTS
+from training.attributions import Method
 
 NO_ACTION = "no_action"
 
@@ -18,9 +19,11 @@ class ServingConfig(_Frozen):
     max_batch_customers: int = Field(1000, ge=1)
     max_transactions_per_customer: int = Field(10_000, ge=1)
     top_reasons: int = Field(3, ge=0)  # reason codes per model in each answer
+    reason_method: Method = "path"  # decision-path attributions, or "shap" (training.attributions)
     workers: int = Field(2, ge=1)  # BentoML worker processes, LightGBM on one thread in each
     decision_log: str = "logs/decisions.jsonl"  # relative to the project home
     model_load_wait_seconds: float = Field(30.0, ge=0)  # a call during model loading waits
+    access_log: bool = False  # BentoML's line per HTTP call; the decision log records each call
 
 
 class Eligibility(_Frozen):

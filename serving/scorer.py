@@ -1,21 +1,25 @@
 """A scoring request, end to end and free of HTTP: checks, features, scores, reasons, actions.
 
 Features are built by `features.builders` (the code training uses) with the champion's RFM
-reference cut points, and scored by `training.scoring.score_customers` (the code behind
-`crm-ltv score`), so the service and the batch command agree to the last digit.
+reference cut points, and scored by `training.scoring.ModelInputs` and `ModelScores` (the code
+behind `crm-ltv score`), so the service and the batch command agree to the last digit. A request
+stays in numpy columns throughout (`FeatureColumns`): on a few customers a DataFrame's
+per-column overhead would cost more than the features and the models together.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
-from features.builders import build_features
+from features.arrays import Codes, CustomerAttributes, TransactionArrays
+from features.builders import Column, FeatureColumns, feature_columns
 from features.config import LIFECYCLE_STAGES, FeatureConfig
 from features.registry import feature_registry
 from features.rfm import RFM_SEGMENTS
@@ -24,16 +28,14 @@ from serving.nba import Customer, Decision, decide
 from serving.schemas import (
     CustomerIn,
     CustomerScore,
-    NextBestAction,
-    Reason,
     customer_label,
     request_error,
 )
-from training.scoring import Champions, ModelInputs, score_customers
+from training.scoring import Champions, ModelInputs, ModelScores
 
+Scored = tuple[Customer, list[dict]]  # the policy's view of a scored customer, reason codes
 # Categorical features whose values the service can check; the others are free text.
 KNOWN_VALUES = {"rfm_segment": RFM_SEGMENTS, "lifecycle_stage": LIFECYCLE_STAGES}
-TRANSACTION_COLUMNS = ("customer_id", "timestamp", "amount", "order_id", "category", "channel")
 
 
 @dataclass(frozen=True)
@@ -118,177 +120,163 @@ class Scorer:
                 problems.append(f"features.{name}: expected a number, got {value!r}")
         return problems
 
-    def feature_table(self, customers: Sequence[CustomerIn]) -> pd.DataFrame:
-        """Features of every customer with a purchase history, in request order."""
-        parts = []
-        with_transactions = [c for c in customers if c.transactions is not None]
+    def feature_groups(self, customers: Sequence[CustomerIn]) -> list[FeatureColumns]:
+        """Features of every customer with a purchase history: one group per as_of built from
+        transactions (features.builders, the code training uses), one of given feature rows."""
         by_cutoff: dict[datetime, list[CustomerIn]] = {}
-        for customer in with_transactions:
-            assert customer.as_of is not None
-            by_cutoff.setdefault(customer.as_of, []).append(customer)
-        for cutoff, group in by_cutoff.items():
-            parts.append(
-                build_features(
-                    _transactions_frame(group),
-                    pd.Timestamp(cutoff),
-                    self.feature_config,
-                    _customers_frame(group),
-                    self.champions.rfm_cuts,
-                )
-            )
+        for customer in customers:
+            if customer.transactions is not None:
+                assert customer.as_of is not None
+                by_cutoff.setdefault(customer.as_of, []).append(customer)
+        groups = [self._built(group, cutoff) for cutoff, group in by_cutoff.items()]
         given = [c for c in customers if c.features is not None]
         if given:
-            parts.append(self._given_features(given))
-        if not parts:
-            return pd.DataFrame(index=pd.Index([], name="customer_id", dtype="str"))
-        table = parts[0] if len(parts) == 1 else pd.concat(parts)
-        order = [c.customer_id for c in customers if c.customer_id in table.index]
-        return table.loc[order]
+            groups.append(self._given(given))
+        return [g for g in groups if len(g)]
 
-    def _given_features(self, customers: Sequence[CustomerIn]) -> pd.DataFrame:
+    def _built(self, customers: Sequence[CustomerIn], cutoff: datetime) -> FeatureColumns:
+        # Plain lists, no tuple per row: the cyclic GC would scan the request's objects often.
+        rows = [tx for c in customers for tx in c.transactions or ()]
+        arrays = TransactionArrays.from_lists(
+            [c.customer_id for c in customers],  # distinct: `check` refused duplicates
+            [len(c.transactions or ()) for c in customers],
+            [tx.timestamp for tx in rows],
+            [tx.amount for tx in rows],
+            [tx.order_id for tx in rows],
+            [tx.category for tx in rows],
+            [tx.channel for tx in rows],
+        )
+        attributes = CustomerAttributes(
+            pd.Index([c.customer_id for c in customers], dtype=object),
+            np.array([c.signup_date for c in customers], dtype="datetime64[us]"),
+            Codes.from_values([c.acquisition_channel for c in customers]),
+        )
+        return feature_columns(
+            arrays, cutoff, self.feature_config, attributes, self.champions.rfm_cuts
+        )
+
+    def _given(self, customers: Sequence[CustomerIn]) -> FeatureColumns:
         rows = [c.features or {} for c in customers]
-        index = pd.Index([c.customer_id for c in customers], name="customer_id", dtype="str")
-        table = pd.DataFrame.from_records(rows, index=index)
+        names = dict.fromkeys(name for row in rows for name in row)
         categorical = self.categorical_features
-        for name in table.columns:
-            if name in categorical:
-                table[name] = table[name].astype("object")
-            else:
-                table[name] = table[name].astype("float64")
-        return table
+        columns = {
+            name: np.array(
+                [row.get(name) for row in rows],
+                dtype=object if name in categorical else "float64",  # None -> NaN
+            )
+            for name in names
+        }
+        return FeatureColumns(pd.Index([c.customer_id for c in customers], dtype="str"), columns)
 
     def score(self, customers: Sequence[CustomerIn], now: datetime) -> list[CustomerScore]:
         self.check(customers)
-        table = self.feature_table(customers)
-        scores: dict[str, dict[str, object]] = {}
-        reasons: dict[str, list[Reason]] = {}
-        if not table.empty:  # else cold starts only: nothing for the models
-            inputs = ModelInputs.of(table, self.champions)
-            scored = score_customers(table, self.champions, inputs)
-            scores = scored.set_index("customer_id").to_dict("index")
-            reasons = self._reasons(table, inputs)
+        scored: dict[str, Scored] = {}
+        for group in self.feature_groups(customers):
+            scored |= self._scored(group, now)
         out = []
         for customer in customers:
-            as_of = customer.as_of or now
             contacts: dict[str, datetime] = {}
             for contact in customer.contacts:
                 contacts[contact.action] = max(
                     contacts.get(contact.action, contact.sent_at), contact.sent_at
                 )
-            if customer.customer_id not in scores:
-                decision = decide(Customer(as_of, last_contacts=contacts), self.nba)
-                out.append(self._answer(customer, None, [], decision))
-                continue
-            row = scores[customer.customer_id]
-            view = Customer(
-                as_of,
-                float(row["churn_probability"]),  # type: ignore[arg-type]
-                float(row["predicted_value"]),  # type: ignore[arg-type]
-                str(row["rfm_segment"]),
-                str(row["lifecycle_stage"]),
-                _favourite(table, customer.customer_id),
-                contacts,
-            )
-            out.append(
-                self._answer(customer, view, reasons[customer.customer_id], decide(view, self.nba))
-            )
+            if customer.customer_id in scored:
+                view, reasons = scored[customer.customer_id]
+                view = replace(view, as_of=customer.as_of or now, last_contacts=contacts)
+            else:  # no purchase up to as_of: a cold start, nothing for the models
+                view, reasons = Customer(customer.as_of or now, last_contacts=contacts), []
+            out.append(self._answer(customer, view, reasons, decide(view, self.nba)))
         return out
 
+    def _scored(self, group: FeatureColumns, now: datetime) -> dict[str, Scored]:
+        inputs = ModelInputs.of(group.columns, self.champions)
+        scores = ModelScores.of(inputs, self.champions)
+        reasons = self._reasons(len(group), inputs)
+        texts = {
+            name: _texts(group.columns.get(name), len(group))
+            for name in ("rfm_segment", "lifecycle_stage", "favourite_category")
+        }
+        return {
+            str(cid): (
+                Customer(
+                    now,
+                    float(scores.churn_probability[i]),
+                    float(scores.predicted_value[i]),
+                    texts["rfm_segment"][i],
+                    texts["lifecycle_stage"][i],
+                    texts["favourite_category"][i],
+                ),
+                reasons[i],
+            )
+            for i, cid in enumerate(group.customer_ids)
+        }
+
     def _answer(
-        self,
-        customer: CustomerIn,
-        view: Customer | None,
-        reasons: list[Reason],
-        decision: Decision,
+        self, customer: CustomerIn, view: Customer, reasons: list[dict], decision: Decision
     ) -> CustomerScore:
-        return CustomerScore(
-            customer_id=customer.customer_id,
-            as_of=customer.as_of,
-            cold_start=view is None,
-            churn_probability=None if view is None else view.churn_probability,
-            predicted_value=None if view is None else view.predicted_value,
-            horizon_days=self.champions.horizon_days,
-            rfm_segment=None if view is None else view.rfm_segment,
-            lifecycle_stage=None if view is None else view.lifecycle_stage,
-            reasons=reasons,
-            next_best_action=NextBestAction(
-                action=decision.action,
-                expected_value=decision.expected_value,
-                reason=decision.reason,
-                category=decision.category,
-            ),
-            model_versions=self.champions.versions,
+        # One validation of plain values (pydantic's core) costs less than nested constructors.
+        return CustomerScore.model_validate(
+            {
+                "customer_id": customer.customer_id,
+                "as_of": customer.as_of,
+                "cold_start": view.churn_probability is None,
+                "churn_probability": view.churn_probability,
+                "predicted_value": view.predicted_value,
+                "horizon_days": self.champions.horizon_days,
+                "rfm_segment": view.rfm_segment,
+                "lifecycle_stage": view.lifecycle_stage,
+                "reasons": reasons,
+                "next_best_action": {
+                    "action": decision.action,
+                    "expected_value": decision.expected_value,
+                    "reason": decision.reason,
+                    "category": decision.category,
+                },
+                "model_versions": self.champions.versions,
+            }
         )
 
-    def _reasons(self, table: pd.DataFrame, inputs: ModelInputs) -> dict[str, list[Reason]]:
+    def _reasons(self, n_customers: int, inputs: ModelInputs) -> list[list[dict]]:
         """The largest feature contributions of each model, per customer, with the value the
-        model saw (categories decoded from their vocabulary index)."""
+        model saw (categories decoded from their vocabulary index), as `Reason` fields."""
         top = self.settings.top_reasons
-        out: dict[str, list[Reason]] = {str(c): [] for c in table.index}
+        out: list[list[dict]] = [[] for _ in range(n_customers)]
         if top == 0:
             return out
         for kind, model, encoded in (
             ("churn", self.champions.churn.model, inputs.churn),
             ("ltv", self.champions.ltv.model, inputs.ltv),
         ):
-            contributions = model.contributions_encoded(encoded, table.index)
-            values = contributions.to_numpy()[:, :-1]  # without "(base)"
+            values = model.contributions_encoded(encoded, self.settings.reason_method)[:, :-1]
             order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :top]
+            contributions = np.take_along_axis(values, order, axis=1).tolist()
+            seen = np.take_along_axis(encoded, order, axis=1).tolist()
             names = model.model_features_
-            for i, customer_id in enumerate(table.index):
-                for j in order[i]:
-                    out[str(customer_id)].append(
-                        Reason(
-                            model=kind,
-                            feature=names[j],
-                            value=_decoded(encoded[i, j], model.vocabularies_.get(names[j])),
-                            contribution=float(values[i, j]),
-                        )
+            vocabularies = [model.vocabularies_.get(name) for name in names]
+            for i, reasons in enumerate(out):
+                for j, value, contribution in zip(order[i], seen[i], contributions[i], strict=True):
+                    reasons.append(
+                        {
+                            "model": kind,
+                            "feature": names[j],
+                            "value": _decoded(value, vocabularies[j]),
+                            "contribution": contribution,
+                        }
                     )
         return out
 
 
 def _decoded(value: float, vocabulary: tuple[str, ...] | None) -> float | str | None:
-    if np.isnan(value):
+    if math.isnan(value):
         return None
-    return vocabulary[int(value)] if vocabulary is not None else float(value)
+    return vocabulary[int(value)] if vocabulary is not None else value
 
 
-def _transactions_frame(customers: Sequence[CustomerIn]) -> pd.DataFrame:
-    rows = [
-        (c.customer_id, tx.timestamp, tx.amount, tx.order_id, tx.category, tx.channel)
-        for c in customers
-        for tx in c.transactions or ()
-    ]
-    frame = pd.DataFrame(rows, columns=list(TRANSACTION_COLUMNS))
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"])
-    frame["amount"] = frame["amount"].astype("float64")
-    return frame
-
-
-def _customers_frame(customers: Sequence[CustomerIn]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "customer_id": [c.customer_id for c in customers],
-            "signup_date": pd.to_datetime([c.signup_date for c in customers]),
-            "acquisition_channel": pd.Series(
-                [c.acquisition_channel for c in customers], dtype="object"
-            ),
-        }
-    )
-
-
-def _value(value: object) -> float | str | None:
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        number = float(value)
-        return None if np.isnan(number) else number
-    return str(value)
-
-
-def _favourite(table: pd.DataFrame, customer_id: str) -> str | None:
-    if "favourite_category" not in table.columns:
-        return None
-    value = _value(table.at[customer_id, "favourite_category"])
-    return None if value is None else str(value)
+def _texts(values: Column | None, size: int) -> list[str | None]:
+    """A categorical column as text, None where missing (or where the column is absent)."""
+    if values is None:
+        return [None] * size
+    if isinstance(values, pd.Categorical):  # by code: cheaper than converting the values
+        names = [str(name) for name in values.categories]
+        return [names[code] if code >= 0 else None for code in values.codes.tolist()]
+    return [None if pd.isna(v) else str(v) for v in values]

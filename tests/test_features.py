@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from features.builders import build_features
+from features.arrays import Codes, CustomerAttributes, TransactionArrays
+from features.builders import build_features, feature_columns
 from features.config import FeatureConfig
 from features.contract import DataError
 from features.registry import feature_registry
-from tests.conftest import frame
+from features.rfm import RfmCuts
+from features.sample import generate_sample
+from tests.conftest import frame, parsed_sample
 
 CUTOFF = "2024-06-30"
 COLUMNS = "customer_id timestamp amount order_id category channel"
@@ -189,3 +193,58 @@ def test_season_places_the_cutoff_in_the_year(feature_config):
     assert new_year.loc["a", "season_cos"] == pytest.approx(1.0)
     midsummer = build_features(tx, "2024-07-02", feature_config)
     assert midsummer.loc["a", "season_cos"] == pytest.approx(-1.0, abs=1e-3)
+
+
+def _as_request_lists(tx: pd.DataFrame, order: list[str]) -> TransactionArrays:
+    """What the service hands the builders: per customer (in `order`), its rows as lists."""
+    groups = {cid: rows for cid, rows in tx.groupby("customer_id", sort=False)}
+    rows = pd.concat([groups[c] for c in order])
+
+    def text(name: str) -> list[str | None]:
+        return [None if pd.isna(v) else str(v) for v in rows[name]]
+
+    return TransactionArrays.from_lists(
+        order,
+        [len(groups[c]) for c in order],
+        [t.to_pydatetime() for t in rows["timestamp"]],
+        rows["amount"].tolist(),
+        text("order_id"),
+        text("category"),
+        text("channel"),
+    )
+
+
+def test_request_lists_give_the_features_of_the_frame(small_sample_config, feature_config):
+    """The service's path (lists, no DataFrame) equals the training path, value for value."""
+    sample = generate_sample(small_sample_config.model_copy(update={"n_customers": 400}))
+    tx, customers = parsed_sample(sample)
+    rng = np.random.default_rng(0)
+    tx = tx.astype({"customer_id": str, "order_id": object, "category": object})
+    tx["timestamp"] = tx["timestamp"].astype("datetime64[us]")
+    gaps = rng.random(len(tx)) < 0.05  # some lines without order id or category
+    tx.loc[gaps, "order_id"] = None
+    tx.loc[rng.random(len(tx)) < 0.05, "category"] = None
+    tx.loc[tx.index[0], "timestamp"] += pd.Timedelta(microseconds=700_001)  # sub-second
+    customers = customers.astype({"customer_id": str})
+    customers.loc[customers.index[:20], "signup_date"] = pd.NaT
+    customers.loc[customers.index[20:40], "acquisition_channel"] = None
+    cutoff = pd.Timestamp("2024-09-30")
+    cuts = RfmCuts.of(build_features(tx, cutoff, feature_config, customers))
+    expected = build_features(tx, cutoff, feature_config, customers, cuts)
+
+    order = list(rng.permutation(tx["customer_id"].unique()))  # request order, not sorted
+    attributes = CustomerAttributes(
+        pd.Index(customers["customer_id"], dtype=object),
+        customers["signup_date"].to_numpy(),
+        Codes.from_values([None if pd.isna(v) else v for v in customers["acquisition_channel"]]),
+    )
+    got = feature_columns(_as_request_lists(tx, order), cutoff, feature_config, attributes, cuts)
+    assert len(got) == len(expected) > 150
+    pd.testing.assert_frame_equal(got.frame().loc[expected.index], expected)
+
+
+def test_request_lists_must_add_up():
+    with pytest.raises(ValueError, match="n_rows add up to 3, not 2 rows"):
+        TransactionArrays.from_lists(
+            ["a"], [3], [datetime(2024, 1, 1)] * 2, [1.0, 2.0], [None] * 2, [None] * 2, [None] * 2
+        )

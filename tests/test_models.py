@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
+from training.attributions import METHODS
 from training.models import ChurnModel, LtvModel
 
 
@@ -85,3 +86,47 @@ def test_predicted_value_grows_with_past_spend(small_split, small_models):
     value = ltv.predict(_vary(X, "monetary_total", grid)).reshape(len(X), len(grid))
     assert (np.diff(value, axis=1) >= -1e-9).all()
     assert (value[:, -1] > value[:, 0]).mean() > 0.9
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_both_contribution_methods_add_up_to_the_raw_score(small_split, small_models, method):
+    churn, ltv = small_models
+    X = small_split.test[small_split.feature_names].head(300)
+    for model, raw in ((churn, churn.raw_score(X)), (ltv, np.log(ltv.predict(X)))):
+        contributions = model.contributions(X, method)
+        np.testing.assert_allclose(contributions.sum(axis=1), raw, rtol=1e-9, atol=1e-9)
+        assert contributions.drop(columns="(base)").abs().to_numpy().max() > 0.01
+
+
+def test_path_attributions_share_shap_base_and_mostly_its_top_feature(small_split, small_models):
+    X = small_split.test[small_split.feature_names]
+    for model in small_models:
+        path, shap = model.contributions(X, "path"), model.contributions(X, "shap")
+        np.testing.assert_allclose(path["(base)"], shap["(base)"], rtol=1e-12)
+        top = [c.drop(columns="(base)").abs().to_numpy().argmax(axis=1) for c in (path, shap)]
+        assert (top[0] == top[1]).mean() > 0.9
+        assert not np.allclose(path.to_numpy(), shap.to_numpy())  # two methods, not one
+    with pytest.raises(ValueError, match="contribution method: expected one of"):
+        small_models[0].contributions(X.head(2), "lime")  # type: ignore[arg-type]
+
+
+def test_columns_by_name_encode_as_the_table_does(small_split, small_models):
+    """The service's form (arrays, Categoricals, or lists with None) gives the same matrix."""
+    churn, ltv = small_models
+    X = small_split.test[small_split.feature_names].head(50)
+    arrays = {c: X[c].array if X[c].dtype == "category" else X[c].to_numpy() for c in X}
+    lists = {
+        c: [
+            None if pd.isna(v) else (str(v) if X[c].dtype == "category" else float(v)) for v in X[c]
+        ]
+        for c in X
+    }
+    for model in (churn, ltv):
+        table = model.encode(X)
+        np.testing.assert_array_equal(model.encode(arrays), table)
+        np.testing.assert_array_equal(model.encode(lists), table)
+    assert churn.encoding() == ltv.encoding()  # one training run: one encoding for both
+    raw = churn.raw_score(X)
+    np.testing.assert_array_equal(  # the calibration's arithmetic is LogisticRegression's
+        churn.predict_proba(X), churn.calibrator_.predict_proba(raw[:, None])
+    )

@@ -17,6 +17,8 @@ from scipy.optimize import minimize
 from scipy.special import betaln, expit, gammaln, hyp2f1
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from features.columns import Columns, as_floats
+
 PREDICTIONS = ("churn_probability", "predicted_value")
 _LOG_BOUNDS = (-10.0, 10.0)
 
@@ -139,15 +141,15 @@ class PurchaseHistory:
     m: np.ndarray  # net spend per purchase day
 
     @classmethod
-    def of(cls, X: pd.DataFrame, unit_days: float) -> PurchaseHistory:
-        frequency = X["frequency"].to_numpy("float64")
-        tenure = X["tenure_days"].to_numpy("float64")
-        recency = X["recency_days"].to_numpy("float64")
+    def of(cls, X: Columns, unit_days: float) -> PurchaseHistory:
+        frequency = as_floats(X["frequency"])
+        tenure = as_floats(X["tenure_days"])
+        recency = as_floats(X["recency_days"])
         return cls(
             x=frequency - 1,
             t_x=(tenure - recency) / unit_days,
             T=tenure / unit_days,
-            m=X["monetary_total"].to_numpy("float64") / frequency,
+            m=as_floats(X["monetary_total"]) / frequency,
         )
 
 
@@ -165,18 +167,18 @@ class BgNbdBaseline(BaseEstimator):
         return self
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(self.predict_columns(X), index=X.index)
+
+    def predict_columns(self, X: Columns) -> dict[str, np.ndarray]:
         h = PurchaseHistory.of(X, self.time_unit_days)
         t = self.horizon_days / self.time_unit_days
         purchases = self.bgnbd_.expected_purchases(t, h.x, h.t_x, h.T)
         spend = self.gamma_gamma_.expected_spend(h.x + 1, h.m)
-        return pd.DataFrame(
-            {
-                "churn_probability": self.bgnbd_.p_no_purchase(t, h.x, h.t_x, h.T),
-                "predicted_value": purchases * spend,
-                "p_alive": self.bgnbd_.p_alive(h.x, h.t_x, h.T),
-            },
-            index=X.index,
-        )
+        return {
+            "churn_probability": self.bgnbd_.p_no_purchase(t, h.x, h.t_x, h.T),
+            "predicted_value": purchases * spend,
+            "p_alive": self.bgnbd_.p_alive(h.x, h.t_x, h.T),
+        }
 
 
 class RfmBaseline(BaseEstimator):
@@ -232,9 +234,13 @@ class BgNbdFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        predicted = self.baseline_.predict(X)
-        return X.assign(
-            bgnbd_p_alive=predicted["p_alive"].to_numpy(),
-            bgnbd_churn_probability=predicted["churn_probability"].to_numpy(),
-            bgnbd_value=predicted["predicted_value"].to_numpy(),
-        )
+        return X.assign(**self.added(X))
+
+    def added(self, X: Columns) -> dict[str, np.ndarray]:
+        """The columns `transform` adds, from a table or columns by name."""
+        predicted = self.baseline_.predict_columns(X)
+        return {
+            "bgnbd_p_alive": predicted["p_alive"],
+            "bgnbd_churn_probability": predicted["churn_probability"],
+            "bgnbd_value": predicted["predicted_value"],
+        }

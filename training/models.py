@@ -4,21 +4,27 @@ Each model takes the feature table exactly as `features.build_features` returns 
 columns as categories or strings, numbers of any type) and keeps its own vocabulary of the
 categories it saw in training, so the same model scores training snapshots, `crm-ltv score`
 files and service requests alike. Unknown categories count as missing. An optional `augment`
-transformer (fitted on the training rows only) adds inputs, such as BG/NBD's P(alive).
+transformer (fitted on the training rows only) adds inputs, such as BG/NBD's P(alive); besides
+`transform` it has `added(columns)`, the added columns alone, for encoding without a DataFrame.
 """
 
 from __future__ import annotations
 
 import functools
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, clone
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
+
+from features.columns import Columns, as_floats, n_rows
+from training.attributions import Method, contributions
 
 EvalSet = tuple[pd.DataFrame, pd.Series | np.ndarray]
 # Types inside a fitted model, allowed when MLflow saves and loads it with skops (not pickle).
@@ -51,44 +57,51 @@ def fit_vocabularies(X: pd.DataFrame) -> dict[str, tuple[str, ...]]:
 
 
 @functools.lru_cache(maxsize=256)
-def _vocabulary_index(vocabulary: tuple[str, ...]) -> pd.Index:
-    return pd.Index(vocabulary)
+def _vocabulary_codes(vocabulary: tuple[str, ...]) -> dict[str, int]:
+    return {value: code for code, value in enumerate(vocabulary)}
+
+
+def _category_codes(values: Any, vocabulary: tuple[str, ...]) -> np.ndarray:
+    """Vocabulary index of each value as float, NaN for missing or unknown values."""
+    lookup = _vocabulary_codes(vocabulary)
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.array
+    if isinstance(values, pd.Categorical):  # look up each category once, then take by code
+        known = np.array([lookup.get(str(c), -1) for c in values.categories], dtype=np.intp)
+        codes = np.where(values.codes >= 0, np.append(known, -1)[values.codes], -1)
+    else:
+        text = np.asarray(values, dtype=object)
+        missing = pd.isna(text)
+        codes = np.fromiter(
+            (-1 if gone else lookup.get(str(v), -1) for v, gone in zip(text, missing, strict=True)),
+            np.intp,
+            len(text),
+        )
+    return np.where(codes >= 0, codes, np.nan)
+
+
+def _numbers(name: str, values: Any) -> np.ndarray:
+    try:
+        return as_floats(values)
+    except (TypeError, ValueError):
+        raise ValueError(f"feature {name}: expected numbers") from None
 
 
 def encode_features(
-    X: pd.DataFrame, columns: Sequence[str], vocabularies: Mapping[str, tuple[str, ...]]
+    X: Columns, columns: Sequence[str], vocabularies: Mapping[str, tuple[str, ...]]
 ) -> np.ndarray:
     """Model input: float matrix in `columns` order; categories become their vocabulary index.
 
-    Numbers are converted in one block: per-column work is what costs most on the one-customer
-    frames the service scores.
+    `X` is a feature table or its columns by name (a request's few customers are encoded
+    without a DataFrame: pandas' per-column cost outweighs the numbers there).
     """
-    out = np.empty((len(X), len(columns)), dtype="float64")
-    numeric = [j for j, name in enumerate(columns) if name not in vocabularies]
-    if numeric:
-        block = X[[columns[j] for j in numeric]]
-        out[:, numeric] = block.to_numpy(dtype="float64", na_value=np.nan)
+    out = np.empty((n_rows(X), len(columns)), dtype="float64")
     for j, name in enumerate(columns):
         if name in vocabularies:
-            values = X[name].to_numpy(dtype=object)
-            text = np.where(pd.isna(values), None, values.astype(str))
-            codes = _vocabulary_index(vocabularies[name]).get_indexer(text)
-            out[:, j] = np.where(codes >= 0, codes, np.nan)
+            out[:, j] = _category_codes(X[name], vocabularies[name])
+        else:
+            out[:, j] = _numbers(name, X[name])
     return out
-
-
-def as_numbers(X: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
-    """The named columns as one float64 block; a column that is not numbers is named."""
-    try:
-        values = X[list(names)].to_numpy(dtype="float64", na_value=np.nan)
-    except (TypeError, ValueError):
-        for name in names:
-            try:
-                pd.to_numeric(X[name], errors="raise")
-            except (TypeError, ValueError):
-                raise ValueError(f"feature {name}: expected numbers") from None
-        raise
-    return pd.DataFrame(values, index=X.index, columns=list(names))
 
 
 class _Booster(BaseEstimator):
@@ -109,23 +122,28 @@ class _Booster(BaseEstimator):
         """The features plus what `augment` adds: what the booster and its contributions see."""
         return self.augment_.transform(X) if self.augment_ is not None else X
 
-    def encode(self, X: pd.DataFrame) -> np.ndarray:
-        """The booster's input matrix (model_features_ order). Encode once, then predict and
-        explain from it with the *_encoded methods: the service's per-request cost."""
+    def encode(self, X: Columns) -> np.ndarray:
+        """The booster's input matrix (model_features_ order) from a feature table or its
+        columns by name. Encode once, then predict and explain from it with the *_encoded
+        methods: the service's per-request cost."""
         self._check_fitted()
         return self._encode(X)
 
-    def _encode(self, X: pd.DataFrame) -> np.ndarray:
+    def encoding(self) -> bytes:
+        """What `encode` depends on: models with equal encodings encode any input alike."""
+        self._check_fitted()
+        state = (list(self.feature_names_in_), self.model_features_, self.vocabularies_)
+        return pickle.dumps((state, self.augment_))
+
+    def _encode(self, X: Columns) -> np.ndarray:
         names = [str(n) for n in self.feature_names_in_]
-        missing = [n for n in names if n not in X.columns]
+        missing = [n for n in names if n not in X]
         if missing:
             raise ValueError(f"missing features: {', '.join(missing)}")
-        numeric = [n for n in names if n not in self.vocabularies_]
-        inputs = as_numbers(X, numeric)
-        for name in names:
-            if name in self.vocabularies_:
-                inputs[name] = X[name].to_numpy()
-        return encode_features(self.model_input(inputs), self.model_features_, self.vocabularies_)
+        inputs = {n: X[n] if n in self.vocabularies_ else _numbers(n, X[n]) for n in names}
+        if self.augment_ is not None:
+            inputs |= self.augment_.added(inputs)
+        return encode_features(inputs, self.model_features_, self.vocabularies_)
 
     def _train(
         self,
@@ -167,18 +185,22 @@ class _Booster(BaseEstimator):
         if not hasattr(self, "feature_names_in_"):
             raise ValueError(f"{type(self).__name__} is not fitted yet")
 
-    def _contributions(
-        self, booster: lgb.Booster, encoded: np.ndarray, index: pd.Index
-    ) -> pd.DataFrame:
-        values = booster.predict(encoded, pred_contrib=True, num_threads=self.n_jobs)
+    def _boosters(self) -> list[lgb.Booster]:
+        """Whose raw scores add up to the model's (log-odds or log value)."""
+        return [self.booster_]
+
+    def contributions(self, X: pd.DataFrame, method: Method = "shap") -> pd.DataFrame:
+        """Per-feature contributions to the raw score, plus "(base)" (training.attributions)."""
         columns = [*self.model_features_, "(base)"]
-        return pd.DataFrame(values, index=index, columns=columns)
+        values = self.contributions_encoded(self.encode(X), method)
+        return pd.DataFrame(values, index=X.index, columns=columns)
 
-    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
-        return self.contributions_encoded(self.encode(X), X.index)
-
-    def contributions_encoded(self, encoded: np.ndarray, index: pd.Index) -> pd.DataFrame:
-        raise NotImplementedError
+    def contributions_encoded(self, encoded: np.ndarray, method: Method = "shap") -> np.ndarray:
+        """(rows, model_features_ + base) contributions of an encoded matrix."""
+        return sum(
+            (contributions(b, encoded, method, self.n_jobs) for b in self._boosters()),
+            start=np.zeros((len(encoded), len(self.model_features_) + 1)),
+        )
 
 
 def _best_score(booster: lgb.Booster) -> float:
@@ -259,16 +281,12 @@ class ChurnModel(ClassifierMixin, _Booster):
         raw = self._raw(encoded)
         if isinstance(self.calibrator_, IsotonicRegression):
             p = self.calibrator_.predict(raw)
-        else:
-            p = self.calibrator_.predict_proba(raw[:, None])[:, 1]
+        else:  # LogisticRegression.predict_proba's own arithmetic, without its checks' cost
+            p = expit(raw * self.calibrator_.coef_[0, 0] + self.calibrator_.intercept_[0])
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype("int64")
-
-    def contributions_encoded(self, encoded: np.ndarray, index: pd.Index) -> pd.DataFrame:
-        """Per-feature contributions to the raw log-odds (SHAP values of the tree model)."""
-        return self._contributions(self.booster_, encoded, index)
 
 
 class LtvModel(RegressorMixin, _Booster):
@@ -345,10 +363,6 @@ class LtvModel(RegressorMixin, _Booster):
             value = value * self.buy_booster_.predict(encoded, num_threads=self.n_jobs)
         return value
 
-    def contributions_encoded(self, encoded: np.ndarray, index: pd.Index) -> pd.DataFrame:
-        """Per-feature contributions on the log scale of the predicted value (hurdle: both
-        parts added, the purchase part in log-odds)."""
-        out = self._contributions(self.booster_, encoded, index)
-        if self.buy_booster_ is not None:
-            out = out + self._contributions(self.buy_booster_, encoded, index)
-        return out
+    def _boosters(self) -> list[lgb.Booster]:
+        """Log value: the spend booster's raw score (hurdle: plus the purchase log-odds)."""
+        return [self.booster_, *([self.buy_booster_] if self.buy_booster_ is not None else [])]

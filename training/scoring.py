@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
+from features.columns import Columns
 from features.rfm import RfmCuts
 from training.config import RegistryConfig
 from training.registry import Champion, RegistryError, load_champion
@@ -36,6 +38,10 @@ class Champions:
         """The RFM reference population of the churn champion (both share the training run's)."""
         return self.churn.rfm_cuts
 
+    @functools.cached_property
+    def encode_alike(self) -> bool:
+        return self.churn.model.encoding() == self.ltv.model.encoding()
+
     @property
     def versions(self) -> dict[str, str]:
         return {"churn": self.churn.version, "ltv": self.ltv.version}
@@ -60,26 +66,42 @@ def pair_champions(churn: Champion, ltv: Champion) -> Champions:
 
 @dataclass(frozen=True)
 class ModelInputs:
-    """The feature table encoded for each champion (see `_Booster.encode`)."""
+    """The features encoded for each champion (see `_Booster.encode`)."""
 
     churn: np.ndarray
     ltv: np.ndarray
 
     @classmethod
-    def of(cls, features: pd.DataFrame, champions: Champions) -> ModelInputs:
-        return cls(champions.churn.model.encode(features), champions.ltv.model.encode(features))
+    def of(cls, features: Columns, champions: Champions) -> ModelInputs:
+        """From a feature table or its columns by name (the service's requests); encoded once
+        when both champions come from one training run and so read the same inputs."""
+        churn = champions.churn.model.encode(features)
+        if champions.encode_alike:
+            return cls(churn, churn)
+        return cls(churn, champions.ltv.model.encode(features))
 
 
-def score_customers(
-    features: pd.DataFrame, champions: Champions, inputs: ModelInputs | None = None
-) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ModelScores:
+    churn_probability: np.ndarray
+    predicted_value: np.ndarray
+
+    @classmethod
+    def of(cls, inputs: ModelInputs, champions: Champions) -> ModelScores:
+        return cls(
+            champions.churn.model.predict_proba_encoded(inputs.churn)[:, 1],
+            champions.ltv.model.predict_encoded(inputs.ltv),
+        )
+
+
+def score_customers(features: pd.DataFrame, champions: Champions) -> pd.DataFrame:
     """One row per customer of a feature table (indexed by customer_id), in SCORE_COLUMNS."""
-    inputs = inputs if inputs is not None else ModelInputs.of(features, champions)
+    scores = ModelScores.of(ModelInputs.of(features, champions), champions)
     out = pd.DataFrame(
         {
             "customer_id": features.index.astype(str),
-            "churn_probability": champions.churn.model.predict_proba_encoded(inputs.churn)[:, 1],
-            "predicted_value": champions.ltv.model.predict_encoded(inputs.ltv),
+            "churn_probability": scores.churn_probability,
+            "predicted_value": scores.predicted_value,
             "horizon_days": champions.horizon_days,
             "rfm_segment": features["rfm_segment"].astype(str).to_numpy(),
             "lifecycle_stage": features["lifecycle_stage"].astype(str).to_numpy(),
