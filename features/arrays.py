@@ -19,6 +19,7 @@ from features.contract import TRANSACTIONS, DataError, naive_utc
 SECONDS_PER_DAY = 86_400
 EPOCH = datetime(1970, 1, 1)
 SECOND = timedelta(seconds=1)
+_FEW_CUSTOMERS = 1_000  # up to a service request's size
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,12 @@ class CustomerAttributes:
         given = {"signup_date": self.signup, "acquisition_channel": self.acquisition_channel}
         return tuple(name for name, values in given.items() if values is not None)
 
-    def positions(self, customer_ids: pd.Index) -> np.ndarray:
+    def positions(self, customer_ids: pd.Index | np.ndarray) -> np.ndarray:
         """Row of each id, -1 where the table has none."""
+        if len(self.ids) <= _FEW_CUSTOMERS:  # a request: a dict costs less than an index engine
+            rows = {customer_id: row for row, customer_id in enumerate(self.ids)}
+            found = (rows.get(customer_id, -1) for customer_id in customer_ids)
+            return np.fromiter(found, np.intp, len(customer_ids))
         return self.ids.get_indexer(customer_ids)
 
 
@@ -214,5 +219,7 @@ def as_cutoff(cutoff: str | pd.Timestamp) -> pd.Timestamp:
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
 
 
-def cutoff_seconds(cutoff: str | pd.Timestamp) -> int:
+def cutoff_seconds(cutoff: str | datetime) -> int:
+    if type(cutoff) is datetime and cutoff.tzinfo is None:  # a request's as_of: no parsing
+        return (cutoff - EPOCH) // SECOND
     return int((as_cutoff(cutoff) - pd.Timestamp(0)) // pd.Timedelta(seconds=1))
