@@ -103,10 +103,9 @@ class TransactionArrays:
         customer = Codes(rows_of, np.array(customer_ids, dtype=object))
         if len(customer.codes) != len(timestamp):
             raise ValueError(f"n_rows add up to {len(customer.codes)}, not {len(timestamp)} rows")
-        seconds = [(t - EPOCH) // SECOND for t in timestamp]  # floored, as to_seconds does
         return cls(
             customer,
-            np.array(seconds, dtype=np.int64),
+            np.array([naive_seconds(t) for t in timestamp], dtype=np.int64),
             _finite(np.array(amount, dtype="float64")),
             Codes.from_values(order_id),
             Codes.from_values(category),
@@ -219,7 +218,12 @@ def as_cutoff(cutoff: str | pd.Timestamp) -> pd.Timestamp:
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
 
 
+def naive_seconds(moment: datetime) -> int:
+    """Seconds since the epoch of a naive UTC time, floored as `to_seconds` does."""
+    return (moment - EPOCH) // SECOND
+
+
 def cutoff_seconds(cutoff: str | datetime) -> int:
     if type(cutoff) is datetime and cutoff.tzinfo is None:  # a request's as_of: no parsing
-        return (cutoff - EPOCH) // SECOND
+        return naive_seconds(cutoff)
     return int((as_cutoff(cutoff) - pd.Timestamp(0)) // pd.Timedelta(seconds=1))

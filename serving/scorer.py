@@ -31,6 +31,7 @@ from serving.schemas import (
     customer_label,
     request_error,
 )
+from training.attributions import path_table
 from training.scoring import Champions, ModelInputs, ModelScores
 
 Scored = tuple[Customer, list[dict]]  # the policy's view of a scored customer, reason codes
@@ -44,6 +45,12 @@ class Scorer:
     feature_config: FeatureConfig
     nba: NbaConfig
     settings: ServingConfig
+
+    def __post_init__(self) -> None:
+        if self.settings.reason_method == "path":  # tabulated while loading, not on a request
+            for model in (self.champions.churn.model, self.champions.ltv.model):
+                for booster in model.boosters():
+                    path_table(booster)
 
     @functools.cached_property
     def model_features(self) -> list[str]:

@@ -50,14 +50,16 @@ class PathTable:
         sizes = [len(t) for t in tables]
         return cls(np.vstack(tables), np.cumsum([0, *sizes[:-1]]), base, n_iterations)
 
-    def contributions(self, booster: lgb.Booster, encoded: np.ndarray) -> np.ndarray:
+    def contributions(
+        self, booster: lgb.Booster, encoded: np.ndarray, num_threads: int
+    ) -> np.ndarray:
         """(rows, features + 1): per-feature contributions, then the base value."""
         out = np.empty((len(encoded), self.leaf_contributions.shape[1] + 1))
         out[:, -1] = self.base
         for start in range(0, len(encoded), _CHUNK_ROWS):
             rows = encoded[start : start + _CHUNK_ROWS]
             leaves = booster.predict(
-                rows, pred_leaf=True, num_iteration=self.n_iterations, num_threads=1
+                rows, pred_leaf=True, num_iteration=self.n_iterations, num_threads=num_threads
             )
             rows_of_table = leaves.astype(np.int64).reshape(len(rows), -1) + self.first_leaf
             out[start : start + len(rows), :-1] = self.leaf_contributions[rows_of_table].sum(1)
@@ -110,7 +112,12 @@ def contributions(
         return booster.predict(encoded, pred_contrib=True, num_threads=num_threads)
     if method != "path":
         raise ValueError(f"contribution method: expected one of {list(METHODS)}, got {method!r}")
+    return path_table(booster).contributions(booster, encoded, num_threads)
+
+
+def path_table(booster: lgb.Booster) -> PathTable:
+    """The booster's table, tabulated on first use (the service does so while loading)."""
     table = _TABLES.get(booster)
-    if table is None:  # tabulated once per booster, on first use
+    if table is None:
         table = _TABLES[booster] = PathTable.of(booster)
-    return table.contributions(booster, encoded)
+    return table

@@ -185,7 +185,7 @@ class _Booster(BaseEstimator):
         if not hasattr(self, "feature_names_in_"):
             raise ValueError(f"{type(self).__name__} is not fitted yet")
 
-    def _boosters(self) -> list[lgb.Booster]:
+    def boosters(self) -> list[lgb.Booster]:
         """Whose raw scores add up to the model's (log-odds or log value)."""
         return [self.booster_]
 
@@ -198,7 +198,7 @@ class _Booster(BaseEstimator):
     def contributions_encoded(self, encoded: np.ndarray, method: Method = "shap") -> np.ndarray:
         """(rows, model_features_ + base) contributions of an encoded matrix."""
         return sum(
-            (contributions(b, encoded, method, self.n_jobs) for b in self._boosters()),
+            (contributions(b, encoded, method, self.n_jobs) for b in self.boosters()),
             start=np.zeros((len(encoded), len(self.model_features_) + 1)),
         )
 
@@ -363,6 +363,6 @@ class LtvModel(RegressorMixin, _Booster):
             value = value * self.buy_booster_.predict(encoded, num_threads=self.n_jobs)
         return value
 
-    def _boosters(self) -> list[lgb.Booster]:
+    def boosters(self) -> list[lgb.Booster]:
         """Log value: the spend booster's raw score (hurdle: plus the purchase log-odds)."""
         return [self.booster_, *([self.buy_booster_] if self.buy_booster_ is not None else [])]
