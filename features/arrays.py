@@ -156,7 +156,7 @@ class TransactionArrays:
 class CustomerAttributes:
     """What the customers table adds, one entry per customer id; None = column not given."""
 
-    ids: pd.Index
+    ids: pd.Index | np.ndarray  # an object array for a request's few customers
     signup: np.ndarray | None  # datetime64, NaT = unknown
     acquisition_channel: Codes | None
 
@@ -181,7 +181,7 @@ class CustomerAttributes:
             rows = {customer_id: row for row, customer_id in enumerate(self.ids)}
             found = (rows.get(customer_id, -1) for customer_id in customer_ids)
             return np.fromiter(found, np.intp, len(customer_ids))
-        return self.ids.get_indexer(customer_ids)
+        return pd.Index(self.ids).get_indexer(customer_ids)
 
 
 def _finite(amount: np.ndarray) -> np.ndarray:

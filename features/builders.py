@@ -8,11 +8,13 @@ one, a distinct purchase timestamp); refunds are negative amounts and count in n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 
 from features.arrays import (
+    EPOCH,
     SECONDS_PER_DAY,
     Codes,
     CustomerAttributes,
@@ -334,7 +336,7 @@ def feature_columns(
 def _season(h: _History) -> dict[str, Column]:
     """Where the cutoff falls in the year: the label window ahead of a November cutoff holds the
     holiday peak, one ahead of a February cutoff does not."""
-    day_of_year = pd.Timestamp(h.cut_s, unit="s").day_of_year
+    day_of_year = (EPOCH + timedelta(seconds=h.cut_s)).timetuple().tm_yday
     angle = 2 * np.pi * (day_of_year - 1) / 365.25
     return {
         "season_sin": np.full(h.size, np.sin(angle)),

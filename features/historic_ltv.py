@@ -17,7 +17,7 @@ DAYS_PER_YEAR = 365.25
 def lifespan_factor(config: HistoricLtvConfig) -> float:
     years = config.lifespan_years
     q = (config.annual_retention or 1.0) / (1.0 + config.discount_rate)
-    if np.isclose(q, 1.0):
+    if abs(q - 1.0) <= 1e-5 + 1e-8:  # np.isclose(q, 1.0), without its 35 us per call
         return years
     return float((1.0 - q**years) / (1.0 - q))
 

@@ -30,18 +30,20 @@ def lifecycle_stages(features: Mapping[str, Any], config: LifecycleConfig) -> pd
     size = n_rows(features)
     stage = np.full(size, LIFECYCLE_STAGES.index(config.default), dtype="int8")
     open_rows = np.ones(size, dtype=bool)
-    for number, rule in enumerate(config.rules, start=1):
-        holds = open_rows.copy()
-        for name, conditions in rule.when.items():
-            if name not in features:
-                raise ConfigError(
-                    f"lifecycle rule {number} ({rule.stage}) uses unknown feature '{name}'; "
-                    f"features: {', '.join(map(str, features))}"
-                )
-            values = as_floats(features[name])
-            for op, threshold in conditions.items():
-                with np.errstate(invalid="ignore"):
-                    holds &= _COMPARE[op](values, threshold)
-        stage[holds] = LIFECYCLE_STAGES.index(rule.stage)
-        open_rows &= ~holds
+    floats: dict[str, np.ndarray] = {}  # each feature converted once, whatever the rules
+    with np.errstate(invalid="ignore"):  # NaN compares False, as it should here
+        for number, rule in enumerate(config.rules, start=1):
+            holds = open_rows.copy()
+            for name, conditions in rule.when.items():
+                if name not in features:
+                    raise ConfigError(
+                        f"lifecycle rule {number} ({rule.stage}) uses unknown feature '{name}'; "
+                        f"features: {', '.join(map(str, features))}"
+                    )
+                if name not in floats:
+                    floats[name] = as_floats(features[name])
+                for op, threshold in conditions.items():
+                    holds &= _COMPARE[op](floats[name], threshold)
+            stage[holds] = LIFECYCLE_STAGES.index(rule.stage)
+            open_rows &= ~holds
     return pd.Categorical.from_codes(stage, dtype=STAGE_DTYPE, validate=False)

@@ -6,6 +6,7 @@ input column is absent; a test holds the two together, and the README lists them
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,10 +22,14 @@ class FeatureSpec:
 
 
 def feature_registry(config: FeatureConfig) -> tuple[FeatureSpec, ...]:
-    n = config.trend_window_days
+    return _registry(config.windows_days, config.trend_window_days)
+
+
+@functools.lru_cache(maxsize=64)  # built on every service request otherwise
+def _registry(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
     windows = [
         spec
-        for w in config.windows_days
+        for w in windows_days
         for spec in (
             FeatureSpec(f"spend_{w}d", f"Net spend in the last {w} days."),
             FeatureSpec(f"orders_{w}d", f"Purchase orders in the last {w} days."),

@@ -24,6 +24,7 @@ class ServingConfig(_Frozen):
     decision_log: str = "logs/decisions.jsonl"  # relative to the project home
     model_load_wait_seconds: float = Field(30.0, ge=0)  # a call during model loading waits
     access_log: bool = False  # BentoML's line per HTTP call; the decision log records each call
+    trace_scoring: bool = False  # OpenTelemetry spans for /score (README: Operations)
 
 
 class Eligibility(_Frozen):

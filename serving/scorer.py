@@ -154,7 +154,7 @@ class Scorer:
             [tx.channel for tx in rows],
         )
         attributes = CustomerAttributes(
-            pd.Index([c.customer_id for c in customers], dtype=object),
+            np.array([c.customer_id for c in customers], dtype=object),
             np.array([c.signup_date for c in customers], dtype="datetime64[us]"),
             Codes.from_values([c.acquisition_channel for c in customers]),
         )

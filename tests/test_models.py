@@ -130,3 +130,19 @@ def test_columns_by_name_encode_as_the_table_does(small_split, small_models):
     np.testing.assert_array_equal(  # the calibration's arithmetic is LogisticRegression's
         churn.predict_proba(X), churn.calibrator_.predict_proba(raw[:, None])
     )
+
+
+def test_categories_in_another_order_encode_by_their_values(small_split, small_models):
+    """pandas calls unordered dtypes with the same categories in another order equal (and
+    hashes them alike); the cached category lookup must still follow each one's codes."""
+    churn, _ = small_models
+    X = small_split.test[small_split.feature_names].head(200)
+    column = next(c for c in X if X[c].dtype == "category" and X[c].nunique() >= 2)
+    values = X[column].astype("str").where(X[column].notna())
+    names = sorted(values.dropna().unique())
+    forward = pd.Categorical(values, categories=names)
+    backward = pd.Categorical(values, categories=names[::-1])
+    assert forward.dtype == backward.dtype and hash(forward.dtype) == hash(backward.dtype)
+    expected = churn.encode(X)
+    for cat in (forward, backward, forward, backward):  # cached after the first of each
+        np.testing.assert_array_equal(churn.encode(X.assign(**{column: cat})), expected)

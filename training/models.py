@@ -61,15 +61,35 @@ def _vocabulary_codes(vocabulary: tuple[str, ...]) -> dict[str, int]:
     return {value: code for code, value in enumerate(vocabulary)}
 
 
+# By dtype identity: unordered dtypes with the same categories in another order are equal
+# (and hash alike) in pandas, but their codes mean other categories.
+_CATEGORIES_IN: dict[tuple[int, tuple[str, ...]], tuple[pd.CategoricalDtype, np.ndarray]] = {}
+
+
+def _categories_in(dtype: pd.CategoricalDtype, vocabulary: tuple[str, ...]) -> np.ndarray:
+    """Vocabulary index of each category of `dtype`, then -1 (for code -1, missing). Cached:
+    the builders share their dtypes, and reading the categories costs more than the codes."""
+    key = (id(dtype), vocabulary)
+    hit = _CATEGORIES_IN.get(key)
+    if hit is not None and hit[0] is dtype:
+        return hit[1]
+    lookup = _vocabulary_codes(vocabulary)
+    known = np.array([*(lookup.get(str(c), -1) for c in dtype.categories), -1], dtype=np.intp)
+    known.flags.writeable = False
+    if len(_CATEGORIES_IN) >= 1024:
+        _CATEGORIES_IN.clear()
+    _CATEGORIES_IN[key] = (dtype, known)  # holds the dtype, so its id is not reused meanwhile
+    return known
+
+
 def _category_codes(values: Any, vocabulary: tuple[str, ...]) -> np.ndarray:
     """Vocabulary index of each value as float, NaN for missing or unknown values."""
-    lookup = _vocabulary_codes(vocabulary)
     if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
         values = values.array
     if isinstance(values, pd.Categorical):  # look up each category once, then take by code
-        known = np.array([lookup.get(str(c), -1) for c in values.categories], dtype=np.intp)
-        codes = np.where(values.codes >= 0, np.append(known, -1)[values.codes], -1)
+        codes = _categories_in(values.dtype, vocabulary)[values.codes]
     else:
+        lookup = _vocabulary_codes(vocabulary)
         text = np.asarray(values, dtype=object)
         missing = pd.isna(text)
         codes = np.fromiter(
