@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
+
+from pydantic_core import to_json
 
 from serving.schemas import CustomerScore
 
@@ -16,8 +17,8 @@ class DecisionLog:
 
     def append(self, answers: list[CustomerScore], request_id: str, decided_at: datetime) -> None:
         """One write per request in append mode, so lines of concurrent workers never mix."""
-        lines = "".join(
-            json.dumps(
+        lines = b"".join(
+            to_json(  # pydantic's encoder: five times json.dumps' speed, and NaN as null
                 {
                     "request_id": request_id,
                     "decided_at": decided_at.isoformat(),
@@ -30,11 +31,10 @@ class DecisionLog:
                     "predicted_value": a.predicted_value,
                     "horizon_days": a.horizon_days,
                     "model_versions": a.model_versions,
-                },
-                separators=(",", ":"),
+                }
             )
-            + "\n"
+            + b"\n"
             for a in answers
         )
-        with self.path.open("a", encoding="utf-8") as out:
+        with self.path.open("ab") as out:
             out.write(lines)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 from pydantic import (
     AfterValidator,
@@ -18,8 +18,10 @@ from pydantic import (
     FiniteFloat,
     ValidationError,
     model_validator,
+    with_config,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+from typing_extensions import TypedDict  # pydantic refuses typing's before Python 3.12
 
 FeatureValue = float | str | None
 
@@ -39,13 +41,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Transaction(_Strict):
+# A plain dict, not a model: pydantic validates a 100-customer request's 2,000 of these about
+# three times faster so. Read them as `tx["timestamp"]`, `tx.get("category")`.
+@with_config(ConfigDict(extra="forbid"))
+class Transaction(TypedDict):
+    """One line of the customer's history up to as_of."""
+
     timestamp: Moment
-    amount: FiniteFloat = Field(description="Negative = refund.")
-    order_id: str | None = None
-    quantity: FiniteFloat | None = None
-    category: str | None = None
-    channel: str | None = None
+    amount: Annotated[FiniteFloat, Field(description="Negative = refund.")]
+    order_id: NotRequired[str | None]
+    quantity: NotRequired[FiniteFloat | None]
+    category: NotRequired[str | None]
+    channel: NotRequired[str | None]
 
 
 class Contact(_Strict):
@@ -96,9 +103,9 @@ class CustomerIn(_Strict):
         if self.as_of is None:
             return None
         for i, tx in enumerate(self.transactions or ()):
-            if tx.timestamp > self.as_of:
+            if tx["timestamp"] > self.as_of:
                 return (
-                    f"transactions.{i}.timestamp: {tx.timestamp:%Y-%m-%dT%H:%M:%S} is after "
+                    f"transactions.{i}.timestamp: {tx['timestamp']:%Y-%m-%dT%H:%M:%S} is after "
                     f"as_of {self.as_of:%Y-%m-%dT%H:%M:%S}"
                 )
         for i, contact in enumerate(self.contacts):

@@ -147,11 +147,11 @@ class Scorer:
         arrays = TransactionArrays.from_lists(
             [c.customer_id for c in customers],  # distinct: `check` refused duplicates
             [len(c.transactions or ()) for c in customers],
-            [tx.timestamp for tx in rows],
-            [tx.amount for tx in rows],
-            [tx.order_id for tx in rows],
-            [tx.category for tx in rows],
-            [tx.channel for tx in rows],
+            [tx["timestamp"] for tx in rows],
+            [tx["amount"] for tx in rows],
+            [tx.get("order_id") for tx in rows],
+            [tx.get("category") for tx in rows],
+            [tx.get("channel") for tx in rows],
         )
         attributes = CustomerAttributes(
             np.array([c.customer_id for c in customers], dtype=object),
