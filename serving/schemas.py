@@ -6,9 +6,10 @@ Every validation error names the customer: a problem inside a customer's object 
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, NotRequired, Self
 
 from pydantic import (
     AfterValidator,
@@ -79,18 +80,12 @@ class CustomerIn(_Strict):
         default_factory=list, description="Actions already sent, for the contact cap."
     )
 
-    @model_validator(mode="wrap")
-    @classmethod
-    def _name_the_customer(cls, data: Any, handler: Any) -> CustomerIn:
-        who = data.get("customer_id") if isinstance(data, dict) else None
-        try:
-            customer = handler(data)
-        except ValidationError as exc:
-            raise _invalid(f"{customer_label(who)}: {describe(exc)}") from None
-        problem = customer.inconsistency()
+    @model_validator(mode="after")
+    def _consistent(self) -> CustomerIn:
+        problem = self.inconsistency()
         if problem is not None:
-            raise _invalid(f"{customer_label(who)}: {problem}")
-        return customer
+            raise ValueError(problem)
+        return self
 
     def inconsistency(self) -> str | None:
         if (self.transactions is None) == (self.features is None):
@@ -114,20 +109,48 @@ class CustomerIn(_Strict):
         return None
 
 
-def _invalid(message: str) -> PydanticCustomError:
-    return PydanticCustomError("invalid_customer", "{message}", {"message": message})
-
-
 def customer_label(customer_id: object) -> str:
     return f"customer {customer_id!r}" if customer_id is not None else "customer (no customer_id)"
 
 
-def describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(object)'}: "
-        + err["msg"].removeprefix("Value error, ")
-        for err in exc.errors(include_url=False)
-    )
+class ScoreRequest(_Strict):
+    """The body of POST /score."""
+
+    customers: list[CustomerIn]
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        """Errors inside a customer come back as `customer 'c7': transactions.2.amount: ...`.
+
+        Named here, on the error path only: a wrap validator on CustomerIn that named them
+        made pydantic hand every request to Python as objects first, costing 40% of parsing.
+        """
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except ValidationError as exc:
+            raise _customers_named(exc, json_data) from None
+
+
+def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> ValidationError:
+    """The same errors, each within a customer prefixed by its customer id (as given)."""
+    errors = exc.errors(include_url=False)
+    if not any(len(e["loc"]) >= 2 and e["loc"][0] == "customers" for e in errors):
+        return exc  # malformed JSON, no customers list: nothing to name
+    try:
+        given = json.loads(body)["customers"]
+    except (ValueError, TypeError, KeyError):
+        given = []
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for error in errors:
+        loc, message = error["loc"], error["msg"].removeprefix("Value error, ")
+        if len(loc) < 2 or loc[0] != "customers" or not isinstance(loc[1], int):
+            problems.append((loc, message))
+            continue
+        customer = given[loc[1]] if loc[1] < len(given) else None
+        who = customer.get("customer_id") if isinstance(customer, dict) else None
+        where = [customer_label(who), ".".join(str(part) for part in loc[2:])]
+        problems.append((loc[:2], ": ".join([*filter(None, where), message])))
+    return request_error(problems)
 
 
 def request_error(problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:

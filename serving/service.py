@@ -25,7 +25,7 @@ from features.contract import DataError
 from features.paths import Paths
 from serving.config import NbaConfig, ServingConfig
 from serving.decisions import DecisionLog
-from serving.schemas import CustomerIn, ScoreResponse, request_error
+from serving.schemas import CustomerIn, ScoreRequest, ScoreResponse, request_error
 from serving.scorer import Scorer
 from serving.store import STORE_NAMES, load_stored_champions
 
@@ -121,7 +121,7 @@ class CrmLtv:
     def __is_ready__(self) -> bool:
         return self.scorer is not None
 
-    @bentoml.api(route="/score")
+    @bentoml.api(route="/score", input_spec=ScoreRequest)  # names customers in its errors
     async def score(self, customers: list[CustomerIn], ctx: bentoml.Context) -> ScoreResponse:
         """Churn probability, predicted value, segment, stage, reasons and next-best-action."""
         # Async, so the few milliseconds of scoring run on the event loop without a hop to a

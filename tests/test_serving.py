@@ -277,6 +277,8 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
          {"customers": [{**tx_ok, "customer_id": f"c{i}"} for i in range(1001)]},
          ["1,001 customers", "at most 1,000"]),
         ("not an object", b"[1, 2]", ["object"]),
+        ("unknown top-level field", {"customers": [tx_ok], "customer": []},
+         ["customer", "Extra inputs are not permitted"]),
     ]  # fmt: skip
 
 
