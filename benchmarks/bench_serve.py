@@ -38,7 +38,7 @@ from features.config import FeatureConfig, load_config
 from features.paths import Paths
 from features.rfm import RfmCuts
 from training.config import TrainConfig
-from training.registry import RFM_CUTS_TAG
+from training.registry import RFM_CUTS_TAG, version_rfm_cuts
 
 # The tests' server helpers (free port, start, wait for /readyz, stop), imported, not copied.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -224,7 +224,12 @@ def main() -> None:
         subprocess.run([str(BIN / "crm-ltv"), "train"], check=True)
     tags = _champion_tags(paths, config)
     assert tags is not None
-    cuts = RfmCuts.from_dict(json.loads(tags[RFM_CUTS_TAG]))
+    cuts = version_rfm_cuts(tags)
+    if cuts is None:
+        sys.exit(
+            f"error: the {config.registry.churn_model!r} champion has no {RFM_CUTS_TAG!r} tag "
+            "(trained before serving existed): run `make train` and promote the new versions"
+        )
 
     tx, customers, as_of = _customers(paths, 1000)
     payloads = _our_payloads(tx, customers, as_of)

@@ -1,7 +1,7 @@
 """Request and response bodies of POST /score (pydantic: they are also the OpenAPI schema).
 
 Every validation error names the customer: a problem inside a customer's object is reported as
-`customer 'c7': transactions.2.amount: ...` at `customers.<index>`.
+`customer 'c7': transactions.2.amount: ...` at `customers.<index>` (ScoreRequest, the body).
 """
 
 from __future__ import annotations
@@ -139,6 +139,8 @@ def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> Val
     try:
         given = json.loads(body)["customers"]
     except (ValueError, TypeError, KeyError):
+        given = []
+    if not isinstance(given, list):
         given = []
     problems: list[tuple[tuple[str | int, ...], str]] = []
     for error in errors:
