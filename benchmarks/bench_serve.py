@@ -2,7 +2,8 @@
 
 Prints, in one run, for each server:
   rate R: p50 X ms, p99 Y ms, errors E      (open model: R single-customer requests/s, 20 s each)
-  batch: Z customers/s                      (requests of 100 customers, 4 in flight)
+  batch: Z customers/s                      (requests of 100 customers, 4 in flight, each on a
+                                            new connection so that both workers get some)
 Ours gets single customers with about 20 raw transactions each and answers with features, two
 models, reason codes and the next-best-action. MLflow gets the same customers' feature rows and
 answers with the churn probability only. Latency runs from the moment a request was due, so a
@@ -158,7 +159,10 @@ async def _batch_load(
     """Customers per second at saturation: `in_flight` batch requests always outstanding (two
     per worker, so a worker never waits for the client between requests)."""
     done = 0
-    async with aiohttp.ClientSession() as session:
+    # A connection per request, so the kernel hands each to a worker that is free to accept:
+    # kept alive, the few connections can all land on one worker and the run measures one.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
         deadline = time.perf_counter() + seconds
 
         async def client(offset: int) -> None:
