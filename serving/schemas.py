@@ -131,10 +131,17 @@ class ScoreRequest(_Strict):
             raise _customers_named(exc, json_data) from None
 
 
+def _customer_index(loc: tuple[str | int, ...]) -> int | None:
+    """The customer an error is inside of (`customers.<i>...`), if any."""
+    if len(loc) >= 2 and loc[0] == "customers" and isinstance(loc[1], int):
+        return loc[1]
+    return None
+
+
 def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> ValidationError:
     """The same errors, each within a customer prefixed by its customer id (as given)."""
     errors = exc.errors(include_url=False)
-    if not any(len(e["loc"]) >= 2 and e["loc"][0] == "customers" for e in errors):
+    if all(_customer_index(e["loc"]) is None for e in errors):
         return exc  # malformed JSON, no customers list: nothing to name
     try:
         given = json.loads(body)["customers"]
@@ -145,10 +152,11 @@ def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> Val
     problems: list[tuple[tuple[str | int, ...], str]] = []
     for error in errors:
         loc, message = error["loc"], error["msg"].removeprefix("Value error, ")
-        if len(loc) < 2 or loc[0] != "customers" or not isinstance(loc[1], int):
+        i = _customer_index(loc)
+        if i is None:
             problems.append((loc, message))
             continue
-        customer = given[loc[1]] if loc[1] < len(given) else None
+        customer = given[i] if i < len(given) else None
         who = customer.get("customer_id") if isinstance(customer, dict) else None
         where = [customer_label(who), ".".join(str(part) for part in loc[2:])]
         problems.append((loc[:2], ": ".join([*filter(None, where), message])))
