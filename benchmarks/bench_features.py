@@ -22,9 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-
-from features.builders import build_features
-from features.config import (
+from crm_ltv.features.builders import build_features
+from crm_ltv.features.config import (
     FeatureConfig,
     SampleConfig,
     SourceConfig,
@@ -32,9 +31,9 @@ from features.config import (
     load_config,
     override,
 )
-from features.loading import load_transactions
-from features.paths import Paths
-from features.sample import generate_sample
+from crm_ltv.features.loading import load_transactions
+from crm_ltv.features.paths import Paths
+from crm_ltv.features.sample import generate_sample
 
 CUSTOMERS = 1_000_000
 PURCHASES_PER_YEAR = 7.8  # just over 10 rows per customer with the sample's other settings

@@ -33,13 +33,12 @@ import aiohttp
 import numpy as np
 import pandas as pd
 import uvloop
-
-from features.builders import build_features
-from features.config import FeatureConfig, load_config
-from features.paths import Paths
-from features.rfm import RfmCuts
-from training.config import TrainConfig
-from training.registry import RFM_CUTS_TAG, version_rfm_cuts
+from crm_ltv.features.builders import build_features
+from crm_ltv.features.config import FeatureConfig, load_config
+from crm_ltv.features.paths import Paths
+from crm_ltv.features.rfm import RfmCuts
+from crm_ltv.training.config import TrainConfig
+from crm_ltv.training.registry import RFM_CUTS_TAG, version_rfm_cuts
 
 # The tests' server helpers (free port, start, wait for /readyz, stop), imported, not copied.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -57,10 +56,9 @@ def _say(message: str) -> None:
 
 def _champion_tags(paths: Paths, config: TrainConfig) -> dict[str, str] | None:
     import mlflow
+    from crm_ltv.training.registry import champion_version
+    from crm_ltv.training.tracking import tracking_uri
     from mlflow import MlflowClient
-
-    from training.registry import champion_version
-    from training.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(paths))
     version = champion_version(MlflowClient(), config.registry.churn_model, config.registry.alias)

@@ -12,8 +12,7 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
-
-from features.arrays import (
+from crm_ltv.features.arrays import (
     EPOCH,
     SECONDS_PER_DAY,
     Codes,
@@ -21,12 +20,12 @@ from features.arrays import (
     TransactionArrays,
     cutoff_seconds,
 )
-from features.columns import categorical
-from features.config import FeatureConfig
-from features.historic_ltv import historic_ltv
-from features.lifecycle import lifecycle_stages
-from features.registry import FeatureSpec, feature_registry
-from features.rfm import RfmCuts, quintile_scores, rfm_segments
+from crm_ltv.features.columns import categorical
+from crm_ltv.features.config import FeatureConfig
+from crm_ltv.features.historic_ltv import historic_ltv
+from crm_ltv.features.lifecycle import lifecycle_stages
+from crm_ltv.features.registry import FeatureSpec, feature_registry
+from crm_ltv.features.rfm import RfmCuts, quintile_scores, rfm_segments
 
 Column = np.ndarray | pd.Categorical
 OTHER = "(other)"

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-
-from features.config import DataConfig, SourceConfig
-from features.loading import Loaded, load_customers, load_transactions
-from features.paths import Paths
+from crm_ltv.features.config import DataConfig, SourceConfig
+from crm_ltv.features.loading import Loaded, load_customers, load_transactions
+from crm_ltv.features.paths import Paths
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from features.arrays import SECONDS_PER_DAY, TransactionArrays, cutoff_seconds
+from crm_ltv.features.arrays import SECONDS_PER_DAY, TransactionArrays, cutoff_seconds
 
 
 def build_labels(

@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from features.columns import as_floats, n_rows
-from features.config import LIFECYCLE_STAGES, ConfigError, LifecycleConfig
+from crm_ltv.features.columns import as_floats, n_rows
+from crm_ltv.features.config import LIFECYCLE_STAGES, ConfigError, LifecycleConfig
 
 STAGE_DTYPE = pd.CategoricalDtype(pd.Index(list(LIFECYCLE_STAGES), dtype="str"))
 _COMPARE = {

@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass
 from typing import Literal
 
-from features.config import FeatureConfig
+from crm_ltv.features.config import FeatureConfig
 
 
 @dataclass(frozen=True)

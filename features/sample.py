@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from features.config import SampleConfig
+from crm_ltv.features.config import SampleConfig
 
 DAYS_PER_YEAR = 365.25
 WEEKDAY_FACTORS = np.array([0.92, 0.90, 0.95, 1.00, 1.08, 1.18, 0.97])  # Monday .. Sunday

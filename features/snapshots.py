@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import pandas as pd
-
-from features.arrays import CustomerAttributes, TransactionArrays, as_cutoff
-from features.builders import features_at
-from features.config import FeatureConfig
-from features.contract import DataError
-from features.labels import labels_at
+from crm_ltv.features.arrays import CustomerAttributes, TransactionArrays, as_cutoff
+from crm_ltv.features.builders import features_at
+from crm_ltv.features.config import FeatureConfig
+from crm_ltv.features.contract import DataError
+from crm_ltv.features.labels import labels_at
 
 
 def snapshot_cutoffs(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from crm_ltv.features.config import LIFECYCLE_STAGES
+from crm_ltv.features.rfm import RFM_SEGMENTS
+from crm_ltv.training.attributions import Method
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from features.config import LIFECYCLE_STAGES
-from features.rfm import RFM_SEGMENTS
-from training.attributions import Method
 
 NO_ACTION = "no_action"
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from crm_ltv.serving.schemas import CustomerScore
 from pydantic_core import to_json
-
-from serving.schemas import CustomerScore
 
 
 class DecisionLog:

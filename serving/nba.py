@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from serving.config import NO_ACTION, Action, NbaConfig
+from crm_ltv.serving.config import NO_ACTION, Action, NbaConfig
 
 
 @dataclass(frozen=True)

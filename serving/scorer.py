@@ -17,22 +17,21 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-
-from features.arrays import Codes, CustomerAttributes, TransactionArrays
-from features.builders import Column, FeatureColumns, feature_columns
-from features.config import LIFECYCLE_STAGES, FeatureConfig
-from features.registry import feature_registry
-from features.rfm import RFM_SEGMENTS
-from serving.config import NbaConfig, ServingConfig
-from serving.nba import Customer, Decision, decide
-from serving.schemas import (
+from crm_ltv.features.arrays import Codes, CustomerAttributes, TransactionArrays
+from crm_ltv.features.builders import Column, FeatureColumns, feature_columns
+from crm_ltv.features.config import LIFECYCLE_STAGES, FeatureConfig
+from crm_ltv.features.registry import feature_registry
+from crm_ltv.features.rfm import RFM_SEGMENTS
+from crm_ltv.serving.config import NbaConfig, ServingConfig
+from crm_ltv.serving.nba import Customer, Decision, decide
+from crm_ltv.serving.schemas import (
     CustomerIn,
     CustomerScore,
     customer_label,
     request_error,
 )
-from training.attributions import path_table
-from training.scoring import Champions, ModelInputs, ModelScores
+from crm_ltv.training.attributions import path_table
+from crm_ltv.training.scoring import Champions, ModelInputs, ModelScores
 
 Scored = tuple[Customer, list[dict]]  # the policy's view of a scored customer, reason codes
 # Categorical features whose values the service can check; the others are free text.

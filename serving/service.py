@@ -19,15 +19,14 @@ from typing import Any
 import anyio
 import bentoml
 from bentoml.exceptions import ServiceUnavailable
-
-from features.config import ConfigError, FeatureConfig, load_config
-from features.contract import DataError
-from features.paths import Paths
-from serving.config import NbaConfig, ServingConfig
-from serving.decisions import DecisionLog
-from serving.schemas import CustomerIn, ScoreRequest, ScoreResponse, request_error
-from serving.scorer import Scorer
-from serving.store import STORE_NAMES, load_stored_champions
+from crm_ltv.features.config import ConfigError, FeatureConfig, load_config
+from crm_ltv.features.contract import DataError
+from crm_ltv.features.paths import Paths
+from crm_ltv.serving.config import NbaConfig, ServingConfig
+from crm_ltv.serving.decisions import DecisionLog
+from crm_ltv.serving.schemas import CustomerIn, ScoreRequest, ScoreResponse, request_error
+from crm_ltv.serving.scorer import Scorer
+from crm_ltv.serving.store import STORE_NAMES, load_stored_champions
 
 logger = logging.getLogger("bentoml.crm_ltv")
 TOKEN_ENV = "CRM_LTV_API_TOKEN"

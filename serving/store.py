@@ -10,18 +10,17 @@ from pathlib import Path
 
 import bentoml
 import mlflow
-from mlflow import MlflowClient
-
-from features.rfm import RfmCuts
-from training.config import RegistryConfig
-from training.registry import (
+from crm_ltv.features.rfm import RfmCuts
+from crm_ltv.training.config import RegistryConfig
+from crm_ltv.training.registry import (
     RFM_CUTS_TAG,
     Champion,
     RegistryError,
     champion_version,
     version_rfm_cuts,
 )
-from training.scoring import Champions, pair_champions
+from crm_ltv.training.scoring import Champions, pair_champions
+from mlflow import MlflowClient
 
 STORE_NAMES = {"churn": "crm-ltv-churn", "ltv": "crm-ltv-ltv"}
 MODEL_DIR = "mlflow_model"

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from features.config import DataConfig, FeatureConfig, SampleConfig, load_config
+from crm_ltv.features.config import DataConfig, FeatureConfig, SampleConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -118,7 +117,7 @@ def parsed_sample(sample) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @pytest.fixture(scope="session")
 def train_config():
-    from training.config import TrainConfig
+    from crm_ltv.training.config import TrainConfig
 
     return load_config(TrainConfig, CONFIGS / "train.yaml")
 
@@ -126,8 +125,8 @@ def train_config():
 @pytest.fixture(scope="session")
 def small_split(small_sample_config, feature_config, train_config):
     """The time split of a 3,000-customer sample, with its customers table."""
-    from features.sample import generate_sample
-    from training.datasets import build_time_split
+    from crm_ltv.features.sample import generate_sample
+    from crm_ltv.training.datasets import build_time_split
 
     tx, customers = parsed_sample(generate_sample(small_sample_config))
     return build_time_split(
@@ -137,6 +136,6 @@ def small_split(small_sample_config, feature_config, train_config):
 
 @pytest.fixture(scope="session")
 def small_models(small_split, train_config):
-    from training.pipeline import fit_churn, fit_ltv
+    from crm_ltv.training.pipeline import fit_churn, fit_ltv
 
     return fit_churn(small_split, train_config), fit_ltv(small_split, train_config)

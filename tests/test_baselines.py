@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from training.baselines import BgNbd, BgNbdBaseline, GammaGamma, RfmBaseline
+from crm_ltv.training.baselines import BgNbd, BgNbdBaseline, GammaGamma, RfmBaseline
 
 
 def simulate_bgnbd(n: int, r: float, alpha: float, a: float, b: float, seed: int = 0):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
-from features.config import (
+from crm_ltv.features.config import (
     ConfigError,
     DataConfig,
     FeatureConfig,
     SampleConfig,
     load_config,
 )
+
 from tests.conftest import CONFIGS
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
-from features.contract import DataError
-from features.sample import generate_sample
-from training.config import SnapshotConfig, SplitConfig
-from training.datasets import LABELS, build_time_split, feature_names, plan_cutoffs
+from crm_ltv.features.contract import DataError
+from crm_ltv.features.sample import generate_sample
+from crm_ltv.training.config import SnapshotConfig, SplitConfig
+from crm_ltv.training.datasets import LABELS, build_time_split, feature_names, plan_cutoffs
 
 DAY = pd.Timedelta(days=1)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from features.config import HistoricLtvConfig
-from features.historic_ltv import historic_ltv, lifespan_factor
+from crm_ltv.features.config import HistoricLtvConfig
+from crm_ltv.features.historic_ltv import historic_ltv, lifespan_factor
 
 
 def test_plain_formula_is_order_value_times_rate_times_lifespan():

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.config import ConfigError, FeatureConfig, LifecycleConfig, LifecycleRule
-from features.lifecycle import lifecycle_stages
+from crm_ltv.features.config import ConfigError, FeatureConfig, LifecycleConfig, LifecycleRule
+from crm_ltv.features.lifecycle import lifecycle_stages
 
 
 def _stage(config: FeatureConfig, **features: float) -> str:

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from features.config import SourceConfig, ValidationConfig
-from features.contract import DataError
-from features.loading import load_campaigns, load_customers, load_transactions
+from crm_ltv.features.config import SourceConfig, ValidationConfig
+from crm_ltv.features.contract import DataError
+from crm_ltv.features.loading import load_campaigns, load_customers, load_transactions
 
 HEADER = "customer_id,timestamp,amount,category\n"
 GOOD = [

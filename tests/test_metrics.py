@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from training.metrics import (
+from crm_ltv.training.metrics import (
     churn_metrics,
     decile_table,
     expected_calibration_error,

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from crm_ltv.training.attributions import METHODS
+from crm_ltv.training.models import ChurnModel, LtvModel
 from sklearn.base import clone
-
-from training.attributions import METHODS
-from training.models import ChurnModel, LtvModel
 
 
 def test_estimators_follow_the_scikit_learn_contract(small_split, train_config):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from training.config import GateConfig, Threshold
-from training.registry import decide_promotion
+from crm_ltv.training.config import GateConfig, Threshold
+from crm_ltv.training.registry import decide_promotion
 
 GATE = GateConfig(
     compare="roc_auc",

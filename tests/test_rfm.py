@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from features.rfm import RFM_SEGMENTS, quintile_scores, rfm_segments
+from crm_ltv.features.rfm import RFM_SEGMENTS, quintile_scores, rfm_segments
 
 
 def test_distinct_values_fall_into_five_equal_quintiles():

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from crm_ltv.features.config import SampleConfig, load_config
+from crm_ltv.features.sample import generate_sample
+from crm_ltv.training.datasets import build_time_split
+from crm_ltv.training.pipeline import evaluate_models, train_models
 
-from features.config import SampleConfig, load_config
-from features.sample import generate_sample
 from tests.conftest import CONFIGS, parsed_sample
-from training.datasets import build_time_split
-from training.pipeline import evaluate_models, train_models
 
 
 @pytest.fixture(scope="module")

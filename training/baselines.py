@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from crm_ltv.features.columns import Columns, as_floats
 from scipy.optimize import minimize
 from scipy.special import betaln, expit, gammaln, hyp2f1
 from sklearn.base import BaseEstimator, TransformerMixin
-
-from features.columns import Columns, as_floats
 
 PREDICTIONS = ("churn_probability", "predicted_value")
 _LOG_BOUNDS = (-10.0, 10.0)

@@ -11,11 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
-
-from features.config import FeatureConfig
-from features.contract import DataError
-from features.snapshots import build_snapshots, snapshot_cutoffs
-from training.config import SnapshotConfig, SplitConfig
+from crm_ltv.features.config import FeatureConfig
+from crm_ltv.features.contract import DataError
+from crm_ltv.features.snapshots import build_snapshots, snapshot_cutoffs
+from crm_ltv.training.config import SnapshotConfig, SplitConfig
 
 KEYS = ("cutoff", "customer_id")
 LABELS = ("churned", "future_value")

@@ -11,28 +11,27 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.models import infer_signature
-
-from features.config import FeatureConfig
-from features.inputs import Inputs
-from features.paths import Paths
-from features.rfm import RfmCuts
-from training import plots
-from training.config import GateConfig, TrainConfig
-from training.datasets import TimeSplit, build_time_split
-from training.metrics import churn_metrics, decile_table, ltv_metrics
-from training.models import TRUSTED_TYPES
-from training.pipeline import Evaluation, TrainedModels, evaluate_models, train_models
-from training.registry import (
+from crm_ltv.features.config import FeatureConfig
+from crm_ltv.features.inputs import Inputs
+from crm_ltv.features.paths import Paths
+from crm_ltv.features.rfm import RfmCuts
+from crm_ltv.training import plots
+from crm_ltv.training.config import GateConfig, TrainConfig
+from crm_ltv.training.datasets import TimeSplit, build_time_split
+from crm_ltv.training.metrics import churn_metrics, decile_table, ltv_metrics
+from crm_ltv.training.models import TRUSTED_TYPES
+from crm_ltv.training.pipeline import Evaluation, TrainedModels, evaluate_models, train_models
+from crm_ltv.training.registry import (
     RFM_CUTS_TAG,
     Decision,
     champion_version,
     decide_promotion,
     load_version,
 )
-from training.reports import ltv_cac_report, segment_report
-from training.tracking import file_sha256, git_commit, setup_tracking
+from crm_ltv.training.reports import ltv_cac_report, segment_report
+from crm_ltv.training.tracking import file_sha256, git_commit, setup_tracking
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
 
 Progress = Callable[[str], None]
 MODEL_ORDER = ("lightgbm", "bgnbd", "rfm")

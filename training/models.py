@@ -18,25 +18,24 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from crm_ltv.features.columns import Columns, as_floats, n_rows
+from crm_ltv.training.attributions import Method, contributions
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, clone
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-
-from features.columns import Columns, as_floats, n_rows
-from training.attributions import Method, contributions
 
 EvalSet = tuple[pd.DataFrame, pd.Series | np.ndarray]
 # Types inside a fitted model, allowed when MLflow saves and loads it with skops (not pickle).
 TRUSTED_TYPES = (
     "collections.OrderedDict",
     "lightgbm.basic.Booster",
-    "training.baselines.BgNbd",
-    "training.baselines.BgNbdBaseline",
-    "training.baselines.BgNbdFeatures",
-    "training.baselines.GammaGamma",
-    "training.models.ChurnModel",
-    "training.models.LtvModel",
+    "crm_ltv.training.baselines.BgNbd",
+    "crm_ltv.training.baselines.BgNbdBaseline",
+    "crm_ltv.training.baselines.BgNbdFeatures",
+    "crm_ltv.training.baselines.GammaGamma",
+    "crm_ltv.training.models.ChurnModel",
+    "crm_ltv.training.models.LtvModel",
 )
 
 

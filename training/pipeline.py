@@ -8,13 +8,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from crm_ltv.training.baselines import BgNbdBaseline, BgNbdFeatures, RfmBaseline
+from crm_ltv.training.config import TrainConfig
+from crm_ltv.training.datasets import TimeSplit
+from crm_ltv.training.metrics import churn_metrics, ltv_metrics
+from crm_ltv.training.models import ChurnModel, LtvModel
 from sklearn.metrics import roc_auc_score
-
-from training.baselines import BgNbdBaseline, BgNbdFeatures, RfmBaseline
-from training.config import TrainConfig
-from training.datasets import TimeSplit
-from training.metrics import churn_metrics, ltv_metrics
-from training.models import ChurnModel, LtvModel
 
 Callbacks = Sequence[Callable[..., None]]
 

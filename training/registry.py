@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import mlflow
+from crm_ltv.features.rfm import RfmCuts
+from crm_ltv.training.config import GateConfig
+from crm_ltv.training.metrics import HIGHER_IS_BETTER
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-
-from features.rfm import RfmCuts
-from training.config import GateConfig
-from training.metrics import HIGHER_IS_BETTER
 
 # Model version tag: the RFM quintile cut points of the training population (JSON).
 RFM_CUTS_TAG = "rfm_cuts"

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from crm_ltv.features.columns import Columns
+from crm_ltv.features.rfm import RfmCuts
+from crm_ltv.training.config import RegistryConfig
+from crm_ltv.training.registry import Champion, RegistryError, load_champion
 from mlflow import MlflowClient
-
-from features.columns import Columns
-from features.rfm import RfmCuts
-from training.config import RegistryConfig
-from training.registry import Champion, RegistryError, load_champion
 
 SCORE_COLUMNS = (
     "customer_id",

@@ -8,8 +8,7 @@ import subprocess
 from pathlib import Path
 
 import mlflow
-
-from features.paths import Paths
+from crm_ltv.features.paths import Paths
 
 
 def tracking_uri(paths: Paths) -> str:

@@ -15,14 +15,13 @@ from typing import Any
 import lightgbm as lgb
 import mlflow
 import optuna
-
-from features.paths import Paths
-from training import plots
-from training.config import TrainConfig, TuneConfig
-from training.datasets import TimeSplit
-from training.metrics import churn_metrics, ltv_metrics
-from training.pipeline import fit_churn, fit_ltv
-from training.tracking import setup_tracking
+from crm_ltv.features.paths import Paths
+from crm_ltv.training import plots
+from crm_ltv.training.config import TrainConfig, TuneConfig
+from crm_ltv.training.datasets import TimeSplit
+from crm_ltv.training.metrics import churn_metrics, ltv_metrics
+from crm_ltv.training.pipeline import fit_churn, fit_ltv
+from crm_ltv.training.tracking import setup_tracking
 
 Progress = Callable[[str], None]
 FITTERS = {"churn": fit_churn, "ltv": fit_ltv}

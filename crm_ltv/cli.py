@@ -17,9 +17,9 @@ import pandas as pd
 import typer
 from mlflow import MlflowClient
 
-from features.arrays import as_cutoff
-from features.builders import build_features
-from features.config import (
+from crm_ltv.features.arrays import as_cutoff
+from crm_ltv.features.builders import build_features
+from crm_ltv.features.config import (
     ConfigError,
     DataConfig,
     FeatureConfig,
@@ -27,16 +27,16 @@ from features.config import (
     load_config,
     override,
 )
-from features.contract import DataError
-from features.inputs import Inputs, load_inputs
-from features.paths import Paths
-from features.sample import generate_sample, write_sample
-from training.config import TrainConfig, TuneConfig
-from training.job import comparison_table, run_training, split_inputs
-from training.registry import RegistryError, champion_version, set_champion
-from training.scoring import load_champions, score_customers
-from training.tracking import setup_tracking, tracking_uri
-from training.tuning import run_tuning
+from crm_ltv.features.contract import DataError
+from crm_ltv.features.inputs import Inputs, load_inputs
+from crm_ltv.features.paths import Paths
+from crm_ltv.features.sample import generate_sample, write_sample
+from crm_ltv.training.config import TrainConfig, TuneConfig
+from crm_ltv.training.job import comparison_table, run_training, split_inputs
+from crm_ltv.training.registry import RegistryError, champion_version, set_champion
+from crm_ltv.training.scoring import load_champions, score_customers
+from crm_ltv.training.tracking import setup_tracking, tracking_uri
+from crm_ltv.training.tuning import run_tuning
 
 # The checkout holding features/, training/, serving/ (what a Bento packs).
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
@@ -410,7 +410,7 @@ def tune(
 
 def _sync_store(progress: Progress) -> Paths:
     """The champions into the BentoML model store (or a warning and the store's copies)."""
-    from serving.store import sync_champions  # imports bentoml: only for these commands
+    from crm_ltv.serving.store import sync_champions  # imports bentoml: only for these commands
 
     paths = Paths.from_env()
     config = load_config(TrainConfig, paths.config_file("train"))
@@ -433,7 +433,9 @@ def serve(
     progress = Progress()
     paths = _sync_store(progress)
     progress(f"serving on http://{host}:{port} (OpenAPI page at /, readiness at /readyz)")
-    command = _bentoml("serve", "serving.service:CrmLtv", "--host", host, "--port", str(port))
+    command = _bentoml(
+        "serve", "crm_ltv.serving.service:CrmLtv", "--host", host, "--port", str(port)
+    )
     os.chdir(SOURCE_ROOT)
     os.environ.setdefault("CRM_LTV_HOME", str(paths.root))
     os.execv(command[0], command)
