@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+
 from crm_ltv.features.builders import build_features
 from crm_ltv.features.config import (
     FeatureConfig,

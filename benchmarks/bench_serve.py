@@ -33,6 +33,7 @@ import aiohttp
 import numpy as np
 import pandas as pd
 import uvloop
+
 from crm_ltv.features.builders import build_features
 from crm_ltv.features.config import FeatureConfig, load_config
 from crm_ltv.features.paths import Paths
@@ -56,9 +57,10 @@ def _say(message: str) -> None:
 
 def _champion_tags(paths: Paths, config: TrainConfig) -> dict[str, str] | None:
     import mlflow
+    from mlflow import MlflowClient
+
     from crm_ltv.training.registry import champion_version
     from crm_ltv.training.tracking import tracking_uri
-    from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri(paths))
     version = champion_version(MlflowClient(), config.registry.churn_model, config.registry.alias)
@@ -215,12 +217,8 @@ def _measure(
         stop_server(server)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="per rate")
-    args = parser.parse_args()
-    paths = Paths.from_env()
-    config = load_config(TrainConfig, paths.config_file("train"))
+def _champion_cuts(paths: Paths, config: TrainConfig) -> RfmCuts:
+    """The churn champion's RFM cut points; trains first if there is no champion yet."""
     if _champion_tags(paths, config) is None:
         _say("no champion in the registry yet: running `crm-ltv train` first")
         subprocess.run([str(BIN / "crm-ltv"), "train"], check=True)
@@ -232,6 +230,31 @@ def main() -> None:
             f"error: the {config.registry.churn_model!r} champion has no {RFM_CUTS_TAG!r} tag "
             "(trained before serving existed): run `make train` and promote the new versions"
         )
+    return cuts
+
+
+def _scratch_env(paths: Paths, scratch: Path) -> dict[str, str]:
+    """The environment of a server in `scratch`: a home with a copy of the project's configs,
+    its own BentoML store and decision log, the project's registry, no API token."""
+    shutil.copytree(paths.configs_dir, scratch / "configs")
+    env = {
+        **os.environ,
+        "CRM_LTV_HOME": str(scratch),
+        "BENTOML_HOME": str(scratch / "bentoml"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{paths.root / 'mlflow.db'}",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow starts uvicorn
+    }
+    env.pop("CRM_LTV_API_TOKEN", None)
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="per rate")
+    args = parser.parse_args()
+    paths = Paths.from_env()
+    config = load_config(TrainConfig, paths.config_file("train"))
+    cuts = _champion_cuts(paths, config)
 
     tx, customers, as_of = _customers(paths, 1000)
     payloads = _our_payloads(tx, customers, as_of)
@@ -246,15 +269,7 @@ def main() -> None:
     mlflow_batches = [_mlflow_body(rows.iloc[i : i + 100]) for i in range(0, len(rows), 100)]
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    shutil.copytree(paths.configs_dir, scratch / "configs")
-    env = {
-        **os.environ,
-        "CRM_LTV_HOME": str(scratch),
-        "BENTOML_HOME": str(scratch / "bentoml"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{paths.root / 'mlflow.db'}",
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow starts uvicorn
-    }
-    env.pop("CRM_LTV_API_TOKEN", None)
+    env = _scratch_env(paths, scratch)
     try:
         port = free_port()
         our, our_batch = _measure(

@@ -1,51 +1,56 @@
-"""The `crm-ltv` command line. Errors in the user's data or config end in one clear line."""
+"""The `crm-ltv` command line. Errors in the user's data or config end in one clear line.
+
+The one module that may import every package; it imports per command, so `--help` answers at
+once and no command pays for another's libraries (mlflow, lightgbm, bentoml).
+"""
 
 from __future__ import annotations
 
 import functools
-import json
 import os
-import subprocess
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import mlflow
-import pandas as pd
 import typer
-from mlflow import MlflowClient
 
-from crm_ltv.features.arrays import as_cutoff
-from crm_ltv.features.builders import build_features
-from crm_ltv.features.config import (
-    ConfigError,
-    DataConfig,
-    FeatureConfig,
-    SampleConfig,
-    load_config,
-    override,
-)
-from crm_ltv.features.contract import DataError
-from crm_ltv.features.inputs import Inputs, load_inputs
-from crm_ltv.features.paths import Paths
-from crm_ltv.features.sample import generate_sample, write_sample
-from crm_ltv.training.config import TrainConfig, TuneConfig
-from crm_ltv.training.job import comparison_table, run_training, split_inputs
-from crm_ltv.training.registry import RegistryError, champion_version, set_champion
-from crm_ltv.training.scoring import load_champions, score_customers
-from crm_ltv.training.tracking import setup_tracking, tracking_uri
-from crm_ltv.training.tuning import run_tuning
+if TYPE_CHECKING:
+    import pandas as pd
 
-# The checkout holding features/, training/, serving/ (what a Bento packs).
-SOURCE_ROOT = Path(__file__).resolve().parents[1]
+    from crm_ltv.features.config import DataConfig
+    from crm_ltv.features.inputs import Inputs
+    from crm_ltv.features.paths import Paths
+    from crm_ltv.training.config import TrainConfig
 
 app = typer.Typer(
     help="crm-ltv: churn, future value and next-best-action from transaction history.",
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def _home(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            help="Project home: configs/, data/, mlflow.db, reports/ (default: $CRM_LTV_HOME, "
+            "else the working directory). Its configs/ override the packaged defaults."
+        ),
+    ] = None,
+) -> None:
+    if home is not None:
+        os.environ["CRM_LTV_HOME"] = str(home.resolve())  # for this process and servers it starts
+
+
+def _paths() -> Paths:
+    from crm_ltv.features.paths import Paths
+
+    return Paths.from_env()
+
 
 F = TypeVar("F", bound=Callable[..., None])
 
@@ -68,9 +73,13 @@ def _user_errors(command: F) -> F:
 
     @functools.wraps(command)
     def run(*args: object, **kwargs: object) -> None:
+        from crm_ltv.features.config import ConfigError
+        from crm_ltv.features.contract import DataError
+        from crm_ltv.training.errors import BundleError, ChampionError
+
         try:
             command(*args, **kwargs)
-        except (DataError, ConfigError, RegistryError) as exc:
+        except (DataError, ConfigError, ChampionError, BundleError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
 
@@ -78,6 +87,8 @@ def _user_errors(command: F) -> F:
 
 
 def _parse_columns(pairs: list[str]) -> dict[str, str]:
+    from crm_ltv.features.config import ConfigError
+
     mapping = {}
     for pair in pairs:
         name, sep, source = pair.partition("=")
@@ -122,6 +133,8 @@ def _data_config(
     sep: str | None,
     max_reject_share: float | None,
 ) -> DataConfig:
+    from crm_ltv.features.config import DataConfig, load_config, override
+
     config = load_config(DataConfig, paths.config_file("data"))
     mapping = _parse_columns(columns or [])
     source = override(
@@ -148,8 +161,33 @@ def _read_inputs(
     max_reject_share: float | None,
 ) -> Inputs:
     """The files a command reads, with the command line's mapping applied, validated."""
+    from crm_ltv.features.inputs import load_inputs
+
     config = _data_config(paths, columns, fmt, sep, max_reject_share)
     return load_inputs(config, paths, transactions, customers, progress)
+
+
+@app.command()
+@_user_errors
+def init(
+    folder: Annotated[
+        Path | None, typer.Argument(help="Project home to write into (default: the home).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite config files already there.")] = False,
+) -> None:
+    """Write the default configs into FOLDER/configs for editing (each overrides its default)."""
+    from crm_ltv.features.paths import CONFIG_AREAS, Paths, default_config_file
+
+    paths = Paths(folder.resolve()) if folder is not None else _paths()
+    paths.configs_dir.mkdir(parents=True, exist_ok=True)
+    for area in CONFIG_AREAS:
+        target = paths.configs_dir / f"{area}.yaml"
+        if target.exists() and not force:
+            typer.echo(f"kept    {target} (exists; --force overwrites)")
+            continue
+        shutil.copyfile(default_config_file(area), target)
+        typer.echo(f"wrote   {target}")
+    typer.echo(f"project home {paths.root}: run crm-ltv commands there, or pass --home")
 
 
 @app.command()
@@ -162,7 +200,10 @@ def data(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: data/sample).")] = None,
 ) -> None:
     """Generate the built-in sample data (transactions, customers, campaigns, ground truth)."""
-    paths = Paths.from_env()
+    from crm_ltv.features.config import SampleConfig, load_config, override
+    from crm_ltv.features.sample import generate_sample, write_sample
+
+    paths = _paths()
     config = override(
         load_config(SampleConfig, paths.config_file("sample")),
         "command line",
@@ -197,7 +238,12 @@ def features(
     out: Annotated[Path | None, typer.Option(help="Output Parquet (default: data/).")] = None,
 ) -> None:
     """Build the feature table at one cutoff and print a summary."""
-    paths = Paths.from_env()
+    from crm_ltv.features.arrays import as_cutoff
+    from crm_ltv.features.builders import build_features
+    from crm_ltv.features.config import FeatureConfig, load_config
+    from crm_ltv.features.contract import DataError
+
+    paths = _paths()
     feature_config = load_config(FeatureConfig, paths.config_file("features"))
     progress = Progress()
     inputs = _read_inputs(
@@ -232,7 +278,10 @@ HorizonOpt = Annotated[
 ]
 
 
-def _train_config(paths: Paths, horizon_days: int | None) -> TrainConfig:
+def _train_config(paths: Paths, horizon_days: int | None = None) -> TrainConfig:
+    from crm_ltv.features.config import load_config, override
+    from crm_ltv.training.config import TrainConfig
+
     config = load_config(TrainConfig, paths.config_file("train"))
     snapshots = override(config.snapshots, "--horizon-days", horizon_days=horizon_days)
     return override(config, "command line", snapshots=snapshots)
@@ -240,6 +289,10 @@ def _train_config(paths: Paths, horizon_days: int | None) -> TrainConfig:
 
 def _tuned_params(paths: Paths, horizon_days: int, progress: Progress) -> dict | None:
     """Best params of `make tune` for this horizon, if any (README: "Tuning")."""
+    import json
+
+    from crm_ltv.features.config import ConfigError
+
     path = paths.best_params_file
     if not path.exists():
         return None
@@ -256,6 +309,12 @@ def _tuned_params(paths: Paths, horizon_days: int, progress: Progress) -> dict |
     return params
 
 
+def _feature_config(paths: Paths) -> Any:
+    from crm_ltv.features.config import FeatureConfig, load_config
+
+    return load_config(FeatureConfig, paths.config_file("features"))
+
+
 @app.command()
 @_user_errors
 def train(
@@ -268,14 +327,19 @@ def train(
     horizon_days: HorizonOpt = None,
 ) -> None:
     """Train, evaluate and register the churn and LTV models (MLflow), with baselines."""
-    paths = Paths.from_env()
-    feature_config = load_config(FeatureConfig, paths.config_file("features"))
+    paths = _paths()
+    feature_config = _feature_config(paths)
     config = _train_config(paths, horizon_days)
     progress = Progress()
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
     tuned = _tuned_params(paths, config.snapshots.horizon_days, progress)
+    progress("loading the training libraries (LightGBM, MLflow)")
+    import mlflow
+
+    from crm_ltv.training.job import comparison_table, run_training
+
     result = run_training(inputs, paths, config, feature_config, tuned, progress)
     typer.echo(comparison_table(result.evaluation))
     for kind, reg in result.registered.items():
@@ -297,13 +361,22 @@ def score(
     max_reject_share: RejectShareOpt = None,
 ) -> None:
     """Score every customer with history up to --as-of with the champion models."""
+    from crm_ltv.features.arrays import as_cutoff
+    from crm_ltv.features.builders import build_features
+    from crm_ltv.features.config import ConfigError
+    from crm_ltv.features.contract import DataError
+
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise ConfigError(f"--out {out}: expected a .csv or .parquet file name")
-    paths = Paths.from_env()
-    feature_config = load_config(FeatureConfig, paths.config_file("features"))
-    config = load_config(TrainConfig, paths.config_file("train"))
+    paths = _paths()
+    feature_config = _feature_config(paths)
+    config = _train_config(paths)
     cutoff = as_cutoff(as_of)
     progress = Progress()
+    from crm_ltv.training.registry import load_champions
+    from crm_ltv.training.scoring import score_customers
+    from crm_ltv.training.tracking import setup_tracking
+
     setup_tracking(paths, config.registry.experiment)
     champions = load_champions(config.registry)
     progress(
@@ -350,26 +423,18 @@ def promote(
     ] = None,
 ) -> None:
     """Move the champion alias to a version by hand (the gate of `make train` is skipped)."""
-    paths = Paths.from_env()
-    config = load_config(TrainConfig, paths.config_file("train"))
-    names = {config.registry.churn_model, config.registry.ltv_model}
+    from crm_ltv.features.config import ConfigError
+    from crm_ltv.training.registry import model_names, promote_by_hand
+    from crm_ltv.training.tracking import setup_tracking
+
+    paths = _paths()
+    config = _train_config(paths)
+    names = set(model_names(config.registry).values())
     if model not in names:
         raise ConfigError(f"--model {model!r}: expected one of {', '.join(sorted(names))}")
     setup_tracking(paths, config.registry.experiment)
-    client = MlflowClient()
-    versions = client.search_model_versions(f"name = '{model}'")
-    if not versions:
-        raise RegistryError(f"model {model!r} has no versions yet: run `make train` first")
-    known = {str(v.version): v for v in versions}
-    chosen = version or max(known, key=int)
-    if chosen not in known:
-        raise RegistryError(
-            f"--version {chosen}: model {model!r} has versions {', '.join(sorted(known, key=int))}"
-        )
-    previous = champion_version(client, model, config.registry.alias)
-    set_champion(client, model, chosen, config.registry.alias)
-    client.set_model_version_tag(model, chosen, "promotion", "promoted by hand")
-    before = f"v{previous.version}" if previous else "none"
+    previous, chosen = promote_by_hand(model, version, config.registry.alias)
+    before = f"v{previous}" if previous else "none"
     typer.echo(f"{model}: {config.registry.alias} {before} -> v{chosen}")
 
 
@@ -388,8 +453,11 @@ def tune(
     horizon_days: HorizonOpt = None,
 ) -> None:
     """Tune both models with Optuna; the next `crm-ltv train` uses the best params."""
-    paths = Paths.from_env()
-    feature_config = load_config(FeatureConfig, paths.config_file("features"))
+    from crm_ltv.features.config import load_config, override
+    from crm_ltv.training.config import TuneConfig
+
+    paths = _paths()
+    feature_config = _feature_config(paths)
     config = _train_config(paths, horizon_days)
     tune_config = override(
         load_config(TuneConfig, paths.config_file("tune")), "--trials", trials=trials
@@ -398,6 +466,9 @@ def tune(
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
+    from crm_ltv.training.job import split_inputs
+    from crm_ltv.training.tuning import run_tuning
+
     split = split_inputs(inputs, config, feature_config, progress)
     results = run_tuning(split, paths, config, tune_config, progress)
     for kind, result in results.items():
@@ -409,18 +480,87 @@ def tune(
 
 
 def _sync_store(progress: Progress) -> Paths:
-    """The champions into the BentoML model store (or a warning and the store's copies)."""
-    from crm_ltv.serving.store import sync_champions  # imports bentoml: only for these commands
+    """Copy each champion bundle from the registry into the BentoML model store unless the
+    store's latest copy already is that version. When the registry cannot be reached (or has no
+    champion), the store's copies are served, with a warning; with an empty store that is an
+    error."""
+    import tempfile
 
-    paths = Paths.from_env()
-    config = load_config(TrainConfig, paths.config_file("train"))
-    mlflow.set_tracking_uri(tracking_uri(paths))  # read only: no experiment to create
-    sync_champions(config.registry, progress)
+    import mlflow
+
+    from crm_ltv.serving.store import describe, is_stored, store_bundle, stored_model
+    from crm_ltv.training.registry import (
+        RegistryError,
+        champion_version,
+        download_bundle,
+        model_names,
+    )
+    from crm_ltv.training.tracking import tracking_uri
+
+    paths = _paths()
+    registry = _train_config(paths).registry
+    names = model_names(registry)
+    # A tracking server that is down should fail in seconds, not after minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = tracking_uri(paths)
+    mlflow.set_tracking_uri(uri)  # read only: no experiment to create
+    try:
+        versions = {kind: champion_version(name, registry.alias) for kind, name in names.items()}
+        problem = next(
+            (f"model {names[k]!r} has no {registry.alias!r} version" for k, v in versions.items()
+             if v is None),
+            None,
+        )  # fmt: skip
+    except Exception as exc:  # any failure to reach the registry: fall back to the store
+        versions, problem = {}, f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if problem is not None:
+        stored = {kind: stored_model(kind) for kind in names}
+        if any(s is None for s in stored.values()):
+            raise RegistryError(
+                f"registry at {uri}: {problem}, and the BentoML model store has no copy to "
+                "serve: run `make train` (or `crm-ltv promote`) first"
+            )
+        progress(
+            f"warning: registry at {uri}: {problem}; serving the models already in the BentoML "
+            "store: " + ", ".join(describe(s) for s in stored.values() if s is not None)
+        )
+        return paths
+    for kind, found in versions.items():
+        assert found is not None
+        if is_stored(kind, str(found.version), uri):
+            progress(
+                f"{kind}: {describe(stored_model(kind))} is the champion, already in the store"
+            )
+            continue
+        with tempfile.TemporaryDirectory(prefix="crm-ltv-bundle-") as tmp:
+            folder = download_bundle(names[kind], str(found.version), Path(tmp))
+            created = store_bundle(
+                kind,
+                folder,
+                {
+                    "registry_name": names[kind],
+                    "registry_version": str(found.version),
+                    "tracking_uri": uri,
+                    "run_id": found.run_id,
+                },
+            )
+        progress(f"{kind}: copied {names[kind]} v{found.version} into the store as {created.tag}")
     return paths
 
 
 def _bentoml(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "bentoml"), *args]
+
+
+def _bentoml_env(paths: Paths) -> dict[str, str]:
+    """The home for the service, and serving.yaml's workers and logging as BentoML overrides."""
+    from crm_ltv.features.config import load_config
+    from crm_ltv.serving.config import BENTOML_OVERRIDES_ENV, ServingConfig, bentoml_overrides
+
+    settings = load_config(ServingConfig, paths.config_file("serving"))
+    return {"CRM_LTV_HOME": str(paths.root), BENTOML_OVERRIDES_ENV: bentoml_overrides(settings)}
 
 
 @app.command()
@@ -436,8 +576,7 @@ def serve(
     command = _bentoml(
         "serve", "crm_ltv.serving.service:CrmLtv", "--host", host, "--port", str(port)
     )
-    os.chdir(SOURCE_ROOT)
-    os.environ.setdefault("CRM_LTV_HOME", str(paths.root))
+    os.environ.update(_bentoml_env(paths))
     os.execv(command[0], command)
 
 
@@ -445,15 +584,17 @@ def serve(
 @_user_errors
 def bento() -> None:
     """Copy the champion models into the BentoML store and build a Bento that carries them."""
+    from crm_ltv.serving.packaging import build_bento
+
     progress = Progress()
     _sync_store(progress)
-    progress("building the Bento (bentofile.yaml)")
-    done = subprocess.run(_bentoml("build", "-f", "bentofile.yaml", "."), cwd=SOURCE_ROOT)
-    if done.returncode != 0:
-        raise typer.Exit(done.returncode)
+    progress("building the Bento (the project's wheel and the runtime lock)")
+    done = build_bento(progress)
+    if done != 0:
+        raise typer.Exit(done)
 
 
-def main() -> None:  # pragma: no cover - entry point for `python -m training.cli`
+def main() -> None:  # pragma: no cover - the `crm-ltv` entry point
     app(prog_name="crm-ltv")
 
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+
 from crm_ltv.features.contract import TRANSACTIONS, DataError, naive_utc
 
 SECONDS_PER_DAY = 86_400

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
+
 from crm_ltv.features.arrays import (
     EPOCH,
     SECONDS_PER_DAY,
@@ -299,6 +300,22 @@ def features_at(
 ) -> pd.DataFrame:
     """Features at one cutoff from prepared arrays (build many cutoffs from one conversion)."""
     return feature_columns(arrays, cutoff, config, customers, rfm_cuts).frame()
+
+
+def with_rfm_cuts(table: pd.DataFrame, cuts: RfmCuts, config: FeatureConfig) -> pd.DataFrame:
+    """The table with RFM scores, segment and lifecycle stage against fixed cut points.
+
+    Training rows come from many cutoffs, each scored against its own quintiles by default; a
+    model scores against the cut points of its training population (which it carries), so its
+    training rows are rescored against those same cut points: no train/serve skew.
+    """
+    r = quintile_scores(table["recency_days"], False, np.asarray(cuts.recency))
+    f = quintile_scores(table["frequency"], True, np.asarray(cuts.frequency))
+    m = quintile_scores(table["monetary_total"], True, np.asarray(cuts.monetary))
+    out = table.assign(r_score=r, f_score=f, m_score=m, rfm_segment=rfm_segments(r, f, m))
+    if "lifecycle_stage" in out:  # its rules may read the scores
+        out["lifecycle_stage"] = lifecycle_stages(out, config.lifecycle)
+    return out
 
 
 def feature_columns(

@@ -8,6 +8,7 @@ q^k over the lifespan for q = r / (1 + d) (continuous in the lifespan).
 from __future__ import annotations
 
 import numpy as np
+
 from crm_ltv.features.config import HistoricLtvConfig
 
 DAYS_PER_YEAR = 365.25

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
 from crm_ltv.features.config import DataConfig, SourceConfig
 from crm_ltv.features.loading import Loaded, load_customers, load_transactions
 from crm_ltv.features.paths import Paths

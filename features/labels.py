@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from crm_ltv.features.arrays import SECONDS_PER_DAY, TransactionArrays, cutoff_seconds
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from crm_ltv.features.columns import as_floats, n_rows
 from crm_ltv.features.config import LIFECYCLE_STAGES, ConfigError, LifecycleConfig
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pandas.tseries.api import guess_datetime_format
+
 from crm_ltv.features.config import SourceConfig, ValidationConfig
 from crm_ltv.features.contract import (
     CAMPAIGNS,
@@ -23,7 +25,6 @@ from crm_ltv.features.contract import (
     TableSchema,
     naive_utc,
 )
-from pandas.tseries.api import guess_datetime_format
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")

@@ -1,14 +1,24 @@
 """Every file and folder the project reads or writes, from one place.
 
-The project root is the working directory (the Makefile runs from the repo root);
-`CRM_LTV_HOME` points it elsewhere, e.g. for tests in a temporary folder.
+The project home is the CLI's `--home`, else `CRM_LTV_HOME`, else the working directory. Configs
+come from the home's `configs/` folder file by file, else from the defaults shipped inside the
+package (`crm_ltv.configs`), so the installed tool runs from any folder.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
+
+HOME_ENV = "CRM_LTV_HOME"
+CONFIG_AREAS = ("data", "features", "sample", "train", "tune", "serving", "nba")
+
+
+def default_config_file(area: str) -> Path:
+    """The packaged default of configs/<area>.yaml."""
+    return Path(str(files("crm_ltv.configs") / f"{area}.yaml"))
 
 
 @dataclass(frozen=True)
@@ -16,8 +26,8 @@ class Paths:
     root: Path
 
     @classmethod
-    def from_env(cls) -> Paths:
-        return cls(Path(os.environ.get("CRM_LTV_HOME", ".")).resolve())
+    def from_env(cls, home: Path | None = None) -> Paths:
+        return cls(Path(home or os.environ.get(HOME_ENV) or ".").resolve())
 
     @property
     def configs_dir(self) -> Path:
@@ -65,7 +75,9 @@ class Paths:
         return self.root / "optuna.db"
 
     def config_file(self, area: str) -> Path:
-        return self.configs_dir / f"{area}.yaml"
+        """The home's configs/<area>.yaml where there is one, else the packaged default."""
+        own = self.configs_dir / f"{area}.yaml"
+        return own if own.exists() else default_config_file(area)
 
     def sample_table(self, table: str) -> Path:
         return self.sample_dir / f"{table}.csv"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from crm_ltv.features.config import SampleConfig
 
 DAYS_PER_YEAR = 365.25

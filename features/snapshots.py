@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import pandas as pd
+
 from crm_ltv.features.arrays import CustomerAttributes, TransactionArrays, as_cutoff
 from crm_ltv.features.builders import features_at
 from crm_ltv.features.config import FeatureConfig

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from crm_ltv.features.config import LIFECYCLE_STAGES
 from crm_ltv.features.rfm import RFM_SEGMENTS
 from crm_ltv.training.attributions import Method
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NO_ACTION = "no_action"
+SERVICE_NAME = "crm-ltv"
+BENTOML_OVERRIDES_ENV = "BENTOML_CONFIG_OVERRIDES"
 
 
 class _Frozen(BaseModel):
@@ -24,6 +30,27 @@ class ServingConfig(_Frozen):
     model_load_wait_seconds: float = Field(30.0, ge=0)  # a call during model loading waits
     access_log: bool = False  # BentoML's line per HTTP call; the decision log records each call
     trace_scoring: bool = False  # OpenTelemetry spans for /score (README: Operations)
+    # /score calls in flight per worker before more get 503 + Retry-After (serving.admission)
+    max_in_flight: int = Field(4, ge=1)
+    retry_after_seconds: int = Field(1, ge=1)  # the Retry-After of those 503s
+
+
+def bentoml_settings(config: ServingConfig) -> dict[str, Any]:
+    """BentoML's service settings from ours: the service decorator's defaults, and the
+    overrides `crm-ltv serve` passes (so the service module reads no config on import)."""
+    return {
+        "workers": config.workers,
+        "traffic": {"timeout": 60},
+        "logging": {"access": {"enabled": config.access_log}},
+        # BentoML samples no traces by default, yet its OpenTelemetry middleware still makes
+        # five spans per call: about a millisecond, a tenth of a single-customer answer.
+        "tracing": {"excluded_urls": [] if config.trace_scoring else ["/score"]},
+    }
+
+
+def bentoml_overrides(config: ServingConfig) -> str:
+    """The JSON of BENTOML_CONFIG_OVERRIDES that applies `config` to `bentoml serve`."""
+    return json.dumps({"services": {SERVICE_NAME: bentoml_settings(config)}})
 
 
 class Eligibility(_Frozen):

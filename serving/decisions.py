@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from crm_ltv.serving.schemas import CustomerScore
 from pydantic_core import to_json
+
+from crm_ltv.serving.schemas import CustomerScore
 
 
 class DecisionLog:

@@ -17,6 +17,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+
 from crm_ltv.features.arrays import Codes, CustomerAttributes, TransactionArrays
 from crm_ltv.features.builders import Column, FeatureColumns, feature_columns
 from crm_ltv.features.config import LIFECYCLE_STAGES, FeatureConfig
@@ -47,15 +48,15 @@ class Scorer:
 
     def __post_init__(self) -> None:
         if self.settings.reason_method == "path":  # tabulated while loading, not on a request
-            for model in (self.champions.churn.model, self.champions.ltv.model):
-                for booster in model.boosters():
+            for champion in (self.champions.churn, self.champions.ltv):
+                for booster in champion.bundle.boosters(champion.kind):
                     path_table(booster)
 
     @functools.cached_property
     def model_features(self) -> list[str]:
         """What the champion models read, in the churn model's order."""
-        names = [str(n) for n in self.champions.churn.model.feature_names_in_]
-        extra = [str(n) for n in self.champions.ltv.model.feature_names_in_ if n not in names]
+        names = list(self.champions.churn.bundle.feature_names)
+        extra = [n for n in self.champions.ltv.bundle.feature_names if n not in names]
         return names + extra
 
     @functools.cached_property
@@ -249,16 +250,17 @@ class Scorer:
         out: list[list[dict]] = [[] for _ in range(n_customers)]
         if top == 0:
             return out
-        for kind, model, encoded in (
-            ("churn", self.champions.churn.model, inputs.churn),
-            ("ltv", self.champions.ltv.model, inputs.ltv),
+        for champion, encoded in (
+            (self.champions.churn, inputs.churn),
+            (self.champions.ltv, inputs.ltv),
         ):
-            values = model.contributions_encoded(encoded, self.settings.reason_method)[:, :-1]
+            bundle, kind = champion.bundle, champion.kind
+            values = bundle.contributions(kind, encoded, self.settings.reason_method)[:, :-1]
             order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :top]
             contributions = np.take_along_axis(values, order, axis=1).tolist()
             seen = np.take_along_axis(encoded, order, axis=1).tolist()
-            names = model.model_features_
-            vocabularies = [model.vocabularies_.get(name) for name in names]
+            names = bundle.model_features
+            vocabularies = [bundle.vocabularies.get(name) for name in names]
             for i, reasons in enumerate(out):
                 for j, value, contribution in zip(order[i], seen[i], contributions[i], strict=True):
                     reasons.append(

@@ -7,6 +7,7 @@ carries them; they load in the background, and /readyz answers 503 until they ha
 
 from __future__ import annotations
 
+import functools
 import gc
 import hmac
 import logging
@@ -19,21 +20,28 @@ from typing import Any
 import anyio
 import bentoml
 from bentoml.exceptions import ServiceUnavailable
+
 from crm_ltv.features.config import ConfigError, FeatureConfig, load_config
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.paths import Paths
-from crm_ltv.serving.config import NbaConfig, ServingConfig
+from crm_ltv.serving.admission import ConcurrencyLimit
+from crm_ltv.serving.config import SERVICE_NAME, NbaConfig, ServingConfig, bentoml_settings
 from crm_ltv.serving.decisions import DecisionLog
 from crm_ltv.serving.schemas import CustomerIn, ScoreRequest, ScoreResponse, request_error
 from crm_ltv.serving.scorer import Scorer
 from crm_ltv.serving.store import STORE_NAMES, load_stored_champions
+from crm_ltv.training.errors import ChampionError
 
 logger = logging.getLogger("bentoml.crm_ltv")
 TOKEN_ENV = "CRM_LTV_API_TOKEN"
 OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json", "/")
-PATHS = Paths.from_env()
-# The service decorator needs the worker count when this module is imported.
-SETTINGS = load_config(ServingConfig, PATHS.config_file("serving"))
+
+
+@functools.cache
+def settings() -> ServingConfig:
+    """configs/serving.yaml of the project home, read once per worker on first use (never on
+    import: `crm-ltv serve` passes its worker count and logging to BentoML as overrides)."""
+    return load_config(ServingConfig, Paths.from_env().config_file("serving"))
 
 
 class BearerAuth:
@@ -73,13 +81,10 @@ class BearerAuth:
 
 
 @bentoml.service(
-    name="crm-ltv",
-    workers=SETTINGS.workers,
-    traffic={"timeout": 60},
-    logging={"access": {"enabled": SETTINGS.access_log}},
-    # BentoML samples no traces by default, yet its OpenTelemetry middleware still makes five
-    # spans per call: about a millisecond, a tenth of a single-customer answer.
-    tracing={} if SETTINGS.trace_scoring else {"excluded_urls": ["/score"]},
+    name=SERVICE_NAME,
+    # Defaults of configs/serving.yaml; `crm-ltv serve` overrides them from the home's config
+    # (serving.config.bentoml_overrides), a Bento served by hand with BENTOML_CONFIG_OVERRIDES.
+    **bentoml_settings(ServingConfig()),
 )
 class CrmLtv:
     churn_model = bentoml.models.BentoModel(f"{STORE_NAMES['churn']}:latest")
@@ -89,7 +94,7 @@ class CrmLtv:
         self.scorer: Scorer | None = None
         self.failure: str | None = None
         self.loaded = threading.Event()
-        self.decisions = DecisionLog(PATHS.root / SETTINGS.decision_log)
+        self.decisions = DecisionLog(Paths.from_env().root / settings().decision_log)
         threading.Thread(target=self._load, name="load-models", daemon=True).start()
 
     def _load(self) -> None:
@@ -101,13 +106,14 @@ class CrmLtv:
     def _load_scorer(self) -> None:
         try:
             champions = load_stored_champions(self.churn_model, self.ltv_model)
+            paths = Paths.from_env()
             self.scorer = Scorer(
                 champions,
-                load_config(FeatureConfig, PATHS.config_file("features")),
-                load_config(NbaConfig, PATHS.config_file("nba")),
-                SETTINGS,
+                load_config(FeatureConfig, paths.config_file("features")),
+                load_config(NbaConfig, paths.config_file("nba")),
+                settings(),
             )
-        except (ConfigError, ValueError, OSError) as exc:
+        except (ConfigError, ValueError, OSError, ChampionError) as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
             logger.error("models not loaded: %s", self.failure)
             return
@@ -129,7 +135,7 @@ class CrmLtv:
             # /readyz is answered by whichever worker takes the probe: a call that reaches a
             # worker still loading waits for its models instead of failing while its siblings
             # serve (waiting in a thread, so this worker's probes still answer meanwhile).
-            await anyio.to_thread.run_sync(self.loaded.wait, SETTINGS.model_load_wait_seconds)
+            await anyio.to_thread.run_sync(self.loaded.wait, settings().model_load_wait_seconds)
         if self.scorer is None:
             raise ServiceUnavailable(self.failure or "models are still loading; see /readyz")
         request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -144,3 +150,9 @@ class CrmLtv:
 
 
 CrmLtv.add_asgi_middleware(BearerAuth)
+
+CrmLtv.add_asgi_middleware(
+    ConcurrencyLimit,
+    limit=lambda: settings().max_in_flight,
+    retry_after=lambda: settings().retry_after_seconds,
+)

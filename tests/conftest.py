@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from crm_ltv.features.config import DataConfig, FeatureConfig, SampleConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from crm_ltv.features.config import (
     ConfigError,
     DataConfig,
@@ -10,7 +11,6 @@ from crm_ltv.features.config import (
     SampleConfig,
     load_config,
 )
-
 from tests.conftest import CONFIGS
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.sample import generate_sample
 from crm_ltv.training.config import SnapshotConfig, SplitConfig

@@ -8,6 +8,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pytest
+
 from crm_ltv.features.arrays import Codes, CustomerAttributes, TransactionArrays
 from crm_ltv.features.builders import build_features, feature_columns
 from crm_ltv.features.config import FeatureConfig
@@ -15,7 +16,6 @@ from crm_ltv.features.contract import DataError
 from crm_ltv.features.registry import feature_registry
 from crm_ltv.features.rfm import RfmCuts
 from crm_ltv.features.sample import generate_sample
-
 from tests.conftest import frame, parsed_sample
 
 CUTOFF = "2024-06-30"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from crm_ltv.features.config import HistoricLtvConfig
 from crm_ltv.features.historic_ltv import historic_ltv, lifespan_factor
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+
 from crm_ltv.features.builders import build_features
 from crm_ltv.features.labels import build_labels
-
 from tests.conftest import frame
 
 CUTOFF = "2024-01-01"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from crm_ltv.features.builders import build_features
 from crm_ltv.features.labels import build_labels
 from crm_ltv.features.snapshots import build_snapshots
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 START = pd.Timestamp("2023-01-01")
 CUTOFF = pd.Timestamp("2024-01-01")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from crm_ltv.features.config import ConfigError, FeatureConfig, LifecycleConfig, LifecycleRule
 from crm_ltv.features.lifecycle import lifecycle_stages
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from crm_ltv.features.config import SourceConfig, ValidationConfig
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.loading import load_campaigns, load_customers, load_transactions

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from crm_ltv.training.metrics import (
     churn_metrics,
     decile_table,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
+
 from crm_ltv.training.attributions import METHODS
 from crm_ltv.training.models import ChurnModel, LtvModel
-from sklearn.base import clone
 
 
 def test_estimators_follow_the_scikit_learn_contract(small_split, train_config):

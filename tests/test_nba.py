@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+
 from crm_ltv.features.config import ConfigError, load_config
 from crm_ltv.serving.config import NO_ACTION, NbaConfig
 from crm_ltv.serving.nba import Customer, decide, value_if_purchase
-
 from tests.conftest import CONFIGS
 
 AS_OF = datetime(2025, 6, 30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from crm_ltv.features.rfm import RFM_SEGMENTS, quintile_scores, rfm_segments
 
 

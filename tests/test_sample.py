@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from crm_ltv.features.config import SourceConfig, ValidationConfig
 from crm_ltv.features.loading import load_campaigns, load_customers, load_transactions
 from crm_ltv.features.sample import SampleData, generate_sample, write_sample

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from crm_ltv.features.config import SampleConfig, load_config
 from crm_ltv.features.sample import generate_sample
 from crm_ltv.training.datasets import build_time_split
 from crm_ltv.training.pipeline import evaluate_models, train_models
-
 from tests.conftest import CONFIGS, parsed_sample
 
 

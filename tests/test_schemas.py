@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from crm_ltv.serving.schemas import ScoreRequest
 from pydantic import ValidationError
+
+from crm_ltv.serving.schemas import ScoreRequest
 
 
 def _errors(body: object) -> list[tuple[tuple, str]]:

@@ -17,11 +17,11 @@ import httpx
 import mlflow
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
+
 from crm_ltv.features.builders import build_features
 from crm_ltv.features.config import FeatureConfig, load_config
 from crm_ltv.features.rfm import RfmCuts
-from mlflow import MlflowClient
-
 from tests.conftest import (
     CLI,
     ROOT,

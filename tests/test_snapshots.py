@@ -6,11 +6,11 @@ import itertools
 
 import pandas as pd
 import pytest
+
 from crm_ltv.features.builders import build_features
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.labels import build_labels
 from crm_ltv.features.snapshots import build_snapshots, snapshot_cutoffs
-
 from tests.conftest import frame
 
 ROWS = [

@@ -9,14 +9,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from crm_ltv.features.columns import Columns, as_floats
 from scipy.optimize import minimize
 from scipy.special import betaln, expit, gammaln, hyp2f1
 from sklearn.base import BaseEstimator, TransformerMixin
+
+from crm_ltv.features.columns import Columns, as_floats
 
 PREDICTIONS = ("churn_probability", "predicted_value")
 _LOG_BOUNDS = (-10.0, 10.0)
@@ -168,6 +171,24 @@ class BgNbdBaseline(BaseEstimator):
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(self.predict_columns(X), index=X.index)
 
+    def to_params(self) -> dict[str, Any]:
+        """The fitted model as plain numbers (a model bundle's `bgnbd` entry)."""
+        return {
+            "horizon_days": self.horizon_days,
+            "time_unit_days": self.time_unit_days,
+            "bgnbd": [float(v) for v in self.bgnbd_.params_],
+            "gamma_gamma": [float(v) for v in self.gamma_gamma_.params_],
+        }
+
+    @classmethod
+    def from_params(cls, raw: Mapping[str, Any]) -> BgNbdBaseline:
+        fitted = cls(int(raw["horizon_days"]), float(raw["time_unit_days"]))
+        fitted.bgnbd_ = BgNbd()
+        fitted.bgnbd_.params_ = np.asarray(raw["bgnbd"], dtype="float64")
+        fitted.gamma_gamma_ = GammaGamma()
+        fitted.gamma_gamma_.params_ = np.asarray(raw["gamma_gamma"], dtype="float64")
+        return fitted
+
     def predict_columns(self, X: Columns) -> dict[str, np.ndarray]:
         h = PurchaseHistory.of(X, self.time_unit_days)
         t = self.horizon_days / self.time_unit_days
@@ -234,6 +255,16 @@ class BgNbdFeatures(TransformerMixin, BaseEstimator):
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         return X.assign(**self.added(X))
+
+    def to_params(self) -> dict[str, Any]:
+        return self.baseline_.to_params()
+
+    @classmethod
+    def from_params(cls, raw: Mapping[str, Any]) -> BgNbdFeatures:
+        baseline = BgNbdBaseline.from_params(raw)
+        fitted = cls(baseline.horizon_days, baseline.time_unit_days)
+        fitted.baseline_ = baseline
+        return fitted
 
     def added(self, X: Columns) -> dict[str, np.ndarray]:
         """The columns `transform` adds, from a table or columns by name."""

@@ -11,8 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
+
+from crm_ltv.features.builders import with_rfm_cuts
 from crm_ltv.features.config import FeatureConfig
 from crm_ltv.features.contract import DataError
+from crm_ltv.features.rfm import RfmCuts
 from crm_ltv.features.snapshots import build_snapshots, snapshot_cutoffs
 from crm_ltv.training.config import SnapshotConfig, SplitConfig
 
@@ -33,11 +36,15 @@ class CutoffPlan:
 
 @dataclass(frozen=True)
 class TimeSplit:
+    """Every part scored against `rfm_cuts`, the RFM cut points of the training population,
+    which the trained models carry and score new customers against."""
+
     plan: CutoffPlan
     horizon_days: int
     train: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame
+    rfm_cuts: RfmCuts
 
     @property
     def feature_names(self) -> list[str]:
@@ -99,4 +106,6 @@ def build_time_split(
                 f"{part['churned'].nunique() if len(part) else 0} churn outcome(s): "
                 "need both churned and retained customers to train and evaluate"
             )
-    return TimeSplit(plan, snapshots.horizon_days, **parts)
+    cuts = RfmCuts.of(parts["train"])
+    parts = {name: with_rfm_cuts(part, cuts, features) for name, part in parts.items()}
+    return TimeSplit(plan, snapshots.horizon_days, **parts, rfm_cuts=cuts)

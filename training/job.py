@@ -4,34 +4,46 @@ registry and promotion gate -> reports/metrics.json."""
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
+
+from crm_ltv.features.builders import with_rfm_cuts
 from crm_ltv.features.config import FeatureConfig
 from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
-from crm_ltv.features.rfm import RfmCuts
 from crm_ltv.training import plots
+from crm_ltv.training.bundle import Kind, ModelBundle
 from crm_ltv.training.config import GateConfig, TrainConfig
 from crm_ltv.training.datasets import TimeSplit, build_time_split
-from crm_ltv.training.metrics import churn_metrics, decile_table, ltv_metrics
-from crm_ltv.training.models import TRUSTED_TYPES
-from crm_ltv.training.pipeline import Evaluation, TrainedModels, evaluate_models, train_models
+from crm_ltv.training.metrics import decile_table
+from crm_ltv.training.pipeline import (
+    Evaluation,
+    TrainedModels,
+    evaluate,
+    evaluate_models,
+    train_models,
+)
 from crm_ltv.training.registry import (
-    RFM_CUTS_TAG,
     Decision,
+    RegistryError,
     champion_version,
     decide_promotion,
-    load_version,
+    load_bundle,
+    log_bundle,
+    model_names,
+    register_version,
+    set_champion,
 )
 from crm_ltv.training.reports import ltv_cac_report, segment_report
 from crm_ltv.training.tracking import file_sha256, git_commit, setup_tracking
-from mlflow import MlflowClient
-from mlflow.models import infer_signature
 
 Progress = Callable[[str], None]
 MODEL_ORDER = ("lightgbm", "bgnbd", "rfm")
@@ -49,7 +61,7 @@ class TrainResult:
     run_id: str
     split: TimeSplit
     evaluation: Evaluation
-    registered: dict[str, Registered]
+    registered: dict[Kind, Registered]
     summary: dict[str, Any] = field(repr=False)
 
 
@@ -113,23 +125,22 @@ def run_training(
     split = split_inputs(inputs, config, feature_config, progress)
     truth = load_truth_dropout(paths, inputs, split)
     experiment_id = setup_tracking(paths, config.registry.experiment)
-    client = MlflowClient()
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-h{horizon}") as run:
-        _log_provenance(inputs, paths, config, split, tuned or {})
+        provenance = _log_provenance(inputs, paths, config, split, tuned or {})
         models = train_models(split, config, tuned, progress)
+        bundle = replace(
+            models.bundle,
+            metadata=_bundle_metadata(run.info.run_id, split, config, provenance, tuned or {}),
+        )
+        models = replace(models, bundle=bundle)
         progress("evaluating on the test snapshot")
         evaluation = evaluate_models(models, split, truth)
         _log_metrics(evaluation)
         progress("logging plots and reports")
         _log_plots(models, split, evaluation)
         _log_reports(split, evaluation, customers)
-        progress("registering models")
-        registered = {
-            "churn": _register(
-                client, config, "churn", models.churn, split, evaluation, run.info.run_id
-            ),
-            "ltv": _register(client, config, "ltv", models.ltv, split, evaluation, run.info.run_id),
-        }
+        progress("registering the model bundle")
+        registered = _register_bundle(config, feature_config, bundle, split, evaluation, run)
         for kind, reg in registered.items():
             mlflow.set_tag(f"{kind}_promoted", str(reg.decision.promote).lower())
         summary = _summary(run.info.run_id, split, evaluation, registered, inputs)
@@ -150,19 +161,18 @@ def _log_provenance(
     config: TrainConfig,
     split: TimeSplit,
     tuned: dict[str, dict[str, Any]],
-) -> None:
+) -> dict[str, str]:
     sources = [inputs.transactions.report.source]
     if inputs.customers:
         sources.append(inputs.customers.report.source)
-    mlflow.set_tags(
-        {
-            "data_sha256": file_sha256(*sources),
-            "git_commit": git_commit(paths.root),
-            "transactions": str(inputs.transactions.report.source),
-            "customers": str(inputs.customers.report.source) if inputs.customers else "none",
-            "tuned_params": str(paths.best_params_file) if tuned else "none",
-        }
-    )
+    tags = {
+        "data_sha256": file_sha256(*sources),
+        "git_commit": git_commit(Path(__file__).resolve().parent),  # the code, not the home
+        "transactions": str(inputs.transactions.report.source),
+        "customers": str(inputs.customers.report.source) if inputs.customers else "none",
+        "tuned_params": str(paths.best_params_file) if tuned else "none",
+    }
+    mlflow.set_tags(tags)
     plan = split.plan
     mlflow.log_params(
         {
@@ -191,6 +201,34 @@ def _log_provenance(
     for area in ("data", "features", "train"):
         mlflow.log_artifact(str(paths.config_file(area)), "config")
     mlflow.log_dict({"features": split.feature_names}, "features.json")
+    return tags
+
+
+def _bundle_metadata(
+    run_id: str,
+    split: TimeSplit,
+    config: TrainConfig,
+    provenance: dict[str, str],
+    tuned: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """What a bundle says of its training, for whoever loads it without the registry."""
+    from importlib.metadata import version
+
+    plan = split.plan
+    return {
+        "run_id": run_id,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "crm_ltv": version("crm-ltv"),
+        "lightgbm": version("lightgbm"),
+        "data_sha256": provenance["data_sha256"],
+        "git_commit": provenance["git_commit"],
+        "transactions": provenance["transactions"],
+        "train_cutoffs": [f"{c:%Y-%m-%d}" for c in plan.train],
+        "valid_cutoff": f"{plan.valid:%Y-%m-%d}",
+        "test_cutoff": f"{plan.test:%Y-%m-%d}",
+        "seed": config.seed,
+        "tuned_params": tuned,
+    }
 
 
 def _log_metrics(evaluation: Evaluation) -> None:
@@ -227,14 +265,10 @@ def _log_plots(models: TrainedModels, split: TimeSplit, evaluation: Evaluation) 
             _importance(models.ltv), "LTV model: feature importance"
         ),
         "churn_shap.png": plots.shap_summary_plot(
-            models.churn.contributions(sample),
-            models.churn.model_input(sample),
-            "Churn model: SHAP summary (log-odds)",
+            *_explained(models.bundle, "churn", sample), "Churn model: SHAP summary (log-odds)"
         ),
         "ltv_shap.png": plots.shap_summary_plot(
-            models.ltv.contributions(sample),
-            models.ltv.model_input(sample),
-            "LTV model: SHAP summary (log scale)",
+            *_explained(models.bundle, "ltv", sample), "LTV model: SHAP summary (log scale)"
         ),
     }
     for name, figure in figures.items():
@@ -242,6 +276,16 @@ def _log_plots(models: TrainedModels, split: TimeSplit, evaluation: Evaluation) 
         plots.plt.close(figure)
     for name, table in deciles.items():
         mlflow.log_table(table, f"tables/ltv_deciles_{name}.json")
+
+
+def _explained(
+    bundle: ModelBundle, kind: Kind, sample: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """SHAP values of the bundle's `kind` head, and the inputs its boosters saw."""
+    values = bundle.contributions(kind, bundle.encode(sample), "shap")
+    columns = [*bundle.model_features, "(base)"]
+    seen = bundle.bgnbd.transform(sample) if bundle.bgnbd is not None else sample
+    return pd.DataFrame(values, index=sample.index, columns=columns), seen
 
 
 def _importance(model: Any) -> pd.Series:
@@ -257,77 +301,83 @@ def _log_reports(split: TimeSplit, evaluation: Evaluation, customers: pd.DataFra
         mlflow.log_table(ltv_cac, "tables/ltv_cac_by_channel.json")
 
 
-def _register(
-    client: MlflowClient,
+def _register_bundle(
     config: TrainConfig,
-    kind: str,
-    model: Any,
+    feature_config: FeatureConfig,
+    bundle: ModelBundle,
     split: TimeSplit,
     evaluation: Evaluation,
-    run_id: str,
-) -> Registered:
-    """Log and register a new version, then move the champion alias only if the gate allows."""
-    name = config.registry.churn_model if kind == "churn" else config.registry.ltv_model
-    gate: GateConfig = getattr(config.promotion, kind)
-    new_metrics = (evaluation.churn if kind == "churn" else evaluation.ltv)["lightgbm"]
-    current = champion_version(client, name, config.registry.alias)
-    champion_metrics, why_not = None, None
-    if current is not None:
-        champion_metrics, why_not = _score_champion(kind, name, current, split)
-    example = model_input_example(split.test, split.feature_names)
-    output = model.predict_proba(example) if kind == "churn" else model.predict(example)
-    info = mlflow.sklearn.log_model(
-        model,
-        name=f"{kind}_model",
-        signature=infer_signature(example, output),
-        input_example=example,
-        registered_model_name=name,
-        pyfunc_predict_fn="predict_proba" if kind == "churn" else "predict",
-        skops_trusted_types=list(TRUSTED_TYPES),
-    )
-    version = str(info.registered_model_version)
-    if why_not is not None:
-        decision = Decision(False, why_not)
-    else:
-        label = f"champion v{current.version}" if current is not None else "the champion"
-        decision = decide_promotion(new_metrics, champion_metrics, gate, label)
-    tags = {
-        "horizon_days": str(split.horizon_days),
-        "test_cutoff": f"{split.plan.test:%Y-%m-%d}",
-        "run_id": run_id,
-        "promotion": decision.reason,
-        RFM_CUTS_TAG: json.dumps(RfmCuts.of(split.test).to_dict()),
-        **{f"metric.{k}": f"{v:.6g}" for k, v in new_metrics.items()},
+    run: Any,
+) -> dict[Kind, Registered]:
+    """Log the run's bundle once, register it as a new version of both models, and move each
+    champion alias only if its gate allows (both judged on this run's test snapshot)."""
+    names = model_names(config.registry)
+    champions = {
+        kind: champion_version(name, config.registry.alias) for kind, name in names.items()
     }
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    if decision.promote:
-        client.set_registered_model_alias(name, config.registry.alias, version)
-    return Registered(name, version, decision)
+    comparisons = {
+        kind: _score_champion(kind, names[kind], current, split, feature_config)
+        for kind, current in champions.items()
+        if current is not None
+    }
+    example = model_input_example(split.test, split.feature_names)
+    with tempfile.TemporaryDirectory(prefix="crm-ltv-bundle-") as tmp:
+        model_uri = log_bundle(bundle.save(Path(tmp) / "bundle"), example, bundle.predict(example))
+    registered = {}
+    for kind, name in names.items():
+        gate: GateConfig = getattr(config.promotion, kind)
+        ours = evaluation.churn["lightgbm"] if kind == "churn" else evaluation.ltv["lightgbm"]
+        current = champions[kind]
+        theirs, why_not = comparisons.get(kind, (None, None))
+        if why_not is not None:
+            decision = Decision(False, why_not)
+        elif current is not None and theirs is None:  # a champion from before bundles
+            decision = decide_promotion(ours, None, gate)
+            note = f"champion v{current.version} predates model bundles and cannot score"
+            decision = Decision(decision.promote, f"{note}; {decision.reason}")
+        else:
+            label = f"champion v{current.version}" if current is not None else "the champion"
+            decision = decide_promotion(ours, theirs, gate, label)
+        tags = {
+            "horizon_days": str(split.horizon_days),
+            "test_cutoff": f"{split.plan.test:%Y-%m-%d}",
+            "run_id": run.info.run_id,
+            "promotion": decision.reason,
+            **{f"metric.{k}": f"{v:.6g}" for k, v in ours.items()},
+        }
+        version = register_version(model_uri, name, tags)
+        if decision.promote:
+            set_champion(name, version, config.registry.alias)
+        registered[kind] = Registered(name, version, decision)
+    return registered
 
 
 def _score_champion(
-    kind: str, name: str, current: Any, split: TimeSplit
+    kind: Kind, name: str, current: Any, split: TimeSplit, feature_config: FeatureConfig
 ) -> tuple[dict[str, float] | None, str | None]:
-    """The current champion's metrics on this run's test snapshot, or why it cannot be compared."""
+    """The current champion's metrics on this run's test snapshot (its features scored against
+    the champion's own RFM cut points), or why it cannot be compared. A champion from before
+    model bundles cannot be loaded any more: it does not block the gate."""
     label = f"champion v{current.version}"
-    horizon = current.tags.get("horizon_days")
-    if horizon != str(split.horizon_days):
+    try:
+        bundle = load_bundle(name, str(current.version))
+    except RegistryError:
+        return None, None
+    if bundle.horizon_days != split.horizon_days:
         return None, (
-            f"{label} predicts a {horizon}-day horizon, this run {split.horizon_days} days: "
-            "not comparable, left alone (promote by hand with `crm-ltv promote`)"
+            f"{label} predicts a {bundle.horizon_days}-day horizon, this run "
+            f"{split.horizon_days} days: not comparable, left alone "
+            "(promote by hand with `crm-ltv promote`)"
         )
     try:
-        model = load_version(name, current.version)
-        X = split.test[split.feature_names]
-        if kind == "churn":
-            return churn_metrics(split.test["churned"], model.predict_proba(X)[:, 1]), None
-        return ltv_metrics(split.test["future_value"], model.predict(X)), None
-    except Exception as exc:
+        test = with_rfm_cuts(split.test, bundle.rfm_cuts, feature_config)
+        predicted = bundle.predict(test[list(bundle.feature_names)])
+    except (ValueError, KeyError) as exc:
         return None, (
             f"{label} cannot score this run's test snapshot ({type(exc).__name__}: {exc}); "
             "left alone (promote by hand with `crm-ltv promote`)"
         )
+    return evaluate(predicted, split.test)[kind], None
 
 
 def comparison_table(evaluation: Evaluation) -> str:
@@ -365,7 +415,7 @@ def _summary(
     run_id: str,
     split: TimeSplit,
     evaluation: Evaluation,
-    registered: dict[str, Registered],
+    registered: dict[Kind, Registered],
     inputs: Inputs,
 ) -> dict[str, Any]:
     plan = split.plan

@@ -1,42 +1,30 @@
 """The LightGBM churn classifier and LTV regressor, as scikit-learn estimators.
 
-Each model takes the feature table exactly as `features.build_features` returns it (categorical
-columns as categories or strings, numbers of any type) and keeps its own vocabulary of the
-categories it saw in training, so the same model scores training snapshots, `crm-ltv score`
-files and service requests alike. Unknown categories count as missing. An optional `augment`
-transformer (fitted on the training rows only) adds inputs, such as BG/NBD's P(alive); besides
-`transform` it has `added(columns)`, the added columns alone, for encoding without a DataFrame.
+Each model takes a feature table as `features.build_features` returns it (categorical columns as
+categories or strings, numbers of any type), plus BG/NBD's view of each customer when training
+adds it (fitted once per run, outside the models), and keeps the vocabulary of the categories
+it saw in training. Unknown categories count as missing. A training run saves both models into
+one model bundle (`training.bundle`), which scores with the same `encode_inputs`.
 """
 
 from __future__ import annotations
 
 import functools
-import pickle
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from crm_ltv.features.columns import Columns, as_floats, n_rows
-from crm_ltv.training.attributions import Method, contributions
 from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from crm_ltv.features.columns import Columns, as_floats, n_rows
+from crm_ltv.training.attributions import Method, contributions
+
 EvalSet = tuple[pd.DataFrame, pd.Series | np.ndarray]
-# Types inside a fitted model, allowed when MLflow saves and loads it with skops (not pickle).
-TRUSTED_TYPES = (
-    "collections.OrderedDict",
-    "lightgbm.basic.Booster",
-    "crm_ltv.training.baselines.BgNbd",
-    "crm_ltv.training.baselines.BgNbdBaseline",
-    "crm_ltv.training.baselines.BgNbdFeatures",
-    "crm_ltv.training.baselines.GammaGamma",
-    "crm_ltv.training.models.ChurnModel",
-    "crm_ltv.training.models.LtvModel",
-)
 
 
 def _is_categorical(column: pd.Series) -> bool:
@@ -106,6 +94,24 @@ def _numbers(name: str, values: Any) -> np.ndarray:
         raise ValueError(f"feature {name}: expected numbers") from None
 
 
+def encode_inputs(
+    X: Columns,
+    names: Sequence[str],
+    model_features: Sequence[str],
+    vocabularies: Mapping[str, tuple[str, ...]],
+    added: Callable[[Mapping[str, Any]], Mapping[str, np.ndarray]] | None = None,
+) -> np.ndarray:
+    """The booster input of a feature table or its columns by name: the features `names`
+    (numbers checked), plus what `added` derives from them (BG/NBD's view), encoded."""
+    missing = [n for n in names if n not in X]
+    if missing:
+        raise ValueError(f"missing features: {', '.join(missing)}")
+    inputs = {n: X[n] if n in vocabularies else _numbers(n, X[n]) for n in names}
+    if added is not None:
+        inputs |= added(inputs)
+    return encode_features(inputs, model_features, vocabularies)
+
+
 def encode_features(
     X: Columns, columns: Sequence[str], vocabularies: Mapping[str, tuple[str, ...]]
 ) -> np.ndarray:
@@ -129,40 +135,17 @@ class _Booster(BaseEstimator):
     def _prepare(self, X: pd.DataFrame) -> None:
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
-        self.augment_ = clone(self.augment).fit(X) if self.augment is not None else None
-        inputs = self.model_input(X)
-        self.model_features_ = [str(n) for n in inputs.columns]
-        self.vocabularies_ = fit_vocabularies(inputs)
+        self.model_features_ = [str(n) for n in X.columns]
+        self.vocabularies_ = fit_vocabularies(X)
         unknown = set(self.monotone or {}) - set(self.model_features_)
         if unknown:
             raise ValueError(f"monotone: no feature named {', '.join(sorted(unknown))}")
 
-    def model_input(self, X: pd.DataFrame) -> pd.DataFrame:
-        """The features plus what `augment` adds: what the booster and its contributions see."""
-        return self.augment_.transform(X) if self.augment_ is not None else X
-
     def encode(self, X: Columns) -> np.ndarray:
         """The booster's input matrix (model_features_ order) from a feature table or its
-        columns by name. Encode once, then predict and explain from it with the *_encoded
-        methods: the service's per-request cost."""
+        columns by name."""
         self._check_fitted()
-        return self._encode(X)
-
-    def encoding(self) -> bytes:
-        """What `encode` depends on: models with equal encodings encode any input alike."""
-        self._check_fitted()
-        state = (list(self.feature_names_in_), self.model_features_, self.vocabularies_)
-        return pickle.dumps((state, self.augment_))
-
-    def _encode(self, X: Columns) -> np.ndarray:
-        names = [str(n) for n in self.feature_names_in_]
-        missing = [n for n in names if n not in X]
-        if missing:
-            raise ValueError(f"missing features: {', '.join(missing)}")
-        inputs = {n: X[n] if n in self.vocabularies_ else _numbers(n, X[n]) for n in names}
-        if self.augment_ is not None:
-            inputs |= self.augment_.added(inputs)
-        return encode_features(inputs, self.model_features_, self.vocabularies_)
+        return encode_inputs(X, self.model_features_, self.model_features_, self.vocabularies_)
 
     def _train(
         self,
@@ -245,7 +228,6 @@ class ChurnModel(ClassifierMixin, _Booster):
         params: dict[str, Any] | None = None,
         monotone: dict[str, int] | None = None,
         calibration: str = "sigmoid",
-        augment: TransformerMixin | None = None,
         random_state: int = 42,
         n_jobs: int = 2,
     ) -> None:
@@ -254,7 +236,6 @@ class ChurnModel(ClassifierMixin, _Booster):
         self.params = params
         self.monotone = monotone
         self.calibration = calibration
-        self.augment = augment
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -271,9 +252,9 @@ class ChurnModel(ClassifierMixin, _Booster):
             )
         self._prepare(X)
         self.classes_ = np.array([0, 1])
-        X_valid, y_valid = self._encode(eval_set[0]), _labels(eval_set[1])
+        X_valid, y_valid = self.encode(eval_set[0]), _labels(eval_set[1])
         self.booster_ = self._train(
-            "binary", self._encode(X), _labels(y), (X_valid, y_valid), callbacks
+            "binary", self.encode(X), _labels(y), (X_valid, y_valid), callbacks
         )
         self.best_iteration_ = self.booster_.best_iteration
         self.validation_loss_ = _best_score(self.booster_)
@@ -323,7 +304,6 @@ class LtvModel(RegressorMixin, _Booster):
         early_stopping_rounds: int = 100,
         params: dict[str, Any] | None = None,
         monotone: dict[str, int] | None = None,
-        augment: TransformerMixin | None = None,
         random_state: int = 42,
         n_jobs: int = 2,
     ) -> None:
@@ -333,7 +313,6 @@ class LtvModel(RegressorMixin, _Booster):
         self.early_stopping_rounds = early_stopping_rounds
         self.params = params
         self.monotone = monotone
-        self.augment = augment
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -347,8 +326,8 @@ class LtvModel(RegressorMixin, _Booster):
         if eval_set is None:
             raise ValueError("LtvModel.fit needs eval_set=(X_valid, y_valid) for early stopping")
         self._prepare(X)
-        X_train, y_train = self._encode(X), np.clip(_labels(y), 0.0, None)
-        X_valid, y_valid = self._encode(eval_set[0]), np.clip(_labels(eval_set[1]), 0.0, None)
+        X_train, y_train = self.encode(X), np.clip(_labels(y), 0.0, None)
+        X_valid, y_valid = self.encode(eval_set[0]), np.clip(_labels(eval_set[1]), 0.0, None)
         if self.objective == "tweedie":
             power = {"tweedie_variance_power": self.tweedie_variance_power}
             self.booster_ = self._train(

@@ -1,4 +1,5 @@
-"""Fit and evaluate: the one training function that `make train` and `make tune` both call."""
+"""Fit and evaluate: the one training function that `make train` and `make tune` both call, and
+the one `evaluate` that training, tuning and the promotion gate share."""
 
 from __future__ import annotations
 
@@ -8,20 +9,57 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
+
 from crm_ltv.training.baselines import BgNbdBaseline, BgNbdFeatures, RfmBaseline
+from crm_ltv.training.bundle import Calibration, ModelBundle
 from crm_ltv.training.config import TrainConfig
 from crm_ltv.training.datasets import TimeSplit
 from crm_ltv.training.metrics import churn_metrics, ltv_metrics
 from crm_ltv.training.models import ChurnModel, LtvModel
-from sklearn.metrics import roc_auc_score
 
 Callbacks = Sequence[Callable[..., None]]
+Metrics = dict[str, dict[str, float]]  # "churn" / "ltv" -> metric -> value
+
+# Directions of the BG/NBD inputs, so that the behaviour the configured constraints promise
+# (churn risk never falls as recency grows, value never falls as spend grows) also holds
+# through them: BG/NBD's churn probability rises with recency, its value with spend.
+BGNBD_MONOTONE = {
+    "churn": {"bgnbd_churn_probability": 1, "bgnbd_p_alive": -1, "bgnbd_value": -1},
+    "ltv": {"bgnbd_value": 1},
+}
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """The split's training and validation rows as the boosters read them. BG/NBD's view of
+    each customer is fitted once, on the training rows, and shared by both models (and by
+    every tuning trial)."""
+
+    augment: BgNbdFeatures | None
+    train: pd.DataFrame
+    valid: pd.DataFrame
+
+    @classmethod
+    def of(cls, split: TimeSplit, config: TrainConfig) -> ModelData:
+        names = split.feature_names
+        train, valid = split.train[names], split.valid[names]
+        if not config.baselines.bgnbd_as_features:
+            return cls(None, train, valid)
+        augment = BgNbdFeatures(
+            split.horizon_days, config.baselines.bgnbd_time_unit_days, 50_000, config.seed
+        ).fit(train)
+        return cls(augment, augment.transform(train), augment.transform(valid))
+
+    def monotone(self, kind: str, configured: Mapping[str, int]) -> dict[str, int]:
+        return {**BGNBD_MONOTONE[kind], **configured} if self.augment else dict(configured)
 
 
 @dataclass(frozen=True)
 class TrainedModels:
     churn: ChurnModel
     ltv: LtvModel
+    bundle: ModelBundle  # both models as they are saved, registered and served
     baselines: dict[str, RfmBaseline | BgNbdBaseline]
 
 
@@ -34,76 +72,52 @@ class Evaluation:
     ltv: dict[str, dict[str, float]]
 
 
-# Directions of the BG/NBD inputs, so that the behaviour the configured constraints promise
-# (churn risk never falls as recency grows, value never falls as spend grows) also holds
-# through them: BG/NBD's churn probability rises with recency, its value with spend.
-BGNBD_MONOTONE = {
-    "churn": {"bgnbd_churn_probability": 1, "bgnbd_p_alive": -1, "bgnbd_value": -1},
-    "ltv": {"bgnbd_value": 1},
-}
-
-
-def _augment(
-    config: TrainConfig, horizon_days: int, kind: str, monotone: Mapping[str, int]
-) -> tuple[BgNbdFeatures | None, dict[str, int]]:
-    if not config.baselines.bgnbd_as_features:
-        return None, dict(monotone)
-    augment = BgNbdFeatures(
-        horizon_days, config.baselines.bgnbd_time_unit_days, 50_000, config.seed
-    )
-    return augment, {**BGNBD_MONOTONE[kind], **monotone}
-
-
 def fit_churn(
     split: TimeSplit,
+    data: ModelData,
     config: TrainConfig,
     params: Mapping[str, Any] | None = None,
     callbacks: Callbacks = (),
 ) -> ChurnModel:
     """The churn model of `make train`; `params` (from tuning) override the config's."""
-    names = split.feature_names
-    augment, monotone = _augment(config, split.horizon_days, "churn", config.churn.monotone)
     model = ChurnModel(
         n_estimators=config.churn.n_estimators,
         early_stopping_rounds=config.churn.early_stopping_rounds,
         params={**config.churn.params, **(params or {})},
-        monotone=monotone,
+        monotone=data.monotone("churn", config.churn.monotone),
         calibration=config.churn.calibration,
-        augment=augment,
         random_state=config.seed,
         n_jobs=config.num_threads,
     )
     return model.fit(
-        split.train[names],
+        data.train,
         split.train["churned"],
-        eval_set=(split.valid[names], split.valid["churned"]),
+        eval_set=(data.valid, split.valid["churned"]),
         callbacks=callbacks,
     )
 
 
 def fit_ltv(
     split: TimeSplit,
+    data: ModelData,
     config: TrainConfig,
     params: Mapping[str, Any] | None = None,
     callbacks: Callbacks = (),
 ) -> LtvModel:
-    names = split.feature_names
-    augment, monotone = _augment(config, split.horizon_days, "ltv", config.ltv.monotone)
     model = LtvModel(
         objective=config.ltv.objective,
         tweedie_variance_power=config.ltv.tweedie_variance_power,
         n_estimators=config.ltv.n_estimators,
         early_stopping_rounds=config.ltv.early_stopping_rounds,
         params={**config.ltv.params, **(params or {})},
-        monotone=monotone,
-        augment=augment,
+        monotone=data.monotone("ltv", config.ltv.monotone),
         random_state=config.seed,
         n_jobs=config.num_threads,
     )
     return model.fit(
-        split.train[names],
+        data.train,
         split.train["future_value"],
-        eval_set=(split.valid[names], split.valid["future_value"]),
+        eval_set=(data.valid, split.valid["future_value"]),
         callbacks=callbacks,
     )
 
@@ -120,6 +134,27 @@ def fit_baselines(split: TimeSplit, config: TrainConfig) -> dict[str, RfmBaselin
     }
 
 
+def build_bundle(
+    split: TimeSplit, data: ModelData, churn: ChurnModel, ltv: LtvModel, config: TrainConfig
+) -> ModelBundle:
+    """Both models of one run as one bundle: they read the same inputs, encoded alike."""
+    if churn.model_features_ != ltv.model_features_ or churn.vocabularies_ != ltv.vocabularies_:
+        raise ValueError("churn and LTV models of one run must read the same encoded inputs")
+    return ModelBundle(
+        horizon_days=split.horizon_days,
+        feature_names=tuple(split.feature_names),
+        model_features=tuple(churn.model_features_),
+        vocabularies=dict(churn.vocabularies_),
+        rfm_cuts=split.rfm_cuts,
+        bgnbd=data.augment,
+        churn_booster=churn.booster_,
+        calibration=Calibration.of(churn.calibrator_),
+        ltv_objective=config.ltv.objective,
+        ltv_boosters=tuple(ltv.boosters()),
+        num_threads=config.num_threads,
+    )
+
+
 def train_models(
     split: TimeSplit,
     config: TrainConfig,
@@ -127,29 +162,40 @@ def train_models(
     progress: Callable[[str], None] = lambda _: None,
 ) -> TrainedModels:
     params = params or {}
+    if config.baselines.bgnbd_as_features:
+        progress("fitting BG/NBD inputs on the training rows")
+    data = ModelData.of(split, config)
     progress(f"training churn model on {len(split.train):,} rows")
-    churn = fit_churn(split, config, params.get("churn"))
+    churn = fit_churn(split, data, config, params.get("churn"))
     progress(f"churn model: {churn.best_iteration_} rounds")
     progress("training LTV model")
-    ltv = fit_ltv(split, config, params.get("ltv"))
+    ltv = fit_ltv(split, data, config, params.get("ltv"))
     progress(f"LTV model ({config.ltv.objective}): {ltv.best_iteration_} rounds")
     progress("fitting baselines: RFM cells, BG/NBD + Gamma-Gamma")
-    return TrainedModels(churn, ltv, fit_baselines(split, config))
+    bundle = build_bundle(split, data, churn, ltv, config)
+    return TrainedModels(churn, ltv, bundle, fit_baselines(split, config))
 
 
-def predict_all(
-    models: TrainedModels, frame: pd.DataFrame, names: list[str]
-) -> dict[str, pd.DataFrame]:
+def evaluate(
+    predicted: pd.DataFrame, snapshot: pd.DataFrame, truth_dropout: np.ndarray | None = None
+) -> Metrics:
+    """Metrics of predictions (churn_probability and/or predicted_value, row by row of
+    `snapshot`) against the snapshot's labels; with the sample's ground truth also the AUC of
+    the churn score against customers who had truly dropped out by the cutoff."""
+    out: Metrics = {}
+    if "churn_probability" in predicted:
+        p = predicted["churn_probability"].to_numpy("float64")
+        out["churn"] = churn_metrics(snapshot["churned"], p)
+        if truth_dropout is not None:
+            out["churn"]["truth_dropout_auc"] = float(roc_auc_score(truth_dropout, p))
+    if "predicted_value" in predicted:
+        out["ltv"] = ltv_metrics(snapshot["future_value"], predicted["predicted_value"])
+    return out
+
+
+def predict_all(models: TrainedModels, frame: pd.DataFrame, names: list[str]) -> dict[str, Any]:
     X = frame[names]
-    out = {
-        "lightgbm": pd.DataFrame(
-            {
-                "churn_probability": models.churn.predict_proba(X)[:, 1],
-                "predicted_value": models.ltv.predict(X),
-            },
-            index=X.index,
-        )
-    }
+    out = {"lightgbm": models.bundle.predict(X)}
     for name, baseline in models.baselines.items():
         out[name] = baseline.predict(X)[["churn_probability", "predicted_value"]]
     return out
@@ -158,15 +204,13 @@ def predict_all(
 def evaluate_models(
     models: TrainedModels, split: TimeSplit, truth_dropout: np.ndarray | None = None
 ) -> Evaluation:
-    """Metrics of every model on the test snapshot; with the sample's ground truth also the
-    AUC of the churn score against customers who had truly dropped out by the cutoff."""
+    """Metrics of every model on the test snapshot (ours as its bundle scores)."""
     predictions = predict_all(models, split.test, split.feature_names)
-    churn, ltv = {}, {}
-    for name, frame in predictions.items():
-        churn[name] = churn_metrics(split.test["churned"], frame["churn_probability"])
-        if truth_dropout is not None:
-            churn[name]["truth_dropout_auc"] = float(
-                roc_auc_score(truth_dropout, frame["churn_probability"])
-            )
-        ltv[name] = ltv_metrics(split.test["future_value"], frame["predicted_value"])
-    return Evaluation(predictions, churn, ltv)
+    metrics = {
+        name: evaluate(frame, split.test, truth_dropout) for name, frame in predictions.items()
+    }
+    return Evaluation(
+        predictions,
+        {name: m["churn"] for name, m in metrics.items()},
+        {name: m["ltv"] for name, m in metrics.items()},
+    )

@@ -1,21 +1,36 @@
-"""The MLflow model registry: versions of `churn` and `ltv`, and the gate that moves `champion`."""
+"""The MLflow model registry: every read, write and alias move of the registered models.
+
+A training run logs its model bundle once, as an MLflow pyfunc model from code
+(`training/mlflow_model.py`, no pickle) whose artifact is the bundle folder, and registers that
+one logged model under both names, `churn` and `ltv`; each name serves its head of the bundle.
+Nothing scoring needs rides in registry tags: tags are for people (metrics, the gate's reason).
+"""
 
 from __future__ import annotations
 
-import json
+import tempfile
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 import mlflow
-from crm_ltv.features.rfm import RfmCuts
-from crm_ltv.training.config import GateConfig
-from crm_ltv.training.metrics import HIGHER_IS_BETTER
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
 
-# Model version tag: the RFM quintile cut points of the training population (JSON).
-RFM_CUTS_TAG = "rfm_cuts"
+from crm_ltv.training.bundle import MANIFEST, Kind, ModelBundle
+from crm_ltv.training.config import GateConfig, RegistryConfig
+from crm_ltv.training.errors import BundleError, ChampionError
+from crm_ltv.training.metrics import HIGHER_IS_BETTER
+from crm_ltv.training.scoring import Champion, Champions
+
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+BUNDLE_ARTIFACT = "bundle"
+
+
+class RegistryError(ChampionError):
+    """The registry lacks what a command needs (no champion, unknown version); says what to do."""
 
 
 @dataclass(frozen=True)
@@ -58,51 +73,104 @@ def decide_promotion(
     return Decision(better, f"{metric} {ours:.4f} {verdict} {champion_label}'s {theirs:.4f}")
 
 
-def champion_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+def model_names(registry: RegistryConfig) -> dict[Kind, str]:
+    return {"churn": registry.churn_model, "ltv": registry.ltv_model}
+
+
+# --- writes ----------------------------------------------------------------------------------
+
+
+def log_bundle(bundle_dir: Path, example: pd.DataFrame, output: pd.DataFrame) -> str:
+    """Log a saved bundle under the active run; its model URI, to register."""
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(MODEL_CODE),
+        artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+        signature=infer_signature(example, output),
+        input_example=example,
+    )
+    return info.model_uri
+
+
+def register_version(model_uri: str, name: str, tags: dict[str, str]) -> str:
+    version = str(mlflow.register_model(model_uri, name).version)
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    return version
+
+
+def set_champion(name: str, version: str, alias: str, reason: str | None = None) -> None:
+    client = MlflowClient()
+    client.set_registered_model_alias(name, alias, str(version))
+    if reason is not None:
+        client.set_model_version_tag(name, str(version), "promotion", reason)
+
+
+def promote_by_hand(name: str, version: str | None, alias: str) -> tuple[str | None, str]:
+    """Move `alias` to `version` (default: the newest); the previous and the new version."""
+    versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    if not versions:
+        raise RegistryError(f"model {name!r} has no versions yet: run `make train` first")
+    known = {str(v.version) for v in versions}
+    chosen = version or max(known, key=int)
+    if chosen not in known:
+        raise RegistryError(
+            f"--version {chosen}: model {name!r} has versions {', '.join(sorted(known, key=int))}"
+        )
+    previous = champion_version(name, alias)
+    set_champion(name, chosen, alias, "promoted by hand")
+    return (previous.version if previous else None), chosen
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def champion_version(name: str, alias: str) -> ModelVersion | None:
     try:
-        return client.get_model_version_by_alias(name, alias)
+        return MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
 
 
-def load_version(name: str, version: str | int):
-    """The native estimator (not the pyfunc wrapper, which would return labels)."""
-    return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+def download_bundle(name: str, version: str, dst: Path) -> Path:
+    """The bundle folder of a registered version, downloaded under `dst`."""
+    model_dir = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)
+        )
+    )
+    found = sorted(model_dir.rglob(MANIFEST))
+    if not found:
+        raise RegistryError(
+            f"{name} v{version} holds no model bundle (registered before bundles existed): "
+            "retrain with `crm-ltv train` and promote the new versions"
+        )
+    return found[0].parent
 
 
-def set_champion(client: MlflowClient, name: str, version: str | int, alias: str) -> None:
-    client.set_registered_model_alias(name, alias, str(version))
+def load_bundle(name: str, version: str) -> ModelBundle:
+    with tempfile.TemporaryDirectory(prefix="crm-ltv-bundle-") as tmp:
+        folder = download_bundle(name, version, Path(tmp))
+        try:
+            return ModelBundle.load(folder)
+        except BundleError as exc:
+            raise RegistryError(f"{name} v{version}: {exc}") from None
 
 
-class RegistryError(RuntimeError):
-    """The registry lacks what a command needs (no champion, unknown version); says what to do."""
-
-
-@dataclass(frozen=True)
-class Champion:
-    name: str
-    version: str
-    model: Any
-    horizon_days: int
-    rfm_cuts: RfmCuts | None  # None for versions trained before the tag existed
-
-
-def version_rfm_cuts(tags: dict[str, str]) -> RfmCuts | None:
-    raw = tags.get(RFM_CUTS_TAG)
-    return None if raw is None else RfmCuts.from_dict(json.loads(raw))
-
-
-def load_champion(client: MlflowClient, name: str, alias: str) -> Champion:
-    found = champion_version(client, name, alias)
+def load_champion(name: str, alias: str, kind: Kind) -> Champion:
+    found = champion_version(name, alias)
     if found is None:
         raise RegistryError(
             f"model {name!r} has no {alias!r} version in the registry at "
             f"{mlflow.get_tracking_uri()}: run `make train`, or `crm-ltv promote`"
         )
-    return Champion(
-        name,
-        found.version,
-        load_version(name, found.version),
-        int(found.tags["horizon_days"]),
-        version_rfm_cuts(found.tags),
+    return Champion(name, str(found.version), kind, load_bundle(name, str(found.version)))
+
+
+def load_champions(registry: RegistryConfig) -> Champions:
+    names = model_names(registry)
+    return Champions.pair(
+        load_champion(names["churn"], registry.alias, "churn"),
+        load_champion(names["ltv"], registry.alias, "ltv"),
     )

@@ -1,4 +1,8 @@
-"""Scores of every customer from the champion models: `crm-ltv score` and the service share it."""
+"""Scores of every customer from the champion bundles: `crm-ltv score` and the service share it.
+
+No mlflow here: the registry (training.registry) or the BentoML store (serving.store) hands over
+bundles already loaded.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from crm_ltv.features.columns import Columns
 from crm_ltv.features.rfm import RfmCuts
-from crm_ltv.training.config import RegistryConfig
-from crm_ltv.training.registry import Champion, RegistryError, load_champion
-from mlflow import MlflowClient
+from crm_ltv.training.bundle import Kind, ModelBundle
+from crm_ltv.training.errors import ChampionError
 
 SCORE_COLUMNS = (
     "customer_id",
@@ -24,43 +28,46 @@ SCORE_COLUMNS = (
 
 
 @dataclass(frozen=True)
+class Champion:
+    """One registered model version: a bundle, of which it serves one head (churn or ltv)."""
+
+    name: str
+    version: str
+    kind: Kind
+    bundle: ModelBundle
+
+
+@dataclass(frozen=True)
 class Champions:
     churn: Champion
     ltv: Champion
 
     @property
     def horizon_days(self) -> int:
-        return self.churn.horizon_days
+        return self.churn.bundle.horizon_days
 
     @property
-    def rfm_cuts(self) -> RfmCuts | None:
-        """The RFM reference population of the churn champion (both share the training run's)."""
-        return self.churn.rfm_cuts
+    def rfm_cuts(self) -> RfmCuts:
+        """The RFM reference population of the churn champion's training run."""
+        return self.churn.bundle.rfm_cuts
 
     @functools.cached_property
     def encode_alike(self) -> bool:
-        return self.churn.model.encoding() == self.ltv.model.encoding()
+        return self.churn.bundle.encoding_key == self.ltv.bundle.encoding_key
 
     @property
     def versions(self) -> dict[str, str]:
         return {"churn": self.churn.version, "ltv": self.ltv.version}
 
-
-def load_champions(registry: RegistryConfig) -> Champions:
-    client = MlflowClient()
-    churn = load_champion(client, registry.churn_model, registry.alias)
-    ltv = load_champion(client, registry.ltv_model, registry.alias)
-    return pair_champions(churn, ltv)
-
-
-def pair_champions(churn: Champion, ltv: Champion) -> Champions:
-    if churn.horizon_days != ltv.horizon_days:
-        raise RegistryError(
-            f"champions disagree on the horizon: {churn.name} v{churn.version} predicts "
-            f"{churn.horizon_days} days, {ltv.name} v{ltv.version} {ltv.horizon_days} days; "
-            "promote a matching pair with `crm-ltv promote`"
-        )
-    return Champions(churn, ltv)
+    @classmethod
+    def pair(cls, churn: Champion, ltv: Champion) -> Champions:
+        if churn.bundle.horizon_days != ltv.bundle.horizon_days:
+            raise ChampionError(
+                f"champions disagree on the horizon: {churn.name} v{churn.version} predicts "
+                f"{churn.bundle.horizon_days} days, {ltv.name} v{ltv.version} "
+                f"{ltv.bundle.horizon_days} days; promote a matching pair with `crm-ltv promote`"
+            )
+        return cls(churn, ltv)
 
 
 @dataclass(frozen=True)
@@ -74,10 +81,10 @@ class ModelInputs:
     def of(cls, features: Columns, champions: Champions) -> ModelInputs:
         """From a feature table or its columns by name (the service's requests); encoded once
         when both champions come from one training run and so read the same inputs."""
-        churn = champions.churn.model.encode(features)
+        churn = champions.churn.bundle.encode(features)
         if champions.encode_alike:
             return cls(churn, churn)
-        return cls(churn, champions.ltv.model.encode(features))
+        return cls(churn, champions.ltv.bundle.encode(features))
 
 
 @dataclass(frozen=True)
@@ -88,8 +95,8 @@ class ModelScores:
     @classmethod
     def of(cls, inputs: ModelInputs, champions: Champions) -> ModelScores:
         return cls(
-            champions.churn.model.predict_proba_encoded(inputs.churn)[:, 1],
-            champions.ltv.model.predict_encoded(inputs.ltv),
+            champions.churn.bundle.churn_probability(inputs.churn),
+            champions.ltv.bundle.predicted_value(inputs.ltv),
         )
 
 

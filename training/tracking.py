@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import mlflow
+
 from crm_ltv.features.paths import Paths
 
 

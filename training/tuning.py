@@ -15,12 +15,13 @@ from typing import Any
 import lightgbm as lgb
 import mlflow
 import optuna
+import pandas as pd
+
 from crm_ltv.features.paths import Paths
 from crm_ltv.training import plots
 from crm_ltv.training.config import TrainConfig, TuneConfig
 from crm_ltv.training.datasets import TimeSplit
-from crm_ltv.training.metrics import churn_metrics, ltv_metrics
-from crm_ltv.training.pipeline import fit_churn, fit_ltv
+from crm_ltv.training.pipeline import ModelData, evaluate, fit_churn, fit_ltv
 from crm_ltv.training.tracking import setup_tracking
 
 Progress = Callable[[str], None]
@@ -63,15 +64,23 @@ def pruning_callback(trial: optuna.Trial, every: int) -> Callable[[Any], None]:
     return callback
 
 
-def _validation_metrics(kind: str, model: Any, split: TimeSplit) -> dict[str, float]:
-    X = split.valid[split.feature_names]
+def _validation_metrics(
+    kind: str, model: Any, split: TimeSplit, data: ModelData
+) -> dict[str, float]:
     if kind == "churn":
-        return churn_metrics(split.valid["churned"], model.predict_proba(X)[:, 1])
-    return ltv_metrics(split.valid["future_value"], model.predict(X))
+        predicted = {"churn_probability": model.predict_proba(data.valid)[:, 1]}
+    else:
+        predicted = {"predicted_value": model.predict(data.valid)}
+    return evaluate(pd.DataFrame(predicted), split.valid)[kind]
 
 
 def _objective(
-    kind: str, split: TimeSplit, config: TrainConfig, tune: TuneConfig, progress: Progress
+    kind: str,
+    split: TimeSplit,
+    data: ModelData,
+    config: TrainConfig,
+    tune: TuneConfig,
+    progress: Progress,
 ) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune)
@@ -80,13 +89,13 @@ def _objective(
             mlflow.log_params({"model": kind, "trial": trial.number, **params})
             try:
                 model = FITTERS[kind](
-                    split, config, params, [pruning_callback(trial, tune.report_every_rounds)]
+                    split, data, config, params, [pruning_callback(trial, tune.report_every_rounds)]
                 )
             except optuna.TrialPruned as exc:
                 pruned = exc
                 mlflow.set_tag("trial_state", "pruned")
             else:
-                metrics = _validation_metrics(kind, model, split)
+                metrics = _validation_metrics(kind, model, split, data)
                 mlflow.log_metrics(
                     {
                         "validation_loss": model.validation_loss_,
@@ -110,6 +119,7 @@ def _objective(
 def run_study(
     kind: str,
     split: TimeSplit,
+    data: ModelData,
     config: TrainConfig,
     tune: TuneConfig,
     storage: str,
@@ -131,7 +141,7 @@ def run_study(
     progress(f"study {name}: {len(finished)} trials done, {remaining} to go")
     if remaining:
         study.optimize(
-            _objective(kind, split, config, tune, progress),
+            _objective(kind, split, data, config, tune, progress),
             n_trials=remaining,
             timeout=tune.timeout_minutes * 60 if tune.timeout_minutes else None,
             catch=(),
@@ -168,8 +178,9 @@ def run_tuning(
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"tune-h{split.horizon_days}"):
         mlflow.set_tag("kind", "tuning")
         mlflow.log_params({"trials": tune.trials, "horizon_days": split.horizon_days})
+        data = ModelData.of(split, config)  # BG/NBD inputs fitted once for every trial
         for kind in FITTERS:
-            result = run_study(kind, split, config, tune, storage, progress)
+            result = run_study(kind, split, data, config, tune, storage, progress)
             results[kind] = result
             mlflow.log_params({f"best_{kind}_{k}": v for k, v in result.best_params.items()})
             mlflow.log_metrics(

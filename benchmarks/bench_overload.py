@@ -1,0 +1,154 @@
+"""Overload: what the scoring service answers below and above its capacity.
+
+Prints, per rate (open model: R single-customer calls/s with 20 raw transactions each, for a
+bounded time each, loopback only):
+  rate R: sent N, 200 A, 503 B, other C; accepted p50 X ms, p99 Y ms; shed p50 Z ms
+Past `max_in_flight` /score calls in flight in a worker, the service answers 503 with
+`Retry-After` at once (serving/admission.py), so the calls it accepts should keep their latency
+while the excess is refused in about a millisecond. Without that limit, 2 cores (capacity about
+300 calls/s) measured a median of 2.2 s at 400 calls/s and 14.5 s at 700 (p99 24 s), all 200.
+Latency runs from the moment a call was due (no coordinated omission). Every call has a timeout
+and every rate a fixed duration, so the run ends by itself even if the server falls behind.
+
+The service runs as in bench_serve.py (whose helpers this imports): the project's champions
+(`make train` first if there are none), a temporary home with a copy of the configs, its own
+BentoML store and decision log. `--max-in-flight N` sets the limit in that copy only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import uvloop
+import yaml
+from bench_serve import (
+    BIN,
+    TX_PER_CUSTOMER,
+    _champion_cuts,
+    _customers,
+    _our_payloads,
+    _say,
+    _scratch_env,
+    free_port,  # the tests' server helpers, which bench_serve imports
+    start_server,
+    stop_server,
+    wait_ready,
+)
+
+from crm_ltv.features.config import load_config
+from crm_ltv.features.paths import Paths
+from crm_ltv.serving.config import ServingConfig
+from crm_ltv.training.config import TrainConfig
+
+RATES = (200, 400, 700)
+HEADERS = {"Content-Type": "application/json"}
+OUTCOMES = ("ok", "shed", "other")  # 200; 503 with Retry-After; anything else or no answer
+
+
+async def _open_load(
+    url: str, bodies: list[bytes], rate: int, seconds: float, timeout: float
+) -> dict[str, list[float]]:
+    """Send at a fixed rate regardless of answers; the latencies (s, from when each call was
+    due) by outcome. A call unanswered after `timeout` seconds counts as other."""
+    latencies: dict[str, list[float]] = {kind: [] for kind in OUTCOMES}
+    connector = aiohttp.TCPConnector(limit=0)
+    limits = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=limits) as session:
+
+        async def one(body: bytes, due: float) -> None:
+            try:
+                async with session.post(url, data=body, headers=HEADERS) as response:
+                    await response.read()
+                    shed = response.status == 503 and "Retry-After" in response.headers
+                    kind = "ok" if response.status == 200 else "shed" if shed else "other"
+            except (aiohttp.ClientError, TimeoutError):
+                kind = "other"
+            latencies[kind].append(time.perf_counter() - due)
+
+        start = time.perf_counter()
+        tasks = []
+        for i in range(int(rate * seconds)):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(bodies[i % len(bodies)], due)))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def _ms(values: list[float], q: float) -> str:
+    return f"{np.percentile(values, q) * 1000:.1f} ms" if values else "-"
+
+
+def _report(url: str, bodies: list[bytes], rates: list[int], seconds: float, timeout: float):
+    uvloop.run(_open_load(url, bodies, 20, 3, timeout))  # warm-up
+    for rate in rates:
+        got = uvloop.run(_open_load(url, bodies, rate, seconds, timeout))
+        ok, shed, other = (got[kind] for kind in OUTCOMES)
+        print(
+            f"  rate {rate}: sent {len(ok) + len(shed) + len(other)}, 200 {len(ok)}, "
+            f"503 {len(shed)}, other {len(other)}; accepted p50 {_ms(ok, 50)}, "
+            f"p99 {_ms(ok, 99)}; shed p50 {_ms(shed, 50)}",
+            flush=True,
+        )
+        time.sleep(1)  # let the workers drain before the next rate
+
+
+def _set_limit(home: Path, max_in_flight: int | None) -> ServingConfig:
+    """The serving config of the scratch home, with `max_in_flight` set in it if given."""
+    file = home / "configs" / "serving.yaml"
+    if max_in_flight is not None:
+        values = yaml.safe_load(file.read_text())
+        file.write_text(yaml.safe_dump({**values, "max_in_flight": max_in_flight}))
+    return load_config(ServingConfig, file)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=int, nargs="+", default=list(RATES), help="calls/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per rate")
+    parser.add_argument("--timeout", type=float, default=10.0, help="per call, seconds")
+    parser.add_argument(
+        "--max-in-flight", type=int, default=None, help="override configs/serving.yaml's"
+    )
+    args = parser.parse_args()
+    paths = Paths.from_env()
+    _champion_cuts(paths, load_config(TrainConfig, paths.config_file("train")))
+    tx, customers, as_of = _customers(paths, 1000)
+    payloads = _our_payloads(tx, customers, as_of)
+    _say(f"{len(payloads)} customers with {TX_PER_CUSTOMER} transactions each, as of {as_of:%F}")
+    bodies = [json.dumps({"customers": [p]}).encode() for p in payloads]
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-overload-"))
+    try:
+        env = _scratch_env(paths, scratch)
+        settings = _set_limit(scratch, args.max_in_flight)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        log = scratch / "serve.log"
+        print(
+            f"crm-ltv /score, {settings.workers} workers, max_in_flight {settings.max_in_flight} "
+            f"per worker, Retry-After {settings.retry_after_seconds} s, {args.seconds:g} s a rate:",
+            flush=True,
+        )
+        server = start_server([str(BIN / "crm-ltv"), "serve", "--port", str(port)], env, log)
+        try:
+            wait_ready(f"{base}/readyz", server, log)
+            _report(f"{base}/score", bodies, args.rates, args.seconds, args.timeout)
+        finally:
+            stop_server(server)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""`make bento`: a Bento built from the project's wheel and the runtime lock only (no training
+or development packages), carrying the champion bundles from the BentoML model store."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+SERVICE = "crm_ltv.serving.service:CrmLtv"
+RUNTIME_LOCK = "requirements-runtime.lock"
+
+
+def source_root() -> Path:
+    """The checkout this package is installed from (editable install): wheel and lock live there."""
+    return Path(__file__).resolve().parents[1]
+
+
+def build_bento(progress: Callable[[str], None]) -> int:
+    root = source_root()
+    lock = root / RUNTIME_LOCK
+    if not (root / "pyproject.toml").exists() or not lock.exists():
+        raise FileNotFoundError(
+            f"{root}: no pyproject.toml and {RUNTIME_LOCK}: `crm-ltv bento` builds from a checkout"
+        )
+    with tempfile.TemporaryDirectory(prefix="crm-ltv-bento-") as tmp:
+        build = Path(tmp)
+        progress("building the project's wheel")
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--quiet",
+                "-w",
+                str(build / "wheels"),
+                str(root),
+            ],
+            check=False,
+        )
+        if done.returncode != 0:
+            return done.returncode
+        wheel = next((build / "wheels").glob("crm_ltv-*.whl"))
+        shutil.copyfile(lock, build / RUNTIME_LOCK)
+        (build / "bentofile.yaml").write_text(_bentofile(wheel.relative_to(build)))
+        progress(f"bentoml build ({wheel.name}, {RUNTIME_LOCK})")
+        bentoml = Path(sys.executable).parent / "bentoml"
+        return subprocess.run(
+            [str(bentoml), "build", "-f", "bentofile.yaml", str(build)], cwd=build, check=False
+        ).returncode
+
+
+def _bentofile(wheel: Path) -> str:
+    return f"""service: "{SERVICE}"
+name: crm-ltv
+include: []
+python:
+  requirements_txt: "./{RUNTIME_LOCK}"  # every runtime package, pinned: nothing else resolves
+  lock_packages: false
+  pip_args: "--no-deps"  # the wheel's own training dependencies (mlflow, optuna) stay out
+  wheels:
+    - "./{wheel}"
+"""

@@ -1,0 +1,166 @@
+"""The admission middleware for real: concurrent calls through httpx's ASGI transport into a
+tiny app whose /score calls wait until the test lets them go."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from crm_ltv.features.config import load_config
+from crm_ltv.serving.admission import ConcurrencyLimit
+from crm_ltv.serving.config import ServingConfig
+from tests.conftest import CONFIGS
+
+pytestmark = pytest.mark.anyio
+PROBES = ("/livez", "/readyz", "/metrics", "/docs.json", "/")
+BODY = {"customers": [{"customer_id": "c1", "features": {}}]}
+
+
+class Gate:
+    """/score waits for `release` (and raises if `fail`); every other path answers at once."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.release = anyio.Event()
+        self.waiting = 0
+        self.fail = fail
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        if scope["path"] == "/score":
+            self.waiting += 1
+            try:
+                await self.release.wait()
+            finally:
+                self.waiting -= 1
+            if self.fail:
+                raise RuntimeError("scoring failed")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+def _client(app: ConcurrencyLimit) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+async def _until(condition, seconds: float = 1.0) -> None:
+    with anyio.fail_after(seconds):
+        while not condition():
+            await anyio.sleep(0.001)
+
+
+async def test_past_the_limit_a_call_gets_503_with_retry_after_at_once_and_probes_pass():
+    gate = Gate()
+    limit = ConcurrencyLimit(gate, limit=3, retry_after=2)
+    statuses: list[int] = []
+    async with _client(limit) as client, anyio.create_task_group() as tasks:
+
+        async def call() -> None:
+            statuses.append((await client.post("/score", json=BODY)).status_code)
+
+        for _ in range(3):
+            tasks.start_soon(call)
+        await _until(lambda: gate.waiting == 3)
+        assert limit.in_flight == 3  # below the limit: all three admitted, none answered yet
+
+        with anyio.fail_after(0.5):  # at once, while the three still wait
+            refused = await client.post("/score", json=BODY)
+            probes = [(await client.get(path)).status_code for path in PROBES]
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "2"
+        assert refused.headers["content-type"] == "application/json"
+        error = refused.json()["error"]
+        assert "3 scoring calls in flight" in error and "max_in_flight" in error
+        assert gate.waiting == 3  # the refused call never reached the app
+        assert probes == [200] * len(PROBES)  # never shed, never counted
+        assert limit.in_flight == 3
+
+        gate.release.set()
+    assert statuses == [200, 200, 200]
+    assert limit.in_flight == 0
+
+
+async def test_the_count_goes_back_down_so_calls_in_sequence_all_pass():
+    gate = Gate()
+    gate.release.set()
+    limit = ConcurrencyLimit(gate, limit=1)
+    async with _client(limit) as client:
+        statuses = [(await client.post("/score", json=BODY)).status_code for _ in range(5)]
+    assert statuses == [200] * 5
+    assert limit.in_flight == 0
+
+
+async def test_the_count_goes_back_down_when_the_app_raises_or_the_call_is_cancelled():
+    failing = Gate(fail=True)
+    limit = ConcurrencyLimit(failing, limit=1)
+    async with _client(limit) as client:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(client.post, "/score")
+            await _until(lambda: failing.waiting == 1)
+            assert (await client.post("/score")).status_code == 503
+            failing.release.set()
+        assert limit.in_flight == 0
+        failing.fail = False
+        assert (await client.post("/score")).status_code == 200  # admitted again
+
+    gate = Gate()
+    limit = ConcurrencyLimit(gate, limit=1)
+    async with _client(limit) as client, anyio.create_task_group() as tasks:
+        tasks.start_soon(client.post, "/score")  # e.g. the client went away mid-call
+        await _until(lambda: limit.in_flight == 1)
+        tasks.cancel_scope.cancel()
+    assert limit.in_flight == 0
+
+
+async def test_callable_options_are_resolved_on_the_first_scoring_call_only():
+    calls: list[str] = []
+
+    def option(name: str, value: int):
+        def read() -> int:
+            calls.append(name)
+            return value
+
+        return read
+
+    gate = Gate()
+    gate.release.set()
+    limit = ConcurrencyLimit(gate, limit=option("limit", 2), retry_after=option("retry", 5))
+    assert calls == []  # not at construction (BentoML builds it when the service is imported)
+    async with _client(limit) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        assert calls == []
+        for _ in range(3):
+            assert (await client.post("/score", json=BODY)).status_code == 200
+    assert calls == ["limit", "retry"]
+    assert limit.limit == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.5, "4"])
+async def test_a_limit_that_is_not_a_positive_int_is_an_error(bad):
+    limit = ConcurrencyLimit(Gate(), limit=lambda: bad)
+    scope = {"type": "http", "path": "/score", "method": "POST", "headers": []}
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        raise AssertionError(f"nothing should be sent: {message}")
+
+    with pytest.raises(ValueError, match="limit: expected an int >= 1"):
+        await limit(scope, receive, send)
+    with pytest.raises(ValueError, match="retry_after"):
+        ConcurrencyLimit(Gate(), limit=1, retry_after=0).limit  # noqa: B018
+
+
+def test_the_shipped_config_sets_the_defaults_and_a_limit_below_1_is_rejected():
+    shipped = load_config(ServingConfig, CONFIGS / "serving.yaml")
+    defaults = ServingConfig()
+    assert (shipped.max_in_flight, shipped.retry_after_seconds) == (
+        defaults.max_in_flight,
+        defaults.retry_after_seconds,
+    )
+    for field in ("max_in_flight", "retry_after_seconds"):
+        with pytest.raises(ValueError, match=field):
+            ServingConfig(**{field: 0})

@@ -1,0 +1,222 @@
+"""The model bundle: everything scoring needs from one training run, as plain files.
+
+A bundle is a folder: `bundle.json` (format, horizon, input features and their vocabularies,
+the RFM reference cut points of the training population, the fitted BG/NBD + Gamma-Gamma
+parameters, the churn calibration, training metadata) and the boosters in LightGBM's own text
+format. No pickle and no project class name inside: renaming a module breaks no registered
+version, and any runtime with lightgbm and numpy reads it.
+
+This is the model runtime: load a bundle, encode features, predict, explain. It imports neither
+mlflow nor optuna; `crm-ltv score`, the service and a Bento load bundles alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from crm_ltv.features.columns import Columns
+from crm_ltv.features.rfm import RfmCuts
+from crm_ltv.training.attributions import Method, contributions
+from crm_ltv.training.baselines import BgNbdFeatures
+from crm_ltv.training.errors import BundleError
+from crm_ltv.training.models import encode_inputs
+
+FORMAT = "crm-ltv-bundle/1"
+MANIFEST = "bundle.json"
+Kind = Literal["churn", "ltv"]
+KINDS: tuple[Kind, ...] = ("churn", "ltv")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Raw churn score (log-odds) -> probability, as fitted on the validation snapshot.
+
+    sigmoid: Platt scaling, expit(raw x coef + intercept) (LogisticRegression's arithmetic);
+    isotonic: linear interpolation between thresholds, clipped (IsotonicRegression's).
+    """
+
+    method: Literal["sigmoid", "isotonic"]
+    coef: float = 1.0
+    intercept: float = 0.0
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, calibrator: Any) -> Calibration:
+        """From a fitted scikit-learn LogisticRegression or IsotonicRegression."""
+        if hasattr(calibrator, "X_thresholds_"):
+            return cls(
+                "isotonic",
+                x=tuple(float(v) for v in calibrator.X_thresholds_),
+                y=tuple(float(v) for v in calibrator.y_thresholds_),
+            )
+        return cls(
+            "sigmoid", coef=float(calibrator.coef_[0, 0]), intercept=float(calibrator.intercept_[0])
+        )
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        if self.method == "isotonic":
+            return np.interp(raw, np.asarray(self.x), np.asarray(self.y))
+        return expit(raw * self.coef + self.intercept)
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    horizon_days: int
+    feature_names: tuple[str, ...]  # what `build_features` gives and the models read
+    model_features: tuple[str, ...]  # what the boosters read: the features plus BG/NBD's
+    vocabularies: Mapping[str, tuple[str, ...]]  # categorical feature -> categories seen
+    rfm_cuts: RfmCuts
+    bgnbd: BgNbdFeatures | None  # fitted once, shared by both models
+    churn_booster: lgb.Booster
+    calibration: Calibration
+    ltv_objective: str  # tweedie: one booster; hurdle: spend x P(purchase), two
+    ltv_boosters: tuple[lgb.Booster, ...]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    num_threads: int = 0  # LightGBM threads per call (0: its default); 1 in a service worker
+
+    def with_threads(self, num_threads: int) -> ModelBundle:
+        return replace(self, num_threads=num_threads)
+
+    @property
+    def encoding_key(self) -> str:
+        """Equal for bundles that encode any input alike (both champions of one run)."""
+        return _digest(self._encoding_state())
+
+    def _encoding_state(self) -> dict[str, Any]:
+        return {
+            "features": list(self.feature_names),
+            "model_features": list(self.model_features),
+            "vocabularies": {k: list(v) for k, v in self.vocabularies.items()},
+            "bgnbd": self.bgnbd.to_params() if self.bgnbd is not None else None,
+        }
+
+    # --- scoring ---------------------------------------------------------------------------
+
+    def encode(self, X: Columns) -> np.ndarray:
+        """The boosters' input matrix from a feature table or its columns by name."""
+        return encode_inputs(
+            X,
+            self.feature_names,
+            self.model_features,
+            self.vocabularies,
+            self.bgnbd.added if self.bgnbd is not None else None,
+        )
+
+    def churn_probability(self, encoded: np.ndarray) -> np.ndarray:
+        raw = self.churn_booster.predict(encoded, raw_score=True, num_threads=self.num_threads)
+        return self.calibration.apply(raw)
+
+    def predicted_value(self, encoded: np.ndarray) -> np.ndarray:
+        spend, *buy = self.ltv_boosters
+        value = spend.predict(encoded, num_threads=self.num_threads)
+        for booster in buy:  # hurdle: x P(any purchase)
+            value = value * booster.predict(encoded, num_threads=self.num_threads)
+        return value
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        """churn_probability and predicted_value per row of a feature table."""
+        encoded = self.encode(X)
+        return pd.DataFrame(
+            {
+                "churn_probability": self.churn_probability(encoded),
+                "predicted_value": self.predicted_value(encoded),
+            },
+            index=X.index,
+        )
+
+    def boosters(self, kind: Kind) -> tuple[lgb.Booster, ...]:
+        """Whose raw scores add up to the model's (churn: log-odds; LTV: log value)."""
+        return (self.churn_booster,) if kind == "churn" else self.ltv_boosters
+
+    def contributions(self, kind: Kind, encoded: np.ndarray, method: Method) -> np.ndarray:
+        """(rows, model_features + base) contributions to the raw score (training.attributions)."""
+        return sum(
+            (contributions(b, encoded, method, self.num_threads) for b in self.boosters(kind)),
+            start=np.zeros((len(encoded), len(self.model_features) + 1)),
+        )
+
+    # --- files -----------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.churn_booster.save_model(folder / "churn.txt")
+        ltv_files = [f"ltv_{i}.txt" for i in range(len(self.ltv_boosters))]
+        for name, booster in zip(ltv_files, self.ltv_boosters, strict=True):
+            booster.save_model(folder / name)
+        manifest = {
+            "format": FORMAT,
+            "horizon_days": self.horizon_days,
+            **self._encoding_state(),
+            "rfm_cuts": self.rfm_cuts.to_dict(),
+            "churn": {"booster": "churn.txt", "calibration": _calibration_dict(self.calibration)},
+            "ltv": {"objective": self.ltv_objective, "boosters": ltv_files},
+            "metadata": dict(self.metadata),
+        }
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelBundle:
+        path = Path(folder) / MANIFEST
+        if not path.exists():
+            raise BundleError(
+                f"{folder}: no {MANIFEST}: not a crm-ltv model bundle (a model registered "
+                "before bundles existed): retrain with `crm-ltv train` and promote the new versions"
+            )
+        try:
+            raw = json.loads(path.read_text())
+            if raw.get("format") != FORMAT:
+                raise BundleError(
+                    f"{path}: format {raw.get('format')!r}, this crm-ltv reads {FORMAT!r}: "
+                    "retrain with `crm-ltv train`"
+                )
+            churn, ltv = raw["churn"], raw["ltv"]
+            return cls(
+                horizon_days=int(raw["horizon_days"]),
+                feature_names=tuple(raw["features"]),
+                model_features=tuple(raw["model_features"]),
+                vocabularies={k: tuple(v) for k, v in raw["vocabularies"].items()},
+                rfm_cuts=RfmCuts.from_dict(raw["rfm_cuts"]),
+                bgnbd=BgNbdFeatures.from_params(raw["bgnbd"]) if raw["bgnbd"] else None,
+                churn_booster=_booster(folder, churn["booster"]),
+                calibration=_calibration(churn["calibration"]),
+                ltv_objective=str(ltv["objective"]),
+                ltv_boosters=tuple(_booster(folder, name) for name in ltv["boosters"]),
+                metadata=raw.get("metadata", {}),
+            )
+        except BundleError:
+            raise
+        except (KeyError, TypeError, ValueError, lgb.basic.LightGBMError) as exc:
+            raise BundleError(f"{path}: not a readable model bundle ({exc})") from None
+
+
+def _booster(folder: Path, name: str) -> lgb.Booster:
+    return lgb.Booster(model_file=str(Path(folder) / name))
+
+
+def _calibration(raw: Mapping[str, Any]) -> Calibration:
+    if raw["method"] == "isotonic":
+        return Calibration("isotonic", x=tuple(raw["x"]), y=tuple(raw["y"]))
+    return Calibration("sigmoid", coef=float(raw["coef"]), intercept=float(raw["intercept"]))
+
+
+def _calibration_dict(calibration: Calibration) -> dict[str, Any]:
+    out: dict[str, Any] = {"method": calibration.method}
+    if calibration.method == "isotonic":
+        return out | {"x": list(calibration.x), "y": list(calibration.y)}
+    return out | {"coef": calibration.coef, "intercept": calibration.intercept}
+
+
+def _digest(state: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
