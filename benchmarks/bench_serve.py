@@ -1,4 +1,4 @@
-"""Latency and throughput of the scoring service, against `mlflow models serve` of churn alone.
+"""Latency and throughput of the scoring service, against `mlflow models serve` of the same bundle.
 
 Prints, in one run, for each server:
   rate R: p50 X ms, p99 Y ms, errors E      (open model: R single-customer requests/s, 20 s each)
@@ -6,9 +6,10 @@ Prints, in one run, for each server:
                                             new connection so that both workers get some)
 Ours gets single customers with about 20 raw transactions each and answers with features, two
 models, reason codes and the next-best-action. MLflow gets the same customers' feature rows and
-answers with the churn probability only. Latency runs from the moment a request was due, so a
-server that falls behind is charged for the wait (no coordinated omission). The load runs on
-uvloop: on asyncio's own loop the client's overhead added about 2.5 ms to every p50 measured here.
+answers with both models' scores (the registered bundle's pyfunc). Latency runs from the moment
+a request was due, so a server that falls behind is charged for the wait (no coordinated
+omission). The load runs on uvloop: on asyncio's own loop the client's overhead added about
+2.5 ms to every p50 measured here.
 Targets on 2 cores: at 100 req/s p50 <= 10 ms, p99 <= 50 ms, no errors; batch >= 2,000
 customers/s; our p99 at 100 req/s no worse than MLflow's.
 
@@ -39,7 +40,6 @@ from crm_ltv.features.config import FeatureConfig, load_config
 from crm_ltv.features.paths import Paths
 from crm_ltv.features.rfm import RfmCuts
 from crm_ltv.training.config import TrainConfig
-from crm_ltv.training.registry import RFM_CUTS_TAG, version_rfm_cuts
 
 # The tests' server helpers (free port, start, wait for /readyz, stop), imported, not copied.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -55,16 +55,21 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _champion_tags(paths: Paths, config: TrainConfig) -> dict[str, str] | None:
+def _champion_cuts(paths: Paths, config: TrainConfig) -> RfmCuts:
+    """The churn champion bundle's RFM cut points; trains first if there is no champion yet."""
     import mlflow
-    from mlflow import MlflowClient
 
-    from crm_ltv.training.registry import champion_version
+    from crm_ltv.training.registry import champion_version, load_bundle
     from crm_ltv.training.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(paths))
-    version = champion_version(MlflowClient(), config.registry.churn_model, config.registry.alias)
-    return None if version is None else dict(version.tags)
+    name, alias = config.registry.churn_model, config.registry.alias
+    if champion_version(name, alias) is None:
+        _say("no champion in the registry yet: running `crm-ltv train` first")
+        subprocess.run([str(BIN / "crm-ltv"), "train"], check=True)
+    found = champion_version(name, alias)
+    assert found is not None
+    return load_bundle(name, str(found.version)).rfm_cuts
 
 
 def _customers(paths: Paths, n: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
@@ -217,22 +222,6 @@ def _measure(
         stop_server(server)
 
 
-def _champion_cuts(paths: Paths, config: TrainConfig) -> RfmCuts:
-    """The churn champion's RFM cut points; trains first if there is no champion yet."""
-    if _champion_tags(paths, config) is None:
-        _say("no champion in the registry yet: running `crm-ltv train` first")
-        subprocess.run([str(BIN / "crm-ltv"), "train"], check=True)
-    tags = _champion_tags(paths, config)
-    assert tags is not None
-    cuts = version_rfm_cuts(tags)
-    if cuts is None:
-        sys.exit(
-            f"error: the {config.registry.churn_model!r} champion has no {RFM_CUTS_TAG!r} tag "
-            "(trained before serving existed): run `make train` and promote the new versions"
-        )
-    return cuts
-
-
 def _scratch_env(paths: Paths, scratch: Path) -> dict[str, str]:
     """The environment of a server in `scratch`: a home with a copy of the project's configs,
     its own BentoML store and decision log, the project's registry, no API token."""
@@ -280,7 +269,7 @@ def main() -> None:
         )  # fmt: skip
         port = free_port()
         mlflow_results, _ = _measure(
-            "mlflow models serve (churn only, features in)",
+            "mlflow models serve (the bundle's pyfunc: churn + LTV, features in)",
             [str(BIN / "mlflow"), "models", "serve", "-m",
              f"models:/{config.registry.churn_model}@{config.registry.alias}",
              "--env-manager", "local", "-w", "2", "--port", str(port)],

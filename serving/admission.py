@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection
 
+from anyio.lowlevel import checkpoint
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # An int, or a zero-argument callable returning one, called on the first request: BentoML builds
@@ -75,6 +76,11 @@ class ConcurrencyLimit:
             return
         self.in_flight += 1
         try:
+            # Scoring runs on the event loop without a pause, so a call would otherwise finish
+            # before the next ready one is even counted (the queue sits in the loop's ready tasks,
+            # in_flight never passes 1). One yield lets the calls that arrived together claim
+            # their slots, or be refused, before any of them is served.
+            await checkpoint()
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1

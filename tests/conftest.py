@@ -136,7 +136,13 @@ def small_split(small_sample_config, feature_config, train_config):
 
 
 @pytest.fixture(scope="session")
-def small_models(small_split, train_config):
-    from crm_ltv.training.pipeline import fit_churn, fit_ltv
+def small_trained(small_split, train_config):
+    """Both models of the small split, their bundle and the baselines, as `make train` fits them."""
+    from crm_ltv.training.pipeline import train_models
 
-    return fit_churn(small_split, train_config), fit_ltv(small_split, train_config)
+    return train_models(small_split, train_config)
+
+
+@pytest.fixture(scope="session")
+def small_bundle(small_trained):
+    return small_trained.bundle

@@ -3,6 +3,8 @@ tiny app whose /score calls wait until the test lets them go."""
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import httpx
 import pytest
@@ -79,6 +81,30 @@ async def test_past_the_limit_a_call_gets_503_with_retry_after_at_once_and_probe
 
         gate.release.set()
     assert statuses == [200, 200, 200]
+    assert limit.in_flight == 0
+
+
+async def scoring(scope: Scope, receive: Receive, send: Send) -> None:
+    """Like the service's scoring: reads the body, then works on the event loop, no await."""
+    await receive()
+    time.sleep(0.002)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def test_calls_that_arrive_together_are_counted_before_any_is_served():
+    # Without a pause between entry and answer, each call would end before the next is counted
+    # and all ten would queue on the event loop: the overload the limit is there to stop.
+    limit = ConcurrencyLimit(scoring, limit=3)
+    statuses: list[int] = []
+    async with _client(limit) as client, anyio.create_task_group() as tasks:
+
+        async def call() -> None:
+            statuses.append((await client.post("/score", json=BODY)).status_code)
+
+        for _ in range(10):
+            tasks.start_soon(call)
+    assert sorted(statuses) == [200] * 3 + [503] * 7
     assert limit.in_flight == 0
 
 

@@ -8,6 +8,7 @@ import pytest
 from sklearn.base import clone
 
 from crm_ltv.training.attributions import METHODS
+from crm_ltv.training.bundle import KINDS
 from crm_ltv.training.models import ChurnModel, LtvModel
 
 
@@ -28,38 +29,44 @@ def test_estimators_follow_the_scikit_learn_contract(small_split, train_config):
         LtvModel().predict(small_split.test[names])
 
 
-def test_probabilities_are_probabilities_and_contributions_add_up(small_split, small_models):
-    churn, ltv = small_models
+def _raw(bundle, kind, encoded: np.ndarray) -> np.ndarray:
+    if kind == "churn":
+        return bundle.churn_booster.predict(encoded, raw_score=True)
+    return np.log(bundle.predicted_value(encoded))
+
+
+def test_probabilities_are_probabilities_and_contributions_add_up(small_split, small_bundle):
     X = small_split.test[small_split.feature_names]
-    p = churn.predict_proba(X)
-    assert p.shape == (len(X), 2) and np.allclose(p.sum(axis=1), 1) and (p >= 0).all()
-    contributions = churn.contributions(X)
-    assert "bgnbd_p_alive" in contributions.columns  # BG/NBD feeds the model
-    np.testing.assert_allclose(contributions.sum(axis=1), churn.raw_score(X), rtol=1e-6)
-    assert (ltv.predict(X) >= 0).all()
+    predicted = small_bundle.predict(X)
+    p = predicted["churn_probability"]
+    assert predicted.index.equals(X.index) and ((p >= 0) & (p <= 1)).all()
+    assert "bgnbd_p_alive" in small_bundle.model_features  # BG/NBD feeds the models
+    encoded = small_bundle.encode(X)
+    contributions = small_bundle.contributions("churn", encoded, "shap")
+    np.testing.assert_allclose(
+        contributions.sum(axis=1), _raw(small_bundle, "churn", encoded), rtol=1e-6
+    )
+    assert (predicted["predicted_value"] >= 0).all()
 
 
-def test_input_as_a_service_sends_it_scores_the_same(small_split, small_models):
+def test_input_as_a_service_sends_it_scores_the_same(small_split, small_bundle):
     """Text instead of categories, floats instead of integers, columns in any order."""
-    churn, ltv = small_models
     X = small_split.test[small_split.feature_names].head(50)
     sent = X.astype({c: str for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)})
     sent = sent.astype({c: "float64" for c in X.select_dtypes("integer").columns})[X.columns[::-1]]
-    np.testing.assert_allclose(churn.predict_proba(sent), churn.predict_proba(X))
-    np.testing.assert_allclose(ltv.predict(sent), ltv.predict(X))
+    pd.testing.assert_frame_equal(small_bundle.predict(sent), small_bundle.predict(X))
 
 
 def test_unknown_categories_count_as_missing_and_missing_features_are_named(
-    small_split, small_models
+    small_split, small_bundle
 ):
-    churn, _ = small_models
     X = small_split.test[small_split.feature_names].head(5)
     odd = X.astype({"favourite_category": str}).assign(favourite_category="spaceships")
-    assert np.isfinite(churn.predict_proba(odd)).all()
+    assert np.isfinite(small_bundle.predict(odd).to_numpy()).all()
     with pytest.raises(ValueError, match="missing features: recency_days"):
-        churn.predict_proba(X.drop(columns="recency_days"))
+        small_bundle.predict(X.drop(columns="recency_days"))
     with pytest.raises(ValueError, match="feature frequency: expected numbers"):
-        churn.predict_proba(X.astype({"frequency": str}).assign(frequency="many"))
+        small_bundle.predict(X.astype({"frequency": str}).assign(frequency="many"))
 
 
 def _vary(X: pd.DataFrame, column: str, values: np.ndarray) -> pd.DataFrame:
@@ -69,50 +76,51 @@ def _vary(X: pd.DataFrame, column: str, values: np.ndarray) -> pd.DataFrame:
     return repeated
 
 
-def test_churn_risk_does_not_fall_as_recency_grows(small_split, small_models):
-    churn, _ = small_models
+def test_churn_risk_does_not_fall_as_recency_grows(small_split, small_bundle):
     X = small_split.test[small_split.feature_names]
     X = X[X["tenure_days"] >= 360].sample(200, random_state=0)
     grid = np.arange(0, 361, 30)  # recency stays within each customer's tenure
-    p = churn.predict_proba(_vary(X, "recency_days", grid))[:, 1].reshape(len(X), len(grid))
+    p = small_bundle.predict(_vary(X, "recency_days", grid))["churn_probability"].to_numpy()
+    p = p.reshape(len(X), len(grid))
     assert (np.diff(p, axis=1) >= -1e-12).all()
     assert (p[:, -1] > p[:, 0]).mean() > 0.9  # and it does rise
 
 
-def test_predicted_value_grows_with_past_spend(small_split, small_models):
-    _, ltv = small_models
+def test_predicted_value_grows_with_past_spend(small_split, small_bundle):
     X = small_split.test[small_split.feature_names].sample(200, random_state=0)
     grid = np.array([10, 50, 100, 250, 500, 1000, 5000], dtype="float64")
-    value = ltv.predict(_vary(X, "monetary_total", grid)).reshape(len(X), len(grid))
+    value = small_bundle.predict(_vary(X, "monetary_total", grid))["predicted_value"].to_numpy()
+    value = value.reshape(len(X), len(grid))
     assert (np.diff(value, axis=1) >= -1e-9).all()
     assert (value[:, -1] > value[:, 0]).mean() > 0.9
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_both_contribution_methods_add_up_to_the_raw_score(small_split, small_models, method):
-    churn, ltv = small_models
-    X = small_split.test[small_split.feature_names].head(300)
-    for model, raw in ((churn, churn.raw_score(X)), (ltv, np.log(ltv.predict(X)))):
-        contributions = model.contributions(X, method)
+def test_both_contribution_methods_add_up_to_the_raw_score(small_split, small_bundle, method):
+    encoded = small_bundle.encode(small_split.test[small_split.feature_names].head(300))
+    for kind in KINDS:
+        contributions = small_bundle.contributions(kind, encoded, method)
+        raw = _raw(small_bundle, kind, encoded)
         np.testing.assert_allclose(contributions.sum(axis=1), raw, rtol=1e-9, atol=1e-9)
-        assert contributions.drop(columns="(base)").abs().to_numpy().max() > 0.01
+        assert np.abs(contributions[:, :-1]).max() > 0.01
 
 
-def test_path_attributions_share_shap_base_and_mostly_its_top_feature(small_split, small_models):
-    X = small_split.test[small_split.feature_names]
-    for model in small_models:
-        path, shap = model.contributions(X, "path"), model.contributions(X, "shap")
-        np.testing.assert_allclose(path["(base)"], shap["(base)"], rtol=1e-12)
-        top = [c.drop(columns="(base)").abs().to_numpy().argmax(axis=1) for c in (path, shap)]
+def test_path_attributions_share_shap_base_and_mostly_its_top_feature(small_split, small_bundle):
+    encoded = small_bundle.encode(small_split.test[small_split.feature_names])
+    for kind in KINDS:
+        path = small_bundle.contributions(kind, encoded, "path")
+        shap = small_bundle.contributions(kind, encoded, "shap")
+        np.testing.assert_allclose(path[:, -1], shap[:, -1], rtol=1e-12)
+        top = [np.abs(c[:, :-1]).argmax(axis=1) for c in (path, shap)]
         assert (top[0] == top[1]).mean() > 0.9
-        assert not np.allclose(path.to_numpy(), shap.to_numpy())  # two methods, not one
+        assert not np.allclose(path, shap)  # two methods, not one
     with pytest.raises(ValueError, match="contribution method: expected one of"):
-        small_models[0].contributions(X.head(2), "lime")  # type: ignore[arg-type]
+        small_bundle.contributions("churn", encoded[:2], "lime")  # type: ignore[arg-type]
 
 
-def test_columns_by_name_encode_as_the_table_does(small_split, small_models):
+def test_columns_by_name_encode_as_the_table_does(small_split, small_trained):
     """The service's form (arrays, Categoricals, or lists with None) gives the same matrix."""
-    churn, ltv = small_models
+    bundle = small_trained.bundle
     X = small_split.test[small_split.feature_names].head(50)
     arrays = {c: X[c].array if X[c].dtype == "category" else X[c].to_numpy() for c in X}
     lists = {
@@ -121,21 +129,19 @@ def test_columns_by_name_encode_as_the_table_does(small_split, small_models):
         ]
         for c in X
     }
-    for model in (churn, ltv):
-        table = model.encode(X)
-        np.testing.assert_array_equal(model.encode(arrays), table)
-        np.testing.assert_array_equal(model.encode(lists), table)
-    assert churn.encoding() == ltv.encoding()  # one training run: one encoding for both
-    raw = churn.raw_score(X)
+    table = bundle.encode(X)
+    np.testing.assert_array_equal(bundle.encode(arrays), table)
+    np.testing.assert_array_equal(bundle.encode(lists), table)
+    raw = bundle.churn_booster.predict(table, raw_score=True)
     np.testing.assert_array_equal(  # the calibration's arithmetic is LogisticRegression's
-        churn.predict_proba(X), churn.calibrator_.predict_proba(raw[:, None])
+        bundle.churn_probability(table),
+        small_trained.churn.calibrator_.predict_proba(raw[:, None])[:, 1],
     )
 
 
-def test_categories_in_another_order_encode_by_their_values(small_split, small_models):
+def test_categories_in_another_order_encode_by_their_values(small_split, small_bundle):
     """pandas calls unordered dtypes with the same categories in another order equal (and
     hashes them alike); the cached category lookup must still follow each one's codes."""
-    churn, _ = small_models
     X = small_split.test[small_split.feature_names].head(200)
     column = next(c for c in X if X[c].dtype == "category" and X[c].nunique() >= 2)
     values = X[column].astype("str").where(X[column].notna())
@@ -143,6 +149,6 @@ def test_categories_in_another_order_encode_by_their_values(small_split, small_m
     forward = pd.Categorical(values, categories=names)
     backward = pd.Categorical(values, categories=names[::-1])
     assert forward.dtype == backward.dtype and hash(forward.dtype) == hash(backward.dtype)
-    expected = churn.encode(X)
+    expected = small_bundle.encode(X)
     for cat in (forward, backward, forward, backward):  # cached after the first of each
-        np.testing.assert_array_equal(churn.encode(X.assign(**{column: cat})), expected)
+        np.testing.assert_array_equal(small_bundle.encode(X.assign(**{column: cat})), expected)

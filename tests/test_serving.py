@@ -17,11 +17,10 @@ import httpx
 import mlflow
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
 from crm_ltv.features.builders import build_features
 from crm_ltv.features.config import FeatureConfig, load_config
-from crm_ltv.features.rfm import RfmCuts
+from crm_ltv.training.registry import champion_version, load_bundle
 from tests.conftest import (
     CLI,
     ROOT,
@@ -197,8 +196,7 @@ def test_service_scores_equal_crm_ltv_score(http, sample, home):
 
     # Precomputed features (built with the champion's RFM reference) give the same scores.
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
-    tags = MlflowClient().get_model_version_by_alias("churn", "champion").tags
-    cuts = RfmCuts.from_dict(json.loads(tags["rfm_cuts"]))
+    cuts = load_bundle("churn", champion_version("churn", "champion").version).rfm_cuts
 
     config = load_config(FeatureConfig, home / "configs/features.yaml")
     table = build_features(tx, AS_OF, config, customers, cuts).loc[ids[:10]]
@@ -353,8 +351,15 @@ def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home
         env={k: v for k, v in env.items() if not k.startswith("MAKE")}, timeout=600,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr + built.stdout
-    manifest = next((home / "bentoml/bentos/crm-ltv").glob("*/bento.yaml")).read_text()
+    bento = next((home / "bentoml/bentos/crm-ltv").glob("*/bento.yaml")).parent
+    manifest = (bento / "bento.yaml").read_text()
     assert "crm-ltv-churn:" in manifest and "crm-ltv-ltv:" in manifest
+    # The project's wheel and the runtime lock, nothing of training or development.
+    assert [w.name for w in (bento / "env/python/wheels").glob("crm_ltv-*.whl")]
+    packages = (bento / "env/python/requirements.txt").read_text().lower()
+    assert "lightgbm==" in packages and "bentoml==" in packages
+    for left_out in ("mlflow", "optuna", "pytest", "ruff", "hypothesis", "matplotlib"):
+        assert f"\n{left_out}==" not in packages, left_out
     port = free_port()
     log = home / "serve_bento.log"
     offline = _env(home, MLFLOW_TRACKING_URI="http://127.0.0.1:9")

@@ -43,7 +43,7 @@ def _champion(home: Path, name: str) -> str:
 
 def test_train_evaluates_logs_registers_and_reports(trained):
     home, result = trained
-    for step in ("snapshot", "time split", "training churn model", "registering models"):
+    for step in ("snapshot", "time split", "training churn model", "registering the model bundle"):
         assert step in result.stderr
     assert "lightgbm" in result.stdout and "bgnbd" in result.stdout and "rfm" in result.stdout
     assert "churn: churn v1 now champion" in result.stdout
@@ -195,8 +195,8 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     assert len(parents) == 2
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 2  # one nested run per new trial: one churn, one ltv
+    from crm_ltv.cli import _tuned_params
     from crm_ltv.features.paths import Paths
-    from crm_ltv.training.cli import _tuned_params
 
     params = _tuned_params(Paths(home), 90, lambda _: None)
     assert params == {"churn": saved["churn"], "ltv": saved["ltv"]}

@@ -1,0 +1,71 @@
+"""The model bundle: self-contained, plain files, scores as the trained models do."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crm_ltv.features.rfm import RfmCuts, quintile_scores
+from crm_ltv.training import pipeline
+from crm_ltv.training.baselines import BgNbdFeatures
+from crm_ltv.training.bundle import MANIFEST, ModelBundle
+from crm_ltv.training.errors import BundleError
+
+
+def test_a_saved_bundle_scores_exactly_as_the_trained_models(small_split, small_trained, tmp_path):
+    bundle = small_trained.bundle
+    X = small_split.test[small_split.feature_names]
+    loaded = ModelBundle.load(bundle.save(tmp_path / "bundle"))
+    pd.testing.assert_frame_equal(loaded.predict(X), bundle.predict(X), rtol=0, atol=0)
+    churn = small_trained.churn.predict_proba(bundle.bgnbd.transform(X))[:, 1]
+    np.testing.assert_array_equal(loaded.predict(X)["churn_probability"], churn)
+    assert loaded.encoding_key == bundle.encoding_key
+    assert loaded.rfm_cuts == small_split.rfm_cuts and loaded.horizon_days == 90
+
+
+def test_a_bundle_holds_plain_files_and_no_class_names(small_trained, tmp_path):
+    folder = small_trained.bundle.save(tmp_path / "bundle")
+    assert {p.suffix for p in folder.iterdir()} == {".json", ".txt"}  # no pickle, no skops
+    manifest = json.loads((folder / MANIFEST).read_text())
+    text = (folder / MANIFEST).read_text()
+    assert "crm_ltv" not in text and "ChurnModel" not in text
+    assert manifest["bgnbd"]["bgnbd"] and manifest["rfm_cuts"]["recency"]
+    assert set(manifest["features"]) < set(manifest["model_features"])  # plus BG/NBD's view
+
+
+def test_a_folder_that_is_no_bundle_says_to_retrain(tmp_path):
+    with pytest.raises(BundleError, match="retrain with `crm-ltv train`"):
+        ModelBundle.load(tmp_path)
+    (tmp_path / MANIFEST).write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(BundleError, match="retrain"):
+        ModelBundle.load(tmp_path)
+    (tmp_path / MANIFEST).write_text(json.dumps({"format": "crm-ltv-bundle/1"}))
+    with pytest.raises(BundleError, match="not a readable model bundle"):
+        ModelBundle.load(tmp_path)
+
+
+def test_bgnbd_inputs_are_fitted_once_for_both_models(small_split, train_config, monkeypatch):
+    fits = []
+    original = BgNbdFeatures.fit
+
+    def counted(self, X, y=None):
+        fits.append(len(X))
+        return original(self, X, y)
+
+    monkeypatch.setattr(BgNbdFeatures, "fit", counted)
+    trained = pipeline.train_models(small_split, train_config)
+    assert fits == [len(small_split.train)]
+    assert trained.bundle.bgnbd is not None
+
+
+def test_rfm_scores_of_every_part_use_the_training_population_cut_points(small_split):
+    cuts = small_split.rfm_cuts
+    assert cuts == RfmCuts.of(small_split.train)
+    for part in (small_split.train, small_split.valid, small_split.test):
+        expected = quintile_scores(part["recency_days"], False, np.asarray(cuts.recency))
+        np.testing.assert_array_equal(part["r_score"].to_numpy(), expected)
+        expected = quintile_scores(part["monetary_total"], True, np.asarray(cuts.monetary))
+        np.testing.assert_array_equal(part["m_score"].to_numpy(), expected)
