@@ -10,7 +10,7 @@ TRIALS ?=
 PORT_UI ?= 5000
 MLFLOW_HOME ?= $(CURDIR)
 PORT ?= 3000
-.PHONY: help setup data features train tune mlflow-ui serve bento test lint format bench-features bench-serve clean
+.PHONY: help setup data features train tune mlflow-ui serve bento test lint format bench-features bench-serve bench-models runtime-lock clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,20 @@ format: $(INSTALLED) ## apply ruff fixes and formatting
 
 bench-features: $(INSTALLED) ## feature-builder throughput and memory on 10M transactions
 	$(BIN)/python benchmarks/bench_features.py
+
+bench-models: $(INSTALLED) ## LightGBM vs BG/NBD + Gamma-Gamma and RFM cells on the built-in sample, as figures
+	$(BIN)/python benchmarks/bench_models.py
+
+# What a scoring runtime (a Bento) needs; `make runtime-lock` pins it from requirements.lock.
+RUNTIME_PACKAGES := anyio bentoml httptools lightgbm numpy pandas pyarrow pydantic pyyaml scikit-learn scipy typing_extensions uvloop
+
+runtime-lock: ## regenerate requirements-runtime.lock (the Bento's packages) from requirements.lock's pins
+	rm -rf build/runtime-venv
+	$(PYTHON) -m venv build/runtime-venv
+	build/runtime-venv/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock $(RUNTIME_PACKAGES)
+	{ echo "# The runtime lock: what a Bento (and any scoring runtime) installs beside the project's wheel,"; \
+	  echo "# installed with --no-deps. Made by \`make runtime-lock\` from requirements.lock's pins (Python 3.11)."; \
+	  build/runtime-venv/bin/python -m pip freeze --exclude-editable; } > requirements-runtime.lock
 
 bench-serve: $(INSTALLED) ## service latency at 50/100/200 req/s and batch throughput, vs mlflow models serve
 	$(BIN)/python benchmarks/bench_serve.py

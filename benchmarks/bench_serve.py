@@ -225,7 +225,8 @@ def _measure(
 def _scratch_env(paths: Paths, scratch: Path) -> dict[str, str]:
     """The environment of a server in `scratch`: a home with a copy of the project's configs,
     its own BentoML store and decision log, the project's registry, no API token."""
-    shutil.copytree(paths.configs_dir, scratch / "configs")
+    if paths.configs_dir.exists():  # else the packaged defaults, as in the project
+        shutil.copytree(paths.configs_dir, scratch / "configs")
     env = {
         **os.environ,
         "CRM_LTV_HOME": str(scratch),

@@ -35,6 +35,20 @@ def run(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedPro
     return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One project home trained once per test session, shared by the training, scoring and
+    serving tests: 3,000 sample customers, and no configs/ folder, so the packaged defaults
+    serve (the installed tool from any folder). Tests that add versions leave both champions
+    at v1 and every config as they found it."""
+    home = tmp_path_factory.mktemp("trained")
+    made = run(home, "data", "--n-customers", "3000")
+    assert made.returncode == 0, made.stderr
+    result = run(home, "train")
+    assert result.returncode == 0, result.stderr
+    return home, result
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

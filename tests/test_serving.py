@@ -20,6 +20,7 @@ import pytest
 
 from crm_ltv.features.builders import build_features
 from crm_ltv.features.config import FeatureConfig, load_config
+from crm_ltv.features.paths import Paths
 from crm_ltv.training.registry import champion_version, load_bundle
 from tests.conftest import (
     CLI,
@@ -38,12 +39,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
-    home = new_home(tmp_path_factory.mktemp("serve"))
-    for args in (("data", "--n-customers", "3000"), ("train",)):
-        done = run(home, *args)
-        assert done.returncode == 0, done.stderr
-    return home
+def home(trained_home) -> Path:
+    return trained_home[0]
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -198,7 +195,7 @@ def test_service_scores_equal_crm_ltv_score(http, sample, home):
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
     cuts = load_bundle("churn", champion_version("churn", "champion").version).rfm_cuts
 
-    config = load_config(FeatureConfig, home / "configs/features.yaml")
+    config = load_config(FeatureConfig, Paths(home).config_file("features"))
     table = build_features(tx, AS_OF, config, customers, cuts).loc[ids[:10]]
     rows = json.loads(table.astype(object).where(table.notna(), None).to_json(orient="index"))
     body = {"customers": [{"customer_id": c, "features": rows[c]} for c in ids[:10]]}

@@ -19,17 +19,13 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from crm_ltv.features.paths import default_config_file
 from tests.conftest import ROOT, free_port, new_home, run
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    home = new_home(tmp_path_factory.mktemp("train"))
-    made = run(home, "data", "--n-customers", "3000")
-    assert made.returncode == 0, made.stderr
-    result = run(home, "train")
-    assert result.returncode == 0, result.stderr
-    return home, result
+def trained(trained_home) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    return trained_home
 
 
 def _client(home: Path) -> MlflowClient:
@@ -110,18 +106,18 @@ def test_rerun_gives_the_same_metrics_and_a_tie_keeps_the_champion(trained):
 
 def test_a_worse_model_does_not_become_champion(trained):
     home, _ = trained
-    path = home / "configs/train.yaml"
-    original = path.read_text()
-    worse = yaml.safe_load(original)
+    path = home / "configs/train.yaml"  # overrides the packaged default for this run only
+    worse = yaml.safe_load(default_config_file("train").read_text())
     for kind in ("churn", "ltv"):
         worse[kind]["n_estimators"] = 2  # two rounds of boosting: a weak model
         worse["promotion"][kind]["thresholds"] = {}  # so that only the comparison decides
     worse["baselines"]["bgnbd_as_features"] = False
+    path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(worse))
     try:
         result = run(home, "train")
     finally:
-        path.write_text(original)
+        path.unlink()
     assert result.returncode == 0, result.stderr
     summary = json.loads((home / "reports/metrics.json").read_text())
     assert summary["registry"]["churn"]["promoted"] is False
@@ -179,7 +175,10 @@ def test_score_without_a_champion_says_what_to_do(tmp_path):
 
 def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     home = new_home(tmp_path)
-    assert run(home, "data", "--n-customers", "2000").returncode == 0
+    tune = yaml.safe_load((home / "configs/tune.yaml").read_text())
+    tune["search_space"]["learning_rate"] = {"low": 0.2, "high": 0.3}  # few rounds: fast trials
+    (home / "configs/tune.yaml").write_text(yaml.safe_dump(tune))
+    assert run(home, "data", "--n-customers", "1000").returncode == 0
     first = run(home, "tune", "--trials", "2")
     assert first.returncode == 0, first.stderr
     assert "study crm-ltv-churn-h90: 0 trials done, 2 to go" in first.stderr
