@@ -10,7 +10,7 @@ TRIALS ?=
 PORT_UI ?= 5000
 MLFLOW_HOME ?= $(CURDIR)
 PORT ?= 3000
-.PHONY: help setup data features train tune mlflow-ui serve bento test lint format bench-features bench-serve bench-models runtime-lock clean
+.PHONY: help setup data features train tune mlflow-ui serve bento test lint format bench-features bench-serve bench-overload bench-models runtime-lock clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ runtime-lock: ## regenerate requirements-runtime.lock (the Bento's packages) fro
 
 bench-serve: $(INSTALLED) ## service latency at 50/100/200 req/s and batch throughput, vs mlflow models serve
 	$(BIN)/python benchmarks/bench_serve.py
+
+bench-overload: $(INSTALLED) ## service under overload: 200s, 503s (max_in_flight) and latency at 400/800/1200 calls/s
+	$(BIN)/python benchmarks/bench_overload.py
 
 clean: ## remove generated data, reports and tracking stores (keeps .venv)
 	rm -rf data reports logs mlflow.db mlartifacts optuna.db .pytest_cache .ruff_cache

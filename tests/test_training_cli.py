@@ -234,3 +234,29 @@ def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+def test_a_version_from_before_bundles_gets_one_message_to_retrain(tmp_path):
+    """A champion registered the old way (an MLflow scikit-learn model, no bundle) cannot score:
+    `crm-ltv score` says to retrain, and the next training replaces it."""
+    from sklearn.linear_model import LogisticRegression
+
+    from crm_ltv.features.paths import Paths
+    from crm_ltv.training.tracking import setup_tracking
+
+    home = new_home(tmp_path)
+    assert run(home, "data", "--n-customers", "1000").returncode == 0
+    client = _client(home)
+    experiment = setup_tracking(Paths(home), "crm-ltv")  # artifacts in the home, as training's
+    old = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(old, name="model", serialization_format="pickle")
+    for name in ("churn", "ltv"):
+        version = mlflow.register_model(info.model_uri, name).version
+        client.set_registered_model_alias(name, "champion", version)
+    scored = run(home, "score", "--as-of", "2025-06-30", "--out", str(home / "s.csv"))
+    assert scored.returncode == 2 and "Traceback" not in scored.stderr
+    assert "churn v1 holds no model bundle" in scored.stderr and "retrain" in scored.stderr
+    trained = run(home, "train")
+    assert trained.returncode == 0, trained.stderr
+    assert "churn: churn v2 now champion: champion v1 predates model bundles" in trained.stdout

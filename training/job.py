@@ -361,8 +361,13 @@ def _score_champion(
     label = f"champion v{current.version}"
     try:
         bundle = load_bundle(name, str(current.version))
-    except RegistryError:
+    except RegistryError:  # registered before bundles, or in a format this version cannot read
         return None, None
+    except Exception as exc:  # the registry or its artifacts cannot be read: decide nothing
+        return None, (
+            f"{label} cannot be loaded ({type(exc).__name__}: {exc}); left alone "
+            "(promote by hand with `crm-ltv promote`)"
+        )
     if bundle.horizon_days != split.horizon_days:
         return None, (
             f"{label} predicts a {bundle.horizon_days}-day horizon, this run "
