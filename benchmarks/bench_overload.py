@@ -20,7 +20,6 @@ BentoML store and decision log. `--max-in-flight N` sets the limit in that copy 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import json
 import shutil
@@ -28,12 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 import uvloop
 import yaml
 from bench_serve import (
     BIN,
+    LATE,
+    OUTCOMES,
     TX_PER_CUSTOMER,
     _champion_cuts,
     _customers,
@@ -41,6 +41,7 @@ from bench_serve import (
     _say,
     _scratch_env,
     free_port,  # the tests' server helpers, which bench_serve imports
+    open_load,
     start_server,
     stop_server,
     wait_ready,
@@ -52,43 +53,6 @@ from crm_ltv.serving.config import ServingConfig
 from crm_ltv.training.config import TrainConfig
 
 RATES = (400, 800, 1200)  # below, about at and above capacity on 2 cores (README)
-HEADERS = {"Content-Type": "application/json"}
-OUTCOMES = ("ok", "shed", "other")  # 200; 503 with Retry-After; anything else or no answer
-LATE = "late"  # how late the client started each call: a check that the load generator kept up
-
-
-async def _open_load(
-    url: str, bodies: list[bytes], rate: int, seconds: float, timeout: float
-) -> dict[str, list[float]]:
-    """Send at a fixed rate regardless of answers; the latencies (s, from when each call was
-    due) by outcome, and under LATE how late each call started. A call unanswered after
-    `timeout` seconds counts as other."""
-    latencies: dict[str, list[float]] = {kind: [] for kind in (*OUTCOMES, LATE)}
-    connector = aiohttp.TCPConnector(limit=0)
-    limits = aiohttp.ClientTimeout(total=timeout)
-    async with aiohttp.ClientSession(connector=connector, timeout=limits) as session:
-
-        async def one(body: bytes, due: float) -> None:
-            latencies[LATE].append(time.perf_counter() - due)
-            try:
-                async with session.post(url, data=body, headers=HEADERS) as response:
-                    await response.read()
-                    shed = response.status == 503 and "Retry-After" in response.headers
-                    kind = "ok" if response.status == 200 else "shed" if shed else "other"
-            except (aiohttp.ClientError, TimeoutError):
-                kind = "other"
-            latencies[kind].append(time.perf_counter() - due)
-
-        start = time.perf_counter()
-        tasks = []
-        for i in range(int(rate * seconds)):
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(bodies[i % len(bodies)], due)))
-        await asyncio.gather(*tasks)
-    return latencies
 
 
 def _ms(values: list[float], q: float) -> str:
@@ -100,9 +64,9 @@ def _report(url: str, bodies: list[bytes], rates: list[int], seconds: float, tim
     # for about 170 ms once per run, charged to the server as latency and sent as a burst.
     gc.collect()
     gc.freeze()
-    uvloop.run(_open_load(url, bodies, 20, 3, timeout))  # warm-up
+    uvloop.run(open_load(url, bodies, 20, 3, timeout))  # warm-up
     for rate in rates:
-        got = uvloop.run(_open_load(url, bodies, rate, seconds, timeout))
+        got = uvloop.run(open_load(url, bodies, rate, seconds, timeout))
         ok, shed, other = (got[kind] for kind in OUTCOMES)
         print(
             f"  rate {rate}: sent {len(ok) + len(shed) + len(other)}, 200 {len(ok)}, "

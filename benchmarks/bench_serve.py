@@ -49,6 +49,7 @@ BIN = Path(sys.executable).parent
 RATES = (50, 100, 200)
 TX_PER_CUSTOMER = 20
 BATCH_IN_FLIGHT = 4  # both servers run 2 workers
+TIMEOUT = 60.0  # seconds a call may take before it counts as an error
 
 
 def _say(message: str) -> None:
@@ -124,38 +125,43 @@ def _mlflow_body(rows: pd.DataFrame) -> bytes:
     return json.dumps({"dataframe_split": split}).encode()
 
 
-async def _open_load(url: str, bodies: list[bytes], rate: int, seconds: float) -> list[float]:
-    """Send at a fixed rate regardless of answers; latency from when each request was due."""
-    latencies: list[float] = []
-    errors = 0
-    headers = {"Content-Type": "application/json"}
+HEADERS = {"Content-Type": "application/json"}
+OUTCOMES = ("ok", "shed", "other")  # 200; 503 with Retry-After; anything else or no answer
+LATE = "late"  # how late the client started each call: a check that the load generator kept up
+
+
+async def open_load(
+    url: str, bodies: list[bytes], rate: int, seconds: float, timeout: float
+) -> dict[str, list[float]]:
+    """Send at a fixed rate regardless of answers; the latencies (s, from when each call was
+    due) by outcome, and under LATE how late each call started. A call unanswered after
+    `timeout` seconds counts as other."""
+    latencies: dict[str, list[float]] = {kind: [] for kind in (*OUTCOMES, LATE)}
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    limits = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=limits) as session:
 
         async def one(body: bytes, due: float) -> None:
-            nonlocal errors
+            latencies[LATE].append(time.perf_counter() - due)
             try:
-                async with session.post(url, data=body, headers=headers) as response:
+                async with session.post(url, data=body, headers=HEADERS) as response:
                     await response.read()
-                    if response.status != 200:
-                        errors += 1
-                        return
-            except aiohttp.ClientError:
-                errors += 1
-                return
-            latencies.append(time.perf_counter() - due)
+                    shed = response.status == 503 and "Retry-After" in response.headers
+                    kind = "ok" if response.status == 200 else "shed" if shed else "other"
+            except (aiohttp.ClientError, TimeoutError):
+                kind = "other"
+            latencies[kind].append(time.perf_counter() - due)
 
         start = time.perf_counter()
         tasks = []
-        n = int(rate * seconds)
-        for i in range(n):
+        for i in range(int(rate * seconds)):
             due = start + i / rate
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(bodies[i % len(bodies)], due)))
         await asyncio.gather(*tasks)
-    return [*latencies, *([float("nan")] * errors)]
+    return latencies
 
 
 async def _batch_load(
@@ -189,12 +195,12 @@ async def _batch_load(
 
 def _report(name: str, url: str, singles: list[bytes], batches: list[bytes], seconds: float):
     print(f"{name}:", flush=True)
-    uvloop.run(_open_load(url, singles, 20, 3))  # warm-up
+    uvloop.run(open_load(url, singles, 20, 3, TIMEOUT))  # warm-up
     results = {}
     for rate in RATES:
-        got = np.array(uvloop.run(_open_load(url, singles, rate, seconds)))
-        ok = got[~np.isnan(got)] * 1000
-        errors = int(np.isnan(got).sum())
+        got = uvloop.run(open_load(url, singles, rate, seconds, TIMEOUT))
+        ok = np.array(got["ok"]) * 1000
+        errors = len(got["shed"]) + len(got["other"])
         p50, p99 = np.percentile(ok, [50, 99]) if ok.size else (float("nan"),) * 2
         results[rate] = (p50, p99, errors)
         print(f"  rate {rate}: p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {errors}", flush=True)

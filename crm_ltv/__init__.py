@@ -5,4 +5,6 @@ configs/); they install under this one root, so that no folder named `features` 
 in a user's working directory, nor another distribution of that name, can shadow them.
 """
 
-__version__ = "0.2.0"
+from importlib.metadata import version
+
+__version__ = version("crm-ltv")  # one source: pyproject.toml

@@ -13,14 +13,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from crm_ltv.features.config import DataConfig
+    from crm_ltv.features.config import DataConfig, FeatureConfig
     from crm_ltv.features.inputs import Inputs
     from crm_ltv.features.paths import Paths
     from crm_ltv.training.config import TrainConfig
@@ -42,8 +42,10 @@ def _home(
         ),
     ] = None,
 ) -> None:
+    from crm_ltv.features.paths import HOME_ENV
+
     if home is not None:
-        os.environ["CRM_LTV_HOME"] = str(home.resolve())  # for this process and servers it starts
+        os.environ[HOME_ENV] = str(home.resolve())  # for this process and servers it starts
 
 
 def _paths() -> Paths:
@@ -240,11 +242,10 @@ def features(
     """Build the feature table at one cutoff and print a summary."""
     from crm_ltv.features.arrays import as_cutoff
     from crm_ltv.features.builders import build_features
-    from crm_ltv.features.config import FeatureConfig, load_config
     from crm_ltv.features.contract import DataError
 
     paths = _paths()
-    feature_config = load_config(FeatureConfig, paths.config_file("features"))
+    feature_config = _feature_config(paths)
     progress = Progress()
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
@@ -309,7 +310,7 @@ def _tuned_params(paths: Paths, horizon_days: int, progress: Progress) -> dict |
     return params
 
 
-def _feature_config(paths: Paths) -> Any:
+def _feature_config(paths: Paths) -> FeatureConfig:
     from crm_ltv.features.config import FeatureConfig, load_config
 
     return load_config(FeatureConfig, paths.config_file("features"))
@@ -488,7 +489,7 @@ def _sync_store(progress: Progress) -> Paths:
 
     import mlflow
 
-    from crm_ltv.serving.store import describe, is_stored, store_bundle, stored_model
+    from crm_ltv.serving.store import describe, is_bundle, is_stored, store_bundle, stored_model
     from crm_ltv.training.registry import (
         RegistryError,
         champion_version,
@@ -517,10 +518,10 @@ def _sync_store(progress: Progress) -> Paths:
         versions, problem = {}, f"{type(exc).__name__}: {exc}".splitlines()[0]
     if problem is not None:
         stored = {kind: stored_model(kind) for kind in names}
-        if any(s is None for s in stored.values()):
+        if any(s is None or not is_bundle(s) for s in stored.values()):
             raise RegistryError(
-                f"registry at {uri}: {problem}, and the BentoML model store has no copy to "
-                "serve: run `make train` (or `crm-ltv promote`) first"
+                f"registry at {uri}: {problem}, and the BentoML model store has no model bundle "
+                "to serve: run `make train` (or `crm-ltv promote`) first"
             )
         progress(
             f"warning: registry at {uri}: {problem}; serving the models already in the BentoML "
@@ -557,10 +558,11 @@ def _bentoml(*args: str) -> list[str]:
 def _bentoml_env(paths: Paths) -> dict[str, str]:
     """The home for the service, and serving.yaml's workers and logging as BentoML overrides."""
     from crm_ltv.features.config import load_config
+    from crm_ltv.features.paths import HOME_ENV
     from crm_ltv.serving.config import BENTOML_OVERRIDES_ENV, ServingConfig, bentoml_overrides
 
     settings = load_config(ServingConfig, paths.config_file("serving"))
-    return {"CRM_LTV_HOME": str(paths.root), BENTOML_OVERRIDES_ENV: bentoml_overrides(settings)}
+    return {HOME_ENV: str(paths.root), BENTOML_OVERRIDES_ENV: bentoml_overrides(settings)}
 
 
 @app.command()

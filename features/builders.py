@@ -26,7 +26,7 @@ from crm_ltv.features.config import FeatureConfig
 from crm_ltv.features.historic_ltv import historic_ltv
 from crm_ltv.features.lifecycle import lifecycle_stages
 from crm_ltv.features.registry import FeatureSpec, feature_registry
-from crm_ltv.features.rfm import RfmCuts, quintile_scores, rfm_segments
+from crm_ltv.features.rfm import RfmCuts, rfm_columns
 
 Column = np.ndarray | pd.Categorical
 OTHER = "(other)"
@@ -141,9 +141,6 @@ def _rfm(h: _History, cuts: RfmCuts | None) -> dict[str, Column]:
     net = h.total(h.row_pos, h.past.amount)
     recency = (h.cut_day - days[customer_ends]).astype("int64")
     frequency = h.total(h.pos[h.new_day]).astype("int64")
-    r = quintile_scores(recency, False, None if cuts is None else np.asarray(cuts.recency))
-    f = quintile_scores(frequency, True, None if cuts is None else np.asarray(cuts.frequency))
-    m = quintile_scores(net, True, None if cuts is None else np.asarray(cuts.monetary))
     return {
         "recency_days": recency,
         "frequency": frequency,
@@ -152,10 +149,7 @@ def _rfm(h: _History, cuts: RfmCuts | None) -> dict[str, Column]:
         "monetary_mean": net / n_orders,
         "monetary_max": np.maximum.reduceat(order_value, first_order_of_customer),
         "tenure_days": (h.cut_day - days[customer_starts]).astype("int64"),
-        "r_score": r,
-        "f_score": f,
-        "m_score": m,
-        "rfm_segment": rfm_segments(r, f, m),
+        **rfm_columns(recency, frequency, net, cuts),
     }
 
 
@@ -309,10 +303,9 @@ def with_rfm_cuts(table: pd.DataFrame, cuts: RfmCuts, config: FeatureConfig) -> 
     model scores against the cut points of its training population (which it carries), so its
     training rows are rescored against those same cut points: no train/serve skew.
     """
-    r = quintile_scores(table["recency_days"], False, np.asarray(cuts.recency))
-    f = quintile_scores(table["frequency"], True, np.asarray(cuts.frequency))
-    m = quintile_scores(table["monetary_total"], True, np.asarray(cuts.monetary))
-    out = table.assign(r_score=r, f_score=f, m_score=m, rfm_segment=rfm_segments(r, f, m))
+    out = table.assign(
+        **rfm_columns(table["recency_days"], table["frequency"], table["monetary_total"], cuts)
+    )
     if "lifecycle_stage" in out:  # its rules may read the scores
         out["lifecycle_stage"] = lifecycle_stages(out, config.lifecycle)
     return out

@@ -26,8 +26,8 @@ class Paths:
     root: Path
 
     @classmethod
-    def from_env(cls, home: Path | None = None) -> Paths:
-        return cls(Path(home or os.environ.get(HOME_ENV) or ".").resolve())
+    def from_env(cls) -> Paths:
+        return cls(Path(os.environ.get(HOME_ENV) or ".").resolve())
 
     @property
     def configs_dir(self) -> Path:

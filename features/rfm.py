@@ -114,3 +114,14 @@ def rfm_segments(r: np.ndarray, f: np.ndarray, m: np.ndarray) -> pd.Categorical:
     codes = _GRID_CODES[r - 1, f - 1]
     codes = np.where((r == 1) & (f == 1) & (m <= 2), _LOST, codes)
     return pd.Categorical.from_codes(codes, dtype=SEGMENT_DTYPE, validate=False)
+
+
+def rfm_columns(
+    recency: np.ndarray, frequency: np.ndarray, monetary: np.ndarray, cuts: RfmCuts | None
+) -> dict[str, np.ndarray | pd.Categorical]:
+    """r_score, f_score, m_score and rfm_segment, against fixed `cuts` or (None) the quintiles
+    of the customers given."""
+    r = quintile_scores(recency, False, None if cuts is None else np.asarray(cuts.recency))
+    f = quintile_scores(frequency, True, None if cuts is None else np.asarray(cuts.frequency))
+    m = quintile_scores(monetary, True, None if cuts is None else np.asarray(cuts.monetary))
+    return {"r_score": r, "f_score": f, "m_score": m, "rfm_segment": rfm_segments(r, f, m)}

@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from crm_ltv.features.config import ConfigError
+
 SERVICE = "crm_ltv.serving.service:CrmLtv"
 RUNTIME_LOCK = "requirements-runtime.lock"
 
@@ -23,8 +25,9 @@ def build_bento(progress: Callable[[str], None]) -> int:
     root = source_root()
     lock = root / RUNTIME_LOCK
     if not (root / "pyproject.toml").exists() or not lock.exists():
-        raise FileNotFoundError(
-            f"{root}: no pyproject.toml and {RUNTIME_LOCK}: `crm-ltv bento` builds from a checkout"
+        raise ConfigError(
+            f"{root}: no pyproject.toml and {RUNTIME_LOCK} here: `crm-ltv bento` builds the "
+            "Bento from a checkout of crm-ltv (installed with `pip install -e`, or `make bento`)"
         )
     with tempfile.TemporaryDirectory(prefix="crm-ltv-bento-") as tmp:
         build = Path(tmp)
@@ -45,7 +48,9 @@ def build_bento(progress: Callable[[str], None]) -> int:
         )
         if done.returncode != 0:
             return done.returncode
-        wheel = next((build / "wheels").glob("crm_ltv-*.whl"))
+        wheel = next((build / "wheels").glob("crm_ltv-*.whl"), None)
+        if wheel is None:
+            raise ConfigError(f"pip wheel {root}: no crm_ltv wheel was built")
         shutil.copyfile(lock, build / RUNTIME_LOCK)
         (build / "bentofile.yaml").write_text(_bentofile(wheel.relative_to(build)))
         progress(f"bentoml build ({wheel.name}, {RUNTIME_LOCK})")

@@ -29,14 +29,20 @@ def describe(stored: bentoml.Model) -> str:
     return f"{meta['registry_name']} v{meta['registry_version']} ({stored.tag})"
 
 
+def is_bundle(stored: bentoml.Model) -> bool:
+    """A store copy of this bundle format (not one of the models from before bundles)."""
+    return stored.info.metadata.get("bundle_format") == FORMAT
+
+
 def is_stored(kind: Kind, registry_version: str, tracking_uri: str) -> bool:
     """Whether the store's latest copy already is this registry version, as a bundle."""
     stored = stored_model(kind)
-    meta = stored.info.metadata if stored is not None else {}
+    if stored is None or not is_bundle(stored):
+        return False
+    meta = stored.info.metadata
     return (
         meta.get("registry_version") == registry_version
         and meta.get("tracking_uri") == tracking_uri
-        and meta.get("bundle_format") == FORMAT
     )
 
 

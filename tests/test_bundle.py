@@ -31,7 +31,7 @@ def test_a_bundle_holds_plain_files_and_no_class_names(small_trained, tmp_path):
     assert {p.suffix for p in folder.iterdir()} == {".json", ".txt"}  # no pickle, no skops
     manifest = json.loads((folder / MANIFEST).read_text())
     text = (folder / MANIFEST).read_text()
-    assert "crm_ltv" not in text and "ChurnModel" not in text
+    assert "crm_ltv." not in text and "training." not in text and "Model" not in text
     assert manifest["bgnbd"]["bgnbd"] and manifest["rfm_cuts"]["recency"]
     assert set(manifest["features"]) < set(manifest["model_features"])  # plus BG/NBD's view
 
@@ -69,3 +69,38 @@ def test_rfm_scores_of_every_part_use_the_training_population_cut_points(small_s
         np.testing.assert_array_equal(part["r_score"].to_numpy(), expected)
         expected = quintile_scores(part["monetary_total"], True, np.asarray(cuts.monetary))
         np.testing.assert_array_equal(part["m_score"].to_numpy(), expected)
+
+
+def test_champions_of_two_runs_each_score_against_their_own_rfm_cut_points(
+    small_split, small_bundle
+):
+    """The gates decide churn and LTV apart, so their champions may come from two runs whose
+    RFM reference populations differ: each model gets the RFM scores it was trained with."""
+    from dataclasses import replace
+
+    from crm_ltv.features.builders import with_rfm_cuts
+    from crm_ltv.training.scoring import Champion, Champions, score_customers
+
+    cuts = small_split.rfm_cuts
+    shifted = RfmCuts(*(tuple(v * 1.7 for v in part) for part in (cuts.recency, cuts.frequency,
+                                                                   cuts.monetary)))  # fmt: skip
+    other = replace(small_bundle, rfm_cuts=shifted)
+    champions = Champions.pair(
+        Champion("churn", "1", "churn", small_bundle), Champion("ltv", "2", "ltv", other)
+    )
+    assert not champions.encode_alike
+    table = small_split.test.set_index("customer_id")[small_split.feature_names].head(300)
+    scores = score_customers(table, champions)
+    theirs = other.predict(with_rfm_cuts(table, shifted, _features_config()))
+    np.testing.assert_array_equal(scores["predicted_value"], theirs["predicted_value"])
+    assert (with_rfm_cuts(table, shifted, _features_config())["r_score"] != table["r_score"]).any()
+    np.testing.assert_array_equal(
+        scores["churn_probability"], small_bundle.predict(table)["churn_probability"]
+    )
+
+
+def _features_config():
+    from crm_ltv.features.config import FeatureConfig, load_config
+    from crm_ltv.features.paths import default_config_file
+
+    return load_config(FeatureConfig, default_config_file("features"))

@@ -108,3 +108,41 @@ def test_help_lists_the_commands(home):
     result = run(home, "--help")
     assert result.returncode == 0
     assert "data" in result.stdout and "features" in result.stdout
+
+
+def test_init_writes_the_defaults_and_any_folder_is_a_home(tmp_path):
+    """`crm-ltv init DIR` writes every default config (keeps edited ones unless --force); the
+    home is --home, else CRM_LTV_HOME, else the working directory."""
+    import os
+    import re
+    import subprocess
+
+    from tests.conftest import CLI
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CRM_LTV_HOME", "MLFLOW_TRACKING_URI")}
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def cli(*args: str, cwd: Path = elsewhere) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, cwd=cwd)
+
+    made = cli("init", str(home))
+    assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in (home / "configs").iterdir()) == [
+        "data.yaml", "features.yaml", "nba.yaml", "sample.yaml", "serving.yaml", "train.yaml",
+        "tune.yaml",
+    ]  # fmt: skip
+    edited = re.sub(
+        r"n_customers: *\d+", "n_customers: 150", (home / "configs/sample.yaml").read_text()
+    )
+    (home / "configs/sample.yaml").write_text(edited)
+    again = cli("init", str(home))
+    assert "kept" in again.stdout and (home / "configs/sample.yaml").read_text() == edited
+    assert cli("--home", str(home), "data").returncode == 0  # the home's sample.yaml: 150
+    built = cli("features", cwd=home)  # no --home, no CRM_LTV_HOME: the working directory
+    assert built.returncode == 0, built.stderr
+    assert "150 customers" in built.stdout
+    assert not (elsewhere / "data").exists()
+    forced = cli("init", str(home), "--force")
+    assert "n_customers: 150" not in (home / "configs/sample.yaml").read_text()
+    assert forced.returncode == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -311,22 +312,54 @@ def test_auth_needs_the_bearer_token_but_probes_stay_open(server):
         assert httpx.get(f"{base}{path}").status_code == 200
 
 
-def test_unreachable_registry_serves_the_store_copies_with_a_warning(server, home):
-    """Runs after the main server copied the champions into the store."""
+def _workers(server: subprocess.Popen) -> int:
+    """BentoML worker processes of a server (`crm-ltv serve` execs `bentoml serve`, whose
+    children they are)."""
+    count = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        count += parent == server.pid and b"_bentoml_impl.worker.service" in command
+    return count
+
+
+def test_unreachable_registry_serves_the_store_copies_with_a_warning(
+    server, home, sample, tmp_path
+):
+    """Runs after the main server copied the champions into the store. Its home has its own
+    serving.yaml: one worker, one scoring call in flight, which `crm-ltv serve` applies."""
+    own = tmp_path / "home"
+    (own / "configs").mkdir(parents=True)
+    (own / "configs/serving.yaml").write_text("workers: 1\nmax_in_flight: 1\n")
     port = free_port()
     log = home / "serve_offline.log"
-    env = _env(home, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+    env = _env(home, MLFLOW_TRACKING_URI="http://127.0.0.1:9", CRM_LTV_HOME=str(own))
     process = start_server([CLI, "serve", "--port", str(port)], env, log)
+    url = f"http://127.0.0.1:{port}/score"
     try:
         # Called as soon as the socket answers: a worker still loading its models waits for
         # them (serving.yaml: model_load_wait_seconds) rather than failing the call.
         wait_ready(f"http://127.0.0.1:{port}/readyz", process, log, until=frozenset({200, 503}))
         body = {"customers": [{"customer_id": "x", "as_of": AS_OF, "transactions": []}]}
-        for _ in range(4):  # enough calls to reach both workers
-            answer = httpx.post(f"http://127.0.0.1:{port}/score", json=body, timeout=60)
+        for _ in range(4):
+            answer = httpx.post(url, json=body, timeout=60)
             assert answer.status_code == 200, answer.text
             assert answer.json()["customers"][0]["model_versions"] == {"churn": "1", "ltv": "1"}
         assert "warning: registry at http://127.0.0.1:9" in log.read_text()
+        assert _workers(process) == 1  # serving.yaml's workers, not the default 2
+        # Past max_in_flight, 503 with Retry-After at once; the calls let in are answered.
+        tx, customers = sample
+        heavy = {"customers": [_customer_payload(c, tx, customers, AS_OF)
+                               for c in _buyers(tx, AS_OF, 1000)]}  # fmt: skip
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: httpx.post(url, json=heavy, timeout=120), range(8)))
+        statuses = sorted(a.status_code for a in answers)
+        assert set(statuses) == {200, 503} and statuses.count(200) >= 1, statuses
+        shed = next(a for a in answers if a.status_code == 503)
+        assert shed.headers["retry-after"] == "1" and "max_in_flight" in shed.json()["error"]
     finally:
         stop_server(process)
 

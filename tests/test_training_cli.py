@@ -260,3 +260,9 @@ def test_a_version_from_before_bundles_gets_one_message_to_retrain(tmp_path):
     trained = run(home, "train")
     assert trained.returncode == 0, trained.stderr
     assert "churn: churn v2 now champion: champion v1 predates model bundles" in trained.stdout
+    for manifest in (home / "mlartifacts").rglob("bundle.json"):  # v2's, now unreadable
+        manifest.write_text("{not json")
+    again = run(home, "train")
+    assert again.returncode == 0, again.stderr
+    assert "churn: churn v3 not promoted: champion v2 cannot be loaded" in again.stdout
+    assert "left alone" in again.stdout

@@ -22,52 +22,18 @@ from typing import Any, Literal
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from crm_ltv.features.columns import Columns
 from crm_ltv.features.rfm import RfmCuts
 from crm_ltv.training.attributions import Method, contributions
 from crm_ltv.training.baselines import BgNbdFeatures
 from crm_ltv.training.errors import BundleError
-from crm_ltv.training.models import encode_inputs
+from crm_ltv.training.models import Calibration, encode_inputs, ltv_value
 
 FORMAT = "crm-ltv-bundle/1"
 MANIFEST = "bundle.json"
 Kind = Literal["churn", "ltv"]
 KINDS: tuple[Kind, ...] = ("churn", "ltv")
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Raw churn score (log-odds) -> probability, as fitted on the validation snapshot.
-
-    sigmoid: Platt scaling, expit(raw x coef + intercept) (LogisticRegression's arithmetic);
-    isotonic: linear interpolation between thresholds, clipped (IsotonicRegression's).
-    """
-
-    method: Literal["sigmoid", "isotonic"]
-    coef: float = 1.0
-    intercept: float = 0.0
-    x: tuple[float, ...] = ()
-    y: tuple[float, ...] = ()
-
-    @classmethod
-    def of(cls, calibrator: Any) -> Calibration:
-        """From a fitted scikit-learn LogisticRegression or IsotonicRegression."""
-        if hasattr(calibrator, "X_thresholds_"):
-            return cls(
-                "isotonic",
-                x=tuple(float(v) for v in calibrator.X_thresholds_),
-                y=tuple(float(v) for v in calibrator.y_thresholds_),
-            )
-        return cls(
-            "sigmoid", coef=float(calibrator.coef_[0, 0]), intercept=float(calibrator.intercept_[0])
-        )
-
-    def apply(self, raw: np.ndarray) -> np.ndarray:
-        if self.method == "isotonic":
-            return np.interp(raw, np.asarray(self.x), np.asarray(self.y))
-        return expit(raw * self.coef + self.intercept)
 
 
 @dataclass(frozen=True)
@@ -99,6 +65,7 @@ class ModelBundle:
             "model_features": list(self.model_features),
             "vocabularies": {k: list(v) for k, v in self.vocabularies.items()},
             "bgnbd": self.bgnbd.to_params() if self.bgnbd is not None else None,
+            "rfm_cuts": self.rfm_cuts.to_dict(),
         }
 
     # --- scoring ---------------------------------------------------------------------------
@@ -118,11 +85,7 @@ class ModelBundle:
         return self.calibration.apply(raw)
 
     def predicted_value(self, encoded: np.ndarray) -> np.ndarray:
-        spend, *buy = self.ltv_boosters
-        value = spend.predict(encoded, num_threads=self.num_threads)
-        for booster in buy:  # hurdle: x P(any purchase)
-            value = value * booster.predict(encoded, num_threads=self.num_threads)
-        return value
+        return ltv_value(self.ltv_boosters, encoded, self.num_threads)
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         """churn_probability and predicted_value per row of a feature table."""
@@ -158,7 +121,6 @@ class ModelBundle:
             "format": FORMAT,
             "horizon_days": self.horizon_days,
             **self._encoding_state(),
-            "rfm_cuts": self.rfm_cuts.to_dict(),
             "churn": {"booster": "churn.txt", "calibration": _calibration_dict(self.calibration)},
             "ltv": {"objective": self.ltv_objective, "boosters": ltv_files},
             "metadata": dict(self.metadata),

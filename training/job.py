@@ -33,7 +33,7 @@ from crm_ltv.training.pipeline import (
 )
 from crm_ltv.training.registry import (
     Decision,
-    RegistryError,
+    PreBundleVersionError,
     champion_version,
     decide_promotion,
     load_bundle,
@@ -218,7 +218,7 @@ def _bundle_metadata(
     return {
         "run_id": run_id,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "crm_ltv": version("crm-ltv"),
+        "package_version": version("crm-ltv"),
         "lightgbm": version("lightgbm"),
         "data_sha256": provenance["data_sha256"],
         "git_commit": provenance["git_commit"],
@@ -307,7 +307,7 @@ def _register_bundle(
     bundle: ModelBundle,
     split: TimeSplit,
     evaluation: Evaluation,
-    run: Any,
+    run: mlflow.ActiveRun,
 ) -> dict[Kind, Registered]:
     """Log the run's bundle once, register it as a new version of both models, and move each
     champion alias only if its gate allows (both judged on this run's test snapshot)."""
@@ -334,7 +334,8 @@ def _register_bundle(
         elif current is not None and theirs is None:  # a champion from before bundles
             decision = decide_promotion(ours, None, gate)
             note = f"champion v{current.version} predates model bundles and cannot score"
-            decision = Decision(decision.promote, f"{note}; {decision.reason}")
+            verdict = "every threshold passes" if decision.promote else decision.reason
+            decision = Decision(decision.promote, f"{note}; {verdict}")
         else:
             label = f"champion v{current.version}" if current is not None else "the champion"
             decision = decide_promotion(ours, theirs, gate, label)
@@ -361,7 +362,7 @@ def _score_champion(
     label = f"champion v{current.version}"
     try:
         bundle = load_bundle(name, str(current.version))
-    except RegistryError:  # registered before bundles, or in a format this version cannot read
+    except PreBundleVersionError:  # registered before bundles: it cannot score, nor be compared
         return None, None
     except Exception as exc:  # the registry or its artifacts cannot be read: decide nothing
         return None, (

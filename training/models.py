@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -22,7 +23,6 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from crm_ltv.features.columns import Columns, as_floats, n_rows
-from crm_ltv.training.attributions import Method, contributions
 
 EvalSet = tuple[pd.DataFrame, pd.Series | np.ndarray]
 
@@ -129,6 +129,48 @@ def encode_features(
     return out
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """Raw churn score (log-odds) -> probability, as fitted on the validation snapshot.
+
+    sigmoid: Platt scaling, expit(raw x coef + intercept) (LogisticRegression's arithmetic);
+    isotonic: linear interpolation between thresholds, clipped (IsotonicRegression's).
+    """
+
+    method: Literal["sigmoid", "isotonic"]
+    coef: float = 1.0
+    intercept: float = 0.0
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, calibrator: Any) -> Calibration:
+        """From a fitted scikit-learn LogisticRegression or IsotonicRegression."""
+        if hasattr(calibrator, "X_thresholds_"):
+            return cls(
+                "isotonic",
+                x=tuple(float(v) for v in calibrator.X_thresholds_),
+                y=tuple(float(v) for v in calibrator.y_thresholds_),
+            )
+        return cls(
+            "sigmoid", coef=float(calibrator.coef_[0, 0]), intercept=float(calibrator.intercept_[0])
+        )
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        if self.method == "isotonic":
+            return np.interp(raw, np.asarray(self.x), np.asarray(self.y))
+        return expit(raw * self.coef + self.intercept)
+
+
+def ltv_value(boosters: Sequence[lgb.Booster], encoded: np.ndarray, num_threads: int) -> np.ndarray:
+    """Predicted value from the LTV boosters: spend, times P(any purchase) for a hurdle."""
+    spend, *buy = boosters
+    value = spend.predict(encoded, num_threads=num_threads)
+    for booster in buy:
+        value = value * booster.predict(encoded, num_threads=num_threads)
+    return value
+
+
 class _Booster(BaseEstimator):
     """What both models share: encoding, LightGBM training with early stopping, contributions."""
 
@@ -186,23 +228,6 @@ class _Booster(BaseEstimator):
     def _check_fitted(self) -> None:
         if not hasattr(self, "feature_names_in_"):
             raise ValueError(f"{type(self).__name__} is not fitted yet")
-
-    def boosters(self) -> list[lgb.Booster]:
-        """Whose raw scores add up to the model's (log-odds or log value)."""
-        return [self.booster_]
-
-    def contributions(self, X: pd.DataFrame, method: Method = "shap") -> pd.DataFrame:
-        """Per-feature contributions to the raw score, plus "(base)" (training.attributions)."""
-        columns = [*self.model_features_, "(base)"]
-        values = self.contributions_encoded(self.encode(X), method)
-        return pd.DataFrame(values, index=X.index, columns=columns)
-
-    def contributions_encoded(self, encoded: np.ndarray, method: Method = "shap") -> np.ndarray:
-        """(rows, model_features_ + base) contributions of an encoded matrix."""
-        return sum(
-            (contributions(b, encoded, method, self.n_jobs) for b in self.boosters()),
-            start=np.zeros((len(encoded), len(self.model_features_) + 1)),
-        )
 
 
 def _best_score(booster: lgb.Booster) -> float:
@@ -266,23 +291,12 @@ class ChurnModel(ClassifierMixin, _Booster):
             self.calibrator_ = LogisticRegression(C=1e6).fit(raw[:, None], y_valid)
         else:
             raise ValueError(f"calibration: expected sigmoid or isotonic, got {self.calibration!r}")
+        self.calibration_ = Calibration.of(self.calibrator_)
         return self
 
-    def raw_score(self, X: pd.DataFrame) -> np.ndarray:
-        return self._raw(self.encode(X))
-
-    def _raw(self, encoded: np.ndarray) -> np.ndarray:
-        return self.booster_.predict(encoded, raw_score=True, num_threads=self.n_jobs)
-
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.predict_proba_encoded(self.encode(X))
-
-    def predict_proba_encoded(self, encoded: np.ndarray) -> np.ndarray:
-        raw = self._raw(encoded)
-        if isinstance(self.calibrator_, IsotonicRegression):
-            p = self.calibrator_.predict(raw)
-        else:  # LogisticRegression.predict_proba's own arithmetic, without its checks' cost
-            p = expit(raw * self.calibrator_.coef_[0, 0] + self.calibrator_.intercept_[0])
+        raw = self.booster_.predict(self.encode(X), raw_score=True, num_threads=self.n_jobs)
+        p = self.calibration_.apply(raw)
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -353,13 +367,8 @@ class LtvModel(RegressorMixin, _Booster):
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.predict_encoded(self.encode(X))
-
-    def predict_encoded(self, encoded: np.ndarray) -> np.ndarray:
-        value = self.booster_.predict(encoded, num_threads=self.n_jobs)
-        if self.buy_booster_ is not None:
-            value = value * self.buy_booster_.predict(encoded, num_threads=self.n_jobs)
-        return value
+        encoded = self.encode(X)  # checks that the model is fitted
+        return ltv_value(self.boosters(), encoded, self.n_jobs)
 
     def boosters(self) -> list[lgb.Booster]:
         """Log value: the spend booster's raw score (hurdle: plus the purchase log-odds)."""

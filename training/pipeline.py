@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from crm_ltv.training.baselines import BgNbdBaseline, BgNbdFeatures, RfmBaseline
-from crm_ltv.training.bundle import Calibration, ModelBundle
+from crm_ltv.training.bundle import ModelBundle
 from crm_ltv.training.config import TrainConfig
 from crm_ltv.training.datasets import TimeSplit
 from crm_ltv.training.metrics import churn_metrics, ltv_metrics
@@ -148,7 +148,7 @@ def build_bundle(
         rfm_cuts=split.rfm_cuts,
         bgnbd=data.augment,
         churn_booster=churn.booster_,
-        calibration=Calibration.of(churn.calibrator_),
+        calibration=churn.calibration_,
         ltv_objective=config.ltv.objective,
         ltv_boosters=tuple(ltv.boosters()),
         num_threads=config.num_threads,

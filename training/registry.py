@@ -33,6 +33,10 @@ class RegistryError(ChampionError):
     """The registry lacks what a command needs (no champion, unknown version); says what to do."""
 
 
+class PreBundleVersionError(RegistryError):
+    """A version registered before model bundles existed: only a retrain helps."""
+
+
 @dataclass(frozen=True)
 class Decision:
     promote: bool
@@ -135,14 +139,20 @@ def champion_version(name: str, alias: str) -> ModelVersion | None:
 
 def download_bundle(name: str, version: str, dst: Path) -> Path:
     """The bundle folder of a registered version, downloaded under `dst`."""
-    model_dir = Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)
+    try:
+        model_dir = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)
+            )
         )
-    )
+    except (MlflowException, OSError) as exc:
+        raise RegistryError(
+            f"{name} v{version}: its files cannot be read from the registry at "
+            f"{mlflow.get_tracking_uri()} ({type(exc).__name__}: {exc})".splitlines()[0]
+        ) from None
     found = sorted(model_dir.rglob(MANIFEST))
     if not found:
-        raise RegistryError(
+        raise PreBundleVersionError(
             f"{name} v{version} holds no model bundle (registered before bundles existed): "
             "retrain with `crm-ltv train` and promote the new versions"
         )

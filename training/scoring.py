@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from crm_ltv.features.columns import Columns
-from crm_ltv.features.rfm import RfmCuts
+from crm_ltv.features.rfm import RfmCuts, rfm_columns
 from crm_ltv.training.bundle import Kind, ModelBundle
 from crm_ltv.training.errors import ChampionError
 
@@ -84,7 +84,14 @@ class ModelInputs:
         churn = champions.churn.bundle.encode(features)
         if champions.encode_alike:
             return cls(churn, churn)
-        return cls(churn, champions.ltv.bundle.encode(features))
+        ltv = champions.ltv.bundle
+        if ltv.rfm_cuts != champions.rfm_cuts:  # champions of two runs: each its own RFM scores
+            rescored = rfm_columns(
+                features["recency_days"], features["frequency"], features["monetary_total"],
+                ltv.rfm_cuts,
+            )  # fmt: skip
+            features = {**{n: features[n] for n in ltv.feature_names}, **rescored}
+        return cls(churn, ltv.encode(features))
 
 
 @dataclass(frozen=True)
