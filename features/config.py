@@ -30,17 +30,37 @@ class _Frozen(BaseModel):
 
 
 class SourceConfig(_Frozen):
-    """Where one table comes from and how its columns map onto the data contract."""
+    """Where one table comes from, how its columns map onto the data contract, and which of
+    its lines are not sales at all (postage, fees, adjustments): left out by the value of a
+    source column, counted per rule, never rejected."""
+
+    # YAML reads a bare 85048 as a number; exclusion values are compared as text.
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
 
     path: Path | None = None  # None: the built-in sample's file for this table
     columns: dict[str, str] = Field(default_factory=dict)  # contract name -> source column name
     timestamp_format: str = "ISO8601"  # a strftime format, "ISO8601" or "mixed"
     sep: str = Field(",", min_length=1)
+    # source column -> values (exact, after stripping blanks) whose lines are left out
+    exclude: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # source column -> prefixes whose lines are left out
+    exclude_prefix: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("exclude_prefix")
+    @classmethod
+    def _no_empty_prefix(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        if any(p == "" for prefixes in value.values() for p in prefixes):
+            raise ValueError("an empty prefix would leave out every line")
+        return value
 
 
 class ValidationConfig(_Frozen):
     max_reject_share: float = Field(0.01, ge=0.0, le=1.0)
     drop_duplicates: bool = True
+    # Transactions without a customer id (guest or unattributed sales): "keep_out" counts and
+    # reports them apart, out of the customer frame and of the reject share; "reject" rejects
+    # them row by row like any other problem.
+    anonymous_lines: Literal["keep_out", "reject"] = "keep_out"
 
 
 class DataConfig(_Frozen):

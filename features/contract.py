@@ -20,6 +20,9 @@ class Column:
     kind: Kind  # id/label: strings (ids keep leading zeros); group: treatment/control; flag: 0/1
     required: bool = False
     min_value: float | None = None
+    # Without a column of its own in the file: the product of these two contract columns,
+    # each then required row by row (an export with unit prices and no line total).
+    product_of: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,9 @@ class TableSchema:
     name: str
     columns: tuple[Column, ...]
     unique_key: str | None = None  # a column whose repeated values are rejected
+    # A column whose missing value marks an anonymous line (a sale to no known customer):
+    # kept out and reported rather than rejected, unless validation.anonymous_lines says reject.
+    anonymous_key: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -42,12 +48,15 @@ TRANSACTIONS = TableSchema(
     (
         Column("customer_id", "id", required=True),
         Column("timestamp", "datetime", required=True),
-        Column("amount", "number", required=True),  # negative = refund
+        # negative = refund; a file without it gives quantity x unit_price per line
+        Column("amount", "number", required=True, product_of=("quantity", "unit_price")),
         Column("order_id", "id"),
         Column("quantity", "number"),
+        Column("unit_price", "number"),
         Column("category", "label"),
         Column("channel", "label"),
     ),
+    anonymous_key="customer_id",
 )
 
 CUSTOMERS = TableSchema(

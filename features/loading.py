@@ -1,13 +1,15 @@
 """Read transaction, customer and campaign files into the data contract, validating row by row.
 
 Nothing is dropped silently: every rejected row goes to a rejects file with its reason and is
-counted in the report; exact duplicates are reported (and dropped when configured).
+counted in the report; exact duplicates are reported (and dropped when configured). Lines that
+are not a customer's sale are set aside before validation, counted and listed apart, and are not
+rejects: lines excluded by a rule on a source column (postage, fees), and anonymous sales.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,7 @@ class LoadReport:
     table: str
     source: Path
     rows_read: int
+    rows_checked: int  # validated: neither excluded nor anonymous, so the reject share's base
     rows_loaded: int
     rejected: int
     reasons: dict[str, int]  # kind of problem -> rows
@@ -44,21 +47,42 @@ class LoadReport:
     duplicates_dropped: bool
     rejects_path: Path
     ignored_columns: tuple[str, ...] = ()
+    # Lines that are not sales (postage, fees, adjustments): exclusion rule -> lines it left
+    # out, every configured rule listed (a rule matching nothing is often a typo).
+    excluded: dict[str, int] = field(default_factory=dict)
+    excluded_path: Path | None = None
+    # Sales to no known customer, kept out of the customer frame (validation.anonymous_lines).
+    anonymous: int = 0
+    anonymous_amount: float = 0.0  # their net amount
+    anonymous_label: str = ""  # the column whose missing value made them anonymous
+    anonymous_path: Path | None = None
 
     @property
     def reject_share(self) -> float:
-        return self.rejected / self.rows_read if self.rows_read else 0.0
+        return self.rejected / self.rows_checked if self.rows_checked else 0.0
 
     def summary(self) -> str:
         lines = [
             f"{self.table}: {self.rows_read:,} rows read from {self.source}, "
             f"{self.rows_loaded:,} loaded"
         ]
+        if self.excluded:
+            rules = ", ".join(f"{rule} {n:,}" for rule, n in self.excluded.items())
+            lines.append(
+                f"  excluded by rule (not rejects): {sum(self.excluded.values()):,} rows: "
+                f"{rules} -> {self.excluded_path}"
+            )
+        if self.anonymous:
+            lines.append(
+                f"  anonymous sales: {self.anonymous:,} rows with no {self.anonymous_label}, "
+                f"net amount {self.anonymous_amount:,.2f}, left out of customer features (not "
+                f"rejects) -> {self.anonymous_path}"
+            )
         if self.rejected:
             why = ", ".join(f"{kind} {n:,}" for kind, n in self.reasons.items())
             lines.append(
-                f"  rejected {self.rejected:,} rows ({self.reject_share:.2%}): {why}"
-                f" -> {self.rejects_path}"
+                f"  rejected {self.rejected:,} rows ({self.reject_share:.2%} of "
+                f"{self.rows_checked:,} checked): {why} -> {self.rejects_path}"
             )
         if self.duplicates:
             fate = "dropped" if self.duplicates_dropped else "kept"
@@ -149,14 +173,105 @@ def read_raw(path: Path, sep: str = ",") -> pd.DataFrame:
     return frame
 
 
-def _source_names(schema: TableSchema, source: SourceConfig) -> dict[str, str]:
+@dataclass(frozen=True)
+class _Layout:
+    """How a file's columns become the contract's: which to parse from which source column,
+    and which to compute from others because the file lacks them."""
+
+    schema: TableSchema
+    names: dict[str, str]  # contract name -> source column name
+    parsed: tuple[Column, ...]
+    computed: tuple[Column, ...]  # each the product of two parsed columns
+
+    def parse(self, rows: pd.DataFrame, fmt: str, problems: _Problems) -> pd.DataFrame:
+        """The contract's columns of these rows, problems noted row by row."""
+        out = {
+            col.name: _parse_column(
+                col, rows[self.names[col.name]], fmt, problems, self.names[col.name]
+            )
+            for col in self.parsed
+        }
+        for col in self.computed:
+            first, second = col.product_of or ()
+            out[col.name] = out[first] * out[second]
+        return pd.DataFrame({n: out[n] for n in self.schema.names if n in out}, index=rows.index)
+
+
+def _layout(schema: TableSchema, source: SourceConfig, raw: pd.DataFrame, path: Path) -> _Layout:
+    """Map the file's columns; a required column that is neither there nor computable from two
+    that are (amount = quantity x unit_price) stops loading, naming it and the columns present.
+    The factors of a computed column become required: a line needs both."""
     unknown = sorted(set(source.columns) - set(schema.names))
     if unknown:
         raise DataError(
             f"column mapping for {schema.name} names {', '.join(map(repr, unknown))}, which "
             f"the contract does not have; contract columns: {', '.join(schema.names)}"
         )
-    return {c: source.columns.get(c, c) for c in schema.names}
+    names = {c: source.columns.get(c, c) for c in schema.names}
+    found = {c.name: c for c in schema.columns if names[c.name] in raw.columns}
+    computed = []
+    for col in schema.columns:
+        if not col.required or col.name in found:
+            continue
+        factors = col.product_of or ()
+        if factors and all(f in found for f in factors):
+            computed.append(col)
+            found.update({f: replace(found[f], required=True) for f in factors})
+            continue
+        message = f"{path}: missing required column {_quoted(col.name, names)}"
+        if factors:
+            absent = ", ".join(_quoted(f, names) for f in factors if f not in found)
+            message += f", and no {' x '.join(factors)} to compute it from ({absent} missing)"
+        raise DataError(f"{message}; columns present: {', '.join(map(str, raw.columns))}")
+    parsed = tuple(found[c.name] for c in schema.columns if c.name in found)
+    return _Layout(schema, names, parsed, tuple(computed))
+
+
+def _quoted(name: str, names: dict[str, str]) -> str:
+    return f"'{name}'" + (f" (mapped to '{names[name]}')" if names[name] != name else "")
+
+
+def _label(name: str, source_name: str) -> str:
+    return name if source_name == name else f"{name} (column '{source_name}')"
+
+
+def _excluded_lines(
+    raw: pd.DataFrame, source: SourceConfig, path: Path
+) -> tuple[pd.Series, dict[str, int]]:
+    """Lines that are not sales (postage, fees, bad-debt adjustments), by the exact value or the
+    prefix of a source column: the first matching rule of each such row, and every rule's count
+    (0 shows a rule that matches nothing, such as a misspelt code)."""
+    rules = [(c, v, False) for c, values in source.exclude.items() for v in values]
+    rules += [(c, v, True) for c, values in source.exclude_prefix.items() for v in values]
+    which = pd.Series(None, index=raw.index, dtype=object)
+    counts: dict[str, int] = {}
+    texts: dict[str, pd.Series] = {}
+    for column, value, is_prefix in rules:
+        if column not in raw.columns:
+            raise DataError(
+                f"{path}: an exclusion rule ({'exclude_prefix' if is_prefix else 'exclude'}) "
+                f"names column '{column}', which the file does not have; columns present: "
+                f"{', '.join(map(str, raw.columns))}"
+            )
+        if column not in texts:
+            texts[column] = _as_text(raw[column])
+        text = texts[column]
+        hit = text.str.startswith(value) if is_prefix else text.eq(value)
+        hit = hit.fillna(False).to_numpy(dtype=bool) & which.isna().to_numpy()
+        rule = f"{column} starting '{value}'" if is_prefix else f"{column}='{value}'"
+        which[hit] = rule
+        counts[rule] = int(hit.sum())
+    return which.dropna(), counts
+
+
+def _anonymous_lines(ids: pd.Series) -> pd.Index:
+    """Rows without a customer id (sales to no known customer)."""
+    return ids.index[_as_text(ids).isna().to_numpy()]
+
+
+def _net_amount(layout: _Layout, raw: pd.DataFrame, rows: pd.Index, fmt: str) -> float:
+    """Net amount of some rows, parsed (or computed) as for loading; unusable amounts count 0."""
+    return float(layout.parse(raw.loc[rows], fmt, _Problems(rows))["amount"].sum())
 
 
 def _as_text(values: pd.Series) -> pd.Series:
@@ -192,7 +307,7 @@ def _parse_datetime(text: pd.Series, raw: pd.Series, fmt: str) -> pd.Series:
 def _parse_column(
     col: Column, raw: pd.Series, fmt: str, problems: _Problems, source_name: str
 ) -> pd.Series:
-    label = col.name if source_name == col.name else f"{col.name} (column '{source_name}')"
+    label = _label(col.name, source_name)
     typed = (col.kind == "datetime" and pd.api.types.is_datetime64_any_dtype(raw)) or (
         col.kind == "number"
         and pd.api.types.is_numeric_dtype(raw)
@@ -229,8 +344,9 @@ def _parse_column(
     return flag.astype("boolean")
 
 
-def _duplicate_reasons(raw: pd.DataFrame, candidates: pd.Series) -> pd.Series:
-    """'exact duplicate of row N' for every repeat of an earlier identical row."""
+def _duplicate_reasons(raw: pd.DataFrame, candidates: pd.Index) -> pd.Series:
+    """'exact duplicate of row N' for every repeat of an earlier identical row among the
+    candidates (sorted row labels of `raw`)."""
     rows = raw.loc[candidates]
     rows = rows.loc[rows.duplicated(keep=False)]  # fast pass; row numbers only for these
     group = rows.groupby(list(rows.columns), sort=False, dropna=False).ngroup()
@@ -246,33 +362,30 @@ def load_table(
     validation: ValidationConfig,
     rejects_dir: Path,
 ) -> Loaded:
-    """Load one table: map columns, validate each row, report and write rejects, enforce limits."""
-    path = Path(path)
+    """Load one table: map columns, set aside excluded and anonymous lines, validate each other
+    row, report and write rejects and the lines set aside, enforce limits."""
+    path, rejects_dir = Path(path), Path(rejects_dir)
     raw = read_raw(path, source.sep).reset_index(drop=True)
-    names = _source_names(schema, source)
-    present = list(raw.columns)
-    for col in schema.columns:
-        if col.required and names[col.name] not in raw.columns:
-            mapped = f" (mapped to '{names[col.name]}')" if names[col.name] != col.name else ""
-            raise DataError(
-                f"{path}: missing required column '{col.name}'{mapped}; "
-                f"columns present: {', '.join(map(str, present))}"
-            )
-    problems = _Problems(raw.index)
-    parsed = {
-        col.name: _parse_column(
-            col, raw[names[col.name]], source.timestamp_format, problems, names[col.name]
-        )
-        for col in schema.columns
-        if names[col.name] in raw.columns
-    }
-    frame = pd.DataFrame(parsed, index=raw.index)
+    layout = _layout(schema, source, raw, path)
+    excluded, rule_counts = _excluded_lines(raw, source, path)
+    # the column whose missing value makes a line anonymous, when such lines are kept out
+    anonymous_key = schema.anonymous_key if validation.anonymous_lines == "keep_out" else None
+    anonymous, anonymous_label = raw.index[:0], ""
+    if anonymous_key is not None:
+        anonymous = _anonymous_lines(raw[layout.names[anonymous_key]]).difference(excluded.index)
+        anonymous_label = _label(anonymous_key, layout.names[anonymous_key])
+    aside = excluded.index.union(anonymous)
+    rows = raw.drop(index=aside) if len(aside) else raw  # no copy of a clean file
+    problems = _Problems(rows.index)
+    frame = layout.parse(rows, source.timestamp_format, problems)
     rejected = problems.mask
 
-    duplicates = _duplicate_reasons(raw, ~rejected)
+    # Anonymous lines repeat like any others (two overlapping exports): one report of them.
+    duplicates = _duplicate_reasons(raw, rows.index[~rejected.to_numpy()].union(anonymous))
     keep = ~rejected
     if validation.drop_duplicates:
-        keep.loc[duplicates.index] = False
+        keep.loc[keep.index.intersection(duplicates.index)] = False
+        anonymous = anonymous.difference(duplicates.index)
     if schema.unique_key:
         key = frame[schema.unique_key].astype(object)[keep]
         repeated = pd.Series(False, index=frame.index)
@@ -281,24 +394,43 @@ def load_table(
         keep &= ~repeated
         rejected = problems.mask
 
-    rejects_path = Path(rejects_dir) / f"{schema.name}_rejects.csv"
-    _write_rejects(raw, problems.reasons[rejected], duplicates, rejects_path)
+    rejects_path = rejects_dir / f"{schema.name}_rejects.csv"
+    _write_rows(raw, pd.concat([problems.reasons[rejected], duplicates]), rejects_path)
+    excluded_path = _write_set_aside(
+        raw, excluded if rule_counts else None, rejects_dir / f"{schema.name}_excluded.csv"
+    )
+    anonymous_path = _write_set_aside(
+        raw,
+        pd.Series(f"no {anonymous_label}", index=anonymous) if anonymous_key else None,
+        rejects_dir / f"{schema.name}_anonymous.csv",
+    )
+    used = set(layout.names.values()) | set(source.exclude) | set(source.exclude_prefix)
     report = LoadReport(
         table=schema.name,
         source=path,
         rows_read=len(raw),
+        rows_checked=len(rows),
         rows_loaded=int(keep.sum()),
         rejected=int(rejected.sum()),
         reasons=dict(problems.kinds.most_common()),
         duplicates=len(duplicates),
         duplicates_dropped=validation.drop_duplicates,
         rejects_path=rejects_path,
-        ignored_columns=tuple(str(c) for c in present if c not in set(names.values())),
+        ignored_columns=tuple(str(c) for c in raw.columns if c not in used),
+        excluded=rule_counts,
+        excluded_path=excluded_path,
+        anonymous=len(anonymous),
+        anonymous_amount=(
+            _net_amount(layout, raw, anonymous, source.timestamp_format) if len(anonymous) else 0.0
+        ),
+        anonymous_label=anonymous_label,
+        anonymous_path=anonymous_path,
     )
     if report.rejected and report.reject_share > validation.max_reject_share:
         raise DataError(
-            f"{path}: {report.rejected:,} of {report.rows_read:,} rows ({report.reject_share:.2%}) "
-            f"rejected, above the limit of {validation.max_reject_share:.2%} "
+            f"{path}: {report.rejected:,} of {report.rows_checked:,} rows "
+            f"({report.reject_share:.2%}) rejected, above the limit of "
+            f"{validation.max_reject_share:.2%} "
             f"(validation.max_reject_share in configs/data.yaml, or --max-reject-share); "
             f"reasons: {', '.join(f'{k} {n:,}' for k, n in report.reasons.items())}; "
             f"rejected rows with reasons in {rejects_path}"
@@ -310,15 +442,24 @@ def load_table(
     return Loaded(frame.reset_index(drop=True), report)
 
 
-def _write_rejects(
-    raw: pd.DataFrame, reasons: pd.Series, duplicates: pd.Series, path: Path
-) -> None:
-    why = pd.concat([reasons, duplicates]).sort_index()
+def _write_rows(raw: pd.DataFrame, reasons: pd.Series, path: Path) -> None:
+    """The file's rows as they were read, each with its 1-based row number and reason."""
+    why = reasons.sort_index()
     out = raw.loc[why.index].copy()
     out.insert(0, "reason", why.to_numpy())
     out.insert(0, "row", why.index + 1)  # 1 = the first data row (line 2 of a CSV with a header)
     path.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(path, index=False)
+
+
+def _write_set_aside(raw: pd.DataFrame, reasons: pd.Series | None, path: Path) -> Path | None:
+    """Write lines set aside (not rejects) when the table can have them; otherwise remove a
+    file left by an earlier run with other settings, so no stale list is taken for this one."""
+    if reasons is None:
+        path.unlink(missing_ok=True)
+        return None
+    _write_rows(raw, reasons, path)
+    return path
 
 
 def sort_transactions(frame: pd.DataFrame) -> pd.DataFrame:

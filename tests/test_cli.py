@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import new_home, run
+from tests.conftest import ROOT, new_home, run
+
+RETAIL = ROOT / "benchmarks/data"  # the real export and its data.yaml
 
 
 @pytest.fixture()
@@ -72,9 +76,33 @@ def test_reject_limit_can_be_raised_on_the_command_line(home):
     own.write_text("customer_id,timestamp,amount\n1,2024-01-01 10:00:00,5\n2,never,5\n")
     result = run(home, "features", "--transactions", str(own), "--max-reject-share", "0.6")
     assert result.returncode == 0, result.stderr
-    assert "rejected 1 rows (50.00%): unparsable timestamp 1" in result.stderr
+    assert "rejected 1 rows (50.00% of 2 checked): unparsable timestamp 1" in result.stderr
     rejects = pd.read_csv(home / "reports/rejects/transactions_rejects.csv")
     assert rejects["reason"].tolist() == ["unparsable timestamp 'never'"]
+
+
+def test_a_slice_of_the_real_export_loads_with_its_shipped_mapping(home):
+    """Online Retail II as published (benchmarks/data): no line total, guest sales, postage and
+    fee lines, duplicates. Its first 20,000 lines load with the default reject limit."""
+    shutil.copyfile(RETAIL / "online_retail_ii.data.yaml", home / "configs/data.yaml")
+    batch = next(pq.ParquetFile(RETAIL / "online_retail_ii.parquet").iter_batches(20_000))
+    batch.to_pandas().to_parquet(home / "slice.parquet")
+    result = run(home, "features", "--transactions", str(home / "slice.parquet"))
+    assert result.returncode == 0, result.stderr
+    summary = result.stderr
+    assert "20,000 rows read" in summary and "14,900 loaded" in summary
+    assert "rejected" not in summary
+    assert "excluded by rule (not rejects): 69 rows: StockCode='POST' 28, StockCode='DOT' 20" in (
+        summary
+    )
+    assert "Invoice starting 'A' 0" in summary
+    assert "anonymous sales: 4,820 rows with no customer_id (column 'Customer ID')" in summary
+    assert "211 exact duplicate rows dropped" in summary
+    assert "columns not in the contract, ignored: Description, Country" in summary
+    anonymous = pd.read_csv(home / "reports/rejects/transactions_anonymous.csv")
+    assert len(anonymous) == 4_820 and anonymous["Customer ID"].isna().all()
+    table = pd.read_parquet(home / "data/features.parquet")
+    assert len(table) > 500 and table["monetary_total"].gt(0).mean() > 0.9
 
 
 def test_bad_command_line_values_are_one_line_errors(home):

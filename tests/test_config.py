@@ -45,3 +45,12 @@ def test_configs_are_frozen():
     config = load_config(DataConfig, CONFIGS / "data.yaml")
     with pytest.raises(ValueError, match="frozen"):
         config.validation = None  # type: ignore[misc]
+
+
+def test_exclusion_values_are_text_even_when_yaml_reads_numbers(tmp_path):
+    path = tmp_path / "data.yaml"
+    path.write_text("transactions: {exclude: {StockCode: [85048, POST]}}\n")
+    assert load_config(DataConfig, path).transactions.exclude == {"StockCode": ("85048", "POST")}
+    path.write_text("transactions: {exclude_prefix: {Invoice: ['']}}\n")
+    with pytest.raises(ConfigError, match="an empty prefix would leave out every line"):
+        load_config(DataConfig, path)

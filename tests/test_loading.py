@@ -104,7 +104,9 @@ def test_unknown_mapping_name_is_refused(tmp_path):
     ],
 )
 def test_each_bad_row_is_rejected_with_its_reason_and_row(tmp_path, line, reason):
-    loaded = _load(_write(tmp_path, [*GOOD, line]), tmp_path, max_reject_share=0.5)
+    loaded = _load(
+        _write(tmp_path, [*GOOD, line]), tmp_path, max_reject_share=0.5, anonymous_lines="reject"
+    )
     assert loaded.report.rejected == 1 and loaded.report.rows_loaded == 3
     rejects = pd.read_csv(loaded.report.rejects_path, dtype=str, keep_default_na=False)
     assert rejects["row"].tolist() == ["4"]
@@ -113,7 +115,12 @@ def test_each_bad_row_is_rejected_with_its_reason_and_row(tmp_path, line, reason
 
 
 def test_several_problems_in_one_row_are_all_named(tmp_path):
-    loaded = _load(_write(tmp_path, [*GOOD, ",when,x,books"]), tmp_path, max_reject_share=0.5)
+    loaded = _load(
+        _write(tmp_path, [*GOOD, ",when,x,books"]),
+        tmp_path,
+        max_reject_share=0.5,
+        anonymous_lines="reject",
+    )
     reason = pd.read_csv(loaded.report.rejects_path)["reason"].iloc[0]
     assert reason == "missing customer_id; unparsable timestamp 'when'; non-numeric amount 'x'"
 
@@ -220,3 +227,129 @@ def test_campaigns_table_rules(tmp_path):
         "group not treatment/control 'holdout'",
         "converted not 0/1/true/false 'maybe'",
     ]
+
+
+LINES = "Invoice,StockCode,Quantity,InvoiceDate,Price,Customer ID\n"
+RETAIL = SourceConfig(
+    columns={
+        "customer_id": "Customer ID",
+        "timestamp": "InvoiceDate",
+        "quantity": "Quantity",
+        "unit_price": "Price",
+        "order_id": "Invoice",
+    }
+)
+
+
+def test_amount_is_quantity_times_unit_price_without_an_amount_column(tmp_path):
+    path = _write(
+        tmp_path,
+        ["1,85048,12,2024-01-01 10:00:00,2.5,007", "C2,85048,-2,2024-01-09 10:00:00,2.5,007"],
+        LINES,
+    )
+    tx = _load(path, tmp_path, RETAIL).frame
+    assert tx["amount"].tolist() == [30.0, -5.0]  # a cancellation is a refund
+    assert tx["unit_price"].tolist() == [2.5, 2.5]
+
+
+def test_lines_without_quantity_or_a_numeric_unit_price_are_rejected_with_the_reason(tmp_path):
+    lines = [
+        "1,85048,12,2024-01-01 10:00:00,2.5,007",
+        "2,85048,3,2024-01-02 10:00:00,,007",
+        "3,85048,3,2024-01-03 10:00:00,cheap,007",
+        "4,85048,,2024-01-04 10:00:00,1,007",
+    ]
+    loaded = _load(_write(tmp_path, lines, LINES), tmp_path, RETAIL, max_reject_share=1)
+    assert loaded.frame["amount"].tolist() == [30.0]
+    rejects = pd.read_csv(loaded.report.rejects_path)
+    assert rejects["row"].tolist() == [2, 3, 4]
+    assert rejects["reason"].tolist() == [
+        "missing unit_price (column 'Price')",
+        "non-numeric unit_price (column 'Price') 'cheap'",
+        "missing quantity (column 'Quantity')",
+    ]
+    assert loaded.report.reasons == {
+        "missing unit_price (column 'Price')": 1,
+        "non-numeric unit_price (column 'Price')": 1,
+        "missing quantity (column 'Quantity')": 1,
+    }
+
+
+def test_no_amount_and_no_unit_price_names_the_columns(tmp_path):
+    path = _write(tmp_path, ["1,85048,12,2024-01-01 10:00:00,2.5,007"], LINES)
+    no_price = RETAIL.model_copy(update={"columns": {**RETAIL.columns, "unit_price": "Cost"}})
+    with pytest.raises(DataError) as err:
+        _load(path, tmp_path, no_price)
+    assert (
+        "missing required column 'amount', and no quantity x unit_price to compute it from "
+        "('unit_price' (mapped to 'Cost') missing); columns present: Invoice, StockCode"
+    ) in str(err.value)
+
+
+def test_anonymous_lines_are_reported_apart_and_kept_out_not_rejected(tmp_path):
+    lines = [
+        "1,85048,12,2024-01-01 10:00:00,2.5,007",
+        "2,85048,4,2024-01-02 10:00:00,2.5,",
+        "2,85048,4,2024-01-02 10:00:00,2.5,",  # an exact repeat: a duplicate, counted once
+        "3,22041,-1,2024-01-03 10:00:00,3,  ",
+        "4,22041,1,2024-01-04 10:00:00,x,",  # no id and no price: anonymous, not a reject
+    ]
+    loaded = _load(_write(tmp_path, lines, LINES), tmp_path, RETAIL, max_reject_share=0)
+    report = loaded.report
+    assert loaded.frame["customer_id"].astype(str).tolist() == ["007"]
+    assert (report.anonymous, report.anonymous_amount) == (3, 7.0)  # 4 x 2.5 - 3
+    assert (report.rejected, report.duplicates, report.rows_checked) == (0, 1, 1)
+    assert "anonymous sales: 3 rows with no customer_id (column 'Customer ID'), net amount " in (
+        report.summary()
+    )
+    assert "left out of customer features" in report.summary()
+    anonymous = pd.read_csv(report.anonymous_path)
+    assert anonymous["row"].tolist() == [2, 4, 5]
+    assert set(anonymous["reason"]) == {"no customer_id (column 'Customer ID')"}
+
+    with pytest.raises(DataError, match=r"4 of 5 rows \(80.00%\) rejected"):
+        _load(_write(tmp_path, lines, LINES), tmp_path, RETAIL, anonymous_lines="reject")
+    rejected = _load(
+        _write(tmp_path, lines, LINES), tmp_path, RETAIL, max_reject_share=1,
+        anonymous_lines="reject",
+    ).report  # fmt: skip
+    assert rejected.anonymous == 0 and rejected.anonymous_path is None
+    assert rejected.reasons["missing customer_id (column 'Customer ID')"] == 4
+    assert not (tmp_path / "rejects" / "transactions_anonymous.csv").exists()  # no stale list
+
+
+def test_lines_are_excluded_by_value_and_by_prefix_counted_per_rule(tmp_path):
+    lines = [
+        "1,85048,12,2024-01-01 10:00:00,2.5,007",
+        "1,POST,1,2024-01-01 10:00:00,18,007",
+        "2,POST,1,2024-01-02 10:00:00,18,",  # excluded, so not anonymous either
+        "A3,B,1,2024-01-03 10:00:00,-100,",
+        "4,BANK CHARGES,1,2024-01-04 10:00:00,oops,007",  # excluded before validation
+    ]
+    source = RETAIL.model_copy(
+        update={
+            "exclude": {"StockCode": ("POST", "BANK CHARGES", "DOT")},
+            "exclude_prefix": {"Invoice": ("A",)},
+        }
+    )
+    loaded = _load(_write(tmp_path, lines, LINES), tmp_path, source, max_reject_share=0)
+    report = loaded.report
+    assert report.excluded == {
+        "StockCode='POST'": 2,
+        "StockCode='BANK CHARGES'": 1,
+        "StockCode='DOT'": 0,  # listed: a rule that matches nothing may be a typo
+        "Invoice starting 'A'": 1,
+    }
+    assert (report.rows_loaded, report.rejected, report.anonymous) == (1, 0, 0)
+    assert "excluded by rule (not rejects): 4 rows: StockCode='POST' 2" in report.summary()
+    assert "StockCode" not in report.ignored_columns
+    excluded = pd.read_csv(report.excluded_path)
+    assert excluded["row"].tolist() == [2, 3, 4, 5]
+    assert excluded["reason"].tolist()[2:] == ["Invoice starting 'A'", "StockCode='BANK CHARGES'"]
+
+
+def test_an_exclusion_on_a_column_the_file_lacks_names_it(tmp_path):
+    path = _write(tmp_path, ["1,85048,12,2024-01-01 10:00:00,2.5,007"], LINES)
+    source = RETAIL.model_copy(update={"exclude": {"Stock Code": ("POST",)}})
+    with pytest.raises(DataError, match="exclusion rule \\(exclude\\) names column 'Stock Code'"):
+        _load(path, tmp_path, source)
