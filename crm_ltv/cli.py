@@ -379,7 +379,7 @@ def score(
     from crm_ltv.training.tracking import setup_tracking
 
     setup_tracking(paths, config.registry.experiment)
-    champions = load_champions(config.registry)
+    champions = load_champions(config.registry, progress)
     progress(
         f"champions: {champions.churn.name} v{champions.churn.version}, "
         f"{champions.ltv.name} v{champions.ltv.version} ({champions.horizon_days}-day horizon)"
@@ -492,9 +492,9 @@ def _sync_store(progress: Progress) -> Paths:
     from crm_ltv.serving.store import describe, is_bundle, is_stored, store_bundle, stored_model
     from crm_ltv.training.registry import (
         RegistryError,
-        champion_version,
         download_bundle,
         model_names,
+        serving_version,
     )
     from crm_ltv.training.tracking import tracking_uri
 
@@ -508,12 +508,15 @@ def _sync_store(progress: Progress) -> Paths:
     uri = tracking_uri(paths)
     mlflow.set_tracking_uri(uri)  # read only: no experiment to create
     try:
-        versions = {kind: champion_version(name, registry.alias) for kind, name in names.items()}
+        found = {kind: serving_version(name, registry.alias) for kind, name in names.items()}
+        versions = {kind: version for kind, (version, _) in found.items()}
         problem = next(
-            (f"model {names[k]!r} has no {registry.alias!r} version" for k, v in versions.items()
-             if v is None),
+            (f"model {names[k]!r} has no versions" for k, v in versions.items() if v is None),
             None,
-        )  # fmt: skip
+        )
+        for _, warning in found.values():
+            if warning is not None:
+                progress(warning)
     except Exception as exc:  # any failure to reach the registry: fall back to the store
         versions, problem = {}, f"{type(exc).__name__}: {exc}".splitlines()[0]
     if problem is not None:

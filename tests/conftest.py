@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from crm_ltv.features.config import DataConfig, FeatureConfig, SampleConfig, load_config
+from crm_ltv.features.paths import default_config_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -35,13 +37,26 @@ def run(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedPro
     return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def without_baseline_gate(home: Path) -> None:
+    """The home's configs/train.yaml (the packaged default where it has none) with a gate that
+    does not ask to beat BG/NBD: for CLI behaviour tests on a few hundred customers."""
+    path = home / "configs/train.yaml"
+    train = yaml.safe_load((path if path.exists() else default_config_file("train")).read_text())
+    for kind in ("churn", "ltv"):
+        train["promotion"][kind]["baseline"] = None
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(train))
+
+
 @pytest.fixture(scope="session")
 def trained_home(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """One project home trained once per test session, shared by the training, scoring and
-    serving tests: 3,000 sample customers, and no configs/ folder, so the packaged defaults
-    serve (the installed tool from any folder). Tests that add versions leave both champions
-    at v1 and every config as they found it."""
+    serving tests: 3,000 sample customers and the packaged default configs, but for its own
+    configs/train.yaml (one file overrides its default), whose gate does not ask to beat
+    BG/NBD: on 3,000 customers the churn model does not always (the rule has its own tests).
+    Tests that add versions leave both champions at v1 and every config as they found it."""
     home = tmp_path_factory.mktemp("trained")
+    without_baseline_gate(home)
     made = run(home, "data", "--n-customers", "3000")
     assert made.returncode == 0, made.stderr
     result = run(home, "train")

@@ -33,3 +33,17 @@ def test_lower_is_better_metrics_compare_the_other_way():
     gate = GateConfig(compare="log_loss")
     assert decide_promotion({"log_loss": 0.30}, {"log_loss": 0.32}, gate).promote
     assert not decide_promotion({"log_loss": 0.33}, {"log_loss": 0.32}, gate).promote
+
+
+def test_a_new_model_must_also_beat_the_baseline_and_the_reason_gives_each_margin():
+    gate = GateConfig(compare="roc_auc", baseline="bgnbd")
+    ours, bgnbd, champion = {"roc_auc": 0.80}, {"roc_auc": 0.81}, {"roc_auc": 0.70}
+    behind = decide_promotion(ours, champion, gate, "champion v2", bgnbd)
+    assert not behind.promote
+    assert "roc_auc 0.8000 does not beat bgnbd's 0.8100 (-0.0100)" in behind.reason
+    assert "roc_auc 0.8000 beats champion v2's 0.7000 (+0.1000)" in behind.reason
+    ahead = decide_promotion(ours, None, gate, baseline={"roc_auc": 0.75})
+    assert ahead.promote and "beats bgnbd's 0.7500 (+0.0500)" in ahead.reason
+    assert decide_promotion(
+        ours, None, gate.model_copy(update={"baseline": None}), baseline=bgnbd
+    ).promote

@@ -19,8 +19,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from crm_ltv.features.paths import default_config_file
-from tests.conftest import ROOT, free_port, new_home, run
+from tests.conftest import ROOT, free_port, new_home, run, without_baseline_gate
 
 
 @pytest.fixture(scope="module")
@@ -106,18 +105,18 @@ def test_rerun_gives_the_same_metrics_and_a_tie_keeps_the_champion(trained):
 
 def test_a_worse_model_does_not_become_champion(trained):
     home, _ = trained
-    path = home / "configs/train.yaml"  # overrides the packaged default for this run only
-    worse = yaml.safe_load(default_config_file("train").read_text())
+    path = home / "configs/train.yaml"
+    original = path.read_text()
+    worse = yaml.safe_load(original)
     for kind in ("churn", "ltv"):
         worse[kind]["n_estimators"] = 2  # two rounds of boosting: a weak model
         worse["promotion"][kind]["thresholds"] = {}  # so that only the comparison decides
     worse["baselines"]["bgnbd_as_features"] = False
-    path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(worse))
     try:
         result = run(home, "train")
     finally:
-        path.unlink()
+        path.write_text(original)
     assert result.returncode == 0, result.stderr
     summary = json.loads((home / "reports/metrics.json").read_text())
     assert summary["registry"]["churn"]["promoted"] is False
@@ -165,12 +164,22 @@ def test_too_short_a_history_fails_with_what_is_missing(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_score_without_a_champion_says_what_to_do(tmp_path):
+def test_a_first_run_that_misses_the_gate_says_what_to_do_and_scoring_still_works(tmp_path):
     home = new_home(tmp_path)
-    assert run(home, "data", "--n-customers", "200").returncode == 0
-    result = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
-    assert result.returncode == 2 and "no 'champion' version" in result.stderr
-    assert "make train" in result.stderr
+    assert run(home, "data", "--n-customers", "1000").returncode == 0
+    nothing = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
+    assert nothing.returncode == 2 and "has no versions" in nothing.stderr
+    assert "make train" in nothing.stderr and "Traceback" not in nothing.stderr
+    config = yaml.safe_load((home / "configs/train.yaml").read_text())
+    config["promotion"]["churn"]["thresholds"]["roc_auc"] = {"min": 0.99}  # out of reach
+    (home / "configs/train.yaml").write_text(yaml.safe_dump(config))
+    trained = run(home, "train")
+    assert trained.returncode == 0, trained.stderr
+    assert "churn: churn v1 not promoted: fails thresholds: roc_auc" in trained.stdout
+    assert "`crm-ltv promote --model churn --version 1` makes it champion" in trained.stdout
+    scored = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
+    assert scored.returncode == 0, scored.stderr
+    assert "warning: churn has no 'champion' version; using the newest, v1" in scored.stderr
 
 
 def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
@@ -245,6 +254,7 @@ def test_a_version_from_before_bundles_gets_one_message_to_retrain(tmp_path):
     from crm_ltv.training.tracking import setup_tracking
 
     home = new_home(tmp_path)
+    without_baseline_gate(home)
     assert run(home, "data", "--n-customers", "1000").returncode == 0
     client = _client(home)
     experiment = setup_tracking(Paths(home), "crm-ltv")  # artifacts in the home, as training's

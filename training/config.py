@@ -62,6 +62,7 @@ class Threshold(_Frozen):
 
 class GateConfig(_Frozen):
     compare: str
+    baseline: Literal["bgnbd", "rfm"] | None = "bgnbd"  # must beat it on `compare` too
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
 
 

@@ -63,6 +63,7 @@ class TrainResult:
     evaluation: Evaluation
     registered: dict[Kind, Registered]
     summary: dict[str, Any] = field(repr=False)
+    models: TrainedModels | None = field(default=None, repr=False)
 
 
 def load_truth_dropout(paths: Paths, inputs: Inputs, split: TimeSplit) -> np.ndarray | None:
@@ -148,7 +149,7 @@ def run_training(
     paths.metrics_file.parent.mkdir(parents=True, exist_ok=True)
     paths.metrics_file.write_text(json.dumps(summary, indent=2) + "\n")
     progress(f"wrote {paths.metrics_file}")
-    return TrainResult(run.info.run_id, split, evaluation, registered, summary)
+    return TrainResult(run.info.run_id, split, evaluation, registered, summary, models)
 
 
 def _span(cutoffs: tuple[pd.Timestamp, ...]) -> str:
@@ -326,19 +327,19 @@ def _register_bundle(
     registered = {}
     for kind, name in names.items():
         gate: GateConfig = getattr(config.promotion, kind)
-        ours = evaluation.churn["lightgbm"] if kind == "churn" else evaluation.ltv["lightgbm"]
+        scores = evaluation.churn if kind == "churn" else evaluation.ltv
+        ours, baseline = scores["lightgbm"], scores.get(gate.baseline or "")
         current = champions[kind]
         theirs, why_not = comparisons.get(kind, (None, None))
         if why_not is not None:
             decision = Decision(False, why_not)
         elif current is not None and theirs is None:  # a champion from before bundles
-            decision = decide_promotion(ours, None, gate)
+            decision = decide_promotion(ours, None, gate, baseline=baseline)
             note = f"champion v{current.version} predates model bundles and cannot score"
-            verdict = "every threshold passes" if decision.promote else decision.reason
-            decision = Decision(decision.promote, f"{note}; {verdict}")
+            decision = Decision(decision.promote, f"{note}; {decision.reason}")
         else:
             label = f"champion v{current.version}" if current is not None else "the champion"
-            decision = decide_promotion(ours, theirs, gate, label)
+            decision = decide_promotion(ours, theirs, gate, label, baseline)
         tags = {
             "horizon_days": str(split.horizon_days),
             "test_cutoff": f"{split.plan.test:%Y-%m-%d}",
@@ -349,8 +350,19 @@ def _register_bundle(
         version = register_version(model_uri, name, tags)
         if decision.promote:
             set_champion(name, version, config.registry.alias)
+        elif current is None:
+            decision = Decision(False, _until_promoted(decision.reason, name, version))
         registered[kind] = Registered(name, version, decision)
     return registered
+
+
+def _until_promoted(reason: str, name: str, version: str) -> str:
+    """What a user whose first run missed the gate can do, and what scores meanwhile."""
+    return (
+        f"{reason}. No champion yet: `crm-ltv score` and `crm-ltv serve` use the newest version "
+        f"(v{version}) with a warning; `crm-ltv promote --model {name} --version {version}` "
+        "makes it champion, or adjust `promotion:` in configs/train.yaml"
+    )
 
 
 def _score_champion(

@@ -9,6 +9,7 @@ Nothing scoring needs rides in registry tags: tags are for people (metrics, the 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,20 +62,30 @@ def decide_promotion(
     champion: dict[str, float] | None,
     gate: GateConfig,
     champion_label: str = "the champion",
+    baseline: dict[str, float] | None = None,
 ) -> Decision:
-    """Promote only a model that passes every threshold and strictly beats the champion on
-    `gate.compare`, both measured on the same held-out snapshot."""
-    failures = threshold_failures(new, gate)
-    if failures:
-        return Decision(False, "fails thresholds: " + "; ".join(failures))
-    if champion is None:
-        return Decision(True, "no champion yet and every threshold passes")
+    """Promote only a model that passes every threshold, beats the baseline (`gate.baseline`,
+    BG/NBD by default) and strictly beats the champion on `gate.compare`, all measured on the
+    same held-out snapshot. The reason gives every margin, either way."""
     metric = gate.compare
     higher = HIGHER_IS_BETTER.get(metric, True)
-    ours, theirs = new[metric], champion[metric]
-    better = ours > theirs if higher else ours < theirs
-    verdict = "beats" if better else "does not beat"
-    return Decision(better, f"{metric} {ours:.4f} {verdict} {champion_label}'s {theirs:.4f}")
+    notes: list[str] = []
+    promote = True
+    failures = threshold_failures(new, gate)
+    if failures:
+        promote = False
+        notes.append("fails thresholds: " + "; ".join(failures))
+    for label, other in ((gate.baseline, baseline), (champion_label, champion)):
+        if other is None or label is None:
+            continue
+        ours, theirs = new[metric], other[metric]
+        better = ours > theirs if higher else ours < theirs
+        promote &= better
+        verdict = "beats" if better else "does not beat"
+        notes.append(f"{metric} {ours:.4f} {verdict} {label}'s {theirs:.4f} ({ours - theirs:+.4f})")
+    if champion is None:
+        notes.append("no champion yet" + (" and every threshold passes" if not failures else ""))
+    return Decision(promote, "; ".join(notes))
 
 
 def model_names(registry: RegistryConfig) -> dict[Kind, str]:
@@ -137,6 +148,30 @@ def champion_version(name: str, alias: str) -> ModelVersion | None:
         return None
 
 
+def newest_version(name: str) -> ModelVersion | None:
+    try:
+        versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    return max(versions, key=lambda v: int(v.version), default=None)
+
+
+def serving_version(name: str, alias: str) -> tuple[ModelVersion | None, str | None]:
+    """The version to score with: the champion, else (none promoted yet, e.g. a first run that
+    failed the gate) the newest version, with a warning that says how to promote it."""
+    found = champion_version(name, alias)
+    if found is not None:
+        return found, None
+    newest = newest_version(name)
+    if newest is None:
+        return None, None
+    return newest, (
+        f"warning: {name} has no {alias!r} version; using the newest, v{newest.version} "
+        f"({newest.tags.get('promotion', 'not promoted')}). Promote one with "
+        f"`crm-ltv promote --model {name} --version N`"
+    )
+
+
 def download_bundle(name: str, version: str, dst: Path) -> Path:
     """The bundle folder of a registered version, downloaded under `dst`."""
     try:
@@ -168,19 +203,25 @@ def load_bundle(name: str, version: str) -> ModelBundle:
             raise RegistryError(f"{name} v{version}: {exc}") from None
 
 
-def load_champion(name: str, alias: str, kind: Kind) -> Champion:
-    found = champion_version(name, alias)
+def load_champion(
+    name: str, alias: str, kind: Kind, warn: Callable[[str], None] = lambda _: None
+) -> Champion:
+    found, warning = serving_version(name, alias)
     if found is None:
         raise RegistryError(
-            f"model {name!r} has no {alias!r} version in the registry at "
-            f"{mlflow.get_tracking_uri()}: run `make train`, or `crm-ltv promote`"
+            f"model {name!r} has no versions in the registry at {mlflow.get_tracking_uri()}: "
+            "run `make train` first"
         )
+    if warning is not None:
+        warn(warning)
     return Champion(name, str(found.version), kind, load_bundle(name, str(found.version)))
 
 
-def load_champions(registry: RegistryConfig) -> Champions:
+def load_champions(
+    registry: RegistryConfig, warn: Callable[[str], None] = lambda _: None
+) -> Champions:
     names = model_names(registry)
     return Champions.pair(
-        load_champion(names["churn"], registry.alias, "churn"),
-        load_champion(names["ltv"], registry.alias, "ltv"),
+        load_champion(names["churn"], registry.alias, "churn", warn),
+        load_champion(names["ltv"], registry.alias, "ltv", warn),
     )
