@@ -14,6 +14,7 @@ cells are the ones the training run fitted. Prints one line per origin and model
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -50,7 +51,9 @@ def _load(home: Path) -> Inputs:
     """The whole file through the loader, with the shipped mapping and exclusions."""
     config = load_config(DataConfig, DATA / "online_retail_ii.data.yaml")
     source = override(config.transactions, "bench-real", path=DATA / "online_retail_ii.parquet")
-    return load_inputs(override(config, "bench-real", transactions=source), Paths(home), _say)
+    return load_inputs(
+        override(config, "bench-real", transactions=source), Paths(home), progress=_say
+    )
 
 
 def _until(inputs: Inputs, origin: pd.Timestamp) -> Inputs:
@@ -59,7 +62,12 @@ def _until(inputs: Inputs, origin: pd.Timestamp) -> Inputs:
     return replace(inputs, transactions=replace(tx, frame=seen))
 
 
-def _backtest(inputs: Inputs, origin: pd.Timestamp, horizon: int, scratch: Path) -> dict:
+def _backtest(
+    inputs: Inputs, origin: pd.Timestamp, horizon: int, scratch: Path, refit: bool
+) -> dict:
+    # Each origin its own home and registry: MLflow exports the first tracking URI it is given
+    # as MLFLOW_TRACKING_URI, which the next home would otherwise take for the user's.
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
     home = scratch / f"{origin:%Y-%m-%d}-h{horizon}"
     home.mkdir(parents=True)
     paths = Paths(home)
@@ -69,6 +77,7 @@ def _backtest(inputs: Inputs, origin: pd.Timestamp, horizon: int, scratch: Path)
         config,
         "bench-real",
         snapshots=override(config.snapshots, "--horizon-days", horizon_days=horizon),
+        refit=refit,
     )
     history = _until(inputs, origin)
     result = run_training(history, paths, config, features, None, _say)
@@ -96,6 +105,9 @@ def _backtest(inputs: Inputs, origin: pd.Timestamp, horizon: int, scratch: Path)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--origins", nargs="*", help="ORIGIN:HORIZON pairs (default: the four)")
+    parser.add_argument(
+        "--no-refit", action="store_true", help="score with the evaluation fit, not the refit"
+    )
     args = parser.parse_args()
     origins = (
         [(o, int(h)) for o, h in (p.split(":") for p in args.origins)] if args.origins else ORIGINS
@@ -113,7 +125,7 @@ def main() -> None:
         for origin_text, horizon in origins:
             origin = as_cutoff(origin_text)
             try:
-                got = _backtest(inputs, origin, horizon, scratch)
+                got = _backtest(inputs, origin, horizon, scratch, not args.no_refit)
             except Exception as exc:  # a failed origin is a finding, not the end of the run
                 print(f"{origin_text:10s} {horizon:4d} failed: {type(exc).__name__}: {exc}")
                 compared += len(COMPARED)

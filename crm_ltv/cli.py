@@ -343,6 +343,12 @@ def train(
 
     result = run_training(inputs, paths, config, feature_config, tuned, progress)
     typer.echo(comparison_table(result.evaluation))
+    if result.split.evaluation != "out-of-time":
+        typer.echo(
+            f"evaluation: {result.split.evaluation}, not out-of-time: the history is too short "
+            "for three label windows that do not overlap, so the test customers were held out "
+            "at the newest cutoff"
+        )
     for kind, reg in result.registered.items():
         verdict = f"now {config.registry.alias}" if reg.decision.promote else "not promoted"
         typer.echo(f"{kind}: {reg.name} v{reg.version} {verdict}: {reg.decision.reason}")
@@ -507,6 +513,7 @@ def _sync_store(progress: Progress) -> Paths:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri(paths)
     mlflow.set_tracking_uri(uri)  # read only: no experiment to create
+    mlflow.set_registry_uri(uri)
     try:
         found = {kind: serving_version(name, registry.alias) for kind, name in names.items()}
         versions = {kind: version for kind, (version, _) in found.items()}

@@ -35,10 +35,28 @@ def test_newest_training_cutoffs_only_when_capped():
 
 def test_too_short_a_history_says_what_is_missing():
     snapshots = SnapshotConfig(horizon_days=90, min_history_days=180)
-    with pytest.raises(DataError, match=r"span 120 days .* needs at least 450 days"):
+    with pytest.raises(DataError, match=r"span 120 days .* needs at least 270 days"):
         plan_cutoffs(
             pd.Timestamp("2024-01-01"), pd.Timestamp("2024-04-30"), snapshots, SplitConfig()
         )
+
+
+def test_a_short_history_holds_out_customers_and_says_so(small_sample_config, feature_config):
+    """One calibration year and a 182-day horizon: no room for three windows that do not
+    overlap, so validation and test are customers held out at the newest cutoff."""
+    sample = generate_sample(small_sample_config)
+    tx = sample.transactions.assign(timestamp=pd.to_datetime(sample.transactions["timestamp"]))
+    year = tx[tx["timestamp"] < tx["timestamp"].min() + pd.Timedelta(days=366)]
+    snapshots = SnapshotConfig(every_days=30, horizon_days=182, min_history_days=180)
+    split = build_time_split(year, snapshots, SplitConfig(), feature_config)
+    assert split.evaluation == "out-of-customer"
+    assert split.plan.valid == split.plan.test == split.plan.train[-1]
+    sides = [set(part["customer_id"]) for part in (split.train, split.valid, split.test)]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert split.valid["cutoff"].eq(split.plan.test).all() and len(split.test) > 20
+    assert split.rest is not None and not set(split.rest["customer_id"]) & sides[0]
+    again = build_time_split(year, snapshots, SplitConfig(), feature_config)
+    pd.testing.assert_frame_equal(again.test, split.test)  # the same customers every run
 
 
 def test_no_leakage_at_the_split(small_sample_config, feature_config):

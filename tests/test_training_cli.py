@@ -136,21 +136,32 @@ def test_promote_by_hand(trained):
 
 
 def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained):
+    """A user's file of one calibration year and a 182-day horizon: too short for three
+    windows that do not overlap, so it trains on held-out customers and says so."""
     home, _ = trained
     tx = pd.read_csv(home / "data/sample/transactions.csv", dtype=str)
+    year = tx[pd.to_datetime(tx["timestamp"]) < pd.to_datetime(tx["timestamp"]).min()
+              + pd.Timedelta(days=366)]  # fmt: skip
     own = home / "own.csv"
-    tx.rename(columns={"customer_id": "Client", "amount": "Total"}).to_csv(
+    year.rename(columns={"customer_id": "Client", "amount": "Total"}).to_csv(
         own, sep=";", index=False
     )
     result = run(
         home, "train", "--transactions", str(own), "--sep", ";", "--column", "customer_id=Client",
-        "--column", "amount=Total", "--horizon-days", "60",
+        "--column", "amount=Total", "--horizon-days", "182",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "loading customers" not in result.stderr  # the sample's customers are not paired
+    assert "evaluation is out-of-customer, not out-of-time" in result.stderr
+    assert "evaluation: out-of-customer, not out-of-time" in result.stdout
     summary = json.loads((home / "reports/metrics.json").read_text())
-    assert summary["horizon_days"] == 60 and "truth_dropout_auc" not in summary["churn"]["lightgbm"]
-    assert "90-day horizon, this run 60 days" in summary["registry"]["churn"]["reason"]
+    assert (
+        summary["horizon_days"] == 182 and "truth_dropout_auc" not in summary["churn"]["lightgbm"]
+    )
+    assert summary["evaluation"] == "out-of-customer"
+    assert "90-day horizon, this run 182 days" in summary["registry"]["churn"]["reason"]
+    run_ = _client(home).get_run(summary["run_id"])
+    assert run_.data.tags["evaluation"] == "out-of-customer"
 
 
 def test_too_short_a_history_fails_with_what_is_missing(tmp_path):
@@ -160,7 +171,7 @@ def test_too_short_a_history_fails_with_what_is_missing(tmp_path):
     own.write_text("customer_id,timestamp,amount\n" + "\n".join(rows) + "\n")
     result = run(home, "train", "--transactions", str(own), "--horizon-days", "90")
     assert result.returncode == 2
-    assert "needs at least 450 days" in result.stderr and "--horizon-days" in result.stderr
+    assert "needs at least 270 days" in result.stderr and "--horizon-days" in result.stderr
     assert "Traceback" not in result.stderr
 
 

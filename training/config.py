@@ -81,6 +81,7 @@ class RegistryConfig(_Frozen):
 class TrainConfig(_Frozen):
     seed: int = 42
     num_threads: int = Field(2, ge=1)
+    refit: bool = True  # register models refit on every labelled cutoff (README: Training)
     snapshots: SnapshotConfig = SnapshotConfig()
     split: SplitConfig = SplitConfig()
     churn: ChurnConfig = ChurnConfig()

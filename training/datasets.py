@@ -3,13 +3,20 @@
 A row at cutoff t carries labels from (t, t + horizon]. If training used a cutoff whose label
 window reached past the validation cutoff, training would know part of the validation period's
 outcomes; so each part's label windows must end by the next part's first cutoff.
+
+A history too short for three such windows (a calibration year and a six-month horizon, say)
+is split by customer instead: overlapping label windows, validation and test on customers held
+out at the newest cutoff, a customer never on both sides. That evaluation is out-of-customer,
+not out-of-time, and every output says so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from crm_ltv.features.builders import with_rfm_cuts
@@ -23,15 +30,21 @@ KEYS = ("cutoff", "customer_id")
 LABELS = ("churned", "future_value")
 
 
+OUT_OF_TIME, OUT_OF_CUSTOMER = "out-of-time", "out-of-customer"
+Evaluation = Literal["out-of-time", "out-of-customer"]
+HELD_OUT_SHARES = (0.15, 0.15)  # validation, test customers of an out-of-customer split
+
+
 @dataclass(frozen=True)
 class CutoffPlan:
     train: tuple[pd.Timestamp, ...]
     valid: pd.Timestamp
     test: pd.Timestamp
+    evaluation: Evaluation = OUT_OF_TIME
 
     @property
     def all(self) -> tuple[pd.Timestamp, ...]:
-        return (*self.train, self.valid, self.test)
+        return tuple(sorted({*self.train, self.valid, self.test}))
 
 
 @dataclass(frozen=True)
@@ -45,10 +58,17 @@ class TimeSplit:
     valid: pd.DataFrame
     test: pd.DataFrame
     rfm_cuts: RfmCuts
+    # Labelled rows in no part: held-out customers at older cutoffs (out-of-customer only);
+    # the refit learns from them too.
+    rest: pd.DataFrame | None = None
 
     @property
     def feature_names(self) -> list[str]:
         return feature_names(self.train)
+
+    @property
+    def evaluation(self) -> Evaluation:
+        return self.plan.evaluation
 
 
 def feature_names(snapshots: pd.DataFrame) -> list[str]:
@@ -66,19 +86,32 @@ def plan_cutoffs(
     test = cutoffs[-1] if cutoffs else None
     valid = max((c for c in cutoffs if test is not None and c + horizon <= test), default=None)
     train = [c for c in cutoffs if valid is not None and c + horizon <= valid]
-    if not train:
+    if not cutoffs:
         span = (last - first).days
-        needed = snapshots.min_history_days + 3 * snapshots.horizon_days
+        needed = snapshots.min_history_days + snapshots.horizon_days
         raise DataError(
             f"transactions span {span} days ({first:%Y-%m-%d} to {last:%Y-%m-%d}); a "
             f"{snapshots.horizon_days}-day horizon needs at least {needed} days: "
-            f"{snapshots.min_history_days} days of history before the first cutoff, then three "
-            f"label windows (training, validation, test) that do not overlap. Use a shorter "
-            f"--horizon-days, or lower snapshots.min_history_days in configs/train.yaml"
+            f"{snapshots.min_history_days} days of history before the first cutoff, then one "
+            f"label window. Use a shorter --horizon-days, or lower snapshots.min_history_days "
+            f"in configs/train.yaml"
         )
+    if not train:  # no room for three windows that do not overlap: hold out customers instead
+        train = list(cutoffs)
+        valid = test = cutoffs[-1]
     if split.max_train_cutoffs is not None:
         train = train[-split.max_train_cutoffs :]
-    return CutoffPlan(tuple(train), valid, test)
+    evaluation = OUT_OF_TIME if valid != test else OUT_OF_CUSTOMER
+    return CutoffPlan(tuple(train), valid, test, evaluation)
+
+
+def _held_out(customer_ids: pd.Series, seed: int) -> np.ndarray:
+    """0 = training, 1 = validation, 2 = test: by a stable hash of the id, so a customer has
+    one side at every cutoff and in every run."""
+    key = f"crm-ltv-{seed}".ljust(16, "-")[:16]
+    unit = pd.util.hash_array(customer_ids.astype(str).to_numpy(), hash_key=key) / 2.0**64
+    valid_share, test_share = HELD_OUT_SHARES
+    return np.where(unit < 1 - valid_share - test_share, 0, np.where(unit < 1 - test_share, 1, 2))
 
 
 def build_time_split(
@@ -88,6 +121,7 @@ def build_time_split(
     features: FeatureConfig,
     customers: pd.DataFrame | None = None,
     progress: Callable[[str], None] | None = None,
+    seed: int = 42,
 ) -> TimeSplit:
     """Snapshots at the planned cutoffs only, split into train / validation / test."""
     times = transactions["timestamp"]
@@ -95,10 +129,24 @@ def build_time_split(
     table = build_snapshots(
         transactions, plan.all, snapshots.horizon_days, features, customers, progress
     )
-    parts = {
-        name: table[table["cutoff"].isin(cutoffs)].reset_index(drop=True)
-        for name, cutoffs in (("train", plan.train), ("valid", [plan.valid]), ("test", [plan.test]))
-    }
+    rest = None
+    if plan.evaluation == OUT_OF_TIME:
+        parts = {
+            name: table[table["cutoff"].isin(cutoffs)].reset_index(drop=True)
+            for name, cutoffs in (
+                ("train", plan.train), ("valid", [plan.valid]), ("test", [plan.test])
+            )
+        }  # fmt: skip
+    else:
+        side = _held_out(table["customer_id"], seed)
+        newest = (table["cutoff"] == plan.test).to_numpy()
+        parts = {
+            "train": table[(side == 0) & table["cutoff"].isin(plan.train).to_numpy()],
+            "valid": table[(side == 1) & newest],
+            "test": table[(side == 2) & newest],
+        }
+        parts = {name: part.reset_index(drop=True) for name, part in parts.items()}
+        rest = table[(side != 0) & ~newest].reset_index(drop=True)
     for name, part in parts.items():
         if part.empty or part["churned"].nunique() < 2:
             raise DataError(
@@ -108,4 +156,4 @@ def build_time_split(
             )
     cuts = RfmCuts.of(parts["train"])
     parts = {name: with_rfm_cuts(part, cuts, features) for name, part in parts.items()}
-    return TimeSplit(plan, snapshots.horizon_days, **parts, rfm_cuts=cuts)
+    return TimeSplit(plan, snapshots.horizon_days, **parts, rfm_cuts=cuts, rest=rest)

@@ -14,6 +14,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 
 from crm_ltv.features.builders import with_rfm_cuts
 from crm_ltv.features.config import FeatureConfig
@@ -22,13 +23,14 @@ from crm_ltv.features.paths import Paths
 from crm_ltv.training import plots
 from crm_ltv.training.bundle import Kind, ModelBundle
 from crm_ltv.training.config import GateConfig, TrainConfig
-from crm_ltv.training.datasets import TimeSplit, build_time_split
+from crm_ltv.training.datasets import OUT_OF_CUSTOMER, TimeSplit, build_time_split
 from crm_ltv.training.metrics import decile_table
 from crm_ltv.training.pipeline import (
     Evaluation,
     TrainedModels,
     evaluate,
     evaluate_models,
+    refit_bundle,
     train_models,
 )
 from crm_ltv.training.registry import (
@@ -36,6 +38,7 @@ from crm_ltv.training.registry import (
     PreBundleVersionError,
     champion_version,
     decide_promotion,
+    evaluation_metrics,
     load_bundle,
     log_bundle,
     model_names,
@@ -103,8 +106,18 @@ def split_inputs(
         feature_config,
         inputs.customers_frame,
         progress,
+        config.seed,
     )
     plan = split.plan
+    if split.evaluation == OUT_OF_CUSTOMER:
+        progress(
+            f"history too short for three label windows that do not overlap: training on "
+            f"{len(plan.train)} cutoffs {_span(plan.train)} ({len(split.train):,} rows) with "
+            f"overlapping windows; validation ({len(split.valid):,}) and test "
+            f"({len(split.test):,}) are customers held out at {plan.test:%Y-%m-%d}. This "
+            f"evaluation is out-of-customer, not out-of-time; horizon {split.horizon_days} days"
+        )
+        return split
     progress(
         f"time split: train {len(plan.train)} cutoffs {_span(plan.train)}"
         f" ({len(split.train):,} rows), validation {plan.valid:%Y-%m-%d} ({len(split.valid):,}), "
@@ -140,6 +153,9 @@ def run_training(
         progress("logging plots and reports")
         _log_plots(models, split, evaluation)
         _log_reports(split, evaluation, customers)
+        if config.refit:
+            progress("refitting both models on every labelled cutoff (validation and test too)")
+            bundle = _refit(split, config, feature_config, models, tuned or {})
         progress("registering the model bundle")
         registered = _register_bundle(config, feature_config, bundle, split, evaluation, run)
         for kind, reg in registered.items():
@@ -150,6 +166,34 @@ def run_training(
     paths.metrics_file.write_text(json.dumps(summary, indent=2) + "\n")
     progress(f"wrote {paths.metrics_file}")
     return TrainResult(run.info.run_id, split, evaluation, registered, summary, models)
+
+
+def _refit(
+    split: TimeSplit,
+    config: TrainConfig,
+    feature_config: FeatureConfig,
+    models: TrainedModels,
+    tuned: dict[str, dict[str, Any]],
+) -> ModelBundle:
+    """The bundle to register: refit on every labelled row; the run records both fits."""
+    refit = refit_bundle(split, config, feature_config, models, tuned)
+    rows = len(split.train) + len(split.valid) + len(split.test)
+    rounds = {"churn": list(models.churn.rounds_), "ltv": list(models.ltv.rounds_)}
+    mlflow.log_params(
+        {"registered_fit": "refit", "refit_rows": rows, **{f"{k}_refit_rounds": str(v)
+         for k, v in rounds.items()}}
+    )  # fmt: skip
+    horizon = pd.Timedelta(days=split.horizon_days)
+    return replace(
+        refit,
+        metadata={
+            **models.bundle.metadata,
+            "fit": "refit on every labelled cutoff; metrics are the evaluation fit's",
+            "refit_rows": rows,
+            "rounds": rounds,
+            "labels_through": f"{split.plan.test + horizon:%Y-%m-%d}",
+        },
+    )
 
 
 def _span(cutoffs: tuple[pd.Timestamp, ...]) -> str:
@@ -172,6 +216,7 @@ def _log_provenance(
         "transactions": str(inputs.transactions.report.source),
         "customers": str(inputs.customers.report.source) if inputs.customers else "none",
         "tuned_params": str(paths.best_params_file) if tuned else "none",
+        "evaluation": split.evaluation,
     }
     mlflow.set_tags(tags)
     plan = split.plan
@@ -229,6 +274,8 @@ def _bundle_metadata(
         "test_cutoff": f"{plan.test:%Y-%m-%d}",
         "seed": config.seed,
         "tuned_params": tuned,
+        "fit": "evaluation fit: early-stopped and calibrated on validation",
+        "labels_through": f"{plan.test:%Y-%m-%d}",  # validation's window ends by then
     }
 
 
@@ -330,16 +377,14 @@ def _register_bundle(
         scores = evaluation.churn if kind == "churn" else evaluation.ltv
         ours, baseline = scores["lightgbm"], scores.get(gate.baseline or "")
         current = champions[kind]
-        theirs, why_not = comparisons.get(kind, (None, None))
-        if why_not is not None:
-            decision = Decision(False, why_not)
-        elif current is not None and theirs is None:  # a champion from before bundles
-            decision = decide_promotion(ours, None, gate, baseline=baseline)
-            note = f"champion v{current.version} predates model bundles and cannot score"
-            decision = Decision(decision.promote, f"{note}; {decision.reason}")
+        check = comparisons.get(kind, ChampionCheck())
+        label = f"champion v{current.version}" if current is not None else "the champion"
+        if check.left_alone is not None:
+            decision = Decision(False, check.left_alone)
         else:
-            label = f"champion v{current.version}" if current is not None else "the champion"
-            decision = decide_promotion(ours, theirs, gate, label, baseline)
+            decision = decide_promotion(ours, check.metrics, gate, label, baseline)
+            if check.note is not None:
+                decision = Decision(decision.promote, f"{check.note}; {decision.reason}")
         tags = {
             "horizon_days": str(split.horizon_days),
             "test_cutoff": f"{split.plan.test:%Y-%m-%d}",
@@ -365,37 +410,57 @@ def _until_promoted(reason: str, name: str, version: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ChampionCheck:
+    """How the current champion enters the gate: its metrics on this run's test snapshot; or
+    why it is left alone (the new version is not promoted); or, with neither, a note why it
+    cannot be compared (the new version is judged on thresholds and the baseline)."""
+
+    metrics: dict[str, float] | None = None
+    left_alone: str | None = None
+    note: str | None = None
+
+
 def _score_champion(
-    kind: Kind, name: str, current: Any, split: TimeSplit, feature_config: FeatureConfig
-) -> tuple[dict[str, float] | None, str | None]:
-    """The current champion's metrics on this run's test snapshot (its features scored against
-    the champion's own RFM cut points), or why it cannot be compared. A champion from before
-    model bundles cannot be loaded any more: it does not block the gate."""
+    kind: Kind, name: str, current: ModelVersion, split: TimeSplit, feature_config: FeatureConfig
+) -> ChampionCheck:
+    """The current champion on this run's test snapshot (its features scored against the
+    champion's own RFM cut points). A champion that has seen labels of this test window (a
+    refit) would be flattered there: on the same test cutoff its own evaluation metrics stand
+    in; otherwise it cannot be compared fairly."""
     label = f"champion v{current.version}"
+    keep = "left alone (promote by hand with `crm-ltv promote`)"
     try:
         bundle = load_bundle(name, str(current.version))
     except PreBundleVersionError:  # registered before bundles: it cannot score, nor be compared
-        return None, None
+        return ChampionCheck(note=f"{label} predates model bundles and cannot score")
     except Exception as exc:  # the registry or its artifacts cannot be read: decide nothing
-        return None, (
-            f"{label} cannot be loaded ({type(exc).__name__}: {exc}); left alone "
-            "(promote by hand with `crm-ltv promote`)"
+        return ChampionCheck(
+            left_alone=f"{label} cannot be loaded ({type(exc).__name__}: {exc}); {keep}"
         )
     if bundle.horizon_days != split.horizon_days:
-        return None, (
-            f"{label} predicts a {bundle.horizon_days}-day horizon, this run "
-            f"{split.horizon_days} days: not comparable, left alone "
-            "(promote by hand with `crm-ltv promote`)"
+        return ChampionCheck(
+            left_alone=f"{label} predicts a {bundle.horizon_days}-day horizon, this run "
+            f"{split.horizon_days} days: not comparable, {keep}"
+        )
+    seen = bundle.metadata.get("labels_through")
+    if seen is not None and pd.Timestamp(seen) > split.plan.test:
+        if current.tags.get("test_cutoff") == f"{split.plan.test:%Y-%m-%d}":
+            # its evaluation fit, on this same snapshot
+            return ChampionCheck(metrics=evaluation_metrics(current, kind))
+        return ChampionCheck(
+            note=f"{label} has seen labels up to {seen}, past this run's test cutoff: not "
+            "compared on this snapshot"
         )
     try:
         test = with_rfm_cuts(split.test, bundle.rfm_cuts, feature_config)
         predicted = bundle.predict(test[list(bundle.feature_names)])
     except (ValueError, KeyError) as exc:
-        return None, (
-            f"{label} cannot score this run's test snapshot ({type(exc).__name__}: {exc}); "
-            "left alone (promote by hand with `crm-ltv promote`)"
+        return ChampionCheck(
+            left_alone=f"{label} cannot score this run's test snapshot "
+            f"({type(exc).__name__}: {exc}); {keep}"
         )
-    return evaluate(predicted, split.test)[kind], None
+    return ChampionCheck(metrics=evaluate(predicted, split.test)[kind])
 
 
 def comparison_table(evaluation: Evaluation) -> str:
@@ -442,6 +507,7 @@ def _summary(
         "tracking_uri": mlflow.get_tracking_uri(),
         "transactions": str(inputs.transactions.report.source),
         "horizon_days": split.horizon_days,
+        "evaluation": split.evaluation,
         "cutoffs": {
             "train": [f"{c:%Y-%m-%d}" for c in plan.train],
             "validation": f"{plan.valid:%Y-%m-%d}",

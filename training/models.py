@@ -194,10 +194,12 @@ class _Booster(BaseEstimator):
         objective: str,
         X: np.ndarray,
         y: np.ndarray,
-        eval_set: tuple[np.ndarray, np.ndarray],
+        eval_set: tuple[np.ndarray, np.ndarray] | None,
         callbacks: Sequence[Callable[..., None]] = (),
         extra: Mapping[str, Any] | None = None,
+        rounds: int | None = None,
     ) -> lgb.Booster:
+        """Early-stopped on `eval_set`; without one (a refit), exactly `rounds` rounds."""
         names = self.model_features_
         categorical = [n for n in names if n in self.vocabularies_]
         params = {
@@ -212,6 +214,8 @@ class _Booster(BaseEstimator):
             "monotone_constraints": [int((self.monotone or {}).get(n, 0)) for n in names],
         }
         train = lgb.Dataset(X, y, feature_name=names, categorical_feature=categorical)
+        if eval_set is None:
+            return lgb.train(params, train, num_boost_round=rounds or self.n_estimators)
         valid = lgb.Dataset(eval_set[0], eval_set[1], reference=train)
         return lgb.train(
             params,
@@ -228,6 +232,21 @@ class _Booster(BaseEstimator):
     def _check_fitted(self) -> None:
         if not hasattr(self, "feature_names_in_"):
             raise ValueError(f"{type(self).__name__} is not fitted yet")
+
+    def _needs_eval_set(self, eval_set: EvalSet | None) -> None:
+        if eval_set is None and self.fixed_rounds is None:
+            raise ValueError(
+                f"{type(self).__name__}.fit needs eval_set=(X_valid, y_valid) to stop early "
+                "(or fixed_rounds, to refit)"
+            )
+
+    def boosters(self) -> list[lgb.Booster]:
+        return [self.booster_]
+
+    @property
+    def rounds_(self) -> tuple[int, ...]:
+        """Boosting rounds of each booster (boosters() order): what a refit trains again."""
+        return tuple(b.best_iteration or b.current_iteration() for b in self.boosters())
 
 
 def _best_score(booster: lgb.Booster) -> float:
@@ -255,6 +274,7 @@ class ChurnModel(ClassifierMixin, _Booster):
         calibration: str = "sigmoid",
         random_state: int = 42,
         n_jobs: int = 2,
+        fixed_rounds: tuple[int, ...] | None = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.early_stopping_rounds = early_stopping_rounds
@@ -263,6 +283,7 @@ class ChurnModel(ClassifierMixin, _Booster):
         self.calibration = calibration
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.fixed_rounds = fixed_rounds
 
     def fit(
         self,
@@ -271,12 +292,17 @@ class ChurnModel(ClassifierMixin, _Booster):
         eval_set: EvalSet | None = None,
         callbacks: Sequence[Callable[..., None]] = (),
     ) -> ChurnModel:
-        if eval_set is None:
-            raise ValueError(
-                "ChurnModel.fit needs eval_set=(X_valid, y_valid) to stop and calibrate"
-            )
+        self._needs_eval_set(eval_set)
         self._prepare(X)
         self.classes_ = np.array([0, 1])
+        if eval_set is None:  # a refit: the rounds, and the calibration, come from elsewhere
+            rounds = self.fixed_rounds[0]
+            self.booster_ = self._train(
+                "binary", self.encode(X), _labels(y), None, (), None, rounds
+            )
+            self.best_iteration_, self.validation_loss_ = rounds, float("nan")
+            self.calibration_ = Calibration("sigmoid")  # the raw log-odds' own probability
+            return self
         X_valid, y_valid = self.encode(eval_set[0]), _labels(eval_set[1])
         self.booster_ = self._train(
             "binary", self.encode(X), _labels(y), (X_valid, y_valid), callbacks
@@ -320,7 +346,9 @@ class LtvModel(RegressorMixin, _Booster):
         monotone: dict[str, int] | None = None,
         random_state: int = 42,
         n_jobs: int = 2,
+        fixed_rounds: tuple[int, ...] | None = None,
     ) -> None:
+        self.fixed_rounds = fixed_rounds
         self.objective = objective
         self.tweedie_variance_power = tweedie_variance_power
         self.n_estimators = n_estimators
@@ -337,10 +365,11 @@ class LtvModel(RegressorMixin, _Booster):
         eval_set: EvalSet | None = None,
         callbacks: Sequence[Callable[..., None]] = (),
     ) -> LtvModel:
-        if eval_set is None:
-            raise ValueError("LtvModel.fit needs eval_set=(X_valid, y_valid) for early stopping")
+        self._needs_eval_set(eval_set)
         self._prepare(X)
         X_train, y_train = self.encode(X), np.clip(_labels(y), 0.0, None)
+        if eval_set is None:
+            return self._refit(X_train, y_train)
         X_valid, y_valid = self.encode(eval_set[0]), np.clip(_labels(eval_set[1]), 0.0, None)
         if self.objective == "tweedie":
             power = {"tweedie_variance_power": self.tweedie_variance_power}
@@ -364,6 +393,19 @@ class LtvModel(RegressorMixin, _Booster):
         self.best_iteration_ = self.booster_.best_iteration
         watched = self.buy_booster_ if self.buy_booster_ is not None else self.booster_
         self.validation_loss_ = _best_score(watched)
+        return self
+
+    def _refit(self, X: np.ndarray, y: np.ndarray) -> LtvModel:
+        spend_rounds, *buy_rounds = self.fixed_rounds
+        if self.objective == "tweedie":
+            power = {"tweedie_variance_power": self.tweedie_variance_power}
+            self.booster_ = self._train("tweedie", X, y, None, (), power, spend_rounds)
+            self.buy_booster_ = None
+        else:
+            buyers = y > 0
+            self.buy_booster_ = self._train("binary", X, buyers * 1.0, None, (), None, *buy_rounds)
+            self.booster_ = self._train("gamma", X[buyers], y[buyers], None, (), None, spend_rounds)
+        self.best_iteration_, self.validation_loss_ = spend_rounds, float("nan")
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:

@@ -4,13 +4,16 @@ the one `evaluate` that training, tuning and the promotion gate share."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from crm_ltv.features.builders import with_rfm_cuts
+from crm_ltv.features.config import FeatureConfig
+from crm_ltv.features.rfm import RfmCuts
 from crm_ltv.training.baselines import BgNbdBaseline, BgNbdFeatures, RfmBaseline
 from crm_ltv.training.bundle import ModelBundle
 from crm_ltv.training.config import TrainConfig
@@ -78,9 +81,12 @@ def fit_churn(
     config: TrainConfig,
     params: Mapping[str, Any] | None = None,
     callbacks: Callbacks = (),
+    rounds: tuple[int, ...] | None = None,
 ) -> ChurnModel:
-    """The churn model of `make train`; `params` (from tuning) override the config's."""
+    """The churn model of `make train`; `params` (from tuning) override the config's. With
+    `rounds` (a refit), exactly those rounds on `split.train`, no validation."""
     model = ChurnModel(
+        fixed_rounds=rounds,
         n_estimators=config.churn.n_estimators,
         early_stopping_rounds=config.churn.early_stopping_rounds,
         params={**config.churn.params, **(params or {})},
@@ -89,12 +95,8 @@ def fit_churn(
         random_state=config.seed,
         n_jobs=config.num_threads,
     )
-    return model.fit(
-        data.train,
-        split.train["churned"],
-        eval_set=(data.valid, split.valid["churned"]),
-        callbacks=callbacks,
-    )
+    eval_set = None if rounds else (data.valid, split.valid["churned"])
+    return model.fit(data.train, split.train["churned"], eval_set, callbacks)
 
 
 def fit_ltv(
@@ -103,8 +105,10 @@ def fit_ltv(
     config: TrainConfig,
     params: Mapping[str, Any] | None = None,
     callbacks: Callbacks = (),
+    rounds: tuple[int, ...] | None = None,
 ) -> LtvModel:
     model = LtvModel(
+        fixed_rounds=rounds,
         objective=config.ltv.objective,
         tweedie_variance_power=config.ltv.tweedie_variance_power,
         n_estimators=config.ltv.n_estimators,
@@ -114,12 +118,8 @@ def fit_ltv(
         random_state=config.seed,
         n_jobs=config.num_threads,
     )
-    return model.fit(
-        data.train,
-        split.train["future_value"],
-        eval_set=(data.valid, split.valid["future_value"]),
-        callbacks=callbacks,
-    )
+    eval_set = None if rounds else (data.valid, split.valid["future_value"])
+    return model.fit(data.train, split.train["future_value"], eval_set, callbacks)
 
 
 def fit_baselines(split: TimeSplit, config: TrainConfig) -> dict[str, RfmBaseline | BgNbdBaseline]:
@@ -174,6 +174,37 @@ def train_models(
     progress("fitting baselines: RFM cells, BG/NBD + Gamma-Gamma")
     bundle = build_bundle(split, data, churn, ltv, config)
     return TrainedModels(churn, ltv, bundle, fit_baselines(split, config))
+
+
+def refit_bundle(
+    split: TimeSplit,
+    config: TrainConfig,
+    features: FeatureConfig,
+    evaluated: TrainedModels,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ModelBundle:
+    """Both models again on every labelled cutoff, validation and test included, so that the
+    registered model has seen the newest behaviour: the rounds early stopping chose on
+    validation, the evaluation fit's churn calibration, the RFM cut points and BG/NBD inputs of
+    the whole labelled population. Its metrics are the evaluation fit's: nothing is held out."""
+    params = params or {}
+    parts = [
+        split.train,
+        split.valid,
+        split.test,
+        *([split.rest] if split.rest is not None else []),
+    ]
+    rows = pd.concat(parts, ignore_index=True)
+    for name in split.train.columns:  # categories that differ between parts: categorical again
+        if isinstance(split.train[name].dtype, pd.CategoricalDtype):
+            rows[name] = rows[name].astype("category")
+    cuts = RfmCuts.of(rows)
+    everything = replace(split, train=with_rfm_cuts(rows, cuts, features), rfm_cuts=cuts)
+    data = ModelData.of(everything, config)
+    churn = fit_churn(everything, data, config, params.get("churn"), (), evaluated.churn.rounds_)
+    ltv = fit_ltv(everything, data, config, params.get("ltv"), (), evaluated.ltv.rounds_)
+    bundle = build_bundle(everything, data, churn, ltv, config)
+    return replace(bundle, calibration=evaluated.bundle.calibration)
 
 
 def evaluate(

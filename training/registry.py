@@ -172,6 +172,13 @@ def serving_version(name: str, alias: str) -> tuple[ModelVersion | None, str | N
     )
 
 
+def evaluation_metrics(version: ModelVersion, kind: Kind) -> dict[str, float]:
+    """A version's own evaluation metrics, as its training run logged them (exact values)."""
+    prefix = f"lightgbm_{kind}_"
+    logged = MlflowClient().get_run(version.run_id).data.metrics
+    return {k.removeprefix(prefix): v for k, v in logged.items() if k.startswith(prefix)}
+
+
 def download_bundle(name: str, version: str, dst: Path) -> Path:
     """The bundle folder of a registered version, downloaded under `dst`."""
     try:

@@ -18,8 +18,12 @@ def tracking_uri(paths: Paths) -> str:
 
 
 def setup_tracking(paths: Paths, experiment: str) -> str:
-    """Point MLflow at the project's store; artifacts of new experiments go to mlartifacts/."""
-    mlflow.set_tracking_uri(tracking_uri(paths))
+    """Point MLflow at the project's store; artifacts of new experiments go to mlartifacts/.
+    The registry too: MLflow keeps the first registry it resolved in a process, so homes used
+    one after another in one process (a backtest) would share one registry."""
+    uri = tracking_uri(paths)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
         experiment_id = mlflow.create_experiment(
