@@ -10,7 +10,7 @@ TRIALS ?=
 PORT_UI ?= 5000
 MLFLOW_HOME ?= $(CURDIR)
 PORT ?= 3000
-.PHONY: help setup data features train tune mlflow-ui serve bento test lint format bench-features bench-serve bench-overload bench-models runtime-lock clean
+.PHONY: help setup data features train tune mlflow-ui serve bento test lint format bench-features bench-serve bench-overload bench-models bench-real runtime-lock clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench-features: $(INSTALLED) ## feature-builder throughput and memory on 10M tra
 
 bench-models: $(INSTALLED) ## LightGBM vs BG/NBD + Gamma-Gamma and RFM cells on the built-in sample, as figures
 	$(BIN)/python benchmarks/bench_models.py
+
+bench-real: $(INSTALLED) ## backtest LightGBM vs BG/NBD + Gamma-Gamma on Online Retail II (benchmarks/data/) at four origins
+	$(BIN)/python benchmarks/bench_real.py
 
 # What a scoring runtime (a Bento) needs; `make runtime-lock` pins it from requirements.lock.
 RUNTIME_PACKAGES := anyio bentoml httptools lightgbm numpy pandas pyarrow pydantic pyyaml scikit-learn scipy typing_extensions uvloop

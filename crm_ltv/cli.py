@@ -390,6 +390,9 @@ def score(
         f"champions: {champions.churn.name} v{champions.churn.version}, "
         f"{champions.ltv.name} v{champions.ltv.version} ({champions.horizon_days}-day horizon)"
     )
+    stale = champions.features_config_warning(feature_config)
+    if stale is not None:
+        progress(stale)
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )

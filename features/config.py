@@ -7,6 +7,7 @@ Each function downstream receives only the section it needs.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -162,6 +163,12 @@ class SampleConfig(_Frozen):
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def config_digest(config: BaseModel) -> str:
+    """A short fingerprint of a config's values: a model bundle records its features config's,
+    so scoring with another one (other windows, rules or categories) can be warned about."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
 def load_config(model: type[ConfigT], path: Path) -> ConfigT:

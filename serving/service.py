@@ -107,9 +107,13 @@ class CrmLtv:
         try:
             champions = load_stored_champions(self.churn_model, self.ltv_model)
             paths = Paths.from_env()
+            features = load_config(FeatureConfig, paths.config_file("features"))
+            stale = champions.features_config_warning(features)
+            if stale is not None:
+                logger.warning(stale.removeprefix("warning: "))
             self.scorer = Scorer(
                 champions,
-                load_config(FeatureConfig, paths.config_file("features")),
+                features,
                 load_config(NbaConfig, paths.config_file("nba")),
                 settings(),
             )

@@ -104,3 +104,20 @@ def _features_config():
     from crm_ltv.features.paths import default_config_file
 
     return load_config(FeatureConfig, default_config_file("features"))
+
+
+def test_scoring_with_another_features_config_is_warned_about(small_bundle):
+    from dataclasses import replace
+
+    from crm_ltv.features.config import config_digest
+    from crm_ltv.training.scoring import Champion, Champions
+
+    trained_with = _features_config()
+    bundle = replace(small_bundle, metadata={"features_config": config_digest(trained_with)})
+    champions = Champions.pair(
+        Champion("churn", "3", "churn", bundle), Champion("ltv", "3", "ltv", bundle)
+    )
+    assert champions.features_config_warning(trained_with) is None
+    edited = trained_with.model_copy(update={"windows_days": (30, 60)})
+    warning = champions.features_config_warning(edited)
+    assert warning is not None and "churn v3 and ltv v3 was trained with" in warning

@@ -17,7 +17,7 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
 from crm_ltv.features.builders import with_rfm_cuts
-from crm_ltv.features.config import FeatureConfig
+from crm_ltv.features.config import FeatureConfig, config_digest
 from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
 from crm_ltv.training import plots
@@ -144,7 +144,14 @@ def run_training(
         models = train_models(split, config, tuned, progress)
         bundle = replace(
             models.bundle,
-            metadata=_bundle_metadata(run.info.run_id, split, config, provenance, tuned or {}),
+            metadata=_bundle_metadata(
+                run.info.run_id,
+                split,
+                config,
+                provenance,
+                tuned or {},
+                config_digest(feature_config),
+            ),
         )
         models = replace(models, bundle=bundle)
         progress("evaluating on the test snapshot")
@@ -256,6 +263,7 @@ def _bundle_metadata(
     config: TrainConfig,
     provenance: dict[str, str],
     tuned: dict[str, dict[str, Any]],
+    features_digest: str,
 ) -> dict[str, Any]:
     """What a bundle says of its training, for whoever loads it without the registry."""
     from importlib.metadata import version
@@ -274,6 +282,7 @@ def _bundle_metadata(
         "test_cutoff": f"{plan.test:%Y-%m-%d}",
         "seed": config.seed,
         "tuned_params": tuned,
+        "features_config": features_digest,
         "fit": "evaluation fit: early-stopped and calibrated on validation",
         "labels_through": f"{plan.test:%Y-%m-%d}",  # validation's window ends by then
     }

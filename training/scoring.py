@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from crm_ltv.features.columns import Columns
+from crm_ltv.features.config import FeatureConfig, config_digest
 from crm_ltv.features.rfm import RfmCuts, rfm_columns
 from crm_ltv.training.bundle import Kind, ModelBundle
 from crm_ltv.training.errors import ChampionError
@@ -58,6 +59,23 @@ class Champions:
     @property
     def versions(self) -> dict[str, str]:
         return {"churn": self.churn.version, "ltv": self.ltv.version}
+
+    def features_config_warning(self, features: FeatureConfig) -> str | None:
+        """Features built with another features config than a champion was trained with
+        (other windows, lifecycle rules, category caps) are not what it learnt from."""
+        current = config_digest(features)
+        stale = [
+            f"{c.name} v{c.version}"
+            for c in (self.churn, self.ltv)
+            if c.bundle.metadata.get("features_config", current) != current
+        ]
+        if not stale:
+            return None
+        return (
+            f"warning: configs/features.yaml differs from the one {' and '.join(stale)} "
+            "was trained with: its scores rest on features it did not learn from; retrain, or "
+            "restore that features.yaml"
+        )
 
     @classmethod
     def pair(cls, churn: Champion, ltv: Champion) -> Champions:
