@@ -30,6 +30,7 @@ from crm_ltv.features.rfm import RfmCuts, rfm_columns
 
 Column = np.ndarray | pd.Categorical
 OTHER = "(other)"
+YEAR_DAYS = 365
 
 
 def build_features(
@@ -173,6 +174,12 @@ def _windows(h: _History, config: FeatureConfig) -> dict[str, Column]:
     spend_before, orders_before = _window_sums(h, h.cut_s - 2 * span, h.cut_s - span)
     out[f"spend_trend_{n}d"] = _trend(spend_recent, spend_before)
     out[f"orders_trend_{n}d"] = _trend(orders_recent, orders_before)
+    # The same weeks a year ago: the N days that followed the cutoff's date last year, wholly
+    # before the cutoff (a seasonal shop's customers tend to come back in the same season).
+    year_ago = h.cut_s - YEAR_DAYS * SECONDS_PER_DAY
+    spend_ly, orders_ly = _window_sums(h, year_ago, min(year_ago + span, h.cut_s))
+    out[f"spend_last_year_{n}d"] = spend_ly
+    out[f"orders_last_year_{n}d"] = orders_ly.astype("int64")
     return out
 
 

@@ -57,6 +57,14 @@ def _registry(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
             f"orders_trend_{n}d",
             f"Orders, last {n} days vs the {n} before: (a - b) / (a + b), 0 if both 0.",
         ),
+        FeatureSpec(
+            f"spend_last_year_{n}d",
+            f"Net spend in the {n} days after the cutoff's date one year (365 days) earlier.",
+        ),
+        FeatureSpec(
+            f"orders_last_year_{n}d",
+            f"Purchase orders in the {n} days after the cutoff's date one year earlier.",
+        ),
         FeatureSpec("ipt_mean_days", "Mean days between purchase days (missing below 2 days)."),
         FeatureSpec("ipt_std_days", "Standard deviation of days between purchase days."),
         FeatureSpec("overdue_ratio", "Recency over the mean inter-purchase time."),

@@ -248,3 +248,17 @@ def test_request_lists_must_add_up():
         TransactionArrays.from_lists(
             ["a"], [3], [datetime(2024, 1, 1)] * 2, [1.0, 2.0], [None] * 2, [None] * 2, [None] * 2
         )
+
+
+def test_same_weeks_last_year_lie_wholly_before_the_cutoff(feature_config):
+    """spend/orders_last_year_90d: (cutoff - 365 days, cutoff - 275 days], nothing later."""
+    rows = [
+        ("001", "2023-06-30 10:00", 10.0, "A", "books", "online"),  # a year and a day: out
+        ("001", "2023-07-02 10:00", 20.0, "B", "books", "online"),  # in
+        ("001", "2023-09-28 10:00", 40.0, "C", "books", "online"),  # window ends 09-29 00:00
+        ("001", "2023-10-01 10:00", 80.0, "D", "books", "online"),  # past the 90 days: out
+        ("001", "2024-06-29 10:00", 5.0, "E", "books", "online"),
+    ]
+    c = build_features(frame(rows, COLUMNS), CUTOFF, feature_config).loc["001"]
+    assert c["spend_last_year_90d"] == pytest.approx(60.0)
+    assert c["orders_last_year_90d"] == 2

@@ -30,8 +30,11 @@ def test_estimators_follow_the_scikit_learn_contract(small_split, train_config):
 
 
 def _raw(bundle, kind, encoded: np.ndarray) -> np.ndarray:
+    """The model's raw score: the booster's, plus the baseline it boosts from (if any)."""
     if kind == "churn":
-        return bundle.churn_booster.predict(encoded, raw_score=True)
+        base = bundle.base(encoded, "churn")
+        raw = bundle.churn_booster.predict(encoded, raw_score=True)
+        return raw if base is None else raw + base
     return np.log(bundle.predicted_value(encoded))
 
 
@@ -132,7 +135,7 @@ def test_columns_by_name_encode_as_the_table_does(small_split, small_trained):
     table = bundle.encode(X)
     np.testing.assert_array_equal(bundle.encode(arrays), table)
     np.testing.assert_array_equal(bundle.encode(lists), table)
-    raw = bundle.churn_booster.predict(table, raw_score=True)
+    raw = _raw(bundle, "churn", table)
     np.testing.assert_array_equal(  # the calibration's arithmetic is LogisticRegression's
         bundle.churn_probability(table),
         small_trained.churn.calibrator_.predict_proba(raw[:, None])[:, 1],

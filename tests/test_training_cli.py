@@ -171,7 +171,7 @@ def test_too_short_a_history_fails_with_what_is_missing(tmp_path):
     own.write_text("customer_id,timestamp,amount\n" + "\n".join(rows) + "\n")
     result = run(home, "train", "--transactions", str(own), "--horizon-days", "90")
     assert result.returncode == 2
-    assert "needs at least 270 days" in result.stderr and "--horizon-days" in result.stderr
+    assert "needs at least 180 days" in result.stderr and "--horizon-days" in result.stderr
     assert "Traceback" not in result.stderr
 
 

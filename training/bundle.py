@@ -28,7 +28,7 @@ from crm_ltv.features.rfm import RfmCuts
 from crm_ltv.training.attributions import Method, contributions
 from crm_ltv.training.baselines import BgNbdFeatures
 from crm_ltv.training.errors import BundleError
-from crm_ltv.training.models import Calibration, encode_inputs, ltv_value
+from crm_ltv.training.models import Calibration, base_score, encode_inputs, ltv_value
 
 FORMAT = "crm-ltv-bundle/1"
 MANIFEST = "bundle.json"
@@ -50,6 +50,13 @@ class ModelBundle:
     ltv_boosters: tuple[lgb.Booster, ...]
     metadata: Mapping[str, Any] = field(default_factory=dict)
     num_threads: int = 0  # LightGBM threads per call (0: its default); 1 in a service worker
+    # The model input each model's booster boosts from (its logit or log is the starting raw
+    # score, `models.base_score`): BG/NBD's churn probability and value, or None.
+    churn_offset: str | None = None
+    ltv_offset: str | None = None
+    # Mean of each offset over the training rows: contributions give the offset input its
+    # deviation from this mean, and the base value the mean.
+    offset_means: Mapping[str, float] = field(default_factory=dict)
 
     def with_threads(self, num_threads: int) -> ModelBundle:
         return replace(self, num_threads=num_threads)
@@ -82,10 +89,16 @@ class ModelBundle:
 
     def churn_probability(self, encoded: np.ndarray) -> np.ndarray:
         raw = self.churn_booster.predict(encoded, raw_score=True, num_threads=self.num_threads)
-        return self.calibration.apply(raw)
+        base = self.base(encoded, "churn")
+        return self.calibration.apply(raw if base is None else raw + base)
 
     def predicted_value(self, encoded: np.ndarray) -> np.ndarray:
-        return ltv_value(self.ltv_boosters, encoded, self.num_threads)
+        return ltv_value(self.ltv_boosters, encoded, self.num_threads, self.base(encoded, "ltv"))
+
+    def base(self, encoded: np.ndarray, kind: Kind) -> np.ndarray | None:
+        """The raw score the model's (spend) booster starts from, or None."""
+        offset = self.churn_offset if kind == "churn" else self.ltv_offset
+        return base_score(encoded, self.model_features, offset)
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         """churn_probability and predicted_value per row of a feature table."""
@@ -103,11 +116,19 @@ class ModelBundle:
         return (self.churn_booster,) if kind == "churn" else self.ltv_boosters
 
     def contributions(self, kind: Kind, encoded: np.ndarray, method: Method) -> np.ndarray:
-        """(rows, model_features + base) contributions to the raw score (training.attributions)."""
-        return sum(
+        """(rows, model_features + base) contributions to the raw score (training.attributions);
+        the baseline the model boosts from counts in the base."""
+        out = sum(
             (contributions(b, encoded, method, self.num_threads) for b in self.boosters(kind)),
             start=np.zeros((len(encoded), len(self.model_features) + 1)),
         )
+        base = self.base(encoded, kind)
+        if base is not None:
+            mean = float(self.offset_means.get(kind, 0.0))
+            offset = self.churn_offset if kind == "churn" else self.ltv_offset
+            out[:, list(self.model_features).index(offset)] += base - mean
+            out[:, -1] += mean
+        return out
 
     # --- files -----------------------------------------------------------------------------
 
@@ -121,8 +142,18 @@ class ModelBundle:
             "format": FORMAT,
             "horizon_days": self.horizon_days,
             **self._encoding_state(),
-            "churn": {"booster": "churn.txt", "calibration": _calibration_dict(self.calibration)},
-            "ltv": {"objective": self.ltv_objective, "boosters": ltv_files},
+            "churn": {
+                "booster": "churn.txt",
+                "calibration": _calibration_dict(self.calibration),
+                "offset": self.churn_offset,
+                "offset_mean": self.offset_means.get("churn"),
+            },
+            "ltv": {
+                "objective": self.ltv_objective,
+                "boosters": ltv_files,
+                "offset": self.ltv_offset,
+                "offset_mean": self.offset_means.get("ltv"),
+            },
             "metadata": dict(self.metadata),
         }
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -156,6 +187,13 @@ class ModelBundle:
                 ltv_objective=str(ltv["objective"]),
                 ltv_boosters=tuple(_booster(folder, name) for name in ltv["boosters"]),
                 metadata=raw.get("metadata", {}),
+                churn_offset=churn.get("offset"),
+                ltv_offset=ltv.get("offset"),
+                offset_means={
+                    kind: float(part["offset_mean"])
+                    for kind, part in (("churn", churn), ("ltv", ltv))
+                    if part.get("offset_mean") is not None
+                },
             )
         except BundleError:
             raise

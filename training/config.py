@@ -53,6 +53,9 @@ class LtvConfig(BoosterConfig):
 class BaselineConfig(_Frozen):
     bgnbd_time_unit_days: float = Field(7.0, gt=0)
     bgnbd_as_features: bool = True  # BG/NBD's P(alive) etc. as LightGBM inputs
+    # With bgnbd_as_features: both boosters start from BG/NBD's prediction (churn: its log-odds,
+    # LTV: its log value) and learn corrections to it.
+    bgnbd_as_offset: bool = False
 
 
 class Threshold(_Frozen):

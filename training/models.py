@@ -162,10 +162,42 @@ class Calibration:
         return expit(raw * self.coef + self.intercept)
 
 
-def ltv_value(boosters: Sequence[lgb.Booster], encoded: np.ndarray, num_threads: int) -> np.ndarray:
-    """Predicted value from the LTV boosters: spend, times P(any purchase) for a hurdle."""
+def base_score(
+    encoded: np.ndarray, model_features: Sequence[str], offset: str | None
+) -> np.ndarray | None:
+    """The raw score a booster starts from: None, or the logit of a probability input named
+    `offset` (churn: BG/NBD's P(no purchase)), or the log of a value input (LTV: BG/NBD's
+    value). The boosters then learn corrections to the baseline, not the whole answer."""
+    if offset is None:
+        return None
+    return offset_transform(encoded[:, list(model_features).index(offset)], offset)
+
+
+def offset_transform(column: np.ndarray, offset: str) -> np.ndarray:
+    """The raw score of the baseline input `offset`: logit of a probability, log of a value."""
+    column = np.asarray(column, dtype="float64")
+    if offset in LOGIT_OFFSETS:
+        p = np.clip(np.nan_to_num(column, nan=0.5), 1e-6, 1 - 1e-6)
+        return np.log(p) - np.log1p(-p)
+    return np.log(np.maximum(np.nan_to_num(column, nan=0.0), MIN_OFFSET_VALUE))
+
+
+LOGIT_OFFSETS = ("bgnbd_churn_probability",)
+MIN_OFFSET_VALUE = 1.0  # log-value offsets floor the baseline value at one currency unit
+
+
+def ltv_value(
+    boosters: Sequence[lgb.Booster],
+    encoded: np.ndarray,
+    num_threads: int,
+    base: np.ndarray | None = None,
+) -> np.ndarray:
+    """Predicted value from the LTV boosters: spend (times exp(base), the baseline value, when
+    the spend booster boosts from it), times P(any purchase) for a hurdle."""
     spend, *buy = boosters
     value = spend.predict(encoded, num_threads=num_threads)
+    if base is not None:
+        value = value * np.exp(base)
     for booster in buy:
         value = value * booster.predict(encoded, num_threads=num_threads)
     return value
@@ -198,8 +230,10 @@ class _Booster(BaseEstimator):
         callbacks: Sequence[Callable[..., None]] = (),
         extra: Mapping[str, Any] | None = None,
         rounds: int | None = None,
+        init: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
     ) -> lgb.Booster:
-        """Early-stopped on `eval_set`; without one (a refit), exactly `rounds` rounds."""
+        """Early-stopped on `eval_set`; without one (a refit), exactly `rounds` rounds. `init`:
+        the raw scores training and validation rows start from (None: LightGBM's own)."""
         names = self.model_features_
         categorical = [n for n in names if n in self.vocabularies_]
         params = {
@@ -213,10 +247,12 @@ class _Booster(BaseEstimator):
             "verbosity": -1,
             "monotone_constraints": [int((self.monotone or {}).get(n, 0)) for n in names],
         }
-        train = lgb.Dataset(X, y, feature_name=names, categorical_feature=categorical)
+        train = lgb.Dataset(
+            X, y, feature_name=names, categorical_feature=categorical, init_score=init[0]
+        )
         if eval_set is None:
             return lgb.train(params, train, num_boost_round=rounds or self.n_estimators)
-        valid = lgb.Dataset(eval_set[0], eval_set[1], reference=train)
+        valid = lgb.Dataset(eval_set[0], eval_set[1], reference=train, init_score=init[1])
         return lgb.train(
             params,
             train,
@@ -242,6 +278,10 @@ class _Booster(BaseEstimator):
 
     def boosters(self) -> list[lgb.Booster]:
         return [self.booster_]
+
+    def base(self, encoded: np.ndarray) -> np.ndarray | None:
+        """The raw score the (spend) booster starts from, per row (see `base_score`)."""
+        return base_score(encoded, self.model_features_, self.offset)
 
     @property
     def rounds_(self) -> tuple[int, ...]:
@@ -275,7 +315,9 @@ class ChurnModel(ClassifierMixin, _Booster):
         random_state: int = 42,
         n_jobs: int = 2,
         fixed_rounds: tuple[int, ...] | None = None,
+        offset: str | None = None,
     ) -> None:
+        self.offset = offset
         self.n_estimators = n_estimators
         self.early_stopping_rounds = early_stopping_rounds
         self.params = params
@@ -297,19 +339,22 @@ class ChurnModel(ClassifierMixin, _Booster):
         self.classes_ = np.array([0, 1])
         if eval_set is None:  # a refit: the rounds, and the calibration, come from elsewhere
             rounds = self.fixed_rounds[0]
+            X_train = self.encode(X)
             self.booster_ = self._train(
-                "binary", self.encode(X), _labels(y), None, (), None, rounds
+                "binary", X_train, _labels(y), None, (), None, rounds, (self.base(X_train), None)
             )
             self.best_iteration_, self.validation_loss_ = rounds, float("nan")
             self.calibration_ = Calibration("sigmoid")  # the raw log-odds' own probability
             return self
+        X_train = self.encode(X)
         X_valid, y_valid = self.encode(eval_set[0]), _labels(eval_set[1])
+        init = (self.base(X_train), self.base(X_valid))
         self.booster_ = self._train(
-            "binary", self.encode(X), _labels(y), (X_valid, y_valid), callbacks
+            "binary", X_train, _labels(y), (X_valid, y_valid), callbacks, None, None, init
         )
         self.best_iteration_ = self.booster_.best_iteration
         self.validation_loss_ = _best_score(self.booster_)
-        raw = self.booster_.predict(X_valid, raw_score=True)
+        raw = self._raw(X_valid)
         if self.calibration == "isotonic":
             self.calibrator_ = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
             self.calibrator_.fit(raw, y_valid)
@@ -320,9 +365,13 @@ class ChurnModel(ClassifierMixin, _Booster):
         self.calibration_ = Calibration.of(self.calibrator_)
         return self
 
+    def _raw(self, encoded: np.ndarray) -> np.ndarray:
+        raw = self.booster_.predict(encoded, raw_score=True, num_threads=self.n_jobs)
+        base = self.base(encoded)
+        return raw if base is None else raw + base
+
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        raw = self.booster_.predict(self.encode(X), raw_score=True, num_threads=self.n_jobs)
-        p = self.calibration_.apply(raw)
+        p = self.calibration_.apply(self._raw(self.encode(X)))
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -347,7 +396,9 @@ class LtvModel(RegressorMixin, _Booster):
         random_state: int = 42,
         n_jobs: int = 2,
         fixed_rounds: tuple[int, ...] | None = None,
+        offset: str | None = None,
     ) -> None:
+        self.offset = offset
         self.fixed_rounds = fixed_rounds
         self.objective = objective
         self.tweedie_variance_power = tweedie_variance_power
@@ -371,10 +422,11 @@ class LtvModel(RegressorMixin, _Booster):
         if eval_set is None:
             return self._refit(X_train, y_train)
         X_valid, y_valid = self.encode(eval_set[0]), np.clip(_labels(eval_set[1]), 0.0, None)
+        init = (self.base(X_train), self.base(X_valid))
         if self.objective == "tweedie":
             power = {"tweedie_variance_power": self.tweedie_variance_power}
             self.booster_ = self._train(
-                "tweedie", X_train, y_train, (X_valid, y_valid), callbacks, power
+                "tweedie", X_train, y_train, (X_valid, y_valid), callbacks, power, None, init
             )
             self.buy_booster_ = None
         elif self.objective == "hurdle":
@@ -387,6 +439,10 @@ class LtvModel(RegressorMixin, _Booster):
                 X_train[buyers],
                 y_train[buyers],
                 (X_valid[valid_buyers], y_valid[valid_buyers]),
+                init=tuple(
+                    None if b is None else b[m]
+                    for b, m in zip(init, (buyers, valid_buyers), strict=True)
+                ),
             )
         else:
             raise ValueError(f"objective: expected tweedie or hurdle, got {self.objective!r}")
@@ -399,18 +455,30 @@ class LtvModel(RegressorMixin, _Booster):
         spend_rounds, *buy_rounds = self.fixed_rounds
         if self.objective == "tweedie":
             power = {"tweedie_variance_power": self.tweedie_variance_power}
-            self.booster_ = self._train("tweedie", X, y, None, (), power, spend_rounds)
+            self.booster_ = self._train(
+                "tweedie", X, y, None, (), power, spend_rounds, (self.base(X), None)
+            )
             self.buy_booster_ = None
         else:
             buyers = y > 0
             self.buy_booster_ = self._train("binary", X, buyers * 1.0, None, (), None, *buy_rounds)
-            self.booster_ = self._train("gamma", X[buyers], y[buyers], None, (), None, spend_rounds)
+            base = self.base(X)
+            self.booster_ = self._train(
+                "gamma",
+                X[buyers],
+                y[buyers],
+                None,
+                (),
+                None,
+                spend_rounds,
+                (None if base is None else base[buyers], None),
+            )
         self.best_iteration_, self.validation_loss_ = spend_rounds, float("nan")
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         encoded = self.encode(X)  # checks that the model is fitted
-        return ltv_value(self.boosters(), encoded, self.n_jobs)
+        return ltv_value(self.boosters(), encoded, self.n_jobs, self.base(encoded))
 
     def boosters(self) -> list[lgb.Booster]:
         """Log value: the spend booster's raw score (hurdle: plus the purchase log-odds)."""

@@ -19,7 +19,7 @@ from crm_ltv.training.bundle import ModelBundle
 from crm_ltv.training.config import TrainConfig
 from crm_ltv.training.datasets import TimeSplit
 from crm_ltv.training.metrics import churn_metrics, ltv_metrics
-from crm_ltv.training.models import ChurnModel, LtvModel
+from crm_ltv.training.models import ChurnModel, LtvModel, offset_transform
 
 Callbacks = Sequence[Callable[..., None]]
 Metrics = dict[str, dict[str, float]]  # "churn" / "ltv" -> metric -> value
@@ -53,6 +53,12 @@ class ModelData:
             split.horizon_days, config.baselines.bgnbd_time_unit_days, 50_000, config.seed
         ).fit(train)
         return cls(augment, augment.transform(train), augment.transform(valid))
+
+    def offset(self, kind: str, config: TrainConfig) -> str | None:
+        """The BG/NBD input the model boosts from, if configured."""
+        if self.augment is None or not config.baselines.bgnbd_as_offset:
+            return None
+        return "bgnbd_churn_probability" if kind == "churn" else "bgnbd_value"
 
     def monotone(self, kind: str, configured: Mapping[str, int]) -> dict[str, int]:
         return {**BGNBD_MONOTONE[kind], **configured} if self.augment else dict(configured)
@@ -92,6 +98,7 @@ def fit_churn(
         params={**config.churn.params, **(params or {})},
         monotone=data.monotone("churn", config.churn.monotone),
         calibration=config.churn.calibration,
+        offset=data.offset("churn", config),
         random_state=config.seed,
         n_jobs=config.num_threads,
     )
@@ -115,6 +122,7 @@ def fit_ltv(
         early_stopping_rounds=config.ltv.early_stopping_rounds,
         params={**config.ltv.params, **(params or {})},
         monotone=data.monotone("ltv", config.ltv.monotone),
+        offset=data.offset("ltv", config),
         random_state=config.seed,
         n_jobs=config.num_threads,
     )
@@ -152,6 +160,13 @@ def build_bundle(
         ltv_objective=config.ltv.objective,
         ltv_boosters=tuple(ltv.boosters()),
         num_threads=config.num_threads,
+        churn_offset=churn.offset,
+        ltv_offset=ltv.offset,
+        offset_means={
+            kind: float(offset_transform(data.train[model.offset], model.offset).mean())
+            for kind, model in (("churn", churn), ("ltv", ltv))
+            if model.offset is not None
+        },
     )
 
 
