@@ -36,9 +36,8 @@ train: $(SAMPLE) ## train, evaluate and register the churn and LTV models (MLflo
 tune: $(SAMPLE) ## Optuna tuning of both models (TRIALS=N per model); the next `make train` uses it
 	$(BIN)/crm-ltv tune $(if $(TRIALS),--trials $(TRIALS))
 
-mlflow-ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 over mlflow.db and mlartifacts/
-	$(BIN)/mlflow server --backend-store-uri sqlite:///$(MLFLOW_HOME)/mlflow.db \
-		--default-artifact-root $(MLFLOW_HOME)/mlartifacts --host 127.0.0.1 --port $(PORT_UI)
+mlflow-ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 (PORT_UI=); prints the links to each runs table
+	$(BIN)/crm-ltv --home $(MLFLOW_HOME) mlflow-ui --port $(PORT_UI)
 
 serve: $(INSTALLED) ## serve POST /score on http://127.0.0.1:3000 (PORT=) with the champion models
 	$(BIN)/crm-ltv serve --port $(PORT)

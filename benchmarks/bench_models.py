@@ -19,12 +19,12 @@ from crm_ltv.features.paths import Paths
 from crm_ltv.features.sample import generate_sample
 from crm_ltv.training.config import TrainConfig
 from crm_ltv.training.datasets import build_time_split
-from crm_ltv.training.job import comparison_table
 from crm_ltv.training.pipeline import evaluate_models, train_models
+from crm_ltv.training.run_log import comparison_table
 
 # metric -> higher is better
 CHURN = {"roc_auc": True, "pr_auc": True, "log_loss": False, "expected_calibration_error": False,
-         "truth_dropout_auc": True}  # fmt: skip
+         "sample_truth_dropout_auc": True}  # fmt: skip
 LTV = {"normalized_gini": True, "spearman": True, "mae": False, "top10_value_share": True}
 
 

@@ -135,7 +135,7 @@ def main() -> None:
                 print(
                     f"{origin_text:10s} {horizon:4d} {name:9s} {m['roc_auc']:7.4f} "
                     f"{m['pr_auc']:7.4f} {m['normalized_gini']:7.4f} {m['spearman']:8.4f} "
-                    f"{m['top10_value_share']:7.4f} {m['total_ratio']:8.3f}",
+                    f"{m['top10_value_share']:7.4f} {m['total_predicted_over_actual']:8.3f}",
                     flush=True,
                 )
             for metric in COMPARED:

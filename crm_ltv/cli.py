@@ -339,7 +339,8 @@ def train(
     progress("loading the training libraries (LightGBM, MLflow)")
     import mlflow
 
-    from crm_ltv.training.job import comparison_table, run_training
+    from crm_ltv.training.job import run_training
+    from crm_ltv.training.run_log import comparison_table
 
     result = run_training(inputs, paths, config, feature_config, tuned, progress)
     typer.echo(comparison_table(result.evaluation))
@@ -607,6 +608,27 @@ def bento() -> None:
     done = build_bento(progress)
     if done != 0:
         raise typer.Exit(done)
+
+
+@app.command("mlflow-ui")
+def mlflow_ui(
+    port: Annotated[int, typer.Option(help="Port of the UI.")] = 5000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """The MLflow UI over the home's runs and registry; prints the links that open each
+    experiment's runs table (MLflow 3 would open on its GenAI pages)."""
+    from crm_ltv.training.tracking import tracking_uri, ui_links
+
+    paths = _paths()
+    typer.echo("MLflow UI: open the runs table of an experiment:")
+    for line in ui_links(paths, f"http://{host}:{port}"):
+        typer.echo(f"  {line}")
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(paths),
+        "--default-artifact-root", str(paths.artifacts_dir), "--host", host, "--port", str(port),
+    ]  # fmt: skip
+    sys.stdout.flush()
+    os.execv(command[0], command)
 
 
 def main() -> None:  # pragma: no cover - the `crm-ltv` entry point

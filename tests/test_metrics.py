@@ -31,7 +31,7 @@ def test_normalized_gini_is_one_for_the_perfect_order_and_minus_one_reversed():
 def test_churn_metrics_of_a_perfect_and_a_useless_score():
     y = np.array([0, 1] * 50)
     perfect = churn_metrics(y, y.astype(float))
-    assert perfect["roc_auc"] == 1.0 and perfect["lift_top10"] == pytest.approx(2.0)
+    assert perfect["roc_auc"] == 1.0 and perfect["lift_top10pct"] == pytest.approx(2.0)
     flat = churn_metrics(y, np.full(100, 0.5))
     assert flat["roc_auc"] == 0.5 and flat["brier"] == pytest.approx(0.25)
 

@@ -47,25 +47,69 @@ def test_train_evaluates_logs_registers_and_reports(trained):
     assert set(summary["churn"]) == {"lightgbm", "bgnbd", "rfm"}
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "expected_calibration_error"):
         assert 0 <= summary["churn"]["lightgbm"][key] <= 1
-    assert "truth_dropout_auc" in summary["churn"]["lightgbm"]  # the sample's ground truth
-    for key in ("normalized_gini", "spearman", "rmse", "mae", "top10_value_share", "total_ratio"):
+    assert "sample_truth_dropout_auc" in summary["churn"]["lightgbm"]  # the sample's ground truth
+    for key in ("normalized_gini", "spearman", "rmse", "mae", "top10_value_share"):
         assert key in summary["ltv"]["lightgbm"]
     run_ = _client(home).get_run(summary["run_id"])
     assert len(run_.data.tags["data_sha256"]) == 64 and run_.data.tags["git_commit"]
     assert run_.data.params["test_cutoff"] == summary["cutoffs"]["test"]
-    assert (
-        "bgnbd_churn_roc_auc" in run_.data.metrics
-        and "rfm_ltv_normalized_gini" in run_.data.metrics
-    )
     artifacts = home / "mlartifacts" / summary["run_id"] / "artifacts"
     plots = {p.name for p in (artifacts / "plots").iterdir()}
     assert {"churn_roc.png", "churn_pr.png", "churn_calibration.png", "churn_gains.png",
-            "ltv_deciles.png", "churn_importance.png", "churn_shap.png"} <= plots  # fmt: skip
+            "ltv_deciles.png"} <= plots  # fmt: skip
     tables = {p.name for p in (artifacts / "tables").iterdir()}
     assert {"rfm_segments.json", "ltv_cac_by_channel.json"} <= tables
     assert _champion(home, "churn") == "1" and _champion(home, "ltv") == "1"
     version = _client(home).get_model_version("churn", "1")
     assert version.tags["horizon_days"] == "90"
+
+
+def test_the_mlflow_ui_compares_models_and_baselines_in_child_runs(trained):
+    """What an analyst sees: one child run per model with the same metric names, margins over
+    BG/NBD on the parent, descriptions everywhere, the data as a dataset, the logged model with
+    its own metrics only."""
+    home, _ = trained
+    summary = json.loads((home / "reports/metrics.json").read_text())
+    client = _client(home)
+    parent = client.get_run(summary["run_id"])
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert "child runs `lightgbm`, `bgnbd` and `rfm`" in experiment.tags["mlflow.note.content"]
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    described = parent.data.tags["mlflow.note.content"]
+    assert "no purchase in the next 90 days" in described and "| bgnbd |" in described
+    assert "`churn` v1 (churn): champion" in described  # the gate's decision and why
+    assert "(#/compare-runs?runs=%5B%22" in described  # the side-by-side page of the children
+    children = {
+        r.data.tags["model"]: r
+        for r in client.search_runs(
+            [experiment.experiment_id], f"tags.mlflow.parentRunId = '{summary['run_id']}'"
+        )
+    }
+    assert set(children) == {"lightgbm", "bgnbd", "rfm"}
+    names = {frozenset(r.data.metrics) for r in children.values()}
+    assert len(names) == 1 and {"churn_roc_auc", "ltv_normalized_gini"} <= set(next(iter(names)))
+    for name, run_ in children.items():
+        assert run_.data.tags["mlflow.note.content"]
+        got = run_.data.metrics["churn_roc_auc"]
+        assert got == round(summary["churn"][name]["roc_auc"], 4)  # the figure, readable
+        assert [d.dataset.name for d in run_.inputs.dataset_inputs] == ["transactions", "customers"]
+    margin = parent.data.metrics["margin_over_bgnbd_churn_roc_auc"]
+    assert margin == round(
+        summary["churn"]["lightgbm"]["roc_auc"] - summary["churn"]["bgnbd"]["roc_auc"], 4
+    )
+    (dataset,) = [
+        d.dataset for d in parent.inputs.dataset_inputs if d.dataset.name == "transactions"
+    ]
+    assert dataset.digest == parent.data.tags["data_sha256"][:16]
+    assert json.loads(dataset.source)["uri"].endswith("transactions.csv")
+    version = client.get_model_version("churn", "1")
+    assert version.run_id == children["lightgbm"].info.run_id
+    assert "Gate:" in version.description and "P(no purchase" in version.description
+    assert "no purchase in the next 90 days" in client.get_registered_model("churn").description
+    model = mlflow.get_logged_model(children["lightgbm"].outputs.model_outputs[0].model_id)
+    assert {m.key for m in model.metrics} == set(children["lightgbm"].data.metrics)
+    artifacts = home / "mlartifacts" / children["lightgbm"].info.run_id / "artifacts" / "plots"
+    assert {"churn_importance.png", "ltv_shap.png"} <= {p.name for p in artifacts.iterdir()}
 
 
 def test_score_uses_the_champions_and_the_training_feature_code(trained):
@@ -156,7 +200,8 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
     assert "evaluation: out-of-customer, not out-of-time" in result.stdout
     summary = json.loads((home / "reports/metrics.json").read_text())
     assert (
-        summary["horizon_days"] == 182 and "truth_dropout_auc" not in summary["churn"]["lightgbm"]
+        summary["horizon_days"] == 182
+        and "sample_truth_dropout_auc" not in summary["churn"]["lightgbm"]
     )
     assert summary["evaluation"] == "out-of-customer"
     assert "90-day horizon, this run 182 days" in summary["registry"]["churn"]["reason"]
@@ -225,14 +270,22 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
 def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):
     home, _ = trained
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MAKE") and k != "MLFLOW_TRACKING_URI"  # set by mlflow in-process
+    }
     server = subprocess.Popen(
         ["make", "-s", "mlflow-ui", f"PORT_UI={port}", f"MLFLOW_HOME={home}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         start_new_session=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
+        assert "open the runs table" in server.stdout.readline()
+        experiment = _client(home).get_experiment_by_name("crm-ltv").experiment_id
+        link = f"crm-ltv: {base}/#/experiments/{experiment}?workflowType=machine_learning"
+        assert server.stdout.readline().strip() == link
         deadline = time.monotonic() + 120
         while True:
             try:

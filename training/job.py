@@ -20,11 +20,10 @@ from crm_ltv.features.builders import with_rfm_cuts
 from crm_ltv.features.config import FeatureConfig, config_digest
 from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
-from crm_ltv.training import plots
+from crm_ltv.training import run_log
 from crm_ltv.training.bundle import Kind, ModelBundle
 from crm_ltv.training.config import GateConfig, TrainConfig
 from crm_ltv.training.datasets import OUT_OF_CUSTOMER, TimeSplit, build_time_split
-from crm_ltv.training.metrics import decile_table
 from crm_ltv.training.pipeline import (
     Evaluation,
     TrainedModels,
@@ -38,6 +37,7 @@ from crm_ltv.training.registry import (
     PreBundleVersionError,
     champion_version,
     decide_promotion,
+    describe_model,
     evaluation_metrics,
     load_bundle,
     log_bundle,
@@ -45,11 +45,9 @@ from crm_ltv.training.registry import (
     register_version,
     set_champion,
 )
-from crm_ltv.training.reports import ltv_cac_report, segment_report
 from crm_ltv.training.tracking import file_sha256, git_commit, setup_tracking
 
 Progress = Callable[[str], None]
-MODEL_ORDER = ("lightgbm", "bgnbd", "rfm")
 
 
 @dataclass(frozen=True)
@@ -138,9 +136,13 @@ def run_training(
     horizon = config.snapshots.horizon_days
     split = split_inputs(inputs, config, feature_config, progress)
     truth = load_truth_dropout(paths, inputs, split)
-    experiment_id = setup_tracking(paths, config.registry.experiment)
+    experiment_id = setup_tracking(
+        paths, config.registry.experiment, run_log.experiment_description(horizon)
+    )
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-h{horizon}") as run:
+        mlflow.set_tag("kind", "training")
         provenance = _log_provenance(inputs, paths, config, split, tuned or {})
+        run_log.log_inputs(inputs, provenance["data_sha256"])
         models = train_models(split, config, tuned, progress)
         bundle = replace(
             models.bundle,
@@ -156,19 +158,28 @@ def run_training(
         models = replace(models, bundle=bundle)
         progress("evaluating on the test snapshot")
         evaluation = evaluate_models(models, split, truth)
-        _log_metrics(evaluation)
+        children = run_log.log_model_runs(evaluation, inputs, provenance["data_sha256"])
         progress("logging plots and reports")
-        _log_plots(models, split, evaluation)
-        _log_reports(split, evaluation, customers)
+        run_log.log_plots(models, split, evaluation, children["lightgbm"])
+        run_log.log_reports(split, evaluation, customers)
         if config.refit:
             progress("refitting both models on every labelled cutoff (validation and test too)")
             bundle = _refit(split, config, feature_config, models, tuned or {})
         progress("registering the model bundle")
-        registered = _register_bundle(config, feature_config, bundle, split, evaluation, run)
+        with mlflow.start_run(run_id=children["lightgbm"], nested=True):
+            registered = _register_bundle(config, feature_config, bundle, split, evaluation, run)
         for kind, reg in registered.items():
             mlflow.set_tag(f"{kind}_promoted", str(reg.decision.promote).lower())
         summary = _summary(run.info.run_id, split, evaluation, registered, inputs)
         mlflow.log_dict(summary, "metrics.json")
+        mlflow.set_tag(
+            "mlflow.note.content",
+            run_log.run_description(
+                summary,
+                provenance["data_sha256"],
+                run_log.compare_link(experiment_id, children),
+            ),
+        )
     paths.metrics_file.parent.mkdir(parents=True, exist_ok=True)
     paths.metrics_file.write_text(json.dumps(summary, indent=2) + "\n")
     progress(f"wrote {paths.metrics_file}")
@@ -288,76 +299,6 @@ def _bundle_metadata(
     }
 
 
-def _log_metrics(evaluation: Evaluation) -> None:
-    metrics = {}
-    for name in MODEL_ORDER:
-        metrics |= {f"{name}_churn_{k}": v for k, v in evaluation.churn[name].items()}
-        metrics |= {f"{name}_ltv_{k}": v for k, v in evaluation.ltv[name].items()}
-    mlflow.log_metrics(metrics)
-    mlflow.log_text(comparison_table(evaluation), "comparison.txt")
-
-
-def _log_plots(models: TrainedModels, split: TimeSplit, evaluation: Evaluation) -> None:
-    test = split.test
-    churned = test["churned"].to_numpy()
-    value = test["future_value"].to_numpy("float64")
-    churn_scores = {
-        n: evaluation.predictions[n]["churn_probability"].to_numpy() for n in MODEL_ORDER
-    }
-    value_scores = {n: evaluation.predictions[n]["predicted_value"].to_numpy() for n in MODEL_ORDER}
-    deciles = {n: decile_table(value, s) for n, s in value_scores.items()}
-    X = test[split.feature_names]
-    sample = X.sample(min(len(X), 5000), random_state=0)
-    figures = {
-        "churn_roc.png": plots.roc_plot(churned, churn_scores),
-        "churn_pr.png": plots.pr_plot(churned, churn_scores),
-        "churn_calibration.png": plots.calibration_plot(churned, churn_scores),
-        "churn_gains.png": plots.gains_plot(churned, churn_scores, "churners"),
-        "ltv_gains.png": plots.gains_plot(value, value_scores, "future value"),
-        "ltv_deciles.png": plots.decile_plot(deciles),
-        "churn_importance.png": plots.importance_plot(
-            _importance(models.churn), "Churn model: feature importance"
-        ),
-        "ltv_importance.png": plots.importance_plot(
-            _importance(models.ltv), "LTV model: feature importance"
-        ),
-        "churn_shap.png": plots.shap_summary_plot(
-            *_explained(models.bundle, "churn", sample), "Churn model: SHAP summary (log-odds)"
-        ),
-        "ltv_shap.png": plots.shap_summary_plot(
-            *_explained(models.bundle, "ltv", sample), "LTV model: SHAP summary (log scale)"
-        ),
-    }
-    for name, figure in figures.items():
-        mlflow.log_figure(figure, f"plots/{name}")
-        plots.plt.close(figure)
-    for name, table in deciles.items():
-        mlflow.log_table(table, f"tables/ltv_deciles_{name}.json")
-
-
-def _explained(
-    bundle: ModelBundle, kind: Kind, sample: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """SHAP values of the bundle's `kind` head, and the inputs its boosters saw."""
-    values = bundle.contributions(kind, bundle.encode(sample), "shap")
-    columns = [*bundle.model_features, "(base)"]
-    seen = bundle.bgnbd.transform(sample) if bundle.bgnbd is not None else sample
-    return pd.DataFrame(values, index=sample.index, columns=columns), seen
-
-
-def _importance(model: Any) -> pd.Series:
-    booster = model.booster_
-    return pd.Series(booster.feature_importance("gain"), index=booster.feature_name())
-
-
-def _log_reports(split: TimeSplit, evaluation: Evaluation, customers: pd.DataFrame | None) -> None:
-    ours = evaluation.predictions["lightgbm"]
-    mlflow.log_table(segment_report(split.test, ours), "tables/rfm_segments.json")
-    ltv_cac = ltv_cac_report(split.test, ours, customers)
-    if ltv_cac is not None:
-        mlflow.log_table(ltv_cac, "tables/ltv_cac_by_channel.json")
-
-
 def _register_bundle(
     config: TrainConfig,
     feature_config: FeatureConfig,
@@ -399,13 +340,20 @@ def _register_bundle(
             "test_cutoff": f"{split.plan.test:%Y-%m-%d}",
             "run_id": run.info.run_id,
             "promotion": decision.reason,
-            **{f"metric.{k}": f"{v:.6g}" for k, v in ours.items()},
+            **{f"metric.{k}": f"{v:.4f}" for k, v in ours.items()},
         }
         version = register_version(model_uri, name, tags)
         if decision.promote:
             set_champion(name, version, config.registry.alias)
         elif current is None:
             decision = Decision(False, _until_promoted(decision.reason, name, version))
+        other = names["ltv" if kind == "churn" else "churn"]
+        describe_model(
+            name,
+            run_log.model_description(kind, split.horizon_days, other),
+            version,
+            run_log.version_description(kind, split.horizon_days, run.info.run_id, decision.reason),
+        )
         registered[kind] = Registered(name, version, decision)
     return registered
 
@@ -472,37 +420,6 @@ def _score_champion(
     return ChampionCheck(metrics=evaluate(predicted, split.test)[kind])
 
 
-def comparison_table(evaluation: Evaluation) -> str:
-    """Model vs baselines on the test snapshot, one line each."""
-    churn_cols = [
-        ("roc_auc", "AUC"),
-        ("pr_auc", "PR AUC"),
-        ("log_loss", "logloss"),
-        ("brier", "Brier"),
-        ("expected_calibration_error", "ECE"),
-        ("lift_top10", "lift@10%"),
-        ("truth_dropout_auc", "truth AUC"),
-    ]
-    ltv_cols = [
-        ("normalized_gini", "gini"),
-        ("spearman", "spearman"),
-        ("rmse", "RMSE"),
-        ("mae", "MAE"),
-        ("top10_value_share", "top10%"),
-        ("total_ratio", "pred/act"),
-    ]
-    first = evaluation.churn[MODEL_ORDER[0]]
-    churn_cols = [(k, t) for k, t in churn_cols if k in first]
-    header = f"{'model':10s}" + "".join(f"{t:>10s}" for _, t in churn_cols) + "  |"
-    header += "".join(f"{t:>10s}" for _, t in ltv_cols)
-    lines = ["churn (left) and LTV (right) on the test snapshot", header]
-    for name in MODEL_ORDER:
-        row = f"{name:10s}" + "".join(f"{evaluation.churn[name][k]:10.4f}" for k, _ in churn_cols)
-        row += "  |" + "".join(f"{evaluation.ltv[name][k]:10.4f}" for k, _ in ltv_cols)
-        lines.append(row)
-    return "\n".join(lines)
-
-
 def _summary(
     run_id: str,
     split: TimeSplit,
@@ -527,8 +444,8 @@ def _summary(
             "validation": len(split.valid),
             "test": len(split.test),
         },
-        "churn": {name: evaluation.churn[name] for name in MODEL_ORDER},
-        "ltv": {name: evaluation.ltv[name] for name in MODEL_ORDER},
+        "churn": {name: evaluation.churn[name] for name in run_log.MODEL_ORDER},
+        "ltv": {name: evaluation.ltv[name] for name in run_log.MODEL_ORDER},
         "registry": {
             kind: {
                 "model": reg.name,

@@ -20,8 +20,9 @@ HIGHER_IS_BETTER = {
     "log_loss": False,
     "brier": False,
     "expected_calibration_error": False,
-    "lift_top10": True,
-    "truth_dropout_auc": True,
+    "lift_top10pct": True,
+    "lift_top10pct_ceiling": True,
+    "sample_truth_dropout_auc": True,
     "normalized_gini": True,
     "spearman": True,
     "rmse": False,
@@ -57,7 +58,10 @@ def churn_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "log_loss": float(log_loss(y, p, labels=[0, 1])),
         "brier": float(brier_score_loss(y, p)),
         "expected_calibration_error": expected_calibration_error(y, p),
-        "lift_top10": float(y[top].mean() / y.mean()),
+        # churn rate among the 10% most at risk over the base rate; it cannot pass the ceiling
+        # min(10, 1 / base rate), which a high base rate keeps close to 1
+        "lift_top10pct": float(y[top].mean() / y.mean()),
+        "lift_top10pct_ceiling": float(min(1.0 / top.mean(), 1.0 / y.mean())),
     }
 
 
@@ -85,7 +89,7 @@ def ltv_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         "top10_value_share": float(y[top_share(pred)].sum() / total),
         "total_predicted": float(pred.sum()),
         "total_actual": float(total),
-        "total_ratio": float(pred.sum() / total),
+        "total_predicted_over_actual": float(pred.sum() / total),
     }
 
 

@@ -233,7 +233,7 @@ def evaluate(
         p = predicted["churn_probability"].to_numpy("float64")
         out["churn"] = churn_metrics(snapshot["churned"], p)
         if truth_dropout is not None:
-            out["churn"]["truth_dropout_auc"] = float(roc_auc_score(truth_dropout, p))
+            out["churn"]["sample_truth_dropout_auc"] = float(roc_auc_score(truth_dropout, p))
     if "predicted_value" in predicted:
         out["ltv"] = ltv_metrics(snapshot["future_value"], predicted["predicted_value"])
     return out

@@ -12,7 +12,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from sklearn.metrics import precision_recall_curve, roc_curve
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
+
+from crm_ltv.training.metrics import expected_calibration_error
 
 Scores = Mapping[str, np.ndarray]
 
@@ -28,9 +35,9 @@ def roc_plot(y: np.ndarray, scores: Scores) -> Figure:
     fig, ax = _axes("Churn: ROC on the test snapshot", "false positive rate", "true positive rate")
     for name, p in scores.items():
         fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(fpr, tpr, label=name)
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-    ax.legend()
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, p):.3f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="random (AUC 0.5)")
+    ax.legend(loc="lower right")
     return fig
 
 
@@ -38,8 +45,8 @@ def pr_plot(y: np.ndarray, scores: Scores) -> Figure:
     fig, ax = _axes("Churn: precision-recall", "recall", "precision")
     for name, p in scores.items():
         precision, recall, _ = precision_recall_curve(y, p)
-        ax.plot(recall, precision, label=name)
-    ax.axhline(np.mean(y), color="k", ls="--", lw=0.8, label="base rate")
+        ax.plot(recall, precision, label=f"{name} (PR AUC {average_precision_score(y, p):.3f})")
+    ax.axhline(np.mean(y), color="k", ls="--", lw=0.8, label=f"base rate {np.mean(y):.3f}")
     ax.legend()
     return fig
 
@@ -49,21 +56,29 @@ def calibration_plot(y: np.ndarray, scores: Scores, bins: int = 10) -> Figure:
     for name, p in scores.items():
         which = np.minimum((np.asarray(p) * bins).astype(int), bins - 1)
         frame = pd.DataFrame({"bin": which, "p": p, "y": y}).groupby("bin").mean()
-        ax.plot(frame["p"], frame["y"], marker="o", label=name)
+        ece = expected_calibration_error(y, p, bins)
+        ax.plot(frame["p"], frame["y"], marker="o", label=f"{name} (ECE {ece:.3f})")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect")
     ax.legend()
     return fig
 
 
 def gains_plot(y: np.ndarray, scores: Scores, what: str) -> Figure:
-    """Share of all `what` captured when contacting customers in score order."""
-    fig, ax = _axes(f"Cumulative gains: {what}", "share of customers contacted", f"share of {what}")
+    """Share of all `what` captured when contacting customers in score order, above what random
+    contact captures: close models' curves would lie on top of each other on the plain scale."""
+    fig, ax = _axes(
+        f"Gains over random: {what}",
+        "share of customers contacted (highest score first)",
+        f"share of {what} captured, minus random (points)",
+    )
     y = np.asarray(y, dtype="float64")
     share = np.arange(1, len(y) + 1) / len(y)
+    top = max(1, round(len(y) * 0.1)) - 1
     for name, s in scores.items():
         order = np.argsort(-np.asarray(s), kind="stable")
-        ax.plot(share, np.cumsum(y[order]) / y.sum(), label=name)
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="random")
+        above = 100 * (np.cumsum(y[order]) / y.sum() - share)
+        ax.plot(share, above, label=f"{name} (top 10%: {above[top] + 10:.1f}% of {what})")
+    ax.axhline(0, color="k", ls="--", lw=0.8, label="random")
     ax.legend()
     return fig
 
@@ -82,10 +97,17 @@ def decile_plot(tables: Mapping[str, pd.DataFrame]) -> Figure:
 
 
 def importance_plot(importance: pd.Series, title: str, top: int = 20) -> Figure:
-    values = importance.sort_values().tail(top)
+    """Each feature's share of the total gain, on a log scale: one dominant input (BG/NBD's
+    value in the LTV model) would flatten every other bar on a linear one."""
+    share = 100 * importance / max(float(importance.sum()), 1e-12)
+    values = share[share > 0].sort_values().tail(top)
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(values) + 1.5), dpi=100)
-    ax.barh(values.index, values.to_numpy())
-    ax.set(title=title, xlabel="total gain")
+    bars = ax.barh(values.index, values.to_numpy())
+    ax.bar_label(bars, labels=[f"{v:.1f}%" if v >= 0.1 else f"{v:.2f}%" for v in values],
+                 padding=2, fontsize=8)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set(title=title, xlabel="share of total gain (%, log scale)")
+    ax.margins(x=0.15)
     fig.tight_layout()
     return fig
 

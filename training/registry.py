@@ -115,6 +115,13 @@ def register_version(model_uri: str, name: str, tags: dict[str, str]) -> str:
     return version
 
 
+def describe_model(name: str, description: str, version: str, version_description: str) -> None:
+    """What the registry page shows of a model and of one of its versions."""
+    client = MlflowClient()
+    client.update_registered_model(name, description=description)
+    client.update_model_version(name, version, description=version_description)
+
+
 def set_champion(name: str, version: str, alias: str, reason: str | None = None) -> None:
     client = MlflowClient()
     client.set_registered_model_alias(name, alias, str(version))
@@ -173,10 +180,17 @@ def serving_version(name: str, alias: str) -> tuple[ModelVersion | None, str | N
 
 
 def evaluation_metrics(version: ModelVersion, kind: Kind) -> dict[str, float]:
-    """A version's own evaluation metrics, as its training run logged them (exact values)."""
-    prefix = f"lightgbm_{kind}_"
-    logged = MlflowClient().get_run(version.run_id).data.metrics
-    return {k.removeprefix(prefix): v for k, v in logged.items() if k.startswith(prefix)}
+    """A version's own evaluation metrics, exact (the UI shows them rounded): from its training
+    run's metrics.json, or from the run's `lightgbm_churn_*` metrics for a version logged
+    before child runs."""
+    run_id = version.tags.get("run_id") or version.run_id
+    try:
+        summary = mlflow.artifacts.load_dict(f"runs:/{run_id}/metrics.json")
+        return dict(summary[kind]["lightgbm"])
+    except (MlflowException, OSError, KeyError):
+        prefix = f"lightgbm_{kind}_"
+        logged = MlflowClient().get_run(version.run_id).data.metrics
+        return {k.removeprefix(prefix): v for k, v in logged.items() if k.startswith(prefix)}
 
 
 def download_bundle(name: str, version: str, dst: Path) -> Path:

@@ -8,8 +8,11 @@ import subprocess
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 
 from crm_ltv.features.paths import Paths
+
+NOTE = "mlflow.note.content"  # the description the MLflow UI shows on experiments and runs
 
 
 def tracking_uri(paths: Paths) -> str:
@@ -17,10 +20,16 @@ def tracking_uri(paths: Paths) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.root / 'mlflow.db'}"
 
 
-def setup_tracking(paths: Paths, experiment: str) -> str:
+# MLflow 3 opens an experiment on its GenAI traces page unless told it holds model training.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+UI_QUERY = "?workflowType=machine_learning"  # the UI's model-training mode (registry in sidebar)
+
+
+def setup_tracking(paths: Paths, experiment: str, description: str | None = None) -> str:
     """Point MLflow at the project's store; artifacts of new experiments go to mlartifacts/.
     The registry too: MLflow keeps the first registry it resolved in a process, so homes used
-    one after another in one process (a backtest) would share one registry."""
+    one after another in one process (a backtest) would share one registry. The experiment
+    opens on its runs table in the UI, with `description` on top."""
     uri = tracking_uri(paths)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -32,7 +41,22 @@ def setup_tracking(paths: Paths, experiment: str) -> str:
     else:
         experiment_id = found.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
+    tags = EXPERIMENT_KIND | ({NOTE: description} if description else {})
+    mlflow.set_experiment_tags(tags)
     return experiment_id
+
+
+def ui_links(paths: Paths, base: str) -> list[str]:
+    """The UI address of each experiment in the home's store, opening its runs table."""
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri(paths))
+    experiments = MlflowClient().search_experiments()
+    return [
+        f"{e.name}: {base}/#/experiments/{e.experiment_id}{UI_QUERY}"
+        for e in experiments
+        if e.name != "Default"
+    ] or [f"no experiments yet (run `make train`): {base}/#/experiments{UI_QUERY}"]
 
 
 def file_sha256(*files: Path | None) -> str:
@@ -63,3 +87,20 @@ def git_commit(root: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit
+
+
+def log_table(frame: pd.DataFrame, name: str, decimals: int = 4) -> None:
+    """A table under tables/, numbers rounded for reading, a named index kept as columns."""
+    table = frame.reset_index() if frame.index.name or frame.index.names[0] else frame
+    numeric = table.select_dtypes("number").columns
+    table = table.assign(**{c: table[c].round(decimals) for c in numeric})
+    table.columns = [str(c) for c in table.columns]
+    mlflow.log_table(table, f"tables/{name}.json")
+
+
+def log_figure(figure: object, name: str) -> None:
+    """A matplotlib figure under plots/, closed once logged."""
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(figure, f"plots/{name}.png")
+    plt.close(figure)

@@ -22,6 +22,7 @@ from crm_ltv.training import plots
 from crm_ltv.training.config import TrainConfig, TuneConfig
 from crm_ltv.training.datasets import TimeSplit
 from crm_ltv.training.pipeline import ModelData, evaluate, fit_churn, fit_ltv
+from crm_ltv.training.run_log import experiment_description
 from crm_ltv.training.tracking import setup_tracking
 
 Progress = Callable[[str], None]
@@ -85,7 +86,12 @@ def _objective(
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune)
         pruned: optuna.TrialPruned | None = None
-        with mlflow.start_run(run_name=f"{kind}-trial-{trial.number}", nested=True):
+        with mlflow.start_run(
+            run_name=f"{kind}-trial-{trial.number}",
+            nested=True,
+            description=f"Optuna trial {trial.number} of the {kind} model: its parameters, "
+            "and its loss on the validation snapshot (pruned trials stop early).",
+        ):
             mlflow.log_params({"model": kind, "trial": trial.number, **params})
             try:
                 model = FITTERS[kind](
@@ -172,10 +178,19 @@ def run_tuning(
 ) -> dict[str, StudyResult]:
     """Tune both models under one parent run; save the best params for the next `make train`."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    experiment_id = setup_tracking(paths, config.registry.experiment)
+    experiment_id = setup_tracking(
+        paths, config.registry.experiment, experiment_description(split.horizon_days)
+    )
     storage = f"sqlite:///{paths.optuna_db}"
     results = {}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"tune-h{split.horizon_days}"):
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=f"tune-h{split.horizon_days}",
+        description=f"Optuna search of the churn and LTV models' parameters ({tune.trials} "
+        f"trials each, {split.horizon_days}-day horizon), judged by the validation loss; one "
+        "child run per trial. The best parameters (`best_*`) go to reports/best_params.json, "
+        "which the next `make train` uses.",
+    ):
         mlflow.set_tag("kind", "tuning")
         mlflow.log_params({"trials": tune.trials, "horizon_days": split.horizon_days})
         data = ModelData.of(split, config)  # BG/NBD inputs fitted once for every trial
@@ -185,7 +200,7 @@ def run_tuning(
             mlflow.log_params({f"best_{kind}_{k}": v for k, v in result.best_params.items()})
             mlflow.log_metrics(
                 {
-                    f"best_{kind}_validation_loss": result.best_value,
+                    f"best_{kind}_validation_loss": round(result.best_value, 6),
                     f"{kind}_trials_complete": result.completed,
                     f"{kind}_trials_pruned": result.pruned,
                 }
