@@ -10,7 +10,7 @@ TRIALS ?=
 PORT_UI ?= 5000
 MLFLOW_HOME ?= $(CURDIR)
 PORT ?= 3000
-.PHONY: help setup data features train tune mlflow-ui serve bento test lint format bench-features bench-serve bench-overload bench-models bench-real runtime-lock clean
+.PHONY: help setup data features train tune experiments mlflow-ui serve bento test lint format bench-features bench-serve bench-overload bench-models bench-real runtime-lock clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ train: $(SAMPLE) ## train, evaluate and register the churn and LTV models (MLflo
 
 tune: $(SAMPLE) ## Optuna tuning of both models (TRIALS=N per model); the next `make train` uses it
 	$(BIN)/crm-ltv tune $(if $(TRIALS),--trials $(TRIALS))
+
+experiments: $(SAMPLE) ## A/B analysis of the sample's campaigns, a test plan, cohorts and LTV:CAC (MLflow)
+	$(BIN)/crm-ltv ab
+	$(BIN)/crm-ltv ab --by lifecycle_stage
+	$(BIN)/crm-ltv plan-ab --baseline-rate 0.09 --lift 0.2
+	$(BIN)/crm-ltv cohorts
 
 mlflow-ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 (PORT_UI=); prints the links to each runs table
 	$(BIN)/crm-ltv --home $(MLFLOW_HOME) mlflow-ui --port $(PORT_UI)

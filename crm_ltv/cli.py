@@ -20,6 +20,7 @@ import typer
 if TYPE_CHECKING:
     import pandas as pd
 
+    from crm_ltv.experiments.config import ExperimentsConfig
     from crm_ltv.features.config import DataConfig, FeatureConfig
     from crm_ltv.features.inputs import Inputs
     from crm_ltv.features.paths import Paths
@@ -629,6 +630,169 @@ def mlflow_ui(
     ]  # fmt: skip
     sys.stdout.flush()
     os.execv(command[0], command)
+
+
+def _experiments_config(paths: Paths) -> ExperimentsConfig:
+    from crm_ltv.experiments.config import ExperimentsConfig
+    from crm_ltv.features.config import load_config
+
+    return load_config(ExperimentsConfig, paths.config_file("experiments"))
+
+
+CampaignsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Campaigns CSV/Parquet (default: configs/data.yaml, else the sample)."),
+]
+
+
+@app.command()
+@_user_errors
+def ab(
+    campaigns: CampaignsOpt = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            help="Also per segment: rfm_segment or lifecycle_stage at send time (features from "
+            "the transactions up to it), or acquisition_channel (customers table)."
+        ),
+    ] = None,
+    transactions: TransactionsOpt = None,
+    customers: CustomersOpt = None,
+    max_reject_share: RejectShareOpt = None,
+) -> None:
+    """A/B analysis of campaigns per action (and segment): lift, p-value, revenue, SRM, MDE."""
+    from crm_ltv.experiments.segments import SEGMENTS
+    from crm_ltv.features.config import ConfigError
+    from crm_ltv.features.inputs import load_campaign_input
+
+    if by is not None and by not in SEGMENTS:
+        raise ConfigError(f"--by {by!r}: expected one of {', '.join(SEGMENTS)}")
+    paths = _paths()
+    config = _experiments_config(paths)
+    progress = Progress()
+    data_config = _data_config(paths, None, None, None, max_reject_share)
+    loaded = load_campaign_input(data_config, paths, campaigns, progress)
+    segments = None
+    if by is not None:
+        from crm_ltv.experiments.segments import segments_at_send
+
+        inputs = _read_inputs(
+            paths, progress, transactions, customers, None, None, None, max_reject_share
+        )
+        progress(f"segments at each send time: {by}")
+        segments = segments_at_send(
+            loaded.frame,
+            by,
+            inputs.transactions.frame,
+            _feature_config(paths),
+            inputs.customers_frame,
+        )
+    progress("analysing and logging to MLflow")
+    from crm_ltv.experiments.jobs import run_ab
+    from crm_ltv.experiments.text import format_ab
+    from crm_ltv.training.tracking import tracking_uri
+
+    result = run_ab(loaded.frame, loaded.report.source, paths, config.ab, by, segments)
+    typer.echo(format_ab(result.by_action, ["action"]))
+    if result.by_segment is not None:
+        typer.echo(f"\nby action and {by} at send time")
+        typer.echo(format_ab(result.by_segment, ["action", str(by)]))
+    if result.outcomes.without_outcome:
+        typer.echo(f"{result.outcomes.without_outcome:,} contacts without an outcome left out")
+    uri = tracking_uri(paths)
+    typer.echo(f"MLflow run {result.run_id} in experiment {config.ab.experiment!r} at {uri}")
+
+
+@app.command("plan-ab")
+@_user_errors
+def plan_ab(
+    baseline_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Control conversion rate, e.g. 0.09.")
+    ],
+    lift: Annotated[float, typer.Option(help="Relative lift to detect, e.g. 0.1 for +10%.")],
+    power: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Power (default 0.8: experiments.yaml).")
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Two-sided significance (default 0.05)."),
+    ] = None,
+) -> None:
+    """Customers per group an A/B test needs to detect a lift over a baseline conversion rate."""
+    from crm_ltv.experiments.ab import plan_sample_size
+    from crm_ltv.features.config import ConfigError
+
+    paths = _paths()
+    config = _experiments_config(paths).ab
+    try:
+        plan = plan_sample_size(
+            baseline_rate,
+            lift,
+            config.power if power is None else power,
+            config.alpha if alpha is None else alpha,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"--baseline-rate/--lift: {exc}") from None
+    from crm_ltv.experiments.jobs import run_plan
+    from crm_ltv.experiments.text import format_plan
+
+    run_id = run_plan(plan, paths, config)
+    typer.echo(format_plan(plan))
+    typer.echo(f"MLflow run {run_id} in experiment {config.plan_experiment!r}")
+
+
+@app.command()
+@_user_errors
+def cohorts(
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Lifecycle transitions from this date (default: --to minus "
+            "cohorts.transition_months of configs/experiments.yaml).",
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--to", help="...to this date; also the LTV:CAC cutoff (default: the end)."),
+    ] = None,
+    transactions: TransactionsOpt = None,
+    customers: CustomersOpt = None,
+    column: ColumnOpt = None,
+    timestamp_format: FormatOpt = None,
+    sep: SepOpt = None,
+    max_reject_share: RejectShareOpt = None,
+) -> None:
+    """Cohort retention heatmap, lifecycle stage transitions, LTV:CAC and payback per channel."""
+    from crm_ltv.features.arrays import as_cutoff
+
+    paths = _paths()
+    config = _experiments_config(paths).cohorts
+    feature_config = _feature_config(paths)
+    progress = Progress()
+    inputs = _read_inputs(
+        paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
+    )
+    progress("cohorts, lifecycle transitions and LTV:CAC; logging to MLflow")
+    from crm_ltv.experiments.jobs import run_cohorts
+    from crm_ltv.experiments.text import format_ltv_cac, format_retention, format_transitions
+
+    result = run_cohorts(
+        inputs.transactions.frame,
+        inputs.customers_frame,
+        paths,
+        feature_config,
+        config,
+        as_cutoff(start) if start else None,
+        as_cutoff(end) if end else None,
+    )
+    typer.echo(format_retention(result.retention, result.headline))
+    typer.echo("\n" + format_transitions(result.transitions, result.start, result.end))
+    if result.ltv_cac is not None:
+        typer.echo("\n" + format_ltv_cac(result.ltv_cac, config.ltv_cac_target))
+    else:
+        typer.echo("\nno customers table with acquisition_channel and acquisition_cost: no LTV:CAC")
+    typer.echo(f"MLflow run {result.run_id} in experiment {config.experiment!r}")
 
 
 def main() -> None:  # pragma: no cover - the `crm-ltv` entry point

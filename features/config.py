@@ -14,6 +14,8 @@ from typing import Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crm_ltv.features.actions import check_actions
+
 LIFECYCLE_STAGES = ("new", "developing", "loyal", "at-risk", "lapsed")
 Stage = Literal["new", "developing", "loyal", "at-risk", "lapsed"]
 Comparison = Literal["lt", "le", "gt", "ge", "eq"]
@@ -126,11 +128,13 @@ class CampaignConfig(_Frozen):
     share_contacted: float = Field(gt=0, le=1)
     treatment_share: float = Field(0.5, gt=0, lt=1)
     response_window_days: int = Field(30, gt=0)
-    # action -> customer type (new, regular, loyal, lapsing) -> added probability of a purchase
+    # action (a name of the action catalogue, features.actions) -> customer type (new, regular,
+    # loyal, lapsing) -> added probability of a purchase
     effects: dict[str, dict[Literal["new", "regular", "loyal", "lapsing"], float]]
 
     @model_validator(mode="after")
     def _every_type_has_an_effect(self) -> CampaignConfig:
+        check_actions(self.effects, "effects")
         for action, by_type in self.effects.items():
             missing = {"new", "regular", "loyal", "lapsing"} - set(by_type)
             if missing:

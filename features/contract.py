@@ -7,6 +7,8 @@ from typing import Literal
 
 import pandas as pd
 
+from crm_ltv.features.actions import ACTION_NAMES
+
 Kind = Literal["id", "label", "datetime", "number", "group", "flag"]
 
 
@@ -23,6 +25,10 @@ class Column:
     # Without a column of its own in the file: the product of these two contract columns,
     # each then required row by row (an export with unit prices and no line total).
     product_of: tuple[str, str] | None = None
+    # A label that must be one of these values (a campaign's action: the action catalogue);
+    # a row with another value is rejected, naming the value.
+    allowed: tuple[str, ...] | None = None
+    allowed_name: str = ""  # what the allowed values are, for the reject reason
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,9 @@ CAMPAIGNS = TableSchema(
     (
         Column("customer_id", "id", required=True),
         Column("sent_at", "datetime", required=True),
-        Column("action", "label", required=True),
+        Column(
+            "action", "label", required=True, allowed=ACTION_NAMES, allowed_name="action catalogue"
+        ),
         Column("group", "group", required=True),
         Column("converted", "flag"),
         Column("revenue", "number"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from crm_ltv.features.config import DataConfig, SourceConfig
-from crm_ltv.features.loading import Loaded, load_customers, load_transactions
+from crm_ltv.features.loading import Loaded, load_campaigns, load_customers, load_transactions
 from crm_ltv.features.paths import Paths
 
 
@@ -52,3 +52,18 @@ def load_inputs(
         )
         progress(loaded_customers.report.summary())
     return Inputs(tx, loaded_customers)
+
+
+def load_campaign_input(
+    config: DataConfig,
+    paths: Paths,
+    campaigns: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Loaded:
+    """The campaigns table: the file given, else configs/data.yaml's, else the sample's."""
+    source = config.campaigns or SourceConfig()
+    path = campaigns or source.path or paths.sample_table("campaigns")
+    progress(f"loading campaigns from {path}")
+    loaded = load_campaigns(path, source, config.validation, paths.rejects_dir)
+    progress(loaded.report.summary())
+    return loaded

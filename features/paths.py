@@ -13,7 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 
 HOME_ENV = "CRM_LTV_HOME"
-CONFIG_AREAS = ("data", "features", "sample", "train", "tune", "serving", "nba")
+CONFIG_AREAS = ("data", "features", "sample", "train", "tune", "serving", "nba", "experiments")
 
 
 def default_config_file(area: str) -> Path:

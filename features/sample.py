@@ -5,9 +5,10 @@ channel with a cost, then buys at their own rate (gamma across customers) until 
 for good at their own dropout time (exponential lifetimes), the rate following weekly and
 yearly seasonality. Order values are gamma around a per-customer mean (Gamma-Gamma). Lines
 fall mostly in the customer's favourite category; about 3% of lines are refunded later.
-Campaigns contact random customers, split into treatment and control; treatment adds a
-purchase with a probability that depends on the action and the customer's type at send time,
-so uplift is learnable. The ground truth of all of this is written beside the data.
+Campaigns contact random customers with an action of the catalogue (features.actions, the
+names the next-best-action policy chooses among), split into treatment and control; treatment
+adds a purchase with a probability that depends on the action and the customer's type at send
+time, so uplift is learnable. The ground truth of all of this is written beside the data.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ def generate_sample(config: SampleConfig) -> SampleData:
     sorted_keys = base_customer[order] * stride + base_day[order]
     keys = _OrderKeys(sorted_keys, stride, np.searchsorted(sorted_keys, np.arange(n) * stride))
 
-    # Campaigns: random contacts per send, type-dependent true effects on treatment.
+    # Campaigns: random contacts per send, type-dependent true effects on treatment. The actions
+    # are catalogue names (checked by the config), drawn uniformly in the config's order.
     c = config.campaigns
     actions = list(c.effects)
     effect_table = np.array([[c.effects[a][t] for t in CUSTOMER_TYPES] for a in actions])

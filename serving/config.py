@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from crm_ltv.features.actions import check_actions
 from crm_ltv.features.config import LIFECYCLE_STAGES
 from crm_ltv.features.rfm import RFM_SEGMENTS
 from crm_ltv.training.attributions import Method
@@ -96,7 +97,9 @@ class Effect(_Frozen):
 
 
 class Action(_Frozen):
-    description: str
+    """How the policy prices and targets one action of the catalogue (features.actions, which
+    says what the action is)."""
+
     cost: float = Field(ge=0)  # per contact
     eligible: Eligibility = Field(default_factory=Eligibility)
     effect: Effect
@@ -120,6 +123,7 @@ class NbaConfig(_Frozen):
     def _cold_start_action_exists(self) -> NbaConfig:
         if NO_ACTION in self.actions:
             raise ValueError(f"actions: {NO_ACTION!r} is reserved for 'do nothing'")
+        check_actions(self.actions, "actions")
         if self.cold_start.action not in (*self.actions, NO_ACTION):
             raise ValueError(
                 f"cold_start.action: {self.cold_start.action!r} is not one of the actions "

@@ -1,5 +1,6 @@
 """Next-best-action: the action with the largest expected incremental value, or none.
 
+The actions are the catalogue's (features.actions); configs/nba.yaml prices and targets them.
 Expected incremental value = effect x value_if_purchase - cost. The effect is the increase of
 the purchase probability an action brings (a prior per RFM segment in configs/nba.yaml), and
 value_if_purchase = predicted_value / P(purchase) is what a customer who buys brings in the
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from crm_ltv.features.actions import ACTIONS
 from crm_ltv.serving.config import NO_ACTION, Action, NbaConfig
 
 
@@ -95,7 +97,7 @@ def decide(customer: Customer, config: NbaConfig) -> Decision:
     if gain <= 0:
         return Decision(NO_ACTION, 0.0, f"nothing pays: best is {name} at {arithmetic}")
     category = customer.favourite_category if action.recommend_favourite_category else None
-    return Decision(name, gain, f"{action.description}: {arithmetic}", category)
+    return Decision(name, gain, f"{ACTIONS[name]}: {arithmetic}", category)
 
 
 def _cold_start(customer: Customer, config: NbaConfig) -> Decision:

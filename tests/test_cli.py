@@ -157,8 +157,8 @@ def test_init_writes_the_defaults_and_any_folder_is_a_home(tmp_path):
     made = cli("init", str(home))
     assert made.returncode == 0, made.stderr
     assert sorted(p.name for p in (home / "configs").iterdir()) == [
-        "data.yaml", "features.yaml", "nba.yaml", "sample.yaml", "serving.yaml", "train.yaml",
-        "tune.yaml",
+        "data.yaml", "experiments.yaml", "features.yaml", "nba.yaml", "sample.yaml",
+        "serving.yaml", "train.yaml", "tune.yaml",
     ]  # fmt: skip
     edited = re.sub(
         r"n_customers: *\d+", "n_customers: 150", (home / "configs/sample.yaml").read_text()

@@ -103,6 +103,7 @@ def test_the_cli_imports_no_library_before_a_command_needs_it():
 
 
 def test_default_configs_ship_in_the_package_and_a_home_overrides_them_file_by_file(tmp_path):
+    from crm_ltv.experiments.config import ExperimentsConfig
     from crm_ltv.features.config import DataConfig, FeatureConfig, SampleConfig, load_config
     from crm_ltv.features.paths import CONFIG_AREAS, Paths, default_config_file
     from crm_ltv.serving.config import NbaConfig, ServingConfig
@@ -116,6 +117,7 @@ def test_default_configs_ship_in_the_package_and_a_home_overrides_them_file_by_f
         "tune": TuneConfig,
         "serving": ServingConfig,
         "nba": NbaConfig,
+        "experiments": ExperimentsConfig,
     }
     assert set(kinds) == set(CONFIG_AREAS)
     home = Paths(tmp_path)

@@ -209,10 +209,11 @@ def test_campaigns_table_rules(tmp_path):
     path = _write(
         tmp_path,
         [
-            "001,2024-01-01 09:00:00,winback,Treatment,1,20",
-            "002,2024-01-01 09:00:00,winback,control,no,0",
-            "003,2024-01-01 09:00:00,winback,holdout,1,0",
-            "004,2024-01-01 09:00:00,winback,control,maybe,0",
+            "001,2024-01-01 09:00:00,win_back,Treatment,1,20",
+            "002,2024-01-01 09:00:00,win_back,control,no,0",
+            "003,2024-01-01 09:00:00,win_back,holdout,1,0",
+            "004,2024-01-01 09:00:00,win_back,control,maybe,0",
+            "005,2024-01-01 09:00:00,winback_discount,control,1,0",
         ],
         header="customer_id,sent_at,action,group,converted,revenue\n",
         name="campaigns.csv",
@@ -226,7 +227,10 @@ def test_campaigns_table_rules(tmp_path):
     assert reasons == [
         "group not treatment/control 'holdout'",
         "converted not 0/1/true/false 'maybe'",
+        "action not in the action catalogue 'winback_discount'",  # features.actions
     ]
+    assert loaded.report.reasons["action not in the action catalogue"] == 1
+    assert pd.read_csv(loaded.report.rejects_path)["row"].tolist() == [3, 4, 5]
 
 
 LINES = "Invoice,StockCode,Quantity,InvoiceDate,Price,Customer ID\n"

@@ -109,13 +109,13 @@ def test_cold_start_gets_the_configured_action_unless_capped(policy):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"actions": {"no_action": {"description": "x", "cost": 0, "effect": {"default": 0}}}},
-         "reserved"),
+        ({"actions": {"no_action": {"cost": 0, "effect": {"default": 0}}}}, "reserved"),
         ({"cold_start": {"action": "surprise"}}, "cold_start.action"),
-        ({"actions": {"a": {"description": "x", "cost": 1, "effect": {"default": 0.1,
+        ({"actions": {"thank_you": {"cost": 1, "effect": {"default": 0.1,
           "segments": {"Heroes": 0.2}}}}}, "Heroes"),
-        ({"actions": {"a": {"description": "x", "cost": -1, "effect": {"default": 0.1}}}},
-         "cost"),
+        ({"actions": {"thank_you": {"cost": -1, "effect": {"default": 0.1}}}}, "cost"),
+        ({"actions": {"winback_discount": {"cost": 1, "effect": {"default": 0.1}}}},
+         r"actions: unknown action\(s\) \['winback_discount'\]; the action catalogue"),
     ],
 )  # fmt: skip
 def test_bad_policy_is_a_config_error_naming_the_field(tmp_path, change, message):

@@ -1,0 +1,259 @@
+"""A/B analysis of campaigns: did treatment beat control, by how much, and could we tell?
+
+Per action (and per segment when asked): group sizes, conversion rates, absolute and relative
+lift with intervals, a p-value (Fisher's exact test when a cell of the 2x2 table is small, the
+two-proportion z-test otherwise), revenue per customer difference with a Welch interval, a
+sample-ratio-mismatch check against the configured split, and the smallest lift the test could
+have detected at its sizes. A planner turns a baseline rate and a lift into customers per group.
+The statistics are statsmodels' and scipy's; this module only arranges them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.proportion import (
+    confint_proportions_2indep,
+    proportion_effectsize,
+    proportions_ztest,
+)
+
+from crm_ltv.experiments.config import AbConfig
+from crm_ltv.features.contract import DataError
+
+TREATMENT, CONTROL = "treatment", "control"
+# Columns of `ab_table` in order, after the grouping columns; rates and lifts are shares (0.012
+# is 1.2 points), revenue is per contacted customer over the campaign's response window.
+COLUMNS = (
+    "n_treatment",
+    "n_control",
+    "treatment_share",
+    "srm_p_value",
+    "srm_mismatch",
+    "rate_treatment",
+    "rate_control",
+    "lift_abs",
+    "lift_abs_low",
+    "lift_abs_high",
+    "lift_rel",
+    "lift_rel_low",
+    "lift_rel_high",
+    "test",
+    "p_value",
+    "significant",
+    "revenue_treatment",
+    "revenue_control",
+    "revenue_diff",
+    "revenue_diff_low",
+    "revenue_diff_high",
+    "revenue_p_value",
+    "mde_abs",
+)
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Campaign rows with a known outcome, and how many had none (left out, not hidden)."""
+
+    frame: pd.DataFrame  # action, group, converted (bool), revenue (float or NaN), extra columns
+    without_outcome: int
+    has_revenue: bool
+
+
+def campaign_outcomes(campaigns: pd.DataFrame) -> Outcomes:
+    """Each contact's outcome: `converted`, else revenue > 0 (the contract allows either)."""
+    has_converted, has_revenue = "converted" in campaigns, "revenue" in campaigns
+    if not has_converted and not has_revenue:
+        raise DataError(
+            "campaigns: neither a 'converted' nor a 'revenue' column, so no outcome to compare; "
+            f"columns present: {', '.join(map(str, campaigns.columns))}"
+        )
+    revenue = campaigns["revenue"].astype("float64") if has_revenue else None
+    converted = campaigns["converted"].astype("boolean") if has_converted else None
+    if converted is None:
+        assert revenue is not None
+        converted = (revenue > 0).astype("boolean").mask(revenue.isna())
+    elif revenue is not None:  # a missing flag with a known revenue still has an outcome
+        converted = converted.fillna((revenue > 0).astype("boolean").mask(revenue.isna()))
+    known = converted.notna().to_numpy()
+    frame = campaigns.loc[known].assign(converted=converted[known].astype(bool))
+    frame["revenue"] = revenue[known] if revenue is not None else np.nan
+    return Outcomes(frame.reset_index(drop=True), int((~known).sum()), has_revenue)
+
+
+def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.DataFrame:
+    """One row per action (per action and `by` value when given), COLUMNS after them."""
+    keys = ["action"] if by is None else ["action", by]
+    frame = outcomes.frame
+    missing = [k for k in keys if k not in frame]
+    if missing:
+        raise DataError(f"campaigns: no column {missing[0]!r} to group by")
+    rows = []
+    for key, group in frame.groupby(keys, observed=True, sort=True):
+        values = key if isinstance(key, tuple) else (key,)
+        treated = group["group"].astype(str).eq(TREATMENT).to_numpy()
+        rows.append(
+            {
+                **dict(zip(keys, values, strict=True)),
+                **compare_groups(
+                    group["converted"].to_numpy(bool)[treated],
+                    group["converted"].to_numpy(bool)[~treated],
+                    group["revenue"].to_numpy("float64")[treated],
+                    group["revenue"].to_numpy("float64")[~treated],
+                    config,
+                ),
+            }
+        )
+    return pd.DataFrame(rows, columns=[*keys, *COLUMNS])
+
+
+def compare_groups(
+    converted_t: np.ndarray,
+    converted_c: np.ndarray,
+    revenue_t: np.ndarray,
+    revenue_c: np.ndarray,
+    config: AbConfig,
+) -> dict[str, float | str | bool]:
+    """Every figure of one treatment/control comparison (NaN where a group is too small)."""
+    n_t, n_c = len(converted_t), len(converted_c)
+    x_t, x_c = int(converted_t.sum()), int(converted_c.sum())
+    out: dict[str, float | str | bool] = {
+        "n_treatment": n_t,
+        "n_control": n_c,
+        "treatment_share": n_t / (n_t + n_c),
+        **srm_check(n_t, n_c, config),
+    }
+    if n_t == 0 or n_c == 0:
+        return out
+    p_t, p_c = x_t / n_t, x_c / n_c
+    alpha = config.alpha
+    low, high = confint_proportions_2indep(x_t, n_t, x_c, n_c, method="newcombe", alpha=alpha)
+    rel_low = rel_high = math.nan
+    if x_t > 0 and x_c > 0:  # the log interval of the ratio needs conversions on both sides
+        ratio_low, ratio_high = confint_proportions_2indep(
+            x_t, n_t, x_c, n_c, method="log", compare="ratio", alpha=alpha
+        )
+        rel_low, rel_high = float(ratio_low) - 1.0, float(ratio_high) - 1.0
+    test, p_value = proportion_test(x_t, n_t, x_c, n_c, config.exact_test_below)
+    out |= {
+        "rate_treatment": p_t,
+        "rate_control": p_c,
+        "lift_abs": p_t - p_c,
+        "lift_abs_low": float(low),
+        "lift_abs_high": float(high),
+        "lift_rel": p_t / p_c - 1.0 if x_c > 0 else math.nan,
+        "lift_rel_low": rel_low,
+        "lift_rel_high": rel_high,
+        "test": test,
+        "p_value": p_value,
+        "significant": bool(p_value < alpha),
+        **revenue_difference(revenue_t, revenue_c, alpha),
+        "mde_abs": minimum_detectable_lift(p_c, n_t, n_c, config.power, alpha),
+    }
+    return out
+
+
+def proportion_test(x_t: int, n_t: int, x_c: int, n_c: int, exact_below: int) -> tuple[str, float]:
+    """Two-sided p-value: Fisher's exact test when any cell is under `exact_below` (the normal
+    approximation is poor there), else the pooled two-proportion z-test."""
+    cells = (x_t, n_t - x_t, x_c, n_c - x_c)
+    if min(cells) < exact_below:
+        table = [[x_t, n_t - x_t], [x_c, n_c - x_c]]
+        return "fisher", float(stats.fisher_exact(table, alternative="two-sided").pvalue)
+    _, p_value = proportions_ztest([x_t, x_c], [n_t, n_c], alternative="two-sided")
+    return "z", float(p_value)
+
+
+def revenue_difference(
+    revenue_t: np.ndarray, revenue_c: np.ndarray, alpha: float
+) -> dict[str, float]:
+    """Mean revenue per customer, treatment minus control, with Welch's interval (unequal
+    variances: spend is far more spread where an offer works)."""
+    keys = ("revenue_treatment", "revenue_control", "revenue_diff", "revenue_diff_low")
+    out = dict.fromkeys((*keys, "revenue_diff_high", "revenue_p_value"), math.nan)
+    t, c = revenue_t[~np.isnan(revenue_t)], revenue_c[~np.isnan(revenue_c)]
+    if len(t) == 0 or len(c) == 0:
+        return out
+    out |= {
+        "revenue_treatment": float(t.mean()),
+        "revenue_control": float(c.mean()),
+        "revenue_diff": float(t.mean() - c.mean()),
+    }
+    if len(t) < 2 or len(c) < 2 or (t.var() == 0 and c.var() == 0):
+        return out
+    result = stats.ttest_ind(t, c, equal_var=False)
+    interval = result.confidence_interval(confidence_level=1.0 - alpha)
+    out |= {
+        "revenue_diff_low": float(interval.low),
+        "revenue_diff_high": float(interval.high),
+        "revenue_p_value": float(result.pvalue),
+    }
+    return out
+
+
+def srm_check(n_t: int, n_c: int, config: AbConfig) -> dict[str, float | bool]:
+    """Sample-ratio mismatch: a chi-square test of the group sizes against the configured split.
+    A mismatch means the assignment or the logging is broken, and the lift cannot be trusted."""
+    total = n_t + n_c
+    share = config.expected_treatment_share
+    if n_t == 0 or n_c == 0:
+        return {"srm_p_value": 0.0, "srm_mismatch": True}
+    expected = [total * share, total * (1.0 - share)]
+    p_value = float(stats.chisquare([n_t, n_c], f_exp=expected).pvalue)
+    return {"srm_p_value": p_value, "srm_mismatch": bool(p_value < config.srm_alpha)}
+
+
+def minimum_detectable_lift(
+    baseline: float, n_t: int, n_c: int, power: float, alpha: float
+) -> float:
+    """The smallest absolute lift over `baseline` a two-sided test of these sizes detects with
+    `power` (Cohen's h from statsmodels' normal power, back to a rate). NaN when even a rate
+    of 100% would not be detected."""
+    h = NormalIndPower().solve_power(
+        effect_size=None, nobs1=n_t, ratio=n_c / n_t, alpha=alpha, power=power
+    )
+    angle = 2.0 * math.asin(math.sqrt(baseline)) + float(h)
+    if angle > math.pi:
+        return math.nan
+    return math.sin(angle / 2.0) ** 2 - baseline
+
+
+@dataclass(frozen=True)
+class Plan:
+    baseline_rate: float
+    target_rate: float
+    lift_rel: float
+    power: float
+    alpha: float
+    per_group: int  # customers in each of treatment and control
+
+    @property
+    def lift_abs(self) -> float:
+        return self.target_rate - self.baseline_rate
+
+    @property
+    def total(self) -> int:
+        return 2 * self.per_group
+
+
+def plan_sample_size(baseline_rate: float, lift_rel: float, power: float, alpha: float) -> Plan:
+    """Customers per group (equal groups) for a two-sided test to detect a relative lift of
+    `lift_rel` over `baseline_rate` with `power` at significance `alpha`."""
+    target = baseline_rate * (1.0 + lift_rel)
+    if not (0 < power < 1 and 0 < alpha < 1):
+        raise ValueError(f"power {power:g} and alpha {alpha:g}: each must be between 0 and 1")
+    if not 0 < baseline_rate < 1:
+        raise ValueError(f"baseline rate {baseline_rate:g}: expected a share between 0 and 1")
+    if lift_rel == 0 or not 0 < target < 1:
+        raise ValueError(
+            f"lift {lift_rel:g}: expected a non-zero relative lift that keeps the rate between "
+            f"0 and 1 (baseline {baseline_rate:g} -> {target:g})"
+        )
+    h = abs(float(proportion_effectsize(target, baseline_rate)))
+    n = NormalIndPower().solve_power(effect_size=h, nobs1=None, ratio=1.0, alpha=alpha, power=power)
+    return Plan(baseline_rate, target, lift_rel, power, alpha, math.ceil(float(n)))

@@ -1,0 +1,249 @@
+"""The experiment commands end to end: analyse, log to each command's MLflow experiment, and
+return what the CLI prints. The analyses themselves are pure functions in ab.py and cohorts.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from crm_ltv.experiments import ab, cohorts, plots
+from crm_ltv.experiments.config import AbConfig, CohortConfig
+from crm_ltv.experiments.tracking import (
+    experiment_run,
+    log_figure,
+    log_metrics,
+    log_table,
+    metric_key,
+)
+from crm_ltv.features.config import FeatureConfig
+from crm_ltv.features.paths import Paths
+from crm_ltv.training.tracking import file_sha256
+
+AB_NOTE = (
+    "A/B tests of CRM campaigns (`crm-ltv ab`): per action, and per segment at send time when "
+    "asked, treatment against control: conversion rates, absolute and relative lift with 95% "
+    "intervals, p-value (Fisher's exact test for small cells, else the two-proportion z-test), "
+    "revenue per customer difference (Welch interval), sample-ratio-mismatch check against the "
+    "configured split and the minimum detectable lift at the observed sizes. Rates and lifts are "
+    "shares (0.02 = 2 points); revenue is per contacted customer over the response window."
+)
+PLAN_NOTE = (
+    "A/B test plans (`crm-ltv plan-ab`): customers needed per group to detect a relative lift "
+    "over a baseline conversion rate with a two-sided test (arcsine effect size, normal power)."
+)
+COHORT_NOTE = (
+    "Cohorts and customer value (`crm-ltv cohorts`): retention of monthly acquisition cohorts "
+    "(share buying k months after the first purchase), lifecycle stage transitions between two "
+    "cutoffs, and LTV:CAC with payback months per acquisition channel and cohort, channels "
+    "under the target ratio flagged. Historic LTV is the classic formula of configs/features.yaml."
+)
+
+
+@dataclass(frozen=True)
+class AbResult:
+    by_action: pd.DataFrame
+    by_segment: pd.DataFrame | None
+    outcomes: ab.Outcomes
+    run_id: str
+
+
+def run_ab(
+    campaigns: pd.DataFrame,
+    source: Path,
+    paths: Paths,
+    config: AbConfig,
+    by: str | None = None,
+    segments: pd.Series | None = None,
+) -> AbResult:
+    """Per action (and per action and `by` segment, given as `segments` aligned with the rows)."""
+    frame = campaigns if by is None else campaigns.assign(**{by: segments})
+    outcomes = ab.campaign_outcomes(frame)
+    by_action = ab.ab_table(outcomes, config)
+    by_segment = ab.ab_table(outcomes, config, by) if by is not None else None
+    sent = outcomes.frame["sent_at"]
+    run_note = (
+        f"{len(outcomes.frame):,} contacts with an outcome from {source} "
+        f"({sent.min():%Y-%m-%d} to {sent.max():%Y-%m-%d}; {outcomes.without_outcome:,} "
+        f"without one left out), {len(by_action)} actions"
+        + (f", also by {by} at send time" if by else "")
+        + ". "
+        + _ab_headline(by_action)
+    )
+    name = "ab by action" + (f" and {by}" if by else "")
+    with experiment_run(paths, config.experiment, AB_NOTE, name, run_note) as run_id:
+        mlflow.log_params(
+            {
+                "campaigns_file": str(source),
+                "contacts": len(outcomes.frame),
+                "contacts_without_outcome": outcomes.without_outcome,
+                "by": by or "action",
+                "alpha": config.alpha,
+                "power": config.power,
+                "exact_test_below": config.exact_test_below,
+                "expected_treatment_share": config.expected_treatment_share,
+            }
+        )
+        mlflow.set_tag("data_sha256", file_sha256(source))
+        log_metrics(_ab_metrics(by_action))
+        log_table(by_action, "ab_by_action")
+        log_figure(plots.lift_plot(by_action, ["action"]), "lift_by_action")
+        if by_segment is not None:
+            log_table(by_segment, f"ab_by_action_and_{by}")
+            log_figure(plots.lift_plot(by_segment, ["action", str(by)]), f"lift_by_{by}")
+    return AbResult(by_action, by_segment, outcomes, run_id)
+
+
+def _ab_headline(table: pd.DataFrame) -> str:
+    significant = table.loc[table["significant"].fillna(False).astype(bool)]
+    srm = table.loc[table["srm_mismatch"].fillna(False).astype(bool), "action"].tolist()
+    parts = [
+        f"{len(significant)} of {len(table)} actions lift conversion significantly"
+        + (
+            f" (largest: {significant.loc[significant['lift_abs'].idxmax(), 'action']})"
+            if len(significant)
+            else ""
+        )
+    ]
+    parts.append(f"sample-ratio mismatch in {srm}" if srm else "no sample-ratio mismatch")
+    return "; ".join(parts) + "."
+
+
+def _ab_metrics(table: pd.DataFrame) -> dict[str, float]:
+    names = {
+        "n_treatment": "customers_treatment",
+        "n_control": "customers_control",
+        "rate_treatment": "conversion_rate_treatment",
+        "rate_control": "conversion_rate_control",
+        "lift_abs": "conversion_lift_abs",
+        "lift_abs_low": "conversion_lift_abs_ci_low",
+        "lift_abs_high": "conversion_lift_abs_ci_high",
+        "lift_rel": "conversion_lift_rel",
+        "p_value": "conversion_p_value",
+        "revenue_diff": "revenue_per_customer_diff",
+        "revenue_diff_low": "revenue_per_customer_diff_ci_low",
+        "revenue_diff_high": "revenue_per_customer_diff_ci_high",
+        "srm_p_value": "srm_p_value",
+        "mde_abs": "min_detectable_lift_abs",
+    }
+    return {
+        metric_key(row["action"], name): row[column]
+        for _, row in table.iterrows()
+        for column, name in names.items()
+    }
+
+
+def run_plan(plan: ab.Plan, paths: Paths, config: AbConfig) -> str:
+    run_note = (
+        f"{plan.per_group:,} customers per group ({plan.total:,} in all) to detect "
+        f"{plan.baseline_rate:.2%} -> {plan.target_rate:.2%} ({plan.lift_rel:+.1%} relative) with "
+        f"power {plan.power:g} at alpha {plan.alpha:g}, two-sided."
+    )
+    name = f"plan {plan.baseline_rate:g} {plan.lift_rel:+g}"
+    with experiment_run(paths, config.plan_experiment, PLAN_NOTE, name, run_note) as run_id:
+        mlflow.log_params(
+            {
+                "baseline_rate": plan.baseline_rate,
+                "lift_rel": plan.lift_rel,
+                "power": plan.power,
+                "alpha": plan.alpha,
+            }
+        )
+        log_metrics(
+            {
+                "customers_per_group": plan.per_group,
+                "customers_total": plan.total,
+                "target_rate": plan.target_rate,
+                "lift_abs": plan.lift_abs,
+            }
+        )
+    return run_id
+
+
+@dataclass(frozen=True)
+class CohortResult:
+    retention: pd.DataFrame
+    headline: dict[int, float]
+    start: pd.Timestamp
+    end: pd.Timestamp
+    transitions: pd.DataFrame
+    ltv_cac: pd.DataFrame | None
+    run_id: str
+
+
+def run_cohorts(
+    transactions: pd.DataFrame,
+    customers: pd.DataFrame | None,
+    paths: Paths,
+    features: FeatureConfig,
+    config: CohortConfig,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+) -> CohortResult:
+    """Retention, transitions from `start` to `end` (default: the last transaction and
+    config.transition_months before it) and, with acquisition costs, LTV:CAC at `end`."""
+    end = end if end is not None else transactions["timestamp"].max()
+    start = start if start is not None else end - pd.DateOffset(months=config.transition_months)
+    retention = cohorts.cohort_retention(
+        transactions.loc[transactions["timestamp"] <= end], config.max_months
+    )
+    headline = cohorts.retention_headline(retention, config.headline_months)
+    transitions = cohorts.lifecycle_transitions(transactions, start, end, features, customers)
+    ltv_cac = None
+    if customers is not None and {"acquisition_channel", "acquisition_cost"} <= set(customers):
+        ltv_cac = cohorts.ltv_cac_table(transactions, customers, end, features, config)
+    span = f"{start:%Y-%m-%d} -> {end:%Y-%m-%d}"
+    run_note = (
+        f"{int(retention['customers'].sum()):,} customers in {len(retention)} monthly cohorts up "
+        f"to {end:%Y-%m-%d}; retention "
+        + ", ".join(f"month {k}: {v:.1%}" for k, v in headline.items())
+        + f". Lifecycle transitions {span}."
+        + (
+            " LTV:CAC by channel: "
+            + ", ".join(
+                f"{r.channel} {r.historic_ltv_to_cac:.1f}"
+                for r in ltv_cac.loc[ltv_cac["cohort"] == cohorts.ALL_COHORTS].itertuples()
+                if pd.notna(r.historic_ltv_to_cac)
+            )
+            + f" (under {config.ltv_cac_target:g}:1 flagged)."
+            if ltv_cac is not None
+            else " No acquisition costs: no LTV:CAC."
+        )
+    )
+    with experiment_run(paths, config.experiment, COHORT_NOTE, "cohorts", run_note) as run_id:
+        mlflow.log_params(
+            {
+                "transitions_from": f"{start}",
+                "transitions_to": f"{end}",
+                "max_months": config.max_months,
+                "value_cohort": config.value_cohort,
+                "ltv_cac_target": config.ltv_cac_target,
+            }
+        )
+        shares = cohorts.transition_shares(transitions)
+        metrics = {f"retention_month_{k}": v for k, v in headline.items()}
+        metrics |= {
+            metric_key("lifecycle", a, "to", b, "share"): shares.at[a, b]
+            for a in shares.index
+            for b in shares.columns
+        }
+        if ltv_cac is not None:
+            overall = ltv_cac.loc[ltv_cac["cohort"] == cohorts.ALL_COHORTS]
+            for r in overall.itertuples():
+                metrics[metric_key("historic_ltv_to_cac", r.channel)] = r.historic_ltv_to_cac
+                metrics[metric_key("value_to_date_to_cac", r.channel)] = r.value_to_date_to_cac
+                metrics[metric_key("payback_months", r.channel)] = r.payback_months
+            metrics["channels_under_ltv_cac_target"] = float(overall["under_target"].sum())
+            log_table(ltv_cac, "ltv_cac_by_channel_and_cohort", decimals=2)
+        log_metrics(metrics)
+        log_table(retention, "cohort_retention")
+        log_table(transitions, "lifecycle_transitions_counts")
+        log_table(shares, "lifecycle_transitions_shares")
+        log_figure(plots.retention_heatmap(retention), "cohort_retention")
+        log_figure(
+            plots.transition_heatmap(transitions, f"{start:%Y-%m-%d}", f"{end:%Y-%m-%d}"),
+            "lifecycle_transitions",
+        )
+    return CohortResult(retention, headline, start, end, transitions, ltv_cac, run_id)

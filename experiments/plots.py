@@ -1,0 +1,86 @@
+"""Figures for analysts, logged with the experiment runs: lifts with their intervals, cohort
+retention and lifecycle transitions as annotated heatmaps."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+def lift_plot(table: pd.DataFrame, label_columns: list[str]) -> Figure:
+    """Absolute conversion lift per row with its interval; zero marked, significant rows dark."""
+    labels = [" / ".join(str(v) for v in row) for row in table[label_columns].to_numpy()]
+    y = np.arange(len(table))[::-1]
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.35 * len(table)), dpi=100)
+    lift = table["lift_abs"].to_numpy("float64") * 100
+    low = table["lift_abs_low"].to_numpy("float64") * 100
+    high = table["lift_abs_high"].to_numpy("float64") * 100
+    colour = np.where(table["significant"].fillna(False).astype(bool), "tab:blue", "tab:gray")
+    ax.hlines(y, low, high, colors=colour, lw=2)
+    ax.scatter(lift, y, c=colour, zorder=3)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(y, labels)
+    ax.set(
+        title="Conversion lift, treatment minus control (95% interval)",
+        xlabel="lift (percentage points); blue: significant",
+    )
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def retention_heatmap(retention: pd.DataFrame) -> Figure:
+    """Cohorts (rows, with their sizes) x months since first purchase, percentages written in
+    each cell; month 0 (100% by definition) is left out so the colours use their range."""
+    shares = retention.drop(columns=["customers", "m0"]).to_numpy("float64") * 100
+    rows, columns = shares.shape
+    fig, ax = plt.subplots(figsize=(2.5 + 0.6 * columns, 1.5 + 0.3 * rows), dpi=100)
+    image = ax.imshow(np.ma.masked_invalid(shares), cmap="Blues", aspect="auto", vmin=0)
+    top = np.nanmax(shares) if np.isfinite(shares).any() else 1.0
+    for i, j in zip(*np.nonzero(np.isfinite(shares)), strict=True):
+        value = shares[i, j]
+        colour = "white" if value > 0.6 * top else "black"
+        ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7, color=colour)
+    ax.set_xticks(range(columns), [c.removeprefix("m") for c in retention.columns[2:]])
+    ax.set_yticks(
+        range(rows),
+        [f"{c}  (n={n:,})" for c, n in zip(retention.index, retention["customers"], strict=True)],
+    )
+    ax.set(
+        title="Retention: % of each cohort buying k months after the first purchase",
+        xlabel="months since first purchase",
+        ylabel="cohort (first purchase month, customers)",
+    )
+    fig.colorbar(image, ax=ax, label="% of cohort", shrink=0.6)
+    fig.tight_layout()
+    return fig
+
+
+def transition_heatmap(counts: pd.DataFrame, start: str, end: str) -> Figure:
+    """Lifecycle stage at start (rows) -> at end (columns), as row percentages and counts."""
+    totals = counts.sum(axis=1).to_numpy()
+    shares = counts.to_numpy("float64") / np.maximum(totals, 1)[:, None] * 100
+    fig, ax = plt.subplots(figsize=(2.5 + 1.3 * counts.shape[1], 1.5 + 0.5 * len(counts)), dpi=100)
+    ax.imshow(shares, cmap="Greens", aspect="auto", vmin=0, vmax=100)
+    for i in range(shares.shape[0]):
+        for j in range(shares.shape[1]):
+            colour = "white" if shares[i, j] > 60 else "black"
+            text = f"{shares[i, j]:.0f}%\n{counts.iat[i, j]:,}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
+    ax.set_xticks(range(counts.shape[1]), list(counts.columns))
+    ax.set_yticks(
+        range(len(counts)), [f"{s}  (n={n:,})" for s, n in zip(counts.index, totals, strict=True)]
+    )
+    ax.set(
+        title=f"Lifecycle stage: {start} -> {end}",
+        xlabel=f"stage at {end}",
+        ylabel=f"stage at {start}",
+    )
+    fig.tight_layout()
+    return fig

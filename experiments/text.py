@@ -1,0 +1,105 @@
+"""Plain-text tables of the experiment results, for the terminal (the CLI's stdout)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from crm_ltv.experiments.ab import Plan
+from crm_ltv.experiments.cohorts import ALL_COHORTS, transition_shares
+
+
+def _points(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value * 100:+.2f}"
+
+
+def _percent(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value * 100:+.1f}"
+
+
+def _interval(low: float, high: float, scale: float = 100.0, digits: int = 2) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return "-"
+    return f"[{low * scale:+.{digits}f}, {high * scale:+.{digits}f}]"
+
+
+def _p(value: float) -> str:
+    return "-" if math.isnan(value) else ("<0.0001" if value < 1e-4 else f"{value:.4f}")
+
+
+def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
+    """One line per comparison: sizes, rates, lifts (points and %), p-value, revenue, MDE, SRM."""
+    rows = []
+    for r in table.to_dict("records"):
+        nan = float("nan")
+        rows.append(
+            {
+                **{k: str(r[k]) for k in keys},
+                "treat/ctrl": f"{r['n_treatment']:,}/{r['n_control']:,}",
+                "conv T": f"{r.get('rate_treatment', nan):.2%}",
+                "conv C": f"{r.get('rate_control', nan):.2%}",
+                "lift pts [95%]": f"{_points(r.get('lift_abs', nan))} "
+                + _interval(r.get("lift_abs_low", nan), r.get("lift_abs_high", nan)),
+                "lift % [95%]": f"{_percent(r.get('lift_rel', nan))} "
+                + _interval(r.get("lift_rel_low", nan), r.get("lift_rel_high", nan), digits=1),
+                "p (test)": f"{_p(r.get('p_value', nan))} ({r.get('test', '-')})",
+                "rev/cust diff [95%]": f"{r.get('revenue_diff', nan):+.2f} "
+                + _interval(r.get("revenue_diff_low", nan), r.get("revenue_diff_high", nan), 1.0),
+                "MDE pts": f"{r.get('mde_abs', nan) * 100:.2f}",
+                "SRM p": _p(r["srm_p_value"]) + (" MISMATCH" if r["srm_mismatch"] else ""),
+            }
+        )
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def format_plan(plan: Plan) -> str:
+    return (
+        f"baseline {plan.baseline_rate:.2%} -> {plan.target_rate:.2%} "
+        f"({plan.lift_rel:+.1%} relative, {plan.lift_abs * 100:+.2f} points), power "
+        f"{plan.power:g}, alpha {plan.alpha:g} two-sided: {plan.per_group:,} customers per group "
+        f"({plan.total:,} in all)"
+    )
+
+
+def format_retention(retention: pd.DataFrame, headline: dict[int, float]) -> str:
+    shown = retention.drop(columns="customers").map(
+        lambda v: "" if pd.isna(v) else f"{v * 100:.0f}%"
+    )
+    shown.insert(0, "customers", retention["customers"].map("{:,}".format))
+    summary = ", ".join(f"month {k} {v:.1%}" for k, v in headline.items())
+    return (
+        "cohort retention (% of each first-purchase month buying k months later; blank: not "
+        f"observed yet)\n{shown.to_string()}\nweighted by cohort size: {summary}"
+    )
+
+
+def format_transitions(counts: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> str:
+    shares = transition_shares(counts).map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
+    shares.insert(0, "customers", counts.sum(axis=1).map("{:,}".format))
+    return f"lifecycle stage {start:%Y-%m-%d} (rows) -> {end:%Y-%m-%d} (columns)\n{shares}"
+
+
+def format_ltv_cac(table: pd.DataFrame, target: float) -> str:
+    shown = table.assign(
+        mean_cac=table["mean_cac"].map("{:.2f}".format),
+        mean_value_to_date=table["mean_value_to_date"].map("{:.2f}".format),
+        mean_historic_ltv=table["mean_historic_ltv"].map("{:.2f}".format),
+        value_to_date_to_cac=table["value_to_date_to_cac"].map(_ratio),
+        historic_ltv_to_cac=table["historic_ltv_to_cac"].map(_ratio),
+        payback_months=table["payback_months"].map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
+        under_target=table["under_target"].map({True: f"UNDER {target:g}:1", False: ""}),
+    )
+    overall = shown.loc[shown["cohort"] == ALL_COHORTS]
+    by_cohort = shown.loc[shown["cohort"] != ALL_COHORTS]
+    return (
+        "LTV:CAC by acquisition channel (historic LTV = the classic formula; value to date = net "
+        "spend so far; payback = months after the first purchase's month until the mean "
+        "cumulative spend covers the mean CAC; '-' = no CAC or not yet)\n"
+        f"{overall.to_string(index=False)}\n\nby acquisition cohort\n"
+        f"{by_cohort.to_string(index=False)}"
+    )
+
+
+def _ratio(value: float) -> str:
+    return "-" if pd.isna(value) else f"{value:.1f}:1"

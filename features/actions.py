@@ -1,0 +1,44 @@
+"""The action catalogue: every CRM action the product knows, by name, with what it is.
+
+One list shared by the sample's campaigns (features.sample), the campaigns loader (a row with
+another action is rejected) and the next-best-action policy (configs/nba.yaml prices and targets
+these names), so what a campaign teaches about an action can reach the decision on that action.
+It lives in features/ because the sample generator and the loader sit there, at the bottom of
+the arrows features -> training -> serving / experiments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import MappingProxyType
+
+# name -> what the customer gets; the names are the policy's and the campaigns' `action`.
+ACTIONS = MappingProxyType(
+    {
+        "welcome_offer": (
+            "welcome nudge with a second-order discount for a new buyer who went quiet"
+        ),
+        "recommendation": "recommendation from the favourite category for a repeat buyer",
+        "thank_you": "thank-you note for a loyal customer",
+        "vip_invitation": (
+            "VIP programme invitation, a loyalty reward, for a loyal high-value customer"
+        ),
+        "win_back": "win-back offer, a discount, for a valuable customer at risk",
+    }
+)
+ACTION_NAMES: tuple[str, ...] = tuple(ACTIONS)
+
+
+def unknown_actions(names: Iterable[object]) -> list[str]:
+    """The names (sorted, each once) that are not in the catalogue."""
+    return sorted({str(n) for n in names} - set(ACTIONS))
+
+
+def check_actions(names: Iterable[object], where: str) -> None:
+    """Raise a ValueError naming `where` and the catalogue when a name is not in it."""
+    unknown = unknown_actions(names)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown action(s) {unknown}; the action catalogue "
+            f"(crm_ltv.features.actions) has {list(ACTION_NAMES)}"
+        )

@@ -1,0 +1,59 @@
+"""One action catalogue: the sample's campaigns, the campaigns loader and the policy share it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+import yaml
+
+from crm_ltv.features.actions import ACTION_NAMES, ACTIONS, unknown_actions
+from crm_ltv.features.config import ConfigError, SampleConfig, load_config
+from crm_ltv.features.sample import generate_sample
+from crm_ltv.serving.config import NbaConfig
+from crm_ltv.serving.nba import Customer, decide
+from tests.conftest import CONFIGS
+
+
+def test_the_policy_prices_every_action_of_the_catalogue_and_the_sample_sends_them():
+    policy = load_config(NbaConfig, CONFIGS / "nba.yaml")
+    assert set(policy.actions) == set(ACTION_NAMES)
+    sample = load_config(SampleConfig, CONFIGS / "sample.yaml")
+    assert set(sample.campaigns.effects) <= set(ACTION_NAMES)
+    assert unknown_actions(["win_back", "winback_discount", "winback_discount"]) == [
+        "winback_discount"
+    ]
+
+
+def test_the_generated_campaigns_use_catalogue_names(small_sample_config):
+    tiny = small_sample_config.model_copy(update={"n_customers": 300})
+    campaigns = generate_sample(tiny).campaigns
+    assert set(campaigns["action"].astype(str)) == set(tiny.campaigns.effects)
+    assert not unknown_actions(campaigns["action"].unique())
+
+
+def test_a_sample_config_with_an_unknown_action_names_it(tmp_path):
+    raw = yaml.safe_load((CONFIGS / "sample.yaml").read_text())
+    raw["campaigns"]["effects"]["loyalty_reward"] = raw["campaigns"]["effects"].pop(
+        "vip_invitation"
+    )
+    path = tmp_path / "sample.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(
+        ConfigError, match=r"campaigns: .*effects: unknown action\(s\) \['loyalty_reward'\]"
+    ):
+        load_config(SampleConfig, path)
+
+
+def test_a_decision_explains_itself_with_the_catalogue_description():
+    policy = load_config(NbaConfig, CONFIGS / "nba.yaml")
+    loyal = Customer(
+        as_of=datetime(2025, 6, 30),
+        churn_probability=0.1,
+        predicted_value=100.0,
+        rfm_segment="Loyal",
+        lifecycle_stage="loyal",
+    )
+    decision = decide(loyal, policy)
+    assert decision.action == "thank_you"
+    assert decision.reason.startswith(ACTIONS["thank_you"] + ":")

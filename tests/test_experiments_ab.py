@@ -1,0 +1,169 @@
+"""A/B statistics on fixed counts, each against a value computed independently: by hand from its
+formula, or with another scipy routine than the one the code calls."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from crm_ltv.experiments.ab import (
+    ab_table,
+    campaign_outcomes,
+    compare_groups,
+    minimum_detectable_lift,
+    plan_sample_size,
+    proportion_test,
+    srm_check,
+)
+from crm_ltv.experiments.config import AbConfig
+from crm_ltv.features.contract import DataError
+
+CONFIG = AbConfig()
+Z = stats.norm.ppf(0.975)  # 1.959964
+
+
+def flags(n: int, converted: int) -> np.ndarray:
+    return np.arange(n) < converted
+
+
+def campaigns(cells: dict[tuple[str, str], tuple[int, int]], **extra: object) -> pd.DataFrame:
+    """Rows for (action, group) -> (customers, conversions); revenue 10 per conversion."""
+    rows = []
+    for (action, group), (n, x) in cells.items():
+        for i in range(n):
+            rows.append({"action": action, "group": group, "converted": i < x,
+                         "revenue": 10.0 * (i < x), "sent_at": pd.Timestamp("2024-01-01"),
+                         **extra})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_conversion_lift_and_its_intervals_on_fixed_counts():
+    # 30 of 200 treated converted, 20 of 200 controls
+    out = compare_groups(flags(200, 30), flags(200, 20), np.zeros(200), np.zeros(200), CONFIG)
+    assert out["rate_treatment"] == 0.15 and out["rate_control"] == 0.10
+    assert out["lift_abs"] == pytest.approx(0.05)
+    assert out["lift_rel"] == pytest.approx(0.5)
+    # Newcombe's hybrid score interval from the two Wilson intervals (scipy's binomtest)
+    l1, u1 = stats.binomtest(30, 200).proportion_ci(0.95, method="wilson")
+    l2, u2 = stats.binomtest(20, 200).proportion_ci(0.95, method="wilson")
+    assert out["lift_abs_low"] == pytest.approx(
+        0.05 - math.sqrt((0.15 - l1) ** 2 + (u2 - 0.10) ** 2)
+    )
+    assert out["lift_abs_high"] == pytest.approx(
+        0.05 + math.sqrt((u1 - 0.15) ** 2 + (0.10 - l2) ** 2)
+    )
+    # Katz log interval of the risk ratio, minus 1
+    se = math.sqrt(1 / 30 - 1 / 200 + 1 / 20 - 1 / 200)
+    assert out["lift_rel_low"] == pytest.approx(1.5 * math.exp(-Z * se) - 1)
+    assert out["lift_rel_high"] == pytest.approx(1.5 * math.exp(Z * se) - 1)
+    # pooled two-proportion z-test by hand: pooled rate 0.125
+    z = 0.05 / math.sqrt(0.125 * 0.875 * (2 / 200))
+    assert out["test"] == "z"
+    assert out["p_value"] == pytest.approx(2 * stats.norm.sf(z))
+    assert out["p_value"] == pytest.approx(0.1306, abs=1e-4)
+    assert out["significant"] is False
+
+
+def test_fisher_exact_test_below_the_configured_cell_count():
+    # 4 of 20 vs 0 of 20: a cell under 5, so the exact test
+    test, p_value = proportion_test(4, 20, 0, 20, CONFIG.exact_test_below)
+    assert test == "fisher"
+    # two-sided: the hypergeometric probabilities of all tables no likelier than the one seen
+    # (margins: 40 customers, 4 converted, 20 treated)
+    pmf = stats.hypergeom(40, 4, 20).pmf(np.arange(5))
+    assert p_value == pytest.approx(pmf[pmf <= pmf[4] * (1 + 1e-7)].sum())
+    assert p_value == pytest.approx(0.10603, abs=1e-5)
+    assert proportion_test(4, 20, 0, 20, exact_below=0)[0] == "z"
+
+
+def test_revenue_difference_is_welchs_interval():
+    t = np.array([0.0, 0.0, 30.0, 50.0, 20.0])
+    c = np.array([0.0, 10.0, 0.0, 5.0])
+    out = compare_groups(t > 0, c > 0, t, c, CONFIG)
+    vt, vc = t.var(ddof=1) / len(t), c.var(ddof=1) / len(c)
+    df = (vt + vc) ** 2 / (vt**2 / (len(t) - 1) + vc**2 / (len(c) - 1))  # Welch-Satterthwaite
+    half = stats.t.ppf(0.975, df) * math.sqrt(vt + vc)
+    assert out["revenue_diff"] == pytest.approx(20.0 - 3.75)
+    assert out["revenue_diff_low"] == pytest.approx(16.25 - half)
+    assert out["revenue_diff_high"] == pytest.approx(16.25 + half)
+    assert out["test"] == "fisher"  # 3/5 vs 2/4: cells under 5
+
+
+def test_sample_ratio_mismatch_against_the_configured_split():
+    fine = srm_check(505, 495, CONFIG)
+    assert fine["srm_p_value"] == pytest.approx(stats.chi2.sf(2 * 5**2 / 500, 1))
+    assert fine["srm_mismatch"] is False
+    assert srm_check(560, 440, CONFIG)["srm_mismatch"] is True  # chi-square 14.4, p 0.00015
+    skewed = AbConfig(expected_treatment_share=0.8)  # 80/20 sends: 800/200 is as planned
+    assert srm_check(800, 200, skewed)["srm_p_value"] == pytest.approx(1.0)
+    assert srm_check(500, 500, skewed)["srm_mismatch"] is True
+
+
+def test_minimum_detectable_lift_at_the_observed_sizes():
+    # Cohen's h = (z_0.975 + z_0.8) sqrt(1/n1 + 1/n2), back to a rate over the baseline
+    h = (Z + stats.norm.ppf(0.8)) * math.sqrt(1 / 3000 + 1 / 2000)
+    expected = math.sin(math.asin(math.sqrt(0.1)) + h / 2) ** 2 - 0.1
+    assert minimum_detectable_lift(0.1, 3000, 2000, 0.8, 0.05) == pytest.approx(expected, rel=1e-3)
+    assert minimum_detectable_lift(0.1, 3000, 2000, 0.8, 0.05) == pytest.approx(0.0256, abs=1e-4)
+    # more customers, smaller detectable lifts
+    assert minimum_detectable_lift(0.1, 30000, 20000, 0.8, 0.05) < expected / 3
+
+
+def test_planner_sample_size_per_group():
+    plan = plan_sample_size(0.10, 0.20, power=0.8, alpha=0.05)  # 10% -> 12%
+    h = 2 * math.asin(math.sqrt(0.12)) - 2 * math.asin(math.sqrt(0.10))
+    assert plan.target_rate == pytest.approx(0.12)
+    # each arcsine-transformed rate has variance 1/n, so n = 2 ((z_0.975 + z_0.8) / h)^2
+    assert plan.per_group == math.ceil(2 * ((Z + stats.norm.ppf(0.8)) / h) ** 2) == 3835
+    assert plan.total == 2 * plan.per_group
+    assert plan_sample_size(0.10, 0.20, power=0.9, alpha=0.05).per_group > plan.per_group
+    assert plan_sample_size(0.10, -0.20, 0.8, 0.05).per_group < plan.per_group  # 8% is further
+    with pytest.raises(ValueError, match="baseline"):
+        plan_sample_size(0.6, 1.0, 0.8, 0.05)  # 120%
+
+
+def test_table_per_action_and_per_segment_from_campaign_rows():
+    rows = pd.concat(
+        [
+            campaigns({("win_back", "treatment"): (200, 30), ("win_back", "control"): (200, 20)},
+                      rfm_segment="At Risk"),
+            campaigns({("win_back", "treatment"): (100, 5), ("win_back", "control"): (100, 5)},
+                      rfm_segment="Lost"),
+            campaigns({("thank_you", "treatment"): (50, 10), ("thank_you", "control"): (50, 10)},
+                      rfm_segment="Lost"),
+        ]
+    )  # fmt: skip
+    outcomes = campaign_outcomes(rows)
+    by_action = ab_table(outcomes, CONFIG)
+    assert by_action["action"].tolist() == ["thank_you", "win_back"]
+    win_back = by_action.set_index("action").loc["win_back"]
+    assert (win_back["n_treatment"], win_back["n_control"]) == (300, 300)
+    assert win_back["rate_treatment"] == pytest.approx(35 / 300)
+    assert win_back["revenue_diff"] == pytest.approx(10 * 10 / 300)
+    by_segment = ab_table(outcomes, CONFIG, "rfm_segment").set_index(["action", "rfm_segment"])
+    assert len(by_segment) == 3
+    assert by_segment.loc[("win_back", "At Risk"), "lift_abs"] == pytest.approx(0.05)
+    assert by_segment.loc[("win_back", "Lost"), "lift_abs"] == 0.0
+
+
+def test_outcome_from_revenue_when_the_flag_is_missing_and_rows_without_one_counted():
+    frame = pd.DataFrame(
+        {
+            "action": ["win_back"] * 4,
+            "group": ["treatment", "control", "treatment", "control"],
+            "converted": pd.array([True, pd.NA, pd.NA, False], dtype="boolean"),
+            "revenue": [12.0, 5.0, np.nan, 0.0],
+            "sent_at": pd.Timestamp("2024-01-01"),
+        }
+    )
+    outcomes = campaign_outcomes(frame)
+    assert outcomes.without_outcome == 1  # no flag, no revenue
+    assert outcomes.frame["converted"].tolist() == [True, True, False]
+    only_revenue = campaign_outcomes(frame.drop(columns="converted"))
+    assert only_revenue.frame["converted"].tolist() == [True, True, False]
+    with pytest.raises(DataError, match="neither a 'converted' nor a 'revenue'"):
+        campaign_outcomes(frame.drop(columns=["converted", "revenue"]))
