@@ -20,8 +20,12 @@ def test_a_saved_bundle_scores_exactly_as_the_trained_models(small_split, small_
     X = small_split.test[small_split.feature_names]
     loaded = ModelBundle.load(bundle.save(tmp_path / "bundle"))
     pd.testing.assert_frame_equal(loaded.predict(X), bundle.predict(X), rtol=0, atol=0)
-    churn = small_trained.churn.predict_proba(bundle.bgnbd.transform(X))[:, 1]
+    model = small_trained.churn  # its booster; the bundle's calibration holds the level
+    churn = bundle.calibration.apply(model._raw(model.encode(bundle.bgnbd.transform(X))))
     np.testing.assert_array_equal(loaded.predict(X)["churn_probability"], churn)
+    value = small_trained.ltv.predict(bundle.bgnbd.transform(X)) * bundle.ltv_scale
+    np.testing.assert_allclose(loaded.predict(X)["predicted_value"], value, rtol=1e-12)
+    assert loaded.ltv_scale == bundle.ltv_scale and loaded.level == bundle.level
     assert loaded.encoding_key == bundle.encoding_key
     assert loaded.rfm_cuts == small_split.rfm_cuts and loaded.horizon_days == 90
 

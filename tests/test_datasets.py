@@ -8,7 +8,14 @@ import pytest
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.sample import generate_sample
 from crm_ltv.training.config import SnapshotConfig, SplitConfig
-from crm_ltv.training.datasets import LABELS, build_time_split, feature_names, plan_cutoffs
+from crm_ltv.training.datasets import (
+    LABELS,
+    LevelTarget,
+    build_time_split,
+    feature_names,
+    plan_cutoffs,
+    seasonal_level,
+)
 
 DAY = pd.Timedelta(days=1)
 
@@ -76,3 +83,49 @@ def test_no_leakage_at_the_split(small_sample_config, feature_config):
     pd.testing.assert_frame_equal(after.train, before.train)
     assert not after.test.equals(before.test)  # the edit did reach the later parts
     assert set(LABELS).isdisjoint(feature_names(before.train))
+
+
+def test_a_level_target_is_the_labelled_window_times_the_season():
+    """Labelled spend x last year's shop window over the labelled shop window, times a share of
+    the year-over-year growth of the labelled window."""
+    day = pd.Timestamp("2024-06-01")
+    target = LevelTarget(day, day - 90 * DAY, 800.0, 40.0, (1000.0, 50.0), (1500.0, 60.0))
+    assert target.expected(0.5) == pytest.approx((1200.0, 48.0))  # no year before: no trend
+    grown = LevelTarget(
+        day, day - 90 * DAY, 800.0, 40.0, (1000.0, 50.0), (1500.0, 60.0), (250.0, 50.0)
+    )
+    assert grown.expected(0.0) == pytest.approx((1200.0, 48.0))
+    assert grown.expected(0.5) == pytest.approx((1200.0 * 2.0, 48.0))
+    assert grown.expected(1.0) == pytest.approx((1200.0 * 4.0, 48.0))
+
+
+def test_a_level_needs_a_year_of_history():
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["c", "a", "b", "a"],
+            "timestamp": pd.to_datetime(["2024-01-01", "2024-01-05", "2024-02-01", "2024-03-01"]),
+            "amount": [5.0, 10.0, 20.0, 30.0],
+        }
+    )
+    labelled = pd.DataFrame(
+        {"cutoff": [pd.Timestamp("2024-01-10")] * 2, "future_value": [30.0, 0.0], "churned": [0, 1]}
+    )
+    assert seasonal_level(tx, labelled, pd.Timestamp("2024-04-10"), 90) is None
+    assert seasonal_level(tx, labelled, pd.Timestamp("2024-12-30"), 30) is None  # before 01-01
+    target = seasonal_level(tx, labelled, pd.Timestamp("2025-01-03"), 30)
+    assert target is not None and target.last_year == (30.0, 2.0)  # the shop's 2024-01-04..02-03
+    assert target.shop == (20.0, 1.0) and target.year_before is None
+
+
+def test_the_split_says_whom_each_fit_scores_and_at_which_level(
+    small_sample_config, feature_config
+):
+    sample = generate_sample(small_sample_config)
+    tx = sample.transactions.assign(timestamp=pd.to_datetime(sample.transactions["timestamp"]))
+    split = build_time_split(tx, SnapshotConfig(), SplitConfig(), feature_config)
+    evaluation, refit = split.levels["evaluation"], split.levels["refit"]
+    assert evaluation.cutoff == split.plan.test and evaluation.reference == split.plan.valid
+    assert evaluation.value == pytest.approx(split.valid["future_value"].sum())
+    assert refit.cutoff == tx["timestamp"].max() and refit.reference == split.plan.test
+    assert len(split.latest) == tx["customer_id"].nunique()
+    assert "churned" not in split.latest and "future_value" not in split.latest

@@ -94,3 +94,25 @@ def test_snapshot_features_ignore_their_own_label_window(feature_config):
     snaps = build_snapshots(_frame(rows), [CUTOFF], HORIZON_DAYS, feature_config)
     a = snaps.set_index("customer_id").loc["a"]
     assert a["monetary_total"] == 10.0 and a["future_value"] == 50.0 and a["churned"] == 0
+
+
+def test_the_test_window_s_level_reads_nothing_after_the_test_cutoff(
+    small_sample_config, feature_config
+):
+    """The evaluation fit's level (training.datasets.LevelTarget) comes from the validation
+    labels and the shop's windows before the test cutoff: changing every later line changes
+    neither it, nor the refit's when the edit is past the last transaction's window."""
+    from crm_ltv.features.sample import generate_sample
+    from crm_ltv.training.config import SnapshotConfig, SplitConfig
+    from crm_ltv.training.datasets import build_time_split
+
+    sample = generate_sample(small_sample_config)
+    tx = sample.transactions.assign(timestamp=pd.to_datetime(sample.transactions["timestamp"]))
+    snapshots, split = SnapshotConfig(), SplitConfig()
+    before = build_time_split(tx, snapshots, split, feature_config)
+    later = tx["timestamp"] > before.plan.test
+    changed = tx.copy()
+    changed.loc[later, "amount"] = changed.loc[later, "amount"] * 3 + 1
+    after = build_time_split(changed, snapshots, split, feature_config)
+    assert after.levels["evaluation"] == before.levels["evaluation"]
+    assert after.levels["refit"] != before.levels["refit"]  # the edit did reach the newest window

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -136,9 +138,11 @@ def test_columns_by_name_encode_as_the_table_does(small_split, small_trained):
     np.testing.assert_array_equal(bundle.encode(arrays), table)
     np.testing.assert_array_equal(bundle.encode(lists), table)
     raw = _raw(bundle, "churn", table)
+    calibrator = copy.deepcopy(small_trained.churn.calibrator_)
+    assert bundle.calibration.coef == calibrator.coef_[0, 0]  # the level moves the intercept only
+    calibrator.intercept_ = np.array([bundle.calibration.intercept])
     np.testing.assert_array_equal(  # the calibration's arithmetic is LogisticRegression's
-        bundle.churn_probability(table),
-        small_trained.churn.calibrator_.predict_proba(raw[:, None])[:, 1],
+        bundle.churn_probability(table), calibrator.predict_proba(raw[:, None])[:, 1]
     )
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+from sklearn.metrics import roc_auc_score
 
-from crm_ltv.training.pipeline import refit_bundle
+from crm_ltv.training.pipeline import refit_bundle, window_shift
 
 
 def test_the_refit_learns_from_every_labelled_row_with_the_chosen_rounds(
@@ -14,13 +18,38 @@ def test_the_refit_learns_from_every_labelled_row_with_the_chosen_rounds(
     evaluated = small_trained.bundle
     assert refit.churn_booster.current_iteration() == small_trained.churn.rounds_[0]
     assert refit.ltv_boosters[0].current_iteration() == small_trained.ltv.rounds_[0]
-    assert refit.calibration == evaluated.calibration  # the evaluation fit's, out of sample
+    # The evaluation fit's slope, out of sample; the intercept is the newest horizon's level.
+    assert refit.calibration.coef == evaluated.calibration.coef
+    assert refit.level["cutoff"] > evaluated.level["cutoff"]
     assert refit.rfm_cuts != evaluated.rfm_cuts  # the whole labelled population's
     assert refit.bgnbd.to_params() != evaluated.bgnbd.to_params()  # fitted on it again
     X = small_split.test[small_split.feature_names]
     ours, theirs = refit.predict(X), evaluated.predict(X)
     assert not np.allclose(ours["churn_probability"], theirs["churn_probability"])
-    # It has seen the test window: it predicts those labels better than the evaluation fit.
+    # It has seen the test window: it ranks those labels better than the evaluation fit (its
+    # level is the next horizon's, not the test window's).
     churned = small_split.test["churned"].to_numpy()
-    loss = [np.mean((p["churn_probability"].to_numpy() - churned) ** 2) for p in (ours, theirs)]
-    assert loss[0] < loss[1]
+    auc = [roc_auc_score(churned, p["churn_probability"]) for p in (ours, theirs)]
+    assert auc[0] > auc[1]
+
+
+def test_a_fit_s_level_is_the_expected_total_and_churn_rate(
+    small_split, small_trained, train_config
+):
+    """The evaluation fit scores the test customers at the level the history expects of the
+    test window (training.datasets.LevelTarget), whatever its training windows' level."""
+    value, buyers = small_split.levels["evaluation"].expected(train_config.level.growth)
+    predicted = small_trained.bundle.predict(small_split.test[small_split.feature_names])
+    assert predicted["predicted_value"].sum() == pytest.approx(value, rel=1e-9)
+    rate = 1 - buyers / len(small_split.test)
+    assert predicted["churn_probability"].mean() == pytest.approx(rate, abs=1e-6)
+
+
+def test_each_training_window_boosts_from_its_own_level():
+    base = np.log(np.array([1.0, 3.0, 2.0, 2.0]))
+    cutoffs = pd.Series(pd.to_datetime(["2024-01-01", "2024-01-01", "2024-02-01", "2024-02-01"]))
+    value = window_shift(base, pd.Series([8.0, 0.0, 1.0, -5.0]), cutoffs, "ltv")
+    np.testing.assert_allclose(value, np.log([2.0, 2.0, 0.25, 0.25]))  # spend over baseline's
+    churn = window_shift(base, pd.Series([1, 0, 1, 1]), cutoffs, "churn")
+    assert expit(base[:2] + churn[:2]).mean() == pytest.approx(0.5)
+    assert expit(base[2:] + churn[2:]).mean() == pytest.approx(0.999)  # clipped off 1

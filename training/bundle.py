@@ -57,6 +57,11 @@ class ModelBundle:
     # Mean of each offset over the training rows: contributions give the offset input its
     # deviation from this mean, and the base value the mean.
     offset_means: Mapping[str, float] = field(default_factory=dict)
+    # Predicted value is the boosters' times this: the level of the horizon after the training
+    # data's end (`pipeline.set_level`); 1.0 in bundles without one.
+    ltv_scale: float = 1.0
+    # How the level (LTV scale, churn calibration intercept) was set: the estimated totals.
+    level: Mapping[str, Any] = field(default_factory=dict)
 
     def with_threads(self, num_threads: int) -> ModelBundle:
         return replace(self, num_threads=num_threads)
@@ -93,7 +98,8 @@ class ModelBundle:
         return self.calibration.apply(raw if base is None else raw + base)
 
     def predicted_value(self, encoded: np.ndarray) -> np.ndarray:
-        return ltv_value(self.ltv_boosters, encoded, self.num_threads, self.base(encoded, "ltv"))
+        value = ltv_value(self.ltv_boosters, encoded, self.num_threads, self.base(encoded, "ltv"))
+        return value * self.ltv_scale if self.ltv_scale != 1.0 else value
 
     def base(self, encoded: np.ndarray, kind: Kind) -> np.ndarray | None:
         """The raw score the model's (spend) booster starts from, or None."""
@@ -128,6 +134,8 @@ class ModelBundle:
             offset = self.churn_offset if kind == "churn" else self.ltv_offset
             out[:, list(self.model_features).index(offset)] += base - mean
             out[:, -1] += mean
+        if kind == "ltv" and self.ltv_scale != 1.0:
+            out[:, -1] += np.log(self.ltv_scale)
         return out
 
     # --- files -----------------------------------------------------------------------------
@@ -153,7 +161,9 @@ class ModelBundle:
                 "boosters": ltv_files,
                 "offset": self.ltv_offset,
                 "offset_mean": self.offset_means.get("ltv"),
+                "scale": self.ltv_scale,
             },
+            "level": dict(self.level),
             "metadata": dict(self.metadata),
         }
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -194,6 +204,8 @@ class ModelBundle:
                     for kind, part in (("churn", churn), ("ltv", ltv))
                     if part.get("offset_mean") is not None
                 },
+                ltv_scale=float(ltv.get("scale", 1.0)),
+                level=raw.get("level", {}),
             )
         except BundleError:
             raise

@@ -58,6 +58,19 @@ class BaselineConfig(_Frozen):
     bgnbd_as_offset: bool = False
 
 
+class LevelConfig(_Frozen):
+    """Each fit's level (LTV scale, churn intercept) set to what the history expects of the
+    horizon it scores (datasets.LevelTarget): the newest labelled window x the season."""
+
+    seasonal: bool = True
+    # Share of the last year-over-year growth carried into the horizon (a damped trend):
+    # 0 = none, 1 = all of it; one window's growth is a noisy estimate.
+    growth: float = Field(0.5, ge=0.0, le=1.0)
+    # Models whose training rows boost from their own label window's level (with
+    # bgnbd_as_offset): they learn who is above or below it, not each window's season.
+    per_window: tuple[Literal["churn", "ltv"], ...] = ("churn",)
+
+
 class Threshold(_Frozen):
     min: float | None = None
     max: float | None = None
@@ -85,6 +98,7 @@ class TrainConfig(_Frozen):
     seed: int = 42
     num_threads: int = Field(2, ge=1)
     refit: bool = True  # register models refit on every labelled cutoff (README: Training)
+    level: LevelConfig = LevelConfig()
     snapshots: SnapshotConfig = SnapshotConfig()
     split: SplitConfig = SplitConfig()
     churn: ChurnConfig = ChurnConfig()

@@ -13,13 +13,14 @@ not out-of-time, and every output says so.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from crm_ltv.features.builders import with_rfm_cuts
+from crm_ltv.features.arrays import TransactionArrays
+from crm_ltv.features.builders import features_at, with_rfm_cuts
 from crm_ltv.features.config import FeatureConfig
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.rfm import RfmCuts
@@ -33,6 +34,46 @@ LABELS = ("churned", "future_value")
 OUT_OF_TIME, OUT_OF_CUSTOMER = "out-of-time", "out-of-customer"
 Evaluation = Literal["out-of-time", "out-of-customer"]
 HELD_OUT_SHARES = (0.15, 0.15)  # validation, test customers of an out-of-customer split
+YEAR = pd.Timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class LevelTarget:
+    """What the customers scored at `cutoff` should add up to over the next horizon, estimated
+    from the history alone: a model learns the average level of its training label windows, but
+    a seasonal shop's next window may hold the yearly peak or none of it.
+
+    A labelled window (the newest one) gives its customers' spend and buyers, and how these
+    compare with the whole shop's (known customers) in that window; the shop's same window one
+    year before `cutoff` gives the season. `expected(growth)` carries a share of the shop's
+    last year-over-year growth (labelled window over the same window a year before it, when the
+    history holds it) into the horizon. No label past the labelled window's end is read.
+    """
+
+    cutoff: pd.Timestamp
+    reference: pd.Timestamp  # cutoff of the labelled window
+    value: float  # labelled customers' net spend in their window
+    buyers: float  # labelled customers with a purchase in their window
+    shop: tuple[float, float]  # the shop's (spend, buyers) in the labelled window
+    last_year: tuple[float, float]  # the same, in the window one year before `cutoff`
+    year_before: tuple[float, float] | None = None  # in the labelled window one year earlier
+
+    def expected(self, growth: float) -> tuple[float, float]:
+        """(net spend, buyers) the scored customers should total over the horizon."""
+        out = []
+        for i, labelled in enumerate((self.value, self.buyers)):
+            trend = 1.0
+            if self.year_before is not None and self.year_before[i] > 0:
+                trend = (self.shop[i] / self.year_before[i]) ** growth
+            out.append(labelled * self.last_year[i] / self.shop[i] * trend)
+        return out[0], out[1]
+
+    def describe(self) -> str:
+        return (
+            f"labelled window after {self.reference:%Y-%m-%d}, season of the window after "
+            f"{self.cutoff - YEAR:%Y-%m-%d}"
+            + (", growth over its year before" if self.year_before is not None else "")
+        )
 
 
 @dataclass(frozen=True)
@@ -61,6 +102,11 @@ class TimeSplit:
     # Labelled rows in no part: held-out customers at older cutoffs (out-of-customer only);
     # the refit learns from them too.
     rest: pd.DataFrame | None = None
+    # Features of every customer at the last transaction, no labels: whom the refit scores.
+    latest: pd.DataFrame | None = None
+    # The level each fit's predictions are set to (None: the history cannot tell): "evaluation"
+    # for the test rows, "refit" for `latest`.
+    levels: dict[str, LevelTarget | None] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:
@@ -156,4 +202,62 @@ def build_time_split(
             )
     cuts = RfmCuts.of(parts["train"])
     parts = {name: with_rfm_cuts(part, cuts, features) for name, part in parts.items()}
-    return TimeSplit(plan, snapshots.horizon_days, **parts, rfm_cuts=cuts, rest=rest)
+    last = times.max()
+    latest = features_at(TransactionArrays.from_frame(transactions), last, features, customers)
+    latest = latest.reset_index()
+    newest = pd.concat(
+        [p[p["cutoff"] == plan.test] for p in (*parts.values(), rest) if p is not None]
+    ).drop_duplicates("customer_id")
+    horizon = snapshots.horizon_days
+    if plan.evaluation == OUT_OF_TIME:
+        evaluation = seasonal_level(transactions, parts["valid"], plan.test, horizon)
+    else:  # the test customers' window is the validation customers': scale by head count
+        valid, share = parts["valid"], len(parts["test"]) / len(parts["valid"])
+        evaluation = LevelTarget(
+            plan.test,
+            plan.test,
+            float(valid["future_value"].sum()) * share,
+            float((1 - valid["churned"]).sum()) * share,
+            (1.0, 1.0),
+            (1.0, 1.0),
+        )
+    levels = {
+        "evaluation": evaluation,
+        "refit": seasonal_level(transactions, newest, last, horizon),
+    }
+    return TimeSplit(plan, horizon, **parts, rfm_cuts=cuts, rest=rest, latest=latest, levels=levels)
+
+
+def _shop_window(transactions: pd.DataFrame, start: pd.Timestamp, days: int) -> tuple[float, float]:
+    """Net spend and distinct buyers of the shop (known customers) in (start, start + days]."""
+    times = transactions["timestamp"]
+    rows = transactions[(times > start) & (times <= start + pd.Timedelta(days=days))]
+    buyers = rows.loc[rows["amount"] > 0, "customer_id"].nunique()
+    return float(rows["amount"].sum()), float(buyers)
+
+
+def seasonal_level(
+    transactions: pd.DataFrame, labelled: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int
+) -> LevelTarget | None:
+    """The level of the horizon after `cutoff` from the labelled rows of one cutoff (every
+    customer known then) and the shop's windows (see `LevelTarget`); None when the history
+    does not reach one year before `cutoff`, or the horizon is longer than a year."""
+    reference = pd.Timestamp(labelled["cutoff"].iloc[0])
+    first = transactions["timestamp"].min()
+    if horizon_days > YEAR.days or cutoff - YEAR < first:
+        return None
+    shop = _shop_window(transactions, reference, horizon_days)
+    if shop[0] <= 0 or shop[1] == 0:
+        return None
+    year_before = None
+    if reference - YEAR >= first:
+        year_before = _shop_window(transactions, reference - YEAR, horizon_days)
+    return LevelTarget(
+        cutoff,
+        reference,
+        float(labelled["future_value"].sum()),
+        float((1 - labelled["churned"]).sum()),
+        shop,
+        _shop_window(transactions, cutoff - YEAR, horizon_days),
+        year_before,
+    )

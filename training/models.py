@@ -283,6 +283,14 @@ class _Booster(BaseEstimator):
         """The raw score the (spend) booster starts from, per row (see `base_score`)."""
         return base_score(encoded, self.model_features_, self.offset)
 
+    def _start(self, encoded: np.ndarray, shift: np.ndarray | None) -> np.ndarray | None:
+        """Where training rows start: the base, moved by `shift` (their label window's level,
+        so that the boosters learn who is above or below it, not the windows' seasons)."""
+        base = self.base(encoded)
+        if shift is None:
+            return base
+        return shift if base is None else base + shift
+
     @property
     def rounds_(self) -> tuple[int, ...]:
         """Boosting rounds of each booster (boosters() order): what a refit trains again."""
@@ -333,7 +341,9 @@ class ChurnModel(ClassifierMixin, _Booster):
         y: pd.Series | np.ndarray,
         eval_set: EvalSet | None = None,
         callbacks: Sequence[Callable[..., None]] = (),
+        shift: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
     ) -> ChurnModel:
+        """`shift`: raw-score moves of the training and validation rows (see `_start`)."""
         self._needs_eval_set(eval_set)
         self._prepare(X)
         self.classes_ = np.array([0, 1])
@@ -341,14 +351,21 @@ class ChurnModel(ClassifierMixin, _Booster):
             rounds = self.fixed_rounds[0]
             X_train = self.encode(X)
             self.booster_ = self._train(
-                "binary", X_train, _labels(y), None, (), None, rounds, (self.base(X_train), None)
+                "binary",
+                X_train,
+                _labels(y),
+                None,
+                (),
+                None,
+                rounds,
+                (self._start(X_train, shift[0]), None),
             )
             self.best_iteration_, self.validation_loss_ = rounds, float("nan")
             self.calibration_ = Calibration("sigmoid")  # the raw log-odds' own probability
             return self
         X_train = self.encode(X)
         X_valid, y_valid = self.encode(eval_set[0]), _labels(eval_set[1])
-        init = (self.base(X_train), self.base(X_valid))
+        init = (self._start(X_train, shift[0]), self._start(X_valid, shift[1]))
         self.booster_ = self._train(
             "binary", X_train, _labels(y), (X_valid, y_valid), callbacks, None, None, init
         )
@@ -415,14 +432,16 @@ class LtvModel(RegressorMixin, _Booster):
         y: pd.Series | np.ndarray,
         eval_set: EvalSet | None = None,
         callbacks: Sequence[Callable[..., None]] = (),
+        shift: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
     ) -> LtvModel:
+        """`shift`: log-value moves of the training and validation rows (see `_start`)."""
         self._needs_eval_set(eval_set)
         self._prepare(X)
         X_train, y_train = self.encode(X), np.clip(_labels(y), 0.0, None)
         if eval_set is None:
-            return self._refit(X_train, y_train)
+            return self._refit(X_train, y_train, shift[0])
         X_valid, y_valid = self.encode(eval_set[0]), np.clip(_labels(eval_set[1]), 0.0, None)
-        init = (self.base(X_train), self.base(X_valid))
+        init = (self._start(X_train, shift[0]), self._start(X_valid, shift[1]))
         if self.objective == "tweedie":
             power = {"tweedie_variance_power": self.tweedie_variance_power}
             self.booster_ = self._train(
@@ -451,18 +470,18 @@ class LtvModel(RegressorMixin, _Booster):
         self.validation_loss_ = _best_score(watched)
         return self
 
-    def _refit(self, X: np.ndarray, y: np.ndarray) -> LtvModel:
+    def _refit(self, X: np.ndarray, y: np.ndarray, shift: np.ndarray | None) -> LtvModel:
         spend_rounds, *buy_rounds = self.fixed_rounds
+        base = self._start(X, shift)
         if self.objective == "tweedie":
             power = {"tweedie_variance_power": self.tweedie_variance_power}
             self.booster_ = self._train(
-                "tweedie", X, y, None, (), power, spend_rounds, (self.base(X), None)
+                "tweedie", X, y, None, (), power, spend_rounds, (base, None)
             )
             self.buy_booster_ = None
         else:
             buyers = y > 0
             self.buy_booster_ = self._train("binary", X, buyers * 1.0, None, (), None, *buy_rounds)
-            base = self.base(X)
             self.booster_ = self._train(
                 "gamma",
                 X[buyers],

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
+from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
 from crm_ltv.features.builders import with_rfm_cuts
@@ -17,9 +19,9 @@ from crm_ltv.features.rfm import RfmCuts
 from crm_ltv.training.baselines import BgNbdBaseline, BgNbdFeatures, RfmBaseline
 from crm_ltv.training.bundle import ModelBundle
 from crm_ltv.training.config import TrainConfig
-from crm_ltv.training.datasets import TimeSplit
+from crm_ltv.training.datasets import LevelTarget, TimeSplit
 from crm_ltv.training.metrics import churn_metrics, ltv_metrics
-from crm_ltv.training.models import ChurnModel, LtvModel, offset_transform
+from crm_ltv.training.models import Calibration, ChurnModel, LtvModel, offset_transform
 
 Callbacks = Sequence[Callable[..., None]]
 Metrics = dict[str, dict[str, float]]  # "churn" / "ltv" -> metric -> value
@@ -60,8 +62,42 @@ class ModelData:
             return None
         return "bgnbd_churn_probability" if kind == "churn" else "bgnbd_value"
 
+    def shifts(
+        self, split: TimeSplit, kind: str, config: TrainConfig
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Per-row moves of the offset for training and validation rows: each label window's
+        own level (`window_shift`) for the kinds in `level.per_window`; else none."""
+        offset = self.offset(kind, config)
+        if offset is None or kind not in config.level.per_window:
+            return None, None
+        label = "churned" if kind == "churn" else "future_value"
+        return tuple(
+            window_shift(offset_transform(X[offset], offset), part[label], part["cutoff"], kind)
+            for X, part in ((self.train, split.train), (self.valid, split.valid))
+        )
+
     def monotone(self, kind: str, configured: Mapping[str, int]) -> dict[str, int]:
         return {**BGNBD_MONOTONE[kind], **configured} if self.augment else dict(configured)
+
+
+def window_shift(base: np.ndarray, y: pd.Series, cutoffs: pd.Series, kind: str) -> np.ndarray:
+    """Per row, the move of the baseline's raw score that makes its cutoff's rows add up to
+    their labels: churn, the log-odds shift to the window's churn rate; LTV, the log of the
+    window's spend over the baseline's. A seasonal shop's windows differ in level; boosting
+    from each window's own level leaves the boosters who differs, and `set_level` the level."""
+    out = np.zeros(len(base))
+    y = np.asarray(y, dtype="float64")
+    codes, _ = pd.factorize(pd.Series(cutoffs).to_numpy())
+    for code in range(codes.max() + 1 if len(codes) else 0):
+        rows = codes == code
+        if kind == "churn":
+            rate = float(np.clip(y[rows].mean(), 1e-3, 1 - 1e-3))
+            b = base[rows]
+            out[rows] = brentq(lambda d, b=b, r=rate: float(expit(b + d).mean()) - r, -30.0, 30.0)
+        else:
+            spend, expected = np.clip(y[rows], 0, None).sum(), np.exp(base[rows]).sum()
+            out[rows] = np.log(spend / expected) if spend > 0 and expected > 0 else 0.0
+    return out
 
 
 @dataclass(frozen=True)
@@ -103,7 +139,8 @@ def fit_churn(
         n_jobs=config.num_threads,
     )
     eval_set = None if rounds else (data.valid, split.valid["churned"])
-    return model.fit(data.train, split.train["churned"], eval_set, callbacks)
+    shift = data.shifts(split, "churn", config)
+    return model.fit(data.train, split.train["churned"], eval_set, callbacks, shift)
 
 
 def fit_ltv(
@@ -127,7 +164,8 @@ def fit_ltv(
         n_jobs=config.num_threads,
     )
     eval_set = None if rounds else (data.valid, split.valid["future_value"])
-    return model.fit(data.train, split.train["future_value"], eval_set, callbacks)
+    shift = data.shifts(split, "ltv", config)
+    return model.fit(data.train, split.train["future_value"], eval_set, callbacks, shift)
 
 
 def fit_baselines(split: TimeSplit, config: TrainConfig) -> dict[str, RfmBaseline | BgNbdBaseline]:
@@ -188,7 +226,47 @@ def train_models(
     progress(f"LTV model ({config.ltv.objective}): {ltv.best_iteration_} rounds")
     progress("fitting baselines: RFM cells, BG/NBD + Gamma-Gamma")
     bundle = build_bundle(split, data, churn, ltv, config)
+    if config.level.seasonal:
+        target = split.levels.get("evaluation")
+        bundle = set_level(bundle, split.test, target, config.level.growth)
+        if target is not None:
+            progress(
+                f"level of the test window: value x {bundle.ltv_scale:.3f}, churn rate "
+                f"{bundle.level['churn_rate']:.3f} ({target.describe()})"
+            )
     return TrainedModels(churn, ltv, bundle, fit_baselines(split, config))
+
+
+def set_level(
+    bundle: ModelBundle, rows: pd.DataFrame, target: LevelTarget | None, growth: float
+) -> ModelBundle:
+    """The bundle with its level set to `target` on the customers `rows` (those it will score):
+    predicted value scaled so that it adds up to the expected spend; the (sigmoid) churn
+    calibration's intercept moved so that the mean probability is the share of them expected
+    not to buy. The ranking does not change. None: the bundle as it is."""
+    if target is None or rows.empty:
+        return bundle
+    value, buyers = target.expected(growth)
+    encoded = bundle.encode(rows[list(bundle.feature_names)])
+    predicted = float(bundle.predicted_value(encoded).sum()) / bundle.ltv_scale
+    scale = value / predicted if predicted > 0 and value > 0 else 1.0
+    churn_rate = float(np.clip(1.0 - buyers / len(rows), 0.01, 0.99))
+    calibration = bundle.calibration
+    if calibration.method == "sigmoid":
+        raw = bundle.churn_booster.predict(encoded, raw_score=True, num_threads=bundle.num_threads)
+        base = bundle.base(encoded, "churn")
+        logit = (raw if base is None else raw + base) * calibration.coef
+        shift = brentq(lambda b: float(expit(logit + b).mean()) - churn_rate, -30.0, 30.0)
+        calibration = Calibration("sigmoid", coef=calibration.coef, intercept=float(shift))
+    level = {
+        "cutoff": f"{target.cutoff:%Y-%m-%d %H:%M}",
+        "basis": target.describe(),
+        "customers": len(rows),
+        "expected_value": value,
+        "ltv_scale": scale,
+        "churn_rate": churn_rate,
+    }
+    return replace(bundle, ltv_scale=float(scale), calibration=calibration, level=level)
 
 
 def refit_bundle(
@@ -219,7 +297,11 @@ def refit_bundle(
     churn = fit_churn(everything, data, config, params.get("churn"), (), evaluated.churn.rounds_)
     ltv = fit_ltv(everything, data, config, params.get("ltv"), (), evaluated.ltv.rounds_)
     bundle = build_bundle(everything, data, churn, ltv, config)
-    return replace(bundle, calibration=evaluated.bundle.calibration)
+    bundle = replace(bundle, calibration=evaluated.bundle.calibration)
+    if not config.level.seasonal or split.latest is None:
+        return bundle
+    latest = with_rfm_cuts(split.latest, cuts, features)
+    return set_level(bundle, latest, split.levels.get("refit"), config.level.growth)
 
 
 def evaluate(
