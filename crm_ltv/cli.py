@@ -612,6 +612,7 @@ def bento() -> None:
 
 
 @app.command("mlflow-ui")
+@_user_errors
 def mlflow_ui(
     port: Annotated[int, typer.Option(help="Port of the UI.")] = 5000,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -699,6 +700,11 @@ def ab(
         typer.echo(format_ab(result.by_segment, ["action", str(by)]))
     if result.outcomes.without_outcome:
         typer.echo(f"{result.outcomes.without_outcome:,} contacts without an outcome left out")
+    if result.outcomes.without_revenue:
+        typer.echo(
+            f"{result.outcomes.without_revenue:,} contacts without a revenue: in the conversion "
+            "rates, left out of the revenue differences"
+        )
     uri = tracking_uri(paths)
     typer.echo(f"MLflow run {result.run_id} in experiment {config.ab.experiment!r} at {uri}")
 
@@ -776,6 +782,7 @@ def cohorts(
     progress("cohorts, lifecycle transitions and LTV:CAC; logging to MLflow")
     from crm_ltv.experiments.jobs import run_cohorts
     from crm_ltv.experiments.text import format_ltv_cac, format_retention, format_transitions
+    from crm_ltv.experiments.tracking import input_datasets
 
     result = run_cohorts(
         inputs.transactions.frame,
@@ -785,11 +792,14 @@ def cohorts(
         config,
         as_cutoff(start) if start else None,
         as_cutoff(end) if end else None,
+        input_datasets(inputs),
     )
     typer.echo(format_retention(result.retention, result.headline))
     typer.echo("\n" + format_transitions(result.transitions, result.start, result.end))
     if result.ltv_cac is not None:
-        typer.echo("\n" + format_ltv_cac(result.ltv_cac, config.ltv_cac_target))
+        typer.echo(
+            "\n" + format_ltv_cac(result.ltv_cac, config.ltv_cac_target, config.gross_margin)
+        )
     else:
         typer.echo("\nno customers table with acquisition_channel and acquisition_cost: no LTV:CAC")
     typer.echo(f"MLflow run {result.run_id} in experiment {config.experiment!r}")

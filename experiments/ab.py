@@ -24,12 +24,14 @@ from statsmodels.stats.proportion import (
 )
 
 from crm_ltv.experiments.config import AbConfig
+from crm_ltv.features.actions import ACTIONS
 from crm_ltv.features.contract import DataError
 
 TREATMENT, CONTROL = "treatment", "control"
 # Columns of `ab_table` in order, after the grouping columns; rates and lifts are shares (0.012
 # is 1.2 points), revenue is per contacted customer over the campaign's response window.
 COLUMNS = (
+    "in_catalogue",  # the policy and uplift models know this action (features.actions)
     "n_treatment",
     "n_control",
     "treatment_share",
@@ -63,6 +65,8 @@ class Outcomes:
     frame: pd.DataFrame  # action, group, converted (bool), revenue (float or NaN), extra columns
     without_outcome: int
     has_revenue: bool
+    # Contacts with a conversion but no revenue: in the rates, left out of the revenue means.
+    without_revenue: int = 0
 
 
 def campaign_outcomes(campaigns: pd.DataFrame) -> Outcomes:
@@ -83,7 +87,8 @@ def campaign_outcomes(campaigns: pd.DataFrame) -> Outcomes:
     known = converted.notna().to_numpy()
     frame = campaigns.loc[known].assign(converted=converted[known].astype(bool))
     frame["revenue"] = revenue[known] if revenue is not None else np.nan
-    return Outcomes(frame.reset_index(drop=True), int((~known).sum()), has_revenue)
+    without_revenue = int(frame["revenue"].isna().sum()) if has_revenue else 0
+    return Outcomes(frame.reset_index(drop=True), int((~known).sum()), has_revenue, without_revenue)
 
 
 def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.DataFrame:
@@ -100,6 +105,7 @@ def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.
         rows.append(
             {
                 **dict(zip(keys, values, strict=True)),
+                "in_catalogue": str(values[0]) in ACTIONS,
                 **compare_groups(
                     group["converted"].to_numpy(bool)[treated],
                     group["converted"].to_numpy(bool)[~treated],

@@ -6,8 +6,9 @@ stages, and does each acquisition channel earn back what it costs?
 - Lifecycle transitions: the stage of every customer at two cutoffs, from the feature builders
   (the same stages the policy sees), counted from -> to.
 - LTV:CAC per acquisition channel and cohort: training.reports.ltv_cac_report on the features
-  at the cutoff, plus payback months (when the mean cumulative net spend first covers the mean
-  acquisition cost), flagging channels under the configured ratio (3:1).
+  at the cutoff of everyone acquired by then (a customer who never bought brings 0), on margin
+  (revenue x gross_margin), plus payback months (when the mean cumulative net margin first
+  covers the mean acquisition cost), flagging channels under the configured ratio (3:1).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from crm_ltv.features.contract import DataError
 from crm_ltv.training.reports import ltv_cac_report
 
 NOT_YET = "(not yet a customer)"
+UNKNOWN = "(unknown)"  # no acquisition month, or no channel, known
 ALL_COHORTS = "all"
 
 
@@ -69,7 +71,7 @@ def cohort_retention(transactions: pd.DataFrame, max_months: int) -> pd.DataFram
     ).reindex(columns=range(max_months + 1), fill_value=0)
     sizes = counts[0]
     share = counts.div(sizes, axis=0).astype("float64")
-    last = int(rows["month"].max())
+    last = _last_full_month(transactions)
     observed = (counts.index.to_numpy()[:, None] + np.arange(max_months + 1)[None, :]) <= last
     share = share.where(observed)
     share.columns = [f"m{k}" for k in share.columns]
@@ -140,20 +142,48 @@ def ltv_cac_table(
     config: CohortConfig,
 ) -> pd.DataFrame:
     """Per acquisition cohort (config.value_cohort; `all` first) and channel: customers, mean
-    CAC, value to date, historic LTV, both ratios to CAC, payback months and whether the
-    historic LTV:CAC is under the target. Customers with a purchase up to `as_of`."""
+    CAC, margin to date, historic LTV (both as revenue x config.gross_margin), both ratios to
+    CAC, payback months and whether the historic LTV:CAC is under the target.
+
+    Everyone acquired by `as_of` counts: the customers table's rows signed up by then (unknown
+    signup: counted) and every buyer; one who never bought cost their CAC and brought 0. The
+    cohort is the month of the first purchase, or of the signup for one who never bought."""
     for column in ("acquisition_channel", "acquisition_cost"):
         if column not in customers:
             raise DataError(f"customers: no {column!r} column, so no LTV:CAC by channel")
-    table = build_features(transactions, as_of, features, customers).reset_index()
-    table["customer_id"] = table["customer_id"].astype(str)
-    history = transactions.loc[transactions["timestamp"] <= as_of]
-    months = purchase_months(history)
-    first = months.groupby("customer_id")["first_month"].first()
-    first_month = first.reindex(table["customer_id"]).to_numpy("int64")
-    cohort = _cohort_labels(first_month, config.value_cohort)
-    cumulative = _cumulative_spend(months, table["customer_id"])
+    customers = customers.drop_duplicates("customer_id")
     customers = customers.assign(customer_id=customers["customer_id"].astype(str))
+    history = transactions.loc[transactions["timestamp"] <= as_of]
+    table = build_features(history, as_of, features, customers).reset_index()
+    table["customer_id"] = table["customer_id"].astype(str)
+    acquired = customers
+    if "signup_date" in customers:
+        acquired = customers.loc[~(pd.to_datetime(customers["signup_date"]) > as_of)]
+    never = acquired.loc[~acquired["customer_id"].isin(table["customer_id"]), "customer_id"]
+    table = pd.concat(
+        [table, pd.DataFrame({"customer_id": never, "monetary_total": 0.0, "historic_ltv": 0.0})],
+        ignore_index=True,
+    )
+    margin = config.gross_margin
+    table = table.assign(
+        monetary_total=table["monetary_total"].astype("float64") * margin,
+        historic_ltv=table["historic_ltv"].astype("float64") * margin,
+    )
+    months = purchase_months(history)
+    first = months.groupby("customer_id")["first_month"].first().reindex(table["customer_id"])
+    if "signup_date" in customers:
+        signup = pd.to_datetime(customers.set_index("customer_id")["signup_date"])
+        signed = _month_number(signup.reindex(table["customer_id"]).reset_index(drop=True))
+        first = first.fillna(pd.Series(signed, index=first.index).where(signed >= 0))
+    known = first.notna().to_numpy()
+    first_month = first.to_numpy()
+    cohort = np.where(
+        known,
+        _cohort_labels(np.nan_to_num(first_month).astype("int64"), config.value_cohort),
+        UNKNOWN,
+    )
+    cumulative = _cumulative_spend(months, table["customer_id"], first, _last_full_month(history))
+    cumulative = cumulative * margin
     parts = []
     for label, rows in [(ALL_COHORTS, np.ones(len(table), bool))] + [
         (c, cohort == c) for c in sorted(set(cohort))
@@ -163,19 +193,19 @@ def ltv_cac_table(
         none = pd.DataFrame({"predicted_value": np.zeros(len(subset))})
         report = ltv_cac_report(subset, none, customers)
         assert report is not None  # the columns were checked above
-        payback = _payback_months(
-            cumulative.loc[rows], subset, customers.drop_duplicates("customer_id")
-        )
+        payback = _payback_months(cumulative.loc[rows], subset, customers)
         report = report.assign(cohort=label, payback_months=report["channel"].map(payback))
         parts.append(report)
-    out = pd.concat(parts, ignore_index=True).rename(columns={"ltv_to_cac": "value_to_date_to_cac"})
+    out = pd.concat(parts, ignore_index=True).rename(
+        columns={"ltv_to_cac": "value_to_date_to_cac", "mean_value_to_date": "mean_margin_to_date"}
+    )
     out["under_target"] = out["historic_ltv_to_cac"] < config.ltv_cac_target  # NaN: no CAC
     columns = [
         "cohort",
         "channel",
         "customers",
         "mean_cac",
-        "mean_value_to_date",
+        "mean_margin_to_date",
         "mean_historic_ltv",
         "value_to_date_to_cac",
         "historic_ltv_to_cac",
@@ -183,6 +213,15 @@ def ltv_cac_table(
         "under_target",
     ]
     return out[columns]
+
+
+def _last_full_month(transactions: pd.DataFrame) -> int:
+    """The month number of the last calendar month the data covers to its end: the month of
+    the last transaction when that is its last day, else the month before (a partial month
+    would read as customers lost)."""
+    last = transactions["timestamp"].max()
+    month = int(_month_number(pd.Series([last]))[0])
+    return month if (last + pd.Timedelta(days=1)).month != last.month else month - 1
 
 
 def _cohort_labels(first_month: np.ndarray, freq: str) -> np.ndarray:
@@ -194,18 +233,20 @@ def _cohort_labels(first_month: np.ndarray, freq: str) -> np.ndarray:
     return np.array(_month_label(first_month))
 
 
-def _cumulative_spend(months: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
+def _cumulative_spend(
+    months: pd.DataFrame, ids: pd.Series, first: pd.Series, last: int
+) -> pd.DataFrame:
     """Per customer (rows in the order of `ids`): net spend up to and including each month
-    since the first purchase; NaN for months after the last month of data."""
-    last = int(months["month"].max())
+    since acquisition (`first`, a month number; 0 spend for one who never bought); NaN for
+    months after `last`, the last full month of data, and for an unknown acquisition month."""
     spend = months.pivot_table(
         index="customer_id", columns="since", values="amount", aggfunc="sum", fill_value=0.0
     )
-    horizon = int(spend.columns.max())
+    horizon = max(int(spend.columns.max()), int(last - first.min())) if first.notna().any() else 0
     spend = spend.reindex(index=ids.to_numpy(), columns=range(horizon + 1), fill_value=0.0)
     cumulative = spend.cumsum(axis=1)
-    first = months.groupby("customer_id")["first_month"].first().reindex(ids.to_numpy())
-    observed = (first.to_numpy()[:, None] + np.arange(horizon + 1)[None, :]) <= last
+    start = first.to_numpy("float64")
+    observed = (start[:, None] + np.arange(horizon + 1)[None, :]) <= last  # NaN: False
     return cumulative.where(observed).reset_index(drop=True)
 
 
@@ -216,7 +257,8 @@ def _payback_months(
     the mean cumulative net spend of its customers observed that long covers their mean CAC;
     NaN when it never does within the months observed."""
     by_id = customers.set_index("customer_id")
-    channel = by_id["acquisition_channel"].astype(str).reindex(table["customer_id"]).to_numpy()
+    channel = by_id["acquisition_channel"].reindex(table["customer_id"]).fillna(UNKNOWN)
+    channel = channel.astype(str).to_numpy()
     cac = by_id["acquisition_cost"].reindex(table["customer_id"]).to_numpy("float64")
     cumulative = cumulative.reset_index(drop=True)
     out = {}

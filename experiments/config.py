@@ -40,6 +40,9 @@ class CohortConfig(_Frozen):
     transition_months: int = Field(6, ge=1)  # lifecycle transitions: the later cutoff minus this
     value_cohort: Literal["M", "Q", "Y"] = "Y"  # acquisition cohorts of LTV:CAC: month/quarter/year
     ltv_cac_target: float = Field(3.0, gt=0)  # channels under this LTV:CAC are flagged
+    # Share of revenue kept after the cost of goods: LTV:CAC and payback compare margin, not
+    # revenue, with CAC. 1.0 compares revenue (the sample has no costs): set your shop's.
+    gross_margin: float = Field(1.0, gt=0, le=1)
 
 
 class ExperimentsConfig(_Frozen):

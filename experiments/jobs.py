@@ -3,16 +3,22 @@ return what the CLI prints. The analyses themselves are pure functions in ab.py 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 
 from crm_ltv.experiments import ab, cohorts, plots
 from crm_ltv.experiments.config import AbConfig, CohortConfig
 from crm_ltv.experiments.tracking import (
     experiment_run,
+    file_datasets,
+    log_children,
+    log_datasets,
     log_figure,
     log_metrics,
     log_table,
@@ -67,18 +73,25 @@ def run_ab(
     run_note = (
         f"{len(outcomes.frame):,} contacts with an outcome from {source} "
         f"({sent.min():%Y-%m-%d} to {sent.max():%Y-%m-%d}; {outcomes.without_outcome:,} "
-        f"without one left out), {len(by_action)} actions"
+        f"without one left out"
+        + (
+            f", {outcomes.without_revenue:,} without a revenue left out of revenue means"
+            if outcomes.without_revenue
+            else ""
+        )
+        + f"), {len(by_action)} actions"
         + (f", also by {by} at send time" if by else "")
         + ". "
         + _ab_headline(by_action)
     )
     name = "ab by action" + (f" and {by}" if by else "")
-    with experiment_run(paths, config.experiment, AB_NOTE, name, run_note) as run_id:
+    with experiment_run(paths, config.experiment, AB_NOTE, name, run_note, "ab") as run_id:
         mlflow.log_params(
             {
                 "campaigns_file": str(source),
                 "contacts": len(outcomes.frame),
                 "contacts_without_outcome": outcomes.without_outcome,
+                "contacts_without_revenue": outcomes.without_revenue,
                 "by": by or "action",
                 "alpha": config.alpha,
                 "power": config.power,
@@ -87,7 +100,19 @@ def run_ab(
             }
         )
         mlflow.set_tag("data_sha256", file_sha256(source))
-        log_metrics(_ab_metrics(by_action))
+        datasets = file_datasets([("campaigns", campaigns, source)])
+        log_datasets(datasets, "ab")
+        log_metrics(_ab_headline_metrics(by_action))
+        table = by_segment if by_segment is not None else by_action
+        keys = ["action"] if by is None else ["action", str(by)]
+        units = {" / ".join(str(row[k]) for k in keys): row for _, row in table.iterrows()}
+        log_children(
+            "action",
+            {name: _ab_metrics(row) for name, row in units.items()},
+            {name: _ab_child_note(row, keys) for name, row in units.items()},
+            {name: {k: str(row[k]) for k in keys} for name, row in units.items()},
+            datasets,
+        )
         log_table(by_action, "ab_by_action")
         log_figure(plots.lift_plot(by_action, ["action"]), "lift_by_action")
         if by_segment is not None:
@@ -97,42 +122,63 @@ def run_ab(
 
 
 def _ab_headline(table: pd.DataFrame) -> str:
-    significant = table.loc[table["significant"].fillna(False).astype(bool)]
-    srm = table.loc[table["srm_mismatch"].fillna(False).astype(bool), "action"].tolist()
+    wins, losses = _significant(table, 1), _significant(table, -1)
     parts = [
-        f"{len(significant)} of {len(table)} actions lift conversion significantly"
-        + (
-            f" (largest: {significant.loc[significant['lift_abs'].idxmax(), 'action']})"
-            if len(significant)
-            else ""
-        )
+        f"{len(wins)} of {len(table)} actions raise conversion significantly"
+        + (f" (largest: {wins.loc[wins['lift_abs'].idxmax(), 'action']})" if len(wins) else "")
     ]
+    if len(losses):
+        parts.append(f"{len(losses)} lower it significantly ({', '.join(losses['action'])})")
+    srm = table.loc[table["srm_mismatch"].fillna(False).astype(bool), "action"].tolist()
     parts.append(f"sample-ratio mismatch in {srm}" if srm else "no sample-ratio mismatch")
     return "; ".join(parts) + "."
 
 
-def _ab_metrics(table: pd.DataFrame) -> dict[str, float]:
-    names = {
-        "n_treatment": "customers_treatment",
-        "n_control": "customers_control",
-        "rate_treatment": "conversion_rate_treatment",
-        "rate_control": "conversion_rate_control",
-        "lift_abs": "conversion_lift_abs",
-        "lift_abs_low": "conversion_lift_abs_ci_low",
-        "lift_abs_high": "conversion_lift_abs_ci_high",
-        "lift_rel": "conversion_lift_rel",
-        "p_value": "conversion_p_value",
-        "revenue_diff": "revenue_per_customer_diff",
-        "revenue_diff_low": "revenue_per_customer_diff_ci_low",
-        "revenue_diff_high": "revenue_per_customer_diff_ci_high",
-        "srm_p_value": "srm_p_value",
-        "mde_abs": "min_detectable_lift_abs",
-    }
+def _significant(table: pd.DataFrame, sign: int) -> pd.DataFrame:
+    """Rows whose lift is significant in the direction of `sign` (+1 a win, -1 a loss)."""
+    significant = table["significant"].fillna(False).astype(bool)
+    return table.loc[significant & (np.sign(table["lift_abs"]) == sign)]
+
+
+def _ab_headline_metrics(table: pd.DataFrame) -> dict[str, float]:
     return {
-        metric_key(row["action"], name): row[column]
-        for _, row in table.iterrows()
-        for column, name in names.items()
+        "actions": float(len(table)),
+        "actions_significant_win": float(len(_significant(table, 1))),
+        "actions_significant_loss": float(len(_significant(table, -1))),
+        "actions_sample_ratio_mismatch": float(table["srm_mismatch"].fillna(False).sum()),
     }
+
+
+AB_METRICS = {  # column of ab_table -> the metric name every action's child run carries
+    "n_treatment": "customers_treatment",
+    "n_control": "customers_control",
+    "rate_treatment": "conversion_rate_treatment",
+    "rate_control": "conversion_rate_control",
+    "lift_abs": "conversion_lift_abs",
+    "lift_abs_low": "conversion_lift_abs_ci_low",
+    "lift_abs_high": "conversion_lift_abs_ci_high",
+    "lift_rel": "conversion_lift_rel",
+    "p_value": "conversion_p_value",
+    "revenue_diff": "revenue_per_customer_diff",
+    "revenue_diff_low": "revenue_per_customer_diff_ci_low",
+    "revenue_diff_high": "revenue_per_customer_diff_ci_high",
+    "srm_p_value": "srm_p_value",
+    "mde_abs": "min_detectable_lift_abs",
+}
+
+
+def _ab_metrics(row: pd.Series) -> dict[str, float]:
+    return {name: row[column] for column, name in AB_METRICS.items() if column in row}
+
+
+def _ab_child_note(row: pd.Series, keys: list[str]) -> str:
+    unit = ", ".join(f"{k} {row[k]}" for k in keys)
+    return (
+        f"{unit}: {int(row['n_treatment']):,} treated, {int(row['n_control']):,} controls; "
+        f"conversion {row['rate_treatment']:.2%} vs {row['rate_control']:.2%}, lift "
+        f"{row['lift_abs'] * 100:+.2f} points (95% CI {row['lift_abs_low'] * 100:+.2f} to "
+        f"{row['lift_abs_high'] * 100:+.2f}), p = {row['p_value']:.3g}."
+    )
 
 
 def run_plan(plan: ab.Plan, paths: Paths, config: AbConfig) -> str:
@@ -142,7 +188,7 @@ def run_plan(plan: ab.Plan, paths: Paths, config: AbConfig) -> str:
         f"power {plan.power:g} at alpha {plan.alpha:g}, two-sided."
     )
     name = f"plan {plan.baseline_rate:g} {plan.lift_rel:+g}"
-    with experiment_run(paths, config.plan_experiment, PLAN_NOTE, name, run_note) as run_id:
+    with experiment_run(paths, config.plan_experiment, PLAN_NOTE, name, run_note, "plan") as run_id:
         mlflow.log_params(
             {
                 "baseline_rate": plan.baseline_rate,
@@ -181,6 +227,7 @@ def run_cohorts(
     config: CohortConfig,
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
+    datasets: Sequence[Any] = (),
 ) -> CohortResult:
     """Retention, transitions from `start` to `end` (default: the last transaction and
     config.transition_months before it) and, with acquisition costs, LTV:CAC at `end`."""
@@ -212,7 +259,9 @@ def run_cohorts(
             else " No acquisition costs: no LTV:CAC."
         )
     )
-    with experiment_run(paths, config.experiment, COHORT_NOTE, "cohorts", run_note) as run_id:
+    with experiment_run(
+        paths, config.experiment, COHORT_NOTE, "cohorts", run_note, "cohorts"
+    ) as run_id:
         mlflow.log_params(
             {
                 "transitions_from": f"{start}",
@@ -220,8 +269,10 @@ def run_cohorts(
                 "max_months": config.max_months,
                 "value_cohort": config.value_cohort,
                 "ltv_cac_target": config.ltv_cac_target,
+                "gross_margin": config.gross_margin,
             }
         )
+        log_datasets(datasets, "cohorts")
         shares = cohorts.transition_shares(transitions)
         metrics = {f"retention_month_{k}": v for k, v in headline.items()}
         metrics |= {
@@ -231,11 +282,13 @@ def run_cohorts(
         }
         if ltv_cac is not None:
             overall = ltv_cac.loc[ltv_cac["cohort"] == cohorts.ALL_COHORTS]
-            for r in overall.itertuples():
-                metrics[metric_key("historic_ltv_to_cac", r.channel)] = r.historic_ltv_to_cac
-                metrics[metric_key("value_to_date_to_cac", r.channel)] = r.value_to_date_to_cac
-                metrics[metric_key("payback_months", r.channel)] = r.payback_months
             metrics["channels_under_ltv_cac_target"] = float(overall["under_target"].sum())
+            log_children(
+                "channel",
+                {r.channel: _channel_metrics(r) for r in overall.itertuples()},
+                {r.channel: _channel_note(r, config) for r in overall.itertuples()},
+                datasets=datasets,
+            )
             log_table(ltv_cac, "ltv_cac_by_channel_and_cohort", decimals=2)
         log_metrics(metrics)
         log_table(retention, "cohort_retention")
@@ -247,3 +300,39 @@ def run_cohorts(
             "lifecycle_transitions",
         )
     return CohortResult(retention, headline, start, end, transitions, ltv_cac, run_id)
+
+
+def _channel_metrics(row: Any) -> dict[str, float]:
+    """The same names in every channel's child run."""
+    return {
+        "customers": row.customers,
+        "mean_cac": row.mean_cac,
+        "mean_margin_to_date": row.mean_margin_to_date,
+        "mean_historic_ltv": row.mean_historic_ltv,
+        "historic_ltv_to_cac": row.historic_ltv_to_cac,
+        "value_to_date_to_cac": row.value_to_date_to_cac,
+        "payback_months": row.payback_months,
+    }
+
+
+def _channel_note(row: Any, config: CohortConfig) -> str:
+    ratio = row.historic_ltv_to_cac
+    verdict = (
+        "no acquisition cost recorded"
+        if pd.isna(ratio)
+        else f"historic LTV:CAC {ratio:.1f}:1"
+        + (
+            f", UNDER the {config.ltv_cac_target:g}:1 target"
+            if ratio < config.ltv_cac_target
+            else ""
+        )
+    )
+    payback = (
+        "not paid back yet"
+        if pd.isna(row.payback_months)
+        else f"paid back after {row.payback_months:.0f} months"
+    )
+    return (
+        f"Channel {row.channel}: {int(row.customers):,} customers acquired, mean CAC "
+        f"{row.mean_cac:.2f}; {verdict} (margin = revenue x {config.gross_margin:g}); {payback}."
+    )

@@ -35,7 +35,10 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
         nan = float("nan")
         rows.append(
             {
-                **{k: str(r[k]) for k in keys},
+                **{
+                    k: str(r[k]) + ("" if r["in_catalogue"] or k != "action" else " *")
+                    for k in keys
+                },
                 "treat/ctrl": f"{r['n_treatment']:,}/{r['n_control']:,}",
                 "conv T": f"{r.get('rate_treatment', nan):.2%}",
                 "conv C": f"{r.get('rate_control', nan):.2%}",
@@ -50,7 +53,12 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
                 "SRM p": _p(r["srm_p_value"]) + (" MISMATCH" if r["srm_mismatch"] else ""),
             }
         )
-    return pd.DataFrame(rows).to_string(index=False)
+    shown = pd.DataFrame(rows).to_string(index=False)
+    if not table["in_catalogue"].all():
+        shown += (
+            "\n* not in the action catalogue (features.actions): no uplift model or policy uses it"
+        )
+    return shown
 
 
 def format_plan(plan: Plan) -> str:
@@ -80,10 +88,10 @@ def format_transitions(counts: pd.DataFrame, start: pd.Timestamp, end: pd.Timest
     return f"lifecycle stage {start:%Y-%m-%d} (rows) -> {end:%Y-%m-%d} (columns)\n{shares}"
 
 
-def format_ltv_cac(table: pd.DataFrame, target: float) -> str:
+def format_ltv_cac(table: pd.DataFrame, target: float, gross_margin: float) -> str:
     shown = table.assign(
         mean_cac=table["mean_cac"].map("{:.2f}".format),
-        mean_value_to_date=table["mean_value_to_date"].map("{:.2f}".format),
+        mean_margin_to_date=table["mean_margin_to_date"].map("{:.2f}".format),
         mean_historic_ltv=table["mean_historic_ltv"].map("{:.2f}".format),
         value_to_date_to_cac=table["value_to_date_to_cac"].map(_ratio),
         historic_ltv_to_cac=table["historic_ltv_to_cac"].map(_ratio),
@@ -93,9 +101,11 @@ def format_ltv_cac(table: pd.DataFrame, target: float) -> str:
     overall = shown.loc[shown["cohort"] == ALL_COHORTS]
     by_cohort = shown.loc[shown["cohort"] != ALL_COHORTS]
     return (
-        "LTV:CAC by acquisition channel (historic LTV = the classic formula; value to date = net "
-        "spend so far; payback = months after the first purchase's month until the mean "
-        "cumulative spend covers the mean CAC; '-' = no CAC or not yet)\n"
+        f"LTV:CAC by acquisition channel, on margin = revenue x {gross_margin:g} "
+        "(cohorts.gross_margin; 1 = revenue): everyone acquired by then, a customer who never "
+        "bought at 0 (historic LTV = the classic formula; margin to date = net spend so far; "
+        "payback = months after the first purchase's month until the mean cumulative margin "
+        "covers the mean CAC; '-' = no CAC or not yet)\n"
         f"{overall.to_string(index=False)}\n\nby acquisition cohort\n"
         f"{by_cohort.to_string(index=False)}"
     )

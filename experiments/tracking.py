@@ -5,27 +5,76 @@ people, figures as images. The project's tracking store: training.tracking.setup
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
 
 from crm_ltv.features.paths import Paths
-from crm_ltv.training.tracking import NOTE, git_commit, log_figure, log_table, setup_tracking
+from crm_ltv.training.tracking import (
+    NOTE,
+    file_datasets,
+    git_commit,
+    input_datasets,
+    log_datasets,
+    log_figure,
+    log_table,
+    setup_tracking,
+)
 
-__all__ = ["experiment_run", "log_figure", "log_metrics", "log_table", "metric_key"]
+__all__ = [
+    "experiment_run",
+    "file_datasets",
+    "input_datasets",
+    "log_children",
+    "log_datasets",
+    "log_figure",
+    "log_metrics",
+    "log_table",
+    "metric_key",
+]
+DIGITS = 4  # metric values as people read them in the runs table
+CODE = Path(__file__).resolve().parent  # the commit of the code that ran, not of the home
 
 
 @contextmanager
 def experiment_run(
-    paths: Paths, experiment: str, experiment_note: str, run_name: str, run_note: str
+    paths: Paths,
+    experiment: str,
+    experiment_note: str,
+    run_name: str,
+    run_note: str,
+    kind: str = "experiment",
 ) -> Iterator[str]:
-    """A run in `experiment` (created if needed), both described; yields the run id."""
+    """A run in `experiment` (created if needed), both described, tagged `kind` (the command:
+    its child runs carry their own kind); yields the run id."""
     setup_tracking(paths, experiment, experiment_note)
     with mlflow.start_run(run_name=run_name) as run:
-        mlflow.set_tags({NOTE: run_note, "git_commit": git_commit(paths.root)})
+        mlflow.set_tags({NOTE: run_note, "git_commit": git_commit(CODE), "kind": kind})
         yield run.info.run_id
+
+
+def log_children(
+    kind: str,
+    units: Mapping[str, Mapping[str, float]],
+    notes: Mapping[str, str],
+    tags: Mapping[str, Mapping[str, str]] | None = None,
+    datasets: Sequence[Any] = (),
+) -> dict[str, str]:
+    """One nested run per compared unit (an action, a channel, a policy) of the active run,
+    every one with the same metric names, so the runs table and chart view compare them side
+    by side; tag `kind` names what a unit is. Returns the child run ids by unit."""
+    ids = {}
+    for name, metrics in units.items():
+        with mlflow.start_run(run_name=name, nested=True, description=notes.get(name)) as child:
+            mlflow.set_tags({"kind": kind, kind: name, **(tags or {}).get(name, {})})
+            log_datasets(datasets, kind)
+            log_metrics(metrics)
+            ids[name] = child.info.run_id
+    return ids
 
 
 def metric_key(*parts: object) -> str:
@@ -36,5 +85,10 @@ def metric_key(*parts: object) -> str:
 
 
 def log_metrics(values: dict[str, float]) -> None:
-    """Finite values only: MLflow keeps NaN, but the UI's charts and comparisons choke on it."""
-    mlflow.log_metrics({k: float(v) for k, v in values.items() if pd.notna(v)})
+    """Finite values only (MLflow keeps NaN, but the UI's charts and comparisons choke on it),
+    rounded to the digits people read (a tiny p-value keeps three significant digits)."""
+    mlflow.log_metrics({k: readable(float(v)) for k, v in values.items() if pd.notna(v)})
+
+
+def readable(value: float) -> float:
+    return round(value, DIGITS) if abs(value) >= 10**-DIGITS else float(f"{value:.3g}")

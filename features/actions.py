@@ -1,8 +1,9 @@
 """The action catalogue: every CRM action the product knows, by name, with what it is.
 
-One list shared by the sample's campaigns (features.sample), the campaigns loader (a row with
-another action is rejected) and the next-best-action policy (configs/nba.yaml prices and targets
-these names), so what a campaign teaches about an action can reach the decision on that action.
+One list shared by the sample's campaigns (features.sample), the uplift models and the
+next-best-action policy (configs/nba.yaml prices and targets these names), so what a campaign
+teaches about an action can reach the decision on that action. Campaign files may hold other
+actions too: the A/B analysis reads them and marks them as outside the catalogue.
 It lives in features/ because the sample generator and the loader sit there, at the bottom of
 the arrows features -> training -> serving / experiments.
 """
@@ -35,10 +36,18 @@ def unknown_actions(names: Iterable[object]) -> list[str]:
 
 
 def check_actions(names: Iterable[object], where: str) -> None:
-    """Raise a ValueError naming `where` and the catalogue when a name is not in it."""
+    """Raise a ValueError naming `where` and the catalogue when a name is not in it (with the
+    catalogue's spelling of a name that differs only in case or separators)."""
     unknown = unknown_actions(names)
     if unknown:
+        spelled = {_spelling(n): n for n in ACTION_NAMES}
+        hints = [f"{u!r} -> {spelled[_spelling(u)]!r}" for u in unknown if _spelling(u) in spelled]
         raise ValueError(
             f"{where}: unknown action(s) {unknown}; the action catalogue "
             f"(crm_ltv.features.actions) has {list(ACTION_NAMES)}"
+            + (f" (did you mean {', '.join(hints)}?)" if hints else "")
         )
+
+
+def _spelling(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")

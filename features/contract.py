@@ -7,8 +7,6 @@ from typing import Literal
 
 import pandas as pd
 
-from crm_ltv.features.actions import ACTION_NAMES
-
 Kind = Literal["id", "label", "datetime", "number", "group", "flag"]
 
 
@@ -25,10 +23,6 @@ class Column:
     # Without a column of its own in the file: the product of these two contract columns,
     # each then required row by row (an export with unit prices and no line total).
     product_of: tuple[str, str] | None = None
-    # A label that must be one of these values (a campaign's action: the action catalogue);
-    # a row with another value is rejected, naming the value.
-    allowed: tuple[str, ...] | None = None
-    allowed_name: str = ""  # what the allowed values are, for the reject reason
 
 
 @dataclass(frozen=True)
@@ -81,9 +75,9 @@ CAMPAIGNS = TableSchema(
     (
         Column("customer_id", "id", required=True),
         Column("sent_at", "datetime", required=True),
-        Column(
-            "action", "label", required=True, allowed=ACTION_NAMES, allowed_name="action catalogue"
-        ),
+        # Any label: an A/B analysis reads every action a shop sends; what learns and decides
+        # (uplift models, the policy) keeps to the action catalogue (features.actions).
+        Column("action", "label", required=True),
         Column("group", "group", required=True),
         Column("converted", "flag"),
         Column("revenue", "number"),

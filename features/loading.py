@@ -319,9 +319,6 @@ def _parse_column(
         problems.add(missing, f"missing {label}")
     present = ~missing
     if col.kind in ("id", "label"):
-        if col.allowed is not None:
-            known = text.isin(col.allowed)
-            problems.add(present & ~known, f"{label} not in the {col.allowed_name}", text)
         return pd.Series(pd.Categorical(text), index=raw.index)
     if col.kind == "datetime":
         parsed = _parse_datetime(text, raw, fmt)

@@ -104,6 +104,9 @@ class Action(_Frozen):
     eligible: Eligibility = Field(default_factory=Eligibility)
     effect: Effect
     recommend_favourite_category: bool = False
+    # Read and ignored: the catalogue (features.actions) says what an action is. Kept so that an
+    # nba.yaml written before the catalogue still loads.
+    description: str | None = None
 
 
 class ColdStart(_Frozen):

@@ -57,3 +57,13 @@ def test_a_decision_explains_itself_with_the_catalogue_description():
     decision = decide(loyal, policy)
     assert decision.action == "thank_you"
     assert decision.reason.startswith(ACTIONS["thank_you"] + ":")
+
+
+def test_an_nba_yaml_from_before_the_catalogue_still_loads(tmp_path):
+    """Its per-action `description` is read and ignored: the catalogue says what an action is."""
+    raw = yaml.safe_load((CONFIGS / "nba.yaml").read_text())
+    raw["actions"]["win_back"]["description"] = "win-back offer"
+    path = tmp_path / "nba.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    policy = load_config(NbaConfig, path)
+    assert policy.actions["win_back"].cost == raw["actions"]["win_back"]["cost"]

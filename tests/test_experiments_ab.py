@@ -162,6 +162,9 @@ def test_outcome_from_revenue_when_the_flag_is_missing_and_rows_without_one_coun
     )
     outcomes = campaign_outcomes(frame)
     assert outcomes.without_outcome == 1  # no flag, no revenue
+    assert outcomes.without_revenue == 0
+    flagged_only = campaign_outcomes(frame.assign(revenue=[np.nan, 5.0, np.nan, 0.0]))
+    assert flagged_only.without_revenue == 1  # counted: in the rates, not the revenue means
     assert outcomes.frame["converted"].tolist() == [True, True, False]
     only_revenue = campaign_outcomes(frame.drop(columns="converted"))
     assert only_revenue.frame["converted"].tolist() == [True, True, False]

@@ -29,6 +29,7 @@ TX = frame(
         ("B", "2024-01-25 10:00", -10.0),  # a refund: spend, not a purchase
         ("C", "2024-02-03 10:00", 100.0),
         ("C", "2024-03-03 10:00", 10.0),
+        ("A", "2024-04-30 00:00", 5.0),  # the data covers April to its last day
     ]
 )
 CUSTOMERS = pd.DataFrame(
@@ -54,6 +55,14 @@ def test_retention_by_first_purchase_month_unobserved_months_blank():
     assert headline[1] == pytest.approx((0.5 * 2 + 1.0 * 1) / 3)  # weighted by cohort size
     assert headline[3] == 0.5  # only January is observed three months on
     assert 4 not in headline
+
+
+def test_a_month_the_data_ends_in_is_not_read_as_customers_lost():
+    partial = TX.loc[TX["timestamp"] < "2024-04-30"]  # up to April 1st only
+    table = cohort_retention(partial, max_months=4)
+    assert table.loc["2024-01", ["m0", "m1", "m2"]].tolist() == [1.0, 0.5, 0.0]
+    assert math.isnan(table.loc["2024-01", "m3"])  # April: not over, so not observed
+    assert math.isnan(table.loc["2024-02", "m2"])
 
 
 def test_retention_heatmap_is_annotated_with_sizes_on_the_axis():
@@ -85,13 +94,42 @@ def test_ltv_cac_and_payback_per_channel_and_cohort(feature_config):
     overall = table.loc[table["cohort"] == "all"].set_index("channel")
     referral, social = overall.loc["referral"], overall.loc["social"]
     assert referral["customers"] == 2 and referral["mean_cac"] == 50.0
-    assert referral["mean_value_to_date"] == pytest.approx((100 + 30) / 2)  # net of the refund
-    assert referral["value_to_date_to_cac"] == pytest.approx(65 / 50)
+    assert referral["mean_margin_to_date"] == pytest.approx((105 + 30) / 2)  # net of the refund
+    assert referral["value_to_date_to_cac"] == pytest.approx(67.5 / 50)
     assert social["value_to_date_to_cac"] == pytest.approx(110 / 200)
-    # mean cumulative spend of A and B by month since their first: 40, 50, 50, 65 >= CAC 50 at 1
+    # mean cumulative spend of A and B by month since their first: 40, 50, 50, 67.5: CAC 50 at 1
     assert referral["payback_months"] == 1
     assert np.isnan(social["payback_months"])  # C's 110 never covers 200
     assert (table["under_target"] == (table["historic_ltv_to_cac"] < 3.0)).all()
     assert social["historic_ltv_to_cac"] == pytest.approx(social["mean_historic_ltv"] / 200)
     january = table.loc[table["cohort"] == "2024-01"]
     assert january["channel"].tolist() == ["referral"] and january["customers"].tolist() == [2]
+
+
+def test_ltv_cac_counts_customers_who_never_bought_and_compares_margin(feature_config):
+    """D signed up in March and never bought: their CAC was spent for nothing. E signs up after
+    the date: not acquired yet. Half of revenue is margin."""
+    signed = CUSTOMERS.assign(
+        signup_date=pd.to_datetime(["2024-01-05", "2024-01-20", "2024-02-03"])
+    )
+    later = pd.DataFrame(
+        {
+            "customer_id": ["D", "E"],
+            "acquisition_channel": ["social", "social"],
+            "acquisition_cost": [50.0, 70.0],
+            "signup_date": pd.to_datetime(["2024-03-01", "2024-06-01"]),
+        }
+    )
+    customers = pd.concat([signed, later], ignore_index=True)
+    config = CohortConfig(value_cohort="M", gross_margin=0.5)
+    table = ltv_cac_table(TX, customers, pd.Timestamp("2024-04-30"), feature_config, config)
+    social = table.loc[(table["cohort"] == "all") & (table["channel"] == "social")].iloc[0]
+    assert social["customers"] == 2 and social["mean_cac"] == 125.0  # C and D, not E
+    assert social["mean_margin_to_date"] == pytest.approx(0.5 * (110 + 0) / 2)
+    assert social["value_to_date_to_cac"] == pytest.approx(27.5 / 125)
+    march = table.loc[table["cohort"] == "2024-03"]  # D's cohort: the month of signup
+    assert march["channel"].tolist() == ["social"] and march["customers"].tolist() == [1]
+    assert march["mean_margin_to_date"].tolist() == [0.0]
+    assert np.isnan(march["payback_months"].iloc[0])  # 0 never covers 50
+    referral = table.loc[(table["cohort"] == "all") & (table["channel"] == "referral")].iloc[0]
+    assert referral["mean_margin_to_date"] == pytest.approx(0.5 * 67.5)

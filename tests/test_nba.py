@@ -116,6 +116,8 @@ def test_cold_start_gets_the_configured_action_unless_capped(policy):
         ({"actions": {"thank_you": {"cost": -1, "effect": {"default": 0.1}}}}, "cost"),
         ({"actions": {"winback_discount": {"cost": 1, "effect": {"default": 0.1}}}},
          r"actions: unknown action\(s\) \['winback_discount'\]; the action catalogue"),
+        ({"actions": {"Win-Back": {"cost": 1, "effect": {"default": 0.1}}}},
+         r"did you mean 'Win-Back' -> 'win_back'\?"),
     ],
 )  # fmt: skip
 def test_bad_policy_is_a_config_error_naming_the_field(tmp_path, change, message):

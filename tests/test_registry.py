@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from crm_ltv.training.config import GateConfig, Threshold
 from crm_ltv.training.registry import decide_promotion
 
@@ -47,3 +49,16 @@ def test_a_new_model_must_also_beat_the_baseline_and_the_reason_gives_each_margi
     assert decide_promotion(
         ours, None, gate.model_copy(update={"baseline": None}), baseline=bgnbd
     ).promote
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"compare": "auc"}, "compare: unknown metric 'auc'"),
+        ({"compare": "roc_auc", "thresholds": {"lift_top10pct_ceiling": {"min": 1}}},
+         "thresholds: unknown metric 'lift_top10pct_ceiling'"),
+    ],
+)  # fmt: skip
+def test_a_gate_on_a_metric_without_a_direction_is_a_config_error(fields, message):
+    with pytest.raises(ValueError, match=message):
+        GateConfig(**fields)

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from crm_ltv.training.tracking import file_sha256
 from tests.conftest import ROOT, free_port, new_home, run, without_baseline_gate
 
 
@@ -100,11 +101,16 @@ def test_the_mlflow_ui_compares_models_and_baselines_in_child_runs(trained):
     (dataset,) = [
         d.dataset for d in parent.inputs.dataset_inputs if d.dataset.name == "transactions"
     ]
-    assert dataset.digest == parent.data.tags["data_sha256"][:16]
-    assert json.loads(dataset.source)["uri"].endswith("transactions.csv")
+    source = Path(json.loads(dataset.source)["uri"].removeprefix("file://"))
+    assert source.name == "transactions.csv"
+    assert dataset.digest == file_sha256(source)[:16]  # the file's own digest, not the run's
+    assert dataset.digest != file_sha256(source, home / "data/sample/customers.csv")[:16]
     version = client.get_model_version("churn", "1")
     assert version.run_id == children["lightgbm"].info.run_id
     assert "Gate:" in version.description and "P(no purchase" in version.description
+    assert "Refit on every labelled cutoff (labels through" in version.description
+    assert version.tags["metrics_of"] == "evaluation_fit"
+    assert version.tags["registered_fit"] == "refit"
     assert "no purchase in the next 90 days" in client.get_registered_model("churn").description
     model = mlflow.get_logged_model(children["lightgbm"].outputs.model_outputs[0].model_id)
     assert {m.key for m in model.metrics} == set(children["lightgbm"].data.metrics)

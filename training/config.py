@@ -76,10 +76,40 @@ class Threshold(_Frozen):
     max: float | None = None
 
 
+# Direction of every metric a gate can use (training.metrics computes them); the others a run
+# logs (e.g. lift_top10pct_ceiling, the best lift possible) say something but rank nothing.
+HIGHER_IS_BETTER = {
+    "roc_auc": True,
+    "pr_auc": True,
+    "log_loss": False,
+    "brier": False,
+    "expected_calibration_error": False,
+    "lift_top10pct": True,
+    "sample_truth_dropout_auc": True,
+    "normalized_gini": True,
+    "spearman": True,
+    "rmse": False,
+    "mae": False,
+    "top10_value_share": True,
+}
+
+
 class GateConfig(_Frozen):
     compare: str
     baseline: Literal["bgnbd", "rfm"] | None = "bgnbd"  # must beat it on `compare` too
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> GateConfig:
+        for where, name in [
+            ("compare", self.compare),
+            *(("thresholds", n) for n in self.thresholds),
+        ]:
+            if name not in HIGHER_IS_BETTER:
+                raise ValueError(
+                    f"{where}: unknown metric {name!r}; a gate can use {sorted(HIGHER_IS_BETTER)}"
+                )
+        return self
 
 
 class PromotionConfig(_Frozen):

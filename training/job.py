@@ -45,7 +45,14 @@ from crm_ltv.training.registry import (
     register_version,
     set_champion,
 )
-from crm_ltv.training.tracking import file_sha256, git_commit, setup_tracking
+from crm_ltv.training.tracking import (
+    NOTE,
+    file_sha256,
+    git_commit,
+    input_datasets,
+    log_datasets,
+    setup_tracking,
+)
 
 Progress = Callable[[str], None]
 
@@ -142,7 +149,8 @@ def run_training(
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-h{horizon}") as run:
         mlflow.set_tag("kind", "training")
         provenance = _log_provenance(inputs, paths, config, split, tuned or {})
-        run_log.log_inputs(inputs, provenance["data_sha256"])
+        datasets = input_datasets(inputs)
+        log_datasets(datasets, "training")
         models = train_models(split, config, tuned, progress)
         bundle = replace(
             models.bundle,
@@ -158,7 +166,7 @@ def run_training(
         models = replace(models, bundle=bundle)
         progress("evaluating on the test snapshot")
         evaluation = evaluate_models(models, split, truth)
-        children = run_log.log_model_runs(evaluation, inputs, provenance["data_sha256"])
+        children = run_log.log_model_runs(evaluation, datasets)
         progress("logging plots and reports")
         run_log.log_plots(models, split, evaluation, children["lightgbm"])
         run_log.log_reports(split, evaluation, customers)
@@ -173,7 +181,7 @@ def run_training(
         summary = _summary(run.info.run_id, split, evaluation, registered, inputs)
         mlflow.log_dict(summary, "metrics.json")
         mlflow.set_tag(
-            "mlflow.note.content",
+            NOTE,
             run_log.run_description(
                 summary,
                 provenance["data_sha256"],
@@ -340,6 +348,8 @@ def _register_bundle(
             "test_cutoff": f"{split.plan.test:%Y-%m-%d}",
             "run_id": run.info.run_id,
             "promotion": decision.reason,
+            "metrics_of": "evaluation_fit",  # the registered bundle may be its refit
+            "registered_fit": "refit" if "labels_through" in bundle.metadata else "evaluated",
             **{f"metric.{k}": f"{v:.4f}" for k, v in ours.items()},
         }
         version = register_version(model_uri, name, tags)
@@ -352,7 +362,9 @@ def _register_bundle(
             name,
             run_log.model_description(kind, split.horizon_days, other),
             version,
-            run_log.version_description(kind, split.horizon_days, run.info.run_id, decision.reason),
+            run_log.version_description(
+                kind, split.horizon_days, run.info.run_id, decision.reason, bundle.metadata
+            ),
         )
         registered[kind] = Registered(name, version, decision)
     return registered

@@ -13,23 +13,6 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-# Direction of every metric, for comparisons and the promotion gate.
-HIGHER_IS_BETTER = {
-    "roc_auc": True,
-    "pr_auc": True,
-    "log_loss": False,
-    "brier": False,
-    "expected_calibration_error": False,
-    "lift_top10pct": True,
-    "lift_top10pct_ceiling": True,
-    "sample_truth_dropout_auc": True,
-    "normalized_gini": True,
-    "spearman": True,
-    "rmse": False,
-    "mae": False,
-    "top10_value_share": True,
-}
-
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Mean |observed rate - mean predicted| over equal-width probability bins, by bin size."""

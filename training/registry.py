@@ -21,9 +21,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from crm_ltv.training.bundle import MANIFEST, Kind, ModelBundle
-from crm_ltv.training.config import GateConfig, RegistryConfig
+from crm_ltv.training.config import HIGHER_IS_BETTER, GateConfig, RegistryConfig
 from crm_ltv.training.errors import BundleError, ChampionError
-from crm_ltv.training.metrics import HIGHER_IS_BETTER
 from crm_ltv.training.scoring import Champion, Champions
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
@@ -68,7 +67,7 @@ def decide_promotion(
     BG/NBD by default) and strictly beats the champion on `gate.compare`, all measured on the
     same held-out snapshot. The reason gives every margin, either way."""
     metric = gate.compare
-    higher = HIGHER_IS_BETTER.get(metric, True)
+    higher = HIGHER_IS_BETTER[metric]  # the gate's names are checked by GateConfig
     notes: list[str] = []
     promote = True
     failures = threshold_failures(new, gate)

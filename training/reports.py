@@ -38,6 +38,7 @@ def ltv_cac_report(
         {
             "channel": cost["acquisition_channel"]
             .reindex(test["customer_id"])
+            .fillna("(unknown)")
             .astype(str)
             .to_numpy()
             if "acquisition_channel" in cost.columns

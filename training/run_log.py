@@ -10,28 +10,30 @@ logged in the LightGBM child, so the logged model lists its own metrics and noth
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import mlflow
 import pandas as pd
 
-from crm_ltv.features.inputs import Inputs
 from crm_ltv.training import plots
 from crm_ltv.training.bundle import Kind, ModelBundle
 from crm_ltv.training.datasets import OUT_OF_CUSTOMER, TimeSplit
 from crm_ltv.training.metrics import decile_table
 from crm_ltv.training.pipeline import Evaluation, TrainedModels
 from crm_ltv.training.reports import ltv_cac_report, segment_report
-from crm_ltv.training.tracking import log_figure, log_table
+from crm_ltv.training.tracking import log_datasets, log_figure, log_table
 
 MODEL_ORDER = ("lightgbm", "bgnbd", "rfm")
 DIGITS = 4  # metric values as people read them; the gate decides on the unrounded ones
 
 MODEL_DESCRIPTIONS = {
     "lightgbm": "**LightGBM**: this project's churn classifier and LTV regressor, one bundle "
-    "registered as `churn` and `ltv`. Both boost from BG/NBD's prediction when configured.",
+    "registered as `churn` and `ltv`. Both boost from BG/NBD's prediction when configured. "
+    "The metrics are the evaluation fit's on the test snapshot; with `refit` on (the default) "
+    "the registered bundle is that model refit on every labelled cutoff, test window included "
+    "(the version's description says which fit it is and its labels' end).",
     "bgnbd": "**Baseline BG/NBD + Gamma-Gamma**: the classic buy-till-you-die model (purchase "
     "rate and dropout per customer; spend per order), fitted at the newest training cutoff.",
     "rfm": "**Baseline RFM cells**: churn rate and mean future value of the customer's "
@@ -95,19 +97,7 @@ def margins(evaluation: Evaluation) -> dict[str, float]:
     }
 
 
-def log_inputs(inputs: Inputs, digest: str) -> None:
-    """The input files as MLflow datasets (source and digest) of the active run."""
-    tables = [("transactions", inputs.transactions)]
-    if inputs.customers is not None:
-        tables.append(("customers", inputs.customers))
-    for name, table in tables:
-        dataset = mlflow.data.from_pandas(
-            table.frame, source=str(table.report.source), name=name, digest=digest[:16]
-        )
-        mlflow.log_input(dataset, context="training")
-
-
-def log_model_runs(evaluation: Evaluation, inputs: Inputs, digest: str) -> dict[str, str]:
+def log_model_runs(evaluation: Evaluation, datasets: Sequence[Any]) -> dict[str, str]:
     """One nested run per model and baseline with the shared metric names; their run ids."""
     ids = {}
     for name in MODEL_ORDER:
@@ -115,7 +105,7 @@ def log_model_runs(evaluation: Evaluation, inputs: Inputs, digest: str) -> dict[
             run_name=name, nested=True, description=MODEL_DESCRIPTIONS[name]
         ) as child:
             mlflow.set_tags({"model": name, "kind": "model" if name == "lightgbm" else "baseline"})
-            log_inputs(inputs, digest)
+            log_datasets(datasets, "training")
             mlflow.log_metrics(model_metrics(evaluation, name))
             ids[name] = child.info.run_id
     mlflow.log_metrics(margins(evaluation))
@@ -171,13 +161,21 @@ def run_description(summary: Mapping[str, Any], digest: str, compare: str) -> st
     return "\n".join(lines)
 
 
-def version_description(kind: Kind, horizon_days: int, run_id: str, reason: str) -> str:
+def version_description(
+    kind: Kind, horizon_days: int, run_id: str, reason: str, metadata: Mapping[str, Any]
+) -> str:
     what = (
         f"P(no purchase in the next {horizon_days} days)"
         if kind == "churn"
         else f"spend in the next {horizon_days} days"
     )
-    return f"{what}; training run `{run_id}`. Gate: {reason}"
+    fit = (
+        f"Refit on every labelled cutoff (labels through {metadata['labels_through']}); the "
+        "metrics and the gate are the evaluation fit's on the test snapshot"
+        if "labels_through" in metadata
+        else "The evaluated fit: its metrics and the gate are its own on the test snapshot"
+    )
+    return f"{what}; training run `{run_id}`. {fit}. Gate: {reason}"
 
 
 def model_description(kind: Kind, horizon_days: int, other: str) -> str:

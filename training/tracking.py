@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
 
+from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
 
 NOTE = "mlflow.note.content"  # the description the MLflow UI shows on experiments and runs
@@ -69,6 +72,31 @@ def file_sha256(*files: Path | None) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def file_datasets(files: Sequence[tuple[str, pd.DataFrame, Path]]) -> list[Any]:
+    """One MLflow dataset per input file (name, loaded table, file): the UI shows its source
+    and the sha256 of that file's own bytes, so a changed file is told apart by its digest."""
+    import mlflow.data
+
+    return [
+        mlflow.data.from_pandas(frame, source=str(path), name=name, digest=file_sha256(path)[:16])
+        for name, frame, path in files
+    ]
+
+
+def input_datasets(inputs: Inputs) -> list[Any]:
+    """The loaded input files as MLflow datasets, built once for a run and its children."""
+    tables = [("transactions", inputs.transactions)]
+    if inputs.customers is not None:
+        tables.append(("customers", inputs.customers))
+    return file_datasets([(n, t.frame, Path(t.report.source)) for n, t in tables])
+
+
+def log_datasets(datasets: Sequence[Any], context: str) -> None:
+    """Attach datasets built once by `file_datasets` to the active run."""
+    for dataset in datasets:
+        mlflow.log_input(dataset, context=context)
 
 
 def git_commit(root: Path) -> str:
