@@ -48,3 +48,17 @@ def test_ltv_metrics_and_deciles_account_for_all_value():
     assert table["customers"].tolist() == [100] * 10
     assert table["share_of_actual"].sum() == pytest.approx(1.0)
     assert table["mean_predicted"].is_monotonic_decreasing
+
+
+def test_gains_legend_gives_the_share_captured_by_the_top_tenth():
+    """15 customers: the top 10% is 2 of them (13.3%); a model that ranks the only two buyers
+    first captures 100% there, random captures 13.3%."""
+    from crm_ltv.training.plots import gains_plot
+
+    y = np.zeros(15)
+    y[[3, 7]] = 1.0
+    scores = np.zeros(15)
+    scores[[3, 7]] = 1.0
+    figure = gains_plot(y, {"perfect": scores}, "buyers")
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert labels[0] == "perfect (top 10%: 100.0% of buyers)"

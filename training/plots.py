@@ -77,7 +77,8 @@ def gains_plot(y: np.ndarray, scores: Scores, what: str) -> Figure:
     for name, s in scores.items():
         order = np.argsort(-np.asarray(s), kind="stable")
         above = 100 * (np.cumsum(y[order]) / y.sum() - share)
-        ax.plot(share, above, label=f"{name} (top 10%: {above[top] + 10:.1f}% of {what})")
+        captured = above[top] + 100 * share[top]  # back from "over random" to the share itself
+        ax.plot(share, above, label=f"{name} (top 10%: {captured:.1f}% of {what})")
     ax.axhline(0, color="k", ls="--", lw=0.8, label="random")
     ax.legend()
     return fig
