@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import (
     confint_proportions_2indep,
@@ -55,6 +56,10 @@ COLUMNS = (
     "revenue_diff_high",
     "revenue_p_value",
     "mde_abs",
+    # With segments: Holm's adjustment of p_value over the segments of each action (several
+    # looks at one campaign find a "significant" segment by chance), and its verdict.
+    "p_value_holm",
+    "significant_holm",
 )
 
 
@@ -115,7 +120,17 @@ def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.
                 ),
             }
         )
-    return pd.DataFrame(rows, columns=[*keys, *COLUMNS])
+    table = pd.DataFrame(rows, columns=[*keys, *COLUMNS])
+    if by is not None:
+        p = table["p_value"].astype("float64")
+        adjusted = pd.Series(np.nan, index=table.index)
+        for _, rows_of_action in table.groupby("action", observed=True).groups.items():
+            tested = p.loc[rows_of_action].dropna()
+            if len(tested):
+                adjusted[tested.index] = multipletests(tested, config.alpha, method="holm")[1]
+        table["p_value_holm"] = adjusted
+        table["significant_holm"] = (adjusted < config.alpha).astype(object).where(adjusted.notna())
+    return table
 
 
 def compare_groups(

@@ -159,6 +159,7 @@ AB_METRICS = {  # column of ab_table -> the metric name every action's child run
     "lift_abs_high": "conversion_lift_abs_ci_high",
     "lift_rel": "conversion_lift_rel",
     "p_value": "conversion_p_value",
+    "p_value_holm": "conversion_p_value_holm",
     "revenue_diff": "revenue_per_customer_diff",
     "revenue_diff_low": "revenue_per_customer_diff_ci_low",
     "revenue_diff_high": "revenue_per_customer_diff_ci_high",

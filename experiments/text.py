@@ -47,6 +47,7 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
                 "lift % [95%]": f"{_percent(r.get('lift_rel', nan))} "
                 + _interval(r.get("lift_rel_low", nan), r.get("lift_rel_high", nan), digits=1),
                 "p (test)": f"{_p(r.get('p_value', nan))} ({r.get('test', '-')})",
+                **({"p Holm": _p(r.get("p_value_holm", nan))} if len(keys) > 1 else {}),
                 "rev/cust diff [95%]": f"{r.get('revenue_diff', nan):+.2f} "
                 + _interval(r.get("revenue_diff_low", nan), r.get("revenue_diff_high", nan), 1.0),
                 "MDE pts": f"{r.get('mde_abs', nan) * 100:.2f}",

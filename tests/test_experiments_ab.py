@@ -148,6 +148,16 @@ def test_table_per_action_and_per_segment_from_campaign_rows():
     assert len(by_segment) == 3
     assert by_segment.loc[("win_back", "At Risk"), "lift_abs"] == pytest.approx(0.05)
     assert by_segment.loc[("win_back", "Lost"), "lift_abs"] == 0.0
+    # Holm over the two segments of win_back: the smaller p doubled, the larger kept (>= it)
+    p = by_segment.loc["win_back", "p_value"].sort_values()
+    holm = by_segment.loc["win_back", "p_value_holm"].reindex(p.index)
+    assert holm.iloc[0] == pytest.approx(min(1.0, 2 * p.iloc[0]))
+    assert holm.iloc[1] == pytest.approx(max(holm.iloc[0], p.iloc[1]))
+    # thank_you has one segment: nothing to adjust
+    assert by_segment.loc[("thank_you", "Lost"), "p_value_holm"] == pytest.approx(
+        by_segment.loc[("thank_you", "Lost"), "p_value"]
+    )
+    assert by_action["p_value_holm"].isna().all()  # per action alone: no adjustment
 
 
 def test_outcome_from_revenue_when_the_flag_is_missing_and_rows_without_one_counted():
