@@ -180,10 +180,12 @@ def compare_groups(
 
 
 def proportion_test(x_t: int, n_t: int, x_c: int, n_c: int, exact_below: int) -> tuple[str, float]:
-    """Two-sided p-value: Fisher's exact test when any cell is under `exact_below` (the normal
-    approximation is poor there), else the pooled two-proportion z-test."""
-    cells = (x_t, n_t - x_t, x_c, n_c - x_c)
-    if min(cells) < exact_below:
+    """Two-sided p-value: Fisher's exact test when a cell's EXPECTED count under no effect is
+    under `exact_below` (Cochran's rule: where the normal approximation is poor), else the
+    pooled two-proportion z-test."""
+    pooled = (x_t + x_c) / (n_t + n_c)
+    expected = (n_t * pooled, n_t * (1 - pooled), n_c * pooled, n_c * (1 - pooled))
+    if min(expected) < exact_below:
         table = [[x_t, n_t - x_t], [x_c, n_c - x_c]]
         return "fisher", float(stats.fisher_exact(table, alternative="two-sided").pvalue)
     _, p_value = proportions_ztest([x_t, x_c], [n_t, n_c], alternative="two-sided")

@@ -22,8 +22,8 @@ class AbConfig(_Frozen):
     plan_experiment: str = "crm-ltv-ab-plans"  # MLflow experiment of `crm-ltv plan-ab`
     alpha: float = Field(0.05, gt=0, lt=1)  # two-sided significance of tests and intervals
     power: float = Field(0.8, gt=0, lt=1)  # for the minimum detectable effect
-    # Fisher's exact test when a cell of the 2x2 table (converted or not, per group) has fewer
-    # customers than this; the two-proportion z-test otherwise.
+    # Fisher's exact test when a cell of the 2x2 table (converted or not, per group) expects
+    # fewer customers than this under no effect (Cochran); the two-proportion z-test otherwise.
     exact_test_below: int = Field(5, ge=0)
     # The split the campaigns were sent with: the sample-ratio-mismatch check compares the
     # observed group sizes with it (the sample sends half to treatment: sample.yaml).

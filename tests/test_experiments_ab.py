@@ -78,6 +78,12 @@ def test_fisher_exact_test_below_the_configured_cell_count():
     assert p_value == pytest.approx(pmf[pmf <= pmf[4] * (1 + 1e-7)].sum())
     assert p_value == pytest.approx(0.10603, abs=1e-5)
     assert proportion_test(4, 20, 0, 20, exact_below=0)[0] == "z"
+    # Cochran's rule reads expected counts: 0 of 60 vs 6 of 60 expects 3 per converted cell
+    assert proportion_test(6, 60, 0, 60, CONFIG.exact_test_below)[0] == "fisher"
+    # ...while 5 of 100 vs 5 of 100 observes cells of 5 but expects 5: the z-test
+    assert proportion_test(5, 100, 5, 100, CONFIG.exact_test_below)[0] == "z"
+    # and an observed cell of 4 with an expected one of 6: the z-test too
+    assert proportion_test(4, 100, 8, 100, CONFIG.exact_test_below)[0] == "z"
 
 
 def test_revenue_difference_is_welchs_interval():
