@@ -91,6 +91,8 @@ HIGHER_IS_BETTER = {
     "rmse": False,
     "mae": False,
     "top10_value_share": True,
+    "qini_coefficient": True,  # uplift models (crm-ltv uplift): random ranking = 0
+    "auuc_margin": True,
 }
 
 
