@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -79,10 +80,14 @@ def file_datasets(files: Sequence[tuple[str, pd.DataFrame, Path]]) -> list[Any]:
     and the sha256 of that file's own bytes, so a changed file is told apart by its digest."""
     import mlflow.data
 
-    return [
-        mlflow.data.from_pandas(frame, source=str(path), name=name, digest=file_sha256(path)[:16])
-        for name, frame, path in files
-    ]
+    with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
+        warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
+        return [
+            mlflow.data.from_pandas(
+                frame, source=str(path), name=name, digest=file_sha256(path)[:16]
+            )
+            for name, frame, path in files
+        ]
 
 
 def input_datasets(inputs: Inputs) -> list[Any]:
