@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
@@ -10,6 +12,7 @@ from crm_ltv.features.sample import generate_sample
 from crm_ltv.training.config import SnapshotConfig, SplitConfig
 from crm_ltv.training.datasets import (
     LABELS,
+    LevelCheck,
     LevelTarget,
     build_time_split,
     feature_names,
@@ -99,6 +102,23 @@ def test_a_level_target_is_the_labelled_window_times_the_season():
     assert grown.expected(1.0) == pytest.approx((1200.0 * 4.0, 48.0))
 
 
+def test_a_level_is_flat_when_flat_predicted_the_earlier_windows_better():
+    """Seasonal by default; the labelled window's level per scored customer when that predicted
+    the checked earlier windows better, and seasonal again when the season did."""
+    day = pd.Timestamp("2024-06-01")
+    season = (day, day - 90 * DAY, 800.0, 40.0, (1000.0, 50.0), (1500.0, 60.0))
+    plain = LevelTarget(*season, customers=100, scored=150)
+    assert plain.flat() == pytest.approx((1200.0, 60.0))  # 800 x 150 / 100, 40 x 150 / 100
+    assert plain.method(0.5) == "seasonal" and plain.expected(0.5) == pytest.approx((1200.0, 48.0))
+    earlier = LevelTarget(*season, customers=100, scored=100)  # seasonal (1200, 48), flat (800, 40)
+    steady = replace(plain, checks=(LevelCheck(earlier, (820.0, 39.0)),))
+    assert steady.method(0.5) == "flat" and steady.expected(0.5) == pytest.approx((1200.0, 60.0))
+    assert "flat predicted 1 earlier windows better" in steady.describe(0.5)
+    seasonal = replace(plain, checks=(LevelCheck(earlier, (1150.0, 50.0)),))
+    assert seasonal.method(0.5) == "seasonal"
+    assert seasonal.expected(0.5) == pytest.approx((1200.0, 48.0))
+
+
 def test_a_level_needs_a_year_of_history():
     tx = pd.DataFrame(
         {
@@ -127,5 +147,11 @@ def test_the_split_says_whom_each_fit_scores_and_at_which_level(
     assert evaluation.cutoff == split.plan.test and evaluation.reference == split.plan.valid
     assert evaluation.value == pytest.approx(split.valid["future_value"].sum())
     assert refit.cutoff == tx["timestamp"].max() and refit.reference == split.plan.test
+    assert evaluation.scored == len(split.test) and refit.scored == len(split.latest)
+    # the checks end with the newest labelled window each fit may read: validation's, test's
+    assert evaluation.checks and refit.checks
+    assert evaluation.checks[-1].estimate.cutoff == split.plan.valid
+    assert refit.checks[-1].estimate.cutoff == split.plan.test
+    assert refit.checks[-1].actual[0] == pytest.approx(split.test["future_value"].sum())
     assert len(split.latest) == tx["customer_id"].nunique()
     assert "churned" not in split.latest and "future_value" not in split.latest

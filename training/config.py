@@ -60,7 +60,8 @@ class BaselineConfig(_Frozen):
 
 class LevelConfig(_Frozen):
     """Each fit's level (LTV scale, churn intercept) set to what the history expects of the
-    horizon it scores (datasets.LevelTarget): the newest labelled window x the season."""
+    horizon it scores (datasets.LevelTarget): the newest labelled window x the season, or its
+    level per customer when that predicted the earlier labelled windows better."""
 
     seasonal: bool = True
     # Share of the last year-over-year growth carried into the horizon (a damped trend):

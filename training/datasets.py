@@ -45,9 +45,12 @@ class LevelTarget:
 
     A labelled window (the newest one) gives its customers' spend and buyers, and how these
     compare with the whole shop's (known customers) in that window; the shop's same window one
-    year before `cutoff` gives the season. `expected(growth)` carries a share of the shop's
+    year before `cutoff` gives the season. `seasonal(growth)` carries a share of the shop's
     last year-over-year growth (labelled window over the same window a year before it, when the
-    history holds it) into the horizon. No label past the labelled window's end is read.
+    history holds it) into the horizon. `flat()` keeps the labelled window's level per customer.
+    `expected` takes the one that predicted the earlier labelled windows (`checks`) better: a
+    shop whose level moves with its customer base more than with the season gets flat. No label
+    past the labelled window's end is read.
     """
 
     cutoff: pd.Timestamp
@@ -57,9 +60,12 @@ class LevelTarget:
     shop: tuple[float, float]  # the shop's (spend, buyers) in the labelled window
     last_year: tuple[float, float]  # the same, in the window one year before `cutoff`
     year_before: tuple[float, float] | None = None  # in the labelled window one year earlier
+    customers: int = 0  # labelled customers
+    scored: int = 0  # customers scored at `cutoff` (what `flat` scales to)
+    checks: tuple[LevelCheck, ...] = ()  # earlier windows, to choose seasonal or flat
 
-    def expected(self, growth: float) -> tuple[float, float]:
-        """(net spend, buyers) the scored customers should total over the horizon."""
+    def seasonal(self, growth: float) -> tuple[float, float]:
+        """(net spend, buyers): the labelled window x the season x a share of the growth."""
         out = []
         for i, labelled in enumerate((self.value, self.buyers)):
             trend = 1.0
@@ -68,12 +74,61 @@ class LevelTarget:
             out.append(labelled * self.last_year[i] / self.shop[i] * trend)
         return out[0], out[1]
 
-    def describe(self) -> str:
+    def flat(self) -> tuple[float, float]:
+        """(net spend, buyers): the labelled window's per customer, times the scored ones."""
+        share = self.scored / self.customers if self.customers and self.scored else 1.0
+        return self.value * share, self.buyers * share
+
+    def errors(self, growth: float) -> dict[Method, float]:
+        """Each method's summed |log(actual / estimate)| of spend and buyers over `checks`."""
+        return {m: sum(check.error(m, growth) for check in self.checks) for m in METHODS}
+
+    def method(self, growth: float) -> Method:
+        """seasonal, unless flat predicted the checked windows better (no checks: seasonal)."""
+        errors = self.errors(growth)
+        return "flat" if self.checks and errors["flat"] < errors["seasonal"] else "seasonal"
+
+    def expected(self, growth: float) -> tuple[float, float]:
+        """(net spend, buyers) the scored customers should total over the horizon."""
+        return self.flat() if self.method(growth) == "flat" else self.seasonal(growth)
+
+    def describe(self, growth: float) -> str:
+        method = self.method(growth)
+        if method == "flat":
+            basis = f"labelled window after {self.reference:%Y-%m-%d} per customer"
+        else:
+            basis = (
+                f"labelled window after {self.reference:%Y-%m-%d}, season of the window after "
+                f"{self.cutoff - YEAR:%Y-%m-%d}"
+                + (", growth over its year before" if self.year_before is not None else "")
+            )
+        if not self.checks:
+            return basis
+        errors = self.errors(growth)
         return (
-            f"labelled window after {self.reference:%Y-%m-%d}, season of the window after "
-            f"{self.cutoff - YEAR:%Y-%m-%d}"
-            + (", growth over its year before" if self.year_before is not None else "")
+            f"{basis}; {method} predicted {len(self.checks)} earlier windows better "
+            f"(|log error| seasonal {errors['seasonal']:.2f}, flat {errors['flat']:.2f})"
         )
+
+
+Method = Literal["seasonal", "flat"]
+METHODS: tuple[Method, ...] = ("seasonal", "flat")
+
+
+@dataclass(frozen=True)
+class LevelCheck:
+    """An earlier labelled window as predicted from the labelled window one horizon before it
+    (`estimate`, scoring that window's customers), and what its customers really did."""
+
+    estimate: LevelTarget
+    actual: tuple[float, float]  # net spend, buyers
+
+    def error(self, method: Method, growth: float) -> float:
+        predicted = self.estimate.flat() if method == "flat" else self.estimate.seasonal(growth)
+        return sum(
+            abs(float(np.log(a / p))) for a, p in zip(self.actual, predicted, strict=True)
+            if a > 0 and p > 0
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -210,7 +265,15 @@ def build_time_split(
     ).drop_duplicates("customer_id")
     horizon = snapshots.horizon_days
     if plan.evaluation == OUT_OF_TIME:
-        evaluation = seasonal_level(transactions, parts["valid"], plan.test, horizon)
+        evaluation = seasonal_level(
+            transactions,
+            parts["valid"],
+            plan.test,
+            horizon,
+            len(parts["test"]),
+            pd.concat([parts["train"], parts["valid"]]),
+        )
+        labelled = pd.concat([parts["train"], parts["valid"], parts["test"]])
     else:  # the test customers' window is the validation customers': scale by head count
         valid, share = parts["valid"], len(parts["test"]) / len(parts["valid"])
         evaluation = LevelTarget(
@@ -221,9 +284,10 @@ def build_time_split(
             (1.0, 1.0),
             (1.0, 1.0),
         )
+        labelled = None  # overlapping windows of customers split apart: nothing to check
     levels = {
         "evaluation": evaluation,
-        "refit": seasonal_level(transactions, newest, last, horizon),
+        "refit": seasonal_level(transactions, newest, last, horizon, len(latest), labelled),
     }
     return TimeSplit(plan, horizon, **parts, rfm_cuts=cuts, rest=rest, latest=latest, levels=levels)
 
@@ -237,11 +301,18 @@ def _shop_window(transactions: pd.DataFrame, start: pd.Timestamp, days: int) -> 
 
 
 def seasonal_level(
-    transactions: pd.DataFrame, labelled: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int
+    transactions: pd.DataFrame,
+    labelled: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    horizon_days: int,
+    scored: int = 0,
+    checked: pd.DataFrame | None = None,
 ) -> LevelTarget | None:
-    """The level of the horizon after `cutoff` from the labelled rows of one cutoff (every
-    customer known then) and the shop's windows (see `LevelTarget`); None when the history
-    does not reach one year before `cutoff`, or the horizon is longer than a year."""
+    """The level of the horizon after `cutoff` for `scored` customers from the labelled rows of
+    one cutoff (every customer known then) and the shop's windows (see `LevelTarget`); None when
+    the history does not reach one year before `cutoff`, or the horizon is longer than a year.
+    `checked`: labelled rows of earlier cutoffs, each window predicted from the one a horizon
+    before it (`level_checks`)."""
     reference = pd.Timestamp(labelled["cutoff"].iloc[0])
     first = transactions["timestamp"].min()
     if horizon_days > YEAR.days or cutoff - YEAR < first:
@@ -260,4 +331,28 @@ def seasonal_level(
         shop,
         _shop_window(transactions, cutoff - YEAR, horizon_days),
         year_before,
+        customers=len(labelled),
+        scored=scored,
+        checks=() if checked is None else level_checks(transactions, checked, horizon_days),
     )
+
+
+def level_checks(
+    transactions: pd.DataFrame, labelled: pd.DataFrame, horizon_days: int
+) -> tuple[LevelCheck, ...]:
+    """Every labelled window that the newest one whose labels end by its cutoff, a year of
+    history and the season can predict: estimate and actual (see `LevelTarget.method`)."""
+    by_cutoff = dict(tuple(labelled.groupby("cutoff", sort=True)))
+    horizon = pd.Timedelta(days=horizon_days)
+    checks = []
+    for cutoff, rows in by_cutoff.items():
+        earlier = [c for c in by_cutoff if c + horizon <= cutoff]
+        if not earlier:
+            continue
+        estimate = seasonal_level(
+            transactions, by_cutoff[max(earlier)], pd.Timestamp(cutoff), horizon_days, len(rows)
+        )
+        if estimate is not None:
+            actual = (float(rows["future_value"].sum()), float((1 - rows["churned"]).sum()))
+            checks.append(LevelCheck(estimate, actual))
+    return tuple(checks)

@@ -232,7 +232,7 @@ def train_models(
         if target is not None:
             progress(
                 f"level of the test window: value x {bundle.ltv_scale:.3f}, churn rate "
-                f"{bundle.level['churn_rate']:.3f} ({target.describe()})"
+                f"{bundle.level['churn_rate']:.3f} ({target.describe(config.level.growth)})"
             )
     return TrainedModels(churn, ltv, bundle, fit_baselines(split, config))
 
@@ -260,7 +260,8 @@ def set_level(
         calibration = Calibration("sigmoid", coef=calibration.coef, intercept=float(shift))
     level = {
         "cutoff": f"{target.cutoff:%Y-%m-%d %H:%M}",
-        "basis": target.describe(),
+        "method": target.method(growth),
+        "basis": target.describe(growth),
         "customers": len(rows),
         "expected_value": value,
         "ltv_scale": scale,
