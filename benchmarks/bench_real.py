@@ -22,6 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from crm_ltv.features.arrays import TransactionArrays, as_cutoff
@@ -41,6 +42,7 @@ DATA = Path(__file__).resolve().parent / "data"
 ORIGINS = (("2011-03-12", 90), ("2011-06-10", 90), ("2011-09-10", 90), ("2010-12-09", 182))
 COMPARED = ("roc_auc", "pr_auc", "normalized_gini", "top10_value_share")
 MODELS = ("lightgbm", "bgnbd", "rfm")
+RESAMPLES, SEED = 200, 7  # bootstrap of each margin over customers
 
 
 def _say(message: str) -> None:
@@ -99,7 +101,26 @@ def _backtest(
         metrics = evaluate(frame, actual)
         out[name] = {**metrics["churn"], **metrics["ltv"]}
     out["registry"] = {k: r.decision.reason for k, r in result.registered.items()}
+    out["margin_sd"] = _margin_sd(predicted["lightgbm"], predicted["bgnbd"], actual)
     return out
+
+
+def _margin_sd(ours: pd.DataFrame, theirs: pd.DataFrame, actual: pd.DataFrame) -> dict[str, float]:
+    """Bootstrap standard deviation of LightGBM's margin over BG/NBD on each compared metric
+    (customers resampled with replacement, both models on the same resample): how far a margin
+    must be from 0 to say more than which customers happened to be scored."""
+    rng = np.random.default_rng(SEED)
+    margins = []
+    for _ in range(RESAMPLES):
+        rows = rng.integers(0, len(actual), len(actual))
+        sample = actual.iloc[rows]
+        got = [evaluate(frame.iloc[rows], sample) for frame in (ours, theirs)]
+        margins.append([_metric(got[0], m) - _metric(got[1], m) for m in COMPARED])
+    return {m: float(sd) for m, sd in zip(COMPARED, np.std(margins, axis=0), strict=True)}
+
+
+def _metric(metrics: dict[str, dict[str, float]], name: str) -> float:
+    return metrics["churn"][name] if name in metrics["churn"] else metrics["ltv"][name]
 
 
 def main() -> None:
@@ -116,7 +137,7 @@ def main() -> None:
     started = time.perf_counter()
     try:
         inputs = _load(scratch)
-        ahead, compared = 0, 0
+        ahead, compared, clear, behind = 0, 0, 0, 0
         header = (
             f"{'origin':10s} {'h':>4s} {'model':9s} {'AUC':>7s} {'PR AUC':>7s} {'Gini':>7s} "
             f"{'Spearman':>8s} {'top10%':>7s} {'pred/act':>8s}"
@@ -138,11 +159,21 @@ def main() -> None:
                     f"{m['top10_value_share']:7.4f} {m['total_predicted_over_actual']:8.3f}",
                     flush=True,
                 )
+            margins = []
             for metric in COMPARED:
                 compared += 1
-                ahead += got["lightgbm"][metric] > got["bgnbd"][metric]
+                margin = got["lightgbm"][metric] - got["bgnbd"][metric]
+                ahead += margin > 0
+                clear += margin > 2 * got["margin_sd"][metric]
+                behind += margin < -2 * got["margin_sd"][metric]
+                margins.append(f"{metric} {margin:+.4f} ({got['margin_sd'][metric]:.4f})")
+            print(f"{origin_text:10s} {horizon:4d} margin over bgnbd (bootstrap SD): "
+                  + ", ".join(margins), flush=True)  # fmt: skip
             for kind, reason in got["registry"].items():
                 _say(f"  {origin_text} {kind} gate: {reason}")
+        print(
+            f"margins beyond 2 bootstrap SD: {clear}/{compared} ahead, {behind}/{compared} behind"
+        )
         print(f"bench-real: ahead of BG/NBD on {ahead}/{compared} "
               f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
     finally:
