@@ -10,6 +10,8 @@ TRIALS ?=
 PORT_UI ?= 5000
 MLFLOW_HOME ?= $(CURDIR)
 PORT ?= 3000
+# The service's decision log, as configs/serving.yaml names it (relative to the home)
+DECISIONS ?= $(shell sed -n 's/^decision_log: *\([^ #]*\).*/\1/p' configs/serving.yaml)
 .PHONY: help setup data features train tune experiments mlflow-ui serve bento test lint format bench-features bench-serve bench-overload bench-models bench-real runtime-lock clean
 
 help: ## list the targets
@@ -36,11 +38,16 @@ train: $(SAMPLE) ## train, evaluate and register the churn and LTV models (MLflo
 tune: $(SAMPLE) ## Optuna tuning of both models (TRIALS=N per model); the next `make train` uses it
 	$(BIN)/crm-ltv tune $(if $(TRIALS),--trials $(TRIALS))
 
-experiments: $(SAMPLE) ## A/B analysis of the sample's campaigns, a test plan, cohorts and LTV:CAC (MLflow)
+experiments: $(SAMPLE) ## A/B analysis of the sample's campaigns, a test plan, cohorts and LTV:CAC, uplift models, outcomes of the service's decisions, policy evaluation (MLflow; after make train)
 	$(BIN)/crm-ltv ab
 	$(BIN)/crm-ltv ab --by lifecycle_stage
 	$(BIN)/crm-ltv plan-ab --baseline-rate 0.09 --lift 0.2
 	$(BIN)/crm-ltv cohorts
+	$(BIN)/crm-ltv uplift --pool-controls
+	@if [ -s "$(DECISIONS)" ]; then \
+	  $(BIN)/crm-ltv outcomes --decisions $(DECISIONS) && $(BIN)/crm-ltv policy-eval --decisions $(DECISIONS); \
+	else echo "no $(DECISIONS) yet (make serve writes it): policy evaluation on a history simulated on the sample"; fi
+	$(BIN)/crm-ltv policy-eval
 
 mlflow-ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 (PORT_UI=); prints the links to each runs table
 	$(BIN)/crm-ltv --home $(MLFLOW_HOME) mlflow-ui --port $(PORT_UI)

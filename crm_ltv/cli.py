@@ -20,11 +20,14 @@ import typer
 if TYPE_CHECKING:
     import pandas as pd
 
-    from crm_ltv.experiments.config import ExperimentsConfig
+    from crm_ltv.experiments.config import ExperimentsConfig, PolicyEvalConfig
+    from crm_ltv.experiments.policy_eval_job import History
     from crm_ltv.features.config import DataConfig, FeatureConfig
     from crm_ltv.features.inputs import Inputs
     from crm_ltv.features.paths import Paths
+    from crm_ltv.serving.config import NbaConfig
     from crm_ltv.training.config import TrainConfig
+    from crm_ltv.training.uplift import UpliftBundle
 
 app = typer.Typer(
     help="crm-ltv: churn, future value and next-best-action from transaction history.",
@@ -428,7 +431,11 @@ def score(
 @_user_errors
 def promote(
     model: Annotated[
-        str, typer.Option(help="Registered model: churn or ltv (configs/train.yaml).")
+        str,
+        typer.Option(
+            help="Registered model: churn or ltv (configs/train.yaml), or uplift "
+            "(configs/experiments.yaml)."
+        ),
     ],
     version: Annotated[
         str | None, typer.Option(help="Version to make champion (default: the newest).")
@@ -441,13 +448,15 @@ def promote(
 
     paths = _paths()
     config = _train_config(paths)
-    names = set(model_names(config.registry).values())
-    if model not in names:
-        raise ConfigError(f"--model {model!r}: expected one of {', '.join(sorted(names))}")
+    uplift = _experiments_config(paths).uplift
+    aliases = {name: config.registry.alias for name in model_names(config.registry).values()}
+    aliases[uplift.model_name] = uplift.alias
+    if model not in aliases:
+        raise ConfigError(f"--model {model!r}: expected one of {', '.join(sorted(aliases))}")
     setup_tracking(paths, config.registry.experiment)
-    previous, chosen = promote_by_hand(model, version, config.registry.alias)
+    previous, chosen = promote_by_hand(model, version, aliases[model])
     before = f"v{previous}" if previous else "none"
-    typer.echo(f"{model}: {config.registry.alias} {before} -> v{chosen}")
+    typer.echo(f"{model}: {aliases[model]} {before} -> v{chosen}")
 
 
 @app.command()
@@ -563,7 +572,52 @@ def _sync_store(progress: Progress) -> Paths:
                 },
             )
         progress(f"{kind}: copied {names[kind]} v{found.version} into the store as {created.tag}")
+    _sync_uplift(paths, uri, progress)
     return paths
+
+
+def _sync_uplift(paths: Paths, uri: str, progress: Progress) -> None:
+    """The uplift champion into the store like churn/LTV; without one a placeholder version
+    (serving.store.retire_uplift), so the service decides with the priors of configs/nba.yaml
+    and says so."""
+    import tempfile
+
+    from crm_ltv.serving.store import (
+        describe,
+        is_uplift_stored,
+        retire_uplift,
+        store_uplift,
+        stored_uplift,
+    )
+    from crm_ltv.training.registry import load_uplift_champion
+
+    config = _experiments_config(paths).uplift
+    champion = load_uplift_champion(config.model_name, config.alias)
+    if champion is None:
+        none = f"no {config.model_name!r} {config.alias} in the registry at {uri}"
+        stored = stored_uplift()
+        retired = retire_uplift(f"{none}: next-best-action uses the priors")
+        progress(
+            f"uplift: {none} (`crm-ltv uplift` trains one); "
+            + (f"the store's {describe(stored)} retired; " if retired and stored else "")
+            + "next-best-action uses the priors of configs/nba.yaml"
+        )
+        return
+    found, bundle = champion
+    if is_uplift_stored(str(found.version), uri):
+        progress(f"uplift: {describe(stored_uplift())} is the champion, already in the store")
+        return
+    with tempfile.TemporaryDirectory(prefix="crm-ltv-uplift-") as tmp:
+        created = store_uplift(
+            bundle.save(Path(tmp) / "uplift"),
+            {
+                "registry_name": config.model_name,
+                "registry_version": str(found.version),
+                "tracking_uri": uri,
+                "run_id": found.run_id,
+            },
+        )
+    progress(f"uplift: copied {config.model_name} v{found.version} into the store as {created.tag}")
 
 
 def _bentoml(*args: str) -> list[str]:
@@ -660,6 +714,15 @@ def ab(
     transactions: TransactionsOpt = None,
     customers: CustomersOpt = None,
     max_reject_share: RejectShareOpt = None,
+    expected_treatment_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            max=0.99,
+            help="The split the sends were drawn with, for the sample-ratio check (default: "
+            "experiments.yaml ab; `crm-ltv outcomes` prints the one of the service's log).",
+        ),
+    ] = None,
 ) -> None:
     """A/B analysis of campaigns per action (and segment): lift, p-value, revenue, SRM, MDE."""
     from crm_ltv.experiments.segments import SEGMENTS
@@ -693,7 +756,12 @@ def ab(
     from crm_ltv.experiments.text import format_ab
     from crm_ltv.training.tracking import tracking_uri
 
-    result = run_ab(loaded.frame, loaded.report.source, paths, config.ab, by, segments)
+    ab_config = config.ab
+    if expected_treatment_share is not None:
+        ab_config = ab_config.model_copy(
+            update={"expected_treatment_share": expected_treatment_share}
+        )
+    result = run_ab(loaded.frame, loaded.report.source, paths, ab_config, by, segments)
     typer.echo(format_ab(result.by_action, ["action"]))
     if result.by_segment is not None:
         typer.echo(f"\nby action and {by} at send time")
@@ -803,6 +871,270 @@ def cohorts(
     else:
         typer.echo("\nno customers table with acquisition_channel and acquisition_cost: no LTV:CAC")
     typer.echo(f"MLflow run {result.run_id} in experiment {config.experiment!r}")
+
+
+@app.command()
+@_user_errors
+def uplift(
+    campaigns: CampaignsOpt = None,
+    transactions: TransactionsOpt = None,
+    customers: CustomersOpt = None,
+    max_reject_share: RejectShareOpt = None,
+    pool_controls: Annotated[
+        bool | None,
+        typer.Option(
+            "--pool-controls/--own-controls",
+            help="Every control contact as each action's comparison group (only when each "
+            "send's action was drawn at random against one control, as in the sample), or "
+            "each action's own controls; default uplift.pool_controls (configs/experiments.yaml)",
+        ),
+    ] = None,
+) -> None:
+    """Uplift models per action (X-learner, LightGBM) from the campaigns: Qini/AUUC, registry."""
+    paths = _paths()
+    config = _experiments_config(paths).uplift
+    if pool_controls is not None:
+        config = config.model_copy(update={"pool_controls": pool_controls})
+    progress = Progress()
+    data_config = _data_config(paths, None, None, None, max_reject_share)
+    from crm_ltv.features.inputs import load_campaign_input
+
+    loaded = load_campaign_input(data_config, paths, campaigns, progress)
+    inputs = _read_inputs(
+        paths, progress, transactions, customers, None, None, None, max_reject_share
+    )
+    truth = None
+    truth_file = paths.sample_dir / "truth_campaigns.parquet"
+    if loaded.report.source == paths.sample_table("campaigns") and truth_file.exists():
+        import pandas as pd
+
+        progress(f"the sample's true effects: {truth_file}")
+        truth = pd.read_parquet(truth_file)
+    progress("loading the training libraries (LightGBM, MLflow)")
+    from crm_ltv.experiments.uplift import format_uplift
+    from crm_ltv.experiments.uplift_job import run_uplift
+    from crm_ltv.training.tracking import input_datasets, tracking_uri
+
+    result = run_uplift(
+        loaded.frame, loaded.report.source, inputs.transactions.frame, inputs.customers_frame,
+        paths, _feature_config(paths), config, truth, progress, input_datasets(inputs),
+    )  # fmt: skip
+    typer.echo(format_uplift(result.table))
+    verdict = f"now {config.alias}" if result.promoted else "not promoted"
+    typer.echo(f"{config.model_name} v{result.version} {verdict}: {result.reason}")
+    uri = tracking_uri(paths)
+    typer.echo(f"MLflow run {result.run_id} in experiment {config.experiment!r} at {uri}")
+
+
+DecisionsOpt = Annotated[
+    Path | None,
+    typer.Option(help="The service's decision log (default: configs/serving.yaml decision_log)."),
+]
+WindowOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="Response window in days (default: experiments.yaml outcomes)."),
+]
+
+
+@app.command()
+@_user_errors
+def outcomes(
+    decisions: DecisionsOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Campaigns file to write (default: experiments.yaml outcomes)."),
+    ] = None,
+    transactions: TransactionsOpt = None,
+    window_days: WindowOpt = None,
+    max_reject_share: RejectShareOpt = None,
+) -> None:
+    """The service's decisions joined with later transactions, as a campaigns file."""
+    from crm_ltv.experiments.outcomes import decision_outcomes, read_decisions, summary
+    from crm_ltv.features.config import load_config
+    from crm_ltv.serving.config import ServingConfig
+
+    paths = _paths()
+    config = _experiments_config(paths).outcomes
+    progress = Progress()
+    serving = load_config(ServingConfig, paths.config_file("serving"))
+    log = decisions or paths.root / serving.decision_log
+    progress(f"reading decisions from {log}")
+    frame = read_decisions(log)
+    inputs = _read_inputs(paths, progress, transactions, None, None, None, None, max_reject_share)
+    window = window_days or config.response_window_days
+    result = decision_outcomes(frame, inputs.transactions.frame, window)
+    target = out or paths.root / config.campaigns_file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result.campaigns.to_csv(target, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+    pending = None
+    if len(result.pending):
+        pending = target.with_name(f"{target.stem}_pending.csv")
+        result.pending.to_csv(pending, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+    typer.echo(summary(result, target, pending, window))
+    if len(result.campaigns):
+        share = result.expected_treatment_share
+        split = f" --expected-treatment-share {share:.4f}" if share is not None else ""
+        typer.echo(
+            f"next: crm-ltv ab --campaigns {target}{split}; crm-ltv uplift --campaigns {target}"
+        )
+
+
+@app.command("policy-eval")
+@_user_errors
+def policy_eval(
+    decisions: Annotated[
+        Path | None,
+        typer.Option(
+            help="A decision log of the service to evaluate on (default: a history simulated "
+            "on the sample, with each policy's true value)."
+        ),
+    ] = None,
+    transactions: TransactionsOpt = None,
+    customers: CustomersOpt = None,
+    window_days: WindowOpt = None,
+    max_reject_share: RejectShareOpt = None,
+) -> None:
+    """Off-policy values (IPW, doubly robust) of the uplift, priors, one-action, churn-risk,
+    random and no-contact policies, with bootstrap intervals (and true values on the sample)."""
+    import functools
+
+    from crm_ltv.features.config import load_config
+    from crm_ltv.serving.config import NbaConfig
+    from crm_ltv.serving.policies import arm_costs, arms_of, rival_policies
+
+    paths = _paths()
+    experiments = _experiments_config(paths)
+    config = experiments.policy_eval
+    window = window_days or experiments.outcomes.response_window_days
+    nba = load_config(NbaConfig, paths.config_file("nba"))
+    progress = Progress()
+    inputs = _read_inputs(
+        paths, progress, transactions, customers, None, None, None, max_reject_share
+    )
+    tx = inputs.transactions.frame
+    if decisions is None:
+        _check_simulation_input(paths, inputs)
+    progress("loading the training libraries (LightGBM, MLflow)")
+    from crm_ltv.experiments import policy_eval_job as job
+    from crm_ltv.training.tracking import input_datasets, setup_tracking, tracking_uri
+
+    setup_tracking(paths, config.experiment)
+    uplift = _uplift_champion(experiments, progress)
+    arms, costs = arms_of(nba), arm_costs(nba)
+    params: dict[str, object] = {"response_window_days": window}
+    if decisions is None:
+        history, effects = _simulated_history(paths, inputs, nba, config, window, uplift, progress)
+        params |= job.simulation_params(config.simulation)
+    else:
+        from crm_ltv.experiments.outcomes import read_decisions
+
+        progress(f"reading decisions from {decisions}")
+        history = job.logged_history(read_decisions(decisions), tx, arms, costs, window, decisions)
+        effects = _uplift_effects(uplift, history.contexts, inputs, paths, progress)
+    progress(f"{history.source}; policies decided with serving.nba, estimating")
+    rivals = functools.partial(
+        rival_policies, nba=nba, churn_share=config.churn_share, churn_action=config.churn_action
+    )
+    policies = rivals(history.contexts, effects=effects)
+    if uplift is None:
+        progress("no uplift champion (`crm-ltv uplift`): the uplift policy is skipped")
+    result = job.run_policy_eval(history, policies, paths, config, input_datasets(inputs), params)
+    typer.echo(job.format_policy_table(result.table))
+    for name, note in result.notes.items():
+        typer.echo(f"  {name}: {note}")
+    caveat = job.support_note(result.table)
+    if caveat:
+        typer.echo(caveat)
+    uri = tracking_uri(paths)
+    typer.echo(f"MLflow run {result.run_id} in experiment {config.experiment!r} at {uri}")
+
+
+def _uplift_champion(experiments: ExperimentsConfig, progress: Progress) -> UpliftBundle | None:
+    """The registered uplift champion's bundle, or None."""
+    from crm_ltv.training.registry import load_uplift_champion
+
+    config = experiments.uplift
+    champion = load_uplift_champion(config.model_name, config.alias)
+    if champion is None:
+        return None
+    found, bundle = champion
+    progress(f"uplift: {config.model_name} v{found.version} ({config.alias})")
+    return bundle
+
+
+def _uplift_effects(
+    uplift: UpliftBundle | None,
+    contexts: pd.DataFrame,
+    inputs: Inputs,
+    paths: Paths,
+    progress: Progress,
+) -> dict | None:
+    """Each action's predicted purchase effect for each decision, from features at its as_of."""
+    if uplift is None:
+        return None
+    from crm_ltv.experiments.segments import features_at_send
+
+    progress("uplift effects from the features at each decision's as_of")
+    sends = contexts[["customer_id"]].assign(sent_at=contexts["as_of"])
+    table = features_at_send(sends, inputs.transactions.frame, _feature_config(paths),
+                             inputs.customers_frame)  # fmt: skip
+    return uplift.effects(uplift.encode(table))
+
+
+def _check_simulation_input(paths: Paths, inputs: Inputs) -> None:
+    """Without --decisions the history is simulated on the built-in sample only: say so before
+    any tracking or registry work."""
+    from crm_ltv.features.contract import DataError
+
+    if Path(inputs.transactions.report.source) != paths.sample_table("transactions"):
+        raise DataError(
+            "policy-eval without --decisions simulates decisions on the built-in sample (its "
+            "generator knows the true effects); for your own data give --decisions LOG"
+        )
+    if not paths.truth_customers.exists():
+        raise DataError(f"{paths.truth_customers}: no sample ground truth (`crm-ltv data`)")
+
+
+def _simulated_history(
+    paths: Paths,
+    inputs: Inputs,
+    nba: NbaConfig,
+    config: PolicyEvalConfig,
+    window: int,
+    uplift: UpliftBundle | None,
+    progress: Progress,
+) -> tuple[History, dict | None]:
+    """A history simulated on the sample at the last cutoff whose window is in the data."""
+    import numpy as np
+    import pandas as pd
+
+    from crm_ltv.experiments.policy_eval_job import simulated_history
+    from crm_ltv.features.builders import build_features
+    from crm_ltv.features.config import SampleConfig, load_config
+    from crm_ltv.serving.policies import arm_costs, arms_of, logging_probabilities
+    from crm_ltv.training.registry import load_champions
+    from crm_ltv.training.scoring import score_customers
+
+    tx = inputs.transactions.frame
+    cutoff = (tx["timestamp"].max() - pd.Timedelta(days=window)).floor("D")
+    champions = load_champions(_train_config(paths).registry, progress)
+    progress(f"scoring the sample's customers at {cutoff:%Y-%m-%d}")
+    table = build_features(
+        tx, cutoff, _feature_config(paths), inputs.customers_frame, champions.rfm_cuts
+    )
+    sim = config.simulation
+    if len(table) > sim.customers:
+        rng = np.random.default_rng(sim.seed)
+        table = table.iloc[np.sort(rng.choice(len(table), sim.customers, replace=False))]
+    contexts = score_customers(table, champions).assign(as_of=cutoff)
+    effects = uplift.effects(uplift.encode(table)) if uplift is not None else None
+    logging = logging_probabilities(contexts, nba, sim.holdout_share, sim.exploration)
+    history = simulated_history(
+        contexts, tx, pd.read_parquet(paths.truth_customers),
+        load_config(SampleConfig, paths.config_file("sample")),
+        arms_of(nba), arm_costs(nba), logging, window, sim.seed,
+    )  # fmt: skip
+    return history, effects
 
 
 def main() -> None:  # pragma: no cover - the `crm-ltv` entry point

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Frozen(BaseModel):
@@ -45,6 +45,80 @@ class CohortConfig(_Frozen):
     gross_margin: float = Field(1.0, gt=0, le=1)
 
 
+class UpliftConfig(_Frozen):
+    """Uplift models per action from the randomized campaigns (README: "Uplift models")."""
+
+    experiment: str = "crm-ltv-uplift"  # MLflow experiment of `crm-ltv uplift`
+    model_name: str = "uplift"  # registered model: one bundle with every action
+    alias: str = "champion"
+    # Held-out customers (by a stable hash of the id; a customer is never on both sides).
+    holdout_share: float = Field(0.3, gt=0, lt=1)
+    # Days after a send over which the campaigns' converted/revenue count (sample.yaml: 30): the
+    # horizon of the value effect, recorded in the bundle.
+    response_window_days: int = Field(30, ge=1)
+    seed: int = 42
+    n_jobs: int = Field(2, ge=1)
+    n_estimators: int = Field(100, ge=1)
+    params: dict[str, float | int | str] = Field(default_factory=dict)  # LightGBM, per learner
+    # Every control contact as each action's comparison group: right only when each send drew
+    # its action at random against one shared control (the sample's campaigns); a shop's own
+    # campaigns are usually targeted per action, so by default each action has its own controls.
+    # `crm-ltv uplift --pool-controls` (make experiments, on the sample) sets it per run.
+    pool_controls: bool = False
+    # Built at send time but not learnt from: RFM scores and segments are quintiles of the
+    # population at each send, while the service scores against the churn champion's cut points.
+    exclude_features: tuple[str, ...] = ("r_score", "f_score", "m_score", "rfm_segment")
+    min_contacts: int = Field(100, ge=1)  # an action with fewer treated contacts gets no model
+    # The gate: the mean over actions of this held-out metric must beat a random ranking (0)
+    # and the current champion's on the same held-out contacts.
+    compare: Literal["qini_coefficient", "auuc_margin"] = "qini_coefficient"
+    curve_points: int = Field(50, ge=5)  # points of the Qini and uplift curves in plots/tables
+
+
+class OutcomesConfig(_Frozen):
+    """The service's decisions joined with later transactions (`crm-ltv outcomes`)."""
+
+    response_window_days: int = Field(30, ge=1)  # converted/revenue count this long after as_of
+    campaigns_file: str = "data/outcomes/campaigns.csv"  # written, relative to the home
+
+
+class SimulationConfig(_Frozen):
+    """A decision history simulated on the sample, when no decision log is given: the service's
+    randomization around the priors policy, responses drawn as the generator draws them."""
+
+    customers: int = Field(20_000, ge=10)  # scored customers drawn (all when fewer)
+    holdout_share: float = Field(0.1, ge=0, lt=1)
+    exploration: float = Field(0.5, gt=0, le=1)  # over every arm: each rival needs support
+    seed: int = 7
+
+
+class PolicyEvalConfig(_Frozen):
+    """Off-policy evaluation of rival policies (`crm-ltv policy-eval`)."""
+
+    experiment: str = "crm-ltv-policy-evaluation"  # MLflow experiment
+    bootstrap: int = Field(500, ge=50)  # resamples of the customers for the intervals
+    alpha: float = Field(0.05, gt=0, lt=1)  # two-sided: 95% intervals
+    seed: int = 42
+    folds: int = Field(5, ge=2)  # DR's outcome model is cross-fitted over folds of customers
+    churn_share: float = Field(0.2, gt=0, le=1)  # the churn-risk policy contacts this share
+    churn_action: str = "win_back"  # ... with this action
+    simulation: SimulationConfig = SimulationConfig()
+
+
 class ExperimentsConfig(_Frozen):
     ab: AbConfig = AbConfig()
     cohorts: CohortConfig = CohortConfig()
+    outcomes: OutcomesConfig = OutcomesConfig()
+    policy_eval: PolicyEvalConfig = PolicyEvalConfig()
+    uplift: UpliftConfig = UpliftConfig()
+
+    @model_validator(mode="after")
+    def _one_response_window(self) -> ExperimentsConfig:
+        """Uplift learns from the campaigns `crm-ltv outcomes` writes: one window for both."""
+        if self.uplift.response_window_days != self.outcomes.response_window_days:
+            raise ValueError(
+                f"uplift.response_window_days ({self.uplift.response_window_days}) and "
+                f"outcomes.response_window_days ({self.outcomes.response_window_days}) must "
+                "agree: the uplift models learn from the campaigns outcomes writes"
+            )
+        return self

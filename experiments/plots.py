@@ -84,3 +84,31 @@ def transition_heatmap(counts: pd.DataFrame, start: str, end: str) -> Figure:
     )
     fig.tight_layout()
     return fig
+
+
+def policy_value_plot(table: pd.DataFrame) -> Figure:
+    """Each policy's estimated value per customer, IPW and DR with their intervals, and the
+    true value where the history was simulated; the figures in the legend."""
+    y = np.arange(len(table))[::-1].astype(float)
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.55 * len(table)), dpi=100)
+    for offset, estimator, colour in ((0.15, "dr", "tab:blue"), (-0.15, "ipw", "tab:orange")):
+        value = table[f"estimated_value_{estimator}"].to_numpy("float64")
+        low = table[f"ci_low_{estimator}"].to_numpy("float64")
+        high = table[f"ci_high_{estimator}"].to_numpy("float64")
+        figures = ", ".join(f"{p} {v:.2f}" for p, v in zip(table["policy"], value, strict=True))
+        ax.hlines(y + offset, low, high, colors=colour, lw=2)
+        ax.scatter(value, y + offset, c=colour, zorder=3, label=f"{estimator.upper()}: {figures}")
+    if "true_value" in table:
+        true = table["true_value"].to_numpy("float64")
+        figures = ", ".join(f"{p} {v:.2f}" for p, v in zip(table["policy"], true, strict=True))
+        ax.scatter(true, y, marker="x", c="k", s=60, zorder=4, label=f"true: {figures}")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(y, table["policy"].astype(str))
+    ax.set(
+        title="Policy value per customer: incremental revenue net of contact costs (95% interval)",
+        xlabel="value per customer",
+    )
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig

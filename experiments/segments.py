@@ -1,8 +1,9 @@
-"""Which segment each contacted customer was in when the campaign was sent.
+"""What each contacted customer looked like when the campaign was sent: features and segments.
 
-RFM segment and lifecycle stage come from the feature builders at the send time (history up to
-it, never after: a segment taken later would be partly the campaign's own effect); the
-acquisition channel comes from the customers table.
+Features come from the feature builders over the transactions strictly before the send time
+(never after: a feature taken later would be partly the campaign's own effect); the A/B
+analysis reads segments from them, uplift training the whole table. The acquisition channel
+comes from the customers table.
 """
 
 from __future__ import annotations
@@ -39,11 +40,34 @@ def segments_at_send(
             first[by].astype(str).to_numpy(), index=first["customer_id"].astype(str).to_numpy()
         )
         return pd.Series(channel.reindex(ids).fillna(UNKNOWN).to_numpy(), index=campaigns.index)
+    table = features_at_send(campaigns, transactions, config, customers)
+    return table[by].astype(object).where(table[by].notna(), NO_HISTORY).astype(str)
+
+
+def features_at_send(
+    campaigns: pd.DataFrame,
+    transactions: pd.DataFrame,
+    config: FeatureConfig,
+    customers: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The feature table of each campaign row (aligned with `campaigns`' index) built from the
+    transactions strictly before its `sent_at`; all missing for a customer with none."""
     arrays = TransactionArrays.from_frame(transactions)  # once for every send time
-    out = pd.Series(NO_HISTORY, index=campaigns.index, dtype=object)
+    parts = []
     for sent_at, rows in campaigns.groupby("sent_at", sort=True).groups.items():
-        table = features_at(arrays, pd.Timestamp(sent_at), config, customers)
-        values = table[by].astype(str)
-        values.index = values.index.astype(str)
-        out.loc[rows] = values.reindex(ids.loc[rows]).fillna(NO_HISTORY).to_numpy()
-    return out
+        # The builders keep rows up to the cutoff, in whole seconds: one second earlier keeps
+        # only what happened before the send.
+        cutoff = pd.Timestamp(sent_at).floor("s") - pd.Timedelta(seconds=1)
+        table = features_at(arrays, cutoff, config, customers)
+        table.index = table.index.astype(str)
+        ids = campaigns.loc[rows, "customer_id"].astype(str)
+        part = table.reindex(ids.to_numpy())
+        part.index = rows
+        parts.append(part)
+    if not parts:
+        return features_at(arrays, pd.Timestamp(0), config, customers).iloc[:0]
+    out = pd.concat(parts)
+    for name in out.columns:  # categories differ between send times: one vocabulary
+        if isinstance(out[name].dtype, pd.CategoricalDtype) or out[name].dtype == object:
+            out[name] = out[name].astype(object)
+    return out.loc[campaigns.index]

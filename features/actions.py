@@ -28,6 +28,9 @@ ACTIONS = MappingProxyType(
     }
 )
 ACTION_NAMES: tuple[str, ...] = tuple(ACTIONS)
+# The "do nothing" decision: not an action of the catalogue, but every policy's and every
+# decision log's way of saying no contact (the holdout's action, the control group).
+NO_ACTION = "no_action"
 
 
 def unknown_actions(names: Iterable[object]) -> list[str]:

@@ -81,6 +81,9 @@ CAMPAIGNS = TableSchema(
         Column("group", "group", required=True),
         Column("converted", "flag"),
         Column("revenue", "number"),
+        # Written by `crm-ltv outcomes`: the action the service's policy chose (not a random
+        # draw), so uplift training compares each action with its own controls only.
+        Column("policy_action", "label"),
     ),
 )
 

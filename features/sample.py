@@ -107,11 +107,35 @@ class _OrderKeys:
         n_prior = position - self.first[customer]
         last = self.values[np.maximum(position - 1, 0)] - offset
         first = self.values[self.first[customer]] - offset
-        kind = np.full(len(customer), CUSTOMER_TYPES.index("regular"))
-        kind[n_prior >= LOYAL_ORDERS] = CUSTOMER_TYPES.index("loyal")
-        kind[(n_prior == 1) & (at - first <= NEW_DAYS)] = CUSTOMER_TYPES.index("new")
-        kind[(n_prior >= 1) & (at - last > LAPSING_DAYS)] = CUSTOMER_TYPES.index("lapsing")
-        return kind
+        return type_codes(n_prior, at - first, at - last)
+
+
+def type_codes(n_prior: np.ndarray, since_first: np.ndarray, since_last: np.ndarray) -> np.ndarray:
+    """The customer type (CUSTOMER_TYPES codes) by orders before a day and days since the first
+    and the last of them: the rules the campaigns' true effects depend on."""
+    kind = np.full(len(n_prior), CUSTOMER_TYPES.index("regular"))
+    kind[n_prior >= LOYAL_ORDERS] = CUSTOMER_TYPES.index("loyal")
+    kind[(n_prior == 1) & (since_first <= NEW_DAYS)] = CUSTOMER_TYPES.index("new")
+    kind[(n_prior >= 1) & (since_last > LAPSING_DAYS)] = CUSTOMER_TYPES.index("lapsing")
+    return kind
+
+
+def customer_types_at(transactions: pd.DataFrame, at: pd.Timestamp) -> pd.Series:
+    """Each customer's type at `at` from their orders (distinct order_id of a sale, else
+    distinct purchase times) strictly before it, by the generator's rules (type_codes)."""
+    sales = transactions.loc[(transactions["timestamp"] < at) & (transactions["amount"] > 0)]
+    key = "order_id" if "order_id" in sales else "timestamp"
+    orders = sales.groupby([sales["customer_id"].astype(str), sales[key]], observed=True)[
+        "timestamp"
+    ].min()
+    per = orders.groupby(level=0).agg(["size", "min", "max"])
+    day = pd.Timedelta(days=1)
+    codes = type_codes(
+        per["size"].to_numpy(),
+        ((at - per["min"]) / day).to_numpy(),
+        ((at - per["max"]) / day).to_numpy(),
+    )
+    return pd.Series(pd.Categorical.from_codes(codes, CUSTOMER_TYPES), index=per.index)
 
 
 def generate_sample(config: SampleConfig) -> SampleData:

@@ -3,22 +3,37 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from crm_ltv.features.actions import check_actions
+from crm_ltv.features.actions import NO_ACTION, check_actions
 from crm_ltv.features.config import LIFECYCLE_STAGES
 from crm_ltv.features.rfm import RFM_SEGMENTS
 from crm_ltv.training.attributions import Method
 
-NO_ACTION = "no_action"
 SERVICE_NAME = "crm-ltv"
 BENTOML_OVERRIDES_ENV = "BENTOML_CONFIG_OVERRIDES"
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HoldoutConfig(_Frozen):
+    """The randomized control group and exploration (serving.holdout; README: "Holdouts").
+
+    A customer is held out (gets no_action whatever the policy chose) when a hash of their id
+    and the period of as_of falls under `share`: stable within a period, fresh in the next.
+    Of the others, an `exploration` share gets a uniformly random eligible action, so that the
+    policy's rivals can be evaluated off-policy; every decision logs its true propensity."""
+
+    share: float = Field(0.1, ge=0, lt=1)
+    # ISO week or calendar month of as_of. Month by default: a held-out customer stays held out
+    # for most of a 30-day response window (with week, later weeks may contact them inside it).
+    period: Literal["week", "month"] = "month"
+    exploration: float = Field(0.05, ge=0, lt=1)
+    salt: str = Field("crm-ltv", min_length=1)  # change it to draw a new control group
 
 
 class ServingConfig(_Frozen):
@@ -34,6 +49,7 @@ class ServingConfig(_Frozen):
     # /score calls in flight per worker before more get 503 + Retry-After (serving.admission)
     max_in_flight: int = Field(4, ge=1)
     retry_after_seconds: int = Field(1, ge=1)  # the Retry-After of those 503s
+    holdout: HoldoutConfig = Field(default_factory=HoldoutConfig)
 
 
 def bentoml_settings(config: ServingConfig) -> dict[str, Any]:

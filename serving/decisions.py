@@ -1,12 +1,21 @@
-"""The decision log: one JSON line per decision, to join campaign outcomes to later."""
+"""The decision log: one JSON line per decision, what the next round learns from.
+
+Each line says what was sent (`action`), what the policy wanted (`policy_action`), whether the
+customer was held out or explored, the propensity of the action sent and the holdout share and
+exploration it was drawn with, the eligible actions and their expected values, and what joining
+outcomes needs: as_of, request id, model versions.
+`crm-ltv outcomes` turns these lines and later transactions into a campaigns table.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from pydantic_core import to_json
 
+from crm_ltv.serving.holdout import Assignment
 from crm_ltv.serving.schemas import CustomerScore
 
 
@@ -15,26 +24,50 @@ class DecisionLog:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
 
-    def append(self, answers: list[CustomerScore], request_id: str, decided_at: datetime) -> None:
-        """One write per request in append mode, so lines of concurrent workers never mix."""
+    def append(
+        self,
+        answers: list[CustomerScore],
+        request_id: str,
+        decided_at: datetime,
+        assignments: Sequence[Assignment] | None = None,
+    ) -> None:
+        """One write per request in append mode, so lines of concurrent workers never mix.
+        Without assignments (no holdout applied) the policy's action was sent for sure."""
         lines = b"".join(
-            to_json(  # pydantic's encoder: five times json.dumps' speed, and NaN as null
-                {
-                    "request_id": request_id,
-                    "decided_at": decided_at.isoformat(),
-                    "customer_id": a.customer_id,
-                    "as_of": a.as_of.isoformat() if a.as_of else None,
-                    "cold_start": a.cold_start,
-                    "action": a.next_best_action.action,
-                    "expected_value": a.next_best_action.expected_value,
-                    "churn_probability": a.churn_probability,
-                    "predicted_value": a.predicted_value,
-                    "horizon_days": a.horizon_days,
-                    "model_versions": a.model_versions,
-                }
-            )
-            + b"\n"
-            for a in answers
+            to_json(_line(a, request_id, decided_at, assignments[i] if assignments else None))
+            + b"\n"  # pydantic's encoder: five times json.dumps' speed, and NaN as null
+            for i, a in enumerate(answers)
         )
         with self.path.open("ab") as out:
             out.write(lines)
+
+
+def _line(
+    a: CustomerScore, request_id: str, decided_at: datetime, assigned: Assignment | None
+) -> dict:
+    action = a.next_best_action.action
+    return {
+        "request_id": request_id,
+        "decided_at": decided_at.isoformat(),
+        "customer_id": a.customer_id,
+        "as_of": (a.as_of or decided_at).isoformat(),
+        "cold_start": a.cold_start,
+        "action": action,
+        "policy_action": assigned.policy_action if assigned else action,
+        "holdout": assigned.holdout if assigned else False,
+        "explored": assigned.explored if assigned else False,
+        "propensity": assigned.propensity if assigned else 1.0,
+        "period": assigned.period if assigned else None,
+        # the randomization the propensity came from (serving.yaml holdout: share, exploration)
+        "holdout_share": assigned.share if assigned else 0.0,
+        "exploration": assigned.exploration if assigned else 0.0,
+        "eligible_actions": list(assigned.eligible_actions) if assigned else None,
+        "expected_value": a.next_best_action.expected_value,
+        "prior_expected_values": assigned.prior_expected_values if assigned else None,
+        "churn_probability": a.churn_probability,
+        "predicted_value": a.predicted_value,
+        "rfm_segment": a.rfm_segment,
+        "lifecycle_stage": a.lifecycle_stage,
+        "horizon_days": a.horizon_days,
+        "model_versions": a.model_versions,
+    }

@@ -2,7 +2,8 @@
 
 The actions are the catalogue's (features.actions); configs/nba.yaml prices and targets them.
 Expected incremental value = effect x value_if_purchase - cost. The effect is the increase of
-the purchase probability an action brings (a prior per RFM segment in configs/nba.yaml), and
+the purchase probability an action brings: the uplift champion's prediction for this customer
+where it has a model of the action, else the prior per RFM segment of configs/nba.yaml; and
 value_if_purchase = predicted_value / P(purchase) is what a customer who buys brings in the
 horizon, so a valuable customer at risk (small predicted value, large value if won back) can
 still be worth a win-back offer.
@@ -13,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from crm_ltv.features.actions import ACTIONS
 from crm_ltv.serving.config import NO_ACTION, Action, NbaConfig
+
+EffectSource = Literal["uplift", "prior"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class Customer:
     lifecycle_stage: str | None = None
     favourite_category: str | None = None
     last_contacts: Mapping[str, datetime] = field(default_factory=dict)  # action -> last sent
+    # action -> predicted change of the purchase probability (uplift model); priors elsewhere
+    effects: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,16 @@ class Decision:
     expected_value: float | None
     reason: str
     category: str | None = None
+    effect_source: EffectSource | None = None  # of `weighed`
+    weighed: str | None = None  # the action priced: the chosen one, or the best when none pays
+
+
+def effect_of(name: str, action: Action, customer: Customer) -> tuple[float, EffectSource]:
+    """The uplift model's effect of `name` for this customer, else the configured prior."""
+    predicted = customer.effects.get(name)
+    if predicted is not None:
+        return predicted, "uplift"
+    return action.effect.of(customer.rfm_segment), "prior"
 
 
 def value_if_purchase(customer: Customer, config: NbaConfig) -> float:
@@ -82,22 +98,24 @@ def decide(customer: Customer, config: NbaConfig) -> Decision:
     if customer.churn_probability is None or customer.predicted_value is None:
         return _cold_start(customer, config)
     value = value_if_purchase(customer, config)
-    best: tuple[float, str, Action] | None = None
+    best: tuple[float, str, Action, float, EffectSource] | None = None
     for name, action in config.actions.items():
         if ineligibility(name, action, customer, config) is not None:
             continue
-        gain = action.effect.of(customer.rfm_segment) * value - action.cost
+        effect, source = effect_of(name, action, customer)
+        gain = effect * value - action.cost
         if best is None or gain > best[0]:
-            best = (gain, name, action)
+            best = (gain, name, action, effect, source)
     if best is None:
         return Decision(NO_ACTION, 0.0, "no action is eligible for this customer")
-    gain, name, action = best
-    effect = action.effect.of(customer.rfm_segment)
-    arithmetic = f"{effect:.0%} x {value:.2f} - {action.cost:.2f} = {gain:+.2f}"
+    gain, name, action, effect, source = best
+    shown = f"{effect:.0%}" if source == "prior" else f"{effect:.1%}"
+    arithmetic = f"{shown} x {value:.2f} - {action.cost:.2f} = {gain:+.2f} ({source} effect)"
     if gain <= 0:
-        return Decision(NO_ACTION, 0.0, f"nothing pays: best is {name} at {arithmetic}")
+        reason = f"nothing pays: best is {name} at {arithmetic}"
+        return Decision(NO_ACTION, 0.0, reason, None, source, name)
     category = customer.favourite_category if action.recommend_favourite_category else None
-    return Decision(name, gain, f"{ACTIONS[name]}: {arithmetic}", category)
+    return Decision(name, gain, f"{ACTIONS[name]}: {arithmetic}", category, source, name)
 
 
 def _cold_start(customer: Customer, config: NbaConfig) -> Decision:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any, NotRequired, Self
+from typing import Annotated, Any, Literal, NotRequired, Self
 
 from pydantic import (
     AfterValidator,
@@ -188,6 +188,20 @@ class NextBestAction(BaseModel):
     expected_value: float | None = Field(description="Expected incremental value net of cost.")
     reason: str
     category: str | None = Field(None, description="Category to recommend, where it applies.")
+    effect_source: Literal["uplift", "prior"] | None = Field(
+        None,
+        description="Where the chosen (or best unpaid) action's effect came from: the uplift "
+        "model, or the prior of configs/nba.yaml for an action it has no model of. None when "
+        "no action was weighed (cold start, nothing eligible).",
+    )
+    uplift_version: str | None = Field(
+        None, description="Registered version of the uplift model, when effect_source is uplift."
+    )
+    weighed_action: str | None = Field(
+        None,
+        description="The action effect_source describes: the chosen one, or the best one when "
+        "none pays (action no_action). None when no action was weighed.",
+    )
 
 
 class CustomerScore(BaseModel):
@@ -202,6 +216,19 @@ class CustomerScore(BaseModel):
     reasons: list[Reason]
     next_best_action: NextBestAction
     model_versions: dict[str, str]
+    holdout: bool = Field(
+        False,
+        description="In the randomized control group: no_action whatever the policy chose "
+        "(configs/serving.yaml holdout; README: Holdouts and propensities).",
+    )
+    explored: bool = Field(
+        False, description="The action was drawn at random among the candidates (exploration)."
+    )
+    propensity: float = Field(
+        1.0,
+        description="Probability of the action sent for this customer under the policy with "
+        "holdout and exploration: the weight of off-policy evaluation (`crm-ltv policy-eval`).",
+    )
 
 
 class ScoreResponse(BaseModel):

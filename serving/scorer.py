@@ -33,6 +33,7 @@ from crm_ltv.serving.schemas import (
 )
 from crm_ltv.training.attributions import path_table
 from crm_ltv.training.scoring import Champions, ModelInputs, ModelScores
+from crm_ltv.training.uplift import UpliftChampion
 
 Scored = tuple[Customer, list[dict]]  # the policy's view of a scored customer, reason codes
 # Categorical features whose values the service can check; the others are free text.
@@ -45,6 +46,7 @@ class Scorer:
     feature_config: FeatureConfig
     nba: NbaConfig
     settings: ServingConfig
+    uplift: UpliftChampion | None = None  # effects per action; the nba.yaml priors without it
 
     def __post_init__(self) -> None:
         if self.settings.reason_method == "path":  # tabulated while loading, not on a request
@@ -54,10 +56,20 @@ class Scorer:
 
     @functools.cached_property
     def model_features(self) -> list[str]:
-        """What the champion models read, in the churn model's order."""
+        """What the champion models read, in the churn model's order, then what the uplift
+        model reads besides: a request that sends features must send these (no silent fall back
+        to the priors for want of an uplift input)."""
         names = list(self.champions.churn.bundle.feature_names)
-        extra = [n for n in self.champions.ltv.bundle.feature_names if n not in names]
-        return names + extra
+        uplift = self.uplift.bundle.feature_names if self.uplift is not None else ()
+        for more in (self.champions.ltv.bundle.feature_names, uplift):
+            names += [n for n in more if n not in names]
+        return names
+
+    @functools.cached_property
+    def versions(self) -> dict[str, str]:
+        """The registered versions answering: churn, ltv and, when loaded, uplift."""
+        uplift = {"uplift": self.uplift.version} if self.uplift is not None else {}
+        return self.champions.versions | uplift
 
     @functools.cached_property
     def categorical_features(self) -> set[str]:
@@ -199,6 +211,8 @@ class Scorer:
         inputs = ModelInputs.of(group.columns, self.champions)
         scores = ModelScores.of(inputs, self.champions)
         reasons = self._reasons(len(group), inputs)
+        effects = self.uplift.effects(group.columns) if self.uplift is not None else None
+        per_action = list(effects.items()) if effects is not None else []
         texts = {
             name: _texts(group.columns.get(name), len(group))
             for name in ("rfm_segment", "lifecycle_stage", "favourite_category")
@@ -212,6 +226,7 @@ class Scorer:
                     texts["rfm_segment"][i],
                     texts["lifecycle_stage"][i],
                     texts["favourite_category"][i],
+                    effects={action: float(values[i]) for action, values in per_action},
                 ),
                 reasons[i],
             )
@@ -238,8 +253,15 @@ class Scorer:
                     "expected_value": decision.expected_value,
                     "reason": decision.reason,
                     "category": decision.category,
+                    "effect_source": decision.effect_source,
+                    "weighed_action": decision.weighed,
+                    "uplift_version": (
+                        self.uplift.version
+                        if self.uplift is not None and decision.effect_source == "uplift"
+                        else None
+                    ),
                 },
-                "model_versions": self.champions.versions,
+                "model_versions": self.versions,
             }
         )
 

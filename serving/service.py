@@ -27,9 +27,15 @@ from crm_ltv.features.paths import Paths
 from crm_ltv.serving.admission import ConcurrencyLimit
 from crm_ltv.serving.config import SERVICE_NAME, NbaConfig, ServingConfig, bentoml_settings
 from crm_ltv.serving.decisions import DecisionLog
+from crm_ltv.serving.holdout import apply_holdout
 from crm_ltv.serving.schemas import CustomerIn, ScoreRequest, ScoreResponse, request_error
 from crm_ltv.serving.scorer import Scorer
-from crm_ltv.serving.store import STORE_NAMES, load_stored_champions
+from crm_ltv.serving.store import (
+    STORE_NAMES,
+    UPLIFT_STORE_NAME,
+    load_stored_champions,
+    load_stored_uplift,
+)
 from crm_ltv.training.errors import ChampionError
 
 logger = logging.getLogger("bentoml.crm_ltv")
@@ -89,6 +95,9 @@ class BearerAuth:
 class CrmLtv:
     churn_model = bentoml.models.BentoModel(f"{STORE_NAMES['churn']}:latest")
     ltv_model = bentoml.models.BentoModel(f"{STORE_NAMES['ltv']}:latest")
+    # Always declared (so a Bento carries it); without an uplift champion the store's latest is
+    # a placeholder (serving.store.retire_uplift) and next-best-action uses the nba.yaml priors.
+    uplift_model = bentoml.models.BentoModel(f"{UPLIFT_STORE_NAME}:latest")
 
     def __init__(self) -> None:
         self.scorer: Scorer | None = None
@@ -106,16 +115,24 @@ class CrmLtv:
     def _load_scorer(self) -> None:
         try:
             champions = load_stored_champions(self.churn_model, self.ltv_model)
+            try:
+                uplift = load_stored_uplift(self.uplift_model)
+            except bentoml.exceptions.NotFound:  # a store filled before uplift models existed
+                uplift = None
             paths = Paths.from_env()
             features = load_config(FeatureConfig, paths.config_file("features"))
-            stale = champions.features_config_warning(features)
-            if stale is not None:
-                logger.warning(stale.removeprefix("warning: "))
+            for stale in (
+                champions.features_config_warning(features),
+                uplift.features_config_warning(features) if uplift is not None else None,
+            ):
+                if stale is not None:
+                    logger.warning(stale.removeprefix("warning: "))
             self.scorer = Scorer(
                 champions,
                 features,
                 load_config(NbaConfig, paths.config_file("nba")),
                 settings(),
+                uplift,
             )
         except (ConfigError, ValueError, OSError, ChampionError) as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
@@ -124,7 +141,7 @@ class CrmLtv:
         # The models and modules live as long as the worker: keep the cyclic GC from scanning
         # them again and again while requests allocate.
         gc.freeze()
-        versions = ", ".join(f"{k} v{v}" for k, v in champions.versions.items())
+        versions = ", ".join(f"{k} v{v}" for k, v in self.scorer.versions.items())
         logger.info("ready: %s (%d-day horizon)", versions, champions.horizon_days)
 
     def __is_ready__(self) -> bool:
@@ -146,9 +163,12 @@ class CrmLtv:
         now = datetime.now(UTC).replace(tzinfo=None)
         try:
             answers = self.scorer.score(customers, now)
+            answers, assigned = apply_holdout(
+                answers, customers, self.scorer.nba, settings().holdout, now
+            )
         except DataError as exc:
             raise request_error([(("customers",), str(exc))]) from None
-        self.decisions.append(answers, request_id, now)
+        self.decisions.append(answers, request_id, now, assigned)
         ctx.response.metadata["X-Request-ID"] = request_id
         return ScoreResponse(request_id=request_id, customers=answers)
 

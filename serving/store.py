@@ -1,6 +1,7 @@
 """The champion bundles in the BentoML model store: put there by `crm-ltv serve` / `make bento`
-(from the MLflow registry), loaded from there by the service. No mlflow here: a serving worker
-reads bundle files only."""
+(from the MLflow registry), loaded from there by the service. The uplift champion is optional:
+without it the store's latest uplift version is a placeholder (no bundle) and the next-best-action
+uses the priors of configs/nba.yaml. No mlflow here: a serving worker reads bundle files only."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import bentoml
 
 from crm_ltv.training.bundle import FORMAT, Kind, ModelBundle
 from crm_ltv.training.scoring import Champion, Champions
+from crm_ltv.training.uplift import FORMAT as UPLIFT_FORMAT
+from crm_ltv.training.uplift import UpliftBundle, UpliftChampion
 
 STORE_NAMES: dict[Kind, str] = {"churn": "crm-ltv-churn", "ltv": "crm-ltv-ltv"}
+UPLIFT_STORE_NAME = "crm-ltv-uplift"
 
 
 def stored_model(kind: Kind) -> bentoml.Model | None:
@@ -66,3 +70,71 @@ def _load(stored: bentoml.Model, kind: Kind) -> Champion:
     meta = stored.info.metadata
     bundle = ModelBundle.load(Path(stored.path)).with_threads(1)
     return Champion(str(meta["registry_name"]), str(meta["registry_version"]), kind, bundle)
+
+
+# --- the uplift champion -------------------------------------------------------------------
+
+
+def stored_uplift() -> bentoml.Model | None:
+    """The store's latest uplift copy, if it holds one of this bundle format (not the
+    placeholder retire_uplift writes)."""
+    try:
+        found = bentoml.models.get(f"{UPLIFT_STORE_NAME}:latest")
+    except bentoml.exceptions.NotFound:
+        return None
+    return found if found.info.metadata.get("bundle_format") == UPLIFT_FORMAT else None
+
+
+def has_uplift_version() -> bool:
+    """Whether the store has any uplift version, a copy or a placeholder."""
+    try:
+        bentoml.models.get(f"{UPLIFT_STORE_NAME}:latest")
+    except bentoml.exceptions.NotFound:
+        return False
+    return True
+
+
+def is_uplift_stored(registry_version: str, tracking_uri: str) -> bool:
+    stored = stored_uplift()
+    if stored is None:
+        return False
+    meta = stored.info.metadata
+    return (
+        meta.get("registry_version") == registry_version
+        and meta.get("tracking_uri") == tracking_uri
+    )
+
+
+def store_uplift(bundle_dir: Path, metadata: Mapping[str, Any]) -> bentoml.Model:
+    with bentoml.models.create(
+        UPLIFT_STORE_NAME,
+        labels={"kind": "uplift"},
+        metadata={**metadata, "bundle_format": UPLIFT_FORMAT},
+    ) as created:
+        shutil.copytree(bundle_dir, created.path, dirs_exist_ok=True)
+    return created
+
+
+def retire_uplift(reason: str) -> bentoml.Model | None:
+    """When the registry has no uplift champion, a new store version that holds no bundle (its
+    `bundle_format` none), so the store's latest is that placeholder: the service class always
+    declares (and a Bento always packs) an uplift version, and decides with the priors rather
+    than with an older home's copy. None when the latest already is a placeholder."""
+    if has_uplift_version() and stored_uplift() is None:
+        return None
+    with bentoml.models.create(
+        UPLIFT_STORE_NAME,
+        labels={"kind": "uplift"},
+        metadata={"bundle_format": "none", "reason": reason},
+    ) as created:
+        (Path(created.path) / "README.txt").write_text(reason + "\n")
+    return created
+
+
+def load_stored_uplift(stored: bentoml.Model | None) -> UpliftChampion | None:
+    """The uplift champion with one LightGBM thread, or None when the store has none."""
+    if stored is None or stored.info.metadata.get("bundle_format") != UPLIFT_FORMAT:
+        return None
+    meta = stored.info.metadata
+    bundle = UpliftBundle.load(Path(stored.path)).with_threads(1)
+    return UpliftChampion(str(meta["registry_name"]), str(meta["registry_version"]), bundle)

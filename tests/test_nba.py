@@ -129,3 +129,40 @@ def test_bad_policy_is_a_config_error_naming_the_field(tmp_path, change, message
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=message):
         load_config(NbaConfig, path)
+
+
+# --- effects from the uplift model --------------------------------------------------------------
+
+# win_back is the one eligible action: 10% (prior) x 120 - 4 = 8 (test above).
+AT_RISK = {"churn_probability": 0.9, "predicted_value": 12.0, "rfm_segment": "Can't Lose Them",
+           "lifecycle_stage": "at-risk"}  # fmt: skip
+
+
+def test_an_uplift_effect_replaces_the_prior(policy):
+    prior = decide(customer(**AT_RISK), policy)
+    assert (prior.action, prior.effect_source, prior.weighed) == ("win_back", "prior", "win_back")
+    strong = decide(customer(**AT_RISK, effects={"win_back": 0.2}), policy)
+    assert strong.action == "win_back" and strong.effect_source == "uplift"
+    assert strong.expected_value == pytest.approx(0.2 * 120 - 4.0)
+    assert "20.0% x 120.00 - 4.00" in strong.reason and "(uplift effect)" in strong.reason
+    # The model says 2%: 0.02 x 120 - 4 < 0, nothing pays, and the answer says whose effect.
+    weak = decide(customer(**AT_RISK, effects={"win_back": 0.02}), policy)
+    assert weak.action == NO_ACTION and weak.expected_value == 0.0
+    assert weak.reason.startswith("nothing pays: best is win_back at 2.0% x 120.00")
+    assert (weak.effect_source, weak.weighed) == ("uplift", "win_back")
+    # A negative effect: sending would lose customers, never chosen.
+    harm = decide(customer(**AT_RISK, effects={"win_back": -0.05}), policy)
+    assert harm.action == NO_ACTION and "-5.0% x 120.00" in harm.reason
+
+
+def test_an_action_without_a_model_keeps_its_prior(policy):
+    effects = {"win_back": 0.5, "vip_invitation": 0.5}  # neither eligible for this customer
+    loyal = customer(churn_probability=0.2, predicted_value=80.0, rfm_segment="Loyal",
+                     lifecycle_stage="loyal", effects=effects)  # fmt: skip
+    decision = decide(loyal, policy)  # thank_you: no campaign teaches it, its prior stands
+    assert decision.action == "thank_you" and decision.effect_source == "prior"
+    # nothing pays on priors: the source says prior
+    unpaid = decide(customer(churn_probability=0.5, predicted_value=2.0, rfm_segment="Loyal",
+                             lifecycle_stage="loyal"), policy)  # fmt: skip
+    assert unpaid.action == NO_ACTION and (unpaid.effect_source, unpaid.weighed) == (
+        "prior", "thank_you")  # fmt: skip

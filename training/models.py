@@ -94,6 +94,18 @@ def _numbers(name: str, values: Any) -> np.ndarray:
         raise ValueError(f"feature {name}: expected numbers") from None
 
 
+def run_params(seed: int, n_jobs: int) -> dict[str, Any]:
+    """What every LightGBM fit of the project sets: seed and threads, same result on a rerun
+    (deterministic, row-wise histograms), and quiet."""
+    return {
+        "seed": seed,
+        "num_threads": n_jobs,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbosity": -1,
+    }
+
+
 def encode_inputs(
     X: Columns,
     names: Sequence[str],
@@ -240,11 +252,7 @@ class _Booster(BaseEstimator):
             **(self.params or {}),
             **(extra or {}),
             "objective": objective,
-            "seed": self.random_state,
-            "num_threads": self.n_jobs,
-            "deterministic": True,
-            "force_row_wise": True,
-            "verbosity": -1,
+            **run_params(self.random_state, self.n_jobs),
             "monotone_constraints": [int((self.monotone or {}).get(n, 0)) for n in names],
         }
         train = lgb.Dataset(

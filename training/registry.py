@@ -24,6 +24,7 @@ from crm_ltv.training.bundle import MANIFEST, Kind, ModelBundle
 from crm_ltv.training.config import HIGHER_IS_BETTER, GateConfig, RegistryConfig
 from crm_ltv.training.errors import BundleError, ChampionError
 from crm_ltv.training.scoring import Champion, Champions
+from crm_ltv.training.uplift import UpliftBundle
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 BUNDLE_ARTIFACT = "bundle"
@@ -94,11 +95,14 @@ def model_names(registry: RegistryConfig) -> dict[Kind, str]:
 # --- writes ----------------------------------------------------------------------------------
 
 
-def log_bundle(bundle_dir: Path, example: pd.DataFrame, output: pd.DataFrame) -> str:
-    """Log a saved bundle under the active run; its model URI, to register."""
+def log_bundle(
+    bundle_dir: Path, example: pd.DataFrame, output: pd.DataFrame, model_code: Path = MODEL_CODE
+) -> str:
+    """Log a saved bundle under the active run, with `model_code` as its pyfunc face (the
+    churn/LTV one by default, training/uplift_mlflow_model.py for uplift); its model URI."""
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=str(MODEL_CODE),
+        python_model=str(model_code),
         artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
         signature=infer_signature(example, output),
         input_example=example,
@@ -221,6 +225,20 @@ def load_bundle(name: str, version: str) -> ModelBundle:
             return ModelBundle.load(folder)
         except BundleError as exc:
             raise RegistryError(f"{name} v{version}: {exc}") from None
+
+
+def load_uplift_champion(name: str, alias: str) -> tuple[ModelVersion, UpliftBundle] | None:
+    """The uplift model under `alias` and its bundle, or None when there is none; one helper
+    for the gate, the store sync and policy evaluation."""
+    found = champion_version(name, alias)
+    if found is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="crm-ltv-uplift-") as tmp:
+        folder = download_bundle(name, str(found.version), Path(tmp))
+        try:
+            return found, UpliftBundle.load(folder)
+        except BundleError as exc:
+            raise RegistryError(f"{name} v{found.version}: {exc}") from None
 
 
 def load_champion(

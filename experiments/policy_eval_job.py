@@ -1,0 +1,369 @@
+"""`crm-ltv policy-eval` end to end: a logged history (the service's decision log joined with
+later transactions, or one simulated on the sample), every rival policy's action
+probabilities (given by the caller: serving.policies, the service's own decide), the IPW and
+DR estimates (experiments.policy_eval), the sample's true values, and the MLflow run.
+
+The policies come in as a callable because experiments do not import serving (the arrows run
+features -> training -> serving / experiments); the CLI joins the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from crm_ltv.experiments import policy_eval
+from crm_ltv.experiments.config import PolicyEvalConfig, SimulationConfig
+from crm_ltv.experiments.outcomes import joined_outcomes, kept_decisions
+from crm_ltv.experiments.tracking import (
+    experiment_run,
+    log_children,
+    log_datasets,
+    log_figure,
+    log_metrics,
+    log_table,
+)
+from crm_ltv.features.config import SampleConfig
+from crm_ltv.features.contract import DataError
+from crm_ltv.features.paths import Paths
+from crm_ltv.features.sample import CUSTOMER_TYPES, customer_types_at
+
+NOTE = (
+    "Off-policy evaluation (`crm-ltv policy-eval`): what each policy would earn per customer, "
+    "as incremental revenue over doing nothing net of contact costs, estimated from a logged "
+    "decision history with its propensities: inverse propensity weighting (IPW) and doubly "
+    "robust (DR: a cross-fitted ridge outcome model plus weighted residuals), 95% percentile "
+    "bootstrap intervals over customers (all of a customer's decisions together). Policies: "
+    "next-best-action with the uplift champion's effects (when one exists), with the priors of "
+    "configs/nba.yaml, one best action for everyone, contacting the highest churn risk, random, "
+    "nothing. On a history simulated on the sample, true_value is each policy's value under "
+    "that simulation, with the generator's effects."
+)
+LIFECYCLE = ("new", "developing", "loyal", "at-risk", "lapsed")
+
+
+class Policies(Protocol):
+    arms: tuple[str, ...]
+    probabilities: dict[str, np.ndarray]
+    notes: dict[str, str]
+
+
+# contexts (and uplift effects) -> every policy's action probabilities
+RivalsFn = Callable[[pd.DataFrame, Mapping[str, np.ndarray] | None], Policies]
+# contexts -> the logging policy's probabilities (n x arms), for a simulated history
+LoggingFn = Callable[[pd.DataFrame], np.ndarray]
+
+
+@dataclass(frozen=True)
+class History:
+    """A logged history and what it came from."""
+
+    logged: policy_eval.LoggedHistory
+    contexts: pd.DataFrame  # CONTEXT columns and customer_id, one row per decision
+    candidates: np.ndarray  # n x arms: arms the logging policy could send
+    source: str  # one line: where the decisions came from
+    true_arm_values: np.ndarray | None = None  # n x arms, on a simulated history only
+    left_out: Mapping[str, int] | None = None  # decisions read but not evaluated, by reason
+
+
+@dataclass(frozen=True)
+class PolicyEvalResult:
+    table: pd.DataFrame
+    notes: dict[str, str]
+    run_id: str
+
+
+def outcome_features(contexts: pd.DataFrame) -> np.ndarray:
+    """What the DR outcome model reads: the scores, and the lifecycle stage as indicators."""
+    churn = contexts["churn_probability"].astype(float).fillna(1.0).to_numpy()
+    value = contexts["predicted_value"].astype(float).fillna(0.0).to_numpy()
+    stage = contexts["lifecycle_stage"].astype(object).to_numpy()
+    stages = np.column_stack([stage == s for s in LIFECYCLE]).astype(float)
+    return np.column_stack([churn, value, value * (1 - churn), stages])
+
+
+def sample_true_effects(types: pd.Series, arms: Sequence[str], sample: SampleConfig) -> np.ndarray:
+    """n x arms: the generator's added purchase probability of each arm for each customer's
+    type (sample.yaml campaigns.effects; 0 for an arm it has no effect of, and no_action)."""
+    effects = sample.campaigns.effects
+    codes = pd.Categorical(types, categories=CUSTOMER_TYPES).codes
+    if (codes < 0).any():
+        raise DataError("customer types: a customer has no type at the cutoff")
+    table = np.array(
+        [[effects[a][t] if a in effects else 0.0 for t in CUSTOMER_TYPES] for a in arms]
+    )
+    return table[:, codes].T
+
+
+def simulated_history(
+    contexts: pd.DataFrame,
+    transactions: pd.DataFrame,
+    truth_customers: pd.DataFrame,
+    sample: SampleConfig,
+    arms: tuple[str, ...],
+    costs: np.ndarray,
+    logging: np.ndarray,
+    window_days: int,
+    seed: int,
+) -> History:
+    """Decisions drawn from `logging` for the customers of `contexts` at their as_of (one
+    cutoff), responses simulated with the generator's effects (policy_eval.simulate_rewards) on
+    top of each customer's own revenue over the window in the sample."""
+    ids = contexts["customer_id"].astype(str)
+    cutoff = pd.Timestamp(contexts["as_of"].iloc[0])
+    types = customer_types_at(transactions, cutoff + pd.Timedelta(seconds=1)).reindex(ids)
+    true_effect = sample_true_effects(types, arms, sample)
+    truth = truth_customers.assign(customer_id=truth_customers["customer_id"].astype(str))
+    order_value = truth.set_index("customer_id")["mean_order_value"].reindex(ids).to_numpy()
+    if np.isnan(order_value).any():
+        raise DataError("truth_customers: a simulated customer has no mean_order_value")
+    _, baseline, open_ = joined_outcomes(ids, contexts["as_of"], transactions, window_days)
+    if open_.any():
+        raise DataError(f"{cutoff}: the {window_days}-day window runs past the transactions")
+    rng = np.random.default_rng(seed)
+    action = policy_eval.draw_actions(logging, rng)
+    revenue = policy_eval.simulate_rewards(
+        action, baseline, true_effect, order_value, sample.order_value_shape, rng
+    )
+    logged = policy_eval.LoggedHistory(
+        arms,
+        action,
+        logging[np.arange(len(action)), action],
+        revenue,
+        outcome_features(contexts),
+        costs,
+    )
+    values = policy_eval.true_arm_values(true_effect, order_value, costs)
+    return History(
+        logged,
+        contexts,
+        logging > 0,
+        f"{len(ids):,} sample customers at {cutoff:%Y-%m-%d %H:%M}, decisions simulated",
+        values,
+    )
+
+
+def logged_history(
+    decisions: pd.DataFrame,
+    transactions: pd.DataFrame,
+    arms: tuple[str, ...],
+    costs: np.ndarray,
+    window_days: int,
+    source: Path,
+) -> History:
+    """The service's decision log (experiments.outcomes.read_decisions) with each decision's
+    revenue over its window: a customer's decisions whose windows do not overlap
+    (outcomes.kept_decisions), windows that are over."""
+    kept = kept_decisions(decisions, window_days)
+    frame = kept.frame
+    for column in ("action", "policy_action"):
+        bad = ~frame[column].astype(str).isin(arms)
+        if bad.any():
+            first = frame.loc[bad].iloc[0]
+            raise DataError(
+                f"{source}: line {first.get('line', '?')}: {column} {first[column]!r} is not an "
+                f"arm of nba.yaml {list(arms)} ({int(bad.sum()):,} such decisions)"
+            )
+    _, revenue, open_ = joined_outcomes(
+        frame["customer_id"], frame["as_of"], transactions, window_days
+    )
+    frame, revenue = frame.loc[~open_], revenue[~open_]
+    if frame.empty:
+        raise DataError(
+            f"{source}: no decision whose {window_days}-day window is over in the transactions"
+        )
+    for column in ("churn_probability", "predicted_value", "rfm_segment", "lifecycle_stage"):
+        if column not in frame:
+            frame = frame.assign(**{column: np.nan})
+    contexts = frame[["customer_id", "as_of", "churn_probability", "predicted_value",
+                      "rfm_segment", "lifecycle_stage"]].reset_index(drop=True)  # fmt: skip
+    index = {a: i for i, a in enumerate(arms)}
+    action = frame["action"].astype(str).map(index).to_numpy()
+    logged = policy_eval.LoggedHistory(
+        arms,
+        action,
+        frame["propensity"].astype(float).to_numpy(),
+        revenue,
+        outcome_features(contexts),
+        costs,
+        contexts["customer_id"].astype(str).to_numpy(),
+    )
+    left_out = {"repeated": kept.repeated, "overlapping": kept.overlapping}
+    return History(
+        logged,
+        contexts,
+        _candidates(frame, arms),
+        f"{len(frame):,} decisions of {contexts['customer_id'].nunique():,} customers in {source}",
+        None,
+        left_out | {"window_not_over": int(open_.sum())},
+    )
+
+
+def _candidates(frame: pd.DataFrame, arms: tuple[str, ...]) -> np.ndarray:
+    """What the service could have sent each customer: its policy's action and no_action
+    (the holdout), and where the line's exploration is on, every eligible action too
+    (serving.holdout.candidates)."""
+    exploring = frame["exploration"].astype(float).to_numpy() > 0
+    out = np.zeros((len(frame), len(arms)), dtype=bool)
+    out[:, -1] = True
+    index = {a: i for i, a in enumerate(arms)}
+    eligible = frame.get("eligible_actions")
+    for i, (policy, sent) in enumerate(zip(frame["policy_action"], frame["action"], strict=True)):
+        for name in (policy, sent):
+            out[i, index[str(name)]] = True
+        if exploring[i] and eligible is not None and isinstance(eligible.iloc[i], list):
+            for name in eligible.iloc[i]:
+                if name in index:
+                    out[i, index[name]] = True
+    return out
+
+
+def run_policy_eval(
+    history: History,
+    policies: Policies,
+    paths: Paths,
+    config: PolicyEvalConfig,
+    datasets: Sequence[Any] = (),
+    params: Mapping[str, object] | None = None,
+) -> PolicyEvalResult:
+    """Estimate every policy, add the true values where known, log the run."""
+    table = policy_eval.estimate_policies(
+        history.logged,
+        policies.probabilities,
+        config.bootstrap,
+        config.alpha,
+        config.seed,
+        history.candidates,
+        config.folds,
+    )
+    if history.true_arm_values is not None:
+        truth = policy_eval.true_policy_values(policies.probabilities, history.true_arm_values)
+        table["true_value"] = table["policy"].map(truth)
+        for estimator in policy_eval.ESTIMATORS:
+            table[f"covered_{estimator}"] = (
+                table[f"ci_low_{estimator}"] <= table["true_value"]
+            ) & (table["true_value"] <= table[f"ci_high_{estimator}"])
+    table = table.sort_values("estimated_value_dr", ascending=False, ignore_index=True)
+    note = _run_note(table, history)
+    with experiment_run(paths, config.experiment, NOTE, "policy-eval", note, "policy-eval") as rid:
+        mlflow.log_params(
+            {
+                "decisions": len(history.logged.action),
+                "source": history.source,
+                "bootstrap": config.bootstrap,
+                "alpha": config.alpha,
+                "seed": config.seed,
+                "folds": config.folds,
+                "churn_share": config.churn_share,
+                "churn_action": config.churn_action,
+                **(params or {}),
+                **{f"left_out_{k}": v for k, v in (history.left_out or {}).items()},
+            }
+        )
+        log_datasets(datasets, "policy-eval")
+        best = table.iloc[0]
+        log_metrics(
+            {
+                "decisions": float(len(history.logged.action)),
+                "best_estimated_value_dr": float(best["estimated_value_dr"]),
+            }
+        )
+        log_children(
+            "policy",
+            {row["policy"]: _metrics(row) for _, row in table.iterrows()},
+            {row["policy"]: _child_note(row, policies.notes) for _, row in table.iterrows()},
+            None,
+            datasets,
+        )
+        log_table(table, "policy_values")
+        from crm_ltv.experiments.plots import policy_value_plot
+
+        log_figure(policy_value_plot(table), "policy_values")
+    return PolicyEvalResult(table, dict(policies.notes), rid)
+
+
+METRICS = (
+    "estimated_value_ipw",
+    "ci_low_ipw",
+    "ci_high_ipw",
+    "estimated_value_dr",
+    "ci_low_dr",
+    "ci_high_dr",
+    "se_ipw",
+    "se_dr",
+    "true_value",
+    "contacted_share",
+    "cost_per_customer",
+    "support",
+)
+
+
+def _metrics(row: pd.Series) -> dict[str, float]:
+    return {m: float(row[m]) for m in METRICS if m in row and pd.notna(row[m])}
+
+
+def _child_note(row: pd.Series, notes: Mapping[str, str]) -> str:
+    text = (
+        f"{row['policy']}: {notes.get(row['policy'], '')}. Per customer: DR "
+        f"{row['estimated_value_dr']:.2f} [{row['ci_low_dr']:.2f}, {row['ci_high_dr']:.2f}], "
+        f"IPW {row['estimated_value_ipw']:.2f} [{row['ci_low_ipw']:.2f}, "
+        f"{row['ci_high_ipw']:.2f}]"
+    )
+    if "true_value" in row:
+        text += f", true {row['true_value']:.2f}"
+    return text + f"; contacts {row['contacted_share']:.0%}, support {row['support']:.0%}."
+
+
+def _run_note(table: pd.DataFrame, history: History) -> str:
+    lines = [
+        f"Policy values per customer (incremental revenue net of contact costs) from "
+        f"{history.source}. Best by DR: {table.iloc[0]['policy']}.",
+        "",
+        format_policy_table(table),
+    ]
+    caveat = support_note(table)
+    if caveat:
+        lines.append("\n" + caveat)
+    return "\n".join(lines)
+
+
+def support_note(table: pd.DataFrame) -> str | None:
+    """The caveat of policies acting where the logging policy never could."""
+    low_support = table.loc[table["support"] < 0.999, "policy"].tolist()
+    if not low_support:
+        return None
+    return (
+        f"Part of what {', '.join(low_support)} would send was never possible under the "
+        "logging policy (support < 100%): IPW cannot see it and DR extrapolates its outcome "
+        "model there; trust these only as far as their support goes."
+    )
+
+
+def format_policy_table(table: pd.DataFrame) -> str:
+    """The comparison as a markdown table: per-customer values with 95% intervals."""
+    truth = "true_value" in table
+    head = "| policy | DR [95% interval] | IPW [95% interval] |" + (" true |" if truth else "")
+    head += " contacted | support |"
+    rule = "|---|---|---|" + ("---|" if truth else "") + "---|---|"
+    rows = [head, rule]
+    for _, r in table.iterrows():
+        cells = [
+            str(r["policy"]),
+            f"{r['estimated_value_dr']:.2f} [{r['ci_low_dr']:.2f}, {r['ci_high_dr']:.2f}]",
+            f"{r['estimated_value_ipw']:.2f} [{r['ci_low_ipw']:.2f}, {r['ci_high_ipw']:.2f}]",
+        ]
+        if truth:
+            cells.append(f"{r['true_value']:.2f}")
+        cells += [f"{r['contacted_share']:.0%}", f"{r['support']:.0%}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def simulation_params(config: SimulationConfig) -> dict[str, object]:
+    return {f"simulation_{k}": v for k, v in config.model_dump().items()}

@@ -1,0 +1,221 @@
+"""Holdouts and propensities: who gets the policy's action, who is held out, and how likely.
+
+The next round learns from what the service decided only if the decisions were randomized in
+a known way. So a configured share of customers (stable per customer and period, by a hash) is
+held out and gets no_action whatever the policy chose: the control group of `crm-ltv outcomes`.
+Of the others, an exploration share gets a uniformly random eligible action (or no_action), so
+that policies other than the one serving can be evaluated off-policy. Each decision carries the
+probability of the action it took (its propensity): the weights of `crm-ltv policy-eval`.
+
+With holdout share h, exploration e and candidates C (the eligible actions, no_action and the
+policy's own action), the probability of action a for a customer the policy gives action p is
+    P(a) = h [a = no_action] + (1 - h) ((1 - e) [a = p] + e / |C| [a in C]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from crm_ltv.serving.config import NO_ACTION, HoldoutConfig, NbaConfig
+from crm_ltv.serving.nba import Customer, effect_of, ineligibility, value_if_purchase
+from crm_ltv.serving.schemas import CustomerIn, CustomerScore
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What one customer got, what the policy wanted, and how likely that was."""
+
+    action: str  # what is sent (no_action when held out)
+    policy_action: str  # what the policy chose
+    holdout: bool
+    explored: bool  # the action was drawn at random among the candidates
+    propensity: float  # P(action | customer) under the policy with holdout and exploration
+    period: str  # the period of the holdout hash ("2025-W27", "2025-06")
+    share: float  # the holdout share and exploration it was drawn with (logged with it)
+    exploration: float
+    eligible_actions: tuple[str, ...] = ()  # the policy's eligible actions (no_action aside)
+    # Expected incremental value of each eligible action with the configured priors (the
+    # policy's own figure for its action, uplift or prior, is the answer's expected_value).
+    prior_expected_values: dict[str, float] = field(default_factory=dict)
+
+
+def period_of(moment: datetime, period: str) -> str:
+    """The holdout period of `moment`: its ISO week ('2025-W27') or month ('2025-06')."""
+    if period == "week":
+        year, week, _ = moment.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == "month":
+        return f"{moment.year}-{moment.month:02d}"
+    raise ValueError(f"period: expected 'week' or 'month', got {period!r}")
+
+
+def unit_draw(salt: str, purpose: str, customer_id: str, period: str) -> float:
+    """A uniform number in [0, 1) fixed by its inputs (SHA-256): the same customer in the same
+    period draws the same, whichever worker answers and however often they are scored."""
+    digest = hashlib.sha256(f"{salt}|{purpose}|{customer_id}|{period}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def candidates(policy_action: str, eligible: Sequence[str]) -> tuple[str, ...]:
+    """What exploration draws from: the eligible actions, no_action and the policy's choice."""
+    return tuple(sorted({*eligible, policy_action, NO_ACTION}))
+
+
+def propensity(
+    action: str, policy_action: str, choices: Sequence[str], share: float, exploration: float
+) -> float:
+    """P(action) for a customer the policy gives `policy_action` (formula in the docstring)."""
+    p = share * (action == NO_ACTION)
+    p += (1 - share) * ((1 - exploration) * (action == policy_action))
+    p += (1 - share) * (exploration / len(choices) * (action in choices))
+    return float(p)
+
+
+def assign(
+    customer_id: str,
+    period: str,
+    policy_action: str,
+    eligible: Sequence[str],
+    config: HoldoutConfig,
+) -> Assignment:
+    """Held out, explored or the policy's action, with the propensity of the one taken."""
+    choices = candidates(policy_action, eligible)
+    holdout = unit_draw(config.salt, "holdout", customer_id, period) < config.share
+    explored = not holdout and (
+        unit_draw(config.salt, "explore", customer_id, period) < config.exploration
+    )
+    if holdout:
+        action = NO_ACTION
+    elif explored:
+        pick = unit_draw(config.salt, "explore-action", customer_id, period)
+        action = choices[int(pick * len(choices))]
+    else:
+        action = policy_action
+    p = propensity(action, policy_action, choices, config.share, config.exploration)
+    return Assignment(
+        action,
+        policy_action,
+        holdout,
+        explored,
+        p,
+        period,
+        config.share,
+        config.exploration,
+        tuple(eligible),
+    )
+
+
+def policy_view(answer: CustomerScore, customer: CustomerIn, now: datetime) -> Customer:
+    """The policy's view of a scored customer, rebuilt from the answer and the request."""
+    contacts: dict[str, datetime] = {}
+    for contact in customer.contacts:
+        contacts[contact.action] = max(
+            contacts.get(contact.action, contact.sent_at), contact.sent_at
+        )
+    return Customer(
+        customer.as_of or now,
+        answer.churn_probability,
+        answer.predicted_value,
+        answer.rfm_segment,
+        answer.lifecycle_stage,
+        last_contacts=contacts,
+    )
+
+
+def eligible_actions(view: Customer, config: NbaConfig) -> tuple[str, ...]:
+    """The actions the policy may take for this customer (nba.ineligibility decides)."""
+    if view.churn_probability is None or view.predicted_value is None:
+        return ()
+    return tuple(
+        name
+        for name, action in config.actions.items()
+        if ineligibility(name, action, view, config) is None
+    )
+
+
+def prior_expected_values(
+    view: Customer, config: NbaConfig, eligible: Sequence[str]
+) -> dict[str, float]:
+    """Each eligible action's expected value with the configured priors, priced as nba.decide
+    prices it (effect x value if purchase - cost), negative where it does not pay for itself:
+    an explored send of a money-losing action says so."""
+    if not eligible:
+        return {}
+    value = value_if_purchase(view, config)
+    out = {}
+    for name in eligible:
+        action = config.actions[name]
+        out[name] = round(effect_of(name, action, view)[0] * value - action.cost, 4)
+    return out
+
+
+def apply_holdout(
+    answers: Sequence[CustomerScore],
+    customers: Sequence[CustomerIn],
+    nba: NbaConfig,
+    config: HoldoutConfig,
+    now: datetime,
+) -> tuple[list[CustomerScore], list[Assignment]]:
+    """The answers with holdouts and exploration applied (`holdout` set, the action replaced
+    where it changed), and each customer's assignment for the decision log."""
+    out, assignments = [], []
+    for answer, customer in zip(answers, customers, strict=True):
+        view = policy_view(answer, customer, now)
+        policy = answer.next_best_action
+        eligible = eligible_actions(view, nba)
+        if answer.cold_start and policy.action != NO_ACTION:
+            eligible = (policy.action,)  # a cold start has only its configured action
+        assigned = assign(
+            answer.customer_id,
+            period_of(view.as_of, config.period),
+            policy.action,
+            eligible,
+            config,
+        )
+        values = prior_expected_values(view, nba, eligible) if not answer.cold_start else {}
+        assigned = replace(assigned, prior_expected_values=values)
+        assignments.append(assigned)
+        out.append(_answered(answer, assigned, config))
+    return out, assignments
+
+
+def _answered(answer: CustomerScore, assigned: Assignment, config: HoldoutConfig) -> CustomerScore:
+    """The answer as sent: flags and propensity always; the action, its value and reason
+    replaced where the holdout or exploration changed the policy's choice."""
+    flags = {
+        "holdout": assigned.holdout,
+        "explored": assigned.explored,
+        "propensity": round(assigned.propensity, 6),
+    }
+    policy = answer.next_best_action
+    if assigned.action == policy.action:
+        return answer.model_copy(update=flags)
+    if assigned.holdout:
+        why = (
+            f"holdout: in the randomized control group ({config.share:.0%} of customers per "
+            f"{config.period}); the policy chose {policy.action}"
+        )
+        value: float | None = 0.0
+    else:
+        drawn = ", ".join(candidates(policy.action, assigned.eligible_actions))
+        why = (
+            f"exploration: drawn at random among {drawn} ({config.exploration:.0%} of "
+            f"customers outside the holdout); the policy chose {policy.action}"
+        )
+        value = assigned.prior_expected_values.get(assigned.action, 0.0)
+    explored_prior = not assigned.holdout and assigned.action != NO_ACTION
+    nba = policy.model_copy(
+        update={
+            "action": assigned.action,
+            "expected_value": value,
+            "reason": why,
+            "category": None,
+            "effect_source": "prior" if explored_prior else None,
+            "uplift_version": None,
+            "weighed_action": assigned.action if explored_prior else None,
+        }
+    )
+    return answer.model_copy(update={**flags, "next_best_action": nba})

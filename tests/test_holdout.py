@@ -1,0 +1,171 @@
+"""Holdouts, exploration and propensities (serving.holdout): pure functions, no server."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from crm_ltv.features.actions import ACTION_NAMES
+from crm_ltv.features.config import load_config
+from crm_ltv.serving.config import NO_ACTION, HoldoutConfig, NbaConfig
+from crm_ltv.serving.holdout import (
+    apply_holdout,
+    assign,
+    candidates,
+    period_of,
+    propensity,
+    unit_draw,
+)
+from crm_ltv.serving.schemas import CustomerIn, CustomerScore, NextBestAction
+from tests.conftest import CONFIGS
+
+CONFIG = HoldoutConfig(share=0.1, period="week", exploration=0.2, salt="test")
+IDS = [f"c{i:05d}" for i in range(20_000)]
+
+
+def test_periods_are_iso_weeks_or_months():
+    assert period_of(datetime(2025, 6, 30), "week") == "2025-W27"
+    assert period_of(datetime(2024, 12, 30), "week") == "2025-W01"  # ISO year of the week
+    assert period_of(datetime(2025, 6, 30), "month") == "2025-06"
+    with pytest.raises(ValueError, match="period"):
+        period_of(datetime(2025, 6, 30), "day")
+
+
+def test_assignment_is_stable_within_a_period_and_redrawn_in_the_next():
+    eligible = ("recommendation", "win_back")
+    first = [assign(c, "2025-W27", "win_back", eligible, CONFIG) for c in IDS[:2000]]
+    again = [assign(c, "2025-W27", "win_back", eligible, CONFIG) for c in IDS[:2000]]
+    assert first == again
+    later = [assign(c, "2025-W28", "win_back", eligible, CONFIG).holdout for c in IDS[:2000]]
+    held = [a.holdout for a in first]
+    # Independent draws per period: about share^2 of customers held out twice, not share.
+    both = np.mean(np.array(held) & np.array(later))
+    assert both < 0.05 and np.mean(held) > 0.05
+    salted = [
+        assign(c, "2025-W27", "win_back", eligible, CONFIG.model_copy(update={"salt": "new"}))
+        for c in IDS[:2000]
+    ]
+    assert [a.holdout for a in salted] != held
+
+
+def test_holdout_and_exploration_shares_are_the_configured_ones():
+    eligible = ("recommendation", "win_back")
+    got = [assign(c, "2025-W27", "win_back", eligible, CONFIG) for c in IDS]
+    held = np.array([a.holdout for a in got])
+    explored = np.array([a.explored for a in got])
+    n = len(IDS)
+    # Binomial standard errors: 0.1 +- 4 sigma (0.0085), 0.9 x 0.2 = 0.18 +- 4 sigma (0.011).
+    assert abs(held.mean() - 0.1) < 4 * np.sqrt(0.1 * 0.9 / n)
+    assert abs(explored.mean() - 0.18) < 4 * np.sqrt(0.18 * 0.82 / n)
+    assert not (held & explored).any()
+    assert all(a.action == NO_ACTION for a in got if a.holdout)
+    assert all(a.action == "win_back" for a in got if not a.holdout and not a.explored)
+    # Each action's observed share matches its propensity.
+    for action in candidates("win_back", eligible):
+        share = np.mean([a.action == action for a in got])
+        p = propensity(action, "win_back", candidates("win_back", eligible), 0.1, 0.2)
+        assert abs(share - p) < 4 * np.sqrt(p * (1 - p) / n) + 1e-9, action
+
+
+def test_propensities_sum_to_one_over_the_candidates_and_match_the_action_taken():
+    for policy, eligible in [
+        ("win_back", ("recommendation", "win_back")),
+        (NO_ACTION, ("thank_you",)),
+        (NO_ACTION, ()),
+        ("welcome_offer", ("welcome_offer",)),
+    ]:
+        choices = candidates(policy, eligible)
+        assert NO_ACTION in choices and policy in choices
+        for share, exploration in [(0.1, 0.05), (0.0, 0.0), (0.3, 0.5)]:
+            total = sum(propensity(a, policy, choices, share, exploration) for a in choices)
+            assert total == pytest.approx(1.0)
+            # An action outside the candidates is never sent: no support, propensity 0.
+            assert propensity("vip_invitation", policy, choices, share, exploration) == 0.0
+    for c in IDS[:500]:
+        a = assign(c, "2025-06", "win_back", ("win_back", "recommendation"), CONFIG)
+        choices = candidates("win_back", ("win_back", "recommendation"))
+        assert a.propensity == propensity(a.action, "win_back", choices, 0.1, 0.2) > 0
+
+
+def test_draws_are_uniform_and_depend_on_every_input():
+    draws = np.array([unit_draw("s", "holdout", c, "2025-W27") for c in IDS])
+    assert ((draws >= 0) & (draws < 1)).all()
+    assert np.histogram(draws, bins=10, range=(0, 1))[0].min() > 0.9 * len(IDS) / 10
+    assert unit_draw("s", "holdout", "a", "p") != unit_draw("s", "explore", "a", "p")
+
+
+def _score(
+    cid: str,
+    action: str,
+    churn: float | None = 0.8,
+    value: float = 40.0,
+    segment: str = "At Risk",
+    stage: str = "at-risk",
+) -> CustomerScore:
+    cold = churn is None
+    return CustomerScore(
+        customer_id=cid,
+        as_of=datetime(2025, 6, 30),
+        cold_start=cold,
+        churn_probability=churn,
+        predicted_value=None if cold else value,
+        horizon_days=90,
+        rfm_segment=None if cold else segment,
+        lifecycle_stage=None if cold else stage,
+        reasons=[],
+        next_best_action=NextBestAction(action=action, expected_value=1.0, reason="policy"),
+        model_versions={},
+    )
+
+
+def test_apply_holdout_sends_no_action_to_the_held_out_and_says_why():
+    nba = load_config(NbaConfig, CONFIGS / "nba.yaml")
+    config = HoldoutConfig(share=0.3, exploration=0.3, salt="t")
+    ids = IDS[:300]
+    answers = [_score(c, "win_back") for c in ids]
+    customers = [CustomerIn(customer_id=c, as_of="2025-06-30", transactions=[]) for c in ids]
+    out, assigned = apply_holdout(answers, customers, nba, config, datetime(2025, 7, 1))
+    assert [o.customer_id for o in out] == ids
+    kinds = {"holdout": 0, "explored": 0, "policy": 0}
+    for o, a in zip(out, assigned, strict=True):
+        assert o.holdout == a.holdout and o.explored == a.explored
+        assert o.propensity == pytest.approx(a.propensity)
+        assert o.next_best_action.action == a.action
+        assert a.policy_action == "win_back" and a.period == "2025-06"  # month by default
+        assert set(a.eligible_actions) <= set(ACTION_NAMES)
+        if a.holdout:
+            kinds["holdout"] += 1
+            assert o.next_best_action.action == NO_ACTION
+            assert o.next_best_action.reason.startswith("holdout")
+        elif a.explored and a.action != "win_back":
+            kinds["explored"] += 1
+            assert o.next_best_action.reason.startswith("exploration")
+            assert o.next_best_action.effect_source in ("prior", None)
+        else:
+            kinds["policy"] += 1
+            assert o.next_best_action.reason == "policy"
+    assert min(kinds.values()) > 0
+    # win_back is eligible for an at-risk customer at churn 0.8 worth 40 / 0.2 = 200 if won back
+    assert "win_back" in assigned[0].eligible_actions
+    assert assigned[0].prior_expected_values["win_back"] == pytest.approx(0.07 * 200 - 4.0)
+
+
+def test_an_explored_money_losing_action_reports_its_negative_value():
+    """A loyal customer worth 20 at churn 0.2: thank_you is eligible but earns 0.01 x 25 - 0.3
+    = -0.05, so the policy sends nothing; when exploration draws it, the answer says -0.05."""
+    nba = load_config(NbaConfig, CONFIGS / "nba.yaml")
+    config = HoldoutConfig(share=0.0, exploration=0.9, salt="t")
+    ids = IDS[:60]
+    answers = [_score(c, NO_ACTION, 0.2, 20.0, "Loyal", "loyal") for c in ids]
+    for a in answers:
+        a.next_best_action.expected_value = 0.0
+    customers = [CustomerIn(customer_id=c, as_of="2025-06-30", transactions=[]) for c in ids]
+    out, assigned = apply_holdout(answers, customers, nba, config, datetime(2025, 7, 1))
+    assert assigned[0].eligible_actions == ("thank_you",)
+    assert assigned[0].prior_expected_values == {"thank_you": pytest.approx(-0.05)}
+    sent = [o for o in out if o.next_best_action.action == "thank_you"]
+    assert sent and all(o.explored for o in sent)
+    assert all(o.next_best_action.expected_value == pytest.approx(-0.05) for o in sent)
+    assert all(a.share == 0.0 and a.exploration == 0.9 for a in assigned)

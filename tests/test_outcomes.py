@@ -1,0 +1,172 @@
+"""`crm-ltv outcomes`: the decision log joined with later transactions (tiny inline logs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crm_ltv.experiments.outcomes import COLUMNS, decision_outcomes, read_decisions, summary
+from crm_ltv.features.config import SourceConfig, ValidationConfig
+from crm_ltv.features.contract import DataError
+from crm_ltv.features.loading import load_campaigns
+from crm_ltv.serving.config import HoldoutConfig
+from crm_ltv.serving.holdout import assign
+from tests.conftest import frame, new_home, run
+
+
+def _line(cid: str, as_of: str, action: str, **kw) -> dict:
+    return {"request_id": "r1", "customer_id": cid, "as_of": as_of, "action": action,
+            "policy_action": kw.pop("policy_action", action), "holdout": False,
+            "explored": False, "propensity": 0.85, "holdout_share": 0.1, "exploration": 0.05,
+            "period": "2025-06", **kw}  # fmt: skip
+
+
+def _write(path: Path, lines: list[dict | str]) -> Path:
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+    return path
+
+
+TX = frame(
+    [
+        ("a", "2025-06-10", 30.0),  # before the decision: not an outcome
+        ("a", "2025-06-20", 50.0),
+        ("a", "2025-06-25", -10.0),  # a refund counts in revenue, not as a purchase
+        ("b", "2025-07-30", 20.0),  # after b's 30-day window
+        ("c", "2025-06-05", 15.0),
+        ("e", "2025-06-15T00:00:00", 7.0),  # exactly at as_of: before the send, left out
+        ("e", "2025-07-15T00:00:00", 9.0),  # exactly at the window's end: inside
+        ("d", "2025-08-30", 5.0),  # the last transaction: later windows are not over
+    ]
+)
+
+
+def test_treatment_control_and_every_left_out_decision_counted(tmp_path):
+    log = _write(
+        tmp_path / "d.jsonl",
+        [
+            _line("a", "2025-06-15", "win_back"),
+            _line("a", "2025-06-15", "win_back"),  # repeated: the first decision counts
+            _line("a", "2025-06-25", "win_back"),  # inside a's window: overlapping
+            _line(
+                "b",
+                "2025-06-15",
+                "no_action",
+                policy_action="win_back",
+                holdout=True,
+                propensity=0.1,
+            ),
+            # sent inside held-out b's window: overlapping, and b's control was contacted
+            _line("b", "2025-06-29", "recommendation"),
+            _line("c", "2025-06-01", "no_action"),  # the policy chose nothing
+            _line(
+                "c",
+                "2025-07-02",
+                "thank_you",
+                policy_action="win_back",
+                explored=True,
+                propensity=0.01,
+            ),
+            # explored, and the draw gave the policy's own action: still no treatment
+            _line("f", "2025-07-02", "win_back", explored=True, propensity=0.87),
+            _line("d", "2025-08-20", "recommendation"),  # window ends after the data
+            # an as_of with a zone: 2025-06-15 00:00 UTC; decided weeks later (a replay)
+            _line(
+                "e", "2025-06-15T02:00:00+02:00", "win_back", decided_at="2025-08-01T00:00:00+00:00"
+            ),
+            _line("g", "2025-06-15", "win_back"),  # no transaction at all in the file
+            _line("h", "2025-06-15", "welcome_offer", cold_start=True),
+        ],
+    )
+    out = decision_outcomes(read_decisions(log), TX, 30)
+    assert out.decisions == 12 and out.repeated == 1 and out.overlapping == 2
+    assert out.not_contacted == 1 and out.explored == 2 and out.controls_contacted == 1
+    assert out.no_transactions == 1 and out.cold_starts_without_transactions == 1
+    assert out.replayed == 1
+    table = out.campaigns.set_index("customer_id")
+    assert list(out.campaigns.columns) == list(COLUMNS)
+    assert sorted(table.index) == ["a", "b", "e", "g", "h"]
+    assert table.loc["a", "group"] == "treatment" and table.loc["a", "action"] == "win_back"
+    assert table.loc["a", "converted"] == 1 and table.loc["a", "revenue"] == 40.0
+    # the held-out customer is the control of the action the policy wanted for them
+    assert table.loc["b", "group"] == "control" and table.loc["b", "action"] == "win_back"
+    assert table.loc["b", "converted"] == 0 and table.loc["b", "revenue"] == 0.0
+    assert table.loc["e", "sent_at"] == pd.Timestamp("2025-06-15")
+    assert table.loc["e", "converted"] == 1 and table.loc["e", "revenue"] == 9.0
+    assert list(out.pending["customer_id"]) == ["d"]
+    assert out.pending["converted"].isna().all()
+    # (1 - h)(1 - e) / ((1 - h)(1 - e) + h) with h = 0.1, e = 0.05
+    assert out.expected_treatment_share == pytest.approx(0.855 / 0.955)
+    text = summary(out, tmp_path / "c.csv", None, 30)
+    for words in ("2 inside the 30-day window", "2 explored", "1 control rows",
+                  "with no transaction in the file: 1 rows", "a replay", "0.8953"):  # fmt: skip
+        assert words in text, words
+    assert "use month" not in text
+    weekly = decision_outcomes(read_decisions(log).assign(period="2025-W24"), TX, 30)
+    assert "week is shorter than the window: use month" in summary(weekly, tmp_path, None, 30)
+
+
+def test_treatment_share_is_the_same_whatever_the_number_of_candidates(tmp_path):
+    """The service's own draws (serving.holdout.assign) for 20,000 customers, half with one
+    eligible action and half with three: treatment's share of treatment + control is the
+    expected one in both halves (a treatment that took in explored draws of the policy's own
+    action would be larger where the candidates are fewer)."""
+    config = HoldoutConfig(share=0.1, period="month", exploration=0.5, salt="share")
+    lines = []
+    for i in range(20_000):
+        eligible = ("win_back",) if i % 2 else ("win_back", "recommendation", "thank_you")
+        a = assign(f"c{i}", "2025-06", "win_back", eligible, config)
+        lines.append(_line(f"c{i}", "2025-06-15", a.action, policy_action="win_back",
+                           holdout=a.holdout, explored=a.explored, propensity=a.propensity,
+                           holdout_share=a.share, exploration=a.exploration,
+                           eligible=len(eligible)))  # fmt: skip
+    decisions = read_decisions(_write(tmp_path / "d.jsonl", lines))
+    expected = 0.9 * 0.5 / (0.9 * 0.5 + 0.1)
+    for few in (True, False):
+        part = decisions[decisions["eligible"].eq(1) == few]
+        out = decision_outcomes(part, TX.assign(timestamp=pd.Timestamp("2025-12-31")), 30)
+        assert out.expected_treatment_share == pytest.approx(expected)
+        share = out.campaigns["group"].eq("treatment").mean()
+        n = len(out.campaigns)
+        assert abs(share - expected) < 4 * (expected * (1 - expected) / n) ** 0.5, (few, share)
+
+
+def test_the_campaigns_loader_reads_what_outcomes_writes(tmp_path):
+    log = _write(tmp_path / "d.jsonl", [_line("a", "2025-06-15", "win_back")])
+    out = decision_outcomes(read_decisions(log), TX, 30)
+    path = tmp_path / "campaigns.csv"
+    out.campaigns.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+    loaded = load_campaigns(path, SourceConfig(), ValidationConfig(), tmp_path / "rejects")
+    assert len(loaded.frame) == 1
+    assert loaded.frame.loc[0, "group"] == "treatment"
+    assert loaded.frame.loc[0, "sent_at"] == pd.Timestamp("2025-06-15")
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("{not json", ["line 2", "not JSON"]),
+        ('{"customer_id": "a", "as_of": "2025-06-15"}', ["line 2", "'action'"]),
+        (json.dumps(_line("a", "2025-06-15", "win_back", propensity=0)), ["line 2", "propensity"]),
+        (json.dumps(_line("a", "someday", "win_back")), ["line 2", "as_of"]),
+        (json.dumps(_line("a", "2025-06-15", "win_back", holdout=True)), ["line 2", "held out"]),
+        (
+            json.dumps(_line("a", "2025-06-15", "thank_you", policy_action="win_back")),
+            ["line 2", "policy_action", "neither held out nor explored"],
+        ),
+    ],
+)
+def test_a_bad_line_fails_naming_its_number_and_field(tmp_path, line, words):
+    log = _write(tmp_path / "d.jsonl", [_line("a", "2025-06-15", "win_back"), line])
+    with pytest.raises(DataError) as error:
+        read_decisions(log)
+    assert all(w in str(error.value) for w in words), str(error.value)
+
+
+def test_outcomes_command_without_a_log_says_where_it_looked(tmp_path):
+    home = new_home(tmp_path)
+    done = run(home, "outcomes")
+    assert done.returncode == 2
+    assert "logs/decisions.jsonl" in done.stderr and "no decision log" in done.stderr
