@@ -10,6 +10,7 @@ TRIALS ?=
 PORT_UI ?= 5000
 MLFLOW_HOME ?= $(CURDIR)
 PORT ?= 3000
+TEST_WORKERS ?= 2
 # The service's decision log, as configs/serving.yaml names it (relative to the home)
 DECISIONS ?= $(shell sed -n 's/^decision_log: *\([^ #]*\).*/\1/p' configs/serving.yaml)
 .PHONY: help setup data features train tune experiments mlflow-ui serve bento test lint format bench-features bench-serve bench-overload bench-models bench-real runtime-lock clean
@@ -58,8 +59,8 @@ serve: $(INSTALLED) ## serve POST /score on http://127.0.0.1:3000 (PORT=) with t
 bento: $(INSTALLED) ## build a Bento carrying the champion models (starts without the registry)
 	$(BIN)/crm-ltv bento
 
-test: $(INSTALLED) ## run the test suite
-	$(BIN)/python -m pytest
+test: $(INSTALLED) ## run the test suite (TEST_WORKERS=2 processes: test files side by side)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(INSTALLED) ## ruff lint and format check
 	$(BIN)/ruff check .

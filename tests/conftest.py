@@ -64,6 +64,17 @@ def trained_home(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[st
     return home, result
 
 
+def mlflow_client(home: Path):
+    """A client of the home's tracking store and registry, both named: tests that train in
+    process leave MLflow's global URIs pointing at their own homes."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)  # for the fluent calls of a test
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

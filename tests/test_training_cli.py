@@ -17,10 +17,9 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
-from mlflow import MlflowClient
 
 from crm_ltv.training.tracking import file_sha256
-from tests.conftest import ROOT, free_port, new_home, run, without_baseline_gate
+from tests.conftest import ROOT, free_port, mlflow_client, run
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +27,8 @@ def trained(trained_home) -> tuple[Path, subprocess.CompletedProcess[str]]:
     return trained_home
 
 
-def _client(home: Path) -> MlflowClient:
-    uri = f"sqlite:///{home / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)  # for the fluent calls of a test
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)  # explicit: other tests set globals
-
-
 def _champion(home: Path, name: str) -> str:
-    return str(_client(home).get_model_version_by_alias(name, "champion").version)
+    return str(mlflow_client(home).get_model_version_by_alias(name, "champion").version)
 
 
 def test_train_evaluates_logs_registers_and_reports(trained):
@@ -52,7 +45,7 @@ def test_train_evaluates_logs_registers_and_reports(trained):
     assert "sample_truth_dropout_auc" in summary["churn"]["lightgbm"]  # the sample's ground truth
     for key in ("normalized_gini", "spearman", "rmse", "mae", "top10_value_share"):
         assert key in summary["ltv"]["lightgbm"]
-    run_ = _client(home).get_run(summary["run_id"])
+    run_ = mlflow_client(home).get_run(summary["run_id"])
     assert len(run_.data.tags["data_sha256"]) == 64 and run_.data.tags["git_commit"]
     assert run_.data.params["test_cutoff"] == summary["cutoffs"]["test"]
     artifacts = home / "mlartifacts" / summary["run_id"] / "artifacts"
@@ -62,7 +55,7 @@ def test_train_evaluates_logs_registers_and_reports(trained):
     tables = {p.name for p in (artifacts / "tables").iterdir()}
     assert {"rfm_segments.json", "ltv_cac_by_channel.json"} <= tables
     assert _champion(home, "churn") == "1" and _champion(home, "ltv") == "1"
-    version = _client(home).get_model_version("churn", "1")
+    version = mlflow_client(home).get_model_version("churn", "1")
     assert version.tags["horizon_days"] == "90"
 
 
@@ -72,7 +65,7 @@ def test_the_mlflow_ui_compares_models_and_baselines_in_child_runs(trained):
     its own metrics only."""
     home, _ = trained
     summary = json.loads((home / "reports/metrics.json").read_text())
-    client = _client(home)
+    client = mlflow_client(home)
     parent = client.get_run(summary["run_id"])
     experiment = client.get_experiment(parent.info.experiment_id)
     assert "child runs `lightgbm`, `bgnbd` and `rfm`" in experiment.tags["mlflow.note.content"]
@@ -212,66 +205,8 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
     )
     assert summary["evaluation"] == "out-of-customer"
     assert "90-day horizon, this run 182 days" in summary["registry"]["churn"]["reason"]
-    run_ = _client(home).get_run(summary["run_id"])
+    run_ = mlflow_client(home).get_run(summary["run_id"])
     assert run_.data.tags["evaluation"] == "out-of-customer"
-
-
-def test_too_short_a_history_fails_with_what_is_missing(tmp_path):
-    home = new_home(tmp_path)
-    own = home / "short.csv"
-    rows = [f"c{i % 40},2024-0{1 + i % 4}-{1 + i % 28:02d},{10 + i}" for i in range(400)]
-    own.write_text("customer_id,timestamp,amount\n" + "\n".join(rows) + "\n")
-    result = run(home, "train", "--transactions", str(own), "--horizon-days", "90")
-    assert result.returncode == 2
-    assert "needs at least 180 days" in result.stderr and "--horizon-days" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_a_first_run_that_misses_the_gate_says_what_to_do_and_scoring_still_works(tmp_path):
-    home = new_home(tmp_path)
-    assert run(home, "data", "--n-customers", "1000").returncode == 0
-    nothing = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
-    assert nothing.returncode == 2 and "has no versions" in nothing.stderr
-    assert "make train" in nothing.stderr and "Traceback" not in nothing.stderr
-    config = yaml.safe_load((home / "configs/train.yaml").read_text())
-    config["promotion"]["churn"]["thresholds"]["roc_auc"] = {"min": 0.99}  # out of reach
-    (home / "configs/train.yaml").write_text(yaml.safe_dump(config))
-    trained = run(home, "train")
-    assert trained.returncode == 0, trained.stderr
-    assert "churn: churn v1 not promoted: fails thresholds: roc_auc" in trained.stdout
-    assert "`crm-ltv promote --model churn --version 1` makes it champion" in trained.stdout
-    scored = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
-    assert scored.returncode == 0, scored.stderr
-    assert "warning: churn has no 'champion' version; using the newest, v1" in scored.stderr
-
-
-def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
-    home = new_home(tmp_path)
-    tune = yaml.safe_load((home / "configs/tune.yaml").read_text())
-    tune["search_space"]["learning_rate"] = {"low": 0.2, "high": 0.3}  # few rounds: fast trials
-    (home / "configs/tune.yaml").write_text(yaml.safe_dump(tune))
-    assert run(home, "data", "--n-customers", "1000").returncode == 0
-    first = run(home, "tune", "--trials", "2")
-    assert first.returncode == 0, first.stderr
-    assert "study crm-ltv-churn-h90: 0 trials done, 2 to go" in first.stderr
-    again = run(home, "tune", "--trials", "3")
-    assert again.returncode == 0, again.stderr
-    assert "study crm-ltv-churn-h90: 2 trials done, 1 to go" in again.stderr
-    saved = json.loads((home / "reports/best_params.json").read_text())
-    assert saved["horizon_days"] == 90 and {"learning_rate", "num_leaves"} <= set(saved["churn"])
-    client = _client(home)
-    experiment = client.get_experiment_by_name("crm-ltv")
-    runs = client.search_runs([experiment.experiment_id])
-    parents = [r for r in runs if r.data.tags.get("kind") == "tuning"]
-    assert len(parents) == 2
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(children) == 2  # one nested run per new trial: one churn, one ltv
-    from crm_ltv.cli import _tuned_params
-    from crm_ltv.features.paths import Paths
-
-    params = _tuned_params(Paths(home), 90, lambda _: None)
-    assert params == {"churn": saved["churn"], "ltv": saved["ltv"]}
-    assert _tuned_params(Paths(home), 60, lambda _: None) is None  # another horizon: ignored
 
 
 def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):
@@ -290,7 +225,7 @@ def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):
     base = f"http://127.0.0.1:{port}"
     try:
         assert "open the runs table" in server.stdout.readline()
-        client = _client(home)
+        client = mlflow_client(home)
         experiment = client.get_experiment_by_name("crm-ltv").experiment_id
         link = f"crm-ltv: {base}/#/experiments/{experiment}?workflowType=machine_learning"
         shown = [e for e in client.search_experiments() if e.name != "Default"]
@@ -317,36 +252,3 @@ def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
-
-
-def test_a_version_from_before_bundles_gets_one_message_to_retrain(tmp_path):
-    """A champion registered the old way (an MLflow scikit-learn model, no bundle) cannot score:
-    `crm-ltv score` says to retrain, and the next training replaces it."""
-    from sklearn.linear_model import LogisticRegression
-
-    from crm_ltv.features.paths import Paths
-    from crm_ltv.training.tracking import setup_tracking
-
-    home = new_home(tmp_path)
-    without_baseline_gate(home)
-    assert run(home, "data", "--n-customers", "1000").returncode == 0
-    client = _client(home)
-    experiment = setup_tracking(Paths(home), "crm-ltv")  # artifacts in the home, as training's
-    old = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
-    with mlflow.start_run(experiment_id=experiment):
-        info = mlflow.sklearn.log_model(old, name="model", serialization_format="pickle")
-    for name in ("churn", "ltv"):
-        version = mlflow.register_model(info.model_uri, name).version
-        client.set_registered_model_alias(name, "champion", version)
-    scored = run(home, "score", "--as-of", "2025-06-30", "--out", str(home / "s.csv"))
-    assert scored.returncode == 2 and "Traceback" not in scored.stderr
-    assert "churn v1 holds no model bundle" in scored.stderr and "retrain" in scored.stderr
-    trained = run(home, "train")
-    assert trained.returncode == 0, trained.stderr
-    assert "churn: churn v2 now champion: champion v1 predates model bundles" in trained.stdout
-    for manifest in (home / "mlartifacts").rglob("bundle.json"):  # v2's, now unreadable
-        manifest.write_text("{not json")
-    again = run(home, "train")
-    assert again.returncode == 0, again.stderr
-    assert "churn: churn v3 not promoted: champion v2 cannot be loaded" in again.stdout
-    assert "left alone" in again.stdout

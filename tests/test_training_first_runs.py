@@ -1,0 +1,104 @@
+"""First runs of a fresh home, each in its own folder: a history too short, a first training
+that misses the gate, tuning that resumes its study, and a registry from before model bundles.
+(Apart from tests/test_training_cli.py, whose tests share one trained home, so that the two
+files run side by side under `make test`'s workers.)"""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import yaml
+
+from tests.conftest import mlflow_client, new_home, run, without_baseline_gate
+
+
+def test_too_short_a_history_fails_with_what_is_missing(tmp_path):
+    home = new_home(tmp_path)
+    own = home / "short.csv"
+    rows = [f"c{i % 40},2024-0{1 + i % 4}-{1 + i % 28:02d},{10 + i}" for i in range(400)]
+    own.write_text("customer_id,timestamp,amount\n" + "\n".join(rows) + "\n")
+    result = run(home, "train", "--transactions", str(own), "--horizon-days", "90")
+    assert result.returncode == 2
+    assert "needs at least 180 days" in result.stderr and "--horizon-days" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_first_run_that_misses_the_gate_says_what_to_do_and_scoring_still_works(tmp_path):
+    home = new_home(tmp_path)
+    assert run(home, "data", "--n-customers", "1000").returncode == 0
+    nothing = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
+    assert nothing.returncode == 2 and "has no versions" in nothing.stderr
+    assert "make train" in nothing.stderr and "Traceback" not in nothing.stderr
+    config = yaml.safe_load((home / "configs/train.yaml").read_text())
+    config["promotion"]["churn"]["thresholds"]["roc_auc"] = {"min": 0.99}  # out of reach
+    (home / "configs/train.yaml").write_text(yaml.safe_dump(config))
+    trained = run(home, "train")
+    assert trained.returncode == 0, trained.stderr
+    assert "churn: churn v1 not promoted: fails thresholds: roc_auc" in trained.stdout
+    assert "`crm-ltv promote --model churn --version 1` makes it champion" in trained.stdout
+    scored = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
+    assert scored.returncode == 0, scored.stderr
+    assert "warning: churn has no 'champion' version; using the newest, v1" in scored.stderr
+
+
+def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
+    home = new_home(tmp_path)
+    tune = yaml.safe_load((home / "configs/tune.yaml").read_text())
+    tune["search_space"]["learning_rate"] = {"low": 0.2, "high": 0.3}  # few rounds: fast trials
+    (home / "configs/tune.yaml").write_text(yaml.safe_dump(tune))
+    assert run(home, "data", "--n-customers", "400").returncode == 0
+    first = run(home, "tune", "--trials", "2")
+    assert first.returncode == 0, first.stderr
+    assert "study crm-ltv-churn-h90: 0 trials done, 2 to go" in first.stderr
+    again = run(home, "tune", "--trials", "3")
+    assert again.returncode == 0, again.stderr
+    assert "study crm-ltv-churn-h90: 2 trials done, 1 to go" in again.stderr
+    saved = json.loads((home / "reports/best_params.json").read_text())
+    assert saved["horizon_days"] == 90 and {"learning_rate", "num_leaves"} <= set(saved["churn"])
+    client = mlflow_client(home)
+    experiment = client.get_experiment_by_name("crm-ltv")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("kind") == "tuning"]
+    assert len(parents) == 2
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 2  # one nested run per new trial: one churn, one ltv
+    from crm_ltv.cli import _tuned_params
+    from crm_ltv.features.paths import Paths
+
+    params = _tuned_params(Paths(home), 90, lambda _: None)
+    assert params == {"churn": saved["churn"], "ltv": saved["ltv"]}
+    assert _tuned_params(Paths(home), 60, lambda _: None) is None  # another horizon: ignored
+
+
+def test_a_version_from_before_bundles_gets_one_message_to_retrain(tmp_path):
+    """A champion registered the old way (an MLflow scikit-learn model, no bundle) cannot score:
+    `crm-ltv score` says to retrain, and the next training replaces it."""
+    from sklearn.linear_model import LogisticRegression
+
+    from crm_ltv.features.paths import Paths
+    from crm_ltv.training.tracking import setup_tracking
+
+    home = new_home(tmp_path)
+    without_baseline_gate(home)
+    assert run(home, "data", "--n-customers", "1000").returncode == 0
+    client = mlflow_client(home)
+    experiment = setup_tracking(Paths(home), "crm-ltv")  # artifacts in the home, as training's
+    old = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(old, name="model", serialization_format="pickle")
+    for name in ("churn", "ltv"):
+        version = mlflow.register_model(info.model_uri, name).version
+        client.set_registered_model_alias(name, "champion", version)
+    scored = run(home, "score", "--as-of", "2025-06-30", "--out", str(home / "s.csv"))
+    assert scored.returncode == 2 and "Traceback" not in scored.stderr
+    assert "churn v1 holds no model bundle" in scored.stderr and "retrain" in scored.stderr
+    trained = run(home, "train")
+    assert trained.returncode == 0, trained.stderr
+    assert "churn: churn v2 now champion: champion v1 predates model bundles" in trained.stdout
+    for manifest in (home / "mlartifacts").rglob("bundle.json"):  # v2's, now unreadable
+        manifest.write_text("{not json")
+    again = run(home, "train")
+    assert again.returncode == 0, again.stderr
+    assert "churn: churn v3 not promoted: champion v2 cannot be loaded" in again.stdout
+    assert "left alone" in again.stdout
