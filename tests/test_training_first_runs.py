@@ -26,7 +26,7 @@ def test_too_short_a_history_fails_with_what_is_missing(tmp_path):
 
 def test_a_first_run_that_misses_the_gate_says_what_to_do_and_scoring_still_works(tmp_path):
     home = new_home(tmp_path)
-    assert run(home, "data", "--n-customers", "1000").returncode == 0
+    assert run(home, "data", "--n-customers", "600").returncode == 0
     nothing = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
     assert nothing.returncode == 2 and "has no versions" in nothing.stderr
     assert "make train" in nothing.stderr and "Traceback" not in nothing.stderr
@@ -81,7 +81,7 @@ def test_a_version_from_before_bundles_gets_one_message_to_retrain(tmp_path):
 
     home = new_home(tmp_path)
     without_baseline_gate(home)
-    assert run(home, "data", "--n-customers", "1000").returncode == 0
+    assert run(home, "data", "--n-customers", "600").returncode == 0
     client = mlflow_client(home)
     experiment = setup_tracking(Paths(home), "crm-ltv")  # artifacts in the home, as training's
     old = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
