@@ -110,11 +110,7 @@ def assign(
 
 def policy_view(answer: CustomerScore, customer: CustomerIn, now: datetime) -> Customer:
     """The policy's view of a scored customer, rebuilt from the answer and the request."""
-    contacts: dict[str, datetime] = {}
-    for contact in customer.contacts:
-        contacts[contact.action] = max(
-            contacts.get(contact.action, contact.sent_at), contact.sent_at
-        )
+    contacts = customer.last_contacts()
     return Customer(
         customer.as_of or now,
         answer.churn_probability,

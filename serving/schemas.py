@@ -87,6 +87,13 @@ class CustomerIn(_Strict):
             raise ValueError(problem)
         return self
 
+    def last_contacts(self) -> dict[str, datetime]:
+        """When each action was last sent: what the policy's contact cap reads."""
+        last: dict[str, datetime] = {}
+        for contact in self.contacts:
+            last[contact.action] = max(last.get(contact.action, contact.sent_at), contact.sent_at)
+        return last
+
     def inconsistency(self) -> str | None:
         if (self.transactions is None) == (self.features is None):
             return "give exactly one of transactions (with as_of) or features"

@@ -194,11 +194,7 @@ class Scorer:
             scored |= self._scored(group, now)
         out = []
         for customer in customers:
-            contacts: dict[str, datetime] = {}
-            for contact in customer.contacts:
-                contacts[contact.action] = max(
-                    contacts.get(contact.action, contact.sent_at), contact.sent_at
-                )
+            contacts = customer.last_contacts()
             if customer.customer_id in scored:
                 view, reasons = scored[customer.customer_id]
                 view = replace(view, as_of=customer.as_of or now, last_contacts=contacts)
