@@ -25,6 +25,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from crm_ltv.experiments.ab import TREATMENT, campaign_outcomes
+from crm_ltv.training.datasets import customer_unit
 from crm_ltv.training.uplift import OUTCOMES, Outcome, UpliftBundle
 
 TOP_SHARE = 0.2  # truth: mean true effect of the top 20% ranked, against everyone's
@@ -48,9 +49,7 @@ class Contacts:
 def held_out_customers(customer_ids: pd.Series, share: float, seed: int) -> np.ndarray:
     """True for a stable share of customers, by a hash of the id: the same customer is on the
     same side at every send and in every run (so a champion never trained on them either)."""
-    key = f"crm-ltv-uplift-{seed}".ljust(16, "-")[:16]
-    unit = pd.util.hash_array(customer_ids.astype(str).to_numpy(), hash_key=key) / 2.0**64
-    return unit >= 1.0 - share
+    return customer_unit(customer_ids, f"crm-ltv-uplift-{seed}") >= 1.0 - share
 
 
 def uplift_contacts(

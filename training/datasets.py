@@ -206,11 +206,17 @@ def plan_cutoffs(
     return CutoffPlan(tuple(train), valid, test, evaluation)
 
 
+def customer_unit(customer_ids: pd.Series, salt: str) -> np.ndarray:
+    """A number in [0, 1) per customer from a stable hash of the id and `salt`: the same
+    customer draws the same number at every cutoff, send and run."""
+    key = salt.ljust(16, "-")[:16]
+    return pd.util.hash_array(customer_ids.astype(str).to_numpy(), hash_key=key) / 2.0**64
+
+
 def _held_out(customer_ids: pd.Series, seed: int) -> np.ndarray:
     """0 = training, 1 = validation, 2 = test: by a stable hash of the id, so a customer has
     one side at every cutoff and in every run."""
-    key = f"crm-ltv-{seed}".ljust(16, "-")[:16]
-    unit = pd.util.hash_array(customer_ids.astype(str).to_numpy(), hash_key=key) / 2.0**64
+    unit = customer_unit(customer_ids, f"crm-ltv-{seed}")
     valid_share, test_share = HELD_OUT_SHARES
     return np.where(unit < 1 - valid_share - test_share, 0, np.where(unit < 1 - test_share, 1, 2))
 
