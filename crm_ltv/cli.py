@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -132,6 +133,36 @@ RejectShareOpt = Annotated[
 ]
 
 
+class Engine(StrEnum):
+    single = "single"
+    dask = "dask"
+
+
+EngineOpt = Annotated[
+    Engine,
+    typer.Option(
+        help="single: one process; dask: a Dask cluster (--transactions may then be a folder "
+        "or glob of Parquet/CSV files). README: Scaling out on Dask.",
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: local)."),
+]
+PartitionsOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="Dask partitions (default: 2M transactions each, >= workers)."),
+]
+
+
+def _on_dask(engine: Engine, scheduler: str | None) -> bool:
+    from crm_ltv.features.config import ConfigError
+
+    if scheduler and engine is not Engine.dask:
+        raise ConfigError("--scheduler needs --engine dask")
+    return engine is Engine.dask
+
+
 def _data_config(
     paths: Paths,
     columns: list[str] | None,
@@ -242,6 +273,9 @@ def features(
         str | None, typer.Option(help="Cutoff date/time (default: the last transaction).")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Output Parquet (default: data/).")] = None,
+    engine: EngineOpt = Engine.single,
+    scheduler: SchedulerOpt = None,
+    partitions: PartitionsOpt = None,
 ) -> None:
     """Build the feature table at one cutoff and print a summary."""
     from crm_ltv.features.arrays import as_cutoff
@@ -251,6 +285,27 @@ def features(
     paths = _paths()
     feature_config = _feature_config(paths)
     progress = Progress()
+    if _on_dask(engine, scheduler):
+        from crm_ltv.features import cluster
+        from crm_ltv.features.inputs import input_paths
+
+        config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
+        files = input_paths(config, paths, transactions, customers)
+        target = out or paths.features_table.with_suffix("")  # a folder of parts
+        with cluster.connect(scheduler, progress) as client:
+            data = cluster.load_partitioned(
+                client, config, paths.rejects_dir, *files, progress, partitions
+            )
+            cutoff = as_cutoff(as_of) if as_of else data.last
+            frames = cluster.features_on_cluster(data, cutoff, feature_config, progress=progress)
+            rows = cluster.write_parts(client, frames, target)
+            if rows == 0:
+                raise DataError(f"no customer has a purchase up to {cutoff}; nothing to build")
+            width = client.submit(lambda frame: frame.shape[1], frames[0]).result()
+            counts = {c: cluster.value_counts(client, frames, c) for c in _SUMMARY_COLUMNS}
+        progress(f"wrote {len(frames)} parts to {target}")
+        typer.echo(_summary_text(rows, width, counts, cutoff, target))
+        return
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
@@ -267,14 +322,21 @@ def features(
     typer.echo(_summary(table, cutoff, target))
 
 
+_SUMMARY_COLUMNS = {"rfm_segment": "RFM segment", "lifecycle_stage": "Lifecycle stage"}
+
+
 def _summary(table: pd.DataFrame, cutoff: pd.Timestamp, target: Path) -> str:
-    lines = [
-        f"features at {cutoff}: {len(table):,} customers x {table.shape[1]} features -> {target}"
-    ]
-    for column, title in (("rfm_segment", "RFM segment"), ("lifecycle_stage", "Lifecycle stage")):
-        counts = table[column].value_counts(sort=False)
+    counts = {c: table[c].value_counts(sort=False) for c in _SUMMARY_COLUMNS}
+    return _summary_text(len(table), table.shape[1], counts, cutoff, target)
+
+
+def _summary_text(
+    rows: int, width: int, counts: dict[str, pd.Series], cutoff: pd.Timestamp, target: Path
+) -> str:
+    lines = [f"features at {cutoff}: {rows:,} customers x {width} features -> {target}"]
+    for column, title in _SUMMARY_COLUMNS.items():
         lines.append(f"{title}:")
-        lines += [f"  {name:20s} {n:>9,}  {n / len(table):6.1%}" for name, n in counts.items()]
+        lines += [f"  {name:20s} {n:>9,}  {n / rows:6.1%}" for name, n in counts[column].items()]
     return "\n".join(lines)
 
 

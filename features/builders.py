@@ -7,6 +7,7 @@ one, a distinct purchase timestamp); refunds are negative amounts and count in n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -31,6 +32,11 @@ from crm_ltv.features.rfm import RfmCuts, rfm_columns
 Column = np.ndarray | pd.Categorical
 OTHER = "(other)"
 YEAR_DAYS = 365
+
+
+# Per label column ("category", "channel"): how often each label occurs in the population at a
+# cutoff (purchase rows, orders), names sorted; what the cap on distinct labels keeps or pools.
+LabelCounts = Mapping[str, pd.Series]
 
 
 def build_features(
@@ -203,24 +209,41 @@ def _gaps(h: _History, recency: np.ndarray) -> dict[str, Column]:
     }
 
 
+def _label_counts(labels: Codes) -> pd.Series:
+    """Rows per label seen, by name (sorted, as the codes are)."""
+    counts = np.bincount(labels.codes[labels.codes >= 0], minlength=len(labels.names))
+    seen = np.flatnonzero(counts)
+    return pd.Series(counts[seen], index=pd.Index(labels.names[seen], dtype="str"))
+
+
+def _kept_labels(counts: pd.Series, limit: int) -> tuple[pd.Index, bool]:
+    """The labels a feature keeps: all seen, or beyond `limit` the most used ones then OTHER
+    (True: the rest are pooled there)."""
+    if len(counts) <= limit:
+        return pd.Index(counts.index, dtype="str"), False
+    seen = np.arange(len(counts))
+    by_count = seen[np.lexsort((seen, -counts.to_numpy()))]  # most used first, ties by name
+    kept = np.sort(by_count[: limit - 1])
+    return pd.Index([*counts.index[kept], OTHER], dtype="str"), True
+
+
 def _label_matrix(
-    h: _History, pos: np.ndarray, labels: Codes, weights: np.ndarray | None, limit: int
+    h: _History,
+    pos: np.ndarray,
+    labels: Codes,
+    weights: np.ndarray | None,
+    limit: int,
+    counts: pd.Series | None,
 ) -> tuple[np.ndarray, pd.Index]:
-    """Per customer x label totals; beyond `limit` labels the rarest are pooled as OTHER."""
+    """Per customer x label totals; beyond `limit` labels the rarest are pooled as OTHER. The
+    cap counts these rows' labels, or `counts` (the whole population's, when these customers
+    are one partition of it)."""
     valid = labels.codes >= 0
     codes = labels.codes[valid]
-    counts = np.bincount(codes, minlength=len(labels.names))
-    seen = np.flatnonzero(counts)
-    remap = np.full(len(labels.names), -1)
-    if len(seen) > limit:
-        by_count = seen[np.lexsort((seen, -counts[seen]))]  # most used first, ties by name
-        kept = np.sort(by_count[: limit - 1])
-        remap[seen] = len(kept)
-        names = pd.Index([*labels.names[kept], OTHER], dtype="str")
-    else:
-        kept = seen
-        names = labels.names[kept]
-    remap[kept] = np.arange(len(kept))
+    names, pooled = _kept_labels(_label_counts(labels) if counts is None else counts, limit)
+    remap = names.get_indexer(pd.Index(labels.names, dtype="str"))
+    if pooled:
+        remap[remap < 0] = len(names) - 1
     width = len(names)
     key = pos[valid] * width + remap[codes]
     w = None if weights is None else weights[valid]
@@ -236,10 +259,22 @@ def _argmax_label(matrix: np.ndarray, names: pd.Index) -> pd.Categorical:
     return categorical(codes, names)
 
 
-def _categories(h: _History, config: FeatureConfig) -> dict[str, Column]:
+def _category_labels(h: _History) -> Codes:
+    """The category of each purchase row."""
     assert h.past.category is not None
-    labels = h.past.category.take(h.buy)
-    spend, names = _label_matrix(h, h.pos, labels, h.amount, config.max_categories)
+    return h.past.category.take(h.buy)
+
+
+def _channel_labels(h: _History) -> tuple[np.ndarray, Codes]:
+    """Purchase rows that start an order, and the channel of each."""
+    assert h.past.channel is not None
+    order_rows = np.flatnonzero(h.new_order)
+    return order_rows, h.past.channel.take(h.buy).take(order_rows)
+
+
+def _categories(h: _History, config: FeatureConfig, counts: pd.Series | None) -> dict[str, Column]:
+    labels = _category_labels(h)
+    spend, names = _label_matrix(h, h.pos, labels, h.amount, config.max_categories, counts)
     total = spend.sum(axis=1)
     share = spend / np.where(total > 0, total, 1.0)[:, None]
     entropy = -(share * np.log(np.where(share > 0, share, 1.0))).sum(axis=1)
@@ -250,11 +285,9 @@ def _categories(h: _History, config: FeatureConfig) -> dict[str, Column]:
     }
 
 
-def _channels(h: _History, config: FeatureConfig) -> dict[str, Column]:
-    assert h.past.channel is not None
-    order_rows = np.flatnonzero(h.new_order)
-    labels = h.past.channel.take(h.buy).take(order_rows)
-    orders, names = _label_matrix(h, h.pos[order_rows], labels, None, config.max_categories)
+def _channels(h: _History, config: FeatureConfig, counts: pd.Series | None) -> dict[str, Column]:
+    order_rows, labels = _channel_labels(h)
+    orders, names = _label_matrix(h, h.pos[order_rows], labels, None, config.max_categories, counts)
     return {
         "n_channels": np.count_nonzero(orders, axis=1).astype("int64"),
         "main_channel": _argmax_label(orders, names),
@@ -298,9 +331,25 @@ def features_at(
     config: FeatureConfig,
     customers: pd.DataFrame | CustomerAttributes | None = None,
     rfm_cuts: RfmCuts | None = None,
+    label_counts: LabelCounts | None = None,
 ) -> pd.DataFrame:
-    """Features at one cutoff from prepared arrays (build many cutoffs from one conversion)."""
-    return feature_columns(arrays, cutoff, config, customers, rfm_cuts).frame()
+    """Features at one cutoff from prepared arrays (build many cutoffs from one conversion).
+
+    `label_counts` (see `population_label_counts`): the whole population's, when `arrays` hold
+    one partition of the customers, so that the category cap pools the same labels."""
+    return feature_columns(arrays, cutoff, config, customers, rfm_cuts, label_counts).frame()
+
+
+def population_label_counts(arrays: TransactionArrays, cutoff: str | pd.Timestamp) -> LabelCounts:
+    """What the category cap counts at `cutoff` (category of purchase rows, channel of orders);
+    the sums of these over partitions of the customers are the whole population's."""
+    h = _History.of(arrays, cutoff_seconds(cutoff))
+    out: dict[str, pd.Series] = {}
+    if arrays.category is not None:
+        out["category"] = _label_counts(_category_labels(h))
+    if arrays.channel is not None:
+        out["channel"] = _label_counts(_channel_labels(h)[1])
+    return out
 
 
 def with_rfm_cuts(table: pd.DataFrame, cuts: RfmCuts, config: FeatureConfig) -> pd.DataFrame:
@@ -324,6 +373,7 @@ def feature_columns(
     config: FeatureConfig,
     customers: pd.DataFrame | CustomerAttributes | None = None,
     rfm_cuts: RfmCuts | None = None,
+    label_counts: LabelCounts | None = None,
 ) -> FeatureColumns:
     if isinstance(customers, pd.DataFrame):
         customers = CustomerAttributes.from_frame(customers)
@@ -334,10 +384,11 @@ def feature_columns(
     columns: dict[str, Column] = _rfm(h, rfm_cuts)
     columns |= _windows(h, config)
     columns |= _gaps(h, columns["recency_days"])
+    counts = label_counts or {}
     if arrays.category is not None:
-        columns |= _categories(h, config)
+        columns |= _categories(h, config, counts.get("category"))
     if arrays.channel is not None:
-        columns |= _channels(h, config)
+        columns |= _channels(h, config, counts.get("channel"))
     columns["historic_ltv"] = historic_ltv(
         columns["monetary_mean"], columns["n_orders"], columns["tenure_days"], config.historic_ltv
     )

@@ -27,6 +27,21 @@ class Inputs:
         return self.customers.frame if self.customers else None
 
 
+def input_paths(
+    config: DataConfig, paths: Paths, transactions: Path | None, customers: Path | None
+) -> tuple[Path, Path | None]:
+    """The transactions and customers files to read: the command line's, configs/data.yaml's,
+    else the sample's (whose customers go with its own transactions only)."""
+    sample = paths.sample_table("transactions")
+    tx_path = Path(transactions or config.transactions.path or sample)
+    if customers is None and config.customers is not None:
+        if config.customers.path is not None:
+            customers = config.customers.path
+        elif tx_path == sample and paths.sample_table("customers").exists():
+            customers = paths.sample_table("customers")
+    return tx_path, customers
+
+
 def load_inputs(
     config: DataConfig,
     paths: Paths,
@@ -34,13 +49,7 @@ def load_inputs(
     customers: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Inputs:
-    sample = paths.sample_table("transactions")
-    tx_path = transactions or config.transactions.path or sample
-    if customers is None and config.customers is not None:
-        if config.customers.path is not None:
-            customers = config.customers.path
-        elif Path(tx_path) == sample and paths.sample_table("customers").exists():
-            customers = paths.sample_table("customers")
+    tx_path, customers = input_paths(config, paths, transactions, customers)
     progress(f"loading transactions from {tx_path}")
     tx = load_transactions(tx_path, config.transactions, config.validation, paths.rejects_dir)
     progress(tx.report.summary())

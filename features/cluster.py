@@ -1,0 +1,387 @@
+"""The same loading and feature builders on a Dask cluster, for histories past one machine.
+
+Input files (a folder or glob of Parquet/CSV) are each loaded and validated by a worker with
+the single-process loader; the rows are then shuffled by a hash of customer_id, so that each
+partition holds whole customers, and every partition runs the single-process builders. What is
+population-wide is computed across partitions and passed in: the category caps (label counts
+summed) and the RFM quintile cut points (exact quantiles, `features.quantiles`). The result
+equals the single-process table row for row. Imported only by `--engine dask` commands.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+from distributed import Client, Future, LocalCluster
+
+from crm_ltv.features.arrays import CustomerAttributes, TransactionArrays, as_cutoff
+from crm_ltv.features.builders import LabelCounts, features_at, population_label_counts
+from crm_ltv.features.builders import with_rfm_cuts as _with_rfm_cuts
+from crm_ltv.features.config import DataConfig, FeatureConfig, SourceConfig, ValidationConfig
+from crm_ltv.features.contract import DataError
+from crm_ltv.features.labels import labels_at
+from crm_ltv.features.loading import (
+    CSV_SUFFIXES,
+    PARQUET_SUFFIXES,
+    LoadReport,
+    load_customers,
+    load_transactions,
+)
+from crm_ltv.features.quantiles import exact_quantiles
+from crm_ltv.features.rfm import RfmCuts
+
+Progress = Callable[[str], None]
+ROWS_PER_PARTITION = 2_000_000  # transactions per partition after the shuffle, at most
+RETRIES = 3  # a task whose worker died runs again elsewhere
+QUINTILES = (0.2, 0.4, 0.6, 0.8)
+_ROW = "_row"  # file and row number: the loader's order of a customer's rows at one instant
+_TEXT = ("customer_id", "order_id", "category", "channel", "acquisition_channel")
+
+
+@contextmanager
+def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
+    """A client of the cluster at `scheduler`, else of a local cluster sized to the machine
+    (one single-threaded worker process per core, memory shared out equally)."""
+    if scheduler:
+        with Client(scheduler) as client:
+            progress(
+                f"dask: scheduler {scheduler}, {len(client.scheduler_info()['workers'])} workers"
+            )
+            yield client
+        return
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)  # a line per shuffle
+    workers = os.cpu_count() or 1
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster,
+        Client(cluster) as client,
+    ):
+        progress(f"dask: local cluster of {workers} workers, dashboard {client.dashboard_link}")
+        yield client
+
+
+def input_files(path: Path | str) -> list[Path]:
+    """The files of a folder, of a glob pattern, or one file, in name order."""
+    text = str(path)
+    if any(c in text for c in "*?["):
+        found = [Path(p) for p in sorted(glob.glob(text))]
+    elif Path(text).is_dir():
+        found = sorted(p for p in Path(text).iterdir() if p.is_file())
+    else:
+        return [Path(text)]
+    files = [p for p in found if p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)]
+    if not files:
+        raise DataError(
+            f"{path}: no CSV or Parquet files ({', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)})"
+        )
+    return files
+
+
+@dataclass(frozen=True)
+class Partitioned:
+    """Transactions (and customers) on the cluster, partitioned by customer: futures of each
+    partition's arrays, and what the files' validation reported."""
+
+    client: Client
+    arrays: list[Future]  # TransactionArrays, whole customers per partition
+    customers: list[Future] | None  # CustomerAttributes of the same customers
+    reports: tuple[LoadReport, ...]
+    customer_reports: tuple[LoadReport, ...]
+    first: pd.Timestamp
+    last: pd.Timestamp
+
+    @property
+    def rows(self) -> int:
+        return sum(r.rows_loaded for r in self.reports)
+
+    def map(self, function: Callable[..., Any], *iterables: Sequence[Any], **kwargs: Any) -> list:
+        """`function` on every partition's arrays (then customers, then `iterables`), on the
+        cluster: futures, one per partition."""
+        customers = self.customers or [None] * len(self.arrays)
+        return self.client.map(
+            function, self.arrays, customers, *iterables, retries=RETRIES, pure=False, **kwargs
+        )
+
+
+def _load_file(
+    path: Path,
+    index: int,
+    table: str,
+    source: SourceConfig,
+    validation: ValidationConfig,
+    rejects_dir: Path,
+) -> tuple[pd.DataFrame, LoadReport]:
+    """One file loaded and validated as the single-process path does (its rejects in a folder
+    of its own); text columns as plain strings so that the files' frames concatenate."""
+    load = load_transactions if table == "transactions" else load_customers
+    loaded = load(path, source, validation, rejects_dir / f"{index:05d}-{path.name}")
+    frame = loaded.frame
+    for name in _TEXT:
+        if name in frame.columns:
+            frame[name] = frame[name].astype("str").where(frame[name].notna())
+    frame[_ROW] = np.int64(index) << 40 | np.arange(len(frame), dtype=np.int64)
+    return frame, loaded.report
+
+
+@dataclass(frozen=True)
+class _Table:
+    frame: dd.DataFrame  # shuffled by customer_id
+    reports: tuple[LoadReport, ...]
+    first: pd.Timestamp | None  # of the timestamp column, if any
+    last: pd.Timestamp | None
+    channels: pd.Index | None  # acquisition channels, if any
+
+
+def _extent(frame: pd.DataFrame) -> tuple[Any, Any, list[str]]:
+    times = frame["timestamp"] if "timestamp" in frame.columns else pd.Series([], dtype="M8[us]")
+    channels = []
+    if "acquisition_channel" in frame.columns:
+        channels = frame["acquisition_channel"].dropna().unique().tolist()
+    return times.min(), times.max(), channels
+
+
+def _load_partitioned(
+    client: Client,
+    files: list[Path],
+    table: str,
+    source: SourceConfig,
+    validation: ValidationConfig,
+    rejects_dir: Path,
+    partitions: int | None,
+) -> _Table:
+    loaded = client.map(
+        _load_file,
+        files,
+        range(len(files)),
+        table=table,
+        source=source,
+        validation=validation,
+        rejects_dir=rejects_dir,
+        retries=RETRIES,
+    )
+    reports = tuple(client.gather(client.map(lambda pair: pair[1], loaded)))
+    frames = client.map(lambda pair: pair[0], loaded)
+    checked = sum(r.rows_checked for r in reports)
+    rejected = sum(r.rejected for r in reports)
+    if rejected and rejected / checked > validation.max_reject_share:
+        raise DataError(
+            f"{table}: {rejected:,} of {checked:,} rows ({rejected / checked:.2%}) rejected in "
+            f"{len(files)} files, above the limit of {validation.max_reject_share:.2%} "
+            "(validation.max_reject_share in configs/data.yaml, or --max-reject-share); "
+            f"rejected rows with reasons in {rejects_dir}/*/{table}_rejects.csv"
+        )
+    metas = client.gather(client.map(lambda frame: frame.iloc[:0], frames))
+    for path, meta in zip(files, metas, strict=True):
+        if list(meta.columns) != list(metas[0].columns):
+            raise DataError(
+                f"{path}: columns {', '.join(meta.columns)} differ from {files[0]}'s "
+                f"({', '.join(metas[0].columns)}); every file of one table needs the same"
+            )
+    rows = sum(r.rows_loaded for r in reports)
+    count = partitions or max(
+        len(client.scheduler_info()["workers"]), -(-rows // ROWS_PER_PARTITION)
+    )
+    extents = client.gather(client.map(_extent, frames))
+    times = [t for first, last, _ in extents for t in (first, last) if pd.notna(t)]
+    channels = sorted({c for _, _, names in extents for c in names})
+    frame = dd.from_delayed(frames, meta=metas[0], verify_meta=False)
+    return _Table(
+        frame.shuffle(on="customer_id", npartitions=count),
+        reports,
+        pd.Timestamp(min(times)) if times else None,
+        pd.Timestamp(max(times)) if times else None,
+        pd.Index(channels, dtype="str") if "acquisition_channel" in metas[0] else None,
+    )
+
+
+def _transaction_arrays(frame: pd.DataFrame) -> TransactionArrays:
+    """A partition's rows in the loader's order: by customer, then time, then file order."""
+    frame = frame.sort_values(["customer_id", "timestamp", _ROW], kind="stable")
+    return TransactionArrays.from_frame(frame.drop(columns=_ROW))
+
+
+def _customer_attributes(frame: pd.DataFrame, channels: pd.Index | None) -> CustomerAttributes:
+    """A partition's customers, with the whole table's acquisition channels as categories."""
+    frame = frame.sort_values(_ROW, kind="stable").drop(columns=_ROW)
+    if channels is not None:
+        frame["acquisition_channel"] = pd.Categorical(
+            frame["acquisition_channel"], categories=channels
+        )
+    return CustomerAttributes.from_frame(frame)
+
+
+def load_partitioned(
+    client: Client,
+    config: DataConfig,
+    rejects_dir: Path,
+    transactions: Path,
+    customers: Path | None,
+    progress: Progress,
+    partitions: int | None = None,
+) -> Partitioned:
+    """Every file loaded and validated by a worker, then partitioned by customer."""
+    files = input_files(transactions)
+    progress(f"loading {len(files)} transaction file(s) from {transactions} on the cluster")
+    tx = _load_partitioned(
+        client, files, "transactions", config.transactions, config.validation, rejects_dir,
+        partitions,
+    )  # fmt: skip
+    for report in tx.reports:
+        progress(report.summary())
+    rows = sum(r.rows_loaded for r in tx.reports)
+    if rows == 0 or tx.first is None or tx.last is None:
+        raise DataError(f"{transactions}: no transaction rows loaded")
+    count = tx.frame.npartitions
+    progress(f"partitioning {rows:,} rows by customer into {count} partitions")
+    parts = tx.frame.to_delayed()
+    arrays = client.compute([dask.delayed(_transaction_arrays)(p) for p in parts])
+    attributes, customer_reports = None, ()
+    if customers is not None:
+        source = config.customers or SourceConfig()
+        table = _load_partitioned(
+            client, input_files(customers), "customers", source, config.validation,
+            rejects_dir, count,
+        )  # fmt: skip
+        customer_reports = table.reports
+        for report in customer_reports:
+            progress(report.summary())
+        attributes = client.compute(
+            [
+                dask.delayed(_customer_attributes)(p, table.channels)
+                for p in table.frame.to_delayed()
+            ]
+        )
+    return Partitioned(client, arrays, attributes, tx.reports, customer_reports, tx.first, tx.last)
+
+
+def _label_counts(arrays: TransactionArrays, _: object, cutoff: pd.Timestamp) -> LabelCounts:
+    return population_label_counts(arrays, cutoff)
+
+
+def label_counts(data: Partitioned, cutoff: pd.Timestamp) -> LabelCounts:
+    """The population's label counts at `cutoff`: each partition's, summed."""
+    parts = data.client.gather(data.map(_label_counts, cutoff=cutoff))
+    out = {}
+    for name in parts[0] if parts else ():
+        counts = pd.concat([p[name] for p in parts])
+        out[name] = counts.groupby(level=0, sort=True).sum()
+    return out
+
+
+def _features(
+    arrays: TransactionArrays,
+    customers: CustomerAttributes | None,
+    cutoff: pd.Timestamp,
+    config: FeatureConfig,
+    rfm_cuts: RfmCuts | None,
+    counts: LabelCounts,
+    horizon_days: int | None,
+) -> pd.DataFrame:
+    """One partition's features (and labels, with a horizon) at `cutoff`; without `rfm_cuts`,
+    scores against the partition's own quintiles, to be rescored against the population's."""
+    table = features_at(arrays, cutoff, config, customers, rfm_cuts, counts)
+    if horizon_days is not None:
+        table = table.join(labels_at(arrays, cutoff, horizon_days))
+    return table
+
+
+def _conform(frame: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
+    """An empty partition (no customer has a purchase yet) with the others' columns and types."""
+    return meta if frame.empty else frame
+
+
+def conformed(client: Client, frames: list[Future]) -> list[Future]:
+    """Partitions with one set of columns and types: empty ones take a non-empty one's."""
+    sizes = client.gather(client.map(len, frames))
+    full = [f for f, n in zip(frames, sizes, strict=True) if n]
+    if not full:
+        return frames
+    meta = client.submit(lambda frame: frame.iloc[:0], full[0])
+    return client.map(_conform, frames, meta=meta, retries=RETRIES)
+
+
+def rfm_cuts_of(client: Client, frames: list[Future], rows: Callable | None = None) -> RfmCuts:
+    """`RfmCuts.of` the partitions together (or the `rows` of each), computed where they are."""
+
+    def columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        part = frame if rows is None else frame.loc[rows(frame)]
+        return {
+            "recency": -part["recency_days"].to_numpy("float64"),
+            "frequency": part["frequency"].to_numpy("float64"),
+            "monetary": part["monetary_total"].to_numpy("float64"),
+        }
+
+    def map_parts(function: Callable) -> list:
+        return client.gather(
+            client.map(lambda frame: function(columns(frame)), frames, retries=RETRIES)
+        )
+
+    cuts = exact_quantiles(map_parts, QUINTILES)
+    return RfmCuts(
+        *(tuple(float(x) for x in cuts[k]) for k in ("recency", "frequency", "monetary"))
+    )
+
+
+def with_rfm_cuts(
+    client: Client, frames: list[Future], cuts: RfmCuts, config: FeatureConfig
+) -> list[Future]:
+    return client.map(_with_rfm_cuts, frames, cuts=cuts, config=config, retries=RETRIES)
+
+
+def features_on_cluster(
+    data: Partitioned,
+    cutoff: str | pd.Timestamp,
+    config: FeatureConfig,
+    rfm_cuts: RfmCuts | None = None,
+    horizon_days: int | None = None,
+    progress: Progress = lambda _: None,
+) -> list[Future]:
+    """`build_features` at `cutoff` on the cluster: a future of each partition's table (with
+    labels when `horizon_days` is given). RFM scores against `rfm_cuts`, else against the
+    quintile cut points of the whole population at the cutoff, as the single-process path."""
+    cutoff = as_cutoff(cutoff)
+    counts = label_counts(data, cutoff)
+    frames = conformed(
+        data.client,
+        data.map(
+            _features, cutoff=cutoff, config=config, rfm_cuts=rfm_cuts, counts=counts,
+            horizon_days=horizon_days,
+        ),
+    )  # fmt: skip
+    if rfm_cuts is None:
+        cuts = rfm_cuts_of(data.client, frames)
+        frames = with_rfm_cuts(data.client, frames, cuts, config)
+    progress(f"features at {cutoff:%Y-%m-%d %H:%M} on {len(frames)} partitions")
+    return frames
+
+
+def _write(frame: pd.DataFrame, path: Path, index: bool) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=index)
+    return len(frame)
+
+
+def write_parts(client: Client, frames: list[Future], folder: Path, index: bool = True) -> int:
+    """Each partition written by its worker as folder/part-NNNNN.parquet; the rows written.
+    Files of an earlier run in the folder go first, so the folder holds this table only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("part-*.parquet"):
+        old.unlink()
+    paths = [folder / f"part-{i:05d}.parquet" for i in range(len(frames))]
+    return sum(client.gather(client.map(_write, frames, paths, index=index, retries=RETRIES)))
+
+
+def value_counts(client: Client, frames: list[Future], column: str) -> pd.Series:
+    """A column's value counts over every partition (categories in their order)."""
+    parts = client.gather(client.map(lambda frame: frame[column].value_counts(sort=False), frames))
+    return pd.concat(parts).groupby(level=0, sort=False, observed=False).sum()

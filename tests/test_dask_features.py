@@ -1,0 +1,140 @@
+"""The Dask engine's features equal the single-process ones exactly, on a local cluster of two
+worker processes (one thread each); the cap on categories and the RFM cut points are the whole
+population's; a worker killed mid-run costs a recomputation, not the result."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crm_ltv.features.builders import build_features
+from crm_ltv.features.config import DataConfig
+from crm_ltv.features.contract import DataError
+from crm_ltv.features.quantiles import exact_quantiles
+from crm_ltv.features.sample import generate_sample
+
+pytestmark = pytest.mark.dask
+distributed = pytest.importorskip("distributed")
+cluster = pytest.importorskip("crm_ltv.features.cluster")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB",
+            dashboard_address=None,
+        ) as local,
+        distributed.Client(local) as client,
+    ):  # fmt: skip
+        yield client
+
+
+@pytest.fixture(scope="module")
+def sample_files(tmp_path_factory, small_sample_config) -> tuple[Path, Path, Path]:
+    """1,000 sample customers: the transactions as one CSV (the single-process input) and as
+    five Parquet parts of consecutive rows; the customers table."""
+    folder = tmp_path_factory.mktemp("dask-sample")
+    sample = generate_sample(small_sample_config.model_copy(update={"n_customers": 1_000}))
+    tx = sample.transactions
+    tx.to_csv(folder / "transactions.csv", index=False)
+    (folder / "parts").mkdir()
+    for i, rows in enumerate(np.array_split(np.arange(len(tx)), 5)):
+        tx.iloc[rows].astype(str).to_parquet(folder / "parts" / f"tx-{i}.parquet", index=False)
+    sample.customers.to_csv(folder / "customers.csv", index=False)
+    return folder / "transactions.csv", folder / "parts", folder / "customers.csv"
+
+
+def _single(files, feature_config, cutoff, tmp_path) -> pd.DataFrame:
+    """The single-process path: the loader on the one file, then `build_features`."""
+    from crm_ltv.features.inputs import load_inputs
+    from crm_ltv.features.paths import Paths
+
+    inputs = load_inputs(DataConfig(), Paths(tmp_path), files[0], files[2])
+    return build_features(inputs.transactions.frame, cutoff, feature_config, inputs.customers_frame)
+
+
+def _on_cluster(client, files, feature_config, cutoff, tmp_path, partitions=3):
+    data = cluster.load_partitioned(
+        client, DataConfig(), tmp_path / "rejects", files[1], files[2], lambda _: None, partitions
+    )
+    frames = cluster.features_on_cluster(data, cutoff, feature_config)
+    return data, pd.concat(client.gather(frames)).sort_index()
+
+
+@pytest.mark.parametrize("cutoff", ["2025-03-01", "2025-12-31"])
+def test_features_equal_the_single_process_ones_exactly(
+    client, sample_files, feature_config, tmp_path, cutoff
+):
+    # a cap of 4 categories pools the rarer ones as "(other)": the population's rarest, not
+    # each partition's
+    config = feature_config.model_copy(update={"max_categories": 4})
+    expected = _single(sample_files, config, cutoff, tmp_path)
+    data, got = _on_cluster(client, sample_files, config, cutoff, tmp_path)
+    assert len(data.arrays) == 3 and data.rows == sum(r.rows_loaded for r in data.reports)
+    assert (got["favourite_category"] == "(other)").any()
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_partitions_hold_whole_customers_and_the_cut_points_are_the_populations(
+    client, sample_files, feature_config, tmp_path
+):
+    data, table = _on_cluster(client, sample_files, feature_config, "2025-12-31", tmp_path, 4)
+    names = [set(a.customer.names) for a in client.gather(data.arrays)]
+    assert sum(map(len, names)) == len(set().union(*names))  # no customer in two partitions
+    frames = cluster.features_on_cluster(data, "2025-12-31", feature_config)
+    from crm_ltv.features.rfm import RfmCuts
+
+    assert cluster.rfm_cuts_of(client, frames) == RfmCuts.of(table)
+
+
+def test_a_worker_killed_mid_run_is_survived_with_the_same_result(
+    client, sample_files, feature_config, tmp_path
+):
+    expected = _single(sample_files, feature_config, "2025-12-31", tmp_path)
+    data = cluster.load_partitioned(
+        client, DataConfig(), tmp_path / "rejects", sample_files[1], sample_files[2],
+        lambda _: None, 4,
+    )  # fmt: skip
+    distributed.wait(data.arrays)
+    holders = client.who_has(data.arrays)
+    victim = next(iter(holders[data.arrays[0].key]))
+    with pytest.raises(Exception):  # noqa: B017 - the worker dies while answering
+        client.run(os._exit, 1, workers=[victim])
+    frames = cluster.features_on_cluster(data, "2025-12-31", feature_config)
+    got = pd.concat(client.gather(frames)).sort_index()
+    pd.testing.assert_frame_equal(got, expected)
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted it for the next tests
+
+
+def test_exact_quantiles_equal_numpys_over_any_partitioning():
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        values = [
+            rng.lognormal(3, 2, int(rng.integers(0, 400))),
+            rng.integers(1, 6, int(rng.integers(0, 400))).astype(float),  # many ties
+            np.round(rng.normal(0, 50, int(rng.integers(1, 400))), 2),
+        ]
+        parts = [{"x": v} for v in values]
+        got = exact_quantiles(lambda f, parts=parts: [f(p) for p in parts], (0.2, 0.5, 0.8), 8)
+        np.testing.assert_array_equal(
+            got["x"], np.quantile(np.concatenate(values), [0.2, 0.5, 0.8])
+        )
+        assert trial >= 0
+    with pytest.raises(ValueError, match="no values"):
+        exact_quantiles(lambda f: [f({"x": np.empty(0)})], (0.5,))
+
+
+def test_input_files_from_a_folder_a_glob_or_a_file(sample_files, tmp_path):
+    parts = sample_files[1]
+    expected = [parts / f"tx-{i}.parquet" for i in range(5)]
+    assert cluster.input_files(parts) == expected
+    assert cluster.input_files(f"{parts}/tx-[0-1].parquet") == expected[:2]
+    assert cluster.input_files(sample_files[0]) == [sample_files[0]]
+    (tmp_path / "notes.md").write_text("no data here")
+    with pytest.raises(DataError, match="no CSV or Parquet files"):
+        cluster.input_files(tmp_path)
