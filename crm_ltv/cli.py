@@ -6,12 +6,13 @@ once and no command pays for another's libraries (mlflow, lightgbm, bentoml).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -23,11 +24,13 @@ if TYPE_CHECKING:
 
     from crm_ltv.experiments.config import ExperimentsConfig, PolicyEvalConfig
     from crm_ltv.experiments.policy_eval_job import History
+    from crm_ltv.features.cluster import Partitioned
     from crm_ltv.features.config import DataConfig, FeatureConfig
     from crm_ltv.features.inputs import Inputs
     from crm_ltv.features.paths import Paths
     from crm_ltv.serving.config import NbaConfig
     from crm_ltv.training.config import TrainConfig
+    from crm_ltv.training.job import TrainResult
     from crm_ltv.training.uplift import UpliftBundle
 
 app = typer.Typer(
@@ -163,6 +166,28 @@ def _on_dask(engine: Engine, scheduler: str | None) -> bool:
     return engine is Engine.dask
 
 
+@contextlib.contextmanager
+def _dask_inputs(
+    paths: Paths,
+    progress: Progress,
+    scheduler: str | None,
+    partitions: int | None,
+    *read: object,
+) -> Iterator[Partitioned]:
+    """The inputs (`_read_inputs`' arguments after the progress) loaded and partitioned by
+    customer on a Dask cluster: the scheduler's, else a local one."""
+    from crm_ltv.features import cluster
+    from crm_ltv.features.inputs import input_paths
+
+    transactions, customers, columns, fmt, sep, max_reject_share = read
+    config = _data_config(paths, columns, fmt, sep, max_reject_share)
+    files = input_paths(config, paths, transactions, customers)
+    with cluster.connect(scheduler, progress) as client:
+        yield cluster.load_partitioned(
+            client, config, paths.rejects_dir, *files, progress, partitions
+        )
+
+
 def _data_config(
     paths: Paths,
     columns: list[str] | None,
@@ -285,17 +310,13 @@ def features(
     paths = _paths()
     feature_config = _feature_config(paths)
     progress = Progress()
+    read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     if _on_dask(engine, scheduler):
         from crm_ltv.features import cluster
-        from crm_ltv.features.inputs import input_paths
 
-        config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
-        files = input_paths(config, paths, transactions, customers)
         target = out or paths.features_table.with_suffix("")  # a folder of parts
-        with cluster.connect(scheduler, progress) as client:
-            data = cluster.load_partitioned(
-                client, config, paths.rejects_dir, *files, progress, partitions
-            )
+        with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
+            client = data.client
             cutoff = as_cutoff(as_of) if as_of else data.last
             frames = cluster.features_on_cluster(data, cutoff, feature_config, progress=progress)
             rows = cluster.write_parts(client, frames, target)
@@ -306,9 +327,7 @@ def features(
         progress(f"wrote {len(frames)} parts to {target}")
         typer.echo(_summary_text(rows, width, counts, cutoff, target))
         return
-    inputs = _read_inputs(
-        paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
-    )
+    inputs = _read_inputs(paths, progress, *read)
     tx = inputs.transactions.frame
     cutoff = as_cutoff(as_of) if as_of else tx["timestamp"].max()
     progress(f"building features at {cutoff}")
@@ -392,23 +411,30 @@ def train(
     sep: SepOpt = None,
     max_reject_share: RejectShareOpt = None,
     horizon_days: HorizonOpt = None,
+    engine: EngineOpt = Engine.single,
+    scheduler: SchedulerOpt = None,
+    partitions: PartitionsOpt = None,
 ) -> None:
     """Train, evaluate and register the churn and LTV models (MLflow), with baselines."""
     paths = _paths()
     feature_config = _feature_config(paths)
     config = _train_config(paths, horizon_days)
     progress = Progress()
-    inputs = _read_inputs(
-        paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
-    )
-    tuned = _tuned_params(paths, config.snapshots.horizon_days, progress)
-    progress("loading the training libraries (LightGBM, MLflow)")
+    read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
+    if _on_dask(engine, scheduler):
+        dask = (scheduler, partitions)
+        result = _train_on_dask(paths, config, feature_config, progress, *dask, read)
+    else:
+        inputs = _read_inputs(paths, progress, *read)
+        tuned = _tuned_params(paths, config.snapshots.horizon_days, progress)
+        progress("loading the training libraries (LightGBM, MLflow)")
+        from crm_ltv.training.job import run_training
+
+        result = run_training(inputs, paths, config, feature_config, tuned, progress)
     import mlflow
 
-    from crm_ltv.training.job import run_training
     from crm_ltv.training.run_log import comparison_table
 
-    result = run_training(inputs, paths, config, feature_config, tuned, progress)
     typer.echo(comparison_table(result.evaluation))
     if result.split.evaluation != "out-of-time":
         typer.echo(
@@ -422,17 +448,51 @@ def train(
     typer.echo(f"MLflow run {result.run_id} at {mlflow.get_tracking_uri()}; {paths.metrics_file}")
 
 
+def _train_on_dask(
+    paths: Paths,
+    config: TrainConfig,
+    feature_config: FeatureConfig,
+    progress: Progress,
+    scheduler: str | None,
+    partitions: int | None,
+    read: tuple[object, ...],
+) -> TrainResult:
+    """`train` with the snapshots and boosters on a Dask cluster (training/cluster.py)."""
+    from crm_ltv.features.config import override
+
+    progress("--engine dask: no refit and no seasonal level (README: Scaling out on Dask)")
+    level = override(config.level, "--engine dask", seasonal=False)
+    config = override(config, "--engine dask", refit=False, level=level)
+    with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
+        from crm_ltv.training import cluster
+        from crm_ltv.training.job import run_training
+
+        split = cluster.split_on_cluster(data, config, feature_config, progress)
+        tuned = _tuned_params(paths, config.snapshots.horizon_days, progress)
+        fit = functools.partial(cluster.train_on_cluster, split)
+        inputs = data.inputs(paths.rejects_dir)
+        return run_training(
+            inputs, paths, config, feature_config, tuned, progress, split.sample, fit
+        )
+
+
 @app.command()
 @_user_errors
 def score(
     as_of: Annotated[str, typer.Option(help="Score with history up to this date/time.")],
-    out: Annotated[Path, typer.Option(help="Output file: .csv or .parquet.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Output file: .csv or .parquet (--engine dask: a folder of parts)."),
+    ],
     transactions: TransactionsOpt = None,
     customers: CustomersOpt = None,
     column: ColumnOpt = None,
     timestamp_format: FormatOpt = None,
     sep: SepOpt = None,
     max_reject_share: RejectShareOpt = None,
+    engine: EngineOpt = Engine.single,
+    scheduler: SchedulerOpt = None,
+    partitions: PartitionsOpt = None,
 ) -> None:
     """Score every customer with history up to --as-of with the champion models."""
     from crm_ltv.features.arrays import as_cutoff
@@ -440,7 +500,10 @@ def score(
     from crm_ltv.features.config import ConfigError
     from crm_ltv.features.contract import DataError
 
-    if out.suffix.lower() not in (".csv", ".parquet"):
+    on_dask = _on_dask(engine, scheduler)
+    if on_dask and out.suffix.lower() in (".csv", ".parquet"):
+        raise ConfigError(f"--out {out}: --engine dask writes a folder of Parquet parts")
+    if not on_dask and out.suffix.lower() not in (".csv", ".parquet"):
         raise ConfigError(f"--out {out}: expected a .csv or .parquet file name")
     paths = _paths()
     feature_config = _feature_config(paths)
@@ -460,9 +523,25 @@ def score(
     stale = champions.features_config_warning(feature_config)
     if stale is not None:
         progress(stale)
-    inputs = _read_inputs(
-        paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
-    )
+    read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
+    if on_dask:
+        from crm_ltv.features.cluster import features_on_cluster, write_parts
+        from crm_ltv.training.cluster import score_on_cluster, score_totals
+
+        with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
+            frames = features_on_cluster(data, cutoff, feature_config, champions.rfm_cuts)
+            progress(f"scoring at {cutoff} on {len(frames)} partitions")
+            try:
+                scored = score_on_cluster(data.client, frames, champions)
+                rows, churn, value = score_totals(data.client, scored)
+            except ValueError as exc:
+                raise DataError(f"the champion models cannot score these features: {exc}") from None
+            if rows == 0:
+                raise DataError(f"no customer has a purchase up to {cutoff}; nothing to score")
+            write_parts(data.client, scored, out, index=False)
+        typer.echo(_scored(rows, churn / rows, value, cutoff, champions.horizon_days, out))
+        return
+    inputs = _read_inputs(paths, progress, *read)
     table = build_features(
         inputs.transactions.frame,
         cutoff,
@@ -482,10 +561,16 @@ def score(
         scores.to_csv(out, index=False)
     else:
         scores.to_parquet(out, index=False)
-    typer.echo(
-        f"scored {len(scores):,} customers at {cutoff}: mean churn probability "
-        f"{scores['churn_probability'].mean():.3f}, total predicted value "
-        f"{scores['predicted_value'].sum():,.0f} over {champions.horizon_days} days -> {out}"
+    churn, value = scores["churn_probability"].mean(), scores["predicted_value"].sum()
+    typer.echo(_scored(len(scores), churn, value, cutoff, champions.horizon_days, out))
+
+
+def _scored(
+    rows: int, churn: float, value: float, cutoff: pd.Timestamp, horizon: int, out: Path
+) -> str:
+    return (
+        f"scored {rows:,} customers at {cutoff}: mean churn probability {churn:.3f}, total "
+        f"predicted value {value:,.0f} over {horizon} days -> {out}"
     )
 
 

@@ -10,12 +10,12 @@ equals the single-process table row for row. Imported only by `--engine dask` co
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,9 @@ from crm_ltv.features.builders import LabelCounts, features_at, population_label
 from crm_ltv.features.builders import with_rfm_cuts as _with_rfm_cuts
 from crm_ltv.features.config import DataConfig, FeatureConfig, SourceConfig, ValidationConfig
 from crm_ltv.features.contract import DataError
+from crm_ltv.features.inputs import Inputs, input_files
 from crm_ltv.features.labels import labels_at
-from crm_ltv.features.loading import (
-    CSV_SUFFIXES,
-    PARQUET_SUFFIXES,
-    LoadReport,
-    load_customers,
-    load_transactions,
-)
+from crm_ltv.features.loading import Loaded, LoadReport, load_customers, load_transactions
 from crm_ltv.features.quantiles import exact_quantiles
 from crm_ltv.features.rfm import RfmCuts
 
@@ -47,6 +42,11 @@ RETRIES = 3  # a task whose worker died runs again elsewhere
 QUINTILES = (0.2, 0.4, 0.6, 0.8)
 _ROW = "_row"  # file and row number: the loader's order of a customer's rows at one instant
 _TEXT = ("customer_id", "order_id", "category", "channel", "acquisition_channel")
+
+
+def _stdout_to_stderr() -> None:
+    sys.stdout.flush()
+    os.dup2(2, 1)
 
 
 @contextmanager
@@ -63,28 +63,14 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
     logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)  # a line per shuffle
     workers = os.cpu_count() or 1
     with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster,
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
         Client(cluster) as client,
     ):
+        client.run(_stdout_to_stderr)  # stdout is for results; LightGBM's network talks
         progress(f"dask: local cluster of {workers} workers, dashboard {client.dashboard_link}")
         yield client
-
-
-def input_files(path: Path | str) -> list[Path]:
-    """The files of a folder, of a glob pattern, or one file, in name order."""
-    text = str(path)
-    if any(c in text for c in "*?["):
-        found = [Path(p) for p in sorted(glob.glob(text))]
-    elif Path(text).is_dir():
-        found = sorted(p for p in Path(text).iterdir() if p.is_file())
-    else:
-        return [Path(text)]
-    files = [p for p in found if p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)]
-    if not files:
-        raise DataError(
-            f"{path}: no CSV or Parquet files ({', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)})"
-        )
-    return files
 
 
 @dataclass(frozen=True)
@@ -99,10 +85,22 @@ class Partitioned:
     customer_reports: tuple[LoadReport, ...]
     first: pd.Timestamp
     last: pd.Timestamp
+    sources: tuple[Path, Path | None]  # transactions, customers: as given (file, folder, glob)
+    columns: tuple[pd.DataFrame, pd.DataFrame | None]  # each table's columns, no rows
 
     @property
     def rows(self) -> int:
         return sum(r.rows_loaded for r in self.reports)
+
+    def inputs(self, rejects_dir: Path) -> Inputs:
+        """What a run records of its inputs (sources, reports, columns): the rows stay on the
+        cluster."""
+        tx = Loaded(self.columns[0], combined_report(self.reports, self.sources[0], rejects_dir))
+        customers = None
+        if self.customer_reports and self.sources[1] and self.columns[1] is not None:
+            report = combined_report(self.customer_reports, self.sources[1], rejects_dir)
+            customers = Loaded(self.columns[1], report)
+        return Inputs(tx, customers)
 
     def map(self, function: Callable[..., Any], *iterables: Sequence[Any], **kwargs: Any) -> list:
         """`function` on every partition's arrays (then customers, then `iterables`), on the
@@ -111,6 +109,37 @@ class Partitioned:
         return self.client.map(
             function, self.arrays, customers, *iterables, retries=RETRIES, pure=False, **kwargs
         )
+
+
+def combined_report(reports: Sequence[LoadReport], source: Path, folder: Path) -> LoadReport:
+    """One report of a table read from several files (each file's rows and rejects are in
+    `folder`/NNNNN-<file name>/)."""
+    first = reports[0]
+    excluded: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for report in reports:
+        for rule, n in report.excluded.items():
+            excluded[rule] = excluded.get(rule, 0) + n
+        for kind, n in report.reasons.items():
+            reasons[kind] = reasons.get(kind, 0) + n
+    ignored = dict.fromkeys(c for r in reports for c in r.ignored_columns)
+    return replace(
+        first,
+        source=source,
+        rows_read=sum(r.rows_read for r in reports),
+        rows_checked=sum(r.rows_checked for r in reports),
+        rows_loaded=sum(r.rows_loaded for r in reports),
+        rejected=sum(r.rejected for r in reports),
+        reasons=dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        duplicates=sum(r.duplicates for r in reports),
+        rejects_path=folder / f"*/{first.table}_rejects.csv",
+        ignored_columns=tuple(ignored),
+        excluded=excluded,
+        excluded_path=folder / f"*/{first.table}_excluded.csv" if excluded else None,
+        anonymous=sum(r.anonymous for r in reports),
+        anonymous_amount=sum(r.anonymous_amount for r in reports),
+        anonymous_path=folder / f"*/{first.table}_anonymous.csv",
+    )
 
 
 def _load_file(
@@ -140,6 +169,7 @@ class _Table:
     first: pd.Timestamp | None  # of the timestamp column, if any
     last: pd.Timestamp | None
     channels: pd.Index | None  # acquisition channels, if any
+    meta: pd.DataFrame  # the columns, no rows
 
 
 def _extent(frame: pd.DataFrame) -> tuple[Any, Any, list[str]]:
@@ -201,6 +231,7 @@ def _load_partitioned(
         pd.Timestamp(min(times)) if times else None,
         pd.Timestamp(max(times)) if times else None,
         pd.Index(channels, dtype="str") if "acquisition_channel" in metas[0] else None,
+        metas[0].drop(columns=_ROW),
     )
 
 
@@ -236,8 +267,7 @@ def load_partitioned(
         client, files, "transactions", config.transactions, config.validation, rejects_dir,
         partitions,
     )  # fmt: skip
-    for report in tx.reports:
-        progress(report.summary())
+    progress(combined_report(tx.reports, Path(transactions), rejects_dir).summary())
     rows = sum(r.rows_loaded for r in tx.reports)
     if rows == 0 or tx.first is None or tx.last is None:
         raise DataError(f"{transactions}: no transaction rows loaded")
@@ -245,23 +275,32 @@ def load_partitioned(
     progress(f"partitioning {rows:,} rows by customer into {count} partitions")
     parts = tx.frame.to_delayed()
     arrays = client.compute([dask.delayed(_transaction_arrays)(p) for p in parts])
-    attributes, customer_reports = None, ()
+    attributes, customer_reports, customer_columns = None, (), None
     if customers is not None:
         source = config.customers or SourceConfig()
         table = _load_partitioned(
             client, input_files(customers), "customers", source, config.validation,
             rejects_dir, count,
         )  # fmt: skip
-        customer_reports = table.reports
-        for report in customer_reports:
-            progress(report.summary())
+        customer_reports, customer_columns = table.reports, table.meta
+        progress(combined_report(table.reports, Path(customers), rejects_dir).summary())
         attributes = client.compute(
             [
                 dask.delayed(_customer_attributes)(p, table.channels)
                 for p in table.frame.to_delayed()
             ]
         )
-    return Partitioned(client, arrays, attributes, tx.reports, customer_reports, tx.first, tx.last)
+    return Partitioned(
+        client, arrays, attributes, tx.reports, customer_reports, tx.first, tx.last,
+        (Path(transactions), Path(customers) if customers else None),
+        (tx.meta, customer_columns),
+    )  # fmt: skip
+
+
+def shared(client: Client, value: object) -> Future:
+    """`value` sent to every worker once, as a future: a task's argument that holds dicts or
+    frames goes so, since Dask reads dicts in arguments as parts of its task graph."""
+    return client.scatter([value], broadcast=True)[0]
 
 
 def _label_counts(arrays: TransactionArrays, _: object, cutoff: pd.Timestamp) -> LabelCounts:
@@ -354,8 +393,8 @@ def features_on_cluster(
     frames = conformed(
         data.client,
         data.map(
-            _features, cutoff=cutoff, config=config, rfm_cuts=rfm_cuts, counts=counts,
-            horizon_days=horizon_days,
+            _features, cutoff=cutoff, config=config, rfm_cuts=rfm_cuts,
+            counts=shared(data.client, counts), horizon_days=horizon_days,
         ),
     )  # fmt: skip
     if rfm_cuts is None:

@@ -6,6 +6,7 @@ transaction file uses a customers table only when one is named.
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,15 @@ from pathlib import Path
 import pandas as pd
 
 from crm_ltv.features.config import DataConfig, SourceConfig
-from crm_ltv.features.loading import Loaded, load_campaigns, load_customers, load_transactions
+from crm_ltv.features.contract import DataError
+from crm_ltv.features.loading import (
+    CSV_SUFFIXES,
+    PARQUET_SUFFIXES,
+    Loaded,
+    load_campaigns,
+    load_customers,
+    load_transactions,
+)
 from crm_ltv.features.paths import Paths
 
 
@@ -25,6 +34,24 @@ class Inputs:
     @property
     def customers_frame(self) -> pd.DataFrame | None:
         return self.customers.frame if self.customers else None
+
+
+def input_files(path: Path | str) -> list[Path]:
+    """The files of a folder, of a glob pattern, or one file, in name order: one table split
+    in parts (the Dask engine reads them in parallel)."""
+    text = str(path)
+    if any(c in text for c in "*?["):
+        found = [Path(p) for p in sorted(glob.glob(text))]
+    elif Path(text).is_dir():
+        found = sorted(p for p in Path(text).iterdir() if p.is_file())
+    else:
+        return [Path(text)]
+    files = [p for p in found if p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)]
+    if not files:
+        raise DataError(
+            f"{path}: no CSV or Parquet files ({', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)})"
+        )
+    return files
 
 
 def input_paths(

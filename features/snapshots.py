@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from crm_ltv.features.arrays import CustomerAttributes, TransactionArrays, as_cutoff
-from crm_ltv.features.builders import features_at
+from crm_ltv.features.builders import LabelCounts, features_at
 from crm_ltv.features.config import FeatureConfig
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.labels import labels_at
@@ -58,16 +58,35 @@ def build_snapshots(
                 f"cutoff {cutoff:%Y-%m-%d %H:%M}: its {horizon_days}-day label window ends "
                 f"{window_end:%Y-%m-%d %H:%M}, after the last transaction ({last:%Y-%m-%d %H:%M})"
             )
-        table = features_at(arrays, cutoff, config, attributes).join(
-            labels_at(arrays, cutoff, horizon_days)
-        )
-        table = table.reset_index()
-        table.insert(0, "cutoff", cutoff)
+        table = snapshot_at(arrays, cutoff, horizon_days, config, attributes)
         parts.append(table)
         if progress:
             progress(f"snapshot {cutoff:%Y-%m-%d}: {len(table):,} customers")
     if not parts:
         raise DataError("no cutoffs given for snapshots")
+    return stack_snapshots(parts)
+
+
+def snapshot_at(
+    arrays: TransactionArrays,
+    cutoff: pd.Timestamp,
+    horizon_days: int,
+    config: FeatureConfig,
+    customers: CustomerAttributes | None = None,
+    label_counts: LabelCounts | None = None,
+) -> pd.DataFrame:
+    """One cutoff's rows: `cutoff`, `customer_id`, features, then labels. `label_counts`: the
+    whole population's, when `arrays` hold one partition of the customers."""
+    table = features_at(arrays, cutoff, config, customers, None, label_counts).join(
+        labels_at(arrays, cutoff, horizon_days)
+    )
+    table = table.reset_index()
+    table.insert(0, "cutoff", cutoff)
+    return table
+
+
+def stack_snapshots(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Cutoffs' rows one under the other, categorical columns kept categorical."""
     stacked = pd.concat(parts, ignore_index=True)
     for name in parts[0].columns:  # categories that differ between cutoffs: back to categorical
         if isinstance(parts[0][name].dtype, pd.CategoricalDtype) and not isinstance(

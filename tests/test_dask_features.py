@@ -14,6 +14,7 @@ import pytest
 from crm_ltv.features.builders import build_features
 from crm_ltv.features.config import DataConfig
 from crm_ltv.features.contract import DataError
+from crm_ltv.features.inputs import input_files
 from crm_ltv.features.quantiles import exact_quantiles
 from crm_ltv.features.sample import generate_sample
 
@@ -132,9 +133,9 @@ def test_exact_quantiles_equal_numpys_over_any_partitioning():
 def test_input_files_from_a_folder_a_glob_or_a_file(sample_files, tmp_path):
     parts = sample_files[1]
     expected = [parts / f"tx-{i}.parquet" for i in range(5)]
-    assert cluster.input_files(parts) == expected
-    assert cluster.input_files(f"{parts}/tx-[0-1].parquet") == expected[:2]
-    assert cluster.input_files(sample_files[0]) == [sample_files[0]]
+    assert input_files(parts) == expected
+    assert input_files(f"{parts}/tx-[0-1].parquet") == expected[:2]
+    assert input_files(sample_files[0]) == [sample_files[0]]
     (tmp_path / "notes.md").write_text("no data here")
     with pytest.raises(DataError, match="no CSV or Parquet files"):
-        cluster.input_files(tmp_path)
+        input_files(tmp_path)

@@ -138,10 +138,14 @@ def run_training(
     feature_config: FeatureConfig,
     tuned: dict[str, dict[str, Any]] | None = None,
     progress: Progress = lambda _: None,
+    split: TimeSplit | None = None,
+    fit: Callable[..., TrainedModels] = train_models,
 ) -> TrainResult:
+    """`split` and `fit`: the Dask engine's (a split of samples for evaluation, boosters
+    trained on the cluster); by default the loaded inputs' split and `train_models`."""
     customers = inputs.customers_frame
     horizon = config.snapshots.horizon_days
-    split = split_inputs(inputs, config, feature_config, progress)
+    split = split or split_inputs(inputs, config, feature_config, progress)
     truth = load_truth_dropout(paths, inputs, split)
     experiment_id = setup_tracking(
         paths, config.registry.experiment, run_log.experiment_description(horizon)
@@ -151,7 +155,7 @@ def run_training(
         provenance = _log_provenance(inputs, paths, config, split, tuned or {})
         datasets = input_datasets(inputs)
         log_datasets(datasets, "training")
-        models = train_models(split, config, tuned, progress)
+        models = fit(split, config, tuned, progress)
         bundle = replace(
             models.bundle,
             metadata=_bundle_metadata(

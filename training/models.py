@@ -248,13 +248,7 @@ class _Booster(BaseEstimator):
         the raw scores training and validation rows start from (None: LightGBM's own)."""
         names = self.model_features_
         categorical = [n for n in names if n in self.vocabularies_]
-        params = {
-            **(self.params or {}),
-            **(extra or {}),
-            "objective": objective,
-            **run_params(self.random_state, self.n_jobs),
-            "monotone_constraints": [int((self.monotone or {}).get(n, 0)) for n in names],
-        }
+        params = self.lgb_params(objective, extra)
         train = lgb.Dataset(
             X, y, feature_name=names, categorical_feature=categorical, init_score=init[0]
         )
@@ -272,6 +266,18 @@ class _Booster(BaseEstimator):
                 *callbacks,
             ],
         )
+
+    def lgb_params(self, objective: str, extra: Mapping[str, Any] | None = None) -> dict:
+        """LightGBM's parameters of a booster of this model (the Dask engine trains with them)."""
+        return {
+            **(self.params or {}),
+            **(extra or {}),
+            "objective": objective,
+            **run_params(self.random_state, self.n_jobs),
+            "monotone_constraints": [
+                int((self.monotone or {}).get(n, 0)) for n in self.model_features_
+            ],
+        }
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "feature_names_in_"):
@@ -379,12 +385,16 @@ class ChurnModel(ClassifierMixin, _Booster):
         )
         self.best_iteration_ = self.booster_.best_iteration
         self.validation_loss_ = _best_score(self.booster_)
-        raw = self._raw(X_valid)
+        self.calibrate(self._raw(X_valid), y_valid)
+        return self
+
+    def calibrate(self, raw: np.ndarray, y: np.ndarray) -> ChurnModel:
+        """Fit the calibration of raw log-odds (with the base) to validation outcomes."""
         if self.calibration == "isotonic":
             self.calibrator_ = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
-            self.calibrator_.fit(raw, y_valid)
+            self.calibrator_.fit(raw, y)
         elif self.calibration == "sigmoid":
-            self.calibrator_ = LogisticRegression(C=1e6).fit(raw[:, None], y_valid)
+            self.calibrator_ = LogisticRegression(C=1e6).fit(raw[:, None], y)
         else:
             raise ValueError(f"calibration: expected sigmoid or isotonic, got {self.calibration!r}")
         self.calibration_ = Calibration.of(self.calibrator_)

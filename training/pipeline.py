@@ -127,7 +127,20 @@ def fit_churn(
 ) -> ChurnModel:
     """The churn model of `make train`; `params` (from tuning) override the config's. With
     `rounds` (a refit), exactly those rounds on `split.train`, no validation."""
-    model = ChurnModel(
+    model = churn_model(data, config, params, rounds)
+    eval_set = None if rounds else (data.valid, split.valid["churned"])
+    shift = data.shifts(split, "churn", config)
+    return model.fit(data.train, split.train["churned"], eval_set, callbacks, shift)
+
+
+def churn_model(
+    data: ModelData,
+    config: TrainConfig,
+    params: Mapping[str, Any] | None = None,
+    rounds: tuple[int, ...] | None = None,
+) -> ChurnModel:
+    """The churn model as configured, unfitted."""
+    return ChurnModel(
         fixed_rounds=rounds,
         n_estimators=config.churn.n_estimators,
         early_stopping_rounds=config.churn.early_stopping_rounds,
@@ -138,9 +151,6 @@ def fit_churn(
         random_state=config.seed,
         n_jobs=config.num_threads,
     )
-    eval_set = None if rounds else (data.valid, split.valid["churned"])
-    shift = data.shifts(split, "churn", config)
-    return model.fit(data.train, split.train["churned"], eval_set, callbacks, shift)
 
 
 def fit_ltv(
@@ -151,7 +161,20 @@ def fit_ltv(
     callbacks: Callbacks = (),
     rounds: tuple[int, ...] | None = None,
 ) -> LtvModel:
-    model = LtvModel(
+    model = ltv_model(data, config, params, rounds)
+    eval_set = None if rounds else (data.valid, split.valid["future_value"])
+    shift = data.shifts(split, "ltv", config)
+    return model.fit(data.train, split.train["future_value"], eval_set, callbacks, shift)
+
+
+def ltv_model(
+    data: ModelData,
+    config: TrainConfig,
+    params: Mapping[str, Any] | None = None,
+    rounds: tuple[int, ...] | None = None,
+) -> LtvModel:
+    """The LTV model as configured, unfitted."""
+    return LtvModel(
         fixed_rounds=rounds,
         objective=config.ltv.objective,
         tweedie_variance_power=config.ltv.tweedie_variance_power,
@@ -163,9 +186,6 @@ def fit_ltv(
         random_state=config.seed,
         n_jobs=config.num_threads,
     )
-    eval_set = None if rounds else (data.valid, split.valid["future_value"])
-    shift = data.shifts(split, "ltv", config)
-    return model.fit(data.train, split.train["future_value"], eval_set, callbacks, shift)
 
 
 def fit_baselines(split: TimeSplit, config: TrainConfig) -> dict[str, RfmBaseline | BgNbdBaseline]:

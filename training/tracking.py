@@ -13,7 +13,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from crm_ltv.features.inputs import Inputs
+from crm_ltv.features.inputs import Inputs, input_files
 from crm_ltv.features.paths import Paths
 
 NOTE = "mlflow.note.content"  # the description the MLflow UI shows on experiments and runs
@@ -64,11 +64,9 @@ def ui_links(paths: Paths, base: str) -> list[str]:
 
 
 def file_sha256(*files: Path | None) -> str:
-    """One hash over the bytes of every input file, in order."""
+    """One hash over the bytes of every input file, in order (a folder or glob: its files)."""
     digest = hashlib.sha256()
-    for path in files:
-        if path is None:
-            continue
+    for path in (p for given in files if given is not None for p in input_files(given)):
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)

@@ -1,0 +1,391 @@
+"""Training and batch scoring on a Dask cluster (`--engine dask`): past one machine's memory.
+
+- The snapshot table is built where the transactions are: every partition (whole customers)
+  runs `snapshot_at` at the planned cutoffs with the population's category counts; the RFM
+  cut points of the training population are exact quantiles across partitions. It equals the
+  single-process table row for row.
+- Both boosters train on every training row with LightGBM's own Dask estimators
+  (`lightgbm.dask`, data-parallel). LightGBM's Dask interface has no early stopping, so the
+  boosters train `n_estimators` rounds and the rounds are chosen afterwards as early stopping
+  would have chosen them (the same metric, the same patience) on the validation sample.
+- What needs the client's memory works on seeded samples of customers (the same customers at
+  every cutoff), stated in the run: BG/NBD's inputs and per-window levels are fitted on up to
+  50,000 training rows (the single-process fit samples that many too), the baselines,
+  calibration, evaluation and plots use up to `EVAL_ROWS` validation and test customers.
+  On a history smaller than that, every row is in the samples.
+- Not on Dask (the single-process path has them): the refit on every labelled cutoff, the
+  seasonal level, the hurdle LTV objective and the out-of-customer split of short histories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dask.dataframe as dd
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from distributed import Client, Future
+from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
+from sklearn.metrics import mean_tweedie_deviance, roc_auc_score
+
+from crm_ltv.features.builders import LabelCounts
+from crm_ltv.features.cluster import (
+    RETRIES,
+    Partitioned,
+    conformed,
+    label_counts,
+    rfm_cuts_of,
+    shared,
+    with_rfm_cuts,
+)
+from crm_ltv.features.config import FeatureConfig
+from crm_ltv.features.contract import DataError
+from crm_ltv.features.snapshots import snapshot_at, stack_snapshots
+from crm_ltv.training.baselines import BgNbdFeatures
+from crm_ltv.training.config import TrainConfig
+from crm_ltv.training.datasets import (
+    OUT_OF_TIME,
+    CutoffPlan,
+    TimeSplit,
+    customer_unit,
+    feature_names,
+    plan_cutoffs,
+)
+from crm_ltv.training.models import ChurnModel, LtvModel, fit_vocabularies
+from crm_ltv.training.pipeline import (
+    ModelData,
+    TrainedModels,
+    build_bundle,
+    churn_model,
+    fit_baselines,
+    ltv_model,
+)
+from crm_ltv.training.scoring import Champions, score_customers
+
+Progress = Callable[[str], None]
+EVAL_ROWS = 200_000  # validation and test customers sampled to the client
+PARTS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class ClusterSplit:
+    """The time split on the cluster: each partition's rows of every planned cutoff, scored
+    against the training population's RFM cut points; and, on the client, seeded samples of
+    customers of each part (`sample`, a `TimeSplit`: what evaluation and plots read)."""
+
+    client: Client
+    plan: CutoffPlan
+    frames: list[Future]
+    rows: dict[str, int]  # rows of each part, all of them
+    sample: TimeSplit
+
+    def part(self, name: str) -> tuple[pd.Timestamp, ...]:
+        return {"train": self.plan.train, "valid": (self.plan.valid,), "test": (self.plan.test,)}[
+            name
+        ]
+
+
+def _snapshots(
+    arrays: Any,
+    customers: Any,
+    cutoffs: tuple[pd.Timestamp, ...],
+    horizon_days: int,
+    config: FeatureConfig,
+    counts: Mapping[pd.Timestamp, LabelCounts],
+) -> pd.DataFrame:
+    parts = [snapshot_at(arrays, c, horizon_days, config, customers, counts[c]) for c in cutoffs]
+    return stack_snapshots(parts)
+
+
+def _part_stats(frame: pd.DataFrame, plan: CutoffPlan) -> dict[str, tuple[int, int]]:
+    """Rows and churned rows of each part in one partition."""
+    out = {}
+    for name, cutoffs in (("train", plan.train), ("valid", [plan.valid]), ("test", [plan.test])):
+        rows = frame["cutoff"].isin(cutoffs)
+        out[name] = (int(rows.sum()), int(frame.loc[rows, "churned"].sum()))
+    return out
+
+
+def _sample(
+    frame: pd.DataFrame, plan: CutoffPlan, shares: dict[str, float], seed: int
+) -> dict[str, pd.DataFrame]:
+    unit = customer_unit(frame["customer_id"], f"crm-ltv-{seed}")
+    out = {}
+    for name, cutoffs in (("train", plan.train), ("valid", [plan.valid]), ("test", [plan.test])):
+        rows = frame["cutoff"].isin(cutoffs).to_numpy() & (unit < shares[name])
+        out[name] = frame.loc[rows]
+    return out
+
+
+def split_on_cluster(
+    data: Partitioned, config: TrainConfig, features: FeatureConfig, progress: Progress
+) -> ClusterSplit:
+    """`build_time_split` on the cluster (out-of-time splits only)."""
+    client, horizon = data.client, config.snapshots.horizon_days
+    plan = plan_cutoffs(data.first, data.last, config.snapshots, config.split)
+    if plan.evaluation != OUT_OF_TIME:
+        raise DataError(
+            "the history is too short for three label windows that do not overlap; the "
+            "out-of-customer split of short histories runs with --engine single only"
+        )
+    counts = {cutoff: label_counts(data, cutoff) for cutoff in plan.all}
+    progress(f"snapshots at {len(plan.all)} cutoffs on {len(data.arrays)} partitions")
+    frames = conformed(
+        client,
+        data.map(
+            _snapshots,
+            cutoffs=plan.all,
+            horizon_days=horizon,
+            config=features,
+            counts=shared(client, counts),
+        ),
+    )
+    stats = client.gather(client.map(_part_stats, frames, plan=plan))
+    rows = {name: sum(s[name][0] for s in stats) for name in PARTS}
+    for name in PARTS:
+        churned = sum(s[name][1] for s in stats)
+        if rows[name] == 0 or churned in (0, rows[name]):
+            raise DataError(
+                f"{name} snapshot(s) hold {rows[name]:,} customers with "
+                f"{int(churned > 0) + int(churned < rows[name]) if rows[name] else 0} churn "
+                "outcome(s): need both churned and retained customers to train and evaluate"
+            )
+    train = set(plan.train)
+    cuts = rfm_cuts_of(client, frames, lambda frame: frame["cutoff"].isin(train))
+    frames = with_rfm_cuts(client, frames, cuts, features)
+    shares = {
+        "train": min(1.0, 50_000 / rows["train"]),
+        "valid": min(1.0, EVAL_ROWS / rows["valid"]),
+        "test": min(1.0, EVAL_ROWS / rows["test"]),
+    }
+    samples = client.gather(
+        client.map(_sample, frames, plan=plan, shares=shared(client, shares), seed=config.seed)
+    )
+    parts = {
+        name: stack_snapshots([s[name] for s in samples])
+        .sort_values(["cutoff", "customer_id"], kind="stable")
+        .reset_index(drop=True)
+        for name in PARTS
+    }
+    progress(
+        f"time split: train {len(plan.train)} cutoffs ({rows['train']:,} rows), validation "
+        f"{plan.valid:%Y-%m-%d} ({rows['valid']:,}), test {plan.test:%Y-%m-%d} "
+        f"({rows['test']:,}); on the client, samples of {len(parts['train']):,} / "
+        f"{len(parts['valid']):,} / {len(parts['test']):,} rows"
+    )
+    sample = TimeSplit(plan, horizon, **parts, rfm_cuts=cuts, levels={})
+    return ClusterSplit(client, plan, frames, rows, sample)
+
+
+def _encoded(
+    frame: pd.DataFrame,
+    cutoffs: tuple[pd.Timestamp, ...],
+    augment: BgNbdFeatures | None,
+    model: ChurnModel | LtvModel,
+    label: str,
+    shifts: Mapping[pd.Timestamp, float],
+) -> pd.DataFrame:
+    """A partition's rows of some cutoffs as the booster reads them, with label and start."""
+    rows = frame.loc[frame["cutoff"].isin(cutoffs)]
+    X = rows[feature_names(rows)]
+    if augment is not None:
+        X = augment.transform(X)
+    encoded = model.encode(X)
+    out = pd.DataFrame(encoded, columns=model.model_features_, index=rows.index)
+    y = rows[label].to_numpy("float64")
+    out["y"] = y if label == "churned" else np.clip(y, 0.0, None)
+    base = model.base(encoded)
+    shift = rows["cutoff"].map(shifts).fillna(0.0).to_numpy("float64")
+    out["init"] = shift if base is None else base + shift
+    return out
+
+
+def _window_shifts(shift: np.ndarray | None, cutoffs: pd.Series) -> dict[pd.Timestamp, float]:
+    """Per cutoff, the level move `ModelData.shifts` gave its rows (one value per cutoff)."""
+    if shift is None:
+        return {}
+    return pd.Series(shift, index=cutoffs.to_numpy()).groupby(level=0).first().to_dict()
+
+
+def _metric(kind: str, y: np.ndarray, raw: np.ndarray, power: float) -> float:
+    """What early stopping watches: churn AUC (higher is better); LTV tweedie deviance."""
+    if kind == "churn":
+        return float(roc_auc_score(y, raw))
+    return -float(mean_tweedie_deviance(y, np.exp(raw), power=power))
+
+
+def best_rounds(
+    booster: lgb.Booster,
+    X: np.ndarray,
+    y: np.ndarray,
+    init: np.ndarray,
+    kind: str,
+    patience: int,
+    power: float = 1.5,
+) -> tuple[int, float]:
+    """The rounds early stopping would keep on (X, y): the best metric, scanning until
+    `patience` rounds bring no improvement; and that metric."""
+    raw = np.array(init, dtype="float64")
+    best, best_score = 0, -np.inf
+    for k in range(booster.current_iteration()):
+        raw += booster.predict(X, raw_score=True, start_iteration=k, num_iteration=1)
+        score = _metric(kind, y, raw, power)
+        if score > best_score:
+            best, best_score = k + 1, score
+        elif k + 1 - best >= patience:
+            break
+    return best, abs(best_score)
+
+
+def _dask_frame(client: Client, frames: list[Future]) -> dd.DataFrame:
+    meta = client.submit(lambda frame: frame.iloc[:0], frames[0]).result()
+    return dd.from_delayed(frames, meta=meta, verify_meta=False)
+
+
+def _fit_booster(
+    split: ClusterSplit,
+    model: ChurnModel | LtvModel,
+    kind: str,
+    parts: dict[str, Any],
+    config: TrainConfig,
+    progress: Progress,
+) -> lgb.Booster:
+    """One booster on every training row of the cluster, cut to the rounds early stopping
+    would keep on the validation sample."""
+    client = split.client
+    label = "churned" if kind == "churn" else "future_value"
+    train = client.map(
+        _encoded, split.frames, cutoffs=split.plan.train, augment=parts["augment"], model=model,
+        label=label, shifts=shared(client, parts["shifts"][0]), retries=RETRIES,
+    )  # fmt: skip
+    frame = _dask_frame(client, train)
+    names = list(model.model_features_)
+    settings = config.churn if kind == "churn" else config.ltv
+    extra = {} if kind == "churn" else {"tweedie_variance_power": config.ltv.tweedie_variance_power}
+    params = model.lgb_params("binary" if kind == "churn" else "tweedie", extra)
+    threads = max(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    params |= {"num_threads": threads, "n_estimators": settings.n_estimators}
+    estimator = (DaskLGBMClassifier if kind == "churn" else DaskLGBMRegressor)(
+        client=client, **params
+    )
+    progress(f"training {kind} booster on {split.rows['train']:,} rows with lightgbm.dask")
+    with contextlib.redirect_stdout(sys.stderr):  # its "Finding random open ports" line
+        estimator.fit(
+            frame[names],
+            frame["y"],
+            init_score=frame["init"],
+            feature_name=names,
+            categorical_feature=[i for i, n in enumerate(names) if n in model.vocabularies_],
+        )
+    booster = estimator.booster_
+    valid = _encoded(
+        parts["valid"], (split.plan.valid,), parts["augment"], model, label, parts["shifts"][1]
+    )
+    rounds, score = best_rounds(
+        booster,
+        valid[names].to_numpy(),
+        valid["y"].to_numpy(),
+        valid["init"].to_numpy(),
+        kind,
+        settings.early_stopping_rounds,
+        config.ltv.tweedie_variance_power,
+    )
+    progress(
+        f"{kind} booster: {rounds} of {booster.current_iteration()} rounds kept (best on the "
+        f"validation sample: {'AUC' if kind == 'churn' else 'tweedie deviance'} {score:.4f})"
+    )
+    model.best_iteration_, model.validation_loss_ = rounds, score
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
+
+
+def _vocabularies(split: ClusterSplit, names: list[str]) -> dict[str, tuple[str, ...]]:
+    """`fit_vocabularies` of every training row: each partition's, united."""
+    train = set(split.plan.train)
+    parts = split.client.gather(
+        split.client.map(
+            lambda frame: fit_vocabularies(frame.loc[frame["cutoff"].isin(train), names]),
+            split.frames,
+        )
+    )
+    columns = {c for p in parts for c in p}
+    return {c: tuple(sorted({v for p in parts for v in p.get(c, ())})) for c in columns}
+
+
+def train_on_cluster(
+    split: ClusterSplit,
+    sample: TimeSplit,
+    config: TrainConfig,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: Progress = lambda _: None,
+) -> TrainedModels:
+    """`train_models` with both boosters trained on the cluster; `run_training` takes it as
+    `fit` (bound to `split`) with `split.sample` as the split."""
+    import mlflow
+
+    if config.ltv.objective != "tweedie":
+        raise DataError("ltv.objective hurdle: on Dask, only tweedie (configs/train.yaml)")
+    if sample is not split.sample:
+        raise ValueError("train_on_cluster: `sample` must be the cluster split's sample")
+    params = params or {}
+    mlflow.log_params(
+        {"engine": "dask", "workers": len(split.client.scheduler_info()["workers"])}
+        | {f"cluster_{name}_rows": n for name, n in split.rows.items()}
+        | {f"sample_{name}_rows": len(getattr(sample, name)) for name in PARTS}
+    )
+    progress(f"fitting BG/NBD inputs on {len(sample.train):,} sampled training rows")
+    data = ModelData.of(sample, config)
+    vocabularies = _vocabularies(split, sample.feature_names)
+    models: dict[str, ChurnModel | LtvModel] = {
+        "churn": churn_model(data, config, params.get("churn")),
+        "ltv": ltv_model(data, config, params.get("ltv")),
+    }
+    for kind, model in models.items():
+        model._prepare(data.train)
+        model.vocabularies_ = vocabularies
+        shifts = data.shifts(sample, kind, config)
+        parts = {
+            "augment": data.augment,
+            "valid": sample.valid,
+            "shifts": (
+                _window_shifts(shifts[0], sample.train["cutoff"]),
+                _window_shifts(shifts[1], sample.valid["cutoff"]),
+            ),
+        }
+        model.booster_ = _fit_booster(split, model, kind, parts, config, progress)
+    churn, ltv = models["churn"], models["ltv"]
+    assert isinstance(churn, ChurnModel) and isinstance(ltv, LtvModel)
+    churn.classes_ = np.array([0, 1])
+    churn.calibrate(
+        churn._raw(churn.encode(data.valid)), sample.valid["churned"].to_numpy("float64")
+    )
+    ltv.buy_booster_ = None
+    progress("fitting baselines on the sampled rows: RFM cells, BG/NBD + Gamma-Gamma")
+    bundle = build_bundle(sample, data, churn, ltv, config)
+    return TrainedModels(churn, ltv, bundle, fit_baselines(sample, config))
+
+
+def _score(frame: pd.DataFrame, champions: Champions) -> pd.DataFrame:
+    return score_customers(frame, champions) if len(frame) else pd.DataFrame()
+
+
+def score_on_cluster(client: Client, frames: list[Future], champions: Champions) -> list[Future]:
+    """Each partition's customers scored by the champions, where the partition is."""
+    models = shared(client, champions)
+    return conformed(client, client.map(_score, frames, champions=models, retries=RETRIES))
+
+
+def score_totals(client: Client, scored: list[Future]) -> tuple[int, float, float]:
+    """Customers scored, their summed churn probability and predicted value."""
+
+    def totals(frame: pd.DataFrame) -> tuple[int, float, float]:
+        if frame.empty:
+            return 0, 0.0, 0.0
+        return len(frame), frame["churn_probability"].sum(), frame["predicted_value"].sum()
+
+    parts = client.gather(client.map(totals, scored))
+    return sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts)
