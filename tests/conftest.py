@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -192,3 +193,35 @@ def small_trained(small_split, train_config):
 @pytest.fixture(scope="session")
 def small_bundle(small_trained):
     return small_trained.bundle
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A local Dask cluster of 2 worker processes, one thread and 1 GiB each, for the session
+    (the Dask engine's tests)."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB",
+            dashboard_address=":0",
+        ) as local,
+        distributed.Client(local) as client,
+    ):  # fmt: skip
+        yield client
+
+
+@pytest.fixture(scope="session")
+def dask_sample_files(tmp_path_factory, small_sample_config) -> tuple[Path, Path, Path]:
+    """1,000 sample customers: the transactions as one CSV (the single-process input) and as
+    five Parquet parts of consecutive rows (the Dask engine's); the customers table."""
+    from crm_ltv.features.sample import generate_sample
+
+    folder = tmp_path_factory.mktemp("dask-sample")
+    sample = generate_sample(small_sample_config.model_copy(update={"n_customers": 1_000}))
+    tx = sample.transactions
+    tx.to_csv(folder / "transactions.csv", index=False)
+    (folder / "parts").mkdir()
+    for i, rows in enumerate(np.array_split(np.arange(len(tx)), 5)):
+        tx.iloc[rows].astype(str).to_parquet(folder / "parts" / f"tx-{i}.parquet", index=False)
+    sample.customers.to_csv(folder / "customers.csv", index=False)
+    return folder / "transactions.csv", folder / "parts", folder / "customers.csv"

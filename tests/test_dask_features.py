@@ -5,7 +5,6 @@ population's; a worker killed mid-run costs a recomputation, not the result."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,38 +15,9 @@ from crm_ltv.features.config import DataConfig
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.inputs import input_files
 from crm_ltv.features.quantiles import exact_quantiles
-from crm_ltv.features.sample import generate_sample
 
 pytestmark = pytest.mark.dask
-distributed = pytest.importorskip("distributed")
 cluster = pytest.importorskip("crm_ltv.features.cluster")
-
-
-@pytest.fixture(scope="module")
-def client():
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB",
-            dashboard_address=None,
-        ) as local,
-        distributed.Client(local) as client,
-    ):  # fmt: skip
-        yield client
-
-
-@pytest.fixture(scope="module")
-def sample_files(tmp_path_factory, small_sample_config) -> tuple[Path, Path, Path]:
-    """1,000 sample customers: the transactions as one CSV (the single-process input) and as
-    five Parquet parts of consecutive rows; the customers table."""
-    folder = tmp_path_factory.mktemp("dask-sample")
-    sample = generate_sample(small_sample_config.model_copy(update={"n_customers": 1_000}))
-    tx = sample.transactions
-    tx.to_csv(folder / "transactions.csv", index=False)
-    (folder / "parts").mkdir()
-    for i, rows in enumerate(np.array_split(np.arange(len(tx)), 5)):
-        tx.iloc[rows].astype(str).to_parquet(folder / "parts" / f"tx-{i}.parquet", index=False)
-    sample.customers.to_csv(folder / "customers.csv", index=False)
-    return folder / "transactions.csv", folder / "parts", folder / "customers.csv"
 
 
 def _single(files, feature_config, cutoff, tmp_path) -> pd.DataFrame:
@@ -59,57 +29,65 @@ def _single(files, feature_config, cutoff, tmp_path) -> pd.DataFrame:
     return build_features(inputs.transactions.frame, cutoff, feature_config, inputs.customers_frame)
 
 
-def _on_cluster(client, files, feature_config, cutoff, tmp_path, partitions=3):
+def _on_cluster(dask_client, files, feature_config, cutoff, tmp_path, partitions=3):
     data = cluster.load_partitioned(
-        client, DataConfig(), tmp_path / "rejects", files[1], files[2], lambda _: None, partitions
+        dask_client,
+        DataConfig(),
+        tmp_path / "rejects",
+        files[1],
+        files[2],
+        lambda _: None,
+        partitions,
     )
     frames = cluster.features_on_cluster(data, cutoff, feature_config)
-    return data, pd.concat(client.gather(frames)).sort_index()
+    return data, pd.concat(dask_client.gather(frames)).sort_index()
 
 
 @pytest.mark.parametrize("cutoff", ["2025-03-01", "2025-12-31"])
 def test_features_equal_the_single_process_ones_exactly(
-    client, sample_files, feature_config, tmp_path, cutoff
+    dask_client, dask_sample_files, feature_config, tmp_path, cutoff
 ):
     # a cap of 4 categories pools the rarer ones as "(other)": the population's rarest, not
     # each partition's
     config = feature_config.model_copy(update={"max_categories": 4})
-    expected = _single(sample_files, config, cutoff, tmp_path)
-    data, got = _on_cluster(client, sample_files, config, cutoff, tmp_path)
+    expected = _single(dask_sample_files, config, cutoff, tmp_path)
+    data, got = _on_cluster(dask_client, dask_sample_files, config, cutoff, tmp_path)
     assert len(data.arrays) == 3 and data.rows == sum(r.rows_loaded for r in data.reports)
     assert (got["favourite_category"] == "(other)").any()
     pd.testing.assert_frame_equal(got, expected)
 
 
 def test_partitions_hold_whole_customers_and_the_cut_points_are_the_populations(
-    client, sample_files, feature_config, tmp_path
+    dask_client, dask_sample_files, feature_config, tmp_path
 ):
-    data, table = _on_cluster(client, sample_files, feature_config, "2025-12-31", tmp_path, 4)
-    names = [set(a.customer.names) for a in client.gather(data.arrays)]
+    data, table = _on_cluster(
+        dask_client, dask_sample_files, feature_config, "2025-12-31", tmp_path, 4
+    )
+    names = [set(a.customer.names) for a in dask_client.gather(data.arrays)]
     assert sum(map(len, names)) == len(set().union(*names))  # no customer in two partitions
     frames = cluster.features_on_cluster(data, "2025-12-31", feature_config)
     from crm_ltv.features.rfm import RfmCuts
 
-    assert cluster.rfm_cuts_of(client, frames) == RfmCuts.of(table)
+    assert cluster.rfm_cuts_of(dask_client, frames) == RfmCuts.of(table)
 
 
 def test_a_worker_killed_mid_run_is_survived_with_the_same_result(
-    client, sample_files, feature_config, tmp_path
+    dask_client, dask_sample_files, feature_config, tmp_path
 ):
-    expected = _single(sample_files, feature_config, "2025-12-31", tmp_path)
+    expected = _single(dask_sample_files, feature_config, "2025-12-31", tmp_path)
     data = cluster.load_partitioned(
-        client, DataConfig(), tmp_path / "rejects", sample_files[1], sample_files[2],
+        dask_client, DataConfig(), tmp_path / "rejects", dask_sample_files[1], dask_sample_files[2],
         lambda _: None, 4,
     )  # fmt: skip
-    distributed.wait(data.arrays)
-    holders = client.who_has(data.arrays)
+    dask_client.gather(data.arrays)
+    holders = dask_client.who_has(data.arrays)
     victim = next(iter(holders[data.arrays[0].key]))
     with pytest.raises(Exception):  # noqa: B017 - the worker dies while answering
-        client.run(os._exit, 1, workers=[victim])
+        dask_client.run(os._exit, 1, workers=[victim])
     frames = cluster.features_on_cluster(data, "2025-12-31", feature_config)
-    got = pd.concat(client.gather(frames)).sort_index()
+    got = pd.concat(dask_client.gather(frames)).sort_index()
     pd.testing.assert_frame_equal(got, expected)
-    client.wait_for_workers(2, timeout=60)  # the nanny restarted it for the next tests
+    dask_client.wait_for_workers(2, timeout=60)  # the nanny restarted it for the next tests
 
 
 def test_exact_quantiles_equal_numpys_over_any_partitioning():
@@ -130,12 +108,12 @@ def test_exact_quantiles_equal_numpys_over_any_partitioning():
         exact_quantiles(lambda f: [f({"x": np.empty(0)})], (0.5,))
 
 
-def test_input_files_from_a_folder_a_glob_or_a_file(sample_files, tmp_path):
-    parts = sample_files[1]
+def test_input_files_from_a_folder_a_glob_or_a_file(dask_sample_files, tmp_path):
+    parts = dask_sample_files[1]
     expected = [parts / f"tx-{i}.parquet" for i in range(5)]
     assert input_files(parts) == expected
     assert input_files(f"{parts}/tx-[0-1].parquet") == expected[:2]
-    assert input_files(sample_files[0]) == [sample_files[0]]
+    assert input_files(dask_sample_files[0]) == [dask_sample_files[0]]
     (tmp_path / "notes.md").write_text("no data here")
     with pytest.raises(DataError, match="no CSV or Parquet files"):
         input_files(tmp_path)

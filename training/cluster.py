@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -268,13 +269,15 @@ def _fit_booster(
     settings = config.churn if kind == "churn" else config.ltv
     extra = {} if kind == "churn" else {"tweedie_variance_power": config.ltv.tweedie_variance_power}
     params = model.lgb_params("binary" if kind == "churn" else "tweedie", extra)
-    threads = max(w["nthreads"] for w in client.scheduler_info()["workers"].values())
-    params |= {"num_threads": threads, "n_estimators": settings.n_estimators}
+    params.pop("num_threads")  # lightgbm.dask uses each worker's threads
+    params["n_estimators"] = settings.n_estimators
     estimator = (DaskLGBMClassifier if kind == "churn" else DaskLGBMRegressor)(
         client=client, **params
     )
     progress(f"training {kind} booster on {split.rows['train']:,} rows with lightgbm.dask")
-    with contextlib.redirect_stdout(sys.stderr):  # its "Finding random open ports" line
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        # stdout: its "Finding random open ports" line; n_jobs: each worker's threads are used
+        warnings.filterwarnings("ignore", "Parameter n_jobs will be ignored")
         estimator.fit(
             frame[names],
             frame["y"],
@@ -332,11 +335,12 @@ def train_on_cluster(
     if sample is not split.sample:
         raise ValueError("train_on_cluster: `sample` must be the cluster split's sample")
     params = params or {}
-    mlflow.log_params(
-        {"engine": "dask", "workers": len(split.client.scheduler_info()["workers"])}
-        | {f"cluster_{name}_rows": n for name, n in split.rows.items()}
-        | {f"sample_{name}_rows": len(getattr(sample, name)) for name in PARTS}
-    )
+    if mlflow.active_run():  # within `run_training`: the run says what ran where
+        mlflow.log_params(
+            {"engine": "dask", "workers": len(split.client.scheduler_info()["workers"])}
+            | {f"cluster_{name}_rows": n for name, n in split.rows.items()}
+            | {f"sample_{name}_rows": len(getattr(sample, name)) for name in PARTS}
+        )
     progress(f"fitting BG/NBD inputs on {len(sample.train):,} sampled training rows")
     data = ModelData.of(sample, config)
     vocabularies = _vocabularies(split, sample.feature_names)
