@@ -177,11 +177,14 @@ def _dask_inputs(
     """The inputs (`_read_inputs`' arguments after the progress) loaded and partitioned by
     customer on a Dask cluster: the scheduler's, else a local one."""
     from crm_ltv.features import cluster
-    from crm_ltv.features.inputs import input_paths
+    from crm_ltv.features.inputs import input_files, input_paths
 
     transactions, customers, columns, fmt, sep, max_reject_share = read
     config = _data_config(paths, columns, fmt, sep, max_reject_share)
     files = input_paths(config, paths, transactions, customers)
+    for given in files:  # a folder or glob without data fails before a cluster starts
+        if given is not None:
+            input_files(given)
     with cluster.connect(scheduler, progress) as client:
         yield cluster.load_partitioned(
             client, config, paths.rejects_dir, *files, progress, partitions

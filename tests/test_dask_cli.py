@@ -1,0 +1,82 @@
+"""The commands with `--engine dask`, for real, pointed at a running cluster with --scheduler
+(the session's local cluster): what a user does with a real one."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from crm_ltv.features.builders import build_features
+from crm_ltv.features.config import DataConfig
+from crm_ltv.features.inputs import load_inputs
+from crm_ltv.features.paths import Paths
+from tests.conftest import new_home, run, without_baseline_gate
+
+pytestmark = pytest.mark.dask
+
+
+@pytest.fixture()
+def home(tmp_path, dask_sample_files):
+    home = new_home(tmp_path / "home")
+    shutil.copytree(dask_sample_files[1], home / "parts")
+    shutil.copy(dask_sample_files[2], home / "customers.csv")
+    shutil.copy(dask_sample_files[0], home / "transactions.csv")
+    return home
+
+
+def test_features_on_a_cluster_by_its_scheduler_address_equal_the_single_process_ones(
+    home, dask_client, feature_config
+):
+    address, customers = dask_client.scheduler.address, home / "customers.csv"
+    done = run(
+        home, "features", "--engine", "dask", "--scheduler", address, "--transactions",
+        str(home / "parts/*.parquet"), "--customers", str(home / "customers.csv"),
+        "--as-of", "2025-06-01", "--out", str(home / "on_dask"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"dask: scheduler {address}, 2 workers" in done.stderr
+    assert "loading 5 transaction file(s)" in done.stderr
+    inputs = load_inputs(DataConfig(), Paths(home), home / "transactions.csv", customers)
+    single = build_features(
+        inputs.transactions.frame, "2025-06-01", feature_config, inputs.customers_frame
+    )
+    assert f"{len(single):,} customers x {single.shape[1]} features" in done.stdout
+    pd.testing.assert_frame_equal(pd.read_parquet(home / "on_dask").sort_index(), single)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["features", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler needs --engine dask"),
+        (
+            ["score", "--engine", "dask", "--as-of", "2025-01-01", "--out", "x.csv"],
+            "--engine dask writes a folder of Parquet parts",
+        ),
+    ],
+)
+def test_bad_engine_options_get_one_clear_error(home, args, message):
+    done = run(home, *args)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.heavy
+def test_train_then_score_on_a_cluster(home, dask_client):
+    """`train --engine dask` registers models through MLflow as the single-process path does;
+    `score --engine dask` writes partitioned Parquet. Heavy: two full CLI runs (about 40 s)."""
+    without_baseline_gate(home)
+    address, customers = dask_client.scheduler.address, str(home / "customers.csv")
+    common = ["--engine", "dask", "--scheduler", address, "--customers", customers]
+    trained = run(home, "train", "--transactions", str(home / "parts"), *common)
+    assert trained.returncode == 0, trained.stderr
+    assert "with lightgbm.dask" in trained.stderr and "churn: churn v1" in trained.stdout
+    scored = run(
+        home, "score", "--as-of", "2025-12-31", "--out", str(home / "scores"),
+        "--transactions", str(home / "parts"), *common,
+    )  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    table = pd.read_parquet(home / "scores")
+    assert table["customer_id"].is_unique and table["churn_probability"].between(0, 1).all()
+    assert f"scored {len(table):,} customers" in scored.stdout
