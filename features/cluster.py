@@ -60,7 +60,6 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
             )
             yield client
         return
-    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)  # a line per shuffle
     workers = os.cpu_count() or 1
     with (
         LocalCluster(
@@ -251,6 +250,15 @@ def _customer_attributes(frame: pd.DataFrame, channels: pd.Index | None) -> Cust
     return CustomerAttributes.from_frame(frame)
 
 
+def _each_partition(
+    client: Client, frame: dd.DataFrame, function: Callable[..., Any], *args: Any
+) -> list[Future]:
+    """`function` of each partition of `frame`, in partition order, the frame computed once
+    (and released once every partition has been converted)."""
+    parts = client.persist(frame).to_delayed(optimize_graph=False)
+    return client.compute([dask.delayed(function)(p, *args) for p in parts])
+
+
 def load_partitioned(
     client: Client,
     config: DataConfig,
@@ -261,6 +269,7 @@ def load_partitioned(
     partitions: int | None = None,
 ) -> Partitioned:
     """Every file loaded and validated by a worker, then partitioned by customer."""
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)  # a line per shuffle
     files = input_files(transactions)
     progress(f"loading {len(files)} transaction file(s) from {transactions} on the cluster")
     tx = _load_partitioned(
@@ -273,8 +282,7 @@ def load_partitioned(
         raise DataError(f"{transactions}: no transaction rows loaded")
     count = tx.frame.npartitions
     progress(f"partitioning {rows:,} rows by customer into {count} partitions")
-    parts = tx.frame.to_delayed()
-    arrays = client.compute([dask.delayed(_transaction_arrays)(p) for p in parts])
+    arrays = _each_partition(client, tx.frame, _transaction_arrays)
     attributes, customer_reports, customer_columns = None, (), None
     if customers is not None:
         source = config.customers or SourceConfig()
@@ -284,12 +292,7 @@ def load_partitioned(
         )  # fmt: skip
         customer_reports, customer_columns = table.reports, table.meta
         progress(combined_report(table.reports, Path(customers), rejects_dir).summary())
-        attributes = client.compute(
-            [
-                dask.delayed(_customer_attributes)(p, table.channels)
-                for p in table.frame.to_delayed()
-            ]
-        )
+        attributes = _each_partition(client, table.frame, _customer_attributes, table.channels)
     return Partitioned(
         client, arrays, attributes, tx.reports, customer_reports, tx.first, tx.last,
         (Path(transactions), Path(customers) if customers else None),
