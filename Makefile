@@ -13,7 +13,7 @@ PORT ?= 3000
 TEST_WORKERS ?= 2
 # The service's decision log, as configs/serving.yaml names it (relative to the home)
 DECISIONS ?= $(shell sed -n 's/^decision_log: *\([^ #]*\).*/\1/p' configs/serving.yaml)
-.PHONY: help setup data features train tune experiments mlflow-ui serve bento test lint format bench-features bench-serve bench-overload bench-models bench-real runtime-lock clean
+.PHONY: help setup data features train tune experiments mlflow-ui serve bento test lint format bench-features bench-serve bench-overload bench-models bench-real bench-scale runtime-lock clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -78,6 +78,10 @@ bench-models: $(INSTALLED) ## LightGBM vs BG/NBD + Gamma-Gamma and RFM cells on 
 
 bench-real: $(INSTALLED) ## backtest LightGBM vs BG/NBD + Gamma-Gamma on Online Retail II (benchmarks/data/) at four origins
 	$(BIN)/python benchmarks/bench_real.py
+
+SCALE ?=
+bench-scale: $(INSTALLED) ## Dask: features, training, scoring on 100M transactions (SCALE="--transactions 10000000" scales down)
+	nice -n 15 $(BIN)/python benchmarks/bench_scale.py $(SCALE)
 
 # What a scoring runtime (a Bento) needs; `make runtime-lock` pins it from requirements.lock.
 RUNTIME_PACKAGES := anyio bentoml httptools lightgbm numpy pandas pyarrow pydantic pyyaml scikit-learn scipy typing_extensions uvloop

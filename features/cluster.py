@@ -1,8 +1,9 @@
 """The same loading and feature builders on a Dask cluster, for histories past one machine.
 
 Input files (a folder or glob of Parquet/CSV) are each loaded and validated by a worker with
-the single-process loader; the rows are then shuffled by a hash of customer_id, so that each
-partition holds whole customers, and every partition runs the single-process builders. What is
+the single-process loader; each file's rows are then split by a hash of customer_id and the
+pieces gathered per partition, so that each partition holds whole customers, and every
+partition runs the single-process builders. What is
 population-wide is computed across partitions and passed in: the category caps (label counts
 summed) and the RFM quintile cut points (exact quantiles, `features.quantiles`). The result
 equals the single-process table row for row. Imported only by `--engine dask` commands.
@@ -10,7 +11,7 @@ equals the single-process table row for row. Imported only by `--engine dask` co
 
 from __future__ import annotations
 
-import logging
+import operator
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -19,8 +20,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import dask
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from distributed import Client, Future, LocalCluster
@@ -163,7 +162,7 @@ def _load_file(
 
 @dataclass(frozen=True)
 class _Table:
-    frame: dd.DataFrame  # shuffled by customer_id
+    parts: list[Future]  # frames, partitioned by customer_id (`_pieces`)
     reports: tuple[LoadReport, ...]
     first: pd.Timestamp | None  # of the timestamp column, if any
     last: pd.Timestamp | None
@@ -223,9 +222,13 @@ def _load_partitioned(
     extents = client.gather(client.map(_extent, frames))
     times = [t for first, last, _ in extents for t in (first, last) if pd.notna(t)]
     channels = sorted({c for _, _, names in extents for c in names})
-    frame = dd.from_delayed(frames, meta=metas[0], verify_meta=False)
+    split = client.map(_pieces, frames, partitions=count, retries=RETRIES)
+    pieces = [client.map(operator.getitem, [s] * count, range(count)) for s in split]
+    parts = [
+        client.submit(_partition, *(p[j] for p in pieces), retries=RETRIES) for j in range(count)
+    ]
     return _Table(
-        frame.shuffle(on="customer_id", npartitions=count),
+        parts,
         reports,
         pd.Timestamp(min(times)) if times else None,
         pd.Timestamp(max(times)) if times else None,
@@ -250,13 +253,19 @@ def _customer_attributes(frame: pd.DataFrame, channels: pd.Index | None) -> Cust
     return CustomerAttributes.from_frame(frame)
 
 
-def _each_partition(
-    client: Client, frame: dd.DataFrame, function: Callable[..., Any], *args: Any
-) -> list[Future]:
-    """`function` of each partition of `frame`, in partition order, the frame computed once
-    (and released once every partition has been converted)."""
-    parts = client.persist(frame).to_delayed(optimize_graph=False)
-    return client.compute([dask.delayed(function)(p, *args) for p in parts])
+def _pieces(frame: pd.DataFrame, partitions: int) -> list[pd.DataFrame]:
+    """A file's rows split by a hash of customer_id: piece j goes to partition j, so every
+    table split so (transactions, customers) puts a customer in the same partition."""
+    ids = frame["customer_id"].astype("str").to_numpy(dtype=object)
+    key = pd.util.hash_array(ids, categorize=False) % np.uint64(partitions)
+    order = np.argsort(key, kind="stable")
+    bounds = np.searchsorted(key[order], np.arange(partitions + 1, dtype=np.uint64))
+    return [frame.iloc[order[bounds[j] : bounds[j + 1]]] for j in range(partitions)]
+
+
+def _partition(*pieces: pd.DataFrame) -> pd.DataFrame:
+    """One partition: its piece of every file, in file order."""
+    return pd.concat(pieces, ignore_index=True)
 
 
 def load_partitioned(
@@ -269,7 +278,6 @@ def load_partitioned(
     partitions: int | None = None,
 ) -> Partitioned:
     """Every file loaded and validated by a worker, then partitioned by customer."""
-    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)  # a line per shuffle
     files = input_files(transactions)
     progress(f"loading {len(files)} transaction file(s) from {transactions} on the cluster")
     tx = _load_partitioned(
@@ -280,9 +288,9 @@ def load_partitioned(
     rows = sum(r.rows_loaded for r in tx.reports)
     if rows == 0 or tx.first is None or tx.last is None:
         raise DataError(f"{transactions}: no transaction rows loaded")
-    count = tx.frame.npartitions
+    count = len(tx.parts)
     progress(f"partitioning {rows:,} rows by customer into {count} partitions")
-    arrays = _each_partition(client, tx.frame, _transaction_arrays)
+    arrays = client.map(_transaction_arrays, tx.parts, retries=RETRIES)
     attributes, customer_reports, customer_columns = None, (), None
     if customers is not None:
         source = config.customers or SourceConfig()
@@ -292,7 +300,10 @@ def load_partitioned(
         )  # fmt: skip
         customer_reports, customer_columns = table.reports, table.meta
         progress(combined_report(table.reports, Path(customers), rejects_dir).summary())
-        attributes = _each_partition(client, table.frame, _customer_attributes, table.channels)
+        channels = shared(client, table.channels)
+        attributes = client.map(
+            _customer_attributes, table.parts, channels=channels, retries=RETRIES
+        )
     return Partitioned(
         client, arrays, attributes, tx.reports, customer_reports, tx.first, tx.last,
         (Path(transactions), Path(customers) if customers else None),
