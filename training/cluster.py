@@ -85,11 +85,6 @@ class ClusterSplit:
     rows: dict[str, int]  # rows of each part, all of them
     sample: TimeSplit
 
-    def part(self, name: str) -> tuple[pd.Timestamp, ...]:
-        return {"train": self.plan.train, "valid": (self.plan.valid,), "test": (self.plan.test,)}[
-            name
-        ]
-
 
 def _snapshots(
     arrays: Any,
