@@ -195,10 +195,11 @@ def small_bundle(small_trained):
     return small_trained.bundle
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_client():
-    """A local Dask cluster of 2 worker processes, one thread and 1 GiB each, for the session
-    (the Dask engine's tests)."""
+    """A local Dask cluster of 2 worker processes, one thread and 1 GiB each, per test module
+    of the Dask engine (about 2 s to start; idle workers would tick through the rest of the
+    session)."""
     distributed = pytest.importorskip("distributed")
     with (
         distributed.LocalCluster(

@@ -25,8 +25,10 @@ training_cluster = pytest.importorskip("crm_ltv.training.cluster")
 # How close the cluster's boosters come to the single-process ones on the test snapshot
 # (1,000 customers): data-parallel LightGBM finds bins and splits from every worker's rows, and
 # the rounds are chosen after training; which worker holds which partition moves the result a
-# little. Measured (2026-11-27, 8 training cutoffs): AUC 0.8818 vs 0.8800, Gini 0.7561 vs
-# 0.7577, mean churn probability 0.8439 vs 0.8439 (all 300 rounds: 0.8832 vs 0.8827).
+# little. Measured (2026-11-27, 8 training cutoffs, at most 80 rounds): AUC 0.8818 vs 0.8806,
+# Gini 0.7561 vs 0.7589, mean churn probability 0.8439 vs 0.8433 (150 rounds: AUC 0.8818 vs
+# 0.8800, Gini 0.7561 vs 0.7577). Data-parallel boosting syncs every round, so few rounds keep
+# this test fast on a busy machine.
 AUC_TOLERANCE = 0.01
 GINI_TOLERANCE = 0.02
 MEAN_PROBABILITY_TOLERANCE = 0.005
@@ -36,8 +38,8 @@ MEAN_PROBABILITY_TOLERANCE = 0.005
 def config(train_config):
     """Fewer rounds than the default 2000 (tiny data stops early anyway) and the newest 8
     training cutoffs; no seasonal level, which the Dask engine does not apply."""
-    churn = override(train_config.churn, "test", n_estimators=150, early_stopping_rounds=30)
-    ltv = override(train_config.ltv, "test", n_estimators=150, early_stopping_rounds=30)
+    churn = override(train_config.churn, "test", n_estimators=80, early_stopping_rounds=20)
+    ltv = override(train_config.ltv, "test", n_estimators=80, early_stopping_rounds=20)
     level = override(train_config.level, "test", seasonal=False)
     split = override(train_config.split, "test", max_train_cutoffs=8)
     return override(
@@ -95,7 +97,7 @@ def test_boosters_trained_with_lightgbm_dask_score_close_to_the_single_process_o
     mean = [p["churn_probability"].mean() for p in (a, b)]
     assert abs(mean[0] - mean[1]) < MEAN_PROBABILITY_TOLERANCE, mean
     assert dask.bundle.bgnbd is not None and dask.bundle.churn_offset == local.bundle.churn_offset
-    assert 0 < dask.churn.best_iteration_ <= 150 and 0 < dask.ltv.best_iteration_ <= 150
+    assert 0 < dask.churn.best_iteration_ <= 80 and 0 < dask.ltv.best_iteration_ <= 80
 
 
 def test_scores_written_by_the_workers_equal_the_single_process_scores(
