@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import subprocess
@@ -65,8 +66,22 @@ def ui_links(paths: Paths, base: str) -> list[str]:
 
 def file_sha256(*files: Path | None) -> str:
     """One hash over the bytes of every input file, in order (a folder or glob: its files)."""
+    paths = [p for given in files if given is not None for p in input_files(given)]
+    if len(paths) == 1:  # a run hashes its one file for the run and for its dataset: read once
+        stat = Path(paths[0]).stat()
+        return _one_file_sha256(str(paths[0]), stat.st_size, stat.st_mtime_ns)
+    return _sha256(paths)
+
+
+@functools.lru_cache(maxsize=64)
+def _one_file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Keyed by size and modification time too, so a rewritten file is hashed again."""
+    return _sha256([Path(path)])
+
+
+def _sha256(paths: Sequence[Path]) -> str:
     digest = hashlib.sha256()
-    for path in (p for given in files if given is not None for p in input_files(given)):
+    for path in paths:
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
