@@ -463,9 +463,9 @@ def _train_on_dask(
     """`train` with the snapshots and boosters on a Dask cluster (training/cluster.py)."""
     from crm_ltv.features.config import override
 
-    progress("--engine dask: no refit and no seasonal level (README: Scaling out on Dask)")
+    progress("--engine dask: no seasonal level (README: Scaling out on Dask)")
     level = override(config.level, "--engine dask", seasonal=False)
-    config = override(config, "--engine dask", refit=False, level=level)
+    config = override(config, "--engine dask", level=level)
     with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
         from crm_ltv.training import cluster
         from crm_ltv.training.job import run_training
@@ -473,9 +473,10 @@ def _train_on_dask(
         split = cluster.split_on_cluster(data, config, feature_config, progress)
         tuned = _tuned_params(paths, config.snapshots.horizon_days, progress)
         fit = functools.partial(cluster.train_on_cluster, split)
+        refit = functools.partial(cluster.refit_on_cluster, split, progress=progress)
         inputs = data.inputs(paths.rejects_dir)
         return run_training(
-            inputs, paths, config, feature_config, tuned, progress, split.sample, fit
+            inputs, paths, config, feature_config, tuned, progress, split.sample, fit, refit
         )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pandas as pd
@@ -72,6 +73,9 @@ def test_train_then_score_on_a_cluster(home, dask_client):
     trained = run(home, "train", "--transactions", str(home / "parts"), *common)
     assert trained.returncode == 0, trained.stderr
     assert "with lightgbm.dask" in trained.stderr and "churn: churn v1" in trained.stdout
+    assert "refitting both models on every labelled cutoff" in trained.stderr
+    metadata = json.loads(next((home / "mlartifacts").rglob("bundle.json")).read_text())["metadata"]
+    assert metadata["fit"].startswith("refit") and metadata["refit_rows"] > 0
     scored = run(
         home, "score", "--as-of", "2025-12-31", "--out", str(home / "scores"),
         "--transactions", str(home / "parts"), *common,

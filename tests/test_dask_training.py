@@ -15,7 +15,7 @@ from crm_ltv.features.inputs import load_inputs
 from crm_ltv.features.paths import Paths
 from crm_ltv.training.datasets import build_time_split
 from crm_ltv.training.metrics import normalized_gini
-from crm_ltv.training.pipeline import train_models
+from crm_ltv.training.pipeline import labelled_split, refit_bundle, train_models
 from crm_ltv.training.scoring import Champion, Champions, score_customers
 
 pytestmark = pytest.mark.dask
@@ -127,3 +127,32 @@ def test_scores_written_by_the_workers_equal_the_single_process_scores(
     assert rows == len(written) == len(expected) > 900
     got = written.sort_values("customer_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(got, expected.reset_index(drop=True))
+
+
+def test_the_refit_on_the_cluster_learns_every_labelled_row_close_to_the_single_process_refit(
+    splits, trained, config, feature_config
+):
+    """The registered model knows the newest behaviour on Dask too: both boosters again on
+    every labelled cutoff with the evaluation's rounds, the RFM cut points of every labelled
+    row, within the same tolerances of `refit_bundle` on one process."""
+    single, on_cluster = splits
+    local, dask = trained
+    expected = refit_bundle(single, config, feature_config, local)
+    refit = training_cluster.refit_on_cluster(
+        on_cluster, on_cluster.sample, config, feature_config, dask
+    )
+    everything = labelled_split(single, feature_config)
+    assert refit.rfm_cuts == everything.rfm_cuts == expected.rfm_cuts != dask.bundle.rfm_cuts
+    assert refit.churn_booster.current_iteration() == dask.churn.rounds_[0]
+    assert refit.ltv_boosters[0].current_iteration() == dask.ltv.rounds_[0]
+    assert refit.calibration == dask.bundle.calibration
+    # The newest labelled cutoff (the test snapshot) is now training data: its fit moves.
+    X, test = single.test[single.feature_names], single.test
+    assert not refit.predict(X).equals(dask.bundle.predict(X))
+    a, b = expected.predict(X), refit.predict(X)
+    auc = [roc_auc_score(test["churned"], p["churn_probability"]) for p in (a, b)]
+    assert abs(auc[0] - auc[1]) < AUC_TOLERANCE, auc
+    gini = [normalized_gini(test["future_value"], p["predicted_value"]) for p in (a, b)]
+    assert abs(gini[0] - gini[1]) < GINI_TOLERANCE, gini
+    mean = [p["churn_probability"].mean() for p in (a, b)]
+    assert abs(mean[0] - mean[1]) < MEAN_PROBABILITY_TOLERANCE, mean

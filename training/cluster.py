@@ -13,8 +13,9 @@
   50,000 training rows (the single-process fit samples that many too), the baselines,
   calibration, evaluation and plots use up to `EVAL_ROWS` validation and test customers.
   On a history smaller than that, every row is in the samples.
-- Not on Dask (the single-process path has them): the refit on every labelled cutoff, the
-  seasonal level, the hurdle LTV objective and the out-of-customer split of short histories.
+- The registered bundle is refit on every labelled cutoff as on one process
+  (`refit_on_cluster`). Not on Dask (the single-process path has them): the seasonal level,
+  the hurdle LTV objective and the out-of-customer split of short histories.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import contextlib
 import sys
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dask.dataframe as dd
@@ -48,6 +49,7 @@ from crm_ltv.features.config import FeatureConfig
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.snapshots import snapshot_at, stack_snapshots
 from crm_ltv.training.baselines import BgNbdFeatures
+from crm_ltv.training.bundle import ModelBundle
 from crm_ltv.training.config import TrainConfig
 from crm_ltv.training.datasets import (
     OUT_OF_TIME,
@@ -64,6 +66,7 @@ from crm_ltv.training.pipeline import (
     build_bundle,
     churn_model,
     fit_baselines,
+    labelled_split,
     ltv_model,
 )
 from crm_ltv.training.scoring import Champions, score_customers
@@ -250,13 +253,14 @@ def _fit_booster(
     parts: dict[str, Any],
     config: TrainConfig,
     progress: Progress,
+    rounds: int | None = None,
 ) -> lgb.Booster:
-    """One booster on every training row of the cluster, cut to the rounds early stopping
-    would keep on the validation sample."""
+    """One booster on every row of `parts["cutoffs"]` on the cluster: cut to the rounds early
+    stopping would keep on the validation sample, or (a refit) trained `rounds` rounds."""
     client = split.client
     label = "churned" if kind == "churn" else "future_value"
     train = client.map(
-        _encoded, split.frames, cutoffs=split.plan.train, augment=parts["augment"], model=model,
+        _encoded, split.frames, cutoffs=parts["cutoffs"], augment=parts["augment"], model=model,
         label=label, shifts=shared(client, parts["shifts"][0]), retries=RETRIES,
     )  # fmt: skip
     frame = _dask_frame(client, train)
@@ -265,11 +269,12 @@ def _fit_booster(
     extra = {} if kind == "churn" else {"tweedie_variance_power": config.ltv.tweedie_variance_power}
     params = model.lgb_params("binary" if kind == "churn" else "tweedie", extra)
     params.pop("num_threads")  # lightgbm.dask uses each worker's threads
-    params["n_estimators"] = settings.n_estimators
+    params["n_estimators"] = rounds or settings.n_estimators
     estimator = (DaskLGBMClassifier if kind == "churn" else DaskLGBMRegressor)(
         client=client, **params
     )
-    progress(f"training {kind} booster on {split.rows['train']:,} rows with lightgbm.dask")
+    rows = sum(split.rows[p] for p in PARTS) if rounds else split.rows["train"]
+    progress(f"training {kind} booster on {rows:,} rows with lightgbm.dask")
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
         # stdout: its "Finding random open ports" line; n_jobs: each worker's threads are used
         warnings.filterwarnings("ignore", "Parameter n_jobs will be ignored")
@@ -281,6 +286,9 @@ def _fit_booster(
             categorical_feature=[i for i, n in enumerate(names) if n in model.vocabularies_],
         )
     booster = estimator.booster_
+    if rounds is not None:
+        model.best_iteration_ = rounds
+        return booster
     valid = _encoded(
         parts["valid"], (split.plan.valid,), parts["augment"], model, label, parts["shifts"][1]
     )
@@ -301,9 +309,11 @@ def _fit_booster(
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
 
 
-def _vocabularies(split: ClusterSplit, names: list[str]) -> dict[str, tuple[str, ...]]:
-    """`fit_vocabularies` of every training row: each partition's, united."""
-    train = set(split.plan.train)
+def _vocabularies(
+    split: ClusterSplit, names: list[str], cutoffs: tuple[pd.Timestamp, ...]
+) -> dict[str, tuple[str, ...]]:
+    """`fit_vocabularies` of every row of `cutoffs`: each partition's, united."""
+    train = set(cutoffs)
     parts = split.client.gather(
         split.client.map(
             lambda frame: fit_vocabularies(frame.loc[frame["cutoff"].isin(train), names]),
@@ -329,7 +339,6 @@ def train_on_cluster(
         raise DataError("ltv.objective hurdle: on Dask, only tweedie (configs/train.yaml)")
     if sample is not split.sample:
         raise ValueError("train_on_cluster: `sample` must be the cluster split's sample")
-    params = params or {}
     if mlflow.active_run():  # within `run_training`: the run says what ran where
         mlflow.log_params(
             {"engine": "dask", "workers": len(split.client.scheduler_info()["workers"])}
@@ -338,7 +347,28 @@ def train_on_cluster(
         )
     progress(f"fitting BG/NBD inputs on {len(sample.train):,} sampled training rows")
     data = ModelData.of(sample, config)
-    vocabularies = _vocabularies(split, sample.feature_names)
+    churn, ltv = _fit_models(split, sample, data, config, params or {}, progress)
+    churn.calibrate(
+        churn._raw(churn.encode(data.valid)), sample.valid["churned"].to_numpy("float64")
+    )
+    progress("fitting baselines on the sampled rows: RFM cells, BG/NBD + Gamma-Gamma")
+    bundle = build_bundle(sample, data, churn, ltv, config)
+    return TrainedModels(churn, ltv, bundle, fit_baselines(sample, config))
+
+
+def _fit_models(
+    split: ClusterSplit,
+    sample: TimeSplit,
+    data: ModelData,
+    config: TrainConfig,
+    params: Mapping[str, Mapping[str, Any]],
+    progress: Progress,
+    rounds: Mapping[str, int] | None = None,
+) -> tuple[ChurnModel, LtvModel]:
+    """Both boosters on the cluster's rows of the sample's training cutoffs (`sample.train`
+    holds every labelled cutoff in a refit, which trains the given `rounds`)."""
+    cutoffs = tuple(sorted(sample.train["cutoff"].unique()))
+    vocabularies = _vocabularies(split, sample.feature_names, cutoffs)
     models: dict[str, ChurnModel | LtvModel] = {
         "churn": churn_model(data, config, params.get("churn")),
         "ltv": ltv_model(data, config, params.get("ltv")),
@@ -348,6 +378,7 @@ def train_on_cluster(
         model.vocabularies_ = vocabularies
         shifts = data.shifts(sample, kind, config)
         parts = {
+            "cutoffs": cutoffs,
             "augment": data.augment,
             "valid": sample.valid,
             "shifts": (
@@ -355,17 +386,40 @@ def train_on_cluster(
                 _window_shifts(shifts[1], sample.valid["cutoff"]),
             ),
         }
-        model.booster_ = _fit_booster(split, model, kind, parts, config, progress)
+        model.booster_ = _fit_booster(
+            split, model, kind, parts, config, progress, rounds[kind] if rounds else None
+        )
     churn, ltv = models["churn"], models["ltv"]
     assert isinstance(churn, ChurnModel) and isinstance(ltv, LtvModel)
     churn.classes_ = np.array([0, 1])
-    churn.calibrate(
-        churn._raw(churn.encode(data.valid)), sample.valid["churned"].to_numpy("float64")
-    )
     ltv.buy_booster_ = None
-    progress("fitting baselines on the sampled rows: RFM cells, BG/NBD + Gamma-Gamma")
-    bundle = build_bundle(sample, data, churn, ltv, config)
-    return TrainedModels(churn, ltv, bundle, fit_baselines(sample, config))
+    return churn, ltv
+
+
+def refit_on_cluster(
+    split: ClusterSplit,
+    sample: TimeSplit,
+    config: TrainConfig,
+    features: FeatureConfig,
+    evaluated: TrainedModels,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: Progress = lambda _: None,
+) -> ModelBundle:
+    """`refit_bundle` on the cluster: both boosters again on every labelled row (validation
+    and test too) with the rounds chosen on validation; the RFM cut points of every labelled
+    row, exact across partitions; BG/NBD inputs on the labelled samples; the evaluation fit's
+    calibration. `run_training` takes it as `refit` (bound to `split`) with `split.sample`."""
+    if sample is not split.sample:
+        raise ValueError("refit_on_cluster: `sample` must be the cluster split's sample")
+    cuts = rfm_cuts_of(split.client, split.frames)  # every planned cutoff is labelled
+    everything = labelled_split(sample, features, cuts)
+    frames = with_rfm_cuts(split.client, split.frames, cuts, features)
+    refit = replace(split, frames=frames, sample=everything)
+    data = ModelData.of(everything, config)
+    rounds = {"churn": evaluated.churn.rounds_[0], "ltv": evaluated.ltv.rounds_[0]}
+    churn, ltv = _fit_models(refit, everything, data, config, params or {}, progress, rounds)
+    churn.calibration_ = evaluated.bundle.calibration
+    return build_bundle(everything, data, churn, ltv, config)
 
 
 def _score(frame: pd.DataFrame, champions: Champions) -> pd.DataFrame:

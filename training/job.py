@@ -140,9 +140,11 @@ def run_training(
     progress: Progress = lambda _: None,
     split: TimeSplit | None = None,
     fit: Callable[..., TrainedModels] = train_models,
+    refit: Callable[..., ModelBundle] = refit_bundle,
 ) -> TrainResult:
-    """`split` and `fit`: the Dask engine's (a split of samples for evaluation, boosters
-    trained on the cluster); by default the loaded inputs' split and `train_models`."""
+    """`split`, `fit` and `refit`: the Dask engine's (a split of samples for evaluation,
+    boosters trained on the cluster); by default the loaded inputs' split, `train_models` and
+    `refit_bundle`."""
     customers = inputs.customers_frame
     horizon = config.snapshots.horizon_days
     split = split or split_inputs(inputs, config, feature_config, progress)
@@ -176,7 +178,7 @@ def run_training(
         run_log.log_reports(split, evaluation, customers)
         if config.refit:
             progress("refitting both models on every labelled cutoff (validation and test too)")
-            bundle = _refit(split, config, feature_config, models, tuned or {})
+            bundle = _refit(split, config, feature_config, models, tuned or {}, refit)
         progress("registering the model bundle")
         with mlflow.start_run(run_id=children["lightgbm"], nested=True):
             registered = _register_bundle(config, feature_config, bundle, split, evaluation, run)
@@ -204,9 +206,10 @@ def _refit(
     feature_config: FeatureConfig,
     models: TrainedModels,
     tuned: dict[str, dict[str, Any]],
+    fit: Callable[..., ModelBundle],
 ) -> ModelBundle:
     """The bundle to register: refit on every labelled row; the run records both fits."""
-    refit = refit_bundle(split, config, feature_config, models, tuned)
+    refit = fit(split, config, feature_config, models, tuned)
     rows = len(split.train) + len(split.valid) + len(split.test)
     rounds = {"churn": list(models.churn.rounds_), "ltv": list(models.ltv.rounds_)}
     mlflow.log_params(

@@ -308,7 +308,12 @@ class _Booster(BaseEstimator):
     @property
     def rounds_(self) -> tuple[int, ...]:
         """Boosting rounds of each booster (boosters() order): what a refit trains again."""
-        return tuple(b.best_iteration or b.current_iteration() for b in self.boosters())
+        # best_iteration is 0 without early stopping and -1 in a booster read from a model
+        # string (one cut to its rounds already, as lightgbm.dask's are)
+        return tuple(
+            b.best_iteration if b.best_iteration > 0 else b.current_iteration()
+            for b in self.boosters()
+        )
 
 
 def _best_score(booster: lgb.Booster) -> float:

@@ -290,6 +290,25 @@ def set_level(
     return replace(bundle, ltv_scale=float(scale), calibration=calibration, level=level)
 
 
+def labelled_split(
+    split: TimeSplit, features: FeatureConfig, cuts: RfmCuts | None = None
+) -> TimeSplit:
+    """The split whose training rows are every labelled row (validation and test included),
+    RFM-scored against `cuts`, by default the quintiles of those rows: what a refit learns on."""
+    parts = [
+        split.train,
+        split.valid,
+        split.test,
+        *([split.rest] if split.rest is not None else []),
+    ]
+    rows = pd.concat(parts, ignore_index=True)
+    for name in split.train.columns:  # categories that differ between parts: categorical again
+        if isinstance(split.train[name].dtype, pd.CategoricalDtype):
+            rows[name] = rows[name].astype("category")
+    cuts = cuts or RfmCuts.of(rows)
+    return replace(split, train=with_rfm_cuts(rows, cuts, features), rfm_cuts=cuts)
+
+
 def refit_bundle(
     split: TimeSplit,
     config: TrainConfig,
@@ -302,18 +321,8 @@ def refit_bundle(
     validation, the evaluation fit's churn calibration, the RFM cut points and BG/NBD inputs of
     the whole labelled population. Its metrics are the evaluation fit's: nothing is held out."""
     params = params or {}
-    parts = [
-        split.train,
-        split.valid,
-        split.test,
-        *([split.rest] if split.rest is not None else []),
-    ]
-    rows = pd.concat(parts, ignore_index=True)
-    for name in split.train.columns:  # categories that differ between parts: categorical again
-        if isinstance(split.train[name].dtype, pd.CategoricalDtype):
-            rows[name] = rows[name].astype("category")
-    cuts = RfmCuts.of(rows)
-    everything = replace(split, train=with_rfm_cuts(rows, cuts, features), rfm_cuts=cuts)
+    everything = labelled_split(split, features)
+    cuts = everything.rfm_cuts
     data = ModelData.of(everything, config)
     churn = fit_churn(everything, data, config, params.get("churn"), (), evaluated.churn.rounds_)
     ltv = fit_ltv(everything, data, config, params.get("ltv"), (), evaluated.ltv.rounds_)
