@@ -775,14 +775,21 @@ def _bentoml(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "bentoml"), *args]
 
 
-def _bentoml_env(paths: Paths) -> dict[str, str]:
-    """The home for the service, and serving.yaml's workers and logging as BentoML overrides."""
+def _bentoml_env(paths: Paths, progress: Progress) -> dict[str, str]:
+    """The home for the service, and serving.yaml's workers and logging as BentoML overrides
+    (merged into the user's own BENTOML_CONFIG_OVERRIDES, which win where both set a key)."""
     from crm_ltv.features.config import load_config
     from crm_ltv.features.paths import HOME_ENV
     from crm_ltv.serving.config import BENTOML_OVERRIDES_ENV, ServingConfig, bentoml_overrides
 
     settings = load_config(ServingConfig, paths.config_file("serving"))
-    return {HOME_ENV: str(paths.root), BENTOML_OVERRIDES_ENV: bentoml_overrides(settings)}
+    merged, overridden = bentoml_overrides(settings, os.environ.get(BENTOML_OVERRIDES_ENV))
+    if overridden:
+        progress(
+            f"{BENTOML_OVERRIDES_ENV} sets {', '.join(overridden)}: used instead of "
+            f"{paths.config_file('serving')}'s"
+        )
+    return {HOME_ENV: str(paths.root), BENTOML_OVERRIDES_ENV: merged}
 
 
 @app.command()
@@ -798,7 +805,7 @@ def serve(
     command = _bentoml(
         "serve", "crm_ltv.serving.service:CrmLtv", "--host", host, "--port", str(port)
     )
-    os.environ.update(_bentoml_env(paths))
+    os.environ.update(_bentoml_env(paths, progress))
     os.execv(command[0], command)
 
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crm_ltv.features.actions import NO_ACTION, check_actions
-from crm_ltv.features.config import LIFECYCLE_STAGES
+from crm_ltv.features.config import LIFECYCLE_STAGES, ConfigError
 from crm_ltv.features.rfm import RFM_SEGMENTS
 from crm_ltv.training.attributions import Method
 
@@ -65,9 +65,36 @@ def bentoml_settings(config: ServingConfig) -> dict[str, Any]:
     }
 
 
-def bentoml_overrides(config: ServingConfig) -> str:
-    """The JSON of BENTOML_CONFIG_OVERRIDES that applies `config` to `bentoml serve`."""
-    return json.dumps({"services": {SERVICE_NAME: bentoml_settings(config)}})
+def bentoml_overrides(config: ServingConfig, given: str | None = None) -> tuple[str, list[str]]:
+    """The JSON of BENTOML_CONFIG_OVERRIDES that applies `config` to `bentoml serve`, merged
+    into the user's own (`given`, the variable's value): theirs are kept, and where both set a
+    key, theirs wins (set for this one start). Also the keys theirs overrode."""
+    ours: dict[str, Any] = {"services": {SERVICE_NAME: bentoml_settings(config)}}
+    if not given or not given.strip():
+        return json.dumps(ours), []
+    try:
+        theirs = json.loads(given)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{BENTOML_OVERRIDES_ENV}: not JSON ({exc.msg} at {exc.pos})") from exc
+    if not isinstance(theirs, dict):
+        raise ConfigError(f"{BENTOML_OVERRIDES_ENV}: expected a JSON object, got {given[:60]!r}")
+    overridden: list[str] = []
+    return json.dumps(_merge(ours, theirs, "", overridden)), overridden
+
+
+def _merge(
+    ours: dict[str, Any], theirs: dict[str, Any], prefix: str, overridden: list[str]
+) -> dict[str, Any]:
+    out = dict(ours)
+    for key, value in theirs.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, f"{name}.", overridden)
+        else:
+            if key in out:
+                overridden.append(name)
+            out[key] = value
+    return out
 
 
 class Eligibility(_Frozen):

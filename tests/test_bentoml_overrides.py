@@ -1,0 +1,39 @@
+"""`crm-ltv serve` passes serving.yaml to BentoML through BENTOML_CONFIG_OVERRIDES: a user's
+own overrides in that variable are kept, not replaced."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from crm_ltv.features.config import ConfigError
+from crm_ltv.serving.config import SERVICE_NAME, ServingConfig, bentoml_overrides
+
+
+def test_serving_yaml_alone():
+    merged, overridden = bentoml_overrides(ServingConfig(workers=3), None)
+    assert json.loads(merged)["services"][SERVICE_NAME]["workers"] == 3 and overridden == []
+
+
+def test_the_users_overrides_are_kept_and_win_where_both_set_a_key():
+    given = json.dumps(
+        {"services": {SERVICE_NAME: {"workers": 1, "traffic": {"max_concurrency": 8}}},
+         "api_server": {"metrics": {"enabled": False}}}
+    )  # fmt: skip
+    merged, overridden = bentoml_overrides(ServingConfig(workers=3, access_log=False), given)
+    service = json.loads(merged)["services"][SERVICE_NAME]
+    assert service["workers"] == 1  # theirs, for this one start
+    assert service["traffic"] == {"timeout": 60, "max_concurrency": 8}  # both, merged
+    assert service["logging"] == {"access": {"enabled": False}}  # ours, untouched
+    assert json.loads(merged)["api_server"] == {"metrics": {"enabled": False}}
+    assert overridden == [f"services.{SERVICE_NAME}.workers"]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [("{workers: 2}", "BENTOML_CONFIG_OVERRIDES: not JSON"), ("[1]", "expected a JSON object")],
+)
+def test_overrides_that_are_not_a_json_object_are_a_clear_error(given, message):
+    with pytest.raises(ConfigError, match=message):
+        bentoml_overrides(ServingConfig(), given)
