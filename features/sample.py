@@ -199,6 +199,8 @@ def generate_sample(config: SampleConfig) -> SampleData:
     true_effect = effect_table[action, kind]
     extra = treated & (rng.random(len(cc)) < true_effect)
     extra_day = _time_of_day(rng, cd[extra] + rng.random(int(extra.sum())) * 14)
+    # A response drawn on the send's own date but at an hour before the send: the next day.
+    extra_day = np.where(extra_day <= cd[extra], extra_day + 1, extra_day)
     keep_extra = extra_day < cal.n_days
     extra[np.flatnonzero(extra)[~keep_extra]] = False
     extra_day = extra_day[keep_extra]

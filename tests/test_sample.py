@@ -65,6 +65,14 @@ def test_campaign_effects_are_visible_in_outcomes(sample):
     assert not extra[sample.truth_campaigns["group"] == "control"].any()
 
 
+def test_a_campaigns_extra_purchase_comes_after_its_send(small_sample_config):
+    """Inside the response window, never earlier on the send's date (the default sample's
+    size: 2 of its 488 extra purchases once fell before their send and did not convert)."""
+    sample = generate_sample(small_sample_config.model_copy(update={"n_customers": 50_000}))
+    extra = sample.truth_campaigns["extra_purchase"]
+    assert extra.sum() > 400 and (sample.campaigns.loc[extra, "converted"] == 1).all()
+
+
 def test_written_files_load_without_a_single_reject(tmp_path, sample):
     written = write_sample(sample, tmp_path / "sample")
     args = (SourceConfig(), ValidationConfig(max_reject_share=0.0), tmp_path / "rejects")
