@@ -13,7 +13,7 @@ from crm_ltv.features.builders import build_features
 from crm_ltv.features.config import DataConfig
 from crm_ltv.features.inputs import load_inputs
 from crm_ltv.features.paths import Paths
-from tests.conftest import new_home, run, without_baseline_gate
+from tests.conftest import mlflow_client, new_home, run, without_baseline_gate
 
 pytestmark = pytest.mark.dask
 
@@ -75,7 +75,14 @@ def test_train_then_score_on_a_cluster(home, dask_client):
     assert "with lightgbm.dask" in trained.stderr and "churn: churn v1" in trained.stdout
     assert "refitting both models on every labelled cutoff" in trained.stderr
     metadata = json.loads(next((home / "mlartifacts").rglob("bundle.json")).read_text())["metadata"]
-    assert metadata["fit"].startswith("refit") and metadata["refit_rows"] > 0
+    rows = json.loads((home / "reports/metrics.json").read_text())["rows"]
+    params = mlflow_client(home).get_run(metadata["run_id"]).data.params
+    # Every row the cluster trained on, not the client's samples of them
+    assert rows == {"train": int(params["cluster_train_rows"]),
+                    "validation": int(params["cluster_valid_rows"]),
+                    "test": int(params["cluster_test_rows"])}  # fmt: skip
+    assert int(params["train_rows"]) == rows["train"]
+    assert metadata["fit"].startswith("refit") and metadata["refit_rows"] == sum(rows.values())
     scored = run(
         home, "score", "--as-of", "2025-12-31", "--out", str(home / "scores"),
         "--transactions", str(home / "parts"), *common,

@@ -1,4 +1,4 @@
-"""The data hash recorded on every run: the bytes of the input files, whatever caches it."""
+"""The data hash recorded on every run: the input files' bytes, whatever caches it."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ def test_the_data_hash_is_the_files_bytes_and_follows_a_rewrite(tmp_path):
     one.write_bytes(b"customer_id,timestamp,amount\nc1,2024-01-01,5\n")
     two.write_bytes(b"customer_id,timestamp,amount\nc2,2024-01-02,7\n")
     assert file_sha256(one) == hashlib.sha256(one.read_bytes()).hexdigest()
-    assert (
-        file_sha256(one, None, two)
-        == hashlib.sha256(one.read_bytes() + two.read_bytes()).hexdigest()
-    )
+    digests = [hashlib.sha256(f.read_bytes()).hexdigest() for f in (one, two)]
+    assert file_sha256(one, None, two) == hashlib.sha256("".join(digests).encode()).hexdigest()
+    assert file_sha256(two, one) != file_sha256(one, two)  # in order
     before = file_sha256(one)
     stat = one.stat()
     one.write_bytes(b"customer_id,timestamp,amount\nc1,2024-01-01,6\n")  # same size

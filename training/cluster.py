@@ -177,7 +177,7 @@ def split_on_cluster(
         f"({rows['test']:,}); on the client, samples of {len(parts['train']):,} / "
         f"{len(parts['valid']):,} / {len(parts['test']):,} rows"
     )
-    sample = TimeSplit(plan, horizon, **parts, rfm_cuts=cuts, levels={})
+    sample = TimeSplit(plan, horizon, **parts, rfm_cuts=cuts, levels={}, sampled_from=rows)
     return ClusterSplit(client, plan, frames, rows, sample)
 
 

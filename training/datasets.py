@@ -12,7 +12,7 @@ not out-of-time, and every output says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -162,10 +162,23 @@ class TimeSplit:
     # The level each fit's predictions are set to (None: the history cannot tell): "evaluation"
     # for the test rows, "refit" for `latest`.
     levels: dict[str, LevelTarget | None] = field(default_factory=dict)
+    # Rows of each part when the parts hold samples of them (the Dask engine's client split).
+    sampled_from: Mapping[str, int] | None = None
 
     @property
     def feature_names(self) -> list[str]:
         return feature_names(self.train)
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """Rows of each part ("train", "valid", "test") and of every labelled row ("labelled",
+        what a refit learns from): all of them, also where the parts are samples."""
+        if self.sampled_from is not None:
+            out = {name: int(self.sampled_from[name]) for name in ("train", "valid", "test")}
+        else:
+            out = {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
+        rest = len(self.rest) if self.rest is not None else 0
+        return out | {"labelled": sum(out.values()) + rest}
 
     @property
     def evaluation(self) -> Evaluation:

@@ -210,7 +210,7 @@ def _refit(
 ) -> ModelBundle:
     """The bundle to register: refit on every labelled row; the run records both fits."""
     refit = fit(split, config, feature_config, models, tuned)
-    rows = len(split.train) + len(split.valid) + len(split.test)
+    rows = split.rows["labelled"]
     rounds = {"churn": list(models.churn.rounds_), "ltv": list(models.ltv.rounds_)}
     mlflow.log_params(
         {"registered_fit": "refit", "refit_rows": rows, **{f"{k}_refit_rounds": str(v)
@@ -261,9 +261,9 @@ def _log_provenance(
             "train_cutoffs": f"{_span(plan.train)} ({len(plan.train)})",
             "valid_cutoff": f"{plan.valid:%Y-%m-%d}",
             "test_cutoff": f"{plan.test:%Y-%m-%d}",
-            "train_rows": len(split.train),
-            "valid_rows": len(split.valid),
-            "test_rows": len(split.test),
+            "train_rows": split.rows["train"],
+            "valid_rows": split.rows["valid"],
+            "test_rows": split.rows["test"],
             "n_features": len(split.feature_names),
             "seed": config.seed,
             "ltv_objective": config.ltv.objective,
@@ -459,9 +459,9 @@ def _summary(
             "test": f"{plan.test:%Y-%m-%d}",
         },
         "rows": {
-            "train": len(split.train),
-            "validation": len(split.valid),
-            "test": len(split.test),
+            "train": split.rows["train"],
+            "validation": split.rows["valid"],
+            "test": split.rows["test"],
         },
         "churn": {name: evaluation.churn[name] for name in run_log.MODEL_ORDER},
         "ltv": {name: evaluation.ltv[name] for name in run_log.MODEL_ORDER},

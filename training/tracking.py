@@ -65,26 +65,24 @@ def ui_links(paths: Paths, base: str) -> list[str]:
 
 
 def file_sha256(*files: Path | None) -> str:
-    """One hash over the bytes of every input file, in order (a folder or glob: its files)."""
-    paths = [p for given in files if given is not None for p in input_files(given)]
-    if len(paths) == 1:  # a run hashes its one file for the run and for its dataset: read once
-        stat = Path(paths[0]).stat()
-        return _one_file_sha256(str(paths[0]), stat.st_size, stat.st_mtime_ns)
-    return _sha256(paths)
+    """The data hash: of one input file, the SHA-256 of its bytes (what `sha256sum` prints);
+    of several (a folder or glob: its files; transactions and customers), the SHA-256 of their
+    digests in order. Each file is read once per process while it is unchanged: a run hashes
+    its files for the run and again for each file's MLflow dataset."""
+    paths = [Path(p) for given in files if given is not None for p in input_files(given)]
+    digests = [_one_file_sha256(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=1024)
 def _one_file_sha256(path: str, size: int, mtime_ns: int) -> str:
     """Keyed by size and modification time too, so a rewritten file is hashed again."""
-    return _sha256([Path(path)])
-
-
-def _sha256(paths: Sequence[Path]) -> str:
     digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 
