@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import shutil
 import sys
@@ -163,6 +164,12 @@ def _on_dask(engine: Engine, scheduler: str | None) -> bool:
 
     if scheduler and engine is not Engine.dask:
         raise ConfigError("--scheduler needs --engine dask")
+    if engine is Engine.dask and any(
+        importlib.util.find_spec(name) is None for name in ("dask", "distributed")
+    ):
+        raise ConfigError(
+            "--engine dask needs Dask, an optional extra: pip install 'crm-ltv[dask]'"
+        )
     return engine is Engine.dask
 
 
@@ -462,14 +469,14 @@ def _train_on_dask(
 ) -> TrainResult:
     """`train` with the snapshots and boosters on a Dask cluster (training/cluster.py)."""
     from crm_ltv.features.config import override
+    from crm_ltv.training import cluster
+    from crm_ltv.training.job import run_training
 
+    cluster.check_supported(config)
     progress("--engine dask: no seasonal level (README: Scaling out on Dask)")
     level = override(config.level, "--engine dask", seasonal=False)
     config = override(config, "--engine dask", level=level)
     with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
-        from crm_ltv.training import cluster
-        from crm_ltv.training.job import run_training
-
         split = cluster.split_on_cluster(data, config, feature_config, progress)
         tuned = _tuned_params(paths, config.snapshots.horizon_days, progress)
         fit = functools.partial(cluster.train_on_cluster, split)

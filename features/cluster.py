@@ -20,14 +20,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import dask.config
 import numpy as np
 import pandas as pd
+from dask.utils import parse_timedelta
 from distributed import Client, Future, LocalCluster
 
 from crm_ltv.features.arrays import CustomerAttributes, TransactionArrays, as_cutoff
 from crm_ltv.features.builders import LabelCounts, features_at, population_label_counts
 from crm_ltv.features.builders import with_rfm_cuts as _with_rfm_cuts
-from crm_ltv.features.config import DataConfig, FeatureConfig, SourceConfig, ValidationConfig
+from crm_ltv.features.config import (
+    ConfigError,
+    DataConfig,
+    FeatureConfig,
+    SourceConfig,
+    ValidationConfig,
+)
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.inputs import Inputs, input_files
 from crm_ltv.features.labels import labels_at
@@ -53,7 +61,17 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
     """A client of the cluster at `scheduler`, else of a local cluster sized to the machine
     (one single-threaded worker process per core, memory shared out equally)."""
     if scheduler:
-        with Client(scheduler) as client:
+        # Dask's own setting (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT; default 30 s)
+        timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"))
+        try:
+            remote = Client(scheduler, timeout=timeout)
+        except (OSError, ValueError) as exc:  # nothing answers there; not an address
+            raise ConfigError(
+                f"--scheduler {scheduler}: no Dask scheduler answered within {timeout:g} s "
+                f"({exc}); start one with `dask scheduler` and point --scheduler at the "
+                "address it prints"
+            ) from exc
+        with remote as client:
             progress(
                 f"dask: scheduler {scheduler}, {len(client.scheduler_info()['workers'])} workers"
             )

@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
 import pandas as pd
 import pytest
+import yaml
 
 from crm_ltv.features.builders import build_features
-from crm_ltv.features.config import DataConfig
+from crm_ltv.features.config import ConfigError, DataConfig
 from crm_ltv.features.inputs import load_inputs
 from crm_ltv.features.paths import Paths
-from tests.conftest import mlflow_client, new_home, run, without_baseline_gate
+from tests.conftest import free_port, mlflow_client, new_home, run, without_baseline_gate
 
 pytestmark = pytest.mark.dask
 
@@ -61,6 +63,42 @@ def test_bad_engine_options_get_one_clear_error(home, args, message):
     done = run(home, *args)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_scheduler_nobody_answers_at_is_one_clear_error(home, monkeypatch):
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "2s")  # Dask's: 30 s
+    done = run(home, "features", "--engine", "dask", "--scheduler", f"tcp://127.0.0.1:{port}",
+               "--transactions", str(home / "parts"))  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"--scheduler tcp://127.0.0.1:{port}: no Dask scheduler answered within 2 s" in (
+        done.stderr
+    )
+
+
+def test_what_the_dask_engine_cannot_train_fails_before_a_cluster_starts(home):
+    path = home / "configs/train.yaml"
+    train = yaml.safe_load(path.read_text())
+    train["ltv"]["objective"] = "hurdle"
+    path.write_text(yaml.safe_dump(train))
+    done = run(home, "train", "--engine", "dask", "--transactions", str(home / "parts"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "ltv.objective hurdle: --engine dask trains tweedie only" in done.stderr
+    assert "dask:" not in done.stderr  # no cluster was started or reached
+
+
+def test_without_dask_installed_the_engine_says_which_extra_to_install(monkeypatch):
+    """Dask is an optional extra (the runtime lock has none): a user without it gets the pip
+    line, not an ImportError. Simulated: this environment has Dask."""
+    from crm_ltv import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "distributed" else real(name)
+    )
+    with pytest.raises(ConfigError, match=r"pip install 'crm-ltv\[dask\]'"):
+        cli._on_dask(cli.Engine.dask, None)
+    assert cli._on_dask(cli.Engine.single, None) is False
 
 
 @pytest.mark.heavy

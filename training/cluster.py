@@ -45,7 +45,7 @@ from crm_ltv.features.cluster import (
     shared,
     with_rfm_cuts,
 )
-from crm_ltv.features.config import FeatureConfig
+from crm_ltv.features.config import ConfigError, FeatureConfig
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.snapshots import snapshot_at, stack_snapshots
 from crm_ltv.training.baselines import BgNbdFeatures
@@ -324,6 +324,15 @@ def _vocabularies(
     return {c: tuple(sorted({v for p in parts for v in p.get(c, ())})) for c in columns}
 
 
+def check_supported(config: TrainConfig) -> None:
+    """What the Dask engine cannot train yet, said before any cluster starts."""
+    if config.ltv.objective != "tweedie":
+        raise ConfigError(
+            f"ltv.objective {config.ltv.objective}: --engine dask trains tweedie only "
+            "(configs/train.yaml)"
+        )
+
+
 def train_on_cluster(
     split: ClusterSplit,
     sample: TimeSplit,
@@ -335,8 +344,7 @@ def train_on_cluster(
     `fit` (bound to `split`) with `split.sample` as the split."""
     import mlflow
 
-    if config.ltv.objective != "tweedie":
-        raise DataError("ltv.objective hurdle: on Dask, only tweedie (configs/train.yaml)")
+    check_supported(config)
     if sample is not split.sample:
         raise ValueError("train_on_cluster: `sample` must be the cluster split's sample")
     if mlflow.active_run():  # within `run_training`: the run says what ran where
