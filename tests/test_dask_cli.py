@@ -120,6 +120,9 @@ def test_train_then_score_on_a_cluster(home, dask_client):
                     "validation": int(params["cluster_valid_rows"]),
                     "test": int(params["cluster_test_rows"])}  # fmt: skip
     assert int(params["train_rows"]) == rows["train"]
+    run_ = mlflow_client(home).get_run(metadata["run_id"])
+    assert run_.inputs.dataset_inputs == []  # no dataset that says 0 rows: they stay there
+    assert not list((home / "mlartifacts").rglob("ltv_cac_by_channel*"))
     assert metadata["fit"].startswith("refit") and metadata["refit_rows"] == sum(rows.values())
     scored = run(
         home, "score", "--as-of", "2025-12-31", "--out", str(home / "scores"),

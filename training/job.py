@@ -145,9 +145,14 @@ def run_training(
     """`split`, `fit` and `refit`: the Dask engine's (a split of samples for evaluation,
     boosters trained on the cluster); by default the loaded inputs' split, `train_models` and
     `refit_bundle`."""
-    customers = inputs.customers_frame
     horizon = config.snapshots.horizon_days
     split = split or split_inputs(inputs, config, feature_config, progress)
+    # On a cluster the rows stay there: `inputs` holds each table's columns and load reports
+    # only, so no MLflow dataset (it would say 0 rows) and no LTV:CAC table from them.
+    on_cluster = split.sampled_from is not None
+    customers = None if on_cluster else inputs.customers_frame
+    if on_cluster and inputs.customers is not None:
+        progress("LTV:CAC by channel and the MLflow datasets: not on Dask (the rows stay there)")
     truth = load_truth_dropout(paths, inputs, split)
     experiment_id = setup_tracking(
         paths, config.registry.experiment, run_log.experiment_description(horizon)
@@ -155,7 +160,7 @@ def run_training(
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-h{horizon}") as run:
         mlflow.set_tag("kind", "training")
         provenance = _log_provenance(inputs, paths, config, split, tuned or {})
-        datasets = input_datasets(inputs)
+        datasets = [] if on_cluster else input_datasets(inputs)
         log_datasets(datasets, "training")
         models = fit(split, config, tuned, progress)
         bundle = replace(
