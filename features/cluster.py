@@ -430,6 +430,8 @@ def features_on_cluster(
         ),
     )  # fmt: skip
     if rfm_cuts is None:
+        if not any(data.client.gather(data.client.map(len, frames))):
+            return frames  # nobody has bought by then: no cut points (the caller says so)
         cuts = rfm_cuts_of(data.client, frames)
         frames = with_rfm_cuts(data.client, frames, cuts, config)
     progress(f"features at {cutoff:%Y-%m-%d %H:%M} on {len(frames)} partitions")

@@ -65,6 +65,14 @@ def test_bad_engine_options_get_one_clear_error(home, args, message):
     assert "Traceback" not in done.stderr
 
 
+def test_features_before_anyones_first_purchase_is_one_clear_error(home, dask_client):
+    done = run(home, "features", "--engine", "dask", "--scheduler", dask_client.scheduler.address,
+               "--transactions", str(home / "parts"), "--as-of", "2000-01-01",
+               "--out", str(home / "none"))  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "no customer has a purchase up to 2000-01-01" in done.stderr
+
+
 def test_a_scheduler_nobody_answers_at_is_one_clear_error(home, monkeypatch):
     port = free_port()  # nothing listens there
     monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "2s")  # Dask's: 30 s
