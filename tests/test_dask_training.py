@@ -5,12 +5,14 @@ scores of the same models."""
 
 from __future__ import annotations
 
+import lightgbm as lgb
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from crm_ltv.features.builders import build_features
-from crm_ltv.features.config import DataConfig, override
+from crm_ltv.features.config import ConfigError, DataConfig, override
 from crm_ltv.features.inputs import load_inputs
 from crm_ltv.features.paths import Paths
 from crm_ltv.training.datasets import build_time_split
@@ -156,3 +158,36 @@ def test_the_refit_on_the_cluster_learns_every_labelled_row_close_to_the_single_
     assert abs(gini[0] - gini[1]) < GINI_TOLERANCE, gini
     mean = [p["churn_probability"].mean() for p in (a, b)]
     assert abs(mean[0] - mean[1]) < MEAN_PROBABILITY_TOLERANCE, mean
+
+
+@pytest.mark.parametrize(
+    ("objective", "metric"),
+    [("binary", "auc"), ("binary", "binary_logloss"), ("tweedie", "tweedie")],
+)
+def test_the_rounds_kept_are_those_lightgbms_early_stopping_keeps(objective, metric):
+    """lightgbm.dask cannot stop early: the cluster's boosters train every round and keep the
+    rounds LightGBM's own early stopping would have kept, watching the same metric."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(4_000, 5))
+    signal = X[:, 0] - 0.5 * X[:, 1] + rng.normal(scale=1.5, size=4_000)
+    y = (signal > 0).astype(float) if objective == "binary" else np.exp(signal) * (signal > 0.5)
+    params = {"objective": objective, "metric": metric, "learning_rate": 0.3, "num_leaves": 31,
+              "min_data_in_leaf": 5, "verbose": -1, "seed": 1, "deterministic": True}  # fmt: skip
+    train, valid = lgb.Dataset(X[:3_000], y[:3_000]), (X[3_000:], y[3_000:])
+    stopped = lgb.train(
+        params, train, 300, valid_sets=[lgb.Dataset(*valid, reference=train)],
+        callbacks=[lgb.early_stopping(10, verbose=False)],
+    )  # fmt: skip
+    every = lgb.train(params, train, 300)
+    rounds, value = training_cluster.best_rounds(
+        every, valid[0], valid[1], np.zeros(len(valid[1])), metric, 10
+    )
+    assert 1 < rounds == stopped.best_iteration < 300
+    assert value == pytest.approx(stopped.best_score["valid_0"][metric], rel=1e-6)
+
+
+def test_a_metric_the_cluster_cannot_watch_is_a_config_error(config):
+    churn = override(config.churn, "test", params={**config.churn.params, "metric": "map"})
+    with pytest.raises(ConfigError, match="metric map: --engine dask early-stops a binary"):
+        training_cluster.check_supported(override(config, "test", churn=churn))
+    training_cluster.check_supported(config)  # the shipped settings: auc and tweedie

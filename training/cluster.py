@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 from distributed import Client, Future
 from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
-from sklearn.metrics import mean_tweedie_deviance, roc_auc_score
+from scipy.special import expit
+from sklearn.metrics import log_loss, roc_auc_score
 
 from crm_ltv.features.builders import LabelCounts
 from crm_ltv.features.cluster import (
@@ -211,11 +212,30 @@ def _window_shifts(shift: np.ndarray | None, cutoffs: pd.Series) -> dict[pd.Time
     return pd.Series(shift, index=cutoffs.to_numpy()).groupby(level=0).first().to_dict()
 
 
-def _metric(kind: str, y: np.ndarray, raw: np.ndarray, power: float) -> float:
-    """What early stopping watches: churn AUC (higher is better); LTV tweedie deviance."""
-    if kind == "churn":
+# What early stopping can watch on the cluster: LightGBM's metric names, as the one-process
+# fit passes them to LightGBM (`params.metric`; by default the objective's own loss).
+WATCHED = {"binary": ("auc", "binary_logloss"), "tweedie": ("tweedie",)}
+
+
+def watched_metric(params: Mapping[str, Any], objective: str) -> str:
+    metric = params.get("metric") or WATCHED[objective][-1]
+    if metric not in WATCHED[objective]:
+        raise ConfigError(
+            f"metric {metric}: --engine dask early-stops a {objective} booster on "
+            f"{' or '.join(WATCHED[objective])} (params.metric in configs/train.yaml)"
+        )
+    return str(metric)
+
+
+def _metric(metric: str, y: np.ndarray, raw: np.ndarray, power: float) -> float:
+    """LightGBM's value of `metric` for raw scores: AUC, or a loss (binary log loss; tweedie's
+    negative log-likelihood, LightGBM's `tweedie` metric)."""
+    if metric == "auc":
         return float(roc_auc_score(y, raw))
-    return -float(mean_tweedie_deviance(y, np.exp(raw), power=power))
+    if metric == "binary_logloss":
+        return float(log_loss(y, expit(raw), labels=[0, 1]))
+    mu = np.exp(raw)
+    return float(np.mean(-y * mu ** (1 - power) / (1 - power) + mu ** (2 - power) / (2 - power)))
 
 
 def best_rounds(
@@ -223,22 +243,23 @@ def best_rounds(
     X: np.ndarray,
     y: np.ndarray,
     init: np.ndarray,
-    kind: str,
+    metric: str,
     patience: int,
     power: float = 1.5,
 ) -> tuple[int, float]:
-    """The rounds early stopping would keep on (X, y): the best metric, scanning until
-    `patience` rounds bring no improvement; and that metric."""
+    """The rounds early stopping would keep on (X, y), watching `metric` as LightGBM does (the
+    best value, scanning until `patience` rounds bring no improvement); and that value."""
+    sign = 1.0 if metric == "auc" else -1.0  # higher is better
     raw = np.array(init, dtype="float64")
     best, best_score = 0, -np.inf
     for k in range(booster.current_iteration()):
         raw += booster.predict(X, raw_score=True, start_iteration=k, num_iteration=1)
-        score = _metric(kind, y, raw, power)
+        score = sign * _metric(metric, y, raw, power)
         if score > best_score:
             best, best_score = k + 1, score
         elif k + 1 - best >= patience:
             break
-    return best, abs(best_score)
+    return best, sign * best_score
 
 
 def _dask_frame(client: Client, frames: list[Future]) -> dd.DataFrame:
@@ -292,18 +313,19 @@ def _fit_booster(
     valid = _encoded(
         parts["valid"], (split.plan.valid,), parts["augment"], model, label, parts["shifts"][1]
     )
+    metric = watched_metric(params, params["objective"])
     rounds, score = best_rounds(
         booster,
         valid[names].to_numpy(),
         valid["y"].to_numpy(),
         valid["init"].to_numpy(),
-        kind,
+        metric,
         settings.early_stopping_rounds,
         config.ltv.tweedie_variance_power,
     )
     progress(
         f"{kind} booster: {rounds} of {booster.current_iteration()} rounds kept (best on the "
-        f"validation sample: {'AUC' if kind == 'churn' else 'tweedie deviance'} {score:.4f})"
+        f"validation sample: {metric} {score:.4f})"
     )
     model.best_iteration_, model.validation_loss_ = rounds, score
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
@@ -331,6 +353,8 @@ def check_supported(config: TrainConfig) -> None:
             f"ltv.objective {config.ltv.objective}: --engine dask trains tweedie only "
             "(configs/train.yaml)"
         )
+    watched_metric(config.churn.params, "binary")
+    watched_metric(config.ltv.params, "tweedie")
 
 
 def train_on_cluster(
