@@ -11,22 +11,22 @@ equals the single-process table row for row. Imported only by `--engine dask` co
 
 from __future__ import annotations
 
-import operator
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import dask.config
 import numpy as np
 import pandas as pd
+from dask.sizeof import sizeof
 from dask.utils import parse_timedelta
 from distributed import Client, Future, LocalCluster
 
-from crm_ltv.features.arrays import CustomerAttributes, TransactionArrays, as_cutoff
+from crm_ltv.features.arrays import Codes, CustomerAttributes, TransactionArrays, as_cutoff
 from crm_ltv.features.builders import LabelCounts, features_at, population_label_counts
 from crm_ltv.features.builders import with_rfm_cuts as _with_rfm_cuts
 from crm_ltv.features.config import (
@@ -39,7 +39,13 @@ from crm_ltv.features.config import (
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.inputs import Inputs, input_files
 from crm_ltv.features.labels import labels_at
-from crm_ltv.features.loading import Loaded, LoadReport, load_customers, load_transactions
+from crm_ltv.features.loading import (
+    PARQUET_SUFFIXES,
+    Loaded,
+    LoadReport,
+    load_customers,
+    load_transactions,
+)
 from crm_ltv.features.quantiles import exact_quantiles
 from crm_ltv.features.rfm import RfmCuts
 
@@ -49,6 +55,15 @@ RETRIES = 3  # a task whose worker died runs again elsewhere
 QUINTILES = (0.2, 0.4, 0.6, 0.8)
 _ROW = "_row"  # file and row number: the loader's order of a customer's rows at one instant
 _TEXT = ("customer_id", "order_id", "category", "channel", "acquisition_channel")
+
+
+@sizeof.register(Codes)
+@sizeof.register(TransactionArrays)
+@sizeof.register(CustomerAttributes)
+def _sizeof_arrays(value: Codes | TransactionArrays | CustomerAttributes) -> int:
+    """Their arrays' bytes: what the workers' memory manager counts to spill or pause (Dask
+    sees a few hundred bytes for an object it does not know)."""
+    return sum(sizeof(getattr(value, f.name)) for f in fields(value))
 
 
 def _stdout_to_stderr() -> None:
@@ -179,6 +194,57 @@ def _load_file(
 
 
 @dataclass(frozen=True)
+class _Split:
+    """One file as a worker hands it on: its rows split by partition (the loaded frame itself
+    is freed within the task), what the file's validation reported, or why it could not load."""
+
+    pieces: list[pd.DataFrame]
+    report: LoadReport | None
+    extent: tuple[Any, Any, list[str]]
+    meta: pd.DataFrame | None
+    error: str | None = None
+
+    def summary(self) -> tuple[LoadReport | None, tuple[Any, Any, list[str]], Any, str | None]:
+        return self.report, self.extent, self.meta, self.error
+
+
+def _load_split(
+    path: Path,
+    index: int,
+    table: str,
+    source: SourceConfig,
+    validation: ValidationConfig,
+    rejects_dir: Path,
+    partitions: int,
+) -> _Split:
+    """Load, validate and split one file in one task, so that a file is never held whole
+    beside its pieces. A file that cannot load is reported, not retried: retrying reads it to
+    the same error."""
+    try:
+        frame, report = _load_file(path, index, table, source, validation, rejects_dir)
+    except DataError as error:
+        return _Split([], None, (None, None, []), None, str(error))
+    return _Split(_pieces(frame, partitions), report, _extent(frame), frame.iloc[:0])
+
+
+def _piece(split: _Split, j: int) -> pd.DataFrame:
+    return split.pieces[j]
+
+
+def _rows_in(path: Path) -> int:
+    """A file's rows, at most (lines for a CSV): to size the partitions before loading."""
+    if path.name.lower().endswith(PARQUET_SUFFIXES):
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    lines = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 24):
+            lines += block.count(b"\n")
+    return lines
+
+
+@dataclass(frozen=True)
 class _Table:
     parts: list[Future]  # frames, partitioned by customer_id (`_pieces`)
     reports: tuple[LoadReport, ...]
@@ -196,6 +262,20 @@ def _extent(frame: pd.DataFrame) -> tuple[Any, Any, list[str]]:
     return times.min(), times.max(), channels
 
 
+def _check_rejects(
+    table: str, rejected: int, checked: int, files: int, limit: float, where: str
+) -> None:
+    """The reject limit on a table's total: a file may reject more than its share when the
+    table as a whole stays under the limit."""
+    if rejected and rejected / checked > limit:
+        raise DataError(
+            f"{table}: {rejected:,} of {checked:,} rows ({rejected / checked:.2%}) rejected in "
+            f"{files} files, above the limit of {limit:.2%} "
+            "(validation.max_reject_share in configs/data.yaml, or --max-reject-share); "
+            f"rejected rows with reasons in {where}"
+        )
+
+
 def _load_partitioned(
     client: Client,
     files: list[Path],
@@ -205,43 +285,47 @@ def _load_partitioned(
     rejects_dir: Path,
     partitions: int | None,
 ) -> _Table:
+    count = partitions or max(
+        len(client.scheduler_info()["workers"]),
+        -(-sum(client.gather(client.map(_rows_in, files))) // ROWS_PER_PARTITION),
+    )
+    # The workers load with no limit of their own: the limit applies to the table's total.
+    per_file = validation.model_copy(update={"max_reject_share": 1.0})
     loaded = client.map(
-        _load_file,
+        _load_split,
         files,
         range(len(files)),
         table=table,
         source=source,
-        validation=validation,
+        validation=per_file,
         rejects_dir=rejects_dir,
+        partitions=count,
         retries=RETRIES,
     )
-    reports = tuple(client.gather(client.map(lambda pair: pair[1], loaded)))
-    frames = client.map(lambda pair: pair[0], loaded)
-    checked = sum(r.rows_checked for r in reports)
-    rejected = sum(r.rejected for r in reports)
-    if rejected and rejected / checked > validation.max_reject_share:
-        raise DataError(
-            f"{table}: {rejected:,} of {checked:,} rows ({rejected / checked:.2%}) rejected in "
-            f"{len(files)} files, above the limit of {validation.max_reject_share:.2%} "
-            "(validation.max_reject_share in configs/data.yaml, or --max-reject-share); "
-            f"rejected rows with reasons in {rejects_dir}/*/{table}_rejects.csv"
-        )
-    metas = client.gather(client.map(lambda frame: frame.iloc[:0], frames))
+    summaries = client.gather(client.map(_Split.summary, loaded))
+    errors = [error for *_, error in summaries if error]
+    if errors:
+        more = f" (and {len(errors) - 1} more files)" if len(errors) > 1 else ""
+        raise DataError(errors[0] + more)
+    reports = tuple(report for report, *_ in summaries)
+    metas = [meta for _, _, meta, _ in summaries]
+    _check_rejects(
+        table,
+        sum(r.rejected for r in reports),
+        sum(r.rows_checked for r in reports),
+        len(files),
+        validation.max_reject_share,
+        f"{rejects_dir}/*/{table}_rejects.csv",
+    )
     for path, meta in zip(files, metas, strict=True):
         if list(meta.columns) != list(metas[0].columns):
             raise DataError(
                 f"{path}: columns {', '.join(meta.columns)} differ from {files[0]}'s "
                 f"({', '.join(metas[0].columns)}); every file of one table needs the same"
             )
-    rows = sum(r.rows_loaded for r in reports)
-    count = partitions or max(
-        len(client.scheduler_info()["workers"]), -(-rows // ROWS_PER_PARTITION)
-    )
-    extents = client.gather(client.map(_extent, frames))
-    times = [t for first, last, _ in extents for t in (first, last) if pd.notna(t)]
-    channels = sorted({c for _, _, names in extents for c in names})
-    split = client.map(_pieces, frames, partitions=count, retries=RETRIES)
-    pieces = [client.map(operator.getitem, [s] * count, range(count)) for s in split]
+    times = [t for _, (first, last, _), *_ in summaries for t in (first, last) if pd.notna(t)]
+    channels = sorted({c for _, (_, _, names), *_ in summaries for c in names})
+    pieces = [client.map(_piece, [f] * count, range(count)) for f in loaded]
     parts = [
         client.submit(_partition, *(p[j] for p in pieces), retries=RETRIES) for j in range(count)
     ]
@@ -261,8 +345,26 @@ def _transaction_arrays(frame: pd.DataFrame) -> TransactionArrays:
     return TransactionArrays.from_frame(frame.drop(columns=_ROW))
 
 
+def _repeated_customers(
+    frame: pd.DataFrame, partition: int, folder: Path, files: tuple[str, ...]
+) -> int:
+    """Rows of a partition's customers table whose customer_id an earlier file (or row) has:
+    rejected as one file's repeats are, the first kept; written to `folder`, counted."""
+    frame = frame.sort_values(_ROW, kind="stable")
+    repeated = frame.loc[frame["customer_id"].duplicated(keep="first")]
+    if len(repeated):
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = repeated.assign(
+            file=[files[i] for i in repeated[_ROW].to_numpy() >> 40],
+            reason="repeated customer_id",
+        )  # fmt: skip
+        rows.drop(columns=_ROW).to_csv(folder / f"{partition:05d}.csv", index=False)
+    return len(repeated)
+
+
 def _customer_attributes(frame: pd.DataFrame, channels: pd.Index | None) -> CustomerAttributes:
-    """A partition's customers, with the whole table's acquisition channels as categories."""
+    """A partition's customers (the first row of each, `_repeated_customers`), with the whole
+    table's acquisition channels as categories."""
     frame = frame.sort_values(_ROW, kind="stable").drop(columns=_ROW)
     if channels is not None:
         frame["acquisition_channel"] = pd.Categorical(
@@ -312,12 +414,34 @@ def load_partitioned(
     attributes, customer_reports, customer_columns = None, (), None
     if customers is not None:
         source = config.customers or SourceConfig()
+        files = input_files(customers)
+        names = tuple(str(path) for path in files)
         table = _load_partitioned(
-            client, input_files(customers), "customers", source, config.validation,
-            rejects_dir, count,
-        )  # fmt: skip
+            client, files, "customers", source, config.validation, rejects_dir, count
+        )
         customer_reports, customer_columns = table.reports, table.meta
         progress(combined_report(table.reports, Path(customers), rejects_dir).summary())
+        folder = rejects_dir / "customers_repeated"
+        repeated = sum(
+            client.gather(
+                client.map(
+                    _repeated_customers, table.parts, range(count), folder=folder, files=names
+                )
+            )
+        )
+        if repeated:
+            progress(
+                f"  {repeated:,} customers rows repeat a customer_id of an earlier row or file: "
+                f"rejected, the first kept -> {folder}/"
+            )
+            _check_rejects(
+                "customers",
+                repeated + sum(r.rejected for r in table.reports),
+                sum(r.rows_checked for r in table.reports),
+                len(table.reports),
+                config.validation.max_reject_share,
+                f"{rejects_dir}/*/customers_rejects.csv and {folder}/",
+            )
         channels = shared(client, table.channels)
         attributes = client.map(
             _customer_attributes, table.parts, channels=channels, retries=RETRIES

@@ -120,3 +120,85 @@ def test_input_files_from_a_folder_a_glob_or_a_file(dask_sample_files, tmp_path)
     (tmp_path / "notes.md").write_text("no data here")
     with pytest.raises(DataError, match="no CSV or Parquet files"):
         input_files(tmp_path)
+
+
+def _dirty_copy(parts, folder, bad_rows: int):
+    """The five parts, `bad_rows` of the first with an amount that is not a number."""
+    folder.mkdir()
+    for path in sorted(parts.iterdir()):
+        frame = pd.read_parquet(path)
+        if path.name == "tx-0.parquet":
+            frame.loc[frame.index[:bad_rows], "amount"] = "twelve"
+        frame.to_parquet(folder / path.name, index=False)
+    return folder
+
+
+def test_the_reject_limit_applies_to_the_tables_total_not_to_each_file(
+    dask_client, dask_sample_files, tmp_path
+):
+    parts = dask_sample_files[1]
+    rows = len(pd.read_parquet(parts / "tx-0.parquet"))
+    total = sum(len(pd.read_parquet(p)) for p in parts.iterdir())
+    bad = int(rows * 0.04)  # 4% of the first file, under 1% of the table
+    assert bad / total < 0.01 < bad / rows
+    said: list[str] = []
+    data = cluster.load_partitioned(
+        dask_client, DataConfig(), tmp_path / "rejects", _dirty_copy(parts, tmp_path / "a", bad),
+        None, said.append, 3,
+    )  # fmt: skip
+    assert sum(r.rejected for r in data.reports) == bad
+    assert data.rows == total - bad
+    assert any(f"rejected {bad:,} rows" in line for line in said), said
+    rejects = pd.read_csv(next((tmp_path / "rejects").glob("00000-*/transactions_rejects.csv")))
+    assert len(rejects) == bad
+
+    worse = int(rows * 0.3)  # 6% of the table: over the limit, said once for the total
+    with pytest.raises(DataError, match=f"{worse:,} of {total:,} rows .* rejected in 5 files"):
+        cluster.load_partitioned(
+            dask_client, DataConfig(), tmp_path / "rejects-b",
+            _dirty_copy(parts, tmp_path / "b", worse), None, lambda _: None, 3,
+        )  # fmt: skip
+
+
+def test_a_file_that_cannot_load_is_named_in_one_error(dask_client, dask_sample_files, tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for path in sorted(dask_sample_files[1].iterdir()):
+        frame = pd.read_parquet(path)
+        if path.name == "tx-3.parquet":
+            frame = frame.drop(columns="amount")
+        frame.to_parquet(folder / path.name, index=False)
+    with pytest.raises(DataError, match=r"tx-3\.parquet.*amount"):
+        cluster.load_partitioned(
+            dask_client, DataConfig(), tmp_path / "rejects", folder, None, lambda _: None, 3
+        )
+
+
+def test_a_customer_in_two_customers_files_is_rejected_once_and_counted(
+    dask_client, dask_sample_files, tmp_path
+):
+    customers = pd.read_csv(dask_sample_files[2])
+    folder = tmp_path / "customers"
+    folder.mkdir()
+    customers.to_csv(folder / "a.csv", index=False)
+    again = customers.head(5).assign(acquisition_channel="repeated")
+    again.to_csv(folder / "b.csv", index=False)
+    said: list[str] = []
+    data = cluster.load_partitioned(
+        dask_client, DataConfig(), tmp_path / "rejects", dask_sample_files[1], folder,
+        said.append, 3,
+    )  # fmt: skip
+    assert any("5 customers rows repeat a customer_id" in line for line in said), said
+    written = pd.concat(
+        pd.read_csv(p) for p in (tmp_path / "rejects" / "customers_repeated").glob("*.csv")
+    )
+    assert sorted(written["customer_id"].astype(str)) == sorted(again["customer_id"].astype(str))
+    assert set(written["file"]) == {str(folder / "b.csv")}
+    kept = dask_client.gather(data.customers)
+    assert sum(len(k.ids) for k in kept) == len(customers)  # every customer once, the first row
+    channels = {
+        i: k.acquisition_channel.names[c]
+        for k in kept
+        for i, c in zip(k.ids, k.acquisition_channel.codes, strict=True)
+    }
+    assert "repeated" not in set(channels.values())
