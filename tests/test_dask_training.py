@@ -61,7 +61,9 @@ def splits(dask_client, dask_sample_files, config, feature_config, tmp_path_fact
         dask_client, DataConfig(), home / "rejects", dask_sample_files[1], dask_sample_files[2],
         lambda _: None, 3,
     )  # fmt: skip
-    on_cluster = training_cluster.split_on_cluster(data, config, feature_config, lambda _: None)
+    on_cluster = training_cluster.split_on_cluster(
+        data, config, feature_config, lambda _: None, labelled=True
+    )
     return single, on_cluster
 
 
@@ -191,3 +193,20 @@ def test_a_metric_the_cluster_cannot_watch_is_a_config_error(config):
     with pytest.raises(ConfigError, match="metric map: --engine dask early-stops a binary"):
         training_cluster.check_supported(override(config, "test", churn=churn))
     training_cluster.check_supported(config)  # the shipped settings: auc and tweedie
+
+
+def test_without_a_refit_the_cluster_keeps_only_the_training_rows(
+    dask_client, dask_sample_files, splits, config, feature_config, tmp_path
+):
+    _, labelled = splits
+    data = features_cluster.load_partitioned(
+        dask_client, DataConfig(), tmp_path / "rejects", dask_sample_files[1],
+        dask_sample_files[2], lambda _: None, 3,
+    )  # fmt: skip
+    split = training_cluster.split_on_cluster(data, config, feature_config, lambda _: None)
+    assert not config.refit and not split.labelled
+    held = sum(map(len, dask_client.gather(split.frames)))
+    assert held == split.rows["train"] < sum(map(len, dask_client.gather(labelled.frames)))
+    assert split.rows == labelled.rows  # the counts are still the whole split's
+    with pytest.raises(ValueError, match="kept every labelled row"):
+        training_cluster.refit_on_cluster(split, split.sample, config, feature_config, None)
