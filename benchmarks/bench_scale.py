@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -84,6 +85,30 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # kB on Linux
 
 
+def reset_peak() -> None:
+    """Start a new peak RSS (VmHWM) for this process: Linux resets it on a write of 5."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def stage_peak_gb() -> float:
+    """This process's peak RSS since `reset_peak` (VmHWM; kB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2
+    return float("nan")
+
+
+def stage(client: Any) -> float:
+    """A stage starts: each worker's peak RSS from here."""
+    client.run(reset_peak)
+    return time.perf_counter()
+
+
+def ended(client: Any, start: float) -> tuple[float, list[float]]:
+    """A stage's seconds and each worker's peak RSS during it."""
+    return time.perf_counter() - start, list(client.run(stage_peak_gb).values())
+
+
 def on_cluster(args: argparse.Namespace, files: list[Path], out: Path) -> None:
     from distributed import Client, LocalCluster
 
@@ -115,7 +140,7 @@ def on_cluster(args: argparse.Namespace, files: list[Path], out: Path) -> None:
     )  # fmt: skip
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     workers = args.workers or os.cpu_count() or 1
-    figures: list[tuple[str, float, str]] = []
+    figures: list[tuple[str, float, list[float]]] = []
     with (
         LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True,
@@ -124,29 +149,28 @@ def on_cluster(args: argparse.Namespace, files: list[Path], out: Path) -> None:
         Client(local) as client,
     ):  # fmt: skip
         log(f"cluster: {workers} workers x 1 thread, memory limit {args.worker_memory} each")
-        start = time.perf_counter()
+        start = stage(client)
         data = load_partitioned(
             client, DataConfig(), out / "rejects", Path(files[0]).parent, None, log,
             args.partitions,
         )  # fmt: skip
         client.gather(data.arrays)
-        figures.append(("load + validate + partition", time.perf_counter() - start, "tx"))
+        figures.append(("load + validate + partition", *ended(client, start)))
 
-        start = time.perf_counter()
+        start = stage(client)
         frames = features_on_cluster(data, data.last, features, progress=log)
         customers = write_parts(client, frames, out / "features")
         del frames
-        figures.append(("features (last cutoff) + write", time.perf_counter() - start, "tx"))
+        figures.append(("features (last cutoff) + write", *ended(client, start)))
 
-        start = time.perf_counter()
+        start = stage(client)
         split = split_on_cluster(data, train, features, log)
         trained = train_on_cluster(split, split.sample, train, progress=log)
         del split
-        seconds = time.perf_counter() - start
         cutoffs = args.cutoffs + 2
-        figures.append((f"snapshots ({cutoffs} cutoffs) + training", seconds, "tx"))
+        figures.append((f"snapshots ({cutoffs} cutoffs) + training", *ended(client, start)))
 
-        start = time.perf_counter()
+        start = stage(client)
         bundle = trained.bundle
         champions = Champions.pair(
             Champion("churn", "bench", "churn", bundle), Champion("ltv", "bench", "ltv", bundle)
@@ -155,21 +179,23 @@ def on_cluster(args: argparse.Namespace, files: list[Path], out: Path) -> None:
         scored = score_on_cluster(client, frames, champions)
         scored_rows, _, _ = score_totals(client, scored)
         write_parts(client, scored, out / "scores", index=False)
-        figures.append(("batch scoring + write", time.perf_counter() - start, "tx"))
-        peaks = client.run(peak_rss_gb)
+        figures.append(("batch scoring + write", *ended(client, start)))
 
     print(
         f"Dask, {workers} workers: {rows:,} transactions, {customers:,} customers at the last "
         f"cutoff ({scored_rows:,} scored), {len(files)} input files, "
         f"{len(data.arrays)} partitions"
     )
-    for stage, seconds, _ in figures:
-        print(f"  {stage:34s} {seconds:8.1f} s  {rows / seconds / 1e6:6.2f} M tx/s")
+    for name, seconds, stage_peaks in figures:
+        print(
+            f"  {name:34s} {seconds:8.1f} s  {rows / seconds / 1e6:6.2f} M tx/s  peak RSS per "
+            "worker " + ", ".join(f"{gb:.2f}" for gb in stage_peaks) + " GB"
+        )
     total = sum(s for _, s, _ in figures)
     print(f"  {'total':34s} {total:8.1f} s")
     print(
-        "  peak RSS per worker: "
-        + ", ".join(f"{gb:.2f} GB" for gb in peaks.values())
+        "  peak RSS per worker (the largest of the stages'): "
+        + ", ".join(f"{max(gb):.2f} GB" for gb in zip(*(p for _, _, p in figures), strict=True))
         + f"; client {peak_rss_gb():.2f} GB"
     )
 
