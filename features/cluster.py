@@ -38,7 +38,6 @@ from crm_ltv.features.config import (
 )
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.inputs import Inputs, input_files
-from crm_ltv.features.labels import labels_at
 from crm_ltv.features.loading import (
     PARQUET_SUFFIXES,
     Loaded,
@@ -47,12 +46,11 @@ from crm_ltv.features.loading import (
     load_transactions,
 )
 from crm_ltv.features.quantiles import exact_quantiles
-from crm_ltv.features.rfm import RfmCuts
+from crm_ltv.features.rfm import QUINTILES, RfmCuts
 
 Progress = Callable[[str], None]
 ROWS_PER_PARTITION = 2_000_000  # transactions per partition after the shuffle, at most
 RETRIES = 3  # a task whose worker died runs again elsewhere
-QUINTILES = (0.2, 0.4, 0.6, 0.8)
 _ROW = "_row"  # file and row number: the loader's order of a customer's rows at one instant
 _TEXT = ("customer_id", "order_id", "category", "channel", "acquisition_channel")
 
@@ -480,14 +478,10 @@ def _features(
     config: FeatureConfig,
     rfm_cuts: RfmCuts | None,
     counts: LabelCounts,
-    horizon_days: int | None,
 ) -> pd.DataFrame:
-    """One partition's features (and labels, with a horizon) at `cutoff`; without `rfm_cuts`,
-    scores against the partition's own quintiles, to be rescored against the population's."""
-    table = features_at(arrays, cutoff, config, customers, rfm_cuts, counts)
-    if horizon_days is not None:
-        table = table.join(labels_at(arrays, cutoff, horizon_days))
-    return table
+    """One partition's features at `cutoff`; without `rfm_cuts`, scores against the
+    partition's own quintiles, to be rescored against the population's."""
+    return features_at(arrays, cutoff, config, customers, rfm_cuts, counts)
 
 
 def _conform(frame: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
@@ -538,11 +532,10 @@ def features_on_cluster(
     cutoff: str | pd.Timestamp,
     config: FeatureConfig,
     rfm_cuts: RfmCuts | None = None,
-    horizon_days: int | None = None,
     progress: Progress = lambda _: None,
 ) -> list[Future]:
-    """`build_features` at `cutoff` on the cluster: a future of each partition's table (with
-    labels when `horizon_days` is given). RFM scores against `rfm_cuts`, else against the
+    """`build_features` at `cutoff` on the cluster: a future of each partition's table. RFM
+    scores against `rfm_cuts`, else against the
     quintile cut points of the whole population at the cutoff, as the single-process path."""
     cutoff = as_cutoff(cutoff)
     counts = label_counts(data, cutoff)
@@ -550,7 +543,7 @@ def features_on_cluster(
         data.client,
         data.map(
             _features, cutoff=cutoff, config=config, rfm_cuts=rfm_cuts,
-            counts=shared(data.client, counts), horizon_days=horizon_days,
+            counts=shared(data.client, counts),
         ),
     )  # fmt: skip
     if rfm_cuts is None:

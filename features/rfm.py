@@ -36,11 +36,14 @@ _LOST = RFM_SEGMENTS.index("Lost")
 SEGMENT_DTYPE = pd.CategoricalDtype(pd.Index(list(RFM_SEGMENTS), dtype="str"))
 
 
+QUINTILES = (0.2, 0.4, 0.6, 0.8)  # the RFM scores' cut points, one process or a cluster
+
+
 def quintile_cuts(values: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
     """The four quintile cut points of the customers given, oriented so higher is better."""
     values = np.asarray(values, dtype="float64")
     oriented = values if higher_is_better else -values
-    return np.quantile(oriented, [0.2, 0.4, 0.6, 0.8])
+    return np.quantile(oriented, QUINTILES)
 
 
 def quintile_scores(

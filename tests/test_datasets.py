@@ -15,6 +15,7 @@ from crm_ltv.training.datasets import (
     LevelCheck,
     LevelTarget,
     build_time_split,
+    check_outcomes,
     feature_names,
     plan_cutoffs,
     seasonal_level,
@@ -155,3 +156,11 @@ def test_the_split_says_whom_each_fit_scores_and_at_which_level(
     assert refit.checks[-1].actual[0] == pytest.approx(split.test["future_value"].sum())
     assert len(split.latest) == tx["customer_id"].nunique()
     assert "churned" not in split.latest and "future_value" not in split.latest
+
+
+@pytest.mark.parametrize(("rows", "churned", "outcomes"), [(0, 0, 0), (120, 0, 1), (120, 120, 1)])
+def test_a_part_with_one_churn_outcome_cannot_train_or_evaluate(rows, churned, outcomes):
+    with pytest.raises(DataError, match=f"valid snapshot.s. hold {rows:,} customers with "
+                       f"{outcomes} churn outcome"):  # fmt: skip
+        check_outcomes("valid", rows, churned)
+    check_outcomes("valid", rows + 2, churned + 1)  # both outcomes: no error

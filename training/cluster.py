@@ -56,6 +56,7 @@ from crm_ltv.training.datasets import (
     OUT_OF_TIME,
     CutoffPlan,
     TimeSplit,
+    check_outcomes,
     customer_unit,
     feature_names,
     plan_cutoffs,
@@ -156,13 +157,7 @@ def split_on_cluster(
     stats = client.gather(client.map(_part_stats, frames, plan=plan))
     rows = {name: sum(s[name][0] for s in stats) for name in PARTS}
     for name in PARTS:
-        churned = sum(s[name][1] for s in stats)
-        if rows[name] == 0 or churned in (0, rows[name]):
-            raise DataError(
-                f"{name} snapshot(s) hold {rows[name]:,} customers with "
-                f"{int(churned > 0) + int(churned < rows[name]) if rows[name] else 0} churn "
-                "outcome(s): need both churned and retained customers to train and evaluate"
-            )
+        check_outcomes(name, rows[name], sum(s[name][1] for s in stats))
     train = set(plan.train)
     cuts = rfm_cuts_of(client, frames, lambda frame: frame["cutoff"].isin(train))
     frames = with_rfm_cuts(client, frames, cuts, features)

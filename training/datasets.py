@@ -234,6 +234,17 @@ def _held_out(customer_ids: pd.Series, seed: int) -> np.ndarray:
     return np.where(unit < 1 - valid_share - test_share, 0, np.where(unit < 1 - test_share, 1, 2))
 
 
+def check_outcomes(part: str, rows: int, churned: int) -> None:
+    """A part of the split can train or evaluate only with churned and retained customers."""
+    if 0 < churned < rows:
+        return
+    outcomes = int(churned > 0) + int(churned < rows) if rows else 0
+    raise DataError(
+        f"{part} snapshot(s) hold {rows:,} customers with {outcomes} churn outcome(s): "
+        "need both churned and retained customers to train and evaluate"
+    )
+
+
 def build_time_split(
     transactions: pd.DataFrame,
     snapshots: SnapshotConfig,
@@ -268,12 +279,7 @@ def build_time_split(
         parts = {name: part.reset_index(drop=True) for name, part in parts.items()}
         rest = table[(side != 0) & ~newest].reset_index(drop=True)
     for name, part in parts.items():
-        if part.empty or part["churned"].nunique() < 2:
-            raise DataError(
-                f"{name} snapshot(s) hold {len(part):,} customers with "
-                f"{part['churned'].nunique() if len(part) else 0} churn outcome(s): "
-                "need both churned and retained customers to train and evaluate"
-            )
+        check_outcomes(name, len(part), int(part["churned"].sum()))
     cuts = RfmCuts.of(parts["train"])
     parts = {name: with_rfm_cuts(part, cuts, features) for name, part in parts.items()}
     last = times.max()
