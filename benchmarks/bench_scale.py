@@ -110,7 +110,7 @@ def ended(client: Any, start: float) -> tuple[float, list[float]]:
 
 
 def on_cluster(args: argparse.Namespace, files: list[Path], out: Path) -> None:
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, wait
 
     from crm_ltv.features.cluster import (
         features_on_cluster,
@@ -149,12 +149,13 @@ def on_cluster(args: argparse.Namespace, files: list[Path], out: Path) -> None:
         Client(local) as client,
     ):  # fmt: skip
         log(f"cluster: {workers} workers x 1 thread, memory limit {args.worker_memory} each")
+        reset_peak()  # the client's peak from here: not the history's generation
         start = stage(client)
         data = load_partitioned(
             client, DataConfig(), out / "rejects", Path(files[0]).parent, None, log,
             args.partitions,
         )  # fmt: skip
-        client.gather(data.arrays)
+        wait(data.arrays)  # on the workers: gathering them would hold every row here too
         figures.append(("load + validate + partition", *ended(client, start)))
 
         start = stage(client)
@@ -196,7 +197,7 @@ def on_cluster(args: argparse.Namespace, files: list[Path], out: Path) -> None:
     print(
         "  peak RSS per worker (the largest of the stages'): "
         + ", ".join(f"{max(gb):.2f} GB" for gb in zip(*(p for _, _, p in figures), strict=True))
-        + f"; client {peak_rss_gb():.2f} GB"
+        + f"; client {stage_peak_gb():.2f} GB"
     )
 
 
