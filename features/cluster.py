@@ -535,8 +535,8 @@ def features_on_cluster(
     progress: Progress = lambda _: None,
 ) -> list[Future]:
     """`build_features` at `cutoff` on the cluster: a future of each partition's table. RFM
-    scores against `rfm_cuts`, else against the
-    quintile cut points of the whole population at the cutoff, as the single-process path."""
+    scores against `rfm_cuts`, else against the quintile cut points of the whole population
+    at the cutoff, as the single-process path."""
     cutoff = as_cutoff(cutoff)
     counts = label_counts(data, cutoff)
     frames = conformed(

@@ -82,8 +82,8 @@ PARTS = ("train", "valid", "test")
 class ClusterSplit:
     """The time split on the cluster: each partition's rows of every planned cutoff (of the
     training cutoffs only when no refit reads the others), scored against the training
-    population's RFM cut points; and, on the client, seeded samples of
-    customers of each part (`sample`, a `TimeSplit`: what evaluation and plots read)."""
+    population's RFM cut points; and, on the client, seeded samples of customers of each part
+    (`sample`, a `TimeSplit`: what evaluation and plots read)."""
 
     client: Client
     plan: CutoffPlan
@@ -204,12 +204,11 @@ def _encoded(
         X = augment.transform(X)
     encoded = model.encode(X)
     y = rows[label].to_numpy("float64")
-    base = model.base(encoded)
     shift = rows["cutoff"].map(shifts).fillna(0.0).to_numpy("float64")
     return (
         np.ascontiguousarray(encoded, dtype="float32"),
         y if label == "churned" else np.clip(y, 0.0, None),
-        shift if base is None else base + shift,
+        model._start(encoded, shift),  # the one-process fit's start of the same rows
     )
 
 
