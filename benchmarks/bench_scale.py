@@ -244,7 +244,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="default: one per core")
     parser.add_argument("--worker-memory", default="auto", help="e.g. 8GiB (default: shared)")
     parser.add_argument("--partitions", type=int, help="default: 2M transactions each")
-    parser.add_argument("--single-transactions", type=int, default=20_000_000)
+    parser.add_argument("--single-transactions", type=int, default=40_000_000)
     parser.add_argument("--skip-single", action="store_true")
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
