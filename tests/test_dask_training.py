@@ -29,8 +29,8 @@ training_cluster = pytest.importorskip("crm_ltv.training.cluster")
 # the rounds are chosen after training; which worker holds which partition moves the result a
 # little. Measured (2026-12-05, float32 features, 8 training cutoffs, at most 80 rounds): AUC
 # 0.8818 vs 0.8797, Gini 0.7561 vs 0.7576, mean churn probability 0.8439 vs 0.8441; the refits
-# AUC 0.8827 vs 0.8889, Gini 0.7906 vs 0.7899, mean 0.8454 vs 0.8459. Data-parallel boosting syncs every round, so few rounds keep
-# this test fast on a busy machine.
+# AUC 0.8827 vs 0.8889, Gini 0.7906 vs 0.7899, mean 0.8454 vs 0.8459. Data-parallel boosting
+# syncs every round, so few rounds keep this test fast on a busy machine.
 AUC_TOLERANCE = 0.01
 GINI_TOLERANCE = 0.02
 MEAN_PROBABILITY_TOLERANCE = 0.005
