@@ -12,6 +12,7 @@ equals the single-process table row for row. Imported only by `--engine dask` co
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -452,9 +453,11 @@ def load_partitioned(
 
 
 def shared(client: Client, value: object) -> Future:
-    """`value` sent to every worker once, as a future: a task's argument that holds dicts or
-    frames goes so, since Dask reads dicts in arguments as parts of its task graph."""
-    return client.scatter([value], broadcast=True)[0]
+    """`value` as a future that tasks take as an argument (Dask would read the dicts of a
+    value passed as it is as parts of its task graph). Made by a task from its pickled bytes,
+    not scattered: scattered data has no lineage, so once released it cannot be made again,
+    and a result that depends on it is lost with the worker that held it."""
+    return client.submit(pickle.loads, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _label_counts(arrays: TransactionArrays, _: object, cutoff: pd.Timestamp) -> LabelCounts:

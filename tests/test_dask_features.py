@@ -83,9 +83,11 @@ def test_a_worker_killed_mid_run_is_survived_with_the_same_result(
         dask_client, DataConfig(), tmp_path / "rejects", dask_sample_files[1], dask_sample_files[2],
         lambda _: None, 4,
     )  # fmt: skip
-    dask_client.gather(data.arrays)
-    holders = dask_client.who_has(data.arrays)
-    victim = next(iter(holders[data.arrays[0].key]))
+    dask_client.gather(data.arrays + data.customers)
+    # the customers' attributes: made with the population's channels, a shared value that
+    # must be made again too (a scattered one could not: "lost dependencies")
+    holders = dask_client.who_has(data.customers)
+    victim = next(iter(holders[data.customers[0].key]))
     with pytest.raises(Exception):  # noqa: B017 - the worker dies while answering
         dask_client.run(os._exit, 1, workers=[victim])
     frames = cluster.features_on_cluster(data, "2025-12-31", feature_config)
