@@ -11,8 +11,9 @@ equals the single-process table row for row. Imported only by `--engine dask` co
 
 from __future__ import annotations
 
+import gzip
 import os
-import pickle
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import dask.config
 import numpy as np
 import pandas as pd
@@ -45,6 +47,7 @@ from crm_ltv.features.loading import (
     LoadReport,
     load_customers,
     load_transactions,
+    over_reject_limit,
 )
 from crm_ltv.features.quantiles import exact_quantiles
 from crm_ltv.features.rfm import QUINTILES, RfmCuts
@@ -216,9 +219,9 @@ def _load_split(
     rejects_dir: Path,
     partitions: int,
 ) -> _Split:
-    """Load, validate and split one file in one task, so that a file is never held whole
-    beside its pieces. A file that cannot load is reported, not retried: retrying reads it to
-    the same error."""
+    """Load, validate and split one file in one task: the loaded frame is freed as soon as it
+    is split, and only the pieces wait for their partitions. A file that cannot load is
+    reported, not retried: retrying reads it to the same error."""
     try:
         frame, report = _load_file(path, index, table, source, validation, rejects_dir)
     except DataError as error:
@@ -231,16 +234,21 @@ def _piece(split: _Split, j: int) -> pd.DataFrame:
 
 
 def _rows_in(path: Path) -> int:
-    """A file's rows, at most (lines for a CSV): to size the partitions before loading."""
-    if path.name.lower().endswith(PARQUET_SUFFIXES):
-        import pyarrow.parquet as pq
+    """A file's rows, at most (a CSV's lines, through gzip for .gz): to size the partitions
+    before loading. 0 for a file that cannot be read: its load says why, naming it."""
+    name = path.name.lower()
+    try:
+        if name.endswith(PARQUET_SUFFIXES):
+            import pyarrow.parquet as pq
 
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    lines = 0
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 24):
-            lines += block.count(b"\n")
-    return lines
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        lines = 0
+        with gzip.open(path, "rb") if name.endswith(".gz") else path.open("rb") as handle:
+            while block := handle.read(1 << 24):
+                lines += block.count(b"\n")
+        return lines
+    except (OSError, ValueError, EOFError):  # pyarrow's ArrowInvalid is a ValueError
+        return 0
 
 
 @dataclass(frozen=True)
@@ -261,18 +269,33 @@ def _extent(frame: pd.DataFrame) -> tuple[Any, Any, list[str]]:
     return times.min(), times.max(), channels
 
 
-def _check_rejects(
-    table: str, rejected: int, checked: int, files: int, limit: float, where: str
-) -> None:
-    """The reject limit on a table's total: a file may reject more than its share when the
+def _check_files(reports: Sequence[LoadReport], limit: float) -> None:
+    """A file that rejects every row stops the run, whatever the table's total: that is a
+    format or a column mapping that does not fit it, not a few bad rows."""
+    for report in reports:
+        if report.rows_checked and report.rejected == report.rows_checked:
+            raise over_reject_limit(
+                f"{report.source}: every row rejected", report.rejected, report.rows_checked,
+                limit, report.reasons, str(report.rejects_path),
+            )  # fmt: skip
+
+
+def _check_rejects(table: str, reports: Sequence[LoadReport], limit: float, where: str) -> None:
+    """The reject limit on a table's total: one file may reject more than its share when the
     table as a whole stays under the limit."""
+    rejected = sum(r.rejected for r in reports)
+    checked = sum(r.rows_checked for r in reports)
     if rejected and rejected / checked > limit:
-        raise DataError(
-            f"{table}: {rejected:,} of {checked:,} rows ({rejected / checked:.2%}) rejected in "
-            f"{files} files, above the limit of {limit:.2%} "
-            "(validation.max_reject_share in configs/data.yaml, or --max-reject-share); "
-            f"rejected rows with reasons in {where}"
-        )
+        reasons: dict[str, int] = {}
+        for report in reports:
+            for kind, n in report.reasons.items():
+                reasons[kind] = reasons.get(kind, 0) + n
+        worst = sorted((r for r in reports if r.rejected), key=lambda r: -r.reject_share)[:3]
+        most = ", ".join(f"{Path(r.source).name} {r.reject_share:.2%}" for r in worst)
+        raise over_reject_limit(
+            f"{table} ({len(reports)} files; most rejected: {most})", rejected, checked, limit,
+            reasons, where,
+        )  # fmt: skip
 
 
 def _load_partitioned(
@@ -308,13 +331,9 @@ def _load_partitioned(
         raise DataError(errors[0] + more)
     reports = tuple(report for report, *_ in summaries)
     metas = [meta for _, _, meta, _ in summaries]
+    _check_files(reports, validation.max_reject_share)
     _check_rejects(
-        table,
-        sum(r.rejected for r in reports),
-        sum(r.rows_checked for r in reports),
-        len(files),
-        validation.max_reject_share,
-        f"{rejects_dir}/*/{table}_rejects.csv",
+        table, reports, validation.max_reject_share, f"{rejects_dir}/*/{table}_rejects.csv"
     )
     for path, meta in zip(files, metas, strict=True):
         if list(meta.columns) != list(metas[0].columns):
@@ -344,21 +363,37 @@ def _transaction_arrays(frame: pd.DataFrame) -> TransactionArrays:
     return TransactionArrays.from_frame(frame.drop(columns=_ROW))
 
 
+REPEATED = "customer_id of an earlier file"
+
+
 def _repeated_customers(
     frame: pd.DataFrame, partition: int, folder: Path, files: tuple[str, ...]
-) -> int:
-    """Rows of a partition's customers table whose customer_id an earlier file (or row) has:
-    rejected as one file's repeats are, the first kept; written to `folder`, counted."""
+) -> dict[int, int]:
+    """Rows of a partition's customers table whose customer_id an earlier file has (files in
+    name order; one file's own repeats are the loader's rejects): rejected, the first kept,
+    written to `folder`; their count per file."""
     frame = frame.sort_values(_ROW, kind="stable")
     repeated = frame.loc[frame["customer_id"].duplicated(keep="first")]
-    if len(repeated):
-        folder.mkdir(parents=True, exist_ok=True)
-        rows = repeated.assign(
-            file=[files[i] for i in repeated[_ROW].to_numpy() >> 40],
-            reason="repeated customer_id",
-        )  # fmt: skip
-        rows.drop(columns=_ROW).to_csv(folder / f"{partition:05d}.csv", index=False)
-    return len(repeated)
+    if repeated.empty:
+        return {}
+    index = repeated[_ROW].to_numpy() >> 40
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = repeated.drop(columns=_ROW).assign(file=[files[i] for i in index], reason=REPEATED)
+    rows.to_csv(folder / f"{partition:05d}.csv", index=False)
+    return {int(i): int(n) for i, n in zip(*np.unique(index, return_counts=True), strict=True)}
+
+
+def _with_repeats(report: LoadReport, repeated: int) -> LoadReport:
+    """A customers file's report with its rows that repeat an earlier file's as rejects."""
+    if not repeated:
+        return report
+    reasons = {**report.reasons, REPEATED: report.reasons.get(REPEATED, 0) + repeated}
+    return replace(
+        report,
+        rejected=report.rejected + repeated,
+        rows_loaded=report.rows_loaded - repeated,
+        reasons=reasons,
+    )
 
 
 def _customer_attributes(frame: pd.DataFrame, channels: pd.Index | None) -> CustomerAttributes:
@@ -418,29 +453,28 @@ def load_partitioned(
         table = _load_partitioned(
             client, files, "customers", source, config.validation, rejects_dir, count
         )
-        customer_reports, customer_columns = table.reports, table.meta
-        progress(combined_report(table.reports, Path(customers), rejects_dir).summary())
         folder = rejects_dir / "customers_repeated"
-        repeated = sum(
-            client.gather(
-                client.map(
-                    _repeated_customers, table.parts, range(count), folder=folder, files=names
-                )
-            )
+        shutil.rmtree(folder, ignore_errors=True)  # a previous run's
+        repeats: dict[int, int] = {}
+        for found in client.gather(
+            client.map(_repeated_customers, table.parts, range(count), folder=folder, files=names)
+        ):
+            for i, n in found.items():
+                repeats[i] = repeats.get(i, 0) + n
+        customer_reports = tuple(
+            _with_repeats(report, repeats.get(i, 0)) for i, report in enumerate(table.reports)
         )
-        if repeated:
+        customer_columns = table.meta
+        progress(combined_report(customer_reports, Path(customers), rejects_dir).summary())
+        if repeats:
             progress(
-                f"  {repeated:,} customers rows repeat a customer_id of an earlier row or file: "
-                f"rejected, the first kept -> {folder}/"
+                f"  {sum(repeats.values()):,} customers rows repeat a customer_id of an earlier "
+                f"file: rejected, the first kept -> {folder}/"
             )
             _check_rejects(
-                "customers",
-                repeated + sum(r.rejected for r in table.reports),
-                sum(r.rows_checked for r in table.reports),
-                len(table.reports),
-                config.validation.max_reject_share,
+                "customers", customer_reports, config.validation.max_reject_share,
                 f"{rejects_dir}/*/customers_rejects.csv and {folder}/",
-            )
+            )  # fmt: skip
         channels = shared(client, table.channels)
         attributes = client.map(
             _customer_attributes, table.parts, channels=channels, retries=RETRIES
@@ -457,7 +491,7 @@ def shared(client: Client, value: object) -> Future:
     value passed as it is as parts of its task graph). Made by a task from its pickled bytes,
     not scattered: scattered data has no lineage, so once released it cannot be made again,
     and a result that depends on it is lost with the worker that held it."""
-    return client.submit(pickle.loads, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    return client.submit(cloudpickle.loads, cloudpickle.dumps(value))
 
 
 def _label_counts(arrays: TransactionArrays, _: object, cutoff: pd.Timestamp) -> LabelCounts:

@@ -96,6 +96,18 @@ class LoadReport:
         return "\n".join(lines)
 
 
+def over_reject_limit(
+    what: str, rejected: int, checked: int, limit: float, reasons: dict[str, int], where: str
+) -> DataError:
+    """The error of a file (or a table of files) that rejects more than the limit allows."""
+    return DataError(
+        f"{what}: {rejected:,} of {checked:,} rows ({rejected / checked:.2%}) rejected, above "
+        f"the limit of {limit:.2%} (validation.max_reject_share in configs/data.yaml, or "
+        f"--max-reject-share); reasons: {', '.join(f'{k} {n:,}' for k, n in reasons.items())}; "
+        f"rejected rows with reasons in {where}"
+    )
+
+
 @dataclass(frozen=True)
 class Loaded:
     frame: pd.DataFrame
@@ -427,14 +439,10 @@ def load_table(
         anonymous_path=anonymous_path,
     )
     if report.rejected and report.reject_share > validation.max_reject_share:
-        raise DataError(
-            f"{path}: {report.rejected:,} of {report.rows_checked:,} rows "
-            f"({report.reject_share:.2%}) rejected, above the limit of "
-            f"{validation.max_reject_share:.2%} "
-            f"(validation.max_reject_share in configs/data.yaml, or --max-reject-share); "
-            f"reasons: {', '.join(f'{k} {n:,}' for k, n in report.reasons.items())}; "
-            f"rejected rows with reasons in {rejects_path}"
-        )
+        raise over_reject_limit(
+            str(path), report.rejected, report.rows_checked, validation.max_reject_share,
+            report.reasons, str(rejects_path),
+        )  # fmt: skip
     frame = frame.loc[keep]
     for name, values in frame.items():  # categories seen only in rejected rows go
         if isinstance(values.dtype, pd.CategoricalDtype):

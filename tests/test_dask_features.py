@@ -155,24 +155,46 @@ def test_the_reject_limit_applies_to_the_tables_total_not_to_each_file(
     assert len(rejects) == bad
 
     worse = int(rows * 0.3)  # 6% of the table: over the limit, said once for the total
-    with pytest.raises(DataError, match=f"{worse:,} of {total:,} rows .* rejected in 5 files"):
+    said_once = (
+        rf"transactions \(5 files; most rejected: tx-0.parquet {worse / rows:.2%}\): {worse:,} of "
+        rf"{total:,} rows .* rejected, above the limit of 1\.00% .*reasons: .*amount"
+    )
+    with pytest.raises(DataError, match=said_once):
         cluster.load_partitioned(
             dask_client, DataConfig(), tmp_path / "rejects-b",
             _dirty_copy(parts, tmp_path / "b", worse), None, lambda _: None, 3,
         )  # fmt: skip
 
 
-def test_a_file_that_cannot_load_is_named_in_one_error(dask_client, dask_sample_files, tmp_path):
+@pytest.mark.parametrize(
+    ("broken", "said"),
+    [
+        ("no amount column", r"tx-3\.parquet.*amount"),
+        ("not parquet", r"tx-3\.parquet: not a readable Parquet file"),
+        ("every amount a word", r"tx-3\.parquet: every row rejected: .* reasons: .*amount"),
+    ],
+)
+def test_a_file_that_cannot_load_is_named_in_one_error(
+    dask_client, dask_sample_files, tmp_path, broken, said
+):
+    """With the partitions counted from the files first (the CLI's default), as a worker's
+    load finds it, and a file whose every row is rejected too: the table's limit would let
+    the other files' clean rows hide it."""
     folder = tmp_path / "parts"
     folder.mkdir()
     for path in sorted(dask_sample_files[1].iterdir()):
         frame = pd.read_parquet(path)
-        if path.name == "tx-3.parquet":
+        if path.name == "tx-3.parquet" and broken == "not parquet":
+            (folder / path.name).write_text("Invoice,Amount\n1,2\n")
+            continue
+        if path.name == "tx-3.parquet" and broken == "no amount column":
             frame = frame.drop(columns="amount")
+        if path.name == "tx-3.parquet" and broken == "every amount a word":
+            frame["amount"] = "twelve"
         frame.to_parquet(folder / path.name, index=False)
-    with pytest.raises(DataError, match=r"tx-3\.parquet.*amount"):
+    with pytest.raises(DataError, match=said):
         cluster.load_partitioned(
-            dask_client, DataConfig(), tmp_path / "rejects", folder, None, lambda _: None, 3
+            dask_client, DataConfig(), tmp_path / "rejects", folder, None, lambda _: None
         )
 
 
@@ -196,6 +218,10 @@ def test_a_customer_in_two_customers_files_is_rejected_once_and_counted(
     )
     assert sorted(written["customer_id"].astype(str)) == sorted(again["customer_id"].astype(str))
     assert set(written["file"]) == {str(folder / "b.csv")}
+    repeats = [r.reasons.get(cluster.REPEATED, 0) for r in data.customer_reports]
+    assert repeats == [0, 5]  # counted as the second file's rejects, in the run's inputs too
+    assert data.customer_reports[1].rows_loaded == 0
+    assert data.inputs(tmp_path / "rejects").customers.report.rejected == 5
     kept = dask_client.gather(data.customers)
     assert sum(len(k.ids) for k in kept) == len(customers)  # every customer once, the first row
     channels = {
@@ -204,3 +230,29 @@ def test_a_customer_in_two_customers_files_is_rejected_once_and_counted(
         for i, c in zip(k.ids, k.acquisition_channel.codes, strict=True)
     }
     assert "repeated" not in set(channels.values())
+
+
+def test_customers_repeated_across_files_count_toward_the_reject_limit(
+    dask_client, dask_sample_files, tmp_path
+):
+    customers = pd.read_csv(dask_sample_files[2])
+    folder = tmp_path / "customers"
+    folder.mkdir()
+    customers.to_csv(folder / "a.csv", index=False)
+    customers.head(50).to_csv(folder / "b.csv", index=False)  # 50 of 1,050 rows: 4.8%
+    with pytest.raises(DataError, match=r"customers \(2 files; most rejected: b\.csv 100"):
+        cluster.load_partitioned(
+            dask_client, DataConfig(), tmp_path / "rejects", dask_sample_files[1], folder,
+            lambda _: None, 3,
+        )  # fmt: skip
+
+
+def test_rows_are_counted_before_loading_through_gzip_and_zero_for_an_unreadable_file(tmp_path):
+    frame = pd.DataFrame({"customer_id": range(300), "amount": 1.0})
+    frame.to_csv(tmp_path / "a.csv.gz", index=False)
+    frame.to_csv(tmp_path / "b.csv", index=False)
+    frame.to_parquet(tmp_path / "c.parquet")
+    (tmp_path / "d.parquet").write_text("not parquet")
+    counts = [cluster._rows_in(tmp_path / n) for n in ("a.csv.gz", "b.csv", "c.parquet")]
+    assert counts == [301, 301, 300]  # a CSV's lines: its rows and the header, at most
+    assert cluster._rows_in(tmp_path / "d.parquet") == 0  # its load says what is wrong

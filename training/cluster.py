@@ -197,7 +197,8 @@ def _encoded(
     shifts: Mapping[pd.Timestamp, float],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A partition's rows of some cutoffs as the booster reads them: features as one float32
-    C-ordered block (half the memory of float64, and LightGBM copies nothing), label, start."""
+    C-ordered block (half the memory of float64; LightGBM builds its bins from float32 as
+    it is), label, start."""
     rows = frame.loc[frame["cutoff"].isin(cutoffs)]
     X = rows[feature_names(rows)]
     if augment is not None:
