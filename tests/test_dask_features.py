@@ -198,15 +198,21 @@ def test_a_file_that_cannot_load_is_named_in_one_error(
         )
 
 
+def _customers_in_two_files(path, folder, repeated: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every customer in a.csv, then the first `repeated` again in b.csv (another channel)."""
+    customers = pd.read_csv(path)
+    folder.mkdir()
+    customers.to_csv(folder / "a.csv", index=False)
+    again = customers.head(repeated).assign(acquisition_channel="repeated")
+    again.to_csv(folder / "b.csv", index=False)
+    return customers, again
+
+
 def test_a_customer_in_two_customers_files_is_rejected_once_and_counted(
     dask_client, dask_sample_files, tmp_path
 ):
-    customers = pd.read_csv(dask_sample_files[2])
     folder = tmp_path / "customers"
-    folder.mkdir()
-    customers.to_csv(folder / "a.csv", index=False)
-    again = customers.head(5).assign(acquisition_channel="repeated")
-    again.to_csv(folder / "b.csv", index=False)
+    customers, again = _customers_in_two_files(dask_sample_files[2], folder, 5)
     said: list[str] = []
     data = cluster.load_partitioned(
         dask_client, DataConfig(), tmp_path / "rejects", dask_sample_files[1], folder,
@@ -235,11 +241,8 @@ def test_a_customer_in_two_customers_files_is_rejected_once_and_counted(
 def test_customers_repeated_across_files_count_toward_the_reject_limit(
     dask_client, dask_sample_files, tmp_path
 ):
-    customers = pd.read_csv(dask_sample_files[2])
     folder = tmp_path / "customers"
-    folder.mkdir()
-    customers.to_csv(folder / "a.csv", index=False)
-    customers.head(50).to_csv(folder / "b.csv", index=False)  # 50 of 1,050 rows: 4.8%
+    _customers_in_two_files(dask_sample_files[2], folder, 50)  # 50 of 1,050 rows: 4.8%
     with pytest.raises(DataError, match=r"customers \(2 files; most rejected: b\.csv 100"):
         cluster.load_partitioned(
             dask_client, DataConfig(), tmp_path / "rejects", dask_sample_files[1], folder,
