@@ -175,26 +175,6 @@ def combined_report(reports: Sequence[LoadReport], source: Path, folder: Path) -
     )
 
 
-def _load_file(
-    path: Path,
-    index: int,
-    table: str,
-    source: SourceConfig,
-    validation: ValidationConfig,
-    rejects_dir: Path,
-) -> tuple[pd.DataFrame, LoadReport]:
-    """One file loaded and validated as the single-process path does (its rejects in a folder
-    of its own); text columns as plain strings so that the files' frames concatenate."""
-    load = load_transactions if table == "transactions" else load_customers
-    loaded = load(path, source, validation, rejects_dir / f"{index:05d}-{path.name}")
-    frame = loaded.frame
-    for name in _TEXT:
-        if name in frame.columns:
-            frame[name] = frame[name].astype("str").where(frame[name].notna())
-    frame[_ROW] = np.int64(index) << 40 | np.arange(len(frame), dtype=np.int64)
-    return frame, loaded.report
-
-
 @dataclass(frozen=True)
 class _Split:
     """One file as a worker hands it on: its rows split by partition (the loaded frame itself
@@ -219,14 +199,22 @@ def _load_split(
     rejects_dir: Path,
     partitions: int,
 ) -> _Split:
-    """Load, validate and split one file in one task: the loaded frame is freed as soon as it
-    is split, and only the pieces wait for their partitions. A file that cannot load is
-    reported, not retried: retrying reads it to the same error."""
+    """Load and validate one file as the single-process path does (its rejects in a folder of
+    its own), then split it, in one task: the loaded frame is freed as soon as it is split,
+    and only the pieces wait for their partitions. Text columns become plain strings so that
+    the files' pieces concatenate. A file that cannot load is reported, not retried:
+    retrying reads it to the same error."""
+    load = load_transactions if table == "transactions" else load_customers
     try:
-        frame, report = _load_file(path, index, table, source, validation, rejects_dir)
+        loaded = load(path, source, validation, rejects_dir / f"{index:05d}-{path.name}")
     except DataError as error:
         return _Split([], None, (None, None, []), None, str(error))
-    return _Split(_pieces(frame, partitions), report, _extent(frame), frame.iloc[:0])
+    frame = loaded.frame
+    for name in _TEXT:
+        if name in frame.columns:
+            frame[name] = frame[name].astype("str").where(frame[name].notna())
+    frame[_ROW] = np.int64(index) << 40 | np.arange(len(frame), dtype=np.int64)
+    return _Split(_pieces(frame, partitions), loaded.report, _extent(frame), frame.iloc[:0])
 
 
 def _piece(split: _Split, j: int) -> pd.DataFrame:
