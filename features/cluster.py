@@ -15,7 +15,7 @@ import gzip
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -144,17 +144,21 @@ class Partitioned:
         )
 
 
+def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Counts by name (reasons, exclusion rules) of several files, added up."""
+    total: dict[str, int] = {}
+    for each in counts:
+        for name, n in each.items():
+            total[name] = total.get(name, 0) + n
+    return total
+
+
 def combined_report(reports: Sequence[LoadReport], source: Path, folder: Path) -> LoadReport:
     """One report of a table read from several files (each file's rows and rejects are in
     `folder`/NNNNN-<file name>/)."""
     first = reports[0]
-    excluded: dict[str, int] = {}
-    reasons: dict[str, int] = {}
-    for report in reports:
-        for rule, n in report.excluded.items():
-            excluded[rule] = excluded.get(rule, 0) + n
-        for kind, n in report.reasons.items():
-            reasons[kind] = reasons.get(kind, 0) + n
+    excluded = _summed(r.excluded for r in reports)
+    reasons = _summed(r.reasons for r in reports)
     ignored = dict.fromkeys(c for r in reports for c in r.ignored_columns)
     return replace(
         first,
@@ -274,10 +278,7 @@ def _check_rejects(table: str, reports: Sequence[LoadReport], limit: float, wher
     rejected = sum(r.rejected for r in reports)
     checked = sum(r.rows_checked for r in reports)
     if rejected and rejected / checked > limit:
-        reasons: dict[str, int] = {}
-        for report in reports:
-            for kind, n in report.reasons.items():
-                reasons[kind] = reasons.get(kind, 0) + n
+        reasons = _summed(r.reasons for r in reports)
         worst = sorted((r for r in reports if r.rejected), key=lambda r: -r.reject_share)[:3]
         most = ", ".join(f"{Path(r.source).name} {r.reject_share:.2%}" for r in worst)
         raise over_reject_limit(
@@ -359,7 +360,7 @@ def _repeated_customers(
 ) -> dict[int, int]:
     """Rows of a partition's customers table whose customer_id an earlier file has (files in
     name order; one file's own repeats are the loader's rejects): rejected, the first kept,
-    written to `folder`; their count per file."""
+    written to `folder`; their count per file (by name)."""
     frame = frame.sort_values(_ROW, kind="stable")
     repeated = frame.loc[frame["customer_id"].duplicated(keep="first")]
     if repeated.empty:
@@ -368,7 +369,7 @@ def _repeated_customers(
     folder.mkdir(parents=True, exist_ok=True)
     rows = repeated.drop(columns=_ROW).assign(file=[files[i] for i in index], reason=REPEATED)
     rows.to_csv(folder / f"{partition:05d}.csv", index=False)
-    return {int(i): int(n) for i, n in zip(*np.unique(index, return_counts=True), strict=True)}
+    return {files[i]: int(n) for i, n in zip(*np.unique(index, return_counts=True), strict=True)}
 
 
 def _with_repeats(report: LoadReport, repeated: int) -> LoadReport:
@@ -443,14 +444,16 @@ def load_partitioned(
         )
         folder = rejects_dir / "customers_repeated"
         shutil.rmtree(folder, ignore_errors=True)  # a previous run's
-        repeats: dict[int, int] = {}
-        for found in client.gather(
-            client.map(_repeated_customers, table.parts, range(count), folder=folder, files=names)
-        ):
-            for i, n in found.items():
-                repeats[i] = repeats.get(i, 0) + n
+        repeats = _summed(
+            client.gather(
+                client.map(
+                    _repeated_customers, table.parts, range(count), folder=folder, files=names
+                )
+            )
+        )
         customer_reports = tuple(
-            _with_repeats(report, repeats.get(i, 0)) for i, report in enumerate(table.reports)
+            _with_repeats(report, repeats.get(path, 0))
+            for path, report in zip(names, table.reports, strict=True)
         )
         customer_columns = table.meta
         progress(combined_report(customer_reports, Path(customers), rejects_dir).summary())

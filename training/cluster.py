@@ -184,8 +184,13 @@ def split_on_cluster(
     sample = TimeSplit(plan, horizon, **parts, rfm_cuts=cuts, levels={}, sampled_from=rows)
     labelled = config.refit if labelled is None else labelled
     if not labelled:
-        frames = client.map(_train_rows, frames, cutoffs=tuple(plan.train), retries=RETRIES)
+        frames = client.map(_rows_at, frames, cutoffs=tuple(plan.train), retries=RETRIES)
     return ClusterSplit(client, plan, frames, rows, sample, labelled)
+
+
+def _rows_at(frame: pd.DataFrame, cutoffs: tuple[pd.Timestamp, ...]) -> pd.DataFrame:
+    """A partition's snapshot rows of some cutoffs."""
+    return frame.loc[frame["cutoff"].isin(cutoffs)]
 
 
 def _encoded(
@@ -199,7 +204,7 @@ def _encoded(
     """A partition's rows of some cutoffs as the booster reads them: features as one float32
     C-ordered block (half the memory of float64; LightGBM builds its bins from float32 as
     it is), label, start."""
-    rows = frame.loc[frame["cutoff"].isin(cutoffs)]
+    rows = _rows_at(frame, cutoffs)
     X = rows[feature_names(rows)]
     if augment is not None:
         X = augment.transform(X)
@@ -215,10 +220,6 @@ def _encoded(
 
 def _block(encoded: tuple[np.ndarray, ...], i: int) -> np.ndarray:
     return encoded[i]
-
-
-def _train_rows(frame: pd.DataFrame, cutoffs: tuple[pd.Timestamp, ...]) -> pd.DataFrame:
-    return frame.loc[frame["cutoff"].isin(cutoffs)]
 
 
 def _window_shifts(shift: np.ndarray | None, cutoffs: pd.Series) -> dict[pd.Timestamp, float]:
