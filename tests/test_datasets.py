@@ -68,6 +68,13 @@ def test_a_short_history_holds_out_customers_and_says_so(small_sample_config, fe
     assert split.rest is not None and not set(split.rest["customer_id"]) & sides[0]
     again = build_time_split(year, snapshots, SplitConfig(), feature_config)
     pd.testing.assert_frame_equal(again.test, split.test)  # the same customers every run
+    # the test customers' level is the validation customers' per customer, not a season's
+    level, share = split.levels["evaluation"], len(split.test) / len(split.valid)
+    assert level is not None and level.method(0.5) == "flat"
+    assert level.expected(0.5) == pytest.approx(
+        (split.valid["future_value"].sum() * share, (1 - split.valid["churned"]).sum() * share)
+    )
+    assert level.describe(0.5) == f"labelled window after {split.plan.test:%Y-%m-%d} per customer"
 
 
 def test_no_leakage_at_the_split(small_sample_config, feature_config):

@@ -63,6 +63,7 @@ class LevelTarget:
     customers: int = 0  # labelled customers
     scored: int = 0  # customers scored at `cutoff` (what `flat` scales to)
     checks: tuple[LevelCheck, ...] = ()  # earlier windows, to choose seasonal or flat
+    only: Method | None = None  # the one method the history allows (held-out customers: flat)
 
     def seasonal(self, growth: float) -> tuple[float, float]:
         """(net spend, buyers): the labelled window x the season x a share of the growth."""
@@ -85,6 +86,8 @@ class LevelTarget:
 
     def method(self, growth: float) -> Method:
         """seasonal, unless flat predicted the checked windows better (no checks: seasonal)."""
+        if self.only is not None:
+            return self.only
         errors = self.errors(growth)
         return "flat" if self.checks and errors["flat"] < errors["seasonal"] else "seasonal"
 
@@ -102,7 +105,7 @@ class LevelTarget:
                 f"{self.cutoff - YEAR:%Y-%m-%d}"
                 + (", growth over its year before" if self.year_before is not None else "")
             )
-        if not self.checks:
+        if not self.checks or self.only is not None:
             return basis
         errors = self.errors(growth)
         return (
@@ -300,14 +303,17 @@ def build_time_split(
         )
         labelled = pd.concat([parts["train"], parts["valid"], parts["test"]])
     else:  # the test customers' window is the validation customers': scale by head count
-        valid, share = parts["valid"], len(parts["test"]) / len(parts["valid"])
+        valid = parts["valid"]
         evaluation = LevelTarget(
             plan.test,
             plan.test,
-            float(valid["future_value"].sum()) * share,
-            float((1 - valid["churned"]).sum()) * share,
+            float(valid["future_value"].sum()),
+            float((1 - valid["churned"]).sum()),
             (1.0, 1.0),
             (1.0, 1.0),
+            customers=len(valid),
+            scored=len(parts["test"]),
+            only="flat",
         )
         labelled = None  # overlapping windows of customers split apart: nothing to check
     levels = {
