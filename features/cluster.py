@@ -190,8 +190,9 @@ class _Split:
     meta: pd.DataFrame | None
     error: str | None = None
 
-    def summary(self) -> tuple[LoadReport | None, tuple[Any, Any, list[str]], Any, str | None]:
-        return self.report, self.extent, self.meta, self.error
+    def summary(self) -> _Split:
+        """All but the pieces: what the client gathers (the pieces stay on the worker)."""
+        return replace(self, pieces=[])
 
 
 def _load_split(
@@ -314,12 +315,12 @@ def _load_partitioned(
         retries=RETRIES,
     )
     summaries = client.gather(client.map(_Split.summary, loaded))
-    errors = [error for *_, error in summaries if error]
+    errors = [s.error for s in summaries if s.error]
     if errors:
         more = f" (and {len(errors) - 1} more files)" if len(errors) > 1 else ""
         raise DataError(errors[0] + more)
-    reports = tuple(report for report, *_ in summaries)
-    metas = [meta for _, _, meta, _ in summaries]
+    reports = tuple(s.report for s in summaries)
+    metas = [s.meta for s in summaries]
     _check_files(reports, validation.max_reject_share)
     _check_rejects(
         table, reports, validation.max_reject_share, f"{rejects_dir}/*/{table}_rejects.csv"
@@ -330,8 +331,8 @@ def _load_partitioned(
                 f"{path}: columns {', '.join(meta.columns)} differ from {files[0]}'s "
                 f"({', '.join(metas[0].columns)}); every file of one table needs the same"
             )
-    times = [t for _, (first, last, _), *_ in summaries for t in (first, last) if pd.notna(t)]
-    channels = sorted({c for _, (_, _, names), *_ in summaries for c in names})
+    times = [t for s in summaries for t in s.extent[:2] if pd.notna(t)]
+    channels = sorted({c for s in summaries for c in s.extent[2]})
     pieces = [client.map(_piece, [f] * count, range(count)) for f in loaded]
     parts = [
         client.submit(_partition, *(p[j] for p in pieces), retries=RETRIES) for j in range(count)
