@@ -9,6 +9,8 @@ horizon. The classic baseline is fitted as its users fit it: BG/NBD + Gamma-Gamm
 history up to the origin (the calibration period), forecasting the horizon after it; the RFM
 cells are the ones the training run fitted. Prints one line per origin and model, then
 `bench-real: ahead of BG/NBD on K/16` (4 origins x churn AUC, PR AUC, Gini, top-10% share).
+`--seeds 1 2 3` runs it all once per model seed and counts K on the margins averaged over the
+seeds: a margin smaller than its spread over seeds says which seed ran, not which model is ahead.
 """
 
 from __future__ import annotations
@@ -65,7 +67,12 @@ def _until(inputs: Inputs, origin: pd.Timestamp) -> Inputs:
 
 
 def _backtest(
-    inputs: Inputs, origin: pd.Timestamp, horizon: int, scratch: Path, refit: bool
+    inputs: Inputs,
+    origin: pd.Timestamp,
+    horizon: int,
+    scratch: Path,
+    refit: bool,
+    seed: int | None = None,
 ) -> dict:
     # Each origin its own home and registry: MLflow exports the first tracking URI it is given
     # as MLFLOW_TRACKING_URI, which the next home would otherwise take for the user's.
@@ -80,6 +87,7 @@ def _backtest(
         "bench-real",
         snapshots=override(config.snapshots, "--horizon-days", horizon_days=horizon),
         refit=refit,
+        seed=seed,
     )
     history = _until(inputs, origin)
     result = run_training(history, paths, config, features, None, _say)
@@ -123,58 +131,99 @@ def _metric(metrics: dict[str, dict[str, float]], name: str) -> float:
     return metrics["churn"][name] if name in metrics["churn"] else metrics["ltv"][name]
 
 
+def _print_origin(origin_text: str, horizon: int, got: dict) -> dict[str, float]:
+    """The origin's lines: each model's metrics, then LightGBM's margins over BG/NBD."""
+    for name in MODELS:
+        m = got[name]
+        print(
+            f"{origin_text:10s} {horizon:4d} {name:9s} {m['roc_auc']:7.4f} "
+            f"{m['pr_auc']:7.4f} {m['normalized_gini']:7.4f} {m['spearman']:8.4f} "
+            f"{m['top10_value_share']:7.4f} {m['total_predicted_over_actual']:8.3f}",
+            flush=True,
+        )
+    margins = {m: got["lightgbm"][m] - got["bgnbd"][m] for m in COMPARED}
+    shown = ", ".join(f"{m} {margins[m]:+.4f} ({got['margin_sd'][m]:.4f})" for m in COMPARED)
+    print(f"{origin_text:10s} {horizon:4d} margin over bgnbd (bootstrap SD): {shown}", flush=True)
+    for kind, reason in got["registry"].items():
+        _say(f"  {origin_text} {kind} gate: {reason}")
+    return margins
+
+
+def _one_seed(
+    inputs: Inputs, origins: list[tuple[str, int]], scratch: Path, refit: bool, seed: int | None
+) -> dict[str, list[float]]:
+    """Every origin trained, scored and compared with one seed of the models; prints the
+    counts and returns each origin's margins (NaN for an origin that failed)."""
+    margins: dict[str, list[float]] = {}
+    clear, behind = 0, 0
+    for origin_text, horizon in origins:
+        key = f"{origin_text:10s} {horizon:4d}"
+        try:
+            home = scratch / f"seed-{seed}"
+            got = _backtest(inputs, as_cutoff(origin_text), horizon, home, refit, seed)
+        except Exception as exc:  # a failed origin is a finding, not the end of the run
+            print(f"{key} failed: {type(exc).__name__}: {exc}")
+            margins[key] = [float("nan")] * len(COMPARED)
+            continue
+        margin = _print_origin(origin_text, horizon, got)
+        margins[key] = [margin[m] for m in COMPARED]
+        clear += sum(margin[m] > 2 * got["margin_sd"][m] for m in COMPARED)
+        behind += sum(margin[m] < -2 * got["margin_sd"][m] for m in COMPARED)
+    compared = len(COMPARED) * len(origins)
+    print(f"margins beyond 2 bootstrap SD: {clear}/{compared} ahead, {behind}/{compared} behind")
+    return margins
+
+
+def _ahead(margins: dict[str, list[float]]) -> int:
+    return sum(m > 0 for row in margins.values() for m in row)  # NaN (failed) is not ahead
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--origins", nargs="*", help="ORIGIN:HORIZON pairs (default: the four)")
     parser.add_argument(
         "--no-refit", action="store_true", help="score with the evaluation fit, not the refit"
     )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        help="run with each of these model seeds (default: configs/train.yaml's) and count "
+        "K/16 on the margins averaged over them: how much of a margin is the seed's",
+    )
     args = parser.parse_args()
     origins = (
         [(o, int(h)) for o, h in (p.split(":") for p in args.origins)] if args.origins else ORIGINS
     )
+    seeds: list[int | None] = list(args.seeds or [None])
     scratch = Path(tempfile.mkdtemp(prefix="bench-real-"))
     started = time.perf_counter()
     try:
         inputs = _load(scratch)
-        ahead, compared, clear, behind = 0, 0, 0, 0
-        header = (
-            f"{'origin':10s} {'h':>4s} {'model':9s} {'AUC':>7s} {'PR AUC':>7s} {'Gini':>7s} "
-            f"{'Spearman':>8s} {'top10%':>7s} {'pred/act':>8s}"
-        )
-        print(header, flush=True)
-        for origin_text, horizon in origins:
-            origin = as_cutoff(origin_text)
-            try:
-                got = _backtest(inputs, origin, horizon, scratch, not args.no_refit)
-            except Exception as exc:  # a failed origin is a finding, not the end of the run
-                print(f"{origin_text:10s} {horizon:4d} failed: {type(exc).__name__}: {exc}")
-                compared += len(COMPARED)
-                continue
-            for name in MODELS:
-                m = got[name]
-                print(
-                    f"{origin_text:10s} {horizon:4d} {name:9s} {m['roc_auc']:7.4f} "
-                    f"{m['pr_auc']:7.4f} {m['normalized_gini']:7.4f} {m['spearman']:8.4f} "
-                    f"{m['top10_value_share']:7.4f} {m['total_predicted_over_actual']:8.3f}",
-                    flush=True,
-                )
-            margins = []
-            for metric in COMPARED:
-                compared += 1
-                margin = got["lightgbm"][metric] - got["bgnbd"][metric]
-                ahead += margin > 0
-                clear += margin > 2 * got["margin_sd"][metric]
-                behind += margin < -2 * got["margin_sd"][metric]
-                margins.append(f"{metric} {margin:+.4f} ({got['margin_sd'][metric]:.4f})")
-            print(f"{origin_text:10s} {horizon:4d} margin over bgnbd (bootstrap SD): "
-                  + ", ".join(margins), flush=True)  # fmt: skip
-            for kind, reason in got["registry"].items():
-                _say(f"  {origin_text} {kind} gate: {reason}")
         print(
-            f"margins beyond 2 bootstrap SD: {clear}/{compared} ahead, {behind}/{compared} behind"
+            f"{'origin':10s} {'h':>4s} {'model':9s} {'AUC':>7s} {'PR AUC':>7s} {'Gini':>7s} "
+            f"{'Spearman':>8s} {'top10%':>7s} {'pred/act':>8s}",
+            flush=True,
         )
-        print(f"bench-real: ahead of BG/NBD on {ahead}/{compared} "
+        compared = len(COMPARED) * len(origins)
+        runs = []
+        for seed in seeds:
+            if seed is not None:
+                print(f"seed {seed}", flush=True)
+            runs.append(_one_seed(inputs, origins, scratch, not args.no_refit, seed))
+            if len(seeds) > 1:
+                print(f"seed {seed}: ahead of BG/NBD on {_ahead(runs[-1])}/{compared}", flush=True)
+        mean = {key: list(np.mean([run[key] for run in runs], axis=0)) for key in runs[0]}
+        if len(seeds) > 1:
+            spread = {key: np.std([run[key] for run in runs], axis=0, ddof=1) for key in runs[0]}
+            for key, row in mean.items():
+                shown = ", ".join(
+                    f"{m} {v:+.4f} ({sd:.4f})"
+                    for m, v, sd in zip(COMPARED, row, spread[key], strict=True)
+                )
+                print(f"{key} mean margin over {len(seeds)} seeds (seed SD): {shown}")
+        over = "" if len(seeds) == 1 else f" by the mean margin over {len(seeds)} seeds"
+        print(f"bench-real: ahead of BG/NBD on {_ahead(mean)}/{compared}{over} "
               f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
