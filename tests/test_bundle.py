@@ -51,7 +51,9 @@ def test_a_folder_that_is_no_bundle_says_to_retrain(tmp_path):
         ModelBundle.load(tmp_path)
 
 
-def test_bgnbd_inputs_are_fitted_once_for_both_models(small_split, train_config, monkeypatch):
+def test_bgnbd_inputs_are_fitted_once_on_the_newest_training_cutoff(
+    small_split, train_config, monkeypatch
+):
     fits = []
     original = BgNbdFeatures.fit
 
@@ -61,8 +63,10 @@ def test_bgnbd_inputs_are_fitted_once_for_both_models(small_split, train_config,
 
     monkeypatch.setattr(BgNbdFeatures, "fit", counted)
     trained = pipeline.train_models(small_split, train_config)
-    assert fits == [len(small_split.train)]
-    assert trained.bundle.bgnbd is not None
+    newest = int((small_split.train["cutoff"] == small_split.train["cutoff"].max()).sum())
+    assert fits == [newest] and newest < len(small_split.train)
+    # the models' inputs are BG/NBD fitted as the gate's baseline is: each customer once
+    assert trained.bundle.bgnbd.to_params() == trained.baselines["bgnbd"].to_params()
 
 
 def test_rfm_scores_of_every_part_use_the_training_population_cut_points(small_split):

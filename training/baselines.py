@@ -229,7 +229,8 @@ class RfmBaseline(BaseEstimator):
 
 class BgNbdFeatures(TransformerMixin, BaseEstimator):
     """BG/NBD's view of each customer as extra model inputs: P(alive), P(no purchase in the
-    horizon) and expected value. Fitted on (a seeded sample of) the training rows only."""
+    horizon) and expected value. Fitted on (a seeded sample of) training rows only: the newest
+    training cutoff's (`training.pipeline.newest_cutoff`)."""
 
     ADDED = ("bgnbd_p_alive", "bgnbd_churn_probability", "bgnbd_value")
 
