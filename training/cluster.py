@@ -9,8 +9,9 @@
   boosters train `n_estimators` rounds and the rounds are chosen afterwards as early stopping
   would have chosen them (the same metric, the same patience) on the validation sample.
 - What needs the client's memory works on seeded samples of customers (the same customers at
-  every cutoff), stated in the run: BG/NBD's inputs and per-window levels are fitted on up to
-  50,000 training rows (the single-process fit samples that many too), the baselines,
+  every cutoff), stated in the run: BG/NBD's inputs (on the newest training cutoff) and
+  per-window levels are fitted on up to 50,000 sampled training rows (the single-process fit
+  caps BG/NBD's at that many too), the baselines,
   calibration, evaluation and plots use up to `EVAL_ROWS` validation and test customers.
   On a history smaller than that, every row is in the samples.
 - The registered bundle is refit on every labelled cutoff as on one process
@@ -70,6 +71,7 @@ from crm_ltv.training.pipeline import (
     fit_baselines,
     labelled_split,
     ltv_model,
+    newest_cutoff,
 )
 from crm_ltv.training.scoring import Champions, score_customers
 
@@ -406,7 +408,8 @@ def train_on_cluster(
             | {f"cluster_{name}_rows": n for name, n in split.rows.items()}
             | {f"sample_{name}_rows": len(getattr(sample, name)) for name in PARTS}
         )
-    progress(f"fitting BG/NBD inputs on {len(sample.train):,} sampled training rows")
+    newest = len(newest_cutoff(sample.train))
+    progress(f"fitting BG/NBD inputs on the newest training cutoff ({newest:,} sampled customers)")
     data = ModelData.of(sample, config)
     churn, ltv = _fit_models(split, sample, data, config, params or {}, progress)
     churn.calibrate(
@@ -468,8 +471,9 @@ def refit_on_cluster(
 ) -> ModelBundle:
     """`refit_bundle` on the cluster: both boosters again on every labelled row (validation
     and test too) with the rounds chosen on validation; the RFM cut points of every labelled
-    row, exact across partitions; BG/NBD inputs on the labelled samples; the evaluation fit's
-    calibration. `run_training` takes it as `refit` (bound to `split`) with `split.sample`."""
+    row, exact across partitions; BG/NBD inputs on the labelled samples' newest cutoff; the
+    evaluation fit's calibration. `run_training` takes it as `refit` (bound to `split`) with
+    `split.sample`."""
     if sample is not split.sample or not split.labelled:
         raise ValueError(
             "refit_on_cluster: `sample` must be the cluster split's sample, of a split that "

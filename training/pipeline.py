@@ -244,7 +244,8 @@ def train_models(
 ) -> TrainedModels:
     params = params or {}
     if config.baselines.bgnbd_as_features:
-        progress("fitting BG/NBD inputs on the training rows")
+        newest = len(newest_cutoff(split.train))
+        progress(f"fitting BG/NBD inputs on the newest training cutoff ({newest:,} customers)")
     data = ModelData.of(split, config)
     progress(f"training churn model on {len(split.train):,} rows")
     churn = fit_churn(split, data, config, params.get("churn"))
