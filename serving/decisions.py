@@ -34,8 +34,11 @@ class DecisionLog:
         """One write per request in append mode, so lines of concurrent workers never mix.
         Without assignments (no holdout applied) the policy's action was sent for sure."""
         lines = b"".join(
-            to_json(_line(a, request_id, decided_at, assignments[i] if assignments else None))
-            + b"\n"  # pydantic's encoder: five times json.dumps' speed, and NaN as null
+            to_json(
+                _line(a, request_id, decided_at, assignments[i] if assignments else None),
+                inf_nan_mode="null",  # its default writes NaN and Infinity: not JSON
+            )
+            + b"\n"  # pydantic's encoder: five times json.dumps' speed
             for i, a in enumerate(answers)
         )
         with self.path.open("ab") as out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from crm_ltv.features.actions import ACTION_NAMES
 from crm_ltv.features.config import load_config
 from crm_ltv.serving.config import NO_ACTION, HoldoutConfig, NbaConfig
+from crm_ltv.serving.decisions import DecisionLog
 from crm_ltv.serving.holdout import (
     apply_holdout,
     assign,
@@ -169,3 +171,18 @@ def test_an_explored_money_losing_action_reports_its_negative_value():
     assert sent and all(o.explored for o in sent)
     assert all(o.next_best_action.expected_value == pytest.approx(-0.05) for o in sent)
     assert all(a.share == 0.0 and a.exploration == 0.9 for a in assigned)
+
+
+def test_the_decision_log_writes_json_even_for_a_value_that_is_not_a_number(tmp_path):
+    """pydantic's encoder writes NaN and Infinity by default, which JSON readers refuse."""
+    log = DecisionLog(tmp_path / "logs" / "decisions.jsonl")
+    log.append([_score("a", "win_back", value=float("inf")), _score("b", "win_back", churn=None)],
+               "req-1", datetime(2025, 7, 1))  # fmt: skip
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    lines = log.path.read_text().splitlines()
+    rows = [json.loads(line, parse_constant=refuse) for line in lines]
+    assert [r["customer_id"] for r in rows] == ["a", "b"]
+    assert rows[0]["predicted_value"] is None and rows[0]["churn_probability"] == 0.8
