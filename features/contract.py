@@ -9,6 +9,19 @@ import pandas as pd
 
 Kind = Literal["id", "label", "datetime", "number", "group", "flag"]
 
+# Beyond these a value is a fault in the data, not a sale or a date of a shop's history: sums
+# of such numbers overflow to infinity, and such dates overflow datetime arithmetic (a time
+# zone, a contact cap). The loader rejects them row by row, the service with a 400.
+MAX_ABS_NUMBER = 1e12
+YEARS = range(1900, 2200)
+
+
+def out_of_range_year(year: int) -> str | None:
+    """Why a date of this year is refused, or None."""
+    if year in YEARS:
+        return None
+    return f"year {year} is outside {YEARS.start}..{YEARS.stop - 1}"
+
 
 class DataError(ValueError):
     """Input data that cannot be used; the message names the file, column or row."""

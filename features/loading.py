@@ -21,7 +21,9 @@ from crm_ltv.features.config import SourceConfig, ValidationConfig
 from crm_ltv.features.contract import (
     CAMPAIGNS,
     CUSTOMERS,
+    MAX_ABS_NUMBER,
     TRANSACTIONS,
+    YEARS,
     Column,
     DataError,
     TableSchema,
@@ -205,7 +207,9 @@ class _Layout:
         }
         for col in self.computed:
             first, second = col.product_of or ()
-            out[col.name] = out[first] * out[second]
+            out[col.name] = product = out[first] * out[second]
+            huge = product.abs() > MAX_ABS_NUMBER  # NaN (a factor rejected) compares False
+            problems.add(huge, f"{col.name} ({first} x {second}) beyond +-{MAX_ABS_NUMBER:g}")
         return pd.DataFrame({n: out[n] for n in self.schema.names if n in out}, index=rows.index)
 
 
@@ -335,6 +339,9 @@ def _parse_column(
     if col.kind == "datetime":
         parsed = _parse_datetime(text, raw, fmt)
         problems.add(present & parsed.isna(), f"unparsable {label}", text)
+        year = parsed.dt.year
+        outside = (year < YEARS.start) | (year >= YEARS.stop)  # NaT compares False
+        problems.add(outside, f"{label} outside the years {YEARS.start}..{YEARS.stop - 1}", text)
         return parsed
     if col.kind == "number":
         if typed:
@@ -343,6 +350,8 @@ def _parse_column(
             number = pd.to_numeric(text, errors="coerce").astype("float64")
         problems.add(present & number.isna(), f"non-numeric {label}", text)
         problems.add(np.isinf(number), f"infinite {label}", text)
+        huge = np.isfinite(number) & (number.abs() > MAX_ABS_NUMBER)
+        problems.add(huge, f"{label} beyond +-{MAX_ABS_NUMBER:g}", text)
         if col.min_value is not None:
             problems.add(number < col.min_value, f"{label} below {col.min_value:g}", text)
         return number

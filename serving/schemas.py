@@ -24,18 +24,37 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from typing_extensions import TypedDict  # pydantic refuses typing's before Python 3.12
 
+from crm_ltv.features.actions import action_problem
+from crm_ltv.features.contract import MAX_ABS_NUMBER, out_of_range_year
+
 FeatureValue = float | str | None
+MAX_PROBLEMS = 50  # listed in one 400 answer
 
 
 def naive_utc(moment: datetime) -> datetime:
-    """Time-zone aware times in UTC without the zone; naive ones as given (as the loader does)."""
+    """Time-zone aware times in UTC without the zone; naive ones as given (as the loader does).
+    Years outside the contract's are refused first: converting 0001-01-01 00:30+01:00 to UTC
+    or taking a contact cap from a year-1 as_of would overflow."""
+    problem = out_of_range_year(moment.year)
+    if problem is not None:
+        raise ValueError(problem)
     if moment.tzinfo is None:
         return moment
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
+def catalogue_action(name: str) -> str:
+    """A contact's action: a misspelt name would slip past the contact cap unnoticed."""
+    problem = action_problem([name])
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
 # Times: aware ones converted to UTC and made naive, naive ones taken as given (as the loader).
 Moment = Annotated[datetime, AfterValidator(naive_utc)]
+# Amounts and quantities: finite and within the contract's bound, as the loader reads them.
+Number = Annotated[FiniteFloat, Field(ge=-MAX_ABS_NUMBER, le=MAX_ABS_NUMBER)]
 
 
 class _Strict(BaseModel):
@@ -49,15 +68,17 @@ class Transaction(TypedDict):
     """One line of the customer's history up to as_of."""
 
     timestamp: Moment
-    amount: Annotated[FiniteFloat, Field(description="Negative = refund.")]
+    amount: Annotated[Number, Field(description="Negative = refund.")]
     order_id: NotRequired[str | None]
-    quantity: NotRequired[FiniteFloat | None]
+    quantity: NotRequired[Number | None]
     category: NotRequired[str | None]
     channel: NotRequired[str | None]
 
 
 class Contact(_Strict):
-    action: str = Field(min_length=1)
+    action: Annotated[str, AfterValidator(catalogue_action)] = Field(
+        description="A name of the action catalogue (README: Next-best-action)."
+    )
     sent_at: Moment
 
 
@@ -171,14 +192,21 @@ def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> Val
 
 
 def request_error(problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:
-    """Checks beyond the schema (batch size, duplicates, feature names) in the schema's format."""
+    """Checks beyond the schema (batch size, duplicates, feature names) in the schema's format;
+    the first MAX_PROBLEMS, then how many more (a batch of bad customers once answered 68 MB)."""
+    shown = problems[:MAX_PROBLEMS]
+    if len(problems) > MAX_PROBLEMS:
+        more = len(problems) - MAX_PROBLEMS
+        shown.append(
+            (("customers",), f"... and {more:,} more problems (the first {MAX_PROBLEMS} shown)")
+        )
     details: list[InitErrorDetails] = [
         {
             "type": PydanticCustomError("invalid_request", "{message}", {"message": message}),
             "loc": loc,
             "input": None,
         }
-        for loc, message in problems
+        for loc, message in shown
     ]
     return ValidationError.from_exception_data("ScoreRequest", details)
 

@@ -82,14 +82,14 @@ class Scorer:
 
     def check(self, customers: Sequence[CustomerIn]) -> None:
         """Problems the schema cannot see; all of them in one error."""
-        problems: list[tuple[tuple[str | int, ...], str]] = []
         limit = self.settings.max_batch_customers
         if not customers:
-            problems.append((("customers",), "empty: give at least one customer"))
-        if len(customers) > limit:
-            problems.append(
-                (("customers",), f"{len(customers):,} customers; at most {limit:,} per request")
+            raise request_error([(("customers",), "empty: give at least one customer")])
+        if len(customers) > limit:  # refused whole: no need to read its customers
+            raise request_error(
+                [(("customers",), f"{len(customers):,} customers; at most {limit:,} per request")]
             )
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         first: dict[str, int] = {}
         for i, customer in enumerate(customers):
             where = ("customers", i)

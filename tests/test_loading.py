@@ -101,6 +101,16 @@ def test_unknown_mapping_name_is_refused(tmp_path):
         ("9,2024-01-01 10:00:00,inf,books", "infinite amount 'inf'"),
         ("9,2024-01-01 10:00:00,-Infinity,books", "infinite amount '-Infinity'"),
         ("9,2024-01-01 10:00:00,NaN,books", "non-numeric amount 'NaN'"),
+        ("9,2024-01-01 10:00:00,1e308,books", "amount beyond +-1e+12 '1e308'"),
+        ("9,2024-01-01 10:00:00,-2e12,books", "amount beyond +-1e+12 '-2e12'"),
+        (
+            "9,1899-12-31 23:00:00,1,books",
+            "timestamp outside the years 1900..2199 '1899-12-31 23:00:00'",
+        ),
+        (
+            "9,2200-01-01 00:00:00,1,books",
+            "timestamp outside the years 1900..2199 '2200-01-01 00:00:00'",
+        ),
     ],
 )
 def test_each_bad_row_is_rejected_with_its_reason_and_row(tmp_path, line, reason):
@@ -277,6 +287,14 @@ def test_lines_without_quantity_or_a_numeric_unit_price_are_rejected_with_the_re
         "non-numeric unit_price (column 'Price')": 1,
         "missing quantity (column 'Quantity')": 1,
     }
+
+
+def test_a_line_total_beyond_the_contract_bound_is_rejected_naming_its_factors(tmp_path):
+    lines = ["1,85048,12,2024-01-01 10:00:00,2.5,007", "2,85048,1e9,2024-01-02 10:00:00,1e4,007"]
+    loaded = _load(_write(tmp_path, lines, LINES), tmp_path, RETAIL, max_reject_share=1)
+    assert loaded.frame["amount"].tolist() == [30.0]
+    rejects = pd.read_csv(loaded.report.rejects_path)
+    assert rejects["reason"].tolist() == ["amount (quantity x unit_price) beyond +-1e+12"]
 
 
 def test_no_amount_and_no_unit_price_names_the_columns(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 from pydantic import ValidationError
@@ -68,3 +69,73 @@ def test_non_finite_amounts_are_named_too():
     [(loc, message)] = _errors(body)
     assert loc == ("customers", 0)
     assert message == "customer 'c-nan': transactions.0.amount: Input should be a finite number"
+
+
+def _customer(**change: object) -> dict:
+    return {
+        "customer_id": "c1",
+        "as_of": "2025-06-30",
+        "transactions": [{"timestamp": "2025-06-01", "amount": 5.0}],
+        **change,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "words"),
+    [
+        # converting these to UTC overflowed (a 500 from the server)
+        ({"transactions": [{"timestamp": "0001-01-01T00:30:00+01:00", "amount": 5.0}]},
+         "transactions.0.timestamp", "year 1 is outside 1900..2199"),
+        ({"as_of": "9999-12-31T23:30:00-01:00"}, "as_of", "year 9999 is outside 1900..2199"),
+        ({"signup_date": "1899-12-31"}, "signup_date", "year 1899 is outside 1900..2199"),
+        # a year-1 as_of minus the contact cap underflowed
+        ({"as_of": "0001-01-10", "transactions": []}, "as_of", "year 1 is outside"),
+        ({"contacts": [{"action": "win_back", "sent_at": "0001-01-01T00:00:00+05:00"}]},
+         "contacts.0.sent_at", "year 1 is outside"),
+        # two of these summed to infinity and came back as an infinite value
+        ({"transactions": [{"timestamp": "2025-06-01", "amount": 1e308}]},
+         "transactions.0.amount", "less than or equal to 1000000000000"),
+        ({"transactions": [{"timestamp": "2025-06-01", "amount": 5.0, "quantity": -2e12}]},
+         "transactions.0.quantity", "greater than or equal to -1000000000000"),
+        # a misspelt action escaped the contact cap unnoticed
+        ({"contacts": [{"action": "recomendation", "sent_at": "2025-06-01"}]},
+         "contacts.0.action", "unknown action(s) ['recomendation']; the action catalogue"),
+        ({"contacts": [{"action": "Win-Back", "sent_at": "2025-06-01"}]},
+         "contacts.0.action", "did you mean 'Win-Back' -> 'win_back'?"),
+    ],
+)  # fmt: skip
+def test_values_outside_the_contract_are_named(change, where, words):
+    [(loc, message)] = _errors({"customers": [_customer(**change)]})
+    assert loc == ("customers", 0)
+    assert message.startswith(f"customer 'c1': {where}: "), message
+    assert words in message
+
+
+def test_dates_at_the_ends_of_the_contract_are_taken():
+    request = ScoreRequest.model_validate_json(
+        json.dumps(
+            {
+                "customers": [
+                    _customer(
+                        as_of="2199-12-31T23:59:59",
+                        transactions=[{"timestamp": "1900-01-01T00:00:00", "amount": -1e12}],
+                        contacts=[{"action": "win_back", "sent_at": "1900-01-02"}],
+                    )
+                ]
+            }
+        )
+    )
+    [customer] = request.customers
+    assert customer.transactions is not None
+    assert customer.transactions[0]["amount"] == -1e12
+    assert customer.last_contacts() == {"win_back": datetime(1900, 1, 2)}
+
+
+def test_a_request_with_many_problems_lists_fifty_and_counts_the_rest():
+    errors = _errors({"customers": [{"customer_id": f"c{i}"} for i in range(1_500)]})
+    assert len(errors) == 51
+    assert errors[0] == (
+        ("customers", 0),
+        "customer 'c0': give exactly one of transactions (with as_of) or features",
+    )
+    assert errors[-1] == (("customers",), "... and 1,450 more problems (the first 50 shown)")

@@ -272,6 +272,17 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
         ("batch over the limit",
          {"customers": [{**tx_ok, "customer_id": f"c{i}"} for i in range(1001)]},
          ["1,001 customers", "at most 1,000"]),
+        ("time zone at the end of the years (was a 500)",
+         customer(transactions=[{**tx, "timestamp": "0001-01-01T00:30:00+01:00"}]),
+         ["customer 'c-ok'", "transactions.0.timestamp", "year 1 is outside 1900..2199"]),
+        ("as_of far ahead with a time zone (was a 500)",
+         customer(as_of="9999-12-31T23:30:00-01:00"), ["customer 'c-ok'", "as_of", "year 9999"]),
+        ("amounts whose sum overflows (was an infinite value)",
+         customer(transactions=[{**tx, "amount": 1e308}, {**tx, "amount": 1e308}]),
+         ["customer 'c-ok'", "transactions.0.amount", "less than or equal to 1000000000000"]),
+        ("misspelt contact action (escaped the contact cap)",
+         customer(contacts=[{"action": "recomendation", "sent_at": "2025-06-01"}]),
+         ["customer 'c-ok'", "contacts.0.action", "unknown action(s) ['recomendation']"]),
         ("not an object", b"[1, 2]", ["object"]),
         ("unknown top-level field", {"customers": [tx_ok], "customer": []},
          ["customer", "Extra inputs are not permitted"]),
@@ -298,6 +309,21 @@ def test_bad_input_gets_a_400_naming_field_and_customer(http, label, body, words
     for word in words:
         assert word in text, (label, word, text)
     # ... and the server keeps serving.
+    assert http.get("/readyz").status_code == 200
+
+
+def test_many_bad_customers_get_a_short_answer(http):
+    """Each of 1,500 customers wrong once answered 1,500 problems; 100,000 answered 68 MB."""
+    bad = [{"customer_id": f"c{i}"} for i in range(1_500)]  # neither transactions nor features
+    response = http.post("/score", json={"customers": bad[:900]})
+    assert response.status_code == 400
+    assert "... and 850 more problems (the first 50 shown)" in response.text
+    assert len(response.content) < 20_000
+    over = [{"customer_id": f"c{i}", "features": {}} for i in range(1_500)]  # each misses all
+    response = http.post("/score", json={"customers": over})
+    assert response.status_code == 400
+    assert "1,500 customers; at most 1,000 per request" in response.text
+    assert "more problems" not in response.text and len(response.content) < 2_000
     assert http.get("/readyz").status_code == 200
 
 
