@@ -4,10 +4,13 @@ population's; a worker killed mid-run costs a recomputation, not the result."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from crm_ltv.features.builders import build_features
@@ -75,6 +78,18 @@ def test_partitions_hold_whole_customers_and_the_cut_points_are_the_populations(
     assert cluster.rfm_cuts_of(dask_client, frames) == RfmCuts.of(table)
 
 
+def _wait_until_gone(pid: int, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"worker process {pid} still running {seconds:.0f} s after os._exit")
+
+
 def test_a_worker_killed_mid_run_is_survived_with_the_same_result(
     dask_client, dask_sample_files, feature_config, tmp_path
 ):
@@ -88,8 +103,10 @@ def test_a_worker_killed_mid_run_is_survived_with_the_same_result(
     # must be made again too (a scattered one could not: "lost dependencies")
     holders = dask_client.who_has(data.customers)
     victim = next(iter(holders[data.customers[0].key]))
-    with pytest.raises(Exception):  # noqa: B017 - the worker dies while answering
+    pid = dask_client.run(os.getpid, workers=[victim])[victim]
+    with contextlib.suppress(Exception):  # the worker dies while answering, whatever it says
         dask_client.run(os._exit, 1, workers=[victim])
+    _wait_until_gone(pid)  # killed for sure: not a run that passed because no kill happened
     frames = cluster.features_on_cluster(data, "2025-12-31", feature_config)
     got = pd.concat(dask_client.gather(frames)).sort_index()
     pd.testing.assert_frame_equal(got, expected)

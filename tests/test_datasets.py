@@ -34,6 +34,8 @@ def test_each_part_s_label_windows_end_by_the_next_part_s_cutoff():
     assert plan.train[-1] + 90 * DAY <= plan.valid
     assert plan.train[0] >= pd.Timestamp("2023-01-01") + 180 * DAY
     assert all(b - a == 30 * DAY for a, b in zip(plan.train, plan.train[1:], strict=False))
+    # ... and none left out: 30 days before the oldest is less than 180 days into the data.
+    assert plan.train[0] == pd.Timestamp("2023-07-15") and len(plan.train) == 22
 
 
 def test_newest_training_cutoffs_only_when_capped():

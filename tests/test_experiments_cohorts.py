@@ -32,6 +32,8 @@ TX = frame(
         ("A", "2024-04-30 00:00", 5.0),  # the data covers April to its last day
     ]
 )
+# What happens after the reports' date (2024-04-30): nothing of it may reach them.
+LATER = frame([("C", "2024-05-20 10:00", 500.0), ("A", "2024-05-31 10:00", 1000.0)])
 CUSTOMERS = pd.DataFrame(
     {
         "customer_id": ["A", "B", "C"],
@@ -87,9 +89,22 @@ def test_lifecycle_transitions_use_the_feature_builders_stages(feature_config):
     assert "100%\n2" in [t.get_text() for t in figure.axes[0].texts]
 
 
+def _historic_ltv(order_value: float, orders: int, tenure_days: int) -> float:
+    """configs/features.yaml's formula by hand: AOV x orders per year (tenure at least 90
+    days) x 3 years."""
+    return order_value * orders / max(tenure_days, 90) * 365.25 * 3.0
+
+
+# At 2024-04-30: A 4 orders, 105 net over 116 days; B 1 order (and a refund), 30 over 101; C 2
+# orders, 110 over 87 (counted as 90).
+HISTORIC = {"A": _historic_ltv(105 / 4, 4, 116), "B": _historic_ltv(30, 1, 101),
+            "C": _historic_ltv(55, 2, 87)}  # fmt: skip
+
+
 def test_ltv_cac_and_payback_per_channel_and_cohort(feature_config):
-    config = CohortConfig(value_cohort="M", ltv_cac_target=3.0)
-    table = ltv_cac_table(TX, CUSTOMERS, pd.Timestamp("2024-04-30"), feature_config, config)
+    config = CohortConfig(value_cohort="M", ltv_cac_target=10.0)
+    history = pd.concat([TX, LATER], ignore_index=True)
+    table = ltv_cac_table(history, CUSTOMERS, pd.Timestamp("2024-04-30"), feature_config, config)
     assert table["cohort"].tolist() == ["all", "all", "2024-01", "2024-02"]
     overall = table.loc[table["cohort"] == "all"].set_index("channel")
     referral, social = overall.loc["referral"], overall.loc["social"]
@@ -100,8 +115,12 @@ def test_ltv_cac_and_payback_per_channel_and_cohort(feature_config):
     # mean cumulative spend of A and B by month since their first: 40, 50, 50, 67.5: CAC 50 at 1
     assert referral["payback_months"] == 1
     assert np.isnan(social["payback_months"])  # C's 110 never covers 200
-    assert (table["under_target"] == (table["historic_ltv_to_cac"] < 3.0)).all()
-    assert social["historic_ltv_to_cac"] == pytest.approx(social["mean_historic_ltv"] / 200)
+    referral_ltv = (HISTORIC["A"] + HISTORIC["B"]) / 2
+    assert referral["mean_historic_ltv"] == pytest.approx(referral_ltv)
+    assert social["mean_historic_ltv"] == pytest.approx(HISTORIC["C"])
+    assert referral["historic_ltv_to_cac"] == pytest.approx(referral_ltv / 50)  # 13.2
+    assert social["historic_ltv_to_cac"] == pytest.approx(HISTORIC["C"] / 200)  # 6.7
+    assert overall["under_target"].to_dict() == {"referral": False, "social": True}  # target 10
     january = table.loc[table["cohort"] == "2024-01"]
     assert january["channel"].tolist() == ["referral"] and january["customers"].tolist() == [2]
 
@@ -122,7 +141,8 @@ def test_ltv_cac_counts_customers_who_never_bought_and_compares_margin(feature_c
     )
     customers = pd.concat([signed, later], ignore_index=True)
     config = CohortConfig(value_cohort="M", gross_margin=0.5)
-    table = ltv_cac_table(TX, customers, pd.Timestamp("2024-04-30"), feature_config, config)
+    history = pd.concat([TX, LATER], ignore_index=True)
+    table = ltv_cac_table(history, customers, pd.Timestamp("2024-04-30"), feature_config, config)
     social = table.loc[(table["cohort"] == "all") & (table["channel"] == "social")].iloc[0]
     assert social["customers"] == 2 and social["mean_cac"] == 125.0  # C and D, not E
     assert social["mean_margin_to_date"] == pytest.approx(0.5 * (110 + 0) / 2)
@@ -133,3 +153,5 @@ def test_ltv_cac_counts_customers_who_never_bought_and_compares_margin(feature_c
     assert np.isnan(march["payback_months"].iloc[0])  # 0 never covers 50
     referral = table.loc[(table["cohort"] == "all") & (table["channel"] == "referral")].iloc[0]
     assert referral["mean_margin_to_date"] == pytest.approx(0.5 * 67.5)
+    assert referral["mean_historic_ltv"] == pytest.approx(0.5 * (HISTORIC["A"] + HISTORIC["B"]) / 2)
+    assert social["mean_historic_ltv"] == pytest.approx(0.5 * HISTORIC["C"] / 2)  # D brought 0

@@ -45,3 +45,5 @@ def test_snapshot_cutoffs_fit_the_data():
     assert cutoffs[-1] == pd.Timestamp("2023-10-02")
     assert cutoffs[0] >= pd.Timestamp("2023-03-02")
     assert all(b - a == pd.Timedelta(days=30) for a, b in itertools.pairwise(cutoffs))
+    # ... and none left out: 30 days before the oldest is less than 60 days into the data.
+    assert cutoffs[0] == pd.Timestamp("2023-03-06") and len(cutoffs) == 8

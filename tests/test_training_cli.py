@@ -156,12 +156,21 @@ def test_a_worse_model_does_not_become_champion(trained):
         worse[kind]["n_estimators"] = 2  # two rounds of boosting: a weak model
         worse["promotion"][kind]["thresholds"] = {}  # so that only the comparison decides
     worse["baselines"]["bgnbd_as_features"] = False
+    before = run(home, "score", "--as-of", "2025-06-30", "--out", str(home / "before.csv"))
+    assert before.returncode == 0, before.stderr
     path.write_text(yaml.safe_dump(worse))
     try:
         result = run(home, "train")
     finally:
         path.write_text(original)
     assert result.returncode == 0, result.stderr
+    # Scoring reads the champions (v1), not the newest versions (the weak v3).
+    after = run(home, "score", "--as-of", "2025-06-30", "--out", str(home / "after.csv"))
+    assert after.returncode == 0, after.stderr
+    pd.testing.assert_frame_equal(
+        pd.read_csv(home / "after.csv", dtype={"customer_id": str}),
+        pd.read_csv(home / "before.csv", dtype={"customer_id": str}),
+    )
     summary = json.loads((home / "reports/metrics.json").read_text())
     assert summary["registry"]["churn"]["promoted"] is False
     assert "does not beat champion v1" in summary["registry"]["churn"]["reason"]
