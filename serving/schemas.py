@@ -134,6 +134,9 @@ class CustomerIn(_Strict):
         for i, contact in enumerate(self.contacts):
             if contact.sent_at > self.as_of:
                 return f"contacts.{i}.sent_at: {contact.sent_at:%Y-%m-%d} is after as_of"
+        if self.signup_date is not None and self.signup_date > self.as_of:
+            # not silently read as "unknown": the caller's dates disagree
+            return f"signup_date: {self.signup_date:%Y-%m-%d} is after as_of"
         return None
 
 
