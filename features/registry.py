@@ -19,6 +19,10 @@ class FeatureSpec:
     description: str
     kind: Literal["numeric", "categorical"] = "numeric"
     requires: str | None = None  # optional input: "category", "channel" or "customers.<column>"
+    # What the builders can produce (a test holds them to it): a feature row sent to the
+    # service outside these is a caller's mistake, not a customer to score.
+    low: float | None = None
+    high: float | None = None
 
 
 def feature_registry(config: FeatureConfig) -> tuple[FeatureSpec, ...]:
@@ -32,30 +36,45 @@ def _registry(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
         for w in windows_days
         for spec in (
             FeatureSpec(f"spend_{w}d", f"Net spend in the last {w} days."),
-            FeatureSpec(f"orders_{w}d", f"Purchase orders in the last {w} days."),
+            FeatureSpec(f"orders_{w}d", f"Purchase orders in the last {w} days.", low=0),
         )
     ]
     return (
-        FeatureSpec("recency_days", "Days from the last purchase to the cutoff."),
-        FeatureSpec("frequency", "Distinct days with a purchase."),
-        FeatureSpec("n_orders", "Purchase orders (distinct order_id, else distinct timestamps)."),
+        FeatureSpec("recency_days", "Days from the last purchase to the cutoff.", low=0),
+        FeatureSpec("frequency", "Distinct days with a purchase.", low=1),
+        FeatureSpec(
+            "n_orders", "Purchase orders (distinct order_id, else distinct timestamps).", low=1
+        ),
         FeatureSpec("monetary_total", "Net spend: purchases minus refunds."),
         FeatureSpec("monetary_mean", "Net spend per order (average order value)."),
         FeatureSpec("monetary_max", "Largest single order, before refunds."),
-        FeatureSpec("tenure_days", "Days from the first purchase to the cutoff."),
-        FeatureSpec("r_score", "Recency quintile 1..5 among customers at the cutoff (5 = recent)."),
-        FeatureSpec("f_score", "Frequency quintile 1..5 among customers at the cutoff."),
-        FeatureSpec("m_score", "Net spend quintile 1..5 among customers at the cutoff."),
+        FeatureSpec("tenure_days", "Days from the first purchase to the cutoff.", low=0),
+        FeatureSpec(
+            "r_score",
+            "Recency quintile 1..5 among customers at the cutoff (5 = recent).",
+            low=1,
+            high=5,
+        ),
+        FeatureSpec(
+            "f_score", "Frequency quintile 1..5 among customers at the cutoff.", low=1, high=5
+        ),
+        FeatureSpec(
+            "m_score", "Net spend quintile 1..5 among customers at the cutoff.", low=1, high=5
+        ),
         FeatureSpec("rfm_segment", "Named RFM segment from the R x F grid.", "categorical"),
         *windows,
         FeatureSpec(
             f"spend_trend_{n}d",
             f"Net spend, last {n} days vs the {n} before: "
             "(a - b) / (abs(a) + abs(b)), 0 if both 0.",
+            low=-1,
+            high=1,
         ),
         FeatureSpec(
             f"orders_trend_{n}d",
             f"Orders, last {n} days vs the {n} before: (a - b) / (a + b), 0 if both 0.",
+            low=-1,
+            high=1,
         ),
         FeatureSpec(
             f"spend_last_year_{n}d",
@@ -64,16 +83,20 @@ def _registry(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
         FeatureSpec(
             f"orders_last_year_{n}d",
             f"Purchase orders in the {n} days after the cutoff's date one year earlier.",
+            low=0,
         ),
-        FeatureSpec("ipt_mean_days", "Mean days between purchase days (missing below 2 days)."),
-        FeatureSpec("ipt_std_days", "Standard deviation of days between purchase days."),
-        FeatureSpec("overdue_ratio", "Recency over the mean inter-purchase time."),
-        FeatureSpec("refund_rate", "Refunded amount over purchased amount."),
-        FeatureSpec("n_categories", "Distinct categories bought.", requires="category"),
+        FeatureSpec(
+            "ipt_mean_days", "Mean days between purchase days (missing below 2 days).", low=0
+        ),
+        FeatureSpec("ipt_std_days", "Standard deviation of days between purchase days.", low=0),
+        FeatureSpec("overdue_ratio", "Recency over the mean inter-purchase time.", low=0),
+        FeatureSpec("refund_rate", "Refunded amount over purchased amount.", low=0),
+        FeatureSpec("n_categories", "Distinct categories bought.", requires="category", low=0),
         FeatureSpec(
             "category_entropy",
             "Shannon entropy (nats) of spend across categories.",
             requires="category",
+            low=0,
         ),
         FeatureSpec(
             "favourite_category",
@@ -81,12 +104,16 @@ def _registry(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
             "categorical",
             requires="category",
         ),
-        FeatureSpec("n_channels", "Distinct sales channels used.", requires="channel"),
+        FeatureSpec("n_channels", "Distinct sales channels used.", requires="channel", low=0),
         FeatureSpec(
             "main_channel", "Channel of most orders (ties: alphabetical).", "categorical", "channel"
         ),
         FeatureSpec(
-            "main_channel_share", "Share of orders in the main channel.", requires="channel"
+            "main_channel_share",
+            "Share of orders in the main channel.",
+            requires="channel",
+            low=0,
+            high=1,
         ),
         FeatureSpec(
             "lifecycle_stage",
@@ -94,8 +121,12 @@ def _registry(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
             "categorical",
         ),
         FeatureSpec("historic_ltv", "Classic LTV: order value x orders per year x lifespan."),
-        FeatureSpec("season_sin", "Day of year of the cutoff on the unit circle: sine."),
-        FeatureSpec("season_cos", "Day of year of the cutoff on the unit circle: cosine."),
+        FeatureSpec(
+            "season_sin", "Day of year of the cutoff on the unit circle: sine.", low=-1, high=1
+        ),
+        FeatureSpec(
+            "season_cos", "Day of year of the cutoff on the unit circle: cosine.", low=-1, high=1
+        ),
         FeatureSpec(
             "acquisition_channel",
             "Channel the customer was acquired through (customers table).",
@@ -106,5 +137,6 @@ def _registry(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
             "days_since_signup",
             "Days from signup to the cutoff (missing if signup is after the cutoff).",
             requires="customers.signup_date",
+            low=0,
         ),
     )

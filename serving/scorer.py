@@ -40,6 +40,17 @@ Scored = tuple[Customer, list[dict]]  # the policy's view of a scored customer, 
 KNOWN_VALUES = {"rfm_segment": RFM_SEGMENTS, "lifecycle_stage": LIFECYCLE_STAGES}
 
 
+def _out_of_bounds(value: float, low: float | None, high: float | None) -> str | None:
+    """How a feature value lies outside what the builders make, or None."""
+    if low is not None and high is not None:
+        return None if low <= value <= high else f"outside {low:g}..{high:g}"
+    if low is not None and value < low:
+        return f"below {low:g}"
+    if high is not None and value > high:
+        return f"above {high:g}"
+    return None
+
+
 @dataclass(frozen=True)
 class Scorer:
     champions: Champions
@@ -74,6 +85,12 @@ class Scorer:
     @functools.cached_property
     def categorical_features(self) -> set[str]:
         return {s.name for s in feature_registry(self.feature_config) if s.kind == "categorical"}
+
+    @functools.cached_property
+    def feature_bounds(self) -> dict[str, tuple[float | None, float | None]]:
+        """What the builders can produce, per bounded feature (a row outside is a mistake)."""
+        specs = feature_registry(self.feature_config)
+        return {s.name: (s.low, s.high) for s in specs if s.low is not None or s.high is not None}
 
     @functools.cached_property
     def known_features(self) -> set[str]:
@@ -137,6 +154,10 @@ class Scorer:
                     )
             elif isinstance(value, str):
                 problems.append(f"features.{name}: expected a number, got {value!r}")
+            elif name in self.feature_bounds:
+                wrong = _out_of_bounds(value, *self.feature_bounds[name])
+                if wrong is not None:
+                    problems.append(f"features.{name}: {value:g} is {wrong}")
         return problems
 
     def feature_groups(self, customers: Sequence[CustomerIn]) -> list[FeatureColumns]:

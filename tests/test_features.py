@@ -262,3 +262,19 @@ def test_same_weeks_last_year_lie_wholly_before_the_cutoff(feature_config):
     c = build_features(frame(rows, COLUMNS), CUTOFF, feature_config).loc["001"]
     assert c["spend_last_year_90d"] == pytest.approx(60.0)
     assert c["orders_last_year_90d"] == 2
+
+
+def test_every_feature_stays_within_its_registry_bounds(small_sample_config, feature_config):
+    """The service refuses feature rows outside these bounds, so the builders must never make
+    one: checked on a sample with refunds, categories, channels and signups, early and late."""
+    tx, customers = parsed_sample(generate_sample(small_sample_config))
+    bounded = [s for s in feature_registry(feature_config) if (s.low, s.high) != (None, None)]
+    for cutoff in ("2023-04-15", "2025-06-30"):
+        table = build_features(tx, cutoff, feature_config, customers)
+        for spec in bounded:
+            values = table[spec.name].dropna().to_numpy("float64")
+            assert len(values), (cutoff, spec.name)
+            if spec.low is not None:
+                assert values.min() >= spec.low, (cutoff, spec.name, values.min())
+            if spec.high is not None:
+                assert values.max() <= spec.high, (cutoff, spec.name, values.max())
