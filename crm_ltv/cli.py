@@ -649,7 +649,7 @@ def tune(
     from crm_ltv.training.tuning import run_tuning
 
     split = split_inputs(inputs, config, feature_config, progress)
-    results = run_tuning(split, paths, config, tune_config, progress)
+    results = run_tuning(split, inputs, paths, config, tune_config, progress)
     for kind, result in results.items():
         typer.echo(
             f"{kind}: best validation loss {result.best_value:.5f} after {result.completed} "
@@ -901,7 +901,7 @@ def ab(
     progress = Progress()
     data_config = _data_config(paths, None, None, None, max_reject_share)
     loaded = load_campaign_input(data_config, paths, campaigns, progress)
-    segments = None
+    segments, segment_files = None, []
     if by is not None:
         from crm_ltv.experiments.segments import segments_at_send
 
@@ -909,6 +909,9 @@ def ab(
             paths, progress, transactions, customers, None, None, None, max_reject_share
         )
         progress(f"segments at each send time: {by}")
+        from crm_ltv.training.tracking import input_sources
+
+        segment_files = input_sources(inputs)
         segments = segments_at_send(
             loaded.frame,
             by,
@@ -926,7 +929,9 @@ def ab(
         ab_config = ab_config.model_copy(
             update={"expected_treatment_share": expected_treatment_share}
         )
-    result = run_ab(loaded.frame, loaded.report.source, paths, ab_config, by, segments)
+    result = run_ab(
+        loaded.frame, loaded.report.source, paths, ab_config, by, segments, segment_files
+    )
     typer.echo(format_ab(result.by_action, ["action"]))
     if result.by_segment is not None:
         typer.echo(f"\nby action and {by} at send time")
@@ -1015,7 +1020,7 @@ def cohorts(
     progress("cohorts, lifecycle transitions and LTV:CAC; logging to MLflow")
     from crm_ltv.experiments.jobs import run_cohorts
     from crm_ltv.experiments.text import format_ltv_cac, format_retention, format_transitions
-    from crm_ltv.experiments.tracking import input_datasets
+    from crm_ltv.experiments.tracking import input_datasets, input_sources
 
     result = run_cohorts(
         inputs.transactions.frame,
@@ -1026,6 +1031,7 @@ def cohorts(
         as_cutoff(start) if start else None,
         as_cutoff(end) if end else None,
         input_datasets(inputs),
+        input_sources(inputs),
     )
     typer.echo(format_retention(result.retention, result.headline))
     typer.echo("\n" + format_transitions(result.transitions, result.start, result.end))
@@ -1078,11 +1084,12 @@ def uplift(
     progress("loading the training libraries (LightGBM, MLflow)")
     from crm_ltv.experiments.uplift import format_uplift
     from crm_ltv.experiments.uplift_job import run_uplift
-    from crm_ltv.training.tracking import input_datasets, tracking_uri
+    from crm_ltv.training.tracking import input_datasets, input_sources, tracking_uri
 
     result = run_uplift(
         loaded.frame, loaded.report.source, inputs.transactions.frame, inputs.customers_frame,
         paths, _feature_config(paths), config, truth, progress, input_datasets(inputs),
+        input_sources(inputs),
     )  # fmt: skip
     typer.echo(format_uplift(result.table))
     verdict = f"now {config.alias}" if result.promoted else "not promoted"
@@ -1181,14 +1188,23 @@ def policy_eval(
         _check_simulation_input(paths, inputs)
     progress("loading the training libraries (LightGBM, MLflow)")
     from crm_ltv.experiments import policy_eval_job as job
-    from crm_ltv.training.tracking import input_datasets, setup_tracking, tracking_uri
+    from crm_ltv.training.tracking import (
+        input_datasets,
+        input_sources,
+        setup_tracking,
+        tracking_uri,
+    )
 
     setup_tracking(paths, config.experiment)
-    uplift = _uplift_champion(experiments, progress)
+    uplift_version, uplift = _uplift_champion(experiments, progress)
     arms, costs = arms_of(nba), arm_costs(nba)
-    params: dict[str, object] = {"response_window_days": window}
+    # the versions that decided: the uplift policy's effects and, simulated, the scores
+    params: dict[str, object] = {"response_window_days": window, "uplift_version": uplift_version}
     if decisions is None:
-        history, effects = _simulated_history(paths, inputs, nba, config, window, uplift, progress)
+        history, effects, versions = _simulated_history(
+            paths, inputs, nba, config, window, uplift, progress
+        )
+        params |= {f"{kind}_version": v for kind, v in versions.items()}
         params |= job.simulation_params(config.simulation)
     else:
         from crm_ltv.experiments.outcomes import read_decisions
@@ -1203,7 +1219,10 @@ def policy_eval(
     policies = rivals(history.contexts, effects=effects)
     if uplift is None:
         progress("no uplift champion (`crm-ltv uplift`): the uplift policy is skipped")
-    result = job.run_policy_eval(history, policies, paths, config, input_datasets(inputs), params)
+    files = [*input_sources(inputs), *([decisions] if decisions is not None else [])]
+    result = job.run_policy_eval(
+        history, policies, paths, config, input_datasets(inputs), params, files
+    )
     typer.echo(job.format_policy_table(result.table))
     for name, note in result.notes.items():
         typer.echo(f"  {name}: {note}")
@@ -1214,17 +1233,19 @@ def policy_eval(
     typer.echo(f"MLflow run {result.run_id} in experiment {config.experiment!r} at {uri}")
 
 
-def _uplift_champion(experiments: ExperimentsConfig, progress: Progress) -> UpliftBundle | None:
-    """The registered uplift champion's bundle, or None."""
+def _uplift_champion(
+    experiments: ExperimentsConfig, progress: Progress
+) -> tuple[str, UpliftBundle | None]:
+    """The registered uplift champion's version and bundle, or "none" and None."""
     from crm_ltv.training.registry import load_uplift_champion
 
     config = experiments.uplift
     champion = load_uplift_champion(config.model_name, config.alias)
     if champion is None:
-        return None
+        return "none", None
     found, bundle = champion
     progress(f"uplift: {config.model_name} v{found.version} ({config.alias})")
-    return bundle
+    return str(found.version), bundle
 
 
 def _uplift_effects(
@@ -1268,8 +1289,9 @@ def _simulated_history(
     window: int,
     uplift: UpliftBundle | None,
     progress: Progress,
-) -> tuple[History, dict | None]:
-    """A history simulated on the sample at the last cutoff whose window is in the data."""
+) -> tuple[History, dict | None, dict[str, str]]:
+    """A history simulated on the sample at the last cutoff whose window is in the data; the
+    effects of the uplift model, and the versions of the models that scored it."""
     import numpy as np
     import pandas as pd
 
@@ -1299,7 +1321,7 @@ def _simulated_history(
         load_config(SampleConfig, paths.config_file("sample")),
         arms_of(nba), arm_costs(nba), logging, window, sim.seed,
     )  # fmt: skip
-    return history, effects
+    return history, effects, champions.versions
 
 
 def main() -> None:  # pragma: no cover - the `crm-ltv` entry point

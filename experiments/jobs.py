@@ -26,7 +26,6 @@ from crm_ltv.experiments.tracking import (
 )
 from crm_ltv.features.config import FeatureConfig
 from crm_ltv.features.paths import Paths
-from crm_ltv.training.tracking import file_sha256
 
 AB_NOTE = (
     "A/B tests of CRM campaigns (`crm-ltv ab`): per action, and per segment at send time when "
@@ -63,8 +62,10 @@ def run_ab(
     config: AbConfig,
     by: str | None = None,
     segments: pd.Series | None = None,
+    segment_files: Sequence[Path] = (),
 ) -> AbResult:
-    """Per action (and per action and `by` segment, given as `segments` aligned with the rows)."""
+    """Per action (and per action and `by` segment, given as `segments` aligned with the rows,
+    read from `segment_files`: their hash joins the campaigns file's on the run)."""
     frame = campaigns if by is None else campaigns.assign(**{by: segments})
     outcomes = ab.campaign_outcomes(frame)
     by_action = ab.ab_table(outcomes, config)
@@ -85,7 +86,9 @@ def run_ab(
         + _ab_headline(by_action)
     )
     name = "ab by action" + (f" and {by}" if by else "")
-    with experiment_run(paths, config.experiment, AB_NOTE, name, run_note, "ab") as run_id:
+    with experiment_run(
+        paths, config.experiment, AB_NOTE, name, run_note, "ab", (source, *segment_files)
+    ) as run_id:
         mlflow.log_params(
             {
                 "campaigns_file": str(source),
@@ -99,7 +102,6 @@ def run_ab(
                 "expected_treatment_share": config.expected_treatment_share,
             }
         )
-        mlflow.set_tag("data_sha256", file_sha256(source))
         datasets = file_datasets([("campaigns", campaigns, source)])
         log_datasets(datasets, "ab")
         log_metrics(_ab_headline_metrics(by_action))
@@ -229,6 +231,7 @@ def run_cohorts(
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
     datasets: Sequence[Any] = (),
+    data_files: Sequence[Path] = (),
 ) -> CohortResult:
     """Retention, transitions from `start` to `end` (default: the last transaction and
     config.transition_months before it) and, with acquisition costs, LTV:CAC at `end`."""
@@ -261,7 +264,7 @@ def run_cohorts(
         )
     )
     with experiment_run(
-        paths, config.experiment, COHORT_NOTE, "cohorts", run_note, "cohorts"
+        paths, config.experiment, COHORT_NOTE, "cohorts", run_note, "cohorts", data_files
     ) as run_id:
         mlflow.log_params(
             {

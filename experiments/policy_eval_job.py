@@ -231,6 +231,7 @@ def run_policy_eval(
     config: PolicyEvalConfig,
     datasets: Sequence[Any] = (),
     params: Mapping[str, object] | None = None,
+    data_files: Sequence[Path] = (),
 ) -> PolicyEvalResult:
     """Estimate every policy, add the true values where known, log the run."""
     table = policy_eval.estimate_policies(
@@ -251,7 +252,9 @@ def run_policy_eval(
             ) & (table["true_value"] <= table[f"ci_high_{estimator}"])
     table = table.sort_values("estimated_value_dr", ascending=False, ignore_index=True)
     note = _run_note(table, history)
-    with experiment_run(paths, config.experiment, NOTE, "policy-eval", note, "policy-eval") as rid:
+    with experiment_run(
+        paths, config.experiment, NOTE, "policy-eval", note, "policy-eval", data_files
+    ) as rid:
         mlflow.log_params(
             {
                 "decisions": len(history.logged.action),

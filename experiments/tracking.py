@@ -17,10 +17,12 @@ from crm_ltv.features.paths import Paths
 from crm_ltv.training.tracking import (
     NOTE,
     file_datasets,
-    git_commit,
+    inherited_provenance,
     input_datasets,
+    input_sources,
     log_datasets,
     log_figure,
+    log_provenance,
     log_table,
     setup_tracking,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "experiment_run",
     "file_datasets",
     "input_datasets",
+    "input_sources",
     "log_children",
     "log_datasets",
     "log_figure",
@@ -37,7 +40,6 @@ __all__ = [
     "metric_key",
 ]
 DIGITS = 4  # metric values as people read them in the runs table
-CODE = Path(__file__).resolve().parent  # the commit of the code that ran, not of the home
 
 
 @contextmanager
@@ -48,12 +50,15 @@ def experiment_run(
     run_name: str,
     run_note: str,
     kind: str = "experiment",
+    data_files: Sequence[Path | None] = (),
 ) -> Iterator[str]:
     """A run in `experiment` (created if needed), both described, tagged `kind` (the command:
-    its child runs carry their own kind); yields the run id."""
+    its child runs carry their own kind) and its provenance: the commit, and the hash of every
+    file in `data_files` (the files the run read); yields the run id."""
     setup_tracking(paths, experiment, experiment_note)
     with mlflow.start_run(run_name=run_name) as run:
-        mlflow.set_tags({NOTE: run_note, "git_commit": git_commit(CODE), "kind": kind})
+        mlflow.set_tags({NOTE: run_note, "kind": kind})
+        log_provenance(*data_files)
         yield run.info.run_id
 
 
@@ -68,9 +73,10 @@ def log_children(
     every one with the same metric names, so the runs table and chart view compare them side
     by side; tag `kind` names what a unit is. Returns the child run ids by unit."""
     ids = {}
+    provenance = inherited_provenance()
     for name, metrics in units.items():
         with mlflow.start_run(run_name=name, nested=True, description=notes.get(name)) as child:
-            mlflow.set_tags({"kind": kind, kind: name, **(tags or {}).get(name, {})})
+            mlflow.set_tags({"kind": kind, kind: name, **provenance, **(tags or {}).get(name, {})})
             log_datasets(datasets, kind)
             log_metrics(metrics)
             ids[name] = child.info.run_id

@@ -115,9 +115,11 @@ def run_uplift(
     truth: pd.DataFrame | None = None,
     progress: Callable[[str], None] = lambda _: None,
     datasets: Sequence[Any] = (),
+    data_files: Sequence[Path] = (),
 ) -> UpliftResult:
-    """`datasets`: the transactions (and customers) files as MLflow datasets; the campaigns
-    file's is added here. `truth`: the sample's truth_campaigns table, when it is the sample."""
+    """`datasets`, `data_files`: the transactions (and customers) files as MLflow datasets and
+    as paths (hashed with the campaigns file for the run); the campaigns file's dataset is added
+    here. `truth`: the sample's truth_campaigns table, when it is the sample."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     progress(f"features at {campaigns['sent_at'].nunique()} send times (history before each)")
     table = features_at_send(campaigns, transactions, features, customers)
@@ -174,7 +176,9 @@ def run_uplift(
     notes = {"small": small, "uncontrolled": uncontrolled, "outside": outside, "pooled": pooled}
     run_note = _run_note(evaluation, contacts, source, notes, interval)
 
-    with experiment_run(paths, config.experiment, NOTE, "uplift", run_note, "uplift") as run_id:
+    with experiment_run(
+        paths, config.experiment, NOTE, "uplift", run_note, "uplift", (source, *data_files)
+    ) as run_id:
         comparison = _compare_champion(config, evaluation, contacts, bundle)
         promote, reason = _decide(config, metric, comparison)
         champion = comparison.champion
@@ -193,7 +197,6 @@ def run_uplift(
                 "actions_outside_catalogue": ",".join(outside) or "none",
             }
         )
-        mlflow.set_tag("data_sha256", file_sha256(source))
         every = [*file_datasets([("campaigns", campaigns, source)]), *datasets]
         log_datasets(every, "uplift")
         log_metrics(

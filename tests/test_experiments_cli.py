@@ -9,6 +9,7 @@ import pytest
 
 from crm_ltv.experiments.cohorts import NOT_YET
 from crm_ltv.experiments.jobs import AB_METRICS
+from crm_ltv.training.tracking import file_sha256
 from tests.conftest import new_home, run
 
 
@@ -47,10 +48,15 @@ def test_ab_prints_a_row_per_action_and_logs_its_experiment(home):
     assert "contacts with an outcome" in found.data.tags["mlflow.note.content"]
     assert found.data.metrics["actions"] == 4
     assert [d.dataset.name for d in found.inputs.dataset_inputs] == ["campaigns"]
+    # the hash of every file read: the segments come from the transactions and customers
+    sample = home / "data" / "sample"
+    read = [sample / f"{t}.csv" for t in ("campaigns", "transactions", "customers")]
+    assert found.data.tags["data_sha256"] == file_sha256(*read)
     children = client.search_runs(
         [experiment.experiment_id], f"tags.mlflow.parentRunId = '{found.info.run_id}'"
     )  # one per action and segment with the same metric names (a figure a tiny segment lacks,
     # e.g. an interval, is left out rather than logged as NaN)
+    assert {c.data.tags["data_sha256"] for c in children} == {file_sha256(*read)}
     names = set(AB_METRICS.values())
     assert all(
         {"customers_treatment", "srm_p_value"} <= set(c.data.metrics) <= names for c in children
@@ -115,6 +121,9 @@ def test_cohorts_prints_retention_transitions_and_ltv_cac_and_logs_them(home):
     assert 0 < found.data.metrics["retention_month_1"] < 1
     names = {d.dataset.name for d in found.inputs.dataset_inputs}
     assert names == {"transactions", "customers"}
+    sample = home / "data" / "sample"
+    read = file_sha256(sample / "transactions.csv", sample / "customers.csv")
+    assert found.data.tags["data_sha256"] == read and found.data.tags["git_commit"]
     children = {
         c.data.tags["channel"]: c
         for c in client.search_runs(

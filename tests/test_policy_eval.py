@@ -30,6 +30,7 @@ from crm_ltv.serving.policies import (
     policy_customers,
     rival_policies,
 )
+from crm_ltv.training.tracking import file_sha256
 from tests.conftest import CONFIGS, frame, run
 
 
@@ -203,6 +204,11 @@ def test_policy_eval_on_the_sample_covers_the_true_values(trained_home):
     runs = mlflow.search_runs([experiment.experiment_id], output_format="pandas")
     parent = runs[runs["tags.kind"] == "policy-eval"].iloc[0]
     assert "| policy | DR" in parent["tags.mlflow.note.content"]
+    sample = home / "data" / "sample"
+    read = file_sha256(sample / "transactions.csv", sample / "customers.csv")
+    assert parent["tags.data_sha256"] == read
+    assert parent["params.uplift_version"] == "none"
+    assert parent["params.churn_version"] and parent["params.ltv_version"]  # scored the history
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
     assert sorted(children["tags.policy"]) == sorted(
         ["priors", "best_single", "churn_risk", "random", "nothing"]

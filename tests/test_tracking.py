@@ -1,10 +1,16 @@
-"""The data hash recorded on every run: the input files' bytes, whatever caches it."""
+"""What every run records to be reproduced: the input files' hash (their bytes, whatever
+caches it), the commit and any uncommitted change."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+from pathlib import Path
 
+import mlflow
+
+from crm_ltv.training import tracking
 from crm_ltv.training.tracking import file_sha256
 
 
@@ -22,3 +28,47 @@ def test_the_data_hash_is_the_files_bytes_and_follows_a_rewrite(tmp_path):
     os.utime(one, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert file_sha256(one) != before
     assert file_sha256(one) == hashlib.sha256(one.read_bytes()).hexdigest()
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_a_run_records_the_commit_the_data_and_any_uncommitted_change(tmp_path, monkeypatch):
+    """Two runs of one '-dirty' commit can differ: the diff goes with the run, hashed."""
+    repo = tmp_path / "code"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "model.py").write_text("ROUNDS = 1\n")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    commit = _git(repo, "rev-parse", "HEAD")
+    monkeypatch.setattr(tracking, "CODE", repo)
+    data = tmp_path / "tx.csv"
+    data.write_text("customer_id,timestamp,amount\nc1,2024-01-01,5\n")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as clean:
+            assert tracking.log_provenance(data, None) == {
+                "git_commit": commit,
+                "data_sha256": file_sha256(data),
+            }
+        (repo / "model.py").write_text("ROUNDS = 2\n")
+        with mlflow.start_run() as dirty:
+            tags = tracking.log_provenance()  # no input files: no data hash
+            inherited = tracking.inherited_provenance()  # read in the parent, for its children
+            with mlflow.start_run(nested=True) as child:
+                mlflow.set_tags(inherited)
+        client = mlflow.MlflowClient()
+        diff = client.download_artifacts(dirty.info.run_id, "code/uncommitted.diff", tmp_path)
+        text = Path(diff).read_text()
+        assert "-ROUNDS = 1" in text and "+ROUNDS = 2" in text
+        assert tags == {
+            "git_commit": f"{commit}-dirty",
+            "git_diff_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        }
+        assert client.get_run(child.info.run_id).data.tags.items() >= tags.items()
+        assert "git_diff_sha256" not in client.get_run(clean.info.run_id).data.tags
+    finally:
+        mlflow.set_tracking_uri("")

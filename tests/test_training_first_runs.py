@@ -6,11 +6,13 @@ files run side by side under `make test`'s workers.)"""
 from __future__ import annotations
 
 import json
+import re
 
 import mlflow
 import yaml
 
-from tests.conftest import mlflow_client, new_home, run, without_baseline_gate
+from crm_ltv.training.tracking import file_sha256, git_commit
+from tests.conftest import ROOT, mlflow_client, new_home, run, without_baseline_gate
 
 
 def test_too_short_a_history_fails_with_what_is_missing(tmp_path):
@@ -50,10 +52,12 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     assert run(home, "data", "--n-customers", "400").returncode == 0
     first = run(home, "tune", "--trials", "2")
     assert first.returncode == 0, first.stderr
-    assert "study crm-ltv-churn-h90: 0 trials done, 2 to go" in first.stderr
+    [study] = re.findall(
+        r"study (crm-ltv-churn-h90-[0-9a-f]{8}): 0 trials done, 2 to go", first.stderr
+    )
     again = run(home, "tune", "--trials", "3")
     assert again.returncode == 0, again.stderr
-    assert "study crm-ltv-churn-h90: 2 trials done, 1 to go" in again.stderr
+    assert f"study {study}: 2 trials done, 1 to go" in again.stderr
     saved = json.loads((home / "reports/best_params.json").read_text())
     assert saved["horizon_days"] == 90 and {"learning_rate", "num_leaves"} <= set(saved["churn"])
     client = mlflow_client(home)
@@ -63,6 +67,19 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     assert len(parents) == 2
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 2  # one nested run per new trial: one churn, one ltv
+    # provenance, as a training run has it, on the parent and on each trial
+    data = file_sha256(home / "data/sample/transactions.csv", home / "data/sample/customers.csv")
+    tags = parents[0].data.tags
+    assert tags["data_sha256"] == data and tags["git_commit"] == git_commit(ROOT)
+    assert parents[0].data.params["seed"] == "42"
+    assert {i.dataset.name for i in parents[0].inputs.dataset_inputs} == {
+        "transactions",
+        "customers",
+    }
+    logged = {a.path for a in client.list_artifacts(parents[0].info.run_id, "config")}
+    assert {"config/tune.yaml", "config/train.yaml", "config/train.json"} <= logged
+    for child in children:
+        assert child.data.tags["kind"] == "trial" and child.data.tags["data_sha256"] == data
     from crm_ltv.cli import _tuned_params
     from crm_ltv.features.paths import Paths
 
@@ -102,3 +119,21 @@ def test_a_version_from_before_bundles_gets_one_message_to_retrain(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "churn: churn v3 not promoted: champion v2 cannot be loaded" in again.stdout
     assert "left alone" in again.stdout
+
+
+def test_a_study_resumes_only_on_the_same_data_and_settings(train_config):
+    from crm_ltv.features.config import load_config
+    from crm_ltv.training.config import TuneConfig
+    from crm_ltv.training.tuning import _study_digest
+    from tests.conftest import CONFIGS
+
+    tune = load_config(TuneConfig, CONFIGS / "tune.yaml")
+    digest = _study_digest("a" * 64, train_config, tune)
+    assert digest == _study_digest("a" * 64, train_config, tune.model_copy(update={"trials": 99}))
+    assert digest != _study_digest("b" * 64, train_config, tune)  # other data
+    assert digest != _study_digest("a" * 64, train_config.model_copy(update={"seed": 7}), tune)
+    space = dict(tune.search_space)
+    space["learning_rate"] = space["learning_rate"].model_copy(update={"high": 0.3})
+    assert digest != _study_digest(
+        "a" * 64, train_config, tune.model_copy(update={"search_space": space})
+    )

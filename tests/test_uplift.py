@@ -31,6 +31,7 @@ from crm_ltv.features.config import SampleConfig, load_config
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.paths import Paths, default_config_file
 from crm_ltv.features.sample import generate_sample
+from crm_ltv.training.tracking import file_sha256
 from crm_ltv.training.uplift import UpliftBundle, XLearner, fit_uplift
 from tests.conftest import (
     CLI,
@@ -321,6 +322,10 @@ def test_uplift_command_registers_a_gated_model_and_logs_runs(trained, home):
         assert "held-out contacts" in child.data.tags["mlflow.note.content"]
     inputs = {d.dataset.name: d.dataset for d in parent.inputs.dataset_inputs}
     assert {"campaigns", "transactions"} <= set(inputs)
+    sample = home / "data" / "sample"
+    read = [sample / f"{t}.csv" for t in ("campaigns", "transactions", "customers")]
+    assert parent.data.tags["data_sha256"] == file_sha256(*read)  # not the campaigns' alone
+    assert {c.data.tags["data_sha256"] for c in children} == {file_sha256(*read)}
     assert inputs["campaigns"].source and "campaigns.csv" in inputs["campaigns"].source
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"plots/qini_purchase.png", "plots/uplift_curve_purchase.png"} <= artifacts

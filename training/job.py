@@ -47,10 +47,11 @@ from crm_ltv.training.registry import (
 )
 from crm_ltv.training.tracking import (
     NOTE,
-    file_sha256,
-    git_commit,
     input_datasets,
+    input_sources,
+    log_config_files,
     log_datasets,
+    log_provenance,
     setup_tracking,
 )
 
@@ -245,12 +246,8 @@ def _log_provenance(
     split: TimeSplit,
     tuned: dict[str, dict[str, Any]],
 ) -> dict[str, str]:
-    sources = [inputs.transactions.report.source]
-    if inputs.customers:
-        sources.append(inputs.customers.report.source)
     tags = {
-        "data_sha256": file_sha256(*sources),
-        "git_commit": git_commit(Path(__file__).resolve().parent),  # the code, not the home
+        **log_provenance(*input_sources(inputs)),
         "transactions": str(inputs.transactions.report.source),
         "customers": str(inputs.customers.report.source) if inputs.customers else "none",
         "tuned_params": str(paths.best_params_file) if tuned else "none",
@@ -282,8 +279,7 @@ def _log_provenance(
         }
     )
     mlflow.log_dict(config.model_dump(mode="json"), "config/train.json")
-    for area in ("data", "features", "train"):
-        mlflow.log_artifact(str(paths.config_file(area)), "config")
+    log_config_files(paths, ("data", "features", "train"))
     mlflow.log_dict({"features": split.feature_names}, "features.json")
     return tags
 

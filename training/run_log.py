@@ -23,7 +23,7 @@ from crm_ltv.training.datasets import OUT_OF_CUSTOMER, TimeSplit
 from crm_ltv.training.metrics import decile_table
 from crm_ltv.training.pipeline import Evaluation, TrainedModels
 from crm_ltv.training.reports import ltv_cac_report, segment_report
-from crm_ltv.training.tracking import log_datasets, log_figure, log_table
+from crm_ltv.training.tracking import inherited_provenance, log_datasets, log_figure, log_table
 
 MODEL_ORDER = ("lightgbm", "bgnbd", "rfm")
 DIGITS = 4  # metric values as people read them; the gate decides on the unrounded ones
@@ -100,11 +100,13 @@ def margins(evaluation: Evaluation) -> dict[str, float]:
 def log_model_runs(evaluation: Evaluation, datasets: Sequence[Any]) -> dict[str, str]:
     """One nested run per model and baseline with the shared metric names; their run ids."""
     ids = {}
+    provenance = inherited_provenance()
     for name in MODEL_ORDER:
         with mlflow.start_run(
             run_name=name, nested=True, description=MODEL_DESCRIPTIONS[name]
         ) as child:
-            mlflow.set_tags({"model": name, "kind": "model" if name == "lightgbm" else "baseline"})
+            kind = "model" if name == "lightgbm" else "baseline"
+            mlflow.set_tags({"model": name, "kind": kind, **provenance})
             log_datasets(datasets, "training")
             mlflow.log_metrics(model_metrics(evaluation, name))
             ids[name] = child.info.run_id

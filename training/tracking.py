@@ -18,6 +18,9 @@ from crm_ltv.features.inputs import Inputs, input_files
 from crm_ltv.features.paths import Paths
 
 NOTE = "mlflow.note.content"  # the description the MLflow UI shows on experiments and runs
+CODE = Path(__file__).resolve().parent  # the commit of the code that ran, not of the home
+# What reproduces a run, on the run and on each of its child runs (a search finds them too).
+PROVENANCE = ("data_sha256", "git_commit", "git_diff_sha256")
 
 
 def tracking_uri(paths: Paths) -> str:
@@ -131,6 +134,57 @@ def git_commit(root: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit
+
+
+def _uncommitted_diff(root: Path) -> str:
+    """`git diff HEAD`: what a '-dirty' commit does not say."""
+    try:
+        return subprocess.run(
+            ["git", "diff", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def input_sources(inputs: Inputs) -> list[Path]:
+    """The files a run read its transactions (and customers) from, in that order."""
+    sources = [Path(inputs.transactions.report.source)]
+    if inputs.customers is not None:
+        sources.append(Path(inputs.customers.report.source))
+    return sources
+
+
+def log_provenance(*files: Path | None) -> dict[str, str]:
+    """Tag the active run with what reproduces it: the hash of its input files (none: no
+    data_sha256), the code's commit and, when the checkout has uncommitted changes, their
+    diff (code/uncommitted.diff) and its hash, since two runs of one '-dirty' commit may
+    differ. Returns the tags."""
+    commit = git_commit(CODE)
+    tags = {"git_commit": commit}
+    given = [f for f in files if f is not None]
+    if given:
+        tags["data_sha256"] = file_sha256(*given)
+    if commit.endswith("-dirty"):
+        diff = _uncommitted_diff(CODE)
+        tags["git_diff_sha256"] = hashlib.sha256(diff.encode()).hexdigest()
+        mlflow.log_text(diff, "code/uncommitted.diff")
+    mlflow.set_tags(tags)
+    return tags
+
+
+def inherited_provenance() -> dict[str, str]:
+    """The active run's provenance tags, to set on the child runs it opens next."""
+    active = mlflow.active_run()
+    if active is None:
+        return {}
+    tags = mlflow.get_run(active.info.run_id).data.tags
+    return {k: tags[k] for k in PROVENANCE if k in tags}
+
+
+def log_config_files(paths: Paths, areas: Sequence[str]) -> None:
+    """The configs/<area>.yaml files the run read, under config/."""
+    for area in areas:
+        mlflow.log_artifact(str(paths.config_file(area)), "config")
 
 
 def log_table(frame: pd.DataFrame, name: str, decimals: int = 4) -> None:

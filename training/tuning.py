@@ -3,10 +3,14 @@
 Each trial calls the same `fit_churn` / `fit_ltv` as `make train` and is a nested MLflow run
 under one parent run (Optuna's own MLflow callback does not open that parent). Studies live in
 optuna.db, so an interrupted study resumes; `trials` is the target per study, not an increment.
+A study's name carries a digest of what its trials' losses depend on (the data, the training
+config, the search space): a tune on other data or settings starts a new study instead of
+extending one whose trials it could not compare with.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,13 +21,23 @@ import mlflow
 import optuna
 import pandas as pd
 
+from crm_ltv.features.config import config_digest
+from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
 from crm_ltv.training import plots
 from crm_ltv.training.config import TrainConfig, TuneConfig
 from crm_ltv.training.datasets import TimeSplit
 from crm_ltv.training.pipeline import ModelData, evaluate, fit_churn, fit_ltv
 from crm_ltv.training.run_log import experiment_description
-from crm_ltv.training.tracking import setup_tracking
+from crm_ltv.training.tracking import (
+    inherited_provenance,
+    input_datasets,
+    input_sources,
+    log_config_files,
+    log_datasets,
+    log_provenance,
+    setup_tracking,
+)
 
 Progress = Callable[[str], None]
 FITTERS = {"churn": fit_churn, "ltv": fit_ltv}
@@ -83,6 +97,8 @@ def _objective(
     tune: TuneConfig,
     progress: Progress,
 ) -> Callable[[optuna.Trial], float]:
+    provenance = inherited_provenance()
+
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune)
         pruned: optuna.TrialPruned | None = None
@@ -92,6 +108,7 @@ def _objective(
             description=f"Optuna trial {trial.number} of the {kind} model: its parameters, "
             "and its loss on the validation snapshot (pruned trials stop early).",
         ):
+            mlflow.set_tags({"kind": "trial", **provenance})
             mlflow.log_params({"model": kind, "trial": trial.number, **params})
             try:
                 model = FITTERS[kind](
@@ -129,9 +146,11 @@ def run_study(
     config: TrainConfig,
     tune: TuneConfig,
     storage: str,
+    data_sha256: str,
     progress: Progress = lambda _: None,
 ) -> StudyResult:
-    name = f"{tune.study_prefix}-{kind}-h{split.horizon_days}"
+    digest = _study_digest(data_sha256, config, tune)
+    name = f"{tune.study_prefix}-{kind}-h{split.horizon_days}-{digest}"
     study = optuna.create_study(
         study_name=name,
         storage=storage,
@@ -169,8 +188,17 @@ def run_study(
     )
 
 
+def _study_digest(data_sha256: str, config: TrainConfig, tune: TuneConfig) -> str:
+    """Eight hex digits of what a trial's loss depends on: the data, the training config
+    (features' windows show in the split, the seed and fixed params here) and the space."""
+    space = json.dumps({k: v.model_dump() for k, v in tune.search_space.items()}, sort_keys=True)
+    key = f"{data_sha256} {config_digest(config)} {space}"
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
 def run_tuning(
     split: TimeSplit,
+    inputs: Inputs,
     paths: Paths,
     config: TrainConfig,
     tune: TuneConfig,
@@ -192,10 +220,18 @@ def run_tuning(
         "which the next `make train` uses.",
     ):
         mlflow.set_tag("kind", "tuning")
-        mlflow.log_params({"trials": tune.trials, "horizon_days": split.horizon_days})
+        provenance = log_provenance(*input_sources(inputs))
+        log_datasets(input_datasets(inputs), "tuning")
+        mlflow.log_params(
+            {"trials": tune.trials, "horizon_days": split.horizon_days, "seed": config.seed}
+        )
+        mlflow.log_dict(config.model_dump(mode="json"), "config/train.json")
+        log_config_files(paths, ("data", "features", "train", "tune"))
         data = ModelData.of(split, config)  # BG/NBD inputs fitted once for every trial
         for kind in FITTERS:
-            result = run_study(kind, split, data, config, tune, storage, progress)
+            result = run_study(
+                kind, split, data, config, tune, storage, provenance["data_sha256"], progress
+            )
             results[kind] = result
             mlflow.log_params({f"best_{kind}_{k}": v for k, v in result.best_params.items()})
             mlflow.log_metrics(
