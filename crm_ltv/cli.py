@@ -97,6 +97,33 @@ def _user_errors(command: F) -> F:
     return run  # type: ignore[return-value]
 
 
+def _writable(path: Path, option: str) -> Path:
+    """`path` as an output: refused before any work when it is a folder or its folder cannot
+    be made or written (not after minutes of scoring)."""
+    from crm_ltv.features.config import ConfigError
+
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot make its folder ({exc.strerror})") from None
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"{option} {path}: its folder {path.parent} is not writable")
+    return path
+
+
+def _folder(path: Path, option: str) -> Path:
+    """`path` as an output folder, made if needed; refused when it is a file."""
+    from crm_ltv.features.config import ConfigError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file there, or under a file
+        raise ConfigError(f"{option} {path}: cannot be made a folder ({exc.strerror})") from None
+    return path
+
+
 def _parse_columns(pairs: list[str]) -> dict[str, str]:
     from crm_ltv.features.config import ConfigError
 
@@ -250,7 +277,7 @@ def init(
     """Write the default configs into FOLDER/configs for editing (each overrides its default)."""
     from crm_ltv.features.paths import CONFIG_AREAS, Paths, default_config_file
 
-    paths = Paths(folder.resolve()) if folder is not None else _paths()
+    paths = Paths(_folder(folder, "init").resolve()) if folder is not None else _paths()
     paths.configs_dir.mkdir(parents=True, exist_ok=True)
     for area in CONFIG_AREAS:
         target = paths.configs_dir / f"{area}.yaml"
@@ -289,7 +316,7 @@ def data(
     )
     sample = generate_sample(config)
     progress(f"writing {len(sample.transactions):,} transactions")
-    written = write_sample(sample, out or paths.sample_dir)
+    written = write_sample(sample, _folder(out, "--out") if out else paths.sample_dir)
     for name, path in written.items():
         typer.echo(f"{name:16s} {len(getattr(sample, name)):>10,} rows  {path}")
     progress("done")
@@ -516,6 +543,8 @@ def score(
         raise ConfigError(f"--out {out}: --engine dask writes a folder of Parquet parts")
     if not on_dask and out.suffix.lower() not in (".csv", ".parquet"):
         raise ConfigError(f"--out {out}: expected a .csv or .parquet file name")
+    if not on_dask:
+        _writable(out, "--out")
     paths = _paths()
     feature_config = _feature_config(paths)
     config = _train_config(paths)
@@ -526,6 +555,7 @@ def score(
     from crm_ltv.training.tracking import setup_tracking
 
     setup_tracking(paths, config.registry.experiment)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # progress is ours
     champions = load_champions(config.registry, progress)
     progress(
         f"champions: {champions.churn.name} v{champions.churn.version}, "
@@ -612,7 +642,8 @@ def promote(
     if model not in aliases:
         raise ConfigError(f"--model {model!r}: expected one of {', '.join(sorted(aliases))}")
     setup_tracking(paths, config.registry.experiment)
-    previous, chosen = promote_by_hand(model, version, aliases[model])
+    made_by = "crm-ltv uplift" if model == uplift.model_name else "crm-ltv train"
+    previous, chosen = promote_by_hand(model, version, aliases[model], made_by)
     before = f"v{previous}" if previous else "none"
     typer.echo(f"{model}: {aliases[model]} {before} -> v{chosen}")
 
@@ -802,7 +833,7 @@ def _bentoml_env(paths: Paths, progress: Progress) -> dict[str, str]:
 @app.command()
 @_user_errors
 def serve(
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 3000,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Copy the champion models into the BentoML store and serve POST /score."""
@@ -833,7 +864,7 @@ def bento() -> None:
 @app.command("mlflow-ui")
 @_user_errors
 def mlflow_ui(
-    port: Annotated[int, typer.Option(help="Port of the UI.")] = 5000,
+    port: Annotated[int, typer.Option(help="Port of the UI.", min=1, max=65535)] = 5000,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """The MLflow UI over the home's runs and registry; prints the links that open each
@@ -896,6 +927,11 @@ def ab(
 
     if by is not None and by not in SEGMENTS:
         raise ConfigError(f"--by {by!r}: expected one of {', '.join(SEGMENTS)}")
+    if by is None and (transactions is not None or customers is not None):
+        raise ConfigError(
+            "--transactions/--customers are read for the segments of --by only; add --by "
+            f"({', '.join(SEGMENTS)}) or leave them out"
+        )
     paths = _paths()
     config = _experiments_config(paths)
     progress = Progress()
@@ -1127,6 +1163,11 @@ def outcomes(
 
     paths = _paths()
     config = _experiments_config(paths).outcomes
+    target = _writable(out or paths.root / config.campaigns_file, "--out")
+    if target.suffix.lower() != ".csv":
+        from crm_ltv.features.config import ConfigError
+
+        raise ConfigError(f"--out {target}: outcomes writes a campaigns CSV; give a .csv name")
     progress = Progress()
     serving = load_config(ServingConfig, paths.config_file("serving"))
     log = decisions or paths.root / serving.decision_log
@@ -1135,15 +1176,19 @@ def outcomes(
     inputs = _read_inputs(paths, progress, transactions, None, None, None, None, max_reject_share)
     window = window_days or config.response_window_days
     result = decision_outcomes(frame, inputs.transactions.frame, window)
-    target = out or paths.root / config.campaigns_file
-    target.parent.mkdir(parents=True, exist_ok=True)
     result.campaigns.to_csv(target, index=False, date_format="%Y-%m-%dT%H:%M:%S")
     pending = None
     if len(result.pending):
         pending = target.with_name(f"{target.stem}_pending.csv")
         result.pending.to_csv(pending, index=False, date_format="%Y-%m-%dT%H:%M:%S")
     typer.echo(summary(result, target, pending, window))
-    if len(result.campaigns):
+    controls = int(result.campaigns["group"].astype(str).eq("control").sum())
+    if len(result.campaigns) and not controls:
+        typer.echo(
+            "next: no control contacts in this log (no holdout): `crm-ltv ab` and `crm-ltv "
+            "uplift` compare with controls; set holdout.share in configs/serving.yaml"
+        )
+    elif len(result.campaigns):
         share = result.expected_treatment_share
         split = f" --expected-treatment-share {share:.4f}" if share is not None else ""
         typer.echo(

@@ -25,6 +25,7 @@ from crm_ltv.experiments.tracking import (
     metric_key,
 )
 from crm_ltv.features.config import FeatureConfig
+from crm_ltv.features.contract import DataError
 from crm_ltv.features.paths import Paths
 
 AB_NOTE = (
@@ -55,6 +56,24 @@ class AbResult:
     run_id: str
 
 
+def _check_comparable(outcomes: ab.Outcomes, source: Path) -> None:
+    """Contacts without outcomes yet, or of one group only, have nothing to compare: say so
+    rather than print a table of NaN."""
+    frame = outcomes.frame
+    if frame.empty:
+        raise DataError(
+            f"campaigns {source}: none of the {outcomes.without_outcome:,} contacts has an "
+            "outcome yet (converted and revenue blank): nothing to compare until their response "
+            "windows are over"
+        )
+    groups = set(frame["group"].astype(str))
+    if len(groups) < 2:
+        raise DataError(
+            f"campaigns {source}: every contact with an outcome is in the {groups.pop()!r} "
+            f"group; an A/B comparison needs both {ab.TREATMENT!r} and {ab.CONTROL!r}"
+        )
+
+
 def run_ab(
     campaigns: pd.DataFrame,
     source: Path,
@@ -68,6 +87,7 @@ def run_ab(
     read from `segment_files`: their hash joins the campaigns file's on the run)."""
     frame = campaigns if by is None else campaigns.assign(**{by: segments})
     outcomes = ab.campaign_outcomes(frame)
+    _check_comparable(outcomes, source)
     by_action = ab.ab_table(outcomes, config)
     by_segment = ab.ab_table(outcomes, config, by) if by is not None else None
     sent = outcomes.frame["sent_at"]
@@ -237,9 +257,13 @@ def run_cohorts(
     config.transition_months before it) and, with acquisition costs, LTV:CAC at `end`."""
     end = end if end is not None else transactions["timestamp"].max()
     start = start if start is not None else end - pd.DateOffset(months=config.transition_months)
-    retention = cohorts.cohort_retention(
-        transactions.loc[transactions["timestamp"] <= end], config.max_months
-    )
+    upto = transactions.loc[transactions["timestamp"] <= end]
+    if not (upto["amount"] > 0).any():
+        raise DataError(
+            f"transactions: no purchase up to {end:%Y-%m-%d} (the data's first line is dated "
+            f"{transactions['timestamp'].min():%Y-%m-%d}): no cohort yet; give a later --to"
+        )
+    retention = cohorts.cohort_retention(upto, config.max_months)
     headline = cohorts.retention_headline(retention, config.headline_months)
     transitions = cohorts.lifecycle_transitions(transactions, start, end, features, customers)
     ltv_cac = None

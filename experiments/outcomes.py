@@ -95,11 +95,16 @@ def read_decisions(path: Path) -> pd.DataFrame:
         raise DataError(
             f"{path}: no decision log (the service writes it: serving.yaml decision_log)"
         )
+    if not path.is_file():
+        raise DataError(f"{path}: not a file (a decision log is one JSON line per decision)")
     rows = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                rows.append(_read_line(path, number, line))
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if line.strip():
+                    rows.append(_read_line(path, number, line))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not rows:
         raise DataError(f"{path}: no decisions")
     frame = pd.DataFrame(rows)

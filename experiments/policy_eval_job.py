@@ -194,14 +194,20 @@ def logged_history(
         costs,
         contexts["customer_id"].astype(str).to_numpy(),
     )
-    left_out = {"repeated": kept.repeated, "overlapping": kept.overlapping}
+    left_out = {
+        "repeated": kept.repeated,
+        "overlapping": kept.overlapping,
+        "window_not_over": int(open_.sum()),
+    }
+    said = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in left_out.items() if n)
     return History(
         logged,
         contexts,
         _candidates(frame, arms),
-        f"{len(frame):,} decisions of {contexts['customer_id'].nunique():,} customers in {source}",
+        f"{len(frame):,} decisions of {contexts['customer_id'].nunique():,} customers in {source}"
+        + (f" (left out: {said})" if said else ""),
         None,
-        left_out | {"window_not_over": int(open_.sum())},
+        left_out,
     )
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from crm_ltv.features.contract import TRANSACTIONS, DataError, naive_utc
+from crm_ltv.features.contract import TRANSACTIONS, DataError, naive_utc, out_of_range_year
 
 SECONDS_PER_DAY = 86_400
 EPOCH = datetime(1970, 1, 1)
@@ -216,6 +216,9 @@ def as_cutoff(cutoff: str | pd.Timestamp) -> pd.Timestamp:
         raise DataError(f"cutoff {cutoff!r} is not a date or timestamp") from None
     if stamp is pd.NaT:
         raise DataError(f"cutoff {cutoff!r} is not a date or timestamp")
+    outside = out_of_range_year(stamp.year)  # as the data's own dates; 2300 overflowed later
+    if outside is not None:
+        raise DataError(f"cutoff {cutoff!r}: {outside}")
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
 
 

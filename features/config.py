@@ -49,6 +49,18 @@ class SourceConfig(_Frozen):
     # source column -> prefixes whose lines are left out
     exclude_prefix: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
+    @field_validator("timestamp_format")
+    @classmethod
+    def _known_directives(cls, value: str) -> str:
+        """A format pandas cannot use fails here, naming it, not in the middle of a load."""
+        import pandas as pd
+
+        try:
+            pd.to_datetime(pd.Series(["2024-01-31 10:00:00"]), format=value, errors="coerce")
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a usable format: {exc}") from None
+        return value
+
     @field_validator("exclude_prefix")
     @classmethod
     def _no_empty_prefix(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
@@ -145,7 +157,7 @@ class CampaignConfig(_Frozen):
 
 
 class SampleConfig(_Frozen):
-    seed: int = 42
+    seed: int = Field(42, ge=0)
     n_customers: int = Field(50_000, ge=10)
     start_date: dt.date = dt.date(2023, 1, 1)
     years: float = Field(3.0, gt=0)
@@ -180,9 +192,11 @@ def load_config(model: type[ConfigT], path: Path) -> ConfigT:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return _validate(model, raw, str(path))
 
 
@@ -197,7 +211,8 @@ def _validate(model: type[ConfigT], raw: object, where: str) -> ConfigT:
         return model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: "
+            + err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         )
         raise ConfigError(f"{where}: {problems}") from None

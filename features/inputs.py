@@ -22,6 +22,7 @@ from crm_ltv.features.loading import (
     load_campaigns,
     load_customers,
     load_transactions,
+    some_rows,
 )
 from crm_ltv.features.paths import Paths
 
@@ -78,7 +79,9 @@ def load_inputs(
 ) -> Inputs:
     tx_path, customers = input_paths(config, paths, transactions, customers)
     progress(f"loading transactions from {tx_path}")
-    tx = load_transactions(tx_path, config.transactions, config.validation, paths.rejects_dir)
+    tx = some_rows(
+        load_transactions(tx_path, config.transactions, config.validation, paths.rejects_dir)
+    )
     progress(tx.report.summary())
     loaded_customers = None
     if customers is not None:
@@ -100,6 +103,6 @@ def load_campaign_input(
     source = config.campaigns or SourceConfig()
     path = campaigns or source.path or paths.sample_table("campaigns")
     progress(f"loading campaigns from {path}")
-    loaded = load_campaigns(path, source, config.validation, paths.rejects_dir)
+    loaded = some_rows(load_campaigns(path, source, config.validation, paths.rejects_dir))
     progress(loaded.report.summary())
     return loaded

@@ -238,9 +238,23 @@ def _layout(schema: TableSchema, source: SourceConfig, raw: pd.DataFrame, path: 
         if factors:
             absent = ", ".join(_quoted(f, names) for f in factors if f not in found)
             message += f", and no {' x '.join(factors)} to compute it from ({absent} missing)"
-        raise DataError(f"{message}; columns present: {', '.join(map(str, raw.columns))}")
+        raise DataError(
+            f"{message}; columns present: {', '.join(map(str, raw.columns))}"
+            + _separator_hint(raw.columns, source.sep)
+        )
     parsed = tuple(found[c.name] for c in schema.columns if c.name in found)
     return _Layout(schema, names, parsed, tuple(computed))
+
+
+def _separator_hint(columns: pd.Index, sep: str) -> str:
+    """A file read with the wrong separator shows one column whose name holds the others."""
+    if len(columns) != 1:
+        return ""
+    for other in (";", "\t", "|", ","):
+        if other != sep and other in str(columns[0]):
+            shown = "\\t" if other == "\t" else other
+            return f" (one column: is the separator '{shown}'? give --sep '{shown}')"
+    return ""
 
 
 def _quoted(name: str, names: dict[str, str]) -> str:
@@ -492,6 +506,14 @@ def load_transactions(
 ) -> Loaded:
     loaded = load_table(TRANSACTIONS, source, path, validation, rejects_dir)
     return Loaded(sort_transactions(loaded.frame), loaded.report)
+
+
+def some_rows(loaded: Loaded) -> Loaded:
+    """A table of which no row is usable stops here with its summary (every line anonymous,
+    excluded or rejected under a reject limit of 1), not later at an empty cutoff."""
+    if loaded.report.rows_loaded == 0:
+        raise DataError(f"no usable row in {loaded.report.source}:\n{loaded.report.summary()}")
+    return loaded
 
 
 def load_customers(

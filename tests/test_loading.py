@@ -83,6 +83,12 @@ def test_missing_required_column_lists_the_columns_present(tmp_path):
         _load(path, tmp_path, mapped)
 
 
+def test_a_wrong_separator_is_suggested(tmp_path):
+    path = _write(tmp_path, ["a;2024-01-01;1"], header="customer_id;timestamp;amount\n")
+    with pytest.raises(DataError, match="is the separator ';'\\? give --sep ';'"):
+        _load(path, tmp_path)
+
+
 def test_unknown_mapping_name_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"names 'client'.*contract columns: customer_id"):
         _load(_write(tmp_path, GOOD), tmp_path, SourceConfig(columns={"client": "x"}))

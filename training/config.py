@@ -5,6 +5,7 @@ They reuse the features area's loader, so a bad file fails the same way (file an
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,7 +17,7 @@ class _Frozen(BaseModel):
 
 class SnapshotConfig(_Frozen):
     every_days: int = Field(30, ge=1)
-    horizon_days: int = Field(90, ge=1)
+    horizon_days: int = Field(90, ge=1, le=3650)  # ten years; more overflowed date arithmetic
     min_history_days: int = Field(180, ge=0)
 
 
@@ -38,7 +39,42 @@ class BoosterConfig(_Frozen):
         clash = reserved & set(self.params)
         if clash:
             raise ValueError(f"params: {sorted(clash)} are set by the project, not in params")
+        _check_lightgbm_params(self.params)
         return self
+
+
+def _check_lightgbm_names(names: Iterable[str], where: str) -> None:
+    import difflib
+
+    import lightgbm as lgb
+
+    aliases = lgb.basic._ConfigAliases._get_all_param_aliases()  # LightGBM 4.7's own table
+    known = {a for names_ in aliases.values() for a in names_}
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{where}.{name}: not a LightGBM parameter{hint}")
+
+
+def _check_lightgbm_params(params: dict[str, Any]) -> None:
+    """LightGBM ignores a misspelt name (silently, at the project's verbosity) and refuses a
+    mistyped value only once training starts, after the data work: check both here."""
+    if not params:
+        return
+    import lightgbm as lgb
+    import numpy as np
+
+    _check_lightgbm_names(params, "params")
+    x = np.arange(40, dtype="float64").reshape(20, 2)
+    try:  # one round on 20 rows: LightGBM parses every value as it would in training
+        lgb.train(
+            {**params, "objective": "binary", "verbosity": -1, "num_threads": 1},
+            lgb.Dataset(x, label=np.arange(20) % 2, params={"verbosity": -1}),
+            num_boost_round=1,
+        )
+    except lgb.basic.LightGBMError as exc:
+        raise ValueError(f"params: LightGBM refuses them: {exc}") from None
 
 
 class ChurnConfig(BoosterConfig):
@@ -161,3 +197,8 @@ class TuneConfig(_Frozen):
     report_every_rounds: int = Field(10, ge=1)
     study_prefix: str = "crm-ltv"
     search_space: dict[str, ParamRange]
+
+    @model_validator(mode="after")
+    def _lightgbm_names(self) -> TuneConfig:
+        _check_lightgbm_names(self.search_space, "search_space")
+        return self

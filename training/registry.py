@@ -132,11 +132,14 @@ def set_champion(name: str, version: str, alias: str, reason: str | None = None)
         client.set_model_version_tag(name, str(version), "promotion", reason)
 
 
-def promote_by_hand(name: str, version: str | None, alias: str) -> tuple[str | None, str]:
-    """Move `alias` to `version` (default: the newest); the previous and the new version."""
+def promote_by_hand(
+    name: str, version: str | None, alias: str, made_by: str = "crm-ltv train"
+) -> tuple[str | None, str]:
+    """Move `alias` to `version` (default: the newest); the previous and the new version.
+    `made_by`: the command that registers this model's versions, for the error without any."""
     versions = MlflowClient().search_model_versions(f"name = '{name}'")
     if not versions:
-        raise RegistryError(f"model {name!r} has no versions yet: run `make train` first")
+        raise RegistryError(f"model {name!r} has no versions yet: run `{made_by}` first")
     known = {str(v.version) for v in versions}
     chosen = version or max(known, key=int)
     if chosen not in known:

@@ -1,0 +1,110 @@
+"""A user's mistakes on the command line: one `error:` line naming what is wrong, exit code 2,
+before any long work; never a traceback (each of these was one, or a silent wrong result)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from crm_ltv.cli import app
+from crm_ltv.features.config import ConfigError, load_config
+from crm_ltv.training.config import TrainConfig, TuneConfig
+from tests.conftest import CONFIGS, new_home, run
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    home = new_home(tmp_path_factory.mktemp("mistakes"))
+    made = run(home, "data", "--n-customers", "200")
+    assert made.returncode == 0, made.stderr
+    sample = home / "data" / "sample"
+    tx = (sample / "transactions.csv").read_text().splitlines()
+    # every line anonymous: no customer id
+    (home / "anonymous.csv").write_text(
+        "\n".join([tx[0], *(",".join(["", *line.split(",")[1:]]) for line in tx[1:40])]) + "\n"
+    )
+    campaigns = (sample / "campaigns.csv").read_text().splitlines()
+    header = campaigns[0].split(",")
+    blank = [header.index("converted"), header.index("revenue")]
+    rows = [line.split(",") for line in campaigns[1:60]]
+    for row in rows:
+        for i in blank:
+            row[i] = ""
+    (home / "no_outcomes.csv").write_text(
+        "\n".join([campaigns[0], *(",".join(r) for r in rows)]) + "\n"
+    )
+    (home / "a_folder.csv").mkdir()
+    (home / "a_file").write_text("x")
+    return home
+
+
+MISTAKES = [
+    (["features", "--as-of", "2300-01-01"], "cutoff '2300-01-01': year 2300 is outside 1900..2199"),
+    (["features", "--timestamp-format", "%Q-%m"], "'%Q-%m' is not a usable format"),
+    (["train", "--horizon-days", "99999999999"], "less than or equal to 3650"),
+    (["data", "--seed", "-1"], "seed: Input should be greater than or equal to 0"),
+    (["data", "--out", "{home}/a_file"], "--out {home}/a_file: cannot be made a folder"),
+    (["init", "{home}/a_file"], "cannot be made a folder"),
+    (["score", "--as-of", "2025-01-01", "--out", "{home}/a_folder.csv"], "is a folder"),
+    (["features", "--transactions", "{home}/anonymous.csv"], "no usable row in"),
+    (["ab", "--campaigns", "{home}/no_outcomes.csv"], "has an outcome yet"),
+    (["ab", "--transactions", "{home}/anonymous.csv"], "read for the segments of --by only"),
+    (["outcomes", "--decisions", "{home}/a_folder.csv"], "not a file"),
+    (["outcomes", "--out", "{home}/o.parquet"], "give a .csv name"),
+    (["cohorts", "--to", "1990-01-01"], "no purchase up to 1990-01-01"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "said"), MISTAKES, ids=[" ".join(m[0][:2]) for m in MISTAKES])
+def test_a_mistake_gets_one_error_line_and_exit_code_2(home, args, said):
+    argv = [a.format(home=home) for a in args]
+    result = CliRunner().invoke(app, argv, env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 2, (argv, result.exit_code, result.output, result.exception)
+    assert "error: " in result.output and said.format(home=home) in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_port_outside_1_to_65535_is_refused(home):
+    result = CliRunner().invoke(app, ["serve", "--port", "99999"], env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 2 and "less than or equal to 65535" in result.output
+
+
+def test_promoting_uplift_without_versions_names_the_command_that_makes_them(home):
+    done = run(home, "promote", "--model", "uplift")
+    assert done.returncode == 2
+    assert "model 'uplift' has no versions yet: run `crm-ltv uplift` first" in done.stderr
+
+
+def _config_with(tmp_path: Path, area: str, change) -> Path:
+    raw = yaml.safe_load((CONFIGS / f"{area}.yaml").read_text())
+    change(raw)
+    path = tmp_path / f"{area}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_lightgbm_settings_are_checked_when_the_config_is_read(tmp_path):
+    """LightGBM ignored a misspelt name silently and refused a wrong type only in training."""
+    typo = _config_with(tmp_path, "train", lambda c: c["ltv"]["params"].update(learning_rat=0.1))
+    with pytest.raises(ConfigError, match=r"ltv: params\.learning_rat: not a LightGBM parameter "
+                       r"\(did you mean 'learning_rate'\?\)"):  # fmt: skip
+        load_config(TrainConfig, typo)
+    wrong = _config_with(tmp_path, "train", lambda c: c["churn"]["params"].update(num_leaves="x"))
+    with pytest.raises(ConfigError, match="num_leaves should be of type int"):
+        load_config(TrainConfig, wrong)
+    space = _config_with(
+        tmp_path, "tune", lambda c: c["search_space"].update(num_leave={"low": 8, "high": 64})
+    )
+    with pytest.raises(ConfigError, match=r"search_space\.num_leave: not a LightGBM param"):
+        load_config(TuneConfig, space)
+    assert load_config(TrainConfig, CONFIGS / "train.yaml").churn.params  # the shipped ones pass
+
+
+def test_a_config_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_bytes((CONFIGS / "train.yaml").read_bytes() + b"\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"train\.yaml: not UTF-8 text \(invalid"):
+        load_config(TrainConfig, path)
