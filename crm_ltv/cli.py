@@ -93,6 +93,13 @@ def _user_errors(command: F) -> F:
         except (DataError, ConfigError, ChampionError, BundleError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except Exception as exc:
+            lightgbm = sys.modules.get("lightgbm")  # loaded only by the commands that train
+            if lightgbm is None or not isinstance(exc, lightgbm.basic.LightGBMError):
+                raise
+            typer.echo(f"error: LightGBM refused a setting (params in configs/train.yaml or "
+                       f"the tuned ones): {exc}", err=True)  # fmt: skip
+            raise typer.Exit(2) from None
 
     return run  # type: ignore[return-value]
 
@@ -680,7 +687,10 @@ def tune(
     from crm_ltv.training.tuning import run_tuning
 
     split = split_inputs(inputs, config, feature_config, progress)
-    results = run_tuning(split, inputs, paths, config, tune_config, progress)
+    data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
+    results = run_tuning(
+        split, inputs, paths, config, tune_config, progress, [feature_config, data_config]
+    )
     for kind, result in results.items():
         typer.echo(
             f"{kind}: best validation loss {result.best_value:.5f} after {result.completed} "

@@ -10,6 +10,7 @@ the arrows features -> training -> serving / experiments.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from types import MappingProxyType
 
@@ -38,26 +39,28 @@ def unknown_actions(names: Iterable[object]) -> list[str]:
     return sorted({str(n) for n in names} - set(ACTIONS))
 
 
-def action_problem(names: Iterable[object]) -> str | None:
-    """What is wrong when a name is not in the catalogue, naming the catalogue (with its
-    spelling of a name that differs only in case or separators); None when all are in it."""
+def check_actions(names: Iterable[object], where: str) -> None:
+    """Raise a ValueError naming `where` and the catalogue when a name is not in it (with the
+    catalogue's spelling of a name that differs only in case or separators)."""
     unknown = unknown_actions(names)
-    if not unknown:
+    if unknown:
+        spelled = {_spelling(n): n for n in ACTION_NAMES}
+        hints = [f"{u!r} -> {spelled[_spelling(u)]!r}" for u in unknown if _spelling(u) in spelled]
+        raise ValueError(
+            f"{where}: unknown action(s) {unknown}; the action catalogue "
+            f"(crm_ltv.features.actions) has {list(ACTION_NAMES)}"
+            + (f" (did you mean {', '.join(hints)}?)" if hints else "")
+        )
+
+
+def misspelt_action(name: str) -> str | None:
+    """The catalogue name that `name` misspells (other case or separators, or a close typo),
+    or None: for `name` in the catalogue, or plainly another action."""
+    if name in ACTIONS:
         return None
     spelled = {_spelling(n): n for n in ACTION_NAMES}
-    hints = [f"{u!r} -> {spelled[_spelling(u)]!r}" for u in unknown if _spelling(u) in spelled]
-    return (
-        f"unknown action(s) {unknown}; the action catalogue "
-        f"(crm_ltv.features.actions) has {list(ACTION_NAMES)}"
-        + (f" (did you mean {', '.join(hints)}?)" if hints else "")
-    )
-
-
-def check_actions(names: Iterable[object], where: str) -> None:
-    """Raise a ValueError naming `where` when a name is not in the catalogue."""
-    problem = action_problem(names)
-    if problem is not None:
-        raise ValueError(f"{where}: {problem}")
+    close = difflib.get_close_matches(_spelling(name), list(spelled), n=1, cutoff=0.85)
+    return spelled[close[0]] if close else None
 
 
 def _spelling(name: str) -> str:

@@ -240,20 +240,23 @@ def _layout(schema: TableSchema, source: SourceConfig, raw: pd.DataFrame, path: 
             message += f", and no {' x '.join(factors)} to compute it from ({absent} missing)"
         raise DataError(
             f"{message}; columns present: {', '.join(map(str, raw.columns))}"
-            + _separator_hint(raw.columns, source.sep)
+            + _separator_hint(raw.columns, source.sep, schema.name)
         )
     parsed = tuple(found[c.name] for c in schema.columns if c.name in found)
     return _Layout(schema, names, parsed, tuple(computed))
 
 
-def _separator_hint(columns: pd.Index, sep: str) -> str:
+def _separator_hint(columns: pd.Index, sep: str, table: str) -> str:
     """A file read with the wrong separator shows one column whose name holds the others."""
     if len(columns) != 1:
         return ""
     for other in (";", "\t", "|", ","):
         if other != sep and other in str(columns[0]):
             shown = "\\t" if other == "\t" else other
-            return f" (one column: is the separator '{shown}'? give --sep '{shown}')"
+            where = f"{table}.sep in configs/data.yaml"
+            if table == "transactions":
+                where = f"--sep '{shown}' or {where}"
+            return f" (one column: is the separator '{shown}'? set {where})"
     return ""
 
 

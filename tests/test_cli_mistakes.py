@@ -78,6 +78,21 @@ def test_promoting_uplift_without_versions_names_the_command_that_makes_them(hom
     assert "model 'uplift' has no versions yet: run `crm-ltv uplift` first" in done.stderr
 
 
+def test_a_lightgbm_value_of_the_wrong_type_is_one_error_line(home):
+    path = home / "configs" / "train.yaml"
+    original = path.read_text()
+    raw = yaml.safe_load(original)
+    raw["churn"]["params"]["num_leaves"] = "many"
+    path.write_text(yaml.safe_dump(raw))
+    try:
+        done = run(home, "train")
+    finally:
+        path.write_text(original)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "error: LightGBM refused a setting" in done.stderr
+    assert 'Parameter num_leaves should be of type int, got "many"' in done.stderr
+
+
 def _config_with(tmp_path: Path, area: str, change) -> Path:
     raw = yaml.safe_load((CONFIGS / f"{area}.yaml").read_text())
     change(raw)
@@ -89,16 +104,17 @@ def _config_with(tmp_path: Path, area: str, change) -> Path:
 def test_lightgbm_settings_are_checked_when_the_config_is_read(tmp_path):
     """LightGBM ignored a misspelt name silently and refused a wrong type only in training."""
     typo = _config_with(tmp_path, "train", lambda c: c["ltv"]["params"].update(learning_rat=0.1))
-    with pytest.raises(ConfigError, match=r"ltv: params\.learning_rat: not a LightGBM parameter "
+    with pytest.raises(ConfigError, match=r"ltv: not LightGBM parameters: params\.learning_rat "
                        r"\(did you mean 'learning_rate'\?\)"):  # fmt: skip
         load_config(TrainConfig, typo)
-    wrong = _config_with(tmp_path, "train", lambda c: c["churn"]["params"].update(num_leaves="x"))
-    with pytest.raises(ConfigError, match="num_leaves should be of type int"):
-        load_config(TrainConfig, wrong)
+    # names LightGBM knows pass, whatever their values need (machines, per-feature lists)
+    known = {"machines": "h1:12400,h2:12400", "max_bin_by_feature": [63, 63, 63]}
+    fine = _config_with(tmp_path, "train", lambda c: c["churn"]["params"].update(known))
+    assert load_config(TrainConfig, fine).churn.params["machines"] == "h1:12400,h2:12400"
     space = _config_with(
         tmp_path, "tune", lambda c: c["search_space"].update(num_leave={"low": 8, "high": 64})
     )
-    with pytest.raises(ConfigError, match=r"search_space\.num_leave: not a LightGBM param"):
+    with pytest.raises(ConfigError, match=r"not LightGBM parameters: search_space\.num_leave"):
         load_config(TuneConfig, space)
     assert load_config(TrainConfig, CONFIGS / "train.yaml").churn.params  # the shipped ones pass
 

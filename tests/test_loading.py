@@ -85,7 +85,7 @@ def test_missing_required_column_lists_the_columns_present(tmp_path):
 
 def test_a_wrong_separator_is_suggested(tmp_path):
     path = _write(tmp_path, ["a;2024-01-01;1"], header="customer_id;timestamp;amount\n")
-    with pytest.raises(DataError, match="is the separator ';'\\? give --sep ';'"):
+    with pytest.raises(DataError, match="is the separator ';'\\? set --sep ';' or transactions"):
         _load(path, tmp_path)
 
 

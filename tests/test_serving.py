@@ -286,7 +286,7 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
          ["customer 'c-ok'", "transactions.0.amount", "less than or equal to 1000000000000"]),
         ("misspelt contact action (escaped the contact cap)",
          customer(contacts=[{"action": "recomendation", "sent_at": "2025-06-01"}]),
-         ["customer 'c-ok'", "contacts.0.action", "unknown action(s) ['recomendation']"]),
+         ["customer 'c-ok'", "contacts.0.action", "did you mean 'recommendation'?"]),
         ("not an object", b"[1, 2]", ["object"]),
         ("unknown top-level field", {"customers": [tx_ok], "customer": []},
          ["customer", "Extra inputs are not permitted"]),

@@ -48,6 +48,10 @@ def test_a_run_records_the_commit_the_data_and_any_uncommitted_change(tmp_path, 
     data = tmp_path / "tx.csv"
     data.write_text("customer_id,timestamp,amount\nc1,2024-01-01,5\n")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # artifacts under tmp_path: the Default experiment's would go to ./mlruns wherever pytest runs
+    mlflow.set_experiment(
+        experiment_id=mlflow.create_experiment("t", artifact_location=tmp_path.as_uri())
+    )
     try:
         with mlflow.start_run() as clean:
             assert tracking.log_provenance(data, None) == {

@@ -121,19 +121,28 @@ def test_a_version_from_before_bundles_gets_one_message_to_retrain(tmp_path):
     assert "left alone" in again.stdout
 
 
-def test_a_study_resumes_only_on_the_same_data_and_settings(train_config):
+def test_a_study_resumes_only_on_the_same_data_and_settings(
+    train_config, feature_config, data_config
+):
     from crm_ltv.features.config import load_config
     from crm_ltv.training.config import TuneConfig
-    from crm_ltv.training.tuning import _study_digest
+    from crm_ltv.training.tuning import study_digest
     from tests.conftest import CONFIGS
 
     tune = load_config(TuneConfig, CONFIGS / "tune.yaml")
-    digest = _study_digest("a" * 64, train_config, tune)
-    assert digest == _study_digest("a" * 64, train_config, tune.model_copy(update={"trials": 99}))
-    assert digest != _study_digest("b" * 64, train_config, tune)  # other data
-    assert digest != _study_digest("a" * 64, train_config.model_copy(update={"seed": 7}), tune)
+    configs = [train_config, feature_config, data_config]
+
+    def digest(data="a" * 64, tune=tune, **change):
+        return study_digest(data, tune, [c.model_copy(update=change.get(type(c).__name__, {}))
+                                         for c in configs])  # fmt: skip
+
+    same = digest()
+    assert same == digest(tune=tune.model_copy(update={"trials": 99}))  # more trials: resume
+    assert same != digest(data="b" * 64)
+    assert same != digest(TrainConfig={"seed": 7})
+    assert same != digest(FeatureConfig={"trend_window_days": 30})
+    assert same != digest(DataConfig={"validation": data_config.validation.model_copy(
+        update={"max_reject_share": 0.5})})  # fmt: skip
     space = dict(tune.search_space)
     space["learning_rate"] = space["learning_rate"].model_copy(update={"high": 0.3})
-    assert digest != _study_digest(
-        "a" * 64, train_config, tune.model_copy(update={"search_space": space})
-    )
+    assert same != digest(tune=tune.model_copy(update={"search_space": space}))

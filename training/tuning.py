@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ import lightgbm as lgb
 import mlflow
 import optuna
 import pandas as pd
+from pydantic import BaseModel
 
 from crm_ltv.features.config import config_digest
 from crm_ltv.features.inputs import Inputs
@@ -146,10 +147,10 @@ def run_study(
     config: TrainConfig,
     tune: TuneConfig,
     storage: str,
-    data_sha256: str,
+    digest: str,
     progress: Progress = lambda _: None,
 ) -> StudyResult:
-    digest = _study_digest(data_sha256, config, tune)
+    """`digest`: `study_digest` of what the trials' losses depend on, in the study's name."""
     name = f"{tune.study_prefix}-{kind}-h{split.horizon_days}-{digest}"
     study = optuna.create_study(
         study_name=name,
@@ -188,11 +189,12 @@ def run_study(
     )
 
 
-def _study_digest(data_sha256: str, config: TrainConfig, tune: TuneConfig) -> str:
-    """Eight hex digits of what a trial's loss depends on: the data, the training config
-    (features' windows show in the split, the seed and fixed params here) and the space."""
+def study_digest(data_sha256: str, tune: TuneConfig, configs: Sequence[BaseModel]) -> str:
+    """Eight hex digits of what a trial's loss depends on: the data, the search space and the
+    configs that shape the rows and models (train: seed, fixed params, snapshots; features;
+    data: mapping, exclusions); not the number of trials."""
     space = json.dumps({k: v.model_dump() for k, v in tune.search_space.items()}, sort_keys=True)
-    key = f"{data_sha256} {config_digest(config)} {space}"
+    key = " ".join([data_sha256, space, *(config_digest(c) for c in configs)])
     return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
@@ -203,7 +205,10 @@ def run_tuning(
     config: TrainConfig,
     tune: TuneConfig,
     progress: Progress = lambda _: None,
+    configs: Sequence[BaseModel] = (),
 ) -> dict[str, StudyResult]:
+    """`configs`: the features and data configs of the split, besides `config`, in the
+    studies' digest."""
     """Tune both models under one parent run; save the best params for the next `make train`."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     experiment_id = setup_tracking(
@@ -228,10 +233,9 @@ def run_tuning(
         mlflow.log_dict(config.model_dump(mode="json"), "config/train.json")
         log_config_files(paths, ("data", "features", "train", "tune"))
         data = ModelData.of(split, config)  # BG/NBD inputs fitted once for every trial
+        digest = study_digest(provenance["data_sha256"], tune, [config, *configs])
         for kind in FITTERS:
-            result = run_study(
-                kind, split, data, config, tune, storage, provenance["data_sha256"], progress
-            )
+            result = run_study(kind, split, data, config, tune, storage, digest, progress)
             results[kind] = result
             mlflow.log_params({f"best_{kind}_{k}": v for k, v in result.best_params.items()})
             mlflow.log_metrics(
