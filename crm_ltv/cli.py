@@ -557,6 +557,8 @@ def score(
     config = _train_config(paths)
     cutoff = as_cutoff(as_of)
     progress = Progress()
+    import pandas as pd
+
     from crm_ltv.training.registry import load_champions
     from crm_ltv.training.scoring import score_customers
     from crm_ltv.training.tracking import setup_tracking
@@ -590,6 +592,13 @@ def score(
         typer.echo(_scored(rows, churn / rows, value, cutoff, champions.horizon_days, out))
         return
     inputs = _read_inputs(paths, progress, *read)
+    last = inputs.transactions.frame["timestamp"].max()
+    if cutoff - last > pd.Timedelta(days=champions.horizon_days):
+        progress(
+            f"warning: --as-of {cutoff:%Y-%m-%d} is {(cutoff - last).days:,} days after the "
+            f"last transaction ({last:%Y-%m-%d}), more than the {champions.horizon_days}-day "
+            "horizon: every customer looks lapsed"
+        )
     table = build_features(
         inputs.transactions.frame,
         cutoff,

@@ -79,6 +79,11 @@ def load_inputs(
 ) -> Inputs:
     tx_path, customers = input_paths(config, paths, transactions, customers)
     progress(f"loading transactions from {tx_path}")
+    if config.transactions.timestamp_format == "mixed":
+        progress(
+            "warning: timestamp_format 'mixed' guesses each value's layout, and reads an "
+            "ambiguous day-first date (03/04/2024) month-first; an explicit format is safer"
+        )
     tx = some_rows(
         load_transactions(tx_path, config.transactions, config.validation, paths.rejects_dir)
     )

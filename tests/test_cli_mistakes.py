@@ -67,6 +67,13 @@ def test_a_mistake_gets_one_error_line_and_exit_code_2(home, args, said):
     assert "Traceback" not in result.output
 
 
+def test_the_mixed_timestamp_format_is_used_with_a_warning(home):
+    argv = ["features", "--timestamp-format", "mixed", "--as-of", "2024-01-01"]
+    result = CliRunner().invoke(app, argv, env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 0, result.output
+    assert "warning: timestamp_format 'mixed' guesses each value's layout" in result.output
+
+
 def test_a_port_outside_1_to_65535_is_refused(home):
     result = CliRunner().invoke(app, ["serve", "--port", "99999"], env={"CRM_LTV_HOME": str(home)})
     assert result.exit_code == 2 and "less than or equal to 65535" in result.output

@@ -133,6 +133,10 @@ def test_score_uses_the_champions_and_the_training_feature_code(trained):
     parquet = run(home, "score", "--as-of", "2025-06-30", "--out", str(home / "s.parquet"))
     assert parquet.returncode == 0, parquet.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(home / "s.parquet"), scores, check_dtype=False)
+    assert "warning" not in parquet.stderr
+    late = run(home, "score", "--as-of", "2027-06-30", "--out", str(home / "late.csv"))
+    assert late.returncode == 0, late.stderr  # allowed, but said: everyone looks lapsed
+    assert "warning: --as-of 2027-06-30 is" in late.stderr and "looks lapsed" in late.stderr
 
 
 def test_rerun_gives_the_same_metrics_and_a_tie_keeps_the_champion(trained):
