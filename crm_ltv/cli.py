@@ -1182,11 +1182,12 @@ def outcomes(
 
     paths = _paths()
     config = _experiments_config(paths).outcomes
-    target = _writable(out or paths.root / config.campaigns_file, "--out")
+    target = out or paths.root / config.campaigns_file
     if target.suffix.lower() != ".csv":
         from crm_ltv.features.config import ConfigError
 
         raise ConfigError(f"--out {target}: outcomes writes a campaigns CSV; give a .csv name")
+    _writable(target, "--out")
     progress = Progress()
     serving = load_config(ServingConfig, paths.config_file("serving"))
     log = decisions or paths.root / serving.decision_log

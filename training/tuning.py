@@ -3,9 +3,9 @@
 Each trial calls the same `fit_churn` / `fit_ltv` as `make train` and is a nested MLflow run
 under one parent run (Optuna's own MLflow callback does not open that parent). Studies live in
 optuna.db, so an interrupted study resumes; `trials` is the target per study, not an increment.
-A study's name carries a digest of what its trials' losses depend on (the data, the training
-config, the search space): a tune on other data or settings starts a new study instead of
-extending one whose trials it could not compare with.
+A study's name carries a digest of what its trials' losses depend on (the data, the search
+space, the train, features and data configs): a tune on other data or settings starts a new
+study instead of extending one whose trials it could not compare with.
 """
 
 from __future__ import annotations
@@ -207,9 +207,9 @@ def run_tuning(
     progress: Progress = lambda _: None,
     configs: Sequence[BaseModel] = (),
 ) -> dict[str, StudyResult]:
-    """`configs`: the features and data configs of the split, besides `config`, in the
-    studies' digest."""
-    """Tune both models under one parent run; save the best params for the next `make train`."""
+    """Tune both models under one parent run; save the best params for the next `make train`.
+    `configs`: the features and data configs of the split, with `config` in the studies'
+    digest."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     experiment_id = setup_tracking(
         paths, config.registry.experiment, experiment_description(split.horizon_days)
