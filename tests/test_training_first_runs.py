@@ -52,6 +52,7 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     assert run(home, "data", "--n-customers", "400").returncode == 0
     first = run(home, "tune", "--trials", "2")
     assert first.returncode == 0, first.stderr
+    assert "warning: the test snapshot has" in first.stderr  # 400 customers: said to be noisy
     [study] = re.findall(
         r"study (crm-ltv-churn-h90-[0-9a-f]{8}): 0 trials done, 2 to go", first.stderr
     )

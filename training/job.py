@@ -56,6 +56,7 @@ from crm_ltv.training.tracking import (
 )
 
 Progress = Callable[[str], None]
+FEW_CUSTOMERS = 1_000  # a test snapshot under this many: its metrics are said to be noisy
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,19 @@ def split_inputs(
             f"({len(split.test):,}) are customers held out at {plan.test:%Y-%m-%d}. This "
             f"evaluation is out-of-customer, not out-of-time; horizon {split.horizon_days} days"
         )
-        return split
-    progress(
-        f"time split: train {len(plan.train)} cutoffs {_span(plan.train)}"
-        f" ({len(split.train):,} rows), validation {plan.valid:%Y-%m-%d} ({len(split.valid):,}), "
-        f"test {plan.test:%Y-%m-%d} ({len(split.test):,}); horizon {split.horizon_days} days"
-    )
+    else:
+        progress(
+            f"time split: train {len(plan.train)} cutoffs {_span(plan.train)}"
+            f" ({len(split.train):,} rows), validation {plan.valid:%Y-%m-%d} "
+            f"({len(split.valid):,}), test {plan.test:%Y-%m-%d} ({len(split.test):,}); "
+            f"horizon {split.horizon_days} days"
+        )
+    if len(split.test) < FEW_CUSTOMERS:
+        progress(
+            f"warning: the test snapshot has {len(split.test):,} customers: its metrics, the "
+            "gate's margins and the comparison with the baselines are noisy at this size "
+            f"(under {FEW_CUSTOMERS:,})"
+        )
     return split
 
 
