@@ -316,6 +316,7 @@ def data(
         n_customers=n_customers,
         seed=seed,
     )
+    folder = _folder(out, "--out") if out else paths.sample_dir
     progress = Progress()
     progress(
         f"generating {config.n_customers:,} customers over {config.years:g} years "
@@ -323,7 +324,7 @@ def data(
     )
     sample = generate_sample(config)
     progress(f"writing {len(sample.transactions):,} transactions")
-    written = write_sample(sample, _folder(out, "--out") if out else paths.sample_dir)
+    written = write_sample(sample, folder)
     for name, path in written.items():
         typer.echo(f"{name:16s} {len(getattr(sample, name)):>10,} rows  {path}")
     progress("done")
@@ -371,6 +372,7 @@ def features(
         progress(f"wrote {len(frames)} parts to {target}")
         typer.echo(_summary_text(rows, width, counts, cutoff, target))
         return
+    target = _writable(out or paths.features_table, "--out")
     inputs = _read_inputs(paths, progress, *read)
     tx = inputs.transactions.frame
     cutoff = as_cutoff(as_of) if as_of else tx["timestamp"].max()
@@ -378,8 +380,6 @@ def features(
     table = build_features(tx, cutoff, feature_config, inputs.customers_frame)
     if table.empty:
         raise DataError(f"no customer has a purchase up to {cutoff}; nothing to build")
-    target = out or paths.features_table
-    target.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(target)
     progress(f"wrote {target}")
     typer.echo(_summary(table, cutoff, target))
@@ -613,7 +613,6 @@ def score(
         scores = score_customers(table, champions)
     except ValueError as exc:
         raise DataError(f"the champion models cannot score these features: {exc}") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":
         scores.to_csv(out, index=False)
     else:

@@ -49,6 +49,7 @@ MISTAKES = [
     (["data", "--out", "{home}/a_file"], "--out {home}/a_file: cannot be made a folder"),
     (["init", "{home}/a_file"], "cannot be made a folder"),
     (["score", "--as-of", "2025-01-01", "--out", "{home}/a_folder.csv"], "is a folder"),
+    (["features", "--out", "{home}/a_folder.csv"], "--out {home}/a_folder.csv: is a folder"),
     (["features", "--transactions", "{home}/anonymous.csv"], "no usable row in"),
     (["ab", "--campaigns", "{home}/no_outcomes.csv"], "has an outcome yet"),
     (["ab", "--transactions", "{home}/anonymous.csv"], "read for the segments of --by only"),
