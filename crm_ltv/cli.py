@@ -1015,6 +1015,15 @@ def plan_ab(
         float | None,
         typer.Option(min=0.0, max=1.0, help="Two-sided significance (default 0.05)."),
     ] = None,
+    treatment_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of the customers contacted (default ab.expected_treatment_share of "
+            "configs/experiments.yaml, 0.5; `crm-ltv outcomes` prints the service's).",
+        ),
+    ] = None,
 ) -> None:
     """Customers per group an A/B test needs to detect a lift over a baseline conversion rate."""
     from crm_ltv.experiments.ab import plan_sample_size
@@ -1028,9 +1037,10 @@ def plan_ab(
             lift,
             config.power if power is None else power,
             config.alpha if alpha is None else alpha,
+            config.expected_treatment_share if treatment_share is None else treatment_share,
         )
     except ValueError as exc:
-        raise ConfigError(f"--baseline-rate/--lift: {exc}") from None
+        raise ConfigError(f"plan-ab: {exc}") from None
     from crm_ltv.experiments.jobs import run_plan
     from crm_ltv.experiments.text import format_plan
 

@@ -149,8 +149,12 @@ def compare_groups(
         "treatment_share": n_t / (n_t + n_c),
         **srm_check(n_t, n_c, config),
     }
-    if n_t == 0 or n_c == 0:
-        return out
+    if n_t == 0 or n_c == 0:  # nothing to compare; the group that exists still has its rate
+        return out | {
+            f"rate_{group}": x / n
+            for group, x, n in (("treatment", x_t, n_t), ("control", x_c, n_c))
+            if n
+        }
     p_t, p_c = x_t / n_t, x_c / n_c
     alpha = config.alpha
     low, high = confint_proportions_2indep(x_t, n_t, x_c, n_c, method="newcombe", alpha=alpha)
@@ -224,8 +228,6 @@ def srm_check(n_t: int, n_c: int, config: AbConfig) -> dict[str, float | bool]:
     A mismatch means the assignment or the logging is broken, and the lift cannot be trusted."""
     total = n_t + n_c
     share = config.expected_treatment_share
-    if n_t == 0 or n_c == 0:
-        return {"srm_p_value": 0.0, "srm_mismatch": True}
     expected = [total * share, total * (1.0 - share)]
     p_value = float(stats.chisquare([n_t, n_c], f_exp=expected).pvalue)
     return {"srm_p_value": p_value, "srm_mismatch": bool(p_value < config.srm_alpha)}
@@ -253,7 +255,8 @@ class Plan:
     lift_rel: float
     power: float
     alpha: float
-    per_group: int  # customers in each of treatment and control
+    treatment: int  # customers to contact
+    control: int  # customers held out
 
     @property
     def lift_abs(self) -> float:
@@ -261,12 +264,24 @@ class Plan:
 
     @property
     def total(self) -> int:
-        return 2 * self.per_group
+        return self.treatment + self.control
+
+    @property
+    def treatment_share(self) -> float:
+        return self.treatment / self.total
 
 
-def plan_sample_size(baseline_rate: float, lift_rel: float, power: float, alpha: float) -> Plan:
-    """Customers per group (equal groups) for a two-sided test to detect a relative lift of
-    `lift_rel` over `baseline_rate` with `power` at significance `alpha`."""
+def plan_sample_size(
+    baseline_rate: float,
+    lift_rel: float,
+    power: float,
+    alpha: float,
+    treatment_share: float = 0.5,
+) -> Plan:
+    """Customers per group for a two-sided test to detect a relative lift of `lift_rel` over
+    `baseline_rate` with `power` at significance `alpha`, when `treatment_share` of them are
+    contacted: an unequal split (as the service's holdout and exploration give) needs more
+    customers in all than an equal one."""
     target = baseline_rate * (1.0 + lift_rel)
     if not (0 < power < 1 and 0 < alpha < 1):
         raise ValueError(f"power {power:g} and alpha {alpha:g}: each must be between 0 and 1")
@@ -277,6 +292,20 @@ def plan_sample_size(baseline_rate: float, lift_rel: float, power: float, alpha:
             f"lift {lift_rel:g}: expected a non-zero relative lift that keeps the rate between "
             f"0 and 1 (baseline {baseline_rate:g} -> {target:g})"
         )
+    if not 0 < treatment_share < 1:
+        raise ValueError(f"treatment share {treatment_share:g}: expected a share between 0 and 1")
     h = abs(float(proportion_effectsize(target, baseline_rate)))
-    n = NormalIndPower().solve_power(effect_size=h, nobs1=None, ratio=1.0, alpha=alpha, power=power)
-    return Plan(baseline_rate, target, lift_rel, power, alpha, math.ceil(float(n)))
+    ratio = treatment_share / (1.0 - treatment_share)  # treatment per control customer
+    control = NormalIndPower().solve_power(
+        effect_size=h, nobs1=None, ratio=ratio, alpha=alpha, power=power
+    )
+    control = float(control)
+    return Plan(
+        baseline_rate,
+        target,
+        lift_rel,
+        power,
+        alpha,
+        treatment=math.ceil(control * ratio),
+        control=math.ceil(control),
+    )

@@ -255,7 +255,7 @@ def _payback_months(
 ) -> pd.Series:
     """Per channel: the first month since acquisition (0 = the first purchase's month) by which
     the mean cumulative net spend of its customers observed that long covers their mean CAC;
-    NaN when it never does within the months observed."""
+    NaN when it never does within the months observed, or when there is no CAC to pay back."""
     by_id = customers.set_index("customer_id")
     channel = by_id["acquisition_channel"].reindex(table["customer_id"]).fillna(UNKNOWN)
     channel = channel.astype(str).to_numpy()
@@ -267,5 +267,5 @@ def _payback_months(
         mean_cac = np.nanmean(cac[rows]) if rows.any() else np.nan
         mean_spend = cumulative.loc[rows].mean(axis=0)  # over customers observed that long
         covered = np.flatnonzero(mean_spend.to_numpy() >= mean_cac)
-        out[name] = float(covered[0]) if len(covered) and not np.isnan(mean_cac) else np.nan
+        out[name] = float(covered[0]) if len(covered) and mean_cac > 0 else np.nan
     return pd.Series(out)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from crm_ltv.experiments import ab, cohorts, plots
 from crm_ltv.experiments.config import AbConfig, CohortConfig
+from crm_ltv.experiments.text import plan_sizes
 from crm_ltv.experiments.tracking import (
     experiment_run,
     file_datasets,
@@ -196,9 +197,11 @@ def _ab_metrics(row: pd.Series) -> dict[str, float]:
 
 def _ab_child_note(row: pd.Series, keys: list[str]) -> str:
     unit = ", ".join(f"{k} {row[k]}" for k in keys)
+    sizes = f"{unit}: {int(row['n_treatment']):,} treated, {int(row['n_control']):,} controls"
+    if pd.isna(row.get("lift_abs")):
+        return f"{sizes}: one group is empty, nothing to compare."
     return (
-        f"{unit}: {int(row['n_treatment']):,} treated, {int(row['n_control']):,} controls; "
-        f"conversion {row['rate_treatment']:.2%} vs {row['rate_control']:.2%}, lift "
+        f"{sizes}; conversion {row['rate_treatment']:.2%} vs {row['rate_control']:.2%}, lift "
         f"{row['lift_abs'] * 100:+.2f} points (95% CI {row['lift_abs_low'] * 100:+.2f} to "
         f"{row['lift_abs_high'] * 100:+.2f}), p = {row['p_value']:.3g}."
     )
@@ -206,7 +209,7 @@ def _ab_child_note(row: pd.Series, keys: list[str]) -> str:
 
 def run_plan(plan: ab.Plan, paths: Paths, config: AbConfig) -> str:
     run_note = (
-        f"{plan.per_group:,} customers per group ({plan.total:,} in all) to detect "
+        f"{plan_sizes(plan)} to detect "
         f"{plan.baseline_rate:.2%} -> {plan.target_rate:.2%} ({plan.lift_rel:+.1%} relative) with "
         f"power {plan.power:g} at alpha {plan.alpha:g}, two-sided."
     )
@@ -218,11 +221,13 @@ def run_plan(plan: ab.Plan, paths: Paths, config: AbConfig) -> str:
                 "lift_rel": plan.lift_rel,
                 "power": plan.power,
                 "alpha": plan.alpha,
+                "treatment_share": round(plan.treatment_share, 4),
             }
         )
         log_metrics(
             {
-                "customers_per_group": plan.per_group,
+                "customers_treatment": plan.treatment,
+                "customers_control": plan.control,
                 "customers_total": plan.total,
                 "target_rate": plan.target_rate,
                 "lift_abs": plan.lift_abs,

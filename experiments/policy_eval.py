@@ -4,7 +4,8 @@ A logged history holds, per decision, the action sent (an arm), its propensity u
 logging policy, the revenue over the response window and the customer it was for (a customer
 may have several decisions, whose windows do not overlap). A policy is a matrix of action
 probabilities (serving.policies). Its value is its incremental revenue net of contact costs
-per customer: E[Y(policy)] - E[Y(no_action)] - E[cost], so doing nothing is worth 0.
+per decision (one response window of one customer; per customer where each has one decision):
+E[Y(policy)] - E[Y(no_action)] - E[cost], so doing nothing is worth 0.
 - IPW weighs each logged revenue by policy probability / propensity of the action taken.
 - Doubly robust (DR) adds an outcome model's prediction for every arm and weighs only its
   residual: unbiased when either the propensities or the model are right, with less variance.
@@ -16,7 +17,7 @@ known, so they are not estimated.
 
 On the sample, `simulate_rewards` draws the responses with the generator's effects (features
 .sample: an added purchase with the action's true effect for the customer's type, valued at
-the customer's mean order value; no refunds or rounding of the generator's orders), so each
+the customer's mean order value, in cents; no refunds, unlike the generator's orders), so each
 policy's true value under that simulation is known.
 """
 

@@ -35,15 +35,15 @@ from crm_ltv.features.paths import Paths
 from crm_ltv.features.sample import CUSTOMER_TYPES, customer_types_at
 
 NOTE = (
-    "Off-policy evaluation (`crm-ltv policy-eval`): what each policy would earn per customer, "
-    "as incremental revenue over doing nothing net of contact costs, estimated from a logged "
-    "decision history with its propensities: inverse propensity weighting (IPW) and doubly "
-    "robust (DR: a cross-fitted ridge outcome model plus weighted residuals), 95% percentile "
-    "bootstrap intervals over customers (all of a customer's decisions together). Policies: "
-    "next-best-action with the uplift champion's effects (when one exists), with the priors of "
-    "configs/nba.yaml, one best action for everyone, contacting the highest churn risk, random, "
-    "nothing. On a history simulated on the sample, true_value is each policy's value under "
-    "that simulation, with the generator's effects."
+    "Off-policy evaluation (`crm-ltv policy-eval`): what each policy would earn per decision (one"
+    " customer's response window), as incremental revenue over doing nothing net of contact "
+    "costs, estimated from a logged decision history with its propensities: inverse propensity "
+    "weighting (IPW) and doubly robust (DR: a cross-fitted ridge outcome model plus weighted "
+    "residuals), 95% percentile bootstrap intervals over customers (all of a customer's decisions"
+    " together). Policies: next-best-action with the uplift champion's effects (when one exists),"
+    " with the priors of configs/nba.yaml, one best action for everyone, contacting the highest "
+    "churn risk, random, nothing. On a history simulated on the sample, true_value is each "
+    "policy's value under that simulation, with the generator's effects."
 )
 LIFECYCLE = ("new", "developing", "loyal", "at-risk", "lapsed")
 
@@ -331,7 +331,7 @@ def _child_note(row: pd.Series, notes: Mapping[str, str]) -> str:
 
 def _run_note(table: pd.DataFrame, history: History) -> str:
     lines = [
-        f"Policy values per customer (incremental revenue net of contact costs) from "
+        f"Policy values per decision (incremental revenue net of contact costs) from "
         f"{history.source}. Best by DR: {table.iloc[0]['policy']}.",
         "",
         format_policy_table(table),

@@ -10,12 +10,20 @@ from crm_ltv.experiments.ab import Plan
 from crm_ltv.experiments.cohorts import ALL_COHORTS, transition_shares
 
 
-def _points(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value * 100:+.2f}"
+def _points(value: float, scale: float = 100.0, sign: str = "+") -> str:
+    return "-" if math.isnan(value) else f"{value * scale:{sign}.2f}"
 
 
 def _percent(value: float) -> str:
     return "-" if math.isnan(value) else f"{value * 100:+.1f}"
+
+
+def _rate(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2%}"
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else "-"  # NaN in a table of rows without one
 
 
 def _interval(low: float, high: float, scale: float = 100.0, digits: int = 2) -> str:
@@ -40,17 +48,18 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
                     for k in keys
                 },
                 "treat/ctrl": f"{r['n_treatment']:,}/{r['n_control']:,}",
-                "conv T": f"{r.get('rate_treatment', nan):.2%}",
-                "conv C": f"{r.get('rate_control', nan):.2%}",
+                "conv T": _rate(r.get("rate_treatment", nan)),
+                "conv C": _rate(r.get("rate_control", nan)),
                 "lift pts [95%]": f"{_points(r.get('lift_abs', nan))} "
                 + _interval(r.get("lift_abs_low", nan), r.get("lift_abs_high", nan)),
                 "lift % [95%]": f"{_percent(r.get('lift_rel', nan))} "
                 + _interval(r.get("lift_rel_low", nan), r.get("lift_rel_high", nan), digits=1),
-                "p (test)": f"{_p(r.get('p_value', nan))} ({r.get('test', '-')})",
+                "p (test)": f"{_p(r.get('p_value', nan))} ({_text(r.get('test'))})",
                 **({"p Holm": _p(r.get("p_value_holm", nan))} if len(keys) > 1 else {}),
-                "rev/cust diff [95%]": f"{r.get('revenue_diff', nan):+.2f} "
+                "rev/cust diff [95%]": _points(r.get("revenue_diff", nan), 1.0)
+                + " "
                 + _interval(r.get("revenue_diff_low", nan), r.get("revenue_diff_high", nan), 1.0),
-                "MDE pts": f"{r.get('mde_abs', nan) * 100:.2f}",
+                "MDE pts": _points(r.get("mde_abs", nan), sign=""),
                 "SRM p": _p(r["srm_p_value"]) + (" MISMATCH" if r["srm_mismatch"] else ""),
             }
         )
@@ -66,8 +75,16 @@ def format_plan(plan: Plan) -> str:
     return (
         f"baseline {plan.baseline_rate:.2%} -> {plan.target_rate:.2%} "
         f"({plan.lift_rel:+.1%} relative, {plan.lift_abs * 100:+.2f} points), power "
-        f"{plan.power:g}, alpha {plan.alpha:g} two-sided: {plan.per_group:,} customers per group "
-        f"({plan.total:,} in all)"
+        f"{plan.power:g}, alpha {plan.alpha:g} two-sided: {plan_sizes(plan)}"
+    )
+
+
+def plan_sizes(plan: Plan) -> str:
+    if plan.treatment == plan.control:
+        return f"{plan.control:,} customers per group ({plan.total:,} in all)"
+    return (
+        f"{plan.treatment:,} treatment and {plan.control:,} control customers ({plan.total:,} in "
+        f"all, treatment share {plan.treatment_share:.3f})"
     )
 
 

@@ -107,6 +107,17 @@ def test_sample_ratio_mismatch_against_the_configured_split():
     skewed = AbConfig(expected_treatment_share=0.8)  # 80/20 sends: 800/200 is as planned
     assert srm_check(800, 200, skewed)["srm_p_value"] == pytest.approx(1.0)
     assert srm_check(500, 500, skewed)["srm_mismatch"] is True
+    # an empty group is tested too: certain only when the other group is large
+    assert srm_check(20, 0, CONFIG)["srm_p_value"] == pytest.approx(stats.chi2.sf(20, 1))
+    few = srm_check(1, 0, AbConfig(expected_treatment_share=0.65))
+    assert few["srm_p_value"] == pytest.approx(stats.chi2.sf(0.35 / 0.65, 1))
+    assert few["srm_mismatch"] is False
+
+
+def test_a_group_without_controls_still_has_its_treatment_rate():
+    out = compare_groups(flags(20, 5), flags(0, 0), np.zeros(20), np.zeros(0), CONFIG)
+    assert out["rate_treatment"] == 0.25 and "rate_control" not in out
+    assert "lift_abs" not in out and "p_value" not in out
 
 
 def test_minimum_detectable_lift_at_the_observed_sizes():
@@ -124,12 +135,29 @@ def test_planner_sample_size_per_group():
     h = 2 * math.asin(math.sqrt(0.12)) - 2 * math.asin(math.sqrt(0.10))
     assert plan.target_rate == pytest.approx(0.12)
     # each arcsine-transformed rate has variance 1/n, so n = 2 ((z_0.975 + z_0.8) / h)^2
-    assert plan.per_group == math.ceil(2 * ((Z + stats.norm.ppf(0.8)) / h) ** 2) == 3835
-    assert plan.total == 2 * plan.per_group
-    assert plan_sample_size(0.10, 0.20, power=0.9, alpha=0.05).per_group > plan.per_group
-    assert plan_sample_size(0.10, -0.20, 0.8, 0.05).per_group < plan.per_group  # 8% is further
+    assert plan.control == plan.treatment == math.ceil(2 * ((Z + stats.norm.ppf(0.8)) / h) ** 2)
+    assert plan.control == 3835 and plan.total == 7670
+    assert plan_sample_size(0.10, 0.20, power=0.9, alpha=0.05).control > plan.control
+    assert plan_sample_size(0.10, -0.20, 0.8, 0.05).control < plan.control  # 8% is further
     with pytest.raises(ValueError, match="baseline"):
         plan_sample_size(0.6, 1.0, 0.8, 0.05)  # 120%
+    with pytest.raises(ValueError, match="treatment share"):
+        plan_sample_size(0.1, 0.2, 0.8, 0.05, treatment_share=1.0)
+
+
+def test_planner_with_an_unequal_split_needs_more_customers():
+    # the service's split at holdout 0.3 and exploration 0.2: 0.56 / (0.56 + 0.3) contacted
+    share = 0.56 / 0.86
+    plan = plan_sample_size(0.09, 0.20, power=0.8, alpha=0.05, treatment_share=share)
+    h = 2 * math.asin(math.sqrt(0.108)) - 2 * math.asin(math.sqrt(0.09))
+    # var(h) = 1/n_t + 1/n_c with n_t = s N, n_c = (1 - s) N
+    total = ((Z + stats.norm.ppf(0.8)) / h) ** 2 * (1 / share + 1 / (1 - share))
+    assert plan.control == math.ceil((1 - share) * total)
+    assert plan.treatment == pytest.approx(share * total, abs=1)
+    assert plan.treatment_share == pytest.approx(share, abs=1e-3)
+    equal = plan_sample_size(0.09, 0.20, power=0.8, alpha=0.05)
+    assert equal.total == 2 * 4314
+    assert plan.total > equal.total * 1.09  # about 10% more customers in all
 
 
 def test_table_per_action_and_per_segment_from_campaign_rows():

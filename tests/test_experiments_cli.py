@@ -81,11 +81,13 @@ def test_ab_prints_a_row_per_action_and_logs_its_experiment(home):
 def test_ab_analyses_actions_outside_the_catalogue_and_marks_them(home, tmp_path):
     lines = (home / "data/sample/campaigns.csv").read_text().splitlines()
     header, rows = lines[0], lines[1:]
-    action = header.split(",").index("action")
+    action, group = header.split(",").index("action"), header.split(",").index("group")
     renamed = [r.split(",") for r in rows]
     for r in renamed:
         if r[action] == "win_back":
             r[action] = "winback_discount"  # a shop's own name for an action
+    # and one action sent to no control: its treatment rate is shown, nothing compared
+    renamed = [r for r in renamed if not (r[action] == "vip_invitation" and r[group] == "control")]
     path = tmp_path / "campaigns.csv"
     path.write_text("\n".join([header, *(",".join(r) for r in renamed)]) + "\n")
     result = run(home, "ab", "--campaigns", str(path))
@@ -93,6 +95,10 @@ def test_ab_analyses_actions_outside_the_catalogue_and_marks_them(home, tmp_path
     marked = [line for line in result.stdout.splitlines() if "winback_discount *" in line]
     assert len(marked) == 1
     assert "* not in the action catalogue" in result.stdout
+    (uncontrolled,) = [line for line in result.stdout.splitlines() if "vip_invitation" in line]
+    sizes, rate_t, rate_c, lift = uncontrolled.split()[1:5]
+    assert sizes.endswith("/0") and rate_t.endswith("%") and (rate_c, lift) == ("-", "-")
+    assert "MISMATCH" in uncontrolled and "nan" not in uncontrolled
     unknown = run(home, "ab", "--by", "favourite_colour")
     assert unknown.returncode == 2 and "--by 'favourite_colour'" in unknown.stderr
 
@@ -102,7 +108,12 @@ def test_plan_ab_prints_customers_per_group(home):
     assert result.returncode == 0, result.stderr
     assert "3,835 customers per group" in result.stdout  # tests/test_experiments_ab.py
     bad = run(home, "plan-ab", "--baseline-rate", "0.6", "--lift", "1.0")
-    assert bad.returncode == 2 and "error: --baseline-rate/--lift" in bad.stderr
+    assert bad.returncode == 2 and "error: plan-ab: lift 1: expected" in bad.stderr
+    split = run(
+        home, "plan-ab", "--baseline-rate", "0.1", "--lift", "0.2", "--treatment-share", "0.8"
+    )
+    assert split.returncode == 0, split.stderr
+    assert "treatment and" in split.stdout and "treatment share 0.800" in split.stdout
 
 
 def test_cohorts_prints_retention_transitions_and_ltv_cac_and_logs_them(home):

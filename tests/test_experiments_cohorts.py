@@ -123,6 +123,10 @@ def test_ltv_cac_and_payback_per_channel_and_cohort(feature_config):
     assert overall["under_target"].to_dict() == {"referral": False, "social": True}  # target 10
     january = table.loc[table["cohort"] == "2024-01"]
     assert january["channel"].tolist() == ["referral"] and january["customers"].tolist() == [2]
+    # a channel that costs nothing (organic) has nothing to pay back: no payback, no ratio
+    free = CUSTOMERS.assign(acquisition_cost=0.0)
+    free = ltv_cac_table(history, free, pd.Timestamp("2024-04-30"), feature_config, config)
+    assert free[["payback_months", "historic_ltv_to_cac"]].isna().all().all()
 
 
 def test_ltv_cac_counts_customers_who_never_bought_and_compares_margin(feature_config):
