@@ -8,7 +8,7 @@ SAMPLE := data/sample/transactions.csv
 .DEFAULT_GOAL := help
 TRIALS ?=
 PORT_UI ?= 5000
-MLFLOW_HOME ?= $(CURDIR)
+MLFLOW_HOME ?= $(or $(CRM_LTV_HOME),$(CURDIR))
 PORT ?= 3000
 TEST_WORKERS ?= 2
 # The service's decision log, as configs/serving.yaml names it (relative to the home)

@@ -11,6 +11,7 @@ import functools
 import importlib.util
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -102,6 +103,29 @@ def _user_errors(command: F) -> F:
             raise typer.Exit(2) from None
 
     return run  # type: ignore[return-value]
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _free_port(host: str, port: int) -> None:
+    """Refuse a port something already listens on, before printing links to it: the server
+    would fail there after a few seconds, and the links would open whatever holds it."""
+    import errno
+    import socket
+
+    from crm_ltv.features.config import ConfigError
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"--port {port} on {host}: already in use; choose another") from None
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"--host {host} --port {port}: cannot listen there ({reason})") from None
 
 
 def _writable(path: Path, option: str) -> Path:
@@ -423,19 +447,22 @@ def _tuned_params(paths: Paths, horizon_days: int, progress: Progress) -> dict |
 
     from crm_ltv.features.config import ConfigError
 
-    path = paths.best_params_file
+    path = paths.best_params_file(horizon_days)
     if not path.exists():
         return None
     try:
         saved = json.loads(path.read_text())
         found_horizon = saved["horizon_days"]
         params = {"churn": dict(saved["churn"]), "ltv": dict(saved["ltv"])}
-    except (ValueError, KeyError, TypeError) as exc:
+        studies = ", ".join(saved["studies"].values())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: not a best-params file of `make tune` ({exc})") from None
     if found_horizon != horizon_days:
-        progress(f"ignoring {path}: tuned for a {found_horizon}-day horizon, not {horizon_days}")
-        return None
-    progress(f"using tuned params from {path}")
+        raise ConfigError(
+            f"{path}: tuned for a {found_horizon}-day horizon, not {horizon_days}; delete it"
+        )
+    progress(f"using tuned params from {path} (studies {studies}; delete the file to train "
+             "with configs/train.yaml alone)")  # fmt: skip
     return params
 
 
@@ -643,24 +670,61 @@ def promote(
     version: Annotated[
         str | None, typer.Option(help="Version to make champion (default: the newest).")
     ] = None,
+    pair: Annotated[
+        bool,
+        typer.Option(
+            "--pair", help="churn/ltv: also promote the other model's version of the same run."
+        ),
+    ] = False,
 ) -> None:
     """Move the champion alias to a version by hand (the gate of `make train` is skipped)."""
     from crm_ltv.features.config import ConfigError
-    from crm_ltv.training.registry import model_names, promote_by_hand
+    from crm_ltv.training.registry import (
+        champion_version,
+        chosen_version,
+        horizon_of,
+        model_names,
+        promote_by_hand,
+        version_of_run,
+    )
     from crm_ltv.training.tracking import setup_tracking
 
     paths = _paths()
     config = _train_config(paths)
     uplift = _experiments_config(paths).uplift
-    aliases = {name: config.registry.alias for name in model_names(config.registry).values()}
+    pair_names = list(model_names(config.registry).values())
+    aliases = dict.fromkeys(pair_names, config.registry.alias)
     aliases[uplift.model_name] = uplift.alias
     if model not in aliases:
         raise ConfigError(f"--model {model!r}: expected one of {', '.join(sorted(aliases))}")
     setup_tracking(paths, config.registry.experiment)
     made_by = "crm-ltv uplift" if model == uplift.model_name else "crm-ltv train"
-    previous, chosen = promote_by_hand(model, version, aliases[model], made_by)
-    before = f"v{previous}" if previous else "none"
-    typer.echo(f"{model}: {aliases[model]} {before} -> v{chosen}")
+    moves = [(model, version)]
+    if model in pair_names:  # scoring needs the churn and LTV champions of one horizon
+        chosen = chosen_version(model, version, made_by)
+        partner = next(n for n in pair_names if n != model)
+        if pair:
+            mate = version_of_run(partner, chosen.run_id)
+            if mate is None:
+                raise ConfigError(f"{model} v{chosen.version}: its run registered no {partner}")
+            moves.append((partner, str(mate.version)))
+        else:
+            current = champion_version(partner, config.registry.alias)
+            ours = horizon_of(chosen)
+            theirs = None if current is None else horizon_of(current)
+            if None not in (ours, theirs) and ours != theirs:
+                raise ConfigError(
+                    f"{model} v{chosen.version} predicts {ours} days, the {partner} champion "
+                    f"v{current.version} {theirs} days: scoring needs one horizon. Promote both "
+                    f"of that run: `crm-ltv promote --model {model} --version {chosen.version} "
+                    "--pair`"
+                )
+    elif pair:
+        raise ConfigError(f"--pair: only churn and ltv are registered in pairs, not {model}")
+    for name, wanted in moves:
+        previous, moved = promote_by_hand(name, wanted, aliases[name], made_by)
+        before = f"v{previous}" if previous else "none"
+        typer.echo(f"{name}: {aliases[name]} {before} -> v{moved}")
 
 
 @app.command()
@@ -696,15 +760,28 @@ def tune(
 
     split = split_inputs(inputs, config, feature_config, progress)
     data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
-    results = run_tuning(
-        split, inputs, paths, config, tune_config, progress, [feature_config, data_config]
-    )
+    signal.signal(signal.SIGTERM, _interrupted)  # a scheduler's stop ends the runs as Ctrl-C does
+    try:
+        results = run_tuning(
+            split, inputs, paths, config, tune_config, progress, [feature_config, data_config]
+        )
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted: the finished trials are kept in {paths.optuna_db}; the same command "
+            "resumes the studies (the interrupted trial is run again)",
+            err=True,
+        )
+        raise typer.Exit(130) from None
     for kind, result in results.items():
         typer.echo(
-            f"{kind}: best validation loss {result.best_value:.5f} after {result.completed} "
-            f"complete and {result.pruned} pruned trials ({result.name}): {result.best_params}"
+            f"{kind}: best validation {result.metric} {result.best_value:.5f} after "
+            f"{result.completed} complete and {result.pruned} pruned trials ({result.name}): "
+            f"{result.best_params}"
         )
-    typer.echo(f"best params -> {paths.best_params_file} (used by the next `crm-ltv train`)")
+    typer.echo(
+        f"best params -> {paths.best_params_file(split.horizon_days)} (used by the next "
+        f"`crm-ltv train` at a {split.horizon_days}-day horizon)"
+    )
 
 
 def _sync_store(progress: Progress) -> Paths:
@@ -855,6 +932,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Copy the champion models into the BentoML store and serve POST /score."""
+    _free_port(host, port)
     progress = Progress()
     paths = _sync_store(progress)
     progress(f"serving on http://{host}:{port} (OpenAPI page at /, readiness at /readyz)")
@@ -890,6 +968,7 @@ def mlflow_ui(
     from crm_ltv.training.tracking import tracking_uri, ui_links
 
     paths = _paths()
+    _free_port(host, port)
     typer.echo("MLflow UI: open the runs table of an experiment:")
     for line in ui_links(paths, f"http://{host}:{port}"):
         typer.echo(f"  {line}")

@@ -57,10 +57,10 @@ class Paths:
     def metrics_file(self) -> Path:
         return self.reports_dir / "metrics.json"
 
-    @property
-    def best_params_file(self) -> Path:
-        """Written by `make tune`, read by `make train`."""
-        return self.reports_dir / "best_params.json"
+    def best_params_file(self, horizon_days: int) -> Path:
+        """Written by `make tune`, read by `make train` of the same horizon (one file each, so
+        a tune at another horizon keeps this one's)."""
+        return self.reports_dir / f"best_params_h{horizon_days}.json"
 
     @property
     def truth_customers(self) -> Path:

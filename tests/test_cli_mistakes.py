@@ -86,7 +86,7 @@ def test_promoting_uplift_without_versions_names_the_command_that_makes_them(hom
     assert "model 'uplift' has no versions yet: run `crm-ltv uplift` first" in done.stderr
 
 
-def test_a_lightgbm_value_of_the_wrong_type_is_one_error_line(home):
+def test_a_lightgbm_value_of_the_wrong_type_is_one_error_line_naming_the_file(home):
     path = home / "configs" / "train.yaml"
     original = path.read_text()
     raw = yaml.safe_load(original)
@@ -97,8 +97,23 @@ def test_a_lightgbm_value_of_the_wrong_type_is_one_error_line(home):
     finally:
         path.write_text(original)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    assert "error: LightGBM refused a setting" in done.stderr
+    assert f"error: {path}: churn: " in done.stderr and "loading" not in done.stderr  # no work
     assert 'Parameter num_leaves should be of type int, got "many"' in done.stderr
+
+
+def test_a_port_in_use_is_refused_before_any_link_is_printed(home):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in ("mlflow-ui", "serve"):
+            argv = [command, "--port", str(port)]
+            result = CliRunner().invoke(app, argv, env={"CRM_LTV_HOME": str(home)})
+            assert result.exit_code == 2, result.output
+            assert result.output == f"error: --port {port} on 127.0.0.1: already in use; " \
+                "choose another\n"  # fmt: skip
 
 
 def _config_with(tmp_path: Path, area: str, change) -> Path:
@@ -125,6 +140,36 @@ def test_lightgbm_settings_are_checked_when_the_config_is_read(tmp_path):
     with pytest.raises(ConfigError, match=r"not LightGBM parameters: search_space\.num_leave"):
         load_config(TuneConfig, space)
     assert load_config(TrainConfig, CONFIGS / "train.yaml").churn.params  # the shipped ones pass
+
+
+TUNE_MISTAKES = [
+    ({"feature_fraction": {"low": 0.9, "high": 1.5}},
+     r"LightGBM refuses search_space\.feature_fraction\.high \(feature_fraction=1\.5\): Check "
+     r"failed: \(feature_fraction\) <= \(1\.0\)"),
+    ({"min_data_in_leaf": {"low": 0.5, "high": 30, "log": True, "integer": True}},
+     "integer: needs whole numbers"),
+    ({"num_leaves": {"low": 1, "high": 8, "integer": True}},
+     r"Check failed: \(num_leaves\) > \(1\)"),
+    ({"min_data_in_leaf": {"low": 0, "high": 30, "log": True, "integer": True}}, "low > 0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("space", "said"), TUNE_MISTAKES)
+def test_search_space_values_lightgbm_refuses_are_named_when_tune_yaml_is_read(
+    tmp_path, space, said
+):
+    path = _config_with(tmp_path, "tune", lambda c: c.update(search_space=space))
+    with pytest.raises(ConfigError, match=said):
+        load_config(TuneConfig, path)
+
+
+def test_an_empty_search_space_and_a_fraction_over_1_in_train_yaml_are_refused(tmp_path):
+    empty = _config_with(tmp_path, "tune", lambda c: c.update(search_space={}))
+    with pytest.raises(ConfigError, match="search_space: Dictionary should have at least 1"):
+        load_config(TuneConfig, empty)
+    over = _config_with(tmp_path, "train", lambda c: c["ltv"]["params"].update(bagging_fraction=2))
+    with pytest.raises(ConfigError, match=r"ltv: .*Check failed: \(bagging_fraction\) <= \(1\.0\)"):
+        load_config(TrainConfig, over)
 
 
 def test_a_config_that_is_not_utf8_is_named(tmp_path):

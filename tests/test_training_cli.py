@@ -220,6 +220,17 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
     assert "90-day horizon, this run 182 days" in summary["registry"]["churn"]["reason"]
     run_ = mlflow_client(home).get_run(summary["run_id"])
     assert run_.data.tags["evaluation"] == "out-of-customer"
+    # Its versions (4) predict 182 days: promoting one beside a 90-day champion would leave
+    # scoring without a pair; --pair moves both of that run.
+    mixed = run(home, "promote", "--model", "churn", "--version", "4")
+    assert mixed.returncode == 2 and _champion(home, "churn") == "1"
+    assert "churn v4 predicts 182 days, the ltv champion v1 90 days" in mixed.stderr
+    assert "--version 4 --pair" in mixed.stderr
+    both = run(home, "promote", "--model", "churn", "--version", "4", "--pair")
+    assert both.returncode == 0, both.stderr
+    assert "churn: champion v1 -> v4" in both.stdout and "ltv: champion v1 -> v4" in both.stdout
+    back = run(home, "promote", "--model", "ltv", "--version", "1", "--pair")
+    assert back.returncode == 0 and (_champion(home, "churn"), _champion(home, "ltv")) == ("1", "1")
 
 
 def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):

@@ -53,14 +53,28 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     first = run(home, "tune", "--trials", "2")
     assert first.returncode == 0, first.stderr
     assert "warning: the test snapshot has" in first.stderr  # 400 customers: said to be noisy
+    # churn's early stopping watches AUC (train.yaml): the study maximises it, LTV's minimises
+    # the tweedie loss
     [study] = re.findall(
-        r"study (crm-ltv-churn-h90-[0-9a-f]{8}): 0 trials done, 2 to go", first.stderr
+        r"study (crm-ltv-churn-h90-[0-9a-f]{8}) \(maximize validation auc\): 0 trials done, 2 to "
+        "go",
+        first.stderr,
     )
+    assert re.search(r"study crm-ltv-ltv-h90-\w+ \(minimize validation tweedie\)", first.stderr)
     again = run(home, "tune", "--trials", "3")
     assert again.returncode == 0, again.stderr
-    assert f"study {study}: 2 trials done, 1 to go" in again.stderr
-    saved = json.loads((home / "reports/best_params.json").read_text())
+    assert f"study {study} (maximize validation auc): 2 trials done, 1 to go" in again.stderr
+    saved = json.loads((home / "reports/best_params_h90.json").read_text())
     assert saved["horizon_days"] == 90 and {"learning_rate", "num_leaves"} <= set(saved["churn"])
+    # the best churn trial is the one of the highest validation AUC; the resumed trial drew
+    # new parameters (a sampler seeded as before would repeat the first trial's)
+    import optuna
+
+    trials = optuna.load_study(study_name=study, storage=f"sqlite:///{home / 'optuna.db'}").trials
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = max(done, key=lambda t: t.value)
+    assert saved["churn"] == best.params and saved["validation"]["churn"] == {"auc": best.value}
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == len(trials) == 3
     client = mlflow_client(home)
     experiment = client.get_experiment_by_name("crm-ltv")
     runs = client.search_runs([experiment.experiment_id])
@@ -86,7 +100,7 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
 
     params = _tuned_params(Paths(home), 90, lambda _: None)
     assert params == {"churn": saved["churn"], "ltv": saved["ltv"]}
-    assert _tuned_params(Paths(home), 60, lambda _: None) is None  # another horizon: ignored
+    assert _tuned_params(Paths(home), 60, lambda _: None) is None  # another horizon: its own file
 
 
 def test_a_version_from_before_bundles_gets_one_message_to_retrain(tmp_path):

@@ -62,7 +62,13 @@ from crm_ltv.training.datasets import (
     feature_names,
     plan_cutoffs,
 )
-from crm_ltv.training.models import ChurnModel, LtvModel, fit_vocabularies
+from crm_ltv.training.models import (
+    ChurnModel,
+    LtvModel,
+    fit_vocabularies,
+    higher_is_better,
+    watched_metric,
+)
 from crm_ltv.training.pipeline import (
     ModelData,
     TrainedModels,
@@ -236,14 +242,15 @@ def _window_shifts(shift: np.ndarray | None, cutoffs: pd.Series) -> dict[pd.Time
 WATCHED = {"binary": ("auc", "binary_logloss"), "tweedie": ("tweedie",)}
 
 
-def watched_metric(params: Mapping[str, Any], objective: str) -> str:
-    metric = params.get("metric") or WATCHED[objective][-1]
+def supported_metric(params: Mapping[str, Any], objective: str) -> str:
+    """The metric early stopping watches, one that `best_rounds` can compute."""
+    metric = watched_metric(params, objective)
     if metric not in WATCHED[objective]:
         raise ConfigError(
             f"metric {metric}: --engine dask early-stops a {objective} booster on "
             f"{' or '.join(WATCHED[objective])} (params.metric in configs/train.yaml)"
         )
-    return str(metric)
+    return metric
 
 
 def _metric(metric: str, y: np.ndarray, raw: np.ndarray, power: float) -> float:
@@ -268,7 +275,7 @@ def best_rounds(
 ) -> tuple[int, float]:
     """The rounds early stopping would keep on (X, y), watching `metric` as LightGBM does (the
     best value, scanning until `patience` rounds bring no improvement); and that value."""
-    sign = 1.0 if metric == "auc" else -1.0  # higher is better
+    sign = 1.0 if higher_is_better(metric) else -1.0
     raw = np.array(init, dtype="float64")
     best, best_score = 0, -np.inf
     for k in range(booster.current_iteration()):
@@ -346,7 +353,7 @@ def _fit_booster(
     valid = _encoded(
         parts["valid"], (split.plan.valid,), parts["augment"], model, label, parts["shifts"][1]
     )
-    metric = watched_metric(params, params["objective"])
+    metric = supported_metric(params, params["objective"])
     rounds, score = best_rounds(
         booster,
         *valid,
@@ -358,7 +365,8 @@ def _fit_booster(
         f"{kind} booster: {rounds} of {booster.current_iteration()} rounds kept (best on the "
         f"validation sample: {metric} {score:.4f})"
     )
-    model.best_iteration_, model.validation_loss_ = rounds, score
+    model.best_iteration_, model.validation_score_ = rounds, score
+    model.validation_metric_ = metric
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
 
 
@@ -384,8 +392,8 @@ def check_supported(config: TrainConfig) -> None:
             f"ltv.objective {config.ltv.objective}: --engine dask trains tweedie only "
             "(configs/train.yaml)"
         )
-    watched_metric(config.churn.params, "binary")
-    watched_metric(config.ltv.params, "tweedie")
+    supported_metric(config.churn.params, "binary")
+    supported_metric(config.ltv.params, "tweedie")
 
 
 def train_on_cluster(

@@ -5,7 +5,7 @@ They reuse the features area's loader, so a bad file fails the same way (file an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -40,6 +40,7 @@ class BoosterConfig(_Frozen):
         if clash:
             raise ValueError(f"params: {sorted(clash)} are set by the project, not in params")
         _check_lightgbm_names(self.params, "params")
+        _check_lightgbm_values(self.params, "params")
         return self
 
 
@@ -60,6 +61,34 @@ def _check_lightgbm_names(names: Iterable[str], where: str) -> None:
             close = difflib.get_close_matches(name, sorted(known), n=1)
             said.append(f"{where}.{name}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ValueError(f"not LightGBM parameters: {', '.join(said)}")
+
+
+NETWORK_PARAMS = (
+    "num_machines",
+    "local_listen_port",
+    "time_out",
+    "machine_list_filename",
+    "machines",
+)
+
+
+def _check_lightgbm_values(params: Mapping[str, Any], where: str) -> None:
+    """Values LightGBM refuses (a fraction over 1, one leaf, a negative rate), found when the
+    config is read rather than when training starts: LightGBM checks them on a two-row booster
+    (milliseconds)."""
+    import lightgbm as lgb
+    import numpy as np
+
+    # network settings name other machines: they are checked when a cluster trains
+    network = lgb.basic._ConfigAliases.get(*NETWORK_PARAMS)
+    checked = {k: v for k, v in params.items() if k not in network}
+    data = lgb.Dataset(np.array([[0.0], [1.0]]), np.array([0.0, 1.0]), params={"verbosity": -1})
+    try:
+        lgb.Booster({**checked, "objective": "binary", "verbosity": -1}, data)
+    except lgb.basic.LightGBMError as exc:
+        reason = str(exc).split(" at ")[0].strip()  # without LightGBM's source file and line
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        raise ValueError(f"LightGBM refuses {where} ({shown}): {reason}") from None
 
 
 class ChurnConfig(BoosterConfig):
@@ -172,6 +201,10 @@ class ParamRange(_Frozen):
     def _ordered(self) -> ParamRange:
         if not self.low < self.high or (self.log and self.low <= 0):
             raise ValueError("needs low < high (and low > 0 on a log scale)")
+        if self.integer and not (self.low.is_integer() and self.high.is_integer()):
+            raise ValueError("integer: needs whole numbers as low and high")
+        if self.integer and self.log and self.low < 1:
+            raise ValueError("integer on a log scale: needs low >= 1")
         return self
 
 
@@ -181,9 +214,14 @@ class TuneConfig(_Frozen):
     pruning_warmup_rounds: int = Field(50, ge=0)
     report_every_rounds: int = Field(10, ge=1)
     study_prefix: str = "crm-ltv"
-    search_space: dict[str, ParamRange]
+    search_space: dict[str, ParamRange] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _lightgbm_names(self) -> TuneConfig:
         _check_lightgbm_names(self.search_space, "search_space")
+        for name, space in self.search_space.items():  # both ends, each alone
+            for end in ("low", "high"):
+                value = getattr(space, end)
+                value = int(value) if space.integer else value
+                _check_lightgbm_values({name: value}, f"search_space.{name}.{end}")
         return self

@@ -258,7 +258,7 @@ def _log_provenance(
         **log_provenance(*input_sources(inputs)),
         "transactions": str(inputs.transactions.report.source),
         "customers": str(inputs.customers.report.source) if inputs.customers else "none",
-        "tuned_params": str(paths.best_params_file) if tuned else "none",
+        "tuned_params": str(paths.best_params_file(split.horizon_days)) if tuned else "none",
         "evaluation": split.evaluation,
     }
     mlflow.set_tags(tags)

@@ -316,9 +316,30 @@ class _Booster(BaseEstimator):
         )
 
 
-def _best_score(booster: lgb.Booster) -> float:
-    """The validation loss at the best round of the booster that early stopping watched."""
-    return float(next(iter(booster.best_score["valid"].values())))
+# LightGBM's metrics where higher is better (their @k forms too); every other one is a loss
+HIGHER_IS_BETTER = ("auc", "auc_mu", "average_precision", "ndcg", "map", "mean_average_precision")
+METRIC_KEYS = ("metric", "metrics", "metric_types")  # LightGBM's names of the setting
+
+
+def watched_metric(params: Mapping[str, Any], objective: str) -> str:
+    """The metric early stopping watches: the first configured one, else the objective's own
+    (LightGBM names it after the objective: binary -> binary_logloss, tweedie -> tweedie)."""
+    for key in METRIC_KEYS:
+        if params.get(key):
+            metric = params[key]
+            first = metric.split(",")[0] if isinstance(metric, str) else metric[0]
+            return str(first).strip()
+    return "binary_logloss" if objective == "binary" else objective
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric.split("@")[0] in HIGHER_IS_BETTER
+
+
+def _best_score(booster: lgb.Booster) -> tuple[str, float]:
+    """(metric, value) at the best round of the booster that early stopping watched."""
+    metric, value = next(iter(booster.best_score["valid"].items()))
+    return str(metric), float(value)
 
 
 def _labels(y: pd.Series | np.ndarray) -> np.ndarray:
@@ -379,7 +400,7 @@ class ChurnModel(ClassifierMixin, _Booster):
                 rounds,
                 (self._start(X_train, shift[0]), None),
             )
-            self.best_iteration_, self.validation_loss_ = rounds, float("nan")
+            self.best_iteration_, self.validation_score_ = rounds, float("nan")
             self.calibration_ = Calibration("sigmoid")  # the raw log-odds' own probability
             return self
         X_train = self.encode(X)
@@ -389,7 +410,7 @@ class ChurnModel(ClassifierMixin, _Booster):
             "binary", X_train, _labels(y), (X_valid, y_valid), callbacks, None, None, init
         )
         self.best_iteration_ = self.booster_.best_iteration
-        self.validation_loss_ = _best_score(self.booster_)
+        self.validation_metric_, self.validation_score_ = _best_score(self.booster_)
         self.calibrate(self._raw(X_valid), y_valid)
         return self
 
@@ -490,7 +511,7 @@ class LtvModel(RegressorMixin, _Booster):
             raise ValueError(f"objective: expected tweedie or hurdle, got {self.objective!r}")
         self.best_iteration_ = self.booster_.best_iteration
         watched = self.buy_booster_ if self.buy_booster_ is not None else self.booster_
-        self.validation_loss_ = _best_score(watched)
+        self.validation_metric_, self.validation_score_ = _best_score(watched)
         return self
 
     def _refit(self, X: np.ndarray, y: np.ndarray, shift: np.ndarray | None) -> LtvModel:
@@ -515,7 +536,7 @@ class LtvModel(RegressorMixin, _Booster):
                 spend_rounds,
                 (None if base is None else base[buyers], None),
             )
-        self.best_iteration_, self.validation_loss_ = spend_rounds, float("nan")
+        self.best_iteration_, self.validation_score_ = spend_rounds, float("nan")
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:

@@ -139,10 +139,14 @@ def shap_summary_plot(
     return fig
 
 
-def history_plot(values: list[float], title: str, ylabel: str) -> Figure:
-    fig, ax = _axes(title, "trial", ylabel)
+def history_plot(
+    values: list[float], title: str, ylabel: str, higher_is_better: bool = False
+) -> Figure:
+    fig, ax = _axes(title, "completed trial", ylabel)
     ax.plot(range(len(values)), values, "o", alpha=0.6, label="trial")
     finite = np.where(np.isfinite(values), values, np.nan)
-    ax.plot(range(len(values)), np.fmin.accumulate(finite), "-", label="best so far")
+    best = np.fmax if higher_is_better else np.fmin
+    ax.plot(range(len(values)), best.accumulate(finite), "-", label="best so far")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend()
     return fig

@@ -137,18 +137,36 @@ def promote_by_hand(
 ) -> tuple[str | None, str]:
     """Move `alias` to `version` (default: the newest); the previous and the new version.
     `made_by`: the command that registers this model's versions, for the error without any."""
+    chosen = str(chosen_version(name, version, made_by).version)
+    previous = champion_version(name, alias)
+    set_champion(name, chosen, alias, "promoted by hand")
+    return (previous.version if previous else None), chosen
+
+
+def chosen_version(name: str, version: str | None, made_by: str) -> ModelVersion:
+    """Version `version` of `name` (default: the newest), or an error listing those there are."""
     versions = MlflowClient().search_model_versions(f"name = '{name}'")
     if not versions:
         raise RegistryError(f"model {name!r} has no versions yet: run `{made_by}` first")
-    known = {str(v.version) for v in versions}
+    known = {str(v.version): v for v in versions}
     chosen = version or max(known, key=int)
     if chosen not in known:
         raise RegistryError(
             f"--version {chosen}: model {name!r} has versions {', '.join(sorted(known, key=int))}"
         )
-    previous = champion_version(name, alias)
-    set_champion(name, chosen, alias, "promoted by hand")
-    return (previous.version if previous else None), chosen
+    return known[chosen]
+
+
+def horizon_of(version: ModelVersion) -> int | None:
+    """The horizon a churn/LTV version predicts (its registration tag)."""
+    value = version.tags.get("horizon_days")
+    return int(value) if value else None
+
+
+def version_of_run(name: str, run_id: str) -> ModelVersion | None:
+    """The version of `name` that training run `run_id` registered (churn and ltv: a pair)."""
+    found = MlflowClient().search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return max(found, key=lambda v: int(v.version), default=None)
 
 
 # --- reads -----------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""`make tune`: Optuna TPE over LightGBM params of both models, pruned on validation loss.
+"""`make tune`: Optuna TPE over LightGBM params of both models, pruned on the validation metric
+their early stopping watches (maximised where higher is better, as AUC; else minimised).
 
 Each trial calls the same `fit_churn` / `fit_ltv` as `make train` and is a nested MLflow run
 under one parent run (Optuna's own MLflow callback does not open that parent). Studies live in
 optuna.db, so an interrupted study resumes; `trials` is the target per study, not an increment.
-A study's name carries a digest of what its trials' losses depend on (the data, the search
+A study's name carries a digest of what its trials' scores depend on (the data, the search
 space, the train, features and data configs): a tune on other data or settings starts a new
 study instead of extending one whose trials it could not compare with.
 """
@@ -22,12 +23,13 @@ import optuna
 import pandas as pd
 from pydantic import BaseModel
 
-from crm_ltv.features.config import config_digest
+from crm_ltv.features.config import ConfigError, config_digest
 from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
 from crm_ltv.training import plots
 from crm_ltv.training.config import TrainConfig, TuneConfig
 from crm_ltv.training.datasets import TimeSplit
+from crm_ltv.training.models import higher_is_better, watched_metric
 from crm_ltv.training.pipeline import ModelData, evaluate, fit_churn, fit_ltv
 from crm_ltv.training.run_log import experiment_description
 from crm_ltv.training.tracking import (
@@ -44,9 +46,14 @@ Progress = Callable[[str], None]
 FITTERS = {"churn": fit_churn, "ltv": fit_ltv}
 
 
+# Trials that count towards the target: a failed or interrupted one is run again
+COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
 @dataclass(frozen=True)
 class StudyResult:
     name: str
+    metric: str  # the validation metric the study optimised
     best_value: float
     best_params: dict[str, Any]
     completed: int
@@ -64,20 +71,30 @@ def suggest_params(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
 
 
 def pruning_callback(trial: optuna.Trial, every: int) -> Callable[[Any], None]:
-    """Report the validation loss every `every` rounds; stop the booster if Optuna prunes."""
+    """Report the watched validation metric every `every` rounds (the study knows its
+    direction); stop the booster if Optuna prunes."""
 
     def callback(env: lgb.callback.CallbackEnv) -> None:
         step = env.iteration + 1
         if step % every:
             return
-        for data_name, _, value, _ in env.evaluation_result_list:
+        for data_name, metric, value, _ in env.evaluation_result_list:
             if data_name == "valid":
                 trial.report(value, step)
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at round {step} (valid loss {value:.5f})")
+                    raise optuna.TrialPruned(f"pruned at round {step} (valid {metric} {value:.5f})")
                 return
 
     return callback
+
+
+def study_metric(kind: str, config: TrainConfig) -> str:
+    """The validation metric a study of `kind` optimises: the one its early stopping watches
+    (the first booster's, for a hurdle: P(buy))."""
+    if kind == "churn":
+        return watched_metric(config.churn.params, "binary")
+    objective = "tweedie" if config.ltv.objective == "tweedie" else "binary"
+    return watched_metric(config.ltv.params, objective)
 
 
 def _validation_metrics(
@@ -107,7 +124,7 @@ def _objective(
             run_name=f"{kind}-trial-{trial.number}",
             nested=True,
             description=f"Optuna trial {trial.number} of the {kind} model: its parameters, "
-            "and its loss on the validation snapshot (pruned trials stop early).",
+            "and its score on the validation snapshot (pruned trials stop early).",
         ):
             mlflow.set_tags({"kind": "trial", **provenance})
             mlflow.log_params({"model": kind, "trial": trial.number, **params})
@@ -122,7 +139,7 @@ def _objective(
                 metrics = _validation_metrics(kind, model, split, data)
                 mlflow.log_metrics(
                     {
-                        "validation_loss": model.validation_loss_,
+                        f"validation_{model.validation_metric_}": model.validation_score_,
                         "rounds": model.best_iteration_,
                         **{f"valid_{k}": v for k, v in metrics.items()},
                     }
@@ -132,10 +149,10 @@ def _objective(
             progress(f"{kind} trial {trial.number}: {pruned}")
             raise pruned
         progress(
-            f"{kind} trial {trial.number}: valid loss {model.validation_loss_:.5f} "
-            f"in {model.best_iteration_} rounds"
+            f"{kind} trial {trial.number}: valid {model.validation_metric_} "
+            f"{model.validation_score_:.5f} in {model.best_iteration_} rounds"
         )
-        return model.validation_loss_
+        return model.validation_score_
 
     return objective
 
@@ -150,21 +167,34 @@ def run_study(
     digest: str,
     progress: Progress = lambda _: None,
 ) -> StudyResult:
-    """`digest`: `study_digest` of what the trials' losses depend on, in the study's name."""
+    """`digest`: `study_digest` of what the trials' scores depend on, in the study's name."""
     name = f"{tune.study_prefix}-{kind}-h{split.horizon_days}-{digest}"
+    metric = study_metric(kind, config)
+    direction = "maximize" if higher_is_better(metric) else "minimize"
     study = optuna.create_study(
         study_name=name,
         storage=storage,
         load_if_exists=True,
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=config.seed),
+        direction=direction,
         pruner=optuna.pruners.MedianPruner(
             n_startup_trials=3, n_warmup_steps=tune.pruning_warmup_rounds
         ),
     )
-    finished = [t for t in study.trials if t.state.is_finished()]
-    remaining = max(0, tune.trials - len(finished))
-    progress(f"study {name}: {len(finished)} trials done, {remaining} to go")
+    # Seeded by the trials already run: a resumed study draws new parameters, not its first
+    # trials' again (TPE's first draws are random).
+    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.trials))
+    if study.direction.name.lower() != direction:
+        raise ConfigError(
+            f"study {name} in {storage} {study.direction.name.lower()}s, but {metric} is to "
+            f"{direction}: delete the study (or optuna.db) to tune again"
+        )
+    done = [t for t in study.trials if t.state in COUNTED]
+    remaining = max(0, tune.trials - len(done))
+    failed = sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)
+    progress(
+        f"study {name} ({direction} validation {metric}): {len(done)} trials done, "
+        f"{remaining} to go" + (f" ({failed} failed or interrupted, not counted)" if failed else "")
+    )
     if remaining:
         study.optimize(
             _objective(kind, split, data, config, tune, progress),
@@ -175,13 +205,19 @@ def run_study(
     states = [t.state for t in study.trials]
     complete = states.count(optuna.trial.TrialState.COMPLETE)
     if not complete:
-        raise RuntimeError(f"study {name}: no trial completed")
+        raise ConfigError(
+            f"study {name}: no trial completed (every one pruned or failed); widen the search "
+            "space in configs/tune.yaml or raise --trials"
+        )
     values = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    figure = plots.history_plot(values, f"{kind}: optimisation history", "validation loss")
+    figure = plots.history_plot(
+        values, f"{kind}: optimisation history", f"validation {metric}", higher_is_better(metric)
+    )
     mlflow.log_figure(figure, f"plots/{kind}_history.png")
     plots.plt.close(figure)
     return StudyResult(
         name,
+        metric,
         study.best_value,
         dict(study.best_params),
         complete,
@@ -190,11 +226,12 @@ def run_study(
 
 
 def study_digest(data_sha256: str, tune: TuneConfig, configs: Sequence[BaseModel]) -> str:
-    """Eight hex digits of what a trial's loss depends on: the data, the search space and the
+    """Eight hex digits of what a trial's score depends on: the data, the search space and the
     configs that shape the rows and models (train: seed, fixed params, snapshots; features;
     data: mapping, exclusions); not the number of trials."""
     space = json.dumps({k: v.model_dump() for k, v in tune.search_space.items()}, sort_keys=True)
-    key = " ".join([data_sha256, space, *(config_digest(c) for c in configs)])
+    # "scores": studies of before 2026-12-05 minimised every metric, AUC too; none is resumed
+    key = " ".join(["scores", data_sha256, space, *(config_digest(c) for c in configs)])
     return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
@@ -210,19 +247,23 @@ def run_tuning(
     """Tune both models under one parent run; save the best params for the next `make train`.
     `configs`: the features and data configs of the split, with `config` in the studies'
     digest."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: a failed or interrupted trial is the command's own one-line error, not Optuna's
+    # warning with a traceback
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     experiment_id = setup_tracking(
         paths, config.registry.experiment, experiment_description(split.horizon_days)
     )
     storage = f"sqlite:///{paths.optuna_db}"
+    watched = ", ".join(f"{kind}: {study_metric(kind, config)}" for kind in FITTERS)
     results = {}
     with mlflow.start_run(
         experiment_id=experiment_id,
         run_name=f"tune-h{split.horizon_days}",
         description=f"Optuna search of the churn and LTV models' parameters ({tune.trials} "
-        f"trials each, {split.horizon_days}-day horizon), judged by the validation loss; one "
-        "child run per trial. The best parameters (`best_*`) go to reports/best_params.json, "
-        "which the next `make train` uses.",
+        f"trials each, {split.horizon_days}-day horizon), judged by the validation metric their "
+        f"early stopping watches ({watched}); one child run per trial. The best parameters "
+        f"(`best_*`) go to reports/{paths.best_params_file(split.horizon_days).name}, which the "
+        "next `make train` at this horizon uses.",
     ):
         mlflow.set_tag("kind", "tuning")
         provenance = log_provenance(*input_sources(inputs))
@@ -238,9 +279,10 @@ def run_tuning(
             result = run_study(kind, split, data, config, tune, storage, digest, progress)
             results[kind] = result
             mlflow.log_params({f"best_{kind}_{k}": v for k, v in result.best_params.items()})
+            mlflow.log_param(f"{kind}_validation_metric", result.metric)
             mlflow.log_metrics(
                 {
-                    f"best_{kind}_validation_loss": round(result.best_value, 6),
+                    f"best_{kind}_validation_{result.metric}": round(result.best_value, 6),
                     f"{kind}_trials_complete": result.completed,
                     f"{kind}_trials_pruned": result.pruned,
                 }
@@ -249,10 +291,11 @@ def run_tuning(
             "horizon_days": split.horizon_days,
             **{kind: r.best_params for kind, r in results.items()},
             "studies": {kind: r.name for kind, r in results.items()},
-            "validation_loss": {kind: r.best_value for kind, r in results.items()},
+            "validation": {kind: {r.metric: r.best_value} for kind, r in results.items()},
         }
         mlflow.log_dict(saved, "best_params.json")
-    paths.best_params_file.parent.mkdir(parents=True, exist_ok=True)
-    paths.best_params_file.write_text(json.dumps(saved, indent=2) + "\n")
-    progress(f"wrote {paths.best_params_file}")
+    best_params_file = paths.best_params_file(split.horizon_days)
+    best_params_file.parent.mkdir(parents=True, exist_ok=True)
+    best_params_file.write_text(json.dumps(saved, indent=2) + "\n")
+    progress(f"wrote {best_params_file}")
     return results
