@@ -95,6 +95,10 @@ def _user_errors(command: F) -> F:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         except Exception as exc:
+            mlflow_errors = sys.modules.get("mlflow.exceptions")  # the tracking server or store
+            if mlflow_errors is not None and isinstance(exc, mlflow_errors.MlflowException):
+                typer.echo(f"error: MLflow ({_tracking_uri_said()}): {exc.message}", err=True)
+                raise typer.Exit(2) from None
             lightgbm = sys.modules.get("lightgbm")  # loaded only by the commands that train
             if lightgbm is None or not isinstance(exc, lightgbm.basic.LightGBMError):
                 raise
@@ -103,6 +107,22 @@ def _user_errors(command: F) -> F:
             raise typer.Exit(2) from None
 
     return run  # type: ignore[return-value]
+
+
+def _host_patterns(allowed_hosts: str) -> str:
+    """MLflow's --allowed-hosts for these names: each on any port too (a browser sends
+    "name:port"), and localhost kept (MLflow's list replaces its default)."""
+    names = [n.strip() for n in allowed_hosts.split(",") if n.strip()]
+    patterns = [
+        p for n in [*names, "localhost", "127.0.0.1"] for p in (n, f"{n}:*") if ":" not in n
+    ]
+    return ",".join([*patterns, *(n for n in names if ":" in n)])
+
+
+def _tracking_uri_said() -> str:
+    import mlflow
+
+    return str(mlflow.get_tracking_uri())
 
 
 def _interrupted(signum: int, frame: object) -> None:
@@ -962,19 +982,34 @@ def bento() -> None:
 def mlflow_ui(
     port: Annotated[int, typer.Option(help="Port of the UI.", min=1, max=65535)] = 5000,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            help="Host names the UI answers to besides localhost and private addresses "
+            "(MLflow's --allowed-hosts, comma-separated), e.g. mlflow.example.com: with "
+            "--host 0.0.0.0, the name other machines use."
+        ),
+    ] = None,
 ) -> None:
     """The MLflow UI over the home's runs and registry; prints the links that open each
     experiment's runs table (MLflow 3 would open on its GenAI pages)."""
+    import socket
+
     from crm_ltv.training.tracking import tracking_uri, ui_links
 
     paths = _paths()
     _free_port(host, port)
+    # 0.0.0.0 is where it listens, not an address to open: links name this machine
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+    named = (allowed_hosts or "").split(",")[0].split(":")[0].strip()  # "name:port" -> name
+    shown = named if named and "*" not in named else shown
     typer.echo("MLflow UI: open the runs table of an experiment:")
-    for line in ui_links(paths, f"http://{host}:{port}"):
+    for line in ui_links(paths, f"http://{shown}:{port}"):
         typer.echo(f"  {line}")
     command = [
         sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(paths),
         "--default-artifact-root", str(paths.artifacts_dir), "--host", host, "--port", str(port),
+        *(["--allowed-hosts", _host_patterns(allowed_hosts)] if allowed_hosts else []),
     ]  # fmt: skip
     sys.stdout.flush()
     os.execv(command[0], command)

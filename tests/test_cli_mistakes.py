@@ -177,3 +177,15 @@ def test_a_config_that_is_not_utf8_is_named(tmp_path):
     path.write_bytes((CONFIGS / "train.yaml").read_bytes() + b"\n# caf\xe9\n")
     with pytest.raises(ConfigError, match=r"train\.yaml: not UTF-8 text \(invalid"):
         load_config(TrainConfig, path)
+
+
+def test_a_tracking_server_that_cannot_be_reached_is_one_error_line(home):
+    env = {
+        "CRM_LTV_HOME": str(home),
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",  # nothing listens on the discard port
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
+    result = CliRunner().invoke(app, ["promote", "--model", "churn"], env=env)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: MLflow (http://127.0.0.1:9): API request to")
+    assert "Traceback" not in result.output and len(result.output.splitlines()) == 1

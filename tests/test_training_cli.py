@@ -190,6 +190,13 @@ def test_promote_by_hand(trained):
     unknown = run(home, "promote", "--model", "churn", "--version", "99")
     assert unknown.returncode == 2 and "has versions 1, 2, 3" in unknown.stderr
     assert run(home, "promote", "--model", "churn", "--version", "1").returncode == 0
+    # promoting the champion itself keeps the gate's reason on it
+    client = mlflow_client(home)
+    reason = client.get_model_version("ltv", "1").tags["promotion"]
+    assert "promoted by hand" not in reason
+    same = run(home, "promote", "--model", "ltv", "--version", "1")
+    assert same.returncode == 0 and "ltv: champion v1 -> v1" in same.stdout
+    assert client.get_model_version("ltv", "1").tags["promotion"] == reason
 
 
 def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained):
@@ -273,6 +280,46 @@ def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
         alias = f"{base}/api/2.0/mlflow/registered-models/alias?name=ltv&alias=champion"
         assert json.load(urllib.request.urlopen(alias))["model_version"]["version"] == "1"
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def test_mlflow_ui_answers_the_allowed_host_names_and_still_localhost(trained):
+    """MLflow refuses Host headers outside localhost and private addresses (DNS rebinding);
+    --allowed-hosts adds the name other machines use, which the printed links then show (the
+    UI page is checked: /health answers any host)."""
+    home, _ = trained
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    command = [str(ROOT / ".venv/bin/crm-ltv"), "--home", str(home), "mlflow-ui", "--port",
+               str(port), "--allowed-hosts", "crm.example"]  # fmt: skip
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def status(host: str | None) -> int:
+        request = urllib.request.Request(f"{base}/", headers={"Host": host} if host else {})
+        try:
+            return urllib.request.urlopen(request, timeout=2).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        assert "open the runs table" in server.stdout.readline()
+        assert f"http://crm.example:{port}/#/experiments/" in server.stdout.readline()
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                status(None)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(1)
+        assert status(f"crm.example:{port}") == 200 and status(None) == 200
+        assert status(f"elsewhere.example:{port}") == 403
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)

@@ -139,7 +139,8 @@ def promote_by_hand(
     `made_by`: the command that registers this model's versions, for the error without any."""
     chosen = str(chosen_version(name, version, made_by).version)
     previous = champion_version(name, alias)
-    set_champion(name, chosen, alias, "promoted by hand")
+    if previous is None or str(previous.version) != chosen:  # else keep why it is champion
+        set_champion(name, chosen, alias, "promoted by hand")
     return (previous.version if previous else None), chosen
 
 
