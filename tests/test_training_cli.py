@@ -105,7 +105,10 @@ def test_the_mlflow_ui_compares_models_and_baselines_in_child_runs(trained):
     assert "Refit on every labelled cutoff (labels through" in version.description
     assert version.tags["metrics_of"] == "evaluation_fit"
     assert version.tags["registered_fit"] == "refit"
-    assert "no purchase in the next 90 days" in client.get_registered_model("churn").description
+    # the model holds versions of every horizon: its description names none, each version does
+    described_model = client.get_registered_model("churn").description
+    assert "no purchase in the next horizon (each version's `horizon_days` tag" in described_model
+    assert version.tags["horizon_days"] == "90"
     model = mlflow.get_logged_model(children["lightgbm"].outputs.model_outputs[0].model_id)
     assert {m.key for m in model.metrics} == set(children["lightgbm"].data.metrics)
     artifacts = home / "mlartifacts" / children["lightgbm"].info.run_id / "artifacts" / "plots"
@@ -227,6 +230,9 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
     assert "90-day horizon, this run 182 days" in summary["registry"]["churn"]["reason"]
     run_ = mlflow_client(home).get_run(summary["run_id"])
     assert run_.data.tags["evaluation"] == "out-of-customer"
+    # the experiment's description, rewritten by every run, names no horizon (it holds both)
+    note = mlflow_client(home).get_experiment(run_.info.experiment_id).tags["mlflow.note.content"]
+    assert "in the next horizon" in note and "182" not in note and "90 days" not in note
     # Its versions (4) predict 182 days: promoting one beside a 90-day champion would leave
     # scoring without a pair; --pair moves both of that run.
     mixed = run(home, "promote", "--model", "churn", "--version", "4")

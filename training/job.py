@@ -164,7 +164,7 @@ def run_training(
         progress("LTV:CAC by channel and the MLflow datasets: not on Dask (the rows stay there)")
     truth = load_truth_dropout(paths, inputs, split)
     experiment_id = setup_tracking(
-        paths, config.registry.experiment, run_log.experiment_description(horizon)
+        paths, config.registry.experiment, run_log.experiment_description()
     )
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-h{horizon}") as run:
         mlflow.set_tag("kind", "training")
@@ -376,7 +376,7 @@ def _register_bundle(
         other = names["ltv" if kind == "churn" else "churn"]
         describe_model(
             name,
-            run_log.model_description(kind, split.horizon_days, other),
+            run_log.model_description(kind, other),
             version,
             run_log.version_description(
                 kind, split.horizon_days, run.info.run_id, decision.reason, bundle.metadata

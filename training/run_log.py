@@ -64,11 +64,12 @@ METRIC_GLOSSARY = """\
 """
 
 
-def experiment_description(horizon_days: int) -> str:
+def experiment_description() -> str:
+    """One text for every run of the experiment, whatever its horizon (each run names its own)."""
     return (
-        "**crm-ltv**: for each customer, the probability of no purchase in the next "
-        f"{horizon_days} days (churn) and the spend in those days (LTV), from their transaction "
-        "history.\n\n"
+        "**crm-ltv**: for each customer, the probability of no purchase in the next horizon "
+        "(churn) and the spend in it (LTV), from their transaction history; the horizon is each "
+        "run's `horizon_days` param and the `<days>` of its name (90 by default).\n\n"
         "- `train-h<days>` runs: one training each; its child runs `lightgbm`, `bgnbd` and "
         "`rfm` carry the same metrics: expand the parent, or filter `tags.model != ''`, and "
         "compare them in the table or the chart view. Plots and tables are the parent's "
@@ -180,16 +181,18 @@ def version_description(
     return f"{what}; training run `{run_id}`. {fit}. Gate: {reason}"
 
 
-def model_description(kind: Kind, horizon_days: int, other: str) -> str:
+def model_description(kind: Kind, other: str) -> str:
+    """One text for every version, whatever its horizon (each version's `horizon_days` tag)."""
+    horizon = "the next horizon (each version's `horizon_days` tag; 90 days by default)"
     if kind == "churn":
         what = (
-            f"Probability that a customer makes no purchase in the next {horizon_days} days, "
-            "from their transactions up to the scoring date (calibrated on validation)."
+            f"Probability that a customer makes no purchase in {horizon}, from their "
+            "transactions up to the scoring date (calibrated on validation)."
         )
     else:
         what = (
-            f"Expected spend of a customer in the next {horizon_days} days, from their "
-            "transactions up to the scoring date."
+            f"Expected spend of a customer in {horizon}, from their transactions up to the "
+            "scoring date."
         )
     return (
         f"{what} Each version is one model bundle shared with `{other}` (same run, same "

@@ -250,9 +250,7 @@ def run_tuning(
     # ERROR: a failed or interrupted trial is the command's own one-line error, not Optuna's
     # warning with a traceback
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    experiment_id = setup_tracking(
-        paths, config.registry.experiment, experiment_description(split.horizon_days)
-    )
+    experiment_id = setup_tracking(paths, config.registry.experiment, experiment_description())
     storage = f"sqlite:///{paths.optuna_db}"
     watched = ", ".join(f"{kind}: {study_metric(kind, config)}" for kind in FITTERS)
     results = {}
