@@ -833,6 +833,8 @@ def _sync_store(progress: Progress) -> Paths:
     mlflow.set_tracking_uri(uri)  # read only: no experiment to create
     mlflow.set_registry_uri(uri)
     try:
+        # the version reads below take an unreachable registry for one without versions
+        mlflow.MlflowClient().search_registered_models(max_results=1)
         found = {kind: serving_version(name, registry.alias) for kind, name in names.items()}
         versions = {kind: version for kind, (version, _) in found.items()}
         problem = next(
@@ -843,7 +845,8 @@ def _sync_store(progress: Progress) -> Paths:
             if warning is not None:
                 progress(warning)
     except Exception as exc:  # any failure to reach the registry: fall back to the store
-        versions, problem = {}, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        versions, problem = {}, f"cannot be read ({reason.splitlines()[0]})"
     if problem is not None:
         stored = {kind: stored_model(kind) for kind in names}
         if any(s is None or not is_bundle(s) for s in stored.values()):

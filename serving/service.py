@@ -15,6 +15,7 @@ import os
 import threading
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,7 +24,7 @@ from bentoml.exceptions import ServiceUnavailable
 
 from crm_ltv.features.config import ConfigError, FeatureConfig, load_config
 from crm_ltv.features.contract import DataError
-from crm_ltv.features.paths import Paths
+from crm_ltv.features.paths import HOME_ENV, Paths
 from crm_ltv.serving.admission import ConcurrencyLimit
 from crm_ltv.serving.config import SERVICE_NAME, NbaConfig, ServingConfig, bentoml_settings
 from crm_ltv.serving.decisions import DecisionLog
@@ -86,6 +87,20 @@ class BearerAuth:
         return path in OPEN_PATHS or path.startswith(("/static_content", "/assets"))
 
 
+def decision_log_path() -> Path:
+    """The decision log in the project home (CRM_LTV_HOME, else the working directory). A Bento
+    served by hand runs from its own src folder, where outcomes would never look: say so."""
+    path = Paths.from_env().root / settings().decision_log
+    if HOME_ENV not in os.environ and (Path.cwd().parent / "bento.yaml").is_file():
+        logger.warning(
+            "decision log %s lies inside the Bento (BentoML serves from its src folder): set "
+            "%s to the project home to keep the decisions there",
+            path,
+            HOME_ENV,
+        )
+    return path
+
+
 @bentoml.service(
     name=SERVICE_NAME,
     # Defaults of configs/serving.yaml; `crm-ltv serve` overrides them from the home's config
@@ -103,7 +118,7 @@ class CrmLtv:
         self.scorer: Scorer | None = None
         self.failure: str | None = None
         self.loaded = threading.Event()
-        self.decisions = DecisionLog(Paths.from_env().root / settings().decision_log)
+        self.decisions = DecisionLog(decision_log_path())
         threading.Thread(target=self._load, name="load-models", daemon=True).start()
 
     def _load(self) -> None:

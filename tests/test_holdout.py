@@ -186,3 +186,26 @@ def test_the_decision_log_writes_json_even_for_a_value_that_is_not_a_number(tmp_
     rows = [json.loads(line, parse_constant=refuse) for line in lines]
     assert [r["customer_id"] for r in rows] == ["a", "b"]
     assert rows[0]["predicted_value"] is None and rows[0]["churn_probability"] == 0.8
+
+
+def test_a_bento_served_by_hand_without_a_home_warns_where_decisions_go(
+    tmp_path, monkeypatch, caplog
+):
+    """BentoML serves a Bento from its src folder: the log would land in the store, where
+    `crm-ltv outcomes` never looks."""
+    from crm_ltv.serving.service import decision_log_path
+
+    src = tmp_path / "bentos" / "crm-ltv" / "abc" / "src"
+    src.mkdir(parents=True)
+    (src.parent / "bento.yaml").write_text("service: crm_ltv.serving.service:CrmLtv\n")
+    monkeypatch.chdir(src)
+    monkeypatch.delenv("CRM_LTV_HOME", raising=False)
+    with caplog.at_level("WARNING", logger="bentoml.crm_ltv"):
+        path = decision_log_path()
+    assert path == src / "logs" / "decisions.jsonl"
+    assert "lies inside the Bento" in caplog.text and "set CRM_LTV_HOME" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("CRM_LTV_HOME", str(tmp_path))
+    with caplog.at_level("WARNING", logger="bentoml.crm_ltv"):
+        assert decision_log_path() == tmp_path / "logs" / "decisions.jsonl"
+    assert caplog.text == ""
