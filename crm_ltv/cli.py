@@ -95,9 +95,14 @@ def _user_errors(command: F) -> F:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         except Exception as exc:
-            mlflow_errors = sys.modules.get("mlflow.exceptions")  # the tracking server or store
-            if mlflow_errors is not None and isinstance(exc, mlflow_errors.MlflowException):
-                typer.echo(f"error: MLflow ({_tracking_uri_said()}): {exc.message}", err=True)
+            mlflow_errors = sys.modules.get("mlflow.exceptions")  # a tracking server not there
+            if (
+                mlflow_errors is not None
+                and isinstance(exc, mlflow_errors.MlflowException)
+                and exc.message.startswith("API request to")
+            ):
+                said = exc.message.splitlines()[0]
+                typer.echo(f"error: MLflow ({_tracking_uri_said()}): {said}", err=True)
                 raise typer.Exit(2) from None
             lightgbm = sys.modules.get("lightgbm")  # loaded only by the commands that train
             if lightgbm is None or not isinstance(exc, lightgbm.basic.LightGBMError):
@@ -110,13 +115,14 @@ def _user_errors(command: F) -> F:
 
 
 def _host_patterns(allowed_hosts: str) -> str:
-    """MLflow's --allowed-hosts for these names: each on any port too (a browser sends
-    "name:port"), and localhost kept (MLflow's list replaces its default)."""
+    """MLflow's --allowed-hosts for these names, each on any port too (a browser sends
+    "name:port"), plus MLflow's own default (localhost, private addresses), which a list
+    given to it replaces."""
+    from mlflow.server.security_utils import get_default_allowed_hosts
+
     names = [n.strip() for n in allowed_hosts.split(",") if n.strip()]
-    patterns = [
-        p for n in [*names, "localhost", "127.0.0.1"] for p in (n, f"{n}:*") if ":" not in n
-    ]
-    return ",".join([*patterns, *(n for n in names if ":" in n)])
+    named = [p for n in names for p in ((n, f"{n}:*") if ":" not in n else (n,))]
+    return ",".join([*named, *get_default_allowed_hosts()])
 
 
 def _tracking_uri_said() -> str:
@@ -468,6 +474,10 @@ def _tuned_params(paths: Paths, horizon_days: int, progress: Progress) -> dict |
     from crm_ltv.features.config import ConfigError
 
     path = paths.best_params_file(horizon_days)
+    legacy = paths.reports_dir / "best_params.json"
+    if legacy.exists():
+        progress(f"ignoring {legacy}: made before 2026-12-05, when tuning minimised churn AUC; "
+                 f"`crm-ltv tune` writes {path.name}")  # fmt: skip
     if not path.exists():
         return None
     try:
@@ -780,7 +790,8 @@ def tune(
 
     split = split_inputs(inputs, config, feature_config, progress)
     data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
-    signal.signal(signal.SIGTERM, _interrupted)  # a scheduler's stop ends the runs as Ctrl-C does
+    # a scheduler's stop ends the runs as Ctrl-C does
+    before = signal.signal(signal.SIGTERM, _interrupted)
     try:
         results = run_tuning(
             split, inputs, paths, config, tune_config, progress, [feature_config, data_config]
@@ -792,6 +803,8 @@ def tune(
             err=True,
         )
         raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, before)
     for kind, result in results.items():
         typer.echo(
             f"{kind}: best validation {result.metric} {result.best_value:.5f} after "
@@ -990,7 +1003,7 @@ def mlflow_ui(
         typer.Option(
             help="Host names the UI answers to besides localhost and private addresses "
             "(MLflow's --allowed-hosts, comma-separated), e.g. mlflow.example.com: with "
-            "--host 0.0.0.0, the name other machines use."
+            "--host 0.0.0.0, the name other machines use; the links then name it."
         ),
     ] = None,
 ) -> None:
@@ -1002,13 +1015,20 @@ def mlflow_ui(
 
     paths = _paths()
     _free_port(host, port)
-    # 0.0.0.0 is where it listens, not an address to open: links name this machine
-    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+    # 0.0.0.0 is where it listens, not an address to open; MLflow answers this machine's own
+    # name only when it is allowed: the links name an allowed host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     named = (allowed_hosts or "").split(",")[0].split(":")[0].strip()  # "name:port" -> name
     shown = named if named and "*" not in named else shown
+    shown = f"[{shown}]" if ":" in shown else shown  # an IPv6 address in a URL
     typer.echo("MLflow UI: open the runs table of an experiment:")
     for line in ui_links(paths, f"http://{shown}:{port}"):
         typer.echo(f"  {line}")
+    if host in ("0.0.0.0", "::") and not allowed_hosts:
+        typer.echo(
+            f"  (other machines: by a private address, or by name with --allowed-hosts "
+            f"{socket.gethostname()})"
+        )
     command = [
         sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(paths),
         "--default-artifact-root", str(paths.artifacts_dir), "--host", host, "--port", str(port),

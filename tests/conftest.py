@@ -78,7 +78,8 @@ def mlflow_client(home: Path):
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)  # for the fluent calls of a test
+    mlflow.set_tracking_uri(uri)  # for the fluent calls of a test (and the project's own reads)
+    mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

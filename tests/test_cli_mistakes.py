@@ -98,6 +98,7 @@ def test_a_lightgbm_value_of_the_wrong_type_is_one_error_line_naming_the_file(ho
         path.write_text(original)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert f"error: {path}: churn: " in done.stderr and "loading" not in done.stderr  # no work
+    assert len(done.stderr.splitlines()) == 1  # LightGBM's own [Fatal] line silenced
     assert 'Parameter num_leaves should be of type int, got "many"' in done.stderr
 
 

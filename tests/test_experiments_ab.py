@@ -146,7 +146,7 @@ def test_planner_sample_size_per_group():
 
 
 def test_planner_with_an_unequal_split_needs_more_customers():
-    # the service's split at holdout 0.3 and exploration 0.2: 0.56 / (0.56 + 0.3) contacted
+    # a service holding out 0.3 and exploring 0.2 contacts 0.56 / (0.56 + 0.3)
     share = 0.56 / 0.86
     plan = plan_sample_size(0.09, 0.20, power=0.8, alpha=0.05, treatment_share=share)
     h = 2 * math.asin(math.sqrt(0.108)) - 2 * math.asin(math.sqrt(0.09))

@@ -10,7 +10,7 @@ import pytest
 from crm_ltv.experiments.cohorts import NOT_YET
 from crm_ltv.experiments.jobs import AB_METRICS
 from crm_ltv.training.tracking import file_sha256
-from tests.conftest import new_home, run
+from tests.conftest import mlflow_client, new_home, run
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +22,7 @@ def home(tmp_path_factory) -> Path:
 
 
 def _client(home: Path):
-    import mlflow
-    from mlflow import MlflowClient
-
-    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
-    return MlflowClient()
+    return mlflow_client(home)
 
 
 def _artifacts(client, run_id: str, folder: str) -> set[str]:

@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 
 import httpx
-import mlflow
 import pandas as pd
 import pytest
 import yaml
@@ -23,7 +22,15 @@ import yaml
 from crm_ltv.features.paths import default_config_file
 from crm_ltv.serving.config import NO_ACTION
 from crm_ltv.serving.holdout import candidates, propensity
-from tests.conftest import CLI, free_port, run, start_server, stop_server, wait_ready
+from tests.conftest import (
+    CLI,
+    free_port,
+    mlflow_client,
+    run,
+    start_server,
+    stop_server,
+    wait_ready,
+)
 from tests.test_serving import _buyers, _customer_payload
 
 SHARE, EXPLORATION = 0.3, 0.2
@@ -144,8 +151,9 @@ def test_the_loop_outcomes_ab_uplift_and_policy_eval(decided, home):
     assert uplift.returncode == 0, uplift.stderr
     # The file's policy_action column: policy-chosen sends, never pooled even when asked.
     assert "controls of each action's own" in uplift.stderr
-    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
-    versions = mlflow.MlflowClient().search_model_versions("name='uplift'")
+    # the home's registry, named: an in-process command of another test file may have left
+    # MLflow's global registry URI on its own home
+    versions = mlflow_client(home).search_model_versions("name='uplift'")
     assert len(versions) == 1
 
     evaluated = run(home, "policy-eval", "--decisions", str(home / "logs/decisions.jsonl"))

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import bentoml
 import httpx
-import mlflow
 import pandas as pd
 import pytest
 
@@ -27,6 +26,7 @@ from tests.conftest import (
     CLI,
     ROOT,
     free_port,
+    mlflow_client,
     new_home,
     run,
     start_server,
@@ -193,7 +193,7 @@ def test_service_scores_equal_crm_ltv_score(http, sample, home):
     assert (served["lifecycle_stage"] == expected["lifecycle_stage"]).all()
 
     # Precomputed features (built with the champion's RFM reference) give the same scores.
-    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    mlflow_client(home)  # the home's tracking store and registry for the project's reads
     cuts = load_bundle("churn", champion_version("churn", "champion").version).rfm_cuts
 
     config = load_config(FeatureConfig, Paths(home).config_file("features"))

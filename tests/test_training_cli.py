@@ -242,6 +242,8 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
     both = run(home, "promote", "--model", "churn", "--version", "4", "--pair")
     assert both.returncode == 0, both.stderr
     assert "churn: champion v1 -> v4" in both.stdout and "ltv: champion v1 -> v4" in both.stdout
+    uplift = run(home, "promote", "--model", "uplift", "--pair")
+    assert uplift.returncode == 2 and "--pair: only churn and ltv" in uplift.stderr
     back = run(home, "promote", "--model", "ltv", "--version", "1", "--pair")
     assert back.returncode == 0 and (_champion(home, "churn"), _champion(home, "ltv")) == ("1", "1")
 
@@ -325,6 +327,7 @@ def test_mlflow_ui_answers_the_allowed_host_names_and_still_localhost(trained):
                 assert time.monotonic() < deadline, "mlflow server did not start"
                 time.sleep(1)
         assert status(f"crm.example:{port}") == 200 and status(None) == 200
+        assert status(f"192.168.1.4:{port}") == 200  # MLflow's default (private) stays
         assert status(f"elsewhere.example:{port}") == 403
     finally:
         os.killpg(server.pid, 15)

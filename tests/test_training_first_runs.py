@@ -9,8 +9,10 @@ import json
 import re
 
 import mlflow
+import pytest
 import yaml
 
+from crm_ltv.features.config import ConfigError
 from crm_ltv.training.tracking import file_sha256, git_commit
 from tests.conftest import ROOT, mlflow_client, new_home, run, without_baseline_gate
 
@@ -101,6 +103,10 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     params = _tuned_params(Paths(home), 90, lambda _: None)
     assert params == {"churn": saved["churn"], "ltv": saved["ltv"]}
     assert _tuned_params(Paths(home), 60, lambda _: None) is None  # another horizon: its own file
+    moved = home / "reports/best_params_h60.json"  # a file that does not hold its horizon
+    moved.write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="tuned for a 90-day horizon, not 60; delete it"):
+        _tuned_params(Paths(home), 60, lambda _: None)
 
 
 def test_a_version_from_before_bundles_gets_one_message_to_retrain(tmp_path):

@@ -5,7 +5,10 @@ They reuse the features area's loader, so a bad file fails the same way (file an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -63,32 +66,46 @@ def _check_lightgbm_names(names: Iterable[str], where: str) -> None:
         raise ValueError(f"not LightGBM parameters: {', '.join(said)}")
 
 
-NETWORK_PARAMS = (
-    "num_machines",
-    "local_listen_port",
-    "time_out",
-    "machine_list_filename",
-    "machines",
-)
+# Checked where they apply, not on a two-row booster: other machines (network), the GPU this
+# machine may lack (device), the real feature count (per-feature lists), files to read.
+UNCHECKED_PARAMS = (
+    "num_machines", "local_listen_port", "time_out", "machine_list_filename", "machines",
+    "device_type", "gpu_platform_id", "gpu_device_id", "gpu_use_dp", "num_gpu",
+    "feature_contri", "cegb_penalty_feature_lazy", "cegb_penalty_feature_coupled",
+    "max_bin_by_feature", "forcedsplits_filename", "forcedbins_filename",
+)  # fmt: skip
 
 
 def _check_lightgbm_values(params: Mapping[str, Any], where: str) -> None:
     """Values LightGBM refuses (a fraction over 1, one leaf, a negative rate), found when the
     config is read rather than when training starts: LightGBM checks them on a two-row booster
-    (milliseconds)."""
+    (a millisecond)."""
     import lightgbm as lgb
     import numpy as np
 
-    # network settings name other machines: they are checked when a cluster trains
-    network = lgb.basic._ConfigAliases.get(*NETWORK_PARAMS)
-    checked = {k: v for k, v in params.items() if k not in network}
+    unchecked = lgb.basic._ConfigAliases.get(*UNCHECKED_PARAMS)
+    checked = {k: v for k, v in params.items() if k not in unchecked}
     data = lgb.Dataset(np.array([[0.0], [1.0]]), np.array([0.0, 1.0]), params={"verbosity": -1})
     try:
-        lgb.Booster({**checked, "objective": "binary", "verbosity": -1}, data)
+        with _c_stderr_silenced():  # LightGBM prints its [Fatal] line there, past verbosity
+            lgb.Booster({**checked, "objective": "binary", "verbosity": -1}, data)
     except lgb.basic.LightGBMError as exc:
         reason = str(exc).split(" at ")[0].strip()  # without LightGBM's source file and line
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
         raise ValueError(f"LightGBM refuses {where} ({shown}): {reason}") from None
+
+
+@contextlib.contextmanager
+def _c_stderr_silenced() -> Iterator[None]:
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class ChurnConfig(BoosterConfig):

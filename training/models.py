@@ -262,7 +262,10 @@ class _Booster(BaseEstimator):
             valid_sets=[valid],
             valid_names=["valid"],
             callbacks=[
-                lgb.early_stopping(self.early_stopping_rounds, verbose=False),
+                # the first metric alone, as the study and the Dask engine read it
+                lgb.early_stopping(
+                    self.early_stopping_rounds, first_metric_only=True, verbose=False
+                ),
                 *callbacks,
             ],
         )
@@ -401,6 +404,7 @@ class ChurnModel(ClassifierMixin, _Booster):
                 (self._start(X_train, shift[0]), None),
             )
             self.best_iteration_, self.validation_score_ = rounds, float("nan")
+            self.validation_metric_ = None  # nothing held out from a refit
             self.calibration_ = Calibration("sigmoid")  # the raw log-odds' own probability
             return self
         X_train = self.encode(X)
@@ -537,6 +541,7 @@ class LtvModel(RegressorMixin, _Booster):
                 (None if base is None else base[buyers], None),
             )
         self.best_iteration_, self.validation_score_ = spend_rounds, float("nan")
+        self.validation_metric_ = None  # nothing held out from a refit
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:

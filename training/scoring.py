@@ -83,7 +83,8 @@ class Champions:
             raise ChampionError(
                 f"champions disagree on the horizon: {churn.name} v{churn.version} predicts "
                 f"{churn.bundle.horizon_days} days, {ltv.name} v{ltv.version} "
-                f"{ltv.bundle.horizon_days} days; promote a matching pair with `crm-ltv promote`"
+                f"{ltv.bundle.horizon_days} days; promote a matching pair with `crm-ltv promote "
+                f"--model {churn.name} --version N --pair`"
             )
         return cls(churn, ltv)
 

@@ -116,6 +116,7 @@ def _objective(
     progress: Progress,
 ) -> Callable[[optuna.Trial], float]:
     provenance = inherited_provenance()
+    metric = study_metric(kind, config)  # the name the parent run gives it too
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune)
@@ -139,7 +140,7 @@ def _objective(
                 metrics = _validation_metrics(kind, model, split, data)
                 mlflow.log_metrics(
                     {
-                        f"validation_{model.validation_metric_}": model.validation_score_,
+                        f"validation_{metric}": model.validation_score_,
                         "rounds": model.best_iteration_,
                         **{f"valid_{k}": v for k, v in metrics.items()},
                     }
@@ -149,8 +150,8 @@ def _objective(
             progress(f"{kind} trial {trial.number}: {pruned}")
             raise pruned
         progress(
-            f"{kind} trial {trial.number}: valid {model.validation_metric_} "
-            f"{model.validation_score_:.5f} in {model.best_iteration_} rounds"
+            f"{kind} trial {trial.number}: valid {metric} {model.validation_score_:.5f} in "
+            f"{model.best_iteration_} rounds"
         )
         return model.validation_score_
 

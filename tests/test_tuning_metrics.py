@@ -1,0 +1,53 @@
+"""What a tuning study optimises: the metric early stopping watches, in its direction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crm_ltv.training.config import TrainConfig
+from crm_ltv.training.models import higher_is_better, watched_metric
+from crm_ltv.training.plots import history_plot
+from crm_ltv.training.tuning import study_metric
+
+
+@pytest.mark.parametrize(
+    ("params", "objective", "watched"),
+    [
+        ({}, "binary", "binary_logloss"),  # LightGBM names the objective's own metric
+        ({}, "tweedie", "tweedie"),
+        ({"metric": "auc"}, "binary", "auc"),
+        ({"metric": "auc,binary_logloss"}, "binary", "auc"),  # the first of a list
+        ({"metrics": ["average_precision", "auc"]}, "binary", "average_precision"),
+        ({"metric_types": "ndcg@5"}, "lambdarank", "ndcg@5"),
+    ],
+)
+def test_the_watched_metric_is_the_first_configured_else_the_objectives(params, objective, watched):
+    assert watched_metric(params, objective) == watched
+
+
+def test_only_ranking_metrics_are_maximised():
+    assert all(higher_is_better(m) for m in ("auc", "average_precision", "ndcg@10", "map@3"))
+    assert not any(higher_is_better(m) for m in ("binary_logloss", "tweedie", "mape", "l2"))
+
+
+def test_each_study_optimises_what_its_model_early_stops_on():
+    config = TrainConfig()  # churn.params.metric unset here: the objective's log loss
+    assert study_metric("churn", config) == "binary_logloss"
+    assert study_metric("ltv", config) == "tweedie"
+    churn_auc = config.model_copy(
+        update={"churn": config.churn.model_copy(update={"params": {"metric": "auc"}})}
+    )
+    assert study_metric("churn", churn_auc) == "auc"
+    hurdle = config.model_copy(
+        update={"ltv": config.ltv.model_copy(update={"objective": "hurdle"})}
+    )
+    assert study_metric("ltv", hurdle) == "binary_logloss"  # its P(buy) booster stops early
+
+
+def test_the_history_plot_draws_the_best_so_far_in_the_studys_direction():
+    values = [0.80, 0.85, 0.83]
+    (_, best) = history_plot(values, "t", "auc", higher_is_better=True).axes[0].lines
+    assert np.allclose(best.get_ydata(), [0.80, 0.85, 0.85])
+    (_, best) = history_plot(values, "t", "loss").axes[0].lines
+    assert np.allclose(best.get_ydata(), [0.80, 0.80, 0.80])
