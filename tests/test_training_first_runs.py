@@ -103,6 +103,15 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     params = _tuned_params(Paths(home), 90, lambda _: None)
     assert params == {"churn": saved["churn"], "ltv": saved["ltv"]}
     assert _tuned_params(Paths(home), 60, lambda _: None) is None  # another horizon: its own file
+    # at the target already: nothing runs, and the run says so
+    third = run(home, "tune", "--trials", "3")
+    assert third.returncode == 0, third.stderr
+    assert "every study had its 3 trials: none run (raise --trials)" in third.stderr
+    newest = client.search_runs(
+        [experiment.experiment_id], "tags.kind = 'tuning'", order_by=["attributes.start_time DESC"]
+    )[0]
+    assert newest.data.tags["mlflow.note.content"].startswith("No trial run: every study had")
+    assert newest.data.tags["churn_study"] == study and newest.data.metrics["churn_trials_run"] == 0
     moved = home / "reports/best_params_h60.json"  # a file that does not hold its horizon
     moved.write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match="tuned for a 90-day horizon, not 60; delete it"):

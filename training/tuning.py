@@ -58,6 +58,7 @@ class StudyResult:
     best_params: dict[str, Any]
     completed: int
     pruned: int
+    ran: int  # trials this command ran (0: the study had its target already)
 
 
 def suggest_params(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
@@ -196,6 +197,7 @@ def run_study(
         f"study {name} ({direction} validation {metric}): {len(done)} trials done, "
         f"{remaining} to go" + (f" ({failed} failed or interrupted, not counted)" if failed else "")
     )
+    before = len(study.trials)
     if remaining:
         study.optimize(
             _objective(kind, split, data, config, tune, progress),
@@ -223,6 +225,7 @@ def run_study(
         dict(study.best_params),
         complete,
         states.count(optuna.trial.TrialState.PRUNED),
+        len(study.trials) - before,
     )
 
 
@@ -277,6 +280,7 @@ def run_tuning(
         for kind in FITTERS:
             result = run_study(kind, split, data, config, tune, storage, digest, progress)
             results[kind] = result
+            mlflow.set_tag(f"{kind}_study", result.name)  # its trials may span several runs
             mlflow.log_params({f"best_{kind}_{k}": v for k, v in result.best_params.items()})
             mlflow.log_param(f"{kind}_validation_metric", result.metric)
             mlflow.log_metrics(
@@ -284,8 +288,16 @@ def run_tuning(
                     f"best_{kind}_validation_{result.metric}": round(result.best_value, 6),
                     f"{kind}_trials_complete": result.completed,
                     f"{kind}_trials_pruned": result.pruned,
+                    f"{kind}_trials_run": result.ran,
                 }
             )
+        if not any(r.ran for r in results.values()):
+            mlflow.set_tag(
+                "mlflow.note.content",
+                f"No trial run: every study had its {tune.trials} trials already (raise "
+                "`--trials` for more); the best parameters of the studies are restated.",
+            )
+            progress(f"every study had its {tune.trials} trials: none run (raise --trials)")
         saved = {
             "horizon_days": split.horizon_days,
             **{kind: r.best_params for kind, r in results.items()},
