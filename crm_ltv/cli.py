@@ -467,8 +467,11 @@ def _train_config(paths: Paths, horizon_days: int | None = None) -> TrainConfig:
     return override(config, "command line", snapshots=snapshots)
 
 
-def _tuned_params(paths: Paths, horizon_days: int, progress: Progress) -> dict | None:
-    """Best params of `make tune` for this horizon, if any (README: "Tuning")."""
+def _tuned_params(
+    paths: Paths, horizon_days: int, progress: Progress, inputs: Inputs | None = None
+) -> dict | None:
+    """Best params of `make tune` for this horizon, if any (README: "Tuning"); a warning when
+    they were tuned on other data than `inputs`."""
     import json
 
     from crm_ltv.features.config import ConfigError
@@ -493,6 +496,15 @@ def _tuned_params(paths: Paths, horizon_days: int, progress: Progress) -> dict |
         )
     progress(f"using tuned params from {path} (studies {studies}; delete the file to train "
              "with configs/train.yaml alone)")  # fmt: skip
+    tuned_on = saved.get("data_sha256")
+    if inputs is not None and tuned_on is not None:
+        from crm_ltv.training.tracking import file_sha256, input_sources
+
+        if file_sha256(*input_sources(inputs)) != tuned_on:
+            progress(
+                f"warning: {path.name} was tuned on other data (data_sha256 {tuned_on[:12]}...);"
+                " run `crm-ltv tune` on this data, or delete the file"
+            )
     return params
 
 
@@ -527,7 +539,7 @@ def train(
         result = _train_on_dask(paths, config, feature_config, progress, *dask, read)
     else:
         inputs = _read_inputs(paths, progress, *read)
-        tuned = _tuned_params(paths, config.snapshots.horizon_days, progress)
+        tuned = _tuned_params(paths, config.snapshots.horizon_days, progress, inputs)
         progress("loading the training libraries (LightGBM, MLflow)")
         from crm_ltv.training.job import run_training
 
@@ -569,10 +581,10 @@ def _train_on_dask(
     config = override(config, "--engine dask", level=level)
     with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
         split = cluster.split_on_cluster(data, config, feature_config, progress)
-        tuned = _tuned_params(paths, config.snapshots.horizon_days, progress)
+        inputs = data.inputs(paths.rejects_dir)
+        tuned = _tuned_params(paths, config.snapshots.horizon_days, progress, inputs)
         fit = functools.partial(cluster.train_on_cluster, split)
         refit = functools.partial(cluster.refit_on_cluster, split, progress=progress)
-        inputs = data.inputs(paths.rejects_dir)
         return run_training(
             inputs, paths, config, feature_config, tuned, progress, split.sample, fit, refit
         )

@@ -112,6 +112,21 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     )[0]
     assert newest.data.tags["mlflow.note.content"].startswith("No trial run: every study had")
     assert newest.data.tags["churn_study"] == study and newest.data.metrics["churn_trials_run"] == 0
+    # params tuned on this data are used quietly; on other data, with a warning
+    from crm_ltv.features.config import DataConfig, load_config
+    from crm_ltv.features.inputs import load_inputs
+
+    inputs = load_inputs(load_config(DataConfig, Paths(home).config_file("data")), Paths(home))
+    said: list[str] = []
+    assert _tuned_params(Paths(home), 90, said.append, inputs) == params
+    assert not [s for s in said if s.startswith("warning")]
+    other = home / "reports/best_params_h90.json"
+    other.write_text(json.dumps({**saved, "data_sha256": "0" * 64}))
+    assert _tuned_params(Paths(home), 90, said.append, inputs) == params
+    assert (
+        "warning: best_params_h90.json was tuned on other data (data_sha256 000000000000"
+        in said[-1]
+    )
     moved = home / "reports/best_params_h60.json"  # a file that does not hold its horizon
     moved.write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match="tuned for a 90-day horizon, not 60; delete it"):

@@ -300,6 +300,7 @@ def run_tuning(
             progress(f"every study had its {tune.trials} trials: none run (raise --trials)")
         saved = {
             "horizon_days": split.horizon_days,
+            "data_sha256": provenance["data_sha256"],
             **{kind: r.best_params for kind, r in results.items()},
             "studies": {kind: r.name for kind, r in results.items()},
             "validation": {kind: {r.metric: r.best_value} for kind, r in results.items()},
