@@ -722,11 +722,11 @@ def promote(
     """Move the champion alias to a version by hand (the gate of `make train` is skipped)."""
     from crm_ltv.features.config import ConfigError
     from crm_ltv.training.registry import (
-        champion_version,
         chosen_version,
         horizon_of,
         model_names,
         promote_by_hand,
+        serving_version,
         version_of_run,
     )
     from crm_ltv.training.tracking import setup_tracking
@@ -751,15 +751,16 @@ def promote(
                 raise ConfigError(f"{model} v{chosen.version}: its run registered no {partner}")
             moves.append((partner, str(mate.version)))
         else:
-            current = champion_version(partner, config.registry.alias)
+            # the partner version scoring uses: its champion, else its newest
+            current, _ = serving_version(partner, config.registry.alias)
             ours = horizon_of(chosen)
             theirs = None if current is None else horizon_of(current)
             if None not in (ours, theirs) and ours != theirs:
                 raise ConfigError(
-                    f"{model} v{chosen.version} predicts {ours} days, the {partner} champion "
-                    f"v{current.version} {theirs} days: scoring needs one horizon. Promote both "
-                    f"of that run: `crm-ltv promote --model {model} --version {chosen.version} "
-                    "--pair`"
+                    f"{model} v{chosen.version} predicts {ours} days, the {partner} v"
+                    f"{current.version} scoring uses {theirs} days: scoring needs one horizon. "
+                    f"Promote both of that run: `crm-ltv promote --model {model} --version "
+                    f"{chosen.version} --pair`"
                 )
     elif pair:
         raise ConfigError(f"--pair: only churn and ltv are registered in pairs, not {model}")

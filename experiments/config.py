@@ -74,6 +74,13 @@ class UpliftConfig(_Frozen):
     compare: Literal["qini_coefficient", "auuc_margin"] = "qini_coefficient"
     curve_points: int = Field(50, ge=5)  # points of the Qini and uplift curves in plots/tables
 
+    @model_validator(mode="after")
+    def _lightgbm_params(self) -> UpliftConfig:
+        from crm_ltv.training.config import check_lightgbm_params
+
+        check_lightgbm_params(self.params, "params")
+        return self
+
 
 class OutcomesConfig(_Frozen):
     """The service's decisions joined with later transactions (`crm-ltv outcomes`)."""

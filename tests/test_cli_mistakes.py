@@ -190,3 +190,21 @@ def test_a_tracking_server_that_cannot_be_reached_is_one_error_line(home):
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: MLflow (http://127.0.0.1:9): API request to")
     assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
+
+
+def test_uplift_lightgbm_params_are_checked_as_training_s_are(tmp_path):
+    from crm_ltv.experiments.config import ExperimentsConfig
+
+    typo = _config_with(
+        tmp_path, "experiments", lambda c: c["uplift"].update(params={"num_leavs": 8})
+    )
+    with pytest.raises(ConfigError, match=r"uplift: not LightGBM parameters: params\.num_leavs"):
+        load_config(ExperimentsConfig, typo)
+    over = _config_with(
+        tmp_path, "experiments", lambda c: c["uplift"].update(params={"bagging_fraction": 3})
+    )
+    with pytest.raises(
+        ConfigError, match=r"uplift: LightGBM refuses params \(bagging_fraction=3\)"
+    ):
+        load_config(ExperimentsConfig, over)
+    assert load_config(ExperimentsConfig, CONFIGS / "experiments.yaml").uplift  # shipped: fine

@@ -237,7 +237,7 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
     # scoring without a pair; --pair moves both of that run.
     mixed = run(home, "promote", "--model", "churn", "--version", "4")
     assert mixed.returncode == 2 and _champion(home, "churn") == "1"
-    assert "churn v4 predicts 182 days, the ltv champion v1 90 days" in mixed.stderr
+    assert "churn v4 predicts 182 days, the ltv v1 scoring uses 90 days" in mixed.stderr
     assert "--version 4 --pair" in mixed.stderr
     both = run(home, "promote", "--model", "churn", "--version", "4", "--pair")
     assert both.returncode == 0, both.stderr

@@ -42,9 +42,15 @@ class BoosterConfig(_Frozen):
         clash = reserved & set(self.params)
         if clash:
             raise ValueError(f"params: {sorted(clash)} are set by the project, not in params")
-        _check_lightgbm_names(self.params, "params")
-        _check_lightgbm_values(self.params, "params")
+        check_lightgbm_params(self.params, "params")
         return self
+
+
+def check_lightgbm_params(params: Mapping[str, Any], where: str) -> None:
+    """Names and values of LightGBM params, when a config is read (training, uplift)."""
+    if params:  # none given (the defaults, built on import): nothing to ask LightGBM
+        _check_lightgbm_names(params, where)
+        _check_lightgbm_values(params, where)
 
 
 def _check_lightgbm_names(names: Iterable[str], where: str) -> None:
