@@ -1105,7 +1105,7 @@ def ab(
     progress = Progress()
     data_config = _data_config(paths, None, None, None, max_reject_share)
     loaded = load_campaign_input(data_config, paths, campaigns, progress)
-    segments, segment_files = None, []
+    segments, segment_files, segment_datasets = None, [], []
     if by is not None:
         from crm_ltv.experiments.segments import segments_at_send
 
@@ -1113,9 +1113,9 @@ def ab(
             paths, progress, transactions, customers, None, None, None, max_reject_share
         )
         progress(f"segments at each send time: {by}")
-        from crm_ltv.training.tracking import input_sources
+        from crm_ltv.training.tracking import input_datasets, input_sources
 
-        segment_files = input_sources(inputs)
+        segment_files, segment_datasets = input_sources(inputs), input_datasets(inputs)
         segments = segments_at_send(
             loaded.frame,
             by,
@@ -1134,7 +1134,14 @@ def ab(
             update={"expected_treatment_share": expected_treatment_share}
         )
     result = run_ab(
-        loaded.frame, loaded.report.source, paths, ab_config, by, segments, segment_files
+        loaded.frame,
+        loaded.report.source,
+        paths,
+        ab_config,
+        by,
+        segments,
+        segment_files,
+        segment_datasets,
     )
     typer.echo(format_ab(result.by_action, ["action"]))
     if result.by_segment is not None:

@@ -189,7 +189,8 @@ def ltv_cac_table(
         (c, cohort == c) for c in sorted(set(cohort))
     ]:
         subset = table.loc[rows].reset_index(drop=True)
-        # No model here: predicted value 0, so the report's ltv_to_cac is value to date / CAC.
+        # No model here: predicted value 0, so the report's value_to_date_and_predicted_to_cac
+        # is value to date / CAC.
         none = pd.DataFrame({"predicted_value": np.zeros(len(subset))})
         report = ltv_cac_report(subset, none, customers)
         assert report is not None  # the columns were checked above
@@ -197,7 +198,10 @@ def ltv_cac_table(
         report = report.assign(cohort=label, payback_months=report["channel"].map(payback))
         parts.append(report)
     out = pd.concat(parts, ignore_index=True).rename(
-        columns={"ltv_to_cac": "value_to_date_to_cac", "mean_value_to_date": "mean_margin_to_date"}
+        columns={
+            "value_to_date_and_predicted_to_cac": "value_to_date_to_cac",
+            "mean_value_to_date": "mean_margin_to_date",
+        }
     )
     out["under_target"] = out["historic_ltv_to_cac"] < config.ltv_cac_target  # NaN: no CAC
     columns = [

@@ -83,9 +83,11 @@ def run_ab(
     by: str | None = None,
     segments: pd.Series | None = None,
     segment_files: Sequence[Path] = (),
+    segment_datasets: Sequence[Any] = (),
 ) -> AbResult:
     """Per action (and per action and `by` segment, given as `segments` aligned with the rows,
-    read from `segment_files`: their hash joins the campaigns file's on the run)."""
+    read from `segment_files`: their hash joins the campaigns file's on the run, their
+    `segment_datasets` its datasets)."""
     frame = campaigns if by is None else campaigns.assign(**{by: segments})
     outcomes = ab.campaign_outcomes(frame)
     _check_comparable(outcomes, source)
@@ -123,7 +125,7 @@ def run_ab(
                 "expected_treatment_share": config.expected_treatment_share,
             }
         )
-        datasets = file_datasets([("campaigns", campaigns, source)])
+        datasets = [*file_datasets([("campaigns", campaigns, source)]), *segment_datasets]
         log_datasets(datasets, "ab")
         log_metrics(_ab_headline_metrics(by_action))
         table = by_segment if by_segment is not None else by_action
@@ -133,7 +135,7 @@ def run_ab(
             "action",
             {name: _ab_metrics(row) for name, row in units.items()},
             {name: _ab_child_note(row, keys) for name, row in units.items()},
-            {name: {k: str(row[k]) for k in keys} for name, row in units.items()},
+            {name: _ab_tags(row, keys) for name, row in units.items()},
             datasets,
         )
         log_table(by_action, "ab_by_action")
@@ -181,6 +183,8 @@ AB_METRICS = {  # column of ab_table -> the metric name every action's child run
     "lift_abs_low": "conversion_lift_abs_ci_low",
     "lift_abs_high": "conversion_lift_abs_ci_high",
     "lift_rel": "conversion_lift_rel",
+    "lift_rel_low": "conversion_lift_rel_ci_low",
+    "lift_rel_high": "conversion_lift_rel_ci_high",
     "p_value": "conversion_p_value",
     "p_value_holm": "conversion_p_value_holm",
     "revenue_diff": "revenue_per_customer_diff",
@@ -195,6 +199,12 @@ def _ab_metrics(row: pd.Series) -> dict[str, float]:
     return {name: row[column] for column, name in AB_METRICS.items() if column in row}
 
 
+def _ab_tags(row: pd.Series, keys: list[str]) -> dict[str, str]:
+    """The unit's keys, and the test its p-value comes from (z or Fisher), as the table says."""
+    test = row.get("test")
+    return {k: str(row[k]) for k in keys} | ({"test": test} if isinstance(test, str) else {})
+
+
 def _ab_child_note(row: pd.Series, keys: list[str]) -> str:
     unit = ", ".join(f"{k} {row[k]}" for k in keys)
     sizes = f"{unit}: {int(row['n_treatment']):,} treated, {int(row['n_control']):,} controls"
@@ -203,7 +213,13 @@ def _ab_child_note(row: pd.Series, keys: list[str]) -> str:
     return (
         f"{sizes}; conversion {row['rate_treatment']:.2%} vs {row['rate_control']:.2%}, lift "
         f"{row['lift_abs'] * 100:+.2f} points (95% CI {row['lift_abs_low'] * 100:+.2f} to "
-        f"{row['lift_abs_high'] * 100:+.2f}), p = {row['p_value']:.3g}."
+        f"{row['lift_abs_high'] * 100:+.2f}), p = {row['p_value']:.3g}"
+        + (
+            f", Holm-adjusted {row['p_value_holm']:.3g}"
+            if pd.notna(row.get("p_value_holm"))
+            else ""
+        )
+        + "."
     )
 
 
@@ -360,11 +376,12 @@ def _channel_note(row: Any, config: CohortConfig) -> str:
             else ""
         )
     )
-    payback = (
-        "not paid back yet"
-        if pd.isna(row.payback_months)
-        else f"paid back after {row.payback_months:.0f} months"
-    )
+    if not row.mean_cac > 0:
+        payback = "nothing to pay back"
+    elif pd.isna(row.payback_months):
+        payback = "not paid back yet"
+    else:
+        payback = f"paid back after {row.payback_months:.0f} months"
     return (
         f"Channel {row.channel}: {int(row.customers):,} customers acquired, mean CAC "
         f"{row.mean_cac:.2f}; {verdict} (margin = revenue x {config.gross_margin:g}); {payback}."

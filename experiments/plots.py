@@ -21,14 +21,17 @@ def lift_plot(table: pd.DataFrame, label_columns: list[str]) -> Figure:
     lift = table["lift_abs"].to_numpy("float64") * 100
     low = table["lift_abs_low"].to_numpy("float64") * 100
     high = table["lift_abs_high"].to_numpy("float64") * 100
-    colour = np.where(table["significant"].fillna(False).astype(bool), "tab:blue", "tab:gray")
+    # per segment, significant after Holm's adjustment over the action's segments
+    column = "significant_holm" if "significant_holm" in table else "significant"
+    colour = np.where(table[column].fillna(False).astype(bool), "tab:blue", "tab:gray")
     ax.hlines(y, low, high, colors=colour, lw=2)
     ax.scatter(lift, y, c=colour, zorder=3)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(y, labels)
     ax.set(
         title="Conversion lift, treatment minus control (95% interval)",
-        xlabel="lift (percentage points); blue: significant",
+        xlabel="lift (percentage points); blue: significant"
+        + (" (Holm-adjusted p)" if column == "significant_holm" else ""),
     )
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

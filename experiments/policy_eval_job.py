@@ -277,6 +277,7 @@ def run_policy_eval(
         )
         log_datasets(datasets, "policy-eval")
         best = table.iloc[0]
+        mlflow.set_tag("best_policy_dr", str(best["policy"]))  # the highest estimate's
         log_metrics(
             {
                 "decisions": float(len(history.logged.action)),
@@ -329,10 +330,26 @@ def _child_note(row: pd.Series, notes: Mapping[str, str]) -> str:
     return text + f"; contacts {row['contacted_share']:.0%}, support {row['support']:.0%}."
 
 
+def best_policy_note(table: pd.DataFrame) -> str:
+    """The highest DR estimate, and whether its interval sets it apart from the next one's:
+    two overlapping intervals are no ranking."""
+    first = table.iloc[0]
+    text = f"Highest DR estimate: {first['policy']} ({first['estimated_value_dr']:.2f})"
+    if len(table) < 2:
+        return text + "."
+    second = table.iloc[1]
+    if first["ci_low_dr"] > second["ci_high_dr"]:
+        return text + f", its interval above {second['policy']}'s."
+    return (
+        text + f"; its interval overlaps {second['policy']}'s "
+        f"({second['estimated_value_dr']:.2f}): the data do not rank the two."
+    )
+
+
 def _run_note(table: pd.DataFrame, history: History) -> str:
     lines = [
         f"Policy values per decision (incremental revenue net of contact costs) from "
-        f"{history.source}. Best by DR: {table.iloc[0]['policy']}.",
+        f"{history.source}. {best_policy_note(table)}",
         "",
         format_policy_table(table),
     ]

@@ -24,6 +24,7 @@ from crm_ltv.training.tracking import (
     log_figure,
     log_provenance,
     log_table,
+    readable,
     setup_tracking,
 )
 
@@ -93,8 +94,4 @@ def metric_key(*parts: object) -> str:
 def log_metrics(values: dict[str, float]) -> None:
     """Finite values only (MLflow keeps NaN, but the UI's charts and comparisons choke on it),
     rounded to the digits people read (a tiny p-value keeps three significant digits)."""
-    mlflow.log_metrics({k: readable(float(v)) for k, v in values.items() if pd.notna(v)})
-
-
-def readable(value: float) -> float:
-    return round(value, DIGITS) if abs(value) >= 10**-DIGITS else float(f"{value:.3g}")
+    mlflow.log_metrics({k: readable(float(v), DIGITS) for k, v in values.items() if pd.notna(v)})

@@ -43,7 +43,12 @@ def test_ab_prints_a_row_per_action_and_logs_its_experiment(home):
     (found,) = client.search_runs([experiment.experiment_id], "tags.kind = 'ab'")
     assert "contacts with an outcome" in found.data.tags["mlflow.note.content"]
     assert found.data.metrics["actions"] == 4
-    assert [d.dataset.name for d in found.inputs.dataset_inputs] == ["campaigns"]
+    # every file read (the segments come from the transactions and customers), as the hash
+    assert [d.dataset.name for d in found.inputs.dataset_inputs] == [
+        "campaigns",
+        "transactions",
+        "customers",
+    ]
     # the hash of every file read: the segments come from the transactions and customers
     sample = home / "data" / "sample"
     read = [sample / f"{t}.csv" for t in ("campaigns", "transactions", "customers")]
@@ -57,11 +62,15 @@ def test_ab_prints_a_row_per_action_and_logs_its_experiment(home):
     assert all(
         {"customers_treatment", "srm_p_value"} <= set(c.data.metrics) <= names for c in children
     )
-    assert any(set(c.data.metrics) == names for c in children)
+    assert set().union(*(c.data.metrics for c in children)) == names  # each logged somewhere
     win_back = [c for c in children if c.data.tags["action"] == "win_back"]
     assert {c.data.tags["rfm_segment"] for c in win_back} >= {"Champions"}
     for child in win_back:
         assert "treated" in child.data.tags["mlflow.note.content"]
+        assert child.data.tags.get("test") in {"z", "fisher", None}  # None: a group empty
+        if "conversion_p_value_holm" in child.data.metrics:  # per segment: the adjusted p too
+            assert "Holm-adjusted" in child.data.tags["mlflow.note.content"]
+    assert any(c.data.tags.get("test") in {"z", "fisher"} for c in win_back)
     rates = [c.data.metrics.get("conversion_rate_treatment") for c in win_back]
     assert all(0 <= r <= 1 for r in rates if r is not None) and any(r is not None for r in rates)
     assert _artifacts(client, found.info.run_id, "tables") == {
@@ -142,6 +151,10 @@ def test_cohorts_prints_retention_transitions_and_ltv_cac_and_logs_them(home):
     assert all({"customers", "mean_cac"} <= set(c.data.metrics) <= full for c in children.values())
     assert children["paid_search"].data.metrics["historic_ltv_to_cac"] > 0
     assert "LTV:CAC" in children["paid_search"].data.tags["mlflow.note.content"]
+    free = [c for c in children.values() if c.data.metrics["mean_cac"] == 0]  # organic
+    for child in free:
+        note = child.data.tags["mlflow.note.content"]
+        assert "no acquisition cost recorded" in note and "nothing to pay back" in note
     assert _artifacts(client, found.info.run_id, "plots") == {
         "cohort_retention.png",
         "lifecycle_transitions.png",

@@ -305,3 +305,21 @@ def test_a_decision_log_gives_customers_candidates_and_left_out_counts(tmp_path,
                                "action": NO_ACTION}) + "\n")  # fmt: skip
     with pytest.raises(DataError, match="line 1: policy_action 'sms_blast' is not an arm"):
         logged_history(read_decisions(log), tx, arms, costs, 30, log)
+
+
+def test_the_run_names_the_highest_estimate_but_no_winner_when_intervals_overlap():
+    from crm_ltv.experiments.policy_eval_job import best_policy_note
+
+    table = pd.DataFrame(
+        {
+            "policy": ["priors", "uplift", "nothing"],
+            "estimated_value_dr": [2.04, 1.71, 0.0],
+            "ci_low_dr": [1.12, 0.79, 0.0],
+            "ci_high_dr": [2.99, 2.63, 0.0],
+        }
+    )
+    said = best_policy_note(table)
+    assert said.startswith("Highest DR estimate: priors (2.04); its interval overlaps uplift's")
+    assert "do not rank the two" in said
+    apart = table.assign(ci_low_dr=[2.7, 0.79, 0.0])
+    assert best_policy_note(apart).endswith("its interval above uplift's.")

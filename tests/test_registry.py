@@ -29,6 +29,16 @@ def test_a_new_model_must_strictly_beat_the_champion():
     worse = decide_promotion(champion | {"roc_auc": 0.79}, champion, GATE, "champion v3")
     assert not worse.promote and "does not beat champion v3's 0.8000" in worse.reason
     assert not decide_promotion(champion, champion, GATE).promote  # a tie keeps the champion
+    # a lead within noise keeps it too, when the gate asks for more; the margin is shown as the
+    # figures read (0.8632 - 0.8615), or in full when they read the same
+    noisy = GateConfig(compare="roc_auc", baseline=None, min_gain_over_champion=0.001)
+    close = decide_promotion({"roc_auc": 0.863166}, {"roc_auc": 0.863151}, noisy, "champion v1")
+    assert not close.promote
+    assert "0.8632 does not beat champion v1's 0.8632 (+1.5e-05, not by more than 0.001)" in (
+        close.reason
+    )
+    clear = decide_promotion({"roc_auc": 0.86317}, {"roc_auc": 0.86151}, noisy, "champion v1")
+    assert clear.promote and "beats champion v1's 0.8615 (+0.0017)" in clear.reason
 
 
 def test_lower_is_better_metrics_compare_the_other_way():

@@ -4,6 +4,7 @@ caches it), the commit and any uncommitted change."""
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import subprocess
 from pathlib import Path
@@ -76,3 +77,11 @@ def test_a_run_records_the_commit_the_data_and_any_uncommitted_change(tmp_path, 
         assert "git_diff_sha256" not in client.get_run(clean.info.run_id).data.tags
     finally:
         mlflow.set_tracking_uri("")
+
+
+def test_tables_and_metrics_keep_a_tiny_p_value_rather_than_rounding_it_to_0():
+    from crm_ltv.training.tracking import readable
+
+    assert readable(4.2817e-21) == 4.28e-21 and readable(0.00012) == 0.0001
+    assert readable(0.8631661) == 0.8632 and readable(-0.00003) == -3e-05
+    assert math.isnan(readable(float("nan")))

@@ -53,7 +53,7 @@ def test_train_evaluates_logs_registers_and_reports(trained):
     assert {"churn_roc.png", "churn_pr.png", "churn_calibration.png", "churn_gains.png",
             "ltv_deciles.png"} <= plots  # fmt: skip
     tables = {p.name for p in (artifacts / "tables").iterdir()}
-    assert {"rfm_segments.json", "ltv_cac_by_channel.json"} <= tables
+    assert {"rfm_segments.json", "ltv_cac_by_channel_at_test_cutoff.json"} <= tables
     assert _champion(home, "churn") == "1" and _champion(home, "ltv") == "1"
     version = mlflow_client(home).get_model_version("churn", "1")
     assert version.tags["horizon_days"] == "90"
@@ -192,9 +192,12 @@ def test_promote_by_hand(trained):
     assert "churn: champion v1 -> v2" in moved.stdout and _champion(home, "churn") == "2"
     unknown = run(home, "promote", "--model", "churn", "--version", "99")
     assert unknown.returncode == 2 and "has versions 1, 2, 3" in unknown.stderr
-    assert run(home, "promote", "--model", "churn", "--version", "1").returncode == 0
-    # promoting the champion itself keeps the gate's reason on it
     client = mlflow_client(home)
+    assert client.get_model_version("churn", "1").tags["superseded_by"] == "2"  # the one it left
+    assert run(home, "promote", "--model", "churn", "--version", "1").returncode == 0
+    assert "superseded_by" not in client.get_model_version("churn", "1").tags  # champion again
+    assert client.get_model_version("churn", "2").tags["superseded_by"] == "1"
+    # promoting the champion itself keeps the gate's reason on it
     reason = client.get_model_version("ltv", "1").tags["promotion"]
     assert "promoted by hand" not in reason
     same = run(home, "promote", "--model", "ltv", "--version", "1")

@@ -97,6 +97,13 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     assert {"config/tune.yaml", "config/train.yaml", "config/train.json"} <= logged
     for child in children:
         assert child.data.tags["kind"] == "trial" and child.data.tags["data_sha256"] == data
+        if child.data.tags["trial_state"] == "complete":  # the training children's names
+            model = child.data.params["model"]
+            gate = {"churn": "churn_roc_auc", "ltv": "ltv_normalized_gini"}[model]
+            assert (
+                gate in child.data.metrics
+                and round(child.data.metrics[gate], 4) == (child.data.metrics[gate])
+            )
     from crm_ltv.cli import _tuned_params
     from crm_ltv.features.paths import Paths
 

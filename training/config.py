@@ -174,6 +174,9 @@ class GateConfig(_Frozen):
     compare: str
     baseline: Literal["bgnbd", "rfm"] | None = "bgnbd"  # must beat it on `compare` too
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
+    # A new version replaces the champion only when ahead by more than this on `compare` (one
+    # snapshot's noise: a retrain moved the sample's AUC by 0.00002); 0 = strictly ahead.
+    min_gain_over_champion: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _known_metrics(self) -> GateConfig:

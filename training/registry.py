@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -36,6 +37,9 @@ class RegistryError(ChampionError):
 
 class PreBundleVersionError(RegistryError):
     """A version registered before model bundles existed: only a retrain helps."""
+
+
+SUPERSEDED = {"superseded_by", "superseded_at"}  # tags of a version the alias left
 
 
 @dataclass(frozen=True)
@@ -75,17 +79,35 @@ def decide_promotion(
     if failures:
         promote = False
         notes.append("fails thresholds: " + "; ".join(failures))
-    for label, other in ((gate.baseline, baseline), (champion_label, champion)):
+    gains = (
+        (gate.baseline, baseline, 0.0),
+        (champion_label, champion, gate.min_gain_over_champion),
+    )
+    for label, other, needed in gains:
         if other is None or label is None:
             continue
         ours, theirs = new[metric], other[metric]
-        better = ours > theirs if higher else ours < theirs
+        gain = ours - theirs if higher else theirs - ours
+        better = gain > needed
         promote &= better
         verdict = "beats" if better else "does not beat"
-        notes.append(f"{metric} {ours:.4f} {verdict} {label}'s {theirs:.4f} ({ours - theirs:+.4f})")
+        short = f", not by more than {needed:g}" if 0 < gain <= needed else ""
+        notes.append(
+            f"{metric} {ours:.4f} {verdict} {label}'s {theirs:.4f} ({margin_text(ours, theirs)}"
+            f"{short})"
+        )
     if champion is None:
         notes.append("no champion yet" + (" and every threshold passes" if not failures else ""))
     return Decision(promote, "; ".join(notes))
+
+
+def margin_text(ours: float, theirs: float) -> str:
+    """`ours - theirs` as the two figures read at 4 decimals (0.8632 vs 0.8615: +0.0017, not
+    the exact +0.00166 rounded to +0.0016); a difference those hide, in full."""
+    shown = round(ours, 4) - round(theirs, 4)
+    if shown == 0 and ours != theirs:
+        return f"{ours - theirs:+.2g}"
+    return f"{shown:+.4f}"
 
 
 def model_names(registry: RegistryConfig) -> dict[Kind, str]:
@@ -126,10 +148,19 @@ def describe_model(name: str, description: str, version: str, version_descriptio
 
 
 def set_champion(name: str, version: str, alias: str, reason: str | None = None) -> None:
+    """Move `alias` to `version`; the version it leaves says so (`superseded_by`), since its
+    description still tells why it was promoted."""
     client = MlflowClient()
+    previous = champion_version(name, alias)
     client.set_registered_model_alias(name, alias, str(version))
     if reason is not None:
         client.set_model_version_tag(name, str(version), "promotion", reason)
+    if previous is not None and str(previous.version) != str(version):
+        left = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        client.set_model_version_tag(name, str(previous.version), "superseded_by", str(version))
+        client.set_model_version_tag(name, str(previous.version), "superseded_at", left)
+    for key in SUPERSEDED.intersection(client.get_model_version(name, str(version)).tags):
+        client.delete_model_version_tag(name, str(version), key)  # champion again
 
 
 def promote_by_hand(

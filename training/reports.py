@@ -58,6 +58,6 @@ def ltv_cac_report(
     )
     realised = table["mean_value_to_date"] + table["mean_predicted_value"]
     cac = table["mean_cac"].where(table["mean_cac"] > 0)
-    table["ltv_to_cac"] = realised / cac
+    table["value_to_date_and_predicted_to_cac"] = realised / cac
     table["historic_ltv_to_cac"] = table["mean_historic_ltv"] / cac
     return table.reset_index()

@@ -271,8 +271,8 @@ def log_reports(split: TimeSplit, evaluation: Evaluation, customers: pd.DataFram
     ours = evaluation.predictions["lightgbm"]
     log_table(segment_report(split.test, ours), "rfm_segments", DIGITS)
     ltv_cac = ltv_cac_report(split.test, ours, customers)
-    if ltv_cac is not None:
-        log_table(ltv_cac, "ltv_cac_by_channel", DIGITS)
+    if ltv_cac is not None:  # of the test snapshot's customers, at its cutoff
+        log_table(ltv_cac, "ltv_cac_by_channel_at_test_cutoff", DIGITS)
 
 
 def comparison_table(evaluation: Evaluation) -> str:

@@ -187,11 +187,17 @@ def log_config_files(paths: Paths, areas: Sequence[str]) -> None:
         mlflow.log_artifact(str(paths.config_file(area)), "config")
 
 
+def readable(value: float, decimals: int = 4) -> float:
+    """Rounded to the digits people read; a value below them (a tiny p-value) keeps three
+    significant digits rather than becoming 0."""
+    return round(value, decimals) if abs(value) >= 10**-decimals else float(f"{value:.3g}")
+
+
 def log_table(frame: pd.DataFrame, name: str, decimals: int = 4) -> None:
-    """A table under tables/, numbers rounded for reading, a named index kept as columns."""
+    """A table under tables/, numbers `readable`, a named index kept as columns."""
     table = frame.reset_index() if frame.index.name or frame.index.names[0] else frame
-    numeric = table.select_dtypes("number").columns
-    table = table.assign(**{c: table[c].round(decimals) for c in numeric})
+    floats = table.select_dtypes("floating").columns
+    table = table.assign(**{c: table[c].map(lambda v: readable(v, decimals)) for c in floats})
     table.columns = [str(c) for c in table.columns]
     mlflow.log_table(table, f"tables/{name}.json")
 

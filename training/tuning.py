@@ -39,6 +39,7 @@ from crm_ltv.training.tracking import (
     log_config_files,
     log_datasets,
     log_provenance,
+    readable,
     setup_tracking,
 )
 
@@ -141,9 +142,10 @@ def _objective(
                 metrics = _validation_metrics(kind, model, split, data)
                 mlflow.log_metrics(
                     {
-                        f"validation_{metric}": model.validation_score_,
+                        f"validation_{metric}": round(model.validation_score_, 6),
                         "rounds": model.best_iteration_,
-                        **{f"valid_{k}": v for k, v in metrics.items()},
+                        # the names (and digits) of the training runs' children, to compare
+                        **{f"{kind}_{k}": readable(v) for k, v in metrics.items()},
                     }
                 )
                 mlflow.set_tag("trial_state", "complete")
