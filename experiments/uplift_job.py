@@ -218,8 +218,8 @@ def run_uplift(
             log_figure(
                 _curve_plot(curves[outcome], evaluation, outcome, "qini", label), f"qini_{outcome}"
             )
-        gains = _curve_plot(curves["purchase"], evaluation, "purchase", "uplift_gain", "uplift")
-        log_figure(gains, "uplift_curve_purchase")
+            gains = _curve_plot(curves[outcome], evaluation, outcome, "uplift_gain", "uplift")
+            log_figure(gains, f"uplift_curve_{outcome}")
         with tempfile.TemporaryDirectory(prefix="crm-ltv-uplift-") as tmp:
             folder = bundle.save(Path(tmp) / "uplift")
             example = model_input_example(

@@ -329,6 +329,8 @@ def test_uplift_command_registers_a_gated_model_and_logs_runs(trained, home):
     assert inputs["campaigns"].source and "campaigns.csv" in inputs["campaigns"].source
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"plots/qini_purchase.png", "plots/uplift_curve_purchase.png"} <= artifacts
+    if "plots/qini_value.png" in artifacts:  # a value model too: its uplift curve beside
+        assert "plots/uplift_curve_value.png" in artifacts
 
 
 # --- the gate and bad campaigns, in process ----------------------------------------------------

@@ -203,8 +203,9 @@ def log_table(frame: pd.DataFrame, name: str, decimals: int = 4) -> None:
 
 
 def log_figure(figure: object, name: str) -> None:
-    """A matplotlib figure under plots/, closed once logged."""
+    """A matplotlib figure under plots/ (cropped to what it draws: a long title or tick labels
+    are not cut off), closed once logged."""
     import matplotlib.pyplot as plt
 
-    mlflow.log_figure(figure, f"plots/{name}.png")
+    mlflow.log_figure(figure, f"plots/{name}.png", save_kwargs={"bbox_inches": "tight"})
     plt.close(figure)

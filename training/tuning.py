@@ -38,6 +38,7 @@ from crm_ltv.training.tracking import (
     input_sources,
     log_config_files,
     log_datasets,
+    log_figure,
     log_provenance,
     readable,
     setup_tracking,
@@ -218,8 +219,7 @@ def run_study(
     figure = plots.history_plot(
         values, f"{kind}: optimisation history", f"validation {metric}", higher_is_better(metric)
     )
-    mlflow.log_figure(figure, f"plots/{kind}_history.png")
-    plots.plt.close(figure)
+    log_figure(figure, f"{kind}_history")
     return StudyResult(
         name,
         metric,
