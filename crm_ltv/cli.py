@@ -488,6 +488,9 @@ def _tuned_params(
         found_horizon = saved["horizon_days"]
         params = {"churn": dict(saved["churn"]), "ltv": dict(saved["ltv"])}
         studies = ", ".join(saved["studies"].values())
+        tuned_on = saved.get("data_sha256")
+        if tuned_on is not None and not isinstance(tuned_on, str):
+            raise TypeError(f"data_sha256 {tuned_on!r} is not a hash")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: not a best-params file of `make tune` ({exc})") from None
     if found_horizon != horizon_days:
@@ -496,7 +499,6 @@ def _tuned_params(
         )
     progress(f"using tuned params from {path} (studies {studies}; delete the file to train "
              "with configs/train.yaml alone)")  # fmt: skip
-    tuned_on = saved.get("data_sha256")
     if inputs is not None and tuned_on is not None:
         from crm_ltv.training.tracking import file_sha256, input_sources
 

@@ -376,7 +376,9 @@ def _channel_note(row: Any, config: CohortConfig) -> str:
             else ""
         )
     )
-    if not row.mean_cac > 0:
+    if pd.isna(row.mean_cac):
+        payback = "CAC unknown"
+    elif row.mean_cac <= 0:
         payback = "nothing to pay back"
     elif pd.isna(row.payback_months):
         payback = "not paid back yet"

@@ -331,18 +331,20 @@ def _child_note(row: pd.Series, notes: Mapping[str, str]) -> str:
 
 
 def best_policy_note(table: pd.DataFrame) -> str:
-    """The highest DR estimate, and whether its interval sets it apart from the next one's:
-    two overlapping intervals are no ranking."""
-    first = table.iloc[0]
+    """The highest DR estimate, and whether its interval sets it apart from every other
+    policy's: overlapping intervals are no ranking."""
+    first, others = table.iloc[0], table.iloc[1:]
     text = f"Highest DR estimate: {first['policy']} ({first['estimated_value_dr']:.2f})"
-    if len(table) < 2:
+    if others.empty:
         return text + "."
-    second = table.iloc[1]
-    if first["ci_low_dr"] > second["ci_high_dr"]:
-        return text + f", its interval above {second['policy']}'s."
+    if pd.isna(first["ci_low_dr"]) or others["ci_high_dr"].isna().any():
+        return text + "; no interval to rank it by."
+    overlapping = others.loc[others["ci_high_dr"] >= first["ci_low_dr"], "policy"].tolist()
+    if not overlapping:
+        return text + ", its interval above every other policy's."
     return (
-        text + f"; its interval overlaps {second['policy']}'s "
-        f"({second['estimated_value_dr']:.2f}): the data do not rank the two."
+        text + f"; its interval overlaps that of {', '.join(overlapping)}: the data do not rank "
+        "them."
     )
 
 

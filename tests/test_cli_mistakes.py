@@ -207,4 +207,10 @@ def test_uplift_lightgbm_params_are_checked_as_training_s_are(tmp_path):
         ConfigError, match=r"uplift: LightGBM refuses params \(bagging_fraction=3\)"
     ):
         load_config(ExperimentsConfig, over)
+    # what the project sets itself: the objective, the seed, the rounds (any alias)
+    rounds = _config_with(
+        tmp_path, "experiments", lambda c: c["uplift"].update(params={"num_boost_round": 5})
+    )
+    with pytest.raises(ConfigError, match=r"\['num_boost_round'\] are set by the project"):
+        load_config(ExperimentsConfig, rounds)
     assert load_config(ExperimentsConfig, CONFIGS / "experiments.yaml").uplift  # shipped: fine

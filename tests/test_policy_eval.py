@@ -319,7 +319,14 @@ def test_the_run_names_the_highest_estimate_but_no_winner_when_intervals_overlap
         }
     )
     said = best_policy_note(table)
-    assert said.startswith("Highest DR estimate: priors (2.04); its interval overlaps uplift's")
-    assert "do not rank the two" in said
+    assert said == (
+        "Highest DR estimate: priors (2.04); its interval overlaps that of uplift: the data do "
+        "not rank them."
+    )
     apart = table.assign(ci_low_dr=[2.7, 0.79, 0.0])
-    assert best_policy_note(apart).endswith("its interval above uplift's.")
+    assert best_policy_note(apart).endswith("its interval above every other policy's.")
+    wide = apart.assign(ci_high_dr=[2.99, 2.63, 3.1])  # a third, wide one reaches it
+    assert best_policy_note(wide).endswith("overlaps that of nothing: the data do not rank them.")
+    assert best_policy_note(table.assign(ci_low_dr=float("nan"))).endswith(
+        "no interval to rank it by."
+    )

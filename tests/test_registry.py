@@ -29,14 +29,19 @@ def test_a_new_model_must_strictly_beat_the_champion():
     worse = decide_promotion(champion | {"roc_auc": 0.79}, champion, GATE, "champion v3")
     assert not worse.promote and "does not beat champion v3's 0.8000" in worse.reason
     assert not decide_promotion(champion, champion, GATE).promote  # a tie keeps the champion
+    # a champion there but not comparable on this snapshot: not said to be missing
+    uncompared = decide_promotion(better, None, GATE, "champion v3", uncompared=True)
+    assert uncompared.promote and uncompared.reason.endswith("every threshold passes")
+    assert "no champion yet" not in uncompared.reason
     # a lead within noise keeps it too, when the gate asks for more; the margin is shown as the
     # figures read (0.8632 - 0.8615), or in full when they read the same
     noisy = GateConfig(compare="roc_auc", baseline=None, min_gain_over_champion=0.001)
     close = decide_promotion({"roc_auc": 0.863166}, {"roc_auc": 0.863151}, noisy, "champion v1")
     assert not close.promote
-    assert "0.8632 does not beat champion v1's 0.8632 (+1.5e-05, not by more than 0.001)" in (
-        close.reason
-    )
+    assert "0.8632 does not beat champion v1's 0.8632 (+1.5e-05; gain 1.5e-05, not more than " \
+        "0.001)" in close.reason  # fmt: skip
+    near = decide_promotion({"roc_auc": 0.86396}, {"roc_auc": 0.86304}, noisy, "champion v1")
+    assert not near.promote and "(+0.0010; gain 0.00092, not more than 0.001)" in near.reason
     clear = decide_promotion({"roc_auc": 0.86317}, {"roc_auc": 0.86151}, noisy, "champion v1")
     assert clear.promote and "beats champion v1's 0.8615 (+0.0017)" in clear.reason
 

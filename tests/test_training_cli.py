@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from crm_ltv.training.tracking import file_sha256
+from crm_ltv.training.tracking import file_sha256, readable
 from tests.conftest import ROOT, free_port, mlflow_client, run
 
 
@@ -89,9 +89,8 @@ def test_the_mlflow_ui_compares_models_and_baselines_in_child_runs(trained):
         assert got == round(summary["churn"][name]["roc_auc"], 4)  # the figure, readable
         assert [d.dataset.name for d in run_.inputs.dataset_inputs] == ["transactions", "customers"]
     margin = parent.data.metrics["margin_over_bgnbd_churn_roc_auc"]
-    assert margin == round(
-        summary["churn"]["lightgbm"]["roc_auc"] - summary["churn"]["bgnbd"]["roc_auc"], 4
-    )
+    exact = summary["churn"]["lightgbm"]["roc_auc"] - summary["churn"]["bgnbd"]["roc_auc"]
+    assert margin == readable(exact)  # 4 decimals; a margin below them in 3 significant digits
     (dataset,) = [
         d.dataset for d in parent.inputs.dataset_inputs if d.dataset.name == "transactions"
     ]

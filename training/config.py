@@ -38,19 +38,28 @@ class BoosterConfig(_Frozen):
 
     @model_validator(mode="after")
     def _no_reserved_params(self) -> BoosterConfig:
-        reserved = {"objective", "seed", "num_threads", "monotone_constraints", "verbosity"}
-        clash = reserved & set(self.params)
-        if clash:
-            raise ValueError(f"params: {sorted(clash)} are set by the project, not in params")
         check_lightgbm_params(self.params, "params")
         return self
 
 
 def check_lightgbm_params(params: Mapping[str, Any], where: str) -> None:
-    """Names and values of LightGBM params, when a config is read (training, uplift)."""
-    if params:  # none given (the defaults, built on import): nothing to ask LightGBM
-        _check_lightgbm_names(params, where)
-        _check_lightgbm_values(params, where)
+    """Names and values of LightGBM params, when a config is read (training, uplift); none of
+    those the project sets itself (the rounds too: n_estimators, or early stopping's)."""
+    if not params:  # none given (the defaults, built on import): nothing to ask LightGBM
+        return
+    import lightgbm as lgb
+
+    reserved = lgb.basic._ConfigAliases.get(*RESERVED_PARAMS)
+    clash = sorted(reserved.intersection(params))
+    if clash:
+        raise ValueError(f"{where}: {clash} are set by the project, not in {where}")
+    _check_lightgbm_names(params, where)
+    _check_lightgbm_values(params, where)
+
+
+RESERVED_PARAMS = (
+    "objective", "seed", "num_threads", "monotone_constraints", "verbosity", "num_iterations",
+)  # fmt: skip
 
 
 def _check_lightgbm_names(names: Iterable[str], where: str) -> None:

@@ -356,7 +356,8 @@ def _register_bundle(
         if check.left_alone is not None:
             decision = Decision(False, check.left_alone)
         else:
-            decision = decide_promotion(ours, check.metrics, gate, label, baseline)
+            uncompared = current is not None and check.metrics is None
+            decision = decide_promotion(ours, check.metrics, gate, label, baseline, uncompared)
             if check.note is not None:
                 decision = Decision(decision.promote, f"{check.note}; {decision.reason}")
         tags = {

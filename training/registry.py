@@ -67,10 +67,12 @@ def decide_promotion(
     gate: GateConfig,
     champion_label: str = "the champion",
     baseline: dict[str, float] | None = None,
+    uncompared: bool = False,
 ) -> Decision:
     """Promote only a model that passes every threshold, beats the baseline (`gate.baseline`,
     BG/NBD by default) and strictly beats the champion on `gate.compare`, all measured on the
-    same held-out snapshot. The reason gives every margin, either way."""
+    same held-out snapshot. The reason gives every margin, either way. `uncompared`: there is
+    a champion, but its `champion` metrics could not be had (the caller says why)."""
     metric = gate.compare
     higher = HIGHER_IS_BETTER[metric]  # the gate's names are checked by GateConfig
     notes: list[str] = []
@@ -91,13 +93,15 @@ def decide_promotion(
         better = gain > needed
         promote &= better
         verdict = "beats" if better else "does not beat"
-        short = f", not by more than {needed:g}" if 0 < gain <= needed else ""
+        short = f"; gain {gain:.2g}, not more than {needed:g}" if 0 < gain <= needed else ""
         notes.append(
             f"{metric} {ours:.4f} {verdict} {label}'s {theirs:.4f} ({margin_text(ours, theirs)}"
             f"{short})"
         )
-    if champion is None:
+    if champion is None and not uncompared:
         notes.append("no champion yet" + (" and every threshold passes" if not failures else ""))
+    elif champion is None and not failures:
+        notes.append("every threshold passes")
     return Decision(promote, "; ".join(notes))
 
 

@@ -23,7 +23,13 @@ from crm_ltv.training.datasets import OUT_OF_CUSTOMER, TimeSplit
 from crm_ltv.training.metrics import decile_table
 from crm_ltv.training.pipeline import Evaluation, TrainedModels
 from crm_ltv.training.reports import ltv_cac_report, segment_report
-from crm_ltv.training.tracking import inherited_provenance, log_datasets, log_figure, log_table
+from crm_ltv.training.tracking import (
+    inherited_provenance,
+    log_datasets,
+    log_figure,
+    log_table,
+    readable,
+)
 
 MODEL_ORDER = ("lightgbm", "bgnbd", "rfm")
 DIGITS = 4  # metric values as people read them; the gate decides on the unrounded ones
@@ -83,15 +89,15 @@ def experiment_description() -> str:
 def model_metrics(evaluation: Evaluation, name: str) -> dict[str, float]:
     """One model's metrics under the names every child run shares, rounded for reading."""
     return {
-        **{f"churn_{k}": round(v, DIGITS) for k, v in evaluation.churn[name].items()},
-        **{f"ltv_{k}": round(v, DIGITS) for k, v in evaluation.ltv[name].items()},
+        **{f"churn_{k}": readable(v, DIGITS) for k, v in evaluation.churn[name].items()},
+        **{f"ltv_{k}": readable(v, DIGITS) for k, v in evaluation.ltv[name].items()},
     }
 
 
 def margins(evaluation: Evaluation) -> dict[str, float]:
     scores = {"churn": evaluation.churn, "ltv": evaluation.ltv}
     return {
-        f"margin_over_bgnbd_{kind}_{metric}": round(
+        f"margin_over_bgnbd_{kind}_{metric}": readable(
             scores[kind]["lightgbm"][metric] - scores[kind]["bgnbd"][metric], DIGITS
         )
         for kind, metric in MARGINS

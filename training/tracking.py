@@ -197,7 +197,9 @@ def log_table(frame: pd.DataFrame, name: str, decimals: int = 4) -> None:
     """A table under tables/, numbers `readable`, a named index kept as columns."""
     table = frame.reset_index() if frame.index.name or frame.index.names[0] else frame
     floats = table.select_dtypes("floating").columns
-    table = table.assign(**{c: table[c].map(lambda v: readable(v, decimals)) for c in floats})
+    table = table.assign(
+        **{c: table[c].map(lambda v: readable(v, decimals), na_action="ignore") for c in floats}
+    )
     table.columns = [str(c) for c in table.columns]
     mlflow.log_table(table, f"tables/{name}.json")
 

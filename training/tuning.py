@@ -268,7 +268,7 @@ def run_tuning(
         f"early stopping watches ({watched}); one child run per trial. The best parameters "
         f"(`best_*`) go to reports/{paths.best_params_file(split.horizon_days).name}, which the "
         "next `make train` at this horizon uses.",
-    ):
+    ) as run:
         mlflow.set_tag("kind", "tuning")
         provenance = log_provenance(*input_sources(inputs))
         log_datasets(input_datasets(inputs), "tuning")
@@ -294,10 +294,12 @@ def run_tuning(
                 }
             )
         if not any(r.ran for r in results.values()):
+            described = mlflow.get_run(run.info.run_id).data.tags.get("mlflow.note.content", "")
             mlflow.set_tag(
                 "mlflow.note.content",
                 f"No trial run: every study had its {tune.trials} trials already (raise "
-                "`--trials` for more); the best parameters of the studies are restated.",
+                "`--trials` for more); the best parameters of the studies are restated. "
+                + described,
             )
             progress(f"every study had its {tune.trials} trials: none run (raise --trials)")
         saved = {
