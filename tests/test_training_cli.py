@@ -248,6 +248,15 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
     assert uplift.returncode == 2 and "--pair: only churn and ltv" in uplift.stderr
     back = run(home, "promote", "--model", "ltv", "--version", "1", "--pair")
     assert back.returncode == 0 and (_champion(home, "churn"), _champion(home, "ltv")) == ("1", "1")
+    # without an ltv champion, scoring would pair churn with ltv's newest (v4, 182 days)
+    client = mlflow_client(home)
+    client.delete_registered_model_alias("ltv", "champion")
+    try:
+        lone = run(home, "promote", "--model", "churn", "--version", "1")
+        assert lone.returncode == 2
+        assert "churn v1 predicts 90 days, the ltv v4 scoring uses 182 days" in lone.stderr
+    finally:
+        client.set_registered_model_alias("ltv", "champion", "1")
 
 
 def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):
