@@ -319,8 +319,9 @@ class _Booster(BaseEstimator):
         )
 
 
-# LightGBM's metrics where higher is better (their @k forms too); every other one is a loss
-HIGHER_IS_BETTER = ("auc", "auc_mu", "average_precision", "ndcg", "map", "mean_average_precision")
+# LightGBM's metrics where higher is better (their @k forms too); every other one is a loss.
+# (training.config.HIGHER_IS_BETTER is another table: the project's own gate metrics.)
+LIGHTGBM_MAXIMISED = ("auc", "auc_mu", "average_precision", "ndcg", "map", "mean_average_precision")
 METRIC_KEYS = ("metric", "metrics", "metric_types")  # LightGBM's names of the setting
 
 
@@ -336,7 +337,7 @@ def watched_metric(params: Mapping[str, Any], objective: str) -> str:
 
 
 def higher_is_better(metric: str) -> bool:
-    return metric.split("@")[0] in HIGHER_IS_BETTER
+    return metric.split("@")[0] in LIGHTGBM_MAXIMISED
 
 
 def _best_score(booster: lgb.Booster) -> tuple[str, float]:
