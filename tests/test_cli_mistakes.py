@@ -152,6 +152,8 @@ TUNE_MISTAKES = [
     ({"num_leaves": {"low": 1, "high": 8, "integer": True}},
      r"Check failed: \(num_leaves\) > \(1\)"),
     ({"min_data_in_leaf": {"low": 0, "high": 30, "log": True, "integer": True}}, "low > 0"),
+    ({"num_iterations": {"low": 10, "high": 500, "integer": True}},  # would override the rounds
+     r"search_space: \['num_iterations'\] are set by the project"),
 ]  # fmt: skip
 
 

@@ -47,12 +47,6 @@ def check_lightgbm_params(params: Mapping[str, Any], where: str) -> None:
     those the project sets itself (the rounds too: n_estimators, or early stopping's)."""
     if not params:  # none given (the defaults, built on import): nothing to ask LightGBM
         return
-    import lightgbm as lgb
-
-    reserved = lgb.basic._ConfigAliases.get(*RESERVED_PARAMS)
-    clash = sorted(reserved.intersection(params))
-    if clash:
-        raise ValueError(f"{where}: {clash} are set by the project, not in {where}")
     _check_lightgbm_names(params, where)
     _check_lightgbm_values(params, where)
 
@@ -63,13 +57,18 @@ RESERVED_PARAMS = (
 
 
 def _check_lightgbm_names(names: Iterable[str], where: str) -> None:
-    """LightGBM ignores a misspelt parameter name (silently, at the project's verbosity): refuse
-    names it does not know, with the closest it does. A value of the wrong type LightGBM refuses
-    itself when training starts (the CLI says so in one error line)."""
+    """Names the project sets itself (in any alias) are refused; and, as LightGBM ignores a
+    misspelt parameter name (silently, at the project's verbosity), names it does not know,
+    with the closest it does."""
     import difflib
 
     import lightgbm as lgb
 
+    names = list(names)
+    reserved = lgb.basic._ConfigAliases.get(*RESERVED_PARAMS)
+    clash = sorted(reserved.intersection(names))
+    if clash:
+        raise ValueError(f"{where}: {clash} are set by the project, not in {where}")
     aliases = lgb.basic._ConfigAliases._get_all_param_aliases()  # pinned LightGBM's own table
     known = {a for names_ in aliases.values() for a in names_}
     unknown = [n for n in names if n not in known]
