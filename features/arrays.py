@@ -17,6 +17,7 @@ import pandas as pd
 from crm_ltv.features.contract import TRANSACTIONS, DataError, naive_utc, out_of_range_year
 
 SECONDS_PER_DAY = 86_400
+MONEY_DECIMALS = 6
 EPOCH = datetime(1970, 1, 1)
 SECOND = timedelta(seconds=1)
 _FEW_CUSTOMERS = 1_000  # up to a service request's size
@@ -183,6 +184,13 @@ class CustomerAttributes:
             found = (rows.get(customer_id, -1) for customer_id in customer_ids)
             return np.fromiter(found, np.intp, len(customer_ids))
         return pd.Index(self.ids).get_indexer(customer_ids)
+
+
+def money(sums: np.ndarray) -> np.ndarray:
+    """Sums of amounts to a millionth: a refund that cancels its purchase leaves 0, not 1e-14
+    (which read as a trend of +-1), and equal totals summed in another order are equal (the
+    RFM quintiles give ties one score)."""
+    return np.round(sums, MONEY_DECIMALS)
 
 
 def _finite(amount: np.ndarray) -> np.ndarray:

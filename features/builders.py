@@ -1,8 +1,9 @@
 """Point-in-time customer features: only transactions with timestamp <= cutoff are read.
 
 The population is every customer with at least one purchase (amount > 0) up to the cutoff.
-A purchase day is a calendar day with a purchase; an order is a distinct order_id (or, without
-one, a distinct purchase timestamp); refunds are negative amounts and count in net spend only.
+A purchase day is a calendar day with a purchase; an order is a distinct order_id of the
+customer, wherever its lines lie in time (or, without one, a distinct purchase timestamp); it
+is dated by its first line. Refunds are negative amounts and count in net spend only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from crm_ltv.features.arrays import (
     CustomerAttributes,
     TransactionArrays,
     cutoff_seconds,
+    money,
 )
 from crm_ltv.features.columns import categorical
 from crm_ltv.features.config import FeatureConfig
@@ -37,6 +39,8 @@ YEAR_DAYS = 365
 # Per label column ("category", "channel"): how often each label occurs in the population at a
 # cutoff (purchase rows, orders), names sorted; what the cap on distinct labels keeps or pools.
 LabelCounts = Mapping[str, pd.Series]
+# Per label column: the labels a model knows (its vocabulary of the feature they make).
+KnownLabels = Mapping[str, tuple[str, ...]]
 
 
 def build_features(
@@ -68,7 +72,8 @@ class _History:
     amount: np.ndarray  # of each purchase row
     new_customer: np.ndarray  # purchase row starts a customer
     new_day: np.ndarray  # purchase row starts a purchase day
-    new_order: np.ndarray  # purchase row starts an order
+    new_order: np.ndarray  # purchase row is its order's first
+    order: np.ndarray  # of each purchase row: its order, numbered by first row
 
     @property
     def size(self) -> int:
@@ -98,11 +103,8 @@ class _History:
         new_customer = _starts(pos)
         new_time = _starts(seconds) | new_customer
         new_day = _starts(seconds // SECONDS_PER_DAY) | new_customer
-        if past.order is None:
-            new_order = new_time
-        else:
-            order = past.order.codes[buy]
-            new_order = np.where(order < 0, new_time, _starts(order)) | new_customer
+        order = _orders(pos, new_time, None if past.order is None else past.order.codes[buy])
+        new_order = _starts(np.maximum.accumulate(order))
         return cls(
             cut_s=cut_s,
             names=arrays.customer.names[np.flatnonzero(has_purchase)],
@@ -115,7 +117,22 @@ class _History:
             new_customer=new_customer,
             new_day=new_day,
             new_order=new_order,
+            order=order,
         )
+
+
+def _orders(pos: np.ndarray, new_time: np.ndarray, codes: np.ndarray | None) -> np.ndarray:
+    """The order of each purchase row (rows by customer and time), numbered 0, 1, ... by each
+    order's first row. One order's lines may lie apart: another order's lines between them at
+    the same timestamp (rows are not sorted by order), or later lines of the same invoice; so
+    orders are the distinct (customer, order_id) pairs, not runs of one id. Rows without an
+    order_id: one order per distinct timestamp of the customer."""
+    by_time = np.cumsum(new_time)  # >= 1: one per (customer, timestamp)
+    if codes is None:
+        return by_time - 1
+    width = np.int64(max(int(codes.max(initial=-1)), 0) + 1)
+    key = np.where(codes < 0, -by_time, pos.astype("int64") * width + codes)
+    return pd.factorize(key)[0]
 
 
 def _starts(values: np.ndarray) -> np.ndarray:
@@ -142,10 +159,10 @@ def _rfm(h: _History, cuts: RfmCuts | None) -> dict[str, Column]:
     customer_ends = np.append(customer_starts[1:], len(h.pos)) - 1
     days = h.seconds // SECONDS_PER_DAY
     order_starts = np.flatnonzero(h.new_order)
-    order_value = np.add.reduceat(h.amount, order_starts)
+    order_value = money(np.bincount(h.order, h.amount))
     first_order_of_customer = np.flatnonzero(h.new_customer[order_starts])
     n_orders = h.total(h.pos[order_starts]).astype("int64")
-    net = h.total(h.row_pos, h.past.amount)
+    net = money(h.total(h.row_pos, h.past.amount))
     recency = (h.cut_day - days[customer_ends]).astype("int64")
     frequency = h.total(h.pos[h.new_day]).astype("int64")
     return {
@@ -163,7 +180,7 @@ def _rfm(h: _History, cuts: RfmCuts | None) -> dict[str, Column]:
 def _window_sums(h: _History, since_s: int, until_s: int) -> tuple[np.ndarray, np.ndarray]:
     """Net spend and orders per customer with since < timestamp <= until."""
     rows = (h.past.seconds > since_s) & (h.past.seconds <= until_s)
-    spend = h.total(h.row_pos[rows], h.past.amount[rows])
+    spend = money(h.total(h.row_pos[rows], h.past.amount[rows]))
     starts = h.new_order & (h.seconds > since_s) & (h.seconds <= until_s)
     return spend, h.total(h.pos[starts])
 
@@ -198,9 +215,9 @@ def _gaps(h: _History, recency: np.ndarray) -> dict[str, Column]:
     count = h.total(gap_pos)
     mean = _ratio(h.total(gap_pos, gap), count)
     variance = _ratio(h.total(gap_pos, gap * gap), count) - mean * mean
-    gross = h.total(h.pos, h.amount)
+    gross = money(h.total(h.pos, h.amount))
     refunds = h.past.amount < 0
-    refunded = 0.0 - h.total(h.row_pos[refunds], h.past.amount[refunds])
+    refunded = 0.0 - money(h.total(h.row_pos[refunds], h.past.amount[refunds]))
     return {
         "ipt_mean_days": mean,
         "ipt_std_days": np.sqrt(np.maximum(variance, 0.0)),
@@ -227,6 +244,14 @@ def _kept_labels(counts: pd.Series, limit: int) -> tuple[pd.Index, bool]:
     return pd.Index([*counts.index[kept], OTHER], dtype="str"), True
 
 
+def _known_labels(known: tuple[str, ...], seen: pd.Series) -> tuple[pd.Index, bool]:
+    """The labels a feature keeps given the ones a model knows (its vocabulary): where its
+    training pooled some as OTHER, the known ones and OTHER for the rest; else all seen."""
+    if OTHER not in known:
+        return pd.Index(seen.index, dtype="str"), False
+    return pd.Index([*sorted(n for n in known if n != OTHER), OTHER], dtype="str"), True
+
+
 def _label_matrix(
     h: _History,
     pos: np.ndarray,
@@ -234,13 +259,18 @@ def _label_matrix(
     weights: np.ndarray | None,
     limit: int,
     counts: pd.Series | None,
+    known: tuple[str, ...] | None = None,
 ) -> tuple[np.ndarray, pd.Index]:
     """Per customer x label totals; beyond `limit` labels the rarest are pooled as OTHER. The
     cap counts these rows' labels, or `counts` (the whole population's, when these customers
-    are one partition of it)."""
+    are one partition of it); or the labels are those `known` to a model (a request's few
+    customers: one's features must not depend on who else is in the request)."""
     valid = labels.codes >= 0
     codes = labels.codes[valid]
-    names, pooled = _kept_labels(_label_counts(labels) if counts is None else counts, limit)
+    if known is not None:
+        names, pooled = _known_labels(known, _label_counts(labels))
+    else:
+        names, pooled = _kept_labels(_label_counts(labels) if counts is None else counts, limit)
     remap = names.get_indexer(pd.Index(labels.names, dtype="str"))
     if pooled:
         remap[remap < 0] = len(names) - 1
@@ -272,9 +302,12 @@ def _channel_labels(h: _History) -> tuple[np.ndarray, Codes]:
     return order_rows, h.past.channel.take(h.buy).take(order_rows)
 
 
-def _categories(h: _History, config: FeatureConfig, counts: pd.Series | None) -> dict[str, Column]:
+def _categories(
+    h: _History, config: FeatureConfig, counts: pd.Series | None, known: tuple[str, ...] | None
+) -> dict[str, Column]:
     labels = _category_labels(h)
-    spend, names = _label_matrix(h, h.pos, labels, h.amount, config.max_categories, counts)
+    limit = config.max_categories
+    spend, names = _label_matrix(h, h.pos, labels, h.amount, limit, counts, known)
     total = spend.sum(axis=1)
     share = spend / np.where(total > 0, total, 1.0)[:, None]
     entropy = -(share * np.log(np.where(share > 0, share, 1.0))).sum(axis=1)
@@ -285,9 +318,12 @@ def _categories(h: _History, config: FeatureConfig, counts: pd.Series | None) ->
     }
 
 
-def _channels(h: _History, config: FeatureConfig, counts: pd.Series | None) -> dict[str, Column]:
+def _channels(
+    h: _History, config: FeatureConfig, counts: pd.Series | None, known: tuple[str, ...] | None
+) -> dict[str, Column]:
     order_rows, labels = _channel_labels(h)
-    orders, names = _label_matrix(h, h.pos[order_rows], labels, None, config.max_categories, counts)
+    limit = config.max_categories
+    orders, names = _label_matrix(h, h.pos[order_rows], labels, None, limit, counts, known)
     return {
         "n_channels": np.count_nonzero(orders, axis=1).astype("int64"),
         "main_channel": _argmax_label(orders, names),
@@ -374,7 +410,10 @@ def feature_columns(
     customers: pd.DataFrame | CustomerAttributes | None = None,
     rfm_cuts: RfmCuts | None = None,
     label_counts: LabelCounts | None = None,
+    known_labels: KnownLabels | None = None,
 ) -> FeatureColumns:
+    """`label_counts`: the population's, where these customers are a partition of it;
+    `known_labels`: a model's vocabularies, where they are a request's few customers."""
     if isinstance(customers, pd.DataFrame):
         customers = CustomerAttributes.from_frame(customers)
     h = _History.of(arrays, cutoff_seconds(cutoff))
@@ -384,11 +423,11 @@ def feature_columns(
     columns: dict[str, Column] = _rfm(h, rfm_cuts)
     columns |= _windows(h, config)
     columns |= _gaps(h, columns["recency_days"])
-    counts = label_counts or {}
+    counts, known = label_counts or {}, known_labels or {}
     if arrays.category is not None:
-        columns |= _categories(h, config, counts.get("category"))
+        columns |= _categories(h, config, counts.get("category"), known.get("category"))
     if arrays.channel is not None:
-        columns |= _channels(h, config, counts.get("channel"))
+        columns |= _channels(h, config, counts.get("channel"), known.get("channel"))
     columns["historic_ltv"] = historic_ltv(
         columns["monetary_mean"], columns["n_orders"], columns["tenure_days"], config.historic_ltv
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from crm_ltv.features.arrays import SECONDS_PER_DAY, TransactionArrays, cutoff_seconds
+from crm_ltv.features.arrays import SECONDS_PER_DAY, TransactionArrays, cutoff_seconds, money
 
 
 def build_labels(
@@ -31,7 +31,7 @@ def labels_at(
     bought_before = np.bincount(codes[(seconds <= cut_s) & (amount > 0)], minlength=n) > 0
     window = (seconds > cut_s) & (seconds <= end_s)
     bought_after = np.bincount(codes[window & (amount > 0)], minlength=n) > 0
-    value = np.bincount(codes[window], amount[window], minlength=n).astype("float64")
+    value = money(np.bincount(codes[window], amount[window], minlength=n).astype("float64"))
     population = np.flatnonzero(bought_before)
     index = pd.Index(arrays.customer.names[population], name="customer_id", dtype="str")
     return pd.DataFrame(

@@ -88,25 +88,34 @@ def _registry(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
         FeatureSpec(
             "ipt_mean_days", "Mean days between purchase days (missing below 2 days).", low=0
         ),
-        FeatureSpec("ipt_std_days", "Standard deviation of days between purchase days.", low=0),
+        FeatureSpec(
+            "ipt_std_days",
+            "Standard deviation (ddof 0: 0 with one gap) of days between purchase days "
+            "(missing below 2 days).",
+            low=0,
+        ),
         FeatureSpec("overdue_ratio", "Recency over the mean inter-purchase time.", low=0),
         FeatureSpec("refund_rate", "Refunded amount over purchased amount.", low=0),
         FeatureSpec("n_categories", "Distinct categories bought.", requires="category", low=0),
         FeatureSpec(
             "category_entropy",
-            "Shannon entropy (nats) of spend across categories.",
+            "Shannon entropy (nats) of purchase spend (before refunds) across categories.",
             requires="category",
             low=0,
         ),
         FeatureSpec(
             "favourite_category",
-            "Category with the most spend (ties: alphabetical).",
+            "Category with the most purchase spend, before refunds (ties: alphabetical, "
+            "`(other)` last).",
             "categorical",
             requires="category",
         ),
         FeatureSpec("n_channels", "Distinct sales channels used.", requires="channel", low=0),
         FeatureSpec(
-            "main_channel", "Channel of most orders (ties: alphabetical).", "categorical", "channel"
+            "main_channel",
+            "Channel of most orders (ties: alphabetical, `(other)` last).",
+            "categorical",
+            "channel",
         ),
         FeatureSpec(
             "main_channel_share",

@@ -134,6 +134,52 @@ def test_orders_without_order_id_are_distinct_purchase_timestamps(tx, feature_co
     assert out.loc["001", "n_orders"] == 4  # the two 12:00 lines on Jan 10 are one order
 
 
+def test_an_order_is_one_whatever_lies_between_its_lines(feature_config):
+    """Real exports interleave two invoices' lines at one timestamp, and an invoice's lines may
+    carry two timestamps with another invoice between them: an order is a distinct order_id."""
+    rows = [
+        ("001", "2024-03-01 10:00", 100.0, "inv1", "books", "online"),
+        ("001", "2024-03-01 10:00", 1.0, "inv2", "books", "online"),
+        ("001", "2024-03-01 10:00", 100.0, "inv1", "books", "online"),
+        ("001", "2024-03-01 10:05", 7.0, "inv3", "books", "store"),
+        ("001", "2024-03-01 10:09", 50.0, "inv1", "books", "online"),  # inv1, later line
+        ("001", "2024-06-01 10:00", 150.0, "inv4", "books", "online"),
+        ("002", "2024-03-01 10:00", 5.0, "inv1", "books", "online"),  # another's inv1
+    ]
+    tx = frame(rows, COLUMNS)
+    # the loader's order: by customer and time, lines of one timestamp as they came
+    for rows_in in (tx, tx.sample(frac=1.0, random_state=1)):
+        out = build_features(rows_in, CUTOFF, feature_config)
+        c = out.loc["001"]
+        assert c["n_orders"] == 4  # inv1, inv2, inv3, inv4
+        assert c["monetary_max"] == pytest.approx(250.0)  # inv1: 100 + 100 + 50
+        assert c["monetary_mean"] == pytest.approx(408.0 / 4)
+        assert c["orders_30d"] == 1 and c["orders_365d"] == 4
+        assert c["main_channel"] == "online" and c["main_channel_share"] == pytest.approx(0.75)
+        assert out.loc["002", "n_orders"] == 1
+
+
+def test_a_refund_that_cancels_its_purchases_leaves_zero(feature_config):
+    """Sums of amounts are rounded to a millionth: 0.1 + 0.2 - 0.3 is 5.6e-17 in floats, which
+    made a spend trend of -1 where nothing was spent in either window, and equal totals summed
+    in another order fell on both sides of a quintile cut."""
+    rows = [
+        ("001", "2023-10-10 12:00", 5.0, "A", "books", "online"),  # before both windows
+        ("001", "2024-05-10 12:00", 0.1, "B", "books", "online"),
+        ("001", "2024-05-11 12:00", 0.2, "C", "books", "online"),
+        ("001", "2024-05-12 12:00", -0.3, "C", "books", "online"),
+        ("002", "2024-05-10 12:00", 0.3, "D", "books", "online"),
+        ("003", "2024-05-10 12:00", 0.2, "E", "books", "online"),
+        ("003", "2024-05-11 12:00", 0.1, "F", "books", "online"),
+    ]
+    out = build_features(frame(rows, COLUMNS), CUTOFF, feature_config)
+    assert 0.1 + 0.2 - 0.3 != 0.0 and 0.2 + 0.1 != 0.3  # what the rounding is for
+    assert out.loc["001", "spend_90d"] == 0.0 and out.loc["001", "spend_trend_90d"] == 0.0
+    assert out.loc["001", "monetary_total"] == 5.0
+    assert out.loc["002", "monetary_total"] == out.loc["003", "monetary_total"] == 0.3
+    assert out.loc["002", "m_score"] == out.loc["003", "m_score"]
+
+
 def test_input_is_not_modified_and_order_does_not_matter(tx, feature_config):
     before = tx.copy()
     sorted_result = build_features(tx, CUTOFF, feature_config)
@@ -152,6 +198,30 @@ def test_rare_categories_are_pooled_beyond_the_limit(tx, feature_config):
     # up to the cutoff: books 3 purchase lines, toys 2, music 1 -> music becomes "(other)"
     assert out.loc["002", "favourite_category"] == "(other)"
     assert out.loc["001", "favourite_category"] == "books"
+
+
+def test_a_requests_customers_pool_categories_as_the_model_knows_them(feature_config):
+    """A request's few customers are not a population: with 60 one-category customers and a
+    cap of 50, the cap would pool 11 of them as "(other)" in a batch and none alone. With the
+    model's vocabulary (serving), a customer's features are the same in any batch."""
+    from crm_ltv.features.builders import feature_columns
+
+    rows = [(f"c{i:02d}", "2024-05-01 10:00", 10.0, f"o{i}", f"cat_{i:02d}", "web")
+            for i in range(60)]  # fmt: skip
+    arrays = TransactionArrays.from_frame(frame(rows, COLUMNS))
+    names = tuple(f"cat_{i:02d}" for i in range(60))
+
+    def favourite(known, customers=slice(None)) -> list[str]:
+        part = arrays.take(np.isin(arrays.customer.codes, np.arange(60)[customers]))
+        columns = feature_columns(part, CUTOFF, feature_config, known_labels=known).columns
+        return list(np.asarray(columns["favourite_category"], dtype=object))
+
+    assert favourite(None).count("(other)") == 11  # the population's cap
+    assert favourite(None, slice(59, 60)) == ["cat_59"]
+    assert favourite({"category": names}) == list(names)  # no pooling where training had none
+    pooled = ("(other)", "cat_00", "cat_01")  # training pooled all but two
+    assert favourite({"category": pooled}) == ["cat_00", "cat_01", *["(other)"] * 58]
+    assert favourite({"category": pooled}, slice(59, 60)) == ["(other)"]
 
 
 def test_no_buyer_before_the_cutoff_gives_an_empty_table(tx, feature_config):
