@@ -131,8 +131,27 @@ def _tracking_uri_said() -> str:
     return str(mlflow.get_tracking_uri())
 
 
+class _Stopped(KeyboardInterrupt):
+    """A scheduler's stop (SIGTERM), raised where Ctrl-C raises KeyboardInterrupt."""
+
+
 def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise _Stopped
+
+
+@contextlib.contextmanager
+def _interruptible(what: str) -> Iterator[None]:
+    """Long commands end on Ctrl-C or SIGTERM with one line saying what is kept, and the
+    shell's exit status for that signal (130, 143), not a traceback; their MLflow runs read
+    KILLED (training.tracking.killed_if_interrupted)."""
+    before = signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        typer.echo(f"interrupted: {what}", err=True)
+        raise typer.Exit(143 if isinstance(stop, _Stopped) else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _free_port(host: str, port: int) -> None:
@@ -536,16 +555,21 @@ def train(
     config = _train_config(paths, horizon_days)
     progress = Progress()
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
-    if _on_dask(engine, scheduler):
-        dask = (scheduler, partitions)
-        result = _train_on_dask(paths, config, feature_config, progress, *dask, read)
-    else:
-        inputs = _read_inputs(paths, progress, *read)
-        tuned = _tuned_params(paths, config.snapshots.horizon_days, progress, inputs)
-        progress("loading the training libraries (LightGBM, MLflow)")
-        from crm_ltv.training.job import run_training
+    kept = (
+        "its MLflow run reads KILLED; model versions are registered in the last step only, so "
+        "none is unless the stop came during it"
+    )
+    with _interruptible(kept):
+        if _on_dask(engine, scheduler):
+            dask = (scheduler, partitions)
+            result = _train_on_dask(paths, config, feature_config, progress, *dask, read)
+        else:
+            inputs = _read_inputs(paths, progress, *read)
+            tuned = _tuned_params(paths, config.snapshots.horizon_days, progress, inputs)
+            progress("loading the training libraries (LightGBM, MLflow)")
+            from crm_ltv.training.job import run_training
 
-        result = run_training(inputs, paths, config, feature_config, tuned, progress)
+            result = run_training(inputs, paths, config, feature_config, tuned, progress)
     import mlflow
 
     from crm_ltv.training.run_log import comparison_table
@@ -805,21 +829,14 @@ def tune(
 
     split = split_inputs(inputs, config, feature_config, progress)
     data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
-    # a scheduler's stop ends the runs as Ctrl-C does
-    before = signal.signal(signal.SIGTERM, _interrupted)
-    try:
+    kept = (
+        f"the finished trials are kept in {paths.optuna_db}; the same command resumes the "
+        "studies (the interrupted trial is run again)"
+    )
+    with _interruptible(kept):
         results = run_tuning(
             split, inputs, paths, config, tune_config, progress, [feature_config, data_config]
         )
-    except KeyboardInterrupt:
-        typer.echo(
-            f"interrupted: the finished trials are kept in {paths.optuna_db}; the same command "
-            "resumes the studies (the interrupted trial is run again)",
-            err=True,
-        )
-        raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, before)
     for kind, result in results.items():
         typer.echo(
             f"{kind}: best validation {result.metric} {result.best_value:.5f} after "

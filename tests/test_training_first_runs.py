@@ -6,7 +6,13 @@ files run side by side under `make test`'s workers.)"""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -14,7 +20,7 @@ import yaml
 
 from crm_ltv.features.config import ConfigError
 from crm_ltv.training.tracking import file_sha256, git_commit
-from tests.conftest import ROOT, mlflow_client, new_home, run, without_baseline_gate
+from tests.conftest import CLI, ROOT, mlflow_client, new_home, run, without_baseline_gate
 
 
 def test_too_short_a_history_fails_with_what_is_missing(tmp_path):
@@ -198,3 +204,87 @@ def test_a_study_resumes_only_on_the_same_data_and_settings(
     space = dict(tune.search_space)
     space["learning_rate"] = space["learning_rate"].model_copy(update={"high": 0.3})
     assert same != digest(tune=tune.model_copy(update={"search_space": space}))
+
+
+def _started(home, run_name: str, proc, timeout: float = 180):
+    """The MLflow run of that name once it is RUNNING (the command is inside it)."""
+    client = mlflow_client(home)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the command ended ({proc.returncode}) before {run_name}"
+        experiment = client.get_experiment_by_name("crm-ltv")
+        if experiment is not None:
+            runs = client.search_runs(
+                [experiment.experiment_id], f"attributes.run_name = '{run_name}'"
+            )
+            if runs and runs[0].info.status == "RUNNING":
+                return runs[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no RUNNING run {run_name} within {timeout} s")
+
+
+def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path):
+    """SIGTERM (a scheduler's stop) ends tune and train with 143, one line, and MLflow runs
+    that read KILLED; a tune killed outright (SIGKILL) leaves a RUNNING trial whose heartbeat
+    goes stale, and the next tune fails and reports it instead of leaving it RUNNING."""
+    import optuna
+
+    from crm_ltv.training.tuning import STALE_AFTER_SECONDS
+
+    home = new_home(tmp_path)
+    tune = yaml.safe_load((home / "configs/tune.yaml").read_text())
+    tune["search_space"]["learning_rate"] = {"low": 0.001, "high": 0.002}  # slow LTV trials
+    (home / "configs/tune.yaml").write_text(yaml.safe_dump(tune))
+    assert run(home, "data", "--n-customers", "600").returncode == 0
+    env = {**os.environ, "CRM_LTV_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    client = mlflow_client(home)
+    storage = f"sqlite:///{home / 'optuna.db'}"
+
+    def started(args: list[str], run_name: str) -> tuple[subprocess.Popen[str], object, Path]:
+        log = tmp_path / f"{run_name}.err"
+        with log.open("w") as err:
+            proc = subprocess.Popen([CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=err)
+        return proc, _started(home, run_name, proc), log
+
+    proc, trial_run, log = started(["tune", "--trials", "1"], "ltv-trial-0")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    said = log.read_text()
+    assert "interrupted: the finished trials are kept in" in said and "Traceback" not in said
+    trial_run = client.get_run(trial_run.info.run_id)
+    parent = client.get_run(trial_run.data.tags["mlflow.parentRunId"])
+    assert (trial_run.info.status, parent.info.status) == ("KILLED", "KILLED")
+    [study] = [s for s in optuna.get_all_study_names(storage) if "-ltv-h" in s]
+    states = [t.state for t in optuna.load_study(study_name=study, storage=storage).trials]
+    assert states == [optuna.trial.TrialState.FAIL]
+
+    proc, _, _ = started(["tune", "--trials", "1"], "ltv-trial-1")
+    proc.kill()
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    trials = optuna.load_study(study_name=study, storage=storage).trials
+    [killed] = trials[1:]
+    assert killed.state == optuna.trial.TrialState.RUNNING
+    # as if the grace period had passed: its last heartbeat an hour ago
+    with sqlite3.connect(home / "optuna.db") as db:
+        moved = db.execute(
+            "UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-3600 seconds') "
+            "WHERE trial_id = ?",
+            (killed._trial_id,),
+        ).rowcount
+    assert moved == 1 and STALE_AFTER_SECONDS < 3600
+    again = run(home, "tune", "--trials", "1")
+    assert again.returncode == 0, again.stderr
+    assert f"study {study} (minimize validation tweedie): 0 trials done, 1 to go (2 failed" in (
+        again.stderr
+    )
+    states = [t.state for t in optuna.load_study(study_name=study, storage=storage).trials]
+    assert states[:2] == [optuna.trial.TrialState.FAIL] * 2
+    assert states[2] == optuna.trial.TrialState.COMPLETE
+
+    proc, train_run, log = started(["train"], "train-h90")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    said = log.read_text()
+    assert "interrupted: its MLflow run reads KILLED" in said and "Traceback" not in said
+    assert client.get_run(train_run.info.run_id).info.status == "KILLED"

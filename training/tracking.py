@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import subprocess
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,18 @@ def log_config_files(paths: Paths, areas: Sequence[str]) -> None:
     """The configs/<area>.yaml files the run read, under config/."""
     for area in areas:
         mlflow.log_artifact(str(paths.config_file(area)), "config")
+
+
+@contextlib.contextmanager
+def killed_if_interrupted() -> Iterator[None]:
+    """Inside `mlflow.start_run`: a run stopped by Ctrl-C or SIGTERM reads KILLED, with the
+    runs around it, not FAILED (MLflow's own exit), which would read as a defect."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        while mlflow.active_run() is not None:
+            mlflow.end_run("KILLED")
+        raise
 
 
 def readable(value: float, decimals: int = 4) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from crm_ltv.training.tracking import (
     inherited_provenance,
     input_datasets,
     input_sources,
+    killed_if_interrupted,
     log_config_files,
     log_datasets,
     log_figure,
@@ -50,6 +52,11 @@ FITTERS = {"churn": fit_churn, "ltv": fit_ltv}
 
 # Trials that count towards the target: a failed or interrupted one is run again
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+# A running trial records a heartbeat this often; one silent for the grace period was killed
+# (SIGKILL, a lost machine) and is failed when a tune next opens its study, so it is reported
+# and not left RUNNING forever. Several tunes may share a study: a live one keeps beating.
+HEARTBEAT_SECONDS = 10
+STALE_AFTER_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -124,11 +131,14 @@ def _objective(
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune)
         pruned: optuna.TrialPruned | None = None
-        with mlflow.start_run(
-            run_name=f"{kind}-trial-{trial.number}",
-            nested=True,
-            description=f"Optuna trial {trial.number} of the {kind} model: its parameters, "
-            "and its score on the validation snapshot (pruned trials stop early).",
+        with (
+            mlflow.start_run(
+                run_name=f"{kind}-trial-{trial.number}",
+                nested=True,
+                description=f"Optuna trial {trial.number} of the {kind} model: its parameters, "
+                "and its score on the validation snapshot (pruned trials stop early).",
+            ),
+            killed_if_interrupted(),
         ):
             mlflow.set_tags({"kind": "trial", **provenance})
             mlflow.log_params({"model": kind, "trial": trial.number, **params})
@@ -178,7 +188,9 @@ def run_study(
     direction = "maximize" if higher_is_better(metric) else "minimize"
     study = optuna.create_study(
         study_name=name,
-        storage=storage,
+        storage=optuna.storages.RDBStorage(
+            storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=STALE_AFTER_SECONDS
+        ),
         load_if_exists=True,
         direction=direction,
         pruner=optuna.pruners.MedianPruner(
@@ -193,12 +205,20 @@ def run_study(
             f"study {name} in {storage} {study.direction.name.lower()}s, but {metric} is to "
             f"{direction}: delete the study (or optuna.db) to tune again"
         )
+    optuna.storages.fail_stale_trials(study)
     done = [t for t in study.trials if t.state in COUNTED]
     remaining = max(0, tune.trials - len(done))
     failed = sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)
+    running = sum(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)
     progress(
         f"study {name} ({direction} validation {metric}): {len(done)} trials done, "
-        f"{remaining} to go" + (f" ({failed} failed or interrupted, not counted)" if failed else "")
+        f"{remaining} to go"
+        + (f" ({failed} failed or interrupted, not counted)" if failed else "")
+        + (
+            f" ({running} running in another tune, or stopped under {STALE_AFTER_SECONDS} s ago)"
+            if running
+            else ""
+        )
     )
     before = len(study.trials)
     if remaining:
@@ -256,19 +276,27 @@ def run_tuning(
     # ERROR: a failed or interrupted trial is the command's own one-line error, not Optuna's
     # warning with a traceback
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    # the heartbeat (HEARTBEAT_SECONDS) is "experimental" since Optuna 2.9, and said so per study
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     experiment_id = setup_tracking(paths, config.registry.experiment, experiment_description())
     storage = f"sqlite:///{paths.optuna_db}"
     watched = ", ".join(f"{kind}: {study_metric(kind, config)}" for kind in FITTERS)
     results = {}
-    with mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=f"tune-h{split.horizon_days}",
-        description=f"Optuna search of the churn and LTV models' parameters ({tune.trials} "
-        f"trials each, {split.horizon_days}-day horizon), judged by the validation metric their "
-        f"early stopping watches ({watched}); one child run per trial. The best parameters "
-        f"(`best_*`) go to reports/{paths.best_params_file(split.horizon_days).name}, which the "
-        "next `make train` at this horizon uses.",
-    ) as run:
+    description = (
+        f"Optuna search of the churn and LTV models' parameters ({tune.trials} trials each, "
+        f"{split.horizon_days}-day horizon), judged by the validation metric their early "
+        f"stopping watches ({watched}); one child run per trial. The best parameters (`best_*`) "
+        f"go to reports/{paths.best_params_file(split.horizon_days).name}, which the next "
+        "`make train` at this horizon uses."
+    )
+    with (
+        mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=f"tune-h{split.horizon_days}",
+            description=description,
+        ) as run,
+        killed_if_interrupted(),
+    ):
         mlflow.set_tag("kind", "tuning")
         provenance = log_provenance(*input_sources(inputs))
         log_datasets(input_datasets(inputs), "tuning")
