@@ -1563,7 +1563,14 @@ def _simulated_history(
     if len(table) > sim.customers:
         rng = np.random.default_rng(sim.seed)
         table = table.iloc[np.sort(rng.choice(len(table), sim.customers, replace=False))]
-    contexts = score_customers(table, champions).assign(as_of=cutoff)
+    contexts = score_customers(table, champions).assign(
+        as_of=cutoff,  # and what nba.yaml's rules read beyond the scores, as the service logs it
+        frequency=table["frequency"].to_numpy(),
+        recency_days=table["recency_days"].to_numpy(),
+        favourite_category=table["favourite_category"].astype(object).to_numpy()
+        if "favourite_category" in table
+        else None,
+    )
     effects = uplift.effects(uplift.encode(table)) if uplift is not None else None
     logging = logging_probabilities(contexts, nba, sim.holdout_share, sim.exploration)
     history = simulated_history(

@@ -178,11 +178,14 @@ def logged_history(
         raise DataError(
             f"{source}: no decision whose {window_days}-day window is over in the transactions"
         )
-    for column in ("churn_probability", "predicted_value", "rfm_segment", "lifecycle_stage"):
+    # what the policies read (serving.policies.policy_customers); logs of before 2026-12-05
+    # have no frequency, recency_days or favourite_category
+    read = ("churn_probability", "predicted_value", "rfm_segment", "lifecycle_stage",
+            "frequency", "recency_days", "favourite_category")  # fmt: skip
+    for column in read:
         if column not in frame:
             frame = frame.assign(**{column: np.nan})
-    contexts = frame[["customer_id", "as_of", "churn_probability", "predicted_value",
-                      "rfm_segment", "lifecycle_stage"]].reset_index(drop=True)  # fmt: skip
+    contexts = frame[["customer_id", "as_of", *read]].reset_index(drop=True)
     index = {a: i for i, a in enumerate(arms)}
     action = frame["action"].astype(str).map(index).to_numpy()
     logged = policy_eval.LoggedHistory(

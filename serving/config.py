@@ -106,6 +106,8 @@ class Eligibility(_Frozen):
     max_churn_probability: float | None = Field(None, ge=0, le=1)
     min_predicted_value: float | None = None
     min_value_if_purchase: float | None = None
+    min_frequency: int | None = Field(None, ge=1)  # purchase days: 2 = a repeat buyer
+    min_recency_days: int | None = Field(None, ge=0)  # days since the last purchase: went quiet
 
     @model_validator(mode="after")
     def _known_names(self) -> Eligibility:

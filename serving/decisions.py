@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic_core import to_json
 
 from crm_ltv.serving.holdout import Assignment
+from crm_ltv.serving.nba import Customer
 from crm_ltv.serving.schemas import CustomerScore
 
 
@@ -30,12 +31,21 @@ class DecisionLog:
         request_id: str,
         decided_at: datetime,
         assignments: Sequence[Assignment] | None = None,
+        views: Sequence[Customer] | None = None,
     ) -> None:
         """One write per request in append mode, so lines of concurrent workers never mix.
-        Without assignments (no holdout applied) the policy's action was sent for sure."""
+        Without assignments (no holdout applied) the policy's action was sent for sure. The
+        views (the policy's, Scorer.score_with_views) add what its rules read beyond the
+        answer, so that policy-eval can judge other policies on it."""
         lines = b"".join(
             to_json(
-                _line(a, request_id, decided_at, assignments[i] if assignments else None),
+                _line(
+                    a,
+                    request_id,
+                    decided_at,
+                    assignments[i] if assignments else None,
+                    views[i] if views else None,
+                ),
                 inf_nan_mode="null",  # its default writes NaN and Infinity: not JSON
             )
             + b"\n"  # pydantic's encoder: five times json.dumps' speed
@@ -46,7 +56,11 @@ class DecisionLog:
 
 
 def _line(
-    a: CustomerScore, request_id: str, decided_at: datetime, assigned: Assignment | None
+    a: CustomerScore,
+    request_id: str,
+    decided_at: datetime,
+    assigned: Assignment | None,
+    view: Customer | None,
 ) -> dict:
     action = a.next_best_action.action
     return {
@@ -71,6 +85,9 @@ def _line(
         "predicted_value": a.predicted_value,
         "rfm_segment": a.rfm_segment,
         "lifecycle_stage": a.lifecycle_stage,
+        "frequency": view.frequency if view else None,
+        "recency_days": view.recency_days if view else None,
+        "favourite_category": view.favourite_category if view else None,
         "horizon_days": a.horizon_days,
         "model_versions": a.model_versions,
     }

@@ -20,8 +20,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from crm_ltv.serving.config import NO_ACTION, HoldoutConfig, NbaConfig
-from crm_ltv.serving.nba import Customer, effect_of, ineligibility, value_if_purchase
-from crm_ltv.serving.schemas import CustomerIn, CustomerScore
+from crm_ltv.serving.nba import (
+    Customer,
+    effect_of,
+    ineligibility,
+    recommended_category,
+    value_if_purchase,
+)
+from crm_ltv.serving.schemas import CustomerScore
 
 
 @dataclass(frozen=True)
@@ -108,19 +114,6 @@ def assign(
     )
 
 
-def policy_view(answer: CustomerScore, customer: CustomerIn, now: datetime) -> Customer:
-    """The policy's view of a scored customer, rebuilt from the answer and the request."""
-    contacts = customer.last_contacts()
-    return Customer(
-        customer.as_of or now,
-        answer.churn_probability,
-        answer.predicted_value,
-        answer.rfm_segment,
-        answer.lifecycle_stage,
-        last_contacts=contacts,
-    )
-
-
 def eligible_actions(view: Customer, config: NbaConfig) -> tuple[str, ...]:
     """The actions the policy may take for this customer (nba.ineligibility decides)."""
     if view.churn_probability is None or view.predicted_value is None:
@@ -149,17 +142,17 @@ def prior_expected_values(
 
 
 def apply_holdout(
-    answers: Sequence[CustomerScore],
-    customers: Sequence[CustomerIn],
+    scored: Sequence[tuple[CustomerScore, Customer]],
     nba: NbaConfig,
     config: HoldoutConfig,
-    now: datetime,
 ) -> tuple[list[CustomerScore], list[Assignment]]:
     """The answers with holdouts and exploration applied (`holdout` set, the action replaced
-    where it changed), and each customer's assignment for the decision log."""
+    where it changed), and each customer's assignment for the decision log. Each answer comes
+    with the policy's view of its customer (Scorer.score_with_views): the candidates are the
+    actions the policy could take, priced with the priors."""
     out, assignments = [], []
-    for answer, customer in zip(answers, customers, strict=True):
-        view = policy_view(answer, customer, now)
+    for answer, seen in scored:
+        view = replace(seen, effects={})
         policy = answer.next_best_action
         eligible = eligible_actions(view, nba)
         if answer.cold_start and policy.action != NO_ACTION:
@@ -174,11 +167,17 @@ def apply_holdout(
         values = prior_expected_values(view, nba, eligible) if not answer.cold_start else {}
         assigned = replace(assigned, prior_expected_values=values)
         assignments.append(assigned)
-        out.append(_answered(answer, assigned, config))
+        out.append(_answered(answer, assigned, config, view, nba))
     return out, assignments
 
 
-def _answered(answer: CustomerScore, assigned: Assignment, config: HoldoutConfig) -> CustomerScore:
+def _answered(
+    answer: CustomerScore,
+    assigned: Assignment,
+    config: HoldoutConfig,
+    view: Customer,
+    nba: NbaConfig,
+) -> CustomerScore:
     """The answer as sent: flags and propensity always; the action, its value and reason
     replaced where the holdout or exploration changed the policy's choice."""
     flags = {
@@ -187,8 +186,19 @@ def _answered(answer: CustomerScore, assigned: Assignment, config: HoldoutConfig
         "propensity": round(assigned.propensity, 6),
     }
     policy = answer.next_best_action
+    drawn = ", ".join(candidates(policy.action, assigned.eligible_actions))
     if assigned.action == policy.action:
-        return answer.model_copy(update=flags)
+        if not (assigned.holdout or assigned.explored):
+            return answer.model_copy(update=flags)
+        said = (
+            "holdout: in the randomized control group, whose action is no_action"
+            if assigned.holdout
+            else f"exploration: drawn at random among {drawn}"
+        )
+        nba = policy.model_copy(
+            update={"reason": f"{said}, the policy's own choice; {policy.reason}"}
+        )
+        return answer.model_copy(update={**flags, "next_best_action": nba})
     if assigned.holdout:
         why = (
             f"holdout: in the randomized control group ({config.share:.0%} of customers per "
@@ -196,7 +206,6 @@ def _answered(answer: CustomerScore, assigned: Assignment, config: HoldoutConfig
         )
         value: float | None = 0.0
     else:
-        drawn = ", ".join(candidates(policy.action, assigned.eligible_actions))
         why = (
             f"exploration: drawn at random among {drawn} ({config.exploration:.0%} of "
             f"customers outside the holdout); the policy chose {policy.action}"
@@ -208,7 +217,11 @@ def _answered(answer: CustomerScore, assigned: Assignment, config: HoldoutConfig
             "action": assigned.action,
             "expected_value": value,
             "reason": why,
-            "category": None,
+            "category": (
+                recommended_category(nba.actions[assigned.action], view)
+                if assigned.action in nba.actions
+                else None
+            ),
             "effect_source": "prior" if explored_prior else None,
             "uplift_version": None,
             "weighed_action": assigned.action if explored_prior else None,

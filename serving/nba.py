@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from crm_ltv.features.actions import ACTIONS
+from crm_ltv.features.builders import OTHER
 from crm_ltv.serving.config import NO_ACTION, Action, NbaConfig
 
 EffectSource = Literal["uplift", "prior"]
@@ -32,6 +33,8 @@ class Customer:
     rfm_segment: str | None = None
     lifecycle_stage: str | None = None
     favourite_category: str | None = None
+    frequency: int | None = None  # purchase days up to as_of
+    recency_days: int | None = None
     last_contacts: Mapping[str, datetime] = field(default_factory=dict)  # action -> last sent
     # action -> predicted change of the purchase probability (uplift model); priors elsewhere
     effects: Mapping[str, float] = field(default_factory=dict)
@@ -79,8 +82,19 @@ def ineligibility(name: str, action: Action, customer: Customer, config: NbaConf
         return f"{name} needs lifecycle stage in {list(rule.lifecycle_stages)}"
     if rule.rfm_segments is not None and customer.rfm_segment not in rule.rfm_segments:
         return f"{name} needs RFM segment in {list(rule.rfm_segments)}"
+    if action.recommend_favourite_category and recommended_category(action, customer) is None:
+        return f"{name} needs a favourite category ({customer.favourite_category or 'none'})"
     assert customer.churn_probability is not None and customer.predicted_value is not None
     p, value = customer.churn_probability, customer.predicted_value
+    counts = (
+        (rule.min_frequency, customer.frequency, "purchase days"),
+        (rule.min_recency_days, customer.recency_days, "days since the last purchase"),
+    )
+    for bound, actual, label in counts:
+        if bound is not None and (actual is None or actual < bound):
+            return (
+                f"{name} needs {label} at least {bound} ({'unknown' if actual is None else actual})"
+            )
     bounds = (
         (rule.min_churn_probability, p, "churn probability", 1),
         (rule.max_churn_probability, p, "churn probability", -1),
@@ -114,8 +128,17 @@ def decide(customer: Customer, config: NbaConfig) -> Decision:
     if gain <= 0:
         reason = f"nothing pays: best is {name} at {arithmetic}"
         return Decision(NO_ACTION, 0.0, reason, None, source, name)
-    category = customer.favourite_category if action.recommend_favourite_category else None
+    category = recommended_category(action, customer)
     return Decision(name, gain, f"{ACTIONS[name]}: {arithmetic}", category, source, name)
+
+
+def recommended_category(action: Action, customer: Customer) -> str | None:
+    """The category an action names: the customer's favourite, where the action recommends
+    from it; never the pool of rare categories, which is no category to recommend from."""
+    favourite = customer.favourite_category
+    if not action.recommend_favourite_category or favourite in (None, "", OTHER):
+        return None
+    return favourite
 
 
 def _cold_start(customer: Customer, config: NbaConfig) -> Decision:

@@ -28,6 +28,9 @@ CONTEXT_COLUMNS = (
     "rfm_segment",
     "lifecycle_stage",
 )
+# What the rules of nba.yaml read beyond the scores (decision logs of before 2026-12-05 lack
+# them: a rule on them then fails, as for a feature row that leaves them out).
+OPTIONAL_CONTEXT_COLUMNS = ("frequency", "recency_days", "favourite_category")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ def policy_customers(
     segment = contexts["rfm_segment"].astype(object).to_numpy()
     stage = contexts["lifecycle_stage"].astype(object).to_numpy()
     as_of = pd.to_datetime(contexts["as_of"]).dt.to_pydatetime()
+    absent = pd.Series(np.nan, index=contexts.index)
+    frequency = contexts.get("frequency", absent).astype(float).to_numpy()
+    recency = contexts.get("recency_days", absent).astype(float).to_numpy()
+    favourite = contexts.get("favourite_category", absent).astype(object).to_numpy()
     out = []
     for i in range(len(contexts)):
         scored = not (np.isnan(churn[i]) or np.isnan(value[i]))
@@ -71,6 +78,9 @@ def policy_customers(
                 float(value[i]) if scored else None,
                 _text(segment[i]),
                 _text(stage[i]),
+                _text(favourite[i]),
+                None if np.isnan(frequency[i]) else int(frequency[i]),
+                None if np.isnan(recency[i]) else int(recency[i]),
                 effects={a: float(v[i]) for a, v in (effects or {}).items()},
             )
         )

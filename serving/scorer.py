@@ -192,7 +192,12 @@ class Scorer:
             Codes.from_values([c.acquisition_channel for c in customers]),
         )
         return feature_columns(
-            arrays, cutoff, self.feature_config, attributes, self.champions.rfm_cuts
+            arrays,
+            cutoff,
+            self.feature_config,
+            attributes,
+            self.champions.rfm_cuts,
+            known_labels=self.champions.known_labels,
         )
 
     def _given(self, customers: Sequence[CustomerIn]) -> FeatureColumns:
@@ -209,6 +214,13 @@ class Scorer:
         return FeatureColumns(pd.Index([c.customer_id for c in customers], dtype="str"), columns)
 
     def score(self, customers: Sequence[CustomerIn], now: datetime) -> list[CustomerScore]:
+        return [answer for answer, _ in self.score_with_views(customers, now)]
+
+    def score_with_views(
+        self, customers: Sequence[CustomerIn], now: datetime
+    ) -> list[tuple[CustomerScore, Customer]]:
+        """Each answer with the policy's view of its customer, which the holdout and the
+        decision log read as the policy did."""
         self.check(customers)
         scored: dict[str, Scored] = {}
         for group in self.feature_groups(customers):
@@ -221,7 +233,7 @@ class Scorer:
                 view = replace(view, as_of=customer.as_of or now, last_contacts=contacts)
             else:  # no purchase up to as_of: a cold start, nothing for the models
                 view, reasons = Customer(customer.as_of or now, last_contacts=contacts), []
-            out.append(self._answer(customer, view, reasons, decide(view, self.nba)))
+            out.append((self._answer(customer, view, reasons, decide(view, self.nba)), view))
         return out
 
     def _scored(self, group: FeatureColumns, now: datetime) -> dict[str, Scored]:
@@ -234,6 +246,10 @@ class Scorer:
             name: _texts(group.columns.get(name), len(group))
             for name in ("rfm_segment", "lifecycle_stage", "favourite_category")
         }
+        counts = {
+            name: _counts(group.columns.get(name), len(group))
+            for name in ("frequency", "recency_days")
+        }
         return {
             str(cid): (
                 Customer(
@@ -243,6 +259,8 @@ class Scorer:
                     texts["rfm_segment"][i],
                     texts["lifecycle_stage"][i],
                     texts["favourite_category"][i],
+                    counts["frequency"][i],
+                    counts["recency_days"][i],
                     effects={action: float(values[i]) for action, values in per_action},
                 ),
                 reasons[i],
@@ -317,6 +335,14 @@ def _decoded(value: float, vocabulary: tuple[str, ...] | None) -> float | str | 
     if math.isnan(value):
         return None
     return vocabulary[int(value)] if vocabulary is not None else value
+
+
+def _counts(values: Column | None, size: int) -> list[int | None]:
+    """A count column as ints, None where missing (a feature row may leave it out)."""
+    if values is None:
+        return [None] * size
+    numbers = np.asarray(values, dtype="float64")
+    return [None if np.isnan(v) else int(v) for v in numbers.tolist()]
 
 
 def _texts(values: Column | None, size: int) -> list[str | None]:

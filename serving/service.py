@@ -177,13 +177,11 @@ class CrmLtv:
         request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
         now = datetime.now(UTC).replace(tzinfo=None)
         try:
-            answers = self.scorer.score(customers, now)
-            answers, assigned = apply_holdout(
-                answers, customers, self.scorer.nba, settings().holdout, now
-            )
+            scored = self.scorer.score_with_views(customers, now)
+            answers, assigned = apply_holdout(scored, self.scorer.nba, settings().holdout)
         except DataError as exc:
             raise request_error([(("customers",), str(exc))]) from None
-        self.decisions.append(answers, request_id, now, assigned)
+        self.decisions.append(answers, request_id, now, assigned, [view for _, view in scored])
         ctx.response.metadata["X-Request-ID"] = request_id
         return ScoreResponse(request_id=request_id, customers=answers)
 

@@ -20,7 +20,8 @@ from crm_ltv.serving.holdout import (
     propensity,
     unit_draw,
 )
-from crm_ltv.serving.schemas import CustomerIn, CustomerScore, NextBestAction
+from crm_ltv.serving.nba import Customer
+from crm_ltv.serving.schemas import CustomerScore, NextBestAction
 from tests.conftest import CONFIGS
 
 CONFIG = HoldoutConfig(share=0.1, period="week", exploration=0.2, salt="test")
@@ -122,13 +123,24 @@ def _score(
     )
 
 
+def _view(answer: CustomerScore, **more) -> Customer:
+    """The policy's view of the answer's customer, as Scorer.score_with_views returns it."""
+    return Customer(
+        answer.as_of,
+        answer.churn_probability,
+        answer.predicted_value,
+        answer.rfm_segment,
+        answer.lifecycle_stage,
+        **more,
+    )
+
+
 def test_apply_holdout_sends_no_action_to_the_held_out_and_says_why():
     nba = load_config(NbaConfig, CONFIGS / "nba.yaml")
     config = HoldoutConfig(share=0.3, exploration=0.3, salt="t")
     ids = IDS[:300]
     answers = [_score(c, "win_back") for c in ids]
-    customers = [CustomerIn(customer_id=c, as_of="2025-06-30", transactions=[]) for c in ids]
-    out, assigned = apply_holdout(answers, customers, nba, config, datetime(2025, 7, 1))
+    out, assigned = apply_holdout([(a, _view(a)) for a in answers], nba, config)
     assert [o.customer_id for o in out] == ids
     kinds = {"holdout": 0, "explored": 0, "policy": 0}
     for o, a in zip(out, assigned, strict=True):
@@ -145,6 +157,9 @@ def test_apply_holdout_sends_no_action_to_the_held_out_and_says_why():
             kinds["explored"] += 1
             assert o.next_best_action.reason.startswith("exploration")
             assert o.next_best_action.effect_source in ("prior", None)
+        elif a.explored:  # the draw was the policy's own choice: said too
+            assert o.next_best_action.reason.startswith("exploration: drawn at random among")
+            assert o.next_best_action.reason.endswith("the policy's own choice; policy")
         else:
             kinds["policy"] += 1
             assert o.next_best_action.reason == "policy"
@@ -163,8 +178,7 @@ def test_an_explored_money_losing_action_reports_its_negative_value():
     answers = [_score(c, NO_ACTION, 0.2, 20.0, "Loyal", "loyal") for c in ids]
     for a in answers:
         a.next_best_action.expected_value = 0.0
-    customers = [CustomerIn(customer_id=c, as_of="2025-06-30", transactions=[]) for c in ids]
-    out, assigned = apply_holdout(answers, customers, nba, config, datetime(2025, 7, 1))
+    out, assigned = apply_holdout([(a, _view(a)) for a in answers], nba, config)
     assert assigned[0].eligible_actions == ("thank_you",)
     assert assigned[0].prior_expected_values == {"thank_you": pytest.approx(-0.05)}
     sent = [o for o in out if o.next_best_action.action == "thank_you"]
@@ -176,8 +190,10 @@ def test_an_explored_money_losing_action_reports_its_negative_value():
 def test_the_decision_log_writes_json_even_for_a_value_that_is_not_a_number(tmp_path):
     """pydantic's encoder writes NaN and Infinity by default, which JSON readers refuse."""
     log = DecisionLog(tmp_path / "logs" / "decisions.jsonl")
-    log.append([_score("a", "win_back", value=float("inf")), _score("b", "win_back", churn=None)],
-               "req-1", datetime(2025, 7, 1))  # fmt: skip
+    answers = [_score("a", "win_back", value=float("inf")), _score("b", "win_back", churn=None)]
+    views = [_view(answers[0], favourite_category="garden", frequency=3, recency_days=20),
+             _view(answers[1])]  # fmt: skip
+    log.append(answers, "req-1", datetime(2025, 7, 1), None, views)
 
     def refuse(constant: str) -> None:
         raise ValueError(f"not JSON: {constant}")
@@ -186,6 +202,13 @@ def test_the_decision_log_writes_json_even_for_a_value_that_is_not_a_number(tmp_
     rows = [json.loads(line, parse_constant=refuse) for line in lines]
     assert [r["customer_id"] for r in rows] == ["a", "b"]
     assert rows[0]["predicted_value"] is None and rows[0]["churn_probability"] == 0.8
+    # what the policy's rules read beyond the answer, for policy-eval's rivals
+    assert (rows[0]["frequency"], rows[0]["recency_days"], rows[0]["favourite_category"]) == (
+        3,
+        20,
+        "garden",
+    )
+    assert rows[1]["frequency"] is None and rows[1]["favourite_category"] is None
 
 
 def test_a_bento_served_by_hand_without_a_home_warns_where_decisions_go(
@@ -209,3 +232,19 @@ def test_a_bento_served_by_hand_without_a_home_warns_where_decisions_go(
     with caplog.at_level("WARNING", logger="bentoml.crm_ltv"):
         assert decision_log_path() == tmp_path / "logs" / "decisions.jsonl"
     assert caplog.text == ""
+
+
+def test_an_explored_recommendation_names_the_favourite_category():
+    """Exploration that sends a recommendation in place of the policy's choice recommends from
+    the customer's favourite category, as the policy would have (it sent none before); a
+    held-out customer whose policy chose no_action anyway is told so."""
+    nba = load_config(NbaConfig, CONFIGS / "nba.yaml")
+    config = HoldoutConfig(share=0.2, exploration=0.9, salt="t")
+    answers = [_score(c, NO_ACTION, 0.3, 40.0, "Potential Loyalist", "developing") for c in IDS]
+    views = [_view(a, favourite_category="garden", frequency=3, recency_days=20) for a in answers]
+    out, assigned = apply_holdout(list(zip(answers, views, strict=True)), nba, config)
+    assert assigned[0].eligible_actions == ("recommendation",)
+    sent = [o.next_best_action for o in out if o.next_best_action.action == "recommendation"]
+    assert sent and all(n.category == "garden" for n in sent)
+    held = [o.next_best_action.reason for o in out if o.holdout]
+    assert held and all(r.startswith("holdout: in the randomized control group") for r in held)

@@ -8,7 +8,7 @@ import pytest
 
 from crm_ltv.features.config import ConfigError, load_config
 from crm_ltv.serving.config import NO_ACTION, NbaConfig
-from crm_ltv.serving.nba import Customer, decide, value_if_purchase
+from crm_ltv.serving.nba import Customer, decide, ineligibility, value_if_purchase
 from tests.conftest import CONFIGS
 
 AS_OF = datetime(2025, 6, 30)
@@ -25,7 +25,8 @@ def customer(**kw) -> Customer:
 
 def test_new_buyer_gone_quiet_gets_the_welcome_offer(policy):
     c = customer(churn_probability=0.8, predicted_value=12.0, rfm_segment="New",
-                 lifecycle_stage="new", favourite_category="books")  # fmt: skip
+                 lifecycle_stage="new", favourite_category="books", frequency=1,
+                 recency_days=20)  # fmt: skip
     decision = decide(c, policy)
     assert decision.action == "welcome_offer"
     # 8% x (12 / 0.2) - 2 = 2.8
@@ -35,7 +36,8 @@ def test_new_buyer_gone_quiet_gets_the_welcome_offer(policy):
 
 def test_new_buyer_still_active_is_not_welcomed(policy):
     c = customer(churn_probability=0.3, predicted_value=40.0, rfm_segment="New",
-                 lifecycle_stage="new", favourite_category="books")  # fmt: skip
+                 lifecycle_stage="new", favourite_category="books", frequency=2,
+                 recency_days=20)  # fmt: skip
     decision = decide(c, policy)
     assert decision.action == "recommendation"  # welcome needs churn >= 0.5
     assert decision.category == "books"
@@ -43,10 +45,38 @@ def test_new_buyer_still_active_is_not_welcomed(policy):
 
 def test_repeat_buyer_gets_a_recommendation_from_the_favourite_category(policy):
     c = customer(churn_probability=0.6, predicted_value=30.0, rfm_segment="Potential Loyalist",
-                 lifecycle_stage="developing", favourite_category="garden")  # fmt: skip
+                 lifecycle_stage="developing", favourite_category="garden", frequency=3,
+                 recency_days=20)  # fmt: skip
     decision = decide(c, policy)
     assert decision.action == "recommendation" and decision.category == "garden"
     assert decision.expected_value == pytest.approx(0.03 * 30.0 / 0.4 - 0.2)
+
+
+def test_a_new_buyer_is_welcomed_once_quiet_and_recommended_to_once_a_repeat_buyer(policy):
+    """The catalogue's promises: a welcome for a new buyer who went quiet (not the day after a
+    first order), a recommendation for a repeat buyer from a category they favour."""
+    new = dict(churn_probability=0.8, predicted_value=12.0, rfm_segment="New",
+               lifecycle_stage="new", favourite_category="books")  # fmt: skip
+    just_bought = decide(customer(**new, frequency=1, recency_days=1), policy)
+    assert just_bought.action == NO_ACTION
+    quiet_1 = customer(**new, frequency=1, recency_days=1)
+    why = ineligibility("welcome_offer", policy.actions["welcome_offer"], quiet_1, policy)
+    assert why == "welcome_offer needs days since the last purchase at least 14 (1)"
+    assert decide(customer(**new, frequency=1, recency_days=14), policy).action == "welcome_offer"
+    once = dict(new, churn_probability=0.3, predicted_value=40.0)
+    assert decide(customer(**once, frequency=1, recency_days=20), policy).action == NO_ACTION
+    assert decide(customer(**once, frequency=2, recency_days=20), policy).action == (
+        "recommendation"
+    )
+    for favourite in (None, "(other)"):  # no category to recommend from
+        c = customer(**dict(once, favourite_category=favourite), frequency=2, recency_days=20)
+        assert decide(c, policy).action == NO_ACTION
+        why = ineligibility("recommendation", policy.actions["recommendation"], c, policy)
+        assert why == f"recommendation needs a favourite category ({favourite or 'none'})"
+    unknown = customer(**once)  # a feature row without frequency: not a known repeat buyer
+    assert "purchase days at least 2 (unknown)" in ineligibility(
+        "recommendation", policy.actions["recommendation"], unknown, policy
+    )
 
 
 def test_loyal_customer_gets_a_thank_you(policy):

@@ -40,7 +40,8 @@ def nba() -> NbaConfig:
 
 
 def _contexts(n: int, seed: int) -> pd.DataFrame:
-    """Customers as the service sees them: scores, segment, stage (a mix of every stage)."""
+    """Customers as the service sees them: scores, segment, stage (a mix of every stage), and
+    what the rules read beyond them (purchase days, recency, favourite category)."""
     rng = np.random.default_rng(seed)
     stage = rng.choice(["new", "developing", "loyal", "at-risk", "lapsed"], n)
     segment = rng.choice(
@@ -55,6 +56,9 @@ def _contexts(n: int, seed: int) -> pd.DataFrame:
             "predicted_value": rng.gamma(1.5, 60.0, n),
             "rfm_segment": segment,
             "lifecycle_stage": stage,
+            "frequency": rng.integers(1, 6, n),
+            "recency_days": rng.integers(0, 200, n),
+            "favourite_category": rng.choice(["books", "toys", "(other)", None], n),
         }
     )
 

@@ -53,6 +53,14 @@ class Champions:
         return self.churn.bundle.rfm_cuts
 
     @functools.cached_property
+    def known_labels(self) -> dict[str, tuple[str, ...]]:
+        """The categories and channels the churn champion knows, by the label column they
+        come from: a request's features pool rare ones as its training did."""
+        vocabularies = self.churn.bundle.vocabularies
+        features = {"category": "favourite_category", "channel": "main_channel"}
+        return {k: vocabularies[f] for k, f in features.items() if f in vocabularies}
+
+    @functools.cached_property
     def encode_alike(self) -> bool:
         return self.churn.bundle.encoding_key == self.ltv.bundle.encoding_key
 
