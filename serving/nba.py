@@ -73,10 +73,13 @@ def contact_capped(name: str, customer: Customer, config: NbaConfig) -> str | No
 
 
 def ineligibility(name: str, action: Action, customer: Customer, config: NbaConfig) -> str | None:
-    """Why `action` may not be taken for this scored customer, or None when it may."""
-    capped = contact_capped(name, customer, config)
-    if capped is not None:
-        return capped
+    """Why `action` may not be taken for this scored customer, or None when it may; the
+    contact cap last, so that it is the reason only where it alone stands in the way."""
+    why = _rule_fails(name, action, customer, config)
+    return why if why is not None else contact_capped(name, customer, config)
+
+
+def _rule_fails(name: str, action: Action, customer: Customer, config: NbaConfig) -> str | None:
     rule = action.eligible
     if rule.lifecycle_stages is not None and customer.lifecycle_stage not in rule.lifecycle_stages:
         return f"{name} needs lifecycle stage in {list(rule.lifecycle_stages)}"
@@ -113,15 +116,20 @@ def decide(customer: Customer, config: NbaConfig) -> Decision:
         return _cold_start(customer, config)
     value = value_if_purchase(customer, config)
     best: tuple[float, str, Action, float, EffectSource] | None = None
+    capped = []
     for name, action in config.actions.items():
-        if ineligibility(name, action, customer, config) is not None:
+        why = ineligibility(name, action, customer, config)
+        if why is not None:
+            if _rule_fails(name, action, customer, config) is None:
+                capped.append(why)
             continue
         effect, source = effect_of(name, action, customer)
         gain = effect * value - action.cost
         if best is None or gain > best[0]:
             best = (gain, name, action, effect, source)
     if best is None:
-        return Decision(NO_ACTION, 0.0, "no action is eligible for this customer")
+        said = f" ({'; '.join(capped)})" if capped else ""
+        return Decision(NO_ACTION, 0.0, f"no action is eligible for this customer{said}")
     gain, name, action, effect, source = best
     shown = f"{effect:.0%}" if source == "prior" else f"{effect:.1%}"
     arithmetic = f"{shown} x {value:.2f} - {action.cost:.2f} = {gain:+.2f} ({source} effect)"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NotRequired, Self
 
 from pydantic import (
@@ -29,6 +29,8 @@ from crm_ltv.features.contract import MAX_ABS_NUMBER, out_of_range_year
 
 FeatureValue = float | str | None
 MAX_PROBLEMS = 50  # listed in one 400 answer
+# A contact the caller's clock dates a little after the server's is not refused as future
+CLOCK_SKEW = timedelta(hours=1)
 
 
 def naive_utc(moment: datetime) -> datetime:
@@ -126,7 +128,14 @@ class CustomerIn(_Strict):
                 return f"features.{name}: {value} is not a finite number"
         if self.transactions is not None and self.as_of is None:
             return "as_of: required with transactions"
-        if self.as_of is None:
+        if self.as_of is None:  # a feature row scored as of the server's clock
+            latest = datetime.now(UTC).replace(tzinfo=None) + CLOCK_SKEW
+            for i, contact in enumerate(self.contacts):
+                if contact.sent_at > latest:
+                    return (
+                        f"contacts.{i}.sent_at: {contact.sent_at:%Y-%m-%dT%H:%M:%S} is in the "
+                        "future (no as_of: scored as of now)"
+                    )
             return None
         for i, tx in enumerate(self.transactions or ()):
             if tx["timestamp"] > self.as_of:

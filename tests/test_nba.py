@@ -128,6 +128,22 @@ def test_contact_cap_blocks_a_repeat_within_the_window(policy):
     assert decide(old, policy).action == "win_back"
 
 
+def test_an_action_stopped_by_its_contact_cap_alone_is_named(policy):
+    """A customer only win_back suits, sent one 29 days ago: the answer says the cap stopped
+    it, not that nothing suits them; an action they are not eligible for is not listed."""
+    at_risk = dict(churn_probability=0.9, predicted_value=12.0, rfm_segment="Can't Lose Them",
+                   lifecycle_stage="at-risk")  # fmt: skip
+    sent = {"win_back": AS_OF - timedelta(days=29), "thank_you": AS_OF - timedelta(days=1)}
+    decision = decide(customer(**at_risk, last_contacts=sent), policy)
+    assert decision.action == NO_ACTION
+    assert decision.reason == (
+        "no action is eligible for this customer (win_back already sent "
+        f"{AS_OF - timedelta(days=29):%Y-%m-%d} (cap 30 days))"
+    )
+    later = {"win_back": AS_OF - timedelta(days=30)}
+    assert decide(customer(**at_risk, last_contacts=later), policy).action == "win_back"
+
+
 def test_cold_start_gets_the_configured_action_unless_capped(policy):
     assert decide(customer(), policy).action == "welcome_offer"
     assert decide(customer(), policy).expected_value is None

@@ -162,3 +162,21 @@ def test_a_request_with_many_problems_lists_fifty_and_counts_the_rest():
         "customer 'c0': give exactly one of transactions (with as_of) or features",
     )
     assert errors[-1] == (("customers",), "... and 1,450 more problems (the first 50 shown)")
+
+
+def test_a_feature_row_without_as_of_refuses_a_contact_in_the_future():
+    """Scored as of the server's clock, a contact dated after it would silently cap the
+    action (a mistyped year); within an hour of it (another service's clock) it is kept."""
+    from datetime import UTC, timedelta
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    row = {"customer_id": "f1", "features": {"recency_days": 3}}
+    future = [{"action": "thank_you", "sent_at": "2030-01-01"}]
+    [(loc, message)] = _errors({"customers": [{**row, "contacts": future}]})
+    assert loc == ("customers", 0)
+    assert message == (
+        "customer 'f1': contacts.0.sent_at: 2030-01-01T00:00:00 is in the future (no as_of: "
+        "scored as of now)"
+    )
+    soon = [{"action": "thank_you", "sent_at": (now + timedelta(minutes=5)).isoformat()}]
+    ScoreRequest.model_validate_json(json.dumps({"customers": [{**row, "contacts": soon}]}))
