@@ -39,7 +39,7 @@ YEAR_DAYS = 365
 # Per label column ("category", "channel"): how often each label occurs in the population at a
 # cutoff (purchase rows, orders), names sorted; what the cap on distinct labels keeps or pools.
 LabelCounts = Mapping[str, pd.Series]
-# Per label column: the labels a model knows (its vocabulary of the feature they make).
+# Per label column: the labels a model's training kept (`kept_labels`), OTHER last if pooled.
 KnownLabels = Mapping[str, tuple[str, ...]]
 
 
@@ -245,8 +245,8 @@ def _kept_labels(counts: pd.Series, limit: int) -> tuple[pd.Index, bool]:
 
 
 def _known_labels(known: tuple[str, ...], seen: pd.Series) -> tuple[pd.Index, bool]:
-    """The labels a feature keeps given the ones a model knows (its vocabulary): where its
-    training pooled some as OTHER, the known ones and OTHER for the rest; else all seen."""
+    """The labels a feature keeps given the ones a model's training kept (`kept_labels`):
+    where it pooled some as OTHER, the kept ones and OTHER for the rest; else all seen."""
     if OTHER not in known:
         return pd.Index(seen.index, dtype="str"), False
     return pd.Index([*sorted(n for n in known if n != OTHER), OTHER], dtype="str"), True
@@ -263,8 +263,8 @@ def _label_matrix(
 ) -> tuple[np.ndarray, pd.Index]:
     """Per customer x label totals; beyond `limit` labels the rarest are pooled as OTHER. The
     cap counts these rows' labels, or `counts` (the whole population's, when these customers
-    are one partition of it); or the labels are those `known` to a model (a request's few
-    customers: one's features must not depend on who else is in the request)."""
+    are one partition of it); or the labels are those a model's training kept, `known` (a
+    request's few customers: one's features must not depend on who else is in the request)."""
     valid = labels.codes >= 0
     codes = labels.codes[valid]
     if known is not None:
@@ -308,6 +308,7 @@ def _categories(
     labels = _category_labels(h)
     limit = config.max_categories
     spend, names = _label_matrix(h, h.pos, labels, h.amount, limit, counts, known)
+    spend = money(spend)  # ties by name, whatever order the amounts were summed in
     total = spend.sum(axis=1)
     share = spend / np.where(total > 0, total, 1.0)[:, None]
     entropy = -(share * np.log(np.where(share > 0, share, 1.0))).sum(axis=1)
@@ -388,6 +389,12 @@ def population_label_counts(arrays: TransactionArrays, cutoff: str | pd.Timestam
     return out
 
 
+def kept_labels(counts: LabelCounts, config: FeatureConfig) -> dict[str, tuple[str, ...]]:
+    """The labels the cap keeps for a population's counts, with OTHER last where it pools the
+    rest: what a model trained on that population knows (`known_labels` of a request)."""
+    return {name: tuple(_kept_labels(c, config.max_categories)[0]) for name, c in counts.items()}
+
+
 def with_rfm_cuts(table: pd.DataFrame, cuts: RfmCuts, config: FeatureConfig) -> pd.DataFrame:
     """The table with RFM scores, segment and lifecycle stage against fixed cut points.
 
@@ -413,7 +420,8 @@ def feature_columns(
     known_labels: KnownLabels | None = None,
 ) -> FeatureColumns:
     """`label_counts`: the population's, where these customers are a partition of it;
-    `known_labels`: a model's vocabularies, where they are a request's few customers."""
+    `known_labels`: the labels a model's training kept (`kept_labels`), where they are a
+    request's few customers."""
     if isinstance(customers, pd.DataFrame):
         customers = CustomerAttributes.from_frame(customers)
     h = _History.of(arrays, cutoff_seconds(cutoff))

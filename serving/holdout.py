@@ -195,10 +195,10 @@ def _answered(
             if assigned.holdout
             else f"exploration: drawn at random among {drawn}"
         )
-        nba = policy.model_copy(
+        sent = policy.model_copy(
             update={"reason": f"{said}, the policy's own choice; {policy.reason}"}
         )
-        return answer.model_copy(update={**flags, "next_best_action": nba})
+        return answer.model_copy(update={**flags, "next_best_action": sent})
     if assigned.holdout:
         why = (
             f"holdout: in the randomized control group ({config.share:.0%} of customers per "
@@ -212,7 +212,7 @@ def _answered(
         )
         value = assigned.prior_expected_values.get(assigned.action, 0.0)
     explored_prior = not assigned.holdout and assigned.action != NO_ACTION
-    nba = policy.model_copy(
+    sent = policy.model_copy(
         update={
             "action": assigned.action,
             "expected_value": value,
@@ -227,4 +227,4 @@ def _answered(
             "weighed_action": assigned.action if explored_prior else None,
         }
     )
-    return answer.model_copy(update={**flags, "next_best_action": nba})
+    return answer.model_copy(update={**flags, "next_best_action": sent})

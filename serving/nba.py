@@ -118,10 +118,11 @@ def decide(customer: Customer, config: NbaConfig) -> Decision:
     best: tuple[float, str, Action, float, EffectSource] | None = None
     capped = []
     for name, action in config.actions.items():
-        why = ineligibility(name, action, customer, config)
-        if why is not None:
-            if _rule_fails(name, action, customer, config) is None:
-                capped.append(why)
+        if _rule_fails(name, action, customer, config) is not None:
+            continue
+        cap = contact_capped(name, customer, config)
+        if cap is not None:
+            capped.append(cap)
             continue
         effect, source = effect_of(name, action, customer)
         gain = effect * value - action.cost

@@ -65,9 +65,9 @@ def policy_customers(
     stage = contexts["lifecycle_stage"].astype(object).to_numpy()
     as_of = pd.to_datetime(contexts["as_of"]).dt.to_pydatetime()
     absent = pd.Series(np.nan, index=contexts.index)
-    frequency = contexts.get("frequency", absent).astype(float).to_numpy()
-    recency = contexts.get("recency_days", absent).astype(float).to_numpy()
-    favourite = contexts.get("favourite_category", absent).astype(object).to_numpy()
+    frequency, recency, favourite = (
+        contexts.get(name, absent).to_numpy(dtype=object) for name in OPTIONAL_CONTEXT_COLUMNS
+    )
     out = []
     for i in range(len(contexts)):
         scored = not (np.isnan(churn[i]) or np.isnan(value[i]))
@@ -79,12 +79,16 @@ def policy_customers(
                 _text(segment[i]),
                 _text(stage[i]),
                 _text(favourite[i]),
-                None if np.isnan(frequency[i]) else int(frequency[i]),
-                None if np.isnan(recency[i]) else int(recency[i]),
+                _count(frequency[i]),
+                _count(recency[i]),
                 effects={a: float(v[i]) for a, v in (effects or {}).items()},
             )
         )
     return out
+
+
+def _count(value: object) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)  # type: ignore[arg-type]
 
 
 def _text(value: object) -> str | None:

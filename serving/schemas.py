@@ -29,8 +29,9 @@ from crm_ltv.features.contract import MAX_ABS_NUMBER, out_of_range_year
 
 FeatureValue = float | str | None
 MAX_PROBLEMS = 50  # listed in one 400 answer
-# A contact the caller's clock dates a little after the server's is not refused as future
-CLOCK_SKEW = timedelta(hours=1)
+# A contact without as_of is refused only a day after the server's clock: naive times may be
+# the shop's local time (up to 14 hours ahead of UTC), and clocks differ
+CLOCK_SKEW = timedelta(days=1)
 
 
 def naive_utc(moment: datetime) -> datetime:

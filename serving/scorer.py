@@ -213,9 +213,6 @@ class Scorer:
         }
         return FeatureColumns(pd.Index([c.customer_id for c in customers], dtype="str"), columns)
 
-    def score(self, customers: Sequence[CustomerIn], now: datetime) -> list[CustomerScore]:
-        return [answer for answer, _ in self.score_with_views(customers, now)]
-
     def score_with_views(
         self, customers: Sequence[CustomerIn], now: datetime
     ) -> list[tuple[CustomerScore, Customer]]:

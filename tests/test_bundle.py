@@ -28,6 +28,12 @@ def test_a_saved_bundle_scores_exactly_as_the_trained_models(small_split, small_
     assert loaded.ltv_scale == bundle.ltv_scale and loaded.level == bundle.level
     assert loaded.encoding_key == bundle.encoding_key
     assert loaded.rfm_cuts == small_split.rfm_cuts and loaded.horizon_days == 90
+    # the labels the category cap kept at the data's end, which a request's features pool by
+    assert loaded.known_labels == bundle.known_labels == small_split.known_labels
+    assert {"category", "channel"} <= set(loaded.known_labels)
+    assert set(small_split.train["favourite_category"].dropna()) <= set(
+        loaded.known_labels["category"]
+    )
 
 
 def test_a_bundle_holds_plain_files_and_no_class_names(small_trained, tmp_path):

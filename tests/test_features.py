@@ -200,28 +200,42 @@ def test_rare_categories_are_pooled_beyond_the_limit(tx, feature_config):
     assert out.loc["001", "favourite_category"] == "books"
 
 
-def test_a_requests_customers_pool_categories_as_the_model_knows_them(feature_config):
+def test_a_requests_customers_pool_categories_as_the_population_did(feature_config):
     """A request's few customers are not a population: with 60 one-category customers and a
     cap of 50, the cap would pool 11 of them as "(other)" in a batch and none alone. With the
-    model's vocabulary (serving), a customer's features are the same in any batch."""
-    from crm_ltv.features.builders import feature_columns
+    labels the population's cap kept (the bundle's `known_labels`), a customer's features are
+    the population's in any batch, also where a kept label is nobody's favourite."""
+    from crm_ltv.features.builders import feature_columns, kept_labels, population_label_counts
 
     rows = [(f"c{i:02d}", "2024-05-01 10:00", 10.0, f"o{i}", f"cat_{i:02d}", "web")
             for i in range(60)]  # fmt: skip
+    # c60..c69 buy books most, and toys and garden (kept by the cap, nobody's favourite)
+    for i in range(60, 70):
+        rows += [(f"c{i}", "2024-05-02 10:00", 15.0, f"o{i}", "books", "web"),
+                 (f"c{i}", "2024-05-02 10:00", 10.0, f"o{i}", "toys", "web"),
+                 (f"c{i}", "2024-05-02 10:00", 10.0, f"o{i}", "garden", "web")]  # fmt: skip
     arrays = TransactionArrays.from_frame(frame(rows, COLUMNS))
-    names = tuple(f"cat_{i:02d}" for i in range(60))
+    everyone = np.arange(arrays.n_customers)
+    known = kept_labels(population_label_counts(arrays, CUTOFF), feature_config)
+    assert known["category"][-1] == "(other)" and {"books", "toys", "garden"} < set(
+        known["category"]
+    )
 
-    def favourite(known, customers=slice(None)) -> list[str]:
-        part = arrays.take(np.isin(arrays.customer.codes, np.arange(60)[customers]))
-        columns = feature_columns(part, CUTOFF, feature_config, known_labels=known).columns
-        return list(np.asarray(columns["favourite_category"], dtype=object))
+    def features(customers, known_labels=None) -> pd.DataFrame:
+        part = arrays.take(np.isin(arrays.customer.codes, customers))
+        out = feature_columns(part, CUTOFF, feature_config, known_labels=known_labels)
+        names = ["favourite_category", "n_categories", "category_entropy"]
+        return pd.DataFrame({n: np.asarray(out.columns[n], dtype=object) for n in names},
+                            index=out.customer_ids)  # fmt: skip
 
-    assert favourite(None).count("(other)") == 11  # the population's cap
-    assert favourite(None, slice(59, 60)) == ["cat_59"]
-    assert favourite({"category": names}) == list(names)  # no pooling where training had none
-    pooled = ("(other)", "cat_00", "cat_01")  # training pooled all but two
-    assert favourite({"category": pooled}) == ["cat_00", "cat_01", *["(other)"] * 58]
-    assert favourite({"category": pooled}, slice(59, 60)) == ["(other)"]
+    population = features(everyone)
+    assert population["favourite_category"].eq("(other)").sum() == 60 - 49 + 3
+    alone = features(everyone[-1:])  # c69 alone: nothing pooled by its own few labels
+    assert alone.loc["c69", "n_categories"] == 3
+    for customers in (everyone[-1:], everyone[:5], everyone[55:65], everyone):
+        pd.testing.assert_frame_equal(
+            features(customers, known), population.loc[features(customers).index]
+        )
 
 
 def test_no_buyer_before_the_cutoff_gives_an_empty_table(tx, feature_config):

@@ -247,4 +247,7 @@ def test_an_explored_recommendation_names_the_favourite_category():
     sent = [o.next_best_action for o in out if o.next_best_action.action == "recommendation"]
     assert sent and all(n.category == "garden" for n in sent)
     held = [o.next_best_action.reason for o in out if o.holdout]
-    assert held and all(r.startswith("holdout: in the randomized control group") for r in held)
+    assert held and all(
+        r.startswith("holdout: in the randomized control group, whose action is no_action, the "
+                     "policy's own choice; ") for r in held
+    )  # fmt: skip

@@ -35,7 +35,7 @@ def test_new_buyer_gone_quiet_gets_the_welcome_offer(policy):
 
 
 def test_new_buyer_still_active_is_not_welcomed(policy):
-    c = customer(churn_probability=0.3, predicted_value=40.0, rfm_segment="New",
+    c = customer(churn_probability=0.3, predicted_value=40.0, rfm_segment="Potential Loyalist",
                  lifecycle_stage="new", favourite_category="books", frequency=2,
                  recency_days=20)  # fmt: skip
     decision = decide(c, policy)

@@ -334,3 +334,20 @@ def test_the_run_names_the_highest_estimate_but_no_winner_when_intervals_overlap
     assert best_policy_note(table.assign(ci_low_dr=float("nan"))).endswith(
         "no interval to rank it by."
     )
+
+
+def test_rival_policies_read_what_the_rules_read_beyond_the_scores(nba):
+    """Purchase days, recency and the favourite category come from the log's columns: a
+    one-time buyer gets no recommendation, a repeat buyer does; a log without the columns
+    (before 2026-12-05) leaves them unknown, and the rule fails."""
+    row = {"customer_id": "c1", "as_of": datetime(2025, 6, 30), "churn_probability": 0.3,
+           "predicted_value": 40.0, "rfm_segment": "Potential Loyalist",
+           "lifecycle_stage": "developing", "recency_days": 20,
+           "favourite_category": "garden"}  # fmt: skip
+    contexts = pd.DataFrame([{**row, "frequency": 1}, {**row, "frequency": 3}])
+    once, repeat = policy_customers(contexts)
+    assert (once.frequency, repeat.frequency, repeat.favourite_category) == (1, 3, "garden")
+    assert [decide(c, nba).action for c in (once, repeat)] == [NO_ACTION, "recommendation"]
+    [old] = policy_customers(pd.DataFrame([row]).drop(columns=["recency_days"]))
+    assert old.frequency is None and old.recency_days is None
+    assert decide(old, nba).action == NO_ACTION

@@ -260,6 +260,16 @@ def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path)
     assert states == [optuna.trial.TrialState.FAIL]
 
     proc, _, _ = started(["tune", "--trials", "1"], "ltv-trial-1")
+    deadline = time.monotonic() + 60  # its heartbeat thread starts beside the trial
+    while time.monotonic() < deadline:
+        with sqlite3.connect(home / "optuna.db") as db:
+            beats = db.execute(
+                "SELECT COUNT(*) FROM trial_heartbeats JOIN trials USING (trial_id) "
+                "WHERE trials.state = 'RUNNING'"
+            ).fetchone()[0]
+        if beats:
+            break
+        time.sleep(0.2)
     proc.kill()
     assert proc.wait(timeout=60) == -signal.SIGKILL
     trials = optuna.load_study(study_name=study, storage=storage).trials
@@ -288,3 +298,7 @@ def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path)
     said = log.read_text()
     assert "interrupted: its MLflow run reads KILLED" in said and "Traceback" not in said
     assert client.get_run(train_run.info.run_id).info.status == "KILLED"
+    children = client.search_runs(
+        [train_run.info.experiment_id], f"tags.mlflow.parentRunId = '{train_run.info.run_id}'"
+    )
+    assert all(c.info.status in ("KILLED", "FINISHED") for c in children)

@@ -62,6 +62,9 @@ class ModelBundle:
     ltv_scale: float = 1.0
     # How the level (LTV scale, churn calibration intercept) was set: the estimated totals.
     level: Mapping[str, Any] = field(default_factory=dict)
+    # The labels the category cap kept at the training data's end (TimeSplit.known_labels),
+    # which a request's features pool by; empty in bundles before 2026-12-05.
+    known_labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def with_threads(self, num_threads: int) -> ModelBundle:
         return replace(self, num_threads=num_threads)
@@ -164,6 +167,7 @@ class ModelBundle:
                 "scale": self.ltv_scale,
             },
             "level": dict(self.level),
+            "known_labels": {k: list(v) for k, v in self.known_labels.items()},
             "metadata": dict(self.metadata),
         }
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -206,6 +210,7 @@ class ModelBundle:
                 },
                 ltv_scale=float(ltv.get("scale", 1.0)),
                 level=raw.get("level", {}),
+                known_labels={k: tuple(v) for k, v in raw.get("known_labels", {}).items()},
             )
         except BundleError:
             raise

@@ -37,7 +37,7 @@ from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
 from scipy.special import expit
 from sklearn.metrics import log_loss, roc_auc_score
 
-from crm_ltv.features.builders import LabelCounts
+from crm_ltv.features.builders import LabelCounts, kept_labels
 from crm_ltv.features.cluster import (
     RETRIES,
     Partitioned,
@@ -189,7 +189,10 @@ def split_on_cluster(
         f"({rows['test']:,}); on the client, samples of {len(parts['train']):,} / "
         f"{len(parts['valid']):,} / {len(parts['test']):,} rows"
     )
-    sample = TimeSplit(plan, horizon, **parts, rfm_cuts=cuts, levels={}, sampled_from=rows)
+    known = kept_labels(label_counts(data, data.last), features)
+    sample = TimeSplit(
+        plan, horizon, **parts, rfm_cuts=cuts, levels={}, sampled_from=rows, known_labels=known
+    )
     labelled = config.refit if labelled is None else labelled
     if not labelled:
         frames = client.map(_rows_at, frames, cutoffs=tuple(plan.train), retries=RETRIES)

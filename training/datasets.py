@@ -20,7 +20,12 @@ import numpy as np
 import pandas as pd
 
 from crm_ltv.features.arrays import TransactionArrays
-from crm_ltv.features.builders import features_at, with_rfm_cuts
+from crm_ltv.features.builders import (
+    features_at,
+    kept_labels,
+    population_label_counts,
+    with_rfm_cuts,
+)
 from crm_ltv.features.config import FeatureConfig
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.rfm import RfmCuts
@@ -167,6 +172,10 @@ class TimeSplit:
     levels: dict[str, LevelTarget | None] = field(default_factory=dict)
     # Rows of each part when the parts hold samples of them (the Dask engine's client split).
     sampled_from: Mapping[str, int] | None = None
+    # Per label column ("category", "channel"), the labels the category cap keeps for the
+    # customers at the data's end: the bundle carries them, so that a request's few customers
+    # pool rare labels as the population does (features.builders.kept_labels).
+    known_labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:
@@ -286,7 +295,9 @@ def build_time_split(
     cuts = RfmCuts.of(parts["train"])
     parts = {name: with_rfm_cuts(part, cuts, features) for name, part in parts.items()}
     last = times.max()
-    latest = features_at(TransactionArrays.from_frame(transactions), last, features, customers)
+    arrays = TransactionArrays.from_frame(transactions)
+    latest = features_at(arrays, last, features, customers)
+    known = kept_labels(population_label_counts(arrays, last), features)
     latest = latest.reset_index()
     newest = pd.concat(
         [p[p["cutoff"] == plan.test] for p in (*parts.values(), rest) if p is not None]
@@ -320,7 +331,16 @@ def build_time_split(
         "evaluation": evaluation,
         "refit": seasonal_level(transactions, newest, last, horizon, len(latest), labelled),
     }
-    return TimeSplit(plan, horizon, **parts, rfm_cuts=cuts, rest=rest, latest=latest, levels=levels)
+    return TimeSplit(
+        plan,
+        horizon,
+        **parts,
+        rfm_cuts=cuts,
+        rest=rest,
+        latest=latest,
+        levels=levels,
+        known_labels=known,
+    )
 
 
 def _shop_window(transactions: pd.DataFrame, start: pd.Timestamp, days: int) -> tuple[float, float]:

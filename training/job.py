@@ -49,7 +49,7 @@ from crm_ltv.training.tracking import (
     NOTE,
     input_datasets,
     input_sources,
-    killed_if_interrupted,
+    killable_run,
     log_config_files,
     log_datasets,
     log_provenance,
@@ -167,10 +167,7 @@ def run_training(
     experiment_id = setup_tracking(
         paths, config.registry.experiment, run_log.experiment_description()
     )
-    with (
-        mlflow.start_run(experiment_id=experiment_id, run_name=f"train-h{horizon}") as run,
-        killed_if_interrupted(),
-    ):
+    with killable_run(experiment_id=experiment_id, run_name=f"train-h{horizon}") as run:
         mlflow.set_tag("kind", "training")
         provenance = _log_provenance(inputs, paths, config, split, tuned or {})
         datasets = [] if on_cluster else input_datasets(inputs)
@@ -198,7 +195,7 @@ def run_training(
             progress("refitting both models on every labelled cutoff (validation and test too)")
             bundle = _refit(split, config, feature_config, models, tuned or {}, refit)
         progress("registering the model bundle")
-        with mlflow.start_run(run_id=children["lightgbm"], nested=True), killed_if_interrupted():
+        with killable_run(run_id=children["lightgbm"], nested=True):
             registered = _register_bundle(config, feature_config, bundle, split, evaluation, run)
         for kind, reg in registered.items():
             mlflow.set_tag(f"{kind}_promoted", str(reg.decision.promote).lower())

@@ -233,6 +233,7 @@ def build_bundle(
             for kind, model in (("churn", churn), ("ltv", ltv))
             if model.offset is not None
         },
+        known_labels=split.known_labels,
     )
 
 

@@ -25,6 +25,7 @@ from crm_ltv.training.pipeline import Evaluation, TrainedModels
 from crm_ltv.training.reports import ltv_cac_report, segment_report
 from crm_ltv.training.tracking import (
     inherited_provenance,
+    killable_run,
     log_datasets,
     log_figure,
     log_table,
@@ -109,7 +110,7 @@ def log_model_runs(evaluation: Evaluation, datasets: Sequence[Any]) -> dict[str,
     ids = {}
     provenance = inherited_provenance()
     for name in MODEL_ORDER:
-        with mlflow.start_run(
+        with killable_run(
             run_name=name, nested=True, description=MODEL_DESCRIPTIONS[name]
         ) as child:
             kind = "model" if name == "lightgbm" else "baseline"
@@ -233,7 +234,7 @@ def log_plots(
         log_table(table, f"ltv_deciles_{name}", DIGITS)
     X = test[split.feature_names]
     sample = X.sample(min(len(X), 5000), random_state=0)
-    with mlflow.start_run(run_id=lightgbm_run, nested=True):
+    with killable_run(run_id=lightgbm_run, nested=True):
         _log_figures(
             {
                 "churn_importance.png": plots.importance_plot(

@@ -7,6 +7,7 @@ bundles already loaded.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,13 +53,12 @@ class Champions:
         """The RFM reference population of the churn champion's training run."""
         return self.churn.bundle.rfm_cuts
 
-    @functools.cached_property
-    def known_labels(self) -> dict[str, tuple[str, ...]]:
-        """The categories and channels the churn champion knows, by the label column they
-        come from: a request's features pool rare ones as its training did."""
-        vocabularies = self.churn.bundle.vocabularies
-        features = {"category": "favourite_category", "channel": "main_channel"}
-        return {k: vocabularies[f] for k, f in features.items() if f in vocabularies}
+    @property
+    def known_labels(self) -> Mapping[str, tuple[str, ...]] | None:
+        """The labels the category cap kept at the churn champion's training data's end: a
+        request's features pool rare ones as that population did (None: a bundle from before
+        2026-12-05, whose requests pool by their own customers)."""
+        return self.churn.bundle.known_labels or None
 
     @functools.cached_property
     def encode_alike(self) -> bool:

@@ -189,15 +189,16 @@ def log_config_files(paths: Paths, areas: Sequence[str]) -> None:
 
 
 @contextlib.contextmanager
-def killed_if_interrupted() -> Iterator[None]:
-    """Inside `mlflow.start_run`: a run stopped by Ctrl-C or SIGTERM reads KILLED, with the
-    runs around it, not FAILED (MLflow's own exit), which would read as a defect."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        while mlflow.active_run() is not None:
-            mlflow.end_run("KILLED")
-        raise
+def killable_run(**start: Any) -> Iterator[mlflow.ActiveRun]:
+    """`mlflow.start_run(**start)`, but a run stopped by Ctrl-C or SIGTERM reads KILLED, with
+    the runs around it, not FAILED (MLflow's own exit), which would read as a defect."""
+    with mlflow.start_run(**start) as run:
+        try:
+            yield run
+        except KeyboardInterrupt:
+            while mlflow.active_run() is not None:
+                mlflow.end_run("KILLED")
+            raise
 
 
 def readable(value: float, decimals: int = 4) -> float:

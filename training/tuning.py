@@ -37,7 +37,7 @@ from crm_ltv.training.tracking import (
     inherited_provenance,
     input_datasets,
     input_sources,
-    killed_if_interrupted,
+    killable_run,
     log_config_files,
     log_datasets,
     log_figure,
@@ -131,14 +131,11 @@ def _objective(
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune)
         pruned: optuna.TrialPruned | None = None
-        with (
-            mlflow.start_run(
-                run_name=f"{kind}-trial-{trial.number}",
-                nested=True,
-                description=f"Optuna trial {trial.number} of the {kind} model: its parameters, "
-                "and its score on the validation snapshot (pruned trials stop early).",
-            ),
-            killed_if_interrupted(),
+        with killable_run(
+            run_name=f"{kind}-trial-{trial.number}",
+            nested=True,
+            description=f"Optuna trial {trial.number} of the {kind} model: its parameters, "
+            "and its score on the validation snapshot (pruned trials stop early).",
         ):
             mlflow.set_tags({"kind": "trial", **provenance})
             mlflow.log_params({"model": kind, "trial": trial.number, **params})
@@ -215,7 +212,8 @@ def run_study(
         f"{remaining} to go"
         + (f" ({failed} failed or interrupted, not counted)" if failed else "")
         + (
-            f" ({running} running in another tune, or stopped under {STALE_AFTER_SECONDS} s ago)"
+            f" ({running} running: in another tune, stopped under {STALE_AFTER_SECONDS} s ago, "
+            "or left by a tune before heartbeats (2026-12-05))"
             if running
             else ""
         )
@@ -276,8 +274,6 @@ def run_tuning(
     # ERROR: a failed or interrupted trial is the command's own one-line error, not Optuna's
     # warning with a traceback
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    # the heartbeat (HEARTBEAT_SECONDS) is "experimental" since Optuna 2.9, and said so per study
-    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     experiment_id = setup_tracking(paths, config.registry.experiment, experiment_description())
     storage = f"sqlite:///{paths.optuna_db}"
     watched = ", ".join(f"{kind}: {study_metric(kind, config)}" for kind in FITTERS)
@@ -289,14 +285,9 @@ def run_tuning(
         f"go to reports/{paths.best_params_file(split.horizon_days).name}, which the next "
         "`make train` at this horizon uses."
     )
-    with (
-        mlflow.start_run(
-            experiment_id=experiment_id,
-            run_name=f"tune-h{split.horizon_days}",
-            description=description,
-        ) as run,
-        killed_if_interrupted(),
-    ):
+    with killable_run(
+        experiment_id=experiment_id, run_name=f"tune-h{split.horizon_days}", description=description
+    ) as run:
         mlflow.set_tag("kind", "tuning")
         provenance = log_provenance(*input_sources(inputs))
         log_datasets(input_datasets(inputs), "tuning")
@@ -308,7 +299,9 @@ def run_tuning(
         data = ModelData.of(split, config)  # BG/NBD inputs fitted once for every trial
         digest = study_digest(provenance["data_sha256"], tune, [config, *configs])
         for kind in FITTERS:
-            result = run_study(kind, split, data, config, tune, storage, digest, progress)
+            with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                result = run_study(kind, split, data, config, tune, storage, digest, progress)
             results[kind] = result
             mlflow.set_tag(f"{kind}_study", result.name)  # its trials may span several runs
             mlflow.log_params({f"best_{kind}_{k}": v for k, v in result.best_params.items()})
