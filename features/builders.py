@@ -127,12 +127,30 @@ def _orders(pos: np.ndarray, new_time: np.ndarray, codes: np.ndarray | None) -> 
     the same timestamp (rows are not sorted by order), or later lines of the same invoice; so
     orders are the distinct (customer, order_id) pairs, not runs of one id. Rows without an
     order_id: one order per distinct timestamp of the customer."""
-    by_time = np.cumsum(new_time)  # >= 1: one per (customer, timestamp)
+    by_time = np.cumsum(new_time)  # 1, 2, ...: one per (customer, timestamp)
     if codes is None:
         return by_time - 1
     width = np.int64(max(int(codes.max(initial=-1)), 0) + 1)
-    key = np.where(codes < 0, -by_time, pos.astype("int64") * width + codes)
-    return pd.factorize(key)[0]
+    # negative for rows without an id, rising in time as ids mostly do
+    key = np.where(codes < 0, by_time - (len(codes) + 1), pos.astype("int64") * width + codes)
+    starts = _starts(key)
+    order = np.cumsum(starts) - 1  # runs of one key: right unless a key comes back
+    run_key, run_pos = key[starts], pos[starts]
+    # A key can come back only after a run with a key no higher: only those customers are
+    # looked up whole (ids that rise with time, as invoice numbers do, skip the hashing)
+    back = (run_pos[1:] == run_pos[:-1]) & (run_key[1:] <= run_key[:-1])
+    if not back.any():
+        return order
+    rows = np.flatnonzero(np.isin(pos, run_pos[1:][back]))
+    number, _ = pd.factorize(key[rows])
+    first = np.zeros(len(rows), dtype=bool)
+    first[np.unique(number, return_index=True)[1]] = True
+    renumbered = np.empty(len(key), dtype=bool)  # rows that start an order, all customers
+    renumbered[:] = starts
+    renumbered[rows] = first
+    order = np.cumsum(renumbered) - 1
+    order[rows] = order[rows][first][number]
+    return order
 
 
 def _starts(values: np.ndarray) -> np.ndarray:

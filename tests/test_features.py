@@ -159,6 +159,30 @@ def test_an_order_is_one_whatever_lies_between_its_lines(feature_config):
         assert out.loc["002", "n_orders"] == 1
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_orders_are_numbered_as_distinct_customer_and_id_pairs(seed):
+    """The fast path (runs of one id, where ids rise within each customer) and the lookup of
+    customers whose ids come back give what hashing every (customer, id) pair gives."""
+    from crm_ltv.features.builders import _orders, _starts
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    pos = np.sort(rng.integers(0, 30, n))
+    seconds = np.sort(rng.integers(0, 50, n))  # by customer, then time
+    order = np.lexsort((seconds, pos))
+    pos, seconds = pos[order], seconds[order]
+    rising = np.cumsum(rng.integers(0, 2, n))  # ids that mostly rise with time ...
+    codes = np.where(rng.random(n) < 0.2, rng.integers(0, 40, n), rising)  # ... or come back
+    codes = np.where(rng.random(n) < 0.1, -1, codes)  # and rows without an id
+    new_time = _starts(seconds) | _starts(pos)
+    by_time = np.cumsum(new_time)
+    pairs = pd.MultiIndex.from_arrays([pos, np.where(codes < 0, -by_time, codes)])
+    expected = pd.factorize(pairs)[0]
+    np.testing.assert_array_equal(_orders(pos, new_time, codes), expected)
+    fast = pd.factorize(pd.MultiIndex.from_arrays([pos, rising]))[0]
+    np.testing.assert_array_equal(_orders(pos, new_time, rising), fast)
+
+
 def test_a_refund_that_cancels_its_purchases_leaves_zero(feature_config):
     """Sums of amounts are rounded to a millionth: 0.1 + 0.2 - 0.3 is 5.6e-17 in floats, which
     made a spend trend of -1 where nothing was spent in either window, and equal totals summed
