@@ -44,6 +44,9 @@ class SourceConfig(_Frozen):
     columns: dict[str, str] = Field(default_factory=dict)  # contract name -> source column name
     timestamp_format: str = "ISO8601"  # a strftime format, "ISO8601" or "mixed"
     sep: str = Field(",", min_length=1)
+    encoding: str = "utf-8"  # of a CSV file: latin-1, cp1252, utf-16, ...
+    decimal: Literal[".", ","] = "."  # of numbers in a CSV file: 12,50 with ","
+    thousands: Literal[".", ",", " ", "'"] | None = None  # grouping to drop: 1.234,56 with "."
     # source column -> values (exact, after stripping blanks) whose lines are left out
     exclude: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     # source column -> prefixes whose lines are left out
@@ -60,6 +63,29 @@ class SourceConfig(_Frozen):
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a usable format: {exc}") from None
         return value
+
+    @field_validator("sep")
+    @classmethod
+    def _escaped_tab(cls, value: str) -> str:
+        """A shell passes `--sep '\\t'` as backslash-t: a tab is meant."""
+        return "\t" if value == "\\t" else value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, latin-1, cp1252)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_marks(self) -> SourceConfig:
+        if self.thousands == self.decimal:
+            raise ValueError(f"thousands and decimal are both {self.decimal!r}")
+        return self
 
     @field_validator("exclude_prefix")
     @classmethod

@@ -95,7 +95,19 @@ def load_inputs(
             customers, config.customers or SourceConfig(), config.validation, paths.rejects_dir
         )
         progress(loaded_customers.report.summary())
+        unknown = _not_in(tx.frame["customer_id"], loaded_customers.frame["customer_id"])
+        if unknown:
+            progress(
+                f"warning: {unknown:,} of {tx.frame['customer_id'].nunique():,} customers of "
+                f"{tx_path.name} are not in {Path(customers).name} (their acquisition channel "
+                "and signup are unknown); do both files write ids alike?"
+            )
     return Inputs(tx, loaded_customers)
+
+
+def _not_in(ids: pd.Series, table: pd.Series) -> int:
+    """How many distinct ids are not in the table."""
+    return int((~pd.Index(ids.unique()).isin(table.astype(str))).sum())
 
 
 def load_campaign_input(

@@ -8,6 +8,7 @@ rejects: lines excluded by a rule on a source column (postage, fees), and anonym
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,6 +59,7 @@ class LoadReport:
     anonymous_amount: float = 0.0  # their net amount
     anonymous_label: str = ""  # the column whose missing value made them anonymous
     anonymous_path: Path | None = None
+    warnings: tuple[str, ...] = ()  # what loaded but may not be what the file meant
 
     @property
     def reject_share(self) -> float:
@@ -95,6 +97,7 @@ class LoadReport:
             lines.append(
                 f"  columns not in the contract, ignored: {', '.join(self.ignored_columns)}"
             )
+        lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -141,24 +144,47 @@ class _Problems:
         return self.reasons != ""
 
 
-def _read_csv(path: Path, sep: str) -> pd.DataFrame:
+def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
     """Every value as text. pyarrow's reader is several times faster; on any problem the
     C reader reads again: it names the line of a broken row, pads short rows (whose missing
-    fields are then rejected row by row) and tells an encoding problem apart."""
-    options = {"sep": sep, "dtype": str, "keep_default_na": False, "na_values": []}
-    if len(sep) == 1:
+    fields are then rejected row by row) and tells an encoding problem apart. A row with one
+    field more than the header (a trailing separator) does not shift the columns."""
+    options = {
+        "sep": sep, "dtype": str, "keep_default_na": False, "na_values": [],
+        "encoding": encoding,
+    }  # fmt: skip
+    if len(sep) == 1 and encoding.replace("-", "").lower() == "utf8":
         try:
             return pd.read_csv(path, engine="pyarrow", **options)
         except (ValueError, pa.ArrowException):
             pass
-    return pd.read_csv(path, engine="c", **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        frame = pd.read_csv(path, engine="c", index_col=False, **options)
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        frame.attrs[EXTRA_FIELDS] = (
+            "rows with more fields than the header (a separator at the end of each line?): "
+            "the fields beyond the header's are not read"
+        )
+    return frame
 
 
-def read_raw(path: Path, sep: str = ",") -> pd.DataFrame:
+EXTRA_FIELDS = "extra_fields"  # read_raw's note on its frame (attrs) of fields it did not read
+
+
+def _parquet_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A Parquet file written from a DataFrame with a named index keeps that column."""
+    if any(name is not None for name in frame.index.names):
+        return frame.reset_index()
+    return frame
+
+
+def read_raw(path: Path, sep: str = ",", encoding: str = "utf-8") -> pd.DataFrame:
     """Read a CSV (every value as text, so ids keep leading zeros) or a Parquet file."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such file")
+        where = "" if path.is_absolute() else f" (relative paths are read from {Path.cwd()})"
+        raise DataError(f"{path}: no such file{where}")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a CSV or Parquet file")
     name = path.name.lower()
@@ -171,19 +197,24 @@ def read_raw(path: Path, sep: str = ",") -> pd.DataFrame:
         raise DataError(f"{path}: file is empty")
     try:
         if is_csv:
-            frame = _read_csv(path, "\t" if name.endswith(".tsv") and sep == "," else sep)
+            frame = _read_csv(path, "\t" if name.endswith(".tsv") and sep == "," else sep, encoding)
         else:
-            frame = pd.read_parquet(path)
+            frame = _parquet_columns(pd.read_parquet(path))
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text CSV file (it is not UTF-8)") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not a text CSV file in {encoding} ({exc.reason}); "
+            "if it is text in another encoding, set encoding in configs/data.yaml (e.g. "
+            "latin-1, cp1252, utf-16)"
+        ) from None
     except (pd.errors.ParserError, ValueError, OSError) as exc:
         kind = "CSV" if is_csv else "Parquet"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: not a readable {kind} file: {first_line}") from None
     if frame.empty:
         raise DataError(f"{path}: has no data rows")
+    frame.columns = [str(c).strip() for c in frame.columns]  # "amount " is amount
     return frame
 
 
@@ -197,11 +228,12 @@ class _Layout:
     parsed: tuple[Column, ...]
     computed: tuple[Column, ...]  # each the product of two parsed columns
 
-    def parse(self, rows: pd.DataFrame, fmt: str, problems: _Problems) -> pd.DataFrame:
+    def parse(self, rows: pd.DataFrame, source: SourceConfig, problems: _Problems) -> pd.DataFrame:
         """The contract's columns of these rows, problems noted row by row."""
+        fmt, numbers = source.timestamp_format, (source.decimal, source.thousands)
         out = {
             col.name: _parse_column(
-                col, rows[self.names[col.name]], fmt, problems, self.names[col.name]
+                col, rows[self.names[col.name]], fmt, problems, self.names[col.name], numbers
             )
             for col in self.parsed
         }
@@ -241,6 +273,12 @@ def _layout(schema: TableSchema, source: SourceConfig, raw: pd.DataFrame, path: 
         raise DataError(
             f"{message}; columns present: {', '.join(map(str, raw.columns))}"
             + _separator_hint(raw.columns, source.sep, schema.name)
+        )
+    absent = [c for c in source.columns if c not in found and c not in {x.name for x in computed}]
+    if absent:  # mapped by the user: not there is a typo, not an optional column left out
+        raise DataError(
+            f"{path}: no column {_quoted(absent[0], names)}, which the column mapping names; "
+            f"columns present: {', '.join(map(repr, raw.columns))}"
         )
     parsed = tuple(found[c.name] for c in schema.columns if c.name in found)
     return _Layout(schema, names, parsed, tuple(computed))
@@ -299,12 +337,25 @@ def _excluded_lines(
 
 def _anonymous_lines(ids: pd.Series) -> pd.Index:
     """Rows without a customer id (sales to no known customer)."""
-    return ids.index[_as_text(ids).isna().to_numpy()]
+    return ids.index[_id_text(ids).isna().to_numpy()]
 
 
-def _net_amount(layout: _Layout, raw: pd.DataFrame, rows: pd.Index, fmt: str) -> float:
+def _id_text(values: pd.Series) -> pd.Series:
+    """Ids as text: what exports write for "no value" (NULL, N/A, nan, ...) is none, and an
+    integral id written as a float ('13085.0', as a spreadsheet or pandas exports it) is the
+    integer's text, as Parquet's float ids are: the same customer in every file."""
+    text = _as_text(values)
+    text = text.where(~text.str.upper().isin(NULL_MARKERS), pd.NA)
+    return text.str.replace(_FLOAT_ID, r"\1", regex=True)
+
+
+def _net_amount(layout: _Layout, raw: pd.DataFrame, rows: pd.Index, source: SourceConfig) -> float:
     """Net amount of some rows, parsed (or computed) as for loading; unusable amounts count 0."""
-    return float(layout.parse(raw.loc[rows], fmt, _Problems(rows))["amount"].sum())
+    return float(layout.parse(raw.loc[rows], source, _Problems(rows))["amount"].sum())
+
+
+NULL_MARKERS = ("NULL", "NAN", "N/A", "#N/A", "NA", "NONE", "<NA>", "NAT")
+_FLOAT_ID = r"^(-?\d+)\.0+$"
 
 
 def _as_text(values: pd.Series) -> pd.Series:
@@ -329,7 +380,9 @@ def _to_datetime(text: pd.Series, fmt: str) -> pd.Series:
                 parsed[retry] = pd.to_datetime(text[retry], format=fmt, errors="coerce")
             return parsed
         return pd.to_datetime(text, format=fmt, errors="coerce")
-    except ValueError:  # offsets that differ between rows: compare them in UTC
+    # offsets that differ between rows, or some with a zone and some without (these taken as
+    # UTC): compare them all in UTC
+    except (ValueError, TypeError):
         return pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
 
 
@@ -337,16 +390,33 @@ def _parse_datetime(text: pd.Series, raw: pd.Series, fmt: str) -> pd.Series:
     return naive_utc(raw if pd.api.types.is_datetime64_any_dtype(raw) else _to_datetime(text, fmt))
 
 
+def _plain_number(text: pd.Series, numbers: tuple[str, str | None]) -> pd.Series:
+    """Text as Python reads numbers: the grouping of thousands dropped, a decimal point."""
+    decimal, thousands = numbers
+    if thousands is not None:
+        text = text.str.replace(thousands, "", regex=False)
+    if decimal != ".":
+        text = text.str.replace(decimal, ".", regex=False)
+    return text
+
+
 def _parse_column(
-    col: Column, raw: pd.Series, fmt: str, problems: _Problems, source_name: str
+    col: Column,
+    raw: pd.Series,
+    fmt: str,
+    problems: _Problems,
+    source_name: str,
+    numbers: tuple[str, str | None] = (".", None),
 ) -> pd.Series:
+    """`numbers`: the decimal mark and the grouping of thousands (None) of text numbers."""
     label = _label(col.name, source_name)
     typed = (col.kind == "datetime" and pd.api.types.is_datetime64_any_dtype(raw)) or (
         col.kind == "number"
         and pd.api.types.is_numeric_dtype(raw)
         and not pd.api.types.is_bool_dtype(raw)
     )
-    text = raw if typed else _as_text(raw)  # typed Parquet columns need no text
+    read = _id_text if col.kind == "id" else _as_text
+    text = raw if typed else read(raw)  # typed Parquet columns need no text
     missing = text.isna()
     if col.required:
         problems.add(missing, f"missing {label}")
@@ -364,8 +434,14 @@ def _parse_column(
         if typed:
             number = raw.astype("float64")
         else:
-            number = pd.to_numeric(text, errors="coerce").astype("float64")
-        problems.add(present & number.isna(), f"non-numeric {label}", text)
+            number = pd.to_numeric(_plain_number(text, numbers), errors="coerce").astype("float64")
+        bad = present & number.isna()
+        if not typed and numbers == (".", None):  # a decimal comma, likely: say so
+            comma = bad & text.str.contains(",", regex=False).fillna(False).astype(bool)
+            hint = f"non-numeric {label} (decimal comma? set decimal: ',' in configs/data.yaml)"
+            problems.add(comma, hint, text)
+            bad &= ~comma
+        problems.add(bad, f"non-numeric {label}", text)
         problems.add(np.isinf(number), f"infinite {label}", text)
         huge = np.isfinite(number) & (number.abs() > MAX_ABS_NUMBER)
         problems.add(huge, f"{label} beyond +-{MAX_ABS_NUMBER:g}", text)
@@ -386,7 +462,12 @@ def _duplicate_reasons(raw: pd.DataFrame, candidates: pd.Index) -> pd.Series:
     """'exact duplicate of row N' for every repeat of an earlier identical row among the
     candidates (sorted row labels of `raw`)."""
     rows = raw.loc[candidates]
-    rows = rows.loc[rows.duplicated(keep=False)]  # fast pass; row numbers only for these
+    try:
+        repeated = rows.duplicated(keep=False)
+    except TypeError:  # Parquet lists or structs, which do not hash: compared as text
+        rows = rows.astype(str)
+        repeated = rows.duplicated(keep=False)
+    rows = rows.loc[repeated]  # fast pass; row numbers only for these
     group = rows.groupby(list(rows.columns), sort=False, dropna=False).ngroup()
     first = pd.Series(rows.index, index=rows.index).groupby(group.to_numpy()).transform("first")
     repeat = first != rows.index
@@ -403,7 +484,9 @@ def load_table(
     """Load one table: map columns, set aside excluded and anonymous lines, validate each other
     row, report and write rejects and the lines set aside, enforce limits."""
     path, rejects_dir = Path(path), Path(rejects_dir)
-    raw = read_raw(path, source.sep).reset_index(drop=True)
+    raw = read_raw(path, source.sep, source.encoding)
+    extra = raw.attrs.get(EXTRA_FIELDS)
+    raw = raw.reset_index(drop=True)
     layout = _layout(schema, source, raw, path)
     excluded, rule_counts = _excluded_lines(raw, source, path)
     # the column whose missing value makes a line anonymous, when such lines are kept out
@@ -415,7 +498,7 @@ def load_table(
     aside = excluded.index.union(anonymous)
     rows = raw.drop(index=aside) if len(aside) else raw  # no copy of a clean file
     problems = _Problems(rows.index)
-    frame = layout.parse(rows, source.timestamp_format, problems)
+    frame = layout.parse(rows, source, problems)
     rejected = problems.mask
 
     # Anonymous lines repeat like any others (two overlapping exports): one report of them.
@@ -443,6 +526,8 @@ def load_table(
         rejects_dir / f"{schema.name}_anonymous.csv",
     )
     used = set(layout.names.values()) | set(source.exclude) | set(source.exclude_prefix)
+    said = (extra,) if extra else ()
+    said += _number_warnings(raw.loc[rows.index], layout, source)
     report = LoadReport(
         table=schema.name,
         source=path,
@@ -458,11 +543,10 @@ def load_table(
         excluded=rule_counts,
         excluded_path=excluded_path,
         anonymous=len(anonymous),
-        anonymous_amount=(
-            _net_amount(layout, raw, anonymous, source.timestamp_format) if len(anonymous) else 0.0
-        ),
+        anonymous_amount=(_net_amount(layout, raw, anonymous, source) if len(anonymous) else 0.0),
         anonymous_label=anonymous_label,
         anonymous_path=anonymous_path,
+        warnings=said,
     )
     if report.rejected and report.reject_share > validation.max_reject_share:
         raise over_reject_limit(
@@ -474,6 +558,29 @@ def load_table(
         if isinstance(values.dtype, pd.CategoricalDtype):
             frame[name] = values.cat.remove_unused_categories()
     return Loaded(frame.reset_index(drop=True), report)
+
+
+_GROUPED = r"^-?\d{1,3}(\.\d{3})+$"  # 1.500, 12.000, 1.234.567
+
+
+def _number_warnings(rows: pd.DataFrame, layout: _Layout, source: SourceConfig) -> tuple[str, ...]:
+    """A ';' file is most likely European: numbers like 1.500 there are fifteen hundred, but
+    read with a decimal point they load as 1.5, silently. Say so when some look like that."""
+    if source.sep != ";" or (source.decimal, source.thousands) != (".", None):
+        return ()
+    out = []
+    for col in layout.parsed:
+        if col.kind != "number" or pd.api.types.is_numeric_dtype(rows[layout.names[col.name]]):
+            continue
+        grouped = _as_text(rows[layout.names[col.name]]).str.match(_GROUPED).fillna(False)
+        if grouped.any():
+            example = rows.loc[grouped.to_numpy(), layout.names[col.name]].iloc[0]
+            out.append(
+                f"{int(grouped.sum()):,} {_label(col.name, layout.names[col.name])} values like "
+                f"'{example}' read as decimals (1.5); if '.' groups thousands there, set "
+                "thousands: '.' and decimal: ',' in configs/data.yaml"
+            )
+    return tuple(out)
 
 
 def _write_rows(raw: pd.DataFrame, reasons: pd.Series, path: Path) -> None:

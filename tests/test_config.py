@@ -54,3 +54,14 @@ def test_exclusion_values_are_text_even_when_yaml_reads_numbers(tmp_path):
     path.write_text("transactions: {exclude_prefix: {Invoice: ['']}}\n")
     with pytest.raises(ConfigError, match="an empty prefix would leave out every line"):
         load_config(DataConfig, path)
+
+
+def test_a_source_reads_a_typed_tab_and_refuses_unusable_number_marks():
+    from crm_ltv.features.config import SourceConfig
+
+    assert SourceConfig(sep="\\t").sep == "\t"  # what `--sep '\t'` passes from a shell
+    assert SourceConfig(decimal=",", thousands=".").thousands == "."
+    with pytest.raises(ValueError, match="thousands and decimal are both ','"):
+        SourceConfig(decimal=",", thousands=",")
+    with pytest.raises(ValueError, match="unknown encoding 'utf-9'"):
+        SourceConfig(encoding="utf-9")

@@ -176,7 +176,7 @@ def test_exact_duplicates_are_reported_and_dropped_or_kept(tmp_path):
         (lambda d: _touch(d / "bad.parquet", b"not parquet at all"), "not a readable Parquet"),
         (
             lambda d: _touch(d / "latin.csv", HEADER.encode() + b"1,2024-01-01,3,caf\xe9\n"),
-            "not UTF-8",
+            "not a text CSV file in utf-8",
         ),
     ],
 )
@@ -381,3 +381,125 @@ def test_an_exclusion_on_a_column_the_file_lacks_names_it(tmp_path):
     source = RETAIL.model_copy(update={"exclude": {"Stock Code": ("POST",)}})
     with pytest.raises(DataError, match="exclusion rule \\(exclude\\) names column 'Stock Code'"):
         _load(path, tmp_path, source)
+
+
+def test_real_exports_load_as_their_shops_write_them(tmp_path):
+    """What the audit of real exports found: decimal commas and grouped thousands, ids a
+    spreadsheet wrote as floats, NULL markers, a trailing separator, spaces in the header,
+    time zones on some lines only, and Latin-1 text."""
+    european = _write(
+        tmp_path,
+        [
+            "C1;2024-01-05 10:00:00;1.500,25",
+            "C2;2024-01-06 10:00:00;12,50",
+            "C3;2024-01-07 10:00:00;-3,00",
+        ],
+        header="customer_id;timestamp;amount\n",
+    )
+    source = SourceConfig(sep=";", decimal=",", thousands=".")
+    assert _load(european, tmp_path, source).frame["amount"].tolist() == [1500.25, 12.5, -3.0]
+    # read with the defaults, the decimal commas are rejected with the likely reason
+    with pytest.raises(DataError, match="decimal comma\\? set decimal: ','"):
+        _load(european, tmp_path, SourceConfig(sep=";"))
+    grouped = _write(
+        tmp_path, ["C1;2024-01-05 10:00:00;1.500", "C2;2024-01-06 10:00:00;12.5"],
+        header="customer_id;timestamp;amount\n",
+    )  # fmt: skip
+    report = _load(grouped, tmp_path, SourceConfig(sep=";")).report
+    assert report.warnings == (
+        "1 amount values like '1.500' read as decimals (1.5); if '.' groups thousands there, "
+        "set thousands: '.' and decimal: ',' in configs/data.yaml",
+    )
+    assert "  warning: 1 amount values like '1.500'" in report.summary()
+
+    ids = _write(
+        tmp_path,
+        [
+            "13085.0,2024-01-05 10:00:00,10,",
+            "13085,2024-01-06 10:00:00,5,",
+            "NULL,2024-01-06 11:00:00,7,",
+            "#N/A,2024-01-06 12:00:00,8,",
+        ],
+        header=" customer_id , timestamp,amount\n",  # spaces around names, a trailing comma
+    )
+    loaded = _load(ids, tmp_path)
+    assert loaded.frame["customer_id"].astype(str).tolist() == ["13085", "13085"]
+    assert loaded.frame["amount"].tolist() == [10.0, 5.0]
+    assert loaded.report.anonymous == 2 and loaded.report.anonymous_amount == 15.0
+    assert loaded.report.warnings == (
+        "rows with more fields than the header (a separator at the end of each line?): the "
+        "fields beyond the header's are not read",
+    )
+
+    zones = _write(
+        tmp_path,
+        [
+            "C1,2024-01-05T10:00:00+01:00,10",
+            "C2,2024-01-06T10:00:00.250+01:00,5",
+            "C3,2024-01-06 10:00:00,4",
+            "C4,not a date,3",
+        ],
+        header="customer_id,timestamp,amount\n",
+    )
+    loaded = _load(zones, tmp_path, max_reject_share=0.5)
+    assert loaded.frame["timestamp"].tolist() == [
+        pd.Timestamp("2024-01-05 09:00"),
+        pd.Timestamp("2024-01-06 09:00:00.250"),
+        pd.Timestamp("2024-01-06 10:00"),  # no zone: taken as UTC, as the others are
+    ]
+    assert loaded.report.reasons == {"unparsable timestamp": 1}
+
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(
+        "customer_id,timestamp,amount,note\nC1,2024-01-05,10,Café\n".encode("latin-1")
+    )
+    with pytest.raises(
+        DataError, match=r"not a text CSV file in utf-8 .*set encoding in configs/data.yaml"
+    ):
+        _load(latin, tmp_path)
+    loaded = _load(latin, tmp_path, SourceConfig(encoding="latin-1"))
+    assert loaded.report.rows_loaded == 1
+
+
+def test_a_mapped_column_that_is_not_there_is_an_error_not_left_out(tmp_path):
+    path = _write(
+        tmp_path, ["C1,2024-01-05,10,I1"], header="customer_id,timestamp,amount,Invoice\n"
+    )
+    with pytest.raises(DataError, match="no column 'order_id' \\(mapped to 'InvoiceNo'\\)"):
+        _load(path, tmp_path, SourceConfig(columns={"order_id": "InvoiceNo"}))
+    loaded = _load(path, tmp_path, SourceConfig(columns={"order_id": "Invoice"}))
+    assert loaded.frame["order_id"].astype(str).tolist() == ["I1"]
+
+
+def test_parquet_written_from_an_indexed_frame_or_with_lists_loads(tmp_path):
+    frame = pd.DataFrame(
+        {"customer_id": ["C1", "C1", "C2"], "timestamp": pd.to_datetime(["2024-01-05"] * 3),
+         "amount": [10.0, 10.0, 4.0], "tags": [["a"], ["a"], ["b", "c"]]}
+    )  # fmt: skip
+    indexed = tmp_path / "indexed.parquet"
+    frame.drop(columns="tags").set_index("customer_id").to_parquet(indexed)
+    assert _load(indexed, tmp_path).report.rows_loaded == 2  # one exact duplicate dropped
+    lists = tmp_path / "lists.parquet"
+    frame.to_parquet(lists)
+    loaded = _load(lists, tmp_path)
+    assert loaded.report.rows_loaded == 2 and loaded.report.duplicates == 1
+
+
+def test_customers_missing_from_the_customers_table_are_counted(tmp_path):
+    """A float-written id (13085.0) now matches the customers table's 13085; an id the table
+    lacks is said, not silently left without a channel or signup."""
+    from crm_ltv.features.config import DataConfig
+    from crm_ltv.features.inputs import load_inputs
+    from crm_ltv.features.paths import Paths
+
+    tx = _write(
+        tmp_path,
+        ["13085.0,2024-01-05,10", "C9,2024-01-05,3"],
+        header="customer_id,timestamp,amount\n",
+    )
+    customers = tmp_path / "cu.csv"
+    customers.write_text("customer_id,signup_date,acquisition_channel\n13085,2023-01-01,web\n")
+    said: list[str] = []
+    inputs = load_inputs(DataConfig(), Paths(tmp_path), tx, customers, said.append)
+    assert inputs.customers_frame["customer_id"].astype(str).tolist() == ["13085"]
+    assert "warning: 1 of 2 customers of tx.csv are not in cu.csv" in "\n".join(said)
