@@ -176,6 +176,7 @@ def combined_report(reports: Sequence[LoadReport], source: Path, folder: Path) -
         anonymous=sum(r.anonymous for r in reports),
         anonymous_amount=sum(r.anonymous_amount for r in reports),
         anonymous_path=folder / f"*/{first.table}_anonymous.csv",
+        warnings=tuple(f"{Path(r.source).name}: {w}" for r in reports for w in r.warnings),
     )
 
 

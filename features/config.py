@@ -64,6 +64,14 @@ class SourceConfig(_Frozen):
             raise ValueError(f"{value!r} is not a usable format: {exc}") from None
         return value
 
+    @field_validator("columns", "exclude", "exclude_prefix")
+    @classmethod
+    def _trimmed_names(cls, value: dict) -> dict:
+        """Header names are read trimmed: so are the names that refer to them."""
+        if all(isinstance(v, str) for v in value.values()):
+            return {k: v.strip() for k, v in value.items()}
+        return {k.strip(): v for k, v in value.items()}
+
     @field_validator("sep")
     @classmethod
     def _escaped_tab(cls, value: str) -> str:

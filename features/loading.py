@@ -8,7 +8,7 @@ rejects: lines excluded by a rule on a source column (postage, fees), and anonym
 
 from __future__ import annotations
 
-import warnings
+import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -147,8 +147,10 @@ class _Problems:
 def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
     """Every value as text. pyarrow's reader is several times faster; on any problem the
     C reader reads again: it names the line of a broken row, pads short rows (whose missing
-    fields are then rejected row by row) and tells an encoding problem apart. A row with one
-    field more than the header (a trailing separator) does not shift the columns."""
+    fields are then rejected row by row) and tells an encoding problem apart. Where every row
+    has more fields than the header (a separator at the end of each line, or an unquoted one
+    inside a field), the C reader would take the first fields for an index and shift the
+    columns: the fields beyond the header's are read into EXTRA columns instead."""
     options = {
         "sep": sep, "dtype": str, "keep_default_na": False, "na_values": [],
         "encoding": encoding,
@@ -158,18 +160,14 @@ def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
             return pd.read_csv(path, engine="pyarrow", **options)
         except (ValueError, pa.ArrowException):
             pass
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", pd.errors.ParserWarning)
-        frame = pd.read_csv(path, engine="c", index_col=False, **options)
-    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
-        frame.attrs[EXTRA_FIELDS] = (
-            "rows with more fields than the header (a separator at the end of each line?): "
-            "the fields beyond the header's are not read"
-        )
-    return frame
+    frame = pd.read_csv(path, engine="c", **options)
+    if isinstance(frame.index, pd.RangeIndex):
+        return frame
+    extra = [f"{EXTRA}{i + 1}" for i in range(frame.index.nlevels)]
+    return pd.read_csv(path, engine="c", header=0, names=[*frame.columns, *extra], **options)
 
 
-EXTRA_FIELDS = "extra_fields"  # read_raw's note on its frame (attrs) of fields it did not read
+EXTRA = "(field beyond the header) "  # columns of fields a CSV row has beyond its header's
 
 
 def _parquet_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -214,7 +212,11 @@ def read_raw(path: Path, sep: str = ",", encoding: str = "utf-8") -> pd.DataFram
         raise DataError(f"{path}: not a readable {kind} file: {first_line}") from None
     if frame.empty:
         raise DataError(f"{path}: has no data rows")
-    frame.columns = [str(c).strip() for c in frame.columns]  # "amount " is amount
+    names = pd.Index([str(c).strip() for c in frame.columns])  # "amount " is amount
+    if names.has_duplicates:
+        twice = sorted(set(names[names.duplicated()]))
+        raise DataError(f"{path}: the header names {', '.join(map(repr, twice))} more than once")
+    frame.columns = names
     return frame
 
 
@@ -274,7 +276,7 @@ def _layout(schema: TableSchema, source: SourceConfig, raw: pd.DataFrame, path: 
             f"{message}; columns present: {', '.join(map(str, raw.columns))}"
             + _separator_hint(raw.columns, source.sep, schema.name)
         )
-    absent = [c for c in source.columns if c not in found and c not in {x.name for x in computed}]
+    absent = [c for c, name in source.columns.items() if name not in raw.columns]
     if absent:  # mapped by the user: not there is a typo, not an optional column left out
         raise DataError(
             f"{path}: no column {_quoted(absent[0], names)}, which the column mapping names; "
@@ -343,10 +345,15 @@ def _anonymous_lines(ids: pd.Series) -> pd.Index:
 def _id_text(values: pd.Series) -> pd.Series:
     """Ids as text: what exports write for "no value" (NULL, N/A, nan, ...) is none, and an
     integral id written as a float ('13085.0', as a spreadsheet or pandas exports it) is the
-    integer's text, as Parquet's float ids are: the same customer in every file."""
+    integer's text, as Parquet's float ids are: the same customer in every file. (The
+    replacement reads only the ids ending in '.0': it costs seconds on ten million.)"""
     text = _as_text(values)
-    text = text.where(~text.str.upper().isin(NULL_MARKERS), pd.NA)
-    return text.str.replace(_FLOAT_ID, r"\1", regex=True)
+    text = text.where(~text.isin(NULL_MARKERS), pd.NA)
+    floats = text.str.endswith(".0").fillna(False).astype(bool)
+    if floats.any():
+        text = text.copy()
+        text[floats] = text[floats].str.replace(_FLOAT_ID, r"\1", regex=True)
+    return text
 
 
 def _net_amount(layout: _Layout, raw: pd.DataFrame, rows: pd.Index, source: SourceConfig) -> float:
@@ -354,7 +361,8 @@ def _net_amount(layout: _Layout, raw: pd.DataFrame, rows: pd.Index, source: Sour
     return float(layout.parse(raw.loc[rows], source, _Problems(rows))["amount"].sum())
 
 
-NULL_MARKERS = ("NULL", "NAN", "N/A", "#N/A", "NA", "NONE", "<NA>", "NAT")
+_NULLS = ("NULL", "NaN", "N/A", "#N/A", "NA", "None", "<NA>", "NaT", "\\N")
+NULL_MARKERS = frozenset(v for n in _NULLS for v in (n, n.upper(), n.lower(), n.title()))
 _FLOAT_ID = r"^(-?\d+)\.0+$"
 
 
@@ -391,13 +399,20 @@ def _parse_datetime(text: pd.Series, raw: pd.Series, fmt: str) -> pd.Series:
 
 
 def _plain_number(text: pd.Series, numbers: tuple[str, str | None]) -> pd.Series:
-    """Text as Python reads numbers: the grouping of thousands dropped, a decimal point."""
+    """Text as Python reads numbers: the grouping of thousands dropped, a decimal point. With
+    marks of its own a number must be written with them (12.50 under decimal ',' and
+    thousands '.' is no number, not 1250): others become missing, so rejected."""
     decimal, thousands = numbers
+    if (decimal, thousands) == (".", None):
+        return text
+    if thousands == " ":  # French exports group with no-break spaces
+        text = text.str.replace("[\u00a0\u202f]", " ", regex=True)
+    d = re.escape(decimal)
+    whole = "\\d+" if thousands is None else f"(\\d{{1,3}}({re.escape(thousands)}\\d{{3}})+|\\d+)"
+    text = text.where(text.str.fullmatch(f"[-+]?{whole}({d}\\d+)?").fillna(False).astype(bool))
     if thousands is not None:
         text = text.str.replace(thousands, "", regex=False)
-    if decimal != ".":
-        text = text.str.replace(decimal, ".", regex=False)
-    return text
+    return text.str.replace(decimal, ".", regex=False)
 
 
 def _parse_column(
@@ -438,7 +453,10 @@ def _parse_column(
         bad = present & number.isna()
         if not typed and numbers == (".", None):  # a decimal comma, likely: say so
             comma = bad & text.str.contains(",", regex=False).fillna(False).astype(bool)
-            hint = f"non-numeric {label} (decimal comma? set decimal: ',' in configs/data.yaml)"
+            hint = (
+                f"non-numeric {label} (a decimal comma, or a comma grouping thousands? set "
+                "decimal: ',' or thousands: ',' in configs/data.yaml)"
+            )
             problems.add(comma, hint, text)
             bad &= ~comma
         problems.add(bad, f"non-numeric {label}", text)
@@ -484,9 +502,7 @@ def load_table(
     """Load one table: map columns, set aside excluded and anonymous lines, validate each other
     row, report and write rejects and the lines set aside, enforce limits."""
     path, rejects_dir = Path(path), Path(rejects_dir)
-    raw = read_raw(path, source.sep, source.encoding)
-    extra = raw.attrs.get(EXTRA_FIELDS)
-    raw = raw.reset_index(drop=True)
+    raw = read_raw(path, source.sep, source.encoding).reset_index(drop=True)
     layout = _layout(schema, source, raw, path)
     excluded, rule_counts = _excluded_lines(raw, source, path)
     # the column whose missing value makes a line anonymous, when such lines are kept out
@@ -499,6 +515,10 @@ def load_table(
     rows = raw.drop(index=aside) if len(aside) else raw  # no copy of a clean file
     problems = _Problems(rows.index)
     frame = layout.parse(rows, source, problems)
+    extra = [c for c in raw.columns if str(c).startswith(EXTRA)]
+    if extra:  # an unquoted separator inside a field shifted this row's values: not trusted
+        filled = (rows[extra].fillna("").apply(lambda c: c.str.strip()) != "").any(axis=1)
+        problems.add(filled, f"more fields than the header's {len(raw.columns) - len(extra)}")
     rejected = problems.mask
 
     # Anonymous lines repeat like any others (two overlapping exports): one report of them.
@@ -526,8 +546,14 @@ def load_table(
         rejects_dir / f"{schema.name}_anonymous.csv",
     )
     used = set(layout.names.values()) | set(source.exclude) | set(source.exclude_prefix)
-    said = (extra,) if extra else ()
-    said += _number_warnings(raw.loc[rows.index], layout, source)
+    used |= set(extra)
+    said = _number_warnings(rows, layout, source)
+    if extra:
+        said = (
+            "every row has more fields than the header: empty ones (a separator at the end of "
+            "each line) are not read, rows with values there are rejected",
+            *said,
+        )
     report = LoadReport(
         table=schema.name,
         source=path,
@@ -560,7 +586,7 @@ def load_table(
     return Loaded(frame.reset_index(drop=True), report)
 
 
-_GROUPED = r"^-?\d{1,3}(\.\d{3})+$"  # 1.500, 12.000, 1.234.567
+_GROUPED = r"^-?[1-9]\d{0,2}(\.\d{3})+$"  # 1.500, 12.000, 1.234.567 (not 0.500)
 
 
 def _number_warnings(rows: pd.DataFrame, layout: _Layout, source: SourceConfig) -> tuple[str, ...]:
@@ -586,9 +612,10 @@ def _number_warnings(rows: pd.DataFrame, layout: _Layout, source: SourceConfig) 
 def _write_rows(raw: pd.DataFrame, reasons: pd.Series, path: Path) -> None:
     """The file's rows as they were read, each with its 1-based row number and reason."""
     why = reasons.sort_index()
-    out = raw.loc[why.index].copy()
-    out.insert(0, "reason", why.to_numpy())
-    out.insert(0, "row", why.index + 1)  # 1 = the first data row (line 2 of a CSV with a header)
+    # row 1 = the first data row (line 2 of a CSV with a header); the file's own columns may
+    # be named row or reason too
+    numbers = pd.DataFrame({"row": why.index + 1, "reason": why.to_numpy()}, index=why.index)
+    out = pd.concat([numbers, raw.loc[why.index]], axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(path, index=False)
 

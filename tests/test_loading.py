@@ -399,7 +399,7 @@ def test_real_exports_load_as_their_shops_write_them(tmp_path):
     source = SourceConfig(sep=";", decimal=",", thousands=".")
     assert _load(european, tmp_path, source).frame["amount"].tolist() == [1500.25, 12.5, -3.0]
     # read with the defaults, the decimal commas are rejected with the likely reason
-    with pytest.raises(DataError, match="decimal comma\\? set decimal: ','"):
+    with pytest.raises(DataError, match="a decimal comma, or a comma grouping thousands\\?"):
         _load(european, tmp_path, SourceConfig(sep=";"))
     grouped = _write(
         tmp_path, ["C1;2024-01-05 10:00:00;1.500", "C2;2024-01-06 10:00:00;12.5"],
@@ -427,8 +427,8 @@ def test_real_exports_load_as_their_shops_write_them(tmp_path):
     assert loaded.frame["amount"].tolist() == [10.0, 5.0]
     assert loaded.report.anonymous == 2 and loaded.report.anonymous_amount == 15.0
     assert loaded.report.warnings == (
-        "rows with more fields than the header (a separator at the end of each line?): the "
-        "fields beyond the header's are not read",
+        "every row has more fields than the header: empty ones (a separator at the end of each "
+        "line) are not read, rows with values there are rejected",
     )
 
     zones = _write(
@@ -503,3 +503,45 @@ def test_customers_missing_from_the_customers_table_are_counted(tmp_path):
     inputs = load_inputs(DataConfig(), Paths(tmp_path), tx, customers, said.append)
     assert inputs.customers_frame["customer_id"].astype(str).tolist() == ["13085"]
     assert "warning: 1 of 2 customers of tx.csv are not in cu.csv" in "\n".join(said)
+
+
+def test_numbers_fields_and_names_that_would_load_wrong_are_refused(tmp_path):
+    """What a review of the first fixes found: a number that does not follow the declared
+    marks, a row whose unquoted comma shifted its values, a misspelt amount beside quantity and
+    unit price, a header naming a column twice once trimmed, a file column named 'row'."""
+    marks = SourceConfig(sep=";", decimal=",", thousands=".")
+    path = _write(
+        tmp_path,
+        ["C1;2024-01-05;12.50", "C2;2024-01-05;1.2.3,4", "C3;2024-01-05;1 234,5",
+         "C4;2024-01-05;1.234,5", "C5;2024-01-05;-7"],
+        header="customer_id;timestamp;amount\n",
+    )  # fmt: skip
+    loaded = _load(path, tmp_path, marks, max_reject_share=1.0)
+    assert loaded.frame["amount"].tolist() == [1234.5, -7.0]
+    assert loaded.report.reasons == {"non-numeric amount": 3}
+    french = SourceConfig(sep=";", decimal=",", thousands=" ")
+    path = _write(tmp_path, ["C1;2024-01-05;1\u00a0234,5"], header="customer_id;timestamp;amount\n")
+    assert _load(path, tmp_path, french).frame["amount"].tolist() == [1234.5]
+
+    shifted = _write(
+        tmp_path,
+        ["C1,2024-01-05,Mug,1,10,", "C2,2024-01-06,Pack, 6,3,7.5", "C3,2024-01-07,Cup,2,4,"],
+        header="customer_id,timestamp,description,quantity,amount\n",
+    )
+    loaded = _load(shifted, tmp_path, max_reject_share=0.5)
+    assert loaded.frame["amount"].tolist() == [10.0, 4.0]
+    assert loaded.report.reasons == {"more fields than the header's 5": 1}
+    rejects = pd.read_csv(loaded.report.rejects_path)
+    assert rejects["row"].tolist() == [2]
+
+    path = _write(tmp_path, ["C1,2024-01-05,2,3.5"], header="customer_id,timestamp,qty,price\n")
+    misspelt = SourceConfig(columns={"amount": "Totl", "quantity": "qty", "unit_price": "price"})
+    with pytest.raises(DataError, match="no column 'amount' \\(mapped to 'Totl'\\)"):
+        _load(path, tmp_path, misspelt)
+    path = _write(tmp_path, ["C1,2024-01-05,1,2"], header="customer_id,timestamp,amount,amount \n")
+    with pytest.raises(DataError, match="the header names 'amount' more than once"):
+        _load(path, tmp_path)
+    path = _write(tmp_path, ["C1,2024-01-05,x,1", "C1,2024-01-05,x,1"],
+                  header="customer_id,timestamp,row,amount\n")  # fmt: skip
+    rejects = pd.read_csv(_load(path, tmp_path).report.rejects_path)
+    assert rejects.columns[:2].tolist() == ["row", "reason"] and len(rejects) == 1
