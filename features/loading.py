@@ -126,6 +126,7 @@ class _Problems:
     index: pd.Index
     reasons: pd.Series = field(init=False)
     kinds: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)  # not rejects: the report's warnings
 
     def __post_init__(self) -> None:
         self.reasons = pd.Series("", index=self.index, dtype=object)
@@ -394,6 +395,25 @@ def _to_datetime(text: pd.Series, fmt: str) -> pd.Series:
         return pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
 
 
+_ZONE = r"(?:Z|[+-]\d\d:?\d\d|UTC)$"
+
+
+def _zones_mixed(text: pd.Series, parsed: pd.Series, label: str) -> list[str]:
+    """Values with a zone among values without: those are taken as UTC, said once. Read only
+    where the file has a zone at all (its first or last value), so a plain file pays little."""
+    ends = [text.first_valid_index(), text.last_valid_index()]
+    if ends[0] is None or not any(re.search(_ZONE, str(text[end])) for end in ends):
+        return []
+    values = text[parsed.notna()].dropna()
+    zoned = values.str.contains(_ZONE, regex=True)
+    if zoned.all():
+        return []
+    return [
+        f"{int((~zoned).sum()):,} {label} values without a time zone among {int(zoned.sum()):,} "
+        "with one: taken as UTC"
+    ]
+
+
 def _parse_datetime(text: pd.Series, raw: pd.Series, fmt: str) -> pd.Series:
     return naive_utc(raw if pd.api.types.is_datetime64_any_dtype(raw) else _to_datetime(text, fmt))
 
@@ -440,6 +460,8 @@ def _parse_column(
         return pd.Series(pd.Categorical(text), index=raw.index)
     if col.kind == "datetime":
         parsed = _parse_datetime(text, raw, fmt)
+        if not pd.api.types.is_datetime64_any_dtype(raw):  # text: zones may be mixed
+            problems.notes += _zones_mixed(text, parsed, label)
         problems.add(present & parsed.isna(), f"unparsable {label}", text)
         year = parsed.dt.year
         outside = (year < YEARS.start) | (year >= YEARS.stop)  # NaT compares False
@@ -547,7 +569,7 @@ def load_table(
     )
     used = set(layout.names.values()) | set(source.exclude) | set(source.exclude_prefix)
     used |= set(extra)
-    said = _number_warnings(rows, layout, source)
+    said = tuple(problems.notes) + _number_warnings(rows, layout, source)
     if extra:
         said = (
             "every row has more fields than the header: empty ones (a separator at the end of "

@@ -448,6 +448,9 @@ def test_real_exports_load_as_their_shops_write_them(tmp_path):
         pd.Timestamp("2024-01-06 10:00"),  # no zone: taken as UTC, as the others are
     ]
     assert loaded.report.reasons == {"unparsable timestamp": 1}
+    assert loaded.report.warnings == (
+        "1 timestamp values without a time zone among 2 with one: taken as UTC",
+    )
 
     latin = tmp_path / "latin.csv"
     latin.write_bytes(
