@@ -182,6 +182,7 @@ def logged_history(
     # have no frequency, recency_days or favourite_category
     read = ("churn_probability", "predicted_value", "rfm_segment", "lifecycle_stage",
             "frequency", "recency_days", "favourite_category")  # fmt: skip
+    unknown = [c for c in read[4:] if c not in frame]
     for column in read:
         if column not in frame:
             frame = frame.assign(**{column: np.nan})
@@ -203,12 +204,19 @@ def logged_history(
         "window_not_over": int(open_.sum()),
     }
     said = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in left_out.items() if n)
+    old = (
+        f"; the log has no {', '.join(unknown)} (written before 2026-12-05): the rules that read "
+        "them fail, so the priors and uplift policies send none of the actions that need them"
+        if unknown
+        else ""
+    )
     return History(
         logged,
         contexts,
         _candidates(frame, arms),
         f"{len(frame):,} decisions of {contexts['customer_id'].nunique():,} customers in {source}"
-        + (f" (left out: {said})" if said else ""),
+        + (f" (left out: {said})" if said else "")
+        + old,
         None,
         left_out,
     )

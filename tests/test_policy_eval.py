@@ -300,6 +300,12 @@ def test_a_decision_log_gives_customers_candidates_and_left_out_counts(tmp_path,
     log.write_text("".join(json.dumps(x) + "\n" for x in lines))
     history = logged_history(read_decisions(log), tx, arms, costs, 30, log)
     assert history.left_out == {"repeated": 0, "overlapping": 1, "window_not_over": 0}
+    # a log of before 2026-12-05: what the rules read beyond the scores is unknown, and said
+    assert history.source.endswith(
+        "; the log has no frequency, recency_days, favourite_category (written before "
+        "2026-12-05): the rules that read them fail, so the priors and uplift policies send "
+        "none of the actions that need them"
+    )
     assert list(history.logged.customers) == ["a", "a", "b"]
     assert list(history.logged.revenue) == [50.0, 0.0, 20.0]
     allowed = [{arms[j] for j in np.flatnonzero(row)} for row in history.candidates]
