@@ -44,6 +44,50 @@ TOKEN_ENV = "CRM_LTV_API_TOKEN"
 OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json", "/")
 
 
+class ClientErrorsInOneLine(logging.Filter):
+    """BentoML 1.4 logs every answer it gives to a bad request (400: a validation error of the
+    body, or of ours) as an error with its traceback, which buries real failures in a log
+    full of callers' mistakes. A 4xx is the caller's: one line at INFO, with the reason; 5xx
+    keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None or not _client_error(error):
+            return True
+        record.msg, record.args = f"{record.getMessage()}: client error: %s", (_said(error),)
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _said(error: BaseException) -> str:
+    """The problems of a bad request, as its answer names them (the first three)."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        shown = [str(e["msg"]) for e in error.errors(include_url=False)[:3]]
+        more = error.error_count() - len(shown)
+        return "; ".join(shown) + (f" (and {more} more)" if more > 0 else "")
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _client_error(error: BaseException) -> bool:
+    from bentoml.exceptions import BentoMLException
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        return True
+    return isinstance(error, BentoMLException) and 400 <= error.error_code.value < 500
+
+
+def quiet_client_errors() -> None:
+    """Installs ClientErrorsInOneLine on BentoML's HTTP logger, once per worker."""
+    http_log = logging.getLogger("bentoml._internal.server.http_app")
+    if not any(isinstance(f, ClientErrorsInOneLine) for f in http_log.filters):
+        http_log.addFilter(ClientErrorsInOneLine())
+
+
 @functools.cache
 def settings() -> ServingConfig:
     """configs/serving.yaml of the project home, read once per worker on first use (never on
@@ -115,6 +159,7 @@ class CrmLtv:
     uplift_model = bentoml.models.BentoModel(f"{UPLIFT_STORE_NAME}:latest")
 
     def __init__(self) -> None:
+        quiet_client_errors()
         self.scorer: Scorer | None = None
         self.failure: str | None = None
         self.loaded = threading.Event()

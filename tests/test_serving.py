@@ -7,8 +7,10 @@ main server runs with CRM_LTV_API_TOKEN set, so every call here carries the toke
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -314,6 +316,44 @@ def test_bad_input_gets_a_400_naming_field_and_customer(http, label, body, words
         assert word in text, (label, word, text)
     # ... and the server keeps serving.
     assert http.get("/readyz").status_code == 200
+
+
+def test_a_bad_request_is_one_line_in_the_server_log(server, http):
+    """BentoML logged every 400 with a traceback; the service's filter makes it one line."""
+    _, _, log = server
+    response = http.post("/score", json={"customers": [{"customer_id": "c-log-line"}]})
+    assert response.status_code == 400
+    deadline = time.monotonic() + 10
+    while "c-log-line" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = log.read_text().splitlines()
+    [at] = [i for i, line in enumerate(lines) if "c-log-line" in line and "client error" in line]
+    assert "Exception on /score [POST]: client error:" in lines[at]
+    assert not any(line.startswith("Traceback") for line in lines[at + 1 : at + 3])
+
+
+def test_the_log_filter_keeps_tracebacks_of_server_errors_only():
+    from pydantic import BaseModel, ValidationError
+
+    from crm_ltv.serving.service import ClientErrorsInOneLine
+
+    class Body(BaseModel):
+        n: int
+
+    def record(error: BaseException) -> logging.LogRecord:
+        made = logging.LogRecord("x", logging.ERROR, "f", 1, "Exception on %s [%s]",
+                                 ("/score", "POST"), (type(error), error, None))  # fmt: skip
+        assert ClientErrorsInOneLine().filter(made)
+        return made
+
+    try:
+        Body.model_validate({"n": "many"})
+    except ValidationError as exc:
+        bad = record(exc)
+    assert bad.exc_info is None and bad.levelno == logging.INFO
+    assert bad.getMessage().startswith("Exception on /score [POST]: client error: Input should")
+    crash = record(RuntimeError("boom"))
+    assert crash.exc_info is not None and crash.levelno == logging.ERROR
 
 
 def test_many_bad_customers_get_a_short_answer(http):
