@@ -423,6 +423,8 @@ def features(
 
     paths = _paths()
     feature_config = _feature_config(paths)
+    # checked before any work; an empty one (an unset shell variable) is not the default
+    given = as_cutoff(as_of) if as_of is not None else None
     progress = Progress()
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     if _on_dask(engine, scheduler):
@@ -431,7 +433,7 @@ def features(
         target = out or paths.features_table.with_suffix("")  # a folder of parts
         with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
             client = data.client
-            cutoff = as_cutoff(as_of) if as_of else data.last
+            cutoff = given if given is not None else data.last
             frames = cluster.features_on_cluster(data, cutoff, feature_config, progress=progress)
             rows = cluster.write_parts(client, frames, target)
             if rows == 0:
@@ -444,7 +446,7 @@ def features(
     target = _writable(out or paths.features_table, "--out")
     inputs = _read_inputs(paths, progress, *read)
     tx = inputs.transactions.frame
-    cutoff = as_cutoff(as_of) if as_of else tx["timestamp"].max()
+    cutoff = given if given is not None else tx["timestamp"].max()
     progress(f"building features at {cutoff}")
     table = build_features(tx, cutoff, feature_config, inputs.customers_frame)
     if table.empty:

@@ -58,7 +58,8 @@ def test_own_file_with_mapped_columns_and_cutoff(home):
         (("features", "--transactions", "."), "is a directory"),
         (("features", "--column", "customer_id"), "expected CONTRACT_NAME=SOURCE_COLUMN"),
         (("features", "--transactions", "bad.csv"), "rejected, above the limit"),
-        (("features", "--transactions", "bad.csv", "--as-of", "soon"), "rejected"),
+        # a bad cutoff is said before the file is read
+        (("features", "--transactions", "bad.csv", "--as-of", "soon"), "cutoff 'soon' is not a"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(home, args, message):

@@ -43,6 +43,7 @@ def home(tmp_path_factory) -> Path:
 
 MISTAKES = [
     (["features", "--as-of", "2300-01-01"], "cutoff '2300-01-01': year 2300 is outside 1900..2199"),
+    (["features", "--as-of", ""], "cutoff '' is not a date or timestamp"),  # an unset variable
     (["features", "--timestamp-format", "%Q-%m"], "'%Q-%m' is not a usable format"),
     (["train", "--horizon-days", "99999999999"], "less than or equal to 3650"),
     (["data", "--seed", "-1"], "seed: Input should be greater than or equal to 0"),
