@@ -143,7 +143,7 @@ def _interrupted(signum: int, frame: object) -> None:
 def _interruptible(what: str) -> Iterator[None]:
     """Long commands end on Ctrl-C or SIGTERM with one line saying what is kept, and the
     shell's exit status for that signal (130, 143), not a traceback; their MLflow runs read
-    KILLED (training.tracking.killed_if_interrupted)."""
+    KILLED (training.tracking.killable_run)."""
     before = signal.signal(signal.SIGTERM, _interrupted)
     try:
         yield

@@ -186,10 +186,10 @@ def _answered(
         "propensity": round(assigned.propensity, 6),
     }
     policy = answer.next_best_action
+    if assigned.action == policy.action and not (assigned.holdout or assigned.explored):
+        return answer.model_copy(update=flags)  # most answers: the policy's, as it was
     drawn = ", ".join(candidates(policy.action, assigned.eligible_actions))
     if assigned.action == policy.action:
-        if not (assigned.holdout or assigned.explored):
-            return answer.model_copy(update=flags)
         said = (
             "holdout: in the randomized control group, whose action is no_action"
             if assigned.holdout

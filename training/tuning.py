@@ -124,9 +124,10 @@ def _objective(
     config: TrainConfig,
     tune: TuneConfig,
     progress: Progress,
+    metric: str,
 ) -> Callable[[optuna.Trial], float]:
+    """`metric`: the study's (`study_metric`), the name the parent run gives it too."""
     provenance = inherited_provenance()
-    metric = study_metric(kind, config)  # the name the parent run gives it too
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune)
@@ -221,7 +222,7 @@ def run_study(
     before = len(study.trials)
     if remaining:
         study.optimize(
-            _objective(kind, split, data, config, tune, progress),
+            _objective(kind, split, data, config, tune, progress, metric),
             n_trials=remaining,
             timeout=tune.timeout_minutes * 60 if tune.timeout_minutes else None,
             catch=(),
