@@ -2,8 +2,9 @@
 
 Nothing is dropped silently: every rejected row goes to a rejects file with its reason and is
 counted in the report; exact duplicates are reported (and dropped when configured). Lines that
-are not a customer's sale are set aside before validation, counted and listed apart, and are not
-rejects: lines excluded by a rule on a source column (postage, fees), and anonymous sales.
+are not a customer's sale are counted and listed apart, and are not rejects: lines excluded by
+a rule on a source column (postage, fees), set aside before validation, and anonymous sales,
+validated like any line (one with a bad value is a reject: its sale cannot be counted).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pandas.tseries.api import guess_datetime_format
 
 from crm_ltv.features.config import SourceConfig, ValidationConfig
@@ -42,7 +44,9 @@ class LoadReport:
     table: str
     source: Path
     rows_read: int
-    rows_checked: int  # validated: neither excluded nor anonymous, so the reject share's base
+    # the reject share's base: rows neither excluded nor anonymous sales (an anonymous line
+    # with a bad value is a reject, so counted)
+    rows_checked: int
     rows_loaded: int
     rejected: int
     reasons: dict[str, int]  # kind of problem -> rows
@@ -152,10 +156,7 @@ def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
     has more fields than the header (a separator at the end of each line, or an unquoted one
     inside a field), the C reader would take the first fields for an index and shift the
     columns: the fields beyond the header's are read into EXTRA columns instead."""
-    options = {
-        "sep": sep, "dtype": str, "keep_default_na": False, "na_values": [],
-        "encoding": encoding,
-    }  # fmt: skip
+    options = _csv_options(sep, encoding)
     if len(sep) == 1 and encoding.replace("-", "").lower() == "utf8":
         try:
             return pd.read_csv(path, engine="pyarrow", **options)
@@ -166,6 +167,32 @@ def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
         return frame
     extra = [f"{EXTRA}{i + 1}" for i in range(frame.index.nlevels)]
     return pd.read_csv(path, engine="c", header=0, names=[*frame.columns, *extra], **options)
+
+
+def _csv_options(sep: str, encoding: str) -> dict[str, object]:
+    return {
+        "sep": sep, "dtype": str, "keep_default_na": False, "na_values": [],
+        "encoding": encoding,
+    }  # fmt: skip
+
+
+def _header(path: Path, is_csv: bool, sep: str, encoding: str) -> list[str]:
+    """The column names as the file writes them: pandas renames a repeated CSV name (the
+    second 'amount' becomes 'amount.1', which then looks like a column of its own) and cannot
+    read a Parquet file that repeats one."""
+    if not is_csv:
+        return pq.read_schema(path).names
+    first = pd.read_csv(path, engine="c", header=None, nrows=1, **_csv_options(sep, encoding))
+    return [str(name) for name in first.iloc[0]]
+
+
+def _check_names(header: list[str], path: Path) -> None:
+    """A name given twice stops loading: which of the two columns is meant is not known.
+    "amount " is amount; empty names (separators at the end of the header) are no names."""
+    counts = Counter(n for n in (name.strip() for name in header) if n)
+    twice = sorted(n for n, times in counts.items() if times > 1)
+    if twice:
+        raise DataError(f"{path}: the header names {', '.join(map(repr, twice))} more than once")
 
 
 EXTRA = "(field beyond the header) "  # columns of fields a CSV row has beyond its header's
@@ -194,11 +221,15 @@ def read_raw(path: Path, sep: str = ",", encoding: str = "utf-8") -> pd.DataFram
         )
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
+    sep = "\t" if name.endswith(".tsv") and sep == "," else sep
     try:
+        _check_names(_header(path, is_csv, sep, encoding), path)  # before a Parquet read fails
         if is_csv:
-            frame = _read_csv(path, "\t" if name.endswith(".tsv") and sep == "," else sep, encoding)
+            frame = _read_csv(path, sep, encoding)
         else:
             frame = _parquet_columns(pd.read_parquet(path))
+    except DataError:
+        raise
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty") from None
     except UnicodeDecodeError as exc:
@@ -213,11 +244,7 @@ def read_raw(path: Path, sep: str = ",", encoding: str = "utf-8") -> pd.DataFram
         raise DataError(f"{path}: not a readable {kind} file: {first_line}") from None
     if frame.empty:
         raise DataError(f"{path}: has no data rows")
-    names = pd.Index([str(c).strip() for c in frame.columns])  # "amount " is amount
-    if names.has_duplicates:
-        twice = sorted(set(names[names.duplicated()]))
-        raise DataError(f"{path}: the header names {', '.join(map(repr, twice))} more than once")
-    frame.columns = names
+    frame.columns = pd.Index([str(c).strip() for c in frame.columns])
     return frame
 
 
@@ -248,10 +275,17 @@ class _Layout:
         return pd.DataFrame({n: out[n] for n in self.schema.names if n in out}, index=rows.index)
 
 
-def _layout(schema: TableSchema, source: SourceConfig, raw: pd.DataFrame, path: Path) -> _Layout:
+def _layout(
+    schema: TableSchema,
+    source: SourceConfig,
+    raw: pd.DataFrame,
+    path: Path,
+    anonymous_key: str | None = None,
+) -> _Layout:
     """Map the file's columns; a required column that is neither there nor computable from two
     that are (amount = quantity x unit_price) stops loading, naming it and the columns present.
-    The factors of a computed column become required: a line needs both."""
+    The factors of a computed column become required: a line needs both. The anonymous key
+    (when anonymous lines are kept out) must be in the file but may be empty on a line."""
     unknown = sorted(set(source.columns) - set(schema.names))
     if unknown:
         raise DataError(
@@ -259,6 +293,7 @@ def _layout(schema: TableSchema, source: SourceConfig, raw: pd.DataFrame, path: 
             f"the contract does not have; contract columns: {', '.join(schema.names)}"
         )
     names = {c: source.columns.get(c, c) for c in schema.names}
+    _check_one_column_each(schema.name, names, raw.columns, path)
     found = {c.name: c for c in schema.columns if names[c.name] in raw.columns}
     computed = []
     for col in schema.columns:
@@ -283,8 +318,32 @@ def _layout(schema: TableSchema, source: SourceConfig, raw: pd.DataFrame, path: 
             f"{path}: no column {_quoted(absent[0], names)}, which the column mapping names; "
             f"columns present: {', '.join(map(repr, raw.columns))}"
         )
+    if anonymous_key in found:
+        found[anonymous_key] = replace(found[anonymous_key], required=False)
     parsed = tuple(found[c.name] for c in schema.columns if c.name in found)
     return _Layout(schema, names, parsed, tuple(computed))
+
+
+def _check_one_column_each(
+    table: str, names: dict[str, str], present: pd.Index, path: Path
+) -> None:
+    """Two contract columns read from one column of the file (`amount: customer_id` leaves
+    customer_id reading its own name too) would load one's values as the other's: no two
+    contract columns mean the same thing, so this stops loading, naming them."""
+    readers: dict[str, list[str]] = {}
+    for name, source_name in names.items():
+        if source_name in present:  # a mapped name the file lacks is said after
+            readers.setdefault(source_name, []).append(name)
+    for source_name, both in readers.items():
+        if len(both) > 1:
+            where = f"{table}.columns in configs/data.yaml"
+            if table == "transactions":
+                where += " or --column"
+            raise DataError(
+                f"{path}: the column mapping reads column '{source_name}' as "
+                f"{' and '.join(_quoted(n, names) for n in both)}; each contract column needs a "
+                f"column of its own ({where})"
+            )
 
 
 def _separator_hint(columns: pd.Index, sep: str, table: str) -> str:
@@ -338,11 +397,6 @@ def _excluded_lines(
     return which.dropna(), counts
 
 
-def _anonymous_lines(ids: pd.Series) -> pd.Index:
-    """Rows without a customer id (sales to no known customer)."""
-    return ids.index[_id_text(ids).isna().to_numpy()]
-
-
 def _id_text(values: pd.Series) -> pd.Series:
     """Ids as text: what exports write for "no value" (NULL, N/A, nan, ...) is none, and an
     integral id written as a float ('13085.0', as a spreadsheet or pandas exports it) is the
@@ -355,11 +409,6 @@ def _id_text(values: pd.Series) -> pd.Series:
         text = text.copy()
         text[floats] = text[floats].str.replace(_FLOAT_ID, r"\1", regex=True)
     return text
-
-
-def _net_amount(layout: _Layout, raw: pd.DataFrame, rows: pd.Index, source: SourceConfig) -> float:
-    """Net amount of some rows, parsed (or computed) as for loading; unusable amounts count 0."""
-    return float(layout.parse(raw.loc[rows], source, _Problems(rows))["amount"].sum())
 
 
 _NULLS = ("NULL", "NaN", "N/A", "#N/A", "NA", "None", "<NA>", "NaT", "\\N")
@@ -521,20 +570,16 @@ def load_table(
     validation: ValidationConfig,
     rejects_dir: Path,
 ) -> Loaded:
-    """Load one table: map columns, set aside excluded and anonymous lines, validate each other
-    row, report and write rejects and the lines set aside, enforce limits."""
+    """Load one table: map columns, set aside excluded lines, validate each other row, keep
+    the valid anonymous ones out, report and write rejects and the lines set aside, enforce
+    limits."""
     path, rejects_dir = Path(path), Path(rejects_dir)
     raw = read_raw(path, source.sep, source.encoding).reset_index(drop=True)
-    layout = _layout(schema, source, raw, path)
-    excluded, rule_counts = _excluded_lines(raw, source, path)
     # the column whose missing value makes a line anonymous, when such lines are kept out
     anonymous_key = schema.anonymous_key if validation.anonymous_lines == "keep_out" else None
-    anonymous, anonymous_label = raw.index[:0], ""
-    if anonymous_key is not None:
-        anonymous = _anonymous_lines(raw[layout.names[anonymous_key]]).difference(excluded.index)
-        anonymous_label = _label(anonymous_key, layout.names[anonymous_key])
-    aside = excluded.index.union(anonymous)
-    rows = raw.drop(index=aside) if len(aside) else raw  # no copy of a clean file
+    layout = _layout(schema, source, raw, path, anonymous_key)
+    excluded, rule_counts = _excluded_lines(raw, source, path)
+    rows = raw.drop(index=excluded.index) if len(excluded) else raw  # no copy of a clean file
     problems = _Problems(rows.index)
     frame = layout.parse(rows, source, problems)
     extra = [c for c in raw.columns if str(c).startswith(EXTRA)]
@@ -542,10 +587,17 @@ def load_table(
         filled = (rows[extra].fillna("").apply(lambda c: c.str.strip()) != "").any(axis=1)
         problems.add(filled, f"more fields than the header's {len(raw.columns) - len(extra)}")
     rejected = problems.mask
+    # An anonymous line with a bad value is a reject (its sale cannot be counted), not a sale.
+    unnamed, anonymous_label = pd.Series(False, index=rows.index), ""
+    if anonymous_key is not None:
+        unnamed = frame[anonymous_key].isna()
+        anonymous_label = _label(anonymous_key, layout.names[anonymous_key])
+    anonymous = rows.index[(unnamed & ~rejected).to_numpy()]
+    checked = len(rows) - len(anonymous)  # the reject share's base
 
     # Anonymous lines repeat like any others (two overlapping exports): one report of them.
-    duplicates = _duplicate_reasons(raw, rows.index[~rejected.to_numpy()].union(anonymous))
-    keep = ~rejected
+    duplicates = _duplicate_reasons(raw, rows.index[~rejected.to_numpy()])
+    keep = ~rejected & ~unnamed
     if validation.drop_duplicates:
         keep.loc[keep.index.intersection(duplicates.index)] = False
         anonymous = anonymous.difference(duplicates.index)
@@ -580,7 +632,7 @@ def load_table(
         table=schema.name,
         source=path,
         rows_read=len(raw),
-        rows_checked=len(rows),
+        rows_checked=checked,
         rows_loaded=int(keep.sum()),
         rejected=int(rejected.sum()),
         reasons=dict(problems.kinds.most_common()),
@@ -591,7 +643,7 @@ def load_table(
         excluded=rule_counts,
         excluded_path=excluded_path,
         anonymous=len(anonymous),
-        anonymous_amount=(_net_amount(layout, raw, anonymous, source) if len(anonymous) else 0.0),
+        anonymous_amount=float(frame.loc[anonymous, "amount"].sum()) if len(anonymous) else 0.0,
         anonymous_label=anonymous_label,
         anonymous_path=anonymous_path,
         warnings=said,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from crm_ltv.features.config import SourceConfig, ValidationConfig
@@ -320,19 +322,19 @@ def test_anonymous_lines_are_reported_apart_and_kept_out_not_rejected(tmp_path):
         "2,85048,4,2024-01-02 10:00:00,2.5,",
         "2,85048,4,2024-01-02 10:00:00,2.5,",  # an exact repeat: a duplicate, counted once
         "3,22041,-1,2024-01-03 10:00:00,3,  ",
-        "4,22041,1,2024-01-04 10:00:00,x,",  # no id and no price: anonymous, not a reject
+        "4,22041,1,2024-01-04 10:00:00,x,",  # no id and no price: a reject, not a sale
     ]
-    loaded = _load(_write(tmp_path, lines, LINES), tmp_path, RETAIL, max_reject_share=0)
+    loaded = _load(_write(tmp_path, lines, LINES), tmp_path, RETAIL, max_reject_share=0.5)
     report = loaded.report
     assert loaded.frame["customer_id"].astype(str).tolist() == ["007"]
-    assert (report.anonymous, report.anonymous_amount) == (3, 7.0)  # 4 x 2.5 - 3
-    assert (report.rejected, report.duplicates, report.rows_checked) == (0, 1, 1)
-    assert "anonymous sales: 3 rows with no customer_id (column 'Customer ID'), net amount " in (
+    assert (report.anonymous, report.anonymous_amount) == (2, 7.0)  # 4 x 2.5 - 3
+    assert (report.rejected, report.duplicates, report.rows_checked) == (1, 1, 2)
+    assert "anonymous sales: 2 rows with no customer_id (column 'Customer ID'), net amount " in (
         report.summary()
     )
     assert "left out of customer features" in report.summary()
     anonymous = pd.read_csv(report.anonymous_path)
-    assert anonymous["row"].tolist() == [2, 4, 5]
+    assert anonymous["row"].tolist() == [2, 4]
     assert set(anonymous["reason"]) == {"no customer_id (column 'Customer ID')"}
 
     with pytest.raises(DataError, match=r"4 of 5 rows \(80.00%\) rejected"):
@@ -344,6 +346,36 @@ def test_anonymous_lines_are_reported_apart_and_kept_out_not_rejected(tmp_path):
     assert rejected.anonymous == 0 and rejected.anonymous_path is None
     assert rejected.reasons["missing customer_id (column 'Customer ID')"] == 4
     assert not (tmp_path / "rejects" / "transactions_anonymous.csv").exists()  # no stale list
+
+
+def test_anonymous_lines_with_bad_values_are_rejects_not_sales(tmp_path):
+    """An anonymous line gets the checks of any other: a sale whose amount or time cannot be
+    read is not counted as one (a net amount of inf), it is a reject with its reason, counted
+    in the reject share."""
+    lines = [
+        "007,2024-01-01 10:00:00,10",
+        ",2024-01-02 10:00:00,5",  # a valid anonymous sale
+        ",2024-01-02 10:00:00,abc",
+        ",2024-01-02 10:00:00,1e400",
+        ",garbage,3",
+        ",2024-01-02 10:00:00,",
+    ]
+    path = _write(tmp_path, lines, "customer_id,timestamp,amount\n")
+    report = _load(path, tmp_path, max_reject_share=1).report
+    assert (report.rows_loaded, report.anonymous, report.anonymous_amount) == (1, 1, 5.0)
+    assert (report.rejected, report.rows_checked) == (4, 5)
+    assert "net amount 5.00" in report.summary()
+    rejects = pd.read_csv(report.rejects_path)
+    assert rejects["row"].tolist() == [3, 4, 5, 6]
+    assert rejects["reason"].tolist() == [
+        "non-numeric amount 'abc'",
+        "infinite amount '1e400'",
+        "unparsable timestamp 'garbage'",
+        "missing amount",
+    ]
+    assert pd.read_csv(report.anonymous_path)["row"].tolist() == [2]
+    with pytest.raises(DataError, match=r"4 of 5 rows \(80.00%\) rejected"):
+        _load(path, tmp_path)
 
 
 def test_lines_are_excluded_by_value_and_by_prefix_counted_per_rule(tmp_path):
@@ -472,6 +504,48 @@ def test_a_mapped_column_that_is_not_there_is_an_error_not_left_out(tmp_path):
         _load(path, tmp_path, SourceConfig(columns={"order_id": "InvoiceNo"}))
     loaded = _load(path, tmp_path, SourceConfig(columns={"order_id": "Invoice"}))
     assert loaded.frame["order_id"].astype(str).tolist() == ["I1"]
+
+
+def test_a_header_name_given_twice_stops_loading_before_pandas_renames_it(tmp_path):
+    """pandas reads a second 'amount' as 'amount.1', ignored: which amount was meant is not
+    known. A column really named 'amount.1', or empty names after a trailing separator, load."""
+    twice = _write(tmp_path, ["C1,2024-01-05,1,2"], header="customer_id,timestamp,amount,amount\n")
+    with pytest.raises(DataError, match=r"tx.csv: the header names 'amount' more than once"):
+        _load(twice, tmp_path)
+    parquet = tmp_path / "twice.parquet"
+    columns = [pa.array(["C1"]), pa.array(["2024-01-05"]), pa.array([1.0]), pa.array([2.0])]
+    pq.write_table(
+        pa.table(columns, names=["customer_id", "timestamp", "amount", "amount"]), parquet
+    )
+    with pytest.raises(DataError, match=r"twice.parquet: the header names 'amount' more than once"):
+        _load(parquet, tmp_path)
+
+    own = _write(
+        tmp_path, ["C1,2024-01-05,1,2,,"], header="customer_id,timestamp,amount,amount.1,,\n"
+    )
+    loaded = _load(own, tmp_path)
+    assert loaded.frame["amount"].tolist() == [1.0]
+    assert loaded.report.ignored_columns[0] == "amount.1"
+
+
+def test_one_file_column_read_as_two_contract_columns_is_an_error(tmp_path):
+    """Mapping amount to the file's customer_id column would load the ids as amounts too."""
+    path = _write(tmp_path, ["17,2024-01-05,3,18"], header="customer_id,timestamp,amount,client\n")
+    with pytest.raises(DataError) as err:
+        _load(path, tmp_path, SourceConfig(columns={"amount": "customer_id"}))
+    assert (
+        "tx.csv: the column mapping reads column 'customer_id' as 'customer_id' and 'amount' "
+        "(mapped to 'customer_id'); each contract column needs a column of its own "
+        "(transactions.columns in configs/data.yaml or --column)"
+    ) in str(err.value)
+    both = SourceConfig(columns={"customer_id": "client", "order_id": "client"})
+    with pytest.raises(DataError, match="reads column 'client' as 'customer_id' \\(mapped"):
+        _load(path, tmp_path, both)
+    # each contract column from a column of its own, however the file names them: fine
+    swapped = SourceConfig(columns={"customer_id": "client", "amount": "customer_id"})
+    loaded = _load(path, tmp_path, swapped)
+    assert loaded.frame["customer_id"].astype(str).tolist() == ["18"]
+    assert loaded.frame["amount"].tolist() == [17.0]
 
 
 def test_parquet_written_from_an_indexed_frame_or_with_lists_loads(tmp_path):
