@@ -1002,7 +1002,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Copy the champion models into the BentoML store and serve POST /score."""
+    from crm_ltv.serving.config import check_service_configs
+
     _free_port(host, port)
+    check_service_configs(_paths())  # else a worker only logs the mistake and is never ready
     progress = Progress()
     paths = _sync_store(progress)
     progress(f"serving on http://{host}:{port} (OpenAPI page at /, readiness at /readyz)")

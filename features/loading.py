@@ -397,7 +397,7 @@ def _excluded_lines(
     return which.dropna(), counts
 
 
-def _id_text(values: pd.Series) -> pd.Series:
+def id_text(values: pd.Series) -> pd.Series:
     """Ids as text: what exports write for "no value" (NULL, N/A, nan, ...) is none, and an
     integral id written as a float ('13085.0', as a spreadsheet or pandas exports it) is the
     integer's text, as Parquet's float ids are: the same customer in every file. (The
@@ -499,7 +499,7 @@ def _parse_column(
         and pd.api.types.is_numeric_dtype(raw)
         and not pd.api.types.is_bool_dtype(raw)
     )
-    read = _id_text if col.kind == "id" else _as_text
+    read = id_text if col.kind == "id" else _as_text
     text = raw if typed else read(raw)  # typed Parquet columns need no text
     missing = text.isna()
     if col.required:

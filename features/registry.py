@@ -7,10 +7,18 @@ input column is absent; a test holds the two together, and the README lists them
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from crm_ltv.features.config import FeatureConfig
+from crm_ltv.features.contract import MAX_ABS_NUMBER, YEARS
+
+# Bounds of a feature row sent to the service, beyond which it is a caller's mistake: days
+# between two dates of the contract's years; sums and counts of up to a thousand lines at the
+# contract's largest number. Past these the models' arithmetic runs to absurd or infinite
+# scores (a monetary_total of 1e308 read as an infinite value).
+MAX_DAYS = 366 * len(YEARS)
+MAX_ABS_FEATURE = 1000 * MAX_ABS_NUMBER
 
 
 @dataclass(frozen=True)
@@ -29,8 +37,27 @@ def feature_registry(config: FeatureConfig) -> tuple[FeatureSpec, ...]:
     return _registry(config.windows_days, config.trend_window_days)
 
 
+def _finite(spec: FeatureSpec) -> FeatureSpec:
+    """A numeric feature without bounds of its own gets MAX_ABS_FEATURE's."""
+    if spec.kind != "numeric":
+        return spec
+    low = -MAX_ABS_FEATURE if spec.low is None else spec.low
+    return replace(spec, low=low, high=MAX_ABS_FEATURE if spec.high is None else spec.high)
+
+
+@functools.cache
+def optional_input_features() -> dict[str, str]:
+    """Features of an optional input (a customers table, categories, channels) and their kind;
+    their names do not depend on the config's windows."""
+    return {s.name: s.kind for s in _specs((), 1) if s.requires is not None}
+
+
 @functools.lru_cache(maxsize=64)  # built on every service request otherwise
 def _registry(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
+    return tuple(_finite(spec) for spec in _specs(windows_days, n))
+
+
+def _specs(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
     windows = [
         spec
         for w in windows_days
@@ -40,7 +67,9 @@ def _registry(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
         )
     ]
     return (
-        FeatureSpec("recency_days", "Days from the last purchase to the cutoff.", low=0),
+        FeatureSpec(
+            "recency_days", "Days from the last purchase to the cutoff.", low=0, high=MAX_DAYS
+        ),
         FeatureSpec("frequency", "Distinct days with a purchase.", low=1),
         FeatureSpec(
             "n_orders", "Purchase orders (distinct order_id, else distinct timestamps).", low=1
@@ -48,7 +77,9 @@ def _registry(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
         FeatureSpec("monetary_total", "Net spend: purchases minus refunds."),
         FeatureSpec("monetary_mean", "Net spend per order (average order value)."),
         FeatureSpec("monetary_max", "Largest single order, before refunds."),
-        FeatureSpec("tenure_days", "Days from the first purchase to the cutoff.", low=0),
+        FeatureSpec(
+            "tenure_days", "Days from the first purchase to the cutoff.", low=0, high=MAX_DAYS
+        ),
         FeatureSpec(
             "r_score",
             "Recency quintile 1..5 among customers at the cutoff (5 = recent).",
@@ -86,15 +117,21 @@ def _registry(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
             low=0,
         ),
         FeatureSpec(
-            "ipt_mean_days", "Mean days between purchase days (missing below 2 days).", low=0
+            "ipt_mean_days",
+            "Mean days between purchase days (missing below 2 days).",
+            low=0,
+            high=MAX_DAYS,
         ),
         FeatureSpec(
             "ipt_std_days",
             "Standard deviation (ddof 0: 0 with one gap) of days between purchase days "
             "(missing below 2 days).",
             low=0,
+            high=MAX_DAYS,
         ),
-        FeatureSpec("overdue_ratio", "Recency over the mean inter-purchase time.", low=0),
+        FeatureSpec(  # a mean gap is at least a day
+            "overdue_ratio", "Recency over the mean inter-purchase time.", low=0, high=MAX_DAYS
+        ),
         FeatureSpec("refund_rate", "Refunded amount over purchased amount.", low=0),
         FeatureSpec("n_categories", "Distinct categories bought.", requires="category", low=0),
         FeatureSpec(
@@ -147,5 +184,6 @@ def _registry(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
             "Days from signup to the cutoff (missing if signup is after the cutoff).",
             requires="customers.signup_date",
             low=0,
+            high=MAX_DAYS,
         ),
     )

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crm_ltv.features.actions import NO_ACTION, check_actions
-from crm_ltv.features.config import LIFECYCLE_STAGES, ConfigError
+from crm_ltv.features.config import (
+    LIFECYCLE_STAGES,
+    ConfigError,
+    DataConfig,
+    FeatureConfig,
+    ValidationConfig,
+    load_config,
+)
+from crm_ltv.features.paths import Paths
 from crm_ltv.features.rfm import RFM_SEGMENTS
 from crm_ltv.training.attributions import Method
 
@@ -50,6 +61,32 @@ class ServingConfig(_Frozen):
     max_in_flight: int = Field(4, ge=1)
     retry_after_seconds: int = Field(1, ge=1)  # the Retry-After of those 503s
     holdout: HoldoutConfig = Field(default_factory=HoldoutConfig)
+
+    @field_validator("decision_log")
+    @classmethod
+    def _a_file(cls, value: str) -> str:
+        """An empty path is the project home itself: every decision would fail to be written."""
+        if not value.strip():
+            raise ValueError("empty: give a file, such as logs/decisions.jsonl")
+        if value.endswith(("/", "\\")):
+            raise ValueError(f"{value!r} names a folder: give a file, such as logs/decisions.jsonl")
+        return value
+
+
+def decision_log_problem(path: Path) -> str | None:
+    """Why decisions cannot be appended to `path`, or None. Checked before the server starts:
+    a worker that cannot make the log's folder crashes as it starts, again and again, and one
+    that cannot open the log answers every call with a 500. Nothing is created here."""
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else f"{path} is not writable"
+    existing = next(folder for folder in path.parents if folder.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file, so {path} cannot be made"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{path} cannot be made: {existing} is not writable"
+    return None
 
 
 def bentoml_settings(config: ServingConfig) -> dict[str, Any]:
@@ -178,3 +215,34 @@ class NbaConfig(_Frozen):
                 f"{sorted(self.actions)} or {NO_ACTION!r}"
             )
         return self
+
+
+@dataclass(frozen=True)
+class ScoringConfigs:
+    """What a worker reads besides serving.yaml when it loads its models: the feature config,
+    the policy, and data.yaml's validation (the service drops exact repeats of a transaction
+    line as the loader does, with the same switch)."""
+
+    features: FeatureConfig
+    nba: NbaConfig
+    validation: ValidationConfig
+
+    @classmethod
+    def load(cls, paths: Paths) -> ScoringConfigs:
+        return cls(
+            load_config(FeatureConfig, paths.config_file("features")),
+            load_config(NbaConfig, paths.config_file("nba")),
+            load_config(DataConfig, paths.config_file("data")).validation,
+        )
+
+
+def check_service_configs(paths: Paths) -> None:
+    """Every config the service reads as it starts, and its decision log, checked by `crm-ltv
+    serve` before it starts BentoML: a mistake is one ConfigError naming the file and field,
+    not a server that says it serves and never gets ready (a worker only logs it)."""
+    where = paths.config_file("serving")
+    serving = load_config(ServingConfig, where)
+    problem = decision_log_problem(paths.root / serving.decision_log)
+    if problem is not None:
+        raise ConfigError(f"{where}: decision_log: {problem}")
+    ScoringConfigs.load(paths)

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NotRequired, Self
 
+import pandas as pd
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     FiniteFloat,
+    Strict,
+    StrictFloat,
     ValidationError,
     model_validator,
     with_config,
@@ -26,9 +30,13 @@ from typing_extensions import TypedDict  # pydantic refuses typing's before Pyth
 
 from crm_ltv.features.actions import misspelt_action
 from crm_ltv.features.contract import MAX_ABS_NUMBER, out_of_range_year
+from crm_ltv.features.loading import NULL_MARKERS, id_text
 
-FeatureValue = float | str | None
 MAX_PROBLEMS = 50  # listed in one 400 answer
+# Characters of an id or a label in a request, and of the X-Request-ID header: each is echoed
+# in the answer and written to the decision log (a 1 MB id once was, every time).
+MAX_TEXT = 256
+MAX_REQUEST_ID = 128
 # A contact without as_of is refused only a day after the server's clock: naive times may be
 # the shop's local time (up to 14 hours ahead of UTC), and clocks differ
 CLOCK_SKEW = timedelta(days=1)
@@ -55,10 +63,28 @@ def catalogue_action(name: str) -> str:
     return name
 
 
+def customer_id_text(value: str) -> str:
+    """The id as the loader reads it from a file (features.loading: stripped, '13085.0' is
+    '13085'), so that ' a ' and 'a' are one customer and decisions join to the transactions
+    `crm-ltv outcomes` loads; what it reads as no id (blank, 'NULL', 'N/A', ...) is refused.
+    An id the loader keeps as it is (nearly all) skips its pandas call."""
+    if value == value.strip() and value not in NULL_MARKERS and not value.endswith(".0"):
+        return value
+    text = id_text(pd.Series([value], dtype=object)).iloc[0]
+    if pd.isna(text):
+        raise ValueError(f"{value!r} is blank or a marker of no value: the loader reads no id")
+    return str(text)
+
+
 # Times: aware ones converted to UTC and made naive, naive ones taken as given (as the loader).
 Moment = Annotated[datetime, AfterValidator(naive_utc)]
-# Amounts and quantities: finite and within the contract's bound, as the loader reads them.
-Number = Annotated[FiniteFloat, Field(ge=-MAX_ABS_NUMBER, le=MAX_ABS_NUMBER)]
+# Amounts and quantities: finite and within the contract's bound, as the loader reads them;
+# JSON numbers only (strict: true would be 1.0, "40" a number the caller sent as text).
+Number = Annotated[FiniteFloat, Strict(), Field(ge=-MAX_ABS_NUMBER, le=MAX_ABS_NUMBER)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+# A feature row's value: a number (strict, as above), a category's text (at most MAX_TEXT
+# characters: CustomerIn.inconsistency, for errors without pydantic's type tags), or null.
+FeatureValue = StrictFloat | str | None
 
 
 class _Strict(BaseModel):
@@ -73,15 +99,20 @@ class Transaction(TypedDict):
 
     timestamp: Moment
     amount: Annotated[Number, Field(description="Negative = refund.")]
-    order_id: NotRequired[str | None]
+    order_id: NotRequired[Text | None]
     quantity: NotRequired[Number | None]
-    category: NotRequired[str | None]
-    channel: NotRequired[str | None]
+    category: NotRequired[Text | None]
+    channel: NotRequired[Text | None]
+
+
+LINE_FIELDS = tuple(Transaction.__annotations__)  # what makes two lines exact duplicates
+_WHEN_AND_AMOUNT = operator.itemgetter("timestamp", "amount")
 
 
 class Contact(_Strict):
     action: Annotated[str, AfterValidator(catalogue_action)] = Field(
         min_length=1,
+        max_length=MAX_TEXT,
         description="The action sent: the contact cap reads the catalogue's names (README: "
         "Next-best-action); a near miss of one is refused, other names are ignored.",
     )
@@ -91,18 +122,22 @@ class Contact(_Strict):
 class CustomerIn(_Strict):
     """One customer: raw `transactions` with `as_of`, or precomputed `features`."""
 
-    customer_id: str = Field(min_length=1)
+    customer_id: Annotated[str, AfterValidator(customer_id_text)] = Field(
+        min_length=1,
+        max_length=MAX_TEXT,
+        description="Stripped of spaces, as the loader reads ids ('13085.0' is '13085').",
+    )
     as_of: Moment | None = Field(
         None,
         description="Cutoff: history up to this instant (a date alone = 00:00). Required with "
         "transactions; with features it dates the contact cap (default: now, UTC).",
     )
     transactions: list[Transaction] | None = None
-    features: dict[str, FeatureValue] | None = Field(
+    features: dict[Text, FeatureValue] | None = Field(
         None, description="A row of the feature table (README: Features)."
     )
     signup_date: Moment | None = None
-    acquisition_channel: str | None = None
+    acquisition_channel: Text | None = None
     contacts: list[Contact] = Field(
         default_factory=list, description="Actions already sent, for the contact cap."
     )
@@ -113,6 +148,20 @@ class CustomerIn(_Strict):
         if problem is not None:
             raise ValueError(problem)
         return self
+
+    def without_repeated_lines(self) -> CustomerIn:
+        """Without exact repeats of a transaction line (the first kept): the loader drops exact
+        duplicate rows (data.yaml validation.drop_duplicates), so a line sent twice (a retry,
+        overlapping exports) would otherwise count twice here and once in `crm-ltv score`."""
+        lines = self.transactions or []
+        if len(set(map(_WHEN_AND_AMOUNT, lines))) == len(lines):  # the usual case, 5x cheaper
+            return self
+        first: dict[tuple, Transaction] = {}
+        for line in lines:
+            first.setdefault(tuple(map(line.get, LINE_FIELDS)), line)
+        if len(first) == len(lines):
+            return self
+        return self.model_copy(update={"transactions": list(first.values())})
 
     def last_contacts(self) -> dict[str, datetime]:
         """When each action was last sent: what the policy's contact cap reads."""
@@ -127,6 +176,8 @@ class CustomerIn(_Strict):
         for name, value in (self.features or {}).items():
             if isinstance(value, float) and not math.isfinite(value):
                 return f"features.{name}: {value} is not a finite number"
+            if isinstance(value, str) and len(value) > MAX_TEXT:
+                return f"features.{name}: {len(value):,} characters; at most {MAX_TEXT}"
         if self.transactions is not None and self.as_of is None:
             return "as_of: required with transactions"
         if self.as_of is None:  # a feature row scored as of the server's clock
@@ -151,7 +202,15 @@ class CustomerIn(_Strict):
 
 
 def customer_label(customer_id: object) -> str:
-    return f"customer {customer_id!r}" if customer_id is not None else "customer (no customer_id)"
+    if customer_id is None:
+        return "customer (no customer_id)"
+    return f"customer {_cut(repr(customer_id))}"
+
+
+def _cut(text: str) -> str:
+    """The caller's text as an error quotes it: cut when longer than any text a request may
+    hold (a 1 MB customer id came back whole in its 400)."""
+    return text if len(text) <= MAX_TEXT + 2 else f"{text[:40]}... ({len(text):,} characters)"
 
 
 class ScoreRequest(_Strict):
@@ -199,7 +258,7 @@ def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> Val
             continue
         customer = given[i] if i < len(given) else None
         who = customer.get("customer_id") if isinstance(customer, dict) else None
-        where = [customer_label(who), ".".join(str(part) for part in loc[2:])]
+        where = [customer_label(who), ".".join(_cut(str(part)) for part in loc[2:])]
         problems.append((loc[:2], ": ".join([*filter(None, where), message])))
     return request_error(problems)
 

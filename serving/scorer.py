@@ -42,8 +42,6 @@ KNOWN_VALUES = {"rfm_segment": RFM_SEGMENTS, "lifecycle_stage": LIFECYCLE_STAGES
 
 def _out_of_bounds(value: float, low: float | None, high: float | None) -> str | None:
     """How a feature value lies outside what the builders make, or None."""
-    if low is not None and high is not None:
-        return None if low <= value <= high else f"outside {low:g}..{high:g}"
     if low is not None and value < low:
         return f"below {low:g}"
     if high is not None and value > high:

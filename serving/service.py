@@ -22,14 +22,20 @@ import anyio
 import bentoml
 from bentoml.exceptions import ServiceUnavailable
 
-from crm_ltv.features.config import ConfigError, FeatureConfig, load_config
+from crm_ltv.features.config import ConfigError, load_config
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.paths import HOME_ENV, Paths
 from crm_ltv.serving.admission import ConcurrencyLimit
-from crm_ltv.serving.config import SERVICE_NAME, NbaConfig, ServingConfig, bentoml_settings
+from crm_ltv.serving.config import SERVICE_NAME, ScoringConfigs, ServingConfig, bentoml_settings
 from crm_ltv.serving.decisions import DecisionLog
 from crm_ltv.serving.holdout import apply_holdout
-from crm_ltv.serving.schemas import CustomerIn, ScoreRequest, ScoreResponse, request_error
+from crm_ltv.serving.schemas import (
+    MAX_REQUEST_ID,
+    CustomerIn,
+    ScoreRequest,
+    ScoreResponse,
+    request_error,
+)
 from crm_ltv.serving.scorer import Scorer
 from crm_ltv.serving.store import (
     STORE_NAMES,
@@ -145,6 +151,17 @@ def decision_log_path() -> Path:
     return path
 
 
+def checked_request_id(given: str | None) -> str:
+    """The caller's X-Request-ID, or a new one. It is echoed and written to the decision log
+    with every customer of the call, so a long one is refused rather than copied."""
+    if not given:
+        return uuid.uuid4().hex
+    if len(given) > MAX_REQUEST_ID:
+        problem = f"{len(given):,} characters; at most {MAX_REQUEST_ID}"
+        raise request_error([(("X-Request-ID",), f"header X-Request-ID: {problem}")])
+    return given
+
+
 @bentoml.service(
     name=SERVICE_NAME,
     # Defaults of configs/serving.yaml; `crm-ltv serve` overrides them from the home's config
@@ -161,6 +178,7 @@ class CrmLtv:
     def __init__(self) -> None:
         quiet_client_errors()
         self.scorer: Scorer | None = None
+        self.drop_duplicates = True  # data.yaml's validation.drop_duplicates, read with the models
         self.failure: str | None = None
         self.loaded = threading.Event()
         self.decisions = DecisionLog(decision_log_path())
@@ -179,21 +197,15 @@ class CrmLtv:
                 uplift = load_stored_uplift(self.uplift_model)
             except bentoml.exceptions.NotFound:  # a store filled before uplift models existed
                 uplift = None
-            paths = Paths.from_env()
-            features = load_config(FeatureConfig, paths.config_file("features"))
+            configs = ScoringConfigs.load(Paths.from_env())
             for stale in (
-                champions.features_config_warning(features),
-                uplift.features_config_warning(features) if uplift is not None else None,
+                champions.features_config_warning(configs.features),
+                uplift.features_config_warning(configs.features) if uplift is not None else None,
             ):
                 if stale is not None:
                     logger.warning(stale.removeprefix("warning: "))
-            self.scorer = Scorer(
-                champions,
-                features,
-                load_config(NbaConfig, paths.config_file("nba")),
-                settings(),
-                uplift,
-            )
+            self.drop_duplicates = configs.validation.drop_duplicates
+            self.scorer = Scorer(champions, configs.features, configs.nba, settings(), uplift)
         except (ConfigError, ValueError, OSError, ChampionError) as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
             logger.error("models not loaded: %s", self.failure)
@@ -210,6 +222,7 @@ class CrmLtv:
     @bentoml.api(route="/score", input_spec=ScoreRequest)  # names customers in its errors
     async def score(self, customers: list[CustomerIn], ctx: bentoml.Context) -> ScoreResponse:
         """Churn probability, predicted value, segment, stage, reasons and next-best-action."""
+        request_id = checked_request_id(ctx.request.headers.get("x-request-id"))
         # Async, so the few milliseconds of scoring run on the event loop without a hop to a
         # thread; a worker scores one request at a time either way (one LightGBM thread each).
         if not self.loaded.is_set():
@@ -219,7 +232,8 @@ class CrmLtv:
             await anyio.to_thread.run_sync(self.loaded.wait, settings().model_load_wait_seconds)
         if self.scorer is None:
             raise ServiceUnavailable(self.failure or "models are still loading; see /readyz")
-        request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
+        if self.drop_duplicates:  # as the loader drops exact duplicate rows of a file
+            customers = [customer.without_repeated_lines() for customer in customers]
         now = datetime.now(UTC).replace(tzinfo=None)
         try:
             scored = self.scorer.score_with_views(customers, now)

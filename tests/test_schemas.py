@@ -42,8 +42,7 @@ def test_every_error_inside_a_customer_names_it():
     assert errors == [
         (
             ("customers", 1),
-            "customer 'c1': transactions.0.amount: "
-            "Input should be a valid number, unable to parse string as a number",
+            "customer 'c1': transactions.0.amount: Input should be a valid number",
         ),
         (("customers", 1), "customer 'c1': transactions.1.timestamp: Field required"),
         (
@@ -182,3 +181,75 @@ def test_a_feature_row_without_as_of_refuses_a_contact_in_the_future():
     )
     soon = [{"action": "thank_you", "sent_at": (now + timedelta(hours=14)).isoformat()}]
     ScoreRequest.model_validate_json(json.dumps({"customers": [{**row, "contacts": soon}]}))
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "words"),
+    [
+        # JSON numbers only: true was scored as an amount of 1.0, "40" parsed from text
+        ({"transactions": [{"timestamp": "2025-06-01", "amount": True}]},
+         "transactions.0.amount", "Input should be a valid number"),
+        ({"transactions": [{"timestamp": "2025-06-01", "amount": "40"}]},
+         "transactions.0.amount", "Input should be a valid number"),
+        ({"transactions": [{"timestamp": "2025-06-01", "amount": 5, "quantity": False}]},
+         "transactions.0.quantity", "Input should be a valid number"),
+        ({"transactions": None, "as_of": None, "features": {"recency_days": True}},
+         "features.recency_days.float", "Input should be a valid number"),
+        # what the loader reads as no customer id
+        ({"customer_id": "  "}, "customer_id", "'  ' is blank or a marker of no value"),
+        ({"customer_id": " N/A "}, "customer_id", "' N/A ' is blank or a marker of no value"),
+        # texts are echoed and logged: at most 256 characters
+        ({"customer_id": "c" * 257}, "customer_id", "at most 256 characters"),
+        ({"acquisition_channel": "s" * 257}, "acquisition_channel", "at most 256 characters"),
+        ({"transactions": [{"timestamp": "2025-06-01", "amount": 5, "category": "b" * 257}]},
+         "transactions.0.category", "at most 256 characters"),
+        ({"transactions": [{"timestamp": "2025-06-01", "amount": 5, "channel": "w" * 257}]},
+         "transactions.0.channel", "at most 256 characters"),
+        ({"contacts": [{"action": "a" * 257, "sent_at": "2025-06-01"}]},
+         "contacts.0.action", "at most 256 characters"),
+        ({"transactions": None, "as_of": None, "features": {"favourite_category": "b" * 257}},
+         "features.favourite_category", "257 characters; at most 256"),
+    ],
+)  # fmt: skip
+def test_booleans_numbers_as_text_blank_ids_and_long_texts_are_refused(change, where, words):
+    errors = _errors({"customers": [_customer(**change)]})
+    assert errors[0][0] == ("customers", 0)
+    assert where in errors[0][1] and words in errors[0][1], errors
+
+
+def test_a_long_id_is_cut_in_its_error():
+    [(_, message)] = _errors({"customers": [_customer(customer_id="x" * 1_000_000)]})
+    assert message == (
+        f"customer '{'x' * 39}... (1,000,002 characters): customer_id: "
+        "String should have at most 256 characters"
+    )
+
+
+def test_ids_are_read_as_the_loader_reads_them():
+    """Stripped, and an integral id written as a float is the integer's text, as
+    features.loading reads them: so that decisions join to the loaded transactions."""
+    ids = [" a ", "a\t", "13085.0", "b.0", "NULLS", "7"]
+    request = ScoreRequest.model_validate_json(
+        json.dumps({"customers": [_customer(customer_id=i) for i in ids]})
+    )
+    assert [c.customer_id for c in request.customers] == ["a", "a", "13085", "b.0", "NULLS", "7"]
+
+
+def test_exact_repeats_of_a_line_are_dropped_the_first_kept():
+    line = {"timestamp": "2025-06-01T10:00:00", "amount": 5, "order_id": "o1"}
+    lines = [
+        line,
+        {**line, "category": None},  # a missing value is the same empty cell in a file
+        {**line, "category": "books"},  # another line
+        {**line, "amount": 6},
+        line,
+    ]
+    [customer] = ScoreRequest.model_validate_json(
+        json.dumps({"customers": [_customer(transactions=lines)]})
+    ).customers
+    kept = customer.without_repeated_lines().transactions
+    assert kept is not None
+    assert [(t["amount"], t.get("category")) for t in kept] == [(5, None), (5, "books"), (6, None)]
+    assert kept[0] is customer.transactions[0]
+    distinct = customer.model_copy(update={"transactions": kept})
+    assert distinct.without_repeated_lines() is distinct

@@ -265,8 +265,14 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
           "features": {"recency_days": "yesterday"}}]}, ["customer 'c-g'", "recency_days"]),
         ("features outside what the builders make",
          {"customers": [{"customer_id": "c-b", "features": {"r_score": 9, "frequency": -5}}]},
-         ["customer 'c-b'", "features.r_score: 9 is outside 1..5",
+         ["customer 'c-b'", "features.r_score: 9 is above 5",
           "features.frequency: -5 is below 1"]),
+        ("features past what the models can score",  # were a 200 with infinite value
+         {"customers": [{"customer_id": "c-x", "features": {
+             "monetary_total": 1.7e308, "recency_days": 1e15, "spend_90d": -2e15}}]},
+         ["customer 'c-x'", "features.monetary_total: 1.7e+308 is above 1e+15",
+          "features.recency_days: 1e+15 is above 109800",
+          "features.spend_90d: -2e+15 is below -1e+15"]),
         ("transaction after as_of", customer(transactions=[{**tx, "timestamp": "2025-07-02"}]),
          ["customer 'c-ok'", "transactions.0.timestamp", "after as_of"]),
         ("as_of missing", customer(as_of=None), ["customer 'c-ok'", "as_of"]),
@@ -290,6 +296,19 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
          customer(contacts=[{"action": "recomendation", "sent_at": "2025-06-01"}]),
          ["customer 'c-ok'", "contacts.0.action", "did you mean 'recommendation'?"]),
         ("not an object", b"[1, 2]", ["object"]),
+        ("blank customer id (was taken)", customer(customer_id="   "),
+         ["customer '   '", "customer_id", "blank"]),
+        ("ids equal once trimmed, as the loader reads them (were two customers)",
+         {"customers": [tx_ok, {**tx_ok, "customer_id": " c-ok "}]},
+         ["customer 'c-ok'", "duplicated (also at index 0)"]),
+        ("a boolean amount (was scored as 1.0)",
+         customer(transactions=[{**tx, "amount": True}]),
+         ["customer 'c-ok'", "transactions.0.amount", "valid number"]),
+        ("a boolean feature value (was 1.0)",
+         {"customers": [{"customer_id": "c-t", "features": {"recency_days": True}}]},
+         ["customer 'c-t'", "features.recency_days", "valid number"]),
+        ("an order id over 256 characters", customer(transactions=[{**tx, "order_id": "o" * 257}]),
+         ["customer 'c-ok'", "transactions.0.order_id", "at most 256 characters"]),
         ("unknown top-level field", {"customers": [tx_ok], "customer": []},
          ["customer", "Extra inputs are not permitted"]),
     ]  # fmt: skip
@@ -316,6 +335,53 @@ def test_bad_input_gets_a_400_naming_field_and_customer(http, label, body, words
         assert word in text, (label, word, text)
     # ... and the server keeps serving.
     assert http.get("/readyz").status_code == 200
+
+
+def test_ids_are_read_as_the_loader_reads_them(http, sample, home):
+    """Stripped (and '13085.0' is '13085'), so that decisions join to the transactions
+    `crm-ltv outcomes` loads: ' 00000042 ' was answered and logged with its spaces."""
+    tx, customers = sample
+    cid = _buyers(tx, AS_OF, 1)[0]
+    body = {
+        "customers": [{**_customer_payload(cid, tx, customers, AS_OF), "customer_id": f" {cid} "}]
+    }
+    response = http.post("/score", json=body, headers={"X-Request-ID": "req-trimmed-id"})
+    assert response.status_code == 200, response.text
+    assert response.json()["customers"][0]["customer_id"] == cid
+    logged = [json.loads(line) for line in (home / "logs/decisions.jsonl").read_text().splitlines()]
+    assert [r["customer_id"] for r in logged if r["request_id"] == "req-trimmed-id"] == [cid]
+
+
+def test_an_exact_repeat_of_a_transaction_line_counts_once_as_in_the_loader(http, sample):
+    """data.yaml drop_duplicates: the CLI's loader drops exact duplicate rows, so the service
+    drops exact repeats of a customer's line: a line sent twice was counted twice."""
+    tx, customers = sample
+    once = _customer_payload(_buyers(tx, AS_OF, 1)[0], tx, customers, AS_OF)
+    lines = once["transactions"]
+    twice = {**once, "customer_id": "twice", "transactions": [lines[0], *lines]}
+    other = {**once, "customer_id": "other", "transactions": [{**lines[0], "amount": 1.0}, *lines]}
+    response = http.post("/score", json={"customers": [once, twice, other]})
+    assert response.status_code == 200, response.text
+    first, repeated, different = response.json()["customers"]
+    for name in ("churn_probability", "predicted_value"):
+        assert repeated[name] == first[name], name
+    assert different["predicted_value"] != first["predicted_value"]  # not an exact repeat
+
+
+def test_long_texts_are_refused_not_echoed(http):
+    """A 1 MB customer id and a 20 KB X-Request-ID were taken, echoed and logged."""
+    body = {"customers": [{"customer_id": "x" * 1_000_000, "as_of": AS_OF, "transactions": []}]}
+    response = http.post("/score", json=body)
+    assert response.status_code == 400
+    assert "customer_id: String should have at most 256 characters" in response.text
+    assert "(1,000,002 characters)" in response.text and len(response.content) < 2_000
+    fine = {"customers": [{"customer_id": "x", "as_of": AS_OF, "transactions": []}]}
+    response = http.post("/score", json=fine, headers={"X-Request-ID": "r" * 20_000})
+    assert response.status_code == 400
+    assert "header X-Request-ID: 20,000 characters; at most 128" in response.text
+    assert len(response.content) < 2_000
+    response = http.post("/score", json=fine, headers={"X-Request-ID": "r" * 128})
+    assert response.status_code == 200 and response.json()["request_id"] == "r" * 128
 
 
 def test_a_bad_request_is_one_line_in_the_server_log(server, http):
@@ -444,6 +510,47 @@ def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
     assert done.returncode == 2
     assert "error: registry at" in done.stderr and "make train" in done.stderr
     assert "model 'churn' has no versions" in done.stderr  # reachable (a new sqlite store)
+
+
+@pytest.mark.parametrize(
+    ("area", "text", "said"),
+    [
+        # workers logged it and were never ready; every /score answered 503
+        ("nba", None, "actions.welcome_offer.eligible: lifecycle_stages: unknown ['loyl']"),
+        # workers crashed as they started, again and again (FileExistsError)
+        ("serving", "decision_log: configs/data.yaml/decisions.jsonl\n",
+         "decision_log: {home}/configs/data.yaml is a file, so "
+         "{home}/configs/data.yaml/decisions.jsonl cannot be made"),
+        # the project home itself: every /score answered 500 (IsADirectoryError)
+        ("serving", 'decision_log: ""\n',
+         "decision_log: empty: give a file, such as logs/decisions.jsonl"),
+        ("serving", "decision_log: configs\n",
+         "decision_log: {home}/configs is a folder, not a file"),
+        # read by the service for drop_duplicates
+        ("data", "validation: {drop_duplicates: maybe}\n",
+         "validation.drop_duplicates: Input should be a valid boolean"),
+    ],
+    ids=["nba lifecycle stage", "decision log under a file", "empty decision log",
+         "decision log a folder", "data validation"],
+)  # fmt: skip
+def test_serve_checks_the_configs_the_service_reads_before_it_starts(tmp_path, area, text, said):
+    """One error line naming the file and the field, exit 2, no server: these came to light
+    only in the workers' log (or as 500s), while `serve` had said it was serving."""
+    home = new_home(tmp_path)
+    config = home / f"configs/{area}.yaml"
+    if text is None:
+        config.write_text(
+            config.read_text().replace("lifecycle_stages: [new]", "lifecycle_stages: [loyl]", 1)
+        )
+    else:
+        config.write_text(text)
+    done = subprocess.run(
+        [CLI, "serve", "--port", str(free_port())],
+        capture_output=True, text=True, env=_env(home), timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: {config}: {said.format(home=home)}"), line
 
 
 def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home, sample):
