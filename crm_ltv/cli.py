@@ -94,6 +94,11 @@ def _user_errors(command: F) -> F:
         except (DataError, ConfigError, ChampionError, BundleError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except OSError as exc:  # a file that could not be read or written (not checked ahead)
+            if exc.filename is None:
+                raise
+            typer.echo(f"error: {exc.filename}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from None
         except Exception as exc:
             mlflow_errors = sys.modules.get("mlflow.exceptions")  # a tracking server not there
             if (
@@ -411,7 +416,10 @@ def features(
     as_of: Annotated[
         str | None, typer.Option(help="Cutoff date/time (default: the last transaction).")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output Parquet (default: data/).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output .parquet or .csv (default: data/features.parquet)."),
+    ] = None,
     engine: EngineOpt = Engine.single,
     scheduler: SchedulerOpt = None,
     partitions: PartitionsOpt = None,
@@ -419,6 +427,7 @@ def features(
     """Build the feature table at one cutoff and print a summary."""
     from crm_ltv.features.arrays import as_cutoff
     from crm_ltv.features.builders import build_features
+    from crm_ltv.features.config import ConfigError
     from crm_ltv.features.contract import DataError
 
     paths = _paths()
@@ -443,6 +452,8 @@ def features(
         progress(f"wrote {len(frames)} parts to {target}")
         typer.echo(_summary_text(rows, width, counts, cutoff, target))
         return
+    if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
+        raise ConfigError(f"--out {out}: expected a .csv or .parquet file name")
     target = _writable(out or paths.features_table, "--out")
     inputs = _read_inputs(paths, progress, *read)
     tx = inputs.transactions.frame
@@ -451,7 +462,10 @@ def features(
     table = build_features(tx, cutoff, feature_config, inputs.customers_frame)
     if table.empty:
         raise DataError(f"no customer has a purchase up to {cutoff}; nothing to build")
-    table.to_parquet(target)
+    if target.suffix.lower() == ".csv":
+        table.to_csv(target)
+    else:
+        table.to_parquet(target)
     progress(f"wrote {target}")
     typer.echo(_summary(table, cutoff, target))
 
@@ -486,6 +500,12 @@ def _train_config(paths: Paths, horizon_days: int | None = None) -> TrainConfig:
     config = load_config(TrainConfig, paths.config_file("train"))
     snapshots = override(config.snapshots, "--horizon-days", horizon_days=horizon_days)
     return override(config, "command line", snapshots=snapshots)
+
+
+def _check_monotone(paths: Paths, config: TrainConfig, feature_config: FeatureConfig) -> None:
+    from crm_ltv.training.pipeline import check_monotone
+
+    check_monotone(config, feature_config, str(paths.config_file("train")))
 
 
 def _tuned_params(
@@ -555,6 +575,7 @@ def train(
     paths = _paths()
     feature_config = _feature_config(paths)
     config = _train_config(paths, horizon_days)
+    _check_monotone(paths, config, feature_config)
     progress = Progress()
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     kept = (
@@ -657,7 +678,7 @@ def score(
     import pandas as pd
 
     from crm_ltv.training.registry import load_champions
-    from crm_ltv.training.scoring import score_customers
+    from crm_ltv.training.scoring import absent_inputs, score_customers
     from crm_ltv.training.tracking import setup_tracking
 
     setup_tracking(paths, config.registry.experiment)
@@ -706,6 +727,13 @@ def score(
     if table.empty:
         raise DataError(f"no customer has a purchase up to {cutoff}; nothing to score")
     progress(f"scoring {len(table):,} customers at {cutoff}")
+    absent = absent_inputs(table, champions)
+    if absent:
+        progress(
+            f"warning: the champion models read {', '.join(absent)}, which these data cannot "
+            "make (no customers table, or no such column in it; no category or channel "
+            "column): scored as missing values, as the service scores a customer without them"
+        )
     try:
         scores = score_customers(table, champions)
     except ValueError as exc:
@@ -819,6 +847,7 @@ def tune(
     paths = _paths()
     feature_config = _feature_config(paths)
     config = _train_config(paths, horizon_days)
+    _check_monotone(paths, config, feature_config)
     tune_config = override(
         load_config(TuneConfig, paths.config_file("tune")), "--trials", trials=trials
     )

@@ -11,6 +11,7 @@ The statistics are statsmodels' and scipy's; this module only arranges them.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -296,10 +297,18 @@ def plan_sample_size(
         raise ValueError(f"treatment share {treatment_share:g}: expected a share between 0 and 1")
     h = abs(float(proportion_effectsize(target, baseline_rate)))
     ratio = treatment_share / (1.0 - treatment_share)  # treatment per control customer
-    control = NormalIndPower().solve_power(
-        effect_size=h, nobs1=None, ratio=ratio, alpha=alpha, power=power
-    )
-    control = float(control)
+    with warnings.catch_warnings():  # a lift too small to detect: no root, said below
+        warnings.simplefilter("ignore")
+        control = float(
+            NormalIndPower().solve_power(
+                effect_size=h, nobs1=None, ratio=ratio, alpha=alpha, power=power
+            )
+        )
+    if not math.isfinite(control) or control <= 0:
+        raise ValueError(
+            f"lift {lift_rel:g}: too small to plan a test for (baseline {baseline_rate:g} -> "
+            f"{target:g}): no finite number of customers detects it"
+        )
     return Plan(
         baseline_rate,
         target,

@@ -62,6 +62,12 @@ def input_paths(
     else the sample's (whose customers go with its own transactions only)."""
     sample = paths.sample_table("transactions")
     tx_path = Path(transactions or config.transactions.path or sample)
+    if tx_path == sample and not sample.exists():
+        raise DataError(
+            f"no transactions given (--transactions, or transactions.path in configs/data.yaml) "
+            f"and the built-in sample is not in this home ({sample}): generate it with "
+            "`crm-ltv data` (`make data` in the project), or give your own file"
+        )
     if customers is None and config.customers is not None:
         if config.customers.path is not None:
             customers = config.customers.path

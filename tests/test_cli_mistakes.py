@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import typer
 import yaml
 from typer.testing import CliRunner
 
-from crm_ltv.cli import app
+from crm_ltv.cli import _user_errors, app
 from crm_ltv.features.config import ConfigError, load_config
 from crm_ltv.training.config import TrainConfig, TuneConfig
 from tests.conftest import CONFIGS, new_home, run
@@ -57,6 +58,9 @@ MISTAKES = [
     (["outcomes", "--decisions", "{home}/a_folder.csv"], "not a file"),
     (["outcomes", "--out", "{home}/o.parquet"], "give a .csv name"),
     (["cohorts", "--to", "1990-01-01"], "no purchase up to 1990-01-01"),
+    (["features", "--out", "{home}/f.txt"], "--out {home}/f.txt: expected a .csv or .parquet"),
+    (["plan-ab", "--baseline-rate", "0.1", "--lift", "1e-12"],  # was a statsmodels NaN
+     "lift 1e-12: too small to plan a test for"),
 ]  # fmt: skip
 
 
@@ -67,6 +71,36 @@ def test_a_mistake_gets_one_error_line_and_exit_code_2(home, args, said):
     assert result.exit_code == 2, (argv, result.exit_code, result.output, result.exception)
     assert "error: " in result.output and said.format(home=home) in result.output, result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_a_misspelt_monotone_feature_is_refused_before_any_work(tmp_path, command):
+    """It failed in the model's fit, after the snapshots, with a traceback and a FAILED run."""
+    home = new_home(tmp_path)
+    (home / "configs").mkdir(exist_ok=True)
+    raw = yaml.safe_load((CONFIGS / "train.yaml").read_text())
+    raw["churn"]["monotone"] = {"recency_dayz": 1}
+    (home / "configs/train.yaml").write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, [command], env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 2, result.output
+    assert (
+        "churn.monotone.recency_dayz: no feature of that name (did you mean 'recency_days'?)"
+        in (result.output)
+    )
+    assert "loading transactions" not in result.output and not (home / "mlflow.db").exists()
+
+
+def test_a_file_the_system_refuses_is_one_error_line(capsys):
+    """An output checked writable may still fail when written (a full disk, /proc as root)."""
+
+    @_user_errors
+    def command() -> None:
+        raise PermissionError(13, "Permission denied", "/data/out.parquet")
+
+    with pytest.raises(typer.Exit) as exit_:
+        command()
+    assert exit_.value.exit_code == 2
+    assert capsys.readouterr().err == "error: /data/out.parquet: Permission denied\n"
 
 
 def test_the_mixed_timestamp_format_is_used_with_a_warning(home):

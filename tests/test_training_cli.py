@@ -141,6 +141,28 @@ def test_score_uses_the_champions_and_the_training_feature_code(trained):
     assert "warning: --as-of 2027-06-30 is" in late.stderr and "looks lapsed" in late.stderr
 
 
+def test_a_file_without_the_customers_table_scores_its_features_as_missing(trained):
+    """The champions read acquisition_channel and days_since_signup; a user's own transactions
+    without a customers table are scored with those missing, as the service scores them, and
+    the run says so (it failed with `missing features`)."""
+    home, _ = trained
+    own = home / "own_transactions.csv"  # not the sample's path: no customers table goes with it
+    own.write_bytes((home / "data/sample/transactions.csv").read_bytes())
+    args = ("score", "--as-of", "2025-06-30", "--out")
+    with_table = run(home, *args, str(home / "with_table.csv"))
+    without = run(home, *args, str(home / "without.csv"), "--transactions", str(own))
+    assert without.returncode == 0, without.stderr
+    assert "read acquisition_channel, days_since_signup, which these data cannot make" in (
+        without.stderr
+    )
+    assert "scored as missing values" in without.stderr and "warning" not in with_table.stderr
+    a = pd.read_csv(home / "with_table.csv", dtype={"customer_id": str})
+    b = pd.read_csv(home / "without.csv", dtype={"customer_id": str})
+    assert list(a["customer_id"]) == list(b["customer_id"])
+    assert b["churn_probability"].between(0, 1).all() and (b["predicted_value"] >= 0).all()
+    assert (a["churn_probability"] - b["churn_probability"]).abs().max() > 1e-3
+
+
 def test_rerun_gives_the_same_metrics_and_a_tie_keeps_the_champion(trained):
     home, _ = trained
     first = json.loads((home / "reports/metrics.json").read_text())

@@ -15,6 +15,7 @@ import pandas as pd
 
 from crm_ltv.features.columns import Columns
 from crm_ltv.features.config import FeatureConfig, config_digest
+from crm_ltv.features.registry import optional_input_features
 from crm_ltv.features.rfm import RfmCuts, rfm_columns
 from crm_ltv.training.bundle import Kind, ModelBundle
 from crm_ltv.training.errors import ChampionError
@@ -134,8 +135,27 @@ class ModelScores:
         )
 
 
+def absent_inputs(features: pd.DataFrame, champions: Champions) -> list[str]:
+    """Features the champions read that these data cannot make for want of an optional input
+    (no customers table, or one without acquisition_channel; no categories, no channels)."""
+    optional = optional_input_features()
+    read = (*champions.churn.bundle.feature_names, *champions.ltv.bundle.feature_names)
+    return [n for n in dict.fromkeys(read) if n in optional and n not in features.columns]
+
+
 def score_customers(features: pd.DataFrame, champions: Champions) -> pd.DataFrame:
-    """One row per customer of a feature table (indexed by customer_id), in SCORE_COLUMNS."""
+    """One row per customer of a feature table (indexed by customer_id), in SCORE_COLUMNS.
+    Features of an absent optional input are scored as missing, as the service scores a
+    customer sent without them."""
+    absent = absent_inputs(features, champions)
+    if absent:
+        kinds = optional_input_features()
+        features = features.assign(
+            **{
+                n: pd.Series(None, features.index, object if kinds[n] == "categorical" else float)
+                for n in absent
+            }
+        )
     scores = ModelScores.of(ModelInputs.of(features, champions), champions)
     out = pd.DataFrame(
         {
