@@ -894,7 +894,7 @@ def _sync_store(progress: Progress) -> Paths:
         RegistryError,
         download_bundle,
         model_names,
-        serving_version,
+        serving_versions,
     )
     from crm_ltv.training.tracking import tracking_uri
 
@@ -911,7 +911,7 @@ def _sync_store(progress: Progress) -> Paths:
     try:
         # the version reads below take an unreachable registry for one without versions
         mlflow.MlflowClient().search_registered_models(max_results=1)
-        found = {kind: serving_version(name, registry.alias) for kind, name in names.items()}
+        found = serving_versions(names, registry.alias)
         versions = {kind: version for kind, (version, _) in found.items()}
         problem = next(
             (f"model {names[k]!r} has no versions" for k, v in versions.items() if v is None),

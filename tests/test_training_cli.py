@@ -211,6 +211,9 @@ def test_promote_by_hand(trained):
     moved = run(home, "promote", "--model", "churn", "--version", "2")
     assert moved.returncode == 0, moved.stderr
     assert "churn: champion v1 -> v2" in moved.stdout and _champion(home, "churn") == "2"
+    # the gate's verdict stays on the version (it was overwritten), the hand move beside it
+    by_hand = mlflow_client(home).get_model_version("churn", "2").tags
+    assert "does not beat" in by_hand["promotion"] and by_hand["promoted_by_hand"].endswith("UTC")
     unknown = run(home, "promote", "--model", "churn", "--version", "99")
     assert unknown.returncode == 2 and "has versions 1, 2, 3" in unknown.stderr
     client = mlflow_client(home)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 
@@ -42,6 +43,8 @@ def test_a_first_run_that_misses_the_gate_says_what_to_do_and_scoring_still_work
     assert "make train" in nothing.stderr and "Traceback" not in nothing.stderr
     config = yaml.safe_load((home / "configs/train.yaml").read_text())
     config["promotion"]["churn"]["thresholds"]["roc_auc"] = {"min": 0.99}  # out of reach
+    for kind in ("churn", "ltv"):  # 600 customers: the gates' thresholds alone
+        config["promotion"][kind]["baseline"] = None
     (home / "configs/train.yaml").write_text(yaml.safe_dump(config))
     trained = run(home, "train")
     assert trained.returncode == 0, trained.stderr
@@ -50,6 +53,20 @@ def test_a_first_run_that_misses_the_gate_says_what_to_do_and_scoring_still_work
     scored = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
     assert scored.returncode == 0, scored.stderr
     assert "warning: churn has no 'champion' version; using the newest, v1" in scored.stderr
+    # Another horizon, the gate in reach: churn v2 would be the lone champion of 60 days beside
+    # ltv v1's 90 (which scoring refused); it is not promoted, and says how to move the pair.
+    config["promotion"]["churn"]["thresholds"]["roc_auc"] = {"min": 0.5}
+    (home / "configs/train.yaml").write_text(yaml.safe_dump(config))
+    other = run(home, "train", "--horizon-days", "60")
+    assert other.returncode == 0, other.stderr
+    assert "churn: churn v2 not promoted: " in other.stdout
+    assert "but ltv champion v1 predicts a 90-day horizon, this run 60 days" in other.stdout
+    assert "`crm-ltv promote --model churn --version 2 --pair`" in other.stdout
+    assert "ltv: ltv v2 not promoted: champion v1 predicts a 90-day horizon" in other.stdout
+    scored = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
+    assert scored.returncode == 0, scored.stderr
+    assert "using the newest of the other champion's 90-day horizon, v1" in scored.stderr
+    assert (pd.read_csv(home / "s.csv")["horizon_days"] == 90).all()
 
 
 def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
@@ -258,8 +275,10 @@ def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path)
     [study] = [s for s in optuna.get_all_study_names(storage) if "-ltv-h" in s]
     states = [t.state for t in optuna.load_study(study_name=study, storage=storage).trials]
     assert states == [optuna.trial.TrialState.FAIL]
+    # the interrupted study is named on its parent run, with the trials it ran
+    assert parent.data.tags["ltv_study"] == study and parent.data.metrics["ltv_trials_run"] == 1
 
-    proc, _, _ = started(["tune", "--trials", "1"], "ltv-trial-1")
+    proc, killed_run, _ = started(["tune", "--trials", "1"], "ltv-trial-1")
     deadline = time.monotonic() + 60  # its heartbeat thread starts beside the trial
     while time.monotonic() < deadline:
         with sqlite3.connect(home / "optuna.db") as db:
@@ -291,6 +310,10 @@ def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path)
     states = [t.state for t in optuna.load_study(study_name=study, storage=storage).trials]
     assert states[:2] == [optuna.trial.TrialState.FAIL] * 2
     assert states[2] == optuna.trial.TrialState.COMPLETE
+    # and the killed tune's MLflow runs, left RUNNING by the kill, read KILLED
+    killed_run = client.get_run(killed_run.info.run_id)
+    killed_parent = client.get_run(killed_run.data.tags["mlflow.parentRunId"])
+    assert (killed_run.info.status, killed_parent.info.status) == ("KILLED", "KILLED")
 
     proc, train_run, log = started(["train"], "train-h90")
     proc.send_signal(signal.SIGTERM)

@@ -39,6 +39,7 @@ from crm_ltv.training.registry import (
     decide_promotion,
     describe_model,
     evaluation_metrics,
+    horizon_of,
     load_bundle,
     log_bundle,
     model_names,
@@ -361,6 +362,16 @@ def _register_bundle(
             decision = decide_promotion(ours, check.metrics, gate, label, baseline, uncompared)
             if check.note is not None:
                 decision = Decision(decision.promote, f"{check.note}; {decision.reason}")
+        partner = champions["ltv" if kind == "churn" else "churn"]
+        other_horizon = None if partner is None else horizon_of(partner)
+        lone = current is None and other_horizon not in (None, split.horizon_days)
+        if lone:  # scoring needs one horizon: this would be a champion beside one of another
+            decision = Decision(
+                False,
+                f"{decision.reason}; but {partner.name} champion v{partner.version} predicts a "
+                f"{other_horizon}-day horizon, this run {split.horizon_days} days, and scoring "
+                "needs one",
+            )
         tags = {
             "horizon_days": str(split.horizon_days),
             "test_cutoff": f"{split.plan.test:%Y-%m-%d}",
@@ -373,6 +384,9 @@ def _register_bundle(
         version = register_version(model_uri, name, tags)
         if decision.promote:
             set_champion(name, version, config.registry.alias)
+        elif lone:
+            pair = f"`crm-ltv promote --model {name} --version {version} --pair`"
+            decision = Decision(False, f"{decision.reason}: {pair} makes this run's pair champions")
         elif current is None:
             decision = Decision(False, _until_promoted(decision.reason, name, version))
         other = names["ltv" if kind == "churn" else "churn"]

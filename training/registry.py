@@ -9,7 +9,7 @@ Nothing scoring needs rides in registry tags: tags are for people (metrics, the 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,8 +174,10 @@ def promote_by_hand(
     `made_by`: the command that registers this model's versions, for the error without any."""
     chosen = str(chosen_version(name, version, made_by).version)
     previous = champion_version(name, alias)
-    if previous is None or str(previous.version) != chosen:  # else keep why it is champion
-        set_champion(name, chosen, alias, "promoted by hand")
+    if previous is None or str(previous.version) != chosen:
+        set_champion(name, chosen, alias)  # its `promotion` tag keeps what the gate said
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        MlflowClient().set_model_version_tag(name, chosen, "promoted_by_hand", when)
     return (previous.version if previous else None), chosen
 
 
@@ -215,28 +217,52 @@ def champion_version(name: str, alias: str) -> ModelVersion | None:
         return None
 
 
-def newest_version(name: str) -> ModelVersion | None:
+def newest_version(name: str, horizon: int | None = None) -> ModelVersion | None:
+    """The newest version; with `horizon`, the newest predicting it, if any predicts it."""
     try:
         versions = MlflowClient().search_model_versions(f"name = '{name}'")
     except MlflowException:
         return None
-    return max(versions, key=lambda v: int(v.version), default=None)
+    alike = [v for v in versions if horizon is not None and horizon_of(v) == horizon]
+    return max(alike or versions, key=lambda v: int(v.version), default=None)
 
 
-def serving_version(name: str, alias: str) -> tuple[ModelVersion | None, str | None]:
+def serving_version(
+    name: str, alias: str, horizon: int | None = None
+) -> tuple[ModelVersion | None, str | None]:
     """The version to score with: the champion, else (none promoted yet, e.g. a first run that
-    failed the gate) the newest version, with a warning that says how to promote it."""
+    failed the gate) the newest version (of `horizon`, the partner champion's, if one predicts
+    it), with a warning that says how to promote it."""
     found = champion_version(name, alias)
     if found is not None:
         return found, None
-    newest = newest_version(name)
+    newest = newest_version(name, horizon)
     if newest is None:
         return None, None
+    which = "the newest"
+    if horizon is not None and newest.version != newest_version(name).version:
+        which = f"the newest of the other champion's {horizon}-day horizon"
     return newest, (
-        f"warning: {name} has no {alias!r} version; using the newest, v{newest.version} "
+        f"warning: {name} has no {alias!r} version; using {which}, v{newest.version} "
         f"({newest.tags.get('promotion', 'not promoted')}). Promote one with "
         f"`crm-ltv promote --model {name} --version N`"
     )
+
+
+def serving_versions(
+    names: Mapping[Kind, str], alias: str
+) -> dict[Kind, tuple[ModelVersion | None, str | None]]:
+    """The churn and LTV versions to score with, each with its warning: a pair of one horizon
+    where the registry holds one (a model without a champion takes the newest version of its
+    partner champion's horizon, not a newer one of another horizon that could not score
+    beside it)."""
+    champions = {kind: champion_version(name, alias) for kind, name in names.items()}
+    found = {}
+    for kind, name in names.items():
+        partner = champions["ltv" if kind == "churn" else "churn"]
+        horizon = None if partner is None or champions[kind] is not None else horizon_of(partner)
+        found[kind] = serving_version(name, alias, horizon)
+    return found
 
 
 def evaluation_metrics(version: ModelVersion, kind: Kind) -> dict[str, float]:
@@ -298,25 +324,19 @@ def load_uplift_champion(name: str, alias: str) -> tuple[ModelVersion, UpliftBun
             raise RegistryError(f"{name} v{found.version}: {exc}") from None
 
 
-def load_champion(
-    name: str, alias: str, kind: Kind, warn: Callable[[str], None] = lambda _: None
-) -> Champion:
-    found, warning = serving_version(name, alias)
-    if found is None:
-        raise RegistryError(
-            f"model {name!r} has no versions in the registry at {mlflow.get_tracking_uri()}: "
-            "run `make train` first"
-        )
-    if warning is not None:
-        warn(warning)
-    return Champion(name, str(found.version), kind, load_bundle(name, str(found.version)))
-
-
 def load_champions(
     registry: RegistryConfig, warn: Callable[[str], None] = lambda _: None
 ) -> Champions:
     names = model_names(registry)
-    return Champions.pair(
-        load_champion(names["churn"], registry.alias, "churn", warn),
-        load_champion(names["ltv"], registry.alias, "ltv", warn),
-    )
+    loaded = {}
+    for kind, (found, warning) in serving_versions(names, registry.alias).items():
+        if found is None:
+            raise RegistryError(
+                f"model {names[kind]!r} has no versions in the registry at "
+                f"{mlflow.get_tracking_uri()}: run `make train` first"
+            )
+        if warning is not None:
+            warn(warning)
+        version = str(found.version)
+        loaded[kind] = Champion(names[kind], version, kind, load_bundle(names[kind], version))
+    return Champions.pair(loaded["churn"], loaded["ltv"])

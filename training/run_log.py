@@ -204,7 +204,8 @@ def model_description(kind: Kind, other: str) -> str:
     return (
         f"{what} Each version is one model bundle shared with `{other}` (same run, same "
         "inputs); `crm-ltv score` and the service load it. Alias `champion`: the version in "
-        "use, moved only when a version passes the gate (see each version's description)."
+        "use, moved when a version passes the gate (see each version's description) or by "
+        "hand with `crm-ltv promote` (the version's `promoted_by_hand` tag says when)."
     )
 
 

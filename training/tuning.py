@@ -52,6 +52,7 @@ FITTERS = {"churn": fit_churn, "ltv": fit_ltv}
 
 # Trials that count towards the target: a failed or interrupted one is run again
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+MLFLOW_RUN = "mlflow_run_id"  # a trial's user attribute: the MLflow run it logs to
 # A running trial records a heartbeat this often; one silent for the grace period was killed
 # (SIGKILL, a lost machine) and is failed when a tune next opens its study, so it is reported
 # and not left RUNNING forever. Several tunes may share a study: a live one keeps beating.
@@ -137,7 +138,9 @@ def _objective(
             nested=True,
             description=f"Optuna trial {trial.number} of the {kind} model: its parameters, "
             "and its score on the validation snapshot (pruned trials stop early).",
-        ):
+        ) as run:
+            # a tune killed outright leaves this run RUNNING; the next one ends it (`_end_runs`)
+            trial.set_user_attr(MLFLOW_RUN, run.info.run_id)
             mlflow.set_tags({"kind": "trial", **provenance})
             mlflow.log_params({"model": kind, "trial": trial.number, **params})
             try:
@@ -203,7 +206,10 @@ def run_study(
             f"study {name} in {storage} {study.direction.name.lower()}s, but {metric} is to "
             f"{direction}: delete the study (or optuna.db) to tune again"
         )
+    was_running = {t.number for t in study.trials if t.state == optuna.trial.TrialState.RUNNING}
     optuna.storages.fail_stale_trials(study)
+    _end_runs([t for t in study.trials if t.number in was_running and t.state.is_finished()])
+    mlflow.set_tag(f"{kind}_study", name)  # its trials may span several runs
     done = [t for t in study.trials if t.state in COUNTED]
     remaining = max(0, tune.trials - len(done))
     failed = sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)
@@ -219,14 +225,19 @@ def run_study(
             else ""
         )
     )
-    before = len(study.trials)
-    if remaining:
-        study.optimize(
-            _objective(kind, split, data, config, tune, progress, metric),
-            n_trials=remaining,
-            timeout=tune.timeout_minutes * 60 if tune.timeout_minutes else None,
-            catch=(),
-        )
+    before, parent = len(study.trials), mlflow.active_run()
+    try:
+        if remaining:
+            study.optimize(
+                _objective(kind, split, data, config, tune, progress, metric),
+                n_trials=remaining,
+                timeout=tune.timeout_minutes * 60 if tune.timeout_minutes else None,
+                catch=(),
+            )
+    finally:  # an interrupted tune's run says how far the study got too (ended KILLED by now)
+        ran = len(study.trials) - before
+        if parent is not None:
+            mlflow.MlflowClient().log_metric(parent.info.run_id, f"{kind}_trials_run", ran)
     states = [t.state for t in study.trials]
     complete = states.count(optuna.trial.TrialState.COMPLETE)
     if not complete:
@@ -248,6 +259,20 @@ def run_study(
         states.count(optuna.trial.TrialState.PRUNED),
         len(study.trials) - before,
     )
+
+
+def _end_runs(stale: Sequence[optuna.trial.FrozenTrial]) -> None:
+    """The MLflow runs of trials found stale (their tune was killed outright: no Ctrl-C, no
+    SIGTERM) read KILLED, and the parent tune run with them: else they read RUNNING for ever."""
+    client = mlflow.MlflowClient()
+    for trial in stale:
+        run_id = trial.user_attrs.get(MLFLOW_RUN)
+        if run_id is None:  # a trial of a tune before 2026-12-05
+            continue
+        run = client.get_run(run_id)
+        for dead in (run_id, run.data.tags.get("mlflow.parentRunId")):
+            if dead is not None and client.get_run(dead).info.status == "RUNNING":
+                client.set_terminated(dead, "KILLED")
 
 
 def study_digest(data_sha256: str, tune: TuneConfig, configs: Sequence[BaseModel]) -> str:
@@ -304,7 +329,6 @@ def run_tuning(
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 result = run_study(kind, split, data, config, tune, storage, digest, progress)
             results[kind] = result
-            mlflow.set_tag(f"{kind}_study", result.name)  # its trials may span several runs
             mlflow.log_params({f"best_{kind}_{k}": v for k, v in result.best_params.items()})
             mlflow.log_param(f"{kind}_validation_metric", result.metric)
             mlflow.log_metrics(
@@ -312,7 +336,6 @@ def run_tuning(
                     f"best_{kind}_validation_{result.metric}": round(result.best_value, 6),
                     f"{kind}_trials_complete": result.completed,
                     f"{kind}_trials_pruned": result.pruned,
-                    f"{kind}_trials_run": result.ran,
                 }
             )
         if not any(r.ran for r in results.values()):
