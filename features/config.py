@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 # --- data area: configs/data.yaml -------------------------------------------------------------
@@ -38,7 +38,9 @@ class SourceConfig(_Frozen):
     source column, counted per rule, never rejected."""
 
     # YAML reads a bare 85048 as a number; exclusion values are compared as text.
-    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False
+    )
 
     path: Path | None = None  # None: the built-in sample's file for this table
     columns: dict[str, str] = Field(default_factory=dict)  # contract name -> source column name

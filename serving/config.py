@@ -28,7 +28,7 @@ BENTOML_OVERRIDES_ENV = "BENTOML_CONFIG_OVERRIDES"
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class HoldoutConfig(_Frozen):

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from crm_ltv.cli import _user_errors, app
-from crm_ltv.features.config import ConfigError, load_config
+from crm_ltv.features.config import ConfigError, FeatureConfig, load_config
 from crm_ltv.training.config import TrainConfig, TuneConfig
 from tests.conftest import CONFIGS, new_home, run
 
@@ -176,6 +176,17 @@ def test_lightgbm_settings_are_checked_when_the_config_is_read(tmp_path):
     with pytest.raises(ConfigError, match=r"not LightGBM parameters: search_space\.num_leave"):
         load_config(TuneConfig, space)
     assert load_config(TrainConfig, CONFIGS / "train.yaml").churn.params  # the shipped ones pass
+
+
+def test_a_nan_in_a_config_is_refused(tmp_path):
+    """`.nan` (YAML's NaN) as a lifecycle threshold was taken: a rule that never holds."""
+    nan = {"recency_days": {"gt": float("nan")}}
+    path = _config_with(tmp_path, "features", lambda c: c["lifecycle"]["rules"][0].update(when=nan))
+    assert ".nan" in path.read_text()
+    with pytest.raises(
+        ConfigError, match=r"rules\.0\.when\.recency_days\.gt: Input should be a finite"
+    ):
+        load_config(FeatureConfig, path)
 
 
 TUNE_MISTAKES = [
