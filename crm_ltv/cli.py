@@ -205,15 +205,16 @@ def _folder(path: Path, option: str) -> Path:
     return path
 
 
-def _parse_columns(pairs: list[str]) -> dict[str, str]:
+def _parse_columns(pairs: list[str]) -> dict[str, str | None]:
+    """NAME=SOURCE pairs; NAME= (nothing after the sign): the file has no such column."""
     from crm_ltv.features.config import ConfigError
 
-    mapping = {}
+    mapping: dict[str, str | None] = {}
     for pair in pairs:
         name, sep, source = pair.partition("=")
-        if not sep or not name.strip() or not source.strip():
+        if not sep or not name.strip():
             raise ConfigError(f"--column {pair!r}: expected CONTRACT_NAME=SOURCE_COLUMN")
-        mapping[name.strip()] = source.strip()
+        mapping[name.strip()] = source.strip() or None
     return mapping
 
 
@@ -229,7 +230,8 @@ ColumnOpt = Annotated[
     typer.Option(
         "--column",
         help="Map a contract column to your file's column, e.g. --column customer_id=CustID "
-        "(repeatable; overrides configs/data.yaml).",
+        "(repeatable; overrides configs/data.yaml); --column channel= leaves an optional one "
+        "unread.",
     ),
 ]
 FormatOpt = Annotated[
@@ -427,7 +429,6 @@ def features(
     """Build the feature table at one cutoff and print a summary."""
     from crm_ltv.features.arrays import as_cutoff
     from crm_ltv.features.builders import build_features
-    from crm_ltv.features.config import ConfigError
     from crm_ltv.features.contract import DataError
 
     paths = _paths()
@@ -436,7 +437,9 @@ def features(
     given = as_cutoff(as_of) if as_of is not None else None
     progress = Progress()
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
-    if _on_dask(engine, scheduler):
+    on_dask = _on_dask(engine, scheduler)
+    _check_out(out, on_dask)
+    if on_dask:
         from crm_ltv.features import cluster
 
         target = out or paths.features_table.with_suffix("")  # a folder of parts
@@ -452,8 +455,6 @@ def features(
         progress(f"wrote {len(frames)} parts to {target}")
         typer.echo(_summary_text(rows, width, counts, cutoff, target))
         return
-    if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
-        raise ConfigError(f"--out {out}: expected a .csv or .parquet file name")
     target = _writable(out or paths.features_table, "--out")
     inputs = _read_inputs(paths, progress, *read)
     tx = inputs.transactions.frame
@@ -471,6 +472,19 @@ def features(
 
 
 _SUMMARY_COLUMNS = {"rfm_segment": "RFM segment", "lifecycle_stage": "Lifecycle stage"}
+
+
+def _check_out(out: Path | None, on_dask: bool) -> None:
+    """--out of features and score: a .csv or .parquet file, or on Dask a folder of parts."""
+    from crm_ltv.features.config import ConfigError
+
+    if out is None:
+        return
+    a_file = out.suffix.lower() in (".csv", ".parquet")
+    if on_dask and a_file:
+        raise ConfigError(f"--out {out}: --engine dask writes a folder of Parquet parts")
+    if not on_dask and not a_file:
+        raise ConfigError(f"--out {out}: expected a .csv or .parquet file name")
 
 
 def _summary(table: pd.DataFrame, cutoff: pd.Timestamp, target: Path) -> str:
@@ -660,14 +674,10 @@ def score(
     """Score every customer with history up to --as-of with the champion models."""
     from crm_ltv.features.arrays import as_cutoff
     from crm_ltv.features.builders import build_features
-    from crm_ltv.features.config import ConfigError
     from crm_ltv.features.contract import DataError
 
     on_dask = _on_dask(engine, scheduler)
-    if on_dask and out.suffix.lower() in (".csv", ".parquet"):
-        raise ConfigError(f"--out {out}: --engine dask writes a folder of Parquet parts")
-    if not on_dask and out.suffix.lower() not in (".csv", ".parquet"):
-        raise ConfigError(f"--out {out}: expected a .csv or .parquet file name")
+    _check_out(out, on_dask)
     if not on_dask:
         _writable(out, "--out")
     paths = _paths()
@@ -678,7 +688,7 @@ def score(
     import pandas as pd
 
     from crm_ltv.training.registry import load_champions
-    from crm_ltv.training.scoring import absent_inputs, score_customers
+    from crm_ltv.training.scoring import absent_inputs, absent_inputs_warning, score_customers
     from crm_ltv.training.tracking import setup_tracking
 
     setup_tracking(paths, config.registry.experiment)
@@ -698,6 +708,11 @@ def score(
 
         with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
             frames = features_on_cluster(data, cutoff, feature_config, champions.rfm_cuts)
+            first = frames[:1]  # every partition has the same columns
+            columns = data.client.gather(data.client.map(lambda f: list(f.columns), first))
+            absent = absent_inputs(columns[0] if columns else (), champions)
+            if absent:
+                progress(absent_inputs_warning(absent))
             progress(f"scoring at {cutoff} on {len(frames)} partitions")
             try:
                 scored = score_on_cluster(data.client, frames, champions)
@@ -727,13 +742,9 @@ def score(
     if table.empty:
         raise DataError(f"no customer has a purchase up to {cutoff}; nothing to score")
     progress(f"scoring {len(table):,} customers at {cutoff}")
-    absent = absent_inputs(table, champions)
+    absent = absent_inputs(table.columns, champions)
     if absent:
-        progress(
-            f"warning: the champion models read {', '.join(absent)}, which these data cannot "
-            "make (no customers table, or no such column in it; no category or channel "
-            "column): scored as missing values, as the service scores a customer without them"
-        )
+        progress(absent_inputs_warning(absent))
     try:
         scores = score_customers(table, champions)
     except ValueError as exc:
@@ -807,9 +818,10 @@ def promote(
                 raise ConfigError(f"{model} v{chosen.version}: its run registered no {partner}")
             moves.append((partner, str(mate.version)))
         else:
-            # the partner version scoring uses: its champion, else its newest
-            current, _ = serving_version(partner, config.registry.alias)
+            # the partner version scoring would use beside it: its champion, else its newest
+            # of this version's horizon (`serving_versions`), else its newest
             ours = horizon_of(chosen)
+            current, _ = serving_version(partner, config.registry.alias, ours)
             theirs = None if current is None else horizon_of(current)
             if None not in (ours, theirs) and ours != theirs:
                 raise ConfigError(

@@ -43,7 +43,9 @@ class SourceConfig(_Frozen):
     )
 
     path: Path | None = None  # None: the built-in sample's file for this table
-    columns: dict[str, str] = Field(default_factory=dict)  # contract name -> source column name
+    # contract name -> source column name; null: not in this file (an optional column whose
+    # name the file uses for something else: `channel: null`, `category: channel`)
+    columns: dict[str, str | None] = Field(default_factory=dict)
     timestamp_format: str = "ISO8601"  # a strftime format, "ISO8601" or "mixed"
     sep: str = Field(",", min_length=1)
     encoding: str = "utf-8"  # of a CSV file: latin-1, cp1252, utf-16, ...

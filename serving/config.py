@@ -14,9 +14,7 @@ from crm_ltv.features.actions import NO_ACTION, check_actions
 from crm_ltv.features.config import (
     LIFECYCLE_STAGES,
     ConfigError,
-    DataConfig,
     FeatureConfig,
-    ValidationConfig,
     load_config,
 )
 from crm_ltv.features.paths import Paths
@@ -219,20 +217,17 @@ class NbaConfig(_Frozen):
 
 @dataclass(frozen=True)
 class ScoringConfigs:
-    """What a worker reads besides serving.yaml when it loads its models: the feature config,
-    the policy, and data.yaml's validation (the service drops exact repeats of a transaction
-    line as the loader does, with the same switch)."""
+    """What a worker reads besides serving.yaml when it loads its models: the feature config
+    and the policy."""
 
     features: FeatureConfig
     nba: NbaConfig
-    validation: ValidationConfig
 
     @classmethod
     def load(cls, paths: Paths) -> ScoringConfigs:
         return cls(
             load_config(FeatureConfig, paths.config_file("features")),
             load_config(NbaConfig, paths.config_file("nba")),
-            load_config(DataConfig, paths.config_file("data")).validation,
         )
 
 

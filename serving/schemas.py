@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NotRequired, Self
 
-import pandas as pd
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -30,7 +28,7 @@ from typing_extensions import TypedDict  # pydantic refuses typing's before Pyth
 
 from crm_ltv.features.actions import misspelt_action
 from crm_ltv.features.contract import MAX_ABS_NUMBER, out_of_range_year
-from crm_ltv.features.loading import NULL_MARKERS, id_text
+from crm_ltv.features.loading import id_of
 
 MAX_PROBLEMS = 50  # listed in one 400 answer
 # Characters of an id or a label in a request, and of the X-Request-ID header: each is echoed
@@ -66,14 +64,11 @@ def catalogue_action(name: str) -> str:
 def customer_id_text(value: str) -> str:
     """The id as the loader reads it from a file (features.loading: stripped, '13085.0' is
     '13085'), so that ' a ' and 'a' are one customer and decisions join to the transactions
-    `crm-ltv outcomes` loads; what it reads as no id (blank, 'NULL', 'N/A', ...) is refused.
-    An id the loader keeps as it is (nearly all) skips its pandas call."""
-    if value == value.strip() and value not in NULL_MARKERS and not value.endswith(".0"):
-        return value
-    text = id_text(pd.Series([value], dtype=object)).iloc[0]
-    if pd.isna(text):
+    `crm-ltv outcomes` loads; what it reads as no id (blank, 'NULL', 'N/A', ...) is refused."""
+    text = id_of(value)
+    if text is None:
         raise ValueError(f"{value!r} is blank or a marker of no value: the loader reads no id")
-    return str(text)
+    return text
 
 
 # Times: aware ones converted to UTC and made naive, naive ones taken as given (as the loader).
@@ -103,10 +98,6 @@ class Transaction(TypedDict):
     quantity: NotRequired[Number | None]
     category: NotRequired[Text | None]
     channel: NotRequired[Text | None]
-
-
-LINE_FIELDS = tuple(Transaction.__annotations__)  # what makes two lines exact duplicates
-_WHEN_AND_AMOUNT = operator.itemgetter("timestamp", "amount")
 
 
 class Contact(_Strict):
@@ -148,20 +139,6 @@ class CustomerIn(_Strict):
         if problem is not None:
             raise ValueError(problem)
         return self
-
-    def without_repeated_lines(self) -> CustomerIn:
-        """Without exact repeats of a transaction line (the first kept): the loader drops exact
-        duplicate rows (data.yaml validation.drop_duplicates), so a line sent twice (a retry,
-        overlapping exports) would otherwise count twice here and once in `crm-ltv score`."""
-        lines = self.transactions or []
-        if len(set(map(_WHEN_AND_AMOUNT, lines))) == len(lines):  # the usual case, 5x cheaper
-            return self
-        first: dict[tuple, Transaction] = {}
-        for line in lines:
-            first.setdefault(tuple(map(line.get, LINE_FIELDS)), line)
-        if len(first) == len(lines):
-            return self
-        return self.model_copy(update={"transactions": list(first.values())})
 
     def last_contacts(self) -> dict[str, datetime]:
         """When each action was last sent: what the policy's contact cap reads."""

@@ -178,7 +178,6 @@ class CrmLtv:
     def __init__(self) -> None:
         quiet_client_errors()
         self.scorer: Scorer | None = None
-        self.drop_duplicates = True  # data.yaml's validation.drop_duplicates, read with the models
         self.failure: str | None = None
         self.loaded = threading.Event()
         self.decisions = DecisionLog(decision_log_path())
@@ -204,7 +203,6 @@ class CrmLtv:
             ):
                 if stale is not None:
                     logger.warning(stale.removeprefix("warning: "))
-            self.drop_duplicates = configs.validation.drop_duplicates
             self.scorer = Scorer(champions, configs.features, configs.nba, settings(), uplift)
         except (ConfigError, ValueError, OSError, ChampionError) as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
@@ -232,8 +230,6 @@ class CrmLtv:
             await anyio.to_thread.run_sync(self.loaded.wait, settings().model_load_wait_seconds)
         if self.scorer is None:
             raise ServiceUnavailable(self.failure or "models are still loading; see /readyz")
-        if self.drop_duplicates:  # as the loader drops exact duplicate rows of a file
-            customers = [customer.without_repeated_lines() for customer in customers]
         now = datetime.now(UTC).replace(tzinfo=None)
         try:
             scored = self.scorer.score_with_views(customers, now)

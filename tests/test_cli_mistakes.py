@@ -90,6 +90,23 @@ def test_a_misspelt_monotone_feature_is_refused_before_any_work(tmp_path, comman
     assert "loading transactions" not in result.output and not (home / "mlflow.db").exists()
 
 
+def test_monotone_bgnbd_inputs_only_where_the_models_read_them(tmp_path):
+    from crm_ltv.training.pipeline import check_monotone
+
+    features = load_config(FeatureConfig, CONFIGS / "features.yaml")
+
+    def bgnbd_monotone(fed: bool):
+        def change(c: dict) -> None:
+            c["baselines"]["bgnbd_as_features"] = fed
+            c["churn"]["monotone"] = {"bgnbd_value": -1}
+
+        return load_config(TrainConfig, _config_with(tmp_path, "train", change))
+
+    check_monotone(bgnbd_monotone(True), features, "train.yaml")  # fed: a feature
+    with pytest.raises(ConfigError, match=r"churn\.monotone\.bgnbd_value: no feature of that"):
+        check_monotone(bgnbd_monotone(False), features, "train.yaml")
+
+
 def test_a_file_the_system_refuses_is_one_error_line(capsys):
     """An output checked writable may still fail when written (a full disk, /proc as root)."""
 

@@ -140,3 +140,11 @@ def test_train_then_score_on_a_cluster(home, dask_client):
     table = pd.read_parquet(home / "scores")
     assert table["customer_id"].is_unique and table["churn_probability"].between(0, 1).all()
     assert f"scored {len(table):,} customers" in scored.stdout
+    # without the customers table: its features scored as missing, as on one process, said
+    bare = run(
+        home, "score", "--as-of", "2025-12-31", "--out", str(home / "bare"),
+        "--transactions", str(home / "parts"), "--engine", "dask", "--scheduler", address,
+    )  # fmt: skip
+    assert bare.returncode == 0, bare.stderr
+    assert "read acquisition_channel, days_since_signup, which these data cannot" in bare.stderr
+    assert len(pd.read_parquet(home / "bare")) == len(table)

@@ -11,7 +11,13 @@ import pytest
 
 from crm_ltv.features.config import SourceConfig, ValidationConfig
 from crm_ltv.features.contract import DataError
-from crm_ltv.features.loading import load_campaigns, load_customers, load_transactions
+from crm_ltv.features.loading import (
+    id_of,
+    id_text,
+    load_campaigns,
+    load_customers,
+    load_transactions,
+)
 
 HEADER = "customer_id,timestamp,amount,category\n"
 GOOD = [
@@ -536,7 +542,8 @@ def test_one_file_column_read_as_two_contract_columns_is_an_error(tmp_path):
     assert (
         "tx.csv: the column mapping reads column 'customer_id' as 'customer_id' and 'amount' "
         "(mapped to 'customer_id'); each contract column needs a column of its own "
-        "(transactions.columns in configs/data.yaml or --column)"
+        "(transactions.columns in configs/data.yaml or --column; map an optional one to null to "
+        "leave it unread)"
     ) in str(err.value)
     both = SourceConfig(columns={"customer_id": "client", "order_id": "client"})
     with pytest.raises(DataError, match="reads column 'client' as 'customer_id' \\(mapped"):
@@ -546,6 +553,16 @@ def test_one_file_column_read_as_two_contract_columns_is_an_error(tmp_path):
     loaded = _load(path, tmp_path, swapped)
     assert loaded.frame["customer_id"].astype(str).tolist() == ["18"]
     assert loaded.frame["amount"].tolist() == [17.0]
+    # a file whose 'channel' column holds categories: channel mapped to null is not read
+    shop = _write(
+        tmp_path, ["17,2024-01-05,3,books"], header="customer_id,timestamp,amount,channel\n"
+    )
+    unread = SourceConfig(columns={"category": "channel", "channel": None})
+    loaded = _load(shop, tmp_path, unread)
+    assert loaded.frame["category"].astype(str).tolist() == ["books"]
+    assert "channel" not in loaded.frame.columns
+    with pytest.raises(DataError, match=r"missing required column 'amount' \(mapped to null"):
+        _load(shop, tmp_path, SourceConfig(columns={"amount": None}))
 
 
 def test_parquet_written_from_an_indexed_frame_or_with_lists_loads(tmp_path):
@@ -622,3 +639,15 @@ def test_numbers_fields_and_names_that_would_load_wrong_are_refused(tmp_path):
                   header="customer_id,timestamp,row,amount\n")  # fmt: skip
     rejects = pd.read_csv(_load(path, tmp_path).report.rejects_path)
     assert rejects.columns[:2].tolist() == ["row", "reason"] and len(rejects) == 1
+
+
+def test_one_id_reads_as_a_column_of_ids_reads():
+    """The service reads its ids one by one (`id_of`), the loader a column (`id_text`): one
+    customer either way. '13085.00' was left as it is (only '.0' endings were read)."""
+    ids = ["13085", " 13085.0 ", "13085.00", "-7.0", "1300", "b.0", "0.5", "007", "", "  ",
+           "NULL", "n/a", "None", "1.0e3", "A 1"]  # fmt: skip
+    expected = ["13085", "13085", "13085", "-7", "1300", "b.0", "0.5", "007", None, None,
+                None, None, None, "1.0e3", "A 1"]  # fmt: skip
+    assert [id_of(i) for i in ids] == expected
+    column = id_text(pd.Series(ids, dtype=object))
+    assert [None if pd.isna(v) else v for v in column] == expected

@@ -233,23 +233,3 @@ def test_ids_are_read_as_the_loader_reads_them():
         json.dumps({"customers": [_customer(customer_id=i) for i in ids]})
     )
     assert [c.customer_id for c in request.customers] == ["a", "a", "13085", "b.0", "NULLS", "7"]
-
-
-def test_exact_repeats_of_a_line_are_dropped_the_first_kept():
-    line = {"timestamp": "2025-06-01T10:00:00", "amount": 5, "order_id": "o1"}
-    lines = [
-        line,
-        {**line, "category": None},  # a missing value is the same empty cell in a file
-        {**line, "category": "books"},  # another line
-        {**line, "amount": 6},
-        line,
-    ]
-    [customer] = ScoreRequest.model_validate_json(
-        json.dumps({"customers": [_customer(transactions=lines)]})
-    ).customers
-    kept = customer.without_repeated_lines().transactions
-    assert kept is not None
-    assert [(t["amount"], t.get("category")) for t in kept] == [(5, None), (5, "books"), (6, None)]
-    assert kept[0] is customer.transactions[0]
-    distinct = customer.model_copy(update={"transactions": kept})
-    assert distinct.without_repeated_lines() is distinct

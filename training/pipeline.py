@@ -40,7 +40,8 @@ BGNBD_MONOTONE = {
 def check_monotone(config: TrainConfig, features: FeatureConfig, path: str) -> None:
     """A feature under `monotone` that no model reads (a typo) is refused when the configs are
     read, not after the snapshots are built, in a failed MLflow run."""
-    known = sorted({s.name for s in feature_registry(features)} | set(BgNbdFeatures.ADDED))
+    added = BgNbdFeatures.ADDED if config.baselines.bgnbd_as_features else ()
+    known = sorted({s.name for s in feature_registry(features)} | set(added))
     for kind, booster in (("churn", config.churn), ("ltv", config.ltv)):
         for name in booster.monotone:
             if name not in known:

@@ -7,7 +7,7 @@ bundles already loaded.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,19 +135,28 @@ class ModelScores:
         )
 
 
-def absent_inputs(features: pd.DataFrame, champions: Champions) -> list[str]:
-    """Features the champions read that these data cannot make for want of an optional input
-    (no customers table, or one without acquisition_channel; no categories, no channels)."""
-    optional = optional_input_features()
+def absent_inputs(columns: Iterable[str], champions: Champions) -> list[str]:
+    """Features the champions read that a feature table of these columns lacks for want of
+    an optional input (no customers table, or one without acquisition_channel; no categories,
+    no channels)."""
+    optional, present = optional_input_features(), set(columns)
     read = (*champions.churn.bundle.feature_names, *champions.ltv.bundle.feature_names)
-    return [n for n in dict.fromkeys(read) if n in optional and n not in features.columns]
+    return [n for n in dict.fromkeys(read) if n in optional and n not in present]
+
+
+def absent_inputs_warning(absent: Sequence[str]) -> str:
+    return (
+        f"warning: the champion models read {', '.join(absent)}, which these data cannot make "
+        "(no customers table, or no such column in it; no category or channel column): "
+        "scored as missing values, as the service scores a customer without them"
+    )
 
 
 def score_customers(features: pd.DataFrame, champions: Champions) -> pd.DataFrame:
     """One row per customer of a feature table (indexed by customer_id), in SCORE_COLUMNS.
     Features of an absent optional input are scored as missing, as the service scores a
     customer sent without them."""
-    absent = absent_inputs(features, champions)
+    absent = absent_inputs(features.columns, champions)
     if absent:
         kinds = optional_input_features()
         features = features.assign(

@@ -11,6 +11,7 @@ study instead of extending one whose trials it could not compare with.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import warnings
@@ -22,6 +23,7 @@ import lightgbm as lgb
 import mlflow
 import optuna
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 from crm_ltv.features.config import ConfigError, config_digest
@@ -235,9 +237,10 @@ def run_study(
                 catch=(),
             )
     finally:  # an interrupted tune's run says how far the study got too (ended KILLED by now)
-        ran = len(study.trials) - before
         if parent is not None:
-            mlflow.MlflowClient().log_metric(parent.info.run_id, f"{kind}_trials_run", ran)
+            with contextlib.suppress(MlflowException):  # not to hide why the tune stopped
+                ran = len(study.trials) - before
+                mlflow.MlflowClient().log_metric(parent.info.run_id, f"{kind}_trials_run", ran)
     states = [t.state for t in study.trials]
     complete = states.count(optuna.trial.TrialState.COMPLETE)
     if not complete:
@@ -269,10 +272,13 @@ def _end_runs(stale: Sequence[optuna.trial.FrozenTrial]) -> None:
         run_id = trial.user_attrs.get(MLFLOW_RUN)
         if run_id is None:  # a trial of a tune before 2026-12-05
             continue
-        run = client.get_run(run_id)
-        for dead in (run_id, run.data.tags.get("mlflow.parentRunId")):
-            if dead is not None and client.get_run(dead).info.status == "RUNNING":
-                client.set_terminated(dead, "KILLED")
+        try:
+            run = client.get_run(run_id)
+            for dead in (run_id, run.data.tags.get("mlflow.parentRunId")):
+                if dead is not None and client.get_run(dead).info.status == "RUNNING":
+                    client.set_terminated(dead, "KILLED")
+        except MlflowException:  # not in this tracking store (deleted, or another one)
+            continue
 
 
 def study_digest(data_sha256: str, tune: TuneConfig, configs: Sequence[BaseModel]) -> str:
