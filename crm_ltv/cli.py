@@ -56,6 +56,7 @@ def _home(
 
     if home is not None:
         os.environ[HOME_ENV] = str(home.resolve())  # for this process and servers it starts
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # progress is ours
 
 
 def _paths() -> Paths:
@@ -692,7 +693,6 @@ def score(
     from crm_ltv.training.tracking import setup_tracking
 
     setup_tracking(paths, config.registry.experiment)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # progress is ours
     champions = load_champions(config.registry, progress)
     progress(
         f"champions: {champions.churn.name} v{champions.churn.version}, "
@@ -916,7 +916,6 @@ def _sync_store(progress: Progress) -> Paths:
     # A tracking server that is down should fail in seconds, not after minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri(paths)
     mlflow.set_tracking_uri(uri)  # read only: no experiment to create
     mlflow.set_registry_uri(uri)
