@@ -421,7 +421,10 @@ def features(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Output .parquet or .csv (default: data/features.parquet)."),
+        typer.Option(
+            help="Output .parquet or .csv (default: data/features.parquet); --engine dask: a "
+            "folder of Parquet parts (default: data/features/)."
+        ),
     ] = None,
     engine: EngineOpt = Engine.single,
     scheduler: SchedulerOpt = None,
@@ -439,7 +442,7 @@ def features(
     progress = Progress()
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     on_dask = _on_dask(engine, scheduler)
-    _check_out(out, on_dask)
+    _check_out(out, on_dask, (transactions, customers))
     if on_dask:
         from crm_ltv.features import cluster
 
@@ -475,12 +478,17 @@ def features(
 _SUMMARY_COLUMNS = {"rfm_segment": "RFM segment", "lifecycle_stage": "Lifecycle stage"}
 
 
-def _check_out(out: Path | None, on_dask: bool) -> None:
-    """--out of features and score: a .csv or .parquet file, or on Dask a folder of parts."""
+def _check_out(out: Path | None, on_dask: bool, inputs: tuple[Path | None, ...]) -> None:
+    """--out of features and score: a .csv or .parquet file, or on Dask a folder of parts;
+    never one of the inputs, nor the folder they are read from (a run overwrote its input)."""
     from crm_ltv.features.config import ConfigError
 
     if out is None:
         return
+    for given in (p for p in inputs if p is not None):
+        folder = given.parent if any(c in str(given) for c in "*?[") else given
+        if out.resolve() in (given.resolve(), folder.resolve()):
+            raise ConfigError(f"--out {out}: is an input of this run ({given}); write elsewhere")
     a_file = out.suffix.lower() in (".csv", ".parquet")
     if on_dask and a_file:
         raise ConfigError(f"--out {out}: --engine dask writes a folder of Parquet parts")
@@ -678,7 +686,7 @@ def score(
     from crm_ltv.features.contract import DataError
 
     on_dask = _on_dask(engine, scheduler)
-    _check_out(out, on_dask)
+    _check_out(out, on_dask, (transactions, customers))
     if not on_dask:
         _writable(out, "--out")
     paths = _paths()
@@ -686,7 +694,6 @@ def score(
     config = _train_config(paths)
     cutoff = as_cutoff(as_of)
     progress = Progress()
-    import pandas as pd
 
     from crm_ltv.training.registry import load_champions
     from crm_ltv.training.scoring import absent_inputs, absent_inputs_warning, score_customers
@@ -707,6 +714,7 @@ def score(
         from crm_ltv.training.cluster import score_on_cluster, score_totals
 
         with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
+            _warn_if_far(progress, cutoff, data.last, champions.horizon_days)
             frames = features_on_cluster(data, cutoff, feature_config, champions.rfm_cuts)
             first = frames[:1]  # every partition has the same columns
             columns = data.client.gather(data.client.map(lambda f: list(f.columns), first))
@@ -726,12 +734,7 @@ def score(
         return
     inputs = _read_inputs(paths, progress, *read)
     last = inputs.transactions.frame["timestamp"].max()
-    if cutoff - last > pd.Timedelta(days=champions.horizon_days):
-        progress(
-            f"warning: --as-of {cutoff:%Y-%m-%d} is {(cutoff - last).days:,} days after the "
-            f"last transaction ({last:%Y-%m-%d}), more than the {champions.horizon_days}-day "
-            "horizon: every customer looks lapsed"
-        )
+    _warn_if_far(progress, cutoff, last, champions.horizon_days)
     table = build_features(
         inputs.transactions.frame,
         cutoff,
@@ -755,6 +758,20 @@ def score(
         scores.to_parquet(out, index=False)
     churn, value = scores["churn_probability"].mean(), scores["predicted_value"].sum()
     typer.echo(_scored(len(scores), churn, value, cutoff, champions.horizon_days, out))
+
+
+def _warn_if_far(
+    progress: Progress, cutoff: pd.Timestamp, last: pd.Timestamp | None, horizon: int
+) -> None:
+    """A cutoff more than a horizon after the data: allowed, but every customer looks lapsed."""
+    import pandas as pd
+
+    if last is not None and cutoff - last > pd.Timedelta(days=horizon):
+        progress(
+            f"warning: --as-of {cutoff:%Y-%m-%d} is {(cutoff - last).days:,} days after the "
+            f"last transaction ({last:%Y-%m-%d}), more than the {horizon}-day horizon: every "
+            "customer looks lapsed"
+        )
 
 
 def _scored(

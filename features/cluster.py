@@ -328,9 +328,13 @@ def _load_partitioned(
     )
     for path, meta in zip(files, metas, strict=True):
         if list(meta.columns) != list(metas[0].columns):
+            ours, theirs = (
+                [c for c in m.columns if c != _ROW] for m in (meta, metas[0])
+            )  # the loader's own row column is no column of the files
             raise DataError(
-                f"{path}: columns {', '.join(meta.columns)} differ from {files[0]}'s "
-                f"({', '.join(metas[0].columns)}); every file of one table needs the same"
+                f"{path}: contract columns {', '.join(ours)} differ from {files[0]}'s "
+                f"({', '.join(theirs)}); every file of one table needs the same (an optional "
+                "column in some files only: map it to null, or add it empty to the others)"
             )
     times = [t for s in summaries for t in s.extent[:2] if pd.notna(t)]
     channels = sorted({c for s in summaries for c in s.extent[2]})
@@ -593,7 +597,10 @@ def _write(frame: pd.DataFrame, path: Path, index: bool) -> int:
 
 def write_parts(client: Client, frames: list[Future], folder: Path, index: bool = True) -> int:
     """Each partition written by its worker as folder/part-NNNNN.parquet; the rows written.
-    Files of an earlier run in the folder go first, so the folder holds this table only."""
+    Files of an earlier run in the folder go first, so the folder holds this table only; with
+    no row to write (an error for the caller), nothing is touched."""
+    if sum(client.gather(client.map(len, frames))) == 0:
+        return 0
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("part-*.parquet"):
         old.unlink()

@@ -10,6 +10,7 @@ validated like any line (one with a bad value is a reject: its sale cannot be co
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -109,11 +110,17 @@ def over_reject_limit(
     what: str, rejected: int, checked: int, limit: float, reasons: dict[str, int], where: str
 ) -> DataError:
     """The error of a file (or a table of files) that rejects more than the limit allows."""
+    hint = ""
+    if "unparsable timestamp" in reasons:  # the most common first mistake: another layout
+        hint = (
+            "; for timestamps in another layout than ISO 8601 (2024-01-31 10:00), give it with "
+            "--timestamp-format (e.g. '%d/%m/%Y %H:%M') or timestamp_format in configs/data.yaml"
+        )
     return DataError(
         f"{what}: {rejected:,} of {checked:,} rows ({rejected / checked:.2%}) rejected, above "
         f"the limit of {limit:.2%} (validation.max_reject_share in configs/data.yaml, or "
         f"--max-reject-share); reasons: {', '.join(f'{k} {n:,}' for k, n in reasons.items())}; "
-        f"rejected rows with reasons in {where}"
+        f"rejected rows with reasons in {where}{hint}"
     )
 
 
@@ -443,7 +450,9 @@ def _to_datetime(text: pd.Series, fmt: str) -> pd.Series:
     """Parse text; for ISO 8601, the exact layout of the first value is tried first (several
     times faster), and only the values it misses go through the general ISO 8601 parser."""
     first = text.dropna()
-    exact = guess_datetime_format(first.iloc[0]) if fmt == "ISO8601" and len(first) else None
+    with warnings.catch_warnings():  # a day-first value: pandas' advice, not ours (rejects say)
+        warnings.simplefilter("ignore", UserWarning)
+        exact = guess_datetime_format(first.iloc[0]) if fmt == "ISO8601" and len(first) else None
     try:
         if exact and exact.startswith("%Y-%m-%d"):
             parsed = pd.to_datetime(text, format=exact, errors="coerce")

@@ -37,6 +37,7 @@ def home(tmp_path_factory) -> Path:
     (home / "no_outcomes.csv").write_text(
         "\n".join([campaigns[0], *(",".join(r) for r in rows)]) + "\n"
     )
+    (home / "day_first.csv").write_text("customer_id,timestamp,amount\nA,13/01/2024 10:00,5\n")
     (home / "a_folder.csv").mkdir()
     (home / "a_file").write_text("x")
     return home
@@ -59,6 +60,10 @@ MISTAKES = [
     (["outcomes", "--out", "{home}/o.parquet"], "give a .csv name"),
     (["cohorts", "--to", "1990-01-01"], "no purchase up to 1990-01-01"),
     (["features", "--out", "{home}/f.txt"], "--out {home}/f.txt: expected a .csv or .parquet"),
+    (["features", "--transactions", "{home}/anonymous.csv", "--out", "{home}/anonymous.csv"],
+     "--out {home}/anonymous.csv: is an input of this run"),  # it was overwritten
+    (["features", "--transactions", "{home}/day_first.csv"],  # the common first mistake
+     "give it with --timestamp-format (e.g. '%d/%m/%Y %H:%M')"),
     (["plan-ab", "--baseline-rate", "0.1", "--lift", "1e-12"],  # was a statsmodels NaN
      "lift 1e-12: too small to plan a test for"),
 ]  # fmt: skip

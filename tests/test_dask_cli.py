@@ -66,11 +66,18 @@ def test_bad_engine_options_get_one_clear_error(home, args, message):
 
 
 def test_features_before_anyones_first_purchase_is_one_clear_error(home, dask_client):
+    """...and leaves the output of an earlier run as it was (it was emptied)."""
+    (home / "none").mkdir()
+    (home / "none/part-00000.parquet").write_bytes(b"an earlier run's table")
     done = run(home, "features", "--engine", "dask", "--scheduler", dask_client.scheduler.address,
                "--transactions", str(home / "parts"), "--as-of", "2000-01-01",
                "--out", str(home / "none"))  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "no customer has a purchase up to 2000-01-01" in done.stderr
+    assert (home / "none/part-00000.parquet").read_bytes() == b"an earlier run's table"
+    into_inputs = run(home, "features", "--engine", "dask", "--transactions", str(home / "parts"),
+                      "--out", str(home / "parts"))  # fmt: skip
+    assert into_inputs.returncode == 2 and "is an input of this run" in into_inputs.stderr
 
 
 def test_a_scheduler_nobody_answers_at_is_one_clear_error(home, monkeypatch):
