@@ -431,14 +431,13 @@ def features(
     partitions: PartitionsOpt = None,
 ) -> None:
     """Build the feature table at one cutoff and print a summary."""
-    from crm_ltv.features.arrays import as_cutoff
     from crm_ltv.features.builders import build_features
     from crm_ltv.features.contract import DataError
 
     paths = _paths()
     feature_config = _feature_config(paths)
     # checked before any work; an empty one (an unset shell variable) is not the default
-    given = as_cutoff(as_of) if as_of is not None else None
+    given = _cutoff_option(as_of, "--as-of")
     progress = Progress()
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     on_dask = _on_dask(engine, scheduler)
@@ -476,6 +475,20 @@ def features(
 
 
 _SUMMARY_COLUMNS = {"rfm_segment": "RFM segment", "lifecycle_stage": "Lifecycle stage"}
+
+
+def _cutoff_option(value: str | None, option: str) -> pd.Timestamp | None:
+    """A date option, its mistakes named by the option (an empty one, an unset shell variable,
+    is a mistake, not the default)."""
+    from crm_ltv.features.arrays import as_cutoff
+    from crm_ltv.features.contract import DataError
+
+    if value is None:
+        return None
+    try:
+        return as_cutoff(value)
+    except DataError as exc:
+        raise DataError(f"{option}: {exc}") from None
 
 
 def _check_out(out: Path | None, on_dask: bool, inputs: tuple[Path | None, ...]) -> None:
@@ -681,7 +694,6 @@ def score(
     partitions: PartitionsOpt = None,
 ) -> None:
     """Score every customer with history up to --as-of with the champion models."""
-    from crm_ltv.features.arrays import as_cutoff
     from crm_ltv.features.builders import build_features
     from crm_ltv.features.contract import DataError
 
@@ -692,7 +704,7 @@ def score(
     paths = _paths()
     feature_config = _feature_config(paths)
     config = _train_config(paths)
-    cutoff = as_cutoff(as_of)
+    cutoff = _cutoff_option(as_of, "--as-of")
     progress = Progress()
 
     from crm_ltv.training.registry import load_champions
@@ -1310,11 +1322,10 @@ def cohorts(
     max_reject_share: RejectShareOpt = None,
 ) -> None:
     """Cohort retention heatmap, lifecycle stage transitions, LTV:CAC and payback per channel."""
-    from crm_ltv.features.arrays import as_cutoff
-
     paths = _paths()
     config = _experiments_config(paths).cohorts
     feature_config = _feature_config(paths)
+    first, last = _cutoff_option(start, "--from"), _cutoff_option(end, "--to")  # before any work
     progress = Progress()
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
@@ -1330,8 +1341,8 @@ def cohorts(
         paths,
         feature_config,
         config,
-        as_cutoff(start) if start else None,
-        as_cutoff(end) if end else None,
+        first,
+        last,
         input_datasets(inputs),
         input_sources(inputs),
     )

@@ -261,7 +261,9 @@ def _payback_months(
     the mean cumulative net spend of its customers observed that long covers their mean CAC;
     NaN when it never does within the months observed, or when there is no CAC to pay back."""
     by_id = customers.set_index("customer_id")
-    channel = by_id["acquisition_channel"].reindex(table["customer_id"]).fillna(UNKNOWN)
+    # object first: a categorical column refuses a category it lacks (customers not in the table)
+    channel = by_id["acquisition_channel"].reindex(table["customer_id"]).astype(object)
+    channel = channel.fillna(UNKNOWN)
     channel = channel.astype(str).to_numpy()
     cac = by_id["acquisition_cost"].reindex(table["customer_id"]).to_numpy("float64")
     cumulative = cumulative.reset_index(drop=True)

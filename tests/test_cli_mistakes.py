@@ -59,6 +59,8 @@ MISTAKES = [
     (["outcomes", "--decisions", "{home}/a_folder.csv"], "not a file"),
     (["outcomes", "--out", "{home}/o.parquet"], "give a .csv name"),
     (["cohorts", "--to", "1990-01-01"], "no purchase up to 1990-01-01"),
+    (["cohorts", "--from", "notadate"], "--from: cutoff 'notadate' is not a date"),
+    (["cohorts", "--to", ""], "--to: cutoff '' is not a date"),  # was the default
     (["features", "--out", "{home}/f.txt"], "--out {home}/f.txt: expected a .csv or .parquet"),
     (["features", "--transactions", "{home}/anonymous.csv", "--out", "{home}/anonymous.csv"],
      "--out {home}/anonymous.csv: is an input of this run"),  # it was overwritten

@@ -108,6 +108,18 @@ def test_ab_analyses_actions_outside_the_catalogue_and_marks_them(home, tmp_path
     assert unknown.returncode == 2 and "--by 'favourite_colour'" in unknown.stderr
 
 
+def test_cohorts_count_customers_missing_from_the_customers_table_as_unknown(home, tmp_path):
+    """They crashed it (a categorical channel refused the "(unknown)" it was filled with)."""
+    lines = (home / "data/sample/customers.csv").read_text().splitlines()
+    partial = tmp_path / "customers.csv"
+    partial.write_text("\n".join(lines[:-10]) + "\n")  # ten customers left out
+    result = run(home, "cohorts", "--customers", str(partial))
+    assert result.returncode == 0, result.stderr
+    assert "10 of 400 customers" in result.stderr
+    unknown = [row.split() for row in result.stdout.splitlines() if " (unknown) " in row]
+    assert unknown and sum(int(r[2]) for r in unknown if r[0] != "all") == 10
+
+
 def test_plan_ab_prints_customers_per_group(home):
     result = run(home, "plan-ab", "--baseline-rate", "0.1", "--lift", "0.2")
     assert result.returncode == 0, result.stderr

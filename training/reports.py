@@ -38,6 +38,7 @@ def ltv_cac_report(
         {
             "channel": cost["acquisition_channel"]
             .reindex(test["customer_id"])
+            .astype(object)  # a categorical column refuses a category it lacks
             .fillna("(unknown)")
             .astype(str)
             .to_numpy()
