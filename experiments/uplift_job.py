@@ -137,8 +137,13 @@ def run_uplift(
     controls = frame.loc[train & ~treated].groupby("action").size()
     # Each action's own controls, unless pooled: an action without any has nothing to compare.
     uncontrolled = [] if pooled else sorted(set(counts.index) - set(small) - set(controls.index))
-    small = sorted({*small, *uncontrolled})
-    fit_rows = train & ~(treated & frame["action"].isin(small).to_numpy())
+    # No purchase among an action's training contacts (treated, nor its controls): an effect of 0
+    # learnt from nothing, which would count in the gate as a model.
+    silent = _without_purchases(frame, train, pooled, set(counts.index) - {*small, *uncontrolled})
+    without_model = sorted({*small, *uncontrolled, *silent})
+    if without_model:
+        progress(f"no model (the policy's prior) for {', '.join(without_model)}: see the run note")
+    fit_rows = train & ~(treated & frame["action"].isin(without_model).to_numpy())
     if not (fit_rows & treated).any() or not (fit_rows & ~treated).any():
         raise DataError(
             f"campaigns {source}: no catalogue action has {config.min_contacts} treated contacts "
@@ -173,7 +178,14 @@ def run_uplift(
     }
     metric = uplift.gate_metric(evaluation, config.compare)
     interval = uplift.qini_interval(bundle, contacts, config.seed)
-    notes = {"small": small, "uncontrolled": uncontrolled, "outside": outside, "pooled": pooled}
+    notes = {
+        "small": small,
+        "uncontrolled": uncontrolled,
+        "silent": silent,
+        "outside": outside,
+        "pooled": pooled,
+        "policy_chosen": POLICY_COLUMN in campaigns,
+    }
     run_note = _run_note(evaluation, contacts, source, notes, interval)
 
     with experiment_run(
@@ -193,7 +205,7 @@ def run_uplift(
                 **{f"lgb_{k}": v for k, v in config.params.items()},
                 "features": len(bundle.feature_names),
                 "response_window_days": config.response_window_days,
-                "actions_without_model": ",".join(small) or "none",
+                "actions_without_model": ",".join(without_model) or "none",
                 "actions_outside_catalogue": ",".join(outside) or "none",
             }
         )
@@ -288,6 +300,11 @@ def compare_champion(
     common = set(new.actions) & set(champion.actions)
     if not common:
         return Comparison(label, left_alone=f"it models none of {sorted(new.actions)}")
+    dropped = sorted(set(champion.actions) - set(new.actions))
+    if dropped:  # promoting would send those actions back to their priors
+        return Comparison(
+            label, left_alone=f"it models {', '.join(dropped)}, which this run does not"
+        )
     try:
         table = uplift.evaluate_uplift(champion, contacts)
     except (BundleError, ValueError, KeyError) as exc:
@@ -398,6 +415,23 @@ def _parent_metrics(
     return out
 
 
+def _without_purchases(
+    frame: pd.DataFrame, train: np.ndarray, pooled: bool, actions: set[str]
+) -> list[str]:
+    """Actions none of whose training contacts bought, treated or (pooled or not) control."""
+    bought = frame["converted"].to_numpy() > 0
+    treated = frame["treated"].to_numpy(bool)
+    action = frame["action"].to_numpy()
+    any_control = bool((train & ~treated & bought).any())
+    silent = []
+    for name in sorted(actions):
+        mine = train & (action == name)
+        control = any_control if pooled else bool((mine & ~treated & bought).any())
+        if not (mine & treated & bought).any() and not control:
+            silent.append(name)
+    return silent
+
+
 def _run_note(
     table: pd.DataFrame,
     contacts: uplift.Contacts,
@@ -428,10 +462,15 @@ def _run_note(
         parts.append(
             f"No control contacts of their own: {', '.join(notes['uncontrolled'])} (the prior)."
         )
+    if notes["silent"]:
+        parts.append(
+            f"No purchase among their training contacts: {', '.join(notes['silent'])} (the prior)."
+        )
     if notes["outside"]:
         parts.append(f"Not in the action catalogue, left out: {', '.join(notes['outside'])}.")
     if not notes["pooled"]:
-        parts.append("Each action compared with its own controls only (policy-chosen sends).")
+        why = "policy-chosen sends" if notes["policy_chosen"] else "uplift.pool_controls: false"
+        parts.append(f"Each action compared with its own controls only ({why}).")
     if not contacts.has_revenue:
         parts.append("No revenue column: no value effects.")
     elif contacts.without_revenue:

@@ -26,7 +26,13 @@ from scipy.stats import spearmanr
 from crm_ltv.experiments import uplift
 from crm_ltv.experiments.config import ExperimentsConfig
 from crm_ltv.experiments.segments import features_at_send
-from crm_ltv.experiments.uplift_job import Comparison, _decide, compare_champion, run_uplift
+from crm_ltv.experiments.uplift_job import (
+    Comparison,
+    _decide,
+    _without_purchases,
+    compare_champion,
+    run_uplift,
+)
 from crm_ltv.features.config import SampleConfig, load_config
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.paths import Paths, default_config_file
@@ -402,6 +408,30 @@ def test_gate_leaves_a_champion_it_cannot_compare_alone(gate, change, why):
     assert why in str(comparison.left_alone)
     promote, reason = _decide(config, 1.0, comparison)  # even a model far better than random
     assert not promote and "uplift v3 not compared" in reason and "champion left alone" in reason
+
+
+def test_gate_leaves_alone_a_champion_of_actions_the_new_model_drops(gate):
+    """A new model of fewer actions won on the actions both model, and the dropped ones went
+    back to their priors (an audit's campaigns file without win_back purchases)."""
+    bundle, contacts, evaluation, config = gate
+    narrow = replace(bundle, actions={"win_back": bundle.actions["win_back"]})
+    fewer = compare_champion(config, evaluation, contacts, narrow, "uplift v2", bundle)
+    dropped = sorted(set(bundle.actions) - {"win_back"})
+    assert fewer.left_alone == f"it models {', '.join(dropped)}, which this run does not"
+    assert not _decide(config, 1.0, fewer)[0]
+
+
+def test_actions_without_a_purchase_in_training_get_no_model():
+    frame = pd.DataFrame(
+        {"action": ["a", "a", "b", "b", "c", "c"], "treated": [1, 0, 1, 0, 1, 0],
+         "converted": [0.0, 0.0, 1.0, 0.0, 0.0, 1.0]}
+    )  # fmt: skip
+    train = np.ones(len(frame), bool)
+    assert _without_purchases(frame, train, False, {"a", "b", "c"}) == ["a"]
+    assert _without_purchases(frame, train, True, {"a", "b", "c"}) == []  # pooled controls bought
+    assert _without_purchases(frame, np.array([1, 1, 0, 0, 1, 0], bool), True, {"a", "c"}) == [
+        "a", "c"
+    ]  # fmt: skip
 
 
 def test_bad_campaigns_are_data_errors_naming_file_and_action(home, tmp_path, feature_config):
