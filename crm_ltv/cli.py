@@ -1468,7 +1468,8 @@ def outcomes(
         )
     elif len(result.campaigns):
         share = result.expected_treatment_share
-        split = f" --expected-treatment-share {share:.4f}" if share is not None else ""
+        given = share is not None and 0 < share < 1  # ab takes a share strictly inside
+        split = f" --expected-treatment-share {share:.4f}" if given else ""
         typer.echo(
             f"next: crm-ltv ab --campaigns {target}{split}; crm-ltv uplift --campaigns {target}"
         )

@@ -126,6 +126,12 @@ def _read_line(path: Path, number: int, line: str) -> dict:
     if missing:
         raise DataError(f"{where}: no {missing[0]!r}")
     row.setdefault("policy_action", row["action"])
+    if (row.get("holdout") or row.get("explored")) and row.get("propensity") is None:
+        # taken as 1, IPW and DR would weigh it as a sure send: estimates far too narrow
+        raise DataError(
+            f"{where}: {'held out' if row.get('holdout') else 'explored'} but no propensity "
+            "(the probability of its action, which the service logs with every decision)"
+        )
     for key, default in DEFAULTS.items():
         if row.get(key) is None:
             row[key] = default

@@ -152,6 +152,33 @@ def test_the_campaigns_loader_reads_what_outcomes_writes(tmp_path):
         (json.dumps(_line("a", "2025-06-15", "win_back", propensity=0)), ["line 2", "propensity"]),
         (json.dumps(_line("a", "someday", "win_back")), ["line 2", "as_of"]),
         (json.dumps(_line("a", "2025-06-15", "win_back", holdout=True)), ["line 2", "held out"]),
+        # was taken as a sure send (propensity 1): IPW and DR intervals far too narrow
+        (
+            json.dumps(
+                _line(
+                    "a",
+                    "2025-06-15",
+                    "none",
+                    policy_action="win_back",
+                    holdout=True,
+                    propensity=None,
+                )
+            ),
+            ["line 2", "held out but no propensity"],
+        ),
+        (
+            json.dumps(
+                _line(
+                    "a",
+                    "2025-06-15",
+                    "thank_you",
+                    policy_action="win_back",
+                    explored=True,
+                    propensity=None,
+                )
+            ),
+            ["line 2", "explored but no propensity"],
+        ),
         (
             json.dumps(_line("a", "2025-06-15", "thank_you", policy_action="win_back")),
             ["line 2", "policy_action", "neither held out nor explored"],
