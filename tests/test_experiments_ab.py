@@ -214,3 +214,15 @@ def test_outcome_from_revenue_when_the_flag_is_missing_and_rows_without_one_coun
     assert only_revenue.frame["converted"].tolist() == [True, True, False]
     with pytest.raises(DataError, match="neither a 'converted' nor a 'revenue'"):
         campaign_outcomes(frame.drop(columns=["converted", "revenue"]))
+
+
+def test_a_campaign_of_one_group_says_so_beside_its_sample_ratio_mismatch():
+    """An SRM alarm alone read as broken logging; with one group it is a campaign without
+    controls (an audit's reading), and both are said."""
+    from crm_ltv.experiments.text import format_ab
+
+    one = pd.DataFrame(
+        {"action": ["win_back"], "n_treatment": [3388], "n_control": [0], "in_catalogue": [True],
+         **srm_check(3388, 0, CONFIG)}
+    )  # fmt: skip
+    assert "MISMATCH (no control group)" in format_ab(one, ["action"])
