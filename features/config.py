@@ -122,6 +122,22 @@ class DataConfig(_Frozen):
     campaigns: SourceConfig | None = SourceConfig()
     validation: ValidationConfig = ValidationConfig()
 
+    @model_validator(mode="after")
+    def _contract_names(self) -> DataConfig:
+        """A mapping names contract columns: a typo is said when the config is read, not once
+        every file is being loaded (on Dask, after the cluster started)."""
+        from crm_ltv.features.contract import CAMPAIGNS, CUSTOMERS, TRANSACTIONS
+
+        for schema in (TRANSACTIONS, CUSTOMERS, CAMPAIGNS):
+            source = getattr(self, schema.name)
+            unknown = sorted(set(source.columns) - set(schema.names)) if source else []
+            if unknown:
+                raise ValueError(
+                    f"{schema.name}.columns names {', '.join(map(repr, unknown))}, which the "
+                    f"contract does not have; contract columns: {', '.join(schema.names)}"
+                )
+        return self
+
 
 # --- features area: configs/features.yaml -----------------------------------------------------
 

@@ -60,6 +60,8 @@ MISTAKES = [
     (["outcomes", "--out", "{home}/o.parquet"], "give a .csv name"),
     (["cohorts", "--to", "1990-01-01"], "no purchase up to 1990-01-01"),
     (["cohorts", "--from", "notadate"], "--from: cutoff 'notadate' is not a date"),
+    (["features", "--column", "bogus=x"],  # said once the files were read (Dask: cluster up)
+     "transactions.columns names 'bogus', which the contract does not have"),
     (["cohorts", "--to", ""], "--to: cutoff '' is not a date"),  # was the default
     (["features", "--out", "{home}/f.txt"], "--out {home}/f.txt: expected a .csv or .parquet"),
     (["features", "--transactions", "{home}/anonymous.csv", "--out", "{home}/anonymous.csv"],
