@@ -9,7 +9,7 @@ Nothing scoring needs rides in registry tags: tags are for people (metrics, the 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -217,14 +217,15 @@ def champion_version(name: str, alias: str) -> ModelVersion | None:
         return None
 
 
-def newest_version(name: str, horizon: int | None = None) -> ModelVersion | None:
-    """The newest version; with `horizon`, the newest predicting it, if any predicts it."""
+def _versions(name: str) -> list[ModelVersion]:
     try:
-        versions = MlflowClient().search_model_versions(f"name = '{name}'")
+        return MlflowClient().search_model_versions(f"name = '{name}'")
     except MlflowException:
-        return None
-    alike = [v for v in versions if horizon is not None and horizon_of(v) == horizon]
-    return max(alike or versions, key=lambda v: int(v.version), default=None)
+        return []
+
+
+def _newest(versions: Sequence[ModelVersion]) -> ModelVersion:
+    return max(versions, key=lambda v: int(v.version))
 
 
 def serving_version(
@@ -233,18 +234,25 @@ def serving_version(
     """The version to score with: the champion, else (none promoted yet, e.g. a first run that
     failed the gate) the newest version (of `horizon`, the partner champion's, if one predicts
     it), with a warning that says how to promote it."""
-    found = champion_version(name, alias)
-    if found is not None:
-        return found, None
-    newest = newest_version(name, horizon)
-    if newest is None:
+    return _serving_version(name, alias, champion_version(name, alias), horizon)
+
+
+def _serving_version(
+    name: str, alias: str, champion: ModelVersion | None, horizon: int | None
+) -> tuple[ModelVersion | None, str | None]:
+    if champion is not None:
+        return champion, None
+    versions = _versions(name)
+    if not versions:
         return None, None
-    which = "the newest"
-    if horizon is not None and newest.version != newest_version(name).version:
-        which = f"the newest of the other champion's {horizon}-day horizon"
-    return newest, (
-        f"warning: {name} has no {alias!r} version; using {which}, v{newest.version} "
-        f"({newest.tags.get('promotion', 'not promoted')}). Promote one with "
+    newest = _newest(versions)
+    alike = [v for v in versions if horizon is not None and horizon_of(v) == horizon]
+    chosen, which = newest, "the newest"
+    if alike and _newest(alike).version != newest.version:
+        chosen, which = _newest(alike), f"the newest of the other champion's {horizon}-day horizon"
+    return chosen, (
+        f"warning: {name} has no {alias!r} version; using {which}, v{chosen.version} "
+        f"({chosen.tags.get('promotion', 'not promoted')}). Promote one with "
         f"`crm-ltv promote --model {name} --version N`"
     )
 
@@ -260,8 +268,8 @@ def serving_versions(
     found = {}
     for kind, name in names.items():
         partner = champions["ltv" if kind == "churn" else "churn"]
-        horizon = None if partner is None or champions[kind] is not None else horizon_of(partner)
-        found[kind] = serving_version(name, alias, horizon)
+        horizon = None if partner is None else horizon_of(partner)
+        found[kind] = _serving_version(name, alias, champions[kind], horizon)
     return found
 
 
