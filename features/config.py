@@ -130,12 +130,9 @@ class DataConfig(_Frozen):
 
         for schema in (TRANSACTIONS, CUSTOMERS, CAMPAIGNS):
             source = getattr(self, schema.name)
-            unknown = sorted(set(source.columns) - set(schema.names)) if source else []
-            if unknown:
-                raise ValueError(
-                    f"{schema.name}.columns names {', '.join(map(repr, unknown))}, which the "
-                    f"contract does not have; contract columns: {', '.join(schema.names)}"
-                )
+            problem = schema.unknown_in_mapping(source.columns) if source else None
+            if problem is not None:
+                raise ValueError(problem)
         return self
 
 

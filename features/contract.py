@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,6 +55,17 @@ class TableSchema:
     @property
     def required(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.required)
+
+    def unknown_in_mapping(self, mapped: Iterable[str]) -> str | None:
+        """Why a column mapping (contract name -> file column) names columns this table does
+        not have, or None."""
+        unknown = sorted(set(mapped) - set(self.names))
+        if not unknown:
+            return None
+        return (
+            f"{self.name}.columns names {', '.join(map(repr, unknown))}, which the contract "
+            f"does not have; contract columns: {', '.join(self.names)}"
+        )
 
 
 TRANSACTIONS = TableSchema(

@@ -293,12 +293,9 @@ def _layout(
     that are (amount = quantity x unit_price) stops loading, naming it and the columns present.
     The factors of a computed column become required: a line needs both. The anonymous key
     (when anonymous lines are kept out) must be in the file but may be empty on a line."""
-    unknown = sorted(set(source.columns) - set(schema.names))
-    if unknown:
-        raise DataError(
-            f"column mapping for {schema.name} names {', '.join(map(repr, unknown))}, which "
-            f"the contract does not have; contract columns: {', '.join(schema.names)}"
-        )
+    problem = schema.unknown_in_mapping(source.columns)  # DataConfig says it when it is read
+    if problem is not None:
+        raise DataError(problem)
     names = {c: source.columns.get(c, c) for c in schema.names}
     _check_one_column_each(schema.name, names, raw.columns, path)
     found = {c.name: c for c in schema.columns if names[c.name] in raw.columns}
