@@ -1379,6 +1379,12 @@ def uplift(
     config = _experiments_config(paths).uplift
     if pool_controls is not None:
         config = config.model_copy(update={"pool_controls": pool_controls})
+    from crm_ltv.features.registry import check_feature_names, feature_registry
+
+    feature_config = _feature_config(paths)
+    known = (s.name for s in feature_registry(feature_config))
+    where = f"{paths.config_file('experiments')}: uplift.exclude_features"
+    check_feature_names(config.exclude_features, known, where)
     progress = Progress()
     data_config = _data_config(paths, None, None, None, max_reject_share)
     from crm_ltv.features.inputs import load_campaign_input
@@ -1401,7 +1407,7 @@ def uplift(
 
     result = run_uplift(
         loaded.frame, loaded.report.source, inputs.transactions.frame, inputs.customers_frame,
-        paths, _feature_config(paths), config, truth, progress, input_datasets(inputs),
+        paths, feature_config, config, truth, progress, input_datasets(inputs),
         input_sources(inputs),
     )  # fmt: skip
     typer.echo(format_uplift(result.table))

@@ -6,11 +6,13 @@ input column is absent; a test holds the two together, and the README lists them
 
 from __future__ import annotations
 
+import difflib
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from crm_ltv.features.config import FeatureConfig
+from crm_ltv.features.config import ConfigError, FeatureConfig
 from crm_ltv.features.contract import MAX_ABS_NUMBER, YEARS
 
 # Bounds of a feature row sent to the service, beyond which it is a caller's mistake: days
@@ -35,6 +37,17 @@ class FeatureSpec:
 
 def feature_registry(config: FeatureConfig) -> tuple[FeatureSpec, ...]:
     return _registry(config.windows_days, config.trend_window_days)
+
+
+def check_feature_names(names: Iterable[str], known: Iterable[str], where: str) -> None:
+    """A setting naming a feature no model reads (a typo) is refused when the config is read,
+    not ignored or found after the features are built."""
+    known = sorted(set(known))
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}.{name}: no feature of that name{hint}")
 
 
 def _finite(spec: FeatureSpec) -> FeatureSpec:

@@ -99,6 +99,21 @@ def test_a_misspelt_monotone_feature_is_refused_before_any_work(tmp_path, comman
     assert "loading transactions" not in result.output and not (home / "mlflow.db").exists()
 
 
+def test_a_misspelt_uplift_excluded_feature_is_refused_before_any_work(tmp_path):
+    """It was ignored: the feature meant to be left out was learnt from."""
+    home = new_home(tmp_path)
+    (home / "configs").mkdir(exist_ok=True)
+    raw = yaml.safe_load((CONFIGS / "experiments.yaml").read_text())
+    raw["uplift"]["exclude_features"] = ["r_score", "rfm_segmnt"]
+    (home / "configs/experiments.yaml").write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["uplift"], env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 2, result.output
+    said = "uplift.exclude_features.rfm_segmnt: no feature of that name"
+    said += " (did you mean 'rfm_segment'?)"
+    assert said in result.output
+    assert "loading" not in result.output and not (home / "mlflow.db").exists()
+
+
 def test_monotone_bgnbd_inputs_only_where_the_models_read_them(tmp_path):
     from crm_ltv.training.pipeline import check_monotone
 

@@ -3,7 +3,6 @@ the one `evaluate` that training, tuning and the promotion gate share."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -15,8 +14,8 @@ from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
 from crm_ltv.features.builders import with_rfm_cuts
-from crm_ltv.features.config import ConfigError, FeatureConfig
-from crm_ltv.features.registry import feature_registry
+from crm_ltv.features.config import FeatureConfig
+from crm_ltv.features.registry import check_feature_names, feature_registry
 from crm_ltv.features.rfm import RfmCuts
 from crm_ltv.training.baselines import BgNbdBaseline, BgNbdFeatures, RfmBaseline
 from crm_ltv.training.bundle import ModelBundle
@@ -41,13 +40,9 @@ def check_monotone(config: TrainConfig, features: FeatureConfig, path: str) -> N
     """A feature under `monotone` that no model reads (a typo) is refused when the configs are
     read, not after the snapshots are built, in a failed MLflow run."""
     added = BgNbdFeatures.ADDED if config.baselines.bgnbd_as_features else ()
-    known = sorted({s.name for s in feature_registry(features)} | set(added))
+    known = {s.name for s in feature_registry(features)} | set(added)
     for kind, booster in (("churn", config.churn), ("ltv", config.ltv)):
-        for name in booster.monotone:
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"{path}: {kind}.monotone.{name}: no feature of that name{hint}")
+        check_feature_names(booster.monotone, known, f"{path}: {kind}.monotone")
 
 
 def newest_cutoff(rows: pd.DataFrame) -> pd.DataFrame:
