@@ -1456,7 +1456,7 @@ def outcomes(
     serving = load_config(ServingConfig, paths.config_file("serving"))
     log = decisions or paths.root / serving.decision_log
     progress(f"reading decisions from {log}")
-    frame = read_decisions(log)
+    frame = read_decisions(log, progress)
     inputs = _read_inputs(paths, progress, transactions, None, None, None, None, max_reject_share)
     window = window_days or config.response_window_days
     result = decision_outcomes(frame, inputs.transactions.frame, window)
@@ -1540,7 +1540,9 @@ def policy_eval(
         from crm_ltv.experiments.outcomes import read_decisions
 
         progress(f"reading decisions from {decisions}")
-        history = job.logged_history(read_decisions(decisions), tx, arms, costs, window, decisions)
+        history = job.logged_history(
+            read_decisions(decisions, progress), tx, arms, costs, window, decisions
+        )
         effects = _uplift_effects(uplift, history.contexts, inputs, paths, progress)
     progress(f"{history.source}; policies decided with serving.nba, estimating")
     rivals = functools.partial(

@@ -16,6 +16,7 @@ customer's last counted decision is over, so no purchase is counted twice.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,8 +90,11 @@ def _naive_utc(value: object) -> pd.Timestamp:
     return moment.tz_convert("UTC").tz_localize(None) if moment.tzinfo else moment
 
 
-def read_decisions(path: Path) -> pd.DataFrame:
-    """The decision log as a frame, one row per line; a bad line fails naming it and its field."""
+def read_decisions(path: Path, progress: Callable[[str], None] = lambda _: None) -> pd.DataFrame:
+    """The decision log as a frame, one row per line; a bad line fails naming it and its field.
+    A last line without its newline that is not JSON is left out with a warning: the service
+    writes each request's lines in one append, so it is one being written now (the log read
+    while the service runs) or cut short by a stop mid-write, not a bad decision."""
     if not path.exists():
         raise DataError(
             f"{path}: no decision log (the service writes it: serving.yaml decision_log)"
@@ -100,11 +104,18 @@ def read_decisions(path: Path) -> pd.DataFrame:
     rows = []
     try:
         with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if line.strip():
-                    rows.append(_read_line(path, number, line))
+            numbered = list(enumerate(lines, 1))
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if numbered and not numbered[-1][1].endswith("\n") and not _is_json(numbered[-1][1]):
+        number, _ = numbered.pop()
+        progress(
+            f"warning: {path}: line {number}, the last, is cut short (no newline, not JSON: "
+            "being written, or the service stopped mid-write): left out, 1 line"
+        )
+    for number, line in numbered:
+        if line.strip():
+            rows.append(_read_line(path, number, line))
     if not rows:
         raise DataError(f"{path}: no decisions")
     frame = pd.DataFrame(rows)
@@ -112,6 +123,14 @@ def read_decisions(path: Path) -> pd.DataFrame:
     frame["as_of"] = pd.to_datetime(frame["as_of"])
     frame["decided_at"] = pd.to_datetime(frame["decided_at"])
     return frame
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 def _read_line(path: Path, number: int, line: str) -> dict:

@@ -192,6 +192,23 @@ def test_a_bad_line_fails_naming_its_number_and_field(tmp_path, line, words):
     assert all(w in str(error.value) for w in words), str(error.value)
 
 
+def test_a_last_line_cut_short_is_left_out_with_a_warning_any_other_bad_line_fails(tmp_path):
+    """The log read while the service appends, or after a stop mid-write, ended in half a line:
+    outcomes failed on it until the log was edited by hand."""
+    whole = json.dumps(_line("a", "2025-06-15", "win_back"))
+    log = tmp_path / "d.jsonl"
+    log.write_text(whole + "\n" + whole.replace('"a"', '"b"') + "\n" + whole[:40])
+    said: list[str] = []
+    decisions = read_decisions(log, said.append)
+    assert decisions["customer_id"].tolist() == ["a", "b"]
+    assert len(said) == 1 and "line 3, the last, is cut short" in said[0], said
+    log.write_text(whole[:40] + "\n" + whole + "\n")  # cut short, yet followed by lines
+    with pytest.raises(DataError, match="line 1: not JSON"):
+        read_decisions(log, said.append)
+    log.write_text(whole + "\n" + whole)  # complete JSON without its newline: read
+    assert len(read_decisions(log)) == 2
+
+
 def test_outcomes_command_without_a_log_says_where_it_looked(tmp_path):
     home = new_home(tmp_path)
     done = run(home, "outcomes")
