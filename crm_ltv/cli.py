@@ -717,6 +717,11 @@ def score(
         f"champions: {champions.churn.name} v{champions.churn.version}, "
         f"{champions.ltv.name} v{champions.ltv.version} ({champions.horizon_days}-day horizon)"
     )
+    unbuilt = champions.unbuilt_features(feature_config)
+    if unbuilt is not None:
+        from crm_ltv.training.errors import ChampionError
+
+        raise ChampionError(unbuilt)
     stale = champions.features_config_warning(feature_config)
     if stale is not None:
         progress(stale)

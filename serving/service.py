@@ -203,6 +203,12 @@ class CrmLtv:
             ):
                 if stale is not None:
                     logger.warning(stale.removeprefix("warning: "))
+            more = (
+                {f"{uplift.name} v{uplift.version}": uplift.bundle.feature_names} if uplift else {}
+            )
+            unbuilt = champions.unbuilt_features(configs.features, more)
+            if unbuilt is not None:  # else every request would fail, one at a time
+                raise ChampionError(unbuilt)
             self.scorer = Scorer(champions, configs.features, configs.nba, settings(), uplift)
         except (ConfigError, ValueError, OSError, ChampionError) as exc:
             self.failure = f"{type(exc).__name__}: {exc}"

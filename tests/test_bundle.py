@@ -134,4 +134,24 @@ def test_scoring_with_another_features_config_is_warned_about(small_bundle):
     assert champions.features_config_warning(trained_with) is None
     edited = trained_with.model_copy(update={"windows_days": (30, 60)})
     warning = champions.features_config_warning(edited)
-    assert warning is not None and "churn v3 and ltv v3 was trained with" in warning
+    assert warning is not None and "churn v3 and ltv v3 were trained with" in warning
+
+
+def test_features_a_champion_reads_but_the_config_does_not_build_are_named(small_bundle):
+    from crm_ltv.training.scoring import Champion, Champions
+
+    bundle = small_bundle
+    champions = Champions.pair(
+        Champion("churn", "3", "churn", bundle), Champion("ltv", "4", "ltv", bundle)
+    )
+    config = _features_config()
+    assert champions.unbuilt_features(config) is None
+    edited = config.model_copy(update={"windows_days": (30, 60, 180, 365)})
+    lacking = [n for n in ("spend_90d", "orders_90d") if n in bundle.feature_names]
+    assert lacking, bundle.feature_names
+    said = champions.unbuilt_features(edited, {"uplift v2": ("recency_days",)})
+    assert said is not None and said.startswith(
+        f"configs/features.yaml does not build {', '.join(lacking)}, which churn v3 and ltv v4 read"
+    ), said
+    said = champions.unbuilt_features(config, {"uplift v2": ("spend_7d",)})
+    assert said is not None and "build spend_7d, which uplift v2 reads (" in said, said

@@ -498,6 +498,35 @@ def test_unreachable_registry_serves_the_store_copies_with_a_warning(
         stop_server(process)
 
 
+def test_champions_reading_features_the_config_does_not_build_are_not_served(
+    server, home, tmp_path
+):
+    """features.yaml with other windows than the champions learnt from: every /score was a 500
+    (ValueError: missing features). Now the workers never get ready and say why, once."""
+    own = tmp_path / "home"
+    (own / "configs").mkdir(parents=True)
+    (own / "configs/serving.yaml").write_text("workers: 1\n")
+    features = (ROOT / "configs/features.yaml").read_text()
+    (own / "configs/features.yaml").write_text(
+        features.replace("windows_days: [30, 90, 180, 365]", "windows_days: [30, 60, 180, 365]")
+    )
+    port = free_port()
+    log = home / "serve_unbuilt.log"
+    env = _env(home, MLFLOW_TRACKING_URI="http://127.0.0.1:9", CRM_LTV_HOME=str(own))
+    process = start_server([CLI, "serve", "--port", str(port)], env, log)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/livez", process, log)
+        body = {"customers": [{"customer_id": "x", "as_of": AS_OF, "transactions": []}]}
+        answer = httpx.post(f"http://127.0.0.1:{port}/score", json=body, timeout=60)
+        assert answer.status_code == 503, answer.text  # BentoML words every 5xx alike
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 503
+        said = "configs/features.yaml does not build spend_90d, orders_90d, which churn v1 and"
+        assert said in log.read_text() and "restore that one, or retrain" in log.read_text()
+        assert "missing features" not in log.read_text()
+    finally:
+        stop_server(process)
+
+
 def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
     home = new_home(tmp_path)
     done = subprocess.run(

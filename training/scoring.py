@@ -15,7 +15,7 @@ import pandas as pd
 
 from crm_ltv.features.columns import Columns
 from crm_ltv.features.config import FeatureConfig, config_digest
-from crm_ltv.features.registry import optional_input_features
+from crm_ltv.features.registry import feature_registry, optional_input_features
 from crm_ltv.features.rfm import RfmCuts, rfm_columns
 from crm_ltv.training.bundle import Kind, ModelBundle
 from crm_ltv.training.errors import ChampionError
@@ -82,8 +82,30 @@ class Champions:
             return None
         return (
             f"warning: configs/features.yaml differs from the one {' and '.join(stale)} "
-            "was trained with: its scores rest on features it did not learn from; retrain, or "
-            "restore that features.yaml"
+            f"{'was' if len(stale) == 1 else 'were'} trained with: its scores rest on "
+            "features it did not learn from; retrain, or restore that features.yaml"
+        )
+
+    def unbuilt_features(
+        self, features: FeatureConfig, more: Mapping[str, Sequence[str]] | None = None
+    ) -> str | None:
+        """Features a champion (or `more`: label -> names, the uplift model) reads that this
+        features config does not build (other windows): every customer would fail to score, so
+        this is said once, before any work, instead of on every request."""
+        built = {s.name for s in feature_registry(features)}
+        readers = {f"{c.name} v{c.version}": c.bundle.feature_names for c in (self.churn, self.ltv)}
+        unbuilt: dict[str, None] = {}
+        who = []
+        for label, names in (readers | dict(more or {})).items():
+            lacking = [n for n in names if n not in built]
+            unbuilt |= dict.fromkeys(lacking)
+            who += [label] if lacking else []
+        if not unbuilt:
+            return None
+        return (
+            f"configs/features.yaml does not build {', '.join(unbuilt)}, which "
+            f"{' and '.join(who)} read{'s' if len(who) == 1 else ''} (trained with another "
+            "features.yaml, e.g. other windows_days): restore that one, or retrain"
         )
 
     @classmethod
