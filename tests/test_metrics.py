@@ -28,6 +28,34 @@ def test_normalized_gini_is_one_for_the_perfect_order_and_minus_one_reversed():
     assert normalized_gini(y, y + 1000) == pytest.approx(1.0)  # ranking only
 
 
+def test_ties_count_as_their_mean_whatever_the_row_order():
+    """Rows come sorted by customer id: a model with few distinct scores (the RFM heuristic)
+    had its Gini and top-10% share set by the ids' order (a constant: Gini +1 or -1)."""
+    y = np.array([100.0, 50, 0, 0, 0, 0, 0, 0, 0, 0])
+    flat = np.zeros(10)
+    for order in (np.arange(10), np.arange(10)[::-1]):
+        metrics = ltv_metrics(y[order], flat)
+        assert metrics["normalized_gini"] == pytest.approx(0.0)
+        assert metrics["top10_value_share"] == pytest.approx(0.1)  # one of ten, a mean one
+    # two scores: the top three tie; the top 10% (one customer) gets their mean
+    score = np.array([1.0, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    for first in ([0, 1, 2], [2, 1, 0]):
+        order = np.r_[first, np.arange(3, 10)]
+        assert ltv_metrics(y[order], score[order])["top10_value_share"] == pytest.approx(1 / 3)
+    churned = np.array([1, 0] * 50)
+    for order in (np.arange(100), np.arange(100)[::-1]):
+        assert churn_metrics(churned[order], np.full(100, 0.3))["lift_top10pct"] == 1.0
+
+
+def test_value_shares_of_no_value_are_nan_not_a_number_that_passes():
+    y = np.zeros(20)
+    metrics = ltv_metrics(y, np.arange(20.0))
+    assert np.isnan(metrics["normalized_gini"]) and np.isnan(metrics["top10_value_share"])
+    assert np.isnan(metrics["total_predicted_over_actual"])
+    refunds = np.r_[-50.0, np.zeros(19)]  # a share of a negative total ranked upside down
+    assert np.isnan(ltv_metrics(refunds, np.arange(20.0))["top10_value_share"])
+
+
 def test_churn_metrics_of_a_perfect_and_a_useless_score():
     y = np.array([0, 1] * 50)
     perfect = churn_metrics(y, y.astype(float))

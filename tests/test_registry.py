@@ -22,6 +22,18 @@ def test_first_model_is_promoted_only_if_it_passes_thresholds():
     assert not uncalibrated.promote and "expected_calibration_error" in uncalibrated.reason
 
 
+def test_a_metric_that_could_not_be_measured_fails_its_threshold():
+    """NaN compares false both ways: an LTV model of a snapshot without spend passed every
+    threshold and, without a baseline or champion, became champion."""
+    ltv = GateConfig(
+        compare="normalized_gini", baseline=None,
+        thresholds={"normalized_gini": Threshold(min=0.3), "spearman": Threshold(min=0.2)},
+    )  # fmt: skip
+    nan = decide_promotion({"normalized_gini": float("nan"), "spearman": 0.5}, None, ltv)
+    assert not nan.promote and "normalized_gini is nan (nothing the test" in nan.reason
+    assert decide_promotion({"normalized_gini": 0.5, "spearman": 0.5}, None, ltv).promote
+
+
 def test_a_new_model_must_strictly_beat_the_champion():
     champion = {"roc_auc": 0.80, "expected_calibration_error": 0.01}
     better = {"roc_auc": 0.81, "expected_calibration_error": 0.01}

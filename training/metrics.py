@@ -23,18 +23,28 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(gap.sum() / max(count.sum(), 1))
 
 
-def top_share(score: np.ndarray, share: float = 0.1) -> np.ndarray:
-    """Boolean mask of the top `share` of rows by score (ties broken by position)."""
-    n = max(1, round(len(score) * share))
-    order = np.argsort(-np.asarray(score), kind="stable")
-    mask = np.zeros(len(score), dtype=bool)
-    mask[order[:n]] = True
-    return mask
+def ranked(y: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """`y` in descending `score` order, each run of tied scores given its mean: the expectation
+    over the orders of the ties. Rows are stored by customer id, so breaking ties by position
+    would let the ids' order move the metrics of a model with few distinct scores (the RFM
+    heuristic's Gini by 0.014 over row orders on Online Retail II)."""
+    y, score = np.asarray(y, dtype="float64"), np.asarray(score, dtype="float64")
+    order = np.argsort(-score, kind="stable")
+    y, score = y[order], score[order]
+    if len(y) == 0:
+        return y
+    starts = np.flatnonzero(np.r_[True, score[1:] != score[:-1]])
+    sizes = np.diff(np.r_[starts, len(y)])
+    return np.repeat(np.add.reduceat(y, starts) / sizes, sizes)
+
+
+def top_count(n: int, share: float = 0.1) -> int:
+    return max(1, round(n * share))
 
 
 def churn_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     y, p = np.asarray(y, dtype="float64"), np.clip(np.asarray(p, dtype="float64"), 1e-7, 1 - 1e-7)
-    top = top_share(p)
+    n = top_count(len(y))
     return {
         "roc_auc": float(roc_auc_score(y, p)),
         "pr_auc": float(average_precision_score(y, p)),
@@ -43,47 +53,52 @@ def churn_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "expected_calibration_error": expected_calibration_error(y, p),
         # churn rate among the 10% most at risk over the base rate; it cannot pass the ceiling
         # min(10, 1 / base rate), which a high base rate keeps close to 1
-        "lift_top10pct": float(y[top].mean() / y.mean()),
-        "lift_top10pct_ceiling": float(min(1.0 / top.mean(), 1.0 / y.mean())),
+        "lift_top10pct": float(ranked(y, p)[:n].mean() / y.mean()),
+        "lift_top10pct_ceiling": float(min(len(y) / n, 1.0 / y.mean())),
     }
 
 
 def normalized_gini(y: np.ndarray, pred: np.ndarray) -> float:
     """Gini of the value captured when customers are sorted by prediction, over the Gini of the
-    perfect sort: 1 = perfect ranking, 0 = random."""
+    perfect sort: 1 = perfect ranking, 0 = random (so is a constant prediction). NaN when there
+    is nothing to sort: no value, or every customer's alike."""
 
     def gini(order_by: np.ndarray) -> float:
-        order = np.argsort(-order_by, kind="stable")
-        captured = np.cumsum(y[order]) / y.sum()
+        captured = np.cumsum(ranked(y, order_by)) / y.sum()
         return float(captured.sum() / len(y) - (len(y) + 1) / (2 * len(y)))
 
     y, pred = np.asarray(y, dtype="float64"), np.asarray(pred, dtype="float64")
-    return gini(pred) / gini(y)
+    if len(y) == 0 or y.sum() <= 0:
+        return float("nan")
+    best = gini(y)
+    return gini(pred) / best if best > 0 else float("nan")
 
 
 def ltv_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Shares of the actual total are NaN when it is not positive (no spend, or refunds over
+    purchases): a share of nothing, or of a negative total, ranks nothing."""
     y, pred = np.asarray(y, dtype="float64"), np.asarray(pred, dtype="float64")
     total = y.sum()
+    share = total if total > 0 else float("nan")
     return {
         "normalized_gini": normalized_gini(y, pred),
         "spearman": float(spearmanr(y, pred).statistic),
         "rmse": float(np.sqrt(np.mean((y - pred) ** 2))),
         "mae": float(mean_absolute_error(y, pred)),
-        "top10_value_share": float(y[top_share(pred)].sum() / total),
+        "top10_value_share": float(ranked(y, pred)[: top_count(len(y))].sum() / share),
         "total_predicted": float(pred.sum()),
         "total_actual": float(total),
-        "total_predicted_over_actual": float(pred.sum() / total),
+        "total_predicted_over_actual": float(pred.sum() / share),
     }
 
 
 def decile_table(y: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
-    """Customers in ten equal groups by prediction (1 = highest): predicted vs actual."""
+    """Customers in ten equal groups by prediction (1 = highest): predicted vs actual (ties
+    across a decile's edge share their actual value, as `ranked` says)."""
     y, pred = np.asarray(y, dtype="float64"), np.asarray(pred, dtype="float64")
-    order = np.argsort(-pred, kind="stable")
-    decile = np.empty(len(y), dtype="int64")
-    decile[order] = np.arange(len(y)) * 10 // len(y) + 1
+    decile = np.arange(len(y)) * 10 // len(y) + 1
     table = (
-        pd.DataFrame({"decile": decile, "predicted": pred, "actual": y})
+        pd.DataFrame({"decile": decile, "predicted": -np.sort(-pred), "actual": ranked(y, pred)})
         .groupby("decile")
         .agg(
             customers=("actual", "size"),

@@ -19,7 +19,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from crm_ltv.training.metrics import expected_calibration_error
+from crm_ltv.training.metrics import expected_calibration_error, ranked
 
 Scores = Mapping[str, np.ndarray]
 
@@ -75,8 +75,7 @@ def gains_plot(y: np.ndarray, scores: Scores, what: str) -> Figure:
     share = np.arange(1, len(y) + 1) / len(y)
     top = max(1, round(len(y) * 0.1)) - 1
     for name, s in scores.items():
-        order = np.argsort(-np.asarray(s), kind="stable")
-        above = 100 * (np.cumsum(y[order]) / y.sum() - share)
+        above = 100 * (np.cumsum(ranked(y, s)) / y.sum() - share)
         captured = above[top] + 100 * share[top]  # back from "over random" to the share itself
         ax.plot(share, above, label=f"{name} (top 10%: {captured:.1f}% of {what})")
     ax.axhline(0, color="k", ls="--", lw=0.8, label="random")

@@ -8,6 +8,7 @@ Nothing scoring needs rides in registry tags: tags are for people (metrics, the 
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ def threshold_failures(metrics: dict[str, float], gate: GateConfig) -> list[str]
         value = metrics.get(name)
         if value is None:
             failures.append(f"{name} not measured")
+        elif not math.isfinite(value):  # NaN passed both comparisons: nothing to rank, say
+            failures.append(f"{name} is {value} (nothing the test snapshot can measure it on)")
         elif bound.min is not None and value < bound.min:
             failures.append(f"{name} {value:.4f} < min {bound.min:g}")
         elif bound.max is not None and value > bound.max:
