@@ -732,7 +732,10 @@ def score(
 
         with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
             _warn_if_far(progress, cutoff, data.last, champions.horizon_days)
-            frames = features_on_cluster(data, cutoff, feature_config, champions.rfm_cuts)
+            frames = features_on_cluster(
+                data, cutoff, feature_config, champions.rfm_cuts,
+                known_labels=champions.known_labels,
+            )  # fmt: skip
             first = frames[:1]  # every partition has the same columns
             columns = data.client.gather(data.client.map(lambda f: list(f.columns), first))
             absent = absent_inputs(columns[0] if columns else (), champions)
@@ -758,6 +761,7 @@ def score(
         feature_config,
         inputs.customers_frame,
         champions.rfm_cuts,
+        champions.known_labels,  # as the service: a customer's features alike in both
     )
     if table.empty:
         raise DataError(f"no customer has a purchase up to {cutoff}; nothing to score")
@@ -1644,8 +1648,9 @@ def _simulated_history(
     champions = load_champions(_train_config(paths).registry, progress)
     progress(f"scoring the sample's customers at {cutoff:%Y-%m-%d}")
     table = build_features(
-        tx, cutoff, _feature_config(paths), inputs.customers_frame, champions.rfm_cuts
-    )
+        tx, cutoff, _feature_config(paths), inputs.customers_frame, champions.rfm_cuts,
+        champions.known_labels,
+    )  # fmt: skip
     sim = config.simulation
     if len(table) > sim.customers:
         rng = np.random.default_rng(sim.seed)

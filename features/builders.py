@@ -49,13 +49,16 @@ def build_features(
     config: FeatureConfig,
     customers: pd.DataFrame | None = None,
     rfm_cuts: RfmCuts | None = None,
+    known_labels: KnownLabels | None = None,
 ) -> pd.DataFrame:
     """Features per customer at `cutoff`, indexed by customer_id; inputs are not modified.
 
-    RFM scores use the quintiles of the customers at the cutoff, or fixed `rfm_cuts`.
+    RFM scores use the quintiles of the customers at the cutoff, or fixed `rfm_cuts`; the
+    category cap pools the customers' own rare labels, or those a model did not keep
+    (`known_labels`), so that a customer scored in a file gets the features the service gives.
     """
     arrays = TransactionArrays.from_frame(transactions)
-    return features_at(arrays, cutoff, config, customers, rfm_cuts)
+    return features_at(arrays, cutoff, config, customers, rfm_cuts, known_labels=known_labels)
 
 
 @dataclass(frozen=True)
@@ -387,12 +390,16 @@ def features_at(
     customers: pd.DataFrame | CustomerAttributes | None = None,
     rfm_cuts: RfmCuts | None = None,
     label_counts: LabelCounts | None = None,
+    known_labels: KnownLabels | None = None,
 ) -> pd.DataFrame:
     """Features at one cutoff from prepared arrays (build many cutoffs from one conversion).
 
     `label_counts` (see `population_label_counts`): the whole population's, when `arrays` hold
-    one partition of the customers, so that the category cap pools the same labels."""
-    return feature_columns(arrays, cutoff, config, customers, rfm_cuts, label_counts).frame()
+    one partition of the customers, so that the category cap pools the same labels;
+    `known_labels`: as `feature_columns`."""
+    return feature_columns(
+        arrays, cutoff, config, customers, rfm_cuts, label_counts, known_labels
+    ).frame()
 
 
 def population_label_counts(arrays: TransactionArrays, cutoff: str | pd.Timestamp) -> LabelCounts:
@@ -438,8 +445,8 @@ def feature_columns(
     known_labels: KnownLabels | None = None,
 ) -> FeatureColumns:
     """`label_counts`: the population's, where these customers are a partition of it;
-    `known_labels`: the labels a model's training kept (`kept_labels`), where they are a
-    request's few customers."""
+    `known_labels`: the labels a model's training kept (`kept_labels`), where the features are
+    to be scored by it (a request's few customers, or a file scored by `crm-ltv score`)."""
     if isinstance(customers, pd.DataFrame):
         customers = CustomerAttributes.from_frame(customers)
     h = _History.of(arrays, cutoff_seconds(cutoff))

@@ -30,7 +30,12 @@ from dask.utils import parse_timedelta
 from distributed import Client, Future, LocalCluster
 
 from crm_ltv.features.arrays import Codes, CustomerAttributes, TransactionArrays, as_cutoff
-from crm_ltv.features.builders import LabelCounts, features_at, population_label_counts
+from crm_ltv.features.builders import (
+    KnownLabels,
+    LabelCounts,
+    features_at,
+    population_label_counts,
+)
 from crm_ltv.features.builders import with_rfm_cuts as _with_rfm_cuts
 from crm_ltv.features.config import (
     ConfigError,
@@ -512,10 +517,11 @@ def _features(
     config: FeatureConfig,
     rfm_cuts: RfmCuts | None,
     counts: LabelCounts,
+    known: KnownLabels | None = None,
 ) -> pd.DataFrame:
     """One partition's features at `cutoff`; without `rfm_cuts`, scores against the
     partition's own quintiles, to be rescored against the population's."""
-    return features_at(arrays, cutoff, config, customers, rfm_cuts, counts)
+    return features_at(arrays, cutoff, config, customers, rfm_cuts, counts, known)
 
 
 def _conform(frame: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
@@ -567,17 +573,19 @@ def features_on_cluster(
     config: FeatureConfig,
     rfm_cuts: RfmCuts | None = None,
     progress: Progress = lambda _: None,
+    known_labels: KnownLabels | None = None,
 ) -> list[Future]:
     """`build_features` at `cutoff` on the cluster: a future of each partition's table. RFM
     scores against `rfm_cuts`, else against the quintile cut points of the whole population
-    at the cutoff, as the single-process path."""
+    at the cutoff; the category cap pools by the population's counts, or by `known_labels`,
+    as the single-process path."""
     cutoff = as_cutoff(cutoff)
-    counts = label_counts(data, cutoff)
+    counts = label_counts(data, cutoff) if known_labels is None else {}
     frames = conformed(
         data.client,
         data.map(
             _features, cutoff=cutoff, config=config, rfm_cuts=rfm_cuts,
-            counts=shared(data.client, counts),
+            counts=shared(data.client, counts), known=known_labels,
         ),
     )  # fmt: skip
     if rfm_cuts is None:

@@ -262,6 +262,32 @@ def test_a_requests_customers_pool_categories_as_the_population_did(feature_conf
         )
 
 
+def test_a_scored_file_pools_categories_as_the_model_kept_them(feature_config):
+    """`crm-ltv score` pooled by the scored file's own counts, the service by the model's kept
+    labels: a label common in the file but pooled in training was itself in one, "(other)" in
+    the other, and the same customer got two scores."""
+    from crm_ltv.features.builders import feature_columns
+
+    config = feature_config.model_copy(update={"max_categories": 2})
+    known = {"category": ("books", "toys", "(other)")}  # what training kept
+    rows = [(f"c{i}", "2024-05-01 10:00", 10.0, f"o{i}", "garden", "web") for i in range(5)]
+    rows += [("c9", "2024-05-01 10:00", 10.0, "o9", "books", "web")]
+    tx = frame(rows, COLUMNS)
+    own = build_features(tx, CUTOFF, config)
+    assert own.loc["c0", "favourite_category"] == "garden"  # the file's own cap keeps it
+    scored = build_features(tx, CUTOFF, config, known_labels=known)
+    assert scored["favourite_category"].astype(str).tolist() == ["(other)"] * 5 + ["books"]
+    arrays = TransactionArrays.from_frame(tx)
+    for i, customer in enumerate(scored.index):
+        alone = feature_columns(
+            arrays.take(arrays.customer.codes == i), CUTOFF, config, known_labels=known
+        )
+        assert (
+            str(alone.columns["favourite_category"][0])
+            == scored.loc[customer, "favourite_category"]
+        )
+
+
 def test_no_buyer_before_the_cutoff_gives_an_empty_table(tx, feature_config):
     out = build_features(tx, "2023-01-01", feature_config)
     assert out.empty
