@@ -45,6 +45,24 @@ def test_a_fit_s_level_is_the_expected_total_and_churn_rate(
     assert predicted["churn_probability"].mean() == pytest.approx(rate, abs=1e-6)
 
 
+def test_an_isotonic_calibration_is_left_and_its_level_says_so(small_split, small_trained):
+    """The level recorded a churn rate it never applied (a step function has no intercept)."""
+    from dataclasses import replace
+
+    from crm_ltv.training.models import Calibration
+    from crm_ltv.training.pipeline import set_level
+
+    steps = Calibration("isotonic", x=(-5.0, 0.0, 5.0), y=(0.1, 0.5, 0.9))
+    bundle = replace(small_trained.bundle, calibration=steps)
+    target = small_split.levels["evaluation"]
+    leveled = set_level(bundle, small_split.test, target, 0.5)
+    assert leveled.calibration == steps and leveled.level["churn_rate"] is None
+    X = small_split.test[small_split.feature_names]
+    before, after = bundle.predict(X), leveled.predict(X)
+    np.testing.assert_array_equal(before["churn_probability"], after["churn_probability"])
+    assert after["predicted_value"].sum() == pytest.approx(target.expected(0.5)[0], rel=1e-9)
+
+
 def test_each_training_window_boosts_from_its_own_level():
     base = np.log(np.array([1.0, 3.0, 2.0, 2.0]))
     cutoffs = pd.Series(pd.to_datetime(["2024-01-01", "2024-01-01", "2024-02-01", "2024-02-01"]))

@@ -270,9 +270,11 @@ def train_models(
         target = split.levels.get("evaluation")
         bundle = set_level(bundle, split.test, target, config.level.growth)
         if target is not None:
+            rate = bundle.level["churn_rate"]
+            rate_text = "not moved (isotonic)" if rate is None else f"{rate:.3f}"
             progress(
                 f"level of the test window: value x {bundle.ltv_scale:.3f}, churn rate "
-                f"{bundle.level['churn_rate']:.3f} ({target.describe(config.level.growth)})"
+                f"{rate_text} ({target.describe(config.level.growth)})"
             )
     return TrainedModels(churn, ltv, bundle, fit_baselines(split, config))
 
@@ -283,7 +285,8 @@ def set_level(
     """The bundle with its level set to `target` on the customers `rows` (those it will score):
     predicted value scaled so that it adds up to the expected spend; the (sigmoid) churn
     calibration's intercept moved so that the mean probability is the share of them expected
-    not to buy. The ranking does not change. None: the bundle as it is."""
+    not to buy (isotonic: left, and its churn_rate None). The ranking does not change. None:
+    the bundle as it is."""
     if target is None or rows.empty:
         return bundle
     value, buyers = target.expected(growth)
@@ -298,6 +301,8 @@ def set_level(
         logit = (raw if base is None else raw + base) * calibration.coef
         shift = brentq(lambda b: float(expit(logit + b).mean()) - churn_rate, -30.0, 30.0)
         calibration = Calibration("sigmoid", coef=calibration.coef, intercept=float(shift))
+    else:  # isotonic: a step function has no intercept to move; its probabilities stay
+        churn_rate = None
     level = {
         "cutoff": f"{target.cutoff:%Y-%m-%d %H:%M}",
         "method": target.method(growth),
