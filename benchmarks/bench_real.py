@@ -77,6 +77,7 @@ def _backtest(
     # Each origin its own home and registry: MLflow exports the first tracking URI it is given
     # as MLFLOW_TRACKING_URI, which the next home would otherwise take for the user's.
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as the CLI
     home = scratch / f"{origin:%Y-%m-%d}-h{horizon}"
     home.mkdir(parents=True)
     paths = Paths(home)

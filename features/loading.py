@@ -435,8 +435,15 @@ def id_of(text: str) -> str | None:
     return whole.group(1) if whole else text
 
 
+def label_of(text: str) -> str | None:
+    """One label (a category, a channel) as `_as_text` reads a column of them, None for none:
+    stripped, blank is none. The service reads its labels so, one by one."""
+    return text.strip() or None
+
+
 def _as_text(values: pd.Series) -> pd.Series:
-    """Text of each value, stripped; integral numbers from Parquet lose their '.0'."""
+    """Text of each value, stripped; integral numbers from Parquet lose their '.0'. `label_of`
+    reads one text label alike."""
     if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
         values = values.astype("Int64")
     text = values.astype("str").str.strip()

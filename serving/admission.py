@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection
 
+import anyio
 from anyio.lowlevel import checkpoint
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # An int, or a zero-argument callable returning one, called on the first request: BentoML builds
 # the middleware from options given at import time, before the config needs to be read.
 IntOption = int | Callable[[], int]
 SCORING_PATHS = ("/score",)
+# Seconds a call may take to send its body while holding a slot (a request of 1,000 customers is
+# about 1 MB: milliseconds on a network that can reach the service)
+BODY_GRACE_SECONDS = 1.0
 
 
 class ConcurrencyLimit:
@@ -40,7 +44,7 @@ class ConcurrencyLimit:
         self.in_flight = 0
         self._options = (limit, retry_after)
         self._limit: int | None = None
-        self._refusal: tuple[list[tuple[bytes, bytes]], bytes] = ([], b"")
+        self._refusal: tuple[dict[str, str], list[tuple[bytes, bytes]]] = ({}, [])
 
     @property
     def limit(self) -> int:
@@ -57,18 +61,15 @@ class ConcurrencyLimit:
             f"over capacity: this worker already has {limit} scoring calls in flight "
             f"(max_in_flight); retry after {retry_after} s"
         )
-        body = json.dumps({"error": message}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"retry-after", str(retry_after).encode()),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        self._refusal = (headers, body)
+        self._refusal = ({"error": message}, [(b"retry-after", str(retry_after).encode())])
         self._limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
+            return
+        if _form(scope):  # BentoML parses these as forms, and a malformed one is a 500 there
+            await _answer(send, 415, {"error": FORM_REFUSED}, [])
             return
         # One event loop per worker and no await between the check and the increment: no lock.
         if self.in_flight >= self.limit:
@@ -76,20 +77,74 @@ class ConcurrencyLimit:
             return
         self.in_flight += 1
         try:
+            # A call counts from its headers, so that calls arriving together are all counted;
+            # but one whose body is not all here within BODY_GRACE_SECONDS gives its slot back
+            # until it is: a few clients that sent headers and stalled held every slot, and the
+            # worker refused all scoring until the server's timeout closed them.
+            received: list[Message] = []
+            with anyio.move_on_after(BODY_GRACE_SECONDS):
+                await _read_body(receive, received)
+            if not _complete(received):
+                self.in_flight -= 1
+                await _read_body(receive, received)
+                if self.in_flight >= self.limit:
+                    self.in_flight += 1  # given back in `finally`
+                    await self._refuse(send)
+                    return
+                self.in_flight += 1
             # Scoring runs on the event loop without a pause, so a call would otherwise finish
             # before the next ready one is even counted (the queue sits in the loop's ready tasks,
             # in_flight never passes 1). One yield lets the calls that arrived together claim
             # their slots, or be refused, before any of them is served.
             await checkpoint()
-            await self.app(scope, receive, send)
+            await self.app(scope, _replay(received, receive), send)
         finally:
             self.in_flight -= 1
 
     async def _refuse(self, send: Send) -> None:
-        # The body is left unread: uvicorn discards it and keeps the connection usable.
-        headers, body = self._refusal
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await _answer(send, 503, *self._refusal)
+
+
+FORM_REFUSED = "POST /score takes a JSON body (content-type: application/json), not a form"
+_FORMS = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+
+
+def _form(scope: Scope) -> bool:
+    kind = dict(scope.get("headers") or ()).get(b"content-type", b"").lower().lstrip()
+    return kind.startswith(_FORMS)
+
+
+async def _answer(
+    send: Send, status: int, content: dict[str, str], headers: list[tuple[bytes, bytes]]
+) -> None:
+    body = json.dumps(content).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": head + headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, messages: list[Message]) -> None:
+    """Appends the request's messages to `messages` up to its body's last part (or a
+    disconnect); what it read stays there when it is cancelled."""
+    while not _complete(messages):
+        messages.append(await receive())
+
+
+def _complete(messages: list[Message]) -> bool:
+    if not messages:
+        return False
+    last = messages[-1]
+    return last["type"] != "http.request" or not last.get("more_body", False)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """`receive` that hands over the messages read ahead first, then the server's."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
 
 
 def _int(name: str, option: IntOption) -> int:

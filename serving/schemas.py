@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, NotRequired, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     FiniteFloat,
@@ -28,7 +29,7 @@ from typing_extensions import TypedDict  # pydantic refuses typing's before Pyth
 
 from crm_ltv.features.actions import misspelt_action
 from crm_ltv.features.contract import MAX_ABS_NUMBER, out_of_range_year
-from crm_ltv.features.loading import id_of
+from crm_ltv.features.loading import id_of, label_of
 
 MAX_PROBLEMS = 50  # listed in one 400 answer
 # Characters of an id or a label in a request, and of the X-Request-ID header: each is echoed
@@ -49,7 +50,11 @@ def naive_utc(moment: datetime) -> datetime:
         raise ValueError(problem)
     if moment.tzinfo is None:
         return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    problem = out_of_range_year(utc.year)  # 2199-12-31T23:30-05:00 is 2200 in UTC
+    if problem is not None:
+        raise ValueError(f"{problem} (in UTC: {utc:%Y-%m-%dT%H:%M})")
+    return utc
 
 
 def catalogue_action(name: str) -> str:
@@ -71,12 +76,30 @@ def customer_id_text(value: str) -> str:
     return text
 
 
-# Times: aware ones converted to UTC and made naive, naive ones taken as given (as the loader).
-Moment = Annotated[datetime, AfterValidator(naive_utc)]
+def moment_text(value: Any) -> Any:
+    """A time is ISO 8601 text: pydantic reads a number, or text of digits alone, as seconds
+    since 1970, so '20240101' (which the loader reads as 2024-01-01) was 1970-08-23 06:15."""
+    if isinstance(value, bool | int | float):
+        raise ValueError(f"{value!r}: give a date or date-time as ISO 8601 text, e.g. "
+                         "'2024-01-01' or '2024-01-01T10:00:00'")  # fmt: skip
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError(f"{value!r}: digits alone are not a date; give ISO 8601 text with its "
+                         "dashes, e.g. '2024-01-01' or '2024-01-01T10:00:00'")  # fmt: skip
+    return value
+
+
+# Times: ISO 8601 text; aware ones converted to UTC and made naive, naive ones taken as given
+# (as the loader).
+Moment = Annotated[datetime, BeforeValidator(moment_text), AfterValidator(naive_utc)]
 # Amounts and quantities: finite and within the contract's bound, as the loader reads them;
 # JSON numbers only (strict: true would be 1.0, "40" a number the caller sent as text).
 Number = Annotated[FiniteFloat, Strict(), Field(ge=-MAX_ABS_NUMBER, le=MAX_ABS_NUMBER)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
+# Read as the loader reads a file's: an order id as ids are ('13085.0' is '13085', 'NULL' none),
+# a category or channel stripped, blank none; else ' books ' and 'books' were two categories
+# here and one in `crm-ltv score`, and the same customer scored twice differently.
+OrderId = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(id_of)]
+Label = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(label_of)]
 # A feature row's value: a number (strict, as above), a category's text (at most MAX_TEXT
 # characters: CustomerIn.inconsistency, for errors without pydantic's type tags), or null.
 FeatureValue = StrictFloat | str | None
@@ -94,10 +117,10 @@ class Transaction(TypedDict):
 
     timestamp: Moment
     amount: Annotated[Number, Field(description="Negative = refund.")]
-    order_id: NotRequired[Text | None]
+    order_id: NotRequired[OrderId | None]
     quantity: NotRequired[Number | None]
-    category: NotRequired[Text | None]
-    channel: NotRequired[Text | None]
+    category: NotRequired[Label | None]
+    channel: NotRequired[Label | None]
 
 
 class Contact(_Strict):
@@ -128,7 +151,7 @@ class CustomerIn(_Strict):
         None, description="A row of the feature table (README: Features)."
     )
     signup_date: Moment | None = None
-    acquisition_channel: Text | None = None
+    acquisition_channel: Label | None = None
     contacts: list[Contact] = Field(
         default_factory=list, description="Actions already sent, for the contact cap."
     )

@@ -156,8 +156,12 @@ def checked_request_id(given: str | None) -> str:
     with every customer of the call, so a long one is refused rather than copied."""
     if not given:
         return uuid.uuid4().hex
+    problem = None
     if len(given) > MAX_REQUEST_ID:
         problem = f"{len(given):,} characters; at most {MAX_REQUEST_ID}"
+    elif not (given.isascii() and given.isprintable()):  # read as latin-1: 'é' came back 'Ã©'
+        problem = "printable ASCII characters only (the id is echoed and logged as sent)"
+    if problem is not None:
         raise request_error([(("X-Request-ID",), f"header X-Request-ID: {problem}")])
     return given
 

@@ -190,3 +190,63 @@ def test_the_shipped_config_sets_the_defaults_and_a_limit_below_1_is_rejected():
     for field in ("max_in_flight", "retry_after_seconds"):
         with pytest.raises(ValueError, match=field):
             ServingConfig(**{field: 0})
+
+
+async def test_a_call_whose_body_stalls_gives_its_slot_back_and_the_app_reads_its_body(
+    monkeypatch,
+):
+    """A client that sent headers and stalled its upload held a slot until the server's
+    timeout: a few such clients made the worker refuse all scoring for a minute."""
+    from crm_ltv.serving import admission
+
+    monkeypatch.setattr(admission, "BODY_GRACE_SECONDS", 0.2)
+    bodies: list[bytes] = []
+
+    async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+        parts = [await receive()]
+        while parts[-1].get("more_body"):
+            parts.append(await receive())
+        bodies.append(b"".join(p.get("body", b"") for p in parts))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    limit = ConcurrencyLimit(echo, limit=1)
+    scope = {"type": "http", "path": "/score", "method": "POST", "headers": []}
+    rest = anyio.Event()
+    sent: list[int] = []
+
+    async def stalling() -> dict:
+        if not sent:
+            sent.append(1)
+            return {"type": "http.request", "body": b'{"customers":', "more_body": True}
+        await rest.wait()
+        return {"type": "http.request", "body": b" []}", "more_body": False}
+
+    async def answered(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            sent.append(message["status"])
+
+    async with _client(limit) as client, anyio.create_task_group() as tasks:
+        tasks.start_soon(limit, scope, stalling, answered)
+        await _until(lambda: limit.in_flight == 1)
+        assert (await client.post("/score", content=b"{}")).status_code == 503  # in its grace
+        await _until(lambda: limit.in_flight == 0, seconds=2)  # given back
+        answer = await client.post("/score", content=b'{"customers": []}')
+        assert answer.status_code == 200 and bodies == [b'{"customers": []}']
+        rest.set()  # its body comes at last: admitted, and the app reads it whole
+    assert sent == [1, 200] and bodies[1] == b'{"customers": []}'
+    assert limit.in_flight == 0
+
+
+@pytest.mark.parametrize("kind", ["multipart/form-data; boundary=xyz",
+                                  "application/x-www-form-urlencoded"])  # fmt: skip
+async def test_a_form_body_is_a_415_naming_json_not_a_500(kind):
+    gate = Gate()
+    gate.release.set()
+    async with _client(ConcurrencyLimit(gate, limit=1)) as client:
+        answer = await client.post(
+            "/score", content=b"--xyz garbage", headers={"content-type": kind}
+        )
+        assert answer.status_code == 415 and "takes a JSON body" in answer.json()["error"]
+        assert gate.waiting == 0
+        assert (await client.post("/score", json=BODY)).status_code == 200

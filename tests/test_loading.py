@@ -651,3 +651,13 @@ def test_one_id_reads_as_a_column_of_ids_reads():
     assert [id_of(i) for i in ids] == expected
     column = id_text(pd.Series(ids, dtype=object))
     assert [None if pd.isna(v) else v for v in column] == expected
+
+
+def test_one_label_reads_as_a_column_of_labels_reads():
+    """The service reads a transaction's category and channel one by one (`label_of`)."""
+    from crm_ltv.features.loading import _as_text, label_of
+
+    labels = [" books ", "books", "", "   ", "NULL", "Home & Garden", "\tweb\n"]
+    column = _as_text(pd.Series(labels, dtype=object))
+    assert [label_of(v) for v in labels] == [None if pd.isna(v) else v for v in column]
+    assert label_of(" books ") == "books" and label_of("  ") is None

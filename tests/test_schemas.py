@@ -102,6 +102,16 @@ def _customer(**change: object) -> dict:
          "'recomendation' is not in the action catalogue; did you mean 'recommendation'?"),
         ({"contacts": [{"action": "Win-Back", "sent_at": "2025-06-01"}]},
          "contacts.0.action", "did you mean 'win_back'?"),
+        # read as seconds since 1970: '20240101' was 1970-08-23 06:15, and scored
+        ({"as_of": "20250630"}, "as_of", "'20250630': digits alone are not a date"),
+        ({"as_of": 1750000000}, "as_of", "1750000000: give a date or date-time as ISO 8601"),
+        ({"transactions": [{"timestamp": "1748736000.5", "amount": 5.0}]},
+         "transactions.0.timestamp", "digits alone are not a date"),
+        ({"contacts": [{"action": "win_back", "sent_at": 0}]}, "contacts.0.sent_at",
+         "0: give a date"),
+        # in the contract's years where written, not in UTC (the loader converts, then checks)
+        ({"as_of": "2199-12-31T23:30:00-05:00"}, "as_of",
+         "year 2200 is outside 1900..2199 (in UTC: 2200-01-01T04:30)"),
     ],
 )  # fmt: skip
 def test_values_outside_the_contract_are_named(change, where, words):
@@ -233,3 +243,18 @@ def test_ids_are_read_as_the_loader_reads_them():
         json.dumps({"customers": [_customer(customer_id=i) for i in ids]})
     )
     assert [c.customer_id for c in request.customers] == ["a", "a", "13085", "b.0", "NULLS", "7"]
+
+
+def test_labels_and_order_ids_read_as_the_loader_reads_a_file():
+    """' books ' and 'books' were two categories in a request and one in `crm-ltv score`, and
+    a blank category became a customer's favourite: the same customer, two scores."""
+    body = {"customers": [_customer(acquisition_channel=" ads ", transactions=[
+        {"timestamp": "2025-06-01", "amount": 5.0, "category": " books ", "channel": "  ",
+         "order_id": " 17.0 "},
+        {"timestamp": "2025-06-02", "amount": 5.0, "category": "", "order_id": "NULL"},
+    ])]}  # fmt: skip
+    customer = ScoreRequest.model_validate_json(json.dumps(body)).customers[0]
+    first, second = customer.transactions
+    assert (first["category"], first["channel"], first["order_id"]) == ("books", None, "17")
+    assert (second["category"], second["order_id"]) == (None, None)
+    assert customer.acquisition_channel == "ads"

@@ -379,6 +379,13 @@ def test_long_texts_are_refused_not_echoed(http):
     assert len(response.content) < 2_000
     response = http.post("/score", json=fine, headers={"X-Request-ID": "r" * 128})
     assert response.status_code == 200 and response.json()["request_id"] == "r" * 128
+    # UTF-8 read as latin-1 came back and was logged as 'hÃ©llo': no join on the caller's id
+    response = http.post("/score", json=fine, headers={"X-Request-ID": "héllo".encode()})
+    assert response.status_code == 400 and "printable ASCII characters only" in response.text
+    # a form went to BentoML's form parser, and a malformed one was a 500
+    form = {"content-type": "multipart/form-data; boundary=xyz"}
+    response = http.post("/score", content=json.dumps(fine), headers=form)
+    assert response.status_code == 415 and "takes a JSON body" in response.text
 
 
 def test_a_bad_request_is_one_line_in_the_server_log(server, http):
