@@ -417,7 +417,10 @@ def features(
     sep: SepOpt = None,
     max_reject_share: RejectShareOpt = None,
     as_of: Annotated[
-        str | None, typer.Option(help="Cutoff date/time (default: the last transaction).")
+        str | None,
+        typer.Option(
+            help="Cutoff, ISO 8601: 2025-06-01 or 2025-06-01T12:00 (default: the last transaction)."
+        ),
     ] = None,
     out: Annotated[
         Path | None,
@@ -480,13 +483,22 @@ _SUMMARY_COLUMNS = {"rfm_segment": "RFM segment", "lifecycle_stage": "Lifecycle 
 def _cutoff_option(value: str | None, option: str) -> pd.Timestamp | None:
     """A date option, its mistakes named by the option (an empty one, an unset shell variable,
     is a mistake, not the default)."""
+    import pandas as pd
+
     from crm_ltv.features.arrays import as_cutoff
     from crm_ltv.features.contract import DataError
 
     if value is None:
         return None
+    try:  # ISO 8601 only: pandas guessed 01/02/2025 month first and 13/02/2025 day first
+        pd.to_datetime(value.strip(), format="ISO8601")
+    except (ValueError, TypeError):
+        raise DataError(
+            f"{option}: {value!r} is not an ISO 8601 date or time (YYYY-MM-DD or "
+            "YYYY-MM-DDTHH:MM:SS)"
+        ) from None
     try:
-        return as_cutoff(value)
+        return as_cutoff(value.strip())
     except DataError as exc:
         raise DataError(f"{option}: {exc}") from None
 
@@ -678,7 +690,12 @@ def _train_on_dask(
 @app.command()
 @_user_errors
 def score(
-    as_of: Annotated[str, typer.Option(help="Score with history up to this date/time.")],
+    as_of: Annotated[
+        str,
+        typer.Option(
+            help="Score with history up to this date/time (ISO 8601: 2025-06-01, 2025-06-01T12:00)."
+        ),
+    ],
     out: Annotated[
         Path,
         typer.Option(help="Output file: .csv or .parquet (--engine dask: a folder of parts)."),

@@ -119,7 +119,7 @@ def test_bad_command_line_values_are_one_line_errors(home):
     )
     late = run(home, "features", "--as-of", "someday")
     assert late.returncode == 2 and "Traceback" not in late.stderr
-    assert "error: --as-of: cutoff 'someday' is not a date or timestamp" in late.stderr
+    assert "error: --as-of: 'someday' is not an ISO 8601 date or time" in late.stderr
 
 
 def test_bad_config_is_reported_with_its_file(home):

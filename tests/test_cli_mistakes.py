@@ -46,6 +46,9 @@ def home(tmp_path_factory) -> Path:
 MISTAKES = [
     (["features", "--as-of", "2300-01-01"], "cutoff '2300-01-01': year 2300 is outside 1900..2199"),
     (["features", "--as-of", ""], "cutoff '' is not a date or timestamp"),  # an unset variable
+    # pandas guessed: 01/02/2025 was 2 January, 13/02/2025 13 February
+    (["features", "--as-of", "01/02/2025"],
+     "--as-of: '01/02/2025' is not an ISO 8601 date or time (YYYY-MM-DD"),
     (["features", "--timestamp-format", "%Q-%m"], "'%Q-%m' is not a usable format"),
     (["train", "--horizon-days", "99999999999"], "less than or equal to 3650"),
     (["data", "--seed", "-1"], "seed: Input should be greater than or equal to 0"),
@@ -59,7 +62,7 @@ MISTAKES = [
     (["outcomes", "--decisions", "{home}/a_folder.csv"], "not a file"),
     (["outcomes", "--out", "{home}/o.parquet"], "give a .csv name"),
     (["cohorts", "--to", "1990-01-01"], "no purchase up to 1990-01-01"),
-    (["cohorts", "--from", "notadate"], "--from: cutoff 'notadate' is not a date"),
+    (["cohorts", "--from", "notadate"], "--from: 'notadate' is not an ISO 8601 date"),
     (["features", "--column", "bogus=x"],  # said once the files were read (Dask: cluster up)
      "transactions.columns names 'bogus', which the contract does not have"),
     (["cohorts", "--to", ""], "--to: cutoff '' is not a date"),  # was the default
