@@ -994,7 +994,8 @@ def _sync_store(progress: Progress) -> Paths:
         if any(s is None or not is_bundle(s) for s in stored.values()):
             raise RegistryError(
                 f"registry at {uri}: {problem}, and the BentoML model store has no model bundle "
-                "to serve: run `make train` (or `crm-ltv promote`) first"
+                "to serve: run `crm-ltv train` (`make train` in the checkout; or `crm-ltv "
+                "promote`) first"
             )
         progress(
             f"warning: registry at {uri}: {problem}; serving the models already in the BentoML "

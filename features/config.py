@@ -66,6 +66,11 @@ class SourceConfig(_Frozen):
             pd.to_datetime(pd.Series(["2024-01-31 10:00:00"]), format=value, errors="coerce")
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a usable format: {exc}") from None
+        if value not in ("ISO8601", "mixed") and "%" not in value:  # e.g. 'dd/mm/yyyy'
+            raise ValueError(
+                f"{value!r} has no strftime directive, so it matches no timestamp: write the "
+                "layout with % codes, e.g. '%d/%m/%Y' for 31/01/2024, '%d/%m/%Y %H:%M' with times"
+            )
         return value
 
     @field_validator("columns", "exclude", "exclude_prefix")

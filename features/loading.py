@@ -107,11 +107,23 @@ class LoadReport:
 
 
 def over_reject_limit(
-    what: str, rejected: int, checked: int, limit: float, reasons: dict[str, int], where: str
+    what: str,
+    rejected: int,
+    checked: int,
+    limit: float,
+    reasons: dict[str, int],
+    where: str,
+    timestamp_format: str | None = None,
 ) -> DataError:
-    """The error of a file (or a table of files) that rejects more than the limit allows."""
+    """The error of a file (or a table of files) that rejects more than the limit allows.
+    `timestamp_format`: the one the file was read with, when one file's."""
     hint = ""
-    if "unparsable timestamp" in reasons:  # the most common first mistake: another layout
+    if "unparsable timestamp" in reasons and timestamp_format not in (None, "ISO8601", "mixed"):
+        hint = (
+            f"; timestamps were read with the format {timestamp_format!r}: check it against the "
+            "file's (e.g. '%d/%m/%Y %H:%M' for 31/01/2024 10:00; the rejects file shows them)"
+        )
+    elif "unparsable timestamp" in reasons:  # the most common first mistake: another layout
         hint = (
             "; for timestamps in another layout than ISO 8601 (2024-01-31 10:00), give it with "
             "--timestamp-format (e.g. '%d/%m/%Y %H:%M') or timestamp_format in configs/data.yaml"
@@ -679,7 +691,7 @@ def load_table(
     if report.rejected and report.reject_share > validation.max_reject_share:
         raise over_reject_limit(
             str(path), report.rejected, report.rows_checked, validation.max_reject_share,
-            report.reasons, str(rejects_path),
+            report.reasons, str(rejects_path), source.timestamp_format,
         )  # fmt: skip
     frame = frame.loc[keep]
     for name, values in frame.items():  # categories seen only in rejected rows go

@@ -71,6 +71,11 @@ MISTAKES = [
      "--out {home}/anonymous.csv: is an input of this run"),  # it was overwritten
     (["features", "--transactions", "{home}/day_first.csv"],  # the common first mistake
      "give it with --timestamp-format (e.g. '%d/%m/%Y %H:%M')"),
+    # the hint above said to give the format the user had given, wrongly
+    (["features", "--transactions", "{home}/day_first.csv", "--timestamp-format", "%Y/%m/%d"],
+     "timestamps were read with the format '%Y/%m/%d': check it against the file's"),
+    (["features", "--timestamp-format", "dd/mm/yyyy"],  # every row rejected, after the load
+     "'dd/mm/yyyy' has no strftime directive, so it matches no timestamp"),
     (["plan-ab", "--baseline-rate", "0.1", "--lift", "1e-12"],  # was a statsmodels NaN
      "lift 1e-12: too small to plan a test for"),
 ]  # fmt: skip

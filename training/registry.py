@@ -344,7 +344,8 @@ def load_champions(
         if found is None:
             raise RegistryError(
                 f"model {names[kind]!r} has no versions in the registry at "
-                f"{mlflow.get_tracking_uri()}: run `make train` first"
+                f"{mlflow.get_tracking_uri()}: run `crm-ltv train` (`make train` in the "
+                "checkout) first"
             )
         if warning is not None:
             warn(warning)
