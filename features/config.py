@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -262,13 +262,16 @@ def override(config: ConfigT, where: str, **changes: object) -> ConfigT:
     return _validate(type(config), {**config.model_dump(), **changes}, where)
 
 
+def _problem(error: Any) -> str:
+    """One validation error: the field's dotted path (none for the config as a whole) and why."""
+    field = ".".join(str(p) for p in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{field}: {message}" if field else message
+
+
 def _validate(model: type[ConfigT], raw: object, where: str) -> ConfigT:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: "
-            + err["msg"].removeprefix("Value error, ")
-            for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(f"{where}: {problems}") from None
