@@ -32,6 +32,12 @@ def test_a_metric_that_could_not_be_measured_fails_its_threshold():
     nan = decide_promotion({"normalized_gini": float("nan"), "spearman": 0.5}, None, ltv)
     assert not nan.promote and "normalized_gini is nan (nothing the test" in nan.reason
     assert decide_promotion({"normalized_gini": 0.5, "spearman": 0.5}, None, ltv).promote
+    # thresholds pass but the baseline is not beaten: said so, not "every threshold passes"
+    beaten = decide_promotion({"normalized_gini": 0.5, "spearman": 0.5}, None,
+                              ltv.model_copy(update={"baseline": "bgnbd"}),
+                              baseline={"normalized_gini": 0.6})  # fmt: skip
+    assert not beaten.promote
+    assert beaten.reason.endswith("every threshold passes, but bgnbd is not beaten")
 
 
 def test_a_new_model_must_strictly_beat_the_champion():

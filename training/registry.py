@@ -101,10 +101,11 @@ def decide_promotion(
             f"{metric} {ours:.4f} {verdict} {label}'s {theirs:.4f} ({margin_text(ours, theirs)}"
             f"{short})"
         )
+    passes = "every threshold passes" + ("" if promote else f", but {gate.baseline} is not beaten")
     if champion is None and not uncompared:
-        notes.append("no champion yet" + (" and every threshold passes" if not failures else ""))
+        notes.append("no champion yet" + (f" and {passes}" if not failures else ""))
     elif champion is None and not failures:
-        notes.append("every threshold passes")
+        notes.append(passes)
     return Decision(promote, "; ".join(notes))
 
 
