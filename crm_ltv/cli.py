@@ -1353,6 +1353,10 @@ def cohorts(
     config = _experiments_config(paths).cohorts
     feature_config = _feature_config(paths)
     first, last = _cutoff_option(start, "--from"), _cutoff_option(end, "--to")  # before any work
+    if first is not None and last is not None and first >= last:
+        from crm_ltv.features.contract import DataError
+
+        raise DataError(f"--from {first:%Y-%m-%d %H:%M} is not before --to {last:%Y-%m-%d %H:%M}")
     progress = Progress()
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share

@@ -66,6 +66,8 @@ MISTAKES = [
     (["features", "--column", "bogus=x"],  # said once the files were read (Dask: cluster up)
      "transactions.columns names 'bogus', which the contract does not have"),
     (["cohorts", "--to", ""], "--to: cutoff '' is not a date"),  # was the default
+    (["cohorts", "--from", "2025-06-01", "--to", "2025-01-01"],  # said after the load
+     "--from 2025-06-01 00:00 is not before --to 2025-01-01 00:00"),
     (["features", "--out", "{home}/f.txt"], "--out {home}/f.txt: expected a .csv or .parquet"),
     (["features", "--transactions", "{home}/anonymous.csv", "--out", "{home}/anonymous.csv"],
      "--out {home}/anonymous.csv: is an input of this run"),  # it was overwritten
