@@ -1541,6 +1541,12 @@ def policy_eval(
     window = window_days or experiments.outcomes.response_window_days
     nba = load_config(NbaConfig, paths.config_file("nba"))
     progress = Progress()
+    logged = None
+    if decisions is not None:  # a bad log is said before the data and models are loaded
+        from crm_ltv.experiments.outcomes import read_decisions
+
+        progress(f"reading decisions from {decisions}")
+        logged = read_decisions(decisions, progress)
     inputs = _read_inputs(
         paths, progress, transactions, customers, None, None, None, max_reject_share
     )
@@ -1568,12 +1574,8 @@ def policy_eval(
         params |= {f"{kind}_version": v for kind, v in versions.items()}
         params |= job.simulation_params(config.simulation)
     else:
-        from crm_ltv.experiments.outcomes import read_decisions
-
-        progress(f"reading decisions from {decisions}")
-        history = job.logged_history(
-            read_decisions(decisions, progress), tx, arms, costs, window, decisions
-        )
+        assert logged is not None
+        history = job.logged_history(logged, tx, arms, costs, window, decisions)
         effects = _uplift_effects(uplift, history.contexts, inputs, paths, progress)
     progress(f"{history.source}; policies decided with serving.nba, estimating")
     rivals = functools.partial(
