@@ -104,8 +104,12 @@ def row_values(
 
 def support(history: LoggedHistory, policy: np.ndarray, candidates: np.ndarray) -> float:
     """Share of the policy's probability mass on arms the logging policy could send (the
-    `candidates` mask, n x arms): below 1, IPW cannot see part of what the policy does."""
-    return float((policy * candidates).sum() / policy.sum())
+    `candidates` mask, n x arms) where it could also have sent no_action, the baseline every
+    value is measured against: below 1, IPW cannot see part of what the policy does (with no
+    control at all it reported the whole revenue as the policy's)."""
+    none = len(history.arms) - 1
+    sent = (policy[:, :none] * candidates[:, :none]).sum(axis=1) * candidates[:, none]
+    return float((policy[:, none] + sent).sum() / policy.sum())
 
 
 def customer_codes(history: LoggedHistory) -> np.ndarray:

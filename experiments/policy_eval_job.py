@@ -223,12 +223,13 @@ def logged_history(
 
 
 def _candidates(frame: pd.DataFrame, arms: tuple[str, ...]) -> np.ndarray:
-    """What the service could have sent each customer: its policy's action and no_action
-    (the holdout), and where the line's exploration is on, every eligible action too
+    """What the service could have sent each customer: its policy's action; no_action where
+    the line's holdout share or exploration is on (a line of a service without either had no
+    control to compare with); and where exploration is on, every eligible action too
     (serving.holdout.candidates)."""
     exploring = frame["exploration"].astype(float).to_numpy() > 0
     out = np.zeros((len(frame), len(arms)), dtype=bool)
-    out[:, -1] = True
+    out[:, -1] = exploring | (frame["holdout_share"].astype(float).to_numpy() > 0)
     index = {a: i for i, a in enumerate(arms)}
     eligible = frame.get("eligible_actions")
     for i, (policy, sent) in enumerate(zip(frame["policy_action"], frame["action"], strict=True)):

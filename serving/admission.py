@@ -1,4 +1,5 @@
-"""Admission control for the scoring route: past a limit of calls in flight, 503 at once.
+"""Admission control for the scoring route: past a limit of calls in flight, 503 at once; a
+body over a size, 413; a form, 415.
 
 A worker scores one request at a time (the scoring runs on its event loop), so calls beyond a
 few in flight only wait in line. Without a limit, past capacity every call is still answered
@@ -29,7 +30,8 @@ class ConcurrencyLimit:
     """Counts the HTTP requests to `paths` in flight in this worker process and answers 503 with
     `Retry-After` (without calling the app) to one that would exceed `limit`. Every other path
     (probes, /metrics, the OpenAPI page) passes uncounted, so an overloaded worker still reports
-    itself alive and its metrics can be scraped. Each worker has its own instance and count."""
+    itself alive and its metrics can be scraped. Each worker has its own instance and count.
+    A body over `max_body_bytes` is refused with 413 before it is held in memory."""
 
     def __init__(
         self,
@@ -37,13 +39,15 @@ class ConcurrencyLimit:
         *,
         limit: IntOption,
         retry_after: IntOption = 1,
+        max_body_bytes: IntOption = 64 * 2**20,
         paths: Collection[str] = SCORING_PATHS,
     ) -> None:
         self.app = app
         self.paths = frozenset(paths)
         self.in_flight = 0
-        self._options = (limit, retry_after)
+        self._options = (limit, retry_after, max_body_bytes)
         self._limit: int | None = None
+        self.max_body_bytes = 0
         self._refusal: tuple[dict[str, str], list[tuple[bytes, bytes]]] = ({}, [])
 
     @property
@@ -57,6 +61,7 @@ class ConcurrencyLimit:
     def _resolve(self) -> None:
         limit = _int("limit", self._options[0])
         retry_after = _int("retry_after", self._options[1])
+        self.max_body_bytes = _int("max_body_bytes", self._options[2])
         message = (
             f"over capacity: this worker already has {limit} scoring calls in flight "
             f"(max_in_flight); retry after {retry_after} s"
@@ -71,8 +76,12 @@ class ConcurrencyLimit:
         if _form(scope):  # BentoML parses these as forms, and a malformed one is a 500 there
             await _answer(send, 415, {"error": FORM_REFUSED}, [])
             return
+        limit = self.limit  # the options, resolved on the first call
+        if _declared_size(scope) > self.max_body_bytes:  # before any of it is read
+            await self._too_large(send)
+            return
         # One event loop per worker and no await between the check and the increment: no lock.
-        if self.in_flight >= self.limit:
+        if self.in_flight >= limit:
             await self._refuse(send)
             return
         self.in_flight += 1
@@ -81,28 +90,35 @@ class ConcurrencyLimit:
             # but one whose body is not all here within BODY_GRACE_SECONDS gives its slot back
             # until it is: a few clients that sent headers and stalled held every slot, and the
             # worker refused all scoring until the server's timeout closed them.
-            received: list[Message] = []
+            body = _Body(self.max_body_bytes)
             with anyio.move_on_after(BODY_GRACE_SECONDS):
-                await _read_body(receive, received)
-            if not _complete(received):
+                await body.read(receive)
+            if not body.done:
                 self.in_flight -= 1
-                await _read_body(receive, received)
-                if self.in_flight >= self.limit:
-                    self.in_flight += 1  # given back in `finally`
+                await body.read(receive)
+                self.in_flight += 1  # given back in `finally`
+                if self.in_flight > limit and not body.too_large:
                     await self._refuse(send)
                     return
-                self.in_flight += 1
+            if body.too_large:  # a body longer than its declared length, or of none declared
+                await self._too_large(send)
+                return
             # Scoring runs on the event loop without a pause, so a call would otherwise finish
             # before the next ready one is even counted (the queue sits in the loop's ready tasks,
             # in_flight never passes 1). One yield lets the calls that arrived together claim
             # their slots, or be refused, before any of them is served.
             await checkpoint()
-            await self.app(scope, _replay(received, receive), send)
+            await self.app(scope, _replay(body.messages, receive), send)
         finally:
             self.in_flight -= 1
 
     async def _refuse(self, send: Send) -> None:
         await _answer(send, 503, *self._refusal)
+
+    async def _too_large(self, send: Send) -> None:
+        size = f"{self.max_body_bytes / 2**20:g} MB"
+        message = f"request body over {size} (max_request_mb): send fewer customers per call"
+        await _answer(send, 413, {"error": message}, [])
 
 
 FORM_REFUSED = "POST /score takes a JSON body (content-type: application/json), not a form"
@@ -114,6 +130,11 @@ def _form(scope: Scope) -> bool:
     return kind.startswith(_FORMS)
 
 
+def _declared_size(scope: Scope) -> int:
+    length = dict(scope.get("headers") or ()).get(b"content-length", b"0")
+    return int(length) if length.isdigit() else 0
+
+
 async def _answer(
     send: Send, status: int, content: dict[str, str], headers: list[tuple[bytes, bytes]]
 ) -> None:
@@ -123,18 +144,34 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive, messages: list[Message]) -> None:
-    """Appends the request's messages to `messages` up to its body's last part (or a
-    disconnect); what it read stays there when it is cancelled."""
-    while not _complete(messages):
-        messages.append(await receive())
+class _Body:
+    """A request's messages read ahead: up to its body's last part, a disconnect, or past `cap`
+    bytes (then no more is read: a body over it is refused, not held in memory)."""
 
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.messages: list[Message] = []
+        self.size = 0
 
-def _complete(messages: list[Message]) -> bool:
-    if not messages:
-        return False
-    last = messages[-1]
-    return last["type"] != "http.request" or not last.get("more_body", False)
+    @property
+    def too_large(self) -> bool:
+        return self.size > self.cap
+
+    @property
+    def done(self) -> bool:
+        if self.too_large:
+            return True
+        if not self.messages:
+            return False
+        last = self.messages[-1]
+        return last["type"] != "http.request" or not last.get("more_body", False)
+
+    async def read(self, receive: Receive) -> None:
+        """What it read stays read when it is cancelled."""
+        while not self.done:
+            message = await receive()
+            self.messages.append(message)
+            self.size += len(message.get("body", b""))
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

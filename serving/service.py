@@ -257,4 +257,5 @@ CrmLtv.add_asgi_middleware(
     ConcurrencyLimit,
     limit=lambda: settings().max_in_flight,
     retry_after=lambda: settings().retry_after_seconds,
+    max_body_bytes=lambda: settings().max_request_mb * 2**20,
 )

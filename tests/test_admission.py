@@ -250,3 +250,21 @@ async def test_a_form_body_is_a_415_naming_json_not_a_500(kind):
         assert answer.status_code == 415 and "takes a JSON body" in answer.json()["error"]
         assert gate.waiting == 0
         assert (await client.post("/score", json=BODY)).status_code == 200
+
+
+async def test_a_body_over_the_cap_is_a_413_before_it_is_held():
+    gate = Gate()
+    gate.release.set()
+    limit = ConcurrencyLimit(gate, limit=2, max_body_bytes=1000)
+    async with _client(limit) as client:
+        declared = await client.post("/score", content=b"x" * 1001)  # its content-length
+        assert declared.status_code == 413, declared.text
+        assert "request body over 0.000953674 MB (max_request_mb)" in declared.json()["error"]
+
+        async def chunks():  # no length declared: counted as it comes
+            for _ in range(5):
+                yield b"y" * 400
+
+        assert (await client.post("/score", content=chunks())).status_code == 413
+        assert (await client.post("/score", content=b"z" * 1000)).status_code == 200
+    assert limit.in_flight == 0 and gate.waiting == 0

@@ -311,6 +311,15 @@ def test_a_decision_log_gives_customers_candidates_and_left_out_counts(tmp_path,
     allowed = [{arms[j] for j in np.flatnonzero(row)} for row in history.candidates]
     assert allowed == [{"win_back", "thank_you", NO_ACTION}, {"win_back", NO_ACTION},
                        {"win_back", NO_ACTION}]  # fmt: skip
+    # a service without holdout and exploration: no control to compare with, so no_action
+    # is not a candidate and a policy's value over it has no support (it was the revenue)
+    log.write_text(json.dumps({**lines[3], "holdout_share": 0.0}) + "\n")
+    bare = logged_history(read_decisions(log), tx, arms, costs, 30, log)
+    assert [arms[j] for j in np.flatnonzero(bare.candidates[0])] == ["win_back"]
+    send = np.zeros((1, len(arms)))
+    send[0, arms.index("win_back")] = 1.0
+    table = pe.estimate_policies(bare.logged, {"send": send}, 20, 0.05, 0, bare.candidates, 1)
+    assert table.loc[0, "support"] == 0.0
     log.write_text(json.dumps({**lines[3], "policy_action": "sms_blast", "holdout": True,
                                "action": NO_ACTION}) + "\n")  # fmt: skip
     with pytest.raises(DataError, match="line 1: policy_action 'sms_blast' is not an arm"):
