@@ -76,7 +76,10 @@ class Outcomes:
 
 
 def campaign_outcomes(campaigns: pd.DataFrame) -> Outcomes:
-    """Each contact's outcome: `converted`, else revenue > 0 (the contract allows either)."""
+    """Each contact's outcome: `converted`, else revenue > 0 (the contract allows either). A
+    contact that did not convert and has no revenue spent nothing: many exports leave the
+    non-buyers' revenue blank, and left out, revenue per customer became revenue per converter
+    (a +9 per customer effect read as -10). Only a conversion without revenue stays unknown."""
     has_converted, has_revenue = "converted" in campaigns, "revenue" in campaigns
     if not has_converted and not has_revenue:
         raise DataError(
@@ -93,6 +96,8 @@ def campaign_outcomes(campaigns: pd.DataFrame) -> Outcomes:
     known = converted.notna().to_numpy()
     frame = campaigns.loc[known].assign(converted=converted[known].astype(bool))
     frame["revenue"] = revenue[known] if revenue is not None else np.nan
+    if revenue is not None:
+        frame.loc[~frame["converted"] & frame["revenue"].isna(), "revenue"] = 0.0
     without_revenue = int(frame["revenue"].isna().sum()) if has_revenue else 0
     return Outcomes(frame.reset_index(drop=True), int((~known).sum()), has_revenue, without_revenue)
 

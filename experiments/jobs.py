@@ -99,7 +99,7 @@ def run_ab(
         f"({sent.min():%Y-%m-%d} to {sent.max():%Y-%m-%d}; {outcomes.without_outcome:,} "
         f"without one left out"
         + (
-            f", {outcomes.without_revenue:,} without a revenue left out of revenue means"
+            f", {outcomes.without_revenue:,} converted without a revenue left out of revenue means"
             if outcomes.without_revenue
             else ""
         )

@@ -58,7 +58,8 @@ def uplift_contacts(
     """`features` is aligned with `campaigns` (segments.features_at_send). Contacts without an
     outcome, or of a customer with no purchase before the send (the service gives those the
     cold-start action, not a model's), are left out and counted. Revenue stays missing where
-    the file has none for a contact; a file without revenue gives zeros (value effects 0)."""
+    the file has none for a contact that converted (none without a conversion is 0); a file
+    without revenue gives zeros (value effects 0)."""
     keep = campaigns.assign(_row=np.arange(len(campaigns)))
     outcomes = campaign_outcomes(keep)
     frame = outcomes.frame

@@ -216,6 +216,28 @@ def test_outcome_from_revenue_when_the_flag_is_missing_and_rows_without_one_coun
         campaign_outcomes(frame.drop(columns=["converted", "revenue"]))
 
 
+def test_a_blank_revenue_of_a_contact_that_did_not_convert_is_zero():
+    """Exports leave the non-buyers' revenue blank: left out, revenue per customer became
+    revenue per converter, and a +9 per customer effect was read as -10."""
+    n = 100
+    treated = np.arange(n) < 50
+    converted = np.r_[np.arange(50) < 15, np.arange(50) < 5]  # 30% vs 10%
+    frame = pd.DataFrame(
+        {
+            "action": "win_back",
+            "group": np.where(treated, "treatment", "control"),
+            "converted": converted,
+            "revenue": np.where(converted, np.where(treated, 50.0, 60.0), np.nan),
+            "sent_at": pd.Timestamp("2024-01-01"),
+        }
+    )
+    outcomes = campaign_outcomes(frame)
+    assert outcomes.without_revenue == 0
+    row = ab_table(outcomes, AbConfig()).iloc[0]
+    assert row["revenue_treatment"] == pytest.approx(15.0)
+    assert row["revenue_control"] == pytest.approx(6.0)
+
+
 def test_a_campaign_of_one_group_says_so_beside_its_sample_ratio_mismatch():
     """An SRM alarm alone read as broken logging; with one group it is a campaign without
     controls (an audit's reading), and both are said."""
