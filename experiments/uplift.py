@@ -12,8 +12,9 @@ y_t(k), y_c(k) their outcomes summed; N contacts):
 - Uplift curve U(k) = (y_t(k) / n_t(k) - y_c(k) / n_c(k)) k / N, AUUC its mean over k; a random
   ranking's AUUC is U(N) times the mean share, and `auuc_margin` = AUUC minus that.
 A group with no contact yet among the first k counts as rate 0. Contacts with the same
-predicted effect are one step: the curves run straight across it (the expected curve over
-random orders of the tie), so a constant prediction scores exactly as random.
+predicted effect are one step: the curves run straight across it (as the random line does;
+for Q(k), whose n_c(k) scaling is not linear in the order, close to but not exactly the
+expectation over random orders of the tie), so a constant prediction scores exactly as random.
 """
 
 from __future__ import annotations
