@@ -21,6 +21,8 @@ from pydantic import (
     Strict,
     StrictFloat,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     model_validator,
     with_config,
 )
@@ -100,9 +102,21 @@ Text = Annotated[str, Field(max_length=MAX_TEXT)]
 # here and one in `crm-ltv score`, and the same customer scored twice differently.
 OrderId = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(id_of)]
 Label = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(label_of)]
+
+
 # A feature row's value: a number (strict, as above), a category's text (at most MAX_TEXT
 # characters: CustomerIn.inconsistency, for errors without pydantic's type tags), or null.
-FeatureValue = StrictFloat | str | None
+def one_feature_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """One error for a value that is none of the union's types (true, a list), not one per
+    type tagged with pydantic's names for them."""
+    try:
+        return handler(value)
+    except ValidationError:
+        kind = "a boolean" if isinstance(value, bool) else type(value).__name__
+        raise ValueError(f"{kind}: give a number, a category's text or null") from None
+
+
+FeatureValue = Annotated[StrictFloat | str | None, WrapValidator(one_feature_error)]
 
 
 class _Strict(BaseModel):

@@ -59,7 +59,10 @@ def test_own_file_with_mapped_columns_and_cutoff(home):
         (("features", "--column", "customer_id"), "expected CONTRACT_NAME=SOURCE_COLUMN"),
         (("features", "--transactions", "bad.csv"), "rejected, above the limit"),
         # a bad cutoff is said before the file is read
-        (("features", "--transactions", "bad.csv", "--as-of", "soon"), "'soon' is not an ISO 8601 date"),
+        (
+            ("features", "--transactions", "bad.csv", "--as-of", "soon"),
+            "'soon' is not an ISO 8601 date",
+        ),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(home, args, message):

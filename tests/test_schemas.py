@@ -204,7 +204,10 @@ def test_a_feature_row_without_as_of_refuses_a_contact_in_the_future():
         ({"transactions": [{"timestamp": "2025-06-01", "amount": 5, "quantity": False}]},
          "transactions.0.quantity", "Input should be a valid number"),
         ({"transactions": None, "as_of": None, "features": {"recency_days": True}},
-         "features.recency_days.float", "Input should be a valid number"),
+         "features.recency_days", "a boolean: give a number, a category's text or null"),
+        # one error, not one per type of the union tagged with pydantic's names (.float, .str)
+        ({"transactions": None, "as_of": None, "features": {"frequency": [1]}},
+         "features.frequency", "list: give a number, a category's text or null"),
         # what the loader reads as no customer id
         ({"customer_id": "  "}, "customer_id", "'  ' is blank or a marker of no value"),
         ({"customer_id": " N/A "}, "customer_id", "' N/A ' is blank or a marker of no value"),

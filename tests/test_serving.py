@@ -306,7 +306,7 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
          ["customer 'c-ok'", "transactions.0.amount", "valid number"]),
         ("a boolean feature value (was 1.0)",
          {"customers": [{"customer_id": "c-t", "features": {"recency_days": True}}]},
-         ["customer 'c-t'", "features.recency_days", "valid number"]),
+         ["customer 'c-t'", "features.recency_days", "a boolean: give a number"]),
         ("an order id over 256 characters", customer(transactions=[{**tx, "order_id": "o" * 257}]),
          ["customer 'c-ok'", "transactions.0.order_id", "at most 256 characters"]),
         ("unknown top-level field", {"customers": [tx_ok], "customer": []},
