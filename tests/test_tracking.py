@@ -85,3 +85,24 @@ def test_tables_and_metrics_keep_a_tiny_p_value_rather_than_rounding_it_to_0():
     assert readable(4.2817e-21) == 4.28e-21 and readable(0.00012) == 0.0001
     assert readable(0.8631661) == 0.8632 and readable(-0.00003) == -3e-05
     assert math.isnan(readable(float("nan")))
+
+
+def test_commands_started_together_in_a_new_home_share_one_store(tmp_path):
+    """Two trains started at once in a new home both created MLflow's tables: one failed with
+    `table _alembic_tmp_experiments already exists` (and two creating one experiment would)."""
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from crm_ltv.features.paths import Paths; "
+        "from crm_ltv.training.tracking import setup_tracking; "
+        "print(setup_tracking(Paths(Path(sys.argv[1])), 'crm-ltv'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    started = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]  # fmt: skip
+    done = [p.communicate(timeout=300) for p in started]
+    assert [p.returncode for p in started] == [0, 0, 0], [err[-2000:] for _, err in done]
+    assert len({out.strip() for out, _ in done}) == 1  # one experiment, the same id for all

@@ -29,6 +29,26 @@ def tracking_uri(paths: Paths) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.root / 'mlflow.db'}"
 
 
+@contextlib.contextmanager
+def first_open(uri: str) -> Iterator[None]:
+    """One process at a time opens a local SQLite store and creates an experiment: two
+    commands started together in a new home both created MLflow's tables, and one failed
+    (`table _alembic_tmp_experiments already exists`), as would two creating one experiment."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 # MLflow 3 opens an experiment on its GenAI traces page unless told it holds model training.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 UI_QUERY = "?workflowType=machine_learning"  # the UI's model-training mode (registry in sidebar)
@@ -42,13 +62,14 @@ def setup_tracking(paths: Paths, experiment: str, description: str | None = None
     uri = tracking_uri(paths)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is None:
-        experiment_id = mlflow.create_experiment(
-            experiment, artifact_location=paths.artifacts_dir.as_uri()
-        )
-    else:
-        experiment_id = found.experiment_id
+    with first_open(uri):
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is None:
+            experiment_id = mlflow.create_experiment(
+                experiment, artifact_location=paths.artifacts_dir.as_uri()
+            )
+        else:
+            experiment_id = found.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     tags = EXPERIMENT_KIND | ({NOTE: description} if description else {})
     mlflow.set_experiment_tags(tags)
