@@ -39,12 +39,13 @@ class ConcurrencyLimit:
         *,
         limit: IntOption,
         retry_after: IntOption = 1,
-        max_body_bytes: IntOption = 64 * 2**20,
+        max_body_bytes: IntOption = 32 * 2**20,
         paths: Collection[str] = SCORING_PATHS,
     ) -> None:
         self.app = app
         self.paths = frozenset(paths)
         self.in_flight = 0
+        self.uploading = 0  # calls past their grace, reading their body without a slot
         self._options = (limit, retry_after, max_body_bytes)
         self._limit: int | None = None
         self.max_body_bytes = 0
@@ -85,21 +86,34 @@ class ConcurrencyLimit:
             await self._refuse(send)
             return
         self.in_flight += 1
+        held = True
         try:
             # A call counts from its headers, so that calls arriving together are all counted;
             # but one whose body is not all here within BODY_GRACE_SECONDS gives its slot back
             # until it is: a few clients that sent headers and stalled held every slot, and the
-            # worker refused all scoring until the server's timeout closed them.
+            # worker refused all scoring until the server's timeout closed them. The calls so
+            # waiting are bounded by the limit too (each may hold a body of up to the cap).
             body = _Body(self.max_body_bytes)
             with anyio.move_on_after(BODY_GRACE_SECONDS):
                 await body.read(receive)
             if not body.done:
                 self.in_flight -= 1
-                await body.read(receive)
-                self.in_flight += 1  # given back in `finally`
-                if self.in_flight > limit and not body.too_large:
+                held = False
+                if self.uploading >= limit:
                     await self._refuse(send)
                     return
+                self.uploading += 1
+                try:
+                    await body.read(receive)
+                finally:
+                    self.uploading -= 1
+                if not body.too_large and not body.disconnected and self.in_flight >= limit:
+                    await self._refuse(send)
+                    return
+                self.in_flight += 1
+                held = True
+            if body.disconnected:  # nobody to answer
+                return
             if body.too_large:  # a body longer than its declared length, or of none declared
                 await self._too_large(send)
                 return
@@ -110,7 +124,8 @@ class ConcurrencyLimit:
             await checkpoint()
             await self.app(scope, _replay(body.messages, receive), send)
         finally:
-            self.in_flight -= 1
+            if held:  # not when cancelled while uploading without a slot
+                self.in_flight -= 1
 
     async def _refuse(self, send: Send) -> None:
         await _answer(send, 503, *self._refusal)
@@ -156,6 +171,10 @@ class _Body:
     @property
     def too_large(self) -> bool:
         return self.size > self.cap
+
+    @property
+    def disconnected(self) -> bool:
+        return bool(self.messages) and self.messages[-1]["type"] == "http.disconnect"
 
     @property
     def done(self) -> bool:

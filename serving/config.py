@@ -58,7 +58,7 @@ class ServingConfig(_Frozen):
     # /score calls in flight per worker before more get 503 + Retry-After (serving.admission)
     max_in_flight: int = Field(4, ge=1)
     retry_after_seconds: int = Field(1, ge=1)  # the Retry-After of those 503s
-    max_request_mb: int = Field(64, ge=1)  # a larger body gets 413 before it is held in memory
+    max_request_mb: int = Field(32, ge=1)  # a larger body gets 413 before it is held in memory
     holdout: HoldoutConfig = Field(default_factory=HoldoutConfig)
 
     @field_validator("decision_log")

@@ -268,3 +268,46 @@ async def test_a_body_over_the_cap_is_a_413_before_it_is_held():
         assert (await client.post("/score", content=chunks())).status_code == 413
         assert (await client.post("/score", content=b"z" * 1000)).status_code == 200
     assert limit.in_flight == 0 and gate.waiting == 0
+
+
+async def test_slow_uploads_are_bounded_and_a_cancelled_one_leaves_the_count_right(monkeypatch):
+    """A call cancelled while it read its body without a slot (BentoML's timeout does that)
+    gave back a slot it did not hold: the count went below 0 and the limit grew for good."""
+    from crm_ltv.serving import admission
+
+    monkeypatch.setattr(admission, "BODY_GRACE_SECONDS", 0.05)
+    gate = Gate()
+    gate.release.set()
+    limit = ConcurrencyLimit(gate, limit=1)
+    scope = {"type": "http", "path": "/score", "method": "POST", "headers": []}
+    statuses: list[int] = []
+
+    async def stalling() -> dict:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def answered(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(limit, scope, stalling, answered)
+        await _until(lambda: limit.uploading == 1)
+        assert limit.in_flight == 0
+        await limit(scope, stalling, answered)  # a second slow one: past the bound, 503
+        assert statuses == [503]
+        tasks.cancel_scope.cancel()  # the first, cancelled while uploading
+    assert (limit.in_flight, limit.uploading) == (0, 0)
+    async with _client(limit) as client:
+        replies = []
+        async with anyio.create_task_group() as tasks:
+
+            async def call() -> None:
+                replies.append((await client.post("/score", json=BODY)).status_code)
+
+            gate.release = anyio.Event()
+            tasks.start_soon(call)
+            tasks.start_soon(call)
+            await _until(lambda: len(replies) == 1)
+            gate.release.set()
+    assert sorted(replies) == [200, 503]  # the limit is still 1
