@@ -21,8 +21,6 @@ from pydantic import (
     Strict,
     StrictFloat,
     ValidationError,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
     model_validator,
     with_config,
 )
@@ -79,15 +77,13 @@ def customer_id_text(value: str) -> str:
 
 
 def moment_text(value: Any) -> Any:
-    """A time is ISO 8601 text: pydantic reads a number, or text of digits alone, as seconds
-    since 1970, so '20240101' (which the loader reads as 2024-01-01) was 1970-08-23 06:15."""
-    if isinstance(value, bool | int | float):
-        raise ValueError(f"{value!r}: give a date or date-time as ISO 8601 text, e.g. "
-                         "'2024-01-01' or '2024-01-01T10:00:00'")  # fmt: skip
-    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
-        raise ValueError(f"{value!r}: digits alone are not a date; give ISO 8601 text with its "
-                         "dashes, e.g. '2024-01-01' or '2024-01-01T10:00:00'")  # fmt: skip
-    return value
+    """A time is ISO 8601 text with its dashes (2024-01-01, 2024-01-01T10:00:00): pydantic
+    reads a number, or text of digits (1700000000, 20240101, 1.5e9), as seconds since 1970,
+    so '20240101' (2024-01-01 to the loader) was 1970-08-23 06:15. Datetimes pass (Python)."""
+    if isinstance(value, datetime) or (isinstance(value, str) and value.lstrip()[4:5] == "-"):
+        return value
+    raise ValueError(f"{value!r}: give a date or date-time as ISO 8601 text, e.g. "
+                     "'2024-01-01' or '2024-01-01T10:00:00'")  # fmt: skip
 
 
 # Times: ISO 8601 text; aware ones converted to UTC and made naive, naive ones taken as given
@@ -106,17 +102,7 @@ Label = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(label_of)]
 
 # A feature row's value: a number (strict, as above), a category's text (at most MAX_TEXT
 # characters: CustomerIn.inconsistency, for errors without pydantic's type tags), or null.
-def one_feature_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    """One error for a value that is none of the union's types (true, a list), not one per
-    type tagged with pydantic's names for them."""
-    try:
-        return handler(value)
-    except ValidationError:
-        kind = "a boolean" if isinstance(value, bool) else type(value).__name__
-        raise ValueError(f"{kind}: give a number, a category's text or null") from None
-
-
-FeatureValue = Annotated[StrictFloat | str | None, WrapValidator(one_feature_error)]
+FeatureValue = StrictFloat | str | None  # its errors made one (`_feature_value_error`)
 
 
 class _Strict(BaseModel):
@@ -264,8 +250,15 @@ def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> Val
     if not isinstance(given, list):
         given = []
     problems: list[tuple[tuple[str | int, ...], str]] = []
+    said: set[tuple[str | int, ...]] = set()
     for error in errors:
         loc, message = error["loc"], error["msg"].removeprefix("Value error, ")
+        if len(loc) == 5 and loc[2] == "features" and loc[4] in ("float", "str"):
+            # a feature value of no allowed type: one error, not one per union member
+            if loc[:4] in said:
+                continue
+            said.add(loc[:4])
+            loc, message = loc[:4], _feature_value_error(error.get("input"))
         i = _customer_index(loc)
         if i is None:
             problems.append((loc, message))
@@ -275,6 +268,11 @@ def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> Val
         where = [customer_label(who), ".".join(_cut(str(part)) for part in loc[2:])]
         problems.append((loc[:2], ": ".join([*filter(None, where), message])))
     return request_error(problems)
+
+
+def _feature_value_error(value: Any) -> str:
+    kind = "a boolean" if isinstance(value, bool) else type(value).__name__
+    return f"{kind}: give a number, a category's text or null"
 
 
 def request_error(problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:

@@ -103,10 +103,11 @@ def _customer(**change: object) -> dict:
         ({"contacts": [{"action": "Win-Back", "sent_at": "2025-06-01"}]},
          "contacts.0.action", "did you mean 'win_back'?"),
         # read as seconds since 1970: '20240101' was 1970-08-23 06:15, and scored
-        ({"as_of": "20250630"}, "as_of", "'20250630': digits alone are not a date"),
+        ({"as_of": "20250630"}, "as_of", "'20250630': give a date or date-time as ISO 8601"),
+        ({"as_of": "1.5e9"}, "as_of", "'1.5e9': give a date"),
         ({"as_of": 1750000000}, "as_of", "1750000000: give a date or date-time as ISO 8601"),
         ({"transactions": [{"timestamp": "1748736000.5", "amount": 5.0}]},
-         "transactions.0.timestamp", "digits alone are not a date"),
+         "transactions.0.timestamp", "give a date or date-time as ISO 8601"),
         ({"contacts": [{"action": "win_back", "sent_at": 0}]}, "contacts.0.sent_at",
          "0: give a date"),
         # in the contract's years where written, not in UTC (the loader converts, then checks)
