@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -92,30 +93,35 @@ def _naive_utc(value: object) -> pd.Timestamp:
 
 def read_decisions(path: Path, progress: Callable[[str], None] = lambda _: None) -> pd.DataFrame:
     """The decision log as a frame, one row per line; a bad line fails naming it and its field.
-    A last line without its newline that is not JSON is left out with a warning: the service
-    writes each request's lines in one append, so it is one being written now (the log read
-    while the service runs) or cut short by a stop mid-write, not a bad decision."""
+    A line cut short (an object without its end: the service stopped mid-write, or writes it
+    now, as the log is read while it runs) is left out, counted in a warning: the service
+    writes whole lines, so it is not a bad decision. The service ends such a line when it starts
+    again (serving.decisions.DecisionLog), so the next lines stay whole."""
     if not path.exists():
         raise DataError(
             f"{path}: no decision log (the service writes it: serving.yaml decision_log)"
         )
     if not path.is_file():
         raise DataError(f"{path}: not a file (a decision log is one JSON line per decision)")
-    rows = []
-    try:
-        with path.open(encoding="utf-8") as lines:
-            numbered = list(enumerate(lines, 1))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if numbered and not numbered[-1][1].endswith("\n") and not _is_json(numbered[-1][1]):
-        number, _ = numbered.pop()
+    rows, cut = [], []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)  # a cut inside a character is a UnicodeDecodeError
+        except ValueError as exc:
+            if raw.lstrip().startswith(b"{") and not raw.rstrip().endswith(b"}"):
+                cut.append(number)
+                continue
+            problem = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not JSON"
+            raise DataError(f"{path}: line {number}: {problem} ({exc})") from None
+        rows.append(_checked_line(path, number, row))
+    if cut:
+        shown = ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else "")
         progress(
-            f"warning: {path}: line {number}, the last, is cut short (no newline, not JSON: "
-            "being written, or the service stopped mid-write): left out, 1 line"
+            f"warning: {path}: {len(cut):,} line(s) cut short (line {shown}: a decision without "
+            "its end, written as the service stopped or being written now): left out"
         )
-    for number, line in numbered:
-        if line.strip():
-            rows.append(_read_line(path, number, line))
     if not rows:
         raise DataError(f"{path}: no decisions")
     frame = pd.DataFrame(rows)
@@ -125,20 +131,8 @@ def read_decisions(path: Path, progress: Callable[[str], None] = lambda _: None)
     return frame
 
 
-def _is_json(line: str) -> bool:
-    try:
-        json.loads(line)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_line(path: Path, number: int, line: str) -> dict:
+def _checked_line(path: Path, number: int, row: Any) -> dict:
     where = f"{path}: line {number}"
-    try:
-        row = json.loads(line)
-    except ValueError as exc:
-        raise DataError(f"{where}: not JSON ({exc})") from None
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object")
     missing = [k for k in REQUIRED if row.get(k) in (None, "")]

@@ -24,6 +24,7 @@ class DecisionLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        _end_last_line(path)
 
     def append(
         self,
@@ -53,6 +54,21 @@ class DecisionLog:
         )
         with self.path.open("ab") as out:
             out.write(lines)
+
+
+def _end_last_line(path: Path) -> None:
+    """A log whose last line was cut short (a stop mid-write) gets its newline, so this
+    worker's lines start on their own line instead of being glued to the cut one (then both
+    unreadable). Two workers starting together may add a blank line: readers skip those."""
+    try:
+        with path.open("rb") as log:
+            log.seek(-1, 2)
+            whole = log.read(1) == b"\n"
+    except OSError:  # no log yet, or an empty one (a seek before its start)
+        return
+    if not whole:
+        with path.open("ab") as log:
+            log.write(b"\n")
 
 
 def _line(

@@ -147,7 +147,7 @@ def test_the_campaigns_loader_reads_what_outcomes_writes(tmp_path):
 @pytest.mark.parametrize(
     ("line", "words"),
     [
-        ("{not json", ["line 2", "not JSON"]),
+        ("{not json}", ["line 2", "not JSON"]),  # "{not json": a line cut short
         ('{"customer_id": "a", "as_of": "2025-06-15"}', ["line 2", "'action'"]),
         (json.dumps(_line("a", "2025-06-15", "win_back", propensity=0)), ["line 2", "propensity"]),
         (json.dumps(_line("a", "someday", "win_back")), ["line 2", "as_of"]),
@@ -192,21 +192,44 @@ def test_a_bad_line_fails_naming_its_number_and_field(tmp_path, line, words):
     assert all(w in str(error.value) for w in words), str(error.value)
 
 
-def test_a_last_line_cut_short_is_left_out_with_a_warning_any_other_bad_line_fails(tmp_path):
-    """The log read while the service appends, or after a stop mid-write, ended in half a line:
+def test_a_line_cut_short_is_left_out_with_a_warning_any_other_bad_line_fails(tmp_path):
+    """The log read while the service appends, or after a stop mid-write, held half a line:
     outcomes failed on it until the log was edited by hand."""
     whole = json.dumps(_line("a", "2025-06-15", "win_back"))
+    other = whole.replace('"a"', '"b"')
     log = tmp_path / "d.jsonl"
-    log.write_text(whole + "\n" + whole.replace('"a"', '"b"') + "\n" + whole[:40])
+    log.write_text(whole + "\n" + other + "\n" + whole[:40])
     said: list[str] = []
     decisions = read_decisions(log, said.append)
     assert decisions["customer_id"].tolist() == ["a", "b"]
-    assert len(said) == 1 and "line 3, the last, is cut short" in said[0], said
-    log.write_text(whole[:40] + "\n" + whole + "\n")  # cut short, yet followed by lines
-    with pytest.raises(DataError, match="line 1: not JSON"):
-        read_decisions(log, said.append)
+    assert len(said) == 1 and "1 line(s) cut short (line 3: a decision without its end" in said[0]
+    # cut inside a character, then the service started again and ended the line
+    cut = (whole[:30] + "é").encode()[:-1]
+    log.write_bytes(cut + b"\n" + whole.encode() + b"\n")
+    assert read_decisions(log).shape[0] == 1
+    for bad, problem in (("not json at all", "not JSON"), ("{" + whole[1:-1] + ",}", "not JSON")):
+        log.write_text(whole + "\n" + bad + "\n")
+        with pytest.raises(DataError, match=f"line 2: {problem}"):
+            read_decisions(log)
     log.write_text(whole + "\n" + whole)  # complete JSON without its newline: read
     assert len(read_decisions(log)) == 2
+
+
+def test_the_service_ends_a_cut_line_before_it_writes_again(tmp_path):
+    """After a stop mid-write the next request's lines were glued to the cut one: both lost."""
+    from crm_ltv.serving.decisions import DecisionLog
+
+    whole = json.dumps(_line("a", "2025-06-15", "win_back"))
+    log = tmp_path / "logs/d.jsonl"
+    DecisionLog(log)  # no log yet: nothing written
+    assert not log.exists()
+    log.write_text(whole + "\n" + whole[:40])
+    DecisionLog(log)
+    with log.open("a") as out:
+        out.write(whole.replace('"a"', '"b"') + "\n")
+    assert read_decisions(log)["customer_id"].tolist() == ["a", "b"]
+    DecisionLog(log)  # a whole log is left as it is
+    assert log.read_text().endswith('"}\n') or log.read_text().endswith("}\n")
 
 
 def test_outcomes_command_without_a_log_says_where_it_looked(tmp_path):
