@@ -1271,8 +1271,8 @@ def ab(
         typer.echo(f"{result.outcomes.without_outcome:,} contacts without an outcome left out")
     if result.outcomes.without_revenue:
         typer.echo(
-            f"{result.outcomes.without_revenue:,} contacts without a revenue: in the conversion "
-            "rates, left out of the revenue differences"
+            f"{result.outcomes.without_revenue:,} converted contacts without a revenue: in the "
+            "conversion rates, left out of the revenue differences"
         )
     uri = tracking_uri(paths)
     typer.echo(f"MLflow run {result.run_id} in experiment {config.ab.experiment!r} at {uri}")

@@ -474,7 +474,9 @@ def _run_note(
     if not contacts.has_revenue:
         parts.append("No revenue column: no value effects.")
     elif contacts.without_revenue:
-        parts.append(f"{contacts.without_revenue:,} contacts without revenue: out of value models.")
+        parts.append(
+            f"{contacts.without_revenue:,} converted contacts without revenue: out of value models."
+        )
     return " ".join(parts)
 
 
