@@ -490,7 +490,10 @@ def _cutoff_option(value: str | None, option: str) -> pd.Timestamp | None:
 
     if value is None:
         return None
-    try:  # ISO 8601 only: pandas guessed 01/02/2025 month first and 13/02/2025 day first
+    try:  # ISO 8601 only: pandas guessed 01/02/2025 month first and 13/02/2025 day first,
+        # and took 'now' and 'today' (the machine's clock) and '2025'
+        if value.strip() and value.strip()[4:5] != "-":
+            raise ValueError("no date")
         pd.to_datetime(value.strip(), format="ISO8601")
     except (ValueError, TypeError):
         raise DataError(

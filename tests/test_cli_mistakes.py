@@ -49,6 +49,7 @@ MISTAKES = [
     # pandas guessed: 01/02/2025 was 2 January, 13/02/2025 13 February
     (["features", "--as-of", "01/02/2025"],
      "--as-of: '01/02/2025' is not an ISO 8601 date or time (YYYY-MM-DD"),
+    (["features", "--as-of", "now"], "--as-of: 'now' is not an ISO 8601 date"),  # the clock
     (["features", "--timestamp-format", "%Q-%m"], "'%Q-%m' is not a usable format"),
     (["train", "--horizon-days", "99999999999"], "less than or equal to 3650"),
     (["data", "--seed", "-1"], "seed: Input should be greater than or equal to 0"),
@@ -66,7 +67,7 @@ MISTAKES = [
     (["features", "--column", "bogus=x"],  # said once the files were read (Dask: cluster up)
      "transactions.columns names 'bogus', which the contract does not have"),
     (["cohorts", "--to", ""], "--to: cutoff '' is not a date"),  # was the default
-    (["cohorts", "--from", "2025-06-01", "--to", "2025-01-01"],  # said after the load
+    (["cohorts", "--from", "2025-06-01", "--to", "2025-01-01"],  # was said after the load
      "--from 2025-06-01 00:00 is not before --to 2025-01-01 00:00"),
     (["features", "--out", "{home}/f.txt"], "--out {home}/f.txt: expected a .csv or .parquet"),
     (["features", "--transactions", "{home}/anonymous.csv", "--out", "{home}/anonymous.csv"],
@@ -76,7 +77,7 @@ MISTAKES = [
     # the hint above said to give the format the user had given, wrongly
     (["features", "--transactions", "{home}/day_first.csv", "--timestamp-format", "%Y/%m/%d"],
      "timestamps were read with the format '%Y/%m/%d': check it against the file's"),
-    (["features", "--timestamp-format", "dd/mm/yyyy"],  # every row rejected, after the load
+    (["features", "--timestamp-format", "dd/mm/yyyy"],  # was: every row rejected, after the load
      "'dd/mm/yyyy' has no strftime directive, so it matches no timestamp"),
     (["plan-ab", "--baseline-rate", "0.1", "--lift", "1e-12"],  # was a statsmodels NaN
      "lift 1e-12: too small to plan a test for"),
