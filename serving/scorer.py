@@ -21,6 +21,7 @@ import pandas as pd
 from crm_ltv.features.arrays import Codes, CustomerAttributes, TransactionArrays
 from crm_ltv.features.builders import Column, FeatureColumns, feature_columns
 from crm_ltv.features.config import LIFECYCLE_STAGES, FeatureConfig
+from crm_ltv.features.loading import label_of
 from crm_ltv.features.registry import feature_registry
 from crm_ltv.features.rfm import RFM_SEGMENTS
 from crm_ltv.serving.config import NbaConfig, ServingConfig
@@ -146,7 +147,7 @@ class Scorer:
             if name in categorical:
                 if not isinstance(value, str):
                     problems.append(f"features.{name}: expected text, got {value!r}")
-                elif name in KNOWN_VALUES and value not in KNOWN_VALUES[name]:
+                elif name in KNOWN_VALUES and _label(value) not in KNOWN_VALUES[name]:
                     problems.append(
                         f"features.{name}: {value!r} is not one of {list(KNOWN_VALUES[name])}"
                     )
@@ -203,10 +204,9 @@ class Scorer:
         names = dict.fromkeys(name for row in rows for name in row)
         categorical = self.categorical_features
         columns = {
-            name: np.array(
-                [row.get(name) for row in rows],
-                dtype=object if name in categorical else "float64",  # None -> NaN
-            )
+            name: np.array([_label(row.get(name)) for row in rows], dtype=object)
+            if name in categorical  # read as the builders write them: ' books ' is 'books'
+            else np.array([row.get(name) for row in rows], dtype="float64")  # None -> NaN
             for name in names
         }
         return FeatureColumns(pd.Index([c.customer_id for c in customers], dtype="str"), columns)
@@ -348,3 +348,7 @@ def _texts(values: Column | None, size: int) -> list[str | None]:
         names = [str(name) for name in values.categories]
         return [names[code] if code >= 0 else None for code in values.codes.tolist()]
     return [None if pd.isna(v) else str(v) for v in values]
+
+
+def _label(value: object) -> object:
+    return label_of(value) if isinstance(value, str) else value

@@ -211,6 +211,15 @@ def test_service_scores_equal_crm_ltv_score(http, sample, home):
         rtol=1e-9,
         atol=0,
     )
+    # texts read as the builders write them: ' books ' was an unknown category, scored as none
+    padded = [{"customer_id": c["customer_id"], "features": {
+        k: f" {v} " if isinstance(v, str) else v for k, v in c["features"].items()}}
+        for c in body["customers"]]  # fmt: skip
+    assert any(isinstance(v, str) for c in padded for v in c["features"].values())
+    response = http.post("/score", json={"customers": padded})
+    assert response.status_code == 200, response.text
+    again = pd.DataFrame(response.json()["customers"]).set_index("customer_id")
+    pd.testing.assert_series_equal(again["churn_probability"], from_features["churn_probability"])
 
 
 def test_cold_start_and_contact_cap(http, sample):
