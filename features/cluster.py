@@ -268,18 +268,24 @@ def _extent(frame: pd.DataFrame) -> tuple[Any, Any, list[str]]:
     return times.min(), times.max(), channels
 
 
-def _check_files(reports: Sequence[LoadReport], limit: float) -> None:
+def _check_files(reports: Sequence[LoadReport], limit: float, timestamp_format: str) -> None:
     """A file that rejects every row stops the run, whatever the table's total: that is a
     format or a column mapping that does not fit it, not a few bad rows."""
     for report in reports:
         if report.rows_checked and report.rejected == report.rows_checked:
             raise over_reject_limit(
                 f"{report.source}: every row rejected", report.rejected, report.rows_checked,
-                limit, report.reasons, str(report.rejects_path),
+                limit, report.reasons, str(report.rejects_path), timestamp_format,
             )  # fmt: skip
 
 
-def _check_rejects(table: str, reports: Sequence[LoadReport], limit: float, where: str) -> None:
+def _check_rejects(
+    table: str,
+    reports: Sequence[LoadReport],
+    limit: float,
+    where: str,
+    timestamp_format: str | None = None,
+) -> None:
     """The reject limit on a table's total: one file may reject more than its share when the
     table as a whole stays under the limit."""
     rejected = sum(r.rejected for r in reports)
@@ -290,7 +296,7 @@ def _check_rejects(table: str, reports: Sequence[LoadReport], limit: float, wher
         most = ", ".join(f"{Path(r.source).name} {r.reject_share:.2%}" for r in worst)
         raise over_reject_limit(
             f"{table} ({len(reports)} files; most rejected: {most})", rejected, checked, limit,
-            reasons, where,
+            reasons, where, timestamp_format,
         )  # fmt: skip
 
 
@@ -327,10 +333,11 @@ def _load_partitioned(
         raise DataError(errors[0] + more)
     reports = tuple(s.report for s in summaries)
     metas = [s.meta for s in summaries]
-    _check_files(reports, validation.max_reject_share)
+    _check_files(reports, validation.max_reject_share, source.timestamp_format)
     _check_rejects(
-        table, reports, validation.max_reject_share, f"{rejects_dir}/*/{table}_rejects.csv"
-    )
+        table, reports, validation.max_reject_share, f"{rejects_dir}/*/{table}_rejects.csv",
+        source.timestamp_format,
+    )  # fmt: skip
     for path, meta in zip(files, metas, strict=True):
         if list(meta.columns) != list(metas[0].columns):
             ours, theirs = (
