@@ -38,7 +38,7 @@ from crm_ltv.training.config import TrainConfig
 from crm_ltv.training.job import run_training
 from crm_ltv.training.pipeline import evaluate
 from crm_ltv.training.registry import load_champions
-from crm_ltv.training.scoring import score_customers
+from crm_ltv.training.scoring import score_customers, scoring_features
 
 DATA = Path(__file__).resolve().parent / "data"
 ORIGINS = (("2011-03-12", 90), ("2011-06-10", 90), ("2011-09-10", 90), ("2010-12-09", 182))
@@ -93,7 +93,7 @@ def _backtest(
     history = _until(inputs, origin)
     result = run_training(history, paths, config, features, None, _say)
     champions = load_champions(config.registry, _say)
-    table = build_features(history.transactions.frame, origin, features, None, champions.rfm_cuts)
+    table = scoring_features(history.transactions.frame, origin, features, None, champions)
     ours = score_customers(table, champions).set_index("customer_id")
     calibration = build_features(history.transactions.frame, origin, features)
     bgnbd = BgNbdBaseline(horizon, config.baselines.bgnbd_time_unit_days).fit(calibration)

@@ -714,7 +714,6 @@ def score(
     partitions: PartitionsOpt = None,
 ) -> None:
     """Score every customer with history up to --as-of with the champion models."""
-    from crm_ltv.features.builders import build_features
     from crm_ltv.features.contract import DataError
 
     on_dask = _on_dask(engine, scheduler)
@@ -728,7 +727,12 @@ def score(
     progress = Progress()
 
     from crm_ltv.training.registry import load_champions
-    from crm_ltv.training.scoring import absent_inputs, absent_inputs_warning, score_customers
+    from crm_ltv.training.scoring import (
+        absent_inputs,
+        absent_inputs_warning,
+        score_customers,
+        scoring_features,
+    )
     from crm_ltv.training.tracking import setup_tracking
 
     setup_tracking(paths, config.registry.experiment)
@@ -775,13 +779,8 @@ def score(
     inputs = _read_inputs(paths, progress, *read)
     last = inputs.transactions.frame["timestamp"].max()
     _warn_if_far(progress, cutoff, last, champions.horizon_days)
-    table = build_features(
-        inputs.transactions.frame,
-        cutoff,
-        feature_config,
-        inputs.customers_frame,
-        champions.rfm_cuts,
-        champions.known_labels,  # as the service: a customer's features alike in both
+    table = scoring_features(
+        inputs.transactions.frame, cutoff, feature_config, inputs.customers_frame, champions
     )
     if table.empty:
         raise DataError(f"no customer has a purchase up to {cutoff}; nothing to score")
@@ -1664,20 +1663,16 @@ def _simulated_history(
     import pandas as pd
 
     from crm_ltv.experiments.policy_eval_job import simulated_history
-    from crm_ltv.features.builders import build_features
     from crm_ltv.features.config import SampleConfig, load_config
     from crm_ltv.serving.policies import arm_costs, arms_of, logging_probabilities
     from crm_ltv.training.registry import load_champions
-    from crm_ltv.training.scoring import score_customers
+    from crm_ltv.training.scoring import score_customers, scoring_features
 
     tx = inputs.transactions.frame
     cutoff = (tx["timestamp"].max() - pd.Timedelta(days=window)).floor("D")
     champions = load_champions(_train_config(paths).registry, progress)
     progress(f"scoring the sample's customers at {cutoff:%Y-%m-%d}")
-    table = build_features(
-        tx, cutoff, _feature_config(paths), inputs.customers_frame, champions.rfm_cuts,
-        champions.known_labels,
-    )  # fmt: skip
+    table = scoring_features(tx, cutoff, _feature_config(paths), inputs.customers_frame, champions)
     sim = config.simulation
     if len(table) > sim.customers:
         rng = np.random.default_rng(sim.seed)

@@ -157,6 +157,24 @@ class ModelScores:
         )
 
 
+def scoring_features(
+    transactions: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    config: FeatureConfig,
+    customers: pd.DataFrame | None,
+    champions: Champions,
+) -> pd.DataFrame:
+    """Features as the champions are scored on them (`crm-ltv score`, the service, the
+    benchmarks): RFM scores against their training population's cut points and categories
+    pooled as their training kept them, so a customer's row does not depend on who else is
+    scored."""
+    from crm_ltv.features.builders import build_features
+
+    return build_features(
+        transactions, cutoff, config, customers, champions.rfm_cuts, champions.known_labels
+    )
+
+
 def absent_inputs(columns: Iterable[str], champions: Champions) -> list[str]:
     """Features the champions read that a feature table of these columns lacks for want of
     an optional input (no customers table, or one without acquisition_channel; no categories,
