@@ -90,3 +90,15 @@ def test_gains_legend_gives_the_share_captured_by_the_top_tenth():
     figure = gains_plot(y, {"perfect": scores}, "buyers")
     labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     assert labels[0] == "perfect (top 10%: 100.0% of buyers)"
+
+
+def test_metrics_are_written_as_strict_json():
+    """A NaN metric was written as NaN: not JSON to any reader but Python's."""
+    import json
+
+    from crm_ltv.training.job import json_safe
+
+    summary = {"ltv": {"lightgbm": ltv_metrics(np.zeros(20), np.arange(20.0))}, "n": [1.5, -np.inf]}
+    text = json.dumps(json_safe(summary), allow_nan=False)
+    assert json.loads(text)["ltv"]["lightgbm"]["normalized_gini"] is None
+    assert json.loads(text)["n"] == [1.5, None]

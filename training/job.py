@@ -4,6 +4,7 @@ registry and promotion gate -> reports/metrics.json."""
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -201,7 +202,7 @@ def run_training(
         for kind, reg in registered.items():
             mlflow.set_tag(f"{kind}_promoted", str(reg.decision.promote).lower())
         summary = _summary(run.info.run_id, split, evaluation, registered, inputs)
-        mlflow.log_dict(summary, "metrics.json")
+        mlflow.log_dict(json_safe(summary), "metrics.json")
         mlflow.set_tag(
             NOTE,
             run_log.run_description(
@@ -211,7 +212,7 @@ def run_training(
             ),
         )
     paths.metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    paths.metrics_file.write_text(json.dumps(summary, indent=2) + "\n")
+    paths.metrics_file.write_text(json.dumps(json_safe(summary), indent=2) + "\n")
     progress(f"wrote {paths.metrics_file}")
     return TrainResult(run.info.run_id, split, evaluation, registered, summary, models)
 
@@ -462,6 +463,18 @@ def _score_champion(
             f"({type(exc).__name__}: {exc}); {keep}"
         )
     return ChampionCheck(metrics=evaluate(predicted, split.test)[kind])
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite number as null: a metric with nothing to measure on is
+    NaN, which json.dumps writes as NaN, and which no strict JSON reader takes."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _summary(

@@ -284,7 +284,8 @@ def evaluation_metrics(version: ModelVersion, kind: Kind) -> dict[str, float]:
     run_id = version.tags.get("run_id") or version.run_id
     try:
         summary = mlflow.artifacts.load_dict(f"runs:/{run_id}/metrics.json")
-        return dict(summary[kind]["lightgbm"])
+        written = summary[kind]["lightgbm"]  # null: a metric that could not be measured
+        return {k: math.nan if v is None else v for k, v in written.items()}
     except (MlflowException, OSError, KeyError):
         prefix = f"lightgbm_{kind}_"
         logged = MlflowClient().get_run(version.run_id).data.metrics
