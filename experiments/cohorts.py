@@ -258,8 +258,10 @@ def _payback_months(
     cumulative: pd.DataFrame, table: pd.DataFrame, customers: pd.DataFrame
 ) -> pd.Series:
     """Per channel: the first month since acquisition (0 = the first purchase's month) by which
-    the mean cumulative net spend of its customers observed that long covers their mean CAC;
-    NaN when it never does within the months observed, or when there is no CAC to pay back."""
+    the mean cumulative net spend of its customers observed that long covers the mean CAC of
+    those same customers (the CAC of everyone against the spend of the older cohorts alone let
+    the months' mix of cohorts, not their spend, set the payback); NaN when it never does
+    within the months observed, or when there is no CAC to pay back."""
     by_id = customers.set_index("customer_id")
     # object first: a categorical column refuses a category it lacks (customers not in the table)
     channel = by_id["acquisition_channel"].reindex(table["customer_id"]).astype(object)
@@ -270,8 +272,13 @@ def _payback_months(
     out = {}
     for name in sorted(set(channel)):
         rows = channel == name
-        mean_cac = np.nanmean(cac[rows]) if rows.any() else np.nan
-        mean_spend = cumulative.loc[rows].mean(axis=0)  # over customers observed that long
-        covered = np.flatnonzero(mean_spend.to_numpy() >= mean_cac)
-        out[name] = float(covered[0]) if len(covered) and mean_cac > 0 else np.nan
+        spend = cumulative.loc[rows].to_numpy("float64")  # NaN: not observed that long
+        costs = np.broadcast_to(cac[rows][:, None], spend.shape)
+        both = ~np.isnan(spend) & ~np.isnan(costs)
+        counted = both.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_spend = np.where(both, spend, 0.0).sum(axis=0) / counted
+            mean_cac = np.where(both, costs, 0.0).sum(axis=0) / counted
+        covered = np.flatnonzero((counted > 0) & (mean_cac > 0) & (mean_spend >= mean_cac))
+        out[name] = float(covered[0]) if len(covered) else np.nan
     return pd.Series(out)

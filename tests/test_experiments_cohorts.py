@@ -159,3 +159,20 @@ def test_ltv_cac_counts_customers_who_never_bought_and_compares_margin(feature_c
     assert referral["mean_margin_to_date"] == pytest.approx(0.5 * 67.5)
     assert referral["mean_historic_ltv"] == pytest.approx(0.5 * (HISTORIC["A"] + HISTORIC["B"]) / 2)
     assert social["mean_historic_ltv"] == pytest.approx(0.5 * HISTORIC["C"] / 2)  # D brought 0
+
+
+def test_payback_compares_the_spend_and_cac_of_the_same_customers():
+    """X (CAC 100) is observed three months and has spent 90; Y (CAC 0) a month. Against the
+    mean CAC of both (50) X's 90 paid back by month 2: the cohorts' mix, not their spend."""
+    from crm_ltv.experiments.cohorts import _payback_months
+
+    cumulative = pd.DataFrame({0: [10.0, 5.0], 1: [20.0, np.nan], 2: [90.0, np.nan]})
+    table = pd.DataFrame({"customer_id": ["X", "Y"]})
+    customers = pd.DataFrame(
+        {"customer_id": ["X", "Y"], "acquisition_channel": ["ads", "ads"],
+         "acquisition_cost": [100.0, 0.0]}
+    )  # fmt: skip
+    assert np.isnan(_payback_months(cumulative, table, customers)["ads"])
+    paid = cumulative.copy()
+    paid.loc[0, 2] = 120.0
+    assert _payback_months(paid, table, customers)["ads"] == 2.0
