@@ -325,3 +325,34 @@ def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path)
         [train_run.info.experiment_id], f"tags.mlflow.parentRunId = '{train_run.info.run_id}'"
     )
     assert all(c.info.status in ("KILLED", "FINISHED") for c in children)
+
+
+@pytest.mark.filterwarnings("ignore")  # in process: MLflow's and pandas' own warnings
+def test_a_champion_moved_while_a_run_was_judged_is_not_replaced_unseen(tmp_path, monkeypatch):
+    """Two runs at once both beat the champion they read: the last to finish took the alias,
+    even the weaker. The alias is read again before it moves; a run judged against a champion
+    that is no longer it is registered, not promoted, and says how to promote it."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from crm_ltv.cli import app
+    from crm_ltv.training import job
+
+    home = new_home(tmp_path)
+    assert run(home, "data", "--n-customers", "600").returncode == 0
+    without_baseline_gate(home)
+    reads = {"n": 0}
+    real = job.champion_version
+
+    def moved_meanwhile(name: str, alias: str):
+        reads["n"] += 1  # two reads before registering (no champion yet), then the re-reads
+        return real(name, alias) if reads["n"] <= 2 else SimpleNamespace(version="7")
+
+    monkeypatch.setattr(job, "champion_version", moved_meanwhile)
+    result = CliRunner().invoke(app, ["train"], env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 0, result.output
+    assert "churn: churn v1 not promoted: " in result.output
+    assert "but champion moved to v7 meanwhile (another run or a promote)" in result.output
+    assert "`crm-ltv promote --model ltv --version 1` if this one should serve" in result.output
+    assert reads["n"] == 4

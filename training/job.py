@@ -383,6 +383,16 @@ def _register_bundle(
             **{f"metric.{k}": f"{v:.4f}" for k, v in ours.items()},
         }
         version = register_version(model_uri, name, tags)
+        now = champion_version(name, config.registry.alias) if decision.promote else None
+        if decision.promote and _version_of(now) != _version_of(current):
+            # another run (or a promote) moved the alias while this one was judged: the gate
+            # compared with a champion that is no longer it; the last to finish would win
+            decision = Decision(
+                False,
+                f"{decision.reason}; but champion moved to v{_version_of(now)} meanwhile (another "
+                f"run or a promote), which this run was not compared with: `crm-ltv promote "
+                f"--model {name} --version {version}` if this one should serve",
+            )
         if decision.promote:
             set_champion(name, version, config.registry.alias)
         elif lone:
@@ -401,6 +411,10 @@ def _register_bundle(
         )
         registered[kind] = Registered(name, version, decision)
     return registered
+
+
+def _version_of(found: ModelVersion | None) -> str | None:
+    return None if found is None else str(found.version)
 
 
 def _until_promoted(reason: str, name: str, version: str) -> str:
