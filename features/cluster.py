@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -86,12 +87,13 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
         # Dask's own setting (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT; default 30 s)
         timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"))
         try:
+            _handshake(scheduler, timeout)
             remote = Client(scheduler, timeout=timeout)
-        except (OSError, ValueError) as exc:  # nothing answers there; not an address
+        except Exception as exc:  # nothing answers there; not an address; not a scheduler
             raise ConfigError(
                 f"--scheduler {scheduler}: no Dask scheduler answered within {timeout:g} s "
-                f"({exc}); start one with `dask scheduler` and point --scheduler at the "
-                "address it prints"
+                f"({type(exc).__name__}: {exc}); start one with `dask scheduler` and point "
+                "--scheduler at the address it prints"
             ) from exc
         with remote as client:
             progress(
@@ -109,6 +111,27 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
         client.run(_stdout_to_stderr)  # stdout is for results; LightGBM's network talks
         progress(f"dask: local cluster of {workers} workers, dashboard {client.dashboard_link}")
         yield client
+
+
+def _handshake(scheduler: str, timeout: float) -> None:
+    """A Dask scheduler speaks first on a TCP connection: a frame (its length as 8 bytes,
+    little-endian) with its handshake. Something else at the address (a dashboard, any web
+    server) hung Dask's client forever when silent, or made it read a reply as a frame of
+    exabytes (MemoryError). Other protocols (tls://, ...) are left to Dask."""
+    scheme, _, address = scheduler.rpartition("://")
+    if scheme not in ("", "tcp"):
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError("expected HOST:PORT")
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as probe:
+        probe.settimeout(timeout)
+        try:
+            head = probe.recv(8)
+        except TimeoutError:
+            raise ValueError("something answers there, but sends no Dask handshake") from None
+    if len(head) < 8 or not 0 < int.from_bytes(head, "little") < 2**24:
+        raise ValueError("something answers there, but not with a Dask handshake")
 
 
 @dataclass(frozen=True)

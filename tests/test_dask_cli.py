@@ -91,6 +91,25 @@ def test_a_scheduler_nobody_answers_at_is_one_clear_error(home, monkeypatch):
     )
 
 
+def test_a_scheduler_address_where_something_else_listens_is_one_clear_error(home, monkeypatch):
+    """A dashboard or web server's port given by mistake: Dask's client hung for good on a
+    silent one, and read a reply as a frame of exabytes (MemoryError) from one that answers."""
+    import socket
+
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "2s")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections complete in the backlog; nothing is ever sent
+        port = silent.getsockname()[1]
+        done = run(home, "features", "--engine", "dask", "--scheduler", f"tcp://127.0.0.1:{port}",
+                   "--transactions", str(home / "parts"))  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    said = f"--scheduler tcp://127.0.0.1:{port}: no Dask scheduler answered within 2 s "
+    assert said + "(ValueError: something answers there, but sends no Dask handshake)" in (
+        done.stderr
+    )
+
+
 def test_what_the_dask_engine_cannot_train_fails_before_a_cluster_starts(home):
     path = home / "configs/train.yaml"
     train = yaml.safe_load(path.read_text())
