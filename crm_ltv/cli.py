@@ -509,19 +509,32 @@ def _cutoff_option(value: str | None, option: str) -> pd.Timestamp | None:
 def _check_out(out: Path | None, on_dask: bool, inputs: tuple[Path | None, ...]) -> None:
     """--out of features and score: a .csv or .parquet file, or on Dask a folder of parts;
     never one of the inputs, nor the folder they are read from (a run overwrote its input)."""
+    import glob
+
     from crm_ltv.features.config import ConfigError
 
     if out is None:
         return
+    target = out.resolve()
     for given in (p for p in inputs if p is not None):
-        folder = given.parent if any(c in str(given) for c in "*?[") else given
-        if out.resolve() in (given.resolve(), folder.resolve()):
+        # a pattern's files and their folders wherever they are (a wildcard in a folder's
+        # name too: 'in/s?/*' let --out in/sp delete its inputs), or the file or folder given
+        pattern = any(c in str(given) for c in "*?[")
+        matched = [Path(m).resolve() for m in glob.glob(str(given))] if pattern else []
+        read = {given.resolve(), *matched, *(m.parent for m in matched)}
+        if target in read:
             raise ConfigError(f"--out {out}: is an input of this run ({given}); write elsewhere")
     a_file = out.suffix.lower() in (".csv", ".parquet")
     if on_dask and a_file:
         raise ConfigError(f"--out {out}: --engine dask writes a folder of Parquet parts")
     if not on_dask and not a_file:
         raise ConfigError(f"--out {out}: expected a .csv or .parquet file name")
+    if on_dask:  # a folder of parts: not where a file is (found after all the work before)
+        blocked = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            raise ConfigError(
+                f"--out {out}: {blocked} is a file; --engine dask writes a folder of parts"
+            )
 
 
 def _summary(table: pd.DataFrame, cutoff: pd.Timestamp, target: Path) -> str:

@@ -80,6 +80,22 @@ def test_features_before_anyones_first_purchase_is_one_clear_error(home, dask_cl
     assert into_inputs.returncode == 2 and "is an input of this run" in into_inputs.stderr
 
 
+def test_an_out_that_holds_the_inputs_or_is_a_file_is_refused_before_any_work(home):
+    """A wildcard in a folder's name ('par?s/*'): --out parts deleted the input parts and wrote
+    over them. An --out that is a file failed after the whole run (File exists)."""
+    before = sorted(p.name for p in (home / "parts").iterdir())
+    done = run(home, "features", "--engine", "dask", "--transactions",
+               str(home / "par?s" / "*"), "--out", str(home / "parts"))  # fmt: skip
+    assert done.returncode == 2 and "is an input of this run" in done.stderr, done.stderr
+    assert sorted(p.name for p in (home / "parts").iterdir()) == before
+    (home / "taken").write_text("a file")
+    for out in (home / "taken", home / "taken/sub"):
+        done = run(home, "score", "--engine", "dask", "--as-of", "2025-01-01", "--out", str(out))
+        assert done.returncode == 2, done.stderr
+        assert f"--out {out}: {home / 'taken'} is a file" in done.stderr
+        assert "dask:" not in done.stderr  # no cluster started
+
+
 def test_a_scheduler_nobody_answers_at_is_one_clear_error(home, monkeypatch):
     port = free_port()  # nothing listens there
     monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "2s")  # Dask's: 30 s
