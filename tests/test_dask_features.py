@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 
 import numpy as np
@@ -170,6 +171,18 @@ def test_the_reject_limit_applies_to_the_tables_total_not_to_each_file(
     assert any(f"rejected {bad:,} rows" in line for line in said), said
     rejects = pd.read_csv(next((tmp_path / "rejects").glob("00000-*/transactions_rejects.csv")))
     assert len(rejects) == bad
+    # a run on other files in the same home: the earlier run's reports are gone, not counted
+    # with this run's by the glob it points to
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    shutil.copy(parts / "tx-1.parquet", clean / "only.parquet")
+    (tmp_path / "rejects/00000-tx-0.parquet/customers_rejects.csv").write_text("row,reason\n")
+    cluster.load_partitioned(dask_client, DataConfig(), tmp_path / "rejects", clean, None,
+                             lambda _: None, 2)  # fmt: skip
+    left = sorted(p.relative_to(tmp_path / "rejects").as_posix()
+                  for p in (tmp_path / "rejects").glob("*/transactions_*.csv"))  # fmt: skip
+    assert left and all(name.startswith("00000-only.parquet/") for name in left), left
+    assert (tmp_path / "rejects/00000-tx-0.parquet/customers_rejects.csv").exists()  # not its
 
     worse = int(rows * 0.3)  # 6% of the table: over the limit, said once for the total
     said_once = (
