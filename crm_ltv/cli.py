@@ -273,6 +273,8 @@ PartitionsOpt = Annotated[
 def _on_dask(engine: Engine, scheduler: str | None) -> bool:
     from crm_ltv.features.config import ConfigError
 
+    if scheduler is not None and not scheduler.strip():  # an unset shell variable
+        raise ConfigError("--scheduler: empty; give the address `dask scheduler` prints")
     if scheduler and engine is not Engine.dask:
         raise ConfigError("--scheduler needs --engine dask")
     if engine is Engine.dask and any(
