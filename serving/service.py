@@ -25,7 +25,7 @@ from bentoml.exceptions import ServiceUnavailable
 from crm_ltv.features.config import ConfigError, load_config
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.paths import HOME_ENV, Paths
-from crm_ltv.serving.admission import ConcurrencyLimit
+from crm_ltv.serving.admission import SCORING_PATHS, ConcurrencyLimit
 from crm_ltv.serving.config import SERVICE_NAME, ScoringConfigs, ServingConfig, bentoml_settings
 from crm_ltv.serving.decisions import DecisionLog
 from crm_ltv.serving.holdout import apply_holdout
@@ -135,6 +135,34 @@ class BearerAuth:
     @staticmethod
     def _open(path: str) -> bool:
         return path in OPEN_PATHS or path.startswith(("/static_content", "/assets"))
+
+
+class EchoRequestId:
+    """Every /score answer carries the caller's X-Request-ID, refusals (400, 401, 413, 503)
+    too, so that a caller can match an error to its call (the endpoint sets it on the answers
+    it gives, a new one where none was sent). An id the endpoint would refuse is not echoed."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        given = dict(scope.get("headers") or ()).get(b"x-request-id", b"")
+        if scope["type"] != "http" or scope["path"] not in SCORING_PATHS or not _echoable(given):
+            await self.app(scope, receive, send)
+            return
+
+        async def echoed(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or ())
+                if all(name.lower() != b"x-request-id" for name, _ in headers):
+                    message = {**message, "headers": [*headers, (b"x-request-id", given)]}
+            await send(message)
+
+        await self.app(scope, receive, echoed)
+
+
+def _echoable(given: bytes) -> bool:
+    return 0 < len(given) <= MAX_REQUEST_ID and all(0x20 <= b < 0x7F for b in given)
 
 
 def decision_log_path() -> Path:
@@ -250,6 +278,8 @@ class CrmLtv:
         ctx.response.metadata["X-Request-ID"] = request_id
         return ScoreResponse(request_id=request_id, customers=answers)
 
+
+CrmLtv.add_asgi_middleware(EchoRequestId)  # first added, outermost: round the others' answers
 
 CrmLtv.add_asgi_middleware(BearerAuth)
 
