@@ -40,6 +40,7 @@ def test_train_evaluates_logs_registers_and_reports(trained):
     assert "churn: churn v1 now champion" in result.stdout
     summary = json.loads((home / "reports/metrics.json").read_text())
     assert summary["horizon_days"] == 90
+    assert json.loads((home / "reports/metrics_h90.json").read_text()) == summary  # its own
     assert set(summary["churn"]) == {"lightgbm", "bgnbd", "rfm"}
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "expected_calibration_error"):
         assert 0 <= summary["churn"]["lightgbm"][key] <= 1

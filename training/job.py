@@ -212,8 +212,12 @@ def run_training(
             ),
         )
     paths.metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    paths.metrics_file.write_text(json.dumps(json_safe(summary), indent=2) + "\n")
-    progress(f"wrote {paths.metrics_file}")
+    text = json.dumps(json_safe(summary), indent=2) + "\n"
+    # the newest run's, and each horizon's own (a 60-day run overwrote the 90-day figures)
+    per_horizon = paths.metrics_file.with_name(f"metrics_h{split.horizon_days}.json")
+    for target in (paths.metrics_file, per_horizon):
+        target.write_text(text)
+    progress(f"wrote {paths.metrics_file} and {per_horizon.name}")
     return TrainResult(run.info.run_id, split, evaluation, registered, summary, models)
 
 
