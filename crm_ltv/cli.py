@@ -488,13 +488,13 @@ def _cutoff_option(value: str | None, option: str) -> pd.Timestamp | None:
     import pandas as pd
 
     from crm_ltv.features.arrays import as_cutoff
-    from crm_ltv.features.contract import DataError
+    from crm_ltv.features.contract import DataError, iso_dated
 
     if value is None:
         return None
     try:  # ISO 8601 only: pandas guessed 01/02/2025 month first and 13/02/2025 day first,
         # and took 'now' and 'today' (the machine's clock) and '2025'
-        if value.strip() and value.strip()[4:5] != "-":
+        if value.strip() and not iso_dated(value):
             raise ValueError("no date")
         pd.to_datetime(value.strip(), format="ISO8601")
     except (ValueError, TypeError):

@@ -24,6 +24,13 @@ def out_of_range_year(year: int) -> str | None:
     return f"year {year} is outside {YEARS.start}..{YEARS.stop - 1}"
 
 
+def iso_dated(text: str) -> bool:
+    """Text that starts as an ISO 8601 date with its dashes (2024-01-01, 2024-01-01T10:00):
+    read otherwise, digits are seconds since 1970 to pydantic (20240101 was 1970-08-23) and
+    01/02/2025 a guess of its day and month to pandas."""
+    return text.lstrip()[4:5] == "-"
+
+
 class DataError(ValueError):
     """Input data that cannot be used; the message names the file, column or row."""
 

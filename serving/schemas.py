@@ -28,7 +28,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from typing_extensions import TypedDict  # pydantic refuses typing's before Python 3.12
 
 from crm_ltv.features.actions import misspelt_action
-from crm_ltv.features.contract import MAX_ABS_NUMBER, out_of_range_year
+from crm_ltv.features.contract import MAX_ABS_NUMBER, iso_dated, out_of_range_year
 from crm_ltv.features.loading import id_of, label_of
 
 MAX_PROBLEMS = 50  # listed in one 400 answer
@@ -80,7 +80,7 @@ def moment_text(value: Any) -> Any:
     """A time is ISO 8601 text with its dashes (2024-01-01, 2024-01-01T10:00:00): pydantic
     reads a number, or text of digits (1700000000, 20240101, 1.5e9), as seconds since 1970,
     so '20240101' (2024-01-01 to the loader) was 1970-08-23 06:15. Datetimes pass (Python)."""
-    if isinstance(value, datetime) or (isinstance(value, str) and value.lstrip()[4:5] == "-"):
+    if isinstance(value, datetime) or (isinstance(value, str) and iso_dated(value)):
         return value
     raise ValueError(f"{value!r}: give a date or date-time as ISO 8601 text, e.g. "
                      "'2024-01-01' or '2024-01-01T10:00:00'")  # fmt: skip
