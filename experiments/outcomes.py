@@ -104,18 +104,19 @@ def read_decisions(path: Path, progress: Callable[[str], None] = lambda _: None)
     if not path.is_file():
         raise DataError(f"{path}: not a file (a decision log is one JSON line per decision)")
     rows, cut = [], []
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)  # a cut inside a character is a UnicodeDecodeError
-        except ValueError as exc:
-            if raw.lstrip().startswith(b"{") and not raw.rstrip().endswith(b"}"):
-                cut.append(number)
+    with path.open("rb") as lines:  # bytes: a cut inside a character fails its line only
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
                 continue
-            problem = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not JSON"
-            raise DataError(f"{path}: line {number}: {problem} ({exc})") from None
-        rows.append(_checked_line(path, number, row))
+            try:
+                row = json.loads(raw)
+            except ValueError as exc:  # UnicodeDecodeError too
+                if raw.lstrip().startswith(b"{") and not raw.rstrip().endswith(b"}"):
+                    cut.append(number)
+                    continue
+                problem = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not JSON"
+                raise DataError(f"{path}: line {number}: {problem} ({exc})") from None
+            rows.append(_checked_line(path, number, row))
     if cut:
         shown = ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else "")
         progress(
