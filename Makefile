@@ -101,4 +101,4 @@ bench-overload: $(INSTALLED) ## service under overload: 200s, 503s (max_in_fligh
 	$(BIN)/python benchmarks/bench_overload.py
 
 clean: ## remove generated data, reports and tracking stores (keeps .venv)
-	rm -rf data reports logs mlflow.db mlflow.db.lock mlartifacts optuna.db .pytest_cache .ruff_cache
+	rm -rf data reports logs mlflow.db mlflow.db.lock mlartifacts optuna.db optuna.db.lock .pytest_cache .ruff_cache

@@ -51,3 +51,26 @@ def test_the_history_plot_draws_the_best_so_far_in_the_studys_direction():
     assert np.allclose(best.get_ydata(), [0.80, 0.85, 0.85])
     (_, best) = history_plot(values, "t", "loss").axes[0].lines
     assert np.allclose(best.get_ydata(), [0.80, 0.80, 0.80])
+
+
+def test_tunes_started_together_in_a_new_home_share_one_study(tmp_path):
+    """Two tunes started at once in a new home both created optuna.db's tables: one failed
+    (`table studies already exists`) in 4 of 10 tries before the lock."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from crm_ltv.training.tuning import open_study; "
+        "s = open_study('crm-ltv-churn-h90-x', f'sqlite:///{sys.argv[1]}', 'maximize', 10); "
+        "print(s._study_id)"
+    )
+    database = tmp_path / "optuna.db"
+    started = [
+        subprocess.Popen([sys.executable, "-c", code, str(database)], env=dict(os.environ),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]  # fmt: skip
+    done = [p.communicate(timeout=300) for p in started]
+    assert [p.returncode for p in started] == [0] * 4, [err[-2000:] for _, err in done]
+    assert len({out.strip() for out, _ in done}) == 1  # one study for all

@@ -31,9 +31,10 @@ def tracking_uri(paths: Paths) -> str:
 
 @contextlib.contextmanager
 def first_open(uri: str) -> Iterator[None]:
-    """One process at a time opens a local SQLite store and creates an experiment: two
-    commands started together in a new home both created MLflow's tables, and one failed
-    (`table _alembic_tmp_experiments already exists`), as would two creating one experiment."""
+    """One process at a time opens a local SQLite store (MLflow's, Optuna's) and creates what
+    it holds: two commands started together in a new home both created MLflow's tables, and
+    one failed (`table _alembic_tmp_experiments already exists`), as would two creating one
+    experiment."""
     if not uri.startswith("sqlite:///"):
         yield
         return

@@ -36,6 +36,7 @@ from crm_ltv.training.models import higher_is_better, watched_metric
 from crm_ltv.training.pipeline import ModelData, evaluate, fit_churn, fit_ltv
 from crm_ltv.training.run_log import experiment_description
 from crm_ltv.training.tracking import (
+    first_open,
     inherited_provenance,
     input_datasets,
     input_sources,
@@ -175,6 +176,21 @@ def _objective(
     return objective
 
 
+def open_study(name: str, storage: str, direction: str, warmup_rounds: int) -> optuna.Study:
+    """The study, created or resumed; one process at a time creates optuna.db's tables (two
+    tunes started together in a new home raced on them: `table studies already exists`)."""
+    with first_open(storage):
+        return optuna.create_study(
+            study_name=name,
+            storage=optuna.storages.RDBStorage(
+                storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=STALE_AFTER_SECONDS
+            ),
+            load_if_exists=True,
+            direction=direction,
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup_rounds),
+        )
+
+
 def run_study(
     kind: str,
     split: TimeSplit,
@@ -189,17 +205,7 @@ def run_study(
     name = f"{tune.study_prefix}-{kind}-h{split.horizon_days}-{digest}"
     metric = study_metric(kind, config)
     direction = "maximize" if higher_is_better(metric) else "minimize"
-    study = optuna.create_study(
-        study_name=name,
-        storage=optuna.storages.RDBStorage(
-            storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=STALE_AFTER_SECONDS
-        ),
-        load_if_exists=True,
-        direction=direction,
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=3, n_warmup_steps=tune.pruning_warmup_rounds
-        ),
-    )
+    study = open_study(name, storage, direction, tune.pruning_warmup_rounds)
     # Seeded by the trials already run: a resumed study draws new parameters, not its first
     # trials' again (TPE's first draws are random).
     study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.trials))
