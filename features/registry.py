@@ -33,6 +33,7 @@ class FeatureSpec:
     # service outside these is a caller's mistake, not a customer to score.
     low: float | None = None
     high: float | None = None
+    integer: bool = False  # counts, days and quintiles: 2.5 orders is a caller's mistake
 
 
 def feature_registry(config: FeatureConfig) -> tuple[FeatureSpec, ...]:
@@ -76,34 +77,56 @@ def _specs(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
         for w in windows_days
         for spec in (
             FeatureSpec(f"spend_{w}d", f"Net spend in the last {w} days."),
-            FeatureSpec(f"orders_{w}d", f"Purchase orders in the last {w} days.", low=0),
+            FeatureSpec(
+                f"orders_{w}d", f"Purchase orders in the last {w} days.", low=0, integer=True
+            ),
         )
     ]
     return (
         FeatureSpec(
-            "recency_days", "Days from the last purchase to the cutoff.", low=0, high=MAX_DAYS
+            "recency_days",
+            "Days from the last purchase to the cutoff.",
+            low=0,
+            high=MAX_DAYS,
+            integer=True,
         ),
-        FeatureSpec("frequency", "Distinct days with a purchase.", low=1),
+        FeatureSpec("frequency", "Distinct days with a purchase.", low=1, integer=True),
         FeatureSpec(
-            "n_orders", "Purchase orders (distinct order_id, else distinct timestamps).", low=1
+            "n_orders",
+            "Purchase orders (distinct order_id, else distinct timestamps).",
+            low=1,
+            integer=True,
         ),
         FeatureSpec("monetary_total", "Net spend: purchases minus refunds."),
         FeatureSpec("monetary_mean", "Net spend per order (average order value)."),
         FeatureSpec("monetary_max", "Largest single order, before refunds."),
         FeatureSpec(
-            "tenure_days", "Days from the first purchase to the cutoff.", low=0, high=MAX_DAYS
+            "tenure_days",
+            "Days from the first purchase to the cutoff.",
+            low=0,
+            high=MAX_DAYS,
+            integer=True,
         ),
         FeatureSpec(
             "r_score",
             "Recency quintile 1..5 among customers at the cutoff (5 = recent).",
             low=1,
             high=5,
+            integer=True,
         ),
         FeatureSpec(
-            "f_score", "Frequency quintile 1..5 among customers at the cutoff.", low=1, high=5
+            "f_score",
+            "Frequency quintile 1..5 among customers at the cutoff.",
+            low=1,
+            high=5,
+            integer=True,
         ),
         FeatureSpec(
-            "m_score", "Net spend quintile 1..5 among customers at the cutoff.", low=1, high=5
+            "m_score",
+            "Net spend quintile 1..5 among customers at the cutoff.",
+            low=1,
+            high=5,
+            integer=True,
         ),
         FeatureSpec("rfm_segment", "Named RFM segment from the R x F grid.", "categorical"),
         *windows,
@@ -128,6 +151,7 @@ def _specs(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
             f"orders_last_year_{n}d",
             f"Purchase orders in the {n} days after the cutoff's date one year earlier.",
             low=0,
+            integer=True,
         ),
         FeatureSpec(
             "ipt_mean_days",
@@ -146,7 +170,9 @@ def _specs(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
             "overdue_ratio", "Recency over the mean inter-purchase time.", low=0, high=MAX_DAYS
         ),
         FeatureSpec("refund_rate", "Refunded amount over purchased amount.", low=0),
-        FeatureSpec("n_categories", "Distinct categories bought.", requires="category", low=0),
+        FeatureSpec(
+            "n_categories", "Distinct categories bought.", requires="category", low=0, integer=True
+        ),
         FeatureSpec(
             "category_entropy",
             "Shannon entropy (nats) of purchase spend (before refunds) across categories.",
@@ -160,7 +186,9 @@ def _specs(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
             "categorical",
             requires="category",
         ),
-        FeatureSpec("n_channels", "Distinct sales channels used.", requires="channel", low=0),
+        FeatureSpec(
+            "n_channels", "Distinct sales channels used.", requires="channel", low=0, integer=True
+        ),
         FeatureSpec(
             "main_channel",
             "Channel of most orders (ties: alphabetical, `(other)` last).",
@@ -198,5 +226,6 @@ def _specs(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
             requires="customers.signup_date",
             low=0,
             high=MAX_DAYS,
+            integer=True,
         ),
     )

@@ -22,7 +22,7 @@ from crm_ltv.features.arrays import Codes, CustomerAttributes, TransactionArrays
 from crm_ltv.features.builders import Column, FeatureColumns, feature_columns
 from crm_ltv.features.config import LIFECYCLE_STAGES, FeatureConfig
 from crm_ltv.features.loading import label_of
-from crm_ltv.features.registry import feature_registry
+from crm_ltv.features.registry import FeatureSpec, feature_registry
 from crm_ltv.features.rfm import RFM_SEGMENTS
 from crm_ltv.serving.config import NbaConfig, ServingConfig
 from crm_ltv.serving.nba import Customer, Decision, decide
@@ -41,12 +41,14 @@ Scored = tuple[Customer, list[dict]]  # the policy's view of a scored customer, 
 KNOWN_VALUES = {"rfm_segment": RFM_SEGMENTS, "lifecycle_stage": LIFECYCLE_STAGES}
 
 
-def _out_of_bounds(value: float, low: float | None, high: float | None) -> str | None:
+def _out_of_bounds(value: float, spec: FeatureSpec) -> str | None:
     """How a feature value lies outside what the builders make, or None."""
-    if low is not None and value < low:
-        return f"below {low:g}"
-    if high is not None and value > high:
-        return f"above {high:g}"
+    if spec.low is not None and value < spec.low:
+        return f"below {spec.low:g}"
+    if spec.high is not None and value > spec.high:
+        return f"above {spec.high:g}"
+    if spec.integer and not float(value).is_integer():
+        return "not a whole number"
     return None
 
 
@@ -86,10 +88,10 @@ class Scorer:
         return {s.name for s in feature_registry(self.feature_config) if s.kind == "categorical"}
 
     @functools.cached_property
-    def feature_bounds(self) -> dict[str, tuple[float | None, float | None]]:
+    def feature_bounds(self) -> dict[str, FeatureSpec]:
         """What the builders can produce, per bounded feature (a row outside is a mistake)."""
         specs = feature_registry(self.feature_config)
-        return {s.name: (s.low, s.high) for s in specs if s.low is not None or s.high is not None}
+        return {s.name: s for s in specs if s.low is not None or s.high is not None}
 
     @functools.cached_property
     def known_features(self) -> set[str]:
@@ -154,7 +156,7 @@ class Scorer:
             elif isinstance(value, str):
                 problems.append(f"features.{name}: expected a number, got {value!r}")
             elif name in self.feature_bounds:
-                wrong = _out_of_bounds(value, *self.feature_bounds[name])
+                wrong = _out_of_bounds(value, self.feature_bounds[name])
                 if wrong is not None:
                     problems.append(f"features.{name}: {value:g} is {wrong}")
         return problems

@@ -412,3 +412,9 @@ def test_every_feature_stays_within_its_registry_bounds(small_sample_config, fea
                 assert values.min() >= spec.low, (cutoff, spec.name, values.min())
             if spec.high is not None:
                 assert values.max() <= spec.high, (cutoff, spec.name, values.max())
+            # the service refuses 2.5 orders: whole numbers wherever the registry says so, and
+            # every integer column of the builders said so
+            if spec.integer:
+                assert np.all(values == np.round(values)), (cutoff, spec.name)
+            if pd.api.types.is_integer_dtype(table[spec.name]):
+                assert spec.integer, (cutoff, spec.name)

@@ -276,6 +276,12 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
          {"customers": [{"customer_id": "c-b", "features": {"r_score": 9, "frequency": -5}}]},
          ["customer 'c-b'", "features.r_score: 9 is above 5",
           "features.frequency: -5 is below 1"]),
+        ("fractions of counts, days and quintiles",  # were scored as given
+         {"customers": [{"customer_id": "c-w", "features": {
+             "r_score": 2.5, "orders_90d": 1.5, "recency_days": 3.25, "spend_90d": 12.5}}]},
+         ["customer 'c-w'", "features.r_score: 2.5 is not a whole number",
+          "features.orders_90d: 1.5 is not a whole number",
+          "features.recency_days: 3.25 is not a whole number"]),
         ("features past what the models can score",  # were a 200 with infinite value
          {"customers": [{"customer_id": "c-x", "features": {
              "monetary_total": 1.7e308, "recency_days": 1e15, "spend_90d": -2e15}}]},
