@@ -96,6 +96,16 @@ def test_no_leakage_at_the_split(small_sample_config, feature_config):
     pd.testing.assert_frame_equal(after.train, before.train)
     assert not after.test.equals(before.test)  # the edit did reach the later parts
     assert set(LABELS).isdisjoint(feature_names(before.train))
+    # nor validation rows from after the test cutoff
+    past_test = tx["timestamp"] > before.plan.test
+    edited = tx.copy()
+    edited.loc[past_test, "amount"] = edited.loc[past_test, "amount"] * 3 + 1
+    edited = edited[~(past_test & (edited.index % 2 == 0))]
+    again = build_time_split(edited, snapshots, split, feature_config)
+    assert again.plan == before.plan
+    pd.testing.assert_frame_equal(again.train, before.train)
+    pd.testing.assert_frame_equal(again.valid, before.valid)
+    assert not again.test.equals(before.test)
 
 
 def test_a_level_target_is_the_labelled_window_times_the_season():
@@ -127,6 +137,22 @@ def test_a_level_is_flat_when_flat_predicted_the_earlier_windows_better():
     seasonal = replace(plain, checks=(LevelCheck(earlier, (1150.0, 50.0)),))
     assert seasonal.method(0.5) == "seasonal"
     assert seasonal.expected(0.5) == pytest.approx((1200.0, 48.0))
+
+
+def test_the_shops_window_starts_after_its_start_and_ends_on_its_end():
+    """(start, start + days]: a sale at the start instant belongs to the window before (the
+    cutoff's history, as features read it), one at the end to this one."""
+    start = pd.Timestamp("2024-01-01")
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "timestamp": [start, start + pd.Timedelta(days=30), start + pd.Timedelta(days=31)],
+            "amount": [100.0, 7.0, 50.0],
+        }
+    )
+    labelled = pd.DataFrame({"cutoff": [start], "future_value": [7.0], "churned": [0]})
+    target = seasonal_level(tx, labelled, start + pd.Timedelta(days=366), 30)
+    assert target is not None and target.shop == (7.0, 1.0)
 
 
 def test_a_level_needs_a_year_of_history():

@@ -8,7 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from crm_ltv.experiments.outcomes import COLUMNS, decision_outcomes, read_decisions, summary
+from crm_ltv.experiments.outcomes import (
+    COLUMNS,
+    decision_outcomes,
+    kept_decisions,
+    read_decisions,
+    summary,
+)
 from crm_ltv.features.config import SourceConfig, ValidationConfig
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.loading import load_campaigns
@@ -237,3 +243,19 @@ def test_outcomes_command_without_a_log_says_where_it_looked(tmp_path):
     done = run(home, "outcomes")
     assert done.returncode == 2
     assert "logs/decisions.jsonl" in done.stderr and "no decision log" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("second", "kept"),
+    [("2025-07-15T00:00:00", 2), ("2025-07-14T23:59:59", 1)],
+    ids=["when the window is over", "a second before"],
+)
+def test_a_decision_counts_again_once_the_last_window_is_over(tmp_path, second, kept):
+    """Windows are half-open: a decision exactly one window after the last counted one starts
+    a new window (its purchases are not the first one's), one a second earlier overlaps."""
+    log = _write(
+        tmp_path / "d.jsonl",
+        [_line("a", "2025-06-15T00:00:00", "win_back"), _line("a", second, "win_back")],
+    )
+    out = kept_decisions(read_decisions(log), 30)
+    assert len(out.frame) == kept and out.overlapping == 2 - kept

@@ -68,6 +68,28 @@ def test_non_finite_amounts_are_named_too():
     [(loc, message)] = _errors(body)
     assert loc == ("customers", 0)
     assert message == "customer 'c-nan': transactions.0.amount: Input should be a finite number"
+    # a feature value too (past the schema, NaN compares False with every bound: scored as
+    # missing, with a 200)
+    for raw in (b"NaN", b"Infinity", b"-Infinity"):
+        row = b'{"customers": [{"customer_id": "c-f", "features": {"recency_days": ' + raw + b"}}]}"
+        [(loc, message)] = _errors(row)
+        assert loc == ("customers", 0) and message.startswith("customer 'c-f': features.recency_")
+        assert message.endswith("is not a finite number"), message
+
+
+def test_a_transaction_after_as_of_is_named_and_one_at_as_of_is_history():
+    def body(at: str) -> dict:
+        return {"customers": [{"customer_id": "c", "as_of": "2025-06-30T12:00:00",
+                               "transactions": [{"timestamp": at, "amount": 5.0}]}]}  # fmt: skip
+
+    assert _errors(body("2025-06-30T12:00:01")) == [
+        (
+            ("customers", 0),
+            "customer 'c': transactions.0.timestamp: 2025-06-30T12:00:01 is after as_of "
+            "2025-06-30T12:00:00",
+        )
+    ]
+    ScoreRequest.model_validate_json(json.dumps(body("2025-06-30T12:00:00")).encode())
 
 
 def _customer(**change: object) -> dict:
