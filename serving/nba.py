@@ -116,9 +116,15 @@ def decide(customer: Customer, config: NbaConfig) -> Decision:
         return _cold_start(customer, config)
     value = value_if_purchase(customer, config)
     best: tuple[float, str, Action, float, EffectSource] | None = None
-    capped = []
+    capped = []  # why the actions of the customer's stage were not taken (a contact cap, ...)
     for name, action in config.actions.items():
-        if _rule_fails(name, action, customer, config) is not None:
+        why = _rule_fails(name, action, customer, config)
+        if why is not None:
+            stages = action.eligible.lifecycle_stages
+            if stages is not None and customer.lifecycle_stage in stages:
+                # the stage's own action stopped by another rule (data without categories
+                # leave every developing customer without one): said, not a bare "none"
+                capped.append(why)
             continue
         cap = contact_capped(name, customer, config)
         if cap is not None:

@@ -144,6 +144,18 @@ def test_an_action_stopped_by_its_contact_cap_alone_is_named(policy):
     assert decide(customer(**at_risk, last_contacts=later), policy).action == "win_back"
 
 
+def test_a_customer_whose_stages_action_fails_another_rule_is_told_which(policy):
+    """A developing customer of a shop without categories: recommendation, the stage's one
+    action, needs a favourite category; the answer names that, not a bare "none"."""
+    developing = customer(churn_probability=0.8, predicted_value=217.0, rfm_segment="Need Attention",
+                          lifecycle_stage="developing", frequency=4, recency_days=60)  # fmt: skip
+    decision = decide(developing, policy)
+    assert decision.action == NO_ACTION
+    assert decision.reason == (
+        "no action is eligible for this customer (recommendation needs a favourite category (none))"
+    )
+
+
 def test_cold_start_gets_the_configured_action_unless_capped(policy):
     assert decide(customer(), policy).action == "welcome_offer"
     assert decide(customer(), policy).expected_value is None
@@ -199,6 +211,24 @@ def test_an_uplift_effect_replaces_the_prior(policy):
     # A negative effect: sending would lose customers, never chosen.
     harm = decide(customer(**AT_RISK, effects={"win_back": -0.05}), policy)
     assert harm.action == NO_ACTION and "-5.0% x 120.00" in harm.reason
+
+
+def test_an_action_that_exactly_pays_for_itself_is_not_sent(policy):
+    """A gain of exactly 0 is a contact for nothing: no action, and the answer says so."""
+    import math
+
+    value = value_if_purchase(customer(**AT_RISK), policy)
+    effect = 4.0 / value
+    while effect * value - 4.0 > 0:  # the float nearest to an exact 0 gain, from below
+        effect = math.nextafter(effect, 0.0)
+    while effect * value - 4.0 < 0:
+        effect = math.nextafter(effect, 1.0)
+    assert effect * value - 4.0 == 0.0
+    decision = decide(customer(**AT_RISK, effects={"win_back": effect}), policy)
+    assert decision.action == NO_ACTION and decision.expected_value == 0.0
+    assert decision.reason.startswith("nothing pays: best is win_back") and "= +0.00" in (
+        decision.reason
+    )
 
 
 def test_an_action_without_a_model_keeps_its_prior(policy):
