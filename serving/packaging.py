@@ -3,6 +3,7 @@ or development packages), carrying the champion bundles from the BentoML model s
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from crm_ltv.features.config import ConfigError
+from crm_ltv.serving.store import PINNED_FILE, latest_tags
 
 SERVICE = "crm_ltv.serving.service:CrmLtv"
 RUNTIME_LOCK = "requirements-runtime.lock"
@@ -52,6 +54,9 @@ def build_bento(progress: Callable[[str], None]) -> int:
         if wheel is None:
             raise ConfigError(f"pip wheel {root}: no crm_ltv wheel was built")
         shutil.copyfile(lock, build / RUNTIME_LOCK)
+        pinned = latest_tags()
+        (build / PINNED_FILE).write_text(json.dumps(pinned, indent=2) + "\n")
+        progress("pinned: " + ", ".join(pinned.values()))
         (build / "bentofile.yaml").write_text(_bentofile(wheel.relative_to(build)))
         progress(f"bentoml build ({wheel.name}, {RUNTIME_LOCK})")
         bentoml = Path(sys.executable).parent / "bentoml"
@@ -63,7 +68,7 @@ def build_bento(progress: Callable[[str], None]) -> int:
 def _bentofile(wheel: Path) -> str:
     return f"""service: "{SERVICE}"
 name: crm-ltv
-include: []
+include: ["{PINNED_FILE}"]  # the model tags it serves, whatever the store gets later
 python:
   requirements_txt: "./{RUNTIME_LOCK}"  # every runtime package, pinned: nothing else resolves
   lock_packages: false

@@ -42,6 +42,7 @@ from crm_ltv.serving.store import (
     UPLIFT_STORE_NAME,
     load_stored_champions,
     load_stored_uplift,
+    served_tag,
 )
 from crm_ltv.training.errors import ChampionError
 
@@ -167,14 +168,14 @@ def _echoable(given: bytes) -> bool:
 
 def decision_log_path() -> Path:
     """The decision log in the project home (CRM_LTV_HOME, else the working directory). A Bento
-    served by hand runs from its own src folder, where outcomes would never look: say so."""
+    served by hand runs from its own src folder: decisions written there (customer ids and
+    scores) would travel with the Bento on `bentoml export`, and outcomes would never look
+    there, so such a service is not ready until it is given a home."""
     path = Paths.from_env().root / settings().decision_log
     if HOME_ENV not in os.environ and (Path.cwd().parent / "bento.yaml").is_file():
-        logger.warning(
-            "decision log %s lies inside the Bento (BentoML serves from its src folder): set "
-            "%s to the project home to keep the decisions there",
-            path,
-            HOME_ENV,
+        raise ConfigError(
+            f"decision log {path} would lie inside the Bento (BentoML serves it from its src "
+            f"folder): set {HOME_ENV} to the project home (its configs/ and logs/)"
         )
     return path
 
@@ -201,18 +202,24 @@ def checked_request_id(given: str | None) -> str:
     **bentoml_settings(ServingConfig()),
 )
 class CrmLtv:
-    churn_model = bentoml.models.BentoModel(f"{STORE_NAMES['churn']}:latest")
-    ltv_model = bentoml.models.BentoModel(f"{STORE_NAMES['ltv']}:latest")
+    churn_model = bentoml.models.BentoModel(served_tag(STORE_NAMES["churn"]))
+    ltv_model = bentoml.models.BentoModel(served_tag(STORE_NAMES["ltv"]))
     # Always declared (so a Bento carries it); without an uplift champion the store's latest is
     # a placeholder (serving.store.retire_uplift) and next-best-action uses the nba.yaml priors.
-    uplift_model = bentoml.models.BentoModel(f"{UPLIFT_STORE_NAME}:latest")
+    uplift_model = bentoml.models.BentoModel(served_tag(UPLIFT_STORE_NAME))
 
     def __init__(self) -> None:
         quiet_client_errors()
         self.scorer: Scorer | None = None
         self.failure: str | None = None
         self.loaded = threading.Event()
-        self.decisions = DecisionLog(decision_log_path())
+        try:
+            self.decisions = DecisionLog(decision_log_path())
+        except ConfigError as exc:  # not ready, and every call says why (503)
+            self.failure = f"{type(exc).__name__}: {exc}"
+            logger.error("not serving: %s", self.failure)
+            self.loaded.set()
+            return
         threading.Thread(target=self._load, name="load-models", daemon=True).start()
 
     def _load(self) -> None:

@@ -5,6 +5,7 @@ uses the priors of configs/nba.yaml. No mlflow here: a serving worker reads bund
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,27 @@ from crm_ltv.training.uplift import UpliftBundle, UpliftChampion
 
 STORE_NAMES: dict[Kind, str] = {"churn": "crm-ltv-churn", "ltv": "crm-ltv-ltv"}
 UPLIFT_STORE_NAME = "crm-ltv-uplift"
+# The store tags a Bento was built with, in its src folder (where BentoML serves it from)
+PINNED_FILE = "crm-ltv-models.json"
+
+
+def pinned_tags(folder: Path) -> dict[str, str]:
+    """Store name -> exact tag, as `crm-ltv bento` wrote them into `folder`; {} elsewhere."""
+    path = folder / PINNED_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def served_tag(name: str) -> str:
+    """The tag the service declares: a Bento's own pinned copy (rolling back to an older Bento
+    serves its models, not whichever the store got last), else the store's latest, which
+    `crm-ltv serve` has just made the champion."""
+    return pinned_tags(Path.cwd()).get(name, f"{name}:latest")
+
+
+def latest_tags() -> dict[str, str]:
+    """Store name -> exact tag of its latest copy: what a Bento built now pins."""
+    names = (*STORE_NAMES.values(), UPLIFT_STORE_NAME)
+    return {name: str(bentoml.models.get(f"{name}:latest").tag) for name in names}
 
 
 def stored_model(kind: Kind) -> bentoml.Model | None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from crm_ltv.features.actions import ACTION_NAMES
-from crm_ltv.features.config import load_config
+from crm_ltv.features.config import ConfigError, load_config
 from crm_ltv.serving.config import NO_ACTION, HoldoutConfig, NbaConfig
 from crm_ltv.serving.decisions import DecisionLog
 from crm_ltv.serving.holdout import (
@@ -211,11 +211,9 @@ def test_the_decision_log_writes_json_even_for_a_value_that_is_not_a_number(tmp_
     assert rows[1]["frequency"] is None and rows[1]["favourite_category"] is None
 
 
-def test_a_bento_served_by_hand_without_a_home_warns_where_decisions_go(
-    tmp_path, monkeypatch, caplog
-):
-    """BentoML serves a Bento from its src folder: the log would land in the store, where
-    `crm-ltv outcomes` never looks."""
+def test_a_bento_served_by_hand_without_a_home_writes_no_decision_inside_it(tmp_path, monkeypatch):
+    """BentoML serves a Bento from its src folder: the log would land in the Bento (customer
+    ids and scores shipped by `bentoml export`), where `crm-ltv outcomes` never looks."""
     from crm_ltv.serving.service import decision_log_path
 
     src = tmp_path / "bentos" / "crm-ltv" / "abc" / "src"
@@ -223,15 +221,11 @@ def test_a_bento_served_by_hand_without_a_home_warns_where_decisions_go(
     (src.parent / "bento.yaml").write_text("service: crm_ltv.serving.service:CrmLtv\n")
     monkeypatch.chdir(src)
     monkeypatch.delenv("CRM_LTV_HOME", raising=False)
-    with caplog.at_level("WARNING", logger="bentoml.crm_ltv"):
-        path = decision_log_path()
-    assert path == src / "logs" / "decisions.jsonl"
-    assert "lies inside the Bento" in caplog.text and "set CRM_LTV_HOME" in caplog.text
-    caplog.clear()
+    with pytest.raises(ConfigError, match=r"would lie inside the Bento.*set CRM_LTV_HOME"):
+        decision_log_path()
+    assert not (src / "logs").exists()
     monkeypatch.setenv("CRM_LTV_HOME", str(tmp_path))
-    with caplog.at_level("WARNING", logger="bentoml.crm_ltv"):
-        assert decision_log_path() == tmp_path / "logs" / "decisions.jsonl"
-    assert caplog.text == ""
+    assert decision_log_path() == tmp_path / "logs" / "decisions.jsonl"
 
 
 def test_an_explored_recommendation_names_the_favourite_category():

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -618,6 +619,19 @@ def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home
     assert "lightgbm==" in packages and "bentoml==" in packages
     for left_out in ("mlflow", "optuna", "pytest", "ruff", "hypothesis", "matplotlib"):
         assert f"\n{left_out}==" not in packages, left_out
+    # The Bento pins the copies it was built with: a newer copy in the store (another home's
+    # `crm-ltv serve`, a later champion) is not what it serves (it served the store's latest).
+    newer = (
+        "import shutil, sys, tempfile; from pathlib import Path; "
+        "from crm_ltv.serving.store import store_bundle, stored_model; "
+        "m = stored_model('churn'); d = Path(tempfile.mkdtemp()) / 'b'; "
+        "shutil.copytree(m.path, d, ignore=shutil.ignore_patterns('model.yaml')); "
+        "print(store_bundle('churn', d, {**m.info.metadata, 'registry_version': '99'}).tag)"
+    )
+    added = subprocess.run(
+        [sys.executable, "-c", newer], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert added.returncode == 0, added.stderr
     port = free_port()
     log = home / "serve_bento.log"
     offline = _env(home, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
@@ -635,3 +649,6 @@ def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home
         assert answer.json()["customers"][0]["model_versions"] == {"churn": "1", "ltv": "1"}
     finally:
         stop_server(process)
+        subprocess.run(
+            [bentoml_cli, "models", "delete", "-y", added.stdout.strip()], env=env, timeout=120
+        )
