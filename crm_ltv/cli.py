@@ -761,9 +761,12 @@ def score(
         from crm_ltv.training.errors import ChampionError
 
         raise ChampionError(unbuilt)
-    stale = champions.features_config_warning(feature_config)
-    if stale is not None:
-        progress(stale)
+    for warning in (
+        champions.features_config_warning(feature_config),
+        champions.level_warning(cutoff),
+    ):
+        if warning is not None:
+            progress(warning)
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     if on_dask:
         from crm_ltv.features.cluster import features_on_cluster, write_parts

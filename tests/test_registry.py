@@ -82,6 +82,11 @@ def test_a_new_model_must_also_beat_the_baseline_and_the_reason_gives_each_margi
     assert decide_promotion(
         ours, None, gate.model_copy(update={"baseline": None}), baseline=bgnbd
     ).promote
+    # ahead of the baseline by a hair (a one-round booster on its offset): promoted, and said
+    floor = gate.model_copy(update={"min_gain_over_champion": 0.001})
+    hair = decide_promotion(ours, None, floor, baseline={"roc_auc": 0.80 - 8.6e-6})
+    assert hair.promote and "(+8.6e-06; within the 0.001 a champion must" in hair.reason
+    assert "a champion" not in ahead.reason
 
 
 @pytest.mark.parametrize(

@@ -137,7 +137,12 @@ def test_score_uses_the_champions_and_the_training_feature_code(trained):
     parquet = run(home, "score", "--as-of", "2025-06-30", "--out", str(home / "s.parquet"))
     assert parquet.returncode == 0, parquet.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(home / "s.parquet"), scores, check_dtype=False)
-    assert "warning" not in parquet.stderr
+    # the champion's level is that of the horizon after the data's end, half a year later
+    assert "warning: scoring as of 2025-06-30 00:00, but the level" in parquet.stderr
+    assert "for the 90 days after 2025-12-" in parquet.stderr
+    end = f"{pd.to_datetime(tx['timestamp']).max():%Y-%m-%d}"
+    at_end = run(home, "score", "--as-of", end, "--out", str(home / "end.csv"))
+    assert at_end.returncode == 0 and "warning" not in at_end.stderr, at_end.stderr
     late = run(home, "score", "--as-of", "2027-06-30", "--out", str(home / "late.csv"))
     assert late.returncode == 0, late.stderr  # allowed, but said: everyone looks lapsed
     assert "warning: --as-of 2027-06-30 is" in late.stderr and "looks lapsed" in late.stderr
@@ -150,7 +155,7 @@ def test_a_file_without_the_customers_table_scores_its_features_as_missing(train
     home, _ = trained
     own = home / "own_transactions.csv"  # not the sample's path: no customers table goes with it
     own.write_bytes((home / "data/sample/transactions.csv").read_bytes())
-    args = ("score", "--as-of", "2025-06-30", "--out")
+    args = ("score", "--as-of", "2025-12-31", "--out")  # at the data's end: no level warning
     with_table = run(home, *args, str(home / "with_table.csv"))
     without = run(home, *args, str(home / "without.csv"), "--transactions", str(own))
     assert without.returncode == 0, without.stderr
@@ -232,12 +237,13 @@ def test_promote_by_hand(trained):
 
 
 def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained):
-    """A user's file of one calibration year and a 182-day horizon: too short for three
-    windows that do not overlap, so it trains on held-out customers and says so."""
+    """A user's file of just under a calibration year and a 182-day horizon: too short for
+    three windows that do not overlap, so it trains on held-out customers and says so; and
+    too short for the season of the horizon after it, which it says too."""
     home, _ = trained
     tx = pd.read_csv(home / "data/sample/transactions.csv", dtype=str)
     year = tx[pd.to_datetime(tx["timestamp"]) < pd.to_datetime(tx["timestamp"]).min()
-              + pd.Timedelta(days=366)]  # fmt: skip
+              + pd.Timedelta(days=360)]  # fmt: skip
     own = home / "own.csv"
     year.rename(columns={"customer_id": "Client", "amount": "Total"}).to_csv(
         own, sep=";", index=False
@@ -250,6 +256,7 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
     assert "loading customers" not in result.stderr  # the sample's customers are not paired
     assert "evaluation is out-of-customer, not out-of-time" in result.stderr
     assert "evaluation: out-of-customer, not out-of-time" in result.stdout
+    assert "warning: the history does not reach one year before its end" in result.stderr
     summary = json.loads((home / "reports/metrics.json").read_text())
     assert (
         summary["horizon_days"] == 182
@@ -259,6 +266,10 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
     assert "90-day horizon, this run 182 days" in summary["registry"]["churn"]["reason"]
     run_ = mlflow_client(home).get_run(summary["run_id"])
     assert run_.data.tags["evaluation"] == "out-of-customer"
+    for name in ("churn", "ltv"):  # what the registry shows of each version too
+        assert mlflow_client(home).get_model_version(name, "4").tags["evaluation"] == (
+            "out-of-customer"
+        )
     # the experiment's description, rewritten by every run, names no horizon (it holds both)
     note = mlflow_client(home).get_experiment(run_.info.experiment_id).tags["mlflow.note.content"]
     assert "in the next horizon" in note and "182" not in note and "90 days" not in note

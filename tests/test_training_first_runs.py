@@ -69,6 +69,34 @@ def test_a_first_run_that_misses_the_gate_says_what_to_do_and_scoring_still_work
     assert (pd.read_csv(home / "s.csv")["horizon_days"] == 90).all()
 
 
+def test_a_model_that_does_not_beat_bgnbd_is_not_champion(tmp_path):
+    """The gate's main rule, end to end: every other test home turns it off (a few hundred
+    sample customers do not always beat BG/NBD). One-split boosters without BG/NBD's inputs
+    pass every threshold here and lose to BG/NBD on the same test snapshot."""
+    home = new_home(tmp_path)
+    assert run(home, "data", "--n-customers", "1500").returncode == 0
+    config = yaml.safe_load((home / "configs/train.yaml").read_text())
+    config["baselines"] |= {"bgnbd_as_features": False, "bgnbd_as_offset": False}
+    for kind in ("churn", "ltv"):
+        config[kind] |= {"n_estimators": 1, "params": {**config[kind]["params"], "num_leaves": 2}}
+        config["promotion"][kind]["baseline"] = "bgnbd"
+    config["promotion"]["churn"]["thresholds"] = {"roc_auc": {"min": 0.5}}
+    config["promotion"]["ltv"]["thresholds"] = {"normalized_gini": {"min": 0.0}}
+    (home / "configs/train.yaml").write_text(yaml.safe_dump(config))
+    trained = run(home, "train")
+    assert trained.returncode == 0, trained.stderr
+    for kind, metric in (("churn", "roc_auc"), ("ltv", "normalized_gini")):
+        line = next(x for x in trained.stdout.splitlines() if x.startswith(f"{kind}: "))
+        assert f"{kind} v1 not promoted: {metric} " in line, line
+        assert "does not beat bgnbd's" in line and "every threshold passes, but bgnbd is" in line
+    summary = json.loads((home / "reports/metrics.json").read_text())
+    assert summary["churn"]["lightgbm"]["roc_auc"] < summary["churn"]["bgnbd"]["roc_auc"]
+    client = mlflow_client(home)
+    for name in ("churn", "ltv"):
+        with pytest.raises(mlflow.exceptions.MlflowException):
+            client.get_model_version_by_alias(name, "champion")
+
+
 def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     home = new_home(tmp_path)
     tune = yaml.safe_load((home / "configs/tune.yaml").read_text())

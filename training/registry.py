@@ -97,6 +97,13 @@ def decide_promotion(
         promote &= better
         verdict = "beats" if better else "does not beat"
         short = f"; gain {gain:.2g}, not more than {needed:g}" if 0 < gain <= needed else ""
+        if label == gate.baseline and 0 < gain <= gate.min_gain_over_champion:
+            # ahead, but by less than a champion must be beaten by: said, not refused (the
+            # issue's rule is to beat it); a one-round booster on BG/NBD's offset does this
+            short = (
+                f"; within the {gate.min_gain_over_champion:g} a champion must be beaten by: "
+                "a tie in all but name"
+            )
         notes.append(
             f"{metric} {ours:.4f} {verdict} {label}'s {theirs:.4f} ({margin_text(ours, theirs)}"
             f"{short})"

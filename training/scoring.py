@@ -30,6 +30,10 @@ SCORE_COLUMNS = (
 )
 
 
+# How far from a champion's level cutoff a score may be taken without a warning
+LEVEL_TOLERANCE = pd.Timedelta(days=30)
+
+
 @dataclass(frozen=True)
 class Champion:
     """One registered model version: a bundle, of which it serves one head (churn or ltv)."""
@@ -84,6 +88,25 @@ class Champions:
             f"warning: configs/features.yaml differs from the one {' and '.join(stale)} "
             f"{'was' if len(stale) == 1 else 'were'} trained with: its scores rest on "
             "features it did not learn from; retrain, or restore that features.yaml"
+        )
+
+    def level_warning(self, cutoff: pd.Timestamp) -> str | None:
+        """A champion's level (the totals and churn rate its scores add up to) is set for the
+        horizon after its training data's end; scored at a date far from it, a seasonal shop's
+        totals are off (Online Retail II, a model of the whole file scored as of 2011-09-10:
+        0.37x the next 90 days' spend), though the ranking is not."""
+        far = []
+        for c in (self.churn, self.ltv):
+            at = c.bundle.level.get("cutoff")
+            if at is not None and abs(cutoff - pd.Timestamp(at)) > LEVEL_TOLERANCE:
+                far.append(f"{c.name} v{c.version}'s for the {self.horizon_days} days after {at}")
+        if not far:
+            return None
+        return (
+            f"warning: scoring as of {cutoff:%Y-%m-%d %H:%M}, but the level (total value, churn "
+            f"rate) is {' and '.join(far)}: in a seasonal shop the totals and probabilities "
+            "may be off (the ranking is not); for a forecast at this date, train on the data "
+            "up to it"
         )
 
     def unbuilt_features(
