@@ -3,16 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-SAMPLE := data/sample/transactions.csv
+# The project home the commands use (CRM_LTV_HOME, else this checkout): its sample and its log
+HOME_DIR := $(or $(CRM_LTV_HOME),$(CURDIR))
+SAMPLE := $(HOME_DIR)/data/sample/transactions.csv
 
 .DEFAULT_GOAL := help
 TRIALS ?=
 PORT_UI ?= 5000
-MLFLOW_HOME ?= $(or $(CRM_LTV_HOME),$(CURDIR))
+MLFLOW_HOME ?= $(HOME_DIR)
 PORT ?= 3000
 TEST_WORKERS ?= 2
-# The service's decision log, as configs/serving.yaml names it (relative to the home)
-DECISIONS ?= $(shell sed -n 's/^decision_log: *\([^ #]*\).*/\1/p' configs/serving.yaml)
+# The service's decision log, as the home's configs/serving.yaml (else this checkout's) names it,
+# relative to the home
+SERVING_CONFIG := $(firstword $(wildcard $(HOME_DIR)/configs/serving.yaml) configs/serving.yaml)
+LOG_NAME := $(shell sed -n 's/^decision_log: *\([^ #]*\).*/\1/p' $(SERVING_CONFIG))
+DECISIONS ?= $(if $(filter /%,$(LOG_NAME)),$(LOG_NAME),$(HOME_DIR)/$(LOG_NAME))
 .PHONY: help setup data features train tune experiments mlflow-ui serve bento test lint format bench-features bench-serve bench-overload bench-models bench-real bench-scale runtime-lock clean
 
 help: ## list the targets
