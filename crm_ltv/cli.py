@@ -1159,6 +1159,14 @@ def mlflow_ui(
             "--host 0.0.0.0, the name other machines use; the links then name it."
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Server processes (MLflow's default, 4, kept dying and restarting on a busy "
+            "2-core machine: /health never answered in 120 s; 1 was up in 80 s).",
+            min=1,
+        ),
+    ] = 1,
 ) -> None:
     """The MLflow UI over the home's runs and registry; prints the links that open each
     experiment's runs table (MLflow 3 would open on its GenAI pages)."""
@@ -1185,6 +1193,7 @@ def mlflow_ui(
     command = [
         sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(paths),
         "--default-artifact-root", str(paths.artifacts_dir), "--host", host, "--port", str(port),
+        "--workers", str(workers),
         *(["--allowed-hosts", _host_patterns(allowed_hosts)] if allowed_hosts else []),
     ]  # fmt: skip
     sys.stdout.flush()

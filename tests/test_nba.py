@@ -147,8 +147,9 @@ def test_an_action_stopped_by_its_contact_cap_alone_is_named(policy):
 def test_a_customer_whose_stages_action_fails_another_rule_is_told_which(policy):
     """A developing customer of a shop without categories: recommendation, the stage's one
     action, needs a favourite category; the answer names that, not a bare "none"."""
-    developing = customer(churn_probability=0.8, predicted_value=217.0, rfm_segment="Need Attention",
-                          lifecycle_stage="developing", frequency=4, recency_days=60)  # fmt: skip
+    developing = customer(churn_probability=0.8, predicted_value=217.0, frequency=4,
+                          rfm_segment="Need Attention", lifecycle_stage="developing",
+                          recency_days=60)  # fmt: skip
     decision = decide(developing, policy)
     assert decision.action == NO_ACTION
     assert decision.reason == (
