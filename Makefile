@@ -16,7 +16,7 @@ TEST_WORKERS ?= 2
 # The service's decision log, as the home's configs/serving.yaml (else this checkout's) names it,
 # relative to the home
 SERVING_CONFIG := $(firstword $(wildcard $(HOME_DIR)/configs/serving.yaml) configs/serving.yaml)
-LOG_NAME := $(shell sed -n 's/^decision_log: *\([^ #]*\).*/\1/p' $(SERVING_CONFIG))
+LOG_NAME := $(or $(shell sed -n 's/^decision_log: *["'"'"']\{0,1\}\([^ #"'"'"']*\).*/\1/p' $(SERVING_CONFIG)),logs/decisions.jsonl)
 DECISIONS ?= $(if $(filter /%,$(LOG_NAME)),$(LOG_NAME),$(HOME_DIR)/$(LOG_NAME))
 .PHONY: help setup data features train tune experiments mlflow-ui serve bento test lint format bench-features bench-serve bench-overload bench-models bench-real bench-scale runtime-lock clean
 
@@ -30,7 +30,7 @@ $(INSTALLED): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	@touch $@
 
-$(SAMPLE): $(INSTALLED) configs/sample.yaml
+$(SAMPLE): $(INSTALLED) $(firstword $(wildcard $(HOME_DIR)/configs/sample.yaml) configs/sample.yaml)
 	$(BIN)/crm-ltv data
 
 data: $(SAMPLE) ## generate the built-in sample data into data/sample/ (once; `make clean` to redo)

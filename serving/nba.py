@@ -121,7 +121,7 @@ def decide(customer: Customer, config: NbaConfig) -> Decision:
         why = _rule_fails(name, action, customer, config)
         if why is not None:
             stages = action.eligible.lifecycle_stages
-            if stages is not None and customer.lifecycle_stage in stages:
+            if stages is None or customer.lifecycle_stage in stages:
                 # the stage's own action stopped by another rule (data without categories
                 # leave every developing customer without one): said, not a bare "none"
                 capped.append(why)

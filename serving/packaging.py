@@ -31,6 +31,7 @@ def build_bento(progress: Callable[[str], None]) -> int:
             f"{root}: no pyproject.toml and {RUNTIME_LOCK} here: `crm-ltv bento` builds the "
             "Bento from a checkout of crm-ltv (installed with `pip install -e`, or `make bento`)"
         )
+    pinned = latest_tags()  # what _sync_store just put there, before the wheel's seconds
     with tempfile.TemporaryDirectory(prefix="crm-ltv-bento-") as tmp:
         build = Path(tmp)
         progress("building the project's wheel")
@@ -54,7 +55,6 @@ def build_bento(progress: Callable[[str], None]) -> int:
         if wheel is None:
             raise ConfigError(f"pip wheel {root}: no crm_ltv wheel was built")
         shutil.copyfile(lock, build / RUNTIME_LOCK)
-        pinned = latest_tags()
         (build / PINNED_FILE).write_text(json.dumps(pinned, indent=2) + "\n")
         progress("pinned: " + ", ".join(pinned.values()))
         (build / "bentofile.yaml").write_text(_bentofile(wheel.relative_to(build)))

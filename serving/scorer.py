@@ -48,7 +48,8 @@ def _out_of_bounds(value: float, spec: FeatureSpec) -> str | None:
     if spec.high is not None and value > spec.high:
         return f"above {spec.high:g}"
     if spec.integer and not float(value).is_integer():
-        return "not a whole number"
+        hidden = "." not in f"{value:g}"  # the message's :g shows 2.0000001 as 2
+        return "not a whole number" + (f" ({value!r})" if hidden else "")
     return None
 
 
@@ -91,7 +92,7 @@ class Scorer:
     def feature_bounds(self) -> dict[str, FeatureSpec]:
         """What the builders can produce, per bounded feature (a row outside is a mistake)."""
         specs = feature_registry(self.feature_config)
-        return {s.name: s for s in specs if s.low is not None or s.high is not None}
+        return {s.name: s for s in specs if s.low is not None or s.high is not None or s.integer}
 
     @functools.cached_property
     def known_features(self) -> set[str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 import bentoml
-from bentoml.exceptions import ServiceUnavailable
+from bentoml.exceptions import BentoMLException, ServiceUnavailable
 
 from crm_ltv.features.config import ConfigError, load_config
 from crm_ltv.features.contract import DataError
@@ -172,7 +172,7 @@ def decision_log_path() -> Path:
     scores) would travel with the Bento on `bentoml export`, and outcomes would never look
     there, so such a service is not ready until it is given a home."""
     path = Paths.from_env().root / settings().decision_log
-    if HOME_ENV not in os.environ and (Path.cwd().parent / "bento.yaml").is_file():
+    if not os.environ.get(HOME_ENV) and (Path.cwd().parent / "bento.yaml").is_file():
         raise ConfigError(
             f"decision log {path} would lie inside the Bento (BentoML serves it from its src "
             f"folder): set {HOME_ENV} to the project home (its configs/ and logs/)"
@@ -249,7 +249,8 @@ class CrmLtv:
             if unbuilt is not None:  # else every request would fail, one at a time
                 raise ChampionError(unbuilt)
             self.scorer = Scorer(champions, configs.features, configs.nba, settings(), uplift)
-        except (ConfigError, ValueError, OSError, ChampionError) as exc:
+        except (ConfigError, ValueError, OSError, ChampionError, BentoMLException) as exc:
+            # BentoMLException: a pinned copy deleted from the store (NotFound)
             self.failure = f"{type(exc).__name__}: {exc}"
             logger.error("models not loaded: %s", self.failure)
             return

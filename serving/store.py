@@ -14,6 +14,7 @@ from typing import Any
 import bentoml
 
 from crm_ltv.training.bundle import FORMAT, Kind, ModelBundle
+from crm_ltv.training.errors import ChampionError
 from crm_ltv.training.scoring import Champion, Champions
 from crm_ltv.training.uplift import FORMAT as UPLIFT_FORMAT
 from crm_ltv.training.uplift import UpliftBundle, UpliftChampion
@@ -25,9 +26,11 @@ PINNED_FILE = "crm-ltv-models.json"
 
 
 def pinned_tags(folder: Path) -> dict[str, str]:
-    """Store name -> exact tag, as `crm-ltv bento` wrote them into `folder`; {} elsewhere."""
+    """Store name -> exact tag, as `crm-ltv bento` wrote them into `folder`, when `folder` is a
+    Bento's build context (bentofile.yaml) or a built Bento's src (../bento.yaml); else {}."""
     path = folder / PINNED_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    bento = (folder / "bentofile.yaml").is_file() or (folder.parent / "bento.yaml").is_file()
+    return json.loads(path.read_text()) if bento and path.is_file() else {}
 
 
 def served_tag(name: str) -> str:
@@ -39,8 +42,16 @@ def served_tag(name: str) -> str:
 
 def latest_tags() -> dict[str, str]:
     """Store name -> exact tag of its latest copy: what a Bento built now pins."""
-    names = (*STORE_NAMES.values(), UPLIFT_STORE_NAME)
-    return {name: str(bentoml.models.get(f"{name}:latest").tag) for name in names}
+    tags = {}
+    for name in (*STORE_NAMES.values(), UPLIFT_STORE_NAME):
+        try:
+            tags[name] = str(bentoml.models.get(f"{name}:latest").tag)
+        except bentoml.exceptions.NotFound:
+            raise ChampionError(
+                f"the BentoML model store has no {name}: run `crm-ltv serve` or `crm-ltv "
+                "bento` with the registry reachable first"
+            ) from None
+    return tags
 
 
 def stored_model(kind: Kind) -> bentoml.Model | None:

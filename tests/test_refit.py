@@ -8,7 +8,7 @@ import pytest
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
-from crm_ltv.training.pipeline import refit_bundle, window_shift
+from crm_ltv.training.pipeline import _intercept, refit_bundle, window_shift
 
 
 def test_the_refit_learns_from_every_labelled_row_with_the_chosen_rounds(
@@ -71,3 +71,12 @@ def test_each_training_window_boosts_from_its_own_level():
     churn = window_shift(base, pd.Series([1, 0, 1, 1]), cutoffs, "churn")
     assert expit(base[:2] + churn[:2]).mean() == pytest.approx(0.5)
     assert expit(base[2:] + churn[2:]).mean() == pytest.approx(0.999)  # clipped off 1
+
+
+def test_the_churn_level_is_reached_from_logits_far_beyond_30():
+    """A degenerate calibration (a one-split booster, a huge Platt slope) puts every logit at
+    +-200: the fixed (-30, 30) bracket had no sign change and the run crashed."""
+    for logit in (np.full(50, 200.0), np.r_[np.full(25, -500.0), np.full(25, 60.0)]):
+        for rate in (0.01, 0.3, 0.99):
+            shift = _intercept(logit, rate)
+            assert float(expit(logit + shift).mean()) == pytest.approx(rate, abs=1e-6)

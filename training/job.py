@@ -196,8 +196,9 @@ def run_training(
         if config.refit:
             progress("refitting both models on every labelled cutoff (validation and test too)")
             bundle = _refit(split, config, feature_config, models, tuned or {}, refit)
-            if config.level.seasonal and "refit" in split.levels and not split.levels["refit"]:
-                progress(_no_level_warning(split))
+        registered_level = "refit" if config.refit else "evaluation"
+        if config.level.seasonal and split.levels.get(registered_level, True) is None:
+            progress(_no_level_warning(split, config.refit))
         progress("registering the model bundle")
         with killable_run(run_id=children["lightgbm"], nested=True):
             registered = _register_bundle(config, feature_config, bundle, split, evaluation, run)
@@ -252,14 +253,16 @@ def _refit(
     )
 
 
-def _no_level_warning(split: TimeSplit) -> str:
-    """The season of the horizon after the data needs the same window a year earlier: without
-    it the refit keeps its training windows' average level (Online Retail II's first 364 days
-    forecast twice the next 182 days' spend; a week more history, with the season: 0.99)."""
+def _no_level_warning(split: TimeSplit, refit: bool) -> str:
+    """The season of the horizon the registered model scores needs the same window a year
+    earlier: without it the model keeps its training windows' average level (Online Retail
+    II's first 364 days forecast twice the next 182 days' spend; a week more history, with the
+    season: 0.99)."""
+    after = "the data" if refit else "the test cutoff (refit: false)"
     return (
-        f"warning: the history does not reach one year before its end (or the horizon is over a "
-        f"year): the level of the {split.horizon_days} days after the data (total value, churn "
-        "rate) cannot follow the season and stays the training windows' average; in a seasonal "
+        f"warning: the level of the {split.horizon_days} days after {after} (total value, churn "
+        "rate) cannot follow the season: that needs the same window a year earlier, with sales, "
+        "and a horizon of at most a year. It stays the training windows' average; in a seasonal "
         "shop the totals may be far off (the ranking is not)"
     )
 

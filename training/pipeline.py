@@ -253,6 +253,8 @@ def _offset_only(model: ChurnModel | LtvModel, what: str) -> str:
     value model at 2011-06-10 and 2011-09-10: Gini within 1e-5 of BG/NBD's)."""
     if model.offset is None or model.best_iteration_ > 1:
         return ""
+    if getattr(model, "buy_booster_", None) is not None:  # hurdle: P(buy) ranks on its own
+        return ""
     return (
         f" (early stopping found no correction to BG/NBD's {what} that held on validation: "
         "this model ranks almost as BG/NBD does)"
