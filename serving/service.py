@@ -42,6 +42,7 @@ from crm_ltv.serving.store import (
     UPLIFT_STORE_NAME,
     load_stored_champions,
     load_stored_uplift,
+    served_from_bento,
     served_tag,
 )
 from crm_ltv.training.errors import ChampionError
@@ -163,7 +164,8 @@ class EchoRequestId:
 
 
 def _echoable(given: bytes) -> bool:
-    return 0 < len(given) <= MAX_REQUEST_ID and all(0x20 <= b < 0x7F for b in given)
+    """An id the endpoint would take (ASGI headers are latin-1 bytes)."""
+    return bool(given) and _request_id_problem(given.decode("latin-1")) is None
 
 
 def decision_log_path() -> Path:
@@ -172,7 +174,7 @@ def decision_log_path() -> Path:
     scores) would travel with the Bento on `bentoml export`, and outcomes would never look
     there, so such a service is not ready until it is given a home."""
     path = Paths.from_env().root / settings().decision_log
-    if not os.environ.get(HOME_ENV) and (Path.cwd().parent / "bento.yaml").is_file():
+    if not os.environ.get(HOME_ENV) and served_from_bento(Path.cwd()):
         raise ConfigError(
             f"decision log {path} would lie inside the Bento (BentoML serves it from its src "
             f"folder): set {HOME_ENV} to the project home (its configs/ and logs/)"
@@ -185,14 +187,18 @@ def checked_request_id(given: str | None) -> str:
     with every customer of the call, so a long one is refused rather than copied."""
     if not given:
         return uuid.uuid4().hex
-    problem = None
-    if len(given) > MAX_REQUEST_ID:
-        problem = f"{len(given):,} characters; at most {MAX_REQUEST_ID}"
-    elif not (given.isascii() and given.isprintable()):  # read as latin-1: 'é' came back 'Ã©'
-        problem = "printable ASCII characters only (the id is echoed and logged as sent)"
+    problem = _request_id_problem(given)
     if problem is not None:
         raise request_error([(("X-Request-ID",), f"header X-Request-ID: {problem}")])
     return given
+
+
+def _request_id_problem(given: str) -> str | None:
+    if len(given) > MAX_REQUEST_ID:
+        return f"{len(given):,} characters; at most {MAX_REQUEST_ID}"
+    if not (given.isascii() and given.isprintable()):  # read as latin-1: 'é' came back 'Ã©'
+        return "printable ASCII characters only (the id is echoed and logged as sent)"
+    return None
 
 
 @bentoml.service(

@@ -25,11 +25,16 @@ UPLIFT_STORE_NAME = "crm-ltv-uplift"
 PINNED_FILE = "crm-ltv-models.json"
 
 
+def served_from_bento(folder: Path) -> bool:
+    """Whether `folder` is a built Bento's src: BentoML serves a Bento from there."""
+    return (folder.parent / "bento.yaml").is_file()
+
+
 def pinned_tags(folder: Path) -> dict[str, str]:
     """Store name -> exact tag, as `crm-ltv bento` wrote them into `folder`, when `folder` is a
-    Bento's build context (bentofile.yaml) or a built Bento's src (../bento.yaml); else {}."""
+    Bento's build context (bentofile.yaml) or a built Bento's src; else {}."""
     path = folder / PINNED_FILE
-    bento = (folder / "bentofile.yaml").is_file() or (folder.parent / "bento.yaml").is_file()
+    bento = (folder / "bentofile.yaml").is_file() or served_from_bento(folder)
     return json.loads(path.read_text()) if bento and path.is_file() else {}
 
 
