@@ -11,6 +11,7 @@ cells are the ones the training run fitted. Prints one line per origin and model
 `bench-real: ahead of BG/NBD on K/16` (4 origins x churn AUC, PR AUC, Gini, top-10% share).
 `--seeds 1 2 3` runs it all once per model seed and counts K on the margins averaged over the
 seeds: a margin smaller than its spread over seeds says which seed ran, not which model is ahead.
+`--tune N` tunes both models at each origin first (`crm-ltv tune --trials N`), as a user would.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ from crm_ltv.features.inputs import Inputs, load_inputs
 from crm_ltv.features.labels import labels_at
 from crm_ltv.features.paths import Paths
 from crm_ltv.training.baselines import BgNbdBaseline
-from crm_ltv.training.config import TrainConfig
-from crm_ltv.training.job import run_training
+from crm_ltv.training.config import TrainConfig, TuneConfig
+from crm_ltv.training.job import run_training, split_inputs
 from crm_ltv.training.pipeline import evaluate
 from crm_ltv.training.registry import load_champions
 from crm_ltv.training.scoring import score_customers, scoring_features
+from crm_ltv.training.tuning import run_tuning
 
 DATA = Path(__file__).resolve().parent / "data"
 ORIGINS = (("2011-03-12", 90), ("2011-06-10", 90), ("2011-09-10", 90), ("2010-12-09", 182))
@@ -73,6 +75,7 @@ def _backtest(
     scratch: Path,
     refit: bool,
     seed: int | None = None,
+    trials: int | None = None,
 ) -> dict:
     # Each origin its own home and registry: MLflow exports the first tracking URI it is given
     # as MLFLOW_TRACKING_URI, which the next home would otherwise take for the user's.
@@ -91,7 +94,20 @@ def _backtest(
         seed=seed,
     )
     history = _until(inputs, origin)
-    result = run_training(history, paths, config, features, None, _say)
+    split = split_inputs(history, config, features, _say)
+    tuned = None
+    if trials:  # as `crm-ltv tune --trials N` then `crm-ltv train`, on the origin's history
+        tune = load_config(TuneConfig, paths.config_file("tune"))
+        studies = run_tuning(
+            split, history, paths, config, override(tune, "--tune", trials=trials), _say
+        )
+        tuned = {kind: dict(study.best_params) for kind, study in studies.items()}
+        for kind, study in studies.items():
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in study.best_params.items())
+            _say(
+                f"  {origin:%Y-%m-%d} tuned {kind} ({study.metric} {study.best_value:.5f}): {shown}"
+            )
+    result = run_training(history, paths, config, features, tuned, _say, split=split)
     champions = load_champions(config.registry, _say)
     table = scoring_features(history.transactions.frame, origin, features, None, champions)
     ours = score_customers(table, champions).set_index("customer_id")
@@ -151,7 +167,12 @@ def _print_origin(origin_text: str, horizon: int, got: dict) -> dict[str, float]
 
 
 def _one_seed(
-    inputs: Inputs, origins: list[tuple[str, int]], scratch: Path, refit: bool, seed: int | None
+    inputs: Inputs,
+    origins: list[tuple[str, int]],
+    scratch: Path,
+    refit: bool,
+    seed: int | None,
+    trials: int | None,
 ) -> dict[str, list[float]]:
     """Every origin trained, scored and compared with one seed of the models; prints the
     counts and returns each origin's margins (NaN for an origin that failed)."""
@@ -161,7 +182,7 @@ def _one_seed(
         key = f"{origin_text:10s} {horizon:4d}"
         try:
             home = scratch / f"seed-{seed}"
-            got = _backtest(inputs, as_cutoff(origin_text), horizon, home, refit, seed)
+            got = _backtest(inputs, as_cutoff(origin_text), horizon, home, refit, seed, trials)
         except Exception as exc:  # a failed origin is a finding, not the end of the run
             print(f"{key} failed: {type(exc).__name__}: {exc}")
             margins[key] = [float("nan")] * len(COMPARED)
@@ -192,7 +213,16 @@ def main() -> None:
         help="run with each of these model seeds (default: configs/train.yaml's) and count "
         "K/16 on the margins averaged over them: how much of a margin is the seed's",
     )
+    parser.add_argument(
+        "--tune",
+        type=int,
+        metavar="TRIALS",
+        help="at each origin, tune both models first (`crm-ltv tune --trials TRIALS` on the "
+        "origin's history) and train with the best params, as a user following README Tuning",
+    )
     args = parser.parse_args()
+    if args.tune is not None and args.tune < 1:
+        parser.error(f"--tune: at least 1 trial, not {args.tune}")
     origins = (
         [(o, int(h)) for o, h in (p.split(":") for p in args.origins)] if args.origins else ORIGINS
     )
@@ -211,7 +241,7 @@ def main() -> None:
         for seed in seeds:
             if seed is not None:
                 print(f"seed {seed}", flush=True)
-            runs.append(_one_seed(inputs, origins, scratch, not args.no_refit, seed))
+            runs.append(_one_seed(inputs, origins, scratch, not args.no_refit, seed, args.tune))
             if len(seeds) > 1:
                 print(f"seed {seed}: ahead of BG/NBD on {_ahead(runs[-1])}/{compared}", flush=True)
         mean = {key: list(np.mean([run[key] for run in runs], axis=0)) for key in runs[0]}
