@@ -239,7 +239,10 @@ async def test_a_call_whose_body_stalls_gives_its_slot_back_and_the_app_reads_it
 
 
 @pytest.mark.parametrize("kind", ["multipart/form-data; boundary=xyz",
-                                  "application/x-www-form-urlencoded"])  # fmt: skip
+                                  "application/x-www-form-urlencoded",
+                                  # media types are case-insensitive (RFC 9110)
+                                  "Multipart/Form-Data; boundary=xyz",
+                                  "APPLICATION/X-WWW-FORM-URLENCODED"])  # fmt: skip
 async def test_a_form_body_is_a_415_naming_json_not_a_500(kind):
     gate = Gate()
     gate.release.set()
@@ -290,24 +293,26 @@ async def test_slow_uploads_are_bounded_and_a_cancelled_one_leaves_the_count_rig
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(limit, scope, stalling, answered)
-        await _until(lambda: limit.uploading == 1)
-        assert limit.in_flight == 0
-        await limit(scope, stalling, answered)  # a second slow one: past the bound, 503
-        assert statuses == [503]
-        tasks.cancel_scope.cancel()  # the first, cancelled while uploading
-    assert (limit.in_flight, limit.uploading) == (0, 0)
-    async with _client(limit) as client:
-        replies = []
+    # a second slow call let through would wait for its body for ever: a failure, not a hang
+    with anyio.fail_after(60):
         async with anyio.create_task_group() as tasks:
+            tasks.start_soon(limit, scope, stalling, answered)
+            await _until(lambda: limit.uploading == 1)
+            assert limit.in_flight == 0
+            await limit(scope, stalling, answered)  # a second slow one: past the bound, 503
+            assert statuses == [503]
+            tasks.cancel_scope.cancel()  # the first, cancelled while uploading
+        assert (limit.in_flight, limit.uploading) == (0, 0)
+        async with _client(limit) as client:
+            replies = []
+            async with anyio.create_task_group() as tasks:
 
-            async def call() -> None:
-                replies.append((await client.post("/score", json=BODY)).status_code)
+                async def call() -> None:
+                    replies.append((await client.post("/score", json=BODY)).status_code)
 
-            gate.release = anyio.Event()
-            tasks.start_soon(call)
-            tasks.start_soon(call)
-            await _until(lambda: len(replies) == 1)
-            gate.release.set()
-    assert sorted(replies) == [200, 503]  # the limit is still 1
+                gate.release = anyio.Event()
+                tasks.start_soon(call)
+                tasks.start_soon(call)
+                await _until(lambda: len(replies) == 1)
+                gate.release.set()
+        assert sorted(replies) == [200, 503]  # the limit is still 1

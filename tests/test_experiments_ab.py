@@ -99,6 +99,28 @@ def test_revenue_difference_is_welchs_interval():
     assert out["test"] == "fisher"  # 3/5 vs 2/4: cells under 5
 
 
+def test_revenue_without_any_spread_has_a_difference_but_no_interval():
+    """Every treated customer spent 3, every control 0: Welch's test divides by a standard
+    error of 0, so the difference stands and the interval and p-value are left blank."""
+    t, c = np.full(5, 3.0), np.zeros(5)
+    out = compare_groups(t > 0, c > 0, t, c, CONFIG)
+    assert out["revenue_diff"] == 3.0
+    assert np.isnan(out["revenue_diff_low"]) and np.isnan(out["revenue_diff_high"])
+    assert np.isnan(out["revenue_p_value"])
+
+
+def test_a_group_without_conversions_has_no_relative_interval():
+    """The log interval of the rate ratio needs conversions on both sides: with none treated
+    the lift is -100% with no interval; with no control conversions there is no lift at all."""
+    none, some, revenue = flags(100, 0), flags(100, 10), np.zeros(100)
+    out = compare_groups(none, some, revenue, revenue, CONFIG)
+    assert out["rate_treatment"] == 0.0 and out["lift_rel"] == -1.0
+    assert np.isnan(out["lift_rel_low"]) and np.isnan(out["lift_rel_high"])
+    out = compare_groups(some, none, revenue, revenue, CONFIG)
+    assert np.isnan(out["lift_rel"]) and np.isnan(out["lift_rel_low"])
+    assert np.isnan(out["lift_rel_high"])
+
+
 def test_sample_ratio_mismatch_against_the_configured_split():
     fine = srm_check(505, 495, CONFIG)
     assert fine["srm_p_value"] == pytest.approx(stats.chi2.sf(2 * 5**2 / 500, 1))

@@ -140,7 +140,9 @@ def test_apply_holdout_sends_no_action_to_the_held_out_and_says_why():
     config = HoldoutConfig(share=0.3, exploration=0.3, salt="t")
     ids = IDS[:300]
     answers = [_score(c, "win_back") for c in ids]
-    out, assigned = apply_holdout([(a, _view(a)) for a in answers], nba, config)
+    # the views carry an uplift model's effect: the logged prior values must not take it
+    views = [_view(a, effects={"win_back": 0.5}) for a in answers]
+    out, assigned = apply_holdout(list(zip(answers, views, strict=True)), nba, config)
     assert [o.customer_id for o in out] == ids
     kinds = {"holdout": 0, "explored": 0, "policy": 0}
     for o, a in zip(out, assigned, strict=True):
@@ -155,8 +157,11 @@ def test_apply_holdout_sends_no_action_to_the_held_out_and_says_why():
             assert o.next_best_action.reason.startswith("holdout")
         elif a.explored and a.action != "win_back":
             kinds["explored"] += 1
+            assert a.action == NO_ACTION  # win_back is this customer's one eligible action
             assert o.next_best_action.reason.startswith("exploration")
-            assert o.next_best_action.effect_source in ("prior", None)
+            # an explored no_action weighs no action: no effect source, nothing weighed
+            assert o.next_best_action.effect_source is None
+            assert o.next_best_action.weighed_action is None
         elif a.explored:  # the draw was the policy's own choice: said too
             assert o.next_best_action.reason.startswith("exploration: drawn at random among")
             assert o.next_best_action.reason.endswith("the policy's own choice; policy")
@@ -166,7 +171,19 @@ def test_apply_holdout_sends_no_action_to_the_held_out_and_says_why():
     assert min(kinds.values()) > 0
     # win_back is eligible for an at-risk customer at churn 0.8 worth 40 / 0.2 = 200 if won back
     assert "win_back" in assigned[0].eligible_actions
-    assert assigned[0].prior_expected_values["win_back"] == pytest.approx(0.07 * 200 - 4.0)
+    # priced with the prior (7% for At Risk), not the view's uplift effect of 50%
+    assert assigned[0].prior_expected_values == {"win_back": pytest.approx(0.07 * 200 - 4.0)}
+
+
+def test_a_cold_start_is_logged_with_its_configured_action_as_the_one_eligible():
+    """A cold start has no scores for the rules to read: the candidates are the cold-start
+    action and no_action, and there is no prior value to log."""
+    nba = load_config(NbaConfig, CONFIGS / "nba.yaml")
+    config = HoldoutConfig(share=0.1, exploration=0.1, salt="t")
+    answer = _score("c1", "welcome_offer", churn=None)
+    _, [assigned] = apply_holdout([(answer, _view(answer))], nba, config)
+    assert assigned.eligible_actions == ("welcome_offer",)
+    assert assigned.prior_expected_values == {}
 
 
 def test_an_explored_money_losing_action_reports_its_negative_value():
@@ -184,6 +201,12 @@ def test_an_explored_money_losing_action_reports_its_negative_value():
     sent = [o for o in out if o.next_best_action.action == "thank_you"]
     assert sent and all(o.explored for o in sent)
     assert all(o.next_best_action.expected_value == pytest.approx(-0.05) for o in sent)
+    # an explored action is priced with its prior, and says so
+    assert all(
+        (o.next_best_action.effect_source, o.next_best_action.weighed_action)
+        == ("prior", "thank_you")
+        for o in sent
+    )
     assert all(a.share == 0.0 and a.exploration == 0.9 for a in assigned)
 
 

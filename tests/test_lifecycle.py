@@ -25,6 +25,12 @@ def _stage(config: FeatureConfig, **features: float) -> str:
         ({"frequency": 6, "recency_days": 20}, "loyal"),
         ({"frequency": 6, "recency_days": 150}, "developing"),
         ({}, "developing"),
+        # each bound exactly: gt and lt exclude it, ge and le include it
+        ({"recency_days": 365}, "at-risk"),  # lapsed after more than 365
+        ({"recency_days": 180}, "developing"),  # at-risk after more than 180
+        ({"frequency": 2, "overdue_ratio": 3.0}, "at-risk"),  # ge 2, ge 3.0
+        ({"frequency": 1, "tenure_days": 90, "recency_days": 30}, "new"),  # le 90
+        ({"frequency": 5, "recency_days": 120}, "loyal"),  # ge 5, le 120
     ],
 )
 def test_default_rules(feature_config, features, stage):

@@ -19,6 +19,10 @@ def test_calibration_error_is_zero_when_rates_match_and_grows_with_the_gap():
     p = np.array([0.25] * 100 + [0.75] * 100)
     assert expected_calibration_error(y, p) == pytest.approx(0.0)
     assert expected_calibration_error(y, np.clip(p + 0.1, 0, 1)) == pytest.approx(0.1)
+    # a probability of exactly 1 falls in the last bin, beside 0.95: |1 - (0.95 + 1) / 2|
+    assert expected_calibration_error(np.array([1.0, 0.0]), np.array([0.95, 1.0])) == (
+        pytest.approx(0.475)
+    )
 
 
 def test_normalized_gini_is_one_for_the_perfect_order_and_minus_one_reversed():
@@ -45,6 +49,9 @@ def test_ties_count_as_their_mean_whatever_the_row_order():
     churned = np.array([1, 0] * 50)
     for order in (np.arange(100), np.arange(100)[::-1]):
         assert churn_metrics(churned[order], np.full(100, 0.3))["lift_top10pct"] == 1.0
+    # the ten churners first: taking the first rows of a tie would say lift 10
+    first = np.r_[np.ones(10), np.zeros(90)]
+    assert churn_metrics(first, np.full(100, 0.3))["lift_top10pct"] == pytest.approx(1.0)
 
 
 def test_value_shares_of_no_value_are_nan_not_a_number_that_passes():
@@ -73,6 +80,7 @@ def test_ltv_metrics_and_deciles_account_for_all_value():
     assert 0.5 < metrics["top10_value_share"] <= 1.0
     assert metrics["spearman"] > 0.9
     table = decile_table(y, pred)
+    assert table["decile"].tolist() == list(range(1, 11))  # 1 is the highest predicted
     assert table["customers"].tolist() == [100] * 10
     assert table["share_of_actual"].sum() == pytest.approx(1.0)
     assert table["mean_predicted"].is_monotonic_decreasing

@@ -103,6 +103,36 @@ def test_valuable_customer_at_risk_gets_the_win_back_offer(policy):
     assert decision.expected_value == pytest.approx(0.10 * 120 - 4.0)
 
 
+def test_value_if_purchase_floors_the_purchase_probability(policy):
+    """A customer certain (or all but certain) to churn is not worth infinitely much if they
+    buy: the purchase probability is floored at min_purchase_probability (0.05)."""
+    for churn in (1.0, 0.99):
+        c = customer(churn_probability=churn, predicted_value=12.0)
+        assert value_if_purchase(c, policy) == pytest.approx(12.0 / 0.05)
+
+
+@pytest.mark.parametrize(
+    ("kw", "action", "gain"),
+    [
+        # welcome_offer needs churn probability at least 0.5: 8% x (30 / 0.5) - 2
+        (dict(churn_probability=0.5, predicted_value=30.0, rfm_segment="New",
+              lifecycle_stage="new", frequency=1, recency_days=20), "welcome_offer", 2.8),
+        # win_back needs churn at least 0.5 and value if purchase at least 50: 10% x 50 - 4
+        (dict(churn_probability=0.5, predicted_value=25.0, rfm_segment="Can't Lose Them",
+              lifecycle_stage="at-risk"), "win_back", 1.0),
+        # vip_invitation needs a predicted value at least 150: 5% x (150 / 0.9) - 5
+        (dict(churn_probability=0.1, predicted_value=150.0, rfm_segment="Champions",
+              lifecycle_stage="loyal"), "vip_invitation", 0.05 * 150 / 0.9 - 5.0),
+    ],
+    ids=["min churn probability", "min value if purchase", "min predicted value"],
+)  # fmt: skip
+def test_a_bound_met_exactly_is_eligible(policy, kw, action, gain):
+    """nba.yaml's bounds read "at least": a customer exactly at one is eligible."""
+    decision = decide(customer(**kw), policy)
+    assert decision.action == action
+    assert decision.expected_value == pytest.approx(gain)
+
+
 def test_cheap_customer_at_risk_gets_nothing(policy):
     c = customer(churn_probability=0.95, predicted_value=1.0, rfm_segment="Hibernating",
                  lifecycle_stage="at-risk")  # fmt: skip

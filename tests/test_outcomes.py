@@ -14,6 +14,7 @@ from crm_ltv.experiments.outcomes import (
     kept_decisions,
     read_decisions,
     summary,
+    window_outcomes,
 )
 from crm_ltv.features.config import SourceConfig, ValidationConfig
 from crm_ltv.features.contract import DataError
@@ -137,6 +138,41 @@ def test_treatment_share_is_the_same_whatever_the_number_of_candidates(tmp_path)
         share = out.campaigns["group"].eq("treatment").mean()
         n = len(out.campaigns)
         assert abs(share - expected) < 4 * (expected * (1 - expected) / n) ** 0.5, (few, share)
+
+
+def test_a_refund_alone_in_the_window_is_no_conversion():
+    """A refund counts in revenue, not as a purchase: a customer whose only line in the window
+    is one did not convert."""
+    tx = frame([("a", "2025-07-01", -20.0), ("b", "2025-07-01", 15.0)])
+    sent_at = pd.Series(pd.to_datetime(["2025-06-30"] * 2))
+    converted, revenue = window_outcomes(pd.Series(["a", "b"]), sent_at, tx, 30)
+    assert converted.tolist() == [False, True] and revenue.tolist() == [-20.0, 15.0]
+
+
+def test_a_window_that_ends_at_the_last_transaction_is_over(tmp_path):
+    """TX ends at 2025-08-30 00:00: a decision 30 days before has its whole window in the data;
+    one a second later does not, and waits."""
+    log = _write(
+        tmp_path / "d.jsonl",
+        [
+            _line("x", "2025-07-31T00:00:00", "win_back"),
+            _line("y", "2025-07-31T00:00:01", "win_back"),
+        ],
+    )
+    out = decision_outcomes(read_decisions(log), TX, 30)
+    assert out.campaigns["customer_id"].tolist() == ["x"]
+    assert out.pending["customer_id"].tolist() == ["y"]
+
+
+def test_a_control_is_contaminated_only_by_a_send_inside_its_window(tmp_path):
+    """A held-out customer decided again inside their window: no_action again leaves the
+    control clean, a send contaminates it."""
+    held = _line("a", "2025-06-01", "no_action", policy_action="win_back", holdout=True,
+                 propensity=0.1)  # fmt: skip
+    for later, contacted in (("no_action", 0), ("win_back", 1)):
+        log = _write(tmp_path / "d.jsonl", [held, _line("a", "2025-06-10", later)])
+        out = kept_decisions(read_decisions(log), 30)
+        assert (out.overlapping, out.controls_contacted) == (1, contacted), later
 
 
 def test_the_campaigns_loader_reads_what_outcomes_writes(tmp_path):

@@ -10,6 +10,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from crm_ltv.experiments import policy_eval as pe
 from crm_ltv.experiments.outcomes import read_decisions
@@ -26,6 +27,7 @@ from crm_ltv.serving.nba import decide
 from crm_ltv.serving.policies import (
     arm_costs,
     arms_of,
+    best_single_action,
     logging_probabilities,
     policy_customers,
     rival_policies,
@@ -120,6 +122,25 @@ def test_rival_policies_are_the_services_decide(nba):
     assert (
         upl[:, arms.index("recommendation")].sum() > priors[:, arms.index("recommendation")].sum()
     )
+
+
+def test_best_single_is_the_action_the_priors_value_most(nba):
+    """Customers worth 100 at churn 0.9 (1,000 if they buy), Can't Lose Them: win_back earns
+    10% x 1,000 - 4 = 96, ahead of welcome_offer's 48 and vip_invitation's 35."""
+    contexts = _contexts(5, 0).assign(
+        churn_probability=0.9, predicted_value=100.0, rfm_segment="Can't Lose Them"
+    )
+    assert best_single_action(policy_customers(contexts), nba) == "win_back"
+
+
+def test_churn_risk_targets_a_share_of_the_scored_customers_only(nba):
+    """Cold starts have no churn probability: half of 4 scored customers is 2, not half of 8."""
+    contexts = _contexts(8, 0)
+    contexts["churn_probability"] = [0.9, 0.8, 0.7, 0.6, *[np.nan] * 4]
+    contexts.loc[4:, "predicted_value"] = np.nan
+    policies = rival_policies(contexts, nba, None, churn_share=0.5, churn_action="win_back")
+    churn = policies.probabilities["churn_risk"][:, policies.arms.index("win_back")]
+    assert churn.tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
 
 
 def test_logging_probabilities_are_the_services_propensities(nba):
@@ -255,6 +276,23 @@ def test_the_bootstrap_resamples_customers_with_all_their_rows():
     assert by_customer.std() == pytest.approx(expected, rel=0.1)
     assert by_row.std() < expected / 4
     assert by_customer.mean() == pytest.approx(column.mean(), abs=3 * expected / np.sqrt(2000))
+
+
+def test_a_one_minus_alpha_interval_cuts_alpha_over_two_off_each_tail():
+    """2,000 rows, 2,000 resamples: the bootstrap means are close to normal, so the 90%
+    interval spans the 5th to 95th percentiles, +-1.645 standard errors (not +-1.28: the 10th
+    to 90th, an 80% interval)."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    history = pe.LoggedHistory(("a", NO_ACTION), rng.integers(0, 2, n), np.full(n, 0.5),
+                               rng.gamma(2.0, 5.0, n), rng.normal(size=(n, 2)),
+                               np.array([1.0, 0.0]))  # fmt: skip
+    always = np.tile([1.0, 0.0], (n, 1))
+    table = pe.estimate_policies(history, {"a": always}, 2000, 0.1, seed=3, folds=1)
+    z = stats.norm.ppf(0.95)
+    for e in pe.ESTIMATORS:
+        width = table.loc[0, f"ci_high_{e}"] - table.loc[0, f"ci_low_{e}"]
+        assert width == pytest.approx(2 * z * table.loc[0, f"se_{e}"], rel=0.05), e
 
 
 def test_the_outcome_model_is_cross_fitted_by_customer():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crm_ltv.features.rfm import RFM_SEGMENTS, quintile_scores, rfm_segments
+from crm_ltv.features.rfm import RFM_SEGMENTS, RfmCuts, quintile_scores, rfm_segments
 
 
 def test_distinct_values_fall_into_five_equal_quintiles():
@@ -56,3 +56,13 @@ def test_every_cell_maps_to_a_known_segment_and_all_segments_are_reachable():
     segments = rfm_segments(r, f, m)
     assert list(segments.categories) == list(RFM_SEGMENTS)
     assert set(segments) == set(RFM_SEGMENTS)
+
+
+def test_cut_points_read_back_only_with_four_of_each():
+    """Four cut points make five quintiles: a model bundle's cuts with fewer would score every
+    customer on a shorter scale without a word."""
+    cuts = RfmCuts((-90.0, -30.0, -10.0, -5.0), (1.0, 2.0, 3.0, 5.0), (10.0, 20.0, 30.0, 40.0))
+    assert RfmCuts.from_dict(cuts.to_dict()) == cuts
+    short = cuts.to_dict() | {"recency": [-90, -30, -10]}
+    with pytest.raises(ValueError, match="expected 4 cut points each"):
+        RfmCuts.from_dict(short)

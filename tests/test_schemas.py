@@ -164,6 +164,26 @@ def test_dates_at_the_ends_of_the_contract_are_taken():
     assert customer.last_contacts() == {"win_back": datetime(1900, 1, 2)}
 
 
+def test_the_contact_cap_reads_the_latest_send_of_an_action_whatever_their_order():
+    """Contacts come in the caller's order: the later send of win_back caps it, even when it
+    is listed first."""
+    request = ScoreRequest.model_validate_json(
+        json.dumps(
+            {
+                "customers": [
+                    _customer(
+                        contacts=[
+                            {"action": "win_back", "sent_at": "2025-06-25"},
+                            {"action": "win_back", "sent_at": "2025-01-01"},
+                        ]
+                    )
+                ]
+            }
+        )
+    )
+    assert request.customers[0].last_contacts() == {"win_back": datetime(2025, 6, 25)}
+
+
 def test_other_actions_and_a_later_signup_are_taken_as_they_are():
     """A shop's own actions are not capped (no error); a signup after as_of is a buyer who
     signed up later, whose days_since_signup is missing, as in training."""
@@ -194,6 +214,12 @@ def test_a_request_with_many_problems_lists_fifty_and_counts_the_rest():
         "customer 'c0': give exactly one of transactions (with as_of) or features",
     )
     assert errors[-1] == (("customers",), "... and 1,450 more problems (the first 50 shown)")
+    # at the edge: 50 problems are all listed, the 51st is counted, not listed
+    fifty = _errors({"customers": [{"customer_id": f"c{i}"} for i in range(50)]})
+    assert len(fifty) == 50 and fifty[-1][1].startswith("customer 'c49': ")
+    one_more = _errors({"customers": [{"customer_id": f"c{i}"} for i in range(51)]})
+    assert len(one_more) == 51
+    assert one_more[-1] == (("customers",), "... and 1 more problems (the first 50 shown)")
 
 
 def test_a_feature_row_without_as_of_refuses_a_contact_in_the_future():

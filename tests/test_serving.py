@@ -283,6 +283,11 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
          ["customer 'c-w'", "features.r_score: 2.5 is not a whole number",
           "features.orders_90d: 1.5 is not a whole number",
           "features.recency_days: 3.25 is not a whole number"]),
+        ("categories the builders never make",
+         {"customers": [{"customer_id": "c-s", "features": {
+             "rfm_segment": "Heroes", "lifecycle_stage": "dormant"}}]},
+         ["customer 'c-s'", "features.rfm_segment: 'Heroes' is not one of",
+          "features.lifecycle_stage: 'dormant' is not one of"]),
         ("features past what the models can score",  # were a 200 with infinite value
          {"customers": [{"customer_id": "c-x", "features": {
              "monetary_total": 1.7e308, "recency_days": 1e15, "spend_90d": -2e15}}]},
@@ -460,6 +465,15 @@ def test_many_bad_customers_get_a_short_answer(http):
     assert http.get("/readyz").status_code == 200
 
 
+def test_a_batch_of_exactly_the_limit_is_scored(http):
+    """At most 1,000 customers per request: 1,000 are scored (1,001 are refused, above)."""
+    body = {"customers": [{"customer_id": f"c{i}", "as_of": AS_OF, "transactions": []}
+                          for i in range(1000)]}  # fmt: skip
+    response = http.post("/score", json=body)
+    assert response.status_code == 200, response.text[:500]
+    assert len(response.json()["customers"]) == 1000
+
+
 def test_auth_needs_the_bearer_token_but_probes_stay_open(server):
     base, _, _ = server
     body = {"customers": [{"customer_id": "x", "as_of": AS_OF, "transactions": []}]}
@@ -601,6 +615,55 @@ def test_serve_checks_the_configs_the_service_reads_before_it_starts(tmp_path, a
     assert done.returncode == 2
     [line] = done.stderr.splitlines()
     assert line.startswith(f"error: {config}: {said.format(home=home)}"), line
+
+
+def _in_a_store_of_its_own(tmp_path: Path, script: str) -> None:
+    """Run `script` in a Python process whose BentoML store is a new one under tmp_path."""
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_a_store_copy_is_stored_only_for_its_own_registry_and_version(tmp_path):
+    """Version 1 of another home's registry is another model: `crm-ltv serve` there copies
+    its champion into the store again rather than serve this home's."""
+    _in_a_store_of_its_own(
+        tmp_path,
+        """
+import tempfile
+from pathlib import Path
+from crm_ltv.serving.store import is_stored, store_bundle
+bundle = Path(tempfile.mkdtemp()) / "b"
+bundle.mkdir()
+(bundle / "x.txt").write_text("x")
+store_bundle("churn", bundle, {"registry_name": "churn", "registry_version": "1",
+                               "tracking_uri": "sqlite:///home-a/mlflow.db"})
+assert is_stored("churn", "1", "sqlite:///home-a/mlflow.db")
+assert not is_stored("churn", "1", "sqlite:///home-b/mlflow.db")
+assert not is_stored("churn", "2", "sqlite:///home-a/mlflow.db")
+assert not is_stored("ltv", "1", "sqlite:///home-a/mlflow.db")
+print("ok")
+""",
+    )
+
+
+def test_retiring_the_uplift_champion_again_adds_no_second_placeholder(tmp_path):
+    """Every `crm-ltv serve` without an uplift champion retires it: one placeholder is enough,
+    not a new store version at each start."""
+    _in_a_store_of_its_own(
+        tmp_path,
+        """
+import bentoml
+from crm_ltv.serving.store import UPLIFT_STORE_NAME, retire_uplift, stored_uplift
+assert retire_uplift("no uplift champion") is not None
+assert retire_uplift("no uplift champion") is None
+assert stored_uplift() is None
+assert len(bentoml.models.list(UPLIFT_STORE_NAME)) == 1
+print("ok")
+""",
+    )
 
 
 def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home, sample):

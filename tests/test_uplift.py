@@ -153,6 +153,9 @@ def test_truth_metrics_by_hand():
     assert truth["truth_mean_effect"] == pytest.approx(0.06)
     assert truth["truth_top20_mean_effect"] == pytest.approx(0.1)  # the first of five
     assert truth["truth_top20_over_mean"] == pytest.approx(0.1 / 0.06)
+    # a mean effect of 0 or below has no ratio to show (its sign would flip the reading)
+    harmful = uplift.truth_metrics([3, 2, 1, 0, -1], [0.1, -0.1, -0.1, -0.1, 0.0])
+    assert harmful["truth_mean_effect"] < 0 and np.isnan(harmful["truth_top20_over_mean"])
 
 
 # --- held-out customers and features at send time ----------------------------------------------
@@ -180,6 +183,20 @@ def test_held_out_customers_are_stable_and_never_on_both_sides(small_sample, fea
     assert (sides == 1).all()
     assert (contacts.frame.groupby("customer_id").size() > 1).any()  # customers sent to twice
     assert contacts.without_history + len(contacts.frame) == len(sample.campaigns)
+
+
+def test_contacts_without_a_purchase_before_the_send_are_left_out_and_counted():
+    """The service gives such customers the cold-start action, never a model's: b had no
+    purchase before the send (no recency), so b is no contact to learn from."""
+    campaigns = pd.DataFrame(
+        {"customer_id": ["a", "b", "c"], "sent_at": ["2025-06-01"] * 3,
+         "action": ["win_back"] * 3, "group": ["treatment", "control", "treatment"],
+         "converted": [1, 0, 0]}
+    )  # fmt: skip
+    features = pd.DataFrame({"recency_days": [10.0, np.nan, 30.0]})
+    contacts = uplift.uplift_contacts(campaigns, features, share=0.5, seed=1)
+    assert contacts.frame["customer_id"].tolist() == ["a", "c"]
+    assert contacts.without_history == 1
 
 
 def test_features_at_send_see_only_what_happened_before_the_send(feature_config):
