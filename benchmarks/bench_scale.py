@@ -177,7 +177,12 @@ def on_cluster(args: argparse.Namespace, files: list[Path], out: Path) -> None:
             Champion("churn", "bench", "churn", bundle), Champion("ltv", "bench", "ltv", bundle)
         )
         frames = features_on_cluster(
-            data, data.last, features, champions.rfm_cuts, known_labels=champions.known_labels
+            data,
+            data.last,
+            features,
+            champions.rfm_cuts,
+            known_labels=champions.known_labels,
+            history_start=champions.history_start,
         )
         scored = score_on_cluster(client, frames, champions)
         scored_rows, _, _ = score_totals(client, scored)

@@ -776,7 +776,7 @@ def score(
             _warn_if_far(progress, cutoff, data.last, champions.horizon_days)
             frames = features_on_cluster(
                 data, cutoff, feature_config, champions.rfm_cuts,
-                known_labels=champions.known_labels,
+                known_labels=champions.known_labels, history_start=champions.history_start,
             )  # fmt: skip
             first = frames[:1]  # every partition has the same columns
             columns = data.client.gather(data.client.map(lambda f: list(f.columns), first))

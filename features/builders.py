@@ -50,15 +50,26 @@ def build_features(
     customers: pd.DataFrame | None = None,
     rfm_cuts: RfmCuts | None = None,
     known_labels: KnownLabels | None = None,
+    history_start: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Features per customer at `cutoff`, indexed by customer_id; inputs are not modified.
 
     RFM scores use the quintiles of the customers at the cutoff, or fixed `rfm_cuts`; the
     category cap pools the customers' own rare labels, or those a model did not keep
-    (`known_labels`), so that a customer scored in a file gets the features the service gives.
+    (`known_labels`); `history_share` reads the history from the transactions' first line, or
+    from a model's training history's (`history_start`): so that a customer scored in a file
+    gets the features the service gives.
     """
     arrays = TransactionArrays.from_frame(transactions)
-    return features_at(arrays, cutoff, config, customers, rfm_cuts, known_labels=known_labels)
+    return features_at(
+        arrays,
+        cutoff,
+        config,
+        customers,
+        rfm_cuts,
+        known_labels=known_labels,
+        history_start=history_start,
+    )
 
 
 @dataclass(frozen=True)
@@ -391,14 +402,15 @@ def features_at(
     rfm_cuts: RfmCuts | None = None,
     label_counts: LabelCounts | None = None,
     known_labels: KnownLabels | None = None,
+    history_start: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Features at one cutoff from prepared arrays (build many cutoffs from one conversion).
 
     `label_counts` (see `population_label_counts`): the whole population's, when `arrays` hold
     one partition of the customers, so that the category cap pools the same labels;
-    `known_labels`: as `feature_columns`."""
+    `known_labels`, `history_start`: as `feature_columns`."""
     return feature_columns(
-        arrays, cutoff, config, customers, rfm_cuts, label_counts, known_labels
+        arrays, cutoff, config, customers, rfm_cuts, label_counts, known_labels, history_start
     ).frame()
 
 
@@ -443,10 +455,13 @@ def feature_columns(
     rfm_cuts: RfmCuts | None = None,
     label_counts: LabelCounts | None = None,
     known_labels: KnownLabels | None = None,
+    history_start: pd.Timestamp | None = None,
 ) -> FeatureColumns:
     """`label_counts`: the population's, where these customers are a partition of it;
     `known_labels`: the labels a model's training kept (`kept_labels`), where the features are
-    to be scored by it (a request's few customers, or a file scored by `crm-ltv score`)."""
+    to be scored by it (a request's few customers, or a file scored by `crm-ltv score`);
+    `history_start`: the shop's first transaction, where `arrays` do not begin with it (a
+    request's, a partition's, a model's training history's); by default `arrays`' first."""
     if isinstance(customers, pd.DataFrame):
         customers = CustomerAttributes.from_frame(customers)
     h = _History.of(arrays, cutoff_seconds(cutoff))
@@ -465,6 +480,12 @@ def feature_columns(
         columns["monetary_mean"], columns["n_orders"], columns["tenure_days"], config.historic_ltv
     )
     columns |= _season(h)
+    start_s = (
+        int(arrays.seconds.min(initial=h.cut_s))
+        if history_start is None
+        else cutoff_seconds(history_start)
+    )
+    columns["history_share"] = _history_share(columns["tenure_days"], h.cut_s, start_s)
     if customers is not None:
         columns |= _customer_table(h, customers)
     columns["lifecycle_stage"] = lifecycle_stages(columns, config.lifecycle)
@@ -481,6 +502,16 @@ def _season(h: _History) -> dict[str, Column]:
         "season_sin": np.full(h.size, np.sin(angle)),
         "season_cos": np.full(h.size, np.cos(angle)),
     }
+
+
+def _history_share(tenure_days: np.ndarray, cut_s: int, start_s: int) -> np.ndarray:
+    """Tenure over the days from the shop's first transaction to the cutoff, at most 1. The
+    data's start cuts early customers' tenure short, and a year of training cutoffs never
+    shows the tenures customers reach later (Online Retail II: ~190 days at most at the
+    one-year origin's training cutoffs, 373 when scored); "known since the data began" reads
+    alike at every cutoff as a share."""
+    span = max(cut_s // SECONDS_PER_DAY - start_s // SECONDS_PER_DAY, 1)
+    return np.minimum(tenure_days / span, 1.0)
 
 
 def _empty(

@@ -559,11 +559,12 @@ def _features(
     config: FeatureConfig,
     rfm_cuts: RfmCuts | None,
     counts: LabelCounts,
-    known: KnownLabels | None = None,
+    known: KnownLabels | None,
+    start: pd.Timestamp,
 ) -> pd.DataFrame:
     """One partition's features at `cutoff`; without `rfm_cuts`, scores against the
     partition's own quintiles, to be rescored against the population's."""
-    return features_at(arrays, cutoff, config, customers, rfm_cuts, counts, known)
+    return features_at(arrays, cutoff, config, customers, rfm_cuts, counts, known, start)
 
 
 def _conform(frame: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
@@ -616,11 +617,13 @@ def features_on_cluster(
     rfm_cuts: RfmCuts | None = None,
     progress: Progress = lambda _: None,
     known_labels: KnownLabels | None = None,
+    history_start: pd.Timestamp | None = None,
 ) -> list[Future]:
     """`build_features` at `cutoff` on the cluster: a future of each partition's table. RFM
     scores against `rfm_cuts`, else against the quintile cut points of the whole population
-    at the cutoff; the category cap pools by the population's counts, or by `known_labels`,
-    as the single-process path."""
+    at the cutoff; the category cap pools by the population's counts, or by `known_labels`;
+    `history_share` reads from `history_start`, else from the data's first line: as the
+    single-process path."""
     cutoff = as_cutoff(cutoff)
     counts = label_counts(data, cutoff) if known_labels is None else {}
     frames = conformed(
@@ -628,6 +631,7 @@ def features_on_cluster(
         data.map(
             _features, cutoff=cutoff, config=config, rfm_cuts=rfm_cuts,
             counts=shared(data.client, counts), known=known_labels,
+            start=data.first if history_start is None else history_start,
         ),
     )  # fmt: skip
     if rfm_cuts is None:

@@ -108,6 +108,13 @@ def _specs(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
             integer=True,
         ),
         FeatureSpec(
+            "history_share",
+            "Tenure over the days from the shop's first transaction to the cutoff (1: known "
+            "since the data began; a model's training history sets where that is).",
+            low=0,
+            high=1,
+        ),
+        FeatureSpec(
             "r_score",
             "Recency quintile 1..5 among customers at the cutoff (5 = recent).",
             low=1,

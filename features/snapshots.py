@@ -74,12 +74,14 @@ def snapshot_at(
     config: FeatureConfig,
     customers: CustomerAttributes | None = None,
     label_counts: LabelCounts | None = None,
+    history_start: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """One cutoff's rows: `cutoff`, `customer_id`, features, then labels. `label_counts`: the
-    whole population's, when `arrays` hold one partition of the customers."""
-    table = features_at(arrays, cutoff, config, customers, None, label_counts).join(
-        labels_at(arrays, cutoff, horizon_days)
-    )
+    """One cutoff's rows: `cutoff`, `customer_id`, features, then labels. `label_counts` and
+    `history_start`: the whole population's, when `arrays` hold one partition of the
+    customers."""
+    table = features_at(
+        arrays, cutoff, config, customers, None, label_counts, history_start=history_start
+    ).join(labels_at(arrays, cutoff, horizon_days))
     table = table.reset_index()
     table.insert(0, "cutoff", cutoff)
     return table

@@ -200,6 +200,7 @@ class Scorer:
             attributes,
             self.champions.rfm_cuts,
             known_labels=self.champions.known_labels,
+            history_start=self.champions.history_start,
         )
 
     def _given(self, customers: Sequence[CustomerIn]) -> FeatureColumns:

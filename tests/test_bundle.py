@@ -34,6 +34,11 @@ def test_a_saved_bundle_scores_exactly_as_the_trained_models(small_split, small_
     assert set(small_split.train["favourite_category"].dropna()) <= set(
         loaded.known_labels["category"]
     )
+    # where the training history began, which a request's history_share reads from
+    train = small_split.train
+    first = (train["cutoff"] - pd.to_timedelta(train["tenure_days"], unit="D")).min()
+    assert loaded.history_start == bundle.history_start == small_split.history_start
+    assert loaded.history_start.normalize() == first.normalize()
 
 
 def test_a_bundle_holds_plain_files_and_no_class_names(small_trained, tmp_path):

@@ -329,6 +329,28 @@ def test_season_places_the_cutoff_in_the_year(feature_config):
     assert midsummer.loc["a", "season_cos"] == pytest.approx(-1.0, abs=1e-3)
 
 
+def test_history_share_reads_tenure_against_the_shops_history(tx, feature_config):
+    # the data begin 2024-01-10 with 001's first order, 172 days before the cutoff
+    share = build_features(tx, CUTOFF, feature_config)["history_share"]
+    assert share["001"] == pytest.approx(1.0)
+    assert share["002"] == pytest.approx(1 / 172)
+    earlier = build_features(tx, CUTOFF, feature_config, history_start=pd.Timestamp("2023-12-31"))
+    assert earlier.loc["001", "history_share"] == pytest.approx(172 / 182)
+    # a customer known from before a model's training history began counts as since its start
+    later = build_features(tx, CUTOFF, feature_config, history_start=pd.Timestamp("2024-03-01"))
+    assert later.loc["001", "history_share"] == 1.0
+
+
+def test_one_customers_rows_read_the_history_from_the_given_start(tx, feature_config):
+    """A request holds its own customer's lines only: without the model's history start, a
+    customer who bought first yesterday would look known since the data began."""
+    own = tx[tx["customer_id"] == "002"]
+    assert build_features(own, CUTOFF, feature_config).loc["002", "history_share"] == 1.0
+    start = pd.Timestamp(tx["timestamp"].min())
+    alone = build_features(own, CUTOFF, feature_config, history_start=start)
+    assert alone.loc["002", "history_share"] == pytest.approx(1 / 172)
+
+
 def _as_request_lists(tx: pd.DataFrame, order: list[str]) -> TransactionArrays:
     """What the service hands the builders: per customer (in `order`), its rows as lists."""
     groups = {cid: rows for cid, rows in tx.groupby("customer_id", sort=False)}

@@ -88,7 +88,11 @@ def test_churn_risk_does_not_fall_as_recency_grows(small_split, small_bundle):
     p = small_bundle.predict(_vary(X, "recency_days", grid))["churn_probability"].to_numpy()
     p = p.reshape(len(X), len(grid))
     assert (np.diff(p, axis=1) >= -1e-12).all()
-    assert (p[:, -1] > p[:, 0]).mean() > 0.9  # and it does rise
+    # and it does rise, where recency can move alone: a customer of one purchase day has
+    # recency = tenure, so the models may read their recency from tenure or history_share
+    repeat = (X["frequency"] >= 2).to_numpy()
+    assert repeat.sum() > 50
+    assert (p[repeat, -1] > p[repeat, 0]).mean() > 0.9
 
 
 def test_predicted_value_grows_with_past_spend(small_split, small_bundle):

@@ -65,6 +65,9 @@ class ModelBundle:
     # The labels the category cap kept at the training data's end (TimeSplit.known_labels),
     # which a request's features pool by; empty in bundles before 2026-12-05.
     known_labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # The training history's first transaction, where `history_share` reads the shop's history
+    # from (TimeSplit.history_start); None in bundles before 2026-12-06.
+    history_start: pd.Timestamp | None = None
 
     def with_threads(self, num_threads: int) -> ModelBundle:
         return replace(self, num_threads=num_threads)
@@ -168,6 +171,7 @@ class ModelBundle:
             },
             "level": dict(self.level),
             "known_labels": {k: list(v) for k, v in self.known_labels.items()},
+            "history_start": None if self.history_start is None else self.history_start.isoformat(),
             "metadata": dict(self.metadata),
         }
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -211,6 +215,7 @@ class ModelBundle:
                 ltv_scale=float(ltv.get("scale", 1.0)),
                 level=raw.get("level", {}),
                 known_labels={k: tuple(v) for k, v in raw.get("known_labels", {}).items()},
+                history_start=_timestamp(raw.get("history_start")),
             )
         except BundleError:
             raise
@@ -237,3 +242,7 @@ def _calibration_dict(calibration: Calibration) -> dict[str, Any]:
 
 def _digest(state: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+def _timestamp(raw: str | None) -> pd.Timestamp | None:
+    return None if raw is None else pd.Timestamp(raw)

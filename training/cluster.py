@@ -108,8 +108,11 @@ def _snapshots(
     horizon_days: int,
     config: FeatureConfig,
     counts: Mapping[pd.Timestamp, LabelCounts],
+    start: pd.Timestamp,
 ) -> pd.DataFrame:
-    parts = [snapshot_at(arrays, c, horizon_days, config, customers, counts[c]) for c in cutoffs]
+    parts = [
+        snapshot_at(arrays, c, horizon_days, config, customers, counts[c], start) for c in cutoffs
+    ]
     return stack_snapshots(parts)
 
 
@@ -160,6 +163,7 @@ def split_on_cluster(
             horizon_days=horizon,
             config=features,
             counts=shared(client, counts),
+            start=data.first,
         ),
     )
     stats = client.gather(client.map(_part_stats, frames, plan=plan))
@@ -191,7 +195,14 @@ def split_on_cluster(
     )
     known = kept_labels(label_counts(data, data.last), features)
     sample = TimeSplit(
-        plan, horizon, **parts, rfm_cuts=cuts, levels={}, sampled_from=rows, known_labels=known
+        plan,
+        horizon,
+        **parts,
+        rfm_cuts=cuts,
+        levels={},
+        sampled_from=rows,
+        known_labels=known,
+        history_start=data.first,
     )
     labelled = config.refit if labelled is None else labelled
     if not labelled:

@@ -176,6 +176,9 @@ class TimeSplit:
     # customers at the data's end: the bundle carries them, so that a request's few customers
     # pool rare labels as the population does (features.builders.kept_labels).
     known_labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # The history's first transaction: `history_share` of a scored customer reads from it, as
+    # the training rows' did (the bundle carries it).
+    history_start: pd.Timestamp | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -340,6 +343,7 @@ def build_time_split(
         latest=latest,
         levels=levels,
         known_labels=known,
+        history_start=times.min(),
     )
 
 

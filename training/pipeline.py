@@ -244,6 +244,7 @@ def build_bundle(
             if model.offset is not None
         },
         known_labels=split.known_labels,
+        history_start=split.history_start,
     )
 
 

@@ -65,6 +65,12 @@ class Champions:
         2026-12-05, whose requests pool by their own customers)."""
         return self.churn.bundle.known_labels or None
 
+    @property
+    def history_start(self) -> pd.Timestamp | None:
+        """Where the churn champion's training history began: `history_share` reads from it
+        (None: a bundle from before 2026-12-06, whose features read from their own data)."""
+        return self.churn.bundle.history_start
+
     @functools.cached_property
     def encode_alike(self) -> bool:
         return self.churn.bundle.encoding_key == self.ltv.bundle.encoding_key
@@ -194,7 +200,13 @@ def scoring_features(
     from crm_ltv.features.builders import build_features
 
     return build_features(
-        transactions, cutoff, config, customers, champions.rfm_cuts, champions.known_labels
+        transactions,
+        cutoff,
+        config,
+        customers,
+        champions.rfm_cuts,
+        champions.known_labels,
+        champions.history_start,
     )
 
 
