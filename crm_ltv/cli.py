@@ -764,6 +764,7 @@ def score(
     for warning in (
         champions.features_config_warning(feature_config),
         champions.level_warning(cutoff),
+        champions.history_start_warning(),
     ):
         if warning is not None:
             progress(warning)

@@ -67,7 +67,13 @@ class UpliftConfig(_Frozen):
     pool_controls: bool = False
     # Built at send time but not learnt from: RFM scores and segments are quintiles of the
     # population at each send, while the service scores against the churn champion's cut points.
-    exclude_features: tuple[str, ...] = ("r_score", "f_score", "m_score", "rfm_segment")
+    exclude_features: tuple[str, ...] = (
+        "r_score",
+        "f_score",
+        "m_score",
+        "rfm_segment",
+        "history_share",
+    )
     min_contacts: int = Field(100, ge=1)  # an action with fewer treated contacts gets no model
     # The gate: the mean over actions of this held-out metric must beat a random ranking (0)
     # and the current champion's on the same held-out contacts.

@@ -560,11 +560,13 @@ def _features(
     rfm_cuts: RfmCuts | None,
     counts: LabelCounts,
     known: KnownLabels | None,
-    start: pd.Timestamp,
+    history_start: pd.Timestamp,
 ) -> pd.DataFrame:
     """One partition's features at `cutoff`; without `rfm_cuts`, scores against the
     partition's own quintiles, to be rescored against the population's."""
-    return features_at(arrays, cutoff, config, customers, rfm_cuts, counts, known, start)
+    return features_at(
+        arrays, cutoff, config, customers, rfm_cuts, counts, known, history_start=history_start
+    )
 
 
 def _conform(frame: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
@@ -631,7 +633,7 @@ def features_on_cluster(
         data.map(
             _features, cutoff=cutoff, config=config, rfm_cuts=rfm_cuts,
             counts=shared(data.client, counts), known=known_labels,
-            start=data.first if history_start is None else history_start,
+            history_start=data.first if history_start is None else history_start,
         ),
     )  # fmt: skip
     if rfm_cuts is None:

@@ -244,6 +244,7 @@ class CrmLtv:
             configs = ScoringConfigs.load(Paths.from_env())
             for stale in (
                 champions.features_config_warning(configs.features),
+                champions.history_start_warning(),
                 uplift.features_config_warning(configs.features) if uplift is not None else None,
             ):
                 if stale is not None:

@@ -160,3 +160,42 @@ def test_features_a_champion_reads_but_the_config_does_not_build_are_named(small
     ), said
     said = champions.unbuilt_features(config, {"uplift v2": ("spend_7d",)})
     assert said is not None and "build spend_7d, which uplift v2 reads (" in said, said
+
+
+def test_champions_read_history_share_from_the_start_of_the_run_that_has_one(
+    small_sample_config, small_split, small_bundle
+):
+    """A churn champion from before the feature carries no start and does not read it; an LTV
+    champion of a newer run does: its start is the pair's, not each file's or request's own."""
+    from dataclasses import replace
+
+    from crm_ltv.features.sample import generate_sample
+    from crm_ltv.training.scoring import Champion, Champions, scoring_features
+    from tests.conftest import parsed_sample
+
+    start = small_bundle.history_start
+    old = replace(small_bundle, history_start=None)
+    champions = Champions.pair(
+        Champion("churn", "1", "churn", old), Champion("ltv", "2", "ltv", small_bundle)
+    )
+    assert champions.history_start == start and champions.history_start_warning() is None
+    # a file that begins later than the training history scores as the whole history does
+    tx, _ = parsed_sample(generate_sample(small_sample_config))
+    cutoff = small_split.plan.test
+    later = start + pd.Timedelta(days=120)
+    newcomers = tx.loc[tx["timestamp"] > later, "customer_id"].unique()
+    newcomers = np.setdiff1d(newcomers, tx.loc[tx["timestamp"] <= later, "customer_id"])
+    config = _features_config()
+    whole = scoring_features(tx, cutoff, config, None, champions)
+    part = scoring_features(tx[tx["customer_id"].isin(newcomers)], cutoff, config, None, champions)
+    assert len(part) > 50
+    pd.testing.assert_series_equal(part["history_share"], whole.loc[part.index, "history_share"])
+    assert (part["history_share"] < 1).all()
+    # two runs that began on other days: said, with what to do
+    moved = replace(small_bundle, history_start=start + pd.Timedelta(days=30))
+    champions = Champions.pair(
+        Champion("churn", "1", "churn", small_bundle), Champion("ltv", "2", "ltv", moved)
+    )
+    warning = champions.history_start_warning()
+    assert warning is not None and "churn v1 was trained on a history from" in warning
+    assert "--pair" in warning and champions.history_start == start

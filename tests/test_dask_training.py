@@ -72,6 +72,7 @@ def test_the_snapshot_table_on_the_cluster_equals_the_single_process_split(split
     sample = on_cluster.sample  # a history this small is sampled whole
     assert on_cluster.plan == single.plan
     assert sample.rfm_cuts == single.rfm_cuts
+    assert sample.history_start == single.history_start  # what the bundle carries
     assert on_cluster.rows == {"train": len(single.train), "valid": len(single.valid),
                                "test": len(single.test)}  # fmt: skip
     for part in ("train", "valid", "test"):
@@ -116,8 +117,9 @@ def test_scores_written_by_the_workers_equal_the_single_process_scores(
         dask_sample_files[2], lambda _: None, 3,
     )  # fmt: skip
     frames = features_cluster.features_on_cluster(
-        data, "2025-12-31", feature_config, champions.rfm_cuts
-    )
+        data, "2025-12-31", feature_config, champions.rfm_cuts,
+        history_start=champions.history_start,
+    )  # fmt: skip
     scored = training_cluster.score_on_cluster(dask_client, frames, champions)
     rows = features_cluster.write_parts(dask_client, scored, tmp_path / "scores", index=False)
     assert len(list((tmp_path / "scores").glob("part-*.parquet"))) == 3
@@ -125,7 +127,7 @@ def test_scores_written_by_the_workers_equal_the_single_process_scores(
     inputs = load_inputs(DataConfig(), Paths(tmp_path), dask_sample_files[0], dask_sample_files[2])
     table = build_features(
         inputs.transactions.frame, "2025-12-31", feature_config, inputs.customers_frame,
-        champions.rfm_cuts,
+        champions.rfm_cuts, history_start=champions.history_start,
     )  # fmt: skip
     expected = score_customers(table, champions)
     assert rows == len(written) == len(expected) > 900
@@ -138,10 +140,13 @@ def test_the_refit_on_the_cluster_learns_every_labelled_row_close_to_the_single_
 ):
     """The registered model knows the newest behaviour on Dask too: both boosters again on
     every labelled cutoff with the evaluation's rounds, the RFM cut points of every labelled
-    row, within the same tolerances of `refit_bundle` on one process."""
+    row, within the same tolerances of `refit_bundle` on one process given the same rounds
+    (the cluster's evaluation fit stops after 1 to 12 churn rounds from run to run, as its
+    workers hold other partitions, where the single process stops after 4: refits of other
+    lengths differed by up to 0.011 AUC)."""
     single, on_cluster = splits
-    local, dask = trained
-    expected = refit_bundle(single, config, feature_config, local)
+    _, dask = trained
+    expected = refit_bundle(single, config, feature_config, dask)
     refit = training_cluster.refit_on_cluster(
         on_cluster, on_cluster.sample, config, feature_config, dask
     )

@@ -108,10 +108,11 @@ def _snapshots(
     horizon_days: int,
     config: FeatureConfig,
     counts: Mapping[pd.Timestamp, LabelCounts],
-    start: pd.Timestamp,
+    history_start: pd.Timestamp,
 ) -> pd.DataFrame:
     parts = [
-        snapshot_at(arrays, c, horizon_days, config, customers, counts[c], start) for c in cutoffs
+        snapshot_at(arrays, c, horizon_days, config, customers, counts[c], history_start)
+        for c in cutoffs
     ]
     return stack_snapshots(parts)
 
@@ -163,7 +164,7 @@ def split_on_cluster(
             horizon_days=horizon,
             config=features,
             counts=shared(client, counts),
-            start=data.first,
+            history_start=data.first,
         ),
     )
     stats = client.gather(client.map(_part_stats, frames, plan=plan))

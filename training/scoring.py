@@ -67,9 +67,28 @@ class Champions:
 
     @property
     def history_start(self) -> pd.Timestamp | None:
-        """Where the churn champion's training history began: `history_share` reads from it
-        (None: a bundle from before 2026-12-06, whose features read from their own data)."""
-        return self.churn.bundle.history_start
+        """Where the champions' training history began: `history_share` reads from it. The
+        churn champion's, else the LTV champion's: a churn bundle from before 2026-12-06 carries
+        none, and its model does not read the feature (None: neither does; features then read
+        from their own data)."""
+        if self.churn.bundle.history_start is not None:
+            return self.churn.bundle.history_start
+        return self.ltv.bundle.history_start
+
+    def history_start_warning(self) -> str | None:
+        """Champions of two runs whose histories began on other days: both read history_share
+        from the churn champion's start, so the LTV model's differs a little from its training
+        rows' (a retrain on a moving window of the history, its LTV version kept by the gate)."""
+        starts = (self.churn.bundle.history_start, self.ltv.bundle.history_start)
+        if None in starts or starts[0] == starts[1]:
+            return None
+        return (
+            f"warning: {self.churn.name} v{self.churn.version} was trained on a history from "
+            f"{starts[0]:%Y-%m-%d}, {self.ltv.name} v{self.ltv.version} on one from "
+            f"{starts[1]:%Y-%m-%d}: both read history_share from {starts[0]:%Y-%m-%d}; promote "
+            f"the pair of one run (`crm-ltv promote --model {self.churn.name} --pair`) to "
+            "score each as it was trained"
+        )
 
     @functools.cached_property
     def encode_alike(self) -> bool:
