@@ -480,12 +480,9 @@ def feature_columns(
         columns["monetary_mean"], columns["n_orders"], columns["tenure_days"], config.historic_ltv
     )
     columns |= _season(h)
-    start_s = (
-        int(arrays.seconds.min(initial=h.cut_s))
-        if history_start is None
-        else cutoff_seconds(history_start)
-    )
-    columns["history_share"] = _history_share(columns["tenure_days"], h.cut_s, start_s)
+    start_s = int(arrays.seconds.min()) if history_start is None else cutoff_seconds(history_start)
+    start_day = start_s // SECONDS_PER_DAY
+    columns["history_share"] = _history_share(columns["tenure_days"], h.cut_day, start_day)
     if customers is not None:
         columns |= _customer_table(h, customers)
     columns["lifecycle_stage"] = lifecycle_stages(columns, config.lifecycle)
@@ -504,13 +501,13 @@ def _season(h: _History) -> dict[str, Column]:
     }
 
 
-def _history_share(tenure_days: np.ndarray, cut_s: int, start_s: int) -> np.ndarray:
+def _history_share(tenure_days: np.ndarray, cut_day: int, start_day: int) -> np.ndarray:
     """Tenure over the days from the shop's first transaction to the cutoff, at most 1. The
     data's start cuts early customers' tenure short, and a year of training cutoffs never
     shows the tenures customers reach later (Online Retail II: ~190 days at most at the
     one-year origin's training cutoffs, 373 when scored); "known since the data began" reads
     alike at every cutoff as a share."""
-    span = max(cut_s // SECONDS_PER_DAY - start_s // SECONDS_PER_DAY, 1)
+    span = max(cut_day - start_day, 1)
     return np.minimum(tenure_days / span, 1.0)
 
 
