@@ -22,6 +22,32 @@ def test_first_model_is_promoted_only_if_it_passes_thresholds():
     assert not uncalibrated.promote and "expected_calibration_error" in uncalibrated.reason
 
 
+def test_calibration_error_within_chance_passes_with_a_note_and_beyond_it_fails():
+    """A few hundred test customers give a calibrated model an ECE over 0.05 by chance: the
+    bound refuses only what the snapshot can tell apart from chance, and says when it could not."""
+    small = {
+        "roc_auc": 0.8,
+        "expected_calibration_error": 0.053,
+        "calibration_error_by_chance": 0.056,
+    }
+    passed = decide_promotion(small, None, GATE)
+    assert passed.promote and "fails" not in passed.reason
+    assert "expected_calibration_error 0.0530 > max 0.05 but within chance (a calibrated model " \
+        "shows up to 0.0560 on this test snapshot): passes" in passed.reason  # fmt: skip
+    large = small | {"expected_calibration_error": 0.0508, "calibration_error_by_chance": 0.0195}
+    failed = decide_promotion(large, None, GATE)
+    assert not failed.promote
+    assert "expected_calibration_error 0.0508 > max 0.05 (chance alone gives up to 0.0195)" in (
+        failed.reason
+    )
+    # under the bound, chance is not mentioned; without the chance figure, the bound is strict
+    assert "chance" not in decide_promotion(small | {"expected_calibration_error": 0.04}, None,
+                                            GATE).reason  # fmt: skip
+    strict = decide_promotion({"roc_auc": 0.8, "expected_calibration_error": 0.053}, None, GATE)
+    assert not strict.promote and "0.0530 > max 0.05" in strict.reason
+    assert "chance" not in strict.reason
+
+
 def test_a_metric_that_could_not_be_measured_fails_its_threshold():
     """NaN compares false both ways: an LTV model of a snapshot without spend passed every
     threshold and, without a baseline or champion, became champion."""

@@ -45,6 +45,8 @@ def test_train_evaluates_logs_registers_and_reports(trained):
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "expected_calibration_error"):
         assert 0 <= summary["churn"]["lightgbm"][key] <= 1
     assert "sample_truth_dropout_auc" in summary["churn"]["lightgbm"]  # the sample's ground truth
+    for name in ("lightgbm", "bgnbd", "rfm"):  # the gate's calibration bound, for every model
+        assert 0 < summary["churn"][name]["calibration_error_by_chance"] < 0.05
     for key in ("normalized_gini", "spearman", "rmse", "mae", "top10_value_share"):
         assert key in summary["ltv"]["lightgbm"]
     run_ = mlflow_client(home).get_run(summary["run_id"])

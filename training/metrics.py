@@ -23,6 +23,25 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(gap.sum() / max(count.sum(), 1))
 
 
+CHANCE_DRAWS, CHANCE_QUANTILE, CHANCE_SEED = 200, 0.95, 0
+
+
+def calibration_error_by_chance(p: np.ndarray, bins: int = 10) -> float:
+    """The ECE a perfectly calibrated model shows on these customers by chance alone: the 95th
+    percentile over 200 draws of labels from the probabilities themselves (consistency
+    resampling). ECE only grows with noise: on 471 customers a calibrated model reads 0.038 on
+    average and up to 0.056 (Online Retail II's one-year test snapshot), so a 0.05 bound there
+    refuses calibrated models by chance; on 4,000 customers the same bound is 0.02."""
+    p = np.clip(np.asarray(p, dtype="float64"), 0.0, 1.0)
+    if len(p) == 0:
+        return float("nan")
+    rng = np.random.default_rng(CHANCE_SEED)
+    drawn = [
+        expected_calibration_error(rng.random(len(p)) < p, p, bins) for _ in range(CHANCE_DRAWS)
+    ]
+    return float(np.quantile(drawn, CHANCE_QUANTILE))
+
+
 def ranked(y: np.ndarray, score: np.ndarray) -> np.ndarray:
     """`y` in descending `score` order, each run of tied scores given its mean: the expectation
     over the orders of the ties. Rows are stored by customer id, so breaking ties by position

@@ -61,6 +61,7 @@ METRIC_GLOSSARY = """\
 | `churn_roc_auc` | P(a churner scores above a buyer): 0.5 random, 1 perfect |
 | `churn_pr_auc` | average precision of the churn ranking (its floor is the churn rate) |
 | `churn_expected_calibration_error` | mean gap, predicted vs observed churn rate (0 best) |
+| `churn_calibration_error_by_chance` | the ECE a calibrated model shows here by chance (95%) |
 | `churn_lift_top10pct` | churn rate of the riskiest 10% / overall rate (max: `..._ceiling`) |
 | `churn_sample_truth_dropout_auc` | built-in sample only: AUC vs who had truly stopped |
 | `ltv_normalized_gini` | how well predicted value sorts actual value: 1 perfect, 0 random |
