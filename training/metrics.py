@@ -31,7 +31,7 @@ def calibration_error_by_chance(p: np.ndarray, bins: int = 10) -> float:
     percentile over 200 draws of labels from the probabilities themselves (consistency
     resampling). ECE only grows with noise: on 471 customers a calibrated model reads 0.038 on
     average and up to 0.056 (Online Retail II's one-year test snapshot), so a 0.05 bound there
-    refuses calibrated models by chance; on 4,000 customers the same bound is 0.02."""
+    refuses calibrated models by chance; on 4,000 customers this figure is about 0.02."""
     p = np.clip(np.asarray(p, dtype="float64"), 0.0, 1.0)
     if len(p) == 0:
         return float("nan")
