@@ -753,7 +753,7 @@ def score(
     setup_tracking(paths, config.registry.experiment)
     champions = load_champions(config.registry, progress)
     progress(
-        f"champions: {champions.churn.name} v{champions.churn.version}, "
+        f"scoring with {champions.churn.name} v{champions.churn.version}, "
         f"{champions.ltv.name} v{champions.ltv.version} ({champions.horizon_days}-day horizon)"
     )
     unbuilt = champions.unbuilt_features(feature_config)
@@ -1197,6 +1197,9 @@ def mlflow_ui(
         "--workers", str(workers),
         *(["--allowed-hosts", _host_patterns(allowed_hosts)] if allowed_hosts else []),
     ]  # fmt: skip
+    # MLflow 3's job runner (GenAI scorers) starts 8 more processes of ~250 MB and a huey store
+    # in /dev/shm that outlives the server: nothing here uses it (a user's setting is kept)
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     sys.stdout.flush()
     os.execv(command[0], command)
 

@@ -140,7 +140,8 @@ class Scorer:
         problems = []
         unknown = sorted(set(given) - known)
         if unknown:
-            problems.append(f"features: unknown {', '.join(unknown)}")
+            named = ", ".join(repr(n) for n in unknown)
+            problems.append(f"features: unknown {named} (not a feature of the models)")
         missing = [n for n in needed if n not in given]
         if missing:
             problems.append(f"features: missing {', '.join(missing)} (null for unknown values)")

@@ -282,7 +282,7 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
          b' "transactions": [{"timestamp": "2025-06-01", "amount": 1e999}]}]}',
          ["customer 'c-inf'", "transactions.0.amount", "finite"]),
         ("unknown feature", {"customers": [{"customer_id": "c-f", "features": {"shoe_size": 42}}]},
-         ["customer 'c-f'", "unknown shoe_size"]),
+         ["customer 'c-f'", "unknown 'shoe_size' (not a feature of the models)"]),
         ("feature of the wrong type", {"customers": [{"customer_id": "c-g",
           "features": {"recency_days": "yesterday"}}]}, ["customer 'c-g'", "recency_days"]),
         ("features outside what the builders make",
@@ -371,6 +371,20 @@ def test_bad_input_gets_a_400_naming_field_and_customer(http, label, body, words
         assert word in text, (label, word, text)
     # ... and the server keeps serving.
     assert http.get("/readyz").status_code == 200
+
+
+def test_the_readme_call_to_copy_is_answered_with_scores(http):
+    """The README's curl example, its JSON as written there: a user's first call."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("curl -s -X POST http://127.0.0.1:3000/score", 1)[1].split("```", 1)[0]
+    body = block.split("-d '", 1)[1].rsplit("'", 1)[0]
+    response = http.post("/score", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    (answer,) = response.json()["customers"]
+    assert answer["customer_id"] == "c1" and not answer["cold_start"]
+    assert 0 < answer["churn_probability"] < 1 and answer["predicted_value"] > 0
+    assert answer["next_best_action"]["action"] == "recommendation"  # a repeat buyer of books
+    assert answer["next_best_action"]["category"] == "books"
 
 
 def test_ids_are_read_as_the_loader_reads_them(http, sample, home):

@@ -299,9 +299,23 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
         scored = run(home, "score", "--as-of", "2025-06-30", "--out", str(home / "lone.csv"))
         assert scored.returncode == 0, scored.stderr
         assert "using the newest of the other champion's 90-day horizon, v3" in scored.stderr
+        assert "scoring with churn v1, ltv v3 (90-day horizon)" in scored.stderr  # not "champions"
         assert (pd.read_csv(home / "lone.csv")["horizon_days"] == 90).all()
     finally:
         client.set_registered_model_alias("ltv", "champion", "1")
+
+
+def _group_commands(group: int) -> list[str]:
+    """The command lines of the processes in a process group (Linux /proc)."""
+    commands = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (proc / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[2]) == group:
+                commands.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended meanwhile
+    return commands
 
 
 def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):
@@ -334,6 +348,10 @@ def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):
             except OSError:
                 assert time.monotonic() < deadline, "mlflow server did not start"
                 time.sleep(1)
+        # MLflow 3's job runner is off: one server, not 8 more processes of ~250 MB each
+        commands = _group_commands(server.pid)
+        assert any("mlflow" in c for c in commands)
+        assert not [c for c in commands if "huey" in c or "job_runner" in c], commands
         summary = json.loads((home / "reports/metrics.json").read_text())
         run_id = summary["run_id"]
         got = json.load(urllib.request.urlopen(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}"))
