@@ -1197,8 +1197,9 @@ def mlflow_ui(
         "--workers", str(workers),
         *(["--allowed-hosts", _host_patterns(allowed_hosts)] if allowed_hosts else []),
     ]  # fmt: skip
-    # MLflow 3's job runner (GenAI scorers) starts 8 more processes of ~250 MB and a huey store
-    # in /dev/shm that outlives the server: nothing here uses it (a user's setting is kept)
+    # MLflow 3's job runner (GenAI scorers) starts several more processes of ~250 MB (8 in
+    # 3.17) and a huey store in /dev/shm that outlives the server: nothing here uses it (a
+    # user's setting is kept)
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     sys.stdout.flush()
     os.execv(command[0], command)

@@ -141,7 +141,7 @@ class Scorer:
         unknown = sorted(set(given) - known)
         if unknown:
             named = ", ".join(repr(n) for n in unknown)
-            problems.append(f"features: unknown {named} (not a feature of the models)")
+            problems.append(f"features: unknown {named} (no feature of that name)")
         missing = [n for n in needed if n not in given]
         if missing:
             problems.append(f"features: missing {', '.join(missing)} (null for unknown values)")

@@ -27,14 +27,15 @@ def test_calibration_error_is_zero_when_rates_match_and_grows_with_the_gap():
 
 
 def test_calibration_error_by_chance_bounds_a_calibrated_model_and_shrinks_with_customers():
-    """Labels drawn from the probabilities are calibrated by construction: their ECE stays under
-    the bound in about 95 of 100 fresh draws, and the bound falls as customers grow."""
+    """Labels drawn exactly from the probabilities are calibrated by construction: their ECE
+    stays under the figure in about 95 of 100 fresh draws, and the figure falls as customers
+    grow."""
     rng = np.random.default_rng(11)
     small, large = rng.beta(1, 2, 471), rng.beta(1, 2, 20_000)
     bound = calibration_error_by_chance(small)
     assert bound == calibration_error_by_chance(small)  # its own seed: the same on a rerun
-    fresh = [expected_calibration_error(rng.random(471) < small, small) for _ in range(400)]
-    assert 0.90 <= np.mean(np.array(fresh) <= bound) <= 0.99
+    fresh = [expected_calibration_error(rng.random(471) < small, small) for _ in range(2000)]
+    assert 0.93 <= np.mean(np.array(fresh) <= bound) <= 0.97
     assert bound > 0.05  # a calibrated model's ECE on 471 customers passes 0.05 by chance
     assert calibration_error_by_chance(large) < 0.015 < bound
     assert np.isnan(calibration_error_by_chance(np.array([])))

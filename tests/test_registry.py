@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from crm_ltv.training.config import GateConfig, Threshold
+from crm_ltv.training.config import BY_CHANCE, GateConfig, Threshold
+from crm_ltv.training.metrics import CHANCE_METRIC
 from crm_ltv.training.registry import decide_promotion
 
 GATE = GateConfig(
@@ -22,30 +23,42 @@ def test_first_model_is_promoted_only_if_it_passes_thresholds():
     assert not uncalibrated.promote and "expected_calibration_error" in uncalibrated.reason
 
 
+CHANCE_GATE = GATE.model_copy(
+    update={"thresholds": GATE.thresholds | {
+        "expected_calibration_error": Threshold(max=0.05, within_chance=True)}}
+)  # fmt: skip
+
+
 def test_calibration_error_within_chance_passes_with_a_note_and_beyond_it_fails():
-    """A few hundred test customers give a calibrated model an ECE over 0.05 by chance: the
-    bound refuses only what the snapshot can tell apart from chance, and says when it could not."""
-    small = {
-        "roc_auc": 0.8,
-        "expected_calibration_error": 0.053,
-        "calibration_error_by_chance": 0.056,
-    }
-    passed = decide_promotion(small, None, GATE)
+    """A few hundred test customers give a calibrated model an ECE over 0.05 by chance: with
+    `within_chance`, the bound refuses what the snapshot can tell apart from chance, says when
+    it could not, and never passes twice the bound."""
+    small = {"roc_auc": 0.8, "expected_calibration_error": 0.053, CHANCE_METRIC: 0.056}
+    passed = decide_promotion(small, None, CHANCE_GATE)
     assert passed.promote and "fails" not in passed.reason
-    assert "expected_calibration_error 0.0530 > max 0.05 but within chance (a calibrated model " \
-        "shows up to 0.0560 on this test snapshot): passes" in passed.reason  # fmt: skip
-    large = small | {"expected_calibration_error": 0.0508, "calibration_error_by_chance": 0.0195}
-    failed = decide_promotion(large, None, GATE)
+    assert "expected_calibration_error 0.0530 > max 0.05 but within chance (95% of calibrated " \
+        "models read under 0.0560 on this test snapshot): passes" in passed.reason  # fmt: skip
+    large = small | {"expected_calibration_error": 0.0508, CHANCE_METRIC: 0.0195}
+    failed = decide_promotion(large, None, CHANCE_GATE)
     assert not failed.promote
-    assert "expected_calibration_error 0.0508 > max 0.05 (chance alone gives up to 0.0195)" in (
-        failed.reason
-    )
-    # under the bound, chance is not mentioned; without the chance figure, the bound is strict
-    assert "chance" not in decide_promotion(small | {"expected_calibration_error": 0.04}, None,
-                                            GATE).reason  # fmt: skip
-    strict = decide_promotion({"roc_auc": 0.8, "expected_calibration_error": 0.053}, None, GATE)
-    assert not strict.promote and "0.0530 > max 0.05" in strict.reason
-    assert "chance" not in strict.reason
+    assert "expected_calibration_error 0.0508 > max 0.05 (95% of calibrated models read under " \
+        "0.0195 on this test snapshot)" in failed.reason  # fmt: skip
+    # a hundred customers: chance allows 0.14, but 0.11 is over twice the bound
+    tiny = decide_promotion(small | {"expected_calibration_error": 0.11, CHANCE_METRIC: 0.14},
+                            None, CHANCE_GATE)  # fmt: skip
+    assert not tiny.promote and "but never past twice the max" in tiny.reason
+    # under the bound, chance is not mentioned; without the flag or the figure, it is strict
+    under = decide_promotion(small | {"expected_calibration_error": 0.04}, None, CHANCE_GATE)
+    assert under.promote and "chance" not in under.reason
+    unmeasured = {k: v for k, v in small.items() if k != CHANCE_METRIC}
+    for strict in (decide_promotion(small, None, GATE),
+                   decide_promotion(unmeasured, None, CHANCE_GATE)):  # fmt: skip
+        assert not strict.promote and "0.0530 > max 0.05" in strict.reason
+        assert "chance" not in strict.reason
+
+
+def test_the_chance_figure_a_gate_reads_is_the_one_evaluation_writes():
+    assert BY_CHANCE == {"expected_calibration_error": CHANCE_METRIC}
 
 
 def test_a_metric_that_could_not_be_measured_fails_its_threshold():
@@ -121,6 +134,11 @@ def test_a_new_model_must_also_beat_the_baseline_and_the_reason_gives_each_margi
         ({"compare": "auc"}, "compare: unknown metric 'auc'"),
         ({"compare": "roc_auc", "thresholds": {"lift_top10pct_ceiling": {"min": 1}}},
          "thresholds: unknown metric 'lift_top10pct_ceiling'"),
+        ({"compare": "roc_auc", "thresholds": {"roc_auc": {"min": 0.7, "within_chance": True}}},
+         "thresholds: roc_auc: within_chance needs a max on expected_calibration_error"),
+        ({"compare": "roc_auc",
+          "thresholds": {"expected_calibration_error": {"min": 0.0, "within_chance": True}}},
+         "thresholds: expected_calibration_error: within_chance needs a max"),
     ],
 )  # fmt: skip
 def test_a_gate_on_a_metric_without_a_direction_is_a_config_error(fields, message):

@@ -282,7 +282,7 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
          b' "transactions": [{"timestamp": "2025-06-01", "amount": 1e999}]}]}',
          ["customer 'c-inf'", "transactions.0.amount", "finite"]),
         ("unknown feature", {"customers": [{"customer_id": "c-f", "features": {"shoe_size": 42}}]},
-         ["customer 'c-f'", "unknown 'shoe_size' (not a feature of the models)"]),
+         ["customer 'c-f'", "unknown 'shoe_size' (no feature of that name)"]),
         ("feature of the wrong type", {"customers": [{"customer_id": "c-g",
           "features": {"recency_days": "yesterday"}}]}, ["customer 'c-g'", "recency_days"]),
         ("features outside what the builders make",

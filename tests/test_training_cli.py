@@ -318,6 +318,32 @@ def _group_commands(group: int) -> list[str]:
     return commands
 
 
+@pytest.mark.parametrize(("given", "runs_with"), [(None, "false"), ("true", "true")])
+def test_mlflow_ui_turns_the_job_runner_off_unless_the_user_set_it(
+    tmp_path, monkeypatch, given, runs_with
+):
+    """What `mlflow server` is started with (os.execv replaced: it would become the server)."""
+    from typer.testing import CliRunner
+
+    from crm_ltv.cli import app
+
+    started = {}
+
+    def execv(path: str, argv: list[str]) -> None:
+        started["argv"] = argv
+        started["jobs"] = os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION")
+
+    monkeypatch.setattr(os, "execv", execv)
+    # set first, so that monkeypatch restores this process's environment whatever the CLI sets
+    monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", given or "unset")
+    if given is None:
+        monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION")
+    monkeypatch.setenv("CRM_LTV_HOME", str(tmp_path))
+    result = CliRunner().invoke(app, ["mlflow-ui", "--port", str(free_port())])
+    assert result.exit_code == 0, result.output
+    assert started["argv"][1:4] == ["-m", "mlflow", "server"] and started["jobs"] == runs_with
+
+
 def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):
     home, _ = trained
     port = free_port()
@@ -350,7 +376,7 @@ def test_mlflow_ui_serves_runs_plots_and_the_registry(trained):
                 time.sleep(1)
         # MLflow 3's job runner is off: one server, not 8 more processes of ~250 MB each
         commands = _group_commands(server.pid)
-        assert any("mlflow" in c for c in commands)
+        assert any("-m mlflow server" in c for c in commands), commands
         assert not [c for c in commands if "huey" in c or "job_runner" in c], commands
         summary = json.loads((home / "reports/metrics.json").read_text())
         run_id = summary["run_id"]

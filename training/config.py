@@ -156,6 +156,9 @@ class LevelConfig(_Frozen):
 class Threshold(_Frozen):
     min: float | None = None
     max: float | None = None
+    # A max on a metric that noise alone pushes up (expected_calibration_error): passed up to
+    # what 95% of perfect models read on the test snapshot, never past twice the max
+    within_chance: bool = False
 
 
 # Direction of every metric a gate can use (training.metrics computes them); the others a run
@@ -178,6 +181,11 @@ HIGHER_IS_BETTER = {
 }
 
 
+# Metrics that noise alone pushes over a max bound, and the metric of the test snapshot that
+# says how far (training.metrics.CHANCE_METRIC; the config reads no metrics module).
+BY_CHANCE = {"expected_calibration_error": "calibration_error_by_chance"}
+
+
 class GateConfig(_Frozen):
     compare: str
     baseline: Literal["bgnbd", "rfm"] | None = "bgnbd"  # must beat it on `compare` too
@@ -195,6 +203,11 @@ class GateConfig(_Frozen):
             if name not in HIGHER_IS_BETTER:
                 raise ValueError(
                     f"{where}: unknown metric {name!r}; a gate can use {sorted(HIGHER_IS_BETTER)}"
+                )
+        for name, bound in self.thresholds.items():
+            if bound.within_chance and (name not in BY_CHANCE or bound.max is None):
+                raise ValueError(
+                    f"thresholds: {name}: within_chance needs a max on {', '.join(BY_CHANCE)}"
                 )
         return self
 

@@ -23,23 +23,25 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(gap.sum() / max(count.sum(), 1))
 
 
-CHANCE_DRAWS, CHANCE_QUANTILE, CHANCE_SEED = 200, 0.95, 0
+CHANCE_METRIC = "calibration_error_by_chance"  # beside each model's churn metrics
+CHANCE_DRAWS, CHANCE_QUANTILE, CHANCE_SEED = 20_000, 0.95, 0
 
 
 def calibration_error_by_chance(p: np.ndarray, bins: int = 10) -> float:
-    """The ECE a perfectly calibrated model shows on these customers by chance alone: the 95th
-    percentile over 200 draws of labels from the probabilities themselves (consistency
-    resampling). ECE only grows with noise: on 471 customers a calibrated model reads 0.038 on
-    average and up to 0.056 (Online Retail II's one-year test snapshot), so a 0.05 bound there
-    refuses calibrated models by chance; on 4,000 customers this figure is about 0.02."""
+    """The ECE that 95% of perfectly calibrated models stay under on these customers: noise
+    only adds to ECE (it averages absolute gaps), so on 471 customers a calibrated model reads
+    0.038 on average and over 0.05 one time in six (Online Retail II's one-year test snapshot);
+    on 4,000 customers this figure is about 0.02. Labels drawn from the probabilities
+    themselves (consistency resampling), each bin's sum as a normal variable with its Bernoulli
+    mean and variance: within 0.0003 of exact draws from 471 customers up (0.002 at 100), and
+    20,000 draws cost no more on a million customers (their 95th percentile moves by 0.0002)."""
     p = np.clip(np.asarray(p, dtype="float64"), 0.0, 1.0)
     if len(p) == 0:
         return float("nan")
-    rng = np.random.default_rng(CHANCE_SEED)
-    drawn = [
-        expected_calibration_error(rng.random(len(p)) < p, p, bins) for _ in range(CHANCE_DRAWS)
-    ]
-    return float(np.quantile(drawn, CHANCE_QUANTILE))
+    which = np.minimum((p * bins).astype("int64"), bins - 1)
+    spread = np.sqrt(np.bincount(which, p * (1.0 - p), bins))
+    draws = np.random.default_rng(CHANCE_SEED).standard_normal((CHANCE_DRAWS, bins))
+    return float(np.quantile(np.abs(draws * spread).sum(axis=1) / len(p), CHANCE_QUANTILE))
 
 
 def ranked(y: np.ndarray, score: np.ndarray) -> np.ndarray:

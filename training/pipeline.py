@@ -21,7 +21,12 @@ from crm_ltv.training.baselines import BgNbdBaseline, BgNbdFeatures, RfmBaseline
 from crm_ltv.training.bundle import ModelBundle
 from crm_ltv.training.config import TrainConfig
 from crm_ltv.training.datasets import LevelTarget, TimeSplit
-from crm_ltv.training.metrics import calibration_error_by_chance, churn_metrics, ltv_metrics
+from crm_ltv.training.metrics import (
+    CHANCE_METRIC,
+    calibration_error_by_chance,
+    churn_metrics,
+    ltv_metrics,
+)
 from crm_ltv.training.models import Calibration, ChurnModel, LtvModel, offset_transform
 
 Callbacks = Sequence[Callable[..., None]]
@@ -423,7 +428,7 @@ def evaluate_models(
     }
     for name, m in metrics.items():  # what the gate's calibration bound is read against
         p = predictions[name]["churn_probability"].to_numpy("float64")
-        m["churn"]["calibration_error_by_chance"] = calibration_error_by_chance(p)
+        m["churn"][CHANCE_METRIC] = calibration_error_by_chance(p)
     return Evaluation(
         predictions,
         {name: m["churn"] for name, m in metrics.items()},
