@@ -281,7 +281,9 @@ def _on_dask(engine: Engine, scheduler: str | None) -> bool:
         importlib.util.find_spec(name) is None for name in ("dask", "distributed")
     ):
         raise ConfigError(
-            "--engine dask needs Dask, an optional extra: pip install 'crm-ltv[dask]'"
+            "--engine dask needs Dask, an optional extra of this checkout: pip install "
+            "'/path/to/crm-ltv[dask]' -c /path/to/crm-ltv/requirements.lock (`make setup` "
+            "installs it into .venv)"
         )
     return engine is Engine.dask
 

@@ -80,11 +80,15 @@ def campaign_outcomes(campaigns: pd.DataFrame) -> Outcomes:
     contact that did not convert and has no revenue spent nothing: many exports leave the
     non-buyers' revenue blank, and left out, revenue per customer became revenue per converter
     (a +9 per customer effect read as -10). Only a conversion without revenue stays unknown."""
-    has_converted, has_revenue = "converted" in campaigns, "revenue" in campaigns
+    # a revenue column with no value at all is none: its non-buyers' zeros alone read as a
+    # measured revenue difference of +0.00
+    has_converted = "converted" in campaigns
+    has_revenue = "revenue" in campaigns and bool(campaigns["revenue"].notna().any())
     if not has_converted and not has_revenue:
+        blank = " (every 'revenue' blank)" if "revenue" in campaigns else ""
         raise DataError(
-            "campaigns: neither a 'converted' nor a 'revenue' column, so no outcome to compare; "
-            f"columns present: {', '.join(map(str, campaigns.columns))}"
+            f"campaigns: neither a 'converted' nor a 'revenue' column{blank}, so no outcome to "
+            f"compare; columns present: {', '.join(map(str, campaigns.columns))}"
         )
     revenue = campaigns["revenue"].astype("float64") if has_revenue else None
     converted = campaigns["converted"].astype("boolean") if has_converted else None

@@ -276,7 +276,13 @@ def run_cohorts(
 ) -> CohortResult:
     """Retention, transitions from `start` to `end` (default: the last transaction and
     config.transition_months before it) and, with acquisition costs, LTV:CAC at `end`."""
-    end = end if end is not None else transactions["timestamp"].max()
+    last = transactions["timestamp"].max()
+    if end is not None and end > last:  # every customer would read as lapsed there
+        raise DataError(
+            f"--to {end:%Y-%m-%d %H:%M} is after the data's last line ({last:%Y-%m-%d %H:%M}): "
+            "stages and LTV:CAC there would count every customer as gone; give a --to up to it"
+        )
+    end = end if end is not None else last
     start = start if start is not None else end - pd.DateOffset(months=config.transition_months)
     upto = transactions.loc[transactions["timestamp"] <= end]
     if not (upto["amount"] > 0).any():

@@ -134,6 +134,11 @@ def run_uplift(
     small = sorted(set(frame.loc[catalogue & treated, "action"]) - set(counts.index))
     small = sorted({*small, *counts.index[counts < config.min_contacts]})
     pooled = config.pool_controls and POLICY_COLUMN not in campaigns
+    if config.pool_controls and not pooled:
+        progress(
+            f"controls not pooled (uplift.pool_controls / --pool-controls): these sends were "
+            f"chosen by the policy ('{POLICY_COLUMN}' column), so each action keeps its own"
+        )
     controls = frame.loc[train & ~treated].groupby("action").size()
     # Each action's own controls, unless pooled: an action without any has nothing to compare.
     uncontrolled = [] if pooled else sorted(set(counts.index) - set(small) - set(controls.index))

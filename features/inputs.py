@@ -124,7 +124,14 @@ def load_campaign_input(
 ) -> Loaded:
     """The campaigns table: the file given, else configs/data.yaml's, else the sample's."""
     source = config.campaigns or SourceConfig()
-    path = campaigns or source.path or paths.sample_table("campaigns")
+    sample = paths.sample_table("campaigns")
+    path = campaigns or source.path or sample
+    if Path(path) == sample and not sample.exists():  # as input_paths says of transactions
+        raise DataError(
+            f"no campaigns given (--campaigns, or campaigns.path in configs/data.yaml) and the "
+            f"built-in sample is not in this home ({sample}): generate it with `crm-ltv data` "
+            "(`make data` in the project), or give your own file"
+        )
     progress(f"loading campaigns from {path}")
     loaded = some_rows(load_campaigns(path, source, config.validation, paths.rejects_dir))
     progress(loaded.report.summary())

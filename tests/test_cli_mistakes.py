@@ -63,6 +63,8 @@ MISTAKES = [
     (["outcomes", "--decisions", "{home}/a_folder.csv"], "not a file"),
     (["outcomes", "--out", "{home}/o.parquet"], "give a .csv name"),
     (["cohorts", "--to", "1990-01-01"], "no purchase up to 1990-01-01"),
+    (["cohorts", "--to", "2030-01-01"],  # was every customer lapsed, channels under target
+     "--to 2030-01-01 00:00 is after the data's last line"),
     (["cohorts", "--from", "notadate"], "--from: 'notadate' is not an ISO 8601 date"),
     (["features", "--column", "bogus=x"],  # said once the files were read (Dask: cluster up)
      "transactions.columns names 'bogus', which the contract does not have"),
@@ -91,6 +93,20 @@ def test_a_mistake_gets_one_error_line_and_exit_code_2(home, args, said):
     assert result.exit_code == 2, (argv, result.exit_code, result.output, result.exception)
     assert "error: " in result.output and said.format(home=home) in result.output, result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [(["train"], "transactions"), (["ab"], "campaigns"), (["uplift"], "campaigns")],
+)
+def test_a_home_without_the_sample_says_how_to_make_it(tmp_path, args, what):
+    """`ab` and `uplift` said only '.../campaigns.csv: no such file'."""
+    home = new_home(tmp_path)
+    result = CliRunner().invoke(app, args, env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 2, result.output
+    assert f"no {what} given (--{what}, or {what}.path in configs/data.yaml) and the built-in " \
+        "sample is not in this home" in result.output  # fmt: skip
+    assert "generate it with `crm-ltv data`" in result.output
 
 
 @pytest.mark.parametrize("command", ["train", "tune"])

@@ -236,6 +236,25 @@ def test_outcome_from_revenue_when_the_flag_is_missing_and_rows_without_one_coun
     assert only_revenue.frame["converted"].tolist() == [True, True, False]
     with pytest.raises(DataError, match="neither a 'converted' nor a 'revenue'"):
         campaign_outcomes(frame.drop(columns=["converted", "revenue"]))
+    with pytest.raises(DataError, match=r"'revenue' column \(every 'revenue' blank\)"):
+        campaign_outcomes(frame.drop(columns="converted").assign(revenue=np.nan))
+
+
+def test_a_revenue_column_without_any_value_is_no_revenue_not_a_zero_difference():
+    """The non-buyers' implied zeros alone made every action's revenue difference +0.00."""
+    frame = pd.DataFrame(
+        {
+            "action": "win_back",
+            "group": ["treatment", "control"] * 20,
+            "converted": [True, False, False, False] * 10,
+            "revenue": np.nan,
+            "sent_at": pd.Timestamp("2024-01-01"),
+        }
+    )
+    outcomes = campaign_outcomes(frame)
+    assert not outcomes.has_revenue and outcomes.without_revenue == 0
+    row = ab_table(outcomes, AbConfig()).iloc[0]
+    assert math.isnan(row["revenue_diff"]) and row["rate_treatment"] == pytest.approx(0.5)
 
 
 def test_a_blank_revenue_of_a_contact_that_did_not_convert_is_zero():

@@ -151,6 +151,10 @@ def test_the_loop_outcomes_ab_uplift_and_policy_eval(decided, home):
     assert uplift.returncode == 0, uplift.stderr
     # The file's policy_action column: policy-chosen sends, never pooled even when asked.
     assert "controls of each action's own" in uplift.stderr
+    assert (
+        "controls not pooled (uplift.pool_controls / --pool-controls): these sends were "
+        "chosen by the policy ('policy_action' column)" in uplift.stderr
+    )  # the flag, answered
     # the home's registry, named: an in-process command of another test file may have left
     # MLflow's global registry URI on its own home
     versions = mlflow_client(home).search_model_versions("name='uplift'")

@@ -69,6 +69,32 @@ def test_a_first_run_that_misses_the_gate_says_what_to_do_and_scoring_still_work
     assert (pd.read_csv(home / "s.csv")["horizon_days"] == 90).all()
 
 
+def test_a_refit_champion_is_compared_by_its_own_figures_only_on_the_same_data(tmp_path):
+    """A refit champion has seen the labels of a later run's test window; on the same test
+    cutoff of the same file, its own evaluation figures stand in. A file of other customers
+    with the same dates has the same cutoff, but those figures were measured on other people."""
+    home = new_home(tmp_path)
+    assert run(home, "data", "--n-customers", "600").returncode == 0
+    config = yaml.safe_load((home / "configs/train.yaml").read_text())
+    for kind in ("churn", "ltv"):  # 600 customers: the gates' thresholds alone
+        config["promotion"][kind]["baseline"] = None
+    (home / "configs/train.yaml").write_text(yaml.safe_dump(config))
+    assert run(home, "train").returncode == 0
+    again = run(home, "train")
+    assert again.returncode == 0, again.stderr
+    assert "champion v1's" in again.stdout  # compared, by v1's evaluation figures
+    tx = pd.read_csv(home / "data/sample/transactions.csv")
+    ends = set(tx.loc[[tx["timestamp"].idxmin(), tx["timestamp"].idxmax()], "customer_id"])
+    ids = tx["customer_id"].unique()
+    kept = set(ids[: len(ids) * 2 // 3]) | ends  # the same first and last line: same cutoffs
+    tx[tx["customer_id"].isin(kept)].to_csv(home / "fewer.csv", index=False)
+    other = run(home, "train", "--transactions", str(home / "fewer.csv"))
+    assert other.returncode == 0, other.stderr
+    assert "past this run's test cutoff and was evaluated on other data: not compared on " \
+        "this snapshot" in other.stdout  # fmt: skip
+    assert "champion v1's" not in other.stdout
+
+
 def test_a_model_that_does_not_beat_bgnbd_is_not_champion(tmp_path):
     """The gate's main rule, end to end: every other test home turns it off (a few hundred
     sample customers do not always beat BG/NBD). One-split boosters without BG/NBD's inputs

@@ -362,7 +362,9 @@ def _register_bundle(
         kind: champion_version(name, config.registry.alias) for kind, name in names.items()
     }
     comparisons = {
-        kind: _score_champion(kind, names[kind], current, split, feature_config)
+        kind: _score_champion(
+            kind, names[kind], current, split, feature_config, bundle.metadata.get("data_sha256")
+        )
         for kind, current in champions.items()
         if current is not None
     }
@@ -460,12 +462,18 @@ class ChampionCheck:
 
 
 def _score_champion(
-    kind: Kind, name: str, current: ModelVersion, split: TimeSplit, feature_config: FeatureConfig
+    kind: Kind,
+    name: str,
+    current: ModelVersion,
+    split: TimeSplit,
+    feature_config: FeatureConfig,
+    data_sha256: str | None = None,
 ) -> ChampionCheck:
     """The current champion on this run's test snapshot (its features scored against the
     champion's own RFM cut points). A champion that has seen labels of this test window (a
-    refit) would be flattered there: on the same test cutoff its own evaluation metrics stand
-    in; otherwise it cannot be compared fairly."""
+    refit) would be flattered there: on the same test cutoff of the same data (`data_sha256`,
+    this run's) its own evaluation metrics stand in; otherwise it cannot be compared fairly
+    (a champion trained on another file was measured on other customers)."""
     label = f"champion v{current.version}"
     keep = "left alone (promote by hand with `crm-ltv promote`)"
     try:
@@ -483,12 +491,14 @@ def _score_champion(
         )
     seen = bundle.metadata.get("labels_through")
     if seen is not None and pd.Timestamp(seen) > split.plan.test:
-        if current.tags.get("test_cutoff") == f"{split.plan.test:%Y-%m-%d}":
-            # its evaluation fit, on this same snapshot
+        same_cutoff = current.tags.get("test_cutoff") == f"{split.plan.test:%Y-%m-%d}"
+        same_data = bundle.metadata.get("data_sha256") == data_sha256
+        if same_cutoff and same_data:  # its evaluation fit, on this same snapshot
             return ChampionCheck(metrics=evaluation_metrics(current, kind))
+        other = " and was evaluated on other data" if same_cutoff else ""
         return ChampionCheck(
-            note=f"{label} has seen labels up to {seen}, past this run's test cutoff: not "
-            "compared on this snapshot"
+            note=f"{label} has seen labels up to {seen}, past this run's test cutoff{other}: "
+            "not compared on this snapshot"
         )
     try:
         test = with_rfm_cuts(split.test, bundle.rfm_cuts, feature_config)
