@@ -270,13 +270,15 @@ PartitionsOpt = Annotated[
 ]
 
 
-def _on_dask(engine: Engine, scheduler: str | None) -> bool:
+def _on_dask(engine: Engine, scheduler: str | None, partitions: int | None) -> bool:
     from crm_ltv.features.config import ConfigError
 
     if scheduler is not None and not scheduler.strip():  # an unset shell variable
         raise ConfigError("--scheduler: empty; give the address `dask scheduler` prints")
     if scheduler and engine is not Engine.dask:
         raise ConfigError("--scheduler needs --engine dask")
+    if partitions is not None and engine is not Engine.dask:  # not silently ignored
+        raise ConfigError("--partitions needs --engine dask (the single engine has no partitions)")
     if engine is Engine.dask and any(
         importlib.util.find_spec(name) is None for name in ("dask", "distributed")
     ):
@@ -447,7 +449,7 @@ def features(
     given = _cutoff_option(as_of, "--as-of")
     progress = Progress()
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
-    on_dask = _on_dask(engine, scheduler)
+    on_dask = _on_dask(engine, scheduler, partitions)
     _check_out(out, on_dask, (transactions, customers))
     if on_dask:
         from crm_ltv.features import cluster
@@ -651,7 +653,7 @@ def train(
         "none is unless the stop came during it"
     )
     with _interruptible(kept):
-        if _on_dask(engine, scheduler):
+        if _on_dask(engine, scheduler, partitions):
             dask = (scheduler, partitions)
             result = _train_on_dask(paths, config, feature_config, progress, *dask, read)
         else:
@@ -733,7 +735,7 @@ def score(
     """Score every customer with history up to --as-of with the champion models."""
     from crm_ltv.features.contract import DataError
 
-    on_dask = _on_dask(engine, scheduler)
+    on_dask = _on_dask(engine, scheduler, partitions)
     _check_out(out, on_dask, (transactions, customers))
     if not on_dask:
         _writable(out, "--out")
@@ -912,6 +914,9 @@ def promote(
         raise ConfigError(f"--pair: only churn and ltv are registered in pairs, not {model}")
     for name, wanted in moves:
         previous, moved = promote_by_hand(name, wanted, aliases[name], made_by)
+        if str(previous) == moved:  # said as a move, "v2 -> v2" read as a change
+            typer.echo(f"{name}: v{moved} is already {aliases[name]}; nothing moved")
+            continue
         before = f"v{previous}" if previous else "none"
         typer.echo(f"{name}: {aliases[name]} {before} -> v{moved}")
 
@@ -1356,10 +1361,13 @@ def plan_ab(
         raise ConfigError(f"plan-ab: {exc}") from None
     from crm_ltv.experiments.jobs import run_plan
     from crm_ltv.experiments.text import format_plan
+    from crm_ltv.training.tracking import tracking_uri
 
     run_id = run_plan(plan, paths, config)
     typer.echo(format_plan(plan))
-    typer.echo(f"MLflow run {run_id} in experiment {config.plan_experiment!r}")
+    typer.echo(
+        f"MLflow run {run_id} in experiment {config.plan_experiment!r} at {tracking_uri(paths)}"
+    )
 
 
 @app.command()
@@ -1401,6 +1409,7 @@ def cohorts(
     from crm_ltv.experiments.jobs import run_cohorts
     from crm_ltv.experiments.text import format_ltv_cac, format_retention, format_transitions
     from crm_ltv.experiments.tracking import input_datasets, input_sources
+    from crm_ltv.training.tracking import tracking_uri
 
     result = run_cohorts(
         inputs.transactions.frame,
@@ -1421,7 +1430,8 @@ def cohorts(
         )
     else:
         typer.echo("\nno customers table with acquisition_channel and acquisition_cost: no LTV:CAC")
-    typer.echo(f"MLflow run {result.run_id} in experiment {config.experiment!r}")
+    uri = tracking_uri(paths)
+    typer.echo(f"MLflow run {result.run_id} in experiment {config.experiment!r} at {uri}")
 
 
 @app.command()

@@ -227,11 +227,13 @@ def _parquet_columns(frame: pd.DataFrame) -> pd.DataFrame:
 def read_raw(path: Path, sep: str = ",", encoding: str = "utf-8") -> pd.DataFrame:
     """Read a CSV (every value as text, so ids keep leading zeros) or a Parquet file."""
     path = Path(path)
+    parts = "; a folder or pattern of parts is read by `--engine dask`"
     if not path.exists():
         where = "" if path.is_absolute() else f" (relative paths are read from {Path.cwd()})"
-        raise DataError(f"{path}: no such file{where}")
+        pattern = parts if any(c in str(path) for c in "*?[") else ""
+        raise DataError(f"{path}: no such file{where}{pattern}")
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a CSV or Parquet file")
+        raise DataError(f"{path}: is a directory, expected a CSV or Parquet file{parts}")
     name = path.name.lower()
     is_csv = name.endswith(CSV_SUFFIXES)
     if not is_csv and not name.endswith(PARQUET_SUFFIXES):

@@ -56,6 +56,8 @@ def test_own_file_with_mapped_columns_and_cutoff(home):
     [
         (("features", "--transactions", "nope.csv"), "nope.csv: no such file"),
         (("features", "--transactions", "."), "is a directory"),
+        # the parts a Dask run reads, given to the single engine
+        (("features", "--transactions", "parts/*.csv"), "pattern of parts is read by `--engine"),
         (("features", "--column", "customer_id"), "expected CONTRACT_NAME=SOURCE_COLUMN"),
         (("features", "--transactions", "bad.csv"), "rejected, above the limit"),
         # a bad cutoff is said before the file is read

@@ -53,6 +53,8 @@ def test_features_on_a_cluster_by_its_scheduler_address_equal_the_single_process
     ("args", "message"),
     [
         (["features", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler needs --engine dask"),
+        # was silently ignored by the single engine
+        (["features", "--partitions", "4"], "--partitions needs --engine dask"),
         # an unset variable ran on a local cluster instead of the one meant
         (["features", "--engine", "dask", "--scheduler", ""], "--scheduler: empty"),
         (

@@ -127,6 +127,9 @@ def test_plan_ab_prints_customers_per_group(home):
     result = run(home, "plan-ab", "--baseline-rate", "0.1", "--lift", "0.2")
     assert result.returncode == 0, result.stderr
     assert "3,835 customers per group" in result.stdout  # tests/test_experiments_ab.py
+    # where to look it up (the line named no store)
+    assert "in experiment 'crm-ltv-ab-plans' at " in result.stdout
+    assert result.stdout.rstrip().endswith(f"sqlite:///{home / 'mlflow.db'}")
     bad = run(home, "plan-ab", "--baseline-rate", "0.6", "--lift", "1.0")
     assert bad.returncode == 2 and "error: plan-ab: lift 1: expected" in bad.stderr
     split = run(
@@ -149,6 +152,10 @@ def test_cohorts_prints_retention_transitions_and_ltv_cac_and_logs_them(home):
     assert "LTV:CAC" in experiment.tags["mlflow.note.content"]
     (found,) = client.search_runs([experiment.experiment_id], "tags.kind = 'cohorts'")
     assert "retention month 1" in found.data.tags["mlflow.note.content"]
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    assert (
+        f"MLflow run {found.info.run_id} in experiment 'crm-ltv-cohorts' at {uri}" in result.stdout
+    )
     assert 0 < found.data.metrics["retention_month_1"] < 1
     names = {d.dataset.name for d in found.inputs.dataset_inputs}
     assert names == {"transactions", "customers"}
