@@ -100,6 +100,13 @@ def _normalized_gini(y: np.ndarray, by_pred: np.ndarray) -> float:
     return gini(by_pred) / best if best > 0 else float("nan")
 
 
+def _spearman(y: np.ndarray, pred: np.ndarray) -> float:
+    """NaN when either side is constant (no order to correlate), without SciPy's warning."""
+    if len(y) < 2 or np.ptp(y) == 0 or np.ptp(pred) == 0:
+        return float("nan")
+    return float(spearmanr(y, pred).statistic)
+
+
 def ltv_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """Shares of the actual total are NaN when it is not positive (no spend, or refunds over
     purchases): a share of nothing, or of a negative total, ranks nothing."""
@@ -109,7 +116,7 @@ def ltv_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     by_pred = ranked(y, pred)  # sorted once: the bootstrap of bench-real calls this 400 times
     return {
         "normalized_gini": _normalized_gini(y, by_pred),
-        "spearman": float(spearmanr(y, pred).statistic),
+        "spearman": _spearman(y, pred),
         "rmse": float(np.sqrt(np.mean((y - pred) ** 2))),
         "mae": float(mean_absolute_error(y, pred)),
         "top10_value_share": float(by_pred[: top_count(len(y))].sum() / share),
