@@ -55,6 +55,14 @@ def input_files(path: Path | str) -> list[Path]:
     return files
 
 
+def _no_sample(table: str, sample: Path) -> DataError:
+    return DataError(
+        f"no {table} given (--{table}, or {table}.path in configs/data.yaml) and the built-in "
+        f"sample is not in this home ({sample}): generate it with `crm-ltv data` (`make data` "
+        "in the project), or give your own file"
+    )
+
+
 def input_paths(
     config: DataConfig, paths: Paths, transactions: Path | None, customers: Path | None
 ) -> tuple[Path, Path | None]:
@@ -63,11 +71,7 @@ def input_paths(
     sample = paths.sample_table("transactions")
     tx_path = Path(transactions or config.transactions.path or sample)
     if tx_path == sample and not sample.exists():
-        raise DataError(
-            f"no transactions given (--transactions, or transactions.path in configs/data.yaml) "
-            f"and the built-in sample is not in this home ({sample}): generate it with "
-            "`crm-ltv data` (`make data` in the project), or give your own file"
-        )
+        raise _no_sample("transactions", sample)
     if customers is None and config.customers is not None:
         if config.customers.path is not None:
             customers = config.customers.path
@@ -126,12 +130,8 @@ def load_campaign_input(
     source = config.campaigns or SourceConfig()
     sample = paths.sample_table("campaigns")
     path = campaigns or source.path or sample
-    if Path(path) == sample and not sample.exists():  # as input_paths says of transactions
-        raise DataError(
-            f"no campaigns given (--campaigns, or campaigns.path in configs/data.yaml) and the "
-            f"built-in sample is not in this home ({sample}): generate it with `crm-ltv data` "
-            "(`make data` in the project), or give your own file"
-        )
+    if Path(path) == sample and not sample.exists():
+        raise _no_sample("campaigns", sample)
     progress(f"loading campaigns from {path}")
     loaded = some_rows(load_campaigns(path, source, config.validation, paths.rejects_dir))
     progress(loaded.report.summary())
