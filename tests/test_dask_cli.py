@@ -151,8 +151,8 @@ def test_without_dask_installed_the_engine_says_which_extra_to_install(monkeypat
         importlib.util, "find_spec", lambda name: None if name == "distributed" else real(name)
     )
     with pytest.raises(ConfigError, match=r"pip install '/path/to/crm-ltv\[dask\]' -c "):
-        cli._on_dask(cli.Engine.dask, None)
-    assert cli._on_dask(cli.Engine.single, None) is False
+        cli._on_dask(cli.Engine.dask, None, None)
+    assert cli._on_dask(cli.Engine.single, None, None) is False
 
 
 @pytest.mark.heavy
