@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -77,6 +79,12 @@ def test_value_shares_of_no_value_are_nan_not_a_number_that_passes():
     assert np.isnan(metrics["total_predicted_over_actual"])
     refunds = np.r_[-50.0, np.zeros(19)]  # a share of a negative total ranked upside down
     assert np.isnan(ltv_metrics(refunds, np.arange(20.0))["top10_value_share"])
+    # a constant side has no order to correlate: NaN, and no SciPy warning on the way
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(ltv_metrics(y, np.arange(20.0))["spearman"])
+        assert np.isnan(ltv_metrics(np.arange(20.0), np.full(20, 3.0))["spearman"])
+        assert ltv_metrics(np.arange(20.0), np.arange(20.0))["spearman"] == pytest.approx(1.0)
 
 
 def test_churn_metrics_of_a_perfect_and_a_useless_score():
