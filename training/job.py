@@ -467,7 +467,7 @@ def _score_champion(
     current: ModelVersion,
     split: TimeSplit,
     feature_config: FeatureConfig,
-    data_sha256: str | None = None,
+    data_sha256: str | None,
 ) -> ChampionCheck:
     """The current champion on this run's test snapshot (its features scored against the
     champion's own RFM cut points). A champion that has seen labels of this test window (a

@@ -14,10 +14,16 @@ from sklearn.metrics import (
 )
 
 
+def probability_bins(p: np.ndarray, bins: int) -> np.ndarray:
+    """Each probability's equal-width bin (1.0 in the last): the ECE, its chance figure and the
+    calibration plot must bin alike."""
+    return np.minimum((p * bins).astype("int64"), bins - 1)
+
+
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Mean |observed rate - mean predicted| over equal-width probability bins, by bin size."""
     y, p = np.asarray(y, dtype="float64"), np.asarray(p, dtype="float64")
-    which = np.minimum((p * bins).astype("int64"), bins - 1)
+    which = probability_bins(p, bins)
     count = np.bincount(which, minlength=bins)
     gap = np.abs(np.bincount(which, y, bins) - np.bincount(which, p, bins))
     return float(gap.sum() / max(count.sum(), 1))
@@ -38,8 +44,7 @@ def calibration_error_by_chance(p: np.ndarray, bins: int = 10) -> float:
     p = np.clip(np.asarray(p, dtype="float64"), 0.0, 1.0)
     if len(p) == 0:
         return float("nan")
-    which = np.minimum((p * bins).astype("int64"), bins - 1)
-    spread = np.sqrt(np.bincount(which, p * (1.0 - p), bins))
+    spread = np.sqrt(np.bincount(probability_bins(p, bins), p * (1.0 - p), bins))
     draws = np.random.default_rng(CHANCE_SEED).standard_normal((CHANCE_DRAWS, bins))
     return float(np.quantile(np.abs(draws * spread).sum(axis=1) / len(p), CHANCE_QUANTILE))
 

@@ -19,7 +19,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from crm_ltv.training.metrics import expected_calibration_error, ranked
+from crm_ltv.training.metrics import expected_calibration_error, probability_bins, ranked
 
 Scores = Mapping[str, np.ndarray]
 
@@ -54,7 +54,7 @@ def pr_plot(y: np.ndarray, scores: Scores) -> Figure:
 def calibration_plot(y: np.ndarray, scores: Scores, bins: int = 10) -> Figure:
     fig, ax = _axes("Churn: calibration", "mean predicted probability", "observed churn rate")
     for name, p in scores.items():
-        which = np.minimum((np.asarray(p) * bins).astype(int), bins - 1)
+        which = probability_bins(np.asarray(p, dtype="float64"), bins)
         frame = pd.DataFrame({"bin": which, "p": p, "y": y}).groupby("bin").mean()
         ece = expected_calibration_error(y, p, bins)
         ax.plot(frame["p"], frame["y"], marker="o", label=f"{name} (ECE {ece:.3f})")
