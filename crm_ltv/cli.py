@@ -120,6 +120,13 @@ def _user_errors(command: F) -> F:
     return run  # type: ignore[return-value]
 
 
+def _say_run(run_id: str, experiment: str, paths: Paths) -> None:
+    """An experiment command's last line: where to find its MLflow run."""
+    from crm_ltv.training.tracking import tracking_uri
+
+    typer.echo(f"MLflow run {run_id} in experiment {experiment!r} at {tracking_uri(paths)}")
+
+
 def _host_patterns(allowed_hosts: str) -> str:
     """MLflow's --allowed-hosts for these names, each on any port too (a browser sends
     "name:port"), plus MLflow's own default (localhost, private addresses), which a list
@@ -1287,7 +1294,6 @@ def ab(
     progress("analysing and logging to MLflow")
     from crm_ltv.experiments.jobs import run_ab
     from crm_ltv.experiments.text import format_ab
-    from crm_ltv.training.tracking import tracking_uri
 
     ab_config = config.ab
     if expected_treatment_share is not None:
@@ -1315,8 +1321,7 @@ def ab(
             f"{result.outcomes.without_revenue:,} converted contacts without a revenue: in the "
             "conversion rates, left out of the revenue differences"
         )
-    uri = tracking_uri(paths)
-    typer.echo(f"MLflow run {result.run_id} in experiment {config.ab.experiment!r} at {uri}")
+    _say_run(result.run_id, config.ab.experiment, paths)
 
 
 @app.command("plan-ab")
@@ -1361,13 +1366,10 @@ def plan_ab(
         raise ConfigError(f"plan-ab: {exc}") from None
     from crm_ltv.experiments.jobs import run_plan
     from crm_ltv.experiments.text import format_plan
-    from crm_ltv.training.tracking import tracking_uri
 
     run_id = run_plan(plan, paths, config)
     typer.echo(format_plan(plan))
-    typer.echo(
-        f"MLflow run {run_id} in experiment {config.plan_experiment!r} at {tracking_uri(paths)}"
-    )
+    _say_run(run_id, config.plan_experiment, paths)
 
 
 @app.command()
@@ -1409,7 +1411,6 @@ def cohorts(
     from crm_ltv.experiments.jobs import run_cohorts
     from crm_ltv.experiments.text import format_ltv_cac, format_retention, format_transitions
     from crm_ltv.experiments.tracking import input_datasets, input_sources
-    from crm_ltv.training.tracking import tracking_uri
 
     result = run_cohorts(
         inputs.transactions.frame,
@@ -1430,8 +1431,7 @@ def cohorts(
         )
     else:
         typer.echo("\nno customers table with acquisition_channel and acquisition_cost: no LTV:CAC")
-    uri = tracking_uri(paths)
-    typer.echo(f"MLflow run {result.run_id} in experiment {config.experiment!r} at {uri}")
+    _say_run(result.run_id, config.experiment, paths)
 
 
 @app.command()
@@ -1480,7 +1480,7 @@ def uplift(
     progress("loading the training libraries (LightGBM, MLflow)")
     from crm_ltv.experiments.uplift import format_uplift
     from crm_ltv.experiments.uplift_job import run_uplift
-    from crm_ltv.training.tracking import input_datasets, input_sources, tracking_uri
+    from crm_ltv.training.tracking import input_datasets, input_sources
 
     result = run_uplift(
         loaded.frame, loaded.report.source, inputs.transactions.frame, inputs.customers_frame,
@@ -1490,8 +1490,7 @@ def uplift(
     typer.echo(format_uplift(result.table))
     verdict = f"now {config.alias}" if result.promoted else "not promoted"
     typer.echo(f"{config.model_name} v{result.version} {verdict}: {result.reason}")
-    uri = tracking_uri(paths)
-    typer.echo(f"MLflow run {result.run_id} in experiment {config.experiment!r} at {uri}")
+    _say_run(result.run_id, config.experiment, paths)
 
 
 DecisionsOpt = Annotated[
@@ -1605,7 +1604,6 @@ def policy_eval(
         input_datasets,
         input_sources,
         setup_tracking,
-        tracking_uri,
     )
 
     setup_tracking(paths, config.experiment)
@@ -1640,8 +1638,7 @@ def policy_eval(
     caveat = job.support_note(result.table)
     if caveat:
         typer.echo(caveat)
-    uri = tracking_uri(paths)
-    typer.echo(f"MLflow run {result.run_id} in experiment {config.experiment!r} at {uri}")
+    _say_run(result.run_id, config.experiment, paths)
 
 
 def _uplift_champion(
