@@ -6,6 +6,7 @@ once and no command pays for another's libraries (mlflow, lightgbm, bentoml).
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import functools
 import importlib.util
@@ -13,10 +14,12 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
@@ -148,8 +151,36 @@ class _Stopped(KeyboardInterrupt):
     """A scheduler's stop (SIGTERM), raised where Ctrl-C raises KeyboardInterrupt."""
 
 
-def _interrupted(signum: int, frame: object) -> None:
-    raise _Stopped
+# Code a stop must not be raised inside: the MLflow and Optuna stores, and SQLAlchemy below them.
+_DATABASE_CODE = ("sqlalchemy", "alembic", "mlflow.store", "optuna.storages")
+
+
+def _in_database_call(frame: FrameType | None) -> bool:
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if any(module == m or module.startswith(f"{m}.") for m in _DATABASE_CODE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """Raise the stop where the signal lands, but not inside a database call: raised in
+    SQLAlchemy, it can leave the SQLite connection holding its lock (the KILLED update then
+    fails with "database is locked", exit 1, the run left RUNNING) or make SQLAlchemy log a
+    traceback closing its cursor. There the signal is handled again 20 ms later, until it lands
+    outside; if the command's work ended meanwhile, it is dropped."""
+    if _in_database_call(frame):
+        retry = threading.Timer(0.02, _again, (signum,))
+        retry.daemon = True
+        retry.start()
+        return
+    raise _Stopped if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def _again(signum: int) -> None:
+    if signal.getsignal(signum) is _interrupted:  # still inside `_interruptible`
+        _thread.interrupt_main(signum)
 
 
 @contextlib.contextmanager
@@ -157,14 +188,15 @@ def _interruptible(what: str) -> Iterator[None]:
     """Long commands end on Ctrl-C or SIGTERM with one line saying what is kept, and the
     shell's exit status for that signal (130, 143), not a traceback; their MLflow runs read
     KILLED (training.tracking.killable_run)."""
-    before = signal.signal(signal.SIGTERM, _interrupted)
+    before = {s: signal.signal(s, _interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     except KeyboardInterrupt as stop:
         typer.echo(f"interrupted: {what}", err=True)
         raise typer.Exit(143 if isinstance(stop, _Stopped) else 130) from None
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 def _free_port(host: str, port: int) -> None:

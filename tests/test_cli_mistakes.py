@@ -330,3 +330,30 @@ def test_uplift_lightgbm_params_are_checked_as_training_s_are(tmp_path):
     with pytest.raises(ConfigError, match=r"\['num_boost_round'\] are set by the project"):
         load_config(ExperimentsConfig, rounds)
     assert load_config(ExperimentsConfig, CONFIGS / "experiments.yaml").uplift  # shipped: fine
+
+
+def test_a_stop_that_lands_in_a_database_call_is_raised_once_it_returns(capsys):
+    """SIGTERM raised inside SQLAlchemy left SQLite locked (the KILLED update failed, exit 1)
+    or made SQLAlchemy log a traceback: the stop waits until the call has returned."""
+    import os
+    import signal
+    import time
+
+    from crm_ltv.cli import _interruptible
+
+    code = (
+        "def query(os, signal, time):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(0.2)  # a statement the stop lands in\n"
+        "    return 'rows'\n"
+    )
+    scope = {"__name__": "sqlalchemy.engine.fake"}  # code of that module, as a store calls it
+    exec(code, scope)
+    got, before = [], signal.getsignal(signal.SIGTERM)
+    with pytest.raises(typer.Exit) as exit_, _interruptible("training"):
+        got.append(scope["query"](os, signal, time))  # returns: the stop did not land in it
+        time.sleep(5)  # the stop lands here, outside the database call
+        got.append("not stopped")
+    assert got == ["rows"] and exit_.value.exit_code == 143
+    assert capsys.readouterr().err == "interrupted: training\n"
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
