@@ -76,6 +76,7 @@ def _backtest(
     refit: bool,
     seed: int | None = None,
     trials: int | None = None,
+    train_config: Path | None = None,
 ) -> dict:
     # Each origin its own home and registry: MLflow exports the first tracking URI it is given
     # as MLFLOW_TRACKING_URI, which the next home would otherwise take for the user's.
@@ -85,7 +86,7 @@ def _backtest(
     home.mkdir(parents=True)
     paths = Paths(home)
     features = load_config(FeatureConfig, paths.config_file("features"))
-    config = load_config(TrainConfig, paths.config_file("train"))
+    config = load_config(TrainConfig, train_config or paths.config_file("train"))
     config = override(
         config,
         "bench-real",
@@ -173,6 +174,7 @@ def _one_seed(
     refit: bool,
     seed: int | None,
     trials: int | None,
+    train_config: Path | None,
 ) -> dict[str, list[float]]:
     """Every origin trained, scored and compared with one seed of the models; prints the
     counts and returns each origin's margins (NaN for an origin that failed)."""
@@ -182,7 +184,9 @@ def _one_seed(
         key = f"{origin_text:10s} {horizon:4d}"
         try:
             home = scratch / f"seed-{seed}"
-            got = _backtest(inputs, as_cutoff(origin_text), horizon, home, refit, seed, trials)
+            got = _backtest(
+                inputs, as_cutoff(origin_text), horizon, home, refit, seed, trials, train_config
+            )
         except Exception as exc:  # a failed origin is a finding, not the end of the run
             print(f"{key} failed: {type(exc).__name__}: {exc}")
             margins[key] = [float("nan")] * len(COMPARED)
@@ -220,7 +224,15 @@ def main() -> None:
         help="at each origin, tune both models first (`crm-ltv tune --trials TRIALS` on the "
         "origin's history) and train with the best params, as a user following README Tuning",
     )
+    parser.add_argument(
+        "--train-config",
+        type=Path,
+        metavar="FILE",
+        help="train with this train.yaml instead of configs/train.yaml (a variant to compare)",
+    )
     args = parser.parse_args()
+    if args.train_config is not None and not args.train_config.is_file():
+        parser.error(f"--train-config: {args.train_config}: no such file")
     if args.tune is not None and args.tune < 1:
         parser.error(f"--tune: at least 1 trial, not {args.tune}")
     origins = (
@@ -241,7 +253,11 @@ def main() -> None:
         for seed in seeds:
             if seed is not None:
                 print(f"seed {seed}", flush=True)
-            runs.append(_one_seed(inputs, origins, scratch, not args.no_refit, seed, args.tune))
+            runs.append(
+                _one_seed(
+                    inputs, origins, scratch, not args.no_refit, seed, args.tune, args.train_config
+                )
+            )
             if len(seeds) > 1:
                 print(f"seed {seed}: ahead of BG/NBD on {_ahead(runs[-1])}/{compared}", flush=True)
         mean = {key: list(np.mean([run[key] for run in runs], axis=0)) for key in runs[0]}
