@@ -157,6 +157,30 @@ def frame(rows: list[tuple], columns: str = "customer_id timestamp amount") -> p
     return out
 
 
+def turned_over(frame: pd.DataFrame, newest: pd.Timestamp) -> pd.DataFrame:
+    """Churn labels of the cutoffs before `newest` turned over: old windows that teach the
+    opposite of the newest (tests of `churn.cutoff_half_life_days`)."""
+    old = frame["cutoff"] < newest
+    return frame.assign(churned=frame["churned"].where(~old, 1 - frame["churned"]))
+
+
+def half_life_aucs(config, fit, X: pd.DataFrame, churned: pd.Series) -> dict[float | None, float]:
+    """ROC AUC on (X, churned) of the churn booster that `fit(config)` trains with equal weights
+    (None) and with a half-life of a day (1.0). Without BG/NBD inputs, whose ranking the booster
+    would start from; on its raw scores, which Platt scaling on validation could turn over."""
+    from sklearn.metrics import roc_auc_score
+
+    baselines = config.baselines.model_copy(update={"bgnbd_as_features": False})
+    aucs = {}
+    for half_life in (None, 1.0):
+        churn = config.churn.model_copy(update={"cutoff_half_life_days": half_life})
+        model = fit(config.model_copy(update={"churn": churn, "baselines": baselines}))
+        aucs[half_life] = roc_auc_score(
+            churned, model.booster_.predict(model.encode(X), raw_score=True)
+        )
+    return aucs
+
+
 def parsed_sample(sample) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A generated sample's transactions and customers with their dates parsed, as loaded."""
     tx = sample.transactions.assign(timestamp=pd.to_datetime(sample.transactions["timestamp"]))

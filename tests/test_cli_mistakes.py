@@ -332,6 +332,14 @@ def test_uplift_lightgbm_params_are_checked_as_training_s_are(tmp_path):
     assert load_config(ExperimentsConfig, CONFIGS / "experiments.yaml").uplift  # shipped: fine
 
 
+def test_a_half_life_of_no_days_is_refused_by_name(tmp_path):
+    zero = _config_with(tmp_path, "train", lambda c: c["churn"].update(cutoff_half_life_days=0))
+    with pytest.raises(ConfigError, match=r"churn\.cutoff_half_life_days: Input should be greater"):
+        load_config(TrainConfig, zero)
+    off = _config_with(tmp_path, "train", lambda c: c["churn"].update(cutoff_half_life_days=None))
+    assert load_config(TrainConfig, off).churn.cutoff_half_life_days is None  # equal weights
+
+
 def test_a_stop_that_lands_in_a_database_call_is_raised_once_it_returns(capsys):
     """SIGTERM raised inside SQLAlchemy left SQLite locked (the KILLED update failed, exit 1)
     or made SQLAlchemy log a traceback: the stop waits until the call has returned."""

@@ -5,6 +5,8 @@ scores of the same models."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -19,6 +21,7 @@ from crm_ltv.training.datasets import build_time_split
 from crm_ltv.training.metrics import normalized_gini
 from crm_ltv.training.pipeline import labelled_split, refit_bundle, train_models
 from crm_ltv.training.scoring import Champion, Champions, score_customers
+from tests.conftest import half_life_aucs, turned_over
 
 pytestmark = pytest.mark.dask
 features_cluster = pytest.importorskip("crm_ltv.features.cluster")
@@ -219,3 +222,21 @@ def test_without_a_refit_the_cluster_keeps_only_the_training_rows(
     assert split.rows == labelled.rows  # the counts are still the whole split's
     with pytest.raises(ValueError, match="kept every labelled row"):
         training_cluster.refit_on_cluster(split, split.sample, config, feature_config, None)
+
+
+def test_older_training_cutoffs_weigh_less_on_the_cluster_too(splits, config):
+    """As on one process (test_refit.py, `test_a_short_half_life_learns_the_newest_windows`):
+    with every training cutoff's churn labels but the newest turned over, equal weights learn
+    the inverted order, a half-life of a day the newest cutoff's."""
+    single, on_cluster = splits
+    newest = single.train["cutoff"].max()
+    sample = replace(on_cluster.sample, train=turned_over(on_cluster.sample.train, newest))
+    frames = on_cluster.client.map(turned_over, on_cluster.frames, newest=newest)
+    turned = replace(on_cluster, frames=frames, sample=sample)
+    aucs = half_life_aucs(
+        config,
+        lambda weighted: training_cluster.train_on_cluster(turned, sample, weighted).churn,
+        single.test[single.feature_names],
+        single.test["churned"],
+    )
+    assert aucs[None] < 0.5 and aucs[1.0] > 0.8, aucs

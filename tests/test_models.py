@@ -163,3 +163,29 @@ def test_categories_in_another_order_encode_by_their_values(small_split, small_b
     expected = small_bundle.encode(X)
     for cat in (forward, backward, forward, backward):  # cached after the first of each
         np.testing.assert_array_equal(small_bundle.encode(X.assign(**{column: cat})), expected)
+
+
+@pytest.mark.parametrize("objective", ["tweedie", "hurdle"])
+@pytest.mark.parametrize("refit", [False, True])
+def test_the_value_model_learns_the_rows_that_weigh(objective, refit):
+    """Half the rows buy more often, and spend more, as x grows; half less as x grows. Alike,
+    the halves cancel out (flat in x); each booster (a hurdle's two) follows the half that
+    weighs, early-stopped or refit."""
+    rng = np.random.default_rng(0)
+    n = 6000
+    x = rng.uniform(0, 1, n)
+    rising = np.arange(n) < n // 2
+    level = np.where(rising, x, 1 - x)
+    spend = 100 * level * (rng.uniform(size=n) < level)
+    X = pd.DataFrame({"x": x, "noise": rng.normal(size=n)})
+    grid = pd.DataFrame({"x": [0.1, 0.9], "noise": [0.0, 0.0]})
+    for weighs, direction in ((rising, 1), (~rising, -1)):
+        model = LtvModel(
+            objective=objective, n_estimators=60, params={"learning_rate": 0.1},
+            fixed_rounds=(60, 60) if refit else None,
+        )  # fmt: skip
+        valid = None if refit else (X[weighs], spend[weighs])
+        model.fit(X, spend, eval_set=valid, sample_weight=np.where(weighs, 1.0, 1e-4))
+        for booster in model.boosters():  # the raw score at x = 0.1 and 0.9
+            low, high = booster.predict(model.encode(grid), raw_score=True)
+            assert direction * (high - low) > 1.0, (objective, refit, direction, low, high)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
-from crm_ltv.training.pipeline import _intercept, refit_bundle, window_shift
+from crm_ltv.training.pipeline import (
+    ModelData,
+    _intercept,
+    cutoff_weights,
+    fit_churn,
+    refit_bundle,
+    window_shift,
+)
+from tests.conftest import half_life_aucs, turned_over
 
 
 def test_the_refit_learns_from_every_labelled_row_with_the_chosen_rounds(
@@ -80,3 +90,28 @@ def test_the_churn_level_is_reached_from_logits_far_beyond_30():
         for rate in (0.01, 0.3, 0.99):
             shift = _intercept(logit, rate)
             assert float(expit(logit + shift).mean()) == pytest.approx(rate, abs=1e-6)
+
+
+def test_a_training_row_weighs_half_for_every_half_life_before_the_newest_cutoff():
+    cutoffs = pd.Series(pd.to_datetime(["2024-01-01", "2024-04-10", "2024-07-09", "2024-04-10"]))
+    weights = cutoff_weights(cutoffs, 90.0)
+    # 190, 90 and 0 days before 2024-07-09, whose rows weigh 1
+    np.testing.assert_allclose(weights, 0.5 ** (np.array([190, 90, 0, 90]) / 90))
+    assert cutoff_weights(cutoffs, None) is None  # LightGBM's equal weights
+
+
+@pytest.mark.parametrize("rounds", [None, (100,)])
+def test_a_short_half_life_learns_the_newest_windows(small_split, train_config, rounds):
+    """Churn labels of every training cutoff but the newest turned over: with equal weights the
+    model learns the old windows' (inverted) order; with a half-life of a day, the newest's;
+    early-stopped on the (true) validation window, or refit with fixed rounds."""
+    newest = small_split.train["cutoff"].max()
+    assert 0.5 < (small_split.train["cutoff"] < newest).mean() < 1  # most rows are older
+    turned = replace(small_split, train=turned_over(small_split.train, newest))
+    aucs = half_life_aucs(
+        train_config,
+        lambda config: fit_churn(turned, ModelData.of(turned, config), config, rounds=rounds),
+        small_split.test[small_split.feature_names],
+        small_split.test["churned"],
+    )
+    assert aucs[None] < 0.5 and aucs[1.0] > 0.8, aucs

@@ -78,6 +78,7 @@ from crm_ltv.training.pipeline import (
     labelled_split,
     ltv_model,
     newest_cutoff,
+    training_weights,
 )
 from crm_ltv.training.scoring import Champions, score_customers
 
@@ -223,10 +224,11 @@ def _encoded(
     model: ChurnModel | LtvModel,
     label: str,
     shifts: Mapping[pd.Timestamp, float],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    weights: Mapping[pd.Timestamp, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A partition's rows of some cutoffs as the booster reads them: features as one float32
     C-ordered block (half the memory of float64; LightGBM builds its bins from float32 as
-    it is), label, start."""
+    it is), label, start, weight (1 without `weights`)."""
     rows = _rows_at(frame, cutoffs)
     X = rows[feature_names(rows)]
     if augment is not None:
@@ -234,10 +236,12 @@ def _encoded(
     encoded = model.encode(X)
     y = rows[label].to_numpy("float64")
     shift = rows["cutoff"].map(shifts).fillna(0.0).to_numpy("float64")
+    weight = rows["cutoff"].map(weights or {}).fillna(1.0).to_numpy("float64")
     return (
         np.ascontiguousarray(encoded, dtype="float32"),
         y if label == "churned" else np.clip(y, 0.0, None),
         model._start(encoded, shift),  # the one-process fit's start of the same rows
+        weight,
     )
 
 
@@ -245,11 +249,12 @@ def _block(encoded: tuple[np.ndarray, ...], i: int) -> np.ndarray:
     return encoded[i]
 
 
-def _window_shifts(shift: np.ndarray | None, cutoffs: pd.Series) -> dict[pd.Timestamp, float]:
-    """Per cutoff, the level move `ModelData.shifts` gave its rows (one value per cutoff)."""
-    if shift is None:
+def _per_cutoff(values: np.ndarray | None, cutoffs: pd.Series) -> dict[pd.Timestamp, float]:
+    """Per cutoff, the value the one-process fit gave its rows (one value per cutoff): the
+    level move of `ModelData.shifts`, the weight of `cutoff_weights`."""
+    if values is None:
         return {}
-    return pd.Series(shift, index=cutoffs.to_numpy()).groupby(level=0).first().to_dict()
+    return pd.Series(values, index=cutoffs.to_numpy()).groupby(level=0).first().to_dict()
 
 
 # What early stopping can watch on the cluster: LightGBM's metric names, as the one-process
@@ -304,12 +309,13 @@ def best_rounds(
 
 
 def _dask_arrays(client: Client, encoded: list[Future], width: int) -> list[da.Array]:
-    """Features, labels and starts of every partition with rows, as Dask arrays chunked by
-    partition (lightgbm.dask trains each worker on the chunks it holds)."""
+    """Features, labels, starts and weights of every partition with rows, as Dask arrays
+    chunked by partition (lightgbm.dask trains each worker on the chunks it holds)."""
     sizes = client.gather(client.map(lambda e: len(e[1]), encoded))
     parts = [(future, n) for future, n in zip(encoded, sizes, strict=True) if n]
     blocks = []
-    for i, (dtype, shape) in enumerate((("float32", (width,)), ("float64", ()), ("float64", ()))):
+    kinds = (("float32", (width,)), ("float64", ()), ("float64", ()), ("float64", ()))
+    for i, (dtype, shape) in enumerate(kinds):
         blocks.append(
             da.concatenate(
                 [
@@ -336,10 +342,11 @@ def _fit_booster(
     label = "churned" if kind == "churn" else "future_value"
     train = client.map(
         _encoded, split.frames, cutoffs=parts["cutoffs"], augment=parts["augment"], model=model,
-        label=label, shifts=shared(client, parts["shifts"][0]), retries=RETRIES,
+        label=label, shifts=shared(client, parts["shifts"][0]), weights=parts["weights"],
+        retries=RETRIES,
     )  # fmt: skip
     names = list(model.model_features_)
-    X, y, init = _dask_arrays(client, train, len(names))
+    X, y, init, weight = _dask_arrays(client, train, len(names))
     settings = config.churn if kind == "churn" else config.ltv
     extra = {} if kind == "churn" else {"tweedie_variance_power": config.ltv.tweedie_variance_power}
     params = model.lgb_params("binary" if kind == "churn" else "tweedie", extra)
@@ -356,6 +363,7 @@ def _fit_booster(
         estimator.fit(
             X,
             y,
+            sample_weight=weight if parts["weights"] else None,
             init_score=init,
             feature_name=names,
             categorical_feature=[i for i, n in enumerate(names) if n in model.vocabularies_],
@@ -364,10 +372,10 @@ def _fit_booster(
     if rounds is not None:
         model.best_iteration_ = rounds
         return booster
-    del X, y, init, train
+    del X, y, init, weight, train
     valid = _encoded(
         parts["valid"], (split.plan.valid,), parts["augment"], model, label, parts["shifts"][1]
-    )
+    )[:3]
     metric = supported_metric(params, params["objective"])
     rounds, score = best_rounds(
         booster,
@@ -464,14 +472,16 @@ def _fit_models(
         model._prepare(data.train)
         model.vocabularies_ = vocabularies
         shifts = data.shifts(sample, kind, config)
+        weights = training_weights(sample, kind, config)
         parts = {
             "cutoffs": cutoffs,
             "augment": data.augment,
             "valid": sample.valid,
             "shifts": (
-                _window_shifts(shifts[0], sample.train["cutoff"]),
-                _window_shifts(shifts[1], sample.valid["cutoff"]),
+                _per_cutoff(shifts[0], sample.train["cutoff"]),
+                _per_cutoff(shifts[1], sample.valid["cutoff"]),
             ),
+            "weights": _per_cutoff(weights, sample.train["cutoff"]),
         }
         model.booster_ = _fit_booster(
             split, model, kind, parts, config, progress, rounds[kind] if rounds else None

@@ -35,6 +35,10 @@ class BoosterConfig(_Frozen):
     early_stopping_rounds: int = Field(100, ge=1)
     params: dict[str, Any] = Field(default_factory=dict)
     monotone: dict[str, Literal[-1, 1]] = Field(default_factory=dict)
+    # A training row weighs half as much for every this many days its cutoff lies before the
+    # newest training cutoff: a shop's customers change, and older windows say less about the
+    # next one. None: equal weights.
+    cutoff_half_life_days: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _no_reserved_params(self) -> BoosterConfig:

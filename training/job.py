@@ -303,6 +303,8 @@ def _log_provenance(
             "ltv_objective": config.ltv.objective,
             "churn_calibration": config.churn.calibration,
             "bgnbd_as_features": config.baselines.bgnbd_as_features,
+            "churn_cutoff_half_life_days": config.churn.cutoff_half_life_days,
+            "ltv_cutoff_half_life_days": config.ltv.cutoff_half_life_days,
             **{
                 f"churn_{k}": v
                 for k, v in {**config.churn.params, **tuned.get("churn", {})}.items()

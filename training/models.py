@@ -243,14 +243,21 @@ class _Booster(BaseEstimator):
         extra: Mapping[str, Any] | None = None,
         rounds: int | None = None,
         init: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+        weight: np.ndarray | None = None,
     ) -> lgb.Booster:
         """Early-stopped on `eval_set`; without one (a refit), exactly `rounds` rounds. `init`:
-        the raw scores training and validation rows start from (None: LightGBM's own)."""
+        the raw scores training and validation rows start from (None: LightGBM's own);
+        `weight`: the training rows' (validation rows weigh alike)."""
         names = self.model_features_
         categorical = [n for n in names if n in self.vocabularies_]
         params = self.lgb_params(objective, extra)
         train = lgb.Dataset(
-            X, y, feature_name=names, categorical_feature=categorical, init_score=init[0]
+            X,
+            y,
+            feature_name=names,
+            categorical_feature=categorical,
+            init_score=init[0],
+            weight=weight,
         )
         if eval_set is None:
             return lgb.train(params, train, num_boost_round=rounds or self.n_estimators)
@@ -386,8 +393,10 @@ class ChurnModel(ClassifierMixin, _Booster):
         eval_set: EvalSet | None = None,
         callbacks: Sequence[Callable[..., None]] = (),
         shift: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+        sample_weight: np.ndarray | None = None,
     ) -> ChurnModel:
-        """`shift`: raw-score moves of the training and validation rows (see `_start`)."""
+        """`shift`: raw-score moves of the training and validation rows (see `_start`);
+        `sample_weight`: the training rows' weights."""
         self._needs_eval_set(eval_set)
         self._prepare(X)
         self.classes_ = np.array([0, 1])
@@ -403,6 +412,7 @@ class ChurnModel(ClassifierMixin, _Booster):
                 None,
                 rounds,
                 (self._start(X_train, shift[0]), None),
+                sample_weight,
             )
             self.best_iteration_, self.validation_score_ = rounds, float("nan")
             self.validation_metric_ = None  # nothing held out from a refit
@@ -412,8 +422,9 @@ class ChurnModel(ClassifierMixin, _Booster):
         X_valid, y_valid = self.encode(eval_set[0]), _labels(eval_set[1])
         init = (self._start(X_train, shift[0]), self._start(X_valid, shift[1]))
         self.booster_ = self._train(
-            "binary", X_train, _labels(y), (X_valid, y_valid), callbacks, None, None, init
-        )
+            "binary", X_train, _labels(y), (X_valid, y_valid), callbacks, None, None, init,
+            sample_weight,
+        )  # fmt: skip
         self.best_iteration_ = self.booster_.best_iteration
         self.validation_metric_, self.validation_score_ = _best_score(self.booster_)
         self.calibrate(self._raw(X_valid), y_valid)
@@ -482,24 +493,32 @@ class LtvModel(RegressorMixin, _Booster):
         eval_set: EvalSet | None = None,
         callbacks: Sequence[Callable[..., None]] = (),
         shift: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+        sample_weight: np.ndarray | None = None,
     ) -> LtvModel:
-        """`shift`: log-value moves of the training and validation rows (see `_start`)."""
+        """`shift`: log-value moves of the training and validation rows (see `_start`);
+        `sample_weight`: the training rows' weights."""
         self._needs_eval_set(eval_set)
         self._prepare(X)
         X_train, y_train = self.encode(X), np.clip(_labels(y), 0.0, None)
         if eval_set is None:
-            return self._refit(X_train, y_train, shift[0])
+            return self._refit(X_train, y_train, shift[0], sample_weight)
         X_valid, y_valid = self.encode(eval_set[0]), np.clip(_labels(eval_set[1]), 0.0, None)
         init = (self._start(X_train, shift[0]), self._start(X_valid, shift[1]))
         if self.objective == "tweedie":
             power = {"tweedie_variance_power": self.tweedie_variance_power}
             self.booster_ = self._train(
-                "tweedie", X_train, y_train, (X_valid, y_valid), callbacks, power, None, init
-            )
+                "tweedie", X_train, y_train, (X_valid, y_valid), callbacks, power, None, init,
+                sample_weight,
+            )  # fmt: skip
             self.buy_booster_ = None
         elif self.objective == "hurdle":
             self.buy_booster_ = self._train(
-                "binary", X_train, (y_train > 0) * 1.0, (X_valid, (y_valid > 0) * 1.0), callbacks
+                "binary",
+                X_train,
+                (y_train > 0) * 1.0,
+                (X_valid, (y_valid > 0) * 1.0),
+                callbacks,
+                weight=sample_weight,
             )
             buyers, valid_buyers = y_train > 0, y_valid > 0
             self.booster_ = self._train(
@@ -511,6 +530,7 @@ class LtvModel(RegressorMixin, _Booster):
                     None if b is None else b[m]
                     for b, m in zip(init, (buyers, valid_buyers), strict=True)
                 ),
+                weight=None if sample_weight is None else sample_weight[buyers],
             )
         else:
             raise ValueError(f"objective: expected tweedie or hurdle, got {self.objective!r}")
@@ -519,18 +539,22 @@ class LtvModel(RegressorMixin, _Booster):
         self.validation_metric_, self.validation_score_ = _best_score(watched)
         return self
 
-    def _refit(self, X: np.ndarray, y: np.ndarray, shift: np.ndarray | None) -> LtvModel:
+    def _refit(
+        self, X: np.ndarray, y: np.ndarray, shift: np.ndarray | None, weight: np.ndarray | None
+    ) -> LtvModel:
         spend_rounds, *buy_rounds = self.fixed_rounds
         base = self._start(X, shift)
         if self.objective == "tweedie":
             power = {"tweedie_variance_power": self.tweedie_variance_power}
             self.booster_ = self._train(
-                "tweedie", X, y, None, (), power, spend_rounds, (base, None)
+                "tweedie", X, y, None, (), power, spend_rounds, (base, None), weight
             )
             self.buy_booster_ = None
         else:
             buyers = y > 0
-            self.buy_booster_ = self._train("binary", X, buyers * 1.0, None, (), None, *buy_rounds)
+            self.buy_booster_ = self._train(
+                "binary", X, buyers * 1.0, None, (), None, *buy_rounds, weight=weight
+            )
             self.booster_ = self._train(
                 "gamma",
                 X[buyers],
@@ -540,6 +564,7 @@ class LtvModel(RegressorMixin, _Booster):
                 None,
                 spend_rounds,
                 (None if base is None else base[buyers], None),
+                None if weight is None else weight[buyers],
             )
         self.best_iteration_, self.validation_score_ = spend_rounds, float("nan")
         self.validation_metric_ = None  # nothing held out from a refit
