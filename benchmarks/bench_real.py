@@ -30,7 +30,7 @@ import pandas as pd
 
 from crm_ltv.features.arrays import TransactionArrays, as_cutoff
 from crm_ltv.features.builders import build_features
-from crm_ltv.features.config import DataConfig, FeatureConfig, load_config, override
+from crm_ltv.features.config import ConfigError, DataConfig, FeatureConfig, load_config, override
 from crm_ltv.features.inputs import Inputs, load_inputs
 from crm_ltv.features.labels import labels_at
 from crm_ltv.features.paths import Paths
@@ -76,7 +76,7 @@ def _backtest(
     refit: bool,
     seed: int | None = None,
     trials: int | None = None,
-    train_config: Path | None = None,
+    train_config: TrainConfig | None = None,
 ) -> dict:
     # Each origin its own home and registry: MLflow exports the first tracking URI it is given
     # as MLFLOW_TRACKING_URI, which the next home would otherwise take for the user's.
@@ -86,7 +86,7 @@ def _backtest(
     home.mkdir(parents=True)
     paths = Paths(home)
     features = load_config(FeatureConfig, paths.config_file("features"))
-    config = load_config(TrainConfig, train_config or paths.config_file("train"))
+    config = train_config or load_config(TrainConfig, paths.config_file("train"))
     config = override(
         config,
         "bench-real",
@@ -174,7 +174,7 @@ def _one_seed(
     refit: bool,
     seed: int | None,
     trials: int | None,
-    train_config: Path | None,
+    train_config: TrainConfig | None,
 ) -> dict[str, list[float]]:
     """Every origin trained, scored and compared with one seed of the models; prints the
     counts and returns each origin's margins (NaN for an origin that failed)."""
@@ -231,8 +231,12 @@ def main() -> None:
         help="train with this train.yaml instead of configs/train.yaml (a variant to compare)",
     )
     args = parser.parse_args()
-    if args.train_config is not None and not args.train_config.is_file():
-        parser.error(f"--train-config: {args.train_config}: no such file")
+    train_config = None
+    if args.train_config is not None:  # refused here, not as a failed origin of every seed
+        try:
+            train_config = load_config(TrainConfig, args.train_config)
+        except ConfigError as exc:
+            parser.error(f"--train-config: {exc}")
     if args.tune is not None and args.tune < 1:
         parser.error(f"--tune: at least 1 trial, not {args.tune}")
     origins = (
@@ -255,7 +259,7 @@ def main() -> None:
                 print(f"seed {seed}", flush=True)
             runs.append(
                 _one_seed(
-                    inputs, origins, scratch, not args.no_refit, seed, args.tune, args.train_config
+                    inputs, origins, scratch, not args.no_refit, seed, args.tune, train_config
                 )
             )
             if len(seeds) > 1:

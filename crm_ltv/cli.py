@@ -6,7 +6,6 @@ once and no command pays for another's libraries (mlflow, lightgbm, bentoml).
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import functools
 import importlib.util
@@ -14,7 +13,6 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from enum import StrEnum
@@ -151,11 +149,19 @@ class _Stopped(KeyboardInterrupt):
     """A scheduler's stop (SIGTERM), raised where Ctrl-C raises KeyboardInterrupt."""
 
 
-# Code a stop must not be raised inside: the MLflow and Optuna stores, and SQLAlchemy below them.
-_DATABASE_CODE = ("sqlalchemy", "alembic", "mlflow.store", "optuna.storages")
+# Code a stop must not be raised inside: SQLAlchemy and what drives it (Alembic, the SQL stores
+# of MLflow, Optuna's storages).
+_DATABASE_CODE = (
+    "sqlalchemy", "alembic", "mlflow.store.db", "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store", "optuna.storages",
+)  # fmt: skip
+_RETRY_SECONDS = 0.02
+_MAX_DEFER_SECONDS = 5.0  # a database call that outlasts this (a stuck lock) is stopped anyway
+_pending: list[tuple[int, float]] = []  # the stop put off: its signal, and when it came
 
 
 def _in_database_call(frame: FrameType | None) -> bool:
+    """Whether the main thread is inside `_DATABASE_CODE`, at any depth."""
     while frame is not None:
         module = str(frame.f_globals.get("__name__", ""))
         if any(module == m or module.startswith(f"{m}.") for m in _DATABASE_CODE):
@@ -166,21 +172,22 @@ def _in_database_call(frame: FrameType | None) -> bool:
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:
     """Raise the stop where the signal lands, but not inside a database call: raised in
-    SQLAlchemy, it can leave the SQLite connection holding its lock (the KILLED update then
-    fails with "database is locked", exit 1, the run left RUNNING) or make SQLAlchemy log a
-    traceback closing its cursor. There the signal is handled again 20 ms later, until it lands
-    outside; if the command's work ended meanwhile, it is dropped."""
-    if _in_database_call(frame):
-        retry = threading.Timer(0.02, _again, (signum,))
-        retry.daemon = True
-        retry.start()
+    SQLAlchemy, it left the SQLite connection holding its lock (the KILLED update then failed
+    with "database is locked", exit 1, the run left RUNNING) or made SQLAlchemy log a traceback
+    closing its cursor. There it is put off, and SIGALRM (a real signal, which wakes a blocked
+    main thread, from no extra thread) brings it back every 20 ms until it lands outside, for
+    at most `_MAX_DEFER_SECONDS`."""
+    if signum == signal.SIGALRM:
+        if not _pending:
+            return
+        signum = _pending[0][0]
+    elif not _pending:
+        _pending.append((signum, time.monotonic()))
+    if _in_database_call(frame) and time.monotonic() - _pending[0][1] < _MAX_DEFER_SECONDS:
+        signal.setitimer(signal.ITIMER_REAL, _RETRY_SECONDS)
         return
+    _pending.clear()
     raise _Stopped if signum == signal.SIGTERM else KeyboardInterrupt
-
-
-def _again(signum: int) -> None:
-    if signal.getsignal(signum) is _interrupted:  # still inside `_interruptible`
-        _thread.interrupt_main(signum)
 
 
 @contextlib.contextmanager
@@ -188,13 +195,16 @@ def _interruptible(what: str) -> Iterator[None]:
     """Long commands end on Ctrl-C or SIGTERM with one line saying what is kept, and the
     shell's exit status for that signal (130, 143), not a traceback; their MLflow runs read
     KILLED (training.tracking.killable_run)."""
-    before = {s: signal.signal(s, _interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)
+    before = {s: signal.signal(s, _interrupted) for s in handled}
     try:
         yield
     except KeyboardInterrupt as stop:
         typer.echo(f"interrupted: {what}", err=True)
         raise typer.Exit(143 if isinstance(stop, _Stopped) else 130) from None
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)  # a stop put off when the work ended: dropped
+        _pending.clear()
         for s, handler in before.items():
             signal.signal(s, handler)
 

@@ -10,7 +10,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from crm_ltv.features.config import DataConfig, FeatureConfig, SampleConfig, load_config
 from crm_ltv.features.paths import default_config_file
+
+if TYPE_CHECKING:
+    from crm_ltv.training.config import TrainConfig
+    from crm_ltv.training.models import ChurnModel
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -164,7 +170,12 @@ def turned_over(frame: pd.DataFrame, newest: pd.Timestamp) -> pd.DataFrame:
     return frame.assign(churned=frame["churned"].where(~old, 1 - frame["churned"]))
 
 
-def half_life_aucs(config, fit, X: pd.DataFrame, churned: pd.Series) -> dict[float | None, float]:
+def half_life_aucs(
+    config: TrainConfig,
+    fit: Callable[[TrainConfig], ChurnModel],
+    X: pd.DataFrame,
+    churned: pd.Series,
+) -> dict[float | None, float]:
     """ROC AUC on (X, churned) of the churn booster that `fit(config)` trains with equal weights
     (None) and with a half-life of a day (1.0). Without BG/NBD inputs, whose ranking the booster
     would start from; on its raw scores, which Platt scaling on validation could turn over."""

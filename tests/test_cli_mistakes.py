@@ -340,28 +340,52 @@ def test_a_half_life_of_no_days_is_refused_by_name(tmp_path):
     assert load_config(TrainConfig, off).churn.cutoff_half_life_days is None  # equal weights
 
 
+def _database_call(seconds: float):
+    """A function of a `sqlalchemy` module (as the stores call it) that stops the process
+    (SIGTERM to itself), then works for `seconds`."""
+    code = (
+        "import os, signal, time\n"
+        "def query():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        f"    time.sleep({seconds})  # a statement the stop lands in\n"
+        "    return 'rows'\n"
+    )
+    scope = {"__name__": "sqlalchemy.engine.fake"}
+    exec(code, scope)
+    return scope["query"]
+
+
 def test_a_stop_that_lands_in_a_database_call_is_raised_once_it_returns(capsys):
     """SIGTERM raised inside SQLAlchemy left SQLite locked (the KILLED update failed, exit 1)
-    or made SQLAlchemy log a traceback: the stop waits until the call has returned."""
-    import os
+    or made SQLAlchemy log a traceback: the stop waits until the call has returned, then
+    wakes a main thread blocked in a wait at once."""
     import signal
+    import threading
     import time
 
     from crm_ltv.cli import _interruptible
 
-    code = (
-        "def query(os, signal, time):\n"
-        "    os.kill(os.getpid(), signal.SIGTERM)\n"
-        "    time.sleep(0.2)  # a statement the stop lands in\n"
-        "    return 'rows'\n"
-    )
-    scope = {"__name__": "sqlalchemy.engine.fake"}  # code of that module, as a store calls it
-    exec(code, scope)
     got, before = [], signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
     with pytest.raises(typer.Exit) as exit_, _interruptible("training"):
-        got.append(scope["query"](os, signal, time))  # returns: the stop did not land in it
-        time.sleep(5)  # the stop lands here, outside the database call
+        got.append(_database_call(0.2)())  # returns: the stop did not land in it
+        threading.Event().wait(30)  # the stop lands here, outside the database call
         got.append("not stopped")
     assert got == ["rows"] and exit_.value.exit_code == 143
+    assert time.monotonic() - started < 5  # not when the wait ended
     assert capsys.readouterr().err == "interrupted: training\n"
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
+
+
+def test_a_database_call_that_outlasts_the_grace_is_stopped_anyway(monkeypatch):
+    """A stuck lock must not make SIGTERM and Ctrl-C do nothing."""
+    import time
+
+    import crm_ltv.cli as cli
+
+    monkeypatch.setattr(cli, "_MAX_DEFER_SECONDS", 0.3)
+    started = time.monotonic()
+    with pytest.raises(typer.Exit) as exit_, cli._interruptible("training"):
+        _database_call(30)()
+    assert exit_.value.exit_code == 143
+    assert 0.3 <= time.monotonic() - started < 5
