@@ -76,7 +76,7 @@ def _backtest(
     refit: bool,
     seed: int | None = None,
     trials: int | None = None,
-    train_config: TrainConfig | None = None,
+    train_file: Path | None = None,
 ) -> dict:
     # Each origin its own home and registry: MLflow exports the first tracking URI it is given
     # as MLFLOW_TRACKING_URI, which the next home would otherwise take for the user's.
@@ -85,8 +85,11 @@ def _backtest(
     home = scratch / f"{origin:%Y-%m-%d}-h{horizon}"
     home.mkdir(parents=True)
     paths = Paths(home)
+    if train_file is not None:  # the home's own train.yaml: the run logs the file it read
+        paths.configs_dir.mkdir()
+        shutil.copyfile(train_file, paths.configs_dir / "train.yaml")
     features = load_config(FeatureConfig, paths.config_file("features"))
-    config = train_config or load_config(TrainConfig, paths.config_file("train"))
+    config = load_config(TrainConfig, paths.config_file("train"))
     config = override(
         config,
         "bench-real",
@@ -174,7 +177,7 @@ def _one_seed(
     refit: bool,
     seed: int | None,
     trials: int | None,
-    train_config: TrainConfig | None,
+    train_file: Path | None,
 ) -> dict[str, list[float]]:
     """Every origin trained, scored and compared with one seed of the models; prints the
     counts and returns each origin's margins (NaN for an origin that failed)."""
@@ -185,7 +188,7 @@ def _one_seed(
         try:
             home = scratch / f"seed-{seed}"
             got = _backtest(
-                inputs, as_cutoff(origin_text), horizon, home, refit, seed, trials, train_config
+                inputs, as_cutoff(origin_text), horizon, home, refit, seed, trials, train_file
             )
         except Exception as exc:  # a failed origin is a finding, not the end of the run
             print(f"{key} failed: {type(exc).__name__}: {exc}")
@@ -231,10 +234,9 @@ def main() -> None:
         help="train with this train.yaml instead of configs/train.yaml (a variant to compare)",
     )
     args = parser.parse_args()
-    train_config = None
     if args.train_config is not None:  # refused here, not as a failed origin of every seed
         try:
-            train_config = load_config(TrainConfig, args.train_config)
+            load_config(TrainConfig, args.train_config)
         except ConfigError as exc:
             parser.error(f"--train-config: {exc}")
     if args.tune is not None and args.tune < 1:
@@ -259,7 +261,7 @@ def main() -> None:
                 print(f"seed {seed}", flush=True)
             runs.append(
                 _one_seed(
-                    inputs, origins, scratch, not args.no_refit, seed, args.tune, train_config
+                    inputs, origins, scratch, not args.no_refit, seed, args.tune, args.train_config
                 )
             )
             if len(seeds) > 1:
