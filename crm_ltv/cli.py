@@ -202,11 +202,39 @@ def _interruptible(what: str) -> Iterator[None]:
     except KeyboardInterrupt as stop:
         typer.echo(f"interrupted: {what}", err=True)
         raise typer.Exit(143 if isinstance(stop, _Stopped) else 130) from None
+    except Exception as failed:
+        stop = _stop_behind(failed)
+        if stop is None:
+            raise
+        # e.g. MLflow's KILLED update on a database another process holds locked: the stop
+        # stays the outcome, not exit 1 with the store's error
+        reason = str(failed).splitlines()[0] if str(failed) else ""
+        typer.echo(
+            f"interrupted: {what}\nwarning: cleaning up after the stop failed "
+            f"({type(failed).__name__}: {reason}): an MLflow run may still read RUNNING",
+            err=True,
+        )
+        raise typer.Exit(143 if isinstance(stop, _Stopped) else 130) from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)  # a stop put off when the work ended: dropped
         _pending.clear()
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+def _stop_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM an error was raised while handling (its cause or context, at any
+    depth), if any."""
+    todo, seen = [error], set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return None
 
 
 def _free_port(host: str, port: int) -> None:
