@@ -231,7 +231,8 @@ def main() -> None:
         "--train-config",
         type=Path,
         metavar="FILE",
-        help="train with this train.yaml instead of configs/train.yaml (a variant to compare)",
+        help="train with this train.yaml instead of configs/train.yaml (a variant to compare; "
+        "read once, into each origin's home)",
     )
     args = parser.parse_args()
     if args.train_config is not None:  # refused here, not as a failed origin of every seed
@@ -248,6 +249,9 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-real-"))
     started = time.perf_counter()
     try:
+        train_file = None
+        if args.train_config is not None:  # read once: an edit during the run mixes nothing
+            train_file = Path(shutil.copyfile(args.train_config, scratch / "train.yaml"))
         inputs = _load(scratch)
         print(
             f"{'origin':10s} {'h':>4s} {'model':9s} {'AUC':>7s} {'PR AUC':>7s} {'Gini':>7s} "
@@ -260,9 +264,7 @@ def main() -> None:
             if seed is not None:
                 print(f"seed {seed}", flush=True)
             runs.append(
-                _one_seed(
-                    inputs, origins, scratch, not args.no_refit, seed, args.tune, args.train_config
-                )
+                _one_seed(inputs, origins, scratch, not args.no_refit, seed, args.tune, train_file)
             )
             if len(seeds) > 1:
                 print(f"seed {seed}: ahead of BG/NBD on {_ahead(runs[-1])}/{compared}", flush=True)

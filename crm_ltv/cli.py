@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -199,21 +200,13 @@ def _interruptible(what: str) -> Iterator[None]:
     before = {s: signal.signal(s, _interrupted) for s in handled}
     try:
         yield
-    except KeyboardInterrupt as stop:
-        typer.echo(f"interrupted: {what}", err=True)
-        raise typer.Exit(143 if isinstance(stop, _Stopped) else 130) from None
-    except Exception as failed:
+    except (KeyboardInterrupt, Exception) as failed:
         stop = _stop_behind(failed)
         if stop is None:
             raise
-        # e.g. MLflow's KILLED update on a database another process holds locked: the stop
-        # stays the outcome, not exit 1 with the store's error
-        reason = str(failed).splitlines()[0] if str(failed) else ""
-        typer.echo(
-            f"interrupted: {what}\nwarning: cleaning up after the stop failed "
-            f"({type(failed).__name__}: {reason}): an MLflow run may still read RUNNING",
-            err=True,
-        )
+        typer.echo(f"interrupted: {what}", err=True)
+        if stop is not failed:  # the cleanup after the stop failed: the stop stays the outcome
+            _cleanup_failed(failed)
         raise typer.Exit(143 if isinstance(stop, _Stopped) else 130) from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)  # a stop put off when the work ended: dropped
@@ -223,18 +216,40 @@ def _interruptible(what: str) -> Iterator[None]:
 
 
 def _stop_behind(error: BaseException) -> KeyboardInterrupt | None:
-    """The Ctrl-C or SIGTERM an error was raised while handling (its cause or context, at any
-    depth), if any."""
-    todo, seen = [error], set()
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
+    """The Ctrl-C or SIGTERM that `error` is, or was raised while handling, followed as a
+    traceback shows the chain: a failed cleanup after a stop (MLflow's KILLED update on a
+    database another process holds locked) ends as the stop did, not as exit 1. Click's own
+    exits and aborts keep their meaning."""
+    import click
+
+    current: BaseException | None = error
+    while current is not None:
         if isinstance(current, KeyboardInterrupt):
             return current
-        todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+        if isinstance(
+            current, (click.exceptions.Exit, click.exceptions.Abort, click.ClickException)
+        ):
+            return None
+        suppressed = current.__suppress_context__
+        current = current.__cause__ or (None if suppressed else current.__context__)
     return None
+
+
+def _cleanup_failed(error: BaseException) -> None:
+    """MLflow's store errors in one line (what the user can act on); anything else with its
+    traceback, as a defect in the cleanup code would need."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(error, MlflowException):
+        reason = next(iter(str(error).splitlines()), "")
+        typer.echo(
+            f"warning: the MLflow runs could not all be marked KILLED ({reason}): they may "
+            "read RUNNING or FAILED",
+            err=True,
+        )
+        return
+    typer.echo("warning: cleaning up after the stop failed:", err=True)
+    traceback.print_exception(error, file=sys.stderr)
 
 
 def _free_port(host: str, port: int) -> None:
