@@ -347,7 +347,7 @@ def _fit_booster(
     )  # fmt: skip
     names = list(model.model_features_)
     X, y, init, weight = _dask_arrays(client, train, len(names))
-    settings = config.churn if kind == "churn" else config.ltv
+    settings = config.booster(kind)
     extra = {} if kind == "churn" else {"tweedie_variance_power": config.ltv.tweedie_variance_power}
     params = model.lgb_params("binary" if kind == "churn" else "tweedie", extra)
     params.pop("num_threads")  # lightgbm.dask uses each worker's threads

@@ -241,6 +241,11 @@ class TrainConfig(_Frozen):
     promotion: PromotionConfig = PromotionConfig()
     registry: RegistryConfig = RegistryConfig()
 
+    def booster(self, kind: str) -> ChurnConfig | LtvConfig:
+        """The settings of the churn or LTV booster: one place that maps a model's kind to
+        them, for the one-process and the Dask fits alike."""
+        return self.churn if kind == "churn" else self.ltv
+
 
 class ParamRange(_Frozen):
     low: float

@@ -138,8 +138,7 @@ def cutoff_weights(cutoffs: pd.Series, half_life_days: float | None) -> np.ndarr
 
 def training_weights(split: TimeSplit, kind: str, config: TrainConfig) -> np.ndarray | None:
     """The weights of `split.train`'s rows for the churn or LTV booster, as configured."""
-    booster = config.churn if kind == "churn" else config.ltv
-    return cutoff_weights(split.train["cutoff"], booster.cutoff_half_life_days)
+    return cutoff_weights(split.train["cutoff"], config.booster(kind).cutoff_half_life_days)
 
 
 @dataclass(frozen=True)
