@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -75,17 +75,25 @@ class ServingConfig(_Frozen):
 def decision_log_problem(path: Path) -> str | None:
     """Why decisions cannot be appended to `path`, or None. Checked before the server starts:
     a worker that cannot make the log's folder crashes as it starts, again and again, and one
-    that cannot open the log answers every call with a 500. Nothing is created here."""
+    that cannot open the log answers every call with a 500. The check opens the log (or a
+    temporary file in the folder that would hold it) as a worker would, so that a file system
+    that refuses writes to root too (/sys, a read-only mount) is found; nothing is left."""
     if path.is_dir():
         return f"{path} is a folder, not a file"
     if path.exists():
-        return None if os.access(path, os.W_OK) else f"{path} is not writable"
+        try:
+            with path.open("ab"):
+                return None
+        except OSError as exc:
+            return f"{path} is not writable ({exc.strerror})"
     existing = next(folder for folder in path.parents if folder.exists())
     if not existing.is_dir():
         return f"{existing} is a file, so {path} cannot be made"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{path} cannot be made: {existing} is not writable"
-    return None
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            return None
+    except OSError as exc:
+        return f"{path} cannot be made: {existing} is not writable ({exc.strerror})"
 
 
 def bentoml_settings(config: ServingConfig) -> dict[str, Any]:

@@ -289,7 +289,14 @@ class CrmLtv:
             answers, assigned = apply_holdout(scored, self.scorer.nba, settings().holdout)
         except DataError as exc:
             raise request_error([(("customers",), str(exc))]) from None
-        self.decisions.append(answers, request_id, now, assigned, [view for _, view in scored])
+        try:
+            self.decisions.append(answers, request_id, now, assigned, [v for _, v in scored])
+        except OSError as exc:  # a full disk, a log made read-only: a 503 that says so
+            logger.error("decision log not written: %s", exc)
+            raise ServiceUnavailable(
+                f"the decision log could not be written ({exc.strerror or exc}): decisions "
+                "are not answered unless they are on record (outcomes and policy-eval read it)"
+            ) from None
         ctx.response.metadata["X-Request-ID"] = request_id
         return ScoreResponse(request_id=request_id, customers=answers)
 

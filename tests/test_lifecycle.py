@@ -6,8 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crm_ltv.features.config import ConfigError, FeatureConfig, LifecycleConfig, LifecycleRule
+from crm_ltv.features.config import (
+    ConfigError,
+    FeatureConfig,
+    LifecycleConfig,
+    LifecycleRule,
+    load_config,
+)
 from crm_ltv.features.lifecycle import lifecycle_stages
+from tests.conftest import ROOT
 
 
 def _stage(config: FeatureConfig, **features: float) -> str:
@@ -54,6 +61,23 @@ def test_unknown_feature_in_a_rule_is_named():
     config = LifecycleConfig(rules=(LifecycleRule(stage="loyal", when={"nope": {"gt": 1}}),))
     with pytest.raises(ConfigError, match="rule 1 \\(loyal\\) uses unknown feature 'nope'"):
         lifecycle_stages(pd.DataFrame({"x": [1]}), config)
+
+
+def test_a_rule_on_no_feature_is_refused_as_the_config_is_read(tmp_path):
+    """Found as the config is read (before any data is loaded, and by `serve` before it
+    starts), with the feature it was likely meant to be; the stage itself is no input."""
+    shipped = (ROOT / "configs/features.yaml").read_text()
+    for typo, said in [
+        ("recency_dayz", "(did you mean 'recency_days'?)"),
+        ("lifecycle_stage", "no feature of that name"),
+    ]:
+        path = tmp_path / "features.yaml"
+        path.write_text(shipped.replace("{recency_days: {gt: 365}}", f"{{{typo}: {{gt: 365}}}}"))
+        with pytest.raises(ConfigError) as caught:
+            load_config(FeatureConfig, path)
+        assert str(caught.value).startswith(f"{path}: lifecycle.rules[1] (lapsed).when.{typo}: ")
+        assert said in str(caught.value)
+    assert load_config(FeatureConfig, ROOT / "configs/features.yaml").lifecycle.rules
 
 
 def test_unknown_stage_is_rejected_by_the_config():

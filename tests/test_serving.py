@@ -172,6 +172,29 @@ def test_request_id_is_echoed_and_logged(http, sample, home):
     assert '"request_id":"req-42"' in (home / "logs/decisions.jsonl").read_text()
 
 
+def test_a_decision_log_that_cannot_be_written_is_a_503(server, http, sample, home):
+    """A log that fails while the server runs (a full disk; here a folder where the file was):
+    the scores are not answered, as their decisions would not be on record for outcomes and
+    policy-eval; a 503 (BentoML words every 5xx alike) and the server log says why, not a 500;
+    answered again once the log can be written."""
+    tx, customers = sample
+    body = {"customers": [_customer_payload(_buyers(tx, AS_OF, 1)[0], tx, customers, AS_OF)]}
+    assert http.post("/score", json=body).status_code == 200
+    log = home / "logs/decisions.jsonl"
+    kept = log.with_name("decisions.kept")
+    log.rename(kept)
+    log.mkdir()
+    try:
+        response = http.post("/score", json=body)
+    finally:
+        log.rmdir()
+        kept.rename(log)
+    assert response.status_code == 503, response.text
+    said = server[2].read_text()
+    assert f"decision log not written: [Errno 21] Is a directory: '{log}'" in said
+    assert http.post("/score", json=body).status_code == 200
+
+
 def test_service_scores_equal_crm_ltv_score(http, sample, home):
     """Parity: same customers and cutoff, raw transactions in, the batch command's numbers out;
     and the same again from precomputed features."""
@@ -609,7 +632,15 @@ def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
     ("area", "text", "said"),
     [
         # workers logged it and were never ready; every /score answered 503
-        ("nba", None, "actions.welcome_offer.eligible: lifecycle_stages: unknown ['loyl']"),
+        ("nba", ("lifecycle_stages: [new]", "lifecycle_stages: [loyl]"),
+         "actions.welcome_offer.eligible: lifecycle_stages: unknown ['loyl']"),
+        # ready, and every /score with transactions answered 500 (found as stages were built)
+        ("features", ("when: {recency_days: {gt: 365}}", "when: {recency_dayz: {gt: 365}}"),
+         "lifecycle.rules[1] (lapsed).when.recency_dayz: no feature of that name "
+         "(did you mean 'recency_days'?)"),
+        # ready, and every /score answered 500: root may write where the file system may not
+        ("serving", "decision_log: /sys/decisions.jsonl\n",
+         "decision_log: /sys/decisions.jsonl cannot be made: /sys is not writable"),
         # workers crashed as they started, again and again (FileExistsError)
         ("serving", "decision_log: configs/data.yaml/decisions.jsonl\n",
          "decision_log: {home}/configs/data.yaml is a file, so "
@@ -620,18 +651,18 @@ def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
         ("serving", "decision_log: configs\n",
          "decision_log: {home}/configs is a folder, not a file"),
     ],
-    ids=["nba lifecycle stage", "decision log under a file", "empty decision log",
-         "decision log a folder"],
+    ids=["nba lifecycle stage", "lifecycle rule feature", "decision log in /sys",
+         "decision log under a file", "empty decision log", "decision log a folder"],
 )  # fmt: skip
 def test_serve_checks_the_configs_the_service_reads_before_it_starts(tmp_path, area, text, said):
     """One error line naming the file and the field, exit 2, no server: these came to light
     only in the workers' log (or as 500s), while `serve` had said it was serving."""
     home = new_home(tmp_path)
     config = home / f"configs/{area}.yaml"
-    if text is None:
-        config.write_text(
-            config.read_text().replace("lifecycle_stages: [new]", "lifecycle_stages: [loyl]", 1)
-        )
+    if isinstance(text, tuple):  # one setting changed
+        before, after = text
+        assert before in config.read_text()
+        config.write_text(config.read_text().replace(before, after, 1))
     else:
         config.write_text(text)
     done = subprocess.run(
