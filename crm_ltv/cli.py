@@ -62,9 +62,14 @@ def _home(
 
 
 def _paths() -> Paths:
-    from crm_ltv.features.paths import Paths
+    from crm_ltv.features.paths import HOME_ENV, Paths
 
-    return Paths.from_env()
+    paths = Paths.from_env()
+    if paths.root.exists() and not paths.root.is_dir():  # was blamed on --out, which it holds
+        from crm_ltv.features.config import ConfigError
+
+        raise ConfigError(f"project home {paths.root} (--home or ${HOME_ENV}): is not a folder")
+    return paths
 
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -275,6 +280,7 @@ def _writable(path: Path, option: str) -> Path:
     """`path` as an output: refused before any work when it is a folder or its folder cannot
     be made or written (not after minutes of scoring)."""
     from crm_ltv.features.config import ConfigError
+    from crm_ltv.features.paths import write_refused
 
     if path.is_dir():
         raise ConfigError(f"{option} {path}: is a folder; give a file name")
@@ -282,8 +288,9 @@ def _writable(path: Path, option: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{option} {path}: cannot make its folder ({exc.strerror})") from None
-    if not os.access(path.parent, os.W_OK):
-        raise ConfigError(f"{option} {path}: its folder {path.parent} is not writable")
+    refused = write_refused(path)
+    if refused is not None:
+        raise ConfigError(f"{option} {path}: cannot be written there ({refused})")
     return path
 
 

@@ -83,9 +83,13 @@ class SourceConfig(_Frozen):
 
     @field_validator("sep")
     @classmethod
-    def _escaped_tab(cls, value: str) -> str:
-        """A shell passes `--sep '\\t'` as backslash-t: a tab is meant."""
-        return "\t" if value == "\\t" else value
+    def _one_character(cls, value: str) -> str:
+        """A shell passes `--sep '\\t'` as backslash-t: a tab is meant. One character: the
+        reader takes no more (pandas' message named neither the option nor the setting)."""
+        value = "\t" if value == "\\t" else value
+        if len(value) != 1:
+            raise ValueError(f"{value!r} is not one character (e.g. ',', ';', '|' or '\\t')")
+        return value
 
     @field_validator("encoding")
     @classmethod

@@ -365,7 +365,9 @@ def _check_one_column_each(
 
 
 def _separator_hint(columns: pd.Index, sep: str, table: str) -> str:
-    """A file read with the wrong separator shows one column whose name holds the others."""
+    """A file read with the wrong separator shows one column whose name holds the others (and,
+    with decimal commas, fields beyond that header: 68,79 read as two)."""
+    columns = pd.Index([c for c in columns if not str(c).startswith(EXTRA)])
     if len(columns) != 1:
         return ""
     for other in (";", "\t", "|", ","):
@@ -380,7 +382,7 @@ def _separator_hint(columns: pd.Index, sep: str, table: str) -> str:
 
 def _quoted(name: str, names: dict[str, str | None]) -> str:
     if names[name] is None:
-        return f"'{name}' (mapped to null: not in this file)"
+        return f"'{name}' (mapped to null: left unread)"
     return f"'{name}'" + (f" (mapped to '{names[name]}')" if names[name] != name else "")
 
 

@@ -8,12 +8,28 @@ package (`crm_ltv.configs`), so the installed tool runs from any folder.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
 HOME_ENV = "CRM_LTV_HOME"
 CONFIG_AREAS = ("data", "features", "sample", "train", "tune", "serving", "nba", "experiments")
+
+
+def write_refused(path: Path) -> str | None:
+    """Why the file system refuses to write `path` (the OS's reason), or None. Found by opening
+    it for appending, or a temporary file in the nearest folder that exists, as a writer would:
+    permission bits tell root nothing about /sys or a read-only mount. Nothing is left."""
+    try:
+        if path.exists():
+            with path.open("ab"):
+                return None
+        folder = next(parent for parent in path.parents if parent.exists())
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def default_config_file(area: str) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +16,7 @@ from crm_ltv.features.config import (
     FeatureConfig,
     load_config,
 )
-from crm_ltv.features.paths import Paths
+from crm_ltv.features.paths import Paths, write_refused
 from crm_ltv.features.rfm import RFM_SEGMENTS
 from crm_ltv.training.attributions import Method
 
@@ -75,25 +74,18 @@ class ServingConfig(_Frozen):
 def decision_log_problem(path: Path) -> str | None:
     """Why decisions cannot be appended to `path`, or None. Checked before the server starts:
     a worker that cannot make the log's folder crashes as it starts, again and again, and one
-    that cannot open the log answers every call with a 500. The check opens the log (or a
-    temporary file in the folder that would hold it) as a worker would, so that a file system
-    that refuses writes to root too (/sys, a read-only mount) is found; nothing is left."""
+    that cannot open the log answers every call with a 500. Nothing is created here."""
     if path.is_dir():
         return f"{path} is a folder, not a file"
-    if path.exists():
-        try:
-            with path.open("ab"):
-                return None
-        except OSError as exc:
-            return f"{path} is not writable ({exc.strerror})"
-    existing = next(folder for folder in path.parents if folder.exists())
-    if not existing.is_dir():
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if existing != path and not existing.is_dir():
         return f"{existing} is a file, so {path} cannot be made"
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            return None
-    except OSError as exc:
-        return f"{path} cannot be made: {existing} is not writable ({exc.strerror})"
+    refused = write_refused(path)
+    if refused is None:
+        return None
+    if existing == path:
+        return f"{path} is not writable ({refused})"
+    return f"{path} cannot be made: {existing} is not writable ({refused})"
 
 
 def bentoml_settings(config: ServingConfig) -> dict[str, Any]:

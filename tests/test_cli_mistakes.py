@@ -55,8 +55,14 @@ MISTAKES = [
     (["data", "--seed", "-1"], "seed: Input should be greater than or equal to 0"),
     (["data", "--out", "{home}/a_file"], "--out {home}/a_file: cannot be made a folder"),
     (["init", "{home}/a_file"], "cannot be made a folder"),
+    (["--home", "{home}/a_file", "features"],  # was blamed on --out, under a file
+     "project home {home}/a_file (--home or $CRM_LTV_HOME): is not a folder"),
     (["score", "--as-of", "2025-01-01", "--out", "{home}/a_folder.csv"], "is a folder"),
     (["features", "--out", "{home}/a_folder.csv"], "--out {home}/a_folder.csv: is a folder"),
+    # root may write where the file system may not: a traceback once all the work was done
+    (["features", "--out", "/sys/features.parquet"],
+     "--out /sys/features.parquet: cannot be written there (Permission denied)"),
+    (["score", "--as-of", "2025-01-01", "--out", "/sys/scores.csv"], "cannot be written there"),
     (["features", "--transactions", "{home}/anonymous.csv"], "no usable row in"),
     (["ab", "--campaigns", "{home}/no_outcomes.csv"], "has an outcome yet"),
     (["ab", "--transactions", "{home}/anonymous.csv"], "read for the segments of --by only"),
@@ -72,6 +78,7 @@ MISTAKES = [
     (["cohorts", "--from", "2025-06-01", "--to", "2025-01-01"],  # was said after the load
      "--from 2025-06-01 00:00 is not before --to 2025-01-01 00:00"),
     (["features", "--out", "{home}/f.txt"], "--out {home}/f.txt: expected a .csv or .parquet"),
+    (["features", "--sep", ";;"], "sep: ';;' is not one character"),  # was pandas' wording
     (["features", "--transactions", "{home}/anonymous.csv", "--out", "{home}/anonymous.csv"],
      "--out {home}/anonymous.csv: is an input of this run"),  # it was overwritten
     (["features", "--transactions", "{home}/day_first.csv"],  # the common first mistake

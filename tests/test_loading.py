@@ -91,8 +91,9 @@ def test_missing_required_column_lists_the_columns_present(tmp_path):
         _load(path, tmp_path, mapped)
 
 
-def test_a_wrong_separator_is_suggested(tmp_path):
-    path = _write(tmp_path, ["a;2024-01-01;1"], header="customer_id;timestamp;amount\n")
+@pytest.mark.parametrize("amount", ["1", "68,79"])  # a decimal comma: a field beyond the header
+def test_a_wrong_separator_is_suggested(tmp_path, amount):
+    path = _write(tmp_path, [f"a;2024-01-01;{amount}"], header="customer_id;timestamp;amount\n")
     with pytest.raises(DataError, match="is the separator ';'\\? set --sep ';' or transactions"):
         _load(path, tmp_path)
 
