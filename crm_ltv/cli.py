@@ -1337,6 +1337,9 @@ def ab(
     ] = None,
     transactions: TransactionsOpt = None,
     customers: CustomersOpt = None,
+    column: ColumnOpt = None,
+    timestamp_format: FormatOpt = None,
+    sep: SepOpt = None,
     max_reject_share: RejectShareOpt = None,
     expected_treatment_share: Annotated[
         float | None,
@@ -1355,10 +1358,11 @@ def ab(
 
     if by is not None and by not in SEGMENTS:
         raise ConfigError(f"--by {by!r}: expected one of {', '.join(SEGMENTS)}")
-    if by is None and (transactions is not None or customers is not None):
+    reading = (transactions, customers, column, timestamp_format, sep)
+    if by is None and any(option is not None for option in reading):
         raise ConfigError(
-            "--transactions/--customers are read for the segments of --by only; add --by "
-            f"({', '.join(SEGMENTS)}) or leave them out"
+            "--transactions/--customers (and --column, --timestamp-format, --sep) are read for "
+            f"the segments of --by only; add --by ({', '.join(SEGMENTS)}) or leave them out"
         )
     paths = _paths()
     config = _experiments_config(paths)
@@ -1369,9 +1373,7 @@ def ab(
     if by is not None:
         from crm_ltv.experiments.segments import segments_at_send
 
-        inputs = _read_inputs(
-            paths, progress, transactions, customers, None, None, None, max_reject_share
-        )
+        inputs = _read_inputs(paths, progress, *reading, max_reject_share)
         progress(f"segments at each send time: {by}")
         from crm_ltv.training.tracking import input_datasets, input_sources
 
@@ -1532,6 +1534,9 @@ def uplift(
     campaigns: CampaignsOpt = None,
     transactions: TransactionsOpt = None,
     customers: CustomersOpt = None,
+    column: ColumnOpt = None,
+    timestamp_format: FormatOpt = None,
+    sep: SepOpt = None,
     max_reject_share: RejectShareOpt = None,
     pool_controls: Annotated[
         bool | None,
@@ -1560,7 +1565,7 @@ def uplift(
 
     loaded = load_campaign_input(data_config, paths, campaigns, progress)
     inputs = _read_inputs(
-        paths, progress, transactions, customers, None, None, None, max_reject_share
+        paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
     truth = None
     truth_file = paths.sample_dir / "truth_campaigns.parquet"
@@ -1605,6 +1610,9 @@ def outcomes(
     ] = None,
     transactions: TransactionsOpt = None,
     window_days: WindowOpt = None,
+    column: ColumnOpt = None,
+    timestamp_format: FormatOpt = None,
+    sep: SepOpt = None,
     max_reject_share: RejectShareOpt = None,
 ) -> None:
     """The service's decisions joined with later transactions, as a campaigns file."""
@@ -1625,7 +1633,9 @@ def outcomes(
     log = decisions or paths.root / serving.decision_log
     progress(f"reading decisions from {log}")
     frame = read_decisions(log, progress)
-    inputs = _read_inputs(paths, progress, transactions, None, None, None, None, max_reject_share)
+    inputs = _read_inputs(
+        paths, progress, transactions, None, column, timestamp_format, sep, max_reject_share
+    )
     window = window_days or config.response_window_days
     result = decision_outcomes(frame, inputs.transactions.frame, window)
     result.campaigns.to_csv(target, index=False, date_format="%Y-%m-%dT%H:%M:%S")
@@ -1662,6 +1672,9 @@ def policy_eval(
     transactions: TransactionsOpt = None,
     customers: CustomersOpt = None,
     window_days: WindowOpt = None,
+    column: ColumnOpt = None,
+    timestamp_format: FormatOpt = None,
+    sep: SepOpt = None,
     max_reject_share: RejectShareOpt = None,
 ) -> None:
     """Off-policy values (IPW, doubly robust) of the uplift, priors, one-action, churn-risk,
@@ -1685,7 +1698,7 @@ def policy_eval(
         progress(f"reading decisions from {decisions}")
         logged = read_decisions(decisions, progress)
     inputs = _read_inputs(
-        paths, progress, transactions, customers, None, None, None, max_reject_share
+        paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
     tx = inputs.transactions.frame
     if decisions is None:

@@ -29,6 +29,28 @@ def _artifacts(client, run_id: str, folder: str) -> set[str]:
     return {Path(a.path).name for a in client.list_artifacts(run_id, folder)}
 
 
+def test_ab_reads_an_own_transactions_file_as_features_does(home):
+    """--column, --sep and --timestamp-format, as `features` and `train` take them: a shop's
+    own export gives the same segments, so the same table, as the sample's file."""
+    sample = (home / "data/sample/transactions.csv").read_text().splitlines()
+    header, *lines = sample
+    renamed = header.replace("customer_id", "Client").replace("timestamp", "When")
+    own = home / "own.csv"
+    own.write_text("\n".join(line.replace(",", ";") for line in [renamed, *lines]) + "\n")
+    shipped = run(home, "ab", "--by", "lifecycle_stage")
+    mapped = run(
+        home, "ab", "--by", "lifecycle_stage", "--transactions", str(own), "--sep", ";",
+        "--column", "customer_id=Client", "--column", "timestamp=When",
+        "--timestamp-format", "ISO8601",
+    )  # fmt: skip
+    assert shipped.returncode == 0 and mapped.returncode == 0, mapped.stderr
+    table = shipped.stdout.split("\nMLflow run ", 1)[0]
+    assert "by action and lifecycle_stage at send time" in table
+    assert mapped.stdout.split("\nMLflow run ", 1)[0] == table
+    alone = run(home, "ab", "--sep", ";")  # no --by: nothing reads it
+    assert alone.returncode == 2 and "are read for the segments of --by only" in alone.stderr
+
+
 def test_ab_prints_a_row_per_action_and_logs_its_experiment(home):
     result = run(home, "ab", "--by", "rfm_segment")
     assert result.returncode == 0, result.stderr
