@@ -29,9 +29,12 @@ def _artifacts(client, run_id: str, folder: str) -> set[str]:
     return {Path(a.path).name for a in client.list_artifacts(run_id, folder)}
 
 
-def test_ab_reads_an_own_transactions_file_as_features_does(home):
+def test_ab_reads_an_own_transactions_file_as_features_does(tmp_path):
     """--column, --sep and --timestamp-format, as `features` and `train` take them: a shop's
-    own export gives the same segments, so the same table, as the sample's file."""
+    own export gives the same segments, so the same table, as the sample's file. (A home of its
+    own: the module's counts its runs.)"""
+    home = new_home(tmp_path)
+    assert run(home, "data", "--n-customers", "400").returncode == 0
     sample = (home / "data/sample/transactions.csv").read_text().splitlines()
     header, *lines = sample
     renamed = header.replace("customer_id", "Client").replace("timestamp", "When")
