@@ -969,6 +969,7 @@ def promote(
     from crm_ltv.features.config import ConfigError
     from crm_ltv.training.registry import (
         chosen_version,
+        gate_objection,
         horizon_of,
         model_names,
         promote_by_hand,
@@ -1018,6 +1019,11 @@ def promote(
             continue
         before = f"v{previous}" if previous else "none"
         typer.echo(f"{name}: {aliases[name]} {before} -> v{moved}")
+        objection = gate_objection(name, moved)
+        if objection is not None:  # a hand promotion overrides the gate: say what it said
+            typer.echo(
+                f"warning: {name} v{moved} was held back by its run's gate: {objection}", err=True
+            )
 
 
 @app.command()

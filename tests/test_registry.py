@@ -126,6 +126,10 @@ def test_a_new_model_must_also_beat_the_baseline_and_the_reason_gives_each_margi
     hair = decide_promotion(ours, None, floor, baseline={"roc_auc": 0.80 - 8.6e-6})
     assert hair.promote and "(+8.6e-06; within the 0.001 a champion must" in hair.reason
     assert "a champion" not in ahead.reason
+    # the same ranking summed in another order: +1.1e-16 is a tie, not a lead
+    tie = decide_promotion({"roc_auc": 0.6905}, None, floor, baseline={"roc_auc": 0.6905 - 1.1e-16})
+    assert not tie.promote
+    assert "does not beat bgnbd's 0.6905 (+1.1e-16; equal but for floating-point" in tie.reason
 
 
 @pytest.mark.parametrize(

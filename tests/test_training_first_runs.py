@@ -95,6 +95,40 @@ def test_a_refit_champion_is_compared_by_its_own_figures_only_on_the_same_data(t
     assert "champion v1's" not in other.stdout
 
 
+def test_a_run_on_an_older_history_leaves_the_champion_and_says_its_verdicts(tmp_path):
+    """The sample cut six months short, after a run on all of it: its champion has seen newer
+    data, so the cut run does not replace it (it did, on its thresholds alone), and the reason
+    still gives the thresholds' verdicts (they were dropped whenever a champion was left
+    alone); promoting it by hand says what its gate held against it."""
+    home = new_home(tmp_path)
+    without_baseline_gate(home)
+    assert run(home, "data", "--n-customers", "600").returncode == 0
+    assert run(home, "train").returncode == 0
+    tx = pd.read_csv(home / "data/sample/transactions.csv", dtype={"customer_id": str})
+    end = pd.Timestamp(tx["timestamp"].max()) - pd.Timedelta(days=182)
+    tx[pd.to_datetime(tx["timestamp"]) <= end].to_csv(home / "older.csv", index=False)
+    config = yaml.safe_load((home / "configs/train.yaml").read_text())
+    config["promotion"]["churn"]["thresholds"] = {"roc_auc": {"min": 0.99}}
+    config["level"]["seasonal"] = False  # no level set: scored far from its data, still said
+    (home / "configs/train.yaml").write_text(yaml.safe_dump(config))
+    older = run(home, "train", "--transactions", str(home / "older.csv"))
+    assert older.returncode == 0, older.stderr
+    for kind in ("churn", "ltv"):
+        [line] = [x for x in older.stdout.splitlines() if x.startswith(f"{kind}: {kind} v2 ")]
+        assert f"{kind} v2 not promoted: champion v1 has seen data up to " in line, line
+        assert "a run on an older history does not replace it; left alone" in line, line
+    assert "fails thresholds: roc_auc 0." in older.stdout and "< min 0.99" in older.stdout
+    moved = run(home, "promote", "--model", "churn", "--version", "2", "--pair")
+    assert moved.returncode == 0, moved.stderr
+    assert "warning: churn v2 was held back by its run's gate: " in moved.stderr
+    assert "fails thresholds: roc_auc" in moved.stderr
+    assert "ltv v2" not in moved.stderr  # its thresholds passed: nothing held against it
+    last = f"{pd.to_datetime(tx['timestamp']).max():%Y-%m-%d}"
+    scored = run(home, "score", "--as-of", last, "--out", str(home / "s.csv"))
+    assert scored.returncode == 0, scored.stderr
+    assert f"churn v2's of its training windows (labels up to {end:%Y-%m}-" in scored.stderr
+
+
 def test_a_model_that_does_not_beat_bgnbd_is_not_champion(tmp_path):
     """The gate's main rule, end to end: every other test home turns it off (a few hundred
     sample customers do not always beat BG/NBD). One-split boosters without BG/NBD's inputs

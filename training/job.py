@@ -381,13 +381,12 @@ def _register_bundle(
         current = champions[kind]
         check = comparisons.get(kind, ChampionCheck())
         label = f"champion v{current.version}" if current is not None else "the champion"
-        if check.left_alone is not None:
-            decision = Decision(False, check.left_alone)
-        else:
-            uncompared = current is not None and check.metrics is None
-            decision = decide_promotion(ours, check.metrics, gate, label, baseline, uncompared)
-            if check.note is not None:
-                decision = Decision(decision.promote, f"{check.note}; {decision.reason}")
+        uncompared = current is not None and check.metrics is None
+        decision = decide_promotion(ours, check.metrics, gate, label, baseline, uncompared)
+        if check.left_alone is not None:  # the thresholds' and baseline's verdicts said too
+            decision = Decision(False, f"{check.left_alone}; {decision.reason}")
+        elif check.note is not None:
+            decision = Decision(decision.promote, f"{check.note}; {decision.reason}")
         partner = champions["ltv" if kind == "churn" else "churn"]
         other_horizon = None if partner is None else horizon_of(partner)
         lone = current is None and other_horizon not in (None, split.horizon_days)
@@ -490,6 +489,14 @@ def _score_champion(
         return ChampionCheck(
             left_alone=f"{label} predicts a {bundle.horizon_days}-day horizon, this run "
             f"{split.horizon_days} days: not comparable, {keep}"
+        )
+    horizon = pd.Timedelta(days=split.horizon_days)
+    ours = split.plan.test + horizon  # the newest label either fit has seen
+    if "test_cutoff" in current.tags and pd.Timestamp(current.tags["test_cutoff"]) + horizon > ours:
+        theirs = pd.Timestamp(current.tags["test_cutoff"]) + horizon
+        return ChampionCheck(
+            left_alone=f"{label} has seen data up to {theirs:%Y-%m-%d}, later than this run "
+            f"({ours:%Y-%m-%d}): a run on an older history does not replace it; {keep}"
         )
     seen = bundle.metadata.get("labels_through")
     if seen is not None and pd.Timestamp(seen) > split.plan.test:

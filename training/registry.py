@@ -58,6 +58,11 @@ class ThresholdCheck:
     notes: list[str]
 
 
+# A gain this small is floating-point noise, not a lead: a one-round booster on BG/NBD's offset
+# ranks as BG/NBD does, and its AUC read +1.1e-16 over BG/NBD's, which "beat" it.
+TIE = 1e-12
+
+
 def check_thresholds(metrics: dict[str, float], gate: GateConfig) -> ThresholdCheck:
     failures: list[str] = []
     notes: list[str] = []
@@ -116,11 +121,13 @@ def decide_promotion(
             continue
         ours, theirs = new[metric], other[metric]
         gain = ours - theirs if higher else theirs - ours
-        better = gain > needed
+        better = gain > needed + TIE
         promote &= better
         verdict = "beats" if better else "does not beat"
-        short = f"; gain {gain:.2g}, not more than {needed:g}" if 0 < gain <= needed else ""
-        if label == gate.baseline and 0 < gain <= gate.min_gain_over_champion:
+        short = f"; gain {gain:.2g}, not more than {needed:g}" if TIE < gain <= needed else ""
+        if 0 < abs(gain) <= TIE:  # one ranking, its sums taken in another order
+            short = "; equal but for floating-point rounding"
+        if label == gate.baseline and TIE < gain <= gate.min_gain_over_champion:
             # ahead, but by less than a champion must be beaten by: said, not refused (the
             # issue's rule is to beat it); a one-round booster on BG/NBD's offset does this
             short = (
@@ -213,6 +220,13 @@ def promote_by_hand(
         when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         MlflowClient().set_model_version_tag(name, chosen, "promoted_by_hand", when)
     return (previous.version if previous else None), chosen
+
+
+def gate_objection(name: str, version: str) -> str | None:
+    """What the run's gate held against a version (a failed threshold, a baseline or champion
+    not beaten), said when it is promoted by hand; None if nothing."""
+    reason = MlflowClient().get_model_version(name, version).tags.get("promotion", "")
+    return reason if "fails thresholds" in reason or "does not beat" in reason else None
 
 
 def chosen_version(name: str, version: str | None, made_by: str) -> ModelVersion:

@@ -123,8 +123,12 @@ class Champions:
         far = []
         for c in (self.churn, self.ltv):
             at = c.bundle.level.get("cutoff")
+            said = f"{c.name} v{c.version}'s for the {self.horizon_days} days after {at}"
+            if at is None:  # no level set (no year of history, level.seasonal off, Dask): its
+                at = c.bundle.metadata.get("labels_through")  # training windows' average
+                said = f"{c.name} v{c.version}'s of its training windows (labels up to {at})"
             if at is not None and abs(cutoff - pd.Timestamp(at)) > LEVEL_TOLERANCE:
-                far.append(f"{c.name} v{c.version}'s for the {self.horizon_days} days after {at}")
+                far.append(said)
         if not far:
             return None
         return (
