@@ -206,6 +206,13 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     }
     logged = {a.path for a in client.list_artifacts(parents[0].info.run_id, "config")}
     assert {"config/tune.yaml", "config/train.yaml", "config/train.json"} <= logged
+    trained = run(home, "train")  # with the best params, and says which
+    assert trained.returncode == 0, trained.stderr
+    [training] = client.search_runs([experiment.experiment_id], "tags.kind = 'training'")
+    used = mlflow.artifacts.load_dict(f"{training.info.artifact_uri}/config/tuned_params.json")
+    assert used == {"churn": saved["churn"], "ltv": saved["ltv"]}
+    lr = saved["churn"]["learning_rate"]
+    assert float(training.data.params["churn_learning_rate"]) == pytest.approx(lr)
     for child in children:
         assert child.data.tags["kind"] == "trial" and child.data.tags["data_sha256"] == data
         if child.data.tags["trial_state"] == "complete":  # the training children's names

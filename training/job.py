@@ -313,6 +313,8 @@ def _log_provenance(
         }
     )
     mlflow.log_dict(config.model_dump(mode="json"), "config/train.json")
+    if tuned:  # what overrides train.json's booster params (its file is overwritten by tuning)
+        mlflow.log_dict(tuned, "config/tuned_params.json")
     log_config_files(paths, ("data", "features", "train"))
     mlflow.log_dict({"features": split.feature_names}, "features.json")
     return tags
