@@ -65,10 +65,12 @@ def _paths() -> Paths:
     from crm_ltv.features.paths import HOME_ENV, Paths
 
     paths = Paths.from_env()
-    if paths.root.exists() and not paths.root.is_dir():  # was blamed on --out, which it holds
+    existing = next(p for p in (paths.root, *paths.root.parents) if p.exists())
+    if not existing.is_dir():  # was blamed on --out, the first path made under it
         from crm_ltv.features.config import ConfigError
 
-        raise ConfigError(f"project home {paths.root} (--home or ${HOME_ENV}): is not a folder")
+        why = "is a file" if existing == paths.root else f"cannot be a folder: {existing} is a file"
+        raise ConfigError(f"project home {paths.root} (--home or ${HOME_ENV}): {why}")
     return paths
 
 
@@ -290,7 +292,7 @@ def _writable(path: Path, option: str) -> Path:
         raise ConfigError(f"{option} {path}: cannot make its folder ({exc.strerror})") from None
     refused = write_refused(path)
     if refused is not None:
-        raise ConfigError(f"{option} {path}: cannot be written there ({refused})")
+        raise ConfigError(f"{option}: {refused}")
     return path
 
 

@@ -37,6 +37,7 @@ from crm_ltv.training.config import GateConfig
 from crm_ltv.training.errors import BundleError
 from crm_ltv.training.job import model_input_example
 from crm_ltv.training.registry import (
+    GATE_TAG,
     RegistryError,
     decide_promotion,
     describe_model,
@@ -246,7 +247,12 @@ def run_uplift(
         version = register_version(
             model_uri,
             config.model_name,
-            {"run_id": run_id, config.compare: f"{metric:.6f}", "promotion": reason},
+            {
+                "run_id": run_id,
+                config.compare: f"{metric:.6f}",
+                "promotion": reason,
+                GATE_TAG: "passed" if promote else "held",
+            },
         )
         describe_model(
             config.model_name,

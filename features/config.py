@@ -185,15 +185,14 @@ class FeatureConfig(_Frozen):
 
     @model_validator(mode="after")
     def _rules_read_features(self) -> FeatureConfig:
-        """A rule naming no feature (a typo) is refused as the config is read: found only when
-        the stages are computed, it stopped `features` and `train` after loading every line,
-        and failed each of the service's calls after it had said it was ready."""
+        """A rule naming no numeric feature (a typo, a segment) is refused as the config is read:
+        found only when the stages were computed, it stopped `features` and `train` after
+        loading every line, and failed each of the service's calls after it said it was ready."""
         from crm_ltv.features.registry import check_feature_names, feature_registry  # reads us
 
-        known = [s.name for s in feature_registry(self) if s.name != "lifecycle_stage"]
-        for number, rule in enumerate(self.lifecycle.rules, start=1):
-            where = f"lifecycle.rules[{number}] ({rule.stage}).when"
-            check_feature_names(rule.when, known, where)
+        known = [s.name for s in feature_registry(self) if s.kind == "numeric"]  # compared
+        for number, rule in enumerate(self.lifecycle.rules):
+            check_feature_names(rule.when, known, f"lifecycle.rules.{number}.when")
         return self
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -69,23 +68,6 @@ class ServingConfig(_Frozen):
         if value.endswith(("/", "\\")):
             raise ValueError(f"{value!r} names a folder: give a file, such as logs/decisions.jsonl")
         return value
-
-
-def decision_log_problem(path: Path) -> str | None:
-    """Why decisions cannot be appended to `path`, or None. Checked before the server starts:
-    a worker that cannot make the log's folder crashes as it starts, again and again, and one
-    that cannot open the log answers every call with a 500. Nothing is created here."""
-    if path.is_dir():
-        return f"{path} is a folder, not a file"
-    existing = next(folder for folder in (path, *path.parents) if folder.exists())
-    if existing != path and not existing.is_dir():
-        return f"{existing} is a file, so {path} cannot be made"
-    refused = write_refused(path)
-    if refused is None:
-        return None
-    if existing == path:
-        return f"{path} is not writable ({refused})"
-    return f"{path} cannot be made: {existing} is not writable ({refused})"
 
 
 def bentoml_settings(config: ServingConfig) -> dict[str, Any]:
@@ -238,7 +220,9 @@ def check_service_configs(paths: Paths) -> None:
     not a server that says it serves and never gets ready (a worker only logs it)."""
     where = paths.config_file("serving")
     serving = load_config(ServingConfig, where)
-    problem = decision_log_problem(paths.root / serving.decision_log)
+    # a worker that cannot make the log's folder crashed as it started, again and again; one
+    # that cannot open the log answered every call with a 500
+    problem = write_refused(paths.root / serving.decision_log)
     if problem is not None:
         raise ConfigError(f"{where}: decision_log: {problem}")
     ScoringConfigs.load(paths)

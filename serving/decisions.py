@@ -9,6 +9,7 @@ outcomes needs: as_of, request id, model versions.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -52,8 +53,13 @@ class DecisionLog:
             + b"\n"  # pydantic's encoder: five times json.dumps' speed
             for i, a in enumerate(answers)
         )
-        with self.path.open("ab") as out:
-            out.write(lines)
+        try:
+            with self.path.open("ab") as out:
+                out.write(lines)
+        except OSError:  # a full disk may have taken part of a line: the next starts anew
+            with contextlib.suppress(OSError):
+                _end_last_line(self.path)
+            raise
 
 
 def _end_last_line(path: Path) -> None:

@@ -56,13 +56,17 @@ MISTAKES = [
     (["data", "--out", "{home}/a_file"], "--out {home}/a_file: cannot be made a folder"),
     (["init", "{home}/a_file"], "cannot be made a folder"),
     (["--home", "{home}/a_file", "features"],  # was blamed on --out, under a file
-     "project home {home}/a_file (--home or $CRM_LTV_HOME): is not a folder"),
+     "project home {home}/a_file (--home or $CRM_LTV_HOME): is a file"),
+    (["--home", "{home}/a_file/sub", "features"],
+     "project home {home}/a_file/sub (--home or $CRM_LTV_HOME): cannot be a folder: "
+     "{home}/a_file is a file"),
     (["score", "--as-of", "2025-01-01", "--out", "{home}/a_folder.csv"], "is a folder"),
     (["features", "--out", "{home}/a_folder.csv"], "--out {home}/a_folder.csv: is a folder"),
     # root may write where the file system may not: a traceback once all the work was done
     (["features", "--out", "/sys/features.parquet"],
-     "--out /sys/features.parquet: cannot be written there (Permission denied)"),
-    (["score", "--as-of", "2025-01-01", "--out", "/sys/scores.csv"], "cannot be written there"),
+     "--out: /sys/features.parquet cannot be made: /sys is not writable (Permission denied)"),
+    (["score", "--as-of", "2025-01-01", "--out", "/sys/scores.csv"],
+     "--out: /sys/scores.csv cannot be made: /sys is not writable"),
     (["features", "--transactions", "{home}/anonymous.csv"], "no usable row in"),
     (["ab", "--campaigns", "{home}/no_outcomes.csv"], "has an outcome yet"),
     (["ab", "--transactions", "{home}/anonymous.csv"], "read for the segments of --by only"),

@@ -70,12 +70,13 @@ def test_a_rule_on_no_feature_is_refused_as_the_config_is_read(tmp_path):
     for typo, said in [
         ("recency_dayz", "(did you mean 'recency_days'?)"),
         ("lifecycle_stage", "no feature of that name"),
+        ("rfm_segment", "no feature of that name"),  # a label: no number to compare
     ]:
         path = tmp_path / "features.yaml"
         path.write_text(shipped.replace("{recency_days: {gt: 365}}", f"{{{typo}: {{gt: 365}}}}"))
         with pytest.raises(ConfigError) as caught:
             load_config(FeatureConfig, path)
-        assert str(caught.value).startswith(f"{path}: lifecycle.rules[1] (lapsed).when.{typo}: ")
+        assert str(caught.value).startswith(f"{path}: lifecycle.rules.0.when.{typo}: ")
         assert said in str(caught.value)
     assert load_config(FeatureConfig, ROOT / "configs/features.yaml").lifecycle.rules
 

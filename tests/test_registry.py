@@ -130,6 +130,9 @@ def test_a_new_model_must_also_beat_the_baseline_and_the_reason_gives_each_margi
     tie = decide_promotion({"roc_auc": 0.6905}, None, floor, baseline={"roc_auc": 0.6905 - 1.1e-16})
     assert not tie.promote
     assert "does not beat bgnbd's 0.6905 (+1.1e-16; equal but for floating-point" in tie.reason
+    money = GateConfig(compare="rmse", baseline="bgnbd")  # lower is better, money-sized
+    tie = decide_promotion({"rmse": 0.3 * 1e5}, None, money, baseline={"rmse": (0.1 + 0.2) * 1e5})
+    assert not tie.promote and "equal but for floating-point rounding" in tie.reason
 
 
 @pytest.mark.parametrize(

@@ -636,7 +636,7 @@ def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
          "actions.welcome_offer.eligible: lifecycle_stages: unknown ['loyl']"),
         # ready, and every /score with transactions answered 500 (found as stages were built)
         ("features", ("when: {recency_days: {gt: 365}}", "when: {recency_dayz: {gt: 365}}"),
-         "lifecycle.rules[1] (lapsed).when.recency_dayz: no feature of that name "
+         "lifecycle.rules.0.when.recency_dayz: no feature of that name "
          "(did you mean 'recency_days'?)"),
         # ready, and every /score answered 500: root may write where the file system may not
         ("serving", "decision_log: /sys/decisions.jsonl\n",

@@ -34,6 +34,7 @@ from crm_ltv.training.pipeline import (
     train_models,
 )
 from crm_ltv.training.registry import (
+    GATE_TAG,
     Decision,
     PreBundleVersionError,
     champion_version,
@@ -405,6 +406,7 @@ def _register_bundle(
             "evaluation": split.evaluation,  # out-of-customer metrics read otherwise
             "run_id": run.info.run_id,
             "promotion": decision.reason,
+            GATE_TAG: "passed" if decision.promote else "held",  # said if promoted by hand
             "metrics_of": "evaluation_fit",  # the registered bundle may be its refit
             "registered_fit": "refit" if "labels_through" in bundle.metadata else "evaluated",
             **{f"metric.{k}": f"{v:.4f}" for k, v in ours.items()},
@@ -492,13 +494,13 @@ def _score_champion(
             left_alone=f"{label} predicts a {bundle.horizon_days}-day horizon, this run "
             f"{split.horizon_days} days: not comparable, {keep}"
         )
-    horizon = pd.Timedelta(days=split.horizon_days)
-    ours = split.plan.test + horizon  # the newest label either fit has seen
-    if "test_cutoff" in current.tags and pd.Timestamp(current.tags["test_cutoff"]) + horizon > ours:
-        theirs = pd.Timestamp(current.tags["test_cutoff"]) + horizon
+    theirs = pd.Timestamp(current.tags.get("test_cutoff", pd.NaT))  # NaT (no tag): not later
+    if theirs > split.plan.test:
+        horizon = pd.Timedelta(days=split.horizon_days)  # the champion's too (checked above)
         return ChampionCheck(
-            left_alone=f"{label} has seen data up to {theirs:%Y-%m-%d}, later than this run "
-            f"({ours:%Y-%m-%d}): a run on an older history does not replace it; {keep}"
+            left_alone=f"{label} has seen data up to {theirs + horizon:%Y-%m-%d}, later than "
+            f"this run ({split.plan.test + horizon:%Y-%m-%d}): a run on an older history does "
+            f"not replace it; {keep}"
         )
     seen = bundle.metadata.get("labels_through")
     if seen is not None and pd.Timestamp(seen) > split.plan.test:

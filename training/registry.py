@@ -58,8 +58,9 @@ class ThresholdCheck:
     notes: list[str]
 
 
-# A gain this small is floating-point noise, not a lead: a one-round booster on BG/NBD's offset
-# ranks as BG/NBD does, and its AUC read +1.1e-16 over BG/NBD's, which "beat" it.
+# A gain this small (relative to the figure beaten) is floating-point noise, not a lead: a
+# one-round booster on BG/NBD's offset ranks as BG/NBD does, and its AUC read +1.1e-16 over
+# BG/NBD's, which "beat" it.
 TIE = 1e-12
 
 
@@ -121,13 +122,14 @@ def decide_promotion(
             continue
         ours, theirs = new[metric], other[metric]
         gain = ours - theirs if higher else theirs - ours
-        better = gain > needed + TIE
+        tie = TIE * max(1.0, abs(theirs))  # relative: an RMSE is money-sized
+        better = gain > needed + tie
         promote &= better
         verdict = "beats" if better else "does not beat"
-        short = f"; gain {gain:.2g}, not more than {needed:g}" if TIE < gain <= needed else ""
-        if 0 < abs(gain) <= TIE:  # one ranking, its sums taken in another order
+        short = f"; gain {gain:.2g}, not more than {needed:g}" if tie < gain <= needed else ""
+        if 0 < abs(gain) <= tie:  # one ranking, its sums taken in another order
             short = "; equal but for floating-point rounding"
-        if label == gate.baseline and TIE < gain <= gate.min_gain_over_champion:
+        if label == gate.baseline and tie < gain <= gate.min_gain_over_champion:
             # ahead, but by less than a champion must be beaten by: said, not refused (the
             # issue's rule is to beat it); a one-round booster on BG/NBD's offset does this
             short = (
@@ -222,10 +224,17 @@ def promote_by_hand(
     return (previous.version if previous else None), chosen
 
 
+GATE_TAG = "gate"  # "passed" or "held": the run's gate on the version (its reason: `promotion`)
+
+
 def gate_objection(name: str, version: str) -> str | None:
-    """What the run's gate held against a version (a failed threshold, a baseline or champion
-    not beaten), said when it is promoted by hand; None if nothing."""
-    reason = MlflowClient().get_model_version(name, version).tags.get("promotion", "")
+    """Why the run's gate held a version back (a failed threshold, a model not beaten, a
+    champion it could not replace), said when it is promoted by hand; None if it passed.
+    Versions registered before the tag: read from the reason."""
+    tags = MlflowClient().get_model_version(name, version).tags
+    reason = tags.get("promotion", "")
+    if GATE_TAG in tags:
+        return reason if tags[GATE_TAG] == "held" else None
     return reason if "fails thresholds" in reason or "does not beat" in reason else None
 
 
