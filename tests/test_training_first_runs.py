@@ -189,6 +189,12 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     best = max(done, key=lambda t: t.value)
     assert saved["churn"] == best.params and saved["validation"]["churn"] == {"auc": best.value}
     assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == len(trials) == 3
+    # each study draws its own parameters (one seed for both drew the same, trial for trial)
+    [ltv_study] = re.findall(r"study (crm-ltv-ltv-h90-[0-9a-f]{8})", first.stderr)
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    ltv_trials = optuna.load_study(study_name=ltv_study, storage=storage).trials
+    assert len(ltv_trials) == 3
+    assert all(a.params != b.params for a, b in zip(trials, ltv_trials, strict=True))
     client = mlflow_client(home)
     experiment = client.get_experiment_by_name("crm-ltv")
     runs = client.search_runs([experiment.experiment_id])

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -207,8 +208,10 @@ def run_study(
     direction = "maximize" if higher_is_better(metric) else "minimize"
     study = open_study(name, storage, direction, tune.pruning_warmup_rounds)
     # Seeded by the trials already run: a resumed study draws new parameters, not its first
-    # trials' again (TPE's first draws are random).
-    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.trials))
+    # trials' again (TPE's first draws are random); and by the model, so that the churn and
+    # LTV studies do not draw the same parameters trial for trial.
+    seed = zlib.crc32(f"{kind}:{config.seed}:{len(study.trials)}".encode())
+    study.sampler = optuna.samplers.TPESampler(seed=seed)
     if study.direction.name.lower() != direction:
         raise ConfigError(
             f"study {name} in {storage} {study.direction.name.lower()}s, but {metric} is to "
