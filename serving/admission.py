@@ -136,6 +136,29 @@ class ConcurrencyLimit:
         await _answer(send, 413, {"error": message}, [])
 
 
+class NotServing:
+    """Answers a scoring call 503 with the worker's reason not to serve (no home for its
+    decision log, models that did not load), once it is known: BentoML words every 5xx alike
+    ("please check the server log"), so raised in the endpoint the reason reached only the
+    server log, with a traceback per call."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        reason: Callable[[], str | None],
+        paths: Collection[str] = SCORING_PATHS,
+    ) -> None:
+        self.app, self.reason, self.paths = app, reason, frozenset(paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reason = self.reason() if scope["type"] == "http" and scope["path"] in self.paths else None
+        if reason is None:
+            await self.app(scope, receive, send)
+            return
+        await _answer(send, 503, {"error": f"not serving: {reason}"}, [])
+
+
 FORM_REFUSED = "POST /score takes a JSON body (content-type: application/json), not a form"
 _FORMS = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 

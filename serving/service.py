@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from bentoml.exceptions import BentoMLException, ServiceUnavailable
 from crm_ltv.features.config import ConfigError, load_config
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.paths import HOME_ENV, Paths
-from crm_ltv.serving.admission import SCORING_PATHS, ConcurrencyLimit
+from crm_ltv.serving.admission import SCORING_PATHS, ConcurrencyLimit, NotServing
 from crm_ltv.serving.config import SERVICE_NAME, ScoringConfigs, ServingConfig, bentoml_settings
 from crm_ltv.serving.decisions import DecisionLog
 from crm_ltv.serving.holdout import apply_holdout
@@ -168,6 +169,17 @@ def _echoable(given: bytes) -> bool:
     return bool(given) and _request_id_problem(given.decode("latin-1")) is None
 
 
+@dataclass
+class _NotServing:
+    """This worker's reason not to serve, once known (set by the service as it starts or loads
+    its models; NotServing answers it to every scoring call)."""
+
+    reason: str | None = None
+
+
+NOT_SERVING = _NotServing()
+
+
 def decision_log_path() -> Path:
     """The decision log in the project home (CRM_LTV_HOME, else the working directory). A Bento
     served by hand runs from its own src folder: decisions written there (customer ids and
@@ -217,13 +229,12 @@ class CrmLtv:
     def __init__(self) -> None:
         quiet_client_errors()
         self.scorer: Scorer | None = None
-        self.failure: str | None = None
         self.loaded = threading.Event()
         try:
             self.decisions = DecisionLog(decision_log_path())
-        except ConfigError as exc:  # not ready, and every call says why (503)
-            self.failure = f"{type(exc).__name__}: {exc}"
-            logger.error("not serving: %s", self.failure)
+        except ConfigError as exc:  # not ready, and every call says why (503, NotServing)
+            NOT_SERVING.reason = f"{type(exc).__name__}: {exc}"
+            logger.error("not serving: %s", NOT_SERVING.reason)
             self.loaded.set()
             return
         threading.Thread(target=self._load, name="load-models", daemon=True).start()
@@ -258,8 +269,8 @@ class CrmLtv:
             self.scorer = Scorer(champions, configs.features, configs.nba, settings(), uplift)
         except (ConfigError, ValueError, OSError, ChampionError, BentoMLException) as exc:
             # BentoMLException: a pinned copy deleted from the store (NotFound)
-            self.failure = f"{type(exc).__name__}: {exc}"
-            logger.error("models not loaded: %s", self.failure)
+            NOT_SERVING.reason = f"{type(exc).__name__}: {exc}"
+            logger.error("models not loaded: %s", NOT_SERVING.reason)
             return
         # The models and modules live as long as the worker: keep the cyclic GC from scanning
         # them again and again while requests allocate.
@@ -282,7 +293,7 @@ class CrmLtv:
             # serve (waiting in a thread, so this worker's probes still answer meanwhile).
             await anyio.to_thread.run_sync(self.loaded.wait, settings().model_load_wait_seconds)
         if self.scorer is None:
-            raise ServiceUnavailable(self.failure or "models are still loading; see /readyz")
+            raise ServiceUnavailable(NOT_SERVING.reason or "models still loading; see /readyz")
         now = datetime.now(UTC).replace(tzinfo=None)
         try:
             scored = self.scorer.score_with_views(customers, now)
@@ -311,3 +322,5 @@ CrmLtv.add_asgi_middleware(
     retry_after=lambda: settings().retry_after_seconds,
     max_body_bytes=lambda: settings().max_request_mb * 2**20,
 )
+
+CrmLtv.add_asgi_middleware(NotServing, reason=lambda: NOT_SERVING.reason)

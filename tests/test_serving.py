@@ -767,6 +767,23 @@ def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home
         answer = httpx.post(f"http://127.0.0.1:{port}/score", json=body, timeout=60)
         assert answer.status_code == 200, answer.text
         assert answer.json()["customers"][0]["model_versions"] == {"churn": "1", "ltv": "1"}
+        # Served by hand without CRM_LTV_HOME, its decision log would lie inside the Bento: not
+        # ready, and every call says why (BentoML's own 503 body said "check the server log")
+        homeless = {k: v for k, v in offline.items() if k != "CRM_LTV_HOME"}
+        port, log = free_port(), home / "serve_bento_homeless.log"
+        lost = start_server(
+            [bentoml_cli, "serve", "crm-ltv:latest", "--port", str(port)], homeless, log
+        )
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/readyz", lost, log, until=frozenset({503}))
+            refused = httpx.post(f"http://127.0.0.1:{port}/score", json=body, timeout=60)
+        finally:
+            stop_server(lost)
+        assert refused.status_code == 503, refused.text
+        error = refused.json()["error"]
+        assert (
+            error.startswith("not serving: ConfigError: decision log ") and "CRM_LTV_HOME" in error
+        )
     finally:
         stop_server(process)
         subprocess.run(
