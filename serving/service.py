@@ -230,6 +230,7 @@ class CrmLtv:
         quiet_client_errors()
         self.scorer: Scorer | None = None
         self.loaded = threading.Event()
+        NOT_SERVING.reason = None  # this instance's own, in a process that made one before
         try:
             self.decisions = DecisionLog(decision_log_path())
         except ConfigError as exc:  # not ready, and every call says why (503, NotServing)
