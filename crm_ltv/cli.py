@@ -62,10 +62,10 @@ def _home(
 
 
 def _paths() -> Paths:
-    from crm_ltv.features.paths import HOME_ENV, Paths
+    from crm_ltv.features.paths import HOME_ENV, Paths, nearest_existing
 
     paths = Paths.from_env()
-    existing = next(p for p in (paths.root, *paths.root.parents) if p.exists())
+    existing = nearest_existing(paths.root)
     if not existing.is_dir():  # was blamed on --out, the first path made under it
         from crm_ltv.features.config import ConfigError
 
@@ -619,6 +619,7 @@ def _check_out(out: Path | None, on_dask: bool, inputs: tuple[Path | None, ...])
     import glob
 
     from crm_ltv.features.config import ConfigError
+    from crm_ltv.features.paths import nearest_existing
 
     if out is None:
         return
@@ -637,8 +638,8 @@ def _check_out(out: Path | None, on_dask: bool, inputs: tuple[Path | None, ...])
     if not on_dask and not a_file:
         raise ConfigError(f"--out {out}: expected a .csv or .parquet file name")
     if on_dask:  # a folder of parts: not where a file is (found after all the work before)
-        blocked = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
-        if blocked is not None:
+        blocked = nearest_existing(out)  # a folder: so is every one above it
+        if not blocked.is_dir():
             raise ConfigError(
                 f"--out {out}: {blocked} is a file; --engine dask writes a folder of parts"
             )

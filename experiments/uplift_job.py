@@ -37,10 +37,10 @@ from crm_ltv.training.config import GateConfig
 from crm_ltv.training.errors import BundleError
 from crm_ltv.training.job import model_input_example
 from crm_ltv.training.registry import (
-    GATE_TAG,
     RegistryError,
     decide_promotion,
     describe_model,
+    gate_tags,
     load_uplift_champion,
     log_bundle,
     register_version,
@@ -247,12 +247,7 @@ def run_uplift(
         version = register_version(
             model_uri,
             config.model_name,
-            {
-                "run_id": run_id,
-                config.compare: f"{metric:.6f}",
-                "promotion": reason,
-                GATE_TAG: "passed" if promote else "held",
-            },
+            {"run_id": run_id, config.compare: f"{metric:.6f}", **gate_tags(promote, reason)},
         )
         describe_model(
             config.model_name,

@@ -17,30 +17,35 @@ HOME_ENV = "CRM_LTV_HOME"
 CONFIG_AREAS = ("data", "features", "sample", "train", "tune", "serving", "nba", "experiments")
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path` itself if it exists, else its nearest ancestor that does (the root at least)."""
+    return next(p for p in (path, *path.parents) if p.exists())
+
+
 def write_refused(path: Path) -> str | None:
     """Why `path` cannot be written as a file, or None. Found by opening it for appending, or
     a temporary file in the nearest folder that exists, as a writer would: permission bits
     tell root nothing about /sys or a read-only mount. A link is followed (a dangling one
     names where the file would be made); nothing is left, and no folder is made."""
     path = path.resolve()
-    existing = next(folder for folder in (path, *path.parents) if folder.exists())
-    if existing == path and path.is_dir():
-        return f"{path} is a folder, not a file"
-    if existing == path and not path.is_file():  # a FIFO would block the open below
-        return f"{path} is not a regular file"
-    if not existing.is_dir() and existing != path:
-        return f"{existing} is a file, so {path} cannot be made"
-    try:
-        if existing == path:
+    existing = nearest_existing(path)
+    if existing == path:
+        if path.is_dir():
+            return f"{path} is a folder, not a file"
+        if not path.is_file():  # a FIFO would block the open below
+            return f"{path} is not a regular file"
+        try:
             with path.open("ab"):
                 return None
+        except OSError as exc:
+            return f"{path} is not writable ({exc.strerror or exc})"
+    if not existing.is_dir():
+        return f"{existing} is a file, so {path} cannot be made"
+    try:
         with tempfile.TemporaryFile(dir=existing):
             return None
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-    if existing == path:
-        return f"{path} is not writable ({reason})"
-    return f"{path} cannot be made: {existing} is not writable ({reason})"
+        return f"{path} cannot be made: {existing} is not writable ({exc.strerror or exc})"
 
 
 def default_config_file(area: str) -> Path:

@@ -34,13 +34,13 @@ from crm_ltv.training.pipeline import (
     train_models,
 )
 from crm_ltv.training.registry import (
-    GATE_TAG,
     Decision,
     PreBundleVersionError,
     champion_version,
     decide_promotion,
     describe_model,
     evaluation_metrics,
+    gate_tags,
     horizon_of,
     load_bundle,
     log_bundle,
@@ -405,8 +405,7 @@ def _register_bundle(
             "test_cutoff": f"{split.plan.test:%Y-%m-%d}",
             "evaluation": split.evaluation,  # out-of-customer metrics read otherwise
             "run_id": run.info.run_id,
-            "promotion": decision.reason,
-            GATE_TAG: "passed" if decision.promote else "held",  # said if promoted by hand
+            **gate_tags(decision.promote, decision.reason),  # said if promoted by hand
             "metrics_of": "evaluation_fit",  # the registered bundle may be its refit
             "registered_fit": "refit" if "labels_through" in bundle.metadata else "evaluated",
             **{f"metric.{k}": f"{v:.4f}" for k, v in ours.items()},

@@ -227,6 +227,11 @@ def promote_by_hand(
 GATE_TAG = "gate"  # "passed" or "held": the run's gate on the version (its reason: `promotion`)
 
 
+def gate_tags(promote: bool, reason: str) -> dict[str, str]:
+    """A new version's tags of its run's gate, as `gate_objection` reads them."""
+    return {"promotion": reason, GATE_TAG: "passed" if promote else "held"}
+
+
 def gate_objection(name: str, version: str) -> str | None:
     """Why the run's gate held a version back (a failed threshold, a model not beaten, a
     champion it could not replace), said when it is promoted by hand; None if it passed.
