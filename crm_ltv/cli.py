@@ -1625,6 +1625,8 @@ def outcomes(
     max_reject_share: RejectShareOpt = None,
 ) -> None:
     """The service's decisions joined with later transactions, as a campaigns file."""
+    import pandas as pd
+
     from crm_ltv.experiments.outcomes import decision_outcomes, read_decisions, summary
     from crm_ltv.features.config import load_config
     from crm_ltv.serving.config import ServingConfig
@@ -1654,7 +1656,15 @@ def outcomes(
         result.pending.to_csv(pending, index=False, date_format="%Y-%m-%dT%H:%M:%S")
     typer.echo(summary(result, target, pending, window))
     controls = int(result.campaigns["group"].astype(str).eq("control").sum())
-    if len(result.campaigns) and not controls:
+    waiting = result.pending.loc[result.pending["group"].astype(str).eq("control"), "sent_at"]
+    if len(result.campaigns) and not controls and len(waiting):
+        last = waiting.max() + pd.Timedelta(days=window)
+        typer.echo(
+            f"next: every control contact of this log ({len(waiting):,}) is in a response "
+            "window not over yet, and `crm-ltv ab` and `crm-ltv uplift` compare with controls: "
+            f"run outcomes again on transactions up to {last:%Y-%m-%d}"
+        )
+    elif len(result.campaigns) and not controls:
         typer.echo(
             "next: no control contacts in this log (no holdout): `crm-ltv ab` and `crm-ltv "
             "uplift` compare with controls; set holdout.share in configs/serving.yaml"

@@ -204,6 +204,8 @@ class CustomerIn(_Strict):
 def customer_label(customer_id: object) -> str:
     if customer_id is None:
         return "customer (no customer_id)"
+    if isinstance(customer_id, str) and len(customer_id) > MAX_TEXT:  # counted without quotes
+        return f"customer {customer_id[:40]!r}... ({len(customer_id):,} characters)"
     return f"customer {_cut(repr(customer_id))}"
 
 
@@ -279,11 +281,9 @@ def request_error(problems: list[tuple[tuple[str | int, ...], str]]) -> Validati
     """Checks beyond the schema (batch size, duplicates, feature names) in the schema's format;
     the first MAX_PROBLEMS, then how many more (a batch of bad customers once answered 68 MB)."""
     shown = problems[:MAX_PROBLEMS]
-    if len(problems) > MAX_PROBLEMS:
-        more = len(problems) - MAX_PROBLEMS
-        shown.append(
-            (("customers",), f"... and {more:,} more problems (the first {MAX_PROBLEMS} shown)")
-        )
+    title = "ScoreRequest"
+    if len(problems) > MAX_PROBLEMS:  # pydantic counts what is shown: the title says the rest
+        title += f" ({len(problems):,} problems, the first {MAX_PROBLEMS} shown)"
     details: list[InitErrorDetails] = [
         {
             "type": PydanticCustomError("invalid_request", "{message}", {"message": message}),
@@ -292,7 +292,7 @@ def request_error(problems: list[tuple[tuple[str | int, ...], str]]) -> Validati
         }
         for loc, message in shown
     ]
-    return ValidationError.from_exception_data("ScoreRequest", details)
+    return ValidationError.from_exception_data(title, details)
 
 
 class Reason(BaseModel):

@@ -22,7 +22,7 @@ from crm_ltv.features.arrays import Codes, CustomerAttributes, TransactionArrays
 from crm_ltv.features.builders import Column, FeatureColumns, feature_columns
 from crm_ltv.features.config import LIFECYCLE_STAGES, FeatureConfig
 from crm_ltv.features.loading import label_of
-from crm_ltv.features.registry import FeatureSpec, feature_registry
+from crm_ltv.features.registry import MAX_ABS_FEATURE, FeatureSpec, feature_registry
 from crm_ltv.features.rfm import RFM_SEGMENTS
 from crm_ltv.serving.config import NbaConfig, ServingConfig
 from crm_ltv.serving.nba import Customer, Decision, decide
@@ -163,6 +163,41 @@ class Scorer:
                     problems.append(f"features.{name}: {value:g} is {wrong}")
         return problems
 
+    @functools.cached_property
+    def sum_bounds(self) -> dict[str, FeatureSpec]:
+        """Features that sum amounts: the only ones lines within the schema's bounds can carry
+        past the bounds a feature row is held to (10,000 lines of 1e12 make 1e16)."""
+        return {
+            name: spec
+            for name, spec in self.feature_bounds.items()
+            if spec.high == MAX_ABS_FEATURE or spec.low == -MAX_ABS_FEATURE
+        }
+
+    def _check_sums(
+        self, groups: Sequence[FeatureColumns], customers: Sequence[CustomerIn]
+    ) -> None:
+        """Features built from a request's lines are held to a feature row's bounds: the same
+        customer is not scored one way and refused the other."""
+        index = {c.customer_id: i for i, c in enumerate(customers)}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for group in groups:
+            for name, spec in self.sum_bounds.items():
+                values = group.columns.get(name)
+                if values is None or values.dtype == object:
+                    continue
+                for j in np.flatnonzero((values < spec.low) | (values > spec.high)):
+                    cid = str(group.customer_ids[j])
+                    wrong = _out_of_bounds(float(values[j]), spec)
+                    problems.append(
+                        (
+                            ("customers", index[cid]),
+                            f"{customer_label(cid)}: transactions: add up to features.{name} "
+                            f"{values[j]:g}, {wrong} (amounts no customer spends)",
+                        )
+                    )
+        if problems:
+            raise request_error(sorted(problems, key=lambda p: p[0][1]))
+
     def feature_groups(self, customers: Sequence[CustomerIn]) -> list[FeatureColumns]:
         """Features of every customer with a purchase history: one group per as_of built from
         transactions (features.builders, the code training uses), one of given feature rows."""
@@ -222,8 +257,10 @@ class Scorer:
         """Each answer with the policy's view of its customer, which the holdout and the
         decision log read as the policy did."""
         self.check(customers)
+        groups = self.feature_groups(customers)
+        self._check_sums(groups, customers)
         scored: dict[str, Scored] = {}
-        for group in self.feature_groups(customers):
+        for group in groups:
             scored |= self._scored(group, now)
         out = []
         for customer in customers:

@@ -117,8 +117,10 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or ())
-        given = headers.get(b"authorization", b"").decode("latin-1")
-        if hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+        scheme, _, credential = headers.get(b"authorization", b"").partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(
+            credential.lstrip(b" "), self.token.encode()
+        ):  # the scheme's case is free (RFC 7235), the token's is not
             await self.app(scope, receive, send)
             return
         body = b'{"error":"missing or wrong bearer token (Authorization: Bearer <token>)"}'

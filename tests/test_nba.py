@@ -52,6 +52,18 @@ def test_repeat_buyer_gets_a_recommendation_from_the_favourite_category(policy):
     assert decision.expected_value == pytest.approx(0.03 * 30.0 / 0.4 - 0.2)
 
 
+@pytest.mark.parametrize("segment", ["Champions", "Loyal", "Potential Loyalist", "At Risk"])
+def test_every_developing_repeat_buyer_is_recommended_to_whatever_the_segment(policy, segment):
+    """With few purchase days per customer, 3 or 4 score F=4: a developing repeat buyer in
+    Champions or Loyal got no action at all (57% of the sample's new and developing repeat
+    buyers) while the shipped policy's table promised them a recommendation."""
+    c = customer(churn_probability=0.4, predicted_value=30.0, rfm_segment=segment,
+                 lifecycle_stage="developing", favourite_category="garden", frequency=4,
+                 recency_days=151)  # fmt: skip
+    decision = decide(c, policy)
+    assert decision.action == "recommendation" and decision.category == "garden", decision
+
+
 def test_a_new_buyer_is_welcomed_once_quiet_and_recommended_to_once_a_repeat_buyer(policy):
     """The catalogue's promises: a welcome for a new buyer who went quiet (not the day after a
     first order), a recommendation for a repeat buyer from a category they favour."""

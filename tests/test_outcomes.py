@@ -295,3 +295,34 @@ def test_a_decision_counts_again_once_the_last_window_is_over(tmp_path, second, 
     )
     out = kept_decisions(read_decisions(log), 30)
     assert len(out.frame) == kept and out.overlapping == 2 - kept
+
+
+@pytest.mark.parametrize(
+    ("control_at", "said"),
+    [
+        ("2025-08-15", "every control contact of this log (1) is in a response window not over"),
+        (None, "no control contacts in this log (no holdout)"),
+    ],
+    ids=["controls waiting", "no holdout"],
+)
+def test_outcomes_says_whether_controls_wait_or_were_never_held_out(tmp_path, control_at, said):
+    """A holdout whose controls are all still in their window is not a missing holdout: the
+    command says when to come back, and asks for holdout.share only where none was held out."""
+    home = new_home(tmp_path)
+    tx = tmp_path / "tx.csv"
+    TX.to_csv(tx, index=False)
+    lines = [_line("a", "2025-06-15", "win_back")]
+    if control_at is not None:
+        held = _line("y", control_at, "no_action", policy_action="win_back", holdout=True,
+                     propensity=0.1)  # fmt: skip
+        lines.append(held)
+    log = _write(tmp_path / "d.jsonl", lines)
+    done = run(
+        home, "outcomes", "--decisions", str(log), "--transactions", str(tx),
+        "--out", str(tmp_path / "c.csv"), "--window-days", "30",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert said in done.stdout
+    assert ("set holdout.share" in done.stdout) == (control_at is None)
+    if control_at is not None:
+        assert "transactions up to 2025-09-14" in done.stdout

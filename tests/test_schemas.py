@@ -206,20 +206,34 @@ def test_other_actions_and_a_later_signup_are_taken_as_they_are():
     assert customer.signup_date == datetime(2025, 7, 1)
 
 
+def _first_line(body: object) -> str:
+    with pytest.raises(ValidationError) as caught:
+        ScoreRequest.model_validate_json(json.dumps(body).encode())
+    return str(caught.value).splitlines()[0]
+
+
 def test_a_request_with_many_problems_lists_fifty_and_counts_the_rest():
-    errors = _errors({"customers": [{"customer_id": f"c{i}"} for i in range(1_500)]})
-    assert len(errors) == 51
+    """The count in the answer's first line is the request's, not the number shown (a
+    '... and 1,450 more' entry once made it read 51 errors)."""
+    many = {"customers": [{"customer_id": f"c{i}"} for i in range(1_500)]}
+    errors = _errors(many)
+    assert len(errors) == 50
     assert errors[0] == (
         ("customers", 0),
         "customer 'c0': give exactly one of transactions (with as_of) or features",
     )
-    assert errors[-1] == (("customers",), "... and 1,450 more problems (the first 50 shown)")
+    assert _first_line(many) == (
+        "50 validation errors for ScoreRequest (1,500 problems, the first 50 shown)"
+    )
     # at the edge: 50 problems are all listed, the 51st is counted, not listed
-    fifty = _errors({"customers": [{"customer_id": f"c{i}"} for i in range(50)]})
-    assert len(fifty) == 50 and fifty[-1][1].startswith("customer 'c49': ")
-    one_more = _errors({"customers": [{"customer_id": f"c{i}"} for i in range(51)]})
-    assert len(one_more) == 51
-    assert one_more[-1] == (("customers",), "... and 1 more problems (the first 50 shown)")
+    fifty = {"customers": [{"customer_id": f"c{i}"} for i in range(50)]}
+    assert len(_errors(fifty)) == 50 and _errors(fifty)[-1][1].startswith("customer 'c49': ")
+    assert _first_line(fifty) == "50 validation errors for ScoreRequest"
+    one_more = {"customers": [{"customer_id": f"c{i}"} for i in range(51)]}
+    assert len(_errors(one_more)) == 50
+    assert _first_line(one_more) == (
+        "50 validation errors for ScoreRequest (51 problems, the first 50 shown)"
+    )
 
 
 def test_a_feature_row_without_as_of_refuses_a_contact_in_the_future():
@@ -279,10 +293,11 @@ def test_booleans_numbers_as_text_blank_ids_and_long_texts_are_refused(change, w
     assert where in errors[0][1] and words in errors[0][1], errors
 
 
-def test_a_long_id_is_cut_in_its_error():
-    [(_, message)] = _errors({"customers": [_customer(customer_id="x" * 1_000_000)]})
+@pytest.mark.parametrize("length", [257, 1_000_000])
+def test_a_long_id_is_cut_in_its_error_and_its_own_length_given(length):
+    [(_, message)] = _errors({"customers": [_customer(customer_id="x" * length)]})
     assert message == (
-        f"customer '{'x' * 39}... (1,000,002 characters): customer_id: "
+        f"customer '{'x' * 40}'... ({length:,} characters): customer_id: "
         "String should have at most 256 characters"
     )
 

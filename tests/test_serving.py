@@ -348,6 +348,10 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
         ("amounts whose sum overflows (was an infinite value)",
          customer(transactions=[{**tx, "amount": 1e308}, {**tx, "amount": 1e308}]),
          ["customer 'c-ok'", "transactions.0.amount", "less than or equal to 1000000000000"]),
+        ("lines adding up past a feature row's bounds (were scored, the row refused)",
+         customer(transactions=[{**tx, "amount": 1e12}] * 1001),
+         ["customer 'c-ok'",
+          "transactions: add up to features.monetary_total 1.001e+15, above 1e+15"]),
         ("misspelt contact action (escaped the contact cap)",
          customer(contacts=[{"action": "recomendation", "sent_at": "2025-06-01"}]),
          ["customer 'c-ok'", "contacts.0.action", "did you mean 'recommendation'?"]),
@@ -444,7 +448,7 @@ def test_long_texts_are_refused_not_echoed(http):
     response = http.post("/score", json=body)
     assert response.status_code == 400
     assert "customer_id: String should have at most 256 characters" in response.text
-    assert "(1,000,002 characters)" in response.text and len(response.content) < 2_000
+    assert "(1,000,000 characters)" in response.text and len(response.content) < 2_000
     fine = {"customers": [{"customer_id": "x", "as_of": AS_OF, "transactions": []}]}
     response = http.post("/score", json=fine, headers={"X-Request-ID": "r" * 20_000})
     assert response.status_code == 400
@@ -504,13 +508,15 @@ def test_many_bad_customers_get_a_short_answer(http):
     bad = [{"customer_id": f"c{i}"} for i in range(1_500)]  # neither transactions nor features
     response = http.post("/score", json={"customers": bad[:900]})
     assert response.status_code == 400
-    assert "... and 850 more problems (the first 50 shown)" in response.text
+    assert "50 validation errors for ScoreRequest (900 problems, the first 50 shown)" in (
+        response.text
+    )
     assert len(response.content) < 20_000
     over = [{"customer_id": f"c{i}", "features": {}} for i in range(1_500)]  # each misses all
     response = http.post("/score", json={"customers": over})
     assert response.status_code == 400
     assert "1,500 customers; at most 1,000 per request" in response.text
-    assert "more problems" not in response.text and len(response.content) < 2_000
+    assert "shown" not in response.text and len(response.content) < 2_000
     assert http.get("/readyz").status_code == 200
 
 
@@ -531,6 +537,16 @@ def test_auth_needs_the_bearer_token_but_probes_stay_open(server):
     assert wrong.status_code == 401 and "bearer token" in wrong.text
     assert wrong.headers["x-request-id"] == "r1"
     assert httpx.post(f"{base}/score", json=body, headers=_auth()).status_code == 200
+    token = TOKEN
+    for given, status in (
+        (f"bearer {token}", 200),  # the scheme's case is free (RFC 7235)
+        (f"BEARER  {token}", 200),
+        (f"Basic {token}", 401),
+        (f"Bearer {token[:-1]}", 401),
+        (f"Bearer {token.upper()}", 401),
+    ):
+        answer = httpx.post(f"{base}/score", json=body, headers={"Authorization": given})
+        assert answer.status_code == status, given
     for path in ("/readyz", "/livez", "/metrics"):
         assert httpx.get(f"{base}{path}").status_code == 200
 
