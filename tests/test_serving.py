@@ -508,9 +508,7 @@ def test_many_bad_customers_get_a_short_answer(http):
     bad = [{"customer_id": f"c{i}"} for i in range(1_500)]  # neither transactions nor features
     response = http.post("/score", json={"customers": bad[:900]})
     assert response.status_code == 400
-    assert "50 validation errors for ScoreRequest (900 problems, the first 50 shown)" in (
-        response.text
-    )
+    assert "for ScoreRequest (900 problems, the first 50 shown)" in response.text
     assert len(response.content) < 20_000
     over = [{"customer_id": f"c{i}", "features": {}} for i in range(1_500)]  # each misses all
     response = http.post("/score", json={"customers": over})
