@@ -406,7 +406,11 @@ def _dask_inputs(
 
     transactions, customers, columns, fmt, sep, max_reject_share = read
     config = _data_config(paths, columns, fmt, sep, max_reject_share)
-    files = input_paths(config, paths, transactions, customers)
+    # absolute: a real cluster's workers read them from their own working folder
+    files = tuple(
+        None if f is None else Path(f).absolute()
+        for f in input_paths(config, paths, transactions, customers)
+    )
     for given in files:  # a folder or glob without data fails before a cluster starts
         if given is not None:
             input_files(given)
@@ -555,7 +559,7 @@ def features(
     if on_dask:
         from crm_ltv.features import cluster
 
-        target = out or paths.features_table.with_suffix("")  # a folder of parts
+        target = (out or paths.features_table.with_suffix("")).absolute()  # a folder of parts
         with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
             client = data.client
             cutoff = given if given is not None else data.last
@@ -619,7 +623,7 @@ def _check_out(out: Path | None, on_dask: bool, inputs: tuple[Path | None, ...])
     import glob
 
     from crm_ltv.features.config import ConfigError
-    from crm_ltv.features.paths import nearest_existing
+    from crm_ltv.features.paths import nearest_existing, write_refused
 
     if out is None:
         return
@@ -643,6 +647,9 @@ def _check_out(out: Path | None, on_dask: bool, inputs: tuple[Path | None, ...])
             raise ConfigError(
                 f"--out {out}: {blocked} is a file; --engine dask writes a folder of parts"
             )
+        refused = write_refused(out / "part.0.parquet")
+        if refused is not None:
+            raise ConfigError(f"--out {out}: its parts cannot be written: {refused}")
 
 
 def _summary(table: pd.DataFrame, cutoff: pd.Timestamp, target: Path) -> str:
@@ -898,7 +905,7 @@ def score(
                 raise DataError(f"the champion models cannot score these features: {exc}") from None
             if rows == 0:
                 raise DataError(f"no customer has a purchase up to {cutoff}; nothing to score")
-            write_parts(data.client, scored, out, index=False)
+            write_parts(data.client, scored, out.absolute(), index=False)  # by the workers
         typer.echo(_scored(rows, churn / rows, value, cutoff, champions.horizon_days, out))
         return
     inputs = _read_inputs(paths, progress, *read)

@@ -47,7 +47,7 @@ from crm_ltv.features.config import (
     ValidationConfig,
 )
 from crm_ltv.features.contract import DataError
-from crm_ltv.features.inputs import Inputs, input_files
+from crm_ltv.features.inputs import Inputs, ids_not_in, input_files, unknown_customers_warning
 from crm_ltv.features.loading import (
     PARQUET_SUFFIXES,
     Loaded,
@@ -97,9 +97,10 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
                 "--scheduler at the address it prints"
             ) from exc
         with remote as client:
-            progress(
-                f"dask: scheduler {scheduler}, {len(client.scheduler_info()['workers'])} workers"
-            )
+            workers = len(client.scheduler_info()["workers"])
+            progress(f"dask: scheduler {scheduler}, {workers} workers")
+            if not workers:  # its tasks would wait for good, and say nothing
+                _wait_for_a_worker(client, scheduler, timeout, progress)
             yield client
         return
     workers = os.cpu_count() or 1
@@ -112,6 +113,17 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
         client.run(_stdout_to_stderr)  # stdout is for results; LightGBM's network talks
         progress(f"dask: local cluster of {workers} workers, dashboard {client.dashboard_link}")
         yield client
+
+
+def _wait_for_a_worker(client: Client, scheduler: str, timeout: float, progress: Progress) -> None:
+    progress(f"dask: waiting up to {timeout:g} s for a worker to join")
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        raise ConfigError(
+            f"--scheduler {scheduler}: no worker joined within {timeout:g} s; start one with "
+            f"`dask worker {scheduler} --nthreads 1` (README: Scaling out on Dask)"
+        ) from None
 
 
 def _handshake(scheduler: str, timeout: float) -> None:
@@ -438,6 +450,13 @@ def _with_repeats(report: LoadReport, repeated: int) -> LoadReport:
     )
 
 
+def _unknown_customers(transactions: pd.DataFrame, customers: pd.DataFrame) -> tuple[int, int]:
+    """A partition's distinct transaction customers missing from its customers, and all of
+    them: both tables are split by the same hash of customer_id."""
+    ids = transactions["customer_id"]
+    return ids_not_in(ids, customers["customer_id"]), ids.nunique()
+
+
 def _customer_attributes(frame: pd.DataFrame, channels: pd.Index | None) -> CustomerAttributes:
     """A partition's customers (the first row of each, `_repeated_customers`), with the whole
     table's acquisition channels as categories."""
@@ -519,6 +538,11 @@ def load_partitioned(
                 "customers", customer_reports, config.validation.max_reject_share,
                 f"{rejects_dir}/*/customers_rejects.csv and {folder}/",
             )  # fmt: skip
+        counts = client.gather(client.map(_unknown_customers, tx.parts, table.parts))
+        unknown, total = (sum(column) for column in zip(*counts, strict=True))
+        if unknown:
+            warning = unknown_customers_warning(unknown, total, Path(transactions), Path(customers))
+            progress(warning)
         channels = shared(client, table.channels)
         attributes = client.map(
             _customer_attributes, table.parts, channels=channels, retries=RETRIES

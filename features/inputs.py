@@ -105,19 +105,26 @@ def load_inputs(
             customers, config.customers or SourceConfig(), config.validation, paths.rejects_dir
         )
         progress(loaded_customers.report.summary())
-        unknown = _not_in(tx.frame["customer_id"], loaded_customers.frame["customer_id"])
+        unknown = ids_not_in(tx.frame["customer_id"], loaded_customers.frame["customer_id"])
         if unknown:
-            progress(
-                f"warning: {unknown:,} of {tx.frame['customer_id'].nunique():,} customers of "
-                f"{tx_path.name} are not in {Path(customers).name} (their acquisition channel "
-                "and signup are unknown); do both files write ids alike?"
-            )
+            total = tx.frame["customer_id"].nunique()
+            progress(unknown_customers_warning(unknown, total, tx_path, Path(customers)))
     return Inputs(tx, loaded_customers)
 
 
-def _not_in(ids: pd.Series, table: pd.Series) -> int:
+def ids_not_in(ids: pd.Series, table: pd.Series) -> int:
     """How many distinct ids are not in the table."""
     return int((~pd.Index(ids.unique()).isin(table.astype(str))).sum())
+
+
+def unknown_customers_warning(unknown: int, total: int, transactions: Path, customers: Path) -> str:
+    """Said by both engines: ids written differently in the two files (an export that lost
+    leading zeros) leave every customer's acquisition channel and signup unknown."""
+    return (
+        f"warning: {unknown:,} of {total:,} customers of {transactions.name} are not in "
+        f"{customers.name} (their acquisition channel and signup are unknown); do both files "
+        "write ids alike?"
+    )
 
 
 def load_campaign_input(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -92,12 +93,87 @@ def test_an_out_that_holds_the_inputs_or_is_a_file_is_refused_before_any_work(ho
                str(home / "par?s" / "*"), "--out", str(home / "parts"))  # fmt: skip
     assert done.returncode == 2 and "is an input of this run" in done.stderr, done.stderr
     assert sorted(p.name for p in (home / "parts").iterdir()) == before
+    for out in (Path("/proc/crm-ltv-test"), Path("/sys/crm-ltv-test/sub")):  # not writable
+        done = run(home, "features", "--engine", "dask", "--out", str(out))
+        assert done.returncode == 2 and "dask:" not in done.stderr, done.stderr  # no cluster
+        assert f"--out {out}: its parts cannot be written: " in done.stderr
+        assert "is not writable" in done.stderr
     (home / "taken").write_text("a file")
     for out in (home / "taken", home / "taken/sub"):
         done = run(home, "score", "--engine", "dask", "--as-of", "2025-01-01", "--out", str(out))
         assert done.returncode == 2, done.stderr
         assert f"--out {out}: {home / 'taken'} is a file" in done.stderr
         assert "dask:" not in done.stderr  # no cluster started
+
+
+def test_relative_paths_are_read_and_written_from_the_callers_folder(
+    home, dask_client, feature_config
+):
+    """A real cluster's workers resolved them in their own working folder: the run read
+    another file of the same name and wrote its parts there, and said it had succeeded. (The
+    session's workers work in the repository, the command here in its home.)"""
+    done = run(home, "features", "--engine", "dask", "--scheduler", dask_client.scheduler.address,
+               "--transactions", "transactions.csv", "--as-of", "2025-06-01", "--out", "rel_out",
+               cwd=home)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    inputs = load_inputs(DataConfig(), Paths(home), home / "transactions.csv")
+    single = build_features(inputs.transactions.frame, "2025-06-01", feature_config)
+    pd.testing.assert_frame_equal(pd.read_parquet(home / "rel_out").sort_index(), single)
+
+
+def test_customers_missing_from_the_customers_table_are_warned_of_as_by_the_single_engine(
+    home, dask_client
+):
+    customers = pd.read_csv(home / "customers.csv", dtype=str)
+    customers["customer_id"] = "C" + customers["customer_id"].str.lstrip("0")  # ids rewritten
+    customers.to_csv(home / "renamed.csv", index=False)
+    said = []
+    for engine in (["--engine", "dask", "--scheduler", dask_client.scheduler.address], []):
+        done = run(home, "features", *engine, "--transactions", str(home / "transactions.csv"),
+                   "--customers", str(home / "renamed.csv"), "--as-of", "2025-06-01",
+                   "--out", str(home / ("on_dask" if engine else "single.parquet")))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        lines = done.stderr.splitlines()  # each after its '[   2.1s] ' time
+        said.append([line.split("] ", 1)[1] for line in lines if "write ids alike" in line])
+    assert said[0] == said[1] and len(said[0]) == 1, said
+    assert "of transactions.csv are not in renamed.csv" in said[0][0]
+
+
+def test_a_scheduler_without_workers_is_one_clear_error(home, monkeypatch):
+    """Its tasks waited for good, and the command said nothing after 'loading'."""
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    dask_cli = str(Path(sys.executable).parent / "dask")
+    scheduler = subprocess.Popen(
+        [dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+         "--dashboard-address", ":0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(100):  # up within a few seconds
+            if _listening(port):
+                break
+            time.sleep(0.2)
+        monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "2s")
+        done = run(home, "features", "--engine", "dask", "--scheduler", f"tcp://127.0.0.1:{port}",
+                   "--transactions", str(home / "parts"), timeout=120)  # fmt: skip
+    finally:
+        scheduler.terminate()
+        scheduler.wait(30)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"--scheduler tcp://127.0.0.1:{port}: no worker joined within 2 s; start one with " in (
+        done.stderr
+    )
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_a_scheduler_nobody_answers_at_is_one_clear_error(home, monkeypatch):
