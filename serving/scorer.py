@@ -164,14 +164,17 @@ class Scorer:
         return problems
 
     @functools.cached_property
-    def sum_bounds(self) -> dict[str, FeatureSpec]:
-        """Features that sum amounts: the only ones lines within the schema's bounds can carry
-        past the bounds a feature row is held to (10,000 lines of 1e12 make 1e16)."""
-        return {
-            name: spec
-            for name, spec in self.feature_bounds.items()
-            if spec.high == MAX_ABS_FEATURE or spec.low == -MAX_ABS_FEATURE
-        }
+    def sum_bounds(self) -> dict[str, tuple[float, float]]:
+        """Features that sum amounts, with the bounds a feature row is held to: the only ones
+        lines within the schema's bounds can pass (10,000 lines of 1e12 make 1e16). Only
+        MAX_ABS_FEATURE is checked: a feature's own bound (0 for a count) is the builders'."""
+        out = {}
+        for name, spec in self.feature_bounds.items():
+            low = -MAX_ABS_FEATURE if spec.low == -MAX_ABS_FEATURE else -math.inf
+            high = MAX_ABS_FEATURE if spec.high == MAX_ABS_FEATURE else math.inf
+            if math.isfinite(low) or math.isfinite(high):
+                out[name] = (low, high)
+        return out
 
     def _check_sums(
         self, groups: Sequence[FeatureColumns], customers: Sequence[CustomerIn]
@@ -181,13 +184,13 @@ class Scorer:
         index = {c.customer_id: i for i, c in enumerate(customers)}
         problems: list[tuple[tuple[str | int, ...], str]] = []
         for group in groups:
-            for name, spec in self.sum_bounds.items():
+            for name, (low, high) in self.sum_bounds.items():
                 values = group.columns.get(name)
                 if values is None or values.dtype == object:
                     continue
-                for j in np.flatnonzero((values < spec.low) | (values > spec.high)):
+                for j in np.flatnonzero((values < low) | (values > high)):
                     cid = str(group.customer_ids[j])
-                    wrong = _out_of_bounds(float(values[j]), spec)
+                    wrong = f"below {low:g}" if values[j] < low else f"above {high:g}"
                     problems.append(
                         (
                             ("customers", index[cid]),
