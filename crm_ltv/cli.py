@@ -296,6 +296,12 @@ def _writable(path: Path, option: str) -> Path:
     return path
 
 
+def _absolute(path: Path | None) -> Path | None:
+    """A path given on the command line, absolute: what a run logs and prints names the file
+    wherever it is read from."""
+    return path.resolve() if path is not None else None
+
+
 def _folder(path: Path, option: str) -> Path:
     """`path` as an output folder, made if needed; refused when it is a file."""
     from crm_ltv.features.config import ConfigError
@@ -1634,13 +1640,18 @@ def outcomes(
     """The service's decisions joined with later transactions, as a campaigns file."""
     import pandas as pd
 
-    from crm_ltv.experiments.outcomes import decision_outcomes, read_decisions, summary
+    from crm_ltv.experiments.outcomes import (
+        decision_outcomes,
+        read_decisions,
+        require_campaign_rows,
+        summary,
+    )
     from crm_ltv.features.config import load_config
     from crm_ltv.serving.config import ServingConfig
 
     paths = _paths()
     config = _experiments_config(paths).outcomes
-    target = out or paths.root / config.campaigns_file
+    target = (out or paths.root / config.campaigns_file).resolve()
     if target.suffix.lower() != ".csv":
         from crm_ltv.features.config import ConfigError
 
@@ -1648,35 +1659,37 @@ def outcomes(
     _writable(target, "--out")
     progress = Progress()
     serving = load_config(ServingConfig, paths.config_file("serving"))
-    log = decisions or paths.root / serving.decision_log
+    log = (decisions or paths.root / serving.decision_log).resolve()
     progress(f"reading decisions from {log}")
     frame = read_decisions(log, progress)
     inputs = _read_inputs(
-        paths, progress, transactions, None, column, timestamp_format, sep, max_reject_share
-    )
+        paths, progress, _absolute(transactions), None, column, timestamp_format, sep,
+        max_reject_share,
+    )  # fmt: skip
     window = window_days or config.response_window_days
-    result = decision_outcomes(frame, inputs.transactions.frame, window)
+    tx = inputs.transactions.frame
+    result = decision_outcomes(frame, tx, window)
+    pending = target.with_name(f"{target.stem}_pending.csv")
+    require_campaign_rows(result, target, pending, window, tx["timestamp"].max())
     result.campaigns.to_csv(target, index=False, date_format="%Y-%m-%dT%H:%M:%S")
-    pending = None
     if len(result.pending):
-        pending = target.with_name(f"{target.stem}_pending.csv")
         result.pending.to_csv(pending, index=False, date_format="%Y-%m-%dT%H:%M:%S")
-    typer.echo(summary(result, target, pending, window))
+    typer.echo(summary(result, target, pending if len(result.pending) else None, window))
     controls = int(result.campaigns["group"].astype(str).eq("control").sum())
     waiting = result.pending.loc[result.pending["group"].astype(str).eq("control"), "sent_at"]
-    if len(result.campaigns) and not controls and len(waiting):
+    if not controls and len(waiting):
         last = waiting.max() + pd.Timedelta(days=window)
         typer.echo(
             f"next: every control contact of this log ({len(waiting):,}) is in a response "
             "window not over yet, and `crm-ltv ab` and `crm-ltv uplift` compare with controls: "
             f"run outcomes again on transactions up to {last:%Y-%m-%d}"
         )
-    elif len(result.campaigns) and not controls:
+    elif not controls:
         typer.echo(
             "next: no control contacts in this log (no holdout): `crm-ltv ab` and `crm-ltv "
             "uplift` compare with controls; set holdout.share in configs/serving.yaml"
         )
-    elif len(result.campaigns):
+    else:
         share = result.expected_treatment_share
         given = share is not None and 0 < share < 1  # ab takes a share strictly inside
         split = f" --expected-treatment-share {share:.4f}" if given else ""
@@ -1717,6 +1730,7 @@ def policy_eval(
     window = window_days or experiments.outcomes.response_window_days
     nba = load_config(NbaConfig, paths.config_file("nba"))
     progress = Progress()
+    decisions, transactions, customers = map(_absolute, (decisions, transactions, customers))
     logged = None
     if decisions is not None:  # a bad log is said before the data and models are loaded
         from crm_ltv.experiments.outcomes import read_decisions
@@ -1732,6 +1746,7 @@ def policy_eval(
     progress("loading the training libraries (LightGBM, MLflow)")
     from crm_ltv.experiments import policy_eval_job as job
     from crm_ltv.training.tracking import (
+        file_datasets,
         input_datasets,
         input_sources,
         setup_tracking,
@@ -1742,6 +1757,7 @@ def policy_eval(
     arms, costs = arms_of(nba), arm_costs(nba)
     # the versions that decided: the uplift policy's effects and, simulated, the scores
     params: dict[str, object] = {"response_window_days": window, "uplift_version": uplift_version}
+    datasets, files = input_datasets(inputs), input_sources(inputs)
     if decisions is None:
         history, effects, versions = _simulated_history(
             paths, inputs, nba, config, window, uplift, progress
@@ -1752,6 +1768,8 @@ def policy_eval(
         assert logged is not None
         history = job.logged_history(logged, tx, arms, costs, window, decisions)
         effects = _uplift_effects(uplift, history.contexts, inputs, paths, progress)
+        datasets = [*datasets, *file_datasets([("decisions", logged, decisions)])]
+        files = [*files, decisions]
     progress(f"{history.source}; policies decided with serving.nba, estimating")
     rivals = functools.partial(
         rival_policies, nba=nba, churn_share=config.churn_share, churn_action=config.churn_action
@@ -1759,10 +1777,7 @@ def policy_eval(
     policies = rivals(history.contexts, effects=effects)
     if uplift is None:
         progress("no uplift champion (`crm-ltv uplift`): the uplift policy is skipped")
-    files = [*input_sources(inputs), *([decisions] if decisions is not None else [])]
-    result = job.run_policy_eval(
-        history, policies, paths, config, input_datasets(inputs), params, files
-    )
+    result = job.run_policy_eval(history, policies, paths, config, datasets, params, files)
     typer.echo(job.format_policy_table(result.table))
     for name, note in result.notes.items():
         typer.echo(f"  {name}: {note}")

@@ -16,8 +16,11 @@ customer's last counted decision is over, so no purchase is counted twice.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +86,6 @@ class Outcomes:
     periods: tuple[str, ...]  # holdout period kinds of the log ("week", "month")
 
 
-def _naive_utc(value: object) -> pd.Timestamp:
-    """A time of the log as naive UTC (the transactions' convention, like schemas.naive_utc)."""
-    moment = pd.Timestamp(value)
-    if moment is pd.NaT:
-        raise ValueError("empty time")
-    return moment.tz_convert("UTC").tz_localize(None) if moment.tzinfo else moment
-
-
 def read_decisions(path: Path, progress: Callable[[str], None] = lambda _: None) -> pd.DataFrame:
     """The decision log as a frame, one row per line; a bad line fails naming it and its field.
     A line cut short (an object without its end: the service stopped mid-write, or writes it
@@ -106,16 +101,25 @@ def read_decisions(path: Path, progress: Callable[[str], None] = lambda _: None)
     rows, cut = [], []
     with path.open("rb") as lines:  # bytes: a cut inside a character fails its line only
         for number, raw in enumerate(lines, 1):
-            if not raw.strip():
+            text = raw.rstrip()
+            if not text:
                 continue
             try:
-                row = json.loads(raw)
-            except ValueError as exc:  # UnicodeDecodeError too
-                if raw.lstrip().startswith(b"{") and not raw.rstrip().endswith(b"}"):
+                row = json.loads(text.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                if exc.end == len(text) and _cut_short(text[: exc.start].decode("utf-8"), True):
+                    cut.append(number)  # in the middle of a character of its last string
+                    continue
+                raise DataError(
+                    f"{path}: line {number}: not UTF-8 ({exc.reason} at byte {exc.start + 1})"
+                ) from None
+            except json.JSONDecodeError as exc:
+                if _cut_short(exc.doc):
                     cut.append(number)
                     continue
-                problem = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not JSON"
-                raise DataError(f"{path}: line {number}: {problem} ({exc})") from None
+                raise DataError(
+                    f"{path}: line {number}: not JSON ({exc.msg} at character {exc.pos + 1})"
+                ) from None
             rows.append(_checked_line(path, number, row))
     if cut:
         shown = ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else "")
@@ -126,42 +130,103 @@ def read_decisions(path: Path, progress: Callable[[str], None] = lambda _: None)
     if not rows:
         raise DataError(f"{path}: no decisions")
     frame = pd.DataFrame(rows)
-    frame["customer_id"] = frame["customer_id"].astype(str)
     frame["as_of"] = pd.to_datetime(frame["as_of"])
     frame["decided_at"] = pd.to_datetime(frame["decided_at"])
     return frame
 
 
+LITERAL_START = re.compile(r"t(r(u)?)?|f(a(l(s)?)?)?|n(u(l)?)?|-")  # of true, false, null, a number
+NUMBER_END = re.compile(r"\.|[eE][-+]?")  # a number cut before its fraction or exponent digits
+ESCAPE_START = re.compile(r"u[0-9a-fA-F]{0,4}")  # a \uXXXX escape cut short
+
+
+def _cut_short(text: str, in_string: bool = False) -> bool:
+    """Whether `text`, not JSON, is the start of a JSON object (`in_string`: that ends inside a
+    string): the parser found nothing wrong before the text ran out, mid-token (a string, a
+    number, a literal, an escape) or between two (after the '}' of a nested object: the
+    service's lines end in model_versions' '}}'). A line the parser faults anywhere else is a
+    bad line, not a cut one."""
+    if not text.lstrip().startswith("{"):
+        return False
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        rest = text[exc.pos :].rstrip()
+        if exc.msg.startswith("Unterminated string"):  # a string running to the end
+            return True
+        if in_string:
+            return False
+        if not rest:
+            return True
+        if exc.msg == "Expecting value":
+            return LITERAL_START.fullmatch(rest) is not None
+        if exc.msg.startswith("Invalid \\uXXXX escape"):
+            return ESCAPE_START.fullmatch(rest) is not None
+        return NUMBER_END.fullmatch(rest) is not None and text[exc.pos - 1].isdigit()
+    return False  # whole JSON (extra data after an object fails as JSON, not as cut)
+
+
+# What the two commands read of a line beyond REQUIRED, as the service writes it. A null, or no
+# key (logs of older services), takes its default of DEFAULTS where it has one, else stays
+# unknown: cold starts have null scores, logs before 2026-12-05 no frequency, recency_days.
+TEXT = ("action", "policy_action", "request_id", "period", "rfm_segment", "lifecycle_stage",
+        "favourite_category")  # fmt: skip
+FLAGS = ("holdout", "explored", "cold_start")
+TIMES = ("as_of", "decided_at")
+# number -> (low, high, low excluded): the interval it must be in; None: any finite number
+NUMBERS: dict[str, tuple[float, float, bool] | None] = {
+    "propensity": (0.0, 1.0, True),
+    "holdout_share": (0.0, 1.0, False),
+    "exploration": (0.0, 1.0, False),
+    "churn_probability": (0.0, 1.0, False),
+    "predicted_value": None,
+}
+COUNTS = ("frequency", "recency_days")  # whole numbers >= 0
+
+
 def _checked_line(path: Path, number: int, row: Any) -> dict:
+    """A line's fields in the types the service writes them, or an error naming the field:
+    a value of another type is not read as something it may not mean ("false" as true, a
+    number as a time since 1970, "09/01/2025" as September)."""
     where = f"{path}: line {number}"
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object")
     missing = [k for k in REQUIRED if row.get(k) in (None, "")]
     if missing:
         raise DataError(f"{where}: no {missing[0]!r}")
+    if not isinstance(row["customer_id"], str):
+        raise DataError(f"{where}: customer_id: {row['customer_id']!r} is not text")
     row.setdefault("policy_action", row["action"])
-    if (row.get("holdout") or row.get("explored")) and row.get("propensity") is None:
+    for key, default in DEFAULTS.items():
+        if key not in NUMBERS and row.get(key) is None:
+            row[key] = default
+    for key in TEXT:
+        if row.get(key) is not None and not isinstance(row[key], str):
+            raise DataError(f"{where}: {key}: {row[key]!r} is not text")
+    for key in FLAGS:
+        if not isinstance(row[key], bool):
+            raise DataError(f"{where}: {key}: {row[key]!r} is not true or false (a JSON boolean)")
+    if (row["holdout"] or row["explored"]) and row.get("propensity") is None:
         # taken as 1, IPW and DR would weigh it as a sure send: estimates far too narrow
         raise DataError(
-            f"{where}: {'held out' if row.get('holdout') else 'explored'} but no propensity "
+            f"{where}: {'held out' if row['holdout'] else 'explored'} but no propensity "
             "(the probability of its action, which the service logs with every decision)"
         )
-    for key, default in DEFAULTS.items():
-        if row.get(key) is None:
-            row[key] = default
-    for key in ("as_of", "decided_at"):
-        if row[key] is not None:
-            try:
-                row[key] = _naive_utc(row[key])
-            except (ValueError, TypeError) as exc:
-                raise DataError(f"{where}: {key} {row[key]!r}: {exc}") from None
-    for key in ("propensity", "holdout_share", "exploration"):
-        try:
-            row[key] = float(row[key])
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"{where}: {key} {row[key]!r}: {exc}") from None
-    if not 0 < row["propensity"] <= 1:
-        raise DataError(f"{where}: propensity {row['propensity']} is not in (0, 1]")
+    for key in TIMES:
+        row[key] = None if row.get(key) is None else _time(where, key, row[key])
+    for key, interval in NUMBERS.items():
+        if row.get(key) is not None:
+            row[key] = _number(where, key, row[key], interval)
+        elif key in DEFAULTS:
+            row[key] = DEFAULTS[key]
+    for key in COUNTS:  # no key stays no key: policy-eval tells an older log by it
+        if row.get(key) is not None:
+            row[key] = _count(where, key, row[key])
+    actions = row.get("eligible_actions")
+    if actions is not None and not (
+        isinstance(actions, list) and all(isinstance(a, str) for a in actions)
+    ):
+        raise DataError(f"{where}: eligible_actions: {actions!r} is not a list of action names")
     if row["holdout"] and row["action"] != NO_ACTION:
         raise DataError(f"{where}: held out but action {row['action']!r}, not {NO_ACTION!r}")
     if not row["holdout"] and not row["explored"] and row["action"] != row["policy_action"]:
@@ -171,6 +236,45 @@ def _checked_line(path: Path, number: int, row: Any) -> dict:
         )
     row["line"] = number
     return row
+
+
+def _time(where: str, key: str, value: object) -> pd.Timestamp:
+    """An ISO 8601 time as naive UTC (the transactions' convention, like schemas.naive_utc)."""
+    try:
+        if not isinstance(value, str):
+            raise TypeError
+        moment = pd.Timestamp(datetime.fromisoformat(value))
+    except (TypeError, ValueError):  # OutOfBoundsDatetime too
+        raise DataError(
+            f"{where}: {key}: {value!r} is not an ISO 8601 time as the service writes it "
+            "(2025-09-01T12:00:00+00:00, or 2025-09-01)"
+        ) from None
+    return moment.tz_convert("UTC").tz_localize(None) if moment.tzinfo else moment
+
+
+def _number(
+    where: str, key: str, value: object, interval: tuple[float, float, bool] | None
+) -> float:
+    """A finite JSON number (not a boolean, not text) within `interval`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(f"{where}: {key}: {value!r} is not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise DataError(f"{where}: {key}: {value!r} is not a finite number")
+    if interval is not None:
+        low, high, open_ = interval
+        if not (low < number if open_ else low <= number) or number > high:
+            bounds = f"{'(' if open_ else '['}{low:g}, {high:g}]"
+            raise DataError(f"{where}: {key}: {value!r} is not in {bounds}")
+    return number
+
+
+def _count(where: str, key: str, value: object) -> int:
+    """A whole JSON number >= 0 (a purchase-day count, days since the last purchase)."""
+    number = _number(where, key, value, None)
+    if number < 0 or not number.is_integer():
+        raise DataError(f"{where}: {key}: {value!r} is not a whole number >= 0")
+    return int(number)
 
 
 def first_decisions(decisions: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -292,6 +396,33 @@ def decision_outcomes(
         share,
         tuple(sorted(periods)),
     )
+
+
+def require_campaign_rows(
+    outcomes: Outcomes, target: Path, pending: Path, window_days: int, last: pd.Timestamp
+) -> None:
+    """Refuse a campaigns file without rows: written, it replaced the last one with a header
+    that `crm-ltv ab` and `uplift` refuse ("no data rows"). Nothing is written then, neither
+    `target` nor `pending`."""
+    if len(outcomes.campaigns):
+        return
+    kept = f"{target} left as it was" if target.exists() else f"no {target} made"
+    if len(outcomes.pending):
+        first = outcomes.pending["sent_at"].min() + pd.Timedelta(days=window_days)
+        why = (
+            f"no decision's {window_days}-day response window is over in the transactions (the "
+            f"last transaction is at {last:%Y-%m-%d %H:%M}, the first window ends at "
+            f"{first:%Y-%m-%d %H:%M}): {len(outcomes.pending):,} treatment and control rows "
+            "wait for their outcome"
+        )
+    else:
+        why = (
+            f"none of the {outcomes.decisions:,} decisions is a treatment or control "
+            f"({outcomes.not_contacted:,} where the policy chose no_action, "
+            f"{outcomes.explored:,} explored, {outcomes.repeated:,} repeated, "
+            f"{outcomes.overlapping:,} inside an earlier decision's window)"
+        )
+    raise DataError(f"{why}: nothing written ({kept}, no {pending.name} written either)")
 
 
 def _period_kind(period: str) -> str:

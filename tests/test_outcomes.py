@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -326,3 +327,228 @@ def test_outcomes_says_whether_controls_wait_or_were_never_held_out(tmp_path, co
     assert ("set holdout.share" in done.stdout) == (control_at is None)
     if control_at is not None:
         assert "transactions up to 2025-09-14" in done.stdout
+
+
+def _service_lines(tmp_path: Path) -> list[bytes]:
+    """Two lines as the service writes them (serving.decisions.DecisionLog): a held-out
+    customer with non-ASCII and escaped text, a negative and a tiny number; an explored cold
+    start with null scores. Each ends in the '}' of its model_versions, then its own '}'."""
+    from datetime import UTC, datetime
+
+    from crm_ltv.serving.decisions import DecisionLog
+    from crm_ltv.serving.holdout import Assignment
+    from crm_ltv.serving.nba import Customer
+    from crm_ltv.serving.schemas import CustomerScore, NextBestAction
+
+    def answer(cid: str, action: str, churn: float | None = None, value: float | None = None):
+        scored = churn is not None
+        return CustomerScore(
+            customer_id=cid, as_of=datetime(2025, 6, 15, tzinfo=UTC), cold_start=not scored,
+            churn_probability=churn, predicted_value=value, horizon_days=90,
+            rfm_segment="Can't Lose Them" if scored else None,
+            lifecycle_stage="at-risk" if scored else None, reasons=[],
+            next_best_action=NextBestAction(action=action, expected_value=-1e-05, reason="p"),
+            model_versions={"churn": "3", "ltv": "2"} if scored else {},
+        )  # fmt: skip
+
+    held, cold = answer("Zoë-1", "no_action", 0.8125, 1234.5), answer("new-2", "welcome_offer")
+    views = [
+        Customer(held.as_of, 0.8125, 1234.5, held.rfm_segment, held.lifecycle_stage,
+                 "Café\tThé\x01", frequency=3, recency_days=20),
+        Customer(cold.as_of),
+    ]  # fmt: skip
+    assigned = [
+        Assignment("no_action", "win_back", True, False, 0.1, "2025-06", 0.1, 0.05,
+                   ("win_back", "thank_you"), {"win_back": -3.25e-06, "thank_you": 12.0}),
+        Assignment("welcome_offer", "welcome_offer", False, True, 0.0125, "2025-06", 0.1, 0.05,
+                   ("welcome_offer",)),
+    ]  # fmt: skip
+    log = DecisionLog(tmp_path / "service.jsonl")
+    log.append([held, cold], "req-1", datetime(2025, 6, 15, 9, tzinfo=UTC), assigned, views)
+    return log.path.read_bytes().splitlines()
+
+
+def test_every_cut_of_a_service_line_is_left_out_and_any_other_bad_line_fails(tmp_path):
+    """A line cut just before its last '}' ends in model_versions' '}': it failed as 'not JSON
+    (Expecting ',' delimiter: line 2 column 1 (char 623))', though a cut line is left out.
+    Every cut of the service's own lines (at each byte: inside a string, a number, a literal, a
+    character, an escape, between two fields) is one; the parser's line and column (of a
+    one-line record) gave way to the character in the line."""
+    lines = _service_lines(tmp_path)
+    assert all(line.endswith(b"}}") for line in lines)
+    cuts = [line[:end] for line in lines for end in range(1, len(line))]
+    log = tmp_path / "d.jsonl"
+    log.write_bytes(b"\n".join([lines[0], *cuts, lines[1]]) + b"\n")
+    said: list[str] = []
+    decisions = read_decisions(log, said.append)
+    assert decisions["customer_id"].tolist() == ["Zoë-1", "new-2"]
+    assert (
+        len(said) == 1 and f"{len(cuts):,} line(s) cut short (line 2, 3, 4, 5, 6, ...:" in said[0]
+    )
+    log.write_bytes(lines[0][:-1] + b"\n" + lines[1] + b"\n")  # the line the tester cut
+    said.clear()
+    assert read_decisions(log, said.append)["customer_id"].tolist() == ["new-2"]
+    assert "1 line(s) cut short (line 1:" in said[0]
+    whole = lines[0].decode()
+    bad = {
+        whole.replace(',"period"', ' "period"'): "Expecting ',' delimiter at character "
+        + str(whole.index(',"period"') + 2),  # at "period", 1 = the line's first character
+        whole + "}": f"Extra data at character {len(whole) + 1}",
+        '{"a": true false': "Expecting ',' delimiter at character 12",
+        '{"a": 1 2': "Expecting ',' delimiter at character 9",
+        '{"a": 00': "Expecting ',' delimiter at character 8",
+        '{"a": 1.e': "Expecting ',' delimiter at character 8",
+        '{"a": --': "Expecting value at character 7",
+        '{"a": "x".': "Expecting ',' delimiter at character 10",
+        '{"a": "\\x': "Invalid \\escape at character 8",
+    }
+    for line, problem in bad.items():
+        log.write_text(whole + "\n" + line + "\n")
+        with pytest.raises(DataError) as error:
+            read_decisions(log)
+        assert str(error.value) == f"{log}: line 2: not JSON ({problem})", line
+    for line, problem in (
+        (b'{"a": "\xffx"', "invalid start byte at byte 8"),
+        (b'{"a": \xc3', "unexpected end of data at byte 7"),  # a character cut outside a string
+    ):
+        log.write_bytes(lines[0] + b"\n" + line + b"\n")
+        with pytest.raises(DataError) as error:
+            read_decisions(log)
+        assert str(error.value) == f"{log}: line 2: not UTF-8 ({problem})", line
+
+
+def test_the_service_lines_nulls_are_read_as_unknown(tmp_path):
+    """A cold start's null scores, segment and counts, as the service writes them: unknown,
+    not a failure; times with a zone as naive UTC."""
+    log = tmp_path / "d.jsonl"
+    log.write_bytes(b"\n".join(_service_lines(tmp_path)) + b"\n")
+    held, cold = (row for _, row in read_decisions(log).iterrows())
+    assert (held["churn_probability"], held["frequency"], held["recency_days"]) == (0.8125, 3, 20)
+    assert held["as_of"] == pd.Timestamp("2025-06-15") and bool(held["holdout"])
+    assert held["decided_at"] == pd.Timestamp("2025-06-15T09:00")
+    assert held["favourite_category"] == "Café\tThé\x01"
+    for key in ("churn_probability", "predicted_value", "frequency", "recency_days",
+                "rfm_segment", "lifecycle_stage", "favourite_category"):  # fmt: skip
+        assert pd.isna(cold[key]), key
+
+
+ISO = "is not an ISO 8601 time as the service writes it (2025-09-01T12:00:00+00:00, or 2025-09-01)"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("churn_probability", "high", "churn_probability: 'high' is not a number"),
+        ("churn_probability", True, "churn_probability: True is not a number"),
+        ("churn_probability", 1.5, "churn_probability: 1.5 is not in [0, 1]"),
+        ("predicted_value", "lots", "predicted_value: 'lots' is not a number"),
+        ("predicted_value", float("nan"), "predicted_value: nan is not a finite number"),
+        ("frequency", "two", "frequency: 'two' is not a number"),
+        ("frequency", -1, "frequency: -1 is not a whole number >= 0"),
+        ("recency_days", 2.5, "recency_days: 2.5 is not a whole number >= 0"),
+        ("propensity", "0.85", "propensity: '0.85' is not a number"),
+        ("propensity", 0, "propensity: 0 is not in (0, 1]"),
+        ("holdout_share", 1.5, "holdout_share: 1.5 is not in [0, 1]"),
+        ("exploration", -0.05, "exploration: -0.05 is not in [0, 1]"),
+        # was read as true: "held out but action 'win_back'"
+        ("holdout", "false", "holdout: 'false' is not true or false (a JSON boolean)"),
+        ("explored", 0, "explored: 0 is not true or false (a JSON boolean)"),
+        ("cold_start", "no", "cold_start: 'no' is not true or false (a JSON boolean)"),
+        ("as_of", 20250901, f"as_of: 20250901 {ISO}"),  # was 1970-01-01 00:00:00.020250901
+        ("as_of", "09/01/2025", f"as_of: '09/01/2025' {ISO}"),  # was September 1st
+        ("decided_at", 1756684800, f"decided_at: 1756684800 {ISO}"),
+        ("customer_id", 7, "customer_id: 7 is not text"),
+        ("rfm_segment", 3, "rfm_segment: 3 is not text"),
+        (
+            "eligible_actions",
+            "win_back",
+            "eligible_actions: 'win_back' is not a list of action names",
+        ),
+    ],
+)
+def test_a_field_of_another_type_fails_naming_its_line_and_field(tmp_path, key, value, said):
+    """Every field outcomes and policy-eval read, in the type the service writes: policy-eval
+    crashed on a text churn_probability (a traceback, exit 1) where outcomes read it."""
+    line = _line("a", "2025-06-15", "win_back", churn_probability=0.2, predicted_value=40.0,
+                 frequency=2, recency_days=10, eligible_actions=["win_back"], cold_start=False,
+                 decided_at="2025-06-15T08:00:00+00:00", rfm_segment="Loyal")  # fmt: skip
+    log = _write(tmp_path / "d.jsonl", [line, {**line, key: value}])
+    assert len(read_decisions(_write(tmp_path / "ok.jsonl", [line]))) == 1
+    with pytest.raises(DataError) as error:
+        read_decisions(log)
+    assert str(error.value) == f"{log}: line 2: {said}"
+
+
+def test_both_commands_refuse_a_text_score_without_a_traceback(tmp_path):
+    """outcomes accepted the file and policy-eval crashed on it in its outcome model."""
+    home = new_home(tmp_path)
+    tx = tmp_path / "tx.csv"
+    TX.to_csv(tx, index=False)
+    log = _write(
+        tmp_path / "d.jsonl",
+        [
+            _line("a", "2025-06-15", "win_back", churn_probability=0.2),
+            _line("b", "2025-06-15", "win_back", churn_probability="high"),
+        ],
+    )
+    for command in ("outcomes", "policy-eval"):
+        done = run(home, command, "--decisions", str(log), "--transactions", str(tx),
+                   "--window-days", "30")  # fmt: skip
+        assert done.returncode == 2, (command, done.stderr)
+        assert done.stderr.endswith(
+            f"error: {log}: line 2: churn_probability: 'high' is not a number\n"
+        ), command
+        assert "Traceback" not in done.stderr
+
+
+def test_outcomes_writes_nothing_when_no_response_window_is_over(tmp_path):
+    """A window longer than the transactions wrote a header-only campaigns file over the last
+    one (exit 0), and the next `crm-ltv ab` failed on it: 'has no data rows'."""
+    home = new_home(tmp_path)
+    tx = tmp_path / "tx.csv"
+    TX.to_csv(tx, index=False)
+    held = _line("b", "2025-06-20", "no_action", policy_action="win_back", holdout=True,
+                 propensity=0.1)  # fmt: skip
+    log = _write(tmp_path / "d.jsonl", [_line("a", "2025-06-15", "win_back"), held])
+    target = tmp_path / "c.csv"
+    target.write_text("the last outcomes\n")
+    done = run(home, "outcomes", "--decisions", str(log), "--transactions", str(tx),
+               "--out", str(target), "--window-days", "400")  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(
+        "error: no decision's 400-day response window is over in the transactions (the last "
+        "transaction is at 2025-08-30 00:00, the first window ends at 2026-07-20 00:00): 2 "
+        f"treatment and control rows wait for their outcome: nothing written ({target} left as "
+        "it was, no c_pending.csv written either)\n"
+    )
+    assert target.read_text() == "the last outcomes\n"
+    assert not (tmp_path / "c_pending.csv").exists()
+    # no treatment or control at all (the policy chose no_action): no file either
+    from crm_ltv.experiments.outcomes import require_campaign_rows
+
+    nothing = _write(tmp_path / "n.jsonl", [_line("a", "2025-06-15", "no_action")])
+    out = decision_outcomes(read_decisions(nothing), TX, 30)
+    with pytest.raises(DataError, match=r"none of the 1 decisions is a treatment or control "
+                       r"\(1 where the policy chose no_action, 0 explored"):  # fmt: skip
+        require_campaign_rows(
+            out, tmp_path / "new.csv", tmp_path / "p.csv", 30, TX["timestamp"].max()
+        )
+
+
+def test_outcomes_names_its_files_by_absolute_paths(tmp_path):
+    """Paths given relative to the working folder were printed as given: the `next:` line's
+    `crm-ltv ab --campaigns FILE` failed when run from another folder."""
+    home = new_home(tmp_path)
+    tx, log, target = tmp_path / "tx.csv", tmp_path / "d.jsonl", tmp_path / "c.csv"
+    TX.to_csv(tx, index=False)
+    held = _line("b", "2025-06-15", "no_action", policy_action="win_back", holdout=True,
+                 propensity=0.1)  # fmt: skip
+    _write(log, [_line("a", "2025-06-15", "win_back"), held])
+    given = [os.path.relpath(p) for p in (log, tx, target)]
+    assert not any(Path(p).is_absolute() for p in given)
+    done = run(home, "outcomes", "--decisions", given[0], "--transactions", given[1],
+               "--out", given[2], "--window-days", "30")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"reading decisions from {log}\n" in done.stderr
+    assert f"loading transactions from {tx}\n" in done.stderr
+    assert f"-> {target}\n" in done.stdout and f"--campaigns {target}" in done.stdout

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -33,7 +35,7 @@ from crm_ltv.serving.policies import (
     rival_policies,
 )
 from crm_ltv.training.tracking import file_sha256
-from tests.conftest import CONFIGS, frame, run
+from tests.conftest import CONFIGS, frame, mlflow_client, new_home, run
 
 
 @pytest.fixture(scope="module")
@@ -404,3 +406,39 @@ def test_rival_policies_read_what_the_rules_read_beyond_the_scores(nba):
     [old] = policy_customers(pd.DataFrame([row]).drop(columns=["recency_days"]))
     assert old.frequency is None and old.recency_days is None
     assert decide(old, nba).action == NO_ACTION
+
+
+def test_the_decision_log_is_a_dataset_of_the_run_with_absolute_paths(tmp_path):
+    """policy-eval --decisions named the log only in its source param, as given (relative):
+    the run's datasets had the transactions alone. Both files given relative to the working
+    folder are logged by their absolute paths, each with its own digest."""
+    home = new_home(tmp_path / "home")
+    tx, log = tmp_path / "tx.csv", tmp_path / "d.jsonl"
+    rows = [(f"c{i}", "2025-06-20", 10.0 * (i % 3)) for i in range(20)]
+    frame([*rows, ("z", "2025-09-30", 1.0)]).to_csv(tx, index=False)
+    lines = [
+        {"customer_id": f"c{i}", "as_of": "2025-06-15", "action": action,
+         "policy_action": "win_back", "holdout": action == NO_ACTION, "explored": False,
+         "propensity": 0.5, "holdout_share": 0.5, "exploration": 0.0,
+         "churn_probability": 0.5, "predicted_value": 40.0, "rfm_segment": "At Risk",
+         "lifecycle_stage": "at-risk"}
+        for i, action in enumerate(["win_back", NO_ACTION] * 10)
+    ]  # fmt: skip
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    given = [os.path.relpath(p) for p in (log, tx)]
+    assert not any(Path(p).is_absolute() for p in given)
+    done = run(home, "policy-eval", "--decisions", given[0], "--transactions", given[1],
+               "--window-days", "30")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "warn" not in done.stderr  # not MLflow's hint on the log's integer columns
+    client = mlflow_client(home)
+    experiment = client.get_experiment_by_name("crm-ltv-policy-evaluation")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.kind = 'policy-eval'")
+    datasets = {d.dataset.name: d.dataset for d in parent.inputs.dataset_inputs}
+    assert list(datasets) == ["transactions", "decisions"]
+    for name, path in (("transactions", tx), ("decisions", log)):
+        source = json.loads(datasets[name].source)["uri"].removeprefix("file://")
+        assert source == str(path.resolve()), name
+        assert datasets[name].digest == file_sha256(path)[:16], name
+    assert parent.data.tags["data_sha256"] == file_sha256(tx, log)
+    assert f"customers in {log.resolve()}" in parent.data.params["source"]

@@ -136,9 +136,12 @@ def input_datasets(inputs: Inputs) -> list[Any]:
 
 
 def log_datasets(datasets: Sequence[Any], context: str) -> None:
-    """Attach datasets built once by `file_datasets` to the active run."""
-    for dataset in datasets:
-        mlflow.log_input(dataset, context=context)
+    """Attach datasets built once by `file_datasets` to the active run. Their schema is
+    inferred then, with MLflow's hint on integer columns (for a model's signature: not one)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer column")
+        for dataset in datasets:
+            mlflow.log_input(dataset, context=context)
 
 
 def git_commit(root: Path) -> str:
