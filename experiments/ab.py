@@ -295,6 +295,12 @@ def plan_sample_size(
     target = baseline_rate * (1.0 + lift_rel)
     if not (0 < power < 1 and 0 < alpha < 1):
         raise ValueError(f"power {power:g} and alpha {alpha:g}: each must be between 0 and 1")
+    if power <= alpha:  # no root to solve for: the message blamed the lift
+        raise ValueError(
+            f"power {power:g} is not above alpha {alpha:g} (--power, --alpha): with no effect "
+            "at all a two-sided test rejects with probability alpha, so a test of any size has "
+            "that power; ask a power above the alpha (usually 0.8 and 0.05)"
+        )
     if not 0 < baseline_rate < 1:
         raise ValueError(f"baseline rate {baseline_rate:g}: expected a share between 0 and 1")
     if lift_rel == 0 or not 0 < target < 1:

@@ -164,6 +164,14 @@ def test_plan_ab_prints_customers_per_group(home):
     assert "treatment and" in split.stdout and "treatment share 0.800" in split.stdout
 
 
+def test_plan_ab_names_power_and_alpha_when_power_is_not_above_alpha(home):
+    result = run(home, "plan-ab", "--baseline-rate", "0.09", "--lift", "0.2", "--power", "0.3",
+                 "--alpha", "0.5")  # fmt: skip
+    assert result.returncode == 2 and result.stderr.startswith("error: plan-ab: power 0.3 is")
+    assert "--power" in result.stderr and "--alpha" in result.stderr
+    assert "too small" not in result.stderr
+
+
 def test_cohorts_prints_retention_transitions_and_ltv_cac_and_logs_them(home):
     result = run(home, "cohorts")
     assert result.returncode == 0, result.stderr
