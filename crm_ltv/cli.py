@@ -1417,6 +1417,10 @@ def ab(
     if result.by_segment is not None:
         typer.echo(f"\nby action and {by} at send time")
         typer.echo(format_ab(result.by_segment, ["action", str(by)]))
+    if result.outcomes.converted_from_revenue:
+        from crm_ltv.experiments.ab import FROM_REVENUE
+
+        typer.echo(FROM_REVENUE)
     if result.outcomes.without_outcome:
         typer.echo(f"{result.outcomes.without_outcome:,} contacts without an outcome left out")
     if result.outcomes.without_revenue:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from crm_ltv.experiments import uplift
+from crm_ltv.experiments.ab import FROM_REVENUE
 from crm_ltv.experiments.config import UpliftConfig
 from crm_ltv.experiments.segments import features_at_send
 from crm_ltv.experiments.tracking import (
@@ -125,7 +126,11 @@ def run_uplift(
     progress(f"features at {campaigns['sent_at'].nunique()} send times (history before each)")
     table = features_at_send(campaigns, transactions, features, customers)
     table = table.drop(columns=[c for c in config.exclude_features if c in table])
-    contacts = uplift.uplift_contacts(campaigns, table, config.holdout_share, config.seed)
+    contacts = uplift.uplift_contacts(
+        campaigns, table, config.holdout_share, config.seed, f"campaigns {source}"
+    )
+    if contacts.converted_from_revenue:
+        progress(FROM_REVENUE)
     frame = contacts.frame
     treated = frame["treated"].to_numpy(bool)
     catalogue = frame["action"].isin(ACTIONS).to_numpy()
@@ -477,6 +482,8 @@ def _run_note(
     if not notes["pooled"]:
         why = "policy-chosen sends" if notes["policy_chosen"] else "uplift.pool_controls: false"
         parts.append(f"Each action compared with its own controls only ({why}).")
+    if contacts.converted_from_revenue:
+        parts.append(f"Outcomes: {FROM_REVENUE}.")
     if not contacts.has_revenue:
         parts.append("No revenue column: no value effects.")
     elif contacts.without_revenue:

@@ -243,8 +243,11 @@ def test_outcome_from_revenue_when_the_flag_is_missing_and_rows_without_one_coun
     assert outcomes.frame["converted"].tolist() == [True, True, False]
     only_revenue = campaign_outcomes(frame.drop(columns="converted"))
     assert only_revenue.frame["converted"].tolist() == [True, True, False]
+    assert only_revenue.converted_from_revenue and not outcomes.converted_from_revenue
     with pytest.raises(DataError, match="neither a 'converted' nor a 'revenue'"):
         campaign_outcomes(frame.drop(columns=["converted", "revenue"]))
+    with pytest.raises(DataError, match=r"^campaigns own\.csv: neither"):  # the file named
+        campaign_outcomes(frame.drop(columns=["converted", "revenue"]), "campaigns own.csv")
     with pytest.raises(DataError, match=r"'revenue' column \(every 'revenue' blank\)"):
         campaign_outcomes(frame.drop(columns="converted").assign(revenue=np.nan))
 

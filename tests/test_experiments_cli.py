@@ -108,6 +108,23 @@ def test_ab_prints_a_row_per_action_and_logs_its_experiment(home):
     }
 
 
+def test_ab_names_a_file_without_outcomes_and_says_revenue_stands_for_conversion(home, tmp_path):
+    """Without 'converted' a contact converted when its revenue is above 0: said, not silent.
+    Without either column the error named no file."""
+    lines = [r.split(",") for r in (home / "data/sample/campaigns.csv").read_text().splitlines()]
+    keep = [i for i, name in enumerate(lines[0]) if name != "converted"]
+    revenue_only, no_outcome = tmp_path / "revenue_only.csv", tmp_path / "no_outcome.csv"
+    revenue_only.write_text("\n".join(",".join(r[i] for i in keep) for r in lines) + "\n")
+    no_outcome.write_text("\n".join(",".join(r[:4]) for r in lines) + "\n")
+    failed = run(home, "ab", "--campaigns", str(no_outcome))
+    assert failed.returncode == 2 and f"error: campaigns {no_outcome}: neither" in failed.stderr
+    result = run(home, "ab", "--campaigns", str(revenue_only))
+    assert result.returncode == 0, result.stderr
+    assert "no 'converted' column: a contact converted when its revenue is above 0" in (
+        result.stdout
+    )
+
+
 def test_ab_analyses_actions_outside_the_catalogue_and_marks_them(home, tmp_path):
     lines = (home / "data/sample/campaigns.csv").read_text().splitlines()
     header, rows = lines[0], lines[1:]
