@@ -23,6 +23,7 @@ from crm_ltv.experiments.tracking import (
     log_figure,
     log_metrics,
     log_table,
+    logged_path,
     metric_key,
 )
 from crm_ltv.features.config import FeatureConfig
@@ -115,7 +116,7 @@ def run_ab(
     ) as run_id:
         mlflow.log_params(
             {
-                "campaigns_file": str(source),
+                "campaigns_file": logged_path(source),
                 "contacts": len(outcomes.frame),
                 "contacts_without_outcome": outcomes.without_outcome,
                 "contacts_without_revenue": outcomes.without_revenue,

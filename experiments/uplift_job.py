@@ -29,6 +29,7 @@ from crm_ltv.experiments.tracking import (
     log_figure,
     log_metrics,
     log_table,
+    logged_path,
 )
 from crm_ltv.features.actions import ACTIONS
 from crm_ltv.features.config import FeatureConfig, config_digest
@@ -207,7 +208,7 @@ def run_uplift(
         champion = comparison.champion
         mlflow.log_params(
             {
-                "campaigns_file": str(source),
+                "campaigns_file": logged_path(source),
                 "learner": "x-learner (lightgbm)",
                 "holdout_share": config.holdout_share,
                 "holdout_seed": config.seed,

@@ -43,11 +43,16 @@ def new_home(folder: Path) -> Path:
     return folder
 
 
-def run(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """The crm-ltv command, for real, in `home`, with no inherited MLflow tracking URI."""
+def run(
+    home: Path, *args: str, timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The crm-ltv command, for real, in `home`, with no inherited MLflow tracking URI; run
+    from `cwd` (relative paths are read from there), else the tests' working directory."""
     env = {**os.environ, "CRM_LTV_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [CLI, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd
+    )
 
 
 def without_baseline_gate(home: Path) -> None:

@@ -150,6 +150,24 @@ def test_ab_analyses_actions_outside_the_catalogue_and_marks_them(home, tmp_path
     assert unknown.returncode == 2 and "--by 'favourite_colour'" in unknown.stderr
 
 
+def test_ab_logs_the_files_it_read_by_absolute_path(home):
+    """Relative paths were logged as given: a run read from another folder named no file."""
+    sample = home / "data" / "sample"
+    relative = [f"{home.name}/data/sample/{t}.csv" for t in ("campaigns", "transactions")]
+    result = run(
+        home, "ab", "--campaigns", relative[0], "--by", "acquisition_channel",
+        "--transactions", relative[1], "--customers", str(sample / "customers.csv"),
+        cwd=home.parent,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.split("MLflow run ", 1)[1].split()[0]
+    found = _client(home).get_run(run_id)
+    assert found.data.params["campaigns_file"] == str(sample / "campaigns.csv")
+    sources = {d.dataset.name: d.dataset.source for d in found.inputs.dataset_inputs}
+    for table in ("campaigns", "transactions", "customers"):
+        assert str(sample / f"{table}.csv") in sources[table]
+
+
 def test_cohorts_count_customers_missing_from_the_customers_table_as_unknown(tmp_path):
     """They crashed it (a categorical channel refused the "(unknown)" it was filled with). A
     home of its own: the module's has one cohorts run, which another test reads."""
