@@ -150,6 +150,31 @@ def test_ab_analyses_actions_outside_the_catalogue_and_marks_them(home, tmp_path
     assert unknown.returncode == 2 and "--by 'favourite_colour'" in unknown.stderr
 
 
+def test_ab_and_uplift_say_how_many_contacts_the_transactions_know(home, tmp_path):
+    """Campaigns whose ids lost their leading zeros matched no customer: every contact read
+    '(no purchase yet)', exit 0; uplift blamed too few treated contacts."""
+    sample = home / "data" / "sample"
+    header, *rows = (sample / "campaigns.csv").read_text().splitlines()
+    stripped, partly = tmp_path / "stripped.csv", tmp_path / "partly.csv"
+    stripped.write_text("\n".join([header, *(r.lstrip("0") for r in rows)]) + "\n")
+    partly.write_text("\n".join([header, *(r.lstrip("0") for r in rows[:7]), *rows[7:]]) + "\n")
+    for command in (["ab", "--by", "lifecycle_stage"], ["uplift"]):
+        failed = run(home, *command, "--campaigns", str(stripped))
+        assert failed.returncode == 2, failed.stderr
+        error = failed.stderr.splitlines()[-1]
+        assert error.startswith(f"error: campaigns {stripped}: none of its {len(rows):,} contacts")
+        assert str(sample / "transactions.csv") in error
+        first = rows[0].split(",")[0]
+        assert f"'{first.lstrip('0')}' in the campaigns" in error and f"'{first}'" in error
+    result = run(home, "ab", "--by", "acquisition_channel", "--campaigns", str(partly))
+    assert result.returncode == 0, result.stderr
+    for table in ("transactions", "customers"):
+        said = f"{len(rows) - 7:,} of {len(rows):,} contacts' customers found in {table}"
+        assert said in result.stderr
+        warned = f"warning: 7 of {len(rows):,} contacts of partly.csv have a customer id not in"
+        assert f"{warned} {table} ({table}.csv)" in result.stderr
+
+
 def test_ab_logs_the_files_it_read_by_absolute_path(home):
     """Relative paths were logged as given: a run read from another folder named no file."""
     sample = home / "data" / "sample"
