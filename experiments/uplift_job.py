@@ -153,16 +153,32 @@ def run_uplift(
     # learnt from nothing, which would count in the gate as a model.
     silent = _without_purchases(frame, train, pooled, set(counts.index) - {*small, *uncontrolled})
     without_model = sorted({*small, *uncontrolled, *silent})
-    if without_model:
-        progress(f"no model (the policy's prior) for {', '.join(without_model)}: see the run note")
     fit_rows = train & ~(treated & frame["action"].isin(without_model).to_numpy())
     if not (fit_rows & treated).any() or not (fit_rows & ~treated).any():
+        why = {a: f"{counts.get(a, 0):,} treated contacts, under uplift.min_contacts "
+                  f"({config.min_contacts})" for a in small}  # fmt: skip
+        why |= {a: "no control contacts of its own" for a in uncontrolled}
+        why |= {
+            a: f"no purchase among its {counts[a]:,} treated and "
+            f"{int(controls.sum()) if pooled else int(controls.get(a, 0)):,} control contacts"
+            for a in silent
+        }
+        if not why:  # every catalogue action had its contacts: the file has none, or no controls
+            why_text = "no treated contact of a catalogue action" if counts.empty else "no control"
+            reasons = f"{why_text} among the training customers"
+        else:
+            reasons = "; ".join(f"{a}: {why[a]}" for a in sorted(why))
+        if len(frame) and not (frame["converted"] > 0).any():
+            reasons = f"not one of the {len(frame):,} contacts converted; {reasons}"
+        if contacts.without_history:
+            reasons += f"; {contacts.without_history:,} without a purchase before the send left out"
         raise DataError(
-            f"campaigns {source}: no catalogue action has {config.min_contacts} treated contacts "
-            "(uplift.min_contacts) and controls among the training customers: nothing to learn "
-            f"from (treated contacts per action: {counts.to_dict() or 'none'}; control contacts "
-            f"per action: {controls.to_dict() or 'none'})"
+            f"campaigns {source}: no catalogue action can be modelled, nothing to learn from "
+            f"({reasons}; treated contacts per action: {counts.to_dict() or 'none'}; control "
+            f"contacts per action: {controls.to_dict() or 'none'})"
         )
+    if without_model:
+        progress(f"no model (the policy's prior) for {', '.join(without_model)}: see the run note")
     progress(
         f"{len(frame):,} contacts with a purchase before the send; {int(fit_rows.sum()):,} of "
         f"training customers, {int(contacts.held_out.sum()):,} of held-out ones; controls "
