@@ -120,6 +120,24 @@ def _not_in(ids: pd.Series, table: pd.Series) -> int:
     return int((~pd.Index(ids.unique()).isin(table.astype(str))).sum())
 
 
+def load_campaign_input(
+    config: DataConfig,
+    paths: Paths,
+    campaigns: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Loaded:
+    """The campaigns table: the file given, else configs/data.yaml's, else the sample's."""
+    source = config.campaigns or SourceConfig()
+    sample = paths.sample_table("campaigns")
+    path = campaigns or source.path or sample
+    if Path(path) == sample and not sample.exists():
+        raise _no_sample("campaigns", sample)
+    progress(f"loading campaigns from {path}")
+    loaded = some_rows(load_campaigns(path, source, config.validation, paths.rejects_dir))
+    progress(loaded.report.summary())
+    return loaded
+
+
 def contacts_found(
     campaigns: Loaded, table: Loaded, progress: Callable[[str], None] = lambda _: None
 ) -> None:
@@ -145,21 +163,3 @@ def contacts_found(
             f"{Path(campaigns.report.source).name} have a customer id not in {name} "
             f"({source.name}), e.g. {ids[~found].iloc[0]!r}: do both files write ids alike?"
         )
-
-
-def load_campaign_input(
-    config: DataConfig,
-    paths: Paths,
-    campaigns: Path | None = None,
-    progress: Callable[[str], None] = lambda _: None,
-) -> Loaded:
-    """The campaigns table: the file given, else configs/data.yaml's, else the sample's."""
-    source = config.campaigns or SourceConfig()
-    sample = paths.sample_table("campaigns")
-    path = campaigns or source.path or sample
-    if Path(path) == sample and not sample.exists():
-        raise _no_sample("campaigns", sample)
-    progress(f"loading campaigns from {path}")
-    loaded = some_rows(load_campaigns(path, source, config.validation, paths.rejects_dir))
-    progress(loaded.report.summary())
-    return loaded

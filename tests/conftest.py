@@ -46,8 +46,7 @@ def new_home(folder: Path) -> Path:
 def run(
     home: Path, *args: str, timeout: float = 300, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """The crm-ltv command, for real, in `home`, with no inherited MLflow tracking URI; run
-    from `cwd` (relative paths are read from there), else the tests' working directory."""
+    """The crm-ltv command, for real, in `home`, with no inherited MLflow tracking URI."""
     env = {**os.environ, "CRM_LTV_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(
