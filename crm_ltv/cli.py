@@ -1396,6 +1396,11 @@ def ab(
         from crm_ltv.experiments.segments import segments_at_send
 
         inputs = _read_inputs(paths, progress, *reading, max_reject_share)
+        from crm_ltv.features.inputs import contacts_found
+
+        contacts_found(loaded, inputs.transactions, progress)
+        if by == "acquisition_channel" and inputs.customers is not None:  # its segments' table
+            contacts_found(loaded, inputs.customers, progress)
         progress(f"segments at each send time: {by}")
         from crm_ltv.training.tracking import input_datasets, input_sources
 
@@ -1430,6 +1435,10 @@ def ab(
     if result.by_segment is not None:
         typer.echo(f"\nby action and {by} at send time")
         typer.echo(format_ab(result.by_segment, ["action", str(by)]))
+    if result.outcomes.converted_from_revenue:
+        from crm_ltv.experiments.ab import FROM_REVENUE
+
+        typer.echo(FROM_REVENUE)
     if result.outcomes.without_outcome:
         typer.echo(f"{result.outcomes.without_outcome:,} contacts without an outcome left out")
     if result.outcomes.without_revenue:
@@ -1583,12 +1592,13 @@ def uplift(
     check_feature_names(config.exclude_features, known, where)
     progress = Progress()
     data_config = _data_config(paths, None, None, None, max_reject_share)
-    from crm_ltv.features.inputs import load_campaign_input
+    from crm_ltv.features.inputs import contacts_found, load_campaign_input
 
     loaded = load_campaign_input(data_config, paths, campaigns, progress)
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
+    contacts_found(loaded, inputs.transactions, progress)  # features come from their history
     truth = None
     truth_file = paths.sample_dir / "truth_campaigns.parquet"
     if loaded.report.source == paths.sample_table("campaigns") and truth_file.exists():

@@ -73,13 +73,19 @@ class Outcomes:
     has_revenue: bool
     # Contacts with a conversion but no revenue: in the rates, left out of the revenue means.
     without_revenue: int = 0
+    converted_from_revenue: bool = False  # no 'converted' column: revenue > 0 is a conversion
 
 
-def campaign_outcomes(campaigns: pd.DataFrame) -> Outcomes:
+# What the commands print when a file's conversions are read from its revenue.
+FROM_REVENUE = "no 'converted' column: a contact converted when its revenue is above 0"
+
+
+def campaign_outcomes(campaigns: pd.DataFrame, where: str = "campaigns") -> Outcomes:
     """Each contact's outcome: `converted`, else revenue > 0 (the contract allows either). A
     contact that did not convert and has no revenue spent nothing: many exports leave the
     non-buyers' revenue blank, and left out, revenue per customer became revenue per converter
-    (a +9 per customer effect read as -10). Only a conversion without revenue stays unknown."""
+    (a +9 per customer effect read as -10). Only a conversion without revenue stays unknown.
+    `where`: the table and its file, as errors name them."""
     # a revenue column with no value at all is none: its non-buyers' zeros alone read as a
     # measured revenue difference of +0.00
     has_converted = "converted" in campaigns
@@ -87,7 +93,7 @@ def campaign_outcomes(campaigns: pd.DataFrame) -> Outcomes:
     if not has_converted and not has_revenue:
         blank = " (every 'revenue' blank)" if "revenue" in campaigns else ""
         raise DataError(
-            f"campaigns: neither a 'converted' nor a 'revenue' column{blank}, so no outcome to "
+            f"{where}: neither a 'converted' nor a 'revenue' column{blank}, so no outcome to "
             f"compare; columns present: {', '.join(map(str, campaigns.columns))}"
         )
     revenue = campaigns["revenue"].astype("float64") if has_revenue else None
@@ -103,7 +109,13 @@ def campaign_outcomes(campaigns: pd.DataFrame) -> Outcomes:
     if revenue is not None:
         frame.loc[~frame["converted"] & frame["revenue"].isna(), "revenue"] = 0.0
     without_revenue = int(frame["revenue"].isna().sum()) if has_revenue else 0
-    return Outcomes(frame.reset_index(drop=True), int((~known).sum()), has_revenue, without_revenue)
+    return Outcomes(
+        frame.reset_index(drop=True),
+        int((~known).sum()),
+        has_revenue,
+        without_revenue,
+        converted_from_revenue=not has_converted,
+    )
 
 
 def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.DataFrame:
@@ -295,6 +307,12 @@ def plan_sample_size(
     target = baseline_rate * (1.0 + lift_rel)
     if not (0 < power < 1 and 0 < alpha < 1):
         raise ValueError(f"power {power:g} and alpha {alpha:g}: each must be between 0 and 1")
+    if power <= alpha:  # no root to solve for: the message blamed the lift
+        raise ValueError(
+            f"power {power:g} is not above alpha {alpha:g} (--power, --alpha): with no effect "
+            "at all a two-sided test rejects with probability alpha, so a test of any size has "
+            "that power; ask a power above the alpha (usually 0.8 and 0.05)"
+        )
     if not 0 < baseline_rate < 1:
         raise ValueError(f"baseline rate {baseline_rate:g}: expected a share between 0 and 1")
     if lift_rel == 0 or not 0 < target < 1:

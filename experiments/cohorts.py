@@ -173,8 +173,13 @@ def ltv_cac_table(
     first = months.groupby("customer_id")["first_month"].first().reindex(table["customer_id"])
     if "signup_date" in customers:
         signup = pd.to_datetime(customers.set_index("customer_id")["signup_date"])
-        signed = _month_number(signup.reindex(table["customer_id"]).reset_index(drop=True))
-        first = first.fillna(pd.Series(signed, index=first.index).where(signed >= 0))
+        signup = signup.reindex(table["customer_id"])
+        # a blank signup, or a buyer missing from the table (a rejected row), has no month:
+        # only known dates become month numbers (NaT cast to an integer is garbage)
+        known_signup = signup.notna().to_numpy()
+        signed = pd.Series(np.nan, index=first.index)
+        signed[known_signup] = _month_number(signup[known_signup])
+        first = first.fillna(signed)
     known = first.notna().to_numpy()
     first_month = first.to_numpy()
     cohort = np.where(

@@ -23,6 +23,7 @@ from crm_ltv.experiments.tracking import (
     log_figure,
     log_metrics,
     log_table,
+    logged_path,
     metric_key,
 )
 from crm_ltv.features.config import FeatureConfig
@@ -89,7 +90,7 @@ def run_ab(
     read from `segment_files`: their hash joins the campaigns file's on the run, their
     `segment_datasets` its datasets)."""
     frame = campaigns if by is None else campaigns.assign(**{by: segments})
-    outcomes = ab.campaign_outcomes(frame)
+    outcomes = ab.campaign_outcomes(frame, f"campaigns {source}")
     _check_comparable(outcomes, source)
     by_action = ab.ab_table(outcomes, config)
     by_segment = ab.ab_table(outcomes, config, by) if by is not None else None
@@ -104,6 +105,7 @@ def run_ab(
             else ""
         )
         + f"), {len(by_action)} actions"
+        + (f" ({ab.FROM_REVENUE})" if outcomes.converted_from_revenue else "")
         + (f", also by {by} at send time" if by else "")
         + ". "
         + _ab_headline(by_action)
@@ -114,7 +116,7 @@ def run_ab(
     ) as run_id:
         mlflow.log_params(
             {
-                "campaigns_file": str(source),
+                "campaigns_file": logged_path(source),
                 "contacts": len(outcomes.frame),
                 "contacts_without_outcome": outcomes.without_outcome,
                 "contacts_without_revenue": outcomes.without_revenue,

@@ -24,6 +24,7 @@ from crm_ltv.training.tracking import (
     log_figure,
     log_provenance,
     log_table,
+    logged_path,
     readable,
     setup_tracking,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "log_figure",
     "log_metrics",
     "log_table",
+    "logged_path",
     "metric_key",
 ]
 DIGITS = 4  # metric values as people read them in the runs table

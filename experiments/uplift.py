@@ -45,6 +45,7 @@ class Contacts:
     without_history: int
     has_revenue: bool
     without_revenue: int = 0  # of the kept contacts: out of the value models and metrics
+    converted_from_revenue: bool = False  # no 'converted' column: revenue > 0 is a conversion
 
 
 def held_out_customers(customer_ids: pd.Series, share: float, seed: int) -> np.ndarray:
@@ -54,15 +55,19 @@ def held_out_customers(customer_ids: pd.Series, share: float, seed: int) -> np.n
 
 
 def uplift_contacts(
-    campaigns: pd.DataFrame, features: pd.DataFrame, share: float, seed: int
+    campaigns: pd.DataFrame,
+    features: pd.DataFrame,
+    share: float,
+    seed: int,
+    where: str = "campaigns",
 ) -> Contacts:
     """`features` is aligned with `campaigns` (segments.features_at_send). Contacts without an
     outcome, or of a customer with no purchase before the send (the service gives those the
     cold-start action, not a model's), are left out and counted. Revenue stays missing where
     the file has none for a contact that converted (none without a conversion is 0); a file
-    without revenue gives zeros (value effects 0)."""
+    without revenue gives zeros (value effects 0). `where`: the table and its file, for errors."""
     keep = campaigns.assign(_row=np.arange(len(campaigns)))
-    outcomes = campaign_outcomes(keep)
+    outcomes = campaign_outcomes(keep, where)
     frame = outcomes.frame
     table = features.iloc[frame["_row"].to_numpy()].reset_index(drop=True)
     history = table["recency_days"].notna().to_numpy()
@@ -86,6 +91,7 @@ def uplift_contacts(
         int((~history).sum()),
         outcomes.has_revenue,
         int(out["revenue"].isna().sum()),
+        outcomes.converted_from_revenue,
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from crm_ltv.experiments import uplift
+from crm_ltv.experiments.ab import FROM_REVENUE
 from crm_ltv.experiments.config import UpliftConfig
 from crm_ltv.experiments.segments import features_at_send
 from crm_ltv.experiments.tracking import (
@@ -28,6 +29,7 @@ from crm_ltv.experiments.tracking import (
     log_figure,
     log_metrics,
     log_table,
+    logged_path,
 )
 from crm_ltv.features.actions import ACTIONS
 from crm_ltv.features.config import FeatureConfig, config_digest
@@ -125,7 +127,11 @@ def run_uplift(
     progress(f"features at {campaigns['sent_at'].nunique()} send times (history before each)")
     table = features_at_send(campaigns, transactions, features, customers)
     table = table.drop(columns=[c for c in config.exclude_features if c in table])
-    contacts = uplift.uplift_contacts(campaigns, table, config.holdout_share, config.seed)
+    contacts = uplift.uplift_contacts(
+        campaigns, table, config.holdout_share, config.seed, f"campaigns {source}"
+    )
+    if contacts.converted_from_revenue:
+        progress(FROM_REVENUE)
     frame = contacts.frame
     treated = frame["treated"].to_numpy(bool)
     catalogue = frame["action"].isin(ACTIONS).to_numpy()
@@ -147,16 +153,32 @@ def run_uplift(
     # learnt from nothing, which would count in the gate as a model.
     silent = _without_purchases(frame, train, pooled, set(counts.index) - {*small, *uncontrolled})
     without_model = sorted({*small, *uncontrolled, *silent})
-    if without_model:
-        progress(f"no model (the policy's prior) for {', '.join(without_model)}: see the run note")
     fit_rows = train & ~(treated & frame["action"].isin(without_model).to_numpy())
     if not (fit_rows & treated).any() or not (fit_rows & ~treated).any():
+        why = {a: f"{counts.get(a, 0):,} treated contacts, under uplift.min_contacts "
+                  f"({config.min_contacts})" for a in small}  # fmt: skip
+        why |= {a: "no control contacts of its own" for a in uncontrolled}
+        why |= {
+            a: f"no purchase among its {counts[a]:,} treated and "
+            f"{int(controls.sum()) if pooled else int(controls.get(a, 0)):,} control contacts"
+            for a in silent
+        }
+        if not why:  # every catalogue action had its contacts: the file has none, or no controls
+            why_text = "no treated contact of a catalogue action" if counts.empty else "no control"
+            reasons = f"{why_text} among the training customers"
+        else:
+            reasons = "; ".join(f"{a}: {why[a]}" for a in sorted(why))
+        if len(frame) and not (frame["converted"] > 0).any():
+            reasons = f"not one of the {len(frame):,} contacts converted; {reasons}"
+        if contacts.without_history:
+            reasons += f"; {contacts.without_history:,} without a purchase before the send left out"
         raise DataError(
-            f"campaigns {source}: no catalogue action has {config.min_contacts} treated contacts "
-            "(uplift.min_contacts) and controls among the training customers: nothing to learn "
-            f"from (treated contacts per action: {counts.to_dict() or 'none'}; control contacts "
-            f"per action: {controls.to_dict() or 'none'})"
+            f"campaigns {source}: no catalogue action can be modelled, nothing to learn from "
+            f"({reasons}; treated contacts per action: {counts.to_dict() or 'none'}; control "
+            f"contacts per action: {controls.to_dict() or 'none'})"
         )
+    if without_model:
+        progress(f"no model (the policy's prior) for {', '.join(without_model)}: see the run note")
     progress(
         f"{len(frame):,} contacts with a purchase before the send; {int(fit_rows.sum()):,} of "
         f"training customers, {int(contacts.held_out.sum()):,} of held-out ones; controls "
@@ -202,7 +224,7 @@ def run_uplift(
         champion = comparison.champion
         mlflow.log_params(
             {
-                "campaigns_file": str(source),
+                "campaigns_file": logged_path(source),
                 "learner": "x-learner (lightgbm)",
                 "holdout_share": config.holdout_share,
                 "holdout_seed": config.seed,
@@ -477,6 +499,8 @@ def _run_note(
     if not notes["pooled"]:
         why = "policy-chosen sends" if notes["policy_chosen"] else "uplift.pool_controls: false"
         parts.append(f"Each action compared with its own controls only ({why}).")
+    if contacts.converted_from_revenue:
+        parts.append(f"Outcomes: {FROM_REVENUE}.")
     if not contacts.has_revenue:
         parts.append("No revenue column: no value effects.")
     elif contacts.without_revenue:

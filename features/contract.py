@@ -51,6 +51,10 @@ class TableSchema:
     name: str
     columns: tuple[Column, ...]
     unique_key: str | None = None  # a column whose repeated values are rejected
+    # Columns naming one record (a campaign contact: customer, send time, action): rows that
+    # share them but differ in another column are rejected, every copy (which one is right is
+    # not known); rows alike in every column are exact duplicates.
+    record_key: tuple[str, ...] = ()
     # A column whose missing value marks an anonymous line (a sale to no known customer):
     # kept out and reported rather than rejected, unless validation.anonymous_lines says reject.
     anonymous_key: str | None = None
@@ -117,6 +121,7 @@ CAMPAIGNS = TableSchema(
         # draw), so uplift training compares each action with its own controls only.
         Column("policy_action", "label"),
     ),
+    record_key=("customer_id", "sent_at", "action"),
 )
 
 SCHEMAS = {s.name: s for s in (TRANSACTIONS, CUSTOMERS, CAMPAIGNS)}

@@ -143,3 +143,30 @@ def load_campaign_input(
     loaded = some_rows(load_campaigns(path, source, config.validation, paths.rejects_dir))
     progress(loaded.report.summary())
     return loaded
+
+
+def contacts_found(
+    campaigns: Loaded, table: Loaded, progress: Callable[[str], None] = lambda _: None
+) -> None:
+    """Say how many contacts' customers `table` (transactions, customers) has: ids written
+    otherwise in one file (an export that lost leading zeros) matched nothing, and every
+    contact read as a customer with no history. None found is an error naming both files and
+    an id of each; some not found, a warning."""
+    ids = campaigns.frame["customer_id"].astype(str)
+    known = table.frame["customer_id"].astype(str)
+    found = ids.isin(pd.Index(known.unique()))
+    name, source = table.report.table, Path(table.report.source)
+    if not found.any():
+        raise DataError(
+            f"campaigns {campaigns.report.source}: none of its {len(ids):,} contacts' customer "
+            f"ids is in the {name} {source} (e.g. {ids.iloc[0]!r} in the campaigns, "
+            f"{known.iloc[0]!r} in the {name}): do both files write ids alike (leading zeros, "
+            "a prefix)?"
+        )
+    progress(f"{int(found.sum()):,} of {len(ids):,} contacts' customers found in {name}")
+    if not found.all():
+        progress(
+            f"warning: {int((~found).sum()):,} of {len(ids):,} contacts of "
+            f"{Path(campaigns.report.source).name} have a customer id not in {name} "
+            f"({source.name}), e.g. {ids[~found].iloc[0]!r}: do both files write ids alike?"
+        )

@@ -1,7 +1,8 @@
 """Read transaction, customer and campaign files into the data contract, validating row by row.
 
 Nothing is dropped silently: every rejected row goes to a rejects file with its reason and is
-counted in the report; exact duplicates are reported (and dropped when configured). Lines that
+counted in the report; exact duplicates are reported (and dropped when configured), rows of
+one record that disagree (a campaign contact twice, with two outcomes) rejected. Lines that
 are not a customer's sale are counted and listed apart, and are not rejects: lines excluded by
 a rule on a source column (postage, fees), set aside before validation, and anonymous sales,
 validated like any line (one with a bad value is a reject: its sale cannot be counted).
@@ -154,11 +155,18 @@ class _Problems:
     def __post_init__(self) -> None:
         self.reasons = pd.Series("", index=self.index, dtype=object)
 
-    def add(self, mask: pd.Series, kind: str, values: pd.Series | None = None) -> None:
+    def add(
+        self, mask: pd.Series, kind: str, values: pd.Series | None = None, quoted: bool = True
+    ) -> None:
+        """`values`: each row's offending value, quoted after the kind (or a detail in
+        parentheses, not `quoted`)."""
         if not mask.any():
             return
         rows = mask[mask].index
-        text = kind if values is None else kind + " '" + values.loc[rows].astype(str) + "'"
+        text = kind
+        if values is not None:
+            start, end = (" '", "'") if quoted else (" (", ")")
+            text = kind + start + values.loc[rows].astype(str) + end
         current = self.reasons.loc[rows]
         self.reasons.loc[rows] = np.where(current == "", text, current + "; " + text)
         self.kinds[kind] += len(rows)
@@ -607,6 +615,23 @@ def _duplicate_reasons(raw: pd.DataFrame, candidates: pd.Index) -> pd.Series:
     return "exact duplicate of row " + (first[repeat] + 1).astype(str)
 
 
+def _disagreeing_rows(
+    frame: pd.DataFrame, keep: pd.Series, duplicates: pd.Series, key: tuple[str, ...]
+) -> pd.Series:
+    """'rows N, M' for each kept row whose `key` another kept row shares with another value
+    somewhere (a copy alike in every column is an exact duplicate, not another value): one
+    contact counted twice, with two outcomes or in both groups."""
+    kept = frame.loc[keep.to_numpy(), list(key)]
+    group = kept.groupby(list(key), sort=False, observed=True, dropna=False).ngroup()
+    distinct = pd.Series(~kept.index.isin(duplicates.index), index=kept.index)
+    rows = kept.index[(distinct.groupby(group).transform("sum") > 1).to_numpy()]
+    if rows.empty:
+        return pd.Series(dtype=object)
+    numbers = pd.Series(rows + 1, index=rows).astype(str)
+    listed = numbers.groupby(group.loc[rows]).agg(", ".join)
+    return "rows " + group.loc[rows].map(listed)
+
+
 def load_table(
     schema: TableSchema,
     source: SourceConfig,
@@ -652,6 +677,15 @@ def load_table(
         problems.add(repeated, f"repeated {schema.unique_key}", frame[schema.unique_key])
         keep &= ~repeated
         rejected = problems.mask
+    if schema.record_key:
+        disagree = _disagreeing_rows(frame, keep, duplicates, schema.record_key)
+        names = [_label(c, str(layout.names[c])) for c in schema.record_key]
+        kind = f"{', '.join(names[:-1])} and {names[-1]} repeated with other values"
+        rows_of = pd.Series(frame.index.isin(disagree.index), index=frame.index)
+        problems.add(rows_of, kind, disagree, quoted=False)
+        keep &= ~problems.mask
+        rejected = problems.mask
+        duplicates = duplicates.drop(disagree.index, errors="ignore")  # a reject, listed once
 
     rejects_path = rejects_dir / f"{schema.name}_rejects.csv"
     _write_rows(raw, pd.concat([problems.reasons[rejected], duplicates]), rejects_path)

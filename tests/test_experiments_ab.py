@@ -167,6 +167,15 @@ def test_planner_sample_size_per_group():
         plan_sample_size(0.1, 0.2, 0.8, 0.05, treatment_share=1.0)
 
 
+def test_planner_refuses_a_power_not_above_alpha_rather_than_blame_the_lift():
+    """A two-sided test rejects with probability alpha under no effect: a power up to alpha is
+    met at any size, and the planner said the lift was too small to detect."""
+    for power, alpha in ((0.3, 0.5), (0.05, 0.05)):
+        with pytest.raises(ValueError, match=r"power .* not above alpha .*--power.*--alpha"):
+            plan_sample_size(0.09, 0.2, power, alpha)
+    assert plan_sample_size(0.09, 0.2, 0.6, 0.5).control > 0  # just above: a plan
+
+
 def test_planner_with_an_unequal_split_needs_more_customers():
     # a service holding out 0.3 and exploring 0.2 contacts 0.56 / (0.56 + 0.3)
     share = 0.56 / 0.86
@@ -234,8 +243,11 @@ def test_outcome_from_revenue_when_the_flag_is_missing_and_rows_without_one_coun
     assert outcomes.frame["converted"].tolist() == [True, True, False]
     only_revenue = campaign_outcomes(frame.drop(columns="converted"))
     assert only_revenue.frame["converted"].tolist() == [True, True, False]
+    assert only_revenue.converted_from_revenue and not outcomes.converted_from_revenue
     with pytest.raises(DataError, match="neither a 'converted' nor a 'revenue'"):
         campaign_outcomes(frame.drop(columns=["converted", "revenue"]))
+    with pytest.raises(DataError, match=r"^campaigns own\.csv: neither"):  # the file named
+        campaign_outcomes(frame.drop(columns=["converted", "revenue"]), "campaigns own.csv")
     with pytest.raises(DataError, match=r"'revenue' column \(every 'revenue' blank\)"):
         campaign_outcomes(frame.drop(columns="converted").assign(revenue=np.nan))
 

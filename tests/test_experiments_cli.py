@@ -108,6 +108,23 @@ def test_ab_prints_a_row_per_action_and_logs_its_experiment(home):
     }
 
 
+def test_ab_names_a_file_without_outcomes_and_says_revenue_stands_for_conversion(home, tmp_path):
+    """Without 'converted' a contact converted when its revenue is above 0: said, not silent.
+    Without either column the error named no file."""
+    lines = [r.split(",") for r in (home / "data/sample/campaigns.csv").read_text().splitlines()]
+    keep = [i for i, name in enumerate(lines[0]) if name != "converted"]
+    revenue_only, no_outcome = tmp_path / "revenue_only.csv", tmp_path / "no_outcome.csv"
+    revenue_only.write_text("\n".join(",".join(r[i] for i in keep) for r in lines) + "\n")
+    no_outcome.write_text("\n".join(",".join(r[:4]) for r in lines) + "\n")
+    failed = run(home, "ab", "--campaigns", str(no_outcome))
+    assert failed.returncode == 2 and f"error: campaigns {no_outcome}: neither" in failed.stderr
+    result = run(home, "ab", "--campaigns", str(revenue_only))
+    assert result.returncode == 0, result.stderr
+    assert "no 'converted' column: a contact converted when its revenue is above 0" in (
+        result.stdout
+    )
+
+
 def test_ab_analyses_actions_outside_the_catalogue_and_marks_them(home, tmp_path):
     lines = (home / "data/sample/campaigns.csv").read_text().splitlines()
     header, rows = lines[0], lines[1:]
@@ -131,6 +148,49 @@ def test_ab_analyses_actions_outside_the_catalogue_and_marks_them(home, tmp_path
     assert "MISMATCH" in uncontrolled and "nan" not in uncontrolled
     unknown = run(home, "ab", "--by", "favourite_colour")
     assert unknown.returncode == 2 and "--by 'favourite_colour'" in unknown.stderr
+
+
+def test_ab_and_uplift_say_how_many_contacts_the_transactions_know(home, tmp_path):
+    """Campaigns whose ids lost their leading zeros matched no customer: every contact read
+    '(no purchase yet)', exit 0; uplift blamed too few treated contacts."""
+    sample = home / "data" / "sample"
+    header, *rows = (sample / "campaigns.csv").read_text().splitlines()
+    stripped, partly = tmp_path / "stripped.csv", tmp_path / "partly.csv"
+    stripped.write_text("\n".join([header, *(r.lstrip("0") for r in rows)]) + "\n")
+    partly.write_text("\n".join([header, *(r.lstrip("0") for r in rows[:7]), *rows[7:]]) + "\n")
+    for command in (["ab", "--by", "lifecycle_stage"], ["uplift"]):
+        failed = run(home, *command, "--campaigns", str(stripped))
+        assert failed.returncode == 2, failed.stderr
+        error = failed.stderr.splitlines()[-1]
+        assert error.startswith(f"error: campaigns {stripped}: none of its {len(rows):,} contacts")
+        assert str(sample / "transactions.csv") in error
+        first = rows[0].split(",")[0]
+        assert f"'{first.lstrip('0')}' in the campaigns" in error and f"'{first}'" in error
+    result = run(home, "ab", "--by", "acquisition_channel", "--campaigns", str(partly))
+    assert result.returncode == 0, result.stderr
+    for table in ("transactions", "customers"):
+        said = f"{len(rows) - 7:,} of {len(rows):,} contacts' customers found in {table}"
+        assert said in result.stderr
+        warned = f"warning: 7 of {len(rows):,} contacts of partly.csv have a customer id not in"
+        assert f"{warned} {table} ({table}.csv)" in result.stderr
+
+
+def test_ab_logs_the_files_it_read_by_absolute_path(home):
+    """Relative paths were logged as given: a run read from another folder named no file."""
+    sample = home / "data" / "sample"
+    relative = [f"{home.name}/data/sample/{t}.csv" for t in ("campaigns", "transactions")]
+    result = run(
+        home, "ab", "--campaigns", relative[0], "--by", "acquisition_channel",
+        "--transactions", relative[1], "--customers", str(sample / "customers.csv"),
+        cwd=home.parent,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.split("MLflow run ", 1)[1].split()[0]
+    found = _client(home).get_run(run_id)
+    assert found.data.params["campaigns_file"] == str(sample / "campaigns.csv")
+    sources = {d.dataset.name: d.dataset.source for d in found.inputs.dataset_inputs}
+    for table in ("campaigns", "transactions", "customers"):
+        assert str(sample / f"{table}.csv") in sources[table]
 
 
 def test_cohorts_count_customers_missing_from_the_customers_table_as_unknown(tmp_path):
@@ -162,6 +222,14 @@ def test_plan_ab_prints_customers_per_group(home):
     )
     assert split.returncode == 0, split.stderr
     assert "treatment and" in split.stdout and "treatment share 0.800" in split.stdout
+
+
+def test_plan_ab_names_power_and_alpha_when_power_is_not_above_alpha(home):
+    result = run(home, "plan-ab", "--baseline-rate", "0.09", "--lift", "0.2", "--power", "0.3",
+                 "--alpha", "0.5")  # fmt: skip
+    assert result.returncode == 2 and result.stderr.startswith("error: plan-ab: power 0.3 is")
+    assert "--power" in result.stderr and "--alpha" in result.stderr
+    assert "too small" not in result.stderr
 
 
 def test_cohorts_prints_retention_transitions_and_ltv_cac_and_logs_them(home):

@@ -4,6 +4,7 @@ history: three customers, four months."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -176,3 +177,16 @@ def test_payback_compares_the_spend_and_cac_of_the_same_customers():
     paid = cumulative.copy()
     paid.loc[0, 2] = 120.0
     assert _payback_months(paid, table, customers)["ads"] == 2.0
+
+
+def test_a_buyer_without_a_signup_date_keeps_the_first_purchase_cohort(feature_config):
+    """C is not in the customers table (its row rejected, say) and B's signup is blank: their
+    unknown signup month was cast to int64 (a RuntimeWarning on stderr, NaN turned into an
+    integer); they keep the month of their first purchase."""
+    customers = CUSTOMERS.assign(signup_date=pd.to_datetime(["2024-01-05", None, None])).iloc[:2]
+    config = CohortConfig(value_cohort="M")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = ltv_cac_table(TX, customers, pd.Timestamp("2024-04-30"), feature_config, config)
+    cohorts = table.loc[table["cohort"] != "all"].groupby("cohort")["customers"].sum()
+    assert cohorts.to_dict() == {"2024-01": 2, "2024-02": 1}  # A and B, C

@@ -258,6 +258,57 @@ def test_campaigns_table_rules(tmp_path):
     assert pd.read_csv(loaded.report.rejects_path)["row"].tolist() == [3, 4]
 
 
+@pytest.mark.parametrize("drop_duplicates", [True, False])
+def test_a_contact_on_rows_that_disagree_is_rejected_every_copy(tmp_path, drop_duplicates):
+    """One customer's send of one action on two rows with another outcome or group was counted
+    twice; which row is right is not known, so neither is kept. Rows alike in every column are
+    duplicates (reported once, not also rejects); another action at the same send is another
+    contact."""
+    path = _write(
+        tmp_path,
+        [
+            "001,2024-01-01 09:00:00,win_back,treatment,1,20",
+            "001,2024-01-01 09:00:00,win_back,treatment,0,0",  # another outcome
+            "002,2024-01-01 09:00:00,win_back,treatment,0,0",
+            "002,2024-01-01T09:00:00,win_back,control,0,0",  # the other group, same instant
+            "003,2024-01-01 09:00:00,win_back,control,0,0",
+            "003,2024-01-01 09:00:00,win_back,control,0,0",  # an exact duplicate
+            "004,2024-01-01 09:00:00,win_back,control,1,5",
+            "004,2024-01-01 09:00:00,win_back,control,1,5",  # exact, but for row 9:
+            "004,2024-01-01 09:00:00,win_back,control,0,0",
+            "001,2024-01-01 09:00:00,vip_invitation,control,0,0",  # another action
+        ],
+        header="customer_id,sent_at,action,group,converted,revenue\n",
+        name="campaigns.csv",
+    )
+    validation = ValidationConfig(max_reject_share=1, drop_duplicates=drop_duplicates)
+    loaded = load_campaigns(path, SourceConfig(), validation, tmp_path / "r")
+    kept = loaded.frame["customer_id"].astype(str) + " " + loaded.frame["action"].astype(str)
+    copies = 1 if drop_duplicates else 2
+    assert kept.tolist() == ["003 win_back"] * copies + ["001 vip_invitation"]
+    report = loaded.report
+    # row 8 repeats row 7 exactly: a duplicate when dropped, else one of the rows that disagree
+    assert report.rejected == (6 if drop_duplicates else 7)
+    assert report.duplicates == (2 if drop_duplicates else 1)
+    why = "customer_id, sent_at and action repeated with other values"
+    assert report.reasons == {why: report.rejected}
+    assert f"{why} {report.rejected}" in report.summary()
+    rejects = pd.read_csv(report.rejects_path)
+    assert rejects["row"].is_unique  # no row listed twice
+    reasons = dict(zip(rejects["row"], rejects["reason"], strict=True))
+    assert reasons[1] == reasons[2] == f"{why} (rows 1, 2)"
+    assert reasons[3] == reasons[4] == f"{why} (rows 3, 4)"
+    assert reasons[6] == "exact duplicate of row 5"
+    if drop_duplicates:
+        assert reasons[7] == reasons[9] == f"{why} (rows 7, 9)"
+        assert reasons[8] == "exact duplicate of row 7"
+    else:
+        assert reasons[7] == reasons[8] == reasons[9] == f"{why} (rows 7, 8, 9)"
+    limited = ValidationConfig(max_reject_share=0.5, drop_duplicates=drop_duplicates)
+    with pytest.raises(DataError, match=f"{why} {report.rejected}"):  # over the reject limit
+        load_campaigns(path, SourceConfig(), limited, tmp_path / "r")
+
+
 LINES = "Invoice,StockCode,Quantity,InvoiceDate,Price,Customer ID\n"
 RETAIL = SourceConfig(
     columns={

@@ -471,6 +471,24 @@ def test_bad_campaigns_are_data_errors_naming_file_and_action(home, tmp_path, fe
         run_uplift(few, source, tx, None, Paths(home), feature_config, config)
 
 
+def test_campaigns_without_a_purchase_are_refused_for_it(small_sample, feature_config, tmp_path):
+    """Thousands of contacts and not one conversion: the error blamed uplift.min_contacts, and
+    a line before it pointed to a run note that no run had written."""
+    sample, tx = small_sample
+    sends = sample.campaigns.assign(converted=0, revenue=0.0)
+    config = ExperimentsConfig().uplift.model_copy(update={"min_contacts": 20})
+    said: list[str] = []
+    with pytest.raises(DataError) as error:
+        run_uplift(sends, tmp_path / "campaigns.csv", tx, None, Paths(tmp_path), feature_config,
+                   config, progress=said.append)  # fmt: skip
+    message = str(error.value)
+    assert message.startswith(f"campaigns {tmp_path / 'campaigns.csv'}: no catalogue action")
+    assert re.search(r"not one of the [\d,]+ contacts converted", message)
+    for action in ("welcome_offer", "win_back", "vip_invitation", "recommendation"):
+        assert re.search(rf"{action}: no purchase among its \d+ treated and \d+ control", message)
+    assert "min_contacts" not in message and not any("run note" in line for line in said)
+
+
 def test_the_service_class_declares_the_uplift_model_without_reading_the_store():
     from crm_ltv.serving.service import CrmLtv
 

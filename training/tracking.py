@@ -112,6 +112,12 @@ def _one_file_sha256(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
+def logged_path(path: Path | str) -> str:
+    """A file as a run records it (params, dataset sources): absolute, since a path relative
+    to the folder the command ran from names no file to whoever reads the run."""
+    return str(Path(path).resolve())
+
+
 def file_datasets(files: Sequence[tuple[str, pd.DataFrame, Path]]) -> list[Any]:
     """One MLflow dataset per input file (name, loaded table, file): the UI shows its source
     and the sha256 of that file's own bytes, so a changed file is told apart by its digest."""
@@ -121,7 +127,7 @@ def file_datasets(files: Sequence[tuple[str, pd.DataFrame, Path]]) -> list[Any]:
         warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
         return [
             mlflow.data.from_pandas(
-                frame, source=str(path), name=name, digest=file_sha256(path)[:16]
+                frame, source=logged_path(path), name=name, digest=file_sha256(path)[:16]
             )
             for name, frame, path in files
         ]
