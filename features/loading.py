@@ -615,21 +615,31 @@ def _duplicate_reasons(raw: pd.DataFrame, candidates: pd.Index) -> pd.Series:
     return "exact duplicate of row " + (first[repeat] + 1).astype(str)
 
 
-def _disagreeing_rows(
+def _contact_rows(
     frame: pd.DataFrame, keep: pd.Series, duplicates: pd.Series, key: tuple[str, ...]
-) -> pd.Series:
-    """'rows N, M' for each kept row whose `key` another kept row shares with another value
-    somewhere (a copy alike in every column is an exact duplicate, not another value): one
-    contact counted twice, with two outcomes or in both groups."""
-    kept = frame.loc[keep.to_numpy(), list(key)]
-    group = kept.groupby(list(key), sort=False, observed=True, dropna=False).ngroup()
-    distinct = pd.Series(~kept.index.isin(duplicates.index), index=kept.index)
-    rows = kept.index[(distinct.groupby(group).transform("sum") > 1).to_numpy()]
-    if rows.empty:
-        return pd.Series(dtype=object)
+) -> tuple[pd.Series, pd.Series]:
+    """Kept rows sharing `key` (one contact), compared by what was read of them, not their
+    text: ('rows N, M' for every row of a contact whose rows read differently: counted twice,
+    with two outcomes or in both groups, and which is right is not known; 'same contact as row
+    N, read alike' for each later row of a contact whose rows read the same, written otherwise
+    (`1` and `true`) or differing only in a column the contract does not read). Exact
+    duplicates are left to `duplicates`."""
+    kept = frame.loc[keep.to_numpy()]
+    columns = list(kept.columns)
+    contact = kept.groupby(list(key), sort=False, observed=True, dropna=False).ngroup()
+    reading = kept.groupby(columns, sort=False, observed=True, dropna=False).ngroup()
+    readings = reading.groupby(contact).transform("nunique")
+    rows = kept.index[(readings > 1).to_numpy()]
     numbers = pd.Series(rows + 1, index=rows).astype(str)
-    listed = numbers.groupby(group.loc[rows]).agg(", ".join)
-    return "rows " + group.loc[rows].map(listed)
+    listed = numbers.groupby(contact.loc[rows]).agg(", ".join)
+    disagree = ("rows " + contact.loc[rows].map(listed)) if len(rows) else pd.Series(dtype=object)
+    alike = kept.index[
+        ((readings == 1) & contact.duplicated(keep="first")).to_numpy()
+        & ~kept.index.isin(duplicates.index)
+    ]
+    first = pd.Series(kept.index, index=kept.index).groupby(contact.to_numpy()).transform("first")
+    repeats = "same contact as row " + (first.loc[alike] + 1).astype(str) + ", read alike"
+    return disagree, repeats
 
 
 def load_table(
@@ -678,7 +688,10 @@ def load_table(
         keep &= ~repeated
         rejected = problems.mask
     if schema.record_key:
-        disagree = _disagreeing_rows(frame, keep, duplicates, schema.record_key)
+        disagree, alike = _contact_rows(frame, keep, duplicates, schema.record_key)
+        duplicates = pd.concat([duplicates, alike])  # reported (and dropped) as duplicates
+        if validation.drop_duplicates:
+            keep.loc[alike.index] = False
         names = [_label(c, str(layout.names[c])) for c in schema.record_key]
         kind = f"{', '.join(names[:-1])} and {names[-1]} repeated with other values"
         rows_of = pd.Series(frame.index.isin(disagree.index), index=frame.index)

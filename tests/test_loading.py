@@ -309,6 +309,30 @@ def test_a_contact_on_rows_that_disagree_is_rejected_every_copy(tmp_path, drop_d
         load_campaigns(path, SourceConfig(), limited, tmp_path / "r")
 
 
+@pytest.mark.parametrize("drop_duplicates", [True, False])
+def test_a_contact_on_rows_that_read_alike_is_one_contact_not_a_reject(tmp_path, drop_duplicates):
+    """Rows of one contact written otherwise (`1` and `true`, a 'T' in the time, `20` and
+    `20.0`) or differing in a column the contract does not read were rejected, every copy, as
+    'repeated with other values': they are one contact, the first row kept."""
+    path = _write(
+        tmp_path,
+        [
+            "005,2024-01-01 09:00:00,win_back,treatment,1,20,export-1",
+            "005,2024-01-01T09:00:00,win_back,treatment,true,20.0,export-2",
+            "006,2024-01-01 09:00:00,win_back,control,0,0,export-1",
+        ],
+        header="customer_id,sent_at,action,group,converted,revenue,note\n",
+        name="campaigns.csv",
+    )
+    validation = ValidationConfig(drop_duplicates=drop_duplicates)
+    loaded = load_campaigns(path, SourceConfig(), validation, tmp_path / "r")
+    assert loaded.report.rejected == 0 and loaded.report.duplicates == 1
+    copies = ["005"] if drop_duplicates else ["005", "005"]
+    assert loaded.frame["customer_id"].astype(str).tolist() == [*copies, "006"]
+    rejects = pd.read_csv(loaded.report.rejects_path)
+    assert rejects[["row", "reason"]].values.tolist() == [[2, "same contact as row 1, read alike"]]
+
+
 LINES = "Invoice,StockCode,Quantity,InvoiceDate,Price,Customer ID\n"
 RETAIL = SourceConfig(
     columns={
