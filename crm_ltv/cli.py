@@ -1778,7 +1778,9 @@ def policy_eval(
         assert logged is not None
         history = job.logged_history(logged, tx, arms, costs, window, decisions)
         effects = _uplift_effects(uplift, history.contexts, inputs, paths, progress)
-        datasets = [*datasets, *file_datasets([("decisions", logged, decisions)])]
+        nested = ["model_versions", "prior_expected_values", "eligible_actions"]
+        flat = logged.drop(columns=nested, errors="ignore")  # MLflow reads nested values one by one
+        datasets = [*datasets, *file_datasets([("decisions", flat, decisions)])]
         files = [*files, decisions]
     progress(f"{history.source}; policies decided with serving.nba, estimating")
     rivals = functools.partial(

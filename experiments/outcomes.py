@@ -98,10 +98,10 @@ def read_decisions(path: Path, progress: Callable[[str], None] = lambda _: None)
         )
     if not path.is_file():
         raise DataError(f"{path}: not a file (a decision log is one JSON line per decision)")
-    rows, cut = [], []
+    rows, cut, unscored = [], [], 0
     with path.open("rb") as lines:  # bytes: a cut inside a character fails its line only
         for number, raw in enumerate(lines, 1):
-            text = raw.rstrip()
+            text = raw.removeprefix(b"\xef\xbb\xbf").rstrip() if number == 1 else raw.rstrip()
             if not text:
                 continue
             try:
@@ -120,7 +120,13 @@ def read_decisions(path: Path, progress: Callable[[str], None] = lambda _: None)
                 raise DataError(
                     f"{path}: line {number}: not JSON ({exc.msg} at character {exc.pos + 1})"
                 ) from None
+            unscored += _unscored(row)
             rows.append(_checked_line(path, number, row))
+    if unscored:
+        progress(
+            f"warning: {path}: {unscored:,} score(s) NaN or infinite (a service before "
+            "2026-12-05 wrote them so): read as unknown, as a cold start's"
+        )
     if cut:
         shown = ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else "")
         progress(
@@ -236,6 +242,21 @@ def _checked_line(path: Path, number: int, row: Any) -> dict:
         )
     row["line"] = number
     return row
+
+
+def _unscored(row: object) -> int:
+    """Sets a NaN or infinite score of a line to null, which older services wrote for a score
+    they could not make; how many it set."""
+    if not isinstance(row, dict):
+        return 0
+    bad = [
+        key
+        for key in ("churn_probability", "predicted_value")
+        if isinstance(row.get(key), float) and not math.isfinite(row[key])
+    ]
+    for key in bad:
+        row[key] = None
+    return len(bad)
 
 
 def _time(where: str, key: str, value: object) -> pd.Timestamp:

@@ -552,3 +552,24 @@ def test_outcomes_names_its_files_by_absolute_paths(tmp_path):
     assert f"reading decisions from {log}\n" in done.stderr
     assert f"loading transactions from {tx}\n" in done.stderr
     assert f"-> {target}\n" in done.stdout and f"--campaigns {target}" in done.stdout
+
+
+def test_an_older_services_nan_scores_are_unknown_and_a_byte_order_mark_is_read(tmp_path):
+    """Services before 2026-12-05 wrote NaN and Infinity for scores they could not make; the
+    strict reading refused such a log whole. A byte-order mark (an editor's) was read too."""
+    lines = [
+        json.dumps(_line("a", "2025-06-15", "win_back", predicted_value=float("nan"))),
+        json.dumps(_line("b", "2025-06-15", "win_back", churn_probability=float("inf"))),
+        json.dumps(_line("c", "2025-06-15", "win_back", churn_probability=0.5)),
+    ]
+    log = tmp_path / "d.jsonl"
+    log.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    said: list[str] = []
+    frame = read_decisions(log, said.append)
+    assert frame["customer_id"].tolist() == ["a", "b", "c"]
+    assert frame["predicted_value"].isna().tolist() == [True, True, True]
+    assert frame["churn_probability"].isna().tolist() == [True, True, False]
+    assert said == [
+        f"warning: {log}: 2 score(s) NaN or infinite (a service before 2026-12-05 wrote them "
+        "so): read as unknown, as a cold start's"
+    ]
