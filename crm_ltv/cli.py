@@ -1652,6 +1652,7 @@ def outcomes(
 
     from crm_ltv.experiments.outcomes import (
         decision_outcomes,
+        no_contacts,
         read_decisions,
         require_campaign_rows,
         summary,
@@ -1681,6 +1682,10 @@ def outcomes(
     result = decision_outcomes(frame, tx, window)
     pending = target.with_name(f"{target.stem}_pending.csv")
     require_campaign_rows(result, target, pending, window, tx["timestamp"].max())
+    none = no_contacts(result)
+    if none is not None:  # not an error: `make experiments` goes on to policy-eval this log
+        typer.echo(f"{none}: no campaigns file written ({target} left as it was, if any)")
+        return
     result.campaigns.to_csv(target, index=False, date_format="%Y-%m-%dT%H:%M:%S")
     if len(result.pending):
         result.pending.to_csv(pending, index=False, date_format="%Y-%m-%dT%H:%M:%S")

@@ -422,28 +422,33 @@ def decision_outcomes(
 def require_campaign_rows(
     outcomes: Outcomes, target: Path, pending: Path, window_days: int, last: pd.Timestamp
 ) -> None:
-    """Refuse a campaigns file without rows: written, it replaced the last one with a header
-    that `crm-ltv ab` and `uplift` refuse ("no data rows"). Nothing is written then, neither
-    `target` nor `pending`."""
-    if len(outcomes.campaigns):
+    """Refuse a campaigns file without rows while contacts wait for their outcome: written, it
+    replaced the last one with a header that `crm-ltv ab` and `uplift` refuse ("no data
+    rows"). Nothing is written then, neither `target` nor `pending`."""
+    if len(outcomes.campaigns) or not len(outcomes.pending):
         return
     kept = f"{target} left as it was" if target.exists() else f"no {target} made"
-    if len(outcomes.pending):
-        first = outcomes.pending["sent_at"].min() + pd.Timedelta(days=window_days)
-        why = (
-            f"no decision's {window_days}-day response window is over in the transactions (the "
-            f"last transaction is at {last:%Y-%m-%d %H:%M}, the first window ends at "
-            f"{first:%Y-%m-%d %H:%M}): {len(outcomes.pending):,} treatment and control rows "
-            "wait for their outcome"
-        )
-    else:
-        why = (
-            f"none of the {outcomes.decisions:,} decisions is a treatment or control "
-            f"({outcomes.not_contacted:,} where the policy chose no_action, "
-            f"{outcomes.explored:,} explored, {outcomes.repeated:,} repeated, "
-            f"{outcomes.overlapping:,} inside an earlier decision's window)"
-        )
-    raise DataError(f"{why}: nothing written ({kept}, no {pending.name} written either)")
+    stale = f"; the {pending.name} there is an earlier run's" if pending.exists() else ""
+    first = outcomes.pending["sent_at"].min() + pd.Timedelta(days=window_days)
+    raise DataError(
+        f"no decision's {window_days}-day response window is over in the transactions (the "
+        f"last transaction is at {last:%Y-%m-%d %H:%M}, the first window ends at "
+        f"{first:%Y-%m-%d %H:%M}): {len(outcomes.pending):,} treatment and control rows wait "
+        f"for their outcome: nothing written ({kept}, no {pending.name} written either{stale})"
+    )
+
+
+def no_contacts(outcomes: Outcomes) -> str | None:
+    """Why a log has no treatment or control row at all (every decision no_action, explored,
+    repeated or overlapping), or None: a log `policy-eval --decisions` still reads."""
+    if len(outcomes.campaigns) or len(outcomes.pending):
+        return None
+    return (
+        f"none of the {outcomes.decisions:,} decisions is a treatment or control "
+        f"({outcomes.not_contacted:,} where the policy chose no_action, "
+        f"{outcomes.explored:,} explored, {outcomes.repeated:,} repeated, "
+        f"{outcomes.overlapping:,} inside an earlier decision's window)"
+    )
 
 
 def _period_kind(period: str) -> str:

@@ -442,7 +442,7 @@ ISO = "is not an ISO 8601 time as the service writes it (2025-09-01T12:00:00+00:
         ("churn_probability", True, "churn_probability: True is not a number"),
         ("churn_probability", 1.5, "churn_probability: 1.5 is not in [0, 1]"),
         ("predicted_value", "lots", "predicted_value: 'lots' is not a number"),
-        ("predicted_value", float("nan"), "predicted_value: nan is not a finite number"),
+        ("propensity", float("nan"), "propensity: nan is not a finite number"),  # scores: unknown
         ("frequency", "two", "frequency: 'two' is not a number"),
         ("frequency", -1, "frequency: -1 is not a whole number >= 0"),
         ("recency_days", 2.5, "recency_days: 2.5 is not a whole number >= 0"),
@@ -523,16 +523,18 @@ def test_outcomes_writes_nothing_when_no_response_window_is_over(tmp_path):
     )
     assert target.read_text() == "the last outcomes\n"
     assert not (tmp_path / "c_pending.csv").exists()
-    # no treatment or control at all (the policy chose no_action): no file either
-    from crm_ltv.experiments.outcomes import require_campaign_rows
-
+    # no treatment or control at all (the policy chose no_action): no file either, but no
+    # error: `make experiments` goes on to `policy-eval --decisions` on such a log
     nothing = _write(tmp_path / "n.jsonl", [_line("a", "2025-06-15", "no_action")])
-    out = decision_outcomes(read_decisions(nothing), TX, 30)
-    with pytest.raises(DataError, match=r"none of the 1 decisions is a treatment or control "
-                       r"\(1 where the policy chose no_action, 0 explored"):  # fmt: skip
-        require_campaign_rows(
-            out, tmp_path / "new.csv", tmp_path / "p.csv", 30, TX["timestamp"].max()
-        )
+    done = run(home, "outcomes", "--decisions", str(nothing), "--transactions", str(tx),
+               "--out", str(target), "--window-days", "30")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (
+        "none of the 1 decisions is a treatment or control (1 where the policy chose no_action, "
+        f"0 explored, 0 repeated, 0 inside an earlier decision's window): no campaigns file "
+        f"written ({target} left as it was, if any)"
+    ) in done.stdout
+    assert target.read_text() == "the last outcomes\n"
 
 
 def test_outcomes_names_its_files_by_absolute_paths(tmp_path):
