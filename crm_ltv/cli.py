@@ -911,8 +911,9 @@ def score(
                 raise DataError(f"the champion models cannot score these features: {exc}") from None
             if rows == 0:
                 raise DataError(f"no customer has a purchase up to {cutoff}; nothing to score")
-            write_parts(data.client, scored, out.absolute(), index=False)  # by the workers
-        typer.echo(_scored(rows, churn / rows, value, cutoff, champions.horizon_days, out))
+            target = out.absolute()  # written by the workers, from their own folder
+            write_parts(data.client, scored, target, index=False)
+        typer.echo(_scored(rows, churn / rows, value, cutoff, champions.horizon_days, target))
         return
     inputs = _read_inputs(paths, progress, *read)
     last = inputs.transactions.frame["timestamp"].max()
@@ -1376,7 +1377,7 @@ def ab(
     """A/B analysis of campaigns per action (and segment): lift, p-value, revenue, SRM, MDE."""
     from crm_ltv.experiments.segments import SEGMENTS
     from crm_ltv.features.config import ConfigError
-    from crm_ltv.features.inputs import load_campaign_input
+    from crm_ltv.features.inputs import contacts_found, load_campaign_input
 
     if by is not None and by not in SEGMENTS:
         raise ConfigError(f"--by {by!r}: expected one of {', '.join(SEGMENTS)}")
@@ -1396,11 +1397,10 @@ def ab(
         from crm_ltv.experiments.segments import segments_at_send
 
         inputs = _read_inputs(paths, progress, *reading, max_reject_share)
-        from crm_ltv.features.inputs import contacts_found
-
-        contacts_found(loaded, inputs.transactions, progress)
         if by == "acquisition_channel" and inputs.customers is not None:  # its segments' table
             contacts_found(loaded, inputs.customers, progress)
+        else:
+            contacts_found(loaded, inputs.transactions, progress)
         progress(f"segments at each send time: {by}")
         from crm_ltv.training.tracking import input_datasets, input_sources
 

@@ -163,11 +163,11 @@ def run_uplift(
             f"{int(controls.sum()) if pooled else int(controls.get(a, 0)):,} control contacts"
             for a in silent
         }
-        if not why:  # every catalogue action had its contacts: the file has none, or no controls
-            why_text = "no treated contact of a catalogue action" if counts.empty else "no control"
-            reasons = f"{why_text} among the training customers"
-        else:
-            reasons = "; ".join(f"{a}: {why[a]}" for a in sorted(why))
+        reasons = "; ".join(f"{a}: {why[a]}" for a in sorted(why))
+        if not (fit_rows & ~treated).any():  # the cause whatever the actions' own reasons
+            reasons = "; ".join(filter(None, ["no control among the training customers", reasons]))
+        elif not why:  # every catalogue action had its contacts and controls: no treated one
+            reasons = "no treated contact of a catalogue action among the training customers"
         if len(frame) and not (frame["converted"] > 0).any():
             reasons = f"not one of the {len(frame):,} contacts converted; {reasons}"
         if contacts.without_history:

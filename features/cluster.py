@@ -116,6 +116,7 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
 
 
 def _wait_for_a_worker(client: Client, scheduler: str, timeout: float, progress: Progress) -> None:
+    """A cluster's workers may still be starting: wait for one as long as for the scheduler."""
     progress(f"dask: waiting up to {timeout:g} s for a worker to join")
     try:
         client.wait_for_workers(1, timeout=timeout)
@@ -538,7 +539,9 @@ def load_partitioned(
                 "customers", customer_reports, config.validation.max_reject_share,
                 f"{rejects_dir}/*/customers_rejects.csv and {folder}/",
             )  # fmt: skip
-        counts = client.gather(client.map(_unknown_customers, tx.parts, table.parts))
+        counts = client.gather(
+            client.map(_unknown_customers, tx.parts, table.parts, retries=RETRIES)
+        )
         unknown, total = (sum(column) for column in zip(*counts, strict=True))
         if unknown:
             warning = unknown_customers_warning(unknown, total, Path(transactions), Path(customers))

@@ -161,12 +161,13 @@ def contacts_found(
             f"campaigns {campaigns.report.source}: none of its {len(ids):,} contacts' customer "
             f"ids is in the {name} {source} (e.g. {ids.iloc[0]!r} in the campaigns, "
             f"{known.iloc[0]!r} in the {name}): do both files write ids alike (leading zeros, "
-            "a prefix)?"
+            "a prefix)? (or did none of them ever buy?)"
         )
     progress(f"{int(found.sum()):,} of {len(ids):,} contacts' customers found in {name}")
     if not found.all():
         progress(
             f"warning: {int((~found).sum()):,} of {len(ids):,} contacts of "
             f"{Path(campaigns.report.source).name} have a customer id not in {name} "
-            f"({source.name}), e.g. {ids[~found].iloc[0]!r}: do both files write ids alike?"
+            f"({source.name}), e.g. {ids[~found].iloc[0]!r}: they never bought, or the files "
+            "write ids otherwise"
         )

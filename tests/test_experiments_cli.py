@@ -165,14 +165,19 @@ def test_ab_and_uplift_say_how_many_contacts_the_transactions_know(home, tmp_pat
         assert error.startswith(f"error: campaigns {stripped}: none of its {len(rows):,} contacts")
         assert str(sample / "transactions.csv") in error
         first = rows[0].split(",")[0]
-        assert f"'{first.lstrip('0')}' in the campaigns" in error and f"'{first}'" in error
-    result = run(home, "ab", "--by", "acquisition_channel", "--campaigns", str(partly))
-    assert result.returncode == 0, result.stderr
-    for table in ("transactions", "customers"):
+        bought = (sample / "transactions.csv").read_text().splitlines()[1].split(",")[0]
+        assert f"'{first.lstrip('0')}' in the campaigns, '{bought}' in the transactions" in error
+    # the segments of --by acquisition_channel come from the customers table, the others' from
+    # the transactions: a contact who never bought is found there all the same
+    for by, table in (("acquisition_channel", "customers"), ("lifecycle_stage", "transactions")):
+        result = run(home, "ab", "--by", by, "--campaigns", str(partly))
+        assert result.returncode == 0, result.stderr
         said = f"{len(rows) - 7:,} of {len(rows):,} contacts' customers found in {table}"
         assert said in result.stderr
         warned = f"warning: 7 of {len(rows):,} contacts of partly.csv have a customer id not in"
         assert f"{warned} {table} ({table}.csv)" in result.stderr
+        other = {"customers": "transactions", "transactions": "customers"}[table]
+        assert f"found in {other}" not in result.stderr
 
 
 def test_ab_logs_the_files_it_read_by_absolute_path(home):

@@ -489,6 +489,22 @@ def test_campaigns_without_a_purchase_are_refused_for_it(small_sample, feature_c
     assert "min_contacts" not in message and not any("run note" in line for line in said)
 
 
+def test_campaigns_without_any_control_say_so_first(small_sample, feature_config, tmp_path):
+    """With pooled controls and none at all, the error listed other actions' reasons and never
+    said that no control was left to compare with."""
+    sample, tx = small_sample
+    treated = sample.campaigns.loc[sample.campaigns["group"].astype(str) == "treatment"]
+    few = treated.loc[treated["action"] == "win_back"].head(5)  # under min_contacts: a reason
+    treated = pd.concat([treated.loc[treated["action"] != "win_back"], few])
+    config = ExperimentsConfig().uplift.model_copy(
+        update={"min_contacts": 20, "pool_controls": True}
+    )
+    with pytest.raises(DataError) as error:
+        run_uplift(treated, tmp_path / "campaigns.csv", tx, None, Paths(tmp_path), feature_config,
+                   config)  # fmt: skip
+    assert "nothing to learn from (no control among the training customers" in str(error.value)
+
+
 def test_the_service_class_declares_the_uplift_model_without_reading_the_store():
     from crm_ltv.serving.service import CrmLtv
 
