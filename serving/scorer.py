@@ -124,7 +124,8 @@ class Scorer:
                     (
                         where,
                         f"{label}: {n_tx:,} transactions; at most "
-                        f"{self.settings.max_transactions_per_customer:,}",
+                        f"{self.settings.max_transactions_per_customer:,} (send its feature "
+                        "row instead: `crm-ltv features`)",
                     )
                 )
             if customer.features is not None:

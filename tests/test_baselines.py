@@ -45,6 +45,23 @@ def test_gamma_gamma_recovers_known_parameters():
     np.testing.assert_allclose(fitted, [p, q, gamma], rtol=0.15)
 
 
+@pytest.mark.parametrize("unit", [100.0, 10_000.0, 0.01])
+def test_gamma_gamma_fits_spend_in_any_currency_unit(unit):
+    """The same spend in pence (or yen) fitted gamma at the search's bound (e^10 = 22,026) and
+    ranked customers otherwise: p and q do not depend on the unit, gamma and the expected spend
+    scale with it."""
+    rng = np.random.default_rng(2)
+    n = 5_000
+    x = 1 + rng.poisson(3, n)
+    nu = rng.gamma(4.0, 1 / 300.0, n)  # gamma 300, as a shop's pounds read (Online Retail II)
+    spend = rng.gamma(6.0 * x, 1 / (nu * x))
+    pounds, other = GammaGamma().fit(x, spend), GammaGamma().fit(x, spend * unit)
+    np.testing.assert_allclose(other.params_, pounds.params_ * [1, 1, unit], rtol=1e-4)
+    np.testing.assert_allclose(
+        other.expected_spend(x, spend * unit), pounds.expected_spend(x, spend) * unit, rtol=1e-4
+    )
+
+
 def test_bgnbd_predictions_behave():
     model = BgNbd()
     model.params_ = np.array([0.25, 4.0, 0.8, 2.5])

@@ -134,3 +134,26 @@ def test_metrics_are_written_as_strict_json():
     text = json.dumps(json_safe(summary), allow_nan=False)
     assert json.loads(text)["ltv"]["lightgbm"]["normalized_gini"] is None
     assert json.loads(text)["n"] == [1.5, None]
+
+
+def test_the_comparison_table_keeps_its_columns_apart_for_money_in_cents():
+    """An RMSE and MAE past 9,999 (a shop's cents) ran into their neighbours:
+    '0.5619164350.200339437.7557'."""
+    from crm_ltv.training.pipeline import Evaluation
+    from crm_ltv.training.run_log import MODEL_ORDER, comparison_table
+
+    churn = {"roc_auc": 0.8091, "pr_auc": 0.8215}
+    ltv = {
+        "normalized_gini": 0.8325,
+        "spearman": 0.5619,
+        "rmse": 164350.2003,
+        "mae": 39437.7557,
+        "top10_value_share": 0.6022,
+        "total_predicted_over_actual": 1.026,
+    }
+    table = comparison_table(
+        Evaluation({}, {m: churn for m in MODEL_ORDER}, {m: ltv for m in MODEL_ORDER})
+    )  # fmt: skip
+    row = table.splitlines()[2].split()
+    assert row == ["lightgbm", "0.8091", "0.8215", "|", "0.8325", "0.5619", "164,350",
+                   "39,438", "0.6022", "1.0260"]  # fmt: skip

@@ -102,10 +102,15 @@ class GammaGamma(BaseEstimator):
         if keep.sum() < 10:
             raise ValueError("Gamma-Gamma needs at least 10 customers with positive spend")
         x, m = x[keep], m[keep]
-        self.params_ = _fit_log_params(
-            lambda p: -gamma_gamma_log_likelihood(p, x, m).sum() / len(x),
-            np.array([1.0, 2.0, float(np.mean(m))]),
+        # Fitted in units of the mean spend, then scaled back: gamma is in money, and a shop's
+        # cents or yen put it past the search's bounds (stuck at e^10; p and q do not move
+        # with the unit, gamma moves with it).
+        unit = float(np.mean(m))
+        p, q, gamma = _fit_log_params(
+            lambda p: -gamma_gamma_log_likelihood(p, x, m / unit).sum() / len(x),
+            np.array([1.0, 2.0, 1.0]),
         )
+        self.params_ = np.array([p, q, gamma * unit])
         return self
 
     def expected_spend(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:

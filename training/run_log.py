@@ -309,7 +309,14 @@ def comparison_table(evaluation: Evaluation) -> str:
     header += "".join(f"{t:>10s}" for _, t in ltv_cols)
     lines = ["churn (left) and LTV (right) on the test snapshot", header]
     for name in MODEL_ORDER:
-        row = f"{name:10s}" + "".join(f"{evaluation.churn[name][k]:10.4f}" for k, _ in churn_cols)
-        row += "  |" + "".join(f"{evaluation.ltv[name][k]:10.4f}" for k, _ in ltv_cols)
+        row = f"{name:10s}" + "".join(_cell(evaluation.churn[name][k]) for k, _ in churn_cols)
+        row += "  |" + "".join(_cell(evaluation.ltv[name][k]) for k, _ in ltv_cols)
         lines.append(row)
     return "\n".join(lines)
+
+
+def _cell(value: float) -> str:
+    """A figure in its 10-character column, never run into its neighbour: money past 9,999
+    (an RMSE in cents) without decimals, and a space before what still does not fit."""
+    text = f"{value:.4f}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return f"{text:>10s}" if len(text) < 10 else f" {text}"
