@@ -99,10 +99,10 @@ runtime-lock: ## regenerate requirements-runtime.lock (the Bento's packages) fro
 	  echo "# installed with --no-deps. Made by \`make runtime-lock\` from requirements.lock's pins (Python 3.11)."; \
 	  build/runtime-venv/bin/python -m pip freeze --exclude-editable; } > requirements-runtime.lock
 
-bench-serve: $(INSTALLED) ## service latency at 50/100/200 req/s and batch throughput, vs mlflow models serve
+bench-serve: $(SAMPLE) ## service latency at 50/100/200 req/s and batch throughput, vs mlflow models serve
 	$(BIN)/python benchmarks/bench_serve.py
 
-bench-overload: $(INSTALLED) ## service under overload: 200s, 503s (max_in_flight) and latency at 400/800/1200 calls/s
+bench-overload: $(SAMPLE) ## service under overload: 200s, 503s (max_in_flight) and latency at 400/800/1200 calls/s
 	$(BIN)/python benchmarks/bench_overload.py
 
 clean: ## remove generated data, reports and tracking stores (keeps .venv)

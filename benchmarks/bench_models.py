@@ -9,6 +9,7 @@ win here proves little; the real-data comparison belongs beside it.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -29,6 +30,8 @@ LTV = {"normalized_gini": True, "spearman": True, "mae": False, "top10_value_sha
 
 
 def main() -> None:
+    # No options: the home's configs/sample.yaml sets the sample (its size, its seed).
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     paths = Paths.from_env()
     started = time.perf_counter()
     sample = generate_sample(load_config(SampleConfig, paths.config_file("sample")))

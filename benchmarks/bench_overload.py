@@ -42,7 +42,9 @@ from bench_serve import (
     _scratch_env,
     free_port,  # the tests' server helpers, which bench_serve imports
     open_load,
+    positive,
     start_server,
+    stop_on_sigterm,
     stop_server,
     wait_ready,
 )
@@ -92,12 +94,17 @@ def _set_limit(home: Path, max_in_flight: int | None) -> ServingConfig:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=int, nargs="+", default=list(RATES), help="calls/s")
-    parser.add_argument("--seconds", type=float, default=10.0, help="per rate")
-    parser.add_argument("--timeout", type=float, default=10.0, help="per call, seconds")
+    parser.add_argument("--seconds", type=positive, default=10.0, help="per rate")
+    parser.add_argument("--timeout", type=positive, default=10.0, help="per call, seconds")
     parser.add_argument(
         "--max-in-flight", type=int, default=None, help="override configs/serving.yaml's"
     )
     args = parser.parse_args()
+    if args.max_in_flight is not None and args.max_in_flight < 1:
+        parser.error(f"--max-in-flight: at least 1, not {args.max_in_flight}")
+    if any(rate < 1 for rate in args.rates):
+        parser.error(f"--rates: calls per second above 0, not {args.rates}")
+    stop_on_sigterm()
     paths = Paths.from_env()
     _champion_cuts(paths, load_config(TrainConfig, paths.config_file("train")))
     tx, customers, as_of = _customers(paths, 1000)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ import pandas as pd
 from crm_ltv.features.arrays import TransactionArrays, as_cutoff
 from crm_ltv.features.builders import build_features
 from crm_ltv.features.config import ConfigError, DataConfig, FeatureConfig, load_config, override
+from crm_ltv.features.contract import DataError
 from crm_ltv.features.inputs import Inputs, load_inputs
 from crm_ltv.features.labels import labels_at
 from crm_ltv.features.paths import Paths
@@ -207,6 +209,29 @@ def _ahead(margins: dict[str, list[float]]) -> int:
     return sum(m > 0 for row in margins.values() for m in row)  # NaN (failed) is not ahead
 
 
+def _origins(parser: argparse.ArgumentParser, given: list[str]) -> list[tuple[str, int]]:
+    """ORIGIN:HORIZON pairs, each once, as usage errors rather than a failed origin later."""
+    origins = []
+    for pair in given:
+        origin, _, horizon = pair.partition(":")
+        if not horizon.isdigit() or int(horizon) < 1:
+            parser.error(f"--origins: {pair!r} is not ORIGIN:HORIZON (e.g. 2011-09-10:90)")
+        try:
+            as_cutoff(origin)
+        except (DataError, ValueError) as exc:
+            parser.error(f"--origins: {pair!r}: {exc}")
+        origins.append((origin, int(horizon)))
+    if len(set(origins)) < len(origins):
+        parser.error(f"--origins: each pair once, not {given}")
+    return origins
+
+
+def stop_on_sigterm() -> None:
+    """A SIGTERM (a CI cancel, `timeout`) ends the run as Ctrl-C does: through the `finally`
+    blocks, so the scratch home is removed (it was left in /tmp)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--origins", nargs="*", help="ORIGIN:HORIZON pairs (default: the four)")
@@ -242,10 +267,11 @@ def main() -> None:
             parser.error(f"--train-config: {exc}")
     if args.tune is not None and args.tune < 1:
         parser.error(f"--tune: at least 1 trial, not {args.tune}")
-    origins = (
-        [(o, int(h)) for o, h in (p.split(":") for p in args.origins)] if args.origins else ORIGINS
-    )
+    origins = _origins(parser, args.origins) if args.origins else ORIGINS
     seeds: list[int | None] = list(args.seeds or [None])
+    if len(set(seeds)) < len(seeds):
+        parser.error(f"--seeds: each seed once, not {args.seeds}")
+    stop_on_sigterm()
     scratch = Path(tempfile.mkdtemp(prefix="bench-real-"))
     started = time.perf_counter()
     try:
@@ -253,6 +279,11 @@ def main() -> None:
         if args.train_config is not None:  # read once: an edit during the run mixes nothing
             train_file = Path(shutil.copyfile(args.train_config, scratch / "train.yaml"))
         inputs = _load(scratch)
+        last = inputs.transactions.frame["timestamp"].max()
+        late = [f"{o}:{h}" for o, h in origins if as_cutoff(o) + pd.Timedelta(days=h) > last]
+        if late:  # trained for minutes, then compared with a window the data does not hold
+            sys.exit(f"bench-real: --origins {', '.join(late)}: the horizon after it ends after "
+                     f"the data ({last:%Y-%m-%d %H:%M}): nothing to compare with")  # fmt: skip
         print(
             f"{'origin':10s} {'h':>4s} {'model':9s} {'AUC':>7s} {'PR AUC':>7s} {'Gini':>7s} "
             f"{'Spearman':>8s} {'top10%':>7s} {'pred/act':>8s}",
@@ -282,6 +313,9 @@ def main() -> None:
               f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    failed = [key for key, row in mean.items() if all(np.isnan(row))]
+    if failed:  # a figure over fewer origins than asked is not the benchmark's figure
+        sys.exit(f"bench-real: {len(failed)} of {len(mean)} origins failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,15 +68,37 @@ def _champion_cuts(paths: Paths, config: TrainConfig) -> RfmCuts:
     name, alias = config.registry.churn_model, config.registry.alias
     if champion_version(name, alias) is None:
         _say("no champion in the registry yet: running `crm-ltv train` first")
-        subprocess.run([str(BIN / "crm-ltv"), "train"], check=True)
+        if subprocess.run([str(BIN / "crm-ltv"), "train"]).returncode != 0:
+            sys.exit("bench: `crm-ltv train` failed (its error above); nothing to measure")
     found = champion_version(name, alias)
-    assert found is not None
+    if found is None:  # the gate held it back: the service would serve it with a warning
+        sys.exit(
+            f"bench: no {name} champion after `crm-ltv train` (its gate held the version back, "
+            f"above): promote one (`crm-ltv promote --model {name} --version N`) and run again"
+        )
     return load_bundle(name, str(found.version)).rfm_cuts
+
+
+def stop_on_sigterm() -> None:
+    """A SIGTERM (a CI cancel, `timeout`) ends the run as Ctrl-C does: through the `finally`
+    blocks, which stop the servers and remove the scratch home (both were left behind)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def positive(text: str) -> float:
+    """An argparse type: seconds or a timeout above 0 (0 sent nothing, or waited for good)."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: give a number above 0")
+    return value
 
 
 def _customers(paths: Paths, n: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
     """n sample customers with at least 20 transactions, each cut to their last 20."""
     text = {"customer_id": str, "order_id": str}
+    if not paths.sample_table("transactions").exists():  # the requests are the sample's
+        sys.exit(f"bench: no sample in {paths.root} (its requests are the sample's customers): "
+                 "generate it with `crm-ltv data` (`make bench-serve` does)")  # fmt: skip
     tx = pd.read_csv(paths.sample_table("transactions"), dtype=text, parse_dates=["timestamp"])
     customers = pd.read_csv(
         paths.sample_table("customers"), dtype=text, parse_dates=["signup_date"]
@@ -165,10 +188,15 @@ async def open_load(
 
 
 async def _batch_load(
-    url: str, bodies: list[bytes], per_body: int, seconds: float, in_flight: int = BATCH_IN_FLIGHT
+    url: str,
+    bodies: list[bytes],
+    sizes: list[int],
+    seconds: float,
+    in_flight: int = BATCH_IN_FLIGHT,
 ) -> float:
     """Customers per second at saturation: `in_flight` batch requests always outstanding (two
-    per worker, so a worker never waits for the client between requests)."""
+    per worker, so a worker never waits for the client between requests). Each answer counts
+    the customers of its body (a short last batch counted 100)."""
     done = 0
     # A connection per request, so the kernel hands each to a worker that is free to accept:
     # kept alive, the few connections can all land on one worker and the run measures one.
@@ -185,12 +213,18 @@ async def _batch_load(
                 ) as response:
                     await response.read()
                     if response.status == 200:
-                        done += per_body
+                        done += sizes[i % len(bodies)]
                 i += in_flight
 
         start = time.perf_counter()
         await asyncio.gather(*(client(k) for k in range(in_flight)))
         return done / (time.perf_counter() - start)
+
+
+def _size(body: bytes) -> int:
+    """Customers in a batch body: ours (`customers`) or MLflow's (`dataframe_split` rows)."""
+    parsed = json.loads(body)
+    return len(parsed["customers"] if "customers" in parsed else parsed["dataframe_split"]["data"])
 
 
 def _report(name: str, url: str, singles: list[bytes], batches: list[bytes], seconds: float):
@@ -204,7 +238,7 @@ def _report(name: str, url: str, singles: list[bytes], batches: list[bytes], sec
         p50, p99 = np.percentile(ok, [50, 99]) if ok.size else (float("nan"),) * 2
         results[rate] = (p50, p99, errors)
         print(f"  rate {rate}: p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {errors}", flush=True)
-    throughput = uvloop.run(_batch_load(url, batches, 100, seconds))
+    throughput = uvloop.run(_batch_load(url, batches, [_size(b) for b in batches], seconds))
     print(f"  batch: {throughput:,.0f} customers/s", flush=True)
     return results, throughput
 
@@ -246,8 +280,9 @@ def _scratch_env(paths: Paths, scratch: Path) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="per rate")
+    parser.add_argument("--seconds", type=positive, default=20.0, help="per rate")
     args = parser.parse_args()
+    stop_on_sigterm()
     paths = Paths.from_env()
     config = load_config(TrainConfig, paths.config_file("train"))
     cuts = _champion_cuts(paths, config)
