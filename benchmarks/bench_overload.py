@@ -44,10 +44,10 @@ from bench_serve import (
     open_load,
     positive,
     start_server,
-    stop_on_sigterm,
     stop_server,
     wait_ready,
 )
+from stopping import stop_on_sigterm
 
 from crm_ltv.features.config import load_config
 from crm_ltv.features.paths import Paths

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from stopping import stop_on_sigterm
 
 from crm_ltv.features.arrays import TransactionArrays, as_cutoff
 from crm_ltv.features.builders import build_features
@@ -224,12 +224,6 @@ def _origins(parser: argparse.ArgumentParser, given: list[str]) -> list[tuple[st
     if len(set(origins)) < len(origins):
         parser.error(f"--origins: each pair once, not {given}")
     return origins
-
-
-def stop_on_sigterm() -> None:
-    """A SIGTERM (a CI cancel, `timeout`) ends the run as Ctrl-C does: through the `finally`
-    blocks, so the scratch home is removed (it was left in /tmp)."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def main() -> None:

@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import aiohttp
 import numpy as np
 import pandas as pd
 import uvloop
+from stopping import stop_on_sigterm
 
 from crm_ltv.features.builders import build_features
 from crm_ltv.features.config import FeatureConfig, load_config
@@ -79,12 +79,6 @@ def _champion_cuts(paths: Paths, config: TrainConfig) -> RfmCuts:
     return load_bundle(name, str(found.version)).rfm_cuts
 
 
-def stop_on_sigterm() -> None:
-    """A SIGTERM (a CI cancel, `timeout`) ends the run as Ctrl-C does: through the `finally`
-    blocks, which stop the servers and remove the scratch home (both were left behind)."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
-
 def positive(text: str) -> float:
     """An argparse type: seconds or a timeout above 0 (0 sent nothing, or waited for good)."""
     value = float(text)
@@ -98,7 +92,7 @@ def _customers(paths: Paths, n: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Tim
     text = {"customer_id": str, "order_id": str}
     if not paths.sample_table("transactions").exists():  # the requests are the sample's
         sys.exit(f"bench: no sample in {paths.root} (its requests are the sample's customers): "
-                 "generate it with `crm-ltv data` (`make bench-serve` does)")  # fmt: skip
+                 "generate it with `crm-ltv data` (the make targets do)")  # fmt: skip
     tx = pd.read_csv(paths.sample_table("transactions"), dtype=text, parse_dates=["timestamp"])
     customers = pd.read_csv(
         paths.sample_table("customers"), dtype=text, parse_dates=["signup_date"]
