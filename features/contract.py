@@ -52,8 +52,9 @@ class TableSchema:
     columns: tuple[Column, ...]
     unique_key: str | None = None  # a column whose repeated values are rejected
     # Columns naming one record (a campaign contact: customer, send time, action): rows that
-    # share them but differ in another column are rejected, every copy (which one is right is
-    # not known); rows alike in every column are exact duplicates.
+    # share them and read differently in another column are rejected, every copy (which one is
+    # right is not known); rows that read alike (written otherwise, or differing only in an
+    # unread column) are one record, the first kept, reported with the duplicates.
     record_key: tuple[str, ...] = ()
     # A column whose missing value marks an anonymous line (a sale to no known customer):
     # kept out and reported rather than rejected, unless validation.anonymous_lines says reject.
