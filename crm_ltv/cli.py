@@ -1735,7 +1735,7 @@ def policy_eval(
     random and no-contact policies, with bootstrap intervals (and true values on the sample)."""
     import functools
 
-    from crm_ltv.features.config import load_config
+    from crm_ltv.features.config import ConfigError, load_config
     from crm_ltv.serving.config import NbaConfig
     from crm_ltv.serving.policies import arm_costs, arms_of, rival_policies
 
@@ -1744,6 +1744,12 @@ def policy_eval(
     config = experiments.policy_eval
     window = window_days or experiments.outcomes.response_window_days
     nba = load_config(NbaConfig, paths.config_file("nba"))
+    if config.churn_action not in nba.actions:  # before any data is read
+        raise ConfigError(
+            f"{paths.config_file('experiments')}: policy_eval.churn_action "
+            f"{config.churn_action!r} is not an action of {paths.config_file('nba')} "
+            f"({', '.join(nba.actions)})"
+        )
     progress = Progress()
     decisions, transactions, customers = map(_absolute, (decisions, transactions, customers))
     logged = None

@@ -6,20 +6,19 @@ file and field; nothing is read on import.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from crm_ltv.features.config import FrozenConfig, Seed
+from crm_ltv.training.config import AliasName, ExperimentName, ModelName
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-
-class AbConfig(_Frozen):
+class AbConfig(FrozenConfig):
     """A/B analysis of campaigns (treatment vs control) and the sample-size planner."""
 
-    experiment: str = "crm-ltv-ab-tests"  # MLflow experiment of `crm-ltv ab`
-    plan_experiment: str = "crm-ltv-ab-plans"  # MLflow experiment of `crm-ltv plan-ab`
+    experiment: ExperimentName = "crm-ltv-ab-tests"  # MLflow experiment of `crm-ltv ab`
+    plan_experiment: ExperimentName = "crm-ltv-ab-plans"  # MLflow experiment of `crm-ltv plan-ab`
     alpha: float = Field(0.05, gt=0, lt=1)  # two-sided significance of tests and intervals
     power: float = Field(0.8, gt=0, lt=1)  # for the minimum detectable effect
     # Fisher's exact test when a cell of the 2x2 table (converted or not, per group) expects
@@ -31,10 +30,10 @@ class AbConfig(_Frozen):
     srm_alpha: float = Field(0.001, gt=0, lt=1)  # a mismatch is flagged below this p-value
 
 
-class CohortConfig(_Frozen):
+class CohortConfig(FrozenConfig):
     """Cohort retention, lifecycle transitions and LTV:CAC by acquisition channel."""
 
-    experiment: str = "crm-ltv-cohorts"  # MLflow experiment of `crm-ltv cohorts`
+    experiment: ExperimentName = "crm-ltv-cohorts"  # MLflow experiment of `crm-ltv cohorts`
     max_months: int = Field(12, ge=1)  # months since first purchase in the retention table
     headline_months: tuple[int, ...] = (1, 3, 6, 12)  # retention figures logged as metrics
     transition_months: int = Field(6, ge=1)  # lifecycle transitions: the later cutoff minus this
@@ -44,19 +43,29 @@ class CohortConfig(_Frozen):
     # revenue, with CAC. 1.0 compares revenue (the sample has no costs): set your shop's.
     gross_margin: float = Field(1.0, gt=0, le=1)
 
+    @model_validator(mode="after")
+    def _headlines_in_table(self) -> CohortConfig:
+        """A headline month outside the table was left out without a word."""
+        outside = [m for m in self.headline_months if not 1 <= m <= self.max_months]
+        if outside:
+            raise ValueError(
+                f"headline_months {outside} are outside 1..max_months ({self.max_months})"
+            )
+        return self
 
-class UpliftConfig(_Frozen):
+
+class UpliftConfig(FrozenConfig):
     """Uplift models per action from the randomized campaigns (README: "Uplift models")."""
 
-    experiment: str = "crm-ltv-uplift"  # MLflow experiment of `crm-ltv uplift`
-    model_name: str = "uplift"  # registered model: one bundle with every action
-    alias: str = "champion"
+    experiment: ExperimentName = "crm-ltv-uplift"  # MLflow experiment of `crm-ltv uplift`
+    model_name: ModelName = "uplift"  # registered model: one bundle with every action
+    alias: AliasName = "champion"
     # Held-out customers (by a stable hash of the id; a customer is never on both sides).
     holdout_share: float = Field(0.3, gt=0, lt=1)
     # Days after a send over which the campaigns' converted/revenue count (sample.yaml: 30): the
     # horizon of the value effect, recorded in the bundle.
     response_window_days: int = Field(30, ge=1)
-    seed: int = 42
+    seed: Seed = 42
     n_jobs: int = Field(2, ge=1)
     n_estimators: int = Field(100, ge=1)
     params: dict[str, float | int | str] = Field(default_factory=dict)  # LightGBM, per learner
@@ -88,37 +97,39 @@ class UpliftConfig(_Frozen):
         return self
 
 
-class OutcomesConfig(_Frozen):
+class OutcomesConfig(FrozenConfig):
     """The service's decisions joined with later transactions (`crm-ltv outcomes`)."""
 
     response_window_days: int = Field(30, ge=1)  # converted/revenue count this long after as_of
     campaigns_file: str = "data/outcomes/campaigns.csv"  # written, relative to the home
 
 
-class SimulationConfig(_Frozen):
+class SimulationConfig(FrozenConfig):
     """A decision history simulated on the sample, when no decision log is given: the service's
     randomization around the priors policy, responses drawn as the generator draws them."""
 
     customers: int = Field(20_000, ge=10)  # scored customers drawn (all when fewer)
     holdout_share: float = Field(0.1, ge=0, lt=1)
     exploration: float = Field(0.5, gt=0, le=1)  # over every arm: each rival needs support
-    seed: int = 7
+    seed: Seed = 7
 
 
-class PolicyEvalConfig(_Frozen):
+class PolicyEvalConfig(FrozenConfig):
     """Off-policy evaluation of rival policies (`crm-ltv policy-eval`)."""
 
-    experiment: str = "crm-ltv-policy-evaluation"  # MLflow experiment
+    experiment: ExperimentName = "crm-ltv-policy-evaluation"  # MLflow experiment
     bootstrap: int = Field(500, ge=50)  # resamples of the customers for the intervals
     alpha: float = Field(0.05, gt=0, lt=1)  # two-sided: 95% intervals
-    seed: int = 42
+    seed: Seed = 42
     folds: int = Field(5, ge=2)  # DR's outcome model is cross-fitted over folds of customers
     churn_share: float = Field(0.2, gt=0, le=1)  # the churn-risk policy contacts this share
     churn_action: str = "win_back"  # ... with this action
     simulation: SimulationConfig = SimulationConfig()
 
 
-class ExperimentsConfig(_Frozen):
+class ExperimentsConfig(FrozenConfig):
+    area: ClassVar[str] = "experiments"  # configs/experiments.yaml
+
     ab: AbConfig = AbConfig()
     cohorts: CohortConfig = CohortConfig()
     outcomes: OutcomesConfig = OutcomesConfig()

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import types
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from crm_ltv.features.actions import check_actions
+from crm_ltv.features.paths import default_config_file
 
 LIFECYCLE_STAGES = ("new", "developing", "loyal", "at-risk", "lapsed")
 Stage = Literal["new", "developing", "loyal", "at-risk", "lapsed"]
@@ -25,14 +36,37 @@ class ConfigError(ValueError):
     """A config file is missing or does not validate; the message names file and field."""
 
 
-class _Frozen(BaseModel):
+class FrozenConfig(BaseModel):
+    """The base of every config class: frozen, no unknown key, no NaN, and no true/false for
+    a number (pydantic reads `horizon_days: yes` as a 1-day horizon)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, bool) and info.field_name is not None:
+            kinds = _kinds(cls.model_fields[info.field_name].annotation)
+            if bool not in kinds and kinds & {int, float}:
+                raise ValueError(f"{value!r} is not a number")
+        return value
+
+
+def _kinds(annotation: object) -> set[object]:
+    """The types a field takes: `int | None` -> {int, NoneType}."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return set(get_args(annotation))
+    return {annotation}
+
+
+# A seed: numpy's generators take none below 0
+Seed = Annotated[int, Field(ge=0)]
 
 
 # --- data area: configs/data.yaml -------------------------------------------------------------
 
 
-class SourceConfig(_Frozen):
+class SourceConfig(FrozenConfig):
     """Where one table comes from, how its columns map onto the data contract, and which of
     its lines are not sales at all (postage, fees, adjustments): left out by the value of a
     source column, counted per rule, never rejected."""
@@ -116,7 +150,7 @@ class SourceConfig(_Frozen):
         return value
 
 
-class ValidationConfig(_Frozen):
+class ValidationConfig(FrozenConfig):
     max_reject_share: float = Field(0.01, ge=0.0, le=1.0)
     drop_duplicates: bool = True
     # Transactions without a customer id (guest or unattributed sales): "keep_out" counts and
@@ -125,7 +159,9 @@ class ValidationConfig(_Frozen):
     anonymous_lines: Literal["keep_out", "reject"] = "keep_out"
 
 
-class DataConfig(_Frozen):
+class DataConfig(FrozenConfig):
+    area: ClassVar[str] = "data"  # configs/data.yaml
+
     transactions: SourceConfig = SourceConfig()
     customers: SourceConfig | None = SourceConfig()
     campaigns: SourceConfig | None = SourceConfig()
@@ -148,19 +184,19 @@ class DataConfig(_Frozen):
 # --- features area: configs/features.yaml -----------------------------------------------------
 
 
-class LifecycleRule(_Frozen):
+class LifecycleRule(FrozenConfig):
     stage: Stage
     when: dict[str, dict[Comparison, float]]
 
 
-class LifecycleConfig(_Frozen):
+class LifecycleConfig(FrozenConfig):
     """Ordered rules: the first rule whose conditions all hold names the stage."""
 
     rules: tuple[LifecycleRule, ...]
     default: Stage = "developing"
 
 
-class HistoricLtvConfig(_Frozen):
+class HistoricLtvConfig(FrozenConfig):
     """Classic LTV = AOV x purchases per year x expected lifespan, optionally discounted."""
 
     lifespan_years: float = Field(3.0, gt=0)
@@ -169,7 +205,9 @@ class HistoricLtvConfig(_Frozen):
     min_tenure_days: int = Field(90, ge=1)
 
 
-class FeatureConfig(_Frozen):
+class FeatureConfig(FrozenConfig):
+    area: ClassVar[str] = "features"  # configs/features.yaml
+
     windows_days: tuple[int, ...] = (30, 90, 180, 365)
     trend_window_days: int = Field(90, ge=1)
     max_categories: int = Field(50, ge=2)
@@ -199,14 +237,14 @@ class FeatureConfig(_Frozen):
 # --- sample data: configs/sample.yaml ---------------------------------------------------------
 
 
-class AcquisitionChannelConfig(_Frozen):
+class AcquisitionChannelConfig(FrozenConfig):
     share: float = Field(gt=0)
     cost: float = Field(ge=0)
     rate_multiplier: float = Field(1.0, gt=0)
     lifetime_multiplier: float = Field(1.0, gt=0)
 
 
-class CampaignConfig(_Frozen):
+class CampaignConfig(FrozenConfig):
     first_send_after_days: int = Field(ge=0)
     every_days: int = Field(gt=0)
     share_contacted: float = Field(gt=0, le=1)
@@ -228,8 +266,10 @@ class CampaignConfig(_Frozen):
         return self
 
 
-class SampleConfig(_Frozen):
-    seed: int = Field(42, ge=0)
+class SampleConfig(FrozenConfig):
+    area: ClassVar[str] = "sample"  # configs/sample.yaml
+
+    seed: Seed = 42
     n_customers: int = Field(50_000, ge=10)
     start_date: dt.date = dt.date(2023, 1, 1)
     years: float = Field(3.0, gt=0)
@@ -244,10 +284,39 @@ class SampleConfig(_Frozen):
     lines_per_order: float = Field(ge=1)
     refund_share: float = Field(ge=0, lt=1)
     favourite_category_share: float = Field(ge=0, le=1)
-    categories: tuple[str, ...]
-    sales_channels: dict[str, float]
-    acquisition: dict[str, AcquisitionChannelConfig]
+    categories: tuple[str, ...] = Field(min_length=1)
+    sales_channels: dict[str, float] = Field(min_length=1)  # channel -> share of customers
+    acquisition: dict[str, AcquisitionChannelConfig] = Field(min_length=1)
     campaigns: CampaignConfig
+
+    @field_validator("categories")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        repeated = sorted({c for c in value if value.count(c) > 1})
+        if repeated:
+            raise ValueError(f"{repeated} given more than once")
+        return value
+
+    @field_validator("sales_channels")
+    @classmethod
+    def _shares(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(share < 0 for share in value.values()) or sum(value.values()) <= 0:
+            raise ValueError("shares must be at least 0, and one above 0")
+        return value
+
+    @model_validator(mode="after")
+    def _within_contract_years(self) -> SampleConfig:
+        """The loader rejects timestamps outside the contract's years: a sample there would
+        be generated, then rejected line by line."""
+        from crm_ltv.features.contract import YEARS  # pandas: not on import
+
+        end = self.start_date.year + self.years
+        if self.start_date.year not in YEARS or end >= YEARS.stop:
+            raise ValueError(
+                f"start_date {self.start_date} and years {self.years} reach {end:.0f}: the "
+                f"data contract takes the years {YEARS.start}..{YEARS.stop - 1}"
+            )
+        return self
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -259,17 +328,79 @@ def config_digest(config: BaseModel) -> str:
     return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
-def load_config(model: type[ConfigT], path: Path) -> ConfigT:
-    """Read a YAML file into a typed config; any problem becomes one ConfigError line."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping: PyYAML keeps the last one, so a
+    second `snapshots:` block would silently replace the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        lines: dict[str, int] = {}
+        for key_node, _ in node.value:
+            key, line = str(self.construct_object(key_node, deep=True)), key_node.start_mark.line
+            if key in lines:
+                where = f"lines {lines[key] + 1} and {line + 1}"
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice ({where})", key_node.start_mark
+                )
+            lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> object:
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(f"{path}: a link to {os.readlink(path)}, which does not exist")
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a config file")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        with path.open(encoding="utf-8") as text:  # the error's marks name the file
+            return yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return _validate(model, raw, str(path))
+
+
+def _section_model(annotation: object) -> type[BaseModel] | None:
+    """The config class a field holds (`X` or `X | None`), else None: a mapping of free keys
+    (LightGBM params, actions, thresholds) or a list is a value, replaced as a whole."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        return next((a for a in _kinds(annotation) if _section_model(a)), None)
+    return None
+
+
+def merged_over(model: type[BaseModel], default: object, own: object) -> object:
+    """`own` read over `default` section by section: a setting `own` leaves out keeps its
+    default. Without this a home's file with one setting dropped every other shipped one for
+    the code's fallbacks (the promotion thresholds, LightGBM params, monotone constraints)."""
+    if not isinstance(default, dict) or not isinstance(own, dict):
+        return own
+    merged = dict(default)
+    for key, value in own.items():
+        field = model.model_fields.get(key) if isinstance(key, str) else None
+        section = _section_model(field.annotation) if field is not None else None
+        if section is not None and isinstance(merged.get(key), dict):
+            merged[key] = merged_over(section, merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(model: type[ConfigT], path: Path) -> ConfigT:
+    """Read a YAML file into a typed config; any problem becomes one ConfigError line. A file
+    other than the packaged default of the model's area is read over that default."""
+    area = getattr(model, "area", None)
+    default = default_config_file(area) if area is not None else None
+    if default is not None and path.resolve() != default.resolve():
+        twin = path.with_suffix(".yml" if path.suffix == ".yaml" else ".yaml")
+        if twin.exists():
+            raise ConfigError(f"{path} and {twin.name} are both there: keep one")
+        return _validate(
+            model, merged_over(model, _read_yaml(default), _read_yaml(path)), str(path)
+        )
+    return _validate(model, _read_yaml(path), str(path))
 
 
 def override(config: ConfigT, where: str, **changes: object) -> ConfigT:

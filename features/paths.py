@@ -107,9 +107,13 @@ class Paths:
         return self.root / "optuna.db"
 
     def config_file(self, area: str) -> Path:
-        """The home's configs/<area>.yaml where there is one, else the packaged default."""
-        own = self.configs_dir / f"{area}.yaml"
-        return own if own.exists() else default_config_file(area)
+        """The home's configs/<area>.yaml (or .yml) where there is one, else the packaged
+        default. A dangling link or a folder of that name is returned too, so that reading it
+        says what it is rather than the defaults being used without a word."""
+        for own in (self.configs_dir / f"{area}.yaml", self.configs_dir / f"{area}.yml"):
+            if own.exists() or own.is_symlink():
+                return own
+        return default_config_file(area)
 
     def sample_table(self, table: str) -> Path:
         return self.sample_dir / f"{table}.csv"

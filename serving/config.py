@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from crm_ltv.features.actions import NO_ACTION, check_actions
 from crm_ltv.features.config import (
     LIFECYCLE_STAGES,
     ConfigError,
     FeatureConfig,
+    FrozenConfig,
     load_config,
 )
 from crm_ltv.features.paths import Paths, write_refused
@@ -23,11 +24,7 @@ SERVICE_NAME = "crm-ltv"
 BENTOML_OVERRIDES_ENV = "BENTOML_CONFIG_OVERRIDES"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-
-class HoldoutConfig(_Frozen):
+class HoldoutConfig(FrozenConfig):
     """The randomized control group and exploration (serving.holdout; README: "Holdouts").
 
     A customer is held out (gets no_action whatever the policy chose) when a hash of their id
@@ -43,7 +40,9 @@ class HoldoutConfig(_Frozen):
     salt: str = Field("crm-ltv", min_length=1)  # change it to draw a new control group
 
 
-class ServingConfig(_Frozen):
+class ServingConfig(FrozenConfig):
+    area: ClassVar[str] = "serving"  # configs/serving.yaml
+
     max_batch_customers: int = Field(1000, ge=1)
     max_transactions_per_customer: int = Field(10_000, ge=1)
     top_reasons: int = Field(3, ge=0)  # reason codes per model in each answer
@@ -115,7 +114,7 @@ def _merge(
     return out
 
 
-class Eligibility(_Frozen):
+class Eligibility(FrozenConfig):
     """Who may get an action; a condition left out holds for everyone."""
 
     lifecycle_stages: tuple[str, ...] | None = None
@@ -139,7 +138,7 @@ class Eligibility(_Frozen):
         return self
 
 
-class Effect(_Frozen):
+class Effect(FrozenConfig):
     """Expected increase of the purchase probability in the horizon: a prior per RFM segment
     for now (an uplift model later)."""
 
@@ -159,7 +158,7 @@ class Effect(_Frozen):
         return self.segments.get(segment or "", self.default)
 
 
-class Action(_Frozen):
+class Action(FrozenConfig):
     """How the policy prices and targets one action of the catalogue (features.actions, which
     says what the action is)."""
 
@@ -172,14 +171,16 @@ class Action(_Frozen):
     description: str | None = None
 
 
-class ColdStart(_Frozen):
+class ColdStart(FrozenConfig):
     """Customers without a purchase up to as_of: no model score, a configured action."""
 
     action: str = NO_ACTION
     reason: str = "no purchase history up to as_of"
 
 
-class NbaConfig(_Frozen):
+class NbaConfig(FrozenConfig):
+    area: ClassVar[str] = "nba"  # configs/nba.yaml
+
     contact_cap_days: int = Field(30, ge=0)  # an action is not repeated within this many days
     min_purchase_probability: float = Field(0.05, gt=0, le=1)  # floor of 1 - churn probability
     actions: dict[str, Action]

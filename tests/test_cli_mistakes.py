@@ -463,3 +463,17 @@ def test_what_a_stop_does_not_explain_keeps_its_own_outcome(capsys):
             raise typer.Exit(2) from None
     assert exit_.value.exit_code == 2
     assert capsys.readouterr().err == ""
+
+
+def test_a_misspelt_churn_action_of_policy_eval_is_named_before_any_data_is_read(tmp_path):
+    """It was a ValueError traceback after the transactions were loaded and scored."""
+    home = new_home(tmp_path)
+    (home / "configs").mkdir(exist_ok=True)
+    (home / "configs" / "experiments.yaml").write_text("policy_eval: {churn_action: winback}\n")
+    result = CliRunner().invoke(app, ["policy-eval"], env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 2, result.output
+    assert "experiments.yaml: policy_eval.churn_action 'winback' is not an action of" in (
+        result.output
+    )
+    assert "(welcome_offer, recommendation, thank_you, vip_invitation, win_back)" in result.output
+    assert "reading" not in result.output and "Traceback" not in result.output

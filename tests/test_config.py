@@ -65,3 +65,85 @@ def test_a_source_reads_a_typed_tab_and_refuses_unusable_number_marks():
         SourceConfig(decimal=",", thousands=",")
     with pytest.raises(ValueError, match="unknown encoding 'utf-9'"):
         SourceConfig(encoding="utf-9")
+
+
+def test_a_homes_partial_file_keeps_every_other_packaged_setting(tmp_path):
+    """One setting in a home's train.yaml dropped the promotion thresholds, LightGBM params
+    and monotone constraints for the code's fallbacks; now only what it names changes, and a
+    mapping of free keys (LightGBM params) it gives replaces the shipped one as a whole."""
+    from crm_ltv.training.config import TrainConfig
+
+    shipped = load_config(TrainConfig, CONFIGS / "train.yaml")
+    own = tmp_path / "train.yaml"
+    own.write_text("snapshots: {horizon_days: 60}\nltv: {params: {num_leaves: 7}}\n")
+    config = load_config(TrainConfig, own)
+    assert config.snapshots.horizon_days == 60
+    assert config.snapshots.min_history_days == shipped.snapshots.min_history_days == 90
+    assert config.promotion == shipped.promotion and config.promotion.churn.thresholds
+    assert config.churn == shipped.churn and config.churn.params["num_leaves"] == 15
+    assert config.ltv.params == {"num_leaves": 7}
+    assert config.ltv.monotone == shipped.ltv.monotone == {"monetary_total": 1}
+    own.write_text("# every setting as shipped\n")
+    assert load_config(TrainConfig, own) == shipped
+
+
+def test_a_key_given_twice_a_yml_twin_a_dangling_link_and_a_folder_are_said(tmp_path):
+    from crm_ltv.features.paths import Paths
+    from crm_ltv.training.config import TrainConfig
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    paths = Paths(tmp_path)
+    (configs / "train.yml").write_text("seed: 3\n")
+    assert load_config(TrainConfig, paths.config_file("train")).seed == 3  # .yml is read
+    (configs / "train.yaml").write_text("seed: 1\nsnapshots: {}\nseed: 2\n")
+    with pytest.raises(ConfigError, match=r"train\.yaml and train\.yml are both there"):
+        load_config(TrainConfig, paths.config_file("train"))
+    (configs / "train.yml").unlink()
+    with pytest.raises(ConfigError, match=r"key 'seed' given twice \(lines 1 and 3\)"):
+        load_config(TrainConfig, paths.config_file("train"))
+    (configs / "train.yaml").unlink()
+    (configs / "train.yaml").symlink_to(tmp_path / "gone.yaml")
+    with pytest.raises(ConfigError, match=r"a link to .*gone\.yaml, which does not exist"):
+        load_config(TrainConfig, paths.config_file("train"))
+    (configs / "train.yaml").unlink()
+    (configs / "train.yaml").mkdir()
+    with pytest.raises(ConfigError, match="a folder, not a config file"):
+        load_config(TrainConfig, paths.config_file("train"))
+
+
+@pytest.mark.parametrize(
+    ("area", "text", "problem"),
+    [
+        ("train", "registry: {ltv_model: churn}", "churn_model and ltv_model are both 'churn'"),
+        ("train", "registry: {alias: ''}", "registry.alias: Registered model alias name cannot"),
+        ("train", "registry: {alias: latest}", "registry.alias: 'latest' alias name"),
+        ("train", "registry: {churn_model: my/churn}", "registry.churn_model: Invalid model"),
+        ("train", "registry: {experiment: ''}", "registry.experiment: Invalid experiment name"),
+        ("train", "seed: -1", "seed: Input should be greater than or equal to 0"),
+        ("train", "snapshots: {horizon_days: yes}", "snapshots.horizon_days: True is not a"),
+        ("experiments", "uplift: {seed: -1}", "uplift.seed: Input should be greater"),
+        ("experiments", "policy_eval: {simulation: {seed: -2}}", "simulation.seed: Input"),
+        ("experiments", "ab: {experiment: ''}", "ab.experiment: Invalid experiment name"),
+        ("experiments", "cohorts: {headline_months: [0, 3, 24]}", r"\[0, 24\] are outside 1"),
+        ("sample", "categories: []", "categories: Tuple should have at least 1 item"),
+        ("sample", "categories: [a, a, b]", r"categories: \['a'\] given more than once"),
+        ("sample", "sales_channels: {web: 0, shop: 0}", "sales_channels: shares must be"),
+        ("sample", "acquisition: {}", "acquisition: Dictionary should have at least 1 item"),
+        ("sample", "start_date: 1850-01-01", "reach 1853: the data contract takes the years"),
+    ],
+)
+def test_settings_that_failed_later_with_a_traceback_are_refused_as_read(
+    tmp_path, area, text, problem
+):
+    """Each of these ended in a traceback from MLflow or numpy, some after a whole training,
+    or (two model names alike) let the LTV gate move a failed churn model's alias."""
+    from crm_ltv.experiments.config import ExperimentsConfig
+    from crm_ltv.training.config import TrainConfig
+
+    model = {"train": TrainConfig, "experiments": ExperimentsConfig, "sample": SampleConfig}
+    path = tmp_path / f"{area}.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=problem) as err:
+        load_config(model[area], path)
+    assert str(path) in str(err.value)

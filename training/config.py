@@ -9,26 +9,55 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+from crm_ltv.features.config import FrozenConfig, Seed
 
 
-class SnapshotConfig(_Frozen):
+def _mlflow_name(kind: Literal["experiment", "model", "alias"]) -> AfterValidator:
+    """A name MLflow would refuse fails as the config is read, naming file and key: MLflow
+    refused it after a whole training, some versions already registered."""
+
+    def check(value: str) -> str:
+        from mlflow.exceptions import MlflowException
+        from mlflow.utils import validation
+
+        checks = {
+            "experiment": (validation._validate_experiment_name,),
+            "model": (validation._validate_model_name,),
+            "alias": (
+                validation._validate_model_alias_name,
+                validation._validate_model_alias_name_reserved,
+            ),
+        }
+        try:
+            for mlflow_check in checks[kind]:
+                mlflow_check(value)
+        except MlflowException as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+    return AfterValidator(check)
+
+
+ExperimentName = Annotated[str, _mlflow_name("experiment")]
+ModelName = Annotated[str, _mlflow_name("model")]
+AliasName = Annotated[str, _mlflow_name("alias")]
+
+
+class SnapshotConfig(FrozenConfig):
     every_days: int = Field(30, ge=1)
     horizon_days: int = Field(90, ge=1, le=3650)  # ten years; more overflowed date arithmetic
     min_history_days: int = Field(180, ge=0)
 
 
-class SplitConfig(_Frozen):
+class SplitConfig(FrozenConfig):
     max_train_cutoffs: int | None = Field(None, ge=1)
 
 
-class BoosterConfig(_Frozen):
+class BoosterConfig(FrozenConfig):
     """One LightGBM model: rounds, early stopping, params and monotone constraints."""
 
     n_estimators: int = Field(2000, ge=1)
@@ -135,7 +164,7 @@ class LtvConfig(BoosterConfig):
     tweedie_variance_power: float = Field(1.5, gt=1.0, lt=2.0)
 
 
-class BaselineConfig(_Frozen):
+class BaselineConfig(FrozenConfig):
     bgnbd_time_unit_days: float = Field(7.0, gt=0)
     bgnbd_as_features: bool = True  # BG/NBD's P(alive) etc. as LightGBM inputs
     # With bgnbd_as_features: both boosters start from BG/NBD's prediction (churn: its log-odds,
@@ -143,7 +172,7 @@ class BaselineConfig(_Frozen):
     bgnbd_as_offset: bool = False
 
 
-class LevelConfig(_Frozen):
+class LevelConfig(FrozenConfig):
     """Each fit's level (LTV scale, churn intercept) set to what the history expects of the
     horizon it scores (datasets.LevelTarget): the newest labelled window x the season, or its
     level per customer when that predicted the earlier labelled windows better."""
@@ -157,7 +186,7 @@ class LevelConfig(_Frozen):
     per_window: tuple[Literal["churn", "ltv"], ...] = ("churn",)
 
 
-class Threshold(_Frozen):
+class Threshold(FrozenConfig):
     min: float | None = None
     max: float | None = None
     # A max on a metric that noise alone pushes up (expected_calibration_error): passed up to
@@ -190,7 +219,7 @@ HIGHER_IS_BETTER = {
 BY_CHANCE = {"expected_calibration_error": "calibration_error_by_chance"}
 
 
-class GateConfig(_Frozen):
+class GateConfig(FrozenConfig):
     compare: str
     baseline: Literal["bgnbd", "rfm"] | None = "bgnbd"  # must beat it on `compare` too
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
@@ -216,20 +245,30 @@ class GateConfig(_Frozen):
         return self
 
 
-class PromotionConfig(_Frozen):
+class PromotionConfig(FrozenConfig):
     churn: GateConfig = GateConfig(compare="roc_auc")
     ltv: GateConfig = GateConfig(compare="normalized_gini")
 
 
-class RegistryConfig(_Frozen):
-    experiment: str = "crm-ltv"
-    churn_model: str = "churn"
-    ltv_model: str = "ltv"
-    alias: str = "champion"
+class RegistryConfig(FrozenConfig):
+    experiment: ExperimentName = "crm-ltv"
+    churn_model: ModelName = "churn"
+    ltv_model: ModelName = "ltv"
+    alias: AliasName = "champion"
+
+    @model_validator(mode="after")
+    def _two_models(self) -> RegistryConfig:
+        """One name for both would let the LTV gate move the alias onto a version whose churn
+        model had just failed its own gate."""
+        if self.churn_model == self.ltv_model:
+            raise ValueError(f"churn_model and ltv_model are both {self.churn_model!r}")
+        return self
 
 
-class TrainConfig(_Frozen):
-    seed: int = 42
+class TrainConfig(FrozenConfig):
+    area: ClassVar[str] = "train"  # configs/train.yaml
+
+    seed: Seed = 42
     num_threads: int = Field(2, ge=1)
     refit: bool = True  # register models refit on every labelled cutoff (README: Training)
     level: LevelConfig = LevelConfig()
@@ -247,7 +286,7 @@ class TrainConfig(_Frozen):
         return self.churn if kind == "churn" else self.ltv
 
 
-class ParamRange(_Frozen):
+class ParamRange(FrozenConfig):
     low: float
     high: float
     log: bool = False
@@ -264,7 +303,9 @@ class ParamRange(_Frozen):
         return self
 
 
-class TuneConfig(_Frozen):
+class TuneConfig(FrozenConfig):
+    area: ClassVar[str] = "tune"  # configs/tune.yaml
+
     trials: int = Field(20, ge=1)
     timeout_minutes: float | None = Field(None, gt=0)
     pruning_warmup_rounds: int = Field(50, ge=0)
