@@ -265,6 +265,42 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
         _tuned_params(Paths(home), 60, lambda _: None)
 
 
+def test_a_moved_or_copied_home_is_said_for_what_it_is(tmp_path):
+    """MLflow records the artifact folder as an absolute path: a moved home's versions read as
+    'registered before bundles existed', and a copied home trained into the original's files."""
+    import shutil
+
+    from sklearn.linear_model import LogisticRegression
+
+    from crm_ltv.features.paths import Paths
+    from crm_ltv.training.registry import RegistryError, load_bundle
+    from crm_ltv.training.tracking import setup_tracking
+
+    home = new_home(tmp_path / "first")
+    experiment = setup_tracking(Paths(home), "crm-ltv")
+    with mlflow.start_run(experiment_id=experiment):
+        fitted = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+        info = mlflow.sklearn.log_model(fitted, name="model", serialization_format="pickle")
+    mlflow.register_model(info.model_uri, "churn")
+    copy = tmp_path / "copy"
+    shutil.copytree(home, copy)
+    os.environ.pop("MLFLOW_TRACKING_URI")  # MLflow sets it: it would name the first home's store
+    with pytest.raises(ConfigError) as said:
+        setup_tracking(Paths(copy), "crm-ltv")
+    kept = f"experiment 'crm-ltv' keeps its files in {home / 'mlartifacts'}, not in this home's"
+    assert f"{kept} {copy / 'mlartifacts'}: was the home moved or copied" in str(said.value)
+    moved = home.rename(tmp_path / "moved")
+    mlflow.set_tracking_uri(f"sqlite:///{moved / 'mlflow.db'}")
+    with pytest.raises(
+        RegistryError,
+        match=r"churn v1: its files were written under .*/first/"
+        r"mlartifacts, which is not there: was the home moved or copied\?",
+    ):
+        load_bundle("churn", "1")  # fmt: skip
+    promoted = run(moved, "promote", "--model", "churn", "--version", "1")
+    assert promoted.returncode == 2 and "was the home moved or copied" in promoted.stderr
+
+
 def test_a_version_from_before_bundles_gets_one_message_to_retrain(tmp_path):
     """A champion registered the old way (an MLflow scikit-learn model, no bundle) cannot score:
     `crm-ltv score` says to retrain, and the next training replaces it."""

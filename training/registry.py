@@ -364,12 +364,30 @@ def download_bundle(name: str, version: str, dst: Path) -> Path:
             f"{mlflow.get_tracking_uri()} ({type(exc).__name__}: {exc})".splitlines()[0]
         ) from None
     found = sorted(model_dir.rglob(MANIFEST))
+    gone = None if found else _missing_run_folder(name, version)
+    if gone is not None:
+        raise RegistryError(
+            f"{name} v{version}: its files were written under {gone}, which is not there: was the "
+            "home moved or copied? MLflow records absolute paths; move the home back, or "
+            "start the new one afresh (remove its mlflow.db and mlartifacts/) and train"
+        )
     if not found:
         raise PreBundleVersionError(
             f"{name} v{version} holds no model bundle (registered before bundles existed): "
             "retrain with `crm-ltv train` and promote the new versions"
         )
     return found[0].parent
+
+
+def _missing_run_folder(name: str, version: str) -> Path | None:
+    """The local artifact root (mlartifacts/) of the run that logged a version, when it does
+    not exist. (A run's own folder is there only if it logged a file.)"""
+    from urllib.parse import unquote, urlparse
+
+    run_id = MlflowClient().get_model_version(name, version).run_id
+    uri = mlflow.get_run(run_id).info.artifact_uri if run_id else ""  # <root>/<run id>/artifacts
+    root = Path(unquote(urlparse(uri).path)).parents[1] if uri.startswith("file://") else None
+    return root if root is not None and not root.exists() else None
 
 
 def load_bundle(name: str, version: str) -> ModelBundle:

@@ -26,7 +26,11 @@ PROVENANCE = ("data_sha256", "git_commit", "git_diff_sha256")
 
 def tracking_uri(paths: Paths) -> str:
     """`MLFLOW_TRACKING_URI` if set, else the SQLite file mlflow.db in the project root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.root / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or home_store_uri(paths)
+
+
+def home_store_uri(paths: Paths) -> str:
+    return f"sqlite:///{paths.root / 'mlflow.db'}"
 
 
 @contextlib.contextmanager
@@ -70,11 +74,34 @@ def setup_tracking(paths: Paths, experiment: str, description: str | None = None
                 experiment, artifact_location=paths.artifacts_dir.as_uri()
             )
         else:
+            if uri == home_store_uri(paths):  # the home's own store, not a server's
+                _check_home_artifacts(paths, found.name, found.artifact_location)
             experiment_id = found.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     tags = EXPERIMENT_KIND | ({NOTE: description} if description else {})
     mlflow.set_experiment_tags(tags)
     return experiment_id
+
+
+def _check_home_artifacts(paths: Paths, name: str, location: str) -> None:
+    """MLflow records an experiment's artifact folder as an absolute path: in a moved home
+    every model read failed as 'holds no model bundle', and a copied one trained into the
+    original's files. Said here, before any work, for the home's own store."""
+    if not location.startswith("file://"):
+        return
+    from urllib.parse import unquote, urlparse
+
+    where = Path(unquote(urlparse(location).path))
+    if where.resolve() == paths.artifacts_dir.resolve():
+        return
+    from crm_ltv.features.config import ConfigError
+
+    raise ConfigError(
+        f"{paths.root / 'mlflow.db'}: experiment {name!r} keeps its files in {where}, not in "
+        f"this home's {paths.artifacts_dir}: was the home moved or copied from there? MLflow "
+        "records absolute paths, so its runs and models cannot be used here: move the home "
+        "back, or start this one afresh (remove its mlflow.db and mlartifacts/)"
+    )
 
 
 def ui_links(paths: Paths, base: str) -> list[str]:
