@@ -5,7 +5,21 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 # The project home the commands use (CRM_LTV_HOME, else this checkout): its sample and its log
 HOME_DIR := $(or $(CRM_LTV_HOME),$(CURDIR))
+# Checked for the targets that use the home: make takes no space in a file name, and `make -C`
+# would read a relative home from the checkout (the shell's $PWD is where it was typed)
+HOME_TARGETS := data features train tune experiments mlflow-ui serve bento bench-serve bench-overload
+ifneq ($(filter $(HOME_TARGETS),$(MAKECMDGOALS)),)
+ifneq ($(word 2,$(HOME_DIR)),)
+$(error the project home "$(HOME_DIR)" has a space, which make cannot take in a file name: use `crm-ltv --home` there, or a home without spaces)
+endif
+ifneq ($(and $(CRM_LTV_HOME),$(filter-out /%,$(CRM_LTV_HOME)),$(filter-out $(CURDIR),$(PWD))),)
+$(error CRM_LTV_HOME=$(CRM_LTV_HOME) is relative, and make runs in $(CURDIR), not $(PWD): give an absolute path, e.g. CRM_LTV_HOME=$$PWD/$(CRM_LTV_HOME))
+endif
+endif
 SAMPLE := $(HOME_DIR)/data/sample/transactions.csv
+# What features/train/tune read first: the sample, unless the home's data.yaml names a file
+OWN_DATA := $(shell grep -s -E '^[[:space:]]+path:[[:space:]]*[^[:space:]#]' $(HOME_DIR)/configs/data.yaml | grep -v -E 'path:[[:space:]]*(null|~)([[:space:]]|$$)')
+DATA := $(if $(OWN_DATA),$(INSTALLED),$(SAMPLE))
 
 .DEFAULT_GOAL := help
 TRIALS ?=
@@ -35,13 +49,13 @@ $(SAMPLE): $(INSTALLED) $(firstword $(wildcard $(HOME_DIR)/configs/sample.yaml) 
 
 data: $(SAMPLE) ## generate the built-in sample data into data/sample/ (once; `make clean` to redo)
 
-features: $(SAMPLE) ## build the feature table at the latest cutoff into data/features.parquet
+features: $(DATA) ## build the feature table at the latest cutoff into data/features.parquet
 	$(BIN)/crm-ltv features
 
-train: $(SAMPLE) ## train, evaluate and register the churn and LTV models (MLflow), with baselines
+train: $(DATA) ## train, evaluate and register the churn and LTV models (MLflow), with baselines
 	$(BIN)/crm-ltv train
 
-tune: $(SAMPLE) ## Optuna tuning of both models (TRIALS=N per model); the next `make train` uses it
+tune: $(DATA) ## Optuna tuning of both models (TRIALS=N per model); the next `make train` uses it
 	$(BIN)/crm-ltv tune $(if $(TRIALS),--trials $(TRIALS))
 
 experiments: $(SAMPLE) ## A/B analysis of the sample's campaigns, a test plan, cohorts and LTV:CAC, uplift models, outcomes of the service's decisions, policy evaluation (MLflow; after make train)
@@ -51,12 +65,12 @@ experiments: $(SAMPLE) ## A/B analysis of the sample's campaigns, a test plan, c
 	$(BIN)/crm-ltv cohorts
 	$(BIN)/crm-ltv uplift --pool-controls
 	@if [ -s "$(DECISIONS)" ]; then \
-	  $(BIN)/crm-ltv outcomes --decisions $(DECISIONS) && $(BIN)/crm-ltv policy-eval --decisions $(DECISIONS); \
+	  $(BIN)/crm-ltv outcomes --decisions "$(DECISIONS)" && $(BIN)/crm-ltv policy-eval --decisions "$(DECISIONS)"; \
 	else echo "no $(DECISIONS) yet (make serve writes it): policy evaluation on a history simulated on the sample"; fi
 	$(BIN)/crm-ltv policy-eval
 
 mlflow-ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 (PORT_UI=); prints the links to each runs table
-	$(BIN)/crm-ltv --home $(MLFLOW_HOME) mlflow-ui --port $(PORT_UI)
+	$(BIN)/crm-ltv --home "$(MLFLOW_HOME)" mlflow-ui --port $(PORT_UI)
 
 serve: $(INSTALLED) ## serve POST /score on http://127.0.0.1:3000 (PORT=) with the champion models
 	$(BIN)/crm-ltv serve --port $(PORT)

@@ -180,3 +180,35 @@ def test_init_writes_the_defaults_and_any_folder_is_a_home(tmp_path):
     forced = cli("init", str(home), "--force")
     assert "n_customers: 150" not in (home / "configs/sample.yaml").read_text()
     assert forced.returncode == 0
+
+
+def _make_n(target: str, home: str, where: Path) -> tuple[int, str]:
+    """`make -n -C <checkout> target` typed in `where` (the shell sets $PWD) with this home."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "CRM_LTV_HOME": home, "PWD": str(where)}
+    done = subprocess.run(
+        ["make", "-n", "-C", str(ROOT), target], cwd=where, env=env, capture_output=True, text=True
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_make_from_elsewhere_refuses_a_relative_or_spaced_home_and_reads_a_homes_own_data(
+    tmp_path,
+):
+    """`make -C` generated the sample into <checkout>/relhome for CRM_LTV_HOME=relhome; a home
+    with a space ran `crm-ltv data` three times; a home reading its own file got the sample."""
+    code, said = _make_n("train", "relhome", tmp_path)
+    assert code != 0 and "CRM_LTV_HOME=relhome is relative, and make runs in" in said
+    assert "give an absolute path, e.g. CRM_LTV_HOME=$PWD/relhome" in said
+    code, said = _make_n("data", str(tmp_path / "my home"), tmp_path)
+    assert code != 0 and f'the project home "{tmp_path}/my home" has a space' in said
+    assert _make_n("lint", "relhome", tmp_path)[0] == 0  # a target that uses no home
+    own = new_home(tmp_path / "own")
+    (own / "configs" / "data.yaml").write_text("transactions:\n  path: /data/shop.csv  # mine\n")
+    code, said = _make_n("train", str(own), tmp_path)
+    assert code == 0 and "crm-ltv train" in said and "crm-ltv data" not in said, said
+    (own / "configs" / "data.yaml").write_text("transactions:\n  path: null\n")
+    code, said = _make_n("train", str(own), tmp_path)
+    assert code == 0 and "crm-ltv data" in said, said
