@@ -561,7 +561,7 @@ def features(
     progress = Progress()
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     on_dask = _on_dask(engine, scheduler, partitions)
-    _check_out(out, on_dask, (transactions, customers))
+    _check_out(out, on_dask, _files_read(paths, transactions, customers))
     if on_dask:
         from crm_ltv.features import cluster
 
@@ -621,6 +621,23 @@ def _cutoff_option(value: str | None, option: str) -> pd.Timestamp | None:
         return as_cutoff(value.strip())
     except DataError as exc:
         raise DataError(f"{option}: {exc}") from None
+
+
+def _files_read(
+    paths: Paths, transactions: Path | None, customers: Path | None
+) -> tuple[Path | None, ...]:
+    """The transactions and customers files a run reads, as loading finds them (the command
+    line's, else configs/data.yaml's, else the sample's): --out overwrote the last two."""
+    from crm_ltv.features.config import DataConfig, load_config
+    from crm_ltv.features.contract import DataError
+    from crm_ltv.features.inputs import input_paths
+
+    try:
+        return input_paths(
+            load_config(DataConfig, paths.config_file("data")), paths, *(transactions, customers)
+        )
+    except DataError:  # no sample: said by the loading, in its place
+        return transactions, customers
 
 
 def _check_out(out: Path | None, on_dask: bool, inputs: tuple[Path | None, ...]) -> None:
@@ -851,10 +868,10 @@ def score(
     from crm_ltv.features.contract import DataError
 
     on_dask = _on_dask(engine, scheduler, partitions)
-    _check_out(out, on_dask, (transactions, customers))
+    paths = _paths()
+    _check_out(out, on_dask, _files_read(paths, transactions, customers))
     if not on_dask:
         _writable(out, "--out")
-    paths = _paths()
     feature_config = _feature_config(paths)
     config = _train_config(paths)
     cutoff = _cutoff_option(as_of, "--as-of")

@@ -85,6 +85,11 @@ MISTAKES = [
     (["features", "--sep", ";;"], "sep: ';;' is not one character"),  # was pandas' wording
     (["features", "--transactions", "{home}/anonymous.csv", "--out", "{home}/anonymous.csv"],
      "--out {home}/anonymous.csv: is an input of this run"),  # it was overwritten
+    # the sample's (or configs/data.yaml's) files were overwritten with scores or features
+    (["score", "--as-of", "2025-06-30", "--out", "{home}/data/sample/transactions.csv"],
+     "is an input of this run ({home}/data/sample/transactions.csv)"),
+    (["features", "--out", "{home}/data/sample/customers.csv"],
+     "is an input of this run ({home}/data/sample/customers.csv)"),
     (["features", "--transactions", "{home}/day_first.csv"],  # the common first mistake
      "give it with --timestamp-format (e.g. '%d/%m/%Y %H:%M')"),
     # the hint above said to give the format the user had given, wrongly
