@@ -74,3 +74,35 @@ def test_tunes_started_together_in_a_new_home_share_one_study(tmp_path):
     done = [p.communicate(timeout=300) for p in started]
     assert [p.returncode for p in started] == [0] * 4, [err[-2000:] for _, err in done]
     assert len({out.strip() for out, _ in done}) == 1  # one study for all
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_pruning_reads_the_best_round_so_far_as_the_trials_value_does(direction):
+    """The pruner was given each reported round's own value, while a trial's value is its best
+    round's: a trial peaking early (round 7) and declining after was pruned below trials it
+    beat. A real LightGBM fit that overfits: the reports are the running best."""
+    import lightgbm as lgb
+    import optuna
+
+    from crm_ltv.training.tuning import pruning_callback
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5))
+    y = (X[:, 0] + rng.normal(scale=2.0, size=400) > 0).astype(float)
+    metric = "auc" if direction == "maximize" else "binary_logloss"
+    study = optuna.create_study(direction=direction, pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    lgb.train(
+        {"objective": "binary", "metric": metric, "num_leaves": 63, "min_data_in_leaf": 2,
+         "learning_rate": 0.3, "verbosity": -1, "seed": 1},
+        lgb.Dataset(X[:200], y[:200]),
+        num_boost_round=60,
+        valid_sets=[lgb.Dataset(X[200:], y[200:])],
+        valid_names=["valid"],
+        callbacks=[lgb.record_evaluation(record := {}), pruning_callback(trial, 5)],
+    )  # fmt: skip
+    seen = record["valid"][metric]
+    reported = study.trials[0].intermediate_values
+    best = np.maximum.accumulate(seen) if direction == "maximize" else np.minimum.accumulate(seen)
+    assert reported == {step: pytest.approx(best[step - 1]) for step in range(5, 61, 5)}
+    assert reported[60] != pytest.approx(seen[-1])  # it overfits: the last round is worse

@@ -86,19 +86,27 @@ def suggest_params(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
 
 
 def pruning_callback(trial: optuna.Trial, every: int) -> Callable[[Any], None]:
-    """Report the watched validation metric every `every` rounds (the study knows its
-    direction); stop the booster if Optuna prunes."""
+    """Report the best validation value so far every `every` rounds; stop the booster if Optuna
+    prunes. The best so far, as the trial's value is its best round's: reporting the round's
+    own value pruned trials whose peak (round 7 here) beat every finished one, because by the
+    warm-up the pruner saw only how fast each overfits after its peak."""
+    higher = trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
+    best: dict[str, float] = {}
 
     def callback(env: lgb.callback.CallbackEnv) -> None:
-        step = env.iteration + 1
-        if step % every:
+        watched = [(m, v) for name, m, v, _ in env.evaluation_result_list if name == "valid"]
+        if not watched:
             return
-        for data_name, metric, value, _ in env.evaluation_result_list:
-            if data_name == "valid":
-                trial.report(value, step)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at round {step} (valid {metric} {value:.5f})")
-                return
+        metric, value = watched[0]
+        if "value" not in best or (value > best["value"] if higher else value < best["value"]):
+            best["value"] = value
+        step = env.iteration + 1
+        if step % every == 0:
+            trial.report(best["value"], step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned at round {step} (best valid {metric} so far {best['value']:.5f})"
+                )
 
     return callback
 
