@@ -711,10 +711,15 @@ def _check_monotone(paths: Paths, config: TrainConfig, feature_config: FeatureCo
 
 
 def _tuned_params(
-    paths: Paths, horizon_days: int, progress: Progress, inputs: Inputs | None = None
+    paths: Paths,
+    horizon_days: int,
+    progress: Progress,
+    inputs: Inputs | None = None,
+    settings: dict[str, str] | None = None,
 ) -> dict | None:
     """Best params of `make tune` for this horizon, if any (README: "Tuning"); a warning when
-    they were tuned on other data than `inputs`."""
+    they were tuned on other data than `inputs`, or with other `settings` (`config_digests`
+    of the train, features and data configs, as read: before --engine dask's changes)."""
     import json
 
     from crm_ltv.features.config import ConfigError
@@ -734,6 +739,7 @@ def _tuned_params(
         tuned_on = saved.get("data_sha256")
         if tuned_on is not None and not isinstance(tuned_on, str):
             raise TypeError(f"data_sha256 {tuned_on!r} is not a hash")
+        tuned_with = dict(saved.get("settings", {}))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: not a best-params file of `make tune` ({exc})") from None
     if found_horizon != horizon_days:
@@ -750,6 +756,13 @@ def _tuned_params(
                 f"warning: {path.name} was tuned on other data (data_sha256 {tuned_on[:12]}...);"
                 " run `crm-ltv tune` on this data, or delete the file"
             )
+    changed = [a for a, d in (settings or {}).items() if tuned_with.get(a, d) != d]
+    if changed:
+        progress(
+            f"warning: {path.name} was tuned with other settings of "
+            f"{', '.join(f'{a}.yaml' for a in changed)} (or of the command line); run "
+            "`crm-ltv tune` with these, or delete the file"
+        )
     return params
 
 
@@ -774,23 +787,28 @@ def train(
     partitions: PartitionsOpt = None,
 ) -> None:
     """Train, evaluate and register the churn and LTV models (MLflow), with baselines."""
+    from crm_ltv.features.config import config_digests
+
     paths = _paths()
     feature_config = _feature_config(paths)
     config = _train_config(paths, horizon_days)
     _check_monotone(paths, config, feature_config)
     progress = Progress()
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
+    data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
+    settings = config_digests(config, feature_config, data_config)  # as tune digests them
     kept = (
         "its MLflow run reads KILLED; model versions are registered in the last step only, so "
         "none is unless the stop came during it"
     )
     with _interruptible(kept):
         if _on_dask(engine, scheduler, partitions):
-            dask = (scheduler, partitions)
+            dask = (scheduler, partitions, settings)
             result = _train_on_dask(paths, config, feature_config, progress, *dask, read)
         else:
             inputs = _read_inputs(paths, progress, *read)
-            tuned = _tuned_params(paths, config.snapshots.horizon_days, progress, inputs)
+            horizon = config.snapshots.horizon_days
+            tuned = _tuned_params(paths, horizon, progress, inputs, settings)
             progress("loading the training libraries (LightGBM, MLflow)")
             from crm_ltv.training.job import run_training
 
@@ -819,9 +837,11 @@ def _train_on_dask(
     progress: Progress,
     scheduler: str | None,
     partitions: int | None,
+    settings: dict[str, str],
     read: tuple[object, ...],
 ) -> TrainResult:
-    """`train` with the snapshots and boosters on a Dask cluster (training/cluster.py)."""
+    """`train` with the snapshots and boosters on a Dask cluster (training/cluster.py);
+    `settings`: the configs' digests as read, for `_tuned_params`."""
     from crm_ltv.features.config import override
     from crm_ltv.training import cluster
     from crm_ltv.training.job import run_training
@@ -833,7 +853,7 @@ def _train_on_dask(
     with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
         split = cluster.split_on_cluster(data, config, feature_config, progress)
         inputs = data.inputs(paths.rejects_dir)
-        tuned = _tuned_params(paths, config.snapshots.horizon_days, progress, inputs)
+        tuned = _tuned_params(paths, config.snapshots.horizon_days, progress, inputs, settings)
         fit = functools.partial(cluster.train_on_cluster, split)
         refit = functools.partial(cluster.refit_on_cluster, split, progress=progress)
         return run_training(

@@ -388,6 +388,12 @@ def merged_over(model: type[BaseModel], default: object, own: object) -> object:
     return merged
 
 
+def config_digests(*configs: BaseModel) -> dict[str, str]:
+    """`config_digest` per area (train, features, data): what `crm-ltv tune` tuned with, so
+    that training with other settings is warned about."""
+    return {getattr(c, "area", type(c).__name__): config_digest(c) for c in configs}
+
+
 def load_config(model: type[ConfigT], path: Path) -> ConfigT:
     """Read a YAML file into a typed config; any problem becomes one ConfigError line. A file
     other than the packaged default of the model's area is read over that default."""

@@ -252,6 +252,21 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     said: list[str] = []
     assert _tuned_params(Paths(home), 90, said.append, inputs) == params
     assert not [s for s in said if s.startswith("warning")]
+    # ... and with other settings than the tune's (here another LTV objective), with a warning
+    from crm_ltv.features.config import FeatureConfig, config_digests, override
+    from crm_ltv.training.config import TrainConfig
+
+    areas = ((TrainConfig, "train"), (FeatureConfig, "features"), (DataConfig, "data"))
+    train, *rest = [load_config(model, Paths(home).config_file(a)) for model, a in areas]
+    assert _tuned_params(Paths(home), 90, said.append, inputs, config_digests(train, *rest))
+    assert not [s for s in said if s.startswith("warning")]
+    assert "tuned with other settings" not in trained.stderr
+    hurdle = override(train, "test", ltv=override(train.ltv, "test", objective="hurdle"))
+    assert _tuned_params(Paths(home), 90, said.append, inputs, config_digests(hurdle, *rest))
+    assert said[-1].startswith(
+        "warning: best_params_h90.json was tuned with other settings of train.yaml (or of the "
+        "command line); run `crm-ltv tune` with these, or delete the file"
+    )
     other = home / "reports/best_params_h90.json"
     other.write_text(json.dumps({**saved, "data_sha256": "0" * 64}))
     assert _tuned_params(Paths(home), 90, said.append, inputs) == params

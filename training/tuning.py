@@ -27,7 +27,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
-from crm_ltv.features.config import ConfigError, config_digest
+from crm_ltv.features.config import ConfigError, config_digest, config_digests
 from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
 from crm_ltv.training import plots
@@ -376,6 +376,7 @@ def run_tuning(
             **{kind: r.best_params for kind, r in results.items()},
             "studies": {kind: r.name for kind, r in results.items()},
             "validation": {kind: {r.metric: r.best_value} for kind, r in results.items()},
+            "settings": config_digests(config, *configs),
         }
         mlflow.log_dict(saved, "best_params.json")
     best_params_file = paths.best_params_file(split.horizon_days)
