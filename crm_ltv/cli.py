@@ -110,6 +110,10 @@ def _user_errors(command: F) -> F:
             typer.echo(f"error: {exc.filename}: {exc.strerror or exc}", err=True)
             raise typer.Exit(2) from None
         except Exception as exc:
+            damaged = _damaged_store(exc)
+            if damaged is not None:
+                typer.echo(f"error: {damaged}", err=True)
+                raise typer.Exit(2) from None
             mlflow_errors = sys.modules.get("mlflow.exceptions")  # a tracking server not there
             if (
                 mlflow_errors is not None
@@ -127,6 +131,33 @@ def _user_errors(command: F) -> F:
             raise typer.Exit(2) from None
 
     return run  # type: ignore[return-value]
+
+
+def _damaged_store(exc: BaseException) -> str | None:
+    """What to say when a SQLite store of the home (mlflow.db, optuna.db) is not a database or
+    is damaged: it was a 300-line traceback. The store is found by opening each."""
+    import sqlite3
+
+    chain, seen = exc, []
+    while chain is not None and len(seen) < 10:
+        seen.append(chain)
+        chain = getattr(chain, "orig", None) or chain.__cause__ or chain.__context__
+    if not any(isinstance(e, sqlite3.DatabaseError) for e in seen):
+        return None
+    paths = _paths()
+    for store in (paths.root / "mlflow.db", paths.optuna_db):
+        if not store.is_file():
+            continue
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+                db.execute("PRAGMA schema_version").fetchone()
+                db.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as why:
+            return (
+                f"{store}: cannot be read as a SQLite database ({why}); move it away to start "
+                "that store afresh"
+            )
+    return None
 
 
 def _say_run(run_id: str, experiment: str, paths: Paths) -> None:

@@ -482,3 +482,21 @@ def test_a_misspelt_churn_action_of_policy_eval_is_named_before_any_data_is_read
     )
     assert "(welcome_offer, recommendation, thank_you, vip_invitation, win_back)" in result.output
     assert "reading" not in result.output and "Traceback" not in result.output
+
+
+def test_a_damaged_store_of_the_home_is_one_error_line_naming_it(tmp_path):
+    """A mlflow.db or optuna.db that is not a database was a 300-line SQLAlchemy traceback."""
+    home = new_home(tmp_path)
+    assert run(home, "data", "--n-customers", "300").returncode == 0
+    (home / "mlflow.db").write_text("garbage\n")
+    scored = run(home, "score", "--as-of", "2025-06-30", "--out", str(home / "s.csv"))
+    assert scored.returncode == 2 and "Traceback" not in scored.stderr, scored.stderr
+    assert scored.stderr.strip().splitlines()[-1] == (
+        f"error: {home / 'mlflow.db'}: cannot be read as a SQLite database (file is not a "
+        "database); move it away to start that store afresh"
+    )
+    (home / "mlflow.db").unlink()
+    (home / "optuna.db").write_text("garbage\n")
+    tuned = run(home, "tune", "--trials", "1")
+    assert tuned.returncode == 2 and "Traceback" not in tuned.stderr, tuned.stderr
+    assert f"error: {home / 'optuna.db'}: cannot be read as a SQLite database" in tuned.stderr
