@@ -25,6 +25,7 @@ import typer
 
 if TYPE_CHECKING:
     import pandas as pd
+    from mlflow.entities.model_registry import ModelVersion
 
     from crm_ltv.experiments.config import ExperimentsConfig, PolicyEvalConfig
     from crm_ltv.experiments.policy_eval_job import History
@@ -1165,6 +1166,31 @@ def tune(
     )
 
 
+def _registry_versions(
+    names: dict[str, str], alias: str, progress: Progress
+) -> tuple[dict[str, ModelVersion | None], str | None]:
+    """The versions to serve per kind, or why the registry gives none."""
+    import mlflow
+
+    from crm_ltv.training.registry import serving_versions
+
+    try:
+        # the version reads below take an unreachable registry for one without versions
+        mlflow.MlflowClient().search_registered_models(max_results=1)
+        found = serving_versions(names, alias)
+    except Exception as exc:  # any failure to reach the registry: fall back to the store
+        reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        return {}, f"cannot be read ({reason.splitlines()[0]})"
+    versions = {kind: version for kind, (version, _) in found.items()}
+    for _, warning in found.values():
+        if warning is not None:
+            progress(warning)
+    problem = next(
+        (f"model {names[k]!r} has no versions" for k, v in versions.items() if v is None), None
+    )
+    return versions, problem
+
+
 def _sync_store(progress: Progress) -> Paths:
     """Copy each champion bundle from the registry into the BentoML model store unless the
     store's latest copy already is that version. When the registry cannot be reached (or has no
@@ -1175,13 +1201,8 @@ def _sync_store(progress: Progress) -> Paths:
     import mlflow
 
     from crm_ltv.serving.store import describe, is_bundle, is_stored, store_bundle, stored_model
-    from crm_ltv.training.registry import (
-        RegistryError,
-        download_bundle,
-        model_names,
-        serving_versions,
-    )
-    from crm_ltv.training.tracking import tracking_uri
+    from crm_ltv.training.registry import RegistryError, download_bundle, model_names
+    from crm_ltv.training.tracking import home_store_uri, tracking_uri
 
     paths = _paths()
     registry = _train_config(paths).registry
@@ -1192,21 +1213,12 @@ def _sync_store(progress: Progress) -> Paths:
     uri = tracking_uri(paths)
     mlflow.set_tracking_uri(uri)  # read only: no experiment to create
     mlflow.set_registry_uri(uri)
-    try:
-        # the version reads below take an unreachable registry for one without versions
-        mlflow.MlflowClient().search_registered_models(max_results=1)
-        found = serving_versions(names, registry.alias)
-        versions = {kind: version for kind, (version, _) in found.items()}
-        problem = next(
-            (f"model {names[k]!r} has no versions" for k, v in versions.items() if v is None),
-            None,
-        )
-        for _, warning in found.values():
-            if warning is not None:
-                progress(warning)
-    except Exception as exc:  # any failure to reach the registry: fall back to the store
-        reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        versions, problem = {}, f"cannot be read ({reason.splitlines()[0]})"
+    store = paths.root / "mlflow.db"
+    if uri == home_store_uri(paths) and not store.exists():
+        # MLflow would make an empty store here (a mistyped --home) and call it empty
+        versions, problem = {}, f"no {store.name} in {paths.root}: nothing was trained there"
+    else:
+        versions, problem = _registry_versions(names, registry.alias, progress)
     if problem is not None:
         stored = {kind: stored_model(kind) for kind in names}
         if any(s is None or not is_bundle(s) for s in stored.values()):

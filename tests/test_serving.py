@@ -642,7 +642,15 @@ def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert "error: registry at" in done.stderr and "make train" in done.stderr
-    assert "model 'churn' has no versions" in done.stderr  # reachable (a new sqlite store)
+    # a home without mlflow.db (a mistyped --home): said so, and no empty store is made there
+    assert f"no mlflow.db in {home}: nothing was trained there" in done.stderr
+    assert not (home / "mlflow.db").exists()
+    (home / "mlflow.db").touch()  # a store without versions
+    done = subprocess.run(
+        [CLI, "serve", "--port", str(free_port())],
+        capture_output=True, text=True, env=_env(home), timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "model 'churn' has no versions" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize(
