@@ -1331,14 +1331,16 @@ def serve(
     from crm_ltv.serving.config import check_service_configs
 
     _free_port(host, port)
-    check_service_configs(_paths())  # else a worker only logs the mistake and is never ready
+    paths = _paths()
+    check_service_configs(paths)  # else a worker only logs the mistake and is never ready
     progress = Progress()
-    paths = _sync_store(progress)
+    env = _bentoml_env(paths, progress)  # before bentoml is imported: it reads the overrides
+    _sync_store(progress)
     progress(f"serving on http://{host}:{port} (OpenAPI page at /, readiness at /readyz)")
     command = _bentoml(
         "serve", "crm_ltv.serving.service:CrmLtv", "--host", host, "--port", str(port)
     )
-    os.environ.update(_bentoml_env(paths, progress))
+    os.environ.update(env)
     os.execv(command[0], command)
 
 
@@ -1346,8 +1348,11 @@ def serve(
 @_user_errors
 def bento() -> None:
     """Copy the champion models into the BentoML store and build a Bento that carries them."""
+    from crm_ltv.serving.config import BENTOML_OVERRIDES_ENV, ServingConfig, bentoml_overrides
     from crm_ltv.serving.packaging import build_bento
 
+    # bentoml reads the variable as it is imported: a traceback where it is not JSON
+    bentoml_overrides(ServingConfig(), os.environ.get(BENTOML_OVERRIDES_ENV))
     progress = Progress()
     _sync_store(progress)
     progress("building the Bento (the project's wheel and the runtime lock)")

@@ -37,3 +37,23 @@ def test_the_users_overrides_are_kept_and_win_where_both_set_a_key():
 def test_overrides_that_are_not_a_json_object_are_a_clear_error(given, message):
     with pytest.raises(ConfigError, match=message):
         bentoml_overrides(ServingConfig(), given)
+
+
+@pytest.mark.parametrize("command", ["serve", "bento"])
+def test_serve_and_bento_say_a_bad_variable_before_bentoml_reads_it(tmp_path, command):
+    """bentoml parses the variable as it is imported: a JSON traceback, exit code 1."""
+    import os
+    import subprocess
+
+    from tests.conftest import CLI, free_port, new_home
+
+    args = [command, "--port", str(free_port())] if command == "serve" else [command]
+    home = new_home(tmp_path)
+    env = {**os.environ, "CRM_LTV_HOME": str(home), "BENTOML_CONFIG_OVERRIDES": "{bad",
+           "BENTOML_HOME": str(tmp_path / "bentoml")}  # fmt: skip
+    done = subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == (
+        "error: BENTOML_CONFIG_OVERRIDES: not JSON (Expecting property name enclosed in double "
+        "quotes at 1)"
+    )
