@@ -259,6 +259,10 @@ def test_lightgbm_settings_are_checked_when_the_config_is_read(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"not LightGBM parameters: search_space\.num_leave"):
         load_config(TuneConfig, space)
+    # the closest alias's own name: 'num_leaf' (an alias of num_leaves) was suggested
+    leafs = _config_with(tmp_path, "train", lambda c: c["ltv"]["params"].update(num_leafs=7))
+    with pytest.raises(ConfigError, match=r"params\.num_leafs \(did you mean 'num_leaves'\?\)"):
+        load_config(TrainConfig, leafs)
     assert load_config(TrainConfig, CONFIGS / "train.yaml").churn.params  # the shipped ones pass
 
 

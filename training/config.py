@@ -109,7 +109,9 @@ def _check_lightgbm_names(names: Iterable[str], where: str) -> None:
         said = []
         for name in unknown:
             close = difflib.get_close_matches(name, sorted(known), n=1)
-            said.append(f"{where}.{name}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            # the name the alias stands for: num_leafs read 'num_leaf', an alias of num_leaves
+            meant = [main for main, names_ in aliases.items() if close and close[0] in names_]
+            said.append(f"{where}.{name}" + (f" (did you mean {meant[0]!r}?)" if meant else ""))
         raise ValueError(f"not LightGBM parameters: {', '.join(said)}")
 
 
