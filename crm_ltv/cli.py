@@ -1838,7 +1838,9 @@ def policy_eval(
     progress = Progress()
     decisions, transactions, customers = map(_absolute, (decisions, transactions, customers))
     logged = None
-    if decisions is not None:  # a bad log is said before the data and models are loaded
+    if decisions is None:
+        _check_simulation_input(paths, _files_read(paths, transactions, customers)[0])
+    else:  # a bad log is said before the data and models are loaded
         from crm_ltv.experiments.outcomes import read_decisions
 
         progress(f"reading decisions from {decisions}")
@@ -1847,8 +1849,6 @@ def policy_eval(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
     tx = inputs.transactions.frame
-    if decisions is None:
-        _check_simulation_input(paths, inputs)
     progress("loading the training libraries (LightGBM, MLflow)")
     from crm_ltv.experiments import policy_eval_job as job
     from crm_ltv.training.tracking import (
@@ -1929,12 +1929,14 @@ def _uplift_effects(
     return uplift.effects(uplift.encode(table))
 
 
-def _check_simulation_input(paths: Paths, inputs: Inputs) -> None:
+def _check_simulation_input(paths: Paths, transactions: Path | None) -> None:
     """Without --decisions the history is simulated on the built-in sample only: say so before
-    any tracking or registry work."""
+    the data is read (`transactions`: the file that would be)."""
     from crm_ltv.features.contract import DataError
 
-    if Path(inputs.transactions.report.source) != paths.sample_table("transactions"):
+    if transactions is None:  # no sample either: said by the loading
+        return
+    if transactions.resolve() != paths.sample_table("transactions").resolve():
         raise DataError(
             "policy-eval without --decisions simulates decisions on the built-in sample (its "
             "generator knows the true effects); for your own data give --decisions LOG"

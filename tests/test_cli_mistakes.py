@@ -85,6 +85,9 @@ MISTAKES = [
     (["features", "--sep", ";;"], "sep: ';;' is not one character"),  # was pandas' wording
     (["features", "--transactions", "{home}/anonymous.csv", "--out", "{home}/anonymous.csv"],
      "--out {home}/anonymous.csv: is an input of this run"),  # it was overwritten
+    # said after every line was loaded (this file's are all rejected: said before reading it)
+    (["policy-eval", "--transactions", "{home}/day_first.csv"],
+     "policy-eval without --decisions simulates decisions on the built-in sample"),
     # the sample's (or configs/data.yaml's) files were overwritten with scores or features
     (["score", "--as-of", "2025-06-30", "--out", "{home}/data/sample/transactions.csv"],
      "is an input of this run ({home}/data/sample/transactions.csv)"),
