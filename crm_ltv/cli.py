@@ -511,11 +511,12 @@ def init(
     from crm_ltv.features.paths import CONFIG_AREAS, Paths, default_config_file
 
     paths = Paths(_folder(folder, "init").resolve()) if folder is not None else _paths()
-    paths.configs_dir.mkdir(parents=True, exist_ok=True)
+    _folder(paths.configs_dir, "init")
     for area in CONFIG_AREAS:
         target = paths.configs_dir / f"{area}.yaml"
-        if target.exists() and not force:
-            typer.echo(f"kept    {target} (exists; --force overwrites)")
+        own = paths.config_file(area)  # .yaml, or a .yml the home has (read instead)
+        if own.parent == paths.configs_dir and not (force and own == target):
+            typer.echo(f"kept    {own} (exists{'; --force overwrites' * (own == target)})")
             continue
         shutil.copyfile(default_config_file(area), target)
         typer.echo(f"wrote   {target}")

@@ -180,6 +180,16 @@ def test_init_writes_the_defaults_and_any_folder_is_a_home(tmp_path):
     forced = cli("init", str(home), "--force")
     assert "n_customers: 150" not in (home / "configs/sample.yaml").read_text()
     assert forced.returncode == 0
+    # a .yml the home has is read in place of the .yaml: kept, even with --force (both there
+    # would be refused); a file named configs is said so
+    (home / "configs/train.yaml").rename(home / "configs/train.yml")
+    forced = cli("init", str(home), "--force")
+    assert f"kept    {home / 'configs/train.yml'} (exists)" in forced.stdout
+    assert not (home / "configs/train.yaml").exists()
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd/configs").write_text("")
+    odd = cli("init", str(tmp_path / "odd"))
+    assert odd.returncode == 2 and "odd/configs: cannot be made a folder" in odd.stderr
 
 
 def _make_n(target: str, home: str, where: Path) -> tuple[int, str]:
