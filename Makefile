@@ -12,13 +12,15 @@ ifneq ($(filter $(HOME_TARGETS),$(MAKECMDGOALS)),)
 ifneq ($(word 2,$(HOME_DIR)),)
 $(error the project home "$(HOME_DIR)" has a space, which make cannot take in a file name: use `crm-ltv --home` there, or a home without spaces)
 endif
-ifneq ($(and $(CRM_LTV_HOME),$(filter-out /%,$(CRM_LTV_HOME)),$(filter-out $(CURDIR),$(PWD))),)
+ifneq ($(and $(CRM_LTV_HOME),$(filter-out /%,$(CRM_LTV_HOME)),$(filter-out $(CURDIR),$(realpath $(PWD)))),)
 $(error CRM_LTV_HOME=$(CRM_LTV_HOME) is relative, and make runs in $(CURDIR), not $(PWD): give an absolute path, e.g. CRM_LTV_HOME=$$PWD/$(CRM_LTV_HOME))
 endif
 endif
 SAMPLE := $(HOME_DIR)/data/sample/transactions.csv
-# What features/train/tune read first: the sample, unless the home's data.yaml names a file
-OWN_DATA := $(shell grep -s -E '^[[:space:]]+path:[[:space:]]*[^[:space:]#]' $(HOME_DIR)/configs/data.yaml | grep -v -E 'path:[[:space:]]*(null|~)([[:space:]]|$$)')
+# What features/train/tune read first: the sample, unless the home's data.yaml (or .yml) names
+# a transactions file: a `path:` in its transactions block that is not null
+DATA_CONFIG := $(firstword $(wildcard $(HOME_DIR)/configs/data.yaml $(HOME_DIR)/configs/data.yml))
+OWN_DATA := $(if $(DATA_CONFIG),$(shell awk '/^transactions:/ {t = 1; if (/path:/) print; next} /^[^[:space:]\#]/ {t = 0} t && /^[[:space:]]+path:/' $(DATA_CONFIG) | grep -v -i -E 'path:[[:space:]]*(null|~)[[:space:]]*([,}\#]|$$)'))
 DATA := $(if $(OWN_DATA),$(INSTALLED),$(SAMPLE))
 
 .DEFAULT_GOAL := help

@@ -136,7 +136,8 @@ def _user_errors(command: F) -> F:
 
 def _damaged_store(exc: BaseException) -> str | None:
     """What to say when a SQLite store of the home (mlflow.db, optuna.db) is not a database or
-    is damaged: it was a 300-line traceback. The store is found by opening each."""
+    is damaged: it was a 300-line traceback. The store is found by opening each read-only; a
+    locked or busy one is not damaged (another command writes it), so is not named."""
     import sqlite3
 
     chain, seen = exc, []
@@ -150,10 +151,13 @@ def _damaged_store(exc: BaseException) -> str | None:
         if not store.is_file():
             continue
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
-                db.execute("PRAGMA schema_version").fetchone()
-                db.execute("PRAGMA quick_check").fetchone()
-        except sqlite3.DatabaseError as why:
+            with contextlib.closing(sqlite3.connect(f"{store.as_uri()}?mode=ro", uri=True)) as db:
+                checked = db.execute("PRAGMA quick_check").fetchone()
+            why = None if checked == ("ok",) else f"quick_check: {checked[0] if checked else ''}"
+        except sqlite3.DatabaseError as error:
+            said = str(error)
+            why = said if ("not a database" in said or "malformed" in said) else None
+        if why is not None:
             return (
                 f"{store}: cannot be read as a SQLite database ({why}); move it away to start "
                 "that store afresh"
@@ -515,8 +519,13 @@ def init(
     for area in CONFIG_AREAS:
         target = paths.configs_dir / f"{area}.yaml"
         own = paths.config_file(area)  # .yaml, or a .yml the home has (read instead)
-        if own.parent == paths.configs_dir and not (force and own == target):
-            typer.echo(f"kept    {own} (exists{'; --force overwrites' * (own == target)})")
+        if own.parent == paths.configs_dir and not (force and own == target and own.exists()):
+            why = (
+                "a link to nothing; remove it" if not own.exists()
+                else "exists; --force overwrites" if own == target
+                else f"read in place of {target.name}; --force keeps it"
+            )  # fmt: skip
+            typer.echo(f"kept    {own} ({why})")
             continue
         shutil.copyfile(default_config_file(area), target)
         typer.echo(f"wrote   {target}")

@@ -49,7 +49,8 @@ class CohortConfig(FrozenConfig):
         outside = [m for m in self.headline_months if not 1 <= m <= self.max_months]
         if outside:
             raise ValueError(
-                f"headline_months {outside} are outside 1..max_months ({self.max_months})"
+                f"headline_months {outside} are outside 1..max_months ({self.max_months}): "
+                "set both (a home's file that sets one keeps the packaged other)"
             )
         return self
 

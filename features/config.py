@@ -45,10 +45,9 @@ class FrozenConfig(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_for_number(cls, value: object, info: ValidationInfo) -> object:
-        if isinstance(value, bool) and info.field_name is not None:
-            kinds = _kinds(cls.model_fields[info.field_name].annotation)
-            if bool not in kinds and kinds & {int, float}:
-                raise ValueError(f"{value!r} is not a number")
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _bool_where_number(value, field.annotation):
+            raise ValueError(f"{value!r}: true/false where a number belongs")
         return value
 
 
@@ -57,6 +56,27 @@ def _kinds(annotation: object) -> set[object]:
     if get_origin(annotation) in (Union, types.UnionType):
         return set(get_args(annotation))
     return {annotation}
+
+
+def _bool_where_number(value: object, annotation: object) -> bool:
+    """Whether `value` holds a true/false (itself, or in a list or mapping) where `annotation`
+    takes a number and no bool: YAML's yes/on/true."""
+    kinds: set[object] = set()
+    for kind in _kinds(annotation):
+        kind = get_args(kind)[0] if get_origin(kind) is Annotated else kind
+        kinds |= _kinds(kind)
+    if isinstance(value, bool):
+        literals = [a for k in kinds if get_origin(k) is Literal for a in get_args(k)]
+        takes_bool = bool in kinds or any(isinstance(a, bool) for a in literals)
+        takes_number = kinds & {int, float} or any(type(a) in (int, float) for a in literals)
+        return bool(takes_number) and not takes_bool
+    for kind in kinds:
+        origin, args = get_origin(kind), get_args(kind)
+        if isinstance(value, list | tuple) and origin in (list, tuple, set, frozenset):
+            return any(_bool_where_number(v, args[0]) for v in value)
+        if isinstance(value, dict) and origin is dict and len(args) == 2:
+            return any(_bool_where_number(v, args[1]) for v in value.values())
+    return False
 
 
 # A seed: numpy's generators take none below 0
@@ -325,7 +345,8 @@ ConfigT = TypeVar("ConfigT", bound=BaseModel)
 def config_digest(config: BaseModel) -> str:
     """A short fingerprint of a config's values: a model bundle records its features config's,
     so scoring with another one (other windows, rules or categories) can be warned about."""
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+    untuned = set(getattr(config, "not_in_digest", ()))
+    return hashlib.sha256(config.model_dump_json(exclude=untuned).encode()).hexdigest()[:16]
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -333,9 +354,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     second `snapshots:` block would silently replace the first."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        lines: dict[str, int] = {}
+        lines: dict[object, int] = {}
         for key_node, _ in node.value:
-            key, line = str(self.construct_object(key_node, deep=True)), key_node.start_mark.line
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`, merged by PyYAML
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line
+            key = key if isinstance(key, str | int | float | bool) else str(key)
             if key in lines:
                 where = f"lines {lines[key] + 1} and {line + 1}"
                 raise yaml.constructor.ConstructorError(
@@ -401,7 +425,7 @@ def load_config(model: type[ConfigT], path: Path) -> ConfigT:
     default = default_config_file(area) if area is not None else None
     if default is not None and path.resolve() != default.resolve():
         twin = path.with_suffix(".yml" if path.suffix == ".yaml" else ".yaml")
-        if twin.exists():
+        if path.parent.name == "configs" and twin.exists():  # a home's: which one is read?
             raise ConfigError(f"{path} and {twin.name} are both there: keep one")
         return _validate(
             model, merged_over(model, _read_yaml(default), _read_yaml(path)), str(path)

@@ -184,7 +184,8 @@ def test_init_writes_the_defaults_and_any_folder_is_a_home(tmp_path):
     # would be refused); a file named configs is said so
     (home / "configs/train.yaml").rename(home / "configs/train.yml")
     forced = cli("init", str(home), "--force")
-    assert f"kept    {home / 'configs/train.yml'} (exists)" in forced.stdout
+    said = f"kept    {home / 'configs/train.yml'} (read in place of train.yaml; --force keeps it)"
+    assert said in forced.stdout
     assert not (home / "configs/train.yaml").exists()
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd/configs").write_text("")
@@ -219,6 +220,15 @@ def test_make_from_elsewhere_refuses_a_relative_or_spaced_home_and_reads_a_homes
     (own / "configs" / "data.yaml").write_text("transactions:\n  path: /data/shop.csv  # mine\n")
     code, said = _make_n("train", str(own), tmp_path)
     assert code == 0 and "crm-ltv train" in said and "crm-ltv data" not in said, said
-    (own / "configs" / "data.yaml").write_text("transactions:\n  path: null\n")
+    for text in ("transactions:\n  path: Null\n", "customers: {path: /data/c.csv}\n"):
+        (own / "configs" / "data.yaml").write_text(text)  # no transactions file of its own
+        code, said = _make_n("train", str(own), tmp_path)
+        assert code == 0 and "crm-ltv data" in said, (text, said)
+    (own / "configs" / "data.yaml").unlink()
+    (own / "configs" / "data.yml").write_text("transactions: {path: /data/shop.csv}\n")
     code, said = _make_n("train", str(own), tmp_path)
-    assert code == 0 and "crm-ltv data" in said, said
+    assert code == 0 and "crm-ltv data" not in said, said
+    # typed in a link to the checkout: the same folder, so a relative home is the checkout's
+    (tmp_path / "link").symlink_to(ROOT)
+    code, said = _make_n("train", "relhome", tmp_path / "link")
+    assert "is relative" not in said, said

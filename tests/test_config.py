@@ -121,7 +121,10 @@ def test_a_key_given_twice_a_yml_twin_a_dangling_link_and_a_folder_are_said(tmp_
         ("train", "registry: {churn_model: my/churn}", "registry.churn_model: Invalid model"),
         ("train", "registry: {experiment: ''}", "registry.experiment: Invalid experiment name"),
         ("train", "seed: -1", "seed: Input should be greater than or equal to 0"),
-        ("train", "snapshots: {horizon_days: yes}", "snapshots.horizon_days: True is not a"),
+        ("train", "snapshots: {horizon_days: yes}", "horizon_days: True: true/false where a"),
+        ("train", "churn: {monotone: {recency_days: on}}", r"monotone: \{'recency_days': True\}"),
+        ("features", "windows_days: [yes, 90]", r"windows_days: \[True, 90\]: true/false"),
+        ("sample", "sales_channels: {web: yes}", "sales_channels: {'web': True}: true/false"),
         ("experiments", "uplift: {seed: -1}", "uplift.seed: Input should be greater"),
         ("experiments", "policy_eval: {simulation: {seed: -2}}", "simulation.seed: Input"),
         ("experiments", "ab: {experiment: ''}", "ab.experiment: Invalid experiment name"),
@@ -141,7 +144,8 @@ def test_settings_that_failed_later_with_a_traceback_are_refused_as_read(
     from crm_ltv.experiments.config import ExperimentsConfig
     from crm_ltv.training.config import TrainConfig
 
-    model = {"train": TrainConfig, "experiments": ExperimentsConfig, "sample": SampleConfig}
+    model = {"train": TrainConfig, "experiments": ExperimentsConfig, "sample": SampleConfig,
+             "features": FeatureConfig}  # fmt: skip
     path = tmp_path / f"{area}.yaml"
     path.write_text(text + "\n")
     with pytest.raises(ConfigError, match=problem) as err:

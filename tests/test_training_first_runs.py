@@ -213,11 +213,15 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     }
     logged = {a.path for a in client.list_artifacts(parents[0].info.run_id, "config")}
     assert {"config/tune.yaml", "config/train.yaml", "config/train.json"} <= logged
+    assert {"config/tune.json", "config/features.json", "config/data.json"} <= logged
     trained = run(home, "train")  # with the best params, and says which
     assert trained.returncode == 0, trained.stderr
     [training] = client.search_runs([experiment.experiment_id], "tags.kind = 'training'")
     used = mlflow.artifacts.load_dict(f"{training.info.artifact_uri}/config/tuned_params.json")
     assert used == {"churn": saved["churn"], "ltv": saved["ltv"]}
+    # the settings in effect beside the files read (a home's file may set only a few keys)
+    features = mlflow.artifacts.load_dict(f"{training.info.artifact_uri}/config/features.json")
+    assert features["windows_days"] == [30, 90, 180, 365]
     lr = saved["churn"]["learning_rate"]
     assert float(training.data.params["churn_learning_rate"]) == pytest.approx(lr)
     for child in children:
@@ -280,7 +284,7 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
         _tuned_params(Paths(home), 60, lambda _: None)
 
 
-def test_a_moved_or_copied_home_is_said_for_what_it_is(tmp_path):
+def test_a_moved_or_copied_home_is_said_for_what_it_is(tmp_path, monkeypatch):
     """MLflow records the artifact folder as an absolute path: a moved home's versions read as
     'registered before bundles existed', and a copied home trained into the original's files."""
     import shutil
@@ -299,7 +303,8 @@ def test_a_moved_or_copied_home_is_said_for_what_it_is(tmp_path):
     mlflow.register_model(info.model_uri, "churn")
     copy = tmp_path / "copy"
     shutil.copytree(home, copy)
-    os.environ.pop("MLFLOW_TRACKING_URI")  # MLflow sets it: it would name the first home's store
+    # MLflow set it to the first home's store, which the copy would then use
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(ConfigError) as said:
         setup_tracking(Paths(copy), "crm-ltv")
     kept = f"experiment 'crm-ltv' keeps its files in {home / 'mlartifacts'}, not in this home's"
@@ -368,6 +373,9 @@ def test_a_study_resumes_only_on_the_same_data_and_settings(
     assert same == digest(tune=tune.model_copy(update={"trials": 99}))  # more trials: resume
     assert same != digest(data="b" * 64)
     assert same != digest(TrainConfig={"seed": 7})
+    # what no trial's score reads: the gate, the registry's names, the refit
+    gate = train_config.promotion.model_copy(update={"churn": train_config.promotion.ltv})
+    assert same == digest(TrainConfig={"promotion": gate, "refit": not train_config.refit})
     assert same != digest(FeatureConfig={"trend_window_days": 30})
     assert same != digest(DataConfig={"validation": data_config.validation.model_copy(
         update={"max_reject_share": 0.5})})  # fmt: skip

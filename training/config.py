@@ -269,6 +269,8 @@ class RegistryConfig(FrozenConfig):
 
 class TrainConfig(FrozenConfig):
     area: ClassVar[str] = "train"  # configs/train.yaml
+    # what no trial's score depends on: a tuning's digest leaves them out (config_digest)
+    not_in_digest: ClassVar[tuple[str, ...]] = ("refit", "promotion", "registry")
 
     seed: Seed = 42
     num_threads: int = Field(2, ge=1)

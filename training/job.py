@@ -172,7 +172,7 @@ def run_training(
     )
     with killable_run(experiment_id=experiment_id, run_name=f"train-h{horizon}") as run:
         mlflow.set_tag("kind", "training")
-        provenance = _log_provenance(inputs, paths, config, split, tuned or {})
+        provenance = _log_provenance(inputs, paths, config, feature_config, split, tuned or {})
         datasets = [] if on_cluster else input_datasets(inputs)
         log_datasets(datasets, "training")
         models = fit(split, config, tuned, progress)
@@ -276,6 +276,7 @@ def _log_provenance(
     inputs: Inputs,
     paths: Paths,
     config: TrainConfig,
+    feature_config: FeatureConfig,
     split: TimeSplit,
     tuned: dict[str, dict[str, Any]],
 ) -> dict[str, str]:
@@ -313,10 +314,9 @@ def _log_provenance(
             **{f"ltv_{k}": v for k, v in {**config.ltv.params, **tuned.get("ltv", {})}.items()},
         }
     )
-    mlflow.log_dict(config.model_dump(mode="json"), "config/train.json")
     if tuned:  # what overrides train.json's booster params (its file is overwritten by tuning)
         mlflow.log_dict(tuned, "config/tuned_params.json")
-    log_config_files(paths, ("data", "features", "train"))
+    log_config_files(paths, ("data", "features", "train"), (config, feature_config))
     mlflow.log_dict({"features": split.feature_names}, "features.json")
     return tags
 

@@ -384,8 +384,13 @@ def _missing_run_folder(name: str, version: str) -> Path | None:
     not exist. (A run's own folder is there only if it logged a file.)"""
     from urllib.parse import unquote, urlparse
 
-    run_id = MlflowClient().get_model_version(name, version).run_id
-    uri = mlflow.get_run(run_id).info.artifact_uri if run_id else ""  # <root>/<run id>/artifacts
+    if not mlflow.get_tracking_uri().startswith("sqlite:"):  # a server's roots: not ours to see
+        return None
+    try:
+        run_id = MlflowClient().get_model_version(name, version).run_id
+        uri = mlflow.get_run(run_id).info.artifact_uri if run_id else ""  # <root>/<run>/artifacts
+    except MlflowException:  # the run is gone (`mlflow gc`): nothing to say about its folder
+        return None
     root = Path(unquote(urlparse(uri).path)).parents[1] if uri.startswith("file://") else None
     return root if root is not None and not root.exists() else None
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from pydantic import BaseModel
 
 from crm_ltv.features.inputs import Inputs, input_files
 from crm_ltv.features.paths import Paths
@@ -94,6 +95,8 @@ def _check_home_artifacts(paths: Paths, name: str, location: str) -> None:
     where = Path(unquote(urlparse(location).path))
     if where.resolve() == paths.artifacts_dir.resolve():
         return
+    if where.exists() and paths.artifacts_dir.exists() and where.samefile(paths.artifacts_dir):
+        return  # one folder spelt two ways (a bind mount, a case-insensitive file system)
     from crm_ltv.features.config import ConfigError
 
     raise ConfigError(
@@ -240,10 +243,16 @@ def inherited_provenance() -> dict[str, str]:
     return {k: tags[k] for k in PROVENANCE if k in tags}
 
 
-def log_config_files(paths: Paths, areas: Sequence[str]) -> None:
-    """The configs/<area>.yaml files the run read, under config/."""
+def log_config_files(paths: Paths, areas: Sequence[str], configs: Sequence[BaseModel]) -> None:
+    """The configs/<area>.yaml files the run read, under config/, and the settings in effect as
+    config/<area>.json: a home's file may set a few keys over the packaged ones."""
     for area in areas:
         mlflow.log_artifact(str(paths.config_file(area)), "config")
+    for config in configs:
+        mlflow.log_dict(
+            config.model_dump(mode="json"),
+            f"config/{getattr(config, 'area', type(config).__name__)}.json",
+        )
 
 
 @contextlib.contextmanager

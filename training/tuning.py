@@ -343,8 +343,7 @@ def run_tuning(
         mlflow.log_params(
             {"trials": tune.trials, "horizon_days": split.horizon_days, "seed": config.seed}
         )
-        mlflow.log_dict(config.model_dump(mode="json"), "config/train.json")
-        log_config_files(paths, ("data", "features", "train", "tune"))
+        log_config_files(paths, ("data", "features", "train", "tune"), (config, tune, *configs))
         data = ModelData.of(split, config)  # BG/NBD inputs fitted once for every trial
         digest = study_digest(provenance["data_sha256"], tune, [config, *configs])
         for kind in FITTERS:
