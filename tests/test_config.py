@@ -100,6 +100,13 @@ def test_a_key_given_twice_a_yml_twin_a_dangling_link_and_a_folder_are_said(tmp_
     with pytest.raises(ConfigError, match=r"train\.yaml and train\.yml are both there"):
         load_config(TrainConfig, paths.config_file("train"))
     (configs / "train.yml").unlink()
+    # YAML's merge key is no key given twice: one anchor shared by both models' params
+    (configs / "train.yaml").write_text(
+        "churn: {params: &p {metric: auc, num_leaves: 7}}\nltv: {params: {<<: *p, metric: l1}}\n"
+    )
+    shared = load_config(TrainConfig, paths.config_file("train"))
+    assert shared.ltv.params == {"metric": "l1", "num_leaves": 7}
+    (configs / "train.yaml").write_text("seed: 1\nsnapshots: {}\nseed: 2\n")
     with pytest.raises(ConfigError, match=r"key 'seed' given twice \(lines 1 and 3\)"):
         load_config(TrainConfig, paths.config_file("train"))
     (configs / "train.yaml").unlink()
