@@ -428,8 +428,10 @@ def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path)
     [study] = [s for s in optuna.get_all_study_names(storage) if "-ltv-h" in s]
     states = [t.state for t in optuna.load_study(study_name=study, storage=storage).trials]
     assert states == [optuna.trial.TrialState.FAIL]
-    # the interrupted study is named on its parent run, with the trials it ran
-    assert parent.data.tags["ltv_study"] == study and parent.data.metrics["ltv_trials_run"] == 1
+    # the interrupted study is named on its parent run, with the trials it ran that count:
+    # churn's one; not the LTV trial the signal stopped, which the next tune runs again
+    assert parent.data.tags["ltv_study"] == study and parent.data.metrics["ltv_trials_run"] == 0
+    assert parent.data.metrics["churn_trials_run"] == 1
 
     proc, killed_run, _ = started(["tune", "--trials", "1"], "ltv-trial-1")
     deadline = time.monotonic() + 60  # its heartbeat thread starts beside the trial
