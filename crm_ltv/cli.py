@@ -31,11 +31,13 @@ if TYPE_CHECKING:
     from crm_ltv.experiments.policy_eval_job import History
     from crm_ltv.features.cluster import Partitioned
     from crm_ltv.features.config import DataConfig, FeatureConfig
+    from crm_ltv.features.contract import DataError
     from crm_ltv.features.inputs import Inputs
     from crm_ltv.features.paths import Paths
     from crm_ltv.serving.config import NbaConfig
     from crm_ltv.training.config import TrainConfig
     from crm_ltv.training.job import TrainResult
+    from crm_ltv.training.scoring import Champions
     from crm_ltv.training.uplift import UpliftBundle
 
 app = typer.Typer(
@@ -959,19 +961,15 @@ def score(
         from crm_ltv.training.errors import ChampionError
 
         raise ChampionError(unbuilt)
-    for warning in (
-        champions.features_config_warning(feature_config),
-        champions.level_warning(cutoff),
-        champions.history_start_warning(),
-    ):
-        if warning is not None:
-            progress(warning)
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     if on_dask:
         from crm_ltv.features.cluster import features_on_cluster, write_parts
         from crm_ltv.training.cluster import score_on_cluster, score_totals
 
         with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
+            if cutoff < data.first:  # said before the champions' warnings, and any work
+                raise _nothing_to_score(cutoff)
+            _champion_warnings(progress, champions, feature_config, cutoff)
             _warn_if_far(progress, cutoff, data.last, champions.horizon_days)
             frames = features_on_cluster(
                 data, cutoff, feature_config, champions.rfm_cuts,
@@ -988,8 +986,8 @@ def score(
                 rows, churn, value = score_totals(data.client, scored)
             except ValueError as exc:
                 raise DataError(f"the champion models cannot score these features: {exc}") from None
-            if rows == 0:
-                raise DataError(f"no customer has a purchase up to {cutoff}; nothing to score")
+            if rows == 0:  # lines up to the cutoff, but no purchase (refunds)
+                raise _nothing_to_score(cutoff)
             target = out.absolute()  # written by the workers, from their own folder
             write_parts(data.client, scored, target, index=False)
         typer.echo(_scored(rows, churn / rows, value, cutoff, champions.horizon_days, target))
@@ -1001,7 +999,8 @@ def score(
         inputs.transactions.frame, cutoff, feature_config, inputs.customers_frame, champions
     )
     if table.empty:
-        raise DataError(f"no customer has a purchase up to {cutoff}; nothing to score")
+        raise _nothing_to_score(cutoff)
+    _champion_warnings(progress, champions, feature_config, cutoff)
     progress(f"scoring {len(table):,} customers at {cutoff}")
     absent = absent_inputs(table.columns, champions)
     if absent:
@@ -1016,6 +1015,27 @@ def score(
         scores.to_parquet(out, index=False)
     churn, value = scores["churn_probability"].mean(), scores["predicted_value"].sum()
     typer.echo(_scored(len(scores), churn, value, cutoff, champions.horizon_days, out))
+
+
+def _nothing_to_score(cutoff: pd.Timestamp) -> DataError:
+    from crm_ltv.features.contract import DataError
+
+    return DataError(f"no customer has a purchase up to {cutoff}; nothing to score")
+
+
+def _champion_warnings(
+    progress: Progress, champions: Champions, features: FeatureConfig, cutoff: pd.Timestamp
+) -> None:
+    """What the champions' scores rest on that these do not match (another features config,
+    a level of another season, two history starts): said once there is something to score,
+    not as a page of noise before `nothing to score`."""
+    for warning in (
+        champions.features_config_warning(features),
+        champions.level_warning(cutoff),
+        champions.history_start_warning(),
+    ):
+        if warning is not None:
+            progress(warning)
 
 
 def _warn_if_far(

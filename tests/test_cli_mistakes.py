@@ -303,6 +303,26 @@ def test_search_space_values_lightgbm_refuses_are_named_when_tune_yaml_is_read(
         load_config(TuneConfig, path)
 
 
+# Early stopping is the project's (`early_stopping_rounds` beside `params`, first metric only,
+# no minimum gain): LightGBM's names for it, each alias, were taken and a second early stopping
+# ran beside the project's (and a refit, with no validation set, failed).
+EARLY_STOPPING = [
+    "early_stopping_round", "early_stopping_rounds", "early_stopping", "n_iter_no_change",
+    "first_metric_only", "early_stopping_min_delta",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", EARLY_STOPPING)
+def test_early_stopping_in_params_or_the_search_space_is_refused_by_file_and_key(tmp_path, name):
+    params = _config_with(tmp_path, "train", lambda c: c["ltv"]["params"].update({name: 10}))
+    with pytest.raises(ConfigError, match=rf"train\.yaml: ltv: params: \['{name}'\] are set by"):
+        load_config(TrainConfig, params)
+    space = {name: {"low": 5, "high": 50, "integer": True}}
+    tuned = _config_with(tmp_path, "tune", lambda c: c.update(search_space=space))
+    with pytest.raises(ConfigError, match=rf"tune\.yaml: search_space: \['{name}'\] are set by"):
+        load_config(TuneConfig, tuned)
+
+
 def test_an_empty_search_space_and_a_fraction_over_1_in_train_yaml_are_refused(tmp_path):
     empty = _config_with(tmp_path, "tune", lambda c: c.update(search_space={}))
     with pytest.raises(ConfigError, match="search_space: Dictionary should have at least 1"):

@@ -270,3 +270,13 @@ def test_train_then_score_on_a_cluster(home, dask_client):
     assert bare.returncode == 0, bare.stderr
     assert "read acquisition_channel, days_since_signup, which these data cannot" in bare.stderr
     assert len(pd.read_parquet(home / "bare")) == len(table)
+    # before the first purchase: the error alone, before the champions' warnings and any work
+    early = run(
+        home, "score", "--as-of", "2022-06-01", "--out", str(home / "early"),
+        "--transactions", str(home / "parts"), *common,
+    )  # fmt: skip
+    assert early.returncode == 2, early.stderr
+    assert early.stderr.rstrip().endswith(
+        "error: no customer has a purchase up to 2022-06-01 00:00:00; nothing to score"
+    ), early.stderr
+    assert "warning" not in early.stderr and "scoring at" not in early.stderr, early.stderr

@@ -150,6 +150,19 @@ def test_score_uses_the_champions_and_the_training_feature_code(trained):
     assert "warning: --as-of 2027-06-30 is" in late.stderr and "looks lapsed" in late.stderr
 
 
+def test_a_date_before_the_data_is_one_error_without_the_champions_warnings(trained):
+    """Nothing to score before the first purchase: the error alone, not after a page on the
+    champion's level belonging to another season (true, but of scores there are none of)."""
+    home, _ = trained
+    early = run(home, "score", "--as-of", "2022-06-01", "--out", str(home / "early.csv"))
+    assert early.returncode == 2, early.stderr
+    assert early.stderr.rstrip().endswith(
+        "error: no customer has a purchase up to 2022-06-01 00:00:00; nothing to score"
+    ), early.stderr
+    assert "warning" not in early.stderr, early.stderr
+    assert not (home / "early.csv").exists()
+
+
 def test_a_file_without_the_customers_table_scores_its_features_as_missing(trained):
     """The champions read acquisition_channel and days_since_signup; a user's own transactions
     without a customers table are scored with those missing, as the service scores them, and

@@ -436,8 +436,10 @@ def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path)
     [study] = [s for s in optuna.get_all_study_names(storage) if "-ltv-h" in s]
     states = [t.state for t in optuna.load_study(study_name=study, storage=storage).trials]
     assert states == [optuna.trial.TrialState.FAIL]
-    # the interrupted study is named on its parent run, with the trials it ran
-    assert parent.data.tags["ltv_study"] == study and parent.data.metrics["ltv_trials_run"] == 1
+    # the interrupted study is named on its parent run, with the trials it ran that count:
+    # churn's one; not the LTV trial the signal stopped, which the next tune runs again
+    assert parent.data.tags["ltv_study"] == study and parent.data.metrics["ltv_trials_run"] == 0
+    assert parent.data.metrics["churn_trials_run"] == 1
 
     proc, killed_run, _ = started(["tune", "--trials", "1"], "ltv-trial-1")
     deadline = time.monotonic() + 60  # its heartbeat thread starts beside the trial
@@ -517,3 +519,53 @@ def test_a_champion_moved_while_a_run_was_judged_is_not_replaced_unseen(tmp_path
     assert "but champion moved to v7 meanwhile (another run or a promote)" in result.output
     assert "`crm-ltv promote --model ltv --version 1` if this one should serve" in result.output
     assert reads["n"] == 4
+
+
+@pytest.mark.filterwarnings("ignore")  # in process: MLflow's and pandas' own warnings
+def test_a_first_run_beaten_to_the_alias_tags_and_says_what_happened(tmp_path, monkeypatch):
+    """Two first trainings at once in one home: the other run registered and promoted its own
+    version while this one was judged. This run's version is held back, and its tags say so
+    (they said `gate: passed` and "no champion yet", so a promotion by hand gave no warning);
+    the run says which version is champion now, not that the newest version scores."""
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from crm_ltv.cli import app
+    from crm_ltv.training import job
+
+    home = new_home(tmp_path)
+    assert run(home, "data", "--n-customers", "600").returncode == 0
+    without_baseline_gate(home)
+    config = yaml.safe_load((home / "configs/train.yaml").read_text())
+    config["promotion"]["churn"]["thresholds"]["roc_auc"] = {"min": 0.99}  # churn: held anyway
+    (home / "configs/train.yaml").write_text(yaml.safe_dump(config))
+    real = job.register_version
+
+    def other_run_promoted_meanwhile(model_uri: str, name: str, tags: dict[str, str]) -> str:
+        version = real(model_uri, name, tags)
+        theirs = mlflow.register_model(model_uri, name).version  # the other run's, promoted
+        MlflowClient().set_registered_model_alias(name, "champion", str(theirs))
+        return version
+
+    monkeypatch.setattr(job, "register_version", other_run_promoted_meanwhile)
+    # in process: not the store an earlier test's MLflow calls left in MLFLOW_TRACKING_URI
+    env = {"CRM_LTV_HOME": str(home), "MLFLOW_TRACKING_URI": None}
+    result = CliRunner().invoke(app, ["train"], env=env)
+    assert result.exit_code == 0, result.output
+    [churn] = [line for line in result.output.splitlines() if line.startswith("churn: churn v1 ")]
+    [ltv] = [line for line in result.output.splitlines() if line.startswith("ltv: ltv v1 ")]
+    assert "not promoted: fails thresholds: roc_auc" in churn, churn
+    assert "champion moved to v2 meanwhile (another run or a promote)" in churn, churn
+    assert "ltv v1 not promoted: " in ltv and "but champion moved to v2 meanwhile" in ltv, ltv
+    for line in (churn, ltv):  # v2 is champion: scoring does not use the newest with a warning
+        assert "No champion yet" not in line, line
+    client = mlflow_client(home)
+    for name in ("churn", "ltv"):
+        tags = client.get_model_version(name, "1").tags
+        assert tags["gate"] == "held", tags
+        assert "champion moved to v2 meanwhile" in tags["promotion"], tags
+        assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
+    moved = run(home, "promote", "--model", "ltv", "--version", "1")
+    assert moved.returncode == 0, moved.stderr
+    assert "warning: ltv v1 was held back by its run's gate: " in moved.stderr, moved.stderr
+    assert "but champion moved to v2 meanwhile" in moved.stderr

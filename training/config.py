@@ -84,8 +84,12 @@ def check_lightgbm_params(params: Mapping[str, Any], where: str) -> None:
     _check_lightgbm_values(params, where)
 
 
+# Each with every alias LightGBM gives it. Early stopping is the project's callback (patience
+# `early_stopping_rounds`, first metric only, no minimum gain): in params, LightGBM added a
+# second one (and a refit, with no validation set, failed); its other two settings went unread.
 RESERVED_PARAMS = (
     "objective", "seed", "num_threads", "monotone_constraints", "verbosity", "num_iterations",
+    "early_stopping_round", "first_metric_only", "early_stopping_min_delta",
 )  # fmt: skip
 
 

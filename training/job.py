@@ -47,6 +47,7 @@ from crm_ltv.training.registry import (
     model_names,
     register_version,
     set_champion,
+    tag_version,
 )
 from crm_ltv.training.tracking import (
     NOTE,
@@ -405,28 +406,32 @@ def _register_bundle(
             "test_cutoff": f"{split.plan.test:%Y-%m-%d}",
             "evaluation": split.evaluation,  # out-of-customer metrics read otherwise
             "run_id": run.info.run_id,
-            **gate_tags(decision.promote, decision.reason),  # said if promoted by hand
             "metrics_of": "evaluation_fit",  # the registered bundle may be its refit
             "registered_fit": "refit" if "labels_through" in bundle.metadata else "evaluated",
             **{f"metric.{k}": f"{v:.4f}" for k, v in ours.items()},
         }
         version = register_version(model_uri, name, tags)
-        now = champion_version(name, config.registry.alias) if decision.promote else None
-        if decision.promote and _version_of(now) != _version_of(current):
-            # another run (or a promote) moved the alias while this one was judged: the gate
-            # compared with a champion that is no longer it; the last to finish would win
+        # read again: another run (or a promote) may have moved the alias while this one was
+        # judged; the gate compared with a champion that is no longer it (the last run to
+        # finish would win), and what it read of the champion no longer holds
+        now = champion_version(name, config.registry.alias)
+        meanwhile = _moved_meanwhile(current, now)
+        if decision.promote and meanwhile is not None:
             decision = Decision(
                 False,
-                f"{decision.reason}; but champion moved to v{_version_of(now)} meanwhile (another "
-                f"run or a promote), which this run was not compared with: `crm-ltv promote "
-                f"--model {name} --version {version}` if this one should serve",
+                f"{decision.reason}; but {meanwhile}, which this run was not compared with: "
+                f"`crm-ltv promote --model {name} --version {version}` if this one should serve",
             )
+        elif meanwhile is not None:
+            decision = Decision(False, f"{decision.reason}; {meanwhile}")
+        # the final verdict, before the alias moves: `crm-ltv promote` repeats a held one
+        tag_version(name, version, gate_tags(decision.promote, decision.reason))
         if decision.promote:
             set_champion(name, version, config.registry.alias)
         elif lone:
             pair = f"`crm-ltv promote --model {name} --version {version} --pair`"
             decision = Decision(False, f"{decision.reason}: {pair} makes this run's pair champions")
-        elif current is None:
+        elif now is None:
             decision = Decision(False, _until_promoted(decision.reason, name, version))
         other = names["ltv" if kind == "churn" else "churn"]
         describe_model(
@@ -439,6 +444,15 @@ def _register_bundle(
         )
         registered[kind] = Registered(name, version, decision)
     return registered
+
+
+def _moved_meanwhile(judged: ModelVersion | None, now: ModelVersion | None) -> str | None:
+    """How the champion changed since the gate read it (`judged`), or None if it did not."""
+    if _version_of(now) == _version_of(judged):
+        return None
+    if now is None:
+        return f"champion v{_version_of(judged)} lost the alias meanwhile"
+    return f"champion moved to v{now.version} meanwhile (another run or a promote)"
 
 
 def _version_of(found: ModelVersion | None) -> str | None:

@@ -181,10 +181,14 @@ def log_bundle(
 
 def register_version(model_uri: str, name: str, tags: dict[str, str]) -> str:
     version = str(mlflow.register_model(model_uri, name).version)
+    tag_version(name, version, tags)
+    return version
+
+
+def tag_version(name: str, version: str, tags: dict[str, str]) -> None:
     client = MlflowClient()
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
-    return version
 
 
 def describe_model(name: str, description: str, version: str, version_description: str) -> None:

@@ -72,7 +72,7 @@ class StudyResult:
     best_params: dict[str, Any]
     completed: int
     pruned: int
-    ran: int  # trials this command ran (0: the study had its target already)
+    ran: int  # trials this command ran that count (0: the study had its target already)
 
 
 def suggest_params(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
@@ -244,7 +244,10 @@ def run_study(
             else ""
         )
     )
-    before, parent = len(study.trials), mlflow.active_run()
+    parent = mlflow.active_run()
+    # this command's trials that count (COUNTED): Optuna calls back after each one completed
+    # or pruned, not after the trial an interrupt stopped (nor another tune's of the study)
+    ran: list[int] = []
     try:
         if remaining:
             study.optimize(
@@ -252,12 +255,13 @@ def run_study(
                 n_trials=remaining,
                 timeout=tune.timeout_minutes * 60 if tune.timeout_minutes else None,
                 catch=(),
+                callbacks=[lambda _, trial: ran.append(trial.number)],
             )
     finally:  # an interrupted tune's run says how far the study got too (ended KILLED by now)
         if parent is not None:
             with contextlib.suppress(MlflowException):  # not to hide why the tune stopped
-                ran = len(study.trials) - before
-                mlflow.MlflowClient().log_metric(parent.info.run_id, f"{kind}_trials_run", ran)
+                client = mlflow.MlflowClient()
+                client.log_metric(parent.info.run_id, f"{kind}_trials_run", len(ran))
     states = [t.state for t in study.trials]
     complete = states.count(optuna.trial.TrialState.COMPLETE)
     if not complete:
@@ -277,7 +281,7 @@ def run_study(
         dict(study.best_params),
         complete,
         states.count(optuna.trial.TrialState.PRUNED),
-        len(study.trials) - before,
+        len(ran),
     )
 
 
