@@ -319,11 +319,13 @@ CrmLtv.add_asgi_middleware(EchoRequestId)  # first added, outermost: round the o
 
 CrmLtv.add_asgi_middleware(BearerAuth)
 
+# Before the limit, whose options read serving.yaml: a worker not serving because that file is
+# wrong answered every call with a 500 (after BentoML's 60 s timeout) from the limit's options.
+CrmLtv.add_asgi_middleware(NotServing, reason=lambda: NOT_SERVING.reason)
+
 CrmLtv.add_asgi_middleware(
     ConcurrencyLimit,
     limit=lambda: settings().max_in_flight,
     retry_after=lambda: settings().retry_after_seconds,
     max_body_bytes=lambda: settings().max_request_mb * 2**20,
 )
-
-CrmLtv.add_asgi_middleware(NotServing, reason=lambda: NOT_SERVING.reason)

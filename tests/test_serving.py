@@ -634,6 +634,53 @@ def test_champions_reading_features_the_config_does_not_build_are_not_served(
         stop_server(process)
 
 
+def _serve_by_hand(home: Path, own: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """`bentoml serve` of the service, one worker, as a Bento is served by hand: no `crm-ltv
+    serve` checks the project home (`own`) first. The models of `home`'s store."""
+    from crm_ltv.serving.config import BENTOML_OVERRIDES_ENV, ServingConfig, bentoml_overrides
+
+    port = free_port()
+    overrides, _ = bentoml_overrides(ServingConfig(workers=1))
+    env = _env(home, CRM_LTV_HOME=str(own), **{BENTOML_OVERRIDES_ENV: overrides})
+    bentoml_cli = str(Path(CLI).parent / "bentoml")
+    command = [bentoml_cli, "serve", "crm_ltv.serving.service:CrmLtv", "--port", str(port)]
+    return start_server(command, env, log), f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(
+    ("serving_yaml", "said"),
+    [
+        # every /score hung 60 s, then a plain-text 500: the admission limit read the file
+        ("max_in_flight: 0\n",
+         "not serving: ConfigError: {own}/configs/serving.yaml: max_in_flight: Input should be "
+         "greater than or equal to 1"),
+    ],
+    ids=["invalid serving.yaml"],
+)  # fmt: skip
+def test_a_home_served_by_hand_that_cannot_be_served_from_is_a_503_saying_why(
+    server, home, tmp_path, serving_yaml, said
+):
+    """`crm-ltv serve` refuses such a home before it starts; `bentoml serve` of a Bento does
+    not: its workers stay up, not ready, and every scoring call answers 503 with the reason
+    at once, as for a Bento served without CRM_LTV_HOME."""
+    own = tmp_path / "home"
+    (own / "configs").mkdir(parents=True)
+    (own / "configs/serving.yaml").write_text(serving_yaml)
+    log = home / "serve_by_hand.log"
+    process, base = _serve_by_hand(home, own, log)
+    try:
+        wait_ready(f"{base}/readyz", process, log, timeout=90, until=frozenset({503}))
+        body = {"customers": [{"customer_id": "x", "as_of": AS_OF, "transactions": []}]}
+        answer = httpx.post(f"{base}/score", json=body, timeout=10)
+        ready = httpx.get(f"{base}/readyz", timeout=10).status_code
+    finally:
+        stop_server(process)
+    assert answer.status_code == 503, answer.text
+    assert answer.json() == {"error": said.format(own=own)}
+    assert ready == 503
+    assert "Application startup failed" not in log.read_text()
+
+
 def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
     home = new_home(tmp_path)
     done = subprocess.run(
