@@ -18,6 +18,8 @@ from pathlib import Path
 
 from pydantic_core import to_json
 
+from crm_ltv.features.config import ConfigError
+from crm_ltv.features.paths import write_refused
 from crm_ltv.serving.holdout import Assignment
 from crm_ltv.serving.nba import Customer
 from crm_ltv.serving.schemas import CustomerScore
@@ -28,6 +30,12 @@ _APPEND = os.O_RDWR | os.O_APPEND | os.O_CREAT
 
 class DecisionLog:
     def __init__(self, path: Path) -> None:
+        """Refuses a log that cannot be written (ConfigError, with the reason `crm-ltv serve`
+        gives): a worker without one is not ready and says why, where it crashed as it started
+        (its folder could not be made) or answered every call with an error."""
+        problem = write_refused(path)
+        if problem is not None:
+            raise ConfigError(f"decision log: {problem}")
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
 

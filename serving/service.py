@@ -235,7 +235,7 @@ class CrmLtv:
         NOT_SERVING.reason = None  # this instance's own, in a process that made one before
         try:
             self.decisions = DecisionLog(decision_log_path())
-        except ConfigError as exc:  # not ready, and every call says why (503, NotServing)
+        except (ConfigError, OSError) as exc:  # not ready, and every call says why (NotServing)
             NOT_SERVING.reason = f"{type(exc).__name__}: {exc}"
             logger.error("not serving: %s", NOT_SERVING.reason)
             self.loaded.set()

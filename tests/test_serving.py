@@ -648,24 +648,29 @@ def _serve_by_hand(home: Path, own: Path, log: Path) -> tuple[subprocess.Popen, 
 
 
 @pytest.mark.parametrize(
-    ("serving_yaml", "said"),
+    ("unwritable", "serving_yaml", "said"),
     [
         # every /score hung 60 s, then a plain-text 500: the admission limit read the file
-        ("max_in_flight: 0\n",
+        (False, "max_in_flight: 0\n",
          "not serving: ConfigError: {own}/configs/serving.yaml: max_in_flight: Input should be "
          "greater than or equal to 1"),
+        # the workers crashed as they started, again and again (making logs/), port silent
+        (True, None,
+         "not serving: ConfigError: decision log: {own}/logs/decisions.jsonl cannot be made: "
+         "/proc is not writable (No such file or directory)"),
     ],
-    ids=["invalid serving.yaml"],
+    ids=["invalid serving.yaml", "unwritable home"],
 )  # fmt: skip
 def test_a_home_served_by_hand_that_cannot_be_served_from_is_a_503_saying_why(
-    server, home, tmp_path, serving_yaml, said
+    server, home, tmp_path, unwritable, serving_yaml, said
 ):
     """`crm-ltv serve` refuses such a home before it starts; `bentoml serve` of a Bento does
     not: its workers stay up, not ready, and every scoring call answers 503 with the reason
     at once, as for a Bento served without CRM_LTV_HOME."""
-    own = tmp_path / "home"
-    (own / "configs").mkdir(parents=True)
-    (own / "configs/serving.yaml").write_text(serving_yaml)
+    own = Path("/proc/crm-ltv-home") if unwritable else tmp_path / "home"
+    if serving_yaml is not None:
+        (own / "configs").mkdir(parents=True)
+        (own / "configs/serving.yaml").write_text(serving_yaml)
     log = home / "serve_by_hand.log"
     process, base = _serve_by_hand(home, own, log)
     try:
