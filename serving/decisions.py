@@ -32,12 +32,14 @@ class DecisionLog:
     def __init__(self, path: Path) -> None:
         """Refuses a log that cannot be written (ConfigError, with the reason `crm-ltv serve`
         gives): a worker without one is not ready and says why, where it crashed as it started
-        (its folder could not be made) or answered every call with an error."""
+        (its folder could not be made) or answered every call with an error. Its folder is
+        made when it is first written, and again if it was removed."""
         problem = write_refused(path)
         if problem is not None:
             raise ConfigError(f"decision log: {problem}")
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The size of the last batch when it could not be written; 0 once one was.
+        self.unwritten_bytes = 0
 
     def append(
         self,
@@ -65,14 +67,36 @@ class DecisionLog:
             + b"\n"  # pydantic's encoder: five times json.dumps' speed
             for i, a in enumerate(answers)
         )
-        self._write(lines)
+        try:
+            self._write(lines, keep=True)
+        except OSError:
+            self.unwritten_bytes = len(lines)
+            raise
+        self.unwritten_bytes = 0
 
-    def _write(self, data: bytes) -> None:
+    def writable(self) -> bool:
+        """False while the last batch could not be written, until a probe of its size goes
+        through (blank lines, which readers skip, taken back at once): a worker that readiness
+        takes out of rotation gets no call to find out that space was freed."""
+        if not self.unwritten_bytes:
+            return True
+        try:
+            self._write(b"\n" * self.unwritten_bytes, keep=False)
+        except OSError:
+            return False
+        self.unwritten_bytes = 0
+        return True
+
+    def _write(self, data: bytes, keep: bool) -> None:
         """Appends `data` under an exclusive lock, so that workers write one at a time and a
-        failed write can be taken back without cutting another's lines. A log whose last line
-        was cut short (a stop mid-write) gets its newline first, so that these lines do not
-        glue onto it (both then unreadable)."""
-        fd = os.open(self.path, _APPEND)
+        failed write can be taken back without cutting another's lines; taken back too when
+        not `keep`. A log whose last line was cut short (a stop mid-write) gets its newline
+        first, so that these lines do not glue onto it (both then unreadable)."""
+        try:
+            fd = os.open(self.path, _APPEND)
+        except FileNotFoundError:  # no folder yet, or it was removed while serving
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, _APPEND)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             start = os.lseek(fd, 0, os.SEEK_END)
@@ -85,6 +109,8 @@ class DecisionLog:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, start)
                 raise
+            if not keep:
+                os.ftruncate(fd, start)
         finally:
             os.close(fd)  # and the lock with it
 

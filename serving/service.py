@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 import bentoml
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
+from starlette.responses import JSONResponse
 
 from crm_ltv.features.config import ConfigError, load_config
 from crm_ltv.features.contract import DataError
@@ -282,10 +283,15 @@ class CrmLtv:
         logger.info("ready: %s (%d-day horizon)", versions, champions.horizon_days)
 
     def __is_ready__(self) -> bool:
-        return self.scorer is not None
+        """Not while the decision log cannot be written: every call would be refused."""
+        return self.scorer is not None and self.decisions.writable()
 
-    @bentoml.api(route="/score", input_spec=ScoreRequest)  # names customers in its errors
-    async def score(self, customers: list[CustomerIn], ctx: bentoml.Context) -> ScoreResponse:
+    # The input spec names customers in its errors; the output spec is the answer of a decision
+    # on record (a refusal is a JSONResponse of its own)
+    @bentoml.api(route="/score", input_spec=ScoreRequest, output_spec=ScoreResponse)
+    async def score(
+        self, customers: list[CustomerIn], ctx: bentoml.Context
+    ) -> ScoreResponse | JSONResponse:
         """Churn probability, predicted value, segment, stage, reasons and next-best-action."""
         request_id = checked_request_id(ctx.request.headers.get("x-request-id"))
         # Async, so the few milliseconds of scoring run on the event loop without a hop to a
@@ -303,15 +309,19 @@ class CrmLtv:
             answers, assigned = apply_holdout(scored, self.scorer.nba, settings().holdout)
         except DataError as exc:
             raise request_error([(("customers",), str(exc))]) from None
+        ctx.response.metadata["X-Request-ID"] = request_id
         try:
             self.decisions.append(answers, request_id, now, assigned, [v for _, v in scored])
         except OSError as exc:  # a full disk, a log made read-only: a 503 that says so
+            # Answered, not raised: BentoML words every 5xx raised "please check the server
+            # log", and logs a traceback for each.
             logger.error("decision log not written: %s", exc)
-            raise ServiceUnavailable(
+            ctx.response.status_code = 503  # BentoML gives the answer the context's status
+            message = (
                 f"the decision log could not be written ({exc.strerror or exc}): decisions "
                 "are not answered unless they are on record (outcomes and policy-eval read it)"
-            ) from None
-        ctx.response.metadata["X-Request-ID"] = request_id
+            )
+            return JSONResponse({"error": message})
         return ScoreResponse(request_id=request_id, customers=answers)
 
 

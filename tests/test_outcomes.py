@@ -267,8 +267,9 @@ def test_the_service_ends_a_cut_line_before_it_writes_again(tmp_path):
 
     whole = json.dumps(_line("a", "2025-06-15", "win_back"))
     log = tmp_path / "logs/d.jsonl"
-    decisions = DecisionLog(log)  # no log yet: nothing written
-    assert not log.exists()
+    decisions = DecisionLog(log)  # no log yet: nothing made (its folder on the first write)
+    assert not log.parent.exists()
+    log.parent.mkdir()
     log.write_text(whole + "\n" + whole[:40])
     decisions.append([_answer("b", "win_back")], "r2", datetime(2025, 6, 16))
     said: list[str] = []
@@ -281,7 +282,8 @@ def test_the_service_ends_a_cut_line_before_it_writes_again(tmp_path):
 
 # Appends the answers of the JSON file argv[2] to the decision log argv[1] under a file-size
 # limit of argv[3] bytes (RLIMIT_FSIZE): the write fails midway, as on a full disk (EFBIG, not
-# ENOSPC; the process ignores SIGXFSZ, which would end it). Prints what became of the call.
+# ENOSPC; the process ignores SIGXFSZ, which would end it). Prints what became of the call,
+# then whether the log says it is writable (readiness), under the limit and once it is lifted.
 FULL_DISK = """
 import json, resource, signal, sys
 from datetime import datetime
@@ -298,10 +300,13 @@ try:
     print("written")
 except OSError as exc:
     print(f"refused: {exc.strerror}")
+print(f"writable: {log.writable()}")
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+print(f"writable once lifted: {log.writable()}")
 """
 
 
-def _append_under_limit(log: Path, answers: list, limit: int) -> str:
+def _append_under_limit(log: Path, answers: list, limit: int) -> list[str]:
     import subprocess
     import sys
 
@@ -312,7 +317,7 @@ def _append_under_limit(log: Path, answers: list, limit: int) -> str:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return done.stdout.splitlines()
 
 
 def test_a_write_that_fails_midway_leaves_no_decision_and_the_next_line_starts_anew(tmp_path):
@@ -331,15 +336,32 @@ def test_a_write_that_fails_midway_leaves_no_decision_and_the_next_line_starts_a
     batch = [_answer(f"c{i:04}", "win_back", 0.5, 10.0) for i in range(10)]
     line = len(before)  # each line of the batch about as long (ids of the same length)
     said = _append_under_limit(log, batch, len(before) + 4 * line + line // 2)
-    assert said == "refused: File too large"
+    assert said[0] == "refused: File too large"
     assert log.read_bytes() == before  # no decision of the refused call stays on record
     decisions.append([_answer("after", "win_back", 0.5, 10.0)], "r3", datetime(2025, 6, 17))
     warned: list[str] = []
     read = read_decisions(log, warned.append)
     assert read["customer_id"].tolist() == ["first", "after"] and not warned
     # a limit the batch fits under: written whole
-    assert _append_under_limit(log, batch, 2**20) == "written"
+    assert _append_under_limit(log, batch, 2**20)[0] == "written"
     assert len(read_decisions(log)) == 12
+
+
+def test_a_log_whose_last_write_failed_is_not_writable_until_a_batch_as_large_would_be(tmp_path):
+    """Readiness stayed 200 while every call was refused for the log. A worker reported not
+    ready gets no call to find out that space was freed, so the log tries a write of the
+    failed batch's size (taken back at once) each time it is asked."""
+    from datetime import datetime
+
+    from crm_ltv.serving.decisions import DecisionLog
+
+    log = tmp_path / "logs/decisions.jsonl"
+    DecisionLog(log).append([_answer("first", "win_back", 0.5, 10.0)], "r1", datetime(2025, 6, 15))
+    before = log.read_bytes()
+    batch = [_answer(f"c{i:04}", "win_back", 0.5, 10.0) for i in range(10)]
+    said = _append_under_limit(log, batch, 3 * len(before))
+    assert said == ["refused: File too large", "writable: False", "writable once lifted: True"]
+    assert log.read_bytes() == before  # the probe left nothing either
 
 
 def test_outcomes_command_without_a_log_says_where_it_looked(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -170,29 +171,6 @@ def test_request_id_is_echoed_and_logged(http, sample, home):
     assert response.headers.get_list("x-request-id") == ["req-42"]  # once, not echoed twice
     assert response.json()["request_id"] == "req-42"
     assert '"request_id":"req-42"' in (home / "logs/decisions.jsonl").read_text()
-
-
-def test_a_decision_log_that_cannot_be_written_is_a_503(server, http, sample, home):
-    """A log that fails while the server runs (a full disk; here a folder where the file was):
-    the scores are not answered, as their decisions would not be on record for outcomes and
-    policy-eval; a 503 (BentoML words every 5xx alike) and the server log says why, not a 500;
-    answered again once the log can be written."""
-    tx, customers = sample
-    body = {"customers": [_customer_payload(_buyers(tx, AS_OF, 1)[0], tx, customers, AS_OF)]}
-    assert http.post("/score", json=body).status_code == 200
-    log = home / "logs/decisions.jsonl"
-    kept = log.with_name("decisions.kept")
-    log.rename(kept)
-    log.mkdir()
-    try:
-        response = http.post("/score", json=body)
-    finally:
-        log.rmdir()
-        kept.rename(log)
-    assert response.status_code == 503, response.text
-    said = server[2].read_text()
-    assert f"decision log not written: [Errno 21] Is a directory: '{log}'" in said
-    assert http.post("/score", json=body).status_code == 200
 
 
 def test_service_scores_equal_crm_ltv_score(http, sample, home):
@@ -684,6 +662,51 @@ def test_a_home_served_by_hand_that_cannot_be_served_from_is_a_503_saying_why(
     assert answer.json() == {"error": said.format(own=own)}
     assert ready == 503
     assert "Application startup failed" not in log.read_text()
+
+
+def test_a_decision_log_that_cannot_be_written_is_a_503_saying_why_and_not_ready(
+    server, home, sample, tmp_path
+):
+    """A log that fails while the server runs (a full disk; here a folder where the file was):
+    the scores are not answered, as their decisions would not be on record for outcomes and
+    policy-eval. The answer says why (it said BentoML's "please check the server log", which
+    logged a traceback for each call), and the worker is not ready until the log can be
+    written again (/readyz stayed 200). A removed logs/ folder is made again (every call was
+    refused). One worker: /readyz is answered by the one whose write failed."""
+    own = tmp_path / "home"
+    own.mkdir()
+    log = home / "serve_log_fails.log"
+    decisions = own / "logs/decisions.jsonl"
+    tx, customers = sample
+    body = {"customers": [_customer_payload(_buyers(tx, AS_OF, 1)[0], tx, customers, AS_OF)]}
+    process, base = _serve_by_hand(home, own, log)
+    try:
+        wait_ready(f"{base}/readyz", process, log)
+        with httpx.Client(base_url=base, timeout=60) as http:
+            assert http.post("/score", json=body).status_code == 200
+            shutil.rmtree(decisions.parent)
+            again = http.post("/score", json=body, headers={"X-Request-ID": "after-rm"})
+            assert again.status_code == 200, again.text
+            assert '"request_id":"after-rm"' in decisions.read_text()
+            decisions.unlink()
+            decisions.mkdir()
+            refused = http.post("/score", json=body, headers={"X-Request-ID": "refused"})
+            not_ready = http.get("/readyz").status_code
+            decisions.rmdir()
+            ready = http.get("/readyz").status_code
+            answered = http.post("/score", json=body).status_code
+    finally:
+        stop_server(process)
+    assert refused.status_code == 503, refused.text
+    assert refused.json() == {
+        "error": "the decision log could not be written (Is a directory): decisions are not "
+        "answered unless they are on record (outcomes and policy-eval read it)"
+    }
+    assert refused.headers["x-request-id"] == "refused"
+    assert (not_ready, ready, answered) == (503, 200, 200)
+    said = log.read_text()
+    assert f"decision log not written: [Errno 21] Is a directory: '{decisions}'" in said
+    assert "Traceback" not in said
 
 
 def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
