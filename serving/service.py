@@ -110,8 +110,16 @@ class BearerAuth:
     probes, metrics and the OpenAPI page stay open for the platform that runs the service."""
 
     def __init__(self, app: Any) -> None:
+        """Said once per worker as it starts. A token read from a secret file often ends in a
+        newline: kept, it matched no caller (every call 401); a blank one is no token."""
         self.app = app
-        self.token = os.environ.get(TOKEN_ENV, "")
+        self.token = os.environ.get(TOKEN_ENV, "").strip()
+        if self.token:
+            logger.info("bearer auth on: API calls need the token of %s", TOKEN_ENV)
+        elif TOKEN_ENV in os.environ:
+            logger.warning("bearer auth off: %s is set but blank", TOKEN_ENV)
+        else:
+            logger.info("bearer auth off: %s is not set", TOKEN_ENV)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not self.token or self._open(scope["path"]):

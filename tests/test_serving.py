@@ -612,14 +612,14 @@ def test_champions_reading_features_the_config_does_not_build_are_not_served(
         stop_server(process)
 
 
-def _serve_by_hand(home: Path, own: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def _serve_by_hand(home: Path, own: Path, log: Path, **extra: str) -> tuple[subprocess.Popen, str]:
     """`bentoml serve` of the service, one worker, as a Bento is served by hand: no `crm-ltv
     serve` checks the project home (`own`) first. The models of `home`'s store."""
     from crm_ltv.serving.config import BENTOML_OVERRIDES_ENV, ServingConfig, bentoml_overrides
 
     port = free_port()
     overrides, _ = bentoml_overrides(ServingConfig(workers=1))
-    env = _env(home, CRM_LTV_HOME=str(own), **{BENTOML_OVERRIDES_ENV: overrides})
+    env = _env(home, CRM_LTV_HOME=str(own), **{BENTOML_OVERRIDES_ENV: overrides}, **extra)
     bentoml_cli = str(Path(CLI).parent / "bentoml")
     command = [bentoml_cli, "serve", "crm_ltv.serving.service:CrmLtv", "--port", str(port)]
     return start_server(command, env, log), f"http://127.0.0.1:{port}"
@@ -707,6 +707,38 @@ def test_a_decision_log_that_cannot_be_written_is_a_503_saying_why_and_not_ready
     said = log.read_text()
     assert f"decision log not written: [Errno 21] Is a directory: '{decisions}'" in said
     assert "Traceback" not in said
+
+
+@pytest.mark.parametrize(
+    ("given", "bearer", "auth_said"),
+    [
+        # every call got 401, and nothing said why
+        ("tok123\n", "tok123", "[INFO] [entry_service:crm-ltv:1] bearer auth on: API calls "
+         "need the token of CRM_LTV_API_TOKEN"),
+        (" \n", None, "[WARNING] [entry_service:crm-ltv:1] bearer auth off: CRM_LTV_API_TOKEN "
+         "is set but blank"),
+    ],
+    ids=["trailing newline", "blank"],
+)  # fmt: skip
+def test_the_token_is_read_without_surrounding_whitespace_and_auth_is_said_at_start(
+    server, home, tmp_path, given, bearer, auth_said
+):
+    """A token mounted from a secret file ends in a newline; the server log says once per
+    worker whether API calls need a token."""
+    own = tmp_path / "home"
+    own.mkdir()
+    log = home / "serve_token.log"
+    process, base = _serve_by_hand(home, own, log, CRM_LTV_API_TOKEN=given)
+    body = {"customers": [{"customer_id": "x", "as_of": AS_OF, "transactions": []}]}
+    try:
+        wait_ready(f"{base}/readyz", process, log)
+        with_token = httpx.post(f"{base}/score", json=body, headers=_auth(bearer or "x"))
+        without = httpx.post(f"{base}/score", json=body)
+    finally:
+        stop_server(process)
+    assert with_token.status_code == 200, with_token.text
+    assert without.status_code == (401 if bearer else 200)
+    assert log.read_text().count(auth_said) == 1
 
 
 def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
