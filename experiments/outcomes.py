@@ -90,8 +90,8 @@ def read_decisions(path: Path, progress: Callable[[str], None] = lambda _: None)
     """The decision log as a frame, one row per line; a bad line fails naming it and its field.
     A line cut short (an object without its end: the service stopped mid-write, or writes it
     now, as the log is read while it runs) is left out, counted in a warning: the service
-    writes whole lines, so it is not a bad decision. The service ends such a line when it starts
-    again (serving.decisions.DecisionLog), so the next lines stay whole."""
+    writes whole lines, so it is not a bad decision. The service ends such a line before it
+    writes again (serving.decisions.DecisionLog), so the next lines stay whole."""
     if not path.exists():
         raise DataError(
             f"{path}: no decision log (the service writes it: serving.yaml decision_log)"

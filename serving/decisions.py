@@ -10,22 +10,36 @@ outcomes needs: as_of, request id, model versions.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from pydantic_core import to_json
 
+from crm_ltv.features.config import ConfigError
+from crm_ltv.features.paths import write_refused
 from crm_ltv.serving.holdout import Assignment
 from crm_ltv.serving.nba import Customer
 from crm_ltv.serving.schemas import CustomerScore
 
+# Read too: the last byte says whether the log ends in a whole line
+_APPEND = os.O_RDWR | os.O_APPEND | os.O_CREAT
+
 
 class DecisionLog:
     def __init__(self, path: Path) -> None:
+        """Refuses a log that cannot be written (ConfigError, with the reason `crm-ltv serve`
+        gives): a worker without one is not ready and says why, where it crashed as it started
+        (its folder could not be made) or answered every call with an error. Its folder is
+        made when it is first written, and again if it was removed."""
+        problem = write_refused(path)
+        if problem is not None:
+            raise ConfigError(f"decision log: {problem}")
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _end_last_line(path)
+        # The size of the last batch when it could not be written; 0 once one was.
+        self.unwritten_bytes = 0
 
     def append(
         self,
@@ -35,10 +49,10 @@ class DecisionLog:
         assignments: Sequence[Assignment] | None = None,
         views: Sequence[Customer] | None = None,
     ) -> None:
-        """One write per request in append mode, so lines of concurrent workers never mix.
-        Without assignments (no holdout applied) the policy's action was sent for sure. The
-        views (the policy's, Scorer.score_with_views) add what its rules read beyond the
-        answer, so that policy-eval can judge other policies on it."""
+        """One write per request, all of it or nothing (OSError): a call refused for it leaves
+        no decision on record. Without assignments (no holdout applied) the policy's action was
+        sent for sure. The views (the policy's, Scorer.score_with_views) add what its rules read
+        beyond the answer, so that policy-eval can judge other policies on it."""
         lines = b"".join(
             to_json(
                 _line(
@@ -54,27 +68,58 @@ class DecisionLog:
             for i, a in enumerate(answers)
         )
         try:
-            with self.path.open("ab") as out:
-                out.write(lines)
-        except OSError:  # a full disk may have taken part of a line: the next starts anew
-            with contextlib.suppress(OSError):
-                _end_last_line(self.path)
+            self._write(lines, keep=True)
+        except OSError:
+            self.unwritten_bytes = len(lines)
             raise
+        self.unwritten_bytes = 0
+
+    def writable(self) -> bool:
+        """False while the last batch could not be written, until a probe of its size goes
+        through (blank lines, which readers skip, taken back at once): a worker that readiness
+        takes out of rotation gets no call to find out that space was freed."""
+        if not self.unwritten_bytes:
+            return True
+        try:
+            self._write(b"\n" * self.unwritten_bytes, keep=False)
+        except OSError:
+            return False
+        self.unwritten_bytes = 0
+        return True
+
+    def _write(self, data: bytes, keep: bool) -> None:
+        """Appends `data` under an exclusive lock, so that workers write one at a time and a
+        failed write can be taken back without cutting another's lines; taken back too when
+        not `keep`. A log whose last line was cut short (a stop mid-write) gets its newline
+        first, so that these lines do not glue onto it (both then unreadable)."""
+        try:
+            fd = os.open(self.path, _APPEND)
+        except FileNotFoundError:  # no folder yet, or it was removed while serving
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, _APPEND)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            start = os.lseek(fd, 0, os.SEEK_END)
+            if start and os.pread(fd, 1, start - 1) != b"\n":
+                data = b"\n" + data
+            try:
+                _write_all(fd, data)
+            except OSError:
+                # if even this fails, the next write still starts on a line of its own
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+                raise
+            if not keep:
+                os.ftruncate(fd, start)
+        finally:
+            os.close(fd)  # and the lock with it
 
 
-def _end_last_line(path: Path) -> None:
-    """A log whose last line was cut short (a stop mid-write) gets its newline, so this
-    worker's lines start on their own line instead of being glued to the cut one (then both
-    unreadable). Two workers starting together may add a blank line: readers skip those."""
-    try:
-        with path.open("rb") as log:
-            log.seek(-1, 2)
-            whole = log.read(1) == b"\n"
-    except OSError:  # no log yet, or an empty one (a seek before its start)
-        return
-    if not whole:
-        with path.open("ab") as log:
-            log.write(b"\n")
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write may write part of `data` (a disk filling up): the rest goes on, or fails."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _line(

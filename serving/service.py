@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 import bentoml
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
+from starlette.responses import JSONResponse
 
 from crm_ltv.features.config import ConfigError, load_config
 from crm_ltv.features.contract import DataError
@@ -109,8 +110,16 @@ class BearerAuth:
     probes, metrics and the OpenAPI page stay open for the platform that runs the service."""
 
     def __init__(self, app: Any) -> None:
+        """Said once per worker as it starts. A token read from a secret file often ends in a
+        newline: kept, it matched no caller (every call 401); a blank one is no token."""
         self.app = app
-        self.token = os.environ.get(TOKEN_ENV, "")
+        self.token = os.environ.get(TOKEN_ENV, "").strip()
+        if self.token:
+            logger.info("bearer auth on: API calls need the token of %s", TOKEN_ENV)
+        elif TOKEN_ENV in os.environ:
+            logger.warning("bearer auth off: %s is set but blank", TOKEN_ENV)
+        else:
+            logger.info("bearer auth off: %s is not set", TOKEN_ENV)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not self.token or self._open(scope["path"]):
@@ -235,7 +244,7 @@ class CrmLtv:
         NOT_SERVING.reason = None  # this instance's own, in a process that made one before
         try:
             self.decisions = DecisionLog(decision_log_path())
-        except ConfigError as exc:  # not ready, and every call says why (503, NotServing)
+        except (ConfigError, OSError) as exc:  # not ready, and every call says why (NotServing)
             NOT_SERVING.reason = f"{type(exc).__name__}: {exc}"
             logger.error("not serving: %s", NOT_SERVING.reason)
             self.loaded.set()
@@ -282,10 +291,15 @@ class CrmLtv:
         logger.info("ready: %s (%d-day horizon)", versions, champions.horizon_days)
 
     def __is_ready__(self) -> bool:
-        return self.scorer is not None
+        """Not while the decision log cannot be written: every call would be refused."""
+        return self.scorer is not None and self.decisions.writable()
 
-    @bentoml.api(route="/score", input_spec=ScoreRequest)  # names customers in its errors
-    async def score(self, customers: list[CustomerIn], ctx: bentoml.Context) -> ScoreResponse:
+    # The input spec names customers in its errors; the output spec is the answer of a decision
+    # on record (a refusal is a JSONResponse of its own)
+    @bentoml.api(route="/score", input_spec=ScoreRequest, output_spec=ScoreResponse)
+    async def score(
+        self, customers: list[CustomerIn], ctx: bentoml.Context
+    ) -> ScoreResponse | JSONResponse:
         """Churn probability, predicted value, segment, stage, reasons and next-best-action."""
         request_id = checked_request_id(ctx.request.headers.get("x-request-id"))
         # Async, so the few milliseconds of scoring run on the event loop without a hop to a
@@ -303,15 +317,19 @@ class CrmLtv:
             answers, assigned = apply_holdout(scored, self.scorer.nba, settings().holdout)
         except DataError as exc:
             raise request_error([(("customers",), str(exc))]) from None
+        ctx.response.metadata["X-Request-ID"] = request_id
         try:
             self.decisions.append(answers, request_id, now, assigned, [v for _, v in scored])
         except OSError as exc:  # a full disk, a log made read-only: a 503 that says so
+            # Answered, not raised: BentoML words every 5xx raised "please check the server
+            # log", and logs a traceback for each.
             logger.error("decision log not written: %s", exc)
-            raise ServiceUnavailable(
+            ctx.response.status_code = 503  # BentoML gives the answer the context's status
+            message = (
                 f"the decision log could not be written ({exc.strerror or exc}): decisions "
                 "are not answered unless they are on record (outcomes and policy-eval read it)"
-            ) from None
-        ctx.response.metadata["X-Request-ID"] = request_id
+            )
+            return JSONResponse({"error": message})
         return ScoreResponse(request_id=request_id, customers=answers)
 
 
@@ -319,11 +337,13 @@ CrmLtv.add_asgi_middleware(EchoRequestId)  # first added, outermost: round the o
 
 CrmLtv.add_asgi_middleware(BearerAuth)
 
+# Before the limit, whose options read serving.yaml: a worker not serving because that file is
+# wrong answered every call with a 500 (after BentoML's 60 s timeout) from the limit's options.
+CrmLtv.add_asgi_middleware(NotServing, reason=lambda: NOT_SERVING.reason)
+
 CrmLtv.add_asgi_middleware(
     ConcurrencyLimit,
     limit=lambda: settings().max_in_flight,
     retry_after=lambda: settings().retry_after_seconds,
     max_body_bytes=lambda: settings().max_request_mb * 2**20,
 )
-
-CrmLtv.add_asgi_middleware(NotServing, reason=lambda: NOT_SERVING.reason)

@@ -259,20 +259,109 @@ def test_a_line_cut_short_is_left_out_with_a_warning_any_other_bad_line_fails(tm
 
 
 def test_the_service_ends_a_cut_line_before_it_writes_again(tmp_path):
-    """After a stop mid-write the next request's lines were glued to the cut one: both lost."""
+    """After a stop mid-write the next request's lines were glued to the cut one: both lost.
+    (Ended when a worker started, the line cut by a write that failed stayed cut.)"""
+    from datetime import datetime
+
     from crm_ltv.serving.decisions import DecisionLog
 
     whole = json.dumps(_line("a", "2025-06-15", "win_back"))
     log = tmp_path / "logs/d.jsonl"
-    DecisionLog(log)  # no log yet: nothing written
-    assert not log.exists()
+    decisions = DecisionLog(log)  # no log yet: nothing made (its folder on the first write)
+    assert not log.parent.exists()
+    log.parent.mkdir()
     log.write_text(whole + "\n" + whole[:40])
-    DecisionLog(log)
-    with log.open("a") as out:
-        out.write(whole.replace('"a"', '"b"') + "\n")
-    assert read_decisions(log)["customer_id"].tolist() == ["a", "b"]
-    DecisionLog(log)  # a whole log is left as it is
-    assert log.read_text().endswith('"}\n') or log.read_text().endswith("}\n")
+    decisions.append([_answer("b", "win_back")], "r2", datetime(2025, 6, 16))
+    said: list[str] = []
+    assert read_decisions(log, said.append)["customer_id"].tolist() == ["a", "b"]
+    assert "1 line(s) cut short (line 2:" in said[0]
+    decisions.append([_answer("c", "win_back")], "r3", datetime(2025, 6, 16))
+    assert read_decisions(log)["customer_id"].tolist() == ["a", "b", "c"]
+    assert log.read_text().count("\n") == 4  # a whole log gets no blank line
+
+
+# Appends the answers of the JSON file argv[2] to the decision log argv[1] under a file-size
+# limit of argv[3] bytes (RLIMIT_FSIZE): the write fails midway, as on a full disk (EFBIG, not
+# ENOSPC; the process ignores SIGXFSZ, which would end it). Prints what became of the call,
+# then whether the log says it is writable (readiness), under the limit and once it is lifted.
+FULL_DISK = """
+import json, resource, signal, sys
+from datetime import datetime
+from pathlib import Path
+from crm_ltv.serving.decisions import DecisionLog
+from crm_ltv.serving.schemas import CustomerScore
+
+answers = [CustomerScore.model_validate(a) for a in json.loads(Path(sys.argv[2]).read_text())]
+log = DecisionLog(Path(sys.argv[1]))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), resource.RLIM_INFINITY))
+try:
+    log.append(answers, "refused", datetime(2025, 6, 16))
+    print("written")
+except OSError as exc:
+    print(f"refused: {exc.strerror}")
+print(f"writable: {log.writable()}")
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+print(f"writable once lifted: {log.writable()}")
+"""
+
+
+def _append_under_limit(log: Path, answers: list, limit: int) -> list[str]:
+    import subprocess
+    import sys
+
+    given = log.with_name("answers.json")
+    given.write_text(json.dumps([a.model_dump(mode="json") for a in answers]))
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(log), str(given), str(limit)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_a_write_that_fails_midway_leaves_no_decision_and_the_next_line_starts_anew(tmp_path):
+    """The tester's full disk: a call refused with 503 left 4 lines and a cut 5th on record,
+    and once space was freed the next call's line was glued to the cut one (`crm-ltv
+    outcomes`: 'line 95: not JSON'). The newline meant to end the cut line was written while
+    the disk was still full, so it failed too, without a word."""
+    from datetime import datetime
+
+    from crm_ltv.serving.decisions import DecisionLog
+
+    log = tmp_path / "logs/decisions.jsonl"
+    decisions = DecisionLog(log)
+    decisions.append([_answer("first", "win_back", 0.5, 10.0)], "r1", datetime(2025, 6, 15))
+    before = log.read_bytes()
+    batch = [_answer(f"c{i:04}", "win_back", 0.5, 10.0) for i in range(10)]
+    line = len(before)  # each line of the batch about as long (ids of the same length)
+    said = _append_under_limit(log, batch, len(before) + 4 * line + line // 2)
+    assert said[0] == "refused: File too large"
+    assert log.read_bytes() == before  # no decision of the refused call stays on record
+    decisions.append([_answer("after", "win_back", 0.5, 10.0)], "r3", datetime(2025, 6, 17))
+    warned: list[str] = []
+    read = read_decisions(log, warned.append)
+    assert read["customer_id"].tolist() == ["first", "after"] and not warned
+    # a limit the batch fits under: written whole
+    assert _append_under_limit(log, batch, 2**20)[0] == "written"
+    assert len(read_decisions(log)) == 12
+
+
+def test_a_log_whose_last_write_failed_is_not_writable_until_a_batch_as_large_would_be(tmp_path):
+    """Readiness stayed 200 while every call was refused for the log. A worker reported not
+    ready gets no call to find out that space was freed, so the log tries a write of the
+    failed batch's size (taken back at once) each time it is asked."""
+    from datetime import datetime
+
+    from crm_ltv.serving.decisions import DecisionLog
+
+    log = tmp_path / "logs/decisions.jsonl"
+    DecisionLog(log).append([_answer("first", "win_back", 0.5, 10.0)], "r1", datetime(2025, 6, 15))
+    before = log.read_bytes()
+    batch = [_answer(f"c{i:04}", "win_back", 0.5, 10.0) for i in range(10)]
+    said = _append_under_limit(log, batch, 3 * len(before))
+    assert said == ["refused: File too large", "writable: False", "writable once lifted: True"]
+    assert log.read_bytes() == before  # the probe left nothing either
 
 
 def test_outcomes_command_without_a_log_says_where_it_looked(tmp_path):
@@ -329,6 +418,23 @@ def test_outcomes_says_whether_controls_wait_or_were_never_held_out(tmp_path, co
         assert "transactions up to 2025-09-14" in done.stdout
 
 
+def _answer(cid: str, action: str, churn: float | None = None, value: float | None = None):
+    """An answer of the service (its decision-log line is about 600 bytes)."""
+    from datetime import UTC, datetime
+
+    from crm_ltv.serving.schemas import CustomerScore, NextBestAction
+
+    scored = churn is not None
+    return CustomerScore(
+        customer_id=cid, as_of=datetime(2025, 6, 15, tzinfo=UTC), cold_start=not scored,
+        churn_probability=churn, predicted_value=value, horizon_days=90,
+        rfm_segment="Can't Lose Them" if scored else None,
+        lifecycle_stage="at-risk" if scored else None, reasons=[],
+        next_best_action=NextBestAction(action=action, expected_value=-1e-05, reason="p"),
+        model_versions={"churn": "3", "ltv": "2"} if scored else {},
+    )  # fmt: skip
+
+
 def _service_lines(tmp_path: Path) -> list[bytes]:
     """Two lines as the service writes them (serving.decisions.DecisionLog): a held-out
     customer with non-ASCII and escaped text, a negative and a tiny number; an explored cold
@@ -338,20 +444,8 @@ def _service_lines(tmp_path: Path) -> list[bytes]:
     from crm_ltv.serving.decisions import DecisionLog
     from crm_ltv.serving.holdout import Assignment
     from crm_ltv.serving.nba import Customer
-    from crm_ltv.serving.schemas import CustomerScore, NextBestAction
 
-    def answer(cid: str, action: str, churn: float | None = None, value: float | None = None):
-        scored = churn is not None
-        return CustomerScore(
-            customer_id=cid, as_of=datetime(2025, 6, 15, tzinfo=UTC), cold_start=not scored,
-            churn_probability=churn, predicted_value=value, horizon_days=90,
-            rfm_segment="Can't Lose Them" if scored else None,
-            lifecycle_stage="at-risk" if scored else None, reasons=[],
-            next_best_action=NextBestAction(action=action, expected_value=-1e-05, reason="p"),
-            model_versions={"churn": "3", "ltv": "2"} if scored else {},
-        )  # fmt: skip
-
-    held, cold = answer("Zoë-1", "no_action", 0.8125, 1234.5), answer("new-2", "welcome_offer")
+    held, cold = _answer("Zoë-1", "no_action", 0.8125, 1234.5), _answer("new-2", "welcome_offer")
     views = [
         Customer(held.as_of, 0.8125, 1234.5, held.rfm_segment, held.lifecycle_stage,
                  "Café\tThé\x01", frequency=3, recency_days=20),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -170,29 +171,6 @@ def test_request_id_is_echoed_and_logged(http, sample, home):
     assert response.headers.get_list("x-request-id") == ["req-42"]  # once, not echoed twice
     assert response.json()["request_id"] == "req-42"
     assert '"request_id":"req-42"' in (home / "logs/decisions.jsonl").read_text()
-
-
-def test_a_decision_log_that_cannot_be_written_is_a_503(server, http, sample, home):
-    """A log that fails while the server runs (a full disk; here a folder where the file was):
-    the scores are not answered, as their decisions would not be on record for outcomes and
-    policy-eval; a 503 (BentoML words every 5xx alike) and the server log says why, not a 500;
-    answered again once the log can be written."""
-    tx, customers = sample
-    body = {"customers": [_customer_payload(_buyers(tx, AS_OF, 1)[0], tx, customers, AS_OF)]}
-    assert http.post("/score", json=body).status_code == 200
-    log = home / "logs/decisions.jsonl"
-    kept = log.with_name("decisions.kept")
-    log.rename(kept)
-    log.mkdir()
-    try:
-        response = http.post("/score", json=body)
-    finally:
-        log.rmdir()
-        kept.rename(log)
-    assert response.status_code == 503, response.text
-    said = server[2].read_text()
-    assert f"decision log not written: [Errno 21] Is a directory: '{log}'" in said
-    assert http.post("/score", json=body).status_code == 200
 
 
 def test_service_scores_equal_crm_ltv_score(http, sample, home):
@@ -632,6 +610,135 @@ def test_champions_reading_features_the_config_does_not_build_are_not_served(
         assert "missing features" not in log.read_text()
     finally:
         stop_server(process)
+
+
+def _serve_by_hand(home: Path, own: Path, log: Path, **extra: str) -> tuple[subprocess.Popen, str]:
+    """`bentoml serve` of the service, one worker, as a Bento is served by hand: no `crm-ltv
+    serve` checks the project home (`own`) first. The models of `home`'s store."""
+    from crm_ltv.serving.config import BENTOML_OVERRIDES_ENV, ServingConfig, bentoml_overrides
+
+    port = free_port()
+    overrides, _ = bentoml_overrides(ServingConfig(workers=1))
+    env = _env(home, CRM_LTV_HOME=str(own), **{BENTOML_OVERRIDES_ENV: overrides}, **extra)
+    bentoml_cli = str(Path(CLI).parent / "bentoml")
+    command = [bentoml_cli, "serve", "crm_ltv.serving.service:CrmLtv", "--port", str(port)]
+    return start_server(command, env, log), f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(
+    ("unwritable", "serving_yaml", "said"),
+    [
+        # every /score hung 60 s, then a plain-text 500: the admission limit read the file
+        (False, "max_in_flight: 0\n",
+         "not serving: ConfigError: {own}/configs/serving.yaml: max_in_flight: Input should be "
+         "greater than or equal to 1"),
+        # the workers crashed as they started, again and again (making logs/), port silent
+        (True, None,
+         "not serving: ConfigError: decision log: {own}/logs/decisions.jsonl cannot be made: "
+         "/proc is not writable (No such file or directory)"),
+    ],
+    ids=["invalid serving.yaml", "unwritable home"],
+)  # fmt: skip
+def test_a_home_served_by_hand_that_cannot_be_served_from_is_a_503_saying_why(
+    server, home, tmp_path, unwritable, serving_yaml, said
+):
+    """`crm-ltv serve` refuses such a home before it starts; `bentoml serve` of a Bento does
+    not: its workers stay up, not ready, and every scoring call answers 503 with the reason
+    at once, as for a Bento served without CRM_LTV_HOME."""
+    own = Path("/proc/crm-ltv-home") if unwritable else tmp_path / "home"
+    if serving_yaml is not None:
+        (own / "configs").mkdir(parents=True)
+        (own / "configs/serving.yaml").write_text(serving_yaml)
+    log = home / "serve_by_hand.log"
+    process, base = _serve_by_hand(home, own, log)
+    try:
+        wait_ready(f"{base}/readyz", process, log, timeout=90, until=frozenset({503}))
+        body = {"customers": [{"customer_id": "x", "as_of": AS_OF, "transactions": []}]}
+        answer = httpx.post(f"{base}/score", json=body, timeout=10)
+        ready = httpx.get(f"{base}/readyz", timeout=10).status_code
+    finally:
+        stop_server(process)
+    assert answer.status_code == 503, answer.text
+    assert answer.json() == {"error": said.format(own=own)}
+    assert ready == 503
+    assert "Application startup failed" not in log.read_text()
+
+
+def test_a_decision_log_that_cannot_be_written_is_a_503_saying_why_and_not_ready(
+    server, home, sample, tmp_path
+):
+    """A log that fails while the server runs (a full disk; here a folder where the file was):
+    the scores are not answered, as their decisions would not be on record for outcomes and
+    policy-eval. The answer says why (it said BentoML's "please check the server log", which
+    logged a traceback for each call), and the worker is not ready until the log can be
+    written again (/readyz stayed 200). A removed logs/ folder is made again (every call was
+    refused). One worker: /readyz is answered by the one whose write failed."""
+    own = tmp_path / "home"
+    own.mkdir()
+    log = home / "serve_log_fails.log"
+    decisions = own / "logs/decisions.jsonl"
+    tx, customers = sample
+    body = {"customers": [_customer_payload(_buyers(tx, AS_OF, 1)[0], tx, customers, AS_OF)]}
+    process, base = _serve_by_hand(home, own, log)
+    try:
+        wait_ready(f"{base}/readyz", process, log)
+        with httpx.Client(base_url=base, timeout=60) as http:
+            assert http.post("/score", json=body).status_code == 200
+            shutil.rmtree(decisions.parent)
+            again = http.post("/score", json=body, headers={"X-Request-ID": "after-rm"})
+            assert again.status_code == 200, again.text
+            assert '"request_id":"after-rm"' in decisions.read_text()
+            decisions.unlink()
+            decisions.mkdir()
+            refused = http.post("/score", json=body, headers={"X-Request-ID": "refused"})
+            not_ready = http.get("/readyz").status_code
+            decisions.rmdir()
+            ready = http.get("/readyz").status_code
+            answered = http.post("/score", json=body).status_code
+    finally:
+        stop_server(process)
+    assert refused.status_code == 503, refused.text
+    assert refused.json() == {
+        "error": "the decision log could not be written (Is a directory): decisions are not "
+        "answered unless they are on record (outcomes and policy-eval read it)"
+    }
+    assert refused.headers["x-request-id"] == "refused"
+    assert (not_ready, ready, answered) == (503, 200, 200)
+    said = log.read_text()
+    assert f"decision log not written: [Errno 21] Is a directory: '{decisions}'" in said
+    assert "Traceback" not in said
+
+
+@pytest.mark.parametrize(
+    ("given", "bearer", "auth_said"),
+    [
+        # every call got 401, and nothing said why
+        ("tok123\n", "tok123", "[INFO] [entry_service:crm-ltv:1] bearer auth on: API calls "
+         "need the token of CRM_LTV_API_TOKEN"),
+        (" \n", None, "[WARNING] [entry_service:crm-ltv:1] bearer auth off: CRM_LTV_API_TOKEN "
+         "is set but blank"),
+    ],
+    ids=["trailing newline", "blank"],
+)  # fmt: skip
+def test_the_token_is_read_without_surrounding_whitespace_and_auth_is_said_at_start(
+    server, home, tmp_path, given, bearer, auth_said
+):
+    """A token mounted from a secret file ends in a newline; the server log says once per
+    worker whether API calls need a token."""
+    own = tmp_path / "home"
+    own.mkdir()
+    log = home / "serve_token.log"
+    process, base = _serve_by_hand(home, own, log, CRM_LTV_API_TOKEN=given)
+    body = {"customers": [{"customer_id": "x", "as_of": AS_OF, "transactions": []}]}
+    try:
+        wait_ready(f"{base}/readyz", process, log)
+        with_token = httpx.post(f"{base}/score", json=body, headers=_auth(bearer or "x"))
+        without = httpx.post(f"{base}/score", json=body)
+    finally:
+        stop_server(process)
+    assert with_token.status_code == 200, with_token.text
+    assert without.status_code == (401 if bearer else 200)
+    assert log.read_text().count(auth_said) == 1
 
 
 def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
