@@ -1358,11 +1358,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Copy the champion models into the BentoML store and serve POST /score."""
+    from crm_ltv.features.config import ConfigError
     from crm_ltv.serving.config import check_service_configs
 
     _free_port(host, port)
     paths = _paths()
     check_service_configs(paths)  # else a worker only logs the mistake and is never ready
+    if "CRM_LTV_API_TOKEN" in os.environ and not os.environ["CRM_LTV_API_TOKEN"].strip():
+        raise ConfigError("CRM_LTV_API_TOKEN is set but blank: set the token, or unset it")
     progress = Progress()
     env = _bentoml_env(paths, progress)  # before bentoml is imported: it reads the overrides
     _sync_store(progress)

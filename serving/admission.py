@@ -11,7 +11,7 @@ that are accepted fast and tells clients and load balancers to back off or go el
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 import anyio
 from anyio.lowlevel import checkpoint
@@ -75,7 +75,7 @@ class ConcurrencyLimit:
             await self.app(scope, receive, send)
             return
         if _form(scope):  # BentoML parses these as forms, and a malformed one is a 500 there
-            await _answer(send, 415, {"error": FORM_REFUSED}, [])
+            await answer(send, 415, {"error": FORM_REFUSED}, [])
             return
         limit = self.limit  # the options, resolved on the first call
         if _declared_size(scope) > self.max_body_bytes:  # before any of it is read
@@ -128,12 +128,12 @@ class ConcurrencyLimit:
                 self.in_flight -= 1
 
     async def _refuse(self, send: Send) -> None:
-        await _answer(send, 503, *self._refusal)
+        await answer(send, 503, *self._refusal)
 
     async def _too_large(self, send: Send) -> None:
         size = f"{self.max_body_bytes / 2**20:g} MB"
         message = f"request body over {size} (max_request_mb): send fewer customers per call"
-        await _answer(send, 413, {"error": message}, [])
+        await answer(send, 413, {"error": message}, [])
 
 
 class NotServing:
@@ -156,7 +156,7 @@ class NotServing:
         if reason is None:
             await self.app(scope, receive, send)
             return
-        await _answer(send, 503, {"error": f"not serving: {reason}"}, [])
+        await answer(send, 503, {"error": f"not serving: {reason}"}, [])
 
 
 FORM_REFUSED = "POST /score takes a JSON body (content-type: application/json), not a form"
@@ -173,12 +173,13 @@ def _declared_size(scope: Scope) -> int:
     return int(length) if length.isdigit() else 0
 
 
-async def _answer(
-    send: Send, status: int, content: dict[str, str], headers: list[tuple[bytes, bytes]]
+async def answer(
+    send: Send, status: int, content: dict[str, str], headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
+    """A JSON answer sent from a middleware, before the app."""
     body = json.dumps(content).encode()
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": head + headers})
+    await send({"type": "http.response.start", "status": status, "headers": [*head, *headers]})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from crm_ltv.features.config import ConfigError, load_config
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.paths import HOME_ENV, Paths
-from crm_ltv.serving.admission import SCORING_PATHS, ConcurrencyLimit, NotServing
+from crm_ltv.serving.admission import SCORING_PATHS, ConcurrencyLimit, NotServing, answer
 from crm_ltv.serving.config import SERVICE_NAME, ScoringConfigs, ServingConfig, bentoml_settings
 from crm_ltv.serving.decisions import DecisionLog
 from crm_ltv.serving.holdout import apply_holdout
@@ -111,19 +111,26 @@ class BearerAuth:
 
     def __init__(self, app: Any) -> None:
         """Said once per worker as it starts. A token read from a secret file often ends in a
-        newline: kept, it matched no caller (every call 401); a blank one is no token."""
+        newline: kept, it matched no caller (every call 401). Set but blank (an empty secret)
+        is refused, not taken for no auth: an API meant to be closed is not opened by it."""
         self.app = app
         self.token = os.environ.get(TOKEN_ENV, "").strip()
+        self.blank = TOKEN_ENV in os.environ and not self.token
         if self.token:
             logger.info("bearer auth on: API calls need the token of %s", TOKEN_ENV)
-        elif TOKEN_ENV in os.environ:
-            logger.warning("bearer auth off: %s is set but blank", TOKEN_ENV)
+        elif self.blank:
+            logger.error("not serving: %s is set but blank; every API call is refused", TOKEN_ENV)
         else:
             logger.info("bearer auth off: %s is not set", TOKEN_ENV)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not self.token or self._open(scope["path"]):
+        closed = self.token or self.blank
+        if scope["type"] != "http" or not closed or self._open(scope["path"]):
             await self.app(scope, receive, send)
+            return
+        if self.blank:
+            said = f"not serving: {TOKEN_ENV} is set but blank: set the token, or unset it"
+            await answer(send, 503, {"error": said})
             return
         headers = dict(scope.get("headers") or ())
         scheme, _, credential = headers.get(b"authorization", b"").partition(b" ")
@@ -132,19 +139,8 @@ class BearerAuth:
         ):  # the scheme's case is free (RFC 7235), the token's is not
             await self.app(scope, receive, send)
             return
-        body = b'{"error":"missing or wrong bearer token (Authorization: Bearer <token>)"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b"Bearer"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        said = "missing or wrong bearer token (Authorization: Bearer <token>)"
+        await answer(send, 401, {"error": said}, [(b"www-authenticate", b"Bearer")])
 
     @staticmethod
     def _open(path: str) -> bool:

@@ -715,8 +715,9 @@ def test_a_decision_log_that_cannot_be_written_is_a_503_saying_why_and_not_ready
         # every call got 401, and nothing said why
         ("tok123\n", "tok123", "[INFO] [entry_service:crm-ltv:1] bearer auth on: API calls "
          "need the token of CRM_LTV_API_TOKEN"),
-        (" \n", None, "[WARNING] [entry_service:crm-ltv:1] bearer auth off: CRM_LTV_API_TOKEN "
-         "is set but blank"),
+        # an empty secret: refused, not taken for an API without auth
+        (" \n", None, "[ERROR] [entry_service:crm-ltv:1] not serving: CRM_LTV_API_TOKEN is set "
+         "but blank; every API call is refused"),
     ],
     ids=["trailing newline", "blank"],
 )  # fmt: skip
@@ -736,9 +737,16 @@ def test_the_token_is_read_without_surrounding_whitespace_and_auth_is_said_at_st
         without = httpx.post(f"{base}/score", json=body)
     finally:
         stop_server(process)
-    assert with_token.status_code == 200, with_token.text
-    assert without.status_code == (401 if bearer else 200)
-    assert log.read_text().count(auth_said) == 1
+    assert log.read_text().count(auth_said) == 1, log.read_text()
+    if bearer:
+        assert with_token.status_code == 200, with_token.text
+        assert without.status_code == 401
+    else:
+        for answer in (with_token, without):
+            assert answer.status_code == 503 and answer.json() == {
+                "error": "not serving: CRM_LTV_API_TOKEN is set but blank: set the token, or "
+                "unset it"
+            }
 
 
 def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
