@@ -532,6 +532,8 @@ def test_a_damaged_store_of_the_home_is_one_error_line_naming_it(tmp_path):
 def test_serve_refuses_a_token_that_is_set_but_blank(home):
     """An empty secret file would have opened an API meant to be closed."""
     env = {"CRM_LTV_HOME": str(home), "CRM_LTV_API_TOKEN": " \n"}
-    result = CliRunner().invoke(app, ["serve", "--port", "3999"], env=env)
+    from tests.conftest import free_port
+
+    result = CliRunner().invoke(app, ["serve", "--port", str(free_port())], env=env)
     assert result.exit_code == 2, result.output
     assert "error: CRM_LTV_API_TOKEN is set but blank: set the token, or unset it" in result.output
