@@ -1359,13 +1359,13 @@ def serve(
 ) -> None:
     """Copy the champion models into the BentoML store and serve POST /score."""
     from crm_ltv.features.config import ConfigError
-    from crm_ltv.serving.config import check_service_configs
+    from crm_ltv.serving.config import blank_token, check_service_configs
 
     _free_port(host, port)
     paths = _paths()
     check_service_configs(paths)  # else a worker only logs the mistake and is never ready
-    if "CRM_LTV_API_TOKEN" in os.environ and not os.environ["CRM_LTV_API_TOKEN"].strip():
-        raise ConfigError("CRM_LTV_API_TOKEN is set but blank: set the token, or unset it")
+    if blank_token() is not None:
+        raise ConfigError(blank_token())
     progress = Progress()
     env = _bentoml_env(paths, progress)  # before bentoml is imported: it reads the overrides
     _sync_store(progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -22,6 +23,21 @@ from crm_ltv.training.attributions import Method
 
 SERVICE_NAME = "crm-ltv"
 BENTOML_OVERRIDES_ENV = "BENTOML_CONFIG_OVERRIDES"
+TOKEN_ENV = "CRM_LTV_API_TOKEN"
+
+
+def api_token() -> str:
+    """The bearer token API calls need ('' for none: the variable unset). Its surrounding
+    whitespace is not part of it: a token read from a secret file often ends in a newline."""
+    return os.environ.get(TOKEN_ENV, "").strip()
+
+
+def blank_token() -> str | None:
+    """Why not to serve when the variable is set but blank (an empty secret): refused, not
+    taken for no auth, so that an API meant to be closed is not opened by it."""
+    if TOKEN_ENV in os.environ and not api_token():
+        return f"{TOKEN_ENV} is set but blank: set the token, or unset it"
+    return None
 
 
 class HoldoutConfig(FrozenConfig):

@@ -34,7 +34,7 @@ class DecisionLog:
         gives): a worker without one is not ready and says why, where it crashed as it started
         (its folder could not be made) or answered every call with an error. Its folder is
         made when it is first written, and again if it was removed."""
-        problem = write_refused(path)
+        problem = write_refused(path) or _lock_refused(path)
         if problem is not None:
             raise ConfigError(f"decision log: {problem}")
         self.path = path
@@ -78,13 +78,15 @@ class DecisionLog:
         """False while the last batch could not be written, until a probe of its size goes
         through (blank lines, which readers skip, taken back at once): a worker that readiness
         takes out of rotation gets no call to find out that space was freed."""
-        if not self.unwritten_bytes:
+        pending = self.unwritten_bytes  # read by readiness's thread, set by the event loop's
+        if not pending:
             return True
         try:
-            self._write(b"\n" * self.unwritten_bytes, keep=False)
+            self._write(b"\n" * pending, keep=False)
         except OSError:
             return False
-        self.unwritten_bytes = 0
+        if self.unwritten_bytes == pending:  # no batch failed meanwhile
+            self.unwritten_bytes = 0
         return True
 
     def _write(self, data: bytes, keep: bool) -> None:
@@ -106,13 +108,41 @@ class DecisionLog:
                 _write_all(fd, data)
             except OSError:
                 # if even this fails, the next write still starts on a line of its own
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, start)
+                _take_back(fd, start)
                 raise
             if not keep:
-                os.ftruncate(fd, start)
+                _take_back(fd, start)  # a probe's blank lines: harmless where they stay
         finally:
             os.close(fd)  # and the lock with it
+
+
+def _lock_refused(path: Path) -> str | None:
+    """Why a log that exists cannot be opened and locked as `_write` does (read and write, an
+    exclusive lock), or None: a write-only file, or one on a file system without locks (NFS
+    without lockd), passed the append check and then refused every call."""
+    if not path.is_file():
+        return None  # made on its first write, in a folder write_refused has checked
+    try:
+        fd = os.open(path, _APPEND)
+    except OSError as exc:
+        return f"{path} cannot be opened for reading and appending ({exc.strerror or exc})"
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return None  # another worker holds it: locks work
+    except OSError as exc:
+        return f"{path} cannot be locked ({exc.strerror or exc}): put it on a local disk"
+    finally:
+        os.close(fd)
+    return None
+
+
+def _take_back(fd: int, start: int) -> None:
+    """Cut the file back to `start`, unless it is shorter (emptied meanwhile, e.g. by a rotation's
+    copytruncate: cutting would fill it with NUL bytes) or refuses (an append-only file)."""
+    with contextlib.suppress(OSError):
+        if os.fstat(fd).st_size >= start:
+            os.ftruncate(fd, start)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -28,7 +28,15 @@ from crm_ltv.features.config import ConfigError, load_config
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.paths import HOME_ENV, Paths
 from crm_ltv.serving.admission import SCORING_PATHS, ConcurrencyLimit, NotServing, answer
-from crm_ltv.serving.config import SERVICE_NAME, ScoringConfigs, ServingConfig, bentoml_settings
+from crm_ltv.serving.config import (
+    SERVICE_NAME,
+    TOKEN_ENV,
+    ScoringConfigs,
+    ServingConfig,
+    api_token,
+    bentoml_settings,
+    blank_token,
+)
 from crm_ltv.serving.decisions import DecisionLog
 from crm_ltv.serving.holdout import apply_holdout
 from crm_ltv.serving.schemas import (
@@ -50,7 +58,6 @@ from crm_ltv.serving.store import (
 from crm_ltv.training.errors import ChampionError
 
 logger = logging.getLogger("bentoml.crm_ltv")
-TOKEN_ENV = "CRM_LTV_API_TOKEN"
 OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json", "/")
 
 
@@ -110,16 +117,13 @@ class BearerAuth:
     probes, metrics and the OpenAPI page stay open for the platform that runs the service."""
 
     def __init__(self, app: Any) -> None:
-        """Said once per worker as it starts. A token read from a secret file often ends in a
-        newline: kept, it matched no caller (every call 401). Set but blank (an empty secret)
-        is refused, not taken for no auth: an API meant to be closed is not opened by it."""
+        """Said once per worker as it starts."""
         self.app = app
-        self.token = os.environ.get(TOKEN_ENV, "").strip()
-        self.blank = TOKEN_ENV in os.environ and not self.token
+        self.token, self.blank = api_token(), blank_token()
         if self.token:
             logger.info("bearer auth on: API calls need the token of %s", TOKEN_ENV)
         elif self.blank:
-            logger.error("not serving: %s is set but blank; every API call is refused", TOKEN_ENV)
+            logger.error("not serving: %s; every API call is refused", self.blank)
         else:
             logger.info("bearer auth off: %s is not set", TOKEN_ENV)
 
@@ -129,8 +133,7 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         if self.blank:
-            said = f"not serving: {TOKEN_ENV} is set but blank: set the token, or unset it"
-            await answer(send, 503, {"error": said})
+            await answer(send, 503, {"error": f"not serving: {self.blank}"})
             return
         headers = dict(scope.get("headers") or ())
         scheme, _, credential = headers.get(b"authorization", b"").partition(b" ")
@@ -287,8 +290,9 @@ class CrmLtv:
         logger.info("ready: %s (%d-day horizon)", versions, champions.horizon_days)
 
     def __is_ready__(self) -> bool:
-        """Not while the decision log cannot be written: every call would be refused."""
-        return self.scorer is not None and self.decisions.writable()
+        """Not while the decision log cannot be written, nor with a blank token: every call
+        would be refused."""
+        return self.scorer is not None and blank_token() is None and self.decisions.writable()
 
     # The input spec names customers in its errors; the output spec is the answer of a decision
     # on record (a refusal is a JSONResponse of its own)

@@ -717,7 +717,7 @@ def test_a_decision_log_that_cannot_be_written_is_a_503_saying_why_and_not_ready
          "need the token of CRM_LTV_API_TOKEN"),
         # an empty secret: refused, not taken for an API without auth
         (" \n", None, "[ERROR] [entry_service:crm-ltv:1] not serving: CRM_LTV_API_TOKEN is set "
-         "but blank; every API call is refused"),
+         "but blank: set the token, or unset it; every API call is refused"),
     ],
     ids=["trailing newline", "blank"],
 )  # fmt: skip
@@ -732,12 +732,14 @@ def test_the_token_is_read_without_surrounding_whitespace_and_auth_is_said_at_st
     process, base = _serve_by_hand(home, own, log, CRM_LTV_API_TOKEN=given)
     body = {"customers": [{"customer_id": "x", "as_of": AS_OF, "transactions": []}]}
     try:
-        wait_ready(f"{base}/readyz", process, log)
+        wait_ready(f"{base}/{'readyz' if bearer else 'livez'}", process, log)
         with_token = httpx.post(f"{base}/score", json=body, headers=_auth(bearer or "x"))
         without = httpx.post(f"{base}/score", json=body)
+        ready = httpx.get(f"{base}/readyz").status_code  # out of rotation when it refuses all
     finally:
         stop_server(process)
     assert log.read_text().count(auth_said) == 1, log.read_text()
+    assert ready == (200 if bearer else 503)
     if bearer:
         assert with_token.status_code == 200, with_token.text
         assert without.status_code == 401

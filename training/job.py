@@ -409,6 +409,9 @@ def _register_bundle(
             "metrics_of": "evaluation_fit",  # the registered bundle may be its refit
             "registered_fit": "refit" if "labels_through" in bundle.metadata else "evaluated",
             **{f"metric.{k}": f"{v:.4f}" for k, v in ours.items()},
+            # until the verdict below: a run stopped in between leaves a version held, so that
+            # `crm-ltv promote` warns about it
+            **gate_tags(False, "not judged: the run registering it stopped before its verdict"),
         }
         version = register_version(model_uri, name, tags)
         # read again: another run (or a promote) may have moved the alias while this one was
@@ -416,10 +419,12 @@ def _register_bundle(
         # finish would win), and what it read of the champion no longer holds
         now = champion_version(name, config.registry.alias)
         meanwhile = _moved_meanwhile(current, now)
-        if decision.promote and meanwhile is not None:
+        held_for_move = decision.promote and meanwhile is not None
+        if held_for_move:
+            unseen = "which this run was not compared with" if now else "not promoted unseen"
             decision = Decision(
                 False,
-                f"{decision.reason}; but {meanwhile}, which this run was not compared with: "
+                f"{decision.reason}; but {meanwhile}, {unseen}: "
                 f"`crm-ltv promote --model {name} --version {version}` if this one should serve",
             )
         elif meanwhile is not None:
@@ -431,7 +436,7 @@ def _register_bundle(
         elif lone:
             pair = f"`crm-ltv promote --model {name} --version {version} --pair`"
             decision = Decision(False, f"{decision.reason}: {pair} makes this run's pair champions")
-        elif now is None:
+        elif now is None and not held_for_move:  # (that one says how to promote it)
             decision = Decision(False, _until_promoted(decision.reason, name, version))
         other = names["ltv" if kind == "churn" else "churn"]
         describe_model(

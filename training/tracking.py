@@ -7,6 +7,7 @@ import functools
 import hashlib
 import os
 import subprocess
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -86,8 +87,8 @@ def setup_tracking(paths: Paths, experiment: str, description: str | None = None
 
 def _check_home_artifacts(paths: Paths, name: str, location: str) -> None:
     """MLflow records an experiment's artifact folder as an absolute path: in a moved home
-    every model read failed as 'holds no model bundle', and a copied one trained into the
-    original's files. Said here, before any work, for the home's own store."""
+    every model read failed as 'holds no model bundle' (refused here, before any work), and a
+    copied one writes its new runs' files into the original's (said here)."""
     if not location.startswith("file://"):
         return
     from urllib.parse import unquote, urlparse
@@ -97,13 +98,20 @@ def _check_home_artifacts(paths: Paths, name: str, location: str) -> None:
         return
     if where.exists() and paths.artifacts_dir.exists() and where.samefile(paths.artifacts_dir):
         return  # one folder spelt two ways (a bind mount, a case-insensitive file system)
+    said = f"{paths.root / 'mlflow.db'}: experiment {name!r} keeps its files in {where}"
+    if where.exists():  # a copy: it works, on the original's files
+        print(
+            f"warning: {said}, outside this home: was it copied from there? Its runs and models "
+            "are read from there, and new runs' files go there too",
+            file=sys.stderr,
+        )
+        return
     from crm_ltv.features.config import ConfigError
 
     raise ConfigError(
-        f"{paths.root / 'mlflow.db'}: experiment {name!r} keeps its files in {where}, not in "
-        f"this home's {paths.artifacts_dir}: was the home moved or copied from there? MLflow "
-        "records absolute paths, so its runs and models cannot be used here: move the home "
-        "back, or start this one afresh (remove its mlflow.db and mlartifacts/)"
+        f"{said}, which is not there: was the home moved? MLflow records absolute paths, so "
+        "its runs and models cannot be used here: move the home back, or start this one "
+        "afresh (remove its mlflow.db and mlartifacts/)"
     )
 
 

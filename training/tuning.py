@@ -72,7 +72,8 @@ class StudyResult:
     best_params: dict[str, Any]
     completed: int
     pruned: int
-    ran: int  # trials this command ran that count (0: the study had its target already)
+    ran: int  # trials this command ran that count (completed or pruned)
+    to_go: int  # trials the study lacked as this command started (0: it had its target)
 
 
 def suggest_params(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
@@ -248,6 +249,11 @@ def run_study(
     # this command's trials that count (COUNTED): Optuna calls back after each one completed
     # or pruned, not after the trial an interrupt stopped (nor another tune's of the study)
     ran: list[int] = []
+
+    def counted(_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state in COUNTED:  # one whose objective gave no number ended FAIL, unraised
+            ran.append(trial.number)
+
     try:
         if remaining:
             study.optimize(
@@ -255,7 +261,7 @@ def run_study(
                 n_trials=remaining,
                 timeout=tune.timeout_minutes * 60 if tune.timeout_minutes else None,
                 catch=(),
-                callbacks=[lambda _, trial: ran.append(trial.number)],
+                callbacks=[counted],
             )
     finally:  # an interrupted tune's run says how far the study got too (ended KILLED by now)
         if parent is not None:
@@ -282,6 +288,7 @@ def run_study(
         complete,
         states.count(optuna.trial.TrialState.PRUNED),
         len(ran),
+        remaining,
     )
 
 
@@ -364,7 +371,7 @@ def run_tuning(
                     f"{kind}_trials_pruned": result.pruned,
                 }
             )
-        if not any(r.ran for r in results.values()):
+        if not any(r.to_go for r in results.values()):
             described = mlflow.get_run(run.info.run_id).data.tags.get("mlflow.note.content", "")
             mlflow.set_tag(
                 "mlflow.note.content",
