@@ -297,6 +297,7 @@ def test_a_moved_or_copied_home_is_said_for_what_it_is(tmp_path, monkeypatch, ca
     from crm_ltv.training.tracking import setup_tracking
 
     home = new_home(tmp_path / "first")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # an earlier test's store
     experiment = setup_tracking(Paths(home), "crm-ltv")
     with mlflow.start_run(experiment_id=experiment):
         fitted = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
