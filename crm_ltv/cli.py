@@ -993,14 +993,17 @@ def score(
         typer.echo(_scored(rows, churn / rows, value, cutoff, champions.horizon_days, target))
         return
     inputs = _read_inputs(paths, progress, *read)
-    last = inputs.transactions.frame["timestamp"].max()
-    _warn_if_far(progress, cutoff, last, champions.horizon_days)
+    stamps = inputs.transactions.frame["timestamp"]
+    if cutoff < stamps.min():  # said before the champions' warnings, and any work
+        raise _nothing_to_score(cutoff)
+    _warn_if_far(progress, cutoff, stamps.max(), champions.horizon_days)
+    # before the features: a build that fails or is stopped would hide the likely cause
+    _champion_warnings(progress, champions, feature_config, cutoff)
     table = scoring_features(
         inputs.transactions.frame, cutoff, feature_config, inputs.customers_frame, champions
     )
-    if table.empty:
+    if table.empty:  # lines up to the cutoff, but no purchase (refunds)
         raise _nothing_to_score(cutoff)
-    _champion_warnings(progress, champions, feature_config, cutoff)
     progress(f"scoring {len(table):,} customers at {cutoff}")
     absent = absent_inputs(table.columns, champions)
     if absent:

@@ -50,6 +50,7 @@ def test_a_first_run_that_misses_the_gate_says_what_to_do_and_scoring_still_work
     assert trained.returncode == 0, trained.stderr
     assert "churn: churn v1 not promoted: fails thresholds: roc_auc" in trained.stdout
     assert "`crm-ltv promote --model churn --version 1` makes it champion" in trained.stdout
+    assert "no champion yet. No champion yet" not in trained.stdout  # said once
     scored = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
     assert scored.returncode == 0, scored.stderr
     assert "warning: churn has no 'champion' version; using the newest, v1" in scored.stderr

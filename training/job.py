@@ -466,6 +466,7 @@ def _version_of(found: ModelVersion | None) -> str | None:
 
 def _until_promoted(reason: str, name: str, version: str) -> str:
     """What a user whose first run missed the gate can do, and what scores meanwhile."""
+    reason = reason.removesuffix("; no champion yet")  # said next, not twice
     return (
         f"{reason}. No champion yet: `crm-ltv score` and `crm-ltv serve` use the newest version "
         f"(v{version}) with a warning; `crm-ltv promote --model {name} --version {version}` "
