@@ -1367,8 +1367,9 @@ def serve(
     _free_port(host, port)
     paths = _paths()
     check_service_configs(paths)  # else a worker only logs the mistake and is never ready
-    if blank_token() is not None:
-        raise ConfigError(blank_token())
+    blank = blank_token()
+    if blank is not None:
+        raise ConfigError(blank)
     progress = Progress()
     env = _bentoml_env(paths, progress)  # before bentoml is imported: it reads the overrides
     _sync_store(progress)

@@ -412,10 +412,15 @@ def merged_over(model: type[BaseModel], default: object, own: object) -> object:
     return merged
 
 
+def config_area(config: BaseModel) -> str:
+    """The configs/<area>.yaml a config is read from (its class's name for a section)."""
+    return getattr(config, "area", type(config).__name__)
+
+
 def config_digests(*configs: BaseModel) -> dict[str, str]:
     """`config_digest` per area (train, features, data): what `crm-ltv tune` tuned with, so
     that training with other settings is warned about."""
-    return {getattr(c, "area", type(c).__name__): config_digest(c) for c in configs}
+    return {config_area(c): config_digest(c) for c in configs}
 
 
 def load_config(model: type[ConfigT], path: Path) -> ConfigT:

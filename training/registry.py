@@ -26,6 +26,7 @@ from crm_ltv.training.bundle import MANIFEST, Kind, ModelBundle
 from crm_ltv.training.config import BY_CHANCE, HIGHER_IS_BETTER, GateConfig, RegistryConfig
 from crm_ltv.training.errors import BundleError, ChampionError
 from crm_ltv.training.scoring import Champion, Champions
+from crm_ltv.training.tracking import local_folder
 from crm_ltv.training.uplift import UpliftBundle
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
@@ -386,8 +387,6 @@ def download_bundle(name: str, version: str, dst: Path) -> Path:
 def _missing_run_folder(name: str, version: str) -> Path | None:
     """The local artifact root (mlartifacts/) of the run that logged a version, when it does
     not exist. (A run's own folder is there only if it logged a file.)"""
-    from urllib.parse import unquote, urlparse
-
     if not mlflow.get_tracking_uri().startswith("sqlite:"):  # a server's roots: not ours to see
         return None
     try:
@@ -395,8 +394,8 @@ def _missing_run_folder(name: str, version: str) -> Path | None:
         uri = mlflow.get_run(run_id).info.artifact_uri if run_id else ""  # <root>/<run>/artifacts
     except MlflowException:  # the run is gone (`mlflow gc`): nothing to say about its folder
         return None
-    root = Path(unquote(urlparse(uri).path)).parents[1] if uri.startswith("file://") else None
-    return root if root is not None and not root.exists() else None
+    folder = local_folder(uri)
+    return None if folder is None or folder.parents[1].exists() else folder.parents[1]
 
 
 def load_bundle(name: str, version: str) -> ModelBundle:

@@ -17,6 +17,7 @@ import mlflow
 import pandas as pd
 from pydantic import BaseModel
 
+from crm_ltv.features.config import config_area
 from crm_ltv.features.inputs import Inputs, input_files
 from crm_ltv.features.paths import Paths
 
@@ -85,15 +86,23 @@ def setup_tracking(paths: Paths, experiment: str, description: str | None = None
     return experiment_id
 
 
+def local_folder(uri: str) -> Path | None:
+    """The folder a `file://` artifact URI names (MLflow records them absolute), or None for
+    another scheme (a tracking server's)."""
+    if not uri.startswith("file://"):
+        return None
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(uri).path))
+
+
 def _check_home_artifacts(paths: Paths, name: str, location: str) -> None:
     """MLflow records an experiment's artifact folder as an absolute path: in a moved home
     every model read failed as 'holds no model bundle' (refused here, before any work), and a
     copied one writes its new runs' files into the original's (said here)."""
-    if not location.startswith("file://"):
+    where = local_folder(location)
+    if where is None:
         return
-    from urllib.parse import unquote, urlparse
-
-    where = Path(unquote(urlparse(location).path))
     if where.resolve() == paths.artifacts_dir.resolve():
         return
     if where.exists() and paths.artifacts_dir.exists() and where.samefile(paths.artifacts_dir):
@@ -257,10 +266,7 @@ def log_config_files(paths: Paths, areas: Sequence[str], configs: Sequence[BaseM
     for area in areas:
         mlflow.log_artifact(str(paths.config_file(area)), "config")
     for config in configs:
-        mlflow.log_dict(
-            config.model_dump(mode="json"),
-            f"config/{getattr(config, 'area', type(config).__name__)}.json",
-        )
+        mlflow.log_dict(config.model_dump(mode="json"), f"config/{config_area(config)}.json")
 
 
 @contextlib.contextmanager
