@@ -12,6 +12,11 @@ limit, 2 cores (capacity about 300 calls/s then) measured a median of 2.2 s at 4
 omission). Every call has a timeout and every rate a fixed duration, so the run ends by itself
 even if the server falls behind.
 
+Then the health probes under a batch load: two clients per accepted call slot send batches of
+1,000 customers back to back while /livez and /readyz are asked every 100 ms, as a platform's
+probes would (a probe that times out restarts the pod or takes it out of rotation):
+  probes under batch load: /livez p50 X ms, p99 Y ms, max Z ms; /readyz ...; N customers/s
+
 The service runs as in bench_serve.py (whose helpers this imports): the project's champions
 (`make train` first if there are none), a temporary home with a copy of the configs, its own
 BentoML store and decision log. `--max-in-flight N` sets the limit in that copy only.
@@ -20,6 +25,7 @@ BentoML store and decision log. `--max-in-flight N` sets the limit in that copy 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import shutil
@@ -27,11 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import uvloop
 import yaml
 from bench_serve import (
     BIN,
+    HEADERS,
     LATE,
     OUTCOMES,
     TX_PER_CUSTOMER,
@@ -55,6 +63,8 @@ from crm_ltv.serving.config import ServingConfig
 from crm_ltv.training.config import TrainConfig
 
 RATES = (400, 800, 1200)  # below, about at and above capacity on 2 cores (README)
+PROBES = ("/livez", "/readyz")
+PROBE_EVERY = 0.1  # seconds
 
 
 def _ms(values: list[float], q: float) -> str:
@@ -79,6 +89,67 @@ def _report(url: str, bodies: list[bytes], rates: list[int], seconds: float, tim
         time.sleep(1)  # let the workers drain before the next rate
 
 
+async def _probes_under_load(
+    base: str, batch: bytes, size: int, clients: int, seconds: float, timeout: float
+) -> tuple[dict[str, list[float]], float]:
+    """Each probe's latencies (s; a probe without a 200 within `timeout` counts as `timeout`)
+    while `clients` send the batch back to back; and the customers/s answered meanwhile."""
+    latencies: dict[str, list[float]] = {path: [] for path in PROBES}
+    answered = 0
+    deadline = time.perf_counter() + seconds
+    limits = aiohttp.ClientTimeout(total=timeout)
+    # A connection per call, so the kernel spreads them over the workers (bench_serve).
+    connector = aiohttp.TCPConnector(force_close=True, limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=limits) as session:
+
+        async def client() -> None:
+            nonlocal answered
+            while time.perf_counter() < deadline:
+                try:
+                    async with session.post(f"{base}/score", data=batch, headers=HEADERS) as r:
+                        await r.read()
+                        answered += size if r.status == 200 else 0
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+
+        async def probe(path: str) -> None:
+            start = time.perf_counter()
+            try:
+                async with session.get(base + path) as response:
+                    await response.read()
+                    ok = response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                ok = False
+            latencies[path].append(time.perf_counter() - start if ok else timeout)
+
+        async def prober() -> None:
+            await asyncio.sleep(1.0)  # the batches under way first
+            asked = []
+            while time.perf_counter() < deadline:
+                asked += [asyncio.create_task(probe(path)) for path in PROBES]
+                await asyncio.sleep(PROBE_EVERY)
+            await asyncio.gather(*asked)
+
+        start = time.perf_counter()
+        await asyncio.gather(prober(), *(client() for _ in range(clients)))
+        return latencies, answered / (time.perf_counter() - start)
+
+
+def _report_probes(base: str, payloads: list[dict], clients: int, seconds: float) -> None:
+    size = min(len(payloads), 1000)
+    batch = json.dumps({"customers": payloads[:size]}).encode()
+    latencies, rate = uvloop.run(_probes_under_load(base, batch, size, clients, seconds, 10.0))
+    said = "; ".join(
+        f"{path} p50 {_ms(values, 50)}, p99 {_ms(values, 99)}, max {_ms(values, 100)}"
+        for path, values in latencies.items()
+    )
+    print(
+        f"probes under batch load ({clients} clients x {size:,} customers, "
+        f"{seconds:g} s): {said}; {rate:,.0f} customers/s",
+        flush=True,
+    )
+
+
 def _set_limit(home: Path, max_in_flight: int | None) -> ServingConfig:
     """The serving config of the scratch home (its own file, else the packaged default), with
     `max_in_flight` written into the home's own file if given."""
@@ -98,6 +169,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=positive, default=10.0, help="per call, seconds")
     parser.add_argument(
         "--max-in-flight", type=int, default=None, help="override configs/serving.yaml's"
+    )
+    parser.add_argument(
+        "--probe-seconds", type=positive, default=10.0, help="health probes under batch load"
     )
     args = parser.parse_args()
     if args.max_in_flight is not None and args.max_in_flight < 1:
@@ -128,6 +202,8 @@ def main() -> None:
         try:
             wait_ready(f"{base}/readyz", server, log)
             _report(f"{base}/score", bodies, args.rates, args.seconds, args.timeout)
+            clients = settings.workers * settings.max_in_flight
+            _report_probes(base, payloads, clients, args.probe_seconds)
         finally:
             stop_server(server)
     finally:

@@ -42,6 +42,7 @@ from crm_ltv.serving.holdout import apply_holdout
 from crm_ltv.serving.schemas import (
     MAX_REQUEST_ID,
     CustomerIn,
+    CustomerScore,
     ScoreRequest,
     ScoreResponse,
     request_error,
@@ -239,6 +240,7 @@ class CrmLtv:
     def __init__(self) -> None:
         quiet_client_errors()
         self.scorer: Scorer | None = None
+        self.scoring: anyio.CapacityLimiter | None = None
         self.loaded = threading.Event()
         NOT_SERVING.reason = None  # this instance's own, in a process that made one before
         try:
@@ -302,8 +304,6 @@ class CrmLtv:
     ) -> ScoreResponse | JSONResponse:
         """Churn probability, predicted value, segment, stage, reasons and next-best-action."""
         request_id = checked_request_id(ctx.request.headers.get("x-request-id"))
-        # Async, so the few milliseconds of scoring run on the event loop without a hop to a
-        # thread; a worker scores one request at a time either way (one LightGBM thread each).
         if not self.loaded.is_set():
             # /readyz is answered by whichever worker takes the probe: a call that reaches a
             # worker still loading waits for its models instead of failing while its siblings
@@ -312,14 +312,18 @@ class CrmLtv:
         if self.scorer is None:
             raise ServiceUnavailable(NOT_SERVING.reason or "models still loading; see /readyz")
         now = datetime.now(UTC).replace(tzinfo=None)
-        try:
-            scored = self.scorer.score_with_views(customers, now)
-            answers, assigned = apply_holdout(scored, self.scorer.nba, settings().holdout)
-        except DataError as exc:
-            raise request_error([(("customers",), str(exc))]) from None
+        # Scored in a thread, one call at a time per worker (one LightGBM thread each): on the
+        # event loop, a batch of 1,000 customers held the health probes for up to 2 s (README:
+        # Overload), long enough for a platform to restart a busy worker as dead.
+        if self.scoring is None:
+            self.scoring = anyio.CapacityLimiter(1)  # made on the loop, as anyio requires
         ctx.response.metadata["X-Request-ID"] = request_id
         try:
-            self.decisions.append(answers, request_id, now, assigned, [v for _, v in scored])
+            answers = await anyio.to_thread.run_sync(
+                self._decide, self.scorer, customers, request_id, now, limiter=self.scoring
+            )
+        except DataError as exc:
+            raise request_error([(("customers",), str(exc))]) from None
         except OSError as exc:  # a full disk, a log made read-only: a 503 that says so
             # Answered, not raised: BentoML words every 5xx raised "please check the server
             # log", and logs a traceback for each.
@@ -331,6 +335,16 @@ class CrmLtv:
             )
             return JSONResponse({"error": message})
         return ScoreResponse(request_id=request_id, customers=answers)
+
+    def _decide(
+        self, scorer: Scorer, customers: list[CustomerIn], request_id: str, now: datetime
+    ) -> list[CustomerScore]:
+        """Scores, holds out and puts the decisions on record (DataError: a bad request;
+        OSError: the decision log refused them)."""
+        scored = scorer.score_with_views(customers, now)
+        answers, assigned = apply_holdout(scored, scorer.nba, settings().holdout)
+        self.decisions.append(answers, request_id, now, assigned, [v for _, v in scored])
+        return answers
 
 
 CrmLtv.add_asgi_middleware(EchoRequestId)  # first added, outermost: round the others' answers

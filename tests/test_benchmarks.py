@@ -28,6 +28,7 @@ def _bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
         ("bench_serve.py", ["--seconds", "0"], "give a number above 0"),
         ("bench_overload.py", ["--timeout", "-1"], "give a number above 0"),
         ("bench_overload.py", ["--max-in-flight", "0"], "at least 1"),
+        ("bench_overload.py", ["--probe-seconds", "0"], "give a number above 0"),
     ],
 )
 def test_a_bad_option_is_a_usage_error_before_any_work(script, args, said):
