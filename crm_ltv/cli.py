@@ -1131,11 +1131,13 @@ def promote(
                 )
     elif pair:
         raise ConfigError(f"--pair: only churn and ltv are registered in pairs, not {model}")
+    changed = False
     for name, wanted in moves:
         previous, moved = promote_by_hand(name, wanted, aliases[name], made_by)
         if str(previous) == moved:  # said as a move, "v2 -> v2" read as a change
             typer.echo(f"{name}: v{moved} is already {aliases[name]}; nothing moved")
             continue
+        changed = True
         before = f"v{previous}" if previous else "none"
         typer.echo(f"{name}: {aliases[name]} {before} -> v{moved}")
         objection = gate_objection(name, moved)
@@ -1143,6 +1145,12 @@ def promote(
             typer.echo(
                 f"warning: {name} v{moved} was held back by its run's gate: {objection}", err=True
             )
+    if changed:  # the service copies the champions as it starts, and never looks again
+        typer.echo(
+            "A running service keeps the versions it loaded: restart `crm-ltv serve` (or build "
+            "a new Bento, `crm-ltv bento`) to serve this one; its answers' model_versions say "
+            "which they scored with."
+        )
 
 
 @app.command()

@@ -66,6 +66,25 @@ def catalogue_action(name: str) -> str:
     return name
 
 
+# A JSON number above this may not be the integer the caller meant (a double's 53-bit mantissa)
+MAX_ID_NUMBER = 2**53
+
+
+def id_number_text(value: Any) -> Any:
+    """A whole JSON number is its text: a backend with integer keys sends 13085, which the
+    loader reads from a file as '13085' (13085.0 too). Texts pass on; a boolean, a fraction or
+    a number too large to be exact is refused, not turned into an id nobody has."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value  # text is read by the field's own validators; the rest is refused there
+    if isinstance(value, int):
+        return str(value)
+    if not value.is_integer() or abs(value) > MAX_ID_NUMBER:
+        raise ValueError(
+            f"{value!r} is not a whole number up to 2**53: send an id as text or an integer"
+        )
+    return str(int(value))
+
+
 def customer_id_text(value: str) -> str:
     """The id as the loader reads it from a file (features.loading: stripped, '13085.0' is
     '13085'), so that ' a ' and 'a' are one customer and decisions join to the transactions
@@ -96,7 +115,9 @@ Text = Annotated[str, Field(max_length=MAX_TEXT)]
 # Read as the loader reads a file's: an order id as ids are ('13085.0' is '13085', 'NULL' none),
 # a category or channel stripped, blank none; else ' books ' and 'books' were two categories
 # here and one in `crm-ltv score`, and the same customer scored twice differently.
-OrderId = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(id_of)]
+OrderId = Annotated[
+    str, Field(max_length=MAX_TEXT), BeforeValidator(id_number_text), AfterValidator(id_of)
+]
 Label = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(label_of)]
 
 
@@ -136,10 +157,13 @@ class Contact(_Strict):
 class CustomerIn(_Strict):
     """One customer: raw `transactions` with `as_of`, or precomputed `features`."""
 
-    customer_id: Annotated[str, AfterValidator(customer_id_text)] = Field(
+    customer_id: Annotated[
+        str, BeforeValidator(id_number_text), AfterValidator(customer_id_text)
+    ] = Field(
         min_length=1,
         max_length=MAX_TEXT,
-        description="Stripped of spaces, as the loader reads ids ('13085.0' is '13085').",
+        description="Text or a whole number, read as the loader reads ids: stripped, "
+        "'13085.0' and 13085 are '13085'.",
     )
     as_of: Moment | None = Field(
         None,

@@ -312,6 +312,33 @@ def test_ids_are_read_as_the_loader_reads_them():
     assert [c.customer_id for c in request.customers] == ["a", "a", "13085", "b.0", "NULLS", "7"]
 
 
+def test_whole_json_numbers_are_ids_as_the_loader_reads_them():
+    """A backend with integer keys sent 13085 and got 400 'Input should be a valid string';
+    the loader reads 13085 and 13085.0 in a file as '13085'."""
+    tx = [{"timestamp": "2025-06-01", "amount": 5.0, "order_id": 489434},
+          {"timestamp": "2025-06-02", "amount": 5.0, "order_id": 489435.0}]  # fmt: skip
+    body = {"customers": [_customer(customer_id=13085, transactions=tx),
+                          _customer(customer_id=13086.0), _customer(customer_id=-7)]}  # fmt: skip
+    request = ScoreRequest.model_validate_json(json.dumps(body))
+    assert [c.customer_id for c in request.customers] == ["13085", "13086", "-7"]
+    assert [t["order_id"] for t in request.customers[0].transactions] == ["489434", "489435"]
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "words"),
+    [
+        ({"customer_id": 13085.5}, "customer_id", "13085.5 is not a whole number up to 2**53"),
+        ({"customer_id": 1e300}, "customer_id", "is not a whole number up to 2**53"),
+        ({"customer_id": True}, "customer_id", "Input should be a valid string"),
+        ({"transactions": [{"timestamp": "2025-06-01", "amount": 5, "order_id": 0.5}]},
+         "transactions.0.order_id", "0.5 is not a whole number"),
+    ],
+)  # fmt: skip
+def test_fractions_booleans_and_inexact_numbers_are_not_ids(change, where, words):
+    errors = _errors({"customers": [_customer(**change)]})
+    assert where in errors[0][1] and words in errors[0][1], errors
+
+
 def test_labels_and_order_ids_read_as_the_loader_reads_a_file():
     """' books ' and 'books' were two categories in a request and one in `crm-ltv score`, and
     a blank category became a customer's favourite: the same customer, two scores."""

@@ -233,6 +233,7 @@ def test_promote_by_hand(trained):
     moved = run(home, "promote", "--model", "churn", "--version", "2")
     assert moved.returncode == 0, moved.stderr
     assert "churn: champion v1 -> v2" in moved.stdout and _champion(home, "churn") == "2"
+    assert "A running service keeps the versions it loaded: restart `crm-ltv serve`" in moved.stdout
     # the gate's verdict stays on the version (it was overwritten), the hand move beside it
     by_hand = mlflow_client(home).get_model_version("churn", "2").tags
     assert "does not beat" in by_hand["promotion"] and by_hand["promoted_by_hand"].endswith("UTC")
@@ -240,7 +241,10 @@ def test_promote_by_hand(trained):
     assert unknown.returncode == 2 and "has versions 1, 2, 3" in unknown.stderr
     client = mlflow_client(home)
     assert client.get_model_version("churn", "1").tags["superseded_by"] == "2"  # the one it left
-    assert run(home, "promote", "--model", "churn", "--version", "1").returncode == 0
+    back = run(home, "promote", "--model", "churn", "--version", "1")
+    assert back.returncode == 0 and "restart `crm-ltv serve`" in back.stdout
+    again = run(home, "promote", "--model", "churn", "--version", "1")  # nothing moved: no hint
+    assert "nothing moved" in again.stdout and "restart" not in again.stdout
     assert "superseded_by" not in client.get_model_version("churn", "1").tags  # champion again
     assert client.get_model_version("churn", "2").tags["superseded_by"] == "1"
     # promoting the champion itself keeps the gate's reason on it
