@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import bentoml
+import pandas as pd
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
 from starlette.responses import JSONResponse
 
@@ -241,6 +242,7 @@ class CrmLtv:
         quiet_client_errors()
         self.scorer: Scorer | None = None
         self.scoring: anyio.CapacityLimiter | None = None
+        self.level_said = False  # Champions.level_warning, logged once per worker
         self.loaded = threading.Event()
         NOT_SERVING.reason = None  # this instance's own, in a process that made one before
         try:
@@ -344,7 +346,20 @@ class CrmLtv:
         scored = scorer.score_with_views(customers, now)
         answers, assigned = apply_holdout(scored, scorer.nba, settings().holdout)
         self.decisions.append(answers, request_id, now, assigned, [v for _, v in scored])
+        if not self.level_said:
+            self._say_level(scorer, [c.as_of or now for c in customers])
         return answers
+
+    def _say_level(self, scorer: Scorer, moments: list[datetime]) -> None:
+        """`crm-ltv score` warns when it scores far from the date the champions' level was
+        set for (a seasonal shop's totals are off then); the service says it in its log, once
+        per worker rather than on every call."""
+        for moment in (min(moments), max(moments)):
+            said = scorer.champions.level_warning(pd.Timestamp(moment))
+            if said is not None:
+                logger.warning("%s (said once per worker)", said.removeprefix("warning: "))
+                self.level_said = True
+                return
 
 
 CrmLtv.add_asgi_middleware(EchoRequestId)  # first added, outermost: round the others' answers

@@ -162,6 +162,23 @@ def test_score_raw_transactions_with_the_bentoml_client(server, sample, home):
     assert mine[0]["action"] == got[0]["next_best_action"]["action"]
 
 
+def test_scoring_far_from_the_champions_level_is_said_in_the_log(http, sample, server):
+    """`crm-ltv score` warned when scoring far from the date the level was set for; the
+    service scored any as_of silently (2030, 2199, before the training history)."""
+    _, _, log = server
+    tx, customers = sample
+    cid = _buyers(tx, AS_OF, 1)[0]
+    far = {**_customer_payload(cid, tx, customers, AS_OF), "as_of": "2030-01-01"}
+    assert http.post("/score", json={"customers": [far]}).status_code == 200
+    deadline = time.monotonic() + 10
+    while "but the level (total value, churn rate)" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    said = [line for line in log.read_text().splitlines() if "but the level" in line]
+    assert all("(said once per worker)" in line for line in said)
+    assert len(said) <= 2  # 2 workers, each once, however many calls were far
+
+
 def test_request_id_is_echoed_and_logged(http, sample, home):
     tx, customers = sample
     cid = _buyers(tx, AS_OF, 1)[0]
