@@ -176,14 +176,7 @@ def on_cluster(args: argparse.Namespace, files: list[Path], out: Path) -> None:
         champions = Champions.pair(
             Champion("churn", "bench", "churn", bundle), Champion("ltv", "bench", "ltv", bundle)
         )
-        frames = features_on_cluster(
-            data,
-            data.last,
-            features,
-            champions.rfm_cuts,
-            known_labels=champions.known_labels,
-            history_start=champions.history_start,
-        )
+        frames = features_on_cluster(data, data.last, features, **champions.feature_args())
         scored = score_on_cluster(client, frames, champions)
         scored_rows, _, _ = score_totals(client, scored)
         write_parts(client, scored, out / "scores", index=False)

@@ -593,6 +593,16 @@ def features(
     engine: EngineOpt = Engine.single,
     scheduler: SchedulerOpt = None,
     partitions: PartitionsOpt = None,
+    champions: Annotated[
+        bool,
+        typer.Option(
+            "--champions",
+            help="Build the rows the champion models read, as `crm-ltv score` and the service "
+            "do: RFM scores by their training population's cut points, their categories and "
+            "history start (default: this file's own quintiles and first line). For feature "
+            "rows to send to the service.",
+        ),
+    ] = False,
 ) -> None:
     """Build the feature table at one cutoff and print a summary."""
     from crm_ltv.features.builders import build_features
@@ -606,6 +616,15 @@ def features(
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     on_dask = _on_dask(engine, scheduler, partitions)
     _check_out(out, on_dask, _files_read(paths, transactions, customers))
+    as_scored = {}  # the file's own quintiles, categories and first line
+    if champions:
+        scoring = _scoring_champions(paths, progress, feature_config, _train_config(paths))
+        as_scored = scoring.feature_args()
+        progress(
+            f"building the rows {scoring.churn.name} v{scoring.churn.version} and "
+            f"{scoring.ltv.name} v{scoring.ltv.version} read: their RFM cut points, categories "
+            "and history start"
+        )
     if on_dask:
         from crm_ltv.features import cluster
 
@@ -613,7 +632,9 @@ def features(
         with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
             client = data.client
             cutoff = given if given is not None else data.last
-            frames = cluster.features_on_cluster(data, cutoff, feature_config, progress=progress)
+            frames = cluster.features_on_cluster(
+                data, cutoff, feature_config, progress=progress, **as_scored
+            )
             rows = cluster.write_parts(client, frames, target)
             if rows == 0:
                 raise DataError(f"no customer has a purchase up to {cutoff}; nothing to build")
@@ -627,7 +648,7 @@ def features(
     tx = inputs.transactions.frame
     cutoff = given if given is not None else tx["timestamp"].max()
     progress(f"building features at {cutoff}")
-    table = build_features(tx, cutoff, feature_config, inputs.customers_frame)
+    table = build_features(tx, cutoff, feature_config, inputs.customers_frame, **as_scored)
     if table.empty:
         raise DataError(f"no customer has a purchase up to {cutoff}; nothing to build")
     if target.suffix.lower() == ".csv":
@@ -639,6 +660,24 @@ def features(
 
 
 _SUMMARY_COLUMNS = {"rfm_segment": "RFM segment", "lifecycle_stage": "Lifecycle stage"}
+
+
+def _scoring_champions(
+    paths: Paths, progress: Progress, features: FeatureConfig, config: TrainConfig
+) -> Champions:
+    """The champions `crm-ltv score` scores with, refused before any data is read when they
+    read a feature this features config does not build."""
+    from crm_ltv.training.registry import load_champions
+    from crm_ltv.training.tracking import setup_tracking
+
+    setup_tracking(paths, config.registry.experiment)
+    champions = load_champions(config.registry, progress)
+    unbuilt = champions.unbuilt_features(features)
+    if unbuilt is not None:
+        from crm_ltv.training.errors import ChampionError
+
+        raise ChampionError(unbuilt)
+    return champions
 
 
 def _cutoff_option(value: str | None, option: str) -> pd.Timestamp | None:
@@ -941,26 +980,18 @@ def score(
     cutoff = _cutoff_option(as_of, "--as-of")
     progress = Progress()
 
-    from crm_ltv.training.registry import load_champions
     from crm_ltv.training.scoring import (
         absent_inputs,
         absent_inputs_warning,
         score_customers,
         scoring_features,
     )
-    from crm_ltv.training.tracking import setup_tracking
 
-    setup_tracking(paths, config.registry.experiment)
-    champions = load_champions(config.registry, progress)
+    champions = _scoring_champions(paths, progress, feature_config, config)
     progress(
         f"scoring with {champions.churn.name} v{champions.churn.version}, "
         f"{champions.ltv.name} v{champions.ltv.version} ({champions.horizon_days}-day horizon)"
     )
-    unbuilt = champions.unbuilt_features(feature_config)
-    if unbuilt is not None:
-        from crm_ltv.training.errors import ChampionError
-
-        raise ChampionError(unbuilt)
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     if on_dask:
         from crm_ltv.features.cluster import features_on_cluster, write_parts
@@ -971,10 +1002,7 @@ def score(
                 raise _nothing_to_score(cutoff)
             _champion_warnings(progress, champions, feature_config, cutoff)
             _warn_if_far(progress, cutoff, data.last, champions.horizon_days)
-            frames = features_on_cluster(
-                data, cutoff, feature_config, champions.rfm_cuts,
-                known_labels=champions.known_labels, history_start=champions.history_start,
-            )  # fmt: skip
+            frames = features_on_cluster(data, cutoff, feature_config, **champions.feature_args())
             first = frames[:1]  # every partition has the same columns
             columns = data.client.gather(data.client.map(lambda f: list(f.columns), first))
             absent = absent_inputs(columns[0] if columns else (), champions)

@@ -125,7 +125,8 @@ class Scorer:
                         where,
                         f"{label}: {n_tx:,} transactions; at most "
                         f"{self.settings.max_transactions_per_customer:,} (send its feature "
-                        "row instead: `crm-ltv features`)",
+                        "row instead: `crm-ltv features --champions`; or raise "
+                        "max_transactions_per_customer in configs/serving.yaml)",
                     )
                 )
             if customer.features is not None:
@@ -238,9 +239,7 @@ class Scorer:
             cutoff,
             self.feature_config,
             attributes,
-            self.champions.rfm_cuts,
-            known_labels=self.champions.known_labels,
-            history_start=self.champions.history_start,
+            **self.champions.feature_args(),
         )
 
     def _given(self, customers: Sequence[CustomerIn]) -> FeatureColumns:

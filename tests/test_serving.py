@@ -349,7 +349,8 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
           "transactions: add up to features.monetary_total 1.001e+15, above 1e+15"]),
         ("more lines than a customer may send",
          customer(transactions=[tx] * 10_001),
-         ["customer 'c-ok'", "10,001 transactions; at most 10,000 (send its feature row instead"]),
+         ["customer 'c-ok'", "10,001 transactions; at most 10,000 (send its feature row "
+                             "instead: `crm-ltv features --champions`"]),
         ("misspelt contact action (escaped the contact cap)",
          customer(contacts=[{"action": "recomendation", "sent_at": "2025-06-01"}]),
          ["customer 'c-ok'", "contacts.0.action", "did you mean 'recommendation'?"]),

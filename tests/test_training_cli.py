@@ -150,6 +150,34 @@ def test_score_uses_the_champions_and_the_training_feature_code(trained):
     assert "warning: --as-of 2027-06-30 is" in late.stderr and "looks lapsed" in late.stderr
 
 
+def test_feature_rows_for_the_champions_score_as_crm_ltv_score_scores(trained):
+    """A customer over the service's max_transactions_per_customer is sent as a feature row,
+    which `crm-ltv features` built by the file's own quintiles and first line: on Online
+    Retail II 12 of 20 customers then got another RFM segment than `crm-ltv score` gave them.
+    With --champions, the rows are those the champions score."""
+    from crm_ltv.features.config import load_config
+    from crm_ltv.features.paths import Paths
+    from crm_ltv.training.config import TrainConfig
+    from crm_ltv.training.registry import load_champions
+    from crm_ltv.training.scoring import score_customers
+
+    home, _ = trained
+    at = ("--as-of", "2025-06-30")
+    built = run(home, "features", *at, "--champions", "--out", str(home / "rows.parquet"))
+    assert built.returncode == 0, built.stderr
+    assert "building the rows churn v1 and ltv v1 read" in built.stderr
+    assert run(home, "features", *at, "--out", str(home / "own.parquet")).returncode == 0
+    assert run(home, "score", *at, "--out", str(home / "scored.csv")).returncode == 0
+    rows, own = pd.read_parquet(home / "rows.parquet"), pd.read_parquet(home / "own.parquet")
+    expected = pd.read_csv(home / "scored.csv", dtype={"customer_id": str})
+    mlflow_client(home)  # the home's registry, for the in-process read
+    registry = load_config(TrainConfig, Paths(home).config_file("train")).registry
+    got = score_customers(rows, load_champions(registry))
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_dtype=False)
+    # the file's own quintiles score some customers otherwise: the option is what differs
+    assert (own["rfm_segment"].astype(str) != rows["rfm_segment"].astype(str)).any()
+
+
 def test_a_date_before_the_data_is_one_error_without_the_champions_warnings(trained):
     """Nothing to score before the first purchase: the error alone, not after a page on the
     champion's level belonging to another season (true, but of scores there are none of)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,6 +98,15 @@ class Champions:
     @property
     def versions(self) -> dict[str, str]:
         return {"churn": self.churn.version, "ltv": self.ltv.version}
+
+    def feature_args(self) -> dict[str, Any]:
+        """The feature builders' arguments that make the rows these champions read (their RFM
+        cut points, categories and history start), wherever rows are built for them."""
+        return {
+            "rfm_cuts": self.rfm_cuts,
+            "known_labels": self.known_labels,
+            "history_start": self.history_start,
+        }
 
     def features_config_warning(self, features: FeatureConfig) -> str | None:
         """Features built with another features config than a champion was trained with
@@ -222,15 +232,7 @@ def scoring_features(
     scored."""
     from crm_ltv.features.builders import build_features
 
-    return build_features(
-        transactions,
-        cutoff,
-        config,
-        customers,
-        champions.rfm_cuts,
-        champions.known_labels,
-        champions.history_start,
-    )
+    return build_features(transactions, cutoff, config, customers, **champions.feature_args())
 
 
 def absent_inputs(columns: Iterable[str], champions: Champions) -> list[str]:
