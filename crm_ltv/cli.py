@@ -1965,6 +1965,7 @@ def policy_eval(
     caveat = job.support_note(result.table)
     if caveat:
         typer.echo(caveat)
+    typer.echo(job.best_policy_note(result.table, config.min_support))
     _say_run(result.run_id, config.experiment, paths)
 
 

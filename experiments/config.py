@@ -125,6 +125,8 @@ class PolicyEvalConfig(FrozenConfig):
     folds: int = Field(5, ge=2)  # DR's outcome model is cross-fitted over folds of customers
     churn_share: float = Field(0.2, gt=0, le=1)  # the churn-risk policy contacts this share
     churn_action: str = "win_back"  # ... with this action
+    # a policy is named best only with at least this support (and DR, IPW intervals that meet)
+    min_support: float = Field(0.9, gt=0, le=1)
     simulation: SimulationConfig = SimulationConfig()
 
 

@@ -459,7 +459,9 @@ def _period_kind(period: str) -> str:
 def window_outcomes(
     customer_ids: pd.Series, sent_at: pd.Series, transactions: pd.DataFrame, window_days: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Any purchase and net spend of each (customer, sent_at) over (sent_at, sent_at + window]."""
+    """Any purchase and net spend of each (customer, sent_at) over (sent_at, sent_at + window],
+    in whole seconds as the feature builders read time: a purchase within the second of
+    `sent_at` is in the features at the send (segments.features_at_send), so never a response."""
     keys = pd.DataFrame(
         {"customer_id": customer_ids.astype(str).to_numpy(), "sent_at": sent_at.to_numpy()}
     ).reset_index(names="row")
@@ -467,8 +469,9 @@ def window_outcomes(
         customer_id=transactions["customer_id"].astype(str)
     )
     joined = keys.merge(tx, on="customer_id", how="inner")
-    end = joined["sent_at"] + pd.Timedelta(days=window_days)
-    inside = joined.loc[(joined["timestamp"] > joined["sent_at"]) & (joined["timestamp"] <= end)]
+    at = joined["timestamp"].dt.floor("s")
+    start = joined["sent_at"].dt.floor("s")
+    inside = joined.loc[(at > start) & (at <= start + pd.Timedelta(days=window_days))]
     n = len(keys)
     revenue = np.bincount(inside["row"], weights=inside["amount"], minlength=n)
     buys = np.bincount(inside["row"], weights=(inside["amount"] > 0), minlength=n)

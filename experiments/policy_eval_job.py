@@ -45,6 +45,7 @@ NOTE = (
     "churn risk, random, nothing. On a history simulated on the sample, true_value is each "
     "policy's value under that simulation, with the generator's effects."
 )
+NO_BEST = "(none)"  # tag best_policy_dr when no policy has the support and agreement to rank
 LIFECYCLE = ("new", "developing", "loyal", "at-risk", "lapsed")
 
 
@@ -269,7 +270,7 @@ def run_policy_eval(
                 table[f"ci_low_{estimator}"] <= table["true_value"]
             ) & (table["true_value"] <= table[f"ci_high_{estimator}"])
     table = table.sort_values("estimated_value_dr", ascending=False, ignore_index=True)
-    note = _run_note(table, history)
+    note = _run_note(table, history, config.min_support)
     with experiment_run(
         paths, config.experiment, NOTE, "policy-eval", note, "policy-eval", data_files
     ) as rid:
@@ -283,19 +284,18 @@ def run_policy_eval(
                 "folds": config.folds,
                 "churn_share": config.churn_share,
                 "churn_action": config.churn_action,
+                "min_support": config.min_support,
                 **(params or {}),
                 **{f"left_out_{k}": v for k, v in (history.left_out or {}).items()},
             }
         )
         log_datasets(datasets, "policy-eval")
-        best = table.iloc[0]
-        mlflow.set_tag("best_policy_dr", str(best["policy"]))  # the highest estimate's
-        log_metrics(
-            {
-                "decisions": float(len(history.logged.action)),
-                "best_estimated_value_dr": float(best["estimated_value_dr"]),
-            }
-        )
+        best = best_policy(table, config.min_support)
+        mlflow.set_tag("best_policy_dr", NO_BEST if best is None else str(best["policy"]))
+        metrics = {"decisions": float(len(history.logged.action))}
+        if best is not None:
+            metrics["best_estimated_value_dr"] = float(best["estimated_value_dr"])
+        log_metrics(metrics)
         log_children(
             "policy",
             {row["policy"]: _metrics(row) for _, row in table.iterrows()},
@@ -342,28 +342,73 @@ def _child_note(row: pd.Series, notes: Mapping[str, str]) -> str:
     return text + f"; contacts {row['contacted_share']:.0%}, support {row['support']:.0%}."
 
 
-def best_policy_note(table: pd.DataFrame) -> str:
-    """The highest DR estimate, and whether its interval sets it apart from every other
-    policy's: overlapping intervals are no ranking."""
-    first, others = table.iloc[0], table.iloc[1:]
-    text = f"Highest DR estimate: {first['policy']} ({first['estimated_value_dr']:.2f})"
+def estimators_apart(table: pd.DataFrame) -> pd.Series:
+    """Per policy: its DR and IPW intervals do not overlap. Both estimate the same value, so
+    one of them is wrong there (DR's outcome model extrapolating, or the propensities)."""
+    return (table["ci_low_dr"] > table["ci_high_ipw"]) | (table["ci_low_ipw"] > table["ci_high_dr"])
+
+
+def rankable(table: pd.DataFrame, min_support: float) -> pd.Series:
+    """Per policy: its estimate can be trusted enough to rank it: support of at least
+    `min_support` (below, the log shows little of what it would do) and DR and IPW agreeing."""
+    return (table["support"] >= min_support) & ~estimators_apart(table)
+
+
+def best_policy(table: pd.DataFrame, min_support: float) -> pd.Series | None:
+    """The rankable policy with the highest DR estimate, or None when no policy is rankable:
+    a high DR estimate without support is the outcome model's guess, not the log's."""
+    ranked = table.loc[rankable(table, min_support)]
+    if ranked.empty:
+        return None
+    return ranked.loc[ranked["estimated_value_dr"].idxmax()]
+
+
+def best_policy_note(table: pd.DataFrame, min_support: float) -> str:
+    """The best policy (best_policy), and whether its interval sets it apart from every other
+    rankable policy's: overlapping intervals are no ranking. Policies left out are named."""
+    ok = rankable(table, min_support)
+    rule = f"support >= {min_support:.0%}, DR and IPW intervals overlapping"
+    left_out = _left_out(table, ok, min_support)
+    best = best_policy(table, min_support)
+    if best is None:
+        return f"No policy is named best: none has {rule} ({left_out})."
+    text = f"Best policy ({rule}), by DR: {best['policy']} ({best['estimated_value_dr']:.2f})"
+    others = table.loc[ok & table["policy"].ne(best["policy"])]
     if others.empty:
-        return text + "."
-    if pd.isna(first["ci_low_dr"]) or others["ci_high_dr"].isna().any():
-        return text + "; no interval to rank it by."
-    overlapping = others.loc[others["ci_high_dr"] >= first["ci_low_dr"], "policy"].tolist()
-    if not overlapping:
-        return text + ", its interval above every other policy's."
-    return (
-        text + f"; its interval overlaps that of {', '.join(overlapping)}: the data do not rank "
-        "them."
-    )
+        text += "."
+    elif pd.isna(best["ci_low_dr"]) or others["ci_high_dr"].isna().any():
+        text += "; no interval to rank it by."
+    else:
+        overlapping = others.loc[others["ci_high_dr"] >= best["ci_low_dr"], "policy"].tolist()
+        if not overlapping:
+            text += ", its interval above every other ranked policy's."
+        else:
+            text += (
+                f"; its interval overlaps that of {', '.join(overlapping)}: the data do not "
+                "rank them."
+            )
+    return text + (f" Not ranked: {left_out}." if left_out else "")
 
 
-def _run_note(table: pd.DataFrame, history: History) -> str:
+def _left_out(table: pd.DataFrame, ok: pd.Series, min_support: float) -> str:
+    """The policies `rankable` leaves out, each with why."""
+    apart = estimators_apart(table)
+    reasons = []
+    for i, row in table.loc[~ok].iterrows():
+        why = [f"support {row['support']:.0%}"] if row["support"] < min_support else []
+        if apart[i]:
+            why.append(
+                f"DR {row['estimated_value_dr']:.2f} and IPW {row['estimated_value_ipw']:.2f} "
+                "intervals apart"
+            )
+        reasons.append(f"{row['policy']} ({', '.join(why)})")
+    return "; ".join(reasons)
+
+
+def _run_note(table: pd.DataFrame, history: History, min_support: float) -> str:
     lines = [
         f"Policy values per decision (incremental revenue net of contact costs) from "
-        f"{history.source}. {best_policy_note(table)}",
+        f"{history.source}. {best_policy_note(table, min_support)}",
         "",
         format_policy_table(table),
     ]

@@ -1,8 +1,11 @@
 """What each contacted customer looked like when the campaign was sent: features and segments.
 
-Features come from the feature builders over the transactions strictly before the send time
-(never after: a feature taken later would be partly the campaign's own effect); the A/B
-analysis reads segments from them, uplift training the whole table. The acquisition channel
+Features come from the feature builders at the send time, exactly as the service built them at
+the decision's as_of (which `crm-ltv outcomes` writes as `sent_at`): the transactions up to and
+including that instant, in whole seconds as the builders read time. Never after it: a feature
+taken later would be partly the campaign's own effect, and the response window
+(outcomes.window_outcomes) starts after that same second. The A/B analysis reads segments from
+them, uplift training the whole table. The acquisition channel
 comes from the customers table.
 """
 
@@ -50,15 +53,13 @@ def features_at_send(
     config: FeatureConfig,
     customers: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The feature table of each campaign row (aligned with `campaigns`' index) built from the
-    transactions strictly before its `sent_at`; all missing for a customer with none."""
+    """The feature table of each campaign row (aligned with `campaigns`' index) at its
+    `sent_at`, as the service built it at that as_of (day counts are calendar days: a second
+    earlier would put them a day off); all missing for a customer with no purchase by then."""
     arrays = TransactionArrays.from_frame(transactions)  # once for every send time
     parts = []
     for sent_at, rows in campaigns.groupby("sent_at", sort=True).groups.items():
-        # The builders keep rows up to the cutoff, in whole seconds: one second earlier keeps
-        # only what happened before the send.
-        cutoff = pd.Timestamp(sent_at).floor("s") - pd.Timedelta(seconds=1)
-        table = features_at(arrays, cutoff, config, customers)
+        table = features_at(arrays, pd.Timestamp(sent_at), config, customers)
         table.index = table.index.astype(str)
         ids = campaigns.loc[rows, "customer_id"].astype(str)
         part = table.reindex(ids.to_numpy())

@@ -62,7 +62,7 @@ def uplift_contacts(
     where: str = "campaigns",
 ) -> Contacts:
     """`features` is aligned with `campaigns` (segments.features_at_send). Contacts without an
-    outcome, or of a customer with no purchase before the send (the service gives those the
+    outcome, or of a customer with no purchase up to the send (the service gives those the
     cold-start action, not a model's), are left out and counted. Revenue stays missing where
     the file has none for a contact that converted (none without a conversion is 0); a file
     without revenue gives zeros (value effects 0). `where`: the table and its file, for errors."""

@@ -7,6 +7,7 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import numpy as np
@@ -375,20 +376,109 @@ def test_the_run_names_the_highest_estimate_but_no_winner_when_intervals_overlap
             "estimated_value_dr": [2.04, 1.71, 0.0],
             "ci_low_dr": [1.12, 0.79, 0.0],
             "ci_high_dr": [2.99, 2.63, 0.0],
+            "estimated_value_ipw": [2.03, 1.41, 0.0],
+            "ci_low_ipw": [0.85, 0.34, 0.0],
+            "ci_high_ipw": [3.09, 2.39, 0.0],
+            "support": [1.0, 1.0, 1.0],
         }
     )
-    said = best_policy_note(table)
+    said = best_policy_note(table, 0.9)
     assert said == (
-        "Highest DR estimate: priors (2.04); its interval overlaps that of uplift: the data do "
-        "not rank them."
+        "Best policy (support >= 90%, DR and IPW intervals overlapping), by DR: priors (2.04); "
+        "its interval overlaps that of uplift: the data do not rank them."
     )
-    apart = table.assign(ci_low_dr=[2.7, 0.79, 0.0])
-    assert best_policy_note(apart).endswith("its interval above every other policy's.")
+    apart = table.assign(ci_low_dr=[2.7, 0.79, 0.0], ci_high_ipw=[3.09, 2.39, 3.1])
+    assert best_policy_note(apart, 0.9).endswith("its interval above every other ranked policy's.")
     wide = apart.assign(ci_high_dr=[2.99, 2.63, 3.1])  # a third, wide one reaches it
-    assert best_policy_note(wide).endswith("overlaps that of nothing: the data do not rank them.")
-    assert best_policy_note(table.assign(ci_low_dr=float("nan"))).endswith(
+    assert best_policy_note(wide, 0.9).endswith(
+        "overlaps that of nothing: the data do not rank them."
+    )
+    assert best_policy_note(table.assign(ci_low_dr=float("nan")), 0.9).endswith(
         "no interval to rank it by."
     )
+
+
+def _tester_table() -> pd.DataFrame:
+    """What the tester got from a service's log: random's DR highest at support 29%, its IPW
+    interval far below its DR interval; churn_risk's intervals apart too, at full support."""
+    return pd.DataFrame(
+        {
+            "policy": ["random", "churn_risk", "priors", "nothing"],
+            "estimated_value_dr": [30.63, 12.0, 4.1, 0.0],
+            "ci_low_dr": [7.10, 9.0, 1.2, 0.0],
+            "ci_high_dr": [56.13, 15.0, 7.0, 0.0],
+            "estimated_value_ipw": [-61.26, 2.0, 3.5, 0.0],
+            "ci_low_ipw": [-86.41, 0.5, 0.1, 0.0],
+            "ci_high_ipw": [-36.65, 3.5, 6.9, 0.0],
+            "support": [0.29, 1.0, 0.95, 1.0],
+        }
+    )
+
+
+def test_no_policy_is_named_best_without_support_or_with_dr_and_ipw_apart():
+    from crm_ltv.experiments.policy_eval_job import best_policy, best_policy_note
+
+    table = _tester_table()
+    best = best_policy(table, 0.9)
+    assert best is not None and best["policy"] == "priors"
+    assert best_policy_note(table, 0.9) == (
+        "Best policy (support >= 90%, DR and IPW intervals overlapping), by DR: priors (4.10), "
+        "its interval above every other ranked policy's. Not ranked: random "
+        "(support 29%, DR 30.63 and IPW -61.26 intervals apart); churn_risk (DR 12.00 and IPW "
+        "2.00 intervals apart)."
+    )
+    assert best_policy(table, 0.96)["policy"] == "nothing"  # priors' 95% is short of it
+    alone = table.iloc[:2]
+    assert best_policy(alone, 0.9) is None
+    assert best_policy_note(alone, 0.9).startswith(
+        "No policy is named best: none has support >= 90%, DR and IPW intervals overlapping "
+        "(random (support 29%"
+    )
+
+
+# MLflow's log_table asks pandas for object columns, which pandas 3 warns about (its own code)
+@pytest.mark.filterwarnings("ignore:For backward compatibility, 'str' dtypes")
+def test_the_best_policy_tag_follows_support_and_agreement(tmp_path):
+    """A log of `a` and no_action only: `send_b` was never possible, so its DR is the outcome
+    model's extrapolation (a's lift, shared by every contact, without a's cost) and its IPW
+    the no_action rows' loss. It has the highest DR; the tag names `send_a`, or (none)."""
+    from crm_ltv.experiments.config import PolicyEvalConfig
+    from crm_ltv.experiments.policy_eval_job import NO_BEST, History, run_policy_eval
+    from crm_ltv.features.paths import Paths
+
+    n = 400
+    rng = np.random.default_rng(3)
+    action = np.tile([0, 2], n // 2)  # a, no_action: b never sent
+    revenue = np.where(action == 0, 20.0, 10.0) + rng.normal(0, 1, n)
+    logged = pe.LoggedHistory(("a", "b", NO_ACTION), action, np.full(n, 0.5), revenue,
+                              rng.normal(size=(n, 1)), np.array([8.0, 0.0, 0.0]))  # fmt: skip
+    candidates = np.zeros((n, 3), dtype=bool)
+    candidates[:, [0, 2]] = True
+    history = History(logged, pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)]}),
+                      candidates, "a test log")  # fmt: skip
+
+    names = ["send_a", "send_b", "nothing"]
+    probabilities = {name: np.tile(np.eye(3)[i], (n, 1)) for i, name in enumerate(names)}
+    rivals = SimpleNamespace(arms=logged.arms, probabilities=probabilities,
+                             notes={name: name for name in probabilities})  # fmt: skip
+
+    config = PolicyEvalConfig(bootstrap=50)
+    home = new_home(tmp_path / "home")
+    result = run_policy_eval(history, rivals, Paths(home), config)
+    table = result.table.set_index("policy")
+    assert table["estimated_value_dr"].idxmax() == "send_b"  # what was named before
+    assert table.loc["send_b", "support"] == 0.0
+    client = mlflow_client(home)
+    tags = client.get_run(result.run_id).data.tags
+    assert tags["best_policy_dr"] == "send_a"
+    assert "Not ranked: send_b (support 0%" in tags["mlflow.note.content"]
+
+    rivals.probabilities = {"send_b": probabilities["send_b"]}  # no supported policy left
+    again = run_policy_eval(history, rivals, Paths(home), config)
+    run_data = client.get_run(again.run_id).data
+    assert run_data.tags["best_policy_dr"] == NO_BEST
+    assert "best_estimated_value_dr" not in run_data.metrics
+    assert "No policy is named best" in run_data.tags["mlflow.note.content"]
 
 
 def test_rival_policies_read_what_the_rules_read_beyond_the_scores(nba):

@@ -25,7 +25,8 @@ from scipy.stats import spearmanr
 
 from crm_ltv.experiments import uplift
 from crm_ltv.experiments.config import ExperimentsConfig
-from crm_ltv.experiments.segments import features_at_send
+from crm_ltv.experiments.outcomes import window_outcomes
+from crm_ltv.experiments.segments import features_at_send, segments_at_send
 from crm_ltv.experiments.uplift_job import (
     Comparison,
     _decide,
@@ -33,6 +34,7 @@ from crm_ltv.experiments.uplift_job import (
     compare_champion,
     run_uplift,
 )
+from crm_ltv.features.builders import build_features
 from crm_ltv.features.config import SampleConfig, load_config
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.paths import Paths, default_config_file
@@ -199,7 +201,7 @@ def test_contacts_without_a_purchase_before_the_send_are_left_out_and_counted():
     assert contacts.without_history == 1
 
 
-def test_features_at_send_see_only_what_happened_before_the_send(feature_config):
+def test_features_at_send_see_only_what_happened_up_to_the_send(feature_config):
     history = frame(
         [
             ("a", "2024-01-05T10:00:00", 30.0),
@@ -217,12 +219,12 @@ def test_features_at_send_see_only_what_happened_before_the_send(feature_config)
     assert before.loc[0, "frequency"] == 2 and before.loc[0, "recency_days"] == pytest.approx(
         0, abs=1e-3
     )
-    after = pd.concat(  # at the send instant, after it, and a refund of an older line later on
+    after = pd.concat(  # after the send, and a refund of an older line later on
         [
             history,
             frame(
                 [
-                    ("a", "2024-03-01T09:00:00", 99.0),
+                    ("a", "2024-03-01T09:00:01", 99.0),
                     ("a", "2024-03-02T10:00:00", 45.0),
                     ("b", "2024-03-05T10:00:00", -50.0),
                 ]
@@ -231,7 +233,7 @@ def test_features_at_send_see_only_what_happened_before_the_send(feature_config)
         ignore_index=True,
     )
     sent = pd.Timestamp("2024-03-01 09:00")
-    changed = after.assign(amount=after["amount"].where(after["timestamp"] < sent, 1.0))
+    changed = after.assign(amount=after["amount"].where(after["timestamp"] <= sent, 1.0))
     for later in (after, changed):
         again = features_at_send(sends, later, feature_config)
         pd.testing.assert_frame_equal(again.loc[[0, 1]], before.loc[[0, 1]])
@@ -239,6 +241,69 @@ def test_features_at_send_see_only_what_happened_before_the_send(feature_config)
     assert features_at_send(sends, after, feature_config).loc[2, "n_orders"] == 4
     earlier = pd.concat([history, frame([("b", "2024-03-01T08:59:59", 10.0)])], ignore_index=True)
     assert features_at_send(sends, earlier, feature_config).loc[1, "n_orders"] == 2
+
+
+def _stage_turns_at_midnight() -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    """Transactions, sends at a date-only as_of (as `crm-ltv outcomes` writes the decisions'),
+    and that as_of: r's last purchase is 181 calendar days before it (at-risk, recency > 180),
+    180 a second earlier."""
+    as_of = pd.Timestamp("2024-09-01")
+    tx = frame(
+        [
+            ("r", "2023-01-10T10:00:00", 40.0),
+            ("r", "2023-06-01T10:00:00", 35.0),
+            ("r", "2024-03-04T15:00:00", 25.0),
+            ("s", "2024-08-20T09:30:00", 60.0),
+            ("s", "2024-08-31T23:00:00", 15.0),
+            ("t", "2024-05-01T08:00:00", 20.0),
+        ]
+    )
+    sends = pd.DataFrame({"customer_id": ["r", "s", "t"], "sent_at": [as_of] * 3})
+    return tx, sends, as_of
+
+
+def test_features_at_send_are_the_services_at_its_as_of(feature_config):
+    """The service decided on build_features at the request's as_of (serving.scorer, the same
+    builders); a day count taken a second earlier is a day off, and r's stage with it."""
+    tx, sends, as_of = _stage_turns_at_midnight()
+    served = build_features(tx, as_of, feature_config)
+    at_send = features_at_send(sends, tx, feature_config)
+    expected = served.loc[sends["customer_id"]].set_axis(sends.index).astype(at_send.dtypes)
+    pd.testing.assert_frame_equal(at_send, expected)
+    assert at_send["recency_days"].tolist() == [181, 1, 123]
+    second_before = build_features(tx, as_of - pd.Timedelta(seconds=1), feature_config)
+    assert second_before.loc["r", "lifecycle_stage"] != "at-risk"  # the case crosses a boundary
+    stages = segments_at_send(sends, "lifecycle_stage", tx, feature_config)
+    assert stages.tolist()[0] == "at-risk" == served.loc["r", "lifecycle_stage"]
+
+
+def test_a_purchase_is_history_or_response_never_both(feature_config):
+    """At the send's second (the service's as_of reads it, whole seconds as the builders read
+    time) a purchase is history; from the next second to the window's end, a response."""
+    sent = pd.Timestamp("2024-09-01")
+    window = 30
+    moments = {
+        "at": "2024-09-01T00:00:00",
+        "in_its_second": "2024-09-01T00:00:00.500",
+        "next_second": "2024-09-01T00:00:01",
+        "window_end": "2024-10-01T00:00:00",
+        "after_window": "2024-10-01T00:00:01",
+    }
+    old = [(name, "2024-01-01T10:00:00", 5.0) for name in moments]
+    tx = frame(old + [(name, at, 10.0) for name, at in moments.items()])
+    ids = pd.Series(list(moments))
+    sends = pd.DataFrame({"customer_id": ids, "sent_at": [sent] * len(ids)})
+    history = features_at_send(sends, tx, feature_config)["n_orders"].to_numpy() == 2
+    converted, _ = window_outcomes(ids, sends["sent_at"], tx, window)
+    assert dict(zip(ids, history, strict=True)) == {
+        "at": True, "in_its_second": True, "next_second": False, "window_end": False,
+        "after_window": False,
+    }  # fmt: skip
+    assert dict(zip(ids, converted, strict=True)) == {
+        "at": False, "in_its_second": False, "next_second": True, "window_end": True,
+        "after_window": False,
+    }  # fmt: skip
+    assert not (history & converted).any()
 
 
 # --- the sample's true effects ------------------------------------------------------------------
