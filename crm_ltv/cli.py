@@ -1777,6 +1777,7 @@ def outcomes(
         no_contacts,
         read_decisions,
         require_campaign_rows,
+        require_known_customers,
         summary,
     )
     from crm_ltv.features.config import load_config
@@ -1801,6 +1802,7 @@ def outcomes(
     )  # fmt: skip
     window = window_days or config.response_window_days
     tx = inputs.transactions.frame
+    require_known_customers(frame, tx, log, inputs.transactions.report.source)
     result = decision_outcomes(frame, tx, window)
     pending = target.with_name(f"{target.stem}_pending.csv")
     require_campaign_rows(result, target, pending, window, tx["timestamp"].max())
@@ -1886,6 +1888,10 @@ def policy_eval(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
     tx = inputs.transactions.frame
+    if logged is not None and decisions is not None:  # before the libraries and models load
+        from crm_ltv.experiments.outcomes import require_known_customers
+
+        require_known_customers(logged, tx, decisions, inputs.transactions.report.source)
     progress("loading the training libraries (LightGBM, MLflow)")
     from crm_ltv.experiments import policy_eval_job as job
     from crm_ltv.training.tracking import (

@@ -469,6 +469,30 @@ def _before_file(outcomes: Outcomes) -> str:
     )
 
 
+def require_known_customers(
+    decisions: pd.DataFrame, transactions: pd.DataFrame, log: Path, source: Path
+) -> None:
+    """Refuse a log none of whose customers is in the transactions: ids written otherwise in
+    one file ('12346' in the log, '12346,0' in a CSV read without `decimal: ','`) matched
+    nothing, and every decision counted as not converted. A few ids of each side show how."""
+    ids = pd.Index(decisions["customer_id"].astype(str).unique())
+    known = pd.Index(transactions["customer_id"].astype(str).unique())
+    if ids.isin(known).any():
+        return
+    raise DataError(
+        f"none of the {len(ids):,} customers of the decision log {log} is in the transactions "
+        f"{source} (e.g. {_examples(ids)} in the log, {_examples(known)} in the "
+        "transactions): do both write ids alike (a decimal mark, leading zeros, a prefix; the "
+        "table's decimal in configs/data.yaml)? (or did none of them ever buy?)"
+    )
+
+
+def _examples(ids: pd.Index, count: int = 3) -> str:
+    """A few ids, quoted, for an error message."""
+    shown = ", ".join(repr(i) for i in ids[:count])
+    return shown + (", ..." if len(ids) > count else "") if len(ids) else "no ids"
+
+
 def no_contacts(outcomes: Outcomes) -> str | None:
     """Why a log has no treatment or control row at all (every decision no_action, explored,
     repeated or overlapping), or None: a log `policy-eval --decisions` still reads."""

@@ -217,6 +217,34 @@ def test_outcomes_writes_nothing_when_every_window_starts_before_the_transaction
     assert not target.exists()
 
 
+def test_outcomes_stops_when_no_decisions_customer_is_in_the_transactions(tmp_path):
+    """Ids written otherwise in the two files ('12346' in the log, '12346,0' in a CSV read
+    without its decimal mark) matched nothing: every contact counted as not converted, exit 0
+    and a campaigns file written. Now both commands that read a log stop, showing ids of each."""
+    home = new_home(tmp_path)
+    tx = tmp_path / "tx.csv"
+    frame([("12346,0", "2025-06-10", 5.0), ("12347,0", "2025-08-30", 5.0)]).to_csv(tx, index=False)
+    held = _line("12347", "2025-06-15", "no_action", policy_action="win_back", holdout=True,
+                 propensity=0.1)  # fmt: skip
+    log = _write(tmp_path / "d.jsonl", [_line("12346", "2025-06-15", "win_back"), held])
+    target = tmp_path / "c.csv"
+    said = (
+        f"error: none of the 2 customers of the decision log {log} is in the transactions {tx} "
+        "(e.g. '12346', '12347' in the log, '12346,0', '12347,0' in the transactions): do both "
+        "write ids alike (a decimal mark, leading zeros, a prefix; the table's decimal in "
+        "configs/data.yaml)? (or did none of them ever buy?)\n"
+    )
+    done = run(home, "outcomes", "--decisions", str(log), "--transactions", str(tx),
+               "--out", str(target), "--window-days", "30")  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(said)
+    assert not target.exists()
+    done = run(home, "policy-eval", "--decisions", str(log), "--transactions", str(tx),
+               "--window-days", "30")  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(said)
+
+
 def test_a_control_is_contaminated_only_by_a_send_inside_its_window(tmp_path):
     """A held-out customer decided again inside their window: no_action again leaves the
     control clean, a send contaminates it."""
