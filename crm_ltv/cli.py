@@ -1463,6 +1463,11 @@ def _experiments_config(paths: Paths) -> ExperimentsConfig:
     return load_config(ExperimentsConfig, paths.config_file("experiments"))
 
 
+def _outcomes_file(paths: Paths, config: ExperimentsConfig) -> Path:
+    """The campaigns file `crm-ltv outcomes` writes in this home (absolute)."""
+    return (paths.root / config.outcomes.campaigns_file).resolve()
+
+
 CampaignsOpt = Annotated[
     Path | None,
     typer.Option(help="Campaigns CSV/Parquet (default: configs/data.yaml, else the sample)."),
@@ -1513,7 +1518,9 @@ def ab(
     config = _experiments_config(paths)
     progress = Progress()
     data_config = _data_config(paths, None, None, None, max_reject_share)
-    loaded = load_campaign_input(data_config, paths, campaigns, progress)
+    loaded = load_campaign_input(
+        data_config, paths, campaigns, progress, _outcomes_file(paths, config)
+    )
     segments, segment_files, segment_datasets = None, [], []
     if by is not None:
         from crm_ltv.experiments.segments import segments_at_send
@@ -1703,7 +1710,8 @@ def uplift(
 ) -> None:
     """Uplift models per action (X-learner, LightGBM) from the campaigns: Qini/AUUC, registry."""
     paths = _paths()
-    config = _experiments_config(paths).uplift
+    experiments = _experiments_config(paths)
+    config = experiments.uplift
     if pool_controls is not None:
         config = config.model_copy(update={"pool_controls": pool_controls})
     from crm_ltv.features.registry import check_feature_names, feature_registry
@@ -1716,7 +1724,9 @@ def uplift(
     data_config = _data_config(paths, None, None, None, max_reject_share)
     from crm_ltv.features.inputs import contacts_found, load_campaign_input
 
-    loaded = load_campaign_input(data_config, paths, campaigns, progress)
+    loaded = load_campaign_input(
+        data_config, paths, campaigns, progress, _outcomes_file(paths, experiments)
+    )
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
@@ -1784,8 +1794,9 @@ def outcomes(
     from crm_ltv.serving.config import ServingConfig
 
     paths = _paths()
-    config = _experiments_config(paths).outcomes
-    target = (out or paths.root / config.campaigns_file).resolve()
+    experiments = _experiments_config(paths)
+    config = experiments.outcomes
+    target = out.resolve() if out else _outcomes_file(paths, experiments)
     if target.suffix.lower() != ".csv":
         from crm_ltv.features.config import ConfigError
 
