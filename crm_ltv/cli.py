@@ -1499,6 +1499,11 @@ def _experiments_config(paths: Paths) -> ExperimentsConfig:
     return load_config(ExperimentsConfig, paths.config_file("experiments"))
 
 
+def _outcomes_file(paths: Paths, config: ExperimentsConfig) -> Path:
+    """The campaigns file `crm-ltv outcomes` writes in this home (absolute)."""
+    return (paths.root / config.outcomes.campaigns_file).resolve()
+
+
 CampaignsOpt = Annotated[
     Path | None,
     typer.Option(help="Campaigns CSV/Parquet (default: configs/data.yaml, else the sample)."),
@@ -1549,7 +1554,9 @@ def ab(
     config = _experiments_config(paths)
     progress = Progress()
     data_config = _data_config(paths, None, None, None, max_reject_share)
-    loaded = load_campaign_input(data_config, paths, campaigns, progress)
+    loaded = load_campaign_input(
+        data_config, paths, campaigns, progress, _outcomes_file(paths, config)
+    )
     segments, segment_files, segment_datasets = None, [], []
     if by is not None:
         from crm_ltv.experiments.segments import segments_at_send
@@ -1739,7 +1746,8 @@ def uplift(
 ) -> None:
     """Uplift models per action (X-learner, LightGBM) from the campaigns: Qini/AUUC, registry."""
     paths = _paths()
-    config = _experiments_config(paths).uplift
+    experiments = _experiments_config(paths)
+    config = experiments.uplift
     if pool_controls is not None:
         config = config.model_copy(update={"pool_controls": pool_controls})
     from crm_ltv.features.registry import check_feature_names, feature_registry
@@ -1752,7 +1760,9 @@ def uplift(
     data_config = _data_config(paths, None, None, None, max_reject_share)
     from crm_ltv.features.inputs import contacts_found, load_campaign_input
 
-    loaded = load_campaign_input(data_config, paths, campaigns, progress)
+    loaded = load_campaign_input(
+        data_config, paths, campaigns, progress, _outcomes_file(paths, experiments)
+    )
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
@@ -1813,14 +1823,16 @@ def outcomes(
         no_contacts,
         read_decisions,
         require_campaign_rows,
+        require_known_customers,
         summary,
     )
     from crm_ltv.features.config import load_config
     from crm_ltv.serving.config import ServingConfig
 
     paths = _paths()
-    config = _experiments_config(paths).outcomes
-    target = (out or paths.root / config.campaigns_file).resolve()
+    experiments = _experiments_config(paths)
+    config = experiments.outcomes
+    target = out.resolve() if out else _outcomes_file(paths, experiments)
     if target.suffix.lower() != ".csv":
         from crm_ltv.features.config import ConfigError
 
@@ -1837,6 +1849,7 @@ def outcomes(
     )  # fmt: skip
     window = window_days or config.response_window_days
     tx = inputs.transactions.frame
+    require_known_customers(frame, tx, log, inputs.transactions.report.source)
     result = decision_outcomes(frame, tx, window)
     pending = target.with_name(f"{target.stem}_pending.csv")
     require_campaign_rows(result, target, pending, window, tx["timestamp"].max())
@@ -1922,6 +1935,10 @@ def policy_eval(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
     tx = inputs.transactions.frame
+    if logged is not None and decisions is not None:  # before the libraries and models load
+        from crm_ltv.experiments.outcomes import require_known_customers
+
+        require_known_customers(logged, tx, decisions, inputs.transactions.report.source)
     progress("loading the training libraries (LightGBM, MLflow)")
     from crm_ltv.experiments import policy_eval_job as job
     from crm_ltv.training.tracking import (

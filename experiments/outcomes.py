@@ -73,6 +73,8 @@ class Kept:
 class Outcomes:
     campaigns: pd.DataFrame  # COLUMNS, rows whose response window is over
     pending: pd.DataFrame  # COLUMNS without outcome: the window ends after the last transaction
+    before_file: int  # rows without outcome: the window starts before the first transaction
+    first_transaction: pd.Timestamp | None  # of the file (None: no transaction)
     decisions: int  # lines read
     repeated: int  # later decisions for a customer and as_of already decided: left out
     overlapping: int  # inside the window of the customer's previous counted decision: left out
@@ -336,15 +338,23 @@ def kept_decisions(decisions: pd.DataFrame, window_days: int) -> Kept:
 
 def joined_outcomes(
     customer_ids: pd.Series, sent_at: pd.Series, transactions: pd.DataFrame, window_days: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Converted, revenue and whether the window is still open (it ends after the last
-    transaction: no outcome yet) of each (customer, sent_at)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Converted and revenue of each (customer, sent_at), and two reasons it has no outcome:
+    the window is still open (it ends after the last transaction), or it starts before the
+    file (sent_at before the first transaction: the purchases of its start are not in the
+    file, a rolling export's, so it would read as not converted). A window is covered when
+    first transaction <= sent_at and sent_at + window <= last transaction; one both open and
+    before the file is counted before the file (a later file does not complete it)."""
     if window_days < 1:
         raise DataError(f"response window {window_days} days: expected at least 1")
     converted, revenue = window_outcomes(customer_ids, sent_at, transactions, window_days)
-    last = transactions["timestamp"].max() if len(transactions) else pd.Timestamp.min
-    open_ = (pd.to_datetime(sent_at) + pd.Timedelta(days=window_days) > last).to_numpy()
-    return converted, revenue, open_
+    times = transactions["timestamp"]
+    first = times.min() if len(transactions) else pd.Timestamp.max
+    last = times.max() if len(transactions) else pd.Timestamp.min
+    start = pd.to_datetime(sent_at)
+    before = (start < first).to_numpy()
+    open_ = (start + pd.Timedelta(days=window_days) > last).to_numpy() & ~before
+    return converted, revenue, open_, before
 
 
 def expected_treatment_share(share: pd.Series, exploration: pd.Series) -> float | None:
@@ -389,7 +399,7 @@ def decision_outcomes(
             "request_id": frame["request_id"].to_numpy(),
         }
     )
-    converted, revenue, open_ = joined_outcomes(
+    converted, revenue, open_, before = joined_outcomes(
         rows["customer_id"], rows["sent_at"], transactions, window_days
     )
     rows["converted"] = converted.astype("int64")
@@ -397,14 +407,17 @@ def decision_outcomes(
     rows = rows[list(COLUMNS)]
     pending = rows.loc[open_].assign(converted=pd.NA, revenue=np.nan)
     known = set(transactions["customer_id"].astype(str))
-    unknown = ~frame["customer_id"].astype(str).isin(known).to_numpy() & ~open_
+    counted = ~open_ & ~before
+    unknown = ~frame["customer_id"].astype(str).isin(known).to_numpy() & counted
     cold = frame["cold_start"].astype(bool).to_numpy()
     decided = frame["decided_at"]
     replayed = (decided.notna() & (decided - frame["as_of"] > REPLAY)).to_numpy()
     periods = {_period_kind(p) for p in kept.frame["period"].dropna().astype(str)}
     return Outcomes(
-        rows.loc[~open_].reset_index(drop=True),
+        rows.loc[counted].reset_index(drop=True),
         pending.reset_index(drop=True),
+        int(before.sum()),
+        transactions["timestamp"].min() if len(transactions) else None,
         len(decisions),
         kept.repeated,
         kept.overlapping,
@@ -422,26 +435,68 @@ def decision_outcomes(
 def require_campaign_rows(
     outcomes: Outcomes, target: Path, pending: Path, window_days: int, last: pd.Timestamp
 ) -> None:
-    """Refuse a campaigns file without rows while contacts wait for their outcome: written, it
-    replaced the last one with a header that `crm-ltv ab` and `uplift` refuse ("no data
-    rows"). Nothing is written then, neither `target` nor `pending`."""
-    if len(outcomes.campaigns) or not len(outcomes.pending):
+    """Refuse a campaigns file without rows while contacts wait for their outcome or have
+    windows that start before the transactions: written, it replaced the last one with a
+    header that `crm-ltv ab` and `uplift` refuse ("no data rows"). Nothing is written then,
+    neither `target` nor `pending`."""
+    if len(outcomes.campaigns) or not (len(outcomes.pending) or outcomes.before_file):
         return
     kept = f"{target} left as it was" if target.exists() else f"no {target} made"
     stale = f"; the {pending.name} there is an earlier run's" if pending.exists() else ""
+    nothing = f"nothing written ({kept}, no {pending.name} written either{stale})"
+    if not len(outcomes.pending):
+        raise DataError(
+            f"no decision's {window_days}-day response window is wholly in the transactions: "
+            f"{_before_file(outcomes)}: {nothing}"
+        )
     first = outcomes.pending["sent_at"].min() + pd.Timedelta(days=window_days)
+    before = f"; {_before_file(outcomes)}" if outcomes.before_file else ""
     raise DataError(
         f"no decision's {window_days}-day response window is over in the transactions (the "
         f"last transaction is at {last:%Y-%m-%d %H:%M}, the first window ends at "
         f"{first:%Y-%m-%d %H:%M}): {len(outcomes.pending):,} treatment and control rows wait "
-        f"for their outcome: nothing written ({kept}, no {pending.name} written either{stale})"
+        f"for their outcome{before}: {nothing}"
     )
+
+
+def _before_file(outcomes: Outcomes) -> str:
+    """The rows whose window starts before the transactions, said alike in both places."""
+    first = outcomes.first_transaction
+    at = f" at {first:%Y-%m-%d %H:%M}" if first is not None else ""
+    return (
+        f"{outcomes.before_file:,} treatment and control rows whose window starts before the "
+        f"first transaction{at} (the file does not hold their whole window)"
+    )
+
+
+def require_known_customers(
+    decisions: pd.DataFrame, transactions: pd.DataFrame, log: Path, source: Path
+) -> None:
+    """Refuse a log none of whose customers is in the transactions: ids written otherwise in
+    one file ('12346' in the log, '12346,0' in a CSV read without `decimal: ','`) matched
+    nothing, and every decision counted as not converted. A few ids of each side show how."""
+    ids = pd.Index(decisions["customer_id"].astype(str).unique())
+    known = pd.Index(transactions["customer_id"].astype(str).unique())
+    if ids.isin(known).any():
+        return
+    raise DataError(
+        f"none of the {len(ids):,} customers of the decision log {log} is in the transactions "
+        f"{source} (e.g. {_examples(ids)} in the log, {_examples(known)} in the "
+        "transactions): do both write ids alike (a decimal mark, leading zeros, a prefix; the "
+        "table's decimal in configs/data.yaml)? (or did none of them ever buy?)"
+    )
+
+
+def _examples(ids: pd.Index, count: int = 3) -> str:
+    """A few ids, quoted, for an error message."""
+    shown = ", ".join(repr(i) for i in ids[:count])
+    return shown + (", ..." if len(ids) > count else "") if len(ids) else "no ids"
 
 
 def no_contacts(outcomes: Outcomes) -> str | None:
     """Why a log has no treatment or control row at all (every decision no_action, explored,
     repeated or overlapping), or None: a log `policy-eval --decisions` still reads."""
-    if len(outcomes.campaigns) or len(outcomes.pending):
+    if len(outcomes.campaigns) or len(outcomes.pending) or outcomes.before_file:
         return None
     return (
         f"none of the {outcomes.decisions:,} decisions is a treatment or control "
@@ -497,6 +552,11 @@ def summary(outcomes: Outcomes, target: Path, pending: Path | None, window_days:
             f"{len(outcomes.pending):,} rows whose response window is not over in the "
             f"transactions: no outcome yet, not in the table"
             + (f" -> {pending}" if pending else "")
+        )
+    if outcomes.before_file:
+        lines.append(
+            f"{_before_file(outcomes)}: no outcome, not in the table (not counted as not "
+            "converted; a file from before their as_of gives them one)"
         )
     if outcomes.no_transactions or outcomes.cold_starts_without_transactions:
         lines.append(

@@ -124,9 +124,10 @@ def simulated_history(
     order_value = truth.set_index("customer_id")["mean_order_value"].reindex(ids).to_numpy()
     if np.isnan(order_value).any():
         raise DataError("truth_customers: a simulated customer has no mean_order_value")
-    _, baseline, open_ = joined_outcomes(ids, contexts["as_of"], transactions, window_days)
-    if open_.any():
-        raise DataError(f"{cutoff}: the {window_days}-day window runs past the transactions")
+    _, baseline, open_, before = joined_outcomes(ids, contexts["as_of"], transactions, window_days)
+    if open_.any() or before.any():
+        where = "runs past" if open_.any() else "starts before"
+        raise DataError(f"{cutoff}: the {window_days}-day window {where} the transactions")
     rng = np.random.default_rng(seed)
     action = policy_eval.draw_actions(logging, rng)
     revenue = policy_eval.simulate_rewards(
@@ -171,13 +172,16 @@ def logged_history(
                 f"{source}: line {first.get('line', '?')}: {column} {first[column]!r} is not an "
                 f"arm of nba.yaml {list(arms)} ({int(bad.sum()):,} such decisions)"
             )
-    _, revenue, open_ = joined_outcomes(
+    _, revenue, open_, before = joined_outcomes(
         frame["customer_id"], frame["as_of"], transactions, window_days
     )
-    frame, revenue = frame.loc[~open_], revenue[~open_]
+    covered = ~open_ & ~before
+    frame, revenue = frame.loc[covered], revenue[covered]
     if frame.empty:
         raise DataError(
-            f"{source}: no decision whose {window_days}-day window is over in the transactions"
+            f"{source}: no decision whose {window_days}-day window is wholly in the transactions "
+            f"({int(open_.sum()):,} not over, {int(before.sum()):,} starting before the first "
+            "transaction)"
         )
     # what the policies read (serving.policies.policy_customers); logs of before 2026-12-05
     # have no frequency, recency_days or favourite_category
@@ -203,6 +207,7 @@ def logged_history(
         "repeated": kept.repeated,
         "overlapping": kept.overlapping,
         "window_not_over": int(open_.sum()),
+        "window_before_the_transactions": int(before.sum()),
     }
     said = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in left_out.items() if n)
     old = (

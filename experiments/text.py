@@ -60,7 +60,8 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
                 + " "
                 + _interval(r.get("revenue_diff_low", nan), r.get("revenue_diff_high", nan), 1.0),
                 "MDE pts": _points(r.get("mde_abs", nan), sign=""),
-                "SRM p": _p(r["srm_p_value"])
+                # a group alone has no split to test: its p-value (1/0: 0.46) would read as one
+                "SRM p": (_p(r["srm_p_value"]) if r["n_control"] and r["n_treatment"] else "-")
                 + (" MISMATCH" if r["srm_mismatch"] else "")
                 + (" (no control group)" if r["n_control"] == 0 else "")
                 + (" (no treatment group)" if r["n_treatment"] == 0 else ""),

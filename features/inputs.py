@@ -132,13 +132,25 @@ def load_campaign_input(
     paths: Paths,
     campaigns: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    outcomes_file: Path | None = None,
 ) -> Loaded:
-    """The campaigns table: the file given, else configs/data.yaml's, else the sample's."""
+    """The campaigns table: the file given, else configs/data.yaml's, else the sample's.
+    `outcomes_file`: where `crm-ltv outcomes` writes this home's campaigns, named when a home
+    with its own transactions has none (generating the sample would not give it any)."""
     source = config.campaigns or SourceConfig()
     sample = paths.sample_table("campaigns")
     path = campaigns or source.path or sample
     if Path(path) == sample and not sample.exists():
-        raise _no_sample("campaigns", sample)
+        own = config.transactions.path
+        if own is None or outcomes_file is None:
+            raise _no_sample("campaigns", sample)
+        there = "" if outcomes_file.exists() else "run it, then "
+        raise DataError(
+            f"no campaigns given (--campaigns, or campaigns.path in configs/data.yaml), and this "
+            f"home reads its own transactions ({own}): `crm-ltv outcomes` writes campaigns from "
+            f"the service's decision log to {outcomes_file}: {there}give it with --campaigns "
+            f"{outcomes_file} (or your own campaigns file)"
+        )
     progress(f"loading campaigns from {path}")
     loaded = some_rows(load_campaigns(path, source, config.validation, paths.rejects_dir))
     progress(loaded.report.summary())

@@ -427,31 +427,38 @@ def _excluded_lines(
     return which.dropna(), counts
 
 
-def id_text(values: pd.Series) -> pd.Series:
+def id_text(values: pd.Series, decimal: str = ".") -> pd.Series:
     """Ids as text: what exports write for "no value" (NULL, N/A, nan, ...) is none, and an
-    integral id written as a float ('13085.0', as a spreadsheet or pandas exports it) is the
-    integer's text, as Parquet's float ids are: the same customer in every file. (The
-    replacement reads only the ids ending in 0 with a point: it costs seconds on ten million.)
-    `id_of` reads one id alike."""
+    integral id written as a float ('13085.0', as a spreadsheet or pandas exports it; '13085,0'
+    from a file whose `decimal` is ',') is the integer's text, as Parquet's float ids are: the
+    same customer in every file. Only the file's own decimal mark is read so: with '.', '1,000'
+    may be an id grouped in thousands. (The replacement reads only the ids ending in 0 with the
+    mark: it costs seconds on ten million.) `id_of` reads one id alike."""
     text = _as_text(values)
     text = text.where(~text.isin(NULL_MARKERS), pd.NA)
-    floats = (text.str.endswith("0") & text.str.contains(".", regex=False)).fillna(False)
+    floats = (text.str.endswith("0") & text.str.contains(decimal, regex=False)).fillna(False)
     floats = floats.astype(bool)
     if floats.any():
         text = text.copy()
-        text[floats] = text[floats].str.replace(_FLOAT_ID, r"\1", regex=True)
+        text[floats] = text[floats].str.replace(_float_id(decimal), r"\1", regex=True)
     return text
 
 
 _NULLS = ("NULL", "NaN", "N/A", "#N/A", "NA", "None", "<NA>", "NaT", "\\N")
 NULL_MARKERS = frozenset(v for n in _NULLS for v in (n, n.upper(), n.lower(), n.title()))
-_FLOAT_ID = r"^(-?\d+)\.0+$"
-_FLOAT_ID_PATTERN = re.compile(_FLOAT_ID)
+
+
+def _float_id(decimal: str) -> str:
+    """An integral id written as a float with this decimal mark: its integer in group 1."""
+    return rf"^(-?\d+){re.escape(decimal)}0+$"
+
+
+_FLOAT_ID_PATTERN = re.compile(_float_id("."))
 
 
 def id_of(text: str) -> str | None:
-    """One id as `id_text` reads a column of them, None for no id: the service reads its ids
-    one by one, where a pandas call per id cost 2 ms."""
+    """One id as `id_text` reads a column of them (decimal '.', as JSON writes numbers), None
+    for no id: the service reads its ids one by one, where a pandas call per id cost 2 ms."""
     text = text.strip()
     if not text or text in NULL_MARKERS:
         return None
@@ -551,7 +558,7 @@ def _parse_column(
         and pd.api.types.is_numeric_dtype(raw)
         and not pd.api.types.is_bool_dtype(raw)
     )
-    read = id_text if col.kind == "id" else _as_text
+    read = (lambda v: id_text(v, numbers[0])) if col.kind == "id" else _as_text
     text = raw if typed else read(raw)  # typed Parquet columns need no text
     missing = text.isna()
     if col.required:

@@ -128,6 +128,30 @@ def test_a_home_without_the_sample_says_how_to_make_it(tmp_path, args, what):
     assert "generate it with `crm-ltv data`" in result.output
 
 
+@pytest.mark.parametrize("command", ["ab", "uplift"])
+def test_a_home_with_its_own_transactions_is_sent_to_outcomes_not_the_sample(tmp_path, command):
+    """A home whose data.yaml names its own transactions was told to generate the sample
+    (`crm-ltv data`), whose campaigns are not its own: `crm-ltv outcomes` makes them."""
+    home = new_home(tmp_path)
+    data = home / "configs/data.yaml"
+    data.write_text(data.read_text().replace("  path: null", f"  path: {tmp_path / 'tx.csv'}", 1))
+    made = home / "data/outcomes/campaigns.csv"
+    env = {"CRM_LTV_HOME": str(home)}
+    said = (
+        "error: no campaigns given (--campaigns, or campaigns.path in configs/data.yaml), and "
+        f"this home reads its own transactions ({tmp_path / 'tx.csv'}): `crm-ltv outcomes` "
+        f"writes campaigns from the service's decision log to {made}: {{}}give it with "
+        f"--campaigns {made} (or your own campaigns file)"
+    )
+    result = CliRunner().invoke(app, [command], env=env)
+    assert result.exit_code == 2, result.output
+    assert said.format("run it, then ") in result.output and "crm-ltv data" not in result.output
+    made.parent.mkdir(parents=True)
+    made.write_text("customer_id,sent_at,action,group\n")  # outcomes ran: only --campaigns
+    result = CliRunner().invoke(app, [command], env=env)
+    assert said.format("") in result.output
+
+
 @pytest.mark.parametrize("command", ["train", "tune"])
 def test_a_misspelt_monotone_feature_is_refused_before_any_work(tmp_path, command):
     """It failed in the model's fit, after the snapshots, with a traceback and a FAILED run."""

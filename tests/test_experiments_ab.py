@@ -300,4 +300,13 @@ def test_a_campaign_of_one_group_says_so_beside_its_sample_ratio_mismatch():
         {"action": ["win_back"], "n_treatment": [3388], "n_control": [0], "in_catalogue": [True],
          **srm_check(3388, 0, CONFIG)}
     )  # fmt: skip
-    assert "MISMATCH (no control group)" in format_ab(one, ["action"])
+    assert "- MISMATCH (no control group)" in format_ab(one, ["action"])
+    # a 1/0 group printed an SRM p of 0.4624: no p-value where there is no split to test
+    lone = pd.DataFrame(
+        {"action": ["win_back", "thank_you"], "n_treatment": [1, 0], "n_control": [0, 2],
+         "in_catalogue": [True, True],
+         **pd.DataFrame([srm_check(1, 0, CONFIG), srm_check(0, 2, CONFIG)]).to_dict("list")}
+    )  # fmt: skip
+    shown = format_ab(lone, ["action"]).splitlines()
+    assert shown[1].endswith(" - (no control group)") and "0.4624" not in shown[1]
+    assert shown[2].endswith(" - (no treatment group)")

@@ -729,6 +729,28 @@ def test_one_id_reads_as_a_column_of_ids_reads():
     assert [None if pd.isna(v) else v for v in column] == expected
 
 
+def test_a_float_id_is_read_with_the_files_own_decimal_mark(tmp_path):
+    """A European export (pandas' `to_csv(sep=';', decimal=',')` of float ids) wrote
+    '12346,0': with `decimal: ','` it kept the comma, so the customer matched no other file.
+    The file's own mark only: under '.', '1,000' may be an id grouped in thousands."""
+    european = SourceConfig(sep=";", decimal=",", encoding="latin-1")
+    lines = ["12346,0;2024-01-05 10:00:00;1,5", "12346;2024-01-06 10:00:00;2", "1.000;2024-01-07;3"]
+    path = tmp_path / "tx.csv"
+    path.write_bytes(("customer_id;timestamp;amount\n" + "\n".join(lines) + "\n").encode("latin-1"))
+    loaded = _load(path, tmp_path, european)
+    assert sorted(loaded.frame["customer_id"].astype(str)) == ["1.000", "12346", "12346"]
+    customers = tmp_path / "cu.csv"
+    customers.write_text("customer_id;acquisition_cost\n12346,0;2,5\n")
+    read = load_customers(customers, european, ValidationConfig(), tmp_path / "rejects")
+    assert read.frame["customer_id"].astype(str).tolist() == ["12346"]
+    campaigns = tmp_path / "ca.csv"
+    campaigns.write_text("customer_id;sent_at;action;group\n12346,0;2024-01-04;win_back;control\n")
+    read = load_campaigns(campaigns, european, ValidationConfig(), tmp_path / "rejects")
+    assert read.frame["customer_id"].astype(str).tolist() == ["12346"]
+    point = id_text(pd.Series(["1,000", "12346,0", "12346.0"]))
+    assert point.tolist() == ["1,000", "12346,0", "12346"]
+
+
 def test_one_label_reads_as_a_column_of_labels_reads():
     """The service reads a transaction's category and channel one by one (`label_of`)."""
     from crm_ltv.features.loading import _as_text, label_of

@@ -132,9 +132,10 @@ def test_treatment_share_is_the_same_whatever_the_number_of_candidates(tmp_path)
                            eligible=len(eligible)))  # fmt: skip
     decisions = read_decisions(_write(tmp_path / "d.jsonl", lines))
     expected = 0.9 * 0.5 / (0.9 * 0.5 + 0.1)
+    over = frame([("z", "2025-01-01", 1.0), ("z", "2025-12-31", 1.0)])  # every window in it
     for few in (True, False):
         part = decisions[decisions["eligible"].eq(1) == few]
-        out = decision_outcomes(part, TX.assign(timestamp=pd.Timestamp("2025-12-31")), 30)
+        out = decision_outcomes(part, over, 30)
         assert out.expected_treatment_share == pytest.approx(expected)
         share = out.campaigns["group"].eq("treatment").mean()
         n = len(out.campaigns)
@@ -163,6 +164,85 @@ def test_a_window_that_ends_at_the_last_transaction_is_over(tmp_path):
     out = decision_outcomes(read_decisions(log), TX, 30)
     assert out.campaigns["customer_id"].tolist() == ["x"]
     assert out.pending["customer_id"].tolist() == ["y"]
+
+
+def test_a_window_that_starts_before_the_transactions_is_set_apart(tmp_path):
+    """TX starts at 2025-06-05 00:00 (a rolling export): a decision before has purchases of its
+    window that the file does not hold, so it was scored not converted; it is set apart and
+    counted. One exactly at the first transaction has its whole window (as_of, end] inside."""
+    log = _write(
+        tmp_path / "d.jsonl",
+        [
+            _line("c", "2025-05-01", "win_back"),  # window ends 05-31: c's 06-05 line is after
+            _line(
+                "b",
+                "2025-06-04T23:59:59",
+                "no_action",
+                policy_action="win_back",
+                holdout=True,
+                propensity=0.1,
+            ),
+            _line("a", "2025-06-05T00:00:00", "win_back"),
+        ],
+    )
+    out = decision_outcomes(read_decisions(log), TX, 30)
+    assert out.campaigns["customer_id"].tolist() == ["a"]
+    assert out.before_file == 2 and out.pending.empty and out.no_transactions == 0
+    text = summary(out, tmp_path / "c.csv", None, 30)
+    assert (
+        "2 treatment and control rows whose window starts before the first transaction at "
+        "2025-06-05 00:00 (the file does not hold their whole window): no outcome, not in the "
+        "table (not counted as not converted; a file from before their as_of gives them one)"
+    ) in text
+    assert "conversion: treatment 100.0%" in text
+
+
+def test_outcomes_writes_nothing_when_every_window_starts_before_the_transactions(tmp_path):
+    """Decisions of 2009-06-01 against a file that starts 2009-12-01: written as 'converted
+    0' before; now nothing is written and the command says why."""
+    home = new_home(tmp_path)
+    tx = tmp_path / "tx.csv"
+    TX.to_csv(tx, index=False)
+    log = _write(tmp_path / "d.jsonl", [_line("a", "2025-05-01", "win_back")])
+    target = tmp_path / "c.csv"
+    done = run(home, "outcomes", "--decisions", str(log), "--transactions", str(tx),
+               "--out", str(target), "--window-days", "30")  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(
+        "error: no decision's 30-day response window is wholly in the transactions: 1 "
+        "treatment and control rows whose window starts before the first transaction at "
+        "2025-06-05 00:00 (the file does not hold their whole window): nothing written (no "
+        f"{target} made, no c_pending.csv written either)\n"
+    )
+    assert not target.exists()
+
+
+def test_outcomes_stops_when_no_decisions_customer_is_in_the_transactions(tmp_path):
+    """Ids written otherwise in the two files ('12346' in the log, '12346,0' in a CSV read
+    without its decimal mark) matched nothing: every contact counted as not converted, exit 0
+    and a campaigns file written. Now both commands that read a log stop, showing ids of each."""
+    home = new_home(tmp_path)
+    tx = tmp_path / "tx.csv"
+    frame([("12346,0", "2025-06-10", 5.0), ("12347,0", "2025-08-30", 5.0)]).to_csv(tx, index=False)
+    held = _line("12347", "2025-06-15", "no_action", policy_action="win_back", holdout=True,
+                 propensity=0.1)  # fmt: skip
+    log = _write(tmp_path / "d.jsonl", [_line("12346", "2025-06-15", "win_back"), held])
+    target = tmp_path / "c.csv"
+    said = (
+        f"error: none of the 2 customers of the decision log {log} is in the transactions {tx} "
+        "(e.g. '12346', '12347' in the log, '12346,0', '12347,0' in the transactions): do both "
+        "write ids alike (a decimal mark, leading zeros, a prefix; the table's decimal in "
+        "configs/data.yaml)? (or did none of them ever buy?)\n"
+    )
+    done = run(home, "outcomes", "--decisions", str(log), "--transactions", str(tx),
+               "--out", str(target), "--window-days", "30")  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(said)
+    assert not target.exists()
+    done = run(home, "policy-eval", "--decisions", str(log), "--transactions", str(tx),
+               "--window-days", "30")  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(said)
 
 
 def test_a_control_is_contaminated_only_by_a_send_inside_its_window(tmp_path):

@@ -322,9 +322,11 @@ def test_the_outcome_model_is_cross_fitted_by_customer():
 
 def test_a_decision_log_gives_customers_candidates_and_left_out_counts(tmp_path, nba):
     """logged_history: windows that overlap left out, each row's candidates from its own
-    exploration, rows grouped by customer; a policy_action that is no arm fails naming it."""
+    exploration, rows grouped by customer, one before the transactions left out and counted; a
+    policy_action that is no arm fails naming it."""
     arms, costs = arms_of(nba), arm_costs(nba)
-    tx = frame([("a", "2025-06-20", 50.0), ("b", "2025-06-21", 20.0), ("z", "2025-12-31", 1.0)])
+    tx = frame([("z", "2025-01-01", 1.0), ("a", "2025-06-20", 50.0), ("b", "2025-06-21", 20.0),
+                ("z", "2025-12-31", 1.0)])  # fmt: skip
     common = {"request_id": "r", "propensity": 0.5, "holdout_share": 0.1,
               "eligible_actions": ["win_back", "thank_you"]}  # fmt: skip
     lines = [
@@ -336,11 +338,14 @@ def test_a_decision_log_gives_customers_candidates_and_left_out_counts(tmp_path,
          "policy_action": "win_back", "holdout": True, "exploration": 0.0},
         {**common, "customer_id": "b", "as_of": "2025-06-15", "action": "win_back",
          "policy_action": "win_back", "exploration": 0.0},
+        {**common, "customer_id": "b", "as_of": "2024-12-01", "action": "win_back",
+         "policy_action": "win_back", "exploration": 0.0},  # before the transactions
     ]  # fmt: skip
     log = tmp_path / "d.jsonl"
     log.write_text("".join(json.dumps(x) + "\n" for x in lines))
     history = logged_history(read_decisions(log), tx, arms, costs, 30, log)
-    assert history.left_out == {"repeated": 0, "overlapping": 1, "window_not_over": 0}
+    assert history.left_out == {"repeated": 0, "overlapping": 1, "window_not_over": 0,
+                                "window_before_the_transactions": 1}  # fmt: skip
     # a log of before 2026-12-05: what the rules read beyond the scores is unknown, and said
     assert history.source.endswith(
         "; the log has no frequency, recency_days, favourite_category (written before "
@@ -505,7 +510,7 @@ def test_the_decision_log_is_a_dataset_of_the_run_with_absolute_paths(tmp_path):
     home = new_home(tmp_path / "home")
     tx, log = tmp_path / "tx.csv", tmp_path / "d.jsonl"
     rows = [(f"c{i}", "2025-06-20", 10.0 * (i % 3)) for i in range(20)]
-    frame([*rows, ("z", "2025-09-30", 1.0)]).to_csv(tx, index=False)
+    frame([("z", "2025-01-02", 1.0), *rows, ("z", "2025-09-30", 1.0)]).to_csv(tx, index=False)
     lines = [
         {"customer_id": f"c{i}", "as_of": "2025-06-15", "action": action,
          "policy_action": "win_back", "holdout": action == NO_ACTION, "explored": False,
