@@ -443,7 +443,7 @@ def test_no_policy_is_named_best_without_support_or_with_dr_and_ipw_apart():
 
 # MLflow's log_table asks pandas for object columns, which pandas 3 warns about (its own code)
 @pytest.mark.filterwarnings("ignore:For backward compatibility, 'str' dtypes")
-def test_the_best_policy_tag_follows_support_and_agreement(tmp_path):
+def test_the_best_policy_tag_follows_support_and_agreement(tmp_path, monkeypatch):
     """A log of `a` and no_action only: `send_b` was never possible, so its DR is the outcome
     model's extrapolation (a's lift, shared by every contact, without a's cost) and its IPW
     the no_action rows' loss. It has the highest DR; the tag names `send_a`, or (none)."""
@@ -468,6 +468,9 @@ def test_the_best_policy_tag_follows_support_and_agreement(tmp_path):
                              notes={name: name for name in probabilities})  # fmt: skip
 
     config = PolicyEvalConfig(bootstrap=50)
+    # MLflow exports the tracking URI of the last run made in this process (another test's
+    # home), which the project's tracking_uri reads first
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     home = new_home(tmp_path / "home")
     result = run_policy_eval(history, rivals, Paths(home), config)
     table = result.table.set_index("policy")
