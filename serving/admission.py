@@ -1,11 +1,11 @@
 """Admission control for the scoring route: past a limit of calls in flight, 503 at once; a
 body over a size, 413; a form, 415.
 
-A worker scores one request at a time (in a thread beside its event loop), so calls beyond a
-few in flight only wait in line. Without a limit, past capacity every call is still answered
-200, seconds late (measured on 2 cores: p50 2.2 s and p99 24 s at about twice capacity): everyone
-late, no one told. Refusing the excess with 503 and `Retry-After` keeps the calls
-that are accepted fast and tells clients and load balancers to back off or go elsewhere.
+A worker scores one request at a time (a large one in a thread beside its event loop), so
+calls beyond a few in flight only wait in line. Without a limit, past capacity every call is
+still answered 200, seconds late (measured on 2 cores: p50 2.2 s and p99 24 s at about twice
+capacity): everyone late, no one told. Refusing the excess with 503 and `Retry-After` keeps the
+calls that are accepted fast and tells clients and load balancers to back off or go elsewhere.
 """
 
 from __future__ import annotations
@@ -117,11 +117,10 @@ class ConcurrencyLimit:
             if body.too_large:  # a body longer than its declared length, or of none declared
                 await self._too_large(send)
                 return
-            # BentoML parses and checks a body on the event loop without a pause (before the
-            # scoring goes to its thread), so the calls that arrived together would be parsed one
-            # by one before the later ones are even counted. One yield lets them all claim their
-            # slots, or be refused, before any of them is served (when the scoring ran on the
-            # loop too, in_flight never passed 1 without it).
+            # A small call is parsed and scored on the event loop without a pause, so it would
+            # finish before the next ready one is even counted (the queue sits in the loop's
+            # ready tasks, in_flight never passes 1). One yield lets the calls that arrived
+            # together claim their slots, or be refused, before any of them is served.
             await checkpoint()
             await self.app(scope, _replay(body.messages, receive), send)
         finally:
