@@ -121,5 +121,15 @@ bench-serve: $(SAMPLE) ## service latency at 50/100/200 req/s and batch throughp
 bench-overload: $(SAMPLE) ## service under overload: 200s, 503s (max_in_flight) and latency at 400/800/1200 calls/s
 	$(BIN)/python benchmarks/bench_overload.py
 
-clean: ## remove generated data, reports and tracking stores (keeps .venv)
-	rm -rf data reports logs mlflow.db mlflow.db.lock mlartifacts optuna.db optuna.db.lock .pytest_cache .ruff_cache
+# What `make clean` removes: the checkout's own outputs, never a CRM_LTV_HOME's (a home may hold
+# a shop's only runs and registry, or be a folder with other things called data/ or logs/)
+CLEANED := data reports logs mlflow.db mlflow.db.lock mlartifacts optuna.db optuna.db.lock .pytest_cache .ruff_cache
+ifneq ($(filter clean,$(MAKECMDGOALS)),)
+# the home as the shell typed it (a relative one from $PWD), resolved; a missing one as given
+CLEAN_HOME := $(if $(filter /%,$(CRM_LTV_HOME)),$(CRM_LTV_HOME),$(PWD)/$(CRM_LTV_HOME))
+ifneq ($(and $(CRM_LTV_HOME),$(filter-out $(CURDIR),$(or $(realpath $(CLEAN_HOME)),$(CLEAN_HOME)))),)
+$(error CRM_LTV_HOME=$(CRM_LTV_HOME) is not this checkout, and `make clean` removes the checkout's own $(CLEANED) (its runs, registry and studies), not the home's: to clean the checkout run `env -u CRM_LTV_HOME make -C $(CURDIR) clean`; to clean the home, remove the files you mean to there yourself)
+endif
+endif
+clean: ## remove this checkout's generated data, reports and tracking stores (keeps .venv; refused with CRM_LTV_HOME set elsewhere)
+	rm -rf $(CLEANED)
