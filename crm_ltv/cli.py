@@ -1555,7 +1555,7 @@ def ab(
     progress = Progress()
     data_config = _data_config(paths, None, None, None, max_reject_share)
     loaded = load_campaign_input(
-        data_config, paths, campaigns, progress, _outcomes_file(paths, config)
+        data_config, paths, campaigns, progress, _outcomes_file(paths, config), transactions
     )
     segments, segment_files, segment_datasets = None, [], []
     if by is not None:
@@ -1761,7 +1761,7 @@ def uplift(
     from crm_ltv.features.inputs import contacts_found, load_campaign_input
 
     loaded = load_campaign_input(
-        data_config, paths, campaigns, progress, _outcomes_file(paths, experiments)
+        data_config, paths, campaigns, progress, _outcomes_file(paths, experiments), transactions
     )
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share

@@ -234,6 +234,18 @@ def test_make_from_elsewhere_refuses_a_relative_or_spaced_home_and_reads_a_homes
     assert "is relative" not in said, said
 
 
+def test_make_experiments_in_a_home_with_its_own_data_makes_no_sample(tmp_path):
+    """It generated the sample, whose campaigns `ab` then paired with the shop's transactions,
+    and ended with a policy evaluation simulated on the sample (refused with own data)."""
+    own = new_home(tmp_path / "own")
+    (own / "configs" / "data.yaml").write_text("transactions:\n  path: /data/shop.csv\n")
+    code, said = _make_n("experiments", str(own), tmp_path)
+    assert code == 0 and "crm-ltv ab\n" in said and "crm-ltv data" not in said, said
+    assert "crm-ltv policy-eval\n" not in said and "simulated on the sample" not in said
+    code, said = _make_n("experiments", str(new_home(tmp_path / "shipped")), tmp_path)
+    assert code == 0 and "crm-ltv data" in said and "crm-ltv policy-eval\n" in said, said
+
+
 def test_make_clean_with_a_home_elsewhere_removes_nothing(tmp_path):
     """`CRM_LTV_HOME=/h make -C <checkout> clean` removed the checkout's runs, registry and
     studies (its mlflow.db, mlartifacts/, optuna.db), while the targets read the home."""

@@ -128,20 +128,29 @@ def test_a_home_without_the_sample_says_how_to_make_it(tmp_path, args, what):
     assert "generate it with `crm-ltv data`" in result.output
 
 
+@pytest.mark.parametrize("sample", [False, True], ids=["no sample", "sample made"])
 @pytest.mark.parametrize("command", ["ab", "uplift"])
-def test_a_home_with_its_own_transactions_is_sent_to_outcomes_not_the_sample(tmp_path, command):
+def test_a_home_with_its_own_transactions_is_sent_to_outcomes_not_the_sample(
+    tmp_path, command, sample
+):
     """A home whose data.yaml names its own transactions was told to generate the sample
-    (`crm-ltv data`), whose campaigns are not its own: `crm-ltv outcomes` makes them."""
+    (`crm-ltv data`), whose campaigns are not its own: `crm-ltv outcomes` makes them. With the
+    sample there (`make experiments` made it), its campaigns were paired with the shop's
+    transactions, with only a warning that most contacts were not in them."""
     home = new_home(tmp_path)
+    if sample:
+        (home / "data/sample").mkdir(parents=True)
+        (home / "data/sample/campaigns.csv").write_text(CAMPAIGN_ROWS)
     data = home / "configs/data.yaml"
     data.write_text(data.read_text().replace("  path: null", f"  path: {tmp_path / 'tx.csv'}", 1))
     made = home / "data/outcomes/campaigns.csv"
     env = {"CRM_LTV_HOME": str(home)}
     said = (
         "error: no campaigns given (--campaigns, or campaigns.path in configs/data.yaml), and "
-        f"this home reads its own transactions ({tmp_path / 'tx.csv'}): `crm-ltv outcomes` "
-        f"writes campaigns from the service's decision log to {made}: {{}}give it with "
-        f"--campaigns {made} (or your own campaigns file)"
+        f"this home reads its own transactions ({tmp_path / 'tx.csv'}), whose customers the "
+        "sample's campaigns are not of: `crm-ltv outcomes` writes campaigns from the service's "
+        f"decision log to {made}: {{}}give it with --campaigns {made} (or your own campaigns "
+        "file)"
     )
     result = CliRunner().invoke(app, [command], env=env)
     assert result.exit_code == 2, result.output
@@ -150,6 +159,31 @@ def test_a_home_with_its_own_transactions_is_sent_to_outcomes_not_the_sample(tmp
     made.write_text("customer_id,sent_at,action,group\n")  # outcomes ran: only --campaigns
     result = CliRunner().invoke(app, [command], env=env)
     assert said.format("") in result.output
+
+
+CAMPAIGN_ROWS = "customer_id,sent_at,action,group,converted\nc1,2024-01-05,email,treatment,1\n"
+
+
+@pytest.mark.parametrize("args", [["uplift"], ["ab", "--by", "rfm_segment"]])
+def test_own_transactions_on_the_command_line_are_not_paired_with_the_samples_campaigns(
+    tmp_path, args
+):
+    """`--transactions shop.csv` in a home with the sample read the sample's campaigns."""
+    home = new_home(tmp_path)
+    (home / "data/sample").mkdir(parents=True)
+    (home / "data/sample/campaigns.csv").write_text(CAMPAIGN_ROWS)
+    shop = tmp_path / "shop.csv"
+    shop.write_text("customer_id,timestamp,amount\nc1,2024-01-01,10\n")
+    argv = [*args, "--transactions", str(shop)]
+    result = CliRunner().invoke(app, argv, env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 2, result.output
+    assert f"and --transactions names your own transactions ({shop}), whose" in result.output
+    given = CliRunner().invoke(  # the sample's campaigns named: a choice, not a default
+        app, [*argv, "--campaigns", str(home / "data/sample/campaigns.csv")],
+        env={"CRM_LTV_HOME": str(home)},
+    )  # fmt: skip
+    assert "whose customers the sample's campaigns" not in given.output
+    assert "1 of 1 contacts' customers found in transactions" in given.output
 
 
 @pytest.mark.parametrize("command", ["train", "tune"])
