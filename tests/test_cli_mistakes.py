@@ -349,6 +349,15 @@ TUNE_MISTAKES = [
     ({"min_data_in_leaf": {"low": 0, "high": 30, "log": True, "integer": True}}, "low > 0"),
     ({"num_iterations": {"low": 10, "high": 500, "integer": True}},  # would override the rounds
      r"search_space: \['num_iterations'\] are set by the project"),
+    # LightGBM took any number as a metric, none: the first trial failed with a traceback
+    *(({name: {"low": 1, "high": 2}}, rf"search_space: \['{name}'\] is the validation metric "
+       "early stopping and the study watch, set in train.yaml params, not in search_space")
+      for name in ("metric", "metrics", "metric_types")),
+    # text-valued parameters: no number is one of their values
+    ({"boosting": {"low": 1, "high": 2}},
+     r"LightGBM refuses search_space\.boosting\.low \(boosting=1\.0\): Unknown boosting type"),
+    ({"tree_learner": {"low": 0, "high": 3, "integer": True}},
+     r"search_space\.tree_learner\.low \(tree_learner=0\): Unknown tree learner type 0"),
 ]  # fmt: skip
 
 
@@ -359,6 +368,16 @@ def test_search_space_values_lightgbm_refuses_are_named_when_tune_yaml_is_read(
     path = _config_with(tmp_path, "tune", lambda c: c.update(search_space=space))
     with pytest.raises(ConfigError, match=said):
         load_config(TuneConfig, path)
+
+
+def test_a_metric_in_the_search_space_is_one_error_line_before_any_work(tmp_path):
+    """`crm-ltv tune --trials 1` read the sample, then crashed in LightGBM (228 lines)."""
+    home = new_home(tmp_path)
+    (home / "configs/tune.yaml").write_text("search_space: {metric: {low: 1, high: 2}}\n")
+    result = CliRunner().invoke(app, ["tune", "--trials", "1"], env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "search_space: ['metric'] is the validation metric" in result.output
+    assert "loading transactions" not in result.output  # before the data (no sample here)
 
 
 # Early stopping is the project's (`early_stopping_rounds` beside `params`, first metric only,
