@@ -117,6 +117,16 @@ def load_inputs(
     return Inputs(tx, loaded_customers)
 
 
+def require_purchases(transactions: Loaded, nothing: str) -> None:
+    """A file of refunds or zero amounts only has no customer (one who bought): said when it is
+    read, not as empty snapshots, or as a cutoff to move later (`nothing`: what cannot be)."""
+    if not (transactions.frame["amount"] > 0).any():
+        raise DataError(
+            f"transactions {transactions.report.source}: the file has no purchase at all (only "
+            f"refunds or zero amounts): {nothing}"
+        )
+
+
 def ids_not_in(ids: pd.Series, table: pd.Series) -> int:
     """How many distinct ids are not in the table."""
     return int((~pd.Index(ids.unique()).isin(table.astype(str))).sum())

@@ -614,3 +614,31 @@ def test_serve_refuses_a_token_that_is_set_but_blank(home):
     result = CliRunner().invoke(app, ["serve", "--port", str(free_port())], env=env)
     assert result.exit_code == 2, result.output
     assert "error: CRM_LTV_API_TOKEN is set but blank: set the token, or unset it" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "nothing"),
+    [
+        (["cohorts"], "nothing to make cohorts of"),
+        (["train"], "no customer to train on"),
+        (["tune", "--trials", "1"], "no customer to train on"),
+    ],
+)
+def test_a_file_of_refunds_only_is_said_to_have_no_purchase(tmp_path, command, nothing):
+    """cohorts asked for a later --to, which could never help; train and tune built snapshots
+    and then said they held 0 customers with 0 churn outcomes."""
+    home = new_home(tmp_path)
+    refunds = tmp_path / "refunds_only.csv"
+    refunds.write_text(
+        "customer_id,timestamp,amount\nc1,2023-01-01,-5\nc2,2024-06-01,-7.5\nc1,2025-01-01,0\n"
+    )
+    argv = [*command, "--transactions", str(refunds)]
+    result = CliRunner().invoke(app, argv, env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 2, result.output
+    said = (
+        f"error: transactions {refunds}: the file has no purchase at all (only refunds or zero "
+        f"amounts): {nothing}"
+    )
+    assert said in result.output and "--to" not in result.output, result.output
+    assert "loading the training libraries" not in result.output  # before any work
+    assert "time split" not in result.output
