@@ -60,7 +60,9 @@ train: $(DATA) ## train, evaluate and register the churn and LTV models (MLflow)
 tune: $(DATA) ## Optuna tuning of both models (TRIALS=N per model); the next `make train` uses it
 	$(BIN)/crm-ltv tune $(if $(TRIALS),--trials $(TRIALS))
 
-experiments: $(SAMPLE) ## A/B analysis of the sample's campaigns, a test plan, cohorts and LTV:CAC, uplift models, outcomes of the service's decisions, policy evaluation (MLflow; after make train)
+# A home with its own transactions gets no sample: `ab` names the campaigns to give, and the
+# policy evaluation simulated on the sample is left out
+experiments: $(DATA) ## A/B analysis of the campaigns (the sample's, else data.yaml's), a test plan, cohorts and LTV:CAC, uplift models, outcomes of the service's decisions, policy evaluation (MLflow; after make train)
 	$(BIN)/crm-ltv ab
 	$(BIN)/crm-ltv ab --by lifecycle_stage
 	$(BIN)/crm-ltv plan-ab --baseline-rate 0.09 --lift 0.2
@@ -68,8 +70,8 @@ experiments: $(SAMPLE) ## A/B analysis of the sample's campaigns, a test plan, c
 	$(BIN)/crm-ltv uplift --pool-controls
 	@if [ -s "$(DECISIONS)" ]; then \
 	  $(BIN)/crm-ltv outcomes --decisions "$(DECISIONS)" && $(BIN)/crm-ltv policy-eval --decisions "$(DECISIONS)"; \
-	else echo "no $(DECISIONS) yet (make serve writes it): policy evaluation on a history simulated on the sample"; fi
-	$(BIN)/crm-ltv policy-eval
+	else echo "no $(DECISIONS) yet (make serve writes it)$(if $(OWN_DATA),,: policy evaluation on a history simulated on the sample)"; fi
+	$(if $(OWN_DATA),,$(BIN)/crm-ltv policy-eval)
 
 mlflow-ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 (PORT_UI=); prints the links to each runs table
 	$(BIN)/crm-ltv --home "$(MLFLOW_HOME)" mlflow-ui --port $(PORT_UI)
@@ -121,5 +123,15 @@ bench-serve: $(SAMPLE) ## service latency at 50/100/200 req/s and batch throughp
 bench-overload: $(SAMPLE) ## service under overload: 200s, 503s (max_in_flight) and latency at 400/800/1200 calls/s
 	$(BIN)/python benchmarks/bench_overload.py
 
-clean: ## remove generated data, reports and tracking stores (keeps .venv)
-	rm -rf data reports logs mlflow.db mlflow.db.lock mlartifacts optuna.db optuna.db.lock .pytest_cache .ruff_cache
+# What `make clean` removes: the checkout's own outputs, never a CRM_LTV_HOME's (a home may hold
+# a shop's only runs and registry, or be a folder with other things called data/ or logs/)
+CLEANED := data reports logs mlflow.db mlflow.db.lock mlartifacts optuna.db optuna.db.lock .pytest_cache .ruff_cache
+ifneq ($(filter clean,$(MAKECMDGOALS)),)
+# the home as the shell typed it (a relative one from $PWD), resolved; a missing one as given
+CLEAN_HOME := $(if $(filter /%,$(CRM_LTV_HOME)),$(CRM_LTV_HOME),$(PWD)/$(CRM_LTV_HOME))
+ifneq ($(and $(CRM_LTV_HOME),$(filter-out $(CURDIR),$(or $(realpath $(CLEAN_HOME)),$(CLEAN_HOME)))),)
+$(error CRM_LTV_HOME=$(CRM_LTV_HOME) is not this checkout, and `make clean` removes the checkout's own $(CLEANED) (its runs, registry and studies), not the home's: to clean the checkout run `env -u CRM_LTV_HOME make -C $(CURDIR) clean`; to clean the home, remove the files you mean to there yourself)
+endif
+endif
+clean: ## remove this checkout's generated data, reports and tracking stores (keeps .venv; refused with CRM_LTV_HOME set elsewhere)
+	rm -rf $(CLEANED)

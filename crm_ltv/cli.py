@@ -778,6 +778,9 @@ HorizonOpt = Annotated[
 ]
 
 
+TRAIN_ON_NOTHING = "no customer to train on"
+
+
 def _train_config(paths: Paths, horizon_days: int | None = None) -> TrainConfig:
     from crm_ltv.features.config import load_config, override
     from crm_ltv.training.config import TrainConfig
@@ -871,6 +874,7 @@ def train(
 ) -> None:
     """Train, evaluate and register the churn and LTV models (MLflow), with baselines."""
     from crm_ltv.features.config import config_digests
+    from crm_ltv.features.inputs import require_purchases
 
     paths = _paths()
     feature_config = _feature_config(paths)
@@ -890,6 +894,7 @@ def train(
             result = _train_on_dask(paths, config, feature_config, progress, *dask, read)
         else:
             inputs = _read_inputs(paths, progress, *read)
+            require_purchases(inputs.transactions, TRAIN_ON_NOTHING)
             horizon = config.snapshots.horizon_days
             tuned = _tuned_params(paths, horizon, progress, inputs, settings)
             progress("loading the training libraries (LightGBM, MLflow)")
@@ -1210,6 +1215,9 @@ def tune(
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
+    from crm_ltv.features.inputs import require_purchases
+
+    require_purchases(inputs.transactions, TRAIN_ON_NOTHING)
     from crm_ltv.training.job import split_inputs
     from crm_ltv.training.tuning import run_tuning
 
@@ -1555,7 +1563,7 @@ def ab(
     progress = Progress()
     data_config = _data_config(paths, None, None, None, max_reject_share)
     loaded = load_campaign_input(
-        data_config, paths, campaigns, progress, _outcomes_file(paths, config)
+        data_config, paths, campaigns, progress, _outcomes_file(paths, config), transactions
     )
     segments, segment_files, segment_datasets = None, [], []
     if by is not None:
@@ -1697,6 +1705,9 @@ def cohorts(
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
+    from crm_ltv.features.inputs import require_purchases
+
+    require_purchases(inputs.transactions, "nothing to make cohorts of")
     progress("cohorts, lifecycle transitions and LTV:CAC; logging to MLflow")
     from crm_ltv.experiments.jobs import run_cohorts
     from crm_ltv.experiments.text import format_ltv_cac, format_retention, format_transitions
@@ -1761,7 +1772,7 @@ def uplift(
     from crm_ltv.features.inputs import contacts_found, load_campaign_input
 
     loaded = load_campaign_input(
-        data_config, paths, campaigns, progress, _outcomes_file(paths, experiments)
+        data_config, paths, campaigns, progress, _outcomes_file(paths, experiments), transactions
     )
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share

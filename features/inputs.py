@@ -80,6 +80,11 @@ def input_paths(
     return tx_path, customers
 
 
+def _same_file(a: Path | str, b: Path) -> bool:
+    """One file however written (relative to the working directory, through a link)."""
+    return Path(a).resolve() == b.resolve()
+
+
 def load_inputs(
     config: DataConfig,
     paths: Paths,
@@ -112,6 +117,16 @@ def load_inputs(
     return Inputs(tx, loaded_customers)
 
 
+def require_purchases(transactions: Loaded, nothing: str) -> None:
+    """A file of refunds or zero amounts only has no customer (one who bought): said when it is
+    read, not as empty snapshots, or as a cutoff to move later (`nothing`: what cannot be)."""
+    if not (transactions.frame["amount"] > 0).any():
+        raise DataError(
+            f"transactions {transactions.report.source}: the file has no purchase at all (only "
+            f"refunds or zero amounts): {nothing}"
+        )
+
+
 def ids_not_in(ids: pd.Series, table: pd.Series) -> int:
     """How many distinct ids are not in the table."""
     return int((~pd.Index(ids.unique()).isin(table.astype(str))).sum())
@@ -130,27 +145,32 @@ def unknown_customers_warning(unknown: int, total: int, transactions: Path, cust
 def load_campaign_input(
     config: DataConfig,
     paths: Paths,
-    campaigns: Path | None = None,
-    progress: Callable[[str], None] = lambda _: None,
-    outcomes_file: Path | None = None,
+    campaigns: Path | None,
+    progress: Callable[[str], None],
+    outcomes_file: Path,
+    transactions: Path | None = None,
 ) -> Loaded:
-    """The campaigns table: the file given, else configs/data.yaml's, else the sample's.
-    `outcomes_file`: where `crm-ltv outcomes` writes this home's campaigns, named when a home
-    with its own transactions has none (generating the sample would not give it any)."""
+    """The campaigns table: the file given, else configs/data.yaml's, else the sample's. The
+    sample's campaigns go with the sample's transactions only (`transactions`: the command
+    line's): a user's own are sent to `outcomes_file`, where `crm-ltv outcomes` writes their
+    campaigns (the sample's contacts matched a few of a shop's ids by chance)."""
     source = config.campaigns or SourceConfig()
     sample = paths.sample_table("campaigns")
     path = campaigns or source.path or sample
-    if Path(path) == sample and not sample.exists():
-        own = config.transactions.path
-        if own is None or outcomes_file is None:
-            raise _no_sample("campaigns", sample)
+    own = transactions or config.transactions.path
+    mine = own is not None and not _same_file(own, paths.sample_table("transactions"))
+    if campaigns is None and source.path is None and mine:
+        whose = "--transactions names your" if transactions else "this home reads its"
         there = "" if outcomes_file.exists() else "run it, then "
         raise DataError(
-            f"no campaigns given (--campaigns, or campaigns.path in configs/data.yaml), and this "
-            f"home reads its own transactions ({own}): `crm-ltv outcomes` writes campaigns from "
-            f"the service's decision log to {outcomes_file}: {there}give it with --campaigns "
-            f"{outcomes_file} (or your own campaigns file)"
+            f"no campaigns given (--campaigns, or campaigns.path in configs/data.yaml), and "
+            f"{whose} own transactions ({own}), whose customers the sample's campaigns are not "
+            f"of: `crm-ltv outcomes` writes campaigns from the service's decision log to "
+            f"{outcomes_file}: {there}give it with --campaigns {outcomes_file} (or your own "
+            "campaigns file)"
         )
+    if Path(path) == sample and not sample.exists():
+        raise _no_sample("campaigns", sample)
     progress(f"loading campaigns from {path}")
     loaded = some_rows(load_campaigns(path, source, config.validation, paths.rejects_dir))
     progress(loaded.report.summary())

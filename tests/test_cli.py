@@ -232,3 +232,53 @@ def test_make_from_elsewhere_refuses_a_relative_or_spaced_home_and_reads_a_homes
     (tmp_path / "link").symlink_to(ROOT)
     code, said = _make_n("train", "relhome", tmp_path / "link")
     assert "is relative" not in said, said
+
+
+def test_make_experiments_in_a_home_with_its_own_data_makes_no_sample(tmp_path):
+    """It generated the sample, whose campaigns `ab` then paired with the shop's transactions,
+    and ended with a policy evaluation simulated on the sample (refused with own data)."""
+    own = new_home(tmp_path / "own")
+    (own / "configs" / "data.yaml").write_text("transactions:\n  path: /data/shop.csv\n")
+    code, said = _make_n("experiments", str(own), tmp_path)
+    assert code == 0 and "crm-ltv ab\n" in said and "crm-ltv data" not in said, said
+    assert "crm-ltv policy-eval\n" not in said and "simulated on the sample" not in said
+    code, said = _make_n("experiments", str(new_home(tmp_path / "shipped")), tmp_path)
+    assert code == 0 and "crm-ltv data" in said and "crm-ltv policy-eval\n" in said, said
+
+
+def test_make_clean_with_a_home_elsewhere_removes_nothing(tmp_path):
+    """`CRM_LTV_HOME=/h make -C <checkout> clean` removed the checkout's runs, registry and
+    studies (its mlflow.db, mlartifacts/, optuna.db), while the targets read the home."""
+    import os
+    import subprocess
+
+    code, said = _make_n("clean", str(tmp_path / "home"), tmp_path)
+    assert code != 0 and "rm -rf" not in said, said
+    assert f"CRM_LTV_HOME={tmp_path / 'home'} is not this checkout" in said
+    assert f"to clean the checkout run `env -u CRM_LTV_HOME make -C {ROOT} clean`" in said
+    assert "rm -rf data reports logs mlflow.db" in _make_n("clean", str(ROOT), tmp_path)[1]
+    checkout = tmp_path / "checkout"  # a scratch copy: really run, never on a real checkout
+    checkout.mkdir()
+    shutil.copy(ROOT / "Makefile", checkout)
+    shutil.copytree(ROOT / "configs", checkout / "configs")
+    stores = [checkout / "mlflow.db", checkout / "optuna.db", checkout / "mlartifacts/1/x"]
+    for store in stores:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        store.write_text("runs")
+    home = new_home(tmp_path / "home")
+    (home / "mlflow.db").write_text("the home's runs")
+    env = {k: v for k, v in os.environ.items() if k != "CRM_LTV_HOME"}
+
+    def clean(*home_set: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["make", "-C", str(checkout), "clean"], cwd=tmp_path, capture_output=True,
+            text=True, env={**env, "PWD": str(tmp_path), **dict(h.split("=", 1) for h in home_set)},
+        )  # fmt: skip
+
+    for given in (f"CRM_LTV_HOME={home}", "CRM_LTV_HOME=home", "CRM_LTV_HOME=/no/such/home"):
+        done = clean(given)
+        assert done.returncode != 0 and "is not this checkout" in done.stderr, done.stderr
+        assert all(store.exists() for store in stores) and (home / "mlflow.db").exists()
+    done = clean(f"CRM_LTV_HOME={checkout}")  # the checkout as its own home: cleaned
+    assert done.returncode == 0, done.stderr
+    assert not any(store.exists() for store in stores) and (home / "mlflow.db").exists()

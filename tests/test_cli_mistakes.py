@@ -128,20 +128,29 @@ def test_a_home_without_the_sample_says_how_to_make_it(tmp_path, args, what):
     assert "generate it with `crm-ltv data`" in result.output
 
 
+@pytest.mark.parametrize("sample", [False, True], ids=["no sample", "sample made"])
 @pytest.mark.parametrize("command", ["ab", "uplift"])
-def test_a_home_with_its_own_transactions_is_sent_to_outcomes_not_the_sample(tmp_path, command):
+def test_a_home_with_its_own_transactions_is_sent_to_outcomes_not_the_sample(
+    tmp_path, command, sample
+):
     """A home whose data.yaml names its own transactions was told to generate the sample
-    (`crm-ltv data`), whose campaigns are not its own: `crm-ltv outcomes` makes them."""
+    (`crm-ltv data`), whose campaigns are not its own: `crm-ltv outcomes` makes them. With the
+    sample there (`make experiments` made it), its campaigns were paired with the shop's
+    transactions, with only a warning that most contacts were not in them."""
     home = new_home(tmp_path)
+    if sample:
+        (home / "data/sample").mkdir(parents=True)
+        (home / "data/sample/campaigns.csv").write_text(CAMPAIGN_ROWS)
     data = home / "configs/data.yaml"
     data.write_text(data.read_text().replace("  path: null", f"  path: {tmp_path / 'tx.csv'}", 1))
     made = home / "data/outcomes/campaigns.csv"
     env = {"CRM_LTV_HOME": str(home)}
     said = (
         "error: no campaigns given (--campaigns, or campaigns.path in configs/data.yaml), and "
-        f"this home reads its own transactions ({tmp_path / 'tx.csv'}): `crm-ltv outcomes` "
-        f"writes campaigns from the service's decision log to {made}: {{}}give it with "
-        f"--campaigns {made} (or your own campaigns file)"
+        f"this home reads its own transactions ({tmp_path / 'tx.csv'}), whose customers the "
+        "sample's campaigns are not of: `crm-ltv outcomes` writes campaigns from the service's "
+        f"decision log to {made}: {{}}give it with --campaigns {made} (or your own campaigns "
+        "file)"
     )
     result = CliRunner().invoke(app, [command], env=env)
     assert result.exit_code == 2, result.output
@@ -150,6 +159,31 @@ def test_a_home_with_its_own_transactions_is_sent_to_outcomes_not_the_sample(tmp
     made.write_text("customer_id,sent_at,action,group\n")  # outcomes ran: only --campaigns
     result = CliRunner().invoke(app, [command], env=env)
     assert said.format("") in result.output
+
+
+CAMPAIGN_ROWS = "customer_id,sent_at,action,group,converted\nc1,2024-01-05,email,treatment,1\n"
+
+
+@pytest.mark.parametrize("args", [["uplift"], ["ab", "--by", "rfm_segment"]])
+def test_own_transactions_on_the_command_line_are_not_paired_with_the_samples_campaigns(
+    tmp_path, args
+):
+    """`--transactions shop.csv` in a home with the sample read the sample's campaigns."""
+    home = new_home(tmp_path)
+    (home / "data/sample").mkdir(parents=True)
+    (home / "data/sample/campaigns.csv").write_text(CAMPAIGN_ROWS)
+    shop = tmp_path / "shop.csv"
+    shop.write_text("customer_id,timestamp,amount\nc1,2024-01-01,10\n")
+    argv = [*args, "--transactions", str(shop)]
+    result = CliRunner().invoke(app, argv, env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 2, result.output
+    assert f"and --transactions names your own transactions ({shop}), whose" in result.output
+    given = CliRunner().invoke(  # the sample's campaigns named: a choice, not a default
+        app, [*argv, "--campaigns", str(home / "data/sample/campaigns.csv")],
+        env={"CRM_LTV_HOME": str(home)},
+    )  # fmt: skip
+    assert "whose customers the sample's campaigns" not in given.output
+    assert "1 of 1 contacts' customers found in transactions" in given.output
 
 
 @pytest.mark.parametrize("command", ["train", "tune"])
@@ -315,6 +349,15 @@ TUNE_MISTAKES = [
     ({"min_data_in_leaf": {"low": 0, "high": 30, "log": True, "integer": True}}, "low > 0"),
     ({"num_iterations": {"low": 10, "high": 500, "integer": True}},  # would override the rounds
      r"search_space: \['num_iterations'\] are set by the project"),
+    # LightGBM took any number as a metric, none: the first trial failed with a traceback
+    *(({name: {"low": 1, "high": 2}}, rf"search_space: \['{name}'\] is the validation metric "
+       "early stopping and the study watch, set in train.yaml params, not in search_space")
+      for name in ("metric", "metrics", "metric_types")),
+    # text-valued parameters: no number is one of their values
+    ({"boosting": {"low": 1, "high": 2}},
+     r"LightGBM refuses search_space\.boosting\.low \(boosting=1\.0\): Unknown boosting type"),
+    ({"tree_learner": {"low": 0, "high": 3, "integer": True}},
+     r"search_space\.tree_learner\.low \(tree_learner=0\): Unknown tree learner type 0"),
 ]  # fmt: skip
 
 
@@ -325,6 +368,16 @@ def test_search_space_values_lightgbm_refuses_are_named_when_tune_yaml_is_read(
     path = _config_with(tmp_path, "tune", lambda c: c.update(search_space=space))
     with pytest.raises(ConfigError, match=said):
         load_config(TuneConfig, path)
+
+
+def test_a_metric_in_the_search_space_is_one_error_line_before_any_work(tmp_path):
+    """`crm-ltv tune --trials 1` read the sample, then crashed in LightGBM (228 lines)."""
+    home = new_home(tmp_path)
+    (home / "configs/tune.yaml").write_text("search_space: {metric: {low: 1, high: 2}}\n")
+    result = CliRunner().invoke(app, ["tune", "--trials", "1"], env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "search_space: ['metric'] is the validation metric" in result.output
+    assert "loading transactions" not in result.output  # before the data (no sample here)
 
 
 # Early stopping is the project's (`early_stopping_rounds` beside `params`, first metric only,
@@ -561,3 +614,31 @@ def test_serve_refuses_a_token_that_is_set_but_blank(home):
     result = CliRunner().invoke(app, ["serve", "--port", str(free_port())], env=env)
     assert result.exit_code == 2, result.output
     assert "error: CRM_LTV_API_TOKEN is set but blank: set the token, or unset it" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "nothing"),
+    [
+        (["cohorts"], "nothing to make cohorts of"),
+        (["train"], "no customer to train on"),
+        (["tune", "--trials", "1"], "no customer to train on"),
+    ],
+)
+def test_a_file_of_refunds_only_is_said_to_have_no_purchase(tmp_path, command, nothing):
+    """cohorts asked for a later --to, which could never help; train and tune built snapshots
+    and then said they held 0 customers with 0 churn outcomes."""
+    home = new_home(tmp_path)
+    refunds = tmp_path / "refunds_only.csv"
+    refunds.write_text(
+        "customer_id,timestamp,amount\nc1,2023-01-01,-5\nc2,2024-06-01,-7.5\nc1,2025-01-01,0\n"
+    )
+    argv = [*command, "--transactions", str(refunds)]
+    result = CliRunner().invoke(app, argv, env={"CRM_LTV_HOME": str(home)})
+    assert result.exit_code == 2, result.output
+    said = (
+        f"error: transactions {refunds}: the file has no purchase at all (only refunds or zero "
+        f"amounts): {nothing}"
+    )
+    assert said in result.output and "--to" not in result.output, result.output
+    assert "loading the training libraries" not in result.output  # before any work
+    assert "time split" not in result.output

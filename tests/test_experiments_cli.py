@@ -41,8 +41,9 @@ def test_ab_reads_an_own_transactions_file_as_features_does(tmp_path):
     own = home / "own.csv"
     own.write_text("\n".join(line.replace(",", ";") for line in [renamed, *lines]) + "\n")
     shipped = run(home, "ab", "--by", "lifecycle_stage")
-    mapped = run(
+    mapped = run(  # a file of one's own reads the sample's campaigns only when they are named
         home, "ab", "--by", "lifecycle_stage", "--transactions", str(own), "--sep", ";",
+        "--campaigns", str(home / "data/sample/campaigns.csv"),
         "--column", "customer_id=Client", "--column", "timestamp=When",
         "--timestamp-format", "ISO8601",
     )  # fmt: skip

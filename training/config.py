@@ -323,6 +323,16 @@ class TuneConfig(FrozenConfig):
 
     @model_validator(mode="after")
     def _lightgbm_names(self) -> TuneConfig:
+        import lightgbm as lgb
+
+        # LightGBM takes any text as a metric, and a number named none: early stopping then
+        # had nothing to watch, and the trial failed in LightGBM with a traceback
+        metric = sorted(lgb.basic._ConfigAliases.get("metric").intersection(self.search_space))
+        if metric:
+            raise ValueError(
+                f"search_space: {metric} is the validation metric early stopping and the study "
+                "watch, set in train.yaml params, not in search_space"
+            )
         _check_lightgbm_names(self.search_space, "search_space")
         for name, space in self.search_space.items():  # both ends, each alone
             for end in ("low", "high"):
