@@ -260,6 +260,10 @@ def _interruptible(what: str) -> Iterator[None]:
             signal.signal(s, handler)
 
 
+# what an experiment command stopped by `_interruptible` leaves (a run opens after the reading)
+_RUN_KILLED = "its MLflow run, if it had started, reads KILLED"
+
+
 def _stop_behind(error: BaseException) -> KeyboardInterrupt | None:
     """The Ctrl-C or SIGTERM that `error` is, or was raised while handling, followed as a
     traceback shows the chain: a failed cleanup after a stop (MLflow's KILLED update on a
@@ -946,6 +950,7 @@ def _train_on_dask(
 
 @app.command()
 @_user_errors
+@_interruptible("--out is written in the last step only")
 def score(
     as_of: Annotated[
         str,
@@ -1419,6 +1424,7 @@ def serve(
 
 @app.command()
 @_user_errors
+@_interruptible("the models copied so far stay in the BentoML store; no Bento is built")
 def bento() -> None:
     """Copy the champion models into the BentoML store and build a Bento that carries them."""
     from crm_ltv.serving.config import BENTOML_OVERRIDES_ENV, ServingConfig, bentoml_overrides
@@ -1512,6 +1518,7 @@ CampaignsOpt = Annotated[
 
 @app.command()
 @_user_errors
+@_interruptible(_RUN_KILLED)
 def ab(
     campaigns: CampaignsOpt = None,
     by: Annotated[
@@ -1616,6 +1623,7 @@ def ab(
 
 @app.command("plan-ab")
 @_user_errors
+@_interruptible(_RUN_KILLED)
 def plan_ab(
     baseline_rate: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Control conversion rate, e.g. 0.09.")
@@ -1664,6 +1672,7 @@ def plan_ab(
 
 @app.command()
 @_user_errors
+@_interruptible(_RUN_KILLED)
 def cohorts(
     start: Annotated[
         str | None,
@@ -1726,6 +1735,10 @@ def cohorts(
 
 @app.command()
 @_user_errors
+@_interruptible(
+    f"{_RUN_KILLED}; the uplift model is registered in the last step only, so none is unless "
+    "the stop came during it"
+)
 def uplift(
     campaigns: CampaignsOpt = None,
     transactions: TransactionsOpt = None,
@@ -1802,6 +1815,7 @@ WindowOpt = Annotated[
 
 @app.command()
 @_user_errors
+@_interruptible("the campaigns file is written in the last step only")
 def outcomes(
     decisions: DecisionsOpt = None,
     out: Annotated[
@@ -1886,6 +1900,7 @@ def outcomes(
 
 @app.command("policy-eval")
 @_user_errors
+@_interruptible(_RUN_KILLED)
 def policy_eval(
     decisions: Annotated[
         Path | None,
