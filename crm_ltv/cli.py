@@ -1835,6 +1835,7 @@ def outcomes(
     from crm_ltv.experiments.outcomes import (
         decision_outcomes,
         no_contacts,
+        no_controls,
         read_decisions,
         require_campaign_rows,
         require_known_customers,
@@ -1885,10 +1886,7 @@ def outcomes(
             f"run outcomes again on transactions up to {last:%Y-%m-%d}"
         )
     elif not controls:
-        typer.echo(
-            "next: no control contacts in this log (no holdout): `crm-ltv ab` and `crm-ltv "
-            "uplift` compare with controls; set holdout.share in configs/serving.yaml"
-        )
+        typer.echo(f"next: {no_controls(result)}")
     else:
         share = result.expected_treatment_share
         given = share is not None and 0 < share < 1  # ab takes a share strictly inside
