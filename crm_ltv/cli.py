@@ -1989,13 +1989,15 @@ def policy_eval(
     if uplift is None:
         progress("no uplift champion (`crm-ltv uplift`): the uplift policy is skipped")
     result = job.run_policy_eval(history, policies, paths, config, datasets, params, files)
+    if result.too_few is not None:
+        progress(f"warning: {result.too_few}")
     typer.echo(job.format_policy_table(result.table))
     for name, note in result.notes.items():
         typer.echo(f"  {name}: {note}")
     caveat = job.support_note(result.table)
     if caveat:
         typer.echo(caveat)
-    typer.echo(job.best_policy_note(result.table, config.min_support))
+    typer.echo(result.best_note)
     _say_run(result.run_id, config.experiment, paths)
 
 
