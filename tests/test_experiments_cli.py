@@ -118,6 +118,10 @@ def test_ab_names_a_file_without_outcomes_and_says_revenue_stands_for_conversion
     no_outcome.write_text("\n".join(",".join(r[:4]) for r in lines) + "\n")
     failed = run(home, "ab", "--campaigns", str(no_outcome))
     assert failed.returncode == 2 and f"error: campaigns {no_outcome}: neither" in failed.stderr
+    # uplift named its own internal column `_row` among the file's
+    failed = run(home, "uplift", "--campaigns", str(no_outcome))
+    assert failed.returncode == 2 and f"error: campaigns {no_outcome}: neither" in failed.stderr
+    assert failed.stderr.endswith("columns present: customer_id, sent_at, action, group\n")
     result = run(home, "ab", "--campaigns", str(revenue_only))
     assert result.returncode == 0, result.stderr
     assert "no 'converted' column: a contact converted when its revenue is above 0" in (
