@@ -260,6 +260,10 @@ def _interruptible(what: str) -> Iterator[None]:
             signal.signal(s, handler)
 
 
+# what an experiment command stopped by `_interruptible` leaves (a run opens after the reading)
+_RUN_KILLED = "its MLflow run, if it had started, reads KILLED"
+
+
 def _stop_behind(error: BaseException) -> KeyboardInterrupt | None:
     """The Ctrl-C or SIGTERM that `error` is, or was raised while handling, followed as a
     traceback shows the chain: a failed cleanup after a stop (MLflow's KILLED update on a
@@ -951,6 +955,7 @@ def _train_on_dask(
 
 @app.command()
 @_user_errors
+@_interruptible("--out is written in the last step only")
 def score(
     as_of: Annotated[
         str,
@@ -1427,6 +1432,7 @@ def serve(
 
 @app.command()
 @_user_errors
+@_interruptible("the models copied so far stay in the BentoML store; no Bento is built")
 def bento() -> None:
     """Copy the champion models into the BentoML store and build a Bento that carries them."""
     from crm_ltv.serving.config import BENTOML_OVERRIDES_ENV, ServingConfig, bentoml_overrides
@@ -1520,6 +1526,7 @@ CampaignsOpt = Annotated[
 
 @app.command()
 @_user_errors
+@_interruptible(_RUN_KILLED)
 def ab(
     campaigns: CampaignsOpt = None,
     by: Annotated[
@@ -1624,6 +1631,7 @@ def ab(
 
 @app.command("plan-ab")
 @_user_errors
+@_interruptible(_RUN_KILLED)
 def plan_ab(
     baseline_rate: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Control conversion rate, e.g. 0.09.")
@@ -1672,6 +1680,7 @@ def plan_ab(
 
 @app.command()
 @_user_errors
+@_interruptible(_RUN_KILLED)
 def cohorts(
     start: Annotated[
         str | None,
@@ -1737,6 +1746,10 @@ def cohorts(
 
 @app.command()
 @_user_errors
+@_interruptible(
+    f"{_RUN_KILLED}; the uplift model is registered in the last step only, so none is unless "
+    "the stop came during it"
+)
 def uplift(
     campaigns: CampaignsOpt = None,
     transactions: TransactionsOpt = None,
@@ -1813,6 +1826,7 @@ WindowOpt = Annotated[
 
 @app.command()
 @_user_errors
+@_interruptible("the campaigns file is written in the last step only")
 def outcomes(
     decisions: DecisionsOpt = None,
     out: Annotated[
@@ -1832,6 +1846,7 @@ def outcomes(
     from crm_ltv.experiments.outcomes import (
         decision_outcomes,
         no_contacts,
+        no_controls,
         read_decisions,
         require_campaign_rows,
         require_known_customers,
@@ -1882,10 +1897,7 @@ def outcomes(
             f"run outcomes again on transactions up to {last:%Y-%m-%d}"
         )
     elif not controls:
-        typer.echo(
-            "next: no control contacts in this log (no holdout): `crm-ltv ab` and `crm-ltv "
-            "uplift` compare with controls; set holdout.share in configs/serving.yaml"
-        )
+        typer.echo(f"next: {no_controls(result)}")
     else:
         share = result.expected_treatment_share
         given = share is not None and 0 < share < 1  # ab takes a share strictly inside
@@ -1897,6 +1909,7 @@ def outcomes(
 
 @app.command("policy-eval")
 @_user_errors
+@_interruptible(_RUN_KILLED)
 def policy_eval(
     decisions: Annotated[
         Path | None,
@@ -1987,13 +2000,15 @@ def policy_eval(
     if uplift is None:
         progress("no uplift champion (`crm-ltv uplift`): the uplift policy is skipped")
     result = job.run_policy_eval(history, policies, paths, config, datasets, params, files)
+    if result.too_few is not None:
+        progress(f"warning: {result.too_few}")
     typer.echo(job.format_policy_table(result.table))
     for name, note in result.notes.items():
         typer.echo(f"  {name}: {note}")
     caveat = job.support_note(result.table)
     if caveat:
         typer.echo(caveat)
-    typer.echo(job.best_policy_note(result.table, config.min_support))
+    typer.echo(result.best_note)
     _say_run(result.run_id, config.experiment, paths)
 
 

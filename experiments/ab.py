@@ -69,6 +69,7 @@ class Outcomes:
     """Campaign rows with a known outcome, and how many had none (left out, not hidden)."""
 
     frame: pd.DataFrame  # action, group, converted (bool), revenue (float or NaN), extra columns
+    rows: np.ndarray  # the position in the campaigns table of each of frame's rows
     without_outcome: int
     has_revenue: bool
     # Contacts with a conversion but no revenue: in the rates, left out of the revenue means.
@@ -111,6 +112,7 @@ def campaign_outcomes(campaigns: pd.DataFrame, where: str = "campaigns") -> Outc
     without_revenue = int(frame["revenue"].isna().sum()) if has_revenue else 0
     return Outcomes(
         frame.reset_index(drop=True),
+        np.flatnonzero(known),
         int((~known).sum()),
         has_revenue,
         without_revenue,

@@ -127,6 +127,8 @@ class PolicyEvalConfig(FrozenConfig):
     churn_action: str = "win_back"  # ... with this action
     # a policy is named best only with at least this support (and DR, IPW intervals that meet)
     min_support: float = Field(0.9, gt=0, le=1)
+    # fewer customers: the bootstrap intervals look sure (over one: zero width), none is best
+    min_customers: int = Field(30, ge=1)
     simulation: SimulationConfig = SimulationConfig()
 
 

@@ -86,6 +86,8 @@ class Outcomes:
     replayed: int  # rows decided more than a day after their as_of (window starts at as_of)
     expected_treatment_share: float | None  # of treatment + control, from the logged h and e
     periods: tuple[str, ...]  # holdout period kinds of the log ("week", "month")
+    drawn: int  # counted decisions the policy chose an action for: each drawn for the holdout
+    expected_controls: float  # the sum of their logged holdout shares
 
 
 def read_decisions(path: Path, progress: Callable[[str], None] = lambda _: None) -> pd.DataFrame:
@@ -385,6 +387,7 @@ def decision_outcomes(
         frame.loc[wanted, "holdout_share"].astype(float),
         frame.loc[wanted, "exploration"].astype(float),
     )
+    shares = frame.loc[wanted, "holdout_share"].astype(float)
     frame = frame.loc[chosen]
     rows = pd.DataFrame(
         {
@@ -429,6 +432,8 @@ def decision_outcomes(
         int(replayed.sum()),
         share,
         tuple(sorted(periods)),
+        len(shares),
+        float(shares.sum()),
     )
 
 
@@ -503,6 +508,24 @@ def no_contacts(outcomes: Outcomes) -> str | None:
         f"({outcomes.not_contacted:,} where the policy chose no_action, "
         f"{outcomes.explored:,} explored, {outcomes.repeated:,} repeated, "
         f"{outcomes.overlapping:,} inside an earlier decision's window)"
+    )
+
+
+def no_controls(outcomes: Outcomes) -> str:
+    """Why a log gave no control row: no holdout logged (holdout_share 0 or absent), or one
+    too few decisions to have drawn any yet; asking for holdout.share was wrong there."""
+    if outcomes.expected_controls <= 0:
+        return (
+            "no control contacts in this log (no holdout): `crm-ltv ab` and `crm-ltv uplift` "
+            "compare with controls; set holdout.share in configs/serving.yaml"
+        )
+    share = outcomes.expected_controls / outcomes.drawn
+    return (
+        f"no control came up yet among the {outcomes.drawn:,} decision"
+        f"{'' if outcomes.drawn == 1 else 's'} drawn at holdout share {share:.3g} (about "
+        f"{outcomes.expected_controls:.1f} expected): `crm-ltv ab` and "
+        "`crm-ltv uplift` compare with controls; run outcomes again once the service has "
+        "logged more decisions"
     )
 
 

@@ -78,6 +78,8 @@ class PolicyEvalResult:
     table: pd.DataFrame
     notes: dict[str, str]
     run_id: str
+    best_note: str  # best_policy_note, or why none is named (too_few_customers)
+    too_few: str | None = None  # too_few_customers: said as a warning
 
 
 def outcome_features(contexts: pd.DataFrame) -> np.ndarray:
@@ -275,7 +277,9 @@ def run_policy_eval(
                 table[f"ci_low_{estimator}"] <= table["true_value"]
             ) & (table["true_value"] <= table[f"ci_high_{estimator}"])
     table = table.sort_values("estimated_value_dr", ascending=False, ignore_index=True)
-    note = _run_note(table, history, config.min_support)
+    few = too_few_customers(history, config.min_customers)
+    best_note = best_policy_note(table, config.min_support, few)
+    note = _run_note(table, history, best_note)
     with experiment_run(
         paths, config.experiment, NOTE, "policy-eval", note, "policy-eval", data_files
     ) as rid:
@@ -290,12 +294,13 @@ def run_policy_eval(
                 "churn_share": config.churn_share,
                 "churn_action": config.churn_action,
                 "min_support": config.min_support,
+                "min_customers": config.min_customers,
                 **(params or {}),
                 **{f"left_out_{k}": v for k, v in (history.left_out or {}).items()},
             }
         )
         log_datasets(datasets, "policy-eval")
-        best = best_policy(table, config.min_support)
+        best = None if few else best_policy(table, config.min_support)
         mlflow.set_tag("best_policy_dr", NO_BEST if best is None else str(best["policy"]))
         metrics = {"decisions": float(len(history.logged.action))}
         if best is not None:
@@ -312,7 +317,7 @@ def run_policy_eval(
         from crm_ltv.experiments.plots import policy_value_plot
 
         log_figure(policy_value_plot(table), "policy_values")
-    return PolicyEvalResult(table, dict(policies.notes), rid)
+    return PolicyEvalResult(table, dict(policies.notes), rid, best_note, few)
 
 
 METRICS = (
@@ -368,9 +373,28 @@ def best_policy(table: pd.DataFrame, min_support: float) -> pd.Series | None:
     return ranked.loc[ranked["estimated_value_dr"].idxmax()]
 
 
-def best_policy_note(table: pd.DataFrame, min_support: float) -> str:
+def too_few_customers(history: History, min_customers: int) -> str | None:
+    """Why a history of fewer than `min_customers` customers names no best policy, or None:
+    the intervals resample customers, so over a handful they come out narrow (over one, zero
+    width) however unsure the values are. A warning, not an error: `make experiments` reads
+    the service's log, a few decisions after a first `make serve`."""
+    customers = history.logged.customers
+    count = len(history.logged.action) if customers is None else len(np.unique(customers))
+    if count >= min_customers:
+        return None
+    return (
+        f"{count:,} customer{'' if count == 1 else 's'} in the evaluated decisions, under "
+        f"policy_eval.min_customers ({min_customers}): bootstrap intervals over so few "
+        "understate the uncertainty (over one customer they have zero width)"
+    )
+
+
+def best_policy_note(table: pd.DataFrame, min_support: float, too_few: str | None = None) -> str:
     """The best policy (best_policy), and whether its interval sets it apart from every other
-    rankable policy's: overlapping intervals are no ranking. Policies left out are named."""
+    rankable policy's: overlapping intervals are no ranking. Policies left out are named.
+    `too_few` (too_few_customers): none is named, saying why."""
+    if too_few is not None:
+        return f"No policy is named best: {too_few}."
     ok = rankable(table, min_support)
     rule = f"support >= {min_support:.0%}, DR and IPW intervals overlapping"
     left_out = _left_out(table, ok, min_support)
@@ -410,10 +434,10 @@ def _left_out(table: pd.DataFrame, ok: pd.Series, min_support: float) -> str:
     return "; ".join(reasons)
 
 
-def _run_note(table: pd.DataFrame, history: History, min_support: float) -> str:
+def _run_note(table: pd.DataFrame, history: History, best_note: str) -> str:
     lines = [
         f"Policy values per decision (incremental revenue net of contact costs) from "
-        f"{history.source}. {best_policy_note(table, min_support)}",
+        f"{history.source}. {best_note}",
         "",
         format_policy_table(table),
     ]

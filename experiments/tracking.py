@@ -20,6 +20,7 @@ from crm_ltv.training.tracking import (
     inherited_provenance,
     input_datasets,
     input_sources,
+    killable_run,
     log_datasets,
     log_figure,
     log_provenance,
@@ -57,9 +58,10 @@ def experiment_run(
 ) -> Iterator[str]:
     """A run in `experiment` (created if needed), both described, tagged `kind` (the command:
     its child runs carry their own kind) and its provenance: the commit, and the hash of every
-    file in `data_files` (the files the run read); yields the run id."""
+    file in `data_files` (the files the run read); yields the run id. Stopped by Ctrl-C or
+    SIGTERM, it and its child runs read KILLED (killable_run), not FAILED."""
     setup_tracking(paths, experiment, experiment_note)
-    with mlflow.start_run(run_name=run_name) as run:
+    with killable_run(run_name=run_name) as run:
         mlflow.set_tags({NOTE: run_note, "kind": kind})
         log_provenance(*data_files)
         yield run.info.run_id
@@ -78,7 +80,7 @@ def log_children(
     ids = {}
     provenance = inherited_provenance()
     for name, metrics in units.items():
-        with mlflow.start_run(run_name=name, nested=True, description=notes.get(name)) as child:
+        with killable_run(run_name=name, nested=True, description=notes.get(name)) as child:
             mlflow.set_tags({"kind": kind, kind: name, **provenance, **(tags or {}).get(name, {})})
             log_datasets(datasets, kind)
             log_metrics(metrics)

@@ -66,10 +66,9 @@ def uplift_contacts(
     cold-start action, not a model's), are left out and counted. Revenue stays missing where
     the file has none for a contact that converted (none without a conversion is 0); a file
     without revenue gives zeros (value effects 0). `where`: the table and its file, for errors."""
-    keep = campaigns.assign(_row=np.arange(len(campaigns)))
-    outcomes = campaign_outcomes(keep, where)
+    outcomes = campaign_outcomes(campaigns, where)  # the file's own columns, as errors name them
     frame = outcomes.frame
-    table = features.iloc[frame["_row"].to_numpy()].reset_index(drop=True)
+    table = features.iloc[outcomes.rows].reset_index(drop=True)
     history = table["recency_days"].notna().to_numpy()
     frame, table = frame.loc[history].reset_index(drop=True), table.loc[history]
     revenue = frame["revenue"].astype(float)

@@ -31,7 +31,7 @@ from crm_ltv.experiments.tracking import (
     log_table,
     logged_path,
 )
-from crm_ltv.features.actions import ACTIONS
+from crm_ltv.features.actions import ACTION_NAMES, ACTIONS
 from crm_ltv.features.config import FeatureConfig, config_digest
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.paths import Paths
@@ -172,10 +172,13 @@ def run_uplift(
             reasons = f"not one of the {len(frame):,} contacts converted; {reasons}"
         if contacts.without_history:
             reasons += f"; {contacts.without_history:,} without a purchase before the send left out"
+        own = controls[controls.index.isin(ACTIONS)]  # counted as the treated ones are
         raise DataError(
             f"campaigns {source}: no catalogue action can be modelled, nothing to learn from "
             f"({reasons}; treated contacts per action: {counts.to_dict() or 'none'}; control "
-            f"contacts per action: {controls.to_dict() or 'none'})"
+            f"contacts per action: {own.to_dict() or 'none'}"
+            + _outside_note(frame.loc[~catalogue, "action"])
+            + ")"
         )
     if without_model:
         progress(f"no model (the policy's prior) for {', '.join(without_model)}: see the run note")
@@ -288,6 +291,19 @@ def run_uplift(
         evaluation, curves["purchase"], metric, champion, version, promote, reason, run_id,
         contacts, bundle,
     )  # fmt: skip
+
+
+def _outside_note(actions: pd.Series) -> str:
+    """The file's actions outside the catalogue, named with the catalogue: a file of a shop's
+    own names read as "treated: none; control: {'my_promo': 9540}", which said neither."""
+    names = sorted(set(actions.astype(str)))
+    if not names:
+        return ""
+    verb = "is not an action" if len(names) == 1 else "are not actions"
+    return (
+        f"; {', '.join(map(repr, names))} {verb} of the catalogue (crm_ltv.features.actions, "
+        f"which configs/nba.yaml prices: {', '.join(ACTION_NAMES)})"
+    )
 
 
 def _compare_champion(

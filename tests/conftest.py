@@ -93,6 +93,28 @@ def mlflow_client(home: Path):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def started_run(
+    home: Path,
+    run_name: str,
+    proc: subprocess.Popen[str],
+    timeout: float = 180,
+    experiment: str = "crm-ltv",
+):
+    """The MLflow run of that name once it is RUNNING (the command is inside it): where a
+    test stops the command to see the run read KILLED."""
+    client = mlflow_client(home)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the command ended ({proc.returncode}) before {run_name}"
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            runs = client.search_runs([found.experiment_id], f"attributes.run_name = '{run_name}'")
+            if runs and runs[0].info.status == "RUNNING":
+                return runs[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no RUNNING run {run_name} within {timeout} s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -119,6 +119,10 @@ def test_ab_names_a_file_without_outcomes_and_says_revenue_stands_for_conversion
     no_outcome.write_text("\n".join(",".join(r[:4]) for r in lines) + "\n")
     failed = run(home, "ab", "--campaigns", str(no_outcome))
     assert failed.returncode == 2 and f"error: campaigns {no_outcome}: neither" in failed.stderr
+    # uplift named its own internal column `_row` among the file's
+    failed = run(home, "uplift", "--campaigns", str(no_outcome))
+    assert failed.returncode == 2 and f"error: campaigns {no_outcome}: neither" in failed.stderr
+    assert failed.stderr.endswith("columns present: customer_id, sent_at, action, group\n")
     result = run(home, "ab", "--campaigns", str(revenue_only))
     assert result.returncode == 0, result.stderr
     assert "no 'converted' column: a contact converted when its revenue is above 0" in (
@@ -149,6 +153,29 @@ def test_ab_analyses_actions_outside_the_catalogue_and_marks_them(home, tmp_path
     assert "MISMATCH" in uncontrolled and "nan" not in uncontrolled
     unknown = run(home, "ab", "--by", "favourite_colour")
     assert unknown.returncode == 2 and "--by 'favourite_colour'" in unknown.stderr
+
+
+def test_uplift_on_actions_outside_the_catalogue_says_so(home, tmp_path):
+    """Every action a shop's own name: the error counted treated contacts of the catalogue's
+    actions only ("none") but controls of every action ({'my_promo': ...}), and said neither
+    that my_promo is not a catalogue action nor which are."""
+    lines = (home / "data/sample/campaigns.csv").read_text().splitlines()
+    action = lines[0].split(",").index("action")
+    rows = [r.split(",") for r in lines[1:]]
+    for r in rows:
+        r[action] = "my_promo"
+    path = tmp_path / "campaigns.csv"
+    path.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    failed = run(home, "uplift", "--campaigns", str(path))
+    assert failed.returncode == 2, failed.stderr
+    assert "treated contacts per action: none; control contacts per action: none; " in (
+        failed.stderr
+    )
+    assert (
+        "'my_promo' is not an action of the catalogue (crm_ltv.features.actions, which "
+        "configs/nba.yaml prices: welcome_offer, recommendation, thank_you, vip_invitation, "
+        "win_back))\n"
+    ) in failed.stderr
 
 
 def test_ab_and_uplift_say_how_many_contacts_the_transactions_know(home, tmp_path):

@@ -468,20 +468,26 @@ def test_a_decision_counts_again_once_the_last_window_is_over(tmp_path, second, 
 
 
 @pytest.mark.parametrize(
-    ("control_at", "said"),
+    ("control_at", "share", "said"),
     [
-        ("2025-08-15", "every control contact of this log (1) is in a response window not over"),
-        (None, "no control contacts in this log (no holdout)"),
+        ("2025-08-15", 0.1,
+         "every control contact of this log (1) is in a response window not over"),
+        (None, 0.0, "no control contacts in this log (no holdout)"),
+        (None, 0.1, "no control came up yet among the 1 decision drawn at holdout share 0.1 "
+         "(about 0.1 expected)"),
     ],
-    ids=["controls waiting", "no holdout"],
-)
-def test_outcomes_says_whether_controls_wait_or_were_never_held_out(tmp_path, control_at, said):
+    ids=["controls waiting", "no holdout", "too few decisions"],
+)  # fmt: skip
+def test_outcomes_says_whether_controls_wait_or_were_never_held_out(
+    tmp_path, control_at, share, said
+):
     """A holdout whose controls are all still in their window is not a missing holdout: the
-    command says when to come back, and asks for holdout.share only where none was held out."""
+    command says when to come back, and asks for holdout.share only where none was held out
+    (a log at share 0.1 whose few decisions drew no control was told to set it)."""
     home = new_home(tmp_path)
     tx = tmp_path / "tx.csv"
     TX.to_csv(tx, index=False)
-    lines = [_line("a", "2025-06-15", "win_back")]
+    lines = [_line("a", "2025-06-15", "win_back", holdout_share=share)]
     if control_at is not None:
         held = _line("y", control_at, "no_action", policy_action="win_back", holdout=True,
                      propensity=0.1)  # fmt: skip
@@ -493,7 +499,7 @@ def test_outcomes_says_whether_controls_wait_or_were_never_held_out(tmp_path, co
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert said in done.stdout
-    assert ("set holdout.share" in done.stdout) == (control_at is None)
+    assert ("set holdout.share" in done.stdout) == (share == 0)
     if control_at is not None:
         assert "transactions up to 2025-09-14" in done.stdout
 

@@ -506,23 +506,55 @@ def test_rival_policies_read_what_the_rules_read_beyond_the_scores(nba):
     assert decide(old, nba).action == NO_ACTION
 
 
+def _half_held_out_log(tmp_path: Path, customers: int) -> tuple[Path, Path]:
+    """A decision log of `customers` customers at one date, every other one held out from
+    win_back, and transactions covering their windows."""
+    tx, log = tmp_path / "tx.csv", tmp_path / "d.jsonl"
+    rows = [(f"c{i}", "2025-06-20", 10.0 * (i % 3)) for i in range(customers)]
+    frame([("z", "2025-01-02", 1.0), *rows, ("z", "2025-09-30", 1.0)]).to_csv(tx, index=False)
+    lines = [
+        {"customer_id": f"c{i}", "as_of": "2025-06-15",
+         "action": NO_ACTION if i % 2 else "win_back", "policy_action": "win_back",
+         "holdout": bool(i % 2), "explored": False, "propensity": 0.5, "holdout_share": 0.5,
+         "exploration": 0.0, "churn_probability": 0.5, "predicted_value": 40.0,
+         "rfm_segment": "At Risk", "lifecycle_stage": "at-risk"}
+        for i in range(customers)
+    ]  # fmt: skip
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return log, tx
+
+
+def test_a_log_of_too_few_customers_names_no_best_policy(tmp_path):
+    """One counted decision gave zero-width "95% intervals" and a best policy, with no word:
+    under policy_eval.min_customers the command warns and names none, in the run too."""
+    from crm_ltv.experiments.policy_eval_job import NO_BEST
+
+    home = new_home(tmp_path / "home")
+    log, tx = _half_held_out_log(tmp_path, 1)
+    done = run(home, "policy-eval", "--decisions", str(log), "--transactions", str(tx),
+               "--window-days", "30")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    why = (
+        "1 customer in the evaluated decisions, under policy_eval.min_customers (30): bootstrap "
+        "intervals over so few understate the uncertainty (over one customer they have zero "
+        "width)"
+    )
+    assert f"warning: {why}\n" in done.stderr
+    assert f"No policy is named best: {why}." in done.stdout
+    assert "Best policy" not in done.stdout
+    client = mlflow_client(home)
+    experiment = client.get_experiment_by_name("crm-ltv-policy-evaluation")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.kind = 'policy-eval'")
+    assert parent.data.tags["best_policy_dr"] == NO_BEST
+    assert parent.data.params["min_customers"] == "30"
+
+
 def test_the_decision_log_is_a_dataset_of_the_run_with_absolute_paths(tmp_path):
     """policy-eval --decisions named the log only in its source param, as given (relative):
     the run's datasets had the transactions alone. Both files given relative to the working
     folder are logged by their absolute paths, each with its own digest."""
     home = new_home(tmp_path / "home")
-    tx, log = tmp_path / "tx.csv", tmp_path / "d.jsonl"
-    rows = [(f"c{i}", "2025-06-20", 10.0 * (i % 3)) for i in range(20)]
-    frame([("z", "2025-01-02", 1.0), *rows, ("z", "2025-09-30", 1.0)]).to_csv(tx, index=False)
-    lines = [
-        {"customer_id": f"c{i}", "as_of": "2025-06-15", "action": action,
-         "policy_action": "win_back", "holdout": action == NO_ACTION, "explored": False,
-         "propensity": 0.5, "holdout_share": 0.5, "exploration": 0.0,
-         "churn_probability": 0.5, "predicted_value": 40.0, "rfm_segment": "At Risk",
-         "lifecycle_stage": "at-risk"}
-        for i, action in enumerate(["win_back", NO_ACTION] * 10)
-    ]  # fmt: skip
-    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    log, tx = _half_held_out_log(tmp_path, 40)
     given = [os.path.relpath(p) for p in (log, tx)]
     assert not any(Path(p).is_absolute() for p in given)
     done = run(home, "policy-eval", "--decisions", given[0], "--transactions", given[1],

@@ -21,7 +21,15 @@ import yaml
 
 from crm_ltv.features.config import ConfigError
 from crm_ltv.training.tracking import file_sha256, git_commit
-from tests.conftest import CLI, ROOT, mlflow_client, new_home, run, without_baseline_gate
+from tests.conftest import (
+    CLI,
+    ROOT,
+    mlflow_client,
+    new_home,
+    run,
+    started_run,
+    without_baseline_gate,
+)
 
 
 def test_too_short_a_history_fails_with_what_is_missing(tmp_path):
@@ -394,23 +402,6 @@ def test_a_study_resumes_only_on_the_same_data_and_settings(
     assert same != digest(tune=tune.model_copy(update={"search_space": space}))
 
 
-def _started(home, run_name: str, proc, timeout: float = 180):
-    """The MLflow run of that name once it is RUNNING (the command is inside it)."""
-    client = mlflow_client(home)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the command ended ({proc.returncode}) before {run_name}"
-        experiment = client.get_experiment_by_name("crm-ltv")
-        if experiment is not None:
-            runs = client.search_runs(
-                [experiment.experiment_id], f"attributes.run_name = '{run_name}'"
-            )
-            if runs and runs[0].info.status == "RUNNING":
-                return runs[0]
-        time.sleep(0.2)
-    raise AssertionError(f"no RUNNING run {run_name} within {timeout} s")
-
-
 def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path):
     """SIGTERM (a scheduler's stop) ends tune and train with 143, one line, and MLflow runs
     that read KILLED; a tune killed outright (SIGKILL) leaves a RUNNING trial whose heartbeat
@@ -433,7 +424,7 @@ def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path)
         log = tmp_path / f"{run_name}.err"
         with log.open("w") as err:
             proc = subprocess.Popen([CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=err)
-        return proc, _started(home, run_name, proc), log
+        return proc, started_run(home, run_name, proc), log
 
     proc, trial_run, log = started(["tune", "--trials", "1"], "ltv-trial-0")
     proc.send_signal(signal.SIGTERM)

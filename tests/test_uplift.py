@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,8 +48,11 @@ from tests.conftest import (
     CONFIGS,
     frame,
     free_port,
+    mlflow_client,
+    new_home,
     run,
     start_server,
+    started_run,
     stop_server,
     wait_ready,
 )
@@ -514,6 +519,36 @@ def test_actions_without_a_purchase_in_training_get_no_model():
     assert _without_purchases(frame, np.array([1, 1, 0, 0, 1, 0], bool), True, {"a", "c"}) == [
         "a", "c"
     ]  # fmt: skip
+
+
+def test_ctrl_c_in_uplift_ends_with_one_line_and_a_killed_run(tmp_path):
+    """Ctrl-C inside the uplift run: one `interrupted:` line, exit 130 and a run that reads
+    KILLED, as train and tune end (it was exit 130, no word, and a FAILED run)."""
+    home = new_home(tmp_path)
+    config = yaml.safe_load(default_config_file("experiments").read_text())
+    config["uplift"] |= {"n_estimators": 30, "params": SMALL}
+    (home / "configs/experiments.yaml").write_text(yaml.safe_dump(config))
+    assert run(home, "data", "--n-customers", "3000").returncode == 0
+    client = mlflow_client(home)
+    client.search_experiments()  # the store made here, not by both processes at once
+    env = {**os.environ, "CRM_LTV_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = tmp_path / "uplift.err"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [CLI, "uplift", "--pool-controls"], env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
+    started = started_run(home, "uplift", proc, experiment="crm-ltv-uplift")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    said = log.read_text()
+    assert said.count("interrupted: ") == 1 and "Traceback" not in said
+    assert "interrupted: its MLflow run, if it had started, reads KILLED" in said
+    assert client.get_run(started.info.run_id).info.status == "KILLED"
+    children = client.search_runs(
+        [started.info.experiment_id], f"tags.mlflow.parentRunId = '{started.info.run_id}'"
+    )
+    assert all(c.info.status in ("KILLED", "FINISHED") for c in children)
 
 
 def test_bad_campaigns_are_data_errors_naming_file_and_action(home, tmp_path, feature_config):
