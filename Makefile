@@ -60,9 +60,12 @@ train: $(DATA) ## train, evaluate and register the churn and LTV models (MLflow)
 tune: $(DATA) ## Optuna tuning of both models (TRIALS=N per model); the next `make train` uses it
 	$(BIN)/crm-ltv tune $(if $(TRIALS),--trials $(TRIALS))
 
-# A home with its own transactions gets no sample: `ab` names the campaigns to give, and the
-# policy evaluation simulated on the sample is left out
-experiments: $(DATA) ## A/B analysis of the campaigns (the sample's, else data.yaml's), a test plan, cohorts and LTV:CAC, uplift models, outcomes of the service's decisions, policy evaluation (MLflow; after make train)
+# A home with its own transactions gets no sample: its campaigns are those configs/data.yaml
+# names, else those `crm-ltv outcomes` writes from the service's decision log (so outcomes runs
+# first; without either, `ab` says what to do and the target stops there), and the policy
+# evaluation simulated on the sample is left out.
+experiments: $(DATA) ## A/B analysis of the campaigns (the sample's; with your own data, data.yaml's or those of the service's decisions), a test plan, cohorts and LTV:CAC, uplift models, outcomes of the service's decisions, policy evaluation (MLflow; after make train)
+ifeq ($(OWN_DATA),)
 	$(BIN)/crm-ltv ab
 	$(BIN)/crm-ltv ab --by lifecycle_stage
 	$(BIN)/crm-ltv plan-ab --baseline-rate 0.09 --lift 0.2
@@ -70,8 +73,18 @@ experiments: $(DATA) ## A/B analysis of the campaigns (the sample's, else data.y
 	$(BIN)/crm-ltv uplift --pool-controls
 	@if [ -s "$(DECISIONS)" ]; then \
 	  $(BIN)/crm-ltv outcomes --decisions "$(DECISIONS)" && $(BIN)/crm-ltv policy-eval --decisions "$(DECISIONS)"; \
-	else echo "no $(DECISIONS) yet (make serve writes it)$(if $(OWN_DATA),,: policy evaluation on a history simulated on the sample)"; fi
-	$(if $(OWN_DATA),,$(BIN)/crm-ltv policy-eval)
+	else echo "no $(DECISIONS) yet (make serve writes it): policy evaluation on a history simulated on the sample"; fi
+	$(BIN)/crm-ltv policy-eval
+else
+	$(BIN)/crm-ltv plan-ab --baseline-rate 0.09 --lift 0.2
+	$(BIN)/crm-ltv cohorts
+	@if [ -s "$(DECISIONS)" ]; then $(BIN)/crm-ltv outcomes --decisions "$(DECISIONS)"; \
+	else echo "no $(DECISIONS) yet (make serve writes it): ab and uplift read the campaigns configs/data.yaml names, if any"; fi
+	$(BIN)/crm-ltv ab
+	$(BIN)/crm-ltv ab --by lifecycle_stage
+	$(BIN)/crm-ltv uplift --pool-controls
+	@if [ -s "$(DECISIONS)" ]; then $(BIN)/crm-ltv policy-eval --decisions "$(DECISIONS)"; fi
+endif
 
 mlflow-ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 (PORT_UI=); prints the links to each runs table
 	$(BIN)/crm-ltv --home "$(MLFLOW_HOME)" mlflow-ui --port $(PORT_UI)

@@ -624,6 +624,12 @@ def features(
     if champions:
         scoring = _scoring_champions(paths, progress, feature_config, _train_config(paths))
         as_scored = scoring.feature_args()
+        for stale in (
+            scoring.features_config_warning(feature_config),
+            scoring.history_start_warning(),
+        ):  # as `crm-ltv score` says them (the level is the scores', not the rows')
+            if stale is not None:
+                progress(stale)
         progress(
             f"building the rows {scoring.churn.name} v{scoring.churn.version} and "
             f"{scoring.ltv.name} v{scoring.ltv.version} read: their RFM cut points, categories "
@@ -1895,6 +1901,13 @@ def outcomes(
             f"next: every control contact of this log ({len(waiting):,}) is in a response "
             "window not over yet, and `crm-ltv ab` and `crm-ltv uplift` compare with controls: "
             f"run outcomes again on transactions up to {last:%Y-%m-%d}"
+        )
+    elif not controls and result.before_file:
+        typer.echo(
+            f"next: no control contact has its response window in the transactions, and "
+            f"{result.before_file:,} treatment or control rows start before their first line "
+            f"({result.first_transaction:%Y-%m-%d}): give transactions that begin before the "
+            "decisions (more decisions will not help those)"
         )
     elif not controls:
         typer.echo(f"next: {no_controls(result)}")

@@ -479,16 +479,20 @@ def require_known_customers(
 ) -> None:
     """Refuse a log none of whose customers is in the transactions: ids written otherwise in
     one file ('12346' in the log, '12346,0' in a CSV read without `decimal: ','`) matched
-    nothing, and every decision counted as not converted. A few ids of each side show how."""
-    ids = pd.Index(decisions["customer_id"].astype(str).unique())
+    nothing, and every decision counted as not converted. A few ids of each side show how.
+    Cold starts (no purchase yet when scored) are not asked for: a log of new customers only
+    is a log, not a mismatch."""
+    scored = decisions.loc[~decisions["cold_start"].astype(bool), "customer_id"]
+    ids = pd.Index(scored.astype(str).unique())
     known = pd.Index(transactions["customer_id"].astype(str).unique())
-    if ids.isin(known).any():
+    if ids.empty or ids.isin(known).any():
         return
     raise DataError(
-        f"none of the {len(ids):,} customers of the decision log {log} is in the transactions "
+        f"none of the {len(ids):,} scored customers of the decision log {log} is in the "
+        f"transactions "
         f"{source} (e.g. {_examples(ids)} in the log, {_examples(known)} in the "
         "transactions): do both write ids alike (a decimal mark, leading zeros, a prefix; the "
-        "table's decimal in configs/data.yaml)? (or did none of them ever buy?)"
+        "table's decimal in configs/data.yaml)? (or is this another shop's file?)"
     )
 
 

@@ -424,7 +424,7 @@ def _left_out(table: pd.DataFrame, ok: pd.Series, min_support: float) -> str:
     apart = estimators_apart(table)
     reasons = []
     for i, row in table.loc[~ok].iterrows():
-        why = [f"support {row['support']:.0%}"] if row["support"] < min_support else []
+        why = [f"support {row['support']:.1%}"] if row["support"] < min_support else []
         if apart[i]:
             why.append(
                 f"DR {row['estimated_value_dr']:.2f} and IPW {row['estimated_value_ipw']:.2f} "

@@ -35,7 +35,7 @@ COLUMN: dict[str, str] = {"purchase": "converted", "value": "revenue"}  # outcom
 
 @dataclass(frozen=True)
 class Contacts:
-    """Campaign contacts with an outcome and a purchase before the send, their features at the
+    """Campaign contacts with an outcome and a purchase up to the send, their features at the
     send time (same rows), and which customers are held out."""
 
     frame: pd.DataFrame  # customer_id, sent_at, action, treated, converted, revenue

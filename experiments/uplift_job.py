@@ -171,7 +171,7 @@ def run_uplift(
         if len(frame) and not (frame["converted"] > 0).any():
             reasons = f"not one of the {len(frame):,} contacts converted; {reasons}"
         if contacts.without_history:
-            reasons += f"; {contacts.without_history:,} without a purchase before the send left out"
+            reasons += f"; {contacts.without_history:,} without a purchase up to the send left out"
         own = controls[controls.index.isin(ACTIONS)]  # counted as the treated ones are
         raise DataError(
             f"campaigns {source}: no catalogue action can be modelled, nothing to learn from "
@@ -183,7 +183,7 @@ def run_uplift(
     if without_model:
         progress(f"no model (the policy's prior) for {', '.join(without_model)}: see the run note")
     progress(
-        f"{len(frame):,} contacts with a purchase before the send; {int(fit_rows.sum()):,} of "
+        f"{len(frame):,} contacts with a purchase up to the send; {int(fit_rows.sum()):,} of "
         f"training customers, {int(contacts.held_out.sum()):,} of held-out ones; controls "
         + ("pooled over actions" if pooled else "of each action's own")
     )
@@ -486,7 +486,7 @@ def _run_note(
     purchase = table.loc[table["outcome"] == "purchase"]
     parts = [
         f"{len(contacts.frame):,} contacts from {source} ({int(contacts.held_out.sum()):,} of "
-        f"held-out customers); {contacts.without_history:,} without a purchase before the send "
+        f"held-out customers); {contacts.without_history:,} without a purchase up to the send "
         f"and {contacts.without_outcome:,} without an outcome left out.",
         "Held-out Qini coefficient (purchase): "
         + ", ".join(f"{r.action} {r.qini_coefficient:+.4f}" for r in purchase.itertuples())

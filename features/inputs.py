@@ -161,14 +161,16 @@ def load_campaign_input(
     mine = own is not None and not _same_file(own, paths.sample_table("transactions"))
     if campaigns is None and source.path is None and mine:
         whose = "--transactions names your" if transactions else "this home reads its"
-        there = "" if outcomes_file.exists() else "run it, then "
-        raise DataError(
-            f"no campaigns given (--campaigns, or campaigns.path in configs/data.yaml), and "
-            f"{whose} own transactions ({own}), whose customers the sample's campaigns are not "
-            f"of: `crm-ltv outcomes` writes campaigns from the service's decision log to "
-            f"{outcomes_file}: {there}give it with --campaigns {outcomes_file} (or your own "
-            "campaigns file)"
-        )
+        if not outcomes_file.exists():
+            raise DataError(
+                f"no campaigns given (--campaigns, or campaigns.path in configs/data.yaml), and "
+                f"{whose} own transactions ({own}), whose customers the sample's campaigns are "
+                f"not of: `crm-ltv outcomes` writes campaigns from the service's decision log "
+                f"to {outcomes_file}, read by default once it is there: run it first (or give "
+                "your own campaigns file)"
+            )
+        path = outcomes_file  # the campaigns of this shop's own decisions
+        progress(f"no campaigns given: reading those `crm-ltv outcomes` wrote, {path}")
     if Path(path) == sample and not sample.exists():
         raise _no_sample("campaigns", sample)
     progress(f"loading campaigns from {path}")

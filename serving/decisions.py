@@ -78,7 +78,7 @@ class DecisionLog:
         """False while the last batch could not be written, until a probe of its size goes
         through (blank lines, which readers skip, taken back at once): a worker that readiness
         takes out of rotation gets no call to find out that space was freed."""
-        pending = self.unwritten_bytes  # read by readiness, set by the scoring thread
+        pending = self.unwritten_bytes  # read by readiness, set by each scoring call
         if not pending:
             return True
         try:

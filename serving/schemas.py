@@ -72,15 +72,17 @@ MAX_ID_NUMBER = 2**53
 
 def id_number_text(value: Any) -> Any:
     """A whole JSON number is its text: a backend with integer keys sends 13085, which the
-    loader reads from a file as '13085' (13085.0 too). Texts pass on; a boolean, a fraction or
-    a number too large to be exact is refused, not turned into an id nobody has."""
+    loader reads from a file as '13085' (13085.0 too). Texts pass on, and integers of any size
+    (exact in JSON and Python); a boolean, a fraction or a float too large to be exact is
+    refused, not turned into an id nobody has."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return value  # text is read by the field's own validators; the rest is refused there
     if isinstance(value, int):
         return str(value)
     if not value.is_integer() or abs(value) > MAX_ID_NUMBER:
         raise ValueError(
-            f"{value!r} is not a whole number up to 2**53: send an id as text or an integer"
+            f"{value!r} is a fraction, or a number with a point or exponent over 2**53 (a "
+            "double may not hold it exactly): send an id as text or an integer"
         )
     return str(int(value))
 

@@ -225,13 +225,16 @@ def _request_id_problem(given: str) -> str | None:
     return None
 
 
-# A request of up to this many lines (customers and their transactions) is scored on the event
-# loop: about 10 ms (2.5 ms for one customer, about 0.2 ms for each further one of 20 lines)
-THREAD_FROM_LINES = 1_000
+# A request weighing up to this (20 per customer, its models, reasons and log line; 1 per
+# transaction line) is scored on the event loop: about 10 ms at most (2.5 ms for one customer,
+# about 0.2 ms for each further one of 20 lines). A heavier one goes to a thread.
+THREAD_FROM_WEIGHT = 1_000
+CUSTOMER_WEIGHT = 20
 
 
 def _small(customers: list[CustomerIn]) -> bool:
-    return len(customers) + sum(len(c.transactions or ()) for c in customers) <= THREAD_FROM_LINES
+    lines = sum(len(c.transactions or ()) for c in customers)
+    return CUSTOMER_WEIGHT * len(customers) + lines <= THREAD_FROM_WEIGHT
 
 
 @bentoml.service(
@@ -357,9 +360,9 @@ class CrmLtv:
         OSError: the decision log refused them)."""
         scored = scorer.score_with_views(customers, now)
         answers, assigned = apply_holdout(scored, scorer.nba, settings().holdout)
-        self.decisions.append(answers, request_id, now, assigned, [v for _, v in scored])
-        if not self.level_said:
+        if not self.level_said:  # before the record: a call on record is answered
             self._say_level(scorer, [c.as_of or now for c in customers])
+        self.decisions.append(answers, request_id, now, assigned, [v for _, v in scored])
         return answers
 
     def _say_level(self, scorer: Scorer, moments: list[datetime]) -> None:

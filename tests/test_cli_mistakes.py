@@ -149,16 +149,17 @@ def test_a_home_with_its_own_transactions_is_sent_to_outcomes_not_the_sample(
         "error: no campaigns given (--campaigns, or campaigns.path in configs/data.yaml), and "
         f"this home reads its own transactions ({tmp_path / 'tx.csv'}), whose customers the "
         "sample's campaigns are not of: `crm-ltv outcomes` writes campaigns from the service's "
-        f"decision log to {made}: {{}}give it with --campaigns {made} (or your own campaigns "
-        "file)"
+        f"decision log to {made}, read by default once it is there: run it first (or give your "
+        "own campaigns file)"
     )
     result = CliRunner().invoke(app, [command], env=env)
     assert result.exit_code == 2, result.output
-    assert said.format("run it, then ") in result.output and "crm-ltv data" not in result.output
+    assert said in result.output and "crm-ltv data" not in result.output
     made.parent.mkdir(parents=True)
-    made.write_text("customer_id,sent_at,action,group\n")  # outcomes ran: only --campaigns
+    made.write_text(CAMPAIGN_ROWS)  # outcomes ran: its campaigns are read, not the sample's
     result = CliRunner().invoke(app, [command], env=env)
-    assert said.format("") in result.output
+    assert f"no campaigns given: reading those `crm-ltv outcomes` wrote, {made}" in result.output
+    assert "loading campaigns from " + str(made) in result.output, result.output
 
 
 CAMPAIGN_ROWS = "customer_id,sent_at,action,group,converted\nc1,2024-01-05,email,treatment,1\n"

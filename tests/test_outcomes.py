@@ -229,10 +229,10 @@ def test_outcomes_stops_when_no_decisions_customer_is_in_the_transactions(tmp_pa
     log = _write(tmp_path / "d.jsonl", [_line("12346", "2025-06-15", "win_back"), held])
     target = tmp_path / "c.csv"
     said = (
-        f"error: none of the 2 customers of the decision log {log} is in the transactions {tx} "
-        "(e.g. '12346', '12347' in the log, '12346,0', '12347,0' in the transactions): do both "
-        "write ids alike (a decimal mark, leading zeros, a prefix; the table's decimal in "
-        "configs/data.yaml)? (or did none of them ever buy?)\n"
+        f"error: none of the 2 scored customers of the decision log {log} is in the "
+        f"transactions {tx} (e.g. '12346', '12347' in the log, '12346,0', '12347,0' in the "
+        "transactions): do both write ids alike (a decimal mark, leading zeros, a prefix; the "
+        "table's decimal in configs/data.yaml)? (or is this another shop's file?)\n"
     )
     done = run(home, "outcomes", "--decisions", str(log), "--transactions", str(tx),
                "--out", str(target), "--window-days", "30")  # fmt: skip
@@ -243,6 +243,12 @@ def test_outcomes_stops_when_no_decisions_customer_is_in_the_transactions(tmp_pa
                "--window-days", "30")  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert done.stderr.endswith(said)
+    # new customers only (cold starts: no purchase when scored) are a log, not a mismatch
+    new = _write(tmp_path / "new.jsonl", [_line("n1", "2025-06-15", "welcome_offer",
+                                                  cold_start=True)])  # fmt: skip
+    done = run(home, "outcomes", "--decisions", str(new), "--transactions", str(tx),
+               "--out", str(target), "--window-days", "30")  # fmt: skip
+    assert "none of the" not in done.stderr, done.stderr
 
 
 def test_a_control_is_contaminated_only_by_a_send_inside_its_window(tmp_path):
@@ -475,8 +481,11 @@ def test_a_decision_counts_again_once_the_last_window_is_over(tmp_path, second, 
         (None, 0.0, "no control contacts in this log (no holdout)"),
         (None, 0.1, "no control came up yet among the 1 decision drawn at holdout share 0.1 "
          "(about 0.1 expected)"),
+        # more decisions will not help a control whose window starts before the transactions
+        ("2025-05-01", 0.1, "no control contact has its response window in the transactions, "
+         "and 1 treatment or control rows start before their first line (2025-06-05)"),
     ],
-    ids=["controls waiting", "no holdout", "too few decisions"],
+    ids=["controls waiting", "no holdout", "too few decisions", "control before the file"],
 )  # fmt: skip
 def test_outcomes_says_whether_controls_wait_or_were_never_held_out(
     tmp_path, control_at, share, said
@@ -500,7 +509,7 @@ def test_outcomes_says_whether_controls_wait_or_were_never_held_out(
     assert done.returncode == 0, done.stderr
     assert said in done.stdout
     assert ("set holdout.share" in done.stdout) == (share == 0)
-    if control_at is not None:
+    if control_at == "2025-08-15":
         assert "transactions up to 2025-09-14" in done.stdout
 
 

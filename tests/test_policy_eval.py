@@ -429,7 +429,7 @@ def test_no_policy_is_named_best_without_support_or_with_dr_and_ipw_apart():
     assert best_policy_note(table, 0.9) == (
         "Best policy (support >= 90%, DR and IPW intervals overlapping), by DR: priors (4.10), "
         "its interval above every other ranked policy's. Not ranked: random "
-        "(support 29%, DR 30.63 and IPW -61.26 intervals apart); churn_risk (DR 12.00 and IPW "
+        "(support 29.0%, DR 30.63 and IPW -61.26 intervals apart); churn_risk (DR 12.00 and IPW "
         "2.00 intervals apart)."
     )
     assert best_policy(table, 0.96)["policy"] == "nothing"  # priors' 95% is short of it
@@ -437,7 +437,7 @@ def test_no_policy_is_named_best_without_support_or_with_dr_and_ipw_apart():
     assert best_policy(alone, 0.9) is None
     assert best_policy_note(alone, 0.9).startswith(
         "No policy is named best: none has support >= 90%, DR and IPW intervals overlapping "
-        "(random (support 29%"
+        "(random (support 29.0%"
     )
 
 
@@ -479,7 +479,7 @@ def test_the_best_policy_tag_follows_support_and_agreement(tmp_path, monkeypatch
     client = mlflow_client(home)
     tags = client.get_run(result.run_id).data.tags
     assert tags["best_policy_dr"] == "send_a"
-    assert "Not ranked: send_b (support 0%" in tags["mlflow.note.content"]
+    assert "Not ranked: send_b (support 0.0%" in tags["mlflow.note.content"]
 
     rivals.probabilities = {"send_b": probabilities["send_b"]}  # no supported policy left
     again = run_policy_eval(history, rivals, Paths(home), config)

@@ -169,7 +169,8 @@ def test_scoring_far_from_the_champions_level_is_said_in_the_log(http, sample, s
     tx, customers = sample
     cid = _buyers(tx, AS_OF, 1)[0]
     far = {**_customer_payload(cid, tx, customers, AS_OF), "as_of": "2030-01-01"}
-    assert http.post("/score", json={"customers": [far]}).status_code == 200
+    for _ in range(6):  # on both workers, whichever takes each call
+        assert http.post("/score", json={"customers": [far]}).status_code == 200
     deadline = time.monotonic() + 10
     while "but the level (total value, churn rate)" not in log.read_text():
         assert time.monotonic() < deadline, log.read_text()[-3000:]
