@@ -25,6 +25,12 @@ from crm_ltv.serving.holdout import assign
 from tests.conftest import frame, new_home, run
 
 
+def _held(cid: str, as_of: str, **kw) -> dict:
+    """A customer the holdout kept from the win_back the policy chose: a control."""
+    return _line(cid, as_of, "no_action", policy_action="win_back", holdout=True, propensity=0.1,
+                 **kw)  # fmt: skip
+
+
 def _line(cid: str, as_of: str, action: str, **kw) -> dict:
     return {"request_id": "r1", "customer_id": cid, "as_of": as_of, "action": action,
             "policy_action": kw.pop("policy_action", action), "holdout": False,
@@ -58,14 +64,7 @@ def test_treatment_control_and_every_left_out_decision_counted(tmp_path):
             _line("a", "2025-06-15", "win_back"),
             _line("a", "2025-06-15", "win_back"),  # repeated: the first decision counts
             _line("a", "2025-06-25", "win_back"),  # inside a's window: overlapping
-            _line(
-                "b",
-                "2025-06-15",
-                "no_action",
-                policy_action="win_back",
-                holdout=True,
-                propensity=0.1,
-            ),
+            _held("b", "2025-06-15"),
             # sent inside held-out b's window: overlapping, and b's control was contacted
             _line("b", "2025-06-29", "recommendation"),
             _line("c", "2025-06-01", "no_action"),  # the policy chose nothing
@@ -174,14 +173,7 @@ def test_a_window_that_starts_before_the_transactions_is_set_apart(tmp_path):
         tmp_path / "d.jsonl",
         [
             _line("c", "2025-05-01", "win_back"),  # window ends 05-31: c's 06-05 line is after
-            _line(
-                "b",
-                "2025-06-04T23:59:59",
-                "no_action",
-                policy_action="win_back",
-                holdout=True,
-                propensity=0.1,
-            ),
+            _held("b", "2025-06-04T23:59:59"),
             _line("a", "2025-06-05T00:00:00", "win_back"),
         ],
     )
@@ -224,8 +216,7 @@ def test_outcomes_stops_when_no_decisions_customer_is_in_the_transactions(tmp_pa
     home = new_home(tmp_path)
     tx = tmp_path / "tx.csv"
     frame([("12346,0", "2025-06-10", 5.0), ("12347,0", "2025-08-30", 5.0)]).to_csv(tx, index=False)
-    held = _line("12347", "2025-06-15", "no_action", policy_action="win_back", holdout=True,
-                 propensity=0.1)  # fmt: skip
+    held = _held("12347", "2025-06-15")
     log = _write(tmp_path / "d.jsonl", [_line("12346", "2025-06-15", "win_back"), held])
     target = tmp_path / "c.csv"
     said = (
@@ -254,8 +245,7 @@ def test_outcomes_stops_when_no_decisions_customer_is_in_the_transactions(tmp_pa
 def test_a_control_is_contaminated_only_by_a_send_inside_its_window(tmp_path):
     """A held-out customer decided again inside their window: no_action again leaves the
     control clean, a send contaminates it."""
-    held = _line("a", "2025-06-01", "no_action", policy_action="win_back", holdout=True,
-                 propensity=0.1)  # fmt: skip
+    held = _held("a", "2025-06-01")
     for later, contacted in (("no_action", 0), ("win_back", 1)):
         log = _write(tmp_path / "d.jsonl", [held, _line("a", "2025-06-10", later)])
         out = kept_decisions(read_decisions(log), 30)
@@ -498,8 +488,7 @@ def test_outcomes_says_whether_controls_wait_or_were_never_held_out(
     TX.to_csv(tx, index=False)
     lines = [_line("a", "2025-06-15", "win_back", holdout_share=share)]
     if control_at is not None:
-        held = _line("y", control_at, "no_action", policy_action="win_back", holdout=True,
-                     propensity=0.1)  # fmt: skip
+        held = _held("y", control_at)
         lines.append(held)
     log = _write(tmp_path / "d.jsonl", lines)
     done = run(
@@ -696,8 +685,7 @@ def test_outcomes_writes_nothing_when_no_response_window_is_over(tmp_path):
     home = new_home(tmp_path)
     tx = tmp_path / "tx.csv"
     TX.to_csv(tx, index=False)
-    held = _line("b", "2025-06-20", "no_action", policy_action="win_back", holdout=True,
-                 propensity=0.1)  # fmt: skip
+    held = _held("b", "2025-06-20")
     log = _write(tmp_path / "d.jsonl", [_line("a", "2025-06-15", "win_back"), held])
     target = tmp_path / "c.csv"
     target.write_text("the last outcomes\n")
@@ -732,8 +720,7 @@ def test_outcomes_names_its_files_by_absolute_paths(tmp_path):
     home = new_home(tmp_path)
     tx, log, target = tmp_path / "tx.csv", tmp_path / "d.jsonl", tmp_path / "c.csv"
     TX.to_csv(tx, index=False)
-    held = _line("b", "2025-06-15", "no_action", policy_action="win_back", holdout=True,
-                 propensity=0.1)  # fmt: skip
+    held = _held("b", "2025-06-15")
     _write(log, [_line("a", "2025-06-15", "win_back"), held])
     given = [os.path.relpath(p) for p in (log, tx, target)]
     assert not any(Path(p).is_absolute() for p in given)
