@@ -55,6 +55,8 @@ COLUMNS = (
     "explored",
     "propensity",
     "request_id",
+    "rfm_segment",
+    "lifecycle_stage",
 )
 REPLAY = pd.Timedelta(days=1)  # decided this long after as_of: a replay of a past moment
 
@@ -400,6 +402,8 @@ def decision_outcomes(
             "explored": explored[chosen].to_numpy(),
             "propensity": frame["propensity"].astype(float).to_numpy(),
             "request_id": frame["request_id"].to_numpy(),
+            # as the service answered (its champions' RFM cut points): `ab --by` reads them
+            **{name: _logged(frame, name) for name in ("rfm_segment", "lifecycle_stage")},
         }
     )
     converted, revenue, open_, before = joined_outcomes(
@@ -435,6 +439,11 @@ def decision_outcomes(
         len(shares),
         float(shares.sum()),
     )
+
+
+def _logged(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A column of the log, all unknown where its lines do not carry it (older services)."""
+    return frame[name].to_numpy() if name in frame else np.full(len(frame), None, dtype=object)
 
 
 def require_campaign_rows(

@@ -31,7 +31,10 @@ def segments_at_send(
     config: FeatureConfig,
     customers: pd.DataFrame | None = None,
 ) -> pd.Series:
-    """The `by` segment of each campaign row (aligned with `campaigns`), as text."""
+    """The `by` segment of each campaign row (aligned with `campaigns`), as text: the file's
+    own column where it has one (`crm-ltv outcomes` writes the service's answers: its RFM
+    segments are by its champions' cut points, which a rebuild by each send's quintiles is
+    not), else rebuilt at each send time."""
     if by not in SEGMENTS:
         raise DataError(f"--by {by!r}: expected one of {', '.join(SEGMENTS)}")
     ids = campaigns["customer_id"].astype(str)
@@ -43,6 +46,9 @@ def segments_at_send(
             first[by].astype(str).to_numpy(), index=first["customer_id"].astype(str).to_numpy()
         )
         return pd.Series(channel.reindex(ids).fillna(UNKNOWN).to_numpy(), index=campaigns.index)
+    if by in campaigns and campaigns[by].notna().any():  # as the service answered (outcomes)
+        given = campaigns[by].astype(object)
+        return given.where(given.notna(), NO_HISTORY).astype(str)
     table = features_at_send(campaigns, transactions, config, customers)
     return table[by].astype(object).where(table[by].notna(), NO_HISTORY).astype(str)
 

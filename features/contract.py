@@ -121,6 +121,10 @@ CAMPAIGNS = TableSchema(
         # Written by `crm-ltv outcomes`: the action the service's policy chose (not a random
         # draw), so uplift training compares each action with its own controls only.
         Column("policy_action", "label"),
+        # Written by `crm-ltv outcomes` as the service answered them: `ab --by` reads these
+        # rather than rebuild them (the service's RFM scores are by its champions' cut points)
+        Column("rfm_segment", "label"),
+        Column("lifecycle_stage", "label"),
     ),
     record_key=("customer_id", "sent_at", "action"),
 )

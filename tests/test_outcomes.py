@@ -209,6 +209,20 @@ def test_outcomes_writes_nothing_when_every_window_starts_before_the_transaction
     assert not target.exists()
 
 
+def test_campaigns_carry_the_segments_the_service_answered(tmp_path):
+    """`ab --by` reads them from the campaigns file (segments.segments_at_send); a log line of
+    an older service without them leaves them unknown."""
+    lines = [_line("a", "2025-06-15", "win_back", rfm_segment="Can't Lose Them",
+                   lifecycle_stage="at-risk"), _held("b", "2025-06-15")]  # fmt: skip
+    out = decision_outcomes(read_decisions(_write(tmp_path / "d.jsonl", lines)), TX, 30)
+    rows = out.campaigns.set_index("customer_id")
+    assert rows.loc["a", ["rfm_segment", "lifecycle_stage"]].tolist() == [
+        "Can't Lose Them",
+        "at-risk",
+    ]
+    assert rows.loc["b", ["rfm_segment", "lifecycle_stage"]].isna().all()
+
+
 def test_outcomes_stops_when_no_decisions_customer_is_in_the_transactions(tmp_path):
     """Ids written otherwise in the two files ('12346' in the log, '12346,0' in a CSV read
     without its decimal mark) matched nothing: every contact counted as not converted, exit 0

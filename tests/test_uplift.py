@@ -282,6 +282,19 @@ def test_features_at_send_are_the_services_at_its_as_of(feature_config):
     assert stages.tolist()[0] == "at-risk" == served.loc["r", "lifecycle_stage"]
 
 
+def test_segments_at_send_are_the_services_where_the_campaigns_carry_them(feature_config):
+    """`crm-ltv outcomes` writes the segment the service answered (RFM by its champions' cut
+    points): `ab --by` groups by it, where a rebuild by each send's quintiles may differ."""
+    tx, sends, _ = _stage_turns_at_midnight()
+    rebuilt = segments_at_send(sends, "rfm_segment", tx, feature_config)
+    answered = sends.assign(rfm_segment=["Champions", None, "At Risk"])
+    given = segments_at_send(answered, "rfm_segment", tx, feature_config)
+    assert given.tolist() == ["Champions", "(no purchase yet)", "At Risk"]
+    assert given.tolist() != rebuilt.tolist()  # else the test would not tell them apart
+    unknown = sends.assign(rfm_segment=None)  # a log of an older service: rebuilt
+    assert segments_at_send(unknown, "rfm_segment", tx, feature_config).equals(rebuilt)
+
+
 def test_a_purchase_is_history_or_response_never_both(feature_config):
     """At the send's second (the service's as_of reads it, whole seconds as the builders read
     time) a purchase is history; from the next second to the window's end, a response."""
