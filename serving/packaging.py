@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def build_bento(progress: Callable[[str], None]) -> int:
     with tempfile.TemporaryDirectory(prefix="crm-ltv-bento-") as tmp:
         build = Path(tmp)
         progress("building the project's wheel")
+        source = _wheel_source(root, build / "source")
         done = subprocess.run(
             [
                 sys.executable,
@@ -45,7 +47,7 @@ def build_bento(progress: Callable[[str], None]) -> int:
                 "--quiet",
                 "-w",
                 str(build / "wheels"),
-                str(root),
+                str(source),
             ],
             check=False,
         )
@@ -63,6 +65,20 @@ def build_bento(progress: Callable[[str], None]) -> int:
         return subprocess.run(
             [str(bentoml), "build", "-f", "bentofile.yaml", str(build)], cwd=build, check=False
         ).returncode
+
+
+def _wheel_source(root: Path, dst: Path) -> Path:
+    """What the wheel is built from, copied out of the checkout (pyproject.toml, its readme and
+    the package folders it names): pip builds in the source tree, so building in the checkout
+    wrote its build/ there, which fails on a read-only checkout and is shared by two builds."""
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    folders = project["tool"]["setuptools"]["package-dir"].values()
+    dst.mkdir()
+    for name in ("pyproject.toml", project["project"]["readme"]):
+        shutil.copy2(root / name, dst / name)
+    for folder in sorted(set(folders)):
+        shutil.copytree(root / folder, dst / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
 
 
 def _bentofile(wheel: Path) -> str:

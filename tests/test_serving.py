@@ -884,13 +884,22 @@ print("ok")
     )
 
 
+def _build_folder_state() -> list[tuple[str, int]]:
+    """The checkout's build/ folder: each path in it and its modification time."""
+    found = sorted((ROOT / "build").rglob("*")) if (ROOT / "build").exists() else []
+    return [(str(p), p.stat().st_mtime_ns) for p in [ROOT / "build", *found] if p.exists()]
+
+
 def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home, sample):
     env = _env(home)
+    before = _build_folder_state()
     built = subprocess.run(
         ["make", "-s", "bento"], cwd=ROOT, capture_output=True, text=True,
         env={k: v for k, v in env.items() if not k.startswith("MAKE")}, timeout=600,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr + built.stdout
+    # the wheel is built from a copy: pip wrote its build/ into the checkout (read-only ones fail)
+    assert _build_folder_state() == before
     bento = next((home / "bentoml/bentos/crm-ltv").glob("*/bento.yaml")).parent
     manifest = (bento / "bento.yaml").read_text()
     assert "crm-ltv-churn:" in manifest and "crm-ltv-ltv:" in manifest
