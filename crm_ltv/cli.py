@@ -624,12 +624,7 @@ def features(
     if champions:
         scoring = _scoring_champions(paths, progress, feature_config, _train_config(paths))
         as_scored = scoring.feature_args()
-        for stale in (
-            scoring.features_config_warning(feature_config),
-            scoring.history_start_warning(),
-        ):  # as `crm-ltv score` says them (the level is the scores', not the rows')
-            if stale is not None:
-                progress(stale)
+        _champion_warnings(progress, scoring, feature_config, None)  # no scores: no level
         progress(
             f"building the rows {scoring.churn.name} v{scoring.churn.version} and "
             f"{scoring.ltv.name} v{scoring.ltv.version} read: their RFM cut points, categories "
@@ -1071,18 +1066,15 @@ def _nothing_to_score(cutoff: pd.Timestamp) -> DataError:
 
 
 def _champion_warnings(
-    progress: Progress, champions: Champions, features: FeatureConfig, cutoff: pd.Timestamp
+    progress: Progress,
+    champions: Champions,
+    features: FeatureConfig,
+    cutoff: pd.Timestamp | None,
 ) -> None:
-    """What the champions' scores rest on that these do not match (another features config,
-    a level of another season, two history starts): said once there is something to score,
-    not as a page of noise before `nothing to score`."""
-    for warning in (
-        champions.features_config_warning(features),
-        champions.level_warning(cutoff),
-        champions.history_start_warning(),
-    ):
-        if warning is not None:
-            progress(warning)
+    """Champions.warnings, said once there is something to score, not as a page of noise
+    before `nothing to score`."""
+    for warning in champions.warnings(features, cutoff):
+        progress(warning)
 
 
 def _warn_if_far(
@@ -2063,10 +2055,11 @@ def _check_simulation_input(paths: Paths, transactions: Path | None) -> None:
     """Without --decisions the history is simulated on the built-in sample only: say so before
     the data is read (`transactions`: the file that would be)."""
     from crm_ltv.features.contract import DataError
+    from crm_ltv.features.inputs import same_file
 
     if transactions is None:  # no sample either: said by the loading
         return
-    if transactions.resolve() != paths.sample_table("transactions").resolve():
+    if not same_file(transactions, paths.sample_table("transactions")):
         raise DataError(
             "policy-eval without --decisions simulates decisions on the built-in sample (its "
             "generator knows the true effects); for your own data give --decisions LOG"

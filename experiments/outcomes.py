@@ -385,11 +385,8 @@ def decision_outcomes(
     treatment = wanted & ~holdout & ~explored & frame["action"].astype(str).eq(policy)
     control = wanted & holdout
     chosen = treatment | control
-    share = expected_treatment_share(
-        frame.loc[wanted, "holdout_share"].astype(float),
-        frame.loc[wanted, "exploration"].astype(float),
-    )
     shares = frame.loc[wanted, "holdout_share"].astype(float)
+    share = expected_treatment_share(shares, frame.loc[wanted, "exploration"].astype(float))
     frame = frame.loc[chosen]
     rows = pd.DataFrame(
         {
@@ -498,8 +495,7 @@ def require_known_customers(
         return
     raise DataError(
         f"none of the {len(ids):,} scored customers of the decision log {log} is in the "
-        f"transactions "
-        f"{source} (e.g. {_examples(ids)} in the log, {_examples(known)} in the "
+        f"transactions {source} (e.g. {_examples(ids)} in the log, {_examples(known)} in the "
         "transactions): do both write ids alike (a decimal mark, leading zeros, a prefix; the "
         "table's decimal in configs/data.yaml)? (or is this another shop's file?)"
     )

@@ -80,7 +80,7 @@ def input_paths(
     return tx_path, customers
 
 
-def _same_file(a: Path | str, b: Path) -> bool:
+def same_file(a: Path | str, b: Path) -> bool:
     """One file however written (relative to the working directory, through a link)."""
     return Path(a).resolve() == b.resolve()
 
@@ -158,7 +158,7 @@ def load_campaign_input(
     sample = paths.sample_table("campaigns")
     path = campaigns or source.path or sample
     own = transactions or config.transactions.path
-    mine = own is not None and not _same_file(own, paths.sample_table("transactions"))
+    mine = own is not None and not same_file(own, paths.sample_table("transactions"))
     if campaigns is None and source.path is None and mine:
         whose = "--transactions names your" if transactions else "this home reads its"
         if not outcomes_file.exists():

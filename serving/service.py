@@ -280,11 +280,8 @@ class CrmLtv:
             except bentoml.exceptions.NotFound:  # a store filled before uplift models existed
                 uplift = None
             configs = ScoringConfigs.load(Paths.from_env())
-            for stale in (
-                champions.features_config_warning(configs.features),
-                champions.history_start_warning(),
-                uplift.features_config_warning(configs.features) if uplift is not None else None,
-            ):
+            uplift_stale = uplift.features_config_warning(configs.features) if uplift else None
+            for stale in [*champions.warnings(configs.features), uplift_stale]:
                 if stale is not None:
                     logger.warning(stale.removeprefix("warning: "))
             more = (
@@ -336,8 +333,8 @@ class CrmLtv:
                 # customers held the health probes for up to 2 s (README: Overload), long
                 # enough for a platform to restart a busy worker as dead. A small one is
                 # scored on the loop, in a few milliseconds: in a thread, the loop waited for
-                # the interpreter lock at every step and single calls lost a quarter of their
-                # throughput.
+                # the interpreter lock at every step (single calls lost about a quarter of
+                # their throughput in one measurement on a busy machine).
                 answers = decide() if _small(customers) else await anyio.to_thread.run_sync(decide)
         except DataError as exc:
             raise request_error([(("customers",), str(exc))]) from None

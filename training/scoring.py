@@ -125,6 +125,17 @@ class Champions:
             "features it did not learn from; retrain, or restore that features.yaml"
         )
 
+    def warnings(self, features: FeatureConfig, cutoff: pd.Timestamp | None = None) -> list[str]:
+        """What the champions' scores rest on that these do not match: another features config,
+        a level of another season (scores at `cutoff`; none without one), two history starts.
+        `crm-ltv score`, `crm-ltv features --champions` and the service say them alike."""
+        said = (
+            self.features_config_warning(features),
+            self.level_warning(cutoff) if cutoff is not None else None,
+            self.history_start_warning(),
+        )
+        return [warning for warning in said if warning is not None]
+
     def level_warning(self, cutoff: pd.Timestamp) -> str | None:
         """A champion's level (the totals and churn rate its scores add up to) is set for the
         horizon after its training data's end; scored at a date far from it, a seasonal shop's
