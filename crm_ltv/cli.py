@@ -338,6 +338,18 @@ def _writable(path: Path, option: str) -> Path:
     return path
 
 
+def _write_table(frame: pd.DataFrame, path: Path, **options: object) -> None:
+    """CSV by a .csv suffix, else Parquet; written whole or not at all (a stop mid-write
+    leaves the earlier file: features.paths.replaced_whole)."""
+    from crm_ltv.features.paths import replaced_whole
+
+    with replaced_whole(path) as part:
+        if path.suffix.lower() == ".csv":
+            frame.to_csv(part, **options)
+        else:
+            frame.to_parquet(part, **options)
+
+
 def _absolute(path: Path | None) -> Path | None:
     """A path given on the command line, absolute: what a run logs and prints names the file
     wherever it is read from."""
@@ -656,10 +668,7 @@ def features(
     table = build_features(tx, cutoff, feature_config, inputs.customers_frame, **as_scored)
     if table.empty:
         raise DataError(f"no customer has a purchase up to {cutoff}; nothing to build")
-    if target.suffix.lower() == ".csv":
-        table.to_csv(target)
-    else:
-        table.to_parquet(target)
+    _write_table(table, target, index=True)
     progress(f"wrote {target}")
     typer.echo(_summary(table, cutoff, target))
 
@@ -956,7 +965,7 @@ def _train_on_dask(
 
 @app.command()
 @_user_errors
-@_interruptible("--out is written in the last step only")
+@_interruptible("--out is written in the last step only, whole: an earlier file stays as it was")
 def score(
     as_of: Annotated[
         str,
@@ -1051,10 +1060,7 @@ def score(
         scores = score_customers(table, champions)
     except ValueError as exc:
         raise DataError(f"the champion models cannot score these features: {exc}") from None
-    if out.suffix.lower() == ".csv":
-        scores.to_csv(out, index=False)
-    else:
-        scores.to_parquet(out, index=False)
+    _write_table(scores, out, index=False)
     churn, value = scores["churn_probability"].mean(), scores["predicted_value"].sum()
     typer.echo(_scored(len(scores), churn, value, cutoff, champions.horizon_days, out))
 
@@ -1824,7 +1830,9 @@ WindowOpt = Annotated[
 
 @app.command()
 @_user_errors
-@_interruptible("the campaigns file is written in the last step only")
+@_interruptible(
+    "the campaigns file is written in the last step only, whole: an earlier one stays as it was"
+)
 def outcomes(
     decisions: DecisionsOpt = None,
     out: Annotated[
@@ -1881,9 +1889,9 @@ def outcomes(
     if none is not None:  # not an error: `make experiments` goes on to policy-eval this log
         typer.echo(f"{none}: no campaigns file written ({target} left as it was, if any)")
         return
-    result.campaigns.to_csv(target, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+    _write_table(result.campaigns, target, index=False, date_format="%Y-%m-%dT%H:%M:%S")
     if len(result.pending):
-        result.pending.to_csv(pending, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+        _write_table(result.pending, pending, index=False, date_format="%Y-%m-%dT%H:%M:%S")
     typer.echo(summary(result, target, pending if len(result.pending) else None, window))
     controls = int(result.campaigns["group"].astype(str).eq("control").sum())
     waiting = result.pending.loc[result.pending["group"].astype(str).eq("control"), "sent_at"]

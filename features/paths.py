@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -46,6 +48,21 @@ def write_refused(path: Path) -> str | None:
             return None
     except OSError as exc:
         return f"{path} cannot be made: {existing} is not writable ({exc.strerror or exc})"
+
+
+@contextmanager
+def replaced_whole(path: Path) -> Iterator[Path]:
+    """A name beside `path` to write to, renamed over `path` once the writing is done: a stop
+    or a failure mid-write leaves the earlier file (or none), never a part of one that a later
+    step (ab after outcomes, a service reading scores) would take for the whole. The name keeps
+    the suffix, so a writer inferring compression from it does as it would on `path`."""
+    target = path.resolve()
+    part = target.with_name(f".{target.stem}.{os.getpid()}.part{target.suffix}")
+    try:
+        yield part
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def default_config_file(area: str) -> Path:

@@ -282,3 +282,23 @@ def test_make_clean_with_a_home_elsewhere_removes_nothing(tmp_path):
     done = clean(f"CRM_LTV_HOME={checkout}")  # the checkout as its own home: cleaned
     assert done.returncode == 0, done.stderr
     assert not any(store.exists() for store in stores) and (home / "mlflow.db").exists()
+
+
+def test_an_output_is_replaced_whole_or_left_as_it_was(tmp_path):
+    """score, features and outcomes write through this: a stop mid-write (Ctrl-C, a full
+    disk) left a part of a table that ab or a service then read as the whole file."""
+    from crm_ltv.features.paths import replaced_whole
+
+    target = tmp_path / "scores.csv"
+    target.write_text("earlier\n")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(target)
+    with pytest.raises(RuntimeError), replaced_whole(link) as part:
+        assert part.parent == tmp_path and part.suffix == ".csv"
+        part.write_text("half a tab")
+        raise RuntimeError("stopped mid-write")
+    assert target.read_text() == "earlier\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.csv", "scores.csv"]
+    with replaced_whole(link) as part:
+        part.write_text("whole\n")
+    assert target.read_text() == "whole\n" and link.is_symlink()
