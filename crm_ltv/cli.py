@@ -945,6 +945,7 @@ def _train_on_dask(
     """`train` with the snapshots and boosters on a Dask cluster (training/cluster.py);
     `settings`: the configs' digests as read, for `_tuned_params`."""
     from crm_ltv.features.config import override
+    from crm_ltv.features.inputs import require_purchases
     from crm_ltv.training import cluster
     from crm_ltv.training.job import run_training
 
@@ -953,8 +954,9 @@ def _train_on_dask(
     level = override(config.level, "--engine dask", seasonal=False)
     config = override(config, "--engine dask", level=level)
     with _dask_inputs(paths, progress, scheduler, partitions, *read) as data:
-        split = cluster.split_on_cluster(data, config, feature_config, progress)
         inputs = data.inputs(paths.rejects_dir)
+        require_purchases(inputs.transactions, TRAIN_ON_NOTHING, data.bought())
+        split = cluster.split_on_cluster(data, config, feature_config, progress)
         tuned = _tuned_params(paths, config.snapshots.horizon_days, progress, inputs, settings)
         fit = functools.partial(cluster.train_on_cluster, split)
         refit = functools.partial(cluster.refit_on_cluster, split, progress=progress)

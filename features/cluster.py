@@ -177,6 +177,10 @@ class Partitioned:
             customers = Loaded(self.columns[1], report)
         return Inputs(tx, customers)
 
+    def bought(self) -> bool:
+        """Whether any line is a purchase (features.inputs.require_purchases)."""
+        return any(self.client.gather(self.map(_bought)))
+
     def map(self, function: Callable[..., Any], *iterables: Sequence[Any], **kwargs: Any) -> list:
         """`function` on every partition's arrays (then customers, then `iterables`), on the
         cluster: futures, one per partition."""
@@ -184,6 +188,10 @@ class Partitioned:
         return self.client.map(
             function, self.arrays, customers, *iterables, retries=RETRIES, pure=False, **kwargs
         )
+
+
+def _bought(arrays: TransactionArrays, _: object) -> bool:
+    return bool((arrays.amount > 0).any())
 
 
 def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:

@@ -117,10 +117,13 @@ def load_inputs(
     return Inputs(tx, loaded_customers)
 
 
-def require_purchases(transactions: Loaded, nothing: str) -> None:
+def require_purchases(transactions: Loaded, nothing: str, bought: bool | None = None) -> None:
     """A file of refunds or zero amounts only has no customer (one who bought): said when it is
-    read, not as empty snapshots, or as a cutoff to move later (`nothing`: what cannot be)."""
-    if not (transactions.frame["amount"] > 0).any():
+    read, not as empty snapshots, or as a cutoff to move later (`nothing`: what cannot be).
+    `bought`: whether a line is a purchase, where the rows are on a cluster."""
+    if bought is None:
+        bought = bool((transactions.frame["amount"] > 0).any())
+    if not bought:
         raise DataError(
             f"transactions {transactions.report.source}: the file has no purchase at all (only "
             f"refunds or zero amounts): {nothing}"

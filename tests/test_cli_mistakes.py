@@ -623,6 +623,7 @@ def test_serve_refuses_a_token_that_is_set_but_blank(home):
         (["cohorts"], "nothing to make cohorts of"),
         (["train"], "no customer to train on"),
         (["tune", "--trials", "1"], "no customer to train on"),
+        (["train", "--engine", "dask", "--partitions", "2"], "no customer to train on"),
     ],
 )
 def test_a_file_of_refunds_only_is_said_to_have_no_purchase(tmp_path, command, nothing):
