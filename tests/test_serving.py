@@ -698,6 +698,13 @@ def test_a_decision_log_that_cannot_be_written_is_a_503_saying_why_and_not_ready
     decisions = own / "logs/decisions.jsonl"
     tx, customers = sample
     body = {"customers": [_customer_payload(_buyers(tx, AS_OF, 1)[0], tx, customers, AS_OF)]}
+    from crm_ltv.serving.service import CUSTOMER_WEIGHT, THREAD_FROM_WEIGHT
+
+    # scored in a thread, whose OSError crosses back to the answer
+    assert 60 * CUSTOMER_WEIGHT > THREAD_FROM_WEIGHT
+    batch = {
+        "customers": [_customer_payload(c, tx, customers, AS_OF) for c in _buyers(tx, AS_OF, 60)]
+    }
     process, base = _serve_by_hand(home, own, log)
     try:
         wait_ready(f"{base}/readyz", process, log)
@@ -710,6 +717,7 @@ def test_a_decision_log_that_cannot_be_written_is_a_503_saying_why_and_not_ready
             decisions.unlink()
             decisions.mkdir()
             refused = http.post("/score", json=body, headers={"X-Request-ID": "refused"})
+            refused_batch = http.post("/score", json=batch)
             not_ready = http.get("/readyz").status_code
             decisions.rmdir()
             ready = http.get("/readyz").status_code
@@ -722,6 +730,7 @@ def test_a_decision_log_that_cannot_be_written_is_a_503_saying_why_and_not_ready
         "answered unless they are on record (outcomes and policy-eval read it)"
     }
     assert refused.headers["x-request-id"] == "refused"
+    assert (refused_batch.status_code, refused_batch.json()) == (503, refused.json())
     assert (not_ready, ready, answered) == (503, 200, 200)
     said = log.read_text()
     assert f"decision log not written: [Errno 21] Is a directory: '{decisions}'" in said
