@@ -793,6 +793,10 @@ HorizonOpt = Annotated[
 
 
 TRAIN_ON_NOTHING = "no customer to train on"
+TRAIN_KEPT = (  # what a stopped `train` leaves
+    "its MLflow run reads KILLED; model versions are registered in the last step only, so "
+    "none is unless the stop came during it"
+)
 
 
 def _train_config(paths: Paths, horizon_days: int | None = None) -> TrainConfig:
@@ -898,11 +902,7 @@ def train(
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
     settings = config_digests(config, feature_config, data_config)  # as tune digests them
-    kept = (
-        "its MLflow run reads KILLED; model versions are registered in the last step only, so "
-        "none is unless the stop came during it"
-    )
-    with _interruptible(kept):
+    with _interruptible(TRAIN_KEPT):
         if _on_dask(engine, scheduler, partitions):
             dask = (scheduler, partitions, settings)
             result = _train_on_dask(paths, config, feature_config, progress, *dask, read)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -29,7 +31,7 @@ import numpy as np
 import pandas as pd
 from dask.sizeof import sizeof
 from dask.utils import parse_timedelta
-from distributed import Client, Future, LocalCluster
+from distributed import Client, Future, LocalCluster, WorkerPlugin
 
 from crm_ltv.features.arrays import Codes, CustomerAttributes, TransactionArrays, as_cutoff
 from crm_ltv.features.builders import (
@@ -75,9 +77,18 @@ def _sizeof_arrays(value: Codes | TransactionArrays | CustomerAttributes) -> int
     return sum(sizeof(getattr(value, f.name)) for f in fields(value))
 
 
-def _stdout_to_stderr() -> None:
-    sys.stdout.flush()
-    os.dup2(2, 1)
+class _LocalWorker(WorkerPlugin):
+    """A local worker shares the terminal: its stdout goes to stderr (stdout is for results;
+    LightGBM's network talks), and Ctrl-C, which the terminal sends to the whole process
+    group, is left to the command (each worker printed its KeyboardInterrupt traceback, and
+    a warning for each task cancelled: about 90 lines before the `interrupted:` line); the
+    workers stop when the command closes the cluster. A plugin: a restarted worker too."""
+
+    def setup(self, worker: object) -> None:  # on the worker's event loop, its main thread
+        sys.stdout.flush()
+        os.dup2(2, 1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
 
 
 @contextmanager
@@ -110,9 +121,18 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
         ) as cluster,
         Client(cluster) as client,
     ):
-        client.run(_stdout_to_stderr)  # stdout is for results; LightGBM's network talks
+        client.register_plugin(_LocalWorker(), name="crm-ltv-local-worker")
         progress(f"dask: local cluster of {workers} workers, dashboard {client.dashboard_link}")
-        yield client
+        try:
+            yield client
+        except BaseException:
+            # A stop or an error ends the work: the tasks it cancels, the workers killed
+            # while still computing and the client's abandoned gathers are each logged
+            # (two dozen lines before the `interrupted:` line), none of them news.
+            for name in [*logging.root.manager.loggerDict, "distributed", "asyncio"]:
+                if name == "asyncio" or name.partition(".")[0] == "distributed":
+                    logging.getLogger(name).setLevel(logging.CRITICAL)
+            raise
 
 
 def _wait_for_a_worker(client: Client, scheduler: str, timeout: float, progress: Progress) -> None:

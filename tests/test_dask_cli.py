@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from crm_ltv.cli import TRAIN_KEPT
 from crm_ltv.features.builders import build_features
 from crm_ltv.features.config import ConfigError, DataConfig
 from crm_ltv.features.inputs import load_inputs
 from crm_ltv.features.paths import Paths
-from tests.conftest import free_port, mlflow_client, new_home, run, without_baseline_gate
+from tests.conftest import CLI, free_port, mlflow_client, new_home, run, without_baseline_gate
 
 pytestmark = pytest.mark.dask
 
@@ -215,6 +220,35 @@ def test_what_the_dask_engine_cannot_train_fails_before_a_cluster_starts(home):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "ltv.objective hurdle: --engine dask trains tweedie only" in done.stderr
     assert "dask:" not in done.stderr  # no cluster was started or reached
+
+
+def test_ctrl_c_on_a_local_cluster_ends_in_one_line(home, tmp_path):
+    """The terminal sends Ctrl-C to the whole process group: each local worker printed its
+    KeyboardInterrupt traceback, the workers a warning per cancelled task and the client its
+    abandoned gathers (about 90 lines before the `interrupted:` line)."""
+    env = {**os.environ, "CRM_LTV_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = tmp_path / "train.err"
+    argv = [CLI, "train", "--engine", "dask", "--partitions", "2",
+            "--transactions", str(home / "transactions.csv")]  # fmt: skip
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "snapshots at" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        time.sleep(1)  # the workers busy with the snapshots' tasks
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    said = log.read_text()
+    other = [line for line in said.splitlines() if not line.startswith("[")]
+    assert other == [f"interrupted: {TRAIN_KEPT}"], said
 
 
 def test_without_dask_installed_the_engine_says_which_extra_to_install(monkeypatch):
