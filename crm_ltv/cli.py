@@ -74,7 +74,25 @@ def _paths() -> Paths:
 
         why = "is a file" if existing == paths.root else f"cannot be a folder: {existing} is a file"
         raise ConfigError(f"project home {paths.root} (--home or ${HOME_ENV}): {why}")
+    _say_unread_configs(paths)
     return paths
+
+
+@functools.cache
+def _say_unread_configs(paths: Paths) -> None:
+    """Once per command: a home's config file that no area reads, with the name it may mean."""
+    import difflib
+
+    from crm_ltv.features.paths import CONFIG_AREAS
+
+    for unread in paths.unread_config_files():
+        near = difflib.get_close_matches(unread.stem, CONFIG_AREAS, n=1)
+        meant = f"; did you mean {near[0]}{unread.suffix}?" if near else ""
+        typer.echo(
+            f"warning: {unread} is not read (configs/ holds {', '.join(CONFIG_AREAS)}: "
+            f"<area>.yaml){meant}",
+            err=True,
+        )
 
 
 F = TypeVar("F", bound=Callable[..., None])

@@ -132,5 +132,16 @@ class Paths:
                 return own
         return default_config_file(area)
 
+    def unread_config_files(self) -> list[Path]:
+        """YAML files of configs/ that no area reads (`trian.yaml`, `serve.yaml`): each was
+        ignored without a word, its settings taken for in effect."""
+        if not self.configs_dir.is_dir():
+            return []
+        return sorted(
+            p
+            for p in self.configs_dir.iterdir()
+            if p.suffix in (".yaml", ".yml") and p.stem not in CONFIG_AREAS
+        )
+
     def sample_table(self, table: str) -> Path:
         return self.sample_dir / f"{table}.csv"

@@ -302,3 +302,25 @@ def test_an_output_is_replaced_whole_or_left_as_it_was(tmp_path):
     with replaced_whole(link) as part:
         part.write_text("whole\n")
     assert target.read_text() == "whole\n" and link.is_symlink()
+
+
+def test_a_config_file_no_area_reads_is_warned_of_with_the_name_it_may_mean(tmp_path):
+    """configs/trian.yaml or serve.yaml was ignored without a word: the defaults ran while
+    the user took their settings for in effect."""
+    home = new_home(tmp_path)
+    (home / "configs/trian.yaml").write_text("snapshots: {horizon_days: 60}\n")
+    (home / "configs/serve.yml").write_text("max_in_flight: 4\n")
+    (home / "configs/notes.yaml").write_text("a: 1\n")
+    done = run(home, "plan-ab", "--baseline-rate", "0.1", "--lift", "0.1")
+    assert done.returncode == 0, done.stderr
+    areas = "data, features, sample, train, tune, serving, nba, experiments"
+    said = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert said == [
+        f"warning: {home / 'configs' / name} is not read (configs/ holds {areas}: "
+        f"<area>.yaml){meant}"
+        for name, meant in [
+            ("notes.yaml", ""),
+            ("serve.yml", "; did you mean serving.yml?"),
+            ("trian.yaml", "; did you mean train.yaml?"),
+        ]
+    ], done.stderr
