@@ -76,6 +76,15 @@ def test_a_first_run_that_misses_the_gate_says_what_to_do_and_scoring_still_work
     assert scored.returncode == 0, scored.stderr
     assert "using the newest of the other champion's 90-day horizon, v1" in scored.stderr
     assert (pd.read_csv(home / "s.csv")["horizon_days"] == 90).all()
+    # promoted by hand, v1's description no longer says "No champion yet ... promote" beside
+    # the champion alias; the gate's reason stays
+    client = mlflow_client(home)
+    held = client.get_model_version("churn", "1").description
+    assert "fails thresholds: roc_auc" in held and ". No champion yet: " in held
+    assert run(home, "promote", "--model", "churn", "--version", "1").returncode == 0
+    now = client.get_model_version("churn", "1").description
+    assert re.fullmatch(r"Promoted by hand on \S+ \S+ UTC \(`crm-ltv promote`\)\. .+", now), now
+    assert now.endswith(held.split(". No champion yet: ")[0] + "."), now
 
 
 def test_a_refit_champion_is_compared_by_its_own_figures_only_on_the_same_data(tmp_path):

@@ -34,6 +34,7 @@ from crm_ltv.training.pipeline import (
     train_models,
 )
 from crm_ltv.training.registry import (
+    NOT_YET,
     Decision,
     PreBundleVersionError,
     champion_version,
@@ -468,7 +469,7 @@ def _until_promoted(reason: str, name: str, version: str) -> str:
     """What a user whose first run missed the gate can do, and what scores meanwhile."""
     reason = reason.removesuffix("; no champion yet")  # said next, not twice
     return (
-        f"{reason}. No champion yet: `crm-ltv score` and `crm-ltv serve` use the newest version "
+        f"{reason}{NOT_YET}`crm-ltv score` and `crm-ltv serve` use the newest version "
         f"(v{version}) with a warning; `crm-ltv promote --model {name} --version {version}` "
         "makes it champion, or adjust `promotion:` in configs/train.yaml"
     )

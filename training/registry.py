@@ -225,8 +225,23 @@ def promote_by_hand(
     if previous is None or str(previous.version) != chosen:
         set_champion(name, chosen, alias)  # its `promotion` tag keeps what the gate said
         when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        MlflowClient().set_model_version_tag(name, chosen, "promoted_by_hand", when)
+        client = MlflowClient()
+        client.set_model_version_tag(name, chosen, "promoted_by_hand", when)
+        text = client.get_model_version(name, chosen).description or ""
+        client.update_model_version(name, chosen, description=promoted_description(text, when))
     return (previous.version if previous else None), chosen
+
+
+# how training.job._until_promoted goes on after the gate's reason
+NOT_YET = ". No champion yet: "
+
+
+def promoted_description(description: str, when: str) -> str:
+    """A version's description once promoted by hand: it said "No champion yet ... `crm-ltv
+    promote` makes it champion" beside the champion alias. The gate's reason stays."""
+    kept = description.split(NOT_YET)[0]
+    kept += "." if NOT_YET in description else ""
+    return f"Promoted by hand on {when} (`crm-ltv promote`). {kept}".strip()
 
 
 GATE_TAG = "gate"  # "passed" or "held": the run's gate on the version (its reason: `promotion`)
