@@ -694,6 +694,17 @@ def features(
 _SUMMARY_COLUMNS = {"rfm_segment": "RFM segment", "lifecycle_stage": "Lifecycle stage"}
 
 
+def _require_home_store(paths: Paths) -> None:
+    """score and promote read models: a home without a store is a mistake, not a new home."""
+    from crm_ltv.training.tracking import no_home_store
+
+    problem = no_home_store(paths)
+    if problem is not None:
+        from crm_ltv.training.errors import ChampionError
+
+        raise ChampionError(f"{problem}; `crm-ltv train` there first")
+
+
 def _scoring_champions(
     paths: Paths, progress: Progress, features: FeatureConfig, config: TrainConfig
 ) -> Champions:
@@ -702,6 +713,7 @@ def _scoring_champions(
     from crm_ltv.training.registry import load_champions
     from crm_ltv.training.tracking import setup_tracking
 
+    _require_home_store(paths)
     setup_tracking(paths, config.registry.experiment)
     champions = load_champions(config.registry, progress)
     unbuilt = champions.unbuilt_features(features)
@@ -1167,6 +1179,7 @@ def promote(
     aliases[uplift.model_name] = uplift.alias
     if model not in aliases:
         raise ConfigError(f"--model {model!r}: expected one of {', '.join(sorted(aliases))}")
+    _require_home_store(paths)
     setup_tracking(paths, config.registry.experiment)
     made_by = "crm-ltv uplift" if model == uplift.model_name else "crm-ltv train"
     moves = [(model, version)]
@@ -1308,7 +1321,7 @@ def _sync_store(progress: Progress) -> Paths:
 
     from crm_ltv.serving.store import describe, is_bundle, is_stored, store_bundle, stored_model
     from crm_ltv.training.registry import RegistryError, download_bundle, model_names
-    from crm_ltv.training.tracking import home_store_uri, tracking_uri
+    from crm_ltv.training.tracking import no_home_store, tracking_uri
 
     paths = _paths()
     registry = _train_config(paths).registry
@@ -1319,11 +1332,9 @@ def _sync_store(progress: Progress) -> Paths:
     uri = tracking_uri(paths)
     mlflow.set_tracking_uri(uri)  # read only: no experiment to create
     mlflow.set_registry_uri(uri)
-    store = paths.root / "mlflow.db"
-    if uri == home_store_uri(paths) and not store.exists():
-        # MLflow would make an empty store here (a mistyped --home) and call it empty
-        versions, problem = {}, f"no {store.name} in {paths.root}: nothing was trained there"
-    else:
+    problem = no_home_store(paths)
+    versions = {}
+    if problem is None:
         versions, problem = _registry_versions(names, registry.alias, progress)
     if problem is not None:
         stored = {kind: stored_model(kind) for kind in names}

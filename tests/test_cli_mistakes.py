@@ -644,3 +644,23 @@ def test_a_file_of_refunds_only_is_said_to_have_no_purchase(tmp_path, command, n
     assert said in result.output and "--to" not in result.output, result.output
     assert "loading the training libraries" not in result.output  # before any work
     assert "time split" not in result.output
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["score", "--as-of", "2025-01-01"], ["promote", "--model", "churn", "--version", "1"]],
+    ids=["score", "promote"],
+)
+def test_a_misspelt_home_gets_no_new_store_and_says_so(tmp_path, argv):
+    """score and promote in a home that does not exist made it, with an empty mlflow.db, and
+    said to train first, as if the home were right."""
+    missing = tmp_path / "hmoe"
+    out = ["--out", str(tmp_path / "s.csv")] if argv[0] == "score" else []
+    done = run(missing, *argv, *out)
+    assert done.returncode == 2, done.stderr
+    said = (
+        f"error: no mlflow.db in {missing}: nothing was trained in this home (--home or "
+        "$CRM_LTV_HOME: is it the one you trained in?); `crm-ltv train` there first"
+    )
+    assert said in done.stderr, done.stderr
+    assert not missing.exists()

@@ -788,7 +788,7 @@ def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
     assert done.returncode == 2
     assert "error: registry at" in done.stderr and "make train" in done.stderr
     # a home without mlflow.db (a mistyped --home): said so, and no empty store is made there
-    assert f"no mlflow.db in {home}: nothing was trained there" in done.stderr
+    assert f"no mlflow.db in {home}: nothing was trained in this home" in done.stderr
     assert not (home / "mlflow.db").exists()
     (home / "mlflow.db").touch()  # a store without versions
     done = subprocess.run(

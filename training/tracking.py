@@ -36,6 +36,19 @@ def home_store_uri(paths: Paths) -> str:
     return f"sqlite:///{paths.root / 'mlflow.db'}"
 
 
+def no_home_store(paths: Paths) -> str | None:
+    """Why a command that reads models finds none in this home, before MLflow opens its store:
+    it would make an empty mlflow.db there (a misspelt --home got a new store, and was told to
+    train first). None when the home has a store, or the store is a server's."""
+    store = paths.root / "mlflow.db"
+    if tracking_uri(paths) != home_store_uri(paths) or store.exists():
+        return None
+    return (
+        f"no {store.name} in {paths.root}: nothing was trained in this home (--home or "
+        "$CRM_LTV_HOME: is it the one you trained in?)"
+    )
+
+
 @contextlib.contextmanager
 def first_open(uri: str) -> Iterator[None]:
     """One process at a time opens a local SQLite store (MLflow's, Optuna's) and creates what
