@@ -324,3 +324,12 @@ def test_a_config_file_no_area_reads_is_warned_of_with_the_name_it_may_mean(tmp_
             ("trian.yaml", "; did you mean train.yaml?"),
         ]
     ], done.stderr
+
+
+def test_the_first_command_in_a_new_home_prints_no_mlflow_store_lines(tmp_path):
+    """MLflow's INFO lines on creating its tables came amid the command's own output."""
+    home = new_home(tmp_path)
+    done = run(home, "plan-ab", "--baseline-rate", "0.1", "--lift", "0.1")
+    assert done.returncode == 0 and (home / "mlflow.db").is_file(), done.stderr
+    assert "Creating initial MLflow database tables" not in done.stderr, done.stderr
+    assert "customers per group" in done.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -60,6 +61,8 @@ def first_open(uri: str) -> Iterator[None]:
         return
     import fcntl
 
+    # MLflow's "Creating initial MLflow database tables ..." INFO lines, amid our progress
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     database = Path(uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
     with open(database.with_name(database.name + ".lock"), "a") as lock:
