@@ -37,8 +37,9 @@ class ConfigError(ValueError):
 
 
 class FrozenConfig(BaseModel):
-    """The base of every config class: frozen, no unknown key, no NaN, and no true/false for
-    a number (pydantic reads `horizon_days: yes` as a 1-day horizon)."""
+    """The base of every config class: frozen, no unknown key, no NaN, no true/false for a
+    number (pydantic reads `horizon_days: yes` as a 1-day horizon) and nothing else for a
+    true/false (it reads `refit: 1` or `refit: "no"` as one)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -48,6 +49,8 @@ class FrozenConfig(BaseModel):
         field = cls.model_fields.get(info.field_name or "")
         if field is not None and _bool_where_number(value, field.annotation):
             raise ValueError(f"{value!r}: true/false where a number belongs")
+        if field is not None and _other_where_bool(value, field.annotation):
+            raise ValueError(f"{value!r}: give true or false")
         return value
 
 
@@ -56,6 +59,18 @@ def _kinds(annotation: object) -> set[object]:
     if get_origin(annotation) in (Union, types.UnionType):
         return set(get_args(annotation))
     return {annotation}
+
+
+def _other_where_bool(value: object, annotation: object) -> bool:
+    """Whether `value` is not a true/false (nor a null allowed) where `annotation` takes only
+    those."""
+    kinds = _kinds(annotation)
+    return (
+        bool in kinds
+        and kinds <= {bool, type(None)}
+        and value is not None
+        and not isinstance(value, bool)
+    )
 
 
 def _bool_where_number(value: object, annotation: object) -> bool:

@@ -129,6 +129,9 @@ def test_a_key_given_twice_a_yml_twin_a_dangling_link_and_a_folder_are_said(tmp_
         ("train", "registry: {experiment: ''}", "registry.experiment: Invalid experiment name"),
         ("train", "seed: -1", "seed: Input should be greater than or equal to 0"),
         ("train", "snapshots: {horizon_days: yes}", "horizon_days: True: true/false where a"),
+        ("train", "refit: 'yes'", "refit: 'yes': give true or false"),  # read as true
+        ("train", "refit: 0", "refit: 0: give true or false"),  # read as false
+        ("train", "level: {seasonal: 'off'}", "seasonal: 'off': give true or false"),
         ("train", "churn: {monotone: {recency_days: on}}", r"monotone: \{'recency_days': True\}"),
         ("features", "windows_days: [yes, 90]", r"windows_days: \[True, 90\]: true/false"),
         ("sample", "sales_channels: {web: yes}", "sales_channels: {'web': True}: true/false"),
