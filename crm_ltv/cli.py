@@ -1593,6 +1593,11 @@ def ab(
     config = _experiments_config(paths)
     progress = Progress()
     data_config = _data_config(paths, None, None, None, max_reject_share)
+    if by == "acquisition_channel":  # before the files load: a shop's transactions take seconds
+        from crm_ltv.experiments.segments import require_customers_table
+        from crm_ltv.features.inputs import input_paths
+
+        require_customers_table(input_paths(data_config, paths, transactions, customers)[1])
     loaded = load_campaign_input(
         data_config, paths, campaigns, progress, _outcomes_file(paths, config), transactions
     )

@@ -208,6 +208,19 @@ def test_ab_and_uplift_say_how_many_contacts_the_transactions_know(home, tmp_pat
         assert f"found in {other}" not in result.stderr
 
 
+def test_ab_by_acquisition_channel_without_customers_says_so_before_loading(home, tmp_path):
+    """A shop's transactions (Online Retail II) loaded for 9 s before this was said."""
+    own = tmp_path / "own.csv"
+    own.write_text((home / "data/sample/transactions.csv").read_text())
+    result = run(
+        home, "ab", "--by", "acquisition_channel", "--transactions", str(own),
+        "--campaigns", str(home / "data/sample/campaigns.csv"),
+    )  # fmt: skip
+    assert result.returncode != 0 and "needs a customers table" in result.stderr
+    assert "--customers, or customers.path in configs/data.yaml" in result.stderr
+    assert "loading" not in result.stderr  # neither the campaigns nor the transactions
+
+
 def test_ab_logs_the_files_it_read_by_absolute_path(home):
     """Relative paths were logged as given: a run read from another folder named no file."""
     sample = home / "data" / "sample"
