@@ -1572,7 +1572,8 @@ def ab(
             min=0.01,
             max=0.99,
             help="The split the sends were drawn with, for the sample-ratio check (default: "
-            "experiments.yaml ab; `crm-ltv outcomes` prints the one of the service's log).",
+            "each row's expected_treatment_share, which `crm-ltv outcomes` writes, else "
+            "experiments.yaml ab).",
         ),
     ] = None,
 ) -> None:
@@ -1639,6 +1640,7 @@ def ab(
         segments,
         segment_files,
         segment_datasets,
+        expected_treatment_share is not None,
     )
     typer.echo(format_ab(result.by_action, ["action"]))
     if result.by_segment is not None:
@@ -1655,6 +1657,7 @@ def ab(
             f"{result.outcomes.without_revenue:,} converted contacts without a revenue: in the "
             "conversion rates, left out of the revenue differences"
         )
+    typer.echo(f"SRM p: against an expected treatment share of {result.split.text}")
     _say_run(result.run_id, config.ab.experiment, paths)
 
 
@@ -1936,13 +1939,8 @@ def outcomes(
         )
     elif not controls:
         typer.echo(f"next: {no_controls(result)}")
-    else:
-        share = result.expected_treatment_share
-        given = share is not None and 0 < share < 1  # ab takes a share strictly inside
-        split = f" --expected-treatment-share {share:.4f}" if given else ""
-        typer.echo(
-            f"next: crm-ltv ab --campaigns {target}{split}; crm-ltv uplift --campaigns {target}"
-        )
+    else:  # ab reads each row's expected_treatment_share from the file: no option to give
+        typer.echo(f"next: crm-ltv ab --campaigns {target}; crm-ltv uplift --campaigns {target}")
 
 
 @app.command("policy-eval")

@@ -57,6 +57,7 @@ COLUMNS = (
     "request_id",
     "rfm_segment",
     "lifecycle_stage",
+    "expected_treatment_share",
 )
 REPLAY = pd.Timedelta(days=1)  # decided this long after as_of: a replay of a past moment
 
@@ -369,6 +370,15 @@ def expected_treatment_share(share: pd.Series, exploration: pd.Series) -> float 
     return float(treated.sum()) / total if total > 0 else None
 
 
+def row_treatment_shares(share: pd.Series, exploration: pd.Series) -> np.ndarray:
+    """Each treatment or control row's chance of being the treatment, from its own logged h
+    and e: (1 - h)(1 - e) / ((1 - h)(1 - e) + h), written to the campaigns file so that
+    `crm-ltv ab` checks the split the rows were drawn with (the settings may change in a log).
+    A treatment or control row has (1 - h)(1 - e) + h > 0."""
+    treated = ((1 - share) * (1 - exploration)).to_numpy(float)
+    return np.round(treated / (treated + share.to_numpy(float)), 6)
+
+
 def decision_outcomes(
     decisions: pd.DataFrame, transactions: pd.DataFrame, window_days: int
 ) -> Outcomes:
@@ -401,6 +411,9 @@ def decision_outcomes(
             "request_id": frame["request_id"].to_numpy(),
             # as the service answered (its champions' RFM cut points): `ab --by` reads them
             **{name: _logged(frame, name) for name in ("rfm_segment", "lifecycle_stage")},
+            "expected_treatment_share": row_treatment_shares(
+                frame["holdout_share"].astype(float), frame["exploration"].astype(float)
+            ),
         }
     )
     converted, revenue, open_, before = joined_outcomes(
@@ -623,6 +636,6 @@ def summary(outcomes: Outcomes, target: Path, pending: Path | None, window_days:
         lines.append(
             f"expected treatment share {outcomes.expected_treatment_share:.4f} of treatment + "
             "control ((1 - h)(1 - e) / ((1 - h)(1 - e) + h) with the logged holdout share h "
-            "and exploration e): give it to `crm-ltv ab --expected-treatment-share`"
+            "and exploration e): each row's own is in the file, which `crm-ltv ab` reads"
         )
     return "\n".join(lines)
