@@ -1819,6 +1819,10 @@ def uplift(
     loaded = load_campaign_input(
         data_config, paths, campaigns, progress, _outcomes_file(paths, experiments), transactions
     )
+    from crm_ltv.experiments.outcomes import require_window
+
+    # before the transactions load (run_uplift checks it too, for callers of its own)
+    require_window(loaded.frame, config.response_window_days, f"campaigns {loaded.report.source}")
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )

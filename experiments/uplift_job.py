@@ -20,6 +20,7 @@ import pandas as pd
 from crm_ltv.experiments import uplift
 from crm_ltv.experiments.ab import FROM_REVENUE
 from crm_ltv.experiments.config import UpliftConfig
+from crm_ltv.experiments.outcomes import require_window
 from crm_ltv.experiments.segments import features_at_send
 from crm_ltv.experiments.tracking import (
     experiment_run,
@@ -127,6 +128,7 @@ def run_uplift(
     as paths (hashed with the campaigns file for the run); the campaigns file's dataset is added
     here. `truth`: the sample's truth_campaigns table, when it is the sample."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    require_window(campaigns, config.response_window_days, f"campaigns {source}")
     progress(f"features at {campaigns['sent_at'].nunique()} send times (history before each)")
     table = features_at_send(campaigns, transactions, features, customers)
     table = table.drop(columns=[c for c in config.exclude_features if c in table])

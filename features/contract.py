@@ -130,6 +130,9 @@ CAMPAIGNS = TableSchema(
         # control, was a treatment ((1 - h)(1 - e) / ((1 - h)(1 - e) + h) with its logged holdout
         # share h and exploration e): the split `ab`'s sample-ratio check expects of its rows.
         Column("expected_treatment_share", "number", min_value=0.0, max_value=1.0),
+        # Written by `crm-ltv outcomes`: the days after sent_at over which its converted and
+        # revenue were counted; `uplift` refuses a file counted over another window than its own.
+        Column("response_window_days", "number", min_value=1.0),
     ),
     record_key=("customer_id", "sent_at", "action"),
 )

@@ -213,7 +213,7 @@ def test_ab_and_uplift_say_how_many_contacts_the_transactions_know(home, tmp_pat
 def test_ab_checks_the_split_a_campaigns_file_of_outcomes_carries(home, tmp_path):
     """`crm-ltv outcomes` writes each row's expected_treatment_share (0.73 in a shop's home):
     `ab` checked the config's 0.5 and read MISMATCH on every action, the column "ignored"."""
-    table = pd.read_csv(home / "data/sample/campaigns.csv")
+    table = pd.read_csv(home / "data/sample/campaigns.csv", dtype=str)
     drawn = np.arange(len(table)) % 100 < 73  # treatment for 73 of each 100 rows
     table = table.assign(group=np.where(drawn, "treatment", "control"))
     path = tmp_path / "campaigns.csv"
@@ -230,6 +230,23 @@ def test_ab_checks_the_split_a_campaigns_file_of_outcomes_carries(home, tmp_path
     given = run(home, "ab", "--campaigns", str(path), "--expected-treatment-share", "0.5")
     assert given.returncode == 0 and "MISMATCH" in given.stdout
     assert "share of 0.5 (--expected-treatment-share)" in given.stdout
+
+
+def test_uplift_refuses_campaigns_counted_over_another_window(home, tmp_path):
+    """`crm-ltv outcomes --window-days 60` then `uplift --campaigns`: 60-day outcomes were
+    learnt as the 30-day effects the bundle claims, without a word."""
+    table = pd.read_csv(home / "data/sample/campaigns.csv", dtype=str)
+    path = tmp_path / "campaigns.csv"
+    table.assign(response_window_days=60).to_csv(path, index=False)
+    result = run(home, "uplift", "--campaigns", str(path))
+    assert result.returncode == 2
+    assert (
+        f"error: campaigns {path}: its outcomes were counted over 60 days after each send"
+        in result.stderr
+    )
+    assert "uplift.response_window_days is 30" in result.stderr
+    assert "`crm-ltv outcomes --window-days 30`" in result.stderr
+    assert "loading transactions" not in result.stderr  # said before they load
 
 
 def test_ab_by_acquisition_channel_without_customers_says_so_before_loading(home, tmp_path):
