@@ -95,11 +95,17 @@ class Split:
     text: str
 
 
+def mean_share(shares: pd.Series, config: AbConfig) -> float:
+    """The expected treatment share of these rows: the mean of their own, the config's for a
+    row without one."""
+    return float(shares.astype("float64").fillna(config.expected_treatment_share).mean())
+
+
 def expected_split(campaigns: pd.DataFrame, config: AbConfig, option: bool) -> Split:
     """`option`: config.expected_treatment_share is the command line's, which wins over the
-    file's column (ab_table then reads it, not the rows'). The config's is the fallback of a
-    file without the column: `crm-ltv init` copies it into every home, so it is no choice
-    made for this file, and the service's rows were drawn at 0.73 where it says 0.5."""
+    file's column (jobs.run_ab then drops the column before ab_table). The config's is the
+    fallback of a file without the column: `crm-ltv init` copies it into every home, so it is
+    no choice made for this file, and the service's rows were drawn at 0.73 where it says 0.5."""
     configured = config.expected_treatment_share
     if option:
         return Split(configured, "option", f"{configured:g} (--expected-treatment-share)")
@@ -116,7 +122,7 @@ def expected_split(campaigns: pd.DataFrame, config: AbConfig, option: bool) -> S
     missing = int(shares.isna().sum())
     blank = f"; {missing:,} rows without one take the config's {configured:g}" if missing else ""
     return Split(
-        float(shares.fillna(configured).mean()),
+        mean_share(shares, config),
         "campaigns file",
         f"{spread} (the file's {SHARE} column, the split its rows were drawn with, as "
         f"`crm-ltv outcomes` writes it{blank})",
@@ -178,10 +184,8 @@ def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.
     for key, group in frame.groupby(keys, observed=True, sort=True):
         values = key if isinstance(key, tuple) else (key,)
         treated = group["group"].astype(str).eq(TREATMENT).to_numpy()
-        share = None  # the config's, unless the rows carry their own (expected_split)
-        if SHARE in group:
-            own = group[SHARE].astype("float64")
-            share = float(own.fillna(config.expected_treatment_share).mean())
+        # the config's, unless the rows carry their own (expected_split)
+        share = mean_share(group[SHARE], config) if SHARE in group else None
         rows.append(
             {
                 **dict(zip(keys, values, strict=True)),
