@@ -1583,7 +1583,8 @@ def ab(
             min=0.01,
             max=0.99,
             help="The split the sends were drawn with, for the sample-ratio check (default: "
-            "experiments.yaml ab; `crm-ltv outcomes` prints the one of the service's log).",
+            "each row's expected_treatment_share, which `crm-ltv outcomes` writes, else "
+            "experiments.yaml ab).",
         ),
     ] = None,
 ) -> None:
@@ -1604,6 +1605,11 @@ def ab(
     config = _experiments_config(paths)
     progress = Progress()
     data_config = _data_config(paths, None, None, None, max_reject_share)
+    if by == "acquisition_channel":  # before the files load: a shop's transactions take seconds
+        from crm_ltv.experiments.segments import require_customers_table
+        from crm_ltv.features.inputs import input_paths
+
+        require_customers_table(input_paths(data_config, paths, transactions, customers)[1])
     loaded = load_campaign_input(
         data_config, paths, campaigns, progress, _outcomes_file(paths, config), transactions
     )
@@ -1645,6 +1651,7 @@ def ab(
         segments,
         segment_files,
         segment_datasets,
+        expected_treatment_share is not None,
     )
     typer.echo(format_ab(result.by_action, ["action"]))
     if result.by_segment is not None:
@@ -1661,6 +1668,7 @@ def ab(
             f"{result.outcomes.without_revenue:,} converted contacts without a revenue: in the "
             "conversion rates, left out of the revenue differences"
         )
+    typer.echo(f"SRM p: against an expected treatment share of {result.split.text}")
     _say_run(result.run_id, config.ab.experiment, paths)
 
 
@@ -1822,6 +1830,10 @@ def uplift(
     loaded = load_campaign_input(
         data_config, paths, campaigns, progress, _outcomes_file(paths, experiments), transactions
     )
+    from crm_ltv.experiments.outcomes import require_window
+
+    # before the transactions load (run_uplift checks it too, for callers of its own)
+    require_window(loaded.frame, config.response_window_days, f"campaigns {loaded.report.source}")
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
@@ -1942,13 +1954,8 @@ def outcomes(
         )
     elif not controls:
         typer.echo(f"next: {no_controls(result)}")
-    else:
-        share = result.expected_treatment_share
-        given = share is not None and 0 < share < 1  # ab takes a share strictly inside
-        split = f" --expected-treatment-share {share:.4f}" if given else ""
-        typer.echo(
-            f"next: crm-ltv ab --campaigns {target}{split}; crm-ltv uplift --campaigns {target}"
-        )
+    else:  # ab reads each row's expected_treatment_share from the file: no option to give
+        typer.echo(f"next: crm-ltv ab --campaigns {target}; crm-ltv uplift --campaigns {target}")
 
 
 @app.command("policy-eval")

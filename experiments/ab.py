@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,7 @@ COLUMNS = (
     "n_treatment",
     "n_control",
     "treatment_share",
+    "expected_treatment_share",  # the split the SRM check expects (the rows' own, or the config's)
     "srm_p_value",
     "srm_mismatch",
     "rate_treatment",
@@ -75,6 +77,56 @@ class Outcomes:
     # Contacts with a conversion but no revenue: in the rates, left out of the revenue means.
     without_revenue: int = 0
     converted_from_revenue: bool = False  # no 'converted' column: revenue > 0 is a conversion
+
+
+# A campaigns column (features.contract): each row's chance, as a treatment or a control, of
+# being the treatment; `crm-ltv outcomes` writes it from the decision's logged holdout share
+# and exploration, so the sample-ratio check expects the split the rows were drawn with.
+SHARE = "expected_treatment_share"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Where the sample-ratio check's expected treatment share comes from, said by `ab` and
+    recorded by its run: the command line's, else the file's own rows', else the config's."""
+
+    share: float  # the rows' mean when they carry their own
+    source: Literal["option", "campaigns file", "config"]
+    text: str
+
+
+def mean_share(shares: pd.Series, config: AbConfig) -> float:
+    """The expected treatment share of these rows: the mean of their own, the config's for a
+    row without one."""
+    return float(shares.astype("float64").fillna(config.expected_treatment_share).mean())
+
+
+def expected_split(campaigns: pd.DataFrame, config: AbConfig, option: bool) -> Split:
+    """`option`: config.expected_treatment_share is the command line's, which wins over the
+    file's column (jobs.run_ab then drops the column before ab_table). The config's is the
+    fallback of a file without the column: `crm-ltv init` copies it into every home, so it is
+    no choice made for this file, and the service's rows were drawn at 0.73 where it says 0.5."""
+    configured = config.expected_treatment_share
+    if option:
+        return Split(configured, "option", f"{configured:g} (--expected-treatment-share)")
+    shares = campaigns[SHARE].astype("float64") if SHARE in campaigns else None
+    if shares is None or shares.isna().all():
+        return Split(
+            configured,
+            "config",
+            f"{configured:g} (ab.expected_treatment_share of configs/experiments.yaml; the "
+            f"file has no {SHARE} column)",
+        )
+    low, high = float(shares.min()), float(shares.max())
+    spread = f"{low:.4f}" if low == high else f"{low:.4f} to {high:.4f}, each action's own mean"
+    missing = int(shares.isna().sum())
+    blank = f"; {missing:,} rows without one take the config's {configured:g}" if missing else ""
+    return Split(
+        mean_share(shares, config),
+        "campaigns file",
+        f"{spread} (the file's {SHARE} column, the split its rows were drawn with, as "
+        f"`crm-ltv outcomes` writes it{blank})",
+    )
 
 
 # What the commands print when a file's conversions are read from its revenue.
@@ -121,7 +173,8 @@ def campaign_outcomes(campaigns: pd.DataFrame, where: str = "campaigns") -> Outc
 
 
 def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.DataFrame:
-    """One row per action (per action and `by` value when given), COLUMNS after them."""
+    """One row per action (per action and `by` value when given), COLUMNS after them. Rows
+    with an expected_treatment_share column are checked against their own mean share."""
     keys = ["action"] if by is None else ["action", by]
     frame = outcomes.frame
     missing = [k for k in keys if k not in frame]
@@ -131,6 +184,8 @@ def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.
     for key, group in frame.groupby(keys, observed=True, sort=True):
         values = key if isinstance(key, tuple) else (key,)
         treated = group["group"].astype(str).eq(TREATMENT).to_numpy()
+        # the config's, unless the rows carry their own (expected_split)
+        share = mean_share(group[SHARE], config) if SHARE in group else None
         rows.append(
             {
                 **dict(zip(keys, values, strict=True)),
@@ -141,6 +196,7 @@ def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.
                     group["revenue"].to_numpy("float64")[treated],
                     group["revenue"].to_numpy("float64")[~treated],
                     config,
+                    share,
                 ),
             }
         )
@@ -163,15 +219,17 @@ def compare_groups(
     revenue_t: np.ndarray,
     revenue_c: np.ndarray,
     config: AbConfig,
+    share: float | None = None,
 ) -> dict[str, float | str | bool]:
-    """Every figure of one treatment/control comparison (NaN where a group is too small)."""
+    """Every figure of one treatment/control comparison (NaN where a group is too small);
+    `share`: the split the SRM check expects, when not the config's."""
     n_t, n_c = len(converted_t), len(converted_c)
     x_t, x_c = int(converted_t.sum()), int(converted_c.sum())
     out: dict[str, float | str | bool] = {
         "n_treatment": n_t,
         "n_control": n_c,
         "treatment_share": n_t / (n_t + n_c),
-        **srm_check(n_t, n_c, config),
+        **srm_check(n_t, n_c, config, share),
     }
     if n_t == 0 or n_c == 0:  # nothing to compare; the group that exists still has its rate
         return out | {
@@ -247,14 +305,23 @@ def revenue_difference(
     return out
 
 
-def srm_check(n_t: int, n_c: int, config: AbConfig) -> dict[str, float | bool]:
-    """Sample-ratio mismatch: a chi-square test of the group sizes against the configured split.
-    A mismatch means the assignment or the logging is broken, and the lift cannot be trusted."""
-    total = n_t + n_c
-    share = config.expected_treatment_share
-    expected = [total * share, total * (1.0 - share)]
-    p_value = float(stats.chisquare([n_t, n_c], f_exp=expected).pvalue)
-    return {"srm_p_value": p_value, "srm_mismatch": bool(p_value < config.srm_alpha)}
+def srm_check(
+    n_t: int, n_c: int, config: AbConfig, share: float | None = None
+) -> dict[str, float | bool]:
+    """Sample-ratio mismatch: a chi-square test of the group sizes against the expected split
+    (`share`, else the configured one). A mismatch means the assignment or the logging is
+    broken, and the lift cannot be trusted. A split of 1 or 0 (a service without holdout)
+    expects one group only: any row of the other refutes it."""
+    share = config.expected_treatment_share if share is None else share
+    out: dict[str, float | bool] = {"expected_treatment_share": share}
+    if share in (0.0, 1.0):
+        unexpected = n_c if share == 1.0 else n_t
+        p_value = 1.0 if unexpected == 0 else 0.0
+    else:
+        total = n_t + n_c
+        expected = [total * share, total * (1.0 - share)]
+        p_value = float(stats.chisquare([n_t, n_c], f_exp=expected).pvalue)
+    return out | {"srm_p_value": p_value, "srm_mismatch": bool(p_value < config.srm_alpha)}
 
 
 def minimum_detectable_lift(

@@ -35,7 +35,8 @@ AB_NOTE = (
     "asked, treatment against control: conversion rates, absolute and relative lift with 95% "
     "intervals, p-value (Fisher's exact test for small cells, else the two-proportion z-test), "
     "revenue per customer difference (Welch interval), sample-ratio-mismatch check against the "
-    "configured split and the minimum detectable lift at the observed sizes. Rates and lifts are "
+    "split the rows were drawn with (their own, the option's or the config's; params) and the "
+    "minimum detectable lift at the observed sizes. Rates and lifts are "
     "shares (0.02 = 2 points); revenue is per contacted customer over the response window."
 )
 PLAN_NOTE = (
@@ -56,6 +57,7 @@ class AbResult:
     by_segment: pd.DataFrame | None
     outcomes: ab.Outcomes
     run_id: str
+    split: ab.Split  # the treatment share the sample-ratio check expected, and from where
 
 
 def _check_comparable(outcomes: ab.Outcomes, source: Path) -> None:
@@ -85,11 +87,16 @@ def run_ab(
     segments: pd.Series | None = None,
     segment_files: Sequence[Path] = (),
     segment_datasets: Sequence[Any] = (),
+    share_option: bool = False,
 ) -> AbResult:
     """Per action (and per action and `by` segment, given as `segments` aligned with the rows,
     read from `segment_files`: their hash joins the campaigns file's on the run, their
-    `segment_datasets` its datasets)."""
+    `segment_datasets` its datasets). `share_option`: config.expected_treatment_share is the
+    command line's, checked in place of the rows' own (ab.expected_split)."""
     frame = campaigns if by is None else campaigns.assign(**{by: segments})
+    split = ab.expected_split(frame, config, share_option)
+    if split.source != "campaigns file":  # the SRM check reads the rows' column where it is
+        frame = frame.drop(columns=ab.SHARE, errors="ignore")
     outcomes = ab.campaign_outcomes(frame, f"campaigns {source}")
     _check_comparable(outcomes, source)
     by_action = ab.ab_table(outcomes, config)
@@ -109,6 +116,7 @@ def run_ab(
         + (f", also by {by} at send time" if by else "")
         + ". "
         + _ab_headline(by_action)
+        + f" Sample-ratio check against an expected treatment share of {split.text}."
     )
     name = "ab by action" + (f" and {by}" if by else "")
     with experiment_run(
@@ -124,7 +132,8 @@ def run_ab(
                 "alpha": config.alpha,
                 "power": config.power,
                 "exact_test_below": config.exact_test_below,
-                "expected_treatment_share": config.expected_treatment_share,
+                "expected_treatment_share": round(split.share, 4),
+                "expected_treatment_share_source": split.source,
             }
         )
         datasets = [*file_datasets([("campaigns", campaigns, source)]), *segment_datasets]
@@ -145,7 +154,7 @@ def run_ab(
         if by_segment is not None:
             log_table(by_segment, f"ab_by_action_and_{by}")
             log_figure(plots.lift_plot(by_segment, ["action", str(by)]), f"lift_by_{by}")
-    return AbResult(by_action, by_segment, outcomes, run_id)
+    return AbResult(by_action, by_segment, outcomes, run_id, split)
 
 
 def _ab_headline(table: pd.DataFrame) -> str:
@@ -193,6 +202,7 @@ AB_METRICS = {  # column of ab_table -> the metric name every action's child run
     "revenue_diff_low": "revenue_per_customer_diff_ci_low",
     "revenue_diff_high": "revenue_per_customer_diff_ci_high",
     "srm_p_value": "srm_p_value",
+    "expected_treatment_share": "srm_expected_treatment_share",
     "mde_abs": "min_detectable_lift_abs",
 }
 

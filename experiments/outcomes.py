@@ -57,6 +57,8 @@ COLUMNS = (
     "request_id",
     "rfm_segment",
     "lifecycle_stage",
+    "expected_treatment_share",
+    "response_window_days",
 )
 REPLAY = pd.Timedelta(days=1)  # decided this long after as_of: a replay of a past moment
 
@@ -361,12 +363,44 @@ def joined_outcomes(
     return converted, revenue, open_, before
 
 
+def require_window(campaigns: pd.DataFrame, days: int, where: str) -> None:
+    """Refuse campaigns whose outcomes were counted over another window than `days`, the one
+    the models' effects claim (the bundle's response_window_days, which the service and the
+    champion comparison read): `crm-ltv outcomes --window-days 60` wrote 60-day outcomes that
+    were learnt as 30-day effects without a word. The file says its window in the
+    response_window_days column `crm-ltv outcomes` writes; a file without it is taken as is."""
+    if "response_window_days" not in campaigns:
+        return
+    windows = sorted(set(campaigns["response_window_days"].dropna().astype(float)))
+    if not windows or windows == [days]:
+        return
+    counted = " and ".join(f"{w:g}" for w in windows)
+    other = f"{windows[0]:g}" if len(windows) == 1 else "one of them"
+    raise DataError(
+        f"{where}: its outcomes were counted over {counted} days after each send (its "
+        f"response_window_days column, as `crm-ltv outcomes --window-days` writes it), and "
+        f"uplift.response_window_days is {days}: the models would claim {days}-day effects "
+        f"learnt from other windows. Run `crm-ltv outcomes --window-days {days}`, or set "
+        f"uplift.response_window_days and outcomes.response_window_days to {other} in "
+        "configs/experiments.yaml"
+    )
+
+
 def expected_treatment_share(share: pd.Series, exploration: pd.Series) -> float | None:
     """Treatment's expected share of treatment + control over these decisions (each drawn with
     its logged h and e): sum (1 - h)(1 - e) / sum ((1 - h)(1 - e) + h). None without any."""
     treated = (1 - share) * (1 - exploration)
     total = float((treated + share).sum())
     return float(treated.sum()) / total if total > 0 else None
+
+
+def row_treatment_shares(share: pd.Series, exploration: pd.Series) -> np.ndarray:
+    """Each treatment or control row's chance of being the treatment, from its own logged h
+    and e: (1 - h)(1 - e) / ((1 - h)(1 - e) + h), written to the campaigns file so that
+    `crm-ltv ab` checks the split the rows were drawn with (the settings may change in a log).
+    A treatment or control row has (1 - h)(1 - e) + h > 0."""
+    treated = ((1 - share) * (1 - exploration)).to_numpy(float)
+    return np.round(treated / (treated + share.to_numpy(float)), 6)
 
 
 def decision_outcomes(
@@ -401,6 +435,10 @@ def decision_outcomes(
             "request_id": frame["request_id"].to_numpy(),
             # as the service answered (its champions' RFM cut points): `ab --by` reads them
             **{name: _logged(frame, name) for name in ("rfm_segment", "lifecycle_stage")},
+            "expected_treatment_share": row_treatment_shares(
+                frame["holdout_share"].astype(float), frame["exploration"].astype(float)
+            ),
+            "response_window_days": window_days,  # `uplift` checks it is its own window
         }
     )
     converted, revenue, open_, before = joined_outcomes(
@@ -623,6 +661,6 @@ def summary(outcomes: Outcomes, target: Path, pending: Path | None, window_days:
         lines.append(
             f"expected treatment share {outcomes.expected_treatment_share:.4f} of treatment + "
             "control ((1 - h)(1 - e) / ((1 - h)(1 - e) + h) with the logged holdout share h "
-            "and exploration e): give it to `crm-ltv ab --expected-treatment-share`"
+            "and exploration e): each row's own is in the file, which `crm-ltv ab` reads"
         )
     return "\n".join(lines)

@@ -31,6 +31,9 @@ from crm_ltv.training.uplift import OUTCOMES, Outcome, UpliftBundle
 
 TOP_SHARE = 0.2  # truth: mean true effect of the top 20% ranked, against everyone's
 COLUMN: dict[str, str] = {"purchase": "converted", "value": "revenue"}  # outcome -> contacts'
+# Predicted purchase effects closer than this (probability points) are one effect: float
+# noise of summed tree leaves, far below any effect a campaign could be told by.
+UNIFORM_EFFECT = 1e-12
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,19 @@ def qini_interval(
         means[i] = np.nanmean(values) if not np.isnan(values).all() else np.nan
     low, high = np.nanquantile(means, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
+
+
+def uniform_actions(bundle: UpliftBundle, contacts: Contacts) -> list[str]:
+    """The actions whose model predicts one purchase effect for every held-out contact of its
+    own (no tree could split: fewer contacts than min_child_samples): such a model ranks no
+    customer above another, so its Qini is a random ranking's 0 up to rounding noise."""
+    frame, effects = _held_out_effects(bundle, contacts, "purchase")
+    uniform = []
+    for action, effect in effects.items():
+        own = effect[frame["action"].eq(action).to_numpy()]
+        if len(own) == 0 or np.ptp(own) <= UNIFORM_EFFECT:
+            uniform.append(action)
+    return uniform
 
 
 def gate_metric(table: pd.DataFrame, metric: str, actions: set[str] | None = None) -> float:

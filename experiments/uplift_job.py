@@ -20,6 +20,7 @@ import pandas as pd
 from crm_ltv.experiments import uplift
 from crm_ltv.experiments.ab import FROM_REVENUE
 from crm_ltv.experiments.config import UpliftConfig
+from crm_ltv.experiments.outcomes import require_window
 from crm_ltv.experiments.segments import features_at_send
 from crm_ltv.experiments.tracking import (
     experiment_run,
@@ -77,6 +78,9 @@ MODEL_NOTE = (
 PURCHASE_METRICS = ("contacts", "treated", "mean_predicted_effect", "qini_coefficient", "auuc",
                     "auuc_random", "auuc_margin", "truth_spearman",
                     "truth_top20_over_mean")  # fmt: skip
+# The gate's metric is read at the precision it is reported with (0.0001 of a Qini
+# coefficient): what shows as 0.0000 is a random ranking's, whatever its float noise.
+GATE_DECIMALS = 4
 VALUE_METRICS = ("mean_predicted_effect", "qini_coefficient", "auuc", "auuc_random", "auuc_margin")
 
 
@@ -124,6 +128,7 @@ def run_uplift(
     as paths (hashed with the campaigns file for the run); the campaigns file's dataset is added
     here. `truth`: the sample's truth_campaigns table, when it is the sample."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    require_window(campaigns, config.response_window_days, f"campaigns {source}")
     progress(f"features at {campaigns['sent_at'].nunique()} send times (history before each)")
     table = features_at_send(campaigns, transactions, features, customers)
     table = table.drop(columns=[c for c in config.exclude_features if c in table])
@@ -223,7 +228,8 @@ def run_uplift(
         paths, config.experiment, NOTE, "uplift", run_note, "uplift", (source, *data_files)
     ) as run_id:
         comparison = _compare_champion(config, evaluation, contacts, bundle)
-        promote, reason = _decide(config, metric, comparison)
+        uniform = set(uplift.uniform_actions(bundle, contacts)) >= set(bundle.actions)
+        promote, reason = _decide(config, metric, comparison, uniform)
         champion = comparison.champion
         mlflow.log_params(
             {
@@ -279,7 +285,8 @@ def run_uplift(
             MODEL_NOTE,
             version,
             f"Uplift per action ({', '.join(bundle.actions)}) from run {run_id} on {source}: "
-            f"held-out {config.compare} {metric:.4f} (mean over actions; a random ranking scores "
+            f"held-out {config.compare} {round(metric, GATE_DECIMALS) + 0.0:.4f} (mean over "
+            "actions; a random ranking scores "
             f"0), on customers it never trained on. "
             + ("Promoted: " if promote else "Not promoted: ")
             + reason,
@@ -365,16 +372,32 @@ def compare_champion(
     )
 
 
-def _decide(config: UpliftConfig, metric: float, comparison: Comparison) -> tuple[bool, str]:
+def _decide(
+    config: UpliftConfig, metric: float, comparison: Comparison, uniform: bool = False
+) -> tuple[bool, str]:
     """Promote only when the held-out metric over all the new model's actions beats a random
     ranking (0) and, over the actions both model, strictly beats the champion's on the same
     contacts (training.registry.decide_promotion); a champion that cannot be compared is left
-    alone, as training.job leaves one. Every margin given."""
-    beats_random = bool(metric > 0)
-    notes = [
-        f"{config.compare} {metric:.4f} {'beats' if beats_random else 'does not beat'} a "
-        f"random ranking's 0 ({metric:+.4f})"
-    ]
+    alone, as training.job leaves one. Every margin given. The metric beats 0 only at the
+    precision it is shown (GATE_DECIMALS): a model of one effect per action (`uniform`) scored
+    +7e-19 or -0.0000 by float noise, and promotion hung on the sign of it."""
+    shown = round(metric, GATE_DECIMALS) + 0.0  # + 0.0: -0.0 shows as 0.0000
+    beats_random = not uniform and shown > 0
+    if uniform:
+        first = (
+            f"{config.compare} {shown:.4f} does not beat a random ranking's 0: every action's "
+            "model predicts one effect for all its customers, so it ranks none above another "
+            "(too few contacts for a tree to split? uplift.params min_child_samples)"
+        )
+    elif shown == 0:
+        first = (
+            f"{config.compare} {shown:.4f} does not beat a random ranking's 0: it ranks "
+            f"customers no better than at random (to the {GATE_DECIMALS} decimals shown)"
+        )
+    else:
+        verdict = "beats" if beats_random else "does not beat"
+        first = f"{config.compare} {shown:.4f} {verdict} a random ranking's 0 ({shown:+.4f})"
+    notes = [first]
     if comparison.left_alone is not None:
         notes.append(
             f"{comparison.label} not compared: {comparison.left_alone}; champion left alone "

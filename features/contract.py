@@ -41,6 +41,7 @@ class Column:
     kind: Kind  # id/label: strings (ids keep leading zeros); group: treatment/control; flag: 0/1
     required: bool = False
     min_value: float | None = None
+    max_value: float | None = None
     # Without a column of its own in the file: the product of these two contract columns,
     # each then required row by row (an export with unit prices and no line total).
     product_of: tuple[str, str] | None = None
@@ -125,6 +126,13 @@ CAMPAIGNS = TableSchema(
         # rather than rebuild them (the service's RFM scores are by its champions' cut points)
         Column("rfm_segment", "label"),
         Column("lifecycle_stage", "label"),
+        # Written by `crm-ltv outcomes`: the chance the row's decision, being a treatment or a
+        # control, was a treatment ((1 - h)(1 - e) / ((1 - h)(1 - e) + h) with its logged holdout
+        # share h and exploration e): the split `ab`'s sample-ratio check expects of its rows.
+        Column("expected_treatment_share", "number", min_value=0.0, max_value=1.0),
+        # Written by `crm-ltv outcomes`: the days after sent_at over which its converted and
+        # revenue were counted; `uplift` refuses a file counted over another window than its own.
+        Column("response_window_days", "number", min_value=1.0),
     ),
     record_key=("customer_id", "sent_at", "action"),
 )

@@ -595,6 +595,8 @@ def _parse_column(
         problems.add(huge, f"{label} beyond +-{MAX_ABS_NUMBER:g}", text)
         if col.min_value is not None:
             problems.add(number < col.min_value, f"{label} below {col.min_value:g}", text)
+        if col.max_value is not None:
+            problems.add(number > col.max_value, f"{label} above {col.max_value:g}", text)
         return number
     lowered = text.str.lower()
     if col.kind == "group":

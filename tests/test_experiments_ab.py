@@ -14,6 +14,7 @@ from crm_ltv.experiments.ab import (
     ab_table,
     campaign_outcomes,
     compare_groups,
+    expected_split,
     minimum_detectable_lift,
     plan_sample_size,
     proportion_test,
@@ -134,6 +135,33 @@ def test_sample_ratio_mismatch_against_the_configured_split():
     few = srm_check(1, 0, AbConfig(expected_treatment_share=0.65))
     assert few["srm_p_value"] == pytest.approx(stats.chi2.sf(0.35 / 0.65, 1))
     assert few["srm_mismatch"] is False
+
+
+def test_sample_ratio_check_expects_the_split_the_rows_carry():
+    """The service's rows are drawn at (1 - h)(1 - e) / ((1 - h)(1 - e) + h), 0.73 in a shop's
+    home, which `crm-ltv outcomes` writes per row: checked against the config's 0.5, every
+    action of its file read MISMATCH."""
+    cells = {("win_back", "treatment"): (730, 100), ("win_back", "control"): (270, 30)}
+    drawn = campaigns(cells, expected_treatment_share=0.73)
+    row = ab_table(campaign_outcomes(drawn), CONFIG).iloc[0]
+    assert row["expected_treatment_share"] == pytest.approx(0.73)
+    assert row["srm_p_value"] == pytest.approx(1.0) and not row["srm_mismatch"]
+    split = expected_split(drawn, CONFIG, option=False)
+    assert (split.share, split.source) == (pytest.approx(0.73), "campaigns file")
+    assert "0.7300 (the file's expected_treatment_share column" in split.text
+    # without the column: the config's 0.5, and 730/270 is no 50/50 draw
+    plain = ab_table(campaign_outcomes(campaigns(cells)), CONFIG).iloc[0]
+    assert plain["expected_treatment_share"] == 0.5 and plain["srm_mismatch"]
+    assert expected_split(campaigns(cells), CONFIG, option=False).source == "config"
+    assert expected_split(drawn, CONFIG, option=True).source == "option"
+    # rows drawn at other settings (the service's changed): each group's expectation is the
+    # mean of its rows' own shares
+    mixed = drawn.assign(expected_treatment_share=np.where(np.arange(len(drawn)) % 2, 0.8, 0.66))
+    row = ab_table(campaign_outcomes(mixed), CONFIG).iloc[0]
+    assert row["expected_treatment_share"] == pytest.approx(0.73)
+    # a service without holdout draws treatment only (share 1): a control row refutes it
+    assert srm_check(5, 0, CONFIG, 1.0)["srm_mismatch"] is False
+    assert srm_check(5, 1, CONFIG, 1.0)["srm_mismatch"] is True
 
 
 def test_a_group_without_controls_still_has_its_treatment_rate():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from crm_ltv.experiments.cohorts import NOT_YET
@@ -206,6 +208,58 @@ def test_ab_and_uplift_say_how_many_contacts_the_transactions_know(home, tmp_pat
         assert f"{warned} {table} ({table}.csv)" in result.stderr
         other = {"customers": "transactions", "transactions": "customers"}[table]
         assert f"found in {other}" not in result.stderr
+
+
+def test_ab_checks_the_split_a_campaigns_file_of_outcomes_carries(home, tmp_path):
+    """`crm-ltv outcomes` writes each row's expected_treatment_share (0.73 in a shop's home):
+    `ab` checked the config's 0.5 and read MISMATCH on every action, the column "ignored"."""
+    table = pd.read_csv(home / "data/sample/campaigns.csv", dtype=str)
+    drawn = np.arange(len(table)) % 100 < 73  # treatment for 73 of each 100 rows
+    table = table.assign(group=np.where(drawn, "treatment", "control"))
+    path = tmp_path / "campaigns.csv"
+    table.assign(expected_treatment_share=0.73).to_csv(path, index=False)
+    result = run(home, "ab", "--campaigns", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "MISMATCH" not in result.stdout and "expected_treatment_share" not in result.stderr
+    assert "SRM p: against an expected treatment share of 0.7300 (the file's " in result.stdout
+    run_id = result.stdout.split("MLflow run ", 1)[1].split()[0].strip(":")
+    params = _client(home).get_run(run_id).data.params
+    assert params["expected_treatment_share"] == "0.73"
+    assert params["expected_treatment_share_source"] == "campaigns file"
+    # the command line's share still wins (here a wrong one)
+    given = run(home, "ab", "--campaigns", str(path), "--expected-treatment-share", "0.5")
+    assert given.returncode == 0 and "MISMATCH" in given.stdout
+    assert "share of 0.5 (--expected-treatment-share)" in given.stdout
+
+
+def test_uplift_refuses_campaigns_counted_over_another_window(home, tmp_path):
+    """`crm-ltv outcomes --window-days 60` then `uplift --campaigns`: 60-day outcomes were
+    learnt as the 30-day effects the bundle claims, without a word."""
+    table = pd.read_csv(home / "data/sample/campaigns.csv", dtype=str)
+    path = tmp_path / "campaigns.csv"
+    table.assign(response_window_days=60).to_csv(path, index=False)
+    result = run(home, "uplift", "--campaigns", str(path))
+    assert result.returncode == 2
+    assert (
+        f"error: campaigns {path}: its outcomes were counted over 60 days after each send"
+        in result.stderr
+    )
+    assert "uplift.response_window_days is 30" in result.stderr
+    assert "`crm-ltv outcomes --window-days 30`" in result.stderr
+    assert "loading transactions" not in result.stderr  # said before they load
+
+
+def test_ab_by_acquisition_channel_without_customers_says_so_before_loading(home, tmp_path):
+    """A shop's transactions (Online Retail II) loaded for 9 s before this was said."""
+    own = tmp_path / "own.csv"
+    own.write_text((home / "data/sample/transactions.csv").read_text())
+    result = run(
+        home, "ab", "--by", "acquisition_channel", "--transactions", str(own),
+        "--campaigns", str(home / "data/sample/campaigns.csv"),
+    )  # fmt: skip
+    assert result.returncode != 0 and "needs a customers table" in result.stderr
+    assert "--customers, or customers.path in configs/data.yaml" in result.stderr
+    assert "loading" not in result.stderr  # neither the campaigns nor the transactions
 
 
 def test_ab_logs_the_files_it_read_by_absolute_path(home):

@@ -139,11 +139,14 @@ def test_the_loop_outcomes_ab_uplift_and_policy_eval(decided, home):
     # Every held-out customer is a control of the action the policy wanted for them.
     assert (table.loc[table["group"] == "control", "holdout"]).all()
 
-    # The split to check: (1 - h)(1 - e) / ((1 - h)(1 - e) + h), not 1 - h.
+    # The split to check: (1 - h)(1 - e) / ((1 - h)(1 - e) + h), not 1 - h, written per row
+    # and read by `ab` from the file (it checked the config's 0.5: MISMATCH on every action).
     share = (1 - SHARE) * (1 - EXPLORATION) / ((1 - SHARE) * (1 - EXPLORATION) + SHARE)
-    assert f"--expected-treatment-share {share:.4f}" in done.stdout
-    ab = run(home, "ab", "--campaigns", str(campaigns), "--expected-treatment-share", f"{share}")
+    assert f"{share:.4f}" in done.stdout and "--expected-treatment-share" not in done.stdout
+    assert table["expected_treatment_share"].to_numpy() == pytest.approx(share, abs=1e-6)
+    ab = run(home, "ab", "--campaigns", str(campaigns))
     assert ab.returncode == 0, ab.stderr
+    assert f"expected treatment share of {share:.4f} (the file's" in ab.stdout
     for action in table["action"].unique():
         assert action in ab.stdout
 

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -106,6 +107,13 @@ def test_treatment_control_and_every_left_out_decision_counted(tmp_path):
     assert out.pending["converted"].isna().all()
     # (1 - h)(1 - e) / ((1 - h)(1 - e) + h) with h = 0.1, e = 0.05
     assert out.expected_treatment_share == pytest.approx(0.855 / 0.955)
+    # ... and each row's own, for `crm-ltv ab`'s sample-ratio check
+    assert np.allclose(out.campaigns["expected_treatment_share"], 0.855 / 0.955, atol=1e-6)
+    # ... and the window its outcomes were counted over, which `crm-ltv uplift` checks
+    assert (out.campaigns["response_window_days"] == 30).all()
+    assert (
+        decision_outcomes(read_decisions(log), TX, 45).campaigns["response_window_days"] == 45
+    ).all()
     text = summary(out, tmp_path / "c.csv", None, 30)
     for words in ("2 inside the 30-day window", "2 explored", "1 control rows",
                   "with no transaction in the file: 1 rows", "a replay", "0.8953"):  # fmt: skip

@@ -490,7 +490,34 @@ def test_gate_compares_the_champion_over_the_actions_both_model(gate, tmp_path):
     assert only.new == pytest.approx(win_back) and only.champion == pytest.approx(win_back)
     assert win_back != pytest.approx(metric)
     # No champion: beating a random ranking is enough.
-    assert _decide(config, metric, Comparison())[0] == (metric > 0)
+    assert _decide(config, metric, Comparison())[0] == (round(metric, 4) > 0)
+
+
+def test_gate_promotes_no_model_of_one_effect_per_action_on_float_noise(gate):
+    """Too few contacts for a tree to split (min_child_samples): each action's model predicts
+    one effect, its Qini is a random ranking's up to float noise (7e-19 in a shop's run), and
+    promotion hung on the noise's sign; a promoted one sent every win_back to "nothing pays"."""
+    _, contacts, _, config = gate
+    train, f = ~contacts.held_out, contacts.frame
+    flat = fit_uplift(
+        contacts.features.loc[train], f["action"][train], f["treated"][train],
+        f["converted"][train], f["revenue"][train], 30, {**FAST, "min_child_samples": 5000},
+        20, outcomes=("purchase",),
+    )  # fmt: skip
+    assert sorted(uplift.uniform_actions(flat, contacts)) == ["welcome_offer", "win_back"]
+    metric = uplift.gate_metric(uplift.evaluate_uplift(flat, contacts), config.compare)
+    assert metric == pytest.approx(0.0, abs=1e-12)
+    for noise in (metric, 7.45e-19, -7.45e-19):
+        promote, reason = _decide(config, noise, Comparison(), uniform=True)
+        assert not promote and "-0.0000" not in reason
+        assert "qini_coefficient 0.0000 does not beat a random ranking's 0: every action's " \
+            "model predicts one effect for all its customers" in reason  # fmt: skip
+    # Whatever the model, a metric that shows as 0.0000 ranks no better than random.
+    promote, reason = _decide(config, 7.45e-19, Comparison())
+    assert not promote and "ranks customers no better than at random" in reason
+    assert _decide(config, 0.0001, Comparison())[0]
+    bundle = gate[0]  # a model that ranks: no action uniform
+    assert uplift.uniform_actions(bundle, contacts) == []
 
 
 @pytest.mark.parametrize(
