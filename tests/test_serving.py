@@ -287,7 +287,16 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
 
     tx = tx_ok["transactions"][0]
     return [
-        ("malformed JSON", b'{"customers": [', ["Invalid JSON"]),
+        # said "1 validation error for ScoreRequestIODescriptor", BentoML's class
+        ("malformed JSON", b'{"customers": [',
+         ['"1 validation error for ScoreRequest"',
+          "the request body is not valid JSON: EOF while parsing"]),
+        ("a decimal comma", customer(transactions=[{**tx, "amount": "12,50"}]),
+         ["customer 'c-ok'", "transactions.0.amount", "'12,50' is text; send a JSON number"]),
+        ("a time zone refusal says its times are UTC",
+         customer(transactions=[{**tx, "timestamp": "2025-07-01T01:30:00+02:00"}]),
+         ["transactions.0.timestamp: 2025-06-30T23:30:00 is after as_of 2025-06-30T00:00:00 "
+          "(times given with a zone are shown in UTC)"]),
         ("wrong type", customer(transactions=[{**tx, "amount": "forty"}]),
          ["customer 'c-ok'", "transactions.0.amount"]),
         ("missing field", customer(transactions=[{"amount": 3.0}]),
@@ -396,6 +405,7 @@ def test_bad_input_gets_a_400_naming_field_and_customer(http, label, body, words
     text = response.text
     for word in words:
         assert word in text, (label, word, text)
+    assert "IODescriptor" not in text, text
     # ... and the server keeps serving.
     assert http.get("/readyz").status_code == 200
 
