@@ -196,7 +196,16 @@ def decision_log_path() -> Path:
     """The decision log in the project home (CRM_LTV_HOME, else the working directory). A Bento
     served by hand runs from its own src folder: decisions written there (customer ids and
     scores) would travel with the Bento on `bentoml export`, and outcomes would never look
-    there, so such a service is not ready until it is given a home."""
+    there, so such a service is not ready until it is given a home, an absolute one: BentoML
+    changes into that folder before the service reads the variable, so a relative home
+    (`CRM_LTV_HOME=.`) lay inside the Bento too, its configs/ the packaged defaults."""
+    home = os.environ.get(HOME_ENV)
+    if home and not Path(home).is_absolute():
+        raise ConfigError(
+            f"{HOME_ENV}={home!r} is a relative path, which would be read from the folder "
+            f"BentoML serves from (a Bento's own src folder), not where you started it: give "
+            f'the project home as an absolute path (e.g. {HOME_ENV}="$PWD/{home}")'
+        )
     path = Paths.from_env().root / settings().decision_log
     if not os.environ.get(HOME_ENV) and served_from_bento(Path.cwd()):
         raise ConfigError(

@@ -655,29 +655,38 @@ def _serve_by_hand(home: Path, own: Path, log: Path, **extra: str) -> tuple[subp
 
 
 @pytest.mark.parametrize(
-    ("unwritable", "serving_yaml", "said"),
+    ("where", "serving_yaml", "said"),
     [
         # every /score hung 60 s, then a plain-text 500: the admission limit read the file
-        (False, "max_in_flight: 0\n",
+        ("tmp", "max_in_flight: 0\n",
          "not serving: ConfigError: {own}/configs/serving.yaml: max_in_flight: Input should be "
          "greater than or equal to 1"),
         # the workers crashed as they started, again and again (making logs/), port silent
-        (True, None,
+        ("proc", None,
          "not serving: ConfigError: decision log: {own}/logs/decisions.jsonl cannot be made: "
          "/proc is not writable (No such file or directory)"),
+        # a Bento served so read it from its own src folder (BentoML changes into it): ready,
+        # the packaged configs, the decision log inside the Bento. Refused wherever it serves.
+        ("relative", "max_in_flight: 0\n",
+         "not serving: ConfigError: CRM_LTV_HOME='{own}' is a relative path, which would be "
+         "read from the folder BentoML serves from (a Bento's own src folder), not where you "
+         'started it: give the project home as an absolute path (e.g. CRM_LTV_HOME="$PWD/'
+         '{own}")'),
     ],
-    ids=["invalid serving.yaml", "unwritable home"],
+    ids=["invalid serving.yaml", "unwritable home", "relative home"],
 )  # fmt: skip
 def test_a_home_served_by_hand_that_cannot_be_served_from_is_a_503_saying_why(
-    server, home, tmp_path, unwritable, serving_yaml, said
+    server, home, tmp_path, where, serving_yaml, said
 ):
     """`crm-ltv serve` refuses such a home before it starts; `bentoml serve` of a Bento does
     not: its workers stay up, not ready, and every scoring call answers 503 with the reason
-    at once, as for a Bento served without CRM_LTV_HOME."""
-    own = Path("/proc/crm-ltv-home") if unwritable else tmp_path / "home"
+    at once, as for a Bento served without CRM_LTV_HOME; the server log says it too."""
+    own = Path("/proc/crm-ltv-home") if where == "proc" else tmp_path / "home"
     if serving_yaml is not None:
         (own / "configs").mkdir(parents=True)
         (own / "configs/serving.yaml").write_text(serving_yaml)
+    if where == "relative":  # the same home, named from the folder the server starts in
+        own = Path(os.path.relpath(own, ROOT))
     log = home / "serve_by_hand.log"
     process, base = _serve_by_hand(home, own, log)
     try:
@@ -690,6 +699,7 @@ def test_a_home_served_by_hand_that_cannot_be_served_from_is_a_503_saying_why(
     assert answer.status_code == 503, answer.text
     assert answer.json() == {"error": said.format(own=own)}
     assert ready == 503
+    assert f"[ERROR] [entry_service:crm-ltv:1] {said.format(own=own)}" in log.read_text()
     assert "Application startup failed" not in log.read_text()
 
 
