@@ -37,6 +37,7 @@ from crm_ltv.serving.config import (
     api_token,
     bentoml_settings,
     blank_token,
+    configs_said,
 )
 from crm_ltv.serving.decisions import DecisionLog
 from crm_ltv.serving.holdout import apply_holdout
@@ -288,6 +289,7 @@ class CrmLtv:
                 uplift = load_stored_uplift(self.uplift_model)
             except bentoml.exceptions.NotFound:  # a store filled before uplift models existed
                 uplift = None
+            logger.info(configs_said(Paths.from_env()))
             configs = ScoringConfigs.load(Paths.from_env())
             uplift_stale = uplift.features_config_warning(configs.features) if uplift else None
             for stale in [*champions.warnings(configs.features), uplift_stale]:

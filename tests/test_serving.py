@@ -641,6 +641,20 @@ def test_champions_reading_features_the_config_does_not_build_are_not_served(
         stop_server(process)
 
 
+def test_the_configs_a_service_reads_are_said_with_where_they_come_from(tmp_path, monkeypatch):
+    """The line a worker logs as it loads its models: the home's files, the packaged rest."""
+    from crm_ltv.serving.config import configs_said
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "configs").mkdir()
+    for name in ("nba.yaml", "serving.yml", "train.yaml"):
+        (tmp_path / "configs" / name).write_text("{}\n")
+    assert configs_said(Paths(tmp_path)) == (
+        f"home {tmp_path}; configs: nba.yaml, serving.yml from {tmp_path}/configs; "
+        "features.yaml packaged"
+    )
+
+
 def _serve_by_hand(home: Path, own: Path, log: Path, **extra: str) -> tuple[subprocess.Popen, str]:
     """`bentoml serve` of the service, one worker, as a Bento is served by hand: no `crm-ltv
     serve` checks the project home (`own`) first. The models of `home`'s store."""
@@ -788,7 +802,9 @@ def test_the_token_is_read_without_surrounding_whitespace_and_auth_is_said_at_st
         stop_server(process)
     assert log.read_text().count(auth_said) == 1, log.read_text()
     assert ready == (200 if bearer else 503)
-    if bearer:
+    if bearer:  # an empty home: the log said only "ready: churn v1, ltv v1"
+        said = f"[INFO] [entry_service:crm-ltv:1] home {own}; configs: nba.yaml, serving.yaml, "
+        assert said + "features.yaml packaged" in log.read_text(), log.read_text()
         assert with_token.status_code == 200, with_token.text
         assert without.status_code == 401
     else:
@@ -927,6 +943,11 @@ def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home
         env={k: v for k, v in env.items() if not k.startswith("MAKE")}, timeout=600,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr + built.stdout
+    assert (
+        "the Bento carries the models, not the configs: serve it with CRM_LTV_HOME set to the "
+        "project home as an absolute path, whose configs/ it reads (nba.yaml, serving.yaml, "
+        "features.yaml; packaged defaults where a file is missing)"
+    ) in built.stderr, built.stderr
     # the wheel is built from a copy: pip wrote its build/ into the checkout (read-only ones fail)
     assert _build_folder_state() == before
     bento = next((home / "bentoml/bentos/crm-ltv").glob("*/bento.yaml")).parent
