@@ -1470,7 +1470,13 @@ def serve(
 @_interruptible("the models copied so far stay in the BentoML store; no Bento is built")
 def bento() -> None:
     """Copy the champion models into the BentoML store and build a Bento that carries them."""
-    from crm_ltv.serving.config import BENTOML_OVERRIDES_ENV, ServingConfig, bentoml_overrides
+    from crm_ltv.features.paths import HOME_ENV
+    from crm_ltv.serving.config import (
+        BENTOML_OVERRIDES_ENV,
+        SERVICE_AREAS,
+        ServingConfig,
+        bentoml_overrides,
+    )
     from crm_ltv.serving.packaging import build_bento
 
     # bentoml reads the variable as it is imported: a traceback where it is not JSON
@@ -1481,6 +1487,14 @@ def bento() -> None:
     done = build_bento(progress)
     if done != 0:
         raise typer.Exit(done)
+    # the README says it; served by hand without it, a Bento is not ready (or was, on defaults)
+    areas = ", ".join(f"{area}.yaml" for area in SERVICE_AREAS)
+    progress(
+        f"the Bento carries the models, not the configs: serve it with {HOME_ENV} set to the "
+        f"project home as an absolute path, whose configs/ it reads ({areas}; packaged "
+        f"defaults where a file is missing) and where it writes its decision log, e.g. "
+        f"{HOME_ENV}=/abs/home bentoml serve crm-ltv:latest"
+    )
 
 
 @app.command("mlflow-ui")

@@ -41,11 +41,12 @@ def unknown_actions(names: Iterable[object]) -> list[str]:
 
 def check_actions(names: Iterable[object], where: str) -> None:
     """Raise a ValueError naming `where` and the catalogue when a name is not in it (with the
-    catalogue's spelling of a name that differs only in case or separators)."""
+    catalogue's spelling of a name it misspells, as a request's contact is told: `winback`
+    got no hint here where a contact of that name got one)."""
     unknown = unknown_actions(names)
     if unknown:
-        spelled = {_spelling(n): n for n in ACTION_NAMES}
-        hints = [f"{u!r} -> {spelled[_spelling(u)]!r}" for u in unknown if _spelling(u) in spelled]
+        meant = {u: misspelt_action(u) for u in unknown}
+        hints = [f"{u!r} -> {m!r}" for u, m in meant.items() if m is not None]
         raise ValueError(
             f"{where}: unknown action(s) {unknown}; the action catalogue "
             f"(crm_ltv.features.actions) has {list(ACTION_NAMES)}"

@@ -17,11 +17,13 @@ from crm_ltv.features.config import (
     FrozenConfig,
     load_config,
 )
-from crm_ltv.features.paths import Paths, write_refused
+from crm_ltv.features.paths import Paths, default_config_file, write_refused
 from crm_ltv.features.rfm import RFM_SEGMENTS
 from crm_ltv.training.attributions import Method
 
 SERVICE_NAME = "crm-ltv"
+# The config areas a service reads where it runs (a Bento carries the models, not these)
+SERVICE_AREAS = ("nba", "serving", "features")
 BENTOML_OVERRIDES_ENV = "BENTOML_CONFIG_OVERRIDES"
 TOKEN_ENV = "CRM_LTV_API_TOKEN"
 
@@ -229,6 +231,20 @@ class ScoringConfigs:
             load_config(FeatureConfig, paths.config_file("features")),
             load_config(NbaConfig, paths.config_file("nba")),
         )
+
+
+def configs_said(paths: Paths) -> str:
+    """The home and, per area the service reads, whether its file is the home's or the packaged
+    default: a Bento served with an empty home answered with the packaged policy, its log
+    saying only which models were ready."""
+    own: list[str] = []
+    packaged: list[str] = []
+    for area in SERVICE_AREAS:
+        file = paths.config_file(area)
+        (packaged if file == default_config_file(area) else own).append(file.name)
+    said = [f"{', '.join(own)} from {paths.configs_dir}"] if own else []
+    said += [f"{', '.join(packaged)} packaged"] if packaged else []
+    return f"home {paths.root}; configs: {'; '.join(said)}"
 
 
 def check_service_configs(paths: Paths) -> None:

@@ -39,6 +39,9 @@ MAX_REQUEST_ID = 128
 # A contact without as_of is refused only a day after the server's clock: naive times may be
 # the shop's local time (up to 14 hours ahead of UTC), and clocks differ
 CLOCK_SKEW = timedelta(days=1)
+# Said with the times an error shows: a time given with a zone is compared (and shown) in UTC,
+# so "23:30+02:00" came back as 21:30 without a word on why
+IN_UTC = "times given with a zone are shown in UTC"
 
 
 def naive_utc(moment: datetime) -> datetime:
@@ -212,19 +215,22 @@ class CustomerIn(_Strict):
                 if contact.sent_at > latest:
                     return (
                         f"contacts.{i}.sent_at: {contact.sent_at:%Y-%m-%dT%H:%M:%S} is in the "
-                        "future (no as_of: scored as of now)"
+                        f"future (no as_of: scored as of now, in UTC; {IN_UTC})"
                     )
             return None
         for i, tx in enumerate(self.transactions or ()):
             if tx["timestamp"] > self.as_of:
-                return (
-                    f"transactions.{i}.timestamp: {tx['timestamp']:%Y-%m-%dT%H:%M:%S} is after "
-                    f"as_of {self.as_of:%Y-%m-%dT%H:%M:%S}"
-                )
+                return _after(f"transactions.{i}.timestamp", tx["timestamp"], self.as_of)
         for i, contact in enumerate(self.contacts):
             if contact.sent_at > self.as_of:
-                return f"contacts.{i}.sent_at: {contact.sent_at:%Y-%m-%d} is after as_of"
+                return _after(f"contacts.{i}.sent_at", contact.sent_at, self.as_of)
         return None
+
+
+def _after(where: str, moment: datetime, as_of: datetime) -> str:
+    return (
+        f"{where}: {moment:%Y-%m-%dT%H:%M:%S} is after as_of {as_of:%Y-%m-%dT%H:%M:%S} ({IN_UTC})"
+    )
 
 
 def customer_label(customer_id: object) -> str:
@@ -267,13 +273,13 @@ def _customer_index(loc: tuple[str | int, ...]) -> int | None:
 
 
 def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> ValidationError:
-    """The same errors, each within a customer prefixed by its customer id (as given)."""
+    """The same errors, each within a customer prefixed by its customer id (as given), in the
+    caller's terms: pydantic's own title named BentoML's internal class
+    (ScoreRequestIODescriptor) and linked its documentation."""
     errors = exc.errors(include_url=False)
-    if all(_customer_index(e["loc"]) is None for e in errors):
-        return exc  # malformed JSON, no customers list: nothing to name
     try:
         given = json.loads(body)["customers"]
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError):  # malformed JSON, no customers list
         given = []
     if not isinstance(given, list):
         given = []
@@ -287,6 +293,7 @@ def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> Val
                 continue
             said.add(loc[:4])
             loc, message = loc[:4], _feature_value_error(error.get("input"))
+        message = _in_callers_terms(error, message)
         i = _customer_index(loc)
         if i is None:
             problems.append((loc, message))
@@ -296,6 +303,21 @@ def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> Val
         where = [customer_label(who), ".".join(_cut(str(part)) for part in loc[2:])]
         problems.append((loc[:2], ": ".join([*filter(None, where), message])))
     return request_error(problems)
+
+
+def _in_callers_terms(error: Any, message: str) -> str:
+    """pydantic's message, with what the caller can do about it where it says too little."""
+    given = error.get("input")
+    if error["type"] == "json_invalid":
+        return f"the request body is not valid JSON: {error['ctx']['error']}"
+    if error["type"] == "model_type" and error["loc"] == ():
+        return 'the request body should be a JSON object: {"customers": [...]}'
+    if error["type"] in ("float_type", "float_parsing") and isinstance(given, str):
+        return (
+            f"{message}: {_cut(repr(given))} is text; send a JSON number, without quotes and "
+            'with a decimal point (12.5, not "12,50")'
+        )
+    return message
 
 
 def _feature_value_error(value: Any) -> str:

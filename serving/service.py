@@ -37,6 +37,7 @@ from crm_ltv.serving.config import (
     api_token,
     bentoml_settings,
     blank_token,
+    configs_said,
 )
 from crm_ltv.serving.decisions import DecisionLog
 from crm_ltv.serving.holdout import apply_holdout
@@ -196,7 +197,16 @@ def decision_log_path() -> Path:
     """The decision log in the project home (CRM_LTV_HOME, else the working directory). A Bento
     served by hand runs from its own src folder: decisions written there (customer ids and
     scores) would travel with the Bento on `bentoml export`, and outcomes would never look
-    there, so such a service is not ready until it is given a home."""
+    there, so such a service is not ready until it is given a home, an absolute one: BentoML
+    changes into that folder before the service reads the variable, so a relative home
+    (`CRM_LTV_HOME=.`) lay inside the Bento too, its configs/ the packaged defaults."""
+    home = os.environ.get(HOME_ENV)
+    if home and not Path(home).is_absolute():
+        raise ConfigError(
+            f"{HOME_ENV}={home!r} is a relative path, which would be read from the folder "
+            f"BentoML serves from (a Bento's own src folder), not where you started it: give "
+            f'the project home as an absolute path (e.g. {HOME_ENV}="$PWD/{home}")'
+        )
     path = Paths.from_env().root / settings().decision_log
     if not os.environ.get(HOME_ENV) and served_from_bento(Path.cwd()):
         raise ConfigError(
@@ -279,6 +289,7 @@ class CrmLtv:
                 uplift = load_stored_uplift(self.uplift_model)
             except bentoml.exceptions.NotFound:  # a store filled before uplift models existed
                 uplift = None
+            logger.info(configs_said(Paths.from_env()))
             configs = ScoringConfigs.load(Paths.from_env())
             uplift_stale = uplift.features_config_warning(configs.features) if uplift else None
             for stale in [*champions.warnings(configs.features), uplift_stale]:

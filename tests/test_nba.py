@@ -219,6 +219,9 @@ def test_cold_start_gets_the_configured_action_unless_capped(policy):
          r"actions: unknown action\(s\) \['winback_discount'\]; the action catalogue"),
         ({"actions": {"Win-Back": {"cost": 1, "effect": {"default": 0.1}}}},
          r"did you mean 'Win-Back' -> 'win_back'\?"),
+        # a close typo, as a request's contact of that name is told (no hint here before)
+        ({"actions": {"winback": {"cost": 1, "effect": {"default": 0.1}}}},
+         r"did you mean 'winback' -> 'win_back'\?"),
     ],
 )  # fmt: skip
 def test_bad_policy_is_a_config_error_naming_the_field(tmp_path, change, message):

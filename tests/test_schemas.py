@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 
 import pytest
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 
 from crm_ltv.serving.schemas import ScoreRequest
 
@@ -42,7 +42,8 @@ def test_every_error_inside_a_customer_names_it():
     assert errors == [
         (
             ("customers", 1),
-            "customer 'c1': transactions.0.amount: Input should be a valid number",
+            "customer 'c1': transactions.0.amount: Input should be a valid number: 'forty' is "
+            'text; send a JSON number, without quotes and with a decimal point (12.5, not "12,50")',
         ),
         (("customers", 1), "customer 'c1': transactions.1.timestamp: Field required"),
         (
@@ -51,13 +52,30 @@ def test_every_error_inside_a_customer_names_it():
         ),
         (("customers", 3), "customer (no customer_id): Input should be an object"),
         (("customers", 4), "customer (no customer_id): customer_id: Field required"),
-        (("customers", 5), "customer 'c3': contacts.0.sent_at: 2025-02-01 is after as_of"),
+        (
+            ("customers", 5),
+            "customer 'c3': contacts.0.sent_at: 2025-02-01T00:00:00 is after as_of "
+            "2025-01-01T00:00:00 (times given with a zone are shown in UTC)",
+        ),
     ]
 
 
-def test_errors_outside_the_customers_are_left_as_they_are():
-    assert _errors(b'{"customers": [')[0][1].startswith("Invalid JSON")
-    assert _errors(b"[1, 2]") == [((), "Input should be an object")]
+def test_errors_outside_the_customers_are_said_in_the_callers_terms():
+    """BentoML validates the body with a subclass of its own making: a malformed body's 400
+    said "1 validation error for ScoreRequestIODescriptor", with pydantic's link."""
+    body = create_model("ScoreRequestIODescriptor", __base__=ScoreRequest)
+    for raw in (b'{"customers": [', b"[1, 2]"):
+        with pytest.raises(ValidationError) as caught:
+            body.model_validate_json(raw)
+        said = str(caught.value)
+        assert "IODescriptor" not in said and "errors.pydantic.dev" not in said, said
+        assert said.startswith("1 validation error for ScoreRequest\n"), said
+    assert _errors(b'{"customers": [') == [
+        ((), "the request body is not valid JSON: EOF while parsing a list at line 1 column 15")
+    ]
+    assert _errors(b"[1, 2]") == [
+        ((), 'the request body should be a JSON object: {"customers": [...]}')
+    ]
     assert _errors({"customers": 3}) == [(("customers",), "Input should be a valid array")]
     assert _errors({"customers": [], "x": 1}) == [(("x",), "Extra inputs are not permitted")]
 
@@ -86,9 +104,16 @@ def test_a_transaction_after_as_of_is_named_and_one_at_as_of_is_history():
         (
             ("customers", 0),
             "customer 'c': transactions.0.timestamp: 2025-06-30T12:00:01 is after as_of "
-            "2025-06-30T12:00:00",
+            "2025-06-30T12:00:00 (times given with a zone are shown in UTC)",
         )
     ]
+    # a time with a zone is compared in UTC, and the error says so (it showed 21:30 for
+    # 23:30+02:00 without a word)
+    [(_, message)] = _errors(body("2025-06-30T15:30:00+02:00"))
+    assert message.endswith(
+        "2025-06-30T13:30:00 is after as_of 2025-06-30T12:00:00 (times given with a zone are "
+        "shown in UTC)"
+    ), message
     ScoreRequest.model_validate_json(json.dumps(body("2025-06-30T12:00:00")).encode())
 
 
@@ -250,7 +275,7 @@ def test_a_feature_row_without_as_of_refuses_a_contact_in_the_future():
     assert loc == ("customers", 0)
     assert message == (
         f"customer 'f1': contacts.0.sent_at: {ahead:%Y-%m-%dT%H:%M:%S} is in the future (no "
-        "as_of: scored as of now)"
+        "as_of: scored as of now, in UTC; times given with a zone are shown in UTC)"
     )
     soon = [{"action": "thank_you", "sent_at": (now + timedelta(hours=14)).isoformat()}]
     ScoreRequest.model_validate_json(json.dumps({"customers": [{**row, "contacts": soon}]}))
@@ -264,6 +289,10 @@ def test_a_feature_row_without_as_of_refuses_a_contact_in_the_future():
          "transactions.0.amount", "Input should be a valid number"),
         ({"transactions": [{"timestamp": "2025-06-01", "amount": "40"}]},
          "transactions.0.amount", "Input should be a valid number"),
+        # a decimal comma, as a spreadsheet writes it: "a valid number" alone said not how
+        ({"transactions": [{"timestamp": "2025-06-01", "amount": "12,50"}]},
+         "transactions.0.amount", "Input should be a valid number: '12,50' is text; send a JSON "
+         'number, without quotes and with a decimal point (12.5, not "12,50")'),
         ({"transactions": [{"timestamp": "2025-06-01", "amount": 5, "quantity": False}]},
          "transactions.0.quantity", "Input should be a valid number"),
         ({"transactions": None, "as_of": None, "features": {"recency_days": True}},

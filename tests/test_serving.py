@@ -287,7 +287,16 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
 
     tx = tx_ok["transactions"][0]
     return [
-        ("malformed JSON", b'{"customers": [', ["Invalid JSON"]),
+        # said "1 validation error for ScoreRequestIODescriptor", BentoML's class
+        ("malformed JSON", b'{"customers": [',
+         ['"1 validation error for ScoreRequest"',
+          "the request body is not valid JSON: EOF while parsing"]),
+        ("a decimal comma", customer(transactions=[{**tx, "amount": "12,50"}]),
+         ["customer 'c-ok'", "transactions.0.amount", "'12,50' is text; send a JSON number"]),
+        ("a time zone refusal says its times are UTC",
+         customer(transactions=[{**tx, "timestamp": "2025-07-01T01:30:00+02:00"}]),
+         ["transactions.0.timestamp: 2025-06-30T23:30:00 is after as_of 2025-06-30T00:00:00 "
+          "(times given with a zone are shown in UTC)"]),
         ("wrong type", customer(transactions=[{**tx, "amount": "forty"}]),
          ["customer 'c-ok'", "transactions.0.amount"]),
         ("missing field", customer(transactions=[{"amount": 3.0}]),
@@ -396,6 +405,7 @@ def test_bad_input_gets_a_400_naming_field_and_customer(http, label, body, words
     text = response.text
     for word in words:
         assert word in text, (label, word, text)
+    assert "IODescriptor" not in text, text
     # ... and the server keeps serving.
     assert http.get("/readyz").status_code == 200
 
@@ -631,6 +641,20 @@ def test_champions_reading_features_the_config_does_not_build_are_not_served(
         stop_server(process)
 
 
+def test_the_configs_a_service_reads_are_said_with_where_they_come_from(tmp_path, monkeypatch):
+    """The line a worker logs as it loads its models: the home's files, the packaged rest."""
+    from crm_ltv.serving.config import configs_said
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "configs").mkdir()
+    for name in ("nba.yaml", "serving.yml", "train.yaml"):
+        (tmp_path / "configs" / name).write_text("{}\n")
+    assert configs_said(Paths(tmp_path)) == (
+        f"home {tmp_path}; configs: nba.yaml, serving.yml from {tmp_path}/configs; "
+        "features.yaml packaged"
+    )
+
+
 def _serve_by_hand(home: Path, own: Path, log: Path, **extra: str) -> tuple[subprocess.Popen, str]:
     """`bentoml serve` of the service, one worker, as a Bento is served by hand: no `crm-ltv
     serve` checks the project home (`own`) first. The models of `home`'s store."""
@@ -645,29 +669,38 @@ def _serve_by_hand(home: Path, own: Path, log: Path, **extra: str) -> tuple[subp
 
 
 @pytest.mark.parametrize(
-    ("unwritable", "serving_yaml", "said"),
+    ("where", "serving_yaml", "said"),
     [
         # every /score hung 60 s, then a plain-text 500: the admission limit read the file
-        (False, "max_in_flight: 0\n",
+        ("tmp", "max_in_flight: 0\n",
          "not serving: ConfigError: {own}/configs/serving.yaml: max_in_flight: Input should be "
          "greater than or equal to 1"),
         # the workers crashed as they started, again and again (making logs/), port silent
-        (True, None,
+        ("proc", None,
          "not serving: ConfigError: decision log: {own}/logs/decisions.jsonl cannot be made: "
          "/proc is not writable (No such file or directory)"),
+        # a Bento served so read it from its own src folder (BentoML changes into it): ready,
+        # the packaged configs, the decision log inside the Bento. Refused wherever it serves.
+        ("relative", "max_in_flight: 0\n",
+         "not serving: ConfigError: CRM_LTV_HOME='{own}' is a relative path, which would be "
+         "read from the folder BentoML serves from (a Bento's own src folder), not where you "
+         'started it: give the project home as an absolute path (e.g. CRM_LTV_HOME="$PWD/'
+         '{own}")'),
     ],
-    ids=["invalid serving.yaml", "unwritable home"],
+    ids=["invalid serving.yaml", "unwritable home", "relative home"],
 )  # fmt: skip
 def test_a_home_served_by_hand_that_cannot_be_served_from_is_a_503_saying_why(
-    server, home, tmp_path, unwritable, serving_yaml, said
+    server, home, tmp_path, where, serving_yaml, said
 ):
     """`crm-ltv serve` refuses such a home before it starts; `bentoml serve` of a Bento does
     not: its workers stay up, not ready, and every scoring call answers 503 with the reason
-    at once, as for a Bento served without CRM_LTV_HOME."""
-    own = Path("/proc/crm-ltv-home") if unwritable else tmp_path / "home"
+    at once, as for a Bento served without CRM_LTV_HOME; the server log says it too."""
+    own = Path("/proc/crm-ltv-home") if where == "proc" else tmp_path / "home"
     if serving_yaml is not None:
         (own / "configs").mkdir(parents=True)
         (own / "configs/serving.yaml").write_text(serving_yaml)
+    if where == "relative":  # the same home, named from the folder the server starts in
+        own = Path(os.path.relpath(own, ROOT))
     log = home / "serve_by_hand.log"
     process, base = _serve_by_hand(home, own, log)
     try:
@@ -680,6 +713,7 @@ def test_a_home_served_by_hand_that_cannot_be_served_from_is_a_503_saying_why(
     assert answer.status_code == 503, answer.text
     assert answer.json() == {"error": said.format(own=own)}
     assert ready == 503
+    assert f"[ERROR] [entry_service:crm-ltv:1] {said.format(own=own)}" in log.read_text()
     assert "Application startup failed" not in log.read_text()
 
 
@@ -768,7 +802,9 @@ def test_the_token_is_read_without_surrounding_whitespace_and_auth_is_said_at_st
         stop_server(process)
     assert log.read_text().count(auth_said) == 1, log.read_text()
     assert ready == (200 if bearer else 503)
-    if bearer:
+    if bearer:  # an empty home: the log said only "ready: churn v1, ltv v1"
+        said = f"[INFO] [entry_service:crm-ltv:1] home {own}; configs: nba.yaml, serving.yaml, "
+        assert said + "features.yaml packaged" in log.read_text(), log.read_text()
         assert with_token.status_code == 200, with_token.text
         assert without.status_code == 401
     else:
@@ -907,6 +943,11 @@ def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home
         env={k: v for k, v in env.items() if not k.startswith("MAKE")}, timeout=600,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr + built.stdout
+    assert (
+        "the Bento carries the models, not the configs: serve it with CRM_LTV_HOME set to the "
+        "project home as an absolute path, whose configs/ it reads (nba.yaml, serving.yaml, "
+        "features.yaml; packaged defaults where a file is missing)"
+    ) in built.stderr, built.stderr
     # the wheel is built from a copy: pip wrote its build/ into the checkout (read-only ones fail)
     assert _build_folder_state() == before
     bento = next((home / "bentoml/bentos/crm-ltv").glob("*/bento.yaml")).parent
