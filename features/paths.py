@@ -7,7 +7,9 @@ package (`crm_ltv.configs`), so the installed tool runs from any folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,9 +40,14 @@ def write_refused(path: Path) -> str | None:
             return f"{path} is not a regular file"
         try:
             with path.open("ab"):
-                return None
+                pass
         except OSError as exc:
             return f"{path} is not writable ({exc.strerror or exc})"
+        try:  # replaced_whole writes beside it, then renames
+            with tempfile.TemporaryFile(dir=path.parent):
+                return None
+        except OSError as exc:
+            return f"{path} cannot be replaced: {path.parent} is not writable ({exc.strerror or exc})"
     if not existing.is_dir():
         return f"{existing} is a file, so {path} cannot be made"
     try:
@@ -60,6 +67,11 @@ def replaced_whole(path: Path) -> Iterator[Path]:
     part = target.with_name(f".{target.stem}.{os.getpid()}.part{target.suffix}")
     try:
         yield part
+        if target.exists():  # the earlier file's mode and owner: scores kept 0600 stay so
+            shutil.copymode(target, part)
+            with contextlib.suppress(OSError):  # only root may give a file away
+                old = target.stat()
+                os.chown(part, old.st_uid, old.st_gid)
         os.replace(part, target)
     finally:
         part.unlink(missing_ok=True)

@@ -299,9 +299,11 @@ def test_an_output_is_replaced_whole_or_left_as_it_was(tmp_path):
         raise RuntimeError("stopped mid-write")
     assert target.read_text() == "earlier\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.csv", "scores.csv"]
+    target.chmod(0o600)  # scores kept from others' eyes stay so
     with replaced_whole(link) as part:
         part.write_text("whole\n")
     assert target.read_text() == "whole\n" and link.is_symlink()
+    assert target.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_config_file_no_area_reads_is_warned_of_with_the_name_it_may_mean(tmp_path):
