@@ -112,7 +112,8 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
             progress(f"dask: scheduler {scheduler}, {workers} workers")
             if not workers:  # its tasks would wait for good, and say nothing
                 _wait_for_a_worker(client, scheduler, timeout, progress)
-            yield client
+            with _quiet_after_a_stop():
+                yield client
         return
     workers = os.cpu_count() or 1
     with (
@@ -123,16 +124,23 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
     ):
         client.register_plugin(_LocalWorker(), name="crm-ltv-local-worker")
         progress(f"dask: local cluster of {workers} workers, dashboard {client.dashboard_link}")
-        try:
+        with _quiet_after_a_stop():
             yield client
-        except BaseException:
-            # A stop or an error ends the work: the tasks it cancels, the workers killed
-            # while still computing and the client's abandoned gathers are each logged
-            # (two dozen lines before the `interrupted:` line), none of them news.
-            for name in [*logging.root.manager.loggerDict, "distributed", "asyncio"]:
-                if name == "asyncio" or name.partition(".")[0] == "distributed":
-                    logging.getLogger(name).setLevel(logging.CRITICAL)
-            raise
+
+
+@contextmanager
+def _quiet_after_a_stop() -> Iterator[None]:
+    """A stop or an error ends the work: the tasks it cancels, a local cluster's workers killed
+    while still computing and the client's abandoned gathers (asyncio's "Task exception was
+    never retrieved ... AllExit", on any cluster) are each logged, two dozen lines before the
+    `interrupted:` line, none of them news."""
+    try:
+        yield
+    except BaseException:
+        for name in [*logging.root.manager.loggerDict, "distributed", "asyncio"]:
+            if name == "asyncio" or name.partition(".")[0] == "distributed":
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+        raise
 
 
 def _wait_for_a_worker(client: Client, scheduler: str, timeout: float, progress: Progress) -> None:

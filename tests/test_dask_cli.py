@@ -222,33 +222,52 @@ def test_what_the_dask_engine_cannot_train_fails_before_a_cluster_starts(home):
     assert "dask:" not in done.stderr  # no cluster was started or reached
 
 
-def test_ctrl_c_on_a_local_cluster_ends_in_one_line(home, tmp_path):
-    """The terminal sends Ctrl-C to the whole process group: each local worker printed its
-    KeyboardInterrupt traceback, the workers a warning per cancelled task and the client its
-    abandoned gathers (about 90 lines before the `interrupted:` line)."""
+def _interrupted(home: Path, log: Path, after: str, *args: str) -> str:
+    """`crm-ltv train --engine dask ARGS` sent Ctrl-C as a terminal sends it (to the whole
+    process group) a second after it says `after`; what it wrote to stderr. It exits 130."""
     env = {**os.environ, "CRM_LTV_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    log = tmp_path / "train.err"
     argv = [CLI, "train", "--engine", "dask", "--partitions", "2",
-            "--transactions", str(home / "transactions.csv")]  # fmt: skip
+            "--transactions", str(home / "transactions.csv"), *args]  # fmt: skip
     with log.open("w") as err:
         proc = subprocess.Popen(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
         )
     try:
-        deadline = time.monotonic() + 120
-        while "snapshots at" not in log.read_text() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 180
+        while after not in log.read_text() and time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()
             time.sleep(0.2)
-        time.sleep(1)  # the workers busy with the snapshots' tasks
+        time.sleep(1)  # the workers busy with its tasks
         os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=120) == 130
+        assert proc.wait(timeout=120) == 130, log.read_text()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    said = log.read_text()
-    other = [line for line in said.splitlines() if not line.startswith("[")]
-    assert other == [f"interrupted: {TRAIN_KEPT}"], said
+    return log.read_text()
+
+
+def _not_progress(said: str) -> list[str]:
+    """The lines of stderr that are not the run's progress lines (each after its time)."""
+    return [line for line in said.splitlines() if not line.startswith("[")]
+
+
+def test_ctrl_c_on_a_local_cluster_ends_in_one_line(home, tmp_path):
+    """The terminal sends Ctrl-C to the whole process group: each local worker printed its
+    KeyboardInterrupt traceback, the workers a warning per cancelled task and the client its
+    abandoned gathers (about 90 lines before the `interrupted:` line)."""
+    said = _interrupted(home, tmp_path / "train.err", "snapshots at")
+    assert _not_progress(said) == [f"interrupted: {TRAIN_KEPT}"], said
+
+
+def test_ctrl_c_on_a_remote_scheduler_ends_in_one_line(home, tmp_path, dask_client):
+    """A cluster's scheduler and workers are not in the command's process group: the client
+    alone stops, and it printed two asyncio tracebacks of its abandoned gathers ("Task
+    exception was never retrieved ... AllExit") before the `interrupted:` line."""
+    address = dask_client.scheduler.address
+    said = _interrupted(home, tmp_path / "train.err", "snapshots at", "--scheduler", address)
+    assert f"dask: scheduler {address}" in said
+    assert _not_progress(said) == [f"interrupted: {TRAIN_KEPT}"], said
 
 
 def test_without_dask_installed_the_engine_says_which_extra_to_install(monkeypatch):
