@@ -124,23 +124,32 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
     ):
         client.register_plugin(_LocalWorker(), name="crm-ltv-local-worker")
         progress(f"dask: local cluster of {workers} workers, dashboard {client.dashboard_link}")
-        with _quiet_after_a_stop():
+        with _quiet_after_a_stop(client):
             yield client
 
 
 @contextmanager
-def _quiet_after_a_stop() -> Iterator[None]:
-    """A stop or an error ends the work: the tasks it cancels, a local cluster's workers killed
-    while still computing and the client's abandoned gathers (asyncio's "Task exception was
-    never retrieved ... AllExit", on any cluster) are each logged, two dozen lines before the
-    `interrupted:` line, none of them news."""
+def _quiet_after_a_stop(local: Client | None = None) -> Iterator[None]:
+    """A stop or an error ends the work: the tasks it cancels, a local cluster's workers closed
+    while still computing or fetching from each other, and the client's abandoned gathers
+    (asyncio's "Task exception was never retrieved ... AllExit", on any cluster) are each
+    logged, two dozen lines before the `interrupted:` line, none of them news. The workers of
+    a `local` cluster share the terminal: theirs too (a remote cluster's logs are its own)."""
     try:
         yield
     except BaseException:
-        for name in [*logging.root.manager.loggerDict, "distributed", "asyncio"]:
-            if name == "asyncio" or name.partition(".")[0] == "distributed":
-                logging.getLogger(name).setLevel(logging.CRITICAL)
+        _quiet_logs()
+        if local is not None:
+            with contextlib.suppress(Exception):  # a worker already gone has nothing to say
+                local.run(_quiet_logs)
         raise
+
+
+def _quiet_logs() -> None:
+    """Dask's loggers and asyncio's, in this process, at CRITICAL only."""
+    for name in [*logging.root.manager.loggerDict, "distributed", "asyncio"]:
+        if name == "asyncio" or name.partition(".")[0] == "distributed":
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _wait_for_a_worker(client: Client, scheduler: str, timeout: float, progress: Progress) -> None:
