@@ -112,7 +112,7 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
             progress(f"dask: scheduler {scheduler}, {workers} workers")
             if not workers:  # its tasks would wait for good, and say nothing
                 _wait_for_a_worker(client, scheduler, timeout, progress)
-            with _quiet_after_a_stop():
+            with _cancelled_after_a_stop(client, progress), _quiet_after_a_stop():
                 yield client
         return
     workers = os.cpu_count() or 1
@@ -143,6 +143,34 @@ def _quiet_after_a_stop(local: Client | None = None) -> Iterator[None]:
             with contextlib.suppress(Exception):  # a worker already gone has nothing to say
                 local.run(_quiet_logs)
         raise
+
+
+@contextmanager
+def _cancelled_after_a_stop(client: Client, progress: Progress) -> Iterator[None]:
+    """On a stop (or an error) every task the command submitted to a remote cluster is
+    cancelled, so that none still queued runs for nobody while the next job waits. Dask cannot
+    stop a task already running (a thread): one (lightgbm.dask's training: every round) runs
+    to its end on the shared workers, which is said with where to watch it."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # the scheduler is gone: so are the tasks
+            ours = set(client.futures)
+            running = {k for keys in client.run(_executing).values() for k in keys} & ours
+            client.cancel([Future(key, client) for key in ours], reason="crm-ltv stopped")
+            if running:
+                progress(
+                    f"dask: cancelled this command's tasks; {len(running)} already running on "
+                    "the cluster's workers run to their end (Dask cannot stop a running task; "
+                    "lightgbm.dask's training runs all its rounds): the cluster's dashboard, "
+                    f"{client.dashboard_link}, shows them"
+                )
+        raise
+
+
+def _executing(dask_worker: Any) -> list[object]:
+    """The keys of the tasks a worker is running now (`Client.run` passes the worker)."""
+    return [task.key for task in dask_worker.state.executing]
 
 
 def _quiet_logs() -> None:

@@ -270,6 +270,28 @@ def test_ctrl_c_on_a_remote_scheduler_ends_in_one_line(home, tmp_path, dask_clie
     assert _not_progress(said) == [f"interrupted: {TRAIN_KEPT}"], said
 
 
+def test_ctrl_c_while_a_remote_cluster_trains_cancels_the_rest_and_says_what_runs_on(
+    home, tmp_path, dask_client
+):
+    """Dask cannot stop a running task: on a shared cluster lightgbm.dask's training ran all
+    its rounds after the command had gone (about 80 s), with nothing said. The command's tasks
+    are cancelled, and the run says what still runs and where to watch it."""
+    address = dask_client.scheduler.address
+    said = _interrupted(
+        home, tmp_path / "train.err", "training churn booster", "--scheduler", address
+    )
+    assert "Traceback" not in said and said.endswith(f"interrupted: {TRAIN_KEPT}\n"), said
+    assert "dask: cancelled this command's tasks; 2 already running on the cluster's workers" in (
+        said
+    )
+    assert f"dashboard, {dask_client.dashboard_link}, shows them" in said
+    stopped = time.monotonic()
+    while any(dask_client.run(lambda dask_worker: len(dask_worker.state.executing)).values()):
+        assert time.monotonic() - stopped < 300, "the workers still run the command's tasks"
+        time.sleep(0.5)  # the booster's rounds, run to their end
+    assert not dask_client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.tasks)
+
+
 def test_without_dask_installed_the_engine_says_which_extra_to_install(monkeypatch):
     """Dask is an optional extra (the runtime lock has none): a user without it gets the pip
     line, not an ImportError. Simulated: this environment has Dask."""
