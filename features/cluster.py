@@ -15,7 +15,6 @@ import contextlib
 import gzip
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -54,6 +53,7 @@ from crm_ltv.features.loading import (
     PARQUET_SUFFIXES,
     Loaded,
     LoadReport,
+    clear_rejects,
     load_customers,
     load_transactions,
     over_reject_limit,
@@ -410,16 +410,6 @@ def _check_rejects(
         )  # fmt: skip
 
 
-def _clear_earlier(rejects_dir: Path, table: str) -> None:
-    """An earlier run's per-file reports of this table (rejects, exclusions, anonymous lines,
-    in rejects_dir/NNNNN-<file>/) go first: the glob this run points to would count theirs
-    with its own (1,000 rejects read as 4,040 after runs on other files)."""
-    for old in rejects_dir.glob(f"[0-9][0-9][0-9][0-9][0-9]-*/{table}_*.csv"):
-        old.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # still holds the other table's reports
-            old.parent.rmdir()
-
-
 def _load_partitioned(
     client: Client,
     files: list[Path],
@@ -433,7 +423,7 @@ def _load_partitioned(
         len(client.scheduler_info()["workers"]),
         -(-sum(client.gather(client.map(_rows_in, files))) // ROWS_PER_PARTITION),
     )
-    _clear_earlier(rejects_dir, table)
+    clear_rejects(rejects_dir, table)  # an earlier run's, of either engine
     # The workers load with no limit of their own: the limit applies to the table's total.
     per_file = validation.model_copy(update={"max_reject_share": 1.0})
     loaded = client.map(
@@ -588,8 +578,7 @@ def load_partitioned(
         table = _load_partitioned(
             client, files, "customers", source, config.validation, rejects_dir, count
         )
-        folder = rejects_dir / "customers_repeated"
-        shutil.rmtree(folder, ignore_errors=True)  # a previous run's
+        folder = rejects_dir / "customers_repeated"  # an earlier run's: cleared with its rejects
         repeats = _summed(
             client.gather(
                 client.map(
