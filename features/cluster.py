@@ -58,6 +58,7 @@ from crm_ltv.features.loading import (
     load_transactions,
     over_reject_limit,
 )
+from crm_ltv.features.paths import part_file
 from crm_ltv.features.quantiles import exact_quantiles
 from crm_ltv.features.rfm import QUINTILES, RfmCuts
 
@@ -178,6 +179,19 @@ def _quiet_logs() -> None:
     for name in [*logging.root.manager.loggerDict, "distributed", "asyncio"]:
         if name == "asyncio" or name.partition(".")[0] == "distributed":
             logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def check_scheduler(scheduler: str) -> None:
+    """An address in a scheme Dask connects with, said at once: a dashboard's http:// address
+    was tried for the whole connect timeout, then reported as an unknown address scheme."""
+    from distributed.comm.registry import backends
+
+    scheme, sep, _ = scheduler.partition("://")
+    if sep and scheme not in backends:
+        raise ConfigError(
+            f"--scheduler {scheduler}: Dask does not connect over {scheme}://; give the address "
+            f"`dask scheduler` prints, tcp://HOST:PORT (Dask takes {', '.join(sorted(backends))})"
+        )
 
 
 def _wait_for_a_worker(client: Client, scheduler: str, timeout: float, progress: Progress) -> None:
@@ -749,7 +763,7 @@ def write_parts(client: Client, frames: list[Future], folder: Path, index: bool 
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("part-*.parquet"):
         old.unlink()
-    paths = [folder / f"part-{i:05d}.parquet" for i in range(len(frames))]
+    paths = [part_file(folder, i) for i in range(len(frames))]
     return sum(client.gather(client.map(_write, frames, paths, index=index, retries=RETRIES)))
 
 

@@ -234,16 +234,24 @@ def _parquet_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+_PARTS = "; a folder or pattern of parts is read by `--engine dask`"
+
+
+def require_file(path: Path) -> None:
+    """A path that names nothing is an error saying so, and, when relative, where it was read
+    from (a relative `path:` in configs/data.yaml is read from the working folder)."""
+    if not path.exists():
+        where = "" if path.is_absolute() else f" (relative paths are read from {Path.cwd()})"
+        pattern = _PARTS if any(c in str(path) for c in "*?[") else ""
+        raise DataError(f"{path}: no such file{where}{pattern}")
+
+
 def read_raw(path: Path, sep: str = ",", encoding: str = "utf-8") -> pd.DataFrame:
     """Read a CSV (every value as text, so ids keep leading zeros) or a Parquet file."""
     path = Path(path)
-    parts = "; a folder or pattern of parts is read by `--engine dask`"
-    if not path.exists():
-        where = "" if path.is_absolute() else f" (relative paths are read from {Path.cwd()})"
-        pattern = parts if any(c in str(path) for c in "*?[") else ""
-        raise DataError(f"{path}: no such file{where}{pattern}")
+    require_file(path)
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a CSV or Parquet file{parts}")
+        raise DataError(f"{path}: is a directory, expected a CSV or Parquet file{_PARTS}")
     name = path.name.lower()
     is_csv = name.endswith(CSV_SUFFIXES)
     if not is_csv and not name.endswith(PARQUET_SUFFIXES):

@@ -72,7 +72,36 @@ def test_features_on_a_cluster_by_its_scheduler_address_equal_the_single_process
 def test_bad_engine_options_get_one_clear_error(home, args, message):
     done = run(home, *args)
     assert done.returncode == 2 and message in done.stderr, done.stderr
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr and "dask:" not in done.stderr  # no cluster reached
+
+
+def test_a_scheduler_address_in_a_scheme_dask_does_not_take_is_refused_at_once(home, monkeypatch):
+    """A dashboard's http:// address was tried for Dask's whole connect timeout, then said to
+    be in an "unknown address scheme 'http'"."""
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "2s")
+    done = run(home, "features", "--engine", "dask", "--scheduler", "http://127.0.0.1:8722",
+               "--transactions", str(home / "parts"))  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(
+        "error: --scheduler http://127.0.0.1:8722: Dask does not connect over http://; give the "
+        "address `dask scheduler` prints, tcp://HOST:PORT (Dask takes inproc, tcp, tls, "
+    ), done.stderr
+
+
+def test_a_missing_file_is_named_as_by_the_single_engine_before_a_cluster_starts(home, tmp_path):
+    """A relative `path:` of configs/data.yaml that names nothing: the Dask engine named it
+    made absolute, without where relative paths are read from, once connected to a cluster."""
+    path = home / "configs/data.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["transactions"]["path"] = "in/tx.csv"
+    path.write_text(yaml.safe_dump(data))
+    said = []
+    for engine in (["--engine", "dask"], []):
+        done = run(home, "features", *engine, cwd=tmp_path)
+        assert done.returncode == 2 and "dask:" not in done.stderr, done.stderr  # no cluster
+        said.append(done.stderr.splitlines()[-1])
+    assert said[0] == said[1], said
+    assert said[0] == f"error: in/tx.csv: no such file (relative paths are read from {tmp_path})"
 
 
 def test_features_before_anyones_first_purchase_is_one_clear_error(home, dask_client):
@@ -103,6 +132,7 @@ def test_an_out_that_holds_the_inputs_or_is_a_file_is_refused_before_any_work(ho
         assert done.returncode == 2 and "dask:" not in done.stderr, done.stderr  # no cluster
         assert f"--out {out}: its parts cannot be written: " in done.stderr
         assert "is not writable" in done.stderr
+        assert f"{out}/part-00000.parquet" in done.stderr  # the name its parts take
     (home / "taken").write_text("a file")
     for out in (home / "taken", home / "taken/sub"):
         done = run(home, "score", "--engine", "dask", "--as-of", "2025-01-01", "--out", str(out))
