@@ -116,17 +116,37 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
             with _cancelled_after_a_stop(client, progress), _quiet_after_a_stop():
                 yield client
         return
-    workers = os.cpu_count() or 1
+    workers, dashboard = os.cpu_count() or 1, _dashboard_address()
     with (
         LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard
         ) as cluster,
         Client(cluster) as client,
     ):
         client.register_plugin(_LocalWorker(), name="crm-ltv-local-worker")
-        progress(f"dask: local cluster of {workers} workers, dashboard {client.dashboard_link}")
+        link = client.dashboard_link if dashboard is not None else "off"
+        progress(f"dask: local cluster of {workers} workers, dashboard {link}")
         with _quiet_after_a_stop(client):
             yield client
+
+
+# Dask's config has no key of its own for a local cluster's dashboard (LocalCluster takes an
+# argument, `dask scheduler` an option): these, the first set, in a Dask config file or as
+# DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__ADDRESS / DASK_DISTRIBUTED__DASHBOARD__ADDRESS.
+DASHBOARD_KEYS = ("distributed.scheduler.dashboard.address", "distributed.dashboard.address")
+
+
+def _dashboard_address() -> str | None:
+    """The local cluster's dashboard address: Dask's config, where set (':8787' or
+    'localhost:8787' pins it, None or false turns it off), else a free port, so that two runs
+    (or a notebook's cluster) on one machine never compete for 8787."""
+    for key in DASHBOARD_KEYS:
+        value = dask.config.get(key, default=":0")
+        if value is None or str(value).lower() in ("", "false", "off", "none"):
+            return None
+        if value != ":0":
+            return f":{value}" if isinstance(value, int) else str(value)
+    return ":0"
 
 
 @contextmanager

@@ -141,6 +141,26 @@ def test_an_out_that_holds_the_inputs_or_is_a_file_is_refused_before_any_work(ho
         assert "dask:" not in done.stderr  # no cluster started
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__ADDRESS", "127.0.0.1:{port}",
+         "dashboard http://127.0.0.1:{port}/status"),
+        ("DASK_DISTRIBUTED__DASHBOARD__ADDRESS", "None", "dashboard off"),
+    ],
+)  # fmt: skip
+def test_a_local_clusters_dashboard_follows_dasks_config(home, monkeypatch, variable, value, said):
+    """It took a random port whatever Dask's config said: no address to pin, no way off."""
+    port = free_port()
+    monkeypatch.setenv(variable, value.format(port=port))
+    done = run(home, "features", "--engine", "dask", "--transactions", str(home / "parts"),
+               "--as-of", "2025-06-01", "--out", str(home / "on_dask"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"dask: local cluster of {os.cpu_count()} workers, {said.format(port=port)}\n" in (
+        done.stderr
+    )
+
+
 def test_relative_paths_are_read_and_written_from_the_callers_folder(
     home, dask_client, feature_config
 ):
