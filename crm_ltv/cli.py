@@ -466,6 +466,10 @@ def _on_dask(engine: Engine, scheduler: str | None, partitions: int | None) -> b
             "'/path/to/crm-ltv[dask]' -c /path/to/crm-ltv/requirements.lock (`make setup` "
             "installs it into .venv)"
         )
+    if scheduler and engine is Engine.dask:
+        from crm_ltv.features.cluster import check_scheduler
+
+        check_scheduler(scheduler)
     return engine is Engine.dask
 
 
@@ -484,14 +488,12 @@ def _dask_inputs(
 
     transactions, customers, columns, fmt, sep, max_reject_share = read
     config = _data_config(paths, columns, fmt, sep, max_reject_share)
+    given = input_paths(config, paths, transactions, customers)
+    for path in given:  # no file, or a folder or glob without data: before a cluster starts
+        if path is not None:
+            input_files(path)  # named as given, as the single engine names it
     # absolute: a real cluster's workers read them from their own working folder
-    files = tuple(
-        None if f is None else Path(f).absolute()
-        for f in input_paths(config, paths, transactions, customers)
-    )
-    for given in files:  # a folder or glob without data fails before a cluster starts
-        if given is not None:
-            input_files(given)
+    files = tuple(None if f is None else Path(f).absolute() for f in given)
     with cluster.connect(scheduler, progress) as client:
         yield cluster.load_partitioned(
             client, config, paths.rejects_dir, *files, progress, partitions
@@ -773,7 +775,7 @@ def _check_out(out: Path | None, on_dask: bool, inputs: tuple[Path | None, ...])
     import glob
 
     from crm_ltv.features.config import ConfigError
-    from crm_ltv.features.paths import nearest_existing, write_refused
+    from crm_ltv.features.paths import nearest_existing, part_file, write_refused
 
     if out is None:
         return
@@ -797,7 +799,7 @@ def _check_out(out: Path | None, on_dask: bool, inputs: tuple[Path | None, ...])
             raise ConfigError(
                 f"--out {out}: {blocked} is a file; --engine dask writes a folder of parts"
             )
-        refused = write_refused(out / "part.0.parquet")
+        refused = write_refused(part_file(out, 0))
         if refused is not None:
             raise ConfigError(f"--out {out}: its parts cannot be written: {refused}")
 

@@ -15,7 +15,6 @@ import contextlib
 import gzip
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -54,10 +53,12 @@ from crm_ltv.features.loading import (
     PARQUET_SUFFIXES,
     Loaded,
     LoadReport,
+    clear_rejects,
     load_customers,
     load_transactions,
     over_reject_limit,
 )
+from crm_ltv.features.paths import part_file
 from crm_ltv.features.quantiles import exact_quantiles
 from crm_ltv.features.rfm import QUINTILES, RfmCuts
 
@@ -112,27 +113,105 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
             progress(f"dask: scheduler {scheduler}, {workers} workers")
             if not workers:  # its tasks would wait for good, and say nothing
                 _wait_for_a_worker(client, scheduler, timeout, progress)
-            yield client
+            with _cancelled_after_a_stop(client, progress), _quiet_after_a_stop():
+                yield client
         return
-    workers = os.cpu_count() or 1
+    workers, dashboard = os.cpu_count() or 1, _dashboard_address()
     with (
         LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard
         ) as cluster,
         Client(cluster) as client,
     ):
         client.register_plugin(_LocalWorker(), name="crm-ltv-local-worker")
-        progress(f"dask: local cluster of {workers} workers, dashboard {client.dashboard_link}")
-        try:
+        link = client.dashboard_link if dashboard is not None else "off"
+        progress(f"dask: local cluster of {workers} workers, dashboard {link}")
+        with _quiet_after_a_stop(client):
             yield client
-        except BaseException:
-            # A stop or an error ends the work: the tasks it cancels, the workers killed
-            # while still computing and the client's abandoned gathers are each logged
-            # (two dozen lines before the `interrupted:` line), none of them news.
-            for name in [*logging.root.manager.loggerDict, "distributed", "asyncio"]:
-                if name == "asyncio" or name.partition(".")[0] == "distributed":
-                    logging.getLogger(name).setLevel(logging.CRITICAL)
-            raise
+
+
+# Dask's config has no key of its own for a local cluster's dashboard (LocalCluster takes an
+# argument, `dask scheduler` an option): these, the first set, in a Dask config file or as
+# DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__ADDRESS / DASK_DISTRIBUTED__DASHBOARD__ADDRESS.
+DASHBOARD_KEYS = ("distributed.scheduler.dashboard.address", "distributed.dashboard.address")
+
+
+def _dashboard_address() -> str | None:
+    """The local cluster's dashboard address: Dask's config, where set (':8787' or
+    'localhost:8787' pins it, None or false turns it off), else a free port, so that two runs
+    (or a notebook's cluster) on one machine never compete for 8787."""
+    for key in DASHBOARD_KEYS:
+        value = dask.config.get(key, default=":0")
+        if value is None or str(value).lower() in ("", "false", "off", "none"):
+            return None
+        if value != ":0":
+            return f":{value}" if isinstance(value, int) else str(value)
+    return ":0"
+
+
+@contextmanager
+def _quiet_after_a_stop(local: Client | None = None) -> Iterator[None]:
+    """A stop or an error ends the work: the tasks it cancels, a local cluster's workers closed
+    while still computing or fetching from each other, and the client's abandoned gathers
+    (asyncio's "Task exception was never retrieved ... AllExit", on any cluster) are each
+    logged, two dozen lines before the `interrupted:` line, none of them news. The workers of
+    a `local` cluster share the terminal: theirs too (a remote cluster's logs are its own)."""
+    try:
+        yield
+    except BaseException:
+        _quiet_logs()
+        if local is not None:
+            with contextlib.suppress(Exception):  # a worker already gone has nothing to say
+                local.run(_quiet_logs)
+        raise
+
+
+@contextmanager
+def _cancelled_after_a_stop(client: Client, progress: Progress) -> Iterator[None]:
+    """On a stop (or an error) every task the command submitted to a remote cluster is
+    cancelled, so that none still queued runs for nobody while the next job waits. Dask cannot
+    stop a task already running (a thread): one (lightgbm.dask's training: every round) runs
+    to its end on the shared workers, which is said with where to watch it."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # the scheduler is gone: so are the tasks
+            ours = set(client.futures)
+            running = {k for keys in client.run(_executing).values() for k in keys} & ours
+            client.cancel([Future(key, client) for key in ours], reason="crm-ltv stopped")
+            if running:
+                progress(
+                    f"dask: cancelled this command's tasks; {len(running)} already running on "
+                    "the cluster's workers run to their end (Dask cannot stop a running task; "
+                    "lightgbm.dask's training runs all its rounds): the cluster's dashboard, "
+                    f"{client.dashboard_link}, shows them"
+                )
+        raise
+
+
+def _executing(dask_worker: Any) -> list[object]:
+    """The keys of the tasks a worker is running now (`Client.run` passes the worker)."""
+    return [task.key for task in dask_worker.state.executing]
+
+
+def _quiet_logs() -> None:
+    """Dask's loggers and asyncio's, in this process, at CRITICAL only."""
+    for name in [*logging.root.manager.loggerDict, "distributed", "asyncio"]:
+        if name == "asyncio" or name.partition(".")[0] == "distributed":
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def check_scheduler(scheduler: str) -> None:
+    """An address in a scheme Dask connects with, said at once: a dashboard's http:// address
+    was tried for the whole connect timeout, then reported as an unknown address scheme."""
+    from distributed.comm.registry import backends
+
+    scheme, sep, _ = scheduler.partition("://")
+    if sep and scheme not in backends:
+        raise ConfigError(
+            f"--scheduler {scheduler}: Dask does not connect over {scheme}://; give the address "
+            f"`dask scheduler` prints, tcp://HOST:PORT (Dask takes {', '.join(sorted(backends))})"
+        )
 
 
 def _wait_for_a_worker(client: Client, scheduler: str, timeout: float, progress: Progress) -> None:
@@ -365,16 +444,6 @@ def _check_rejects(
         )  # fmt: skip
 
 
-def _clear_earlier(rejects_dir: Path, table: str) -> None:
-    """An earlier run's per-file reports of this table (rejects, exclusions, anonymous lines,
-    in rejects_dir/NNNNN-<file>/) go first: the glob this run points to would count theirs
-    with its own (1,000 rejects read as 4,040 after runs on other files)."""
-    for old in rejects_dir.glob(f"[0-9][0-9][0-9][0-9][0-9]-*/{table}_*.csv"):
-        old.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # still holds the other table's reports
-            old.parent.rmdir()
-
-
 def _load_partitioned(
     client: Client,
     files: list[Path],
@@ -388,7 +457,7 @@ def _load_partitioned(
         len(client.scheduler_info()["workers"]),
         -(-sum(client.gather(client.map(_rows_in, files))) // ROWS_PER_PARTITION),
     )
-    _clear_earlier(rejects_dir, table)
+    clear_rejects(rejects_dir, table)  # an earlier run's, of either engine
     # The workers load with no limit of their own: the limit applies to the table's total.
     per_file = validation.model_copy(update={"max_reject_share": 1.0})
     loaded = client.map(
@@ -543,8 +612,7 @@ def load_partitioned(
         table = _load_partitioned(
             client, files, "customers", source, config.validation, rejects_dir, count
         )
-        folder = rejects_dir / "customers_repeated"
-        shutil.rmtree(folder, ignore_errors=True)  # a previous run's
+        folder = rejects_dir / "customers_repeated"  # an earlier run's: cleared with its rejects
         repeats = _summed(
             client.gather(
                 client.map(
@@ -715,7 +783,7 @@ def write_parts(client: Client, frames: list[Future], folder: Path, index: bool 
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("part-*.parquet"):
         old.unlink()
-    paths = [folder / f"part-{i:05d}.parquet" for i in range(len(frames))]
+    paths = [part_file(folder, i) for i in range(len(frames))]
     return sum(client.gather(client.map(_write, frames, paths, index=index, retries=RETRIES)))
 
 

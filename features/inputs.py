@@ -22,6 +22,7 @@ from crm_ltv.features.loading import (
     load_campaigns,
     load_customers,
     load_transactions,
+    require_file,
     some_rows,
 )
 from crm_ltv.features.paths import Paths
@@ -46,6 +47,7 @@ def input_files(path: Path | str) -> list[Path]:
     elif Path(text).is_dir():
         found = sorted(p for p in Path(text).iterdir() if p.is_file())
     else:
+        require_file(Path(text))
         return [Path(text)]
     files = [p for p in found if p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)]
     if not files:

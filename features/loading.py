@@ -10,7 +10,9 @@ validated like any line (one with a bad value is a reject: its sale cannot be co
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shutil
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -232,16 +234,24 @@ def _parquet_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+_PARTS = "; a folder or pattern of parts is read by `--engine dask`"
+
+
+def require_file(path: Path) -> None:
+    """A path that names nothing is an error saying so, and, when relative, where it was read
+    from (a relative `path:` in configs/data.yaml is read from the working folder)."""
+    if not path.exists():
+        where = "" if path.is_absolute() else f" (relative paths are read from {Path.cwd()})"
+        pattern = _PARTS if any(c in str(path) for c in "*?[") else ""
+        raise DataError(f"{path}: no such file{where}{pattern}")
+
+
 def read_raw(path: Path, sep: str = ",", encoding: str = "utf-8") -> pd.DataFrame:
     """Read a CSV (every value as text, so ids keep leading zeros) or a Parquet file."""
     path = Path(path)
-    parts = "; a folder or pattern of parts is read by `--engine dask`"
-    if not path.exists():
-        where = "" if path.is_absolute() else f" (relative paths are read from {Path.cwd()})"
-        pattern = parts if any(c in str(path) for c in "*?[") else ""
-        raise DataError(f"{path}: no such file{where}{pattern}")
+    require_file(path)
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a CSV or Parquet file{parts}")
+        raise DataError(f"{path}: is a directory, expected a CSV or Parquet file{_PARTS}")
     name = path.name.lower()
     is_csv = name.endswith(CSV_SUFFIXES)
     if not is_csv and not name.endswith(PARQUET_SUFFIXES):
@@ -709,6 +719,7 @@ def load_table(
         rejected = problems.mask
         duplicates = duplicates.drop(disagree.index, errors="ignore")  # a reject, listed once
 
+    clear_rejects(rejects_dir, schema.name)
     rejects_path = rejects_dir / f"{schema.name}_rejects.csv"
     _write_rows(raw, pd.concat([problems.reasons[rejected], duplicates]), rejects_path)
     excluded_path = _write_set_aside(
@@ -795,13 +806,28 @@ def _write_rows(raw: pd.DataFrame, reasons: pd.Series, path: Path) -> None:
 
 
 def _write_set_aside(raw: pd.DataFrame, reasons: pd.Series | None, path: Path) -> Path | None:
-    """Write lines set aside (not rejects) when the table can have them; otherwise remove a
-    file left by an earlier run with other settings, so no stale list is taken for this one."""
+    """Write lines set aside (not rejects) when the table can have them (an earlier run's list
+    is cleared with its rejects, `clear_rejects`)."""
     if reasons is None:
-        path.unlink(missing_ok=True)
         return None
     _write_rows(raw, reasons, path)
     return path
+
+
+def clear_rejects(rejects_dir: Path, table: str) -> None:
+    """Earlier runs' reports of a table (rejects, exclusions, anonymous lines), whichever engine
+    wrote them: one process's in rejects_dir/, a Dask cluster's per file in
+    rejects_dir/NNNNN-<file>/ and its customers repeated across files in <table>_repeated/.
+    Left there, they read as this run's: another engine's stale rejects beside its own, and a
+    cluster's glob over the per-file folders counted an earlier run's with this one's."""
+    files = [*rejects_dir.glob(f"{table}_*.csv")]
+    files += rejects_dir.glob(f"[0-9][0-9][0-9][0-9][0-9]-*/{table}_*.csv")
+    for old in files:
+        old.unlink(missing_ok=True)
+        if old.parent != rejects_dir:
+            with contextlib.suppress(OSError):  # still holds the other table's reports
+                old.parent.rmdir()
+    shutil.rmtree(rejects_dir / f"{table}_repeated", ignore_errors=True)
 
 
 def sort_transactions(frame: pd.DataFrame) -> pd.DataFrame:

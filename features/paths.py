@@ -26,6 +26,11 @@ def nearest_existing(path: Path) -> Path:
     return next(p for p in (path, *path.parents) if p.exists())
 
 
+def part_file(folder: Path, index: int) -> Path:
+    """A part of a table a Dask cluster writes: folder/part-NNNNN.parquet."""
+    return folder / f"part-{index:05d}.parquet"
+
+
 def write_refused(path: Path) -> str | None:
     """Why `path` cannot be written as a file, or None. Found by opening it for appending, or
     a temporary file in the nearest folder that exists, as a writer would: permission bits

@@ -72,7 +72,36 @@ def test_features_on_a_cluster_by_its_scheduler_address_equal_the_single_process
 def test_bad_engine_options_get_one_clear_error(home, args, message):
     done = run(home, *args)
     assert done.returncode == 2 and message in done.stderr, done.stderr
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr and "dask:" not in done.stderr  # no cluster reached
+
+
+def test_a_scheduler_address_in_a_scheme_dask_does_not_take_is_refused_at_once(home, monkeypatch):
+    """A dashboard's http:// address was tried for Dask's whole connect timeout, then said to
+    be in an "unknown address scheme 'http'"."""
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "2s")
+    done = run(home, "features", "--engine", "dask", "--scheduler", "http://127.0.0.1:8722",
+               "--transactions", str(home / "parts"))  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(
+        "error: --scheduler http://127.0.0.1:8722: Dask does not connect over http://; give the "
+        "address `dask scheduler` prints, tcp://HOST:PORT (Dask takes inproc, tcp, tls, "
+    ), done.stderr
+
+
+def test_a_missing_file_is_named_as_by_the_single_engine_before_a_cluster_starts(home, tmp_path):
+    """A relative `path:` of configs/data.yaml that names nothing: the Dask engine named it
+    made absolute, without where relative paths are read from, once connected to a cluster."""
+    path = home / "configs/data.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["transactions"]["path"] = "in/tx.csv"
+    path.write_text(yaml.safe_dump(data))
+    said = []
+    for engine in (["--engine", "dask"], []):
+        done = run(home, "features", *engine, cwd=tmp_path)
+        assert done.returncode == 2 and "dask:" not in done.stderr, done.stderr  # no cluster
+        said.append(done.stderr.splitlines()[-1])
+    assert said[0] == said[1], said
+    assert said[0] == f"error: in/tx.csv: no such file (relative paths are read from {tmp_path})"
 
 
 def test_features_before_anyones_first_purchase_is_one_clear_error(home, dask_client):
@@ -103,12 +132,33 @@ def test_an_out_that_holds_the_inputs_or_is_a_file_is_refused_before_any_work(ho
         assert done.returncode == 2 and "dask:" not in done.stderr, done.stderr  # no cluster
         assert f"--out {out}: its parts cannot be written: " in done.stderr
         assert "is not writable" in done.stderr
+        assert f"{out}/part-00000.parquet" in done.stderr  # the name its parts take
     (home / "taken").write_text("a file")
     for out in (home / "taken", home / "taken/sub"):
         done = run(home, "score", "--engine", "dask", "--as-of", "2025-01-01", "--out", str(out))
         assert done.returncode == 2, done.stderr
         assert f"--out {out}: {home / 'taken'} is a file" in done.stderr
         assert "dask:" not in done.stderr  # no cluster started
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__ADDRESS", "127.0.0.1:{port}",
+         "dashboard http://127.0.0.1:{port}/status"),
+        ("DASK_DISTRIBUTED__DASHBOARD__ADDRESS", "None", "dashboard off"),
+    ],
+)  # fmt: skip
+def test_a_local_clusters_dashboard_follows_dasks_config(home, monkeypatch, variable, value, said):
+    """It took a random port whatever Dask's config said: no address to pin, no way off."""
+    port = free_port()
+    monkeypatch.setenv(variable, value.format(port=port))
+    done = run(home, "features", "--engine", "dask", "--transactions", str(home / "parts"),
+               "--as-of", "2025-06-01", "--out", str(home / "on_dask"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"dask: local cluster of {os.cpu_count()} workers, {said.format(port=port)}\n" in (
+        done.stderr
+    )
 
 
 def test_relative_paths_are_read_and_written_from_the_callers_folder(
@@ -222,33 +272,74 @@ def test_what_the_dask_engine_cannot_train_fails_before_a_cluster_starts(home):
     assert "dask:" not in done.stderr  # no cluster was started or reached
 
 
-def test_ctrl_c_on_a_local_cluster_ends_in_one_line(home, tmp_path):
-    """The terminal sends Ctrl-C to the whole process group: each local worker printed its
-    KeyboardInterrupt traceback, the workers a warning per cancelled task and the client its
-    abandoned gathers (about 90 lines before the `interrupted:` line)."""
+def _interrupted(home: Path, log: Path, after: str, *args: str) -> str:
+    """`crm-ltv train --engine dask ARGS` sent Ctrl-C as a terminal sends it (to the whole
+    process group) a second after it says `after`; what it wrote to stderr. It exits 130."""
     env = {**os.environ, "CRM_LTV_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    log = tmp_path / "train.err"
     argv = [CLI, "train", "--engine", "dask", "--partitions", "2",
-            "--transactions", str(home / "transactions.csv")]  # fmt: skip
+            "--transactions", str(home / "transactions.csv"), *args]  # fmt: skip
     with log.open("w") as err:
         proc = subprocess.Popen(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
         )
     try:
-        deadline = time.monotonic() + 120
-        while "snapshots at" not in log.read_text() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 180
+        while after not in log.read_text() and time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()
             time.sleep(0.2)
-        time.sleep(1)  # the workers busy with the snapshots' tasks
+        time.sleep(1)  # the workers busy with its tasks
         os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=120) == 130
+        assert proc.wait(timeout=120) == 130, log.read_text()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    said = log.read_text()
-    other = [line for line in said.splitlines() if not line.startswith("[")]
-    assert other == [f"interrupted: {TRAIN_KEPT}"], said
+    return log.read_text()
+
+
+def _not_progress(said: str) -> list[str]:
+    """The lines of stderr that are not the run's progress lines (each after its time)."""
+    return [line for line in said.splitlines() if not line.startswith("[")]
+
+
+def test_ctrl_c_on_a_local_cluster_ends_in_one_line(home, tmp_path):
+    """The terminal sends Ctrl-C to the whole process group: each local worker printed its
+    KeyboardInterrupt traceback, the workers a warning per cancelled task and the client its
+    abandoned gathers (about 90 lines before the `interrupted:` line)."""
+    said = _interrupted(home, tmp_path / "train.err", "snapshots at")
+    assert _not_progress(said) == [f"interrupted: {TRAIN_KEPT}"], said
+
+
+def test_ctrl_c_on_a_remote_scheduler_ends_in_one_line(home, tmp_path, dask_client):
+    """A cluster's scheduler and workers are not in the command's process group: the client
+    alone stops, and it printed two asyncio tracebacks of its abandoned gathers ("Task
+    exception was never retrieved ... AllExit") before the `interrupted:` line."""
+    address = dask_client.scheduler.address
+    said = _interrupted(home, tmp_path / "train.err", "snapshots at", "--scheduler", address)
+    assert f"dask: scheduler {address}" in said
+    assert _not_progress(said) == [f"interrupted: {TRAIN_KEPT}"], said
+
+
+def test_ctrl_c_while_a_remote_cluster_trains_cancels_the_rest_and_says_what_runs_on(
+    home, tmp_path, dask_client
+):
+    """Dask cannot stop a running task: on a shared cluster lightgbm.dask's training ran all
+    its rounds after the command had gone (about 80 s), with nothing said. The command's tasks
+    are cancelled, and the run says what still runs and where to watch it."""
+    address = dask_client.scheduler.address
+    said = _interrupted(
+        home, tmp_path / "train.err", "training churn booster", "--scheduler", address
+    )
+    assert "Traceback" not in said and said.endswith(f"interrupted: {TRAIN_KEPT}\n"), said
+    assert "dask: cancelled this command's tasks; 2 already running on the cluster's workers" in (
+        said
+    )
+    assert f"dashboard, {dask_client.dashboard_link}, shows them" in said
+    stopped = time.monotonic()
+    while any(dask_client.run(lambda dask_worker: len(dask_worker.state.executing)).values()):
+        assert time.monotonic() - stopped < 300, "the workers still run the command's tasks"
+        time.sleep(0.5)  # the booster's rounds, run to their end
+    assert not dask_client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.tasks)
 
 
 def test_without_dask_installed_the_engine_says_which_extra_to_install(monkeypatch):

@@ -268,6 +268,37 @@ def test_a_customer_in_two_customers_files_is_rejected_once_and_counted(
     assert "repeated" not in set(channels.values())
 
 
+def test_a_run_of_either_engine_clears_the_rejects_earlier_runs_of_the_other_left(
+    dask_client, dask_sample_files, tmp_path, monkeypatch
+):
+    """A cluster writes a table's rejects per file (NNNNN-<file>/, customers_repeated/), one
+    process in the folder itself: each engine cleared its own layout only, so the other's
+    stale rejects stayed beside this run's."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    rejects, config = Paths(tmp_path).rejects_dir, DataConfig()
+    tx = _dirty_copy(dask_sample_files[1], tmp_path / "dirty", 5)
+    customers = tmp_path / "customers"
+    _customers_in_two_files(dask_sample_files[2], customers, 5)
+
+    def written() -> list[str]:
+        return sorted(p.relative_to(rejects).as_posix() for p in rejects.rglob("*") if p.is_file())
+
+    cluster.load_partitioned(dask_client, config, rejects, tx, customers, lambda _: None, 2)
+    assert "00000-tx-0.parquet/transactions_rejects.csv" in written()
+    assert "customers_repeated/00000.csv" in written() or "customers_repeated/00001.csv" in (
+        written()
+    )
+    load_inputs(config, Paths(tmp_path), dask_sample_files[0], dask_sample_files[2])
+    single = written()
+    assert "transactions_rejects.csv" in single and "customers_rejects.csv" in single
+    assert not [name for name in single if "/" in name], single  # no folder of a file
+    cluster.load_partitioned(dask_client, config, rejects, dask_sample_files[1], None,
+                             lambda _: None, 2)  # fmt: skip
+    top = [name for name in written() if "/" not in name]
+    assert top == [n for n in single if n.startswith("customers_")]  # not this run's table
+    assert "00004-tx-4.parquet/transactions_rejects.csv" in written()
+
+
 def test_customers_repeated_across_files_count_toward_the_reject_limit(
     dask_client, dask_sample_files, tmp_path
 ):
