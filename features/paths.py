@@ -52,7 +52,8 @@ def write_refused(path: Path) -> str | None:
             with tempfile.TemporaryFile(dir=path.parent):
                 return None
         except OSError as exc:
-            return f"{path} cannot be replaced: {path.parent} is not writable ({exc.strerror or exc})"
+            why = exc.strerror or exc
+            return f"{path} cannot be replaced: {path.parent} is not writable ({why})"
     if not existing.is_dir():
         return f"{existing} is a file, so {path} cannot be made"
     try:
