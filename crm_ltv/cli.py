@@ -999,7 +999,10 @@ def _train_on_dask(
 
 @app.command()
 @_user_errors
-@_interruptible("--out is written in the last step only, whole: an earlier file stays as it was")
+@_interruptible(
+    "--out is written in the last step only (a file whole: an earlier one stays as it was; "
+    "--engine dask's folder of parts may be part written)"
+)
 def score(
     as_of: Annotated[
         str,

@@ -375,14 +375,18 @@ def require_window(campaigns: pd.DataFrame, days: int, where: str) -> None:
     if not windows or windows == [days]:
         return
     counted = " and ".join(f"{w:g}" for w in windows)
-    other = f"{windows[0]:g}" if len(windows) == 1 else "one of them"
+    # a file of several windows fits no one setting: only counting it again mends it
+    settings = (
+        f", or set uplift.response_window_days and outcomes.response_window_days to "
+        f"{windows[0]:g} in configs/experiments.yaml"
+        if len(windows) == 1
+        else ""
+    )
     raise DataError(
         f"{where}: its outcomes were counted over {counted} days after each send (its "
         f"response_window_days column, as `crm-ltv outcomes --window-days` writes it), and "
         f"uplift.response_window_days is {days}: the models would claim {days}-day effects "
-        f"learnt from other windows. Run `crm-ltv outcomes --window-days {days}`, or set "
-        f"uplift.response_window_days and outcomes.response_window_days to {other} in "
-        "configs/experiments.yaml"
+        f"learnt from other windows. Run `crm-ltv outcomes --window-days {days}`{settings}"
     )
 
 

@@ -193,6 +193,13 @@ class _NotServing:
 NOT_SERVING = _NotServing()
 
 
+def _absolute_hint(home: str) -> str:
+    """The shell's way to an absolute path: a '~' left unexpanded (quoted) is $HOME's."""
+    if home == "~" or home.startswith("~/"):
+        return f'"$HOME{home[1:]}"'
+    return f'"$PWD/{home}"'
+
+
 def decision_log_path() -> Path:
     """The decision log in the project home (CRM_LTV_HOME, else the working directory). A Bento
     served by hand runs from its own src folder: decisions written there (customer ids and
@@ -205,7 +212,7 @@ def decision_log_path() -> Path:
         raise ConfigError(
             f"{HOME_ENV}={home!r} is a relative path, which would be read from the folder "
             f"BentoML serves from (a Bento's own src folder), not where you started it: give "
-            f'the project home as an absolute path (e.g. {HOME_ENV}="$PWD/{home}")'
+            f"the project home as an absolute path (e.g. {HOME_ENV}={_absolute_hint(home)})"
         )
     path = Paths.from_env().root / settings().decision_log
     if not os.environ.get(HOME_ENV) and served_from_bento(Path.cwd()):

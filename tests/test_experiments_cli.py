@@ -246,7 +246,17 @@ def test_uplift_refuses_campaigns_counted_over_another_window(home, tmp_path):
     )
     assert "uplift.response_window_days is 30" in result.stderr
     assert "`crm-ltv outcomes --window-days 30`" in result.stderr
+    assert "or set uplift.response_window_days and outcomes.response_window_days to 60" in (
+        result.stderr
+    )
     assert "loading transactions" not in result.stderr  # said before they load
+    # two windows in one file: no one setting fits it, only counting it again
+    windows = [45 if i % 2 else 60 for i in range(len(table))]
+    table.assign(response_window_days=windows).to_csv(path, index=False)
+    mixed = run(home, "uplift", "--campaigns", str(path))
+    assert mixed.returncode == 2 and "counted over 45 and 60 days" in mixed.stderr
+    assert "`crm-ltv outcomes --window-days 30`" in mixed.stderr
+    assert "or set uplift.response_window_days" not in mixed.stderr
 
 
 def test_ab_by_acquisition_channel_without_customers_says_so_before_loading(home, tmp_path):

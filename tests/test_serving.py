@@ -1009,3 +1009,11 @@ def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home
         subprocess.run(
             [bentoml_cli, "models", "delete", "-y", added.stdout.strip()], env=env, timeout=120
         )
+
+
+def test_a_relative_home_is_told_the_absolute_path_the_shell_gives():
+    """'~/shop' quoted reached the service unexpanded, and was told "$PWD/~/shop"."""
+    from crm_ltv.serving.service import _absolute_hint
+
+    assert _absolute_hint("~/shop") == '"$HOME/shop"' and _absolute_hint("~") == '"$HOME"'
+    assert _absolute_hint("shop") == '"$PWD/shop"' and _absolute_hint(".") == '"$PWD/."'
