@@ -120,7 +120,8 @@ def expected_split(campaigns: pd.DataFrame, config: AbConfig, option: bool) -> S
     low, high = float(shares.min()), float(shares.max())
     spread = f"{low:.4f}" if low == high else f"{low:.4f} to {high:.4f}, each action's own mean"
     missing = int(shares.isna().sum())
-    blank = f"; {missing:,} rows without one take the config's {configured:g}" if missing else ""
+    rows = "row" if missing == 1 else "rows"
+    blank = f"; {missing:,} {rows} without one take the config's {configured:g}" if missing else ""
     return Split(
         mean_share(shares, config),
         "campaigns file",

@@ -215,7 +215,7 @@ class CustomerIn(_Strict):
                 if contact.sent_at > latest:
                     return (
                         f"contacts.{i}.sent_at: {contact.sent_at:%Y-%m-%dT%H:%M:%S} is in the "
-                        f"future (no as_of: scored as of now, in UTC; {IN_UTC})"
+                        f"future (no as_of: scored as of now, in UTC)"
                     )
             return None
         for i, tx in enumerate(self.transactions or ()):
@@ -314,8 +314,8 @@ def _in_callers_terms(error: Any, message: str) -> str:
         return 'the request body should be a JSON object: {"customers": [...]}'
     if error["type"] in ("float_type", "float_parsing") and isinstance(given, str):
         return (
-            f"{message}: {_cut(repr(given))} is text; send a JSON number, without quotes and "
-            'with a decimal point (12.5, not "12,50")'
+            f"{message}: {_cut(repr(given))} is text; send a JSON number, without quotes, "
+            "with '.' as its decimal mark (12.5, not \"12,50\")"
         )
     return message
 

@@ -151,3 +151,17 @@ def test_a_new_model_must_also_beat_the_baseline_and_the_reason_gives_each_margi
 def test_a_gate_on_a_metric_without_a_direction_is_a_config_error(fields, message):
     with pytest.raises(ValueError, match=message):
         GateConfig(**fields)
+
+
+def test_a_version_promoted_by_hand_again_says_so_once():
+    """A rollback and a promote again stacked a second "Promoted by hand" before the first."""
+    from crm_ltv.training.registry import promoted_description
+
+    held = "spend; Gate: fails thresholds. No champion yet: `crm-ltv score` uses the newest"
+    first = promoted_description(held, "2026-01-01 00:00:00 UTC")
+    assert first == (
+        "Promoted by hand on 2026-01-01 00:00:00 UTC (`crm-ltv promote`). spend; Gate: fails "
+        "thresholds."
+    )
+    again = promoted_description(first, "2026-02-01 09:30:00 UTC")
+    assert again == first.replace("2026-01-01 00:00:00", "2026-02-01 09:30:00")

@@ -43,7 +43,8 @@ def test_every_error_inside_a_customer_names_it():
         (
             ("customers", 1),
             "customer 'c1': transactions.0.amount: Input should be a valid number: 'forty' is "
-            'text; send a JSON number, without quotes and with a decimal point (12.5, not "12,50")',
+            "text; send a JSON number, without quotes, with '.' as its decimal mark "
+            '(12.5, not "12,50")',
         ),
         (("customers", 1), "customer 'c1': transactions.1.timestamp: Field required"),
         (
@@ -275,7 +276,7 @@ def test_a_feature_row_without_as_of_refuses_a_contact_in_the_future():
     assert loc == ("customers", 0)
     assert message == (
         f"customer 'f1': contacts.0.sent_at: {ahead:%Y-%m-%dT%H:%M:%S} is in the future (no "
-        "as_of: scored as of now, in UTC; times given with a zone are shown in UTC)"
+        "as_of: scored as of now, in UTC)"
     )
     soon = [{"action": "thank_you", "sent_at": (now + timedelta(hours=14)).isoformat()}]
     ScoreRequest.model_validate_json(json.dumps({"customers": [{**row, "contacts": soon}]}))
@@ -292,7 +293,7 @@ def test_a_feature_row_without_as_of_refuses_a_contact_in_the_future():
         # a decimal comma, as a spreadsheet writes it: "a valid number" alone said not how
         ({"transactions": [{"timestamp": "2025-06-01", "amount": "12,50"}]},
          "transactions.0.amount", "Input should be a valid number: '12,50' is text; send a JSON "
-         'number, without quotes and with a decimal point (12.5, not "12,50")'),
+         'number, without quotes, with \'.\' as its decimal mark (12.5, not "12,50")'),
         ({"transactions": [{"timestamp": "2025-06-01", "amount": 5, "quantity": False}]},
          "transactions.0.quantity", "Input should be a valid number"),
         ({"transactions": None, "as_of": None, "features": {"recency_days": True}},

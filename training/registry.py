@@ -9,6 +9,7 @@ Nothing scoring needs rides in registry tags: tags are for people (metrics, the 
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -239,6 +240,8 @@ NOT_YET = ". No champion yet: "
 def promoted_description(description: str, when: str) -> str:
     """A version's description once promoted by hand: it said "No champion yet ... `crm-ltv
     promote` makes it champion" beside the champion alias. The gate's reason stays."""
+    said = re.match(r"Promoted by hand on [^(]+\(`crm-ltv promote`\)\. ", description)
+    description = description[said.end() :] if said else description  # promoted again
     kept = description.split(NOT_YET)[0]
     kept += "." if NOT_YET in description else ""
     return f"Promoted by hand on {when} (`crm-ltv promote`). {kept}".strip()
