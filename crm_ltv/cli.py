@@ -696,15 +696,17 @@ def features(
 _SUMMARY_COLUMNS = {"rfm_segment": "RFM segment", "lifecycle_stage": "Lifecycle stage"}
 
 
-def _require_home_store(paths: Paths) -> None:
-    """score and promote read models: a home without a store is a mistake, not a new home."""
+def _require_home_store(paths: Paths, made_by: str = "crm-ltv train") -> None:
+    """score and promote read models: a home without a store is a mistake, not a new home.
+    `made_by`: the command that registers the models read."""
     from crm_ltv.training.tracking import no_home_store
 
     problem = no_home_store(paths)
     if problem is not None:
         from crm_ltv.training.errors import ChampionError
 
-        raise ChampionError(f"{problem}; `crm-ltv train` there first")
+        make = "make experiments" if made_by == "crm-ltv uplift" else "make train"
+        raise ChampionError(f"{problem}; `{made_by}` (`{make}` in the checkout) there first")
 
 
 def _scoring_champions(
@@ -1184,9 +1186,9 @@ def promote(
     aliases[uplift.model_name] = uplift.alias
     if model not in aliases:
         raise ConfigError(f"--model {model!r}: expected one of {', '.join(sorted(aliases))}")
-    _require_home_store(paths)
-    setup_tracking(paths, config.registry.experiment)
     made_by = "crm-ltv uplift" if model == uplift.model_name else "crm-ltv train"
+    _require_home_store(paths, made_by)
+    setup_tracking(paths, config.registry.experiment)
     moves = [(model, version)]
     if model in pair_names:  # scoring needs the churn and LTV champions of one horizon
         chosen = chosen_version(model, version, made_by)

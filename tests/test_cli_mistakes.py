@@ -261,8 +261,14 @@ def test_a_port_outside_1_to_65535_is_refused(home):
     assert result.exit_code == 2 and "less than or equal to 65535" in result.output
 
 
-def test_promoting_uplift_without_versions_names_the_command_that_makes_them(home):
+def test_promoting_uplift_without_versions_names_the_command_that_makes_them(tmp_path):
+    home = new_home(tmp_path)  # its own: a store is made in it below
     done = run(home, "promote", "--model", "uplift")
+    assert done.returncode == 2
+    # a home without a store at all (a misspelt --home?) is said so, with the same command
+    assert "`crm-ltv uplift` (`make experiments` in the checkout) there first" in done.stderr
+    assert run(home, "plan-ab", "--baseline-rate", "0.1", "--lift", "0.1").returncode == 0
+    done = run(home, "promote", "--model", "uplift")  # a store, but no uplift version in it
     assert done.returncode == 2
     assert "model 'uplift' has no versions yet: run `crm-ltv uplift` first" in done.stderr
 
@@ -660,7 +666,8 @@ def test_a_misspelt_home_gets_no_new_store_and_says_so(tmp_path, argv):
     assert done.returncode == 2, done.stderr
     said = (
         f"error: no mlflow.db in {missing}: nothing was trained in this home (--home or "
-        "$CRM_LTV_HOME: is it the one you trained in?); `crm-ltv train` there first"
+        "$CRM_LTV_HOME: is it the one you trained in?); `crm-ltv train` (`make train` in the "
+        "checkout) there first"
     )
     assert said in done.stderr, done.stderr
     assert not missing.exists()

@@ -47,7 +47,7 @@ def test_a_first_run_that_misses_the_gate_says_what_to_do_and_scoring_still_work
     home = new_home(tmp_path)
     assert run(home, "data", "--n-customers", "600").returncode == 0
     nothing = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
-    assert nothing.returncode == 2 and "has no versions" in nothing.stderr
+    assert nothing.returncode == 2 and "nothing was trained in this home" in nothing.stderr
     assert "make train" in nothing.stderr and "Traceback" not in nothing.stderr
     config = yaml.safe_load((home / "configs/train.yaml").read_text())
     config["promotion"]["churn"]["thresholds"]["roc_auc"] = {"min": 0.99}  # out of reach
