@@ -280,6 +280,11 @@ def _interruptible(what: str) -> Iterator[None]:
 
 # what an experiment command stopped by `_interruptible` leaves (a run opens after the reading)
 _RUN_KILLED = "its MLflow run, if it had started, reads KILLED"
+# what a stopped `score` or `features` leaves of --out
+OUT_KEPT = (
+    "--out is written in the last step only (a file whole: an earlier one stays as it was; "
+    "--engine dask's folder of parts may be part written)"
+)
 
 
 def _stop_behind(error: BaseException) -> KeyboardInterrupt | None:
@@ -606,6 +611,7 @@ def data(
 
 @app.command()
 @_user_errors
+@_interruptible(OUT_KEPT)
 def features(
     transactions: TransactionsOpt = None,
     customers: CustomersOpt = None,
@@ -1001,10 +1007,7 @@ def _train_on_dask(
 
 @app.command()
 @_user_errors
-@_interruptible(
-    "--out is written in the last step only (a file whole: an earlier one stays as it was; "
-    "--engine dask's folder of parts may be part written)"
-)
+@_interruptible(OUT_KEPT)
 def score(
     as_of: Annotated[
         str,

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from crm_ltv.cli import TRAIN_KEPT
+from crm_ltv.cli import OUT_KEPT, TRAIN_KEPT
 from crm_ltv.features.builders import build_features
 from crm_ltv.features.config import ConfigError, DataConfig
 from crm_ltv.features.inputs import load_inputs
@@ -272,12 +272,15 @@ def test_what_the_dask_engine_cannot_train_fails_before_a_cluster_starts(home):
     assert "dask:" not in done.stderr  # no cluster was started or reached
 
 
-def _interrupted(home: Path, log: Path, after: str, *args: str) -> str:
-    """`crm-ltv train --engine dask ARGS` sent Ctrl-C as a terminal sends it (to the whole
-    process group) a second after it says `after`; what it wrote to stderr. It exits 130."""
+def _interrupted(
+    home: Path, log: Path, after: str, *args: str, command: str = "train", wait: float = 1
+) -> str:
+    """`crm-ltv COMMAND --engine dask ARGS` sent Ctrl-C as a terminal sends it (to the whole
+    process group) `wait` seconds after it says `after`; what it wrote to stderr. It exits
+    130."""
     env = {**os.environ, "CRM_LTV_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    argv = [CLI, "train", "--engine", "dask", "--partitions", "2",
+    argv = [CLI, command, "--engine", "dask", "--partitions", "2",
             "--transactions", str(home / "transactions.csv"), *args]  # fmt: skip
     with log.open("w") as err:
         proc = subprocess.Popen(
@@ -288,7 +291,7 @@ def _interrupted(home: Path, log: Path, after: str, *args: str) -> str:
         while after not in log.read_text() and time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()
             time.sleep(0.2)
-        time.sleep(1)  # the workers busy with its tasks
+        time.sleep(wait)  # the workers busy with its tasks
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=120) == 130, log.read_text()
     finally:
@@ -308,6 +311,20 @@ def test_ctrl_c_on_a_local_cluster_ends_in_one_line(home, tmp_path):
     abandoned gathers (about 90 lines before the `interrupted:` line)."""
     said = _interrupted(home, tmp_path / "train.err", "snapshots at")
     assert _not_progress(said) == [f"interrupted: {TRAIN_KEPT}"], said
+
+
+def test_ctrl_c_in_features_ends_in_one_line_and_leaves_the_earlier_table(home, tmp_path):
+    """features had no stop of its own: Ctrl-C ended it with no `interrupted:` line (exit 130
+    with the terminal's, or Dask's tracebacks), and SIGTERM with none at all."""
+    out = tmp_path / "features"
+    out.mkdir()
+    (out / "notes.txt").write_text("kept")
+    said = _interrupted(
+        home, tmp_path / "features.err", "dask: local cluster", "--out", str(out),
+        command="features", wait=0,
+    )  # fmt: skip
+    assert _not_progress(said) == [f"interrupted: {OUT_KEPT}"], said
+    assert (out / "notes.txt").read_text() == "kept"
 
 
 def test_ctrl_c_on_a_remote_scheduler_ends_in_one_line(home, tmp_path, dask_client):
