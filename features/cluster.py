@@ -103,8 +103,10 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
             _handshake(scheduler, timeout)
             remote = Client(scheduler, timeout=timeout)
         except Exception as exc:  # nothing answers there; not an address; not a scheduler
+            # a refused connection is said at once: "within 30 s" only where it was waited
+            waited = "" if isinstance(exc, ConnectionRefusedError) else f" within {timeout:g} s"
             raise ConfigError(
-                f"--scheduler {scheduler}: no Dask scheduler answered within {timeout:g} s "
+                f"--scheduler {scheduler}: no Dask scheduler answered{waited} "
                 f"({type(exc).__name__}: {exc}); start one with `dask scheduler` and point "
                 "--scheduler at the address it prints"
             ) from exc
@@ -117,12 +119,18 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
                 yield client
         return
     workers, dashboard = os.cpu_count() or 1, _dashboard_address()
-    with (
-        LocalCluster(
+    try:
+        cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+        )
+    except Exception as exc:  # a pinned dashboard address that cannot be (RuntimeError)
+        if dashboard in (None, ":0"):
+            raise
+        raise ConfigError(
+            f"the local Dask cluster did not start with its dashboard at {dashboard!r} (Dask's "
+            f"{' or '.join(DASHBOARD_KEYS)}): {type(exc).__name__}: {exc}"
+        ) from None
+    with cluster, Client(cluster) as client:
         client.register_plugin(_LocalWorker(), name="crm-ltv-local-worker")
         link = client.dashboard_link if dashboard is not None else "off"
         progress(f"dask: local cluster of {workers} workers, dashboard {link}")
@@ -183,7 +191,7 @@ def _cancelled_after_a_stop(client: Client, progress: Progress) -> Iterator[None
                 progress(
                     f"dask: cancelled this command's tasks; {len(running)} already running on "
                     "the cluster's workers run to their end (Dask cannot stop a running task; "
-                    "lightgbm.dask's training runs all its rounds): the cluster's dashboard, "
+                    "a booster in training runs all its rounds): the cluster's dashboard, "
                     f"{client.dashboard_link}, shows them"
                 )
         raise
