@@ -87,7 +87,7 @@ def _say_unread_configs(paths: Paths) -> None:
 
     for unread in paths.unread_config_files():
         near = difflib.get_close_matches(unread.stem, CONFIG_AREAS, n=1)
-        meant = f"; did you mean {near[0]}{unread.suffix}?" if near else ""
+        meant = f"; did you mean {near[0]}{unread.suffix.lower()}?" if near else ""
         typer.echo(
             f"warning: {unread} is not read (configs/ holds {', '.join(CONFIG_AREAS)}: "
             f"<area>.yaml){meant}",

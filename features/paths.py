@@ -158,7 +158,8 @@ class Paths:
         return sorted(
             p
             for p in self.configs_dir.iterdir()
-            if p.suffix in (".yaml", ".yml") and p.stem not in CONFIG_AREAS
+            if p.suffix.lower() in (".yaml", ".yml")
+            and (p.stem not in CONFIG_AREAS or p.suffix not in (".yaml", ".yml"))  # data.YAML
         )
 
     def sample_table(self, table: str) -> Path:

@@ -313,10 +313,10 @@ def _in_callers_terms(error: Any, message: str) -> str:
     if error["type"] == "model_type" and error["loc"] == ():
         return 'the request body should be a JSON object: {"customers": [...]}'
     if error["type"] in ("float_type", "float_parsing") and isinstance(given, str):
-        return (
-            f"{message}: {_cut(repr(given))} is text; send a JSON number, without quotes, "
-            "with '.' as its decimal mark (12.5, not \"12,50\")"
-        )
+        said = f"{message}: {_cut(repr(given))} is text; send a JSON number, without quotes"
+        if "," in given and any(c.isdigit() for c in given):  # a spreadsheet's decimal comma
+            said += " and with '.' as its decimal mark (12.5, not \"12,50\")"
+        return said
     return message
 
 

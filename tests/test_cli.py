@@ -313,6 +313,7 @@ def test_a_config_file_no_area_reads_is_warned_of_with_the_name_it_may_mean(tmp_
     (home / "configs/trian.yaml").write_text("snapshots: {horizon_days: 60}\n")
     (home / "configs/serve.yml").write_text("max_in_flight: 4\n")
     (home / "configs/notes.yaml").write_text("a: 1\n")
+    (home / "configs/data.YAML").write_text("transactions: {}\n")
     done = run(home, "plan-ab", "--baseline-rate", "0.1", "--lift", "0.1")
     assert done.returncode == 0, done.stderr
     areas = "data, features, sample, train, tune, serving, nba, experiments"
@@ -321,6 +322,7 @@ def test_a_config_file_no_area_reads_is_warned_of_with_the_name_it_may_mean(tmp_
         f"warning: {home / 'configs' / name} is not read (configs/ holds {areas}: "
         f"<area>.yaml){meant}"
         for name, meant in [
+            ("data.YAML", "; did you mean data.yaml?"),
             ("notes.yaml", ""),
             ("serve.yml", "; did you mean serving.yml?"),
             ("trian.yaml", "; did you mean train.yaml?"),
