@@ -1978,6 +1978,12 @@ def outcomes(
         )
     elif not controls:
         typer.echo(f"next: {no_controls(result)}")
+    elif window != experiments.uplift.response_window_days:  # uplift would refuse the file
+        typer.echo(
+            f"next: crm-ltv ab --campaigns {target} (uplift learns "
+            f"{experiments.uplift.response_window_days}-day effects: uplift.response_window_days "
+            f"of configs/experiments.yaml, not these {window}-day outcomes)"
+        )
     else:  # ab reads each row's expected_treatment_share from the file: no option to give
         typer.echo(f"next: crm-ltv ab --campaigns {target}; crm-ltv uplift --campaigns {target}")
 

@@ -752,6 +752,15 @@ def test_outcomes_names_its_files_by_absolute_paths(tmp_path):
     assert f"reading decisions from {log}\n" in done.stderr
     assert f"loading transactions from {tx}\n" in done.stderr
     assert f"-> {target}\n" in done.stdout and f"--campaigns {target}" in done.stdout
+    assert f"crm-ltv uplift --campaigns {target}" in done.stdout
+    # outcomes of another window than uplift's: uplift would refuse them, so it is not next
+    other = run(home, "outcomes", "--decisions", str(log), "--transactions", str(tx),
+                "--out", str(target), "--window-days", "20")  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    assert (
+        f"next: crm-ltv ab --campaigns {target} (uplift learns 30-day effects: "
+        "uplift.response_window_days of configs/experiments.yaml, not these 20-day outcomes)"
+    ) in other.stdout
 
 
 def test_an_older_services_nan_scores_are_unknown_and_a_byte_order_mark_is_read(tmp_path):
