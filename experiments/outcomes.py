@@ -375,11 +375,12 @@ def require_window(campaigns: pd.DataFrame, days: int, where: str) -> None:
     if not windows or windows == [days]:
         return
     counted = " and ".join(f"{w:g}" for w in windows)
-    # a file of several windows fits no one setting: only counting it again mends it
+    # a file of several windows (or of a fraction of a day, which no setting takes) fits no
+    # setting: only counting it again mends it
     settings = (
         f", or set uplift.response_window_days and outcomes.response_window_days to "
         f"{windows[0]:g} in configs/experiments.yaml"
-        if len(windows) == 1
+        if len(windows) == 1 and windows[0].is_integer()
         else ""
     )
     raise DataError(

@@ -257,6 +257,10 @@ def test_uplift_refuses_campaigns_counted_over_another_window(home, tmp_path):
     assert mixed.returncode == 2 and "counted over 45 and 60 days" in mixed.stderr
     assert "`crm-ltv outcomes --window-days 30`" in mixed.stderr
     assert "or set uplift.response_window_days" not in mixed.stderr
+    table.assign(response_window_days=30.5).to_csv(path, index=False)  # no setting takes it
+    fraction = run(home, "uplift", "--campaigns", str(path))
+    assert fraction.returncode == 2 and "counted over 30.5 days" in fraction.stderr
+    assert "or set uplift.response_window_days" not in fraction.stderr
 
 
 def test_ab_by_acquisition_channel_without_customers_says_so_before_loading(home, tmp_path):
