@@ -111,11 +111,12 @@ def expected_split(campaigns: pd.DataFrame, config: AbConfig, option: bool) -> S
         return Split(configured, "option", f"{configured:g} (--expected-treatment-share)")
     shares = campaigns[SHARE].astype("float64") if SHARE in campaigns else None
     if shares is None or shares.isna().all():
+        none = f"no {SHARE} column" if shares is None else f"an {SHARE} column with no value"
         return Split(
             configured,
             "config",
             f"{configured:g} (ab.expected_treatment_share of configs/experiments.yaml; the "
-            f"file has no {SHARE} column)",
+            f"file has {none})",
         )
     low, high = float(shares.min()), float(shares.max())
     spread = f"{low:.4f}" if low == high else f"{low:.4f} to {high:.4f}, each action's own mean"

@@ -153,6 +153,12 @@ def test_sample_ratio_check_expects_the_split_the_rows_carry():
     plain = ab_table(campaign_outcomes(campaigns(cells)), CONFIG).iloc[0]
     assert plain["expected_treatment_share"] == 0.5 and plain["srm_mismatch"]
     assert expected_split(campaigns(cells), CONFIG, option=False).source == "config"
+    assert "the file has no expected_treatment_share column" in (
+        expected_split(campaigns(cells), CONFIG, option=False).text
+    )
+    blank = expected_split(drawn.assign(expected_treatment_share=np.nan), CONFIG, option=False)
+    assert blank.source == "config"  # it said the column was not there
+    assert "the file has an expected_treatment_share column with no value" in blank.text
     assert expected_split(drawn, CONFIG, option=True).source == "option"
     # rows drawn at other settings (the service's changed): each group's expectation is the
     # mean of its rows' own shares
