@@ -228,8 +228,9 @@ def run_uplift(
         paths, config.experiment, NOTE, "uplift", run_note, "uplift", (source, *data_files)
     ) as run_id:
         comparison = _compare_champion(config, evaluation, contacts, bundle)
-        uniform = set(uplift.uniform_actions(bundle, contacts)) >= set(bundle.actions)
-        promote, reason = _decide(config, metric, comparison, uniform)
+        flat = uplift.uniform_actions(bundle, contacts)
+        uniform = set(flat) >= set(bundle.actions)
+        promote, reason = _decide(config, metric, comparison, uniform, flat)
         champion = comparison.champion
         mlflow.log_params(
             {
@@ -373,14 +374,19 @@ def compare_champion(
 
 
 def _decide(
-    config: UpliftConfig, metric: float, comparison: Comparison, uniform: bool = False
+    config: UpliftConfig,
+    metric: float,
+    comparison: Comparison,
+    uniform: bool = False,
+    flat: Sequence[str] = (),
 ) -> tuple[bool, str]:
     """Promote only when the held-out metric over all the new model's actions beats a random
     ranking (0) and, over the actions both model, strictly beats the champion's on the same
     contacts (training.registry.decide_promotion); a champion that cannot be compared is left
     alone, as training.job leaves one. Every margin given. The metric beats 0 only at the
     precision it is shown (GATE_DECIMALS): a model of one effect per action (`uniform`) scored
-    +7e-19 or -0.0000 by float noise, and promotion hung on the sign of it."""
+    +7e-19 or -0.0000 by float noise, and promotion hung on the sign of it. `flat`: the
+    actions whose model does so, named when the others rank (their effects would go live)."""
     shown = round(metric, GATE_DECIMALS) + 0.0  # + 0.0: -0.0 shows as 0.0000
     beats_random = not uniform and shown > 0
     if uniform:
@@ -398,6 +404,11 @@ def _decide(
         verdict = "beats" if beats_random else "does not beat"
         first = f"{config.compare} {shown:.4f} {verdict} a random ranking's 0 ({shown:+.4f})"
     notes = [first]
+    if flat and not uniform:
+        notes.append(
+            f"the model of {', '.join(flat)} predicts one effect for all its customers: it "
+            "ranks none above another, and its effect applies to everyone alike"
+        )
     if comparison.left_alone is not None:
         notes.append(
             f"{comparison.label} not compared: {comparison.left_alone}; champion left alone "

@@ -271,7 +271,7 @@ def test_promote_by_hand(trained):
     assert client.get_model_version("churn", "1").tags["superseded_by"] == "2"  # the one it left
     back = run(home, "promote", "--model", "churn", "--version", "1")
     assert back.returncode == 0 and "restart `crm-ltv serve`" in back.stdout
-    again = run(home, "promote", "--model", "churn", "--version", "1")  # nothing moved: no hint
+    again = run(home, "promote", "--model", "churn", "--version", " 1")  # nothing moved: no hint
     assert "nothing moved" in again.stdout and "restart" not in again.stdout
     assert "superseded_by" not in client.get_model_version("churn", "1").tags  # champion again
     assert client.get_model_version("churn", "2").tags["superseded_by"] == "1"

@@ -516,6 +516,9 @@ def test_gate_promotes_no_model_of_one_effect_per_action_on_float_noise(gate):
     promote, reason = _decide(config, 7.45e-19, Comparison())
     assert not promote and "ranks customers no better than at random" in reason
     assert _decide(config, 0.0001, Comparison())[0]
+    # some actions flat, the others ranking: promoted on the others, the flat ones named
+    promote, reason = _decide(config, 0.01, Comparison(), flat=["win_back"])
+    assert promote and "the model of win_back predicts one effect for all its customers" in (reason)
     bundle = gate[0]  # a model that ranks: no action uniform
     assert uplift.uniform_actions(bundle, contacts) == []
 

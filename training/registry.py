@@ -272,7 +272,7 @@ def chosen_version(name: str, version: str | None, made_by: str) -> ModelVersion
     if not versions:
         raise RegistryError(f"model {name!r} has no versions yet: run `{made_by}` first")
     known = {str(v.version): v for v in versions}
-    chosen = version or max(known, key=int)
+    chosen = (version or "").strip() or max(known, key=int)  # ' 1' pasted from a listing
     if chosen not in known:
         raise RegistryError(
             f"--version {chosen}: model {name!r} has versions {', '.join(sorted(known, key=int))}"
