@@ -391,10 +391,16 @@ def require_window(campaigns: pd.DataFrame, days: int, where: str) -> None:
     )
 
 
+def _treated_chance(share: pd.Series, exploration: pd.Series) -> pd.Series:
+    """A decision's chance of being sent as the treatment, with its logged holdout share h and
+    exploration e: (1 - h)(1 - e); a control's is h."""
+    return (1 - share) * (1 - exploration)
+
+
 def expected_treatment_share(share: pd.Series, exploration: pd.Series) -> float | None:
     """Treatment's expected share of treatment + control over these decisions (each drawn with
     its logged h and e): sum (1 - h)(1 - e) / sum ((1 - h)(1 - e) + h). None without any."""
-    treated = (1 - share) * (1 - exploration)
+    treated = _treated_chance(share, exploration)
     total = float((treated + share).sum())
     return float(treated.sum()) / total if total > 0 else None
 
@@ -404,7 +410,7 @@ def row_treatment_shares(share: pd.Series, exploration: pd.Series) -> np.ndarray
     and e: (1 - h)(1 - e) / ((1 - h)(1 - e) + h), written to the campaigns file so that
     `crm-ltv ab` checks the split the rows were drawn with (the settings may change in a log).
     A treatment or control row has (1 - h)(1 - e) + h > 0."""
-    treated = ((1 - share) * (1 - exploration)).to_numpy(float)
+    treated = _treated_chance(share, exploration).to_numpy(float)
     return np.round(treated / (treated + share.to_numpy(float)), 6)
 
 

@@ -286,7 +286,7 @@ def run_uplift(
             MODEL_NOTE,
             version,
             f"Uplift per action ({', '.join(bundle.actions)}) from run {run_id} on {source}: "
-            f"held-out {config.compare} {round(metric, GATE_DECIMALS) + 0.0:.4f} (mean over "
+            f"held-out {config.compare} {_shown(metric):.4f} (mean over "
             "actions; a random ranking scores "
             f"0), on customers it never trained on. "
             + ("Promoted: " if promote else "Not promoted: ")
@@ -373,6 +373,12 @@ def compare_champion(
     )
 
 
+def _shown(metric: float) -> float:
+    """The gate's metric at the precision it is reported and judged with (+ 0.0: -0.0 shows
+    as 0.0000)."""
+    return round(metric, GATE_DECIMALS) + 0.0
+
+
 def _decide(
     config: UpliftConfig,
     metric: float,
@@ -387,7 +393,7 @@ def _decide(
     precision it is shown (GATE_DECIMALS): a model of one effect per action (`uniform`) scored
     +7e-19 or -0.0000 by float noise, and promotion hung on the sign of it. `flat`: the
     actions whose model does so, named when the others rank (their effects would go live)."""
-    shown = round(metric, GATE_DECIMALS) + 0.0  # + 0.0: -0.0 shows as 0.0000
+    shown = _shown(metric)
     beats_random = not uniform and shown > 0
     if uniform:
         first = (

@@ -296,8 +296,9 @@ class CrmLtv:
                 uplift = load_stored_uplift(self.uplift_model)
             except bentoml.exceptions.NotFound:  # a store filled before uplift models existed
                 uplift = None
-            logger.info(configs_said(Paths.from_env()))
-            configs = ScoringConfigs.load(Paths.from_env())
+            paths = Paths.from_env()
+            logger.info(configs_said(paths))
+            configs = ScoringConfigs.load(paths)
             uplift_stale = uplift.features_config_warning(configs.features) if uplift else None
             for stale in [*champions.warnings(configs.features), uplift_stale]:
                 if stale is not None:
