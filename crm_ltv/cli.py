@@ -167,7 +167,7 @@ def _damaged_store(exc: BaseException) -> str | None:
     if not any(isinstance(e, sqlite3.DatabaseError) for e in seen):
         return None
     paths = _paths()
-    for store in (paths.root / "mlflow.db", paths.optuna_db):
+    for store in (paths.mlflow_db, paths.optuna_db):
         if not store.is_file():
             continue
         try:

@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -63,7 +62,7 @@ def write_refused(path: Path) -> str | None:
         return f"{path} cannot be made: {existing} is not writable ({exc.strerror or exc})"
 
 
-@contextmanager
+@contextlib.contextmanager
 def replaced_whole(path: Path) -> Iterator[Path]:
     """A name beside `path` to write to, renamed over `path` once the writing is done: a stop
     or a failure mid-write leaves the earlier file (or none), never a part of one that a later
@@ -136,6 +135,12 @@ class Paths:
     @property
     def artifacts_dir(self) -> Path:
         return self.root / "mlartifacts"
+
+    @property
+    def mlflow_db(self) -> Path:
+        """MLflow's store of this home (runs and registry), unless MLFLOW_TRACKING_URI names
+        another (training.tracking.tracking_uri)."""
+        return self.root / "mlflow.db"
 
     @property
     def optuna_db(self) -> Path:

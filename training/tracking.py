@@ -34,14 +34,14 @@ def tracking_uri(paths: Paths) -> str:
 
 
 def home_store_uri(paths: Paths) -> str:
-    return f"sqlite:///{paths.root / 'mlflow.db'}"
+    return f"sqlite:///{paths.mlflow_db}"
 
 
 def no_home_store(paths: Paths) -> str | None:
     """Why a command that reads models finds none in this home, before MLflow opens its store:
     it would make an empty mlflow.db there (a misspelt --home got a new store, and was told to
     train first). None when the home has a store, or the store is a server's."""
-    store = paths.root / "mlflow.db"
+    store = paths.mlflow_db
     if tracking_uri(paths) != home_store_uri(paths) or store.exists():
         return None
     return (
@@ -123,7 +123,7 @@ def _check_home_artifacts(paths: Paths, name: str, location: str) -> None:
         return
     if where.exists() and paths.artifacts_dir.exists() and where.samefile(paths.artifacts_dir):
         return  # one folder spelt two ways (a bind mount, a case-insensitive file system)
-    said = f"{paths.root / 'mlflow.db'}: experiment {name!r} keeps its files in {where}"
+    said = f"{paths.mlflow_db}: experiment {name!r} keeps its files in {where}"
     if where.exists():  # a copy: it works, on the original's files
         print(
             f"warning: {said}, outside this home: was it copied from there? Its runs and models "
