@@ -423,6 +423,11 @@ def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path)
     tune = yaml.safe_load((home / "configs/tune.yaml").read_text())
     tune["search_space"]["learning_rate"] = {"low": 0.001, "high": 0.002}  # slow LTV trials
     (home / "configs/tune.yaml").write_text(yaml.safe_dump(tune))
+    # and every LTV trial runs all its rounds (seconds): one that early stopping ended within
+    # a second ended before the signal on a fast machine, exit 0 (CI, 2026-12-07)
+    train = yaml.safe_load((home / "configs/train.yaml").read_text())
+    train["ltv"]["early_stopping_rounds"] = train["ltv"]["n_estimators"]
+    (home / "configs/train.yaml").write_text(yaml.safe_dump(train))
     assert run(home, "data", "--n-customers", "600").returncode == 0
     env = {**os.environ, "CRM_LTV_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -462,6 +467,7 @@ def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path)
         if beats:
             break
         time.sleep(0.2)
+    assert proc.poll() is None, f"the tune ended ({proc.returncode}) before it was killed"
     proc.kill()
     assert proc.wait(timeout=60) == -signal.SIGKILL
     trials = optuna.load_study(study_name=study, storage=storage).trials
