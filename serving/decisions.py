@@ -164,7 +164,7 @@ def _line(
         "request_id": request_id,
         "decided_at": decided_at.isoformat(),
         "customer_id": a.customer_id,
-        "as_of": (a.as_of or decided_at).isoformat(),
+        "as_of": a.as_of.isoformat(),
         "cold_start": a.cold_start,
         "action": action,
         "policy_action": assigned.policy_action if assigned else action,

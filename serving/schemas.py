@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NotRequired, Self
 
@@ -97,6 +98,12 @@ def customer_id_text(value: str) -> str:
     text = id_of(value)
     if text is None:
         raise ValueError(f"{value!r} is blank or a marker of no value: the loader reads no id")
+    control = next((c for c in text if unicodedata.category(c) == "Cc"), None)
+    if control is not None:  # a newline or NUL went into the answer, the log and campaigns.csv
+        raise ValueError(
+            f"{_cut(repr(text))} holds a control character ({control!r}): ids are echoed and "
+            "logged as sent"
+        )
     return text
 
 
@@ -279,7 +286,7 @@ def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> Val
     errors = exc.errors(include_url=False)
     try:
         given = json.loads(body)["customers"]
-    except (ValueError, TypeError, KeyError):  # malformed JSON, no customers list
+    except (ValueError, TypeError, KeyError, RecursionError):  # malformed, too deep, no list
         given = []
     if not isinstance(given, list):
         given = []
@@ -312,6 +319,8 @@ def _in_callers_terms(error: Any, message: str) -> str:
         return f"the request body is not valid JSON: {error['ctx']['error']}"
     if error["type"] == "model_type" and error["loc"] == ():
         return 'the request body should be a JSON object: {"customers": [...]}'
+    if error["type"] == "missing" and error["loc"] == ("customers",):  # BentoML reads b"" as {}
+        return 'Field required: the body should be {"customers": [...]} (an empty body reads as {})'
     if error["type"] in ("float_type", "float_parsing") and isinstance(given, str):
         said = f"{message}: {_cut(repr(given))} is text; send a JSON number, without quotes"
         if "," in given and any(c.isdigit() for c in given):  # a spreadsheet's decimal comma
@@ -373,7 +382,10 @@ class NextBestAction(BaseModel):
 
 class CustomerScore(BaseModel):
     customer_id: str
-    as_of: datetime | None
+    as_of: datetime = Field(
+        description="The instant scored at: the request's as_of, or for a feature row without "
+        "one the server's clock (UTC), as the decision log records it."
+    )
     cold_start: bool = Field(description="No purchase up to as_of: no model scores.")
     churn_probability: float | None
     predicted_value: float | None

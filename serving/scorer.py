@@ -315,7 +315,7 @@ class Scorer:
         return CustomerScore.model_validate(
             {
                 "customer_id": customer.customer_id,
-                "as_of": customer.as_of,
+                "as_of": view.as_of,  # a feature row's: now, as the decision log has it
                 "cold_start": view.churn_probability is None,
                 "churn_probability": view.churn_probability,
                 "predicted_value": view.predicted_value,

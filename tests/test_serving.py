@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import bentoml
@@ -234,9 +234,16 @@ def test_service_scores_equal_crm_ltv_score(http, sample, home):
     table = build_features(tx, AS_OF, config, customers, cuts).loc[ids[:10]]
     rows = json.loads(table.astype(object).where(table.notna(), None).to_json(orient="index"))
     body = {"customers": [{"customer_id": c, "features": rows[c]} for c in ids[:10]]}
-    response = http.post("/score", json=body)
+    response = http.post("/score", json=body, headers={"X-Request-ID": "rows-no-as-of"})
     assert response.status_code == 200, response.text
     from_features = pd.DataFrame(response.json()["customers"]).set_index("customer_id")
+    # rows without as_of are scored as of now: the answer says when, as the decision log does
+    # (it answered null while the log had the server's clock, outcomes' join key)
+    logged = [json.loads(line) for line in (home / "logs/decisions.jsonl").read_text().splitlines()
+              if '"rows-no-as-of"' in line]  # fmt: skip
+    assert sorted(a["as_of"] for a in logged) == sorted(from_features["as_of"]) and logged
+    scored_at = datetime.fromisoformat(logged[0]["as_of"])
+    assert abs(datetime.now(UTC).replace(tzinfo=None) - scored_at) < timedelta(minutes=5)
     pd.testing.assert_series_equal(
         from_features["churn_probability"],
         expected["churn_probability"].iloc[:10],
@@ -288,6 +295,21 @@ def _bad_requests(tx_ok: dict) -> list[tuple[str, object, list[str]]]:
     tx = tx_ok["transactions"][0]
     return [
         # said "1 validation error for ScoreRequestIODescriptor", BentoML's class
+        # a body nested past the JSON parser's depth: 500 (the second parse, naming customers,
+        # raised RecursionError), at ~1,000 levels
+        ("nested too deep", b'{"customers": ' + b"[" * 2000 + b"]" * 2000 + b"}",
+         ["the request body is not valid JSON: recursion limit exceeded"]),
+        ("nested too deep in a customer",
+         b'{"customers": [{"customer_id": "c-deep", "as_of": "2025-06-30", "transactions": '
+         + b"[" * 2000 + b"]" * 2000 + b"}]}",
+         ["the request body is not valid JSON: recursion limit exceeded"]),
+        # went into the answer, the decision log and campaigns.csv as sent
+        ("a newline in an id", customer(customer_id="a\nb"),
+         ["customer_id", "holds a control character ('\\\\n')"]),
+        ("a NUL in an id", customer(customer_id="a\u0000b"),
+         ["customer_id", "holds a control character ('\\\\x00')"]),
+        ("an empty body", b"", ['Field required: the body should be {\\"customers\\": [...]}',
+                                "(an empty body reads as {})"]),
         ("malformed JSON", b'{"customers": [',
          ['"1 validation error for ScoreRequest"',
           "the request body is not valid JSON: EOF while parsing"]),
