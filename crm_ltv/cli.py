@@ -2074,6 +2074,12 @@ def policy_eval(
         datasets = [*datasets, *file_datasets([("decisions", flat, decisions)])]
         files = [*files, decisions]
     progress(f"{history.source}; policies decided with serving.nba, estimating")
+    if history.without_transactions != (0, 0):
+        from crm_ltv.experiments.outcomes import without_transactions_line
+
+        progress(
+            f"warning: {without_transactions_line(*history.without_transactions, 'decisions')}"
+        )
     rivals = functools.partial(
         rival_policies, nba=nba, churn_share=config.churn_share, churn_action=config.churn_action
     )

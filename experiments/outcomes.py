@@ -459,10 +459,8 @@ def decision_outcomes(
     rows["revenue"] = revenue
     rows = rows[list(COLUMNS)]
     pending = rows.loc[open_].assign(converted=pd.NA, revenue=np.nan)
-    known = set(transactions["customer_id"].astype(str))
     counted = ~open_ & ~before
-    unknown = ~frame["customer_id"].astype(str).isin(known).to_numpy() & counted
-    cold = frame["cold_start"].astype(bool).to_numpy()
+    no_transactions = without_transactions(frame.loc[counted], transactions)
     decided = frame["decided_at"]
     replayed = (decided.notna() & (decided - frame["as_of"] > REPLAY)).to_numpy()
     periods = {_period_kind(p) for p in kept.frame["period"].dropna().astype(str)}
@@ -477,8 +475,7 @@ def decision_outcomes(
         int((~wanted).sum()),
         int((wanted & ~holdout & explored).sum()),
         kept.controls_contacted,
-        int((unknown & ~cold).sum()),
-        int((unknown & cold).sum()),
+        *no_transactions,
         int(replayed.sum()),
         share,
         tuple(sorted(periods)),
@@ -527,6 +524,28 @@ def _before_file(outcomes: Outcomes) -> str:
         f"{outcomes.before_file:,} treatment and control rows whose window starts before the "
         f"first transaction{at} (the file does not hold their whole window)"
     )
+
+
+def without_transactions(decisions: pd.DataFrame, transactions: pd.DataFrame) -> tuple[int, int]:
+    """Decisions whose customer has no line in the transactions: (scored, cold starts). Their
+    outcome reads not converted, revenue 0."""
+    known = pd.Index(transactions["customer_id"].astype(str).unique())
+    unknown = ~decisions["customer_id"].astype(str).isin(known).to_numpy()
+    cold = decisions["cold_start"].astype(bool).to_numpy()
+    return int((unknown & ~cold).sum()), int((unknown & cold).sum())
+
+
+def without_transactions_line(scored: int, cold: int, what: str) -> str | None:
+    """`outcomes`' and `policy-eval --decisions`' line on them ("8 rows, and 7 of cold starts"
+    read as 7 of the 8)."""
+    if not (scored or cold):
+        return None
+    return (
+        f"{what} of customers with no transaction in the file: {scored:,} scored, {cold:,} "
+        "cold starts; counted as not converted, revenue 0"
+        + (" (the scored ones had bought before: is the file the shop's full history?)"
+           if scored else "")
+    )  # fmt: skip
 
 
 def require_known_customers(
@@ -639,12 +658,11 @@ def summary(outcomes: Outcomes, target: Path, pending: Path | None, window_days:
             f"{_before_file(outcomes)}: no outcome, not in the table (not counted as not "
             "converted; a file from before their as_of gives them one)"
         )
-    if outcomes.no_transactions or outcomes.cold_starts_without_transactions:
-        lines.append(
-            f"customers with no transaction in the file: {outcomes.no_transactions:,} rows, and "
-            f"{outcomes.cold_starts_without_transactions:,} of cold starts; counted as not "
-            "converted, revenue 0 (for scored customers: is the file the shop's full history?)"
-        )
+    unmatched = without_transactions_line(
+        outcomes.no_transactions, outcomes.cold_starts_without_transactions, "rows"
+    )
+    if unmatched:
+        lines.append(unmatched)
     if outcomes.replayed:
         lines.append(
             f"{outcomes.replayed:,} rows decided more than a day after their as_of (a replay): "

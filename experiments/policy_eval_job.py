@@ -20,7 +20,7 @@ import pandas as pd
 
 from crm_ltv.experiments import policy_eval
 from crm_ltv.experiments.config import PolicyEvalConfig, SimulationConfig
-from crm_ltv.experiments.outcomes import joined_outcomes, kept_decisions
+from crm_ltv.experiments.outcomes import joined_outcomes, kept_decisions, without_transactions
 from crm_ltv.experiments.tracking import (
     experiment_run,
     log_children,
@@ -71,6 +71,8 @@ class History:
     source: str  # one line: where the decisions came from
     true_arm_values: np.ndarray | None = None  # n x arms, on a simulated history only
     left_out: Mapping[str, int] | None = None  # decisions read but not evaluated, by reason
+    # evaluated decisions whose customer has no transaction: (scored, cold starts), revenue 0
+    without_transactions: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,7 @@ def logged_history(
         + old,
         None,
         left_out,
+        without_transactions(frame, transactions),
     )
 
 
@@ -297,6 +300,8 @@ def run_policy_eval(
                 "min_customers": config.min_customers,
                 **(params or {}),
                 **{f"left_out_{k}": v for k, v in (history.left_out or {}).items()},
+                "without_transactions_scored": history.without_transactions[0],
+                "without_transactions_cold_starts": history.without_transactions[1],
             }
         )
         log_datasets(datasets, "policy-eval")

@@ -353,6 +353,7 @@ def test_a_decision_log_gives_customers_candidates_and_left_out_counts(tmp_path,
         "none of the actions that need them"
     )
     assert list(history.logged.customers) == ["a", "a", "b"]
+    assert history.without_transactions == (0, 0)
     assert list(history.logged.revenue) == [50.0, 0.0, 20.0]
     allowed = [{arms[j] for j in np.flatnonzero(row)} for row in history.candidates]
     assert allowed == [{"win_back", "thank_you", NO_ACTION}, {"win_back", NO_ACTION},
@@ -366,6 +367,12 @@ def test_a_decision_log_gives_customers_candidates_and_left_out_counts(tmp_path,
     send[0, arms.index("win_back")] = 1.0
     table = pe.estimate_policies(bare.logged, {"send": send}, 20, 0.05, 0, bare.candidates, 1)
     assert table.loc[0, "support"] == 0.0
+    # customers with no transaction read revenue 0: evaluated, and counted (not a word before)
+    strangers = [{**lines[3], "customer_id": "q"}, {**lines[3], "customer_id": "r"},
+                 {**lines[3], "customer_id": "n", "cold_start": True}]  # fmt: skip
+    log.write_text("".join(json.dumps(x) + "\n" for x in [lines[3], *strangers]))
+    mixed = logged_history(read_decisions(log), tx, arms, costs, 30, log)
+    assert len(mixed.logged.customers) == 4 and mixed.without_transactions == (2, 1)
     log.write_text(json.dumps({**lines[3], "policy_action": "sms_blast", "holdout": True,
                                "action": NO_ACTION}) + "\n")  # fmt: skip
     with pytest.raises(DataError, match="line 1: policy_action 'sms_blast' is not an arm"):
@@ -547,6 +554,30 @@ def test_a_log_of_too_few_customers_names_no_best_policy(tmp_path):
     (parent,) = client.search_runs([experiment.experiment_id], "tags.kind = 'policy-eval'")
     assert parent.data.tags["best_policy_dr"] == NO_BEST
     assert parent.data.params["min_customers"] == "30"
+
+
+def test_decisions_of_customers_with_no_transaction_are_said_and_logged(tmp_path):
+    """policy-eval --decisions evaluated a log two thirds of whose customers were in no
+    transaction (revenue 0 each) without a word; `outcomes` said it, in words read two ways."""
+    home = new_home(tmp_path / "home")
+    log, tx = _half_held_out_log(tmp_path, 40)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    strangers = [{**lines[0], "customer_id": f"x{i}", "cold_start": i < 2} for i in range(5)]
+    log.write_text("".join(json.dumps(x) + "\n" for x in [*lines, *strangers]))
+    done = run(home, "policy-eval", "--decisions", str(log), "--transactions", str(tx),
+               "--window-days", "30")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (
+        "warning: decisions of customers with no transaction in the file: 3 scored, 2 cold "
+        "starts; counted as not converted, revenue 0 (the scored ones had bought before: is "
+        "the file the shop's full history?)\n"
+    ) in done.stderr
+    client = mlflow_client(home)
+    experiment = client.get_experiment_by_name("crm-ltv-policy-evaluation")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.kind = 'policy-eval'")
+    params = parent.data.params
+    assert (params["without_transactions_scored"], params["without_transactions_cold_starts"]) == (
+        "3", "2")  # fmt: skip
 
 
 def test_the_decision_log_is_a_dataset_of_the_run_with_absolute_paths(tmp_path):
