@@ -106,3 +106,26 @@ def test_commands_started_together_in_a_new_home_share_one_store(tmp_path):
     done = [p.communicate(timeout=300) for p in started]
     assert [p.returncode for p in started] == [0, 0, 0], [err[-2000:] for _, err in done]
     assert len({out.strip() for out, _ in done}) == 1  # one experiment, the same id for all
+
+
+def test_a_new_home_store_keeps_every_experiments_files_in_the_home(tmp_path, monkeypatch):
+    """MLflow's first open of a new store gave its Default experiment ./mlruns of the folder
+    the first command ran in, outside the home; the project's experiments were in the home."""
+    from crm_ltv.features.paths import Paths
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    paths = Paths(tmp_path / "home")
+    try:
+        tracking.setup_tracking(paths, "crm-ltv")
+        client = mlflow.MlflowClient()
+        found = {e.name: e.artifact_location for e in client.search_experiments()}
+        assert set(found) == {"Default", "crm-ltv"}
+        for name, location in found.items():
+            where = tracking.local_folder(location)
+            assert where is not None and where.is_relative_to(paths.artifacts_dir), (name, where)
+        assert not (elsewhere / "mlruns").exists()
+    finally:
+        mlflow.set_tracking_uri("")

@@ -87,6 +87,7 @@ def setup_tracking(paths: Paths, experiment: str, description: str | None = None
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     with first_open(uri):
+        _make_home_store(paths, uri)
         found = mlflow.get_experiment_by_name(experiment)
         if found is None:
             experiment_id = mlflow.create_experiment(
@@ -100,6 +101,16 @@ def setup_tracking(paths: Paths, experiment: str, description: str | None = None
     tags = EXPERIMENT_KIND | ({NOTE: description} if description else {})
     mlflow.set_experiment_tags(tags)
     return experiment_id
+
+
+def _make_home_store(paths: Paths, uri: str) -> None:
+    """A new home store with the home's artifact root: MLflow's own first open gave its Default
+    experiment ./mlruns of whatever folder the first command ran in (outside the home)."""
+    if uri != home_store_uri(paths) or paths.mlflow_db.exists():
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    SqlAlchemyStore(uri, paths.artifacts_dir.as_uri())
 
 
 def local_folder(uri: str) -> Path | None:
@@ -144,7 +155,10 @@ def ui_links(paths: Paths, base: str) -> list[str]:
     """The UI address of each experiment in the home's store, opening its runs table."""
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri(paths))
+    uri = tracking_uri(paths)
+    mlflow.set_tracking_uri(uri)
+    with first_open(uri):
+        _make_home_store(paths, uri)
     experiments = MlflowClient().search_experiments()
     return [
         f"{e.name}: {base}/#/experiments/{e.experiment_id}{UI_QUERY}"
