@@ -302,6 +302,43 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
         _tuned_params(Paths(home), 60, lambda _: None)
 
 
+def test_a_pruned_trials_run_has_how_far_it_got(tmp_path):
+    """Pruned trials' runs had their params and no metric, while Optuna kept their value and
+    the console said it: they carry it as complete ones do, and the round it was pruned at."""
+    import optuna
+
+    home = new_home(tmp_path)
+    tune = yaml.safe_load((home / "configs/tune.yaml").read_text())
+    # pruned from the first report on: a slow learning rate is behind the median at once
+    tune.update(pruning_warmup_rounds=0, report_every_rounds=5)
+    tune["search_space"]["learning_rate"] = {"low": 0.005, "high": 0.3, "log": True}
+    (home / "configs/tune.yaml").write_text(yaml.safe_dump(tune))
+    assert run(home, "data", "--n-customers", "400").returncode == 0
+    tuned = run(home, "tune", "--trials", "6")
+    assert tuned.returncode == 0, tuned.stderr
+    said = re.findall(r"(churn|ltv) trial (\d+): pruned at round (\d+)", tuned.stderr)
+    assert {kind for kind, _, _ in said} == {"churn", "ltv"}, tuned.stderr
+    client = mlflow_client(home)
+    experiment = client.get_experiment_by_name("crm-ltv")
+    runs = client.search_runs([experiment.experiment_id], "tags.kind = 'trial'")
+    pruned = {
+        (r.data.params["model"], r.data.params["trial"]): r
+        for r in runs
+        if r.data.tags["trial_state"] == "pruned"
+    }
+    assert set(pruned) == {(kind, number) for kind, number, _ in said}
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    for kind, number, at in said:
+        metrics = pruned[kind, number].data.metrics
+        [study] = re.findall(rf"study (crm-ltv-{kind}-h90-[0-9a-f]{{8}})", tuned.stderr)
+        trial = optuna.load_study(study_name=study, storage=storage).trials[int(number)]
+        assert trial.state == optuna.trial.TrialState.PRUNED
+        metric = {"churn": "auc", "ltv": "tweedie"}[kind]
+        best = trial.intermediate_values[int(at)]  # the best so far, as reported
+        assert metrics[f"validation_{metric}"] == pytest.approx(best, abs=1e-6)
+        assert metrics["pruned_at_round"] == int(at) and 1 <= metrics["rounds"] <= int(at)
+
+
 def test_a_moved_or_copied_home_is_said_for_what_it_is(tmp_path, monkeypatch, capsys):
     """MLflow records the artifact folder as an absolute path: a moved home's versions read as
     'registered before bundles existed', and a copied home wrote into the original's files

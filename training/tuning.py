@@ -86,6 +86,17 @@ def suggest_params(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
     return params
 
 
+class Pruned(optuna.TrialPruned):
+    """A pruned trial with what it reached: its run logs these as a complete trial's
+    (`validation_<metric>`, `rounds`), not only its params."""
+
+    def __init__(self, metric: str, value: float, best_round: int, at_round: int) -> None:
+        super().__init__(f"pruned at round {at_round} (best valid {metric} so far {value:.5f})")
+        self.value = value
+        self.best_round = best_round  # the round of `value`, as a complete trial's `rounds`
+        self.at_round = at_round
+
+
 def pruning_callback(trial: optuna.Trial, every: int) -> Callable[[Any], None]:
     """Report the best validation value so far every `every` rounds; stop the booster if Optuna
     prunes. The best so far, as the trial's value is its best round's: reporting the round's
@@ -99,15 +110,13 @@ def pruning_callback(trial: optuna.Trial, every: int) -> Callable[[Any], None]:
         if not watched:
             return
         metric, value = watched[0]
-        if "value" not in best or (value > best["value"] if higher else value < best["value"]):
-            best["value"] = value
         step = env.iteration + 1
+        if "value" not in best or (value > best["value"] if higher else value < best["value"]):
+            best["value"], best["round"] = value, step
         if step % every == 0:
             trial.report(best["value"], step)
             if trial.should_prune():
-                raise optuna.TrialPruned(
-                    f"pruned at round {step} (best valid {metric} so far {best['value']:.5f})"
-                )
+                raise Pruned(metric, best["value"], int(best["round"]), step)
 
     return callback
 
@@ -145,7 +154,7 @@ def _objective(
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune)
-        pruned: optuna.TrialPruned | None = None
+        pruned: Pruned | None = None
         with killable_run(
             run_name=f"{kind}-trial-{trial.number}",
             nested=True,
@@ -160,8 +169,16 @@ def _objective(
                 model = FITTERS[kind](
                     split, data, config, params, [pruning_callback(trial, tune.report_every_rounds)]
                 )
-            except optuna.TrialPruned as exc:
+            except Pruned as exc:
                 pruned = exc
+                # how far it got, under a complete trial's names; then marked pruned
+                mlflow.log_metrics(
+                    {
+                        f"validation_{metric}": round(exc.value, 6),
+                        "rounds": exc.best_round,
+                        "pruned_at_round": exc.at_round,
+                    }
+                )
                 mlflow.set_tag("trial_state", "pruned")
             else:
                 metrics = _validation_metrics(kind, model, split, data)
