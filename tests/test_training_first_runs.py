@@ -429,9 +429,9 @@ def test_a_study_resumes_only_on_the_same_data_and_settings(
     tune = load_config(TuneConfig, CONFIGS / "tune.yaml")
     configs = [train_config, feature_config, data_config]
 
-    def digest(data="a" * 64, tune=tune, **change):
-        return study_digest(data, tune, [c.model_copy(update=change.get(type(c).__name__, {}))
-                                         for c in configs])  # fmt: skip
+    def digest(data="a" * 64, tune=tune, kind="churn", **change):
+        return study_digest(kind, data, tune, [c.model_copy(update=change.get(
+            type(c).__name__, {})) for c in configs])  # fmt: skip
 
     same = digest()
     assert same == digest(tune=tune.model_copy(update={"trials": 99}))  # more trials: resume
@@ -446,6 +446,55 @@ def test_a_study_resumes_only_on_the_same_data_and_settings(
     space = dict(tune.search_space)
     space["learning_rate"] = space["learning_rate"].model_copy(update={"high": 0.3})
     assert same != digest(tune=tune.model_copy(update={"search_space": space}))
+    # each model's study reads its own section, not the other's: a new churn half-life (or
+    # calibration) made a new LTV study that repeated the old one's trials exactly
+    churn, ltv = train_config.churn, train_config.ltv
+    for kind, own, other in (("churn", "churn", "ltv"), ("ltv", "ltv", "churn")):
+        before = digest(kind=kind)
+        section = {"churn": churn, "ltv": ltv}
+        assert before == digest(kind=kind, TrainConfig={other: section[other].model_copy(
+            update={"cutoff_half_life_days": 30.0, "n_estimators": 7})})  # fmt: skip
+        assert before != digest(kind=kind, TrainConfig={own: section[own].model_copy(
+            update={"cutoff_half_life_days": 30.0})})  # fmt: skip
+        assert before != digest(kind=kind, TrainConfig={"seed": 7})  # read by both
+        # level.per_window: only whether it names this model
+        level = train_config.level
+        moved = tuple(k for k in ("churn", "ltv") if (k in level.per_window) != (k == other))
+        assert before == digest(kind=kind, TrainConfig={"level": level.model_copy(
+            update={"per_window": moved})})  # fmt: skip
+        mine = tuple(k for k in ("churn", "ltv") if (k in level.per_window) != (k == own))
+        assert before != digest(kind=kind, TrainConfig={"level": level.model_copy(
+            update={"per_window": mine})})  # fmt: skip
+    isotonic = {"churn": churn.model_copy(update={"calibration": "isotonic"})}
+    assert same != digest(TrainConfig=isotonic)  # calibration is churn's
+    assert digest(kind="ltv") == digest(kind="ltv", TrainConfig=isotonic)
+
+
+def test_a_setting_of_one_model_starts_a_new_study_of_that_model_only_and_says_so(tmp_path):
+    """A new churn half-life made a new LTV study too, whose trials repeated the old one's
+    exactly; and a new study started from 0 trials without a word on why."""
+    home = new_home(tmp_path)
+    tune = yaml.safe_load((home / "configs/tune.yaml").read_text())
+    tune["search_space"]["learning_rate"] = {"low": 0.2, "high": 0.3}  # few rounds: fast trials
+    (home / "configs/tune.yaml").write_text(yaml.safe_dump(tune))
+    assert run(home, "data", "--n-customers", "400").returncode == 0
+    first = run(home, "tune", "--trials", "1")
+    assert first.returncode == 0, first.stderr
+    assert "new study" not in first.stderr  # none before it
+    [churn, ltv] = re.findall(r"study (crm-ltv-(?:churn|ltv)-h90-[0-9a-f]{8}) \(", first.stderr)
+    train = yaml.safe_load((home / "configs/train.yaml").read_text())
+    train["churn"]["cutoff_half_life_days"] = 60
+    (home / "configs/train.yaml").write_text(yaml.safe_dump(train))
+    again = run(home, "tune", "--trials", "1")
+    assert again.returncode == 0, again.stderr
+    resumed = rf"study {ltv} \(minimize validation tweedie\): 1 trials? done, 0 to go"
+    assert re.search(resumed, again.stderr)
+    [new] = re.findall(r"study (crm-ltv-churn-h90-[0-9a-f]{8}) \(", again.stderr)
+    assert new != churn
+    assert (
+        f"new study {new}: the data or settings differ from those of the 1 earlier study of "
+        f"this model at this horizon (latest: {churn}, 1 trial)"
+    ) in again.stderr
 
 
 def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path):

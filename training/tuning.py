@@ -5,8 +5,9 @@ Each trial calls the same `fit_churn` / `fit_ltv` as `make train` and is a neste
 under one parent run (Optuna's own MLflow callback does not open that parent). Studies live in
 optuna.db, so an interrupted study resumes; `trials` is the target per study, not an increment.
 A study's name carries a digest of what its trials' scores depend on (the data, the search
-space, the train, features and data configs): a tune on other data or settings starts a new
-study instead of extending one whose trials it could not compare with.
+space, the train settings that model reads, the features and data configs): a tune on other
+data or settings starts a new study instead of extending one whose trials it could not compare
+with; a change to the other model's settings leaves it alone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
@@ -247,6 +249,8 @@ def run_study(
     optuna.storages.fail_stale_trials(study)
     _end_runs([t for t in study.trials if t.number in was_running and t.state.is_finished()])
     mlflow.set_tag(f"{kind}_study", name)  # its trials may span several runs
+    if not study.trials:
+        _say_earlier_studies(study, f"{tune.study_prefix}-{kind}-h{split.horizon_days}-", progress)
     done = [t for t in study.trials if t.state in COUNTED]
     remaining = max(0, tune.trials - len(done))
     failed = sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)
@@ -309,6 +313,27 @@ def run_study(
     )
 
 
+def _say_earlier_studies(study: optuna.Study, stem: str, progress: Progress) -> None:
+    """A new study beside others of its model and horizon (`stem` + another digest): say so,
+    else the user does not know why its trials start from 0 (or what was left behind)."""
+    earlier = [
+        s
+        for s in optuna.get_all_study_summaries(study._storage, include_best_trial=False)
+        if re.fullmatch(re.escape(stem) + "[0-9a-f]{8}", s.study_name)
+        and s.study_name != study.study_name
+    ]
+    if not earlier:
+        return
+    latest = max(earlier, key=lambda s: s._study_id)  # ids grow as studies are made
+    studies = "study" if len(earlier) == 1 else "studies"
+    trials = "trial" if latest.n_trials == 1 else "trials"
+    progress(
+        f"new study {study.study_name}: the data or settings differ from those of the "
+        f"{len(earlier)} earlier {studies} of this model at this horizon (latest: "
+        f"{latest.study_name}, {latest.n_trials} {trials})"
+    )
+
+
 def _end_runs(stale: Sequence[optuna.trial.FrozenTrial]) -> None:
     """The MLflow runs of trials found stale (their tune was killed outright: no Ctrl-C, no
     SIGTERM) read KILLED, and the parent tune run with them: else they read RUNNING for ever."""
@@ -326,13 +351,22 @@ def _end_runs(stale: Sequence[optuna.trial.FrozenTrial]) -> None:
             continue
 
 
-def study_digest(data_sha256: str, tune: TuneConfig, configs: Sequence[BaseModel]) -> str:
-    """Eight hex digits of what a trial's score depends on: the data, the search space and the
-    configs that shape the rows and models (train: seed, fixed params, snapshots; features;
-    data: mapping, exclusions); not the number of trials."""
+def study_digest(
+    kind: str, data_sha256: str, tune: TuneConfig, configs: Sequence[BaseModel]
+) -> str:
+    """Eight hex digits of what a `kind` trial's score depends on: the data, the search space
+    and the configs that shape the rows and models (train: seed, snapshots, that model's
+    section (`TrainConfig.model_settings`); features; data: mapping, exclusions); not the
+    number of trials."""
     space = json.dumps({k: v.model_dump() for k, v in tune.search_space.items()}, sort_keys=True)
+    settings = [
+        json.dumps(c.model_settings(kind), sort_keys=True)
+        if isinstance(c, TrainConfig)
+        else config_digest(c)
+        for c in configs
+    ]
     # "scores": studies of before 2026-12-05 minimised every metric, AUC too; none is resumed
-    key = " ".join(["scores", data_sha256, space, *(config_digest(c) for c in configs)])
+    key = " ".join(["scores", data_sha256, space, *settings])
     return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
@@ -373,8 +407,8 @@ def run_tuning(
         )
         log_config_files(paths, ("data", "features", "train", "tune"), (config, tune, *configs))
         data = ModelData.of(split, config)  # BG/NBD inputs fitted once for every trial
-        digest = study_digest(provenance["data_sha256"], tune, [config, *configs])
         for kind in FITTERS:
+            digest = study_digest(kind, provenance["data_sha256"], tune, [config, *configs])
             with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 result = run_study(kind, split, data, config, tune, storage, digest, progress)
