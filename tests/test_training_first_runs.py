@@ -220,6 +220,20 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     assert len(parents) == 2
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 2  # one nested run per new trial: one churn, one ltv
+    # the study minimises tweedie, the gate judges Gini: the parent restates the best trial's
+    # validation metrics the gate reads (its trial may be of the earlier tune), and says so
+    for kind, name, gate in (("churn", study, "roc_auc"), ("ltv", ltv_study, "normalized_gini")):
+        best_trial = optuna.load_study(study_name=name, storage=storage).best_trial
+        trial_run = client.get_run(best_trial.user_attrs["mlflow_run_id"]).data.metrics
+        for metric in {"churn": ("roc_auc", "expected_calibration_error"),
+                       "ltv": ("normalized_gini", "spearman")}[kind]:  # fmt: skip
+            restated = parents[0].data.metrics[f"best_{kind}_validation_{metric}"]
+            assert restated == trial_run[f"{kind}_{metric}"]
+        shown = f"{parents[0].data.metrics[f'best_{kind}_validation_{gate}']:.4f}"
+        assert f"{kind}: the best trial's validation {gate} {shown} (the study" in again.stderr
+    assert "(the study minimises tweedie; the gate judges normalized_gini on the test" in (
+        again.stderr
+    )
     # provenance, as a training run has it, on the parent and on each trial
     data = file_sha256(home / "data/sample/transactions.csv", home / "data/sample/customers.csv")
     tags = parents[0].data.tags

@@ -33,7 +33,7 @@ from crm_ltv.features.config import ConfigError, config_digest, config_digests
 from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
 from crm_ltv.training import plots
-from crm_ltv.training.config import TrainConfig, TuneConfig
+from crm_ltv.training.config import GateConfig, TrainConfig, TuneConfig
 from crm_ltv.training.datasets import TimeSplit
 from crm_ltv.training.models import higher_is_better, watched_metric
 from crm_ltv.training.pipeline import ModelData, evaluate, fit_churn, fit_ltv
@@ -59,6 +59,9 @@ FITTERS = {"churn": fit_churn, "ltv": fit_ltv}
 # Trials that count towards the target: a failed or interrupted one is run again
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 MLFLOW_RUN = "mlflow_run_id"  # a trial's user attribute: the MLflow run it logs to
+# A complete trial's user attribute: its validation metrics as the gate names them (the study
+# minimises tweedie, the gate judges normalized Gini): the parent run restates the best one's
+VALIDATION = "validation_metrics"
 # A running trial records a heartbeat this often; one silent for the grace period was killed
 # (SIGKILL, a lost machine) and is failed when a tune next opens its study, so it is reported
 # and not left RUNNING forever. Several tunes may share a study: a live one keeps beating.
@@ -76,6 +79,7 @@ class StudyResult:
     pruned: int
     ran: int  # trials this command ran that count (completed or pruned)
     to_go: int  # trials the study lacked as this command started (0: it had its target)
+    best_metrics: dict[str, float]  # the best trial's validation metrics, gate names (`evaluate`)
 
 
 def suggest_params(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
@@ -183,13 +187,16 @@ def _objective(
                 )
                 mlflow.set_tag("trial_state", "pruned")
             else:
-                metrics = _validation_metrics(kind, model, split, data)
+                metrics = {
+                    k: readable(v) for k, v in _validation_metrics(kind, model, split, data).items()
+                }
+                trial.set_user_attr(VALIDATION, metrics)
                 mlflow.log_metrics(
                     {
                         f"validation_{metric}": round(model.validation_score_, 6),
                         "rounds": model.best_iteration_,
                         # the names (and digits) of the training runs' children, to compare
-                        **{f"{kind}_{k}": readable(v) for k, v in metrics.items()},
+                        **{f"{kind}_{k}": v for k, v in metrics.items()},
                     }
                 )
                 mlflow.set_tag("trial_state", "complete")
@@ -310,6 +317,7 @@ def run_study(
         states.count(optuna.trial.TrialState.PRUNED),
         len(ran),
         remaining,
+        dict(study.best_trial.user_attrs.get(VALIDATION, {})),
     )
 
 
@@ -415,13 +423,28 @@ def run_tuning(
             results[kind] = result
             mlflow.log_params({f"best_{kind}_{k}": v for k, v in result.best_params.items()})
             mlflow.log_param(f"{kind}_validation_metric", result.metric)
+            gate: GateConfig = getattr(config.promotion, kind)
+            judged = {
+                m: result.best_metrics[m]
+                for m in (gate.compare, *gate.thresholds)
+                if m in result.best_metrics
+            }
             mlflow.log_metrics(
                 {
                     f"best_{kind}_validation_{result.metric}": round(result.best_value, 6),
+                    # what the gate judges (on the test snapshot), on the validation snapshot
+                    **{f"best_{kind}_validation_{m}": v for m, v in judged.items()},
                     f"{kind}_trials_complete": result.completed,
                     f"{kind}_trials_pruned": result.pruned,
                 }
             )
+            if gate.compare in judged:
+                way = "maximises" if higher_is_better(result.metric) else "minimises"
+                progress(
+                    f"{kind}: the best trial's validation {gate.compare} "
+                    f"{judged[gate.compare]:.4f} (the study {way} {result.metric}; the gate "
+                    f"judges {gate.compare} on the test snapshot)"
+                )
         if not any(r.to_go for r in results.values()):
             described = mlflow.get_run(run.info.run_id).data.tags.get("mlflow.note.content", "")
             mlflow.set_tag(
