@@ -220,6 +220,20 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     assert len(parents) == 2
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 2  # one nested run per new trial: one churn, one ltv
+    # the study minimises tweedie, the gate judges Gini: the parent restates the best trial's
+    # validation metrics the gate reads (its trial may be of the earlier tune), and says so
+    for kind, name, gate in (("churn", study, "roc_auc"), ("ltv", ltv_study, "normalized_gini")):
+        best_trial = optuna.load_study(study_name=name, storage=storage).best_trial
+        trial_run = client.get_run(best_trial.user_attrs["mlflow_run_id"]).data.metrics
+        for metric in {"churn": ("roc_auc", "expected_calibration_error"),
+                       "ltv": ("normalized_gini", "spearman")}[kind]:  # fmt: skip
+            restated = parents[0].data.metrics[f"best_{kind}_validation_{metric}"]
+            assert restated == trial_run[f"{kind}_{metric}"]
+        shown = f"{parents[0].data.metrics[f'best_{kind}_validation_{gate}']:.4f}"
+        assert f"{kind}: the best trial's validation {gate} {shown} (the study" in again.stderr
+    assert "(the study minimises tweedie; the gate judges normalized_gini on the test" in (
+        again.stderr
+    )
     # provenance, as a training run has it, on the parent and on each trial
     data = file_sha256(home / "data/sample/transactions.csv", home / "data/sample/customers.csv")
     tags = parents[0].data.tags
@@ -300,6 +314,43 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     moved.write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match="tuned for a 90-day horizon, not 60; delete it"):
         _tuned_params(Paths(home), 60, lambda _: None)
+
+
+def test_a_pruned_trials_run_has_how_far_it_got(tmp_path):
+    """Pruned trials' runs had their params and no metric, while Optuna kept their value and
+    the console said it: they carry it as complete ones do, and the round it was pruned at."""
+    import optuna
+
+    home = new_home(tmp_path)
+    tune = yaml.safe_load((home / "configs/tune.yaml").read_text())
+    # pruned from the first report on: a slow learning rate is behind the median at once
+    tune.update(pruning_warmup_rounds=0, report_every_rounds=5)
+    tune["search_space"]["learning_rate"] = {"low": 0.005, "high": 0.3, "log": True}
+    (home / "configs/tune.yaml").write_text(yaml.safe_dump(tune))
+    assert run(home, "data", "--n-customers", "400").returncode == 0
+    tuned = run(home, "tune", "--trials", "6")
+    assert tuned.returncode == 0, tuned.stderr
+    said = re.findall(r"(churn|ltv) trial (\d+): pruned at round (\d+)", tuned.stderr)
+    assert {kind for kind, _, _ in said} == {"churn", "ltv"}, tuned.stderr
+    client = mlflow_client(home)
+    experiment = client.get_experiment_by_name("crm-ltv")
+    runs = client.search_runs([experiment.experiment_id], "tags.kind = 'trial'")
+    pruned = {
+        (r.data.params["model"], r.data.params["trial"]): r
+        for r in runs
+        if r.data.tags["trial_state"] == "pruned"
+    }
+    assert set(pruned) == {(kind, number) for kind, number, _ in said}
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    for kind, number, at in said:
+        metrics = pruned[kind, number].data.metrics
+        [study] = re.findall(rf"study (crm-ltv-{kind}-h90-[0-9a-f]{{8}})", tuned.stderr)
+        trial = optuna.load_study(study_name=study, storage=storage).trials[int(number)]
+        assert trial.state == optuna.trial.TrialState.PRUNED
+        metric = {"churn": "auc", "ltv": "tweedie"}[kind]
+        best = trial.intermediate_values[int(at)]  # the best so far, as reported
+        assert metrics[f"validation_{metric}"] == pytest.approx(best, abs=1e-6)
+        assert metrics["pruned_at_round"] == int(at) and 1 <= metrics["rounds"] <= int(at)
 
 
 def test_a_moved_or_copied_home_is_said_for_what_it_is(tmp_path, monkeypatch, capsys):
@@ -392,9 +443,9 @@ def test_a_study_resumes_only_on_the_same_data_and_settings(
     tune = load_config(TuneConfig, CONFIGS / "tune.yaml")
     configs = [train_config, feature_config, data_config]
 
-    def digest(data="a" * 64, tune=tune, **change):
-        return study_digest(data, tune, [c.model_copy(update=change.get(type(c).__name__, {}))
-                                         for c in configs])  # fmt: skip
+    def digest(data="a" * 64, tune=tune, kind="churn", **change):
+        return study_digest(kind, data, tune, [c.model_copy(update=change.get(
+            type(c).__name__, {})) for c in configs])  # fmt: skip
 
     same = digest()
     assert same == digest(tune=tune.model_copy(update={"trials": 99}))  # more trials: resume
@@ -409,6 +460,55 @@ def test_a_study_resumes_only_on_the_same_data_and_settings(
     space = dict(tune.search_space)
     space["learning_rate"] = space["learning_rate"].model_copy(update={"high": 0.3})
     assert same != digest(tune=tune.model_copy(update={"search_space": space}))
+    # each model's study reads its own section, not the other's: a new churn half-life (or
+    # calibration) made a new LTV study that repeated the old one's trials exactly
+    churn, ltv = train_config.churn, train_config.ltv
+    for kind, own, other in (("churn", "churn", "ltv"), ("ltv", "ltv", "churn")):
+        before = digest(kind=kind)
+        section = {"churn": churn, "ltv": ltv}
+        assert before == digest(kind=kind, TrainConfig={other: section[other].model_copy(
+            update={"cutoff_half_life_days": 30.0, "n_estimators": 7})})  # fmt: skip
+        assert before != digest(kind=kind, TrainConfig={own: section[own].model_copy(
+            update={"cutoff_half_life_days": 30.0})})  # fmt: skip
+        assert before != digest(kind=kind, TrainConfig={"seed": 7})  # read by both
+        # level.per_window: only whether it names this model
+        level = train_config.level
+        moved = tuple(k for k in ("churn", "ltv") if (k in level.per_window) != (k == other))
+        assert before == digest(kind=kind, TrainConfig={"level": level.model_copy(
+            update={"per_window": moved})})  # fmt: skip
+        mine = tuple(k for k in ("churn", "ltv") if (k in level.per_window) != (k == own))
+        assert before != digest(kind=kind, TrainConfig={"level": level.model_copy(
+            update={"per_window": mine})})  # fmt: skip
+    isotonic = {"churn": churn.model_copy(update={"calibration": "isotonic"})}
+    assert same != digest(TrainConfig=isotonic)  # calibration is churn's
+    assert digest(kind="ltv") == digest(kind="ltv", TrainConfig=isotonic)
+
+
+def test_a_setting_of_one_model_starts_a_new_study_of_that_model_only_and_says_so(tmp_path):
+    """A new churn half-life made a new LTV study too, whose trials repeated the old one's
+    exactly; and a new study started from 0 trials without a word on why."""
+    home = new_home(tmp_path)
+    tune = yaml.safe_load((home / "configs/tune.yaml").read_text())
+    tune["search_space"]["learning_rate"] = {"low": 0.2, "high": 0.3}  # few rounds: fast trials
+    (home / "configs/tune.yaml").write_text(yaml.safe_dump(tune))
+    assert run(home, "data", "--n-customers", "400").returncode == 0
+    first = run(home, "tune", "--trials", "1")
+    assert first.returncode == 0, first.stderr
+    assert "new study" not in first.stderr  # none before it
+    [churn, ltv] = re.findall(r"study (crm-ltv-(?:churn|ltv)-h90-[0-9a-f]{8}) \(", first.stderr)
+    train = yaml.safe_load((home / "configs/train.yaml").read_text())
+    train["churn"]["cutoff_half_life_days"] = 60
+    (home / "configs/train.yaml").write_text(yaml.safe_dump(train))
+    again = run(home, "tune", "--trials", "1")
+    assert again.returncode == 0, again.stderr
+    resumed = rf"study {ltv} \(minimize validation tweedie\): 1 trials? done, 0 to go"
+    assert re.search(resumed, again.stderr)
+    [new] = re.findall(r"study (crm-ltv-churn-h90-[0-9a-f]{8}) \(", again.stderr)
+    assert new != churn
+    assert (
+        f"new study {new}: the data or settings differ from those of the 1 earlier study of "
+        f"this model at this horizon (latest: {churn}, 1 trial)"
+    ) in again.stderr
 
 
 def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path):

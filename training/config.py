@@ -293,6 +293,15 @@ class TrainConfig(FrozenConfig):
         them, for the one-process and the Dask fits alike."""
         return self.churn if kind == "churn" else self.ltv
 
+    def model_settings(self, kind: str) -> dict[str, Any]:
+        """The values the churn or LTV model's fit reads, for its tuning study's digest: a
+        change of the other model's section (or of its place in `level.per_window`) left a
+        new study repeating the old one's trials exactly. Not `not_in_digest` either."""
+        other = "ltv" if kind == "churn" else "churn"
+        values = self.model_dump(mode="json", exclude={*self.not_in_digest, other})
+        values["level"]["per_window"] = kind in self.level.per_window
+        return values
+
 
 class ParamRange(FrozenConfig):
     low: float

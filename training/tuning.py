@@ -5,8 +5,9 @@ Each trial calls the same `fit_churn` / `fit_ltv` as `make train` and is a neste
 under one parent run (Optuna's own MLflow callback does not open that parent). Studies live in
 optuna.db, so an interrupted study resumes; `trials` is the target per study, not an increment.
 A study's name carries a digest of what its trials' scores depend on (the data, the search
-space, the train, features and data configs): a tune on other data or settings starts a new
-study instead of extending one whose trials it could not compare with.
+space, the train settings that model reads, the features and data configs): a tune on other
+data or settings starts a new study instead of extending one whose trials it could not compare
+with; a change to the other model's settings leaves it alone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
@@ -31,7 +33,7 @@ from crm_ltv.features.config import ConfigError, config_digest, config_digests
 from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
 from crm_ltv.training import plots
-from crm_ltv.training.config import TrainConfig, TuneConfig
+from crm_ltv.training.config import GateConfig, TrainConfig, TuneConfig
 from crm_ltv.training.datasets import TimeSplit
 from crm_ltv.training.models import higher_is_better, watched_metric
 from crm_ltv.training.pipeline import ModelData, evaluate, fit_churn, fit_ltv
@@ -57,6 +59,9 @@ FITTERS = {"churn": fit_churn, "ltv": fit_ltv}
 # Trials that count towards the target: a failed or interrupted one is run again
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 MLFLOW_RUN = "mlflow_run_id"  # a trial's user attribute: the MLflow run it logs to
+# A complete trial's user attribute: its validation metrics as the gate names them (the study
+# minimises tweedie, the gate judges normalized Gini): the parent run restates the best one's
+VALIDATION = "validation_metrics"
 # A running trial records a heartbeat this often; one silent for the grace period was killed
 # (SIGKILL, a lost machine) and is failed when a tune next opens its study, so it is reported
 # and not left RUNNING forever. Several tunes may share a study: a live one keeps beating.
@@ -74,6 +79,7 @@ class StudyResult:
     pruned: int
     ran: int  # trials this command ran that count (completed or pruned)
     to_go: int  # trials the study lacked as this command started (0: it had its target)
+    best_metrics: dict[str, float]  # the best trial's validation metrics, gate names (`evaluate`)
 
 
 def suggest_params(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
@@ -84,6 +90,17 @@ def suggest_params(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
         else:
             params[name] = trial.suggest_float(name, space.low, space.high, log=space.log)
     return params
+
+
+class Pruned(optuna.TrialPruned):
+    """A pruned trial with what it reached: its run logs these as a complete trial's
+    (`validation_<metric>`, `rounds`), not only its params."""
+
+    def __init__(self, metric: str, value: float, best_round: int, at_round: int) -> None:
+        super().__init__(f"pruned at round {at_round} (best valid {metric} so far {value:.5f})")
+        self.value = value
+        self.best_round = best_round  # the round of `value`, as a complete trial's `rounds`
+        self.at_round = at_round
 
 
 def pruning_callback(trial: optuna.Trial, every: int) -> Callable[[Any], None]:
@@ -99,15 +116,13 @@ def pruning_callback(trial: optuna.Trial, every: int) -> Callable[[Any], None]:
         if not watched:
             return
         metric, value = watched[0]
-        if "value" not in best or (value > best["value"] if higher else value < best["value"]):
-            best["value"] = value
         step = env.iteration + 1
+        if "value" not in best or (value > best["value"] if higher else value < best["value"]):
+            best["value"], best["round"] = value, step
         if step % every == 0:
             trial.report(best["value"], step)
             if trial.should_prune():
-                raise optuna.TrialPruned(
-                    f"pruned at round {step} (best valid {metric} so far {best['value']:.5f})"
-                )
+                raise Pruned(metric, best["value"], int(best["round"]), step)
 
     return callback
 
@@ -145,7 +160,7 @@ def _objective(
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune)
-        pruned: optuna.TrialPruned | None = None
+        pruned: Pruned | None = None
         with killable_run(
             run_name=f"{kind}-trial-{trial.number}",
             nested=True,
@@ -160,17 +175,28 @@ def _objective(
                 model = FITTERS[kind](
                     split, data, config, params, [pruning_callback(trial, tune.report_every_rounds)]
                 )
-            except optuna.TrialPruned as exc:
+            except Pruned as exc:
                 pruned = exc
+                # how far it got, under a complete trial's names; then marked pruned
+                mlflow.log_metrics(
+                    {
+                        f"validation_{metric}": round(exc.value, 6),
+                        "rounds": exc.best_round,
+                        "pruned_at_round": exc.at_round,
+                    }
+                )
                 mlflow.set_tag("trial_state", "pruned")
             else:
-                metrics = _validation_metrics(kind, model, split, data)
+                metrics = {
+                    k: readable(v) for k, v in _validation_metrics(kind, model, split, data).items()
+                }
+                trial.set_user_attr(VALIDATION, metrics)
                 mlflow.log_metrics(
                     {
                         f"validation_{metric}": round(model.validation_score_, 6),
                         "rounds": model.best_iteration_,
                         # the names (and digits) of the training runs' children, to compare
-                        **{f"{kind}_{k}": readable(v) for k, v in metrics.items()},
+                        **{f"{kind}_{k}": v for k, v in metrics.items()},
                     }
                 )
                 mlflow.set_tag("trial_state", "complete")
@@ -230,6 +256,8 @@ def run_study(
     optuna.storages.fail_stale_trials(study)
     _end_runs([t for t in study.trials if t.number in was_running and t.state.is_finished()])
     mlflow.set_tag(f"{kind}_study", name)  # its trials may span several runs
+    if not study.trials:
+        _say_earlier_studies(study, f"{tune.study_prefix}-{kind}-h{split.horizon_days}-", progress)
     done = [t for t in study.trials if t.state in COUNTED]
     remaining = max(0, tune.trials - len(done))
     failed = sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)
@@ -289,6 +317,28 @@ def run_study(
         states.count(optuna.trial.TrialState.PRUNED),
         len(ran),
         remaining,
+        dict(study.best_trial.user_attrs.get(VALIDATION, {})),
+    )
+
+
+def _say_earlier_studies(study: optuna.Study, stem: str, progress: Progress) -> None:
+    """A new study beside others of its model and horizon (`stem` + another digest): say so,
+    else the user does not know why its trials start from 0 (or what was left behind)."""
+    earlier = [
+        s
+        for s in optuna.get_all_study_summaries(study._storage, include_best_trial=False)
+        if re.fullmatch(re.escape(stem) + "[0-9a-f]{8}", s.study_name)
+        and s.study_name != study.study_name
+    ]
+    if not earlier:
+        return
+    latest = max(earlier, key=lambda s: s._study_id)  # ids grow as studies are made
+    studies = "study" if len(earlier) == 1 else "studies"
+    trials = "trial" if latest.n_trials == 1 else "trials"
+    progress(
+        f"new study {study.study_name}: the data or settings differ from those of the "
+        f"{len(earlier)} earlier {studies} of this model at this horizon (latest: "
+        f"{latest.study_name}, {latest.n_trials} {trials})"
     )
 
 
@@ -309,13 +359,22 @@ def _end_runs(stale: Sequence[optuna.trial.FrozenTrial]) -> None:
             continue
 
 
-def study_digest(data_sha256: str, tune: TuneConfig, configs: Sequence[BaseModel]) -> str:
-    """Eight hex digits of what a trial's score depends on: the data, the search space and the
-    configs that shape the rows and models (train: seed, fixed params, snapshots; features;
-    data: mapping, exclusions); not the number of trials."""
+def study_digest(
+    kind: str, data_sha256: str, tune: TuneConfig, configs: Sequence[BaseModel]
+) -> str:
+    """Eight hex digits of what a `kind` trial's score depends on: the data, the search space
+    and the configs that shape the rows and models (train: seed, snapshots, that model's
+    section (`TrainConfig.model_settings`); features; data: mapping, exclusions); not the
+    number of trials."""
     space = json.dumps({k: v.model_dump() for k, v in tune.search_space.items()}, sort_keys=True)
+    settings = [
+        json.dumps(c.model_settings(kind), sort_keys=True)
+        if isinstance(c, TrainConfig)
+        else config_digest(c)
+        for c in configs
+    ]
     # "scores": studies of before 2026-12-05 minimised every metric, AUC too; none is resumed
-    key = " ".join(["scores", data_sha256, space, *(config_digest(c) for c in configs)])
+    key = " ".join(["scores", data_sha256, space, *settings])
     return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
@@ -356,21 +415,36 @@ def run_tuning(
         )
         log_config_files(paths, ("data", "features", "train", "tune"), (config, tune, *configs))
         data = ModelData.of(split, config)  # BG/NBD inputs fitted once for every trial
-        digest = study_digest(provenance["data_sha256"], tune, [config, *configs])
         for kind in FITTERS:
+            digest = study_digest(kind, provenance["data_sha256"], tune, [config, *configs])
             with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 result = run_study(kind, split, data, config, tune, storage, digest, progress)
             results[kind] = result
             mlflow.log_params({f"best_{kind}_{k}": v for k, v in result.best_params.items()})
             mlflow.log_param(f"{kind}_validation_metric", result.metric)
+            gate: GateConfig = getattr(config.promotion, kind)
+            judged = {
+                m: result.best_metrics[m]
+                for m in (gate.compare, *gate.thresholds)
+                if m in result.best_metrics
+            }
             mlflow.log_metrics(
                 {
                     f"best_{kind}_validation_{result.metric}": round(result.best_value, 6),
+                    # what the gate judges (on the test snapshot), on the validation snapshot
+                    **{f"best_{kind}_validation_{m}": v for m, v in judged.items()},
                     f"{kind}_trials_complete": result.completed,
                     f"{kind}_trials_pruned": result.pruned,
                 }
             )
+            if gate.compare in judged:
+                way = "maximises" if higher_is_better(result.metric) else "minimises"
+                progress(
+                    f"{kind}: the best trial's validation {gate.compare} "
+                    f"{judged[gate.compare]:.4f} (the study {way} {result.metric}; the gate "
+                    f"judges {gate.compare} on the test snapshot)"
+                )
         if not any(r.to_go for r in results.values()):
             described = mlflow.get_run(run.info.run_id).data.tags.get("mlflow.note.content", "")
             mlflow.set_tag(
