@@ -345,16 +345,14 @@ def _free_port(host: str, port: int) -> None:
 
 def _writable(path: Path, option: str) -> Path:
     """`path` as an output: refused before any work when it is a folder or its folder cannot
-    be made or written (not after minutes of scoring)."""
+    be made or written (not after minutes of scoring). Nothing is made yet: `_write_table`
+    makes the folder when it writes, so a command that fails first (a mistyped --home) leaves
+    no empty data/ behind."""
     from crm_ltv.features.config import ConfigError
     from crm_ltv.features.paths import write_refused
 
     if path.is_dir():
         raise ConfigError(f"{option} {path}: is a folder; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{option} {path}: cannot make its folder ({exc.strerror})") from None
     refused = write_refused(path)
     if refused is not None:
         raise ConfigError(f"{option}: {refused}")
@@ -366,6 +364,7 @@ def _write_table(frame: pd.DataFrame, path: Path, **options: object) -> None:
     leaves the earlier file: features.paths.replaced_whole)."""
     from crm_ltv.features.paths import replaced_whole
 
+    path.parent.mkdir(parents=True, exist_ok=True)  # `_writable` checked it can be
     with replaced_whole(path) as part:
         if path.suffix.lower() == ".csv":
             frame.to_csv(part, **options)
