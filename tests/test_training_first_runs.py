@@ -585,3 +585,19 @@ def test_a_first_run_beaten_to_the_alias_tags_and_says_what_happened(tmp_path, m
     assert moved.returncode == 0, moved.stderr
     assert "warning: ltv v1 was held back by its run's gate: " in moved.stderr, moved.stderr
     assert "but champion moved to v2 meanwhile" in moved.stderr
+
+
+def test_a_booster_cut_to_one_round_trains_and_says_so(tmp_path):
+    """Tuned params under which no tree splits (Online Retail II's first year): early stopping
+    keeps one round with no gain. The run failed on its importance figure, and said "1 rounds"."""
+    home = new_home(tmp_path)
+    without_baseline_gate(home)
+    assert run(home, "data", "--n-customers", "400").returncode == 0
+    tuned = {"horizon_days": 90, "churn": {"min_data_in_leaf": 10**6}, "ltv": {},
+             "studies": {"churn": "by hand", "ltv": "by hand"}}  # fmt: skip
+    (home / "reports").mkdir()
+    (home / "reports/best_params_h90.json").write_text(json.dumps(tuned))
+    trained = run(home, "train")
+    assert trained.returncode == 0, trained.stderr
+    assert "churn model: 1 round (early stopping found no correction" in trained.stderr
+    assert "Traceback" not in trained.stderr

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from crm_ltv.features.config import ConfigError, config_digest, config_digests
 from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
+from crm_ltv.features.wording import plural
 from crm_ltv.training import plots
 from crm_ltv.training.config import TrainConfig, TuneConfig
 from crm_ltv.training.datasets import TimeSplit
@@ -179,7 +180,7 @@ def _objective(
             raise pruned
         progress(
             f"{kind} trial {trial.number}: valid {metric} {model.validation_score_:.5f} in "
-            f"{model.best_iteration_} rounds"
+            f"{plural(model.best_iteration_, 'round')}"
         )
         return model.validation_score_
 
@@ -235,7 +236,7 @@ def run_study(
     failed = sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)
     running = sum(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)
     progress(
-        f"study {name} ({direction} validation {metric}): {len(done)} trials done, "
+        f"study {name} ({direction} validation {metric}): {plural(len(done), 'trial')} done, "
         f"{remaining} to go"
         + (f" ({failed} failed or interrupted, not counted)" if failed else "")
         + (
@@ -339,10 +340,11 @@ def run_tuning(
     watched = ", ".join(f"{kind}: {study_metric(kind, config)}" for kind in FITTERS)
     results = {}
     description = (
-        f"Optuna search of the churn and LTV models' parameters ({tune.trials} trials each, "
-        f"{split.horizon_days}-day horizon), judged by the validation metric their early "
-        f"stopping watches ({watched}); one child run per trial. The best parameters (`best_*`) "
-        f"go to reports/{paths.best_params_file(split.horizon_days).name}, which the next "
+        "Optuna search of the churn and LTV models' parameters "
+        f"({plural(tune.trials, 'trial')} each, {split.horizon_days}-day horizon), judged by "
+        f"the validation metric their early stopping watches ({watched}); one child run per "
+        "trial. The best parameters (`best_*`) go to "
+        f"reports/{paths.best_params_file(split.horizon_days).name}, which the next "
         "`make train` at this horizon uses."
     )
     with killable_run(
@@ -375,11 +377,13 @@ def run_tuning(
             described = mlflow.get_run(run.info.run_id).data.tags.get("mlflow.note.content", "")
             mlflow.set_tag(
                 "mlflow.note.content",
-                f"No trial run: every study had its {tune.trials} trials already (raise "
+                f"No trial run: every study had its {plural(tune.trials, 'trial')} already (raise "
                 "`--trials` for more); the best parameters of the studies are restated. "
                 + described,
             )
-            progress(f"every study had its {tune.trials} trials: none run (raise --trials)")
+            progress(
+                f"every study had its {plural(tune.trials, 'trial')}: none run (raise --trials)"
+            )
         saved = {
             "horizon_days": split.horizon_days,
             "data_sha256": provenance["data_sha256"],
