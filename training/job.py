@@ -171,13 +171,13 @@ def run_training(
         progress("LTV:CAC by channel and the MLflow datasets: not on Dask (the rows stay there)")
     truth = load_truth_dropout(paths, inputs, split)
     experiment_id = setup_tracking(
-        paths, config.registry.experiment, run_log.experiment_description()
+        paths, config.registry.experiment, run_log.experiment_description(), progress
     )
     with killable_run(experiment_id=experiment_id, run_name=f"train-h{horizon}") as run:
         mlflow.set_tag("kind", "training")
         provenance = _log_provenance(inputs, paths, config, feature_config, split, tuned or {})
         datasets = [] if on_cluster else input_datasets(inputs)
-        log_datasets(datasets, "training")
+        log_datasets(datasets, "training", progress)
         models = fit(split, config, tuned, progress)
         bundle = replace(
             models.bundle,

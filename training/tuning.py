@@ -335,7 +335,9 @@ def run_tuning(
     # ERROR: a failed or interrupted trial is the command's own one-line error, not Optuna's
     # warning with a traceback
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    experiment_id = setup_tracking(paths, config.registry.experiment, experiment_description())
+    experiment_id = setup_tracking(
+        paths, config.registry.experiment, experiment_description(), progress
+    )
     storage = f"sqlite:///{paths.optuna_db}"
     watched = ", ".join(f"{kind}: {study_metric(kind, config)}" for kind in FITTERS)
     results = {}
@@ -352,7 +354,7 @@ def run_tuning(
     ) as run:
         mlflow.set_tag("kind", "tuning")
         provenance = log_provenance(*input_sources(inputs))
-        log_datasets(input_datasets(inputs), "tuning")
+        log_datasets(input_datasets(inputs), "tuning", progress)
         mlflow.log_params(
             {"trials": tune.trials, "horizon_days": split.horizon_days, "seed": config.seed}
         )
