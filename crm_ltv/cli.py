@@ -1263,22 +1263,23 @@ def tune(
         load_config(TuneConfig, paths.config_file("tune")), "--trials", trials=trials
     )
     progress = Progress()
-    inputs = _read_inputs(
-        paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
-    )
-    from crm_ltv.features.inputs import require_purchases
-
-    require_purchases(inputs.transactions, TRAIN_ON_NOTHING)
-    from crm_ltv.training.job import split_inputs
-    from crm_ltv.training.tuning import run_tuning
-
-    split = split_inputs(inputs, config, feature_config, progress)
+    read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
     kept = (
         f"the finished trials are kept in {paths.optuna_db}; the same command resumes the "
         "studies (the interrupted trial is run again)"
     )
+    # the reading and the split too, as in `train`: seconds on a large file, where a stop
+    # was exit 130 with no line, or lost under an inherited SIG_IGN (a background job)
     with _interruptible(kept):
+        inputs = _read_inputs(paths, progress, *read)
+        from crm_ltv.features.inputs import require_purchases
+
+        require_purchases(inputs.transactions, TRAIN_ON_NOTHING)
+        from crm_ltv.training.job import split_inputs
+        from crm_ltv.training.tuning import run_tuning
+
+        split = split_inputs(inputs, config, feature_config, progress)
         results = run_tuning(
             split, inputs, paths, config, tune_config, progress, [feature_config, data_config]
         )
