@@ -345,16 +345,14 @@ def _free_port(host: str, port: int) -> None:
 
 def _writable(path: Path, option: str) -> Path:
     """`path` as an output: refused before any work when it is a folder or its folder cannot
-    be made or written (not after minutes of scoring)."""
+    be made or written (not after minutes of scoring). Nothing is made yet: `_write_table`
+    makes the folder when it writes, so a command that fails first (a mistyped --home) leaves
+    no empty data/ behind."""
     from crm_ltv.features.config import ConfigError
     from crm_ltv.features.paths import write_refused
 
     if path.is_dir():
         raise ConfigError(f"{option} {path}: is a folder; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{option} {path}: cannot make its folder ({exc.strerror})") from None
     refused = write_refused(path)
     if refused is not None:
         raise ConfigError(f"{option}: {refused}")
@@ -366,6 +364,7 @@ def _write_table(frame: pd.DataFrame, path: Path, **options: object) -> None:
     leaves the earlier file: features.paths.replaced_whole)."""
     from crm_ltv.features.paths import replaced_whole
 
+    path.parent.mkdir(parents=True, exist_ok=True)  # `_writable` checked it can be
     with replaced_whole(path) as part:
         if path.suffix.lower() == ".csv":
             frame.to_csv(part, **options)
@@ -1264,22 +1263,23 @@ def tune(
         load_config(TuneConfig, paths.config_file("tune")), "--trials", trials=trials
     )
     progress = Progress()
-    inputs = _read_inputs(
-        paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
-    )
-    from crm_ltv.features.inputs import require_purchases
-
-    require_purchases(inputs.transactions, TRAIN_ON_NOTHING)
-    from crm_ltv.training.job import split_inputs
-    from crm_ltv.training.tuning import run_tuning
-
-    split = split_inputs(inputs, config, feature_config, progress)
+    read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
     kept = (
         f"the finished trials are kept in {paths.optuna_db}; the same command resumes the "
         "studies (the interrupted trial is run again)"
     )
+    # the reading and the split too, as in `train`: seconds on a large file, where a stop
+    # was exit 130 with no line, or lost under an inherited SIG_IGN (a background job)
     with _interruptible(kept):
+        inputs = _read_inputs(paths, progress, *read)
+        from crm_ltv.features.inputs import require_purchases
+
+        require_purchases(inputs.transactions, TRAIN_ON_NOTHING)
+        from crm_ltv.training.job import split_inputs
+        from crm_ltv.training.tuning import run_tuning
+
+        split = split_inputs(inputs, config, feature_config, progress)
         results = run_tuning(
             split, inputs, paths, config, tune_config, progress, [feature_config, data_config]
         )

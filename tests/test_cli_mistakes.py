@@ -671,3 +671,22 @@ def test_a_misspelt_home_gets_no_new_store_and_says_so(tmp_path, argv):
     )
     assert said in done.stderr, done.stderr
     assert not missing.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["features"],
+        ["features", "--out", "{home}/out/features.csv"],
+        ["score", "--as-of", "2025-01-01", "--out", "{home}/out/scores.csv"],
+    ],
+    ids=["features", "features --out", "score --out"],
+)
+def test_a_mistyped_home_is_left_unmade(tmp_path, args):
+    """`--home` with a typo failed (no transactions there) but left {home}/data made: output
+    folders are made when the command writes, not when it checks them."""
+    home = tmp_path / "x" / "nonexist"
+    argv = ["--home", str(home), *(a.format(home=home) for a in args)]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2 and "error: " in result.output, result.output
+    assert not (tmp_path / "x").exists()

@@ -189,3 +189,24 @@ def test_the_value_model_learns_the_rows_that_weigh(objective, refit):
         for booster in model.boosters():  # the raw score at x = 0.1 and 0.9
             low, high = booster.predict(model.encode(grid), raw_score=True)
             assert direction * (high - low) > 1.0, (objective, refit, direction, low, high)
+
+
+def test_a_booster_with_no_gain_gets_an_importance_figure(small_split):
+    """Early stopping that keeps one round of trees with no split (Online Retail II's first
+    year with tuned churn params) left every gain 0, and the log-scaled figure failed the run."""
+    import io
+
+    from crm_ltv.training import plots
+
+    names = small_split.feature_names
+    model = ChurnModel(params={"min_data_in_leaf": 10**6}, n_estimators=3).fit(
+        small_split.train[names],
+        small_split.train["churned"],
+        eval_set=(small_split.valid[names], small_split.valid["churned"]),
+    )
+    booster = model.booster_
+    gain = pd.Series(booster.feature_importance("gain"), index=booster.feature_name())
+    assert (gain == 0).all()
+    figure = plots.importance_plot(gain, "Churn model: feature importance")
+    figure.savefig(io.BytesIO(), format="png")
+    assert "no feature has any gain" in figure.axes[0].texts[0].get_text()

@@ -685,3 +685,55 @@ def test_a_first_run_beaten_to_the_alias_tags_and_says_what_happened(tmp_path, m
     assert moved.returncode == 0, moved.stderr
     assert "warning: ltv v1 was held back by its run's gate: " in moved.stderr, moved.stderr
     assert "but champion moved to v2 meanwhile" in moved.stderr
+
+
+def test_a_booster_cut_to_one_round_trains_and_says_so(tmp_path):
+    """Tuned params under which no tree splits (Online Retail II's first year): early stopping
+    keeps one round with no gain. The run failed on its importance figure, and said "1 rounds"."""
+    home = new_home(tmp_path)
+    without_baseline_gate(home)
+    assert run(home, "data", "--n-customers", "400").returncode == 0
+    tuned = {"horizon_days": 90, "churn": {"min_data_in_leaf": 10**6}, "ltv": {},
+             "studies": {"churn": "by hand", "ltv": "by hand"}}  # fmt: skip
+    (home / "reports").mkdir()
+    (home / "reports/best_params_h90.json").write_text(json.dumps(tuned))
+    trained = run(home, "train")
+    assert trained.returncode == 0, trained.stderr
+    assert "churn model: 1 round (early stopping found no correction" in trained.stderr
+    assert "Traceback" not in trained.stderr
+
+
+def test_tune_stopped_while_it_reads_says_so_as_train_does(tmp_path):
+    """Ctrl-C or SIGTERM while tune reads its inputs and splits them (seconds on a large file)
+    ended it with no `interrupted:` line (SIGTERM: no exit status of its own either), and a
+    SIGINT was lost where the shell started tune with it ignored (a background job)."""
+    home = new_home(tmp_path)
+    assert run(home, "data", "--n-customers", "20000").returncode == 0  # a read of seconds
+    env = {**os.environ, "CRM_LTV_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    cases = [(signal.SIGINT, None, 130), (signal.SIGINT, ignore_sigint, 130),
+             (signal.SIGTERM, None, 143)]  # fmt: skip
+    for signum, before, status in cases:
+        log = tmp_path / "tune.err"
+        with log.open("w") as err:
+            proc = subprocess.Popen(
+                [CLI, "tune", "--trials", "1"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                preexec_fn=before,
+            )
+        deadline = time.monotonic() + 60
+        while "loading transactions" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.02)
+        proc.send_signal(signum)
+        proc.wait(timeout=60)
+        said = log.read_text()
+        assert proc.returncode == status, (signum, before, said)
+        assert "interrupted: the finished trials are kept in" in said, said
+        assert "study crm-ltv" not in said and "Traceback" not in said  # stopped in the read

@@ -52,6 +52,7 @@ from crm_ltv.features.cluster import (
 from crm_ltv.features.config import ConfigError, FeatureConfig
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.snapshots import snapshot_at, stack_snapshots
+from crm_ltv.features.wording import plural
 from crm_ltv.training.baselines import BgNbdFeatures
 from crm_ltv.training.bundle import ModelBundle
 from crm_ltv.training.config import TrainConfig
@@ -192,8 +193,8 @@ def split_on_cluster(
         for name in PARTS
     }
     progress(
-        f"time split: train {len(plan.train)} cutoffs ({rows['train']:,} rows), validation "
-        f"{plan.valid:%Y-%m-%d} ({rows['valid']:,}), test {plan.test:%Y-%m-%d} "
+        f"time split: train {plural(len(plan.train), 'cutoff')} ({rows['train']:,} rows), "
+        f"validation {plan.valid:%Y-%m-%d} ({rows['valid']:,}), test {plan.test:%Y-%m-%d} "
         f"({rows['test']:,}); on the client, samples of {len(parts['train']):,} / "
         f"{len(parts['valid']):,} / {len(parts['test']):,} rows"
     )
@@ -380,7 +381,7 @@ def _fit_booster(
     cut = "" if rounds else ", then cut to the rounds early stopping keeps"
     progress(
         f"training {kind} booster on {rows:,} rows with lightgbm.dask "
-        f"({params['n_estimators']:,} rounds{cut})"
+        f"({plural(params['n_estimators'], 'round')}{cut})"
     )
     beat = _heartbeat(progress, f"training the {kind} booster")
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(), beat:
@@ -411,8 +412,8 @@ def _fit_booster(
         config.ltv.tweedie_variance_power,
     )
     progress(
-        f"{kind} booster: {rounds} of {booster.current_iteration()} rounds kept (best on the "
-        f"validation sample: {metric} {score:.4f})"
+        f"{kind} booster: {rounds} of {plural(booster.current_iteration(), 'round')} kept "
+        f"(best on the validation sample: {metric} {score:.4f})"
     )
     model.best_iteration_, model.validation_score_ = rounds, score
     model.validation_metric_ = metric

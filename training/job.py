@@ -21,6 +21,7 @@ from crm_ltv.features.builders import with_rfm_cuts
 from crm_ltv.features.config import FeatureConfig, config_digest
 from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
+from crm_ltv.features.wording import plural
 from crm_ltv.training import run_log
 from crm_ltv.training.bundle import Kind, ModelBundle
 from crm_ltv.training.config import GateConfig, TrainConfig
@@ -125,14 +126,14 @@ def split_inputs(
     if split.evaluation == OUT_OF_CUSTOMER:
         progress(
             f"history too short for three label windows that do not overlap: training on "
-            f"{len(plan.train)} cutoffs {_span(plan.train)} ({len(split.train):,} rows) with "
-            f"overlapping windows; validation ({len(split.valid):,}) and test "
+            f"{plural(len(plan.train), 'cutoff')} {_span(plan.train)} ({len(split.train):,} "
+            f"rows) with overlapping windows; validation ({len(split.valid):,}) and test "
             f"({len(split.test):,}) are customers held out at {plan.test:%Y-%m-%d}. This "
             f"evaluation is out-of-customer, not out-of-time; horizon {split.horizon_days} days"
         )
     else:
         progress(
-            f"time split: train {len(plan.train)} cutoffs {_span(plan.train)}"
+            f"time split: train {plural(len(plan.train), 'cutoff')} {_span(plan.train)}"
             f" ({len(split.train):,} rows), validation {plan.valid:%Y-%m-%d} "
             f"({len(split.valid):,}), test {plan.test:%Y-%m-%d} ({len(split.test):,}); "
             f"horizon {split.horizon_days} days"
@@ -170,13 +171,13 @@ def run_training(
         progress("LTV:CAC by channel and the MLflow datasets: not on Dask (the rows stay there)")
     truth = load_truth_dropout(paths, inputs, split)
     experiment_id = setup_tracking(
-        paths, config.registry.experiment, run_log.experiment_description()
+        paths, config.registry.experiment, run_log.experiment_description(), progress
     )
     with killable_run(experiment_id=experiment_id, run_name=f"train-h{horizon}") as run:
         mlflow.set_tag("kind", "training")
         provenance = _log_provenance(inputs, paths, config, feature_config, split, tuned or {})
         datasets = [] if on_cluster else input_datasets(inputs)
-        log_datasets(datasets, "training")
+        log_datasets(datasets, "training", progress)
         models = fit(split, config, tuned, progress)
         bundle = replace(
             models.bundle,

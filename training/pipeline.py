@@ -17,6 +17,7 @@ from crm_ltv.features.builders import with_rfm_cuts
 from crm_ltv.features.config import FeatureConfig
 from crm_ltv.features.registry import check_feature_names, feature_registry
 from crm_ltv.features.rfm import RfmCuts
+from crm_ltv.features.wording import plural
 from crm_ltv.training.baselines import BgNbdBaseline, BgNbdFeatures, RfmBaseline
 from crm_ltv.training.bundle import ModelBundle
 from crm_ltv.training.config import BoosterConfig, TrainConfig
@@ -304,10 +305,10 @@ def train_models(
     data = ModelData.of(split, config)
     progress(f"training churn model on {len(split.train):,} rows{_weighing(config.churn)}")
     churn = fit_churn(split, data, config, params.get("churn"))
-    progress(f"churn model: {churn.best_iteration_} rounds{_offset_only(churn, 'churn')}")
+    progress(f"churn model: {plural(churn.best_iteration_, 'round')}{_offset_only(churn, 'churn')}")
     progress(f"training LTV model{_weighing(config.ltv)}")
     ltv = fit_ltv(split, data, config, params.get("ltv"))
-    rounds = f"{ltv.best_iteration_} rounds{_offset_only(ltv, 'value')}"
+    rounds = f"{plural(ltv.best_iteration_, 'round')}{_offset_only(ltv, 'value')}"
     progress(f"LTV model ({config.ltv.objective}): {rounds}")
     progress("fitting baselines: RFM cells, BG/NBD + Gamma-Gamma")
     bundle = build_bundle(split, data, churn, ltv, config)

@@ -98,9 +98,19 @@ def decile_plot(tables: Mapping[str, pd.DataFrame]) -> Figure:
 
 def importance_plot(importance: pd.Series, title: str, top: int = 20) -> Figure:
     """Each feature's share of the total gain, on a log scale: one dominant input (BG/NBD's
-    value in the LTV model) would flatten every other bar on a linear one."""
+    value in the LTV model) would flatten every other bar on a linear one. A booster with no
+    gain at all (early stopping kept one round from BG/NBD's offset, a tree with no split) gets
+    a figure that says so: a log scale of nothing raised and failed the run."""
     share = 100 * importance / max(float(importance.sum()), 1e-12)
     values = share[share > 0].sort_values().tail(top)
+    if values.empty:
+        fig, ax = plt.subplots(figsize=(7, 2.5), dpi=100)
+        ax.set_title(title)
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no feature has any gain: the booster's trees make no split\n"
+                "(early stopping kept no correction to its starting score)",
+                ha="center", va="center", wrap=True)  # fmt: skip
+        return fig
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(values) + 1.5), dpi=100)
     bars = ax.barh(values.index, values.to_numpy())
     ax.bar_label(bars, labels=[f"{v:.1f}%" if v >= 0.1 else f"{v:.2f}%" for v in values],

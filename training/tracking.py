@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,16 +78,22 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 UI_QUERY = "?workflowType=machine_learning"  # the UI's model-training mode (registry in sidebar)
 
 
-def setup_tracking(paths: Paths, experiment: str, description: str | None = None) -> str:
+def setup_tracking(
+    paths: Paths,
+    experiment: str,
+    description: str | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> str:
     """Point MLflow at the project's store; artifacts of new experiments go to mlartifacts/.
     The registry too: MLflow keeps the first registry it resolved in a process, so homes used
     one after another in one process (a backtest) would share one registry. The experiment
-    opens on its runs table in the UI, with `description` on top."""
+    opens on its runs table in the UI, with `description` on top. Making the home's store
+    takes seconds (MLflow's migrations), so `progress` is told."""
     uri = tracking_uri(paths)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     with first_open(uri):
-        _make_home_store(paths, uri)
+        _make_home_store(paths, uri, progress)
         found = mlflow.get_experiment_by_name(experiment)
         if found is None:
             experiment_id = mlflow.create_experiment(
@@ -103,11 +109,14 @@ def setup_tracking(paths: Paths, experiment: str, description: str | None = None
     return experiment_id
 
 
-def _make_home_store(paths: Paths, uri: str) -> None:
+def _make_home_store(
+    paths: Paths, uri: str, progress: Callable[[str], None] = lambda _: None
+) -> None:
     """A new home store with the home's artifact root: MLflow's own first open gave its Default
     experiment ./mlruns of whatever folder the first command ran in (outside the home)."""
     if uri != home_store_uri(paths) or paths.mlflow_db.exists():
         return
+    progress(f"creating the MLflow store {paths.mlflow_db}")
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     SqlAlchemyStore(uri, paths.artifacts_dir.as_uri())
@@ -218,9 +227,16 @@ def input_datasets(inputs: Inputs) -> list[Any]:
     return file_datasets([(n, t.frame, Path(t.report.source)) for n, t in tables])
 
 
-def log_datasets(datasets: Sequence[Any], context: str) -> None:
+def log_datasets(
+    datasets: Sequence[Any], context: str, progress: Callable[[str], None] = lambda _: None
+) -> None:
     """Attach datasets built once by `file_datasets` to the active run. Their schema is
-    inferred then, with MLflow's hint on integer columns (for a model's signature: not one)."""
+    inferred on the first log, with MLflow's hint on integer columns (for a model's signature:
+    not one). It reads every row (Online Retail II's 794,244 lines: 5.5 s), so the first log
+    tells `progress`."""
+    if datasets:
+        rows = ", ".join(f"{d.name} {len(d.df):,} rows" for d in datasets)
+        progress(f"logging the input files as MLflow datasets ({rows}: MLflow infers a schema)")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer column")
         for dataset in datasets:

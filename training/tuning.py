@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from crm_ltv.features.config import ConfigError, config_digest, config_digests
 from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
+from crm_ltv.features.wording import plural
 from crm_ltv.training import plots
 from crm_ltv.training.config import GateConfig, TrainConfig, TuneConfig
 from crm_ltv.training.datasets import TimeSplit
@@ -205,7 +206,7 @@ def _objective(
             raise pruned
         progress(
             f"{kind} trial {trial.number}: valid {metric} {model.validation_score_:.5f} in "
-            f"{model.best_iteration_} rounds"
+            f"{plural(model.best_iteration_, 'round')}"
         )
         return model.validation_score_
 
@@ -263,7 +264,7 @@ def run_study(
     failed = sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)
     running = sum(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)
     progress(
-        f"study {name} ({direction} validation {metric}): {len(done)} trials done, "
+        f"study {name} ({direction} validation {metric}): {plural(len(done), 'trial')} done, "
         f"{remaining} to go"
         + (f" ({failed} failed or interrupted, not counted)" if failed else "")
         + (
@@ -393,15 +394,18 @@ def run_tuning(
     # ERROR: a failed or interrupted trial is the command's own one-line error, not Optuna's
     # warning with a traceback
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    experiment_id = setup_tracking(paths, config.registry.experiment, experiment_description())
+    experiment_id = setup_tracking(
+        paths, config.registry.experiment, experiment_description(), progress
+    )
     storage = f"sqlite:///{paths.optuna_db}"
     watched = ", ".join(f"{kind}: {study_metric(kind, config)}" for kind in FITTERS)
     results = {}
     description = (
-        f"Optuna search of the churn and LTV models' parameters ({tune.trials} trials each, "
-        f"{split.horizon_days}-day horizon), judged by the validation metric their early "
-        f"stopping watches ({watched}); one child run per trial. The best parameters (`best_*`) "
-        f"go to reports/{paths.best_params_file(split.horizon_days).name}, which the next "
+        "Optuna search of the churn and LTV models' parameters "
+        f"({plural(tune.trials, 'trial')} each, {split.horizon_days}-day horizon), judged by "
+        f"the validation metric their early stopping watches ({watched}); one child run per "
+        "trial. The best parameters (`best_*`) go to "
+        f"reports/{paths.best_params_file(split.horizon_days).name}, which the next "
         "`make train` at this horizon uses."
     )
     with killable_run(
@@ -409,7 +413,7 @@ def run_tuning(
     ) as run:
         mlflow.set_tag("kind", "tuning")
         provenance = log_provenance(*input_sources(inputs))
-        log_datasets(input_datasets(inputs), "tuning")
+        log_datasets(input_datasets(inputs), "tuning", progress)
         mlflow.log_params(
             {"trials": tune.trials, "horizon_days": split.horizon_days, "seed": config.seed}
         )
@@ -449,11 +453,13 @@ def run_tuning(
             described = mlflow.get_run(run.info.run_id).data.tags.get("mlflow.note.content", "")
             mlflow.set_tag(
                 "mlflow.note.content",
-                f"No trial run: every study had its {tune.trials} trials already (raise "
+                f"No trial run: every study had its {plural(tune.trials, 'trial')} already (raise "
                 "`--trials` for more); the best parameters of the studies are restated. "
                 + described,
             )
-            progress(f"every study had its {tune.trials} trials: none run (raise --trials)")
+            progress(
+                f"every study had its {plural(tune.trials, 'trial')}: none run (raise --trials)"
+            )
         saved = {
             "horizon_days": split.horizon_days,
             "data_sha256": provenance["data_sha256"],
