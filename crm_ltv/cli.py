@@ -2074,12 +2074,11 @@ def policy_eval(
         datasets = [*datasets, *file_datasets([("decisions", flat, decisions)])]
         files = [*files, decisions]
     progress(f"{history.source}; policies decided with serving.nba, estimating")
-    if history.without_transactions != (0, 0):
-        from crm_ltv.experiments.outcomes import without_transactions_line
+    from crm_ltv.experiments.outcomes import without_transactions_line
 
-        progress(
-            f"warning: {without_transactions_line(*history.without_transactions, 'decisions')}"
-        )
+    unmatched = without_transactions_line(*history.without_transactions, "decisions")
+    if unmatched:  # cold starts alone are new customers, as expected: not a warning
+        progress(("warning: " if history.without_transactions[0] else "") + unmatched)
     rivals = functools.partial(
         rival_policies, nba=nba, churn_share=config.churn_share, churn_action=config.churn_action
     )

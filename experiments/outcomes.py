@@ -29,6 +29,7 @@ import pandas as pd
 
 from crm_ltv.features.actions import NO_ACTION
 from crm_ltv.features.contract import DataError
+from crm_ltv.features.wording import plural
 
 REQUIRED = ("customer_id", "as_of", "action")
 # Logged by the service since holdouts; a line without them had its action sent for sure.
@@ -541,8 +542,8 @@ def without_transactions_line(scored: int, cold: int, what: str) -> str | None:
     if not (scored or cold):
         return None
     return (
-        f"{what} of customers with no transaction in the file: {scored:,} scored, {cold:,} "
-        "cold starts; counted as not converted, revenue 0"
+        f"{what} of customers with no transaction in the file: {scored:,} scored, "
+        f"{plural(cold, 'cold start')}; counted as not converted, revenue 0"
         + (" (the scored ones had bought before: is the file the shop's full history?)"
            if scored else "")
     )  # fmt: skip

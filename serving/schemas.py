@@ -284,9 +284,11 @@ def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> Val
     caller's terms: pydantic's own title named BentoML's internal class
     (ScoreRequestIODescriptor) and linked its documentation."""
     errors = exc.errors(include_url=False)
-    try:
-        given = json.loads(body)["customers"]
-    except (ValueError, TypeError, KeyError, RecursionError):  # malformed, too deep, no list
+    blank = body.strip() in ("", "{}", b"", b"{}")  # BentoML reads an empty body as {}
+    try:  # not again where pydantic found no JSON (a body nested too deep raised here: 500)
+        invalid = any(e["type"] == "json_invalid" for e in errors)
+        given = [] if invalid else json.loads(body)["customers"]
+    except (ValueError, TypeError, KeyError, RecursionError):  # no customers list
         given = []
     if not isinstance(given, list):
         given = []
@@ -300,7 +302,7 @@ def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> Val
                 continue
             said.add(loc[:4])
             loc, message = loc[:4], _feature_value_error(error.get("input"))
-        message = _in_callers_terms(error, message)
+        message = _in_callers_terms(error, message, blank)
         i = _customer_index(loc)
         if i is None:
             problems.append((loc, message))
@@ -312,15 +314,16 @@ def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> Val
     return request_error(problems)
 
 
-def _in_callers_terms(error: Any, message: str) -> str:
+def _in_callers_terms(error: Any, message: str, blank: bool = False) -> str:
     """pydantic's message, with what the caller can do about it where it says too little."""
     given = error.get("input")
     if error["type"] == "json_invalid":
         return f"the request body is not valid JSON: {error['ctx']['error']}"
     if error["type"] == "model_type" and error["loc"] == ():
         return 'the request body should be a JSON object: {"customers": [...]}'
-    if error["type"] == "missing" and error["loc"] == ("customers",):  # BentoML reads b"" as {}
-        return 'Field required: the body should be {"customers": [...]} (an empty body reads as {})'
+    if error["type"] == "missing" and error["loc"] == ("customers",):
+        said = 'Field required: the body should be {"customers": [...]}'
+        return said + (" (an empty body reads as {})" if blank else "")
     if error["type"] in ("float_type", "float_parsing") and isinstance(given, str):
         said = f"{message}: {_cut(repr(given))} is text; send a JSON number, without quotes"
         if "," in given and any(c.isdigit() for c in given):  # a spreadsheet's decimal comma

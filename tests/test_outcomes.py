@@ -116,7 +116,7 @@ def test_treatment_control_and_every_left_out_decision_counted(tmp_path):
     ).all()
     text = summary(out, tmp_path / "c.csv", None, 30)
     for words in ("2 inside the 30-day window", "2 explored", "1 control rows",
-                  "rows of customers with no transaction in the file: 1 scored, 1 cold starts",
+                  "rows of customers with no transaction in the file: 1 scored, 1 cold start;",
                   "a replay", "0.8953"):  # fmt: skip
         assert words in text, words
     assert "use month" not in text

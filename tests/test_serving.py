@@ -432,6 +432,22 @@ def test_bad_input_gets_a_400_naming_field_and_customer(http, label, body, words
     assert http.get("/readyz").status_code == 200
 
 
+def test_a_misspelt_customers_key_is_not_told_of_empty_bodies_and_a_repeated_key_reads_last(
+    http, sample
+):
+    """The empty body's hint went to every body without `customers`; and the README says a
+    key given twice reads as its last value (JSON leaves it to the reader)."""
+    response = http.post("/score", json={"customer": []})
+    assert response.status_code == 400 and "Field required" in response.text
+    assert "empty body" not in response.text
+    tx, customers = sample
+    one = json.dumps(_customer_payload(_buyers(tx, AS_OF, 1)[0], tx, customers, AS_OF))
+    body = '{"customers": [], "customers": [' + one + "]}"
+    response = http.post("/score", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["customers"]) == 1
+
+
 def test_the_readme_call_to_copy_is_answered_with_scores(http):
     """The README's curl example, its JSON as written there: a user's first call."""
     text = (ROOT / "README.md").read_text()

@@ -296,10 +296,11 @@ class TrainConfig(FrozenConfig):
     def model_settings(self, kind: str) -> dict[str, Any]:
         """The values the churn or LTV model's fit reads, for its tuning study's digest: a
         change of the other model's section (or of its place in `level.per_window`) left a
-        new study repeating the old one's trials exactly. Not `not_in_digest` either."""
+        new study repeating the old one's trials exactly. Not `not_in_digest` either, nor the
+        level's seasonal and growth: they set the level after a fit, which no trial does."""
         other = "ltv" if kind == "churn" else "churn"
         values = self.model_dump(mode="json", exclude={*self.not_in_digest, other})
-        values["level"]["per_window"] = kind in self.level.per_window
+        values["level"] = {"per_window": kind in self.level.per_window}
         return values
 
 

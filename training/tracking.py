@@ -119,7 +119,7 @@ def _make_home_store(
     progress(f"creating the MLflow store {paths.mlflow_db}")
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    SqlAlchemyStore(uri, paths.artifacts_dir.as_uri())
+    SqlAlchemyStore(uri, paths.artifacts_dir.as_uri()).engine.dispose()  # made: not kept open
 
 
 def local_folder(uri: str) -> Path | None:

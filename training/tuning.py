@@ -258,7 +258,8 @@ def run_study(
     _end_runs([t for t in study.trials if t.number in was_running and t.state.is_finished()])
     mlflow.set_tag(f"{kind}_study", name)  # its trials may span several runs
     if not study.trials:
-        _say_earlier_studies(study, f"{tune.study_prefix}-{kind}-h{split.horizon_days}-", progress)
+        stem = f"{tune.study_prefix}-{kind}-h{split.horizon_days}-"
+        _say_earlier_studies(name, stem, storage, progress)
     done = [t for t in study.trials if t.state in COUNTED]
     remaining = max(0, tune.trials - len(done))
     failed = sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)
@@ -322,24 +323,26 @@ def run_study(
     )
 
 
-def _say_earlier_studies(study: optuna.Study, stem: str, progress: Progress) -> None:
+def _say_earlier_studies(name: str, stem: str, storage: str, progress: Progress) -> None:
     """A new study beside others of its model and horizon (`stem` + another digest): say so,
-    else the user does not know why its trials start from 0 (or what was left behind)."""
+    else the user does not know why its trials start from 0 (or what was left behind). Only
+    those few studies' trials are read, not every study's in optuna.db."""
     earlier = [
-        s
-        for s in optuna.get_all_study_summaries(study._storage, include_best_trial=False)
-        if re.fullmatch(re.escape(stem) + "[0-9a-f]{8}", s.study_name)
-        and s.study_name != study.study_name
+        n
+        for n in optuna.get_all_study_names(storage)
+        if re.fullmatch(re.escape(stem) + "[0-9a-f]{8}", n) and n != name
     ]
     if not earlier:
         return
-    latest = max(earlier, key=lambda s: s._study_id)  # ids grow as studies are made
+    trials = {n: optuna.load_study(study_name=n, storage=storage).trials for n in earlier}
+    started = {n: max((t.datetime_start for t in ts if t.datetime_start), default=None)
+               for n, ts in trials.items()}  # fmt: skip
+    latest = max(earlier, key=lambda n: (started[n] is not None, started[n] or 0))
     studies = "study" if len(earlier) == 1 else "studies"
-    trials = "trial" if latest.n_trials == 1 else "trials"
     progress(
-        f"new study {study.study_name}: the data or settings differ from those of the "
-        f"{len(earlier)} earlier {studies} of this model at this horizon (latest: "
-        f"{latest.study_name}, {latest.n_trials} {trials})"
+        f"new study {name}: the data or settings differ from those of the {len(earlier)} "
+        f"earlier {studies} of this model at this horizon, or crm-ltv named them otherwise "
+        f"(before 2026-12-07) (latest: {latest}, {plural(len(trials[latest]), 'trial')})"
     )
 
 
@@ -375,6 +378,7 @@ def study_digest(
         for c in configs
     ]
     # "scores": studies of before 2026-12-05 minimised every metric, AUC too; none is resumed
+    # (nor one of before 2026-12-07, whose digest read both models' settings)
     key = " ".join(["scores", data_sha256, space, *settings])
     return hashlib.sha256(key.encode()).hexdigest()[:8]
 
@@ -430,7 +434,7 @@ def run_tuning(
             gate: GateConfig = getattr(config.promotion, kind)
             judged = {
                 m: result.best_metrics[m]
-                for m in (gate.compare, *gate.thresholds)
+                for m in dict.fromkeys((gate.compare, *gate.thresholds))
                 if m in result.best_metrics
             }
             mlflow.log_metrics(
