@@ -176,12 +176,21 @@ def test_a_model_that_does_not_beat_bgnbd_is_not_champion(tmp_path):
             client.get_model_version_by_alias(name, "champion")
 
 
+def _tune_home(
+    folder: Path, learning_rate: dict[str, object], customers: int = 400, **tune: object
+) -> Path:
+    """A home of `customers` sample customers whose tunes draw the learning rate from
+    `learning_rate` (how long a trial runs), with other tune.yaml settings."""
+    home = new_home(folder)
+    settings = yaml.safe_load((home / "configs/tune.yaml").read_text()) | tune
+    settings["search_space"]["learning_rate"] = learning_rate
+    (home / "configs/tune.yaml").write_text(yaml.safe_dump(settings))
+    assert run(home, "data", "--n-customers", str(customers)).returncode == 0
+    return home
+
+
 def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
-    home = new_home(tmp_path)
-    tune = yaml.safe_load((home / "configs/tune.yaml").read_text())
-    tune["search_space"]["learning_rate"] = {"low": 0.2, "high": 0.3}  # few rounds: fast trials
-    (home / "configs/tune.yaml").write_text(yaml.safe_dump(tune))
-    assert run(home, "data", "--n-customers", "400").returncode == 0
+    home = _tune_home(tmp_path, {"low": 0.2, "high": 0.3})  # few rounds: fast trials
     first = run(home, "tune", "--trials", "2")
     assert first.returncode == 0, first.stderr
     assert "warning: the test snapshot has" in first.stderr  # 400 customers: said to be noisy
@@ -321,13 +330,9 @@ def test_a_pruned_trials_run_has_how_far_it_got(tmp_path):
     the console said it: they carry it as complete ones do, and the round it was pruned at."""
     import optuna
 
-    home = new_home(tmp_path)
-    tune = yaml.safe_load((home / "configs/tune.yaml").read_text())
     # pruned from the first report on: a slow learning rate is behind the median at once
-    tune.update(pruning_warmup_rounds=0, report_every_rounds=5)
-    tune["search_space"]["learning_rate"] = {"low": 0.005, "high": 0.3, "log": True}
-    (home / "configs/tune.yaml").write_text(yaml.safe_dump(tune))
-    assert run(home, "data", "--n-customers", "400").returncode == 0
+    home = _tune_home(tmp_path, {"low": 0.005, "high": 0.3, "log": True},
+                      pruning_warmup_rounds=0, report_every_rounds=5)  # fmt: skip
     tuned = run(home, "tune", "--trials", "6")
     assert tuned.returncode == 0, tuned.stderr
     said = re.findall(r"(churn|ltv) trial (\d+): pruned at round (\d+)", tuned.stderr)
@@ -490,11 +495,7 @@ def test_a_study_resumes_only_on_the_same_data_and_settings(
 def test_a_setting_of_one_model_starts_a_new_study_of_that_model_only_and_says_so(tmp_path):
     """A new churn half-life made a new LTV study too, whose trials repeated the old one's
     exactly; and a new study started from 0 trials without a word on why."""
-    home = new_home(tmp_path)
-    tune = yaml.safe_load((home / "configs/tune.yaml").read_text())
-    tune["search_space"]["learning_rate"] = {"low": 0.2, "high": 0.3}  # few rounds: fast trials
-    (home / "configs/tune.yaml").write_text(yaml.safe_dump(tune))
-    assert run(home, "data", "--n-customers", "400").returncode == 0
+    home = _tune_home(tmp_path, {"low": 0.2, "high": 0.3})  # few rounds: fast trials
     first = run(home, "tune", "--trials", "1")
     assert first.returncode == 0, first.stderr
     assert "new study" not in first.stderr  # none before it
@@ -523,16 +524,12 @@ def test_stopped_and_killed_commands_leave_runs_and_trials_that_say_so(tmp_path)
 
     from crm_ltv.training.tuning import STALE_AFTER_SECONDS
 
-    home = new_home(tmp_path)
-    tune = yaml.safe_load((home / "configs/tune.yaml").read_text())
-    tune["search_space"]["learning_rate"] = {"low": 0.001, "high": 0.002}  # slow LTV trials
-    (home / "configs/tune.yaml").write_text(yaml.safe_dump(tune))
+    home = _tune_home(tmp_path, {"low": 0.001, "high": 0.002}, customers=600)  # slow trials
     # and every LTV trial runs all its rounds (seconds): one that early stopping ended within
     # a second ended before the signal on a fast machine, exit 0 (CI, 2026-12-07)
     train = yaml.safe_load((home / "configs/train.yaml").read_text())
     train["ltv"]["early_stopping_rounds"] = train["ltv"]["n_estimators"]
     (home / "configs/train.yaml").write_text(yaml.safe_dump(train))
-    assert run(home, "data", "--n-customers", "600").returncode == 0
     env = {**os.environ, "CRM_LTV_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     client = mlflow_client(home)
