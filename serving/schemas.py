@@ -285,8 +285,9 @@ def _customers_named(exc: ValidationError, body: str | bytes | bytearray) -> Val
     (ScoreRequestIODescriptor) and linked its documentation."""
     errors = exc.errors(include_url=False)
     blank = body.strip() in ("", "{}", b"", b"{}")  # BentoML reads an empty body as {}
-    try:  # not again where pydantic found no JSON (a body nested too deep raised here: 500)
-        invalid = any(e["type"] == "json_invalid" for e in errors)
+    # not parsed again where pydantic found no JSON (a body nested too deep raised here: 500)
+    invalid = any(e["type"] == "json_invalid" for e in errors)
+    try:
         given = [] if invalid else json.loads(body)["customers"]
     except (ValueError, TypeError, KeyError, RecursionError):  # no customers list
         given = []
