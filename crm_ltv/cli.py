@@ -47,8 +47,16 @@ app = typer.Typer(
 )
 
 
+# The commands that run in `_interruptible` (as a decorator, or around their work)
+INTERRUPTIBLE = frozenset({
+    "features", "train", "score", "tune", "bento", "ab", "plan-ab", "cohorts", "uplift",
+    "outcomes", "policy-eval",
+})  # fmt: skip
+
+
 @app.callback()
 def _home(
+    ctx: typer.Context,
     home: Annotated[
         Path | None,
         typer.Option(
@@ -59,6 +67,9 @@ def _home(
 ) -> None:
     from crm_ltv.features.paths import HOME_ENV
 
+    if ctx.invoked_subcommand in INTERRUPTIBLE:  # a stop from here on reaches its line
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, _put_off)
     if home is not None:
         os.environ[HOME_ENV] = str(home.resolve())  # for this process and servers it starts
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # progress is ours
@@ -74,6 +85,16 @@ def _paths() -> Paths:
 
         why = "is a file" if existing == paths.root else f"cannot be a folder: {existing} is a file"
         raise ConfigError(f"project home {paths.root} (--home or ${HOME_ENV}): {why}")
+    odd = sorted(set("?%") & set(str(paths.root)))
+    if odd:  # in its stores' sqlite:/// URIs, '?' began a query (the store went beside the
+        # home) and '%' an escape (a traceback)
+        from crm_ltv.features.config import ConfigError
+
+        raise ConfigError(
+            f"project home {paths.root} (--home or ${HOME_ENV}): its path holds "
+            f"{' and '.join(repr(c) for c in odd)}, which the SQLite URIs of its MLflow and "
+            "Optuna stores cannot hold: use a folder without them"
+        )
     _say_unread_configs(paths)
     return paths
 
@@ -254,6 +275,15 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
     raise _Stopped if signum == signal.SIGTERM else KeyboardInterrupt
 
 
+def _put_off(signum: int, frame: FrameType | None) -> None:
+    """A stop that comes before an interruptible command reaches `_interruptible` (its
+    imports, its configs): kept for it, which raises it at once. Else a SIGINT under the
+    SIG_IGN a background job inherits was lost (a tune ran its trials to the end), and a
+    SIGTERM ended it with no line."""
+    if not _pending:
+        _pending.append((signum, time.monotonic()))
+
+
 @contextlib.contextmanager
 def _interruptible(what: str) -> Iterator[None]:
     """Long commands end on Ctrl-C or SIGTERM with one line saying what is kept, and the
@@ -262,6 +292,8 @@ def _interruptible(what: str) -> Iterator[None]:
     handled = (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)
     before = {s: signal.signal(s, _interrupted) for s in handled}
     try:
+        if _pending:  # a stop put off since the command started (`_put_off`)
+            signal.raise_signal(_pending[0][0])
         yield
     except (KeyboardInterrupt, Exception) as failed:
         stop = _stop_behind(failed)
@@ -1465,6 +1497,9 @@ def serve(
     if blank is not None:
         raise ConfigError(blank)
     progress = Progress()
+    # a mistyped --home served the store's copies (another home's models) and logged its
+    # decisions there, where that home's `outcomes` never looks
+    _require_home_store(paths)
     env = _bentoml_env(paths, progress)  # before bentoml is imported: it reads the overrides
     _sync_store(progress)
     progress(f"serving on http://{host}:{port} (OpenAPI page at /, readiness at /readyz)")

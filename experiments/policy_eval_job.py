@@ -33,6 +33,7 @@ from crm_ltv.features.config import SampleConfig
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.paths import Paths
 from crm_ltv.features.sample import CUSTOMER_TYPES, customer_types_at
+from crm_ltv.features.wording import plural
 
 NOTE = (
     "Off-policy evaluation (`crm-ltv policy-eval`): what each policy would earn per decision (one"
@@ -224,7 +225,8 @@ def logged_history(
         logged,
         contexts,
         _candidates(frame, arms),
-        f"{len(frame):,} decisions of {contexts['customer_id'].nunique():,} customers in {source}"
+        f"{plural(len(frame), 'decision')} of "
+        f"{plural(contexts['customer_id'].nunique(), 'customer')} in {source}"
         + (f" (left out: {said})" if said else "")
         + old,
         None,

@@ -690,3 +690,38 @@ def test_a_mistyped_home_is_left_unmade(tmp_path, args):
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 2 and "error: " in result.output, result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_stop_before_an_interruptible_command_reaches_its_work_ends_it_there(capsys):
+    """A SIGINT in a tune's first moments, under the SIG_IGN a background job of a script
+    inherits, was lost (the tune ran all its trials) and a SIGTERM ended it with no line: from
+    the command's start the stop is put off (`_put_off`) and raised where its work begins."""
+    import os
+    import signal
+
+    from crm_ltv import cli
+
+    assert {c.name or c.callback.__name__ for c in app.registered_commands} >= cli.INTERRUPTIBLE
+    for stop, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        before = signal.signal(stop, cli._put_off)  # as the callback sets before the command
+        try:
+            os.kill(os.getpid(), stop)  # lands before the work: kept
+            worked = []
+            with pytest.raises(typer.Exit) as stopped, cli._interruptible("what is kept"):
+                worked.append(True)
+            assert stopped.value.exit_code == code and not worked
+            assert capsys.readouterr().err == "interrupted: what is kept\n"
+        finally:
+            signal.signal(stop, before)
+            cli._pending.clear()
+
+
+@pytest.mark.parametrize("odd", ["?", "%"])
+def test_a_home_whose_path_a_sqlite_uri_cannot_hold_is_refused(tmp_path, odd):
+    """'?' began the URI's query, so the MLflow store went beside the home (a file named by
+    the path's part before it); '%' began an escape, a traceback."""
+    home = new_home(tmp_path / f"h{odd}q")
+    done = run(home, "train")
+    assert done.returncode == 2, done.stderr
+    assert f"its path holds {odd!r}, which the SQLite URIs" in done.stderr
+    assert not (tmp_path / "h").exists() and not (home / "mlflow.db").exists()

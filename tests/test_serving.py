@@ -853,6 +853,20 @@ def test_the_token_is_read_without_surrounding_whitespace_and_auth_is_said_at_st
             }
 
 
+def test_serve_in_a_mistyped_home_does_not_serve_the_stores_copies(server, home, tmp_path):
+    """With the BentoML store holding another home's champions, `serve` in a home without
+    mlflow.db (a mistyped --home) served them and made the home to log decisions in."""
+    typo = tmp_path / "hoem"
+    done = subprocess.run(
+        [CLI, "serve", "--port", str(free_port())], capture_output=True, text=True,
+        env=_env(home, CRM_LTV_HOME=str(typo)), timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"error: no mlflow.db in {typo}: nothing was trained in this home" in done.stderr
+    assert "serving the models already in the BentoML store" not in done.stderr
+    assert not typo.exists()
+
+
 def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
     home = new_home(tmp_path)
     done = subprocess.run(
@@ -860,10 +874,12 @@ def test_serve_without_champion_or_store_is_a_clear_error(tmp_path):
         capture_output=True, text=True, env=_env(home), timeout=120,
     )  # fmt: skip
     assert done.returncode == 2
-    assert "error: registry at" in done.stderr and "make train" in done.stderr
-    # a home without mlflow.db (a mistyped --home): said so, and no empty store is made there
-    assert f"no mlflow.db in {home}: nothing was trained in this home" in done.stderr
-    assert not (home / "mlflow.db").exists()
+    # a home without mlflow.db (a mistyped --home): said so, and no empty store is made there;
+    # the BentoML store's copies (another home's models) are not served from it, as they were
+    # (its decisions logged where that home's `outcomes` never looks)
+    assert f"error: no mlflow.db in {home}: nothing was trained in this home" in done.stderr
+    assert "`crm-ltv train` (`make train` in the checkout) there first" in done.stderr
+    assert not (home / "mlflow.db").exists() and not (home / "logs").exists()
     (home / "mlflow.db").touch()  # a store without versions
     done = subprocess.run(
         [CLI, "serve", "--port", str(free_port())],
