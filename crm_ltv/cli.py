@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import logging
 import os
 import shutil
 import signal
@@ -243,6 +244,7 @@ _DATABASE_CODE = (
 _RETRY_SECONDS = 0.02
 _MAX_DEFER_SECONDS = 5.0  # a database call that outlasts this (a stuck lock) is stopped anyway
 _pending: list[tuple[int, float]] = []  # the stop put off: its signal, and when it came
+_stopped: list[KeyboardInterrupt] = []  # the stop `_interruptible` ended the command with
 
 
 def _in_database_call(frame: FrameType | None) -> bool:
@@ -302,6 +304,7 @@ def _interruptible(what: str) -> Iterator[None]:
         typer.echo(f"interrupted: {what}", err=True)
         if stop is not failed:  # the cleanup after the stop failed: the stop stays the outcome
             _cleanup_failed(failed)
+        _stopped.append(stop)
         raise typer.Exit(143 if isinstance(stop, _Stopped) else 130) from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)  # a stop put off when the work ended: dropped
@@ -2232,7 +2235,19 @@ def _simulated_history(
 
 
 def main() -> None:  # pragma: no cover - the `crm-ltv` entry point
-    app(prog_name="crm-ltv")
+    try:
+        app(prog_name="crm-ltv")
+    except SystemExit as done:
+        if not _stopped:
+            raise
+        # A stopped command has said its line and ended its runs: it exits now, without the
+        # interpreter's teardown, where a native library's worker thread still running (a
+        # CSV read Ctrl-C cancelled) aborted the process: "terminate called without an
+        # active exception", exit -6 instead of 130 (CI, 2026-12-07).
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(done.code if isinstance(done.code, int) else 1)
 
 
 if __name__ == "__main__":  # pragma: no cover
