@@ -229,8 +229,7 @@ def run_uplift(
     ) as run_id:
         comparison = _compare_champion(config, evaluation, contacts, bundle)
         flat = uplift.uniform_actions(bundle, contacts)
-        uniform = set(flat) >= set(bundle.actions)
-        promote, reason = _decide(config, metric, comparison, uniform, flat)
+        promote, reason = _decide(config, metric, comparison, flat, bundle.actions)
         champion = comparison.champion
         mlflow.log_params(
             {
@@ -383,16 +382,17 @@ def _decide(
     config: UpliftConfig,
     metric: float,
     comparison: Comparison,
-    uniform: bool = False,
     flat: Sequence[str] = (),
+    actions: Sequence[str] = (),
 ) -> tuple[bool, str]:
     """Promote only when the held-out metric over all the new model's actions beats a random
     ranking (0) and, over the actions both model, strictly beats the champion's on the same
     contacts (training.registry.decide_promotion); a champion that cannot be compared is left
     alone, as training.job leaves one. Every margin given. The metric beats 0 only at the
-    precision it is shown (GATE_DECIMALS): a model of one effect per action (`uniform`) scored
-    +7e-19 or -0.0000 by float noise, and promotion hung on the sign of it. `flat`: the
-    actions whose model does so, named when the others rank (their effects would go live)."""
+    precision it is shown (GATE_DECIMALS): a model of one effect for each of its `actions`
+    (every one `flat`) scored +7e-19 or -0.0000 by float noise, and promotion hung on the sign
+    of it. Flat actions are named when the others rank (their effects would go live)."""
+    uniform = bool(actions) and set(flat) >= set(actions)
     shown = _shown(metric)
     beats_random = not uniform and shown > 0
     if uniform:

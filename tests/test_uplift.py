@@ -508,7 +508,7 @@ def test_gate_promotes_no_model_of_one_effect_per_action_on_float_noise(gate):
     metric = uplift.gate_metric(uplift.evaluate_uplift(flat, contacts), config.compare)
     assert metric == pytest.approx(0.0, abs=1e-12)
     for noise in (metric, 7.45e-19, -7.45e-19):
-        promote, reason = _decide(config, noise, Comparison(), uniform=True)
+        promote, reason = _decide(config, noise, Comparison(), flat.actions, flat.actions)
         assert not promote and "-0.0000" not in reason
         assert "qini_coefficient 0.0000 does not beat a random ranking's 0: every action's " \
             "model predicts one effect for all its customers" in reason  # fmt: skip
@@ -517,7 +517,7 @@ def test_gate_promotes_no_model_of_one_effect_per_action_on_float_noise(gate):
     assert not promote and "ranks customers no better than at random" in reason
     assert _decide(config, 0.0001, Comparison())[0]
     # some actions flat, the others ranking: promoted on the others, the flat ones named
-    promote, reason = _decide(config, 0.01, Comparison(), flat=["win_back"])
+    promote, reason = _decide(config, 0.01, Comparison(), ["win_back"], flat.actions)
     assert promote and "the model of win_back predicts one effect for all its customers" in (reason)
     bundle = gate[0]  # a model that ranks: no action uniform
     assert uplift.uniform_actions(bundle, contacts) == []
