@@ -232,8 +232,8 @@ def log_datasets(
 ) -> None:
     """Attach datasets built once by `file_datasets` to the active run. Their schema is
     inferred on the first log, with MLflow's hint on integer columns (for a model's signature:
-    not one). It reads every row (Online Retail II's 794,244 lines: 5.5 s), so the first log
-    tells `progress`."""
+    not one). That reads every row (Online Retail II's 794,244 lines: 5.5 s), so `progress`
+    is told before."""
     if datasets:
         rows = ", ".join(f"{d.name} {len(d.df):,} rows" for d in datasets)
         progress(f"logging the input files as MLflow datasets ({rows}: MLflow infers a schema)")
