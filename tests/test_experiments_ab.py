@@ -344,3 +344,48 @@ def test_a_campaign_of_one_group_says_so_beside_its_sample_ratio_mismatch():
     shown = format_ab(lone, ["action"]).splitlines()
     assert shown[1].endswith(" - (no control group)") and "0.4624" not in shown[1]
     assert shown[2].endswith(" - (no treatment group)")
+
+
+def test_an_action_outside_the_catalogue_that_misspells_one_is_named_with_it():
+    """Tester I: 'Win_Back' showed apart as not in the catalogue, with no hint, where the
+    service and nba.yaml say which name was meant."""
+    from crm_ltv.experiments.text import format_ab
+
+    names = ["win_back", "Win_Back", "winback_discount"]
+    table = pd.DataFrame(
+        {"action": names, "n_treatment": [10, 5, 5], "n_control": [10, 5, 5],
+         "in_catalogue": [True, False, False],
+         **pd.DataFrame([srm_check(10, 10, CONFIG)] + [srm_check(5, 5, CONFIG)] * 2).to_dict(
+             "list")}
+    )  # fmt: skip
+    footnote = format_ab(table, ["action"]).splitlines()[-1]
+    assert footnote.startswith("* not in the action catalogue")
+    assert footnote.endswith("uses it; 'Win_Back': did you mean 'win_back'?")  # a shop's own
+
+
+def test_the_lift_plot_marks_what_the_table_calls_significant_per_action_and_per_segment():
+    """Tester I: per action, the plot read 'blue: significant (Holm-adjusted p)' with every
+    point grey, while the run said 3 of 4 actions won: it read the Holm column, empty without
+    segments."""
+    from matplotlib.colors import to_hex
+
+    from crm_ltv.experiments.plots import lift_plot
+
+    rows = pd.concat(
+        [
+            campaigns({("win_back", "treatment"): (400, 80), ("win_back", "control"): (400, 20)},
+                      rfm_segment="At Risk"),
+            campaigns({("thank_you", "treatment"): (50, 10), ("thank_you", "control"): (50, 10)},
+                      rfm_segment="Lost"),
+        ]
+    )  # fmt: skip
+    outcomes = campaign_outcomes(rows)
+    for by, label in ((None, "blue: significant"), ("rfm_segment", "(Holm-adjusted p)")):
+        table = ab_table(outcomes, CONFIG, by)
+        verdict = table["significant" if by is None else "significant_holm"].astype(bool)
+        assert verdict.tolist() == [False, True]  # thank_you ties, win_back wins
+        figure = lift_plot(table, ["action"] if by is None else ["action", by])
+        axes = figure.axes[0]
+        colours = [to_hex(c) for c in axes.collections[-1].get_facecolors()]
+        assert colours == [to_hex("tab:gray"), to_hex("tab:blue")]
+        assert axes.get_xlabel().endswith(label)

@@ -325,6 +325,17 @@ def test_the_campaigns_loader_reads_what_outcomes_writes(tmp_path):
             json.dumps(_line("a", "2025-06-15", "thank_you", policy_action="win_back")),
             ["line 2", "policy_action", "neither held out nor explored"],
         ),
+        # tester I: a misspelt action became campaign rows of an action without controls (ab
+        # showed it apart), where policy-eval refused the log
+        (
+            json.dumps(_line("a", "2025-06-15", "winback")),
+            ["line 2", "action: 'winback' is not in the action catalogue", "'win_back'?"],
+        ),
+        (
+            json.dumps(_line("a", "2025-06-15", "Thank-You", policy_action="thank_you",
+                             explored=True, propensity=0.1)),
+            ["line 2", "action: 'Thank-You'", "did you mean 'thank_you'?"],
+        ),  # fmt: skip
     ],
 )
 def test_a_bad_line_fails_naming_its_number_and_field(tmp_path, line, words):
