@@ -332,10 +332,18 @@ def test_the_campaigns_loader_reads_what_outcomes_writes(tmp_path):
             ["line 2", "action: 'winback' is not in the action catalogue", "'win_back'?"],
         ),
         (
-            json.dumps(_line("a", "2025-06-15", "Thank-You", policy_action="thank_you",
-                             explored=True, propensity=0.1)),
+            json.dumps(
+                _line(
+                    "a",
+                    "2025-06-15",
+                    "Thank-You",
+                    policy_action="thank_you",
+                    explored=True,
+                    propensity=0.1,
+                )
+            ),
             ["line 2", "action: 'Thank-You'", "did you mean 'thank_you'?"],
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_a_bad_line_fails_naming_its_number_and_field(tmp_path, line, words):
