@@ -346,6 +346,9 @@ def test_cohorts_prints_retention_transitions_and_ltv_cac_and_logs_them(home):
     assert "LTV:CAC" in experiment.tags["mlflow.note.content"]
     (found,) = client.search_runs([experiment.experiment_id], "tags.kind = 'cohorts'")
     assert "retention month 1" in found.data.tags["mlflow.note.content"]
+    # which ratio, and the measured one beside the formula's (tester I)
+    note = found.data.tags["mlflow.note.content"]
+    assert "Historic LTV:CAC (the classic formula) by channel, with margin to date:CAC" in note
     uri = f"sqlite:///{home / 'mlflow.db'}"
     assert (
         f"MLflow run {found.info.run_id} in experiment 'crm-ltv-cohorts' at {uri}" in result.stdout
@@ -366,6 +369,9 @@ def test_cohorts_prints_retention_transitions_and_ltv_cac_and_logs_them(home):
     full = set(children["paid_search"].data.metrics)  # a channel without CAC has no ratio
     assert all({"customers", "mean_cac"} <= set(c.data.metrics) <= full for c in children.values())
     assert children["paid_search"].data.metrics["historic_ltv_to_cac"] > 0
+    paid = children["paid_search"].data.metrics
+    ratios = paid["historic_ltv_to_cac"], paid["value_to_date_to_cac"]
+    assert "paid_search {:.1f} (to date {:.1f})".format(*ratios) in note
     assert "LTV:CAC" in children["paid_search"].data.tags["mlflow.note.content"]
     free = [c for c in children.values() if c.data.metrics["mean_cac"] == 0]  # organic
     for child in free:
