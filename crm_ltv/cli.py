@@ -2238,12 +2238,14 @@ def main() -> None:  # pragma: no cover - the `crm-ltv` entry point
     try:
         app(prog_name="crm-ltv")
     except SystemExit as done:
-        if not _stopped:
+        if not _stopped and done.code in (0, None):
             raise
-        # A stopped command has said its line and ended its runs: it exits now, without the
-        # interpreter's teardown, where a native library's worker thread still running (a
-        # CSV read Ctrl-C cancelled) aborted the process: "terminate called without an
-        # active exception", exit -6 instead of 130 (CI, 2026-12-07).
+        # A stopped or failed command has said its line and ended its runs: it exits now,
+        # without the interpreter's teardown, where a native library's worker thread still
+        # running aborted the process after its line: "terminate called without an active
+        # exception", exit -6 instead of 130 (a CSV read Ctrl-C cancelled, CI 2026-12-07), or
+        # 134 instead of 2 (tester I, once in ~80 runs of `ab` on bad files). Its folders and
+        # runs are closed by then (context managers), so the teardown has nothing left to do.
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
