@@ -311,7 +311,13 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
         and "sample_truth_dropout_auc" not in summary["churn"]["lightgbm"]
     )
     assert summary["evaluation"] == "out-of-customer"
-    assert "90-day horizon, this run 182 days" in summary["registry"]["churn"]["reason"]
+    for kind in ("churn", "ltv"):  # the promote that works, not a bare one refused (tester J)
+        version, reason = summary["registry"][kind]["version"], summary["registry"][kind]["reason"]
+        assert "90-day horizon, this run 182 days: not comparable, left alone;" in reason
+        assert reason.endswith(
+            f"`crm-ltv promote --model {kind} --version {version} --pair` makes this run's pair "
+            "champions"
+        )
     run_ = mlflow_client(home).get_run(summary["run_id"])
     assert run_.data.tags["evaluation"] == "out-of-customer"
     for name in ("churn", "ltv"):  # what the registry shows of each version too

@@ -435,7 +435,7 @@ def _register_bundle(
         tag_version(name, version, gate_tags(decision.promote, decision.reason))
         if decision.promote:
             set_champion(name, version, config.registry.alias)
-        elif lone:
+        elif lone or check.other_horizon:  # tester J: a bare promote is refused for this
             pair = f"`crm-ltv promote --model {name} --version {version} --pair`"
             decision = Decision(False, f"{decision.reason}: {pair} makes this run's pair champions")
         elif now is None and not held_for_move:  # (that one says how to promote it)
@@ -485,6 +485,8 @@ class ChampionCheck:
     metrics: dict[str, float] | None = None
     left_alone: str | None = None
     note: str | None = None
+    # the champion predicts another horizon: only both models of one run can replace it
+    other_horizon: bool = False
 
 
 def _score_champion(
@@ -510,10 +512,11 @@ def _score_champion(
         return ChampionCheck(
             left_alone=f"{label} cannot be loaded ({type(exc).__name__}: {exc}); {keep}"
         )
-    if bundle.horizon_days != split.horizon_days:
+    if bundle.horizon_days != split.horizon_days:  # the `--pair` command once registered
         return ChampionCheck(
             left_alone=f"{label} predicts a {bundle.horizon_days}-day horizon, this run "
-            f"{split.horizon_days} days: not comparable, {keep}"
+            f"{split.horizon_days} days: not comparable, left alone",
+            other_horizon=True,
         )
     theirs = pd.Timestamp(current.tags.get("test_cutoff", pd.NaT))  # NaT (no tag): not later
     if theirs > split.plan.test:
