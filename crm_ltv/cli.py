@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from crm_ltv.features.wording import plural
+
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow.entities.model_registry import ModelVersion
@@ -1128,7 +1130,7 @@ def score(
     )
     if table.empty:  # lines up to the cutoff, but no purchase (refunds)
         raise _nothing_to_score(cutoff)
-    progress(f"scoring {len(table):,} customers at {cutoff}")
+    progress(f"scoring {plural(len(table), 'customer')} at {cutoff}")
     absent = absent_inputs(table.columns, champions)
     if absent:
         progress(absent_inputs_warning(absent))
@@ -1177,7 +1179,7 @@ def _scored(
     rows: int, churn: float, value: float, cutoff: pd.Timestamp, horizon: int, out: Path
 ) -> str:
     return (
-        f"scored {rows:,} customers at {cutoff}: mean churn probability {churn:.3f}, total "
+        f"scored {plural(rows, 'customer')} at {cutoff}: mean churn probability {churn:.3f}, total "
         f"predicted value {value:,.0f} over {horizon} days -> {out}"
     )
 

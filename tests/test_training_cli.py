@@ -142,6 +142,14 @@ def test_score_uses_the_champions_and_the_training_feature_code(trained):
     # the champion's level is that of the horizon after the data's end, half a year later
     assert "warning: scoring as of 2025-06-30 00:00, but the level" in parquet.stderr
     assert "for the 90 days after 2025-12-" in parquet.stderr
+    # the first purchase's instant: one customer, and the seconds the other lines print
+    first = pd.to_datetime(bought["timestamp"]).min()
+    at_first = bought.loc[pd.to_datetime(bought["timestamp"]) == first, "customer_id"]
+    assert first.second and at_first.nunique() == 1
+    one = run(home, "score", "--as-of", f"{first:%Y-%m-%dT%H:%M:%S}", "--out", str(home / "1.csv"))
+    assert one.returncode == 0, one.stderr  # it said "scoring 1 customers" (tester J)
+    assert f"scoring 1 customer at {first}" in one.stderr and "scored 1 customer at" in one.stdout
+    assert f"warning: scoring as of {first}, but the level" in one.stderr  # not to the minute
     end = f"{pd.to_datetime(tx['timestamp']).max():%Y-%m-%d}"
     at_end = run(home, "score", "--as-of", end, "--out", str(home / "end.csv"))
     assert at_end.returncode == 0 and "warning" not in at_end.stderr, at_end.stderr
