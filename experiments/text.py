@@ -79,12 +79,38 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
     return shown
 
 
+# A normal approximation sizes the test: below this many customers in a group it is rough
+FEW_PER_GROUP = 30
+
+
 def format_plan(plan: Plan) -> str:
+    few = min(plan.treatment, plan.control) < FEW_PER_GROUP
     return (
-        f"baseline {plan.baseline_rate:.2%} -> {plan.target_rate:.2%} "
-        f"({plan.lift_rel:+.1%} relative, {plan.lift_abs * 100:+.2f} points), power "
-        f"{plan.power:g}, alpha {plan.alpha:g} two-sided: {plan_sizes(plan)}"
+        f"baseline {plan_rates(plan)}, power {plan.power:g}, alpha {plan.alpha:g} two-sided: "
+        f"{plan_sizes(plan)}"
+        + (
+            f"\nnote: under {FEW_PER_GROUP} customers in a group, the normal approximation "
+            "behind these sizes is rough; an exact test (Fisher's) may need more"
+            if few
+            else ""
+        )
     )
+
+
+def plan_rates(plan: Plan) -> str:
+    """'9.00% -> 10.80% (+20.0% relative, +1.80 points)', with the decimals a small lift needs
+    (a lift of 0.0001 read '9.00% -> 9.00% (+0.0% relative, +0.00 points)')."""
+    points = _decimals(plan.lift_abs * 100, 2)
+    relative = _decimals(plan.lift_rel * 100, 1)
+    return (
+        f"{plan.baseline_rate:.{points}%} -> {plan.target_rate:.{points}%} "
+        f"({plan.lift_rel:+.{relative}%} relative, {plan.lift_abs * 100:+.{points}f} points)"
+    )
+
+
+def _decimals(value: float, least: int) -> int:
+    """Decimals that show `value` with two significant digits, at least `least`."""
+    return max(least, min(10, 1 - math.floor(math.log10(abs(value))))) if value else least
 
 
 def plan_sizes(plan: Plan) -> str:

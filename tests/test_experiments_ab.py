@@ -389,3 +389,18 @@ def test_the_lift_plot_marks_what_the_table_calls_significant_per_action_and_per
         colours = [to_hex(c) for c in axes.collections[-1].get_facecolors()]
         assert colours == [to_hex("tab:gray"), to_hex("tab:blue")]
         assert axes.get_xlabel().endswith(label)
+
+
+def test_a_plan_shows_the_lift_it_was_asked_and_says_when_its_groups_are_few():
+    """Tester I: a lift of 0.0001 read '9.00% -> 9.00% (+0.0% relative, +0.00 points)', and 7
+    customers per group came without a word on the approximation behind it."""
+    from crm_ltv.experiments.text import format_plan
+
+    tiny = format_plan(plan_sample_size(0.09, 0.0001, 0.8, 0.05))
+    assert tiny.startswith("baseline 9.00000% -> 9.00090% (+0.010% relative, +0.00090 points)")
+    assert "note:" not in tiny
+    usual = format_plan(plan_sample_size(0.1, 0.2, 0.8, 0.05))
+    assert usual.startswith("baseline 10.00% -> 12.00% (+20.0% relative, +2.00 points)")
+    few = format_plan(plan_sample_size(0.5, 0.9, 0.8, 0.05)).splitlines()
+    assert few[0].endswith("13 customers per group (26 in all)")
+    assert few[1].startswith("note: under 30 customers in a group, the normal approximation")
