@@ -57,6 +57,8 @@ class TableSchema:
     # right is not known); rows that read alike (written otherwise, or differing only in an
     # unread column) are one record, the first kept, reported with the duplicates.
     record_key: tuple[str, ...] = ()
+    # Columns the project's own commands write beside the contract's (not read; not "ignored")
+    written_for_reference: tuple[str, ...] = ()
     # A column whose missing value marks an anonymous line (a sale to no known customer):
     # kept out and reported rather than rejected, unless validation.anonymous_lines says reject.
     anonymous_key: str | None = None
@@ -135,6 +137,9 @@ CAMPAIGNS = TableSchema(
         Column("response_window_days", "number", min_value=1.0),
     ),
     record_key=("customer_id", "sent_at", "action"),
+    # What else `crm-ltv outcomes` writes, for an analyst to trace a row to its decision; no
+    # command reads them, and a load does not list them as columns outside the contract
+    written_for_reference=("holdout", "explored", "propensity", "request_id"),
 )
 
 SCHEMAS = {s.name: s for s in (TRANSACTIONS, CUSTOMERS, CAMPAIGNS)}

@@ -750,7 +750,9 @@ def load_table(
         duplicates=len(duplicates),
         duplicates_dropped=validation.drop_duplicates,
         rejects_path=rejects_path,
-        ignored_columns=tuple(str(c) for c in raw.columns if c not in used),
+        ignored_columns=tuple(
+            str(c) for c in raw.columns if c not in used and c not in schema.written_for_reference
+        ),
         excluded=rule_counts,
         excluded_path=excluded_path,
         anonymous=len(anonymous),

@@ -19,7 +19,7 @@ from crm_ltv.experiments.outcomes import (
     window_outcomes,
 )
 from crm_ltv.features.config import SourceConfig, ValidationConfig
-from crm_ltv.features.contract import DataError
+from crm_ltv.features.contract import CAMPAIGNS, DataError
 from crm_ltv.features.loading import load_campaigns
 from crm_ltv.serving.config import HoldoutConfig
 from crm_ltv.serving.holdout import assign
@@ -284,6 +284,12 @@ def test_the_campaigns_loader_reads_what_outcomes_writes(tmp_path):
     assert len(loaded.frame) == 1
     assert loaded.frame.loc[0, "group"] == "treatment"
     assert loaded.frame.loc[0, "sent_at"] == pd.Timestamp("2025-06-15")
+    # its own columns are not "not in the contract, ignored" (tester I); a stranger's is
+    assert loaded.report.ignored_columns == ()
+    out.campaigns.assign(note="x").to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+    loaded = load_campaigns(path, SourceConfig(), ValidationConfig(), tmp_path / "rejects")
+    assert loaded.report.ignored_columns == ("note",)
+    assert set(COLUMNS) == {*CAMPAIGNS.names, *CAMPAIGNS.written_for_reference}
 
 
 @pytest.mark.parametrize(
