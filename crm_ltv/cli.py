@@ -1781,7 +1781,7 @@ def plan_ab(
     from crm_ltv.experiments.text import format_plan
 
     run_id = run_plan(plan, paths, config)
-    typer.echo(format_plan(plan))
+    typer.echo(format_plan(plan, config.exact_test_below))
     _say_run(run_id, config.plan_experiment, paths)
 
 

@@ -271,13 +271,17 @@ def proportion_test(x_t: int, n_t: int, x_c: int, n_c: int, exact_below: int) ->
     """Two-sided p-value: Fisher's exact test when a cell's EXPECTED count under no effect is
     under `exact_below` (Cochran's rule: where the normal approximation is poor), else the
     pooled two-proportion z-test."""
-    pooled = (x_t + x_c) / (n_t + n_c)
-    expected = (n_t * pooled, n_t * (1 - pooled), n_c * pooled, n_c * (1 - pooled))
-    if min(expected) < exact_below:
+    if smallest_expected_cell(n_t, n_c, (x_t + x_c) / (n_t + n_c)) < exact_below:
         table = [[x_t, n_t - x_t], [x_c, n_c - x_c]]
         return "fisher", float(stats.fisher_exact(table, alternative="two-sided").pvalue)
     _, p_value = proportions_ztest([x_t, x_c], [n_t, n_c], alternative="two-sided")
     return "z", float(p_value)
+
+
+def smallest_expected_cell(n_t: float, n_c: float, pooled: float) -> float:
+    """The smallest count a 2x2 table of these group sizes expects under no effect (the
+    pooled rate in both groups): what Cochran's rule reads."""
+    return min(n_t, n_c) * min(pooled, 1.0 - pooled)
 
 
 def revenue_difference(
@@ -362,6 +366,14 @@ class Plan:
     @property
     def treatment_share(self) -> float:
         return self.treatment / self.total
+
+    def exact_test(self, exact_below: int) -> bool:
+        """Whether `ab` would judge a test of these sizes with Fisher's exact test (Cochran's
+        rule, at the planned rates), which the normal approximation sizing it does not know."""
+        pooled = (self.treatment * self.target_rate + self.control * self.baseline_rate) / (
+            self.total
+        )
+        return smallest_expected_cell(self.treatment, self.control, pooled) < exact_below
 
 
 def plan_sample_size(

@@ -14,7 +14,7 @@ import pandas as pd
 
 from crm_ltv.experiments import ab, cohorts, plots
 from crm_ltv.experiments.config import AbConfig, CohortConfig
-from crm_ltv.experiments.text import plan_rates, plan_sizes
+from crm_ltv.experiments.text import plan_note, plan_rates, plan_sizes
 from crm_ltv.experiments.tracking import (
     experiment_run,
     file_datasets,
@@ -238,7 +238,7 @@ def _ab_child_note(row: pd.Series, keys: list[str]) -> str:
 def run_plan(plan: ab.Plan, paths: Paths, config: AbConfig) -> str:
     run_note = (
         f"{plan_sizes(plan)} to detect {plan_rates(plan)} with power {plan.power:g} at alpha "
-        f"{plan.alpha:g}, two-sided."
+        f"{plan.alpha:g}, two-sided." + plan_note(plan, config.exact_test_below)
     )
     name = f"plan {plan.baseline_rate:g} {plan.lift_rel:+g}"
     with experiment_run(paths, config.plan_experiment, PLAN_NOTE, name, run_note, "plan") as run_id:

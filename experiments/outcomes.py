@@ -211,7 +211,8 @@ def _checked_line(path: Path, number: int, row: Any) -> dict:
         raise DataError(f"{where}: no {missing[0]!r}")
     if not isinstance(row["customer_id"], str):
         raise DataError(f"{where}: customer_id: {row['customer_id']!r} is not text")
-    row.setdefault("policy_action", row["action"])
+    if row.get("policy_action") is None:  # missing or null: the action sent was the policy's
+        row["policy_action"] = row["action"]
     for key, default in DEFAULTS.items():
         if key not in NUMBERS and row.get(key) is None:
             row[key] = default
@@ -219,7 +220,7 @@ def _checked_line(path: Path, number: int, row: Any) -> dict:
         if row.get(key) is not None and not isinstance(row[key], str):
             raise DataError(f"{where}: {key}: {row[key]!r} is not text")
     for key in ("action", "policy_action"):  # refused as the service refuses such a contact
-        meant = misspelt_action(row[key])
+        meant = None if row[key] == NO_ACTION else misspelt_action(row[key])
         if meant is not None:  # else a campaign row of an action with no control group
             raise DataError(
                 f"{where}: {key}: {row[key]!r} is not in the action catalogue; did you mean "

@@ -23,8 +23,7 @@ def lift_plot(table: pd.DataFrame, label_columns: list[str]) -> Figure:
     high = table["lift_abs_high"].to_numpy("float64") * 100
     # per segment, significant after Holm's adjustment over the action's segments; per action
     # alone the column is there but empty (nothing to adjust), and every point read grey
-    holm = "significant_holm" in table and bool(table["significant_holm"].notna().any())
-    column = "significant_holm" if holm else "significant"
+    column = "significant_holm" if len(label_columns) > 1 else "significant"
     colour = np.where(table[column].fillna(False).astype(bool), "tab:blue", "tab:gray")
     ax.hlines(y, low, high, colors=colour, lw=2)
     ax.scatter(lift, y, c=colour, zorder=3)

@@ -75,33 +75,37 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
         )
         outside = table.loc[~table["in_catalogue"].astype(bool), "action"].astype(str).unique()
         hints = [(name, misspelt_action(name)) for name in outside]
-        shown += "".join(f"; {n!r}: did you mean {m!r}?" for n, m in hints if m is not None)
+        shown += "".join(f"; {n!r} may misspell {m!r}" for n, m in hints if m is not None)
     return shown
 
 
-# A normal approximation sizes the test: below this many customers in a group it is rough
-FEW_PER_GROUP = 30
+def format_plan(plan: Plan, exact_below: int) -> str:
+    """The plan's line, and a note where `ab` would use Fisher's test on it (`exact_below`:
+    ab.exact_test_below of configs/experiments.yaml)."""
+    return f"baseline {plan_rates(plan)}, power {plan.power:g}, alpha {plan.alpha:g} " + (
+        f"two-sided: {plan_sizes(plan)}{plan_note(plan, exact_below)}"
+    )
 
 
-def format_plan(plan: Plan) -> str:
-    few = min(plan.treatment, plan.control) < FEW_PER_GROUP
+def plan_note(plan: Plan, exact_below: int) -> str:
+    if not plan.exact_test(exact_below):
+        return ""
     return (
-        f"baseline {plan_rates(plan)}, power {plan.power:g}, alpha {plan.alpha:g} two-sided: "
-        f"{plan_sizes(plan)}"
-        + (
-            f"\nnote: under {FEW_PER_GROUP} customers in a group, the normal approximation "
-            "behind these sizes is rough; an exact test (Fisher's) may need more"
-            if few
-            else ""
-        )
+        f"\nnote: at these sizes a cell of the 2x2 table expects under {exact_below} customers, "
+        "where `ab` judges with Fisher's exact test: it needs more customers than this normal "
+        "approximation says"
     )
 
 
 def plan_rates(plan: Plan) -> str:
-    """'9.00% -> 10.80% (+20.0% relative, +1.80 points)', with the decimals a small lift needs
-    (a lift of 0.0001 read '9.00% -> 9.00% (+0.0% relative, +0.00 points)')."""
-    points = _decimals(plan.lift_abs * 100, 2)
-    relative = _decimals(plan.lift_rel * 100, 1)
+    """'9.00% -> 10.80% (+20.0% relative, +1.80 points)', with the decimals a small lift, or a
+    rate near 0 or 1, needs (a lift of 0.0001 read '9.00% -> 9.00% (+0.0% relative, +0.00
+    points)', a target of 0.99999 '100.00%')."""
+    rates = (plan.baseline_rate, plan.target_rate)
+    points = max(
+        _decimals(plan.lift_abs * 100, 2), *(_decimals(min(r, 1 - r) * 100, 2) for r in rates)
+    )
+    relative = max(_decimals(plan.lift_rel * 100, 1), _decimals((1 + plan.lift_rel) * 100, 1))
     return (
         f"{plan.baseline_rate:.{points}%} -> {plan.target_rate:.{points}%} "
         f"({plan.lift_rel:+.{relative}%} relative, {plan.lift_abs * 100:+.{points}f} points)"

@@ -360,7 +360,7 @@ def test_an_action_outside_the_catalogue_that_misspells_one_is_named_with_it():
     )  # fmt: skip
     footnote = format_ab(table, ["action"]).splitlines()[-1]
     assert footnote.startswith("* not in the action catalogue")
-    assert footnote.endswith("uses it; 'Win_Back': did you mean 'win_back'?")  # a shop's own
+    assert footnote.endswith("uses it; 'Win_Back' may misspell 'win_back'")  # a shop's own
 
 
 def test_the_lift_plot_marks_what_the_table_calls_significant_per_action_and_per_segment():
@@ -391,16 +391,27 @@ def test_the_lift_plot_marks_what_the_table_calls_significant_per_action_and_per
         assert axes.get_xlabel().endswith(label)
 
 
-def test_a_plan_shows_the_lift_it_was_asked_and_says_when_its_groups_are_few():
+def test_a_plan_shows_the_lift_it_was_asked_and_says_when_ab_would_test_it_exactly():
     """Tester I: a lift of 0.0001 read '9.00% -> 9.00% (+0.0% relative, +0.00 points)', and 7
-    customers per group came without a word on the approximation behind it."""
+    customers per group came without a word on the approximation behind it. Review: a target
+    near 0 or 1 read as the bound; the note reads Cochran's rule, as `ab` decides by it."""
     from crm_ltv.experiments.text import format_plan
 
-    tiny = format_plan(plan_sample_size(0.09, 0.0001, 0.8, 0.05))
-    assert tiny.startswith("baseline 9.00000% -> 9.00090% (+0.010% relative, +0.00090 points)")
-    assert "note:" not in tiny
-    usual = format_plan(plan_sample_size(0.1, 0.2, 0.8, 0.05))
-    assert usual.startswith("baseline 10.00% -> 12.00% (+20.0% relative, +2.00 points)")
-    few = format_plan(plan_sample_size(0.5, 0.9, 0.8, 0.05)).splitlines()
-    assert few[0].endswith("13 customers per group (26 in all)")
-    assert few[1].startswith("note: under 30 customers in a group, the normal approximation")
+    def shown(rate: float, lift: float) -> list[str]:
+        return format_plan(plan_sample_size(rate, lift, 0.8, 0.05), 5).splitlines()
+
+    tiny = shown(0.09, 0.0001)
+    assert tiny[0].startswith("baseline 9.00000% -> 9.00090% (+0.010% relative, +0.00090 points)")
+    assert len(tiny) == 1
+    assert shown(0.1, 0.2) == [
+        "baseline 10.00% -> 12.00% (+20.0% relative, +2.00 points), power 0.8, alpha 0.05 "
+        "two-sided: 3,835 customers per group (7,670 in all)"
+    ]
+    assert shown(0.5, -0.99999)[0].startswith("baseline 50.00000% -> 0.00050% (-99.99900% rel")
+    assert shown(0.99, 0.0101)[0].startswith("baseline 99.00000% -> 99.99990%")
+    # 33 per group at 2% -> 22%: a control cell expects under 5 (Fisher's in ab), not under 30
+    rare = shown(0.02, 10.0)
+    assert rare[0].endswith("33 customers per group (66 in all)")
+    assert rare[1].startswith("note: at these sizes a cell of the 2x2 table expects under 5")
+    x_c = 1  # what ab would see at the planned rates: 0.66 expected control conversions
+    assert proportion_test(7, 33, x_c, 33, 5)[0] == "fisher"

@@ -292,6 +292,14 @@ def test_the_campaigns_loader_reads_what_outcomes_writes(tmp_path):
     assert set(COLUMNS) == {*CAMPAIGNS.names, *CAMPAIGNS.written_for_reference}
 
 
+def test_a_null_policy_action_is_the_action_sent_as_a_missing_one(tmp_path):
+    """Review: null failed in the misspelling check with a traceback (AttributeError)."""
+    lines = [_line("a", "2025-06-15", "win_back", policy_action=None), _line("b", "2025-06-15",
+             "no_action", policy_action=None, holdout=True, propensity=0.1)]  # fmt: skip
+    read = read_decisions(_write(tmp_path / "d.jsonl", lines))
+    assert read["policy_action"].tolist() == ["win_back", "no_action"]
+
+
 @pytest.mark.parametrize(
     ("line", "words"),
     [
