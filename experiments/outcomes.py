@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crm_ltv.features.actions import NO_ACTION, misspelt_action
+from crm_ltv.features.actions import DECISIONS, NO_ACTION, misspelt_action
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.wording import plural
 
@@ -220,7 +220,7 @@ def _checked_line(path: Path, number: int, row: Any) -> dict:
         if row.get(key) is not None and not isinstance(row[key], str):
             raise DataError(f"{where}: {key}: {row[key]!r} is not text")
     for key in ("action", "policy_action"):  # refused as the service refuses such a contact
-        meant = None if row[key] == NO_ACTION else misspelt_action(row[key])
+        meant = misspelt_action(row[key], DECISIONS)  # 'No_Action' was a treatment row
         if meant is not None:  # else a campaign row of an action with no control group
             raise DataError(
                 f"{where}: {key}: {row[key]!r} is not in the action catalogue; did you mean "

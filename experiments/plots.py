@@ -24,14 +24,15 @@ def lift_plot(table: pd.DataFrame, label_columns: list[str]) -> Figure:
     # per segment, significant after Holm's adjustment over the action's segments; per action
     # alone the column is there but empty (nothing to adjust), and every point read grey
     column = "significant_holm" if len(label_columns) > 1 else "significant"
-    colour = np.where(table[column].fillna(False).astype(bool), "tab:blue", "tab:gray")
+    significant = table[column].fillna(False).astype(bool).to_numpy()
+    colour = np.where(significant, np.where(lift < 0, "tab:red", "tab:blue"), "tab:gray")
     ax.hlines(y, low, high, colors=colour, lw=2)
     ax.scatter(lift, y, c=colour, zorder=3)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(y, labels)
     ax.set(
         title="Conversion lift, treatment minus control (95% interval)",
-        xlabel="lift (percentage points); blue: significant"
+        xlabel="lift (percentage points); significant: blue a gain, red a loss"
         + (" (Holm-adjusted p)" if column == "significant_holm" else ""),
     )
     ax.grid(axis="x", alpha=0.3)

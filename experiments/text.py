@@ -8,7 +8,7 @@ import pandas as pd
 
 from crm_ltv.experiments.ab import Plan
 from crm_ltv.experiments.cohorts import ALL_COHORTS, transition_shares
-from crm_ltv.features.actions import misspelt_action
+from crm_ltv.features.actions import DECISIONS, misspelt_action
 
 
 def _points(value: float, scale: float = 100.0, sign: str = "+") -> str:
@@ -74,7 +74,7 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
             "\n* not in the action catalogue (features.actions): no uplift model or policy uses it"
         )
         outside = table.loc[~table["in_catalogue"].astype(bool), "action"].astype(str).unique()
-        hints = [(name, misspelt_action(name)) for name in outside]
+        hints = [(name, misspelt_action(name, DECISIONS)) for name in outside]
         shown += "".join(f"; {n!r} may misspell {m!r}" for n, m in hints if m is not None)
     return shown
 

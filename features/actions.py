@@ -32,6 +32,8 @@ ACTION_NAMES: tuple[str, ...] = tuple(ACTIONS)
 # The "do nothing" decision: not an action of the catalogue, but every policy's and every
 # decision log's way of saying no contact (the holdout's action, the control group).
 NO_ACTION = "no_action"
+# What a decision's action can be: a catalogue name or no_action
+DECISIONS: tuple[str, ...] = (*ACTION_NAMES, NO_ACTION)
 
 
 def unknown_actions(names: Iterable[object]) -> list[str]:
@@ -54,14 +56,22 @@ def check_actions(names: Iterable[object], where: str) -> None:
         )
 
 
-def misspelt_action(name: str) -> str | None:
-    """The catalogue name that `name` misspells (other case or separators, or a close typo),
-    or None: for `name` in the catalogue, or plainly another action."""
-    if name in ACTIONS:
+def misspelt_action(name: str, names: Iterable[str] = ACTION_NAMES) -> str | None:
+    """The name of `names` (the catalogue's) that `name` misspells (other case or separators,
+    or a close typo), or None: for one of `names`, or plainly another action. A shop's variant
+    of a name (`win_back_2`, `win_back2`, `welcome_offer_v2`: the name, then a separator or a
+    digit) is another action, not a typo of it."""
+    if name in names:
         return None
-    spelled = {_spelling(n): n for n in ACTION_NAMES}
-    close = difflib.get_close_matches(_spelling(name), list(spelled), n=1, cutoff=0.85)
+    spelled = {_spelling(n): n for n in names}
+    own = _spelling(name)
+    if any(own.startswith(s) and own[len(s) :][:1] in VARIANT_MARKS for s in spelled):
+        return None
+    close = difflib.get_close_matches(own, list(spelled), n=1, cutoff=0.85)
     return spelled[close[0]] if close else None
+
+
+VARIANT_MARKS = frozenset("_0123456789")  # what follows a name in a shop's variant of it
 
 
 def _spelling(name: str) -> str:

@@ -7,7 +7,14 @@ from datetime import datetime
 import pytest
 import yaml
 
-from crm_ltv.features.actions import ACTION_NAMES, ACTIONS, unknown_actions
+from crm_ltv.features.actions import (
+    ACTION_NAMES,
+    ACTIONS,
+    DECISIONS,
+    NO_ACTION,
+    misspelt_action,
+    unknown_actions,
+)
 from crm_ltv.features.config import ConfigError, SampleConfig, load_config
 from crm_ltv.features.sample import generate_sample
 from crm_ltv.serving.config import NbaConfig
@@ -67,3 +74,31 @@ def test_an_nba_yaml_from_before_the_catalogue_still_loads(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     policy = load_config(NbaConfig, path)
     assert policy.actions["win_back"].cost == raw["actions"]["win_back"]["cost"]
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("winback", "win_back"),
+        ("Win-Back", "win_back"),
+        ("thank you", "thank_you"),
+        ("recomendation", "recommendation"),
+        ("recommendations", "recommendation"),  # a letter more: a typo, not a variant
+        ("win_back", None),
+        ("birthday_coupon", None),
+        # a shop's variant of a name, refused as a typo of it (tester K): another action
+        ("win_back_2", None),
+        ("win_back2", None),
+        ("welcome_offer_v2", None),
+        ("Thank-You-2", None),
+    ],
+)
+def test_a_misspelt_action_is_told_from_a_shops_variant_of_one(name, meant):
+    assert misspelt_action(name) == meant
+
+
+def test_no_action_is_spelt_against_when_a_decision_may_be_it():
+    """Tester K: 'No_Action' in a decision log was a treatment row of an action of that name."""
+    assert misspelt_action("No_Action") is None  # not a catalogue action's typo
+    assert misspelt_action("No_Action", DECISIONS) == NO_ACTION
+    assert misspelt_action("no-action", DECISIONS) == NO_ACTION

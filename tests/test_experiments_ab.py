@@ -377,17 +377,20 @@ def test_the_lift_plot_marks_what_the_table_calls_significant_per_action_and_per
                       rfm_segment="At Risk"),
             campaigns({("thank_you", "treatment"): (50, 10), ("thank_you", "control"): (50, 10)},
                       rfm_segment="Lost"),
+            campaigns({("vip_invitation", "treatment"): (400, 20),
+                        ("vip_invitation", "control"): (400, 80)}, rfm_segment="Loyal"),
         ]
     )  # fmt: skip
     outcomes = campaign_outcomes(rows)
-    for by, label in ((None, "blue: significant"), ("rfm_segment", "(Holm-adjusted p)")):
+    for by, label in ((None, "a loss"), ("rfm_segment", "a loss (Holm-adjusted p)")):
         table = ab_table(outcomes, CONFIG, by)
         verdict = table["significant" if by is None else "significant_holm"].astype(bool)
-        assert verdict.tolist() == [False, True]  # thank_you ties, win_back wins
+        # thank_you ties, vip_invitation loses (tester K: drawn blue as a win), win_back wins
+        assert verdict.tolist() == [False, True, True]
         figure = lift_plot(table, ["action"] if by is None else ["action", by])
         axes = figure.axes[0]
         colours = [to_hex(c) for c in axes.collections[-1].get_facecolors()]
-        assert colours == [to_hex("tab:gray"), to_hex("tab:blue")]
+        assert colours == [to_hex("tab:gray"), to_hex("tab:red"), to_hex("tab:blue")]
         assert axes.get_xlabel().endswith(label)
 
 

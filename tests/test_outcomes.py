@@ -292,6 +292,15 @@ def test_the_campaigns_loader_reads_what_outcomes_writes(tmp_path):
     assert set(COLUMNS) == {*CAMPAIGNS.names, *CAMPAIGNS.written_for_reference}
 
 
+def test_a_shops_variant_of_an_action_name_is_its_own_action_not_a_typo(tmp_path):
+    """Tester K: 'win_back_2' was refused as a misspelling of win_back, the whole log with it."""
+    lines = [_line(c, "2025-06-15", name) for c, name in (("a", "win_back_2"), ("b", "thank_you2"))]
+    assert read_decisions(_write(tmp_path / "d.jsonl", lines))["action"].tolist() == [
+        "win_back_2",
+        "thank_you2",
+    ]
+
+
 def test_a_null_policy_action_is_the_action_sent_as_a_missing_one(tmp_path):
     """Review: null failed in the misspelling check with a traceback (AttributeError)."""
     lines = [_line("a", "2025-06-15", "win_back", policy_action=None), _line("b", "2025-06-15",
@@ -338,6 +347,11 @@ def test_a_null_policy_action_is_the_action_sent_as_a_missing_one(tmp_path):
         (
             json.dumps(_line("a", "2025-06-15", "thank_you", policy_action="win_back")),
             ["line 2", "policy_action", "neither held out nor explored"],
+        ),
+        # tester K: a sent 'No_Action' was a treatment row of an action of that name
+        (
+            json.dumps(_line("a", "2025-06-15", "No_Action")),
+            ["line 2", "action: 'No_Action' is not in the action catalogue", "'no_action'?"],
         ),
         # tester I: a misspelt action became campaign rows of an action without controls (ab
         # showed it apart), where policy-eval refused the log

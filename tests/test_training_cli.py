@@ -142,6 +142,8 @@ def test_score_uses_the_champions_and_the_training_feature_code(trained):
     # the champion's level is that of the horizon after the data's end, half a year later
     assert "warning: scoring as of 2025-06-30 00:00, but the level" in parquet.stderr
     assert "for the 90 days after 2025-12-" in parquet.stderr
+    ends = pd.to_datetime(tx["timestamp"]).max()  # with its seconds (tester K: to the minute)
+    assert ends.second and f"v1's for the 90 days after {ends}" in parquet.stderr
     # the first purchase's instant: one customer, and the seconds the other lines print
     first = pd.to_datetime(bought["timestamp"]).min()
     at_first = bought.loc[pd.to_datetime(bought["timestamp"]) == first, "customer_id"]

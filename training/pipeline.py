@@ -17,7 +17,7 @@ from crm_ltv.features.builders import with_rfm_cuts
 from crm_ltv.features.config import FeatureConfig
 from crm_ltv.features.registry import check_feature_names, feature_registry
 from crm_ltv.features.rfm import RfmCuts
-from crm_ltv.features.wording import plural
+from crm_ltv.features.wording import minute_or_finer, plural
 from crm_ltv.training.baselines import BgNbdBaseline, BgNbdFeatures, RfmBaseline
 from crm_ltv.training.bundle import ModelBundle
 from crm_ltv.training.config import BoosterConfig, TrainConfig
@@ -350,7 +350,7 @@ def set_level(
     else:  # isotonic: a step function has no intercept to move; its probabilities stay
         churn_rate = None
     level = {
-        "cutoff": f"{target.cutoff:%Y-%m-%d %H:%M}",
+        "cutoff": minute_or_finer(target.cutoff),
         "method": target.method(growth),
         "basis": target.describe(growth),
         "customers": len(rows),

@@ -18,6 +18,7 @@ from crm_ltv.features.columns import Columns
 from crm_ltv.features.config import FeatureConfig, config_digest
 from crm_ltv.features.registry import feature_registry, optional_input_features
 from crm_ltv.features.rfm import RfmCuts, rfm_columns
+from crm_ltv.features.wording import minute_or_finer
 from crm_ltv.training.bundle import Kind, ModelBundle
 from crm_ltv.training.errors import ChampionError
 
@@ -153,7 +154,7 @@ class Champions:
         if not far:
             return None
         return (
-            f"warning: scoring as of {_minute_or_finer(cutoff)}, but the level (total value, churn "
+            f"warning: scoring as of {minute_or_finer(cutoff)}, but the level (total value, churn "
             f"rate) is {' and '.join(far)}: in a seasonal shop the totals and probabilities "
             "may be off (the ranking is not); for a forecast at this date, train on the data "
             "up to it"
@@ -288,8 +289,3 @@ def score_customers(features: pd.DataFrame, champions: Champions) -> pd.DataFram
         }
     )
     return out[list(SCORE_COLUMNS)]
-
-
-def _minute_or_finer(moment: pd.Timestamp) -> str:
-    """To the minute, finer where the moment is (the other lines of the run print it whole)."""
-    return f"{moment:%Y-%m-%d %H:%M}" if moment == moment.floor("min") else str(moment)
