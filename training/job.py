@@ -512,7 +512,7 @@ def _score_champion(
         return ChampionCheck(
             left_alone=f"{label} cannot be loaded ({type(exc).__name__}: {exc}); {keep}"
         )
-    if bundle.horizon_days != split.horizon_days:  # the `--pair` command once registered
+    if bundle.horizon_days != split.horizon_days:  # its `--pair` promote: _register_bundle
         return ChampionCheck(
             left_alone=f"{label} predicts a {bundle.horizon_days}-day horizon, this run "
             f"{split.horizon_days} days: not comparable, left alone",
