@@ -71,10 +71,10 @@ ifeq ($(OWN_DATA),)
 	$(BIN)/crm-ltv plan-ab --baseline-rate 0.09 --lift 0.2
 	$(BIN)/crm-ltv cohorts
 	$(BIN)/crm-ltv uplift --pool-controls
+	$(BIN)/crm-ltv policy-eval
 	@if [ -s "$(DECISIONS)" ]; then \
 	  $(BIN)/crm-ltv outcomes --decisions "$(DECISIONS)" && $(BIN)/crm-ltv policy-eval --decisions "$(DECISIONS)"; \
-	else echo "no $(DECISIONS) yet (make serve writes it): policy evaluation on a history simulated on the sample"; fi
-	$(BIN)/crm-ltv policy-eval
+	else echo "no $(DECISIONS) yet (make serve writes it): policy evaluation above on a history simulated on the sample"; fi
 else
 	$(BIN)/crm-ltv plan-ab --baseline-rate 0.09 --lift 0.2
 	$(BIN)/crm-ltv cohorts

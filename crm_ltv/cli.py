@@ -1543,8 +1543,15 @@ def bento() -> None:
         f"the Bento carries the models, not the configs: serve it with {HOME_ENV} set to the "
         f"project home as an absolute path, whose configs/ it reads ({areas}; packaged "
         f"defaults where a file is missing) and where it writes its decision log, e.g. "
-        f"{HOME_ENV}=/abs/home bentoml serve crm-ltv:latest"
+        f"{HOME_ENV}=/abs/home {_beside_python('bentoml')} serve crm-ltv:latest"
     )
+
+
+def _beside_python(tool: str) -> str:
+    """The tool installed beside this interpreter (`.venv/bin/bentoml`, as `make` runs it),
+    else its bare name: the README's commands work without an activated environment."""
+    path = Path(sys.executable).parent / tool
+    return str(path) if path.is_file() else tool
 
 
 @app.command("mlflow-ui")

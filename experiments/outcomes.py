@@ -574,7 +574,8 @@ def require_known_customers(
         f"none of the {len(ids):,} scored customers of the decision log {log} is in the "
         f"transactions {source} (e.g. {_examples(ids)} in the log, {_examples(known)} in the "
         "transactions): do both write ids alike (a decimal mark, leading zeros, a prefix; the "
-        "table's decimal in configs/data.yaml)? (or is this another shop's file?)"
+        "table's decimal in configs/data.yaml)? (or is this another shop's file, or a log of "
+        "test calls only, such as the README's example for 'c1'? then set the log aside)"
     )
 
 

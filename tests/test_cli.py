@@ -244,6 +244,9 @@ def test_make_experiments_in_a_home_with_its_own_data_makes_no_sample(tmp_path):
     assert "crm-ltv policy-eval\n" not in said and "simulated on the sample" not in said
     code, said = _make_n("experiments", str(new_home(tmp_path / "shipped")), tmp_path)
     assert code == 0 and "crm-ltv data" in said and "crm-ltv policy-eval\n" in said, said
+    # the service's log last: one the outcomes refuse (tester L: the README's call for 'c1'
+    # alone) stopped the target before the simulated policy evaluation
+    assert said.index("crm-ltv policy-eval\n") < said.index("crm-ltv outcomes --decisions")
 
 
 def test_make_clean_with_a_home_elsewhere_removes_nothing(tmp_path):

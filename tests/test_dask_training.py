@@ -240,26 +240,3 @@ def test_older_training_cutoffs_weigh_less_on_the_cluster_too(splits, config):
         single.test["churned"],
     )
     assert aucs[None] < 0.5 and aucs[1.0] > 0.8, aucs
-
-
-def test_a_dask_fit_says_it_is_still_running_until_it_ends():
-    """lightgbm.dask prints nothing until it is done (minutes on the sample): a line every
-    interval while the block runs, none after it."""
-    import threading
-    import time
-
-    from crm_ltv.training.cluster import _heartbeat
-
-    said: list[str] = []
-    heard = threading.Event()
-
-    def progress(line: str) -> None:
-        said.append(line)
-        heard.set()
-
-    with _heartbeat(progress, "training the churn booster", every=0.01):
-        assert heard.wait(10)
-    after = len(said)
-    time.sleep(0.05)
-    assert len(said) == after  # stopped with the block
-    assert said[0].startswith("still training the churn booster (") and said[0].endswith(" s)")

@@ -246,7 +246,8 @@ def test_outcomes_stops_when_no_decisions_customer_is_in_the_transactions(tmp_pa
         f"error: none of the 2 scored customers of the decision log {log} is in the "
         f"transactions {tx} (e.g. '12346', '12347' in the log, '12346,0', '12347,0' in the "
         "transactions): do both write ids alike (a decimal mark, leading zeros, a prefix; the "
-        "table's decimal in configs/data.yaml)? (or is this another shop's file?)\n"
+        "table's decimal in configs/data.yaml)? (or is this another shop's file, or a log of "
+        "test calls only, such as the README's example for 'c1'? then set the log aside)\n"
     )
     done = run(home, "outcomes", "--decisions", str(log), "--transactions", str(tx),
                "--out", str(target), "--window-days", "30")  # fmt: skip

@@ -3,6 +3,7 @@ registry and promotion gate -> reports/metrics.json."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import tempfile
@@ -156,11 +157,12 @@ def run_training(
     progress: Progress = lambda _: None,
     split: TimeSplit | None = None,
     fit: Callable[..., TrainedModels] = train_models,
-    refit: Callable[..., ModelBundle] = refit_bundle,
+    refit: Callable[..., ModelBundle] | None = None,
 ) -> TrainResult:
     """`split`, `fit` and `refit`: the Dask engine's (a split of samples for evaluation,
     boosters trained on the cluster); by default the loaded inputs' split, `train_models` and
-    `refit_bundle`."""
+    `refit_bundle` (saying how it goes to `progress`)."""
+    refit = refit or functools.partial(refit_bundle, progress=progress)
     horizon = config.snapshots.horizon_days
     split = split or split_inputs(inputs, config, feature_config, progress)
     # On a cluster the rows stay there: `inputs` holds each table's columns and load reports

@@ -22,6 +22,7 @@ from crm_ltv.training.baselines import BgNbdBaseline, BgNbdFeatures, RfmBaseline
 from crm_ltv.training.bundle import ModelBundle
 from crm_ltv.training.config import BoosterConfig, TrainConfig
 from crm_ltv.training.datasets import LevelTarget, TimeSplit
+from crm_ltv.training.heartbeat import heartbeat
 from crm_ltv.training.metrics import (
     CHANCE_METRIC,
     calibration_error_by_chance,
@@ -304,10 +305,12 @@ def train_models(
         progress(f"fitting BG/NBD inputs on the newest training cutoff ({newest:,} customers)")
     data = ModelData.of(split, config)
     progress(f"training churn model on {len(split.train):,} rows{_weighing(config.churn)}")
-    churn = fit_churn(split, data, config, params.get("churn"))
+    with heartbeat(progress, "training the churn model"):
+        churn = fit_churn(split, data, config, params.get("churn"))
     progress(f"churn model: {plural(churn.best_iteration_, 'round')}{_offset_only(churn, 'churn')}")
     progress(f"training LTV model{_weighing(config.ltv)}")
-    ltv = fit_ltv(split, data, config, params.get("ltv"))
+    with heartbeat(progress, "training the LTV model"):
+        ltv = fit_ltv(split, data, config, params.get("ltv"))
     rounds = f"{plural(ltv.best_iteration_, 'round')}{_offset_only(ltv, 'value')}"
     progress(f"LTV model ({config.ltv.objective}): {rounds}")
     progress("fitting baselines: RFM cells, BG/NBD + Gamma-Gamma")
@@ -399,6 +402,7 @@ def refit_bundle(
     features: FeatureConfig,
     evaluated: TrainedModels,
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> ModelBundle:
     """Both models again on every labelled cutoff, validation and test included, so that the
     registered model has seen the newest behaviour: the rounds early stopping chose on
@@ -408,8 +412,11 @@ def refit_bundle(
     everything = labelled_split(split, features)
     cuts = everything.rfm_cuts
     data = ModelData.of(everything, config)
-    churn = fit_churn(everything, data, config, params.get("churn"), (), evaluated.churn.rounds_)
-    ltv = fit_ltv(everything, data, config, params.get("ltv"), (), evaluated.ltv.rounds_)
+    rounds = {"churn": evaluated.churn.rounds_, "ltv": evaluated.ltv.rounds_}
+    with heartbeat(progress, "refitting the churn model"):
+        churn = fit_churn(everything, data, config, params.get("churn"), (), rounds["churn"])
+    with heartbeat(progress, "refitting the LTV model"):
+        ltv = fit_ltv(everything, data, config, params.get("ltv"), (), rounds["ltv"])
     bundle = build_bundle(everything, data, churn, ltv, config)
     bundle = replace(bundle, calibration=evaluated.bundle.calibration)
     if not config.level.seasonal or split.latest is None:

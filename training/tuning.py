@@ -36,6 +36,7 @@ from crm_ltv.features.wording import plural
 from crm_ltv.training import plots
 from crm_ltv.training.config import GateConfig, TrainConfig, TuneConfig
 from crm_ltv.training.datasets import TimeSplit
+from crm_ltv.training.heartbeat import heartbeat
 from crm_ltv.training.models import higher_is_better, watched_metric
 from crm_ltv.training.pipeline import ModelData, evaluate, fit_churn, fit_ltv
 from crm_ltv.training.run_log import experiment_description
@@ -173,9 +174,11 @@ def _objective(
             mlflow.set_tags({"kind": "trial", **provenance})
             mlflow.log_params({"model": kind, "trial": trial.number, **params})
             try:
-                model = FITTERS[kind](
-                    split, data, config, params, [pruning_callback(trial, tune.report_every_rounds)]
-                )
+                with heartbeat(progress, f"in {kind} trial {trial.number}"):
+                    model = FITTERS[kind](
+                        split, data, config, params,
+                        [pruning_callback(trial, tune.report_every_rounds)],
+                    )  # fmt: skip
             except Pruned as exc:
                 pruned = exc
                 # how far it got, under a complete trial's names; then marked pruned
