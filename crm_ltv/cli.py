@@ -11,6 +11,7 @@ import functools
 import importlib.util
 import logging
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -1465,6 +1466,8 @@ def _sync_uplift(paths: Paths, uri: str, progress: Progress) -> None:
 
 
 def _bentoml(*args: str) -> list[str]:
+    """BentoML's command beside this interpreter (`.venv/bin/bentoml`): not on PATH without an
+    activated environment, which the README's commands do not ask for."""
     return [str(Path(sys.executable).parent / "bentoml"), *args]
 
 
@@ -1543,15 +1546,8 @@ def bento() -> None:
         f"the Bento carries the models, not the configs: serve it with {HOME_ENV} set to the "
         f"project home as an absolute path, whose configs/ it reads ({areas}; packaged "
         f"defaults where a file is missing) and where it writes its decision log, e.g. "
-        f"{HOME_ENV}=/abs/home {_beside_python('bentoml')} serve crm-ltv:latest"
+        f"{HOME_ENV}=/abs/home {shlex.quote(_bentoml()[0])} serve crm-ltv:latest"
     )
-
-
-def _beside_python(tool: str) -> str:
-    """The tool installed beside this interpreter (`.venv/bin/bentoml`, as `make` runs it),
-    else its bare name: the README's commands work without an activated environment."""
-    path = Path(sys.executable).parent / tool
-    return str(path) if path.is_file() else tool
 
 
 @app.command("mlflow-ui")

@@ -24,10 +24,11 @@ def heartbeat(
         while not stop.wait(interval):
             progress(f"still {what} ({time.monotonic() - start:.0f} s)")
 
-    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
-    thread.start()
-    try:
+    thread = threading.Thread(target=beat, name="progress-heartbeat", daemon=True)
+    try:  # started inside: a stop between start and try would leave it beating
+        thread.start()
         yield
     finally:
         stop.set()
-        thread.join()
+        if thread.ident is not None:
+            thread.join()

@@ -162,7 +162,8 @@ def run_training(
     """`split`, `fit` and `refit`: the Dask engine's (a split of samples for evaluation,
     boosters trained on the cluster); by default the loaded inputs' split, `train_models` and
     `refit_bundle` (saying how it goes to `progress`)."""
-    refit = refit or functools.partial(refit_bundle, progress=progress)
+    if refit is None:
+        refit = functools.partial(refit_bundle, progress=progress)
     horizon = config.snapshots.horizon_days
     split = split or split_inputs(inputs, config, feature_config, progress)
     # On a cluster the rows stay there: `inputs` holds each table's columns and load reports
