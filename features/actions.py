@@ -11,7 +11,7 @@ the arrows features -> training -> serving / experiments.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from types import MappingProxyType
 
 # name -> what the customer gets; the names are the policy's and the campaigns' `action`.
@@ -56,7 +56,7 @@ def check_actions(names: Iterable[object], where: str) -> None:
         )
 
 
-def misspelt_action(name: str, names: Iterable[str] = ACTION_NAMES) -> str | None:
+def misspelt_action(name: str, names: Collection[str] = ACTION_NAMES) -> str | None:
     """The name of `names` (the catalogue's) that `name` misspells (other case or separators,
     or a close typo), or None: for one of `names`, or plainly another action. A shop's variant
     of a name (`win_back_2`, `win_back2`, `welcome_offer_v2`: the name, then a separator or a
