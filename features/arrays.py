@@ -189,8 +189,9 @@ class CustomerAttributes:
 def money(sums: np.ndarray) -> np.ndarray:
     """Sums of amounts to a millionth: a refund that cancels its purchase leaves 0, not 1e-14
     (which read as a trend of +-1), and equal totals summed in another order are equal (the
-    RFM quintiles give ties one score)."""
-    return np.round(sums, MONEY_DECIMALS)
+    RFM quintiles give ties one score). `+ 0.0` makes a -1e-14 that rounds to -0.0 a plain 0.0
+    in the files users read."""
+    return np.round(sums, MONEY_DECIMALS) + 0.0
 
 
 def _finite(amount: np.ndarray) -> np.ndarray:

@@ -36,6 +36,7 @@ from crm_ltv.features.contract import (
     TableSchema,
     naive_utc,
 )
+from crm_ltv.features.wording import plural
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -75,31 +76,31 @@ class LoadReport:
 
     def summary(self) -> str:
         lines = [
-            f"{self.table}: {self.rows_read:,} rows read from {self.source}, "
+            f"{self.table}: {plural(self.rows_read, 'row')} read from {self.source}, "
             f"{self.rows_loaded:,} loaded"
         ]
         if self.excluded:
             rules = ", ".join(f"{rule} {n:,}" for rule, n in self.excluded.items())
             lines.append(
-                f"  excluded by rule (not rejects): {sum(self.excluded.values()):,} rows: "
+                f"  excluded by rule (not rejects): {plural(sum(self.excluded.values()), 'row')}: "
                 f"{rules} -> {self.excluded_path}"
             )
         if self.anonymous:
             lines.append(
-                f"  anonymous sales: {self.anonymous:,} rows with no {self.anonymous_label}, "
-                f"net amount {self.anonymous_amount:,.2f}, left out of customer features (not "
-                f"rejects) -> {self.anonymous_path}"
+                f"  anonymous sales: {plural(self.anonymous, 'row')} with no "
+                f"{self.anonymous_label}, net amount {self.anonymous_amount:,.2f}, left out of "
+                f"customer features (not rejects) -> {self.anonymous_path}"
             )
         if self.rejected:
             why = ", ".join(f"{kind} {n:,}" for kind, n in self.reasons.items())
             lines.append(
-                f"  rejected {self.rejected:,} rows ({self.reject_share:.2%} of "
+                f"  rejected {plural(self.rejected, 'row')} ({self.reject_share:.2%} of "
                 f"{self.rows_checked:,} checked): {why} -> {self.rejects_path}"
             )
         if self.duplicates:
             fate = "dropped" if self.duplicates_dropped else "kept"
             lines.append(
-                f"  {self.duplicates:,} exact duplicate rows {fate} -> {self.rejects_path}"
+                f"  {plural(self.duplicates, 'exact duplicate row')} {fate} -> {self.rejects_path}"
             )
         if self.ignored_columns:
             lines.append(
@@ -691,7 +692,6 @@ def load_table(
         unnamed = frame[anonymous_key].isna()
         anonymous_label = _label(anonymous_key, layout.names[anonymous_key])
     anonymous = rows.index[(unnamed & ~rejected).to_numpy()]
-    checked = len(rows) - len(anonymous)  # the reject share's base
 
     # Anonymous lines repeat like any others (two overlapping exports): one report of them.
     duplicates = _duplicate_reasons(raw, rows.index[~rejected.to_numpy()])
@@ -699,6 +699,9 @@ def load_table(
     if validation.drop_duplicates:
         keep.loc[keep.index.intersection(duplicates.index)] = False
         anonymous = anonymous.difference(duplicates.index)
+    # The reject share's base: read - excluded - anonymous as the summary counts them (a
+    # repeated anonymous line is a duplicate there, so it is in the base, as any duplicate is).
+    checked = len(rows) - len(anonymous)
     if schema.unique_key:
         key = frame[schema.unique_key].astype(object)[keep]
         repeated = pd.Series(False, index=frame.index)

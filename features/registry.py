@@ -152,11 +152,12 @@ def _specs(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
         ),
         FeatureSpec(
             f"spend_last_year_{n}d",
-            f"Net spend in the {n} days after the cutoff's date one year (365 days) earlier.",
+            f"Net spend in the {n} days after the cutoff's instant 365 days earlier: (cutoff - "
+            f"365 days, cutoff - {365 - n} days], days of 24 hours.",
         ),
         FeatureSpec(
             f"orders_last_year_{n}d",
-            f"Purchase orders in the {n} days after the cutoff's date one year earlier.",
+            "Purchase orders in the same window.",
             low=0,
             integer=True,
         ),
@@ -178,18 +179,23 @@ def _specs(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
         ),
         FeatureSpec("refund_rate", "Refunded amount over purchased amount.", low=0),
         FeatureSpec(
-            "n_categories", "Distinct categories bought.", requires="category", low=0, integer=True
+            "n_categories",
+            "Distinct categories bought (0 when no purchase line has one).",
+            requires="category",
+            low=0,
+            integer=True,
         ),
         FeatureSpec(
             "category_entropy",
-            "Shannon entropy (nats) of purchase spend (before refunds) across categories.",
+            "Shannon entropy (nats) of purchase spend (before refunds) across categories "
+            "(missing when no purchase line has one).",
             requires="category",
             low=0,
         ),
         FeatureSpec(
             "favourite_category",
             "Category with the most purchase spend, before refunds (ties: alphabetical, "
-            "`(other)` last).",
+            "`(other)` last; missing when no purchase line has one).",
             "categorical",
             requires="category",
         ),
@@ -214,13 +220,19 @@ def _specs(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
             "new, developing, loyal, at-risk or lapsed, by the rules in configs/features.yaml.",
             "categorical",
         ),
-        FeatureSpec("historic_ltv", "Classic LTV: order value x orders per year x lifespan."),
         FeatureSpec(
-            "season_sin", "Day of year of the cutoff on the unit circle: sine.", low=-1, high=1
+            "historic_ltv",
+            "Classic LTV: net order value x orders per year x lifespan (negative when refunds "
+            "exceed purchases).",
         ),
         FeatureSpec(
-            "season_cos", "Day of year of the cutoff on the unit circle: cosine.", low=-1, high=1
+            "season_sin",
+            "Day of year of the cutoff on the unit circle: sin(2 pi (day of year - 1) / "
+            "365.25), the time of day not read.",
+            low=-1,
+            high=1,
         ),
+        FeatureSpec("season_cos", "The same angle's cosine.", low=-1, high=1),
         FeatureSpec(
             "acquisition_channel",
             "Channel the customer was acquired through (customers table).",

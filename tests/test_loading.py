@@ -410,7 +410,11 @@ def test_anonymous_lines_are_reported_apart_and_kept_out_not_rejected(tmp_path):
     report = loaded.report
     assert loaded.frame["customer_id"].astype(str).tolist() == ["007"]
     assert (report.anonymous, report.anonymous_amount) == (2, 7.0)  # 4 x 2.5 - 3
-    assert (report.rejected, report.duplicates, report.rows_checked) == (1, 1, 2)
+    # the base of the reject share is what the summary leaves: 5 read - 2 anonymous (the
+    # repeated anonymous line is counted once, as a duplicate, and checked like any duplicate)
+    assert (report.rejected, report.duplicates, report.rows_checked) == (1, 1, 3)
+    assert "rejected 1 row (33.33% of 3 checked)" in report.summary()
+    assert "1 exact duplicate row dropped" in report.summary()
     assert "anonymous sales: 2 rows with no customer_id (column 'Customer ID'), net amount " in (
         report.summary()
     )
