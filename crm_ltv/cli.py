@@ -1335,8 +1335,9 @@ def tune(
 
 def _registry_versions(
     names: dict[str, str], alias: str, progress: Progress
-) -> tuple[dict[str, ModelVersion | None], str | None]:
-    """The versions to serve per kind, or why the registry gives none."""
+) -> tuple[dict[str, ModelVersion | None], set[str], str | None]:
+    """The versions to serve per kind, the kinds served by a version that is not their
+    champion (said in a warning), or why the registry gives none."""
     import mlflow
 
     from crm_ltv.training.registry import serving_versions
@@ -1347,7 +1348,7 @@ def _registry_versions(
         found = serving_versions(names, alias)
     except Exception as exc:  # any failure to reach the registry: fall back to the store
         reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        return {}, f"cannot be read ({reason.splitlines()[0]})"
+        return {}, set(), f"cannot be read ({reason.splitlines()[0]})"
     versions = {kind: version for kind, (version, _) in found.items()}
     for _, warning in found.values():
         if warning is not None:
@@ -1355,7 +1356,7 @@ def _registry_versions(
     problem = next(
         (f"model {names[k]!r} has no versions" for k, v in versions.items() if v is None), None
     )
-    return versions, problem
+    return versions, {kind for kind, (_, warning) in found.items() if warning}, problem
 
 
 def _sync_store(progress: Progress) -> Paths:
@@ -1381,9 +1382,10 @@ def _sync_store(progress: Progress) -> Paths:
     mlflow.set_tracking_uri(uri)  # read only: no experiment to create
     mlflow.set_registry_uri(uri)
     problem = no_home_store(paths)
-    versions = {}
+    versions: dict[str, ModelVersion | None] = {}
+    not_champions: set[str] = set()
     if problem is None:
-        versions, problem = _registry_versions(names, registry.alias, progress)
+        versions, not_champions, problem = _registry_versions(names, registry.alias, progress)
     if problem is not None:
         stored = {kind: stored_model(kind) for kind in names}
         if any(s is None or not is_bundle(s) for s in stored.values()):
@@ -1400,9 +1402,10 @@ def _sync_store(progress: Progress) -> Paths:
     for kind, found in versions.items():
         assert found is not None
         if is_stored(kind, str(found.version), uri):
-            progress(
-                f"{kind}: {describe(stored_model(kind))} is the champion, already in the store"
-            )
+            # the warning above said when it is not the champion (tester M: "is the champion"
+            # followed "has no 'champion' version")
+            which = "the version to serve" if kind in not_champions else "the champion"
+            progress(f"{kind}: {describe(stored_model(kind))} is {which}, already in the store")
             continue
         with tempfile.TemporaryDirectory(prefix="crm-ltv-bundle-") as tmp:
             folder = download_bundle(names[kind], str(found.version), Path(tmp))
@@ -1535,18 +1538,23 @@ def bento() -> None:
     # bentoml reads the variable as it is imported: a traceback where it is not JSON
     bentoml_overrides(ServingConfig(), os.environ.get(BENTOML_OVERRIDES_ENV))
     progress = Progress()
-    _sync_store(progress)
+    paths = _sync_store(progress)
     progress("building the Bento (the project's wheel and the runtime lock)")
     done = build_bento(progress)
     if done != 0:
         raise typer.Exit(done)
-    # the README says it; served by hand without it, a Bento is not ready (or was, on defaults)
+    # the README says it; served by hand without it, a Bento is not ready (or was, on defaults).
+    # The command names this home and store (tester M: a placeholder home, and without the
+    # store's BENTOML_HOME the command found no Bento).
     areas = ", ".join(f"{area}.yaml" for area in SERVICE_AREAS)
+    store = os.environ.get("BENTOML_HOME")
+    given = [f"{HOME_ENV}={paths.root.resolve()}"] + ([f"BENTOML_HOME={store}"] if store else [])
+    command = [*given, _bentoml()[0], "serve", "crm-ltv:latest"]
     progress(
         f"the Bento carries the models, not the configs: serve it with {HOME_ENV} set to the "
         f"project home as an absolute path, whose configs/ it reads ({areas}; packaged "
-        f"defaults where a file is missing) and where it writes its decision log, e.g. "
-        f"{HOME_ENV}=/abs/home {shlex.quote(_bentoml()[0])} serve crm-ltv:latest"
+        f"defaults where a file is missing) and where it writes its decision log, here: "
+        f"{shlex.join(command)}"
     )
 
 

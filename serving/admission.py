@@ -1,5 +1,5 @@
 """Admission control for the scoring route: past a limit of calls in flight, 503 at once; a
-body over a size, 413; a form, 415.
+body over a size, 413; a body that is not JSON by its headers (a form, gzip), 415.
 
 A worker scores one request at a time (a large one in a thread beside its event loop), so
 calls beyond a few in flight only wait in line. Without a limit, past capacity every call is
@@ -74,8 +74,9 @@ class ConcurrencyLimit:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
-        if _form(scope):  # BentoML parses these as forms, and a malformed one is a 500 there
-            await answer(send, 415, {"error": FORM_REFUSED}, [])
+        unreadable = _unreadable(scope)
+        if unreadable is not None:
+            await answer(send, 415, {"error": unreadable}, [])
             return
         limit = self.limit  # the options, resolved on the first call
         if _declared_size(scope) > self.max_body_bytes:  # before any of it is read
@@ -159,13 +160,30 @@ class NotServing:
         await answer(send, 503, {"error": f"not serving: {reason}"}, [])
 
 
-FORM_REFUSED = "POST /score takes a JSON body (content-type: application/json), not a form"
-_FORMS = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+TAKES_JSON = "POST /score takes a JSON body (content-type: application/json)"
+_FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
-def _form(scope: Scope) -> bool:
-    kind = dict(scope.get("headers") or ()).get(b"content-type", b"").lower().lstrip()
-    return kind.startswith(_FORMS)
+def _unreadable(scope: Scope) -> str | None:
+    """Why the body cannot be read as the JSON it should be, from its headers. A form went to
+    BentoML's form parser (a malformed one was a 500); a gzip body was read as JSON text ("not
+    valid JSON" for a body that may be fine); text/plain and a latin-1 charset were read as
+    UTF-8 JSON, which answered 200 to a caller whose bug it hid. No content type is JSON, as
+    BentoML reads it (`requests.post(url, data=...)` sends none)."""
+    headers = dict(scope.get("headers") or ())
+    encoding = headers.get(b"content-encoding", b"").decode("latin-1").strip().lower()
+    if encoding not in ("", "identity"):
+        return f"content-encoding {encoding!r} is not read: {TAKES_JSON}, uncompressed"
+    given = headers.get(b"content-type", b"").decode("latin-1")
+    media, *params = [part.strip().lower() for part in given.split(";")]
+    if media in _FORMS:
+        return f"{TAKES_JSON}, not a form"
+    if media and media != "application/json" and not media.endswith("+json"):
+        return f"content-type {media!r}: {TAKES_JSON}"
+    charset = next((p.split("=", 1)[1].strip('" ') for p in params if p.startswith("charset=")), "")
+    if charset not in ("", "utf-8", "utf8"):
+        return f"charset {charset!r}: {TAKES_JSON} in UTF-8 (RFC 8259)"
+    return None
 
 
 def _declared_size(scope: Scope) -> int:
@@ -177,7 +195,13 @@ async def answer(
     send: Send, status: int, content: dict[str, str], headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     """A JSON answer sent from a middleware, before the app."""
-    body = json.dumps(content).encode()
+    await answer_bytes(send, status, json.dumps(content).encode(), headers)
+
+
+async def answer_bytes(
+    send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """JSON already encoded, as `answer` sends it."""
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": [*head, *headers]})
     await send({"type": "http.response.body", "body": body})

@@ -22,6 +22,7 @@ from pydantic import (
     Strict,
     StrictFloat,
     ValidationError,
+    WithJsonSchema,
     model_validator,
     with_config,
 )
@@ -127,8 +128,15 @@ Text = Annotated[str, Field(max_length=MAX_TEXT)]
 # Read as the loader reads a file's: an order id as ids are ('13085.0' is '13085', 'NULL' none),
 # a category or channel stripped, blank none; else ' books ' and 'books' were two categories
 # here and one in `crm-ltv score`, and the same customer scored twice differently.
+# An id is text or a whole JSON number (id_number_text); the OpenAPI page says both, else a
+# client generated from it could not send the integer keys its backend has (tester M).
+IdText = WithJsonSchema({"anyOf": [{"type": "string", "maxLength": MAX_TEXT}, {"type": "integer"}]})
 OrderId = Annotated[
-    str, Field(max_length=MAX_TEXT), BeforeValidator(id_number_text), AfterValidator(id_of)
+    str,
+    Field(max_length=MAX_TEXT),
+    BeforeValidator(id_number_text),
+    AfterValidator(id_of),
+    IdText,
 ]
 Label = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(label_of)]
 
@@ -170,7 +178,7 @@ class CustomerIn(_Strict):
     """One customer: raw `transactions` with `as_of`, or precomputed `features`."""
 
     customer_id: Annotated[
-        str, BeforeValidator(id_number_text), AfterValidator(customer_id_text)
+        str, BeforeValidator(id_number_text), AfterValidator(customer_id_text), IdText
     ] = Field(
         min_length=1,
         max_length=MAX_TEXT,

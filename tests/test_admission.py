@@ -3,6 +3,7 @@ tiny app whose /score calls wait until the test lets them go."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import anyio
@@ -253,6 +254,45 @@ async def test_a_form_body_is_a_415_naming_json_not_a_500(kind):
         assert answer.status_code == 415 and "takes a JSON body" in answer.json()["error"]
         assert gate.waiting == 0
         assert (await client.post("/score", json=BODY)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "said"),
+    [
+        ({"content-encoding": "gzip"}, "content-encoding 'gzip' is not read"),
+        ({"content-encoding": "br"}, "content-encoding 'br' is not read"),
+        ({"content-type": "text/plain"}, "content-type 'text/plain': POST /score takes a JSON"),
+        ({"content-type": "application/xml"}, "content-type 'application/xml'"),
+        ({"content-type": "application/json; charset=latin-1"}, "charset 'latin-1'"),
+    ],
+)
+async def test_a_body_its_headers_say_is_not_json_is_a_415_naming_them(headers, said):
+    """Tester M: a gzip body was read as JSON text ("not valid JSON"), a bogus encoding, text
+    or a latin-1 charset answered 200, hiding the caller's bug."""
+    gate = Gate()
+    gate.release.set()
+    async with _client(ConcurrencyLimit(gate, limit=1)) as client:
+        answer = await client.post("/score", content=json.dumps(BODY), headers=headers)
+        assert answer.status_code == 415 and said in answer.json()["error"], answer.text
+        assert gate.waiting == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # no content type: JSON, as BentoML reads it (requests' data= sends none)
+        {"content-type": "application/json"},
+        {"content-type": "Application/JSON; charset=UTF-8"},
+        {"content-type": "application/vnd.shop+json"},
+        {"content-encoding": "identity", "content-type": "application/json; charset=utf8"},
+    ],
+)
+async def test_json_bodies_pass_whatever_their_headers_spelling(headers):
+    gate = Gate()
+    gate.release.set()
+    async with _client(ConcurrencyLimit(gate, limit=1)) as client:
+        answer = await client.post("/score", content=json.dumps(BODY), headers=headers)
+        assert answer.status_code == 200, answer.text
 
 
 async def test_a_body_over_the_cap_is_a_413_before_it_is_held():

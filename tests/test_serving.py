@@ -566,6 +566,53 @@ def test_many_bad_customers_get_a_short_answer(http):
     assert http.get("/readyz").status_code == 200
 
 
+def test_the_openapi_page_declares_the_answers_the_service_gives(server, http):
+    """Tester M: the page said a 400's detail was text (it is a list of problems) and named
+    no 401, 413, 415 or 503; a client generated from it broke on them. Ids may be numbers."""
+    base, _, _ = server
+    spec = httpx.get(f"{base}/docs.json").json()
+    responses = spec["paths"]["/score"]["post"]["responses"]
+    assert {"200", "400", "401", "413", "415", "503"} <= set(responses)
+    assert "Retry-After" in responses["503"]["headers"]
+    detail = spec["components"]["schemas"]["InvalidArgument"]["properties"]["detail"]
+    assert detail["type"] == "array"
+    schemas = spec["components"]["schemas"]
+    for table, field in (("Transaction", "order_id"), ("CustomerIn", "customer_id")):
+        assert {"type": "integer"} in schemas[table]["properties"][field]["anyOf"], field
+    # the answers have the shapes declared, and the headline counts in words
+    two = {"customers": [{"customer_id": "a"}, {"customer_id": "b"}]}  # neither kind of input
+    bad = http.post("/score", json=two)
+    assert bad.status_code == 400 and bad.json()["error"] == "2 validation errors for ScoreRequest"
+    for problem in bad.json()["detail"]:
+        assert set(detail["items"]["required"]) <= set(problem), problem
+    assert int(bad.headers["content-length"]) == len(bad.content)
+    one = http.post("/score", json={"customers": two["customers"][:1]})
+    assert one.json()["error"] == "1 validation error for ScoreRequest"
+    gzip = http.post("/score", content=b"\x1f\x8b", headers={"Content-Encoding": "gzip"})
+    assert gzip.status_code == 415 and list(gzip.json()) == ["error"], gzip.text
+    assert "content-encoding 'gzip' is not read" in gzip.json()["error"]
+
+
+def test_a_large_body_is_parsed_beside_the_event_loop_and_answered_alike(http, sample):
+    """A body over PARSE_ON_LOOP_BYTES is parsed in a thread (tester M: 27 MB held the health
+    probes for seconds): its scores and its errors are those of small calls."""
+    from crm_ltv.serving.service import PARSE_ON_LOOP_BYTES
+
+    tx, customers = sample
+    batch = [_customer_payload(c, tx, customers, AS_OF) for c in _buyers(tx, AS_OF, 400)]
+    assert len(json.dumps({"customers": batch})) > PARSE_ON_LOOP_BYTES
+    large = http.post("/score", json={"customers": batch})
+    assert large.status_code == 200, large.text[:500]
+    small = http.post("/score", json={"customers": batch[:3]})
+    keys = ("customer_id", "churn_probability", "predicted_value", "rfm_segment")
+    scored = [{k: c[k] for k in keys} for c in large.json()["customers"][:3]]
+    assert scored == [{k: c[k] for k in keys} for c in small.json()["customers"]]
+    wrong = [*batch[:-1], {**batch[-1], "as_of": "2025-13-01"}]
+    refused = http.post("/score", json={"customers": wrong})
+    assert refused.status_code == 400
+    assert f"customer {batch[-1]['customer_id']!r}: as_of" in refused.text, refused.text
+
+
 def test_a_batch_of_exactly_the_limit_is_scored(http):
     """At most 1,000 customers per request: 1,000 are scored (1,001 are refused, above)."""
     body = {"customers": [{"customer_id": f"c{i}", "as_of": AS_OF, "transactions": []}
@@ -1004,7 +1051,10 @@ def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home
     ) in built.stderr, built.stderr
     # the bentoml beside the project's python: not on PATH without an activated venv (tester L)
     beside = Path(sys.executable).parent / "bentoml"  # this venv's, as make's crm-ltv runs
-    assert f"CRM_LTV_HOME=/abs/home {beside} serve crm-ltv:latest" in built.stderr
+    # this home and store, ready to paste (tester M: a placeholder home, and no BENTOML_HOME)
+    store = env["BENTOML_HOME"]
+    said = f"here: CRM_LTV_HOME={home.resolve()} BENTOML_HOME={store} {beside} serve crm-ltv:latest"
+    assert said in built.stderr, built.stderr
     # the wheel is built from a copy: pip wrote its build/ into the checkout (read-only ones fail)
     assert _build_folder_state() == before
     bento = next((home / "bentoml/bentos/crm-ltv").glob("*/bento.yaml")).parent
