@@ -11,6 +11,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -62,6 +63,18 @@ def test_a_first_run_that_misses_the_gate_says_what_to_do_and_scoring_still_work
     scored = run(home, "score", "--as-of", "2025-01-01", "--out", str(home / "s.csv"))
     assert scored.returncode == 0, scored.stderr
     assert "warning: churn has no 'champion' version; using the newest, v1" in scored.stderr
+    # what `crm-ltv serve` and `bento` copy into the store, twice: the second time it is there
+    # already, and churn v1 is not called the champion (tester M: it was, after the warning)
+    copy = "from crm_ltv.cli import Progress, _sync_store; _sync_store(Progress())"
+    env = {**os.environ, "CRM_LTV_HOME": str(home), "BENTOML_HOME": str(home / "bentoml")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    for _ in range(2):
+        synced = subprocess.run([sys.executable, "-c", copy], capture_output=True, text=True,
+                                env=env, timeout=300)  # fmt: skip
+        assert synced.returncode == 0, synced.stderr
+    said = {line.split("] ", 1)[1].split(" (")[0]: line for line in synced.stderr.splitlines()}
+    assert said["churn: churn v1"].endswith(") is the version to serve, already in the store")
+    assert said["ltv: ltv v1"].endswith(") is the champion, already in the store")
     # Another horizon, the gate in reach: churn v2 would be the lone champion of 60 days beside
     # ltv v1's 90 (which scoring refused); it is not promoted, and says how to move the pair.
     config["promotion"]["churn"]["thresholds"]["roc_auc"] = {"min": 0.5}
