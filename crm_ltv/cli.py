@@ -58,6 +58,14 @@ INTERRUPTIBLE = frozenset({
 })  # fmt: skip
 
 
+def _version(given: bool) -> None:
+    if given:
+        from crm_ltv import __version__
+
+        typer.echo(f"crm-ltv {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _home(
     ctx: typer.Context,
@@ -68,6 +76,12 @@ def _home(
             "else the working directory). Its configs/ override the packaged defaults."
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     from crm_ltv.features.paths import HOME_ENV
 
@@ -504,9 +518,9 @@ def _on_dask(engine: Engine, scheduler: str | None, partitions: int | None) -> b
         importlib.util.find_spec(name) is None for name in ("dask", "distributed")
     ):
         raise ConfigError(
-            "--engine dask needs Dask, an optional extra of this checkout: pip install "
-            "'/path/to/crm-ltv[dask]' -c /path/to/crm-ltv/requirements.lock (`make setup` "
-            "installs it into .venv)"
+            "--engine dask needs Dask, an optional extra of crm-ltv: pip install "
+            "'/path/to/crm-ltv[dask]' -c /path/to/crm-ltv/requirements.lock from a checkout "
+            "(`make setup` there installs it into its .venv)"
         )
     if scheduler and engine is Engine.dask:
         from crm_ltv.features.cluster import check_scheduler
@@ -1205,7 +1219,7 @@ def promote(
         ),
     ] = False,
 ) -> None:
-    """Move the champion alias to a version by hand (the gate of `make train` is skipped)."""
+    """Move the champion alias to a version by hand (the gate of `crm-ltv train` is skipped)."""
     from crm_ltv.features.config import ConfigError
     from crm_ltv.training.registry import (
         chosen_version,
@@ -1533,10 +1547,11 @@ def bento() -> None:
         ServingConfig,
         bentoml_overrides,
     )
-    from crm_ltv.serving.packaging import build_bento
+    from crm_ltv.serving.packaging import build_bento, checkout
 
     # bentoml reads the variable as it is imported: a traceback where it is not JSON
     bentoml_overrides(ServingConfig(), os.environ.get(BENTOML_OVERRIDES_ENV))
+    checkout()  # before the store is touched
     progress = Progress()
     paths = _sync_store(progress)
     progress("building the Bento (the project's wheel and the runtime lock)")
@@ -1580,8 +1595,10 @@ def mlflow_ui(
         ),
     ] = 1,
 ) -> None:
-    """The MLflow UI over the home's runs and registry; prints the links that open each
-    experiment's runs table (MLflow 3 would open on its GenAI pages)."""
+    """The MLflow UI over the home's runs and registry, with a link to each experiment.
+
+    The links open each experiment's runs table (MLflow 3 would open on its GenAI pages).
+    """
     import socket
 
     from crm_ltv.training.tracking import tracking_uri, ui_links
@@ -2058,8 +2075,11 @@ def policy_eval(
     sep: SepOpt = None,
     max_reject_share: RejectShareOpt = None,
 ) -> None:
-    """Off-policy values (IPW, doubly robust) of the uplift, priors, one-action, churn-risk,
-    random and no-contact policies, with bootstrap intervals (and true values on the sample)."""
+    """Off-policy values (IPW, doubly robust) of the uplift policy and its alternatives.
+
+    The policies: uplift, priors, one-action, churn-risk, random and no-contact, each with a
+    bootstrap interval (and its true value on the sample).
+    """
     import functools
 
     from crm_ltv.features.config import ConfigError, load_config

@@ -24,14 +24,23 @@ def source_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def build_bento(progress: Callable[[str], None]) -> int:
+def checkout() -> Path:
+    """The checkout to build from, checked before any work (tester P: an installed package
+    copied the models into the store first, then failed)."""
     root = source_root()
-    lock = root / RUNTIME_LOCK
-    if not (root / "pyproject.toml").exists() or not lock.exists():
+    if not (root / "pyproject.toml").exists() or not (root / RUNTIME_LOCK).exists():
         raise ConfigError(
-            f"{root}: no pyproject.toml and {RUNTIME_LOCK} here: `crm-ltv bento` builds the "
-            "Bento from a checkout of crm-ltv (installed with `pip install -e`, or `make bento`)"
+            f"crm-ltv is installed as a package here ({root}), not from a checkout: "
+            f"`crm-ltv bento` builds the Bento from a checkout's sources and {RUNTIME_LOCK}; "
+            "run it from an editable install of one (`pip install -e <checkout>`, or `make "
+            "bento` in it)"
         )
+    return root
+
+
+def build_bento(progress: Callable[[str], None]) -> int:
+    root = checkout()
+    lock = root / RUNTIME_LOCK
     pinned = latest_tags()  # what _sync_store just put there, before the wheel's seconds
     with tempfile.TemporaryDirectory(prefix="crm-ltv-bento-") as tmp:
         build = Path(tmp)

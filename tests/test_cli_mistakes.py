@@ -725,3 +725,34 @@ def test_a_home_whose_path_a_sqlite_uri_cannot_hold_is_refused(tmp_path, odd):
     assert done.returncode == 2, done.stderr
     assert f"its path holds {odd!r}, which the SQLite URIs" in done.stderr
     assert not (tmp_path / "h").exists() and not (home / "mlflow.db").exists()
+
+
+def test_bento_from_an_installed_package_says_so_before_touching_the_store(tmp_path, monkeypatch):
+    """Tester P: `crm-ltv bento` of a package installed without -e copied the champions into
+    the store, then failed for want of the checkout's pyproject.toml and runtime lock."""
+    from crm_ltv.serving import packaging
+
+    installed = tmp_path / "site-packages/crm_ltv"
+    installed.mkdir(parents=True)
+    monkeypatch.setattr(packaging, "source_root", lambda: installed)
+    home, store = new_home(tmp_path), tmp_path / "bentoml"
+    env = {"CRM_LTV_HOME": str(home), "BENTOML_HOME": str(store)}
+    result = CliRunner().invoke(app, ["bento"], env=env)
+    assert result.exit_code == 2, result.output
+    assert f"crm-ltv is installed as a package here ({installed}), not from a checkout" in (
+        result.output
+    )
+    assert "pip install -e <checkout>" in result.output
+    assert not store.exists()
+
+
+def test_version_and_command_summaries():
+    """Tester P: no --version; and the command list broke a summary mid-sentence where a
+    docstring's first paragraph ran over two lines (typer keeps the line break)."""
+    import crm_ltv
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"crm-ltv {crm_ltv.__version__}\n"
+    for command in app.registered_commands:
+        summary = (command.callback.__doc__ or "").strip().split("\n\n")[0]
+        assert summary and "\n" not in summary, (command.callback.__name__, summary)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mlflow
 
+import crm_ltv
 from crm_ltv.training import tracking
 from crm_ltv.training.tracking import file_sha256
 
@@ -57,6 +58,7 @@ def test_a_run_records_the_commit_the_data_and_any_uncommitted_change(tmp_path, 
         with mlflow.start_run() as clean:
             assert tracking.log_provenance(data, None) == {
                 "git_commit": commit,
+                "crm_ltv_version": crm_ltv.__version__,
                 "data_sha256": file_sha256(data),
             }
         (repo / "model.py").write_text("ROUNDS = 2\n")
@@ -71,12 +73,33 @@ def test_a_run_records_the_commit_the_data_and_any_uncommitted_change(tmp_path, 
         assert "-ROUNDS = 1" in text and "+ROUNDS = 2" in text
         assert tags == {
             "git_commit": f"{commit}-dirty",
+            "crm_ltv_version": crm_ltv.__version__,
             "git_diff_sha256": hashlib.sha256(text.encode()).hexdigest(),
         }
         assert client.get_run(child.info.run_id).data.tags.items() >= tags.items()
         assert "git_diff_sha256" not in client.get_run(clean.info.run_id).data.tags
     finally:
         mlflow.set_tracking_uri("")
+
+
+def test_code_installed_inside_another_repository_records_no_commit_of_it(tmp_path):
+    """Tester P: crm-ltv installed into a user's own repository (its .venv ignored there) took
+    that repository's commit, '-dirty', and logged the user's uncommitted diff to MLflow. The
+    code's own folder must be tracked by the repository git finds; else 'unknown', and the
+    release is in crm_ltv_version."""
+    repo = tmp_path / "shop"
+    installed = repo / ".venv/lib/site-packages/crm_ltv/training"
+    installed.mkdir(parents=True)
+    (installed / "tracking.py").write_text("# installed\n")
+    (repo / ".gitignore").write_text(".venv/\n")
+    (repo / "notes.txt").write_text("mine\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    (repo / "notes.txt").write_text("mine, and a secret\n")  # the user's own change
+    assert tracking.git_commit(repo) == f"{_git(repo, 'rev-parse', 'HEAD')}-dirty"
+    assert tracking.git_commit(installed) == "unknown"
+    assert tracking.git_commit(tmp_path) == "unknown"  # no repository at all
 
 
 def test_tables_and_metrics_keep_a_tiny_p_value_rather_than_rounding_it_to_0():

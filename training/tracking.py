@@ -11,6 +11,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from crm_ltv.features.paths import Paths
 NOTE = "mlflow.note.content"  # the description the MLflow UI shows on experiments and runs
 CODE = Path(__file__).resolve().parent  # the commit of the code that ran, not of the home
 # What reproduces a run, on the run and on each of its child runs (a search finds them too).
-PROVENANCE = ("data_sha256", "git_commit", "git_diff_sha256")
+PROVENANCE = ("data_sha256", "git_commit", "git_diff_sha256", "crm_ltv_version")
 
 
 def tracking_uri(paths: Paths) -> str:
@@ -244,8 +245,14 @@ def log_datasets(
 
 
 def git_commit(root: Path) -> str:
-    """HEAD's commit, with '-dirty' when tracked files differ; 'unknown' outside a checkout."""
+    """HEAD's commit, with '-dirty' when tracked files differ; 'unknown' outside a checkout of
+    this code: git looks up from `root` for any repository, and a package installed into a
+    user's own repository (its .venv ignored there) took that one's commit, and its diff went
+    to MLflow (tester P). The code's folder must be tracked by the repository found."""
     try:
+        subprocess.run(
+            ["git", "ls-files", "--error-unmatch", "."], cwd=root, capture_output=True, check=True
+        )
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
@@ -281,11 +288,12 @@ def input_sources(inputs: Inputs) -> list[Path]:
 
 def log_provenance(*files: Path | None) -> dict[str, str]:
     """Tag the active run with what reproduces it: the hash of its input files (none: no
-    data_sha256), the code's commit and, when the checkout has uncommitted changes, their
-    diff (code/uncommitted.diff) and its hash, since two runs of one '-dirty' commit may
-    differ. Returns the tags."""
+    data_sha256), the code's commit ('unknown' for an installed package: its version says
+    which release) and, when the checkout has uncommitted changes, their diff
+    (code/uncommitted.diff) and its hash, since two runs of one '-dirty' commit may differ.
+    Returns the tags."""
     commit = git_commit(CODE)
-    tags = {"git_commit": commit}
+    tags = {"git_commit": commit, "crm_ltv_version": version("crm-ltv")}
     given = [f for f in files if f is not None]
     if given:
         tags["data_sha256"] = file_sha256(*given)
