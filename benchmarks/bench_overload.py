@@ -16,6 +16,8 @@ Then the health probes under a batch load: two clients per accepted call slot se
 1,000 customers back to back while /livez and /readyz are asked every 100 ms, as a platform's
 probes would (a probe that times out restarts the pod or takes it out of rotation):
   probes under batch load: /livez p50 X ms, p99 Y ms, max Z ms; /readyz ...; N customers/s
+(`--probe-lines 300`: customers of 300 lines, bodies of about 27 MB, which the service parses
+beside its event loop.)
 
 The service runs as in bench_serve.py (whose helpers this imports): the project's champions
 (`make train` first if there are none), a temporary home with a copy of the configs, its own
@@ -135,17 +137,29 @@ async def _probes_under_load(
         return latencies, answered / (time.perf_counter() - start)
 
 
-def _report_probes(base: str, payloads: list[dict], clients: int, seconds: float) -> None:
+def _report_probes(
+    base: str, payloads: list[dict], clients: int, seconds: float, lines: int | None
+) -> None:
+    """`lines`: each customer's lines repeated up to that many (a large body: 300 lines make
+    1,000 customers about 27 MB, under the 32 MB cap), else the payloads' own."""
     size = min(len(payloads), 1000)
-    batch = json.dumps({"customers": payloads[:size]}).encode()
+    customers = payloads[:size]
+    if lines is not None:
+        customers = [
+            {**c, "transactions": [c["transactions"][i % len(c["transactions"])]
+                                   for i in range(lines)]}
+            for c in customers
+        ]  # fmt: skip
+    batch = json.dumps({"customers": customers}).encode()
     latencies, rate = uvloop.run(_probes_under_load(base, batch, size, clients, seconds, 10.0))
     said = "; ".join(
         f"{path} p50 {_ms(values, 50)}, p99 {_ms(values, 99)}, max {_ms(values, 100)}"
         for path, values in latencies.items()
     )
+    each = f" of {lines:,} lines" if lines is not None else ""
     print(
-        f"probes under batch load ({clients} clients x {size:,} customers, "
-        f"{seconds:g} s): {said}; {rate:,.0f} customers/s",
+        f"probes under batch load ({clients} clients x {size:,} customers{each}, "
+        f"{len(batch) / 2**20:.1f} MB, {seconds:g} s): {said}; {rate:,.0f} customers/s",
         flush=True,
     )
 
@@ -173,9 +187,17 @@ def main() -> None:
     parser.add_argument(
         "--probe-seconds", type=positive, default=10.0, help="health probes under batch load"
     )
+    parser.add_argument(
+        "--probe-lines",
+        type=int,
+        default=None,
+        help="lines per customer of those batches (default: the 20 of the calls above)",
+    )
     args = parser.parse_args()
     if args.max_in_flight is not None and args.max_in_flight < 1:
         parser.error(f"--max-in-flight: at least 1, not {args.max_in_flight}")
+    if args.probe_lines is not None and args.probe_lines < 1:
+        parser.error(f"--probe-lines: at least 1, not {args.probe_lines}")
     if any(rate < 1 for rate in args.rates):
         parser.error(f"--rates: calls per second above 0, not {args.rates}")
     stop_on_sigterm()
@@ -203,7 +225,7 @@ def main() -> None:
             wait_ready(f"{base}/readyz", server, log)
             _report(f"{base}/score", bodies, args.rates, args.seconds, args.timeout)
             clients = settings.workers * settings.max_in_flight
-            _report_probes(base, payloads, clients, args.probe_seconds)
+            _report_probes(base, payloads, clients, args.probe_seconds, args.probe_lines)
         finally:
             stop_server(server)
     finally:

@@ -996,7 +996,9 @@ def train(
     with _interruptible(TRAIN_KEPT):
         if _on_dask(engine, scheduler, partitions):
             dask = (scheduler, partitions, settings)
-            result = _train_on_dask(paths, config, feature_config, progress, *dask, read)
+            result = _train_on_dask(
+                paths, (config, feature_config, data_config), progress, *dask, read
+            )
         else:
             inputs = _read_inputs(paths, progress, *read)
             require_purchases(inputs.transactions, TRAIN_ON_NOTHING)
@@ -1005,7 +1007,9 @@ def train(
             progress("loading the training libraries (LightGBM, MLflow)")
             from crm_ltv.training.job import run_training
 
-            result = run_training(inputs, paths, config, feature_config, tuned, progress)
+            result = run_training(
+                inputs, paths, config, feature_config, tuned, progress, data_config=data_config
+            )
     import mlflow
 
     from crm_ltv.training.run_log import comparison_table
@@ -1025,8 +1029,7 @@ def train(
 
 def _train_on_dask(
     paths: Paths,
-    config: TrainConfig,
-    feature_config: FeatureConfig,
+    configs: tuple[TrainConfig, FeatureConfig, DataConfig],
     progress: Progress,
     scheduler: str | None,
     partitions: int | None,
@@ -1040,6 +1043,7 @@ def _train_on_dask(
     from crm_ltv.training import cluster
     from crm_ltv.training.job import run_training
 
+    config, feature_config, data_config = configs
     cluster.check_supported(config)
     progress("--engine dask: no seasonal level (README: Scaling out on Dask)")
     level = override(config.level, "--engine dask", seasonal=False)
@@ -1052,8 +1056,9 @@ def _train_on_dask(
         fit = functools.partial(cluster.train_on_cluster, split)
         refit = functools.partial(cluster.refit_on_cluster, split, progress=progress)
         return run_training(
-            inputs, paths, config, feature_config, tuned, progress, split.sample, fit, refit
-        )
+            inputs, paths, config, feature_config, tuned, progress, split.sample, fit, refit,
+            data_config,
+        )  # fmt: skip
 
 
 @app.command()
@@ -1601,10 +1606,17 @@ def mlflow_ui(
     """
     import socket
 
-    from crm_ltv.training.tracking import tracking_uri, ui_links
+    from crm_ltv.features.config import ConfigError
+    from crm_ltv.training.tracking import no_home_store, tracking_uri, ui_links
 
     paths = _paths()
     _free_port(host, port)
+    problem = no_home_store(paths)
+    if problem is not None:  # tester O: a mistyped home got an empty store, and an empty UI
+        raise ConfigError(
+            f"{problem}; the UI would show an empty store: run `crm-ltv train` (or an "
+            "experiment command) there first"
+        )
     # 0.0.0.0 is where it listens, not an address to open; MLflow answers this machine's own
     # name only when it is allowed: the links name an allowed host
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host

@@ -165,3 +165,28 @@ def test_a_version_promoted_by_hand_again_says_so_once():
     )
     again = promoted_description(first, "2026-02-01 09:30:00 UTC")
     assert again == first.replace("2026-01-01 00:00:00", "2026-02-01 09:30:00")
+
+
+def test_a_new_champion_ends_the_no_champion_yet_of_the_versions_held_before(tmp_path, monkeypatch):
+    """Tester O: versions held back by a first run's gate kept saying "No champion yet: ...
+    score uses vN" after another version became champion (their gate's reason stays)."""
+    import mlflow
+
+    from crm_ltv.training.registry import NOT_YET, set_champion
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        client = mlflow.MlflowClient()
+        client.create_registered_model("churn")
+        waiting = "fails thresholds: roc_auc 0.6 < min 0.7" + NOT_YET + "score uses v{v}"
+        for v in ("1", "2", "3"):
+            client.create_model_version("churn", (tmp_path / v).as_uri())
+            client.update_model_version("churn", v, description=waiting.format(v=v))
+        set_champion("churn", "3", "champion")
+        for v in ("1", "2"):
+            said = client.get_model_version("churn", v).description
+            assert said == "fails thresholds: roc_auc 0.6 < min 0.7.", said
+        assert client.get_model_version("churn", "3").description == waiting.format(v="3")
+    finally:
+        mlflow.set_tracking_uri("")

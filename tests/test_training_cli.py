@@ -330,6 +330,10 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
         )
     run_ = mlflow_client(home).get_run(summary["run_id"])
     assert run_.data.tags["evaluation"] == "out-of-customer"
+    # the mapping it read with, the command line's over data.yaml (tester O: data.yaml alone)
+    read = mlflow.artifacts.load_dict(f"{run_.info.artifact_uri}/config/data.json")
+    assert read["transactions"]["sep"] == ";"
+    assert read["transactions"]["columns"]["customer_id"] == "Client"
     for name in ("churn", "ltv"):  # what the registry shows of each version too
         assert mlflow_client(home).get_model_version(name, "4").tags["evaluation"] == (
             "out-of-customer"
@@ -400,6 +404,12 @@ def test_mlflow_ui_turns_the_job_runner_off_unless_the_user_set_it(
     if given is None:
         monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION")
     monkeypatch.setenv("CRM_LTV_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # a home with nothing trained is refused before any store is made there (tester O)
+    refused = CliRunner().invoke(app, ["mlflow-ui", "--port", str(free_port())])
+    assert refused.exit_code == 2 and "nothing was trained in this home" in refused.output
+    assert not (tmp_path / "mlflow.db").exists() and "argv" not in started
+    (tmp_path / "mlflow.db").touch()  # an empty SQLite file: MLflow makes its tables there
     result = CliRunner().invoke(app, ["mlflow-ui", "--port", str(free_port())])
     assert result.exit_code == 0, result.output
     assert started["argv"][1:4] == ["-m", "mlflow", "server"] and started["jobs"] == runs_with

@@ -19,7 +19,7 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
 from crm_ltv.features.builders import with_rfm_cuts
-from crm_ltv.features.config import FeatureConfig, config_digest
+from crm_ltv.features.config import DataConfig, FeatureConfig, config_digest
 from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
 from crm_ltv.features.wording import plural
@@ -158,10 +158,12 @@ def run_training(
     split: TimeSplit | None = None,
     fit: Callable[..., TrainedModels] = train_models,
     refit: Callable[..., ModelBundle] | None = None,
+    data_config: DataConfig | None = None,
 ) -> TrainResult:
     """`split`, `fit` and `refit`: the Dask engine's (a split of samples for evaluation,
     boosters trained on the cluster); by default the loaded inputs' split, `train_models` and
-    `refit_bundle` (saying how it goes to `progress`)."""
+    `refit_bundle` (saying how it goes to `progress`). `data_config`: the mapping the inputs
+    were read with (the command line's over data.yaml), logged as config/data.json."""
     if refit is None:
         refit = functools.partial(refit_bundle, progress=progress)
     horizon = config.snapshots.horizon_days
@@ -178,7 +180,9 @@ def run_training(
     )
     with killable_run(experiment_id=experiment_id, run_name=f"train-h{horizon}") as run:
         mlflow.set_tag("kind", "training")
-        provenance = _log_provenance(inputs, paths, config, feature_config, split, tuned or {})
+        provenance = _log_provenance(
+            inputs, paths, (config, feature_config, data_config), split, tuned or {}
+        )
         datasets = [] if on_cluster else input_datasets(inputs)
         log_datasets(datasets, "training", progress)
         models = fit(split, config, tuned, progress)
@@ -281,11 +285,14 @@ def _span(cutoffs: tuple[pd.Timestamp, ...]) -> str:
 def _log_provenance(
     inputs: Inputs,
     paths: Paths,
-    config: TrainConfig,
-    feature_config: FeatureConfig,
+    configs: tuple[TrainConfig, FeatureConfig, DataConfig | None],
     split: TimeSplit,
     tuned: dict[str, dict[str, Any]],
 ) -> dict[str, str]:
+    """Tags, params and config files. The data config, when given, is logged as config/
+    data.json as tune logs it (tester O: a train run showed data.yaml alone, not the command
+    line's --column and --timestamp-format it read with)."""
+    config, feature_config, data_config = configs
     tags = {
         **log_provenance(*input_sources(inputs)),
         "transactions": str(inputs.transactions.report.source),
@@ -322,7 +329,8 @@ def _log_provenance(
     )
     if tuned:  # what overrides train.json's booster params (its file is overwritten by tuning)
         mlflow.log_dict(tuned, "config/tuned_params.json")
-    log_config_files(paths, ("data", "features", "train"), (config, feature_config))
+    settings = [config, feature_config] + ([data_config] if data_config is not None else [])
+    log_config_files(paths, ("data", "features", "train"), settings)
     mlflow.log_dict({"features": split.feature_names}, "features.json")
     return tags
 

@@ -214,6 +214,10 @@ def set_champion(name: str, version: str, alias: str, reason: str | None = None)
         client.set_model_version_tag(name, str(previous.version), "superseded_at", left)
     for key in SUPERSEDED.intersection(client.get_model_version(name, str(version)).tags):
         client.delete_model_version_tag(name, str(version), key)  # champion again
+    for held in _versions(name):  # "No champion yet: ... score uses vN" is over (tester O)
+        text = held.description or ""
+        if NOT_YET in text and str(held.version) != str(version):
+            client.update_model_version(name, str(held.version), description=_gate_said(text))
 
 
 def promote_by_hand(
@@ -242,9 +246,12 @@ def promoted_description(description: str, when: str) -> str:
     promote` makes it champion" beside the champion alias. The gate's reason stays."""
     said = re.match(r"Promoted by hand on [^(]+\(`crm-ltv promote`\)\. ", description)
     description = description[said.end() :] if said else description  # promoted again
-    kept = description.split(NOT_YET)[0]
-    kept += "." if NOT_YET in description else ""
-    return f"Promoted by hand on {when} (`crm-ltv promote`). {kept}".strip()
+    return f"Promoted by hand on {when} (`crm-ltv promote`). {_gate_said(description)}".strip()
+
+
+def _gate_said(description: str) -> str:
+    """A description without its "No champion yet: ..." tail, once there is a champion."""
+    return description.split(NOT_YET)[0] + "." if NOT_YET in description else description
 
 
 GATE_TAG = "gate"  # "passed" or "held": the run's gate on the version (its reason: `promotion`)

@@ -174,7 +174,7 @@ def ui_links(paths: Paths, base: str) -> list[str]:
         f"{e.name}: {base}/#/experiments/{e.experiment_id}{UI_QUERY}"
         for e in experiments
         if e.name != "Default"
-    ] or [f"no experiments yet (run `make train`): {base}/#/experiments{UI_QUERY}"]
+    ] or [f"no experiments yet (run `crm-ltv train`): {base}/#/experiments{UI_QUERY}"]
 
 
 def file_sha256(*files: Path | None) -> str:
