@@ -175,7 +175,10 @@ def test_a_new_champion_ends_the_no_champion_yet_of_the_versions_held_before(tmp
     from crm_ltv.training.registry import NOT_YET, set_champion
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)  # an earlier test's CLI call may have set another
     try:
         client = mlflow.MlflowClient()
         client.create_registered_model("churn")
@@ -190,3 +193,4 @@ def test_a_new_champion_ends_the_no_champion_yet_of_the_versions_held_before(tmp
         assert client.get_model_version("churn", "3").description == waiting.format(v="3")
     finally:
         mlflow.set_tracking_uri("")
+        mlflow.set_registry_uri("")

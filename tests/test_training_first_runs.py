@@ -643,7 +643,10 @@ def test_a_champion_moved_while_a_run_was_judged_is_not_replaced_unseen(tmp_path
         return real(name, alias) if reads["n"] <= 2 else SimpleNamespace(version="7")
 
     monkeypatch.setattr(job, "champion_version", moved_meanwhile)
-    result = CliRunner().invoke(app, ["train"], env={"CRM_LTV_HOME": str(home)})
+    # in process: not the store an earlier test's MLflow calls left in MLFLOW_TRACKING_URI
+    # (it trained into another test's store when one ran before it in this worker)
+    env = {"CRM_LTV_HOME": str(home), "MLFLOW_TRACKING_URI": None}
+    result = CliRunner().invoke(app, ["train"], env=env)
     assert result.exit_code == 0, result.output
     assert "churn: churn v1 not promoted: " in result.output
     assert "but champion moved to v7 meanwhile (another run or a promote)" in result.output
