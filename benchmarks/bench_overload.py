@@ -16,7 +16,7 @@ Then the health probes under a batch load: two clients per accepted call slot se
 1,000 customers back to back while /livez and /readyz are asked every 100 ms, as a platform's
 probes would (a probe that times out restarts the pod or takes it out of rotation):
   probes under batch load: /livez p50 X ms, p99 Y ms, max Z ms; /readyz ...; N customers/s
-(`--probe-lines 300`: customers of 300 lines, bodies of about 27 MB, which the service parses
+(`--probe-lines 250`: customers of 250 lines, bodies of about 30 MB, which the service parses
 beside its event loop.)
 
 The service runs as in bench_serve.py (whose helpers this imports): the project's champions
@@ -137,11 +137,11 @@ async def _probes_under_load(
         return latencies, answered / (time.perf_counter() - start)
 
 
-def _report_probes(
-    base: str, payloads: list[dict], clients: int, seconds: float, lines: int | None
-) -> None:
-    """`lines`: each customer's lines repeated up to that many (a large body: 300 lines make
-    1,000 customers about 27 MB, under the 32 MB cap), else the payloads' own."""
+def _probe_batch(payloads: list[dict], lines: int | None, max_bytes: int) -> tuple[bytes, int]:
+    """The batch the clients send under the probes, and its customers. `lines`: each
+    customer's lines repeated up to that many (250 lines make 1,000 customers about 30 MB,
+    under the 32 MB cap), else the payloads' own. A batch over `max_bytes` would measure only
+    413s, fast: refused before the service starts."""
     size = min(len(payloads), 1000)
     customers = payloads[:size]
     if lines is not None:
@@ -151,6 +151,18 @@ def _report_probes(
             for c in customers
         ]  # fmt: skip
     batch = json.dumps({"customers": customers}).encode()
+    if len(batch) > max_bytes:
+        raise SystemExit(
+            f"bench: a batch of {size:,} customers of {lines} lines is {len(batch) / 2**20:.1f} "
+            f"MB, over max_request_mb ({max_bytes / 2**20:g} MB): every call would be a 413; "
+            "give fewer --probe-lines"
+        )
+    return batch, size
+
+
+def _report_probes(
+    base: str, batch: bytes, size: int, clients: int, seconds: float, lines: int | None
+) -> None:
     latencies, rate = uvloop.run(_probes_under_load(base, batch, size, clients, seconds, 10.0))
     said = "; ".join(
         f"{path} p50 {_ms(values, 50)}, p99 {_ms(values, 99)}, max {_ms(values, 100)}"
@@ -212,6 +224,7 @@ def main() -> None:
     try:
         env = _scratch_env(paths, scratch)
         settings = _set_limit(scratch, args.max_in_flight)
+        probed = _probe_batch(payloads, args.probe_lines, settings.max_request_mb * 2**20)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         log = scratch / "serve.log"
@@ -225,7 +238,7 @@ def main() -> None:
             wait_ready(f"{base}/readyz", server, log)
             _report(f"{base}/score", bodies, args.rates, args.seconds, args.timeout)
             clients = settings.workers * settings.max_in_flight
-            _report_probes(base, payloads, clients, args.probe_seconds, args.probe_lines)
+            _report_probes(base, *probed, clients, args.probe_seconds, args.probe_lines)
         finally:
             stop_server(server)
     finally:

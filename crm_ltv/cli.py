@@ -997,7 +997,7 @@ def train(
         if _on_dask(engine, scheduler, partitions):
             dask = (scheduler, partitions, settings)
             result = _train_on_dask(
-                paths, (config, feature_config, data_config), progress, *dask, read
+                paths, config, feature_config, data_config, progress, *dask, read
             )
         else:
             inputs = _read_inputs(paths, progress, *read)
@@ -1029,7 +1029,9 @@ def train(
 
 def _train_on_dask(
     paths: Paths,
-    configs: tuple[TrainConfig, FeatureConfig, DataConfig],
+    config: TrainConfig,
+    feature_config: FeatureConfig,
+    data_config: DataConfig,
     progress: Progress,
     scheduler: str | None,
     partitions: int | None,
@@ -1043,7 +1045,6 @@ def _train_on_dask(
     from crm_ltv.training import cluster
     from crm_ltv.training.job import run_training
 
-    config, feature_config, data_config = configs
     cluster.check_supported(config)
     progress("--engine dask: no seasonal level (README: Scaling out on Dask)")
     level = override(config.level, "--engine dask", seasonal=False)
@@ -1057,7 +1058,7 @@ def _train_on_dask(
         refit = functools.partial(cluster.refit_on_cluster, split, progress=progress)
         return run_training(
             inputs, paths, config, feature_config, tuned, progress, split.sample, fit, refit,
-            data_config,
+            data_config=data_config,
         )  # fmt: skip
 
 
@@ -1567,15 +1568,22 @@ def bento() -> None:
     # The command names this home and store (tester M: a placeholder home, and without the
     # store's BENTOML_HOME the command found no Bento).
     areas = ", ".join(f"{area}.yaml" for area in SERVICE_AREAS)
-    store = os.environ.get("BENTOML_HOME")
-    given = [f"{HOME_ENV}={paths.root.resolve()}"] + ([f"BENTOML_HOME={store}"] if store else [])
-    command = [*given, _bentoml()[0], "serve", "crm-ltv:latest"]
     progress(
         f"the Bento carries the models, not the configs: serve it with {HOME_ENV} set to the "
         f"project home as an absolute path, whose configs/ it reads ({areas}; packaged "
         f"defaults where a file is missing) and where it writes its decision log, here: "
-        f"{shlex.join(command)}"
+        f"{_bento_serve_command(paths.root.resolve(), os.environ.get('BENTOML_HOME'))}"
     )
+
+
+def _bento_serve_command(home: Path, store: str | None) -> str:
+    """The shell line that serves the Bento just built from this home and store, to paste:
+    only the values quoted (a quoted `'VAR=a b'` is a command name to the shell)."""
+    from crm_ltv.features.paths import HOME_ENV
+
+    given = {HOME_ENV: str(home)} | ({"BENTOML_HOME": store} if store else {})
+    variables = [f"{name}={shlex.quote(value)}" for name, value in given.items()]
+    return " ".join([*variables, shlex.join([_bentoml()[0], "serve", "crm-ltv:latest"])])
 
 
 @app.command("mlflow-ui")

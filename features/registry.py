@@ -153,11 +153,12 @@ def _specs(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
         FeatureSpec(
             f"spend_last_year_{n}d",
             f"Net spend in the {n} days after the cutoff's instant 365 days earlier: (cutoff - "
-            f"365 days, cutoff - {365 - n} days], days of 24 hours.",
+            f"365 days, cutoff - {max(365 - n, 0)} days], days of 24 hours.",
         ),
         FeatureSpec(
             f"orders_last_year_{n}d",
-            "Purchase orders in the same window.",
+            f"Purchase orders in the {n} days after the cutoff's instant 365 days earlier: "
+            f"(cutoff - 365 days, cutoff - {max(365 - n, 0)} days].",
             low=0,
             integer=True,
         ),
@@ -232,7 +233,13 @@ def _specs(windows_days: tuple[int, ...], n: int) -> tuple[FeatureSpec, ...]:
             low=-1,
             high=1,
         ),
-        FeatureSpec("season_cos", "The same angle's cosine.", low=-1, high=1),
+        FeatureSpec(
+            "season_cos",
+            "Day of year of the cutoff on the unit circle: cos(2 pi (day of year - 1) / "
+            "365.25), the time of day not read.",
+            low=-1,
+            high=1,
+        ),
         FeatureSpec(
             "acquisition_channel",
             "Channel the customer was acquired through (customers table).",

@@ -181,7 +181,7 @@ def _unreadable(scope: Scope) -> str | None:
     if media and media != "application/json" and not media.endswith("+json"):
         return f"content-type {media!r}: {TAKES_JSON}"
     charset = next((p.split("=", 1)[1].strip('" ') for p in params if p.startswith("charset=")), "")
-    if charset not in ("", "utf-8", "utf8"):
+    if charset not in ("", "utf-8", "utf8", "us-ascii"):  # ASCII is UTF-8
         return f"charset {charset!r}: {TAKES_JSON} in UTF-8 (RFC 8259)"
     return None
 
@@ -199,10 +199,15 @@ async def answer(
 
 
 async def answer_bytes(
-    send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    length: int | None = None,
 ) -> None:
-    """JSON already encoded, as `answer` sends it."""
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    """JSON already encoded, as `answer` sends it; `length`: the one a HEAD answer declares."""
+    size = len(body) if length is None else length
+    head = [(b"content-type", b"application/json"), (b"content-length", str(size).encode())]
     await send({"type": "http.response.start", "status": status, "headers": [*head, *headers]})
     await send({"type": "http.response.body", "body": body})
 

@@ -28,12 +28,17 @@ def checkout() -> Path:
     """The checkout to build from, checked before any work (tester P: an installed package
     copied the models into the store first, then failed)."""
     root = source_root()
-    if not (root / "pyproject.toml").exists() or not (root / RUNTIME_LOCK).exists():
+    if not (root / "pyproject.toml").exists():
         raise ConfigError(
             f"crm-ltv is installed as a package here ({root}), not from a checkout: "
             f"`crm-ltv bento` builds the Bento from a checkout's sources and {RUNTIME_LOCK}; "
             "run it from an editable install of one (`pip install -e <checkout>`, or `make "
             "bento` in it)"
+        )
+    if not (root / RUNTIME_LOCK).exists():
+        raise ConfigError(
+            f"{root / RUNTIME_LOCK}: no such file; the Bento installs its packages from it "
+            "(`make runtime-lock` makes it from requirements.lock)"
         )
     return root
 

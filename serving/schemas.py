@@ -125,18 +125,24 @@ Moment = Annotated[datetime, BeforeValidator(moment_text), AfterValidator(naive_
 # JSON numbers only (strict: true would be 1.0, "40" a number the caller sent as text).
 Number = Annotated[FiniteFloat, Strict(), Field(ge=-MAX_ABS_NUMBER, le=MAX_ABS_NUMBER)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
+
+
 # Read as the loader reads a file's: an order id as ids are ('13085.0' is '13085', 'NULL' none),
 # a category or channel stripped, blank none; else ' books ' and 'books' were two categories
 # here and one in `crm-ltv score`, and the same customer scored twice differently.
 # An id is text or a whole JSON number (id_number_text); the OpenAPI page says both, else a
 # client generated from it could not send the integer keys its backend has (tester M).
-IdText = WithJsonSchema({"anyOf": [{"type": "string", "maxLength": MAX_TEXT}, {"type": "integer"}]})
+def _text_or_integer(**text: int) -> WithJsonSchema:
+    return WithJsonSchema({"anyOf": [{"type": "string", **text}, {"type": "integer"}]})
+
+
+OrderIdText = _text_or_integer(maxLength=MAX_TEXT)
 OrderId = Annotated[
     str,
     Field(max_length=MAX_TEXT),
     BeforeValidator(id_number_text),
     AfterValidator(id_of),
-    IdText,
+    OrderIdText,
 ]
 Label = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(label_of)]
 
@@ -178,7 +184,10 @@ class CustomerIn(_Strict):
     """One customer: raw `transactions` with `as_of`, or precomputed `features`."""
 
     customer_id: Annotated[
-        str, BeforeValidator(id_number_text), AfterValidator(customer_id_text), IdText
+        str,
+        BeforeValidator(id_number_text),
+        AfterValidator(customer_id_text),
+        _text_or_integer(minLength=1, maxLength=MAX_TEXT),
     ] = Field(
         min_length=1,
         max_length=MAX_TEXT,

@@ -274,7 +274,7 @@ class ScoreRequestIODescriptor(bentoml.IODescriptor, ScoreRequest):
     @classmethod
     async def from_http_request(cls, request: Any, serde: Any) -> Any:
         body = await request.body()  # read once: Starlette keeps it for BentoML's own read
-        if len(body) <= PARSE_ON_LOOP_BYTES or not isinstance(serde, JSONSerde):
+        if len(body) <= PARSE_ON_LOOP_BYTES or type(serde) is not JSONSerde:  # not a subclass
             return await super().from_http_request(request, serde)
         return await anyio.to_thread.run_sync(cls.model_validate_json, body)
 

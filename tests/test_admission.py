@@ -285,6 +285,7 @@ async def test_a_body_its_headers_say_is_not_json_is_a_415_naming_them(headers, 
         {"content-type": "Application/JSON; charset=UTF-8"},
         {"content-type": "application/vnd.shop+json"},
         {"content-encoding": "identity", "content-type": "application/json; charset=utf8"},
+        {"content-type": 'application/json;charset="us-ascii"'},  # ASCII is UTF-8
     ],
 )
 async def test_json_bodies_pass_whatever_their_headers_spelling(headers):
@@ -356,3 +357,53 @@ async def test_slow_uploads_are_bounded_and_a_cancelled_one_leaves_the_count_rig
                 await _until(lambda: len(replies) == 1)
                 gate.release.set()
         assert sorted(replies) == [200, 503]  # the limit is still 1
+
+
+def _request(body: bytes):
+    from starlette.requests import Request
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/score", "headers": [], "query_string": b""}
+    return Request(scope, receive)
+
+
+async def test_a_large_body_is_parsed_in_a_thread_a_small_one_on_the_loop(monkeypatch):
+    """BentoML parses every body on the event loop (tester M: 27 MB held the health probes
+    for seconds); a body over PARSE_ON_LOOP_BYTES goes to a thread, read alike."""
+    from _bentoml_impl.serde import JSONSerde
+
+    from crm_ltv.serving import service
+
+    threaded = []
+    real = anyio.to_thread.run_sync
+
+    async def spy(func, *args, **kwargs):
+        threaded.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", spy)
+    parse = service.ScoreRequestIODescriptor.from_http_request
+    small = json.dumps(BODY).encode()
+    assert (await parse(_request(small), JSONSerde())).customers[0].customer_id == "c1"
+    assert threaded == []
+    line = {"timestamp": "2024-01-01T10:00:00", "amount": 1.5}
+    customer = {"customer_id": "c2", "as_of": "2024-02-01", "transactions": [line] * 8000}
+    large = json.dumps({"customers": [customer]}).encode()
+    assert len(large) > service.PARSE_ON_LOOP_BYTES
+    parsed = await parse(_request(large), JSONSerde())
+    assert len(threaded) == 1 and len(parsed.customers[0].transactions) == 8000
+    assert parsed == service.ScoreRequestIODescriptor.model_validate_json(large)
+
+
+def test_contacts_weigh_as_lines_in_choosing_the_thread():
+    """Tester M: one customer with 300,000 contacts was scored on the event loop."""
+    from crm_ltv.serving.schemas import CustomerIn
+    from crm_ltv.serving.service import THREAD_FROM_WEIGHT, _small
+
+    contact = {"action": "shop_own_action", "sent_at": "2024-01-01"}
+    plain = CustomerIn(customer_id="c", features={})
+    assert _small([plain])
+    contacted = CustomerIn(customer_id="c", features={}, contacts=[contact] * THREAD_FROM_WEIGHT)
+    assert not _small([contacted])

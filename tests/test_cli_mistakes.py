@@ -744,6 +744,10 @@ def test_bento_from_an_installed_package_says_so_before_touching_the_store(tmp_p
     )
     assert "pip install -e <checkout>" in result.output
     assert not store.exists()
+    (installed / "pyproject.toml").write_text("")  # a checkout without its runtime lock
+    result = CliRunner().invoke(app, ["bento"], env=env)
+    assert result.exit_code == 2 and "requirements-runtime.lock: no such file" in result.output
+    assert "make runtime-lock" in result.output and not store.exists()
 
 
 def test_version_and_command_summaries():
@@ -756,3 +760,19 @@ def test_version_and_command_summaries():
     for command in app.registered_commands:
         summary = (command.callback.__doc__ or "").strip().split("\n\n")[0]
         assert summary and "\n" not in summary, (command.callback.__name__, summary)
+
+
+def test_the_bento_serve_command_pastes_into_a_shell_whatever_the_paths():
+    """Review: the whole `VAR=value` was quoted for a home with a space, which the shell then
+    read as a command name."""
+    import shlex
+
+    from crm_ltv.cli import _bento_serve_command, _bentoml
+
+    said = _bento_serve_command(Path("/tmp/my home"), "/tmp/a store")
+    assert shlex.split(said) == [
+        "CRM_LTV_HOME=/tmp/my home", "BENTOML_HOME=/tmp/a store", _bentoml()[0], "serve",
+        "crm-ltv:latest",
+    ]  # fmt: skip
+    assert said.startswith("CRM_LTV_HOME='/tmp/my home' BENTOML_HOME='/tmp/a store' ")
+    assert _bento_serve_command(Path("/h"), None).startswith("CRM_LTV_HOME=/h ")

@@ -462,3 +462,8 @@ def test_the_readme_feature_table_says_what_the_registry_says(feature_config):
     single = {names.strip("`"): text for names, text in rows if "," not in names}
     assert len(single) > 20
     assert {name: specs[name] for name in single} == single
+    # a grouped row says each window's text with N for its days
+    for names, text in rows:
+        for name in re.findall(r"`(\w+)`", names) if "," in names else ():
+            days = re.search(r"_(\d+)d$", name).group(1)
+            assert re.sub(rf"\b{days}\b", "N", specs[name]) == text, (name, specs[name], text)

@@ -100,6 +100,20 @@ def test_code_installed_inside_another_repository_records_no_commit_of_it(tmp_pa
     assert tracking.git_commit(repo) == f"{_git(repo, 'rev-parse', 'HEAD')}-dirty"
     assert tracking.git_commit(installed) == "unknown"
     assert tracking.git_commit(tmp_path) == "unknown"  # no repository at all
+    # a copy kept (tracked) in a larger repository: its commit, and its own changes only
+    # (review: the repository's changed .env went to MLflow as the code's diff)
+    vendored = repo / "tools/crm"
+    vendored.mkdir(parents=True)
+    (vendored / "tracking.py").write_text("ROUNDS = 1\n")
+    _git(repo, "add", "tools")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "two")
+    commit = _git(repo, "rev-parse", "HEAD")
+    assert tracking.git_commit(vendored) == commit  # notes.txt is still changed, outside it
+    assert tracking._uncommitted_diff(vendored) == ""
+    (vendored / "tracking.py").write_text("ROUNDS = 2\n")
+    assert tracking.git_commit(vendored) == f"{commit}-dirty"
+    diff = tracking._uncommitted_diff(vendored)
+    assert "+ROUNDS = 2" in diff and "secret" not in diff
 
 
 def test_tables_and_metrics_keep_a_tiny_p_value_rather_than_rounding_it_to_0():

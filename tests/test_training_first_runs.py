@@ -72,7 +72,8 @@ def test_a_first_run_that_misses_the_gate_says_what_to_do_and_scoring_still_work
         synced = subprocess.run([sys.executable, "-c", copy], capture_output=True, text=True,
                                 env=env, timeout=300)  # fmt: skip
         assert synced.returncode == 0, synced.stderr
-    said = {line.split("] ", 1)[1].split(" (")[0]: line for line in synced.stderr.splitlines()}
+    lines = re.findall(r"^\[ *[0-9.]+s\] (.+)$", synced.stderr, re.MULTILINE)
+    said = {line.split(" (")[0]: line for line in lines}
     assert said["churn: churn v1"].endswith(") is the version to serve, already in the store")
     assert said["ltv: ltv v1"].endswith(") is the champion, already in the store")
     # Another horizon, the gate in reach: churn v2 would be the lone champion of 60 days beside

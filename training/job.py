@@ -181,7 +181,7 @@ def run_training(
     with killable_run(experiment_id=experiment_id, run_name=f"train-h{horizon}") as run:
         mlflow.set_tag("kind", "training")
         provenance = _log_provenance(
-            inputs, paths, (config, feature_config, data_config), split, tuned or {}
+            inputs, paths, config, feature_config, split, tuned or {}, data_config
         )
         datasets = [] if on_cluster else input_datasets(inputs)
         log_datasets(datasets, "training", progress)
@@ -285,14 +285,15 @@ def _span(cutoffs: tuple[pd.Timestamp, ...]) -> str:
 def _log_provenance(
     inputs: Inputs,
     paths: Paths,
-    configs: tuple[TrainConfig, FeatureConfig, DataConfig | None],
+    config: TrainConfig,
+    feature_config: FeatureConfig,
     split: TimeSplit,
     tuned: dict[str, dict[str, Any]],
+    data_config: DataConfig | None,
 ) -> dict[str, str]:
     """Tags, params and config files. The data config, when given, is logged as config/
     data.json as tune logs it (tester O: a train run showed data.yaml alone, not the command
     line's --column and --timestamp-format it read with)."""
-    config, feature_config, data_config = configs
     tags = {
         **log_provenance(*input_sources(inputs)),
         "transactions": str(inputs.transactions.report.source),

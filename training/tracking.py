@@ -11,7 +11,6 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,15 @@ import mlflow
 import pandas as pd
 from pydantic import BaseModel
 
+from crm_ltv import __version__
 from crm_ltv.features.config import config_area
 from crm_ltv.features.inputs import Inputs, input_files
 from crm_ltv.features.paths import Paths
 
 NOTE = "mlflow.note.content"  # the description the MLflow UI shows on experiments and runs
-CODE = Path(__file__).resolve().parent  # the commit of the code that ran, not of the home
+# The code that ran, not the home: the checkout's root (editable install: its folders hold the
+# package), or the installed package's folder; its commit, and its changes only.
+CODE = Path(__file__).resolve().parents[1]
 # What reproduces a run, on the run and on each of its child runs (a search finds them too).
 PROVENANCE = ("data_sha256", "git_commit", "git_diff_sha256", "crm_ltv_version")
 
@@ -257,7 +259,7 @@ def git_commit(root: Path) -> str:
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
             cwd=root,
             capture_output=True,
             text=True,
@@ -269,10 +271,11 @@ def git_commit(root: Path) -> str:
 
 
 def _uncommitted_diff(root: Path) -> str:
-    """`git diff HEAD`: what a '-dirty' commit does not say."""
+    """`git diff HEAD` of `root`'s folder: what a '-dirty' commit does not say (a copy of the
+    code kept in a larger repository logged that repository's changes, its secrets too)."""
     try:
         return subprocess.run(
-            ["git", "diff", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+            ["git", "diff", "HEAD", "--", "."], cwd=root, capture_output=True, text=True, check=True
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return ""
@@ -293,7 +296,7 @@ def log_provenance(*files: Path | None) -> dict[str, str]:
     (code/uncommitted.diff) and its hash, since two runs of one '-dirty' commit may differ.
     Returns the tags."""
     commit = git_commit(CODE)
-    tags = {"git_commit": commit, "crm_ltv_version": version("crm-ltv")}
+    tags = {"git_commit": commit, "crm_ltv_version": __version__}
     given = [f for f in files if f is not None]
     if given:
         tags["data_sha256"] = file_sha256(*given)
