@@ -127,22 +127,21 @@ Number = Annotated[FiniteFloat, Strict(), Field(ge=-MAX_ABS_NUMBER, le=MAX_ABS_N
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 
 
-# Read as the loader reads a file's: an order id as ids are ('13085.0' is '13085', 'NULL' none),
-# a category or channel stripped, blank none; else ' books ' and 'books' were two categories
-# here and one in `crm-ltv score`, and the same customer scored twice differently.
-# An id is text or a whole JSON number (id_number_text); the OpenAPI page says both, else a
-# client generated from it could not send the integer keys its backend has (tester M).
 def _text_or_integer(**text: int) -> WithJsonSchema:
+    """An id is text or a whole JSON number (id_number_text): the OpenAPI page says both, else
+    a client generated from it could not send the integer keys its backend has (tester M)."""
     return WithJsonSchema({"anyOf": [{"type": "string", **text}, {"type": "integer"}]})
 
 
-OrderIdText = _text_or_integer(maxLength=MAX_TEXT)
+# Read as the loader reads a file's: an order id as ids are ('13085.0' is '13085', 'NULL' none),
+# a category or channel stripped, blank none; else ' books ' and 'books' were two categories
+# here and one in `crm-ltv score`, and the same customer scored twice differently.
 OrderId = Annotated[
     str,
     Field(max_length=MAX_TEXT),
     BeforeValidator(id_number_text),
     AfterValidator(id_of),
-    OrderIdText,
+    _text_or_integer(maxLength=MAX_TEXT),
 ]
 Label = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(label_of)]
 
