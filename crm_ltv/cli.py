@@ -90,7 +90,17 @@ def _home(
             signal.signal(stop, _put_off)
     if home is not None:
         os.environ[HOME_ENV] = str(home.resolve())  # for this process and servers it starts
+    _absolute_store()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # progress is ours
+
+
+def _absolute_store() -> None:
+    """BentoML's store (BENTOML_HOME) as an absolute path, for this process and those it
+    starts: a relative one named one store for `crm-ltv bento`'s copies of the models and
+    another for its `bentoml build`, which runs in a folder of its own (tester Q)."""
+    store = os.environ.get("BENTOML_HOME")
+    if store and not os.path.isabs(store):
+        os.environ["BENTOML_HOME"] = os.path.abspath(store)
 
 
 def _paths() -> Paths:

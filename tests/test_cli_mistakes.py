@@ -3,6 +3,7 @@ before any long work; never a traceback (each of these was one, or a silent wron
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -776,3 +777,17 @@ def test_the_bento_serve_command_pastes_into_a_shell_whatever_the_paths():
     ]  # fmt: skip
     assert said.startswith("CRM_LTV_HOME='/tmp/my home' BENTOML_HOME='/tmp/a store' ")
     assert _bento_serve_command(Path("/h"), None).startswith("CRM_LTV_HOME=/h ")
+
+
+def test_a_relative_bentoml_home_is_made_absolute_for_the_processes_started(tmp_path, monkeypatch):
+    """Tester Q: `BENTOML_HOME=relstore crm-ltv bento` copied the models into ./relstore, then
+    `bentoml build`, run in a folder of its own, found none."""
+    from crm_ltv.cli import _absolute_store
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENTOML_HOME", "relstore")
+    _absolute_store()
+    assert os.environ["BENTOML_HOME"] == str(tmp_path / "relstore")
+    monkeypatch.setenv("BENTOML_HOME", "/abs/store")
+    _absolute_store()
+    assert os.environ["BENTOML_HOME"] == "/abs/store"
