@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from crm_ltv.features.contract import TRANSACTIONS, DataError, naive_utc, out_of_range_year
+from crm_ltv.features.wording import plural
 
 SECONDS_PER_DAY = 86_400
 MONEY_DECIMALS = 6
@@ -196,9 +197,9 @@ def money(sums: np.ndarray) -> np.ndarray:
 
 def _finite(amount: np.ndarray) -> np.ndarray:
     if not np.isfinite(amount).all():
+        bad = int((~np.isfinite(amount)).sum())
         raise DataError(
-            f"transactions: {(~np.isfinite(amount)).sum()} rows have a missing, "
-            "non-numeric or infinite amount"
+            f"transactions: {plural(bad, 'row')} with a missing, non-numeric or infinite amount"
         )
     return amount
 

@@ -82,7 +82,7 @@ def test_reject_limit_can_be_raised_on_the_command_line(home):
     own.write_text("customer_id,timestamp,amount\n1,2024-01-01 10:00:00,5\n2,never,5\n")
     result = run(home, "features", "--transactions", str(own), "--max-reject-share", "0.6")
     assert result.returncode == 0, result.stderr
-    assert "rejected 1 rows (50.00% of 2 checked): unparsable timestamp 1" in result.stderr
+    assert "rejected 1 row (50.00% of 2 checked): unparsable timestamp 1" in result.stderr
     rejects = pd.read_csv(home / "reports/rejects/transactions_rejects.csv")
     assert rejects["reason"].tolist() == ["unparsable timestamp 'never'"]
 

@@ -306,7 +306,7 @@ def test_missing_columns_and_bad_values_are_named(tx, feature_config):
     with pytest.raises(DataError, match=r"missing required column.*amount"):
         build_features(tx.drop(columns="amount"), CUTOFF, feature_config)
     bad = tx.assign(amount=tx["amount"].where(tx.index != 2, np.inf))
-    with pytest.raises(DataError, match="1 rows have a missing, non-numeric or infinite amount"):
+    with pytest.raises(DataError, match="1 row with a missing, non-numeric or infinite amount"):
         build_features(bad, CUTOFF, feature_config)
     with pytest.raises(DataError, match="cutoff 'not a date'"):
         build_features(tx, "not a date", feature_config)
