@@ -187,9 +187,22 @@ def run_uplift(
         )
     if without_model:
         progress(f"no model (the policy's prior) for {', '.join(without_model)}: see the run note")
+    # What each count holds, so that they add up (tester R: 1,088 + 528 of 1,786, the treated
+    # contacts of actions without a model left out of the first, their controls in it).
+    modelled = frame["action"].isin(set(counts.index) - set(without_model)).to_numpy()
+    learnt = int((train & (modelled | (~treated & pooled))).sum())
+    foreign = int((~contacts.held_out & ~train).sum())
     progress(
-        f"{len(frame):,} contacts with a purchase up to the send; {int(fit_rows.sum()):,} of "
-        f"training customers, {int(contacts.held_out.sum()):,} of held-out ones; controls "
+        f"{len(frame):,} contacts with a purchase up to the send: {int(train.sum()):,} of "
+        f"training customers, {int(contacts.held_out.sum()):,} of held-out ones"
+        + (f", {foreign:,} sends of actions outside the catalogue" if foreign else "")
+        + (
+            f"; the models learn from {learnt:,} of the training customers' (the others: "
+            "actions without a model)"
+            if learnt < int(train.sum())
+            else ""
+        )
+        + "; controls "
         + ("pooled over actions" if pooled else "of each action's own")
     )
     fitted = OUTCOMES if contacts.has_revenue else OUTCOMES[:1]  # no revenue: no value effect
@@ -423,16 +436,17 @@ def _decide(
         return False, "; ".join(notes)
     if comparison.note is not None:
         notes.append(comparison.note)
-    gate = GateConfig(compare=config.compare, baseline=None)
     if comparison.champion is None or comparison.new is None:
-        decision = decide_promotion({config.compare: metric}, None, gate, "the champion")
-    else:
-        decision = decide_promotion(
-            {config.compare: comparison.new},
-            {config.compare: comparison.champion},
-            gate,
-            str(comparison.label),
-        )
+        # the random ranking is this gate's only bar without a champion: "every threshold
+        # passes" beside a model that does not beat it read as a contradiction (tester R)
+        notes.append("no champion yet")
+        return beats_random, "; ".join(notes)
+    decision = decide_promotion(
+        {config.compare: comparison.new},
+        {config.compare: comparison.champion},
+        GateConfig(compare=config.compare, baseline=None),
+        str(comparison.label),
+    )
     notes.append(decision.reason)
     return beats_random and decision.promote, "; ".join(notes)
 

@@ -22,6 +22,7 @@ from datetime import datetime
 from crm_ltv.serving.config import NO_ACTION, HoldoutConfig, NbaConfig
 from crm_ltv.serving.nba import (
     Customer,
+    EffectSource,
     effect_of,
     ineligibility,
     recommended_category,
@@ -167,7 +168,7 @@ def apply_holdout(
         values = prior_expected_values(view, nba, eligible) if not answer.cold_start else {}
         assigned = replace(assigned, prior_expected_values=values)
         assignments.append(assigned)
-        out.append(_answered(answer, assigned, config, view, nba))
+        out.append(_answered(answer, assigned, config, seen, nba))
     return out, assignments
 
 
@@ -175,11 +176,14 @@ def _answered(
     answer: CustomerScore,
     assigned: Assignment,
     config: HoldoutConfig,
-    view: Customer,
+    seen: Customer,
     nba: NbaConfig,
 ) -> CustomerScore:
     """The answer as sent: flags and propensity always; the action, its value and reason
-    replaced where the holdout or exploration changed the policy's choice."""
+    replaced where the holdout or exploration changed the policy's choice. An explored action
+    is priced as the policy prices it, with the uplift model's effect where it has one (tester
+    R: a modelled action came back priced with the prior, +56.67 where the model said it
+    loses money, which is why the policy had not chosen it); the log keeps the priors'."""
     flags = {
         "holdout": assigned.holdout,
         "explored": assigned.explored,
@@ -210,21 +214,24 @@ def _answered(
             f"exploration: drawn at random among {drawn} ({config.exploration:.0%} of "
             f"customers outside the holdout); the policy chose {policy.action}"
         )
-        value = assigned.prior_expected_values.get(assigned.action, 0.0)
-    explored_prior = not assigned.holdout and assigned.action != NO_ACTION
+        value = 0.0
+    source: EffectSource | None = None
+    if not assigned.holdout and assigned.action in nba.actions and not answer.cold_start:
+        effect, source = effect_of(assigned.action, nba.actions[assigned.action], seen)
+        value = round(effect * value_if_purchase(seen, nba) - nba.actions[assigned.action].cost, 4)
     sent = policy.model_copy(
         update={
             "action": assigned.action,
             "expected_value": value,
             "reason": why,
             "category": (
-                recommended_category(nba.actions[assigned.action], view)
+                recommended_category(nba.actions[assigned.action], seen)
                 if assigned.action in nba.actions
                 else None
             ),
-            "effect_source": "prior" if explored_prior else None,
-            "uplift_version": None,
-            "weighed_action": assigned.action if explored_prior else None,
+            "effect_source": source,
+            "uplift_version": answer.model_versions.get("uplift") if source == "uplift" else None,
+            "weighed_action": assigned.action if source is not None else None,
         }
     )
     return answer.model_copy(update={**flags, "next_best_action": sent})

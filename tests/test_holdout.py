@@ -210,6 +210,29 @@ def test_an_explored_money_losing_action_reports_its_negative_value():
     assert all(a.share == 0.0 and a.exploration == 0.9 for a in assigned)
 
 
+def test_an_explored_action_the_uplift_model_covers_is_priced_with_its_effect():
+    """Tester R: an explored thank_you came back at its prior's value, labelled `prior`, where
+    the uplift model said it loses money (why the policy had not chosen it). It is priced as
+    the policy prices it, says `uplift` and the version; the log keeps the priors' values."""
+    nba = load_config(NbaConfig, CONFIGS / "nba.yaml")
+    config = HoldoutConfig(share=0.0, exploration=0.9, salt="t")
+    answers = [_score(c, NO_ACTION, 0.2, 20.0, "Loyal", "loyal") for c in IDS[:60]]
+    for a in answers:
+        a.model_versions.update({"churn": "1", "ltv": "1", "uplift": "3"})
+    views = [_view(a, effects={"thank_you": -0.02}) for a in answers]
+    out, assigned = apply_holdout(list(zip(answers, views, strict=True)), nba, config)
+    sent = [o.next_best_action for o in out if o.next_best_action.action == "thank_you"]
+    assert sent and all(o.explored for o in out if o.next_best_action.action == "thank_you")
+    for action in sent:  # -0.02 x 20 / 0.8 - 0.3 = -0.8
+        assert action.expected_value == pytest.approx(-0.02 * 25 - 0.3)
+        assert (action.effect_source, action.uplift_version, action.weighed_action) == (
+            "uplift",
+            "3",
+            "thank_you",
+        )
+    assert assigned[0].prior_expected_values == {"thank_you": pytest.approx(-0.05)}
+
+
 def test_the_decision_log_writes_json_even_for_a_value_that_is_not_a_number(tmp_path):
     """pydantic's encoder writes NaN and Infinity by default, which JSON readers refuse."""
     log = DecisionLog(tmp_path / "logs" / "decisions.jsonl")

@@ -395,6 +395,15 @@ def test_uplift_command_registers_a_gated_model_and_logs_runs(trained, home):
     first, client = trained
     assert "features at" in first.stderr and "evaluating on the held-out customers" in first.stderr
     assert "controls pooled over actions" in first.stderr  # --pool-controls over the config
+    # the contacts' counts add up (tester R: 1,088 + 528 of 1,786 on a real shop's log)
+    said = re.search(
+        r"([\d,]+) contacts with a purchase up to the send: ([\d,]+) of training customers, "
+        r"([\d,]+) of held-out ones",
+        first.stderr,
+    )
+    assert said is not None, first.stderr
+    total, training, held = (int(g.replace(",", "")) for g in said.groups())
+    assert training + held == total and held > 0
     for action in ("win_back", "welcome_offer", "recommendation", "vip_invitation"):
         assert action in first.stdout
     # The gate without a champion: beat a random ranking (0).
@@ -489,8 +498,16 @@ def test_gate_compares_the_champion_over_the_actions_both_model(gate, tmp_path):
     win_back = uplift.gate_metric(evaluation, config.compare, {"win_back"})
     assert only.new == pytest.approx(win_back) and only.champion == pytest.approx(win_back)
     assert win_back != pytest.approx(metric)
-    # No champion: beating a random ranking is enough.
+    # No champion: beating a random ranking is enough, and the reason says only that (tester
+    # R: "does not beat a random ranking's 0; no champion yet and every threshold passes")
     assert _decide(config, metric, Comparison())[0] == (round(metric, 4) > 0)
+    for given, promoted in ((-0.0022, False), (0.0123, True)):
+        promote, reason = _decide(config, given, Comparison())
+        verdict = "beats" if promoted else "does not beat"
+        assert promote == promoted and reason == (
+            f"qini_coefficient {given:.4f} {verdict} a random ranking's 0 ({given:+.4f}); "
+            "no champion yet"
+        )
 
 
 def test_gate_promotes_no_model_of_one_effect_per_action_on_float_noise(gate):
@@ -686,7 +703,7 @@ def test_service_takes_effects_from_the_uplift_champion(trained, home):
         assert weighed in (nba["action"], None) or nba["action"] == "no_action", nba
         if weighed in modelled:
             assert nba["effect_source"] == "uplift" and nba["uplift_version"] == "1", nba
-            assert "(uplift effect)" in nba["reason"]
+            assert "(uplift effect)" in nba["reason"] or customer["explored"], nba
         elif nba["effect_source"] is not None:  # thank_you: no campaign, no model, its prior
             assert nba["effect_source"] == "prior" and nba["uplift_version"] is None, nba
         sources.append(nba["effect_source"])
