@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import json
 import logging
 import os
 import shlex
@@ -1389,16 +1390,19 @@ def _registry_versions(
     return versions, {kind for kind, (_, warning) in found.items() if warning}, problem
 
 
-def _sync_store(progress: Progress) -> Paths:
+def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
     """Copy each champion bundle from the registry into the BentoML model store unless the
-    store's latest copy already is that version. When the registry cannot be reached (or has no
-    champion), the store's copies are served, with a warning; with an empty store that is an
-    error."""
+    store holds that copy already; the exact store tags to serve (store name -> tag). When the
+    registry cannot be read (or has no versions), this home's newest copies in the store are
+    served, with a warning; without any, that is an error. Copies are told apart by their
+    registry name, version and tracking URI: with several homes on one store, the latest copy
+    was another home's (tester S)."""
     import tempfile
 
     import mlflow
 
-    from crm_ltv.serving.store import describe, is_bundle, is_stored, store_bundle, stored_model
+    from crm_ltv.serving.store import STORE_NAMES, describe, newest_copy, store_bundle
+    from crm_ltv.training.bundle import FORMAT
     from crm_ltv.training.registry import RegistryError, download_bundle, model_names
     from crm_ltv.training.tracking import no_home_store, tracking_uri
 
@@ -1417,57 +1421,87 @@ def _sync_store(progress: Progress) -> Paths:
     if problem is None:
         versions, not_champions, problem = _registry_versions(names, registry.alias, progress)
     if problem is not None:
-        stored = {kind: stored_model(kind) for kind in names}
-        if any(s is None or not is_bundle(s) for s in stored.values()):
+        own = {
+            kind: newest_copy(STORE_NAMES[kind], FORMAT, registry_name=name, tracking_uri=uri)
+            for kind, name in names.items()
+        }
+        if any(copy is None for copy in own.values()):
             raise RegistryError(
-                f"registry at {uri}: {problem}, and the BentoML model store has no model bundle "
-                "to serve: run `crm-ltv train` (`make train` in the checkout; or `crm-ltv "
-                "promote`) first"
+                f"registry at {uri}: {problem}, and the BentoML model store holds no copy of "
+                f"this home's {' and '.join(names.values())} (of that registry) to serve: run "
+                "`crm-ltv train` (`make train` in the checkout; or `crm-ltv promote`) first"
             )
         progress(
-            f"warning: registry at {uri}: {problem}; serving the models already in the BentoML "
-            "store: " + ", ".join(describe(s) for s in stored.values() if s is not None)
+            f"warning: registry at {uri}: {problem}; serving this home's newest copies in the "
+            "BentoML store: " + ", ".join(describe(c) for c in own.values() if c is not None)
         )
-        return paths
+        tags = {STORE_NAMES[kind]: str(copy.tag) for kind, copy in own.items() if copy}
+        return paths, tags | _stored_uplift_tag(paths, uri, progress)
+    tags = {}
     for kind, found in versions.items():
         assert found is not None
-        if is_stored(kind, str(found.version), uri):
+        meta = {
+            "registry_name": names[kind],
+            "registry_version": str(found.version),
+            "tracking_uri": uri,
+        }
+        copy = newest_copy(STORE_NAMES[kind], FORMAT, **meta)
+        if copy is not None:
             # the warning above said when it is not the champion (tester M: "is the champion"
             # followed "has no 'champion' version")
             which = "the version to serve" if kind in not_champions else "the champion"
-            progress(f"{kind}: {describe(stored_model(kind))} is {which}, already in the store")
+            progress(f"{kind}: {describe(copy)} is {which}, already in the store")
+            tags[STORE_NAMES[kind]] = str(copy.tag)
             continue
         with tempfile.TemporaryDirectory(prefix="crm-ltv-bundle-") as tmp:
             folder = download_bundle(names[kind], str(found.version), Path(tmp))
-            created = store_bundle(
-                kind,
-                folder,
-                {
-                    "registry_name": names[kind],
-                    "registry_version": str(found.version),
-                    "tracking_uri": uri,
-                    "run_id": found.run_id,
-                },
-            )
+            created = store_bundle(kind, folder, {**meta, "run_id": found.run_id})
         progress(f"{kind}: copied {names[kind]} v{found.version} into the store as {created.tag}")
-    _sync_uplift(paths, uri, progress)
-    return paths
+        tags[STORE_NAMES[kind]] = str(created.tag)
+    return paths, tags | _sync_uplift(paths, uri, progress)
 
 
-def _sync_uplift(paths: Paths, uri: str, progress: Progress) -> None:
+def _stored_uplift_tag(paths: Paths, uri: str, progress: Progress) -> dict[str, str]:
+    """With the registry unreadable: this home's newest uplift copy in the store, else a
+    placeholder (the priors decide), not whichever home's copy the store got last."""
+    from crm_ltv.serving.store import (
+        NO_BUNDLE,
+        UPLIFT_STORE_NAME,
+        describe,
+        newest_copy,
+        placeholder_uplift,
+    )
+    from crm_ltv.training.uplift import FORMAT
+
+    name = _experiments_config(paths).uplift.model_name
+    copy = newest_copy(UPLIFT_STORE_NAME, FORMAT, registry_name=name, tracking_uri=uri)
+    if copy is None:
+        copy = newest_copy(UPLIFT_STORE_NAME, NO_BUNDLE) or placeholder_uplift(
+            f"no {name!r} of {uri} in the store: next-best-action uses the priors"
+        )
+        progress("uplift: no copy of this home's in the store: next-best-action uses the priors")
+    else:
+        progress(f"uplift: serving this home's newest copy, {describe(copy)}")
+    return {UPLIFT_STORE_NAME: str(copy.tag)}
+
+
+def _sync_uplift(paths: Paths, uri: str, progress: Progress) -> dict[str, str]:
     """The uplift champion into the store like churn/LTV; without one a placeholder version
     (serving.store.retire_uplift), so the service decides with the priors of configs/nba.yaml
-    and says so."""
+    and says so. The store tag to serve."""
     import tempfile
 
     from crm_ltv.serving.store import (
+        NO_BUNDLE,
+        UPLIFT_STORE_NAME,
         describe,
-        is_uplift_stored,
+        newest_copy,
         retire_uplift,
         store_uplift,
         stored_uplift,
     )
     from crm_ltv.training.registry import load_uplift_champion
+    from crm_ltv.training.uplift import FORMAT
 
     config = _experiments_config(paths).uplift
     champion = load_uplift_champion(config.model_name, config.alias)
@@ -1480,22 +1514,23 @@ def _sync_uplift(paths: Paths, uri: str, progress: Progress) -> None:
             + (f"the store's {describe(stored)} retired; " if retired and stored else "")
             + "next-best-action uses the priors of configs/nba.yaml"
         )
-        return
+        placeholder = retired or newest_copy(UPLIFT_STORE_NAME, NO_BUNDLE)  # the latest is one
+        assert placeholder is not None
+        return {UPLIFT_STORE_NAME: str(placeholder.tag)}
     found, bundle = champion
-    if is_uplift_stored(str(found.version), uri):
-        progress(f"uplift: {describe(stored_uplift())} is the champion, already in the store")
-        return
+    meta = {
+        "registry_name": config.model_name,
+        "registry_version": str(found.version),
+        "tracking_uri": uri,
+    }
+    copy = newest_copy(UPLIFT_STORE_NAME, FORMAT, **meta)
+    if copy is not None:
+        progress(f"uplift: {describe(copy)} is the champion, already in the store")
+        return {UPLIFT_STORE_NAME: str(copy.tag)}
     with tempfile.TemporaryDirectory(prefix="crm-ltv-uplift-") as tmp:
-        created = store_uplift(
-            bundle.save(Path(tmp) / "uplift"),
-            {
-                "registry_name": config.model_name,
-                "registry_version": str(found.version),
-                "tracking_uri": uri,
-                "run_id": found.run_id,
-            },
-        )
+        created = store_uplift(bundle.save(Path(tmp) / "uplift"), {**meta, "run_id": found.run_id})
     progress(f"uplift: copied {config.model_name} v{found.version} into the store as {created.tag}")
+    return {UPLIFT_STORE_NAME: str(created.tag)}
 
 
 def _bentoml(*args: str) -> list[str]:
@@ -1530,6 +1565,7 @@ def serve(
     """Copy the champion models into the BentoML store and serve POST /score."""
     from crm_ltv.features.config import ConfigError
     from crm_ltv.serving.config import blank_token, check_service_configs
+    from crm_ltv.serving.store import SERVED_MODELS_ENV
 
     _free_port(host, port)
     paths = _paths()
@@ -1542,7 +1578,9 @@ def serve(
     # decisions there, where that home's `outcomes` never looks
     _require_home_store(paths)
     env = _bentoml_env(paths, progress)  # before bentoml is imported: it reads the overrides
-    _sync_store(progress)
+    _, tags = _sync_store(progress)
+    # each worker, whenever it starts, declares these exact copies (serving.store.served_tag)
+    env[SERVED_MODELS_ENV] = json.dumps(tags)
     progress(f"serving on http://{host}:{port} (OpenAPI page at /, readiness at /readyz)")
     command = _bentoml(
         "serve", "crm_ltv.serving.service:CrmLtv", "--host", host, "--port", str(port)
@@ -1569,9 +1607,9 @@ def bento() -> None:
     bentoml_overrides(ServingConfig(), os.environ.get(BENTOML_OVERRIDES_ENV))
     checkout()  # before the store is touched
     progress = Progress()
-    paths = _sync_store(progress)
+    paths, tags = _sync_store(progress)
     progress("building the Bento (the project's wheel and the runtime lock)")
-    done = build_bento(progress)
+    done, built = build_bento(progress, tags)
     if done != 0:
         raise typer.Exit(done)
     # the README says it; served by hand without it, a Bento is not ready (or was, on defaults).
@@ -1582,18 +1620,19 @@ def bento() -> None:
         f"the Bento carries the models, not the configs: serve it with {HOME_ENV} set to the "
         f"project home as an absolute path, whose configs/ it reads ({areas}; packaged "
         f"defaults where a file is missing) and where it writes its decision log, here: "
-        f"{_bento_serve_command(paths.root.resolve(), os.environ.get('BENTOML_HOME'))}"
+        f"{_bento_serve_command(paths.root.resolve(), os.environ.get('BENTOML_HOME'), built)}"
     )
 
 
-def _bento_serve_command(home: Path, store: str | None) -> str:
+def _bento_serve_command(home: Path, store: str | None, bento: str) -> str:
     """The shell line that serves the Bento just built from this home and store, to paste:
-    only the values quoted (a quoted `'VAR=a b'` is a command name to the shell)."""
+    only the values quoted (a quoted `'VAR=a b'` is a command name to the shell), and its
+    exact tag (`crm-ltv:latest` was another home's Bento once that home built one: tester S)."""
     from crm_ltv.features.paths import HOME_ENV
 
     given = {HOME_ENV: str(home)} | ({"BENTOML_HOME": store} if store else {})
     variables = [f"{name}={shlex.quote(value)}" for name, value in given.items()]
-    return " ".join([*variables, shlex.join([_bentoml()[0], "serve", "crm-ltv:latest"])])
+    return " ".join([*variables, shlex.join([_bentoml()[0], "serve", bento])])
 
 
 @app.command("mlflow-ui")

@@ -26,6 +26,9 @@ from crm_ltv.serving.schemas import CustomerScore
 
 # Read too: the last byte says whether the log ends in a whole line
 _APPEND = os.O_RDWR | os.O_APPEND | os.O_CREAT
+# customer ids and scores: read and written by its owner, read by the group (it was 0o777,
+# executable by all, less the umask: tester S)
+LOG_MODE = 0o640
 
 
 class DecisionLog:
@@ -95,10 +98,10 @@ class DecisionLog:
         not `keep`. A log whose last line was cut short (a stop mid-write) gets its newline
         first, so that these lines do not glue onto it (both then unreadable)."""
         try:
-            fd = os.open(self.path, _APPEND)
+            fd = os.open(self.path, _APPEND, LOG_MODE)
         except FileNotFoundError:  # no folder yet, or it was removed while serving
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, _APPEND)
+            fd = os.open(self.path, _APPEND, LOG_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             start = os.lseek(fd, 0, os.SEEK_END)
@@ -123,7 +126,7 @@ def _lock_refused(path: Path) -> str | None:
     if not path.is_file():
         return None  # made on its first write, in a folder write_refused has checked
     try:
-        fd = os.open(path, _APPEND)
+        fd = os.open(path, _APPEND, LOG_MODE)
     except OSError as exc:
         return f"{path} cannot be opened for reading and appending ({exc.strerror or exc})"
     try:

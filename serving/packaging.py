@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from crm_ltv.features.config import ConfigError
-from crm_ltv.serving.store import PINNED_FILE, latest_tags
+from crm_ltv.serving.store import PINNED_FILE
 
 SERVICE = "crm_ltv.serving.service:CrmLtv"
+BENTO_NAME = "crm-ltv"
 RUNTIME_LOCK = "requirements-runtime.lock"
 
 
@@ -43,10 +44,11 @@ def checkout() -> Path:
     return root
 
 
-def build_bento(progress: Callable[[str], None]) -> int:
+def build_bento(progress: Callable[[str], None], pinned: dict[str, str]) -> tuple[int, str]:
+    """`bentoml build` of the project's wheel with the store copies `pinned` (store name ->
+    exact tag: this home's, as `crm-ltv bento` synced them); its exit code and the Bento's tag."""
     root = checkout()
     lock = root / RUNTIME_LOCK
-    pinned = latest_tags()  # what _sync_store just put there, before the wheel's seconds
     with tempfile.TemporaryDirectory(prefix="crm-ltv-bento-") as tmp:
         build = Path(tmp)
         progress("building the project's wheel")
@@ -66,7 +68,7 @@ def build_bento(progress: Callable[[str], None]) -> int:
             check=False,
         )
         if done.returncode != 0:
-            return done.returncode
+            return done.returncode, ""
         wheel = next((build / "wheels").glob("crm_ltv-*.whl"), None)
         if wheel is None:
             raise ConfigError(f"pip wheel {root}: no crm_ltv wheel was built")
@@ -76,9 +78,29 @@ def build_bento(progress: Callable[[str], None]) -> int:
         (build / "bentofile.yaml").write_text(_bentofile(wheel.relative_to(build)))
         progress(f"bentoml build ({wheel.name}, {RUNTIME_LOCK})")
         bentoml = Path(sys.executable).parent / "bentoml"
-        return subprocess.run(
+        done = subprocess.run(
             [str(bentoml), "build", "-f", "bentofile.yaml", str(build)], cwd=build, check=False
-        ).returncode
+        )
+    return done.returncode, (_built(pinned) if done.returncode == 0 else "")
+
+
+def _built(pinned: dict[str, str]) -> str:
+    """The tag of the newest Bento that pins these copies: the one just built (every home's
+    Bento is named crm-ltv, so `crm-ltv:latest` may be another home's)."""
+    import bentoml
+
+    try:
+        built = bentoml.bentos.list(BENTO_NAME)
+    except bentoml.exceptions.NotFound:
+        built = []
+    ours = [
+        b
+        for b in built
+        if (Path(b.path) / "src" / PINNED_FILE).is_file()
+        and json.loads((Path(b.path) / "src" / PINNED_FILE).read_text()) == pinned
+    ]
+    newest = max(ours, key=lambda b: b.info.creation_time, default=None)
+    return str(newest.tag) if newest is not None else f"{BENTO_NAME}:latest"
 
 
 def _wheel_source(root: Path, dst: Path) -> Path:
@@ -97,7 +119,7 @@ def _wheel_source(root: Path, dst: Path) -> Path:
 
 def _bentofile(wheel: Path) -> str:
     return f"""service: "{SERVICE}"
-name: crm-ltv
+name: {BENTO_NAME}
 include: ["{PINNED_FILE}"]  # the model tags it serves, whatever the store gets later
 python:
   requirements_txt: "./{RUNTIME_LOCK}"  # every runtime package, pinned: nothing else resolves

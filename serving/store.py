@@ -6,6 +6,7 @@ uses the priors of configs/nba.yaml. No mlflow here: a serving worker reads bund
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +15,6 @@ from typing import Any
 import bentoml
 
 from crm_ltv.training.bundle import FORMAT, Kind, ModelBundle
-from crm_ltv.training.errors import ChampionError
 from crm_ltv.training.scoring import Champion, Champions
 from crm_ltv.training.uplift import FORMAT as UPLIFT_FORMAT
 from crm_ltv.training.uplift import UpliftBundle, UpliftChampion
@@ -23,6 +23,9 @@ STORE_NAMES: dict[Kind, str] = {"churn": "crm-ltv-churn", "ltv": "crm-ltv-ltv"}
 UPLIFT_STORE_NAME = "crm-ltv-uplift"
 # The store tags a Bento was built with, in its src folder (where BentoML serves it from)
 PINNED_FILE = "crm-ltv-models.json"
+# The store tags `crm-ltv serve` synced for its home, as JSON (store name -> tag), for workers
+SERVED_MODELS_ENV = "CRM_LTV_SERVED_MODELS"
+NO_BUNDLE = "none"  # the bundle_format of an uplift placeholder
 
 
 def served_from_bento(folder: Path) -> bool:
@@ -40,23 +43,29 @@ def pinned_tags(folder: Path) -> dict[str, str]:
 
 def served_tag(name: str) -> str:
     """The tag the service declares: a Bento's own pinned copy (rolling back to an older Bento
-    serves its models, not whichever the store got last), else the store's latest, which
-    `crm-ltv serve` has just made the champion."""
-    return pinned_tags(Path.cwd()).get(name, f"{name}:latest")
+    serves its models, not whichever the store got last), else the exact copy `crm-ltv serve`
+    synced for this home (SERVED_MODELS_ENV), else the store's latest (`bentoml serve` of the
+    source by hand). With several homes on one store, the latest was another home's copy
+    whenever a worker started after that home's `serve` (tester S)."""
+    given = json.loads(os.environ.get(SERVED_MODELS_ENV) or "{}")
+    return pinned_tags(Path.cwd()).get(name) or given.get(name) or f"{name}:latest"
 
 
-def latest_tags() -> dict[str, str]:
-    """Store name -> exact tag of its latest copy: what a Bento built now pins."""
-    tags = {}
-    for name in (*STORE_NAMES.values(), UPLIFT_STORE_NAME):
-        try:
-            tags[name] = str(bentoml.models.get(f"{name}:latest").tag)
-        except bentoml.exceptions.NotFound:
-            raise ChampionError(
-                f"the BentoML model store has no {name}: run `crm-ltv serve` or `crm-ltv "
-                "bento` with the registry reachable first"
-            ) from None
-    return tags
+def newest_copy(name: str, bundle_format: str, **metadata: str) -> bentoml.Model | None:
+    """The newest copy in the store of this bundle format whose metadata has these values
+    (registry name, version, tracking URI: one home's model, whatever other homes put there
+    since)."""
+    try:
+        stored = bentoml.models.list(name)
+    except bentoml.exceptions.NotFound:  # none of that name yet
+        return None
+    copies = [
+        m
+        for m in stored
+        if m.info.metadata.get("bundle_format") == bundle_format
+        and all(m.info.metadata.get(k) == v for k, v in metadata.items())
+    ]
+    return max(copies, key=lambda m: m.info.creation_time, default=None)
 
 
 def stored_model(kind: Kind) -> bentoml.Model | None:
@@ -74,18 +83,6 @@ def describe(stored: bentoml.Model) -> str:
 def is_bundle(stored: bentoml.Model) -> bool:
     """A store copy of this bundle format (not one of the models from before bundles)."""
     return stored.info.metadata.get("bundle_format") == FORMAT
-
-
-def is_stored(kind: Kind, registry_version: str, tracking_uri: str) -> bool:
-    """Whether the store's latest copy already is this registry version, as a bundle."""
-    stored = stored_model(kind)
-    if stored is None or not is_bundle(stored):
-        return False
-    meta = stored.info.metadata
-    return (
-        meta.get("registry_version") == registry_version
-        and meta.get("tracking_uri") == tracking_uri
-    )
 
 
 def store_bundle(kind: Kind, bundle_dir: Path, metadata: Mapping[str, Any]) -> bentoml.Model:
@@ -132,17 +129,6 @@ def has_uplift_version() -> bool:
     return True
 
 
-def is_uplift_stored(registry_version: str, tracking_uri: str) -> bool:
-    stored = stored_uplift()
-    if stored is None:
-        return False
-    meta = stored.info.metadata
-    return (
-        meta.get("registry_version") == registry_version
-        and meta.get("tracking_uri") == tracking_uri
-    )
-
-
 def store_uplift(bundle_dir: Path, metadata: Mapping[str, Any]) -> bentoml.Model:
     with bentoml.models.create(
         UPLIFT_STORE_NAME,
@@ -160,10 +146,16 @@ def retire_uplift(reason: str) -> bentoml.Model | None:
     than with an older home's copy. None when the latest already is a placeholder."""
     if has_uplift_version() and stored_uplift() is None:
         return None
+    return placeholder_uplift(reason)
+
+
+def placeholder_uplift(reason: str) -> bentoml.Model:
+    """A new uplift version that holds no bundle: what a service without an uplift champion
+    declares (it decides with the priors)."""
     with bentoml.models.create(
         UPLIFT_STORE_NAME,
         labels={"kind": "uplift"},
-        metadata={"bundle_format": "none", "reason": reason},
+        metadata={"bundle_format": NO_BUNDLE, "reason": reason},
     ) as created:
         (Path(created.path) / "README.txt").write_text(reason + "\n")
     return created

@@ -770,13 +770,13 @@ def test_the_bento_serve_command_pastes_into_a_shell_whatever_the_paths():
 
     from crm_ltv.cli import _bento_serve_command, _bentoml
 
-    said = _bento_serve_command(Path("/tmp/my home"), "/tmp/a store")
+    said = _bento_serve_command(Path("/tmp/my home"), "/tmp/a store", "crm-ltv:abc")
     assert shlex.split(said) == [
         "CRM_LTV_HOME=/tmp/my home", "BENTOML_HOME=/tmp/a store", _bentoml()[0], "serve",
-        "crm-ltv:latest",
+        "crm-ltv:abc",
     ]  # fmt: skip
     assert said.startswith("CRM_LTV_HOME='/tmp/my home' BENTOML_HOME='/tmp/a store' ")
-    assert _bento_serve_command(Path("/h"), None).startswith("CRM_LTV_HOME=/h ")
+    assert _bento_serve_command(Path("/h"), None, "crm-ltv:abc").startswith("CRM_LTV_HOME=/h ")
 
 
 def test_a_relative_bentoml_home_is_made_absolute_for_the_processes_started(tmp_path, monkeypatch):

@@ -255,6 +255,8 @@ def test_the_decision_log_writes_json_even_for_a_value_that_is_not_a_number(tmp_
         "garden",
     )
     assert rows[1]["frequency"] is None and rows[1]["favourite_category"] is None
+    # customer ids and scores: not executable, nor readable by others (tester S: rwxr-xr-x)
+    assert log.path.stat().st_mode & 0o117 == 0, oct(log.path.stat().st_mode)
 
 
 def test_a_bento_served_by_hand_without_a_home_writes_no_decision_inside_it(tmp_path, monkeypatch):

@@ -662,13 +662,20 @@ def test_unreachable_registry_serves_the_store_copies_with_a_warning(
     server, home, sample, tmp_path
 ):
     """Runs after the main server copied the champions into the store. Its home has its own
-    serving.yaml: one worker, one scoring call in flight, which `crm-ltv serve` applies."""
+    serving.yaml: one worker, one scoring call in flight, which `crm-ltv serve` applies. The
+    store copies served are this home's registry's (a server that ran at that address): not
+    whichever home's the store got last (tester S), nor another registry's."""
     own = tmp_path / "home"
     (own / "configs").mkdir(parents=True)
     (own / "configs/serving.yaml").write_text("workers: 1\nmax_in_flight: 1\n")
     port = free_port()
     log = home / "serve_offline.log"
     env = _env(home, MLFLOW_TRACKING_URI="http://127.0.0.1:9", CRM_LTV_HOME=str(own))
+    refused = subprocess.run([CLI, "serve", "--port", str(port)], env=env, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert "the BentoML model store holds no copy of this home's churn and ltv" in refused.stderr
+    _copy_in_store(env, ("churn", "ltv"), tracking_uri="http://127.0.0.1:9")
     process = start_server([CLI, "serve", "--port", str(port)], env, log)
     url = f"http://127.0.0.1:{port}/score"
     try:
@@ -682,6 +689,7 @@ def test_unreachable_registry_serves_the_store_copies_with_a_warning(
             assert answer.json()["customers"][0]["model_versions"] == {"churn": "1", "ltv": "1"}
         said = log.read_text()  # unreachable, not "no versions"
         assert "warning: registry at http://127.0.0.1:9: cannot be read (API request to" in said
+        assert "serving this home's newest copies in the BentoML store: churn v1 (" in said
         assert _workers(process) == 1  # serving.yaml's workers, not the default 2
         # Past max_in_flight, 503 with Retry-After at once; the calls let in are answered.
         tx, customers = sample
@@ -990,24 +998,38 @@ def _in_a_store_of_its_own(tmp_path: Path, script: str) -> None:
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
-def test_a_store_copy_is_stored_only_for_its_own_registry_and_version(tmp_path):
-    """Version 1 of another home's registry is another model: `crm-ltv serve` there copies
-    its champion into the store again rather than serve this home's."""
+def test_a_store_copy_is_found_only_for_its_own_registry_name_and_version(tmp_path):
+    """Version 1 of another home's registry, or of another model name in the same registry,
+    is another model: `crm-ltv serve` there copies its champion into the store rather than
+    serve this home's (tester S: a home of churn_c served churn v1); and the newest copy of
+    a home is found whatever another home stored after it."""
     _in_a_store_of_its_own(
         tmp_path,
         """
 import tempfile
 from pathlib import Path
-from crm_ltv.serving.store import is_stored, store_bundle
+from crm_ltv.serving.store import newest_copy, store_bundle
+from crm_ltv.training.bundle import FORMAT
 bundle = Path(tempfile.mkdtemp()) / "b"
 bundle.mkdir()
 (bundle / "x.txt").write_text("x")
-store_bundle("churn", bundle, {"registry_name": "churn", "registry_version": "1",
-                               "tracking_uri": "sqlite:///home-a/mlflow.db"})
-assert is_stored("churn", "1", "sqlite:///home-a/mlflow.db")
-assert not is_stored("churn", "1", "sqlite:///home-b/mlflow.db")
-assert not is_stored("churn", "2", "sqlite:///home-a/mlflow.db")
-assert not is_stored("ltv", "1", "sqlite:///home-a/mlflow.db")
+a = {"registry_name": "churn", "registry_version": "1", "tracking_uri": "sqlite:///a/mlflow.db"}
+mine = store_bundle("churn", bundle, a)
+theirs = store_bundle("churn", bundle, {**a, "tracking_uri": "sqlite:///b/mlflow.db"})
+assert newest_copy("crm-ltv-churn", FORMAT, **a).tag == mine.tag
+for other in ({"tracking_uri": "sqlite:///c/mlflow.db"}, {"registry_version": "2"},
+              {"registry_name": "churn_c"}):
+    assert newest_copy("crm-ltv-churn", FORMAT, **{**a, **other}) is None, other
+assert newest_copy("crm-ltv-ltv", FORMAT, **a) is None
+home = {k: a[k] for k in ("registry_name", "tracking_uri")}  # its newest, any version
+again = store_bundle("churn", bundle, {**a, "registry_version": "2"})
+assert newest_copy("crm-ltv-churn", FORMAT, **home).tag == again.tag != theirs.tag
+# what a worker declares: the exact copy `crm-ltv serve` synced, not the store's latest
+import json, os
+from crm_ltv.serving.store import SERVED_MODELS_ENV, served_tag
+assert served_tag("crm-ltv-churn") == "crm-ltv-churn:latest"
+os.environ[SERVED_MODELS_ENV] = json.dumps({"crm-ltv-churn": str(mine.tag)})
+assert served_tag("crm-ltv-churn") == str(mine.tag) and served_tag("x") == "x:latest"
 print("ok")
 """,
     )
@@ -1028,6 +1050,25 @@ assert len(bentoml.models.list(UPLIFT_STORE_NAME)) == 1
 print("ok")
 """,
     )
+
+
+def _copy_in_store(env: dict[str, str], kinds: tuple[str, ...], **metadata: str) -> list[str]:
+    """New store versions of the latest copies of `kinds`, their metadata changed (another
+    home's copy, a later version): their tags."""
+    script = (
+        "import json, shutil, sys, tempfile; from pathlib import Path\n"
+        "from crm_ltv.serving.store import store_bundle, stored_model\n"
+        "for kind in sys.argv[2:]:\n"
+        "    m = stored_model(kind); d = Path(tempfile.mkdtemp()) / 'b'\n"
+        "    shutil.copytree(m.path, d, ignore=shutil.ignore_patterns('model.yaml'))\n"
+        "    print(store_bundle(kind, d, {**m.info.metadata, **json.loads(sys.argv[1])}).tag)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(metadata), *kinds], env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
 
 
 def _build_folder_state() -> list[tuple[str, int]]:
@@ -1053,11 +1094,11 @@ def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home
     beside = Path(sys.executable).parent / "bentoml"  # this venv's, as make's crm-ltv runs
     # this home and store, ready to paste (tester M: a placeholder home, and no BENTOML_HOME)
     store = env["BENTOML_HOME"]
-    said = f"here: CRM_LTV_HOME={home.resolve()} BENTOML_HOME={store} {beside} serve crm-ltv:latest"
-    assert said in built.stderr, built.stderr
+    bento = next((home / "bentoml/bentos/crm-ltv").glob("*/bento.yaml")).parent
+    said = f"here: CRM_LTV_HOME={home.resolve()} BENTOML_HOME={store} {beside} serve crm-ltv:"
+    assert f"{said}{bento.name}\n" in built.stderr, built.stderr  # its own tag, not latest
     # the wheel is built from a copy: pip wrote its build/ into the checkout (read-only ones fail)
     assert _build_folder_state() == before
-    bento = next((home / "bentoml/bentos/crm-ltv").glob("*/bento.yaml")).parent
     manifest = (bento / "bento.yaml").read_text()
     assert "crm-ltv-churn:" in manifest and "crm-ltv-ltv:" in manifest
     # The project's wheel and the runtime lock, nothing of training or development.
@@ -1068,17 +1109,7 @@ def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home
         assert f"\n{left_out}==" not in packages, left_out
     # The Bento pins the copies it was built with: a newer copy in the store (another home's
     # `crm-ltv serve`, a later champion) is not what it serves (it served the store's latest).
-    newer = (
-        "import shutil, sys, tempfile; from pathlib import Path; "
-        "from crm_ltv.serving.store import store_bundle, stored_model; "
-        "m = stored_model('churn'); d = Path(tempfile.mkdtemp()) / 'b'; "
-        "shutil.copytree(m.path, d, ignore=shutil.ignore_patterns('model.yaml')); "
-        "print(store_bundle('churn', d, {**m.info.metadata, 'registry_version': '99'}).tag)"
-    )
-    added = subprocess.run(
-        [sys.executable, "-c", newer], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert added.returncode == 0, added.stderr
+    [newer] = _copy_in_store(env, ("churn",), registry_version="99")
     port = free_port()
     log = home / "serve_bento.log"
     offline = _env(home, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
@@ -1113,9 +1144,7 @@ def test_make_bento_builds_a_bento_that_serves_without_the_registry(server, home
         )
     finally:
         stop_server(process)
-        subprocess.run(
-            [bentoml_cli, "models", "delete", "-y", added.stdout.strip()], env=env, timeout=120
-        )
+        subprocess.run([bentoml_cli, "models", "delete", "-y", newer], env=env, timeout=120)
 
 
 def test_a_relative_home_is_told_the_absolute_path_the_shell_gives():
@@ -1124,3 +1153,31 @@ def test_a_relative_home_is_told_the_absolute_path_the_shell_gives():
 
     assert _absolute_hint("~/shop") == '"$HOME/shop"' and _absolute_hint("~") == '"$HOME"'
     assert _absolute_hint("shop") == '"$PWD/shop"' and _absolute_hint(".") == '"$PWD/."'
+
+
+def test_crm_ltv_serve_pins_this_homes_copies_whatever_the_store_got_since(server, home):
+    """Tester S: workers declared `crm-ltv-churn:latest`, so one started after another home's
+    `serve` (a restart, a crashed worker) scored with that home's models. `crm-ltv serve`
+    passes the exact copies it synced; here another home's copy is the store's latest."""
+    env = _env(home)
+    [foreign] = _copy_in_store(env, ("churn",), tracking_uri="sqlite:////elsewhere/mlflow.db")
+    # the command up to the moment it would become `bentoml serve`: what it hands the workers
+    started = (
+        "import os, sys; from crm_ltv.cli import app; "
+        "os.execv = lambda path, argv: (print(os.environ['CRM_LTV_SERVED_MODELS']), "
+        "sys.exit(0)); app(['serve', '--port', sys.argv[1]])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", started, str(free_port())], env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    pinned = json.loads(done.stdout.strip().splitlines()[-1])
+    assert foreign not in pinned.values()  # the store's latest, another home's
+    found = subprocess.run(
+        [sys.executable, "-c", "import bentoml, sys; print(bentoml.models.get(sys.argv[1])"
+         ".info.metadata['tracking_uri'])", pinned["crm-ltv-churn"]],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert found.stdout.strip() == f"sqlite:///{home / 'mlflow.db'}", found.stderr
+    assert set(pinned) == {"crm-ltv-churn", "crm-ltv-ltv", "crm-ltv-uplift"}
