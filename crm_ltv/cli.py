@@ -1420,15 +1420,23 @@ def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
     not_champions: set[str] = set()
     if problem is None:
         versions, not_champions, problem = _registry_versions(names, registry.alias, progress)
+    if problem is not None and any(v is None for v in versions.values()):
+        # read, and empty: nothing trained here (as `score` says), not a reason to serve the
+        # store (tester S: an interrupted first train served another home's models)
+        raise RegistryError(
+            f"{problem} in the registry at {uri}: run `crm-ltv train` (`make train` in the "
+            "checkout) first"
+        )
     if problem is not None:
         own = {
             kind: newest_copy(STORE_NAMES[kind], FORMAT, registry_name=name, tracking_uri=uri)
             for kind, name in names.items()
         }
-        if any(copy is None for copy in own.values()):
+        missing = [names[kind] for kind, copy in own.items() if copy is None]
+        if missing:
             raise RegistryError(
                 f"registry at {uri}: {problem}, and the BentoML model store holds no copy of "
-                f"this home's {' and '.join(names.values())} (of that registry) to serve: run "
+                f"this home's {' and '.join(missing)} (of that registry) to serve: run "
                 "`crm-ltv train` (`make train` in the checkout; or `crm-ltv promote`) first"
             )
         progress(
@@ -1444,6 +1452,7 @@ def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
             "registry_name": names[kind],
             "registry_version": str(found.version),
             "tracking_uri": uri,
+            "run_id": found.run_id,  # a registry made again at the same path has a v1 too
         }
         copy = newest_copy(STORE_NAMES[kind], FORMAT, **meta)
         if copy is not None:
@@ -1455,7 +1464,7 @@ def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
             continue
         with tempfile.TemporaryDirectory(prefix="crm-ltv-bundle-") as tmp:
             folder = download_bundle(names[kind], str(found.version), Path(tmp))
-            created = store_bundle(kind, folder, {**meta, "run_id": found.run_id})
+            created = store_bundle(kind, folder, meta)
         progress(f"{kind}: copied {names[kind]} v{found.version} into the store as {created.tag}")
         tags[STORE_NAMES[kind]] = str(created.tag)
     return paths, tags | _sync_uplift(paths, uri, progress)
@@ -1475,14 +1484,17 @@ def _stored_uplift_tag(paths: Paths, uri: str, progress: Progress) -> dict[str, 
 
     name = _experiments_config(paths).uplift.model_name
     copy = newest_copy(UPLIFT_STORE_NAME, FORMAT, registry_name=name, tracking_uri=uri)
-    if copy is None:
-        copy = newest_copy(UPLIFT_STORE_NAME, NO_BUNDLE) or placeholder_uplift(
-            f"no {name!r} of {uri} in the store: next-best-action uses the priors"
-        )
-        progress("uplift: no copy of this home's in the store: next-best-action uses the priors")
-    else:
+    retired = newest_copy(UPLIFT_STORE_NAME, NO_BUNDLE, tracking_uri=uri)  # its placeholder
+    if copy is not None and (
+        retired is None or copy.info.creation_time > retired.info.creation_time
+    ):
         progress(f"uplift: serving this home's newest copy, {describe(copy)}")
-    return {UPLIFT_STORE_NAME: str(copy.tag)}
+        return {UPLIFT_STORE_NAME: str(copy.tag)}
+    placeholder = retired or placeholder_uplift(
+        f"no {name!r} of {uri} in the store: next-best-action uses the priors", uri
+    )
+    progress("uplift: no copy of this home's in the store: next-best-action uses the priors")
+    return {UPLIFT_STORE_NAME: str(placeholder.tag)}
 
 
 def _sync_uplift(paths: Paths, uri: str, progress: Progress) -> dict[str, str]:
@@ -1496,6 +1508,7 @@ def _sync_uplift(paths: Paths, uri: str, progress: Progress) -> dict[str, str]:
         UPLIFT_STORE_NAME,
         describe,
         newest_copy,
+        placeholder_uplift,
         retire_uplift,
         store_uplift,
         stored_uplift,
@@ -1508,27 +1521,31 @@ def _sync_uplift(paths: Paths, uri: str, progress: Progress) -> dict[str, str]:
     if champion is None:
         none = f"no {config.model_name!r} {config.alias} in the registry at {uri}"
         stored = stored_uplift()
-        retired = retire_uplift(f"{none}: next-best-action uses the priors")
+        retired = retire_uplift(f"{none}: next-best-action uses the priors", uri)
         progress(
             f"uplift: {none} (`crm-ltv uplift` trains one); "
             + (f"the store's {describe(stored)} retired; " if retired and stored else "")
             + "next-best-action uses the priors of configs/nba.yaml"
         )
-        placeholder = retired or newest_copy(UPLIFT_STORE_NAME, NO_BUNDLE)  # the latest is one
-        assert placeholder is not None
+        placeholder = (
+            retired
+            or newest_copy(UPLIFT_STORE_NAME, NO_BUNDLE, tracking_uri=uri)
+            or placeholder_uplift(f"{none}: next-best-action uses the priors", uri)
+        )
         return {UPLIFT_STORE_NAME: str(placeholder.tag)}
     found, bundle = champion
     meta = {
         "registry_name": config.model_name,
         "registry_version": str(found.version),
         "tracking_uri": uri,
+        "run_id": found.run_id,
     }
     copy = newest_copy(UPLIFT_STORE_NAME, FORMAT, **meta)
     if copy is not None:
         progress(f"uplift: {describe(copy)} is the champion, already in the store")
         return {UPLIFT_STORE_NAME: str(copy.tag)}
     with tempfile.TemporaryDirectory(prefix="crm-ltv-uplift-") as tmp:
-        created = store_uplift(bundle.save(Path(tmp) / "uplift"), {**meta, "run_id": found.run_id})
+        created = store_uplift(bundle.save(Path(tmp) / "uplift"), meta)
     progress(f"uplift: copied {config.model_name} v{found.version} into the store as {created.tag}")
     return {UPLIFT_STORE_NAME: str(created.tag)}
 

@@ -100,7 +100,9 @@ def _built(pinned: dict[str, str]) -> str:
         and json.loads((Path(b.path) / "src" / PINNED_FILE).read_text()) == pinned
     ]
     newest = max(ours, key=lambda b: b.info.creation_time, default=None)
-    return str(newest.tag) if newest is not None else f"{BENTO_NAME}:latest"
+    if newest is None:  # `crm-ltv:latest` could be another home's: no guess
+        raise ConfigError(f"bentoml build: no {BENTO_NAME} Bento pins {', '.join(pinned.values())}")
+    return str(newest.tag)
 
 
 def _wheel_source(root: Path, dst: Path) -> Path:

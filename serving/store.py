@@ -139,23 +139,24 @@ def store_uplift(bundle_dir: Path, metadata: Mapping[str, Any]) -> bentoml.Model
     return created
 
 
-def retire_uplift(reason: str) -> bentoml.Model | None:
+def retire_uplift(reason: str, tracking_uri: str = "") -> bentoml.Model | None:
     """When the registry has no uplift champion, a new store version that holds no bundle (its
     `bundle_format` none), so the store's latest is that placeholder: the service class always
     declares (and a Bento always packs) an uplift version, and decides with the priors rather
     than with an older home's copy. None when the latest already is a placeholder."""
     if has_uplift_version() and stored_uplift() is None:
         return None
-    return placeholder_uplift(reason)
+    return placeholder_uplift(reason, tracking_uri)
 
 
-def placeholder_uplift(reason: str) -> bentoml.Model:
+def placeholder_uplift(reason: str, tracking_uri: str = "") -> bentoml.Model:
     """A new uplift version that holds no bundle: what a service without an uplift champion
-    declares (it decides with the priors)."""
+    declares (it decides with the priors); `tracking_uri`: the home's registry that has none,
+    so that its copy made before is not served again when that registry cannot be read."""
     with bentoml.models.create(
         UPLIFT_STORE_NAME,
         labels={"kind": "uplift"},
-        metadata={"bundle_format": NO_BUNDLE, "reason": reason},
+        metadata={"bundle_format": NO_BUNDLE, "reason": reason, "tracking_uri": tracking_uri},
     ) as created:
         (Path(created.path) / "README.txt").write_text(reason + "\n")
     return created

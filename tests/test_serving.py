@@ -1021,6 +1021,7 @@ for other in ({"tracking_uri": "sqlite:///c/mlflow.db"}, {"registry_version": "2
               {"registry_name": "churn_c"}):
     assert newest_copy("crm-ltv-churn", FORMAT, **{**a, **other}) is None, other
 assert newest_copy("crm-ltv-ltv", FORMAT, **a) is None
+assert newest_copy("crm-ltv-churn", FORMAT, **a, run_id="another") is None  # made again
 home = {k: a[k] for k in ("registry_name", "tracking_uri")}  # its newest, any version
 again = store_bundle("churn", bundle, {**a, "registry_version": "2"})
 assert newest_copy("crm-ltv-churn", FORMAT, **home).tag == again.tag != theirs.tag
@@ -1181,3 +1182,20 @@ def test_crm_ltv_serve_pins_this_homes_copies_whatever_the_store_got_since(serve
     )  # fmt: skip
     assert found.stdout.strip() == f"sqlite:///{home / 'mlflow.db'}", found.stderr
     assert set(pinned) == {"crm-ltv-churn", "crm-ltv-ltv", "crm-ltv-uplift"}
+
+
+def test_a_home_whose_registry_is_empty_is_refused_not_served_the_stores_copies(
+    server, home, tmp_path
+):
+    """Tester S: a home whose first train was interrupted (its mlflow.db made, no versions)
+    served another home's copies from the store, and logged their decisions; `score` there
+    said to train first. So does `serve` now."""
+    own = tmp_path / "home"
+    own.mkdir()
+    (own / "mlflow.db").touch()  # an empty SQLite file: MLflow makes its tables there
+    env = _env(home, CRM_LTV_HOME=str(own))
+    done = subprocess.run([CLI, "serve", "--port", str(free_port())], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "model 'churn' has no versions in the registry at sqlite:///" in done.stderr
+    assert "run `crm-ltv train`" in done.stderr and "serving" not in done.stderr
