@@ -1432,6 +1432,12 @@ def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
             kind: newest_copy(STORE_NAMES[kind], FORMAT, registry_name=name, tracking_uri=uri)
             for kind, name in names.items()
         }
+        churn = own["churn"]
+        if churn is not None:  # its partner of one training run (one horizon), where stored
+            own["ltv"] = newest_copy(
+                STORE_NAMES["ltv"], FORMAT, registry_name=names["ltv"], tracking_uri=uri,
+                run_id=str(churn.info.metadata.get("run_id")),
+            ) or own["ltv"]  # fmt: skip
         missing = [names[kind] for kind, copy in own.items() if copy is None]
         if missing:
             raise RegistryError(

@@ -676,6 +676,9 @@ def test_unreachable_registry_serves_the_store_copies_with_a_warning(
     assert refused.returncode == 2, refused.stderr
     assert "the BentoML model store holds no copy of this home's churn and ltv" in refused.stderr
     _copy_in_store(env, ("churn", "ltv"), tracking_uri="http://127.0.0.1:9")
+    # a newer LTV copy of another run of that registry (another horizon, say): the fallback
+    # serves the churn copy's own partner of one training run, not the newest of each
+    _copy_in_store(env, ("ltv",), tracking_uri="http://127.0.0.1:9", run_id="another-run")
     process = start_server([CLI, "serve", "--port", str(port)], env, log)
     url = f"http://127.0.0.1:{port}/score"
     try:
@@ -690,6 +693,10 @@ def test_unreachable_registry_serves_the_store_copies_with_a_warning(
         said = log.read_text()  # unreachable, not "no versions"
         assert "warning: registry at http://127.0.0.1:9: cannot be read (API request to" in said
         assert "serving this home's newest copies in the BentoML store: churn v1 (" in said
+        served = said.split("serving this home's newest copies in the BentoML store: ")[1]
+        ltv_tag = served.split("ltv v1 (")[1].split(")")[0]
+        [newest] = _copy_tags(env, "ltv", run_id="another-run")
+        assert ltv_tag != newest, served
         assert _workers(process) == 1  # serving.yaml's workers, not the default 2
         # Past max_in_flight, 503 with Retry-After at once; the calls let in are answered.
         tx, customers = sample
@@ -1066,6 +1073,22 @@ def _copy_in_store(env: dict[str, str], kinds: tuple[str, ...], **metadata: str)
     )
     done = subprocess.run(
         [sys.executable, "-c", script, json.dumps(metadata), *kinds], env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def _copy_tags(env: dict[str, str], kind: str, **metadata: str) -> list[str]:
+    """The tags of the store copies of `kind` whose metadata has these values."""
+    script = (
+        "import json, sys; import bentoml; from crm_ltv.serving.store import STORE_NAMES\n"
+        "want = json.loads(sys.argv[2])\n"
+        "for m in bentoml.models.list(STORE_NAMES[sys.argv[1]]):\n"
+        "    if all(m.info.metadata.get(k) == v for k, v in want.items()): print(m.tag)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, kind, json.dumps(metadata)], env=env,
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
