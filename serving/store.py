@@ -68,21 +68,9 @@ def newest_copy(name: str, bundle_format: str, **metadata: str) -> bentoml.Model
     return max(copies, key=lambda m: m.info.creation_time, default=None)
 
 
-def stored_model(kind: Kind) -> bentoml.Model | None:
-    try:
-        return bentoml.models.get(f"{STORE_NAMES[kind]}:latest")
-    except bentoml.exceptions.NotFound:
-        return None
-
-
 def describe(stored: bentoml.Model) -> str:
     meta = stored.info.metadata
     return f"{meta['registry_name']} v{meta['registry_version']} ({stored.tag})"
-
-
-def is_bundle(stored: bentoml.Model) -> bool:
-    """A store copy of this bundle format (not one of the models from before bundles)."""
-    return stored.info.metadata.get("bundle_format") == FORMAT
 
 
 def store_bundle(kind: Kind, bundle_dir: Path, metadata: Mapping[str, Any]) -> bentoml.Model:

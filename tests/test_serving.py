@@ -1065,9 +1065,10 @@ def _copy_in_store(env: dict[str, str], kinds: tuple[str, ...], **metadata: str)
     home's copy, a later version): their tags."""
     script = (
         "import json, shutil, sys, tempfile; from pathlib import Path\n"
-        "from crm_ltv.serving.store import store_bundle, stored_model\n"
+        "import bentoml; from crm_ltv.serving.store import STORE_NAMES, store_bundle\n"
         "for kind in sys.argv[2:]:\n"
-        "    m = stored_model(kind); d = Path(tempfile.mkdtemp()) / 'b'\n"
+        "    m = bentoml.models.get(f'{STORE_NAMES[kind]}:latest')\n"
+        "    d = Path(tempfile.mkdtemp()) / 'b'\n"
         "    shutil.copytree(m.path, d, ignore=shutil.ignore_patterns('model.yaml'))\n"
         "    print(store_bundle(kind, d, {**m.info.metadata, **json.loads(sys.argv[1])}).tag)"
     )
