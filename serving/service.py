@@ -344,7 +344,13 @@ class CrmLtv:
         # them again and again while requests allocate.
         gc.freeze()
         versions = ", ".join(f"{k} v{v}" for k, v in self.scorer.versions.items())
-        logger.info("ready: %s (%d-day horizon)", versions, champions.horizon_days)
+        # the exact store copies too: versions alone do not tell two homes' v1 apart
+        copies = ", ".join(
+            str(m.tag) for m in (self.churn_model, self.ltv_model, self.uplift_model)
+        )
+        logger.info(
+            "ready: %s (%d-day horizon; store copies %s)", versions, champions.horizon_days, copies
+        )
 
     def __is_ready__(self) -> bool:
         """Not while the decision log cannot be written, nor with a blank token: every call

@@ -47,8 +47,24 @@ def served_tag(name: str) -> str:
     synced for this home (SERVED_MODELS_ENV), else the store's latest (`bentoml serve` of the
     source by hand). With several homes on one store, the latest was another home's copy
     whenever a worker started after that home's `serve` (tester S)."""
-    given = json.loads(os.environ.get(SERVED_MODELS_ENV) or "{}")
-    return pinned_tags(Path.cwd()).get(name) or given.get(name) or f"{name}:latest"
+    return pinned_tags(Path.cwd()).get(name) or given_tags().get(name) or f"{name}:latest"
+
+
+def given_tags() -> dict[str, str]:
+    """SERVED_MODELS_ENV read, or an error that names it: the service imports it at start, where
+    a bare JSON traceback said nothing of where the text came from (an inherited shell)."""
+    raw = os.environ.get(SERVED_MODELS_ENV) or "{}"
+    try:
+        given = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        given = exc
+    if not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values()):
+        raise ValueError(
+            f"{SERVED_MODELS_ENV} is not a JSON object of store name -> model tag: {raw[:200]!r}"
+            " (`crm-ltv serve` sets it for its workers; unset it to serve the store's latest"
+            " copies)"
+        )
+    return given
 
 
 def newest_copy(name: str, bundle_format: str, **metadata: str) -> bentoml.Model | None:

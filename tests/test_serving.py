@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -123,6 +124,12 @@ def test_make_serve_copies_the_champions_and_is_not_ready_before_the_models(serv
     text = log.read_text()
     assert "churn: copied churn v1 into the store" in text
     assert "ltv: copied ltv v1 into the store" in text
+    # The ready line names the exact copies each worker loaded: versions alone do not tell two
+    # homes' v1 apart on one store (tester S)
+    copies = re.findall(r"copied (?:churn|ltv) v1 into the store as (\S+)", text)
+    ready = re.findall(r"ready: churn v1, ltv v1 \(\d+-day horizon; store copies (.+)\)", text)
+    assert len(copies) == 2 and ready, text
+    assert all(line.split(", ")[:2] == copies for line in ready), (copies, ready)
     # Before the models are loaded /readyz answers 503 (or the socket is not open yet).
     assert set(statuses) <= {0, 503, 200} and statuses[-1] == 200
     assert 503 in statuses
@@ -1038,6 +1045,15 @@ from crm_ltv.serving.store import SERVED_MODELS_ENV, served_tag
 assert served_tag("crm-ltv-churn") == "crm-ltv-churn:latest"
 os.environ[SERVED_MODELS_ENV] = json.dumps({"crm-ltv-churn": str(mine.tag)})
 assert served_tag("crm-ltv-churn") == str(mine.tag) and served_tag("x") == "x:latest"
+# an inherited value that is not a tag map is an error naming the variable, not a JSON trace
+for bad in ('{"crm-ltv-churn": ', '["crm-ltv-churn:x"]', '{"crm-ltv-churn": 1}'):
+    os.environ[SERVED_MODELS_ENV] = bad
+    try:
+        served_tag("crm-ltv-churn")
+    except ValueError as exc:
+        assert str(exc).startswith(SERVED_MODELS_ENV + " is not a JSON object"), exc
+    else:
+        raise AssertionError(bad)
 print("ok")
 """,
     )
