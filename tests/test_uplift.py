@@ -432,6 +432,8 @@ def test_uplift_command_registers_a_gated_model_and_logs_runs(trained, home):
     assert len(names) == 1 and {"qini_coefficient", "auuc", "value_qini_coefficient"} <= set(
         next(iter(names))
     )
+    evaluated = sum(c.data.metrics["contacts"] for c in children)
+    assert metrics["contacts_held_out_evaluated"] == evaluated <= metrics["contacts_held_out"]
     for child in children:
         assert all(v == round(v, 4) for v in child.data.metrics.values())
         assert "held-out contacts" in child.data.tags["mlflow.note.content"]
