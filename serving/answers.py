@@ -64,7 +64,34 @@ def answered_spec(spec: dict[str, Any]) -> dict[str, Any]:
         responses[503]["headers"] = {
             "Retry-After": {"description": "Seconds (over capacity)", "schema": {"type": "integer"}}
         }
-    return spec
+    return openapi_30(spec)
+
+
+def openapi_30(node: Any) -> Any:
+    """The page says OpenAPI 3.0.2, but pydantic writes JSON Schema 2020-12: `{"type": "null"}`
+    in an anyOf and `propertyNames`, which 3.0 has not (generators for 3.0 refused the page or
+    typed every optional field as a union with an unknown type). In 3.0 words: `nullable`, and
+    the key limit said in the description."""
+    if isinstance(node, list):
+        return [openapi_30(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: openapi_30(value) for key, value in node.items() if key != "propertyNames"}
+    names = node.get("propertyNames")
+    if isinstance(names, dict) and "maxLength" in names:
+        said = f"Keys of at most {names['maxLength']} characters."
+        out["description"] = f"{out['description']} {said}" if "description" in out else said
+    variants = out.get("anyOf")
+    if isinstance(variants, list) and {"type": "null"} in variants:
+        kept = [v for v in variants if v != {"type": "null"}]
+        del out["anyOf"]
+        if len(kept) == 1 and "$ref" not in kept[0]:
+            said = " ".join(d for d in (out.get("description"), kept[0].get("description")) if d)
+            out = {**kept[0], **out} | ({"description": said} if said else {})
+        else:
+            out["anyOf"] = kept
+        out["nullable"] = True
+    return out
 
 
 class SpecOfTheAnswers:

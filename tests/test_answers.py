@@ -9,7 +9,12 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from crm_ltv.serving.answers import ErrorCountInWords, SpecOfTheAnswers, answered_spec
+from crm_ltv.serving.answers import (
+    ErrorCountInWords,
+    SpecOfTheAnswers,
+    answered_spec,
+    openapi_30,
+)
 
 pytestmark = pytest.mark.anyio
 SPEC = {
@@ -79,3 +84,34 @@ async def test_the_openapi_page_is_the_answered_spec_and_bentomls_own_if_it_cann
     broken = SpecOfTheAnswers(bentoml_page, spec=lambda: {"paths": {}})  # another shape
     async with _client(broken) as client:
         assert (await client.get("/docs.json")).json() == {"own": True}
+
+
+def test_json_schema_unions_with_null_become_openapi_30_nullable_fields():
+    """pydantic's optional fields, in the words of the OpenAPI version the page declares."""
+    field = {"anyOf": [{"type": "string", "maxLength": 9}, {"type": "null"}], "title": "A"}
+    assert openapi_30(field) == {"type": "string", "maxLength": 9, "title": "A", "nullable": True}
+    union = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}
+    assert openapi_30(union) == {
+        "anyOf": [{"type": "string"}, {"type": "integer"}],
+        "nullable": True,
+    }
+    ref = {"anyOf": [{"$ref": "#/components/schemas/X"}, {"type": "null"}]}
+    assert openapi_30(ref) == {"anyOf": [{"$ref": "#/components/schemas/X"}], "nullable": True}
+    mapping = {
+        "anyOf": [
+            {"type": "object", "propertyNames": {"maxLength": 256}, "description": "Rows."},
+            {"type": "null"},
+        ],
+        "description": "Features.",
+    }
+    assert openapi_30({"properties": {"f": mapping}}) == {
+        "properties": {
+            "f": {
+                "type": "object",
+                "description": "Features. Rows. Keys of at most 256 characters.",
+                "nullable": True,
+            }
+        }
+    }
+    plain = {"type": "array", "items": {"type": "integer"}, "default": None}
+    assert openapi_30(plain) == plain

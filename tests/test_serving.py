@@ -586,6 +586,13 @@ def test_the_openapi_page_declares_the_answers_the_service_gives(server, http):
     schemas = spec["components"]["schemas"]
     for table, field in (("Transaction", "order_id"), ("CustomerIn", "customer_id")):
         assert {"type": "integer"} in schemas[table]["properties"][field]["anyOf"], field
+    # OpenAPI 3.0 words, as the page says it is: optional fields are nullable, not a union with
+    # {"type": "null"}, and there is no propertyNames (JSON Schema 2020-12's, from pydantic)
+    text = json.dumps(spec)
+    assert spec["openapi"].startswith("3.0") and "propertyNames" not in text
+    assert '{"type": "null"}' not in text and '"type": ["' not in text
+    as_of = schemas["CustomerIn"]["properties"]["as_of"]
+    assert as_of["type"] == "string" and as_of["nullable"] is True
     # the answers have the shapes declared, and the headline counts in words
     two = {"customers": [{"customer_id": "a"}, {"customer_id": "b"}]}  # neither kind of input
     bad = http.post("/score", json=two)
