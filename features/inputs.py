@@ -49,12 +49,27 @@ def input_files(path: Path | str) -> list[Path]:
     else:
         require_file(Path(text))
         return [Path(text)]
-    files = [p for p in found if p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)]
+    read = CSV_SUFFIXES + PARQUET_SUFFIXES
+    files = [p for p in found if p.name.lower().endswith(read)]
     if not files:
+        raise DataError(f"{path}: no CSV or Parquet files ({', '.join(read)})")
+    # Every other file is a part of the table that would be lost without a word (a part-1.csv.bz2
+    # beside two .csv parts: a third of the history, tester V); markers are not parts.
+    unread = [p.name for p in found if p not in files and not _marker(p.name)]
+    if unread:
+        shown = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
         raise DataError(
-            f"{path}: no CSV or Parquet files ({', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)})"
+            f"{path}: {shown} {'is' if len(unread) == 1 else 'are'} not a CSV or Parquet file "
+            f"({', '.join(read)}): a folder or glob is one table in parts, and a part not read "
+            "would lose its rows; convert or move it, or give a glob that leaves it out (names "
+            "beginning with '.' or '_', such as _SUCCESS, and .crc files are skipped)"
         )
     return files
+
+
+def _marker(name: str) -> bool:
+    """Files that writers of parted tables (Spark, Hadoop, Dask) leave beside the parts."""
+    return name.startswith((".", "_")) or name.lower().endswith(".crc")
 
 
 def _no_sample(table: str, sample: Path) -> DataError:

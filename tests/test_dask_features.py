@@ -140,6 +140,18 @@ def test_input_files_from_a_folder_a_glob_or_a_file(dask_sample_files, tmp_path)
     (tmp_path / "notes.md").write_text("no data here")
     with pytest.raises(DataError, match="no CSV or Parquet files"):
         input_files(tmp_path)
+    # a part that is not read is refused, not skipped (tester V: a part-1.csv.bz2 among .csv
+    # parts lost a third of the history); writers' markers are skipped
+    table = tmp_path / "table"
+    table.mkdir()
+    for name in ("part-0.csv", "part-1.csv.bz2", "_SUCCESS", ".part-0.csv.crc", "part-2.csv"):
+        (table / name).write_text("x")
+    for given in (table, f"{table}/part-*"):
+        with pytest.raises(DataError, match=r"part-1\.csv\.bz2 is not a CSV or Parquet file"):
+            input_files(given)
+    assert input_files(f"{table}/part-[02].csv") == [table / "part-0.csv", table / "part-2.csv"]
+    (table / "part-1.csv.bz2").unlink()
+    assert input_files(table) == [table / "part-0.csv", table / "part-2.csv"]
 
 
 def _dirty_copy(parts, folder, bad_rows: int):
