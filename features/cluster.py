@@ -611,6 +611,13 @@ def load_partitioned(
         raise DataError(f"{transactions}: no transaction rows loaded")
     count = len(tx.parts)
     progress(f"partitioning {rows:,} rows by customer into {count} partitions")
+    empty = client.gather(client.map(len, tx.parts)).count(0)
+    if empty and partitions is not None:  # 448 empty parts of 1,000, each a task per step
+        progress(
+            f"warning: {empty:,} of the {count:,} partitions hold no customer: --partitions "
+            f"{partitions} is more than these rows need (without it, about "
+            f"{ROWS_PER_PARTITION:,} rows each, at least one per worker)"
+        )
     arrays = client.map(_transaction_arrays, tx.parts, retries=RETRIES)
     attributes, customer_reports, customer_columns = None, (), None
     if customers is not None:

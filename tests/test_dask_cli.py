@@ -434,3 +434,20 @@ def test_a_dashboard_address_that_cannot_be_is_one_error_naming_the_setting(home
         "error: the local Dask cluster did not start with its dashboard at 'no-such-host:1' "
         "(Dask's distributed.scheduler.dashboard.address or distributed.dashboard.address): "
     ) in done.stderr
+
+
+def test_more_partitions_than_customers_is_warned_of(home, dask_client):
+    """Tester V: --partitions 1000 over 784 customers wrote 448 empty parts, each a task at
+    every step, without a word."""
+    tx = pd.read_csv(home / "transactions.csv", dtype=str)
+    three = tx.loc[tx["customer_id"].isin(tx["customer_id"].unique()[:3])]
+    three.to_csv(home / "three.csv", index=False)
+    argv = ["features", "--engine", "dask", "--scheduler", dask_client.scheduler.address,
+            "--transactions", str(home / "three.csv"), "--out", str(home / "out")]  # fmt: skip
+    done = run(home, *argv, "--partitions", "8")
+    assert done.returncode == 0, done.stderr
+    empty = 8 - sum(len(pd.read_parquet(p)) > 0 for p in (home / "out").glob("part-*.parquet"))
+    assert empty >= 5
+    said = f"warning: {empty} of the 8 partitions hold no customer: --partitions 8 is more than"
+    assert said in done.stderr, done.stderr
+    assert "hold no customer" not in run(home, *argv, "--partitions", "1").stderr
