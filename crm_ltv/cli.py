@@ -895,9 +895,9 @@ HorizonOpt = Annotated[
 
 
 TRAIN_ON_NOTHING = "no customer to train on"
-TRAIN_KEPT = (  # what a stopped `train` leaves
-    "its MLflow run reads KILLED; model versions are registered in the last step only, so "
-    "none is unless the stop came during it"
+TRAIN_KEPT = (  # what a stopped `train` leaves (stopped while loading: no run yet, tester V)
+    f"{_RUN_KILLED}; model versions are registered in the last step only, so none is unless "
+    "the stop came during it"
 )
 
 
