@@ -995,6 +995,7 @@ def train(
     """Train, evaluate and register the churn and LTV models (MLflow), with baselines."""
     from crm_ltv.features.config import config_digests
     from crm_ltv.features.inputs import require_purchases
+    from crm_ltv.training.tracking import check_home_artifacts
 
     paths = _paths()
     feature_config = _feature_config(paths)
@@ -1004,6 +1005,7 @@ def train(
     read = (transactions, customers, column, timestamp_format, sep, max_reject_share)
     data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
     settings = config_digests(config, feature_config, data_config)  # as tune digests them
+    check_home_artifacts(paths)  # a moved home: before the data is read (tester U: 10 s)
     with _interruptible(TRAIN_KEPT):
         if _on_dask(engine, scheduler, partitions):
             dask = (scheduler, partitions, settings)
@@ -1323,6 +1325,7 @@ def tune(
     """Tune both models with Optuna; the next `crm-ltv train` uses the best params."""
     from crm_ltv.features.config import load_config, override
     from crm_ltv.training.config import TuneConfig
+    from crm_ltv.training.tracking import check_home_artifacts
 
     paths = _paths()
     feature_config = _feature_config(paths)
@@ -1338,6 +1341,7 @@ def tune(
         f"the finished trials are kept in {paths.optuna_db}; the same command resumes the "
         "studies (the interrupted trial is run again)"
     )
+    check_home_artifacts(paths)  # a moved home: before the data is read, as in `train`
     # the reading and the split too, as in `train`: seconds on a large file, where a stop
     # was exit 130 with no line, or lost under an inherited SIG_IGN (a background job)
     with _interruptible(kept):
@@ -1404,7 +1408,7 @@ def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
     from crm_ltv.serving.store import STORE_NAMES, describe, newest_copy, store_bundle
     from crm_ltv.training.bundle import FORMAT
     from crm_ltv.training.registry import RegistryError, download_bundle, model_names
-    from crm_ltv.training.tracking import no_home_store, tracking_uri
+    from crm_ltv.training.tracking import check_home_artifacts, no_home_store, tracking_uri
 
     paths = _paths()
     registry = _train_config(paths).registry
@@ -1419,6 +1423,7 @@ def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
     versions: dict[str, ModelVersion | None] = {}
     not_champions: set[str] = set()
     if problem is None:
+        check_home_artifacts(paths)  # a moved home: refused before any copy; a copied one: said
         versions, not_champions, problem = _registry_versions(names, registry.alias, progress)
     if problem is not None and any(v is None for v in versions.values()):
         # read, and empty: nothing trained here (as `score` says), not a reason to serve the

@@ -382,7 +382,7 @@ def test_a_moved_or_copied_home_is_said_for_what_it_is(tmp_path, monkeypatch, ca
 
     from crm_ltv.features.paths import Paths
     from crm_ltv.training.registry import RegistryError, load_bundle
-    from crm_ltv.training.tracking import setup_tracking
+    from crm_ltv.training.tracking import setup_tracking, ui_links
 
     home = new_home(tmp_path / "first")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # an earlier test's store
@@ -405,6 +405,26 @@ def test_a_moved_or_copied_home_is_said_for_what_it_is(tmp_path, monkeypatch, ca
     with pytest.raises(ConfigError, match=r"keeps its files in .*/first/mlartifacts, which is "
                        r"not there: was the home moved\?"):  # fmt: skip
         setup_tracking(Paths(copy), "crm-ltv")
+    # nor is a new experiment made there (tester U: cohorts, ab and uplift made theirs at the
+    # new place, uplift registered a champion: one store over two folders)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(ConfigError, match="was the home moved"):
+        setup_tracking(Paths(copy), "crm-ltv-cohorts")
+    assert mlflow.MlflowClient(f"sqlite:///{copy / 'mlflow.db'}").get_experiment_by_name(
+        "crm-ltv-cohorts"
+    ) is None  # fmt: skip
+    # train and tune refuse before the data is read (they built every snapshot first)
+    for command in (["train"], ["tune", "--trials", "1"]):
+        refused = run(copy, *command)
+        assert refused.returncode == 2 and "was the home moved" in refused.stderr, refused.stderr
+        assert "loading" not in refused.stderr, refused.stderr
+    # the UI shows the runs and metrics, and says their files do not show
+    capsys.readouterr()
+    links = ui_links(Paths(copy), "http://127.0.0.1:5000")
+    assert any(link.startswith("crm-ltv: http://127.0.0.1:5000/#/experiments/") for link in links)
+    assert "which is not there: was the home moved? Its runs and metrics show, their files" in (
+        capsys.readouterr().err
+    )
     mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
     with pytest.raises(
         RegistryError,

@@ -97,14 +97,13 @@ def setup_tracking(
     mlflow.set_registry_uri(uri)
     with first_open(uri):
         _make_home_store(paths, uri, progress)
+        check_home_artifacts(paths)  # before a new experiment is made at this place
         found = mlflow.get_experiment_by_name(experiment)
         if found is None:
             experiment_id = mlflow.create_experiment(
                 experiment, artifact_location=paths.artifacts_dir.as_uri()
             )
         else:
-            if uri == home_store_uri(paths):  # the home's own store, not a server's
-                _check_home_artifacts(paths, found.name, found.artifact_location)
             experiment_id = found.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     tags = EXPERIMENT_KIND | ({NOTE: description} if description else {})
@@ -135,32 +134,73 @@ def local_folder(uri: str) -> Path | None:
     return Path(unquote(urlparse(uri).path))
 
 
-def _check_home_artifacts(paths: Paths, name: str, location: str) -> None:
-    """MLflow records an experiment's artifact folder as an absolute path: in a moved home
-    every model read failed as 'holds no model bundle' (refused here, before any work), and a
-    copied one writes its new runs' files into the original's (said here)."""
-    where = local_folder(location)
-    if where is None:
-        return
-    if where.resolve() == paths.artifacts_dir.resolve():
-        return
-    if where.exists() and paths.artifacts_dir.exists() and where.samefile(paths.artifacts_dir):
-        return  # one folder spelt two ways (a bind mount, a case-insensitive file system)
-    said = f"{paths.mlflow_db}: experiment {name!r} keeps its files in {where}"
-    if where.exists():  # a copy: it works, on the original's files
-        print(
-            f"warning: {said}, outside this home: was it copied from there? Its runs and models "
-            "are read from there, and new runs' files go there too",
-            file=sys.stderr,
-        )
-        return
-    from crm_ltv.features.config import ConfigError
+_SAID: set[str] = set()  # warnings printed by this process (train checks early and again)
 
-    raise ConfigError(
-        f"{said}, which is not there: was the home moved? MLflow records absolute paths, so "
-        "its runs and models cannot be used here: move the home back, or start this one "
-        "afresh (remove its mlflow.db and mlartifacts/)"
-    )
+
+def check_home_artifacts(paths: Paths, moved_is_error: bool = True) -> None:
+    """MLflow records each experiment's artifact folder as an absolute path: in a moved home
+    every model read failed as 'holds no model bundle' (refused here, before any work), and a
+    copied one writes its new runs' files into the original's (said here). Every experiment of
+    the home's own store, not the command's alone: in a moved home the experiment commands
+    made their first experiments at the new place and registered an uplift champion there,
+    one store over two folders, broken whichever way the home went next (tester U). The UI
+    (`moved_is_error` False) shows a moved home's runs and metrics, and says its files do not
+    show."""
+    if tracking_uri(paths) != home_store_uri(paths) or not paths.mlflow_db.exists():
+        return
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+    from mlflow.exceptions import MlflowException
+
+    try:
+        experiments = MlflowClient(home_store_uri(paths)).search_experiments(ViewType.ALL)
+    except MlflowException:  # a store that cannot be read: its reader says so
+        return
+    elsewhere: dict[Path, list[str]] = {}
+    for found in experiments:
+        where = local_folder(found.artifact_location)
+        # MLflow's Default experiment holds none of the project's runs
+        if found.experiment_id != "0" and where is not None and not _here(paths, where):
+            elsewhere.setdefault(where, []).append(repr(found.name))
+    for where, names in elsewhere.items():
+        which = (
+            f"experiment {names[0]} keeps its files"
+            if len(names) == 1
+            else f"experiments {', '.join(names)} keep their files"
+        )
+        said = f"{paths.mlflow_db}: {which} in {where}"
+        if where.exists():  # a copy: it works, on the original's files
+            _say_once(
+                f"warning: {said}, outside this home: was it copied from there? Its runs and "
+                "models are read from there, and new runs' files go there too"
+            )
+            continue
+        if not moved_is_error:
+            _say_once(
+                f"warning: {said}, which is not there: was the home moved? Its runs and "
+                "metrics show, their files (plots, configs, models) do not"
+            )
+            continue
+        from crm_ltv.features.config import ConfigError
+
+        raise ConfigError(
+            f"{said}, which is not there: was the home moved? MLflow records absolute paths, "
+            "so its runs and models cannot be used here: move the home back, or start this "
+            "one afresh (remove its mlflow.db and mlartifacts/)"
+        )
+
+
+def _here(paths: Paths, where: Path) -> bool:
+    if where.resolve() == paths.artifacts_dir.resolve():
+        return True
+    # one folder spelt two ways (a bind mount, a case-insensitive file system)
+    return where.exists() and paths.artifacts_dir.exists() and where.samefile(paths.artifacts_dir)
+
+
+def _say_once(line: str) -> None:
+    if line not in _SAID:
+        _SAID.add(line)
+        print(line, file=sys.stderr)
 
 
 def ui_links(paths: Paths, base: str) -> list[str]:
@@ -171,6 +211,7 @@ def ui_links(paths: Paths, base: str) -> list[str]:
     mlflow.set_tracking_uri(uri)
     with first_open(uri):
         _make_home_store(paths, uri)
+    check_home_artifacts(paths, moved_is_error=False)
     experiments = MlflowClient().search_experiments()
     return [
         f"{e.name}: {base}/#/experiments/{e.experiment_id}{UI_QUERY}"
