@@ -2013,6 +2013,14 @@ def uplift(
     where = f"{paths.config_file('experiments')}: uplift.exclude_features"
     check_feature_names(config.exclude_features, known, where)
     progress = Progress()
+    skewed = config.learnt_skew()
+    if skewed:
+        progress(
+            f"warning: {where} leaves out {', '.join(skewed)}, which the service builds "
+            "otherwise than this job (README: Uplift models): the model would learn what it "
+            "is not served; a list written by an older `crm-ltv init`? Add "
+            f"{'it' if len(skewed) == 1 else 'them'} unless you mean it"
+        )
     data_config = _data_config(paths, None, None, None, max_reject_share)
     from crm_ltv.features.inputs import contacts_found, load_campaign_input
 

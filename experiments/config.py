@@ -90,6 +90,13 @@ class UpliftConfig(FrozenConfig):
     compare: Literal["qini_coefficient", "auuc_margin"] = "qini_coefficient"
     curve_points: int = Field(50, ge=5)  # points of the Qini and uplift curves in plots/tables
 
+    def learnt_skew(self) -> list[str]:
+        """The features built otherwise at send time than by the service that this config
+        learns from: a list written by an older `crm-ltv init` replaces the default whole, and
+        one from before 2026-12-06 lacks history_share (tester U)."""
+        default = type(self).model_fields["exclude_features"].default
+        return [name for name in default if name not in self.exclude_features]
+
     @model_validator(mode="after")
     def _lightgbm_params(self) -> UpliftConfig:
         from crm_ltv.training.config import check_lightgbm_params

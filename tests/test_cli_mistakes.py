@@ -791,3 +791,21 @@ def test_a_relative_bentoml_home_is_made_absolute_for_the_processes_started(tmp_
     monkeypatch.setenv("BENTOML_HOME", "/abs/store")
     _absolute_store()
     assert os.environ["BENTOML_HOME"] == "/abs/store"
+
+
+def test_an_uplift_exclusion_list_of_an_older_init_is_warned_of(tmp_path):
+    """A home's list replaces the default whole: one written before history_share existed let
+    the uplift model learn it, though the service builds it from the churn champion's history
+    start, without a word (tester U)."""
+    home = new_home(tmp_path)
+    (home / "configs").mkdir(exist_ok=True)
+    raw = yaml.safe_load((CONFIGS / "experiments.yaml").read_text())
+    raw["uplift"]["exclude_features"] = ["r_score", "f_score", "m_score", "rfm_segment"]
+    (home / "configs/experiments.yaml").write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["uplift"], env={"CRM_LTV_HOME": str(home)})
+    said = "uplift.exclude_features leaves out history_share, which the service builds otherwise"
+    assert said in result.output, result.output
+    raw["uplift"]["exclude_features"].append("history_share")
+    (home / "configs/experiments.yaml").write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["uplift"], env={"CRM_LTV_HOME": str(home)})
+    assert "leaves out" not in result.output, result.output
