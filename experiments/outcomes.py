@@ -648,7 +648,8 @@ def summary(outcomes: Outcomes, target: Path, pending: Path | None, window_days:
     table = outcomes.campaigns
     groups = table["group"].value_counts()
     lines = [
-        f"{outcomes.decisions:,} decisions -> {len(table):,} campaign rows with an outcome "
+        f"{plural(outcomes.decisions, 'decision')} -> {plural(len(table), 'campaign row')} "
+        "with an outcome "
         f"({groups.get('treatment', 0):,} treatment = sent by the policy, "
         f"{groups.get('control', 0):,} control = held out) -> {target}",
         f"left out: {outcomes.repeated:,} repeated (same customer and as_of), "
@@ -659,7 +660,7 @@ def summary(outcomes: Outcomes, target: Path, pending: Path | None, window_days:
     ]
     if len(outcomes.pending):
         lines.append(
-            f"{len(outcomes.pending):,} rows whose response window is not over in the "
+            f"{plural(len(outcomes.pending), 'row')} whose response window is not over in the "
             f"transactions: no outcome yet, not in the table"
             + (f" -> {pending}" if pending else "")
         )
@@ -675,14 +676,14 @@ def summary(outcomes: Outcomes, target: Path, pending: Path | None, window_days:
         lines.append(unmatched)
     if outcomes.replayed:
         lines.append(
-            f"{outcomes.replayed:,} rows decided more than a day after their as_of (a replay): "
-            "their window starts at as_of, as if sent then"
+            f"{plural(outcomes.replayed, 'row')} decided more than a day after their as_of (a "
+            "replay): their window starts at as_of, as if sent then"
         )
     if outcomes.controls_contacted:
         lines.append(
-            f"{outcomes.controls_contacted:,} control rows whose customer was sent an action by "
-            f"a later decision inside their {window_days}-day window: their outcome is not "
-            "fully uncontacted"
+            f"{plural(outcomes.controls_contacted, 'control row')} whose customer was sent an "
+            f"action by a later decision inside their {window_days}-day window: their outcome "
+            "is not fully uncontacted"
             + (" (holdout.period week is shorter than the window: use month)"
                if "week" in outcomes.periods and window_days > 7 else "")
         )  # fmt: skip

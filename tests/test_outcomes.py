@@ -115,7 +115,8 @@ def test_treatment_control_and_every_left_out_decision_counted(tmp_path):
         decision_outcomes(read_decisions(log), TX, 45).campaigns["response_window_days"] == 45
     ).all()
     text = summary(out, tmp_path / "c.csv", None, 30)
-    for words in ("2 inside the 30-day window", "2 explored", "1 control rows",
+    for words in ("2 inside the 30-day window", "2 explored", "1 control row whose",
+                  "1 row whose response window", "1 row decided more than a day",
                   "rows of customers with no transaction in the file: 1 scored, 1 cold start;",
                   "a replay", "0.8953"):  # fmt: skip
         assert words in text, words
