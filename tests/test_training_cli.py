@@ -503,3 +503,24 @@ def test_mlflow_ui_answers_the_allowed_host_names_and_still_localhost(trained):
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+def test_a_champion_whose_run_died_before_its_metrics_is_left_alone_not_a_crash(trained):
+    """Tester T: a train killed after its alias moved, before it logged metrics.json, left a
+    champion whose evaluation could not be read; every later train on that data crashed on it
+    (`KeyError: 'roc_auc'`, a traceback after its whole training)."""
+    home, _ = trained
+    client = mlflow_client(home)
+    champion = client.get_model_version_by_alias("churn", "champion")
+    run_id = champion.tags["run_id"]
+    metrics = home / "mlartifacts" / run_id / "artifacts" / "metrics.json"
+    aside = metrics.with_name("metrics.json.aside")
+    metrics.rename(aside)
+    try:
+        result = run(home, "train")
+    finally:
+        aside.rename(metrics)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    said = f"champion v{champion.version}'s evaluation metrics cannot be read (its training run "
+    assert said + f"{run_id} ended before it logged metrics.json)" in result.stdout, result.stdout
+    assert _champion(home, "churn") == "1" and _champion(home, "ltv") == "1"

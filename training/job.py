@@ -210,6 +210,11 @@ def run_training(
         registered_level = "refit" if config.refit else "evaluation"
         if config.level.seasonal and split.levels.get(registered_level, True) is None:
             progress(_no_level_warning(split, config.refit))
+        # the metrics first: a version is champion from the moment its alias moves, and
+        # another run's gate reads its evaluation from here (tester T: a run killed in
+        # between left a champion without them, and every later train crashed on it)
+        unregistered = _summary(run.info.run_id, split, evaluation, {}, inputs)
+        mlflow.log_dict(json_safe(unregistered), "metrics.json")
         progress("registering the model bundle")
         with killable_run(run_id=children["lightgbm"], nested=True):
             registered = _register_bundle(config, feature_config, bundle, split, evaluation, run)
@@ -543,7 +548,14 @@ def _score_champion(
         same_cutoff = current.tags.get("test_cutoff") == f"{split.plan.test:%Y-%m-%d}"
         same_data = bundle.metadata.get("data_sha256") == data_sha256
         if same_cutoff and same_data:  # its evaluation fit, on this same snapshot
-            return ChampionCheck(metrics=evaluation_metrics(current, kind))
+            metrics = evaluation_metrics(current, kind)
+            if not metrics:  # its run died before it logged them (a kill, a lost machine)
+                return ChampionCheck(
+                    left_alone=f"{label}'s evaluation metrics cannot be read (its training "
+                    f"run {current.tags.get('run_id', current.run_id)} ended before it logged "
+                    f"metrics.json); {keep}"
+                )
+            return ChampionCheck(metrics=metrics)
         other = " and was evaluated on other data" if same_cutoff else ""
         return ChampionCheck(
             note=f"{label} has seen labels up to {seen}, past this run's test cutoff{other}: "
