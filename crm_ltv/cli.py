@@ -2059,13 +2059,34 @@ def uplift(
 
 
 DecisionsOpt = Annotated[
-    Path | None,
-    typer.Option(help="The service's decision log (default: configs/serving.yaml decision_log)."),
+    list[Path] | None,
+    typer.Option(
+        help="The service's decision log (default: configs/serving.yaml decision_log); again, "
+        "or a quoted glob ('logs/decisions.jsonl*'), for its rotated files too (.gz read)."
+    ),
 ]
 WindowOpt = Annotated[
     int | None,
     typer.Option(min=1, help="Response window in days (default: experiments.yaml outcomes)."),
 ]
+
+
+def _decision_logs(given: list[Path] | None, default: Path, progress: Progress) -> list[Path]:
+    """The logs `--decisions` names, else the service's, with a warning for its rotated files
+    beside it, which are not read unless given (tester T)."""
+    from crm_ltv.experiments.outcomes import decision_logs, rotated_beside
+
+    if given:
+        return decision_logs([_absolute(path) for path in given])
+    log = default.resolve()
+    rotated = rotated_beside(log)
+    if rotated:
+        shown = ", ".join(p.name for p in rotated[:3]) + (", ..." if len(rotated) > 3 else "")
+        progress(
+            f"warning: {len(rotated)} rotated file(s) beside {log} ({shown}) are not read: give "
+            f"--decisions '{log}*' to read their decisions too"
+        )
+    return [log]
 
 
 @app.command()
@@ -2091,9 +2112,10 @@ def outcomes(
 
     from crm_ltv.experiments.outcomes import (
         decision_outcomes,
+        logs_named,
         no_contacts,
         no_controls,
-        read_decisions,
+        read_decision_logs,
         require_campaign_rows,
         require_known_customers,
         summary,
@@ -2112,9 +2134,10 @@ def outcomes(
     _writable(target, "--out")
     progress = Progress()
     serving = load_config(ServingConfig, paths.config_file("serving"))
-    log = (decisions or paths.root / serving.decision_log).resolve()
+    logs = _decision_logs(decisions, paths.root / serving.decision_log, progress)
+    log = logs_named(logs)
     progress(f"reading decisions from {log}")
-    frame = read_decisions(log, progress)
+    frame = read_decision_logs(logs, progress)
     inputs = _read_inputs(
         paths, progress, _absolute(transactions), None, column, timestamp_format, sep,
         max_reject_share,
@@ -2166,10 +2189,11 @@ def outcomes(
 @_interruptible(_RUN_KILLED)
 def policy_eval(
     decisions: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             help="A decision log of the service to evaluate on (default: a history simulated "
-            "on the sample, with each policy's true value)."
+            "on the sample, with each policy's true value); again, or a quoted glob, for its "
+            "rotated files too."
         ),
     ] = None,
     transactions: TransactionsOpt = None,
@@ -2203,23 +2227,25 @@ def policy_eval(
             f"({', '.join(nba.actions)})"
         )
     progress = Progress()
-    decisions, transactions, customers = map(_absolute, (decisions, transactions, customers))
-    logged = None
-    if decisions is None:
+    transactions, customers = map(_absolute, (transactions, customers))
+    logged, logs, log = None, [], ""
+    if not decisions:
         _check_simulation_input(paths, _files_read(paths, transactions, customers)[0])
     else:  # a bad log is said before the data and models are loaded
-        from crm_ltv.experiments.outcomes import read_decisions
+        from crm_ltv.experiments.outcomes import logs_named, read_decision_logs
 
-        progress(f"reading decisions from {decisions}")
-        logged = read_decisions(decisions, progress)
+        logs = _decision_logs(decisions, Path(), progress)
+        log = logs_named(logs)
+        progress(f"reading decisions from {log}")
+        logged = read_decision_logs(logs, progress)
     inputs = _read_inputs(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
     tx = inputs.transactions.frame
-    if logged is not None and decisions is not None:  # before the libraries and models load
+    if logged is not None:  # before the libraries and models load
         from crm_ltv.experiments.outcomes import require_known_customers
 
-        require_known_customers(logged, tx, decisions, inputs.transactions.report.source)
+        require_known_customers(logged, tx, log, inputs.transactions.report.source)
     progress("loading the training libraries (LightGBM, MLflow)")
     from crm_ltv.experiments import policy_eval_job as job
     from crm_ltv.training.tracking import (
@@ -2235,20 +2261,24 @@ def policy_eval(
     # the versions that decided: the uplift policy's effects and, simulated, the scores
     params: dict[str, object] = {"response_window_days": window, "uplift_version": uplift_version}
     datasets, files = input_datasets(inputs), input_sources(inputs)
-    if decisions is None:
+    if logged is None:
         history, effects, versions = _simulated_history(
             paths, inputs, nba, config, window, uplift, progress
         )
         params |= {f"{kind}_version": v for kind, v in versions.items()}
         params |= job.simulation_params(config.simulation)
     else:
-        assert logged is not None
-        history = job.logged_history(logged, tx, arms, costs, window, decisions)
+        history = job.logged_history(logged, tx, arms, costs, window, log)
         effects = _uplift_effects(uplift, history.contexts, inputs, paths, progress)
         nested = ["model_versions", "prior_expected_values", "eligible_actions"]
         flat = logged.drop(columns=nested, errors="ignore")  # MLflow reads nested values one by one
-        datasets = [*datasets, *file_datasets([("decisions", flat, decisions)])]
-        files = [*files, decisions]
+        each = [flat] if len(logs) == 1 else [flat.loc[flat["log"] == str(p)] for p in logs]
+        named = [
+            ("decisions" if len(logs) == 1 else f"decisions {path.name}", rows, path)
+            for rows, path in zip(each, logs, strict=True)
+        ]
+        datasets = [*datasets, *file_datasets(named)]
+        files = [*files, *logs]
     progress(f"{history.source}; policies decided with serving.nba, estimating")
     from crm_ltv.experiments.outcomes import without_transactions_line
 

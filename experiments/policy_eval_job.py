@@ -162,7 +162,7 @@ def logged_history(
     arms: tuple[str, ...],
     costs: np.ndarray,
     window_days: int,
-    source: Path,
+    source: Path | str,
 ) -> History:
     """The service's decision log (experiments.outcomes.read_decisions) with each decision's
     revenue over its window: a customer's decisions whose windows do not overlap

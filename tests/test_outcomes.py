@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -12,9 +13,12 @@ import pytest
 
 from crm_ltv.experiments.outcomes import (
     COLUMNS,
+    decision_logs,
     decision_outcomes,
     kept_decisions,
+    read_decision_logs,
     read_decisions,
+    rotated_beside,
     summary,
     window_outcomes,
 )
@@ -832,3 +836,55 @@ def test_an_older_services_nan_scores_are_unknown_and_a_byte_order_mark_is_read(
         f"warning: {log}: 2 score(s) NaN or infinite (a service before 2026-12-05 wrote them "
         "so): read as unknown, as a cold start's"
     ]
+
+
+def test_a_rotated_log_is_read_with_its_rotated_files_in_the_order_they_were_written(tmp_path):
+    """Tester T: after logrotate (`mv log log.1`, `compress`) outcomes and policy-eval read the
+    current file only, and a repeated --decisions kept the last, without a word."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    at, later = ({"decided_at": f"2025-06-{d}T00:00:00+00:00"} for d in (15, 16))
+    # the oldest decisions in .2.gz, the newer in .1, the newest in the log itself
+    with gzip.open(logs / "decisions.jsonl.2.gz", "wt") as old:
+        old.write(json.dumps(_line("a", "2025-06-15", "win_back", **at)) + "\n")
+    _write(logs / "decisions.jsonl.1", [_line("a", "2025-06-15", "recommendation", **later),
+                                        _held("b", "2025-06-15", **later)])  # fmt: skip
+    _write(logs / "decisions.jsonl", [_line("c", "2025-07-02", "win_back")])
+    (logs / "other.jsonl").write_text("")
+    rotated = [logs / "decisions.jsonl.1", logs / "decisions.jsonl.2.gz"]
+    assert rotated_beside(logs / "decisions.jsonl") == rotated
+    found = decision_logs([logs / "decisions.jsonl*", logs / "decisions.jsonl"])
+    assert sorted(found) == sorted([logs / "decisions.jsonl", *rotated])  # each once
+    frame = read_decision_logs(found)
+    assert list(frame["line"]) == [1, 2, 3, 4] and frame["log"].iloc[0].endswith(".2.gz")
+    out = decision_outcomes(frame, TX, 30)
+    # a's first decision is the .2.gz one (written first), the .1 one a repeat of it
+    assert out.decisions == 4 and out.repeated == 1
+    assert out.campaigns.set_index("customer_id").loc["a", "action"] == "win_back"
+    with pytest.raises(DataError, match="no decision log matches"):
+        decision_logs([logs / "nothing*"])
+    (logs / "decisions.jsonl.3.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match=r"decisions.jsonl.3.gz: not a whole gzip file"):
+        read_decisions(logs / "decisions.jsonl.3.gz")
+    # the command: the default log with a warning for its rotated files; given, all of them
+    home = new_home(tmp_path / "home")
+    tx = tmp_path / "tx.csv"
+    TX.to_csv(tx, index=False)
+    (home / "logs").mkdir()
+    for path in [logs / "decisions.jsonl", *rotated]:
+        (home / "logs" / path.name).write_bytes(path.read_bytes())
+    alone = run(home, "outcomes", "--transactions", str(tx), "--out", str(home / "c.csv"))
+    assert alone.returncode == 0, alone.stderr
+    assert "warning: 2 rotated file(s) beside" in alone.stderr and "1 decision ->" in alone.stdout
+    both = run(home, "outcomes", "--transactions", str(tx), "--out", str(home / "c.csv"),
+               "--decisions", str(home / "logs/decisions.jsonl"),
+               "--decisions", str(home / "logs/decisions.jsonl.1"))  # fmt: skip
+    assert both.returncode == 0, both.stderr
+    assert (
+        "reading decisions from 2 decision logs (" in both.stderr and "warning:" not in both.stderr
+    )
+    assert "3 decisions ->" in both.stdout
+    every = run(home, "outcomes", "--transactions", str(tx), "--out", str(home / "c.csv"),
+                "--decisions", str(home / "logs/decisions.jsonl*"))  # fmt: skip
+    assert every.returncode == 0 and "4 decisions ->" in every.stdout, every.stderr
+    assert list(pd.read_csv(home / "c.csv").columns) == list(COLUMNS)

@@ -603,3 +603,29 @@ def test_the_decision_log_is_a_dataset_of_the_run_with_absolute_paths(tmp_path):
         assert datasets[name].digest == file_sha256(path)[:16], name
     assert parent.data.tags["data_sha256"] == file_sha256(tx, log)
     assert f"customers in {log.resolve()}" in parent.data.params["source"]
+
+
+def test_a_log_and_its_rotated_file_are_evaluated_as_one(tmp_path):
+    """Tester T: policy-eval read one log; a repeated --decisions kept the last file alone."""
+    home = new_home(tmp_path / "home")
+    log, tx = _half_held_out_log(tmp_path, 40)
+    lines = log.read_text().splitlines(keepends=True)
+    rotated = log.with_name(log.name + ".1")
+    rotated.write_text("".join(lines[:25]))
+    log.write_text("".join(lines[25:]))
+    done = run(home, "policy-eval", "--decisions", f"{log}*", "--transactions", str(tx),
+               "--window-days", "30")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "reading decisions from 2 decision logs (" in done.stderr
+    assert f"40 customers in 2 decision logs ({log.resolve()}, {rotated.resolve()})" in (
+        done.stderr
+    )
+    client = mlflow_client(home)
+    experiment = client.get_experiment_by_name("crm-ltv-policy-evaluation")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.kind = 'policy-eval'")
+    datasets = {d.dataset.name: d.dataset for d in parent.inputs.dataset_inputs}
+    assert sorted(datasets) == sorted(
+        ["transactions", f"decisions {log.name}", f"decisions {rotated.name}"]
+    )
+    assert datasets[f"decisions {rotated.name}"].digest == file_sha256(rotated)[:16]
+    assert parent.data.tags["data_sha256"] == file_sha256(tx, log.resolve(), rotated.resolve())
