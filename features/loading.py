@@ -144,6 +144,13 @@ def over_reject_limit(
 class Loaded:
     frame: pd.DataFrame
     report: LoadReport
+    # Loaded `with_lines` only (the Dask engine, to find lines repeated across files): the
+    # valid anonymous sales, whose lines can repeat too; they and `frame` carry ROW and LINE.
+    anonymous: pd.DataFrame | None = None
+
+
+ROW = "_row"  # a row's 0-based data row in its file
+LINE = "_line"  # a 64-bit hash of the row as read, every column (`line_hashes`)
 
 
 @dataclass
@@ -668,10 +675,12 @@ def load_table(
     path: Path,
     validation: ValidationConfig,
     rejects_dir: Path,
+    with_lines: bool = False,
 ) -> Loaded:
     """Load one table: map columns, set aside excluded lines, validate each other row, keep
     the valid anonymous ones out, report and write rejects and the lines set aside, enforce
-    limits."""
+    limits. `with_lines`: also each loaded row's and anonymous sale's row number and line
+    hash (`Loaded.anonymous`); one process does not pay for them."""
     path, rejects_dir = Path(path), Path(rejects_dir)
     raw = read_raw(path, source.sep, source.encoding).reset_index(drop=True)
     # the column whose missing value makes a line anonymous, when such lines are kept out
@@ -769,11 +778,42 @@ def load_table(
             str(path), report.rejected, report.rows_checked, validation.max_reject_share,
             report.reasons, str(rejects_path), source.timestamp_format,
         )  # fmt: skip
-    frame = frame.loc[keep]
+    parsed, frame = frame, frame.loc[keep]
     for name, values in frame.items():  # categories seen only in rejected rows go
         if isinstance(values.dtype, pd.CategoricalDtype):
             frame[name] = values.cat.remove_unused_categories()
-    return Loaded(frame.reset_index(drop=True), report)
+    if not with_lines:
+        return Loaded(frame.reset_index(drop=True), report)
+    lines = line_hashes(raw.loc[frame.index.union(anonymous)])
+
+    def marked(rows: pd.DataFrame) -> pd.DataFrame:
+        marks = {ROW: rows.index.to_numpy(np.int64), LINE: lines.loc[rows.index].to_numpy()}
+        return rows.assign(**marks).reset_index(drop=True)
+
+    return Loaded(marked(frame), report, marked(parsed.loc[anonymous]))
+
+
+def line_hashes(raw: pd.DataFrame) -> pd.Series:
+    """A 64-bit hash of each row as read, every column, for exact duplicates across files of
+    one table: equal for rows alike in every column of files with the same columns (in any
+    order), whatever the numbers' Parquet type (int64 or float64) or the times' unit; rows of
+    files with other columns never alike. List or struct columns are hashed as text, as
+    `_duplicate_reasons` compares them."""
+    out = np.zeros(len(raw), dtype=np.uint64)
+    spread = np.uint64(0x100000001B3)  # an odd multiplier: the columns' order counts
+    for name in sorted(raw.columns):
+        values = raw[name]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            values = pd.Series(values.to_numpy("float64", na_value=np.nan), index=raw.index)
+        elif isinstance(values.dtype, np.dtype) and values.dtype.kind == "M":
+            values = values.dt.as_unit("us")
+        try:
+            column = pd.util.hash_pandas_object(values, index=False).to_numpy()
+        except TypeError:  # Parquet lists or structs, which do not hash
+            column = pd.util.hash_pandas_object(values.astype(str), index=False).to_numpy()
+        label = pd.util.hash_array(np.array([name], dtype=object))
+        out = (out * spread + label) * spread + column  # wraps around, as a hash should
+    return pd.Series(out, index=raw.index)
 
 
 _GROUPED = r"^-?[1-9]\d{0,2}(\.\d{3})+$"  # 1.500, 12.000, 1.234.567 (not 0.500)
@@ -844,10 +884,14 @@ def sort_transactions(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_transactions(
-    path: Path, source: SourceConfig, validation: ValidationConfig, rejects_dir: Path
+    path: Path,
+    source: SourceConfig,
+    validation: ValidationConfig,
+    rejects_dir: Path,
+    with_lines: bool = False,
 ) -> Loaded:
-    loaded = load_table(TRANSACTIONS, source, path, validation, rejects_dir)
-    return Loaded(sort_transactions(loaded.frame), loaded.report)
+    loaded = load_table(TRANSACTIONS, source, path, validation, rejects_dir, with_lines)
+    return replace(loaded, frame=sort_transactions(loaded.frame))
 
 
 def some_rows(loaded: Loaded) -> Loaded:
