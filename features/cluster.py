@@ -20,9 +20,9 @@ import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cloudpickle
 import dask.config
@@ -50,7 +50,9 @@ from crm_ltv.features.config import (
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.inputs import Inputs, ids_not_in, input_files, unknown_customers_warning
 from crm_ltv.features.loading import (
+    LINE,
     PARQUET_SUFFIXES,
+    ROW,
     Loaded,
     LoadReport,
     clear_rejects,
@@ -63,9 +65,17 @@ from crm_ltv.features.quantiles import exact_quantiles
 from crm_ltv.features.rfm import QUINTILES, RfmCuts
 
 Progress = Callable[[str], None]
+K = TypeVar("K")
+N = TypeVar("N", int, float)
 ROWS_PER_PARTITION = 2_000_000  # transactions per partition after the shuffle, at most
 RETRIES = 3  # a task whose worker died runs again elsewhere
-_ROW = "_row"  # file and row number: the loader's order of a customer's rows at one instant
+# The file's index << 40 | the row's: the loader's order of a customer's rows at one instant
+# (it sorts by customer and time, stably), and where a repeated line is read.
+_ROW = "_row"
+_IN_FILE = np.int64((1 << 40) - 1)  # the row's bits of _ROW
+# What was read of a line, compared with its hash: a collision of the 64-bit hashes of two
+# lines (about 2^-64 a pair) must also be one of a customer's lines at one instant and amount.
+_READ = ["customer_id", "timestamp", "amount"]
 _TEXT = ("customer_id", "order_id", "category", "channel", "acquisition_channel")
 
 
@@ -301,9 +311,9 @@ def _bought(arrays: TransactionArrays, _: object) -> bool:
     return bool((arrays.amount > 0).any())
 
 
-def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+def _summed(counts: Iterable[Mapping[K, N]]) -> dict[K, N]:
     """Counts by name (reasons, exclusion rules) of several files, added up."""
-    total: dict[str, int] = {}
+    total: dict[K, N] = {}
     for each in counts:
         for name, n in each.items():
             total[name] = total.get(name, 0) + n
@@ -347,10 +357,13 @@ class _Split:
     extent: tuple[Any, Any, list[str]]
     meta: pd.DataFrame | None
     error: str | None = None
+    # the valid anonymous sales split by their line's hash, when lines are compared across
+    # files (`_repeated_lines`)
+    anonymous: list[pd.DataFrame] = field(default_factory=list)
 
     def summary(self) -> _Split:
         """All but the pieces: what the client gathers (the pieces stay on the worker)."""
-        return replace(self, pieces=[])
+        return replace(self, pieces=[], anonymous=[])
 
 
 def _load_split(
@@ -361,27 +374,48 @@ def _load_split(
     validation: ValidationConfig,
     rejects_dir: Path,
     partitions: int,
+    lines: bool = False,
 ) -> _Split:
     """Load and validate one file as the single-process path does (its rejects in a folder of
     its own), then split it, in one task: the loaded frame is freed as soon as it is split,
     and only the pieces wait for their partitions. Text columns become plain strings so that
     the files' pieces concatenate. A file that cannot load is reported, not retried:
-    retrying reads it to the same error."""
-    load = load_transactions if table == "transactions" else load_customers
+    retrying reads it to the same error. `lines` (transactions in several files): each row
+    carries its line's hash, and the anonymous sales are split too, by that hash."""
+    folder = rejects_dir / f"{index:05d}-{path.name}"
     try:
-        loaded = load(path, source, validation, rejects_dir / f"{index:05d}-{path.name}")
+        if table == "transactions":
+            loaded = load_transactions(path, source, validation, folder, with_lines=lines)
+        else:
+            loaded = load_customers(path, source, validation, folder)
     except DataError as error:
         return _Split([], None, (None, None, []), None, str(error))
-    frame = loaded.frame
+    frame = _numbered(loaded.frame, index)
+    split = _Split(_pieces(frame, partitions), loaded.report, _extent(frame), frame.iloc[:0])
+    if loaded.anonymous is None:
+        return split
+    anonymous = _numbered(loaded.anonymous, index)
+    key = anonymous[LINE].to_numpy() % np.uint64(partitions)
+    return replace(split, anonymous=_split_by(anonymous, key, partitions))
+
+
+def _numbered(frame: pd.DataFrame, index: int) -> pd.DataFrame:
+    """A file's rows with text columns as plain strings and their _ROW: the row of the file
+    where the loader gives it (ROW), else of the loaded rows (their order alike)."""
     for name in _TEXT:
         if name in frame.columns:
             frame[name] = frame[name].astype("str").where(frame[name].notna())
-    frame[_ROW] = np.int64(index) << 40 | np.arange(len(frame), dtype=np.int64)
-    return _Split(_pieces(frame, partitions), loaded.report, _extent(frame), frame.iloc[:0])
+    rows = frame.pop(ROW).to_numpy() if ROW in frame.columns else np.arange(len(frame))
+    frame[_ROW] = np.int64(index) << 40 | rows.astype(np.int64)
+    return frame
 
 
 def _piece(split: _Split, j: int) -> pd.DataFrame:
     return split.pieces[j]
+
+
+def _anonymous_piece(split: _Split, j: int) -> pd.DataFrame:
+    return split.anonymous[j]
 
 
 def _rows_in(path: Path) -> int:
@@ -410,6 +444,7 @@ class _Table:
     last: pd.Timestamp | None
     channels: pd.Index | None  # acquisition channels, if any
     meta: pd.DataFrame  # the columns, no rows
+    repeated: int = 0  # lines that repeat a line of an earlier file (`_repeated_lines`)
 
 
 def _extent(frame: pd.DataFrame) -> tuple[Any, Any, list[str]]:
@@ -468,6 +503,7 @@ def _load_partitioned(
     clear_rejects(rejects_dir, table)  # an earlier run's, of either engine
     # The workers load with no limit of their own: the limit applies to the table's total.
     per_file = validation.model_copy(update={"max_reject_share": 1.0})
+    lines = table == "transactions" and len(files) > 1  # lines repeated across files
     loaded = client.map(
         _load_split,
         files,
@@ -477,6 +513,7 @@ def _load_partitioned(
         validation=per_file,
         rejects_dir=rejects_dir,
         partitions=count,
+        lines=lines,
         retries=RETRIES,
     )
     summaries = client.gather(client.map(_Split.summary, loaded))
@@ -485,42 +522,204 @@ def _load_partitioned(
         more = f" (and {len(errors) - 1} more files)" if len(errors) > 1 else ""
         raise DataError(errors[0] + more)
     reports = tuple(s.report for s in summaries)
-    metas = [s.meta for s in summaries]
+    metas = [s.meta.drop(columns=[_ROW, LINE], errors="ignore") for s in summaries]
     _check_files(reports, validation.max_reject_share, source.timestamp_format)
+    for path, meta in zip(files, metas, strict=True):
+        if list(meta.columns) != list(metas[0].columns):
+            raise DataError(
+                f"{path}: contract columns {', '.join(meta.columns)} differ from {files[0]}'s "
+                f"({', '.join(metas[0].columns)}); every file of one table needs the same (an "
+                "optional column in some files only: map it to null, or add it empty to the "
+                "others)"
+            )
+    times = [t for s in summaries for t in s.extent[:2] if pd.notna(t)]
+    channels = sorted({c for s in summaries for c in s.extent[2]})
+    parts = _gathered(client, loaded, _piece, count)
+    repeated = 0
+    if lines:  # before the reject limit: a repeated anonymous sale is in its base
+        parts, reports, repeated = _without_repeated_lines(
+            client, loaded, parts, files, reports, rejects_dir, validation.drop_duplicates
+        )
     _check_rejects(
         table, reports, validation.max_reject_share, f"{rejects_dir}/*/{table}_rejects.csv",
         source.timestamp_format,
     )  # fmt: skip
-    for path, meta in zip(files, metas, strict=True):
-        if list(meta.columns) != list(metas[0].columns):
-            ours, theirs = (
-                [c for c in m.columns if c != _ROW] for m in (meta, metas[0])
-            )  # the loader's own row column is no column of the files
-            raise DataError(
-                f"{path}: contract columns {', '.join(ours)} differ from {files[0]}'s "
-                f"({', '.join(theirs)}); every file of one table needs the same (an optional "
-                "column in some files only: map it to null, or add it empty to the others)"
-            )
-    times = [t for s in summaries for t in s.extent[:2] if pd.notna(t)]
-    channels = sorted({c for s in summaries for c in s.extent[2]})
-    pieces = [client.map(_piece, [f] * count, range(count)) for f in loaded]
-    parts = [
-        client.submit(_partition, *(p[j] for p in pieces), retries=RETRIES) for j in range(count)
-    ]
     return _Table(
         parts,
         reports,
         pd.Timestamp(min(times)) if times else None,
         pd.Timestamp(max(times)) if times else None,
         pd.Index(channels, dtype="str") if "acquisition_channel" in metas[0] else None,
-        metas[0].drop(columns=_ROW),
+        metas[0],
+        repeated,
+    )
+
+
+def _gathered(
+    client: Client, loaded: list[Future], piece: Callable[[_Split, int], pd.DataFrame], count: int
+) -> list[Future]:
+    """Partition j of every file's `piece` j, in file order."""
+    pieces = [client.map(piece, [f] * count, range(count)) for f in loaded]
+    return [
+        client.submit(_partition, *(p[j] for p in pieces), retries=RETRIES) for j in range(count)
+    ]
+
+
+REPEATED_LINE = "exact duplicate of row {row} of {file}"
+
+
+@dataclass(frozen=True)
+class _Repeats:
+    """A partition's lines that repeat a line of an earlier file, by file (its index)."""
+
+    rows: np.ndarray  # their positions among the partition's rows (customers' lines)
+    lines: dict[int, int]  # lines repeated, anonymous sales among them
+    anonymous: dict[int, list[int]]  # the anonymous sales' 0-based rows in their file
+    amounts: dict[int, float]  # the anonymous sales' net amount
+
+    def summary(self) -> _Repeats:
+        """All but the positions: what the client gathers."""
+        return replace(self, rows=self.rows[:0])
+
+
+def _repeats_in(frame: pd.DataFrame, names: Sequence[str]) -> pd.Series:
+    """'exact duplicate of row N of <file>' for each row of `frame` (a partition's, its index a
+    range) that repeats, in every column as read, a line of an earlier file: of the lines
+    alike, each later file's first (its others are its loader's duplicates: not counted
+    twice)."""
+    rows = frame.loc[frame[LINE].duplicated(keep=False).to_numpy()]
+    alike = rows.groupby([LINE, *_READ], sort=False, dropna=False, observed=True).ngroup()
+    at = pd.Series(rows[_ROW].to_numpy(), index=rows.index)
+    first = at.groupby(alike.to_numpy()).transform("min")
+    files = at.to_numpy() >> 40
+    own_first = at.groupby([alike.to_numpy(), files]).transform("min") == at
+    first = first[own_first & (files > first.to_numpy() >> 40)]
+    earlier = pd.Series(names, dtype=object).iloc[first.to_numpy() >> 40].to_numpy()
+    return "exact duplicate of row " + ((first & _IN_FILE) + 1).astype(str) + " of " + earlier
+
+
+def _listed(frame: pd.DataFrame, reasons: pd.Series, files: Sequence[str]) -> pd.DataFrame:
+    """The rows of `reasons` as loaded, after their file, row (1-based) and reason."""
+    rows = frame.loc[reasons.index]
+    at = rows[_ROW].to_numpy()
+    head = pd.DataFrame(
+        {
+            "file": pd.Series(files, dtype=object).iloc[at >> 40].to_numpy(),
+            "row": (at & _IN_FILE) + 1,
+            "reason": reasons.to_numpy(),
+            _ROW: at,
+        },
+        index=rows.index,
+    )
+    return pd.concat([head, rows.drop(columns=[_ROW, LINE])], axis=1)
+
+
+def _repeated_lines(
+    frame: pd.DataFrame,
+    anonymous: pd.DataFrame,
+    partition: int,
+    folder: Path,
+    files: tuple[str, ...],
+) -> _Repeats:
+    """A partition's transaction lines (and the anonymous sales split alike, by their line's
+    hash) that repeat a line of an earlier file (files in name order): written to `folder`
+    with the row of the earlier file that they repeat; the lines of one file repeated in it
+    are its loader's."""
+    names = [Path(f).name for f in files]
+    sold, unnamed = _repeats_in(frame, names), _repeats_in(anonymous, names)
+    listed = pd.concat([_listed(frame, sold, files), _listed(anonymous, unnamed, files)])
+    if listed.empty:
+        return _Repeats(np.array([], dtype=np.int64), {}, {}, {})
+    folder.mkdir(parents=True, exist_ok=True)
+    listed = listed.sort_values(_ROW, kind="stable").drop(columns=_ROW)
+    listed.to_csv(folder / f"{partition:05d}.csv", index=False)
+    at = anonymous.loc[unnamed.index, _ROW].to_numpy()
+    amounts = anonymous.loc[unnamed.index, "amount"].groupby(at >> 40).sum()
+    every = np.concatenate([frame.loc[sold.index, _ROW].to_numpy(), at]) >> 40
+    return _Repeats(
+        sold.index.to_numpy(np.int64),
+        {int(i): int(n) for i, n in zip(*np.unique(every, return_counts=True), strict=True)},
+        {int(i): (at[at >> 40 == i] & _IN_FILE).tolist() for i in np.unique(at >> 40)},
+        {int(i): float(n) for i, n in amounts.items()},
+    )
+
+
+def _without(frame: pd.DataFrame, repeats: _Repeats) -> pd.DataFrame:
+    return frame.drop(index=repeats.rows).reset_index(drop=True)
+
+
+def _unlisted(path: Path, rows: list[int]) -> None:
+    """A file's list of anonymous sales without those (0-based rows) that repeat an earlier
+    file's: they are listed as repeated lines, and each line is listed once."""
+    listed = pd.read_csv(path, dtype=str, keep_default_na=False)
+    listed.loc[~listed["row"].astype(int).isin([r + 1 for r in rows])].to_csv(path, index=False)
+
+
+def _without_repeated_lines(
+    client: Client,
+    loaded: list[Future],
+    parts: list[Future],
+    files: list[Path],
+    reports: tuple[LoadReport, ...],
+    rejects_dir: Path,
+    drop: bool,
+) -> tuple[list[Future], tuple[LoadReport, ...], int]:
+    """Transaction lines repeating a line of an earlier file, found partition by partition
+    (`_repeated_lines`), written to rejects_dir/transactions_repeated/ and counted as their
+    file's duplicates; dropped with `drop` (validation.drop_duplicates), as a file's own are.
+    The partitions (without them), the reports, and how many there are."""
+    anonymous = _gathered(client, loaded, _anonymous_piece, len(parts))
+    names = tuple(str(path) for path in files)
+    folder = rejects_dir / "transactions_repeated"  # an earlier run's: cleared with its rejects
+    found = client.map(
+        _repeated_lines, parts, anonymous, range(len(parts)), folder=folder, files=names,
+        retries=RETRIES,
+    )  # fmt: skip
+    summaries = client.gather(client.map(_Repeats.summary, found))
+    lines = _summed(s.lines for s in summaries)
+    unnamed = {i: [r for s in summaries for r in s.anonymous.get(i, [])] for i in lines}
+    amounts = _summed(s.amounts for s in summaries)
+    reports = tuple(
+        _with_repeated_lines(report, lines.get(i, 0), len(unnamed.get(i, [])),
+                             amounts.get(i, 0.0), drop)
+        for i, report in enumerate(reports)
+    )  # fmt: skip
+    if not drop:
+        return parts, reports, sum(lines.values())
+    unlisted = [
+        client.submit(_unlisted, reports[i].anonymous_path, rows, retries=RETRIES)
+        for i, rows in unnamed.items()
+        if rows and reports[i].anonymous_path is not None
+    ]
+    client.gather(unlisted)
+    return client.map(_without, parts, found, retries=RETRIES), reports, sum(lines.values())
+
+
+def _with_repeated_lines(
+    report: LoadReport, lines: int, anonymous: int, amount: float, drop: bool
+) -> LoadReport:
+    """A transactions file's report with its lines that repeat an earlier file's as exact
+    duplicates. Dropped, the anonymous sales among them are no longer anonymous sales, and are
+    in the reject share's base, as one file's repeated anonymous sales are."""
+    if not lines:
+        return report
+    if not drop:
+        return replace(report, duplicates=report.duplicates + lines)
+    left = report.anonymous - anonymous
+    return replace(
+        report,
+        rows_checked=report.rows_checked + anonymous,
+        rows_loaded=report.rows_loaded - (lines - anonymous),
+        duplicates=report.duplicates + lines,
+        anonymous=left,
+        anonymous_amount=report.anonymous_amount - amount if left else 0.0,
     )
 
 
 def _transaction_arrays(frame: pd.DataFrame) -> TransactionArrays:
     """A partition's rows in the loader's order: by customer, then time, then file order."""
     frame = frame.sort_values(["customer_id", "timestamp", _ROW], kind="stable")
-    return TransactionArrays.from_frame(frame.drop(columns=_ROW))
+    return TransactionArrays.from_frame(frame.drop(columns=[_ROW, LINE], errors="ignore"))
 
 
 REPEATED = "customer_id of an earlier file"
@@ -579,6 +778,11 @@ def _pieces(frame: pd.DataFrame, partitions: int) -> list[pd.DataFrame]:
     table split so (transactions, customers) puts a customer in the same partition."""
     ids = frame["customer_id"].astype("str").to_numpy(dtype=object)
     key = pd.util.hash_array(ids, categorize=False) % np.uint64(partitions)
+    return _split_by(frame, key, partitions)
+
+
+def _split_by(frame: pd.DataFrame, key: np.ndarray, partitions: int) -> list[pd.DataFrame]:
+    """Rows by `key` (0..partitions-1): piece j holds those of key j, in the frame's order."""
     order = np.argsort(key, kind="stable")
     bounds = np.searchsorted(key[order], np.arange(partitions + 1, dtype=np.uint64))
     return [frame.iloc[order[bounds[j] : bounds[j + 1]]] for j in range(partitions)]
@@ -606,6 +810,11 @@ def load_partitioned(
         partitions,
     )  # fmt: skip
     progress(combined_report(tx.reports, Path(transactions), rejects_dir).summary())
+    if tx.repeated:
+        progress(
+            f"  of the exact duplicates, {tx.repeated:,} repeat a line of an earlier file -> "
+            f"{rejects_dir / 'transactions_repeated'}/"
+        )
     rows = sum(r.rows_loaded for r in tx.reports)
     if rows == 0 or tx.first is None or tx.last is None:
         raise DataError(f"{transactions}: no transaction rows loaded")
