@@ -332,3 +332,72 @@ def test_rows_are_counted_before_loading_through_gzip_and_zero_for_an_unreadable
     counts = [cluster._rows_in(tmp_path / n) for n in ("a.csv.gz", "b.csv", "c.parquet")]
     assert counts == [301, 301, 300]  # a CSV's lines: its rows and the header, at most
     assert cluster._rows_in(tmp_path / "d.parquet") == 0  # its load says what is wrong
+
+
+def _overlapping_files(parts, folder, overlap: int) -> tuple[pd.DataFrame, int]:
+    """The parts as one table (three lines made anonymous sales) written as a.parquet and
+    b.parquet, b starting `overlap` lines before a ends, as yearly exports that share days,
+    plus b's first line once more at its end (one file's own repeat); the table, and where b
+    starts in it."""
+    table = pd.concat(pd.read_parquet(p) for p in sorted(parts.iterdir())).reset_index(drop=True)
+    assert not table.duplicated().any()  # the overlap is the table's only repeats
+    end = len(table) // 2
+    start = end - overlap
+    table.loc[[start + 1, start + 5, end + 3], "customer_id"] = ""  # two in the overlap
+    folder.mkdir()
+    table.iloc[:end].to_parquet(folder / "a.parquet", index=False)
+    later = table.iloc[start:]
+    pd.concat([later, later.iloc[:1]]).to_parquet(folder / "b.parquet", index=False)
+    return table, start
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_lines_repeated_across_files_are_exact_duplicates_as_in_one_file(
+    dask_client, dask_sample_files, feature_config, tmp_path, drop
+):
+    """Exact duplicates were found within a file only: overlapping files kept the overlap,
+    its customers' lines counted twice in their features, its anonymous sales twice."""
+    overlap = 40
+    table, start = _overlapping_files(dask_sample_files[1], tmp_path / "in", overlap)
+    config = DataConfig().model_copy(
+        update={"validation": DataConfig().validation.model_copy(update={"drop_duplicates": drop})}
+    )
+    # one process on the two files as one: the counts to match
+    together = tmp_path / "together.parquet"
+    pd.concat(pd.read_parquet(tmp_path / "in" / n) for n in ("a.parquet", "b.parquet")).to_parquet(
+        together, index=False
+    )
+    single = load_inputs(config, Paths(tmp_path / "single"), together).transactions.report
+    said: list[str] = []
+    rejects = tmp_path / "rejects"
+    data = cluster.load_partitioned(
+        dask_client, config, rejects, tmp_path / "in", dask_sample_files[2], said.append, 3
+    )
+    got = cluster.combined_report(data.reports, tmp_path / "in", rejects)
+    counts = ("rows_read", "rows_checked", "rows_loaded", "duplicates", "anonymous")
+    assert [getattr(got, n) for n in counts] == [getattr(single, n) for n in counts]
+    assert got.duplicates == overlap + 1 and [r.duplicates for r in data.reports] == [0, 41]
+    assert got.anonymous == (1 if drop else 3) + 2 and data.rows == single.rows_loaded
+    assert got.anonymous_amount == pytest.approx(single.anonymous_amount)
+    assert any(f"{overlap} repeat a line of an earlier file" in line for line in said), said
+    # each line of the overlap once, as b's row with a's as the reason
+    listed = pd.concat(pd.read_csv(p) for p in (rejects / "transactions_repeated").glob("*.csv"))
+    listed = listed.sort_values("row")
+    assert set(listed["file"]) == {str(tmp_path / "in" / "b.parquet")}
+    assert listed["row"].tolist() == list(range(1, overlap + 1))
+    assert listed["reason"].tolist() == [
+        f"exact duplicate of row {start + i + 1} of a.parquet" for i in range(overlap)
+    ]
+    own = pd.read_csv(rejects / "00001-b.parquet" / "transactions_rejects.csv")
+    assert own["reason"].tolist() == ["exact duplicate of row 1"]  # b's own repeat, not twice
+    unnamed = pd.concat(pd.read_csv(p) for p in rejects.glob("*/transactions_anonymous.csv"))
+    assert len(unnamed) == got.anonymous  # a repeat dropped is listed as one, not as a sale
+    if drop:  # the features of the table without its overlap
+        path = tmp_path / "table.parquet"
+        table.to_parquet(path, index=False)
+        inputs = load_inputs(config, Paths(tmp_path / "t"), path, dask_sample_files[2])
+        expected = build_features(
+            inputs.transactions.frame, "2025-12-31", feature_config, inputs.customers_frame
+        )
+        frames = cluster.features_on_cluster(data, "2025-12-31", feature_config)
+        pd.testing.assert_frame_equal(pd.concat(dask_client.gather(frames)).sort_index(), expected)

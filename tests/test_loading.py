@@ -14,6 +14,7 @@ from crm_ltv.features.contract import DataError
 from crm_ltv.features.loading import (
     id_of,
     id_text,
+    line_hashes,
     load_campaigns,
     load_customers,
     load_transactions,
@@ -763,3 +764,23 @@ def test_one_label_reads_as_a_column_of_labels_reads():
     column = _as_text(pd.Series(labels, dtype=object))
     assert [label_of(v) for v in labels] == [None if pd.isna(v) else v for v in column]
     assert label_of(" books ") == "books" and label_of("  ") is None
+
+
+def test_line_hashes_are_alike_for_rows_alike_in_every_column_of_files_alike():
+    """The Dask engine compares lines of several files by these: a Parquet file stores a
+    number as int64 or float64, a time in ns or us, and lists do not hash."""
+    rows = pd.DataFrame(
+        {
+            "id": [1, 2, 2],
+            "at": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-02"]).as_unit("ns"),
+            "tags": [["a"], ["b"], ["b"]],
+        }
+    )
+    same = rows.assign(id=rows["id"].astype(float), at=rows["at"].dt.as_unit("us"))[
+        ["tags", "at", "id"]
+    ]  # other types, other column order
+    hashes = line_hashes(rows)
+    assert hashes[1] == hashes[2] != hashes[0]
+    assert line_hashes(same).tolist() == hashes.tolist()
+    assert not set(line_hashes(rows.rename(columns={"tags": "labels"}))) & set(hashes)
+    assert not set(line_hashes(rows.assign(note=""))) & set(hashes)
