@@ -2,8 +2,9 @@
 
 Input files (a folder or glob of Parquet/CSV) are each loaded and validated by a worker with
 the single-process loader; each file's rows are then split by a hash of customer_id and the
-pieces gathered per partition, so that each partition holds whole customers, and every
-partition runs the single-process builders. What is
+pieces gathered per partition, so that each partition holds whole customers (a line that
+repeats a line of an earlier file is found there, an exact duplicate as within a file), and
+every partition runs the single-process builders. What is
 population-wide is computed across partitions and passed in: the category caps (label counts
 summed) and the RFM quintile cut points (exact quantiles, `features.quantiles`). The result
 equals the single-process table row for row. Imported only by `--engine dask` commands.
