@@ -208,7 +208,9 @@ def ltv_cac_table(
             "mean_value_to_date": "mean_margin_to_date",
         }
     )
-    out["under_target"] = out["historic_ltv_to_cac"] < config.ltv_cac_target  # NaN: no CAC
+    # no CAC (organic): no ratio, so neither under nor over the target (tester W: it read false)
+    ratio = out["historic_ltv_to_cac"]
+    out["under_target"] = (ratio < config.ltv_cac_target).astype("boolean").where(ratio.notna())
     columns = [
         "cohort",
         "channel",

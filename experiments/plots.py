@@ -91,7 +91,7 @@ def transition_heatmap(counts: pd.DataFrame, start: str, end: str) -> Figure:
     return fig
 
 
-def policy_value_plot(table: pd.DataFrame) -> Figure:
+def policy_value_plot(table: pd.DataFrame, window_days: object = None) -> Figure:
     """Each policy's estimated value per customer, IPW and DR with their intervals, and the
     true value where the history was simulated; the figures in the legend."""
     y = np.arange(len(table))[::-1].astype(float)
@@ -111,7 +111,8 @@ def policy_value_plot(table: pd.DataFrame) -> Figure:
     ax.set_yticks(y, table["policy"].astype(str))
     ax.set(
         title="Policy value per customer: incremental revenue net of contact costs (95% interval)",
-        xlabel="value per customer",
+        xlabel="value per customer"
+        + (f" over the {window_days}-day response window" if window_days else ""),
     )
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=7, frameon=False)

@@ -323,7 +323,8 @@ def run_policy_eval(
         log_table(table, "policy_values")
         from crm_ltv.experiments.plots import policy_value_plot
 
-        log_figure(policy_value_plot(table), "policy_values")
+        window = (params or {}).get("response_window_days")  # the x axis's horizon (W)
+        log_figure(policy_value_plot(table, window), "policy_values")
     return PolicyEvalResult(table, dict(policies.notes), rid, best_note, few)
 
 

@@ -152,14 +152,16 @@ def format_ltv_cac(table: pd.DataFrame, target: float, gross_margin: float) -> s
         value_to_date_to_cac=table["value_to_date_to_cac"].map(_ratio),
         historic_ltv_to_cac=table["historic_ltv_to_cac"].map(_ratio),
         payback_months=table["payback_months"].map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
-        under_target=table["under_target"].map({True: f"UNDER {target:g}:1", False: ""}),
+        under_target=table["under_target"].map({True: f"UNDER {target:g}:1"}).fillna(""),
     )
     overall = shown.loc[shown["cohort"] == ALL_COHORTS]
     by_cohort = shown.loc[shown["cohort"] != ALL_COHORTS]
     return (
         f"LTV:CAC by acquisition channel, on margin = revenue x {gross_margin:g} "
         "(cohorts.gross_margin; 1 = revenue): everyone acquired by then, a customer who never "
-        "bought at 0 (historic LTV = the classic formula; margin to date = net spend so far; "
+        "bought at 0 (historic LTV = the classic formula, which extrapolates a young cohort's "
+        "first orders over its lifespan: compare young cohorts by margin to date; margin to "
+        "date = net spend so far; "
         "payback = months after the first purchase's month until the mean cumulative margin "
         "covers the mean CAC; '-' = no CAC or not yet)\n"
         f"{overall.to_string(index=False)}\n\nby acquisition cohort\n"

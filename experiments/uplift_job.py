@@ -280,7 +280,8 @@ def run_uplift(
             log_figure(
                 _curve_plot(curves[outcome], evaluation, outcome, "qini", label), f"qini_{outcome}"
             )
-            gains = _curve_plot(curves[outcome], evaluation, outcome, "uplift_gain", "uplift")
+            per_contact = f"cumulative {label} per held-out contact"  # tester W: "uplift"
+            gains = _curve_plot(curves[outcome], evaluation, outcome, "uplift_gain", per_contact)
             log_figure(gains, f"uplift_curve_{outcome}")
         with tempfile.TemporaryDirectory(prefix="crm-ltv-uplift-") as tmp:
             folder = bundle.save(Path(tmp) / "uplift")

@@ -19,6 +19,7 @@ from crm_ltv.experiments.cohorts import (
 )
 from crm_ltv.experiments.config import CohortConfig
 from crm_ltv.experiments.plots import retention_heatmap, transition_heatmap
+from crm_ltv.experiments.text import format_ltv_cac
 from tests.conftest import frame
 
 TX = frame(
@@ -128,6 +129,10 @@ def test_ltv_cac_and_payback_per_channel_and_cohort(feature_config):
     free = CUSTOMERS.assign(acquisition_cost=0.0)
     free = ltv_cac_table(history, free, pd.Timestamp("2024-04-30"), feature_config, config)
     assert free[["payback_months", "historic_ltv_to_cac"]].isna().all().all()
+    assert free["under_target"].isna().all()  # no ratio: neither under nor over (tester W)
+    assert "UNDER" not in format_ltv_cac(free, 10, 1.0) and "<NA>" not in format_ltv_cac(
+        free, 10, 1.0
+    )
 
 
 def test_ltv_cac_counts_customers_who_never_bought_and_compares_margin(feature_config):

@@ -124,6 +124,26 @@ def test_gains_legend_gives_the_share_captured_by_the_top_tenth():
     assert labels[0] == "perfect (top 10%: 100.0% of buyers)"
 
 
+def test_the_decile_plot_draws_each_model_against_its_own_deciles():
+    """Tester W: every model's predictions were drawn over LightGBM's deciles' actual value;
+    a model that ranks otherwise has other customers in each decile."""
+    from crm_ltv.training.plots import decile_plot
+
+    rng = np.random.default_rng(0)
+    y = rng.gamma(1.0, 50.0, 200)
+    tables = {"good": decile_table(y, y + rng.normal(0, 5, 200)),
+              "poor": decile_table(y, rng.uniform(0, 100, 200))}  # fmt: skip
+    assert not np.allclose(tables["good"]["mean_actual"], tables["poor"]["mean_actual"])
+    axes = decile_plot(tables, 90).axes[0]
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    for name, table in tables.items():
+        assert np.allclose(lines[f"{name} actual"].get_ydata(), table["mean_actual"])
+        assert np.allclose(lines[f"{name} predicted"].get_ydata(), table["mean_predicted"])
+        colours = {lines[f"{name} {what}"].get_color() for what in ("actual", "predicted")}
+        assert len(colours) == 1  # a model's two lines in its own colour
+    assert axes.get_ylabel() == "mean spend in the next 90 days per customer"
+
+
 def test_metrics_are_written_as_strict_json():
     """A NaN metric was written as NaN: not JSON to any reader but Python's."""
     import json

@@ -229,7 +229,7 @@ def log_plots(
             "churn_calibration.png": plots.calibration_plot(churned, churn_scores),
             "churn_gains.png": plots.gains_plot(churned, churn_scores, "churners"),
             "ltv_gains.png": plots.gains_plot(value, value_scores, "future value"),
-            "ltv_deciles.png": plots.decile_plot(deciles),
+            "ltv_deciles.png": plots.decile_plot(deciles, split.horizon_days),
         }
     )
     for name, table in deciles.items():
@@ -248,9 +248,12 @@ def log_plots(
                 "churn_shap.png": plots.shap_summary_plot(
                     *_explained(models.bundle, "churn", sample),
                     "Churn model: SHAP summary (log-odds)",
+                    models.bundle.churn_offset,
                 ),
                 "ltv_shap.png": plots.shap_summary_plot(
-                    *_explained(models.bundle, "ltv", sample), "LTV model: SHAP summary (log scale)"
+                    *_explained(models.bundle, "ltv", sample),
+                    "LTV model: SHAP summary (log scale)",
+                    models.bundle.ltv_offset,
                 ),
             }
         )
