@@ -51,6 +51,7 @@ from crm_ltv.features.config import (
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.inputs import Inputs, ids_not_in, input_files, unknown_customers_warning
 from crm_ltv.features.loading import (
+    DUPLICATE_OF,
     LINE,
     PARQUET_SUFFIXES,
     ROW,
@@ -566,9 +567,6 @@ def _gathered(
     ]
 
 
-REPEATED_LINE = "exact duplicate of row {row} of {file}"
-
-
 @dataclass(frozen=True)
 class _Repeats:
     """A partition's lines that repeat a line of an earlier file, by file (its index)."""
@@ -596,7 +594,7 @@ def _repeats_in(frame: pd.DataFrame, names: Sequence[str]) -> pd.Series:
     own_first = at.groupby([alike.to_numpy(), files]).transform("min") == at
     first = first[own_first & (files > first.to_numpy() >> 40)]
     earlier = pd.Series(names, dtype=object).iloc[first.to_numpy() >> 40].to_numpy()
-    return "exact duplicate of row " + ((first & _IN_FILE) + 1).astype(str) + " of " + earlier
+    return DUPLICATE_OF + ((first & _IN_FILE) + 1).astype(str) + " of " + earlier
 
 
 def _listed(frame: pd.DataFrame, reasons: pd.Series, files: Sequence[str]) -> pd.DataFrame:
@@ -626,8 +624,8 @@ def _repeated_lines(
     hash) that repeat a line of an earlier file (files in name order): written to `folder`
     with the row of the earlier file that they repeat; the lines of one file repeated in it
     are its loader's."""
-    names = [Path(f).name for f in files]
-    sold, unnamed = _repeats_in(frame, names), _repeats_in(anonymous, names)
+    # whole paths: base names repeat in a Hive layout (2023/part-0.csv, 2024/part-0.csv)
+    sold, unnamed = _repeats_in(frame, files), _repeats_in(anonymous, files)
     listed = pd.concat([_listed(frame, sold, files), _listed(anonymous, unnamed, files)])
     if listed.empty:
         return _Repeats(np.array([], dtype=np.int64), {}, {}, {})
@@ -652,8 +650,11 @@ def _without(frame: pd.DataFrame, repeats: _Repeats) -> pd.DataFrame:
 def _unlisted(path: Path, rows: list[int]) -> None:
     """A file's list of anonymous sales without those (0-based rows) that repeat an earlier
     file's: they are listed as repeated lines, and each line is listed once."""
-    listed = pd.read_csv(path, dtype=str, keep_default_na=False)
-    listed.loc[~listed["row"].astype(int).isin([r + 1 for r in rows])].to_csv(path, index=False)
+    # no header read: a shop's own column named row or reason would be renamed row.1 (review)
+    listed = pd.read_csv(path, dtype=str, keep_default_na=False, header=None)
+    dropped = {str(r + 1) for r in rows}
+    kept = [0, *(i for i in range(1, len(listed)) if listed.iat[i, 0] not in dropped)]
+    listed.iloc[kept].to_csv(path, index=False, header=False)
 
 
 def _without_repeated_lines(
@@ -821,8 +822,8 @@ def load_partitioned(
         raise DataError(f"{transactions}: no transaction rows loaded")
     count = len(tx.parts)
     progress(f"partitioning {rows:,} rows by customer into {count} partitions")
-    empty = client.gather(client.map(len, tx.parts)).count(0)
-    if empty and partitions is not None:  # 448 empty parts of 1,000, each a task per step
+    empty = client.gather(client.map(len, tx.parts)).count(0) if partitions is not None else 0
+    if empty:  # 448 empty parts of 1,000, each a task per step (counted only when chosen)
         progress(
             f"warning: {empty:,} of the {count:,} partitions hold no customer: --partitions "
             f"{partitions} is more than these rows need (without it, about "

@@ -43,7 +43,7 @@ def input_files(path: Path | str) -> list[Path]:
     in parts (the Dask engine reads them in parallel)."""
     text = str(path)
     if any(c in text for c in "*?["):
-        found = [Path(p) for p in sorted(glob.glob(text))]
+        found = [Path(p) for p in sorted(glob.glob(text)) if Path(p).is_file()]  # as a folder
     elif Path(text).is_dir():
         found = sorted(p for p in Path(text).iterdir() if p.is_file())
     else:

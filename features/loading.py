@@ -626,6 +626,9 @@ def _parse_column(
     return flag.astype("boolean")
 
 
+DUPLICATE_OF = "exact duplicate of row "  # the reason, then the row (and, on Dask, its file)
+
+
 def _duplicate_reasons(raw: pd.DataFrame, candidates: pd.Index) -> pd.Series:
     """'exact duplicate of row N' for every repeat of an earlier identical row among the
     candidates (sorted row labels of `raw`)."""
@@ -639,7 +642,7 @@ def _duplicate_reasons(raw: pd.DataFrame, candidates: pd.Index) -> pd.Series:
     group = rows.groupby(list(rows.columns), sort=False, dropna=False).ngroup()
     first = pd.Series(rows.index, index=rows.index).groupby(group.to_numpy()).transform("first")
     repeat = first != rows.index
-    return "exact duplicate of row " + (first[repeat] + 1).astype(str)
+    return DUPLICATE_OF + (first[repeat] + 1).astype(str)
 
 
 def _contact_rows(
@@ -804,8 +807,10 @@ def line_hashes(raw: pd.DataFrame) -> pd.Series:
     for name in sorted(raw.columns):
         values = raw[name]
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            # as float64: whole numbers past 2**53 (snowflake ids) may hash alike; customer,
+            # time and amount are compared besides (features.cluster._repeats_in)
             values = pd.Series(values.to_numpy("float64", na_value=np.nan), index=raw.index)
-        elif isinstance(values.dtype, np.dtype) and values.dtype.kind == "M":
+        elif pd.api.types.is_datetime64_any_dtype(values):  # with a zone too (review)
             values = values.dt.as_unit("us")
         try:
             column = pd.util.hash_pandas_object(values, index=False).to_numpy()

@@ -151,7 +151,9 @@ def test_input_files_from_a_folder_a_glob_or_a_file(dask_sample_files, tmp_path)
             input_files(given)
     assert input_files(f"{table}/part-[02].csv") == [table / "part-0.csv", table / "part-2.csv"]
     (table / "part-1.csv.bz2").unlink()
+    (table / "archive").mkdir()  # a folder is no part, by a glob or in a folder
     assert input_files(table) == [table / "part-0.csv", table / "part-2.csv"]
+    assert input_files(f"{table}/*") == [table / "part-0.csv", table / "part-2.csv"]
 
 
 def _dirty_copy(parts, folder, bad_rows: int):
@@ -334,39 +336,45 @@ def test_rows_are_counted_before_loading_through_gzip_and_zero_for_an_unreadable
     assert cluster._rows_in(tmp_path / "d.parquet") == 0  # its load says what is wrong
 
 
-def _overlapping_files(parts, folder, overlap: int) -> tuple[pd.DataFrame, int]:
-    """The parts as one table (three lines made anonymous sales) written as a.parquet and
-    b.parquet, b starting `overlap` lines before a ends, as yearly exports that share days,
-    plus b's first line once more at its end (one file's own repeat); the table, and where b
-    starts in it."""
+def _overlapping_files(parts, folder, overlap: int, kind: str) -> tuple[pd.DataFrame, int]:
+    """The parts as one table (three lines made anonymous sales; a column of the shop's own
+    named `row`, as the rejects lists name theirs) written as a.<kind> and b.<kind>, b starting
+    `overlap` lines before a ends, as yearly exports that share days, plus b's first line once
+    more at its end (one file's own repeat); the table, and where b starts in it."""
     table = pd.concat(pd.read_parquet(p) for p in sorted(parts.iterdir())).reset_index(drop=True)
     assert not table.duplicated().any()  # the overlap is the table's only repeats
+    table["row"] = "shop's own"
     end = len(table) // 2
     start = end - overlap
     table.loc[[start + 1, start + 5, end + 3], "customer_id"] = ""  # two in the overlap
     folder.mkdir()
-    table.iloc[:end].to_parquet(folder / "a.parquet", index=False)
     later = table.iloc[start:]
-    pd.concat([later, later.iloc[:1]]).to_parquet(folder / "b.parquet", index=False)
+    for name, rows in (("a", table.iloc[:end]), ("b", pd.concat([later, later.iloc[:1]]))):
+        if kind == "csv":
+            rows.to_csv(folder / f"{name}.csv", index=False)
+        else:
+            rows.to_parquet(folder / f"{name}.parquet", index=False)
     return table, start
 
 
-@pytest.mark.parametrize("drop", [True, False])
+@pytest.mark.parametrize(("drop", "kind"), [(True, "parquet"), (False, "parquet"), (True, "csv")])
 def test_lines_repeated_across_files_are_exact_duplicates_as_in_one_file(
-    dask_client, dask_sample_files, feature_config, tmp_path, drop
+    dask_client, dask_sample_files, feature_config, tmp_path, drop, kind
 ):
     """Exact duplicates were found within a file only: overlapping files kept the overlap,
     its customers' lines counted twice in their features, its anonymous sales twice."""
     overlap = 40
-    table, start = _overlapping_files(dask_sample_files[1], tmp_path / "in", overlap)
+    table, start = _overlapping_files(dask_sample_files[1], tmp_path / "in", overlap, kind)
+    a, b = (tmp_path / "in" / f"{name}.{kind}" for name in ("a", "b"))
     config = DataConfig().model_copy(
         update={"validation": DataConfig().validation.model_copy(update={"drop_duplicates": drop})}
     )
     # one process on the two files as one: the counts to match
-    together = tmp_path / "together.parquet"
-    pd.concat(pd.read_parquet(tmp_path / "in" / n) for n in ("a.parquet", "b.parquet")).to_parquet(
-        together, index=False
-    )
+    together = tmp_path / f"together.{kind}"
+    if kind == "csv":  # the lines of both, one header
+        together.write_text(a.read_text() + "".join(b.read_text().splitlines(True)[1:]))
+    else:
+        pd.concat(pd.read_parquet(p) for p in (a, b)).to_parquet(together, index=False)
     single = load_inputs(config, Paths(tmp_path / "single"), together).transactions.report
     said: list[str] = []
     rejects = tmp_path / "rejects"
@@ -383,15 +391,18 @@ def test_lines_repeated_across_files_are_exact_duplicates_as_in_one_file(
     # each line of the overlap once, as b's row with a's as the reason
     listed = pd.concat(pd.read_csv(p) for p in (rejects / "transactions_repeated").glob("*.csv"))
     listed = listed.sort_values("row")
-    assert set(listed["file"]) == {str(tmp_path / "in" / "b.parquet")}
+    assert set(listed["file"]) == {str(b)}
     assert listed["row"].tolist() == list(range(1, overlap + 1))
     assert listed["reason"].tolist() == [
-        f"exact duplicate of row {start + i + 1} of a.parquet" for i in range(overlap)
+        f"exact duplicate of row {start + i + 1} of {a}" for i in range(overlap)
     ]
-    own = pd.read_csv(rejects / "00001-b.parquet" / "transactions_rejects.csv")
+    own = pd.read_csv(rejects / f"00001-{b.name}" / "transactions_rejects.csv")
     assert own["reason"].tolist() == ["exact duplicate of row 1"]  # b's own repeat, not twice
-    unnamed = pd.concat(pd.read_csv(p) for p in rejects.glob("*/transactions_anonymous.csv"))
+    anonymous = sorted(rejects.glob("*/transactions_anonymous.csv"))
+    unnamed = pd.concat(pd.read_csv(p) for p in anonymous)
     assert len(unnamed) == got.anonymous  # a repeat dropped is listed as one, not as a sale
+    for path in anonymous:  # the shop's own `row` column kept its name where rows were taken out
+        assert path.read_text().splitlines()[0].endswith(",row"), path
     if drop:  # the features of the table without its overlap
         path = tmp_path / "table.parquet"
         table.to_parquet(path, index=False)
