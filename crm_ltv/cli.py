@@ -2232,9 +2232,9 @@ def policy_eval(
     if not decisions:
         _check_simulation_input(paths, _files_read(paths, transactions, customers)[0])
     else:  # a bad log is said before the data and models are loaded
-        from crm_ltv.experiments.outcomes import logs_named, read_decision_logs
+        from crm_ltv.experiments.outcomes import decision_logs, logs_named, read_decision_logs
 
-        logs = _decision_logs(decisions, Path(), progress)
+        logs = decision_logs([_absolute(path) for path in decisions])
         log = logs_named(logs)
         progress(f"reading decisions from {log}")
         logged = read_decision_logs(logs, progress)

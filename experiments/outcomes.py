@@ -196,17 +196,30 @@ def read_decision_logs(
 ) -> pd.DataFrame:
     """Several logs (a log and its rotated files) as one: each read as `read_decisions` reads
     it, in the order of their first decision whatever their names (logrotate's `.1` is newer
-    than its `.2`), `line` counted on across them (the log order that repeats are told by),
-    `log` naming each row's file."""
+    than its `.2`); `order` counts the lines on across them (the log order that repeats are
+    told by), while each row keeps its own file (`log`) and `line` there, which errors name.
+    An empty file among them is the current log just after a rotation: said, not an error."""
     if len(paths) == 1:
         return read_decisions(paths[0], progress)
-    frames = [read_decisions(path, progress).assign(log=str(path)) for path in paths]
+    empty = [path for path in paths if path.stat().st_size == 0]
+    for path in empty:
+        progress(f"warning: {path}: empty (a log just rotated?): no decisions there")
+    read = [path for path in paths if path not in empty]
+    if not read:
+        raise DataError(f"{', '.join(map(str, paths))}: no decisions")
+    frames = [read_decisions(path, progress).assign(log=str(path)) for path in read]
     frames.sort(key=lambda f: f["decided_at"].fillna(f["as_of"]).min())  # older logs: none
     offset = 0
     for frame in frames:
-        frame["line"] += offset
-        offset = int(frame["line"].max())
+        frame["order"] = frame["line"] + offset
+        offset = int(frame["order"].max())
     return pd.concat(frames, ignore_index=True)
+
+
+def _log_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """The decisions in the order they were logged: across several logs by `order`."""
+    key = "order" if "order" in frame else "line" if "line" in frame else None
+    return frame if key is None else frame.sort_values(key, kind="stable")
 
 
 def logs_named(paths: Sequence[Path]) -> str:
@@ -385,7 +398,7 @@ def _count(where: str, key: str, value: object) -> int:
 def first_decisions(decisions: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """The first decision of each customer and as_of (a customer scored twice at the same
     moment got one send), in log order, and how many repeats were left out."""
-    frame = decisions.sort_values("line", kind="stable") if "line" in decisions else decisions
+    frame = _log_order(decisions)
     first = ~frame.duplicated(["customer_id", "as_of"], keep="first")
     return frame.loc[first], int((~first).sum())
 
@@ -414,7 +427,7 @@ def kept_decisions(decisions: pd.DataFrame, window_days: int) -> Kept:
         elif control >= 0 and sent[i]:
             contacted.add(control)
     kept = ordered.loc[keep]
-    kept = kept.sort_values("line", kind="stable") if "line" in kept else kept
+    kept = _log_order(kept)
     return Kept(kept, repeated, int((~keep).sum()), len(contacted))
 
 

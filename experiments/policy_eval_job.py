@@ -174,7 +174,8 @@ def logged_history(
         if bad.any():
             first = frame.loc[bad].iloc[0]
             raise DataError(
-                f"{source}: line {first.get('line', '?')}: {column} {first[column]!r} is not an "
+                f"{first.get('log', source)}: line {first.get('line', '?')}: {column} "
+                f"{first[column]!r} is not an "
                 f"arm of nba.yaml {list(arms)} ({int(bad.sum()):,} such decisions)"
             )
     _, revenue, open_, before = joined_outcomes(

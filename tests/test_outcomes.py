@@ -856,7 +856,8 @@ def test_a_rotated_log_is_read_with_its_rotated_files_in_the_order_they_were_wri
     found = decision_logs([logs / "decisions.jsonl*", logs / "decisions.jsonl"])
     assert sorted(found) == sorted([logs / "decisions.jsonl", *rotated])  # each once
     frame = read_decision_logs(found)
-    assert list(frame["line"]) == [1, 2, 3, 4] and frame["log"].iloc[0].endswith(".2.gz")
+    assert list(frame["order"]) == [1, 2, 3, 4] and frame["log"].iloc[0].endswith(".2.gz")
+    assert list(frame["line"]) == [1, 1, 2, 1]  # each its own file's, as errors name them
     out = decision_outcomes(frame, TX, 30)
     # a's first decision is the .2.gz one (written first), the .1 one a repeat of it
     assert out.decisions == 4 and out.repeated == 1
@@ -888,3 +889,14 @@ def test_a_rotated_log_is_read_with_its_rotated_files_in_the_order_they_were_wri
                 "--decisions", str(home / "logs/decisions.jsonl*"))  # fmt: skip
     assert every.returncode == 0 and "4 decisions ->" in every.stdout, every.stderr
     assert list(pd.read_csv(home / "c.csv").columns) == list(COLUMNS)
+    # just after a rotation (logrotate's `create`) the current log is empty: said, not an error
+    (home / "logs/decisions.jsonl").write_text("")
+    rotated_now = run(home, "outcomes", "--transactions", str(tx), "--out", str(home / "c.csv"),
+                      "--decisions", str(home / "logs/decisions.jsonl*"))  # fmt: skip
+    assert rotated_now.returncode == 0 and "3 decisions ->" in rotated_now.stdout
+    assert "decisions.jsonl: empty (a log just rotated?)" in rotated_now.stderr
+    for path in rotated:
+        path.write_text("")
+    (logs / "decisions.jsonl").write_text("")
+    with pytest.raises(DataError, match="no decisions"):
+        read_decision_logs([logs / "decisions.jsonl", *rotated])

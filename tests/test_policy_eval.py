@@ -629,3 +629,10 @@ def test_a_log_and_its_rotated_file_are_evaluated_as_one(tmp_path):
     )
     assert datasets[f"decisions {rotated.name}"].digest == file_sha256(rotated)[:16]
     assert parent.data.tags["data_sha256"] == file_sha256(tx, log.resolve(), rotated.resolve())
+    # an error names the file and its own line, not a line counted across the logs
+    lines[2] = lines[2].replace('"win_back"', '"free_shipping"')
+    rotated.write_text("".join(lines[:25]))
+    bad = run(home, "policy-eval", "--decisions", f"{log}*", "--transactions", str(tx),
+              "--window-days", "30")  # fmt: skip
+    assert bad.returncode == 2, bad.stderr
+    assert f"{rotated.resolve()}: line 3: action 'free_shipping' is not an arm" in bad.stderr
