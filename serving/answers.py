@@ -87,11 +87,19 @@ def openapi_30(node: Any) -> Any:
         del out["anyOf"]
         if len(kept) == 1 and "$ref" not in kept[0]:
             said = " ".join(d for d in (out.get("description"), kept[0].get("description")) if d)
-            out = {**kept[0], **out} | ({"description": said} if said else {})
-        else:
-            out["anyOf"] = kept
-        out["nullable"] = True
+            out = _nullable({**kept[0], **out} | ({"description": said} if said else {}))
+        elif len(kept) == 1:  # beside a $ref a keyword is ignored: the 3.0 idiom wraps it
+            out = {"allOf": kept, "nullable": True, **out}
+        else:  # 3.0 reads nullable only where a type is (3.0.3): on each typed variant
+            out["anyOf"] = [v if "$ref" in v else _nullable(v) for v in kept]
     return out
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """A typed schema that also takes null: an enum lists it too, or a strict client refuses
+    the null the service answers (OpenAPI 3.0.3's nullable)."""
+    enum = schema.get("enum")
+    return {**schema, "nullable": True} | ({"enum": [*enum, None]} if enum is not None else {})
 
 
 class SpecOfTheAnswers:

@@ -87,16 +87,22 @@ async def test_the_openapi_page_is_the_answered_spec_and_bentomls_own_if_it_cann
 
 
 def test_json_schema_unions_with_null_become_openapi_30_nullable_fields():
-    """pydantic's optional fields, in the words of the OpenAPI version the page declares."""
+    """pydantic's optional fields, in the words of the OpenAPI version the page declares:
+    3.0.3 reads `nullable` only beside a `type`, and an enum must list null itself."""
     field = {"anyOf": [{"type": "string", "maxLength": 9}, {"type": "null"}], "title": "A"}
     assert openapi_30(field) == {"type": "string", "maxLength": 9, "title": "A", "nullable": True}
     union = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}
     assert openapi_30(union) == {
-        "anyOf": [{"type": "string"}, {"type": "integer"}],
-        "nullable": True,
+        "anyOf": [{"type": "string", "nullable": True}, {"type": "integer", "nullable": True}]
     }
-    ref = {"anyOf": [{"$ref": "#/components/schemas/X"}, {"type": "null"}]}
-    assert openapi_30(ref) == {"anyOf": [{"$ref": "#/components/schemas/X"}], "nullable": True}
+    ref = {"anyOf": [{"$ref": "#/components/schemas/X"}, {"type": "null"}], "title": "R"}
+    assert openapi_30(ref) == {
+        "allOf": [{"$ref": "#/components/schemas/X"}],
+        "nullable": True,
+        "title": "R",
+    }
+    choice = {"anyOf": [{"type": "string", "enum": ["a", "b"]}, {"type": "null"}]}
+    assert openapi_30(choice) == {"type": "string", "enum": ["a", "b", None], "nullable": True}
     mapping = {
         "anyOf": [
             {"type": "object", "propertyNames": {"maxLength": 256}, "description": "Rows."},
