@@ -2016,10 +2016,10 @@ def uplift(
     skewed = config.learnt_skew()
     if skewed:
         progress(
-            f"warning: {where} leaves out {', '.join(skewed)}, which the service builds "
-            "otherwise than this job (README: Uplift models): the model would learn what it "
-            "is not served; a list written by an older `crm-ltv init`? Add "
-            f"{'it' if len(skewed) == 1 else 'them'} unless you mean it"
+            f"warning: {where} does not list {', '.join(skewed)}, which the service builds "
+            "otherwise than this job (README: Uplift models), so the model learns "
+            f"{'it' if len(skewed) == 1 else 'them'} as it is not served; a list written by "
+            "an older `crm-ltv init`? Add it to the list unless you mean it"
         )
     data_config = _data_config(paths, None, None, None, max_reject_share)
     from crm_ltv.features.inputs import contacts_found, load_campaign_input

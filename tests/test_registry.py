@@ -194,3 +194,29 @@ def test_a_new_champion_ends_the_no_champion_yet_of_the_versions_held_before(tmp
     finally:
         mlflow.set_tracking_uri("")
         mlflow.set_registry_uri("")
+
+
+def test_a_version_is_registered_with_its_tags_in_one_step(tmp_path, monkeypatch):
+    """Tester T: tagged one by one after it was registered, a version whose run was killed in
+    between had no `gate` tag (held, not judged), and `promote` moved it unwarned."""
+    import mlflow
+
+    from crm_ltv.training.registry import register_version
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
+    try:
+
+        def killed(*args, **kwargs):
+            raise KeyboardInterrupt("the run stopped after the version was made")
+
+        monkeypatch.setattr(mlflow.MlflowClient, "set_model_version_tag", killed)
+        version = register_version((tmp_path / "m").as_uri(), "churn", {"gate": "held", "a": "1"})
+        tags = mlflow.MlflowClient().get_model_version("churn", version).tags
+        assert tags == {"gate": "held", "a": "1"}
+    finally:
+        mlflow.set_tracking_uri("")
+        mlflow.set_registry_uri("")

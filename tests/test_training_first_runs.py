@@ -679,6 +679,38 @@ def test_a_champion_moved_while_a_run_was_judged_is_not_replaced_unseen(tmp_path
 
 
 @pytest.mark.filterwarnings("ignore")  # in process: MLflow's and pandas' own warnings
+def test_a_runs_metrics_are_logged_before_its_version_can_become_champion(tmp_path, monkeypatch):
+    """Tester T: the alias moved before the run logged metrics.json, where the next run's gate
+    reads the champion's evaluation; a run killed in between left a champion without it."""
+    import mlflow
+    from typer.testing import CliRunner
+
+    from crm_ltv.cli import app
+    from crm_ltv.training import job
+
+    home = new_home(tmp_path)
+    assert run(home, "data", "--n-customers", "600").returncode == 0
+    without_baseline_gate(home)
+    seen: list[dict] = []
+    real = job._register_bundle
+
+    def register(*args, **kwargs):
+        run_id = mlflow.active_run().data.tags.get("mlflow.parentRunId")  # in the child run
+        seen.append(mlflow.artifacts.load_dict(f"runs:/{run_id}/metrics.json"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job, "_register_bundle", register)
+    env = {"CRM_LTV_HOME": str(home), "MLFLOW_TRACKING_URI": None}
+    result = CliRunner().invoke(app, ["train"], env=env)
+    assert result.exit_code == 0, result.output
+    (before,) = seen
+    assert set(before["churn"]["lightgbm"]) >= {"roc_auc", "expected_calibration_error"}
+    assert before["registry"] == {}  # the verdicts follow, in the final metrics.json
+    final = json.loads((home / "reports/metrics.json").read_text())
+    assert final["churn"]["lightgbm"]["roc_auc"] == before["churn"]["lightgbm"]["roc_auc"]
+
+
+@pytest.mark.filterwarnings("ignore")  # in process: MLflow's and pandas' own warnings
 def test_a_first_run_beaten_to_the_alias_tags_and_says_what_happened(tmp_path, monkeypatch):
     """Two first trainings at once in one home: the other run registered and promoted its own
     version while this one was judged. This run's version is held back, and its tags say so

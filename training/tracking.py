@@ -149,18 +149,20 @@ def check_home_artifacts(paths: Paths, moved_is_error: bool = True) -> None:
     if tracking_uri(paths) != home_store_uri(paths) or not paths.mlflow_db.exists():
         return
     from mlflow import MlflowClient
-    from mlflow.entities import ViewType
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        experiments = MlflowClient(home_store_uri(paths)).search_experiments(ViewType.ALL)
-    except MlflowException:  # a store that cannot be read: its reader says so
-        return
+        experiments = MlflowClient(home_store_uri(paths)).search_experiments()  # active ones
+    except (MlflowException, SQLAlchemyError):  # a store that cannot be read (or is being
+        return  # made by another command: train's early check holds no lock): its reader says so
     elsewhere: dict[Path, list[str]] = {}
     for found in experiments:
         where = local_folder(found.artifact_location)
-        # MLflow's Default experiment holds none of the project's runs
-        if found.experiment_id != "0" and where is not None and not _here(paths, where):
+        # the project's own (its artifact folder named as a home's): not MLflow's Default, nor
+        # one made by hand with a folder of its own, which MLflow may not have made yet
+        ours = where is not None and where.name == paths.artifacts_dir.name
+        if ours and found.experiment_id != "0" and not _here(paths, where):
             elsewhere.setdefault(where, []).append(repr(found.name))
     for where, names in elsewhere.items():
         which = (
@@ -198,6 +200,7 @@ def _here(paths: Paths, where: Path) -> bool:
 
 
 def _say_once(line: str) -> None:
+    """Process-wide: a second call of the same process (a test in process) says nothing."""
     if line not in _SAID:
         _SAID.add(line)
         print(line, file=sys.stderr)
