@@ -74,7 +74,8 @@ RETRIES = 3  # a task whose worker died runs again elsewhere
 # The file's index << 40 | the row's: the loader's order of a customer's rows at one instant
 # (it sorts by customer and time, stably), and where a repeated line is read.
 _ROW = "_row"
-_IN_FILE = np.int64((1 << 40) - 1)  # the row's bits of _ROW
+_FILE_SHIFT = 40  # _ROW's bits above the row's: the file's index
+_IN_FILE = np.int64((1 << _FILE_SHIFT) - 1)  # the row's bits of _ROW
 # What was read of a line, compared with its hash: a collision of the 64-bit hashes of two
 # lines (about 2^-64 a pair) must also be one of a customer's lines at one instant and amount.
 _READ = ["customer_id", "timestamp", "amount"]
@@ -408,7 +409,7 @@ def _numbered(frame: pd.DataFrame, index: int) -> pd.DataFrame:
         if name in frame.columns:
             frame[name] = frame[name].astype("str").where(frame[name].notna())
     rows = frame.pop(ROW).to_numpy() if ROW in frame.columns else np.arange(len(frame))
-    frame[_ROW] = np.int64(index) << 40 | rows.astype(np.int64)
+    frame[_ROW] = np.int64(index) << _FILE_SHIFT | rows.astype(np.int64)
     return frame
 
 
@@ -590,10 +591,10 @@ def _repeats_in(frame: pd.DataFrame, names: Sequence[str]) -> pd.Series:
     alike = rows.groupby([LINE, *_READ], sort=False, dropna=False, observed=True).ngroup()
     at = pd.Series(rows[_ROW].to_numpy(), index=rows.index)
     first = at.groupby(alike.to_numpy()).transform("min")
-    files = at.to_numpy() >> 40
+    files = at.to_numpy() >> _FILE_SHIFT
     own_first = at.groupby([alike.to_numpy(), files]).transform("min") == at
-    first = first[own_first & (files > first.to_numpy() >> 40)]
-    earlier = pd.Series(names, dtype=object).iloc[first.to_numpy() >> 40].to_numpy()
+    first = first[own_first & (files > first.to_numpy() >> _FILE_SHIFT)]
+    earlier = pd.Series(names, dtype=object).iloc[first.to_numpy() >> _FILE_SHIFT].to_numpy()
     return DUPLICATE_OF + ((first & _IN_FILE) + 1).astype(str) + " of " + earlier
 
 
@@ -603,7 +604,7 @@ def _listed(frame: pd.DataFrame, reasons: pd.Series, files: Sequence[str]) -> pd
     at = rows[_ROW].to_numpy()
     head = pd.DataFrame(
         {
-            "file": pd.Series(files, dtype=object).iloc[at >> 40].to_numpy(),
+            "file": pd.Series(files, dtype=object).iloc[at >> _FILE_SHIFT].to_numpy(),
             "row": (at & _IN_FILE) + 1,
             "reason": reasons.to_numpy(),
             _ROW: at,
@@ -633,12 +634,15 @@ def _repeated_lines(
     listed = listed.sort_values(_ROW, kind="stable").drop(columns=_ROW)
     listed.to_csv(folder / f"{partition:05d}.csv", index=False)
     at = anonymous.loc[unnamed.index, _ROW].to_numpy()
-    amounts = anonymous.loc[unnamed.index, "amount"].groupby(at >> 40).sum()
-    every = np.concatenate([frame.loc[sold.index, _ROW].to_numpy(), at]) >> 40
+    amounts = anonymous.loc[unnamed.index, "amount"].groupby(at >> _FILE_SHIFT).sum()
+    every = np.concatenate([frame.loc[sold.index, _ROW].to_numpy(), at]) >> _FILE_SHIFT
     return _Repeats(
         sold.index.to_numpy(np.int64),
         {int(i): int(n) for i, n in zip(*np.unique(every, return_counts=True), strict=True)},
-        {int(i): (at[at >> 40 == i] & _IN_FILE).tolist() for i in np.unique(at >> 40)},
+        {
+            int(i): (at[at >> _FILE_SHIFT == i] & _IN_FILE).tolist()
+            for i in np.unique(at >> _FILE_SHIFT)
+        },
         {int(i): float(n) for i, n in amounts.items()},
     )
 
@@ -737,7 +741,7 @@ def _repeated_customers(
     repeated = frame.loc[frame["customer_id"].duplicated(keep="first")]
     if repeated.empty:
         return {}
-    index = repeated[_ROW].to_numpy() >> 40
+    index = repeated[_ROW].to_numpy() >> _FILE_SHIFT
     folder.mkdir(parents=True, exist_ok=True)
     rows = repeated.drop(columns=_ROW).assign(file=[files[i] for i in index], reason=REPEATED)
     rows.to_csv(folder / f"{partition:05d}.csv", index=False)
