@@ -648,7 +648,7 @@ def data(
 ) -> None:
     """Generate the built-in sample data (transactions, customers, campaigns, ground truth)."""
     from crm_ltv.features.config import SampleConfig, load_config, override
-    from crm_ltv.features.sample import generate_sample, write_sample
+    from crm_ltv.features.sample import generate_sample, write_record, write_sample
 
     paths = _paths()
     config = override(
@@ -668,6 +668,7 @@ def data(
     written = write_sample(sample, folder)
     for name, path in written.items():
         typer.echo(f"{name:16s} {len(getattr(sample, name)):>10,} rows  {path}")
+    typer.echo(f"{'settings':16s} {'':>15}  {write_record(config, folder)}")
     progress("done")
 
 

@@ -13,6 +13,7 @@ time, so uplift is learnable. The ground truth of all of this is written beside 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -357,6 +358,17 @@ def _distinct_lines(
     lines = pd.DataFrame({"o": order, "c": category, "q": quantity, "a": amount})
     repeat = lines.groupby(["o", "c", "q", "a"], sort=False).cumcount().to_numpy()
     return np.round(amount + 0.01 * repeat, 2)
+
+
+SAMPLE_RECORD = "sample.json"  # the settings a sample was made with, beside its tables
+
+
+def write_record(config: SampleConfig, directory: Path) -> Path:
+    """The sample's settings as generated (sample.yaml and the command line's): a run on it
+    logs them, so the input can be made again without guessing the defaults (tester Y)."""
+    path = directory / SAMPLE_RECORD
+    path.write_text(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
+    return path
 
 
 def write_sample(sample: SampleData, directory: Path) -> dict[str, Path]:

@@ -6,6 +6,7 @@ through a first training, a rerun, a worse model, promotion by hand and scoring.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -51,6 +52,16 @@ def test_train_evaluates_logs_registers_and_reports(trained):
         assert key in summary["ltv"]["lightgbm"]
     run_ = mlflow_client(home).get_run(summary["run_id"])
     assert len(run_.data.tags["data_sha256"]) == 64 and run_.data.tags["git_commit"]
+    # the packages it ran on, as `pip freeze` lists them, and their hash (tester Y)
+    environment = home / "mlartifacts" / summary["run_id"] / "artifacts/environment"
+    installed = (environment / "requirements.txt").read_text()
+    assert "lightgbm==4.7.0\n" in installed and "mlflow==3.17.2\n" in installed
+    digest = hashlib.sha256(installed.encode()).hexdigest()
+    assert run_.data.tags["environment_sha256"] == digest
+    # the built-in sample's settings, as `crm-ltv data --n-customers 3000` made it
+    made = json.loads((home / "mlartifacts" / summary["run_id"] / "artifacts/config/sample.json")
+                      .read_text())  # fmt: skip
+    assert made["n_customers"] == 3000 and made["seed"] == 42
     assert run_.data.params["test_cutoff"] == summary["cutoffs"]["test"]
     artifacts = home / "mlartifacts" / summary["run_id"] / "artifacts"
     plots = {p.name for p in (artifacts / "plots").iterdir()}

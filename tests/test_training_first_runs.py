@@ -274,6 +274,10 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     [training] = client.search_runs([experiment.experiment_id], "tags.kind = 'training'")
     used = mlflow.artifacts.load_dict(f"{training.info.artifact_uri}/config/tuned_params.json")
     assert used == {"churn": saved["churn"], "ltv": saved["ltv"]}
+    # and the best-params file as train read it: copied to a home's reports/, it rebuilds the
+    # run (tester Y: tuned_params.json alone is not a best-params file)
+    uri = f"{training.info.artifact_uri}/config/best_params_h90.json"
+    assert mlflow.artifacts.load_dict(uri) == saved
     # the settings in effect beside the files read (a home's file may set only a few keys)
     features = mlflow.artifacts.load_dict(f"{training.info.artifact_uri}/config/features.json")
     assert features["windows_days"] == [30, 90, 180, 365]

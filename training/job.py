@@ -22,6 +22,7 @@ from crm_ltv.features.builders import with_rfm_cuts
 from crm_ltv.features.config import DataConfig, FeatureConfig, config_digest
 from crm_ltv.features.inputs import Inputs
 from crm_ltv.features.paths import Paths
+from crm_ltv.features.sample import SAMPLE_RECORD
 from crm_ltv.features.wording import plural
 from crm_ltv.training import run_log
 from crm_ltv.training.bundle import Kind, ModelBundle
@@ -333,8 +334,14 @@ def _log_provenance(
             **{f"ltv_{k}": v for k, v in {**config.ltv.params, **tuned.get("ltv", {})}.items()},
         }
     )
+    made = Path(inputs.transactions.report.source).parent / SAMPLE_RECORD
+    if made.is_file():  # the built-in sample's settings: the input can be made again (Y)
+        mlflow.log_artifact(str(made), "config")
     if tuned:  # what overrides train.json's booster params (its file is overwritten by tuning)
         mlflow.log_dict(tuned, "config/tuned_params.json")
+        best = paths.best_params_file(split.horizon_days)
+        if best.exists():  # as `train` reads it: copied to reports/, it rebuilds the run (Y)
+            mlflow.log_artifact(str(best), "config")
     settings = [config, feature_config] + ([data_config] if data_config is not None else [])
     log_config_files(paths, ("data", "features", "train"), settings)
     mlflow.log_dict({"features": split.feature_names}, "features.json")

@@ -28,7 +28,9 @@ NOTE = "mlflow.note.content"  # the description the MLflow UI shows on experimen
 # package), or the installed package's folder; its commit, and its changes only.
 CODE = Path(__file__).resolve().parents[1]
 # What reproduces a run, on the run and on each of its child runs (a search finds them too).
-PROVENANCE = ("data_sha256", "git_commit", "git_diff_sha256", "crm_ltv_version")
+PROVENANCE = (
+    "data_sha256", "git_commit", "git_diff_sha256", "crm_ltv_version", "environment_sha256"
+)  # fmt: skip
 
 
 def tracking_uri(paths: Paths) -> str:
@@ -336,11 +338,20 @@ def input_sources(inputs: Inputs) -> list[Path]:
 def log_provenance(*files: Path | None) -> dict[str, str]:
     """Tag the active run with what reproduces it: the hash of its input files (none: no
     data_sha256), the code's commit ('unknown' for an installed package: its version says
-    which release) and, when the checkout has uncommitted changes, their diff
+    which release), the installed packages (environment/requirements.txt and its hash) and,
+    when the checkout has uncommitted changes, their diff
     (code/uncommitted.diff) and its hash, since two runs of one '-dirty' commit may differ.
     Returns the tags."""
     commit = git_commit(CODE)
-    tags = {"git_commit": commit, "crm_ltv_version": __version__}
+    environment = installed_packages()
+    tags = {
+        "git_commit": commit,
+        "crm_ltv_version": __version__,
+        "environment_sha256": hashlib.sha256(environment.encode()).hexdigest(),
+    }
+    # what the run ran on: an install without requirements.lock's pins resolves newer releases,
+    # which neither the commit nor the version shows (tester Y)
+    mlflow.log_text(environment, "environment/requirements.txt")
     given = [f for f in files if f is not None]
     if given:
         tags["data_sha256"] = file_sha256(*given)
@@ -350,6 +361,14 @@ def log_provenance(*files: Path | None) -> dict[str, str]:
         mlflow.log_text(diff, "code/uncommitted.diff")
     mlflow.set_tags(tags)
     return tags
+
+
+def installed_packages() -> str:
+    """`pip freeze` of this Python, without running pip: name==version per line, sorted."""
+    from importlib.metadata import distributions
+
+    found = {(d.metadata["Name"] or "").lower(): d.version for d in distributions()}
+    return "".join(f"{name}=={version}\n" for name, version in sorted(found.items()) if name)
 
 
 def inherited_provenance() -> dict[str, str]:
