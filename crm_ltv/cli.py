@@ -2002,7 +2002,10 @@ def uplift(
     ] = None,
 ) -> None:
     """Uplift models per action (X-learner, LightGBM) from the campaigns: Qini/AUUC, registry."""
+    from crm_ltv.training.tracking import check_home_artifacts
+
     paths = _paths()
+    check_home_artifacts(paths)  # a moved home: before the models are fit (tester Z)
     experiments = _experiments_config(paths)
     config = experiments.uplift
     if pool_controls is not None:
@@ -2227,6 +2230,9 @@ def policy_eval(
             f"{config.churn_action!r} is not an action of {paths.config_file('nba')} "
             f"({', '.join(nba.actions)})"
         )
+    from crm_ltv.training.tracking import check_home_artifacts
+
+    check_home_artifacts(paths)  # a moved home: before the models and data are read
     progress = Progress()
     transactions, customers = map(_absolute, (transactions, customers))
     logged, logs, log = None, [], ""

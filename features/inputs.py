@@ -39,13 +39,16 @@ class Inputs:
 
 
 def input_files(path: Path | str) -> list[Path]:
-    """The files of a folder, of a glob pattern, or one file, in name order: one table split
-    in parts (the Dask engine reads them in parallel)."""
+    """The files of a folder (its sub-folders too), of a glob pattern, or one file, in name
+    order: one table split in parts (the Dask engine reads them in parallel)."""
     text = str(path)
     if any(c in text for c in "*?["):
-        found = [Path(p) for p in sorted(glob.glob(text)) if Path(p).is_file()]  # as a folder
+        matched = [Path(p) for p in sorted(glob.glob(text))]
+        found = [
+            f for p in matched if not (p.is_dir() and _marker(p.name)) for f in _files_under(p)
+        ]
     elif Path(text).is_dir():
-        found = sorted(p for p in Path(text).iterdir() if p.is_file())
+        found = _files_under(Path(text))
     else:
         require_file(Path(text))
         return [Path(text)]
@@ -55,7 +58,7 @@ def input_files(path: Path | str) -> list[Path]:
         raise DataError(f"{path}: no CSV or Parquet files ({', '.join(read)})")
     # Every other file is a part of the table that would be lost without a word (a part-1.csv.bz2
     # beside two .csv parts: a third of the history, tester V); markers are not parts.
-    unread = [p.name for p in found if p not in files and not _marker(p.name)]
+    unread = [str(p) for p in found if p not in files and not _marker(p.name)]
     if unread:
         shown = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
         raise DataError(
@@ -65,6 +68,20 @@ def input_files(path: Path | str) -> list[Path]:
             "beginning with '.' or '_', such as _SUCCESS, and .crc files are skipped)"
         )
     return files
+
+
+def _files_under(path: Path) -> list[Path]:
+    """A file, or every file under a folder by relative path: a partitioned layout
+    (year=2010/part-0.parquet) holds its parts in sub-folders, which were skipped without a
+    word (tester Z); writers' working folders (_temporary, .hidden) are not read."""
+    if not path.is_dir():
+        return [path]
+    found = []
+    for file in path.rglob("*"):
+        inside = file.relative_to(path).parts
+        if file.is_file() and not any(_marker(part) for part in inside[:-1]):
+            found.append(file)
+    return sorted(found, key=lambda f: f.relative_to(path).parts)
 
 
 def _marker(name: str) -> bool:

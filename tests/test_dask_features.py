@@ -151,9 +151,17 @@ def test_input_files_from_a_folder_a_glob_or_a_file(dask_sample_files, tmp_path)
             input_files(given)
     assert input_files(f"{table}/part-[02].csv") == [table / "part-0.csv", table / "part-2.csv"]
     (table / "part-1.csv.bz2").unlink()
-    (table / "archive").mkdir()  # a folder is no part, by a glob or in a folder
-    assert input_files(table) == [table / "part-0.csv", table / "part-2.csv"]
-    assert input_files(f"{table}/*") == [table / "part-0.csv", table / "part-2.csv"]
+    # a partitioned layout's sub-folders hold parts too (tester Z: skipped without a word);
+    # a writer's working folder does not
+    for folder, name in (("year=2025", "part-3.csv"), ("_temporary", "part-9.csv")):
+        (table / folder).mkdir()
+        (table / folder / name).write_text("x")
+    parts = [table / "part-0.csv", table / "part-2.csv", table / "year=2025" / "part-3.csv"]
+    assert input_files(table) == parts
+    assert input_files(f"{table}/*") == parts
+    (table / "year=2025" / "notes.md").write_text("x")
+    with pytest.raises(DataError, match=r"year=2025/notes\.md is not a CSV or Parquet file"):
+        input_files(table)
 
 
 def _dirty_copy(parts, folder, bad_rows: int):

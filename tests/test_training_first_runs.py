@@ -418,7 +418,7 @@ def test_a_moved_or_copied_home_is_said_for_what_it_is(tmp_path, monkeypatch, ca
         "crm-ltv-cohorts"
     ) is None  # fmt: skip
     # train and tune refuse before the data is read (they built every snapshot first)
-    for command in (["train"], ["tune", "--trials", "1"]):
+    for command in (["train"], ["tune", "--trials", "1"], ["uplift"], ["policy-eval"]):
         refused = run(copy, *command)
         assert refused.returncode == 2 and "was the home moved" in refused.stderr, refused.stderr
         assert "loading" not in refused.stderr, refused.stderr

@@ -560,7 +560,7 @@ def _score_champion(
                 return ChampionCheck(
                     left_alone=f"{label}'s evaluation metrics cannot be read (its training "
                     f"run {current.tags.get('run_id', current.run_id)} ended before it logged "
-                    f"metrics.json); {keep}"
+                    f"metrics.json, or the file is damaged); {keep}"
                 )
             return ChampionCheck(metrics=metrics)
         other = " and was evaluated on other data" if same_cutoff else ""
