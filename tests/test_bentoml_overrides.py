@@ -49,8 +49,12 @@ def test_serve_and_bento_say_a_bad_variable_before_bentoml_reads_it(tmp_path, co
 
     args = [command, "--port", str(free_port())] if command == "serve" else [command]
     home = new_home(tmp_path)
+    # a home with a store: else `serve` says there is none first (this passed only after a
+    # test of the same worker had left MLFLOW_TRACKING_URI set, which hides the home's)
+    (home / "mlflow.db").touch()
     env = {**os.environ, "CRM_LTV_HOME": str(home), "BENTOML_CONFIG_OVERRIDES": "{bad",
            "BENTOML_HOME": str(tmp_path / "bentoml")}  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)
     done = subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip() == (

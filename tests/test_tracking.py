@@ -56,10 +56,12 @@ def test_a_run_records_the_commit_the_data_and_any_uncommitted_change(tmp_path, 
     )
     try:
         with mlflow.start_run() as clean:
+            environment = hashlib.sha256(tracking.installed_packages().encode()).hexdigest()
             assert tracking.log_provenance(data, None) == {
                 "git_commit": commit,
                 "crm_ltv_version": crm_ltv.__version__,
                 "data_sha256": file_sha256(data),
+                "environment_sha256": environment,
             }
         (repo / "model.py").write_text("ROUNDS = 2\n")
         with mlflow.start_run() as dirty:
@@ -75,6 +77,7 @@ def test_a_run_records_the_commit_the_data_and_any_uncommitted_change(tmp_path, 
             "git_commit": f"{commit}-dirty",
             "crm_ltv_version": crm_ltv.__version__,
             "git_diff_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "environment_sha256": environment,
         }
         assert client.get_run(child.info.run_id).data.tags.items() >= tags.items()
         assert "git_diff_sha256" not in client.get_run(clean.info.run_id).data.tags
