@@ -14,7 +14,7 @@ import pandas as pd
 
 from crm_ltv.experiments import ab, cohorts, plots
 from crm_ltv.experiments.config import AbConfig, CohortConfig
-from crm_ltv.experiments.text import plan_note, plan_rates, plan_sizes
+from crm_ltv.experiments.text import p_said, plan_note, plan_rates, plan_sizes
 from crm_ltv.experiments.tracking import (
     experiment_run,
     file_datasets,
@@ -29,6 +29,7 @@ from crm_ltv.experiments.tracking import (
 from crm_ltv.features.config import FeatureConfig
 from crm_ltv.features.contract import DataError
 from crm_ltv.features.paths import Paths
+from crm_ltv.features.wording import plural
 
 AB_NOTE = (
     "A/B tests of CRM campaigns (`crm-ltv ab`): per action, and per segment at send time when "
@@ -225,9 +226,9 @@ def _ab_child_note(row: pd.Series, keys: list[str]) -> str:
     return (
         f"{sizes}; conversion {row['rate_treatment']:.2%} vs {row['rate_control']:.2%}, lift "
         f"{row['lift_abs'] * 100:+.2f} points (95% CI {row['lift_abs_low'] * 100:+.2f} to "
-        f"{row['lift_abs_high'] * 100:+.2f}), p = {row['p_value']:.3g}"
+        f"{row['lift_abs_high'] * 100:+.2f}), p {p_said(row['p_value'])}"
         + (
-            f", Holm-adjusted {row['p_value_holm']:.3g}"
+            f", Holm-adjusted p {p_said(row['p_value_holm'])}"
             if pd.notna(row.get("p_value_holm"))
             else ""
         )
@@ -402,7 +403,12 @@ def _channel_note(row: Any, config: CohortConfig) -> str:
     elif pd.isna(row.payback_months):
         payback = "not paid back yet"
     else:
-        payback = f"paid back after {row.payback_months:.0f} months"
+        months = int(row.payback_months)  # after the first purchase's month, as the table says
+        payback = (
+            "paid back within the month of the first purchase"
+            if months == 0
+            else f"paid back {plural(months, 'month')} after the month of the first purchase"
+        )
     return (
         f"Channel {row.channel}: {int(row.customers):,} customers acquired, mean CAC "
         f"{row.mean_cac:.2f}; {verdict} (margin = revenue x {config.gross_margin:g}); {payback}."

@@ -37,6 +37,12 @@ def _p(value: float) -> str:
     return "-" if math.isnan(value) else ("<0.0001" if value < 1e-4 else f"{value:.4f}")
 
 
+def p_said(value: float) -> str:
+    """A p-value in a run's note as the console table shows it, to 4 decimals: with 3
+    significant digits a note read "Holm-adjusted 0.9" beside the table's 0.8999 (tester W)."""
+    return f"< {_p(value)[1:]}" if value < 1e-4 else f"= {_p(value)}"
+
+
 def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
     """One line per comparison: sizes, rates, lifts (points and %), p-value, revenue, MDE, SRM."""
     rows = []

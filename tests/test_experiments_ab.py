@@ -418,3 +418,28 @@ def test_a_plan_shows_the_lift_it_was_asked_and_says_when_ab_would_test_it_exact
     assert rare[1].startswith("note: at these sizes a cell of the 2x2 table expects under 5")
     x_c = 1  # what ab would see at the planned rates: 0.66 expected control conversions
     assert proportion_test(7, 33, x_c, 33, 5)[0] == "fisher"
+
+
+def test_run_notes_give_p_values_and_payback_as_the_tables_do():
+    """Tester W: a note read "Holm-adjusted 0.9" beside the table's 0.8999, and "paid back
+    after 0 months" for a channel paid back in the month of the first purchase."""
+    from types import SimpleNamespace
+
+    from crm_ltv.experiments.config import CohortConfig
+    from crm_ltv.experiments.jobs import _ab_child_note, _channel_note
+
+    row = pd.Series({"action": "win_back", "n_treatment": 10, "n_control": 9,
+                     "rate_treatment": 0.2, "rate_control": 0.1, "lift_abs": 0.1,
+                     "lift_abs_low": -0.1, "lift_abs_high": 0.3, "p_value": 4.28e-21,
+                     "p_value_holm": 0.89994})  # fmt: skip
+    note = _ab_child_note(row, ["action"])
+    assert "p < 0.0001, Holm-adjusted p = 0.8999." in note, note
+    channel = SimpleNamespace(channel="affiliate", customers=5, mean_cac=9.29,
+                              historic_ltv_to_cac=51.8, payback_months=0.0)  # fmt: skip
+    assert "paid back within the month of the first purchase" in _channel_note(
+        channel, CohortConfig()
+    )
+    later = SimpleNamespace(**{**vars(channel), "payback_months": 1.0})
+    assert "paid back 1 month after the month of the first purchase" in _channel_note(
+        later, CohortConfig()
+    )
