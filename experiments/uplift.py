@@ -301,4 +301,11 @@ def format_uplift(table: pd.DataFrame) -> str:
     columns = ["action", "outcome", "contacts", "treated", "mean_predicted_effect",
                "qini_coefficient", "auuc", "auuc_random", "auuc_margin"]  # fmt: skip
     columns += [c for c in ("truth_spearman", "truth_top20_over_mean") if c in table]
-    return table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    # "-": not measured for that outcome (the truth is of the purchase effect), as the other
+    # tables print it, not NaN (tester W)
+    shown = table[columns].astype(object).where(table[columns].notna(), "-")
+    return shown.to_string(index=False, formatters=dict.fromkeys(columns, _figure))
+
+
+def _figure(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -710,3 +710,18 @@ def test_service_takes_effects_from_the_uplift_champion(trained, home):
             assert nba["effect_source"] == "prior" and nba["uplift_version"] is None, nba
         sources.append(nba["effect_source"])
     assert "uplift" in sources
+
+
+def test_the_printed_table_says_not_measured_with_a_dash_not_nan():
+    """Tester W: the value rows printed NaN in the truth columns (the truth is of the purchase
+    effect); the other tables print "-" where a figure does not apply."""
+    table = pd.DataFrame(
+        {"action": ["a", "a"], "outcome": ["purchase", "value"], "contacts": [10, 10],
+         "treated": [5, 5], "mean_predicted_effect": [0.01, 1.5],
+         "qini_coefficient": [0.002, -0.39], "auuc": [0.1, 0.2], "auuc_random": [0.1, 0.1],
+         "auuc_margin": [0.0, 0.1], "truth_spearman": [0.3, np.nan],
+         "truth_top20_over_mean": [1.2, np.nan]}
+    )  # fmt: skip
+    printed = uplift.format_uplift(table).splitlines()
+    assert "NaN" not in "\n".join(printed) and printed[2].split()[-2:] == ["-", "-"]
+    assert printed[1].split()[2:4] == ["10", "5"] and "0.3000" in printed[1]
