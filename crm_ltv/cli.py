@@ -846,6 +846,7 @@ def _check_out(out: Path | None, on_dask: bool, inputs: tuple[Path | None, ...])
     import glob
 
     from crm_ltv.features.config import ConfigError
+    from crm_ltv.features.loading import is_pattern
     from crm_ltv.features.paths import nearest_existing, part_file, write_refused
 
     if out is None:
@@ -854,8 +855,7 @@ def _check_out(out: Path | None, on_dask: bool, inputs: tuple[Path | None, ...])
     for given in (p for p in inputs if p is not None):
         # a pattern's files and their folders wherever they are (a wildcard in a folder's
         # name too: 'in/s?/*' let --out in/sp delete its inputs), or the file or folder given
-        pattern = any(c in str(given) for c in "*?[")
-        matched = [Path(m).resolve() for m in glob.glob(str(given))] if pattern else []
+        matched = [Path(m).resolve() for m in glob.glob(str(given))] if is_pattern(given) else []
         read = {given.resolve(), *matched, *(m.parent for m in matched)}
         if target in read:
             raise ConfigError(f"--out {out}: is an input of this run ({given}); write elsewhere")
@@ -1460,12 +1460,7 @@ def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
     tags = {}
     for kind, found in versions.items():
         assert found is not None
-        meta = {
-            "registry_name": names[kind],
-            "registry_version": str(found.version),
-            "tracking_uri": uri,
-            "run_id": found.run_id,  # a registry made again at the same path has a v1 too
-        }
+        meta = _copy_identity(names[kind], found, uri)
         copy = newest_copy(STORE_NAMES[kind], FORMAT, **meta)
         if copy is not None:
             # the warning above said when it is not the champion (tester M: "is the champion"
@@ -1480,6 +1475,18 @@ def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
         progress(f"{kind}: copied {names[kind]} v{found.version} into the store as {created.tag}")
         tags[STORE_NAMES[kind]] = str(created.tag)
     return paths, tags | _sync_uplift(paths, uri, progress)
+
+
+def _copy_identity(name: str, found: ModelVersion, uri: str) -> dict[str, str]:
+    """What tells a store copy of a registered version apart, kept in its metadata: the
+    registry name, version and tracking URI of its home, and its run (a registry made again at
+    the same path has a v1 too)."""
+    return {
+        "registry_name": name,
+        "registry_version": str(found.version),
+        "tracking_uri": uri,
+        "run_id": found.run_id,
+    }
 
 
 def _stored_uplift_tag(paths: Paths, uri: str, progress: Progress) -> dict[str, str]:
@@ -1546,12 +1553,7 @@ def _sync_uplift(paths: Paths, uri: str, progress: Progress) -> dict[str, str]:
         )
         return {UPLIFT_STORE_NAME: str(placeholder.tag)}
     found, bundle = champion
-    meta = {
-        "registry_name": config.model_name,
-        "registry_version": str(found.version),
-        "tracking_uri": uri,
-        "run_id": found.run_id,
-    }
+    meta = _copy_identity(config.model_name, found, uri)
     copy = newest_copy(UPLIFT_STORE_NAME, FORMAT, **meta)
     if copy is not None:
         progress(f"uplift: {describe(copy)} is the champion, already in the store")

@@ -31,6 +31,7 @@ import pandas as pd
 
 from crm_ltv.features.actions import DECISIONS, NO_ACTION, misspelt_action
 from crm_ltv.features.contract import DataError
+from crm_ltv.features.loading import is_pattern
 from crm_ltv.features.wording import plural
 
 REQUIRED = ("customer_id", "as_of", "action")
@@ -167,9 +168,8 @@ def decision_logs(given: Sequence[Path]) -> list[Path]:
     and its rotated files: `logs/decisions.jsonl*`), each file once."""
     found: dict[Path, None] = {}
     for path in given:
-        text = str(path)
-        if any(c in text for c in "*?["):
-            matched = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+        if is_pattern(path):
+            matched = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
             if not matched:
                 raise DataError(f"{path}: no decision log matches")
         else:

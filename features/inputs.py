@@ -19,6 +19,7 @@ from crm_ltv.features.loading import (
     CSV_SUFFIXES,
     PARQUET_SUFFIXES,
     Loaded,
+    is_pattern,
     load_campaigns,
     load_customers,
     load_transactions,
@@ -42,7 +43,7 @@ def input_files(path: Path | str) -> list[Path]:
     """The files of a folder (its sub-folders too), of a glob pattern, or one file, in name
     order: one table split in parts (the Dask engine reads them in parallel)."""
     text = str(path)
-    if any(c in text for c in "*?["):
+    if is_pattern(text):
         matched = [Path(p) for p in sorted(glob.glob(text))]
         found = [
             f for p in matched if not (p.is_dir() and _marker(p.name)) for f in _files_under(p)

@@ -245,12 +245,17 @@ def _parquet_columns(frame: pd.DataFrame) -> pd.DataFrame:
 _PARTS = "; a folder or pattern of parts is read by `--engine dask`"
 
 
+def is_pattern(path: Path | str) -> bool:
+    """Whether a path given is a glob pattern (several files), as glob reads it."""
+    return any(c in str(path) for c in "*?[")
+
+
 def require_file(path: Path) -> None:
     """A path that names nothing is an error saying so, and, when relative, where it was read
     from (a relative `path:` in configs/data.yaml is read from the working folder)."""
     if not path.exists():
         where = "" if path.is_absolute() else f" (relative paths are read from {Path.cwd()})"
-        pattern = _PARTS if any(c in str(path) for c in "*?[") else ""
+        pattern = _PARTS if is_pattern(path) else ""
         raise DataError(f"{path}: no such file{where}{pattern}")
 
 
