@@ -68,7 +68,9 @@ def test_a_tuning_trial_says_it_is_still_running(monkeypatch, tmp_path, small_sp
     data = ModelData.of(small_split, train_config)
     said: list[str] = []
     metric = study_metric("ltv", train_config)
-    objective = _objective("ltv", small_split, data, train_config, tune, said.append, metric)
+    objective = _objective(
+        "ltv", small_split, data, train_config, tune, said.append, metric, "study-x", 1
+    )
     experiment = mlflow.create_experiment("t", artifact_location=tmp_path.as_uri())
     try:
         with mlflow.start_run(experiment_id=experiment):
@@ -76,5 +78,5 @@ def test_a_tuning_trial_says_it_is_still_running(monkeypatch, tmp_path, small_sp
             study.optimize(objective, n_trials=1)
     finally:
         mlflow.set_tracking_uri(None)
-    assert any(line.startswith("still in ltv trial 0 (") for line in said), said[:3]
-    assert said[-1].startswith("ltv trial 0: ")  # and none after the trial's line
+    assert any(line.startswith("still in ltv trial 1/1 (study trial 0) (") for line in said)
+    assert said[-1].startswith("ltv trial 1/1 (study trial 0): ")  # none after the trial's line

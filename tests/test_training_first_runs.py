@@ -248,6 +248,10 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     for kind, name, gate in (("churn", study, "roc_auc"), ("ltv", ltv_study, "normalized_gini")):
         best_trial = optuna.load_study(study_name=name, storage=storage).best_trial
         trial_run = client.get_run(best_trial.user_attrs["mlflow_run_id"]).data.metrics
+        # named on the parent (tester C: its trial may be under the earlier tune's run)
+        assert parents[0].data.params[f"best_{kind}_trial"] == str(best_trial.number)
+        best_run_id = parents[0].data.tags[f"best_{kind}_trial_run_id"]
+        assert best_run_id == best_trial.user_attrs["mlflow_run_id"]
         for metric in {"churn": ("roc_auc", "expected_calibration_error"),
                        "ltv": ("normalized_gini", "spearman")}[kind]:  # fmt: skip
             restated = parents[0].data.metrics[f"best_{kind}_validation_{metric}"]
@@ -261,6 +265,10 @@ def test_tune_resumes_its_study_and_saves_params_for_train(tmp_path):
     data = file_sha256(home / "data/sample/transactions.csv", home / "data/sample/customers.csv")
     tags = parents[0].data.tags
     assert tags["data_sha256"] == data and tags["git_commit"] == git_commit(ROOT)
+    # the files and the evaluation as tags, as a training run has them (tester C)
+    assert tags["transactions"] == str(home / "data/sample/transactions.csv")
+    assert tags["customers"] == str(home / "data/sample/customers.csv")
+    assert tags["evaluation"] == "out-of-time" and saved["evaluation"] == "out-of-time"
     assert parents[0].data.params["seed"] == "42"
     assert {i.dataset.name for i in parents[0].inputs.dataset_inputs} == {
         "transactions",

@@ -106,3 +106,51 @@ def test_pruning_reads_the_best_round_so_far_as_the_trials_value_does(direction)
     best = np.maximum.accumulate(seen) if direction == "maximize" else np.minimum.accumulate(seen)
     assert reported == {step: pytest.approx(best[step - 1]) for step in range(5, 61, 5)}
     assert reported[60] != pytest.approx(seen[-1])  # it overfits: the last round is worse
+
+
+def test_a_study_cut_short_by_its_time_limit_says_so_and_names_its_best_trial(
+    monkeypatch, tmp_path, small_split, train_config
+):
+    """Tester C: with timeout_minutes set, a tune ran 1 of its 3 trials to go and exited 0
+    without a word; and nothing named the best trial, whose run may be an earlier tune's."""
+    import mlflow
+    import optuna
+
+    from crm_ltv.features.config import load_config
+    from crm_ltv.training.config import TuneConfig
+    from crm_ltv.training.pipeline import ModelData
+    from crm_ltv.training.tuning import MLFLOW_RUN, run_study
+    from tests.conftest import CONFIGS
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tune = load_config(TuneConfig, CONFIGS / "tune.yaml").model_copy(
+        update={"trials": 3, "timeout_minutes": 1e-6}  # Optuna checks it after each trial
+    )
+    data = ModelData.of(small_split, train_config)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    said: list[str] = []
+    experiment = mlflow.create_experiment("t", artifact_location=tmp_path.as_uri())
+    try:
+        with mlflow.start_run(experiment_id=experiment):
+            cut = run_study("churn", small_split, data, train_config, tune, storage, "d1",
+                            said.append)  # fmt: skip
+            untimed = tune.model_copy(update={"timeout_minutes": None})
+            resumed = run_study("churn", small_split, data, train_config, untimed, storage, "d1",
+                                said.append)  # fmt: skip
+        client = mlflow.MlflowClient()
+        study = optuna.load_study(study_name=cut.name, storage=storage)
+        best_run = client.get_run(study.best_trial.user_attrs[MLFLOW_RUN])
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert cut.timed_out and cut.ran == 1 and cut.to_go == 3
+    assert "churn: stopped by timeout_minutes (1e-06, configs/tune.yaml) after 1 of the 3 " in (
+        "\n".join(said)
+    )
+    assert not resumed.timed_out and resumed.ran == 2  # the rest, without a limit
+    assert (resumed.best_trial, resumed.best_run_id) == (
+        study.best_trial.number,
+        best_run.info.run_id,
+    )
+    assert best_run.data.tags["study"] == cut.name  # a trial's study, whichever tune ran it
+    assert [line for line in said if line.startswith("churn trial 2/2 (study trial 2): ")]

@@ -57,6 +57,7 @@ from crm_ltv.training.tracking import (
     NOTE,
     input_datasets,
     input_sources,
+    input_tags,
     killable_run,
     log_config_files,
     log_datasets,
@@ -302,8 +303,7 @@ def _log_provenance(
     line's --column and --timestamp-format it read with)."""
     tags = {
         **log_provenance(*input_sources(inputs)),
-        "transactions": str(inputs.transactions.report.source),
-        "customers": str(inputs.customers.report.source) if inputs.customers else "none",
+        **input_tags(inputs),
         "tuned_params": str(paths.best_params_file(split.horizon_days)) if tuned else "none",
         "evaluation": split.evaluation,
     }

@@ -335,6 +335,14 @@ def input_sources(inputs: Inputs) -> list[Path]:
     return sources
 
 
+def input_tags(inputs: Inputs) -> dict[str, str]:
+    """The files as tags, which a search by `tags.transactions` reads (train's and tune's)."""
+    return {
+        "transactions": str(inputs.transactions.report.source),
+        "customers": str(inputs.customers.report.source) if inputs.customers else "none",
+    }
+
+
 def log_provenance(*files: Path | None) -> dict[str, str]:
     """Tag the active run with what reproduces it: the hash of its input files (none: no
     data_sha256), the code's commit ('unknown' for an installed package: its version says

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import re
+import time
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
@@ -45,6 +46,7 @@ from crm_ltv.training.tracking import (
     inherited_provenance,
     input_datasets,
     input_sources,
+    input_tags,
     killable_run,
     log_config_files,
     log_datasets,
@@ -82,6 +84,9 @@ class StudyResult:
     ran: int  # trials this command ran that count (completed or pruned)
     to_go: int  # trials the study lacked as this command started (0: it had its target)
     best_metrics: dict[str, float]  # the best trial's validation metrics, gate names (`evaluate`)
+    best_trial: int  # the study's trial number, which may be another tune's (a resumed study)
+    best_run_id: str | None  # its MLflow run (None: a trial of before 2026-12-05)
+    timed_out: bool = False  # tune.timeout_minutes stopped it short of `to_go`
 
 
 def suggest_params(trial: optuna.Trial, tune: TuneConfig) -> dict[str, Any]:
@@ -156,12 +161,19 @@ def _objective(
     tune: TuneConfig,
     progress: Progress,
     metric: str,
+    study: str,
+    trials: int,
 ) -> Callable[[optuna.Trial], float]:
-    """`metric`: the study's (`study_metric`), the name the parent run gives it too."""
+    """`metric`: the study's (`study_metric`), the name the parent run gives it too;
+    `study`: its name, tagged on each trial's run (its trials may span several tunes' runs);
+    `trials`: how many this command runs, for the progress lines' "k/N"."""
     provenance = inherited_provenance()
+    started = iter(range(1, trials + 1))
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune)
+        # Optuna's number counts the study's failed and earlier trials: "trial 6" of 6 wanted
+        label = f"{kind} trial {next(started, trials)}/{trials} (study trial {trial.number})"
         pruned: Pruned | None = None
         with killable_run(
             run_name=f"{kind}-trial-{trial.number}",
@@ -171,10 +183,10 @@ def _objective(
         ) as run:
             # a tune killed outright leaves this run RUNNING; the next one ends it (`_end_runs`)
             trial.set_user_attr(MLFLOW_RUN, run.info.run_id)
-            mlflow.set_tags({"kind": "trial", **provenance})
+            mlflow.set_tags({"kind": "trial", "study": study, **provenance})
             mlflow.log_params({"model": kind, "trial": trial.number, **params})
             try:
-                with heartbeat(progress, f"in {kind} trial {trial.number}"):
+                with heartbeat(progress, f"in {label}"):
                     model = FITTERS[kind](
                         split, data, config, params,
                         [pruning_callback(trial, tune.report_every_rounds)],
@@ -205,11 +217,13 @@ def _objective(
                 )
                 mlflow.set_tag("trial_state", "complete")
         if pruned is not None:
-            progress(f"{kind} trial {trial.number}: {pruned}")
+            progress(f"{label}: {pruned}")
             raise pruned
+        booster = getattr(model, "booster_", None)
+        ran = f" of {booster.current_iteration()}" if booster is not None else ""
         progress(
-            f"{kind} trial {trial.number}: valid {metric} {model.validation_score_:.5f} in "
-            f"{plural(model.best_iteration_, 'round')}"
+            f"{label}: valid {metric} {model.validation_score_:.5f} at its best round, "
+            f"{model.best_iteration_}{ran} (early stopping)"
         )
         return model.validation_score_
 
@@ -287,12 +301,15 @@ def run_study(
         if trial.state in COUNTED:  # one whose objective gave no number ended FAIL, unraised
             ran.append(trial.number)
 
+    # Optuna returns quietly at the limit (an interrupt raises; so does a failed trial)
+    limit = tune.timeout_minutes * 60 if tune.timeout_minutes else None
+    start = time.monotonic()
     try:
         if remaining:
             study.optimize(
-                _objective(kind, split, data, config, tune, progress, metric),
+                _objective(kind, split, data, config, tune, progress, metric, name, remaining),
                 n_trials=remaining,
-                timeout=tune.timeout_minutes * 60 if tune.timeout_minutes else None,
+                timeout=limit,
                 catch=(),
                 callbacks=[counted],
             )
@@ -301,6 +318,13 @@ def run_study(
             with contextlib.suppress(MlflowException):  # not to hide why the tune stopped
                 client = mlflow.MlflowClient()
                 client.log_metric(parent.info.run_id, f"{kind}_trials_run", len(ran))
+    timed_out = limit is not None and len(ran) < remaining and time.monotonic() - start >= limit
+    if timed_out:
+        progress(
+            f"{kind}: stopped by timeout_minutes ({tune.timeout_minutes:g}, configs/tune.yaml) "
+            f"after {len(ran)} of the {remaining} trials to go; the same command continues "
+            "the study"
+        )
     states = [t.state for t in study.trials]
     complete = states.count(optuna.trial.TrialState.COMPLETE)
     if not complete:
@@ -323,6 +347,9 @@ def run_study(
         len(ran),
         remaining,
         dict(study.best_trial.user_attrs.get(VALIDATION, {})),
+        study.best_trial.number,
+        study.best_trial.user_attrs.get(MLFLOW_RUN),
+        timed_out,
     )
 
 
@@ -420,6 +447,7 @@ def run_tuning(
     ) as run:
         mlflow.set_tag("kind", "tuning")
         provenance = log_provenance(*input_sources(inputs))
+        mlflow.set_tags({**input_tags(inputs), "evaluation": split.evaluation})  # as train's
         log_datasets(input_datasets(inputs), "tuning", progress)
         mlflow.log_params(
             {"trials": tune.trials, "horizon_days": split.horizon_days, "seed": config.seed}
@@ -433,7 +461,17 @@ def run_tuning(
                 result = run_study(kind, split, data, config, tune, storage, digest, progress)
             results[kind] = result
             mlflow.log_params({f"best_{kind}_{k}": v for k, v in result.best_params.items()})
-            mlflow.log_param(f"{kind}_validation_metric", result.metric)
+            mlflow.log_params(
+                {
+                    f"{kind}_validation_metric": result.metric,
+                    f"best_{kind}_trial": result.best_trial,
+                }
+            )
+            # the best trial's run may be an earlier tune's (a resumed study): named here
+            mlflow.set_tags(
+                {f"best_{kind}_trial_run_id": result.best_run_id or "unknown"}
+                | ({f"{kind}_stopped_by": "timeout_minutes"} if result.timed_out else {})
+            )
             gate: GateConfig = getattr(config.promotion, kind)
             judged = {
                 m: result.best_metrics[m]
@@ -472,6 +510,7 @@ def run_tuning(
             "data_sha256": provenance["data_sha256"],
             **{kind: r.best_params for kind, r in results.items()},
             "studies": {kind: r.name for kind, r in results.items()},
+            "evaluation": split.evaluation,  # out-of-customer on a short history
             "validation": {kind: {r.metric: r.best_value} for kind, r in results.items()},
             "settings": config_digests(config, *configs),
         }
