@@ -1151,7 +1151,7 @@ def score(
                 raise _nothing_to_score(cutoff)
             target = out.absolute()  # written by the workers, from their own folder
             write_parts(data.client, scored, target, index=False)
-        typer.echo(_scored(rows, churn / rows, value, cutoff, champions.horizon_days, target))
+        typer.echo(_scored(rows, churn / rows, value, cutoff, champions, target))
         return
     inputs = _read_inputs(paths, progress, *read)
     stamps = inputs.transactions.frame["timestamp"]
@@ -1175,7 +1175,7 @@ def score(
         raise DataError(f"the champion models cannot score these features: {exc}") from None
     _write_table(scores, out, index=False)
     churn, value = scores["churn_probability"].mean(), scores["predicted_value"].sum()
-    typer.echo(_scored(len(scores), churn, value, cutoff, champions.horizon_days, out))
+    typer.echo(_scored(len(scores), churn, value, cutoff, champions, out))
 
 
 def _nothing_to_score(cutoff: pd.Timestamp) -> DataError:
@@ -1211,11 +1211,15 @@ def _warn_if_far(
 
 
 def _scored(
-    rows: int, churn: float, value: float, cutoff: pd.Timestamp, horizon: int, out: Path
+    rows: int, churn: float, value: float, cutoff: pd.Timestamp, champions: Champions, out: Path
 ) -> str:
+    """The versions too: the file does not say which pair scored it (tester C: after a
+    promote and a rollback, only a progress line on stderr did)."""
     return (
         f"scored {plural(rows, 'customer')} at {cutoff}: mean churn probability {churn:.3f}, total "
-        f"predicted value {value:,.0f} over {horizon} days -> {out}"
+        f"predicted value {value:,.0f} over {champions.horizon_days} days, by "
+        f"{champions.churn.name} v{champions.churn.version} and {champions.ltv.name} "
+        f"v{champions.ltv.version} -> {out}"
     )
 
 
@@ -1340,7 +1344,7 @@ def tune(
     data_config = _data_config(paths, column, timestamp_format, sep, max_reject_share)
     kept = (
         f"the finished trials are kept in {paths.optuna_db}; the same command resumes the "
-        "studies (the interrupted trial is run again)"
+        "studies (a trial this stop cut short does not count: another one takes its place)"
     )
     check_home_artifacts(paths)  # a moved home: before the data is read, as in `train`
     # the reading and the split too, as in `train`: seconds on a large file, where a stop
@@ -1358,10 +1362,16 @@ def tune(
             split, inputs, paths, config, tune_config, progress, [feature_config, data_config]
         )
     for kind, result in results.items():
+        stopped = " (stopped by timeout_minutes)" if result.timed_out else ""
         typer.echo(
-            f"{kind}: best validation {result.metric} {result.best_value:.5f} after "
-            f"{result.completed} complete and {result.pruned} pruned trials ({result.name}): "
-            f"{result.best_params}"
+            f"{kind}: best validation {result.metric} {result.best_value:.5f} (trial "
+            f"{result.best_trial}) after {result.completed} complete and {result.pruned} pruned "
+            f"trials{stopped} ({result.name}): {result.best_params}"
+        )
+    if split.evaluation != "out-of-time":  # on stderr from the split too; said as train says it
+        typer.echo(
+            f"evaluation: {split.evaluation}, not out-of-time: the studies' scores are measured "
+            f"on {len(split.valid):,} validation customers held out at {split.plan.valid:%Y-%m-%d}"
         )
     typer.echo(
         f"best params -> {paths.best_params_file(split.horizon_days)} (used by the next "
@@ -1590,8 +1600,16 @@ def _bentoml_env(paths: Paths, progress: Progress) -> dict[str, str]:
 @app.command()
 @_user_errors
 def serve(
-    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 3000,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port to listen on.", min=1, max=65535, envvar="CRM_LTV_PORT")
+    ] = 3000,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on (0.0.0.0: every interface, as a container needs).",
+            envvar="CRM_LTV_HOST",
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Copy the champion models into the BentoML store and serve POST /score."""
     from crm_ltv.features.config import ConfigError

@@ -341,6 +341,20 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
         )
     run_ = mlflow_client(home).get_run(summary["run_id"])
     assert run_.data.tags["evaluation"] == "out-of-customer"
+    # a tune there says it on stdout and in its run as train does (tester C: stderr only)
+    tuned = run(
+        home, "tune", "--trials", "1", "--transactions", str(own), "--sep", ";", "--column",
+        "customer_id=Client", "--column", "amount=Total", "--horizon-days", "182",
+    )  # fmt: skip
+    assert tuned.returncode == 0, tuned.stderr
+    assert "evaluation: out-of-customer, not out-of-time: the studies' scores are measured on " in (
+        tuned.stdout
+    )
+    [tune_run] = mlflow_client(home).search_runs(
+        [run_.info.experiment_id], "tags.kind = 'tuning' and tags.evaluation = 'out-of-customer'"
+    )
+    assert tune_run.data.tags["transactions"] == str(own)
+    (home / "reports/best_params_h182.json").unlink()  # this module's later trains: untuned
     # the mapping it read with, the command line's over data.yaml (tester O: data.yaml alone)
     read = mlflow.artifacts.load_dict(f"{run_.info.artifact_uri}/config/data.json")
     assert read["transactions"]["sep"] == ";"
@@ -376,6 +390,7 @@ def test_own_file_with_another_horizon_is_not_compared_with_the_champion(trained
         assert scored.returncode == 0, scored.stderr
         assert "using the newest of the other champion's 90-day horizon, v3" in scored.stderr
         assert "scoring with churn v1, ltv v3 (90-day horizon)" in scored.stderr  # not "champions"
+        assert ", by churn v1 and ltv v3 -> " in scored.stdout  # the file does not say (tester C)
         assert (pd.read_csv(home / "lone.csv")["horizon_days"] == 90).all()
     finally:
         client.set_registered_model_alias("ltv", "champion", "1")
