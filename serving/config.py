@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -66,7 +67,7 @@ class ServingConfig(FrozenConfig):
     top_reasons: int = Field(3, ge=0)  # reason codes per model in each answer
     reason_method: Method = "path"  # decision-path attributions, or "shap" (training.attributions)
     workers: int = Field(2, ge=1)  # BentoML worker processes, LightGBM on one thread in each
-    decision_log: str = "logs/decisions.jsonl"  # relative to the project home
+    decision_log: str = "logs/decisions.jsonl"  # relative to the project home, or absolute
     model_load_wait_seconds: float = Field(30.0, ge=0)  # a call during model loading waits
     access_log: bool = False  # BentoML's line per HTTP call; the decision log records each call
     trace_scoring: bool = False  # OpenTelemetry spans for /score (README: Operations)
@@ -114,7 +115,41 @@ def bentoml_overrides(config: ServingConfig, given: str | None = None) -> tuple[
     if not isinstance(theirs, dict):
         raise ConfigError(f"{BENTOML_OVERRIDES_ENV}: expected a JSON object, got {given[:60]!r}")
     overridden: list[str] = []
-    return json.dumps(_merge(ours, theirs, "", overridden)), overridden
+    merged = _merge(ours, theirs, "", overridden)
+    _check_with_bentoml(merged)
+    return json.dumps(merged), overridden
+
+
+def _check_with_bentoml(merged: dict[str, Any]) -> None:
+    """BentoML checks its settings only once `bentoml serve` has started, after `serve` said
+    "serving on ...", with a dump of its schema (`Or(<function <lambda> at 0x...>, ...) did
+    not validate 0` for `"workers": 0`: tester A): checked here first, one line naming the key."""
+    import schema
+    from bentoml._internal.configuration.containers import BentoMLConfiguration
+    from bentoml.exceptions import BentoMLConfigException
+
+    try:  # version 2: the services' settings (a 1.4 service reads them so)
+        BentoMLConfiguration(override_config_json=merged, use_version=2)
+    except (BentoMLConfigException, schema.SchemaError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        keys = [m.group(1) for line in lines if (m := re.fullmatch(r"Key '(.+)' error:", line))]
+        detail = next(
+            (line for line in lines if "did not validate" in line or "should be" in line),
+            lines[-1] if lines else "refused",
+        )
+        value = re.search(r"did not validate (.+)$", detail) or re.fullmatch(
+            r"\S+\((.+)\) should evaluate to True", detail
+        )
+        kind = re.fullmatch(r"(.+) should be instance of '(\w+)'", detail)
+        said = (
+            f"{value.group(1)} is not a value it takes"
+            if value
+            else f"{kind.group(1)} is not of type {kind.group(2)}"
+            if kind
+            else detail
+        )
+        where = ".".join(keys) or "its settings"
+        raise ConfigError(f"{BENTOML_OVERRIDES_ENV}: BentoML refuses {where}: {said}") from None
 
 
 def _merge(

@@ -60,6 +60,7 @@ from crm_ltv.serving.store import (
     served_from_bento,
     served_tag,
 )
+from crm_ltv.serving.watchdog import stop_with_parent
 from crm_ltv.training.errors import ChampionError
 
 logger = logging.getLogger("bentoml.crm_ltv")
@@ -294,6 +295,7 @@ class CrmLtv:
 
     def __init__(self) -> None:
         quiet_client_errors()
+        stop_with_parent()
         self.scorer: Scorer | None = None
         self.scoring: anyio.Lock | None = None  # one scoring at a time (one LightGBM thread)
         self.level_said = False  # Champions.level_warning, logged once per worker

@@ -39,6 +39,32 @@ def test_overrides_that_are_not_a_json_object_are_a_clear_error(given, message):
         bentoml_overrides(ServingConfig(), given)
 
 
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"workers": 0}, f"services.{SERVICE_NAME}.workers: 0 is not a value it takes"),
+        ({"workers": "two"}, f"services.{SERVICE_NAME}.workers: 'two' is not a value it takes"),
+        (
+            {"logging": {"access": {"enabled": "no"}}},
+            f"services.{SERVICE_NAME}.logging.access.enabled: 'no' is not of type bool",
+        ),
+        ({"traffic": {"timeout": -1}}, f"services.{SERVICE_NAME}.traffic.timeout: -1 is not a"),
+    ],
+)
+def test_values_bentoml_refuses_are_one_error_naming_the_key(given, message):
+    """Tester A: `"workers": 0` passed, `serve` said "serving on ...", then BentoML failed
+    with a dump of its schema (`Or(<function <lambda> at 0x...>, ...) did not validate 0`)."""
+    variable = json.dumps({"services": {SERVICE_NAME: given}})
+    with pytest.raises(ConfigError) as refused:
+        bentoml_overrides(ServingConfig(), variable)
+    assert str(refused.value).startswith(f"BENTOML_CONFIG_OVERRIDES: BentoML refuses {message}")
+    assert "<function" not in str(refused.value)
+    # what BentoML takes passes: its own word for as many workers as cores, a top-level key
+    fine = {"services": {SERVICE_NAME: {"workers": "cpu_count"}}, "api_server": {"timeout": 30}}
+    merged, _ = bentoml_overrides(ServingConfig(), json.dumps(fine))
+    assert json.loads(merged)["services"][SERVICE_NAME]["workers"] == "cpu_count"
+
+
 @pytest.mark.parametrize("command", ["serve", "bento"])
 def test_serve_and_bento_say_a_bad_variable_before_bentoml_reads_it(tmp_path, command):
     """bentoml parses the variable as it is imported: a JSON traceback, exit code 1."""

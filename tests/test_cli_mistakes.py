@@ -303,6 +303,10 @@ def test_a_port_in_use_is_refused_before_any_link_is_printed(home):
             assert result.exit_code == 2, result.output
             assert result.output == f"error: --port {port} on 127.0.0.1: already in use; " \
                 "choose another\n"  # fmt: skip
+        # serve's options from the environment, as a platform passes them (tester A)
+        env = {"CRM_LTV_HOME": str(home), "CRM_LTV_PORT": str(port), "CRM_LTV_HOST": "127.0.0.1"}
+        result = CliRunner().invoke(app, ["serve"], env=env)
+        assert result.exit_code == 2 and f"--port {port} on 127.0.0.1: already" in result.output
 
 
 def _config_with(tmp_path: Path, area: str, change) -> Path:

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -661,18 +662,61 @@ def test_auth_needs_the_bearer_token_but_probes_stay_open(server):
         assert httpx.get(f"{base}{path}").status_code == 200
 
 
-def _workers(server: subprocess.Popen) -> int:
+def _worker_pids(server: subprocess.Popen) -> list[int]:
     """BentoML worker processes of a server (`crm-ltv serve` execs `bentoml serve`, whose
     children they are)."""
-    count = 0
+    pids = []
     for proc in Path("/proc").iterdir():
         try:
             parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
             command = (proc / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
-        count += parent == server.pid and b"_bentoml_impl.worker.service" in command
-    return count
+        if parent == server.pid and b"_bentoml_impl.worker.service" in command:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _workers(server: subprocess.Popen) -> int:
+    return len(_worker_pids(server))
+
+
+def _running(pid: int) -> bool:
+    """Not ended, nor a zombie no one has reaped yet (a container's PID 1 may not reap)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_their_server_process_is_killed(server, home, tmp_path):
+    """Tester A: a SIGKILL of the server process (the OOM killer's choice, say) left its
+    workers running for good, each in a session of its own: ready to probes, scoring and
+    holding the port, so a restarted `serve` was refused."""
+    own = tmp_path / "home"
+    own.mkdir()
+    log = tmp_path / "serve.log"
+    process, base = _serve_by_hand(home, own, log)
+    workers: list[int] = []
+    try:
+        wait_ready(f"{base}/readyz", process, log)
+        workers = _worker_pids(process)
+        assert workers, log.read_text()[-2000:]
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while any(map(_running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(_running, workers)), log.read_text()[-2000:]
+        said = log.read_text()
+        assert f"the server process (pid {process.pid}) that started this worker (pid " in said
+        with pytest.raises(httpx.ConnectError):  # the port is free for the next start
+            httpx.get(f"{base}/livez", timeout=5)
+    finally:
+        for pid in filter(_running, workers):
+            os.kill(pid, signal.SIGKILL)
+        stop_server(process)
 
 
 def test_unreachable_registry_serves_the_store_copies_with_a_warning(
