@@ -2074,7 +2074,7 @@ def uplift(
     result = run_uplift(
         loaded.frame, loaded.report.source, inputs.transactions.frame, inputs.customers_frame,
         paths, feature_config, config, truth, progress, input_datasets(inputs),
-        input_sources(inputs),
+        input_sources(inputs), experiments.balance,
     )  # fmt: skip
     typer.echo(format_uplift(result.table))
     verdict = f"now {config.alias}" if result.promoted else "not promoted"

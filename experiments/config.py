@@ -30,6 +30,17 @@ class AbConfig(FrozenConfig):
     srm_alpha: float = Field(0.001, gt=0, lt=1)  # a mismatch is flagged below this p-value
 
 
+class BalanceConfig(FrozenConfig):
+    """The balance check of `ab` and `uplift` (experiments.balance): treatment and control
+    compared on the features at send time; both commands read this one section."""
+
+    # |standardised mean difference| at or over this is a different population (the usual 0.1)
+    smd_threshold: float = Field(0.1, gt=0)
+    # ... when its Welch p-value is also under alpha / features compared (Bonferroni): 0.001
+    # keeps a randomised campaign of a few thousand contacts from tripping it by chance
+    alpha: float = Field(0.001, gt=0, lt=1)
+
+
 class CohortConfig(FrozenConfig):
     """Cohort retention, lifecycle transitions and LTV:CAC by acquisition channel."""
 
@@ -143,6 +154,7 @@ class ExperimentsConfig(FrozenConfig):
     area: ClassVar[str] = "experiments"  # configs/experiments.yaml
 
     ab: AbConfig = AbConfig()
+    balance: BalanceConfig = BalanceConfig()
     cohorts: CohortConfig = CohortConfig()
     outcomes: OutcomesConfig = OutcomesConfig()
     policy_eval: PolicyEvalConfig = PolicyEvalConfig()

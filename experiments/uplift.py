@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from crm_ltv.experiments.ab import TREATMENT, campaign_outcomes
+from crm_ltv.experiments.ab import SHARE, TREATMENT, campaign_outcomes
 from crm_ltv.training.datasets import customer_unit
 from crm_ltv.training.uplift import OUTCOMES, Outcome, UpliftBundle
 
@@ -41,7 +41,9 @@ class Contacts:
     """Campaign contacts with an outcome and a purchase up to the send, their features at the
     send time (same rows), and which customers are held out."""
 
-    frame: pd.DataFrame  # customer_id, sent_at, action, treated, converted, revenue
+    # customer_id, sent_at, action, treated, converted, revenue (and expected_treatment_share
+    # where the file has it: the balance check weights by it)
+    frame: pd.DataFrame
     features: pd.DataFrame
     held_out: np.ndarray  # bool per row: the customer is in the held-out share
     without_outcome: int
@@ -85,6 +87,8 @@ def uplift_contacts(
             "revenue": revenue if outcomes.has_revenue else revenue.fillna(0.0),
         }
     )
+    if SHARE in frame:
+        out[SHARE] = frame[SHARE].astype("float64").to_numpy()
     return Contacts(
         out,
         table.reset_index(drop=True),

@@ -19,7 +19,8 @@ import pandas as pd
 
 from crm_ltv.experiments import uplift
 from crm_ltv.experiments.ab import FROM_REVENUE
-from crm_ltv.experiments.config import UpliftConfig
+from crm_ltv.experiments.balance import Balance, action_balance, imbalance_said
+from crm_ltv.experiments.config import BalanceConfig, UpliftConfig
 from crm_ltv.experiments.outcomes import require_window
 from crm_ltv.experiments.segments import features_at_send
 from crm_ltv.experiments.tracking import (
@@ -123,10 +124,15 @@ def run_uplift(
     progress: Callable[[str], None] = lambda _: None,
     datasets: Sequence[Any] = (),
     data_files: Sequence[Path] = (),
+    balance: BalanceConfig | None = None,
 ) -> UpliftResult:
     """`datasets`, `data_files`: the transactions (and customers) files as MLflow datasets and
     as paths (hashed with the campaigns file for the run); the campaigns file's dataset is added
-    here. `truth`: the sample's truth_campaigns table, when it is the sample."""
+    here. `truth`: the sample's truth_campaigns table, when it is the sample. `balance`: an
+    action whose treated contacts differ before the send from the controls it is compared
+    with learns the selection, not an effect: it gets no model (experiments.balance; None:
+    the config's defaults)."""
+    balance = balance if balance is not None else BalanceConfig()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     require_window(campaigns, config.response_window_days, f"campaigns {source}")
     progress(f"features at {campaigns['sent_at'].nunique()} send times (history before each)")
@@ -157,7 +163,22 @@ def run_uplift(
     # No purchase among an action's training contacts (treated, nor its controls): an effect of 0
     # learnt from nothing, which would count in the gate as a model.
     silent = _without_purchases(frame, train, pooled, set(counts.index) - {*small, *uncontrolled})
-    without_model = sorted({*small, *uncontrolled, *silent})
+    # Every contact of the action (training and held out: both read the same assignment) against
+    # the controls the model uses.
+    checked = action_balance(
+        frame.loc[catalogue | ~treated],
+        contacts.features.loc[catalogue | ~treated],
+        balance,
+        pooled,
+    )
+    imbalanced = {
+        a: b
+        for a, b in checked.items()
+        if b.imbalanced and a not in {*small, *uncontrolled, *silent}
+    }
+    for action, found in imbalanced.items():
+        progress(f"warning: {action}: {imbalance_said(found)}; no model (the policy's prior)")
+    without_model = sorted({*small, *uncontrolled, *silent, *imbalanced})
     fit_rows = train & ~(treated & frame["action"].isin(without_model).to_numpy())
     if not (fit_rows & treated).any() or not (fit_rows & ~treated).any():
         why = {a: f"{counts.get(a, 0):,} treated contacts, under uplift.min_contacts "
@@ -168,6 +189,7 @@ def run_uplift(
             f"{int(controls.sum()) if pooled else int(controls.get(a, 0)):,} control contacts"
             for a in silent
         }
+        why |= {a: imbalance_said(b) for a, b in imbalanced.items()}
         reasons = "; ".join(f"{a}: {why[a]}" for a in sorted(why))
         if not (fit_rows & ~treated).any():  # the cause whatever the actions' own reasons
             reasons = "; ".join(filter(None, ["no control among the training customers", reasons]))
@@ -231,6 +253,7 @@ def run_uplift(
         "small": small,
         "uncontrolled": uncontrolled,
         "silent": silent,
+        "imbalanced": imbalanced,
         "outside": outside,
         "pooled": pooled,
         "policy_chosen": POLICY_COLUMN in campaigns,
@@ -256,6 +279,12 @@ def run_uplift(
                 "features": len(bundle.feature_names),
                 "response_window_days": config.response_window_days,
                 "actions_without_model": ",".join(without_model) or "none",
+                "actions_imbalanced": "; ".join(
+                    f"{a}: {imbalance_said(b)}" for a, b in imbalanced.items()
+                )
+                or "none",
+                "balance_smd_threshold": balance.smd_threshold,
+                "balance_alpha": balance.alpha,
                 "actions_outside_catalogue": ",".join(outside) or "none",
             }
         )
@@ -263,6 +292,7 @@ def run_uplift(
         log_datasets(every, "uplift")
         log_metrics(
             _parent_metrics(evaluation, contacts, metric, config.compare, comparison, interval)
+            | {"actions_imbalanced": float(len(imbalanced))}
         )
         by_action = _by_action(evaluation)
         names = _child_names(by_action)
@@ -568,6 +598,9 @@ def _run_note(
         parts.append(
             f"No purchase among their training contacts: {', '.join(notes['silent'])} (the prior)."
         )
+    imbalanced: dict[str, Balance] = notes["imbalanced"]
+    for action, found in imbalanced.items():
+        parts.append(f"No model (the prior) for {action}: {imbalance_said(found)}.")
     if notes["outside"]:
         parts.append(f"Not in the action catalogue, left out: {', '.join(notes['outside'])}.")
     if not notes["pooled"]:

@@ -20,7 +20,8 @@ from crm_ltv.experiments.ab import (
     proportion_test,
     srm_check,
 )
-from crm_ltv.experiments.config import AbConfig
+from crm_ltv.experiments import balance
+from crm_ltv.experiments.config import AbConfig, ExperimentsConfig
 from crm_ltv.features.contract import DataError
 
 CONFIG = AbConfig()
@@ -443,3 +444,61 @@ def test_run_notes_give_p_values_and_payback_as_the_tables_do():
     assert "paid back 1 month after the month of the first purchase" in _channel_note(
         later, CohortConfig()
     )
+
+
+def _customers(n: int, seed: int = 5) -> pd.DataFrame:
+    """Features at send time of `n` customers: a heavy-tailed spend and a recency."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "monetary": rng.lognormal(4.0, 1.0, n),
+            "recency_days": rng.integers(0, 365, n).astype(float),
+            "season_sin": np.full(n, 0.3),  # the send's own: the same for every row
+        }
+    )
+
+
+def test_balance_flags_a_targeted_split_and_not_a_random_one_of_the_same_customers():
+    features = _customers(4_000)
+    config = ExperimentsConfig().balance
+    rng = np.random.default_rng(1)
+    randomised = balance.feature_balance(features, rng.random(4_000) < 0.5, config)
+    assert not randomised.imbalanced and abs(randomised.smd) < 0.1
+    assert randomised.features == 2  # the constant season left out
+    top = features["monetary"].rank(ascending=False).to_numpy() <= 2_000  # the top spenders
+    targeted = balance.feature_balance(features, top, config)
+    assert targeted.imbalanced and targeted.feature == "monetary" and targeted.p_value < 1e-4
+    assert targeted.smd > 1.0
+    assert targeted.said().startswith("monetary SMD +1.")
+
+
+def test_balance_weights_rows_by_their_known_chance_of_treatment():
+    """Two sends drawn at 0.9 and 0.1 of older and newer customers: pooled, the treatment is
+    mostly the first send's, yet each send was randomised. Weighted by 1/p and 1/(1-p) the
+    groups are alike; unweighted they are not."""
+    rng = np.random.default_rng(2)
+    features = pd.DataFrame({"tenure_days": np.r_[rng.normal(400, 50, 3_000),
+                                                  rng.normal(100, 50, 3_000)]})  # fmt: skip
+    share = np.r_[np.full(3_000, 0.9), np.full(3_000, 0.1)]
+    treated = rng.random(6_000) < share
+    config = ExperimentsConfig().balance
+    assert balance.feature_balance(features, treated, config).imbalanced
+    weighted = balance.feature_balance(features, treated, config, share)
+    assert not weighted.imbalanced and abs(weighted.smd) < 0.1
+
+
+def test_balance_counts_a_customer_contacted_at_every_send_once():
+    """400 customers contacted at ten sends: a difference of SMD 0.2 between 200 and 200
+    customers is chance (p about 0.05), not beyond it ten times over."""
+    z = np.random.default_rng(4).normal(size=400)
+    z[:200] = (z[:200] - z[:200].mean()) / z[:200].std(ddof=1) + 0.2  # exactly SMD 0.2
+    z[200:] = (z[200:] - z[200:].mean()) / z[200:].std(ddof=1)
+    treated = np.arange(400) < 200
+    features = pd.DataFrame({"monetary": np.tile(z, 10)})
+    ids = np.tile(np.arange(400).astype(str), 10)
+    config = ExperimentsConfig().balance
+    rows = balance.feature_balance(features, np.tile(treated, 10), config)
+    customers = balance.feature_balance(features, np.tile(treated, 10), config, None, ids)
+    assert rows.imbalanced and not customers.imbalanced
+    assert customers.smd == pytest.approx(0.2, abs=1e-3) == rows.smd
+    assert 0.03 < customers.p_value < 0.06 and rows.p_value < 1e-9

@@ -725,3 +725,42 @@ def test_the_printed_table_says_not_measured_with_a_dash_not_nan():
     printed = uplift.format_uplift(table).splitlines()
     assert "NaN" not in "\n".join(printed) and printed[2].split()[-2:] == ["-", "-"]
     assert printed[1].split()[2:4] == ["10", "5"] and "0.3000" in printed[1]
+
+
+def _spenders_against_others(tx: pd.DataFrame, n: int, seed: int = 3) -> pd.DataFrame:
+    """One win_back send, nothing sent in truth: the `n` top spenders up to it as the
+    treatment, `n` random other buyers as the control (a targeted, not randomised, file)."""
+    sent = pd.Timestamp("2025-07-01 09:00")
+    spend = tx.loc[tx["timestamp"] <= sent].groupby("customer_id")["amount"].sum()
+    top = spend.sort_values(ascending=False).index[:n]
+    rest = np.random.default_rng(seed).choice(spend.index.difference(top), n, replace=False)
+    return pd.DataFrame(
+        {"customer_id": [*top, *rest], "sent_at": sent, "action": "win_back",
+         "group": ["treatment"] * n + ["control"] * n, "converted": 0.0, "revenue": 0.0}
+    )  # fmt: skip
+
+
+def test_a_targeted_campaign_gets_no_model_its_selection_is_no_effect(
+    small_sample, feature_config, tmp_path
+):
+    """The top spenders against random others: the groups differ before the send, so a
+    model would learn the selection as an effect (tester B: +4.4 points learnt from a file
+    whose true effect was 0, promoted). Its only action gets no model: a data error saying
+    why, before any run."""
+    _, tx = small_sample
+    targeted = _spenders_against_others(tx, 300)
+    targeted.loc[::7, "converted"] = 1.0  # purchases on both sides: not the silent reason
+    config = ExperimentsConfig().uplift.model_copy(update={"min_contacts": 20})
+    said: list[str] = []
+    with pytest.raises(DataError) as error:
+        run_uplift(targeted, tmp_path / "campaigns.csv", tx, None, Paths(tmp_path),
+                   feature_config, config, progress=said.append)  # fmt: skip
+    message = str(error.value)
+    found = re.search(
+        r"win_back: treatment and control differ before the send \((\w+) SMD \+(\d+\.\d+), "
+        r"p < 0\.0001\): not a randomised comparison",
+        message,
+    )
+    assert found and float(found[2]) > 0.5, message
+    assert any(line.startswith("warning: win_back: treatment and control differ") for line in said)
+    assert not (tmp_path / "mlflow.db").exists()

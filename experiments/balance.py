@@ -1,0 +1,165 @@
+"""Balance check: were treatment and control alike before the send?
+
+A difference of outcomes is a causal lift only when the groups were drawn at random: then
+they are alike, up to chance, on everything known at send time. A targeted campaign (the top
+spenders against random others) passes the sample-ratio check whenever its group sizes match
+the split, yet its "lift" is the selection. So per action, each numeric feature at send time
+(segments.features_at_send, the features uplift learns from) is compared between the treated
+contacts and the control contacts the comparison uses: the standardised mean difference
+
+    SMD = (mean_t - mean_c) / sqrt((var_t + var_c) / 2)
+
+and Welch's t-test. Rows that carry their own chance of treatment (ab.SHARE) are weighted by
+1 / p (treatment) and 1 / (1 - p) (control), so a design whose known shares differ between
+sends is not called imbalanced for them. An action is imbalanced when some feature has
+|SMD| >= `smd_threshold` (0.1, the usual rule) AND a p-value under `alpha` / features
+(Bonferroni): a large randomised campaign shows tiny SMDs that are "significant", a small
+one large SMDs that are chance; only both together are a different population.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from crm_ltv.experiments.config import BalanceConfig
+
+# A campaigns column: each row's chance of treatment (ab.SHARE, which imports this module).
+SHARE = "expected_treatment_share"
+# Columns `action_balance` adds to an action's row (ab.ab_table's, uplift's run).
+COLUMNS = ("balance_feature", "balance_smd", "balance_p_value", "balance_imbalanced")
+
+
+@dataclass(frozen=True)
+class Balance:
+    """The worst feature of one comparison (largest |SMD| among those beyond chance, else
+    among all), and whether the groups differ before the send."""
+
+    feature: str | None  # None: no numeric feature to compare (or a group empty)
+    smd: float
+    p_value: float
+    imbalanced: bool
+    features: int  # features compared: the Bonferroni divisor
+
+    def said(self) -> str:
+        """'recency_days SMD +1.23, p < 0.0001', as warnings and notes name it."""
+        p = "p < 0.0001" if self.p_value < 1e-4 else f"p = {self.p_value:.4f}"
+        return f"{self.feature} SMD {self.smd:+.2f}, {p}"
+
+
+DIFFER = "treatment and control differ before the send"
+
+
+def imbalance_said(balance: Balance) -> str:
+    """Why an imbalanced action is no randomised comparison, as uplift's progress, note,
+    params and error say it after the action's name."""
+    return f"{DIFFER} ({balance.said()}): not a randomised comparison"
+
+
+def _weighted(values: np.ndarray, weights: np.ndarray) -> tuple[float, float, float]:
+    """Weighted mean, variance and Kish's effective size (n for equal weights, where the
+    variance is the usual unbiased one)."""
+    total = weights.sum()
+    mean = float((weights * values).sum() / total)
+    n_eff = float(total**2 / (weights**2).sum())
+    spread = float((weights * (values - mean) ** 2).sum() / total)
+    variance = spread * n_eff / (n_eff - 1.0) if n_eff > 1.0 else math.nan
+    return mean, variance, n_eff
+
+
+def feature_balance(
+    features: pd.DataFrame,
+    treated: np.ndarray,
+    config: BalanceConfig,
+    share: np.ndarray | None = None,
+    customers: np.ndarray | None = None,
+) -> Balance:
+    """Treated rows against the others of `features` (one comparison); `share`: each row's
+    chance of treatment, for the inverse-probability weights (None: equal weights);
+    `customers`: each row's customer id. A customer contacted at ten sends is about one
+    customer's features ten times: the test counts each group's distinct customers at most
+    (ten sends to 400 customers read as 4,000 and flagged chance as a difference)."""
+    treated = np.asarray(treated, bool)
+    if share is None:
+        weights = np.ones(len(treated))
+    else:
+        p = np.asarray(share, float)
+        weights = np.where(treated, 1.0 / p, 1.0 / (1.0 - p))
+    numeric = [
+        name
+        for name in features.columns
+        if pd.api.types.is_numeric_dtype(features[name])
+        or pd.api.types.is_bool_dtype(features[name])
+    ]
+    found: list[tuple[str, float, float]] = []  # feature, SMD, p
+    for name in numeric:
+        values = features[name].to_numpy("float64", na_value=np.nan)
+        known = np.isfinite(values) & np.isfinite(weights)
+        t, c = known & treated, known & ~treated
+        if t.sum() < 2 or c.sum() < 2 or np.ptp(values[known]) == 0:
+            continue  # a constant (the send's season at one send) has nothing to tell apart
+        mean_t, var_t, n_t = _weighted(values[t], weights[t])
+        mean_c, var_c, n_c = _weighted(values[c], weights[c])
+        if customers is not None:
+            n_t = min(n_t, float(len(np.unique(customers[t]))))
+            n_c = min(n_c, float(len(np.unique(customers[c]))))
+        pooled = math.sqrt((var_t + var_c) / 2.0)
+        if not pooled > 0:  # constant within each group
+            continue
+        smd = (mean_t - mean_c) / pooled
+        test = stats.ttest_ind_from_stats(
+            mean_t, math.sqrt(var_t), n_t, mean_c, math.sqrt(var_c), n_c, equal_var=False
+        )
+        found.append((name, smd, float(test.pvalue)))
+    if not found:
+        return Balance(None, math.nan, math.nan, False, 0)
+    bar = config.alpha / len(found)
+    beyond = [f for f in found if abs(f[1]) >= config.smd_threshold and f[2] < bar]
+    name, smd, p = max(beyond or found, key=lambda f: abs(f[1]))
+    return Balance(name, smd, p, bool(beyond), len(found))
+
+
+def balance_columns(balance: Balance) -> dict[str, object]:
+    """`balance` as the columns (COLUMNS) of an action's row."""
+    return dict(
+        zip(
+            COLUMNS,
+            (balance.feature, balance.smd, balance.p_value, balance.imbalanced),
+            strict=True,
+        )
+    )
+
+
+def action_balance(
+    frame: pd.DataFrame,
+    features: pd.DataFrame,
+    config: BalanceConfig,
+    pooled: bool = False,
+    default_share: float = 0.5,
+) -> dict[str, Balance]:
+    """Per action of `frame` (columns customer_id, action and treated: bool; `features`
+    aligned with it): its treated contacts against its own control contacts, or every
+    control contact when the comparison pools them (uplift.pool_controls). Rows with an
+    expected_treatment_share are weighted by it, a row without one by `default_share`
+    (ab.expected_treatment_share)."""
+    treated = frame["treated"].to_numpy(bool)
+    action = frame["action"].astype(str).to_numpy()
+    customers = frame["customer_id"].astype(str).to_numpy()
+    share = None
+    if SHARE in frame and frame[SHARE].notna().any():
+        share = frame[SHARE].astype("float64").fillna(default_share).to_numpy()
+    out = {}
+    for name in sorted(set(action[treated])):
+        rows = (action == name) | (~treated if pooled else False)
+        out[name] = feature_balance(
+            features.loc[rows].reset_index(drop=True),
+            treated[rows],
+            config,
+            None if share is None else share[rows],
+            customers[rows],
+        )
+    return out
