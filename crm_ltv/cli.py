@@ -1797,8 +1797,17 @@ def ab(
             "experiments.yaml ab).",
         ),
     ] = None,
+    balance: Annotated[
+        bool,
+        typer.Option(
+            "--balance/--no-balance",
+            help="Compare treatment and control on the features at send time (the "
+            "transactions' default file or --transactions; balance: of experiments.yaml).",
+        ),
+    ] = True,
 ) -> None:
-    """A/B analysis of campaigns per action (and segment): lift, p-value, revenue, SRM, MDE."""
+    """A/B analysis of campaigns per action (and segment): lift, p-value, revenue, SRM, MDE,
+    and whether treatment and control were alike before the send."""
     from crm_ltv.experiments.segments import SEGMENTS
     from crm_ltv.features.config import ConfigError
     from crm_ltv.features.inputs import contacts_found, load_campaign_input
@@ -1806,45 +1815,58 @@ def ab(
     if by is not None and by not in SEGMENTS:
         raise ConfigError(f"--by {by!r}: expected one of {', '.join(SEGMENTS)}")
     reading = (transactions, customers, column, timestamp_format, sep)
-    if by is None and any(option is not None for option in reading):
+    if by is None and not balance and any(option is not None for option in reading):
         raise ConfigError(
             "--transactions/--customers (and --column, --timestamp-format, --sep) are read for "
-            f"the segments of --by only; add --by ({', '.join(SEGMENTS)}) or leave them out"
+            f"the balance check and the segments of --by only; with --no-balance add --by "
+            f"({', '.join(SEGMENTS)}) or leave them out"
         )
     paths = _paths()
     config = _experiments_config(paths)
     progress = Progress()
     data_config = _data_config(paths, None, None, None, max_reject_share)
+    from crm_ltv.features.inputs import input_paths
+
     if by == "acquisition_channel":  # before the files load: a shop's transactions take seconds
         from crm_ltv.experiments.segments import require_customers_table
-        from crm_ltv.features.inputs import input_paths
 
         require_customers_table(input_paths(data_config, paths, transactions, customers)[1])
     loaded = load_campaign_input(
         data_config, paths, campaigns, progress, _outcomes_file(paths, config), transactions
     )
-    segments, segment_files, segment_datasets = None, [], []
-    if by is not None:
-        from crm_ltv.experiments.segments import segments_at_send
+    unchecked = _balance_unchecked(balance, transactions, data_config, paths)
+    segments, segment_files, segment_datasets, features = None, [], [], None
+    if by is not None or unchecked is None:
+        from crm_ltv.experiments.segments import features_at_send, segments_at_send
+        from crm_ltv.training.tracking import input_datasets, input_sources
 
         inputs = _read_inputs(paths, progress, *reading, max_reject_share)
         if by == "acquisition_channel" and inputs.customers is not None:  # its segments' table
             contacts_found(loaded, inputs.customers, progress)
         else:
             contacts_found(loaded, inputs.transactions, progress)
-        progress(f"segments at each send time: {by}")
-        from crm_ltv.training.tracking import input_datasets, input_sources
-
         segment_files, segment_datasets = input_sources(inputs), input_datasets(inputs)
-        segments = segments_at_send(
-            loaded.frame,
-            by,
-            inputs.transactions.frame,
-            _feature_config(paths),
-            inputs.customers_frame,
-        )
+        feature_config = _feature_config(paths)
+        if unchecked is None:
+            progress("features at each send time: the balance of treatment and control")
+            features = features_at_send(
+                loaded.frame, inputs.transactions.frame, feature_config, inputs.customers_frame
+            )
+            # the features uplift learns from (its exclusions: ranks among each send's customers)
+            features = features.drop(
+                columns=[c for c in config.uplift.exclude_features if c in features]
+            )
+        if by is not None:
+            progress(f"segments at each send time: {by}")
+            segments = segments_at_send(
+                loaded.frame,
+                by,
+                inputs.transactions.frame,
+                feature_config,
+                inputs.customers_frame,
+            )
     progress("analysing and logging to MLflow")
-    from crm_ltv.experiments.jobs import run_ab
+    from crm_ltv.experiments.jobs import NOT_CAUSAL, imbalanced_actions, run_ab
     from crm_ltv.experiments.text import format_ab
 
     ab_config = config.ab
@@ -1862,6 +1884,9 @@ def ab(
         segment_files,
         segment_datasets,
         expected_treatment_share is not None,
+        features,
+        config.balance,
+        unchecked,
     )
     typer.echo(format_ab(result.by_action, ["action"]))
     if result.by_segment is not None:
@@ -1879,7 +1904,42 @@ def ab(
             "conversion rates, left out of the revenue differences"
         )
     typer.echo(f"SRM p: against an expected treatment share of {result.split.text}")
+    if unchecked is not None:
+        typer.echo(f"balance not checked: {unchecked}")
+    else:
+        typer.echo(
+            "balance: each action's worst standardised mean difference, treatment against "
+            "control, over the features at send time; IMBALANCED at |SMD| >= "
+            f"{config.balance.smd_threshold:g} with a Welch p under {config.balance.alpha:g} / "
+            "features compared (balance: of configs/experiments.yaml)"
+        )
+    for action, said in imbalanced_actions(result.by_action).items():
+        typer.echo(f"warning: {action}: {NOT_CAUSAL} ({said})")
     _say_run(result.run_id, config.ab.experiment, paths)
+
+
+def _balance_unchecked(
+    balance: bool, transactions: Path | None, data_config: DataConfig, paths: Paths
+) -> str | None:
+    """Why `ab` does not check the balance before the send, or None when it does: it needs
+    the transactions, read when given or when the home's default file is there."""
+    from crm_ltv.features.contract import DataError
+    from crm_ltv.features.inputs import input_paths
+
+    if not balance:
+        return "--no-balance"
+    if transactions is not None:
+        return None
+    try:
+        found = input_paths(data_config, paths, None, None)[0]
+    except DataError:  # no sample generated, no transactions configured
+        found = None
+    if found is not None and found.exists():
+        return None
+    return (
+        f"no transactions file ({found or 'none configured'}) to build the features at send "
+        "time from: give --transactions to compare treatment and control before the send"
+    )
 
 
 @app.command("plan-ab")

@@ -12,8 +12,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from crm_ltv.experiments import ab, cohorts, plots
-from crm_ltv.experiments.config import AbConfig, CohortConfig
+from crm_ltv.experiments import ab, balance, cohorts, plots
+from crm_ltv.experiments.config import AbConfig, BalanceConfig, CohortConfig
 from crm_ltv.experiments.text import p_said, plan_note, plan_rates, plan_sizes
 from crm_ltv.experiments.tracking import (
     experiment_run,
@@ -89,11 +89,17 @@ def run_ab(
     segment_files: Sequence[Path] = (),
     segment_datasets: Sequence[Any] = (),
     share_option: bool = False,
+    features: pd.DataFrame | None = None,
+    balance_config: BalanceConfig | None = None,
+    balance_unchecked: str | None = None,
 ) -> AbResult:
     """Per action (and per action and `by` segment, given as `segments` aligned with the rows,
     read from `segment_files`: their hash joins the campaigns file's on the run, their
     `segment_datasets` its datasets). `share_option`: config.expected_treatment_share is the
-    command line's, checked in place of the rows' own (ab.expected_split)."""
+    command line's, checked in place of the rows' own (ab.expected_split). `features`: each
+    row's features at send time (segments.features_at_send), for the balance check
+    (experiments.balance): an action whose groups differ before the send has no causal lift;
+    without them, `balance_unchecked` says why."""
     frame = campaigns if by is None else campaigns.assign(**{by: segments})
     split = ab.expected_split(frame, config, share_option)
     if split.source != "campaigns file":  # the SRM check reads the rows' column where it is
@@ -102,6 +108,15 @@ def run_ab(
     _check_comparable(outcomes, source)
     by_action = ab.ab_table(outcomes, config)
     by_segment = ab.ab_table(outcomes, config, by) if by is not None else None
+    balance_config = balance_config if balance_config is not None else BalanceConfig()
+    if features is not None:
+        checked = balance.action_balance(
+            outcomes.frame.assign(treated=outcomes.frame["group"].astype(str).eq(ab.TREATMENT)),
+            features.iloc[outcomes.rows].reset_index(drop=True),
+            balance_config,
+            default_share=config.expected_treatment_share,
+        )
+        by_action = _with_balance(by_action, checked)
     sent = outcomes.frame["sent_at"]
     run_note = (
         f"{len(outcomes.frame):,} contacts with an outcome from {source} "
@@ -112,12 +127,13 @@ def run_ab(
             if outcomes.without_revenue
             else ""
         )
-        + f"), {len(by_action)} actions"
+        + f"), {plural(len(by_action), 'action')}"
         + (f" ({ab.FROM_REVENUE})" if outcomes.converted_from_revenue else "")
         + (f", also by {by} at send time" if by else "")
         + ". "
         + _ab_headline(by_action)
         + f" Sample-ratio check against an expected treatment share of {split.text}."
+        + (f" Balance not checked: {balance_unchecked}." if balance_unchecked else "")
     )
     name = "ab by action" + (f" and {by}" if by else "")
     with experiment_run(
@@ -135,6 +151,9 @@ def run_ab(
                 "exact_test_below": config.exact_test_below,
                 "expected_treatment_share": round(split.share, 4),
                 "expected_treatment_share_source": split.source,
+                "balance_checked": features is not None,
+                "balance_smd_threshold": balance_config.smd_threshold,
+                "balance_alpha": balance_config.alpha,
             }
         )
         datasets = [*file_datasets([("campaigns", campaigns, source)]), *segment_datasets]
@@ -143,10 +162,11 @@ def run_ab(
         table = by_segment if by_segment is not None else by_action
         keys = ["action"] if by is None else ["action", str(by)]
         units = {" / ".join(str(row[k]) for k in keys): row for _, row in table.iterrows()}
+        differ = imbalanced_actions(by_action)
         log_children(
             "action",
             {name: _ab_metrics(row) for name, row in units.items()},
-            {name: _ab_child_note(row, keys) for name, row in units.items()},
+            {name: _ab_child_note(row, keys, differ) for name, row in units.items()},
             {name: _ab_tags(row, keys) for name, row in units.items()},
             datasets,
         )
@@ -158,32 +178,76 @@ def run_ab(
     return AbResult(by_action, by_segment, outcomes, run_id, split)
 
 
+def _with_balance(table: pd.DataFrame, checked: dict[str, balance.Balance]) -> pd.DataFrame:
+    """The by-action table with each action's balance columns (balance.COLUMNS; NaN for an
+    action without treated contacts)."""
+    found = pd.DataFrame(
+        [{"action": a, **balance.balance_columns(b)} for a, b in checked.items()],
+        columns=["action", *balance.COLUMNS],
+    )
+    return table.merge(found, on="action", how="left")
+
+
+def imbalanced_actions(table: pd.DataFrame) -> dict[str, str]:
+    """Action -> its worst feature said ('recency_days SMD +1.23, p < 0.0001') where its
+    treatment and control differ before the send."""
+    if "balance_imbalanced" not in table:
+        return {}
+    rows = table.loc[table["balance_imbalanced"].eq(True)]
+    return {
+        str(r.action): balance.Balance(
+            r.balance_feature, r.balance_smd, r.balance_p_value, True, 0
+        ).said()
+        for r in rows.itertuples()
+    }
+
+
+# What `ab` says of an imbalanced action in place of a lift.
+NOT_CAUSAL = f"{balance.DIFFER}: the difference is not a causal lift"
+
+
 def _ab_headline(table: pd.DataFrame) -> str:
+    differ = imbalanced_actions(table)
     wins, losses = _significant(table, 1), _significant(table, -1)
-    parts = [
-        f"{len(wins)} of {len(table)} actions raise conversion significantly"
-        + (f" (largest: {wins.loc[wins['lift_abs'].idxmax(), 'action']})" if len(wins) else "")
-    ]
+    compared = len(table) - len(differ)
+    parts = []
+    if compared:
+        parts.append(
+            f"{len(wins)} of {plural(compared, 'action')}"
+            + (" whose groups were alike" if differ else "")
+            + " raise conversion significantly"
+            + (f" (largest: {wins.loc[wins['lift_abs'].idxmax(), 'action']})" if len(wins) else "")
+        )
     if len(losses):
         parts.append(f"{len(losses)} lower it significantly ({', '.join(losses['action'])})")
+    if differ:
+        parts.append(f"{', '.join(f'{a} ({said})' for a, said in differ.items())}: {NOT_CAUSAL}")
     srm = table.loc[table["srm_mismatch"].fillna(False).astype(bool), "action"].tolist()
     parts.append(f"sample-ratio mismatch in {srm}" if srm else "no sample-ratio mismatch")
     return "; ".join(parts) + "."
 
 
 def _significant(table: pd.DataFrame, sign: int) -> pd.DataFrame:
-    """Rows whose lift is significant in the direction of `sign` (+1 a win, -1 a loss)."""
+    """Rows whose lift is significant in the direction of `sign` (+1 a win, -1 a loss), of
+    actions whose groups were alike before the send (another's difference is no lift)."""
     significant = table["significant"].fillna(False).astype(bool)
+    if "balance_imbalanced" in table:
+        significant &= ~table["balance_imbalanced"].eq(True)
     return table.loc[significant & (np.sign(table["lift_abs"]) == sign)]
 
 
 def _ab_headline_metrics(table: pd.DataFrame) -> dict[str, float]:
+    checked = (
+        {"actions_imbalanced": float(table["balance_imbalanced"].eq(True).sum())}
+        if "balance_imbalanced" in table
+        else {}
+    )
     return {
         "actions": float(len(table)),
         "actions_significant_win": float(len(_significant(table, 1))),
         "actions_significant_loss": float(len(_significant(table, -1))),
         "actions_sample_ratio_mismatch": float(table["srm_mismatch"].fillna(False).sum()),
-    }
+    } | checked
 
 
 AB_METRICS = {  # column of ab_table -> the metric name every action's child run carries
@@ -202,6 +266,9 @@ AB_METRICS = {  # column of ab_table -> the metric name every action's child run
     "revenue_diff": "revenue_per_customer_diff",
     "revenue_diff_low": "revenue_per_customer_diff_ci_low",
     "revenue_diff_high": "revenue_per_customer_diff_ci_high",
+    "revenue_p_value": "revenue_p_value",
+    "balance_smd": "balance_worst_smd",
+    "balance_p_value": "balance_worst_p_value",
     "srm_p_value": "srm_p_value",
     "expected_treatment_share": "srm_expected_treatment_share",
     "mde_abs": "min_detectable_lift_abs",
@@ -218,11 +285,15 @@ def _ab_tags(row: pd.Series, keys: list[str]) -> dict[str, str]:
     return {k: str(row[k]) for k in keys} | ({"test": test} if isinstance(test, str) else {})
 
 
-def _ab_child_note(row: pd.Series, keys: list[str]) -> str:
+def _ab_child_note(row: pd.Series, keys: list[str], differ: dict[str, str] | None = None) -> str:
+    """`differ`: the actions whose groups differ before the send (imbalanced_actions), said
+    after the lift."""
     unit = ", ".join(f"{k} {row[k]}" for k in keys)
     sizes = f"{unit}: {int(row['n_treatment']):,} treated, {int(row['n_control']):,} controls"
     if pd.isna(row.get("lift_abs")):
         return f"{sizes}: one group is empty, nothing to compare."
+    said = (differ or {}).get(str(row["action"]))
+    warning = f" {NOT_CAUSAL[0].upper()}{NOT_CAUSAL[1:]} ({said})." if said else ""
     return (
         f"{sizes}; conversion {row['rate_treatment']:.2%} vs {row['rate_control']:.2%}, lift "
         f"{row['lift_abs'] * 100:+.2f} points (95% CI {row['lift_abs_low'] * 100:+.2f} to "
@@ -233,6 +304,7 @@ def _ab_child_note(row: pd.Series, keys: list[str]) -> str:
             else ""
         )
         + "."
+        + warning
     )
 
 

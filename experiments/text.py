@@ -44,7 +44,8 @@ def p_said(value: float) -> str:
 
 
 def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
-    """One line per comparison: sizes, rates, lifts (points and %), p-value, revenue, MDE, SRM."""
+    """One line per comparison: sizes, rates, lifts (points and %), p-value, revenue, MDE, SRM,
+    and where checked the balance before the send."""
     rows = []
     for r in table.to_dict("records"):
         nan = float("nan")
@@ -72,6 +73,7 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
                 + (" MISMATCH" if r["srm_mismatch"] else "")
                 + (" (no control group)" if r["n_control"] == 0 else "")
                 + (" (no treatment group)" if r["n_treatment"] == 0 else ""),
+                **({"balance: worst SMD": _balance(r)} if "balance_smd" in r else {}),
             }
         )
     shown = pd.DataFrame(rows).to_string(index=False)
@@ -83,6 +85,16 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
         hints = [(name, misspelt_action(name, DECISIONS)) for name in outside]
         shown += "".join(f"; {n!r} may misspell {m!r}" for n, m in hints if m is not None)
     return shown
+
+
+def _balance(row: dict) -> str:
+    """'recency_days +1.23 IMBALANCED', as the SRM column says MISMATCH: the feature at send
+    time on which treatment and control differ most (experiments.balance)."""
+    if not isinstance(row.get("balance_feature"), str):
+        return "-"
+    # True or numpy's; NaN (an action not checked) is not
+    flag = " IMBALANCED" if row.get("balance_imbalanced") in (True,) else ""
+    return f"{row['balance_feature']} {row['balance_smd']:+.2f}{flag}"
 
 
 def format_plan(plan: Plan, exact_below: int) -> str:

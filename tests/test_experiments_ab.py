@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from crm_ltv.experiments import balance
 from crm_ltv.experiments.ab import (
     ab_table,
     campaign_outcomes,
@@ -20,7 +21,6 @@ from crm_ltv.experiments.ab import (
     proportion_test,
     srm_check,
 )
-from crm_ltv.experiments import balance
 from crm_ltv.experiments.config import AbConfig, ExperimentsConfig
 from crm_ltv.features.contract import DataError
 

@@ -3,6 +3,7 @@ each command's MLflow experiment with its descriptions, metrics, tables and plot
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +54,20 @@ def test_ab_reads_an_own_transactions_file_as_features_does(tmp_path):
     table = shipped.stdout.split("\nMLflow run ", 1)[0]
     assert "by action and lifecycle_stage at send time" in table
     assert mapped.stdout.split("\nMLflow run ", 1)[0] == table
-    alone = run(home, "ab", "--sep", ";")  # no --by: nothing reads it
-    assert alone.returncode == 2 and "are read for the segments of --by only" in alone.stderr
+    alone = run(home, "ab", "--no-balance", "--sep", ";")  # no --by, no balance: nothing reads it
+    assert alone.returncode == 2
+    assert "are read for the balance check and the segments of --by only" in alone.stderr
+    # without --by the balance check reads them: the same features, the same table
+    balanced = run(home, "ab", "--transactions", str(own), "--sep", ";",
+                   "--campaigns", str(home / "data/sample/campaigns.csv"),
+                   "--column", "customer_id=Client", "--column", "timestamp=When",
+                   "--timestamp-format", "ISO8601")  # fmt: skip
+    assert balanced.returncode == 0, balanced.stderr
+    assert (
+        balanced.stdout.split("\nMLflow run ")[0]
+        == run(home, "ab").stdout.split("\nMLflow run ")[0]
+    )
+    assert "balance: worst SMD" in balanced.stdout
 
 
 def test_ab_prints_a_row_per_action_and_logs_its_experiment(home):
@@ -62,6 +75,9 @@ def test_ab_prints_a_row_per_action_and_logs_its_experiment(home):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "lift pts [95%]" in lines[0] and "SRM p" in lines[0]
+    # the sample's campaigns are randomised: checked, and alike before the send
+    table = result.stdout.split("\nSRM p: ")[0]
+    assert "balance: worst SMD" in lines[0] and "IMBALANCED" not in table
     for action in ("welcome_offer", "recommendation", "vip_invitation", "win_back"):
         assert any(line.strip().startswith(action) for line in lines[1:5])
     assert "by action and rfm_segment at send time" in result.stdout
@@ -86,7 +102,8 @@ def test_ab_prints_a_row_per_action_and_logs_its_experiment(home):
     )  # one per action and segment with the same metric names (a figure a tiny segment lacks,
     # e.g. an interval, is left out rather than logged as NaN)
     assert {c.data.tags["data_sha256"] for c in children} == {file_sha256(*read)}
-    names = set(AB_METRICS.values())
+    # the balance is an action's, logged in its child run without --by (and in the tables)
+    names = set(AB_METRICS.values()) - {"balance_worst_smd", "balance_worst_p_value"}
     assert all(
         {"customers_treatment", "srm_p_value"} <= set(c.data.metrics) <= names for c in children
     )
@@ -109,6 +126,68 @@ def test_ab_prints_a_row_per_action_and_logs_its_experiment(home):
         "lift_by_action.png",
         "lift_by_rfm_segment.png",
     }
+
+
+def _one_send(home: Path, treated: np.ndarray, control: np.ndarray) -> pd.DataFrame:
+    """A win_back send on 2025-07-01 to `treated` and `control`, nothing sent in truth: the
+    outcome is any purchase in the 30 days after it."""
+    tx = pd.read_csv(home / "data/sample/transactions.csv", dtype={"customer_id": str},
+                     parse_dates=["timestamp"])  # fmt: skip
+    sent = pd.Timestamp("2025-07-01 09:00")
+    window = tx.loc[(tx["timestamp"] > sent) & (tx["timestamp"] <= sent + pd.Timedelta(days=30))]
+    revenue = window.loc[window["amount"] > 0].groupby("customer_id")["amount"].sum()
+    ids = np.r_[treated, control]
+    spent = revenue.reindex(ids).fillna(0.0).to_numpy()
+    return pd.DataFrame(
+        {"customer_id": ids, "sent_at": sent, "action": "win_back",
+         "group": ["treatment"] * len(treated) + ["control"] * len(control),
+         "converted": (spent > 0).astype(int), "revenue": spent.round(2)}
+    )  # fmt: skip
+
+
+def test_ab_warns_that_a_targeted_campaign_is_no_causal_lift(home, tmp_path):
+    """The top spenders against random other buyers passed every check (the split was 50/50)
+    and read as a significant causal lift (tester B). Its groups differ before the send:
+    flagged, warned, and not counted as a win; a random split of as many buyers is not."""
+    tx = pd.read_csv(home / "data/sample/transactions.csv", dtype={"customer_id": str},
+                     parse_dates=["timestamp"])  # fmt: skip
+    before = tx.loc[tx["timestamp"] <= pd.Timestamp("2025-07-01 09:00")]
+    spend = before.groupby("customer_id")["amount"].sum().sort_values(ascending=False)
+    rng = np.random.default_rng(8)
+    others = rng.choice(spend.index[60:], 60, replace=False)
+    targeted, randomised = tmp_path / "targeted.csv", tmp_path / "randomised.csv"
+    _one_send(home, spend.index[:60].to_numpy(), others).to_csv(targeted, index=False)
+    drawn = rng.permutation(spend.index.to_numpy())[:120]
+    _one_send(home, drawn[:60], drawn[60:]).to_csv(randomised, index=False)
+
+    flagged = run(home, "ab", "--campaigns", str(targeted))
+    assert flagged.returncode == 0, flagged.stderr
+    line = flagged.stdout.splitlines()[1]
+    found = re.search(r"(\w+) \+(\d+\.\d\d) IMBALANCED$", line)
+    assert found and float(found[2]) >= 0.5, flagged.stdout
+    assert (
+        "warning: win_back: treatment and control differ before the send: the difference is "
+        f"not a causal lift ({found[1]} SMD +{found[2]}, p < 0.0001)"
+    ) in flagged.stdout
+    run_id = flagged.stdout.split("MLflow run ", 1)[1].split()[0]
+    done = _client(home).get_run(run_id)
+    note = done.data.tags["mlflow.note.content"]
+    assert ", 1 action. " in note and "the difference is not a causal lift" in note
+    assert "raise conversion" not in note
+    assert done.data.metrics["actions_imbalanced"] == 1
+    assert done.data.metrics["actions_significant_win"] == 0
+    assert done.data.params["balance_checked"] == "True"
+
+    alike = run(home, "ab", "--campaigns", str(randomised))
+    assert alike.returncode == 0, alike.stderr
+    assert "IMBALANCED" not in alike.stdout.split("\nSRM p: ")[0]
+    assert "warning:" not in alike.stdout
+    assert "balance: worst SMD" in alike.stdout.splitlines()[0]
+    run_id = alike.stdout.split("MLflow run ", 1)[1].split()[0]
+    assert _client(home).get_run(run_id).data.metrics["actions_imbalanced"] == 0
+    skipped = run(home, "ab", "--campaigns", str(targeted), "--no-balance")
+    assert skipped.returncode == 0 and "IMBALANCED" not in skipped.stdout, skipped.stdout
+    assert "balance not checked: --no-balance" in skipped.stdout
 
 
 def test_ab_names_a_file_without_outcomes_and_says_revenue_stands_for_conversion(home, tmp_path):
