@@ -1867,7 +1867,7 @@ def ab(
             )
     progress("analysing and logging to MLflow")
     from crm_ltv.experiments.jobs import NOT_CAUSAL, imbalanced_actions, run_ab
-    from crm_ltv.experiments.text import format_ab
+    from crm_ltv.experiments.text import design_lines, format_ab
 
     ab_config = config.ab
     if expected_treatment_share is not None:
@@ -1889,6 +1889,8 @@ def ab(
         unchecked,
     )
     typer.echo(format_ab(result.by_action, ["action"]))
+    for line in design_lines(result.by_action):
+        typer.echo(line)
     if result.by_segment is not None:
         typer.echo(f"\nby action and {by} at send time")
         typer.echo(format_ab(result.by_segment, ["action", str(by)]))

@@ -37,6 +37,7 @@ COLUMNS = (
     "in_catalogue",  # the policy and uplift models know this action (features.actions)
     "n_treatment",
     "n_control",
+    "customers",  # distinct customers among the contacts (fewer: some were contacted again)
     "treatment_share",
     "expected_treatment_share",  # the split the SRM check expects (the rows' own, or the config's)
     "srm_p_value",
@@ -188,6 +189,17 @@ def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.
         treated = group["group"].astype(str).eq(TREATMENT).to_numpy()
         # the config's, unless the rows carry their own (expected_split)
         share = mean_share(group[SHARE], config) if SHARE in group else None
+        strata = (
+            group[SHARE].astype("float64").fillna(config.expected_treatment_share).to_numpy()
+            if SHARE in group
+            else np.full(len(group), config.expected_treatment_share)
+        )
+        # the contract's; a frame without it (unit tests) has one customer per row
+        customers = (
+            group["customer_id"].astype(str).to_numpy()
+            if "customer_id" in group
+            else np.arange(len(group)).astype(str)
+        )
         rows.append(
             {
                 **dict(zip(keys, values, strict=True)),
@@ -199,9 +211,11 @@ def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.
                     group["revenue"].to_numpy("float64")[~treated],
                     config,
                     share,
+                    Design(strata[treated], strata[~treated], customers[treated],
+                           customers[~treated]),
                 ),
             }
-        )
+        )  # fmt: skip
     table = pd.DataFrame(rows, columns=[*keys, *COLUMNS])
     if by is not None:
         p = table["p_value"].astype("float64")
@@ -215,6 +229,149 @@ def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.
     return table
 
 
+@dataclass(frozen=True)
+class Design:
+    """How the contacts of one comparison were drawn, per row of each group: the chance of
+    treatment it was drawn with (ab.SHARE; one value for a file without it) and its customer."""
+
+    share_t: np.ndarray
+    share_c: np.ndarray
+    customer_t: np.ndarray
+    customer_c: np.ndarray
+
+    @property
+    def shares(self) -> list[float]:
+        return sorted(set(self.share_t.tolist()) | set(self.share_c.tolist()))
+
+    @property
+    def customers(self) -> int:
+        return len(set(self.customer_t.tolist()) | set(self.customer_c.tolist()))
+
+    @property
+    def stratified(self) -> bool:
+        """Rows drawn at different shares: pooled, a send with more treatment and a higher
+        base rate reads as a lift (Simpson's paradox), so each share is compared apart."""
+        return len(self.shares) > 1
+
+    @property
+    def clustered(self) -> bool:
+        """A customer with more than one contact: their outcomes are not independent rows."""
+        return self.customers < len(self.customer_t) + len(self.customer_c)
+
+    @property
+    def test(self) -> str:
+        """The table's `test` of a difference read this way."""
+        by = " and ".join(
+            w for w, on in (("share", self.stratified), ("customer", self.clustered)) if on
+        )
+        return f"z, by {by}"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Treatment and control means standardised over the share strata, and the variances
+    (cluster-robust by customer where one has several contacts) of their difference and of
+    the log of their ratio."""
+
+    mean_t: float
+    mean_c: float
+    var_diff: float
+    var_log_ratio: float
+
+
+def design_difference(
+    y_t: np.ndarray, y_c: np.ndarray, design: Design, rows_t: np.ndarray, rows_c: np.ndarray
+) -> Difference | None:
+    """The stratified difference sum_s w_s (mean_ts - mean_cs), w_s = the stratum's share of
+    the contacts (strata with both groups only), and its variance from each row's influence:
+    a treated row of stratum s adds w_s (y - mean_ts) / n_ts, a control row minus its mirror;
+    summed per customer and squared (times G / (G - 1), G customers) when clustered, else
+    squared per row (the Wald variance sum w_s^2 (var_ts / n_ts + var_cs / n_cs)). `rows_t`,
+    `rows_c`: the rows of the design's arrays that `y_t`, `y_c` are (revenue drops unknowns).
+    None when no stratum has both groups."""
+    share_t, share_c = design.share_t[rows_t], design.share_c[rows_c]
+    kept = [s for s in design.shares if (share_t == s).any() and (share_c == s).any()]
+    if not kept:
+        return None
+    sizes = np.array([(share_t == s).sum() + (share_c == s).sum() for s in kept], float)
+    weights = sizes / sizes.sum()
+    infl_t, infl_c = np.zeros(len(y_t)), np.zeros(len(y_c))
+    mean_t = mean_c = 0.0
+    for w, s in zip(weights, kept, strict=True):
+        t, c = share_t == s, share_c == s
+        m_t, m_c = float(y_t[t].mean()), float(y_c[c].mean())
+        mean_t, mean_c = mean_t + w * m_t, mean_c + w * m_c
+        infl_t[t] = w * (y_t[t] - m_t) / t.sum()
+        infl_c[c] = w * (y_c[c] - m_c) / c.sum()
+    ids = np.r_[design.customer_t[rows_t], design.customer_c[rows_c]]
+
+    def variance(influence: np.ndarray) -> float:
+        if not design.clustered:
+            return float((influence**2).sum())
+        sums = pd.Series(influence).groupby(ids).sum().to_numpy()
+        g = len(sums)
+        return float((sums**2).sum() * g / (g - 1)) if g > 1 else math.nan
+
+    diff = np.r_[infl_t, -infl_c]
+    log_ratio = np.r_[infl_t / mean_t, -infl_c / mean_c] if mean_t > 0 and mean_c > 0 else None
+    return Difference(
+        mean_t,
+        mean_c,
+        variance(diff),
+        variance(log_ratio) if log_ratio is not None else math.nan,
+    )
+
+
+def design_figures(
+    converted_t: np.ndarray,
+    converted_c: np.ndarray,
+    revenue_t: np.ndarray,
+    revenue_c: np.ndarray,
+    design: Design,
+    alpha: float,
+) -> dict[str, float | str | bool]:
+    """The figures compare_groups gives, read by share stratum and/or by customer (Design):
+    rates standardised over the strata, Wald intervals of the difference and of the log
+    ratio, z-test p-values; revenue alike."""
+    z = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    every_t, every_c = np.ones(len(converted_t), bool), np.ones(len(converted_c), bool)
+    rates = design_difference(
+        converted_t.astype(float), converted_c.astype(float), design, every_t, every_c
+    )
+    out: dict[str, float | str | bool] = {"test": design.test}
+    if rates is None:
+        return out
+    lift, se = rates.mean_t - rates.mean_c, math.sqrt(rates.var_diff)
+    p_value = float(2.0 * stats.norm.sf(abs(lift) / se)) if se > 0 else math.nan
+    ratio = rates.mean_t / rates.mean_c if rates.mean_c > 0 else math.nan
+    spread = z * math.sqrt(rates.var_log_ratio) if rates.var_log_ratio >= 0 else math.nan
+    out |= {
+        "rate_treatment": rates.mean_t,
+        "rate_control": rates.mean_c,
+        "lift_abs": lift,
+        "lift_abs_low": lift - z * se,
+        "lift_abs_high": lift + z * se,
+        "lift_rel": ratio - 1.0,
+        "lift_rel_low": ratio * math.exp(-spread) - 1.0,
+        "lift_rel_high": ratio * math.exp(spread) - 1.0,
+        "p_value": p_value,
+        "significant": bool(p_value < alpha),
+    }
+    known_t, known_c = ~np.isnan(revenue_t), ~np.isnan(revenue_c)
+    revenue = design_difference(revenue_t[known_t], revenue_c[known_c], design, known_t, known_c)
+    if revenue is not None:
+        diff, se = revenue.mean_t - revenue.mean_c, math.sqrt(revenue.var_diff)
+        out |= {
+            "revenue_treatment": revenue.mean_t,
+            "revenue_control": revenue.mean_c,
+            "revenue_diff": diff,
+            "revenue_diff_low": diff - z * se if se > 0 else math.nan,
+            "revenue_diff_high": diff + z * se if se > 0 else math.nan,
+            "revenue_p_value": float(2.0 * stats.norm.sf(abs(diff) / se)) if se > 0 else math.nan,
+        }
+    return out
+
+
 def compare_groups(
     converted_t: np.ndarray,
     converted_c: np.ndarray,
@@ -222,14 +379,19 @@ def compare_groups(
     revenue_c: np.ndarray,
     config: AbConfig,
     share: float | None = None,
+    design: Design | None = None,
 ) -> dict[str, float | str | bool]:
     """Every figure of one treatment/control comparison (NaN where a group is too small);
-    `share`: the split the SRM check expects, when not the config's."""
+    `share`: the split the SRM check expects, when not the config's; `design`: the rows'
+    shares and customers, when known: rows drawn at several shares, or customers with several
+    contacts, are read by share stratum and by customer (design_figures), not as one pooled
+    sample of independent rows."""
     n_t, n_c = len(converted_t), len(converted_c)
     x_t, x_c = int(converted_t.sum()), int(converted_c.sum())
     out: dict[str, float | str | bool] = {
         "n_treatment": n_t,
         "n_control": n_c,
+        "customers": design.customers if design is not None else math.nan,
         "treatment_share": n_t / (n_t + n_c),
         **srm_check(n_t, n_c, config, share),
     }
@@ -264,6 +426,8 @@ def compare_groups(
         **revenue_difference(revenue_t, revenue_c, alpha),
         "mde_abs": minimum_detectable_lift(p_c, n_t, n_c, config.power, alpha),
     }
+    if design is not None and (design.stratified or design.clustered):
+        out |= design_figures(converted_t, converted_c, revenue_t, revenue_c, design, alpha)
     return out
 
 

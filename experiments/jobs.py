@@ -143,6 +143,7 @@ def run_ab(
             {
                 "campaigns_file": logged_path(source),
                 "contacts": len(outcomes.frame),
+                "customers": int(outcomes.frame["customer_id"].astype(str).nunique()),
                 "contacts_without_outcome": outcomes.without_outcome,
                 "contacts_without_revenue": outcomes.without_revenue,
                 "by": by or "action",
@@ -253,6 +254,7 @@ def _ab_headline_metrics(table: pd.DataFrame) -> dict[str, float]:
 AB_METRICS = {  # column of ab_table -> the metric name every action's child run carries
     "n_treatment": "customers_treatment",
     "n_control": "customers_control",
+    "customers": "customers_distinct",
     "rate_treatment": "conversion_rate_treatment",
     "rate_control": "conversion_rate_control",
     "lift_abs": "conversion_lift_abs",

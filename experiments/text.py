@@ -87,6 +87,30 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
     return shown
 
 
+def design_lines(table: pd.DataFrame) -> list[str]:
+    """One line per action read by share stratum or by customer (ab.Design), saying so: the
+    figures beside it are not the pooled rows' (the table's test says 'z, by ...')."""
+    lines = []
+    for r in table.to_dict("records"):
+        test = r.get("test")
+        if not isinstance(test, str) or not test.startswith("z, by"):
+            continue
+        contacts = r["n_treatment"] + r["n_control"]
+        if "share" in test:
+            lines.append(
+                f"{r['action']}: its rows were drawn at several treatment shares "
+                "(expected_treatment_share): rates and lifts standardised over the shares, each "
+                "weighted by its contacts, not pooled (pooled, a send with more treatment and "
+                "a higher base rate reads as a lift)"
+            )
+        if "customer" in test:
+            lines.append(
+                f"{r['action']}: {contacts:,} contacts of {int(r['customers']):,} customers: "
+                "intervals and p-values by customer (cluster-robust), not as independent rows"
+            )
+    return lines
+
+
 def _balance(row: dict) -> str:
     """'recency_days +1.23 IMBALANCED', as the SRM column says MISMATCH: the feature at send
     time on which treatment and control differ most (experiments.balance)."""

@@ -12,6 +12,7 @@ from scipy import stats
 
 from crm_ltv.experiments import balance
 from crm_ltv.experiments.ab import (
+    SHARE,
     ab_table,
     campaign_outcomes,
     compare_groups,
@@ -502,3 +503,83 @@ def test_balance_counts_a_customer_contacted_at_every_send_once():
     assert rows.imbalanced and not customers.imbalanced
     assert customers.smd == pytest.approx(0.2, abs=1e-3) == rows.smd
     assert 0.03 < customers.p_value < 0.06 and rows.p_value < 1e-9
+
+
+def _stratum(n_t: int, x_t: int, n_c: int, x_c: int, share: float, start: int) -> pd.DataFrame:
+    """One send's rows drawn at `share`: n_t treated with x_t conversions, n_c controls with
+    x_c; customers numbered from `start`, one contact each."""
+    converted = np.r_[np.arange(n_t) < x_t, np.arange(n_c) < x_c]
+    return pd.DataFrame(
+        {"customer_id": [f"c{start + i}" for i in range(n_t + n_c)], "action": "win_back",
+         "group": ["treatment"] * n_t + ["control"] * n_c, "converted": converted,
+         "revenue": 40.0 * converted, "sent_at": pd.Timestamp("2025-07-01"), SHARE: share}
+    )  # fmt: skip
+
+
+def test_rows_drawn_at_different_shares_are_compared_within_each_share():
+    """Tester B's Simpson file: a send split 90/10 at a 30% base rate and one split 10/90 at
+    5%. Pooled, the treatment is mostly the first send's: +20 points from a campaign that did
+    nothing here but +2 points in the first send. Compared within each share (weights: each
+    share's contacts), the lift is that of the sends."""
+    rows = pd.concat([_stratum(900, 288, 100, 30, 0.9, 0), _stratum(100, 5, 900, 45, 0.1, 1000)])
+    pooled = ab_table(campaign_outcomes(rows.drop(columns=SHARE)), CONFIG).iloc[0]
+    assert pooled["lift_abs"] == pytest.approx(0.293 - 0.075) and pooled["test"] == "z"
+    row = ab_table(campaign_outcomes(rows), CONFIG).iloc[0]
+    assert row["test"] == "z, by share"
+    assert row["lift_abs"] == pytest.approx(0.5 * 0.02 + 0.5 * 0.0)
+    assert row["rate_control"] == pytest.approx(0.5 * 0.30 + 0.5 * 0.05)
+    variance = 0.25 * (0.32 * 0.68 / 900 + 0.3 * 0.7 / 100) + 0.25 * (
+        0.05 * 0.95 / 100 + 0.05 * 0.95 / 900
+    )
+    se = math.sqrt(variance)
+    assert row["lift_abs_low"] == pytest.approx(0.01 - Z * se)
+    assert row["lift_abs_high"] == pytest.approx(0.01 + Z * se)
+    assert row["p_value"] == pytest.approx(2 * stats.norm.sf(0.01 / se)) and row["p_value"] > 0.05
+    assert not row["significant"]
+    # revenue alike: 40 per conversion
+    assert row["revenue_diff"] == pytest.approx(40 * 0.01)
+
+
+def test_rows_drawn_at_one_share_keep_the_pooled_figures():
+    rows = pd.concat([_stratum(900, 288, 100, 30, 0.5, 0), _stratum(100, 5, 900, 45, 0.5, 1000)])
+    with_share = ab_table(campaign_outcomes(rows), CONFIG)
+    without = ab_table(campaign_outcomes(rows.drop(columns=SHARE)), CONFIG)
+    figures = ["lift_abs", "lift_abs_low", "lift_abs_high", "lift_rel_low", "p_value", "test"]
+    assert with_share[figures].equals(without[figures]) and with_share.at[0, "test"] == "z"
+    assert with_share.at[0, "customers"] == 2_000
+
+
+def test_a_customer_contacted_at_every_send_is_one_cluster_not_ten_rows():
+    """Tester B: 400 customers sent win_back ten times read as 4,000 independent rows, an
+    interval 3x too narrow and a "significant" loss. By customer (cluster-robust), the
+    variance is that of statsmodels' clustered OLS (CR0) times G / (G - 1)."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(6)
+    treated = np.arange(60) < 28
+    taste = rng.random(60) < 0.3  # who buys, whatever the send: outcomes repeat per customer
+    sends, first = [], pd.Timestamp("2025-07-01")
+    for k in range(10):
+        bought = taste & (rng.random(60) < 0.8) | (rng.random(60) < 0.02)
+        sends.append(pd.DataFrame(
+            {"customer_id": [f"c{i}" for i in range(60)], "action": "win_back",
+             "group": np.where(treated, "treatment", "control"), "converted": bought,
+             "revenue": 10.0 * bought, "sent_at": first + pd.Timedelta(weeks=k)}
+        ))  # fmt: skip
+    rows = pd.concat(sends, ignore_index=True)
+    row = ab_table(campaign_outcomes(rows), CONFIG).iloc[0]
+    assert row["test"] == "z, by customer" and row["customers"] == 60
+    y = rows["converted"].astype(float).to_numpy()
+    x = sm.add_constant(rows["group"].eq("treatment").astype(float).to_numpy())
+    fit = sm.OLS(y, x).fit(
+        cov_type="cluster", cov_kwds={"groups": rows["customer_id"].str[1:].astype(int),
+                                      "use_correction": False}
+    )  # fmt: skip
+    se = float(fit.bse[1]) * math.sqrt(60 / 59)
+    assert row["lift_abs"] == pytest.approx(float(fit.params[1]))
+    assert row["lift_abs_high"] - row["lift_abs"] == pytest.approx(Z * se)
+    assert row["p_value"] == pytest.approx(2 * stats.norm.sf(abs(row["lift_abs"]) / se))
+    rowwise = compare_groups(y[x[:, 1] == 1] > 0, y[x[:, 1] == 0] > 0, y[x[:, 1] == 1],
+                             y[x[:, 1] == 0], CONFIG)  # fmt: skip
+    width = rowwise["lift_abs_high"] - rowwise["lift_abs_low"]
+    assert row["lift_abs_high"] - row["lift_abs_low"] > 1.5 * width
