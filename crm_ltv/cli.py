@@ -1846,6 +1846,7 @@ def ab(
         else:
             contacts_found(loaded, inputs.transactions, progress)
         segment_files, segment_datasets = input_sources(inputs), input_datasets(inputs)
+        _warn_windows(loaded.frame, inputs.transactions.frame, config, progress)
         feature_config = _feature_config(paths)
         if unchecked is None:
             progress("features at each send time: the balance of treatment and control")
@@ -1918,6 +1919,20 @@ def ab(
     for action, said in imbalanced_actions(result.by_action).items():
         typer.echo(f"warning: {action}: {NOT_CAUSAL} ({said})")
     _say_run(result.run_id, config.ab.experiment, paths)
+
+
+def _warn_windows(
+    campaigns: pd.DataFrame,
+    transactions: pd.DataFrame,
+    config: ExperimentsConfig,
+    progress: Progress,
+) -> None:
+    """Warn of campaign rows whose response window the transactions do not hold whole."""
+    from crm_ltv.experiments.outcomes import window_warning
+
+    warning = window_warning(campaigns, transactions, config.outcomes.response_window_days)
+    if warning is not None:
+        progress(warning)
 
 
 def _balance_unchecked(
@@ -2121,6 +2136,7 @@ def uplift(
         paths, progress, transactions, customers, column, timestamp_format, sep, max_reject_share
     )
     contacts_found(loaded, inputs.transactions, progress)  # features come from their history
+    _warn_windows(loaded.frame, inputs.transactions.frame, experiments, progress)
     truth = None
     truth_file = paths.sample_dir / "truth_campaigns.parquet"
     if loaded.report.source == paths.sample_table("campaigns") and truth_file.exists():

@@ -443,13 +443,49 @@ def joined_outcomes(
     if window_days < 1:
         raise DataError(f"response window {window_days} days: expected at least 1")
     converted, revenue = window_outcomes(customer_ids, sent_at, transactions, window_days)
+    return converted, revenue, *uncovered_windows(sent_at, transactions, window_days)
+
+
+def uncovered_windows(
+    sent_at: pd.Series, transactions: pd.DataFrame, window_days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per send: its window ends after the last transaction (open), or it starts before the
+    first (before; one both is before): joined_outcomes' reasons, which `ab` and `uplift`
+    warn of in a campaigns file of one's own."""
     times = transactions["timestamp"]
     first = times.min() if len(transactions) else pd.Timestamp.max
     last = times.max() if len(transactions) else pd.Timestamp.min
     start = pd.to_datetime(sent_at)
     before = (start < first).to_numpy()
     open_ = (start + pd.Timedelta(days=window_days) > last).to_numpy() & ~before
-    return converted, revenue, open_, before
+    return open_, before
+
+
+def window_warning(
+    campaigns: pd.DataFrame, transactions: pd.DataFrame, window_days: int
+) -> str | None:
+    """A `warning:` counting the campaign rows whose response window the transactions do not
+    hold whole (tester B: a send in 2027 read as a confident null, one in 2020 as customers
+    without history), or None when every window is covered."""
+    open_, before = uncovered_windows(campaigns["sent_at"], transactions, window_days)
+    if not open_.any() and not before.any():
+        return None
+    times = transactions["timestamp"]
+    parts = []
+    if open_.any():
+        parts.append(
+            f"{int(open_.sum()):,} whose {window_days}-day window ends after the last "
+            f"transaction ({times.max():%Y-%m-%d %H:%M}): their purchases are not all there yet"
+        )
+    if before.any():
+        parts.append(
+            f"{int(before.sum()):,} sent before the first transaction "
+            f"({times.min():%Y-%m-%d %H:%M}): their customers' history is not there"
+        )
+    return (
+        f"warning: of {len(campaigns):,} campaign rows, {'; '.join(parts)} (`crm-ltv outcomes` "
+        "leaves such decisions out)"
+    )
 
 
 def require_window(campaigns: pd.DataFrame, days: int, where: str) -> None:

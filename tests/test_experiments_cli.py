@@ -462,3 +462,19 @@ def test_cohorts_prints_retention_transitions_and_ltv_cac_and_logs_them(home):
         "lifecycle_transitions.png",
     }
     assert "ltv_cac_by_channel_and_cohort.json" in _artifacts(client, found.info.run_id, "tables")
+
+
+def test_ab_warns_of_sends_whose_window_the_transactions_do_not_hold(home, tmp_path):
+    """A send in 2027 read as a confident null, one in 2020 as customers without history, with
+    no word (tester B); `crm-ltv outcomes` leaves such decisions out."""
+    table = pd.read_csv(home / "data/sample/campaigns.csv", dtype=str)
+    for years, said in ((3, "window ends after the last transaction"),
+                        (-5, "sent before the first transaction")):  # fmt: skip
+        path = tmp_path / "dated.csv"
+        sent = pd.to_datetime(table["sent_at"]) + pd.DateOffset(years=years)
+        table.assign(sent_at=sent.dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(path, index=False)
+        result = run(home, "ab", "--campaigns", str(path))
+        assert result.returncode == 0, result.stderr
+        assert f"warning: of {len(table):,} campaign rows, {len(table):,} " in result.stderr
+        assert said in result.stderr
+    assert "campaign rows" not in run(home, "ab").stderr  # the sample's windows are covered
