@@ -1806,8 +1806,7 @@ def ab(
         ),
     ] = True,
 ) -> None:
-    """A/B analysis of campaigns per action (and segment): lift, p-value, revenue, SRM, MDE,
-    and whether treatment and control were alike before the send."""
+    """A/B analysis of campaigns per action (and segment): lift, p, revenue, SRM, MDE, balance."""
     from crm_ltv.experiments.segments import SEGMENTS
     from crm_ltv.features.config import ConfigError
     from crm_ltv.features.inputs import contacts_found, load_campaign_input
