@@ -495,6 +495,19 @@ def label_of(text: str) -> str | None:
     return text.strip() or None
 
 
+# 4,00000E+12, 4.00000E+12, 1E+11, -1e-05: how a spreadsheet shows a long number, and saves
+# it when the column is not text. The exponent's sign is required: spreadsheets always write
+# it, and a code such as 4E12 (hexadecimal, a product code) may be a real id.
+_SCIENTIFIC = r"[-+]?\d+(?:[.,]\d+)?[eE][-+]\d+"
+
+
+def _scientific(ids: pd.Index) -> np.ndarray:
+    """Which ids are numbers in scientific notation: their digits past the first few are lost
+    (4,00000E+12 is any of ten million customers), so such ids would merge customers or
+    orders. Read over the distinct ids, not the rows."""
+    return np.asarray(ids.str.fullmatch(_SCIENTIFIC), dtype=bool)
+
+
 def _as_text(values: pd.Series) -> pd.Series:
     """Text of each value, stripped; integral numbers from Parquet lose their '.0'. `label_of`
     reads one text label alike."""
@@ -588,7 +601,15 @@ def _parse_column(
         problems.add(missing, f"missing {label}")
     present = ~missing
     if col.kind in ("id", "label"):
-        return pd.Series(pd.Categorical(text), index=raw.index)
+        values = pd.Categorical(text)
+        if col.kind == "id":
+            cut = _scientific(values.categories)[values.codes] & (values.codes >= 0)
+            kind = (
+                f"{label} in scientific notation (a spreadsheet cut its digits; export the "
+                "column as text)"
+            )
+            problems.add(pd.Series(cut, index=raw.index), kind, text)
+        return pd.Series(values, index=raw.index)
     if col.kind == "datetime":
         parsed = _parse_datetime(text, raw, fmt)
         if not pd.api.types.is_datetime64_any_dtype(raw):  # text: zones may be mixed

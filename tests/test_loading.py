@@ -784,3 +784,44 @@ def test_line_hashes_are_alike_for_rows_alike_in_every_column_of_files_alike():
     assert line_hashes(same).tolist() == hashes.tolist()
     assert not set(line_hashes(rows.rename(columns={"tags": "labels"}))) & set(hashes)
     assert not set(line_hashes(rows.assign(note=""))) & set(hashes)
+
+
+SHOP = "Name;Email;Created at;Total;Customer ID\n"  # a shop's export saved by a spreadsheet
+
+
+def test_ids_in_scientific_notation_are_rejected_as_cut_by_a_spreadsheet(tmp_path):
+    """4,00000E+12 is any of ten million customers: read as an id, it merged 50,000 customers
+    into 41 (tester E, finding 1). Such rows are rejects, counted in the reject share."""
+    source = SourceConfig(
+        columns={"customer_id": "Customer ID", "timestamp": "Created at", "amount": "Total",
+                 "order_id": "Name"},
+        sep=";", decimal=",",
+    )  # fmt: skip
+    lines = [f"#{i};c{i}@x.com;2024-01-05;1,50;{4000000000000 + i}" for i in range(1, 98)]
+    lines += [
+        "#98;a@x.com;2024-01-05;1,50;4,00000E+12",
+        "#99;b@x.com;2024-01-05;2,50;4.00000e-12",
+        "1E+11;c@x.com;2024-01-05;3,50;401",  # the order id this time
+        "#100;d@x.com;2024-01-05;4,50;4E12",  # no exponent sign: a code, as written
+    ]
+    loaded = _load(_write(tmp_path, lines, header=SHOP), tmp_path, source, max_reject_share=0.05)
+    cut = "a spreadsheet cut its digits; export the column as text"
+    assert loaded.report.reasons == {
+        f"customer_id (column 'Customer ID') in scientific notation ({cut})": 2,
+        f"order_id (column 'Name') in scientific notation ({cut})": 1,
+    }
+    assert loaded.report.rejected == 3 and loaded.report.rows_loaded == 98
+    rejects = pd.read_csv(loaded.report.rejects_path, dtype=str)
+    assert rejects["row"].tolist() == ["98", "99", "100"]
+    assert rejects["reason"].tolist()[0] == (
+        f"customer_id (column 'Customer ID') in scientific notation ({cut}) '4,00000E+12'"
+    )
+    assert "4E12" in loaded.frame["customer_id"].astype(str).tolist()
+
+    whole = _write(tmp_path, lines[-4:-1], header=SHOP)  # every row: the reason stops the load
+    with pytest.raises(DataError) as err:
+        _load(whole, tmp_path, source)
+    assert "3 of 3 rows (100.00%) rejected" in str(err.value)
+    assert f"reasons: customer_id (column 'Customer ID') in scientific notation ({cut}) 2" in str(
+        err.value
+    )
