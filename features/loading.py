@@ -718,7 +718,12 @@ def load_table(
     excluded, rule_counts = _excluded_lines(raw, source, path)
     rows = raw.drop(index=excluded.index) if len(excluded) else raw  # no copy of a clean file
     problems = _Problems(rows.index)
-    frame = layout.parse(rows, source, problems)
+    headers = _repeated_headers(rows, path)
+    if len(headers):  # not values: rejected with their own reason only
+        frame = layout.parse(rows.drop(index=headers), source, problems).reindex(rows.index)
+        problems.add(pd.Series(rows.index.isin(headers), index=rows.index), HEADER_REPEATED)
+    else:
+        frame = layout.parse(rows, source, problems)
     extra = [c for c in raw.columns if str(c).startswith(EXTRA)]
     if extra:  # an unquoted separator inside a field shifted this row's values: not trusted
         filled = (rows[extra].fillna("").apply(lambda c: c.str.strip()) != "").any(axis=1)
@@ -820,6 +825,39 @@ def load_table(
         return rows.assign(**marks).reset_index(drop=True)
 
     return Loaded(marked(frame), report, marked(parsed.loc[anonymous]))
+
+
+HEADER_REPEATED = "the header repeated (files joined?)"
+
+
+def _repeated_headers(rows: pd.DataFrame, path: Path) -> pd.Index:
+    """Rows whose fields are the header's names, each under its own: a second export joined
+    to the first (`cat a.csv b.csv`), a reject of its own. Its names in another order stop
+    loading: the later file's columns differ, and its rows would be read under the first
+    header's names (quantities as amounts). Only rows whose first field is a name of the
+    header are compared field by field."""
+    names = [c for c in rows.columns if not str(c).startswith(EXTRA)]
+    first = rows[names[0]]
+    if pd.api.types.is_numeric_dtype(first) or pd.api.types.is_datetime64_any_dtype(first):
+        return pd.Index([])  # a typed Parquet column holds no names
+    candidates = rows.loc[first.isin(names).to_numpy(), names]
+    if candidates.empty:
+        return pd.Index([])
+    fields = candidates.astype(str).apply(lambda column: column.str.strip())
+    in_place = (fields == pd.Series(names, index=names)).all(axis=1)
+    moved_rows = fields.loc[(~in_place & fields.isin(names).all(axis=1)).to_numpy()]
+    for row, values in moved_rows.iterrows():  # rows of names only: the first stops loading
+        if sorted(values) != sorted(names):
+            continue
+        moved = ", ".join(
+            f"'{value}' under '{name}'" for name, value in values.items() if value != name
+        )
+        raise DataError(
+            f"{path}: row {row + 1:,} repeats the header with its columns in another order "
+            f"({moved}): the rows after it would be read under the first header's names "
+            "(files joined?); put the later export's columns in the first one's order"
+        )
+    return fields.index[in_place.to_numpy()]
 
 
 def line_hashes(raw: pd.DataFrame) -> pd.Series:

@@ -825,3 +825,30 @@ def test_ids_in_scientific_notation_are_rejected_as_cut_by_a_spreadsheet(tmp_pat
     assert f"reasons: customer_id (column 'Customer ID') in scientific notation ({cut}) 2" in str(
         err.value
     )
+
+
+def test_a_repeated_header_is_rejected_as_such_or_stops_loading_when_its_columns_moved(tmp_path):
+    """Two exports joined (`cat`): the second header is a reject of its own; with its columns
+    in another order, the rows after it would load quantities as amounts (tester E, finding
+    2), so loading stops, naming the row and the columns that moved."""
+    header = "customer_id,timestamp,amount,quantity\n"
+    first = ["a,2024-01-01 10:00:00,10.50,1", "b,2024-01-02 10:00:00,20,2"]
+    joined = _write(tmp_path, [*first, header.strip(), "c,2024-01-03 10:00:00,30,3"], header)
+    loaded = _load(joined, tmp_path, max_reject_share=0.5)
+    assert loaded.report.reasons == {"the header repeated (files joined?)": 1}
+    assert loaded.report.rows_loaded == 3 and loaded.report.rejected == 1
+    rejects = pd.read_csv(loaded.report.rejects_path, dtype=str)
+    assert rejects[["row", "reason"]].values.tolist() == [
+        ["3", "the header repeated (files joined?)"]
+    ]
+    assert loaded.frame["amount"].tolist() == [10.5, 20.0, 30.0]
+
+    swapped = "customer_id,timestamp,quantity,amount"  # the later export's own order
+    moved = _write(tmp_path, [*first, swapped, "c,2024-01-03 10:00:00,3,30"], header)
+    with pytest.raises(DataError) as err:
+        _load(moved, tmp_path, max_reject_share=0.5)
+    assert str(err.value) == (
+        f"{moved}: row 3 repeats the header with its columns in another order ('quantity' under "
+        "'amount', 'amount' under 'quantity'): the rows after it would be read under the first "
+        "header's names (files joined?); put the later export's columns in the first one's order"
+    )
