@@ -778,7 +778,15 @@ def load_table(
     )
     used = set(layout.names.values()) | set(source.exclude) | set(source.exclude_prefix)
     used |= set(extra)
-    said = tuple(problems.notes) + _number_warnings(rows, layout, source)
+    ignored = tuple(
+        str(c) for c in raw.columns if c not in used and c not in schema.written_for_reference
+    )
+    loaded = keep.to_numpy()
+    said = (
+        tuple(problems.notes)
+        + _number_warnings(rows, layout, source)
+        + _case_twins(frame, loaded, layout)
+    )
     if extra:
         said = (
             "every row has more fields than the header: empty ones (a separator at the end of "
@@ -796,9 +804,7 @@ def load_table(
         duplicates=len(duplicates),
         duplicates_dropped=validation.drop_duplicates,
         rejects_path=rejects_path,
-        ignored_columns=tuple(
-            str(c) for c in raw.columns if c not in used and c not in schema.written_for_reference
-        ),
+        ignored_columns=ignored,
         excluded=rule_counts,
         excluded_path=excluded_path,
         anonymous=len(anonymous),
@@ -906,6 +912,29 @@ def _number_warnings(rows: pd.DataFrame, layout: _Layout, source: SourceConfig) 
                 "thousands: '.' and decimal: ',' in configs/data.yaml"
             )
     return tuple(out)
+
+
+def _case_twins(frame: pd.DataFrame, loaded: np.ndarray, layout: _Layout) -> tuple[str, ...]:
+    """Loaded customer ids equal but for letter case ('A@x.com', 'a@x.com': an email typed
+    twice) are different customers, as the contract says; many such pairs are more likely
+    one customer each, split: say how many, do not fold them. Read over the distinct ids."""
+    if "customer_id" not in frame.columns:
+        return ()
+    ids = frame["customer_id"]
+    codes = ids.cat.codes.to_numpy()[loaded]
+    seen = np.bincount(codes[codes >= 0], minlength=len(ids.cat.categories)) > 0
+    used = pd.Index(ids.cat.categories[seen], dtype=object)
+    lowered = used.str.lower()
+    twins = lowered.duplicated(keep=False)
+    if not twins.any():
+        return ()
+    example = " / ".join(f"'{v}'" for v in used[lowered == lowered[twins][0]])
+    label = _label("customer_id", str(layout.names["customer_id"]))
+    return (
+        f"{int(twins.sum()):,} {label} values differ from another only in letter case "
+        f"({lowered[twins].nunique():,} once lower-cased; e.g. {example}): read as different "
+        "customers; lower-case the column if they are one",
+    )
 
 
 def _write_rows(raw: pd.DataFrame, reasons: pd.Series, path: Path) -> None:

@@ -852,3 +852,25 @@ def test_a_repeated_header_is_rejected_as_such_or_stops_loading_when_its_columns
         "'amount', 'amount' under 'quantity'): the rows after it would be read under the first "
         "header's names (files joined?); put the later export's columns in the first one's order"
     )
+
+
+def test_customer_ids_equal_but_for_case_are_counted_in_a_warning_not_folded(tmp_path):
+    """An email typed 'A@x.com' on one line and 'a@x.com' on another is two customers, as the
+    contract says; split customers lose their refunds unseen (tester E, finding 3)."""
+    lines = [
+        "a@x.com,2024-01-01 10:00:00,10,",
+        "A@x.com,2024-01-02 10:00:00,5,",
+        "A@X.COM,2024-01-03 10:00:00,-5,",
+        "b@x.com,2024-01-01 10:00:00,7,",
+        "B@x.com,2024-01-01 10:00:00,ten,",  # rejected: not a loaded id
+        "c@x.com,2024-01-01 10:00:00,1,",
+    ]
+    loaded = _load(_write(tmp_path, lines), tmp_path, max_reject_share=0.5)
+    assert loaded.report.warnings == (
+        "3 customer_id values differ from another only in letter case (1 once lower-cased; "
+        "e.g. 'A@X.COM' / 'A@x.com' / 'a@x.com'): read as different customers; lower-case the "
+        "column if they are one",
+    )
+    assert "  warning: 3 customer_id values differ" in loaded.report.summary()
+    assert loaded.frame["customer_id"].nunique() == 5
+    assert _load(_write(tmp_path, GOOD), tmp_path).report.warnings == ()
