@@ -786,6 +786,7 @@ def load_table(
         tuple(problems.notes)
         + _number_warnings(rows, layout, source)
         + _case_twins(frame, loaded, layout)
+        + _currencies(rows, loaded, ignored)
     )
     if extra:
         said = (
@@ -935,6 +936,31 @@ def _case_twins(frame: pd.DataFrame, loaded: np.ndarray, layout: _Layout) -> tup
         f"({lowered[twins].nunique():,} once lower-cased; e.g. {example}): read as different "
         "customers; lower-case the column if they are one",
     )
+
+
+_CURRENCY_NAMES = ("currency", "currencycode")  # lower-cased, without spaces, _ or -
+
+
+def _currencies(
+    rows: pd.DataFrame, loaded: np.ndarray, ignored: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The contract has no currency: amounts are summed as they are. A column the file names
+    like a currency holding several values (among the `loaded` rows) says those sums mix
+    currencies."""
+    out = []
+    for name in ignored:
+        if re.sub(r"[\s_-]", "", name.lower()) not in _CURRENCY_NAMES:
+            continue
+        shares = _as_text(rows[name][loaded]).value_counts(normalize=True)
+        if len(shares) < 2:
+            continue
+        listed = ", ".join(f"{value} {share:.1%}" for value, share in shares.iloc[:5].items())
+        more = f" and {len(shares) - 5:,} more" if len(shares) > 5 else ""
+        out.append(
+            f"amounts are summed as one currency, but column '{name}' holds {len(shares):,} "
+            f"values ({listed}{more} of the loaded rows); convert them to one currency first"
+        )
+    return tuple(out)
 
 
 def _write_rows(raw: pd.DataFrame, reasons: pd.Series, path: Path) -> None:

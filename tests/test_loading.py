@@ -874,3 +874,20 @@ def test_customer_ids_equal_but_for_case_are_counted_in_a_warning_not_folded(tmp
     assert "  warning: 3 customer_id values differ" in loaded.report.summary()
     assert loaded.frame["customer_id"].nunique() == 5
     assert _load(_write(tmp_path, GOOD), tmp_path).report.warnings == ()
+
+
+def test_a_currency_column_of_several_values_is_warned_of(tmp_path):
+    """Amounts are summed as one currency; a 'Currency Code' column, ignored, that holds EUR
+    and USD says the sums mix them (tester E, finding 4). Shares are of the loaded rows."""
+    header = "customer_id,timestamp,amount,Currency Code\n"
+    lines = [f"c{i},2024-01-01 10:00:00,{i},{'USD' if i % 4 == 0 else 'EUR'}" for i in range(1, 9)]
+    lines += ["x,2024-01-01 10:00:00,bad,JPY", ",2024-01-01 10:00:00,3,JPY"]  # reject, anonymous
+    loaded = _load(_write(tmp_path, lines, header), tmp_path, max_reject_share=0.5)
+    assert loaded.report.ignored_columns == ("Currency Code",)
+    assert loaded.report.warnings == (
+        "amounts are summed as one currency, but column 'Currency Code' holds 2 values (EUR "
+        "75.0%, USD 25.0% of the loaded rows); convert them to one currency first",
+    )
+    one = [f"c{i},2024-01-01 10:00:00,{i},EUR" for i in range(1, 4)]
+    single = _write(tmp_path, one, "customer_id,timestamp,amount,currency\n")
+    assert _load(single, tmp_path).report.warnings == ()
