@@ -787,6 +787,7 @@ def load_table(
         + _number_warnings(rows, layout, source)
         + _case_twins(frame, loaded, layout)
         + _currencies(rows, loaded, ignored)
+        + _both_negative(frame, loaded, layout)
     )
     if extra:
         said = (
@@ -960,6 +961,24 @@ def _currencies(
             f"amounts are summed as one currency, but column '{name}' holds {len(shares):,} "
             f"values ({listed}{more} of the loaded rows); convert them to one currency first"
         )
+    return tuple(out)
+
+
+def _both_negative(frame: pd.DataFrame, loaded: np.ndarray, layout: _Layout) -> tuple[str, ...]:
+    """A computed amount of two negative factors (quantity -2 at unit_price -10) is positive:
+    a purchase. It is what the file says, but a credit note is likelier; say how many."""
+    out = []
+    for col in layout.computed:
+        first, second = col.product_of or ()
+        both = (frame[first].to_numpy() < 0) & (frame[second].to_numpy() < 0) & loaded
+        if both.any():
+            out.append(
+                f"{plural(int(both.sum()), 'line')} with both "
+                f"{_label(first, str(layout.names[first]))} "
+                f"and {_label(second, str(layout.names[second]))} negative: their {col.name} "
+                f"({first} x {second}) is positive, read as a purchase (a credit note written "
+                f"with both signs? then make {second} positive there to read it as a refund)"
+            )
     return tuple(out)
 
 

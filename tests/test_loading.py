@@ -891,3 +891,25 @@ def test_a_currency_column_of_several_values_is_warned_of(tmp_path):
     one = [f"c{i},2024-01-01 10:00:00,{i},EUR" for i in range(1, 4)]
     single = _write(tmp_path, one, "customer_id,timestamp,amount,currency\n")
     assert _load(single, tmp_path).report.warnings == ()
+
+
+def test_lines_with_quantity_and_unit_price_both_negative_are_counted(tmp_path):
+    """-2 x -10 is a purchase of 20: what the file says, but likelier a credit note (tester E,
+    finding 6). A file's own amount column is read as it is: no warning then."""
+    header = "Name,Email,Created at,Qty,Price\n"
+    lines = ["#1,a@x.com,2024-01-05,2,10.00", "#2,a@x.com,2024-01-06,-2,-10.00",
+             "#3,b@x.com,2024-01-05,1,5.00", "#4,b@x.com,2024-01-07,-1,5.00"]  # fmt: skip
+    source = SourceConfig(
+        columns={"customer_id": "Email", "timestamp": "Created at", "quantity": "Qty",
+                 "unit_price": "Price", "order_id": "Name"},
+    )  # fmt: skip
+    loaded = _load(_write(tmp_path, lines, header), tmp_path, source)
+    assert loaded.frame["amount"].tolist() == [20.0, 20.0, 5.0, -5.0]  # read as written
+    assert loaded.report.warnings == (
+        "1 line with both quantity (column 'Qty') and unit_price (column 'Price') negative: "
+        "their amount (quantity x unit_price) is positive, read as a purchase (a credit note "
+        "written with both signs? then make unit_price positive there to read it as a refund)",
+    )
+    with_amount = _write(tmp_path, [f"{line},-20" for line in lines], header.strip() + ",Total\n")
+    given = SourceConfig(columns={**source.columns, "amount": "Total"})
+    assert _load(with_amount, tmp_path, given).report.warnings == ()
