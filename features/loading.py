@@ -603,7 +603,8 @@ def _parse_column(
     if col.kind in ("id", "label"):
         values = pd.Categorical(text)
         if col.kind == "id":
-            cut = _scientific(values.categories)[values.codes] & (values.codes >= 0)
+            # code -1 (no id) reads the False appended
+            cut = np.append(_scientific(values.categories), False)[values.codes]
             kind = (
                 f"{label} in scientific notation (a spreadsheet cut its digits; export the "
                 "column as text)"

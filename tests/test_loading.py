@@ -817,6 +817,8 @@ def test_ids_in_scientific_notation_are_rejected_as_cut_by_a_spreadsheet(tmp_pat
         f"customer_id (column 'Customer ID') in scientific notation ({cut}) '4,00000E+12'"
     )
     assert "4E12" in loaded.frame["customer_id"].astype(str).tolist()
+    no_ids = _load(_write(tmp_path, ["#1;a@x.com;2024-01-05;1,50;"], header=SHOP), tmp_path, source)
+    assert no_ids.report.anonymous == 1 and no_ids.report.rejected == 0  # no id at all: read
 
     whole = _write(tmp_path, lines[-4:-1], header=SHOP)  # every row: the reason stops the load
     with pytest.raises(DataError) as err:
