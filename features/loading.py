@@ -496,9 +496,10 @@ def label_of(text: str) -> str | None:
 
 
 # 4,00000E+12, 4.00000E+12, 1E+11, -1e-05: how a spreadsheet shows a long number, and saves
-# it when the column is not text. The exponent's sign is required: spreadsheets always write
-# it, and a code such as 4E12 (hexadecimal, a product code) may be a real id.
-_SCIENTIFIC = r"[-+]?\d+(?:[.,]\d+)?[eE][-+]\d+"
+# it when the column is not text: one leading digit, a signed exponent of two or three digits
+# (review: 12E-3 or 00012E-01 is no spreadsheet's and may be a code). A code such as 4E12
+# (hexadecimal, a product code) may be a real id.
+_SCIENTIFIC = r"[-+]?[1-9](?:[.,]\d+)?[eE][-+]\d{2,3}"
 
 
 def _scientific(ids: pd.Index) -> np.ndarray:
@@ -849,10 +850,15 @@ def _repeated_headers(rows: pd.DataFrame, path: Path) -> pd.Index:
     first = rows[names[0]]
     if pd.api.types.is_numeric_dtype(first) or pd.api.types.is_datetime64_any_dtype(first):
         return pd.Index([])  # a typed Parquet column holds no names
+    # a joined file's second header may start with its own byte-order mark (Excel's "CSV
+    # UTF-8"), which pandas strips from the first line only (review)
+    first = first.astype(str).str.strip().str.lstrip("\ufeff").str.strip()
     candidates = rows.loc[first.isin(names).to_numpy(), names]
     if candidates.empty:
         return pd.Index([])
-    fields = candidates.astype(str).apply(lambda column: column.str.strip())
+    fields = candidates.astype(str).apply(
+        lambda column: column.str.strip().str.lstrip("\ufeff").str.strip()
+    )
     in_place = (fields == pd.Series(names, index=names)).all(axis=1)
     moved_rows = fields.loc[(~in_place & fields.isin(names).all(axis=1)).to_numpy()]
     for row, values in moved_rows.iterrows():  # rows of names only: the first stops loading
@@ -918,15 +924,18 @@ def _number_warnings(rows: pd.DataFrame, layout: _Layout, source: SourceConfig) 
 
 
 def _case_twins(frame: pd.DataFrame, loaded: np.ndarray, layout: _Layout) -> tuple[str, ...]:
-    """Loaded customer ids equal but for letter case ('A@x.com', 'a@x.com': an email typed
-    twice) are different customers, as the contract says; many such pairs are more likely
-    one customer each, split: say how many, do not fold them. Read over the distinct ids."""
+    """Loaded customer ids that are emails equal but for letter case ('A@x.com', 'a@x.com':
+    one address typed twice) are different customers, as the contract says, though likely
+    one each, split: say how many, do not fold them. Emails only: other ids may be
+    case-sensitive by design (Salesforce's 15-character ids: review). Read over the distinct
+    ids."""
     if "customer_id" not in frame.columns:
         return ()
     ids = frame["customer_id"]
     codes = ids.cat.codes.to_numpy()[loaded]
     seen = np.bincount(codes[codes >= 0], minlength=len(ids.cat.categories)) > 0
     used = pd.Index(ids.cat.categories[seen], dtype=object)
+    used = used[np.asarray(used.str.contains("@", regex=False), dtype=bool)]
     lowered = used.str.lower()
     twins = lowered.duplicated(keep=False)
     if not twins.any():
@@ -936,11 +945,8 @@ def _case_twins(frame: pd.DataFrame, loaded: np.ndarray, layout: _Layout) -> tup
     return (
         f"{int(twins.sum()):,} {label} values differ from another only in letter case "
         f"({lowered[twins].nunique():,} once lower-cased; e.g. {example}): read as different "
-        "customers; lower-case the column if they are one",
+        "customers; lower-case the column if they are one (email addresses are)",
     )
-
-
-_CURRENCY_NAMES = ("currency", "currencycode")  # lower-cased, without spaces, _ or -
 
 
 def _currencies(
@@ -950,10 +956,10 @@ def _currencies(
     like a currency holding several values (among the `loaded` rows) says those sums mix
     currencies."""
     out = []
-    for name in ignored:
-        if re.sub(r"[\s_-]", "", name.lower()) not in _CURRENCY_NAMES:
+    for name in ignored:  # Currency, currency_code, Order Currency, Presentment Currency, ...
+        if "currency" not in name.lower():
             continue
-        shares = _as_text(rows[name][loaded]).value_counts(normalize=True)
+        shares = _as_text(rows[name][loaded]).str.upper().value_counts(normalize=True)
         if len(shares) < 2:
             continue
         listed = ", ".join(f"{value} {share:.1%}" for value, share in shares.iloc[:5].items())
