@@ -1615,6 +1615,7 @@ def serve(
     from crm_ltv.features.config import ConfigError
     from crm_ltv.serving.config import blank_token, check_service_configs
     from crm_ltv.serving.store import SERVED_MODELS_ENV
+    from crm_ltv.serving.watchdog import SERVER_PID_ENV
 
     _free_port(host, port)
     paths = _paths()
@@ -1630,6 +1631,7 @@ def serve(
     _, tags = _sync_store(progress)
     # each worker, whenever it starts, declares these exact copies (serving.store.served_tag)
     env[SERVED_MODELS_ENV] = json.dumps(tags)
+    env[SERVER_PID_ENV] = str(os.getpid())  # execv keeps it: the supervisor's, for its workers
     progress(f"serving on http://{host}:{port} (OpenAPI page at /, readiness at /readyz)")
     command = _bentoml(
         "serve", "crm_ltv.serving.service:CrmLtv", "--host", host, "--port", str(port)

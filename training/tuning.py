@@ -223,7 +223,7 @@ def _objective(
         ran = f" of {booster.current_iteration()}" if booster is not None else ""
         progress(
             f"{label}: valid {metric} {model.validation_score_:.5f} at its best round, "
-            f"{model.best_iteration_}{ran} (early stopping)"
+            f"{model.best_iteration_}{ran}"
         )
         return model.validation_score_
 
@@ -303,7 +303,7 @@ def run_study(
 
     # Optuna returns quietly at the limit (an interrupt raises; so does a failed trial)
     limit = tune.timeout_minutes * 60 if tune.timeout_minutes else None
-    start = time.monotonic()
+    start, before = time.monotonic(), len(study.trials)
     try:
         if remaining:
             study.optimize(
@@ -318,7 +318,9 @@ def run_study(
             with contextlib.suppress(MlflowException):  # not to hide why the tune stopped
                 client = mlflow.MlflowClient()
                 client.log_metric(parent.info.run_id, f"{kind}_trials_run", len(ran))
-    timed_out = limit is not None and len(ran) < remaining and time.monotonic() - start >= limit
+    # fewer trials started than wanted, and the time spent: not a trial that ended FAIL unraised
+    started = len(study.trials) - before
+    timed_out = limit is not None and started < remaining and time.monotonic() - start >= limit
     if timed_out:
         progress(
             f"{kind}: stopped by timeout_minutes ({tune.timeout_minutes:g}, configs/tune.yaml) "
