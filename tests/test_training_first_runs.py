@@ -361,7 +361,9 @@ def test_a_pruned_trials_run_has_how_far_it_got(tmp_path):
                       pruning_warmup_rounds=0, report_every_rounds=5)  # fmt: skip
     tuned = run(home, "tune", "--trials", "6")
     assert tuned.returncode == 0, tuned.stderr
-    said = re.findall(r"(churn|ltv) trial (\d+): pruned at round (\d+)", tuned.stderr)
+    said = re.findall(
+        r"(churn|ltv) trial \d+/6 \(study trial (\d+)\): pruned at round (\d+)", tuned.stderr
+    )
     assert {kind for kind, _, _ in said} == {"churn", "ltv"}, tuned.stderr
     client = mlflow_client(home)
     experiment = client.get_experiment_by_name("crm-ltv")
