@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from crm_ltv.features.config import DataConfig, FeatureConfig
     from crm_ltv.features.contract import DataError
     from crm_ltv.features.inputs import Inputs
+    from crm_ltv.features.loading import Loaded
     from crm_ltv.features.paths import Paths
     from crm_ltv.serving.config import NbaConfig
     from crm_ltv.training.config import TrainConfig
@@ -1838,14 +1839,17 @@ def ab(
     unchecked = _balance_unchecked(balance, transactions, data_config, paths)
     segments, segment_files, segment_datasets, features = None, [], [], None
     if by is not None or unchecked is None:
-        from crm_ltv.experiments.segments import features_at_send, segments_at_send
-        from crm_ltv.training.tracking import input_datasets, input_sources
-
         inputs = _read_inputs(paths, progress, *reading, max_reject_share)
         if by == "acquisition_channel" and inputs.customers is not None:  # its segments' table
             contacts_found(loaded, inputs.customers, progress)
+        elif by is None and transactions is None:  # the home's default file: a check by chance
+            unchecked = _contacts_unknown(loaded, inputs.transactions, progress)
         else:
             contacts_found(loaded, inputs.transactions, progress)
+    if by is not None or unchecked is None:
+        from crm_ltv.experiments.segments import features_at_send, segments_at_send
+        from crm_ltv.training.tracking import input_datasets, input_sources
+
         segment_files, segment_datasets = input_sources(inputs), input_datasets(inputs)
         _warn_windows(loaded.frame, inputs.transactions.frame, config, progress)
         feature_config = _feature_config(paths)
@@ -1934,6 +1938,25 @@ def _warn_windows(
     warning = window_warning(campaigns, transactions, config.outcomes.response_window_days)
     if warning is not None:
         progress(warning)
+
+
+def _contacts_unknown(
+    campaigns: Loaded, transactions: Loaded, progress: Callable[[str], None]
+) -> str | None:
+    """Why the balance is not checked when `ab` read the home's default transactions of its
+    own accord (no --transactions, no --by) and none of the file's customers is in them: a
+    shop's own campaigns in a home made with the sample, analysed without it before."""
+    from crm_ltv.features.contract import DataError
+    from crm_ltv.features.inputs import contacts_found
+
+    try:
+        contacts_found(campaigns, transactions, progress)
+    except DataError:
+        return (
+            f"none of the contacts' customers is in {transactions.report.source} (give "
+            "--transactions)"
+        )
+    return None
 
 
 def _balance_unchecked(

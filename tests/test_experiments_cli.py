@@ -478,3 +478,22 @@ def test_ab_warns_of_sends_whose_window_the_transactions_do_not_hold(home, tmp_p
         assert f"warning: of {len(table):,} campaign rows, {len(table):,} " in result.stderr
         assert said in result.stderr
     assert "campaign rows" not in run(home, "ab").stderr  # the sample's windows are covered
+
+
+def test_ab_on_customers_not_in_the_homes_default_transactions_skips_the_balance(home, tmp_path):
+    """A shop's own campaigns in a home made with the sample: the balance check ran only
+    because the sample's transactions exist, and failed for want of its customers."""
+    own = tmp_path / "own.csv"
+    rows = [
+        f"Z{i:04d},2025-07-01,win_back,{'treatment' if i % 2 else 'control'},{i % 3 == 0}"
+        for i in range(200)
+    ]
+    own.write_text("\n".join(["customer_id,sent_at,action,group,converted", *rows]) + "\n")
+    result = run(home, "ab", "--campaigns", str(own))
+    assert result.returncode == 0, result.stderr
+    transactions = home / "data" / "sample" / "transactions.csv"
+    said = f"balance not checked: none of the contacts' customers is in {transactions} (give "
+    assert f"{said}--transactions)" in result.stdout
+    given = run(home, "ab", "--campaigns", str(own), "--transactions", str(transactions))
+    assert given.returncode == 2
+    assert "none of its 200 contacts' customer ids is in the transactions" in given.stderr
