@@ -1918,7 +1918,7 @@ def ab(
         typer.echo(
             "balance: each action's worst standardised mean difference, treatment against "
             "control, over the features at send time; IMBALANCED at |SMD| >= "
-            f"{config.balance.smd_threshold:g} with a Welch p under {config.balance.alpha:g} / "
+            f"{config.balance.smd_threshold:g} with a rank-test p under {config.balance.alpha:g} / "
             "features compared (balance: of configs/experiments.yaml)"
         )
     for action, said in imbalanced_actions(result.by_action).items():

@@ -36,7 +36,7 @@ class BalanceConfig(FrozenConfig):
 
     # |standardised mean difference| at or over this is a different population (the usual 0.1)
     smd_threshold: float = Field(0.1, gt=0)
-    # ... when its Welch p-value is also under alpha / features compared (Bonferroni): 0.001
+    # ... when its rank-test p-value is also under alpha / features compared (Bonferroni): 0.001
     # keeps a randomised campaign of a few thousand contacts from tripping it by chance
     alpha: float = Field(0.001, gt=0, lt=1)
 
