@@ -332,17 +332,18 @@ def design_figures(
 ) -> dict[str, float | str | bool]:
     """The figures compare_groups gives, read by share stratum and/or by customer (Design):
     rates standardised over the strata, Wald intervals of the difference and of the log
-    ratio, z-test p-values; revenue alike."""
+    ratio, z-test p-values; revenue alike. Nothing where the rates have no variance to read
+    (every outcome alike within each group: a [0, 0] interval and no p): the rows' stand."""
     z = float(stats.norm.ppf(1.0 - alpha / 2.0))
     every_t, every_c = np.ones(len(converted_t), bool), np.ones(len(converted_c), bool)
     rates = design_difference(
         converted_t.astype(float), converted_c.astype(float), design, every_t, every_c
     )
+    if rates is None or not rates.var_diff > 0:
+        return {}
     out: dict[str, float | str | bool] = {"test": design.test}
-    if rates is None:
-        return out
     lift, se = rates.mean_t - rates.mean_c, math.sqrt(rates.var_diff)
-    p_value = float(2.0 * stats.norm.sf(abs(lift) / se)) if se > 0 else math.nan
+    p_value = float(2.0 * stats.norm.sf(abs(lift) / se))
     ratio = rates.mean_t / rates.mean_c if rates.mean_c > 0 else math.nan
     spread = z * math.sqrt(rates.var_log_ratio) if rates.var_log_ratio >= 0 else math.nan
     out |= {
@@ -426,7 +427,10 @@ def compare_groups(
         **revenue_difference(revenue_t, revenue_c, alpha),
         "mde_abs": minimum_detectable_lift(p_c, n_t, n_c, config.power, alpha),
     }
-    if design is not None and (design.stratified or design.clustered):
+    # a small campaign keeps Fisher and Newcombe (Cochran's rule) for one repeated contact:
+    # the by-customer z-test needs the normal approximation they stand in for
+    exact = test == "fisher" and not (design is not None and design.stratified)
+    if design is not None and (design.stratified or design.clustered) and not exact:
         out |= design_figures(converted_t, converted_c, revenue_t, revenue_c, design, alpha)
     return out
 

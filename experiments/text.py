@@ -89,13 +89,23 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
 
 def design_lines(table: pd.DataFrame) -> list[str]:
     """One line per action read by share stratum or by customer (ab.Design), saying so: the
-    figures beside it are not the pooled rows' (the table's test says 'z, by ...')."""
+    figures beside it are not the pooled rows' (the table's test says 'z, by ...'); and per
+    action with repeated customers read as rows all the same, saying that."""
     lines = []
     for r in table.to_dict("records"):
         test = r.get("test")
-        if not isinstance(test, str) or not test.startswith("z, by"):
+        if not isinstance(test, str):
             continue
         contacts = r["n_treatment"] + r["n_control"]
+        if not test.startswith("z, by"):
+            if r.get("customers", contacts) < contacts:  # NaN (no design known) is not
+                lines.append(
+                    f"{r['action']}: {contacts:,} contacts of {int(r['customers']):,} "
+                    "customers, read as independent rows all the same: too few conversions for "
+                    "the by-customer z-test (Fisher's test and Newcombe's interval, by Cochran's "
+                    "rule), or no variance to read by customer; the repeats are not accounted for"
+                )
+            continue
         if "share" in test:
             lines.append(
                 f"{r['action']}: its rows were drawn at several treatment shares "

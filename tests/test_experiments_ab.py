@@ -13,9 +13,11 @@ from scipy import stats
 from crm_ltv.experiments import balance
 from crm_ltv.experiments.ab import (
     SHARE,
+    Design,
     ab_table,
     campaign_outcomes,
     compare_groups,
+    design_figures,
     expected_split,
     minimum_detectable_lift,
     plan_sample_size,
@@ -23,6 +25,7 @@ from crm_ltv.experiments.ab import (
     srm_check,
 )
 from crm_ltv.experiments.config import AbConfig, ExperimentsConfig
+from crm_ltv.experiments.text import design_lines
 from crm_ltv.features.contract import DataError
 
 CONFIG = AbConfig()
@@ -599,3 +602,48 @@ def test_a_customer_contacted_at_every_send_is_one_cluster_not_ten_rows():
                              y[x[:, 1] == 0], CONFIG)  # fmt: skip
     width = rowwise["lift_abs_high"] - rowwise["lift_abs_low"]
     assert row["lift_abs_high"] - row["lift_abs_low"] > 1.5 * width
+
+
+def _tiny(converted_t: list[bool], converted_c: list[bool], repeat: bool) -> pd.DataFrame:
+    """One send of win_back, a customer per contact; `repeat`: the first treated customer is
+    contacted again a week later, with the same outcome."""
+    rows = pd.DataFrame(
+        {"customer_id": [f"c{i}" for i in range(len(converted_t) + len(converted_c))],
+         "action": "win_back",
+         "group": ["treatment"] * len(converted_t) + ["control"] * len(converted_c),
+         "converted": converted_t + converted_c, "sent_at": pd.Timestamp("2025-07-01")}
+    )  # fmt: skip
+    if repeat:
+        again = rows.iloc[[0]].assign(sent_at=pd.Timestamp("2025-07-08"))
+        rows = pd.concat([rows, again], ignore_index=True)
+    return rows
+
+
+def test_one_repeated_contact_keeps_a_small_campaign_on_fishers_test():
+    """Review D3: a customer contacted twice switched a 10/10 campaign from Fisher (p 0.47)
+    to a by-customer z-test (p 0.12, an interval far narrower than Newcombe's)."""
+    once = ab_table(campaign_outcomes(_tiny([False] * 10, [True] * 2 + [False] * 8, False)),
+                    CONFIG).iloc[0]  # fmt: skip
+    again = ab_table(campaign_outcomes(_tiny([False] * 10, [True] * 2 + [False] * 8, True)),
+                     CONFIG).iloc[0]  # fmt: skip
+    assert once["test"] == again["test"] == "fisher"
+    assert again["customers"] == 20 and again["n_treatment"] == 11
+    assert again["lift_abs_low"] == pytest.approx(once["lift_abs_low"], abs=0.02)
+    assert again["p_value"] > 0.2
+    lines = design_lines(pd.DataFrame([again]))
+    assert lines == [
+        "win_back: 21 contacts of 20 customers, read as independent rows all the same: too few "
+        "conversions for the by-customer z-test (Fisher's test and Newcombe's interval, by "
+        "Cochran's rule), or no variance to read by customer; the repeats are not accounted for"
+    ]
+
+
+def test_no_conversion_with_a_repeated_contact_gives_no_zero_width_interval():
+    """Review D3: every outcome 0 and one repeat gave +0.00 [+0.00, +0.00] and no p."""
+    row = ab_table(campaign_outcomes(_tiny([False] * 500, [False] * 500, True)), CONFIG).iloc[0]
+    assert row["lift_abs"] == 0 and row["lift_abs_low"] < -0.005 < 0.005 < row["lift_abs_high"]
+    assert row["p_value"] == 1.0 and row["test"] == "fisher"
+    design = Design(np.full(501, 0.5), np.full(500, 0.5), np.r_[np.arange(500), 0].astype(str),
+                    np.arange(500, 1000).astype(str))  # fmt: skip
+    assert design_figures(np.zeros(501, bool), np.zeros(500, bool), np.zeros(501),
+                          np.zeros(500), design, 0.05) == {}  # fmt: skip
