@@ -38,6 +38,8 @@ COLUMNS = (
     "n_treatment",
     "n_control",
     "customers",  # distinct customers among the contacts (fewer: some were contacted again)
+    # contacts drawn at a share of 0 or 1, left out of figures read by share: no other group
+    "left_out",
     "treatment_share",
     "expected_treatment_share",  # the split the SRM check expects (the rows' own, or the config's)
     "srm_p_value",
@@ -104,7 +106,7 @@ def mean_share(shares: pd.Series, config: AbConfig) -> float:
 
 def expected_split(campaigns: pd.DataFrame, config: AbConfig, option: bool) -> Split:
     """`option`: config.expected_treatment_share is the command line's, which wins over the
-    file's column (jobs.run_ab then drops the column before ab_table). The config's is the
+    file's column in the SRM check (ab_table's `share_option`). The config's is the
     fallback of a file without the column: `crm-ltv init` copies it into every home, so it is
     no choice made for this file, and the service's rows were drawn at 0.73 where it says 0.5."""
     configured = config.expected_treatment_share
@@ -175,9 +177,13 @@ def campaign_outcomes(campaigns: pd.DataFrame, where: str = "campaigns") -> Outc
     )
 
 
-def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.DataFrame:
+def ab_table(
+    outcomes: Outcomes, config: AbConfig, by: str | None = None, share_option: bool = False
+) -> pd.DataFrame:
     """One row per action (per action and `by` value when given), COLUMNS after them. Rows
-    with an expected_treatment_share column are checked against their own mean share."""
+    with an expected_treatment_share column are checked against their own mean share, unless
+    `share_option` (config.expected_treatment_share is the command line's): that replaces
+    the SRM check's expected share only; the rows' own still give the strata and weights."""
     keys = ["action"] if by is None else ["action", by]
     frame = outcomes.frame
     missing = [k for k in keys if k not in frame]
@@ -188,7 +194,7 @@ def ab_table(outcomes: Outcomes, config: AbConfig, by: str | None = None) -> pd.
         values = key if isinstance(key, tuple) else (key,)
         treated = group["group"].astype(str).eq(TREATMENT).to_numpy()
         # the config's, unless the rows carry their own (expected_split)
-        share = mean_share(group[SHARE], config) if SHARE in group else None
+        share = mean_share(group[SHARE], config) if SHARE in group and not share_option else None
         strata = (
             group[SHARE].astype("float64").fillna(config.expected_treatment_share).to_numpy()
             if SHARE in group
@@ -254,6 +260,22 @@ class Design:
         return len(self.shares) > 1
 
     @property
+    def left_out(self) -> int:
+        """Rows drawn at a share of 0 or 1 when read by share: a group of its own, with no
+        row of the other to compare (and no finite weight)."""
+        if not self.stratified:
+            return 0
+        return int((~_drawn(self.share_t)).sum() + (~_drawn(self.share_c)).sum())
+
+    @property
+    def weighted(self) -> bool:
+        """Some share (of the rows drawn at one between 0 and 1) holds one group only, as
+        per-row shares do: strata would leave its rows out, so every row is weighted by its
+        own chance instead (design_difference)."""
+        t, c = self.share_t[_drawn(self.share_t)], self.share_c[_drawn(self.share_c)]
+        return self.stratified and set(t.tolist()) != set(c.tolist())
+
+    @property
     def clustered(self) -> bool:
         """A customer with more than one contact: their outcomes are not independent rows."""
         return self.customers < len(self.customer_t) + len(self.customer_c)
@@ -261,10 +283,17 @@ class Design:
     @property
     def test(self) -> str:
         """The table's `test` of a difference read this way."""
+        if self.weighted:
+            return "z, weighted by share" + (" and by customer" if self.clustered else "")
         by = " and ".join(
             w for w, on in (("share", self.stratified), ("customer", self.clustered)) if on
         )
         return f"z, by {by}"
+
+
+def _drawn(share: np.ndarray) -> np.ndarray:
+    """Rows drawn at a share strictly between 0 and 1: each could have been in either group."""
+    return (share > 0.0) & (share < 1.0)
 
 
 @dataclass(frozen=True)
@@ -282,27 +311,38 @@ class Difference:
 def design_difference(
     y_t: np.ndarray, y_c: np.ndarray, design: Design, rows_t: np.ndarray, rows_c: np.ndarray
 ) -> Difference | None:
-    """The stratified difference sum_s w_s (mean_ts - mean_cs), w_s = the stratum's share of
-    the contacts (strata with both groups only), and its variance from each row's influence:
-    a treated row of stratum s adds w_s (y - mean_ts) / n_ts, a control row minus its mirror;
-    summed per customer and squared (times G / (G - 1), G customers) when clustered, else
-    squared per row (the Wald variance sum w_s^2 (var_ts / n_ts + var_cs / n_cs)). `rows_t`,
-    `rows_c`: the rows of the design's arrays that `y_t`, `y_c` are (revenue drops unknowns).
-    None when no stratum has both groups."""
+    """Each group's mean as sum a_i y_i (row weights a summing to 1 per group) and the
+    variance of their difference from each row's influence a_i (y_i - centre_i), a control
+    row's negated; summed per customer and squared (times G / (G - 1), G customers) when
+    clustered, else squared per row. By share (Design.weighted false): a_i = w_s / n_gs,
+    w_s the stratum's share of the contacts, centre_i its group's stratum mean (the Wald
+    variance sum w_s^2 (var_ts / n_ts + var_cs / n_cs)). Weighted by share: Hajek's
+    inverse-probability means, a_i proportional to 1 / p (treated) or 1 / (1 - p) (control),
+    as the balance check weights, centre_i the group's mean. Rows drawn at a share of 0 or 1
+    are left out (Design.left_out). `rows_t`, `rows_c`: the rows of the design's arrays that
+    `y_t`, `y_c` are (revenue drops unknowns). None when a group has no row left."""
     share_t, share_c = design.share_t[rows_t], design.share_c[rows_c]
-    kept = [s for s in design.shares if (share_t == s).any() and (share_c == s).any()]
-    if not kept:
+    drawn_t, drawn_c = _drawn(share_t), _drawn(share_c)
+    if not design.stratified:  # one share: every row, equally
+        drawn_t, drawn_c = np.ones(len(y_t), bool), np.ones(len(y_c), bool)
+    if not drawn_t.any() or not drawn_c.any():
         return None
-    sizes = np.array([(share_t == s).sum() + (share_c == s).sum() for s in kept], float)
-    weights = sizes / sizes.sum()
-    infl_t, infl_c = np.zeros(len(y_t)), np.zeros(len(y_c))
-    mean_t = mean_c = 0.0
-    for w, s in zip(weights, kept, strict=True):
-        t, c = share_t == s, share_c == s
-        m_t, m_c = float(y_t[t].mean()), float(y_c[c].mean())
-        mean_t, mean_c = mean_t + w * m_t, mean_c + w * m_c
-        infl_t[t] = w * (y_t[t] - m_t) / t.sum()
-        infl_c[c] = w * (y_c[c] - m_c) / c.sum()
+    a_t, a_c = np.zeros(len(y_t)), np.zeros(len(y_c))
+    centre_t, centre_c = np.zeros(len(y_t)), np.zeros(len(y_c))
+    if design.weighted:
+        a_t[drawn_t] = 1.0 / share_t[drawn_t]
+        a_c[drawn_c] = 1.0 / (1.0 - share_c[drawn_c])
+        a_t, a_c = a_t / a_t.sum(), a_c / a_c.sum()
+        centre_t[:], centre_c[:] = a_t @ y_t, a_c @ y_c
+    else:
+        kept = sorted(set(share_t[drawn_t].tolist()) & set(share_c[drawn_c].tolist()))
+        sizes = np.array([(share_t == s).sum() + (share_c == s).sum() for s in kept], float)
+        for w, s in zip(sizes / sizes.sum(), kept, strict=True):
+            t, c = share_t == s, share_c == s
+            a_t[t], a_c[c] = w / t.sum(), w / c.sum()
+            centre_t[t], centre_c[c] = y_t[t].mean(), y_c[c].mean()
+    mean_t, mean_c = float(a_t @ y_t), float(a_c @ y_c)
+    infl_t, infl_c = a_t * (y_t - centre_t), a_c * (y_c - centre_c)
     ids = np.r_[design.customer_t[rows_t], design.customer_c[rows_c]]
 
     def variance(influence: np.ndarray) -> float:
@@ -393,6 +433,7 @@ def compare_groups(
         "n_treatment": n_t,
         "n_control": n_c,
         "customers": design.customers if design is not None else math.nan,
+        "left_out": design.left_out if design is not None else math.nan,
         "treatment_share": n_t / (n_t + n_c),
         **srm_check(n_t, n_c, config, share),
     }

@@ -102,12 +102,10 @@ def run_ab(
     without them, `balance_unchecked` says why."""
     frame = campaigns if by is None else campaigns.assign(**{by: segments})
     split = ab.expected_split(frame, config, share_option)
-    if split.source != "campaigns file":  # the SRM check reads the rows' column where it is
-        frame = frame.drop(columns=ab.SHARE, errors="ignore")
     outcomes = ab.campaign_outcomes(frame, f"campaigns {source}")
     _check_comparable(outcomes, source)
-    by_action = ab.ab_table(outcomes, config)
-    by_segment = ab.ab_table(outcomes, config, by) if by is not None else None
+    by_action = ab.ab_table(outcomes, config, None, share_option)
+    by_segment = ab.ab_table(outcomes, config, by, share_option) if by is not None else None
     balance_config = balance_config if balance_config is not None else BalanceConfig()
     if features is not None:
         checked = balance.action_balance(

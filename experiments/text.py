@@ -97,7 +97,7 @@ def design_lines(table: pd.DataFrame) -> list[str]:
         if not isinstance(test, str):
             continue
         contacts = r["n_treatment"] + r["n_control"]
-        if not test.startswith("z, by"):
+        if not test.startswith("z, "):
             if r.get("customers", contacts) < contacts:  # NaN (no design known) is not
                 lines.append(
                     f"{r['action']}: {contacts:,} contacts of {int(r['customers']):,} "
@@ -106,12 +106,25 @@ def design_lines(table: pd.DataFrame) -> list[str]:
                     "rule), or no variance to read by customer; the repeats are not accounted for"
                 )
             continue
-        if "share" in test:
+        if "weighted by share" in test:
+            lines.append(
+                f"{r['action']}: its rows were drawn at several treatment shares "
+                "(expected_treatment_share), some of them in one group only: rates and lifts "
+                "weighted by each row's chance, 1 / share (treatment) and 1 / (1 - share) "
+                "(control), not pooled"
+            )
+        elif "share" in test:
             lines.append(
                 f"{r['action']}: its rows were drawn at several treatment shares "
                 "(expected_treatment_share): rates and lifts standardised over the shares, each "
                 "weighted by its contacts, not pooled (pooled, a send with more treatment and "
                 "a higher base rate reads as a lift)"
+            )
+        if r.get("left_out", 0) > 0:
+            lines.append(
+                f"{r['action']}: {int(r['left_out']):,} of {contacts:,} contacts drawn at a "
+                "treatment share of 0 or 1 left out of its figures: no row of the other group "
+                "to compare them with"
             )
         if "customer" in test:
             lines.append(

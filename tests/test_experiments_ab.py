@@ -647,3 +647,53 @@ def test_no_conversion_with_a_repeated_contact_gives_no_zero_width_interval():
                     np.arange(500, 1000).astype(str))  # fmt: skip
     assert design_figures(np.zeros(501, bool), np.zeros(500, bool), np.zeros(501),
                           np.zeros(500), design, 0.05) == {}  # fmt: skip
+
+
+def test_rows_with_shares_of_their_own_are_weighted_by_their_chance_of_treatment():
+    """Review D4: per-row shares (0.9 or 0.1, each jittered) put one row in most strata; the
+    strata with both groups held 2 rows each, and the rest were dropped without a word. Now
+    every row counts, weighted 1/p or 1/(1-p) (Hajek): the weighted least squares difference,
+    with its robust (HC0) variance."""
+    import statsmodels.api as sm
+
+    rows = pd.concat([_stratum(900, 288, 100, 30, 0.9, 0), _stratum(100, 5, 900, 45, 0.1, 1000)])
+    rows[SHARE] += np.random.default_rng(3).uniform(-0.01, 0.01, len(rows))
+    row = ab_table(campaign_outcomes(rows), CONFIG).iloc[0]
+    assert row["test"] == "z, weighted by share" and row["left_out"] == 0
+    treated = rows["group"].eq("treatment").to_numpy()
+    p = rows[SHARE].to_numpy()
+    fit = sm.WLS(rows["converted"].astype(float).to_numpy(), sm.add_constant(treated * 1.0),
+                 weights=np.where(treated, 1 / p, 1 / (1 - p))).fit(cov_type="HC0")  # fmt: skip
+    se = float(fit.bse[1])
+    assert row["lift_abs"] == pytest.approx(float(fit.params[1]))
+    assert row["rate_control"] == pytest.approx(float(fit.params[0]))
+    assert row["lift_abs_high"] - row["lift_abs"] == pytest.approx(Z * se)
+    assert abs(row["lift_abs"] - 0.01) < 0.03 and row["p_value"] > 0.05  # not Simpson's +21.8
+    said = design_lines(pd.DataFrame([row]))
+    assert said[0].startswith("win_back: its rows were drawn at several treatment shares")
+    assert "weighted by each row's chance, 1 / share (treatment)" in said[0]
+
+
+def test_rows_drawn_at_a_share_of_1_are_left_out_and_counted():
+    """Review D4: a stratum of treated rows only (share 1.0, no holdout) was dropped without
+    a word while the group sizes still counted it."""
+    rows = pd.concat([_stratum(500, 100, 500, 50, 0.5, 0), _stratum(300, 290, 0, 0, 1.0, 1000)])
+    row = ab_table(campaign_outcomes(rows), CONFIG).iloc[0]
+    assert row["test"] == "z, by share" and row["left_out"] == 300 and row["n_treatment"] == 800
+    assert row["lift_abs"] == pytest.approx(0.1)
+    said = design_lines(pd.DataFrame([row]))
+    assert ("win_back: 300 of 1,300 contacts drawn at a treatment share of 0 or 1 left out of "
+            "its figures: no row of the other group to compare them with") in said  # fmt: skip
+
+
+def test_the_option_replaces_the_srm_share_only_not_the_strata():
+    """Review S1: --expected-treatment-share dropped the rows' shares, and Simpson's +21.8
+    points came back."""
+    rows = pd.concat([_stratum(900, 288, 100, 30, 0.9, 0), _stratum(100, 5, 900, 45, 0.1, 1000)])
+    option = AbConfig(expected_treatment_share=0.3)
+    row = ab_table(campaign_outcomes(rows), option, None, share_option=True).iloc[0]
+    own = ab_table(campaign_outcomes(rows), CONFIG).iloc[0]
+    assert row["test"] == "z, by share" and row["lift_abs"] == pytest.approx(0.01)
+    assert row["lift_abs_low"] == own["lift_abs_low"]
+    assert row["expected_treatment_share"] == 0.3
+    assert own["expected_treatment_share"] == pytest.approx(0.5)
