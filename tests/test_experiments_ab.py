@@ -697,3 +697,71 @@ def test_the_option_replaces_the_srm_share_only_not_the_strata():
     assert row["lift_abs_low"] == own["lift_abs_low"]
     assert row["expected_treatment_share"] == 0.3
     assert own["expected_treatment_share"] == pytest.approx(0.5)
+
+
+def _clustered_ols(y: np.ndarray, treated: np.ndarray, ids: np.ndarray) -> tuple:
+    """statsmodels' OLS of y on treatment, CR0 by customer times G / (G - 1): the
+    parameters (control mean, difference) and their covariance."""
+    import statsmodels.api as sm
+
+    g = len(set(ids.tolist()))
+    fit = sm.OLS(y, sm.add_constant(treated * 1.0)).fit(
+        cov_type="cluster", cov_kwds={"groups": pd.factorize(ids)[0], "use_correction": False}
+    )
+    return np.asarray(fit.params), np.asarray(fit.cov_params()) * g / (g - 1)
+
+
+def test_customers_in_both_arms_are_one_cluster_across_the_arms():
+    """Review S4: customers drawn anew at each send are in both arms; their influence on the
+    control mean counts against their influence on the treatment's. Difference, relative
+    lift (delta method on the log ratio) and revenue against statsmodels' clustered OLS."""
+    rng = np.random.default_rng(8)
+    n, sends = 80, 8
+    taste = rng.random(n) < 0.3
+    frames = []
+    for k in range(sends):
+        treated = rng.random(n) < 0.5
+        bought = taste & (rng.random(n) < 0.7) | (rng.random(n) < 0.05) | treated & (
+            rng.random(n) < 0.05
+        )
+        frames.append(pd.DataFrame(
+            {"customer_id": [f"c{i}" for i in range(n)], "action": "win_back",
+             "group": np.where(treated, "treatment", "control"), "converted": bought,
+             "revenue": bought * rng.gamma(2.0, 20.0, n),
+             "sent_at": pd.Timestamp("2025-07-01") + pd.Timedelta(weeks=k)}
+        ))  # fmt: skip
+    rows = pd.concat(frames, ignore_index=True)
+    row = ab_table(campaign_outcomes(rows), CONFIG).iloc[0]
+    assert row["test"] == "z, by customer" and row["customers"] == n
+    treated, ids = rows["group"].eq("treatment").to_numpy(), rows["customer_id"].to_numpy()
+    params, cov = _clustered_ols(rows["converted"].astype(float).to_numpy(), treated, ids)
+    se = math.sqrt(cov[1, 1])
+    assert row["lift_abs"] == pytest.approx(params[1])
+    assert row["lift_abs_high"] - row["lift_abs"] == pytest.approx(Z * se)
+    assert row["p_value"] == pytest.approx(2 * stats.norm.sf(abs(params[1]) / se))
+    mean_t, mean_c = params[0] + params[1], params[0]
+    gradient = np.array([1 / mean_t - 1 / mean_c, 1 / mean_t])  # of log(mean_t / mean_c)
+    spread = Z * math.sqrt(gradient @ cov @ gradient)
+    assert row["lift_rel_low"] == pytest.approx(mean_t / mean_c * math.exp(-spread) - 1)
+    assert row["lift_rel_high"] == pytest.approx(mean_t / mean_c * math.exp(spread) - 1)
+    params, cov = _clustered_ols(rows["revenue"].to_numpy(), treated, ids)
+    se = math.sqrt(cov[1, 1])
+    assert row["revenue_diff"] == pytest.approx(params[1])
+    assert row["revenue_diff_low"] == pytest.approx(params[1] - Z * se)
+    assert row["revenue_diff_high"] == pytest.approx(params[1] + Z * se)
+    assert row["revenue_p_value"] == pytest.approx(2 * stats.norm.sf(abs(params[1]) / se))
+
+
+def test_strata_of_unequal_sizes_weigh_by_their_contacts():
+    """Review S4: with strata of 1,000 and 1,000 contacts, equal weights passed for weights by
+    contacts. Here 1,500 and 500: weights 0.75 and 0.25."""
+    rows = pd.concat([_stratum(1350, 405, 150, 30, 0.9, 0), _stratum(50, 5, 450, 18, 0.1, 2000)])
+    row = ab_table(campaign_outcomes(rows), CONFIG).iloc[0]
+    assert row["test"] == "z, by share"
+    assert row["rate_treatment"] == pytest.approx(0.75 * 0.30 + 0.25 * 0.10)
+    assert row["rate_control"] == pytest.approx(0.75 * 0.20 + 0.25 * 0.04)
+    variance = 0.75**2 * (0.3 * 0.7 / 1350 + 0.2 * 0.8 / 150) + 0.25**2 * (
+        0.1 * 0.9 / 50 + 0.04 * 0.96 / 450
+    )
+    assert row["lift_abs_high"] - row["lift_abs"] == pytest.approx(Z * math.sqrt(variance))
+    assert row["revenue_diff"] == pytest.approx(40 * (0.75 * 0.10 + 0.25 * 0.06))
