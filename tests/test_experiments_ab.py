@@ -721,8 +721,10 @@ def test_customers_in_both_arms_are_one_cluster_across_the_arms():
     frames = []
     for k in range(sends):
         treated = rng.random(n) < 0.5
-        bought = taste & (rng.random(n) < 0.7) | (rng.random(n) < 0.05) | treated & (
-            rng.random(n) < 0.05
+        bought = (
+            taste & (rng.random(n) < 0.7)
+            | (rng.random(n) < 0.05)
+            | treated & (rng.random(n) < 0.05)
         )
         frames.append(pd.DataFrame(
             {"customer_id": [f"c{i}" for i in range(n)], "action": "win_back",
