@@ -31,10 +31,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from crm_ltv.experiments.ab import SHARE
 from crm_ltv.experiments.config import BalanceConfig
 
-# A campaigns column: each row's chance of treatment (ab.SHARE, which imports this module).
-SHARE = "expected_treatment_share"
 # Columns `action_balance` adds to an action's row (ab.ab_table's, uplift's run).
 COLUMNS = ("balance_feature", "balance_smd", "balance_p_value", "balance_imbalanced")
 
@@ -51,9 +50,14 @@ class Balance:
     features: int  # features compared: the Bonferroni divisor
 
     def said(self) -> str:
-        """'recency_days SMD +1.23, p < 0.0001', as warnings and notes name it."""
-        p = "p < 0.0001" if self.p_value < 1e-4 else f"p = {self.p_value:.4f}"
-        return f"{self.feature} SMD {self.smd:+.2f}, {p}"
+        return said(self.feature, self.smd, self.p_value)
+
+
+def said(feature: str | None, smd: float, p_value: float) -> str:
+    """'recency_days SMD +1.23, p < 0.0001', as warnings and notes name a feature's
+    difference (a Balance's, or the columns of an action's row)."""
+    p = "p < 0.0001" if p_value < 1e-4 else f"p = {p_value:.4f}"
+    return f"{feature} SMD {smd:+.2f}, {p}"
 
 
 DIFFER = "treatment and control differ before the send"

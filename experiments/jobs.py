@@ -194,9 +194,7 @@ def imbalanced_actions(table: pd.DataFrame) -> dict[str, str]:
         return {}
     rows = table.loc[table["balance_imbalanced"].eq(True)]
     return {
-        str(r.action): balance.Balance(
-            r.balance_feature, r.balance_smd, r.balance_p_value, True, 0
-        ).said()
+        str(r.action): balance.said(r.balance_feature, r.balance_smd, r.balance_p_value)
         for r in rows.itertuples()
     }
 

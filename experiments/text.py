@@ -139,8 +139,8 @@ def _balance(row: dict) -> str:
     time on which treatment and control differ most (experiments.balance)."""
     if not isinstance(row.get("balance_feature"), str):
         return "-"
-    # True or numpy's; NaN (an action not checked) is not
-    flag = " IMBALANCED" if row.get("balance_imbalanced") in (True,) else ""
+    imbalanced = row.get("balance_imbalanced")  # NaN: an action not checked
+    flag = " IMBALANCED" if pd.notna(imbalanced) and bool(imbalanced) else ""
     return f"{row['balance_feature']} {row['balance_smd']:+.2f}{flag}"
 
 
