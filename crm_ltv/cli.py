@@ -1872,7 +1872,12 @@ def ab(
                 inputs.customers_frame,
             )
     progress("analysing and logging to MLflow")
-    from crm_ltv.experiments.jobs import NOT_CAUSAL, imbalanced_actions, run_ab
+    from crm_ltv.experiments.jobs import (
+        NOT_CAUSAL,
+        featureless_actions,
+        imbalanced_actions,
+        run_ab,
+    )
     from crm_ltv.experiments.text import design_lines, format_ab
 
     ab_config = config.ab
@@ -1921,6 +1926,8 @@ def ab(
             f"{config.balance.smd_threshold:g} with a rank-test p under {config.balance.alpha:g} / "
             "features compared (balance: of configs/experiments.yaml)"
         )
+    for action in featureless_actions(result.by_action):
+        typer.echo(f"balance not checked: {action}: no feature at send time")
     for action, said in imbalanced_actions(result.by_action).items():
         typer.echo(f"warning: {action}: {NOT_CAUSAL} ({said})")
     _say_run(result.run_id, config.ab.experiment, paths)

@@ -61,6 +61,8 @@ def said(feature: str | None, smd: float, p_value: float) -> str:
 
 
 DIFFER = "treatment and control differ before the send"
+# The 0/1 feature action_balance adds: the customer has a purchase before the send.
+HISTORY = "has_purchase_before_send"
 
 
 def imbalance_said(balance: Balance) -> str:
@@ -117,7 +119,9 @@ def feature_balance(
             n_t = min(n_t, float(len(np.unique(customers[t]))))
             n_c = min(n_c, float(len(np.unique(customers[c]))))
         pooled = math.sqrt((var_t + var_c) / 2.0)
-        if not pooled > 0:  # constant within each group
+        if not pooled > 0:  # constant within each group: alike, or wholly apart
+            if mean_t != mean_c:
+                found.append((name, math.copysign(math.inf, mean_t - mean_c), 0.0))
             continue
         smd = (mean_t - mean_c) / pooled
         ranks = np.full(len(values), np.nan)
@@ -160,6 +164,9 @@ def action_balance(
     expected_treatment_share are weighted by it, a row without one by `default_share`
     (ab.expected_treatment_share)."""
     treated = frame["treated"].to_numpy(bool)
+    # a customer without a purchase by the send has every feature missing, and was left out
+    # of each feature's comparison: new customers against established ones passed as alike
+    features = features.assign(**{HISTORY: features.notna().any(axis=1).astype(float)})
     action = frame["action"].astype(str).to_numpy()
     customers = frame["customer_id"].astype(str).to_numpy()
     share = None

@@ -199,6 +199,15 @@ def imbalanced_actions(table: pd.DataFrame) -> dict[str, str]:
     }
 
 
+def featureless_actions(table: pd.DataFrame) -> list[str]:
+    """Actions with both groups whose balance was checked yet had no feature at send time to
+    compare: their '-' would read as a pass."""
+    if "balance_feature" not in table:
+        return []
+    both = table["n_treatment"].gt(0) & table["n_control"].gt(0)
+    return table.loc[both & table["balance_feature"].isna(), "action"].astype(str).tolist()
+
+
 # What `ab` says of an imbalanced action in place of a lift.
 NOT_CAUSAL = f"{balance.DIFFER}: the difference is not a causal lift"
 

@@ -25,6 +25,7 @@ from crm_ltv.experiments.ab import (
     srm_check,
 )
 from crm_ltv.experiments.config import AbConfig, ExperimentsConfig
+from crm_ltv.experiments.jobs import featureless_actions
 from crm_ltv.experiments.text import design_lines
 from crm_ltv.features.contract import DataError
 
@@ -767,3 +768,21 @@ def test_strata_of_unequal_sizes_weigh_by_their_contacts():
     )
     assert row["lift_abs_high"] - row["lift_abs"] == pytest.approx(Z * math.sqrt(variance))
     assert row["revenue_diff"] == pytest.approx(40 * (0.75 * 0.10 + 0.25 * 0.06))
+
+
+def test_balance_compares_who_had_a_purchase_before_the_send():
+    """Review S2: 500 new customers (every feature missing) against 500 established ones
+    left every feature with one group: '-', no warning, counted as a win."""
+    features = _customers(1_000)
+    features.loc[:499] = np.nan  # the treated: no purchase by the send
+    frame = pd.DataFrame({"customer_id": np.arange(1_000).astype(str), "action": "welcome_offer",
+                          "treated": np.arange(1_000) < 500})  # fmt: skip
+    config = ExperimentsConfig().balance
+    new = balance.action_balance(frame, features, config)["welcome_offer"]
+    assert new.imbalanced and new.feature == balance.HISTORY and new.smd == -math.inf
+    features.loc[:249] = _customers(1_000, seed=9).loc[:249]  # half of them established
+    half = balance.action_balance(frame, features, config)["welcome_offer"]
+    assert half.imbalanced and half.feature == balance.HISTORY and half.smd < -1
+    table = pd.DataFrame({"action": ["a", "b"], "n_treatment": [5, 5], "n_control": [5, 5],
+                          "balance_feature": [None, "x"]})  # fmt: skip
+    assert featureless_actions(table) == ["a"]
