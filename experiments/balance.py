@@ -120,7 +120,7 @@ def feature_balance(
             n_c = min(n_c, float(len(np.unique(customers[c]))))
         pooled = math.sqrt((var_t + var_c) / 2.0)
         if not pooled > 0:  # constant within each group: alike, or wholly apart
-            if mean_t != mean_c:
+            if not math.isclose(mean_t, mean_c, rel_tol=1e-9, abs_tol=1e-12):  # float noise
                 found.append((name, math.copysign(math.inf, mean_t - mean_c), 0.0))
             continue
         smd = (mean_t - mean_c) / pooled
