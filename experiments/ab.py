@@ -276,6 +276,16 @@ class Design:
         return self.stratified and set(t.tolist()) != set(c.tolist())
 
     @property
+    def srm_units(self) -> tuple[int, int] | None:
+        """Each group's distinct customers when customers were contacted again but each stays
+        in one group: the units drawn, which the sample-ratio check counts (ten sends to 400
+        customers read as 4,000 draws and a false mismatch). None otherwise."""
+        t, c = set(self.customer_t.tolist()), set(self.customer_c.tolist())
+        if not self.clustered or t & c:
+            return None
+        return len(t), len(c)
+
+    @property
     def clustered(self) -> bool:
         """A customer with more than one contact: their outcomes are not independent rows."""
         return self.customers < len(self.customer_t) + len(self.customer_c)
@@ -429,13 +439,14 @@ def compare_groups(
     sample of independent rows."""
     n_t, n_c = len(converted_t), len(converted_c)
     x_t, x_c = int(converted_t.sum()), int(converted_c.sum())
+    units = design.srm_units if design is not None else None
     out: dict[str, float | str | bool] = {
         "n_treatment": n_t,
         "n_control": n_c,
         "customers": design.customers if design is not None else math.nan,
         "left_out": design.left_out if design is not None else math.nan,
         "treatment_share": n_t / (n_t + n_c),
-        **srm_check(n_t, n_c, config, share),
+        **srm_check(*(units or (n_t, n_c)), config, share),
     }
     if n_t == 0 or n_c == 0:  # nothing to compare; the group that exists still has its rate
         return out | {

@@ -786,3 +786,23 @@ def test_balance_compares_who_had_a_purchase_before_the_send():
     table = pd.DataFrame({"action": ["a", "b"], "n_treatment": [5, 5], "n_control": [5, 5],
                           "balance_feature": [None, "x"]})  # fmt: skip
     assert featureless_actions(table) == ["a"]
+
+
+def test_the_sample_ratio_check_counts_customers_who_stay_in_their_group():
+    """Review S5: 192 and 208 customers sent ten times read as 1,920 and 2,080 draws, SRM p
+    0.011; the customers were drawn, p 0.42."""
+    frames = [
+        pd.DataFrame({"customer_id": [f"c{i}" for i in range(400)], "action": "win_back",
+                      "group": np.where(np.arange(400) < 192, "treatment", "control"),
+                      "converted": np.arange(400) % 7 == 0,
+                      "sent_at": pd.Timestamp("2025-07-01") + pd.Timedelta(weeks=k)})
+        for k in range(10)
+    ]  # fmt: skip
+    row = ab_table(campaign_outcomes(pd.concat(frames, ignore_index=True)), CONFIG).iloc[0]
+    assert row["n_treatment"] == 1_920
+    assert row["srm_p_value"] == pytest.approx(stats.chisquare([192, 208]).pvalue)
+    assert row["srm_p_value"] > 0.4
+    both = pd.concat(frames, ignore_index=True)
+    both.loc[0, "group"] = "control"  # c0 in both groups: contacts are counted
+    row = ab_table(campaign_outcomes(both), CONFIG).iloc[0]
+    assert row["srm_p_value"] == pytest.approx(stats.chisquare([1_919, 2_081]).pvalue)
