@@ -959,14 +959,18 @@ def _currencies(
     for name in ignored:  # Currency, currency_code, Order Currency, Presentment Currency, ...
         if "currency" not in name.lower():
             continue
-        shares = _as_text(rows[name][loaded]).str.upper().value_counts(normalize=True)
+        values = _as_text(rows[name][loaded]).dropna()
+        if pd.to_numeric(values, errors="coerce").notna().all():
+            continue  # numbers (a currency_rate column): not codes of currencies (tester Z)
+        shares = values.str.upper().value_counts(normalize=True)
         if len(shares) < 2:
             continue
         listed = ", ".join(f"{value} {share:.1%}" for value, share in shares.iloc[:5].items())
         more = f" and {len(shares) - 5:,} more" if len(shares) > 5 else ""
         out.append(
             f"amounts are summed as one currency, but column '{name}' holds {len(shares):,} "
-            f"values ({listed}{more} of the loaded rows); convert them to one currency first"
+            f"values ({listed}{more} of the loaded rows with one); convert them to one "
+            "currency first"
         )
     return tuple(out)
 

@@ -124,15 +124,20 @@ def _check_with_bentoml(merged: dict[str, Any]) -> None:
     """BentoML checks its settings only once `bentoml serve` has started, after `serve` said
     "serving on ...", with a dump of its schema (`Or(<function <lambda> at 0x...>, ...) did
     not validate 0` for `"workers": 0`: tester A): checked here first, one line naming the key."""
-    try:  # BentoML's own (private) reader: another release may move it, then it says itself
+    try:
         import schema
-        from bentoml._internal.configuration.containers import BentoMLConfiguration
         from bentoml.exceptions import BentoMLConfigException
     except ImportError:
         return
+    try:
+        # BentoML's own (private) reader: another release may move it, then it says itself.
+        # Its import reads the variable as the user set it (tester Z: a bad top-level key)
+        from bentoml._internal.configuration.containers import BentoMLConfiguration
 
-    try:  # version 2: the services' settings (a 1.4 service reads them so)
-        BentoMLConfiguration(override_config_json=merged, use_version=2)
+        for version in (1, 2):  # the server's settings (1), the services' (2), as 1.4 reads
+            BentoMLConfiguration(override_config_json=merged, use_version=version)
+    except ImportError:
+        return
     except (BentoMLConfigException, schema.SchemaError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         keys = [m.group(1) for line in lines if (m := re.fullmatch(r"Key '(.+)' error:", line))]
@@ -144,6 +149,7 @@ def _check_with_bentoml(merged: dict[str, Any]) -> None:
             r"\S+\((.+)\) should evaluate to True", detail
         )
         kind = re.fullmatch(r"(.+) should be instance of '(\w+)'", detail)
+        detail = detail.split(" in {", 1)[0]  # "Wrong key 'x' in {...the whole config...}"
         said = (
             f"{value.group(1)} is not a value it takes"
             if value

@@ -59,6 +59,9 @@ def test_values_bentoml_refuses_are_one_error_naming_the_key(given, message):
         bentoml_overrides(ServingConfig(), variable)
     assert str(refused.value).startswith(f"BENTOML_CONFIG_OVERRIDES: BentoML refuses {message}")
     assert "<function" not in str(refused.value)
+    # the server's own settings too, outside the service's (tester Z)
+    with pytest.raises(ConfigError, match=r"refuses api_server\.workers: 0 is not a value it"):
+        bentoml_overrides(ServingConfig(), json.dumps({"api_server": {"workers": 0}}))
     # what BentoML takes passes: its own word for as many workers as cores, a top-level key
     fine = {"services": {SERVICE_NAME: {"workers": "cpu_count"}}, "api_server": {"timeout": 30}}
     merged, _ = bentoml_overrides(ServingConfig(), json.dumps(fine))

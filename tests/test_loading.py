@@ -897,8 +897,11 @@ def test_a_currency_column_of_several_values_is_warned_of(tmp_path):
     assert loaded.report.ignored_columns == ("Currency Code",)
     assert loaded.report.warnings == (
         "amounts are summed as one currency, but column 'Currency Code' holds 2 values (EUR "
-        "75.0%, USD 25.0% of the loaded rows); convert them to one currency first",
+        "75.0%, USD 25.0% of the loaded rows with one); convert them to one currency first",
     )
+    rates = [f"c{i},2024-01-01 10:00:00,{i},{1 + i / 100}" for i in range(1, 4)]  # numbers
+    assert _load(_write(tmp_path, rates, "customer_id,timestamp,amount,currency_rate\n"),
+                 tmp_path).report.warnings == ()  # fmt: skip
     one = [f"c{i},2024-01-01 10:00:00,{i},{'EUR' if i % 2 else 'eur'}" for i in range(1, 4)]
     single = _write(tmp_path, one, "customer_id,timestamp,amount,currency\n")
     assert _load(single, tmp_path).report.warnings == ()  # one currency, in either case
