@@ -423,6 +423,10 @@ def design_figures(
     return out
 
 
+# The test of an action none of whose rows could have been in either group (compare_groups).
+NOT_DRAWN = "none: every contact drawn at a share of 0 or 1"
+
+
 def compare_groups(
     converted_t: np.ndarray,
     converted_c: np.ndarray,
@@ -448,12 +452,21 @@ def compare_groups(
         "treatment_share": n_t / (n_t + n_c),
         **srm_check(*(units or (n_t, n_c)), config, share),
     }
-    if n_t == 0 or n_c == 0:  # nothing to compare; the group that exists still has its rate
-        return out | {
+    # Rows drawn at shares 0 and 1 only (a targeted campaign written as shares): no group was
+    # drawn by chance, and their pooled difference is the selection (re-review: +23.40 points,
+    # p < 0.0001, for a campaign that did nothing)
+    undrawn = (
+        design is not None
+        and design.stratified
+        and not (_drawn(design.share_t).any() and _drawn(design.share_c).any())
+    )
+    if n_t == 0 or n_c == 0 or undrawn:  # nothing to compare; each group still has its rate
+        rates = {
             f"rate_{group}": x / n
             for group, x, n in (("treatment", x_t, n_t), ("control", x_c, n_c))
             if n
         }
+        return out | rates | ({"test": NOT_DRAWN} if undrawn else {})
     p_t, p_c = x_t / n_t, x_c / n_c
     alpha = config.alpha
     low, high = confint_proportions_2indep(x_t, n_t, x_c, n_c, method="newcombe", alpha=alpha)

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from crm_ltv.experiments.ab import Plan
+from crm_ltv.experiments.ab import NOT_DRAWN, Plan
 from crm_ltv.experiments.cohorts import ALL_COHORTS, transition_shares
 from crm_ltv.features.actions import DECISIONS, misspelt_action
 
@@ -97,6 +97,13 @@ def design_lines(table: pd.DataFrame) -> list[str]:
         if not isinstance(test, str):
             continue
         contacts = r["n_treatment"] + r["n_control"]
+        if test == NOT_DRAWN:
+            lines.append(
+                f"{r['action']}: all {contacts:,} contacts drawn at a treatment share of 0 or 1 "
+                "(expected_treatment_share): no group drawn by chance, so no lift is measured "
+                "(their difference is the selection)"
+            )
+            continue
         if not test.startswith("z, "):
             if r.get("customers", contacts) < contacts:  # NaN (no design known) is not
                 lines.append(

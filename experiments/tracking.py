@@ -4,6 +4,7 @@ people, figures as images. The project's tracking store: training.tracking.setup
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -98,4 +99,6 @@ def metric_key(*parts: object) -> str:
 def log_metrics(values: dict[str, float]) -> None:
     """Finite values only (MLflow keeps NaN, but the UI's charts and comparisons choke on it),
     rounded to the digits people read (a tiny p-value keeps three significant digits)."""
-    mlflow.log_metrics({k: readable(float(v), DIGITS) for k, v in values.items() if pd.notna(v)})
+    # +-inf too: MLflow stored an SMD of groups wholly apart as -1.797e308 (re-review)
+    finite = {k: float(v) for k, v in values.items() if pd.notna(v) and math.isfinite(float(v))}
+    mlflow.log_metrics({k: readable(v, DIGITS) for k, v in finite.items()})

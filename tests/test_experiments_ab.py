@@ -12,6 +12,7 @@ from scipy import stats
 
 from crm_ltv.experiments import balance
 from crm_ltv.experiments.ab import (
+    NOT_DRAWN,
     SHARE,
     Design,
     ab_table,
@@ -687,6 +688,21 @@ def test_rows_drawn_at_a_share_of_1_are_left_out_and_counted():
             "its figures: no row of the other group to compare them with") in said  # fmt: skip
 
 
+def test_rows_all_drawn_at_shares_of_0_and_1_get_no_lift():
+    """Re-review: a targeted campaign written as shares (treatment 1, control 0) printed its
+    pooled difference, the selection, as a plain z-test: +23.40 points, p < 0.0001."""
+    rows = pd.concat([_stratum(2000, 622, 0, 0, 1.0, 0), _stratum(0, 0, 2000, 154, 0.0, 2000)])
+    row = ab_table(campaign_outcomes(rows), CONFIG).iloc[0]
+    assert row["test"] == NOT_DRAWN and row["left_out"] == 4000
+    assert row["rate_treatment"] == pytest.approx(0.311) and pd.isna(row["lift_abs"])
+    assert pd.isna(row["p_value"]) and pd.isna(row["significant"])
+    assert design_lines(pd.DataFrame([row])) == [
+        "win_back: all 4,000 contacts drawn at a treatment share of 0 or 1 "
+        "(expected_treatment_share): no group drawn by chance, so no lift is measured (their "
+        "difference is the selection)"
+    ]
+
+
 def test_the_option_replaces_the_srm_share_only_not_the_strata():
     """Review S1: --expected-treatment-share dropped the rows' shares, and Simpson's +21.8
     points came back."""
@@ -806,3 +822,21 @@ def test_the_sample_ratio_check_counts_customers_who_stay_in_their_group():
     both.loc[0, "group"] = "control"  # c0 in both groups: contacts are counted
     row = ab_table(campaign_outcomes(both), CONFIG).iloc[0]
     assert row["srm_p_value"] == pytest.approx(stats.chisquare([1_919, 2_081]).pvalue)
+
+
+def test_metrics_that_are_not_finite_are_not_logged(tmp_path, monkeypatch):
+    """Re-review: an SMD of groups wholly apart (+-inf) was stored as -1.797e308."""
+    import mlflow
+
+    from crm_ltv.experiments.tracking import log_metrics
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment("t", artifact_location=tmp_path.as_uri())
+    try:
+        with mlflow.start_run(experiment_id=experiment) as run:
+            log_metrics({"smd": float("-inf"), "p": float("nan"), "lift": 0.25, "up": np.inf})
+        logged = mlflow.get_run(run.info.run_id).data.metrics
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert logged == {"lift": 0.25}
