@@ -1847,7 +1847,11 @@ def ab(
         else:
             contacts_found(loaded, inputs.transactions, progress)
     if by is not None or unchecked is None:
-        from crm_ltv.experiments.segments import features_at_send, segments_at_send
+        from crm_ltv.experiments.segments import (
+            features_at_send,
+            learnt_features,
+            segments_at_send,
+        )
         from crm_ltv.training.tracking import input_datasets, input_sources
 
         segment_files, segment_datasets = input_sources(inputs), input_datasets(inputs)
@@ -1855,13 +1859,10 @@ def ab(
         feature_config = _feature_config(paths)
         if unchecked is None:
             progress("features at each send time: the balance of treatment and control")
-            features = features_at_send(
+            at_send = features_at_send(
                 loaded.frame, inputs.transactions.frame, feature_config, inputs.customers_frame
             )
-            # the features uplift learns from (its exclusions: ranks among each send's customers)
-            features = features.drop(
-                columns=[c for c in config.uplift.exclude_features if c in features]
-            )
+            features = learnt_features(at_send, config.uplift.exclude_features)
         if by is not None:
             progress(f"segments at each send time: {by}")
             segments = segments_at_send(

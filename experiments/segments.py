@@ -11,6 +11,7 @@ comes from the customers table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -54,6 +55,12 @@ def segments_at_send(
         return given.where(given.notna(), NO_HISTORY).astype(str)
     table = features_at_send(campaigns, transactions, config, customers)
     return table[by].astype(object).where(table[by].notna(), NO_HISTORY).astype(str)
+
+
+def learnt_features(table: pd.DataFrame, exclude: Sequence[str]) -> pd.DataFrame:
+    """The features at send time that uplift learns from, and `ab`'s balance check compares:
+    `exclude` (uplift.exclude_features: ranks among each send's customers) left out."""
+    return table.drop(columns=[c for c in exclude if c in table])
 
 
 def require_customers_table(customers: Path | None) -> None:

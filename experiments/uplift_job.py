@@ -22,7 +22,7 @@ from crm_ltv.experiments.ab import FROM_REVENUE
 from crm_ltv.experiments.balance import Balance, action_balance, imbalance_said
 from crm_ltv.experiments.config import BalanceConfig, UpliftConfig
 from crm_ltv.experiments.outcomes import require_window
-from crm_ltv.experiments.segments import features_at_send
+from crm_ltv.experiments.segments import features_at_send, learnt_features
 from crm_ltv.experiments.tracking import (
     experiment_run,
     file_datasets,
@@ -137,7 +137,7 @@ def run_uplift(
     require_window(campaigns, config.response_window_days, f"campaigns {source}")
     progress(f"features at {campaigns['sent_at'].nunique()} send times (history before each)")
     table = features_at_send(campaigns, transactions, features, customers)
-    table = table.drop(columns=[c for c in config.exclude_features if c in table])
+    table = learnt_features(table, config.exclude_features)
     contacts = uplift.uplift_contacts(
         campaigns, table, config.holdout_share, config.seed, f"campaigns {source}"
     )
