@@ -33,6 +33,7 @@ from scipy import stats
 
 from crm_ltv.experiments.ab import SHARE
 from crm_ltv.experiments.config import BalanceConfig
+from crm_ltv.experiments.text import p_said
 
 # Columns `action_balance` adds to an action's row (ab.ab_table's, uplift's run).
 COLUMNS = ("balance_feature", "balance_smd", "balance_p_value", "balance_imbalanced")
@@ -56,8 +57,7 @@ class Balance:
 def said(feature: str | None, smd: float, p_value: float) -> str:
     """'recency_days SMD +1.23, p < 0.0001', as warnings and notes name a feature's
     difference (a Balance's, or the columns of an action's row)."""
-    p = "p < 0.0001" if p_value < 1e-4 else f"p = {p_value:.4f}"
-    return f"{feature} SMD {smd:+.2f}, {p}"
+    return f"{feature} SMD {smd:+.2f}, p {p_said(p_value)}"
 
 
 DIFFER = "treatment and control differ before the send"
