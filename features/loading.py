@@ -850,15 +850,10 @@ def _repeated_headers(rows: pd.DataFrame, path: Path) -> pd.Index:
     first = rows[names[0]]
     if pd.api.types.is_numeric_dtype(first) or pd.api.types.is_datetime64_any_dtype(first):
         return pd.Index([])  # a typed Parquet column holds no names
-    # a joined file's second header may start with its own byte-order mark (Excel's "CSV
-    # UTF-8"), which pandas strips from the first line only (review)
-    first = first.astype(str).str.strip().str.lstrip("\ufeff").str.strip()
-    candidates = rows.loc[first.isin(names).to_numpy(), names]
+    candidates = rows.loc[_bare(first).isin(names).to_numpy(), names]
     if candidates.empty:
         return pd.Index([])
-    fields = candidates.astype(str).apply(
-        lambda column: column.str.strip().str.lstrip("\ufeff").str.strip()
-    )
+    fields = candidates.apply(_bare)
     in_place = (fields == pd.Series(names, index=names)).all(axis=1)
     moved_rows = fields.loc[(~in_place & fields.isin(names).all(axis=1)).to_numpy()]
     for row, values in moved_rows.iterrows():  # rows of names only: the first stops loading
@@ -921,6 +916,13 @@ def _number_warnings(rows: pd.DataFrame, layout: _Layout, source: SourceConfig) 
                 "thousands: '.' and decimal: ',' in configs/data.yaml"
             )
     return tuple(out)
+
+
+def _bare(field: pd.Series) -> pd.Series:
+    """A field as text without spaces or a byte-order mark around it: a joined file's second
+    header may start with its own (Excel's "CSV UTF-8"), which pandas strips from the first
+    line only (review)."""
+    return field.astype(str).str.strip().str.lstrip("\ufeff").str.strip()
 
 
 def _case_twins(frame: pd.DataFrame, loaded: np.ndarray, layout: _Layout) -> tuple[str, ...]:
