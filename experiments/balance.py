@@ -15,11 +15,12 @@ at its level on the skewed, zero-inflated features (refund_rate, spend_30d) of a
 control group, where Welch's t on the values flagged 2-10% of random 90/10 and 95/5 splits
 at a stated 0.1% (a control without a large value has a low mean and a tiny variance). Rows
 that carry their own chance of treatment (ab.SHARE) are weighted by 1 / p (treatment) and
-1 / (1 - p) (control), so a design whose known shares differ between
-sends is not called imbalanced for them. An action is imbalanced when some feature has
-|SMD| >= `smd_threshold` (0.1, the usual rule) AND a p-value under `alpha` / features
-(Bonferroni): a large randomised campaign shows tiny SMDs that are "significant", a small
-one large SMDs that are chance; only both together are a different population.
+1 / (1 - p) (control), so a design whose known shares differ between sends is not called
+imbalanced for them. Groups wholly apart on a feature constant within each have no rank
+variance; the exact rank test gives their p (_apart). An action is imbalanced when some
+feature has |SMD| >= `smd_threshold` (0.1, the usual rule) AND a p-value under `alpha` /
+features (Bonferroni): a large randomised campaign shows tiny SMDs that are "significant",
+a small one large SMDs that are chance; only both together are a different population.
 """
 
 from __future__ import annotations
@@ -82,6 +83,16 @@ def _weighted(values: np.ndarray, weights: np.ndarray) -> tuple[float, float, fl
     return mean, variance, n_eff
 
 
+def _apart(n_t: float, n_c: float) -> float:
+    """Two-sided p of groups of n_t and n_c wholly apart on a feature constant within each:
+    of the C(n_t + n_c, n_t) equally likely random splits, at most two put one value on
+    each side (the exact rank test). Three treated customers and three controls fall wholly
+    apart by chance one time in ten; read as p = 0, a binary feature flagged about 4% of
+    small random campaigns."""
+    log_splits = math.lgamma(n_t + n_c + 1.0) - math.lgamma(n_t + 1.0) - math.lgamma(n_c + 1.0)
+    return min(1.0, 2.0 * math.exp(-log_splits))
+
+
 def feature_balance(
     features: pd.DataFrame,
     treated: np.ndarray,
@@ -121,7 +132,7 @@ def feature_balance(
         pooled = math.sqrt((var_t + var_c) / 2.0)
         if not pooled > 0:  # constant within each group: alike, or wholly apart
             if not math.isclose(mean_t, mean_c, rel_tol=1e-9, abs_tol=1e-12):  # float noise
-                found.append((name, math.copysign(math.inf, mean_t - mean_c), 0.0))
+                found.append((name, math.copysign(math.inf, mean_t - mean_c), _apart(n_t, n_c)))
             continue
         smd = (mean_t - mean_c) / pooled
         ranks = np.full(len(values), np.nan)

@@ -526,6 +526,31 @@ def test_balance_flags_few_random_90_10_splits_of_zero_inflated_spend():
     assert flagged <= 2  # about 0.3 expected at the family-wise 0.1%
 
 
+def test_balance_tests_groups_wholly_apart_on_a_feature_by_the_exact_rank_test():
+    """Groups each constant on a feature and apart read p = 0 with no test: three treated
+    and three controls fall wholly apart on a 0/1 feature one time in ten, and 5% of random
+    campaigns of six customers were called imbalanced."""
+    config = ExperimentsConfig().balance
+    treated = np.arange(6) < 3
+    small = balance.feature_balance(pd.DataFrame({"has_category": treated * 1.0}), treated, config)
+    assert small.smd == math.inf and small.p_value == pytest.approx(2 / math.comb(6, 3))
+    assert not small.imbalanced
+    treated = np.arange(40) < 20
+    large = balance.feature_balance(pd.DataFrame({"has_category": treated * 1.0}), treated, config)
+    assert large.imbalanced and large.p_value == pytest.approx(2 / math.comb(40, 20))
+    ids = np.tile(np.arange(6).astype(str), 10)  # six customers contacted at ten sends
+    half = np.tile(np.arange(6) < 3, 10)
+    repeated = balance.feature_balance(pd.DataFrame({"x": half * 1.0}), half, config, None, ids)
+    assert repeated.p_value == pytest.approx(0.1) and not repeated.imbalanced
+    rng = np.random.default_rng(3)
+    flagged = 0
+    for _ in range(500):
+        features = pd.DataFrame({"has_category": (rng.random(6) < 0.5) * 1.0,
+                                 "monetary": rng.lognormal(4.0, 1.0, 6)})  # fmt: skip
+        flagged += balance.feature_balance(features, rng.permutation(6) < 3, config).imbalanced
+    assert flagged == 0
+
+
 def _stratum(n_t: int, x_t: int, n_c: int, x_c: int, share: float, start: int) -> pd.DataFrame:
     """One send's rows drawn at `share`: n_t treated with x_t conversions, n_c controls with
     x_c; customers numbered from `start`, one contact each."""
