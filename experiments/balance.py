@@ -162,6 +162,23 @@ def balance_columns(balance: Balance) -> dict[str, object]:
     )
 
 
+def _levels(features: pd.DataFrame, history: pd.Series) -> pd.DataFrame:
+    """`features` with each categorical column (favourite_category, acquisition_channel) as
+    one 0/1 column per level, `acquisition_channel=affiliate`: a campaign sent to one
+    channel's customers against random others differed on nothing numeric and passed as
+    randomised. A customer without the value (no category bought) is 0 on every level;
+    missing only where the customer has no purchase by the send, as the numeric features."""
+    out = {}
+    for name in features.columns:
+        column = features[name]
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            out[name] = column
+            continue
+        for level in sorted(column.dropna().astype(str).unique()):
+            out[f"{name}={level}"] = column.astype(str).eq(level).astype(float).where(history)
+    return pd.DataFrame(out, index=features.index)
+
+
 def action_balance(
     frame: pd.DataFrame,
     features: pd.DataFrame,
@@ -177,7 +194,8 @@ def action_balance(
     treated = frame["treated"].to_numpy(bool)
     # a customer without a purchase by the send has every feature missing, and was left out
     # of each feature's comparison: new customers against established ones passed as alike
-    features = features.assign(**{HISTORY: features.notna().any(axis=1).astype(float)})
+    history = features.notna().any(axis=1)
+    features = _levels(features, history).assign(**{HISTORY: history.astype(float)})
     action = frame["action"].astype(str).to_numpy()
     customers = frame["customer_id"].astype(str).to_numpy()
     share = None

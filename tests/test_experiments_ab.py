@@ -829,6 +829,30 @@ def test_balance_compares_who_had_a_purchase_before_the_send():
     assert featureless_actions(table) == ["a"]
 
 
+def test_balance_compares_the_levels_of_a_categorical_feature():
+    """A campaign sent to one channel's customers against random others differed on no
+    numeric feature and passed as randomised: each level is a 0/1 feature of its own."""
+    features = _customers(2_000)
+    rng = np.random.default_rng(6)
+    channel = rng.choice(["affiliate", "email", "search", "social"], 2_000)
+    features["acquisition_channel"] = pd.Categorical(channel)
+    features.loc[:99] = np.nan  # no purchase by the send: no channel either, as no feature
+    treated = (channel == "affiliate") | (rng.random(2_000) < 0.1)
+    frame = pd.DataFrame(
+        {"customer_id": np.arange(2_000).astype(str), "action": "win_back", "treated": treated}
+    )
+    config = ExperimentsConfig().balance
+    targeted = balance.action_balance(frame, features, config)["win_back"]
+    assert targeted.imbalanced and targeted.feature == "acquisition_channel=affiliate"
+    assert targeted.smd > 1 and targeted.features == 2 + 4 + 1  # two numbers, four levels
+    frame["treated"] = rng.random(2_000) < 0.5
+    randomised = balance.action_balance(frame, features, config)["win_back"]
+    assert not randomised.imbalanced and randomised.features == 7
+    levels = balance._levels(features, features.notna().any(axis=1))
+    assert levels.loc[:99].isna().all().all()  # missing where the customer had no purchase
+    assert levels.filter(like="=").sum(axis=1).loc[100:].eq(1).all()
+
+
 def test_the_sample_ratio_check_counts_customers_who_stay_in_their_group():
     """Review S5: 192 and 208 customers sent ten times read as 1,920 and 2,080 draws, SRM p
     0.011; the customers were drawn, p 0.42."""
