@@ -1167,6 +1167,10 @@ def score(
     if table.empty:  # lines up to the cutoff, but no purchase (refunds)
         raise _nothing_to_score(cutoff)
     progress(f"scoring {plural(len(table), 'customer')} at {cutoff}")
+    if "monetary_total" in table:
+        unit = champions.money_unit_warning(table["monetary_total"])
+        if unit is not None:
+            progress(unit)
     absent = absent_inputs(table.columns, champions)
     if absent:
         progress(absent_inputs_warning(absent))

@@ -199,3 +199,35 @@ def test_champions_read_history_share_from_the_start_of_the_run_that_has_one(
     warning = champions.history_start_warning()
     assert warning is not None and "churn v1 was trained on a history from" in warning
     assert "--pair" in warning and champions.history_start == start
+
+
+def test_scoring_amounts_in_another_unit_than_the_training_ones_is_said(
+    small_sample_config, small_split, small_bundle
+):
+    """Tester F: a file in cents scored by a model of euros read 0.73 to 155 times each
+    customer's value, with no word; the value model reads the money unit."""
+    from crm_ltv.features.sample import generate_sample
+    from crm_ltv.training.scoring import Champion, Champions, scoring_features
+    from tests.conftest import parsed_sample
+
+    champions = Champions.pair(
+        Champion("churn", "1", "churn", small_bundle), Champion("ltv", "1", "ltv", small_bundle)
+    )
+    tx, _ = parsed_sample(generate_sample(small_sample_config))
+    config = _features_config()
+    cutoff = small_split.plan.test
+    same = scoring_features(tx, cutoff, config, None, champions)["monetary_total"]
+    assert champions.money_unit_warning(same) is None
+    cents = tx.assign(amount=tx["amount"] * 100)
+    table = scoring_features(cents, cutoff, config, None, champions)
+    pd.testing.assert_series_equal(table["monetary_total"], same * 100, rtol=1e-9)
+    warning = champions.money_unit_warning(table["monetary_total"])
+    assert warning is not None and "in another unit or currency" in warning
+    low, high = min(champions.rfm_cuts.monetary), max(champions.rfm_cuts.monetary)
+    assert f"median spend is {same.median() * 100:,.2f}" in warning
+    assert f"quintiles {low:,.2f} to {high:,.2f}" in warning
+    thousandth = tx.assign(amount=tx["amount"] / 1_000)
+    table = scoring_features(thousandth, cutoff, config, None, champions)
+    assert champions.money_unit_warning(table["monetary_total"]) is not None
+    refunds = pd.Series([-5.0, -1.0, 0.0])  # nothing bought: nothing to compare
+    assert champions.money_unit_warning(refunds) is None

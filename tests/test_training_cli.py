@@ -169,6 +169,10 @@ def test_score_uses_the_champions_and_the_training_feature_code(trained):
     late = run(home, "score", "--as-of", "2027-06-30", "--out", str(home / "late.csv"))
     assert late.returncode == 0, late.stderr  # allowed, but said: everyone looks lapsed
     assert "warning: --as-of 2027-06-30 is" in late.stderr and "looks lapsed" in late.stderr
+    tx.assign(amount=tx["amount"] * 100).to_csv(home / "cents.csv", index=False)  # tester F
+    cents = run(home, "score", "--transactions", str(home / "cents.csv"), "--as-of", end,
+                "--out", str(home / "cents_scores.csv"))  # fmt: skip
+    assert cents.returncode == 0 and "in another unit or currency?" in cents.stderr, cents.stderr
 
 
 def test_feature_rows_for_the_champions_score_as_crm_ltv_score_scores(trained):
