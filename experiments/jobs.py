@@ -257,8 +257,8 @@ def _ab_headline_metrics(table: pd.DataFrame) -> dict[str, float]:
 
 
 AB_METRICS = {  # column of ab_table -> the metric name every action's child run carries
-    "n_treatment": "customers_treatment",
-    "n_control": "customers_control",
+    "n_treatment": "contacts_treatment",  # customers_treatment before 2026-12-07
+    "n_control": "contacts_control",  # customers_control before 2026-12-07
     "customers": "customers_distinct",
     "rate_treatment": "conversion_rate_treatment",
     "rate_control": "conversion_rate_control",

@@ -105,7 +105,7 @@ def test_ab_prints_a_row_per_action_and_logs_its_experiment(home):
     # the balance is an action's, logged in its child run without --by (and in the tables)
     names = set(AB_METRICS.values()) - {"balance_worst_smd", "balance_worst_p_value"}
     assert all(
-        {"customers_treatment", "srm_p_value"} <= set(c.data.metrics) <= names for c in children
+        {"contacts_treatment", "srm_p_value"} <= set(c.data.metrics) <= names for c in children
     )
     assert set().union(*(c.data.metrics for c in children)) == names  # each logged somewhere
     win_back = [c for c in children if c.data.tags["action"] == "win_back"]
