@@ -379,11 +379,16 @@ def design_figures(
     revenue_c: np.ndarray,
     design: Design,
     alpha: float,
+    power: float,
 ) -> dict[str, float | str | bool]:
     """The figures compare_groups gives, read by share stratum and/or by customer (Design):
     rates standardised over the strata, Wald intervals of the difference and of the log
-    ratio, z-test p-values; revenue alike. Nothing where the rates have no variance to read
-    (every outcome alike within each group: a [0, 0] interval and no p): the rows' stand."""
+    ratio, z-test p-values, and the minimum detectable lift from the design's standard error,
+    (z_alpha/2 + z_power) x se: from the contacts as independent rows, ten sends to 400
+    customers who buy by their own taste "detected" 4.0 points where 10.5 is the design's.
+    Revenue alike. Nothing
+    where the rates have no variance to read (every outcome alike within each group: a
+    [0, 0] interval and no p): the rows' stand."""
     z = float(stats.norm.ppf(1.0 - alpha / 2.0))
     every_t, every_c = np.ones(len(converted_t), bool), np.ones(len(converted_c), bool)
     rates = design_difference(
@@ -407,6 +412,7 @@ def design_figures(
         "lift_rel_high": ratio * math.exp(spread) - 1.0,
         "p_value": p_value,
         "significant": bool(p_value < alpha),
+        "mde_abs": (z + float(stats.norm.ppf(power))) * se,
     }
     known_t, known_c = ~np.isnan(revenue_t), ~np.isnan(revenue_c)
     revenue = design_difference(revenue_t[known_t], revenue_c[known_c], design, known_t, known_c)
@@ -496,7 +502,9 @@ def compare_groups(
     # the by-customer z-test needs the normal approximation they stand in for
     exact = test == "fisher" and not (design is not None and design.stratified)
     if design is not None and (design.stratified or design.clustered) and not exact:
-        out |= design_figures(converted_t, converted_c, revenue_t, revenue_c, design, alpha)
+        out |= design_figures(
+            converted_t, converted_c, revenue_t, revenue_c, design, alpha, config.power
+        )
     return out
 
 

@@ -629,6 +629,9 @@ def test_a_customer_contacted_at_every_send_is_one_cluster_not_ten_rows():
                              y[x[:, 1] == 0], CONFIG)  # fmt: skip
     width = rowwise["lift_abs_high"] - rowwise["lift_abs_low"]
     assert row["lift_abs_high"] - row["lift_abs_low"] > 1.5 * width
+    # the smallest lift the design detects: from its own standard error, not the 600 rows'
+    assert row["mde_abs"] == pytest.approx((Z + stats.norm.ppf(0.8)) * se)
+    assert row["mde_abs"] > 1.5 * rowwise["mde_abs"]
 
 
 def _tiny(converted_t: list[bool], converted_c: list[bool], repeat: bool) -> pd.DataFrame:
@@ -673,7 +676,7 @@ def test_no_conversion_with_a_repeated_contact_gives_no_zero_width_interval():
     design = Design(np.full(501, 0.5), np.full(500, 0.5), np.r_[np.arange(500), 0].astype(str),
                     np.arange(500, 1000).astype(str))  # fmt: skip
     assert design_figures(np.zeros(501, bool), np.zeros(500, bool), np.zeros(501),
-                          np.zeros(500), design, 0.05) == {}  # fmt: skip
+                          np.zeros(500), design, 0.05, 0.8) == {}  # fmt: skip
 
 
 def test_rows_with_shares_of_their_own_are_weighted_by_their_chance_of_treatment():
