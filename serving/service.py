@@ -7,6 +7,7 @@ carries them; they load in the background, and /readyz answers 503 until they ha
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import gc
 import hmac
@@ -65,6 +66,11 @@ from crm_ltv.training.errors import ChampionError
 
 logger = logging.getLogger("bentoml.crm_ltv")
 OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json", "/")
+# The caller's X-Request-ID of the call being answered (EchoRequestId sets it): the log line
+# of a refused call names it, as its answer does.
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("REQUEST_ID", default=None)
+# BentoML's metrics name a call to a path no route serves so (one_series_for_unknown_paths).
+UNKNOWN_PATH = "/<unknown path>"
 
 
 class ClientErrorsInOneLine(logging.Filter):
@@ -78,6 +84,9 @@ class ClientErrorsInOneLine(logging.Filter):
         if error is None or not _client_error(error):
             return True
         record.msg, record.args = f"{record.getMessage()}: client error: %s", (_said(error),)
+        given = REQUEST_ID.get()
+        if given is not None:  # tester H: none of 2,215 refused calls' ids was in the log
+            record.msg, record.args = f"{record.msg} (X-Request-ID %s)", (*record.args, given)
         record.exc_info, record.exc_text = None, None
         record.levelno, record.levelname = logging.INFO, "INFO"
         return True
@@ -169,6 +178,7 @@ class EchoRequestId:
         if scope["type"] != "http" or scope["path"] not in SCORING_PATHS or not _echoable(given):
             await self.app(scope, receive, send)
             return
+        REQUEST_ID.set(given.decode("latin-1"))  # this call's context only
 
         async def echoed(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -178,6 +188,36 @@ class EchoRequestId:
             await send(message)
 
         await self.app(scope, receive, echoed)
+
+
+def one_series_for_unknown_paths() -> None:
+    """A call to a path no route serves reaches BentoML's HTTP metrics as UNKNOWN_PATH, still
+    answered 404. Those metrics label every call by its path: each path a scanner tried added
+    about 20 /metrics series (and grew every worker's Prometheus files) for as long as the
+    workers ran (tester H: 200 random paths took /metrics from 101 series to 4,101, 19 KB to
+    767 KB). BentoML 1.4 puts its metrics middleware outside any a service adds, so the
+    label is set on that middleware's own call (bentoml==1.4.39 is pinned; a test checks it)."""
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+
+    original = RunnerTrafficMetricsMiddleware.__call__
+    if getattr(original, "unknown_paths_in_one_series", False):
+        return
+
+    async def labelled(self: Any, scope: dict, receive: Any, send: Any) -> None:
+        routes = getattr(scope.get("app"), "routes", None)  # Starlette's, set before middleware
+        if scope["type"] == "http" and routes and not _served(routes, scope):
+            scope = {**scope, "path": UNKNOWN_PATH, "raw_path": UNKNOWN_PATH.encode()}
+        await original(self, scope, receive, send)
+
+    labelled.unknown_paths_in_one_series = True  # type: ignore[attr-defined]
+    RunnerTrafficMetricsMiddleware.__call__ = labelled  # type: ignore[method-assign]
+
+
+def _served(routes: list[Any], scope: dict) -> bool:
+    """Some route takes the path (PARTIAL: another method, answered 405)."""
+    from starlette.routing import Match
+
+    return any(route.matches(scope)[0] != Match.NONE for route in routes)
 
 
 def _echoable(given: bytes) -> bool:
@@ -427,6 +467,8 @@ class CrmLtv:
 
 
 CrmLtv.add_asgi_middleware(EchoRequestId)  # first added, outermost: round the others' answers
+
+one_series_for_unknown_paths()
 
 CrmLtv.add_asgi_middleware(SpecOfTheAnswers, spec=lambda: CrmLtv.openapi_spec.asdict())
 

@@ -524,8 +524,13 @@ def test_long_texts_are_refused_not_echoed(http):
 def test_a_bad_request_is_one_line_in_the_server_log(server, http):
     """BentoML logged every 400 with a traceback; the service's filter makes it one line."""
     _, _, log = server
-    response = http.post("/score", json={"customers": [{"customer_id": "c-log-line"}]})
+    response = http.post(
+        "/score",
+        json={"customers": [{"customer_id": "c-log-line"}]},
+        headers={"X-Request-ID": "call-c-log-line"},
+    )
     assert response.status_code == 400
+    assert response.headers["x-request-id"] == "call-c-log-line"
     deadline = time.monotonic() + 10
     while "c-log-line" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -533,6 +538,23 @@ def test_a_bad_request_is_one_line_in_the_server_log(server, http):
     [at] = [i for i, line in enumerate(lines) if "c-log-line" in line and "client error" in line]
     assert "Exception on /score [POST]: client error:" in lines[at]
     assert not any(line.startswith("Traceback") for line in lines[at + 1 : at + 3])
+    # the answer's id is in its log line (tester H: none of 2,215 refused calls' was)
+    assert lines[at].endswith("(X-Request-ID call-c-log-line)"), lines[at]
+
+
+def test_unknown_paths_add_no_metrics_series(http):
+    """Tester H: every path a scanner tried added about 20 /metrics series for as long as the
+    workers ran (200 random paths: 101 series to 4,101; without a token, or with one)."""
+    for k in range(30):
+        assert http.get(f"/scan-{k}/admin.php").status_code == 404
+    assert http.get("/score").status_code == 405  # a served path, another method
+    text = http.get("/metrics").text
+    assert "scan-" not in text
+    assert 'endpoint="/<unknown path>"' in text and 'endpoint="/score"' in text
+    page = http.get("/")  # the OpenAPI page and the files it loads are served paths
+    assert page.status_code == 200
+    for asset in re.findall(r'(?:href|src)="(/[^"]+)"', page.text):
+        assert http.get(asset).status_code == 200, asset
 
 
 def test_the_log_filter_keeps_tracebacks_of_server_errors_only():
