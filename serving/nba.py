@@ -21,6 +21,7 @@ from crm_ltv.features.builders import OTHER
 from crm_ltv.serving.config import NO_ACTION, Action, NbaConfig
 
 EffectSource = Literal["uplift", "prior"]
+MAX_PERCENT_DECIMALS = 6  # of an effect in a reason: within half a cent up to a value of 1e6
 
 
 @dataclass(frozen=True)
@@ -138,13 +139,25 @@ def decide(customer: Customer, config: NbaConfig) -> Decision:
         said = f" ({'; '.join(capped)})" if capped else ""
         return Decision(NO_ACTION, 0.0, f"no action is eligible for this customer{said}")
     gain, name, action, effect, source = best
-    shown = f"{effect:.0%}" if source == "prior" else f"{effect:.1%}"
+    # an uplift effect is a model's estimate: shown to a tenth of a point at least, as before
+    shown = percent(effect, value, 0 if source == "prior" else 1)
     arithmetic = f"{shown} x {value:.2f} - {action.cost:.2f} = {gain:+.2f} ({source} effect)"
     if gain <= 0:
         reason = f"nothing pays: best is {name} at {arithmetic}"
         return Decision(NO_ACTION, 0.0, reason, None, source, name)
     category = recommended_category(action, customer)
     return Decision(name, gain, f"{ACTIONS[name]}: {arithmetic}", category, source, name)
+
+
+def percent(effect: float, times: float, decimals: int = 0) -> str:
+    """`effect` as a percent with the fewest decimals, from `decimals` on, whose rounding moves
+    `effect x times` by less than half a cent, so that the arithmetic a reason shows adds up:
+    the shipped priors stay whole (`5%`), 0.004 is `0.4%` (`.0%` showed `0%`), 0.025 `2.5%`."""
+    for places in range(decimals, MAX_PERCENT_DECIMALS):
+        shown = f"{effect:.{places}%}"
+        if abs(float(shown[:-1]) / 100 - effect) * abs(times) < 0.005:
+            return shown
+    return f"{effect:.{MAX_PERCENT_DECIMALS}%}"
 
 
 def recommended_category(action: Action, customer: Customer) -> str | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import pytest
+import yaml
 
 from crm_ltv.features.config import ConfigError, load_config
 from crm_ltv.serving.config import NO_ACTION, NbaConfig
@@ -145,6 +147,46 @@ def test_a_bound_met_exactly_is_eligible(policy, kw, action, gain):
     assert decision.expected_value == pytest.approx(gain)
 
 
+def _with_effect(action: str, default: float) -> NbaConfig:
+    """The shipped policy with one action's prior effect set to `default` for every segment."""
+    raw = yaml.safe_load((CONFIGS / "nba.yaml").read_text())
+    raw["actions"][action]["effect"] = {"default": default}
+    return NbaConfig.model_validate(raw)
+
+
+def _arithmetic_holds(reason: str) -> bool:
+    """Whether `effect% x value - cost = gain` in a reason adds up to the cent (within the
+    rounding of the value and cost it shows)."""
+    found = re.search(r"(-?[\d.]+)% x ([\d.]+) - ([\d.]+) = ([-+][\d.]+)", reason)
+    assert found is not None, reason
+    effect, value, cost, gain = (float(g) for g in found.groups())
+    return abs(effect / 100 * value - cost - gain) <= 0.01
+
+
+@pytest.mark.parametrize(
+    ("action", "effect", "kw", "shown"),
+    [
+        # 0.004 read "0%": "0% x 124.38 - 0.30 = +0.20" (0% of it less 0.30 is -0.30)
+        ("thank_you", 0.004, dict(churn_probability=0.6, predicted_value=49.75,
+         rfm_segment="Loyal", lifecycle_stage="loyal"), "0.4% x 124.38 - 0.30 = +0.20"),
+        # 0.025 read "2%": "2% x 141.13 - 0.20 = +3.33" (2% of it less 0.20 is 2.62)
+        ("recommendation", 0.025, dict(churn_probability=0.6, predicted_value=56.452,
+         rfm_segment="Promising", lifecycle_stage="developing", favourite_category="books",
+         frequency=3, recency_days=20), "2.5% x 141.13 - 0.20 = +3.33"),
+        # a prior too small to pay: the "nothing pays" reason shows it alike
+        ("thank_you", 0.001, dict(churn_probability=0.6, predicted_value=49.75,
+         rfm_segment="Loyal", lifecycle_stage="loyal"),
+         "nothing pays: best is thank_you at 0.1% x 124.38 - 0.30 = -0.18"),
+    ],
+    ids=["0.4%", "2.5%", "nothing pays"],
+)  # fmt: skip
+def test_a_prior_effect_is_shown_with_the_digits_its_arithmetic_needs(action, effect, kw, shown):
+    """A prior that is not a whole percent is shown with its decimals, so that the reason's
+    sum adds up; the shipped whole priors stay as they read (`8% x 60.00`, test above)."""
+    decision = decide(customer(**kw), _with_effect(action, effect))
+    assert shown in decision.reason and _arithmetic_holds(decision.reason), decision.reason
+
+
 def test_cheap_customer_at_risk_gets_nothing(policy):
     c = customer(churn_probability=0.95, predicted_value=1.0, rfm_segment="Hibernating",
                  lifecycle_stage="at-risk")  # fmt: skip
@@ -225,8 +267,6 @@ def test_cold_start_gets_the_configured_action_unless_capped(policy):
     ],
 )  # fmt: skip
 def test_bad_policy_is_a_config_error_naming_the_field(tmp_path, change, message):
-    import yaml
-
     raw = yaml.safe_load((CONFIGS / "nba.yaml").read_text())
     raw.update(change)
     path = tmp_path / "nba.yaml"
@@ -257,6 +297,16 @@ def test_an_uplift_effect_replaces_the_prior(policy):
     # A negative effect: sending would lose customers, never chosen.
     harm = decide(customer(**AT_RISK, effects={"win_back": -0.05}), policy)
     assert harm.action == NO_ACTION and "-5.0% x 120.00" in harm.reason
+
+
+def test_an_uplift_effect_is_shown_with_the_digits_its_arithmetic_needs(policy):
+    """An uplift effect, shown to a tenth of a point, read "15.1% x 120.00 - 4.00 = +14.08"
+    for 15.066%: 15.1% of 120 is 18.12, not 18.08. It gets the digits it needs."""
+    decision = decide(customer(**AT_RISK, effects={"win_back": 0.15066}), policy)
+    assert "15.07% x 120.00 - 4.00 = +14.08" in decision.reason, decision.reason
+    assert _arithmetic_holds(decision.reason)
+    round_effect = decide(customer(**AT_RISK, effects={"win_back": 0.2}), policy)
+    assert "20.0% x 120.00" in round_effect.reason  # a tenth of a point at least, as before
 
 
 def test_an_action_that_exactly_pays_for_itself_is_not_sent(policy):
