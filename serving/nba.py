@@ -108,8 +108,24 @@ def _rule_fails(name: str, action: Action, customer: Customer, config: NbaConfig
     for bound, actual, label, direction in bounds:
         if bound is not None and (actual - bound) * direction < 0:
             word = "at least" if direction > 0 else "at most"
-            return f"{name} needs {label} {word} {bound:g} ({actual:.3g})"
+            return f"{name} needs {label} {word} {_shown(bound)} ({_short_of(actual, bound)})"
     return None
+
+
+def _shown(bound: float) -> str:
+    """A bound as nba.yaml gives it: `50`, `0.5`; every digit where six do not hold it."""
+    short = f"{bound:g}"
+    return short if float(short) == bound else repr(bound)
+
+
+def _short_of(actual: float, bound: float) -> str:
+    """`actual`, which fails `bound`, to 3 significant digits, or as many more as it takes to
+    stay on its side of the bound: 49.9993 read `50` beside "at least 50", and 0.4996 `0.5`."""
+    for digits in range(3, 17):
+        shown = f"{actual:.{digits}g}"
+        if (float(shown) - bound) * (actual - bound) > 0:
+            return shown
+    return repr(actual)
 
 
 def decide(customer: Customer, config: NbaConfig) -> Decision:

@@ -147,6 +147,42 @@ def test_a_bound_met_exactly_is_eligible(policy, kw, action, gain):
     assert decision.expected_value == pytest.approx(gain)
 
 
+@pytest.mark.parametrize(
+    ("kw", "why"),
+    [
+        # value if purchase 2.6987 / (1 - 0.946026) = 49.9993: it read "at least 50 (50)"
+        (dict(churn_probability=0.9460260338259987, predicted_value=2.698662409763479),
+         "win_back needs value if purchase at least 50 (49.999)"),
+        # it read "at least 0.5 (0.5)"
+        (dict(churn_probability=0.4996, predicted_value=100.0),
+         "win_back needs churn probability at least 0.5 (0.4996)"),
+        # three significant digits where they fall short already, as before
+        (dict(churn_probability=0.4, predicted_value=100.0),
+         "win_back needs churn probability at least 0.5 (0.4)"),
+    ],
+    ids=["value if purchase", "churn probability", "3 digits"],
+)  # fmt: skip
+def test_a_failed_bound_shows_the_actual_value_short_of_it(policy, kw, why):
+    """A value just short of a bound is shown with the digits that keep it short, never
+    rounded onto the bound ("at least 50 (50)" read as if the bound were met)."""
+    c = customer(**kw, rfm_segment="Can't Lose Them", lifecycle_stage="at-risk")
+    assert ineligibility("win_back", policy.actions["win_back"], c, policy) == why
+    assert decide(c, policy).reason == f"no action is eligible for this customer ({why})"
+
+
+def test_a_bound_of_many_digits_is_shown_with_them():
+    """A bound that six digits round (0.50000004 read "0.5") is shown in full: the actual
+    0.50000001 short of it read "at least 0.5 (0.5)"."""
+    raw = yaml.safe_load((CONFIGS / "nba.yaml").read_text())
+    raw["actions"]["win_back"]["eligible"]["min_churn_probability"] = 0.50000004
+    c = customer(churn_probability=0.50000001, predicted_value=100.0,
+                 rfm_segment="Can't Lose Them", lifecycle_stage="at-risk")  # fmt: skip
+    policy = NbaConfig.model_validate(raw)
+    assert ineligibility("win_back", policy.actions["win_back"], c, policy) == (
+        "win_back needs churn probability at least 0.50000004 (0.5)"
+    )
+
+
 def _with_effect(action: str, default: float) -> NbaConfig:
     """The shipped policy with one action's prior effect set to `default` for every segment."""
     raw = yaml.safe_load((CONFIGS / "nba.yaml").read_text())
