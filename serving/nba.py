@@ -152,8 +152,13 @@ def decide(customer: Customer, config: NbaConfig) -> Decision:
         if best is None or gain > best[0]:
             best = (gain, name, action, effect, source)
     if best is None:
-        said = f" ({'; '.join(capped)})" if capped else ""
-        return Decision(NO_ACTION, 0.0, f"no action is eligible for this customer{said}")
+        stage = customer.lifecycle_stage
+        if not capped:  # no action of the customer's stage at all: said, not a bare "none"
+            capped.append(
+                f"no action targets lifecycle stage {stage}" if stage else "lifecycle stage unknown"
+            )
+        reason = f"no action is eligible for this customer ({'; '.join(capped)})"
+        return Decision(NO_ACTION, 0.0, reason)
     gain, name, action, effect, source = best
     # an uplift effect is a model's estimate: shown to a tenth of a point at least, as before
     shown = percent(effect, value, 0 if source == "prior" else 1)

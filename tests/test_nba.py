@@ -277,6 +277,20 @@ def test_a_customer_whose_stages_action_fails_another_rule_is_told_which(policy)
     )
 
 
+@pytest.mark.parametrize(
+    ("stage", "why"),
+    [("lapsed", "no action targets lifecycle stage lapsed"), (None, "lifecycle stage unknown")],
+)
+def test_a_customer_whose_stage_has_no_action_is_told_so(policy, stage, why):
+    """A lapsed Can't Lose Them customer, whom win_back would pay for were they at-risk, and a
+    feature row without a stage were told a bare "no action is eligible for this customer"."""
+    c = customer(churn_probability=0.945, predicted_value=11.75, rfm_segment="Can't Lose Them",
+                 lifecycle_stage=stage)  # fmt: skip
+    decision = decide(c, policy)
+    assert decision.action == NO_ACTION
+    assert decision.reason == f"no action is eligible for this customer ({why})"
+
+
 def test_cold_start_gets_the_configured_action_unless_capped(policy):
     assert decide(customer(), policy).action == "welcome_offer"
     assert decide(customer(), policy).expected_value is None
