@@ -199,6 +199,19 @@ class Eligibility(FrozenConfig):
                 raise ValueError(f"{field}: unknown {unknown}; known: {list(known)}")
         return self
 
+    @model_validator(mode="after")
+    def _bounds_can_both_hold(self) -> Eligibility:
+        """A min above its max makes the action eligible for no one: refused, not served."""
+        for low in type(self).model_fields:
+            high = f"max_{low.removeprefix('min_')}"
+            if low.startswith("min_") and high in type(self).model_fields:
+                least, most = getattr(self, low), getattr(self, high)
+                if least is not None and most is not None and least > most:
+                    raise ValueError(
+                        f"{low} {least} > {high} {most}: no customer could be eligible"
+                    )
+        return self
+
 
 class Effect(FrozenConfig):
     """Expected increase of the purchase probability in the horizon: a prior per RFM segment

@@ -314,6 +314,11 @@ def test_cold_start_gets_the_configured_action_unless_capped(policy):
         # a close typo, as a request's contact of that name is told (no hint here before)
         ({"actions": {"winback": {"cost": 1, "effect": {"default": 0.1}}}},
          r"did you mean 'winback' -> 'win_back'\?"),
+        # bounds that cannot both hold: served, the action was eligible for no one
+        ({"actions": {"thank_you": {"cost": 0.3, "effect": {"default": 0.01}, "eligible": {
+          "min_churn_probability": 0.9, "max_churn_probability": 0.1}}}},
+         r"actions\.thank_you\.eligible: min_churn_probability 0\.9 > max_churn_probability "
+         r"0\.1: no customer could be eligible$"),
     ],
 )  # fmt: skip
 def test_bad_policy_is_a_config_error_naming_the_field(tmp_path, change, message):
@@ -323,6 +328,18 @@ def test_bad_policy_is_a_config_error_naming_the_field(tmp_path, change, message
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=message):
         load_config(NbaConfig, path)
+
+
+def test_a_min_equal_to_its_max_is_a_bound_met_exactly(tmp_path):
+    """Bounds read "at least" and "at most": a min equal to its max holds for that value."""
+    raw = yaml.safe_load((CONFIGS / "nba.yaml").read_text())
+    raw["actions"]["win_back"]["eligible"]["max_churn_probability"] = 0.5
+    path = tmp_path / "nba.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    policy = load_config(NbaConfig, path)
+    c = customer(churn_probability=0.5, predicted_value=25.0, rfm_segment="Can't Lose Them",
+                 lifecycle_stage="at-risk")  # fmt: skip
+    assert decide(c, policy).action == "win_back"
 
 
 # --- effects from the uplift model --------------------------------------------------------------
