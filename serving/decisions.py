@@ -2,8 +2,9 @@
 
 Each line says what was sent (`action`), what the policy wanted (`policy_action`), whether the
 customer was held out or explored, the propensity of the action sent and the holdout share and
-exploration it was drawn with, the eligible actions and their expected values, and what joining
-outcomes needs: as_of, request id, model versions.
+exploration it was drawn with, the eligible actions and their expected values, what the answer's
+expected value was priced with (the action weighed, its effect and the effect's source), and
+what joining outcomes needs: as_of, request id, model versions.
 `crm-ltv outcomes` turns these lines and later transactions into a campaigns table.
 """
 
@@ -180,6 +181,12 @@ def _line(
         "exploration": assigned.exploration if assigned else 0.0,
         "eligible_actions": list(assigned.eligible_actions) if assigned else None,
         "expected_value": a.next_best_action.expected_value,
+        # what it was priced with, as the answer says (tester G: a logged value could not be
+        # traced to its effect): the action weighed, the effect and where it came from
+        "weighed_action": a.next_best_action.weighed_action,
+        "effect": assigned.effect if assigned else None,
+        "effect_source": a.next_best_action.effect_source,
+        "uplift_version": a.next_best_action.uplift_version,
         "prior_expected_values": assigned.prior_expected_values if assigned else None,
         "churn_probability": a.churn_probability,
         "predicted_value": a.predicted_value,

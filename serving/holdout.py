@@ -47,6 +47,9 @@ class Assignment:
     # Expected incremental value of each eligible action with the configured priors (the
     # policy's own figure for its action, uplift or prior, is the answer's expected_value).
     prior_expected_values: dict[str, float] = field(default_factory=dict)
+    # The effect the answer's expected_value was priced with: of its weighed_action, from the
+    # source its effect_source names (None where no action was weighed)
+    effect: float | None = None
 
 
 def period_of(moment: datetime, period: str) -> str:
@@ -167,8 +170,11 @@ def apply_holdout(
         )
         values = prior_expected_values(view, nba, eligible) if not answer.cold_start else {}
         assigned = replace(assigned, prior_expected_values=values)
-        assignments.append(assigned)
-        out.append(_answered(answer, assigned, config, seen, nba))
+        sent = _answered(answer, assigned, config, seen, nba)
+        weighed = sent.next_best_action.weighed_action
+        effect = effect_of(weighed, nba.actions[weighed], seen)[0] if weighed else None
+        assignments.append(replace(assigned, effect=effect))
+        out.append(sent)
     return out, assignments
 
 

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from crm_ltv.features.actions import ACTION_NAMES
@@ -20,7 +21,7 @@ from crm_ltv.serving.holdout import (
     propensity,
     unit_draw,
 )
-from crm_ltv.serving.nba import Customer
+from crm_ltv.serving.nba import Customer, decide
 from crm_ltv.serving.schemas import CustomerScore, NextBestAction
 from tests.conftest import CONFIGS
 
@@ -257,6 +258,67 @@ def test_the_decision_log_writes_json_even_for_a_value_that_is_not_a_number(tmp_
     assert rows[1]["frequency"] is None and rows[1]["favourite_category"] is None
     # customer ids and scores: not executable, nor readable by others (tester S: rwxr-xr-x)
     assert log.path.stat().st_mode & 0o117 == 0, oct(log.path.stat().st_mode)
+
+
+def _decided(cid: str, view: Customer, nba: NbaConfig, uplift: str | None) -> CustomerScore:
+    """The answer the scorer gives for `view` (Scorer._answer): the policy's decision."""
+    decision = decide(view, nba)
+    return CustomerScore(
+        customer_id=cid, as_of=view.as_of, cold_start=False,
+        churn_probability=view.churn_probability, predicted_value=view.predicted_value,
+        horizon_days=90, rfm_segment=view.rfm_segment, lifecycle_stage=view.lifecycle_stage,
+        reasons=[],
+        next_best_action=NextBestAction(
+            action=decision.action, expected_value=decision.expected_value,
+            reason=decision.reason, category=decision.category,
+            effect_source=decision.effect_source, weighed_action=decision.weighed,
+            uplift_version=uplift if decision.effect_source == "uplift" else None,
+        ),
+        model_versions={"churn": "1", "ltv": "1", **({"uplift": uplift} if uplift else {})},
+    )  # fmt: skip
+
+
+def test_the_decision_log_says_what_each_expected_value_was_priced_with(tmp_path):
+    """Tester G: an answer said `effect_source: uplift`, `uplift_version: 1`, its log line only
+    `expected_value: 5.30` beside the priors' 2.17: which effect priced it was not on record.
+    Each line names the action weighed, its effect and where that came from, as the answer
+    does; a line before them (no such keys) is still read."""
+    from crm_ltv.experiments.outcomes import read_decisions
+
+    nba = load_config(NbaConfig, CONFIGS / "nba.yaml")
+    config = HoldoutConfig(share=0.3, exploration=0.3, salt="t")
+    # win_back for an at-risk customer worth 40 / 0.2 = 200 if won back: the uplift model's
+    # 15% for half of them, the At Risk prior of 7% for the others
+    scored = []
+    for i, cid in enumerate(IDS[:200]):
+        view = Customer(datetime(2025, 6, 30), 0.8, 40.0, "At Risk", "at-risk",
+                        effects={"win_back": 0.15} if i % 2 else {})  # fmt: skip
+        scored.append((_decided(cid, view, nba, "3" if i % 2 else None), view))
+    out, assigned = apply_holdout(scored, nba, config)
+    log = DecisionLog(tmp_path / "logs" / "decisions.jsonl")
+    log.append(out, "req-1", datetime(2025, 7, 1), assigned, [v for _, v in scored])
+    lines = [json.loads(line) for line in log.path.read_text().splitlines()]
+    kinds = set()
+    for line, answer in zip(lines, out, strict=True):
+        sent = answer.next_best_action
+        assert (line["weighed_action"], line["effect_source"], line["uplift_version"]) == (
+            sent.weighed_action, sent.effect_source, sent.uplift_version)  # fmt: skip
+        if line["action"] == "win_back":  # the policy's or explored: priced as the policy does
+            modelled = line["effect_source"] == "uplift"
+            assert line["effect"] == (0.15 if modelled else 0.07)
+            assert line["uplift_version"] == ("3" if modelled else None)
+            assert line["effect"] * 200 - 4.0 == pytest.approx(line["expected_value"])
+            kinds.add(line["effect_source"])
+        else:  # held out, or explored no_action: nothing weighed, no effect
+            assert [line[k] for k in ("weighed_action", "effect", "effect_source")] == [None] * 3
+    assert kinds == {"uplift", "prior"}
+    new = ("weighed_action", "effect", "effect_source", "uplift_version")
+    older = {k: v for k, v in lines[0].items() if k not in new}
+    with log.path.open("a") as file:
+        file.write(json.dumps(older) + "\n")
+    read = read_decisions(log.path)
+    assert len(read) == len(lines) + 1 and read["effect"].iloc[:-1].notna().any()
+    assert pd.isna(read["effect_source"].iloc[-1])
 
 
 def test_a_bento_served_by_hand_without_a_home_writes_no_decision_inside_it(tmp_path, monkeypatch):
