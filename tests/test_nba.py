@@ -223,6 +223,20 @@ def test_a_prior_effect_is_shown_with_the_digits_its_arithmetic_needs(action, ef
     assert shown in decision.reason and _arithmetic_holds(decision.reason), decision.reason
 
 
+@pytest.mark.parametrize(
+    "order", [["thank_you", "vip_invitation"], ["vip_invitation", "thank_you"]]
+)
+def test_of_two_actions_worth_the_same_the_one_listed_first_wins(order):
+    """README: a tie goes to the order of `actions` in nba.yaml."""
+    same = {"cost": 0.3, "eligible": {"lifecycle_stages": ["loyal"]}, "effect": {"default": 0.01}}
+    policy = NbaConfig.model_validate(
+        {"actions": {name: same for name in order}, "cold_start": {"action": NO_ACTION}}
+    )
+    c = customer(churn_probability=0.2, predicted_value=80.0, rfm_segment="Loyal",
+                 lifecycle_stage="loyal")  # fmt: skip
+    assert decide(c, policy).action == order[0]
+
+
 def test_cheap_customer_at_risk_gets_nothing(policy):
     c = customer(churn_probability=0.95, predicted_value=1.0, rfm_segment="Hibernating",
                  lifecycle_stage="at-risk")  # fmt: skip
