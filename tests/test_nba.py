@@ -262,6 +262,19 @@ def test_contact_cap_blocks_a_repeat_within_the_window(policy):
     assert decide(old, policy).action == "win_back"
 
 
+@pytest.mark.parametrize(
+    ("before", "action"),
+    [(timedelta(days=30), "win_back"), (timedelta(days=30, seconds=-1), NO_ACTION),
+     (timedelta(0), NO_ACTION)],
+    ids=["exactly 30 days", "a second less", "at as_of"],
+)  # fmt: skip
+def test_the_contact_cap_counts_clock_time_from_the_contact(policy, before, action):
+    """README: capped while sent less than contact_cap_days x 24 hours before as_of."""
+    c = customer(churn_probability=0.9, predicted_value=12.0, rfm_segment="Can't Lose Them",
+                 lifecycle_stage="at-risk", last_contacts={"win_back": AS_OF - before})  # fmt: skip
+    assert decide(c, policy).action == action
+
+
 def test_an_action_stopped_by_its_contact_cap_alone_is_named(policy):
     """A customer only win_back suits, sent one 29 days ago: the answer says the cap stopped
     it, not that nothing suits them; an action they are not eligible for is not listed."""
