@@ -168,6 +168,11 @@ def test_score_raw_transactions_with_the_bentoml_client(server, sample, home):
     assert [r["customer_id"] for r in mine] == ids
     assert mine[0]["model_versions"] == {"churn": "1", "ltv": "1"}
     assert mine[0]["action"] == got[0]["next_best_action"]["action"]
+    keys = ("weighed_action", "effect_source", "uplift_version")
+    for line, c in zip(mine, got, strict=True):  # what priced the expected value, as answered
+        nba = c["next_best_action"]
+        assert [line[k] for k in keys] == [nba[k] for k in keys], (line, nba)
+        assert (line["effect"] is None) == (nba["weighed_action"] is None), line
 
 
 def test_scoring_far_from_the_champions_level_is_said_in_the_log(http, sample, server):
