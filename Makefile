@@ -17,6 +17,10 @@ $(error CRM_LTV_HOME=$(CRM_LTV_HOME) is relative, and make runs in $(CURDIR), no
 endif
 endif
 SAMPLE := $(HOME_DIR)/data/sample/transactions.csv
+# A recipe that fails after changing its target removes it, so the next make runs it again: a
+# `crm-ltv data` that failed mid-write left part of transactions.csv, which the next `make data`
+# took for done (tester I). .venv/.installed is touched last: a failed install never changes it.
+.DELETE_ON_ERROR:
 # What features/train/tune read first: the sample, unless the home's data.yaml (or .yml) names
 # a transactions file: a `path:` in its transactions block that is not null
 DATA_CONFIG := $(firstword $(wildcard $(HOME_DIR)/configs/data.yaml $(HOME_DIR)/configs/data.yml))

@@ -13,6 +13,7 @@ time, so uplift is learnable. The ground truth of all of this is written beside 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from crm_ltv.features.config import SampleConfig
+from crm_ltv.features.paths import replaced_whole
 
 DAYS_PER_YEAR = 365.25
 WEEKDAY_FACTORS = np.array([0.92, 0.90, 0.95, 1.00, 1.08, 1.18, 0.97])  # Monday .. Sunday
@@ -365,23 +367,34 @@ SAMPLE_RECORD = "sample.json"  # the settings a sample was made with, beside its
 
 def write_record(config: SampleConfig, directory: Path) -> Path:
     """The sample's settings as generated (sample.yaml and the command line's): a run on it
-    logs them, so the input can be made again without guessing the defaults (tester Y)."""
+    logs them, so the input can be made again without guessing the defaults (tester Y).
+    Written whole or not at all, as the tables are (`write_sample`)."""
     path = directory / SAMPLE_RECORD
-    path.write_text(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
+    with replaced_whole(path) as part:
+        part.write_text(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
     return path
 
 
 def write_sample(sample: SampleData, directory: Path) -> dict[str, Path]:
     """CSV for the tables a user would bring (so the sample goes through the real loader),
-    Parquet for the ground truth."""
+    Parquet for the ground truth. All or nothing: each table is written beside its name and
+    renamed over it once every one is written (`replaced_whole`), and the earlier sample's
+    record (sample.json, whose settings no longer describe the tables) goes then. A failure
+    (a full disk) leaves the earlier sample, or none: `transactions.csv` was written in place,
+    and a disk that filled left 50,711 of its 242,655 rows, its last cut mid-row, which
+    `make data` took for done and `features` loaded without a word (tester I)."""
     directory.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name in ("transactions", "customers", "campaigns"):
-        path = directory / f"{name}.csv"
-        getattr(sample, name).to_csv(path, index=False, date_format=TIMESTAMP_FORMAT)
-        written[name] = path
-    for name in ("truth_customers", "truth_campaigns"):
-        path = directory / f"{name}.parquet"
-        getattr(sample, name).to_parquet(path, index=False)
-        written[name] = path
+    written = {
+        **{name: directory / f"{name}.csv" for name in ("transactions", "customers", "campaigns")},
+        **{name: directory / f"{name}.parquet" for name in ("truth_customers", "truth_campaigns")},
+    }
+    with contextlib.ExitStack() as renames:  # on leaving, in reverse: transactions.csv last
+        for name, path in written.items():
+            part = renames.enter_context(replaced_whole(path))
+            table: pd.DataFrame = getattr(sample, name)
+            if path.suffix == ".csv":
+                table.to_csv(part, index=False, date_format=TIMESTAMP_FORMAT)
+            else:
+                table.to_parquet(part, index=False)
+        (directory / SAMPLE_RECORD).unlink(missing_ok=True)
     return written

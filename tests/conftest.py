@@ -43,15 +43,57 @@ def new_home(folder: Path) -> Path:
     return folder
 
 
-def run(
-    home: Path, *args: str, timeout: float = 300, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """The crm-ltv command, for real, in `home`, with no inherited MLflow tracking URI."""
+def _cli_env(home: Path) -> dict[str, str]:
     env = {**os.environ, "CRM_LTV_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def run(
+    home: Path,
+    *args: str,
+    timeout: float = 300,
+    cwd: Path | None = None,
+    max_file_size: int | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """The crm-ltv command, for real, in `home`, with no inherited MLflow tracking URI.
+    `max_file_size`: bytes a file it writes may grow to (RLIMIT_FSIZE, `ulimit -f`; a write past
+    it fails with EFBIG, Python ignoring SIGXFSZ): a disk that fills, without root."""
+
+    def limited() -> None:
+        import resource
+
+        if max_file_size is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_size, max_file_size))
+
     return subprocess.run(
-        [CLI, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd
+        [CLI, *args], capture_output=True, text=True, env=_cli_env(home), timeout=timeout,
+        cwd=cwd, preexec_fn=limited if max_file_size is not None else None,
+    )  # fmt: skip
+
+
+def run_on_full_disk(
+    home: Path, folder: Path, size_kb: int, *args: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """The crm-ltv command, in `home`, with `folder` (made if needed) a tmpfs of `size_kb`: a
+    real disk that fills (ENOSPC), mounted without root in a user and mount namespace of its
+    own (`unshare -rm`; skipped where those are refused). Its result, and the files it left in
+    `folder` (the mount goes with the process, so they are listed in it)."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"]).returncode:
+        pytest.skip("no unprivileged user and mount namespace (unshare -rm) here")
+    folder.mkdir(parents=True, exist_ok=True)
+    listing = folder.with_name(f"{folder.name}.left")
+    script = (
+        'size=$1 dir=$2 out=$3; shift 3; mount -t tmpfs -o size="$size"k tmpfs "$dir" || exit 99; '
+        '"$@"; rc=$?; (cd "$dir" && find . -type f | sort) > "$out"; exit $rc'
     )
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, "sh", str(size_kb), str(folder), str(listing),
+         CLI, *args],
+        capture_output=True, text=True, env=_cli_env(home), timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 99, done.stderr
+    return done, listing.read_text().split()
 
 
 def without_baseline_gate(home: Path) -> None:

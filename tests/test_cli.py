@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import ROOT, new_home, run
+from tests.conftest import ROOT, new_home, run, run_on_full_disk
 
 RETAIL = ROOT / "benchmarks/data"  # the real export and its data.yaml
 
@@ -307,6 +307,65 @@ def test_an_output_is_replaced_whole_or_left_as_it_was(tmp_path):
         part.write_text("whole\n")
     assert target.read_text() == "whole\n" and link.is_symlink()
     assert target.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_sample_too_big_to_write_leaves_the_earlier_one_whole(tmp_path):
+    """`crm-ltv data` wrote transactions.csv in place: a disk that filled left part of it, its
+    last row cut mid-row, which `make data` took for done and `features` loaded without a word
+    (tester I). Here the file size limit fails the write (EFBIG, no root needed)."""
+    home = new_home(tmp_path / "home")
+    sample = home / "data/sample"
+    assert run(home, "data", "--n-customers", "300", "--seed", "3").returncode == 0
+    earlier = {p.name: p.read_bytes() for p in sample.iterdir()}
+    failed = run(home, "data", "--n-customers", "600", "--seed", "4", max_file_size=64_000)
+    assert failed.returncode != 0 and "File too large" in failed.stderr
+    assert {p.name: p.read_bytes() for p in sample.iterdir()} == earlier  # and no part file
+    fresh = new_home(tmp_path / "fresh")
+    failed = run(fresh, "data", "--n-customers", "300", max_file_size=64_000)
+    assert failed.returncode != 0 and list((fresh / "data/sample").iterdir()) == []
+
+
+def test_a_sample_on_a_disk_that_fills_leaves_no_table(tmp_path):
+    """A real full disk: transactions.csv and customers.csv fit on it, the campaigns do not.
+    Every table or none: a part of the sample is not one (ab would pair the new transactions
+    with no campaigns, or with an earlier sample's)."""
+    home = new_home(tmp_path)
+    args = ("data", "--n-customers", "300", "--seed", "3")
+    done, left = run_on_full_disk(home, home / "data", 120, *args)
+    assert done.returncode != 0 and "No space left on device" in done.stderr
+    assert left == []
+
+
+def test_make_data_that_failed_is_run_again(tmp_path):
+    """The next `make data` after a `crm-ltv data` that failed mid-write said "Nothing to be
+    done" (tester I): make now deletes a target its failed recipe changed (`.DELETE_ON_ERROR`).
+    A stand-in crm-ltv writes part of the file and fails, in a scratch copy of the checkout."""
+    import os
+    import subprocess
+
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT / "configs", checkout / "configs")
+    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
+        shutil.copy(ROOT / name, checkout)
+    for made in (*checkout.iterdir(), *checkout.glob("configs/*")):
+        os.utime(made, (1e9, 1e9))  # older than the install below
+    (checkout / ".venv/bin").mkdir(parents=True)
+    (checkout / ".venv/.installed").touch()
+    stand_in = checkout / ".venv/bin/crm-ltv"
+    stand_in.write_text(
+        "#!/bin/sh\nmkdir -p data/sample\n"
+        "printf 'customer_id,timestamp\\n00007462,2025-01-17 14:3' > data/sample/transactions.csv\n"
+        "exit 2\n"
+    )
+    stand_in.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CRM_LTV_HOME"}
+    for _ in range(2):
+        done = subprocess.run(
+            ["make", "-C", str(checkout), "data"], cwd=checkout, capture_output=True, text=True,
+            env={**env, "PWD": str(checkout)},
+        )  # fmt: skip
+        assert done.returncode != 0 and ".venv/bin/crm-ltv data" in done.stdout, done.stdout
+        assert not (checkout / "data/sample/transactions.csv").exists(), done.stderr
 
 
 def test_a_config_file_no_area_reads_is_warned_of_with_the_name_it_may_mean(tmp_path):
