@@ -36,6 +36,7 @@ from crm_ltv.features.contract import (
     TableSchema,
     naive_utc,
 )
+from crm_ltv.features.paths import replaced_whole
 from crm_ltv.features.wording import plural
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz")
@@ -996,14 +997,16 @@ def _both_negative(frame: pd.DataFrame, loaded: np.ndarray, layout: _Layout) -> 
 
 
 def _write_rows(raw: pd.DataFrame, reasons: pd.Series, path: Path) -> None:
-    """The file's rows as they were read, each with its 1-based row number and reason."""
+    """The file's rows as they were read, each with its 1-based row number and reason; whole
+    or not at all (`replaced_whole`: a full disk left part of a list, read as all of it)."""
     why = reasons.sort_index()
     # row 1 = the first data row (line 2 of a CSV with a header); the file's own columns may
     # be named row or reason too
     numbers = pd.DataFrame({"row": why.index + 1, "reason": why.to_numpy()}, index=why.index)
     out = pd.concat([numbers, raw.loc[why.index]], axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(path, index=False)
+    with replaced_whole(path) as part:
+        out.to_csv(part, index=False)
 
 
 def _write_set_aside(raw: pd.DataFrame, reasons: pd.Series | None, path: Path) -> Path | None:

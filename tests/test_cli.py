@@ -325,6 +325,16 @@ def test_a_sample_too_big_to_write_leaves_the_earlier_one_whole(tmp_path):
     assert failed.returncode != 0 and list((fresh / "data/sample").iterdir()) == []
 
 
+def test_a_rejects_list_too_big_to_write_is_not_left_in_part(home):
+    """The rejects report was written in place: a write that failed left the first rows of the
+    list, read as all of them."""
+    rows = "".join(f"{i:06d},2024-01-02 10:00:00,not-an-amount-{'x' * 40}\n" for i in range(2000))
+    (home / "bad.csv").write_text("customer_id,timestamp,amount\n" + rows)
+    failed = run(home, "features", "--transactions", str(home / "bad.csv"), max_file_size=32_000)
+    assert failed.returncode != 0 and "File too large" in failed.stderr
+    assert list((home / "reports/rejects").iterdir()) == []
+
+
 def test_a_sample_on_a_disk_that_fills_leaves_no_table(tmp_path):
     """A real full disk: transactions.csv and customers.csv fit on it, the campaigns do not.
     Every table or none: a part of the sample is not one (ab would pair the new transactions

@@ -21,7 +21,7 @@ from mlflow.entities.model_registry import ModelVersion
 from crm_ltv.features.builders import with_rfm_cuts
 from crm_ltv.features.config import DataConfig, FeatureConfig, config_digest
 from crm_ltv.features.inputs import Inputs
-from crm_ltv.features.paths import Paths
+from crm_ltv.features.paths import Paths, replaced_whole
 from crm_ltv.features.sample import SAMPLE_RECORD
 from crm_ltv.features.wording import plural
 from crm_ltv.training import run_log
@@ -234,10 +234,12 @@ def run_training(
         )
     paths.metrics_file.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(json_safe(summary), indent=2) + "\n"
-    # the newest run's, and each horizon's own (a 60-day run overwrote the 90-day figures)
+    # the newest run's, and each horizon's own (a 60-day run overwrote the 90-day figures);
+    # whole or not at all: a script reads `registry.*.promoted` there (README, Training)
     per_horizon = paths.metrics_file.with_name(f"metrics_h{split.horizon_days}.json")
     for target in (paths.metrics_file, per_horizon):
-        target.write_text(text)
+        with replaced_whole(target) as part:
+            part.write_text(text)
     progress(f"wrote {paths.metrics_file} and {per_horizon.name}")
     return TrainResult(run.info.run_id, split, evaluation, registered, summary, models)
 

@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from crm_ltv.features.config import ConfigError, config_digest, config_digests
 from crm_ltv.features.inputs import Inputs
-from crm_ltv.features.paths import Paths
+from crm_ltv.features.paths import Paths, replaced_whole
 from crm_ltv.features.wording import plural
 from crm_ltv.training import plots
 from crm_ltv.training.config import GateConfig, TrainConfig, TuneConfig
@@ -519,6 +519,7 @@ def run_tuning(
         mlflow.log_dict(saved, "best_params.json")
     best_params_file = paths.best_params_file(split.horizon_days)
     best_params_file.parent.mkdir(parents=True, exist_ok=True)
-    best_params_file.write_text(json.dumps(saved, indent=2) + "\n")
+    with replaced_whole(best_params_file) as part:  # the next train reads it: whole or not at all
+        part.write_text(json.dumps(saved, indent=2) + "\n")
     progress(f"wrote {best_params_file}")
     return results
