@@ -7,6 +7,7 @@ once and no command pays for another's libraries (mlflow, lightgbm, bentoml).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import importlib.util
 import json
@@ -177,9 +178,10 @@ def _user_errors(command: F) -> F:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         except OSError as exc:  # a file that could not be read or written (not checked ahead)
-            if exc.filename is None:
+            said = _os_error_said(exc)
+            if said is None:
                 raise
-            typer.echo(f"error: {exc.filename}: {exc.strerror or exc}", err=True)
+            typer.echo(f"error: {said}", err=True)
             raise typer.Exit(2) from None
         except Exception as exc:
             damaged = _damaged_store(exc)
@@ -203,6 +205,30 @@ def _user_errors(command: F) -> F:
             raise typer.Exit(2) from None
 
     return run  # type: ignore[return-value]
+
+
+# Errors of the disk or file system rather than of the code: said in one line even when no file
+# is named (a write or close that failed; `replaced_whole` names the outputs it writes). A full
+# disk was a 107-line traceback and exit 1 (tester I). With what to do where the reason alone
+# does not say it.
+_DISK_ERRORS = {
+    errno.ENOSPC: "the disk is full: free some space, or write elsewhere, and run again",
+    errno.EDQUOT: "your disk quota is used up: free some space and run again",
+    errno.EFBIG: "over the largest file this process may write: `ulimit -f`",
+    errno.EROFS: None,
+    errno.EACCES: None,
+}
+
+
+def _os_error_said(exc: OSError) -> str | None:
+    """The `error:` line of an OSError: the file and the system's reason (for a disk error
+    the system's words, not pyarrow's "Error writing bytes to file. Detail: ..."), or None for
+    one that names no file and is not a disk's (a defect: its traceback is kept)."""
+    if exc.errno not in _DISK_ERRORS:
+        return None if exc.filename is None else f"{exc.filename}: {exc.strerror or exc}"
+    hint = _DISK_ERRORS[exc.errno]
+    said = os.strerror(exc.errno) + (f" ({hint})" if hint else "")
+    return said if exc.filename is None else f"{exc.filename}: {said}"
 
 
 def _damaged_store(exc: BaseException) -> str | None:
@@ -391,7 +417,6 @@ def _cleanup_failed(error: BaseException) -> None:
 def _free_port(host: str, port: int) -> None:
     """Refuse a port something already listens on, before printing links to it: the server
     would fail there after a few seconds, and the links would open whatever holds it."""
-    import errno
     import socket
 
     from crm_ltv.features.config import ConfigError

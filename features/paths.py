@@ -67,7 +67,9 @@ def replaced_whole(path: Path) -> Iterator[Path]:
     """A name beside `path` to write to, renamed over `path` once the writing is done: a stop
     or a failure mid-write leaves the earlier file (or none), never a part of one that a later
     step (ab after outcomes, a service reading scores) would take for the whole. The name keeps
-    the suffix, so a writer inferring compression from it does as it would on `path`."""
+    the suffix, so a writer inferring compression from it does as it would on `path`. An
+    OSError that names no file (a write or close that failed: a full disk) or the part is
+    given `path`'s name, so the error says what could not be written."""
     target = path.resolve()
     part = target.with_name(f".{target.stem}.{os.getpid()}.part{target.suffix}")
     try:
@@ -78,6 +80,10 @@ def replaced_whole(path: Path) -> Iterator[Path]:
                 old = target.stat()
                 os.chown(part, old.st_uid, old.st_gid)
         os.replace(part, target)
+    except OSError as exc:
+        if exc.filename in (None, str(part)):
+            exc.filename = str(target)
+        raise
     finally:
         part.unlink(missing_ok=True)
 

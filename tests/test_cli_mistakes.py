@@ -3,6 +3,7 @@ before any long work; never a traceback (each of these was one, or a silent wron
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from crm_ltv.cli import _user_errors, app
 from crm_ltv.features.config import ConfigError, FeatureConfig, load_config
 from crm_ltv.training.config import TrainConfig, TuneConfig
-from tests.conftest import CONFIGS, new_home, run
+from tests.conftest import CONFIGS, new_home, run, run_on_full_disk
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +250,72 @@ def test_a_file_the_system_refuses_is_one_error_line(capsys):
         command()
     assert exit_.value.exit_code == 2
     assert capsys.readouterr().err == "error: /data/out.parquet: Permission denied\n"
+
+
+def _one_error_line(done) -> str:
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    return errors[0]
+
+
+def test_a_full_disk_is_one_error_line_naming_the_file_written(home, tmp_path):
+    """A disk that filled gave a 107-line traceback and exit 1: its OSError (ENOSPC, from a
+    write or close) names no file (tester I). A real full disk: a tmpfs, mounted without root."""
+    disk = tmp_path / "disk"
+    out = disk / "features.parquet"  # pyarrow's error ("Error writing bytes to file ...")
+    done, left = run_on_full_disk(home, disk, 16, "features", "--out", str(out))
+    assert _one_error_line(done) == (
+        f"error: {out}: No space left on device (the disk is full: free some space, or write "
+        "elsewhere, and run again)"
+    )
+    assert left == []
+    fresh = new_home(tmp_path / "fresh")  # pandas' CSV writer
+    done, _ = run_on_full_disk(fresh, fresh / "data", 64, "data", "--n-customers", "300")
+    said = _one_error_line(done)
+    assert said.startswith(f"error: {fresh / 'data/sample/transactions.csv'}: No space left")
+
+
+def test_a_file_over_the_size_limit_is_one_error_line_naming_it(home, tmp_path):
+    """The same where no tmpfs can be mounted: the file size limit (EFBIG)."""
+    out = tmp_path / "features.csv"
+    done = run(home, "features", "--out", str(out), max_file_size=8_000)
+    assert _one_error_line(done) == (
+        f"error: {out}: File too large (over the largest file this process may write: `ulimit -f`)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (OSError(errno.ENOSPC, "No space left"), "error: No space left on device (the disk is"),
+        (OSError(errno.EDQUOT, "Quota"), "error: Disk quota exceeded (your disk quota is"),
+        (OSError(errno.EROFS, "Read-only"), "error: Read-only file system\n"),
+    ],
+)
+def test_a_disk_error_that_names_no_file_is_still_one_line(capsys, error, said):
+    """Written by something other than the outputs' own writer (MLflow's artifact copies)."""
+
+    @_user_errors
+    def command() -> None:
+        raise error
+
+    with pytest.raises(typer.Exit) as exit_:
+        command()
+    assert exit_.value.exit_code == 2
+    assert capsys.readouterr().err.startswith(said)
+
+
+def test_an_os_error_of_the_code_keeps_its_traceback():
+    """One that names no file and is not a disk's (a socket's, a pipe's) is a defect to see."""
+
+    @_user_errors
+    def command() -> None:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    with pytest.raises(ConnectionResetError):
+        command()
 
 
 def test_the_mixed_timestamp_format_is_used_with_a_warning(home):
