@@ -251,6 +251,8 @@ def test_rerun_gives_the_same_metrics_and_a_tie_keeps_the_champion(trained):
 
 
 def test_a_worse_model_does_not_become_champion(trained):
+    """Held back, the run still exits 0 and metrics.json says `promoted: false`: the contract
+    README Training documents under "Exit code" for scripts."""
     home, _ = trained
     path = home / "configs/train.yaml"
     original = path.read_text()
