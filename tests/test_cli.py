@@ -144,6 +144,32 @@ def test_help_lists_the_commands(home):
     assert "data" in result.stdout and "features" in result.stdout
 
 
+def test_help_through_a_pipe_shows_every_option_whole():
+    """Help piped (`| cat`, `| less`, a CI log) was 80 columns wide and cut option names and
+    defaults: `--expected-treatm…` for --expected-treatment-share (tester I). Every command's
+    help, run through a pipe with no COLUMNS set, names each of its options in full."""
+    import os
+    import subprocess
+
+    import typer.main
+
+    from crm_ltv.cli import app
+    from tests.conftest import CLI
+
+    unset = {"COLUMNS", "LINES", "TERMINAL_WIDTH", "FORCE_COLOR", "PY_COLORS", "GITHUB_ACTIONS"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    group = typer.main.get_command(app)
+    commands = {"": group, **group.commands}  # type: ignore[attr-defined]
+    for name, command in commands.items():
+        done = subprocess.run(
+            [CLI, *([name] if name else []), "--help"], stdout=subprocess.PIPE, text=True, env=env
+        )
+        assert done.returncode == 0 and "…" not in done.stdout, (name, done.stdout)
+        for param in command.params:
+            for option in (*param.opts, *param.secondary_opts):
+                assert option in done.stdout, (name, option)
+
+
 def test_init_writes_the_defaults_and_any_folder_is_a_home(tmp_path):
     """`crm-ltv init DIR` writes every default config (keeps edited ones unless --force); the
     home is --home, else CRM_LTV_HOME, else the working directory."""
