@@ -2585,12 +2585,44 @@ def _piped_help_width() -> None:
     os.environ["TERMINAL_WIDTH"] = str(_PIPED_HELP_WIDTH)
 
 
+# Exit code when stdout's reader went away: 128 + SIGPIPE, as the shell reports a tool the
+# signal ended (`main`)
+READER_GONE = 128 + signal.SIGPIPE
+
+
+def _reader_gone(done: SystemExit) -> bool:
+    """Whether stdout's reader went away: a write met EPIPE (click then exits 1, the
+    BrokenPipeError as the exit's context) or the last flush does. Stdout then points at
+    /dev/null, so that what is left in its buffer does not fail again at exit (the recipe of
+    Python's `signal` docs, "Note on SIGPIPE")."""
+    gone = isinstance(done.__context__, BrokenPipeError)
+    if not gone:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            gone = True
+    if gone:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return gone
+
+
 def main() -> None:  # pragma: no cover - the `crm-ltv` entry point
+    """The `crm-ltv` command.
+
+    A reader that stops reading (`crm-ltv --help | head -1`) ends it quietly with exit code
+    141 (`READER_GONE`). Python ignores SIGPIPE, so the write raised BrokenPipeError, which
+    click turned into exit 1 with no line: a failure of the command, under `set -o pipefail`
+    too (tester I). 141 is what the shell reports for `cat`, `grep` or `git log` ended by
+    SIGPIPE in the same place, so a script treats crm-ltv as it treats them; 0 would say that
+    the whole output was read, which a script reading a run id or a table of scores must not
+    take for granted. SIGPIPE's default action is not restored instead: it would kill `serve`
+    and the MLflow and HTTP clients on any socket its peer closed."""
     _piped_help_width()
     try:
         app(prog_name="crm-ltv")
     except SystemExit as done:
-        if not _stopped and done.code in (0, None):
+        code = READER_GONE if _reader_gone(done) else done.code
+        if not _stopped and code in (0, None):
             raise
         # A stopped or failed command has said its line and ended its runs: it exits now,
         # without the interpreter's teardown, where a native library's worker thread still
@@ -2601,7 +2633,7 @@ def main() -> None:  # pragma: no cover - the `crm-ltv` entry point
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(done.code if isinstance(done.code, int) else 1)
+        os._exit(code if isinstance(code, int) else 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

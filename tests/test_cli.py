@@ -170,6 +170,33 @@ def test_help_through_a_pipe_shows_every_option_whole():
                 assert option in done.stdout, (name, option)
 
 
+def test_output_into_a_pipe_nobody_reads_ends_quietly_with_141(tmp_path):
+    """`crm-ltv --help | head -1` exited 1 with no line (BrokenPipeError, which click calls a
+    failure), so `set -o pipefail` took it for a failed command (tester I); it ends as `cat`
+    does there, with 128 + SIGPIPE. A pipe whose reader is gone before the first write (help;
+    a command's own output, init's lines), and `head -1` for real."""
+    import os
+    import subprocess
+
+    from crm_ltv.cli import READER_GONE
+    from tests.conftest import CLI
+
+    assert READER_GONE == 141
+    for args in (("--help",), ("features", "--help"), ("init", str(tmp_path / "home"))):
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            done = subprocess.run([CLI, *args], stdout=write, stderr=subprocess.PIPE, text=True)
+        finally:
+            os.close(write)
+        assert (done.returncode, done.stderr) == (141, ""), args
+    headed = subprocess.run(
+        ["bash", "-c", 'set -o pipefail; "$0" --help | head -1 >/dev/null', CLI],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert (headed.returncode, headed.stderr) in ((0, ""), (141, "")), headed
+
+
 def test_init_writes_the_defaults_and_any_folder_is_a_home(tmp_path):
     """`crm-ltv init DIR` writes every default config (keeps edited ones unless --force); the
     home is --home, else CRM_LTV_HOME, else the working directory."""
