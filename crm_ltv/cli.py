@@ -218,6 +218,9 @@ _DISK_ERRORS = {
     errno.EROFS: None,
     errno.EACCES: None,
 }
+# No room for what is written: of two names (shutil's copies: source, then destination) the
+# file written is the second
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def _os_error_said(exc: OSError) -> str | None:
@@ -228,7 +231,8 @@ def _os_error_said(exc: OSError) -> str | None:
         return None if exc.filename is None else f"{exc.filename}: {exc.strerror or exc}"
     hint = _DISK_ERRORS[exc.errno]
     said = os.strerror(exc.errno) + (f" ({hint})" if hint else "")
-    return said if exc.filename is None else f"{exc.filename}: {said}"
+    written = exc.filename2 if exc.errno in _NO_ROOM and exc.filename2 else exc.filename
+    return said if written is None else f"{written}: {said}"
 
 
 def _damaged_store(exc: BaseException) -> str | None:
@@ -643,7 +647,7 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite config files already there.")] = False,
 ) -> None:
     """Write the default configs into FOLDER/configs for editing (each overrides its default)."""
-    from crm_ltv.features.paths import CONFIG_AREAS, Paths, default_config_file
+    from crm_ltv.features.paths import CONFIG_AREAS, Paths, default_config_file, replaced_whole
 
     paths = Paths(_folder(folder, "init").resolve()) if folder is not None else _paths()
     _folder(paths.configs_dir, "init")
@@ -658,7 +662,8 @@ def init(
             )  # fmt: skip
             typer.echo(f"kept    {own} ({why})")
             continue
-        shutil.copyfile(default_config_file(area), target)
+        with replaced_whole(target) as part:  # a full disk left part of one, kept by a rerun
+            shutil.copyfile(default_config_file(area), part)
         typer.echo(f"wrote   {target}")
     typer.echo(f"project home {paths.root}: run crm-ltv commands there, or pass --home")
 

@@ -68,8 +68,9 @@ def replaced_whole(path: Path) -> Iterator[Path]:
     or a failure mid-write leaves the earlier file (or none), never a part of one that a later
     step (ab after outcomes, a service reading scores) would take for the whole. The name keeps
     the suffix, so a writer inferring compression from it does as it would on `path`. An
-    OSError that names no file (a write or close that failed: a full disk) or the part is
-    given `path`'s name, so the error says what could not be written."""
+    OSError that names no file (a write or close that failed: a full disk) is given `path`'s
+    name, as is one that names the part (a copy's destination is its second name), so the
+    error says what could not be written."""
     target = path.resolve()
     part = target.with_name(f".{target.stem}.{os.getpid()}.part{target.suffix}")
     try:
@@ -83,6 +84,8 @@ def replaced_whole(path: Path) -> Iterator[Path]:
     except OSError as exc:
         if exc.filename in (None, str(part)):
             exc.filename = str(target)
+        if exc.filename2 == str(part):
+            exc.filename2 = str(target)
         raise
     finally:
         part.unlink(missing_ok=True)

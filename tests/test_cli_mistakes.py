@@ -286,6 +286,21 @@ def test_a_file_over_the_size_limit_is_one_error_line_naming_it(home, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_init_that_fails_mid_copy_leaves_no_part_of_a_config(tmp_path):
+    """init copied each default in place: a disk that filled left part of one (3,072 of
+    train.yaml's 5,139 bytes), which a rerun kept ("exists") and every command then read over
+    the defaults; its error named the packaged file copied from, not the one written."""
+    from crm_ltv.features.paths import CONFIG_AREAS, default_config_file
+
+    defaults = {f"{area}.yaml": default_config_file(area).read_bytes() for area in CONFIG_AREAS}
+    largest = max(defaults, key=lambda name: len(defaults[name]))
+    configs = tmp_path / "home/configs"
+    done = run(tmp_path, "init", str(configs.parent), max_file_size=len(defaults[largest]) - 1)
+    assert _one_error_line(done).startswith(f"error: {configs / largest}: File too large")
+    assert {p.name: p.read_bytes() for p in configs.iterdir()}.items() <= defaults.items()
+    assert not (configs / largest).exists()
+
+
 @pytest.mark.parametrize(
     ("error", "said"),
     [
