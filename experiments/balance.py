@@ -83,6 +83,27 @@ def _weighted(values: np.ndarray, weights: np.ndarray) -> tuple[float, float, fl
     return mean, variance, n_eff
 
 
+def _fisher(
+    values: np.ndarray, t: np.ndarray, c: np.ndarray, customers: np.ndarray | None
+) -> float:
+    """Fisher's exact p of a two-valued feature (a category's level, a flag), each group's
+    customers counted once (their first contact's value). A t-test, on ranks or values, is far
+    too liberal where one value is rare: one treated customer alone on a category among 20
+    treated and 380 controls read p = 1e-5 where 1 in 20 random splits puts them there (p
+    0.05), and with 50 unevenly used categories 28% of random 95/5 splits of 400 customers
+    were flagged (review of 2026-12-07)."""
+    high = values == np.nanmax(values)
+    table = []
+    for group in (t, c):
+        if customers is None:
+            k, n = int(high[group].sum()), int(group.sum())
+        else:
+            first = pd.Series(high[group]).groupby(customers[group], sort=False).first()
+            k, n = int(first.sum()), len(first)
+        table.append([k, n - k])
+    return float(stats.fisher_exact(table).pvalue)
+
+
 def _apart(n_t: float, n_c: float) -> float:
     """Two-sided p of groups of n_t and n_c wholly apart on a feature constant within each:
     of the C(n_t + n_c, n_t) equally likely random splits, at most two put one value on
@@ -130,11 +151,18 @@ def feature_balance(
             n_t = min(n_t, float(len(np.unique(customers[t]))))
             n_c = min(n_c, float(len(np.unique(customers[c]))))
         pooled = math.sqrt((var_t + var_c) / 2.0)
+        two_valued = share is None and len(np.unique(values[known])) == 2
         if not pooled > 0:  # constant within each group: alike, or wholly apart
-            if not math.isclose(mean_t, mean_c, rel_tol=1e-9, abs_tol=1e-12):  # float noise
-                found.append((name, math.copysign(math.inf, mean_t - mean_c), _apart(n_t, n_c)))
+            if math.isclose(mean_t, mean_c, rel_tol=1e-9, abs_tol=1e-12):  # float noise
+                continue
+            smd = math.copysign(math.inf, mean_t - mean_c)
+            p = _fisher(values, t, c, customers) if two_valued else _apart(n_t, n_c)
+            found.append((name, smd, p))
             continue
         smd = (mean_t - mean_c) / pooled
+        if two_valued:  # a level of a category, a flag: few of one value, where t is liberal
+            found.append((name, smd, _fisher(values, t, c, customers)))
+            continue
         ranks = np.full(len(values), np.nan)
         ranks[known] = stats.rankdata(values[known])
         rank_t, spread_t, _ = _weighted(ranks[t], weights[t])
