@@ -2585,7 +2585,9 @@ def _piped_help_width() -> None:
     """Typer's help width (its TERMINAL_WIDTH, read when help or a usage error is first
     rendered) for a stdout that is not a terminal. Set in the environment, the one way typer
     reads it without importing rich for every command (175 ms)."""
-    if sys.stdout.isatty() or "COLUMNS" in os.environ or "TERMINAL_WIDTH" in os.environ:
+    if sys.stdout is None or sys.stdout.isatty():  # None: stdout closed (`>&-`), no help seen
+        return
+    if "COLUMNS" in os.environ or "TERMINAL_WIDTH" in os.environ:
         return
     os.environ["TERMINAL_WIDTH"] = str(_PIPED_HELP_WIDTH)
 
@@ -2600,6 +2602,8 @@ def _reader_gone(done: SystemExit) -> bool:
     BrokenPipeError as the exit's context) or the last flush does. Stdout then points at
     /dev/null, so that what is left in its buffer does not fail again at exit (the recipe of
     Python's `signal` docs, "Note on SIGPIPE")."""
+    if sys.stdout is None:  # closed (`>&-`): click's echo wrote nothing, no reader to lose
+        return False
     gone = isinstance(done.__context__, BrokenPipeError)
     if not gone:
         try:
@@ -2636,8 +2640,9 @@ def main() -> None:  # pragma: no cover - the `crm-ltv` entry point
         # 134 instead of 2 (tester I, once in ~80 runs of `ab` on bad files). Its folders and
         # runs are closed by then (context managers), so the teardown has nothing left to do.
         logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: closed (`>&-`)
+                stream.flush()
         os._exit(code if isinstance(code, int) else 1)
 
 

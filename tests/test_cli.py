@@ -197,6 +197,28 @@ def test_output_into_a_pipe_nobody_reads_ends_quietly_with_141(tmp_path):
     assert (headed.returncode, headed.stderr) in ((0, ""), (141, "")), headed
 
 
+def test_a_command_with_stdout_closed_runs_as_before(tmp_path):
+    """With stdout closed (`crm-ltv data >&-`, a cron or daemon wrapper) Python has no
+    sys.stdout: the help width and the reader-gone check read it and crashed every command
+    with an AttributeError (review 2, P1). The command runs, its output dropped, as before."""
+    import subprocess
+
+    from tests.conftest import CLI, _cli_env
+
+    home = new_home(tmp_path / "home")
+    for args in (("--version",), ("data", "--n-customers", "300")):
+        done = subprocess.run(
+            ["sh", "-c", 'exec "$0" "$@" >&-', CLI, *args], stderr=subprocess.PIPE, text=True,
+            env=_cli_env(home),
+        )  # fmt: skip
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (args, done.stderr)
+    written = sorted(p.name for p in (home / "data/sample").iterdir())
+    assert written == sorted([
+        "campaigns.csv", "customers.csv", "sample.json", "transactions.csv",
+        "truth_campaigns.parquet", "truth_customers.parquet",
+    ])  # fmt: skip
+
+
 def test_init_writes_the_defaults_and_any_folder_is_a_home(tmp_path):
     """`crm-ltv init DIR` writes every default config (keeps edited ones unless --force); the
     home is --home, else CRM_LTV_HOME, else the working directory."""
