@@ -2584,10 +2584,17 @@ _PIPED_HELP_WIDTH = 120
 def _piped_help_width() -> None:
     """Typer's help width (its TERMINAL_WIDTH, read when help or a usage error is first
     rendered) for a stdout that is not a terminal. Set in the environment, the one way typer
-    reads it without importing rich for every command (175 ms)."""
+    reads it without importing rich for every command (175 ms).
+
+    Only for a help request (`--help` among the arguments, or none: the app's help), the
+    one output it is for. Typer applies it to every console, stderr's too: set for any command
+    line, `crm-ltv score --bogus > scores.csv` drew a 120-column error box in an 80-column
+    terminal (review 2, P5). A usage error or a traceback keeps rich's width for stderr."""
     if sys.stdout is None or sys.stdout.isatty():  # None: stdout closed (`>&-`), no help seen
         return
     if "COLUMNS" in os.environ or "TERMINAL_WIDTH" in os.environ:
+        return
+    if len(sys.argv) > 1 and "--help" not in sys.argv[1:]:
         return
     os.environ["TERMINAL_WIDTH"] = str(_PIPED_HELP_WIDTH)
 

@@ -170,6 +170,25 @@ def test_help_through_a_pipe_shows_every_option_whole():
                 assert option in done.stdout, (name, option)
 
 
+def test_the_help_width_is_not_given_to_a_usage_error():
+    """The 120 columns of piped help reached the stderr console too: `crm-ltv features --bogus
+    > out` drew a 120-column error box in an 80-column terminal (review 2, P5). A usage error
+    keeps rich's own width (80 for a stream that is not a terminal)."""
+    import os
+    import subprocess
+
+    from tests.conftest import CLI
+
+    unset = {"COLUMNS", "LINES", "TERMINAL_WIDTH", "FORCE_COLOR", "PY_COLORS", "GITHUB_ACTIONS"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    done = subprocess.run(
+        [CLI, "features", "--bogus"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, env=env,
+    )  # fmt: skip
+    assert done.returncode == 2 and "No such option: --bogus" in done.stderr, done.stderr
+    assert max(len(line) for line in done.stderr.splitlines()) <= 80, done.stderr
+
+
 def test_output_into_a_pipe_nobody_reads_ends_quietly_with_141(tmp_path):
     """`crm-ltv --help | head -1` exited 1 with no line (BrokenPipeError, which click calls a
     failure), so `set -o pipefail` took it for a failed command (tester I); it ends as `cat`
