@@ -2604,14 +2604,48 @@ def _piped_help_width() -> None:
 READER_GONE = 128 + signal.SIGPIPE
 
 
-def _reader_gone(done: SystemExit) -> bool:
-    """Whether stdout's reader went away: a write met EPIPE (click then exits 1, the
-    BrokenPipeError as the exit's context) or the last flush does. Stdout then points at
-    /dev/null, so that what is left in its buffer does not fail again at exit (the recipe of
-    Python's `signal` docs, "Note on SIGPIPE")."""
-    if sys.stdout is None:  # closed (`>&-`): click's echo wrote nothing, no reader to lose
+def _stdout_pipe() -> int | None:
+    """A copy of stdout's descriptor when it is a pipe or a socket, else None: kept to ask at
+    the end whether its reader went away, as fd 1 itself may be /dev/null by then (rich points
+    it there when a write of its fails with EPIPE)."""
+    import stat
+
+    try:
+        mode = os.fstat(1).st_mode
+    except OSError:  # closed
+        return None
+    return os.dup(1) if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) else None
+
+
+def _reader_gone(pipe: int | None) -> bool:
+    """Whether the reader of stdout's pipe (`_stdout_pipe`) has gone: poll says POLLERR (a
+    pipe's read end closed) or POLLHUP. A file, a terminal or a closed stdout has no reader."""
+    import select
+
+    if pipe is None:
         return False
-    gone = isinstance(done.__context__, BrokenPipeError)
+    poller = select.poll()
+    poller.register(pipe, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _exit_code(done: SystemExit, pipe: int | None) -> int | str | None:
+    """The code a command exits with: `READER_GONE` when stdout's reader went away, else its
+    own. The reader went away when a write met EPIPE (click then exits 1, the BrokenPipeError
+    as the exit's context) and stdout's pipe (`pipe`) has no reader, or the last flush does.
+    Stdout then points at /dev/null, so that what is left in its buffer does not fail again at
+    exit (the recipe of Python's `signal` docs, "Note on SIGPIPE").
+
+    A BrokenPipeError while stdout still has its reader (or is a file) is another pipe's or a
+    socket's (a tracking server, a Dask worker): a defect, which click ended with exit 1 and no
+    word; its traceback is printed and the exit stays 1 (review 2, P4: it read as 141)."""
+    broke = done.__context__
+    if isinstance(broke, BrokenPipeError) and not _reader_gone(pipe):
+        traceback.print_exception(broke)
+        return 1
+    if sys.stdout is None:  # closed (`>&-`): click's echo wrote nothing, no reader to lose
+        return done.code
+    gone = isinstance(broke, BrokenPipeError)
     if not gone:
         try:
             sys.stdout.flush()
@@ -2619,7 +2653,7 @@ def _reader_gone(done: SystemExit) -> bool:
             gone = True
     if gone:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return gone
+    return READER_GONE if gone else done.code
 
 
 def main() -> None:  # pragma: no cover - the `crm-ltv` entry point
@@ -2634,10 +2668,11 @@ def main() -> None:  # pragma: no cover - the `crm-ltv` entry point
     take for granted. SIGPIPE's default action is not restored instead: it would kill `serve`
     and the MLflow and HTTP clients on any socket its peer closed."""
     _piped_help_width()
+    pipe = _stdout_pipe()
     try:
         app(prog_name="crm-ltv")
     except SystemExit as done:
-        code = READER_GONE if _reader_gone(done) else done.code
+        code = _exit_code(done, pipe)
         if not _stopped and code in (0, None):
             raise
         # A stopped or failed command has said its line and ended its runs: it exits now,

@@ -216,6 +216,36 @@ def test_output_into_a_pipe_nobody_reads_ends_quietly_with_141(tmp_path):
     assert (headed.returncode, headed.stderr) in ((0, ""), (141, "")), headed
 
 
+def test_a_broken_pipe_that_is_not_stdouts_keeps_its_traceback(tmp_path):
+    """Any BrokenPipeError in a command (a socket's, a worker pipe's) was read as stdout's
+    reader gone: exit 141 and no word, with stdout a file (review 2, P4). Only stdout's own
+    pipe is; another's is a defect: its traceback and exit 1. Here the sample's generation
+    raises one, as a tracking server that hung up would."""
+    import subprocess
+    import sys
+
+    from tests.conftest import _cli_env
+
+    code = (
+        "import sys\n"
+        "import crm_ltv.features.sample as sample\n"
+        "def hung_up(config):\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "sample.generate_sample = hung_up\n"
+        "from crm_ltv.cli import main\n"
+        "sys.argv = ['crm-ltv', 'data', '--n-customers', '300']\n"
+        "main()\n"
+    )
+    home = new_home(tmp_path / "home")
+    with (tmp_path / "stdout.txt").open("w") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-c", code], stdout=stdout, stderr=subprocess.PIPE, text=True,
+            env=_cli_env(home), cwd=ROOT,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" in done.stderr and "BrokenPipeError: [Errno 32] Broken pipe" in done.stderr
+
+
 def test_a_command_with_stdout_closed_runs_as_before(tmp_path):
     """With stdout closed (`crm-ltv data >&-`, a cron or daemon wrapper) Python has no
     sys.stdout: the help width and the reader-gone check read it and crashed every command
