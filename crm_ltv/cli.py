@@ -679,7 +679,7 @@ def data(
 ) -> None:
     """Generate the built-in sample data (transactions, customers, campaigns, ground truth)."""
     from crm_ltv.features.config import SampleConfig, load_config, override
-    from crm_ltv.features.sample import generate_sample, write_record, write_sample
+    from crm_ltv.features.sample import generate_sample, write_sample
 
     paths = _paths()
     config = override(
@@ -696,10 +696,10 @@ def data(
     )
     sample = generate_sample(config)
     progress(f"writing {len(sample.transactions):,} transactions")
-    written = write_sample(sample, folder)
+    written = write_sample(sample, folder, config)  # all six, before a line is said
     for name, path in written.items():
-        typer.echo(f"{name:16s} {len(getattr(sample, name)):>10,} rows  {path}")
-    typer.echo(f"{'settings':16s} {'':>15}  {write_record(config, folder)}")
+        rows = "" if name == "settings" else f"{len(getattr(sample, name)):>10,} rows"
+        typer.echo(f"{name:16s} {rows:>15}  {path}")
     progress("done")
 
 

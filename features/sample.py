@@ -365,24 +365,19 @@ def _distinct_lines(
 SAMPLE_RECORD = "sample.json"  # the settings a sample was made with, beside its tables
 
 
-def write_record(config: SampleConfig, directory: Path) -> Path:
-    """The sample's settings as generated (sample.yaml and the command line's): a run on it
-    logs them, so the input can be made again without guessing the defaults (tester Y).
-    Written whole or not at all, as the tables are (`write_sample`)."""
-    path = directory / SAMPLE_RECORD
-    with replaced_whole(path) as part:
-        part.write_text(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
-    return path
-
-
-def write_sample(sample: SampleData, directory: Path) -> dict[str, Path]:
+def write_sample(sample: SampleData, directory: Path, config: SampleConfig) -> dict[str, Path]:
     """CSV for the tables a user would bring (so the sample goes through the real loader),
-    Parquet for the ground truth. All or nothing: each table is written beside its name and
-    renamed over it once every one is written (`replaced_whole`), and the earlier sample's
-    record (sample.json, whose settings no longer describe the tables) goes then. A failure
-    (a full disk) leaves the earlier sample, or none: `transactions.csv` was written in place,
-    and a disk that filled left 50,711 of its 242,655 rows, its last cut mid-row, which
-    `make data` took for done and `features` loaded without a word (tester I)."""
+    Parquet for the ground truth, and `sample.json`, the `config` it was made with (sample.yaml
+    and the command line's): a run on it logs them, so the input can be made again without
+    guessing the defaults (tester Y). Its paths, by table name and "settings" for the record.
+
+    All or nothing: each of the six is written beside its name and renamed over it once every
+    one is written (`replaced_whole`). A failure (a full disk) leaves the earlier sample, or
+    none: `transactions.csv` was written in place, and a disk that filled left 50,711 of its
+    242,655 rows, its last cut mid-row, which `make data` took for done and `features` loaded
+    without a word (tester I). The record is one of the six: written after the renames, a disk
+    that filled there, or a reader of `crm-ltv data | head -1` gone, left new tables with no
+    record, or the earlier one (review 2, P3)."""
     directory.mkdir(parents=True, exist_ok=True)
     written = {
         **{name: directory / f"{name}.csv" for name in ("transactions", "customers", "campaigns")},
@@ -396,5 +391,7 @@ def write_sample(sample: SampleData, directory: Path) -> dict[str, Path]:
                 table.to_csv(part, index=False, date_format=TIMESTAMP_FORMAT)
             else:
                 table.to_parquet(part, index=False)
-        (directory / SAMPLE_RECORD).unlink(missing_ok=True)
-    return written
+        record = directory / SAMPLE_RECORD
+        part = renames.enter_context(replaced_whole(record))
+        part.write_text(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
+    return {**written, "settings": record}

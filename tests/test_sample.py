@@ -73,8 +73,8 @@ def test_a_campaigns_extra_purchase_comes_after_its_send(small_sample_config):
     assert extra.sum() > 400 and (sample.campaigns.loc[extra, "converted"] == 1).all()
 
 
-def test_written_files_load_without_a_single_reject(tmp_path, sample):
-    written = write_sample(sample, tmp_path / "sample")
+def test_written_files_load_without_a_single_reject(tmp_path, sample, small_sample_config):
+    written = write_sample(sample, tmp_path / "sample", small_sample_config)
     args = (SourceConfig(), ValidationConfig(max_reject_share=0.0), tmp_path / "rejects")
     tx = load_transactions(written["transactions"], *args)
     assert tx.report.rejected == 0 and tx.report.duplicates == 0
@@ -85,3 +85,32 @@ def test_written_files_load_without_a_single_reject(tmp_path, sample):
     truth = pd.read_parquet(written["truth_customers"])
     assert {"purchase_rate_per_year", "dropout_at", "expected_spend_per_year"} <= set(truth)
     assert np.isfinite(truth.filter(like="effect_").to_numpy()).all()
+
+
+def test_a_record_that_cannot_be_written_leaves_the_earlier_sample_whole(
+    tmp_path, monkeypatch, sample, small_sample_config
+):
+    """sample.json was written after the five tables were renamed (and after their lines were
+    printed): a disk that filled at it, or `crm-ltv data | head -1`, left the new tables with
+    no record, or the earlier one, which describes other tables (review 2, P3). It is one of
+    the six written all or none."""
+    import errno
+    import json
+
+    import crm_ltv.features.sample as sample_module
+
+    folder = tmp_path / "sample"
+    write_sample(sample, folder, small_sample_config)
+    earlier = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert json.loads(earlier["sample.json"])["seed"] == small_sample_config.seed
+
+    class FullDisk:
+        @staticmethod
+        def dumps(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sample_module, "json", FullDisk)
+    other = generate_sample(small_sample_config.model_copy(update={"seed": 7}))
+    with pytest.raises(OSError, match="No space left"):
+        write_sample(other, folder, small_sample_config.model_copy(update={"seed": 7}))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == earlier  # and no part file
