@@ -184,7 +184,7 @@ def _user_errors(command: F) -> F:
             typer.echo(f"error: {said}", err=True)
             raise typer.Exit(2) from None
         except Exception as exc:
-            damaged = _damaged_store(exc)
+            damaged = _full_store(exc) or _damaged_store(exc)
             if damaged is not None:
                 typer.echo(f"error: {damaged}", err=True)
                 raise typer.Exit(2) from None
@@ -235,16 +235,52 @@ def _os_error_said(exc: OSError) -> str | None:
     return said if written is None else f"{written}: {said}"
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps (SQLAlchemy's `orig`, the cause, the context)."""
+    chain, seen = exc, []
+    while chain is not None and len(seen) < 10:
+        seen.append(chain)
+        chain = getattr(chain, "orig", None) or chain.__cause__ or chain.__context__
+    return seen
+
+
+def _full_store(exc: BaseException) -> str | None:
+    """The `error:` line of a SQLite store that found no room: a full disk under the home
+    reaches SQLite (MLflow's tracking database, committed by every run; optuna's) before any
+    file of ours, as "database or disk is full", not an OSError: a 473-line traceback and exit
+    1 (review 2, P2). SQLite says "disk I/O error" where the file size limit stops it: said
+    so only under such a limit (another I/O error keeps its traceback). The store is optuna's
+    when its code raised the error, else the tracking database, named by its URI."""
+    import resource
+    import sqlite3
+
+    said = next((str(e) for e in _causes(exc) if isinstance(e, sqlite3.OperationalError)), "")
+    if "database or disk is full" in said:
+        reason = f"{os.strerror(errno.ENOSPC)} ({_DISK_ERRORS[errno.ENOSPC]})"
+    elif "disk I/O error" in said and (
+        resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
+    ):
+        reason = f"{said}, under a file size limit ({_DISK_ERRORS[errno.EFBIG]})"
+    else:
+        return None
+    frames = [frame.filename for frame in traceback.extract_tb(exc.__traceback__)]
+    ours = [name for name in frames if f"{os.sep}optuna{os.sep}" in name or "mlflow" in name]
+    if ours and f"{os.sep}optuna{os.sep}" in ours[-1]:
+        store = f"{_paths().optuna_db} (optuna's study)"
+    else:
+        from crm_ltv.training.tracking import tracking_uri
+
+        store = f"{tracking_uri(_paths())} (MLflow's tracking database)"
+    return f"{store}: {reason}"
+
+
 def _damaged_store(exc: BaseException) -> str | None:
     """What to say when a SQLite store of the home (mlflow.db, optuna.db) is not a database or
     is damaged: it was a 300-line traceback. The store is found by opening each read-only; a
     locked or busy one is not damaged (another command writes it), so is not named."""
     import sqlite3
 
-    chain, seen = exc, []
-    while chain is not None and len(seen) < 10:
-        seen.append(chain)
-        chain = getattr(chain, "orig", None) or chain.__cause__ or chain.__context__
+    seen = _causes(exc)
     if not any(isinstance(e, sqlite3.DatabaseError) for e in seen):
         return None
     paths = _paths()

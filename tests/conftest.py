@@ -73,12 +73,13 @@ def run(
 
 
 def run_on_full_disk(
-    home: Path, folder: Path, size_kb: int, *args: str
+    home: Path, folder: Path, size_kb: int, *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """The crm-ltv command, in `home`, with `folder` (made if needed) a tmpfs of `size_kb`: a
     real disk that fills (ENOSPC), mounted without root in a user and mount namespace of its
     own (`unshare -rm`; skipped where those are refused). Its result, and the files it left in
-    `folder` (the mount goes with the process, so they are listed in it)."""
+    `folder` (the mount goes with the process, so they are listed in it). `env`: more
+    environment variables."""
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"]).returncode:
         pytest.skip("no unprivileged user and mount namespace (unshare -rm) here")
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,7 +91,7 @@ def run_on_full_disk(
     done = subprocess.run(
         ["unshare", "-rm", "sh", "-c", script, "sh", str(size_kb), str(folder), str(listing),
          CLI, *args],
-        capture_output=True, text=True, env=_cli_env(home), timeout=300,
+        capture_output=True, text=True, env={**_cli_env(home), **(env or {})}, timeout=300,
     )  # fmt: skip
     assert done.returncode != 99, done.stderr
     return done, listing.read_text().split()

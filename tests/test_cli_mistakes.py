@@ -286,6 +286,39 @@ def test_a_file_over_the_size_limit_is_one_error_line_naming_it(home, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_full_disk_under_the_tracking_database_is_one_error_line(home, tmp_path):
+    """A full disk under the home reaches MLflow's SQLite first ("database or disk is full"),
+    not an OSError: a 473-line traceback and exit 1 (review 2, P2). A tmpfs holds the
+    tracking database here; plan-ab logs a run to it."""
+    disk = tmp_path / "disk"
+    uri = f"sqlite:///{disk / 'mlflow.db'}"
+    args = ("plan-ab", "--baseline-rate", "0.09", "--lift", "0.1")
+    done, _ = run_on_full_disk(home, disk, 16, *args, env={"MLFLOW_TRACKING_URI": uri})
+    assert _one_error_line(done) == (
+        f"error: {uri} (MLflow's tracking database): No space left on device (the disk is "
+        "full: free some space, or write elsewhere, and run again)"
+    )
+    limited = new_home(tmp_path / "limited")  # SQLite's "disk I/O error" under `ulimit -f`
+    done = run(limited, *args, max_file_size=8192)
+    assert _one_error_line(done) == (
+        f"error: sqlite:///{limited / 'mlflow.db'} (MLflow's tracking database): disk I/O "
+        "error, under a file size limit (over the largest file this process may write: "
+        "`ulimit -f`)"
+    )
+
+
+def test_another_database_error_keeps_its_traceback():
+    """Only no room is said in one line: another SQLite error is a defect to see."""
+    import sqlite3
+
+    @_user_errors
+    def command() -> None:
+        raise sqlite3.OperationalError("disk I/O error")  # no file size limit here
+
+    with pytest.raises(sqlite3.OperationalError):
+        command()
+
+
 def test_init_that_fails_mid_copy_leaves_no_part_of_a_config(tmp_path):
     """init copied each default in place: a disk that filled left part of one (3,072 of
     train.yaml's 5,139 bytes), which a rerun kept ("exists") and every command then read over
