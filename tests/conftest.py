@@ -93,7 +93,8 @@ def run_on_full_disk(
          CLI, *args],
         capture_output=True, text=True, env={**_cli_env(home), **(env or {})}, timeout=300,
     )  # fmt: skip
-    assert done.returncode != 99, done.stderr
+    if done.returncode == 99:  # a namespace, but no tmpfs in it (some container profiles)
+        pytest.skip(f"no tmpfs can be mounted in a user namespace here: {done.stderr.strip()}")
     return done, listing.read_text().split()
 
 
