@@ -60,6 +60,9 @@ class ModelBundle:
     # Predicted value is the boosters' times this: the level of the horizon after the training
     # data's end (`pipeline.set_level`); 1.0 in bundles without one.
     ltv_scale: float = 1.0
+    # The unit the LTV boosters learnt spend in (`models.target_unit`, LtvModel.unit_): their
+    # predictions times this are money; 1.0 in bundles before 2026-12-07 (learnt in money).
+    ltv_unit: float = 1.0
     # How the level (LTV scale, churn calibration intercept) was set: the estimated totals.
     level: Mapping[str, Any] = field(default_factory=dict)
     # The labels the category cap kept at the training data's end (TimeSplit.known_labels),
@@ -104,7 +107,9 @@ class ModelBundle:
         return self.calibration.apply(raw if base is None else raw + base)
 
     def predicted_value(self, encoded: np.ndarray) -> np.ndarray:
-        value = ltv_value(self.ltv_boosters, encoded, self.num_threads, self.base(encoded, "ltv"))
+        value = ltv_value(
+            self.ltv_boosters, encoded, self.num_threads, self.base(encoded, "ltv"), self.ltv_unit
+        )
         return value * self.ltv_scale if self.ltv_scale != 1.0 else value
 
     def base(self, encoded: np.ndarray, kind: Kind) -> np.ndarray | None:
@@ -140,6 +145,10 @@ class ModelBundle:
             offset = self.churn_offset if kind == "churn" else self.ltv_offset
             out[:, list(self.model_features).index(offset)] += base - mean
             out[:, -1] += mean
+        if kind == "ltv" and base is None and self.ltv_unit != 1.0:
+            # the booster's own base value is log spend in its unit (with an offset, the start
+            # base - log(unit) and the unit cancel: `models.ltv_value`)
+            out[:, -1] += np.log(self.ltv_unit)
         if kind == "ltv" and self.ltv_scale != 1.0:
             out[:, -1] += np.log(self.ltv_scale)
         return out
@@ -168,6 +177,7 @@ class ModelBundle:
                 "offset": self.ltv_offset,
                 "offset_mean": self.offset_means.get("ltv"),
                 "scale": self.ltv_scale,
+                "unit": self.ltv_unit,
             },
             "level": dict(self.level),
             "known_labels": {k: list(v) for k, v in self.known_labels.items()},
@@ -213,6 +223,7 @@ class ModelBundle:
                     if part.get("offset_mean") is not None
                 },
                 ltv_scale=float(ltv.get("scale", 1.0)),
+                ltv_unit=float(ltv.get("unit", 1.0)),
                 level=raw.get("level", {}),
                 known_labels={k: tuple(v) for k, v in raw.get("known_labels", {}).items()},
                 history_start=_timestamp(raw.get("history_start")),

@@ -69,6 +69,7 @@ from crm_ltv.training.models import (
     LtvModel,
     fit_vocabularies,
     higher_is_better,
+    target_unit,
     watched_metric,
 )
 from crm_ltv.training.pipeline import (
@@ -241,7 +242,7 @@ def _encoded(
     weight = rows["cutoff"].map(weights or {}).fillna(1.0).to_numpy("float64")
     return (
         np.ascontiguousarray(encoded, dtype="float32"),
-        y if label == "churned" else np.clip(y, 0.0, None),
+        model.target(y) if isinstance(model, LtvModel) else y,  # the one-process fit's target
         model._start(encoded, shift),  # the one-process fit's start of the same rows
         weight,
     )
@@ -478,6 +479,8 @@ def _fit_models(
     for kind, model in models.items():
         model._prepare(data.train)
         model.vocabularies_ = vocabularies
+        if isinstance(model, LtvModel):  # of the sampled training rows (refit: every labelled)
+            model.unit_ = target_unit(sample.train["future_value"])
         shifts = data.shifts(sample, kind, config)
         weights = training_weights(sample, kind, config)
         parts = {

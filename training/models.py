@@ -198,18 +198,42 @@ LOGIT_OFFSETS = ("bgnbd_churn_probability",)
 MIN_OFFSET_VALUE = 1.0  # log-value offsets floor the baseline value at one currency unit
 
 
+def target_unit(y: pd.Series | np.ndarray) -> float:
+    """The unit the LTV boosters learn spend in: the mean of the positive targets (a buyer's
+    mean spend in a window), 1.0 without any. With a log link a leaf's value is -G / (H +
+    lambda_l2) and the tweedie loss's G and H grow with the money unit (by s^(2 - p)), while
+    lambda_l2 and min_sum_hessian_in_leaf do not: a target in cents fitted another booster than
+    the same in euros. In this unit the fit is the same whatever the currency. The buyers' mean,
+    not every row's, so that the share of buyers (which moves with the horizon and the season)
+    does not set the unit either."""
+    y = _labels(y)
+    positive = y[y > 0]
+    return float(positive.mean()) if len(positive) else 1.0
+
+
+def ltv_start(base: np.ndarray | None, unit: float) -> np.ndarray | None:
+    """The raw score the spend booster starts from, in units of `unit`: the baseline's log
+    value (the log of spend in money) minus log(unit); None without a baseline."""
+    return None if base is None else base - np.log(unit)
+
+
 def ltv_value(
     boosters: Sequence[lgb.Booster],
     encoded: np.ndarray,
     num_threads: int,
     base: np.ndarray | None = None,
+    unit: float = 1.0,
 ) -> np.ndarray:
-    """Predicted value from the LTV boosters: spend (times exp(base), the baseline value, when
-    the spend booster boosts from it), times P(any purchase) for a hurdle."""
+    """Predicted value from the LTV boosters: spend in units of `unit` (the training target's,
+    `target_unit`; 1.0 in bundles before it), times exp of its start (`ltv_start`) when the
+    spend booster boosts from the baseline value, times `unit`; times P(any purchase) for a
+    hurdle."""
     spend, *buy = boosters
     value = spend.predict(encoded, num_threads=num_threads)
-    if base is not None:
-        value = value * np.exp(base)
+    start = ltv_start(base, unit)
+    if start is not None:
+        value = value * np.exp(start)
+    value = value * unit
     for booster in buy:
         value = value * booster.predict(encoded, num_threads=num_threads)
     return value
@@ -459,7 +483,9 @@ class LtvModel(RegressorMixin, _Booster):
     """Net spend over the horizon; negative targets (refunds only) count as 0.
 
     tweedie: one regressor with a log link, for a target that is mostly zero with a long right
-    tail. hurdle: P(any purchase) x E[spend | purchase], two boosters.
+    tail. hurdle: P(any purchase) x E[spend | purchase], two boosters. The boosters learn spend
+    in units of `unit_` (`target_unit`: the training buyers' mean spend), so that the same
+    history in cents or in euros fits the same boosters; predictions are in money.
     """
 
     def __init__(
@@ -499,10 +525,11 @@ class LtvModel(RegressorMixin, _Booster):
         `sample_weight`: the training rows' weights."""
         self._needs_eval_set(eval_set)
         self._prepare(X)
-        X_train, y_train = self.encode(X), np.clip(_labels(y), 0.0, None)
+        self.unit_ = target_unit(y)  # of the training rows alone
+        X_train, y_train = self.encode(X), self.target(y)
         if eval_set is None:
             return self._refit(X_train, y_train, shift[0], sample_weight)
-        X_valid, y_valid = self.encode(eval_set[0]), np.clip(_labels(eval_set[1]), 0.0, None)
+        X_valid, y_valid = self.encode(eval_set[0]), self.target(eval_set[1])
         init = (self._start(X_train, shift[0]), self._start(X_valid, shift[1]))
         if self.objective == "tweedie":
             power = {"tweedie_variance_power": self.tweedie_variance_power}
@@ -570,9 +597,18 @@ class LtvModel(RegressorMixin, _Booster):
         self.validation_metric_ = None  # nothing held out from a refit
         return self
 
+    def target(self, y: pd.Series | np.ndarray) -> np.ndarray:
+        """What the boosters learn: spend (negative, refunds only, counts as 0) in units of
+        `unit_` (`target_unit` of the training rows)."""
+        return np.clip(_labels(y), 0.0, None) / self.unit_
+
+    def _start(self, encoded: np.ndarray, shift: np.ndarray | None) -> np.ndarray | None:
+        """Where the spend booster's rows start, in units of `unit_` (see `ltv_start`)."""
+        return ltv_start(super()._start(encoded, shift), self.unit_)
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         encoded = self.encode(X)  # checks that the model is fitted
-        return ltv_value(self.boosters(), encoded, self.n_jobs, self.base(encoded))
+        return ltv_value(self.boosters(), encoded, self.n_jobs, self.base(encoded), self.unit_)
 
     def boosters(self) -> list[lgb.Booster]:
         """Log value: the spend booster's raw score (hurdle: plus the purchase log-odds)."""

@@ -261,6 +261,7 @@ def build_bundle(
         calibration=churn.calibration_,
         ltv_objective=config.ltv.objective,
         ltv_boosters=tuple(ltv.boosters()),
+        ltv_unit=ltv.unit_,
         num_threads=config.num_threads,
         churn_offset=churn.offset,
         ltv_offset=ltv.offset,

@@ -410,8 +410,10 @@ def study_digest(
         for c in configs
     ]
     # "scores": studies of before 2026-12-05 minimised every metric, AUC too; none is resumed
-    # (nor one of before 2026-12-07, whose digest read both models' settings)
-    key = " ".join(["scores", data_sha256, space, *settings])
+    # (nor one of before 2026-12-07, whose digest read both models' settings; nor an LTV study
+    # whose tweedie losses were in money, not in the unit of `models.target_unit`)
+    scores = "scores unit" if kind == "ltv" else "scores"
+    key = " ".join([scores, data_sha256, space, *settings])
     return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
