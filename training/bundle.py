@@ -63,6 +63,9 @@ class ModelBundle:
     # The unit the LTV boosters learnt spend in (`models.target_unit`, LtvModel.unit_): their
     # predictions times this are money; 1.0 in bundles before 2026-12-07 (learnt in money).
     ltv_unit: float = 1.0
+    # The LTV offset's floor in money (`models.offset_floor` of the unit); 1.0, one currency
+    # unit, in bundles before 2026-12-07.
+    ltv_offset_floor: float = 1.0
     # How the level (LTV scale, churn calibration intercept) was set: the estimated totals.
     level: Mapping[str, Any] = field(default_factory=dict)
     # The labels the category cap kept at the training data's end (TimeSplit.known_labels),
@@ -114,8 +117,9 @@ class ModelBundle:
 
     def base(self, encoded: np.ndarray, kind: Kind) -> np.ndarray | None:
         """The raw score the model's (spend) booster starts from, or None."""
-        offset = self.churn_offset if kind == "churn" else self.ltv_offset
-        return base_score(encoded, self.model_features, offset)
+        if kind == "churn":
+            return base_score(encoded, self.model_features, self.churn_offset)
+        return base_score(encoded, self.model_features, self.ltv_offset, self.ltv_offset_floor)
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         """churn_probability and predicted_value per row of a feature table."""
@@ -178,6 +182,7 @@ class ModelBundle:
                 "offset_mean": self.offset_means.get("ltv"),
                 "scale": self.ltv_scale,
                 "unit": self.ltv_unit,
+                "offset_floor": self.ltv_offset_floor,
             },
             "level": dict(self.level),
             "known_labels": {k: list(v) for k, v in self.known_labels.items()},
@@ -224,6 +229,7 @@ class ModelBundle:
                 },
                 ltv_scale=float(ltv.get("scale", 1.0)),
                 ltv_unit=float(ltv.get("unit", 1.0)),
+                ltv_offset_floor=float(ltv.get("offset_floor", 1.0)),
                 level=raw.get("level", {}),
                 known_labels={k: tuple(v) for k, v in raw.get("known_labels", {}).items()},
                 history_start=_timestamp(raw.get("history_start")),

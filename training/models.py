@@ -175,27 +175,41 @@ class Calibration:
 
 
 def base_score(
-    encoded: np.ndarray, model_features: Sequence[str], offset: str | None
+    encoded: np.ndarray,
+    model_features: Sequence[str],
+    offset: str | None,
+    floor: float = 1.0,
 ) -> np.ndarray | None:
     """The raw score a booster starts from: None, or the logit of a probability input named
     `offset` (churn: BG/NBD's P(no purchase)), or the log of a value input (LTV: BG/NBD's
-    value). The boosters then learn corrections to the baseline, not the whole answer."""
+    value, at least `floor`). The boosters then learn corrections to the baseline, not the
+    whole answer."""
     if offset is None:
         return None
-    return offset_transform(encoded[:, list(model_features).index(offset)], offset)
+    return offset_transform(encoded[:, list(model_features).index(offset)], offset, floor)
 
 
-def offset_transform(column: np.ndarray, offset: str) -> np.ndarray:
-    """The raw score of the baseline input `offset`: logit of a probability, log of a value."""
+def offset_transform(column: np.ndarray, offset: str, floor: float = 1.0) -> np.ndarray:
+    """The raw score of the baseline input `offset`: logit of a probability, log of a value
+    floored at `floor` (`offset_floor`; 1.0, one currency unit, in bundles before 2026-12-07)."""
     column = np.asarray(column, dtype="float64")
     if offset in LOGIT_OFFSETS:
         p = np.clip(np.nan_to_num(column, nan=0.5), 1e-6, 1 - 1e-6)
         return np.log(p) - np.log1p(-p)
-    return np.log(np.maximum(np.nan_to_num(column, nan=0.0), MIN_OFFSET_VALUE))
+    return np.log(np.maximum(np.nan_to_num(column, nan=0.0), floor))
 
 
 LOGIT_OFFSETS = ("bgnbd_churn_probability",)
-MIN_OFFSET_VALUE = 1.0  # log-value offsets floor the baseline value at one currency unit
+# Log-value offsets floor the baseline value at a thousandth of the LTV unit (`target_unit`),
+# not at one currency unit, which is a cent or a euro as the data come: Online Retail II's
+# unit is about 1,100 (a floor of about 1, where the floor of one unit was set and measured);
+# the sample's about 95.
+MIN_OFFSET_SHARE = 1e-3
+
+
+def offset_floor(unit: float) -> float:
+    """The floor of a log-value offset for boosters that learn spend in units of `unit`."""
+    return MIN_OFFSET_SHARE * unit
 
 
 def target_unit(y: pd.Series | np.ndarray) -> float:
@@ -329,7 +343,12 @@ class _Booster(BaseEstimator):
 
     def base(self, encoded: np.ndarray) -> np.ndarray | None:
         """The raw score the (spend) booster starts from, per row (see `base_score`)."""
-        return base_score(encoded, self.model_features_, self.offset)
+        return base_score(encoded, self.model_features_, self.offset, self.offset_floor_)
+
+    @property
+    def offset_floor_(self) -> float:
+        """The floor of a log-value offset (`offset_floor`); a probability's has none."""
+        return 1.0
 
     def _start(self, encoded: np.ndarray, shift: np.ndarray | None) -> np.ndarray | None:
         """Where training rows start: the base, moved by `shift` (their label window's level,
@@ -601,6 +620,10 @@ class LtvModel(RegressorMixin, _Booster):
         """What the boosters learn: spend (negative, refunds only, counts as 0) in units of
         `unit_` (`target_unit` of the training rows)."""
         return np.clip(_labels(y), 0.0, None) / self.unit_
+
+    @property
+    def offset_floor_(self) -> float:
+        return offset_floor(self.unit_)
 
     def _start(self, encoded: np.ndarray, shift: np.ndarray | None) -> np.ndarray | None:
         """Where the spend booster's rows start, in units of `unit_` (see `ltv_start`)."""

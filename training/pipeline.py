@@ -29,7 +29,14 @@ from crm_ltv.training.metrics import (
     churn_metrics,
     ltv_metrics,
 )
-from crm_ltv.training.models import Calibration, ChurnModel, LtvModel, offset_transform
+from crm_ltv.training.models import (
+    Calibration,
+    ChurnModel,
+    LtvModel,
+    offset_floor,
+    offset_transform,
+    target_unit,
+)
 
 Callbacks = Sequence[Callable[..., None]]
 Metrics = dict[str, dict[str, float]]  # "churn" / "ltv" -> metric -> value
@@ -97,8 +104,12 @@ class ModelData:
         if offset is None or kind not in config.level.per_window:
             return None, None
         label = "churned" if kind == "churn" else "future_value"
+        # the LTV model's offset floor, of the unit its fit takes from the same training rows
+        floor = 1.0 if kind == "churn" else offset_floor(target_unit(split.train[label]))
         return tuple(
-            window_shift(offset_transform(X[offset], offset), part[label], part["cutoff"], kind)
+            window_shift(
+                offset_transform(X[offset], offset, floor), part[label], part["cutoff"], kind
+            )
             for X, part in ((self.train, split.train), (self.valid, split.valid))
         )
 
@@ -262,11 +273,14 @@ def build_bundle(
         ltv_objective=config.ltv.objective,
         ltv_boosters=tuple(ltv.boosters()),
         ltv_unit=ltv.unit_,
+        ltv_offset_floor=ltv.offset_floor_,
         num_threads=config.num_threads,
         churn_offset=churn.offset,
         ltv_offset=ltv.offset,
         offset_means={
-            kind: float(offset_transform(data.train[model.offset], model.offset).mean())
+            kind: float(
+                offset_transform(data.train[model.offset], model.offset, model.offset_floor_).mean()
+            )
             for kind, model in (("churn", churn), ("ltv", ltv))
             if model.offset is not None
         },
@@ -312,7 +326,10 @@ def train_models(
     progress(f"training LTV model{_weighing(config.ltv)}")
     with heartbeat(progress, "training the LTV model"):
         ltv = fit_ltv(split, data, config, params.get("ltv"))
-    rounds = f"{plural(ltv.best_iteration_, 'round')}{_offset_only(ltv, 'value')}"
+    rounds = (
+        f"{plural(ltv.best_iteration_, 'round')}, spend in units of {ltv.unit_:,.4g} (the "
+        f"training buyers' mean){_offset_only(ltv, 'value')}"
+    )
     progress(f"LTV model ({config.ltv.objective}): {rounds}")
     progress("fitting baselines: RFM cells, BG/NBD + Gamma-Gamma")
     bundle = build_bundle(split, data, churn, ltv, config)
