@@ -26,6 +26,9 @@ def test_a_saved_bundle_scores_exactly_as_the_trained_models(small_split, small_
     value = small_trained.ltv.predict(bundle.bgnbd.transform(X)) * bundle.ltv_scale
     np.testing.assert_allclose(loaded.predict(X)["predicted_value"], value, rtol=1e-12)
     assert loaded.ltv_scale == bundle.ltv_scale and loaded.level == bundle.level
+    # the unit the LTV boosters learnt spend in, and their offset's floor (models.offset_floor)
+    assert loaded.ltv_unit == bundle.ltv_unit == small_trained.ltv.unit_ > 1.0
+    assert loaded.ltv_offset_floor == bundle.ltv_offset_floor == small_trained.ltv.offset_floor_
     assert loaded.encoding_key == bundle.encoding_key
     assert loaded.rfm_cuts == small_split.rfm_cuts and loaded.horizon_days == 90
     # the labels the category cap kept at the data's end, which a request's features pool by
@@ -39,6 +42,25 @@ def test_a_saved_bundle_scores_exactly_as_the_trained_models(small_split, small_
     first = (train["cutoff"] - pd.to_timedelta(train["tenure_days"], unit="D")).min()
     assert loaded.history_start == bundle.history_start == small_split.history_start
     assert loaded.history_start.normalize() == first.normalize()
+
+
+def test_a_bundle_of_before_the_ltv_unit_scores_in_money(small_split, small_trained, tmp_path):
+    """A bundle saved before its LTV boosters learnt spend in a unit (no `unit`, no
+    `offset_floor`) loads with unit 1 and the floor of one currency unit, as it was trained."""
+    folder = small_trained.bundle.save(tmp_path / "bundle")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    del manifest["ltv"]["unit"], manifest["ltv"]["offset_floor"]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    old = ModelBundle.load(folder)
+    assert old.ltv_unit == 1.0 and old.ltv_offset_floor == 1.0
+    encoded = old.encode(small_split.test[small_split.feature_names])
+    offset = encoded[:, list(old.model_features).index(old.ltv_offset)]
+    value = (
+        old.ltv_boosters[0].predict(encoded)
+        * np.maximum(np.nan_to_num(offset), 1.0)
+        * old.ltv_scale
+    )
+    np.testing.assert_allclose(old.predicted_value(encoded), value, rtol=1e-12)
 
 
 def test_a_bundle_holds_plain_files_and_no_class_names(small_trained, tmp_path):

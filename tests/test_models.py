@@ -191,6 +191,36 @@ def test_the_value_model_learns_the_rows_that_weigh(objective, refit):
             assert direction * (high - low) > 1.0, (objective, refit, direction, low, high)
 
 
+@pytest.mark.parametrize("objective", ["tweedie", "hurdle"])
+def test_the_value_model_does_not_depend_on_the_money_unit(small_split, train_config, objective):
+    """The same customers in cents (spend and BG/NBD's value, the offset, x100) fit the same
+    boosters, early-stopped and refit: the same rounds, predictions 100x. In money, lambda_l2
+    read a tweedie G and H that grow with the unit (34 rounds for 47 on a sample in cents)."""
+    from crm_ltv.training.pipeline import ModelData, ltv_model
+
+    data = ModelData.of(small_split, train_config)
+    config = train_config.model_copy(
+        update={"ltv": train_config.ltv.model_copy(update={"objective": objective})}
+    )
+
+    def fitted(times: float, rounds: tuple[int, ...] | None = None) -> tuple[LtvModel, np.ndarray]:
+        train, valid = (
+            X.assign(bgnbd_value=X["bgnbd_value"] * times) for X in (data.train, data.valid)
+        )
+        model = ltv_model(data, config, rounds=rounds)
+        eval_set = None if rounds else (valid, small_split.valid["future_value"] * times)
+        model.fit(train, small_split.train["future_value"] * times, eval_set)
+        return model, model.predict(valid)
+
+    (euros, value), (cents, value_in_cents) = fitted(1.0), fitted(100.0)
+    assert euros.offset == "bgnbd_value" and euros.rounds_[0] > 1
+    assert cents.rounds_ == euros.rounds_
+    np.testing.assert_allclose(value_in_cents, 100 * value, rtol=1e-9)
+    (_, refit), (_, refit_in_cents) = fitted(1.0, euros.rounds_), fitted(100.0, euros.rounds_)
+    np.testing.assert_allclose(refit_in_cents, 100 * refit, rtol=1e-9)
+    assert cents.unit_ == pytest.approx(100 * euros.unit_, rel=1e-12)
+
+
 def test_a_booster_with_no_gain_gets_an_importance_figure(small_split):
     """Early stopping that keeps one round of trees with no split (Online Retail II's first
     year with tuned churn params) left every gain 0, and the log-scaled figure failed the run."""
