@@ -383,10 +383,10 @@ def design_figures(
 ) -> dict[str, float | str | bool]:
     """The figures compare_groups gives, read by share stratum and/or by customer (Design):
     rates standardised over the strata, Wald intervals of the difference and of the log
-    ratio, z-test p-values, and the minimum detectable lift from the design's standard error,
-    (z_alpha/2 + z_power) x se: from the contacts as independent rows, ten sends to 400
-    customers who buy by their own taste "detected" 4.0 points where 10.5 is the design's.
-    Revenue alike. Nothing
+    ratio, z-test p-values, and the minimum detectable lift of the rows' (at the control
+    rate) times the design effect, the design's standard error over the rows' at the same
+    rates: ten sends to 400 customers who buy by their own taste "detected" 4.0 points as
+    independent rows, where the design needs 10.8. Revenue alike. Nothing
     where the rates have no variance to read (every outcome alike within each group: a
     [0, 0] interval and no p): the rows' stand."""
     z = float(stats.norm.ppf(1.0 - alpha / 2.0))
@@ -412,8 +412,10 @@ def design_figures(
         "lift_rel_high": ratio * math.exp(spread) - 1.0,
         "p_value": p_value,
         "significant": bool(p_value < alpha),
-        "mde_abs": (z + float(stats.norm.ppf(power))) * se,
-    }
+        "mde_abs": _design_effect(converted_t, converted_c, se)
+        * minimum_detectable_lift(float(converted_c.mean()), len(converted_t),
+                                  len(converted_c), power, alpha),
+    }  # fmt: skip
     known_t, known_c = ~np.isnan(revenue_t), ~np.isnan(revenue_c)
     revenue = design_difference(revenue_t[known_t], revenue_c[known_c], design, known_t, known_c)
     if revenue is not None:
@@ -569,6 +571,16 @@ def srm_check(
         expected = [total * share, total * (1.0 - share)]
         p_value = float(stats.chisquare([n_t, n_c], f_exp=expected).pvalue)
     return out | {"srm_p_value": p_value, "srm_mismatch": bool(p_value < config.srm_alpha)}
+
+
+def _design_effect(converted_t: np.ndarray, converted_c: np.ndarray, se: float) -> float:
+    """The design's standard error of the lift over that of independent rows at the same
+    rates: the MDE scales by it. (z_alpha/2 + z_power) x se itself grew with the lift found
+    (1.93, 2.19, 2.50 points at treatment rates of 8.6%, 16%, 30% with no clustering: review
+    of 2026-12-07)."""
+    p_t, p_c = float(converted_t.mean()), float(converted_c.mean())
+    rows = math.sqrt(p_t * (1 - p_t) / len(converted_t) + p_c * (1 - p_c) / len(converted_c))
+    return se / rows if rows > 0 else math.nan
 
 
 def minimum_detectable_lift(

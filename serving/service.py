@@ -71,6 +71,7 @@ OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schem
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("REQUEST_ID", default=None)
 # BentoML's metrics name a call to a path no route serves so (one_series_for_unknown_paths).
 UNKNOWN_PATH = "/<unknown path>"
+REAL_PATH = "crm_ltv.real_path"  # the scope key that carries a labelled call's own path
 
 
 class ClientErrorsInOneLine(logging.Filter):
@@ -191,12 +192,15 @@ class EchoRequestId:
 
 
 def one_series_for_unknown_paths() -> None:
-    """A call to a path no route serves reaches BentoML's HTTP metrics as UNKNOWN_PATH, still
-    answered 404. Those metrics label every call by its path: each path a scanner tried added
+    """BentoML's HTTP metrics label every call by its path: each path a scanner tried added
     about 20 /metrics series (and grew every worker's Prometheus files) for as long as the
     workers ran (tester H: 200 random paths took /metrics from 101 series to 4,101, 19 KB to
-    767 KB). BentoML 1.4 puts its metrics middleware outside any a service adds, so the
-    label is set on that middleware's own call (bentoml==1.4.39 is pinned; a test checks it)."""
+    767 KB). A call to a path no route serves is labelled UNKNOWN_PATH, one under a mount
+    (the OpenAPI page's files) or a route with parameters by its template; the call itself
+    goes on with its own path (RealPath puts it back), answered as before (404, 405, 307 to
+    the path without its trailing slash). BentoML 1.4 puts its metrics middleware outside
+    any a service adds, so the label is set on that middleware's own call (bentoml==1.4.39 is
+    pinned; a test checks it)."""
     from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 
     original = RunnerTrafficMetricsMiddleware.__call__
@@ -205,19 +209,42 @@ def one_series_for_unknown_paths() -> None:
 
     async def labelled(self: Any, scope: dict, receive: Any, send: Any) -> None:
         routes = getattr(scope.get("app"), "routes", None)  # Starlette's, set before middleware
-        if scope["type"] == "http" and routes and not _served(routes, scope):
-            scope = {**scope, "path": UNKNOWN_PATH, "raw_path": UNKNOWN_PATH.encode()}
+        label = _metrics_path(routes, scope) if scope["type"] == "http" and routes else None
+        if label is not None:
+            real = (scope["path"], scope.get("raw_path"))
+            scope = {**scope, "path": label, "raw_path": label.encode(), REAL_PATH: real}
         await original(self, scope, receive, send)
 
     labelled.unknown_paths_in_one_series = True  # type: ignore[attr-defined]
     RunnerTrafficMetricsMiddleware.__call__ = labelled  # type: ignore[method-assign]
 
 
-def _served(routes: list[Any], scope: dict) -> bool:
-    """Some route takes the path (PARTIAL: another method, answered 405)."""
-    from starlette.routing import Match
+def _metrics_path(routes: list[Any], scope: dict) -> str | None:
+    """The label of a call whose path is not a route's own (None: the path is one)."""
+    from starlette.routing import Match, Mount
 
-    return any(route.matches(scope)[0] != Match.NONE for route in routes)
+    for route in routes:
+        if route.matches(scope)[0] == Match.NONE:
+            continue
+        if isinstance(route, Mount):
+            return f"{route.path}/*"
+        return route.path if getattr(route, "param_convertors", None) else None
+    return UNKNOWN_PATH
+
+
+class RealPath:
+    """Gives a call labelled for the metrics (one_series_for_unknown_paths) its own path
+    back, before any of the service's middleware or its routes read it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if REAL_PATH in scope:
+            path, raw = scope[REAL_PATH]
+            scope = {**scope, "path": path, "raw_path": raw}
+            del scope[REAL_PATH]
+        await self.app(scope, receive, send)
 
 
 def _echoable(given: bytes) -> bool:
@@ -466,7 +493,9 @@ class CrmLtv:
                 return
 
 
-CrmLtv.add_asgi_middleware(EchoRequestId)  # first added, outermost: round the others' answers
+CrmLtv.add_asgi_middleware(RealPath)  # first added, outermost of ours: before any reads it
+
+CrmLtv.add_asgi_middleware(EchoRequestId)  # round the others' answers
 
 one_series_for_unknown_paths()
 

@@ -629,8 +629,13 @@ def test_a_customer_contacted_at_every_send_is_one_cluster_not_ten_rows():
                              y[x[:, 1] == 0], CONFIG)  # fmt: skip
     width = rowwise["lift_abs_high"] - rowwise["lift_abs_low"]
     assert row["lift_abs_high"] - row["lift_abs_low"] > 1.5 * width
-    # the smallest lift the design detects: from its own standard error, not the 600 rows'
-    assert row["mde_abs"] == pytest.approx((Z + stats.norm.ppf(0.8)) * se)
+    # the smallest lift the design detects: the rows' times the design effect, which does
+    # not grow with the lift found (the design's own se did: review of 2026-12-07)
+    p_t, p_c = y[x[:, 1] == 1].mean(), y[x[:, 1] == 0].mean()
+    rows_se = math.sqrt(
+        p_t * (1 - p_t) / (x[:, 1] == 1).sum() + p_c * (1 - p_c) / (x[:, 1] == 0).sum()
+    )
+    assert row["mde_abs"] == pytest.approx(rowwise["mde_abs"] * se / rows_se)
     assert row["mde_abs"] > 1.5 * rowwise["mde_abs"]
 
 

@@ -550,16 +550,24 @@ def test_a_bad_request_is_one_line_in_the_server_log(server, http):
 def test_unknown_paths_add_no_metrics_series(http):
     """Tester H: every path a scanner tried added about 20 /metrics series for as long as the
     workers ran (200 random paths: 101 series to 4,101; without a token, or with one)."""
+    page = http.get("/")  # the OpenAPI page and the files it loads are served paths
+    assert page.status_code == 200
+    assets = re.findall(r'(?:href|src)="(/[^"]+)"', page.text)
+    for asset in assets:
+        assert http.get(asset).status_code == 200, asset
     for k in range(30):
         assert http.get(f"/scan-{k}/admin.php").status_code == 404
+    mounted = {asset.split("/")[1] for asset in assets}  # e.g. static_content
+    for folder in mounted:  # under a mount: any path is taken, and 404 where no file is
+        assert http.get(f"/{folder}/scan-{folder}.php").status_code == 404
     assert http.get("/score").status_code == 405  # a served path, another method
+    # the call goes on with its own path: BentoML's redirect of a trailing slash, as before
+    slash = http.post("/score/", json={"customers": []})
+    assert slash.status_code == 307 and slash.headers["location"].endswith("/score")
     text = http.get("/metrics").text
     assert "scan-" not in text
     assert 'endpoint="/<unknown path>"' in text and 'endpoint="/score"' in text
-    page = http.get("/")  # the OpenAPI page and the files it loads are served paths
-    assert page.status_code == 200
-    for asset in re.findall(r'(?:href|src)="(/[^"]+)"', page.text):
-        assert http.get(asset).status_code == 200, asset
+    assert all(f'endpoint="/{folder}/*"' in text for folder in mounted), text
 
 
 def test_the_log_filter_keeps_tracebacks_of_server_errors_only():

@@ -7,6 +7,7 @@ bundles already loaded.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -161,23 +162,25 @@ class Champions:
         )
 
     def money_unit_warning(self, monetary_total: pd.Series) -> str | None:
-        """Amounts in another unit than the champions were trained in (cents for euros): the
-        value model reads the unit (tester F: a file in cents scored by a model of euros read
-        0.73 to 155 times each customer's value, without a word). Said when the scored
-        customers' median spend lies ten times beyond the training population's quintile cut
-        points (the bundle's RFM cuts): no shop's customers move so far between two fits."""
+        """Amounts in another unit than the champions were trained in (cents for euros): their
+        money features are read in the training unit (tester F: a file in cents scored by a
+        model of euros read 0.73 to 155 times each customer's value, without a word). Said when
+        the scored buyers' median spend (net spend above 0: refunds would pull it to 0) lies
+        ten times beyond the training population's quintile cut points (the bundle's RFM
+        cuts): no shop's customers move so far between two fits. A factor under 10 passes."""
         cuts = self.rfm_cuts.monetary
-        median = float(monetary_total.median())
+        bought = monetary_total[monetary_total > 0]  # a refund-heavy file's net spend near 0
+        median = float(bought.median()) if len(bought) else math.nan
         if not cuts or not (min(cuts) > 0 and median > 0):  # refunds only: nothing to compare
             return None
         low, high = min(cuts), max(cuts)
         if low / 10 <= median <= high * 10:
             return None
         return (
-            f"warning: the scored customers' median spend is {median:,.2f}, the champions' "
+            f"warning: the scored buyers' median spend is {median:,.2f}, the champions' "
             f"training customers' quintiles {low:,.2f} to {high:,.2f}: are the amounts in "
-            "another unit or currency? The value model reads the unit (README, MLflow UI: "
-            "Same data, same seed); score amounts in the unit it was trained on"
+            "another unit or currency? The models read money in the unit they were trained "
+            "on; score amounts in that unit"
         )
 
     def unbuilt_features(
