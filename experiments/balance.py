@@ -191,8 +191,9 @@ def balance_columns(balance: Balance) -> dict[str, object]:
 
 
 def _levels(features: pd.DataFrame, history: pd.Series) -> pd.DataFrame:
-    """`features` with each categorical column (favourite_category, acquisition_channel) as
-    one 0/1 column per level, `acquisition_channel=affiliate`: a campaign sent to one
+    """`features` with each categorical column (favourite_category, main_channel,
+    lifecycle_stage, acquisition_channel) as one 0/1 column per level,
+    `acquisition_channel=affiliate`: a campaign sent to one
     channel's customers against random others differed on nothing numeric and passed as
     randomised. A customer without the value (no category bought) is 0 on every level;
     missing only where the customer has no purchase by the send, as the numeric features."""

@@ -861,6 +861,33 @@ def test_balance_compares_the_levels_of_a_categorical_feature():
     assert levels.filter(like="=").sum(axis=1).loc[100:].eq(1).all()
 
 
+def test_a_rare_level_is_tested_exactly_not_by_a_t_test():
+    """Review: one treated customer alone on a category among 20 treated and 380 controls
+    read p = 1e-5 by the t-test (IMBALANCED); 1 in 20 random splits puts them there."""
+    config = ExperimentsConfig().balance
+    treated = np.arange(400) < 20
+    level = (np.arange(400) == 0) * 1.0  # the one customer of the category, treated
+    alone = balance.feature_balance(pd.DataFrame({"favourite_category=rare": level}), treated,
+                                    config)  # fmt: skip
+    assert alone.p_value == pytest.approx(stats.fisher_exact([[1, 19], [0, 380]]).pvalue)
+    assert alone.p_value == pytest.approx(0.05) and not alone.imbalanced
+    rng = np.random.default_rng(8)
+    weights = 1 / np.arange(1, 51)
+    flagged = 0
+    for _ in range(200):  # 50 unevenly used categories, random 95/5 splits of 400 customers
+        features = pd.DataFrame(
+            {
+                "favourite_category": pd.Categorical(
+                    rng.choice([f"c{i}" for i in range(50)], 400, p=weights / weights.sum())
+                )
+            }
+        )
+        frame = pd.DataFrame({"customer_id": np.arange(400).astype(str), "action": "a",
+                              "treated": rng.random(400) < 0.95})  # fmt: skip
+        flagged += balance.action_balance(frame, features, config)["a"].imbalanced
+    assert flagged <= 2  # a t-test flagged 28%
+
+
 def test_the_sample_ratio_check_counts_customers_who_stay_in_their_group():
     """Review S5: 192 and 208 customers sent ten times read as 1,920 and 2,080 draws, SRM p
     0.011; the customers were drawn, p 0.42."""
