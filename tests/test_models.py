@@ -221,6 +221,23 @@ def test_the_value_model_does_not_depend_on_the_money_unit(small_split, train_co
     assert cents.unit_ == pytest.approx(100 * euros.unit_, rel=1e-12)
 
 
+def test_a_shift_without_an_offset_is_no_value_to_convert(small_split, train_config):
+    """Review: the Dask engine passes zero shifts without an offset; read as a value, they
+    started every row at -log(unit) and predicted unit times the value (870.95 for 12.64)."""
+    from crm_ltv.training.pipeline import ModelData, ltv_model
+
+    baselines = train_config.baselines.model_copy(update={"bgnbd_as_offset": False})
+    config = train_config.model_copy(update={"baselines": baselines})
+    data = ModelData.of(small_split, config)
+    model = ltv_model(data, config, rounds=(5,)).fit(data.train, small_split.train["future_value"])
+    assert model.offset is None and model.unit_ > 1
+    encoded = model.encode(data.valid)
+    zeros, shifts = np.zeros(len(encoded)), np.linspace(-0.5, 0.5, len(encoded))
+    assert model._start(encoded, None) is None
+    np.testing.assert_array_equal(model._start(encoded, zeros), zeros)
+    np.testing.assert_array_equal(model._start(encoded, shifts), shifts)
+
+
 def test_a_booster_with_no_gain_gets_an_importance_figure(small_split):
     """Early stopping that keeps one round of trees with no split (Online Retail II's first
     year with tuned churn params) left every gain 0, and the log-scaled figure failed the run."""
