@@ -114,6 +114,26 @@ def test_both_contribution_methods_add_up_to_the_raw_score(small_split, small_bu
         assert np.abs(contributions[:, :-1]).max() > 0.01
 
 
+def test_a_bundle_without_an_offset_scores_and_explains_in_its_unit(small_split, train_config):
+    """Review 3: with an offset the LTV unit cancels; without one the bundle's value and its
+    contributions' base must carry it (mutations dropping it passed every test)."""
+    from crm_ltv.training.pipeline import train_models
+
+    baselines = train_config.baselines.model_copy(update={"bgnbd_as_offset": False})
+    trained = train_models(small_split, train_config.model_copy(update={"baselines": baselines}))
+    bundle, X = trained.bundle, small_split.test[small_split.feature_names].head(300)
+    assert bundle.ltv_offset is None and bundle.ltv_unit > 1.0
+    value = trained.ltv.predict(bundle.bgnbd.transform(X)) * bundle.ltv_scale
+    np.testing.assert_allclose(bundle.predict(X)["predicted_value"], value, rtol=1e-12)
+    actual = small_split.test["future_value"].mean()  # in money, not units of 90-odd
+    assert actual / 5 < value.mean() < actual * 5
+    encoded = bundle.encode(X)
+    for method in METHODS:
+        contributions = bundle.contributions("ltv", encoded, method)
+        np.testing.assert_allclose(contributions.sum(axis=1), _raw(bundle, "ltv", encoded),
+                                   rtol=1e-9, atol=1e-9)  # fmt: skip
+
+
 def test_path_attributions_share_shap_base_and_mostly_its_top_feature(small_split, small_bundle):
     encoded = small_bundle.encode(small_split.test[small_split.feature_names])
     for kind in KINDS:
