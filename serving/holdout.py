@@ -145,6 +145,12 @@ def prior_expected_values(
     return out
 
 
+def share_said(share: float) -> str:
+    """A configured share as a percent with the digits it has: a holdout of 0.004 read `0%`
+    with `.0%` (tester G); 0.1 stays `10%`."""
+    return f"{share * 100:g}%"
+
+
 def apply_holdout(
     scored: Sequence[tuple[CustomerScore, Customer]],
     nba: NbaConfig,
@@ -211,13 +217,13 @@ def _answered(
         return answer.model_copy(update={**flags, "next_best_action": sent})
     if assigned.holdout:
         why = (
-            f"holdout: in the randomized control group ({config.share:.0%} of customers per "
-            f"{config.period}); the policy chose {policy.action}"
+            f"holdout: in the randomized control group ({share_said(config.share)} of "
+            f"customers per {config.period}); the policy chose {policy.action}"
         )
         value: float | None = 0.0
     else:
         why = (
-            f"exploration: drawn at random among {drawn} ({config.exploration:.0%} of "
+            f"exploration: drawn at random among {drawn} ({share_said(config.exploration)} of "
             f"customers outside the holdout); the policy chose {policy.action}"
         )
         value = 0.0

@@ -120,9 +120,12 @@ def _shown(bound: float) -> str:
 
 def _short_of(actual: float, bound: float) -> str:
     """`actual`, which fails `bound`, to 3 significant digits, or as many more as it takes to
-    stay on its side of the bound: 49.9993 read `50` beside "at least 50", and 0.4996 `0.5`."""
+    stay on its side of the bound: 49.9993 read `50` beside "at least 50", and 0.4996 `0.5`.
+    A value of 1 or more is written out, not in an exponent (12,345.6 read `1.23e+04`)."""
     for digits in range(3, 17):
         shown = f"{actual:.{digits}g}"
+        if "e" in shown and abs(actual) >= 1:
+            shown = f"{actual:.{max(digits - len(f'{abs(actual):.0f}'), 0)}f}"
         if (float(shown) - bound) * (actual - bound) > 0:
             return shown
     return repr(actual)

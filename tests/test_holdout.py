@@ -174,6 +174,14 @@ def test_apply_holdout_sends_no_action_to_the_held_out_and_says_why():
     assert "win_back" in assigned[0].eligible_actions
     # priced with the prior (7% for At Risk), not the view's uplift effect of 50%
     assert assigned[0].prior_expected_values == {"win_back": pytest.approx(0.07 * 200 - 4.0)}
+    # the shares as configured (tester G: a holdout of 0.004 read `0%` of customers)
+    said = {o.next_best_action.reason.split(" (")[1].split(" of ")[0] for o in out
+            if o.holdout or (o.explored and o.next_best_action.action == NO_ACTION)}  # fmt: skip
+    assert said == {"30%"}
+    small = HoldoutConfig(share=0.004, exploration=0.0125, salt="t")
+    out, _ = apply_holdout(list(zip(answers, views, strict=True)), nba, small)
+    reasons = {o.next_best_action.reason.split(" of ")[0] for o in out if o.holdout or o.explored}
+    assert any(r.endswith("(0.4%") for r in reasons) and any(r.endswith("(1.25%") for r in reasons)
 
 
 def test_a_cold_start_is_logged_with_its_configured_action_as_the_one_eligible():

@@ -432,3 +432,18 @@ def test_an_action_without_a_model_keeps_its_prior(policy):
                              lifecycle_stage="loyal"), policy)  # fmt: skip
     assert unpaid.action == NO_ACTION and (unpaid.effect_source, unpaid.weighed) == (
         "prior", "thank_you")  # fmt: skip
+
+
+def test_a_value_far_from_its_bound_is_written_out():
+    """Tester G: a value of 12,345.6 short of a bound read `(1.23e+04)`."""
+    raw = yaml.safe_load((CONFIGS / "nba.yaml").read_text())
+    raw["actions"]["vip_invitation"]["eligible"]["min_predicted_value"] = 20000
+    policy = NbaConfig.model_validate(raw)
+    c = customer(churn_probability=0.1, predicted_value=12345.6, rfm_segment="Champions",
+                 lifecycle_stage="loyal")  # fmt: skip
+    said = ineligibility("vip_invitation", policy.actions["vip_invitation"], c, policy)
+    assert said == "vip_invitation needs predicted value at least 20000 (12346)"
+    c = customer(churn_probability=0.1, predicted_value=19999.9996, rfm_segment="Champions",
+                 lifecycle_stage="loyal")  # fmt: skip
+    said = ineligibility("vip_invitation", policy.actions["vip_invitation"], c, policy)
+    assert said == "vip_invitation needs predicted value at least 20000 (19999.9996)"
