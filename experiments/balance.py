@@ -16,11 +16,13 @@ control group, where Welch's t on the values flagged 2-10% of random 90/10 and 9
 at a stated 0.1% (a control without a large value has a low mean and a tiny variance). Rows
 that carry their own chance of treatment (ab.SHARE) are weighted by 1 / p (treatment) and
 1 / (1 - p) (control), so a design whose known shares differ between sends is not called
-imbalanced for them. Groups wholly apart on a feature constant within each have no rank
-variance; the exact rank test gives their p (_apart). An action is imbalanced when some
-feature has |SMD| >= `smd_threshold` (0.1, the usual rule) AND a p-value under `alpha` /
-features (Bonferroni): a large randomised campaign shows tiny SMDs that are "significant",
-a small one large SMDs that are chance; only both together are a different population.
+imbalanced for them. A feature of two values (a category's level, a flag) of unweighted rows
+gets Fisher's exact test instead, a t-test being liberal where one value is rare; weighted
+groups wholly apart have no rank variance and get the exact rank test's p (_apart). An
+action is imbalanced when some feature has |SMD| >= `smd_threshold` (0.1, the usual rule)
+AND a p-value under `alpha` / features (Bonferroni): a large randomised campaign shows tiny
+SMDs that are "significant", a small one large SMDs that are chance; only both together are
+a different population.
 """
 
 from __future__ import annotations
@@ -151,32 +153,47 @@ def feature_balance(
             n_t = min(n_t, float(len(np.unique(customers[t]))))
             n_c = min(n_c, float(len(np.unique(customers[c]))))
         pooled = math.sqrt((var_t + var_c) / 2.0)
-        two_valued = share is None and len(np.unique(values[known])) == 2
-        if not pooled > 0:  # constant within each group: alike, or wholly apart
-            if math.isclose(mean_t, mean_c, rel_tol=1e-9, abs_tol=1e-12):  # float noise
-                continue
+        if pooled > 0:
+            smd = (mean_t - mean_c) / pooled
+        elif math.isclose(mean_t, mean_c, rel_tol=1e-9, abs_tol=1e-12):  # float noise: alike
+            continue
+        else:  # constant within each group, and wholly apart
             smd = math.copysign(math.inf, mean_t - mean_c)
-            p = _fisher(values, t, c, customers) if two_valued else _apart(n_t, n_c)
-            found.append((name, smd, p))
-            continue
-        smd = (mean_t - mean_c) / pooled
-        if two_valued:  # a level of a category, a flag: few of one value, where t is liberal
-            found.append((name, smd, _fisher(values, t, c, customers)))
-            continue
-        ranks = np.full(len(values), np.nan)
-        ranks[known] = stats.rankdata(values[known])
-        rank_t, spread_t, _ = _weighted(ranks[t], weights[t])
-        rank_c, spread_c, _ = _weighted(ranks[c], weights[c])
-        test = stats.ttest_ind_from_stats(
-            rank_t, math.sqrt(spread_t), n_t, rank_c, math.sqrt(spread_c), n_c, equal_var=True
-        )
-        found.append((name, smd, float(test.pvalue)))
+        found.append((name, smd, _p_value(values, t, c, weights, n_t, n_c, share, customers)))
     if not found:
         return Balance(None, math.nan, math.nan, False, 0)
     bar = config.alpha / len(found)
     beyond = [f for f in found if abs(f[1]) >= config.smd_threshold and f[2] < bar]
     name, smd, p = max(beyond or found, key=lambda f: abs(f[1]))
     return Balance(name, smd, p, bool(beyond), len(found))
+
+
+def _p_value(
+    values: np.ndarray,
+    t: np.ndarray,
+    c: np.ndarray,
+    weights: np.ndarray,
+    n_t: float,
+    n_c: float,
+    share: np.ndarray | None,
+    customers: np.ndarray | None,
+) -> float:
+    """The test of one feature: Fisher's where it has two values and rows are unweighted (a
+    level of a category, a flag: few of one value, where a t-test is liberal), else the rank
+    test, or the exact p of groups wholly apart where ranks have no variance (weighted rows)."""
+    known = t | c
+    if share is None and len(np.unique(values[known])) == 2:
+        return _fisher(values, t, c, customers)
+    ranks = np.full(len(values), np.nan)
+    ranks[known] = stats.rankdata(values[known])
+    rank_t, spread_t, _ = _weighted(ranks[t], weights[t])
+    rank_c, spread_c, _ = _weighted(ranks[c], weights[c])
+    if not spread_t + spread_c > 0:
+        return _apart(n_t, n_c)
+    test = stats.ttest_ind_from_stats(
+        rank_t, math.sqrt(spread_t), n_t, rank_c, math.sqrt(spread_c), n_c, equal_var=True
+    )
+    return float(test.pvalue)
 
 
 def balance_columns(balance: Balance) -> dict[str, object]:
