@@ -10,7 +10,9 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -273,11 +275,17 @@ def test_what_the_dask_engine_cannot_train_fails_before_a_cluster_starts(home):
 
 
 def _interrupted(
-    home: Path, log: Path, after: str, *args: str, command: str = "train", wait: float = 1
+    home: Path,
+    log: Path,
+    after: str,
+    *args: str,
+    command: str = "train",
+    wait: float = 1,
+    until: Callable[[], bool] | None = None,
 ) -> str:
     """`crm-ltv COMMAND --engine dask ARGS` sent Ctrl-C as a terminal sends it (to the whole
-    process group) `wait` seconds after it says `after`; what it wrote to stderr. It exits
-    130."""
+    process group) `wait` seconds after it says `after` (and, given `until`, once that holds);
+    what it wrote to stderr. It exits 130."""
     env = {**os.environ, "CRM_LTV_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     argv = [CLI, command, "--engine", "dask", "--partitions", "2",
@@ -292,6 +300,9 @@ def _interrupted(
             assert proc.poll() is None, log.read_text()
             time.sleep(0.2)
         time.sleep(wait)  # the workers busy with its tasks
+        while until is not None and not until():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=120) == 130, log.read_text()
     finally:
@@ -344,9 +355,20 @@ def test_ctrl_c_while_a_remote_cluster_trains_cancels_the_rest_and_says_what_run
     its rounds after the command had gone (about 80 s), with nothing said. The command's tasks
     are cancelled, and the run says what still runs and where to watch it."""
     address = dask_client.scheduler.address
+
+    def both_workers_train() -> bool:
+        """A fixed second after the progress line was not enough on a loaded machine (CI):
+        the boosters' tasks had not yet started on both workers."""
+
+        def training(dask_worker: Any) -> bool:
+            return any("_train_part" in str(t.key) for t in dask_worker.state.executing)
+
+        return all(dask_client.run(training).values())
+
     said = _interrupted(
-        home, tmp_path / "train.err", "training churn booster", "--scheduler", address
-    )
+        home, tmp_path / "train.err", "training churn booster", "--scheduler", address,
+        until=both_workers_train,
+    )  # fmt: skip
     assert "Traceback" not in said and said.endswith(f"interrupted: {TRAIN_KEPT}\n"), said
     assert "dask: cancelled this command's tasks; 2 already running on the cluster's workers" in (
         said
