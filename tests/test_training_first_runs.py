@@ -542,12 +542,24 @@ def test_a_study_resumes_only_on_the_same_data_and_settings(
 
 def test_a_setting_of_one_model_starts_a_new_study_of_that_model_only_and_says_so(tmp_path):
     """A new churn half-life made a new LTV study too, whose trials repeated the old one's
-    exactly; and a new study started from 0 trials without a word on why."""
+    exactly; and a new study started from 0 trials without a word on why (also beside a
+    study named as before 2026-12-05, with no digest: tester K)."""
+    import optuna
+
     home = _tune_home(tmp_path, {"low": 0.2, "high": 0.3})  # few rounds: fast trials
+    oldest = optuna.create_study(
+        study_name="crm-ltv-ltv-h90", storage=f"sqlite:///{home / 'optuna.db'}"
+    )
+    oldest.add_trial(optuna.trial.create_trial(value=1.0))
     first = run(home, "tune", "--trials", "1")
     assert first.returncode == 0, first.stderr
-    assert "new study" not in first.stderr  # none before it
     [churn, ltv] = re.findall(r"study (crm-ltv-(?:churn|ltv)-h90-[0-9a-f]{8}) \(", first.stderr)
+    assert f"new study {churn}" not in first.stderr  # none before it
+    assert (
+        f"new study {ltv}: the data or settings differ from those of the 1 earlier study of "
+        "this model at this horizon, or crm-ltv named them otherwise (before 2026-12-07) "
+        "(latest: crm-ltv-ltv-h90, 1 trial)"
+    ) in first.stderr
     train = yaml.safe_load((home / "configs/train.yaml").read_text())
     train["churn"]["cutoff_half_life_days"] = 60
     (home / "configs/train.yaml").write_text(yaml.safe_dump(train))

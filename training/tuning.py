@@ -275,7 +275,7 @@ def run_study(
     _end_runs([t for t in study.trials if t.number in was_running and t.state.is_finished()])
     mlflow.set_tag(f"{kind}_study", name)  # its trials may span several runs
     if not study.trials:
-        stem = f"{tune.study_prefix}-{kind}-h{split.horizon_days}-"
+        stem = f"{tune.study_prefix}-{kind}-h{split.horizon_days}"
         _say_earlier_studies(name, stem, storage, progress)
     done = [t for t in study.trials if t.state in COUNTED]
     remaining = max(0, tune.trials - len(done))
@@ -356,13 +356,14 @@ def run_study(
 
 
 def _say_earlier_studies(name: str, stem: str, storage: str, progress: Progress) -> None:
-    """A new study beside others of its model and horizon (`stem` + another digest): say so,
-    else the user does not know why its trials start from 0 (or what was left behind). Only
-    those few studies' trials are read, not every study's in optuna.db."""
+    """A new study beside others of its model and horizon (`stem`, with another digest or,
+    as crm-ltv named them before 2026-12-05, none): say so, else the user does not know why
+    its trials start from 0 (or what was left behind). Only those few studies' trials are
+    read, not every study's in optuna.db."""
     earlier = [
         n
         for n in optuna.get_all_study_names(storage)
-        if re.fullmatch(re.escape(stem) + "[0-9a-f]{8}", n) and n != name
+        if re.fullmatch(re.escape(stem) + "(-[0-9a-f]{8})?", n) and n != name
     ]
     if not earlier:
         return
