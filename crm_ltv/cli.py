@@ -1488,7 +1488,7 @@ def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
     import mlflow
 
     from crm_ltv.serving.store import STORE_NAMES, describe, newest_copy, store_bundle
-    from crm_ltv.training.bundle import FORMAT
+    from crm_ltv.training.bundle import READS
     from crm_ltv.training.registry import RegistryError, download_bundle, model_names
     from crm_ltv.training.tracking import check_home_artifacts, no_home_store, tracking_uri
 
@@ -1516,13 +1516,13 @@ def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
         )
     if problem is not None:
         own = {
-            kind: newest_copy(STORE_NAMES[kind], FORMAT, registry_name=name, tracking_uri=uri)
+            kind: newest_copy(STORE_NAMES[kind], READS, registry_name=name, tracking_uri=uri)
             for kind, name in names.items()
         }
         churn = own["churn"]
         if churn is not None:  # its partner of one training run (one horizon), where stored
             own["ltv"] = newest_copy(
-                STORE_NAMES["ltv"], FORMAT, registry_name=names["ltv"], tracking_uri=uri,
+                STORE_NAMES["ltv"], READS, registry_name=names["ltv"], tracking_uri=uri,
                 run_id=str(churn.info.metadata.get("run_id")),
             ) or own["ltv"]  # fmt: skip
         missing = [names[kind] for kind, copy in own.items() if copy is None]
@@ -1542,7 +1542,7 @@ def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
     for kind, found in versions.items():
         assert found is not None
         meta = _copy_identity(names[kind], found, uri)
-        copy = newest_copy(STORE_NAMES[kind], FORMAT, **meta)
+        copy = newest_copy(STORE_NAMES[kind], READS, **meta)
         if copy is not None:
             # the warning above said when it is not the champion (tester M: "is the champion"
             # followed "has no 'champion' version")
@@ -1583,8 +1583,8 @@ def _stored_uplift_tag(paths: Paths, uri: str, progress: Progress) -> dict[str, 
     from crm_ltv.training.uplift import FORMAT
 
     name = _experiments_config(paths).uplift.model_name
-    copy = newest_copy(UPLIFT_STORE_NAME, FORMAT, registry_name=name, tracking_uri=uri)
-    retired = newest_copy(UPLIFT_STORE_NAME, NO_BUNDLE, tracking_uri=uri)  # its placeholder
+    copy = newest_copy(UPLIFT_STORE_NAME, (FORMAT,), registry_name=name, tracking_uri=uri)
+    retired = newest_copy(UPLIFT_STORE_NAME, (NO_BUNDLE,), tracking_uri=uri)  # its placeholder
     if copy is not None and (
         retired is None or copy.info.creation_time > retired.info.creation_time
     ):
@@ -1629,13 +1629,13 @@ def _sync_uplift(paths: Paths, uri: str, progress: Progress) -> dict[str, str]:
         )
         placeholder = (
             retired
-            or newest_copy(UPLIFT_STORE_NAME, NO_BUNDLE, tracking_uri=uri)
+            or newest_copy(UPLIFT_STORE_NAME, (NO_BUNDLE,), tracking_uri=uri)
             or placeholder_uplift(f"{none}: next-best-action uses the priors", uri)
         )
         return {UPLIFT_STORE_NAME: str(placeholder.tag)}
     found, bundle = champion
     meta = _copy_identity(config.model_name, found, uri)
-    copy = newest_copy(UPLIFT_STORE_NAME, FORMAT, **meta)
+    copy = newest_copy(UPLIFT_STORE_NAME, (FORMAT,), **meta)
     if copy is not None:
         progress(f"uplift: {describe(copy)} is the champion, already in the store")
         return {UPLIFT_STORE_NAME: str(copy.tag)}

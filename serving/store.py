@@ -14,7 +14,7 @@ from typing import Any
 
 import bentoml
 
-from crm_ltv.training.bundle import FORMAT, Kind, ModelBundle
+from crm_ltv.training.bundle import MANIFEST, Kind, ModelBundle
 from crm_ltv.training.scoring import Champion, Champions
 from crm_ltv.training.uplift import FORMAT as UPLIFT_FORMAT
 from crm_ltv.training.uplift import UpliftBundle, UpliftChampion
@@ -67,10 +67,10 @@ def given_tags() -> dict[str, str]:
     return given
 
 
-def newest_copy(name: str, bundle_format: str, **metadata: str) -> bentoml.Model | None:
-    """The newest copy in the store of this bundle format whose metadata has these values
-    (registry name, version, tracking URI: one home's model, whatever other homes put there
-    since)."""
+def newest_copy(name: str, formats: tuple[str, ...], **metadata: str) -> bentoml.Model | None:
+    """The newest copy in the store of one of these bundle formats whose metadata has these
+    values (registry name, version, tracking URI: one home's model, whatever other homes put
+    there since)."""
     try:
         stored = bentoml.models.list(name)
     except bentoml.exceptions.NotFound:  # none of that name yet
@@ -78,7 +78,7 @@ def newest_copy(name: str, bundle_format: str, **metadata: str) -> bentoml.Model
     copies = [
         m
         for m in stored
-        if m.info.metadata.get("bundle_format") == bundle_format
+        if m.info.metadata.get("bundle_format") in formats
         and all(m.info.metadata.get(k) == v for k, v in metadata.items())
     ]
     return max(copies, key=lambda m: m.info.creation_time, default=None)
@@ -90,11 +90,14 @@ def describe(stored: bentoml.Model) -> str:
 
 
 def store_bundle(kind: Kind, bundle_dir: Path, metadata: Mapping[str, Any]) -> bentoml.Model:
-    """A new store version holding the bundle's files (the Bento packs them from here)."""
+    """A new store version holding the bundle's files (the Bento packs them from here),
+    labelled with the bundle's own format: a crm-ltv that reads it finds the copy, another
+    copies it again from the registry and says why it cannot read it."""
+    own = json.loads((bundle_dir / MANIFEST).read_text()).get("format")
     with bentoml.models.create(
         STORE_NAMES[kind],
         labels={"kind": kind},
-        metadata={**metadata, "bundle_format": FORMAT},
+        metadata={**metadata, "bundle_format": own},
     ) as created:
         shutil.copytree(bundle_dir, created.path, dirs_exist_ok=True)
     return created

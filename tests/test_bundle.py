@@ -11,7 +11,7 @@ import pytest
 from crm_ltv.features.rfm import RfmCuts, quintile_scores
 from crm_ltv.training import pipeline
 from crm_ltv.training.baselines import BgNbdFeatures
-from crm_ltv.training.bundle import MANIFEST, ModelBundle
+from crm_ltv.training.bundle import FORMAT, MANIFEST, ModelBundle
 from crm_ltv.training.errors import BundleError
 
 
@@ -45,11 +45,13 @@ def test_a_saved_bundle_scores_exactly_as_the_trained_models(small_split, small_
 
 
 def test_a_bundle_of_before_the_ltv_unit_scores_in_money(small_split, small_trained, tmp_path):
-    """A bundle saved before its LTV boosters learnt spend in a unit (no `unit`, no
+    """A bundle saved before its LTV boosters learnt spend in a unit (format /1: no `unit`, no
     `offset_floor`) loads with unit 1 and the floor of one currency unit, as it was trained."""
     folder = small_trained.bundle.save(tmp_path / "bundle")
     manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["format"] == FORMAT == "crm-ltv-bundle/2"
     del manifest["ltv"]["unit"], manifest["ltv"]["offset_floor"]
+    manifest["format"] = "crm-ltv-bundle/1"
     (folder / MANIFEST).write_text(json.dumps(manifest))
     old = ModelBundle.load(folder)
     assert old.ltv_unit == 1.0 and old.ltv_offset_floor == 1.0
@@ -82,6 +84,23 @@ def test_a_folder_that_is_no_bundle_says_to_retrain(tmp_path):
     (tmp_path / MANIFEST).write_text(json.dumps({"format": "crm-ltv-bundle/1"}))
     with pytest.raises(BundleError, match="not a readable model bundle"):
         ModelBundle.load(tmp_path)
+
+
+def test_a_bundle_whose_meaning_changed_has_a_format_of_its_own(small_trained, tmp_path):
+    """Bundles with an LTV unit were labelled /1, as before: a crm-ltv of before scored them
+    with no error, some customers' value up to 10 times too high (tester K). A /2 bundle
+    without its unit is no bundle, and one of a newer crm-ltv says so."""
+    folder = small_trained.bundle.save(tmp_path / "bundle")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["format"] not in ("crm-ltv-bundle/1",)  # what a crm-ltv of before reads
+    del manifest["ltv"]["unit"]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"not a readable model bundle .*'unit'"):
+        ModelBundle.load(folder)
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "format": "crm-ltv-bundle/3"}))
+    with pytest.raises(BundleError, match="'crm-ltv-bundle/1' and 'crm-ltv-bundle/2': a bundle "
+                       "of a newer crm-ltv"):  # fmt: skip
+        ModelBundle.load(folder)
 
 
 def test_bgnbd_inputs_are_fitted_once_on_the_newest_training_cutoff(

@@ -1112,22 +1112,33 @@ def test_a_store_copy_is_found_only_for_its_own_registry_name_and_version(tmp_pa
 import tempfile
 from pathlib import Path
 from crm_ltv.serving.store import newest_copy, store_bundle
-from crm_ltv.training.bundle import FORMAT
+import json
+from crm_ltv.training.bundle import FORMAT, MANIFEST, READS
 bundle = Path(tempfile.mkdtemp()) / "b"
 bundle.mkdir()
 (bundle / "x.txt").write_text("x")
+(bundle / MANIFEST).write_text(json.dumps({"format": FORMAT}))
 a = {"registry_name": "churn", "registry_version": "1", "tracking_uri": "sqlite:///a/mlflow.db"}
 mine = store_bundle("churn", bundle, a)
 theirs = store_bundle("churn", bundle, {**a, "tracking_uri": "sqlite:///b/mlflow.db"})
-assert newest_copy("crm-ltv-churn", FORMAT, **a).tag == mine.tag
+assert newest_copy("crm-ltv-churn", READS, **a).tag == mine.tag
 for other in ({"tracking_uri": "sqlite:///c/mlflow.db"}, {"registry_version": "2"},
               {"registry_name": "churn_c"}):
-    assert newest_copy("crm-ltv-churn", FORMAT, **{**a, **other}) is None, other
-assert newest_copy("crm-ltv-ltv", FORMAT, **a) is None
-assert newest_copy("crm-ltv-churn", FORMAT, **a, run_id="another") is None  # made again
+    assert newest_copy("crm-ltv-churn", READS, **{**a, **other}) is None, other
+assert newest_copy("crm-ltv-ltv", READS, **a) is None
+assert newest_copy("crm-ltv-churn", READS, **a, run_id="another") is None  # made again
 home = {k: a[k] for k in ("registry_name", "tracking_uri")}  # its newest, any version
 again = store_bundle("churn", bundle, {**a, "registry_version": "2"})
-assert newest_copy("crm-ltv-churn", FORMAT, **home).tag == again.tag != theirs.tag
+assert newest_copy("crm-ltv-churn", READS, **home).tag == again.tag != theirs.tag
+# a copy is labelled with its bundle's own format: one of before the LTV unit (tester K) is
+# found by this crm-ltv, which reads it; a /2 copy is passed over by an older crm-ltv's search
+old = Path(tempfile.mkdtemp()) / "old"
+old.mkdir()
+(old / MANIFEST).write_text(json.dumps({"format": "crm-ltv-bundle/1"}))
+first = store_bundle("churn", old, {**a, "registry_version": "9"})
+assert first.info.metadata["bundle_format"] == "crm-ltv-bundle/1" != FORMAT
+assert newest_copy("crm-ltv-churn", READS, **{**a, "registry_version": "9"}).tag == first.tag
+assert newest_copy("crm-ltv-churn", ("crm-ltv-bundle/1",), **a) is None
 # what a worker declares: the exact copy `crm-ltv serve` synced, not the store's latest
 import json, os
 from crm_ltv.serving.store import SERVED_MODELS_ENV, served_tag

@@ -30,7 +30,11 @@ from crm_ltv.training.baselines import BgNbdFeatures
 from crm_ltv.training.errors import BundleError
 from crm_ltv.training.models import Calibration, base_score, encode_inputs, ltv_value
 
-FORMAT = "crm-ltv-bundle/1"
+# /2 (2026-12-07): the LTV boosters learn spend in `ltv.unit` above `ltv.offset_floor`, and the
+# features hold history_share. A crm-ltv of before read a /2 bundle labelled /1 with no error:
+# up to 10 times some customers' value (its floor of one currency unit), or a KeyError.
+FORMAT = "crm-ltv-bundle/2"
+READS = ("crm-ltv-bundle/1", FORMAT)  # /1: unit and floor 1, as such bundles were trained
 MANIFEST = "bundle.json"
 Kind = Literal["churn", "ltv"]
 KINDS: tuple[Kind, ...] = ("churn", "ltv")
@@ -202,11 +206,13 @@ class ModelBundle:
             )
         try:
             raw = json.loads(path.read_text())
-            if raw.get("format") != FORMAT:
+            if raw.get("format") not in READS:
                 raise BundleError(
-                    f"{path}: format {raw.get('format')!r}, this crm-ltv reads {FORMAT!r}: "
-                    "retrain with `crm-ltv train`"
+                    f"{path}: format {raw.get('format')!r}, this crm-ltv reads "
+                    f"{' and '.join(map(repr, READS))}: a bundle of a newer crm-ltv (upgrade "
+                    "this one), else retrain with `crm-ltv train`"
                 )
+            older = raw["format"] != FORMAT
             churn, ltv = raw["churn"], raw["ltv"]
             return cls(
                 horizon_days=int(raw["horizon_days"]),
@@ -228,8 +234,8 @@ class ModelBundle:
                     if part.get("offset_mean") is not None
                 },
                 ltv_scale=float(ltv.get("scale", 1.0)),
-                ltv_unit=float(ltv.get("unit", 1.0)),
-                ltv_offset_floor=float(ltv.get("offset_floor", 1.0)),
+                ltv_unit=1.0 if older else float(ltv["unit"]),
+                ltv_offset_floor=1.0 if older else float(ltv["offset_floor"]),
                 level=raw.get("level", {}),
                 known_labels={k: tuple(v) for k, v in raw.get("known_labels", {}).items()},
                 history_start=_timestamp(raw.get("history_start")),
