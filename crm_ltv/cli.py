@@ -1683,8 +1683,13 @@ def serve(
     ] = "127.0.0.1",
 ) -> None:
     """Copy the champion models into the BentoML store and serve POST /score."""
-    from crm_ltv.features.config import ConfigError
-    from crm_ltv.serving.config import blank_token, check_service_configs
+    from crm_ltv.features.config import ConfigError, load_config
+    from crm_ltv.serving.config import (
+        NbaConfig,
+        blank_token,
+        check_service_configs,
+        outdated_rules,
+    )
     from crm_ltv.serving.store import SERVED_MODELS_ENV
     from crm_ltv.serving.watchdog import SERVER_PID_ENV
 
@@ -1695,6 +1700,10 @@ def serve(
     if blank is not None:
         raise ConfigError(blank)
     progress = Progress()
+    where = paths.config_file("nba")
+    outdated = outdated_rules(load_config(NbaConfig, where), where)
+    if outdated:
+        progress(outdated)
     # a mistyped --home served the store's copies (another home's models) and logged its
     # decisions there, where that home's `outcomes` never looks
     _require_home_store(paths)
@@ -2416,7 +2425,7 @@ def policy_eval(
     import functools
 
     from crm_ltv.features.config import ConfigError, load_config
-    from crm_ltv.serving.config import NbaConfig
+    from crm_ltv.serving.config import NbaConfig, outdated_rules
     from crm_ltv.serving.policies import arm_costs, arms_of, rival_policies
 
     paths = _paths()
@@ -2434,6 +2443,9 @@ def policy_eval(
 
     check_home_artifacts(paths)  # a moved home: before the models and data are read
     progress = Progress()
+    outdated = outdated_rules(nba, paths.config_file("nba"))  # the rules the policies follow
+    if outdated:
+        progress(outdated)
     transactions, customers = map(_absolute, (transactions, customers))
     logged, logs, log = None, [], ""
     if not decisions:

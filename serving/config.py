@@ -6,6 +6,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -272,6 +273,42 @@ class NbaConfig(FrozenConfig):
                 f"{sorted(self.actions)} or {NO_ACTION!r}"
             )
         return self
+
+
+# Rules of the packaged nba.yaml that a home's copy written by an older `crm-ltv init` keeps
+# (its actions replace the packaged ones whole), with what changed since: served as written,
+# without a word, while `uplift` warned of its own file's stale list (tester K).
+_SEGMENTS_BEFORE = ("Potential Loyalist", "Promising", "Need Attention", "About to Sleep", "New")
+OUTDATED_RULES: dict[str, tuple[Eligibility, str]] = {
+    "welcome_offer": (
+        Eligibility(lifecycle_stages=("new",), min_churn_probability=0.5),
+        "min_recency_days: 14, gone quiet rather than the day after a first order",
+    ),
+    "recommendation": (
+        Eligibility(
+            lifecycle_stages=("developing", "new"),
+            rfm_segments=_SEGMENTS_BEFORE,
+        ),
+        "min_frequency: 2 in any segment: the list left most developing customers out",
+    ),
+}
+
+
+def outdated_rules(config: NbaConfig, where: Path) -> str | None:
+    """A warning naming the actions whose eligibility is, to the letter, one the packaged
+    nba.yaml had before 2026-12-05, and what it holds now; None when there are none."""
+    stale = [
+        f"{name} (now {change})"
+        for name, (rule, change) in OUTDATED_RULES.items()
+        if name in config.actions and config.actions[name].eligible == rule
+    ]
+    if not stale:
+        return None
+    return (
+        f"warning: {where}: eligibility as an older `crm-ltv init` wrote it (the packaged "
+        f"default of before 2026-12-05) for {'; '.join(stale)}: edit it, or compare with the "
+        "file `crm-ltv init FOLDER` writes (README: Next-best-action)"
+    )
 
 
 @dataclass(frozen=True)

@@ -930,3 +930,22 @@ def test_an_uplift_exclusion_list_of_an_older_init_is_warned_of(tmp_path):
     (home / "configs/experiments.yaml").write_text(yaml.safe_dump(raw))
     result = CliRunner().invoke(app, ["uplift"], env={"CRM_LTV_HOME": str(home)})
     assert "does not list" not in result.output, result.output
+
+
+def test_serve_and_policy_eval_name_rules_an_older_init_wrote(tmp_path):
+    """The rules the service and the policies follow: said where each command starts, before
+    anything else can stop it (here: no model trained, no sample)."""
+    from tests.conftest import free_port
+
+    home = new_home(tmp_path)
+    path = home / "configs/nba.yaml"
+    raw = yaml.safe_load(path.read_text())
+    del raw["actions"]["welcome_offer"]["eligible"]["min_recency_days"]
+    path.write_text(yaml.safe_dump(raw))
+    env = {"CRM_LTV_HOME": str(home)}
+    for args in (["serve", "--port", str(free_port())], ["policy-eval"]):
+        result = CliRunner().invoke(app, args, env=env)
+        assert result.exit_code == 2, result.output
+        assert f"warning: {path}: eligibility as an older `crm-ltv init` wrote it" in (
+            result.output
+        ), args

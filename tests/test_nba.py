@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from crm_ltv.features.config import ConfigError, load_config
-from crm_ltv.serving.config import NO_ACTION, NbaConfig
+from crm_ltv.serving.config import NO_ACTION, NbaConfig, outdated_rules
 from crm_ltv.serving.nba import Customer, decide, ineligibility, value_if_purchase
 from tests.conftest import CONFIGS
 
@@ -447,3 +447,31 @@ def test_a_value_far_from_its_bound_is_written_out():
                  lifecycle_stage="loyal")  # fmt: skip
     said = ineligibility("vip_invitation", policy.actions["vip_invitation"], c, policy)
     assert said == "vip_invitation needs predicted value at least 20000 (19999.9996)"
+
+
+def test_rules_an_older_init_wrote_are_named_where_the_policy_is_read(tmp_path):
+    """A home's nba.yaml replaces the packaged actions whole: one written before 2026-12-05
+    kept a recommendation for five segments only and a welcome offer the day after a first
+    order, and `serve` said nothing (tester K). Edited rules are the user's: no warning."""
+    path = tmp_path / "nba.yaml"
+    assert outdated_rules(load_config(NbaConfig, CONFIGS / "nba.yaml"), path) is None
+    raw = yaml.safe_load((CONFIGS / "nba.yaml").read_text())
+    del raw["actions"]["welcome_offer"]["eligible"]["min_recency_days"]
+    raw["actions"]["recommendation"]["eligible"] = {
+        "lifecycle_stages": ["developing", "new"],
+        "rfm_segments": ["Potential Loyalist", "Promising", "Need Attention", "About to Sleep",
+                         "New"],
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(raw))
+    said = outdated_rules(load_config(NbaConfig, path), path)
+    assert said == (
+        f"warning: {path}: eligibility as an older `crm-ltv init` wrote it (the packaged "
+        "default of before 2026-12-05) for welcome_offer (now min_recency_days: 14, gone quiet "
+        "rather than the day after a first order); recommendation (now min_frequency: 2 in any "
+        "segment: the list left most developing customers out): edit it, or compare with the "
+        "file `crm-ltv init FOLDER` writes (README: Next-best-action)"
+    )
+    raw["actions"]["welcome_offer"]["eligible"]["min_churn_probability"] = 0.6  # edited: theirs
+    path.write_text(yaml.safe_dump(raw))
+    said = outdated_rules(load_config(NbaConfig, path), path)
+    assert said is not None and "welcome_offer" not in said and "recommendation (now" in said
