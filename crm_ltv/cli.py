@@ -1488,7 +1488,7 @@ def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
     import mlflow
 
     from crm_ltv.serving.store import STORE_NAMES, describe, newest_copy, store_bundle
-    from crm_ltv.training.bundle import READS
+    from crm_ltv.training.bundle import READS, bundle_format, format_refused
     from crm_ltv.training.registry import RegistryError, download_bundle, model_names
     from crm_ltv.training.tracking import check_home_artifacts, no_home_store, tracking_uri
 
@@ -1552,6 +1552,9 @@ def _sync_store(progress: Progress) -> tuple[Paths, dict[str, str]]:
             continue
         with tempfile.TemporaryDirectory(prefix="crm-ltv-bundle-") as tmp:
             folder = download_bundle(names[kind], str(found.version), Path(tmp))
+            refused = format_refused(bundle_format(folder))
+            if refused is not None:  # else copied again on every run, refused by each worker
+                raise RegistryError(f"{names[kind]} v{found.version}: model bundle of {refused}")
             created = store_bundle(kind, folder, meta)
         progress(f"{kind}: copied {names[kind]} v{found.version} into the store as {created.tag}")
         tags[STORE_NAMES[kind]] = str(created.tag)
@@ -1683,25 +1686,19 @@ def serve(
     ] = "127.0.0.1",
 ) -> None:
     """Copy the champion models into the BentoML store and serve POST /score."""
-    from crm_ltv.features.config import ConfigError, load_config
-    from crm_ltv.serving.config import (
-        NbaConfig,
-        blank_token,
-        check_service_configs,
-        outdated_rules,
-    )
+    from crm_ltv.features.config import ConfigError
+    from crm_ltv.serving.config import blank_token, check_service_configs, outdated_rules
     from crm_ltv.serving.store import SERVED_MODELS_ENV
     from crm_ltv.serving.watchdog import SERVER_PID_ENV
 
     _free_port(host, port)
     paths = _paths()
-    check_service_configs(paths)  # else a worker only logs the mistake and is never ready
+    configs = check_service_configs(paths)  # else a worker only logs a mistake, never ready
     blank = blank_token()
     if blank is not None:
         raise ConfigError(blank)
     progress = Progress()
-    where = paths.config_file("nba")
-    outdated = outdated_rules(load_config(NbaConfig, where), where)
+    outdated = outdated_rules(configs.nba, paths.config_file("nba"))
     if outdated:
         progress(outdated)
     # a mistyped --home served the store's copies (another home's models) and logged its

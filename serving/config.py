@@ -276,38 +276,49 @@ class NbaConfig(FrozenConfig):
 
 
 # Rules of the packaged nba.yaml that a home's copy written by an older `crm-ltv init` keeps
-# (its actions replace the packaged ones whole), with what changed since: served as written,
-# without a word, while `uplift` warned of its own file's stale list (tester K).
+# (its actions replace the packaged ones whole): each with the day it changed and what it holds
+# since. Served as written, without a word, while `uplift` warned of its file's stale list
+# (tester K).
 _SEGMENTS_BEFORE = ("Potential Loyalist", "Promising", "Need Attention", "About to Sleep", "New")
-OUTDATED_RULES: dict[str, tuple[Eligibility, str]] = {
-    "welcome_offer": (
+_REPEAT_BUYER = "min_frequency: 2 in any segment: the list left most developing customers out"
+_OUTDATED_RULES: tuple[tuple[str, Eligibility, str, str], ...] = (
+    (
+        "welcome_offer",
         Eligibility(lifecycle_stages=("new",), min_churn_probability=0.5),
+        "2026-12-05",
         "min_recency_days: 14, gone quiet rather than the day after a first order",
     ),
-    "recommendation": (
-        Eligibility(
-            lifecycle_stages=("developing", "new"),
-            rfm_segments=_SEGMENTS_BEFORE,
-        ),
-        "min_frequency: 2 in any segment: the list left most developing customers out",
+    (
+        "recommendation",
+        Eligibility(lifecycle_stages=("developing", "new"), rfm_segments=_SEGMENTS_BEFORE),
+        "2026-12-05",
+        _REPEAT_BUYER,
     ),
-}
+    (
+        "recommendation",
+        Eligibility(
+            lifecycle_stages=("developing", "new"), rfm_segments=_SEGMENTS_BEFORE, min_frequency=2
+        ),
+        "2026-12-06",
+        _REPEAT_BUYER,
+    ),
+)
 
 
 def outdated_rules(config: NbaConfig, where: Path) -> str | None:
     """A warning naming the actions whose eligibility is, to the letter, one the packaged
-    nba.yaml had before 2026-12-05, and what it holds now; None when there are none."""
+    nba.yaml had before it changed, and what it holds now; None when there are none."""
     stale = [
-        f"{name} (now {change})"
-        for name, (rule, change) in OUTDATED_RULES.items()
+        f"{name} (before {day}; now {change})"
+        for name, rule, day, change in _OUTDATED_RULES
         if name in config.actions and config.actions[name].eligible == rule
     ]
     if not stale:
         return None
     return (
-        f"warning: {where}: eligibility as an older `crm-ltv init` wrote it (the packaged "
-        f"default of before 2026-12-05) for {'; '.join(stale)}: edit it, or compare with the "
-        "file `crm-ltv init FOLDER` writes (README: Next-best-action)"
+        f"warning: {where}: eligibility as an older `crm-ltv init` wrote it, a packaged default "
+        f"since changed, for {'; '.join(stale)}: edit it, or compare with the file `crm-ltv "
+        "init FOLDER` writes (README: Next-best-action)"
     )
 
 
@@ -341,7 +352,7 @@ def configs_said(paths: Paths) -> str:
     return f"home {paths.root}; configs: {'; '.join(said)}"
 
 
-def check_service_configs(paths: Paths) -> None:
+def check_service_configs(paths: Paths) -> ScoringConfigs:
     """Every config the service reads as it starts, and its decision log, checked by `crm-ltv
     serve` before it starts BentoML: a mistake is one ConfigError naming the file and field,
     not a server that says it serves and never gets ready (a worker only logs it)."""
@@ -352,4 +363,4 @@ def check_service_configs(paths: Paths) -> None:
     problem = write_refused(paths.root / serving.decision_log)
     if problem is not None:
         raise ConfigError(f"{where}: decision_log: {problem}")
-    ScoringConfigs.load(paths)
+    return ScoringConfigs.load(paths)

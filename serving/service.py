@@ -41,6 +41,7 @@ from crm_ltv.serving.config import (
     bentoml_settings,
     blank_token,
     configs_said,
+    outdated_rules,
 )
 from crm_ltv.serving.decisions import DecisionLog
 from crm_ltv.serving.holdout import apply_holdout
@@ -394,7 +395,8 @@ class CrmLtv:
             logger.info(configs_said(paths))
             configs = ScoringConfigs.load(paths)
             uplift_stale = uplift.features_config_warning(configs.features) if uplift else None
-            for stale in [*champions.warnings(configs.features), uplift_stale]:
+            outdated = outdated_rules(configs.nba, paths.config_file("nba"))  # a Bento's too
+            for stale in [*champions.warnings(configs.features), uplift_stale, outdated]:
                 if stale is not None:
                     logger.warning(stale.removeprefix("warning: "))
             more = (

@@ -14,7 +14,7 @@ from typing import Any
 
 import bentoml
 
-from crm_ltv.training.bundle import MANIFEST, Kind, ModelBundle
+from crm_ltv.training.bundle import Kind, ModelBundle, bundle_format
 from crm_ltv.training.scoring import Champion, Champions
 from crm_ltv.training.uplift import FORMAT as UPLIFT_FORMAT
 from crm_ltv.training.uplift import UpliftBundle, UpliftChampion
@@ -91,13 +91,12 @@ def describe(stored: bentoml.Model) -> str:
 
 def store_bundle(kind: Kind, bundle_dir: Path, metadata: Mapping[str, Any]) -> bentoml.Model:
     """A new store version holding the bundle's files (the Bento packs them from here),
-    labelled with the bundle's own format: a crm-ltv that reads it finds the copy, another
-    copies it again from the registry and says why it cannot read it."""
-    own = json.loads((bundle_dir / MANIFEST).read_text()).get("format")
+    labelled with the bundle's own format: a crm-ltv that reads that format finds the copy,
+    another passes it over."""
     with bentoml.models.create(
         STORE_NAMES[kind],
         labels={"kind": kind},
-        metadata={**metadata, "bundle_format": own},
+        metadata={**metadata, "bundle_format": bundle_format(bundle_dir)},
     ) as created:
         shutil.copytree(bundle_dir, created.path, dirs_exist_ok=True)
     return created

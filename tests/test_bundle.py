@@ -45,8 +45,8 @@ def test_a_saved_bundle_scores_exactly_as_the_trained_models(small_split, small_
 
 
 def test_a_bundle_of_before_the_ltv_unit_scores_in_money(small_split, small_trained, tmp_path):
-    """A bundle saved before its LTV boosters learnt spend in a unit (format /1: no `unit`, no
-    `offset_floor`) loads with unit 1 and the floor of one currency unit, as it was trained."""
+    """A bundle saved before its LTV boosters learnt spend in a unit (format /1 with no `unit`,
+    no `offset_floor`) loads with unit 1 and the floor of one currency unit, as it was trained."""
     folder = small_trained.bundle.save(tmp_path / "bundle")
     manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["format"] == FORMAT == "crm-ltv-bundle/2"
@@ -86,13 +86,33 @@ def test_a_folder_that_is_no_bundle_says_to_retrain(tmp_path):
         ModelBundle.load(tmp_path)
 
 
+def test_a_bundle_labelled_1_with_a_unit_scores_as_it_was_trained(
+    small_split, small_trained, tmp_path
+):
+    """Bundles of earlier on 2026-12-07 hold a unit and floor and say format /1: read as
+    unit 1, 139 of 2,630 customers were valued up to 9.4 times higher (review)."""
+    bundle = small_trained.bundle
+    folder = bundle.save(tmp_path / "bundle")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    (folder / MANIFEST).write_text(json.dumps(manifest | {"format": "crm-ltv-bundle/1"}))
+    labelled = ModelBundle.load(folder)
+    assert (labelled.ltv_unit, labelled.ltv_offset_floor) == (
+        bundle.ltv_unit,
+        bundle.ltv_offset_floor,
+    )
+    encoded = bundle.encode(small_split.test[small_split.feature_names])
+    np.testing.assert_allclose(
+        labelled.predicted_value(encoded), bundle.predicted_value(encoded), rtol=1e-12
+    )
+
+
 def test_a_bundle_whose_meaning_changed_has_a_format_of_its_own(small_trained, tmp_path):
     """Bundles with an LTV unit were labelled /1, as before: a crm-ltv of before scored them
     with no error, some customers' value up to 10 times too high (tester K). A /2 bundle
     without its unit is no bundle, and one of a newer crm-ltv says so."""
     folder = small_trained.bundle.save(tmp_path / "bundle")
     manifest = json.loads((folder / MANIFEST).read_text())
-    assert manifest["format"] not in ("crm-ltv-bundle/1",)  # what a crm-ltv of before reads
+    assert manifest["format"] != "crm-ltv-bundle/1"  # what a crm-ltv of before reads
     del manifest["ltv"]["unit"]
     (folder / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=r"not a readable model bundle .*'unit'"):

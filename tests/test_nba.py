@@ -450,9 +450,10 @@ def test_a_value_far_from_its_bound_is_written_out():
 
 
 def test_rules_an_older_init_wrote_are_named_where_the_policy_is_read(tmp_path):
-    """A home's nba.yaml replaces the packaged actions whole: one written before 2026-12-05
-    kept a recommendation for five segments only and a welcome offer the day after a first
-    order, and `serve` said nothing (tester K). Edited rules are the user's: no warning."""
+    """A home's nba.yaml replaces the packaged actions whole: one written before 2026-12-06
+    kept a recommendation for five segments only (and one before 2026-12-05 a welcome offer
+    the day after a first order), and `serve` said nothing (tester K). Edited rules are the
+    user's: no warning."""
     path = tmp_path / "nba.yaml"
     assert outdated_rules(load_config(NbaConfig, CONFIGS / "nba.yaml"), path) is None
     raw = yaml.safe_load((CONFIGS / "nba.yaml").read_text())
@@ -465,13 +466,18 @@ def test_rules_an_older_init_wrote_are_named_where_the_policy_is_read(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     said = outdated_rules(load_config(NbaConfig, path), path)
     assert said == (
-        f"warning: {path}: eligibility as an older `crm-ltv init` wrote it (the packaged "
-        "default of before 2026-12-05) for welcome_offer (now min_recency_days: 14, gone quiet "
-        "rather than the day after a first order); recommendation (now min_frequency: 2 in any "
-        "segment: the list left most developing customers out): edit it, or compare with the "
-        "file `crm-ltv init FOLDER` writes (README: Next-best-action)"
+        f"warning: {path}: eligibility as an older `crm-ltv init` wrote it, a packaged default "
+        "since changed, for welcome_offer (before 2026-12-05; now min_recency_days: 14, gone "
+        "quiet rather than the day after a first order); recommendation (before 2026-12-05; now "
+        "min_frequency: 2 in any segment: the list left most developing customers out): edit "
+        "it, or compare with the file `crm-ltv init FOLDER` writes (README: Next-best-action)"
     )
+    # the segment list and repeat buyers of 2026-12-05 and 2026-12-06
+    raw["actions"]["recommendation"]["eligible"]["min_frequency"] = 2
+    path.write_text(yaml.safe_dump(raw))
+    said = outdated_rules(load_config(NbaConfig, path), path)
+    assert said is not None and "recommendation (before 2026-12-06; now min_frequency: 2" in said
     raw["actions"]["welcome_offer"]["eligible"]["min_churn_probability"] = 0.6  # edited: theirs
     path.write_text(yaml.safe_dump(raw))
     said = outdated_rules(load_config(NbaConfig, path), path)
-    assert said is not None and "welcome_offer" not in said and "recommendation (now" in said
+    assert said is not None and "welcome_offer" not in said and "recommendation (before" in said

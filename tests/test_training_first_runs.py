@@ -25,6 +25,7 @@ from crm_ltv.training.tracking import file_sha256, git_commit
 from tests.conftest import (
     CLI,
     ROOT,
+    free_port,
     mlflow_client,
     new_home,
     run,
@@ -477,6 +478,23 @@ def test_a_version_from_before_bundles_gets_one_message_to_retrain(tmp_path):
     trained = run(home, "train")
     assert trained.returncode == 0, trained.stderr
     assert "churn: churn v2 now champion: champion v1 predates model bundles" in trained.stdout
+    # a bundle of a newer crm-ltv: refused before its copy, not copied again on every `serve`
+    # (each copy labelled with a format no search here looks for) and refused by each worker
+    for manifest in (home / "mlartifacts").rglob("bundle.json"):
+        newer = json.loads(manifest.read_text()) | {"format": "crm-ltv-bundle/3"}
+        manifest.write_text(json.dumps(newer))
+    store = tmp_path / "store"
+    served = subprocess.run(
+        [CLI, "serve", "--port", str(free_port())], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "CRM_LTV_HOME": str(home), "BENTOML_HOME": str(store)},
+    )  # fmt: skip
+    assert served.returncode == 2 and "Traceback" not in served.stderr, served.stderr
+    assert (
+        "error: churn v2: model bundle of format 'crm-ltv-bundle/3', this crm-ltv reads "
+        "'crm-ltv-bundle/1' and 'crm-ltv-bundle/2': a bundle of a newer crm-ltv (upgrade this "
+        "one)"
+    ) in served.stderr
+    assert not list((store / "models").glob("crm-ltv-*/*/bundle.json"))
     for manifest in (home / "mlartifacts").rglob("bundle.json"):  # v2's, now unreadable
         manifest.write_text("{not json")
     again = run(home, "train")

@@ -31,13 +31,32 @@ from crm_ltv.training.errors import BundleError
 from crm_ltv.training.models import Calibration, base_score, encode_inputs, ltv_value
 
 # /2 (2026-12-07): the LTV boosters learn spend in `ltv.unit` above `ltv.offset_floor`, and the
-# features hold history_share. A crm-ltv of before read a /2 bundle labelled /1 with no error:
+# features hold history_share. A crm-ltv of before read such a bundle labelled /1 with no error:
 # up to 10 times some customers' value (its floor of one currency unit), or a KeyError.
 FORMAT = "crm-ltv-bundle/2"
-READS = ("crm-ltv-bundle/1", FORMAT)  # /1: unit and floor 1, as such bundles were trained
+# /1: the unit and floor where recorded (earlier on 2026-12-07), else 1, as each was trained
+READS = ("crm-ltv-bundle/1", FORMAT)
 MANIFEST = "bundle.json"
 Kind = Literal["churn", "ltv"]
 KINDS: tuple[Kind, ...] = ("churn", "ltv")
+
+
+def bundle_format(folder: Path) -> str | None:
+    """The format a bundle folder says it is in; None where it says none readable."""
+    try:
+        return json.loads((Path(folder) / MANIFEST).read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def format_refused(given: object) -> str | None:
+    """Why this crm-ltv cannot read a bundle of the `given` format; None where it can."""
+    if given in READS:
+        return None
+    return (
+        f"format {given!r}, this crm-ltv reads {' and '.join(map(repr, READS))}: a bundle of a "
+        "newer crm-ltv (upgrade this one), else retrain with `crm-ltv train`"
+    )
 
 
 @dataclass(frozen=True)
@@ -206,12 +225,9 @@ class ModelBundle:
             )
         try:
             raw = json.loads(path.read_text())
-            if raw.get("format") not in READS:
-                raise BundleError(
-                    f"{path}: format {raw.get('format')!r}, this crm-ltv reads "
-                    f"{' and '.join(map(repr, READS))}: a bundle of a newer crm-ltv (upgrade "
-                    "this one), else retrain with `crm-ltv train`"
-                )
+            refused = format_refused(raw.get("format"))
+            if refused is not None:
+                raise BundleError(f"{path}: {refused}")
             older = raw["format"] != FORMAT
             churn, ltv = raw["churn"], raw["ltv"]
             return cls(
@@ -234,8 +250,11 @@ class ModelBundle:
                     if part.get("offset_mean") is not None
                 },
                 ltv_scale=float(ltv.get("scale", 1.0)),
-                ltv_unit=1.0 if older else float(ltv["unit"]),
-                ltv_offset_floor=1.0 if older else float(ltv["offset_floor"]),
+                # the /1 bundles of earlier on 2026-12-07 record a unit and floor; older ones, none
+                ltv_unit=float(ltv.get("unit", 1.0) if older else ltv["unit"]),
+                ltv_offset_floor=float(
+                    ltv.get("offset_floor", 1.0) if older else ltv["offset_floor"]
+                ),
                 level=raw.get("level", {}),
                 known_labels={k: tuple(v) for k, v in raw.get("known_labels", {}).items()},
                 history_start=_timestamp(raw.get("history_start")),
