@@ -61,6 +61,7 @@ from crm_ltv.features.loading import (
     load_customers,
     load_transactions,
     over_reject_limit,
+    write_listed,
 )
 from crm_ltv.features.paths import part_file
 from crm_ltv.features.quantiles import exact_quantiles
@@ -361,12 +362,14 @@ class _Split:
     meta: pd.DataFrame | None
     error: str | None = None
     # the valid anonymous sales split by their line's hash, when lines are compared across
-    # files (`_repeated_lines`)
+    # files (`_repeated_lines`), and their list, written once those are known
+    # (`_write_anonymous`)
     anonymous: list[pd.DataFrame] = field(default_factory=list)
+    anonymous_listed: pd.DataFrame | None = None
 
     def summary(self) -> _Split:
-        """All but the pieces: what the client gathers (the pieces stay on the worker)."""
-        return replace(self, pieces=[], anonymous=[])
+        """All but the rows: what the client gathers (the rows stay on the worker)."""
+        return replace(self, pieces=[], anonymous=[], anonymous_listed=None)
 
 
 def _load_split(
@@ -384,7 +387,8 @@ def _load_split(
     and only the pieces wait for their partitions. Text columns become plain strings so that
     the files' pieces concatenate. A file that cannot load is reported, not retried:
     retrying reads it to the same error. `lines` (transactions in several files): each row
-    carries its line's hash, and the anonymous sales are split too, by that hash."""
+    carries its line's hash, and the anonymous sales are split too, by that hash; their list
+    is written later, by `_write_anonymous`."""
     folder = rejects_dir / f"{index:05d}-{path.name}"
     try:
         if table == "transactions":
@@ -399,7 +403,11 @@ def _load_split(
         return split
     anonymous = _numbered(loaded.anonymous, index)
     key = anonymous[LINE].to_numpy() % np.uint64(partitions)
-    return replace(split, anonymous=_split_by(anonymous, key, partitions))
+    return replace(
+        split,
+        anonymous=_split_by(anonymous, key, partitions),
+        anonymous_listed=loaded.anonymous_listed,
+    )
 
 
 def _numbered(frame: pd.DataFrame, index: int) -> pd.DataFrame:
@@ -651,14 +659,14 @@ def _without(frame: pd.DataFrame, repeats: _Repeats) -> pd.DataFrame:
     return frame.drop(index=repeats.rows).reset_index(drop=True)
 
 
-def _unlisted(path: Path, rows: list[int]) -> None:
-    """A file's list of anonymous sales without those (0-based rows) that repeat an earlier
-    file's: they are listed as repeated lines, and each line is listed once."""
-    # no header read: a shop's own column named row or reason would be renamed row.1 (review)
-    listed = pd.read_csv(path, dtype=str, keep_default_na=False, header=None)
-    dropped = {str(r + 1) for r in rows}
-    kept = [0, *(i for i in range(1, len(listed)) if listed.iat[i, 0] not in dropped)]
-    listed.iloc[kept].to_csv(path, index=False, header=False)
+def _write_anonymous(split: _Split, path: Path, repeated: list[int]) -> None:
+    """A file's list of anonymous sales, without those (0-based rows) dropped as repeats of an
+    earlier file's lines: they are listed as repeated lines, and each line is listed once.
+    Written by a task of its own once those are known, never by the load, nor edited after:
+    Dask runs a load again when a worker that held its result is lost, and a list the load
+    wrote was then written whole again, its repeats back in it (tester L)."""
+    if split.anonymous_listed is not None:
+        write_listed(split.anonymous_listed.drop(index=repeated), path)
 
 
 def _without_repeated_lines(
@@ -690,14 +698,14 @@ def _without_repeated_lines(
                              amounts.get(i, 0.0), drop)
         for i, report in enumerate(reports)
     )  # fmt: skip
+    client.gather([
+        client.submit(_write_anonymous, split, report.anonymous_path,
+                      unnamed.get(i, []) if drop else [], retries=RETRIES)
+        for i, (split, report) in enumerate(zip(loaded, reports, strict=True))
+        if report.anonymous_path is not None
+    ])  # fmt: skip
     if not drop:
         return parts, reports, sum(lines.values())
-    unlisted = [
-        client.submit(_unlisted, reports[i].anonymous_path, rows, retries=RETRIES)
-        for i, rows in unnamed.items()
-        if rows and reports[i].anonymous_path is not None
-    ]
-    client.gather(unlisted)
     return client.map(_without, parts, found, retries=RETRIES), reports, sum(lines.values())
 
 

@@ -154,6 +154,9 @@ class Loaded:
     # Loaded `with_lines` only (the Dask engine, to find lines repeated across files): the
     # valid anonymous sales, whose lines can repeat too; they and `frame` carry ROW and LINE.
     anonymous: pd.DataFrame | None = None
+    # ... and their list (`_listed`), not yet written: its caller writes it (`write_listed`, at
+    # report.anonymous_path) once the lines repeated across files are known
+    anonymous_listed: pd.DataFrame | None = None
 
 
 ROW = "_row"  # a row's 0-based data row in its file
@@ -774,17 +777,21 @@ def load_table(
         rejected = problems.mask
         duplicates = duplicates.drop(disagree.index, errors="ignore")  # a reject, listed once
 
-    clear_rejects(rejects_dir, schema.name)
+    # with_lines (a cluster's file among several): its caller cleared the folder, and writes
+    # the anonymous list later, which a load that Dask runs again must leave in place
+    if not with_lines:
+        clear_rejects(rejects_dir, schema.name)
     rejects_path = rejects_dir / f"{schema.name}_rejects.csv"
     _write_rows(raw, pd.concat([problems.reasons[rejected], duplicates]), rejects_path)
     excluded_path = _write_set_aside(
         raw, excluded if rule_counts else None, rejects_dir / f"{schema.name}_excluded.csv"
     )
-    anonymous_path = _write_set_aside(
-        raw,
-        pd.Series(f"no {anonymous_label}", index=anonymous) if anonymous_key else None,
-        rejects_dir / f"{schema.name}_anonymous.csv",
-    )
+    anonymous_path, anonymous_listed = None, None
+    if anonymous_key is not None:
+        anonymous_path = rejects_dir / f"{schema.name}_anonymous.csv"
+        anonymous_listed = _listed(raw, pd.Series(f"no {anonymous_label}", index=anonymous))
+        if not with_lines:  # else the caller writes it, without the lines an earlier file has
+            write_listed(anonymous_listed, anonymous_path)
     used = set(layout.names.values()) | set(source.exclude) | set(source.exclude_prefix)
     used |= set(extra)
     ignored = tuple(
@@ -841,7 +848,7 @@ def load_table(
         marks = {ROW: rows.index.to_numpy(np.int64), LINE: lines.loc[rows.index].to_numpy()}
         return rows.assign(**marks).reset_index(drop=True)
 
-    return Loaded(marked(frame), report, marked(parsed.loc[anonymous]))
+    return Loaded(marked(frame), report, marked(parsed.loc[anonymous]), anonymous_listed)
 
 
 HEADER_REPEATED = "the header repeated (files joined?)"
@@ -1003,16 +1010,26 @@ def _both_negative(frame: pd.DataFrame, loaded: np.ndarray, layout: _Layout) -> 
 
 
 def _write_rows(raw: pd.DataFrame, reasons: pd.Series, path: Path) -> None:
-    """The file's rows as they were read, each with its 1-based row number and reason; whole
-    or not at all (`replaced_whole`: a full disk left part of a list, read as all of it)."""
+    """The file's rows as they were read, each with its 1-based row number and reason."""
+    write_listed(_listed(raw, reasons), path)
+
+
+def _listed(raw: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
+    """A list of the file's rows as they were read, each after its 1-based row number and
+    reason, indexed by its 0-based row."""
     why = reasons.sort_index()
     # row 1 = the first data row (line 2 of a CSV with a header); the file's own columns may
     # be named row or reason too
     numbers = pd.DataFrame({"row": why.index + 1, "reason": why.to_numpy()}, index=why.index)
-    out = pd.concat([numbers, raw.loc[why.index]], axis=1)
+    return pd.concat([numbers, raw.loc[why.index]], axis=1)
+
+
+def write_listed(listed: pd.DataFrame, path: Path) -> None:
+    """A list of rows (`_listed`) written whole or not at all (`replaced_whole`: a full disk
+    left part of a list, read as all of it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with replaced_whole(path) as part:
-        out.to_csv(part, index=False)
+        listed.to_csv(part, index=False)
 
 
 def _write_set_aside(raw: pd.DataFrame, reasons: pd.Series | None, path: Path) -> Path | None:

@@ -420,3 +420,38 @@ def test_lines_repeated_across_files_are_exact_duplicates_as_in_one_file(
         )
         frames = cluster.features_on_cluster(data, "2025-12-31", feature_config)
         pd.testing.assert_frame_equal(pd.concat(dask_client.gather(frames)).sort_index(), expected)
+
+
+def test_the_anonymous_sales_lists_stay_without_repeats_when_lost_workers_make_dask_load_again(
+    dask_client, dask_sample_files, tmp_path
+):
+    """A worker lost after the loading made Dask run a file's load again for the later steps,
+    and that load wrote the file's list of anonymous sales whole again: the sales dropped as
+    repeats of an earlier file's lines (listed as such) were back in it, listed twice and no
+    longer matching the summary (tester L: 5,401 lines)."""
+    _overlapping_files(dask_sample_files[1], tmp_path / "in", 40, "csv")
+    rejects = tmp_path / "rejects"
+    data = cluster.load_partitioned(
+        dask_client, DataConfig(), rejects, tmp_path / "in", None, lambda _: None, 3
+    )
+    dask_client.gather(data.arrays)
+    anonymous = sorted(rejects.glob("*/transactions_anonymous.csv"))
+    report = cluster.combined_report(data.reports, tmp_path / "in", rejects)
+
+    def lists() -> list[str]:
+        return [path.read_text() for path in anonymous]
+
+    written = lists()
+    assert sum(len(text.splitlines()) - 1 for text in written) == report.anonymous == 3
+    loaded = rejects / "00001-b.csv" / "transactions_rejects.csv"  # rewritten by b's load
+    stamp = loaded.stat().st_mtime_ns
+    # a partition lost: made again from every file's load (their results were released)
+    victim = next(iter(dask_client.who_has(data.arrays[:1])[data.arrays[0].key]))
+    pid = dask_client.run(os.getpid, workers=[victim])[victim]
+    with contextlib.suppress(Exception):  # the worker dies while answering
+        dask_client.run(os._exit, 1, workers=[victim])
+    _wait_until_gone(pid)
+    dask_client.gather(data.arrays)
+    dask_client.wait_for_workers(2, timeout=60)  # the nanny restarted it for the next tests
+    assert loaded.stat().st_mtime_ns != stamp  # b was loaded again
+    assert lists() == written
