@@ -200,11 +200,28 @@ def _user_errors(command: F) -> F:
             lightgbm = sys.modules.get("lightgbm")  # loaded only by the commands that train
             if lightgbm is None or not isinstance(exc, lightgbm.basic.LightGBMError):
                 raise
-            typer.echo(f"error: LightGBM refused a setting (params in configs/train.yaml or "
-                       f"the tuned ones): {exc}", err=True)  # fmt: skip
+            typer.echo(f"error: {_lightgbm_said(exc)}", err=True)
             raise typer.Exit(2) from None
 
     return run  # type: ignore[return-value]
+
+
+# LightGBM's words when the network between lightgbm.dask's workers fails: a worker lost
+# mid-training ("Socket recv error, Connection reset by peer"), one that cannot be reached,
+# a port taken. Not a setting of the user's (they were worded as one, tester L).
+_LIGHTGBM_NETWORK = ("Socket ", "Binding port", "to rank")
+
+
+def _lightgbm_said(exc: Exception) -> str:
+    """The `error:` line of a LightGBM error: its network's, or a setting LightGBM refused."""
+    said = str(exc).strip()
+    if any(word in said for word in _LIGHTGBM_NETWORK):
+        return (
+            f"LightGBM's training on the cluster lost a worker, or the network between the "
+            f"workers broke ({said}): run the command again (a worker that keeps dying: its "
+            "log says why, e.g. its memory limit)"
+        )
+    return f"LightGBM refused a setting (params in configs/train.yaml or the tuned ones): {said}"
 
 
 # Errors of the disk or file system rather than of the code: said in one line even when no file

@@ -366,6 +366,43 @@ def test_an_os_error_of_the_code_keeps_its_traceback():
         command()
 
 
+def test_lightgbms_network_errors_are_not_worded_as_a_setting_it_refused(capsys):
+    """A worker lost during lightgbm.dask's training ("Socket recv error, Connection reset by
+    peer") read "LightGBM refused a setting (params in configs/train.yaml ...)", a config that
+    was fine (tester L). Real LightGBM errors: a port it cannot bind, a value it refuses."""
+    import socket
+
+    import lightgbm
+    import numpy as np
+
+    rows = lightgbm.Dataset(np.arange(60.0).reshape(20, 3), np.arange(20.0))
+
+    @_user_errors
+    def command(params: dict[str, object]) -> None:
+        lightgbm.train({"verbose": -1, **params}, rows, 2)
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        machines = f"127.0.0.1:{port},127.0.0.1:{port + 1}"
+        with pytest.raises(typer.Exit) as exit_:
+            command({"num_machines": 2, "machines": machines, "local_listen_port": port})
+    assert exit_.value.exit_code == 2
+    assert capsys.readouterr().err == (
+        "error: LightGBM's training on the cluster lost a worker, or the network between the "
+        f"workers broke (Binding port {port} failed): run the command again (a worker that "
+        "keeps dying: its log says why, e.g. its memory limit)\n"
+    )
+    with pytest.raises(typer.Exit) as exit_:
+        command({"num_leaves": 1})
+    assert exit_.value.exit_code == 2
+    assert capsys.readouterr().err.startswith(
+        "error: LightGBM refused a setting (params in configs/train.yaml or the tuned ones): "
+        "Check failed: (num_leaves) > (1)"
+    )
+
+
 def test_the_mixed_timestamp_format_is_used_with_a_warning(home):
     argv = ["features", "--timestamp-format", "mixed", "--as-of", "2024-01-01"]
     result = CliRunner().invoke(app, argv, env={"CRM_LTV_HOME": str(home)})
