@@ -830,7 +830,7 @@ def features(
                 raise DataError(f"no customer has a purchase up to {cutoff}; nothing to build")
             width = client.submit(lambda frame: frame.shape[1], frames[0]).result()
             counts = {c: cluster.value_counts(client, frames, c) for c in _SUMMARY_COLUMNS}
-        progress(f"wrote {len(frames)} parts to {target}")
+        progress(f"wrote {plural(len(frames), 'part')} to {target}")
         typer.echo(_summary_text(rows, width, counts, cutoff, target))
         return
     target = _writable(out or paths.features_table, "--out")

@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
@@ -31,7 +32,8 @@ import numpy as np
 import pandas as pd
 from dask.sizeof import sizeof
 from dask.utils import parse_timedelta
-from distributed import Client, Future, LocalCluster, WorkerPlugin
+from distributed import Client, Future, LocalCluster, WorkerPlugin, get_worker
+from distributed.client import FutureCancelledError, FuturesCancelledError
 
 from crm_ltv.features.arrays import Codes, CustomerAttributes, TransactionArrays, as_cutoff
 from crm_ltv.features.builders import (
@@ -66,6 +68,7 @@ from crm_ltv.features.loading import (
 from crm_ltv.features.paths import part_file
 from crm_ltv.features.quantiles import exact_quantiles
 from crm_ltv.features.rfm import QUINTILES, RfmCuts
+from crm_ltv.features.wording import plural
 
 Progress = Callable[[str], None]
 K = TypeVar("K")
@@ -124,13 +127,24 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
                 f"({type(exc).__name__}: {exc}); start one with `dask scheduler` and point "
                 "--scheduler at the address it prints"
             ) from exc
+        logging.getLogger("distributed.client").addFilter(_said_by_us)
         with remote as client:
-            workers = len(client.scheduler_info()["workers"])
-            progress(f"dask: scheduler {scheduler}, {workers} workers")
-            if not workers:  # its tasks would wait for good, and say nothing
-                _wait_for_a_worker(client, scheduler, timeout, progress)
-            with _cancelled_after_a_stop(client, progress), _quiet_after_a_stop():
-                yield client
+            try:
+                workers = len(client.scheduler_info()["workers"])
+                progress(f"dask: scheduler {scheduler}, {workers} workers")
+                if not workers:  # its tasks would wait for good, and say nothing
+                    _wait_for_a_worker(client, scheduler, timeout, progress)
+                with _cancelled_after_a_stop(client, progress), _quiet_after_a_stop():
+                    yield client
+            except Exception as exc:
+                if not _connection_lost(client, exc):
+                    raise
+                raise ConfigError(
+                    f"--scheduler {scheduler}: lost the connection to the scheduler mid-run; "
+                    "the command's work on the cluster is lost: check that the scheduler still "
+                    "runs (its log says why it stopped) and is reachable from here, then run "
+                    "the command again"
+                ) from None
         return
     workers, dashboard = os.cpu_count() or 1, _dashboard_address()
     try:
@@ -197,18 +211,48 @@ def _cancelled_after_a_stop(client: Client, progress: Progress) -> Iterator[None
     try:
         yield
     except BaseException:
+        if client.status != "running":  # the scheduler is gone (its calls wait for it 30 s)
+            raise
         with contextlib.suppress(Exception):  # the scheduler is gone: so are the tasks
             ours = set(client.futures)
             running = {k for keys in client.run(_executing).values() for k in keys} & ours
             client.cancel([Future(key, client) for key in ours], reason="crm-ltv stopped")
             if running:
+                # said of boosters only where one trains (it was said in `features` too)
+                boosters = any(str(key).startswith(_TRAINING) for key in running)
+                rounds = "; a booster in training runs all its rounds" if boosters else ""
                 progress(
                     f"dask: cancelled this command's tasks; {len(running)} already running on "
-                    "the cluster's workers run to their end (Dask cannot stop a running task; "
-                    "a booster in training runs all its rounds): the cluster's dashboard, "
-                    f"{client.dashboard_link}, shows them"
+                    "the cluster's workers run to their end (Dask cannot stop a running "
+                    f"task{rounds}): the cluster's dashboard, {client.dashboard_link}, shows them"
                 )
         raise
+
+
+# The key of lightgbm.dask's task that trains a booster on a worker (its function's name)
+_TRAINING = "_train_part-"
+
+
+def _said_by_us(record: logging.LogRecord) -> bool:
+    """Dask's log line of a client that gave up reconnecting, left out: the `error:` line of
+    a lost connection says it (`_connection_lost`)."""
+    return not record.getMessage().startswith("Failed to reconnect to scheduler")
+
+
+def _connection_lost(client: Client, exc: Exception) -> bool:
+    """Whether `exc` is the client's connection to a remote scheduler lost mid-run (a scheduler
+    that stopped, a network that broke): Dask cancels the futures it has
+    ("scheduler-connection-lost"), those submitted after when it gives up reconnecting, and a
+    call on the closed comm raises CommClosedError (each was a 112-line traceback)."""
+    cancelled = (FutureCancelledError, FuturesCancelledError)
+    if client.status != "running":  # still reconnecting, or closed after it could not
+        return isinstance(exc, (*cancelled, OSError))  # CommClosedError is an OSError
+    lost = "scheduler-connection-lost"  # and reconnected since: the futures are gone
+    if isinstance(exc, FutureCancelledError):
+        return exc.reason == lost
+    if isinstance(exc, FuturesCancelledError):
+        return any(group.reason == lost for group in exc.error_groups)
+    return False
 
 
 def _executing(dask_worker: Any) -> list[object]:
@@ -366,6 +410,7 @@ class _Split:
     # (`_write_anonymous`)
     anonymous: list[pd.DataFrame] = field(default_factory=list)
     anonymous_listed: pd.DataFrame | None = None
+    unseen_by: str | None = None  # the worker that found no file at the path, if one did
 
     def summary(self) -> _Split:
         """All but the rows: what the client gathers (the rows stay on the worker)."""
@@ -390,6 +435,9 @@ def _load_split(
     carries its line's hash, and the anonymous sales are split too, by that hash; their list
     is written later, by `_write_anonymous`."""
     folder = rejects_dir / f"{index:05d}-{path.name}"
+    if not path.exists():  # the client saw it: this machine does not share its storage
+        error, worker = f"{path}: no such file", get_worker().address
+        return _Split([], None, (None, None, []), None, error, unseen_by=worker)
     try:
         if table == "transactions":
             loaded = load_transactions(path, source, validation, folder, with_lines=lines)
@@ -528,6 +576,19 @@ def _load_partitioned(
         retries=RETRIES,
     )
     summaries = client.gather(client.map(_Split.summary, loaded))
+    unseen = [
+        (path, s.unseen_by)
+        for path, s in zip(files, summaries, strict=True)
+        if s.unseen_by and path.exists()
+    ]
+    if unseen:  # a worker's view, not a wrong path (as "no such file" read)
+        path, worker = unseen[0]
+        more = f" (and {plural(len(unseen) - 1, 'more file')})" if len(unseen) > 1 else ""
+        raise ConfigError(
+            f"{path}: a worker ({worker}) could not see this file, which this machine sees"
+            f"{more}: the workers read the inputs at the paths given, so they need to be on "
+            "storage every machine shares (README: Scaling out on Dask)"
+        )
     errors = [s.error for s in summaries if s.error]
     if errors:
         more = f" (and {len(errors) - 1} more files)" if len(errors) > 1 else ""
@@ -1022,7 +1083,32 @@ def write_parts(client: Client, frames: list[Future], folder: Path, index: bool 
     for old in folder.glob("part-*.parquet"):
         old.unlink()
     paths = [part_file(folder, i) for i in range(len(frames))]
-    return sum(client.gather(client.map(_write, frames, paths, index=index, retries=RETRIES)))
+    rows = sum(client.gather(client.map(_write, frames, paths, index=index, retries=RETRIES)))
+    _check_seen(folder, paths)
+    return rows
+
+
+SEEN_WAIT = 5.0  # seconds the client waits to see what the workers wrote (a shared mount's lag)
+
+
+def _check_seen(folder: Path, paths: Sequence[Path]) -> None:
+    """The parts the workers wrote, as this machine sees them: a worker without the shared
+    storage wrote them to its own disk, and the run said "wrote N parts" over an empty
+    folder (tester L). The folder is listed afresh (a network file system reads a listing
+    again when the folder is opened) until every part is there, or for SEEN_WAIT seconds."""
+    deadline = time.monotonic() + SEEN_WAIT
+    while True:
+        names = set(os.listdir(folder))
+        unseen = [path for path in paths if path.name not in names]
+        if not unseen:
+            return
+        if time.monotonic() > deadline:
+            raise ConfigError(
+                f"{folder}: the workers wrote {plural(len(unseen), 'part')} that this machine "
+                f"does not see ({unseen[0].name}{', ...' if len(unseen) > 1 else ''}): is --out "
+                "on storage every machine shares? (README: Scaling out on Dask)"
+            )
+        time.sleep(0.5)
 
 
 def value_counts(client: Client, frames: list[Future], column: str) -> pd.Series:

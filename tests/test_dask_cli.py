@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -373,6 +377,7 @@ def test_ctrl_c_while_a_remote_cluster_trains_cancels_the_rest_and_says_what_run
     assert "dask: cancelled this command's tasks; 2 already running on the cluster's workers" in (
         said
     )
+    assert "(Dask cannot stop a running task; a booster in training runs all its rounds)" in said
     assert f"dashboard, {dask_client.dashboard_link}, shows them" in said
     stopped = time.monotonic()
     while any(dask_client.run(lambda dask_worker: len(dask_worker.state.executing)).values()):
@@ -473,3 +478,197 @@ def test_more_partitions_than_customers_is_warned_of(home, dask_client):
     said = f"warning: {empty} of the 8 partitions hold no customer: --partitions 8 is more than"
     assert said in done.stderr, done.stderr
     assert "hold no customer" not in run(home, *argv, "--partitions", "1").stderr
+
+
+@dataclass(frozen=True)
+class _Machines:
+    """A cluster of processes, each in a session of its own as on a machine of its own."""
+
+    address: str
+    scheduler: subprocess.Popen
+    workers: list[subprocess.Popen]
+
+
+@contextlib.contextmanager
+def _cluster_of_processes(
+    folder: Path, workers: int, hidden: Path | None = None
+) -> Iterator[_Machines]:
+    """`dask scheduler` and `workers` single-threaded `dask worker`s, started as a user starts
+    them (each worker in its own working folder under `folder`); killed at the end. `hidden`:
+    a folder the first worker sees empty (a tmpfs over it in a mount namespace of its own), as
+    a machine without the shared mount sees it; skipped where no namespace can be made."""
+    distributed = pytest.importorskip("distributed")
+    if hidden is not None:
+        probe = ["unshare", "-m", "sh", "-c", f"mount -t tmpfs none '{hidden}'"]
+        if subprocess.run(probe, capture_output=True).returncode != 0:
+            pytest.skip("no mount namespace here (unshare -m needs root)")
+    dask_cli = str(Path(sys.executable).parent / "dask")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    started: list[subprocess.Popen] = []
+    try:
+        started.append(subprocess.Popen(
+            [dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+             "--dashboard-address", ":0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        ))  # fmt: skip
+        for i in range(workers):
+            argv = [dask_cli, "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
+                    "--no-dashboard"]  # fmt: skip
+            if hidden is not None and i == 0:
+                mount = 'mount -t tmpfs none "$0" && exec "$@"'
+                argv = ["unshare", "-m", "sh", "-c", mount, str(hidden), *argv]
+            own = folder / f"worker-{i}"
+            own.mkdir(parents=True)
+            started.append(subprocess.Popen(
+                argv, cwd=own, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            ))  # fmt: skip
+        with distributed.Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield _Machines(address, started[0], started[1:])
+    finally:
+        for proc in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def _run_until(
+    home: Path, log: Path, after: str, then: Callable[[], None], *args: str,
+    until: Callable[[], bool] | None = None, wait: float = 0,
+) -> tuple[int, str]:  # fmt: skip
+    """`crm-ltv ARGS`, with `then()` done `wait` seconds after it says `after` (and `until`
+    holds): its exit code and what it wrote to stderr."""
+    env = {**os.environ, "CRM_LTV_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while after not in log.read_text() or (until is not None and not until()):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        time.sleep(wait)
+        then()
+        return proc.wait(timeout=120), log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_scheduler_lost_mid_run_is_one_clear_error(home, tmp_path):
+    """The scheduler stopped while the command loaded: a 112-line traceback and exit 1 (Dask's
+    FutureCancelledError "scheduler-connection-lost"), tester L."""
+    with _cluster_of_processes(tmp_path, 1) as machines:
+        code, said = _run_until(
+            home, tmp_path / "features.err", "loading 5 transaction file(s)",
+            lambda: os.killpg(machines.scheduler.pid, signal.SIGKILL),
+            "features", "--engine", "dask", "--scheduler", machines.address,
+            "--transactions", str(home / "parts"), "--out", str(tmp_path / "out"),
+        )  # fmt: skip
+    assert code == 2 and "Traceback" not in said, said
+    assert _not_progress(said) == [
+        f"error: --scheduler {machines.address}: lost the connection to the scheduler mid-run; "
+        "the command's work on the cluster is lost: check that the scheduler still runs (its "
+        "log says why it stopped) and is reachable from here, then run the command again"
+    ], said
+
+
+def test_a_worker_lost_while_lightgbm_trains_is_not_worded_as_a_setting(home, tmp_path):
+    """One of lightgbm.dask's workers killed: the other's "Socket recv error, Connection reset
+    by peer" read "LightGBM refused a setting (params in configs/train.yaml ...)", tester L.
+    Killed 5 s into the training, as the tester did: one killed while the workers still link
+    leaves the other waiting for it (lightgbm.dask's time_out, 120 minutes)."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        _cluster_of_processes(tmp_path, 2) as machines,
+        distributed.Client(machines.address) as client,
+    ):
+
+        def both_workers_train() -> bool:
+            def training(dask_worker: Any) -> bool:
+                return any("_train_part" in str(t.key) for t in dask_worker.state.executing)
+
+            return sum(client.run(training).values()) == 2
+
+        code, said = _run_until(
+            home, tmp_path / "train.err", "training churn booster",
+            lambda: os.killpg(machines.workers[1].pid, signal.SIGKILL),
+            "train", "--engine", "dask", "--scheduler", machines.address,
+            "--transactions", str(home / "parts"), until=both_workers_train, wait=5,
+        )  # fmt: skip
+    assert code == 2 and "Traceback" not in said, said
+    error = _not_progress(said)[-1]
+    assert error.startswith(
+        "error: LightGBM's training on the cluster lost a worker, or the network between the "
+        "workers broke ("
+    ), said
+    assert "refused a setting" not in said
+
+
+def test_what_a_worker_cannot_see_of_the_shared_storage_is_one_clear_error(home, tmp_path):
+    """A worker without the shared mount: its parts of --out went to its own disk, and the run
+    said "wrote 1 parts to DIR" over a folder empty on the client; an input it cannot see
+    read as a wrong path ("no such file"), tester L."""
+    hidden = tmp_path / "shared"
+    hidden.mkdir()
+    with _cluster_of_processes(tmp_path, 1, hidden=hidden) as machines:
+        out = hidden / "features"
+        args = ("--engine", "dask", "--scheduler", machines.address, "--partitions", "2")
+        done = run(home, "features", *args, "--transactions", str(home / "parts"),
+                   "--out", str(out))  # fmt: skip
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert _not_progress(done.stderr) == [
+            f"error: {out}: the workers wrote 2 parts that this machine does not see "
+            "(part-00000.parquet, ...): is --out on storage every machine shares? (README: "
+            "Scaling out on Dask)"
+        ], done.stderr
+        assert list(out.iterdir()) == []
+        shutil.copytree(home / "parts", hidden / "parts")
+        done = run(home, "features", *args, "--transactions", str(hidden / "parts"),
+                   "--out", str(tmp_path / "features"))  # fmt: skip
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        worker = re.search(r"a worker \((tcp://[^)]+)\)", done.stderr)
+        assert worker is not None, done.stderr
+        assert _not_progress(done.stderr) == [
+            f"error: {hidden / 'parts/tx-0.parquet'}: a worker ({worker[1]}) could not see this "
+            "file, which this machine sees (and 4 more files): the workers read the inputs at "
+            "the paths given, so they need to be on storage every machine shares (README: "
+            "Scaling out on Dask)"
+        ], done.stderr
+
+
+def test_parts_are_counted_in_words(home, dask_client, tmp_path):
+    done = run(home, "features", "--engine", "dask", "--scheduler", dask_client.scheduler.address,
+               "--partitions", "1", "--transactions", str(home / "parts"),
+               "--out", str(tmp_path / "one"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"wrote 1 part to {tmp_path / 'one'}" in done.stderr  # was "wrote 1 parts"
+
+
+def test_an_error_on_a_remote_cluster_says_what_still_runs_with_boosters_only_in_training(
+    dask_client,
+):
+    """The line said "a booster in training runs all its rounds" after a data error in
+    `features`, where no booster runs (tester L); the tasks still running are said."""
+    from crm_ltv.features import cluster
+    from crm_ltv.features.contract import DataError
+
+    def running() -> int:
+        return sum(dask_client.run(lambda dask_worker: len(dask_worker.state.executing)).values())
+
+    said: list[str] = []
+    address = dask_client.scheduler.address
+    with pytest.raises(DataError), cluster.connect(address, said.append) as client:
+        sleeping = client.submit(time.sleep, 3)  # held, as the command holds its tasks
+        while not running():
+            time.sleep(0.05)
+        raise DataError(f"rejected rows above the limit ({sleeping.status})")
+    assert said[-1] == (
+        "dask: cancelled this command's tasks; 1 already running on the cluster's workers run to "
+        "their end (Dask cannot stop a running task): the cluster's dashboard, "
+        f"{dask_client.dashboard_link}, shows them"
+    )
