@@ -474,7 +474,14 @@ def compare_groups(
             for group, x, n in (("treatment", x_t, n_t), ("control", x_c, n_c))
             if n
         }
-        return out | rates | ({"test": NOT_DRAWN} if undrawn else {})
+        # and its revenue per contact, as the rate: 4 contacts without a purchase read
+        # rate_treatment 0.0 beside a blank revenue_treatment (tester J)
+        revenue = {
+            f"revenue_{group}": float(np.nanmean(values))
+            for group, values in (("treatment", revenue_t), ("control", revenue_c))
+            if (~np.isnan(values)).any()
+        }
+        return out | rates | revenue | ({"test": NOT_DRAWN} if undrawn else {})
     p_t, p_c = x_t / n_t, x_c / n_c
     alpha = config.alpha
     low, high = confint_proportions_2indep(x_t, n_t, x_c, n_c, method="newcombe", alpha=alpha)
@@ -552,6 +559,13 @@ def revenue_difference(
         "revenue_p_value": float(result.pvalue),
     }
     return out
+
+
+def srm_tested(n_treatment: int | pd.Series, n_control: int | pd.Series) -> bool | pd.Series:
+    """Whether a comparison's sample-ratio p-value is shown (the CLI) and logged (MLflow): only
+    where both groups have contacts. A group alone has no split to test: its p-value (1/0:
+    0.46; 4/0: 0.0455) would read as one. Scalars or Series alike."""
+    return (n_treatment > 0) & (n_control > 0)
 
 
 def srm_check(

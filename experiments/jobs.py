@@ -14,7 +14,13 @@ import pandas as pd
 
 from crm_ltv.experiments import ab, balance, cohorts, plots
 from crm_ltv.experiments.config import AbConfig, BalanceConfig, CohortConfig
-from crm_ltv.experiments.text import p_said, plan_note, plan_rates, plan_sizes
+from crm_ltv.experiments.text import (
+    OUTSIDE_CATALOGUE,
+    p_said,
+    plan_note,
+    plan_rates,
+    plan_sizes,
+)
 from crm_ltv.experiments.tracking import (
     experiment_run,
     file_datasets,
@@ -108,16 +114,10 @@ def run_ab(
     by_segment = ab.ab_table(outcomes, config, by, share_option) if by is not None else None
     balance_config = balance_config if balance_config is not None else BalanceConfig()
     if features is not None:
-        checked = balance.action_balance(
-            outcomes.frame.assign(treated=outcomes.frame["group"].astype(str).eq(ab.TREATMENT)),
-            features.iloc[outcomes.rows].reset_index(drop=True),
-            balance_config,
-            default_share=config.expected_treatment_share,
-        )
-        by_action = _with_balance(by_action, checked)
+        by_action = with_balance(by_action, outcomes, features, balance_config, config)
     sent = outcomes.frame["sent_at"]
-    run_note = (
-        f"{len(outcomes.frame):,} contacts with an outcome from {source} "
+    run_note = (  # the file as the `campaigns_file` param names it (tester J: as typed)
+        f"{len(outcomes.frame):,} contacts with an outcome from {logged_path(source)} "
         f"({sent.min():%Y-%m-%d} to {sent.max():%Y-%m-%d}; {outcomes.without_outcome:,} "
         f"without one left out"
         + (
@@ -133,7 +133,8 @@ def run_ab(
         + f" Sample-ratio check against an expected treatment share of {split.text}."
         + (f" Balance not checked: {balance_unchecked}." if balance_unchecked else "")
     )
-    name = "ab by action" + (f" and {by}" if by else "")
+    # the file's name too: runs on the sample and on a shop's campaigns read alike (tester J)
+    name = "ab by action" + (f" and {by}" if by else "") + f" on {Path(source).name}"
     with experiment_run(
         paths, config.experiment, AB_NOTE, name, run_note, "ab", (source, *segment_files)
     ) as run_id:
@@ -162,24 +163,39 @@ def run_ab(
         keys = ["action"] if by is None else ["action", str(by)]
         units = {" / ".join(str(row[k]) for k in keys): row for _, row in table.iterrows()}
         differ = imbalanced_actions(by_action)
+        balances = _balance_tags(by_action)
         log_children(
-            "action",
+            "action" if by is None else "segment",  # tester J: segments read as actions
             {name: _ab_metrics(row) for name, row in units.items()},
             {name: _ab_child_note(row, keys, differ) for name, row in units.items()},
-            {name: _ab_tags(row, keys) for name, row in units.items()},
+            {name: _ab_tags(row, keys, balances) for name, row in units.items()},
             datasets,
         )
-        log_table(by_action, "ab_by_action")
+        log_table(_srm_as_shown(by_action), "ab_by_action")
         log_figure(plots.lift_plot(by_action, ["action"]), "lift_by_action")
         if by_segment is not None:
-            log_table(by_segment, f"ab_by_action_and_{by}")
-            log_figure(plots.lift_plot(by_segment, ["action", str(by)]), f"lift_by_{by}")
+            log_table(_srm_as_shown(by_segment), f"ab_by_action_and_{by}")
+            segments_plot = plots.lift_plot(by_segment, ["action", str(by)], differ)
+            log_figure(segments_plot, f"lift_by_{by}")
     return AbResult(by_action, by_segment, outcomes, run_id, split)
 
 
-def _with_balance(table: pd.DataFrame, checked: dict[str, balance.Balance]) -> pd.DataFrame:
+def with_balance(
+    table: pd.DataFrame,
+    outcomes: ab.Outcomes,
+    features: pd.DataFrame,
+    balance_config: BalanceConfig,
+    config: AbConfig,
+) -> pd.DataFrame:
     """The by-action table with each action's balance columns (balance.COLUMNS; NaN for an
-    action without treated contacts)."""
+    action without treated contacts): its treatment and control compared on `features` (each
+    campaign row's at send time, rows as in the campaigns file)."""
+    checked = balance.action_balance(
+        outcomes.frame.assign(treated=outcomes.frame["group"].astype(str).eq(ab.TREATMENT)),
+        features.iloc[outcomes.rows].reset_index(drop=True),
+        balance_config,
+        default_share=config.expected_treatment_share,
+    )
     found = pd.DataFrame(
         [{"action": a, **balance.balance_columns(b)} for a, b in checked.items()],
         columns=["action", *balance.COLUMNS],
@@ -228,8 +244,11 @@ def _ab_headline(table: pd.DataFrame) -> str:
         parts.append(f"{len(losses)} lower it significantly ({', '.join(losses['action'])})")
     if differ:
         parts.append(f"{', '.join(f'{a} ({said})' for a, said in differ.items())}: {NOT_CAUSAL}")
-    srm = table.loc[table["srm_mismatch"].fillna(False).astype(bool), "action"].tolist()
-    parts.append(f"sample-ratio mismatch in {srm}" if srm else "no sample-ratio mismatch")
+    srm = table.loc[table["srm_mismatch"].fillna(False).astype(bool), "action"].astype(str)
+    # plain words: it printed a Python list, "in ['recommendation']" (tester J)
+    parts.append(
+        f"sample-ratio mismatch in {', '.join(srm)}" if len(srm) else "no sample-ratio mismatch"
+    )
     return "; ".join(parts) + "."
 
 
@@ -283,13 +302,56 @@ AB_METRICS = {  # column of ab_table -> the metric name every action's child run
 
 
 def _ab_metrics(row: pd.Series) -> dict[str, float]:
-    return {name: row[column] for column, name in AB_METRICS.items() if column in row}
+    """The metrics of a unit; no SRM p-value where the CLI shows none (ab.srm_tested)."""
+    untested = set() if ab.srm_tested(row["n_treatment"], row["n_control"]) else {"srm_p_value"}
+    return {
+        name: row[column]
+        for column, name in AB_METRICS.items()
+        if column in row and column not in untested
+    }
 
 
-def _ab_tags(row: pd.Series, keys: list[str]) -> dict[str, str]:
-    """The unit's keys, and the test its p-value comes from (z or Fisher), as the table says."""
+def _srm_as_shown(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as logged: the SRM p-value blank where the CLI shows '-' (ab.srm_tested: a
+    group alone has no split to test, yet its p of 0.0455 read as significant in the UI)."""
+    tested = ab.srm_tested(table["n_treatment"], table["n_control"])
+    return table.assign(srm_p_value=table["srm_p_value"].where(tested))
+
+
+def _balance_tags(table: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Per action with a feature compared (the CLI's balance column shows one, not '-'), its
+    balance as tags a search filters on (`tags.balance_imbalanced = 'true'`): the verdict and
+    the worst feature's name, which the metrics cannot carry."""
+    if "balance_feature" not in table:
+        return {}
+    return {
+        str(r.action): {
+            "balance_imbalanced": _flag(r.balance_imbalanced),
+            "balance_worst_feature": r.balance_feature,
+        }
+        for r in table.itertuples()
+        if isinstance(r.balance_feature, str)
+    }
+
+
+def _flag(value: object) -> str:
+    return str(bool(value)).lower()
+
+
+def _ab_tags(
+    row: pd.Series, keys: list[str], balances: dict[str, dict[str, str]] | None = None
+) -> dict[str, str]:
+    """The unit's keys, the test its p-value comes from (z or Fisher), as the table says, and
+    what the CLI's line flags, as tags a search filters on (tester J): `srm_mismatch`,
+    `in_catalogue` and the action's balance (`balances`, _balance_tags: a segment's is its
+    action's, as its note says)."""
     test = row.get("test")
-    return {k: str(row[k]) for k in keys} | ({"test": test} if isinstance(test, str) else {})
+    return (
+        {k: str(row[k]) for k in keys}
+        | ({"test": test} if isinstance(test, str) else {})
+        | {"srm_mismatch": _flag(row["srm_mismatch"]), "in_catalogue": _flag(row["in_catalogue"])}
+        | (balances or {}).get(str(row["action"]), {})
+    )
 
 
 def _ab_child_note(row: pd.Series, keys: list[str], differ: dict[str, str] | None = None) -> str:
@@ -297,8 +359,11 @@ def _ab_child_note(row: pd.Series, keys: list[str], differ: dict[str, str] | Non
     after the lift."""
     unit = ", ".join(f"{k} {row[k]}" for k in keys)
     sizes = f"{unit}: {int(row['n_treatment']):,} treated, {int(row['n_control']):,} controls"
+    flags = _srm_said(row) + (
+        "" if row["in_catalogue"] else f" Not in the action catalogue: {OUTSIDE_CATALOGUE}."
+    )
     if pd.isna(row.get("lift_abs")):
-        return f"{sizes}: one group is empty, nothing to compare."
+        return f"{sizes}: one group is empty, nothing to compare.{flags}"
     said = (differ or {}).get(str(row["action"]))
     warning = f" {NOT_CAUSAL[0].upper()}{NOT_CAUSAL[1:]} ({said})." if said else ""
     return (
@@ -312,6 +377,24 @@ def _ab_child_note(row: pd.Series, keys: list[str], differ: dict[str, str] | Non
         )
         + "."
         + warning
+        + flags
+    )
+
+
+def _srm_said(row: pd.Series) -> str:
+    """What the CLI's SRM column flags (MISMATCH), in words, with the p-value where it shows
+    one (ab.srm_tested)."""
+    if not row["srm_mismatch"]:
+        return ""
+    p = (
+        f" (p {p_said(row['srm_p_value'])})"
+        if ab.srm_tested(row["n_treatment"], row["n_control"])
+        else ""
+    )
+    return (
+        f" Sample-ratio MISMATCH{p}: the group sizes refute the expected treatment share of "
+        f"{row['expected_treatment_share']:g}; the assignment or its logging is broken, and the "
+        "lift cannot be trusted."
     )
 
 

@@ -3,6 +3,8 @@ retention and lifecycle transitions as annotated heatmaps."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
@@ -11,13 +13,32 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+# The lift plot's colours, each a verdict, and what its legend says of it.
+IMBALANCED_COLOUR = "tab:orange"
+VERDICTS = {  # colour -> what it says in the legend
+    "tab:blue": "significant gain",
+    "tab:red": "significant loss",
+    "tab:gray": "not significant",
+    IMBALANCED_COLOUR: "imbalanced: not causal (groups differ before the send)",
+}
+NOT_CAUSAL_LABEL = "imbalanced: not causal"
+SRM_LABEL = "SRM mismatch"
 
 
-def lift_plot(table: pd.DataFrame, label_columns: list[str]) -> Figure:
-    """Absolute conversion lift per row with its interval; zero marked, significant rows dark."""
+def lift_plot(
+    table: pd.DataFrame, label_columns: list[str], imbalanced: Collection[str] = ()
+) -> Figure:
+    """Absolute conversion lift per row with its interval; zero marked. The colours follow the
+    run's verdict: a significant gain or loss only where the action's groups were alike before
+    the send; an IMBALANCED action (its `balance_imbalanced` column, or named in `imbalanced`:
+    the by-segment table has no balance of its own) in its own colour, since its difference is
+    no causal lift (tester J: drawn blue as a win while the run counted no win), and a
+    sample-ratio mismatch ringed and named beside its label. The legend says which is which."""
     labels = [" / ".join(str(v) for v in row) for row in table[label_columns].to_numpy()]
     y = np.arange(len(table))[::-1]
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.35 * len(table)), dpi=100)
+    fig, ax = plt.subplots(figsize=(7, 1.6 + 0.35 * len(table)), dpi=100, layout="constrained")
     lift = table["lift_abs"].to_numpy("float64") * 100
     low = table["lift_abs_low"].to_numpy("float64") * 100
     high = table["lift_abs_high"].to_numpy("float64") * 100
@@ -25,18 +46,38 @@ def lift_plot(table: pd.DataFrame, label_columns: list[str]) -> Figure:
     # alone the column is there but empty (nothing to adjust), and every point read grey
     column = "significant_holm" if len(label_columns) > 1 else "significant"
     significant = table[column].fillna(False).astype(bool).to_numpy()
+    differ = table["action"].astype(str).isin(set(imbalanced)).to_numpy()
+    if "balance_imbalanced" in table:
+        differ = differ | table["balance_imbalanced"].eq(True).to_numpy()
+    mismatch = table["srm_mismatch"].fillna(False).astype(bool).to_numpy()
     colour = np.where(significant, np.where(lift < 0, "tab:red", "tab:blue"), "tab:gray")
+    colour = np.where(differ, IMBALANCED_COLOUR, colour)
     ax.hlines(y, low, high, colors=colour, lw=2)
+    if mismatch.any():  # a ring around the point (drawn first: the points stay on top)
+        ax.scatter(lift[mismatch], y[mismatch], s=160, facecolors="none", edgecolors="k",
+                   linewidths=1.5, zorder=2)  # fmt: skip
     ax.scatter(lift, y, c=colour, zorder=3)
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_yticks(y, labels)
+    marks = [
+        ", ".join(([NOT_CAUSAL_LABEL] if d else []) + ([SRM_LABEL] if m else []))
+        for d, m in zip(differ, mismatch, strict=True)
+    ]
+    ax.set_yticks(y, [f"{t}  ({m})" if m else t for t, m in zip(labels, marks, strict=True)])
     ax.set(
         title="Conversion lift, treatment minus control (95% interval)",
         xlabel="lift (percentage points); significant: blue a gain, red a loss"
         + (" (Holm-adjusted p)" if column == "significant_holm" else ""),
     )
+    shown = [c for c in VERDICTS if c in set(colour)]
+    handles = [Line2D([], [], color=c, marker="o", lw=2, label=VERDICTS[c]) for c in shown]
+    if mismatch.any():
+        handles.append(
+            Line2D([], [], ls="", marker="o", ms=12, mfc="none", mec="k",
+                   label=f"{SRM_LABEL}: group sizes refute the expected split")
+        )  # fmt: skip
+    # under the axis label whatever the rows: in the figure's own margin
+    fig.legend(handles=handles, loc="outside lower center", fontsize=7, frameon=False, ncols=2)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
     return fig
 
 

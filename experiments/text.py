@@ -6,9 +6,12 @@ import math
 
 import pandas as pd
 
-from crm_ltv.experiments.ab import NOT_DRAWN, Plan
+from crm_ltv.experiments.ab import NOT_DRAWN, Plan, srm_tested
 from crm_ltv.experiments.cohorts import ALL_COHORTS, transition_shares
 from crm_ltv.features.actions import DECISIONS, misspelt_action
+
+# What an action outside the catalogue misses (the CLI's footnote, a child run's note).
+OUTSIDE_CATALOGUE = "no uplift model or policy uses it"
 
 
 def _points(value: float, scale: float = 100.0, sign: str = "+") -> str:
@@ -68,8 +71,9 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
                 + " "
                 + _interval(r.get("revenue_diff_low", nan), r.get("revenue_diff_high", nan), 1.0),
                 "MDE pts": _points(r.get("mde_abs", nan), sign=""),
-                # a group alone has no split to test: its p-value (1/0: 0.46) would read as one
-                "SRM p": (_p(r["srm_p_value"]) if r["n_control"] and r["n_treatment"] else "-")
+                "SRM p": (
+                    _p(r["srm_p_value"]) if srm_tested(r["n_treatment"], r["n_control"]) else "-"
+                )
                 + (" MISMATCH" if r["srm_mismatch"] else "")
                 + (" (no control group)" if r["n_control"] == 0 else "")
                 + (" (no treatment group)" if r["n_treatment"] == 0 else ""),
@@ -78,9 +82,7 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
         )
     shown = pd.DataFrame(rows).to_string(index=False)
     if not table["in_catalogue"].all():
-        shown += (
-            "\n* not in the action catalogue (features.actions): no uplift model or policy uses it"
-        )
+        shown += f"\n* not in the action catalogue (features.actions): {OUTSIDE_CATALOGUE}"
         outside = table.loc[~table["in_catalogue"].astype(bool), "action"].astype(str).unique()
         hints = [(name, misspelt_action(name, DECISIONS)) for name in outside]
         shown += "".join(f"; {n!r} may misspell {m!r}" for n, m in hints if m is not None)

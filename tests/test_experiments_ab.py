@@ -401,6 +401,61 @@ def test_the_lift_plot_marks_what_the_table_calls_significant_per_action_and_per
         assert axes.get_xlabel().endswith(label)
 
 
+def test_the_lift_plot_follows_the_runs_verdict_on_imbalanced_and_mismatched_actions():
+    """Tester J: a targeted campaign (the top spenders treated) was drawn blue, "significant:
+    a gain", while its run said its groups differ before the send, not a causal lift, and
+    counted no win; an SRM mismatch was not marked either. The table is built as `ab` builds
+    it (ab_table, then the balance check on the features at send time)."""
+    from matplotlib.colors import to_hex
+
+    from crm_ltv.experiments.jobs import imbalanced_actions, with_balance
+    from crm_ltv.experiments.plots import lift_plot
+
+    rng = np.random.default_rng(5)
+    spend = pd.Series(rng.lognormal(4.0, 1.0, 800))
+    top = spend.rank(ascending=False).to_numpy() <= 400  # treated: the top half of spenders
+    targeted = pd.DataFrame(
+        {"customer_id": [f"t{i}" for i in range(800)], "action": "vip_invitation",
+         "group": np.where(top, "treatment", "control"), "converted": top & (rng.random(800) < 0.4),
+         "sent_at": pd.Timestamp("2024-01-01")}
+    )  # fmt: skip
+    drawn = rng.random(800) < 0.65  # a randomised send at about 65/35 against 50/50
+    mismatched = pd.DataFrame(
+        {"customer_id": [f"m{i}" for i in range(800)], "action": "recommendation",
+         "group": np.where(drawn, "treatment", "control"), "converted": rng.random(800) < 0.2,
+         "sent_at": pd.Timestamp("2024-01-01")}
+    )  # fmt: skip
+    rows = pd.concat([targeted, mismatched], ignore_index=True)
+    rows["revenue"] = rows["converted"] * 10.0
+    features = pd.DataFrame({"monetary": np.r_[spend, rng.lognormal(4.0, 1.0, 800)]})
+    outcomes = campaign_outcomes(rows)
+    table = ab_table(outcomes, CONFIG)
+    table = with_balance(table, outcomes, features, ExperimentsConfig().balance, CONFIG)
+    assert table["action"].tolist() == ["recommendation", "vip_invitation"]
+    assert table["significant"].tolist() == [False, True]  # the selection reads as a win
+    assert table["balance_imbalanced"].tolist() == [False, True]
+    assert table["srm_mismatch"].tolist() == [True, False]
+
+    figure = lift_plot(table, ["action"])
+    axes = figure.axes[0]
+    colours = [to_hex(c) for c in axes.collections[-1].get_facecolors()]
+    assert colours == [to_hex("tab:gray"), to_hex("tab:orange")]  # not blue: no win
+    labels = [t.get_text() for t in axes.get_yticklabels()]  # the table's rows, top down
+    assert labels == ["recommendation  (SRM mismatch)", "vip_invitation  (imbalanced: not causal)"]
+    (legend,) = ([t.get_text() for t in found.get_texts()] for found in figure.legends)
+    assert legend[0] == "not significant"
+    assert legend[1].startswith("imbalanced: not causal")
+    assert legend[2].startswith("SRM mismatch")
+    # per segment the table has no balance of its own: the action's verdict is passed
+    segments = ab_table(campaign_outcomes(rows.assign(stage="loyal")), CONFIG, "stage")
+    axes = lift_plot(segments, ["action", "stage"], imbalanced_actions(table)).axes[0]
+    colours = [to_hex(c) for c in axes.collections[-1].get_facecolors()]
+    assert colours[1] == to_hex("tab:orange")
+    assert (
+        axes.get_yticklabels()[1].get_text() == "vip_invitation / loyal  (imbalanced: not causal)"
+    )
+
+
 def test_a_plan_shows_the_lift_it_was_asked_and_says_when_ab_would_test_it_exactly():
     """Tester I: a lift of 0.0001 read '9.00% -> 9.00% (+0.0% relative, +0.00 points)', and 7
     customers per group came without a word on the approximation behind it. Review: a target
@@ -438,7 +493,8 @@ def test_run_notes_give_p_values_and_payback_as_the_tables_do():
     row = pd.Series({"action": "win_back", "n_treatment": 10, "n_control": 9,
                      "rate_treatment": 0.2, "rate_control": 0.1, "lift_abs": 0.1,
                      "lift_abs_low": -0.1, "lift_abs_high": 0.3, "p_value": 4.28e-21,
-                     "p_value_holm": 0.89994})  # fmt: skip
+                     "p_value_holm": 0.89994, "srm_mismatch": False,
+                     "in_catalogue": True})  # fmt: skip
     note = _ab_child_note(row, ["action"])
     assert "p < 0.0001, Holm-adjusted p = 0.8999." in note, note
     channel = SimpleNamespace(channel="affiliate", customers=5, mean_cac=9.29,

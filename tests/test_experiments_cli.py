@@ -102,11 +102,18 @@ def test_ab_prints_a_row_per_action_and_logs_its_experiment(home):
     )  # one per action and segment with the same metric names (a figure a tiny segment lacks,
     # e.g. an interval, is left out rather than logged as NaN)
     assert {c.data.tags["data_sha256"] for c in children} == {file_sha256(*read)}
+    # segments, not actions (tester J: `tags.kind = 'action'` mixed them with plain runs')
+    assert {c.data.tags["kind"] for c in children} == {"segment"}
+    # the action's balance as a tag of each of its segments, as their notes give it
+    assert {c.data.tags["balance_imbalanced"] for c in children} == {"false"}
+    assert {c.data.tags["srm_mismatch"] for c in children} == {"false"}
     # the balance is an action's, logged in its child run without --by (and in the tables)
     names = set(AB_METRICS.values()) - {"balance_worst_smd", "balance_worst_p_value"}
-    assert all(
-        {"contacts_treatment", "srm_p_value"} <= set(c.data.metrics) <= names for c in children
-    )
+    assert all({"contacts_treatment"} <= set(c.data.metrics) <= names for c in children)
+    # an SRM p-value where both groups have contacts, as the CLI shows one (tester J)
+    for c in children:
+        both = c.data.metrics["contacts_treatment"] > 0 and c.data.metrics["contacts_control"] > 0
+        assert ("srm_p_value" in c.data.metrics) == both
     assert set().union(*(c.data.metrics for c in children)) == names  # each logged somewhere
     win_back = [c for c in children if c.data.tags["action"] == "win_back"]
     assert {c.data.tags["rfm_segment"] for c in win_back} >= {"Champions"}
@@ -176,6 +183,16 @@ def test_ab_warns_that_a_targeted_campaign_is_no_causal_lift(home, tmp_path):
     assert ", 1 action. " in note and "the difference is not a causal lift" in note
     assert "raise conversion" not in note
     assert done.data.metrics["actions_imbalanced"] == 1
+    # its child run says so as tags a search filters on, with the feature (tester J)
+    (child,) = _client(home).search_runs(
+        [done.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"
+    )
+    assert child.data.tags["kind"] == "action"
+    assert child.data.tags["balance_imbalanced"] == "true"
+    assert child.data.tags["balance_worst_feature"] == found[1]
+    assert (
+        f"not a causal lift ({found[1]} SMD +{found[2]}" in child.data.tags["mlflow.note.content"]
+    )
     assert done.data.metrics["actions_significant_win"] == 0
     assert done.data.params["balance_checked"] == "True"
 
@@ -233,6 +250,38 @@ def test_ab_analyses_actions_outside_the_catalogue_and_marks_them(home, tmp_path
     sizes, rate_t, rate_c, lift = uncontrolled.split()[1:5]
     assert sizes.endswith("/0") and rate_t.endswith("%") and (rate_c, lift) == ("-", "-")
     assert "MISMATCH" in uncontrolled and "nan" not in uncontrolled
+    # MLflow says what the CLI's lines say (tester J): tags to filter on, the notes, plain text
+    run_id = result.stdout.split("MLflow run ", 1)[1].split()[0]
+    client = _client(home)
+    parent = client.get_run(run_id)
+    assert "sample-ratio mismatch in vip_invitation." in parent.data.tags["mlflow.note.content"]
+    children = {
+        c.data.tags["action"]: c
+        for c in client.search_runs(
+            [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"
+        )
+    }
+    outside = children["winback_discount"]
+    assert outside.data.tags["in_catalogue"] == "false"
+    assert (
+        "Not in the action catalogue: no uplift model or policy uses it."
+        in (outside.data.tags["mlflow.note.content"])
+    )
+    assert children["welcome_offer"].data.tags["in_catalogue"] == "true"
+    lone = children["vip_invitation"]
+    assert lone.data.tags["srm_mismatch"] == "true" and "balance_imbalanced" not in lone.data.tags
+    assert (
+        "Sample-ratio MISMATCH: the group sizes refute the expected treatment share of 0.5"
+        in (lone.data.tags["mlflow.note.content"])
+    )
+    # no control group: no SRM p-value, as the CLI shows '-' (it read as a test in the UI)
+    assert "srm_p_value" not in lone.data.metrics and "- MISMATCH (no control" in uncontrolled
+    assert "srm_p_value" in children["welcome_offer"].data.metrics
+    logged = client.download_artifacts(run_id, "tables/ab_by_action.json")
+    table = pd.read_json(logged, orient="split").set_index("action")
+    assert pd.isna(table.at["vip_invitation", "srm_p_value"])
+    # its treatment's revenue per contact, as its rate (it was blank beside the rate)
+    assert table.at["vip_invitation", "revenue_treatment"] >= 0
     unknown = run(home, "ab", "--by", "favourite_colour")
     assert unknown.returncode == 2 and "--by 'favourite_colour'" in unknown.stderr
 
@@ -369,6 +418,10 @@ def test_ab_logs_the_files_it_read_by_absolute_path(home):
     run_id = result.stdout.split("MLflow run ", 1)[1].split()[0]
     found = _client(home).get_run(run_id)
     assert found.data.params["campaigns_file"] == str(sample / "campaigns.csv")
+    # runs on other files have other names (tester J: four runs named 'ab by action')
+    assert found.info.run_name == "ab by action and acquisition_channel on campaigns.csv"
+    # and the note as the param (tester J: it said the path as typed)
+    assert f"from {sample / 'campaigns.csv'} (" in found.data.tags["mlflow.note.content"]
     sources = {d.dataset.name: d.dataset.source for d in found.inputs.dataset_inputs}
     for table in ("campaigns", "transactions", "customers"):
         assert str(sample / f"{table}.csv") in sources[table]
