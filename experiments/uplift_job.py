@@ -322,7 +322,9 @@ def run_uplift(
         version = register_version(
             model_uri,
             config.model_name,
-            {"run_id": run_id, config.compare: f"{metric:.6f}", **gate_tags(promote, reason)},
+            # the mean over actions, named as the run's metric (it read as one action's)
+            {"run_id": run_id, f"mean_{config.compare}": f"{metric:.6f}"}
+            | gate_tags(promote, reason),
         )
         describe_model(
             config.model_name,
@@ -439,20 +441,23 @@ def _decide(
     uniform = bool(actions) and set(flat) >= set(actions)
     shown = _shown(metric)
     beats_random = not uniform and shown > 0
+    # the mean over actions (the parent's metric `mean_<compare>`), not one action's figure:
+    # each child run has its own `qini_coefficient` (tester J)
+    gate = f"mean {config.compare}"
     if uniform:
         first = (
-            f"{config.compare} {shown:.4f} does not beat a random ranking's 0: every action's "
+            f"{gate} {shown:.4f} does not beat a random ranking's 0: every action's "
             "model predicts one effect for all its customers, so it ranks none above another "
             "(too few contacts for a tree to split? uplift.params min_child_samples)"
         )
     elif shown == 0:
         first = (
-            f"{config.compare} {shown:.4f} does not beat a random ranking's 0: it ranks "
+            f"{gate} {shown:.4f} does not beat a random ranking's 0: it ranks "
             f"customers no better than at random (to the {GATE_DECIMALS} decimals shown)"
         )
     else:
         verdict = "beats" if beats_random else "does not beat"
-        first = f"{config.compare} {shown:.4f} {verdict} a random ranking's 0 ({shown:+.4f})"
+        first = f"{gate} {shown:.4f} {verdict} a random ranking's 0 ({shown:+.4f})"
     notes = [first]
     if flat and not uniform:
         notes.append(
@@ -478,7 +483,7 @@ def _decide(
         GateConfig(compare=config.compare, baseline=None),
         str(comparison.label),
     )
-    notes.append(decision.reason)
+    notes.append(f"mean {decision.reason}")  # "<compare> 0.0123 beats uplift v1's ...", means
     return beats_random and decision.promote, "; ".join(notes)
 
 

@@ -407,10 +407,13 @@ def test_uplift_command_registers_a_gated_model_and_logs_runs(trained, home):
     for action in ("win_back", "welcome_offer", "recommendation", "vip_invitation"):
         assert action in first.stdout
     # The gate without a champion: beat a random ranking (0).
-    metric = float(re.search(r"uplift v1 .*: qini_coefficient (\S+) ", first.stdout)[1])
+    metric = float(re.search(r"uplift v1 .*: mean qini_coefficient (\S+) ", first.stdout)[1])
     assert ("uplift v1 now champion" in first.stdout) == (metric > 0)
     version = client.get_model_version("uplift", "1")
     assert "random ranking" in version.description
+    # the mean over actions, named as the run's metric (each child's is its action's own)
+    assert float(version.tags["mean_qini_coefficient"]) == pytest.approx(metric, abs=1e-4)
+    assert "qini_coefficient" not in version.tags
 
     experiment = client.get_experiment_by_name("crm-ltv-uplift")
     assert "X-learner" in experiment.tags["mlflow.note.content"]
@@ -494,6 +497,8 @@ def test_gate_compares_the_champion_over_the_actions_both_model(gate, tmp_path):
     assert same.new == same.champion == pytest.approx(metric) and same.left_alone is None
     promote, reason = _decide(config, metric, same)
     assert not promote and "does not beat uplift v1's" in reason and "(+0.0000)" in reason
+    # both figures are means over actions, as said (tester J: it read as one action's metric)
+    assert f"; mean qini_coefficient {metric:.4f} does not beat uplift v1's" in reason
     # A champion of win_back only: both sides measured over win_back, not the new mean.
     narrow = replace(bundle, actions={"win_back": bundle.actions["win_back"]})
     only = compare_champion(config, evaluation, contacts, bundle, "uplift v1", narrow)
@@ -507,7 +512,7 @@ def test_gate_compares_the_champion_over_the_actions_both_model(gate, tmp_path):
         promote, reason = _decide(config, given, Comparison())
         verdict = "beats" if promoted else "does not beat"
         assert promote == promoted and reason == (
-            f"qini_coefficient {given:.4f} {verdict} a random ranking's 0 ({given:+.4f}); "
+            f"mean qini_coefficient {given:.4f} {verdict} a random ranking's 0 ({given:+.4f}); "
             "no champion yet"
         )
 
@@ -529,7 +534,7 @@ def test_gate_promotes_no_model_of_one_effect_per_action_on_float_noise(gate):
     for noise in (metric, 7.45e-19, -7.45e-19):
         promote, reason = _decide(config, noise, Comparison(), flat.actions, flat.actions)
         assert not promote and "-0.0000" not in reason
-        assert "qini_coefficient 0.0000 does not beat a random ranking's 0: every action's " \
+        assert "mean qini_coefficient 0.0000 does not beat a random ranking's 0: every action's " \
             "model predicts one effect for all its customers" in reason  # fmt: skip
     # Whatever the model, a metric that shows as 0.0000 ranks no better than random.
     promote, reason = _decide(config, 7.45e-19, Comparison())
