@@ -411,6 +411,9 @@ def test_train_then_score_on_a_cluster(home, dask_client):
     assert trained.returncode == 0, trained.stderr
     assert "with lightgbm.dask" in trained.stderr and "churn: churn v1" in trained.stdout
     assert "refitting both models on every labelled cutoff" in trained.stderr
+    # the LTV line one process prints, with the unit (tester L: not printed on Dask)
+    assert re.search(r"LTV model \(tweedie\): [\d,]+ rounds?, spend in units of [\d,.]+ \(the "
+                     r"training buyers' mean\)", trained.stderr), trained.stderr  # fmt: skip
     metadata = json.loads(next((home / "mlartifacts").rglob("bundle.json")).read_text())["metadata"]
     rows = json.loads((home / "reports/metrics.json").read_text())["rows"]
     params = mlflow_client(home).get_run(metadata["run_id"]).data.params

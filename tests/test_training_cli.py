@@ -96,6 +96,30 @@ def test_the_mlflow_ui_compares_models_and_baselines_in_child_runs(trained):
         )
     }
     assert set(children) == {"lightgbm", "bgnbd", "rfm"}
+    # what tells trainings apart in a search across them (tester J: on the parent only)
+    split = {"horizon_days": "90", "test_cutoff": summary["cutoffs"]["test"],
+             "evaluation": summary["evaluation"]}  # fmt: skip
+    assert all(split.items() <= r.data.tags.items() for r in children.values())
+    assert {k: version_tag for k, version_tag in client.get_model_version("ltv", "1").tags.items()
+            if k in split} == split  # fmt: skip
+    # each file with its own digest, and the run's data_sha256 (of both) named as such: it
+    # read as the transactions file's sha256 (tester J)
+    sample = home / "data/sample"
+    own = file_sha256(sample / "transactions.csv")[:12]
+    assert f"Data `{sample / 'transactions.csv'}` (sha256 `{own}`) and `" in described
+    both = parent.data.tags["data_sha256"][:12]
+    assert f"data_sha256 `{both}` (the run's tag: the hash of them all)" in described
+    assert f"sha256 `{both}`)" not in described
+    # the switch beside bgnbd_as_features, and the money unit of the LTV boosters (tester L)
+    params = parent.data.params
+    assert params["bgnbd_as_offset"] in {"True", "False"} and "bgnbd_as_features" in params
+    (bundle,) = [
+        b
+        for b in (json.loads(f.read_text()) for f in (home / "mlartifacts").rglob("bundle.json"))
+        if b["metadata"]["run_id"] == summary["run_id"]
+    ]
+    assert float(params["ltv_refit_unit"]) == pytest.approx(bundle["ltv"]["unit"], rel=1e-5)
+    assert float(params["ltv_unit"]) > 0
     names = {frozenset(r.data.metrics) for r in children.values()}
     assert len(names) == 1 and {"churn_roc_auc", "ltv_normalized_gini"} <= set(next(iter(names)))
     for name, run_ in children.items():

@@ -80,6 +80,7 @@ from crm_ltv.training.pipeline import (
     fit_baselines,
     labelled_split,
     ltv_model,
+    ltv_model_said,
     newest_cutoff,
     training_weights,
 )
@@ -451,6 +452,7 @@ def train_on_cluster(
     progress(f"fitting BG/NBD inputs on the newest training cutoff ({newest:,} sampled customers)")
     data = ModelData.of(sample, config)
     churn, ltv = _fit_models(split, sample, data, config, params or {}, progress)
+    progress(ltv_model_said(ltv, config))  # the unit, as one process says it (tester L)
     churn.calibrate(
         churn._raw(churn.encode(data.valid)), sample.valid["churned"].to_numpy("float64")
     )

@@ -303,6 +303,15 @@ def _offset_only(model: ChurnModel | LtvModel, what: str) -> str:
     )
 
 
+def ltv_model_said(ltv: LtvModel, config: TrainConfig) -> str:
+    """The progress line of a trained LTV model, on either engine: its rounds and the money
+    unit its boosters learnt spend in."""
+    return (
+        f"LTV model ({config.ltv.objective}): {plural(ltv.best_iteration_, 'round')}, spend in "
+        f"units of {ltv.unit_:,.4g} (the training buyers' mean){_offset_only(ltv, 'value')}"
+    )
+
+
 def _weighing(booster: BoosterConfig) -> str:
     days = booster.cutoff_half_life_days
     return "" if days is None else f" (a row weighs half per {days:g} days before the newest)"
@@ -326,11 +335,7 @@ def train_models(
     progress(f"training LTV model{_weighing(config.ltv)}")
     with heartbeat(progress, "training the LTV model"):
         ltv = fit_ltv(split, data, config, params.get("ltv"))
-    rounds = (
-        f"{plural(ltv.best_iteration_, 'round')}, spend in units of {ltv.unit_:,.4g} (the "
-        f"training buyers' mean){_offset_only(ltv, 'value')}"
-    )
-    progress(f"LTV model ({config.ltv.objective}): {rounds}")
+    progress(ltv_model_said(ltv, config))
     progress("fitting baselines: RFM cells, BG/NBD + Gamma-Gamma")
     bundle = build_bundle(split, data, churn, ltv, config)
     if config.level.seasonal:

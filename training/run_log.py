@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import mlflow
 import pandas as pd
 
+from crm_ltv.features.inputs import input_files
 from crm_ltv.training import plots
 from crm_ltv.training.bundle import Kind, ModelBundle
 from crm_ltv.training.datasets import OUT_OF_CUSTOMER, TimeSplit
@@ -24,6 +26,7 @@ from crm_ltv.training.metrics import decile_table
 from crm_ltv.training.pipeline import Evaluation, TrainedModels
 from crm_ltv.training.reports import ltv_cac_report, segment_report
 from crm_ltv.training.tracking import (
+    file_sha256,
     inherited_provenance,
     killable_run,
     log_datasets,
@@ -80,8 +83,10 @@ def experiment_description() -> str:
         "run's `horizon_days` param and the `<days>` of its name (90 by default).\n\n"
         "- `train-h<days>` runs: one training each; its child runs `lightgbm`, `bgnbd` and "
         "`rfm` carry the same metrics: expand the parent, or filter `tags.model != ''`, and "
-        "compare them in the table or the chart view. Plots and tables are the parent's "
-        "artifacts; the gate's decision is in its description.\n"
+        "compare them in the table or the chart view. Across trainings, compare those of one "
+        "horizon and test snapshot: each child is tagged `horizon_days`, `test_cutoff` and "
+        "`evaluation` (e.g. `tags.model != '' and tags.horizon_days = '90'`). Plots and "
+        "tables are the parent's artifacts; the gate's decision is in its description.\n"
         "- `tune-h<days>` runs: Optuna studies, one child run per trial.\n"
         "- Registered models `churn` and `ltv` (alias `champion`: the version in use).\n\n"
         + METRIC_GLOSSARY
@@ -106,8 +111,23 @@ def margins(evaluation: Evaluation) -> dict[str, float]:
     }
 
 
-def log_model_runs(evaluation: Evaluation, datasets: Sequence[Any]) -> dict[str, str]:
-    """One nested run per model and baseline with the shared metric names; their run ids."""
+def split_tags(split: TimeSplit) -> dict[str, str]:
+    """What makes two trainings' metrics comparable, as tags: the horizon, the test cutoff and
+    how the test was held out (out-of-customer metrics read otherwise). On each registered
+    version, and on each model's child run, where a search across trainings
+    (`tags.model != ''`) put other horizons side by side under the same names (tester J)."""
+    return {
+        "horizon_days": str(split.horizon_days),
+        "test_cutoff": f"{split.plan.test:%Y-%m-%d}",
+        "evaluation": split.evaluation,
+    }
+
+
+def log_model_runs(
+    evaluation: Evaluation, datasets: Sequence[Any], split: TimeSplit
+) -> dict[str, str]:
+    """One nested run per model and baseline with the shared metric names, tagged with the
+    split they were measured on (split_tags); their run ids."""
     ids = {}
     provenance = inherited_provenance()
     for name in MODEL_ORDER:
@@ -115,7 +135,7 @@ def log_model_runs(evaluation: Evaluation, datasets: Sequence[Any]) -> dict[str,
             run_name=name, nested=True, description=MODEL_DESCRIPTIONS[name]
         ) as child:
             kind = "model" if name == "lightgbm" else "baseline"
-            mlflow.set_tags({"model": name, "kind": kind, **provenance})
+            mlflow.set_tags({"model": name, "kind": kind, **provenance, **split_tags(split)})
             log_datasets(datasets, "training")
             mlflow.log_metrics(model_metrics(evaluation, name))
             ids[name] = child.info.run_id
@@ -137,9 +157,12 @@ def compare_link(experiment_id: str, children: Mapping[str, str]) -> str:
     return f"#/compare-runs?runs={runs}&experiments={quote(json.dumps([experiment_id]))}"
 
 
-def run_description(summary: Mapping[str, Any], digest: str, compare: str) -> str:
-    """The parent run's description: what is predicted, on what data, how the models did, and
-    what the gate decided and why."""
+def run_description(
+    summary: Mapping[str, Any], digest: str, compare: str, sources: Sequence[Path]
+) -> str:
+    """The parent run's description: what is predicted, on what data (`sources`, the files
+    read, each with its own digest, and `digest`, the run's data_sha256 of them all), how
+    the models did, and what the gate decided and why."""
     horizon, cutoffs = summary["horizon_days"], summary["cutoffs"]
     evaluation = (
         "out-of-customer (customers held out; the history is too short for out-of-time)"
@@ -148,7 +171,7 @@ def run_description(summary: Mapping[str, Any], digest: str, compare: str) -> st
     )
     lines = [
         f"Churn (no purchase in the next {horizon} days) and LTV (spend in those days) of each "
-        f"customer. Data `{summary['transactions']}` (sha256 `{digest[:12]}`); "
+        f"customer. Data {_data_said(sources, digest)}; "
         f"{len(cutoffs['train'])} training cutoffs {cutoffs['train'][0]}..{cutoffs['train'][-1]}"
         f", validation {cutoffs['validation']}, test {cutoffs['test']} "
         f"({summary['rows']['test']:,} customers); evaluation {evaluation}.",
@@ -170,6 +193,22 @@ def run_description(summary: Mapping[str, Any], digest: str, compare: str) -> st
         verdict = "champion" if reg["promoted"] else "not promoted"
         lines.append(f"- `{reg['model']}` v{reg['version']} ({kind}): {verdict}: {reg['reason']}")
     return "\n".join(lines)
+
+
+def _data_said(sources: Sequence[Path], digest: str) -> str:
+    """Each file read with the digest `sha256sum` prints of it (of a folder or glob, the hash
+    of its files'), and the run's `data_sha256` where it is not that one file's: the
+    combined hash of transactions and customers read as the transactions file's sha256
+    (tester J)."""
+    said = []
+    for source in sources:
+        parts = input_files(source)
+        what = "sha256" if len(parts) == 1 else f"hash of its {len(parts)} files"
+        said.append(f"`{source}` ({what} `{file_sha256(source)[:12]}`)")
+    files = " and ".join(said)
+    if len(sources) == 1 and len(input_files(sources[0])) == 1:
+        return files  # its sha256 is the data_sha256
+    return f"{files}, data_sha256 `{digest[:12]}` (the run's tag: the hash of them all)"
 
 
 def version_description(
