@@ -21,10 +21,15 @@ VERDICTS = {  # colour -> what it says in the legend
     "tab:blue": "significant gain",
     "tab:red": "significant loss",
     "tab:gray": "not significant",
-    IMBALANCED_COLOUR: "imbalanced: not causal (groups differ before the send)",
+    IMBALANCED_COLOUR: "[imbalanced] not causal: the groups differ before the send",
 }
-NOT_CAUSAL_LABEL = "imbalanced: not causal"
-SRM_LABEL = "SRM mismatch"
+# Short marks beside a row's label, spelled out in the legend: long suffixes squeezed the
+# panel (a segment plot's from 4.05 in to 1.59 in, review s18A #1).
+IMBALANCED_MARK = "[imbalanced]"
+SRM_MARK = "[SRM]"
+# The panel's least width (its title and axis label fit over it): the figure grows with its
+# labels instead of the panel shrinking.
+PANEL_WIDTH_IN = 5.5
 
 
 def lift_plot(
@@ -35,7 +40,8 @@ def lift_plot(
     the send; an IMBALANCED action (its `balance_imbalanced` column, or named in `imbalanced`:
     the by-segment table has no balance of its own) in its own colour, since its difference is
     no causal lift (tester J: drawn blue as a win while the run counted no win), and a
-    sample-ratio mismatch ringed and named beside its label. The legend says which is which."""
+    sample-ratio mismatch ringed; each marked beside its label, the legend saying which is
+    which. The figure is widened by what its labels take, so the panel keeps its width."""
     labels = [" / ".join(str(v) for v in row) for row in table[label_columns].to_numpy()]
     y = np.arange(len(table))[::-1]
     fig, ax = plt.subplots(figsize=(7, 1.6 + 0.35 * len(table)), dpi=100, layout="constrained")
@@ -59,10 +65,10 @@ def lift_plot(
     ax.scatter(lift, y, c=colour, zorder=3)
     ax.axvline(0, color="k", lw=0.8)
     marks = [
-        ", ".join(([NOT_CAUSAL_LABEL] if d else []) + ([SRM_LABEL] if m else []))
+        " ".join(([IMBALANCED_MARK] if d else []) + ([SRM_MARK] if m else []))
         for d, m in zip(differ, mismatch, strict=True)
     ]
-    ax.set_yticks(y, [f"{t}  ({m})" if m else t for t, m in zip(labels, marks, strict=True)])
+    ax.set_yticks(y, [f"{t}  {m}" if m else t for t, m in zip(labels, marks, strict=True)])
     ax.set(
         title="Conversion lift, treatment minus control (95% interval)",
         xlabel="lift (percentage points); significant: blue a gain, red a loss"
@@ -73,11 +79,15 @@ def lift_plot(
     if mismatch.any():
         handles.append(
             Line2D([], [], ls="", marker="o", ms=12, mfc="none", mec="k",
-                   label=f"{SRM_LABEL}: group sizes refute the expected split")
+                   label=f"{SRM_MARK} sample-ratio mismatch: group sizes refute the expected split")
         )  # fmt: skip
     # under the axis label whatever the rows: in the figure's own margin
     fig.legend(handles=handles, loc="outside lower center", fontsize=7, frameon=False, ncols=2)
     ax.grid(axis="x", alpha=0.3)
+    fig.canvas.draw()  # lays the labels out: what they leave of the width is the panel's
+    panel = ax.get_position().width * fig.get_figwidth()
+    if panel < PANEL_WIDTH_IN:
+        fig.set_figwidth(fig.get_figwidth() + PANEL_WIDTH_IN - panel)
     return fig
 
 

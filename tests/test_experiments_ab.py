@@ -441,19 +441,53 @@ def test_the_lift_plot_follows_the_runs_verdict_on_imbalanced_and_mismatched_act
     colours = [to_hex(c) for c in axes.collections[-1].get_facecolors()]
     assert colours == [to_hex("tab:gray"), to_hex("tab:orange")]  # not blue: no win
     labels = [t.get_text() for t in axes.get_yticklabels()]  # the table's rows, top down
-    assert labels == ["recommendation  (SRM mismatch)", "vip_invitation  (imbalanced: not causal)"]
+    assert labels == ["recommendation  [SRM]", "vip_invitation  [imbalanced]"]
     (legend,) = ([t.get_text() for t in found.get_texts()] for found in figure.legends)
     assert legend[0] == "not significant"
-    assert legend[1].startswith("imbalanced: not causal")
-    assert legend[2].startswith("SRM mismatch")
+    assert legend[1].startswith("[imbalanced] not causal")
+    assert legend[2].startswith("[SRM] sample-ratio mismatch")
     # per segment the table has no balance of its own: the action's verdict is passed
     segments = ab_table(campaign_outcomes(rows.assign(stage="loyal")), CONFIG, "stage")
     axes = lift_plot(segments, ["action", "stage"], imbalanced_actions(table)).axes[0]
     colours = [to_hex(c) for c in axes.collections[-1].get_facecolors()]
     assert colours[1] == to_hex("tab:orange")
-    assert (
-        axes.get_yticklabels()[1].get_text() == "vip_invitation / loyal  (imbalanced: not causal)"
-    )
+    assert axes.get_yticklabels()[1].get_text() == "vip_invitation / loyal  [imbalanced]"
+
+
+def test_the_lift_plot_keeps_its_panel_wide_beside_long_marked_labels():
+    """Review s18A #1: "(imbalanced: not causal, SRM mismatch)" after each segment's label
+    squeezed a real `--by rfm_segment` plot's panel from 4.05 in (main) to 1.59 in, two x ticks
+    wide. The marks are short, and the figure grows with its labels: the panel keeps its width."""
+    from crm_ltv.experiments.plots import PANEL_WIDTH_IN, lift_plot
+
+    segments = [
+        "Champions",
+        "Loyal Customers",
+        "Can't Lose Them",
+        "At Risk",
+        "Need Attention",
+        "(no purchase yet)",
+        "Hibernating",
+        "About To Sleep",
+        "Promising",
+        "New Customers",
+    ]
+    actions = ["vip_invitation", "recommendation", "win_back", "thank_you", "summer_promo", "birth"]
+    table = pd.DataFrame(
+        [{"action": a, "rfm_segment": s, "lift_abs": 0.05, "lift_abs_low": 0.01,
+          "lift_abs_high": 0.09, "significant_holm": True, "srm_mismatch": a != "win_back"}
+         for a in actions for s in segments]
+    )  # fmt: skip
+
+    def panel(figure) -> float:
+        figure.canvas.draw()
+        return figure.axes[0].get_position().width * figure.get_figwidth()
+
+    marked = lift_plot(table, ["action", "rfm_segment"], {"vip_invitation", "recommendation"})
+    assert marked.axes[0].get_yticklabels()[0].get_text().endswith("  [imbalanced] [SRM]")
+    assert panel(marked) >= PANEL_WIDTH_IN - 0.01 > 4.05  # main's, with no marks at all
+    unmarked = lift_plot(table.assign(srm_mismatch=False), ["action", "rfm_segment"])
+    assert panel(marked) >= panel(unmarked) - 0.01
 
 
 def test_a_plan_shows_the_lift_it_was_asked_and_says_when_ab_would_test_it_exactly():
