@@ -75,7 +75,7 @@ def log_children(
     tags: Mapping[str, Mapping[str, str]] | None = None,
     datasets: Sequence[Any] = (),
 ) -> dict[str, str]:
-    """One nested run per compared unit (an action, a channel, a policy) of the active run,
+    """One nested run per compared unit (an action, a segment, a channel, a policy) of the run,
     every one with the same metric names, so the runs table and chart view compare them side
     by side; tag `kind` names what a unit is. Returns the child run ids by unit."""
     ids = {}
