@@ -96,6 +96,9 @@ class Comparison:
     champion: float | None = None
     left_alone: str | None = None
     note: str | None = None
+    # the actions both model where fewer than the new model's (None: all of them): the figures
+    # are then means over these, not the run's `mean_<compare>`
+    shared: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -415,6 +418,7 @@ def compare_champion(
         uplift.gate_metric(evaluation, config.compare, common),
         uplift.gate_metric(table, config.compare, common),
         note=note,
+        shared=None if common == set(new.actions) else tuple(sorted(common)),
     )
 
 
@@ -477,13 +481,23 @@ def _decide(
         # passes" beside a model that does not beat it read as a contradiction (tester R)
         notes.append("no champion yet")
         return beats_random, "; ".join(notes)
+    # over the actions both model: the run's mean where they are all the new model's, else
+    # named, so two "mean qini_coefficient" figures in one reason are not two different means
+    shared = comparison.shared
+    if shared is None:
+        label = gate
+    elif len(shared) == 1:
+        label = f"{gate} over {shared[0]}, the one action both model,"
+    else:
+        label = f"{gate} over the {len(shared)} actions both model ({', '.join(shared)})"
     decision = decide_promotion(
         {config.compare: comparison.new},
         {config.compare: comparison.champion},
         GateConfig(compare=config.compare, baseline=None),
         str(comparison.label),
+        metric_label=label,
     )
-    notes.append(f"mean {decision.reason}")  # "<compare> 0.0123 beats uplift v1's ...", means
+    notes.append(decision.reason)  # "mean <compare> 0.0123 beats uplift v1's ...", margins
     return beats_random and decision.promote, "; ".join(notes)
 
 

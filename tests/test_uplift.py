@@ -505,6 +505,18 @@ def test_gate_compares_the_champion_over_the_actions_both_model(gate, tmp_path):
     win_back = uplift.gate_metric(evaluation, config.compare, {"win_back"})
     assert only.new == pytest.approx(win_back) and only.champion == pytest.approx(win_back)
     assert win_back != pytest.approx(metric)
+    # ...and the reason says so: its "mean qini_coefficient" was the run's, over 4 actions
+    # (review s18A #4: two different figures under one name in one sentence)
+    reason = _decide(config, metric, only, (), tuple(bundle.actions))[1]
+    assert f"; mean qini_coefficient over win_back, the one action both model, {win_back:.4f} " \
+        "does not beat uplift v1's" in reason  # fmt: skip
+    assert len(bundle.actions) == 2  # more shared actions, as compare_champion gives them
+    two = Comparison("uplift v1", 0.0123, 0.0098, shared=("recommendation", "win_back"))
+    assert _decide(config, metric, two)[1].endswith(
+        "; mean qini_coefficient over the 2 actions both model (recommendation, win_back) 0.0123 "
+        "beats uplift v1's 0.0098 (+0.0025)"
+    )
+    assert same.shared is None  # all the new model's: the run's own mean, said as before
     # No champion: beating a random ranking is enough, and the reason says only that (tester
     # R: "does not beat a random ranking's 0; no champion yet and every threshold passes")
     assert _decide(config, metric, Comparison())[0] == (round(metric, 4) > 0)

@@ -100,11 +100,14 @@ def decide_promotion(
     champion_label: str = "the champion",
     baseline: dict[str, float] | None = None,
     uncompared: bool = False,
+    metric_label: str | None = None,
 ) -> Decision:
     """Promote only a model that passes every threshold, beats the baseline (`gate.baseline`,
     BG/NBD by default) and strictly beats the champion on `gate.compare`, all measured on the
     same held-out snapshot. The reason gives every margin, either way. `uncompared`: there is
-    a champion, but its `champion` metrics could not be had (the caller says why)."""
+    a champion, but its `champion` metrics could not be had (the caller says why).
+    `metric_label`: what the reason calls the compared figure (by default `gate.compare`), for a
+    caller whose figure is another than the metric's own, e.g. a mean over some actions."""
     metric = gate.compare
     higher = HIGHER_IS_BETTER[metric]  # the gate's names are checked by GateConfig
     notes: list[str] = []
@@ -139,8 +142,8 @@ def decide_promotion(
                 "a tie in all but name"
             )
         notes.append(
-            f"{metric} {ours:.4f} {verdict} {label}'s {theirs:.4f} ({margin_text(ours, theirs)}"
-            f"{short})"
+            f"{metric_label or metric} {ours:.4f} {verdict} {label}'s {theirs:.4f} "
+            f"({margin_text(ours, theirs)}{short})"
         )
     passes = "every threshold passes" + ("" if promote else f", but {gate.baseline} is not beaten")
     if champion is None and not uncompared:
