@@ -16,6 +16,7 @@ from crm_ltv.experiments import ab, balance, cohorts, plots
 from crm_ltv.experiments.config import AbConfig, BalanceConfig, CohortConfig
 from crm_ltv.experiments.text import (
     OUTSIDE_CATALOGUE,
+    UNDRAWN,
     p_said,
     plan_note,
     plan_rates,
@@ -232,13 +233,22 @@ def _ab_headline(table: pd.DataFrame) -> str:
     differ = imbalanced_actions(table)
     wins, losses = _significant(table, 1), _significant(table, -1)
     compared = len(table) - len(differ)
+    # a win whose group sizes refute the expected split is counted, but named apart and never
+    # the largest: its own note says its lift cannot be trusted (review s18A #5)
+    mismatched = wins["srm_mismatch"].fillna(False).astype(bool)
+    trusted = wins.loc[~mismatched]
+    about = ([f"largest: {trusted.loc[trusted['lift_abs'].idxmax(), 'action']}"]
+             if len(trusted) else []) + (
+        [f"{', '.join(wins.loc[mismatched, 'action'])} with a sample-ratio mismatch: untrusted"]
+        if mismatched.any() else []
+    )  # fmt: skip
     parts = []
     if compared:
         parts.append(
             f"{len(wins)} of {plural(compared, 'action')}"
             + (" whose groups were alike" if differ else "")
             + " raise conversion significantly"
-            + (f" (largest: {wins.loc[wins['lift_abs'].idxmax(), 'action']})" if len(wins) else "")
+            + (f" ({'; '.join(about)})" if about else "")
         )
     if len(losses):
         parts.append(f"{len(losses)} lower it significantly ({', '.join(losses['action'])})")
@@ -355,13 +365,16 @@ def _ab_tags(
 
 
 def _ab_child_note(row: pd.Series, keys: list[str], differ: dict[str, str] | None = None) -> str:
-    """`differ`: the actions whose groups differ before the send (imbalanced_actions), said
-    after the lift."""
+    """The unit's sizes and lift as the CLI's line gives them, then what it flags (SRM, the
+    catalogue). `differ`: the actions whose groups differ before the send (imbalanced_actions),
+    said after the lift."""
     unit = ", ".join(f"{k} {row[k]}" for k in keys)
     sizes = f"{unit}: {int(row['n_treatment']):,} treated, {int(row['n_control']):,} controls"
     flags = _srm_said(row) + (
         "" if row["in_catalogue"] else f" Not in the action catalogue: {OUTSIDE_CATALOGUE}."
     )
+    if row.get("test") == ab.NOT_DRAWN:  # both groups there, neither drawn by chance
+        return f"{sizes}: every contact {UNDRAWN}.{flags}"
     if pd.isna(row.get("lift_abs")):
         return f"{sizes}: one group is empty, nothing to compare.{flags}"
     said = (differ or {}).get(str(row["action"]))

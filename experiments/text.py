@@ -13,6 +13,12 @@ from crm_ltv.features.actions import DECISIONS, misspelt_action
 # What an action outside the catalogue misses (the CLI's footnote, a child run's note).
 OUTSIDE_CATALOGUE = "no uplift model or policy uses it"
 
+# An action whose every contact was drawn at a share of 0 or 1 (ab.NOT_DRAWN), in words.
+UNDRAWN = (
+    "drawn at a treatment share of 0 or 1 (expected_treatment_share): no group drawn by "
+    "chance, so no lift is measured"
+)
+
 
 def _points(value: float, scale: float = 100.0, sign: str = "+") -> str:
     return "-" if math.isnan(value) else f"{value * scale:{sign}.2f}"
@@ -101,8 +107,7 @@ def design_lines(table: pd.DataFrame) -> list[str]:
         contacts = r["n_treatment"] + r["n_control"]
         if test == NOT_DRAWN:
             lines.append(
-                f"{r['action']}: all {contacts:,} contacts drawn at a treatment share of 0 or 1 "
-                "(expected_treatment_share): no group drawn by chance, so no lift is measured "
+                f"{r['action']}: all {contacts:,} contacts {UNDRAWN} "
                 "(their difference is the selection)"
             )
             continue

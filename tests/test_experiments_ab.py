@@ -531,6 +531,12 @@ def test_run_notes_give_p_values_and_payback_as_the_tables_do():
                      "in_catalogue": True})  # fmt: skip
     note = _ab_child_note(row, ["action"])
     assert "p < 0.0001, Holm-adjusted p = 0.8999." in note, note
+    # review s18A #6: drawn at shares 0 and 1 only, both groups there: not "one group is empty"
+    undrawn = _ab_child_note(pd.Series({**row, "lift_abs": np.nan, "test": NOT_DRAWN}), ["action"])
+    assert undrawn == (
+        "action win_back: 10 treated, 9 controls: every contact drawn at a treatment share of 0 "
+        "or 1 (expected_treatment_share): no group drawn by chance, so no lift is measured."
+    )
     channel = SimpleNamespace(channel="affiliate", customers=5, mean_cac=9.29,
                               historic_ltv_to_cac=51.8, payback_months=0.0)  # fmt: skip
     assert "paid back within the month of the first purchase" in _channel_note(
@@ -539,6 +545,27 @@ def test_run_notes_give_p_values_and_payback_as_the_tables_do():
     later = SimpleNamespace(**{**vars(channel), "payback_months": 1.0})
     assert "paid back 1 month after the month of the first purchase" in _channel_note(
         later, CohortConfig()
+    )
+
+
+def test_the_ab_headline_names_no_win_with_a_sample_ratio_mismatch_the_largest():
+    """Review s18A #5: recommendation (3,442/2,021 contacts, SRM p < 0.0001, "the lift cannot
+    be trusted" in its own note) was the headline's "largest" win. It is counted, as the plot
+    and `actions_significant_win` count it, but named apart."""
+    from crm_ltv.experiments.jobs import _ab_headline
+
+    table = pd.DataFrame(
+        {"action": ["recommendation", "win_back", "thank_you"], "significant": [True, True, False],
+         "lift_abs": [0.12, 0.03, 0.0], "srm_mismatch": [True, False, False]}
+    )  # fmt: skip
+    assert _ab_headline(table) == (
+        "2 of 3 actions raise conversion significantly (largest: win_back; recommendation with "
+        "a sample-ratio mismatch: untrusted); sample-ratio mismatch in recommendation."
+    )
+    only = table.assign(significant=[True, False, False])
+    assert _ab_headline(only).startswith(
+        "1 of 3 actions raise conversion significantly (recommendation with a sample-ratio "
+        "mismatch: untrusted);"
     )
 
 
