@@ -209,7 +209,7 @@ def _user_errors(command: F) -> F:
 # LightGBM's words when the network between lightgbm.dask's workers fails: a worker lost
 # mid-training ("Socket recv error, Connection reset by peer"), one that cannot be reached,
 # a port taken. Not a setting of the user's (they were worded as one, tester L).
-_LIGHTGBM_NETWORK = ("Socket ", "Binding port", "to rank")
+_LIGHTGBM_NETWORK = ("Socket ", "Binding port")
 
 
 def _lightgbm_said(exc: Exception) -> str:
@@ -219,7 +219,8 @@ def _lightgbm_said(exc: Exception) -> str:
         return (
             f"LightGBM's training on the cluster lost a worker, or the network between the "
             f"workers broke ({said}): run the command again (a worker that keeps dying: its "
-            "log says why, e.g. its memory limit)"
+            "log says why, e.g. its memory limit; a port taken: train.yaml's "
+            "local_listen_port, if set)"
         )
     return f"LightGBM refused a setting (params in configs/train.yaml or the tuned ones): {said}"
 

@@ -144,7 +144,7 @@ def connect(scheduler: str | None, progress: Progress) -> Iterator[Client]:
                     "the command's work on the cluster is lost: check that the scheduler still "
                     "runs (its log says why it stopped) and is reachable from here, then run "
                     "the command again"
-                ) from None
+                ) from exc  # a stop behind it stays the outcome (exit 130, 143)
         return
     workers, dashboard = os.cpu_count() or 1, _dashboard_address()
     try:
@@ -243,9 +243,13 @@ def _connection_lost(client: Client, exc: Exception) -> bool:
     """Whether `exc` is the client's connection to a remote scheduler lost mid-run (a scheduler
     that stopped, a network that broke): Dask cancels the futures it has
     ("scheduler-connection-lost"), those submitted after when it gives up reconnecting, and a
-    call on the closed comm raises CommClosedError (each was a 112-line traceback)."""
+    call on the closed comm raises CommClosedError (each was a 112-line traceback). A client
+    that gave up (its reconnect window, 30 s, passed while the command worked on its own) is
+    closed: its next call fails as it may (ClosedClientError, KeyError 'workers', ...)."""
     cancelled = (FutureCancelledError, FuturesCancelledError)
-    if client.status != "running":  # still reconnecting, or closed after it could not
+    if client.status in ("closing", "closed"):
+        return not isinstance(exc, (ConfigError, DataError))  # the command's own, as said
+    if client.status != "running":  # still reconnecting
         return isinstance(exc, (*cancelled, OSError))  # CommClosedError is an OSError
     lost = "scheduler-connection-lost"  # and reconnected since: the futures are gone
     if isinstance(exc, FutureCancelledError):

@@ -392,7 +392,8 @@ def test_lightgbms_network_errors_are_not_worded_as_a_setting_it_refused(capsys)
     assert capsys.readouterr().err == (
         "error: LightGBM's training on the cluster lost a worker, or the network between the "
         f"workers broke (Binding port {port} failed): run the command again (a worker that "
-        "keeps dying: its log says why, e.g. its memory limit)\n"
+        "keeps dying: its log says why, e.g. its memory limit; a port taken: train.yaml's "
+        "local_listen_port, if set)\n"
     )
     with pytest.raises(typer.Exit) as exit_:
         command({"num_leaves": 1})

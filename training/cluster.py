@@ -89,6 +89,7 @@ from crm_ltv.training.scoring import Champions, score_customers
 Progress = Callable[[str], None]
 EVAL_ROWS = 200_000  # validation and test customers sampled to the client
 PARTS = ("train", "valid", "test")
+LINK_TIMEOUT_MINUTES = 10  # lightgbm.dask's time_out: far above the seconds workers take to link
 
 
 @dataclass(frozen=True)
@@ -355,6 +356,9 @@ def _fit_booster(
     extra = {} if kind == "churn" else {"tweedie_variance_power": config.ltv.tweedie_variance_power}
     params = model.lgb_params("binary" if kind == "churn" else "tweedie", extra)
     params.pop("num_threads")  # lightgbm.dask uses each worker's threads
+    # minutes a worker waits for the others to link (lightgbm.dask reads this name only): its
+    # 120 kept a worker waiting two hours for one lost before the link; train.yaml's wins
+    params.setdefault("time_out", LINK_TIMEOUT_MINUTES)
     params["n_estimators"] = rounds or settings.n_estimators
     estimator = (DaskLGBMClassifier if kind == "churn" else DaskLGBMRegressor)(
         client=client, **params
