@@ -56,6 +56,10 @@ def lift_plot(
     if "balance_imbalanced" in table:
         differ = differ | table["balance_imbalanced"].eq(True).to_numpy()
     mismatch = table["srm_mismatch"].fillna(False).astype(bool).to_numpy()
+    # a row with no lift (one group, or none drawn by chance) has no point: said beside its
+    # label as the CLI's line says it, not marked with its action's verdict (tester Z)
+    alone = np.isnan(lift)
+    differ = differ & ~alone
     colour = np.where(significant, np.where(lift < 0, "tab:red", "tab:blue"), "tab:gray")
     colour = np.where(differ, IMBALANCED_COLOUR, colour)
     ax.hlines(y, low, high, colors=colour, lw=2)
@@ -65,8 +69,8 @@ def lift_plot(
     ax.scatter(lift, y, c=colour, zorder=3)
     ax.axvline(0, color="k", lw=0.8)
     marks = [
-        " ".join(([IMBALANCED_MARK] if d else []) + ([SRM_MARK] if m else []))
-        for d, m in zip(differ, mismatch, strict=True)
+        " ".join(([IMBALANCED_MARK] if d else []) + ([SRM_MARK] if m else []) + lone)
+        for d, m, lone in zip(differ, mismatch, _without_lift(table, alone), strict=True)
     ]
     ax.set_yticks(y, [f"{t}  {m}" if m else t for t, m in zip(labels, marks, strict=True)])
     ax.set(
@@ -74,7 +78,7 @@ def lift_plot(
         xlabel="lift (percentage points); significant: blue a gain, red a loss"
         + (" (Holm-adjusted p)" if column == "significant_holm" else ""),
     )
-    shown = [c for c in VERDICTS if c in set(colour)]
+    shown = [c for c in VERDICTS if c in set(colour[~alone])]
     handles = [Line2D([], [], color=c, marker="o", lw=2, label=VERDICTS[c]) for c in shown]
     if mismatch.any():
         handles.append(
@@ -89,6 +93,22 @@ def lift_plot(
     if panel < PANEL_WIDTH_IN:
         fig.set_figwidth(fig.get_figwidth() + PANEL_WIDTH_IN - panel)
     return fig
+
+
+def _without_lift(table: pd.DataFrame, alone: np.ndarray) -> list[list[str]]:
+    """Per row, why it has no lift, where it has none: the group it lacks (as the CLI's SRM
+    column says it), else that no group was drawn by chance (shares of 0 and 1 only)."""
+    said = []
+    for (_, row), none in zip(table.iterrows(), alone, strict=True):
+        if not none:
+            said.append([])
+        elif row.get("n_control", 1) == 0:
+            said.append(["[no control group]"])
+        elif row.get("n_treatment", 1) == 0:
+            said.append(["[no treatment group]"])
+        else:
+            said.append(["[no group drawn by chance]"])
+    return said
 
 
 def retention_heatmap(retention: pd.DataFrame) -> Figure:

@@ -490,6 +490,34 @@ def test_the_lift_plot_keeps_its_panel_wide_beside_long_marked_labels():
     assert panel(marked) >= panel(unmarked) - 0.01
 
 
+def test_a_row_without_a_lift_says_why_and_not_its_actions_verdict():
+    """Tester Z: a segment with no control group was an empty row marked `[imbalanced]` (its
+    action's verdict), with nothing of the group it lacks, which the CLI's line says."""
+    from crm_ltv.experiments.plots import lift_plot
+
+    nan = float("nan")
+    table = pd.DataFrame(
+        [{"action": "win_back", "stage": "loyal", "lift_abs": 0.05, "lift_abs_low": 0.01,
+          "lift_abs_high": 0.09, "significant_holm": True, "srm_mismatch": False,
+          "n_treatment": 40, "n_control": 40},
+         {"action": "win_back", "stage": "new", "lift_abs": nan, "lift_abs_low": nan,
+          "lift_abs_high": nan, "significant_holm": nan, "srm_mismatch": False,
+          "n_treatment": 4, "n_control": 0},
+         {"action": "thank_you", "stage": "new", "lift_abs": nan, "lift_abs_low": nan,
+          "lift_abs_high": nan, "significant_holm": nan, "srm_mismatch": False,
+          "n_treatment": 5, "n_control": 3}]
+    )  # fmt: skip
+    figure = lift_plot(table, ["action", "stage"], {"win_back"})
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert labels == [
+        "win_back / loyal  [imbalanced]",
+        "win_back / new  [no control group]",
+        "thank_you / new  [no group drawn by chance]",
+    ]
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert legend == ["[imbalanced] not causal: the groups differ before the send"]  # no grey
+
+
 def test_a_plan_shows_the_lift_it_was_asked_and_says_when_ab_would_test_it_exactly():
     """Tester I: a lift of 0.0001 read '9.00% -> 9.00% (+0.0% relative, +0.00 points)', and 7
     customers per group came without a word on the approximation behind it. Review: a target
