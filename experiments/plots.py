@@ -15,6 +15,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from crm_ltv.experiments.text import NONE_DRAWN, group_lacking
+
 # The lift plot's colours, each a verdict, and what its legend says of it.
 IMBALANCED_COLOUR = "tab:orange"
 VERDICTS = {  # colour -> what it says in the legend
@@ -98,17 +100,12 @@ def lift_plot(
 def _without_lift(table: pd.DataFrame, alone: np.ndarray) -> list[list[str]]:
     """Per row, why it has no lift, where it has none: the group it lacks (as the CLI's SRM
     column says it), else that no group was drawn by chance (shares of 0 and 1 only)."""
-    said = []
-    for (_, row), none in zip(table.iterrows(), alone, strict=True):
-        if not none:
-            said.append([])
-        elif row.get("n_control", 1) == 0:
-            said.append(["[no control group]"])
-        elif row.get("n_treatment", 1) == 0:
-            said.append(["[no treatment group]"])
-        else:
-            said.append(["[no group drawn by chance]"])
-    return said
+    return [
+        [f"[{group_lacking(row.get('n_treatment', 1), row.get('n_control', 1)) or NONE_DRAWN}]"]
+        if none
+        else []
+        for (_, row), none in zip(table.iterrows(), alone, strict=True)
+    ]
 
 
 def retention_heatmap(retention: pd.DataFrame) -> Figure:

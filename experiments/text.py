@@ -14,10 +14,20 @@ from crm_ltv.features.actions import DECISIONS, misspelt_action
 OUTSIDE_CATALOGUE = "no uplift model or policy uses it"
 
 # An action whose every contact was drawn at a share of 0 or 1 (ab.NOT_DRAWN), in words.
+NONE_DRAWN = "no group drawn by chance"
 UNDRAWN = (
-    "drawn at a treatment share of 0 or 1 (expected_treatment_share): no group drawn by "
-    "chance, so no lift is measured"
+    f"drawn at a treatment share of 0 or 1 (expected_treatment_share): {NONE_DRAWN}, so no "
+    "lift is measured"
 )
+
+
+def group_lacking(n_treatment: float, n_control: float) -> str | None:
+    """The group a comparison has no contact in, as the SRM column and the lift plot say it."""
+    if n_control == 0:
+        return "no control group"
+    if n_treatment == 0:
+        return "no treatment group"
+    return None
 
 
 def _points(value: float, scale: float = 100.0, sign: str = "+") -> str:
@@ -58,6 +68,7 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
     rows = []
     for r in table.to_dict("records"):
         nan = float("nan")
+        lacking = group_lacking(r["n_treatment"], r["n_control"])
         rows.append(
             {
                 **{
@@ -81,8 +92,7 @@ def format_ab(table: pd.DataFrame, keys: list[str]) -> str:
                     _p(r["srm_p_value"]) if srm_tested(r["n_treatment"], r["n_control"]) else "-"
                 )
                 + (" MISMATCH" if r["srm_mismatch"] else "")
-                + (" (no control group)" if r["n_control"] == 0 else "")
-                + (" (no treatment group)" if r["n_treatment"] == 0 else ""),
+                + (f" ({lacking})" if lacking else ""),
                 **({"balance: worst SMD": _balance(r)} if "balance_smd" in r else {}),
             }
         )
