@@ -200,13 +200,13 @@ def _data_said(sources: Sequence[Path], digest: str) -> str:
     of its files'), and the run's `data_sha256` where it is not that one file's: the
     combined hash of transactions and customers read as the transactions file's sha256
     (tester J)."""
-    said = []
-    for source in sources:
-        parts = input_files(source)
-        what = "sha256" if len(parts) == 1 else f"hash of its {len(parts)} files"
-        said.append(f"`{source}` ({what} `{file_sha256(source)[:12]}`)")
-    files = " and ".join(said)
-    if len(sources) == 1 and len(input_files(sources[0])) == 1:
+    counts = [len(input_files(source)) for source in sources]
+    files = " and ".join(
+        f"`{source}` ({'sha256' if n == 1 else f'hash of its {n} files'} "
+        f"`{file_sha256(source)[:12]}`)"
+        for source, n in zip(sources, counts, strict=True)
+    )
+    if counts == [1]:
         return files  # its sha256 is the data_sha256
     return f"{files}, data_sha256 `{digest[:12]}` (the run's tag: the hash of them all)"
 
